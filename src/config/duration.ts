@@ -1,0 +1,10 @@
+/** Durations in config: "500ms", "2s", "5m", "1h", "1d", or a bare number of seconds. */
+const UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** Milliseconds, or undefined when the text is not a duration. */
+export function parseDuration(v: string | number): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? v * 1000 : undefined
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(v.trim())
+  if (!m) return undefined
+  return Number(m[1]) * UNITS[m[2]!]!
+}

@@ -1,0 +1,106 @@
+import { z } from 'zod'
+import { isIP } from 'node:net'
+import { parseDuration } from './duration.js'
+import { parseCidr } from '../policy/cidr.js'
+
+/** A duration written as "2s"/"1d"/…, turned into milliseconds. */
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDuration(v)
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration; write e.g. 500ms, 2s, 5m, 1h, 1d` })
+    return z.NEVER
+  }
+  return ms
+})
+
+const cidr = z.string().refine(s => parseCidr(s) !== undefined, {
+  message: 'not a CIDR or address; write e.g. 10.0.0.0/8, 192.168.1.7 or fc00::/7',
+})
+
+/** host:port, with IPv6 in brackets: "127.0.0.1:1053", "[::1]:53". */
+const hostPort = z.string().refine(s => splitHostPort(s) !== undefined, {
+  message: 'not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53',
+})
+
+const upstream = z.string().refine(s => /^(udp|tcp):\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+)(:\d{1,5})?$/.test(s), {
+  message: 'not an upstream URL; write udp://IP[:PORT] or tcp://IP[:PORT] (IPv6 in brackets)',
+})
+
+const action = z.enum(['block', 'sinkhole', 'alert'])
+const groupAction = z.enum(['block', 'sinkhole', 'alert', 'off'])
+const listName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'list names are lowercase letters, digits, - and _')
+
+export const configSchema = z.strictObject({
+  dns: z.strictObject({
+    listen: z.array(hostPort).default(['127.0.0.1:1053']),
+    upstreams: z.array(upstream).min(1).optional(),
+    timeout: duration.default(2000),
+    cache: z.strictObject({
+      maxEntries: z.number().int().min(0).default(100_000),
+      minTtl: duration.default(0),
+      maxTtl: duration.default(86_400_000),
+    }).prefault({}),
+    allowClients: z.array(cidr).default(['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7']),
+    blockResponse: z.enum(['nxdomain', 'refused', 'nodata']).default('nxdomain'),
+    rateLimit: z.strictObject({
+      qps: z.number().min(0).default(0),          // per client; 0 = off
+      burst: z.number().int().min(1).default(200),
+    }).prefault({}),
+    maxInFlight: z.number().int().min(1).default(10_000),
+    tcp: z.strictObject({
+      idleTimeout: duration.default(10_000),
+      maxConnections: z.number().int().min(1).default(1000),
+    }).prefault({}),
+    dohCanary: z.boolean().default(true),          // use-application-dns.net → NXDOMAIN
+    blockDdr: z.boolean().default(true),           // _dns.resolver.arpa → NODATA
+  }).prefault({}),
+  proxy: z.strictObject({
+    listen: z.array(hostPort).default(['127.0.0.1:3128']),
+    parent: z.string().url().nullable().default(null),
+    connectPorts: z.array(z.number().int().min(1).max(65535)).default([443]),
+    allowDestinations: z.array(cidr).default([]),
+    allowClients: z.array(cidr).optional(),         // defaults to dns.allowClients
+    trustForwardedFrom: z.array(cidr).default([]),
+    headerTimeout: duration.default(10_000),
+    helloTimeout: duration.default(10_000),
+    idleTimeout: duration.default(300_000),
+    maxHeaderBytes: z.number().int().min(1024).default(16_384),
+    maxConnections: z.number().int().min(1).default(4096),
+  }).prefault({}),
+  admin: z.strictObject({ listen: hostPort.nullable().default('127.0.0.1:9153') }).prefault({}),
+  sinkhole: z.strictObject({
+    ipv4: z.string().refine(s => isIP(s) === 4, 'not an IPv4 address').default('0.0.0.0'),
+    ipv6: z.string().refine(s => isIP(s) === 6, 'not an IPv6 address').default('::'),
+    ttl: duration.default(60_000),
+    listen: z.array(hostPort).default([]),
+  }).prefault({}),
+  lists: z.record(listName, z.strictObject({
+    files: z.array(z.string()).default([]),
+    urls: z.array(z.string().url()).default([]),
+    refresh: duration.default(86_400_000),
+    action: action.default('block'),
+  })).optional(),
+  groups: z.array(z.strictObject({
+    name: z.string().min(1),
+    clients: z.array(cidr).min(1),
+    actions: z.record(z.string(), groupAction).default({}),
+  })).default([]),
+  log: z.strictObject({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    queries: z.enum(['matched', 'all']).default('matched'),
+  }).prefault({}),
+})
+
+export type ConfigInput = z.input<typeof configSchema>
+export type ParsedConfig = z.output<typeof configSchema>
+
+/** "127.0.0.1:1053" → { host, port }; "[::1]:53" → { host: '::1', port: 53 }. */
+export function splitHostPort(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s)
+  if (!m) return undefined
+  const port = Number(m[3])
+  if (port > 65535) return undefined
+  const host = (m[1] ?? m[2])!
+  if (m[1] !== undefined && isIP(host) !== 6) return undefined
+  return { host, port }
+}

@@ -1,0 +1,42 @@
+import type { Decision } from '../policy/types.js'
+
+/** What a server reports about one decided query or connection; observe/ turns it into ECS. */
+export interface DecisionEvent {
+  readonly message: 'dns.query' | 'proxy.connect' | 'proxy.http' | 'sinkhole.capture'
+  readonly decision: Decision
+  readonly client: { readonly ip: string; readonly port: number }
+  readonly transport: 'udp' | 'tcp'
+  readonly durationNs: number
+  readonly dns?: {
+    readonly name: string              // the question as asked (normalized)
+    readonly type: string              // 'A', 'AAAA', …
+    readonly rcode: string             // 'NOERROR', 'NXDOMAIN', …
+    readonly upstream?: string
+    readonly cacheHit?: boolean
+  }
+  readonly destination?: { readonly domain?: string; readonly ip?: string; readonly port?: number }
+  readonly sni?: string
+  readonly urlDomain?: string
+  /** Anything else worth a field (bytes, mismatch, …), already ECS-shaped or under `tunnelguard`. */
+  readonly extra?: Readonly<Record<string, unknown>>
+}
+
+/** The evidence sink every server writes to: log line, metrics, live client table, alerts. */
+export interface Evidence {
+  /** One decision. Logged when the action is not `pass`, or always with `log.queries: all`. */
+  decision(ev: DecisionEvent): void
+  /** An operational message (start, stop, upstream down, rate limited, …). */
+  info(msg: string, fields?: Record<string, unknown>): void
+  warn(msg: string, fields?: Record<string, unknown>): void
+  error(msg: string, fields?: Record<string, unknown>): void
+  readonly counters: Counters
+}
+
+/** Counters the servers bump; observe/ backs them with a private Prometheus registry. */
+export interface Counters {
+  cacheLookup(hit: boolean): void
+  upstream(upstream: string, outcome: 'ok' | 'timeout' | 'error', seconds: number): void
+  dropped(reason: 'ratelimit' | 'malformed' | 'overload' | 'refused' | 'mismatch'): void
+  proxyBytes(direction: 'up' | 'down', bytes: number): void
+  connections(kind: 'dns-tcp' | 'proxy', delta: 1 | -1): void
+}

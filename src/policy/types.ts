@@ -1,0 +1,29 @@
+import type { Entry, SigmaRef } from '../match/types.js'
+
+/** What a list (or a group's override) says to do with a match. */
+export type Action = 'block' | 'sinkhole' | 'alert'
+export type GroupAction = Action | 'off'
+
+/** The outcome: `pass` is an unlisted name, `allow` an allow-exception match. */
+export type Outcome = 'block' | 'sinkhole' | 'alert' | 'allow' | 'pass'
+
+/** Where the name was seen (the log's `tunnelguard.matched_on`). */
+export type Where = 'qname' | 'cname' | 'connect' | 'sni' | 'host' | 'url'
+
+export interface Decision {
+  readonly action: Outcome
+  /** One line a person can read: why this action. */
+  readonly reason: string
+  readonly group: string           // 'default' when no group matched
+  readonly name: string            // the normalized name decided (or the raw one if unparseable)
+  readonly where: Where
+  readonly entry?: Entry           // the entry that decided it
+  readonly list?: string
+  readonly sigma?: SigmaRef
+  readonly unparseable?: boolean
+}
+
+/** Severity order for precedence: higher wins. */
+export const SEVERITY: Readonly<Record<Outcome, number>> = {
+  pass: 0, allow: 0, alert: 1, sinkhole: 2, block: 3,
+}
