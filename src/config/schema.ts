@@ -22,7 +22,15 @@ const hostPort = z.string().refine(s => splitHostPort(s) !== undefined, {
   message: 'not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53',
 })
 
-const upstream = z.string().refine(s => /^(udp|tcp):\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+)(:\d{1,5})?$/.test(s), {
+/** udp://IP[:PORT] or tcp://IP[:PORT], IPv6 in brackets. */
+export function isUpstreamUrl(s: string): boolean {
+  const m = /^(udp|tcp):\/\/(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))(?::(\d{1,5}))?$/.exec(s)
+  if (!m) return false
+  if (m[4] !== undefined && (Number(m[4]) < 1 || Number(m[4]) > 65535)) return false
+  return m[2] !== undefined ? isIP(m[2]) === 6 : isIP(m[3]!) === 4
+}
+
+const upstream = z.string().refine(isUpstreamUrl, {
   message: 'not an upstream URL; write udp://IP[:PORT] or tcp://IP[:PORT] (IPv6 in brackets)',
 })
 

@@ -1,0 +1,141 @@
+import t from 'tap'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { AppError } from '../../src/errors.js'
+import { builtinConfig, loadConfig, parseConfigText } from '../../src/config/load.js'
+import { parseDuration } from '../../src/config/duration.js'
+import { keysAt, formatPath } from '../../src/config/errors.js'
+import { isUpstreamUrl, splitHostPort } from '../../src/config/schema.js'
+import { upstreamsFromResolvConf, SHIPPED_LISTS } from '../../src/config/resolve.js'
+
+function errorsOf(fn: () => unknown): { e: AppError; details: string[] } {
+  try { fn() } catch (e) { if (e instanceof AppError) return { e, details: [...e.details] } ; throw e }
+  throw new Error('expected an AppError')
+}
+
+t.test('the built-in config: DESIGN defaults, resolv.conf upstreams, shipped lists', async t => {
+  const dir = t.testdir({ 'resolv.conf': '# c\nnameserver 127.0.0.53\nnameserver ::1\nnameserver fe80::1%eth0\nsearch x\nnameserver bogus\n' })
+  const c = builtinConfig({ resolvConf: join(dir, 'resolv.conf') })
+  t.equal(c.source, 'built-in')
+  t.same(c.dns.listen, ['127.0.0.1:1053'])
+  t.same(c.proxy.listen, ['127.0.0.1:3128'])
+  t.equal(c.admin.listen, '127.0.0.1:9153')
+  t.same(c.dns.upstreams, ['udp://127.0.0.53:53', 'udp://[::1]:53', 'udp://[fe80::1]:53'])
+  t.equal(c.dns.timeout, 2000)
+  t.equal(c.dns.blockResponse, 'nxdomain')
+  t.equal(c.lists.ngrok!.action, 'sinkhole', 'the built-in config sinkholes ngrok (DESIGN §4)')
+  t.equal(c.lists.tunnels!.action, 'alert')
+  t.same(c.lists.ngrok!.files, [join(SHIPPED_LISTS, 'ngrok.txt')])
+  t.equal(c.sinkhole.ipv4, '0.0.0.0')
+  t.equal(c.sinkhole.ipv6, '::')
+  t.ok(Object.isFrozen(c.dns), 'frozen')
+  t.same(builtinConfig({ resolvConf: join(dir, 'missing') }).dns.upstreams, [], 'no resolv.conf: no upstreams')
+  t.same(upstreamsFromResolvConf('nameserver 10.0.0.1\n'), ['udp://10.0.0.1:53'])
+})
+
+t.test('a valid file: relative list paths resolve from the config file, durations in ms', async t => {
+  const dir = t.testdir({
+    'tg.yaml': `dns:\n  upstreams: ["udp://127.0.0.1:5399", "tcp://[::1]:53"]\n  timeout: 500ms\n  cache: { maxTtl: 1h }\nlists:\n  mine: { files: [lists/a.txt], action: alert }\ngroups:\n  - { name: devops, clients: [10.20.0.0/16], actions: { mine: off } }\n`,
+  })
+  const c = loadConfig(join(dir, 'tg.yaml'))
+  t.equal(c.dns.timeout, 500)
+  t.equal(c.dns.cache.maxTtl, 3_600_000)
+  t.same(c.lists.mine!.files, [join(dir, 'lists/a.txt')])
+  t.same(Object.keys(c.lists), ['mine'], 'a config that names lists replaces the shipped ones')
+  t.equal(c.groups[0]!.actions.mine, 'off')
+  t.same(c.dns.upstreams, ['udp://127.0.0.1:5399', 'tcp://[::1]:53'])
+})
+
+t.test('five different mistakes: all listed with path and line, nothing starts', async t => {
+  const text = [
+    'dns:',
+    '  listen: ["127.0.0.1:1053", "nope"]',      // 2
+    '  timeout: 2 seconds',                       // 3
+    '  blockResponse: drop',                      // 4
+    '  cache: { maxEntries: 100, bogus: 1 }',     // 5
+    'groups:',
+    '  - { name: devops, clients: [10.20.0.0/16, 10.300.0.0/16] }', // 7
+    'lists:',
+    '  ngrok: { files: [a.txt], action: deny }',  // 9
+  ].join('\n')
+  const { e, details } = errorsOf(() => parseConfigText(text, 'tg.yaml'))
+  t.equal(e.code, 'CONFIG_INVALID')
+  t.match(e.message, /6 errors/)
+  const want: [RegExp, string][] = [
+    [/^tg\.yaml:2: dns\.listen\[1\]: not HOST:PORT/, 'listen'],
+    [/^tg\.yaml:3: dns\.timeout: "2 seconds" is not a duration; write e\.g\. 500ms/, 'duration'],
+    [/^tg\.yaml:4: dns\.blockResponse: invalid value; expected one of "nxdomain", "refused", "nodata"/, 'enum'],
+    [/^tg\.yaml:5: dns\.cache\.bogus: unknown key "bogus"; valid keys here: maxEntries, minTtl, maxTtl/, 'unknown key'],
+    [/^tg\.yaml:7: groups\[0\]\.clients\[1\]: not a CIDR/, 'cidr'],
+    [/^tg\.yaml:9: lists\.ngrok\.action: invalid value; expected one of "block", "sinkhole", "alert"/, 'action'],
+  ]
+  for (const [re, what] of want) t.ok(details.some(d => re.test(d)), `${what} reported`)
+})
+
+t.test('cross-section mistakes are reported once the shape is right', async t => {
+  const text = 'lists:\n  a: { files: [x.txt] }\n  b: { action: alert }\ngroups:\n  - { name: g, clients: [10.0.0.0/8], actions: { c: off } }\n  - { name: g, clients: [::1] }\ndns:\n  cache: { minTtl: 2d, maxTtl: 1d }\n'
+  const { details } = errorsOf(() => parseConfigText(text, 'c.yaml'))
+  t.ok(details.some(d => /c\.yaml:5: groups\[0\]\.actions\.c: no list named "c"; configured lists: a, b/.test(d)))
+  t.ok(details.some(d => /c\.yaml:6: groups\[1\]\.name: duplicate group name "g"/.test(d)))
+  t.ok(details.some(d => /c\.yaml:3: lists\.b: a list needs at least one entry in files or urls/.test(d)))
+  t.ok(details.some(d => /dns\.cache\.minTtl: minTtl is larger than maxTtl/.test(d)))
+  const shipped = errorsOf(() => parseConfigText('groups:\n  - { name: g, clients: [::1], actions: { nope: off } }\n', 'd.yaml'))
+  t.match(shipped.details[0], /configured lists: ngrok, tunnels/)
+})
+
+t.test('YAML syntax errors, non-mappings, unreadable files', async t => {
+  const y = errorsOf(() => parseConfigText('dns:\n  listen: [\n', 'y.yaml'))
+  t.match(y.e.message, /invalid YAML/)
+  t.match(y.details[0], /^y\.yaml:\d+: YAML: /)
+  t.match(errorsOf(() => parseConfigText('- a\n- b\n', 'l.yaml')).details[0], /must be a mapping/)
+  t.match(errorsOf(() => parseConfigText('dns: 1\nfoo: 2\n', 'u.yaml')).details.join('\n'), /u\.yaml:2: foo: unknown key "foo"; valid keys here: dns, proxy, admin, sinkhole, lists, groups, log/)
+  t.match(errorsOf(() => loadConfig('/nonexistent/tg.yaml')).e.message, /cannot read config: ENOENT/)
+  t.equal(parseConfigText('', 'empty.yaml').dns.listen[0], '127.0.0.1:1053', 'an empty file is the defaults')
+})
+
+t.test('helpers: durations, host:port, upstream URLs, schema paths', async t => {
+  t.equal(parseDuration('500ms'), 500)
+  t.equal(parseDuration('1.5s'), 1500)
+  t.equal(parseDuration('1d'), 86_400_000)
+  t.equal(parseDuration(3), 3000)
+  t.equal(parseDuration(-1), undefined)
+  t.equal(parseDuration('3 s'), undefined)
+  t.same(splitHostPort('[::1]:53'), { host: '::1', port: 53 })
+  t.same(splitHostPort('localhost:80'), { host: 'localhost', port: 80 })
+  t.equal(splitHostPort('[nope]:53'), undefined)
+  t.equal(splitHostPort('1.2.3.4:99999'), undefined)
+  t.equal(splitHostPort('1.2.3.4'), undefined)
+  t.ok(isUpstreamUrl('udp://127.0.0.1'))
+  t.ok(isUpstreamUrl('tcp://[::1]:5353'))
+  t.notOk(isUpstreamUrl('udp://[127.0.0.1]:53'))
+  t.notOk(isUpstreamUrl('udp://::1:53'))
+  t.notOk(isUpstreamUrl('udp://1.2.3.4:0'))
+  t.notOk(isUpstreamUrl('https://1.1.1.1/dns-query'))
+  t.notOk(isUpstreamUrl('udp://999.1.1.1'))
+  t.same(keysAt(['dns', 'cache']), ['maxEntries', 'minTtl', 'maxTtl'])
+  t.ok(keysAt(['groups', 0])!.includes('actions'))
+  t.ok(keysAt(['lists', 'x'])!.includes('files'))
+  t.equal(keysAt(['dns', 'listen']), undefined)
+  t.equal(keysAt(['dns', 'nope']), undefined)
+  t.equal(keysAt(['dns', 'listen', 0, 'x']), undefined)
+  t.equal(formatPath([]), '(top level)')
+  t.equal(formatPath(['groups', 0, 'clients', 1]), 'groups[0].clients[1]')
+})
+
+t.test('a config file with every section round-trips', async t => {
+  const dir = t.testdir()
+  const f = join(dir, 'full.yaml')
+  writeFileSync(f, [
+    'dns: { listen: ["[::1]:1053"], upstreams: ["udp://127.0.0.1:53"], blockResponse: refused, allowClients: [127.0.0.0/8] }',
+    'proxy: { listen: [], parent: "http://127.0.0.1:8080", connectPorts: [443, 8443] }',
+    'admin: { listen: null }',
+    'sinkhole: { ipv4: 192.0.2.1, ipv6: "2001:db8::1", ttl: 5m }',
+    'log: { level: warn, queries: all }',
+  ].join('\n'))
+  const c = loadConfig(f)
+  t.equal(c.admin.listen, null)
+  t.equal(c.proxy.parent, 'http://127.0.0.1:8080')
+  t.equal(c.sinkhole.ttl, 300_000)
+  t.equal(c.log.queries, 'all')
+  t.same(c.proxy.listen, [])
+})
