@@ -9,6 +9,7 @@ import { createMetrics } from './observe/metrics.js'
 import { startProxy } from './proxy/server.js'
 import { startSinkholeCapture } from './proxy/sinkhole-capture.js'
 import { applyOverrides, createReloader, type Overrides } from './reload.js'
+import { createRemoteLists } from './remote-lists.js'
 import { buildSnapshot } from './snapshot.js'
 import type { Snapshot } from './snapshot-types.js'
 
@@ -39,18 +40,22 @@ export interface Running {
 export async function serve(opts: ServeOptions): Promise<Running> {
   const overrides = opts.overrides ?? {}
   const config = applyOverrides(loadConfig(opts.configPath, { resolvConf: opts.resolvConf }), overrides)
-  let snapshot = buildSnapshot(config)
-  const getSnapshot = () => snapshot
   const logger = createLogger({ level: config.log.level, destination: opts.stdout })
   const metrics = createMetrics()
-  metrics.setLists(snapshot.lists)
   const clients = createClientTable()
+  let snapshot: Snapshot | undefined
+  const getSnapshot = () => snapshot!
   const evidence = createEvidence({ logger, getSnapshot, metrics, clients })
+  // remote lists start from their last good copy on disk; a fetch that changes one reloads
+  const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => reloader.reload('remote list changed') })
+  snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
+  metrics.setLists(snapshot.lists)
   for (const w of snapshot.warnings) evidence.warn('list warning', { source: w.source, warning: w.message })
 
   const reloader = createReloader({
     configPath: opts.configPath, overrides, resolvConf: opts.resolvConf, evidence,
     current: getSnapshot,
+    extraTexts: () => remote.texts(),
     swap: s => { snapshot = s; metrics.setLists(s.lists) },
     onResult: ok => metrics.reloaded(ok),
   })
@@ -85,6 +90,8 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   }
   if (opts.watchFiles !== false) reloader.watch()
   closers.push(() => reloader.close())
+  remote.start()
+  closers.push(() => remote.stop())
 
   let resolveDone!: () => void
   const done = new Promise<void>(r => { resolveDone = r })

@@ -7,6 +7,7 @@ export interface ListConfig {
   readonly files: readonly string[]
   readonly urls: readonly string[]
   readonly refresh: number
+  readonly maxBytes: number
   readonly action: Action
 }
 

@@ -11,8 +11,8 @@ export const SHIPPED_LISTS = resolve(dirname(fileURLToPath(import.meta.url)), '.
 /** The lists used when a config names none: the shipped ngrok list sinkholed, tunnels alerted. */
 export function defaultLists(): Record<string, ListConfig> {
   return {
-    ngrok: { files: [resolve(SHIPPED_LISTS, 'ngrok.txt')], urls: [], refresh: 86_400_000, action: 'sinkhole' },
-    tunnels: { files: [resolve(SHIPPED_LISTS, 'tunnels.txt')], urls: [], refresh: 86_400_000, action: 'alert' },
+    ngrok: { files: [resolve(SHIPPED_LISTS, 'ngrok.txt')], urls: [], refresh: 86_400_000, maxBytes: 16 * 1024 * 1024, action: 'sinkhole' },
+    tunnels: { files: [resolve(SHIPPED_LISTS, 'tunnels.txt')], urls: [], refresh: 86_400_000, maxBytes: 16 * 1024 * 1024, action: 'alert' },
   }
 }
 
@@ -49,7 +49,8 @@ export function resolveConfig(parsed: ParsedConfig, opts: ResolveOptions): Confi
       lists[name] = { ...l, files: l.files.map(f => (isAbsolute(f) ? f : resolve(opts.baseDir, f))) }
     }
   } else Object.assign(lists, defaultLists())
-  const cfg = { ...parsed, dns: { ...parsed.dns, upstreams }, lists, source: opts.source }
+  const stateDir = parsed.state.dir === undefined ? undefined : resolve(opts.baseDir, parsed.state.dir)
+  const cfg = { ...parsed, dns: { ...parsed.dns, upstreams }, lists, state: { dir: stateDir }, source: opts.source }
   return deepFreeze(cfg) as Config
 }
 

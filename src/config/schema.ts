@@ -86,6 +86,7 @@ export const configSchema = z.strictObject({
     files: z.array(z.string()).default([]),
     urls: z.array(z.string().url()).default([]),
     refresh: duration.default(86_400_000),
+    maxBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
     action: action.default('block'),
   })).optional(),
   groups: z.array(z.strictObject({
@@ -93,6 +94,8 @@ export const configSchema = z.strictObject({
     clients: z.array(cidr).min(1),
     actions: z.record(z.string(), groupAction).default({}),
   })).default([]),
+  /** Where remote lists keep their last good copy (relative to the config file). */
+  state: z.strictObject({ dir: z.string().min(1).optional() }).prefault({}),
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     queries: z.enum(['matched', 'all']).default('matched'),

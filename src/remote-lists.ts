@@ -1,0 +1,142 @@
+import { createHash } from 'node:crypto'
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Evidence } from './observe/types.js'
+import type { ExtraTexts } from './snapshot.js'
+import type { Config } from './snapshot-types.js'
+
+interface Copy { text: string; etag?: string; lastModified?: string; fetchedAt: number }
+
+export interface RemoteListsOptions {
+  readonly config: () => Config
+  readonly evidence: Evidence
+  /** Called after a fetch changed a list's content (the caller rebuilds the snapshot). */
+  readonly onChange: () => void
+  readonly fetch?: typeof globalThis.fetch
+  readonly now?: () => number
+  readonly timeoutMs?: number
+}
+
+export interface RemoteLists {
+  /** Current texts for every list's urls: the last good copy (from disk until the first fetch returns). */
+  texts(): ExtraTexts
+  /** Fetch every url once now (conditional requests); resolves when all are done. */
+  refreshAll(): Promise<void>
+  /** Fetch at start and every list's `refresh` from now on. */
+  start(): void
+  stop(): void
+}
+
+const key = (url: string) => createHash('sha256').update(url).digest('hex').slice(0, 32)
+
+/** Remote lists: fetched with ETag/Last-Modified, size-limited, last good copy kept on disk. */
+export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
+  const doFetch = o.fetch ?? globalThis.fetch
+  const now = o.now ?? Date.now
+  const copies = new Map<string, Copy>()
+  const timers: NodeJS.Timeout[] = []
+  const dir = () => o.config().state.dir ?? join(tmpdir(), 'tunnelguard-state')
+
+  function load(url: string): Copy | undefined {
+    if (!copies.has(url)) {
+      try {
+        const base = join(dir(), key(url))
+        const meta = JSON.parse(readFileSync(base + '.json', 'utf8')) as Omit<Copy, 'text'>
+        copies.set(url, { ...meta, text: readFileSync(base + '.txt', 'utf8') })
+      } catch { /* no copy on disk yet */ }
+    }
+    return copies.get(url)
+  }
+
+  function save(url: string, c: Copy): void {
+    copies.set(url, c)
+    try {
+      mkdirSync(dir(), { recursive: true })
+      const base = join(dir(), key(url))
+      writeFileSync(base + '.txt.tmp', c.text)
+      renameSync(base + '.txt.tmp', base + '.txt')
+      writeFileSync(base + '.json', JSON.stringify({ url, etag: c.etag, lastModified: c.lastModified, fetchedAt: c.fetchedAt }))
+    } catch (e) {
+      o.evidence.warn('cannot keep the last good copy of a remote list on disk', { url, error: String(e) })
+    }
+  }
+
+  async function readCapped(res: Response, max: number): Promise<string | undefined> {
+    const declared = Number(res.headers.get('content-length') ?? 0)
+    if (declared > max) return undefined
+    const chunks: Uint8Array[] = []
+    let n = 0
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      n += chunk.byteLength
+      if (n > max) return undefined
+      chunks.push(chunk)
+    }
+    return Buffer.concat(chunks).toString('utf8')
+  }
+
+  /** true when the content changed. */
+  async function fetchOne(list: string, url: string, maxBytes: number): Promise<boolean> {
+    const prev = load(url)
+    const headers: Record<string, string> = { 'user-agent': 'tunnelguard' }
+    if (prev?.etag) headers['if-none-match'] = prev.etag
+    if (prev?.lastModified) headers['if-modified-since'] = prev.lastModified
+    try {
+      const res = await doFetch(url, { headers, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000), redirect: 'follow' })
+      if (res.status === 304) { await res.body?.cancel(); return false }
+      if (res.status !== 200) {
+        await res.body?.cancel()
+        o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url, status: res.status, have_copy: prev !== undefined })
+        return false
+      }
+      const text = await readCapped(res, maxBytes)
+      if (text === undefined) {
+        o.evidence.warn('remote list larger than maxBytes; keeping the last good copy', { list, url, maxBytes })
+        return false
+      }
+      const changed = text !== prev?.text
+      save(url, { text, etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined, fetchedAt: now() })
+      o.evidence.info('remote list fetched', { list, url, bytes: Buffer.byteLength(text), changed })
+      return changed
+    } catch (e) {
+      o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url, error: (e as Error).message, have_copy: prev !== undefined })
+      return false
+    }
+  }
+
+  async function refreshList(list: string): Promise<boolean> {
+    const l = o.config().lists[list]
+    if (!l) return false
+    const changed = await Promise.all(l.urls.map(u => fetchOne(list, u, l.maxBytes)))
+    return changed.includes(true)
+  }
+
+  return {
+    texts() {
+      const out: Record<string, { source: string; text: string }[]> = {}
+      for (const [list, l] of Object.entries(o.config().lists)) {
+        for (const url of l.urls) {
+          const c = load(url)
+          if (c) (out[list] ??= []).push({ source: url, text: c.text })
+        }
+      }
+      return out
+    },
+    async refreshAll() {
+      const changed = await Promise.all(Object.keys(o.config().lists).map(refreshList))
+      if (changed.includes(true)) o.onChange()
+    },
+    start() {
+      void this.refreshAll()
+      for (const [list, l] of Object.entries(o.config().lists)) {
+        if (l.urls.length === 0) continue
+        const t = setInterval(() => { void refreshList(list).then(c => { if (c) o.onChange() }) }, l.refresh)
+        t.unref()
+        timers.push(t)
+      }
+    },
+    stop() {
+      for (const t of timers.splice(0)) clearInterval(t)
+    },
+  }
+}

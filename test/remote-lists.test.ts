@@ -1,0 +1,105 @@
+import t from 'tap'
+import { createServer, type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { createRemoteLists } from '../src/remote-lists.js'
+import { makeSnapshot } from './fixtures/snapshot.js'
+import { memoryEvidence } from './fixtures/evidence.js'
+import type { Config } from '../src/snapshot-types.js'
+
+/** A local list server: /list (ETag + Last-Modified), /big, /down. */
+async function listServer(t: { teardown(fn: () => unknown): void }) {
+  const seen: IncomingMessage[] = []
+  let body = 'ngrok.io\n'
+  let etag = '"v1"'
+  const srv = createServer((req, res) => {
+    seen.push(req)
+    if (req.url === '/down') { res.writeHead(503).end(); return }
+    if (req.url === '/big') { res.writeHead(200).end('x'.repeat(5000)); return }
+    if (req.url === '/bigdeclared') { res.writeHead(200, { 'content-length': '999999' }).end(); return }
+    if (req.headers['if-none-match'] === etag) { res.writeHead(304).end(); return }
+    res.writeHead(200, { etag, 'last-modified': 'Sun, 22 Nov 2026 00:00:00 GMT' }).end(body)
+  })
+  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => { srv.close(() => r()); srv.closeAllConnections() }))
+  const base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`
+  return { base, seen, set(b: string, e: string) { body = b; etag = e } }
+}
+
+function configWith(base: Config, dir: string, urls: string[], maxBytes = 1 << 20): Config {
+  return { ...base, state: { dir }, lists: { remote: { files: [], urls, refresh: 50, maxBytes, action: 'block' } } }
+}
+
+t.test('fetch, conditional refresh, change detection, last good copy on disk', async t => {
+  const srv = await listServer(t)
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  let changes = 0
+  const config = configWith(makeSnapshot().config, dir, [`${srv.base}/list`])
+  const rl = createRemoteLists({ config: () => config, evidence: ev, onChange: () => { changes++ } })
+  t.same(rl.texts(), {}, 'nothing before the first fetch')
+  await rl.refreshAll()
+  t.same(rl.texts(), { remote: [{ source: `${srv.base}/list`, text: 'ngrok.io\n' }] })
+  t.equal(changes, 1)
+  await rl.refreshAll()
+  t.equal(srv.seen.at(-1)!.headers['if-none-match'], '"v1"', 'conditional request with the ETag')
+  t.equal(srv.seen.at(-1)!.headers['if-modified-since'], 'Sun, 22 Nov 2026 00:00:00 GMT')
+  t.equal(changes, 1, '304: no change')
+  srv.set('ngrok.io\nngrok.app\n', '"v2"')
+  await rl.refreshAll()
+  t.equal(changes, 2, 'new content: onChange')
+  t.ok(readdirSync(dir).some(f => f.endsWith('.txt')), 'kept on disk')
+
+  // a new process (new instance) starts from the disk copy, before any fetch
+  const again = createRemoteLists({ config: () => config, evidence: ev, onChange: () => {} })
+  t.same(again.texts().remote![0]!.text, 'ngrok.io\nngrok.app\n', 'last good copy used until the first fetch returns')
+})
+
+t.test('failures keep the last good copy: HTTP error, too large, unreachable', async t => {
+  const srv = await listServer(t)
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  const good = configWith(makeSnapshot().config, dir, [`${srv.base}/list`])
+  await createRemoteLists({ config: () => good, evidence: ev, onChange: () => {} }).refreshAll()
+  for (const [path, max, msg] of [['/down', 1 << 20, /fetch failed/], ['/big', 1024, /larger than maxBytes/], ['/bigdeclared', 1024, /larger than maxBytes/]] as const) {
+    const url = `${srv.base}${path}`
+    const c = configWith(makeSnapshot().config, dir, [url], max)
+    const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => t.fail('no change expected') })
+    await rl.refreshAll()
+    t.same(rl.texts(), {}, `${path}: nothing new taken`)
+    t.match(ev.messages.at(-1)!.msg, msg)
+  }
+  const dead = configWith(makeSnapshot().config, dir, ['http://127.0.0.1:9/list'])
+  const rl = createRemoteLists({ config: () => dead, evidence: ev, onChange: () => {}, timeoutMs: 2000 })
+  await rl.refreshAll()
+  t.match(ev.messages.at(-1)!, { level: 'warn', msg: /fetch failed; keeping the last good copy/ })
+  const stillGood = createRemoteLists({ config: () => good, evidence: ev, onChange: () => {}, fetch: async () => { throw new Error('boom') } })
+  await stillGood.refreshAll()
+  t.equal(stillGood.texts().remote![0]!.text, 'ngrok.io\n', 'a failed fetch leaves the disk copy in use')
+})
+
+t.test('start fetches at once and every refresh; stop ends the timers', async t => {
+  const srv = await listServer(t)
+  const ev = memoryEvidence()
+  const c = configWith(makeSnapshot().config, t.testdir(), [`${srv.base}/list`])
+  const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => {} })
+  rl.start()
+  await new Promise(r => setTimeout(r, 400))
+  rl.stop()
+  const n = srv.seen.length
+  t.ok(n >= 3, `fetched at start and on refresh (${n} requests)`)
+  await new Promise(r => setTimeout(r, 200))
+  t.equal(srv.seen.length, n, 'no fetch after stop')
+})
+
+t.test('an unwritable state dir is reported, the copy is still used in memory', async t => {
+  const srv = await listServer(t)
+  const ev = memoryEvidence()
+  const file = join(t.testdir({ 'a-file': 'x' }), 'a-file')
+  const c = configWith(makeSnapshot().config, join(file, 'state'), [`${srv.base}/list`])
+  const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => {} })
+  await rl.refreshAll()
+  t.ok(ev.messages.some(m => /cannot keep the last good copy/.test(m.msg)))
+  t.equal(rl.texts().remote![0]!.text, 'ngrok.io\n')
+})
