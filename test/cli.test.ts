@@ -1,0 +1,116 @@
+import t from 'tap'
+import { PassThrough, Readable } from 'node:stream'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { main } from '../src/cli.js'
+
+const SIGMA = new URL('../../shared/fixtures/sigma/net_connection_lnx_ngrok_tunnel.yml', import.meta.url).pathname
+
+/** Run the CLI in-process; capture stdout, stderr and the exit code. */
+async function run(argv: string[], stdin = '') {
+  const out = new PassThrough()
+  const err = new PassThrough()
+  let o = ''
+  let e = ''
+  out.on('data', d => { o += d })
+  err.on('data', d => { e += d })
+  const code = await main(argv, { stdout: out, stderr: err, stdin: Readable.from([stdin]), resolvConf: '/nonexistent' })
+  return { code, out: o, err: e }
+}
+
+t.test('check connect.ngrok-agent.com: sinkholed by the shipped list, naming entry and list', async t => {
+  const r = await run(['check', 'connect.ngrok-agent.com'])
+  t.equal(r.code, 0)
+  t.match(r.out, /^connect\.ngrok-agent\.com: SINKHOLE/)
+  t.match(r.out, /entry: +ngrok-agent\.com \(domain\) in list ngrok, .*blocklists\/ngrok\.txt:\d+/)
+  const j = JSON.parse((await run(['check', 'CONNECT.ngrok-agent.com.', '--json'])).out)
+  t.equal(j.action, 'sinkhole')
+  t.equal(j.list, 'ngrok')
+  t.equal(j.entry.pattern, 'ngrok-agent.com')
+  t.equal(j.name, 'connect.ngrok-agent.com', 'normalized')
+})
+
+t.test('whole labels: myngrok.io and ngrok.io.example.com pass', async t => {
+  for (const n of ['myngrok.io', 'ngrok.io.example.com']) {
+    const r = await run(['check', n, '--json'])
+    t.equal(JSON.parse(r.out).action, 'pass', `${n} passes`)
+  }
+  t.match((await run(['check', 'example.com'])).out, /example\.com: PASS\n.*\n {2}reason: +not listed/)
+})
+
+t.test('a config listing a Sigma rule blocks tunnel.jp.ngrok.com and names the rule id and author', async t => {
+  const dir = t.testdir()
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, `lists:\n  sigma: { files: ["${SIGMA}"], action: block }\n`)
+  const r = await run(['check', 'tunnel.jp.ngrok.com', '--config', cfg])
+  t.equal(r.code, 0)
+  t.match(r.out, /tunnel\.jp\.ngrok\.com: BLOCK/)
+  t.match(r.out, /sigma: +19bf6fdb-7721-4f3d-867f-53467f6a5db6 "Communication To Ngrok Tunneling Service - Linux" by Florian Roth \(Nextron Systems\)/)
+  const j = JSON.parse((await run(['check', 'tunnel.jp.ngrok.com', '--config', cfg, '--json'])).out)
+  t.same(j.sigma, { id: '19bf6fdb-7721-4f3d-867f-53467f6a5db6', title: 'Communication To Ngrok Tunneling Service - Linux', author: 'Florian Roth (Nextron Systems)' })
+})
+
+t.test('check --client picks the group', async t => {
+  const dir = t.testdir()
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, 'lists:\n  ngrok: { files: [ngrok.txt], action: block }\ngroups:\n  - { name: devops, clients: [10.20.0.0/16], actions: { ngrok: alert } }\n')
+  writeFileSync(join(dir, 'ngrok.txt'), 'ngrok.io\n')
+  t.match((await run(['check', 'a.ngrok.io', '--config', cfg, '--client', '10.20.3.4'])).out, /ALERT[^]*group devops/)
+  t.match((await run(['check', 'a.ngrok.io', '--config', cfg, '--client', '10.21.3.4'])).out, /BLOCK[^]*group default/)
+})
+
+t.test('lists shows what was loaded, with warnings', async t => {
+  const r = await run(['lists'])
+  t.equal(r.code, 0)
+  t.match(r.out, /config: built-in/)
+  t.match(r.out, /ngrok +sinkhole +\d+/)
+  t.match(r.out, /tunnels +alert +\d+/)
+  const j = JSON.parse((await run(['lists', '--json'])).out)
+  t.ok(j.lists.find((l: { name: string; entries: number }) => l.name === 'ngrok').entries > 10)
+  const dir = t.testdir({ 'bad.txt': 'ngrok.io\nnot a name!\n', 'tg.yaml': 'lists:\n  x: { files: [bad.txt] }\n' })
+  const w = await run(['lists', '--config', join(dir, 'tg.yaml')])
+  t.match(w.out, /1 warning\n {2}warning: .*bad\.txt:2: /)
+})
+
+t.test('validate: 0 when valid, 2 with every error listed', async t => {
+  t.equal((await run(['validate'])).code, 0)
+  const dir = t.testdir({
+    'bad.yaml': 'dns:\n  listen: [nope]\n  timeout: soon\n  blockResponse: drop\nproxy:\n  connectPorts: [0]\ngroups:\n  - { name: g, clients: [300.1.1.1] }\n',
+  })
+  const r = await run(['validate', '--config', join(dir, 'bad.yaml')])
+  t.equal(r.code, 2)
+  t.match(r.err, /5 errors/)
+  for (const p of ['dns.listen[0]', 'dns.timeout', 'dns.blockResponse', 'proxy.connectPorts[0]', 'groups[0].clients[0]']) {
+    t.ok(r.err.includes(`: ${p}: `), `${p} listed`)
+  }
+  const missing = await run(['validate', '--config', join(dir, 'missing-list.yaml')])
+  t.equal(missing.code, 2)
+  writeFileSync(join(dir, 'nolist.yaml'), 'lists:\n  x: { files: [does-not-exist.txt] }\n')
+  const nl = await run(['validate', '--config', join(dir, 'nolist.yaml')])
+  t.equal(nl.code, 1, 'a list that cannot be read fails validation')
+  t.match(nl.err, /does-not-exist\.txt/)
+})
+
+t.test('usage errors exit 2 with one line saying what is wrong', async t => {
+  const cases: [string[], RegExp][] = [
+    [['frobnicate'], /unknown command "frobnicate"; commands: serve, check, lists, validate, report/],
+    [['check'], /check: missing NAME/],
+    [['check', 'a', 'b'], /unexpected argument "b"/],
+    [['check', 'a', '--bogus'], /check: Unknown option '--bogus'/],
+    [['serve', '--dns', 'nope'], /--dns nope: not HOST:PORT/],
+    [['serve', '--proxy', 'x:99999'], /--proxy x:99999: not HOST:PORT/],
+    [['serve', '--admin', 'x'], /--admin x: not HOST:PORT/],
+    [['serve', '--upstream', 'https://dns.google'], /--upstream https:\/\/dns\.google: expected udp:\/\/IP\[:PORT\]/],
+    [['report', '--format', 'xml'], /--format xml: expected table, json or csv/],
+  ]
+  for (const [argv, re] of cases) {
+    const r = await run(argv)
+    t.equal(r.code, 2, `${argv.join(' ')} exits 2`)
+    t.match(r.err, re)
+    t.equal(r.err.trim().split('\n').length, 1, 'one line')
+  }
+  const none = await run([])
+  t.equal(none.code, 2)
+  t.match(none.out, /^usage: tunnelguard/)
+  t.equal((await run(['--help'])).code, 0)
+})
