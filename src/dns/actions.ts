@@ -1,0 +1,68 @@
+import type { Decision } from '../policy/types.js'
+import type { Config } from '../snapshot-types.js'
+import { addressBytes, buildReply, record } from './build.js'
+import { RCODE, type Query } from './wire.js'
+
+const TYPE_A = 1
+const TYPE_AAAA = 28
+const CLASS_IN = 1
+
+export const DOH_CANARY = 'use-application-dns.net'
+export const DDR_NAME = '_dns.resolver.arpa'
+
+/** What the configured actions answer with, built once per `config.sinkhole` / `config.dns`. */
+export interface AnswerSettings {
+  readonly a: Buffer
+  readonly aaaa: Buffer
+  /** Seconds: the TTL of sinkhole answers and of every synthetic SOA. */
+  readonly ttl: number
+  readonly blockResponse: Config['dns']['blockResponse']
+}
+
+export function answerSettings(config: Config): AnswerSettings {
+  return {
+    a: addressBytes(config.sinkhole.ipv4, 4),
+    aaaa: addressBytes(config.sinkhole.ipv6, 16),
+    ttl: Math.floor(config.sinkhole.ttl / 1000),
+    blockResponse: config.dns.blockResponse,
+  }
+}
+
+/** The EDE text of a blocked answer: which list and entry, and the CNAME target when that matched. */
+export function blockedText(d: Decision): string {
+  const what = d.entry ? `${d.entry.pattern} in list ${d.list}` : d.reason
+  return d.where === 'cname' ? `blocked by tunnelguard: ${what} (via ${d.name})` : `blocked by tunnelguard: ${what}`
+}
+
+/** The answer for a block or sinkhole decision: the reply bytes and its rcode. */
+export function actionReply(query: Buffer, q: Query, d: Decision, s: AnswerSettings): { reply: Buffer; rcode: number } {
+  const ede = blockedText(d)
+  if (d.action === 'sinkhole') {
+    if (q.qclass === CLASS_IN && q.qtype === TYPE_A) {
+      return { reply: buildReply(query, q, RCODE.NOERROR, { answer: record(TYPE_A, s.ttl, s.a), ede }), rcode: RCODE.NOERROR }
+    }
+    if (q.qclass === CLASS_IN && q.qtype === TYPE_AAAA) {
+      return { reply: buildReply(query, q, RCODE.NOERROR, { answer: record(TYPE_AAAA, s.ttl, s.aaaa), ede }), rcode: RCODE.NOERROR }
+    }
+    return { reply: buildReply(query, q, RCODE.NOERROR, { soaTtl: s.ttl, ede }), rcode: RCODE.NOERROR }
+  }
+  switch (s.blockResponse) {
+    case 'refused': return { reply: buildReply(query, q, RCODE.REFUSED, { ede }), rcode: RCODE.REFUSED }
+    case 'nodata': return { reply: buildReply(query, q, RCODE.NOERROR, { soaTtl: s.ttl, ede }), rcode: RCODE.NOERROR }
+    default: return { reply: buildReply(query, q, RCODE.NXDOMAIN, { soaTtl: s.ttl, ede }), rcode: RCODE.NXDOMAIN }
+  }
+}
+
+/**
+ * Answers that keep clients on this resolver: the DoH canary gets NXDOMAIN (browsers then keep
+ * automatic DoH off) and the DDR name gets NODATA (no upgrade to an encrypted resolver).
+ */
+export function bypassReply(query: Buffer, q: Query, config: Config, s: AnswerSettings): { reply: Buffer; rcode: number } | undefined {
+  if (q.name === DOH_CANARY && config.dns.dohCanary) {
+    return { reply: buildReply(query, q, RCODE.NXDOMAIN, { soaTtl: s.ttl }), rcode: RCODE.NXDOMAIN }
+  }
+  if (q.name === DDR_NAME && config.dns.blockDdr) {
+    return { reply: buildReply(query, q, RCODE.NOERROR, { soaTtl: s.ttl }), rcode: RCODE.NOERROR }
+  }
+  return undefined
+}

@@ -1,0 +1,123 @@
+import { parseAddr } from '../policy/cidr.js'
+import { HEADER, QR, RD, CD, TC, type Query } from './wire.js'
+
+const RA = 0x0080
+const NAME_PTR = 0xc00c                   // the question name, always at offset 12
+const UDP_SIZE = 1232
+const EDE = 15                            // EDNS option code: Extended DNS Error (RFC 8914)
+export const EDE_BLOCKED = 15
+
+function wireName(name: string): Buffer {
+  const parts = name.split('.').filter(Boolean)
+  const out: number[] = []
+  for (const p of parts) out.push(p.length, ...Buffer.from(p, 'ascii'))
+  out.push(0)
+  return Buffer.from(out)
+}
+
+/** The SOA rdata of every synthetic negative answer (a name under .invalid, serial 1). */
+const SOA_NAMES = Buffer.concat([wireName('tunnelguard.invalid'), wireName('hostmaster.tunnelguard.invalid')])
+
+/** Address text → wire bytes (4 or 16); IPv4 written as IPv4-mapped when 16 are wanted. */
+export function addressBytes(ip: string, size: 4 | 16): Buffer {
+  const a = parseAddr(ip)
+  if (!a) throw new TypeError(`not an address: ${ip}`)
+  const out = Buffer.alloc(size)
+  if (size === 4) {
+    if (a.family !== 4) throw new TypeError(`not an IPv4 address: ${ip}`)
+    out.writeUInt32BE(a.words[0]!, 0)
+  } else if (a.family === 4) {
+    out.writeUInt16BE(0xffff, 10)
+    out.writeUInt32BE(a.words[0]!, 12)
+  } else {
+    for (let i = 0; i < 4; i++) out.writeUInt32BE(a.words[i]!, i * 4)
+  }
+  return out
+}
+
+/** One answer record owned by the question name: type, TTL (s), rdata. */
+export function record(type: number, ttl: number, rdata: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(12 + rdata.length)
+  b.writeUInt16BE(NAME_PTR, 0)
+  b.writeUInt16BE(type, 2)
+  b.writeUInt16BE(1, 4)
+  b.writeUInt32BE(ttl, 6)
+  b.writeUInt16BE(rdata.length, 10)
+  rdata.copy(b, 12)
+  return b
+}
+
+function soaRecord(ttl: number): Buffer {
+  const rdata = Buffer.alloc(SOA_NAMES.length + 20)
+  SOA_NAMES.copy(rdata, 0)
+  const p = SOA_NAMES.length
+  rdata.writeUInt32BE(1, p)               // serial
+  rdata.writeUInt32BE(3600, p + 4)        // refresh
+  rdata.writeUInt32BE(600, p + 8)         // retry
+  rdata.writeUInt32BE(86_400, p + 12)     // expire
+  rdata.writeUInt32BE(ttl, p + 16)        // minimum: the negative-caching TTL
+  return record(6, ttl, rdata)
+}
+
+function optRecord(dnssecOk: boolean, ede: string | undefined): Buffer {
+  const text = ede === undefined ? undefined : Buffer.from(ede, 'utf8')
+  const optLen = text ? 6 + text.length : 0
+  const b = Buffer.alloc(11 + optLen)
+  b.writeUInt16BE(41, 1)
+  b.writeUInt16BE(UDP_SIZE, 3)
+  b.writeUInt16BE(dnssecOk ? 0x8000 : 0, 7)
+  b.writeUInt16BE(optLen, 9)
+  if (text) {
+    b.writeUInt16BE(EDE, 11)
+    b.writeUInt16BE(2 + text.length, 13)
+    b.writeUInt16BE(EDE_BLOCKED, 15)
+    text.copy(b, 17)
+  }
+  return b
+}
+
+export interface ReplyParts {
+  readonly answer?: Buffer
+  /** Put an SOA with this TTL in the authority section (negative answers). */
+  readonly soaTtl?: number
+  /** Extended DNS Error 15 "Blocked" text; sent only when the query had EDNS. */
+  readonly ede?: string
+}
+
+/** A synthetic reply to a parsed query: its header and question, then the parts given. */
+export function buildReply(query: Buffer, q: Query, rcode: number, parts: ReplyParts = {}): Buffer {
+  const answer = parts.answer
+  const soa = parts.soaTtl === undefined ? undefined : soaRecord(parts.soaTtl)
+  const opt = q.edns ? optRecord(q.dnssecOk, parts.ede) : undefined
+  const size = q.qEnd + (answer?.length ?? 0) + (soa?.length ?? 0) + (opt?.length ?? 0)
+  const b = Buffer.allocUnsafe(size)
+  query.copy(b, 0, 0, q.qEnd)
+  b.writeUInt16BE(QR | (q.flags & (RD | CD)) | RA | rcode, 2)
+  b.writeUInt16BE(answer ? 1 : 0, 6)
+  b.writeUInt16BE(soa ? 1 : 0, 8)
+  b.writeUInt16BE(opt ? 1 : 0, 10)
+  let p = q.qEnd
+  if (answer) p += answer.copy(b, p)
+  if (soa) p += soa.copy(b, p)
+  if (opt) opt.copy(b, p)
+  return b
+}
+
+/** A header-only error reply (FORMERR, NOTIMP) to a query whose question could not be used. */
+export function headerReply(query: Buffer, rcode: number): Buffer {
+  const b = Buffer.alloc(HEADER)
+  b.writeUInt16BE(query.readUInt16BE(0), 0)
+  b.writeUInt16BE(QR | (query.readUInt16BE(2) & (0x7800 | RD)) | RA | rcode, 2)
+  return b
+}
+
+/** The reply cut to its header and question with TC set: "too big for UDP, ask over TCP". */
+export function truncate(reply: Buffer, qEnd: number): Buffer {
+  const b = Buffer.allocUnsafe(qEnd)
+  reply.copy(b, 0, 0, qEnd)
+  b.writeUInt16BE(b.readUInt16BE(2) | TC, 2)
+  b.writeUInt16BE(0, 6)
+  b.writeUInt16BE(0, 8)
+  b.writeUInt16BE(0, 10)
+  return b
+}

@@ -1,0 +1,196 @@
+import type { Evidence } from '../observe/types.js'
+import { CidrSet } from '../policy/cidr.js'
+import { SEVERITY, type Decision } from '../policy/types.js'
+import type { Config, Snapshot } from '../snapshot-types.js'
+import { actionReply, answerSettings, bypassReply, type AnswerSettings } from './actions.js'
+import { buildReply, headerReply, truncate } from './build.js'
+import { DnsCache, cacheKey } from './cache.js'
+import { rcodeName, typeName } from './names.js'
+import { RateLimiter } from './rate-limit.js'
+import { scanResponse } from './scan.js'
+import { UpstreamPool } from './upstreams.js'
+import { RCODE, parseQuery } from './wire.js'
+
+export interface Client {
+  readonly ip: string
+  readonly port: number
+  readonly transport: 'udp' | 'tcp'
+}
+
+/** Called exactly once per message: the reply, or undefined when the message is dropped. */
+export type Respond = (reply: Buffer | undefined) => void
+
+export interface HandlerDeps {
+  readonly getSnapshot: () => Snapshot
+  readonly evidence: Evidence
+  readonly clock: () => bigint
+}
+
+const MAX_ACCESS_MEMO = 65_536
+
+/**
+ * The query pipeline, in its fixed order: parse → rate limit → access → policy (every query,
+ * cache hit or not) → DoH/DDR answers → cache → forward → answer inspection → reply + evidence.
+ */
+export class QueryHandler {
+  private dnsCfg: Config['dns'] | undefined
+  private sinkCfg: Config['sinkhole'] | undefined
+  private allow = new CidrSet([])
+  private readonly allowMemo = new Map<string, boolean>()
+  private answers!: AnswerSettings
+  private cache!: DnsCache
+  private limiter!: RateLimiter
+  private pool: UpstreamPool | undefined
+  private inFlight = 0
+  private closing = false
+  private drainWaiters: (() => void)[] = []
+
+  constructor(private readonly deps: HandlerDeps) {}
+
+  private nowMs(): number {
+    return Number(this.deps.clock() / 1_000_000n)
+  }
+
+  /** Rebuild what is derived from the config when the snapshot's objects change; keep state where the settings did not. */
+  private configure(config: Config): void {
+    const dns = config.dns
+    if (dns !== this.dnsCfg) {
+      const ev = this.deps.evidence
+      this.allow = new CidrSet(dns.allowClients)
+      this.allowMemo.clear()
+      const c = dns.cache
+      const old = this.cache?.settings
+      if (!old || old.maxEntries !== c.maxEntries || old.minTtl !== c.minTtl || old.maxTtl !== c.maxTtl) this.cache = new DnsCache(c)
+      const rl = this.limiter?.settings
+      if (!rl || rl.qps !== dns.rateLimit.qps || rl.burst !== dns.rateLimit.burst) {
+        this.limiter = new RateLimiter(dns.rateLimit, (client, dropped) => {
+          ev.warn('dns client rate limited', { 'client.ip': client, dropped, qps: dns.rateLimit.qps })
+        })
+      }
+      if (this.pool) this.pool.update(dns.upstreams)
+      else this.pool = new UpstreamPool(dns.upstreams, ev, () => this.nowMs())
+      this.dnsCfg = dns
+    }
+    if (config.sinkhole !== this.sinkCfg || this.answers.blockResponse !== dns.blockResponse) {
+      this.answers = answerSettings(config)
+      this.sinkCfg = config.sinkhole
+    }
+  }
+
+  private allowed(ip: string): boolean {
+    let ok = this.allowMemo.get(ip)
+    if (ok === undefined) {
+      if (this.allowMemo.size >= MAX_ACCESS_MEMO) this.allowMemo.clear()
+      ok = this.allow.has(ip)
+      this.allowMemo.set(ip, ok)
+    }
+    return ok
+  }
+
+  handle(msg: Buffer, client: Client, respond: Respond): void {
+    if (this.closing) return respond(undefined)
+    const t0 = this.deps.clock()
+    const snap = this.deps.getSnapshot()
+    this.configure(snap.config)
+    const counters = this.deps.evidence.counters
+    if (!this.limiter.allow(client.ip, Number(t0 / 1_000_000n))) {
+      counters.dropped('ratelimit')
+      return respond(undefined)
+    }
+    const q = parseQuery(msg)
+    if (typeof q === 'string') {
+      counters.dropped('malformed')
+      const answer = q !== 'drop' && this.allowed(client.ip)
+      return respond(answer ? headerReply(msg, q === 'notimp' ? RCODE.NOTIMP : RCODE.FORMERR) : undefined)
+    }
+    if (!this.allowed(client.ip)) {
+      counters.dropped('refused')
+      return respond(buildReply(msg, q, RCODE.REFUSED))
+    }
+    const send = (reply: Buffer): void => {
+      const limit = q.edns ? q.udpSize : 512
+      respond(client.transport === 'udp' && reply.length > limit ? truncate(reply, q.qEnd) : reply)
+    }
+    const log = (decision: Decision, rcode: number, upstream?: string, cacheHit?: boolean): void => {
+      this.deps.evidence.decision({
+        message: 'dns.query', decision, client: { ip: client.ip, port: client.port }, transport: client.transport,
+        durationNs: Number(this.deps.clock() - t0),
+        dns: { name: q.name, type: typeName(q.qtype), rcode: rcodeName(rcode), upstream, cacheHit },
+      })
+    }
+    const act = (d: Decision, upstream?: string, cacheHit?: boolean): void => {
+      const { reply, rcode } = actionReply(msg, q, d, this.answers)
+      send(reply)
+      log(d, rcode, upstream, cacheHit)
+    }
+    const decision = snap.policy.decide(client.ip, q.name, 'qname')
+    if (decision.action === 'block' || decision.action === 'sinkhole') return act(decision)
+    const bypass = bypassReply(msg, q, snap.config, this.answers)
+    if (bypass) {
+      send(bypass.reply)
+      return log(decision, bypass.rcode)
+    }
+    const worst = (targets: readonly string[]): Decision => {
+      if (decision.action === 'allow') return decision
+      let w = decision
+      for (const t of targets) {
+        const d = snap.policy.decide(client.ip, t, 'cname')
+        if (SEVERITY[d.action] > SEVERITY[w.action]) w = d
+      }
+      return w
+    }
+    const key = cacheKey(q)
+    const hit = this.cache.get(key, t0)
+    counters.cacheLookup(hit !== undefined)
+    if (hit) {
+      const d = worst(hit.targets)
+      if (d.action === 'block' || d.action === 'sinkhole') return act(d, hit.upstream, true)
+      send(this.cache.serve(hit, msg, q.qEnd, t0))
+      return log(d, hit.rcode, hit.upstream, true)
+    }
+    const dns = snap.config.dns
+    if (this.inFlight >= dns.maxInFlight) {
+      counters.dropped('overload')
+      send(buildReply(msg, q, RCODE.SERVFAIL))
+      return log(decision, RCODE.SERVFAIL)
+    }
+    this.inFlight++
+    this.pool!.forward(msg, q.qEnd, dns.timeout, (err, reply, upstream) => {
+      this.settle()
+      msg.writeUInt16BE(q.id, 0)
+      const scan = reply && scanResponse(reply)
+      if (err || !scan) {
+        send(buildReply(msg, q, RCODE.SERVFAIL))
+        return log(decision, RCODE.SERVFAIL, upstream)
+      }
+      this.cache.set(key, reply!, q.qEnd, scan, upstream!, this.deps.clock())
+      const d = worst(scan.targets)
+      if (d.action === 'block' || d.action === 'sinkhole') return act(d, upstream, false)
+      reply!.writeUInt16BE(q.id, 0)
+      send(reply!)
+      log(d, scan.rcode, upstream, false)
+    })
+  }
+
+  private settle(): void {
+    this.inFlight--
+    if (this.inFlight === 0) for (const w of this.drainWaiters.splice(0)) w()
+  }
+
+  /** Queries being forwarded right now. */
+  get pending(): number {
+    return this.inFlight
+  }
+
+  /** Stop taking queries; resolves once those in flight are answered. */
+  drain(): Promise<void> {
+    this.closing = true
+    if (this.inFlight === 0) return Promise.resolve()
+    return new Promise(resolve => { this.drainWaiters.push(resolve) })
+  }
+
+  close(): void {
+    this.closing = true
+    this.pool?.close()
+  }
+}

@@ -1,0 +1,89 @@
+import { HEADER, TC, TYPE_OPT, readName, skipName } from './wire.js'
+
+const TYPE_A = 1
+const TYPE_CNAME = 5
+const TYPE_SOA = 6
+const TYPE_AAAA = 28
+const TYPE_SVCB = 64
+const TYPE_HTTPS = 65
+
+/** What the forwarder learns from walking an upstream reply once, without re-encoding it. */
+export interface Scan {
+  readonly rcode: number
+  readonly truncated: boolean
+  readonly answers: number
+  /** CNAME targets and HTTPS/SVCB target names in the answer section, in order (lowercase). */
+  readonly targets: string[]
+  /** Offsets of the TTL field of every record except OPT (for the cache's countdown). */
+  readonly ttlOffsets: number[]
+  /** The smallest TTL of those records (seconds), or -1 when there are none. */
+  readonly minTtl: number
+  /** Negative-caching TTL from an SOA in the authority section: min(SOA TTL, MINIMUM), or -1. */
+  readonly negativeTtl: number
+  /** A and AAAA addresses in the answer section, when asked for. */
+  readonly addresses: string[]
+}
+
+function ipv6(buf: Buffer, off: number): string {
+  const parts: string[] = []
+  for (let i = 0; i < 16; i += 2) parts.push(buf.readUInt16BE(off + i).toString(16))
+  return parts.join(':')
+}
+
+/** Walk every record of a reply. Undefined when the reply is malformed (it is then not served). */
+export function scanResponse(buf: Buffer, wantAddresses = false): Scan | undefined {
+  if (buf.length < HEADER) return undefined
+  const flags = buf.readUInt16BE(2)
+  const qd = buf.readUInt16BE(4)
+  const an = buf.readUInt16BE(6)
+  const ns = buf.readUInt16BE(8)
+  const ar = buf.readUInt16BE(10)
+  let pos = HEADER
+  for (let i = 0; i < qd; i++) {
+    pos = skipName(buf, pos)
+    if (pos < 0 || pos + 4 > buf.length) return undefined
+    pos += 4
+  }
+  const targets: string[] = []
+  const ttlOffsets: number[] = []
+  const addresses: string[] = []
+  let minTtl = -1
+  let negativeTtl = -1
+  const total = an + ns + ar
+  for (let i = 0; i < total; i++) {
+    const p = skipName(buf, pos)
+    if (p < 0 || p + 10 > buf.length) return undefined
+    const type = buf.readUInt16BE(p)
+    const ttl = buf.readUInt32BE(p + 4)
+    const rdata = p + 10
+    const end = rdata + buf.readUInt16BE(p + 8)
+    if (end > buf.length) return undefined
+    if (type !== TYPE_OPT) {
+      ttlOffsets.push(p + 4)
+      if (minTtl < 0 || ttl < minTtl) minTtl = ttl
+    }
+    if (i < an) {
+      if (type === TYPE_CNAME || type === TYPE_SVCB || type === TYPE_HTTPS) {
+        const at = type === TYPE_CNAME ? rdata : rdata + 2
+        const t = readName(buf, at)
+        if (!t || t.end > end) return undefined
+        if (t.name !== '') targets.push(t.name)           // an SVCB target "." means the owner itself
+      } else if (wantAddresses && type === TYPE_A && end - rdata === 4) {
+        addresses.push(`${buf[rdata]}.${buf[rdata + 1]}.${buf[rdata + 2]}.${buf[rdata + 3]}`)
+      } else if (wantAddresses && type === TYPE_AAAA && end - rdata === 16) {
+        addresses.push(ipv6(buf, rdata))
+      }
+    } else if (i < an + ns && type === TYPE_SOA) {
+      const m = skipName(buf, rdata)
+      const r = m < 0 ? -1 : skipName(buf, m)
+      if (r < 0 || r + 20 > end) return undefined
+      const minimum = buf.readUInt32BE(r + 16)
+      negativeTtl = Math.min(ttl, minimum)
+    }
+    pos = end
+  }
+  return {
+    rcode: flags & 0xf, truncated: (flags & TC) !== 0, answers: an,
+    targets, ttlOffsets, minTtl, negativeTtl, addresses,
+  }
+}

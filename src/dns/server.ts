@@ -1,0 +1,105 @@
+import { createSocket, type Socket } from 'node:dgram'
+import { splitHostPort } from '../config/schema.js'
+import { AppError } from '../errors.js'
+import type { Evidence } from '../observe/types.js'
+import type { Snapshot } from '../snapshot-types.js'
+import { QueryHandler } from './handler.js'
+import { TcpListener } from './tcp-listener.js'
+
+export interface DnsAddress { transport: 'udp' | 'tcp'; address: string; port: number }
+
+export interface DnsService {
+  readonly addresses: readonly DnsAddress[]
+  /** Stop accepting, drain the queries in flight, then close every socket. */
+  close(): Promise<void>
+}
+
+export interface DnsOptions {
+  readonly listen: readonly string[]
+  readonly getSnapshot: () => Snapshot
+  readonly evidence: Evidence
+  /** hrtime in ns (injected in tests). */
+  readonly clock?: () => bigint
+}
+
+const BIND_TRIES = 10
+const SOCKET_BUFFER = 4 * 1024 * 1024
+
+function bindUdp(host: string, port: number, onMessage: (s: Socket, msg: Buffer, ip: string, port: number) => void,
+  evidence: Evidence): Promise<Socket> {
+  const v6 = host.includes(':')
+  const s = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER })
+  return new Promise((resolve, reject) => {
+    s.once('error', reject)
+    s.bind({ address: host, port, exclusive: true }, () => {
+      s.off('error', reject)
+      s.on('error', e => evidence.warn('dns udp socket error', { error: e.message }))
+      s.on('message', (msg, r) => onMessage(s, msg, r.address, r.port))
+      resolve(s)
+    })
+  })
+}
+
+/** Start UDP and TCP listeners on every address (port 0: one free port shared by both). */
+export async function startDns(opts: DnsOptions): Promise<DnsService> {
+  const { evidence, getSnapshot } = opts
+  const handler = new QueryHandler({ getSnapshot, evidence, clock: opts.clock ?? process.hrtime.bigint })
+  const udps: Socket[] = []
+  const tcps: TcpListener[] = []
+  const addresses: DnsAddress[] = []
+  let closed = false
+  const onMessage = (s: Socket, msg: Buffer, ip: string, port: number): void => {
+    handler.handle(msg, { ip, port, transport: 'udp' }, reply => {
+      if (reply && !closed) s.send(reply, port, ip)
+    })
+  }
+  const closeAll = async (): Promise<void> => {
+    closed = true
+    const stopped = tcps.map(t => t.stopAccepting())
+    for (const t of tcps) t.destroyAll()
+    await Promise.all(stopped)
+    await Promise.all(udps.map(u => new Promise<void>(r => u.close(() => r()))))
+    handler.close()
+  }
+  try {
+    for (const l of opts.listen) {
+      const hp = splitHostPort(l)
+      if (!hp) throw new AppError('CONFIG_INVALID', `dns.listen: not HOST:PORT: ${l}`)
+      for (let attempt = 1; ; attempt++) {
+        const udp = await bindUdp(hp.host, hp.port, onMessage, evidence)
+        const port = udp.address().port
+        const tcp = new TcpListener(handler, getSnapshot, evidence)
+        try {
+          await tcp.listen(hp.host, port)
+        } catch (e) {
+          udp.close()
+          if (hp.port === 0 && attempt < BIND_TRIES) continue
+          throw e
+        }
+        udps.push(udp)
+        tcps.push(tcp)
+        addresses.push({ transport: 'udp', address: hp.host, port }, { transport: 'tcp', address: hp.host, port })
+        break
+      }
+    }
+  } catch (e) {
+    await closeAll()
+    throw e
+  }
+  evidence.info('dns listening', { addresses: addresses.map(a => `${a.transport}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`) })
+  let closing: Promise<void> | undefined
+  return {
+    addresses,
+    close(): Promise<void> {
+      closing ??= (async () => {
+        for (const t of tcps) void t.stopAccepting()
+        const limit = getSnapshot().config.dns.timeout + 1000
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([handler.drain(), new Promise<void>(r => { timer = setTimeout(r, limit) })])
+        clearTimeout(timer)
+        await closeAll()
+      })()
+      return closing
+    },
+  }
+}

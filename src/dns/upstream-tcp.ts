@@ -1,0 +1,57 @@
+import { connect, type Socket } from 'node:net'
+import type { Counters } from '../observe/types.js'
+import { FrameReader, frame } from './framing.js'
+import { PendingTable, type ReplyCallback } from './pending.js'
+
+interface Conn { readonly socket: Socket; readonly table: PendingTable }
+
+/**
+ * One upstream over TCP: a persistent connection opened on demand, queries pipelined on it
+ * (RFC 7766), answers taken in whatever order they come. Closed after `idleMs` without queries.
+ */
+export class TcpTransport {
+  private conn: Conn | undefined
+  private closed = false
+
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+    private readonly counters: Counters,
+    private readonly idleMs = 10_000,
+  ) {}
+
+  get pending(): number {
+    return this.conn?.table.size ?? 0
+  }
+
+  private open(): Conn {
+    const reader = new FrameReader()
+    const table = new PendingTable()
+    const socket = connect({ host: this.host, port: this.port, noDelay: true })
+    const conn = { socket, table }
+    socket.setTimeout(this.idleMs, () => { if (table.size === 0) socket.destroy() })
+    socket.on('data', chunk => reader.push(chunk, msg => {
+      if (!table.take(msg)) this.counters.dropped('mismatch')
+    }))
+    socket.on('error', () => { /* reported as the close that follows */ })
+    socket.on('close', () => {
+      if (this.conn === conn) this.conn = undefined
+      table.failAll(`TCP connection to ${this.host}:${this.port} closed`)
+    })
+    return conn
+  }
+
+  send(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
+    if (this.closed) return false
+    if (!this.conn || this.conn.socket.destroyed) this.conn = this.open()
+    if (!this.conn.table.add(query, qEnd, timeoutMs, cb)) return false
+    this.conn.socket.write(frame(query))
+    return true
+  }
+
+  close(): void {
+    this.closed = true
+    this.conn?.socket.destroy()
+    this.conn = undefined
+  }
+}

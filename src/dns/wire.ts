@@ -1,0 +1,155 @@
+/**
+ * A small DNS wire reader for the hot path: the header, the one question, the query's OPT record,
+ * and names (with compression). Nothing here throws on hostile input: bad input gives -1/undefined.
+ */
+
+export const HEADER = 12
+export const MAX_NAME_OCTETS = 255
+const MAX_JUMPS = 64
+
+export const QR = 0x8000
+export const TC = 0x0200
+export const RD = 0x0100
+export const CD = 0x0010
+export const TYPE_OPT = 41
+
+export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const
+
+/** A parsed query: what the pipeline needs, read once. */
+export interface Query {
+  readonly id: number
+  readonly flags: number
+  /** Lowercase, no trailing dot; '' for the root. Bytes outside ASCII come through as latin1 characters. */
+  readonly name: string
+  readonly qtype: number
+  readonly qclass: number
+  /** Offset just past the question section (the question is bytes 12..qEnd). */
+  readonly qEnd: number
+  /** EDNS: present when the query had an OPT record. */
+  readonly edns: boolean
+  readonly udpSize: number
+  readonly dnssecOk: boolean
+}
+
+/** Why a query could not be parsed: drop it silently, or answer FORMERR / NOTIMP. */
+export type QueryError = 'drop' | 'formerr' | 'notimp'
+
+/** Result of reading a name: its text and the offset just past it where it starts. */
+export interface NameRead { readonly name: string; readonly end: number }
+
+/**
+ * Read a (possibly compressed) name at `off`. Pointers must point strictly backwards (which rules
+ * out loops), at most 64 jumps, at most 255 octets in all. `lower` folds A-Z to a-z.
+ */
+export function readName(buf: Buffer, off: number, lower = true): NameRead | undefined {
+  let pos = off
+  let end = -1
+  let octets = 0
+  let jumps = 0
+  let name = ''
+  let limit = off                        // a pointer must land before where the current run of labels began
+  for (;;) {
+    if (pos >= buf.length) return undefined
+    const len = buf[pos]!
+    if (len === 0) {
+      if (end < 0) end = pos + 1
+      octets += 1
+      break
+    }
+    const kind = len & 0xc0
+    if (kind === 0xc0) {
+      if (pos + 1 >= buf.length) return undefined
+      const target = ((len & 0x3f) << 8) | buf[pos + 1]!
+      if (end < 0) end = pos + 2
+      if (target >= limit || target < HEADER || ++jumps > MAX_JUMPS) return undefined
+      limit = target
+      pos = target
+      continue
+    }
+    if (kind !== 0) return undefined     // 0x40 / 0x80 label types are not in use
+    octets += len + 1
+    if (octets > MAX_NAME_OCTETS - 1 || pos + 1 + len > buf.length) return undefined
+    let label = buf.toString('latin1', pos + 1, pos + 1 + len)
+    if (lower) {
+      for (let i = pos + 1; i <= pos + len; i++) {
+        const c = buf[i]!
+        if (c >= 65 && c <= 90) { label = label.toLowerCase(); break }
+      }
+    }
+    name = name.length === 0 ? label : name + '.' + label
+    pos += len + 1
+  }
+  return { name, end }
+}
+
+/** Offset just past a name at `off` without decoding it, or -1. */
+export function skipName(buf: Buffer, off: number): number {
+  let pos = off
+  let octets = 0
+  for (;;) {
+    if (pos >= buf.length) return -1
+    const len = buf[pos]!
+    if (len === 0) return pos + 1
+    if ((len & 0xc0) === 0xc0) return pos + 2 <= buf.length ? pos + 2 : -1
+    if ((len & 0xc0) !== 0) return -1
+    octets += len + 1
+    if (octets > MAX_NAME_OCTETS - 1) return -1
+    pos += len + 1
+  }
+}
+
+/** Offset just past one resource record at `off` (10 fixed octets + rdata), or -1. */
+export function skipRecord(buf: Buffer, off: number): number {
+  const p = skipName(buf, off)
+  if (p < 0 || p + 10 > buf.length) return -1
+  const end = p + 10 + buf.readUInt16BE(p + 8)
+  return end <= buf.length ? end : -1
+}
+
+/** Parse a query: the header, exactly one question, and an OPT record if any. */
+export function parseQuery(buf: Buffer): Query | QueryError {
+  if (buf.length < HEADER) return 'drop'
+  const flags = buf.readUInt16BE(2)
+  if ((flags & QR) !== 0) return 'drop'                          // a response sent to us
+  if (((flags >> 11) & 0xf) !== 0) return 'notimp'               // only QUERY
+  if (buf.readUInt16BE(4) !== 1) return 'formerr'
+  const q = readName(buf, HEADER)
+  if (!q || q.end + 4 > buf.length) return 'formerr'
+  const qtype = buf.readUInt16BE(q.end)
+  const qclass = buf.readUInt16BE(q.end + 2)
+  const qEnd = q.end + 4
+  let edns = false
+  let udpSize = 512
+  let dnssecOk = false
+  const records = buf.readUInt16BE(6) + buf.readUInt16BE(8)
+  const additional = buf.readUInt16BE(10)
+  let pos = qEnd
+  for (let i = 0; i < records + additional; i++) {
+    const p = skipName(buf, pos)
+    const end = skipRecord(buf, pos)
+    if (end < 0) return 'formerr'
+    if (i >= records && buf.readUInt16BE(p) === TYPE_OPT) {
+      if (edns || buf[pos] !== 0) return 'formerr'               // one OPT, owned by the root
+      edns = true
+      udpSize = Math.max(512, buf.readUInt16BE(p + 2))
+      dnssecOk = (buf.readUInt16BE(p + 6) & 0x8000) !== 0
+    }
+    pos = end
+  }
+  return { id: buf.readUInt16BE(0), flags, name: q.name, qtype, qclass, qEnd, edns, udpSize, dnssecOk }
+}
+
+/** Does the reply carry the same question as the query (names compared without case)? */
+export function sameQuestion(query: Buffer, qEnd: number, reply: Buffer): boolean {
+  if (reply.length < qEnd || reply.readUInt16BE(4) !== 1) return false
+  for (let i = HEADER; i < qEnd; i++) {
+    let a = query[i]!
+    let b = reply[i]!
+    if (a !== b) {
+      if (a >= 65 && a <= 90) a += 32
+      if (b >= 65 && b <= 90) b += 32
+      if (a !== b) return false
+    }
+  }
+  return true
+}

@@ -1,0 +1,43 @@
+import type { Logger } from 'pino'
+import type { Snapshot } from '../snapshot-types.js'
+import type { AlertSink } from './alerts.js'
+import type { ClientTable } from './client-table.js'
+import { eventKind, toEcs } from './ecs.js'
+import type { Metrics } from './metrics.js'
+import type { Evidence } from './types.js'
+
+export interface EvidenceOptions {
+  readonly logger: Logger
+  /** The current snapshot (its `log.queries` says whether plain queries are logged). */
+  readonly getSnapshot: () => Snapshot
+  readonly metrics: Metrics
+  readonly clients: ClientTable
+  readonly alerts?: AlertSink
+}
+
+/**
+ * The evidence sink: every decision is counted; decisions other than `pass` go to the live
+ * client table and the log (alerts at warn, to the alert sink too); `pass` is logged only
+ * with `log.queries: all`.
+ */
+export function createEvidence(opts: EvidenceOptions): Evidence {
+  const { logger, metrics, clients, alerts, getSnapshot } = opts
+  return {
+    counters: metrics.counters,
+    decision(ev) {
+      const action = ev.decision.action
+      metrics.decision(ev)
+      if (action === 'pass' && getSnapshot().config.log.queries !== 'all') return
+      if (action !== 'pass') clients.record(ev)
+      const alert = eventKind(action) === 'alert'
+      const level = alert ? 'warn' : 'info'
+      if (!alert && !logger.isLevelEnabled(level)) return
+      const record = toEcs(ev)
+      if (logger.isLevelEnabled(level)) logger[level](record)
+      if (alert) alerts?.alert(ev, record)
+    },
+    info: (msg, fields) => logger.info(fields ?? {}, msg),
+    warn: (msg, fields) => logger.warn(fields ?? {}, msg),
+    error: (msg, fields) => logger.error(fields ?? {}, msg),
+  }
+}

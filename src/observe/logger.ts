@@ -1,0 +1,28 @@
+import { pino, type DestinationStream, type Logger } from 'pino'
+
+/** The ECS version the log lines follow (ecs-logging: `ecs.version` on every line). */
+export const ECS_VERSION = '8.11.0'
+
+export interface LoggerOptions {
+  readonly level: string
+  /** Where lines go; stdout when absent. */
+  readonly destination?: NodeJS.WritableStream | DestinationStream
+  /** Milliseconds since the epoch; Date.now when absent. */
+  readonly clock?: () => number
+}
+
+/**
+ * The root logger: one ECS JSON line per call, with `@timestamp`, `log.level`, `message` and
+ * `ecs.version`, and no pid/hostname. Built from pino options only.
+ */
+export function createLogger(opts: LoggerOptions): Logger {
+  const clock = opts.clock ?? Date.now
+  const options = {
+    level: opts.level,
+    messageKey: 'message',
+    base: { 'ecs.version': ECS_VERSION },
+    timestamp: () => `,"@timestamp":"${new Date(clock()).toISOString()}"`,
+    formatters: { level: (label: string) => ({ 'log.level': label }) },
+  }
+  return opts.destination ? pino(options, opts.destination as DestinationStream) : pino(options)
+}

@@ -1,0 +1,118 @@
+import { isIP } from 'node:net'
+import { CidrSet, parseAddr, type Addr } from '../policy/cidr.js'
+
+/** A parsed request target. `ip` is set (dialable, canonical) when the host is an address literal. */
+export interface Target {
+  readonly host: string
+  readonly port: number
+  readonly ip?: string
+}
+
+const AUTHORITY = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+))(?::(\d{1,5}))?$/
+const NUMERIC_LABEL = /^(?:0x[0-9a-f]*|[0-9]+)$/i
+
+/**
+ * Strict `host:port` (IPv6 in brackets). Without `defaultPort` the port is required. Rejects
+ * ports with leading zeros, port 0 and > 65535, userinfo, paths, nested brackets. IPv4 written
+ * in any form a URL parser accepts (2130706433, 0177.0.0.1, 0x7f.1) becomes its dotted form.
+ */
+export function parseAuthority(s: string, defaultPort?: number): Target | undefined {
+  const m = AUTHORITY.exec(s)
+  if (!m) return undefined
+  let port = defaultPort
+  if (m[3] !== undefined) {
+    if ((m[3].length > 1 && m[3][0] === '0') || Number(m[3]) > 65535 || Number(m[3]) === 0) return undefined
+    port = Number(m[3])
+  }
+  if (port === undefined) return undefined
+  if (m[1] !== undefined) {
+    const a = isIP(m[1]) === 6 ? parseAddr(m[1]) : undefined
+    if (!a) return undefined
+    return { host: m[1], port, ip: a.family === 4 ? v4text(a.words[0]!) : m[1] }
+  }
+  const host = m[2]!.endsWith('.') ? m[2]!.slice(0, -1) : m[2]!
+  const labels = host.split('.')
+  if (NUMERIC_LABEL.test(labels[labels.length - 1]!)) {
+    const ip = parseIpv4Loose(host)
+    return ip === undefined ? undefined : { host, port, ip }
+  }
+  return { host, port }
+}
+
+/** IPv4 as the WHATWG URL parser reads it: 1–4 parts, each decimal, 0x-hex or 0-octal; the last fills the rest. */
+export function parseIpv4Loose(s: string): string | undefined {
+  const parts = s.split('.')
+  if (parts.length > 4) return undefined
+  const nums: number[] = []
+  for (const p of parts) {
+    let n: number
+    if (/^0x[0-9a-f]*$/i.test(p)) n = p.length === 2 ? 0 : parseInt(p.slice(2), 16)
+    else if (/^0[0-7]+$/.test(p)) n = parseInt(p, 8)
+    else if (/^(?:0|[1-9][0-9]*)$/.test(p)) n = Number(p)
+    else return undefined
+    nums.push(n)
+  }
+  const last = nums.pop()!
+  if (nums.some(n => n > 255) || last >= 256 ** (4 - nums.length)) return undefined
+  let v = last
+  nums.forEach((n, i) => { v += n * 256 ** (3 - i) })
+  return v4text(v)
+}
+
+function v4text(n: number): string {
+  return `${n >>> 24 & 255}.${n >>> 16 & 255}.${n >>> 8 & 255}.${n & 255}`
+}
+
+/** Ranges never dialled unless `allowDestinations` lists them. */
+const FORBIDDEN: readonly (readonly [string, string])[] = [
+  ['0.0.0.0/8', 'unspecified'], ['10.0.0.0/8', 'private'], ['100.64.0.0/10', 'CGNAT'],
+  ['127.0.0.0/8', 'loopback'], ['169.254.0.0/16', 'link-local (cloud metadata)'], ['172.16.0.0/12', 'private'],
+  ['192.0.0.0/24', 'IETF protocol assignments'], ['192.168.0.0/16', 'private'], ['198.18.0.0/15', 'benchmarking'],
+  ['224.0.0.0/4', 'multicast'], ['240.0.0.0/4', 'reserved or broadcast'],
+  ['::/128', 'unspecified'], ['::1/128', 'loopback'], ['::/96', 'IPv4-compatible'], ['64:ff9b::/96', 'NAT64'],
+  ['64:ff9b:1::/48', 'NAT64'], ['100::/64', 'discard'], ['2001::/32', 'Teredo'], ['2002::/16', '6to4'],
+  ['fc00::/7', 'unique local (private)'], ['fe80::/10', 'link-local'], ['ff00::/8', 'multicast'],
+]
+const FORBIDDEN_SETS = FORBIDDEN.map(([c, label]) => [new CidrSet([c]), label, c] as const)
+
+export interface SelfAddress { readonly address: string; readonly port: number }
+
+/** Decides whether an address may be dialled; built once per listener set. */
+export class DestinationGuard {
+  readonly #self: readonly { addr: Addr | 'any'; port: number }[]
+  readonly #local: readonly Addr[]
+
+  constructor(self: readonly SelfAddress[], localAddresses: readonly string[]) {
+    this.#self = self.map(s => {
+      const a = parseAddr(s.address)!
+      const any = a.words.every(w => w === 0)
+      return { addr: any ? 'any' : a, port: s.port }
+    })
+    this.#local = localAddresses.map(x => parseAddr(x)).filter((a): a is Addr => a !== undefined)
+  }
+
+  /** Why `ip:port` must not be dialled, or undefined when it may. */
+  check(ip: string, port: number, allow: CidrSet): string | undefined {
+    const a = parseAddr(ip)
+    if (!a) return `${ip} is not an address`
+    for (const s of this.#self) {
+      if (s.port !== port) continue
+      if (s.addr === 'any' ? (isLoopback(a) || this.#local.some(l => same(l, a))) : same(s.addr, a)) {
+        return `${ip}:${port} is this proxy's own listener`
+      }
+    }
+    if (allow.hasAddr(a)) return undefined
+    for (const [set, label, cidr] of FORBIDDEN_SETS) {
+      if (set.hasAddr(a)) return `${ip} is ${label} (${cidr}); list it in proxy.allowDestinations to allow`
+    }
+    return undefined
+  }
+}
+
+function same(x: Addr, y: Addr): boolean {
+  return x.family === y.family && x.words.every((w, i) => w === y.words[i])
+}
+
+function isLoopback(a: Addr): boolean {
+  return a.family === 4 ? a.words[0]! >>> 24 === 127 : same(a, parseAddr('::1')!)
+}

@@ -1,0 +1,149 @@
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Decision } from '../policy/types.js'
+import { parseAuthority, type Target } from './address.js'
+import { effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
+import { blocks, decideTarget, denial, route, worse } from './decide.js'
+import { readClientHello } from './hello-reader.js'
+import { rawResponse } from './responses.js'
+import { MAX_HELLO_BYTES } from './sni.js'
+import { dial, dialParent, UpstreamError } from './upstream.js'
+
+/**
+ * CONNECT: decide the CONNECT host before any outbound connection (403 on block); resolve it
+ * once and check every address; answer 200; read the ClientHello and decide each SNI name
+ * (the worse of CONNECT host and SNI wins); close on block, else dial (direct, or CONNECT
+ * through the parent) and splice, the bytes already read first.
+ *
+ * Documented rules: bytes that are not TLS (plain protocol, SSLv2 hello) and TLS without SNI
+ * are decided on the CONNECT host alone and logged with `tunnelguard.sni_status` not-tls / none;
+ * a malformed or oversized ClientHello is blocked (fail closed); a hello that does not complete
+ * within proxy.helloTimeout closes the tunnel without dialling. After the 200 a parent or dial
+ * failure can only close the tunnel; the status it would have had (502/504) is on the close line.
+ */
+export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+  conn.requests++
+  const start = ctx.clock()
+  const snap = ctx.getSnapshot()
+  const cfg = snap.config.proxy
+  const sets = setsOf(snap)
+  const client = effectiveClient(conn.client, req.headers, sets.trust)
+  conn.close['client.ip'] = client.ip
+  const refuse = (status: number, reason: string) => {
+    conn.close['http.response.status_code'] = status
+    conn.close['error.message'] = reason
+    socket.end(rawResponse(status, reason))
+  }
+  if (!sets.allowClients.has(client.ip)) {
+    ctx.evidence.counters.dropped('refused')
+    ctx.evidence.warn('proxy.client_denied', { 'client.ip': client.ip, 'client.port': client.port, 'http.request.method': 'CONNECT' })
+    return refuse(403, `client ${client.ip} is not in proxy.allowClients`)
+  }
+  const target = parseAuthority(req.url!)
+  if (!target) {
+    ctx.evidence.counters.dropped('malformed')
+    return refuse(400, `bad CONNECT target "${req.url}": write host:port`)
+  }
+  conn.close['destination.domain'] = target.host
+  conn.close['destination.port'] = target.port
+  const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>) => {
+    ctx.evidence.decision({
+      message: 'proxy.connect', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
+      destination: { domain: target.host, ip, port: target.port }, sni, extra,
+    })
+  }
+  if (!cfg.connectPorts.includes(target.port)) {
+    const d = denial(snap, client.ip, target.host, 'connect', `CONNECT to port ${target.port} is not allowed (proxy.connectPorts: ${cfg.connectPorts.join(', ')})`)
+    emit(d)
+    return refuse(403, d.reason)
+  }
+  const first = decideTarget(snap, client.ip, target, 'connect')
+  if (blocks(first)) {
+    emit(first)
+    return refuse(403, first.reason)
+  }
+  const r = await route(ctx, snap, sets, client.ip, target, first.name)
+  const cnames = r.cnames.length > 0 ? { 'tunnelguard.cnames': r.cnames } : {}
+  let decision = worse(first, r.ok ? r.cname : undefined)
+  if (blocks(decision)) {
+    emit(decision, undefined, undefined, cnames)
+    return refuse(403, decision.reason)
+  }
+  if (!r.ok) {
+    emit(r.status === 403 ? denial(snap, client.ip, first.name, 'connect', r.reason) : decision, undefined, undefined, { ...cnames, 'error.message': r.reason })
+    return refuse(r.status, r.reason)
+  }
+  if (socket.destroyed) {
+    emit(decision, r.ip, undefined, { ...cnames, 'tunnelguard.sni_status': 'eof' })
+    return
+  }
+  socket.write('HTTP/1.1 200 Connection established\r\n\r\n')
+  const { result, data } = await readClientHello(socket, head, cfg.helloTimeout, MAX_HELLO_BYTES)
+  const extra: Record<string, unknown> = { ...cnames }
+  let sni: string | undefined
+  if (result.kind === 'hello') {
+    extra['tunnelguard.sni_status'] = result.names.length === 0 ? 'none' : 'ok'
+    if (result.ech) extra['tunnelguard.ech'] = true
+    if (result.names.length > 1) extra['tunnelguard.sni_names'] = result.names
+    sni = result.names[0]
+    for (const n of result.names) {
+      const d = snap.policy.decide(client.ip, n, 'sni')
+      decision = worse(decision, d)
+      if (d.name !== first.name) mismatch(ctx, client, target, first.name, d.name, extra)
+    }
+  } else if (result.kind === 'invalid') {
+    extra['tunnelguard.sni_status'] = 'invalid'
+    decision = worse(decision, denial(snap, client.ip, first.name, 'sni', `malformed ClientHello (${result.reason}): blocked, fail closed`))
+  } else {
+    extra['tunnelguard.sni_status'] = result.kind                     // not-tls: decided on the CONNECT host alone
+  }
+  if (sni !== undefined) conn.close['tls.client.server_name'] = sni
+  conn.close['destination.ip'] = r.ip
+  emit(decision, r.ip, sni, extra)
+  if (result.kind === 'timeout' || result.kind === 'eof' || blocks(decision)) {
+    conn.close['error.message'] = blocks(decision) ? `blocked: ${decision.reason}` : `no ClientHello (${result.kind})`
+    socket.destroy()
+    return
+  }
+  await tunnel(ctx, conn, socket, target, r.ip, sets.parent, data)
+}
+
+function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
+  extra['tunnelguard.mismatch'] = true
+  ctx.evidence.warn('proxy.sni_mismatch', {
+    'client.ip': client.ip, 'client.port': client.port, 'destination.domain': connect,
+    'destination.port': target.port, 'tls.client.server_name': sni,
+  })
+}
+
+async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target, ip: string | undefined,
+  parent: ReturnType<typeof setsOf>['parent'], data: Buffer): Promise<void> {
+  let up: Socket
+  try {
+    up = parent
+      ? await dialParent(parent, `${target.ip?.includes(':') ? `[${target.ip}]` : target.ip ?? target.host}:${target.port}`, ctx.connectTimeout, ctx.track)
+      : await dial(ip!, target.port, ctx.connectTimeout, ctx.track)
+  } catch (e) {
+    const err = e as UpstreamError
+    conn.close['error.message'] = err.message
+    conn.close['http.response.status_code'] = err.status
+    socket.destroy()
+    return
+  }
+  if (socket.destroyed) {
+    up.destroy()
+    return
+  }
+  splice(socket, up, data)
+}
+
+/** Pipe both ways with half-close kept; an error or a full close on one side ends the other. */
+export function splice(client: Socket, up: Socket, first: Buffer): void {
+  up.on('error', () => client.destroy())
+  client.on('error', () => up.destroy())
+  client.on('close', () => up.destroy())
+  up.on('close', () => { if (!client.writableEnded) client.destroy() })
+  if (first.length > 0) up.write(first)
+  client.pipe(up)
+  up.pipe(client)
+}

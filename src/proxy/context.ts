@@ -1,0 +1,98 @@
+import { isIP, type Socket } from 'node:net'
+import type { Agent } from 'node:http'
+import type { IncomingHttpHeaders } from 'node:http'
+import { CidrSet } from '../policy/cidr.js'
+import type { Evidence } from '../observe/types.js'
+import type { Snapshot } from '../snapshot-types.js'
+import type { DestinationGuard } from './address.js'
+
+/** Resolution through tunnelguard's own upstreams: the addresses and the CNAME chain of the answer. */
+export type Resolve = (name: string) => Promise<{ addresses: string[]; cnames: string[] }>
+
+export interface Peer { readonly ip: string; readonly port: number }
+
+/** One accepted client connection (HTTP keep-alive or a CONNECT tunnel). */
+export interface Conn {
+  readonly id: number
+  readonly socket: Socket
+  readonly peer: Peer
+  /** The client: the peer, or the source a trusted peer named in a PROXY protocol header. */
+  client: Peer
+  readonly start: bigint
+  requests: number
+  /** Framing was refused: the rest of the bytes on this connection are not trusted (no pipelined request is served). */
+  poisoned: boolean
+  /** Fields added to the connection's close line (destination, SNI, error, …). */
+  readonly close: Record<string, unknown>
+}
+
+/** What the request handlers share; built once by startProxy. */
+export interface ProxyCtx {
+  readonly getSnapshot: () => Snapshot
+  readonly evidence: Evidence
+  readonly resolve: Resolve
+  readonly clock: () => bigint
+  readonly guard: DestinationGuard
+  readonly agent: Agent
+  readonly connectTimeout: number
+  /** Count an outbound socket in openConnections until it closes. */
+  readonly track: (s: Socket) => void
+}
+
+export interface Parent { readonly host: string; readonly port: number; readonly auth?: string }
+
+/** The CIDR sets and parent of a snapshot, built once per snapshot. */
+export interface ProxySets {
+  readonly allowClients: CidrSet
+  readonly trust: CidrSet
+  readonly allowDest: CidrSet
+  readonly parent?: Parent
+}
+
+const memo = new WeakMap<Snapshot, ProxySets>()
+
+export function setsOf(snap: Snapshot): ProxySets {
+  let s = memo.get(snap)
+  if (!s) {
+    const p = snap.config.proxy
+    s = {
+      allowClients: new CidrSet(p.allowClients ?? snap.config.dns.allowClients),
+      trust: new CidrSet(p.trustForwardedFrom),
+      allowDest: new CidrSet(p.allowDestinations),
+      parent: p.parent ? parseParent(p.parent) : undefined,
+    }
+    memo.set(snap, s)
+  }
+  return s
+}
+
+/** http://[user:pass@]host[:port] → host, port (default 80) and a Basic Proxy-Authorization value. */
+export function parseParent(url: string): Parent {
+  const u = new URL(url)
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
+  const port = u.port === '' ? 80 : Number(u.port)
+  if (u.username === '') return { host, port }
+  const cred = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`
+  return { host, port, auth: `Basic ${Buffer.from(cred).toString('base64')}` }
+}
+
+const MAX_XFF = 32
+
+/**
+ * The client a request speaks for. When the connection's client is in trustForwardedFrom, the
+ * X-Forwarded-For list is walked right to left past trusted hops (the Squid model); the first
+ * untrusted address is the client. Anything that is not an address stops the walk.
+ */
+export function effectiveClient(client: Peer, headers: IncomingHttpHeaders, trust: CidrSet): Peer {
+  const xff = headers['x-forwarded-for']
+  if (xff === undefined || !trust.has(client.ip)) return client
+  const parts = (Array.isArray(xff) ? xff.join(',') : xff).split(',')
+  let c = client
+  for (let i = parts.length - 1; i >= Math.max(0, parts.length - MAX_XFF); i--) {
+    const ip = parts[i]!.trim()
+    if (isIP(ip) === 0) break
+    c = { ip, port: 0 }
+    if (!trust.has(ip)) break
+  }
+  return c
+}

@@ -1,0 +1,122 @@
+import { request, type IncomingMessage, type RequestOptions, type ServerResponse } from 'node:http'
+import type { Decision } from '../policy/types.js'
+import { parseAuthority, type Target } from './address.js'
+import { effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
+import { blocks, decideTarget, denial, route, worse } from './decide.js'
+import { forwardHeaders } from './headers.js'
+import { sendError } from './responses.js'
+import { UpstreamError } from './upstream.js'
+
+const ABSOLUTE = /^http:\/\/([^/?#]*)(.*)$/i
+
+/**
+ * Plain HTTP (absolute-form): the URL host and the Host header are both decided (the worse
+ * wins, a mismatch is logged); block → 403 naming the list and entry. Allowed requests go to
+ * the resolved, checked address (or the parent) with node's http client and a keep-alive agent.
+ */
+export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  conn.requests++
+  if (conn.poisoned) return void res.destroy()
+  const start = ctx.clock()
+  const snap = ctx.getSnapshot()
+  const sets = setsOf(snap)
+  const client = effectiveClient(conn.client, req.headers, sets.trust)
+  conn.close['client.ip'] = client.ip
+  const refuse = (status: number, reason: string) => {
+    conn.close['http.response.status_code'] = status
+    sendError(res, status, reason)
+  }
+  if (!sets.allowClients.has(client.ip)) {
+    ctx.evidence.counters.dropped('refused')
+    ctx.evidence.warn('proxy.client_denied', { 'client.ip': client.ip, 'client.port': client.port, 'http.request.method': req.method })
+    return refuse(403, `client ${client.ip} is not in proxy.allowClients`)
+  }
+  const m = ABSOLUTE.exec(req.url!)
+  const target = m ? parseAuthority(m[1]!, 80) : undefined
+  const te = req.headers['transfer-encoding']
+  const hostHeader = req.headers.host
+  const hostT = hostHeader === undefined ? target : parseAuthority(hostHeader, 80)
+  const bad = !m ? 'only absolute http:// URLs are proxied (https goes through CONNECT)'
+    : !target ? `bad host in URL "${m[1]}"`
+      : !hostT ? `bad Host header "${hostHeader}"`
+        : te !== undefined && te.trim().toLowerCase() !== 'chunked' ? `unsupported Transfer-Encoding "${te}"` : undefined
+  if (bad) {
+    ctx.evidence.counters.dropped('malformed')
+    conn.poisoned = true
+    conn.close['http.response.status_code'] = 400
+    sendError(res, 400, bad, true)
+    res.once('finish', () => conn.socket.destroySoon())
+    return
+  }
+  const url = decideTarget(snap, client.ip, target!, 'url')
+  const host = decideTarget(snap, client.ip, hostT!, 'host')
+  const extra: Record<string, unknown> = { 'http.request.method': req.method }
+  if (host.name !== url.name) {
+    extra['tunnelguard.mismatch'] = true
+    extra['tunnelguard.host_header'] = host.name
+  }
+  const emit = (decision: Decision, ip?: string, more?: Record<string, unknown>) => {
+    ctx.evidence.decision({
+      message: 'proxy.http', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
+      destination: { domain: target!.host, ip, port: target!.port }, urlDomain: target!.host, extra: { ...extra, ...more },
+    })
+  }
+  conn.close['destination.domain'] = target!.host
+  let decision = worse(url, host)
+  if (blocks(decision)) {
+    emit(decision)
+    return refuse(403, decision.reason)
+  }
+  const r = await route(ctx, snap, sets, client.ip, target!, url.name)
+  const more = r.cnames.length > 0 ? { 'tunnelguard.cnames': r.cnames } : {}
+  decision = worse(decision, r.ok ? r.cname : undefined)
+  if (blocks(decision)) {
+    emit(decision, undefined, more)
+    return refuse(403, decision.reason)
+  }
+  if (!r.ok) {
+    emit(r.status === 403 ? denial(snap, client.ip, url.name, 'url', r.reason) : decision, undefined, { ...more, 'error.message': r.reason })
+    return refuse(r.status, r.reason)
+  }
+  emit(decision, r.ip, more)
+  forward(ctx, conn, req, res, target!, m![2]!, r.ip, sets)
+}
+
+function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ip: string | undefined, sets: ProxySets): void {
+  const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip))
+  const hostText = t.ip?.includes(':') ? `[${t.ip}]` : t.ip ?? t.host
+  const authority = t.port === 80 ? hostText : `${hostText}:${t.port}`
+  const path = rest.startsWith('/') ? rest : `/${rest}`
+  headers.host = authority
+  if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length']
+  else if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked'
+  const parent = sets.parent
+  const opts: RequestOptions = parent
+    ? { host: parent.host, port: parent.port, path: `http://${authority}${path}`, headers: parent.auth ? { ...headers, 'proxy-authorization': parent.auth } : headers }
+    : { host: ip, port: t.port, path, headers }
+  const up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false })
+  up.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => up.destroy(new UpstreamError(504, `${parent ? 'parent proxy' : 'origin'} did not answer in time`)))
+  up.on('error', e => {
+    const status = e instanceof UpstreamError ? e.status : 502
+    conn.close['error.message'] = e.message
+    conn.close['http.response.status_code'] = status
+    sendError(res, status, e instanceof UpstreamError ? e.message : `${parent ? 'parent proxy' : 'origin'} failed: ${e.message}`)
+  })
+  up.on('response', upRes => {
+    upRes.on('error', () => res.destroy())
+    if (parent && upRes.statusCode === 407) {
+      upRes.resume()
+      conn.close['http.response.status_code'] = 502
+      return sendError(res, 502, 'parent proxy requires authentication (407)')
+    }
+    const h = forwardHeaders(upRes.rawHeaders, true)
+    if (upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined) {
+      h['content-length'] = upRes.headers['content-length']
+    }
+    conn.close['http.response.status_code'] = upRes.statusCode
+    res.writeHead(upRes.statusCode!, h)
+    upRes.pipe(res)
+  })
+  res.on('close', () => { if (!res.writableFinished) up.destroy() })
+  req.pipe(up)
+}

@@ -1,0 +1,189 @@
+import { Agent, createServer as createHttpServer, type IncomingMessage } from 'node:http'
+import { createServer, type Server, type Socket } from 'node:net'
+import { networkInterfaces } from 'node:os'
+import { splitHostPort } from '../config/schema.js'
+import type { Evidence } from '../observe/types.js'
+import type { Snapshot } from '../snapshot-types.js'
+import { DestinationGuard, type SelfAddress } from './address.js'
+import { handleConnect } from './connect.js'
+import { setsOf, type Conn, type ProxyCtx, type Resolve } from './context.js'
+import { handleRequest } from './http-forward.js'
+import { acceptProxyHeader } from './proxy-header-reader.js'
+import { rawResponse } from './responses.js'
+
+export type { Resolve } from './context.js'
+
+export interface ProxyService {
+  readonly addresses: readonly { address: string; port: number }[]
+  /** Client connections plus outbound sockets in use (idle keep-alive sockets to origins excluded). */
+  readonly openConnections: number
+  close(): Promise<void>
+}
+
+export interface ProxyOptions {
+  readonly listen: readonly string[]
+  readonly getSnapshot: () => Snapshot
+  readonly evidence: Evidence
+  readonly resolve: Resolve
+  readonly clock?: () => bigint
+  /** Time allowed to connect to an origin or get a parent's answer to CONNECT (ms, default 10 s). */
+  readonly connectTimeout?: number
+}
+
+/** Listen on `addr` ("host:port", port 0 for any) with a raw TCP server. */
+export function listenOn(addr: string, onSocket: (s: Socket) => void, evidence: Evidence, what: string): Promise<Server> {
+  const hp = splitHostPort(addr)
+  if (!hp) return Promise.reject(new Error(`${what}: bad listen address ${addr}`))
+  const srv = createServer({ allowHalfOpen: true }, onSocket)
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject)
+    srv.listen(hp.port, hp.host, () => {
+      srv.off('error', reject)
+      srv.on('error', e => evidence.error(`${what}.listener`, { 'error.message': e.message }))
+      resolve(srv)
+    })
+  })
+}
+
+export function boundAddresses(servers: readonly Server[]): SelfAddress[] {
+  return servers.map(s => {
+    const a = s.address() as { address: string; port: number }
+    return { address: a.address, port: a.port }
+  })
+}
+
+/** The HTTP forward proxy: one raw listener per proxy.listen address feeding one http.Server. */
+export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
+  const cfg = opts.getSnapshot().config.proxy
+  const { evidence } = opts
+  const clock = opts.clock ?? process.hrtime.bigint
+  const clients = new Set<Socket>()
+  const outbound = new Set<Socket>()
+  const conns = new WeakMap<Socket, Conn>()
+  const agent = new Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' })
+  let seq = 0
+  const http = createHttpServer({
+    maxHeaderSize: cfg.maxHeaderBytes,
+    headersTimeout: cfg.headerTimeout,
+    requestTimeout: 0,
+    connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(cfg.headerTimeout / 4))),
+  })
+  http.timeout = cfg.idleTimeout
+  // Sockets come from our own listeners (emit 'connection'); 'listening' starts node's header-timeout checks.
+  http.emit('listening')
+  let ctx: ProxyCtx
+  const fail = (conn: Conn, e: unknown) => {
+    /* c8 ignore next 3 - defensive: the handlers catch their own errors */
+    evidence.error('proxy.internal', { 'error.message': (e as Error).message, 'client.ip': conn.client.ip })
+    conn.socket.destroy()
+  }
+  http.on('request', (req: IncomingMessage, res) => {
+    const conn = conns.get(req.socket as Socket)!
+    handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
+  })
+  http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const conn = conns.get(socket)!
+    socket.setTimeout(opts.getSnapshot().config.proxy.idleTimeout)
+    handleConnect(ctx, conn, req, socket, head).catch(e => fail(conn, e))
+  })
+  http.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+    socket.end(rawResponse(501, 'protocol upgrades are not proxied'))
+  })
+  http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const conn = conns.get(socket)!
+    conn.poisoned = true
+    const inFlight = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage
+    if (!socket.writable || err.code === 'ECONNRESET' || inFlight?.headersSent) return socket.destroy()
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+    evidence.counters.dropped('malformed')
+    conn.close['error.message'] = `${err.code}: ${err.message}`
+    conn.close['http.response.status_code'] = status
+    socket.write(rawResponse(status, status === 408 ? 'request headers not received in time' : status === 431 ? 'request headers too large' : 'malformed request'))
+    socket.destroySoon()
+  })
+
+  const onSocket = (socket: Socket) => {
+    socket.on('error', () => { /* resets are normal; 'close' follows */ })
+    const snap = opts.getSnapshot()
+    const limit = snap.config.proxy.maxConnections
+    const peer = { ip: socket.remoteAddress!, port: socket.remotePort! }
+    if (clients.size >= limit) {
+      evidence.counters.dropped('overload')
+      evidence.warn('proxy.overload', { 'client.ip': peer.ip, 'tunnelguard.max_connections': limit })
+      socket.write(rawResponse(503, `too many connections (proxy.maxConnections ${limit})`))
+      socket.destroySoon()
+      return
+    }
+    const conn: Conn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, close: {} }
+    conns.set(socket, conn)
+    clients.add(socket)
+    evidence.counters.connections('proxy', 1)
+    socket.on('timeout', () => {
+      conn.close['error.message'] ??= 'idle timeout'
+      socket.destroy()
+    })
+    socket.setTimeout(snap.config.proxy.idleTimeout)
+    socket.on('close', () => {
+      clients.delete(socket)
+      evidence.counters.connections('proxy', -1)
+      evidence.counters.proxyBytes('up', socket.bytesRead)
+      evidence.counters.proxyBytes('down', socket.bytesWritten)
+      evidence.info('proxy.close', {
+        'client.ip': conn.client.ip, 'client.port': conn.client.port, 'source.ip': peer.ip, 'source.port': peer.port,
+        'source.bytes': socket.bytesRead, 'destination.bytes': socket.bytesWritten,
+        'event.duration': Number(clock() - conn.start), 'tunnelguard.requests': conn.requests, ...conn.close,
+      })
+    })
+    if (!setsOf(snap).trust.has(peer.ip)) {
+      http.emit('connection', socket)
+      return
+    }
+    acceptProxyHeader(socket, snap.config.proxy.headerTimeout).then(r => {
+      if (!r.ok) {
+        conn.close['error.message'] = r.reason
+        evidence.counters.dropped('malformed')
+        socket.destroy()
+        return
+      }
+      if (r.source) conn.client = r.source
+      http.emit('connection', socket)
+    })
+  }
+
+  const servers: Server[] = []
+  try {
+    for (const l of opts.listen) servers.push(await listenOn(l, onSocket, evidence, 'proxy'))
+  } catch (e) {
+    for (const s of servers) s.close()
+    http.close()
+    throw e
+  }
+  const addresses = boundAddresses(servers)
+  const local = Object.values(networkInterfaces()).flatMap(l => (l ?? []).map(i => i.address))
+  ctx = {
+    getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent,
+    guard: new DestinationGuard(addresses, local),
+    connectTimeout: opts.connectTimeout ?? 10_000,
+    track: s => {
+      outbound.add(s)
+      s.once('close', () => outbound.delete(s))
+    },
+  }
+  evidence.info('proxy.listening', { addresses })
+  return {
+    addresses,
+    get openConnections() {
+      return clients.size + outbound.size + Object.values(agent.sockets).reduce((n, l) => n + (l?.length ?? 0), 0)
+    },
+    async close() {
+      const closed = Promise.all(servers.map(s => new Promise<void>(r => {
+        s.close(() => r())
+      })))
+      for (const s of clients) s.destroy()
+      for (const s of outbound) s.destroy()
+      agent.destroy()
+      http.close()
+      await closed
+    },
+  }
+}

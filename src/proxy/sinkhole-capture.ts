@@ -1,0 +1,98 @@
+import type { Socket } from 'node:net'
+import type { Evidence } from '../observe/types.js'
+import type { Snapshot } from '../snapshot-types.js'
+import { parseAuthority } from './address.js'
+import { boundAddresses, listenOn, type ProxyService } from './server.js'
+import { MAX_HELLO_BYTES, parseClientHello } from './sni.js'
+
+export interface SinkholeOptions {
+  readonly listen: readonly string[]
+  readonly getSnapshot: () => Snapshot
+  readonly evidence: Evidence
+  readonly clock?: () => bigint
+}
+
+type Named = { readonly name: string; readonly where: 'sni' | 'host' } | { readonly reason: string }
+
+/** What the first bytes name: the SNI of a ClientHello, the Host of an HTTP request, or why neither. */
+export function nameOf(buf: Buffer, final: boolean): Named | undefined {
+  if (buf.length > 0 && buf[0] === 0x16) {
+    const r = parseClientHello(buf)
+    if (r.kind === 'partial') return final ? { reason: 'incomplete ClientHello' } : undefined
+    if (r.kind === 'invalid') return { reason: `malformed ClientHello: ${r.reason}` }
+    return r.kind === 'hello' && r.names.length > 0 ? { name: r.names[0]!, where: 'sni' } : { reason: 'ClientHello without SNI' }
+  }
+  const end = buf.indexOf('\r\n\r\n')
+  if (end < 0 && !final && buf.length < MAX_HELLO_BYTES) return undefined
+  const m = /\r\nhost:[ \t]*([^\r\n]*)/i.exec(buf.toString('latin1', 0, end < 0 ? buf.length : end))
+  if (!m) return { reason: buf.length === 0 ? 'no bytes' : 'neither TLS nor an HTTP request with a Host' }
+  const host = m[1]!.trim()
+  return { name: parseAuthority(host, 80)?.host ?? host, where: 'host' }
+}
+
+/**
+ * The sinkhole listener: when DNS sinkholes a name to tunnelguard's own address, the TLS and
+ * HTTP connections that follow land here. Each is logged (client, SNI or Host, the decision on
+ * that name) and closed, within proxy.helloTimeout; nothing is answered.
+ */
+export async function startSinkholeCapture(opts: SinkholeOptions): Promise<ProxyService> {
+  const clock = opts.clock ?? process.hrtime.bigint
+  const { evidence } = opts
+  const open = new Set<Socket>()
+  const onSocket = (socket: Socket) => {
+    socket.on('error', () => { /* resets are normal; 'close' follows */ })
+    const snap = opts.getSnapshot()
+    if (open.size >= snap.config.proxy.maxConnections) {
+      evidence.counters.dropped('overload')
+      socket.destroy()
+      return
+    }
+    open.add(socket)
+    socket.once('close', () => open.delete(socket))
+    const start = clock()
+    const client = { ip: socket.remoteAddress!, port: socket.remotePort! }
+    let buf = Buffer.alloc(0)
+    let done = false
+    const finish = (final: boolean) => {
+      const n = done ? undefined : nameOf(buf, final)
+      if (!n) return
+      done = true
+      clearTimeout(timer)
+      socket.removeAllListeners('data')
+      socket.destroy()
+      if ('reason' in n) {
+        evidence.warn('sinkhole.capture', { 'client.ip': client.ip, 'client.port': client.port, 'error.message': n.reason })
+        return
+      }
+      const decision = snap.policy.decide(client.ip, n.name, n.where)
+      evidence.decision({
+        message: 'sinkhole.capture', decision, client, transport: 'tcp', durationNs: Number(clock() - start),
+        destination: { domain: decision.name, port: socket.localPort },
+        ...(n.where === 'sni' ? { sni: n.name } : { urlDomain: decision.name }),
+      })
+    }
+    const timer = setTimeout(() => finish(true), snap.config.proxy.helloTimeout)
+    socket.on('data', (b: Buffer) => {
+      buf = Buffer.concat([buf, b])
+      finish(false)
+    })
+    socket.once('end', () => finish(true))
+    socket.once('close', () => finish(true))
+  }
+  const servers: Awaited<ReturnType<typeof listenOn>>[] = []
+  try {
+    for (const l of opts.listen) servers.push(await listenOn(l, onSocket, evidence, 'sinkhole'))
+  } catch (e) {
+    for (const s of servers) s.close()
+    throw e
+  }
+  return {
+    addresses: boundAddresses(servers),
+    get openConnections() { return open.size },
+    async close() {
+      const closed = Promise.all(servers.map(s => new Promise<void>(r => { s.close(() => r()) })))
+      for (const s of open) s.destroy()
+      await closed
+    },
+  }
+}

@@ -1,0 +1,83 @@
+import { connect, type Socket } from 'node:net'
+import type { Parent } from './context.js'
+
+/** Why an upstream could not be reached; `status` is what an HTTP client is told (502 or 504). */
+export class UpstreamError extends Error {
+  constructor(readonly status: 502 | 504, message: string) {
+    super(message)
+    this.name = 'UpstreamError'
+  }
+}
+
+const MAX_PARENT_HEAD = 16_384
+
+/** Open a TCP connection within `timeoutMs`; the socket is handed to `track` at once. */
+export function dial(host: string, port: number, timeoutMs: number, track: (s: Socket) => void): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host, port, allowHalfOpen: true })
+    track(s)
+    s.on('error', () => { /* reported through 'close' by whoever owns the socket */ })
+    const fail = (e: UpstreamError) => {
+      clearTimeout(timer)
+      s.destroy()
+      reject(e)
+    }
+    const timer = setTimeout(() => fail(new UpstreamError(504, `connect to ${host}:${port} timed out`)), timeoutMs)
+    const onError = (e: Error) => fail(new UpstreamError(502, `connect to ${host}:${port} failed: ${e.message}`))
+    s.once('error', onError)
+    s.once('connect', () => {
+      clearTimeout(timer)
+      s.off('error', onError)
+      resolve(s)
+    })
+  })
+}
+
+/**
+ * A tunnel to `authority` through the parent proxy: CONNECT, then a 2xx within `timeoutMs`.
+ * A parent asking for credentials (407), refusing, timing out, or sending bytes after its
+ * 200 (data the client never asked for) is an error.
+ */
+export async function dialParent(parent: Parent, authority: string, timeoutMs: number, track: (s: Socket) => void): Promise<Socket> {
+  const start = Date.now()
+  const s = await dial(parent.host, parent.port, timeoutMs, track)
+  s.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`
+    + (parent.auth ? `Proxy-Authorization: ${parent.auth}\r\n` : '') + '\r\n')
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0)
+    const fail = (e: UpstreamError) => {
+      finish()
+      s.destroy()
+      reject(e)
+    }
+    const finish = () => {
+      clearTimeout(timer)
+      s.off('data', onData)
+      s.off('error', onError)
+      s.off('end', onEnd)
+    }
+    const onData = (b: Buffer) => {
+      buf = Buffer.concat([buf, b])
+      const end = buf.indexOf('\r\n\r\n')
+      if (end < 0) {
+        if (buf.length > MAX_PARENT_HEAD) fail(new UpstreamError(502, 'parent proxy response header too large'))
+        return
+      }
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(buf.toString('latin1', 0, end))
+      const status = m ? Number(m[1]) : 0
+      if (status === 407) return fail(new UpstreamError(502, 'parent proxy requires authentication (407)'))
+      if (status < 200 || status > 299) return fail(new UpstreamError(502, `parent proxy refused CONNECT ${authority} (${m ? status : 'not HTTP'})`))
+      if (buf.length > end + 4) return fail(new UpstreamError(502, 'parent proxy sent bytes after its 200'))
+      finish()
+      s.pause()
+      resolve(s)
+    }
+    const onError = (e: Error) => fail(new UpstreamError(502, `parent proxy failed: ${e.message}`))
+    const onEnd = () => fail(new UpstreamError(502, 'parent proxy closed before answering CONNECT'))
+    const timer = setTimeout(() => fail(new UpstreamError(504, 'parent proxy did not answer CONNECT in time')),
+      Math.max(1, timeoutMs - (Date.now() - start)))
+    s.on('data', onData)
+    s.on('error', onError)
+    s.on('end', onEnd)
+  })
+}

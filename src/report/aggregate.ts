@@ -1,0 +1,120 @@
+import { cidrContains, parseAddr, type Cidr } from '../policy/cidr.js'
+import type { ReportEvent } from './fields.js'
+
+/** What the report knows about one name a client asked for. */
+export interface NameStat {
+  count: number
+  first: number
+  last: number
+  readonly actions: Record<string, number>
+  /** "list: entry" hit by this name */
+  readonly hits: Set<string>
+  readonly where: Set<string>
+}
+
+/** What the report knows about one client. */
+export interface ClientStat {
+  readonly ip: string
+  hostname?: string
+  mac?: string
+  first: number
+  last: number
+  total: number
+  readonly actions: Record<string, number>
+  readonly where: Record<string, number>
+  /** list → entry → count */
+  readonly lists: Map<string, Map<string, number>>
+  readonly names: Map<string, NameStat>
+  /** Decisions about names beyond the per-client limit. */
+  otherNames: number
+}
+
+export interface Filters {
+  readonly since?: number
+  readonly until?: number
+  readonly client?: Cidr
+  readonly list?: string
+}
+
+export interface Counts {
+  lines: number
+  decisions: number
+  /** Decisions the filters left out. */
+  filtered: number
+  skipped: number
+  malformed: number
+}
+
+function bump(r: Record<string, number>, k: string): void {
+  r[k] = (r[k] ?? 0) + 1
+}
+
+/** Per-client aggregation of decisions; memory grows with clients and (bounded) names only. */
+export class Aggregator {
+  readonly clients = new Map<string, ClientStat>()
+  readonly counts: Counts = { lines: 0, decisions: 0, filtered: 0, skipped: 0, malformed: 0 }
+  readonly #filters: Filters
+  readonly #maxNames: number
+
+  constructor(filters: Filters = {}, maxNames = 1000) {
+    this.#filters = filters
+    this.#maxNames = maxNames
+  }
+
+  #keep(e: ReportEvent): boolean {
+    const f = this.#filters
+    if (f.since !== undefined && e.time < f.since) return false
+    if (f.until !== undefined && e.time > f.until) return false
+    if (f.list !== undefined && e.list !== f.list) return false
+    if (f.client) {
+      const a = parseAddr(e.ip)
+      if (!a || !cidrContains(f.client, a)) return false
+    }
+    return true
+  }
+
+  add(e: ReportEvent): void {
+    this.counts.decisions++
+    if (!this.#keep(e)) { this.counts.filtered++; return }
+    let c = this.clients.get(e.ip)
+    if (!c) {
+      c = { ip: e.ip, first: e.time, last: e.time, total: 0, actions: {}, where: {}, lists: new Map(), names: new Map(), otherNames: 0 }
+      this.clients.set(e.ip, c)
+    }
+    if (e.hostname !== undefined) c.hostname = e.hostname
+    if (e.mac !== undefined) c.mac = e.mac
+    if (e.time < c.first) c.first = e.time
+    if (e.time > c.last) c.last = e.time
+    c.total++
+    bump(c.actions, e.action)
+    bump(c.where, e.where)
+    if (e.list !== undefined) {
+      let entries = c.lists.get(e.list)
+      if (!entries) { entries = new Map(); c.lists.set(e.list, entries) }
+      const entry = e.entry ?? '?'
+      entries.set(entry, (entries.get(entry) ?? 0) + 1)
+    }
+    let n = c.names.get(e.name)
+    if (!n) {
+      if (c.names.size >= this.#maxNames) { c.otherNames++; return }
+      n = { count: 0, first: e.time, last: e.time, actions: {}, hits: new Set(), where: new Set() }
+      c.names.set(e.name, n)
+    }
+    n.count++
+    if (e.time < n.first) n.first = e.time
+    if (e.time > n.last) n.last = e.time
+    bump(n.actions, e.action)
+    n.where.add(e.where)
+    if (e.list !== undefined) n.hits.add(`${e.list}: ${e.entry ?? '?'}`)
+  }
+
+  /** Clients, most decisions first (then by address). */
+  sorted(): ClientStat[] {
+    return [...this.clients.values()].sort((a, b) => b.total - a.total || (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0))
+  }
+}
+
+/** A client's names, most asked first (then by name). */
+export function sortedNames(c: ClientStat): [string, NameStat][] {
+  return [...c.names].sort((a, b) => b[1].count - a[1].count || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+}

@@ -1,0 +1,108 @@
+import { sortedNames, type ClientStat, type Counts } from './aggregate.js'
+
+export interface ReportData {
+  readonly clients: readonly ClientStat[]
+  readonly counts: Counts
+  /** Files that could not be read to the end, with why. */
+  readonly errors: readonly string[]
+  readonly filters: Readonly<Record<string, string>>
+}
+
+const iso = (ms: number) => new Date(ms).toISOString()
+/** "2026-11-21 10:00:01" (UTC). */
+const short = (ms: number) => iso(ms).slice(0, 19).replace('T', ' ')
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
+const pairs = (r: Readonly<Record<string, number>>, sep = ' ') =>
+  Object.entries(r).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([k, v]) => `${k}${sep}${v}`)
+
+function listsOf(c: ClientStat): { list: string; count: number; entries: { entry: string; count: number }[] }[] {
+  return [...c.lists].map(([list, m]) => {
+    const entries = [...m].map(([entry, count]) => ({ entry, count })).sort((a, b) => b.count - a.count || (a.entry < b.entry ? -1 : 1))
+    return { list, count: entries.reduce((s, e) => s + e.count, 0), entries }
+  }).sort((a, b) => b.count - a.count || (a.list < b.list ? -1 : 1))
+}
+
+export function formatJson(r: ReportData): string {
+  const clients = r.clients.map(c => ({
+    ip: c.ip, hostname: c.hostname ?? null, mac: c.mac ?? null,
+    first_seen: iso(c.first), last_seen: iso(c.last), total: c.total,
+    actions: c.actions, where: c.where, lists: listsOf(c),
+    names: sortedNames(c).map(([name, n]) => ({
+      name, count: n.count, first_seen: iso(n.first), last_seen: iso(n.last),
+      actions: n.actions, hits: [...n.hits].sort(), where: [...n.where].sort(),
+    })),
+    other_names: c.otherNames,
+  }))
+  return JSON.stringify({ clients, summary: { ...r.counts, clients: clients.length, filters: r.filters, errors: r.errors } }, null, 2) + '\n'
+}
+
+/** A CSV field, quoted when needed; a leading = + - @ is defused for spreadsheets. */
+function csv(v: string | number): string {
+  let s = String(v)
+  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+}
+
+/** One row per client and name. */
+export function formatCsv(r: ReportData): string {
+  const rows = ['client_ip,hostname,mac,name,count,first_seen,last_seen,actions,lists,where']
+  for (const c of r.clients) {
+    const head = [c.ip, c.hostname ?? '', c.mac ?? '']
+    for (const [name, n] of sortedNames(c)) {
+      rows.push([...head, name, n.count, iso(n.first), iso(n.last), pairs(n.actions, '=').join(' '), [...n.hits].sort().join('; '), [...n.where].sort().join(' ')].map(csv).join(','))
+    }
+    if (c.otherNames > 0) rows.push([...head, '(other names)', c.otherNames, '', '', '', '', ''].map(csv).join(','))
+  }
+  return rows.join('\n') + '\n'
+}
+
+const WIDTH = 80
+
+/** Word-wrap `label` + `text` to 80 columns, continuation lines indented under the text. */
+function wrap(label: string, text: string): string[] {
+  const indent = ' '.repeat(label.length)
+  const out: string[] = []
+  let line = label
+  for (const word of text.split(' ')) {
+    if (line.length > indent.length && line.length + 1 + word.length > WIDTH) {
+      out.push(line)
+      line = indent + word
+    } else line += (line.length > indent.length ? ' ' : '') + word
+  }
+  out.push(line)
+  return out
+}
+
+/** Keep the end of a long name (the registered domain is what matters). */
+function fit(name: string, w: number): string {
+  return name.length <= w ? name.padEnd(w) : '…' + name.slice(name.length - w + 1)
+}
+
+export function formatTable(r: ReportData): string {
+  const out: string[] = []
+  for (const c of r.clients) {
+    const who = [c.ip, c.hostname, c.mac].filter(Boolean).join('  ')
+    out.push(...wrap('CLIENT ', who))
+    out.push(...wrap('  seen     ', `${short(c.first)} .. ${short(c.last)} UTC, ${plural(c.total, 'decision')}`))
+    out.push(...wrap('  actions  ', pairs(c.actions).join(', ')))
+    const lists = listsOf(c).map(l => `${l.list}: ${l.entries.map(e => `${e.entry} ${e.count}`).join(', ')}`)
+    if (lists.length > 0) out.push(...wrap('  lists    ', lists.join('; ')))
+    out.push(...wrap('  seen in  ', pairs(c.where).join(', ')))
+    out.push(`  ${'NAME'.padEnd(30)} ${'COUNT'.padStart(6)} ${'FIRST (UTC)'.padEnd(19)} ${'LAST (UTC)'.padEnd(19)}`)
+    for (const [name, n] of sortedNames(c)) {
+      out.push(`  ${fit(name, 30)} ${String(n.count).padStart(6)} ${short(n.first)} ${short(n.last)}`)
+    }
+    if (c.otherNames > 0) out.push(`  ${'(other names)'.padEnd(30)} ${String(c.otherNames).padStart(6)}`)
+    out.push('')
+  }
+  if (r.clients.length === 0) out.push('no matching decisions', '')
+  const k = r.counts
+  const foot = [`${plural(r.clients.length, 'client')}, ${plural(k.decisions - k.filtered, 'decision')} shown`]
+  if (k.filtered > 0) foot.push(`${k.filtered} filtered out`)
+  foot.push(`${plural(k.lines, 'line')} read`)
+  if (k.skipped > 0) foot.push(`${plural(k.skipped, 'non-decision line')} skipped`)
+  if (k.malformed > 0) foot.push(`${plural(k.malformed, 'malformed line')} skipped`)
+  out.push(...wrap('', foot.join(', ')))
+  for (const e of r.errors) out.push(...wrap('error: ', e))
+  return out.join('\n') + '\n'
+}

@@ -1,0 +1,89 @@
+import { open } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
+import { parseDuration } from '../config/duration.js'
+import { AppError } from '../errors.js'
+import { parseCidr } from '../policy/cidr.js'
+import { Aggregator, type Filters } from './aggregate.js'
+import { parseLine } from './fields.js'
+import { formatCsv, formatJson, formatTable, type ReportData } from './format.js'
+import { decompressed, readLines } from './read-lines.js'
+
+export interface ReportArgs {
+  /** Log files (plain or gzip). */
+  readonly files: readonly string[]
+  /** Read this too (after the files), e.g. for `-` or no files. */
+  readonly stdin?: NodeJS.ReadableStream
+  /** A duration back from now (24h) or a time (ISO 8601). */
+  readonly since?: string
+  readonly until?: string
+  /** An address or CIDR. */
+  readonly client?: string
+  readonly list?: string
+  readonly format: 'table' | 'json' | 'csv'
+  readonly now?: () => number
+  readonly out: NodeJS.WritableStream
+}
+
+/** "24h" → now − 24h; an ISO 8601 time → that time. */
+export function parseTime(flag: string, v: string, now: number): number {
+  const ms = parseDuration(v)
+  if (ms !== undefined) return now - ms
+  const t = /^\d{4}-\d\d-\d\d/.test(v) ? Date.parse(v) : NaN
+  if (Number.isNaN(t)) {
+    throw new AppError('USAGE', `report: --${flag} ${v}: expected a duration (30m, 24h, 7d) or a time (2026-11-21T10:00:00Z)`)
+  }
+  return t
+}
+
+function filtersOf(args: ReportArgs): Filters {
+  const now = (args.now ?? Date.now)()
+  let client
+  if (args.client !== undefined) {
+    client = parseCidr(args.client)
+    if (!client) throw new AppError('USAGE', `report: --client ${args.client}: expected an address or CIDR`)
+  }
+  return {
+    since: args.since === undefined ? undefined : parseTime('since', args.since, now),
+    until: args.until === undefined ? undefined : parseTime('until', args.until, now),
+    client, list: args.list,
+  }
+}
+
+/** `tunnelguard report`: read ECS log lines, aggregate per client, print table/json/csv. */
+export async function runReport(args: ReportArgs): Promise<void> {
+  const agg = new Aggregator(filtersOf(args))
+  const errors: string[] = []
+  const k = agg.counts
+  const onLine = (line: string) => {
+    if (line.length === 0) return
+    k.lines++
+    const r = parseLine(line)
+    if (r === 'skip') k.skipped++
+    else if (r === 'malformed') k.malformed++
+    else agg.add(r)
+  }
+  const handles = []
+  for (const f of args.files) {
+    try {
+      handles.push({ name: f, fh: await open(f, 'r') })
+    } catch (e) {
+      for (const h of handles) await h.fh.close()
+      throw new AppError('USAGE', `report: cannot read ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    }
+  }
+  const inputs: { name: string; stream: () => Readable }[] = handles.map(h => ({ name: h.name, stream: () => h.fh.createReadStream() }))
+  if (args.stdin) inputs.push({ name: 'stdin', stream: () => args.stdin as Readable })
+  for (const input of inputs) {
+    try {
+      k.malformed += await readLines(await decompressed(input.stream()), onLine)
+    } catch (e) {
+      errors.push(`${input.name}: ${(e as Error).message}`)
+    }
+  }
+  for (const h of handles) await h.fh.close()
+  const filters: Record<string, string> = {}
+  for (const key of ['since', 'until', 'client', 'list'] as const) if (args[key] !== undefined) filters[key] = args[key]!
+  const data: ReportData = { clients: agg.sorted(), counts: k, errors, filters }
+  const text = args.format === 'json' ? formatJson(data) : args.format === 'csv' ? formatCsv(data) : formatTable(data)
+  await new Promise<void>((resolve, reject) => args.out.write(text, e => e ? reject(e) : resolve()))
+}

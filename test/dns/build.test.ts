@@ -1,0 +1,110 @@
+import t from 'tap'
+import dnsPacket from 'dns-packet'
+import { addressBytes, buildReply, headerReply, record, truncate } from '../../src/dns/build.js'
+import { actionReply, answerSettings, blockedText, bypassReply } from '../../src/dns/actions.js'
+import { parseQuery, type Query } from '../../src/dns/wire.js'
+import type { Decision } from '../../src/policy/types.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+
+const mk = (name: string, type: dnsPacket.RecordType = 'A', edns = false, flags = dnsPacket.RECURSION_DESIRED): { buf: Buffer; q: Query } => {
+  const buf = dnsPacket.encode({
+    type: 'query', id: 99, flags, questions: [{ type, name }],
+    additionals: edns ? [{ type: 'OPT', name: '.', udpPayloadSize: 4096, flags: dnsPacket.DNSSEC_OK, options: [] } as dnsPacket.Answer] : [],
+  })
+  return { buf, q: parseQuery(buf) as Query }
+}
+
+/** The EDE option (code 15) of a decoded reply: [info code, text]. */
+const ede = (p: dnsPacket.Packet): [number, string] | undefined => {
+  const opt = p.additionals?.find(a => a.type === 'OPT') as { options: { code: number; data: Buffer }[] } | undefined
+  const o = opt?.options.find(x => x.code === 15)
+  return o ? [o.data.readUInt16BE(0), o.data.subarray(2).toString()] : undefined
+}
+
+t.test('buildReply: header, question, answer, SOA, OPT with EDE', async t => {
+  const { buf, q } = mk('X.test', 'A', true, dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED)
+  const r = dnsPacket.decode(buildReply(buf, q, 3, { soaTtl: 42, ede: 'why' }))
+  t.equal(r.id, 99)
+  t.equal(r.rcode, 'NXDOMAIN')
+  t.ok(r.flag_qr && r.flag_rd && r.flag_ra && r.flag_cd)
+  t.same(r.questions, [{ name: 'X.test', type: 'A', class: 'IN' }])
+  const soa = r.authorities![0] as dnsPacket.Answer & { data: { minimum: number; mname: string } }
+  t.match(soa, { type: 'SOA', name: 'X.test', ttl: 42, data: { minimum: 42, mname: 'tunnelguard.invalid' } })
+  t.same(ede(r), [15, 'why'])
+  const opt = r.additionals![0] as { udpPayloadSize: number; flags: number }
+  t.equal(opt.udpPayloadSize, 1232)
+  t.equal(opt.flags & dnsPacket.DNSSEC_OK, dnsPacket.DNSSEC_OK, 'DO echoed')
+  const plain = mk('a.test')
+  const p = dnsPacket.decode(buildReply(plain.buf, plain.q, 0, { answer: record(1, 5, Buffer.from([1, 2, 3, 4])), ede: 'ignored' }))
+  t.same(p.answers, [{ name: 'a.test', type: 'A', class: 'IN', ttl: 5, flush: false, data: '1.2.3.4' }])
+  t.same(p.additionals, [], 'no OPT (and so no EDE) when the query had none')
+  const noEde = dnsPacket.decode(buildReply(buf, q, 5))
+  t.equal(ede(noEde), undefined)
+  t.equal(noEde.rcode, 'REFUSED')
+})
+
+t.test('headerReply and truncate', async t => {
+  const { buf, q } = mk('a.test')
+  const h = dnsPacket.decode(headerReply(buf, 1))
+  t.match(h, { id: 99, rcode: 'FORMERR', flag_qr: true, flag_rd: true, questions: [] })
+  const big = buildReply(buf, q, 0, { answer: record(16, 5, Buffer.alloc(600, 65)) })
+  const tr = truncate(big, q.qEnd)
+  const d = dnsPacket.decode(tr)
+  t.ok(d.flag_tc)
+  t.equal(d.answers!.length, 0)
+  t.equal(tr.length, q.qEnd)
+})
+
+t.test('addressBytes', async t => {
+  t.same([...addressBytes('192.0.2.1', 4)], [192, 0, 2, 1])
+  t.same([...addressBytes('::1', 16)], [...new Array<number>(15).fill(0), 1])
+  t.same([...addressBytes('::ffff:1.2.3.4', 16)].slice(10), [255, 255, 1, 2, 3, 4])
+  t.same([...addressBytes('1.2.3.4', 16)].slice(10), [255, 255, 1, 2, 3, 4], 'IPv4 as mapped IPv6')
+  t.throws(() => addressBytes('nope', 4), TypeError)
+  t.throws(() => addressBytes('::1', 4), TypeError)
+})
+
+const decision = (d: Partial<Decision>): Decision => ({ action: 'block', reason: 'r', group: 'default', name: 'x.ngrok.io', where: 'qname', ...d })
+
+t.test('actionReply per action and blockResponse', async t => {
+  const snap = makeSnapshot({ config: { sinkhole: { ipv4: '10.9.9.9', ipv6: 'fd00::9', ttl: '30s' } } })
+  const s = answerSettings(snap.config)
+  const entry = { list: 'ngrok', name: 'ngrok.io', kind: 'domain' as const, allow: false, pattern: 'ngrok.io', source: 'ngrok.txt:1' }
+  const sink = decision({ action: 'sinkhole', entry, list: 'ngrok' })
+  const a = mk('x.ngrok.io', 'A', true)
+  const ra = dnsPacket.decode(actionReply(a.buf, a.q, sink, s).reply)
+  t.match(ra.answers, [{ type: 'A', data: '10.9.9.9', ttl: 30 }])
+  t.same(ede(ra), [15, 'blocked by tunnelguard: ngrok.io in list ngrok'])
+  const aaaa = mk('x.ngrok.io', 'AAAA')
+  t.match(dnsPacket.decode(actionReply(aaaa.buf, aaaa.q, sink, s).reply).answers, [{ type: 'AAAA', data: 'fd00::9' }])
+  const txt = mk('x.ngrok.io', 'TXT')
+  const rt = actionReply(txt.buf, txt.q, sink, s)
+  t.equal(rt.rcode, 0)
+  t.match(dnsPacket.decode(rt.reply), { answers: [], authorities: [{ type: 'SOA', ttl: 30 }] }, 'other types: NODATA')
+  const block = decision({ entry, list: 'ngrok' })
+  t.equal(actionReply(a.buf, a.q, block, s).rcode, 3)
+  t.match(dnsPacket.decode(actionReply(a.buf, a.q, block, s).reply), { rcode: 'NXDOMAIN', authorities: [{ type: 'SOA' }] })
+  const refused = answerSettings(makeSnapshot({ config: { dns: { blockResponse: 'refused' } } }).config)
+  t.match(dnsPacket.decode(actionReply(a.buf, a.q, block, refused).reply), { rcode: 'REFUSED', authorities: [] })
+  const nodata = answerSettings(makeSnapshot({ config: { dns: { blockResponse: 'nodata' } } }).config)
+  t.match(dnsPacket.decode(actionReply(a.buf, a.q, block, nodata).reply), { rcode: 'NOERROR', answers: [], authorities: [{ type: 'SOA' }] })
+})
+
+t.test('blockedText names the list and entry, the CNAME target, or the reason', async t => {
+  const entry = { list: 'ngrok', name: 'ngrok.io', kind: 'domain' as const, allow: false, pattern: '||ngrok.io^', source: 'x:1' }
+  t.equal(blockedText(decision({ entry, list: 'ngrok', where: 'cname' })), 'blocked by tunnelguard: ||ngrok.io^ in list ngrok (via x.ngrok.io)')
+  t.equal(blockedText(decision({ reason: 'unparseable name', unparseable: true })), 'blocked by tunnelguard: unparseable name')
+})
+
+t.test('bypassReply: DoH canary and DDR, each switchable', async t => {
+  const on = makeSnapshot().config
+  const s = answerSettings(on)
+  const canary = mk('use-application-dns.net')
+  t.match(dnsPacket.decode(bypassReply(canary.buf, canary.q, on, s)!.reply), { rcode: 'NXDOMAIN', authorities: [{ type: 'SOA' }] })
+  const ddr = mk('_dns.resolver.arpa', 'SVCB' as dnsPacket.RecordType)
+  t.match(bypassReply(ddr.buf, ddr.q, on, s), { rcode: 0 })
+  t.equal(bypassReply(mk('a.test').buf, mk('a.test').q, on, s), undefined)
+  const off = makeSnapshot({ config: { dns: { dohCanary: false, blockDdr: false } } }).config
+  t.equal(bypassReply(canary.buf, canary.q, off, s), undefined)
+  t.equal(bypassReply(ddr.buf, ddr.q, off, s), undefined)
+})

@@ -1,0 +1,74 @@
+import t from 'tap'
+import dnsPacket from 'dns-packet'
+import { scanResponse } from '../../src/dns/scan.js'
+
+const resp = (p: Partial<dnsPacket.Packet>): Buffer =>
+  dnsPacket.encode({ type: 'response', id: 1, flags: 0x8180, questions: [{ type: 'A', name: 'q.test' }], ...p })
+
+/** SVCB/HTTPS rdata: priority, target name, no params (dns-packet has no encoder for them). */
+const svcb = (priority: number, target: string): Buffer => {
+  const out = [priority >> 8, priority & 255]
+  for (const l of target.split('.').filter(Boolean)) out.push(l.length, ...Buffer.from(l))
+  out.push(0)
+  return Buffer.from(out)
+}
+
+t.test('collects CNAME and HTTPS/SVCB targets, TTLs and addresses', async t => {
+  const b = resp({
+    answers: [
+      { type: 'CNAME', name: 'q.test', ttl: 300, data: 'c.Test' },
+      { type: 'A', name: 'c.test', ttl: 60, data: '192.0.2.1' },
+      { type: 'AAAA', name: 'c.test', ttl: 120, data: '2001:db8::1' },
+      { type: 'UNKNOWN_65', name: 'c.test', ttl: 90, data: svcb(1, 'svc.ngrok.io') } as unknown as dnsPacket.Answer,
+      { type: 'UNKNOWN_64', name: 'c.test', ttl: 90, data: svcb(0, '') } as unknown as dnsPacket.Answer,
+    ],
+    additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, options: [] } as dnsPacket.Answer],
+  })
+  const s = scanResponse(b, true)!
+  t.same(s.targets, ['c.test', 'svc.ngrok.io'], 'SVCB target "." is the owner itself: not a target')
+  t.same(s.addresses, ['192.0.2.1', '2001:db8:0:0:0:0:0:1'])
+  t.equal(s.minTtl, 60)
+  t.equal(s.ttlOffsets.length, 5, 'OPT has no TTL to count down')
+  t.equal(s.negativeTtl, -1)
+  t.equal(s.rcode, 0)
+  t.notOk(s.truncated)
+  t.same(scanResponse(b)!.addresses, [], 'addresses only when asked')
+})
+
+t.test('negative answers: the SOA gives min(TTL, MINIMUM)', async t => {
+  const soa = (ttl: number, minimum: number): dnsPacket.Answer => ({
+    type: 'SOA', name: 'test', ttl,
+    data: { mname: 'ns.test', rname: 'h.test', serial: 1, refresh: 1, retry: 1, expire: 1, minimum },
+  })
+  const nx = scanResponse(resp({ flags: 0x8183, authorities: [soa(3600, 30)] }))!
+  t.equal(nx.rcode, 3)
+  t.equal(nx.negativeTtl, 30)
+  t.equal(nx.minTtl, 3600)
+  t.equal(scanResponse(resp({ authorities: [soa(20, 300)] }))!.negativeTtl, 20)
+  const noSoa = scanResponse(resp({ flags: 0x8183 }))!
+  t.equal(noSoa.negativeTtl, -1)
+  t.equal(noSoa.minTtl, -1)
+  t.ok(scanResponse(resp({ flags: 0x8380 }))!.truncated)
+})
+
+t.test('malformed replies give undefined', async t => {
+  const good = resp({ answers: [{ type: 'CNAME', name: 'q.test', ttl: 1, data: 'c.test' }] })
+  t.equal(scanResponse(Buffer.alloc(4)), undefined, 'short header')
+  t.equal(scanResponse(good.subarray(0, 16)), undefined, 'cut question')
+  t.equal(scanResponse(good.subarray(0, 28)), undefined, 'cut record header')
+  t.equal(scanResponse(good.subarray(0, good.length - 1)), undefined, 'cut rdata')
+  const badTarget = Buffer.from(good)
+  badTarget[badTarget.length - 8] = 0x80                       // CNAME target with a bad label type
+  t.equal(scanResponse(badTarget), undefined, 'bad CNAME target')
+  const longTarget = Buffer.from(good)
+  longTarget.writeUInt16BE(3, longTarget.length - 10)         // rdlength shorter than the name
+  t.equal(scanResponse(Buffer.concat([longTarget.subarray(0, longTarget.length - 5)])), undefined, 'target runs past its rdata')
+  const soa = resp({ flags: 0x8183, authorities: [{ type: 'SOA', name: 'test', ttl: 1, data: { mname: 'ns.test', rname: 'h.test', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1 } }] })
+  const cutSoa = Buffer.from(soa)
+  t.equal(cutSoa.readUInt16BE(cutSoa.length - 39), 37, 'rdlength of the SOA')
+  cutSoa.writeUInt16BE(33, cutSoa.length - 39)
+  t.equal(scanResponse(cutSoa.subarray(0, cutSoa.length - 4)), undefined, 'SOA rdata too short')
+  const badSoaName = Buffer.from(soa)
+  badSoaName[badSoaName.length - 37] = 0x80
+  t.equal(scanResponse(badSoaName), undefined, 'SOA with a bad name')
+})

@@ -1,0 +1,108 @@
+import t from 'tap'
+import dnsPacket from 'dns-packet'
+import { parseQuery, readName, sameQuestion, skipName, skipRecord, type Query } from '../../src/dns/wire.js'
+
+const query = (name: string, type: dnsPacket.RecordType = 'A', extra: Partial<dnsPacket.Packet> = {}): Buffer =>
+  dnsPacket.encode({ type: 'query', id: 4660, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }], ...extra })
+
+/** header (id 1, RD, counts) + raw question bytes */
+const raw = (qd: number, body: number[], counts: [number, number, number] = [0, 0, 0]): Buffer => {
+  const h = Buffer.alloc(12)
+  h.writeUInt16BE(1, 0)
+  h.writeUInt16BE(0x0100, 2)
+  h.writeUInt16BE(qd, 4)
+  h.writeUInt16BE(counts[0], 6)
+  h.writeUInt16BE(counts[1], 8)
+  h.writeUInt16BE(counts[2], 10)
+  return Buffer.concat([h, Buffer.from(body)])
+}
+
+t.test('parses header, question and OPT', async t => {
+  const q = parseQuery(query('WwW.Example.COM', 'AAAA')) as Query
+  t.match(q, { id: 4660, name: 'www.example.com', qtype: 28, qclass: 1, edns: false, udpSize: 512, dnssecOk: false })
+  t.equal(q.qEnd, 12 + 17 + 4)
+  const e = parseQuery(query('a.test', 'A', {
+    flags: dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED,
+    additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, flags: dnsPacket.DNSSEC_OK, options: [] } as dnsPacket.Answer],
+  })) as Query
+  t.match(e, { edns: true, udpSize: 4096, dnssecOk: true })
+  t.equal(e.flags & 0x0010, 0x0010, 'CD kept in flags')
+  const small = parseQuery(query('a.test', 'A', { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 100, options: [] } as dnsPacket.Answer] })) as Query
+  t.equal(small.udpSize, 512, 'an advertised size below 512 counts as 512')
+  t.equal((parseQuery(query('.')) as Query).name, '', 'the root')
+  // records in the answer/authority sections of a query are walked past
+  const withAn = parseQuery(query('a.test', 'A', { answers: [{ type: 'A', name: 'a.test', data: '1.2.3.4' }] })) as Query
+  t.equal(withAn.name, 'a.test')
+})
+
+t.test('rejects what is not a usable query', async t => {
+  t.equal(parseQuery(Buffer.alloc(5)), 'drop', 'shorter than a header')
+  const resp = query('a.test')
+  resp.writeUInt16BE(0x8000, 2)
+  t.equal(parseQuery(resp), 'drop', 'a response (QR=1)')
+  const notify = query('a.test')
+  notify.writeUInt16BE(4 << 11, 2)
+  t.equal(parseQuery(notify), 'notimp', 'opcode NOTIFY')
+  t.equal(parseQuery(raw(0, [])), 'formerr', 'no question')
+  t.equal(parseQuery(raw(2, [1, 97, 0, 0, 1, 0, 1, 1, 98, 0, 0, 1, 0, 1])), 'formerr', 'two questions')
+  t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1])), 'formerr', 'truncated question')
+  t.equal(parseQuery(raw(1, [5, 97])), 'formerr', 'truncated label')
+  t.equal(parseQuery(raw(1, [0xc0, 12, 0, 1, 0, 1])), 'formerr', 'a pointer to itself (loop)')
+  t.equal(parseQuery(raw(1, [1, 97, 0xc0, 12, 0, 1, 0, 1])), 'formerr', 'a pointer back into its own name (loop)')
+  t.equal(parseQuery(raw(1, [0xc0, 40, 0, 1, 0, 1])), 'formerr', 'a forward pointer')
+  t.equal(parseQuery(raw(1, [0xc0, 2, 0, 1, 0, 1])), 'formerr', 'a pointer into the header')
+  t.equal(parseQuery(raw(1, [0xc0])), 'formerr', 'a cut pointer')
+  t.equal(parseQuery(raw(1, [0x41, 97, 0, 0, 1, 0, 1])), 'formerr', 'label type 0x40')
+  const long: number[] = []
+  for (let i = 0; i < 5; i++) long.push(63, ...new Array<number>(63).fill(97))
+  t.equal(parseQuery(raw(1, [...long, 0, 0, 1, 0, 1])), 'formerr', 'a name over 255 octets')
+  const opt = [0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 0]
+  t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1, ...opt, ...opt], [0, 0, 2])), 'formerr', 'two OPT records')
+  t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1, 1, 98, 0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 0], [0, 0, 1])), 'formerr', 'OPT not owned by the root')
+  t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1, 0, 0, 41, 16, 0], [0, 0, 1])), 'formerr', 'truncated OPT')
+  t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1, 0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 9], [0, 0, 1])), 'formerr', 'rdata past the end')
+})
+
+t.test('readName follows backward pointers and lowercases only when asked', async t => {
+  // question a.test at 12, then a record owned by "x" + pointer to "test" (offset 14)
+  const b = raw(1, [1, 65, 4, 116, 101, 115, 116, 0, 0, 1, 0, 1, 1, 88, 0xc0, 14])
+  t.same(readName(b, 12), { name: 'a.test', end: 20 })
+  t.same(readName(b, 24), { name: 'x.test', end: 28 })
+  t.same(readName(b, 24, false), { name: 'X.test', end: 28 })
+  t.equal(readName(b, 200), undefined, 'past the end')
+  // a chain of 70 pointers, each to the previous: over the jump limit
+  const chain: number[] = [0]
+  for (let i = 0; i < 70; i++) chain.push(0xc0, 12 + chain.length - (i === 0 ? 1 : 2))
+  const c = raw(0, chain)
+  t.equal(readName(c, c.length - 2), undefined, 'too many jumps')
+  t.same(readName(c, 13), { name: '', end: 15 }, 'one jump to the root')
+})
+
+t.test('skipName and skipRecord', async t => {
+  const b = raw(1, [1, 97, 0, 0, 1, 0, 1, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 1, 2, 3, 4])
+  t.equal(skipName(b, 12), 15)
+  t.equal(skipName(b, 19), 21)
+  t.equal(skipName(b, 100), -1)
+  t.equal(skipName(raw(0, [0xc0]), 12), -1, 'cut pointer')
+  t.equal(skipName(raw(0, [0x80, 1]), 12), -1, 'bad label type')
+  const long: number[] = []
+  for (let i = 0; i < 5; i++) long.push(63, ...new Array<number>(63).fill(97))
+  t.equal(skipName(raw(0, [...long, 0]), 12), -1, 'over 255 octets')
+  t.equal(skipRecord(b, 19), b.length)
+  t.equal(skipRecord(b.subarray(0, b.length - 1), 19), -1, 'rdata cut')
+  t.equal(skipRecord(b, 100), -1)
+})
+
+t.test('sameQuestion compares the question without case', async t => {
+  const q = query('a.test')
+  const qEnd = (parseQuery(q) as Query).qEnd
+  const r = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'A.TEST' }] })
+  t.ok(sameQuestion(q, qEnd, r))
+  const other = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'b.test' }] })
+  t.notOk(sameQuestion(q, qEnd, other), 'another name')
+  const aaaa = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'AAAA', name: 'a.test' }] })
+  t.notOk(sameQuestion(q, qEnd, aaaa), 'another type')
+  t.notOk(sameQuestion(q, qEnd, r.subarray(0, 14)), 'too short')
+  const none = dnsPacket.encode({ type: 'response', id: 1, questions: [] })
+  t.notOk(sameQuestion(q, qEnd, Buffer.concat([none, Buffer.alloc(20)])), 'no question')
+})

@@ -1,0 +1,85 @@
+import t from 'tap'
+import { fakeResolve, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
+
+const LOOPBACK = { allowDestinations: ['127.0.0.0/8'] }
+
+t.test('plain HTTP with curl -x: forwarded with clean headers; blocked names get a 403 naming list and entry', async t => {
+  const origin = await startOrigin(t)
+  const { proxy, port, ev } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const ok = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, '-U', 'me:secret', '-H', 'Connection: x-drop', '-H', 'X-Drop: 1',
+    `http://site.example:${origin.port}/path?q=1`])
+  t.equal(ok.code, 0, ok.stderr)
+  t.match(ok.stdout, /^HTTP\/1\.1 200/)
+  t.match(ok.stdout, /via: 1\.1 tunnelguard/i)
+  t.notMatch(ok.stdout, /x-tunnelguard-reason|x-hop/i, 'hop-by-hop and forged control headers stripped from the response')
+  const seen = origin.requests[0]!
+  t.equal(seen.url, '/path?q=1')
+  t.equal(seen.headers.host, `site.example:${origin.port}`)
+  t.equal(seen.headers.via, '1.1 tunnelguard')
+  t.notOk(seen.headers['proxy-authorization'], 'Proxy-Authorization never reaches the origin')
+  t.notOk(seen.headers['x-drop'], 'headers named in Connection are dropped')
+  const e = ev.events.find(x => x.message === 'proxy.http')!
+  t.match(e, { decision: { action: 'pass', where: 'url' }, destination: { domain: 'site.example', ip: '127.0.0.1', port: origin.port }, urlDomain: 'site.example' })
+
+  const blocked = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, 'http://edge.NGROK.io/'])
+  t.match(blocked.stdout, /^HTTP\/1\.1 403/)
+  t.match(blocked.stdout, /x-tunnelguard-reason: sinkhole: edge\.ngrok\.io matches ngrok\.io in list ngrok/i)
+  t.match(ev.events.at(-1), { message: 'proxy.http', decision: { action: 'sinkhole', list: 'ngrok', name: 'edge.ngrok.io' } })
+  t.equal(origin.requests.length, 1)
+  t.ok(await waitFor(() => proxy.openConnections === 0))
+  t.equal(ev.messages.filter(m => m.msg === 'proxy.close').length, 2, 'one close line per connection')
+  t.match(ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'client.ip': '127.0.0.1', 'source.bytes': Number, 'destination.bytes': Number, 'event.duration': Number })
+})
+
+t.test('HTTPS through CONNECT with curl and openssl s_client against openssl s_server', async t => {
+  const srv = await startSServer(t, 'secure.example')
+  const { proxy, port, ev } = await testProxy(t, {
+    config: { proxy: { ...LOOPBACK, connectPorts: [srv.port] } },
+    resolve: fakeResolve({ 'secure.example': ['127.0.0.1'], 'x.ngrok.io': ['127.0.0.1'] }),
+  })
+  const ok = await run('curl', ['-sS', '--cacert', srv.cert, '-x', `http://127.0.0.1:${port}`, `https://secure.example:${srv.port}/`])
+  t.equal(ok.code, 0, ok.stderr)
+  t.match(ok.stdout, /s_server/)
+  t.match(ev.events.at(-1), { message: 'proxy.connect', decision: { action: 'pass' }, sni: 'secure.example', destination: { domain: 'secure.example', ip: '127.0.0.1' } })
+
+  const host = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, `https://x.ngrok.io:${srv.port}/`])
+  t.not(host.code, 0)
+  t.match(host.stderr, /403/)
+  t.match(ev.events.at(-1), { decision: { action: 'sinkhole', where: 'connect', list: 'ngrok' } })
+
+  const sc = await run('openssl', ['s_client', '-proxy', `127.0.0.1:${port}`, '-connect', `secure.example:${srv.port}`,
+    '-servername', 'secure.example', '-CAfile', srv.cert, '-verify_return_error'], 'Q\n')
+  t.equal(sc.code, 0, sc.stderr)
+  t.match(sc.stdout, /Verification: OK|Verify return code: 0/)
+
+  const fronted = await run('openssl', ['s_client', '-proxy', `127.0.0.1:${port}`, '-connect', `secure.example:${srv.port}`,
+    '-servername', 'tunnel.us.ngrok.io'], 'Q\n')
+  t.not(fronted.code, 0, 'the tunnel is closed when the SNI is blocked')
+  t.match(ev.events.at(-1), { decision: { action: 'sinkhole', where: 'sni' }, sni: 'tunnel.us.ngrok.io', extra: { 'tunnelguard.mismatch': true } })
+  t.ok(ev.messages.some(m => m.msg === 'proxy.sni_mismatch'))
+  t.ok(await waitFor(() => proxy.openConnections === 0))
+})
+
+t.test('blocked SNI: the target is never contacted', async t => {
+  const sink = await startTcpSink(t)
+  const { proxy, port } = await testProxy(t, {
+    config: { proxy: { ...LOOPBACK, connectPorts: [sink.port] } },
+    resolve: fakeResolve({ 'fine.example': ['127.0.0.1'] }),
+  })
+  const r = await run('openssl', ['s_client', '-proxy', `127.0.0.1:${port}`, '-connect', `fine.example:${sink.port}`, '-servername', 'connect.ngrok-agent.com'], 'Q\n')
+  t.not(r.code, 0)
+  t.equal(sink.accepted(), 0)
+  t.ok(await waitFor(() => proxy.openConnections === 0))
+})
+
+t.test('clients outside allowClients get a 403 and a log line', async t => {
+  const { proxy, port, ev } = await testProxy(t, { config: { proxy: { allowClients: ['10.0.0.0/8'] } } })
+  const r = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, 'http://site.example/'])
+  t.match(r.stdout, /^HTTP\/1\.1 403/)
+  const c = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, 'https://site.example/'])
+  t.match(c.stderr, /403/)
+  t.equal(ev.messages.filter(m => m.msg === 'proxy.client_denied').length, 2)
+  t.equal(ev.counts['dropped.refused'], 2)
+  t.equal(ev.events.length, 0)
+  t.ok(await waitFor(() => proxy.openConnections === 0))
+})

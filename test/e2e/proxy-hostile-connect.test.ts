@@ -1,0 +1,133 @@
+import t, { type Test } from 'tap'
+import { exchange, fakeResolve, startTcpSink, testProxy, waitFor, type TestProxy } from '../fixtures/origin.js'
+import { clientHello, records, sniBody } from '../fixtures/client-hello.js'
+
+const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
+const status = (s: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(s)?.[1] ?? 0)
+const bytes = (b: Buffer) => [...b].map(x => Buffer.from([x]))
+
+async function setup(t: Test, proxy: Record<string, unknown> = {}) {
+  const sink = await startTcpSink(t, 'bye')
+  const resolve = fakeResolve({ 'ok.example': ['127.0.0.1'] })
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port], ...proxy } }, resolve })
+  return { sink, p, target: `ok.example:${sink.port}` }
+}
+
+/** After each hostile case: a good tunnel still works (half-close kept) and nothing is left open. */
+async function stillServes(t: Test, p: TestProxy, sink: Awaited<ReturnType<typeof startTcpSink>>) {
+  const hello = records(clientHello({ names: ['ok.example'] }))
+  const before = sink.accepted()
+  const r = await exchange(p.port, [CONNECT(`ok.example:${sink.port}`), hello], { end: true })
+  t.match(r.data, /^HTTP\/1\.1 200[\s\S]*bye$/, 'a good tunnel still works, and survives the client half-close')
+  t.equal(sink.accepted(), before + 1)
+  t.ok(sink.received.at(-1)!.equals(hello), 'the target got the ClientHello bytes exactly')
+  t.ok(await waitFor(() => p.proxy.openConnections === 0), 'no connection left open')
+}
+
+t.test('ClientHello dripped a byte at a time across records: allowed and blocked', async t => {
+  const { sink, p, target } = await setup(t)
+  const hs = clientHello({ names: ['ok.example'] })
+  const sniAt = hs.indexOf(Buffer.from('ok.example'))
+  const hello = records(hs, [sniAt + 2, 5])
+  const r = await exchange(p.port, [CONNECT(target), ...bytes(hello)], { gapMs: 1, end: true })
+  t.match(r.data, /bye$/)
+  t.ok(sink.received[0]!.equals(hello))
+  const ev = p.ev.events.at(-1)!
+  t.match(ev, { message: 'proxy.connect', sni: 'ok.example', decision: { action: 'pass' }, extra: { 'tunnelguard.sni_status': 'ok' } })
+  const bad = clientHello({ names: ['evil.ngrok.io'] })
+  const badRecs = records(bad, [bad.indexOf(Buffer.from('ngrok')), 3])
+  const b = await exchange(p.port, [CONNECT(target), ...bytes(badRecs)], { gapMs: 1 })
+  t.ok(b.closed)
+  t.equal(sink.accepted(), 1, 'the target is never contacted')
+  t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', where: 'sni', name: 'evil.ngrok.io' } })
+  await stillServes(t, p, sink)
+})
+
+t.test('SNI edge cases', async t => {
+  const { sink, p, target } = await setup(t)
+  const cases: [string, Buffer, string, string][] = [
+    ['several names, the second blocked', records(clientHello({ names: ['ok.example', 'x.ngrok.io'] })), 'sinkhole', 'ok'],
+    ['two server_name extensions', records(clientHello({ sniBodies: [sniBody([[0, Buffer.from('ok.example')]]), sniBody([[0, Buffer.from('x.ngrok.io')]])] })), 'block', 'invalid'],
+    ['empty SNI', records(clientHello({ names: [''] })), 'block', 'invalid'],
+    ['upper case and trailing dot', records(clientHello({ names: ['X.NGROK.IO.'] })), 'sinkhole', 'ok'],
+    ['very long name', records(clientHello({ names: [`${'a.'.repeat(150)}example`] })), 'block', 'ok'],
+    ['NUL in name', records(clientHello({ names: ['ok.example\0.ngrok.io'] })), 'block', 'ok'],
+    ['oversized hello', records(clientHello({ names: ['ok.example'], padding: 40_000 })), 'block', 'invalid'],
+    ['non-handshake record first', Buffer.from([0x16, 3, 1, 0, 1, 2]), 'block', 'invalid'],
+  ]
+  for (const [name, hello, action, sniStatus] of cases) {
+    const r = await exchange(p.port, [CONNECT(target), hello])
+    t.equal(status(r.data), 200, name)
+    t.ok(r.closed, `${name}: closed`)
+    t.match(p.ev.events.at(-1), { decision: { action }, extra: { 'tunnelguard.sni_status': sniStatus } }, name)
+    t.equal(sink.accepted(), 0, `${name}: target never contacted`)
+    t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  }
+  const passing: [string, Buffer, string][] = [
+    ['no SNI: decided on the CONNECT host', records(clientHello({ names: null })), 'none'],
+    ['not TLS: decided on the CONNECT host', Buffer.from('SSH-2.0-OpenSSH_9.2\r\n'), 'not-tls'],
+    ['an address in SNI', records(clientHello({ names: ['127.0.0.1'] })), 'ok'],
+  ]
+  for (const [name, first, sniStatus] of passing) {
+    const r = await exchange(p.port, [CONNECT(target), first], { end: true })
+    t.match(r.data, /bye$/, name)
+    t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.sni_status': sniStatus } }, name)
+    t.ok(sink.received.at(-1)!.equals(first))
+  }
+  t.match(p.ev.events.at(-1), { extra: { 'tunnelguard.mismatch': true } })
+  await stillServes(t, p, sink)
+})
+
+t.test('CONNECT to internal addresses by name and by address tricks', async t => {
+  const sink = await startTcpSink(t)
+  const resolve = fakeResolve({
+    'localhost.example': ['127.0.0.1'], 'meta.example': ['169.254.169.254'], 'mixed.example': ['203.0.113.9', '10.0.0.1'],
+    'ula.example': ['fd00::1'], 'alibaba.example': ['100.100.100.200'], 'empty.example': [],
+    'alias.example': { addresses: ['203.0.113.9'], cnames: ['edge.ngrok-free.app'] },
+  })
+  const p = await testProxy(t, { config: { proxy: { connectPorts: [443, sink.port] } }, resolve })
+  const forbidden = ['127.0.0.1:443', '2130706433:443', '0177.0.0.1:443', '0x7f.1:443', '127.1:443', '[::ffff:127.0.0.1]:443', '[::1]:443',
+    '169.254.169.254:443', '[fe80::1]:443', '0.0.0.0:443', '10.0.0.1:443', '100.100.100.200:443', 'localhost.example:443', 'meta.example:443',
+    'mixed.example:443', 'ula.example:443', 'alibaba.example:443', `127.0.0.1:${sink.port}`, `localhost.example:${sink.port}`]
+  for (const target of forbidden) {
+    const r = await exchange(p.port, [CONNECT(target)])
+    t.equal(status(r.data), 403, target)
+    t.match(r.data, /allowDestinations/)
+  }
+  t.equal(sink.accepted(), 0)
+  t.match(p.ev.events.at(-1), { decision: { action: 'block', where: 'connect' }, extra: { 'error.message': /127\.0\.0\.1 is loopback/ } })
+  for (const target of ['x.example:22', 'x.example:6379', 'x.example:3128']) {
+    const r = await exchange(p.port, [CONNECT(target)])
+    t.match(r.data, /^HTTP\/1\.1 403[\s\S]*connectPorts/, target)
+  }
+  for (const target of ['[[x.example]]:443', 'x.example:91337', 'x.example:-1', 'x.example:007', 'x.example', 'a@x.example:443']) {
+    t.equal(status((await exchange(p.port, [CONNECT(target)])).data), 400, target)
+  }
+  const cname = await exchange(p.port, [CONNECT('alias.example:443')])
+  t.equal(status(cname.data), 403)
+  t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', where: 'cname', name: 'edge.ngrok-free.app' }, extra: { 'tunnelguard.cnames': ['edge.ngrok-free.app'] } })
+  t.equal(status((await exchange(p.port, [CONNECT('nx.example:443')])).data), 502)
+  t.equal(status((await exchange(p.port, [CONNECT('empty.example:443')])).data), 502)
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test('the proxy itself and a rebinding resolver', async t => {
+  let n = 0
+  const answers = [['127.0.0.1'], ['10.0.0.1']]
+  const sink = await startTcpSink(t, 'bye')
+  const p = await testProxy(t, {
+    config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port, 1] } },
+    resolve: async name => (name === 'self.example' ? { addresses: ['127.0.0.1'], cnames: [] } : { addresses: answers[n++ % 2]!, cnames: [] }),
+  })
+  const self = await exchange(p.port, [CONNECT(`self.example:${p.port}`)])
+  t.equal(status(self.data), 403, 'a name resolving to the proxy is refused (also without the port in connectPorts)')
+  const self2 = await exchange(p.port, [`GET http://self.example:${p.port}/ HTTP/1.1\r\nHost: self.example:${p.port}\r\nConnection: close\r\n\r\n`])
+  t.match(self2.data, /^HTTP\/1\.1 403[\s\S]*own listener/, 'plain HTTP loop refused')
+  const hello = records(clientHello({ names: ['rebind.example'] }))
+  const first = await exchange(p.port, [CONNECT(`rebind.example:${sink.port}`), hello], { end: true })
+  t.match(first.data, /bye$/, 'first answer (loopback, allowed here) is dialled')
+  const second = await exchange(p.port, [CONNECT(`rebind.example:${sink.port}`), hello])
+  t.equal(status(second.data), 403, 'second answer (private) refused: each connection resolves once and dials what it checked')
+  t.equal(n, 2)
+  t.equal(sink.accepted(), 1)
+})

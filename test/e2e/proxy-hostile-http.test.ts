@@ -1,0 +1,107 @@
+import t, { type Test } from 'tap'
+import { exchange, fakeResolve, startOrigin, testProxy, waitFor, type Origin, type TestProxy } from '../fixtures/origin.js'
+
+const status = (s: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(s)?.[1] ?? 0)
+
+/** After each hostile case: the proxy still serves a good request and leaves nothing open. */
+async function stillServes(t: Test, p: TestProxy, origin: Origin) {
+  const before = origin.requests.length
+  const r = await exchange(p.port, [`GET http://site.example:${origin.port}/ok HTTP/1.1\r\nHost: site.example:${origin.port}\r\nConnection: close\r\n\r\n`])
+  t.equal(status(r.data), 200, 'a good request still works')
+  t.equal(origin.requests.length, before + 1)
+  t.ok(await waitFor(() => p.proxy.openConnections === 0), 'no connection left open')
+}
+
+t.test('request smuggling and malformed framing: 400, nothing smuggled to the origin', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const req = (head: string, body = '') => `POST http://site.example:${origin.port}/ HTTP/1.1\r\nHost: site.example:${origin.port}\r\n${head}\r\n${body}`
+  const smuggled = `GET http://site.example:${origin.port}/admin HTTP/1.1\r\nHost: site.example\r\n\r\n`
+  const cases: [string, string][] = [
+    ['CL + TE', req('Content-Length: 4\r\nTransfer-Encoding: chunked\r\n', `0\r\n\r\n${smuggled}`)],
+    ['TE + CL', req('Transfer-Encoding: chunked\r\nContent-Length: 4\r\n', `0\r\n\r\n${smuggled}`)],
+    ['conflicting CL', req('Content-Length: 4\r\nContent-Length: 40\r\n', 'abcd')],
+    ['TE chunked, gzip', req('Transfer-Encoding: chunked, gzip\r\n', `0\r\n\r\n${smuggled}`)],
+    ['TE gzip, chunked', req('Transfer-Encoding: gzip, chunked\r\n', `0\r\n\r\n${smuggled}`)],
+    ['TE chunked,', req('Transfer-Encoding: chunked,\r\n', `0\r\n\r\n${smuggled}`)],
+    ['TE identity', req('Transfer-Encoding: identity\r\n', `0\r\n\r\n${smuggled}`)],
+    ['obs-fold TE', req('Transfer-Encoding:\r\n chunked\r\n', `0\r\n\r\n${smuggled}`)],
+    ['space before colon', req('Transfer-Encoding : chunked\r\n', `0\r\n\r\n${smuggled}`)],
+    ['space before CL', req(' Content-Length: 4\r\n', 'abcd')],
+    ['bare LF in chunk size', req('Transfer-Encoding: chunked\r\n', `4\nabcd\r\n0\r\n\r\n${smuggled}`)],
+    ['chunk size overflow', req('Transfer-Encoding: chunked\r\n', `ffffffffffffffffff1\r\nabcd\r\n0\r\n\r\n${smuggled}`)],
+    ['chunk extension with bare CR', req('Transfer-Encoding: chunked\r\n', `4;a\rb\r\nabcd\r\n0\r\n\r\n${smuggled}`)],
+    ['NUL in method', `GE\0T http://site.example/ HTTP/1.1\r\nHost: site.example\r\n\r\n`],
+    ['origin-form', 'GET / HTTP/1.1\r\nHost: site.example\r\n\r\n'],
+    ['https absolute-form', 'GET https://site.example/ HTTP/1.1\r\nHost: site.example\r\n\r\n'],
+    ['bad URL host', 'GET http://a@site.example/ HTTP/1.1\r\nHost: site.example\r\n\r\n'],
+    ['bad Host header', `GET http://site.example:${origin.port}/ HTTP/1.1\r\nHost: a b\r\n\r\n`],
+  ]
+  for (const [name, raw] of cases) {
+    const r = await exchange(p.port, [raw])
+    t.ok(status(r.data) === 400 || (r.data === '' && r.closed), `${name}: refused (${r.data.split('\r\n')[0]})`)
+    t.notOk(origin.requests.some(x => x.url === '/admin'), `${name}: nothing smuggled`)
+    await stillServes(t, p, origin)
+  }
+  t.ok(p.ev.counts['dropped.malformed']! > 0)
+})
+
+t.test('chunked DELETE is re-framed; a pipelined second request is decided on its own', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const r = await exchange(p.port, [`DELETE http://site.example:${origin.port}/x HTTP/1.1\r\nHost: site.example:${origin.port}\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n`
+    + 'GET http://a.ngrok.io/ HTTP/1.1\r\nHost: a.ngrok.io\r\nConnection: close\r\n\r\n'])
+  t.match(r.data, /^HTTP\/1\.1 200[\s\S]*HTTP\/1\.1 403/)
+  t.same(origin.requests.map(x => [x.method, x.body]), [['DELETE', 'abcd']])
+  t.equal(origin.requests[0]!.headers['transfer-encoding'], 'chunked')
+  await stillServes(t, p, origin)
+})
+
+t.test('header hygiene: forged XFF, Connection listing framing headers, Trailer on GET, upgrade', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const huge = Array(1000).fill('6.6.6.6').join(',')
+  const r = await exchange(p.port, [`POST http://site.example:${origin.port}/h HTTP/1.1\r\nHost: site.example:${origin.port}\r\nX-Forwarded-For: ${huge}\r\n`
+    + 'Connection: close, host, content-length\r\nTrailer: X-Foo\r\nX-Tunnelguard-Reason: forged\r\nContent-Length: 5\r\n\r\nhello'])
+  t.equal(status(r.data), 200)
+  const seen = origin.requests.at(-1)!
+  t.equal(seen.body, 'hello', 'framing kept although Connection lists Content-Length')
+  t.equal(seen.headers.host, `site.example:${origin.port}`)
+  t.notOk(seen.headers['x-forwarded-for'], 'a client-forged X-Forwarded-For is not passed on')
+  t.notOk(seen.headers.trailer)
+  t.notOk(seen.headers['x-tunnelguard-reason'])
+  t.match(p.ev.events.at(-1), { client: { ip: '127.0.0.1' } }, 'an untrusted XFF does not change the client')
+  const up = await exchange(p.port, [`GET http://site.example:${origin.port}/ws HTTP/1.1\r\nHost: site.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`])
+  t.equal(status(up.data), 501)
+  await stillServes(t, p, origin)
+})
+
+t.test('oversized and slow headers', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, {
+    config: { proxy: { allowDestinations: ['127.0.0.0/8'], maxHeaderBytes: 4096, headerTimeout: '400ms' } },
+    resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }),
+  })
+  const head = (n: number) => `GET http://site.example:${origin.port}/ HTTP/1.1\r\nHost: site.example:${origin.port}\r\nX-Pad: ${'a'.repeat(n)}\r\nConnection: close\r\n\r\n`
+  t.equal(status((await exchange(p.port, [head(3500)])).data), 200, 'just under the limit')
+  t.equal(status((await exchange(p.port, [head(5000)])).data), 431, 'over the limit')
+  const slow = head(10).split('')
+  const r = await exchange(p.port, slow, { gapMs: 50, waitMs: 3000 })
+  t.equal(status(r.data), 408, 'slowloris: headers not received in time')
+  t.ok(r.closed)
+  await stillServes(t, p, origin)
+})
+
+t.test('URL host and Host header both decided; mismatch logged', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const r = await exchange(p.port, [`GET http://site.example:${origin.port}/ HTTP/1.1\r\nHost: x.trycloudflare.com\r\nConnection: close\r\n\r\n`])
+  t.equal(status(r.data), 200, 'alert: forwarded')
+  t.match(p.ev.events.at(-1), { decision: { action: 'alert', where: 'host' }, extra: { 'tunnelguard.mismatch': true, 'tunnelguard.host_header': 'x.trycloudflare.com' } })
+  const b = await exchange(p.port, [`GET http://site.example:${origin.port}/ HTTP/1.1\r\nHost: edge.ngrok-free.app\r\nConnection: close\r\n\r\n`])
+  t.equal(status(b.data), 403)
+  t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', where: 'host' } })
+  const h10 = await exchange(p.port, [`GET http://site.example:${origin.port}/ HTTP/1.0\r\n\r\n`])
+  t.equal(status(h10.data), 200, 'HTTP/1.0 without Host: decided on the URL')
+  await stillServes(t, p, origin)
+})

@@ -1,0 +1,60 @@
+import t from 'tap'
+import { normalizeName } from '../../src/match/normalize.js'
+
+const ok = (name: string) => ({ ok: true, name })
+
+t.test('already-normal names come back as they are', async t => {
+  t.same(normalizeName('ngrok.io'), ok('ngrok.io'))
+  t.same(normalizeName('a-b_c.0x0.st'), ok('a-b_c.0x0.st'))
+  const s = 'connect.ngrok-agent.com'
+  const r = normalizeName(s)
+  t.ok(r.ok && r.name === s)
+})
+
+t.test('uppercase is lowered, a trailing dot dropped', async t => {
+  t.same(normalizeName('NGROK.IO'), ok('ngrok.io'))
+  t.same(normalizeName('Tunnel.US.Ngrok.Com.'), ok('tunnel.us.ngrok.com'))
+  t.same(normalizeName('ngrok.io.'), ok('ngrok.io'))
+})
+
+t.test('the root is the empty name', async t => {
+  t.same(normalizeName('.'), ok(''))
+  t.same(normalizeName(''), ok(''))
+})
+
+t.test('IDNA names become punycode', async t => {
+  t.same(normalizeName('bücher.example'), ok('xn--bcher-kva.example'))
+  t.same(normalizeName('BÜCHER.example.'), ok('xn--bcher-kva.example'))
+  t.same(normalizeName('xn--bcher-kva.example'), ok('xn--bcher-kva.example'))
+})
+
+t.test('empty labels are refused', async t => {
+  t.same(normalizeName('a..b'), { ok: false, reason: 'empty label' })
+  t.same(normalizeName('.a'), { ok: false, reason: 'empty label' })
+  t.same(normalizeName('..'), { ok: false, reason: 'empty label' })
+})
+
+t.test('label and name length limits (63 / 253)', async t => {
+  const l63 = 'a'.repeat(63)
+  t.same(normalizeName(`${l63}.io`), ok(`${l63}.io`))
+  t.same(normalizeName(`${'a'.repeat(64)}.io`), { ok: false, reason: 'label longer than 63 characters' })
+  const n253 = [l63, l63, l63, 'a'.repeat(61)].join('.')
+  t.equal(n253.length, 253)
+  t.same(normalizeName(n253), ok(n253))
+  t.same(normalizeName(`${n253}.`), ok(n253), 'a trailing dot does not count')
+  t.same(normalizeName(`a${n253}`), { ok: false, reason: 'name longer than 253 characters' })
+})
+
+t.test('characters a host name cannot have', async t => {
+  for (const bad of ['a b.com', 'ngrok.io:443', 'a*.io', 'a\u0000b.io', 'a@b.io']) {
+    const r = normalizeName(bad)
+    t.equal(r.ok, false, bad)
+  }
+  t.match(normalizeName('Ngrok*.io'), { ok: false, reason: 'character "*" not allowed in a host name' })
+  t.match(normalizeName('ngrok.io:443'), { ok: false, reason: /IDNA conversion failed/ })
+  t.match(normalizeName('a%.io'), { ok: false, reason: /not allowed|IDNA/ })
+})
+
+t.test('an IDNA conversion that fails is refused with the reason', async t => {
+  t.match(normalizeName('xn--a.ä'), { ok: false, reason: /IDNA conversion failed/ })
+})

@@ -1,0 +1,82 @@
+import t from 'tap'
+import { eventKind, toEcs } from '../../src/observe/ecs.js'
+import type { DecisionEvent } from '../../src/observe/types.js'
+import { makeSnapshot, simpleMatcher, testEntries } from '../fixtures/snapshot.js'
+
+const lists = { ngrok: { action: 'sinkhole' as const, patterns: ['ngrok.io', 'ngrok-free.app'] } }
+const entries = testEntries(lists)
+entries[1] = { ...entries[1]!, sigma: { id: 'f0e7c3d8', title: 'Ngrok tunnel', author: 'Florian Roth' } }
+const snap = makeSnapshot({ lists, matcher: simpleMatcher(entries) })
+
+t.test('event.kind', async t => {
+  t.same(['block', 'sinkhole', 'alert', 'allow', 'pass'].map(a => eventKind(a as 'pass')), ['alert', 'alert', 'alert', 'event', 'event'])
+})
+
+t.test('a DNS decision on the question', async t => {
+  const ev: DecisionEvent = {
+    message: 'dns.query', decision: snap.policy.decide('10.0.0.5', 'Tunnel.NGROK.io.', 'qname'),
+    client: { ip: '10.0.0.5', port: 53001 }, transport: 'udp', durationNs: 12345,
+    dns: { name: 'tunnel.ngrok.io', type: 'A', rcode: 'NOERROR' },
+  }
+  t.same(toEcs(ev), {
+    message: 'dns.query',
+    event: { action: 'sinkhole', kind: 'alert', duration: 12345 },
+    client: { ip: '10.0.0.5', port: 53001 },
+    network: { transport: 'udp' },
+    dns: { question: { name: 'tunnel.ngrok.io', type: 'A' }, response_code: 'NOERROR' },
+    rule: { name: 'ngrok.io', ruleset: 'ngrok' },
+    tunnelguard: { group: 'default', matched_on: 'qname', reason: ev.decision.reason },
+  })
+})
+
+t.test('a CNAME target matched, with a Sigma rule, upstream and cache', async t => {
+  const ev: DecisionEvent = {
+    message: 'dns.query', decision: snap.policy.decide('10.0.0.6', 'x.ngrok-free.app', 'cname'),
+    client: { ip: '10.0.0.6', port: 5300 }, transport: 'tcp', durationNs: 1,
+    dns: { name: 'innocent.example', type: 'AAAA', rcode: 'NOERROR', upstream: 'udp://127.0.0.1:5399', cacheHit: false },
+  }
+  const out = toEcs(ev)
+  t.same(out.rule, { name: 'ngrok-free.app', ruleset: 'ngrok', id: 'f0e7c3d8', author: 'Florian Roth', description: 'Ngrok tunnel' })
+  t.match(out.tunnelguard, { matched_on: 'cname', matched_name: 'x.ngrok-free.app', upstream: 'udp://127.0.0.1:5399', cache_hit: false })
+})
+
+t.test('a proxy decision on the SNI behind an innocent CONNECT host', async t => {
+  const ev: DecisionEvent = {
+    message: 'proxy.connect', decision: snap.policy.decide('10.0.0.7', 'abc.ngrok.io', 'sni'),
+    client: { ip: '10.0.0.7', port: 40000 }, transport: 'tcp', durationNs: 5,
+    destination: { domain: 'example.com', ip: '192.0.2.1', port: 443 }, sni: 'abc.ngrok.io',
+  }
+  const out = toEcs(ev)
+  t.same(out.destination, { domain: 'example.com', ip: '192.0.2.1', port: 443 })
+  t.same(out.tls, { client: { server_name: 'abc.ngrok.io' } })
+  t.equal(out.dns, undefined)
+  t.match(out.tunnelguard, { matched_on: 'sni', matched_name: 'abc.ngrok.io' })
+})
+
+t.test('a plain HTTP pass: no rule, no matched_name, extra merged', async t => {
+  const ev: DecisionEvent = {
+    message: 'proxy.http', decision: snap.policy.decide('10.0.0.8', 'example.org', 'url'),
+    client: { ip: '10.0.0.8', port: 1 }, transport: 'tcp', durationNs: 7,
+    destination: {}, urlDomain: 'example.org',
+    extra: { tunnelguard: { bytes: 10 }, http: { response: { status_code: 200 } }, network: 'replaced' },
+  }
+  const out = toEcs(ev)
+  t.same(out.destination, {})
+  t.same(out.url, { domain: 'example.org' })
+  t.equal(out.rule, undefined)
+  t.same(out.tunnelguard, { group: 'default', matched_on: 'url', reason: 'not listed', bytes: 10 })
+  t.same(out.http, { response: { status_code: 200 } })
+  t.equal(out.network, 'replaced')
+  t.same(out.event, { action: 'pass', kind: 'event', duration: 7 })
+})
+
+t.test('an unparseable name, and a list without an entry', async t => {
+  const bad = snap.policy.decide('10.0.0.9', 'bad..name', 'host')
+  const out = toEcs({ message: 'proxy.http', decision: bad, client: { ip: '10.0.0.9', port: 2 }, transport: 'tcp', durationNs: 0 })
+  t.match(out.tunnelguard, { unparseable: true, matched_name: 'bad..name' })
+  t.equal(out.rule, undefined)
+  const listOnly = { ...bad, unparseable: undefined, list: 'ngrok' }
+  const o2 = toEcs({ message: 'proxy.http', decision: listOnly, client: { ip: '10.0.0.9', port: 2 }, transport: 'tcp', durationNs: 0, urlDomain: 'bad..name' })
+  t.same(o2.rule, { ruleset: 'ngrok' })
+  t.notOk('matched_name' in (o2.tunnelguard as object))
+})

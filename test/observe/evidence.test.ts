@@ -1,0 +1,91 @@
+import t from 'tap'
+import { Writable } from 'node:stream'
+import type { AlertSink } from '../../src/observe/alerts.js'
+import { createClientTable } from '../../src/observe/client-table.js'
+import { createEvidence } from '../../src/observe/evidence.js'
+import { createLogger } from '../../src/observe/logger.js'
+import { createMetrics } from '../../src/observe/metrics.js'
+import type { DecisionEvent } from '../../src/observe/types.js'
+import type { Snapshot } from '../../src/snapshot-types.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+
+function setup(opts: { queries?: 'matched' | 'all'; level?: string } = {}) {
+  const chunks: string[] = []
+  const stream = new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb() } })
+  const snap: Snapshot = makeSnapshot({ config: { log: { queries: opts.queries ?? 'matched' } } })
+  const logger = createLogger({ level: opts.level ?? 'info', destination: stream, clock: () => 0 })
+  const metrics = createMetrics()
+  const clients = createClientTable()
+  const alerted: { ev: DecisionEvent; record: Readonly<Record<string, unknown>> }[] = []
+  const alerts: AlertSink = { alert: (ev, record) => { alerted.push({ ev, record }) }, close: async () => {} }
+  const evidence = createEvidence({ logger, getSnapshot: () => snap, metrics, clients, alerts })
+  const ev = (name: string): DecisionEvent => ({
+    message: 'dns.query', decision: snap.policy.decide('10.0.0.5', name, 'qname'),
+    client: { ip: '10.0.0.5', port: 5353 }, transport: 'udp', durationNs: 10,
+    dns: { name, type: 'A', rcode: 'NOERROR' },
+  })
+  const lines = () => chunks.join('').split('\n').filter(Boolean).map(l => JSON.parse(l) as Record<string, any>)
+  return { evidence, metrics, clients, alerted, ev, lines }
+}
+
+t.test('matched decisions: logged (alerts at warn), counted, tabled, alerted; pass only counted', async t => {
+  const s = setup()
+  s.evidence.decision(s.ev('a.ngrok.io'))
+  s.evidence.decision(s.ev('example.com'))
+  s.evidence.decision(s.ev('x.trycloudflare.com'))
+  const lines = s.lines()
+  t.equal(lines.length, 2)
+  t.match(lines[0], { 'log.level': 'warn', message: 'dns.query', event: { action: 'sinkhole', kind: 'alert' }, client: { ip: '10.0.0.5' }, rule: { ruleset: 'ngrok' } })
+  t.match(lines[1], { 'log.level': 'warn', event: { action: 'alert' } })
+  t.same(s.alerted.map(a => a.ev.decision.name), ['a.ngrok.io', 'x.trycloudflare.com'])
+  t.match(s.alerted[0]!.record, { event: { action: 'sinkhole' } })
+  t.same(s.clients.list()[0]!.actions, { sinkhole: 1, alert: 1 })
+  const text = await s.metrics.registry.metrics()
+  t.match(text, 'tunnelguard_decisions_total{source="dns",action="pass",list="none",matched_on="qname"} 1')
+  t.equal(s.evidence.counters, s.metrics.counters)
+})
+
+t.test('log.queries: all logs pass at info, keeps it out of the client table', async t => {
+  const s = setup({ queries: 'all' })
+  s.evidence.decision(s.ev('example.com'))
+  t.match(s.lines(), [{ 'log.level': 'info', event: { action: 'pass', kind: 'event' } }])
+  t.equal(s.clients.size, 0)
+  t.equal(s.alerted.length, 0)
+})
+
+t.test('allow is logged at info and tabled, not alerted; below the level it is not built', async t => {
+  const s = setup()
+  const allow = { ...s.ev('docs.ngrok.io'), decision: { ...s.ev('docs.ngrok.io').decision, action: 'allow' as const } }
+  s.evidence.decision(allow)
+  t.match(s.lines(), [{ 'log.level': 'info', event: { action: 'allow', kind: 'event' } }])
+  t.equal(s.alerted.length, 0)
+  t.same(s.clients.list()[0]!.actions, { allow: 1 })
+  const quiet = setup({ level: 'warn' })
+  quiet.evidence.decision(allow)
+  t.same(quiet.lines(), [])
+  t.equal(quiet.clients.size, 1)
+})
+
+t.test('an alert still reaches the sink when warn is below the log level', async t => {
+  const s = setup({ level: 'error' })
+  s.evidence.decision(s.ev('a.ngrok.io'))
+  t.same(s.lines(), [])
+  t.equal(s.alerted.length, 1)
+})
+
+t.test('operational messages, and no alert sink', async t => {
+  const s = setup()
+  s.evidence.info('started', { dns: ['127.0.0.1:1053'] })
+  s.evidence.warn('upstream down')
+  s.evidence.error('boom', { code: 'X' })
+  t.match(s.lines(), [
+    { 'log.level': 'info', message: 'started', dns: ['127.0.0.1:1053'] },
+    { 'log.level': 'warn', message: 'upstream down' },
+    { 'log.level': 'error', message: 'boom', code: 'X' },
+  ])
+  const snap = makeSnapshot()
+  const clients = createClientTable()
+  const e = createEvidence({ logger: createLogger({ level: 'silent' }), getSnapshot: () => snap, metrics: createMetrics(), clients })
+  e.decision({ message: 'dns.query', decision: snap.policy.decide('10.0.0.1', 'a.ngrok.io', 'qname'), client: { ip: '10.0.0.1', port: 1 }, transport: 'udp', durationNs: 1 })
+  t.equal(clients.size, 1, 'recorded without an alert sink')
+})

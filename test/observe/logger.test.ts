@@ -1,0 +1,42 @@
+import t from 'tap'
+import { Writable } from 'node:stream'
+import { createLogger, ECS_VERSION } from '../../src/observe/logger.js'
+
+function sink(): { stream: Writable; lines: () => Record<string, unknown>[] } {
+  const chunks: string[] = []
+  const stream = new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb() } })
+  return { stream, lines: () => chunks.join('').split('\n').filter(Boolean).map(l => JSON.parse(l) as Record<string, unknown>) }
+}
+
+t.test('ECS fields from pino options, no pid or hostname', async t => {
+  const s = sink()
+  const log = createLogger({ level: 'info', destination: s.stream, clock: () => Date.UTC(2026, 10, 21, 10, 0, 1, 5) })
+  log.info({ client: { ip: '10.0.0.5' } }, 'started')
+  log.debug('hidden')
+  log.warn('careful')
+  const [a, b, c] = s.lines()
+  t.same(a, {
+    'log.level': 'info', '@timestamp': '2026-11-21T10:00:01.005Z', 'ecs.version': ECS_VERSION,
+    client: { ip: '10.0.0.5' }, message: 'started',
+  })
+  t.equal(b!['log.level'], 'warn')
+  t.equal(b!.message, 'careful')
+  t.equal(c, undefined, 'debug is below the level')
+  t.notOk('pid' in a! || 'hostname' in a! || 'time' in a! || 'level' in a!)
+})
+
+t.test('a message field in the object is the message', async t => {
+  const s = sink()
+  const log = createLogger({ level: 'warn', destination: s.stream })
+  const before = Date.now()
+  log.warn({ message: 'dns.query', event: { action: 'block' } })
+  const [line] = s.lines()
+  t.equal(line!.message, 'dns.query')
+  t.ok(Date.parse(line!['@timestamp'] as string) >= before - 1000, 'the default clock is the wall clock')
+})
+
+t.test('stdout by default', async t => {
+  const log = createLogger({ level: 'silent' })
+  t.equal(log.level, 'silent')
+  t.notOk(log.isLevelEnabled('error'))
+})

@@ -1,0 +1,61 @@
+import t from 'tap'
+import { register } from 'prom-client'
+import { createMetrics, MAX_LABEL_VALUES } from '../../src/observe/metrics.js'
+import type { DecisionEvent } from '../../src/observe/types.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+
+const snap = makeSnapshot()
+const ev = (message: DecisionEvent['message'], name: string, where: 'qname' | 'sni' = 'qname'): DecisionEvent => ({
+  message, decision: snap.policy.decide('10.0.0.5', name, where), client: { ip: '10.0.0.5', port: 1 }, transport: 'udp', durationNs: 1,
+})
+
+t.test('counters, decisions, lists and reloads on a private registry', async t => {
+  const m = createMetrics()
+  m.counters.cacheLookup(true)
+  m.counters.cacheLookup(false)
+  m.counters.cacheLookup(false)
+  m.counters.upstream('udp://127.0.0.1:5399', 'ok', 0.003)
+  m.counters.upstream('udp://127.0.0.1:5399', 'timeout', 2)
+  m.counters.dropped('ratelimit')
+  m.counters.proxyBytes('up', 100)
+  m.counters.proxyBytes('down', 2000)
+  m.counters.connections('proxy', 1)
+  m.counters.connections('proxy', 1)
+  m.counters.connections('proxy', -1)
+  m.decision(ev('dns.query', 'a.ngrok.io'))
+  m.decision(ev('dns.query', 'b.ngrok.io'))
+  m.decision(ev('proxy.connect', 'x.trycloudflare.com', 'sni'))
+  m.decision(ev('sinkhole.capture', 'example.com'))
+  m.setLists(snap.lists)
+  m.setLists([{ name: 'ngrok', action: 'block', sources: [], entries: 7, allows: 0 }])
+  m.reloaded(true)
+  m.reloaded(false)
+  const text = await m.registry.metrics()
+  t.match(text, 'tunnelguard_dns_cache_lookups_total{result="hit"} 1')
+  t.match(text, 'tunnelguard_dns_cache_lookups_total{result="miss"} 2')
+  t.match(text, 'tunnelguard_upstream_requests_total{upstream="udp://127.0.0.1:5399",outcome="ok"} 1')
+  t.match(text, 'tunnelguard_upstream_duration_seconds_bucket{le="0.005",upstream="udp://127.0.0.1:5399"} 1')
+  t.match(text, 'tunnelguard_dropped_total{reason="ratelimit"} 1')
+  t.match(text, 'tunnelguard_proxy_bytes_total{direction="down"} 2000')
+  t.match(text, 'tunnelguard_connections{kind="proxy"} 1')
+  t.match(text, 'tunnelguard_decisions_total{source="dns",action="sinkhole",list="ngrok",matched_on="qname"} 2')
+  t.match(text, 'tunnelguard_decisions_total{source="proxy",action="alert",list="tunnels",matched_on="sni"} 1')
+  t.match(text, 'tunnelguard_decisions_total{source="sinkhole",action="pass",list="none",matched_on="qname"} 1')
+  t.match(text, 'tunnelguard_list_entries{list="ngrok"} 7')
+  t.notMatch(text, 'list_entries{list="tunnels"}', 'lists of an older snapshot are gone')
+  t.match(text, 'tunnelguard_reloads_total{result="ok"} 1')
+  t.match(text, 'tunnelguard_reloads_total{result="error"} 1')
+  t.match(text, 'process_cpu_user_seconds_total', 'default metrics')
+  t.notMatch(text, '10.0.0.5', 'never a client')
+  t.notMatch(text, 'a.ngrok.io', 'never a name')
+  t.notMatch(await register.metrics(), 'tunnelguard_', 'the global registry is untouched')
+})
+
+t.test('two instances do not collide; label values stay bounded', async t => {
+  const a = createMetrics()
+  const b = createMetrics({ prefix: 'tg_' })
+  for (let i = 0; i < MAX_LABEL_VALUES + 5; i++) a.counters.upstream(`udp://127.0.0.${i}:53`, 'ok', 0.001)
+  const text = await a.registry.metrics()
+  t.match(text, 'tunnelguard_upstream_requests_total{upstream="other",outcome="ok"} 5')
+  t.match(await b.registry.metrics(), 'tg_decisions_total')
+})

@@ -1,0 +1,142 @@
+import t from 'tap'
+import { createSocket } from 'node:dgram'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { createSyslog, formatSyslog, parseSyslogUrl } from '../../src/observe/syslog.js'
+import type { DecisionEvent } from '../../src/observe/types.js'
+import { makeSnapshot, simpleMatcher, testEntries } from '../fixtures/snapshot.js'
+
+const lists = { ngrok: { action: 'sinkhole' as const, patterns: ['ngrok.io'] }, tunnels: { action: 'alert' as const, patterns: ['trycloudflare.com'] } }
+const entries = testEntries(lists)
+entries[0] = { ...entries[0]!, sigma: { id: 'abc-1', title: 'T', author: 'A "q" [x]' } }
+const snap = makeSnapshot({ lists, matcher: simpleMatcher(entries) })
+const ev = (ip: string, name: string): DecisionEvent => ({
+  message: 'dns.query', decision: snap.policy.decide(ip, name, 'qname'), client: { ip, port: 1 }, transport: 'udp', durationNs: 1,
+})
+const fmt = { appName: 'tunnelguard', facility: 16, hostname: 'gw1', time: Date.UTC(2026, 10, 21, 10, 0, 0), pid: 42 }
+const until = async (cond: () => boolean) => { for (let i = 0; i < 200 && !cond(); i++) await new Promise(r => setTimeout(r, 10)) }
+
+t.test('RFC 5424 message', async t => {
+  const msg = formatSyslog(ev('10.0.0.5', 'a.ngrok.io'), fmt)
+  t.equal(msg, '<132>1 2026-11-21T10:00:00.000Z gw1 tunnelguard 42 dns.query '
+    + '[tunnelguard@32473 action="sinkhole" client="10.0.0.5" name="a.ngrok.io" where="qname" list="ngrok" rule="ngrok.io" group="default" sigma="abc-1"] '
+    + `10.0.0.5 ${ev('10.0.0.5', 'a.ngrok.io').decision.reason}`)
+  const alert = formatSyslog(ev('10.0.0.5', 'x.trycloudflare.com'), { ...fmt, hostname: '' })
+  t.match(alert, /^<133>1 \S+ - tunnelguard 42 dns\.query \[tunnelguard@32473 action="alert" /)
+  t.notMatch(alert, 'sigma=')
+  const esc = formatSyslog({ ...ev('10.0.0.5', 'a.ngrok.io'), decision: { ...ev('10.0.0.5', 'a.ngrok.io').decision, group: 'a"b\\c]d' } }, fmt)
+  t.match(esc, 'group="a\\"b\\\\c\\]d"')
+})
+
+t.test('urls', async t => {
+  t.same(parseSyslogUrl('udp://127.0.0.1:514'), { transport: 'udp', host: '127.0.0.1', port: 514 })
+  t.same(parseSyslogUrl('tcp://[::1]:6514'), { transport: 'tcp', host: '::1', port: 6514 })
+  t.same(parseSyslogUrl('tcp://logs.example:601'), { transport: 'tcp', host: 'logs.example', port: 601 })
+  for (const bad of ['http://x:1', 'udp://x', 'udp://x:70000', 'udp://x:0', 'udp://[::1:514']) t.throws(() => parseSyslogUrl(bad), { code: 'USAGE' }, bad)
+})
+
+t.test('UDP: one datagram per alert', async t => {
+  const rx = createSocket('udp4')
+  const got: string[] = []
+  rx.on('message', m => got.push(String(m)))
+  await new Promise<void>(r => rx.bind(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => rx.close(() => r())))
+  const out = createSyslog({ url: `udp://127.0.0.1:${rx.address().port}`, appName: 'tg', hostname: 'gw1' }, () => {}, () => fmt.time)
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {})
+  out.send(ev('10.0.0.6', 'x.trycloudflare.com'), {})
+  await until(() => got.length === 2)
+  t.equal(got.length, 2)
+  t.match(got[0], /^<132>1 2026-11-21T10:00:00\.000Z gw1 tg \d+ dns\.query \[tunnelguard@32473 action="sinkhole" client="10\.0\.0\.5"/)
+  t.match(got[1], 'client="10.0.0.6"')
+  await out.close()
+  await out.close()
+})
+
+t.test('UDP over IPv6, and a send error is reported', async t => {
+  const rx = createSocket('udp6')
+  const got: string[] = []
+  rx.on('message', m => got.push(String(m)))
+  await new Promise<void>(r => rx.bind(0, '::1', r))
+  t.teardown(() => new Promise<void>(r => rx.close(() => r())))
+  const errors: unknown[] = []
+  const url = `udp://[::1]:${rx.address().port}`
+  const out = createSyslog({ url }, (m, f) => errors.push({ m, ...f }), Date.now)
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {})
+  await until(() => got.length === 1)
+  t.match(got, [/client="10\.0\.0\.5"/])
+  const e = ev('10.0.0.5', 'a.ngrok.io')
+  out.send({ ...e, decision: { ...e.decision, reason: 'x'.repeat(70_000) } }, {})   // larger than any datagram
+  await until(() => errors.length > 0)
+  t.match(errors, [{ m: 'alert syslog failed', url, error: /EMSGSIZE/ }])
+  await out.close()
+})
+
+t.test('TCP: octet-counted frames, queued until connected', async t => {
+  let data = ''
+  const conns: Socket[] = []
+  const server = createServer(s => { conns.push(s); s.setEncoding('utf8'); s.on('data', d => { data += d }); s.on('error', () => {}) })
+  server.on('error', () => {})
+  await new Promise<void>(r => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => server.close(() => r())))
+  const port = (server.address() as AddressInfo).port
+  const errors: string[] = []
+  const out = createSyslog({ url: `tcp://127.0.0.1:${port}`, hostname: 'gw1' }, m => errors.push(m), () => fmt.time)
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {})
+  out.send(ev('10.0.0.6', 'a.ngrok.io'), {})
+  await until(() => (data.match(/<132>/g) ?? []).length === 2)
+  out.send(ev('10.0.0.7', 'a.ngrok.io'), {})
+  await until(() => (data.match(/<132>/g) ?? []).length === 3)
+  const frames: string[] = []
+  let rest = data
+  while (rest.length > 0) {
+    const sp = rest.indexOf(' ')
+    const len = Number(rest.slice(0, sp))
+    frames.push(Buffer.from(rest.slice(sp + 1)).subarray(0, len).toString())
+    rest = Buffer.from(rest.slice(sp + 1)).subarray(len).toString()
+  }
+  t.equal(frames.length, 3)
+  t.match(frames[2], /^<132>1 .* client="10\.0\.0\.7"/)
+  // the receiver drops the connection: the next alert reconnects
+  conns[0]!.destroy()
+  await until(() => conns[0]!.destroyed)
+  await new Promise(r => setTimeout(r, 50))
+  out.send(ev('10.0.0.8', 'a.ngrok.io'), {})
+  await until(() => data.includes('client="10.0.0.8"'))
+  t.match(data, 'client="10.0.0.8"')
+  t.same(errors, [])
+  await out.close()
+})
+
+t.test('TCP: refused connections are reported and retried at most once a second', async t => {
+  const server = createServer()
+  await new Promise<void>(r => server.listen(0, '127.0.0.1', r))
+  const port = (server.address() as AddressInfo).port
+  await new Promise<void>(r => server.close(() => r()))
+  let now = 0
+  const errors: string[] = []
+  const out = createSyslog({ url: `tcp://127.0.0.1:${port}`, maxQueue: 1 }, m => errors.push(m), () => now)
+  now = 5000
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {})
+  await until(() => errors.length === 1)
+  await new Promise(r => setTimeout(r, 50))
+  out.send(ev('10.0.0.6', 'a.ngrok.io'), {})   // within a second of the failure: queued (full: dropped), no reconnect
+  await new Promise(r => setTimeout(r, 50))
+  t.equal(errors.length, 1)
+  now = 7000
+  out.send(ev('10.0.0.7', 'a.ngrok.io'), {})   // reconnects, fails again
+  await until(() => errors.length === 2)
+  t.same(errors, ['alert syslog failed', 'alert syslog failed'])
+  await out.close()
+})
+
+t.test('TCP: close while connecting', async t => {
+  let data = ''
+  const server = createServer(s => { s.on('data', d => { data += d }); s.on('error', () => {}) })
+  await new Promise<void>(r => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => server.close(() => r())))
+  const errors: string[] = []
+  const out = createSyslog({ url: `tcp://127.0.0.1:${(server.address() as AddressInfo).port}` }, m => errors.push(m), Date.now)
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {})
+  await out.close()
+  await new Promise(r => setTimeout(r, 50))
+  t.same([data, errors], ['', []], 'the pending alert is dropped, the socket closed')
+})

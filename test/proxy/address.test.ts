@@ -1,0 +1,48 @@
+import t from 'tap'
+import { DestinationGuard, parseAuthority, parseIpv4Loose } from '../../src/proxy/address.js'
+import { CidrSet } from '../../src/policy/cidr.js'
+
+t.test('strict host:port', async t => {
+  t.same(parseAuthority('example.com:443'), { host: 'example.com', port: 443 })
+  t.same(parseAuthority('Example.COM.:443'), { host: 'Example.COM', port: 443 }, 'trailing dot dropped; case left to the policy')
+  t.same(parseAuthority('[::1]:443'), { host: '::1', port: 443, ip: '::1' })
+  t.same(parseAuthority('[::ffff:127.0.0.1]:443'), { host: '::ffff:127.0.0.1', port: 443, ip: '127.0.0.1' }, 'IPv4-mapped → IPv4')
+  t.same(parseAuthority('example.com', 80), { host: 'example.com', port: 80 })
+  for (const bad of ['example.com', 'example.com:', 'example.com:91337', 'example.com:-1', 'example.com:007', 'example.com:0',
+    '[[example.net]]:443', '[example.net]:443', '[1.2.3.4]:443', 'user@example.com:443', 'example.com:443/x', ':443', '1.2.3.4.5:443', '0x1g.1:443', '08.1.1.1:443']) {
+    t.equal(parseAuthority(bad), undefined, bad)
+  }
+})
+
+t.test('IPv4 in every form a URL parser accepts becomes dotted', async t => {
+  t.equal(parseAuthority('2130706433:443')!.ip, '127.0.0.1')
+  t.equal(parseAuthority('0177.0.0.1:443')!.ip, '127.0.0.1')
+  t.equal(parseAuthority('0x7f.1:443')!.ip, '127.0.0.1')
+  t.equal(parseAuthority('127.1:443')!.ip, '127.0.0.1')
+  t.equal(parseAuthority('127.0.0.1.:443')!.ip, '127.0.0.1')
+  t.equal(parseIpv4Loose('0x'), '0.0.0.0')
+  t.equal(parseIpv4Loose('169.254.43518'), '169.254.169.254')
+  t.equal(parseIpv4Loose('4294967296'), undefined)
+  t.equal(parseIpv4Loose('256.1.1.1'), undefined)
+  t.equal(parseIpv4Loose('1.2.3.256'), undefined)
+  t.equal(parseIpv4Loose('1.2.3.4.5'), undefined)
+})
+
+t.test('destination guard', async t => {
+  const none = new CidrSet([])
+  const g = new DestinationGuard([{ address: '127.0.0.1', port: 3128 }, { address: '0.0.0.0', port: 3129 }, { address: '::', port: 3130 }], ['192.0.2.10', 'bogus'])
+  const forbidden = ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.100.100.200', '100.64.0.1', '0.0.0.0',
+    '255.255.255.255', '224.0.0.1', '::1', '::', 'fc00::1', 'fd12::1', 'fe80::1', 'ff02::2', '::ffff:127.0.0.1', '64:ff9b::a00:1', '2002:a00:1::1', '2001:0:4136:e378::1', '::127.0.0.1']
+  for (const ip of forbidden) t.match(g.check(ip, 443, none), /is .*\(/, ip)
+  t.equal(g.check('203.0.113.9', 443, none), undefined)
+  t.equal(g.check('2606:4700::1', 443, none), undefined)
+  t.equal(g.check('127.0.0.1', 443, new CidrSet(['127.0.0.0/8'])), undefined, 'allowDestinations exempts')
+  const lo = new CidrSet(['127.0.0.0/8', '192.0.2.0/24', '::1/128'])
+  t.match(g.check('127.0.0.1', 3128, lo), /own listener/, 'self is never allowed')
+  t.equal(g.check('127.0.0.2', 3128, lo), undefined, 'another loopback address is not the listener')
+  t.match(g.check('127.0.0.5', 3129, lo), /own listener/, 'wildcard listener: any loopback')
+  t.match(g.check('192.0.2.10', 3129, lo), /own listener/, 'wildcard listener: a local interface address')
+  t.match(g.check('::1', 3130, lo), /own listener/)
+  t.equal(g.check('192.0.2.11', 3129, lo), undefined)
+  t.match(g.check('nope', 1, none), /not an address/)
+})

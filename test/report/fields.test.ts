@@ -1,0 +1,43 @@
+import t from 'tap'
+import { parseLine } from '../../src/report/fields.js'
+
+const ts = '2026-11-21T10:00:01.000Z'
+const time = Date.parse(ts)
+
+t.test('nested, dotted and mixed fields', async t => {
+  const nested = JSON.stringify({
+    '@timestamp': ts, 'log.level': 'warn', message: 'dns.query', event: { action: 'sinkhole' }, client: { ip: '10.0.0.5', port: 1 },
+    dns: { question: { name: 'a.ngrok.io', type: 'A' } }, rule: { name: 'ngrok.io', ruleset: 'ngrok' }, tunnelguard: { matched_on: 'qname' },
+  })
+  t.same(parseLine(nested), { time, ip: '10.0.0.5', action: 'sinkhole', name: 'a.ngrok.io', where: 'dns', list: 'ngrok', entry: 'ngrok.io', hostname: undefined, mac: undefined })
+  const dotted = JSON.stringify({
+    '@timestamp': ts, message: 'proxy.connect', 'event.action': 'block', 'client.ip': '10.0.0.6', 'client.domain': 'laptop', 'client.mac': 'aa:bb:cc:dd:ee:ff',
+    'destination.domain': 'example.com', 'tls.client.server_name': 'x.ngrok.io', 'rule.name': 'ngrok.io', 'rule.ruleset': 'ngrok', 'tunnelguard.matched_on': 'sni',
+  })
+  t.same(parseLine(dotted), { time, ip: '10.0.0.6', action: 'block', name: 'example.com', where: 'sni', list: 'ngrok', entry: 'ngrok.io', hostname: 'laptop', mac: 'aa:bb:cc:dd:ee:ff' })
+  const mixed = JSON.stringify({ '@timestamp': ts, message: 'proxy.http', event: { action: 'alert' }, client: { ip: '10.0.0.7' }, 'url': { 'domain': 'x.trycloudflare.com' }, tunnelguard: { 'matched_on': 'host' }, 'dns.question': { name: 1 } })
+  t.match(parseLine(mixed), { name: 'x.trycloudflare.com', where: 'http', action: 'alert' })
+  const partial = JSON.stringify({ '@timestamp': ts, message: 'proxy.http', event: { action: 'alert' }, client: { ip: '10.0.0.7' }, 'dns.question': { type: 'A' }, dns: { question: { name: 'q.ngrok.io' } } })
+  t.match(parseLine(partial), { name: 'q.ngrok.io', where: 'http' }, 'a dotted prefix without the leaf falls through to the nested one')
+})
+
+t.test('where: defaults and unknown values', async t => {
+  const base = { '@timestamp': ts, event: { action: 'pass' }, client: { ip: '10.0.0.8' } }
+  t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', dns: { question: { name: 'example.com' } } })), { where: 'dns' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'sinkhole.capture', tls: { client: { server_name: 's.ngrok.io' } } })), { where: 'http', name: 's.ngrok.io' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'proxy.connect', tunnelguard: { matched_on: 'future', matched_name: 'm.ngrok.io' } })), { where: 'future', name: 'm.ngrok.io' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', tunnelguard: { matched_on: 'cname' }, dns: { question: { name: 'c.example' } } })), { where: 'cname' })
+  t.equal(parseLine(JSON.stringify({ ...base, message: 'proxy.http', client: { ip: 10 }, url: { domain: 'u.example' } })), 'malformed', 'fields are strings')
+})
+
+t.test('not decisions, and malformed lines', async t => {
+  t.equal(parseLine('{"@timestamp":"x","log.level":"info","message":"started"}'), 'skip')
+  t.equal(parseLine(JSON.stringify({ message: 'something', event: { action: 'block' } })), 'skip', 'an unknown message')
+  t.equal(parseLine(JSON.stringify({ message: 'dns.query' })), 'skip', 'no action')
+  for (const bad of ['not json', '[1,2]', 'null', '42', '{"message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4"},"dns":{"question":{"name":"a"}}}',
+    '{"@timestamp":"yesterday","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4"},"dns":{"question":{"name":"a"}}}',
+    `{"@timestamp":"${ts}","message":"dns.query","event":{"action":"block"},"dns":{"question":{"name":"a"}}}`,
+    `{"@timestamp":"${ts}","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4"}}`]) {
+    t.equal(parseLine(bad), 'malformed', bad)
+  }
+})

@@ -1,0 +1,143 @@
+import t from 'tap'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { PassThrough, Readable, Writable } from 'node:stream'
+import { gzipSync } from 'node:zlib'
+import { createClientTable } from '../../src/observe/client-table.js'
+import { createEvidence } from '../../src/observe/evidence.js'
+import { createLogger } from '../../src/observe/logger.js'
+import { createMetrics } from '../../src/observe/metrics.js'
+import { runReport, type ReportArgs } from '../../src/report/run.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+
+const T0 = Date.UTC(2026, 10, 21, 10, 0, 0)
+
+/** The log of a run where three clients asked for ngrok names, written by the real logger and evidence. */
+function runLog(): string {
+  let now = T0
+  let text = ''
+  const destination = new Writable({ write(c, _e, cb) { text += c; cb() } })
+  const logger = createLogger({ level: 'info', destination, clock: () => now })
+  const snap = makeSnapshot()
+  const evidence = createEvidence({ logger, getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable() })
+  const dns = (ip: string, name: string) => evidence.decision({
+    message: 'dns.query', decision: snap.policy.decide(ip, name, 'qname'), client: { ip, port: 40000 }, transport: 'udp', durationNs: 1000,
+    dns: { name, type: 'A', rcode: 'NOERROR' },
+  })
+  evidence.info('started', { dns: ['127.0.0.1:1053'] })
+  const asks: [string, string][] = [
+    ['10.0.0.5', 'tunnel.us.ngrok.com.ngrok.io'], ['10.0.0.5', 'connect.ngrok-agent.com'], ['10.0.0.5', 'connect.ngrok-agent.com'],
+    ['10.0.0.6', 'abc123.ngrok-free.app'], ['10.0.0.7', 'connect.ngrok-agent.com'], ['10.0.0.5', 'example.com'],
+    ['10.0.0.7', 'x.trycloudflare.com'], ['10.0.0.6', 'abc123.ngrok-free.app'],
+  ]
+  for (const [ip, name] of asks) { dns(ip, name); now += 60_000 }
+  evidence.decision({
+    message: 'proxy.connect', decision: snap.policy.decide('10.0.0.7', 'tunnel.ngrok.io', 'sni'), client: { ip: '10.0.0.7', port: 50000 },
+    transport: 'tcp', durationNs: 1, destination: { domain: 'example.org', port: 443 }, sni: 'tunnel.ngrok.io',
+  })
+  evidence.warn('upstream down', { upstream: 'udp://127.0.0.1:5399' })
+  return text + 'this is not json\n'
+}
+
+function capture(): { out: Writable; text: () => string } {
+  let s = ''
+  return { out: new Writable({ write(c, _e, cb) { s += c; cb() } }), text: () => s }
+}
+
+async function report(args: Partial<ReportArgs>): Promise<string> {
+  const c = capture()
+  await runReport({ files: [], format: 'table', now: () => T0 + 3_600_000, ...args, out: c.out })
+  return c.text()
+}
+
+const dir = t.testdir({})
+const log = runLog()
+const plain = join(dir, 'tunnelguard.log')
+const gz = join(dir, 'tunnelguard.log.1.gz')
+writeFileSync(plain, log)
+writeFileSync(gz, gzipSync(log))
+
+t.test('json names each client with its names, counts and times', async t => {
+  const j = JSON.parse(await report({ files: [plain], format: 'json' }))
+  t.same(j.clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.5', 3], ['10.0.0.7', 3], ['10.0.0.6', 2]],
+    'example.com passed and is not logged; most decisions first, ties by address')
+  t.same(j.clients[0], {
+    ip: '10.0.0.5', hostname: null, mac: null,
+    first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', total: 3,
+    actions: { sinkhole: 3 }, where: { dns: 3 },
+    lists: [{ list: 'ngrok', count: 3, entries: [{ entry: 'ngrok-agent.com', count: 2 }, { entry: 'ngrok.io', count: 1 }] }],
+    names: [
+      { name: 'connect.ngrok-agent.com', count: 2, first_seen: '2026-11-21T10:01:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', actions: { sinkhole: 2 }, hits: ['ngrok: ngrok-agent.com'], where: ['dns'] },
+      { name: 'tunnel.us.ngrok.com.ngrok.io', count: 1, first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:00:00.000Z', actions: { sinkhole: 1 }, hits: ['ngrok: ngrok.io'], where: ['dns'] },
+    ],
+    other_names: 0,
+  })
+  t.match(j.clients[1], { ip: '10.0.0.7', actions: { sinkhole: 2, alert: 1 }, where: { dns: 2, sni: 1 } })
+  t.match(j.clients[1].names, [{ name: 'connect.ngrok-agent.com' }, { name: 'example.org', hits: ['ngrok: ngrok.io'], where: ['sni'] }, { name: 'x.trycloudflare.com' }])
+  t.same(j.summary, { lines: 11, decisions: 8, filtered: 0, skipped: 2, malformed: 1, clients: 3, filters: {}, errors: [] })
+})
+
+t.test('table at 80 columns', async t => {
+  const text = await report({ files: [plain] })
+  const lines = text.split('\n')
+  t.ok(lines.every(l => l.length <= 80), 'no line wider than 80')
+  t.match(text, 'CLIENT 10.0.0.5\n  seen     2026-11-21 10:00:00 .. 2026-11-21 10:02:00 UTC, 3 decisions\n  actions  sinkhole 3\n'
+    + '  lists    ngrok: ngrok-agent.com 2, ngrok.io 1\n  seen in  dns 3\n')
+  t.match(text, /  connect\.ngrok-agent\.com\s+2 2026-11-21 10:01:00 2026-11-21 10:02:00\n/)
+  t.match(text, /  tunnel\.us\.ngrok\.com\.ngrok\.io\s+1 2026-11-21 10:00:00 2026-11-21 10:00:00\n/)
+  t.match(text, 'CLIENT 10.0.0.6')
+  t.match(text, 'CLIENT 10.0.0.7')
+  t.match(text, '3 clients, 8 decisions shown, 11 lines read, 2 non-decision lines skipped, 1 malformed line skipped\n')
+})
+
+t.test('csv: one row per client and name', async t => {
+  const rows = (await report({ files: [plain], format: 'csv' })).trimEnd().split('\n')
+  t.equal(rows[0], 'client_ip,hostname,mac,name,count,first_seen,last_seen,actions,lists,where')
+  t.equal(rows[1], '10.0.0.5,,,connect.ngrok-agent.com,2,2026-11-21T10:01:00.000Z,2026-11-21T10:02:00.000Z,sinkhole=2,ngrok: ngrok-agent.com,dns')
+  t.equal(rows.length, 1 + 2 + 3 + 1)
+  t.match(rows, [String, String, String, /^10\.0\.0\.7,/, /^10\.0\.0\.7,/, /^10\.0\.0\.7,,,x\.trycloudflare\.com,1,.*,alert=1,tunnels: trycloudflare\.com,dns$/, /^10\.0\.0\.6,,,abc123\.ngrok-free\.app,2,/])
+})
+
+t.test('gzip and stdin read like plain files, and add up', async t => {
+  const stdin = Readable.from([gzipSync(log)])
+  const j = JSON.parse(await report({ files: [plain, gz], stdin, format: 'json' }))
+  t.equal(j.summary.decisions, 24)
+  t.equal(j.clients[0].total, 9)
+  const piped = new PassThrough()
+  const p = report({ files: [], stdin: piped, format: 'csv' })
+  for (const l of log.split('\n')) piped.write(l + '\n')
+  piped.end()
+  t.match(await p, /^client_ip,.*\n10\.0\.0\.5,,,connect\.ngrok-agent\.com,2,/)
+})
+
+t.test('filters', async t => {
+  const q = async (a: Partial<ReportArgs>) => JSON.parse(await report({ files: [plain], format: 'json', ...a }))
+  t.same((await q({ client: '10.0.0.6' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.6'])
+  t.same((await q({ client: '10.0.0.4/31' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.5'])
+  t.same((await q({ client: '::1' })).clients, [])
+  const tunnels = await q({ list: 'tunnels' })
+  t.same(tunnels.clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.7', 1]])
+  t.equal(tunnels.summary.filtered, 7)
+  t.same(tunnels.summary.filters, { list: 'tunnels' })
+  // now = T0 + 1h: since 56m = from 10:04
+  t.same((await q({ since: '56m' })).clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.7', 2], ['10.0.0.6', 1]])
+  t.same((await q({ since: '2026-11-21T10:03:00Z', until: '2026-11-21T10:04:00Z' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.6', '10.0.0.7'])
+  t.same((await q({ until: '59m' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.5'])
+  const none = await report({ files: [plain], client: '192.0.2.1' })
+  t.match(none, 'no matching decisions\n\n0 clients, 0 decisions shown, 8 filtered out, 11 lines read')
+})
+
+t.test('errors', async t => {
+  await t.rejects(report({ files: [plain, join(dir, 'missing.log')] }), { code: 'USAGE', message: /cannot read .*missing\.log: ENOENT/ })
+  await t.rejects(report({ since: 'yesterday' }), { code: 'USAGE', message: /--since yesterday/ })
+  await t.rejects(report({ until: '2026-13-45' }), { code: 'USAGE', message: /--until/ })
+  await t.rejects(report({ client: 'nope' }), { code: 'USAGE', message: /--client nope/ })
+  const broken = join(dir, 'broken.gz')
+  writeFileSync(broken, gzipSync(log).subarray(0, 200))
+  const text = await report({ files: [broken, plain] })
+  t.match(text, /\nerror: .*broken\.gz: unexpected end of file\n$/, 'a truncated gzip is reported and the rest still read')
+  t.match(text, 'CLIENT 10.0.0.5')
+  const failing = new Writable({ write(_c, _e, cb) { cb(new Error('EPIPE')) } })
+  failing.on('error', () => {})
+  await t.rejects(runReport({ files: [plain], format: 'json', out: failing }), /EPIPE/)
+})
