@@ -58,6 +58,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     extraTexts: () => remote.texts(),
     swap: s => { snapshot = s; metrics.setLists(s.lists) },
     onResult: ok => metrics.reloaded(ok),
+    debounceMs: config.reload.debounce,
   })
 
   const closers: (() => Promise<void> | void)[] = []
@@ -88,7 +89,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     for (const c of closers.reverse()) await c()
     throw e
   }
-  if (opts.watchFiles !== false) reloader.watch()
+  if (opts.watchFiles !== false && config.reload.watch) reloader.watch()
   closers.push(() => reloader.close())
   remote.start()
   closers.push(() => remote.stop())

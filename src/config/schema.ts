@@ -94,6 +94,8 @@ export const configSchema = z.strictObject({
     clients: z.array(cidr).min(1),
     actions: z.record(z.string(), groupAction).default({}),
   })).default([]),
+  /** Reload on SIGHUP always; also when the config or a list file changes, unless watch is false. */
+  reload: z.strictObject({ watch: z.boolean().default(true), debounce: duration.default(200) }).prefault({}),
   /** Where remote lists keep their last good copy (relative to the config file). */
   state: z.strictObject({ dir: z.string().min(1).optional() }).prefault({}),
   log: z.strictObject({

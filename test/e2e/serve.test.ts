@@ -1,0 +1,138 @@
+// tunnelguard serve as a user runs it: a real process, real dig, unbound upstream, real signals.
+import t from 'tap'
+import { createSocket } from 'node:dgram'
+import { writeFileSync, appendFileSync } from 'node:fs'
+import { join } from 'node:path'
+import dnsPacket from 'dns-packet'
+import { startUnbound, freePort } from '../fixtures/unbound.js'
+import { dig } from '../fixtures/dig.js'
+import { startServe } from '../fixtures/serve-process.js'
+
+async function setup(t: Parameters<Parameters<typeof import('tap').test>[1]>[0], extra = '') {
+  const ub = await startUnbound(t)
+  const dir = t.testdir({ 'tunnels.txt': 'ngrok.io\nngrok-agent.com\n' })
+  const port = await freePort()
+  const cfg = join(dir, 'tg.yaml')
+  const base = [
+    `dns: { listen: ["127.0.0.1:${port}"], upstreams: ["${ub.url}"], timeout: 1s }`,
+    'proxy: { listen: [] }',
+    'admin: { listen: null }',
+    'lists:',
+    '  tunnels: { files: [tunnels.txt], action: sinkhole }',
+    extra,
+  ].join('\n')
+  writeFileSync(cfg, base)
+  return { ub, dir, port, cfg, base, server: { address: '127.0.0.1', port } }
+}
+
+/** A steady UDP query load (every `everyMs`), answers matched by ID; bounded by `ms`. */
+function load(port: number, names: readonly string[], ms: number, everyMs = 5) {
+  const sock = createSocket('udp4')
+  const sent = new Map<number, { name: string; at: number }>()
+  const answers: { name: string; at: number; a: string | undefined; rcode: string | undefined }[] = []
+  sock.on('message', msg => {
+    const p = dnsPacket.decode(msg)
+    const q = sent.get(p.id!)
+    if (!q) return
+    sent.delete(p.id!)
+    const a = p.answers?.find(x => x.type === 'A')
+    answers.push({ name: q.name, at: Date.now(), a: a ? String(a.data) : undefined, rcode: p.rcode })
+  })
+  let id = 0
+  const timer = setInterval(() => {
+    const name = names[id % names.length]!
+    id = (id + 1) & 0xffff
+    sent.set(id, { name, at: Date.now() })
+    sock.send(dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] }), port, '127.0.0.1')
+  }, everyMs)
+  const done = new Promise<void>(r => setTimeout(() => {
+    clearInterval(timer)
+    setTimeout(() => { sock.close(); r() }, 1500)          // let the last answers arrive
+  }, ms))
+  return { done, answers, sent, total: () => answers.length + sent.size }
+}
+
+t.test('serve: blocked, sinkholed and forwarded answers, one ECS line naming the client', async t => {
+  const s = await setup(t)
+  const p = await startServe(t, ['--config', s.cfg])
+  const sink = await dig(s.server, 'connect.ngrok-agent.com')
+  t.equal(sink.status, 'NOERROR')
+  t.equal(sink.answer[0]?.data, '0.0.0.0', 'sinkholed to the null address')
+  t.equal((await dig(s.server, 'a.test')).answer[0]?.data, '192.0.2.1', 'forwarded to unbound')
+  const line = await p.waitFor(l => l.message === 'dns.query')
+  t.match(line, {
+    '@timestamp': String, 'log.level': 'warn', message: 'dns.query',
+    event: { action: 'sinkhole', kind: 'alert' }, client: { ip: '127.0.0.1', port: Number },
+    network: { transport: 'udp' }, dns: { question: { name: 'connect.ngrok-agent.com', type: 'A' } },
+    rule: { name: 'ngrok-agent.com', ruleset: 'tunnels' }, tunnelguard: { group: 'default', matched_on: 'qname' },
+  })
+  t.equal(await p.stop('SIGTERM'), 0, 'SIGTERM: drained and exited 0')
+  t.match(p.lines().at(-1), { message: 'stopped' })
+})
+
+t.test('SIGHUP under steady load: a new entry blocks within a second, no query lost; a broken config changes nothing', async t => {
+  const s = await setup(t, 'reload: { watch: false }')
+  const p = await startServe(t, ['--config', s.cfg])
+  const l = load(s.port, ['a.test', 'x.ngrok.io'], 4000)
+  await new Promise(r => setTimeout(r, 1000))
+  appendFileSync(join(s.dir, 'tunnels.txt'), 'a.test\n')
+  const hupAt = Date.now()
+  p.child.kill('SIGHUP')
+  await p.waitFor(l => l.message === 'reloaded')
+  await new Promise(r => setTimeout(r, 1200))
+  writeFileSync(s.cfg, s.base + '\nreload: { watch: false }\ndns: { nope: 1 }\n')
+  p.child.kill('SIGHUP')
+  const rejected = await p.waitFor(l => l.message === 'reload rejected; keeping the previous config and lists')
+  t.equal(rejected['log.level'], 'error')
+  t.match(JSON.stringify(rejected), /tg\.yaml:\d+: YAML: Map keys must be unique/, 'the errors, with file and line, are in the log line')
+  await l.done
+  t.equal(l.sent.size, 0, `every query answered (${l.answers.length})`)
+  t.ok(l.answers.length > 300, `steady load (${l.answers.length} queries)`)
+  const before = l.answers.filter(a => a.name === 'a.test' && a.at < hupAt)
+  t.ok(before.length > 0 && before.every(a => a.a === '192.0.2.1'), 'a.test answered normally before the reload')
+  const firstBlocked = l.answers.find(a => a.name === 'a.test' && a.a === '0.0.0.0')
+  t.ok(firstBlocked, 'a.test is sinkholed after SIGHUP')
+  t.ok(firstBlocked!.at - hupAt <= 1000, `within a second (${firstBlocked!.at - hupAt} ms)`)
+  const after = l.answers.filter(a => a.name === 'a.test' && a.at > firstBlocked!.at)
+  t.ok(after.every(a => a.a === '0.0.0.0'), 'and stays sinkholed, also after the rejected reload')
+  t.ok(l.answers.filter(a => a.name === 'x.ngrok.io').every(a => a.a === '0.0.0.0'), 'the old entries never lapse')
+  t.equal((await dig(s.server, 'a.test')).answer[0]?.data, '0.0.0.0', 'still serving the last good snapshot')
+})
+
+t.test('a list file change reloads without a signal', async t => {
+  const s = await setup(t, 'reload: { debounce: 50ms }')
+  const p = await startServe(t, ['--config', s.cfg])
+  t.equal((await dig(s.server, 'a.test')).answer[0]?.data, '192.0.2.1')
+  appendFileSync(join(s.dir, 'tunnels.txt'), 'a.test\n')
+  await p.waitFor(l => l.message === 'reloaded' && JSON.stringify(l).includes('file changed'))
+  t.equal((await dig(s.server, 'a.test')).answer[0]?.data, '0.0.0.0')
+})
+
+t.test('report names three clients with their names, counts and times, in all three formats', async t => {
+  const s = await setup(t)
+  const p = await startServe(t, ['--config', s.cfg])
+  for (const [ip, names] of [['127.0.0.1', ['connect.ngrok-agent.com']], ['127.0.0.2', ['x.ngrok.io', 'x.ngrok.io']], ['127.0.0.3', ['tunnel.ngrok.io', 'a.test']]] as const) {
+    for (const n of names) t.equal((await dig(s.server, n, 'A', ['-b', ip])).status, 'NOERROR', `${ip} asked ${n}`)
+  }
+  await p.waitFor(l => JSON.stringify(l).includes('tunnel.ngrok.io'))
+  await p.stop()
+  const log = join(s.dir, 'tg.jsonl')
+  writeFileSync(log, p.stdout())
+  const { execFileSync } = await import('node:child_process')
+  const { CLI } = await import('../fixtures/serve-process.js')
+  const run = (...a: string[]) => execFileSync(process.execPath, [CLI, 'report', log, ...a], { encoding: 'utf8' })
+  const table = run()
+  for (const ip of ['127.0.0.1', '127.0.0.2', '127.0.0.3']) t.match(table, ip, `table names ${ip}`)
+  t.match(table, /x\.ngrok\.io/)
+  t.ok(table.split('\n').every(l => l.length <= 80), 'table fits 80 columns')
+  const json = JSON.parse(run('--format', 'json'))
+  const clients = (json.clients ?? json) as { ip?: string; client?: string }[]
+  t.equal(clients.length, 3, 'three clients')
+  const two = clients.find(c => JSON.stringify(c).includes('127.0.0.2'))!
+  t.match(JSON.stringify(two), /"x\.ngrok\.io"/)
+  t.match(JSON.stringify(two), /2026|20\d\d-\d\d-\d\dT/, 'with times')
+  const csv = run('--format', 'csv')
+  t.match(csv.split('\n')[0], /client/i, 'csv header')
+  for (const ip of ['127.0.0.1', '127.0.0.2', '127.0.0.3']) t.match(csv, ip)
+  t.notMatch(table + csv, /a\.test/, 'an unlisted name (pass, not logged) is not evidence')
+})
