@@ -1,0 +1,111 @@
+import t from 'tap'
+import { PassThrough } from 'node:stream'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { get } from 'node:http'
+import { serve } from '../src/serve.js'
+import { applyOverrides, createReloader } from '../src/reload.js'
+import { loadConfig } from '../src/config/load.js'
+import { buildSnapshot } from '../src/snapshot.js'
+import { memoryEvidence } from './fixtures/evidence.js'
+import { dig } from './fixtures/dig.js'
+
+function fetchText(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path }, res => {
+      let body = ''
+      res.on('data', d => { body += d })
+      res.on('end', () => resolve({ status: res.statusCode!, body }))
+    }).on('error', reject)
+  })
+}
+
+t.test('serve in-process: every listener, overrides, reload, stop', async t => {
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, 'dns: { upstreams: ["udp://127.0.0.1:9"], timeout: 300ms }\nlists:\n  l: { files: [l.txt], action: block }\nsinkhole: { listen: ["127.0.0.1:0"] }\nreload: { watch: false }\n')
+  const out = new PassThrough()
+  let log = ''
+  out.on('data', d => { log += d })
+  const r = await serve({
+    configPath: cfg, stdout: out, signals: false,
+    overrides: { dns: ['127.0.0.1:0'], proxy: ['127.0.0.1:0'], admin: '127.0.0.1:0', upstreams: ['udp://127.0.0.1:9'] },
+  })
+  t.teardown(() => r.stop())
+  t.equal(r.addresses.dns.length, 2, 'UDP and TCP')
+  t.equal(r.addresses.proxy.length, 1)
+  t.ok(r.addresses.admin!.port > 0)
+  const udp = r.addresses.dns.find(a => a.transport === 'udp')!
+  const blocked = await dig(udp, 'x.ngrok.io')
+  t.equal(blocked.status, 'NXDOMAIN', 'block → NXDOMAIN')
+  t.equal((await fetchText(r.addresses.admin!.port, '/readyz')).status, 200)
+  t.match((await fetchText(r.addresses.admin!.port, '/metrics')).body, /tunnelguard_list_entries\{list="l"\} 1/)
+  writeFileSync(join(dir, 'l.txt'), 'ngrok.io\nngrok.app\n')
+  t.equal(r.reload('test'), true)
+  t.equal(r.snapshot().lists[0]!.entries, 2)
+  writeFileSync(cfg, 'dns: { listen: 3 }\n')
+  t.equal(r.reload('test'), false, 'an invalid config is rejected')
+  t.equal(r.snapshot().lists[0]!.entries, 2, 'the old snapshot stays')
+  t.match(log, /reload rejected/)
+  t.match((await fetchText(r.addresses.admin!.port, '/metrics')).body, /tunnelguard_reloads_total\{result="error"\} 1/)
+  await r.stop()
+  await r.done
+  t.match(log, /"message":"stopped"/)
+})
+
+t.test('serve: a listener that cannot bind closes what was opened and throws', async t => {
+  const out = new PassThrough()
+  out.resume()
+  const first = await serve({ stdout: out, signals: false, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: '127.0.0.1:0', upstreams: ['udp://127.0.0.1:9'] }, resolvConf: '/nonexistent' })
+  t.teardown(() => first.stop())
+  const taken = `127.0.0.1:${first.addresses.admin!.port}`
+  await t.rejects(serve({ stdout: out, signals: false, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: taken }, resolvConf: '/nonexistent' }), /EADDRINUSE/)
+})
+
+t.test('serve with signals: SIGHUP reloads, SIGTERM stops', async t => {
+  const out = new PassThrough()
+  let log = ''
+  out.on('data', d => { log += d })
+  const before = process.listenerCount('SIGHUP')
+  const r = await serve({ stdout: out, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: '127.0.0.1:0', upstreams: ['udp://127.0.0.1:9'] }, resolvConf: '/nonexistent', watchFiles: false })
+  t.equal(process.listenerCount('SIGHUP'), before + 1)
+  process.emit('SIGHUP', 'SIGHUP')
+  t.match(log, /"reason":"SIGHUP"/)
+  process.emit('SIGTERM', 'SIGTERM')
+  await r.done
+  t.match(log, /"signal":"SIGTERM"/)
+  t.equal(process.listenerCount('SIGHUP'), before, 'handlers removed on stop')
+})
+
+t.test('reloader: overrides survive a reload; listener changes are warned about; watch reloads', async t => {
+  const dir = t.testdir({ 'l.txt': 'a.com\n' })
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\n')
+  const ev = memoryEvidence()
+  const overrides = { dns: ['127.0.0.1:5300'] }
+  let snap = buildSnapshot(applyOverrides(loadConfig(cfg), overrides))
+  const rl = createReloader({ configPath: cfg, overrides, evidence: ev, current: () => snap, swap: s => { snap = s }, debounceMs: 20 })
+  t.teardown(() => rl.close())
+  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\n')
+  t.ok(rl.reload('x'))
+  t.same(snap.config.dns.listen, ['127.0.0.1:5300'], 'override kept')
+  t.ok(ev.messages.some(m => /proxy\.listen changed; listeners change only on restart/.test(m.msg)))
+  rl.watch()
+  writeFileSync(join(dir, 'l.txt'), 'a.com\nb.com\n')
+  for (let i = 0; i < 100 && snap.lists[0]!.entries !== 2; i++) await new Promise(r => setTimeout(r, 20))
+  t.equal(snap.lists[0]!.entries, 2, 'a list file change reloads')
+  writeFileSync(join(dir, 'unrelated.txt'), 'x')
+  const n = ev.messages.length
+  await new Promise(r => setTimeout(r, 100))
+  t.equal(ev.messages.filter(m => m.msg === 'reloaded').length, ev.messages.slice(0, n).filter(m => m.msg === 'reloaded').length, 'other files in the directory are ignored')
+})
+
+t.test('reloader: a directory that cannot be watched is reported, SIGHUP still works', async t => {
+  const ev = memoryEvidence()
+  const snap = buildSnapshot(applyOverrides(loadConfig(undefined, { resolvConf: '/nonexistent' }), {}))
+  const fake = { ...snap, config: { ...snap.config, lists: { x: { files: ['/nonexistent-dir/x.txt'], urls: [], refresh: 1, maxBytes: 1, action: 'block' as const } } } }
+  const rl = createReloader({ overrides: {}, evidence: ev, current: () => fake, swap: () => {} })
+  rl.watch()
+  rl.close()
+  t.ok(ev.messages.some(m => /cannot watch directory; SIGHUP still reloads/.test(m.msg)))
+})
