@@ -167,6 +167,8 @@ t.test('ngrok.txt covers ngrok as it is today', async t => {
     'tunnel.ngrok.com', ...['us', 'eu', 'ap', 'au', 'sa', 'jp', 'in'].map(r => `tunnel.${r}.ngrok.com`),
     ...['us', 'eu', 'ap', 'au', 'sa', 'jp', 'in'].map(r => `connect.${r}.ngrok-agent.com`),
     'ngrokd.ngrok.com', 'crl.ngrok.com',
+    // SNI of legacy agents dialing a fallback IP: `tunnel.<region>.ngrok` reversed, + `.com`
+    'korgn.lennut.com', ...['us', 'eu', 'ap', 'au', 'sa', 'jp', 'in'].map(r => `${`tunnel.${r}.ngrok`.split('').reverse().join('')}.com`),
     // public endpoints
     'ngrok.io', 'abc.ngrok.io', '0.tcp.ngrok.io', '4.tcp.eu.ngrok.io', 'x.eu.ngrok.io',
     'ngrok.app', 'x.ngrok.app', 'x.ngrok.dev', 'x.ngrok.pizza', 'x.ngrok.pro',
@@ -180,7 +182,7 @@ t.test('ngrok.txt covers ngrok as it is today', async t => {
   const mustNot = [
     'ngrok.com', 'www.ngrok.com', 'dashboard.ngrok.com', 'api.ngrok.com', 'idp.ngrok.com', 'golang.ngrok.com',
     'myngrok.io', 'ngrok.io.example.com', 'notngrok-agent.com', 's3.amazonaws.com', 'amazonaws.com',
-    'dns.ngrok.com.s3.amazonaws.com', 'dns.google',
+    'dns.ngrok.com.s3.amazonaws.com', 'dns.google', 'lennut.com', 'korgn.us.lennut.com',
   ]
   for (const n of mustNot) t.notOk(covered(items, n), `${n} is not listed (policy choice or collateral)`)
 })
