@@ -4,11 +4,11 @@ import { createSocket } from 'node:dgram'
 import { writeFileSync, appendFileSync } from 'node:fs'
 import { join } from 'node:path'
 import dnsPacket from 'dns-packet'
-import { startUnbound, freePort } from '../fixtures/unbound.js'
+import { startUnbound, freePort, type TestLike } from '../fixtures/unbound.js'
 import { dig } from '../fixtures/dig.js'
 import { startServe } from '../fixtures/serve-process.js'
 
-async function setup(t: Parameters<Parameters<typeof import('tap').test>[1]>[0], extra = '') {
+async function setup(t: TestLike, extra = '') {
   const ub = await startUnbound(t)
   const dir = t.testdir({ 'tunnels.txt': 'ngrok.io\nngrok-agent.com\n' })
   const port = await freePort()
@@ -35,8 +35,8 @@ function load(port: number, names: readonly string[], ms: number, everyMs = 5) {
     const q = sent.get(p.id!)
     if (!q) return
     sent.delete(p.id!)
-    const a = p.answers?.find(x => x.type === 'A')
-    answers.push({ name: q.name, at: Date.now(), a: a ? String(a.data) : undefined, rcode: p.rcode })
+    const a = p.answers?.find(x => x.type === 'A') as { data: string } | undefined
+    answers.push({ name: q.name, at: Date.now(), a: a?.data, rcode: (p as { rcode?: string }).rcode })
   })
   let id = 0
   const timer = setInterval(() => {
