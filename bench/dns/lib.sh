@@ -110,11 +110,14 @@ gen_data() {
     list="$WORK/ngrok-standin.txt"
     printf '%s\n' ngrok.io ngrok.com ngrok-agent.com ngrok.app ngrok.dev ngrok-free.app ngrok-free.dev ngrok.pizza >"$list"
   fi
-  NGROK_LIST_USED=$list
-  stamp="$(sha1sum "$list" "$BENCH/gen-data.js" | sha1sum | cut -c1-12)"
+  # one copy for the whole run: tunnelguard and the anchors block the same entries even if
+  # someone edits the list meanwhile (tunnelguard reloads a list file when it changes)
+  NGROK_LIST_USED="$DATA/ngrok.txt"
+  cmp -s "$list" "$NGROK_LIST_USED" || cp "$list" "$NGROK_LIST_USED"
+  stamp="$(sha1sum "$NGROK_LIST_USED" "$BENCH/gen-data.js" | sha1sum | cut -c1-12)"
   if [ "$(cat "$DATA/stamp" 2>/dev/null)" != "$stamp" ]; then
     log "generating data in $DATA"
-    node "$BENCH/gen-data.js" "$DATA" "$list" >&2 || die "gen-data failed"
+    node "$BENCH/gen-data.js" "$DATA" "$NGROK_LIST_USED" >&2 || die "gen-data failed"
     echo "$stamp" >"$DATA/stamp"
   fi
 }
@@ -143,7 +146,7 @@ start_target() { # NAME
   case $t in
     tunnelguard|tunnelguard-workers)
       render "$BENCH/conf/tunnelguard.yaml.in" "$d/config.yaml" ADDR="$a" PORT="$p" UP_ADDR=$UP_ADDR UP_PORT=$UP_PORT \
-        NGROK_LIST="$NGROK_LIST_USED"
+        NGROK_LIST="$NGROK_LIST_USED" ADMIN="${TG_ADMIN:-null}"
       local extra=(); [ "$t" = tunnelguard-workers ] && extra=(--workers "${TG_WORKERS:-2}")
       start_bg "$t" "$TG_STDOUT" node "$ROOT/dist/cli.js" serve --config "$d/config.yaml" "${extra[@]}" ;;
     dnsdist)

@@ -43,7 +43,7 @@ RAW="$OUTDIR/dns-runs-$STAMP.txt"
 MD="$OUTDIR/dns-$STAMP.md"
 {
   echo "# date=$(date -u -Is) host=$(hostname) cpus=$(nproc) kernel=$(uname -r) node=$(node -v)"
-  echo "# commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none) list=$NGROK_LIST_USED"
+  echo "# commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none) list=$NGROK_LIST sha1=$(sha1sum "$NGROK_LIST_USED" | cut -c1-10) entries=$(wc -l <"$DATA/block-suffixes.txt")"
   echo "# versions: $(dnsperf -h 2>&1 | sed -n 's/^Version //p' | head -1 | sed 's/^/dnsperf /'), $(dnsdist --version 2>/dev/null | head -1 | cut -d' ' -f1-2)," \
     "unbound $(unbound -V 2>/dev/null | sed -n 's/^Version //p'), $(nsd -v 2>&1 | head -1), $(dnsmasq -v | head -1 | cut -d' ' -f1-3)"
   echo "# opts=\"$DNSPERF_OPTS\" sat_len=$SAT_LEN lat_len=$LAT_LEN lat_qps=$LAT_QPS rounds=$ROUNDS tg_stdout=$TG_STDOUT loadavg_start=\"$(cut -d' ' -f1-3 /proc/loadavg)\""

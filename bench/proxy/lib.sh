@@ -77,14 +77,14 @@ render() {
   if grep -q '@[A-Z_]*@' "$out"; then say "unrendered placeholder in $out"; return 1; fi
 }
 
-# quiet_gate: wait (at most QUIET_WAIT s, default 120) until the box was at most QUIET_MAX %
-# busy (default 40, of 200) over one second, so other people's load on the shared cores does
+# quiet_gate: wait (at most QUIET_WAIT s, default 15) until the box was at most QUIET_MAX %
+# busy (default 60, of 200) over one second, so other people's load on the shared cores does
 # not land in a measurement. Prints the last busy % seen; false when it gave up waiting.
 quiet_gate() {
-  local end=$(( $(date +%s) + ${QUIET_WAIT:-120} )) s0 s1 b
+  local end=$(( $(date +%s) + ${QUIET_WAIT:-15} )) s0 s1 b
   while :; do
     s0=$(stat_snap); sleep 1; s1=$(stat_snap); b=$(box_pct "$s0" "$s1")
-    [ "$b" != NA ] && [ "$b" -le "${QUIET_MAX:-40}" ] && { echo "$b"; return 0; }
+    [ "$b" != NA ] && [ "$b" -le "${QUIET_MAX:-60}" ] && { echo "$b"; return 0; }
     [ "$(date +%s)" -ge "$end" ] && { echo "$b"; return 1; }
   done
 }

@@ -3,11 +3,11 @@
 # tunnelguard, squid, tinyproxy, a plain Node pipe proxy, and a direct connection (ceiling).
 # Loopback only. Every proxy is started fresh for every measurement and stopped by its PID.
 #
-# usage: bash bench/proxy/run.sh        (from anywhere; ~8 min with the defaults)
-# env:   ROUNDS=3 CONC=32 DUR=10 BULK=1073741824 TARGETS="direct tunnelguard squid tinyproxy node-pipe"
+# usage: bash bench/proxy/run.sh        (from anywhere; ~10-25 min with the defaults, depending on how busy the box is)
+# env:   ROUNDS=3 CONC=32 DUR=8 BULK=1073741824 TARGETS="direct tunnelguard squid tinyproxy node-pipe"
 #        TESTS="setup-hello setup-tls bulk-down bulk-up" TG_LOG_LEVEL=warn NO_BUILD=1 WORK=/tmp/tunnelguard-bench
-#        QUIET_MAX=40 QUIET_WAIT=120: before each measurement wait until the shared box is at most
-#        40 % busy (of 200) for a second, at most 120 s (busy_before= in the raw line)
+#        QUIET_MAX=60 QUIET_WAIT=15: before each measurement wait until the shared box is at most
+#        60 % busy (of 200) for a second, at most 15 s (busy_before= in the raw line)
 # output: raw lines in bench/out/proxy/run-<UTC time>.txt, then a markdown summary on stdout
 #         (also bench/out/proxy/run-<UTC time>.md).
 set -uo pipefail
@@ -15,7 +15,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 source "$HERE/targets.sh"
 
-ROUNDS=${ROUNDS:-3}; CONC=${CONC:-32}; DUR=${DUR:-10}; BULK=${BULK:-1073741824}
+ROUNDS=${ROUNDS:-3}; CONC=${CONC:-32}; DUR=${DUR:-8}; BULK=${BULK:-1073741824}
 TARGETS=${TARGETS:-"direct tunnelguard squid tinyproxy node-pipe"}
 TESTS=${TESTS:-"setup-hello setup-tls bulk-down bulk-up"}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -45,7 +45,7 @@ measure() {
     bulk-up)     args=(bulk --dir up --bytes "$BULK") ;;
   esac
   [ -n "${FAILED[$t]:-}" ] && return 0
-  local quiet; quiet=$(quiet_gate) || say "box still busy (${quiet}%) after ${QUIET_WAIT:-120} s: measuring anyway"
+  local quiet; quiet=$(quiet_gate) || say "box still busy (${quiet}%) after ${QUIET_WAIT:-15} s: measuring anyway"
   if ! start_proxy "$t"; then
     say "start $t failed: left out of the rest of this run (log: $RUN/$t.log)"
     echo "round=$round target=$t test=$test error=\"start failed: $(tail -c 200 "$RUN/$t.log" 2>/dev/null | tr -s '\n\"' '  ')\"" | tee -a "$OUT"

@@ -73,6 +73,7 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
           await tcp.listen(hp.host, port)
         } catch (e) {
           udp.close()
+          /* c8 ignore next - port 0: another process took the UDP socket's port for TCP in between; try another */
           if (hp.port === 0 && attempt < BIND_TRIES) continue
           throw e
         }

@@ -43,7 +43,7 @@ export class TcpTransport {
 
   send(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
     if (this.closed) return false
-    if (!this.conn || this.conn.socket.destroyed) this.conn = this.open()
+    this.conn ??= this.open()              // unset by 'close'; a query racing a dying socket fails over
     if (!this.conn.table.add(query, qEnd, timeoutMs, cb)) return false
     this.conn.socket.write(frame(query))
     return true

@@ -27,6 +27,7 @@ class Upstream {
   private backoff = BACKOFF_MIN_MS
   downUntil = 0
   down = false
+  closed = false
 
   constructor(readonly url: string, private readonly evidence: Evidence) {
     const { proto, host, port } = parseUpstream(url)
@@ -37,7 +38,13 @@ class Upstream {
   private readonly host: string
   private readonly port: number
 
-  send(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
+  /** Send over UDP or TCP; when it cannot be sent (closed, no ID free) `cb` gets the error at once. */
+  send(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): void {
+    if (!this.trySend(viaTcp, query, qEnd, timeoutMs, cb)) cb(new AppError('UPSTREAM_FAILED', `cannot send to ${this.url}`))
+  }
+
+  private trySend(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
+    if (this.closed) return false
     if (viaTcp) {
       this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters)
       return this.tcp.send(query, qEnd, timeoutMs, cb)
@@ -65,6 +72,7 @@ class Upstream {
   }
 
   close(): void {
+    this.closed = true
     this.udp?.close()
     this.tcp?.close()
   }
@@ -123,20 +131,17 @@ export class UpstreamPool {
         u.succeeded()
         cb(undefined, reply, u.url)
       }
-      const sent = u.send(u.proto === 'tcp', query, qEnd, share, (err, reply) => {
-        if (err || (reply!.readUInt16BE(2) & TC) === 0 || u.proto === 'tcp') {
-          done(err, reply)
-          return
-        }
-        const left = Math.max(1, deadline - this.nowMs())
-        if (!u.send(true, query, qEnd, left, done)) done(new AppError('UPSTREAM_FAILED', 'no query ID free'))
+      u.send(u.proto === 'tcp', query, qEnd, share, (err, reply) => {
+        if (err || (reply!.readUInt16BE(2) & TC) === 0 || u.proto === 'tcp') done(err, reply)
+        else u.send(true, query, qEnd, Math.max(1, deadline - this.nowMs()), done)
       })
-      if (!sent) done(new AppError('UPSTREAM_FAILED', 'no query ID free'))
     }
     attempt()
   }
 
+  /** Close every upstream; queries failed by the closing find no other upstream to fail over to. */
   close(): void {
+    for (const u of this.list) u.closed = true
     for (const u of this.list) u.close()
     this.list = []
   }

@@ -11,9 +11,9 @@ const STYLES: readonly (readonly [string, string])[] = [
   ['', ''], ['*.', ''], ['||', '^'], ['@@||', '^'], ['0.0.0.0 ', ''], ['127.0.0.1 ', ''],
 ]
 const OTHER = 7
-
-// meta bits: 0-1 kind, 2 allow, 3-5 pattern style, 8+ list index
 const ALLOW_BIT = 4
+/** Ints per entry in `rec`: meta (bits 0-1 kind, 2 allow, 3-5 pattern style, 8+ list), next + 1, name offset, name length. */
+export const REC = 4
 
 function styleOf(pattern: string, name: string): number {
   for (let s = 0; s < STYLES.length; s++) {
@@ -24,24 +24,28 @@ function styleOf(pattern: string, name: string): number {
   return OTHER
 }
 
-function grow(a: Int32Array<ArrayBuffer>, need: number): Int32Array<ArrayBuffer> {
+function grow<T extends Int32Array<ArrayBuffer> | Buffer>(a: T, need: number, make: (n: number) => T): T {
   if (need <= a.length) return a
-  const b = new Int32Array(Math.max(need, a.length * 2))
+  const b = make(Math.max(need, a.length * 2))
   b.set(a)
   return b
 }
 
 /**
- * Entries stored column-wise (a name string plus a few integers each), so a million entries cost
- * tens of megabytes instead of an object and three strings each. The Entry object of an index is
- * built on first use and kept: the first match of an entry allocates it once, later ones reuse it.
+ * Entries stored column-wise, so a million cost tens of megabytes instead of an object and three
+ * strings each: names side by side in one byte blob (normalized names are ASCII), four ints per
+ * entry in `rec`, the source line and file index in cold arrays. The Entry object of an index is
+ * built on its first match and kept, so later matches reuse it.
  */
 export class EntryStore {
-  /** Normalized names, by entry index. */
-  readonly names: string[] = []
-  private meta = new Int32Array(1024)
-  private files = new Int32Array(1024)
-  private lines = new Int32Array(1024)
+  /** [meta, next entry + 1 (0 = end of chain), name offset in blob, name length] per entry. */
+  rec = new Int32Array(4 * REC * 256)
+  /** All names, ASCII bytes. */
+  blob = Buffer.alloc(4096)
+  private blobUsed = 0
+  private count = 0
+  private files = new Int32Array(256)
+  private lines = new Int32Array(256)
   private readonly objs: (Entry | undefined)[] = []
   private readonly lists: string[] = []
   private readonly listIndex = new Map<string, number>()
@@ -50,7 +54,7 @@ export class EntryStore {
   private readonly patterns = new Map<number, string>()
   private readonly sigmas = new Map<number, SigmaRef>()
 
-  get length(): number { return this.names.length }
+  get length(): number { return this.count }
 
   /** Index of a list name (interned). */
   listId(list: string): number {
@@ -65,30 +69,40 @@ export class EntryStore {
     return id
   }
 
-  /** Append an entry from its parts; returns its index. `line` < 0: `file` is the whole source. */
+  /** Does entry i have this name, list, kind and allow flag? */
+  same(i: number, name: string, listId: number, kind: MatchKind, allow: boolean): boolean {
+    const r = i * REC
+    const m = this.rec[r]!
+    if ((m >>> 8) !== listId || (m & 3) !== KIND_CODE[kind] || ((m & ALLOW_BIT) !== 0) !== allow) return false
+    const off = this.rec[r + 2]!
+    if (this.rec[r + 3] !== name.length) return false
+    for (let j = 0; j < name.length; j++) if (this.blob[off + j] !== name.charCodeAt(j)) return false
+    return true
+  }
+
+  /** Append an entry (chained to nothing yet); returns its index. `line` < 0: `file` is the whole source. */
   push(listId: number, name: string, kind: MatchKind, allow: boolean, pattern: string,
-    file: string, line: number, sigma: SigmaRef | undefined, obj?: Entry): number {
-    const i = this.names.length
-    const need = i + 1
-    this.meta = grow(this.meta, need); this.files = grow(this.files, need); this.lines = grow(this.lines, need)
+    file: string, line: number, sigma: SigmaRef | undefined, obj: Entry | undefined): number {
+    const i = this.count++
+    this.rec = grow(this.rec, (i + 1) * REC, n => new Int32Array(n))
+    this.files = grow(this.files, i + 1, n => new Int32Array(n))
+    this.lines = grow(this.lines, i + 1, n => new Int32Array(n))
+    this.blob = grow(this.blob, this.blobUsed + name.length, n => Buffer.alloc(n))
+    const off = this.blobUsed
+    for (let j = 0; j < name.length; j++) this.blob[off + j] = name.charCodeAt(j)
+    this.blobUsed += name.length
     const style = styleOf(pattern, name)
     if (style === OTHER) this.patterns.set(i, pattern)
-    this.meta[i] = KIND_CODE[kind] | (allow ? ALLOW_BIT : 0) | (style << 3) | (listId << 8)
+    const r = i * REC
+    this.rec[r] = KIND_CODE[kind] | (allow ? ALLOW_BIT : 0) | (style << 3) | (listId << 8)
+    this.rec[r + 1] = 0
+    this.rec[r + 2] = off
+    this.rec[r + 3] = name.length
     this.files[i] = this.fileId(file)
     this.lines[i] = line
     if (sigma) this.sigmas.set(i, sigma)
-    this.names.push(name)
     this.objs.push(obj)
     return i
-  }
-
-  /** Kind code of entry i: 0 exact, 1 domain, 2 subdomains. */
-  kindCode(i: number): number { return this.meta[i]! & 3 }
-
-  /** Same list, kind and allow flag (the name is compared by the caller). */
-  sameKey(i: number, listId: number, kind: MatchKind, allow: boolean): boolean {
-    const m = this.meta[i]!
-    return (m >>> 8) === listId && (m & 3) === KIND_CODE[kind] && ((m & ALLOW_BIT) !== 0) === allow
   }
 
   /** The Entry object of index i (built once, then reused). */
@@ -97,10 +111,10 @@ export class EntryStore {
   }
 
   private build(i: number): Entry {
-    const m = this.meta[i]!
-    const name = this.names[i]!
-    const style = (m >>> 3) & 7
-    const st = STYLES[style]
+    const r = i * REC
+    const m = this.rec[r]!
+    const name = this.blob.toString('latin1', this.rec[r + 2]!, this.rec[r + 2]! + this.rec[r + 3]!)
+    const st = STYLES[(m >>> 3) & 7]
     const file = this.fileNames[this.files[i]!]!
     const line = this.lines[i]!
     const sigma = this.sigmas.get(i)

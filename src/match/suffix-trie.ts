@@ -1,4 +1,4 @@
-import { EntryStore } from './entry-store.js'
+import { EntryStore, REC } from './entry-store.js'
 import type { Entry, Matcher, MatchKind, SigmaRef } from './types.js'
 
 const SEED = 0x811c9dc5 | 0           // FNV-1a offset basis
@@ -13,38 +13,51 @@ function slotOf(h: number, mask: number): number {
   return (h ^ (h >>> 13)) & mask
 }
 
+/** The filter bit of a suffix hash: independent of its slot, 4 bits per table slot. */
+function bitOf(h: number, bitMask: number): number {
+  return (Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 7) & bitMask
+}
+
 /** FNV-1a of the whole name, read right to left: the same hash a lookup computes per suffix. */
-function hashName(name: string): number {
+export function hashName(name: string): number {
   let h = SEED
   for (let i = name.length - 1; i >= 0; i--) h = Math.imul(h ^ name.charCodeAt(i), PRIME)
   return h
+}
+
+function isAscii(name: string): boolean {
+  for (let i = 0; i < name.length; i++) if (name.charCodeAt(i) > 127) return false
+  return true
 }
 
 /**
  * The name matcher: every entry is filed under the hash of its name, read right to left. A
  * lookup reads the name once from the right, keeps the hash at each label boundary (so only
  * whole-label suffixes are ever candidates), then probes those suffixes from the full name down
- * to the top-level label, verifying each candidate with a string comparison. No split, slice or
- * regex: a lookup allocates nothing beyond the first materialization of a matched entry.
+ * to the top-level label and verifies each candidate byte by byte. No split, slice or regex: a
+ * lookup allocates nothing beyond the first materialization of a matched entry.
  *
- * The index is an open-addressing table in one Int32Array (hash and first entry + 1 side by side,
- * one cache line per probe); entries with the same hash are chained through `next`. Entries are
- * stored column-wise (EntryStore).
+ * Index: a bit filter (4 bits per slot, a few hundred KB per 100k names, so it stays in cache)
+ * turns most misses away before the table; the table is open addressing in one Int32Array (hash
+ * and first entry + 1 side by side, one cache line per probe); entries with the same hash are
+ * chained through the entry records (EntryStore).
  */
 export class SuffixTrie implements Matcher {
   private readonly store = new EntryStore()
   private table = new Int32Array(2048)  // per slot: [hash, first entry + 1]; 0 = empty slot
   private mask = 1023
+  private filter = new Int32Array(128)  // 4 bits per slot
+  private bitMask = 4095
   private used = 0
-  private next = new Int32Array(1024)
   private hs = new Int32Array(128)     // per lookup: suffix hash at each label boundary
   private st = new Int32Array(128)     // per lookup: where that suffix starts
-  private readonly out: Entry[] = []
+  private tmp: Entry[] = new Array<Entry>(16)   // per lookup: matches found so far
+  private readonly results: Entry[][] = []      // the array returned for n matches, reused
 
   /** Number of entries (duplicates are not counted twice). */
   get size(): number { return this.store.length }
 
-  /** Add an entry object as it is (it is returned by lookups). False if it duplicates one. */
+  /** Add an entry object as it is (lookups return this object). False if it duplicates one. */
   add(entry: Entry): boolean {
     return this.insert(entry.list, entry.name, entry.kind, entry.allow, entry.pattern, entry.source, -1, entry.sigma, entry)
   }
@@ -52,11 +65,12 @@ export class SuffixTrie implements Matcher {
   /**
    * Add an entry from its parts without building an object (the loaders' path). `name` must be
    * normalized; the source reads `file:line` (`file` alone when line < 0). Returns false when the
-   * same list already has this name with the same kind and allow flag, or when the name is empty.
+   * same list already has this name with the same kind and allow flag, or when the name is empty
+   * or not ASCII (so not a normalized name).
    */
   insert(list: string, name: string, kind: MatchKind, allow: boolean, pattern: string,
     file: string, line: number, sigma?: SigmaRef, obj?: Entry): boolean {
-    if (name.length === 0) return false
+    if (name.length === 0 || !isAscii(name)) return false
     const listId = this.store.listId(list)
     const h = hashName(name)
     if ((this.used + 1) * 2 > this.mask + 1) this.rehash((this.mask + 1) * 2)
@@ -64,18 +78,17 @@ export class SuffixTrie implements Matcher {
     let s = slotOf(h, this.mask)
     while (t[2 * s + 1] !== 0 && t[2 * s] !== h) s = (s + 1) & this.mask
     let tail = -1
-    for (let e = t[2 * s + 1]! - 1; e >= 0; e = this.next[e]! - 1) {
-      if (this.store.names[e] === name && this.store.sameKey(e, listId, kind, allow)) return false
+    for (let e = t[2 * s + 1]! - 1; e >= 0; e = this.store.rec[e * REC + 1]! - 1) {
+      if (this.store.same(e, name, listId, kind, allow)) return false
       tail = e
     }
     const i = this.store.push(listId, name, kind, allow, pattern, file, line, sigma, obj)
-    if (i >= this.next.length) {
-      const n = new Int32Array(this.next.length * 2)
-      n.set(this.next)
-      this.next = n
-    }
-    this.next[i] = 0
-    if (tail < 0) { t[2 * s] = h; t[2 * s + 1] = i + 1; this.used++ } else this.next[tail] = i + 1
+    if (tail >= 0) { this.store.rec[tail * REC + 1] = i + 1; return true }
+    t[2 * s] = h
+    t[2 * s + 1] = i + 1
+    this.used++
+    const b = bitOf(h, this.bitMask)
+    this.filter[b >>> 5]! |= 1 << (b & 31)
     return true
   }
 
@@ -83,21 +96,28 @@ export class SuffixTrie implements Matcher {
     const old = this.table
     const t = new Int32Array(cap * 2)
     const mask = cap - 1
+    const filter = new Int32Array(cap / 8)
+    const bitMask = cap * 4 - 1
     for (let j = 0; j < old.length; j += 2) {
       if (old[j + 1] === 0) continue
-      let s = slotOf(old[j]!, mask)
+      const h = old[j]!
+      let s = slotOf(h, mask)
       while (t[2 * s + 1] !== 0) s = (s + 1) & mask
-      t[2 * s] = old[j]!
+      t[2 * s] = h
       t[2 * s + 1] = old[j + 1]!
+      const b = bitOf(h, bitMask)
+      filter[b >>> 5]! |= 1 << (b & 31)
     }
     this.table = t
     this.mask = mask
+    this.filter = filter
+    this.bitMask = bitMask
   }
 
   /**
    * Every entry matching the normalized `name`, the most specific suffix first (entries of the
-   * same name in the order added). The array is reused by the next call; a miss returns a
-   * shared empty array.
+   * same name in the order added). The array is reused by later calls (one array per result
+   * count); a miss returns a shared frozen empty array.
    */
   lookup(name: string): readonly Entry[] {
     const len = name.length
@@ -115,33 +135,52 @@ export class SuffixTrie implements Matcher {
       h = Math.imul(h ^ c, PRIME)
     }
     hs[n] = h; st[n] = 0; n++
-    const out = this.out
-    out.length = 0
-    const { table, mask } = this
+    let found = 0
+    const { table, mask, filter, bitMask } = this
     for (let k = n - 1; k >= 0; k--) {
       const hk = hs[k]!
+      const b = bitOf(hk, bitMask)
+      if (((filter[b >>> 5]! >>> (b & 31)) & 1) === 0) continue
       let s = slotOf(hk, mask)
       for (;;) {
         const head = table[2 * s + 1]!
         if (head === 0) break
-        if (table[2 * s] === hk) { this.collect(head - 1, name, st[k]!, out); break }
+        if (table[2 * s] === hk) { found = this.collect(head - 1, name, st[k]!, found); break }
         s = (s + 1) & mask
       }
     }
-    return out.length === 0 ? EMPTY : out
+    return found === 0 ? EMPTY : this.result(found)
   }
 
-  /** Verify the chain of entries filed under one suffix hash and keep those that match. */
-  private collect(first: number, name: string, start: number, out: Entry[]): void {
-    const store = this.store
-    const names = store.names
-    const want = name.length - start
-    for (let e = first; e >= 0; e = this.next[e]! - 1) {
-      const en = names[e]!
-      if (en.length !== want || !name.endsWith(en)) continue
-      const kind = store.kindCode(e)
-      if (kind === 0 ? start === 0 : kind === 2 ? start > 0 : true) out.push(store.entry(e))
+  /** The n matches in the array kept for n results (setting an array's length costs a runtime call). */
+  private result(n: number): readonly Entry[] {
+    let res = this.results[n]
+    if (res === undefined) {
+      res = this.tmp.slice(0, n)
+      this.results[n] = res
     }
+    const tmp = this.tmp
+    for (let i = 0; i < n; i++) res[i] = tmp[i]!
+    return res
+  }
+
+  /** Verify the chain of entries filed under one suffix hash; matches go to tmp. Returns the new count. */
+  private collect(first: number, name: string, start: number, found: number): number {
+    const { rec, blob } = this.store
+    const want = name.length - start
+    for (let e = first; e >= 0; e = rec[e * REC + 1]! - 1) {
+      const r = e * REC
+      if (rec[r + 3] !== want) continue
+      const kind = rec[r]! & 3
+      if (kind === 0 ? start !== 0 : kind === 2 && start === 0) continue
+      const off = rec[r + 2]!
+      let j = 0
+      while (j < want && blob[off + j] === name.charCodeAt(start + j)) j++
+      if (j !== want) continue
+      if (found === this.tmp.length) this.tmp = this.tmp.concat(new Array<Entry>(found))
+      this.tmp[found++] = this.store.entry(e)
+    }
+    return found
   }
 
   /** Names of more than 127 labels are not normalized, but a lookup still answers them. */

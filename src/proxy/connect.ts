@@ -73,10 +73,6 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     emit(r.status === 403 ? denial(snap, client.ip, first.name, 'connect', r.reason) : decision, undefined, undefined, { ...cnames, 'error.message': r.reason })
     return refuse(r.status, r.reason)
   }
-  if (socket.destroyed) {
-    emit(decision, r.ip, undefined, { ...cnames, 'tunnelguard.sni_status': 'eof' })
-    return
-  }
   socket.write('HTTP/1.1 200 Connection established\r\n\r\n')
   const { result, data } = await readClientHello(socket, head, cfg.helloTimeout, MAX_HELLO_BYTES)
   const extra: Record<string, unknown> = { ...cnames }

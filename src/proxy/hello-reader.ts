@@ -47,6 +47,7 @@ export function readClientHello(socket: Socket, head: Buffer, timeoutMs: number,
     const onEnd = () => done({ kind: 'eof' })
     const timer = setTimeout(() => done({ kind: 'timeout' }), timeoutMs)
     if (step()) return
+    if (socket.destroyed || socket.readableEnded) return done({ kind: 'eof' })     // gone while the name resolved
     socket.on('data', onData)
     socket.once('end', onEnd)
     socket.once('close', onEnd)

@@ -117,6 +117,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
     res.writeHead(upRes.statusCode!, h)
     upRes.pipe(res)
   })
+  res.on('timeout', () => { /* the client waits on us: the upstream timer answers 504 */ })
   res.on('close', () => { if (!res.writableFinished) up.destroy() })
   req.pipe(up)
 }

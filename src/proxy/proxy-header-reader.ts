@@ -16,6 +16,7 @@ export function acceptProxyHeader(socket: Socket, timeoutMs: number): Promise<Pr
       clearTimeout(timer)
       socket.off('data', onData)
       socket.off('close', onClose)
+      socket.off('end', onClose)
       socket.pause()
       if (rest && rest.length > 0) socket.unshift(rest)
       resolve(r)
@@ -32,5 +33,6 @@ export function acceptProxyHeader(socket: Socket, timeoutMs: number): Promise<Pr
     const timer = setTimeout(() => done({ ok: false, reason: 'no request in time' }), timeoutMs)
     socket.on('data', onData)
     socket.once('close', onClose)
+    socket.once('end', onClose)
   })
 }

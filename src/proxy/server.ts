@@ -68,21 +68,27 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     requestTimeout: 0,
     connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(cfg.headerTimeout / 4))),
   })
-  http.timeout = cfg.idleTimeout
+  http.timeout = cfg.idleTimeout                     // idle client sockets (node destroys them unless a request is in flight)
   // Sockets come from our own listeners (emit 'connection'); 'listening' starts node's header-timeout checks.
   http.emit('listening')
   let ctx: ProxyCtx
+  /* c8 ignore start - defensive: the handlers catch their own errors */
   const fail = (conn: Conn, e: unknown) => {
-    /* c8 ignore next 3 - defensive: the handlers catch their own errors */
     evidence.error('proxy.internal', { 'error.message': (e as Error).message, 'client.ip': conn.client.ip })
     conn.socket.destroy()
   }
+  /* c8 ignore stop */
   http.on('request', (req: IncomingMessage, res) => {
     const conn = conns.get(req.socket as Socket)!
     handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
   })
   http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const conn = conns.get(socket)!
+    // node's own idle handling stops at CONNECT: an idle tunnel is closed here
+    socket.on('timeout', () => {
+      conn.close['error.message'] ??= 'idle timeout'
+      socket.destroy()
+    })
     socket.setTimeout(opts.getSnapshot().config.proxy.idleTimeout)
     handleConnect(ctx, conn, req, socket, head).catch(e => fail(conn, e))
   })
@@ -118,11 +124,6 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     conns.set(socket, conn)
     clients.add(socket)
     evidence.counters.connections('proxy', 1)
-    socket.on('timeout', () => {
-      conn.close['error.message'] ??= 'idle timeout'
-      socket.destroy()
-    })
-    socket.setTimeout(snap.config.proxy.idleTimeout)
     socket.on('close', () => {
       clients.delete(socket)
       evidence.counters.connections('proxy', -1)
@@ -147,6 +148,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       }
       if (r.source) conn.client = r.source
       http.emit('connection', socket)
+      socket.resume()                                 // deliver the unshifted bytes to the parser
     })
   }
 
@@ -159,7 +161,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     throw e
   }
   const addresses = boundAddresses(servers)
-  const local = Object.values(networkInterfaces()).flatMap(l => (l ?? []).map(i => i.address))
+  const local = Object.values(networkInterfaces()).flat().map(i => i!.address)
   ctx = {
     getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent,
     guard: new DestinationGuard(addresses, local),
@@ -173,7 +175,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   return {
     addresses,
     get openConnections() {
-      return clients.size + outbound.size + Object.values(agent.sockets).reduce((n, l) => n + (l?.length ?? 0), 0)
+      return clients.size + outbound.size + Object.values(agent.sockets).reduce((n, l) => n + l!.length, 0)
     },
     async close() {
       const closed = Promise.all(servers.map(s => new Promise<void>(r => {

@@ -51,6 +51,7 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Proxy
     socket.once('close', () => open.delete(socket))
     const start = clock()
     const client = { ip: socket.remoteAddress!, port: socket.remotePort! }
+    const localPort = socket.localPort
     let buf = Buffer.alloc(0)
     let done = false
     const finish = (final: boolean) => {
@@ -67,7 +68,7 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Proxy
       const decision = snap.policy.decide(client.ip, n.name, n.where)
       evidence.decision({
         message: 'sinkhole.capture', decision, client, transport: 'tcp', durationNs: Number(clock() - start),
-        destination: { domain: decision.name, port: socket.localPort },
+        destination: { domain: decision.name, port: localPort },
         ...(n.where === 'sni' ? { sni: n.name } : { urlDomain: decision.name }),
       })
     }

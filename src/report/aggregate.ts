@@ -45,6 +45,11 @@ export interface Counts {
   malformed: number
 }
 
+/** Code-point order (locale-independent, so reports are the same everywhere). */
+export function byText(a: string, b: string): number {
+  return Number(a > b) - Number(a < b)
+}
+
 function bump(r: Record<string, number>, k: string): void {
   r[k] = (r[k] ?? 0) + 1
 }
@@ -110,11 +115,11 @@ export class Aggregator {
 
   /** Clients, most decisions first (then by address). */
   sorted(): ClientStat[] {
-    return [...this.clients.values()].sort((a, b) => b.total - a.total || (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0))
+    return [...this.clients.values()].sort((a, b) => b.total - a.total || byText(a.ip, b.ip))
   }
 }
 
 /** A client's names, most asked first (then by name). */
 export function sortedNames(c: ClientStat): [string, NameStat][] {
-  return [...c.names].sort((a, b) => b[1].count - a[1].count || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+  return [...c.names].sort((a, b) => b[1].count - a[1].count || byText(a[0], b[0]))
 }

@@ -1,4 +1,4 @@
-import { sortedNames, type ClientStat, type Counts } from './aggregate.js'
+import { byText, sortedNames, type ClientStat, type Counts } from './aggregate.js'
 
 export interface ReportData {
   readonly clients: readonly ClientStat[]
@@ -13,13 +13,13 @@ const iso = (ms: number) => new Date(ms).toISOString()
 const short = (ms: number) => iso(ms).slice(0, 19).replace('T', ' ')
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
 const pairs = (r: Readonly<Record<string, number>>, sep = ' ') =>
-  Object.entries(r).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([k, v]) => `${k}${sep}${v}`)
+  Object.entries(r).sort((a, b) => b[1] - a[1] || byText(a[0], b[0])).map(([k, v]) => `${k}${sep}${v}`)
 
 function listsOf(c: ClientStat): { list: string; count: number; entries: { entry: string; count: number }[] }[] {
   return [...c.lists].map(([list, m]) => {
-    const entries = [...m].map(([entry, count]) => ({ entry, count })).sort((a, b) => b.count - a.count || (a.entry < b.entry ? -1 : 1))
+    const entries = [...m].map(([entry, count]) => ({ entry, count })).sort((a, b) => b.count - a.count || byText(a.entry, b.entry))
     return { list, count: entries.reduce((s, e) => s + e.count, 0), entries }
-  }).sort((a, b) => b.count - a.count || (a.list < b.list ? -1 : 1))
+  }).sort((a, b) => b.count - a.count || byText(a.list, b.list))
 }
 
 export function formatJson(r: ReportData): string {
@@ -58,17 +58,18 @@ export function formatCsv(r: ReportData): string {
 
 const WIDTH = 80
 
-/** Word-wrap `label` + `text` to 80 columns, continuation lines indented under the text. */
-function wrap(label: string, text: string): string[] {
+/** `label` then the items joined by `sep`, wrapped at 80 columns between items, continuation lines indented. */
+function wrap(label: string, items: readonly string[], sep = ', '): string[] {
   const indent = ' '.repeat(label.length)
   const out: string[] = []
   let line = label
-  for (const word of text.split(' ')) {
-    if (line.length > indent.length && line.length + 1 + word.length > WIDTH) {
+  items.forEach((item, i) => {
+    const piece = i < items.length - 1 ? item + sep.trimEnd() : item
+    if (line.length > indent.length && line.length + 1 + piece.length > WIDTH) {
       out.push(line)
-      line = indent + word
-    } else line += (line.length > indent.length ? ' ' : '') + word
-  }
+      line = indent + piece
+    } else line += (line.length > indent.length ? ' ' : '') + piece
+  })
   out.push(line)
   return out
 }
@@ -82,12 +83,12 @@ export function formatTable(r: ReportData): string {
   const out: string[] = []
   for (const c of r.clients) {
     const who = [c.ip, c.hostname, c.mac].filter(Boolean).join('  ')
-    out.push(...wrap('CLIENT ', who))
-    out.push(...wrap('  seen     ', `${short(c.first)} .. ${short(c.last)} UTC, ${plural(c.total, 'decision')}`))
-    out.push(...wrap('  actions  ', pairs(c.actions).join(', ')))
-    const lists = listsOf(c).map(l => `${l.list}: ${l.entries.map(e => `${e.entry} ${e.count}`).join(', ')}`)
-    if (lists.length > 0) out.push(...wrap('  lists    ', lists.join('; ')))
-    out.push(...wrap('  seen in  ', pairs(c.where).join(', ')))
+    out.push(...wrap('CLIENT ', [who]))
+    out.push(`  seen     ${short(c.first)} .. ${short(c.last)} UTC, ${plural(c.total, 'decision')}`)
+    out.push(...wrap('  actions  ', pairs(c.actions)))
+    const lists = listsOf(c).flatMap(l => l.entries.map((e, i) => `${i === 0 ? l.list + ': ' : ''}${e.entry} ${e.count}`))
+    if (lists.length > 0) out.push(...wrap('  lists    ', lists))
+    out.push(...wrap('  seen in  ', pairs(c.where)))
     out.push(`  ${'NAME'.padEnd(30)} ${'COUNT'.padStart(6)} ${'FIRST (UTC)'.padEnd(19)} ${'LAST (UTC)'.padEnd(19)}`)
     for (const [name, n] of sortedNames(c)) {
       out.push(`  ${fit(name, 30)} ${String(n.count).padStart(6)} ${short(n.first)} ${short(n.last)}`)
@@ -102,7 +103,7 @@ export function formatTable(r: ReportData): string {
   foot.push(`${plural(k.lines, 'line')} read`)
   if (k.skipped > 0) foot.push(`${plural(k.skipped, 'non-decision line')} skipped`)
   if (k.malformed > 0) foot.push(`${plural(k.malformed, 'malformed line')} skipped`)
-  out.push(...wrap('', foot.join(', ')))
-  for (const e of r.errors) out.push(...wrap('error: ', e))
+  out.push(...wrap('', foot))
+  for (const e of r.errors) out.push(`error: ${e}`)
   return out.join('\n') + '\n'
 }

@@ -6,14 +6,14 @@ export const MAX_LINE = 1 << 20
 
 /** The stream, gunzipped when it starts with the gzip magic bytes (1f 8b). */
 export async function decompressed(src: Readable): Promise<Readable> {
-  const it = src[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>
+  const it = src[Symbol.asyncIterator]() as AsyncIterator<Buffer>
   const head: Buffer[] = []
   let size = 0
   let done = false
   while (size < 2) {
     const n = await it.next()
     if (n.done) { done = true; break }
-    const b = typeof n.value === 'string' ? Buffer.from(n.value) : n.value
+    const b = Buffer.from(n.value)   // a copy; also takes a string chunk
     head.push(b)
     size += b.length
   }

@@ -68,14 +68,15 @@ export async function runReport(args: ReportArgs): Promise<void> {
       handles.push({ name: f, fh: await open(f, 'r') })
     } catch (e) {
       for (const h of handles) await h.fh.close()
-      throw new AppError('USAGE', `report: cannot read ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+      throw new AppError('USAGE', `report: cannot read ${f}: ${(e as Error).message}`)
     }
   }
   const inputs: { name: string; stream: () => Readable }[] = handles.map(h => ({ name: h.name, stream: () => h.fh.createReadStream() }))
   if (args.stdin) inputs.push({ name: 'stdin', stream: () => args.stdin as Readable })
   for (const input of inputs) {
     try {
-      k.malformed += await readLines(await decompressed(input.stream()), onLine)
+      const tooLong = await readLines(await decompressed(input.stream()), onLine)
+      k.malformed += tooLong   // not `+= await`: that would read the count before the lines are read
     } catch (e) {
       errors.push(`${input.name}: ${(e as Error).message}`)
     }

@@ -1,5 +1,6 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
+import { decodeMsg, edeOf, optRr } from '../fixtures/dig.js'
 import { addressBytes, buildReply, headerReply, record, truncate } from '../../src/dns/build.js'
 import { actionReply, answerSettings, blockedText, bypassReply } from '../../src/dns/actions.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
@@ -9,47 +10,40 @@ import { makeSnapshot } from '../fixtures/snapshot.js'
 const mk = (name: string, type: dnsPacket.RecordType = 'A', edns = false, flags = dnsPacket.RECURSION_DESIRED): { buf: Buffer; q: Query } => {
   const buf = dnsPacket.encode({
     type: 'query', id: 99, flags, questions: [{ type, name }],
-    additionals: edns ? [{ type: 'OPT', name: '.', udpPayloadSize: 4096, flags: dnsPacket.DNSSEC_OK, options: [] } as dnsPacket.Answer] : [],
+    additionals: edns ? [optRr(4096, dnsPacket.DNSSEC_OK)] : [],
   })
   return { buf, q: parseQuery(buf) as Query }
 }
 
-/** The EDE option (code 15) of a decoded reply: [info code, text]. */
-const ede = (p: dnsPacket.Packet): [number, string] | undefined => {
-  const opt = p.additionals?.find(a => a.type === 'OPT') as { options: { code: number; data: Buffer }[] } | undefined
-  const o = opt?.options.find(x => x.code === 15)
-  return o ? [o.data.readUInt16BE(0), o.data.subarray(2).toString()] : undefined
-}
-
 t.test('buildReply: header, question, answer, SOA, OPT with EDE', async t => {
   const { buf, q } = mk('X.test', 'A', true, dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED)
-  const r = dnsPacket.decode(buildReply(buf, q, 3, { soaTtl: 42, ede: 'why' }))
+  const r = decodeMsg(buildReply(buf, q, 3, { soaTtl: 42, ede: 'why' }))
   t.equal(r.id, 99)
   t.equal(r.rcode, 'NXDOMAIN')
   t.ok(r.flag_qr && r.flag_rd && r.flag_ra && r.flag_cd)
   t.same(r.questions, [{ name: 'X.test', type: 'A', class: 'IN' }])
-  const soa = r.authorities![0] as dnsPacket.Answer & { data: { minimum: number; mname: string } }
+  const soa = r.authorities[0]
   t.match(soa, { type: 'SOA', name: 'X.test', ttl: 42, data: { minimum: 42, mname: 'tunnelguard.invalid' } })
-  t.same(ede(r), [15, 'why'])
-  const opt = r.additionals![0] as { udpPayloadSize: number; flags: number }
+  t.same(edeOf(r), [15, 'why'])
+  const opt = r.additionals[0]!
   t.equal(opt.udpPayloadSize, 1232)
-  t.equal(opt.flags & dnsPacket.DNSSEC_OK, dnsPacket.DNSSEC_OK, 'DO echoed')
+  t.equal(opt.flags! & dnsPacket.DNSSEC_OK, dnsPacket.DNSSEC_OK, 'DO echoed')
   const plain = mk('a.test')
-  const p = dnsPacket.decode(buildReply(plain.buf, plain.q, 0, { answer: record(1, 5, Buffer.from([1, 2, 3, 4])), ede: 'ignored' }))
+  const p = decodeMsg(buildReply(plain.buf, plain.q, 0, { answer: record(1, 5, Buffer.from([1, 2, 3, 4])), ede: 'ignored' }))
   t.same(p.answers, [{ name: 'a.test', type: 'A', class: 'IN', ttl: 5, flush: false, data: '1.2.3.4' }])
   t.same(p.additionals, [], 'no OPT (and so no EDE) when the query had none')
-  const noEde = dnsPacket.decode(buildReply(buf, q, 5))
-  t.equal(ede(noEde), undefined)
+  const noEde = decodeMsg(buildReply(buf, q, 5))
+  t.equal(edeOf(noEde), undefined)
   t.equal(noEde.rcode, 'REFUSED')
 })
 
 t.test('headerReply and truncate', async t => {
   const { buf, q } = mk('a.test')
-  const h = dnsPacket.decode(headerReply(buf, 1))
+  const h = decodeMsg(headerReply(buf, 1))
   t.match(h, { id: 99, rcode: 'FORMERR', flag_qr: true, flag_rd: true, questions: [] })
   const big = buildReply(buf, q, 0, { answer: record(16, 5, Buffer.alloc(600, 65)) })
   const tr = truncate(big, q.qEnd)
-  const d = dnsPacket.decode(tr)
+  const d = decodeMsg(tr)
   t.ok(d.flag_tc)
   t.equal(d.answers!.length, 0)
   t.equal(tr.length, q.qEnd)
@@ -72,22 +66,22 @@ t.test('actionReply per action and blockResponse', async t => {
   const entry = { list: 'ngrok', name: 'ngrok.io', kind: 'domain' as const, allow: false, pattern: 'ngrok.io', source: 'ngrok.txt:1' }
   const sink = decision({ action: 'sinkhole', entry, list: 'ngrok' })
   const a = mk('x.ngrok.io', 'A', true)
-  const ra = dnsPacket.decode(actionReply(a.buf, a.q, sink, s).reply)
+  const ra = decodeMsg(actionReply(a.buf, a.q, sink, s).reply)
   t.match(ra.answers, [{ type: 'A', data: '10.9.9.9', ttl: 30 }])
-  t.same(ede(ra), [15, 'blocked by tunnelguard: ngrok.io in list ngrok'])
+  t.same(edeOf(ra), [15, 'blocked by tunnelguard: ngrok.io in list ngrok'])
   const aaaa = mk('x.ngrok.io', 'AAAA')
-  t.match(dnsPacket.decode(actionReply(aaaa.buf, aaaa.q, sink, s).reply).answers, [{ type: 'AAAA', data: 'fd00::9' }])
+  t.match(decodeMsg(actionReply(aaaa.buf, aaaa.q, sink, s).reply).answers, [{ type: 'AAAA', data: 'fd00::9' }])
   const txt = mk('x.ngrok.io', 'TXT')
   const rt = actionReply(txt.buf, txt.q, sink, s)
   t.equal(rt.rcode, 0)
-  t.match(dnsPacket.decode(rt.reply), { answers: [], authorities: [{ type: 'SOA', ttl: 30 }] }, 'other types: NODATA')
+  t.match(decodeMsg(rt.reply), { answers: [], authorities: [{ type: 'SOA', ttl: 30 }] }, 'other types: NODATA')
   const block = decision({ entry, list: 'ngrok' })
   t.equal(actionReply(a.buf, a.q, block, s).rcode, 3)
-  t.match(dnsPacket.decode(actionReply(a.buf, a.q, block, s).reply), { rcode: 'NXDOMAIN', authorities: [{ type: 'SOA' }] })
+  t.match(decodeMsg(actionReply(a.buf, a.q, block, s).reply), { rcode: 'NXDOMAIN', authorities: [{ type: 'SOA' }] })
   const refused = answerSettings(makeSnapshot({ config: { dns: { blockResponse: 'refused' } } }).config)
-  t.match(dnsPacket.decode(actionReply(a.buf, a.q, block, refused).reply), { rcode: 'REFUSED', authorities: [] })
+  t.match(decodeMsg(actionReply(a.buf, a.q, block, refused).reply), { rcode: 'REFUSED', authorities: [] })
   const nodata = answerSettings(makeSnapshot({ config: { dns: { blockResponse: 'nodata' } } }).config)
-  t.match(dnsPacket.decode(actionReply(a.buf, a.q, block, nodata).reply), { rcode: 'NOERROR', answers: [], authorities: [{ type: 'SOA' }] })
+  t.match(decodeMsg(actionReply(a.buf, a.q, block, nodata).reply), { rcode: 'NOERROR', answers: [], authorities: [{ type: 'SOA' }] })
 })
 
 t.test('blockedText names the list and entry, the CNAME target, or the reason', async t => {
@@ -100,7 +94,7 @@ t.test('bypassReply: DoH canary and DDR, each switchable', async t => {
   const on = makeSnapshot().config
   const s = answerSettings(on)
   const canary = mk('use-application-dns.net')
-  t.match(dnsPacket.decode(bypassReply(canary.buf, canary.q, on, s)!.reply), { rcode: 'NXDOMAIN', authorities: [{ type: 'SOA' }] })
+  t.match(decodeMsg(bypassReply(canary.buf, canary.q, on, s)!.reply), { rcode: 'NXDOMAIN', authorities: [{ type: 'SOA' }] })
   const ddr = mk('_dns.resolver.arpa', 'SVCB' as dnsPacket.RecordType)
   t.match(bypassReply(ddr.buf, ddr.q, on, s), { rcode: 0 })
   t.equal(bypassReply(mk('a.test').buf, mk('a.test').q, on, s), undefined)

@@ -1,5 +1,6 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
+import { decodeMsg, optRr } from '../fixtures/dig.js'
 import { DnsCache, cacheKey } from '../../src/dns/cache.js'
 import { scanResponse } from '../../src/dns/scan.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
@@ -17,7 +18,7 @@ const soa = (ttl: number, minimum: number): dnsPacket.Answer => ({
 const settings = { maxEntries: 100, minTtl: 0, maxTtl: 86_400_000 }
 
 t.test('cacheKey: name, type, class, DO, CD, EDNS', async t => {
-  const opt = (flags = 0): dnsPacket.Answer => ({ type: 'OPT', name: '.', udpPayloadSize: 1232, flags, options: [] } as dnsPacket.Answer)
+  const opt = (flags = 0): dnsPacket.Answer => optRr(1232, flags)
   const keys = new Set([
     cacheKey(q('a.test').q),
     cacheKey(q('A.TEST').q),
@@ -38,16 +39,17 @@ t.test('positive answers: kept for the smallest TTL, counted down when served', 
   t.equal(c.size, 1)
   const e = c.get('k', 30n * S)!
   t.equal(e.upstream, 'udp://u')
-  const served = dnsPacket.decode(c.serve(e, buf, query.qEnd, 30n * S))
+  const served = decodeMsg(c.serve(e, buf, query.qEnd, 30n * S))
   t.equal(served.id, 4242, 'the asker\'s ID')
   t.equal(served.questions![0]!.name, 'A.Test', 'the asker\'s letter case')
   t.same(served.answers!.map(a => a.ttl), [270, 70], 'TTLs counted down by 30 s')
-  t.same(dnsPacket.decode(c.serve(e, buf, query.qEnd, 0n)).answers!.map(a => a.ttl), [300, 100], 'not counted at 0 s')
+  t.same(decodeMsg(c.serve(e, buf, query.qEnd, 0n)).answers!.map(a => a.ttl), [300, 100], 'not counted at 0 s')
+  t.same(decodeMsg(c.serve(e, buf, query.qEnd, 150n * S)).answers.map(a => a.ttl), [150, 0], 'never below 0')
   t.equal(c.get('k', 100n * S), undefined, 'expired at the smallest TTL')
   t.equal(c.size, 0, 'and removed')
   const other = q('a.test', { questions: [{ type: 'A', name: 'a.test' }] })
   const shifted = Buffer.concat([other.buf.subarray(0, 12), Buffer.from([0xc0, 12])])
-  t.equal(dnsPacket.decode(c.serve({ ...e, expiresAt: 10n ** 12n }, shifted, 14, 0n)).questions![0]!.name, 'a.test', 'question left alone when its length differs')
+  t.equal(decodeMsg(c.serve({ ...e, expiresAt: 10n ** 12n }, shifted, 14, 0n)).questions![0]!.name, 'a.test', 'question left alone when its length differs')
 })
 
 t.test('min/max clamps rewrite TTLs and the lifetime', async t => {
@@ -56,7 +58,7 @@ t.test('min/max clamps rewrite TTLs and the lifetime', async t => {
   const { buf, q: query } = q('a.test')
   t.ok(c.set('k', r, query.qEnd, scanResponse(r)!, 'u', 0n))
   const e = c.get('k', 59n * S)!
-  t.same(dnsPacket.decode(c.serve(e, buf, query.qEnd, 59n * S)).answers!.map(a => a.ttl), [1, 61])
+  t.same(decodeMsg(c.serve(e, buf, query.qEnd, 59n * S)).answers!.map(a => a.ttl), [1, 61])
   t.equal(c.get('k', 60n * S), undefined)
   const zero = reply('a.test', { answers: [{ type: 'A', name: 'a.test', ttl: 0, data: '192.0.2.1' }] })
   t.equal(new DnsCache(settings).ttlFor(scanResponse(zero)!), 0, 'TTL 0 is not cached without a min clamp')
@@ -77,7 +79,7 @@ t.test('negative answers by their SOA; the rest not at all', async t => {
   t.equal(c.ttlFor(scanResponse(reply('n.test', { flags: 0x8380, answers: [{ type: 'A', name: 'n.test', ttl: 9, data: '1.1.1.1' }] }))!), -1, 'truncated')
   const { buf, q: query } = q('n.test')
   t.ok(c.set('nx', nx, query.qEnd, scanResponse(nx)!, 'u', 0n))
-  t.equal(dnsPacket.decode(c.serve(c.get('nx', 10n * S)!, buf, query.qEnd, 10n * S)).rcode, 'NXDOMAIN')
+  t.equal(decodeMsg(c.serve(c.get('nx', 10n * S)!, buf, query.qEnd, 10n * S)).rcode, 'NXDOMAIN')
   t.equal(c.get('nx', 30n * S), undefined)
 })
 

@@ -1,5 +1,6 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
+import { optRr } from '../fixtures/dig.js'
 import { scanResponse } from '../../src/dns/scan.js'
 
 const resp = (p: Partial<dnsPacket.Packet>): Buffer =>
@@ -19,16 +20,18 @@ t.test('collects CNAME and HTTPS/SVCB targets, TTLs and addresses', async t => {
       { type: 'CNAME', name: 'q.test', ttl: 300, data: 'c.Test' },
       { type: 'A', name: 'c.test', ttl: 60, data: '192.0.2.1' },
       { type: 'AAAA', name: 'c.test', ttl: 120, data: '2001:db8::1' },
+      { type: 'AAAA', name: 'c.test', ttl: 120, data: '1:0:2:3:4:5:6:7' },
+      { type: 'AAAA', name: 'c.test', ttl: 120, data: '::' },
       { type: 'UNKNOWN_65', name: 'c.test', ttl: 90, data: svcb(1, 'svc.ngrok.io') } as unknown as dnsPacket.Answer,
       { type: 'UNKNOWN_64', name: 'c.test', ttl: 90, data: svcb(0, '') } as unknown as dnsPacket.Answer,
     ],
-    additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, options: [] } as dnsPacket.Answer],
+    additionals: [optRr(1232)],
   })
   const s = scanResponse(b, true)!
   t.same(s.targets, ['c.test', 'svc.ngrok.io'], 'SVCB target "." is the owner itself: not a target')
-  t.same(s.addresses, ['192.0.2.1', '2001:db8:0:0:0:0:0:1'])
+  t.same(s.addresses, ['192.0.2.1', '2001:db8::1', '1:0:2:3:4:5:6:7', '::'])
   t.equal(s.minTtl, 60)
-  t.equal(s.ttlOffsets.length, 5, 'OPT has no TTL to count down')
+  t.equal(s.ttlOffsets.length, 7, 'OPT has no TTL to count down')
   t.equal(s.negativeTtl, -1)
   t.equal(s.rcode, 0)
   t.notOk(s.truncated)

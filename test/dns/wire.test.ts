@@ -1,5 +1,6 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
+import { optRr } from '../fixtures/dig.js'
 import { parseQuery, readName, sameQuestion, skipName, skipRecord, type Query } from '../../src/dns/wire.js'
 
 const query = (name: string, type: dnsPacket.RecordType = 'A', extra: Partial<dnsPacket.Packet> = {}): Buffer =>
@@ -23,11 +24,11 @@ t.test('parses header, question and OPT', async t => {
   t.equal(q.qEnd, 12 + 17 + 4)
   const e = parseQuery(query('a.test', 'A', {
     flags: dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED,
-    additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, flags: dnsPacket.DNSSEC_OK, options: [] } as dnsPacket.Answer],
+    additionals: [optRr(4096, dnsPacket.DNSSEC_OK)],
   })) as Query
   t.match(e, { edns: true, udpSize: 4096, dnssecOk: true })
   t.equal(e.flags & 0x0010, 0x0010, 'CD kept in flags')
-  const small = parseQuery(query('a.test', 'A', { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 100, options: [] } as dnsPacket.Answer] })) as Query
+  const small = parseQuery(query('a.test', 'A', { additionals: [optRr(100)] })) as Query
   t.equal(small.udpSize, 512, 'an advertised size below 512 counts as 512')
   t.equal((parseQuery(query('.')) as Query).name, '', 'the root')
   // records in the answer/authority sections of a query are walked past
@@ -98,6 +99,8 @@ t.test('sameQuestion compares the question without case', async t => {
   const qEnd = (parseQuery(q) as Query).qEnd
   const r = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'A.TEST' }] })
   t.ok(sameQuestion(q, qEnd, r))
+  const upper = query('A.TEST')
+  t.ok(sameQuestion(upper, qEnd, dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'a.test' }] })))
   const other = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'b.test' }] })
   t.notOk(sameQuestion(q, qEnd, other), 'another name')
   const aaaa = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'AAAA', name: 'a.test' }] })

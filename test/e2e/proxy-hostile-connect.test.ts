@@ -53,7 +53,7 @@ t.test('SNI edge cases', async t => {
     ['very long name', records(clientHello({ names: [`${'a.'.repeat(150)}example`] })), 'block', 'ok'],
     ['NUL in name', records(clientHello({ names: ['ok.example\0.ngrok.io'] })), 'block', 'ok'],
     ['oversized hello', records(clientHello({ names: ['ok.example'], padding: 40_000 })), 'block', 'invalid'],
-    ['non-handshake record first', Buffer.from([0x16, 3, 1, 0, 1, 2]), 'block', 'invalid'],
+    ['an alert record inside the hello', Buffer.from([0x16, 3, 1, 0, 1, 1, 0x15, 3, 1, 0, 2, 2, 40]), 'block', 'invalid'],
   ]
   for (const [name, hello, action, sniStatus] of cases) {
     const r = await exchange(p.port, [CONNECT(target), hello])
@@ -66,6 +66,7 @@ t.test('SNI edge cases', async t => {
   const passing: [string, Buffer, string][] = [
     ['no SNI: decided on the CONNECT host', records(clientHello({ names: null })), 'none'],
     ['not TLS: decided on the CONNECT host', Buffer.from('SSH-2.0-OpenSSH_9.2\r\n'), 'not-tls'],
+    ['ECH outer hello', records(clientHello({ names: ['ok.example'], extra: [[0xfe0d, Buffer.alloc(16)]] })), 'ok'],
     ['an address in SNI', records(clientHello({ names: ['127.0.0.1'] })), 'ok'],
   ]
   for (const [name, first, sniStatus] of passing) {
@@ -75,6 +76,7 @@ t.test('SNI edge cases', async t => {
     t.ok(sink.received.at(-1)!.equals(first))
   }
   t.match(p.ev.events.at(-1), { extra: { 'tunnelguard.mismatch': true } })
+  t.match(p.ev.events.at(-2), { extra: { 'tunnelguard.ech': true } })
   await stillServes(t, p, sink)
 })
 

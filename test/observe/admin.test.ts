@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
 import { request } from 'node:http'
 import { createServer, connect } from 'node:net'
@@ -26,7 +26,7 @@ function get(port: number, path: string, method = 'GET'): Promise<{ status: numb
   })
 }
 
-async function start(t: Tap.Test, opts: { snapshot?: Snapshot; ready?: boolean } = {}) {
+async function start(t: Test, opts: { snapshot?: Snapshot; ready?: boolean } = {}) {
   const metrics = createMetrics()
   const clients = createClientTable()
   const snap = 'snapshot' in opts ? opts.snapshot : makeSnapshot()

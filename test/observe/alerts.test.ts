@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAlerts, dedupAlerts, dedupKey, type AlertOutput } from '../../src/observe/alerts.js'
@@ -38,7 +38,7 @@ t.test('createAlerts: nothing configured is no sink', async t => {
 })
 
 interface Hook { port: number; bodies: Record<string, unknown>[]; statuses: number[] }
-async function hookServer(t: Tap.Test, respond: (n: number, req: IncomingMessage, res: ServerResponse) => void): Promise<Hook> {
+async function hookServer(t: Test, respond: (n: number, req: IncomingMessage, res: ServerResponse) => void): Promise<Hook> {
   const h: Hook = { port: 0, bodies: [], statuses: [] }
   const server = createServer((req, res) => {
     let body = ''

@@ -78,10 +78,16 @@ t.test('operational messages, and no alert sink', async t => {
   s.evidence.info('started', { dns: ['127.0.0.1:1053'] })
   s.evidence.warn('upstream down')
   s.evidence.error('boom', { code: 'X' })
+  s.evidence.info('ready')
+  s.evidence.warn('list warning', { source: 'x.txt:3' })
+  s.evidence.error('bad')
   t.match(s.lines(), [
     { 'log.level': 'info', message: 'started', dns: ['127.0.0.1:1053'] },
     { 'log.level': 'warn', message: 'upstream down' },
     { 'log.level': 'error', message: 'boom', code: 'X' },
+    { 'log.level': 'info', message: 'ready' },
+    { 'log.level': 'warn', message: 'list warning', source: 'x.txt:3' },
+    { 'log.level': 'error', message: 'bad' },
   ])
   const snap = makeSnapshot()
   const clients = createClientTable()

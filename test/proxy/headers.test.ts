@@ -2,6 +2,13 @@ import t from 'tap'
 import { forwardHeaders } from '../../src/proxy/headers.js'
 import { CidrSet } from '../../src/policy/cidr.js'
 import { effectiveClient, parseParent } from '../../src/proxy/context.js'
+import { oneLine, rawResponse } from '../../src/proxy/responses.js'
+
+t.test('reasons are one printable, bounded line', async t => {
+  t.equal(oneLine('a\r\nb\u001b[31m'), 'a??b?[31m')
+  t.equal(oneLine('x'.repeat(600)).length, 513)
+  t.match(rawResponse(503, 'busy'), /^HTTP\/1\.1 503 Service Unavailable\r\n[\s\S]*Retry-After: 1\r\n/)
+})
 
 t.test('hop-by-hop, Connection-listed, control headers dropped; Via appended; duplicates kept', async t => {
   const raw = ['Host', 'x', 'Connection', 'keep-alive, X-Secret', 'X-Secret', 's', 'Proxy-Authorization', 'Basic x', 'Keep-Alive', '5',

@@ -27,6 +27,7 @@ t.test('where: defaults and unknown values', async t => {
   t.match(parseLine(JSON.stringify({ ...base, message: 'sinkhole.capture', tls: { client: { server_name: 's.ngrok.io' } } })), { where: 'http', name: 's.ngrok.io' })
   t.match(parseLine(JSON.stringify({ ...base, message: 'proxy.connect', tunnelguard: { matched_on: 'future', matched_name: 'm.ngrok.io' } })), { where: 'future', name: 'm.ngrok.io' })
   t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', tunnelguard: { matched_on: 'cname' }, dns: { question: { name: 'c.example' } } })), { where: 'cname' })
+  t.equal(parseLine(JSON.stringify({ ...base, message: 'proxy.http', client: null, 'client.ip': null, url: { domain: 'u.example' } })), 'malformed', 'null on the way')
   t.equal(parseLine(JSON.stringify({ ...base, message: 'proxy.http', client: { ip: 10 }, url: { domain: 'u.example' } })), 'malformed', 'fields are strings')
 })
 

@@ -5,7 +5,13 @@ import { decompressed, readLines } from '../../src/report/read-lines.js'
 
 async function lines(chunks: (string | Buffer)[], maxLine?: number): Promise<{ lines: string[]; tooLong: number }> {
   const out: string[] = []
-  const tooLong = await readLines(await decompressed(Readable.from(chunks, { objectMode: false })), l => out.push(l), maxLine)
+  const src = Readable.from((async function* () {
+    for (const c of chunks) {
+      await new Promise(setImmediate)   // one read per chunk, as from a pipe
+      yield c
+    }
+  })(), { objectMode: false })
+  const tooLong = await readLines(await decompressed(src), l => out.push(l), maxLine)
   return { lines: out, tooLong }
 }
 

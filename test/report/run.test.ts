@@ -87,7 +87,7 @@ t.test('table at 80 columns', async t => {
   t.match(text, /  tunnel\.us\.ngrok\.com\.ngrok\.io\s+1 2026-11-21 10:00:00 2026-11-21 10:00:00\n/)
   t.match(text, 'CLIENT 10.0.0.6')
   t.match(text, 'CLIENT 10.0.0.7')
-  t.match(text, '3 clients, 8 decisions shown, 11 lines read, 2 non-decision lines skipped, 1 malformed line skipped\n')
+  t.match(text, /\n3 clients, 8 decisions shown, 11 lines read, 2 non-decision lines skipped,\n1 malformed line skipped\n$/)
 })
 
 t.test('csv: one row per client and name', async t => {
@@ -120,7 +120,7 @@ t.test('filters', async t => {
   t.equal(tunnels.summary.filtered, 7)
   t.same(tunnels.summary.filters, { list: 'tunnels' })
   // now = T0 + 1h: since 56m = from 10:04
-  t.same((await q({ since: '56m' })).clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.7', 2], ['10.0.0.6', 1]])
+  t.same((await q({ since: '56m' })).clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.7', 3], ['10.0.0.6', 1]])
   t.same((await q({ since: '2026-11-21T10:03:00Z', until: '2026-11-21T10:04:00Z' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.6', '10.0.0.7'])
   t.same((await q({ until: '59m' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.5'])
   const none = await report({ files: [plain], client: '192.0.2.1' })
@@ -135,7 +135,7 @@ t.test('errors', async t => {
   const broken = join(dir, 'broken.gz')
   writeFileSync(broken, gzipSync(log).subarray(0, 200))
   const text = await report({ files: [broken, plain] })
-  t.match(text, /\nerror: .*broken\.gz: unexpected end of file\n$/, 'a truncated gzip is reported and the rest still read')
+  t.match(text, /\nerror: \S*broken\.gz: unexpected end of file\n$/, 'a truncated gzip is reported and the rest still read')
   t.match(text, 'CLIENT 10.0.0.5')
   const failing = new Writable({ write(_c, _e, cb) { cb(new Error('EPIPE')) } })
   failing.on('error', () => {})

@@ -1,4 +1,4 @@
-import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Node, type YAMLMap } from 'yaml'
+import { isMap, isNode, isScalar, isSeq, LineCounter, parseAllDocuments, type Node, type Pair, type YAMLMap } from 'yaml'
 import type { SigmaRef } from '../types.js'
 import { conditionPolarity, type Polarity } from './sigma-condition.js'
 import { convertSigmaValue } from './sigma-value.js'
@@ -11,6 +11,11 @@ interface Rule {
   readonly ref: SigmaRef
   readonly sink: EntrySink
   readonly lineOf: (node: Node | null | undefined) => number
+}
+
+/** A mapping key as text (a complex key such as `? [a, b]` reads as its YAML text). */
+function keyOf(p: Pair): string {
+  return String(isScalar(p.key) ? p.key.value : p.key)
 }
 
 function text(map: YAMLMap, key: string): string {
@@ -28,10 +33,11 @@ export function parseSigma(src: string, sink: EntrySink): void {
   const lineCounter = new LineCounter()
   const docs = parseAllDocuments(src, { lineCounter })
   const lineOf = (node: Node | null | undefined): number => (node?.range ? lineCounter.linePos(node.range[0]).line : 1)
-  for (const doc of Array.isArray(docs) ? docs : []) {
+  if (docs.length === 0) sink.warn(1, 'empty file: not a Sigma rule')
+  for (const doc of docs) {
     if (doc.errors.length > 0) {
       for (const err of doc.errors) {
-        sink.warn(err.linePos?.[0].line ?? 1, `not valid YAML (${err.message.split('\n')[0]}); a Sigma rule file must be YAML`)
+        sink.warn(lineCounter.linePos(err.pos[0]).line, `not valid YAML (${err.message.split('\n')[0]}); a Sigma rule file must be YAML`)
       }
       continue
     }
@@ -54,7 +60,7 @@ function parseDetection(det: YAMLMap, rule: Rule): void {
   const { ref, sink, lineOf } = rule
   const names: string[] = []
   for (const p of det.items) {
-    const k = isScalar(p.key) ? String(p.key.value) : ''
+    const k = keyOf(p)
     if (k !== 'condition' && k !== 'timeframe') names.push(k)
   }
   const cond = det.get('condition')
@@ -69,7 +75,7 @@ function parseDetection(det: YAMLMap, rule: Rule): void {
   }
   let hostValues = 0
   for (const p of det.items) {
-    const sel = isScalar(p.key) ? String(p.key.value) : ''
+    const sel = keyOf(p)
     if (!names.includes(sel)) continue
     const use = polarity.positive.has(sel) ? undefined
       : polarity.negative.has(sel) ? `selection ${sel} is negated by the condition (a filter)`
@@ -94,9 +100,9 @@ function parseSelectionMap(m: YAMLMap, notUsed: string | undefined, rule: Rule):
     const values = isSeq(p.value) ? p.value.items : [p.value]
     for (const node of values) {
       seen++
-      const raw: unknown = isScalar(node) ? node.value : node === null ? null : String(node)
-      const line = lineOf(isScalar(node) ? node : (p.key as Node))
-      const shown = `${key}: '${String(raw)}'`
+      const raw: unknown = isNode(node) ? node.toJSON() : node
+      const line = lineOf(isNode(node) ? node : (p.key as Node))
+      const shown = `${key}: '${typeof raw === 'string' ? raw : JSON.stringify(raw)}'`
       const skip = notUsed ?? (hostPairs.length > 1
         ? 'it is combined (AND) with another host-name condition in the same selection, which one suffix entry cannot express'
         : undefined)

@@ -1,0 +1,95 @@
+import t from 'tap'
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
+import dnsPacket from 'dns-packet'
+import type { Test } from 'tap'
+import { QueryHandler, type Client } from '../../src/dns/handler.js'
+import type { Snapshot } from '../../src/snapshot-types.js'
+import { memoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { decodeMsg, optRr } from '../fixtures/dig.js'
+
+const client: Client = { ip: '127.0.0.1', port: 5555, transport: 'udp' }
+const q = (name = 'a.test', extra: Partial<dnsPacket.Packet> = {}): Buffer =>
+  dnsPacket.encode({ type: 'query', id: 0x4242, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }], ...extra })
+
+async function fakeUdp(t: Test, behave: (msg: Buffer, r: RemoteInfo, s: Socket) => void): Promise<{ url: string; seen: Buffer[] }> {
+  const s = createSocket('udp4')
+  const seen: Buffer[] = []
+  s.on('message', (m, r) => { seen.push(Buffer.from(m)); behave(m, r, s) })
+  await new Promise<void>(r => s.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => s.close())
+  return { url: `udp://127.0.0.1:${s.address().port}`, seen }
+}
+
+function setup(t: Test, first: Snapshot): { h: QueryHandler; ask: (m: Buffer, c?: Client) => Promise<Buffer | undefined>; use: (s: Snapshot) => void; ev: ReturnType<typeof memoryEvidence> } {
+  let snap = first
+  const ev = memoryEvidence()
+  const h = new QueryHandler({ getSnapshot: () => snap, evidence: ev, clock: process.hrtime.bigint })
+  t.teardown(() => h.close())
+  return { h, ev, use: s => { snap = s }, ask: (m, c = client) => new Promise(r => h.handle(m, c, r)) }
+}
+
+const answer = (m: Buffer): Buffer => {
+  const d = decodeMsg(m)
+  return dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions as dnsPacket.Question[], answers: [{ type: 'A', name: 'a.test', ttl: 60, data: '192.0.2.1' }] })
+}
+
+t.test('the client\'s bytes go upstream unchanged but for the ID (EDNS options included)', async t => {
+  const up = await fakeUdp(t, (m, r, s) => s.send(answer(m), r.port, r.address))
+  const { h, ask } = setup(t, makeSnapshot({ config: { dns: { upstreams: [up.url] } } }))
+  const msg = q('a.test', { additionals: [optRr(1400, dnsPacket.DNSSEC_OK, [{ code: 10, data: Buffer.from('0123456789abcdef', 'hex') }, { code: 65001, data: Buffer.from('hi') }])] })
+  const copy = Buffer.from(msg)
+  const pending = ask(msg)
+  t.equal(h.pending, 1)
+  const reply = await pending
+  t.equal(h.pending, 0)
+  t.equal(decodeMsg(reply!).id, 0x4242, 'the reply carries the client\'s ID')
+  t.same(up.seen[0]!.subarray(2), copy.subarray(2), 'same bytes after the ID')
+  t.not(up.seen[0]!.readUInt16BE(0), 0x4242)
+})
+
+t.test('a malformed upstream answer gives SERVFAIL', async t => {
+  const up = await fakeUdp(t, (m, r, s) => {
+    const a = answer(m)
+    s.send(a.subarray(0, a.length - 2), r.port, r.address)
+  })
+  const { ask, ev } = setup(t, makeSnapshot({ config: { dns: { upstreams: [up.url] } } }))
+  t.equal(decodeMsg((await ask(q()))!).rcode, 'SERVFAIL')
+  t.match(ev.events[0], { dns: { rcode: 'SERVFAIL', upstream: up.url } })
+})
+
+t.test('access: unknown clients get REFUSED, their malformed queries nothing; many clients stay bounded', async t => {
+  const { ask, ev } = setup(t, makeSnapshot({ config: { dns: { allowClients: ['10.0.0.0/8'] } } }))
+  const stranger: Client = { ip: '192.0.2.1', port: 1, transport: 'udp' }
+  t.equal(decodeMsg((await ask(q(), stranger))!).rcode, 'REFUSED')
+  t.equal(await ask(Buffer.concat([q().subarray(0, 12)]), stranger), undefined, 'FORMERR only for allowed clients')
+  let refused = 0
+  for (let i = 0; i < 66_000; i++) {
+    const ip = `11.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`
+    const r = await ask(q(), { ip, port: 1, transport: 'udp' })
+    if (r && (r.readUInt16BE(2) & 0xf) === 5) refused++
+  }
+  t.equal(refused, 66_000)
+  t.equal(ev.events.length, 0)
+})
+
+t.test('a reload rebuilds only what changed', async t => {
+  const up = await fakeUdp(t, (m, r, s) => s.send(answer(m), r.port, r.address))
+  const base = makeSnapshot({ config: { dns: { upstreams: [up.url] } }, lists: { ngrok: { action: 'block', patterns: ['ngrok.io'] } } })
+  const { ask, use, ev } = setup(t, base)
+  await ask(q())
+  use({ ...base, config: { ...base.config, dns: { ...base.config.dns, rateLimit: { qps: 100, burst: 5 } } } })
+  await ask(q())
+  t.equal(ev.counts['cache.hit'], 1, 'cache kept when its settings did not change')
+  use({ ...base, config: { ...base.config, dns: { ...base.config.dns, cache: { maxEntries: 10, minTtl: 0, maxTtl: 1000 } } } })
+  await ask(q())
+  t.equal(ev.counts['cache.miss'], 2, 'a new cache when its settings changed')
+  use({ ...base, config: { ...base.config, dns: { ...base.config.dns, blockResponse: 'refused' } } })
+  t.equal(decodeMsg((await ask(q('x.ngrok.io')))!).rcode, 'REFUSED', 'blockResponse applies at once (same sinkhole settings)')
+})
+
+t.test('once draining, new queries are dropped', async t => {
+  const { h, ask } = setup(t, makeSnapshot())
+  await h.drain()
+  t.equal(await ask(q()), undefined)
+})

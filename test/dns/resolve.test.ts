@@ -1,0 +1,67 @@
+import t from 'tap'
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
+import dnsPacket from 'dns-packet'
+import type { Test } from 'tap'
+import { buildQuery, createResolver } from '../../src/dns/resolve.js'
+import { memoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { freePort, startUnbound } from '../fixtures/unbound.js'
+import { decodeMsg } from '../fixtures/dig.js'
+
+async function fakeUdp(t: Test, behave: (msg: Buffer, r: RemoteInfo, s: Socket) => void): Promise<string> {
+  const s = createSocket('udp4')
+  s.on('message', (m, r) => behave(m, r, s))
+  await new Promise<void>(r => s.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => s.close())
+  return `udp://127.0.0.1:${s.address().port}`
+}
+
+t.test('buildQuery', async t => {
+  const { buf, qEnd } = buildQuery('a.test', 28)
+  const m = decodeMsg(buf)
+  t.match(m, { flag_rd: true, questions: [{ name: 'a.test', type: 'AAAA' }], additionals: [{ type: 'OPT', udpPayloadSize: 1232 }] })
+  t.equal(qEnd, 12 + 8 + 4)
+  t.equal(decodeMsg(buildQuery('', 1).buf).questions[0]!.name, '.')
+})
+
+t.test('resolves through the configured upstreams: addresses and the CNAME chain', async t => {
+  const ub = await startUnbound(t)
+  let snap = makeSnapshot({ config: { dns: { upstreams: [ub.url] } } })
+  const ev = memoryEvidence()
+  const r = createResolver({ getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => r.close())
+  t.same(await r.resolve('a.test'), { addresses: ['192.0.2.1', '2001:db8::1'], cnames: [] })
+  t.same(await r.resolve('C1.test.'), { addresses: ['198.51.100.7'], cnames: ['c2.test', 'x.ngrok.io'] })
+  t.same(await r.resolve('zz.test'), { addresses: [], cnames: [] }, 'NXDOMAIN: no addresses')
+  t.same(await r.resolve('192.0.2.9'), { addresses: ['192.0.2.9'], cnames: [] }, 'an address is itself')
+  await t.rejects(r.resolve('a..test'), { code: 'NAME_INVALID' })
+  snap = makeSnapshot({ config: { dns: { upstreams: [`tcp://127.0.0.1:${ub.port}`] } } })
+  t.same((await r.resolve('a.test')).addresses, ['192.0.2.1', '2001:db8::1'], 'a reload swaps the upstreams')
+  r.close()
+  t.same((await r.resolve('a.test')).addresses.length, 2, 'usable again after close')
+})
+
+t.test('failures', async t => {
+  const dead = `udp://127.0.0.1:${await freePort()}`
+  const refusing = await fakeUdp(t, (m, r, s) => {
+    const q = decodeMsg(m)
+    s.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8185, questions: q.questions as dnsPacket.Question[] }), r.port, r.address)
+  })
+  const broken = await fakeUdp(t, (m, r, s) => {
+    const q = dnsPacket.encode({ type: 'response', id: decodeMsg(m).id, flags: 0x8180, questions: decodeMsg(m).questions as dnsPacket.Question[] })
+    q.writeUInt16BE(1, 6)                                      // one answer announced, none there
+    s.send(q, r.port, r.address)
+  })
+  const onlyA = await fakeUdp(t, (m, r, s) => {
+    const q = decodeMsg(m)
+    if (q.questions[0]!.type !== 'A') return
+    s.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions as dnsPacket.Question[], answers: [{ type: 'A', name: 'a.test', data: '192.0.2.3' }] }), r.port, r.address)
+  })
+  const run = (url: string) => createResolver({ getSnapshot: () => makeSnapshot({ config: { dns: { upstreams: [url], timeout: '1s' } } }), evidence: memoryEvidence() })
+  const rs = [run(dead), run(refusing), run(broken), run(onlyA)]
+  t.teardown(() => { for (const r of rs) r.close() })
+  await t.rejects(rs[0]!.resolve('a.test'), { code: 'UPSTREAM_TIMEOUT' })
+  await t.rejects(rs[1]!.resolve('a.test'), { code: 'UPSTREAM_FAILED', message: /rcode 5/ })
+  await t.rejects(rs[2]!.resolve('a.test'), { code: 'UPSTREAM_FAILED', message: /malformed/ })
+  t.same(await rs[3]!.resolve('a.test'), { addresses: ['192.0.2.3'], cnames: [] }, 'one family failing is not fatal')
+})

@@ -1,0 +1,58 @@
+import t from 'tap'
+import { createSocket, type Socket } from 'node:dgram'
+import { connect, createServer } from 'node:net'
+import dnsPacket from 'dns-packet'
+import { startDns } from '../../src/dns/server.js'
+import { frame } from '../../src/dns/framing.js'
+import { memoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { freePort } from '../fixtures/unbound.js'
+
+const q = (id: number, name = 'a.test'): Buffer => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] })
+
+t.test('bad listen addresses and ports in use are reported, nothing left open', async t => {
+  const ev = memoryEvidence()
+  const snap = makeSnapshot()
+  await t.rejects(startDns({ listen: ['nonsense'], getSnapshot: () => snap, evidence: ev }), { code: 'CONFIG_INVALID' })
+  const port = await freePort()
+  const tcp = createServer()
+  await new Promise<void>(r => tcp.listen(port, '127.0.0.1', () => r()))
+  await t.rejects(startDns({ listen: [`127.0.0.1:${port}`], getSnapshot: () => snap, evidence: ev }), { code: 'EADDRINUSE' })
+  await new Promise<void>(r => tcp.close(() => r()))
+  const udp = createSocket('udp4')
+  await new Promise<void>(r => udp.bind(port, '127.0.0.1', () => r()))
+  t.teardown(() => udp.close())
+  await t.rejects(startDns({ listen: ['127.0.0.1:0', `127.0.0.1:${port}`], getSnapshot: () => snap, evidence: ev }), { code: 'EADDRINUSE' })
+})
+
+t.test('close() ends open TCP connections; a client gone before its answer is no trouble', async t => {
+  const slow: Socket = createSocket('udp4')
+  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => slow.close())
+  let answered!: () => void
+  const done = new Promise<void>(r => { answered = r })
+  slow.on('message', (m, r) => setTimeout(() => {
+    const d = dnsPacket.decode(m)
+    slow.send(dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions }), r.port, r.address, () => answered())
+  }, 100))
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`] } } })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  const port = dns.addresses[1]!.port
+  const gone = connect(port, '127.0.0.1')
+  await new Promise(r => gone.once('connect', r))
+  gone.write(frame(q(1)))
+  await new Promise(r => setTimeout(r, 30))
+  gone.destroy()
+  await done
+  await new Promise(r => setTimeout(r, 30))
+  t.equal(ev.events.length, 1, 'the query was still decided and logged')
+  const idle = connect(port, '127.0.0.1')
+  idle.on('error', () => {})
+  await new Promise(r => idle.once('connect', r))
+  const closed = new Promise(r => idle.once('close', r))
+  await dns.close()
+  await closed
+  t.pass('the idle connection was closed by close()')
+  t.equal(ev.counts['conn.dns-tcp'], 0, 'connections counted up and down')
+})

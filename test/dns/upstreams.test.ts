@@ -1,0 +1,252 @@
+import t from 'tap'
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
+import { createServer, type Socket as TcpSocket } from 'node:net'
+import dnsPacket from 'dns-packet'
+import { FrameReader, frame } from '../../src/dns/framing.js'
+import { PendingTable } from '../../src/dns/pending.js'
+import { UdpTransport } from '../../src/dns/upstream-udp.js'
+import { TcpTransport } from '../../src/dns/upstream-tcp.js'
+import { UpstreamPool, parseUpstream } from '../../src/dns/upstreams.js'
+import { parseQuery, type Query } from '../../src/dns/wire.js'
+import type { AppError } from '../../src/errors.js'
+import { memoryEvidence } from '../fixtures/evidence.js'
+import { decodeMsg } from '../fixtures/dig.js'
+import type { Test } from 'tap'
+
+const query = (name = 'a.test', id = 0x1234): { buf: Buffer; qEnd: number } => {
+  const buf = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] })
+  return { buf, qEnd: (parseQuery(buf) as Query).qEnd }
+}
+/** An answer to `q` (same ID and question) with one A record, optionally TC. */
+const answer = (q: Buffer, tc = false, data = '192.0.2.1'): Buffer => {
+  const d = decodeMsg(q)
+  return dnsPacket.encode({
+    type: 'response', id: d.id, flags: 0x8180 | (tc ? 0x0200 : 0), questions: d.questions as dnsPacket.Question[],
+    answers: tc ? [] : [{ type: 'A', name: d.questions[0]!.name, ttl: 60, data }],
+  })
+}
+
+type UdpBehaviour = (msg: Buffer, r: RemoteInfo, s: Socket) => void
+async function fakeUdp(t: Test, behave: UdpBehaviour, port = 0): Promise<{ port: number; seen: Buffer[] }> {
+  const s = createSocket('udp4')
+  const seen: Buffer[] = []
+  s.on('message', (m, r) => { seen.push(m); behave(m, r, s) })
+  await new Promise<void>(r => s.bind(port, '127.0.0.1', () => r()))
+  t.teardown(() => new Promise<void>(r => s.close(() => r())))
+  return { port: s.address().port, seen }
+}
+async function fakeTcp(t: Test, port: number, onQuery: (msg: Buffer, sock: TcpSocket) => void): Promise<number> {
+  const socks = new Set<TcpSocket>()
+  const srv = createServer(sock => {
+    socks.add(sock)
+    sock.on('error', () => {})
+    const reader = new FrameReader()
+    sock.on('data', c => reader.push(c, m => onQuery(Buffer.from(m), sock)))
+  })
+  await new Promise<void>(r => srv.listen(port, '127.0.0.1', () => r()))
+  t.teardown(() => { for (const s of socks) s.destroy(); return new Promise<void>(r => srv.close(() => r())) })
+  return (srv.address() as { port: number }).port
+}
+const reply = (m: Buffer, r: RemoteInfo, s: Socket): void => { s.send(answer(m), r.port, r.address) }
+const forward = (pool: UpstreamPool, name = 'a.test', timeout = 1000): Promise<{ err?: AppError; reply?: Buffer; upstream?: string }> => {
+  const { buf, qEnd } = query(name)
+  return new Promise(resolve => pool.forward(buf, qEnd, timeout, (err, r, upstream) => resolve({ err, reply: r, upstream })))
+}
+const clock = (): { now: () => number; skip: (ms: number) => void } => {
+  let offset = 0
+  return { now: () => Date.now() + offset, skip: ms => { offset += ms } }
+}
+
+t.test('parseUpstream', async t => {
+  t.same(parseUpstream('udp://10.0.0.1'), { proto: 'udp', host: '10.0.0.1', port: 53 })
+  t.same(parseUpstream('tcp://[::1]:5300'), { proto: 'tcp', host: '::1', port: 5300 })
+  t.throws(() => parseUpstream('https://x'), { code: 'CONFIG_INVALID' })
+})
+
+t.test('a fresh random ID per query; the reply carries it back', async t => {
+  const up = await fakeUdp(t, reply)
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  for (let i = 0; i < 8; i++) {
+    const r = await forward(pool)
+    t.equal(r.err, undefined)
+    t.equal(r.upstream, `udp://127.0.0.1:${up.port}`)
+    t.equal(decodeMsg(r.reply!).answers[0]!.data, '192.0.2.1')
+  }
+  const ids = new Set(up.seen.map(m => m.readUInt16BE(0)))
+  t.ok(ids.size >= 7, 'IDs differ from query to query')
+  t.notOk(ids.has(0x1234), 'the client\'s ID is never sent upstream')
+  t.equal(ev.counts['upstream.ok'], 8)
+})
+
+t.test('replies with a wrong ID or question are dropped', async t => {
+  const up = await fakeUdp(t, (m, r, s) => {
+    const wrongId = answer(m)
+    wrongId.writeUInt16BE((m.readUInt16BE(0) + 1) & 0xffff, 0)
+    const other = answer(dnsPacket.encode({ type: 'query', id: m.readUInt16BE(0), questions: [{ type: 'A', name: 'evil.test' }] }))
+    s.send(wrongId, r.port, r.address)
+    s.send(other, r.port, r.address)
+    s.send(Buffer.from([1, 2, 3]), r.port, r.address)
+    setTimeout(() => s.send(answer(m), r.port, r.address), 50)
+  })
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  const r = await forward(pool)
+  t.equal(decodeMsg(r.reply!).questions[0]!.name, 'a.test')
+  t.equal(ev.counts['dropped.mismatch'], 3)
+})
+
+t.test('timeout → error within the budget; failover; health', async t => {
+  const dead = await fakeUdp(t, () => {})
+  let alive = false
+  const flaky = await fakeUdp(t, (m, r, s) => { if (alive) reply(m, r, s) })
+  const live = await fakeUdp(t, reply)
+  const ev = memoryEvidence()
+  const c = clock()
+  const one = new UpstreamPool([`udp://127.0.0.1:${dead.port}`], ev, c.now)
+  t.teardown(() => one.close())
+  const r = await forward(one, 'a.test', 150)
+  t.equal(r.err?.code, 'UPSTREAM_TIMEOUT')
+  t.equal(ev.counts['upstream.timeout'], 1)
+
+  const ev2 = memoryEvidence()
+  const flakyUrl = `udp://127.0.0.1:${flaky.port}`
+  const pool = new UpstreamPool([flakyUrl, `udp://127.0.0.1:${live.port}`], ev2, c.now)
+  t.teardown(() => pool.close())
+  for (let i = 0; i < 3; i++) {
+    const f = await forward(pool, 'a.test', 200)
+    t.equal(f.upstream, `udp://127.0.0.1:${live.port}`, 'failed over to the second')
+  }
+  t.match(ev2.messages, [{ level: 'warn', msg: 'dns upstream down', fields: { upstream: flakyUrl } }])
+  const before = flaky.seen.length
+  await forward(pool, 'a.test', 200)
+  t.equal(flaky.seen.length, before, 'a down upstream is skipped')
+  c.skip(2_500)
+  alive = true
+  const back = await forward(pool, 'a.test', 200)
+  t.equal(back.upstream, flakyUrl, 'tried again after its backoff')
+  t.match(ev2.messages[1], { level: 'info', msg: 'dns upstream up' })
+
+  // all down: the least recently failed is still tried
+  alive = false
+  for (let i = 0; i < 3; i++) await forward(pool, 'a.test', 100)
+  for (let i = 0; i < 2; i++) c.skip(2_500), await forward(pool, 'a.test', 100)
+  t.ok(ev2.messages.filter(m => m.msg === 'dns upstream down').length >= 2)
+})
+
+t.test('a truncated UDP answer is asked again over TCP', async t => {
+  const up = await fakeUdp(t, (m, r, s) => s.send(answer(m, true), r.port, r.address))
+  await fakeTcp(t, up.port, (m, sock) => sock.write(frame(answer(m, false, '192.0.2.99'))))
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const r = await forward(pool)
+  t.equal(decodeMsg(r.reply!).answers[0]!.data, '192.0.2.99')
+  t.notOk(decodeMsg(r.reply!).flag_tc)
+})
+
+t.test('tcp:// upstream: pipelined, answers in any order; a closed connection fails over', async t => {
+  const held: [Buffer, TcpSocket][] = []
+  const port = await fakeTcp(t, 0, (m, sock) => {
+    held.push([m, sock])
+    if (held.length === 3) for (const [q, s] of held.reverse()) s.write(frame(answer(q)))
+  })
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`tcp://127.0.0.1:${port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  const rs = await Promise.all(['a.test', 'b.test', 'c.test'].map(n => forward(pool, n)))
+  t.same(rs.map(r => decodeMsg(r.reply!).questions[0]!.name), ['a.test', 'b.test', 'c.test'])
+
+  const closer = await fakeTcp(t, 0, (_m, sock) => sock.destroy())
+  const live = await fakeUdp(t, reply)
+  const ev2 = memoryEvidence()
+  const p2 = new UpstreamPool([`tcp://127.0.0.1:${closer}`, `udp://127.0.0.1:${live.port}`], ev2, Date.now)
+  t.teardown(() => p2.close())
+  const r = await forward(p2)
+  t.equal(r.upstream, `udp://127.0.0.1:${live.port}`)
+  t.equal(ev2.counts['upstream.error'], 1)
+})
+
+t.test('update keeps the state of upstreams that stay and closes the others', async t => {
+  const dead = await fakeUdp(t, () => {})
+  const live = await fakeUdp(t, reply)
+  const deadUrl = `udp://127.0.0.1:${dead.port}`
+  const liveUrl = `udp://127.0.0.1:${live.port}`
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([deadUrl], ev, Date.now)
+  t.teardown(() => pool.close())
+  for (let i = 0; i < 3; i++) await forward(pool, 'a.test', 50)
+  pool.update([deadUrl, liveUrl])
+  const n = dead.seen.length
+  t.equal((await forward(pool)).upstream, liveUrl)
+  t.equal(dead.seen.length, n, 'still down after the update')
+  pool.update([liveUrl])
+  t.equal((await forward(pool)).upstream, liveUrl)
+})
+
+t.test('closing fails what is in flight; a closed pool answers nothing', async t => {
+  const dead = await fakeUdp(t, () => {})
+  const dead2 = await fakeUdp(t, () => {})
+  const pool = new UpstreamPool([`udp://127.0.0.1:${dead.port}`, `udp://127.0.0.1:${dead2.port}`], memoryEvidence(), Date.now)
+  const p = forward(pool, 'a.test', 5000)
+  await new Promise(r => setTimeout(r, 20))
+  pool.close()
+  t.equal((await p).err?.code, 'UPSTREAM_FAILED')
+  t.equal((await forward(pool)).err?.code, 'UPSTREAM_TIMEOUT', 'no upstreams left')
+})
+
+t.test('IPv6 upstream', async t => {
+  const s = createSocket({ type: 'udp6', ipv6Only: true })
+  s.on('message', (m, r) => s.send(answer(m), r.port, r.address))
+  await new Promise<void>(r => s.bind(0, '::1', () => r()))
+  t.teardown(() => s.close())
+  const pool = new UpstreamPool([`udp://[::1]:${s.address().port}`], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  t.equal((await forward(pool)).upstream, `udp://[::1]:${s.address().port}`)
+})
+
+t.test('transports refuse to send once closed', async t => {
+  const ev = memoryEvidence()
+  const u = new UdpTransport('127.0.0.1', 9, ev.counters, () => {})
+  u.close()
+  u.close()
+  const { buf, qEnd } = query()
+  t.notOk(u.send(buf, qEnd, 10, () => t.fail()))
+  t.equal(u.pending, 0)
+  const tcp = new TcpTransport('127.0.0.1', 9, ev.counters)
+  t.equal(tcp.pending, 0)
+  tcp.close()
+  t.notOk(tcp.send(buf, qEnd, 10, () => t.fail()))
+})
+
+t.test('TCP transport: idle connection closed; unsolicited answers dropped', async t => {
+  let sock: TcpSocket | undefined
+  const port = await fakeTcp(t, 0, (m, s) => {
+    sock = s
+    s.write(frame(answer(dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: 'A', name: 'x.test' }] }))))
+    s.write(frame(answer(m)))
+  })
+  const ev = memoryEvidence()
+  const tcp = new TcpTransport('127.0.0.1', port, ev.counters, 100)
+  t.teardown(() => tcp.close())
+  const { buf, qEnd } = query()
+  const got = await new Promise<Buffer | undefined>(r => tcp.send(buf, qEnd, 1000, (_e, rep) => r(rep)))
+  t.ok(got)
+  t.equal(ev.counts['dropped.mismatch'], 1)
+  await new Promise<void>(r => sock!.once('close', () => r()))
+  t.equal(tcp.pending, 0, 'closed after being idle')
+})
+
+t.test('PendingTable: no free ID after 64 tries', async t => {
+  const table = new PendingTable()
+  const { buf, qEnd } = query()
+  let n = 0
+  for (let i = 0; i < 200_000 && table.size < 65_536; i++) if (table.add(Buffer.from(buf), qEnd, 60_000, () => { n++ })) { /* counted by size */ }
+  t.equal(table.size, 65_536)
+  t.notOk(table.add(Buffer.from(buf), qEnd, 60_000, () => {}))
+  t.notOk(table.take(Buffer.alloc(4)), 'too short to be a reply')
+  table.failAll('test over')
+  t.equal(n, 65_536)
+  t.equal(table.size, 0)
+})

@@ -1,0 +1,70 @@
+import t from 'tap'
+import { createSocket } from 'node:dgram'
+import dnsPacket from 'dns-packet'
+import { startDns } from '../../src/dns/server.js'
+import type { ConfigInput } from '../../src/config/schema.js'
+import { memoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { startUnbound } from '../fixtures/unbound.js'
+import { dig, kdig } from '../fixtures/dig.js'
+
+/** Send `n` queries at once from one socket; the rcodes of the replies that came within `ms`. */
+async function burst(port: number, n: number, ms = 400): Promise<number[]> {
+  const s = createSocket('udp4')
+  const got: number[] = []
+  s.on('message', m => got.push(m.readUInt16BE(2) & 0xf))
+  await new Promise<void>(r => s.bind(0, '127.0.0.1', () => r()))
+  for (let i = 0; i < n; i++) {
+    s.send(dnsPacket.encode({ type: 'query', id: i, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: `n${i}.a.test` }] }), port, '127.0.0.1')
+  }
+  await new Promise(r => setTimeout(r, ms))
+  s.close()
+  return got
+}
+
+t.test('only allowClients are answered: REFUSED otherwise', async t => {
+  const ub = await startUnbound(t)
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url], allowClients: ['::1/128'] } } })
+  const dns = await startDns({ listen: ['127.0.0.1:0', '[::1]:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const v4 = await dig(dns.addresses[0]!, 'a.test')
+  t.equal(v4.status, 'REFUSED')
+  t.same(v4.answer, [])
+  t.equal((await kdig(dns.addresses[1]!, 'a.test', 'A', ['+tcp'])).status, 'REFUSED', 'over TCP too')
+  t.equal(ev.counts['dropped.refused'], 2)
+  t.equal(ev.events.length, 0, 'not an open resolver: nothing forwarded')
+  const v6 = await dig(dns.addresses[2]!, 'a.test')
+  t.equal(v6.status, 'NOERROR')
+  t.equal(ev.events.length, 1)
+})
+
+t.test('per-client rate limit: excess dropped, logged once per window', async t => {
+  const ub = await startUnbound(t)
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url], rateLimit: { qps: 1, burst: 3 } } } })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const got = await burst(dns.addresses[0]!.port, 10)
+  t.equal(got.length, 3, 'the burst is answered, the rest dropped')
+  t.equal(ev.counts['dropped.ratelimit'], 7)
+  t.same(ev.messages.filter(m => m.msg === 'dns client rate limited').map(m => m.fields?.['client.ip']), ['127.0.0.1'], 'one log line')
+})
+
+t.test('queries in flight are bounded: the excess gets SERVFAIL at once', async t => {
+  const slow = createSocket('udp4')
+  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => slow.close())
+  slow.on('message', (m, r) => setTimeout(() => {
+    const q = dnsPacket.decode(m)
+    slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions }), r.port, r.address)
+  }, 200))
+  const ev = memoryEvidence()
+  const config: ConfigInput = { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`], maxInFlight: 2 } }
+  const snap = makeSnapshot({ config })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const got = await burst(dns.addresses[0]!.port, 5, 1500)
+  t.same(got.sort(), [0, 0, 2, 2, 2])
+  t.equal(ev.counts['dropped.overload'], 3)
+})

@@ -1,0 +1,139 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { createSocket } from 'node:dgram'
+import dnsPacket from 'dns-packet'
+import { startDns, type DnsService } from '../../src/dns/server.js'
+import type { ConfigInput } from '../../src/config/schema.js'
+import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { freePort, startUnbound, type Unbound } from '../fixtures/unbound.js'
+import { dig, kdig } from '../fixtures/dig.js'
+
+interface Stack { ub: Unbound; dns: DnsService; ev: MemoryEvidence; v4: { address: string; port: number }; v6: { address: string; port: number }; clock: { skip(s: number): void } }
+
+async function stack(t: Test, dnsConfig: (ub: Unbound) => NonNullable<ConfigInput['dns']> = ub => ({ upstreams: [ub.url] })): Promise<Stack> {
+  const ub = await startUnbound(t)
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { timeout: '500ms', ...dnsConfig(ub) } } })
+  let offset = 0n
+  const clock = (): bigint => process.hrtime.bigint() + offset
+  const dns = await startDns({ listen: ['127.0.0.1:0', '[::1]:0'], getSnapshot: () => snap, evidence: ev, clock })
+  t.teardown(() => dns.close())
+  return { ub, dns, ev, v4: dns.addresses[0]!, v6: dns.addresses[2]!, clock: { skip: s => { offset += BigInt(s) * 1_000_000_000n } } }
+}
+
+t.test('answers over UDP and TCP, IPv4 and IPv6, to dig and kdig', async t => {
+  const s = await stack(t)
+  t.same(s.dns.addresses.map(a => [a.transport, a.address]), [['udp', '127.0.0.1'], ['tcp', '127.0.0.1'], ['udp', '::1'], ['tcp', '::1']])
+  t.equal(s.dns.addresses[0]!.port, s.dns.addresses[1]!.port, 'UDP and TCP share the port')
+  for (const server of [s.v4, s.v6]) {
+    for (const tool of [dig, kdig]) {
+      for (const tcp of [false, true]) {
+        const r = await tool(server, 'a.test', 'A', tcp ? ['+tcp'] : [])
+        t.equal(r.status, 'NOERROR')
+        t.same(r.answer.map(a => a.data), ['192.0.2.1'], `${tool.name} ${server.address} ${tcp ? 'tcp' : 'udp'}`)
+      }
+    }
+  }
+  t.same(s.ev.events.map(e => [e.client.ip, e.transport]), [
+    ['127.0.0.1', 'udp'], ['127.0.0.1', 'tcp'], ['127.0.0.1', 'udp'], ['127.0.0.1', 'tcp'],
+    ['::1', 'udp'], ['::1', 'tcp'], ['::1', 'udp'], ['::1', 'tcp'],
+  ])
+  t.ok(s.ev.events.every(e => e.client.port > 0 && e.decision.action === 'pass' && e.dns?.name === 'a.test' && e.dns.type === 'A'))
+  t.match(s.ev.events[0], { dns: { rcode: 'NOERROR', upstream: s.ub.url, cacheHit: false } })
+  t.match(s.ev.events[1], { dns: { cacheHit: true } })
+})
+
+t.test('EDNS passes through: the DO bit comes back', async t => {
+  const s = await stack(t)
+  const r = await dig(s.v4, 'a.test', 'A', ['+dnssec'])
+  t.match(r.raw, /EDNS: version: 0, flags: do;/)
+  const k = await kdig(s.v4, 'a.test', 'AAAA', ['+dnssec'])
+  t.match(k.raw, /flags: do;/)
+  t.same(k.answer.map(a => a.data), ['2001:db8::1'])
+})
+
+t.test('a truncated upstream answer is asked again over TCP', async t => {
+  const s = await stack(t)
+  const big = await kdig(s.v4, 'big.test', 'TXT', ['+bufsize=4096', '+ignore'])
+  t.notOk(big.flags.includes('tc'), 'a full answer over UDP (unbound truncates at 1232)')
+  t.equal(big.answer.length, 12)
+  const overTcp = await dig(s.v4, 'big.test', 'TXT', ['+tcp'])
+  t.notOk(overTcp.flags.includes('tc'))
+  t.equal(overTcp.answer.length, 12)
+  const small = await dig(s.v4, 'big.test', 'TXT', ['+ignore', '+bufsize=1232'])
+  t.ok(small.flags.includes('tc'), 'too big for what this client takes over UDP: TC')
+  t.equal(small.answer.length, 0)
+  const noEdns = await dig(s.v4, 'big.test', 'TXT', ['+ignore', '+noedns'])
+  t.ok(noEdns.flags.includes('tc'), 'no EDNS: 512 octets')
+  const retried = await dig(s.v4, 'big.test', 'TXT', ['+bufsize=1232'])
+  t.equal(retried.answer.length, 12, 'dig retries over TCP itself')
+})
+
+t.test('tcp:// upstream', async t => {
+  const s = await stack(t, ub => ({ upstreams: [`tcp://127.0.0.1:${ub.port}`] }))
+  const r = await dig(s.v4, 'a.test', 'AAAA')
+  t.equal(r.answer[0]!.data, '2001:db8::1')
+  t.equal(s.ev.events[0]!.dns!.upstream, `tcp://127.0.0.1:${s.ub.port}`)
+})
+
+t.test('a dead upstream gives SERVFAIL (not cached); failover to the next', async t => {
+  const deadPort = await freePort()
+  const s = await stack(t, () => ({ upstreams: [`udp://127.0.0.1:${deadPort}`] }))
+  for (let i = 0; i < 2; i++) {
+    const r = await dig(s.v4, 'a.test')
+    t.equal(r.status, 'SERVFAIL')
+  }
+  t.match(s.ev.events, [{ dns: { rcode: 'SERVFAIL', cacheHit: undefined } }, { dns: { rcode: 'SERVFAIL' } }])
+  t.equal(s.ev.counts['cache.miss'], 2, 'SERVFAIL is not cached')
+  const f = await stack(t, ub => ({ upstreams: [`udp://127.0.0.1:${deadPort}`, ub.url], timeout: '2s' }))
+  const r = await dig(f.v4, 'a.test')
+  t.equal(r.status, 'NOERROR')
+  t.equal(f.ev.events[0]!.dns!.upstream, f.ub.url)
+})
+
+t.test('cache: TTLs count down; negative answers cached by SOA; expiry', async t => {
+  const s = await stack(t)
+  t.equal((await dig(s.v4, 'a.test')).answer[0]!.ttl, 300)
+  s.clock.skip(100)
+  t.equal((await dig(s.v4, 'a.test')).answer[0]!.ttl, 200, 'served from the cache 100 s later')
+  t.equal(s.ev.counts['upstream.ok'], 1)
+  t.equal((await dig(s.v4, 'zz.test')).status, 'NXDOMAIN')
+  s.clock.skip(20)
+  const neg = await dig(s.v4, 'zz.test')
+  t.equal(neg.status, 'NXDOMAIN')
+  t.equal(neg.authority[0]!.ttl, 10, 'SOA TTL counted down too')
+  t.equal(s.ev.events.at(-1)!.dns!.cacheHit, true)
+  s.clock.skip(11)
+  await dig(s.v4, 'zz.test')
+  t.equal(s.ev.events.at(-1)!.dns!.cacheHit, false, 'expired after the SOA MINIMUM (30 s)')
+  s.clock.skip(200)
+  await dig(s.v4, 'a.test')
+  t.equal(s.ev.events.at(-1)!.dns!.cacheHit, false, 'expired after its TTL')
+})
+
+t.test('close() drains queries in flight, then stops answering', async t => {
+  const slow = createSocket('udp4')
+  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => slow.close())
+  let arrived!: () => void
+  const upstreamGotIt = new Promise<void>(r => { arrived = r })
+  slow.on('message', (m, r) => {
+    arrived()
+    setTimeout(() => {
+      const q = dnsPacket.decode(m)
+      slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions, answers: [{ type: 'A', name: 'a.test', ttl: 9, data: '192.0.2.77' }] }), r.port, r.address)
+    }, 300)
+  })
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`] } } })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  const pending = dig(dns.addresses[0]!, 'a.test')
+  await upstreamGotIt
+  await dns.close()
+  const r = await pending
+  t.same(r.answer.map(a => a.data), ['192.0.2.77'], 'the query in flight was answered')
+  const after = await dig(dns.addresses[0]!, 'a.test', 'A', ['+time=1'])
+  t.equal(after.status, 'NONE', 'nothing answers after close')
+  await dns.close()
+})

@@ -1,0 +1,127 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { startDns } from '../../src/dns/server.js'
+import type { ConfigInput } from '../../src/config/schema.js'
+import type { Snapshot } from '../../src/snapshot-types.js'
+import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot, type TestLists } from '../fixtures/snapshot.js'
+import { startUnbound, type Unbound } from '../fixtures/unbound.js'
+import { dig, kdig } from '../fixtures/dig.js'
+
+const BLOCK: TestLists = { ngrok: { action: 'block', patterns: ['ngrok.io', 'ngrok-agent.com', 'ngrok-free.app'] }, tunnels: { action: 'alert', patterns: ['trycloudflare.com'] } }
+
+interface Stack {
+  ub: Unbound
+  ev: MemoryEvidence
+  server: { address: string; port: number }
+  /** Swap the snapshot (as a reload does). */
+  use(config?: ConfigInput, lists?: TestLists): void
+}
+
+async function stack(t: Test, config: ConfigInput = {}, lists?: TestLists): Promise<Stack> {
+  const ub = await startUnbound(t)
+  const ev = memoryEvidence()
+  const mk = (c: ConfigInput, l?: TestLists): Snapshot => makeSnapshot({ config: { ...c, dns: { upstreams: [ub.url], ...c.dns } }, lists: l })
+  let snap = mk(config, lists)
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  return { ub, ev, server: dns.addresses[0]!, use: (c = {}, l) => { snap = mk(c, l) } }
+}
+
+t.test('block: NXDOMAIN with SOA and EDE naming list and entry; REFUSED; NODATA', async t => {
+  const s = await stack(t, {}, BLOCK)
+  const r = await dig(s.server, 'connect.ngrok-agent.com')
+  t.equal(r.status, 'NXDOMAIN')
+  t.equal(r.authority[0]!.type, 'SOA')
+  t.equal(r.authority[0]!.ttl, 60)
+  t.match(r.ede, /^15 \(Blocked\).*ngrok-agent\.com in list ngrok/)
+  const k = await kdig(s.server, 'connect.ngrok-agent.com', 'A', ['+edns'])
+  t.match(k.ede, /^15 \(Blocked\).*ngrok-agent\.com in list ngrok/, 'kdig sees the EDE too')
+  const plain = await dig(s.server, 'connect.ngrok-agent.com', 'A', ['+noedns'])
+  t.equal(plain.status, 'NXDOMAIN')
+  t.equal(plain.ede, undefined, 'no EDE without EDNS')
+  t.match(s.ev.events[0], {
+    message: 'dns.query', transport: 'udp', client: { ip: '127.0.0.1' },
+    decision: { action: 'block', list: 'ngrok', where: 'qname', entry: { pattern: 'ngrok-agent.com' } },
+    dns: { name: 'connect.ngrok-agent.com', type: 'A', rcode: 'NXDOMAIN' },
+  })
+  t.equal(s.ev.events.length, 3, 'the same blocked name asked again is logged again')
+  t.equal(s.ev.counts['cache.miss'], undefined, 'a blocked name never reaches the cache or upstream')
+  s.use({ dns: { blockResponse: 'refused' } }, BLOCK)
+  t.equal((await dig(s.server, 'x.ngrok.io')).status, 'REFUSED', 'a reload applies at once')
+  s.use({ dns: { blockResponse: 'nodata' } }, BLOCK)
+  const nodata = await dig(s.server, 'x.ngrok.io')
+  t.equal(nodata.status, 'NOERROR')
+  t.same(nodata.answer, [])
+  t.equal(nodata.authority[0]!.type, 'SOA')
+})
+
+t.test('sinkhole (the default for ngrok): A and AAAA to the null addresses, other types NODATA', async t => {
+  const s = await stack(t)
+  const a = await dig(s.server, 'tunnel.ngrok.io')
+  t.same(a.answer.map(x => [x.type, x.data, x.ttl]), [['A', '0.0.0.0', 60]])
+  const aaaa = await kdig(s.server, 'tunnel.ngrok.io', 'AAAA')
+  t.same(aaaa.answer.map(x => [x.type, x.data]), [['AAAA', '::']])
+  const txt = await dig(s.server, 'tunnel.ngrok.io', 'TXT')
+  t.equal(txt.status, 'NOERROR')
+  t.same(txt.answer, [])
+  t.match(s.ev.events, [{ decision: { action: 'sinkhole' }, dns: { type: 'A' } }, { dns: { type: 'AAAA' } }, { dns: { type: 'TXT', rcode: 'NOERROR' } }])
+  s.use({ sinkhole: { ipv4: '10.10.10.10', ipv6: 'fd00::10', ttl: '5s' } })
+  t.same((await dig(s.server, 'tunnel.ngrok.io')).answer.map(x => [x.data, x.ttl]), [['10.10.10.10', 5]])
+})
+
+t.test('alert: answered normally and logged as an alert', async t => {
+  const s = await stack(t)
+  const r = await dig(s.server, 'x.trycloudflare.com')
+  t.same(r.answer.map(x => x.data), ['198.51.100.8'])
+  t.match(s.ev.events[0], { decision: { action: 'alert', list: 'tunnels' }, dns: { rcode: 'NOERROR', cacheHit: false } })
+})
+
+t.test('answer inspection: a CNAME chain or HTTPS target reaching a listed name decides the whole answer', async t => {
+  const s = await stack(t)
+  const r = await dig(s.server, 'c1.test')
+  t.same(r.answer.map(x => [x.name, x.type, x.data]), [['c1.test.', 'A', '0.0.0.0']], 'the chain is replaced by the sinkhole answer')
+  t.match(s.ev.events[0], { decision: { action: 'sinkhole', where: 'cname', name: 'x.ngrok.io' }, dns: { name: 'c1.test', upstream: s.ub.url } })
+  const again = await dig(s.server, 'c1.test')
+  t.same(again.answer.map(x => x.data), ['0.0.0.0'], 'also on a cache hit')
+  t.match(s.ev.events[1], { decision: { where: 'cname' }, dns: { cacheHit: true } })
+  const https = await kdig(s.server, 'svc.test', 'HTTPS')
+  t.same(https.answer, [], 'HTTPS target t.ngrok-free.app: NODATA')
+  t.match(s.ev.events[2], { decision: { action: 'sinkhole', where: 'cname', name: 't.ngrok-free.app' }, dns: { name: 'svc.test', type: 'HTTPS' } })
+  const self = await dig(s.server, 'plainsvc.test', 'TYPE65')
+  t.equal(self.answer.length, 1, 'an HTTPS record whose target is "." is answered')
+  const alert = await dig(s.server, 'alert.test')
+  t.same(alert.answer.map(x => x.data), ['x.trycloudflare.com.', '198.51.100.8'], 'an alert in the chain: answered')
+  t.match(s.ev.events.at(-1), { decision: { action: 'alert', where: 'cname', name: 'x.trycloudflare.com' }, dns: { name: 'alert.test' } })
+  s.use({}, BLOCK)
+  const blocked = await dig(s.server, 'c1.test')
+  t.equal(blocked.status, 'NXDOMAIN')
+  t.match(blocked.ede, /via x\.ngrok\.io/)
+  s.use({}, { ngrok: { action: 'block', patterns: ['ngrok.io', '@@c1.test'] } })
+  t.equal((await dig(s.server, 'c1.test')).answer.length, 3, 'an allow exception on the question answers the chain as is')
+  t.match(s.ev.events.at(-1), { decision: { action: 'allow', where: 'qname' } })
+})
+
+t.test('policy sits above the cache: a cached name is decided again after a reload', async t => {
+  const s = await stack(t, {}, {})
+  t.equal((await dig(s.server, 'tunnel.ngrok.io')).answer[0]!.data, '203.0.113.9')
+  s.use({}, BLOCK)
+  t.equal((await dig(s.server, 'tunnel.ngrok.io')).status, 'NXDOMAIN')
+  s.use({}, {})
+  const r = await dig(s.server, 'tunnel.ngrok.io')
+  t.equal(r.answer[0]!.data, '203.0.113.9')
+  t.match(s.ev.events.map(e => [e.decision.action, e.dns!.cacheHit]), [['pass', false], ['block', undefined], ['pass', true]])
+})
+
+t.test('against DoH bypass: the canary gets NXDOMAIN, DDR gets NODATA; both switchable', async t => {
+  const s = await stack(t)
+  const canary = await dig(s.server, 'use-application-dns.net')
+  t.equal(canary.status, 'NXDOMAIN')
+  const ddr = await dig(s.server, '_dns.resolver.arpa', 'TYPE64')
+  t.equal(ddr.status, 'NOERROR')
+  t.same(ddr.answer, [])
+  t.match(s.ev.events, [{ dns: { name: 'use-application-dns.net', rcode: 'NXDOMAIN' } }, { dns: { name: '_dns.resolver.arpa', rcode: 'NOERROR' } }])
+  s.use({ dns: { dohCanary: false, blockDdr: false } })
+  t.same((await dig(s.server, 'use-application-dns.net')).answer.map(x => x.data), ['192.0.2.50'], 'forwarded when off')
+  t.equal((await dig(s.server, '_dns.resolver.arpa', 'TYPE64')).answer.length, 1)
+})

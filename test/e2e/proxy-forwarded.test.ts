@@ -1,0 +1,40 @@
+import t from 'tap'
+import { exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
+
+const GET = (host: string) => `GET http://${host}/ HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`
+
+t.test('PROXY protocol v1/v2 and X-Forwarded-For name the client only from trusted peers', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, {
+    config: { proxy: { trustForwardedFrom: ['127.0.0.0/8'], allowDestinations: ['127.0.0.0/8'], headerTimeout: '300ms' } },
+    resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }),
+  })
+  const v1 = await exchange(p.port, [`PROXY TCP4 10.9.9.9 127.0.0.1 5555 ${p.port}\r\n${GET('a.ngrok.io')}`])
+  t.match(v1.data, /^HTTP\/1\.1 403/)
+  t.match(p.ev.events.at(-1), { client: { ip: '10.9.9.9', port: 5555 }, decision: { action: 'sinkhole' } })
+  const a = Buffer.from([10, 7, 7, 7, 127, 0, 0, 1, 0x11, 0x5c, 0x0c, 0x38])
+  const v2 = Buffer.concat([Buffer.from('0d0a0d0a000d0a515549540a', 'hex'), Buffer.from([0x21, 0x11, 0, 12]), a])
+  await exchange(p.port, [v2.subarray(0, 10), v2.subarray(10), GET('b.ngrok.io')], { gapMs: 20 })
+  t.match(p.ev.events.at(-1), { client: { ip: '10.7.7.7', port: 4444 } })
+  const outsider = await exchange(p.port, [`PROXY TCP4 8.8.4.4 127.0.0.1 5555 ${p.port}\r\n${GET('a.ngrok.io')}`])
+  t.match(outsider.data, /^HTTP\/1\.1 403[\s\S]*8\.8\.4\.4 is not in proxy\.allowClients/, 'the named client must itself be allowed')
+  const xff = await run('curl', ['-sS', '-x', `http://127.0.0.1:${p.port}`, '-H', 'X-Forwarded-For: 6.6.6.6, 192.168.5.5', `http://site.example:${origin.port}/`])
+  t.equal(xff.code, 0)
+  t.match(p.ev.events.at(-1), { client: { ip: '192.168.5.5' } })
+  t.equal(origin.requests.at(-1)!.headers['x-forwarded-for'], '6.6.6.6, 192.168.5.5', 'kept when the peer is trusted')
+  const plain = await exchange(p.port, [GET('c.ngrok.io')])
+  t.match(plain.data, /^HTTP\/1\.1 403/, 'a trusted peer without a PROXY header is served as itself')
+  t.match(p.ev.events.at(-1), { client: { ip: '127.0.0.1' } })
+  t.ok((await exchange(p.port, ['PROXY TCP4 nonsense\r\n'])).closed, 'malformed PROXY header: closed')
+  t.ok((await exchange(p.port, ['PROXY TCP4 1.2'], { waitMs: 2000 })).closed, 'PROXY header never completed: closed')
+  t.ok((await exchange(p.port, ['PROX'], { end: true })).closed)
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test('an untrusted peer cannot name a client', async t => {
+  const p = await testProxy(t)
+  const r = await exchange(p.port, [`PROXY TCP4 10.9.9.9 127.0.0.1 5555 ${p.port}\r\n${GET('a.ngrok.io')}`])
+  t.match(r.data, /^HTTP\/1\.1 400/)
+  await exchange(p.port, [`GET http://a.ngrok.io/ HTTP/1.1\r\nHost: a.ngrok.io\r\nX-Forwarded-For: 10.1.1.1\r\nConnection: close\r\n\r\n`])
+  t.match(p.ev.events.at(-1), { client: { ip: '127.0.0.1' } })
+})

@@ -1,0 +1,103 @@
+import { createServer } from 'node:net'
+import t, { type Test } from 'tap'
+import { exchange, fakeResolve, freePort, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
+import { clientHello, records } from '../fixtures/client-hello.js'
+
+const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
+const hello = records(clientHello({ names: ['ok.example'] }))
+
+/** A fake parent proxy answering every request head with `answer` (or never, when undefined). */
+async function fakeParent(t: Test, answer?: string) {
+  const heads: string[] = []
+  const srv = createServer(s => {
+    let buf = ''
+    s.on('error', () => {})
+    s.on('data', b => {
+      buf += b.toString('latin1')
+      if (!buf.includes('\r\n\r\n')) return
+      heads.push(buf)
+      buf = ''
+      if (answer !== undefined) s.write(answer)
+    })
+  })
+  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => srv.close())
+  return { port: (srv.address() as { port: number }).port, heads }
+}
+
+t.test('a real chain: tunnelguard → tunnelguard parent, CONNECT (curl, TLS) and plain HTTP', async t => {
+  const srv = await startSServer(t, 'secure.example')
+  const origin = await startOrigin(t)
+  const parent = await testProxy(t, {
+    config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [srv.port] } },
+    resolve: fakeResolve({ 'secure.example': ['127.0.0.1'], 'site.example': ['127.0.0.1'] }),
+  })
+  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${parent.port}`, connectPorts: [srv.port] } } })
+  const r = await run('curl', ['-sS', '--cacert', srv.cert, '-x', `http://127.0.0.1:${child.port}`, `https://secure.example:${srv.port}/`])
+  t.equal(r.code, 0, r.stderr)
+  t.match(child.ev.events.at(-1), { sni: 'secure.example', decision: { action: 'pass' } })
+  t.match(parent.ev.events.at(-1), { sni: 'secure.example', decision: { action: 'pass' } })
+  const h = await run('curl', ['-sS', '-x', `http://127.0.0.1:${child.port}`, '-U', 'client:secret', `http://site.example:${origin.port}/p`])
+  t.equal(h.code, 0, h.stderr)
+  t.equal(origin.requests.at(-1)!.headers.via, '1.1 tunnelguard, 1.1 tunnelguard')
+  t.notOk(origin.requests.at(-1)!.headers['proxy-authorization'])
+  t.ok(await waitFor(() => child.proxy.openConnections === 0))
+  await child.proxy.close()
+  t.ok(await waitFor(() => parent.proxy.openConnections === 0), 'the parent only held the child\'s keep-alive connection')
+})
+
+t.test('parent credentials are the configured ones, never the client\'s; parent failures', async t => {
+  const ok = await fakeParent(t, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi')
+  const child = await testProxy(t, { config: { proxy: { parent: `http://u:p%40ss@127.0.0.1:${ok.port}` } } })
+  const r = await exchange(child.port, ['GET http://site.example/x HTTP/1.1\r\nHost: site.example\r\nProxy-Authorization: Basic Y2xpZW50\r\nConnection: close\r\n\r\n'])
+  t.match(r.data, /^HTTP\/1\.1 200[\s\S]*hi$/)
+  t.match(ok.heads[0], /^GET http:\/\/site\.example\/x HTTP\/1\.1\r\n/)
+  t.match(ok.heads[0], new RegExp(`proxy-authorization: Basic ${Buffer.from('u:p@ss').toString('base64')}`, 'i'))
+  t.notMatch(ok.heads[0], /Y2xpZW50/)
+  const tunnel = await exchange(child.port, [CONNECT('site.example:443'), hello])
+  t.ok(tunnel.closed, 'CONNECT through a parent that answers 200 with a body (extra bytes): closed')
+  t.match(ok.heads[1], /^CONNECT site\.example:443 HTTP\/1\.1\r\nHost: site\.example:443\r\nProxy-Authorization: Basic /)
+  t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 502, 'error.message': /bytes after its 200/ })
+  t.ok(await waitFor(() => child.proxy.openConnections === 0))
+})
+
+t.test('parent 407, 502, silence, refusal: 502/504 to HTTP clients, close after a CONNECT 200', async t => {
+  const down = await freePort()
+  const cases: [string, string | undefined, number, RegExp][] = [
+    ['407', 'HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n', 502, /authentication \(407\)/],
+    ['502', 'HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n', 502, /refused CONNECT .* \(502\)/],
+    ['garbage', 'SSH-2.0-x\r\n\r\n', 502, /not HTTP/],
+    ['silent', undefined, 504, /did not answer/],
+  ]
+  for (const [name, answer, status, reason] of cases) {
+    const parent = await fakeParent(t, answer)
+    const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${parent.port}`, idleTimeout: '500ms' } }, connectTimeout: 300 })
+    const h = await exchange(child.port, ['GET http://site.example/ HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n'])
+    t.match(h.data, name === '502' ? /^HTTP\/1\.1 502/ : new RegExp(`^HTTP/1\\.1 ${status}`), `${name}: HTTP`)
+    const c = await exchange(child.port, [CONNECT('site.example:443'), hello])
+    t.ok(c.closed, `${name}: CONNECT closed`)
+    t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': status, 'error.message': reason }, name)
+    t.ok(await waitFor(() => child.proxy.openConnections === 0))
+  }
+  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${down}` } } })
+  t.match((await exchange(child.port, ['GET http://site.example/ HTTP/1.1\r\nHost: site.example\r\n\r\n'])).data, /^HTTP\/1\.1 502[\s\S]*parent proxy failed/)
+  t.ok((await exchange(child.port, [CONNECT('site.example:443'), hello])).closed)
+  t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 502, 'error.message': /ECONNREFUSED/ })
+  const lit = await exchange(child.port, [CONNECT('[::ffff:10.0.0.1]:443')])
+  t.match(lit.data, /^HTTP\/1\.1 403/, 'address literals are still checked through a parent')
+})
+
+t.test('a parent closing before answering, or sending an endless header', async t => {
+  const srv = createServer(s => { s.on('error', () => {}); s.once('data', () => s.end()) })
+  const big = createServer(s => { s.on('error', () => {}); s.once('data', () => s.write(`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(20_000)}`)) })
+  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
+  await new Promise<void>(r => big.listen(0, '127.0.0.1', r))
+  t.teardown(() => { srv.close(); big.close() })
+  for (const [s, re] of [[srv, /closed before answering/], [big, /too large/]] as const) {
+    const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${(s.address() as { port: number }).port}` } } })
+    t.ok((await exchange(child.port, [CONNECT('site.example:443'), hello])).closed)
+    t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'error.message': re })
+  }
+  const sink = await startTcpSink(t)
+  t.equal(sink.accepted(), 0)
+})

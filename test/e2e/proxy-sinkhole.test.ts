@@ -1,0 +1,57 @@
+import t from 'tap'
+import { startSinkholeCapture } from '../../src/proxy/sinkhole-capture.js'
+import { memoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { exchange, run, waitFor } from '../fixtures/origin.js'
+import { clientHello, records } from '../fixtures/client-hello.js'
+
+t.test('sinkhole capture: logs client and SNI or Host, then closes', async t => {
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { proxy: { helloTimeout: '300ms', maxConnections: 1 } } })
+  const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => cap.close())
+  const port = cap.addresses[0]!.port
+  const tls = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'connect.ngrok-agent.com'], 'Q\n')
+  t.not(tls.code, 0)
+  t.match(ev.events.at(-1), { message: 'sinkhole.capture', sni: 'connect.ngrok-agent.com', client: { ip: '127.0.0.1' }, decision: { action: 'sinkhole', list: 'ngrok' }, destination: { port } })
+  const http = await run('curl', ['-sS', '-H', 'Host: abc.NGROK-free.app:80', `http://127.0.0.1:${port}/`])
+  t.not(http.code, 0)
+  t.match(ev.events.at(-1), { urlDomain: 'abc.ngrok-free.app', decision: { where: 'host', action: 'sinkhole' } })
+  await exchange(port, ['GET / HTTP/1.1\r\nHost: a b\r\n\r\n'])
+  t.match(ev.events.at(-1), { urlDomain: 'a b', decision: { action: 'block', unparseable: true } })
+  const hello = records(clientHello({ names: ['x.ngrok.io'] }))
+  await exchange(port, [...hello].map(b => Buffer.from([b])))
+  t.match(ev.events.at(-1), { sni: 'x.ngrok.io' })
+  t.equal(ev.events.length, 4)
+  const unnamed: [string, (string | Buffer)[], boolean][] = [
+    ['no SNI', [records(clientHello({ names: null }))], false],
+    ['bad hello', [Buffer.from([0x16, 3, 1, 0, 0])], false],
+    ['cut hello', [hello.subarray(0, 30)], true],
+    ['no Host', ['GET / HTTP/1.0\r\n\r\n'], false],
+    ['nothing', [], true],
+    ['silence', [Buffer.from('GET / HTTP/1.1\r\n')], false],
+  ]
+  for (const [name, chunks, end] of unnamed) {
+    const r = await exchange(port, chunks, { end })
+    t.ok(r.closed, name)
+  }
+  t.equal(ev.messages.filter(m => m.msg === 'sinkhole.capture').length, unnamed.length)
+  t.match(ev.messages.at(-1)!.fields, { 'error.message': /neither TLS nor/ })
+  const big = await exchange(port, [Buffer.alloc(40_000, 'a')])
+  t.ok(big.closed)
+  t.ok(await waitFor(() => cap.openConnections === 0))
+})
+
+t.test('sinkhole capture: connection limit; bad listen address', async t => {
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { proxy: { helloTimeout: '2s', maxConnections: 1 } } })
+  const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => cap.close())
+  const port = cap.addresses[0]!.port
+  const first = exchange(port, [], { waitMs: 1500 })
+  t.ok(await waitFor(() => cap.openConnections === 1))
+  t.ok((await exchange(port, [])).closed, 'over the limit: closed at once')
+  t.equal(ev.counts['dropped.overload'], 1)
+  await first
+  await t.rejects(startSinkholeCapture({ listen: ['127.0.0.1:0', 'nonsense'], getSnapshot: () => snap, evidence: ev }), /bad listen address/)
+})

@@ -1,0 +1,17 @@
+import t from 'tap'
+import { formatOf, parseListText } from '../../src/match/load-lists.js'
+
+t.test('the format comes from the extension, URLs included', async t => {
+  t.equal(formatOf('/x/rule.yml'), 'sigma')
+  t.equal(formatOf('/x/RULE.YAML'), 'sigma')
+  t.equal(formatOf('https://h/r.yml?raw=1'), 'sigma')
+  t.equal(formatOf('https://h/list.csv#x'), 'csv')
+  t.equal(formatOf('/x/ngrok.txt'), 'lines')
+  t.equal(formatOf('https://h/hosts'), 'lines')
+})
+
+t.test('an explicit format wins over the extension', async t => {
+  const text = 'title: t\nid: r\ndetection:\n  sel:\n    QueryName: a.example\n  condition: sel\n'
+  t.same(parseListText('l', 'https://h/rule', text, 'sigma').entries.map(e => e.name), ['a.example'])
+  t.same(parseListText('l', 'list.yml', 'a.example\n', 'lines').entries.map(e => e.source), ['list.yml:1'])
+})
