@@ -32,7 +32,8 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
     conn.close['error.message'] = reason
-    socket.end(rawResponse(status, reason))
+    socket.write(rawResponse(status, reason))
+    socket.destroySoon()                              // no half-open leftovers from refused clients
   }
   if (!sets.allowClients.has(client.ip)) {
     ctx.evidence.counters.dropped('refused')

@@ -54,6 +54,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   if (host.name !== url.name) {
     extra['tunnelguard.mismatch'] = true
     extra['tunnelguard.host_header'] = host.name
+    ctx.evidence.warn('proxy.host_mismatch', { 'client.ip': client.ip, 'client.port': client.port, 'url.domain': url.name, 'tunnelguard.host_header': host.name })
   }
   const emit = (decision: Decision, ip?: string, more?: Record<string, unknown>) => {
     ctx.evidence.decision({

@@ -113,6 +113,7 @@ t.test('an origin that never completes the TCP handshake: the dial times out (50
   await new Promise(r => setTimeout(r, 200))
   const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [port] } }, resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }), connectTimeout: 300 })
   t.ok((await exchange(p.port, [CONNECT(`ok.example:${port}`), hello])).closed)
+  t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
   t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 504, 'error.message': /timed out/ })
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })

@@ -98,6 +98,7 @@ t.test('URL host and Host header both decided; mismatch logged', async t => {
   const r = await exchange(p.port, [`GET http://site.example:${origin.port}/ HTTP/1.1\r\nHost: x.trycloudflare.com\r\nConnection: close\r\n\r\n`])
   t.equal(status(r.data), 200, 'alert: forwarded')
   t.match(p.ev.events.at(-1), { decision: { action: 'alert', where: 'host' }, extra: { 'tunnelguard.mismatch': true, 'tunnelguard.host_header': 'x.trycloudflare.com' } })
+  t.match(p.ev.messages.find(m => m.msg === 'proxy.host_mismatch')!.fields, { 'url.domain': 'site.example', 'tunnelguard.host_header': 'x.trycloudflare.com' })
   const b = await exchange(p.port, [`GET http://site.example:${origin.port}/ HTTP/1.1\r\nHost: edge.ngrok-free.app\r\nConnection: close\r\n\r\n`])
   t.equal(status(b.data), 403)
   t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', where: 'host' } })

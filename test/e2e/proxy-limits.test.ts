@@ -81,6 +81,6 @@ t.test('resets, aborts, timeouts and refusals on either side', async t => {
   t.match(refused.data, /^HTTP\/1\.1 502/, 'origin refuses: 502')
   const tunnel = await exchange(p.port, [CONNECT(`ok.example:${closed}`), hello])
   t.ok(tunnel.closed, 'dial failure after the 200: closed')
-  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  t.ok(await waitFor(() => p.proxy.openConnections === 0 && p.ev.messages.filter(m => m.msg === 'proxy.close').length === 5))
   t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 502, 'error.message': /ECONNREFUSED/ })
 })

@@ -56,6 +56,7 @@ t.test('parent credentials are the configured ones, never the client\'s; parent 
   t.notMatch(ok.heads[0], /Y2xpZW50/)
   const tunnel = await exchange(child.port, [CONNECT('site.example:443'), hello])
   t.ok(tunnel.closed, 'CONNECT through a parent that answers 200 with a body (extra bytes): closed')
+  t.ok(await waitFor(() => child.proxy.openConnections === 0))
   t.match(ok.heads[1], /^CONNECT site\.example:443 HTTP\/1\.1\r\nHost: site\.example:443\r\nProxy-Authorization: Basic /)
   t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 502, 'error.message': /bytes after its 200/ })
   t.ok(await waitFor(() => child.proxy.openConnections === 0))
@@ -76,12 +77,14 @@ t.test('parent 407, 502, silence, refusal: 502/504 to HTTP clients, close after 
     t.match(h.data, name === '502' ? /^HTTP\/1\.1 502/ : new RegExp(`^HTTP/1\\.1 ${status}`), `${name}: HTTP`)
     const c = await exchange(child.port, [CONNECT('site.example:443'), hello])
     t.ok(c.closed, `${name}: CONNECT closed`)
+    t.ok(await waitFor(() => child.proxy.openConnections === 0))
     t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': status, 'error.message': reason }, name)
     t.ok(await waitFor(() => child.proxy.openConnections === 0))
   }
   const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${down}` } } })
   t.match((await exchange(child.port, ['GET http://site.example/ HTTP/1.1\r\nHost: site.example\r\n\r\n'])).data, /^HTTP\/1\.1 502[\s\S]*parent proxy failed/)
   t.ok((await exchange(child.port, [CONNECT('site.example:443'), hello])).closed)
+  t.ok(await waitFor(() => child.proxy.openConnections === 0))
   t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 502, 'error.message': /ECONNREFUSED/ })
   const lit = await exchange(child.port, [CONNECT('[::ffff:10.0.0.1]:443')])
   t.match(lit.data, /^HTTP\/1\.1 403/, 'address literals are still checked through a parent')
@@ -90,12 +93,15 @@ t.test('parent 407, 502, silence, refusal: 502/504 to HTTP clients, close after 
 t.test('a parent closing before answering, or sending an endless header', async t => {
   const srv = createServer(s => { s.on('error', () => {}); s.once('data', () => s.end()) })
   const big = createServer(s => { s.on('error', () => {}); s.once('data', () => s.write(`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(20_000)}`)) })
+  const rst = createServer(s => { s.on('error', () => {}); s.once('data', () => s.resetAndDestroy()) })
   await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
   await new Promise<void>(r => big.listen(0, '127.0.0.1', r))
-  t.teardown(() => { srv.close(); big.close() })
-  for (const [s, re] of [[srv, /closed before answering/], [big, /too large/]] as const) {
+  await new Promise<void>(r => rst.listen(0, '127.0.0.1', r))
+  t.teardown(() => { srv.close(); big.close(); rst.close() })
+  for (const [s, re] of [[srv, /closed before answering/], [big, /too large/], [rst, /parent proxy failed: .*ECONNRESET/]] as const) {
     const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${(s.address() as { port: number }).port}` } } })
     t.ok((await exchange(child.port, [CONNECT('site.example:443'), hello])).closed)
+    t.ok(await waitFor(() => child.proxy.openConnections === 0))
     t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'error.message': re })
   }
   const sink = await startTcpSink(t)
