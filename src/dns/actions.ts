@@ -1,6 +1,6 @@
 import type { Decision } from '../policy/types.js'
 import type { Config } from '../snapshot-types.js'
-import { addressBytes, buildReply, record } from './build.js'
+import { addressBytes, buildReply, record, soaRecord } from './build.js'
 import { RCODE, type Query } from './wire.js'
 
 const TYPE_A = 1
@@ -12,18 +12,19 @@ export const DDR_NAME = '_dns.resolver.arpa'
 
 /** What the configured actions answer with, built once per `config.sinkhole` / `config.dns`. */
 export interface AnswerSettings {
+  /** The sinkhole A and AAAA records and the SOA of negative answers, TTL `sinkhole.ttl`, built once. */
   readonly a: Buffer
   readonly aaaa: Buffer
-  /** Seconds: the TTL of sinkhole answers and of every synthetic SOA. */
-  readonly ttl: number
+  readonly soa: Buffer
   readonly blockResponse: Config['dns']['blockResponse']
 }
 
 export function answerSettings(config: Config): AnswerSettings {
+  const ttl = Math.floor(config.sinkhole.ttl / 1000)
   return {
-    a: addressBytes(config.sinkhole.ipv4, 4),
-    aaaa: addressBytes(config.sinkhole.ipv6, 16),
-    ttl: Math.floor(config.sinkhole.ttl / 1000),
+    a: record(TYPE_A, ttl, addressBytes(config.sinkhole.ipv4, 4)),
+    aaaa: record(TYPE_AAAA, ttl, addressBytes(config.sinkhole.ipv6, 16)),
+    soa: soaRecord(ttl),
     blockResponse: config.dns.blockResponse,
   }
 }
@@ -39,17 +40,17 @@ export function actionReply(query: Buffer, q: Query, d: Decision, s: AnswerSetti
   const ede = blockedText(d)
   if (d.action === 'sinkhole') {
     if (q.qclass === CLASS_IN && q.qtype === TYPE_A) {
-      return { reply: buildReply(query, q, RCODE.NOERROR, { answer: record(TYPE_A, s.ttl, s.a), ede }), rcode: RCODE.NOERROR }
+      return { reply: buildReply(query, q, RCODE.NOERROR, { answer: s.a, ede }), rcode: RCODE.NOERROR }
     }
     if (q.qclass === CLASS_IN && q.qtype === TYPE_AAAA) {
-      return { reply: buildReply(query, q, RCODE.NOERROR, { answer: record(TYPE_AAAA, s.ttl, s.aaaa), ede }), rcode: RCODE.NOERROR }
+      return { reply: buildReply(query, q, RCODE.NOERROR, { answer: s.aaaa, ede }), rcode: RCODE.NOERROR }
     }
-    return { reply: buildReply(query, q, RCODE.NOERROR, { soaTtl: s.ttl, ede }), rcode: RCODE.NOERROR }
+    return { reply: buildReply(query, q, RCODE.NOERROR, { authority: s.soa, ede }), rcode: RCODE.NOERROR }
   }
   switch (s.blockResponse) {
     case 'refused': return { reply: buildReply(query, q, RCODE.REFUSED, { ede }), rcode: RCODE.REFUSED }
-    case 'nodata': return { reply: buildReply(query, q, RCODE.NOERROR, { soaTtl: s.ttl, ede }), rcode: RCODE.NOERROR }
-    default: return { reply: buildReply(query, q, RCODE.NXDOMAIN, { soaTtl: s.ttl, ede }), rcode: RCODE.NXDOMAIN }
+    case 'nodata': return { reply: buildReply(query, q, RCODE.NOERROR, { authority: s.soa, ede }), rcode: RCODE.NOERROR }
+    default: return { reply: buildReply(query, q, RCODE.NXDOMAIN, { authority: s.soa, ede }), rcode: RCODE.NXDOMAIN }
   }
 }
 
@@ -59,10 +60,10 @@ export function actionReply(query: Buffer, q: Query, d: Decision, s: AnswerSetti
  */
 export function bypassReply(query: Buffer, q: Query, config: Config, s: AnswerSettings): { reply: Buffer; rcode: number } | undefined {
   if (q.name === DOH_CANARY && config.dns.dohCanary) {
-    return { reply: buildReply(query, q, RCODE.NXDOMAIN, { soaTtl: s.ttl }), rcode: RCODE.NXDOMAIN }
+    return { reply: buildReply(query, q, RCODE.NXDOMAIN, { authority: s.soa }), rcode: RCODE.NXDOMAIN }
   }
   if (q.name === DDR_NAME && config.dns.blockDdr) {
-    return { reply: buildReply(query, q, RCODE.NOERROR, { soaTtl: s.ttl }), rcode: RCODE.NOERROR }
+    return { reply: buildReply(query, q, RCODE.NOERROR, { authority: s.soa }), rcode: RCODE.NOERROR }
   }
   return undefined
 }

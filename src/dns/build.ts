@@ -47,7 +47,8 @@ export function record(type: number, ttl: number, rdata: Buffer): Buffer {
   return b
 }
 
-function soaRecord(ttl: number): Buffer {
+/** The SOA record of synthetic negative answers (owned by the question name; MINIMUM = TTL). */
+export function soaRecord(ttl: number): Buffer {
   const rdata = Buffer.alloc(SOA_NAMES.length + 20)
   SOA_NAMES.copy(rdata, 0)
   const p = SOA_NAMES.length
@@ -78,8 +79,8 @@ function optRecord(dnssecOk: boolean, ede: string | undefined): Buffer {
 
 export interface ReplyParts {
   readonly answer?: Buffer
-  /** Put an SOA with this TTL in the authority section (negative answers). */
-  readonly soaTtl?: number
+  /** One record for the authority section (the SOA of negative answers, from `soaRecord`). */
+  readonly authority?: Buffer
   /** Extended DNS Error 15 "Blocked" text; sent only when the query had EDNS. */
   readonly ede?: string
 }
@@ -87,7 +88,7 @@ export interface ReplyParts {
 /** A synthetic reply to a parsed query: its header and question, then the parts given. */
 export function buildReply(query: Buffer, q: Query, rcode: number, parts: ReplyParts = {}): Buffer {
   const answer = parts.answer
-  const soa = parts.soaTtl === undefined ? undefined : soaRecord(parts.soaTtl)
+  const soa = parts.authority
   const opt = q.edns ? optRecord(q.dnssecOk, parts.ede) : undefined
   const size = q.qEnd + (answer?.length ?? 0) + (soa?.length ?? 0) + (opt?.length ?? 0)
   const b = Buffer.allocUnsafe(size)

@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { decodeMsg, edeOf, optRr } from '../fixtures/dig.js'
-import { addressBytes, buildReply, headerReply, record, truncate } from '../../src/dns/build.js'
+import { addressBytes, buildReply, headerReply, record, soaRecord, truncate } from '../../src/dns/build.js'
 import { actionReply, answerSettings, blockedText, bypassReply } from '../../src/dns/actions.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { Decision } from '../../src/policy/types.js'
@@ -17,7 +17,7 @@ const mk = (name: string, type: dnsPacket.RecordType = 'A', edns = false, flags 
 
 t.test('buildReply: header, question, answer, SOA, OPT with EDE', async t => {
   const { buf, q } = mk('X.test', 'A', true, dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED)
-  const r = decodeMsg(buildReply(buf, q, 3, { soaTtl: 42, ede: 'why' }))
+  const r = decodeMsg(buildReply(buf, q, 3, { authority: soaRecord(42), ede: 'why' }))
   t.equal(r.id, 99)
   t.equal(r.rcode, 'NXDOMAIN')
   t.ok(r.flag_qr && r.flag_rd && r.flag_ra && r.flag_cd)

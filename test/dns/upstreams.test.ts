@@ -11,6 +11,7 @@ import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { AppError } from '../../src/errors.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { decodeMsg } from '../fixtures/dig.js'
+import { freePort } from '../fixtures/unbound.js'
 import type { Test } from 'tap'
 
 const query = (name = 'a.test', id = 0x1234): { buf: Buffer; qEnd: number } => {
@@ -31,7 +32,10 @@ async function fakeUdp(t: Test, behave: UdpBehaviour, port = 0): Promise<{ port:
   const s = createSocket('udp4')
   const seen: Buffer[] = []
   s.on('message', (m, r) => { seen.push(m); behave(m, r, s) })
-  await new Promise<void>(r => s.bind(port, '127.0.0.1', () => r()))
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject)
+    s.bind(port, '127.0.0.1', () => resolve())
+  })
   t.teardown(() => new Promise<void>(r => s.close(() => r())))
   return { port: s.address().port, seen }
 }
@@ -43,7 +47,10 @@ async function fakeTcp(t: Test, port: number, onQuery: (msg: Buffer, sock: TcpSo
     const reader = new FrameReader()
     sock.on('data', c => reader.push(c, m => onQuery(Buffer.from(m), sock)))
   })
-  await new Promise<void>(r => srv.listen(port, '127.0.0.1', () => r()))
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject)
+    srv.listen(port, '127.0.0.1', () => resolve())
+  })
   t.teardown(() => { for (const s of socks) s.destroy(); return new Promise<void>(r => srv.close(() => r())) })
   return (srv.address() as { port: number }).port
 }
@@ -116,16 +123,16 @@ t.test('timeout → error within the budget; failover; health', async t => {
   const pool = new UpstreamPool([flakyUrl, `udp://127.0.0.1:${live.port}`], ev2, c.now)
   t.teardown(() => pool.close())
   for (let i = 0; i < 3; i++) {
-    const f = await forward(pool, 'a.test', 200)
+    const f = await forward(pool, 'a.test', 800)
     t.equal(f.upstream, `udp://127.0.0.1:${live.port}`, 'failed over to the second')
   }
   t.match(ev2.messages, [{ level: 'warn', msg: 'dns upstream down', fields: { upstream: flakyUrl } }])
   const before = flaky.seen.length
-  await forward(pool, 'a.test', 200)
+  await forward(pool, 'a.test', 800)
   t.equal(flaky.seen.length, before, 'a down upstream is skipped')
   c.skip(2_500)
   alive = true
-  const back = await forward(pool, 'a.test', 200)
+  const back = await forward(pool, 'a.test', 800)
   t.equal(back.upstream, flakyUrl, 'tried again after its backoff')
   t.match(ev2.messages[1], { level: 'info', msg: 'dns upstream up' })
 
@@ -137,9 +144,15 @@ t.test('timeout → error within the budget; failover; health', async t => {
 })
 
 t.test('a truncated UDP answer is asked again over TCP', async t => {
-  const up = await fakeUdp(t, (m, r, s) => s.send(answer(m, true), r.port, r.address))
-  await fakeTcp(t, up.port, (m, sock) => sock.write(frame(answer(m, false, '192.0.2.99'))))
-  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], memoryEvidence(), Date.now)
+  let up: { port: number } | undefined
+  for (let i = 0; i < 10 && !up; i++) {                         // a port free for both UDP and TCP
+    const port = await freePort()
+    try {
+      await fakeTcp(t, port, (m, sock) => sock.write(frame(answer(m, false, '192.0.2.99'))))
+      up = await fakeUdp(t, (m, r, s) => s.send(answer(m, true), r.port, r.address), port)
+    } catch { /* taken meanwhile: try another */ }
+  }
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up!.port}`], memoryEvidence(), Date.now)
   t.teardown(() => pool.close())
   const r = await forward(pool)
   t.equal(decodeMsg(r.reply!).answers[0]!.data, '192.0.2.99')
@@ -183,6 +196,20 @@ t.test('update keeps the state of upstreams that stay and closes the others', as
   t.equal(dead.seen.length, n, 'still down after the update')
   pool.update([liveUrl])
   t.equal((await forward(pool)).upstream, liveUrl)
+})
+
+t.test('when every upstream is down, all are still tried, the earliest back first', async t => {
+  const a = await fakeUdp(t, () => {})
+  const b = await fakeUdp(t, () => {})
+  const ev = memoryEvidence()
+  const frozen = (): number => 1000                // the budget never runs out: each gets its share, however late timers fire
+  const pool = new UpstreamPool([`udp://127.0.0.1:${a.port}`, `udp://127.0.0.1:${b.port}`], ev, frozen)
+  t.teardown(() => pool.close())
+  for (let i = 0; i < 3; i++) await forward(pool, 'a.test', 80)
+  t.equal(ev.messages.filter(m => m.msg === 'dns upstream down').length, 2)
+  const r = await forward(pool, 'a.test', 80)
+  t.equal(r.err?.code, 'UPSTREAM_TIMEOUT')
+  t.same([a.seen.length, b.seen.length], [4, 4], 'both tried again')
 })
 
 t.test('closing fails what is in flight; a closed pool answers nothing', async t => {

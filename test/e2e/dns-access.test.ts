@@ -42,10 +42,10 @@ t.test('only allowClients are answered: REFUSED otherwise', async t => {
 t.test('per-client rate limit: excess dropped, logged once per window', async t => {
   const ub = await startUnbound(t)
   const ev = memoryEvidence()
-  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url], rateLimit: { qps: 1, burst: 3 } } } })
+  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url], rateLimit: { qps: 0.01, burst: 3 } } } })
   const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
   t.teardown(() => dns.close())
-  const got = await burst(dns.addresses[0]!.port, 10)
+  const got = await burst(dns.addresses[0]!.port, 10, 1500)
   t.equal(got.length, 3, 'the burst is answered, the rest dropped')
   t.equal(ev.counts['dropped.ratelimit'], 7)
   t.same(ev.messages.filter(m => m.msg === 'dns client rate limited').map(m => m.fields?.['client.ip']), ['127.0.0.1'], 'one log line')

@@ -86,7 +86,7 @@ t.test('a dead upstream gives SERVFAIL (not cached); failover to the next', asyn
   }
   t.match(s.ev.events, [{ dns: { rcode: 'SERVFAIL', cacheHit: undefined } }, { dns: { rcode: 'SERVFAIL' } }])
   t.equal(s.ev.counts['cache.miss'], 2, 'SERVFAIL is not cached')
-  const f = await stack(t, ub => ({ upstreams: [`udp://127.0.0.1:${deadPort}`, ub.url], timeout: '2s' }))
+  const f = await stack(t, ub => ({ upstreams: [`udp://127.0.0.1:${deadPort}`, ub.url], timeout: '1s' }))
   const r = await dig(f.v4, 'a.test')
   t.equal(r.status, 'NOERROR')
   t.equal(f.ev.events[0]!.dns!.upstream, f.ub.url)
