@@ -42,7 +42,7 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RAW="$OUTDIR/dns-soak-$STAMP.txt"
 MD="$OUTDIR/dns-soak-$STAMP.md"
 log "soak: $SOAK_QPS qps for $SOAK_LEN s against $T pid $PID; RSS every $SOAK_EVERY s"
-echo "# date=$(date -u -Is) node=$(node -v) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) target=$T qps=$SOAK_QPS len=$SOAK_LEN loadavg=\"$(cut -d' ' -f1-3 /proc/loadavg)\"" >"$RAW"
+echo "# date=$(date -u -Is) node=$(node -v) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo +uncommitted-src) target=$T qps=$SOAK_QPS len=$SOAK_LEN loadavg=\"$(cut -d' ' -f1-3 /proc/loadavg)\"" >"$RAW"
 
 c0=$(tree_ticks "$T")
 start_bg dnsperf "$RUN/soak-dnsperf.out" dnsperf -s "${ADDR[$T]}" -p "${PORT[$T]}" -d "$DATA/q-soak.txt" \
@@ -87,7 +87,7 @@ awk -v completed="${completed:-0}" -v lost="${lost:-0}" -v rcodes="$rcodes" -v l
     printf "- Peak RSS (VmHWM): %.1f MiB. Queries completed %d (%.0f qps), lost %d; rcodes %s; mean latency %s ms.\n", hwm/1024, completed, completed/len, lost, rcodes, lat
     if (completed > 0) printf "- CPU: %.1f µs per query over the soak.\n", ticks / hz * 1e6 / completed
     printf "- Verdict: %s (flat = the last minute\x27s mean RSS within 5 %% of the first minute\x27s after the warm-up).\n",
-      (growth < 0.05) ? "flat" : "**not flat**"
+      (len < 180) ? "too short to judge (SOAK_LEN < 180)" : (growth < 0.05) ? "flat" : "**not flat**"
     print "- Raw samples: " raw
   }' "$RAW" | tee "$MD"
 log "table: $MD"
