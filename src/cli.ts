@@ -24,7 +24,7 @@ const USAGE = `usage: tunnelguard <command> [options]
   check    NAME [--client IP] [--config FILE] [--json]
   lists    [--config FILE] [--json]
   validate [--config FILE]
-  report   [FILE...|-] [--since DUR] [--until TIME] [--client IP] [--list NAME] [--format table|json|csv]
+  report   [FILE...|-] [--since DUR] [--until TIME] [--client IP|CIDR] [--list NAME] [--format table|json|csv] [--leases FILE]...
 `
 
 const OPTIONS: Record<string, ParseArgsConfig['options']> = {
@@ -37,7 +37,7 @@ const OPTIONS: Record<string, ParseArgsConfig['options']> = {
   validate: { config: { type: 'string' } },
   report: {
     since: { type: 'string' }, until: { type: 'string' }, client: { type: 'string' }, list: { type: 'string' },
-    format: { type: 'string' },
+    format: { type: 'string' }, leases: { type: 'string', multiple: true },
   },
 }
 const POSITIONALS: Record<string, [number, number]> = { serve: [0, 0], check: [1, 1], lists: [0, 0], validate: [0, 0], report: [0, Infinity] }
@@ -95,7 +95,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
           stdin: files.length === 0 || files.includes('-') ? io.stdin : undefined,
           since: v.since as string | undefined, until: v.until as string | undefined,
           client: v.client as string | undefined, list: v.list as string | undefined,
-          format, out: io.stdout,
+          format, out: io.stdout, leases: v.leases as string[] | undefined,
         })
         return 0
       }
@@ -110,7 +110,9 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
           dns: v.dns as string[] | undefined, proxy: v.proxy as string[] | undefined,
           admin: v.admin as string | undefined, upstreams: v.upstream as string[] | undefined,
         }
-        const running = await serve({ configPath: v.config as string | undefined, overrides, stdout: io.stdout, resolvConf: io.resolvConf })
+        // the process's own stdout gets pino's asynchronous writer; anything else (tests) is written to as given
+        const stdout = io.stdout === process.stdout ? undefined : io.stdout
+        const running = await serve({ configPath: v.config as string | undefined, overrides, stdout, resolvConf: io.resolvConf })
         await running.done
         return 0
       }

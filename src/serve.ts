@@ -2,6 +2,7 @@ import { loadConfig } from './config/load.js'
 import { startDns } from './dns/server.js'
 import { createResolver } from './dns/resolve.js'
 import { startAdmin } from './observe/admin.js'
+import { createAlerts } from './observe/alerts.js'
 import { createClientTable } from './observe/client-table.js'
 import { createEvidence } from './observe/evidence.js'
 import { createLogger } from './observe/logger.js'
@@ -18,7 +19,8 @@ export type { Overrides }
 export interface ServeOptions {
   readonly configPath?: string
   readonly overrides?: Overrides
-  readonly stdout: NodeJS.WritableStream
+  /** Where log lines go; default: stdout, written asynchronously. */
+  readonly stdout?: NodeJS.WritableStream
   readonly resolvConf?: string
   /** Install SIGTERM/SIGINT (stop) and SIGHUP (reload) handlers. Default true. */
   readonly signals?: boolean
@@ -45,7 +47,8 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   const clients = createClientTable()
   let snapshot: Snapshot | undefined
   const getSnapshot = () => snapshot!
-  const evidence = createEvidence({ logger, getSnapshot, metrics, clients })
+  const alerts = createAlerts(config.alerts, { onError: (m, f) => evidence.warn(m, f) })
+  const evidence = createEvidence({ logger, getSnapshot, metrics, clients, alerts })
   // remote lists start from their last good copy on disk; a fetch that changes one reloads
   const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => reloader.reload('remote list changed') })
   snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
@@ -62,6 +65,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   })
 
   const closers: (() => Promise<void> | void)[] = []
+  if (alerts) closers.push(() => alerts.close())
   const addresses: Running['addresses'] = { dns: [], proxy: [] }
   try {
     if (config.dns.listen.length > 0) {
@@ -111,6 +115,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
       }
       for (const c of closers.reverse()) await c()
       evidence.info('stopped')
+      logger.flush()
       resolveDone()
     })()
     return stopping

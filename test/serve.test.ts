@@ -53,6 +53,33 @@ t.test('serve in-process: every listener, overrides, reload, stop', async t => {
   t.match(log, /"message":"stopped"/)
 })
 
+t.test('serve: alerts configured in the config go to the webhook, deduplicated', async t => {
+  const { createServer } = await import('node:http')
+  const posts: unknown[] = []
+  const hook = createServer((req, res) => {
+    let b = ''
+    req.on('data', d => { b += d })
+    req.on('end', () => { posts.push(JSON.parse(b)); res.end('ok') })
+  })
+  await new Promise<void>(r => hook.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => { hook.close(() => r()); hook.closeAllConnections() }))
+  const port = (hook.address() as { port: number }).port
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, `lists:\n  l: { files: [l.txt], action: block }\nalerts: { window: 1m, webhook: { url: "http://127.0.0.1:${port}/hook" } }\n`)
+  const out = new PassThrough()
+  out.resume()
+  const r = await serve({ configPath: cfg, stdout: out, signals: false, watchFiles: false, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: '127.0.0.1:0', upstreams: ['udp://127.0.0.1:9'] } })
+  t.teardown(() => r.stop())
+  const udp = r.addresses.dns.find(a => a.transport === 'udp')!
+  await dig(udp, 'x.ngrok.io')
+  await dig(udp, 'x.ngrok.io')
+  for (let i = 0; i < 100 && posts.length === 0; i++) await new Promise(res => setTimeout(res, 20))
+  await new Promise(res => setTimeout(res, 200))
+  t.equal(posts.length, 1, 'one POST for the same client and entry within the window')
+  t.match(posts[0], { event: { action: 'block' }, client: { ip: '127.0.0.1' }, rule: { name: 'ngrok.io', ruleset: 'l' } })
+})
+
 t.test('serve: a listener that cannot bind closes what was opened and throws', async t => {
   const out = new PassThrough()
   out.resume()

@@ -94,6 +94,23 @@ export const configSchema = z.strictObject({
     clients: z.array(cidr).min(1),
     actions: z.record(z.string(), groupAction).default({}),
   })).default([]),
+  /** Alerts besides the log line: a webhook (JSON POST per alert) and/or RFC 5424 syslog. */
+  alerts: z.strictObject({
+    window: duration.default(300_000),            // one alert per client and entry per window
+    webhook: z.strictObject({
+      url: z.string().url().refine(u => /^https?:\/\//.test(u), 'the webhook URL must be http:// or https://'),
+      maxQueue: z.number().int().min(1).default(1000),
+      retries: z.number().int().min(0).max(10).default(3),
+      backoff: duration.default(1000),
+      timeout: duration.default(5000),
+      headers: z.record(z.string(), z.string()).default({}),
+    }).optional(),
+    syslog: z.strictObject({
+      url: z.string().regex(/^(udp|tcp):\/\/(\[[0-9a-fA-F:.]+\]|[^:/]+):\d{1,5}$/, 'write udp://HOST:PORT or tcp://HOST:PORT'),
+      appName: z.string().min(1).max(48).default('tunnelguard'),
+      facility: z.number().int().min(0).max(23).default(16),
+    }).optional(),
+  }).prefault({}),
   /** Reload on SIGHUP always; also when the config or a list file changes, unless watch is false. */
   reload: z.strictObject({ watch: z.boolean().default(true), debounce: duration.default(200) }).prefault({}),
   /** Where remote lists keep their last good copy (relative to the config file). */

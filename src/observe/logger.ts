@@ -24,5 +24,7 @@ export function createLogger(opts: LoggerOptions): Logger {
     timestamp: () => `,"@timestamp":"${new Date(clock()).toISOString()}"`,
     formatters: { level: (label: string) => ({ 'log.level': label }) },
   }
-  return opts.destination ? pino(options, opts.destination as DestinationStream) : pino(options)
+  // stdout: asynchronous writes (sonic-boom coalesces lines while a write is pending); a line per
+  // blocked query must not cost a write(2) each
+  return pino(options, (opts.destination as DestinationStream | undefined) ?? pino.destination({ dest: 1, sync: false }))
 }

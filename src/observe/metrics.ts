@@ -62,8 +62,10 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
   const upstream = bounded()
   const children = new Map<string, { inc(): void }>()
 
+  const cacheHit = cache.labels({ result: 'hit' })
+  const cacheMiss = cache.labels({ result: 'miss' })
   const counters: Counters = {
-    cacheLookup: hit => cache.inc({ result: hit ? 'hit' : 'miss' }),
+    cacheLookup: hit => (hit ? cacheHit : cacheMiss).inc(),
     upstream: (u, outcome, seconds) => {
       const name = upstream(u)
       upstreamReqs.inc({ upstream: name, outcome })

@@ -9,6 +9,9 @@ export interface NameStat {
   readonly actions: Record<string, number>
   /** "list: entry" hit by this name */
   readonly hits: Set<string>
+  /** the last list and entry added to hits (most events repeat them) */
+  lastList?: string
+  lastEntry?: string
   readonly where: Set<string>
 }
 
@@ -50,6 +53,14 @@ export function byText(a: string, b: string): number {
   return Number(a > b) - Number(a < b)
 }
 
+/**
+ * A copy of a string that is a slice of a read buffer, so that a key kept for the whole
+ * report does not keep the whole buffer alive (V8 slices point into their parent).
+ */
+export function own(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string
+}
+
 function bump(r: Record<string, number>, k: string): void {
   r[k] = (r[k] ?? 0) + 1
 }
@@ -83,11 +94,11 @@ export class Aggregator {
     if (!this.#keep(e)) { this.counts.filtered++; return }
     let c = this.clients.get(e.ip)
     if (!c) {
-      c = { ip: e.ip, first: e.time, last: e.time, total: 0, actions: {}, where: {}, lists: new Map(), names: new Map(), otherNames: 0 }
-      this.clients.set(e.ip, c)
+      c = { ip: own(e.ip), first: e.time, last: e.time, total: 0, actions: {}, where: {}, lists: new Map(), names: new Map(), otherNames: 0 }
+      this.clients.set(c.ip, c)
     }
-    if (e.hostname !== undefined) c.hostname = e.hostname
-    if (e.mac !== undefined) c.mac = e.mac
+    if (e.hostname !== undefined && e.hostname !== c.hostname) c.hostname = own(e.hostname)
+    if (e.mac !== undefined && e.mac !== c.mac) c.mac = own(e.mac)
     if (e.time < c.first) c.first = e.time
     if (e.time > c.last) c.last = e.time
     c.total++
@@ -95,22 +106,27 @@ export class Aggregator {
     bump(c.where, e.where)
     if (e.list !== undefined) {
       let entries = c.lists.get(e.list)
-      if (!entries) { entries = new Map(); c.lists.set(e.list, entries) }
+      if (!entries) { entries = new Map(); c.lists.set(own(e.list), entries) }
       const entry = e.entry ?? '?'
-      entries.set(entry, (entries.get(entry) ?? 0) + 1)
+      const had = entries.get(entry)
+      entries.set(had === undefined ? own(entry) : entry, (had ?? 0) + 1)
     }
     let n = c.names.get(e.name)
     if (!n) {
       if (c.names.size >= this.#maxNames) { c.otherNames++; return }
       n = { count: 0, first: e.time, last: e.time, actions: {}, hits: new Set(), where: new Set() }
-      c.names.set(e.name, n)
+      c.names.set(own(e.name), n)
     }
     n.count++
     if (e.time < n.first) n.first = e.time
     if (e.time > n.last) n.last = e.time
     bump(n.actions, e.action)
     n.where.add(e.where)
-    if (e.list !== undefined) n.hits.add(`${e.list}: ${e.entry ?? '?'}`)
+    if (e.list !== undefined && (e.list !== n.lastList || e.entry !== n.lastEntry)) {
+      n.hits.add(own(`${e.list}: ${e.entry ?? '?'}`))
+      n.lastList = own(e.list)
+      n.lastEntry = e.entry === undefined ? undefined : own(e.entry)
+    }
   }
 
   /** Clients, most decisions first (then by address). */

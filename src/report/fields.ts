@@ -16,6 +16,8 @@ export interface ReportEvent {
 export type LineResult = ReportEvent | 'skip' | 'malformed'
 
 const MESSAGES = new Set(['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture'])
+/** Constant (internalized) strings for the known actions: cheaper keys for the counts than slices of a line. */
+const ACTIONS: Readonly<Record<string, string>> = { block: 'block', sinkhole: 'sinkhole', alert: 'alert', allow: 'allow', pass: 'pass' }
 const WHERE: Readonly<Record<string, string>> = { qname: 'dns', cname: 'cname', connect: 'connect', sni: 'sni', host: 'http', url: 'http' }
 
 /** A field path, read nested (`client: {ip}`), dotted (`"client.ip"`) or any mix of the two. */
@@ -72,15 +74,33 @@ export function parseJson(line: string): LineResult {
     F.where(o), F.list(o), F.entry(o), F.hostname(o), F.mac(o))
 }
 
+let lastSecond = ''
+let lastSecondMs = NaN
+
+/** Date.parse, memoized on the whole second (log lines come in time order): "…T10:00:01.250Z". */
+function parseTime(ts: string | undefined): number {
+  if (ts === undefined) return NaN
+  if (ts.length === 24 && ts.charCodeAt(19) === 46 /* . */ && ts.charCodeAt(23) === 90 /* Z */) {
+    const sec = ts.slice(0, 19)
+    if (sec !== lastSecond) {
+      lastSecondMs = Date.parse(sec + 'Z')
+      lastSecond = sec
+    }
+    const ms = Number(ts.slice(20, 23))
+    if (!Number.isNaN(lastSecondMs) && /^\d{3}$/.test(ts.slice(20, 23))) return lastSecondMs + ms
+  }
+  return Date.parse(ts)
+}
+
 function toEvent(
   message: string | undefined, action: string | undefined, ts: string | undefined, ip: string | undefined, name: string | undefined,
   w: string | undefined, list: string | undefined, entry: string | undefined, hostname: string | undefined, mac: string | undefined,
 ): LineResult {
   if (action === undefined || message === undefined || !MESSAGES.has(message)) return 'skip'
-  const time = Date.parse(ts ?? '')
+  const time = parseTime(ts)
   if (Number.isNaN(time) || ip === undefined || name === undefined) return 'malformed'
   return {
-    time, ip, action, name, list, entry, hostname, mac,
+    time, ip, action: ACTIONS[action] ?? action, name, list, entry, hostname, mac,
     where: w === undefined ? (message === 'dns.query' ? 'dns' : 'http') : WHERE[w] ?? w,
   }
 }
@@ -92,19 +112,21 @@ function toEvent(
  */
 const NAME_RE = /"(question":\{"name|destination":\{"domain|tls":\{"client":\{"server_name|url":\{"domain|matched_name)":"/g
 
+/** Where the last string read by strAt/after ended (saves allocating a tuple per field). */
+let END = 0
+
 /** The JSON string starting at `start` (just after its opening quote); null if it holds an escape. */
 function strAt(line: string, start: number): string | null {
   const end = line.indexOf('"', start)
   const v = line.slice(start, end)
+  END = end
   return end === -1 || v.includes('\\') ? null : v
 }
 
-/** The string after `marker`, searched from `from`, and the index past it; undefined if absent, null if escaped. */
-function after(line: string, marker: string, from: number): [string, number] | undefined | null {
+/** The string after `marker`, searched from `from` (END is set past it); undefined if absent, null if escaped. */
+function after(line: string, marker: string, from: number): string | undefined | null {
   const i = line.indexOf(marker, from)
-  if (i === -1) return undefined
-  const v = strAt(line, i + marker.length)
-  return v === null ? null : [v, i + marker.length + v.length]
+  return i === -1 ? undefined : strAt(line, i + marker.length)
 }
 
 /**
@@ -117,12 +139,12 @@ function after(line: string, marker: string, from: number): [string, number] | u
 function fastParse(line: string): LineResult | undefined {
   if (line.charCodeAt(0) !== 123 /* { */ || line.indexOf('"ecs.version":"') === -1) return undefined
   const ts = after(line, '"@timestamp":"', 0)
-  const msg = ts && after(line, '"message":"', ts[1])
-  const act = msg && after(line, '"event":{"action":"', msg[1])
+  const msg = ts && after(line, '"message":"', END)
+  const act = msg && after(line, '"event":{"action":"', END)
   if (!act) return act === undefined && !line.includes('action') ? 'skip' : undefined
-  const ip = after(line, '"client":{"ip":"', act[1])
-  if (!ip || !line.startsWith('","port":', ip[1])) return undefined
-  let k = ip[1] + 9
+  const ip = after(line, '"client":{"ip":"', END)
+  if (!ip || !line.startsWith('","port":', END)) return undefined
+  let k = END + 9
   while (line.charCodeAt(k) >= 48 && line.charCodeAt(k) <= 57) k++
   if (line.charCodeAt(k) !== 125 /* } */) return undefined   // client.domain/mac: parseJson reads them
   NAME_RE.lastIndex = k
@@ -130,16 +152,16 @@ function fastParse(line: string): LineResult | undefined {
   const name = m && strAt(line, NAME_RE.lastIndex)
   if (!name) return undefined
   // rule and tunnelguard come after the name, unless the name is tunnelguard.matched_name
-  const from = m![1] === 'matched_name' ? k : NAME_RE.lastIndex + name.length
+  const from = m![1] === 'matched_name' ? k : END
   const rule = line.indexOf('"rule":{', from)
   let entry: string | null | undefined
-  let list: [string, number] | null | undefined
+  let list: string | null | undefined
   if (rule !== -1) {
     if (line.startsWith('"name":"', rule + 8)) entry = strAt(line, rule + 16)
     list = after(line, '"ruleset":"', rule + 8)
   }
   const where = after(line, '"matched_on":"', rule === -1 ? from : rule)
   if (entry === null || list === null || where === null) return undefined
-  const r = toEvent(msg[0], act[0], ts[0], ip[0], name, where?.[0], list?.[0], entry, undefined, undefined)
+  const r = toEvent(msg, act, ts, ip, name, where, list, entry, undefined, undefined)
   return r === 'malformed' ? undefined : r
 }

@@ -27,7 +27,7 @@ export async function decompressed(src: Readable): Promise<Readable> {
     }
   })(), { objectMode: false })
   if (first[0] !== 0x1f || first[1] !== 0x8b) return joined
-  const gz = createGunzip()
+  const gz = createGunzip({ chunkSize: 1 << 18 })
   pipeline(joined, gz, () => { /* an error reaches the reader through gz */ })
   return gz
 }

@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { parseDuration } from '../config/duration.js'
 import { AppError } from '../errors.js'
+import { loadLeases } from '../observe/leases.js'
 import { parseCidr } from '../policy/cidr.js'
 import { Aggregator, type Filters } from './aggregate.js'
 import { parseLine } from './fields.js'
@@ -19,6 +20,8 @@ export interface ReportArgs {
   /** An address or CIDR. */
   readonly client?: string
   readonly list?: string
+  /** DHCP lease files (dnsmasq, ISC dhcpd, Kea CSV): hostname and MAC per client as of each line's time. */
+  readonly leases?: readonly string[]
   readonly format: 'table' | 'json' | 'csv'
   readonly now?: () => number
   readonly out: NodeJS.WritableStream
@@ -52,6 +55,12 @@ function filtersOf(args: ReportArgs): Filters {
 /** `tunnelguard report`: read ECS log lines, aggregate per client, print table/json/csv. */
 export async function runReport(args: ReportArgs): Promise<void> {
   const agg = new Aggregator(filtersOf(args))
+  let leases
+  try {
+    leases = args.leases && args.leases.length > 0 ? await loadLeases(args.leases) : undefined
+  } catch (e) {
+    throw new AppError('USAGE', `report: cannot read leases: ${(e as Error).message}`)
+  }
   const errors: string[] = []
   const k = agg.counts
   const onLine = (line: string) => {
@@ -60,7 +69,10 @@ export async function runReport(args: ReportArgs): Promise<void> {
     const r = parseLine(line)
     if (r === 'skip') k.skipped++
     else if (r === 'malformed') k.malformed++
-    else agg.add(r)
+    else {
+      const lease = leases && r.hostname === undefined && r.mac === undefined ? leases.at(r.ip, r.time) : undefined
+      agg.add(lease ? { ...r, hostname: lease.hostname, mac: lease.mac } : r)
+    }
   }
   const handles = []
   for (const f of args.files) {
@@ -71,7 +83,7 @@ export async function runReport(args: ReportArgs): Promise<void> {
       throw new AppError('USAGE', `report: cannot read ${f}: ${(e as Error).message}`)
     }
   }
-  const inputs: { name: string; stream: () => Readable }[] = handles.map(h => ({ name: h.name, stream: () => h.fh.createReadStream() }))
+  const inputs: { name: string; stream: () => Readable }[] = handles.map(h => ({ name: h.name, stream: () => h.fh.createReadStream({ highWaterMark: 1 << 20 }) }))
   if (args.stdin) inputs.push({ name: 'stdin', stream: () => args.stdin as Readable })
   for (const input of inputs) {
     try {
@@ -84,6 +96,7 @@ export async function runReport(args: ReportArgs): Promise<void> {
   for (const h of handles) await h.fh.close()
   const filters: Record<string, string> = {}
   for (const key of ['since', 'until', 'client', 'list'] as const) if (args[key] !== undefined) filters[key] = args[key]!
+  if (leases) filters.leases = args.leases!.join(', ')
   const data: ReportData = { clients: agg.sorted(), counts: k, errors, filters }
   const text = args.format === 'json' ? formatJson(data) : args.format === 'csv' ? formatCsv(data) : formatTable(data)
   await new Promise<void>((resolve, reject) => args.out.write(text, e => e ? reject(e) : resolve()))

@@ -42,3 +42,14 @@ t.test('not decisions, and malformed lines', async t => {
     t.equal(parseLine(bad), 'malformed', bad)
   }
 })
+
+t.test('timestamps: memoized per second, checked like Date.parse', async t => {
+  const at = (ts: string) => parseLine(JSON.stringify({ '@timestamp': ts, message: 'dns.query', event: { action: 'block' }, client: { ip: '10.0.0.1' }, dns: { question: { name: 'a.io' } } }))
+  t.match(at('2026-11-21T10:00:01.250Z'), { time: Date.UTC(2026, 10, 21, 10, 0, 1, 250) })
+  t.match(at('2026-11-21T10:00:01.999Z'), { time: Date.UTC(2026, 10, 21, 10, 0, 1, 999) }, 'same second')
+  t.match(at('2026-11-21T10:00:02.000Z'), { time: Date.UTC(2026, 10, 21, 10, 0, 2) })
+  t.match(at('2026-11-21T10:00:02+01:00'), { time: Date.UTC(2026, 10, 21, 9, 0, 2) }, 'other ISO forms through Date.parse')
+  t.equal(at('2026-13-45T10:00:02.000Z'), 'malformed')
+  t.equal(at('2026-11-21T10:00:02. 12Z'), 'malformed')
+  t.equal(at('2026-11-21T10:00:02.1x2Z'), 'malformed')
+})

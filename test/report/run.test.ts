@@ -141,3 +141,21 @@ t.test('errors', async t => {
   failing.on('error', () => {})
   await t.rejects(runReport({ files: [plain], format: 'json', out: failing }), /EPIPE/)
 })
+
+t.test('--leases: hostname and MAC per client as of each line', async t => {
+  const s = (ms: number) => Math.floor(ms / 1000)
+  const leaseDir = t.testdir({
+    'dnsmasq.leases': `${s(T0 + 86_400_000)} 02:00:00:00:00:05 10.0.0.5 laptop-7 *\n`,
+    'dhcpd.leases': 'lease 10.0.0.6 {\n  starts 6 2026/11/21 09:00:00;\n  ends 6 2026/11/21 10:05:00;\n  hardware ethernet 02:00:00:00:00:06;\n  client-hostname "build-6";\n}\n',
+  })
+  const j = JSON.parse(await report({ files: [plain], format: 'json', leases: [join(leaseDir, 'dnsmasq.leases'), join(leaseDir, 'dhcpd.leases')] }))
+  const by = Object.fromEntries(j.clients.map((c: { ip: string }) => [c.ip, c]))
+  t.match(by['10.0.0.5'], { hostname: 'laptop-7', mac: '02:00:00:00:00:05' })
+  t.match(by['10.0.0.6'], { hostname: 'build-6', mac: '02:00:00:00:00:06' }, 'leased at 10:03, the first of its lines')
+  t.match(by['10.0.0.7'], { hostname: null, mac: null })
+  t.match(j.summary.filters, { leases: /dnsmasq\.leases, .*dhcpd\.leases$/ })
+  const table = await report({ files: [plain], leases: [join(leaseDir, 'dnsmasq.leases')] })
+  t.match(table, 'CLIENT 10.0.0.5  laptop-7  02:00:00:00:00:05\n')
+  t.notMatch(await report({ files: [plain], leases: [] }), 'laptop-7')
+  await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'nope')] }), { code: 'USAGE', message: /cannot read leases: ENOENT/ })
+})

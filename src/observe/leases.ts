@@ -1,0 +1,108 @@
+import { readFile } from 'node:fs/promises'
+
+/** One DHCP lease: who held an address, and when. Times in ms; start -Infinity when unknown. */
+export interface Lease {
+  readonly ip: string
+  readonly mac?: string
+  readonly hostname?: string
+  readonly start: number
+  readonly end: number
+}
+
+const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i
+
+/** dnsmasq's lease file: `EXPIRY MAC IP HOSTNAME CLIENT-ID` (0 = never expires; `*` = none; IPv6 lines carry an IAID). */
+export function parseDnsmasq(text: string): Lease[] {
+  const out: Lease[] = []
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f.length < 4 || !/^\d+$/.test(f[0]!)) continue
+    const expiry = Number(f[0]) * 1000
+    out.push({
+      ip: f[2]!, mac: MAC.test(f[1]!) ? f[1]!.toLowerCase() : undefined, hostname: f[3] === '*' ? undefined : f[3],
+      start: -Infinity, end: expiry === 0 ? Infinity : expiry,
+    })
+  }
+  return out
+}
+
+/** `starts 4 2026/11/20 10:00:00;` (UTC), `starts epoch 1763632800;`, `ends never;` */
+function iscTime(v: string | undefined, never: number): number {
+  if (v === undefined || v === 'never') return never
+  const epoch = /^epoch (\d+)/.exec(v)
+  if (epoch) return Number(epoch[1]) * 1000
+  const m = /^\d (\d{4})\/(\d\d)\/(\d\d) (\d\d):(\d\d):(\d\d)/.exec(v)
+  return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : never
+}
+
+/** ISC dhcpd's dhcpd.leases: `lease IP { starts …; ends …; hardware ethernet MAC; client-hostname "name"; }` */
+export function parseIscDhcpd(text: string): Lease[] {
+  const out: Lease[] = []
+  for (const m of text.matchAll(/^lease\s+(\S+)\s*\{([^}]*)\}/gm)) {
+    const body = m[2]!
+    const get = (re: RegExp) => re.exec(body)?.[1]
+    out.push({
+      ip: m[1]!,
+      mac: get(/hardware ethernet ([0-9a-fA-F:]+);/)?.toLowerCase(),
+      hostname: get(/client-hostname "([^"]*)";/),
+      start: iscTime(get(/\bstarts ([^;]+);/), -Infinity),
+      end: iscTime(get(/\bends ([^;]+);/), Infinity),
+    })
+  }
+  return out
+}
+
+/** Kea's memfile CSV (lease4 or lease6): columns by the header (address, hwaddr, valid_lifetime, expire, hostname). */
+export function parseKeaCsv(text: string): Lease[] {
+  const [header, ...rows] = text.split('\n')
+  const cols = header!.trim().split(',')
+  const at = (row: string[], name: string) => row[cols.indexOf(name)]
+  const out: Lease[] = []
+  for (const line of rows) {
+    const row = line.trim().split(',')
+    const ip = at(row, 'address')
+    const expire = Number(at(row, 'expire')) * 1000
+    if (!ip || !Number.isFinite(expire)) continue
+    const mac = at(row, 'hwaddr')
+    const hostname = at(row, 'hostname')?.replace(/\.$/, '')
+    out.push({
+      ip, mac: mac ? mac.toLowerCase() : undefined, hostname: hostname || undefined,
+      start: expire - Number(at(row, 'valid_lifetime') ?? 0) * 1000, end: expire,
+    })
+  }
+  return out
+}
+
+/** Any of the three, told apart by their look. */
+export function parseLeases(text: string): Lease[] {
+  if (/^address,/.test(text)) return parseKeaCsv(text)
+  if (/^lease\s+\S+\s*\{/m.test(text)) return parseIscDhcpd(text)
+  return parseDnsmasq(text)
+}
+
+/** Leases by address; `at(ip, time)` is the lease that covered the address at that time (latest start wins). */
+export class LeaseIndex {
+  readonly #byIp = new Map<string, Lease[]>()
+  constructor(leases: Iterable<Lease>) {
+    for (const l of leases) {
+      const list = this.#byIp.get(l.ip)
+      if (list) list.push(l)
+      else this.#byIp.set(l.ip, [l])
+    }
+  }
+
+  at(ip: string, time: number): Lease | undefined {
+    let best: Lease | undefined
+    for (const l of this.#byIp.get(ip) ?? []) {
+      if (l.start <= time && time <= l.end && (!best || l.start >= best.start)) best = l
+    }
+    return best
+  }
+}
+
+/** Read and index lease files (dnsmasq, ISC dhcpd or Kea CSV, detected per file). */
+export async function loadLeases(files: readonly string[]): Promise<LeaseIndex> {
+  const all: Lease[] = []
+  for (const f of files) all.push(...parseLeases(await readFile(f, 'utf8')))
+  return new LeaseIndex(all)
+}

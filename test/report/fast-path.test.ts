@@ -1,0 +1,68 @@
+import t from 'tap'
+import { Writable } from 'node:stream'
+import { toEcs } from '../../src/observe/ecs.js'
+import { createLogger } from '../../src/observe/logger.js'
+import type { DecisionEvent } from '../../src/observe/types.js'
+import { parseJson, parseLine } from '../../src/report/fields.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+
+// Lines as the real logger writes them; parseLine (indexOf fast path) must agree with parseJson.
+let text = ''
+const logger = createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { text += c; cb() } }), clock: () => Date.UTC(2026, 10, 21) })
+const snap = makeSnapshot()
+const log = (ev: DecisionEvent) => { text = ''; logger.warn(toEcs(ev)); return text.trimEnd() }
+const d = (name: string, where: 'qname' | 'cname' | 'sni' | 'connect' | 'host' | 'url' = 'qname') => snap.policy.decide('10.0.0.5', name, where)
+const base = { client: { ip: '10.0.0.5', port: 5353 }, transport: 'udp' as const, durationNs: 1 }
+
+const lines: Record<string, string> = {
+  dns: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR', upstream: 'udp://127.0.0.1:53', cacheHit: true } }),
+  cname: log({ ...base, message: 'dns.query', decision: d('x.ngrok-free.app', 'cname'), dns: { name: 'cdn.example', type: 'A', rcode: 'NOERROR' } }),
+  pass: log({ ...base, message: 'dns.query', decision: d('example.com'), dns: { name: 'example.com', type: 'AAAA', rcode: 'NOERROR' } }),
+  connect: log({ ...base, message: 'proxy.connect', decision: d('t.ngrok.io', 'connect'), destination: { domain: 't.ngrok.io', port: 443 } }),
+  sni: log({ ...base, message: 'proxy.connect', decision: d('s.ngrok.io', 'sni'), sni: 's.ngrok.io', destination: { ip: '192.0.2.1', port: 443 } }),
+  url: log({ ...base, message: 'proxy.http', decision: d('u.trycloudflare.com', 'url'), urlDomain: 'u.trycloudflare.com' }),
+  matchedOnly: log({ ...base, message: 'sinkhole.capture', decision: d('m.ngrok.io', 'sni') }),
+  listOnly: log({ ...base, message: 'proxy.http', decision: { ...d('bad..x', 'host'), list: 'ngrok' }, urlDomain: 'bad..x' }),
+  unparseable: log({ ...base, message: 'proxy.http', decision: d('a"b\\c', 'host'), urlDomain: 'a"b\\c' }),
+  escapedIp: log({ ...base, client: { ip: '10.0.0.5"', port: 1 }, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }),
+  clientHost: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' }, extra: { client: { domain: 'laptop', mac: '02:00:00:00:00:01' } } }),
+  escapedRuleset: log({ ...base, message: 'proxy.http', decision: { ...d('a.ngrok.io', 'host'), list: 'ng"rok' }, urlDomain: 'a.ngrok.io' }),
+  escapedEntry: log({ ...base, message: 'proxy.http', decision: { ...d('a.ngrok.io', 'host'), entry: { ...d('a.ngrok.io').entry!, pattern: 'n"g' } }, urlDomain: 'a.ngrok.io' }),
+  escapedWhere: log({ ...base, message: 'proxy.http', decision: { ...d('a.ngrok.io', 'host'), where: 'h"ost' as 'host' }, urlDomain: 'a.ngrok.io' }),
+  escapedWhereNoRule: log({ ...base, message: 'proxy.http', decision: { ...d('example.com', 'host'), where: 'h"ost' as 'host' }, urlDomain: 'example.com' }),
+  badTime: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }).replace('"2026-11-21T00:00:00.000Z"', '"soon"'),
+  noPortDigits: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }).replace('"port":5353', '"port":"x"'),
+  portNotFirst: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }).replace('"port":5353', '"mac":"02:00:00:00:00:01"'),
+  noName: log({ ...base, message: 'proxy.connect', decision: d('a.ngrok.io', 'connect'), destination: { ip: '192.0.2.1' } }).replace(/"matched_name":"[^"]*",?/, ''),
+  noAt: '{"ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io"}}}',
+  escapedTs: '{"@timestamp":"2026\\u002d11-21T00:00:00Z","ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io"}}}',
+  dotted: '{"@timestamp":"2026-11-21T00:00:00Z","ecs.version":"8.11.0","message":"dns.query","event.action":"block","client.ip":"1.2.3.4","dns.question.name":"a.io"}',
+  noEcs: '{"@timestamp":"2026-11-21T00:00:00Z","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io"}}}',
+  spaced: ' {"@timestamp":"2026-11-21T00:00:00Z","ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io"}}}',
+  unterminated: '{"@timestamp":"2026-11-21T00:00:00Z","ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io',
+}
+text = ''
+logger.info({ dns: ['127.0.0.1:1053'] }, 'started')
+lines.operational = text.trimEnd()
+text = ''
+logger.warn({ why: 'an action failed' }, 'list warning')
+lines.operationalAction = text.trimEnd()
+
+t.test('the fast path agrees with JSON.parse on every shape', async t => {
+  for (const [k, line] of Object.entries(lines)) t.same(parseLine(line), parseJson(line), k)
+})
+
+t.test('what the shapes read as', async t => {
+  t.match(parseLine(lines.dns!), { name: 'a.ngrok.io', where: 'dns', list: 'ngrok', entry: 'ngrok.io', action: 'sinkhole' })
+  t.match(parseLine(lines.cname!), { name: 'cdn.example', where: 'cname', entry: 'ngrok-free.app' })
+  t.match(parseLine(lines.pass!), { action: 'pass', list: undefined, entry: undefined })
+  t.match(parseLine(lines.sni!), { name: 's.ngrok.io', where: 'sni' })
+  t.match(parseLine(lines.matchedOnly!), { name: 'm.ngrok.io', where: 'sni', list: 'ngrok' })
+  t.match(parseLine(lines.listOnly!), { list: 'ngrok', entry: undefined })
+  t.match(parseLine(lines.unparseable!), { name: 'a"b\\c', action: 'block' })
+  t.match(parseLine(lines.clientHost!), { hostname: 'laptop', mac: '02:00:00:00:00:01' })
+  t.equal(parseLine(lines.operational!), 'skip')
+  t.equal(parseLine(lines.operationalAction!), 'skip')
+  t.equal(parseLine(lines.badTime!), 'malformed')
+  t.equal(parseLine(lines.unterminated!), 'malformed')
+})
