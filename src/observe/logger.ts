@@ -17,11 +17,18 @@ export interface LoggerOptions {
  */
 export function createLogger(opts: LoggerOptions): Logger {
   const clock = opts.clock ?? Date.now
+  let lastMs = NaN
+  let lastStamp = ''
   const options = {
     level: opts.level,
     messageKey: 'message',
     base: { 'ecs.version': ECS_VERSION },
-    timestamp: () => `,"@timestamp":"${new Date(clock()).toISOString()}"`,
+    timestamp: () => {
+      // many lines share a millisecond under load: format each millisecond once
+      const now = clock()
+      if (now !== lastMs) { lastMs = now; lastStamp = `,"@timestamp":"${new Date(now).toISOString()}"` }
+      return lastStamp
+    },
     formatters: { level: (label: string) => ({ 'log.level': label }) },
   }
   // stdout: asynchronous writes (sonic-boom coalesces lines while a write is pending); a line per
