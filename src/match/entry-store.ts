@@ -16,6 +16,7 @@ const ALLOW_BIT = 4
 export const REC = 4
 
 function styleOf(pattern: string, name: string): number {
+  if (pattern === name) return 0
   for (let s = 0; s < STYLES.length; s++) {
     const [pre, suf] = STYLES[s]!
     if (pattern.length === pre.length + name.length + suf.length && pattern.startsWith(pre)
@@ -24,9 +25,8 @@ function styleOf(pattern: string, name: string): number {
   return OTHER
 }
 
-function grow<T extends Int32Array<ArrayBuffer> | Buffer>(a: T, need: number, make: (n: number) => T): T {
-  if (need <= a.length) return a
-  const b = make(Math.max(need, a.length * 2))
+function growInts(a: Int32Array<ArrayBuffer>, size: number): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(size)
   b.set(a)
   return b
 }
@@ -39,13 +39,14 @@ function grow<T extends Int32Array<ArrayBuffer> | Buffer>(a: T, need: number, ma
  */
 export class EntryStore {
   /** [meta, next entry + 1 (0 = end of chain), name offset in blob, name length] per entry. */
-  rec = new Int32Array(4 * REC * 256)
+  rec: Int32Array<ArrayBuffer>
   /** All names, ASCII bytes. */
-  blob = Buffer.alloc(4096)
+  blob: Buffer
   private blobUsed = 0
   private count = 0
-  private files = new Int32Array(256)
-  private lines = new Int32Array(256)
+  private cap: number
+  private files: Int32Array<ArrayBuffer>
+  private lines: Int32Array<ArrayBuffer>
   private readonly objs: (Entry | undefined)[] = []
   private readonly lists: string[] = []
   private readonly listIndex = new Map<string, number>()
@@ -53,6 +54,15 @@ export class EntryStore {
   private readonly fileIndex = new Map<string, number>()
   private readonly patterns = new Map<number, string>()
   private readonly sigmas = new Map<number, SigmaRef>()
+
+  /** Sized for `entries` entries and `bytes` bytes of names; it grows past that by doubling. */
+  constructor(entries = 256, bytes = entries * 24) {
+    this.cap = Math.max(16, entries)
+    this.rec = new Int32Array(this.cap * REC)
+    this.files = new Int32Array(this.cap)
+    this.lines = new Int32Array(this.cap)
+    this.blob = Buffer.alloc(Math.max(256, bytes))
+  }
 
   get length(): number { return this.count }
 
@@ -63,7 +73,17 @@ export class EntryStore {
     return id
   }
 
+  private lastFile: string | undefined
+  private lastFileId = 0
+
   private fileId(file: string): number {
+    if (file === this.lastFile) return this.lastFileId
+    this.lastFile = file
+    this.lastFileId = this.internFile(file)
+    return this.lastFileId
+  }
+
+  private internFile(file: string): number {
     let id = this.fileIndex.get(file)
     if (id === undefined) { id = this.fileNames.length; this.fileNames.push(file); this.fileIndex.set(file, id) }
     return id
@@ -84,12 +104,19 @@ export class EntryStore {
   push(listId: number, name: string, kind: MatchKind, allow: boolean, pattern: string,
     file: string, line: number, sigma: SigmaRef | undefined, obj: Entry | undefined): number {
     const i = this.count++
-    this.rec = grow(this.rec, (i + 1) * REC, n => new Int32Array(n))
-    this.files = grow(this.files, i + 1, n => new Int32Array(n))
-    this.lines = grow(this.lines, i + 1, n => new Int32Array(n))
-    this.blob = grow(this.blob, this.blobUsed + name.length, n => Buffer.alloc(n))
+    if (i === this.cap) {
+      this.cap *= 2
+      this.rec = growInts(this.rec, this.cap * REC)
+      this.files = growInts(this.files, this.cap)
+      this.lines = growInts(this.lines, this.cap)
+    }
     const off = this.blobUsed
-    for (let j = 0; j < name.length; j++) this.blob[off + j] = name.charCodeAt(j)
+    if (off + name.length > this.blob.length) {
+      const b = Buffer.alloc(Math.max(off + name.length, this.blob.length * 2))
+      this.blob.copy(b)
+      this.blob = b
+    }
+    this.blob.write(name, off, 'latin1')
     this.blobUsed += name.length
     const style = styleOf(pattern, name)
     if (style === OTHER) this.patterns.set(i, pattern)

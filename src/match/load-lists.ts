@@ -27,20 +27,42 @@ export interface LoadedLists {
 /**
  * Load every configured list into one matcher: each list's files, then its extra (remote) texts.
  * Lines that cannot be read as an entry are warnings and the rest loads; an unreadable file is an
- * AppError 'LIST_LOAD' naming every such file (details), thrown after all lists were tried.
+ * AppError 'LIST_LOAD' naming every such file (details). All files are read first, so nothing is
+ * parsed when one is unreadable, and the matcher is sized once for the lines it will hold.
  */
 export function loadLists(lists: Readonly<Record<string, ListConfig>>, opts: LoadListsOptions = {}): LoadedLists {
   const readFile = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'))
-  const trie = new SuffixTrie()
+  const errors: string[] = []
+  const texts = new Map<string, { source: string; text: string }[]>()
+  let lines = 0
+  let bytes = 0
+  for (const [list, cfg] of Object.entries(lists)) {
+    const mine: { source: string; text: string }[] = []
+    for (const file of cfg.files) {
+      try {
+        mine.push({ source: file, text: readFile(file) })
+      } catch (err) {
+        errors.push(`list ${list}: cannot read ${file} (${(err as Error).message}); `
+          + `lists.${list}.files must name readable list files (paths are relative to the config file)`)
+      }
+    }
+    mine.push(...opts.extraTexts?.[list] ?? [])
+    for (const { text } of mine) {
+      bytes += text.length
+      for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines++
+    }
+    texts.set(list, mine)
+  }
+  if (errors.length > 0) {
+    throw new AppError('LIST_LOAD', errors.length === 1 ? errors[0]! : `${errors.length} list files cannot be read: ${errors.join('; ')}`, errors)
+  }
+  const trie = new SuffixTrie(lines + 16, bytes)
   const infos: ListInfo[] = []
   const warnings: ListWarning[] = []
-  const errors: string[] = []
   for (const [list, cfg] of Object.entries(lists)) {
     let entries = 0
     let allows = 0
-    const sources: string[] = []
-    const feed = (source: string, text: string): void => {
-      sources.push(source)
+    for (const { source, text } of texts.get(list)!) {
       let problems = 0
       parseInto(text, formatOf(source), {
         entry(name, kind, allow, pattern, line, sigma) {
@@ -56,25 +78,10 @@ export function loadLists(lists: Readonly<Record<string, ListConfig>>, opts: Loa
         warnings.push({ source, message: `list ${list}: ${problems - MAX_WARNINGS_PER_SOURCE} more warnings in this source not shown` })
       }
     }
-    for (const file of cfg.files) {
-      let text: string
-      try {
-        text = readFile(file)
-      } catch (err) {
-        errors.push(`list ${list}: cannot read ${file} (${(err as Error).message}); `
-          + `lists.${list}.files must name readable list files (paths are relative to the config file)`)
-        continue
-      }
-      feed(file, text)
-    }
-    for (const extra of opts.extraTexts?.[list] ?? []) feed(extra.source, extra.text)
-    infos.push({ name: list, action: cfg.action, sources, entries, allows })
+    infos.push({ name: list, action: cfg.action, sources: texts.get(list)!.map(x => x.source), entries, allows })
   }
   for (const list of Object.keys(opts.extraTexts ?? {})) {
     if (!Object.hasOwn(lists, list)) warnings.push({ source: list, message: `remote texts for list ${list}, which is not configured, were ignored` })
-  }
-  if (errors.length > 0) {
-    throw new AppError('LIST_LOAD', errors.length === 1 ? errors[0]! : `${errors.length} list files cannot be read: ${errors.join('; ')}`, errors)
   }
   return { matcher: trie, infos, warnings }
 }

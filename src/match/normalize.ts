@@ -40,14 +40,18 @@ export function normalizeName(raw: string): Normalized {
     const lower = name.toLowerCase()
     let ascii = true
     for (let i = 0; i < lower.length; i++) {
-      if (!plain(lower.charCodeAt(i))) { ascii = false; break }
+      const c = lower.charCodeAt(i)
+      if (plain(c)) continue
+      // IDNA would cut the name at / ? # \ and drop other ASCII: refuse it here instead
+      if (c < 0x80) return { ok: false, reason: `character "${lower[i]}" not allowed in a host name` }
+      ascii = false
     }
     if (ascii) name = lower
     else {
-      const idn = domainToASCII(lower)
-      if (idn === '') return { ok: false, reason: 'not a valid host name (IDNA conversion failed)' }
-      name = idn.charCodeAt(idn.length - 1) === 46 ? idn.slice(0, -1) : idn
+      name = domainToASCII(lower)
+      if (name === '') return { ok: false, reason: 'not a valid host name (IDNA conversion failed)' }
       for (let i = 0; i < name.length; i++) {
+        // a compatibility character can map to ASCII punctuation (e.g. fullwidth ／ to /)
         if (!plain(name.charCodeAt(i))) return { ok: false, reason: `character "${name[i]}" not allowed in a host name` }
       }
     }

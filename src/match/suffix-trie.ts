@@ -25,9 +25,16 @@ export function hashName(name: string): number {
   return h
 }
 
-function isAscii(name: string): boolean {
-  for (let i = 0; i < name.length; i++) if (name.charCodeAt(i) > 127) return false
-  return true
+/** hashName in the same pass as an ASCII check: undefined for a name with a non-ASCII character. */
+function hashAscii(name: string): number | undefined {
+  let h = SEED
+  let or = 0
+  for (let i = name.length - 1; i >= 0; i--) {
+    const c = name.charCodeAt(i)
+    or |= c
+    h = Math.imul(h ^ c, PRIME)
+  }
+  return or > 127 ? undefined : h
 }
 
 /**
@@ -43,7 +50,7 @@ function isAscii(name: string): boolean {
  * chained through the entry records (EntryStore).
  */
 export class SuffixTrie implements Matcher {
-  private readonly store = new EntryStore()
+  private readonly store: EntryStore
   private table = new Int32Array(2048)  // per slot: [hash, first entry + 1]; 0 = empty slot
   private mask = 1023
   private filter = new Int32Array(128)  // 4 bits per slot
@@ -53,6 +60,18 @@ export class SuffixTrie implements Matcher {
   private st = new Int32Array(128)     // per lookup: where that suffix starts
   private tmp: Entry[] = new Array<Entry>(16)   // per lookup: matches found so far
   private readonly results: Entry[][] = []      // the array returned for n matches, reused
+
+  /**
+   * `expected`: about how many entries will be added, and `nameBytes` their total name length
+   * (both only size the first allocation; it grows past them). Sizing up front keeps a big load
+   * from leaving freed, doubled arrays behind in the process's memory.
+   */
+  constructor(expected = 256, nameBytes = expected * 24) {
+    this.store = new EntryStore(expected, nameBytes)
+    let cap = 1024
+    while (cap < expected * 2) cap *= 2
+    if (cap > 1024) this.rehash(cap)
+  }
 
   /** Number of entries (duplicates are not counted twice). */
   get size(): number { return this.store.length }
@@ -70,9 +89,9 @@ export class SuffixTrie implements Matcher {
    */
   insert(list: string, name: string, kind: MatchKind, allow: boolean, pattern: string,
     file: string, line: number, sigma?: SigmaRef, obj?: Entry): boolean {
-    if (name.length === 0 || !isAscii(name)) return false
+    const h = hashAscii(name)
+    if (h === undefined || name.length === 0) return false
     const listId = this.store.listId(list)
-    const h = hashName(name)
     if ((this.used + 1) * 2 > this.mask + 1) this.rehash((this.mask + 1) * 2)
     const t = this.table
     let s = slotOf(h, this.mask)

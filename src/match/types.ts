@@ -19,7 +19,7 @@ export interface Entry {
   readonly sigma?: SigmaRef
 }
 
-/** A problem found while loading a list: the entry it concerns is not in the matcher. */
+/** A problem found while loading a list: an entry not loaded, or loaded narrower than written. */
 export interface ListWarning {
   readonly source: string          // file:line
   readonly message: string

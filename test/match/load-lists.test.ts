@@ -7,7 +7,7 @@ import type { ListConfig } from '../../src/snapshot-types.js'
 import type { Action } from '../../src/policy/types.js'
 
 const SIGMA = fileURLToPath(new URL('../../../shared/fixtures/sigma/', import.meta.url))
-const list = (files: string[], action: Action = 'block', urls: string[] = []): ListConfig => ({ files, urls, refresh: 86_400_000, action })
+const list = (files: string[], action: Action = 'block', urls: string[] = []): ListConfig => ({ files, urls, refresh: 86_400_000, maxBytes: 1 << 20, action })
 
 t.test('loads every list into one matcher, with infos and warnings', async t => {
   const dir = t.testdir({

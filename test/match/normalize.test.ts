@@ -51,10 +51,22 @@ t.test('characters a host name cannot have', async t => {
     t.equal(r.ok, false, bad)
   }
   t.match(normalizeName('Ngrok*.io'), { ok: false, reason: 'character "*" not allowed in a host name' })
-  t.match(normalizeName('ngrok.io:443'), { ok: false, reason: /IDNA conversion failed/ })
+  t.match(normalizeName('ngrok.io:443'), { ok: false, reason: 'character ":" not allowed in a host name' })
   t.match(normalizeName('a%.io'), { ok: false, reason: /not allowed|IDNA/ })
 })
 
 t.test('an IDNA conversion that fails is refused with the reason', async t => {
   t.match(normalizeName('xn--a.ä'), { ok: false, reason: /IDNA conversion failed/ })
+})
+
+t.test('ASCII that IDNA would cut or keep is refused, not silently dropped (no bypass)', async t => {
+  for (const n of ['evil/x.ngrok.io', 'a?b.ngrok.io', 'x#.ngrok.io', 'a\\b.ngrok.io', 'a b.com', 'ä!b.ngrok.io']) {
+    const r = normalizeName(n)
+    t.equal(r.ok, false, `${n} refused`)
+    t.match(!r.ok && r.reason, /not allowed in a host name/)
+  }
+  t.match(normalizeName('a！b.ngrok.io'), { ok: false, reason: 'character "!" not allowed in a host name' }, 'fullwidth ! maps to ASCII !')
+  t.match(normalizeName('a／b.ngrok.io'), { ok: false }, 'fullwidth / does not become a path')
+  t.match(normalizeName('ä..'), { ok: false, reason: 'empty label' }, 'only one trailing dot is dropped')
+  t.same(normalizeName('Bücher.Example.'), { ok: true, name: 'xn--bcher-kva.example' })
 })

@@ -89,6 +89,7 @@ t.test('odd files: invalid YAML, not a rule, no detection, no condition, unused 
   t.match(yml('- a\n- b\n').warnings, [{ source: 'r.yml:1', message: /not a Sigma rule/ }])
   t.match(yml('').warnings, [{ source: 'r.yml:1', message: /empty file: not a Sigma rule/ }])
   t.match(yml('# only a comment\n').warnings, [{ source: 'r.yml:1', message: /not a Sigma rule/ }])
+  t.match(yml('---\n').warnings, [{ source: 'r.yml:1', message: /not a Sigma rule: expected a mapping/ }])
   t.match(yml('title: x\nid: 1\n').warnings, [{ message: /Sigma rule 1: no detection section/ }])
   const noCond = yml('id: r2\ndetection:\n  sel:\n    QueryName: a.example\n')
   t.same(noCond.entries.map(e => e.name), ['a.example'])
@@ -113,6 +114,7 @@ t.test('selection shapes: lists of maps, keyword lists, null and non-text values
     '  sel_nested:',
     '    query:',
     '      - {a: b}',
+    '  sel_flow: {query}',
     '  condition: 1 of sel_* or keywords',
     'timeframe: 1h',
     '---',
@@ -120,11 +122,13 @@ t.test('selection shapes: lists of maps, keyword lists, null and non-text values
     '  ? [odd, key]', '  : x', '  condition: [sel, "not other"]',
   ].join('\n'))
   t.same(r.entries.map(e => `${e.kind}:${e.name}:${e.sigma!.id}:${e.source}`),
-    ['subdomains:one.example:r4:r.yml:6', 'exact:two.example:r4:r.yml:7', 'domain:three.example:r5:r.yml:25'])
+    ['subdomains:one.example:r4:r.yml:6', 'exact:two.example:r4:r.yml:7', 'domain:three.example:r5:r.yml:26'])
   t.same(r.entries[2]!.sigma, { id: 'r5', title: '', author: 'B' })
   t.match(r.warnings, [
     { source: 'r.yml:11', message: /query: 'null' not converted: null is not a host name/ },
     { source: 'r.yml:13', message: /query: '42' not converted: number is not a host name/ },
     { source: 'r.yml:16', message: /not converted: object is not a host name/ },
+    { source: 'r.yml:17', message: /query: 'null' not converted: null is not a host name/ },
   ])
+  t.notOk(r.warnings.some(w => /condition/.test(w.message)), 'a list of conditions is read')
 })

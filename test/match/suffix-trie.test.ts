@@ -132,6 +132,8 @@ t.test('names whose hashes collide are told apart', async t => {
   t.same(names(trie.lookup(`x.${a}`)), [`domain:${a}`])
   t.same(trie.lookup(`x.${b}`), [])
   t.equal(trie.add(entry(b, 'exact')), false, 'a duplicate is found past a colliding name')
+  const sameKind = trieOf(entry(a), entry(b))
+  t.equal(sameKind.add(entry(b)), false, 'a duplicate is found past a colliding name of another length')
   const [c, d] = ['d0py8ih9.example', 'd10eecj7.example']  // same hash, same length
   t.equal(hashName(c), hashName(d))
   const same = trieOf(entry(c), entry(d))

@@ -9,6 +9,12 @@ const LOCAL_NAMES = new Set([
 
 /** Is the first token of a line an address (the start of a hosts-file line)? `fe80::1%lo0` counts. */
 export function isHostsAddress(token: string): boolean {
+  if (!token.includes(':')) {
+    for (let i = 0; i < token.length; i++) {
+      const c = token.charCodeAt(i)
+      if (c !== 46 && (c < 48 || c > 57)) return false   // an IPv4 address is digits and dots
+    }
+  }
   const pct = token.indexOf('%')
   return isIP(pct < 0 ? token : token.slice(0, pct)) !== 0
 }

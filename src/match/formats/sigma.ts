@@ -10,7 +10,7 @@ const HOST_FIELDS = new Set(['destinationhostname', 'queryname', 'query'])
 interface Rule {
   readonly ref: SigmaRef
   readonly sink: EntrySink
-  readonly lineOf: (node: Node | null | undefined) => number
+  readonly lineOf: (node: Node) => number
 }
 
 /** A mapping key as text (a complex key such as `? [a, b]` reads as its YAML text). */
@@ -32,7 +32,8 @@ function text(map: YAMLMap, key: string): string {
 export function parseSigma(src: string, sink: EntrySink): void {
   const lineCounter = new LineCounter()
   const docs = parseAllDocuments(src, { lineCounter })
-  const lineOf = (node: Node | null | undefined): number => (node?.range ? lineCounter.linePos(node.range[0]).line : 1)
+  // parsed nodes always have a range; a parsed document always has contents (empty: a null scalar)
+  const lineOf = (node: Node): number => lineCounter.linePos(node.range![0]).line
   if (docs.length === 0) sink.warn(1, 'empty file: not a Sigma rule')
   for (const doc of docs) {
     if (doc.errors.length > 0) {
@@ -43,7 +44,7 @@ export function parseSigma(src: string, sink: EntrySink): void {
     }
     const root = doc.contents
     if (!isMap(root)) {
-      sink.warn(lineOf(root), 'not a Sigma rule: expected a mapping with title, id, author and detection')
+      sink.warn(lineOf(root as Node), 'not a Sigma rule: expected a mapping with title, id, author and detection')
       continue
     }
     const ref: SigmaRef = Object.freeze({ id: text(root, 'id'), title: text(root, 'title'), author: text(root, 'author') })
@@ -63,8 +64,9 @@ function parseDetection(det: YAMLMap, rule: Rule): void {
     const k = keyOf(p)
     if (k !== 'condition' && k !== 'timeframe') names.push(k)
   }
-  const cond = det.get('condition')
-  const conds = (Array.isArray(cond) ? cond : [cond]).filter((c): c is string => typeof c === 'string')
+  const cond = det.get('condition', true)
+  const conds = (isSeq(cond) ? cond.items : [cond]).map(c => (isScalar(c) ? c.value : null))
+    .filter((c): c is string => typeof c === 'string')
   let polarity: Polarity
   try {
     if (conds.length === 0) throw new Error('no condition')
