@@ -32,12 +32,13 @@ node "$HERE/load.mjs" soak --proxy "$(proxy_addr "$T")" --target $H:$APP_PORT --
 alive=yes; kill -0 "$PID" 2>/dev/null || alive=no
 stop_proxy "$T"
 # verdict: samples from t >= WARMUP s (after warm-up and the 2-s ramp), RSS growth and slope
-awk -v max="$MAX_GROWTH_MIB" -v alive="$alive" -v w="$WARMUP" '
+awk -v max="$MAX_GROWTH_MIB" -v alive="$alive" -v w="$WARMUP" -v half="$(( (WARMUP + SOAK_DUR) / 2 ))" '
   /^t_s=/ { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
             t = v["t_s"] + 0; r = v["rss_MiB"] + 0; errs = v["errors"]; drops = v["drops"]; open = v["open"]
-            if (t >= w) { n++; sx += t; sy += r; sxx += t*t; sxy += t*r; if (n == 1) r0 = r; r1 = r; if (r > hi) hi = r; if (lo == "" || r < lo) lo = r } }
+            if (t >= w) { n++; sx += t; sy += r; sxx += t*t; sxy += t*r; if (n == 1) r0 = r; r1 = r; if (r > hi) hi = r; if (lo == "" || r < lo) lo = r
+              if (t >= half && h0 == "") h0 = r } }
   END { slope = (n > 1) ? (n*sxy - sx*sy) / (n*sxx - sx*sx) * 60 : 0
         growth = r1 - r0
         ok = (n > 1 && growth <= max && alive == "yes" && drops == 0) ? "flat" : "NOT FLAT or unhealthy"
-        printf "# verdict: %s  rss_at_%ss=%.1f rss_end=%.1f growth_MiB=%.1f min=%.1f max=%.1f slope_MiB_per_min=%.2f open_at_end=%s errors=%s drops=%s proxy_alive=%s (limit %s MiB)\n", ok, w, r0, r1, growth, lo, hi, slope, open, errs, drops, alive, max }' "$OUT" | tee -a "$OUT"
+        printf "# verdict: %s  rss_at_%ss=%.1f rss_end=%.1f growth_MiB=%.1f min=%.1f max=%.1f slope_MiB_per_min=%.2f growth_2nd_half_MiB=%.1f open_at_end=%s errors=%s drops=%s proxy_alive=%s (limit %s MiB)\n", ok, w, r0, r1, growth, lo, hi, slope, r1 - h0, open, errs, drops, alive, max }' "$OUT" | tee -a "$OUT"
 say "raw: $OUT"
