@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs'
-import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { inspect, parseArgs, type ParseArgsConfig } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { AppError } from './errors.js'
 import { loadConfig } from './config/load.js'
@@ -17,6 +17,8 @@ export interface Io {
   readonly stdin: NodeJS.ReadableStream
   /** resolv.conf to read default upstreams from (tests point it at a file of their own). */
   readonly resolvConf?: string
+  /** Where `serve` writes its log lines; default: the process's stdout, written asynchronously. */
+  readonly serveLog?: NodeJS.WritableStream
 }
 
 const USAGE = `usage: tunnelguard <command> [options]
@@ -110,9 +112,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
           dns: v.dns as string[] | undefined, proxy: v.proxy as string[] | undefined,
           admin: v.admin as string | undefined, upstreams: v.upstream as string[] | undefined,
         }
-        // the process's own stdout gets pino's asynchronous writer; anything else (tests) is written to as given
-        const stdout = io.stdout === process.stdout ? undefined : io.stdout
-        const running = await serve({ configPath: v.config as string | undefined, overrides, stdout, resolvConf: io.resolvConf })
+        const running = await serve({ configPath: v.config as string | undefined, overrides, stdout: io.serveLog, resolvConf: io.resolvConf })
         await running.done
         return 0
       }
@@ -123,7 +123,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       for (const d of e.details) io.stderr.write(`  ${d}\n`)
       return e.code === 'USAGE' || e.code === 'CONFIG_INVALID' ? 2 : 1
     }
-    io.stderr.write(`tunnelguard: ${(e as Error).stack ?? String(e)}\n`)
+    io.stderr.write(`tunnelguard: ${inspect(e)}\n`)
     return 1
   }
 }

@@ -83,7 +83,7 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     if (prev?.lastModified) headers['if-modified-since'] = prev.lastModified
     try {
       const res = await doFetch(url, { headers, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000), redirect: 'follow' })
-      if (res.status === 304) { await res.body?.cancel(); return false }
+      if (res.status === 304) { await res.arrayBuffer(); return false }
       if (res.status !== 200) {
         await res.body?.cancel()
         o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url, status: res.status, have_copy: prev !== undefined })

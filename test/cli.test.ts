@@ -7,14 +7,14 @@ import { main } from '../src/cli.js'
 const SIGMA = new URL('../../shared/fixtures/sigma/net_connection_lnx_ngrok_tunnel.yml', import.meta.url).pathname
 
 /** Run the CLI in-process; capture stdout, stderr and the exit code. */
-async function run(argv: string[], stdin = '') {
+async function run(argv: string[], stdin = '', serveLog?: NodeJS.WritableStream) {
   const out = new PassThrough()
   const err = new PassThrough()
   let o = ''
   let e = ''
   out.on('data', d => { o += d })
   err.on('data', d => { e += d })
-  const code = await main(argv, { stdout: out, stderr: err, stdin: Readable.from([stdin]), resolvConf: '/nonexistent' })
+  const code = await main(argv, { stdout: out, stderr: err, stdin: Readable.from([stdin]), resolvConf: '/nonexistent', serveLog })
   return { code, out: o, err: e }
 }
 
@@ -113,4 +113,48 @@ t.test('usage errors exit 2 with one line saying what is wrong', async t => {
   t.equal(none.code, 2)
   t.match(none.out, /^usage: tunnelguard/)
   t.equal((await run(['--help'])).code, 0)
+})
+
+const LINE = (ip: string, name: string) => JSON.stringify({
+  '@timestamp': '2026-11-22T04:00:00.000Z', 'log.level': 'warn', message: 'dns.query',
+  event: { action: 'block', kind: 'alert' }, client: { ip, port: 5353 }, network: { transport: 'udp' },
+  dns: { question: { name, type: 'A' } }, rule: { name: 'ngrok.io', ruleset: 'ngrok' },
+  tunnelguard: { group: 'default', matched_on: 'qname' },
+}) + '\n'
+
+t.test('report reads stdin when no file or "-" is given, and files beside it', async t => {
+  const r = await run(['report', '--format', 'json'], LINE('10.1.1.1', 'a.ngrok.io'))
+  t.equal(r.code, 0)
+  t.match(r.out, /10\.1\.1\.1/)
+  const dir = t.testdir({ 'a.jsonl': LINE('10.2.2.2', 'b.ngrok.io') })
+  const both = await run(['report', join(dir, 'a.jsonl'), '-', '--format', 'csv'], LINE('10.1.1.1', 'a.ngrok.io'))
+  t.match(both.out, /10\.1\.1\.1/)
+  t.match(both.out, /10\.2\.2\.2/)
+  const onlyFile = await run(['report', join(dir, 'a.jsonl')], LINE('10.1.1.1', 'a.ngrok.io'))
+  t.notMatch(onlyFile.out, /10\.1\.1\.1/, 'stdin is not read when only files are named')
+})
+
+t.test('an unexpected error exits 1 with its stack, not a crash', async t => {
+  const { Writable } = await import('node:stream')
+  const broken = new Writable({ write(_c, _e, cb) { cb() } })
+  broken.write = () => { throw new Error('EPIPE: stdout went away') }
+  const err = new PassThrough()
+  let e = ''
+  err.on('data', d => { e += d })
+  const code = await main(['check', 'a.com'], { stdout: broken, stderr: err, stdin: Readable.from(['']), resolvConf: '/nonexistent' })
+  t.equal(code, 1)
+  t.match(e, /^tunnelguard: Error: EPIPE: stdout went away\n {4}at /, 'the stack, to report')
+})
+
+t.test('serve through main: listens, logs to the given stream, stops on SIGTERM', async t => {
+  const log = new PassThrough()
+  let text = ''
+  log.on('data', d => { text += d })
+  const done = run(['serve', '--dns', '127.0.0.1:0', '--proxy', '127.0.0.1:0', '--admin', '127.0.0.1:0'], '', log)
+  for (let i = 0; i < 200 && !text.includes('"message":"started"'); i++) await new Promise(r => setTimeout(r, 10))
+  t.match(text, /"message":"started"/)
+  process.emit('SIGTERM', 'SIGTERM')
+  const r = await done
+  t.equal(r.code, 0)
+  t.match(text, /"message":"stopped"/)
 })

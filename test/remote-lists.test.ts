@@ -103,3 +103,33 @@ t.test('an unwritable state dir is reported, the copy is still used in memory', 
   t.ok(ev.messages.some(m => /cannot keep the last good copy/.test(m.msg)))
   t.equal(rl.texts().remote![0]!.text, 'ngrok.io\n')
 })
+
+t.test('timers skip lists without urls and lists removed by a reload', async t => {
+  const srv = await listServer(t)
+  const ev = memoryEvidence()
+  const base = makeSnapshot().config
+  let c: Config = { ...configWith(base, t.testdir(), [`${srv.base}/list`]), lists: { ...configWith(base, '', [`${srv.base}/list`]).lists, local: { files: ['/x'], urls: [], refresh: 10, maxBytes: 1024, action: 'block' } } }
+  let changes = 0
+  const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => { changes++ } })
+  rl.start()
+  await new Promise(r => setTimeout(r, 120))
+  srv.set('ngrok.io\nngrok.dev\n', '"v9"')
+  await new Promise(r => setTimeout(r, 150))
+  t.ok(changes >= 2, `a refresh that finds new content calls onChange (${changes})`)
+  const n = srv.seen.length
+  t.ok(n >= 1, 'the list with urls is fetched')
+  c = { ...c, lists: {} }
+  await new Promise(r => setTimeout(r, 150))
+  rl.stop()
+  t.equal(srv.seen.length, n, 'a list removed by a reload is not fetched any more')
+})
+
+t.test('without state.dir the last good copy goes to the temp directory', async t => {
+  const srv = await listServer(t)
+  const base = makeSnapshot().config
+  const c: Config = { ...base, lists: { remote: { files: [], urls: [`${srv.base}/list?tmp=${process.pid}`], refresh: 1000, maxBytes: 1 << 20, action: 'block' } } }
+  const rl = createRemoteLists({ config: () => c, evidence: memoryEvidence(), onChange: () => {} })
+  await rl.refreshAll()
+  const { tmpdir } = await import('node:os')
+  t.ok(readdirSync(join(tmpdir(), 'tunnelguard-state')).length > 0)
+})

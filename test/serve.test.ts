@@ -9,6 +9,8 @@ import { loadConfig } from '../src/config/load.js'
 import { buildSnapshot } from '../src/snapshot.js'
 import { memoryEvidence } from './fixtures/evidence.js'
 import { dig } from './fixtures/dig.js'
+import { startUnbound } from './fixtures/unbound.js'
+import { connect } from 'node:net'
 
 function fetchText(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -135,4 +137,69 @@ t.test('reloader: a directory that cannot be watched is reported, SIGHUP still w
   rl.watch()
   rl.close()
   t.ok(ev.messages.some(m => /cannot watch directory; SIGHUP still reloads/.test(m.msg)))
+})
+
+t.test('serve: config-only listeners, list warnings logged, remote lists reload when fetched, alert delivery errors logged, SIGINT', async t => {
+  const { createServer } = await import('node:http')
+  const lst = createServer((_req, res) => { res.end('ngrok.app\n') })
+  await new Promise<void>(r => lst.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => { lst.close(() => r()); lst.closeAllConnections() }))
+  const lport = (lst.address() as { port: number }).port
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\nnot a name!\n' })
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, [
+    'dns: { listen: ["127.0.0.1:0"], upstreams: ["udp://127.0.0.1:9"] }',
+    'proxy: { listen: [] }',
+    'admin: { listen: null }',
+    'state: { dir: st }',
+    'lists:',
+    '  l: { files: [l.txt], action: block }',
+    `  r: { urls: ["http://127.0.0.1:${lport}/list.txt"], action: block }`,
+    'alerts: { webhook: { url: "http://127.0.0.1:9/hook", retries: 0, timeout: 500ms } }',
+    'reload: { watch: false }',
+  ].join('\n'))
+  const out = new PassThrough()
+  let log = ''
+  out.on('data', d => { log += d })
+  const before = process.listenerCount('SIGINT')
+  const r = await serve({ configPath: cfg, stdout: out })
+  t.match(log, /l\.txt:2","warning":"list l: invalid entry[^\n]*"message":"list warning"/, 'list warnings are logged at start')
+  for (let i = 0; i < 200 && r.snapshot().lists.find(l => l.name === 'r')!.entries === 0; i++) await new Promise(res => setTimeout(res, 20))
+  t.equal(r.snapshot().lists.find(l => l.name === 'r')!.entries, 1, 'the fetched remote list is in the snapshot')
+  t.match(log, /"reason":"remote list changed"/)
+  const udp = r.addresses.dns.find(a => a.transport === 'udp')!
+  t.equal((await dig(udp, 'x.ngrok.app')).status, 'NXDOMAIN', 'the remote entry blocks')
+  for (let i = 0; i < 200 && !/webhook/i.test(log.split('"message":"dns.query"')[1] ?? ''); i++) await new Promise(res => setTimeout(res, 20))
+  t.match(log, /"log\.level":"warn".*webhook/i, 'a failed alert delivery is logged, the answer was not held up')
+  process.emit('SIGINT', 'SIGINT')
+  await r.done
+  t.match(log, /"signal":"SIGINT"/)
+  t.equal(process.listenerCount('SIGINT'), before)
+})
+
+/** Send a CONNECT and return the proxy's status line. */
+function connectStatus(port: number, target: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1', () => sock.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`))
+    let buf = ''
+    sock.on('data', d => { buf += d; if (buf.includes('\r\n')) { sock.destroy(); resolve(buf.split('\r\n')[0]!) } })
+    sock.on('error', reject)
+    sock.setTimeout(5000, () => { sock.destroy(); reject(new Error('timeout')) })
+  })
+}
+
+t.test('serve: the proxy resolves names through tunnelguard\'s own upstreams and decides their CNAME chains', async t => {
+  const ub = await startUnbound(t)
+  const out = new PassThrough()
+  let log = ''
+  out.on('data', d => { log += d })
+  const r = await serve({ stdout: out, signals: false, watchFiles: false, resolvConf: '/nonexistent',
+    overrides: { dns: [], proxy: ['127.0.0.1:0'], admin: '127.0.0.1:0', upstreams: [ub.url] } })
+  t.teardown(() => r.stop())
+  const port = r.addresses.proxy[0]!.port
+  // c1.test → CNAME c2.test → CNAME x.ngrok.io (listed in the shipped ngrok list): refused before any dial
+  t.match(await connectStatus(port, 'c1.test:443'), /^HTTP\/1\.1 403/)
+  t.match(log, /"matched_on":"cname"/, 'decided on the CNAME chain the upstream returned')
+  // ns.test resolves to 127.0.0.1 through unbound: a loopback destination is refused
+  t.match(await connectStatus(port, 'ns.test:443'), /^HTTP\/1\.1 403/)
 })

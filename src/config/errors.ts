@@ -3,17 +3,16 @@ import { configSchema } from './schema.js'
 
 type Path = readonly PropertyKey[]
 
+type Def = Record<string, unknown>
+const defOf = (x: unknown): Def => (x as { _zod: { def: Def } })._zod.def
+
 /** Walk the schema to the object at `path` and return its keys (for "valid keys are …"). */
 export function keysAt(path: Path): string[] | undefined {
   let s: unknown = configSchema
   const unwrap = (x: unknown): unknown => {
-    for (;;) {
-      const def = (x as { _zod?: { def?: Record<string, unknown> } })._zod?.def
-      if (!def) return x
-      if (def.innerType) x = def.innerType
-      else if (def.type === 'pipe') x = def.in
-      else return x
-    }
+    // defaults, optionals and nullables wrap an innerType; a transform is a pipe from `in`
+    for (let d = defOf(x); d.innerType !== undefined || d.type === 'pipe'; d = defOf(x)) x = d.innerType ?? d.in
+    return x
   }
   for (const key of path) {
     s = unwrap(s)
@@ -43,10 +42,9 @@ export function problemsFromIssues(issues: readonly z.core.$ZodIssue[]): ConfigP
   const out: ConfigProblem[] = []
   for (const i of issues) {
     if (i.code === 'unrecognized_keys') {
-      const valid = keysAt(i.path)
-      for (const k of i.keys) {
-        out.push({ path: [...i.path, k], message: `unknown key "${k}"` + (valid ? `; valid keys here: ${valid.join(', ')}` : '') })
-      }
+      // zod reports unknown keys only on objects, so keysAt names that object's keys
+      const valid = keysAt(i.path)!
+      for (const k of i.keys) out.push({ path: [...i.path, k], message: `unknown key "${k}"; valid keys here: ${valid.join(', ')}` })
     } else if (i.code === 'invalid_value' && 'values' in i) {
       out.push({ path: i.path, message: `invalid value; expected one of ${i.values.map(v => JSON.stringify(v)).join(', ')}` })
     } else {

@@ -33,13 +33,13 @@ function crossChecks(c: ParsedConfig): ConfigProblem[] {
 export function parseConfigText(text: string, source: string, opts: { resolvConf?: string } = {}): Config {
   const lc = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
+  // the line of the nearest node on the path that is in the document (a missing key: its parent)
   const lineOf = (path: readonly PropertyKey[]): string => {
-    for (let p = path; ; p = p.slice(0, -1)) {
-      const node = p.length === 0 ? doc.contents : doc.getIn(p as unknown[], true)
-      const start = isNode(node) ? node.range?.[0] : undefined
-      if (start !== undefined) return `${source}:${lc.linePos(start).line}`
-      if (p.length === 0) return source
-    }
+    let p = path
+    while (p.length > 1 && !isNode(doc.getIn(p as unknown[], true))) p = p.slice(0, -1)
+    const node = doc.getIn(p as unknown[], true)
+    /* c8 ignore next - every problem's first key is in the document (schema defaults raise none) */
+    return isNode(node) ? `${source}:${lc.linePos(node.range![0]).line}` : source
   }
   if (doc.errors.length > 0) {
     const details = doc.errors.map(e => `${source}:${lc.linePos(e.pos[0]).line}: YAML: ${e.message.split('\n')[0]}`)

@@ -130,7 +130,6 @@ export function splitHostPort(s: string): { host: string; port: number } | undef
   if (!m) return undefined
   const port = Number(m[3])
   if (port > 65535) return undefined
-  const host = (m[1] ?? m[2])!
-  if (m[1] !== undefined && isIP(host) !== 6) return undefined
-  return { host, port }
+  if (m[1] !== undefined) return isIP(m[1]) === 6 ? { host: m[1], port } : undefined
+  return { host: m[2]!, port }
 }

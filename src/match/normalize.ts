@@ -31,7 +31,7 @@ function checkLengths(name: string): string | undefined {
  */
 export function normalizeName(raw: string): Normalized {
   let name = raw.charCodeAt(raw.length - 1) === 46 ? raw.slice(0, -1) : raw
-  if (name.length === 0) return raw.length <= 1 ? { ok: true, name: '' } : { ok: false, reason: 'empty label' }
+  if (name.length === 0) return { ok: true, name: '' }          // the root: "." or 
   let fast = true
   for (let i = 0; i < name.length; i++) {
     if (!plain(name.charCodeAt(i))) { fast = false; break }

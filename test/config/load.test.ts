@@ -35,7 +35,7 @@ t.test('the built-in config: DESIGN defaults, resolv.conf upstreams, shipped lis
 
 t.test('a valid file: relative list paths resolve from the config file, durations in ms', async t => {
   const dir = t.testdir({
-    'tg.yaml': `dns:\n  upstreams: ["udp://127.0.0.1:5399", "tcp://[::1]:53"]\n  timeout: 500ms\n  cache: { maxTtl: 1h }\nlists:\n  mine: { files: [lists/a.txt], action: alert }\ngroups:\n  - { name: devops, clients: [10.20.0.0/16], actions: { mine: off } }\n`,
+    'tg.yaml': `state: { dir: st }\ndns:\n  upstreams: ["udp://127.0.0.1:5399", "tcp://[::1]:53"]\n  timeout: 500ms\n  cache: { maxTtl: 1h }\nlists:\n  mine: { files: [lists/a.txt], action: alert }\ngroups:\n  - { name: devops, clients: [10.20.0.0/16], actions: { mine: off } }\n`,
   })
   const c = loadConfig(join(dir, 'tg.yaml'))
   t.equal(c.dns.timeout, 500)
@@ -44,6 +44,7 @@ t.test('a valid file: relative list paths resolve from the config file, duration
   t.same(Object.keys(c.lists), ['mine'], 'a config that names lists replaces the shipped ones')
   t.equal(c.groups[0]!.actions.mine, 'off')
   t.same(c.dns.upstreams, ['udp://127.0.0.1:5399', 'tcp://[::1]:53'])
+  t.equal(c.state.dir, join(dir, 'st'), 'state.dir resolves from the config file')
 })
 
 t.test('five different mistakes: all listed with path and line, nothing starts', async t => {
@@ -79,6 +80,8 @@ t.test('cross-section mistakes are reported once the shape is right', async t =>
   t.ok(details.some(d => /c\.yaml:6: groups\[1\]\.name: duplicate group name "g"/.test(d)))
   t.ok(details.some(d => /c\.yaml:3: lists\.b: a list needs at least one entry in files or urls/.test(d)))
   t.ok(details.some(d => /dns\.cache\.minTtl: minTtl is larger than maxTtl/.test(d)))
+  const missing = errorsOf(() => parseConfigText('groups:\n  - name: g\n', 'm.yaml'))
+  t.match(missing.details[0], /^m\.yaml:2: groups\[0\]\.clients: /, 'a missing key is reported at its parent')
   const shipped = errorsOf(() => parseConfigText('groups:\n  - { name: g, clients: [::1], actions: { nope: off } }\n', 'd.yaml'))
   t.match(shipped.details[0], /configured lists: ngrok, tunnels/)
 })
@@ -116,6 +119,8 @@ t.test('helpers: durations, host:port, upstream URLs, schema paths', async t => 
   t.ok(keysAt(['groups', 0])!.includes('actions'))
   t.ok(keysAt(['lists', 'x'])!.includes('files'))
   t.equal(keysAt(['dns', 'listen']), undefined)
+  t.equal(keysAt(['dns', 'timeout']), undefined, 'through a transform (pipe) to a non-object')
+  t.equal(splitHostPort('[1.2.3.4]:53'), undefined, 'brackets only for IPv6')
   t.equal(keysAt(['dns', 'nope']), undefined)
   t.equal(keysAt(['dns', 'listen', 0, 'x']), undefined)
   t.equal(formatPath([]), '(top level)')
