@@ -53,3 +53,8 @@ t.test('timestamps: memoized per second, checked like Date.parse', async t => {
   t.equal(at('2026-11-21T10:00:02. 12Z'), 'malformed')
   t.equal(at('2026-11-21T10:00:02.1x2Z'), 'malformed')
 })
+
+t.test('an action this version does not know is kept as written', async t => {
+  const line = JSON.stringify({ '@timestamp': '2026-11-22T00:00:00.000Z', message: 'dns.query', event: { action: 'quarantine' }, client: { ip: '10.9.9.9' }, dns: { question: { name: 'q.ngrok.io' } } })
+  t.match(parseLine(line), { action: 'quarantine', ip: '10.9.9.9', name: 'q.ngrok.io' })
+})
