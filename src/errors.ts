@@ -6,10 +6,6 @@ export type ErrorCode =
   | 'NAME_INVALID'
   | 'UPSTREAM_TIMEOUT'
   | 'UPSTREAM_FAILED'
-  | 'FORMERR'
-  | 'ACCESS_DENIED'
-  | 'PROXY_BAD_REQUEST'
-  | 'PROXY_PARENT'
 
 export class AppError extends Error {
   readonly code: ErrorCode
