@@ -70,7 +70,7 @@ export function loadConfig(path: string | undefined, opts: { resolvConf?: string
   try {
     text = readFileSync(path, 'utf8')
   } catch (e) {
-    throw new AppError('CONFIG_INVALID', `${path}: cannot read config: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
+    throw new AppError('CONFIG_INVALID', `${path}: cannot read config: ${(e as Error).message}`)
   }
   return parseConfigText(text, path, opts)
 }
