@@ -140,4 +140,4 @@ if (isEntry()) {
   main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin })
     .then(code => { process.exitCode = code })
 }
-/* c8 ignore stop */
+/* c8 ignore stop - end of the bin wrapper */

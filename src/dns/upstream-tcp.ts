@@ -44,7 +44,7 @@ export class TcpTransport {
   send(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
     if (this.closed) return false
     const conn = this.conn ?? (this.conn = this.open())   // unset by 'close'; a query racing a dying socket fails over
-    /* c8 ignore next - 65,536 queries pending on one connection; PendingTable's own test covers the refusal */
+    /* c8 ignore next - all 65,536 IDs pending on one connection; PendingTable's own test covers the refusal */
     if (!conn.table.add(query, qEnd, timeoutMs, cb)) return false
     conn.socket.write(frame(query))
     return true

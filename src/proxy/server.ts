@@ -77,7 +77,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     evidence.error('proxy.internal', { 'error.message': (e as Error).message, 'client.ip': conn.client.ip })
     conn.socket.destroy()
   }
-  /* c8 ignore stop */
+  /* c8 ignore stop - end of the defensive handler */
   http.on('request', (req: IncomingMessage, res) => {
     const conn = conns.get(req.socket as Socket)!
     handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))

@@ -18,7 +18,7 @@ export function dial(host: string, port: number, timeoutMs: number, track: (s: S
     track(s)
     /* c8 ignore start - a safety net for the moment between 'connect' and the owner's own listener */
     s.on('error', () => { /* reported through 'close' by whoever owns the socket */ })
-    /* c8 ignore stop */
+    /* c8 ignore stop - end of the safety net */
     const fail = (e: UpstreamError) => {
       clearTimeout(timer)
       s.destroy()

@@ -59,9 +59,9 @@ const forward = (pool: UpstreamPool, name = 'a.test', timeout = 1000): Promise<{
   const { buf, qEnd } = query(name)
   return new Promise(resolve => pool.forward(buf, qEnd, timeout, (err, r, upstream) => resolve({ err, reply: r, upstream })))
 }
-const clock = (): { now: () => number; skip: (ms: number) => void } => {
+const clock = (): { now: () => number; advance: (ms: number) => void } => {
   let offset = 0
-  return { now: () => Date.now() + offset, skip: ms => { offset += ms } }
+  return { now: () => Date.now() + offset, advance: ms => { offset += ms } }
 }
 
 t.test('parseUpstream', async t => {
@@ -130,7 +130,7 @@ t.test('timeout → error within the budget; failover; health', async t => {
   const before = flaky.seen.length
   await forward(pool, 'a.test', 800)
   t.equal(flaky.seen.length, before, 'a down upstream is skipped')
-  c.skip(2_500)
+  c.advance(2_500)
   alive = true
   const back = await forward(pool, 'a.test', 800)
   t.equal(back.upstream, flakyUrl, 'tried again after its backoff')
@@ -139,7 +139,7 @@ t.test('timeout → error within the budget; failover; health', async t => {
   // all down: the least recently failed is still tried
   alive = false
   for (let i = 0; i < 3; i++) await forward(pool, 'a.test', 100)
-  for (let i = 0; i < 2; i++) c.skip(2_500), await forward(pool, 'a.test', 100)
+  for (let i = 0; i < 2; i++) c.advance(2_500), await forward(pool, 'a.test', 100)
   t.ok(ev2.messages.filter(m => m.msg === 'dns upstream down').length >= 2)
 })
 

@@ -9,7 +9,7 @@ import { makeSnapshot } from '../fixtures/snapshot.js'
 import { freePort, startUnbound, type Unbound } from '../fixtures/unbound.js'
 import { dig, kdig } from '../fixtures/dig.js'
 
-interface Stack { ub: Unbound; dns: DnsService; ev: MemoryEvidence; v4: { address: string; port: number }; v6: { address: string; port: number }; clock: { skip(s: number): void } }
+interface Stack { ub: Unbound; dns: DnsService; ev: MemoryEvidence; v4: { address: string; port: number }; v6: { address: string; port: number }; clock: { advance(s: number): void } }
 
 async function stack(t: Test, dnsConfig: (ub: Unbound) => NonNullable<ConfigInput['dns']> = ub => ({ upstreams: [ub.url] })): Promise<Stack> {
   const ub = await startUnbound(t)
@@ -19,7 +19,7 @@ async function stack(t: Test, dnsConfig: (ub: Unbound) => NonNullable<ConfigInpu
   const clock = (): bigint => process.hrtime.bigint() + offset
   const dns = await startDns({ listen: ['127.0.0.1:0', '[::1]:0'], getSnapshot: () => snap, evidence: ev, clock })
   t.teardown(() => dns.close())
-  return { ub, dns, ev, v4: dns.addresses[0]!, v6: dns.addresses[2]!, clock: { skip: s => { offset += BigInt(s) * 1_000_000_000n } } }
+  return { ub, dns, ev, v4: dns.addresses[0]!, v6: dns.addresses[2]!, clock: { advance: s => { offset += BigInt(s) * 1_000_000_000n } } }
 }
 
 t.test('answers over UDP and TCP, IPv4 and IPv6, to dig and kdig', async t => {
@@ -95,19 +95,19 @@ t.test('a dead upstream gives SERVFAIL (not cached); failover to the next', asyn
 t.test('cache: TTLs count down; negative answers cached by SOA; expiry', async t => {
   const s = await stack(t)
   t.equal((await dig(s.v4, 'a.test')).answer[0]!.ttl, 300)
-  s.clock.skip(100)
+  s.clock.advance(100)
   t.equal((await dig(s.v4, 'a.test')).answer[0]!.ttl, 200, 'served from the cache 100 s later')
   t.equal(s.ev.counts['upstream.ok'], 1)
   t.equal((await dig(s.v4, 'zz.test')).status, 'NXDOMAIN')
-  s.clock.skip(20)
+  s.clock.advance(20)
   const neg = await dig(s.v4, 'zz.test')
   t.equal(neg.status, 'NXDOMAIN')
   t.equal(neg.authority[0]!.ttl, 10, 'SOA TTL counted down too')
   t.equal(s.ev.events.at(-1)!.dns!.cacheHit, true)
-  s.clock.skip(11)
+  s.clock.advance(11)
   await dig(s.v4, 'zz.test')
   t.equal(s.ev.events.at(-1)!.dns!.cacheHit, false, 'expired after the SOA MINIMUM (30 s)')
-  s.clock.skip(200)
+  s.clock.advance(200)
   await dig(s.v4, 'a.test')
   t.equal(s.ev.events.at(-1)!.dns!.cacheHit, false, 'expired after its TTL')
 })
