@@ -3,6 +3,7 @@ import type { Snapshot } from '../snapshot-types.js'
 import type { AlertSink } from './alerts.js'
 import type { ClientTable } from './client-table.js'
 import { eventKind, toEcs } from './ecs.js'
+import { recordWriter } from './logger.js'
 import type { Metrics } from './metrics.js'
 import type { Evidence } from './types.js'
 
@@ -22,6 +23,7 @@ export interface EvidenceOptions {
  */
 export function createEvidence(opts: EvidenceOptions): Evidence {
   const { logger, metrics, clients, alerts, getSnapshot } = opts
+  const write = recordWriter(logger)
   return {
     counters: metrics.counters,
     decision(ev) {
@@ -33,7 +35,7 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       const level = alert ? 'warn' : 'info'
       if (!alert && !logger.isLevelEnabled(level)) return
       const record = toEcs(ev)
-      if (logger.isLevelEnabled(level)) logger[level](record)
+      if (logger.isLevelEnabled(level)) write(level, record)
       if (alert) alerts?.alert(ev, record)
     },
     info: (msg, fields) => logger.info(fields ?? {}, msg),

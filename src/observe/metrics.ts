@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Outcome, Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
 import type { Counters, DecisionEvent } from './types.js'
 
@@ -28,22 +29,64 @@ function bounded(): (v: string) => string {
   }
 }
 
-function sourceOf(message: DecisionEvent['message']): string {
-  if (message === 'dns.query') return 'dns'
-  if (message === 'sinkhole.capture') return 'sinkhole'
-  return 'proxy'
+const SOURCES = ['dns', 'proxy', 'sinkhole'] as const
+const ACTIONS: readonly Outcome[] = ['block', 'sinkhole', 'alert', 'allow', 'pass']
+const WHERES: readonly Where[] = ['qname', 'cname', 'connect', 'sni', 'host', 'url']
+const ACTION_IX: Readonly<Record<Outcome, number>> = { block: 0, sinkhole: 1, alert: 2, allow: 3, pass: 4 }
+const WHERE_IX: Readonly<Record<Where, number>> = { qname: 0, cname: 1, connect: 2, sni: 3, host: 4, url: 5 }
+const CELLS = SOURCES.length * ACTIONS.length * WHERES.length
+
+function sourceIx(message: DecisionEvent['message']): number {
+  if (message === 'dns.query') return 0
+  if (message === 'sinkhole.capture') return 2
+  return 1
 }
 
+/**
+ * Counts bumped on every query are plain numbers, added to their prom-client counter when the
+ * registry is read (prom-client hashes the label object on every `inc`, which costs more than
+ * answering a cached query).
+ */
 export function createMetrics(opts: { prefix?: string } = {}): Metrics {
   const registry = new Registry()
   const p = opts.prefix ?? 'tunnelguard_'
   collectDefaultMetrics({ register: registry })
   const registers = [registry]
-  const decisions = new Counter({
+  const list = bounded()
+  /** list label → counts per (source, action, matched_on) not yet added to the counter. */
+  const pending = new Map<string, Float64Array>()
+  const decisionCells = (label: string): Float64Array => {
+    let cells = pending.get(label)
+    if (!cells) { cells = new Float64Array(CELLS); pending.set(label, cells) }
+    return cells
+  }
+  new Counter({
     name: `${p}decisions_total`, help: 'Decided queries and connections by source, action, list and where the name was seen',
     labelNames: ['source', 'action', 'list', 'matched_on'] as const, registers,
+    collect() {
+      for (const [label, cells] of pending) {
+        for (let i = 0; i < CELLS; i++) {
+          if (cells[i] === 0) continue
+          const w = i % WHERES.length
+          const a = Math.floor(i / WHERES.length) % ACTIONS.length
+          const s = Math.floor(i / (WHERES.length * ACTIONS.length))
+          this.inc({ source: SOURCES[s]!, action: ACTIONS[a]!, list: label, matched_on: WHERES[w]! }, cells[i]!)
+          cells[i] = 0
+        }
+      }
+    },
   })
-  const cache = new Counter({ name: `${p}dns_cache_lookups_total`, help: 'DNS cache lookups', labelNames: ['result'] as const, registers })
+  let hits = 0
+  let misses = 0
+  new Counter({
+    name: `${p}dns_cache_lookups_total`, help: 'DNS cache lookups', labelNames: ['result'] as const, registers,
+    collect() {
+      this.inc({ result: 'hit' }, hits)
+      this.inc({ result: 'miss' }, misses)
+      hits = 0
+      misses = 0
+    },
+  })
   const upstreamReqs = new Counter({
     name: `${p}upstream_requests_total`, help: 'Queries sent to upstream resolvers by outcome',
     labelNames: ['upstream', 'outcome'] as const, registers,
@@ -52,26 +95,28 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     name: `${p}upstream_duration_seconds`, help: 'Upstream resolver response time',
     labelNames: ['upstream'] as const, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers,
   })
-  const dropped = new Counter({ name: `${p}dropped_total`, help: 'Queries or connections dropped', labelNames: ['reason'] as const, registers })
+  const drops = new Map<string, number>()
+  new Counter({
+    name: `${p}dropped_total`, help: 'Queries or connections dropped', labelNames: ['reason'] as const, registers,
+    collect() {
+      for (const [reason, n] of drops) this.inc({ reason }, n)
+      drops.clear()
+    },
+  })
   const bytes = new Counter({ name: `${p}proxy_bytes_total`, help: 'Bytes relayed by the proxy', labelNames: ['direction'] as const, registers })
   const conns = new Gauge({ name: `${p}connections`, help: 'Open connections', labelNames: ['kind'] as const, registers })
   const entries = new Gauge({ name: `${p}list_entries`, help: 'Entries loaded per list', labelNames: ['list'] as const, registers })
   const reloads = new Counter({ name: `${p}reloads_total`, help: 'Config and list reloads', labelNames: ['result'] as const, registers })
 
-  const list = bounded()
   const upstream = bounded()
-  const children = new Map<string, { inc(): void }>()
-
-  const cacheHit = cache.labels({ result: 'hit' })
-  const cacheMiss = cache.labels({ result: 'miss' })
   const counters: Counters = {
-    cacheLookup: hit => (hit ? cacheHit : cacheMiss).inc(),
+    cacheLookup: hit => { if (hit) hits++; else misses++ },
     upstream: (u, outcome, seconds) => {
       const name = upstream(u)
       upstreamReqs.inc({ upstream: name, outcome })
       upstreamTime.observe({ upstream: name }, seconds)
     },
-    dropped: reason => dropped.inc({ reason }),
+    dropped: reason => { drops.set(reason, (drops.get(reason) ?? 0) + 1) },
     proxyBytes: (direction, n) => bytes.inc({ direction }, n),
     connections: (kind, delta) => conns.inc({ kind }, delta),
   }
@@ -81,15 +126,8 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     counters,
     decision(ev) {
       const d = ev.decision
-      const source = sourceOf(ev.message)
-      const l = d.list === undefined ? 'none' : list(d.list)
-      const key = `${source}|${d.action}|${l}|${d.where}`
-      let child = children.get(key)
-      if (!child) {
-        child = decisions.labels({ source, action: d.action, list: l, matched_on: d.where })
-        children.set(key, child)
-      }
-      child.inc()
+      const cells = decisionCells(d.list === undefined ? 'none' : list(d.list))
+      cells[(sourceIx(ev.message) * ACTIONS.length + ACTION_IX[d.action]) * WHERES.length + WHERE_IX[d.where]]! += 1
     },
     setLists(infos) {
       entries.reset()

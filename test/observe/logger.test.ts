@@ -40,3 +40,28 @@ t.test('stdout by default', async t => {
   t.equal(log.level, 'silent')
   t.notOk(log.isLevelEnabled('error'))
 })
+
+t.test('recordWriter: the same line as the logger method, for createLogger and any pino logger', async t => {
+  const { pino } = await import('pino')
+  const { recordWriter } = await import('../../src/observe/logger.js')
+  const s = sink()
+  const log = createLogger({ level: 'info', destination: s.stream, clock: () => Date.UTC(2026, 10, 21, 10, 0, 1, 5) })
+  const rec = { message: 'dns.query', event: { action: 'block' }, dns: { question: { name: 'a"b\\c.ngrok.io' } } }
+  log.warn(rec)
+  recordWriter(log)('warn', rec)
+  const [a, b] = s.lines()
+  t.same(b, a, 'fast line equals pino\'s line')
+  const chunks: string[] = []
+  const plain = pino({ base: null, timestamp: false }, { write: (c: string) => { chunks.push(c) } })
+  recordWriter(plain)('info', { message: 'x' })
+  t.match(JSON.parse(chunks[0]!), { level: 30, message: 'x' }, 'another logger: its own method')
+})
+
+t.test('a failed stdout is reported once on stderr', async t => {
+  const { stdoutFailed } = await import('../../src/observe/logger.js')
+  const said: string[] = []
+  stdoutFailed(Object.assign(new Error('broken pipe'), { code: 'EPIPE' }), { write: s => said.push(s) })
+  stdoutFailed(new Error('no code'), { write: s => said.push(s) })
+  t.match(said[0], /cannot be written to stdout \(EPIPE\); lines are dropped/)
+  t.match(said[1], /\(no code\)/)
+})

@@ -1,0 +1,111 @@
+import { write as fsWrite, writeSync } from 'node:fs'
+
+export interface LineSinkOptions {
+  /** The file descriptor written to (1: stdout). */
+  readonly fd: number
+  /** Where a write error is reported, once (the log itself may be what failed). */
+  readonly onError?: (e: NodeJS.ErrnoException) => void
+  /** Retry delay after EAGAIN (a full non-blocking pipe), ms. */
+  readonly retryMs?: number
+  /** node:fs's write and writeSync (replaced in tests). */
+  readonly fs?: { readonly write: typeof fsWrite; readonly writeSync: typeof writeSync }
+}
+
+const SYNC_RETRIES = 100
+const PAUSE = new Int32Array(new SharedArrayBuffer(4))
+
+/**
+ * The log's destination: lines written during one turn of the event loop go out in one
+ * write(2), issued from setImmediate. A blocked query costs a JSON line; a write, with its trip
+ * through libuv's thread pool, per line cost more than the rest of answering the query. While a
+ * write is in flight, new lines wait for it (order is kept); a partial write continues where it
+ * stopped; on exit, whatever is still waiting is written synchronously.
+ */
+export class LineSink {
+  private waiting: string[] = []
+  private scheduled = false
+  private writing = false
+  private failed = false
+  private readonly drained: (() => void)[] = []
+  private readonly onExit = (): void => this.flushSync()
+
+  constructor(private readonly opts: LineSinkOptions) {
+    process.on('exit', this.onExit)
+  }
+
+  /** Queue one line (with its newline). */
+  write(line: string): boolean {
+    if (this.failed) return true
+    this.waiting.push(line)
+    if (!this.scheduled && !this.writing) {
+      this.scheduled = true
+      setImmediate(() => { this.scheduled = false; this.next() })
+    }
+    return true
+  }
+
+  private next(): void {
+    if (this.writing || this.waiting.length === 0) return this.settle()
+    const buf = Buffer.from(this.waiting.join(''))
+    this.waiting = []
+    this.writing = true
+    this.send(buf, 0)
+  }
+
+  private send(buf: Buffer, off: number): void {
+    (this.opts.fs?.write ?? fsWrite)(this.opts.fd, buf, off, buf.length - off, null, (err, n) => {
+      if (err) {
+        if (err.code === 'EAGAIN') { setTimeout(() => this.send(buf, off), this.opts.retryMs ?? 10); return }
+        this.fail(err)
+        return
+      }
+      if (off + n < buf.length) return this.send(buf, off + n)
+      this.writing = false
+      this.next()
+    })
+  }
+
+  private fail(err: NodeJS.ErrnoException): void {
+    this.failed = true
+    this.writing = false
+    this.waiting = []
+    this.opts.onError?.(err)
+    this.settle()
+  }
+
+  private settle(): void {
+    if (this.writing || this.waiting.length > 0) return
+    for (const cb of this.drained.splice(0)) cb()
+  }
+
+  /** Calls back once every line queued so far has been written (pino's logger.flush). */
+  flush(cb?: (err?: Error) => void): void {
+    if (cb) this.drained.push(cb)
+    if (!this.scheduled) this.next()
+  }
+
+  /** Write what is waiting now, synchronously (at exit). A write in flight is left to finish. */
+  flushSync(): void {
+    if (this.failed || this.waiting.length === 0) return
+    const buf = Buffer.from(this.waiting.join(''))
+    this.waiting = []
+    let off = 0
+    let again = 0
+    while (off < buf.length) {
+      try {
+        off += (this.opts.fs?.writeSync ?? writeSync)(this.opts.fd, buf, off, buf.length - off)
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException
+        // a full non-blocking pipe: wait for its reader, a bounded number of times
+        if (err.code === 'EAGAIN' && again++ < SYNC_RETRIES) { Atomics.wait(PAUSE, 0, 0, this.opts.retryMs ?? 10); continue }
+        return this.fail(err)
+      }
+    }
+  }
+
+  /** Stop flushing at exit (tests that make many sinks). */
+  close(): void {
+    this.flushSync()
+    process.off('exit', this.onExit)
+  }
+}
