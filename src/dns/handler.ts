@@ -9,7 +9,7 @@ import { rcodeName, typeName } from './names.js'
 import { RateLimiter } from './rate-limit.js'
 import { scanResponse } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
-import { RCODE, parseQuery } from './wire.js'
+import { RCODE, parseQuery, type Query } from './wire.js'
 
 export interface Client {
   readonly ip: string
@@ -27,6 +27,23 @@ export interface HandlerDeps {
 }
 
 const MAX_ACCESS_MEMO = 65_536
+
+/** Send a reply, truncated to the client's UDP size (512 without EDNS) when it is larger. */
+function send(respond: Respond, client: Client, q: Query, reply: Buffer): void {
+  const limit = q.edns ? q.udpSize : 512
+  respond(client.transport === 'udp' && reply.length > limit ? truncate(reply, q.qEnd) : reply)
+}
+
+/** The worst of the question's decision and those of the answer's CNAME/SVCB targets (an allowed question stays allowed). */
+function worst(snap: Snapshot, client: Client, decision: Decision, targets: readonly string[]): Decision {
+  if (decision.action === 'allow') return decision
+  let w = decision
+  for (const t of targets) {
+    const d = snap.policy.decide(client.ip, t, 'cname')
+    if (SEVERITY[d.action] > SEVERITY[w.action]) w = d
+  }
+  return w
+}
 
 /**
  * The query pipeline, in its fixed order: parse → rate limit → access → policy (every query,
@@ -107,52 +124,27 @@ export class QueryHandler {
       counters.dropped('refused')
       return respond(buildReply(msg, q, RCODE.REFUSED))
     }
-    const send = (reply: Buffer): void => {
-      const limit = q.edns ? q.udpSize : 512
-      respond(client.transport === 'udp' && reply.length > limit ? truncate(reply, q.qEnd) : reply)
-    }
-    const log = (decision: Decision, rcode: number, upstream?: string, cacheHit?: boolean): void => {
-      this.deps.evidence.decision({
-        message: 'dns.query', decision, client: { ip: client.ip, port: client.port }, transport: client.transport,
-        durationNs: Number(this.deps.clock() - t0),
-        dns: { name: q.name, type: typeName(q.qtype), rcode: rcodeName(rcode), upstream, cacheHit },
-      })
-    }
-    const act = (d: Decision, upstream?: string, cacheHit?: boolean): void => {
-      const { reply, rcode } = actionReply(msg, q, d, this.answers)
-      send(reply)
-      log(d, rcode, upstream, cacheHit)
-    }
     const decision = snap.policy.decide(client.ip, q.name, 'qname')
-    if (decision.action === 'block' || decision.action === 'sinkhole') return act(decision)
+    if (decision.action === 'block' || decision.action === 'sinkhole') return this.act(snap, msg, q, client, respond, t0, decision)
     const bypass = bypassReply(msg, q, snap.config, this.answers)
     if (bypass) {
-      send(bypass.reply)
-      return log(decision, bypass.rcode)
-    }
-    const worst = (targets: readonly string[]): Decision => {
-      if (decision.action === 'allow') return decision
-      let w = decision
-      for (const t of targets) {
-        const d = snap.policy.decide(client.ip, t, 'cname')
-        if (SEVERITY[d.action] > SEVERITY[w.action]) w = d
-      }
-      return w
+      send(respond, client, q, bypass.reply)
+      return this.log(snap, q, client, t0, decision, bypass.rcode)
     }
     const key = cacheKey(q)
     const hit = this.cache.get(key, t0)
     counters.cacheLookup(hit !== undefined)
     if (hit) {
-      const d = worst(hit.targets)
-      if (d.action === 'block' || d.action === 'sinkhole') return act(d, hit.upstream, true)
-      send(this.cache.serve(hit, msg, q.qEnd, t0))
-      return log(d, hit.rcode, hit.upstream, true)
+      const d = worst(snap, client, decision, hit.targets)
+      if (d.action === 'block' || d.action === 'sinkhole') return this.act(snap, msg, q, client, respond, t0, d, hit.upstream, true)
+      send(respond, client, q, this.cache.serve(hit, msg, q.qEnd, t0))
+      return this.log(snap, q, client, t0, d, hit.rcode, hit.upstream, true)
     }
     const dns = snap.config.dns
     if (this.inFlight >= dns.maxInFlight) {
       counters.dropped('overload')
-      send(buildReply(msg, q, RCODE.SERVFAIL))
-      return log(decision, RCODE.SERVFAIL)
+      send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
+      return this.log(snap, q, client, t0, decision, RCODE.SERVFAIL)
     }
     this.inFlight++
     this.pool!.forward(msg, q.qEnd, dns.timeout, (err, reply, upstream) => {
@@ -160,15 +152,36 @@ export class QueryHandler {
       msg.writeUInt16BE(q.id, 0)
       const scan = reply && scanResponse(reply)
       if (err || !scan) {
-        send(buildReply(msg, q, RCODE.SERVFAIL))
-        return log(decision, RCODE.SERVFAIL, upstream)
+        send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
+        return this.log(snap, q, client, t0, decision, RCODE.SERVFAIL, upstream)
       }
       this.cache.set(key, reply!, q.qEnd, scan, upstream!, this.deps.clock())
-      const d = worst(scan.targets)
-      if (d.action === 'block' || d.action === 'sinkhole') return act(d, upstream, false)
+      const d = worst(snap, client, decision, scan.targets)
+      if (d.action === 'block' || d.action === 'sinkhole') return this.act(snap, msg, q, client, respond, t0, d, upstream, false)
       reply!.writeUInt16BE(q.id, 0)
-      send(reply!)
-      log(d, scan.rcode, upstream, false)
+      send(respond, client, q, reply!)
+      this.log(snap, q, client, t0, d, scan.rcode, upstream, false)
+    })
+  }
+
+  /** Answer a block or sinkhole decision, and log it. */
+  private act(snap: Snapshot, msg: Buffer, q: Query, client: Client, respond: Respond, t0: bigint,
+    d: Decision, upstream?: string, cacheHit?: boolean): void {
+    const { reply, rcode } = actionReply(msg, q, d, this.answers)
+    send(respond, client, q, reply)
+    this.log(snap, q, client, t0, d, rcode, upstream, cacheHit)
+  }
+
+  /** The decision's evidence: counted always; the event (and its log line) only when it will be logged. */
+  private log(snap: Snapshot, q: Query, client: Client, t0: bigint, decision: Decision, rcode: number,
+    upstream?: string, cacheHit?: boolean): void {
+    const ev = this.deps.evidence
+    // evidence.decision logs a pass only with log.queries: all; without it, a count is all it keeps
+    if (decision.action === 'pass' && snap.config.log.queries !== 'all') return ev.counters.decided('dns.query', decision)
+    ev.decision({
+      message: 'dns.query', decision, client: { ip: client.ip, port: client.port }, transport: client.transport,
+      durationNs: Number(this.deps.clock() - t0),
+      dns: { name: q.name, type: typeName(q.qtype), rcode: rcodeName(rcode), upstream, cacheHit },
     })
   }
 

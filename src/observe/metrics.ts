@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { Outcome, Where } from '../policy/types.js'
+import type { Decision, Outcome, Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
 import type { Counters, DecisionEvent } from './types.js'
 
@@ -109,7 +109,12 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
   const reloads = new Counter({ name: `${p}reloads_total`, help: 'Config and list reloads', labelNames: ['result'] as const, registers })
 
   const upstream = bounded()
+  const decided = (message: DecisionEvent['message'], d: Decision): void => {
+    const cells = decisionCells(d.list === undefined ? 'none' : list(d.list))
+    cells[(sourceIx(message) * ACTIONS.length + ACTION_IX[d.action]) * WHERES.length + WHERE_IX[d.where]]! += 1
+  }
   const counters: Counters = {
+    decided,
     cacheLookup: hit => { if (hit) hits++; else misses++ },
     upstream: (u, outcome, seconds) => {
       const name = upstream(u)
@@ -124,11 +129,7 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
   return {
     registry,
     counters,
-    decision(ev) {
-      const d = ev.decision
-      const cells = decisionCells(d.list === undefined ? 'none' : list(d.list))
-      cells[(sourceIx(ev.message) * ACTIONS.length + ACTION_IX[d.action]) * WHERES.length + WHERE_IX[d.where]]! += 1
-    },
+    decision: ev => decided(ev.message, ev.decision),
     setLists(infos) {
       entries.reset()
       for (const i of infos) entries.set({ list: list(i.name) }, i.entries)

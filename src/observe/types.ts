@@ -34,6 +34,8 @@ export interface Evidence {
 
 /** Counters the servers bump; observe/ backs them with a private Prometheus registry. */
 export interface Counters {
+  /** A decision that is counted and not logged (a pass without log.queries: all). */
+  decided(message: DecisionEvent['message'], decision: Decision): void
   cacheLookup(hit: boolean): void
   upstream(upstream: string, outcome: 'ok' | 'timeout' | 'error', seconds: number): void
   dropped(reason: 'ratelimit' | 'malformed' | 'overload' | 'refused' | 'mismatch'): void

@@ -21,12 +21,15 @@ async function fakeUdp(t: Test, behave: (msg: Buffer, r: RemoteInfo, s: Socket) 
   return { url: `udp://127.0.0.1:${s.address().port}`, seen }
 }
 
-function setup(t: Test, first: Snapshot): { h: QueryHandler; ask: (m: Buffer, c?: Client) => Promise<Buffer | undefined>; use: (s: Snapshot) => void; ev: ReturnType<typeof memoryEvidence> } {
-  let snap = first
+/** The snapshot with log.queries: all, so every decision reaches the evidence as an event (the tests read them). */
+const logAll = (s: Snapshot): Snapshot => ({ ...s, config: { ...s.config, log: { ...s.config.log, queries: 'all' } } })
+
+function setup(t: Test, first: Snapshot, all = true): { h: QueryHandler; ask: (m: Buffer, c?: Client) => Promise<Buffer | undefined>; use: (s: Snapshot) => void; ev: ReturnType<typeof memoryEvidence> } {
+  let snap = all ? logAll(first) : first
   const ev = memoryEvidence()
   const h = new QueryHandler({ getSnapshot: () => snap, evidence: ev, clock: process.hrtime.bigint })
   t.teardown(() => h.close())
-  return { h, ev, use: s => { snap = s }, ask: (m, c = client) => new Promise(r => h.handle(m, c, r)) }
+  return { h, ev, use: s => { snap = all ? logAll(s) : s }, ask: (m, c = client) => new Promise(r => h.handle(m, c, r)) }
 }
 
 const answer = (m: Buffer): Buffer => {
@@ -92,4 +95,19 @@ t.test('once draining, new queries are dropped', async t => {
   const { h, ask } = setup(t, makeSnapshot())
   await h.drain()
   t.equal(await ask(q()), undefined)
+})
+
+t.test('without log.queries: all, a passed query is counted only; a blocked one is an event', async t => {
+  const up = await fakeUdp(t, (m, r, s) => s.send(answer(m), r.port, r.address))
+  const snap = makeSnapshot({ config: { dns: { upstreams: [up.url] } }, lists: { ngrok: { action: 'block', patterns: ['ngrok.io'] } } })
+  t.not(snap.config.log.queries, 'all', 'the default')
+  const { ask, ev } = setup(t, snap, false)
+  t.ok(await ask(q('a.test')))
+  t.ok(await ask(q('a.test')), 'a cache hit')
+  t.equal(ev.counts['decided.pass'], 2)
+  t.equal(ev.events.length, 0)
+  t.ok(await ask(q('x.ngrok.io')))
+  t.equal(ev.events.length, 1)
+  t.equal(ev.events[0]!.decision.action, 'block')
+  t.equal(ev.counts['decided.pass'], 2)
 })
