@@ -3,6 +3,7 @@ import { startDns } from './dns/server.js'
 import { createResolver } from './dns/resolve.js'
 import { startAdmin } from './observe/admin.js'
 import { createAlerts } from './observe/alerts.js'
+import { createClientNames } from './observe/client-names.js'
 import { createClientTable } from './observe/client-table.js'
 import { createEvidence } from './observe/evidence.js'
 import { createLogger } from './observe/logger.js'
@@ -48,7 +49,8 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   let snapshot: Snapshot | undefined
   const getSnapshot = () => snapshot!
   const alerts = createAlerts(config.alerts, { onError: (m, f) => evidence.warn(m, f) })
-  const evidence = createEvidence({ logger, getSnapshot, metrics, clients, alerts })
+  const names = createClientNames({ evidence: () => evidence })
+  const evidence = createEvidence({ logger, getSnapshot, metrics, clients, alerts, names })
   // remote lists start from their last good copy on disk; a fetch that changes one reloads
   const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => reloader.reload('remote list changed') })
   snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
@@ -59,13 +61,16 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     configPath: opts.configPath, overrides, resolvConf: opts.resolvConf, evidence,
     current: getSnapshot,
     extraTexts: () => remote.texts(),
-    swap: s => { snapshot = s; metrics.setLists(s.lists) },
+    swap: s => { snapshot = s; metrics.setLists(s.lists); void names.configure(s.config) },
     onResult: ok => metrics.reloaded(ok),
     debounceMs: config.reload.debounce,
   })
 
   const closers: (() => Promise<void> | void)[] = []
   if (alerts) closers.push(() => alerts.close())
+  // lease files are read before the first query is answered; PTR lookups start with the first lines
+  await names.configure(config)
+  closers.push(() => names.close())
   const addresses: Running['addresses'] = { dns: [], proxy: [] }
   try {
     if (config.dns.listen.length > 0) {

@@ -43,14 +43,16 @@ export function resolveConfig(parsed: ParsedConfig, opts: ResolveOptions): Confi
     try { text = readFileSync(opts.resolvConf ?? '/etc/resolv.conf', 'utf8') } catch { /* none: stays empty */ }
     upstreams = upstreamsFromResolvConf(text)
   }
+  const abs = (f: string) => (isAbsolute(f) ? f : resolve(opts.baseDir, f))
   const lists: Record<string, ListConfig> = {}
   if (parsed.lists) {
     for (const [name, l] of Object.entries(parsed.lists)) {
-      lists[name] = { ...l, files: l.files.map(f => (isAbsolute(f) ? f : resolve(opts.baseDir, f))) }
+      lists[name] = { ...l, files: l.files.map(abs) }
     }
   } else Object.assign(lists, defaultLists())
   const stateDir = parsed.state.dir === undefined ? undefined : resolve(opts.baseDir, parsed.state.dir)
-  const cfg = { ...parsed, dns: { ...parsed.dns, upstreams }, lists, state: { dir: stateDir }, source: opts.source }
+  const clients = { ...parsed.clients, leases: parsed.clients.leases.map(abs) }
+  const cfg = { ...parsed, dns: { ...parsed.dns, upstreams }, lists, clients, state: { dir: stateDir }, source: opts.source }
   return deepFreeze(cfg) as Config
 }
 

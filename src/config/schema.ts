@@ -111,6 +111,17 @@ export const configSchema = z.strictObject({
       facility: z.number().int().min(0).max(23).default(16),
     }).optional(),
   }).prefault({}),
+  /**
+   * Names for client addresses in every decision line: hostname and MAC from DHCP lease files
+   * (dnsmasq, ISC dhcpd, Kea CSV; re-read when they change), the PTR name through the upstreams.
+   */
+  clients: z.strictObject({
+    leases: z.array(z.string().min(1)).default([]),
+    leaseCheck: duration.refine(ms => ms >= 100, 'check lease files at most every 100ms').default(5000),
+    ptr: z.boolean().default(false),
+    ptrTtl: duration.refine(ms => ms >= 1000, 'cache PTR names for at least 1s').default(3_600_000),
+    ptrMaxEntries: z.number().int().min(1).default(10_000),
+  }).prefault({}),
   /** Reload on SIGHUP always; also when the config or a list file changes, unless watch is false. */
   reload: z.strictObject({ watch: z.boolean().default(true), debounce: duration.default(200) }).prefault({}),
   /** Where remote lists keep their last good copy (relative to the config file). */

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { Snapshot } from '../snapshot-types.js'
 import type { AlertSink } from './alerts.js'
+import type { ClientNames } from './client-names.js'
 import type { ClientTable } from './client-table.js'
 import { eventKind, toEcs } from './ecs.js'
 import { recordWriter } from './logger.js'
@@ -14,15 +15,17 @@ export interface EvidenceOptions {
   readonly metrics: Metrics
   readonly clients: ClientTable
   readonly alerts?: AlertSink
+  /** Adds client.hostname / client.mac (DHCP leases) and client.domain (PTR) to each line. */
+  readonly names?: Pick<ClientNames, 'annotate'>
 }
 
 /**
  * The evidence sink: every decision is counted; decisions other than `pass` go to the live
  * client table and the log (alerts at warn, to the alert sink too); `pass` is logged only
- * with `log.queries: all`.
+ * with `log.queries: all`. Client names are added only to lines that are built.
  */
 export function createEvidence(opts: EvidenceOptions): Evidence {
-  const { logger, metrics, clients, alerts, getSnapshot } = opts
+  const { logger, metrics, clients, alerts, getSnapshot, names } = opts
   const write = recordWriter(logger)
   return {
     counters: metrics.counters,
@@ -35,6 +38,7 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       const level = alert ? 'warn' : 'info'
       if (!alert && !logger.isLevelEnabled(level)) return
       const record = toEcs(ev)
+      names?.annotate(record.client as Record<string, unknown>, ev.client.ip)
       if (logger.isLevelEnabled(level)) write(level, record)
       if (alert) alerts?.alert(ev, record)
     },

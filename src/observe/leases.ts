@@ -80,6 +80,17 @@ export function parseLeases(text: string): Lease[] {
   return parseDnsmasq(text)
 }
 
+/** Of one address's leases, the one that covered `time` (latest start wins); no allocation. */
+export function pickLease(list: readonly Lease[] | undefined, time: number): Lease | undefined {
+  if (list === undefined) return undefined
+  let best: Lease | undefined
+  for (let i = 0; i < list.length; i++) {
+    const l = list[i]!
+    if (l.start <= time && time <= l.end && (!best || l.start >= best.start)) best = l
+  }
+  return best
+}
+
 /** Leases by address; `at(ip, time)` is the lease that covered the address at that time (latest start wins). */
 export class LeaseIndex {
   readonly #byIp = new Map<string, Lease[]>()
@@ -91,12 +102,13 @@ export class LeaseIndex {
     }
   }
 
+  /** Every lease of an address, in file order. */
+  get(ip: string): readonly Lease[] | undefined {
+    return this.#byIp.get(ip)
+  }
+
   at(ip: string, time: number): Lease | undefined {
-    let best: Lease | undefined
-    for (const l of this.#byIp.get(ip) ?? []) {
-      if (l.start <= time && time <= l.end && (!best || l.start >= best.start)) best = l
-    }
-    return best
+    return pickLease(this.#byIp.get(ip), time)
   }
 }
 

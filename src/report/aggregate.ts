@@ -18,8 +18,10 @@ export interface NameStat {
 /** What the report knows about one client. */
 export interface ClientStat {
   readonly ip: string
+  /** The last DHCP hostname, MAC and PTR name seen on its lines (or from --leases). */
   hostname?: string
   mac?: string
+  domain?: string
   first: number
   last: number
   total: number
@@ -99,6 +101,7 @@ export class Aggregator {
     }
     if (e.hostname !== undefined && e.hostname !== c.hostname) c.hostname = own(e.hostname)
     if (e.mac !== undefined && e.mac !== c.mac) c.mac = own(e.mac)
+    if (e.domain !== undefined && e.domain !== c.domain) c.domain = own(e.domain)
     if (e.time < c.first) c.first = e.time
     if (e.time > c.last) c.last = e.time
     c.total++

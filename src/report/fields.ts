@@ -9,8 +9,10 @@ export interface ReportEvent {
   readonly where: string
   readonly list?: string
   readonly entry?: string
+  /** The client's names: DHCP lease hostname and MAC, PTR name (client.hostname, client.mac, client.domain). */
   readonly hostname?: string
   readonly mac?: string
+  readonly domain?: string
 }
 
 export type LineResult = ReportEvent | 'skip' | 'malformed'
@@ -49,7 +51,7 @@ const F = {
   time: field('@timestamp'), message: field('message'), action: field('event.action'), ip: field('client.ip'),
   qname: field('dns.question.name'), domain: field('destination.domain'), sni: field('tls.client.server_name'),
   url: field('url.domain'), matched: field('tunnelguard.matched_name'), where: field('tunnelguard.matched_on'),
-  list: field('rule.ruleset'), entry: field('rule.name'), hostname: field('client.domain'), mac: field('client.mac'),
+  list: field('rule.ruleset'), entry: field('rule.name'), hostname: field('client.hostname'), mac: field('client.mac'), clientDomain: field('client.domain'),
 }
 
 /**
@@ -71,7 +73,7 @@ export function parseJson(line: string): LineResult {
   if (o === null || typeof o !== 'object' || Array.isArray(o)) return 'malformed'
   return toEvent(F.message(o), F.action(o), F.time(o), F.ip(o),
     F.qname(o) ?? F.domain(o) ?? F.sni(o) ?? F.url(o) ?? F.matched(o),
-    F.where(o), F.list(o), F.entry(o), F.hostname(o), F.mac(o))
+    F.where(o), F.list(o), F.entry(o), F.hostname(o), F.mac(o), F.clientDomain(o))
 }
 
 let lastSecond = ''
@@ -94,13 +96,14 @@ function parseTime(ts: string | undefined): number {
 
 function toEvent(
   message: string | undefined, action: string | undefined, ts: string | undefined, ip: string | undefined, name: string | undefined,
-  w: string | undefined, list: string | undefined, entry: string | undefined, hostname: string | undefined, mac: string | undefined,
+  w: string | undefined, list: string | undefined, entry: string | undefined,
+  hostname: string | undefined, mac: string | undefined, domain: string | undefined,
 ): LineResult {
   if (action === undefined || message === undefined || !MESSAGES.has(message)) return 'skip'
   const time = parseTime(ts)
   if (Number.isNaN(time) || ip === undefined || name === undefined) return 'malformed'
   return {
-    time, ip, action: ACTIONS[action] ?? action, name, list, entry, hostname, mac,
+    time, ip, action: ACTIONS[action] ?? action, name, list, entry, hostname, mac, domain,
     where: w === undefined ? (message === 'dns.query' ? 'dns' : 'http') : WHERE[w] ?? w,
   }
 }
@@ -134,7 +137,7 @@ function after(line: string, marker: string, from: number): string | undefined |
  * spaces), read with a few forward indexOf calls instead of JSON.parse, which is most of the
  * cost of a report. In JSON a `"` inside a string is always escaped, so a marker such as
  * `"client":{"ip":"` can only match structure. Whatever does not fit (another layout, escapes,
- * extra client fields) returns undefined and goes through JSON.parse.
+ * other client fields) returns undefined and goes through JSON.parse.
  */
 function fastParse(line: string): LineResult | undefined {
   if (line.charCodeAt(0) !== 123 /* { */ || line.indexOf('"ecs.version":"') === -1) return undefined
@@ -146,7 +149,14 @@ function fastParse(line: string): LineResult | undefined {
   if (!ip || !line.startsWith('","port":', END)) return undefined
   let k = END + 9
   while (line.charCodeAt(k) >= 48 && line.charCodeAt(k) <= 57) k++
-  if (line.charCodeAt(k) !== 125 /* } */) return undefined   // client.domain/mac: parseJson reads them
+  // the client's names, in the order toEcs and ClientNames write them; anything else: parseJson
+  let hostname: string | null | undefined
+  let mac: string | null | undefined
+  let domain: string | null | undefined
+  if (line.startsWith(',"hostname":"', k)) { hostname = strAt(line, k + 13); k = END + 1 }
+  if (hostname !== null && line.startsWith(',"mac":"', k)) { mac = strAt(line, k + 8); k = END + 1 }
+  if (hostname !== null && mac !== null && line.startsWith(',"domain":"', k)) { domain = strAt(line, k + 11); k = END + 1 }
+  if (hostname === null || mac === null || domain === null || line.charCodeAt(k) !== 125 /* } */) return undefined
   NAME_RE.lastIndex = k
   const m = NAME_RE.exec(line)
   const name = m && strAt(line, NAME_RE.lastIndex)
@@ -162,6 +172,6 @@ function fastParse(line: string): LineResult | undefined {
   }
   const where = after(line, '"matched_on":"', rule === -1 ? from : rule)
   if (entry === null || list === null || where === null) return undefined
-  const r = toEvent(msg, act, ts, ip, name, where, list, entry, undefined, undefined)
+  const r = toEvent(msg, act, ts, ip, name, where, list, entry, hostname, mac, domain)
   return r === 'malformed' ? undefined : r
 }

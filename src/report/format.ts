@@ -24,7 +24,7 @@ function listsOf(c: ClientStat): { list: string; count: number; entries: { entry
 
 export function formatJson(r: ReportData): string {
   const clients = r.clients.map(c => ({
-    ip: c.ip, hostname: c.hostname ?? null, mac: c.mac ?? null,
+    ip: c.ip, hostname: c.hostname ?? null, domain: c.domain ?? null, mac: c.mac ?? null,
     first_seen: iso(c.first), last_seen: iso(c.last), total: c.total,
     actions: c.actions, where: c.where, lists: listsOf(c),
     names: sortedNames(c).map(([name, n]) => ({
@@ -45,9 +45,9 @@ function csv(v: string | number): string {
 
 /** One row per client and name. */
 export function formatCsv(r: ReportData): string {
-  const rows = ['client_ip,hostname,mac,name,count,first_seen,last_seen,actions,lists,where']
+  const rows = ['client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where']
   for (const c of r.clients) {
-    const head = [c.ip, c.hostname ?? '', c.mac ?? '']
+    const head = [c.ip, c.hostname ?? '', c.domain ?? '', c.mac ?? '']
     for (const [name, n] of sortedNames(c)) {
       rows.push([...head, name, n.count, iso(n.first), iso(n.last), pairs(n.actions, '=').join(' '), [...n.hits].sort().join('; '), [...n.where].sort().join(' ')].map(csv).join(','))
     }
@@ -82,7 +82,7 @@ function fit(name: string, w: number): string {
 export function formatTable(r: ReportData): string {
   const out: string[] = []
   for (const c of r.clients) {
-    const who = [c.ip, c.hostname, c.mac].filter(Boolean).join('  ')
+    const who = [c.ip, c.hostname, c.domain, c.mac].filter(Boolean).join('  ')
     out.push(...wrap('CLIENT ', [who]))
     out.push(`  seen     ${short(c.first)} .. ${short(c.last)} UTC, ${plural(c.total, 'decision')}`)
     out.push(...wrap('  actions  ', pairs(c.actions)))

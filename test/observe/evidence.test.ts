@@ -95,3 +95,22 @@ t.test('operational messages, and no alert sink', async t => {
   e.decision({ message: 'dns.query', decision: snap.policy.decide('10.0.0.1', 'a.ngrok.io', 'qname'), client: { ip: '10.0.0.1', port: 1 }, transport: 'udp', durationNs: 1 })
   t.equal(clients.size, 1, 'recorded without an alert sink')
 })
+
+t.test('client names are added to the lines that are built, and to alerts', async t => {
+  const chunks: string[] = []
+  const snap = makeSnapshot()
+  const asked: string[] = []
+  const names = { annotate: (c: Record<string, unknown>, ip: string) => { asked.push(ip); c.hostname = 'laptop-5' } }
+  const alerted: Readonly<Record<string, unknown>>[] = []
+  const e = createEvidence({
+    logger: createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb() } }) }),
+    getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable(), names,
+    alerts: { alert: (_ev, record) => { alerted.push(record) }, close: async () => {} },
+  })
+  const ev = (name: string): DecisionEvent => ({ message: 'dns.query', decision: snap.policy.decide('10.0.0.5', name, 'qname'), client: { ip: '10.0.0.5', port: 1 }, transport: 'udp', durationNs: 1 })
+  e.decision(ev('a.ngrok.io'))
+  e.decision(ev('example.com'))
+  t.same(asked, ['10.0.0.5'], 'not for a pass that is not logged')
+  t.match(JSON.parse(chunks.join('')), { client: { ip: '10.0.0.5', port: 1, hostname: 'laptop-5' } })
+  t.match(alerted, [{ client: { hostname: 'laptop-5' } }])
+})

@@ -14,7 +14,28 @@ const log = (ev: DecisionEvent) => { text = ''; logger.warn(toEcs(ev)); return t
 const d = (name: string, where: 'qname' | 'cname' | 'sni' | 'connect' | 'host' | 'url' = 'qname') => snap.policy.decide('10.0.0.5', name, where)
 const base = { client: { ip: '10.0.0.5', port: 5353 }, transport: 'udp' as const, durationNs: 1 }
 
+/** A line whose client object carries names, as ClientNames adds them (in this order unless told otherwise). */
+const named = (names: Record<string, string>, extra?: Record<string, unknown>) => {
+  const r = toEcs({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' }, extra })
+  Object.assign(r.client as object, names)
+  text = ''
+  logger.warn(r)
+  return text.trimEnd()
+}
+
 const lines: Record<string, string> = {
+  names: named({ hostname: 'laptop-7', mac: '02:00:00:00:00:07', domain: 'laptop-7.corp.example' }),
+  hostnameOnly: named({ hostname: 'laptop-7' }),
+  macOnly: named({ mac: '02:00:00:00:00:07' }),
+  domainOnly: named({ domain: 'laptop-7.corp.example' }),
+  hostnameDomain: named({ hostname: 'laptop-7', domain: 'laptop-7.corp.example' }),
+  escapedHostname: named({ hostname: 'pc"7', mac: '02:00:00:00:00:07' }),
+  escapedMac: named({ hostname: 'laptop-7', mac: '02"00', domain: 'x.example' }),
+  escapedDomain: named({ mac: '02:00:00:00:00:07', domain: 'x\\y' }),
+  namesOtherOrder: named({ domain: 'laptop-7.corp.example', hostname: 'laptop-7' }),
+  namesAndMore: named({ hostname: 'laptop-7' }, { client: { geo: { name: 'lab' } } }),
+  cutInName: named({ hostname: 'laptop-7' }).replace(/"hostname":"laptop-7".*$/, '"hostname":"lapt'),
+
   dns: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR', upstream: 'udp://127.0.0.1:53', cacheHit: true } }),
   cname: log({ ...base, message: 'dns.query', decision: d('x.ngrok-free.app', 'cname'), dns: { name: 'cdn.example', type: 'A', rcode: 'NOERROR' } }),
   pass: log({ ...base, message: 'dns.query', decision: d('example.com'), dns: { name: 'example.com', type: 'AAAA', rcode: 'NOERROR' } }),
@@ -25,7 +46,7 @@ const lines: Record<string, string> = {
   listOnly: log({ ...base, message: 'proxy.http', decision: { ...d('bad..x', 'host'), list: 'ngrok' }, urlDomain: 'bad..x' }),
   unparseable: log({ ...base, message: 'proxy.http', decision: d('a"b\\c', 'host'), urlDomain: 'a"b\\c' }),
   escapedIp: log({ ...base, client: { ip: '10.0.0.5"', port: 1 }, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }),
-  clientHost: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' }, extra: { client: { domain: 'laptop', mac: '02:00:00:00:00:01' } } }),
+  clientHost: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' }, extra: { client: { domain: 'laptop.lan', mac: '02:00:00:00:00:01' } } }),
   escapedRuleset: log({ ...base, message: 'proxy.http', decision: { ...d('a.ngrok.io', 'host'), list: 'ng"rok' }, urlDomain: 'a.ngrok.io' }),
   escapedEntry: log({ ...base, message: 'proxy.http', decision: { ...d('a.ngrok.io', 'host'), entry: { ...d('a.ngrok.io').entry!, pattern: 'n"g' } }, urlDomain: 'a.ngrok.io' }),
   escapedWhere: log({ ...base, message: 'proxy.http', decision: { ...d('a.ngrok.io', 'host'), where: 'h"ost' as 'host' }, urlDomain: 'a.ngrok.io' }),
@@ -60,7 +81,11 @@ t.test('what the shapes read as', async t => {
   t.match(parseLine(lines.matchedOnly!), { name: 'm.ngrok.io', where: 'sni', list: 'ngrok' })
   t.match(parseLine(lines.listOnly!), { list: 'ngrok', entry: undefined })
   t.match(parseLine(lines.unparseable!), { name: 'a"b\\c', action: 'block' })
-  t.match(parseLine(lines.clientHost!), { hostname: 'laptop', mac: '02:00:00:00:00:01' })
+  t.match(parseLine(lines.clientHost!), { hostname: undefined, domain: 'laptop.lan', mac: '02:00:00:00:00:01' })
+  t.match(parseLine(lines.names!), { name: 'a.ngrok.io', hostname: 'laptop-7', mac: '02:00:00:00:00:07', domain: 'laptop-7.corp.example' })
+  t.match(parseLine(lines.escapedMac!), { hostname: 'laptop-7', mac: '02"00', domain: 'x.example' })
+  t.match(parseLine(lines.namesAndMore!), { hostname: 'laptop-7', mac: undefined })
+  t.equal(parseLine(lines.cutInName!), 'malformed')
   t.equal(parseLine(lines.operational!), 'skip')
   t.equal(parseLine(lines.operationalAction!), 'skip')
   t.equal(parseLine(lines.badTime!), 'malformed')

@@ -9,7 +9,7 @@ const data = (agg: Aggregator) => ({ clients: agg.sorted(), counts: agg.counts, 
 
 t.test('out-of-order times, hostnames, missing entries, ties', async t => {
   const agg = new Aggregator()
-  agg.add(e({ time: T + 5000, hostname: 'laptop-7', mac: 'aa:bb:cc:dd:ee:ff' }))
+  agg.add(e({ time: T + 5000, hostname: 'laptop-7', mac: 'aa:bb:cc:dd:ee:ff', domain: 'laptop-7.corp.example' }))
   agg.add(e({ time: T }))
   agg.add(e({ time: T + 9000 }))
   agg.add(e({ name: 'b.ngrok.io', entry: undefined, action: 'alert' }))
@@ -18,16 +18,18 @@ t.test('out-of-order times, hostnames, missing entries, ties', async t => {
   agg.add(e({ ip: '10.0.0.2' }))
   const [c, x, y] = agg.sorted()
   t.same([c!.ip, x!.ip, y!.ip], ['10.0.0.1', '10.0.0.2', '10.0.0.3'])
-  t.same([c!.first, c!.last, c!.hostname, c!.mac], [T, T + 9000, 'laptop-7', 'aa:bb:cc:dd:ee:ff'])
+  t.same([c!.first, c!.last, c!.hostname, c!.mac, c!.domain], [T, T + 9000, 'laptop-7', 'aa:bb:cc:dd:ee:ff', 'laptop-7.corp.example'])
   t.same([c!.names.get('a.ngrok.io')!.first, c!.names.get('a.ngrok.io')!.last], [T, T + 9000])
   const j = JSON.parse(formatJson(data(agg)))
   t.same(j.clients[0].lists, [{ list: 'ngrok', count: 4, entries: [{ entry: 'ngrok.io', count: 3 }, { entry: '?', count: 1 }] }])
   t.same(j.clients[0].actions, { block: 3, alert: 1, allow: 1 })
+  t.match(j.clients[0], { hostname: 'laptop-7', domain: 'laptop-7.corp.example', mac: 'aa:bb:cc:dd:ee:ff' })
+  t.match(j.clients[1], { hostname: null, domain: null, mac: null })
   t.same(j.clients[0].names.map((n: { name: string }) => n.name), ['a.ngrok.io', 'b.ngrok.io', 'c.example'])
-  t.match(formatTable(data(agg)), 'CLIENT 10.0.0.1  laptop-7  aa:bb:cc:dd:ee:ff\n')
+  t.match(formatTable(data(agg)), 'CLIENT 10.0.0.1  laptop-7  laptop-7.corp.example  aa:bb:cc:dd:ee:ff\n')
   t.match(formatTable(data(agg)), '  actions  block 3, alert 1, allow 1\n')
-  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,aa:bb:cc:dd:ee:ff,b.ngrok.io,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,alert=1,ngrok: ?,dns\n')
-  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,aa:bb:cc:dd:ee:ff,c.example,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,allow=1,,dns\n')
+  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,laptop-7.corp.example,aa:bb:cc:dd:ee:ff,b.ngrok.io,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,alert=1,ngrok: ?,dns\n')
+  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,laptop-7.corp.example,aa:bb:cc:dd:ee:ff,c.example,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,allow=1,,dns\n')
 })
 
 t.test('lists and actions tie-break by name', async t => {
@@ -56,7 +58,7 @@ t.test('bounded names per client; long names keep their end; lines wrap at 80', 
   t.match(text, '\n  (other names)                       2\n')
   t.match(text, '\n  lists    ngrok: ngrok.io 4, list-number-0: entry-0.example 1,\n           list-number-1:')
   t.equal(JSON.parse(formatJson(data(agg))).clients[0].other_names, 2)
-  t.match(formatCsv(data(agg)), '\n10.0.0.1,,,(other names),2,,,,,\n')
+  t.match(formatCsv(data(agg)), '\n10.0.0.1,,,,(other names),2,,,,,\n')
 })
 
 t.test('csv quoting and spreadsheet formulas', async t => {
@@ -64,7 +66,7 @@ t.test('csv quoting and spreadsheet formulas', async t => {
   agg.add(e({ name: '=cmd|"/c calc"!A0', hostname: 'pc, "main"', list: 'l', entry: '@x' }))
   agg.add(e({ name: 'b.ngrok.io', ip: '10.0.0.2', hostname: '-h' }))
   const csv = formatCsv(data(agg))
-  t.match(csv, `\n10.0.0.1,"pc, ""main""",,"'=cmd|""/c calc""!A0",1,`)
+  t.match(csv, `\n10.0.0.1,"pc, ""main""",,,"'=cmd|""/c calc""!A0",1,`)
   t.match(csv, ',block=1,l: @x,dns\n')
-  t.match(csv, "\n10.0.0.2,'-h,,b.ngrok.io,")
+  t.match(csv, "\n10.0.0.2,'-h,,,b.ngrok.io,")
 })

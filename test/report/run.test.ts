@@ -62,7 +62,7 @@ t.test('json names each client with its names, counts and times', async t => {
   t.same(j.clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.5', 3], ['10.0.0.7', 3], ['10.0.0.6', 2]],
     'example.com passed and is not logged; most decisions first, ties by address')
   t.same(j.clients[0], {
-    ip: '10.0.0.5', hostname: null, mac: null,
+    ip: '10.0.0.5', hostname: null, domain: null, mac: null,
     first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', total: 3,
     actions: { sinkhole: 3 }, where: { dns: 3 },
     lists: [{ list: 'ngrok', count: 3, entries: [{ entry: 'ngrok-agent.com', count: 2 }, { entry: 'ngrok.io', count: 1 }] }],
@@ -92,10 +92,10 @@ t.test('table at 80 columns', async t => {
 
 t.test('csv: one row per client and name', async t => {
   const rows = (await report({ files: [plain], format: 'csv' })).trimEnd().split('\n')
-  t.equal(rows[0], 'client_ip,hostname,mac,name,count,first_seen,last_seen,actions,lists,where')
-  t.equal(rows[1], '10.0.0.5,,,connect.ngrok-agent.com,2,2026-11-21T10:01:00.000Z,2026-11-21T10:02:00.000Z,sinkhole=2,ngrok: ngrok-agent.com,dns')
+  t.equal(rows[0], 'client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where')
+  t.equal(rows[1], '10.0.0.5,,,,connect.ngrok-agent.com,2,2026-11-21T10:01:00.000Z,2026-11-21T10:02:00.000Z,sinkhole=2,ngrok: ngrok-agent.com,dns')
   t.equal(rows.length, 1 + 2 + 3 + 1)
-  t.match(rows, [String, String, String, /^10\.0\.0\.7,/, /^10\.0\.0\.7,/, /^10\.0\.0\.7,,,x\.trycloudflare\.com,1,.*,alert=1,tunnels: trycloudflare\.com,dns$/, /^10\.0\.0\.6,,,abc123\.ngrok-free\.app,2,/])
+  t.match(rows, [String, String, String, /^10\.0\.0\.7,/, /^10\.0\.0\.7,/, /^10\.0\.0\.7,,,,x\.trycloudflare\.com,1,.*,alert=1,tunnels: trycloudflare\.com,dns$/, /^10\.0\.0\.6,,,,abc123\.ngrok-free\.app,2,/])
 })
 
 t.test('gzip and stdin read like plain files, and add up', async t => {
@@ -107,7 +107,7 @@ t.test('gzip and stdin read like plain files, and add up', async t => {
   const p = report({ files: [], stdin: piped, format: 'csv' })
   for (const l of log.split('\n')) piped.write(l + '\n')
   piped.end()
-  t.match(await p, /^client_ip,.*\n10\.0\.0\.5,,,connect\.ngrok-agent\.com,2,/)
+  t.match(await p, /^client_ip,.*\n10\.0\.0\.5,,,,connect\.ngrok-agent\.com,2,/)
 })
 
 t.test('filters', async t => {

@@ -1,0 +1,87 @@
+import { readFile, stat } from 'node:fs/promises'
+import { LeaseIndex, parseLeases, type Lease } from './leases.js'
+
+export interface LeaseFilesOptions {
+  /** Absolute paths: dnsmasq, ISC dhcpd or Kea CSV, detected per file. */
+  readonly files: readonly string[]
+  /** How often the files' inode, size and mtime are compared (ms). */
+  readonly checkMs: number
+  /** Called with the new index after the first check and after every change. */
+  readonly onIndex: (index: LeaseIndex) => void
+  readonly warn: (msg: string, fields: Record<string, unknown>) => void
+  readonly info: (msg: string, fields: Record<string, unknown>) => void
+}
+
+interface FileState {
+  /** inode, size and mtime when last read ('' before). */
+  sig: string
+  leases: readonly Lease[]
+  /** The last check failed (warned once until it reads again). */
+  failed: boolean
+}
+
+/**
+ * DHCP lease files, re-read when they change: a timer compares each file's inode, size and
+ * mtime every `checkMs` (a lease file is often replaced by rename, which a watch on the file
+ * misses). A file that cannot be read, or holds text but no lease, is a warning naming it, once
+ * until it reads again; its last good leases are kept.
+ */
+export class LeaseFiles {
+  readonly #o: LeaseFilesOptions
+  readonly #state = new Map<string, FileState>()
+  #timer: NodeJS.Timeout | undefined
+  #running: Promise<void> | undefined
+  #stopped = false
+
+  constructor(o: LeaseFilesOptions) {
+    this.#o = o
+    for (const f of o.files) this.#state.set(f, { sig: '', leases: [], failed: false })
+  }
+
+  /** The first read (always delivers an index), then a check every `checkMs`. */
+  async start(): Promise<void> {
+    await this.check(true)
+    if (this.#stopped) return
+    this.#timer = setInterval(() => { void this.check() }, this.#o.checkMs)
+    this.#timer.unref()
+  }
+
+  /** Compare every file with what was read; re-read the changed ones and rebuild the index. */
+  check(force = false): Promise<void> {
+    // one check at a time: a timer tick during a slow read is skipped
+    this.#running ??= this.#checkAll(force).finally(() => { this.#running = undefined })
+    return this.#running
+  }
+
+  async #checkAll(force: boolean): Promise<void> {
+    let changed = force
+    for (const [file, st] of this.#state) {
+      try {
+        const s = await stat(file)
+        const sig = `${s.ino}:${s.size}:${s.mtimeMs}`
+        if (sig === st.sig) continue
+        const text = await readFile(file, 'utf8')
+        st.sig = sig
+        if (st.failed) this.#o.info('lease file readable again', { file })
+        st.failed = false
+        const leases = parseLeases(text)
+        if (leases.length === 0 && text.trim() !== '') {
+          this.#o.warn('no lease found in lease file; keeping its last good leases', { file })
+          continue
+        }
+        st.leases = leases
+        changed = true
+      } catch (e) {
+        if (!st.failed) this.#o.warn('cannot read lease file; keeping its last good leases', { file, error: (e as Error).message })
+        st.failed = true
+        st.sig = ''
+      }
+    }
+    if (changed && !this.#stopped) this.#o.onIndex(new LeaseIndex([...this.#state.values()].flatMap(s => s.leases)))
+  }
+
+  stop(): void {
+    this.#stopped = true
+    clearInterval(this.#timer)
+  }
+}

@@ -1,0 +1,86 @@
+// Client names as a user gets them: serve with a dnsmasq lease file and PTR lookups through
+// unbound (which holds the PTR), real dig from 127.0.0.2, then tunnelguard report.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { renameSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { dig } from '../fixtures/dig.js'
+import { CLI, startServe } from '../fixtures/serve-process.js'
+import { freePort, startUnbound } from '../fixtures/unbound.js'
+
+type Line = Record<string, any>  // eslint-disable-line @typescript-eslint/no-explicit-any -- parsed log lines
+
+t.test('serve: client.hostname and client.mac from the lease, client.domain from PTR on later lines; a rewritten lease file shows', async t => {
+  const ub = await startUnbound(t, { server: ['local-data-ptr: "127.0.0.2 laptop-2.lan"'] })
+  const expiry = Math.floor(Date.now() / 1000) + 3600
+  const dir = t.testdir({
+    'tunnels.txt': 'ngrok-agent.com\n',
+    'dnsmasq.leases': `${expiry} 02:00:00:00:00:02 127.0.0.2 build-2 01:02:00:00:00:00:02\n`,
+  })
+  const port = await freePort()
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, [
+    `dns: { listen: ["127.0.0.1:${port}"], upstreams: ["${ub.url}"], timeout: 1s }`,
+    'proxy: { listen: [] }',
+    'admin: { listen: null }',
+    'lists:',
+    '  tunnels: { files: [tunnels.txt], action: sinkhole }',
+    'clients: { leases: [dnsmasq.leases], leaseCheck: 200ms, ptr: true, ptrTtl: 1h }',
+  ].join('\n'))
+  const p = await startServe(t, ['--config', cfg])
+  const server = { address: '127.0.0.1', port }
+  const ask = async () => {
+    const r = await dig(server, 'connect.ngrok-agent.com', 'A', ['-b', '127.0.0.2'])
+    t.equal(r.answer[0]?.data, '0.0.0.0', 'sinkholed')
+  }
+  const queries = () => p.lines().filter((l: Line) => l.message === 'dns.query') as Line[]
+  /** Ask until a line satisfies `pred` (bounded). */
+  const askUntil = async (pred: (l: Line) => boolean) => {
+    for (let i = 0; i < 40 && !queries().some(pred); i++) {
+      await ask()
+      await new Promise(r => setTimeout(r, 100))
+    }
+    return queries().find(pred)
+  }
+
+  await ask()
+  const first = await p.waitFor(l => l.message === 'dns.query')
+  t.same(first.client, { ip: '127.0.0.2', port: (first as Line).client.port, hostname: 'build-2', mac: '02:00:00:00:00:02' },
+    'the first line names the lease holder and does not wait for the PTR lookup')
+  const withPtr = await askUntil(l => l.client.domain !== undefined)
+  t.match(withPtr, { client: { ip: '127.0.0.2', hostname: 'build-2', mac: '02:00:00:00:00:02', domain: 'laptop-2.lan' } }, 'a later line carries the PTR name')
+
+  // dnsmasq rewrites its lease file by renaming a new one over it
+  writeFileSync(join(dir, 'new.leases'), `${expiry} 02:00:00:00:00:2b 127.0.0.2 build-2b *\n`)
+  renameSync(join(dir, 'new.leases'), join(dir, 'dnsmasq.leases'))
+  const changed = await askUntil(l => l.client.hostname === 'build-2b')
+  t.match(changed, { client: { hostname: 'build-2b', mac: '02:00:00:00:00:2b', domain: 'laptop-2.lan' } }, 'the new lease on later lines')
+  t.notOk(p.lines().some((l: Line) => l['log.level'] === 'warn' && l.message !== 'dns.query'), 'no warnings')
+
+  await p.stop()
+  const log = join(dir, 'tg.jsonl')
+  writeFileSync(log, p.stdout())
+  const report = (...a: string[]) => execFileSync(process.execPath, [CLI, 'report', log, ...a], { encoding: 'utf8' })
+  const json = JSON.parse(report('--format', 'json'))
+  t.match(json.clients, [{ ip: '127.0.0.2', hostname: 'build-2b', domain: 'laptop-2.lan', mac: '02:00:00:00:00:2b' }], 'report: the names of the last lines')
+  t.match(report(), 'CLIENT 127.0.0.2  build-2b  laptop-2.lan  02:00:00:00:00:2b\n')
+  t.match(report('--format', 'csv').split('\n')[1], /^127\.0\.0\.2,build-2b,laptop-2\.lan,02:00:00:00:00:2b,connect\.ngrok-agent\.com,/)
+})
+
+t.test('serve: a missing lease file is a warning naming it; serving goes on', async t => {
+  const ub = await startUnbound(t)
+  const dir = t.testdir({ 'tunnels.txt': 'ngrok-agent.com\n' })
+  const port = await freePort()
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, [
+    `dns: { listen: ["127.0.0.1:${port}"], upstreams: ["${ub.url}"], timeout: 1s }`,
+    'proxy: { listen: [] }', 'admin: { listen: null }',
+    'lists:', '  tunnels: { files: [tunnels.txt], action: sinkhole }',
+    'clients: { leases: [missing.leases] }',
+  ].join('\n'))
+  const p = await startServe(t, ['--config', cfg])
+  t.match(p.lines().find(l => l.message === 'cannot read lease file; keeping its last good leases'), { 'log.level': 'warn', file: join(dir, 'missing.leases') })
+  t.equal((await dig({ address: '127.0.0.1', port }, 'connect.ngrok-agent.com')).answer[0]?.data, '0.0.0.0')
+  const line = (await p.waitFor(l => l.message === 'dns.query')) as Line
+  t.same(Object.keys(line.client), ['ip', 'port'], 'no names')
+})
