@@ -23,6 +23,14 @@ export function applyOverrides(c: Config, o: Overrides): Config {
   })
 }
 
+/**
+ * Is a change event in a watched directory about one of our files? A platform that gives no file
+ * name (Node allows a null) could mean any file, so that counts as ours.
+ */
+export function isWatched(names: ReadonlySet<string>, file: string | Buffer | null): boolean {
+  return file === null || names.has(String(file))
+}
+
 export interface Reloader {
   /** Rebuild config and lists; swap on success; on failure log the errors and keep the old snapshot. */
   reload(why: string): boolean
@@ -87,7 +95,7 @@ export function createReloader(o: ReloaderOptions): Reloader {
     for (const [dir, names] of byDir) {
       try {
         const w = watch(dir, (_ev, file) => {
-          if (file !== null && !names.has(String(file))) return
+          if (!isWatched(names, file)) return
           clearTimeout(timer)
           timer = setTimeout(() => { if (reload(`file changed: ${dir}/${String(file)}`)) watchAll() }, o.debounceMs ?? 200)
         })

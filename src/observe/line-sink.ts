@@ -28,8 +28,10 @@ export class LineSink {
   private failed = false
   private readonly drained: (() => void)[] = []
   private readonly onExit = (): void => this.flushSync()
+  private readonly retryMs: number
 
   constructor(private readonly opts: LineSinkOptions) {
+    this.retryMs = opts.retryMs ?? 10
     process.on('exit', this.onExit)
   }
 
@@ -55,7 +57,7 @@ export class LineSink {
   private send(buf: Buffer, off: number): void {
     (this.opts.fs?.write ?? fsWrite)(this.opts.fd, buf, off, buf.length - off, null, (err, n) => {
       if (err) {
-        if (err.code === 'EAGAIN') { setTimeout(() => this.send(buf, off), this.opts.retryMs ?? 10); return }
+        if (err.code === 'EAGAIN') { setTimeout(() => this.send(buf, off), this.retryMs); return }
         this.fail(err)
         return
       }
@@ -97,7 +99,7 @@ export class LineSink {
       } catch (e) {
         const err = e as NodeJS.ErrnoException
         // a full non-blocking pipe: wait for its reader, a bounded number of times
-        if (err.code === 'EAGAIN' && again++ < SYNC_RETRIES) { Atomics.wait(PAUSE, 0, 0, this.opts.retryMs ?? 10); continue }
+        if (err.code === 'EAGAIN' && again++ < SYNC_RETRIES) { Atomics.wait(PAUSE, 0, 0, this.retryMs); continue }
         return this.fail(err)
       }
     }
