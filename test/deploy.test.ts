@@ -149,3 +149,15 @@ t.test('docs/deploy.md covers each way to run it and the egress rules', async t 
     t.ok(doc.includes(s), `mentions ${s}`)
   }
 })
+
+t.test('every shipped way to start serve sets the same malloc trim threshold', async t => {
+  // without it glibc trims each freed 64 KiB read buffer and the proxy faults fresh pages in on
+  // the next read (4x the CPU per GiB relayed: bench/README.md, "Proxy")
+  const value = /^ENV MALLOC_TRIM_THRESHOLD_=(\d+)$/m.exec(dockerfile)?.[1]
+  t.ok(value && Number(value) >= 32 << 20, 'the image keeps at least 32 MiB of freed memory')
+  t.match(read('deploy/systemd/tunnelguard.service'), new RegExp(`^Environment=MALLOC_TRIM_THRESHOLD_=${value}$`, 'm'))
+  const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> }
+  t.match(pkg.scripts.start, new RegExp(`MALLOC_TRIM_THRESHOLD_=${value} node dist/cli\\.js serve`))
+  t.match(read('bench/dns/lib.sh'), `MALLOC_TRIM_THRESHOLD_=${value} node`, 'the DNS bench runs it as deployed')
+  t.match(read('bench/proxy/targets.sh'), `TG_MALLOC_TRIM=\${TG_MALLOC_TRIM:-${value}}`, 'the proxy bench too')
+})
