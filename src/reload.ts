@@ -48,7 +48,7 @@ export interface ReloaderOptions {
   readonly swap: (s: Snapshot) => void
   readonly extraTexts?: () => ExtraTexts
   readonly onResult?: (ok: boolean) => void
-  readonly debounceMs?: number
+  readonly debounceMs: number
 }
 
 export function createReloader(o: ReloaderOptions): Reloader {
@@ -97,7 +97,8 @@ export function createReloader(o: ReloaderOptions): Reloader {
         const w = watch(dir, (_ev, file) => {
           if (!isWatched(names, file)) return
           clearTimeout(timer)
-          timer = setTimeout(() => { if (reload(`file changed: ${dir}/${String(file)}`)) watchAll() }, o.debounceMs ?? 200)
+          // watch again after every attempt: a reload may name other list files, and a failed one costs nothing to re-watch
+          timer = setTimeout(() => { reload(`file changed: ${dir}/${String(file)}`); watchAll() }, o.debounceMs)
         })
         w.on('error', err => o.evidence.warn('file watch failed', { dir, error: String(err) }))
         watchers.push(w)

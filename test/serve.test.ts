@@ -133,7 +133,7 @@ t.test('reloader: a directory that cannot be watched is reported, SIGHUP still w
   const ev = memoryEvidence()
   const snap = buildSnapshot(applyOverrides(loadConfig(undefined, { resolvConf: '/nonexistent' }), {}))
   const fake = { ...snap, config: { ...snap.config, lists: { x: { files: ['/nonexistent-dir/x.txt'], urls: [], refresh: 1, maxBytes: 1, action: 'block' as const } } } }
-  const rl = createReloader({ overrides: {}, evidence: ev, current: () => fake, swap: () => {} })
+  const rl = createReloader({ overrides: {}, evidence: ev, current: () => fake, swap: () => {}, debounceMs: 200 })
   rl.watch()
   rl.close()
   t.ok(ev.messages.some(m => /cannot watch directory; SIGHUP still reloads/.test(m.msg)))
