@@ -79,6 +79,9 @@ function fit(name: string, w: number): string {
   return name.length <= w ? name.padEnd(w) : '…' + name.slice(name.length - w + 1)
 }
 
+/** C0 controls but tab and newline, DEL and C1 controls (ESC starts terminal escape sequences). */
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g
+
 export function formatTable(r: ReportData): string {
   const out: string[] = []
   for (const c of r.clients) {
@@ -105,5 +108,6 @@ export function formatTable(r: ReportData): string {
   if (k.malformed > 0) foot.push(`${plural(k.malformed, 'malformed line')} skipped`)
   out.push(...wrap('', foot))
   for (const e of r.errors) out.push(`error: ${e}`)
-  return out.join('\n') + '\n'
+  // hostnames come from DHCP clients and names from whoever asked: no terminal control characters
+  return out.join('\n').replace(CONTROL, '?') + '\n'
 }

@@ -70,3 +70,14 @@ t.test('csv quoting and spreadsheet formulas', async t => {
   t.match(csv, ',block=1,l: @x,dns\n')
   t.match(csv, "\n10.0.0.2,'-h,,,b.ngrok.io,")
 })
+
+t.test('the table prints no terminal control characters from hostnames or names', async t => {
+  const agg = new Aggregator()
+  agg.add(e({ hostname: 'evil\u001b]0;pwned\u0007', name: 'x\u001b[2Jy.ngrok.io', mac: 'aa:bb\u009b' }))
+  const table = formatTable(data(agg))
+  t.notMatch(table, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, 'no ESC, BEL, CSI or other controls')
+  t.match(table, 'evil?]0;pwned?')
+  t.match(table, 'x?[2Jy.ngrok.io')
+  t.match(table, 'aa:bb?')
+  t.match(JSON.parse(formatJson(data(agg))).clients[0].hostname, 'evil\u001b]0;pwned\u0007', 'json keeps the data as it was (escaped)')
+})
