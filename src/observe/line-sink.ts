@@ -7,6 +7,12 @@ export interface LineSinkOptions {
   readonly onError?: (e: NodeJS.ErrnoException) => void
   /** Retry delay after EAGAIN (a full non-blocking pipe), ms. */
   readonly retryMs?: number
+  /**
+   * Most characters waiting while stdout does not keep up (64 MiB); lines past it are dropped
+   * and counted, and `dropNotice(count)` (a whole line) is written once the backlog is out.
+   */
+  readonly maxWaiting?: number
+  readonly dropNotice?: (dropped: number) => string
   /** node:fs's write and writeSync (replaced in tests). */
   readonly fs?: { readonly write: typeof fsWrite; readonly writeSync: typeof writeSync }
 }
@@ -19,25 +25,32 @@ const PAUSE = new Int32Array(new SharedArrayBuffer(4))
  * write(2), issued from setImmediate. A blocked query costs a JSON line; a write, with its trip
  * through libuv's thread pool, per line cost more than the rest of answering the query. While a
  * write is in flight, new lines wait for it (order is kept); a partial write continues where it
- * stopped; on exit, whatever is still waiting is written synchronously.
+ * stopped; on exit, whatever is still waiting is written synchronously. Memory stays bounded
+ * when the reader stalls (a stuck pipe): past `maxWaiting` lines are dropped and counted.
  */
 export class LineSink {
   private waiting: string[] = []
+  private waitingChars = 0
+  private dropped = 0
   private scheduled = false
   private writing = false
   private failed = false
   private readonly drained: (() => void)[] = []
   private readonly onExit = (): void => this.flushSync()
   private readonly retryMs: number
+  private readonly maxWaiting: number
 
   constructor(private readonly opts: LineSinkOptions) {
     this.retryMs = opts.retryMs ?? 10
+    this.maxWaiting = opts.maxWaiting ?? 64 << 20
     process.on('exit', this.onExit)
   }
 
   /** Queue one line (with its newline). */
   write(line: string): boolean {
     if (this.failed) return true
+    if (this.waitingChars + line.length > this.maxWaiting) { this.dropped++; return true }
+    this.waitingChars += line.length
     this.waiting.push(line)
     if (!this.scheduled && !this.writing) {
       this.scheduled = true
@@ -50,6 +63,7 @@ export class LineSink {
     if (this.writing || this.waiting.length === 0) return this.settle()
     const buf = Buffer.from(this.waiting.join(''))
     this.waiting = []
+    this.waitingChars = 0
     this.writing = true
     this.send(buf, 0)
   }
@@ -63,6 +77,10 @@ export class LineSink {
       }
       if (off + n < buf.length) return this.send(buf, off + n)
       this.writing = false
+      if (this.dropped > 0 && this.opts.dropNotice) {
+        this.waiting.push(this.opts.dropNotice(this.dropped))     // past the cap: it is one line
+        this.dropped = 0
+      }
       this.next()
     })
   }
@@ -91,6 +109,7 @@ export class LineSink {
     if (this.failed || this.waiting.length === 0) return
     const buf = Buffer.from(this.waiting.join(''))
     this.waiting = []
+    this.waitingChars = 0
     let off = 0
     let again = 0
     while (off < buf.length) {

@@ -34,7 +34,10 @@ export function createLogger(opts: LoggerOptions): Logger {
   }
   // stdout: the lines of one event-loop turn in one asynchronous write (a line per blocked query
   // must not cost a write(2) each)
-  const dest = (opts.destination as DestinationStream | undefined) ?? new LineSink({ fd: 1, onError: stdoutFailed })
+  const dest = (opts.destination as DestinationStream | undefined) ?? new LineSink({
+    fd: 1, onError: stdoutFailed,
+    dropNotice: droppedLine(options.timestamp),
+  })
   const logger = pino(options, dest)
   // the same line pino writes for logger[level](record), serialized by V8's JSON.stringify in one
   // call instead of pino's key-by-key stringify (a third of the cost of a blocked query)
@@ -48,6 +51,11 @@ export function createLogger(opts: LoggerOptions): Logger {
 /** Said once on stderr when stdout stops taking the log (EPIPE, EBADF, a full disk). */
 export function stdoutFailed(e: NodeJS.ErrnoException, stderr: { write(s: string): unknown } = process.stderr): void {
   stderr.write(`tunnelguard: the log cannot be written to stdout (${e.code ?? e.message}); lines are dropped from now on\n`)
+}
+
+/** The line written when stdout fell so far behind that lines were dropped (`stamp`: the logger's `,"@timestamp":…`). */
+export function droppedLine(stamp: () => string): (dropped: number) => string {
+  return n => `{"log.level":"error"${stamp()},"ecs.version":"${ECS_VERSION}","message":"log lines dropped: stdout did not keep up","tunnelguard":{"dropped_lines":${n}}}\n`
 }
 
 export type RecordLevel = 'info' | 'warn'

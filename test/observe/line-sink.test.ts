@@ -69,6 +69,9 @@ t.test('a real file receives every line; lines queued during a write follow it',
   t.equal(f.text(), 'a\nb\nc\n')
   await flushed(sink)
   t.equal(f.text(), 'a\nb\nc\n', 'a flush with nothing queued calls back and writes nothing')
+  sink.write('d\n')
+  sink.flushSync()
+  t.equal(f.text(), 'a\nb\nc\nd\n', 'flushSync writes what waits at once')
 })
 
 t.test('a partial write continues where it stopped; EAGAIN is retried', async t => {
@@ -124,4 +127,31 @@ for (let i = 0; i < 3; i++) s.write('line ' + i + '\\n')
 process.exit(0)`
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 20_000 })
   t.equal(r.stdout, 'line 0\nline 1\nline 2\n', r.stderr)
+})
+
+t.test('a stalled reader: lines past maxWaiting are dropped and counted, then one notice', async t => {
+  const held: (() => void)[] = []
+  const out: string[] = []
+  const fs = {
+    write: ((_fd: number, buf: Buffer, off: number, len: number, _pos: null, cb: WriteCb) => {
+      held.push(() => { out.push(buf.subarray(off, off + len).toString()); cb(null, len) })
+    }) as unknown as Fs['write'],
+    writeSync: (() => 0) as unknown as Fs['writeSync'],
+  }
+  const sink = new LineSink({ fd: 99, fs, maxWaiting: 20, dropNotice: n => `dropped ${n}\n` })
+  t.teardown(() => sink.close())
+  sink.write('first\n')
+  await tick()                                   // the first write is in flight, and stalls
+  for (let i = 0; i < 10; i++) sink.write(`line ${i}\n`)   // 7 chars each: two fit in 20
+  t.equal(held.length, 1)
+  held.shift()!()
+  await tick()
+  held.shift()!()
+  await flushed(sink)
+  t.same(out.join('').split('\n').filter(Boolean), ['first', 'line 0', 'line 1', 'dropped 8'])
+  sink.write('after\n')
+  await tick()
+  held.shift()!()
+  await flushed(sink)
+  t.equal(out.join('').split('\n').filter(Boolean).at(-1), 'after', 'counting starts again')
 })

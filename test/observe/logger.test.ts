@@ -65,3 +65,13 @@ t.test('a failed stdout is reported once on stderr', async t => {
   t.match(said[0], /cannot be written to stdout \(EPIPE\); lines are dropped/)
   t.match(said[1], /\(no code\)/)
 })
+
+t.test('the dropped-lines notice is one ECS line with the count', async t => {
+  const { droppedLine } = await import('../../src/observe/logger.js')
+  const line = droppedLine(() => ',"@timestamp":"2026-11-29T10:00:00.000Z"')(42)
+  t.ok(line.endsWith('\n'))
+  t.same(JSON.parse(line), {
+    'log.level': 'error', '@timestamp': '2026-11-29T10:00:00.000Z', 'ecs.version': ECS_VERSION,
+    message: 'log lines dropped: stdout did not keep up', tunnelguard: { dropped_lines: 42 },
+  })
+})
