@@ -125,26 +125,26 @@ export class QueryHandler {
       return respond(buildReply(msg, q, RCODE.REFUSED))
     }
     const decision = snap.policy.decide(client.ip, q.name, 'qname')
-    if (decision.action === 'block' || decision.action === 'sinkhole') return this.act(snap, msg, q, client, respond, t0, decision)
+    if (decision.action === 'block' || decision.action === 'sinkhole') return this.act(msg, q, client, respond, t0, decision)
     const bypass = bypassReply(msg, q, snap.config, this.answers)
     if (bypass) {
       send(respond, client, q, bypass.reply)
-      return this.log(snap, q, client, t0, decision, bypass.rcode)
+      return this.log(q, client, t0, decision, bypass.rcode)
     }
     const key = cacheKey(q)
     const hit = this.cache.get(key, t0)
     counters.cacheLookup(hit !== undefined)
     if (hit) {
       const d = worst(snap, client, decision, hit.targets)
-      if (d.action === 'block' || d.action === 'sinkhole') return this.act(snap, msg, q, client, respond, t0, d, hit.upstream, true)
+      if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, hit.upstream, true)
       send(respond, client, q, this.cache.serve(hit, msg, q.qEnd, t0))
-      return this.log(snap, q, client, t0, d, hit.rcode, hit.upstream, true)
+      return this.log(q, client, t0, d, hit.rcode, hit.upstream, true)
     }
     const dns = snap.config.dns
     if (this.inFlight >= dns.maxInFlight) {
       counters.dropped('overload')
       send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
-      return this.log(snap, q, client, t0, decision, RCODE.SERVFAIL)
+      return this.log(q, client, t0, decision, RCODE.SERVFAIL)
     }
     this.inFlight++
     this.pool!.forward(msg, q.qEnd, dns.timeout, (err, reply, upstream) => {
@@ -153,31 +153,30 @@ export class QueryHandler {
       const scan = reply && scanResponse(reply)
       if (err || !scan) {
         send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
-        return this.log(snap, q, client, t0, decision, RCODE.SERVFAIL, upstream)
+        return this.log(q, client, t0, decision, RCODE.SERVFAIL, upstream)
       }
       this.cache.set(key, reply!, q.qEnd, scan, upstream!, this.deps.clock())
       const d = worst(snap, client, decision, scan.targets)
-      if (d.action === 'block' || d.action === 'sinkhole') return this.act(snap, msg, q, client, respond, t0, d, upstream, false)
+      if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, upstream, false)
       reply!.writeUInt16BE(q.id, 0)
       send(respond, client, q, reply!)
-      this.log(snap, q, client, t0, d, scan.rcode, upstream, false)
+      this.log(q, client, t0, d, scan.rcode, upstream, false)
     })
   }
 
   /** Answer a block or sinkhole decision, and log it. */
-  private act(snap: Snapshot, msg: Buffer, q: Query, client: Client, respond: Respond, t0: bigint,
+  private act(msg: Buffer, q: Query, client: Client, respond: Respond, t0: bigint,
     d: Decision, upstream?: string, cacheHit?: boolean): void {
     const { reply, rcode } = actionReply(msg, q, d, this.answers)
     send(respond, client, q, reply)
-    this.log(snap, q, client, t0, d, rcode, upstream, cacheHit)
+    this.log(q, client, t0, d, rcode, upstream, cacheHit)
   }
 
   /** The decision's evidence: counted always; the event (and its log line) only when it will be logged. */
-  private log(snap: Snapshot, q: Query, client: Client, t0: bigint, decision: Decision, rcode: number,
+  private log(q: Query, client: Client, t0: bigint, decision: Decision, rcode: number,
     upstream?: string, cacheHit?: boolean): void {
     const ev = this.deps.evidence
-    // evidence.decision logs a pass only with log.queries: all; without it, a count is all it keeps
-    if (decision.action === 'pass' && snap.config.log.queries !== 'all') return ev.counters.decided('dns.query', decision)
+    if (!ev.logs(decision.action)) return ev.counters.decided('dns.query', decision)
     ev.decision({
       message: 'dns.query', decision, client: { ip: client.ip, port: client.port }, transport: client.transport,
       durationNs: Number(this.deps.clock() - t0),

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import type { Outcome } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { AlertSink } from './alerts.js'
 import type { ClientNames } from './client-names.js'
@@ -27,12 +28,14 @@ export interface EvidenceOptions {
 export function createEvidence(opts: EvidenceOptions): Evidence {
   const { logger, metrics, clients, alerts, getSnapshot, names } = opts
   const write = recordWriter(logger)
+  const logs = (action: Outcome): boolean => action !== 'pass' || getSnapshot().config.log.queries === 'all'
   return {
     counters: metrics.counters,
+    logs,
     decision(ev) {
       const action = ev.decision.action
       metrics.decision(ev)
-      if (action === 'pass' && getSnapshot().config.log.queries !== 'all') return
+      if (!logs(action)) return
       if (action !== 'pass') clients.record(ev)
       const alert = eventKind(action) === 'alert'
       const level = alert ? 'warn' : 'info'

@@ -41,11 +41,15 @@ export function createLogger(opts: LoggerOptions): Logger {
   const logger = pino(options, dest)
   // the same line pino writes for logger[level](record), serialized by V8's JSON.stringify in one
   // call instead of pino's key-by-key stringify (a third of the cost of a blocked query)
-  const head = (level: RecordLevel): string => `{"log.level":"${level}"${options.timestamp()},"ecs.version":"${ECS_VERSION}",`
   writers.set(logger, (level, record) => {
-    dest.write(`${head(level)}${JSON.stringify(record).slice(1)}\n`)
+    dest.write(`${head(level, options.timestamp())}${JSON.stringify(record).slice(1)}\n`)
   })
   return logger
+}
+
+/** The start of a line as pino writes it with these options, up to and including the comma after ecs.version. */
+function head(level: string, stamp: string): string {
+  return `{"log.level":"${level}"${stamp},"ecs.version":"${ECS_VERSION}",`
 }
 
 /** Said once on stderr when stdout stops taking the log (EPIPE, EBADF, a full disk). */
@@ -55,7 +59,7 @@ export function stdoutFailed(e: NodeJS.ErrnoException, stderr: { write(s: string
 
 /** The line written when stdout fell so far behind that lines were dropped (`stamp`: the logger's `,"@timestamp":…`). */
 export function droppedLine(stamp: () => string): (dropped: number) => string {
-  return n => `{"log.level":"error"${stamp()},"ecs.version":"${ECS_VERSION}","message":"log lines dropped: stdout did not keep up","tunnelguard":{"dropped_lines":${n}}}\n`
+  return n => `${head('error', stamp())}"message":"log lines dropped: stdout did not keep up","tunnelguard":{"dropped_lines":${n}}}\n`
 }
 
 export type RecordLevel = 'info' | 'warn'

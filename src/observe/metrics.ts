@@ -32,8 +32,8 @@ function bounded(): (v: string) => string {
 const SOURCES = ['dns', 'proxy', 'sinkhole'] as const
 const ACTIONS: readonly Outcome[] = ['block', 'sinkhole', 'alert', 'allow', 'pass']
 const WHERES: readonly Where[] = ['qname', 'cname', 'connect', 'sni', 'host', 'url']
-const ACTION_IX: Readonly<Record<Outcome, number>> = { block: 0, sinkhole: 1, alert: 2, allow: 3, pass: 4 }
-const WHERE_IX: Readonly<Record<Where, number>> = { qname: 0, cname: 1, connect: 2, sni: 3, host: 4, url: 5 }
+const ACTION_IX = Object.fromEntries(ACTIONS.map((a, i) => [a, i])) as Readonly<Record<Outcome, number>>
+const WHERE_IX = Object.fromEntries(WHERES.map((w, i) => [w, i])) as Readonly<Record<Where, number>>
 const CELLS = SOURCES.length * ACTIONS.length * WHERES.length
 
 function sourceIx(message: DecisionEvent['message']): number {
@@ -55,11 +55,6 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
   const list = bounded()
   /** list label → counts per (source, action, matched_on) not yet added to the counter. */
   const pending = new Map<string, Float64Array>()
-  const decisionCells = (label: string): Float64Array => {
-    let cells = pending.get(label)
-    if (!cells) { cells = new Float64Array(CELLS); pending.set(label, cells) }
-    return cells
-  }
   new Counter({
     name: `${p}decisions_total`, help: 'Decided queries and connections by source, action, list and where the name was seen',
     labelNames: ['source', 'action', 'list', 'matched_on'] as const, registers,
@@ -110,7 +105,9 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
 
   const upstream = bounded()
   const decided = (message: DecisionEvent['message'], d: Decision): void => {
-    const cells = decisionCells(d.list === undefined ? 'none' : list(d.list))
+    const label = d.list === undefined ? 'none' : list(d.list)
+    let cells = pending.get(label)
+    if (!cells) { cells = new Float64Array(CELLS); pending.set(label, cells) }
     cells[(sourceIx(message) * ACTIONS.length + ACTION_IX[d.action]) * WHERES.length + WHERE_IX[d.where]]! += 1
   }
   const counters: Counters = {

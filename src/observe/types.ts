@@ -1,4 +1,4 @@
-import type { Decision } from '../policy/types.js'
+import type { Decision, Outcome } from '../policy/types.js'
 
 /** What a server reports about one decided query or connection; observe/ turns it into ECS. */
 export interface DecisionEvent {
@@ -23,6 +23,12 @@ export interface DecisionEvent {
 
 /** The evidence sink every server writes to: log line, metrics, live client table, alerts. */
 export interface Evidence {
+  /**
+   * Whether `decision` turns a decision with this action into an event (a log line, the client
+   * table): not for `pass` unless `log.queries: all`. A server that will not build the event
+   * counts the decision with `counters.decided` instead.
+   */
+  logs(action: Outcome): boolean
   /** One decision. Logged when the action is not `pass`, or always with `log.queries: all`. */
   decision(ev: DecisionEvent): void
   /** An operational message (start, stop, upstream down, rate limited, …). */
@@ -34,7 +40,7 @@ export interface Evidence {
 
 /** Counters the servers bump; observe/ backs them with a private Prometheus registry. */
 export interface Counters {
-  /** A decision that is counted and not logged (a pass without log.queries: all). */
+  /** A decision that is counted only (its action is one `Evidence.logs` says is not logged). */
   decided(message: DecisionEvent['message'], decision: Decision): void
   cacheLookup(hit: boolean): void
   upstream(upstream: string, outcome: 'ok' | 'timeout' | 'error', seconds: number): void

@@ -21,15 +21,12 @@ async function fakeUdp(t: Test, behave: (msg: Buffer, r: RemoteInfo, s: Socket) 
   return { url: `udp://127.0.0.1:${s.address().port}`, seen }
 }
 
-/** The snapshot with log.queries: all, so every decision reaches the evidence as an event (the tests read them). */
-const logAll = (s: Snapshot): Snapshot => ({ ...s, config: { ...s.config, log: { ...s.config.log, queries: 'all' } } })
-
-function setup(t: Test, first: Snapshot, all = true): { h: QueryHandler; ask: (m: Buffer, c?: Client) => Promise<Buffer | undefined>; use: (s: Snapshot) => void; ev: ReturnType<typeof memoryEvidence> } {
-  let snap = all ? logAll(first) : first
-  const ev = memoryEvidence()
+function setup(t: Test, first: Snapshot, logsPass = true): { h: QueryHandler; ask: (m: Buffer, c?: Client) => Promise<Buffer | undefined>; use: (s: Snapshot) => void; ev: ReturnType<typeof memoryEvidence> } {
+  let snap = first
+  const ev = memoryEvidence({ logsPass })
   const h = new QueryHandler({ getSnapshot: () => snap, evidence: ev, clock: process.hrtime.bigint })
   t.teardown(() => h.close())
-  return { h, ev, use: s => { snap = all ? logAll(s) : s }, ask: (m, c = client) => new Promise(r => h.handle(m, c, r)) }
+  return { h, ev, use: s => { snap = s }, ask: (m, c = client) => new Promise(r => h.handle(m, c, r)) }
 }
 
 const answer = (m: Buffer): Buffer => {
@@ -97,7 +94,7 @@ t.test('once draining, new queries are dropped', async t => {
   t.equal(await ask(q()), undefined)
 })
 
-t.test('without log.queries: all, a passed query is counted only; a blocked one is an event', async t => {
+t.test('when the evidence does not log passes (the default config), a passed query is counted only; a blocked one is an event', async t => {
   const up = await fakeUdp(t, (m, r, s) => s.send(answer(m), r.port, r.address))
   const snap = makeSnapshot({ config: { dns: { upstreams: [up.url] } }, lists: { ngrok: { action: 'block', patterns: ['ngrok.io'] } } })
   t.equal(snap.config.log.queries, 'matched', 'the default')

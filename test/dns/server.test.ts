@@ -36,7 +36,7 @@ t.test('close() ends open TCP connections; a client gone before its answer is no
     slow.send(dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions }), r.port, r.address, () => answered())
   }, 100))
   const ev = memoryEvidence()
-  const snap = makeSnapshot({ config: { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`] }, log: { queries: 'all' } } })
+  const snap = makeSnapshot({ config: { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`] } } })
   const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
   const port = dns.addresses[1]!.port
   const gone = connect(port, '127.0.0.1')

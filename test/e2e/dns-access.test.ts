@@ -5,9 +5,6 @@ import { startDns } from '../../src/dns/server.js'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
-
-/** Passed queries reach the evidence as events too (the tests read them). */
-const ALL = { queries: 'all' } as const
 import { startUnbound } from '../fixtures/unbound.js'
 import { dig, kdig } from '../fixtures/dig.js'
 
@@ -28,7 +25,7 @@ async function burst(port: number, n: number, ms = 400): Promise<number[]> {
 t.test('only allowClients are answered: REFUSED otherwise', async t => {
   const ub = await startUnbound(t)
   const ev = memoryEvidence()
-  const snap = makeSnapshot({ config: { log: ALL, dns: { upstreams: [ub.url], allowClients: ['::1/128'] } } })
+  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url], allowClients: ['::1/128'] } } })
   const dns = await startDns({ listen: ['127.0.0.1:0', '[::1]:0'], getSnapshot: () => snap, evidence: ev })
   t.teardown(() => dns.close())
   const v4 = await dig(dns.addresses[0]!, 'a.test')
@@ -45,7 +42,7 @@ t.test('only allowClients are answered: REFUSED otherwise', async t => {
 t.test('per-client rate limit: excess dropped, logged once per window', async t => {
   const ub = await startUnbound(t)
   const ev = memoryEvidence()
-  const snap = makeSnapshot({ config: { log: ALL, dns: { upstreams: [ub.url], rateLimit: { qps: 0.01, burst: 3 } } } })
+  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url], rateLimit: { qps: 0.01, burst: 3 } } } })
   const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
   t.teardown(() => dns.close())
   const got = await burst(dns.addresses[0]!.port, 10, 1500)
@@ -63,7 +60,7 @@ t.test('queries in flight are bounded: the excess gets SERVFAIL at once', async 
     slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions }), r.port, r.address)
   }, 200))
   const ev = memoryEvidence()
-  const config: ConfigInput = { log: ALL, dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`], maxInFlight: 2 } }
+  const config: ConfigInput = { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`], maxInFlight: 2 } }
   const snap = makeSnapshot({ config })
   const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
   t.teardown(() => dns.close())

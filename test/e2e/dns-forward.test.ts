@@ -6,9 +6,6 @@ import { startDns, type DnsService } from '../../src/dns/server.js'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
-
-/** Passed queries reach the evidence as events too (the tests read them). */
-const ALL = { queries: 'all' } as const
 import { freePort, startUnbound, type Unbound } from '../fixtures/unbound.js'
 import { dig, kdig } from '../fixtures/dig.js'
 
@@ -17,7 +14,7 @@ interface Stack { ub: Unbound; dns: DnsService; ev: MemoryEvidence; v4: { addres
 async function stack(t: Test, dnsConfig: (ub: Unbound) => NonNullable<ConfigInput['dns']> = ub => ({ upstreams: [ub.url] })): Promise<Stack> {
   const ub = await startUnbound(t)
   const ev = memoryEvidence()
-  const snap = makeSnapshot({ config: { log: ALL, dns: { timeout: '500ms', ...dnsConfig(ub) } } })
+  const snap = makeSnapshot({ config: { dns: { timeout: '500ms', ...dnsConfig(ub) } } })
   let offset = 0n
   const clock = (): bigint => process.hrtime.bigint() + offset
   const dns = await startDns({ listen: ['127.0.0.1:0', '[::1]:0'], getSnapshot: () => snap, evidence: ev, clock })
@@ -129,7 +126,7 @@ t.test('close() drains queries in flight, then stops answering', async t => {
     }, 300)
   })
   const ev = memoryEvidence()
-  const snap = makeSnapshot({ config: { log: ALL, dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`] } } })
+  const snap = makeSnapshot({ config: { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`] } } })
   const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
   const pending = dig(dns.addresses[0]!, 'a.test')
   await upstreamGotIt

@@ -21,8 +21,7 @@ interface Stack {
 async function stack(t: Test, config: ConfigInput = {}, lists?: TestLists): Promise<Stack> {
   const ub = await startUnbound(t)
   const ev = memoryEvidence()
-  // log.queries: all, so passed queries reach the evidence as events too (the tests read them)
-  const mk = (c: ConfigInput, l?: TestLists): Snapshot => makeSnapshot({ config: { log: { queries: 'all' }, ...c, dns: { upstreams: [ub.url], ...c.dns } }, lists: l })
+  const mk = (c: ConfigInput, l?: TestLists): Snapshot => makeSnapshot({ config: { ...c, dns: { upstreams: [ub.url], ...c.dns } }, lists: l })
   let snap = mk(config, lists)
   const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
   t.teardown(() => dns.close())

@@ -1,3 +1,4 @@
+import type { Outcome } from '../../src/policy/types.js'
 import t from 'tap'
 import { Writable } from 'node:stream'
 import type { AlertSink } from '../../src/observe/alerts.js'
@@ -113,4 +114,11 @@ t.test('client names are added to the lines that are built, and to alerts', asyn
   t.same(asked, ['10.0.0.5'], 'not for a pass that is not logged')
   t.match(JSON.parse(chunks.join('')), { client: { ip: '10.0.0.5', port: 1, hostname: 'laptop-5' } })
   t.match(alerted, [{ client: { hostname: 'laptop-5' } }])
+})
+
+t.test('logs(action): what decision() turns into an event, the one rule servers ask', async t => {
+  const matched = setup().evidence
+  t.same(['block', 'sinkhole', 'alert', 'allow', 'pass'].map(a => matched.logs(a as Outcome)), [true, true, true, true, false])
+  const all = setup({ queries: 'all' }).evidence
+  t.equal(all.logs('pass'), true, 'log.queries: all logs passes too')
 })
