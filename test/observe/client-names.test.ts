@@ -124,6 +124,9 @@ t.test(`PTR: at most ${MAX_PTR_IN_FLIGHT} lookups in flight; a bounded cache`, a
   const s = setup(t)
   await s.names.configure(config({ ptr: true, ptrMaxEntries: 100 }, srv.url))
   for (let i = 0; i < 80; i++) s.name(`10.0.1.${i}`)
+  // the datagrams reach the fake server over a few ticks; wait for them (bounded, inside the 300 ms
+  // timeout, and no line is annotated meanwhile, so nothing more can be sent), then count
+  for (let i = 0; i < 20 && srv.asked.length < MAX_PTR_IN_FLIGHT; i++) await new Promise(r => setTimeout(r, 10))
   await tick()
   t.equal(srv.asked.length, MAX_PTR_IN_FLIGHT)
   await new Promise(r => setTimeout(r, 400))          // the lookups time out (300 ms)
