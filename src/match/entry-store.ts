@@ -1,7 +1,7 @@
 import type { Entry, MatchKind, SigmaRef } from './types.js'
 
 const KINDS: readonly MatchKind[] = ['exact', 'domain', 'subdomains']
-const KIND_CODE: Readonly<Record<MatchKind, number>> = { exact: 0, domain: 1, subdomains: 2 }
+export const KIND_CODE: Readonly<Record<MatchKind, number>> = { exact: 0, domain: 1, subdomains: 2 }
 
 /**
  * How a pattern is rebuilt from the name: prefix + name + suffix. Entries whose pattern fits one
@@ -14,6 +14,13 @@ const OTHER = 7
 const ALLOW_BIT = 4
 /** Ints per entry in `rec`: meta (bits 0-1 kind, 2 allow, 3-5 pattern style, 8+ list), next + 1, name offset, name length. */
 export const REC = 4
+/**
+ * Bytes in front of each name in the blob: name length; kind (bits 0-1) and HAS_NEXT (bit 7);
+ * entry index (uint32 LE). A reader holding only a name's offset finds what it needs to check the
+ * name in the same cache line, and whether a chain follows, without reading `rec`.
+ */
+export const HDR = 6
+export const HAS_NEXT = 0x80
 
 function styleOf(pattern: string, name: string): number {
   if (pattern === name) return 0
@@ -40,7 +47,7 @@ function growInts(a: Int32Array<ArrayBuffer>, size: number): Int32Array<ArrayBuf
 export class EntryStore {
   /** [meta, next entry + 1 (0 = end of chain), name offset in blob, name length] per entry. */
   rec: Int32Array<ArrayBuffer>
-  /** All names, ASCII bytes. */
+  /** All names, ASCII bytes, each after its HDR-byte header. */
   blob: Buffer
   private blobUsed = 0
   private count = 0
@@ -61,7 +68,7 @@ export class EntryStore {
     this.rec = new Int32Array(this.cap * REC)
     this.files = new Int32Array(this.cap)
     this.lines = new Int32Array(this.cap)
-    this.blob = Buffer.alloc(Math.max(256, bytes))
+    this.blob = Buffer.alloc(Math.max(256, bytes + entries * HDR))
   }
 
   get length(): number { return this.count }
@@ -100,6 +107,12 @@ export class EntryStore {
     return true
   }
 
+  /** Chain entry i after entry tail (the last of its chain). */
+  link(tail: number, i: number): void {
+    this.rec[tail * REC + 1] = i + 1
+    this.blob[this.rec[tail * REC + 2]! - HDR + 1]! |= HAS_NEXT
+  }
+
   /** Append an entry (chained to nothing yet); returns its index. `line` < 0: `file` is the whole source. */
   push(listId: number, name: string, kind: MatchKind, allow: boolean, pattern: string,
     file: string, line: number, sigma: SigmaRef | undefined, obj: Entry | undefined): number {
@@ -110,14 +123,18 @@ export class EntryStore {
       this.files = growInts(this.files, this.cap)
       this.lines = growInts(this.lines, this.cap)
     }
-    const off = this.blobUsed
+    const at = this.blobUsed
+    const off = at + HDR
     if (off + name.length > this.blob.length) {
       const b = Buffer.alloc(Math.max(off + name.length, this.blob.length * 2))
       this.blob.copy(b)
       this.blob = b
     }
+    this.blob[at] = name.length
+    this.blob[at + 1] = KIND_CODE[kind]
+    this.blob.writeUInt32LE(i, at + 2)
     this.blob.write(name, off, 'latin1')
-    this.blobUsed += name.length
+    this.blobUsed = off + name.length
     const style = styleOf(pattern, name)
     if (style === OTHER) this.patterns.set(i, pattern)
     const r = i * REC

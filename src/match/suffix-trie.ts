@@ -1,4 +1,4 @@
-import { EntryStore, REC } from './entry-store.js'
+import { EntryStore, HAS_NEXT, HDR, REC } from './entry-store.js'
 import type { Entry, Matcher, MatchKind, SigmaRef } from './types.js'
 
 const SEED = 0x811c9dc5 | 0           // FNV-1a offset basis
@@ -45,13 +45,17 @@ function hashAscii(name: string): number | undefined {
  * lookup allocates nothing beyond the first materialization of a matched entry.
  *
  * Index: a bit filter (4 bits per slot, a few hundred KB per 100k names, so it stays in cache)
- * turns most misses away before the table; the table is open addressing in one Int32Array (hash
- * and first entry + 1 side by side, one cache line per probe); entries with the same hash are
- * chained through the entry records (EntryStore).
+ * turns most misses away before the table. The table is open addressing in one Int32Array: per
+ * slot the suffix hash and the blob offset of the first entry's name, whose header (length, kind,
+ * entry index) sits just before it, so a probe and the check of its first entry wait for two
+ * memory reads (entries with the same hash are chained through the entry records, EntryStore).
+ * The Entry object of a slot's first entry is kept in an array indexed by slot: its address is
+ * known from the hash alone, so it is fetched alongside the probe instead of after it.
  */
 export class SuffixTrie implements Matcher {
   private readonly store: EntryStore
-  private table = new Int32Array(2048)  // per slot: [hash, first entry + 1]; 0 = empty slot
+  private table = new Int32Array(2048)  // per slot: [hash, blob offset of the first entry's name]; 0 = empty
+  private heads: (Entry | undefined)[] = new Array<Entry | undefined>(1024).fill(undefined) // Entry of each slot's first entry, once built
   private mask = 1023
   private filter = new Int32Array(128)  // 4 bits per slot
   private bitMask = 4095
@@ -97,14 +101,14 @@ export class SuffixTrie implements Matcher {
     let s = slotOf(h, this.mask)
     while (t[2 * s + 1] !== 0 && t[2 * s] !== h) s = (s + 1) & this.mask
     let tail = -1
-    for (let e = t[2 * s + 1]! - 1; e >= 0; e = this.store.rec[e * REC + 1]! - 1) {
+    for (let e = this.headOf(s); e >= 0; e = this.store.rec[e * REC + 1]! - 1) {
       if (this.store.same(e, name, listId, kind, allow)) return false
       tail = e
     }
     const i = this.store.push(listId, name, kind, allow, pattern, file, line, sigma, obj)
-    if (tail >= 0) { this.store.rec[tail * REC + 1] = i + 1; return true }
+    if (tail >= 0) { this.store.link(tail, i); return true }
     t[2 * s] = h
-    t[2 * s + 1] = i + 1
+    t[2 * s + 1] = this.store.rec[i * REC + 2]!   // never 0: a header comes first
     this.used++
     const b = bitOf(h, this.bitMask)
     this.filter[b >>> 5]! |= 1 << (b & 31)
@@ -113,7 +117,9 @@ export class SuffixTrie implements Matcher {
 
   private rehash(cap: number): void {
     const old = this.table
+    const oldHeads = this.heads
     const t = new Int32Array(cap * 2)
+    const heads = new Array<Entry | undefined>(cap).fill(undefined)
     const mask = cap - 1
     const filter = new Int32Array(cap / 8)
     const bitMask = cap * 4 - 1
@@ -124,10 +130,12 @@ export class SuffixTrie implements Matcher {
       while (t[2 * s + 1] !== 0) s = (s + 1) & mask
       t[2 * s] = h
       t[2 * s + 1] = old[j + 1]!
+      heads[s] = oldHeads[j >>> 1]
       const b = bitOf(h, bitMask)
       filter[b >>> 5]! |= 1 << (b & 31)
     }
     this.table = t
+    this.heads = heads
     this.mask = mask
     this.filter = filter
     this.bitMask = bitMask
@@ -162,9 +170,9 @@ export class SuffixTrie implements Matcher {
       if (((filter[b >>> 5]! >>> (b & 31)) & 1) === 0) continue
       let s = slotOf(hk, mask)
       for (;;) {
-        const head = table[2 * s + 1]!
-        if (head === 0) break
-        if (table[2 * s] === hk) { found = this.collect(head - 1, name, st[k]!, found); break }
+        const off = table[2 * s + 1]!
+        if (off === 0) break
+        if (table[2 * s] === hk) { found = this.collectSlot(s, off, name, st[k]!, found); break }
         s = (s + 1) & mask
       }
     }
@@ -183,23 +191,48 @@ export class SuffixTrie implements Matcher {
     return res
   }
 
-  /** Verify the chain of entries filed under one suffix hash; matches go to tmp. Returns the new count. */
-  private collect(first: number, name: string, start: number, found: number): number {
-    const { rec, blob } = this.store
-    const want = name.length - start
-    for (let e = first; e >= 0; e = rec[e * REC + 1]! - 1) {
+  /**
+   * Verify the entries filed under table slot s, whose first entry's name is at `off` (the suffix
+   * of `name` from `start` has the slot's hash); matches go to tmp. Returns the new count. The
+   * first entry is checked from its blob header, the rest of the chain (if its header says there
+   * is one) from the entry records.
+   */
+  private collectSlot(s: number, off: number, name: string, start: number, found: number): number {
+    const obj = this.heads[s]          // loaded now, so it arrives with the name bytes
+    const blob = this.store.blob
+    const kind = blob[off - HDR + 1]!
+    if (this.verify(blob[off - HDR]!, kind & 3, off, name, start)) {
+      found = this.push(found, obj ?? (this.heads[s] = this.store.entry(blob.readUInt32LE(off - 4))))
+    }
+    if ((kind & HAS_NEXT) === 0) return found
+    const rec = this.store.rec
+    for (let e = rec[blob.readUInt32LE(off - 4) * REC + 1]! - 1; e >= 0; e = rec[e * REC + 1]! - 1) {
       const r = e * REC
-      if (rec[r + 3] !== want) continue
-      const kind = rec[r]! & 3
-      if (kind === 0 ? start !== 0 : kind === 2 && start === 0) continue
-      const off = rec[r + 2]!
-      let j = 0
-      while (j < want && blob[off + j] === name.charCodeAt(start + j)) j++
-      if (j !== want) continue
-      if (found === this.tmp.length) this.tmp = this.tmp.concat(new Array<Entry>(found))
-      this.tmp[found++] = this.store.entry(e)
+      if (this.verify(rec[r + 3]!, rec[r]! & 3, rec[r + 2]!, name, start)) found = this.push(found, this.store.entry(e))
     }
     return found
+  }
+
+  /** Index of the first entry filed under slot s, -1 for an empty slot. */
+  private headOf(s: number): number {
+    const off = this.table[2 * s + 1]!
+    return off === 0 ? -1 : this.store.blob.readUInt32LE(off - 4)
+  }
+
+  /** Does the entry of this length, kind and name offset match `name` from `start` on? */
+  private verify(len: number, kind: number, off: number, name: string, start: number): boolean {
+    if (len !== name.length - start) return false
+    if (kind === 0 ? start !== 0 : kind === 2 && start === 0) return false
+    const blob = this.store.blob
+    let j = 0
+    while (j < len && blob[off + j] === name.charCodeAt(start + j)) j++
+    return j === len
+  }
+
+  private push(found: number, e: Entry): number {
+    if (found === this.tmp.length) this.tmp = this.tmp.concat(new Array<Entry>(found))
+    this.tmp[found] = e
+    return found + 1
   }
 
   /** Names of more than 127 labels are not normalized, but a lookup still answers them. */

@@ -165,10 +165,28 @@ t.test('agrees with a reference matcher on many random entries and names', async
   t.equal(mismatches, 0)
 })
 
+t.test('entries filed under one name: the chain is read past a first entry that does not match', async t => {
+  const exact = entry('ngrok.io', 'exact')
+  const sub = entry('ngrok.io', 'subdomains')
+  const other = entry('ngrok.io', 'domain', 'other')
+  const trie = trieOf(exact, sub, other)
+  t.same(trie.lookup('x.ngrok.io'), [sub, other], 'the first entry (exact) fails, the two chained after it match')
+  t.same(trie.lookup('ngrok.io'), [exact, other], 'the apex: exact and domain, not subdomains')
+  const alone = trieOf(entry('ngrok.io', 'exact'))
+  t.same(alone.lookup('x.ngrok.io'), [], 'a first entry with nothing chained: a miss')
+})
+
 t.test('grows past its first table and column sizes', async t => {
   const trie = new SuffixTrie()
+  const early: Entry[] = []
+  for (let i = 0; i < 500; i++) {   // the first table (1024 slots) nearly half full, then it grows
+    trie.insert('l', `e${i}.example`, 'domain', false, `e${i}.example`, 'f', 0)
+    early.push(trie.lookup(`e${i}.example`)[0]!)
+  }
   for (let i = 0; i < 5000; i++) trie.insert('l', `n${i}.example`, 'domain', false, `n${i}.example`, 'f', i + 1)
-  t.equal(trie.size, 5000)
+  const moved = early.filter((e, i) => trie.lookup(`www.e${i}.example`)[0] !== e || e.name !== `e${i}.example`)
+  t.same(moved, [], 'Entries built before the table grew are found again, each under its own name')
+  t.equal(trie.size, 5500)
   t.equal(trie.lookup('www.n4999.example')[0]!.source, 'f:5000')
   t.equal(trie.lookup('n0.example')[0]!.source, 'f:1')
   t.same(trie.lookup('n5000.example'), [])
