@@ -44,10 +44,10 @@ function fakeFs(answer: (call: number, len: number) => number | NodeJS.ErrnoExce
 
 const errno = (code: string): NodeJS.ErrnoException => Object.assign(new Error(code), { code })
 
-t.test('the lines of one turn go out in one write, in order', async t => {
+t.test('with delayMs 0, the lines of one turn go out in one write, in order', async t => {
   const f = file(t)
   const fake = fakeFs((_c, len) => len)
-  const sink = new LineSink({ fd: f.fd, fs: fake.fs })
+  const sink = new LineSink({ fd: f.fd, fs: fake.fs, delayMs: 0 })
   t.teardown(() => sink.close())
   for (let i = 0; i < 100; i++) sink.write(`{"n":${i}}\n`)
   await flushed(sink)
@@ -57,9 +57,22 @@ t.test('the lines of one turn go out in one write, in order', async t => {
   t.same(lines.map(l => (JSON.parse(l) as { n: number }).n), [...Array(100).keys()])
 })
 
+t.test('lines of several turns within delayMs go out in one write', async t => {
+  const fake = fakeFs((_c, len) => len)
+  const sink = new LineSink({ fd: 99, fs: fake.fs, delayMs: 200 })
+  t.teardown(() => sink.close())
+  const t0 = Date.now()
+  for (let i = 0; i < 5; i++) { sink.write(`${i}\n`); await tick() }
+  t.equal(fake.calls.length, 0, 'nothing written yet: the delay has not passed')
+  await flushed(sink)
+  t.ok(Date.now() - t0 >= 190, 'the write waited for the delay')
+  t.same(fake.calls, [10], 'five turns, one write')
+  t.equal(Buffer.concat(fake.out).toString(), '0\n1\n2\n3\n4\n')
+})
+
 t.test('a real file receives every line; lines queued during a write follow it', async t => {
   const f = file(t)
-  const sink = new LineSink({ fd: f.fd })
+  const sink = new LineSink({ fd: f.fd, delayMs: 0 })
   t.teardown(() => sink.close())
   sink.write('a\n')
   await tick()
@@ -138,7 +151,7 @@ t.test('a stalled reader: lines past maxWaiting are dropped and counted, then on
     }) as unknown as Fs['write'],
     writeSync: (() => 0) as unknown as Fs['writeSync'],
   }
-  const sink = new LineSink({ fd: 99, fs, maxWaiting: 20, dropNotice: n => `dropped ${n}\n` })
+  const sink = new LineSink({ fd: 99, fs, maxWaiting: 20, dropNotice: n => `dropped ${n}\n`, delayMs: 0 })
   t.teardown(() => sink.close())
   sink.write('first\n')
   await tick()                                   // the first write is in flight, and stalls
