@@ -31,11 +31,15 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production
-# glibc malloc: keep up to 64 MiB of freed memory instead of giving it back to the kernel at once.
-# The proxy reads in 64 KiB buffers; with the default (128 KiB, adjusted upward only by
-# chance) every freed buffer was trimmed and the next read faulted fresh pages in: 4.2 s of CPU
-# per GiB relayed instead of 1.0 (bench/README.md, "Proxy").
-ENV MALLOC_TRIM_THRESHOLD_=67108864
+# glibc malloc (bench/README.md, "Proxy" and "Matcher"):
+# - trim_threshold: keep up to 64 MiB of freed memory instead of giving it back to the kernel at
+#   once. The proxy reads in 64 KiB buffers; with the default (128 KiB, adjusted upward only by
+#   chance) every freed buffer was trimmed and the next read faulted fresh pages in: 4.2 s of CPU
+#   per GiB relayed instead of 1.0.
+# - hugetlb=1: large allocations (the matcher's tables for a big list) are backed by transparent
+#   huge pages where the kernel allows them (THP "madvise" or "always"): fewer TLB misses per
+#   lookup, ~10 % faster on a million names. Without THP it changes nothing.
+ENV GLIBC_TUNABLES=glibc.malloc.trim_threshold=67108864:glibc.malloc.hugetlb=1
 WORKDIR /app
 # package.json is needed at run time: "type": "module" makes dist/*.js ES modules.
 COPY package.json ./

@@ -9,6 +9,9 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
+// glibc's malloc settings as the Dockerfile, the systemd unit and `npm start` ship them (huge pages
+// for big typed arrays); every structure runs with them. GLIBC_TUNABLES= in the environment: glibc's defaults.
+const TUNABLES = process.env.GLIBC_TUNABLES ?? 'glibc.malloc.trim_threshold=67108864:glibc.malloc.hugetlb=1'
 const ROOT = join(HERE, '..')
 const arg = (name, dflt) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : dflt }
 
@@ -59,7 +62,7 @@ async function parent() {
   for (let r = 0; r < rounds; r++) {
     for (const kind of ['none', 'set', 'trie']) {
       const res = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--one', kind, file, '--lookups', lookups],
-        { encoding: 'utf8', maxBuffer: 1 << 20, timeout: 600_000 })
+        { encoding: 'utf8', maxBuffer: 1 << 20, timeout: 600_000, env: { ...process.env, GLIBC_TUNABLES: TUNABLES } })
       if (res.status !== 0) throw new Error(`${kind}: exit ${res.status}\n${res.stderr}`)
       runs[kind].push(JSON.parse(res.stdout))
       console.error(`round ${r + 1} ${kind}: ${res.stdout.trim()}`)
@@ -79,7 +82,7 @@ function report(runs, n, lookups) {
     return `| ${label} | ${m('loadMs').toFixed(0)} | ${m('loadCpuMs').toFixed(0)} | ${(m('rssMiB') - base).toFixed(1)} | ${m('heapMiB').toFixed(1)} | ${ns('hitNs')} | ${ns('missNs')} | ${ns('deepNs')} | ${ns('mixedNs')} | ${ns('trafficNs')} |`
   }
   const ratio = k => (median(runs.set.map(x => x[k])) / median(runs.trie.map(x => x[k]))).toFixed(2)
-  console.log(`${n.toLocaleString('en')} names, ${lookups.toLocaleString('en')} lookups per set, median of ${runs.trie.length} runs (each in a fresh process)\n`)
+  console.log(`${n.toLocaleString('en')} names, ${lookups.toLocaleString('en')} lookups per set, median of ${runs.trie.length} runs (each in a fresh process, GLIBC_TUNABLES=${TUNABLES || '(unset)'})\n`)
   console.log('| structure | load ms (wall) | load ms (CPU) | RSS added MiB | heap MiB | hits | misses | deep (9+ labels) | mixed 50/50 | traffic 5/95 |')
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
   console.log(row('trie', '`SuffixTrie` via `loadLists`'))

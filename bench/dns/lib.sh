@@ -148,7 +148,7 @@ start_target() { # NAME
       render "$BENCH/conf/tunnelguard.yaml.in" "$d/config.yaml" ADDR="$a" PORT="$p" UP_ADDR=$UP_ADDR UP_PORT=$UP_PORT \
         NGROK_LIST="$NGROK_LIST_USED" ADMIN="${TG_ADMIN:-null}"
       local extra=(); [ "$t" = tunnelguard-workers ] && extra=(--workers "${TG_WORKERS:-2}")
-      start_bg "$t" "$TG_STDOUT" env MALLOC_TRIM_THRESHOLD_=67108864 node "$ROOT/dist/cli.js" serve --config "$d/config.yaml" "${extra[@]}" ;;
+      start_bg "$t" "$TG_STDOUT" env GLIBC_TUNABLES=glibc.malloc.trim_threshold=67108864:glibc.malloc.hugetlb=1 node "$ROOT/dist/cli.js" serve --config "$d/config.yaml" "${extra[@]}" ;;
     dnsdist)
       render "$BENCH/conf/dnsdist.lua.in" "$d/dnsdist.lua" ADDR="$a" PORT="$p" UP_ADDR=$UP_ADDR UP_PORT=$UP_PORT DATA="$DATA"
       start_bg "$t" "$RUN/$t.out" dnsdist --supervised --disable-syslog -C "$d/dnsdist.lua" ;;

@@ -11,9 +11,9 @@ TLS_PORT=24431; HELLO_PORT=24432; APP_PORT=24433
 declare -A PPORT=( [tunnelguard]=24410 [squid]=24411 [tinyproxy]=24412 [node-pipe]=24413 )
 TG_DNS_PORT=24453
 TG_LOG_LEVEL=${TG_LOG_LEVEL:-warn}
-# glibc's malloc trim threshold for the Node targets (tunnelguard and the node pipe), as the
-# Dockerfile, the systemd unit and `npm start` set it; TG_MALLOC_TRIM=131072 is glibc's default
-TG_MALLOC_TRIM=${TG_MALLOC_TRIM:-67108864}
+# glibc's malloc settings for the Node targets (tunnelguard and the node pipe), as the
+# Dockerfile, the systemd unit and `npm start` set them; TG_GLIBC_TUNABLES= runs glibc's defaults
+TG_GLIBC_TUNABLES=${TG_GLIBC_TUNABLES-glibc.malloc.trim_threshold=67108864:glibc.malloc.hugetlb=1}
 
 install_tools() {
   local need=()
@@ -57,7 +57,7 @@ start_proxy() {
     tunnelguard)
       render "$HERE/conf/tunnelguard.yaml.in" "$d/tunnelguard.yaml" PORT="$port" DNS_PORT=$TG_DNS_PORT \
         CONNECT_PORTS_YAML="$TLS_PORT, $HELLO_PORT, $APP_PORT" LOG_LEVEL="$TG_LOG_LEVEL" || return 1
-      bg_start tunnelguard env MALLOC_TRIM_THRESHOLD_=$TG_MALLOC_TRIM node "$ROOT/dist/cli.js" serve --config "$d/tunnelguard.yaml" ;;
+      bg_start tunnelguard env GLIBC_TUNABLES=$TG_GLIBC_TUNABLES node "$ROOT/dist/cli.js" serve --config "$d/tunnelguard.yaml" ;;
     squid)
       chmod 777 "$d"
       render "$HERE/conf/squid.conf.in" "$d/squid.conf" PORT="$port" DIR="$d" CONNECT_PORTS="$TLS_PORT $HELLO_PORT $APP_PORT" || return 1
@@ -67,7 +67,7 @@ start_proxy() {
       render "$HERE/conf/tinyproxy.conf.in" "$d/tinyproxy.conf" PORT="$port" DIR="$d" \
         CONNECT_LINES="ConnectPort $TLS_PORT\nConnectPort $HELLO_PORT\nConnectPort $APP_PORT" || return 1
       bg_start tinyproxy tinyproxy -d -c "$d/tinyproxy.conf" ;;
-    node-pipe) bg_start node-pipe env MALLOC_TRIM_THRESHOLD_=$TG_MALLOC_TRIM node "$HERE/pipe-proxy.mjs" --addr $H --port "$port" ;;
+    node-pipe) bg_start node-pipe env GLIBC_TUNABLES=$TG_GLIBC_TUNABLES node "$HERE/pipe-proxy.mjs" --addr $H --port "$port" ;;
     *) say "unknown target $t"; return 1 ;;
   esac
   wait_tcp $H "$port" 30 "$(bg_pid "$t")"
