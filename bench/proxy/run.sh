@@ -72,7 +72,7 @@ measure() {
 {
   echo "# proxy bench $STAMP rounds=$ROUNDS conc=$CONC dur=$DUR bulk=$BULK targets=\"$TARGETS\" tests=\"$TESTS\" tg_log_level=$TG_LOG_LEVEL"
   echo "# versions: node $(node --version) / $(squid -v | head -1) / $(tinyproxy -v) / $(openssl version | cut -d' ' -f1-2) / $(nproc) cpu / load $(cut -d' ' -f1-3 /proc/loadavg)"
-  [ $TG_OK = 1 ] && echo "# tunnelguard: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree) built $(date -u -r "$ROOT/dist/cli.js" +%H:%M:%SZ)"
+  [ $TG_OK = 1 ] && echo "# tunnelguard: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)') built $(date -u -r "$ROOT/dist/cli.js" +%H:%M:%SZ)"
 } | tee -a "$OUT"
 
 read -ra T <<<"$TARGETS"
