@@ -1,7 +1,7 @@
 import type { Entry, MatchKind, SigmaRef } from './types.js'
 
 const KINDS: readonly MatchKind[] = ['exact', 'domain', 'subdomains']
-export const KIND_CODE: Readonly<Record<MatchKind, number>> = { exact: 0, domain: 1, subdomains: 2 }
+const KIND_CODE: Readonly<Record<MatchKind, number>> = { exact: 0, domain: 1, subdomains: 2 }
 
 /**
  * How a pattern is rebuilt from the name: prefix + name + suffix. Entries whose pattern fits one

@@ -4,6 +4,7 @@ import type { Entry, Matcher, MatchKind, SigmaRef } from './types.js'
 const SEED = 0x811c9dc5 | 0           // FNV-1a offset basis
 const PRIME = 0x01000193              // FNV-1a prime
 const DOT = 46
+const MAX_NAME = 253                   // RFC 1035: a normalized name is at most 253 characters
 const EMPTY: readonly Entry[] = Object.freeze([])
 
 /** Spread the bits of a suffix hash before it picks a slot. */
@@ -97,13 +98,14 @@ export class SuffixTrie implements Matcher {
   /**
    * Add an entry from its parts without building an object (the loaders' path). `name` must be
    * normalized; the source reads `file:line` (`file` alone when line < 0). Returns false when the
-   * same list already has this name with the same kind and allow flag, or when the name is empty
-   * or not ASCII (so not a normalized name).
+   * same list already has this name with the same kind and allow flag, or when the name is empty,
+   * not ASCII or over 253 characters (so not a normalized name; the name's header keeps its
+   * length in one byte).
    */
   insert(list: string, name: string, kind: MatchKind, allow: boolean, pattern: string,
     file: string, line: number, sigma?: SigmaRef, obj?: Entry): boolean {
     const h = hashAscii(name)
-    if (h === undefined || name.length === 0) return false
+    if (h === undefined || name.length === 0 || name.length > MAX_NAME) return false
     const listId = this.store.listId(list)
     if ((this.used + 1) * 2 > this.mask + 1) this.rehash((this.mask + 1) * 2)
     const t = this.table

@@ -28,8 +28,8 @@ const PAUSE = new Int32Array(new SharedArrayBuffer(4))
 /**
  * The log's destination: lines written within `delayMs` (1 ms) go out in one write(2). A blocked
  * query costs a JSON line; a write, with its trip through libuv's thread pool, per line cost more
- * than the rest of answering the query, and one write per event-loop turn still cost about 1.5 µs
- * a line at 45k lines/s (a turn holds a few datagrams; a millisecond holds dozens). While a
+ * than the rest of answering the query, and one write per event-loop turn still cost 1-3 µs a
+ * line more in A/B runs at 20-45k lines/s (a turn holds a few datagrams; a millisecond, dozens). While a
  * write is in flight, new lines wait for it (order is kept); a partial write continues where it
  * stopped; on exit, whatever is still waiting is written synchronously. Memory stays bounded
  * when the reader stalls (a stuck pipe): past `maxWaiting` lines are dropped and counted.

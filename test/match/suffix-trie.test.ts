@@ -90,7 +90,11 @@ t.test('duplicates are refused and size counts entries', async t => {
   t.equal(trie.add(entry('ngrok.io', 'domain', 'other')), true, 'another list')
   t.equal(trie.insert('l', '', 'domain', false, '', 'f', 1), false, 'an empty name')
   t.equal(trie.insert('l', 'bücher.example', 'domain', false, '', 'f', 1), false, 'a name that is not normalized (not ASCII)')
-  t.equal(trie.size, 4)
+  const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`  // 253 characters
+  t.equal(trie.insert('l', long, 'domain', false, long, 'f', 1), true, 'the longest normalized name')
+  t.equal(trie.lookup(`x.${long}`)[0]?.name, long, 'and it matches')
+  t.equal(trie.insert('l', `e${long}`, 'domain', false, '', 'f', 1), false, 'a name over 253 characters')
+  t.equal(trie.size, 5)
   t.equal(trie.lookup('ngrok.io').length, 3)
 })
 
