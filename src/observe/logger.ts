@@ -32,7 +32,7 @@ export function createLogger(opts: LoggerOptions): Logger {
     },
     formatters: { level: (label: string) => ({ 'log.level': label }) },
   }
-  // stdout: the lines of one event-loop turn in one asynchronous write (a line per blocked query
+  // stdout: the lines of each millisecond in one asynchronous write (a line per blocked query
   // must not cost a write(2) each)
   const dest = (opts.destination as DestinationStream | undefined) ?? new LineSink({
     fd: 1, onError: stdoutFailed,
