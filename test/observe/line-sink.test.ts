@@ -59,13 +59,13 @@ t.test('with delayMs 0, the lines of one turn go out in one write, in order', as
 
 t.test('lines of several turns within delayMs go out in one write', async t => {
   const fake = fakeFs((_c, len) => len)
-  const sink = new LineSink({ fd: 99, fs: fake.fs, delayMs: 200 })
+  const sink = new LineSink({ fd: 99, fs: fake.fs, delayMs: 1000 })   // long enough that five ticks fit in it on a loaded CI box
   t.teardown(() => sink.close())
   const t0 = Date.now()
   for (let i = 0; i < 5; i++) { sink.write(`${i}\n`); await tick() }
   t.equal(fake.calls.length, 0, 'nothing written yet: the delay has not passed')
   await flushed(sink)
-  t.ok(Date.now() - t0 >= 190, 'the write waited for the delay')
+  t.ok(Date.now() - t0 >= 990, 'the write waited for the delay')
   t.same(fake.calls, [10], 'five turns, one write')
   t.equal(Buffer.concat(fake.out).toString(), '0\n1\n2\n3\n4\n')
 })
