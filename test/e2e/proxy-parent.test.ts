@@ -1,6 +1,6 @@
 import { createServer } from 'node:net'
 import t, { type Test } from 'tap'
-import { exchange, fakeResolve, freePort, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
+import { exchange, fakeResolve, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
 import { clientHello, records } from '../fixtures/client-hello.js'
 
 const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
@@ -63,7 +63,6 @@ t.test('parent credentials are the configured ones, never the client\'s; parent 
 })
 
 t.test('parent 407, 502, silence, refusal: 502/504 to HTTP clients, close after a CONNECT 200', async t => {
-  const down = await freePort()
   const cases: [string, string | undefined, number, RegExp][] = [
     ['407', 'HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n', 502, /authentication \(407\)/],
     ['502', 'HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n', 502, /refused CONNECT .* \(502\)/],
@@ -81,7 +80,13 @@ t.test('parent 407, 502, silence, refusal: 502/504 to HTTP clients, close after 
     t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': status, 'error.message': reason }, name)
     t.ok(await waitFor(() => child.proxy.openConnections === 0))
   }
+  // a port nobody listens on: held open while the child proxy takes its own port, then closed
+  // (a port freed before the fake parents above were started was once handed to one of them)
+  const holder = createServer()
+  await new Promise<void>(resolve => holder.listen(0, '127.0.0.1', resolve))
+  const down = (holder.address() as { port: number }).port
   const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${down}` } } })
+  await new Promise(resolve => holder.close(resolve))
   t.match((await exchange(child.port, ['GET http://site.example/ HTTP/1.1\r\nHost: site.example\r\n\r\n'])).data, /^HTTP\/1\.1 502[\s\S]*parent proxy failed/)
   t.ok((await exchange(child.port, [CONNECT('site.example:443'), hello])).closed)
   t.ok(await waitFor(() => child.proxy.openConnections === 0))
