@@ -90,7 +90,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
       closers.push(() => cap.close())
     }
     if (config.admin.listen) {
-      const admin = await startAdmin({ listen: config.admin.listen, metrics, clients, getSnapshot, ready: () => true })
+      const admin = await startAdmin({ listen: config.admin.listen, metrics, clients, getSnapshot, ready: () => true, names })
       addresses.admin = { address: admin.address, port: admin.port }
       closers.push(() => admin.close())
     }

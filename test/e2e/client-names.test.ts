@@ -22,7 +22,7 @@ t.test('serve: client.hostname and client.mac from the lease, client.domain from
   writeFileSync(cfg, [
     `dns: { listen: ["127.0.0.1:${port}"], upstreams: ["${ub.url}"], timeout: 1s }`,
     'proxy: { listen: [] }',
-    'admin: { listen: null }',
+    'admin: { listen: "127.0.0.1:0" }',
     'lists:',
     '  tunnels: { files: [tunnels.txt], action: sinkhole }',
     'clients: { leases: [dnsmasq.leases], leaseCheck: 200ms, ptr: true, ptrTtl: 1h }',
@@ -56,6 +56,10 @@ t.test('serve: client.hostname and client.mac from the lease, client.domain from
   const changed = await askUntil(l => l.client.hostname === 'build-2b')
   t.match(changed, { client: { hostname: 'build-2b', mac: '02:00:00:00:00:2b', domain: 'laptop-2.lan' } }, 'the new lease on later lines')
   t.notOk(p.lines().some((l: Line) => l['log.level'] === 'warn' && l.message !== 'dns.query'), 'no warnings')
+  const started = await p.waitFor(l => l.message === 'started') as { admin: { port: number } }
+  const live = await fetch(`http://127.0.0.1:${started.admin.port}/api/clients`).then(r => r.json()) as { clients: unknown[] }
+  t.match(live.clients, [{ ip: '127.0.0.2', hostname: 'build-2b', mac: '02:00:00:00:00:2b', domain: 'laptop-2.lan' }],
+    '/api/clients names the client as the lines do')
 
   await p.stop()
   const log = join(dir, 'tg.jsonl')

@@ -4,7 +4,7 @@ import { request } from 'node:http'
 import { createServer, connect } from 'node:net'
 import { promisify } from 'node:util'
 import { Gauge } from 'prom-client'
-import { startAdmin } from '../../src/observe/admin.js'
+import { startAdmin, type AdminOptions } from '../../src/observe/admin.js'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import type { Snapshot } from '../../src/snapshot-types.js'
@@ -26,11 +26,11 @@ function get(port: number, path: string, method = 'GET'): Promise<{ status: numb
   })
 }
 
-async function start(t: Test, opts: { snapshot?: Snapshot; ready?: boolean } = {}) {
+async function start(t: Test, opts: { snapshot?: Snapshot; ready?: boolean; names?: AdminOptions['names'] } = {}) {
   const metrics = createMetrics()
   const clients = createClientTable()
   const snap = 'snapshot' in opts ? opts.snapshot : makeSnapshot()
-  const admin = await startAdmin({ listen: '127.0.0.1:0', metrics, clients, getSnapshot: () => snap, ready: () => opts.ready ?? true })
+  const admin = await startAdmin({ listen: '127.0.0.1:0', metrics, clients, getSnapshot: () => snap, ready: () => opts.ready ?? true, names: opts.names })
   t.teardown(() => admin.close())
   return { admin, metrics, clients, snap }
 }
@@ -52,6 +52,7 @@ t.test('routes', async t => {
   const c = JSON.parse((await get(admin.port, '/api/clients')).body)
   t.equal(c.count, 1)
   t.match(c.clients[0], { ip: '10.0.0.5', actions: { sinkhole: 1 }, names: [{ name: 'a.ngrok.io', count: 1 }] })
+  t.notOk('hostname' in c.clients[0], 'no client names configured: no name fields')
   const check = await get(admin.port, '/api/check?name=Tunnel.Ngrok-Free.App&client=10.1.2.3')
   t.equal(check.status, 200)
   const j = JSON.parse(check.body)
@@ -119,4 +120,24 @@ t.test('listen errors', async t => {
   t.teardown(() => new Promise<void>(r => busy.close(() => r())))
   const port = (busy.address() as { port: number }).port
   await t.rejects(startAdmin({ ...base, listen: `127.0.0.1:${port}` }), { code: 'EADDRINUSE' })
+})
+
+t.test('/api/clients carries what the client names know (lease hostname and MAC, PTR domain)', async t => {
+  const asked: string[] = []
+  const names = {
+    annotate(client: Record<string, unknown>, ip: string) {
+      asked.push(ip)
+      if (ip === '10.0.0.7') Object.assign(client, { hostname: 'build-7', mac: '02:00:00:00:00:07', domain: 'build-7.lan' })
+    },
+  }
+  const { admin, clients, snap } = await start(t, { names })
+  for (const ip of ['10.0.0.7', '10.0.0.8']) {
+    clients.record({ message: 'dns.query', decision: snap!.policy.decide(ip, 'a.ngrok.io', 'qname'), client: { ip, port: 1 }, transport: 'udp', durationNs: 1 })
+  }
+  const c = JSON.parse((await get(admin.port, '/api/clients')).body) as { clients: Record<string, unknown>[] }
+  const byIp = new Map(c.clients.map(x => [x.ip, x]))
+  t.match(byIp.get('10.0.0.7'), { ip: '10.0.0.7', hostname: 'build-7', mac: '02:00:00:00:00:07', domain: 'build-7.lan', actions: { sinkhole: 1 } })
+  t.same(Object.keys(byIp.get('10.0.0.7')!).slice(0, 4), ['ip', 'hostname', 'mac', 'domain'], 'the names right after the address')
+  t.notOk('hostname' in byIp.get('10.0.0.8')!, 'a client without a lease or PTR name has no name fields')
+  t.same(asked.sort(), ['10.0.0.7', '10.0.0.8'])
 })
