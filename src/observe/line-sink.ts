@@ -1,4 +1,24 @@
-import { write as fsWrite, writeSync } from 'node:fs'
+import { fstatSync, writeSync } from 'node:fs'
+import { Socket } from 'node:net'
+import type { Writable } from 'node:stream'
+
+/**
+ * How lines reach the fd. `sync`: a write(2) from the main thread when a batch is due (a regular
+ * file, /dev/null, a terminal: the kernel takes the bytes at once). `stream`: a non-blocking libuv
+ * stream (a pipe or a socket: docker's log pipe, journald, `| tee`), so a stalled reader never
+ * stalls the process; what it does not take waits, up to `maxWaiting`.
+ */
+export type SinkMode = 'sync' | 'stream'
+
+/** The mode for `fd`: `stream` for a FIFO or a socket, `sync` for anything else (and when fstat fails: the write reports why). */
+export function sinkMode(fd: number, fstat: (fd: number) => { isFIFO(): boolean; isSocket(): boolean } = fstatSync): SinkMode {
+  try {
+    const st = fstat(fd)
+    return st.isFIFO() || st.isSocket() ? 'stream' : 'sync'
+  } catch {
+    return 'sync'
+  }
+}
 
 export interface LineSinkOptions {
   /** The file descriptor written to (1: stdout). */
@@ -10,101 +30,197 @@ export interface LineSinkOptions {
    * event-loop turn.
    */
   readonly delayMs?: number
-  /** Retry delay after EAGAIN (a full non-blocking pipe), ms. */
+  /** Retry delay after EAGAIN (a non-blocking fd that is full), ms; sync mode. */
   readonly retryMs?: number
   /**
-   * Most characters waiting while stdout does not keep up (64 MiB); lines past it are dropped
-   * and counted, and `dropNotice(count)` (a whole line) is written once the backlog is out.
+   * Most bytes waiting while the fd does not keep up (64 MiB); lines past it are dropped and
+   * counted, and `dropNotice(count)` (a whole line) is written once the backlog is out.
    */
   readonly maxWaiting?: number
   readonly dropNotice?: (dropped: number) => string
-  /** node:fs's write and writeSync (replaced in tests). */
-  readonly fs?: { readonly write: typeof fsWrite; readonly writeSync: typeof writeSync }
+  /** `sinkMode(fd)` when absent. */
+  readonly mode?: SinkMode
+  /** node:fs's writeSync (replaced in tests). */
+  readonly writeSync?: typeof writeSync
+  /** Stream mode: the stream written to; a non-blocking net.Socket on `fd` when absent (replaced in tests). */
+  readonly stream?: Writable
 }
 
 const SYNC_RETRIES = 100
 const PAUSE = new Int32Array(new SharedArrayBuffer(4))
+/** Lines are encoded into buffers of this size as they are written (a batch larger than one takes several). */
+const CHUNK = 64 * 1024
+
+/** Where a sync-mode batch stopped on EAGAIN. */
+interface Stalled { readonly out: Buffer[]; i: number; off: number }
 
 /**
- * The log's destination: lines written within `delayMs` (1 ms) go out in one write(2). A blocked
- * query costs a JSON line; a write, with its trip through libuv's thread pool, per line cost more
- * than the rest of answering the query, and one write per event-loop turn still cost 1-3 µs a
- * line more in A/B runs at 20-45k lines/s (a turn holds a few datagrams; a millisecond, dozens). While a
- * write is in flight, new lines wait for it (order is kept); a partial write continues where it
- * stopped; on exit, whatever is still waiting is written synchronously. Memory stays bounded
- * when the reader stalls (a stuck pipe): past `maxWaiting` lines are dropped and counted.
+ * The log's destination: lines written within `delayMs` (1 ms) go out in one write. A blocked
+ * query costs a JSON line; under load the batches, not the lines, cost system calls. Each line
+ * is encoded into a reused buffer as it is written (no join, no copy per batch). The write
+ * itself happens on the main thread (see SinkMode): the earlier fs.write went through libuv's
+ * thread pool, and the thread hand-offs of a write every millisecond cost more CPU per blocked
+ * query than building its line (dnsperf A/B, 2026-11-30). While a batch is in flight new lines
+ * wait for it (order is kept); a partial write continues where it stopped; on exit, whatever is
+ * still waiting is written synchronously. Memory stays bounded when the reader stalls (a stuck
+ * pipe): past `maxWaiting` bytes lines are dropped and counted.
  */
 export class LineSink {
-  private waiting: string[] = []
-  private waitingChars = 0
+  private buf: Buffer = Buffer.allocUnsafe(CHUNK)
+  private used = 0
+  /** Filled buffers, in order, before `buf`. */
+  private full: Buffer[] = []
+  /** A standard buffer back from a finished batch, reused for the next. */
+  private spare: Buffer | undefined
+  /** The buffer the batch in flight ends in (back to `spare` when it is out). */
+  private outBuf: Buffer | undefined
+  /** Bytes encoded and not yet handed to a write. */
+  private waitingBytes = 0
+  /** Bytes of the batch in flight. */
+  private inFlight = 0
   private dropped = 0
   private scheduled = false
   private writing = false
   private failed = false
+  private stalled: Stalled | undefined
+  private retry: NodeJS.Timeout | undefined
   private readonly drained: (() => void)[] = []
   private readonly onExit = (): void => this.flushSync()
   private readonly retryMs: number
   private readonly delayMs: number
   private readonly maxWaiting: number
+  private readonly mode: SinkMode
+  private readonly writeFd: typeof writeSync
+  private stream: Writable | undefined
   private readonly fire = (): void => { this.scheduled = false; this.next() }
 
   constructor(private readonly opts: LineSinkOptions) {
     this.retryMs = opts.retryMs ?? 10
     this.delayMs = opts.delayMs ?? 1
     this.maxWaiting = opts.maxWaiting ?? 64 << 20
+    this.mode = opts.mode ?? sinkMode(opts.fd)
+    this.writeFd = opts.writeSync ?? writeSync
     process.on('exit', this.onExit)
   }
 
   /** Queue one line (with its newline). */
   write(line: string): boolean {
     if (this.failed) return true
-    if (this.waitingChars + line.length > this.maxWaiting) { this.dropped++; return true }
-    this.waitingChars += line.length
-    this.waiting.push(line)
+    if (this.waitingBytes + this.inFlight + line.length > this.maxWaiting) { this.dropped++; return true }
+    this.append(line)
+    return true
+  }
+
+  /** Encode a line into `buf` and make sure a batch is due. */
+  private append(line: string): void {
+    const room = line.length * 3                               // UTF-8: at most 3 bytes per UTF-16 unit
+    if (this.used + room > this.buf.length) this.grow(room)
+    const n = this.buf.write(line, this.used)
+    this.used += n
+    this.waitingBytes += n
     if (!this.scheduled && !this.writing) {
       this.scheduled = true
       if (this.delayMs > 0) setTimeout(this.fire, this.delayMs)
       else setImmediate(this.fire)
     }
-    return true
+  }
+
+  /** `buf` cannot take `room` more bytes: it joins the batch as it is, and a new one starts. */
+  private grow(room: number): void {
+    if (this.used > 0) this.full.push(this.buf.subarray(0, this.used))
+    this.buf = Buffer.allocUnsafe(Math.max(CHUNK, room))
+    this.used = 0
+  }
+
+  /** The waiting bytes, in order; `buf` starts over empty. */
+  private drain(): Buffer[] {
+    const out = this.full
+    if (this.used > 0) out.push(this.buf.subarray(0, this.used))
+    this.full = []
+    this.waitingBytes = 0
+    this.used = 0
+    return out
+  }
+
+  /** The waiting bytes as the batch in flight; `buf` becomes the spare buffer, or a new one. */
+  private take(): Buffer[] {
+    this.inFlight = this.waitingBytes
+    const out = this.drain()
+    this.outBuf = this.buf
+    this.buf = this.spare ?? Buffer.allocUnsafe(CHUNK)
+    this.spare = undefined
+    return out
   }
 
   private next(): void {
-    if (this.writing || this.waiting.length === 0) return this.settle()
-    const buf = Buffer.from(this.waiting.join(''))
-    this.waiting = []
-    this.waitingChars = 0
+    if (this.writing || this.waitingBytes === 0) return this.settle()
+    const out = this.take()
     this.writing = true
-    this.send(buf, 0)
+    if (this.mode === 'sync') return this.writeOut({ out, i: 0, off: 0 })
+    const s = this.stream ??= this.openStream()
+    for (let i = 0; i < out.length - 1; i++) s.write(out[i])
+    s.write(out[out.length - 1], (err?: Error | null) => (err ? this.fail(err) : this.done()))
   }
 
-  private send(buf: Buffer, off: number): void {
-    (this.opts.fs?.write ?? fsWrite)(this.opts.fd, buf, off, buf.length - off, null, (err, n) => {
-      if (err) {
-        if (err.code === 'EAGAIN') { setTimeout(() => this.send(buf, off), this.retryMs); return }
-        this.fail(err)
-        return
+  private openStream(): Writable {
+    let s = this.opts.stream
+    if (!s) {
+      const sock = new Socket({ fd: this.opts.fd, readable: false, writable: true })
+      sock.unref()                                           // the log never keeps the process alive
+      s = sock
+    }
+    s.on('error', e => this.fail(e))                         // EPIPE: the reader is gone
+    return s
+  }
+
+  /** Sync mode: write the batch from where it stands; EAGAIN waits `retryMs` and goes on. */
+  private writeOut(st: Stalled): void {
+    this.stalled = undefined
+    this.retry = undefined
+    for (; st.i < st.out.length; st.i++, st.off = 0) {
+      const b = st.out[st.i]!
+      while (st.off < b.length) {
+        try {
+          st.off += this.writeFd(this.opts.fd, b, st.off, b.length - st.off)
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException
+          if (err.code !== 'EAGAIN') return this.fail(err)
+          this.stalled = st
+          this.retry = setTimeout(() => this.writeOut(st), this.retryMs)
+          return
+        }
       }
-      if (off + n < buf.length) return this.send(buf, off + n)
-      this.writing = false
-      if (this.dropped > 0 && this.opts.dropNotice) {
-        this.waiting.push(this.opts.dropNotice(this.dropped))     // past the cap: it is one line
-        this.dropped = 0
-      }
-      this.next()
-    })
+    }
+    this.done()
+  }
+
+  /** A batch is out: keep its buffer for reuse, say what was dropped, go on. */
+  private done(): void {
+    this.writing = false
+    this.inFlight = 0
+    if (this.outBuf?.length === CHUNK) this.spare = this.outBuf
+    this.outBuf = undefined
+    if (this.dropped > 0 && this.opts.dropNotice) {
+      const n = this.dropped
+      this.dropped = 0
+      this.append(this.opts.dropNotice(n))                   // past the cap: it is one line
+    }
+    this.next()
   }
 
   private fail(err: NodeJS.ErrnoException): void {
+    if (this.failed) return
     this.failed = true
     this.writing = false
-    this.waiting = []
+    this.full = []
+    this.used = 0
+    this.waitingBytes = 0
     this.opts.onError?.(err)
     this.settle()
   }
 
   private settle(): void {
-    if (this.writing || this.waiting.length > 0) return
+    if (this.writing || this.waitingBytes > 0) return
     for (const cb of this.drained.splice(0)) cb()
   }
 
@@ -114,22 +230,34 @@ export class LineSink {
     if (!this.scheduled) this.next()
   }
 
-  /** Write what is waiting now, synchronously (at exit). A write in flight is left to finish. */
+  /**
+   * Write what is waiting now, synchronously (at exit): a sync-mode batch stalled on EAGAIN first,
+   * then the waiting lines. A stream-mode batch in flight is left to the stream.
+   */
   flushSync(): void {
-    if (this.failed || this.waiting.length === 0) return
-    const buf = Buffer.from(this.waiting.join(''))
-    this.waiting = []
-    this.waitingChars = 0
-    let off = 0
+    if (this.failed) return
+    const st = this.stalled
+    const rest: Buffer[] = []
+    if (st) {
+      clearTimeout(this.retry)
+      this.stalled = undefined
+      this.writing = false
+      this.inFlight = 0
+      rest.push(st.out[st.i]!.subarray(st.off), ...st.out.slice(st.i + 1))
+    }
+    rest.push(...this.drain())
     let again = 0
-    while (off < buf.length) {
-      try {
-        off += (this.opts.fs?.writeSync ?? writeSync)(this.opts.fd, buf, off, buf.length - off)
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException
-        // a full non-blocking pipe: wait for its reader, a bounded number of times
-        if (err.code === 'EAGAIN' && again++ < SYNC_RETRIES) { Atomics.wait(PAUSE, 0, 0, this.retryMs); continue }
-        return this.fail(err)
+    for (const b of rest) {
+      let off = 0
+      while (off < b.length) {
+        try {
+          off += this.writeFd(this.opts.fd, b, off, b.length - off)
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException
+          // a full non-blocking fd: wait for its reader, a bounded number of times
+          if (err.code === 'EAGAIN' && again++ < SYNC_RETRIES) { Atomics.wait(PAUSE, 0, 0, this.retryMs); continue }
+          return this.fail(err)
+        }
       }
     }
   }

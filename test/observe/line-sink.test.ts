@@ -1,11 +1,15 @@
 import t from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { LineSink, type LineSinkOptions } from '../../src/observe/line-sink.js'
+import { Writable } from 'node:stream'
+import { LineSink, sinkMode, type LineSinkOptions } from '../../src/observe/line-sink.js'
 
 const tick = (): Promise<void> => new Promise(r => setImmediate(r))
+const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 const flushed = (s: LineSink): Promise<void> => new Promise(r => s.flush(() => r()))
+const mod = new URL('../../dist/observe/line-sink.js', import.meta.url).pathname   // npm test builds dist first
 
 function file(t: { teardown: (f: () => void) => void }): { fd: number; text: () => string } {
   const dir = mkdtempSync(join(tmpdir(), 'tg-sink-'))
@@ -15,41 +19,55 @@ function file(t: { teardown: (f: () => void) => void }): { fd: number; text: () 
   return { fd, text: () => readFileSync(path, 'utf8') }
 }
 
-type Fs = NonNullable<LineSinkOptions['fs']>
-type WriteCb = (err: NodeJS.ErrnoException | null, n: number) => void
+type WriteSync = NonNullable<LineSinkOptions['writeSync']>
 
-/** A write(2) stand-in: each call is recorded and answered by `answer`. */
-function fakeFs(answer: (call: number, len: number) => number | NodeJS.ErrnoException): { fs: Fs; out: Buffer[]; calls: number[] } {
+/** A write(2) stand-in: each call is recorded and answered by `answer` (bytes taken, or an error thrown). */
+function fakeWrite(answer: (call: number, len: number) => number | NodeJS.ErrnoException): { writeSync: WriteSync; out: Buffer[]; calls: number[] } {
   const out: Buffer[] = []
   const calls: number[] = []
-  const run = (buf: Buffer, off: number, len: number): number | NodeJS.ErrnoException => {
+  const writeSync = ((_fd: number, buf: Buffer, off: number, len: number) => {
     const a = answer(calls.length, len)
     calls.push(len)
-    if (typeof a === 'number') out.push(Buffer.from(buf.subarray(off, off + a)))
+    if (typeof a !== 'number') throw a
+    out.push(Buffer.from(buf.subarray(off, off + a)))
     return a
-  }
-  const fs = {
-    write: ((_fd: number, buf: Buffer, off: number, len: number, _pos: null, cb: WriteCb) => {
-      const a = run(buf, off, len)
-      setImmediate(() => (typeof a === 'number' ? cb(null, a) : cb(a, 0)))
-    }) as unknown as Fs['write'],
-    writeSync: ((_fd: number, buf: Buffer, off: number, len: number) => {
-      const a = run(buf, off, len)
-      if (typeof a !== 'number') throw a
-      return a
-    }) as unknown as Fs['writeSync'],
-  }
-  return { fs, out, calls }
+  }) as unknown as WriteSync
+  return { writeSync, out, calls }
+}
+
+/** A stream whose writes complete only when the test says so. */
+function heldStream(): { stream: Writable; held: ((err?: Error) => void)[]; out: string[] } {
+  const held: ((err?: Error) => void)[] = []
+  const out: string[] = []
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      held.push(err => { if (!err) out.push(chunk.toString()); cb(err) })
+    },
+  })
+  return { stream, held, out }
 }
 
 const errno = (code: string): NodeJS.ErrnoException => Object.assign(new Error(code), { code })
 
-t.test('with delayMs 0, the lines of one turn go out in one write, in order', async t => {
+t.test('the mode follows the fd: a pipe or a socket is a stream; a file, a device or an unknown fd is written in place', async t => {
+  const st = (fifo: boolean, sock: boolean) => () => ({ isFIFO: () => fifo, isSocket: () => sock })
+  t.equal(sinkMode(0, st(true, false)), 'stream')
+  t.equal(sinkMode(0, st(false, true)), 'stream')
+  t.equal(sinkMode(0, st(false, false)), 'sync')
+  t.equal(sinkMode(0, () => { throw errno('EBADF') }), 'sync', 'fstat failed: the write will say why')
   const f = file(t)
-  const fake = fakeFs((_c, len) => len)
-  const sink = new LineSink({ fd: f.fd, fs: fake.fs, delayMs: 0 })
+  t.equal(sinkMode(f.fd), 'sync', 'a regular file')
+  const nul = openSync('/dev/null', 'w')
+  t.teardown(() => closeSync(nul))
+  t.equal(sinkMode(nul), 'sync', '/dev/null')
+})
+
+t.test('with delayMs 0, the lines of one turn go out in one write, in order', async t => {
+  const fake = fakeWrite((_c, len) => len)
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, delayMs: 0 })
   t.teardown(() => sink.close())
   for (let i = 0; i < 100; i++) sink.write(`{"n":${i}}\n`)
+  t.equal(fake.calls.length, 0, 'nothing is written during the turn')
   await flushed(sink)
   t.same(fake.calls.length, 1, 'one write for the whole turn')
   const lines = Buffer.concat(fake.out).toString().trim().split('\n')
@@ -58,8 +76,8 @@ t.test('with delayMs 0, the lines of one turn go out in one write, in order', as
 })
 
 t.test('lines of several turns within delayMs go out in one write', async t => {
-  const fake = fakeFs((_c, len) => len)
-  const sink = new LineSink({ fd: 99, fs: fake.fs, delayMs: 1000 })   // long enough that five ticks fit in it on a loaded CI box
+  const fake = fakeWrite((_c, len) => len)
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, delayMs: 1000 })   // long enough that five ticks fit in it on a loaded CI box
   t.teardown(() => sink.close())
   const t0 = Date.now()
   for (let i = 0; i < 5; i++) { sink.write(`${i}\n`); await tick() }
@@ -70,38 +88,57 @@ t.test('lines of several turns within delayMs go out in one write', async t => {
   t.equal(Buffer.concat(fake.out).toString(), '0\n1\n2\n3\n4\n')
 })
 
-t.test('a real file receives every line; lines queued during a write follow it', async t => {
+t.test('a real file receives every line, batch after batch, UTF-8 and long lines intact', async t => {
   const f = file(t)
   const sink = new LineSink({ fd: f.fd, delayMs: 0 })
   t.teardown(() => sink.close())
   sink.write('a\n')
-  await tick()
-  sink.write('b\n')        // the first write is in flight now
-  sink.write('c\n')
   await flushed(sink)
-  t.equal(f.text(), 'a\nb\nc\n')
+  t.equal(f.text(), 'a\n', 'the first batch is out')
+  sink.write('b\n')
+  sink.write('ü€😀\n')
   await flushed(sink)
-  t.equal(f.text(), 'a\nb\nc\n', 'a flush with nothing queued calls back and writes nothing')
+  t.equal(f.text(), 'a\nb\nü€😀\n')
+  await flushed(sink)
+  t.equal(f.text(), 'a\nb\nü€😀\n', 'a flush with nothing queued calls back and writes nothing')
+  // one batch over several 64 KiB buffers, and one line larger than a buffer
+  const many = Array.from({ length: 3000 }, (_, i) => `${'x'.repeat(40)} ${i}\n`)
+  const big = `${'y'.repeat(200_000)}\n`
+  for (const l of many.slice(0, 1500)) sink.write(l)
+  sink.write(big)
+  for (const l of many.slice(1500)) sink.write(l)
+  await flushed(sink)
+  t.equal(f.text(), `a\nb\nü€😀\n${many.slice(0, 1500).join('')}${big}${many.slice(1500).join('')}`)
+  for (let round = 0; round < 5; round++) {                  // buffers reused across batches keep nothing stale
+    sink.write(`round ${round}\n`)
+    await flushed(sink)
+  }
+  t.ok(f.text().endsWith('round 0\nround 1\nround 2\nround 3\nround 4\n'))
   sink.write('d\n')
   sink.flushSync()
-  t.equal(f.text(), 'a\nb\nc\nd\n', 'flushSync writes what waits at once')
+  t.ok(f.text().endsWith('round 4\nd\n'), 'flushSync writes what waits at once')
 })
 
-t.test('a partial write continues where it stopped; EAGAIN is retried', async t => {
-  const fake = fakeFs((call, len) => (call === 0 ? 3 : call === 1 ? errno('EAGAIN') : len))
-  const sink = new LineSink({ fd: 99, fs: fake.fs, retryMs: 1 })
+t.test('a partial write continues where it stopped; EAGAIN is retried after retryMs, lines meanwhile wait', async t => {
+  const fake = fakeWrite((call, len) => (call === 0 ? 3 : call === 1 ? errno('EAGAIN') : len))
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, retryMs: 20, delayMs: 0 })
   t.teardown(() => sink.close())
   sink.write('hello\n')
   sink.write('world\n')
+  await tick()
+  t.same(fake.calls, [12, 9], 'the rest after 3 bytes, then EAGAIN')
+  sink.write('later\n')                                      // the batch is stalled: this waits behind it
+  await tick()
+  t.same(fake.calls, [12, 9], 'nothing more until the retry')
   await flushed(sink)
-  t.equal(Buffer.concat(fake.out).toString(), 'hello\nworld\n')
-  t.same(fake.calls, [12, 9, 9], 'the rest after 3 bytes, again after EAGAIN')
+  t.equal(Buffer.concat(fake.out).toString(), 'hello\nworld\nlater\n')
+  t.same(fake.calls, [12, 9, 9, 6], 'the retry writes the rest, then the waiting line')
 })
 
 t.test('a write error is reported once; later lines are dropped, not queued', async t => {
   const errors: string[] = []
-  const fake = fakeFs(() => errno('EPIPE'))
-  const sink = new LineSink({ fd: 99, fs: fake.fs, onError: e => errors.push(e.code!) })
+  const fake = fakeWrite(() => errno('EPIPE'))
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, onError: e => errors.push(e.code!) })
   t.teardown(() => sink.close())
   sink.write('x\n')
   await flushed(sink)
@@ -112,59 +149,140 @@ t.test('a write error is reported once; later lines are dropped, not queued', as
   t.equal(fake.calls.length, 1, 'nothing written after the failure')
 })
 
-t.test('flushSync writes what waits, retrying EAGAIN, and reports a hard error', async t => {
-  const fake = fakeFs((call, len) => (call === 0 ? errno('EAGAIN') : call === 1 ? 2 : len))
-  const sink = new LineSink({ fd: 99, fs: fake.fs })   // the default 10 ms pause after EAGAIN
-  sink.write('abcdef\n')
+t.test('flushSync writes a stalled batch first, then what waits, retrying EAGAIN; a hard error is reported', async t => {
+  let stalled = true
+  const fake = fakeWrite((call, len) => (stalled ? errno('EAGAIN') : call === 2 ? 2 : len))
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, retryMs: 60_000, delayMs: 0 })
+  sink.write('abc\n')
+  await tick()
+  t.same(fake.calls, [4], 'the batch stalled on EAGAIN; its retry is a minute away')
+  sink.write('def\n')
+  stalled = false
   sink.flushSync()
-  t.equal(Buffer.concat(fake.out).toString(), 'abcdef\n')
-  sink.flushSync()
-  t.equal(fake.calls.length, 3, 'nothing left to write')
+  t.equal(Buffer.concat(fake.out).toString(), 'abc\ndef\n')
+  t.same(fake.calls, [4, 4, 4, 2], 'the stalled batch, then the waiting line in two parts')
+  sink.write('ghi\n')
+  await flushed(sink)
+  t.equal(Buffer.concat(fake.out).toString(), 'abc\ndef\nghi\n', 'the sink goes on after flushSync')
   sink.close()
 
+  const again = fakeWrite((call, len) => (call === 0 ? errno('EAGAIN') : len))
+  const sink3 = new LineSink({ fd: 99, mode: 'sync', writeSync: again.writeSync, retryMs: 1 })
+  sink3.write('xyz\n')
+  sink3.flushSync()
+  t.same(again.calls, [4, 4], 'EAGAIN in flushSync waits and tries again')
+  sink3.close()
+
   const errors: string[] = []
-  const bad = fakeFs(() => errno('EBADF'))
-  const sink2 = new LineSink({ fd: 99, fs: bad.fs, onError: e => errors.push(e.code!) })
+  const bad = fakeWrite(() => errno('EBADF'))
+  const sink2 = new LineSink({ fd: 99, mode: 'sync', writeSync: bad.writeSync, onError: e => errors.push(e.code!) })
   sink2.write('z\n')
   sink2.flushSync()
   t.same(errors, ['EBADF'])
   sink2.close()
 })
 
-t.test('what is still queued at exit is written synchronously', async t => {
-  const { spawnSync } = await import('node:child_process')
-  const mod = new URL('../../dist/observe/line-sink.js', import.meta.url).pathname   // npm test builds dist first
-  const code = `import { LineSink } from ${JSON.stringify(mod)}
-const s = new LineSink({ fd: 1 })
-for (let i = 0; i < 3; i++) s.write('line ' + i + '\\n')
-process.exit(0)`
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 20_000 })
-  t.equal(r.stdout, 'line 0\nline 1\nline 2\n', r.stderr)
-})
-
-t.test('a stalled reader: lines past maxWaiting are dropped and counted, then one notice', async t => {
-  const held: (() => void)[] = []
-  const out: string[] = []
-  const fs = {
-    write: ((_fd: number, buf: Buffer, off: number, len: number, _pos: null, cb: WriteCb) => {
-      held.push(() => { out.push(buf.subarray(off, off + len).toString()); cb(null, len) })
-    }) as unknown as Fs['write'],
-    writeSync: (() => 0) as unknown as Fs['writeSync'],
-  }
-  const sink = new LineSink({ fd: 99, fs, maxWaiting: 20, dropNotice: n => `dropped ${n}\n`, delayMs: 0 })
+t.test('a stalled reader (sync mode): lines past maxWaiting are dropped and counted, then one notice', async t => {
+  let open = false
+  const fake = fakeWrite((_c, len) => (open ? len : errno('EAGAIN')))
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, maxWaiting: 20, retryMs: 5, dropNotice: n => `dropped ${n}\n`, delayMs: 0 })
   t.teardown(() => sink.close())
   sink.write('first\n')
-  await tick()                                   // the first write is in flight, and stalls
-  for (let i = 0; i < 10; i++) sink.write(`line ${i}\n`)   // 7 chars each: two fit in 20
-  t.equal(held.length, 1)
-  held.shift()!()
-  await tick()
-  held.shift()!()
+  await tick()                                               // the batch is stalled on EAGAIN
+  for (let i = 0; i < 10; i++) sink.write(`line ${i}\n`)     // 7 bytes each: 6 in flight + two fit in 20
+  open = true
   await flushed(sink)
-  t.same(out.join('').split('\n').filter(Boolean), ['first', 'line 0', 'line 1', 'dropped 8'])
+  t.same(Buffer.concat(fake.out).toString().split('\n').filter(Boolean), ['first', 'line 0', 'line 1', 'dropped 8'])
+  sink.write('after\n')
+  await flushed(sink)
+  t.equal(Buffer.concat(fake.out).toString().split('\n').filter(Boolean).at(-1), 'after', 'counting starts again')
+})
+
+t.test('stream mode: one batch in flight at a time; a stalled stream drops past maxWaiting, then one notice', async t => {
+  const h = heldStream()
+  const sink = new LineSink({ fd: 99, mode: 'stream', stream: h.stream, maxWaiting: 20, dropNotice: n => `dropped ${n}\n`, delayMs: 0 })
+  t.teardown(() => sink.close())
+  sink.write('first\n')
+  await tick()
+  t.equal(h.held.length, 1, 'the first batch is in the stream')
+  for (let i = 0; i < 10; i++) sink.write(`line ${i}\n`)
+  await tick()
+  t.equal(h.held.length, 1, 'the next batch waits for the first')
+  h.held.shift()!()
+  await tick()
+  t.equal(h.held.length, 1, 'the waiting lines and the notice follow as one batch')
+  h.held.shift()!()
+  await flushed(sink)
+  t.same(h.out.join('').split('\n').filter(Boolean), ['first', 'line 0', 'line 1', 'dropped 8'])
   sink.write('after\n')
   await tick()
-  held.shift()!()
+  h.held.shift()!()
   await flushed(sink)
-  t.equal(out.join('').split('\n').filter(Boolean).at(-1), 'after', 'counting starts again')
+  t.equal(h.out.join('').split('\n').filter(Boolean).at(-1), 'after', 'counting starts again')
+})
+
+t.test('stream mode: a batch over several buffers goes out whole; a stream error is reported once', async t => {
+  const h = heldStream()
+  const errors: string[] = []
+  const sink = new LineSink({ fd: 99, mode: 'stream', stream: h.stream, delayMs: 0, onError: e => errors.push(e.code!) })
+  t.teardown(() => sink.close())
+  const lines = Array.from({ length: 4000 }, (_, i) => `${'z'.repeat(40)} ${i}\n`)
+  for (const l of lines) sink.write(l)
+  await tick()
+  while (h.held.length > 0) { h.held.shift()!(); await tick() }
+  await flushed(sink)
+  t.ok(h.out.length >= 3, `176 kB in ${h.out.length} buffers`)
+  t.equal(h.out.join(''), lines.join(''))
+  sink.write('x\n')
+  await tick()
+  h.held.shift()!(errno('EPIPE'))
+  await sleep(10)
+  sink.write('y\n')
+  await tick()
+  t.same(errors, ['EPIPE'], 'reported once')
+  t.equal(h.held.length, 0, 'nothing written after the failure')
+})
+
+t.test('stdout as a pipe: a stream by default; every line arrives in order; what waits at exit is written', async t => {
+  const code = `import { LineSink, sinkMode } from ${JSON.stringify(mod)}
+process.stderr.write(sinkMode(1))
+const s = new LineSink({ fd: 1 })
+let i = 0
+const more = () => { for (let k = 0; k < 500; k++, i++) s.write('line ' + i + '\\n'); if (i < 5000) setTimeout(more, 1); else s.flush(() => { s.write('last\\n'); process.exit(0) }) }
+more()`
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 20_000, maxBuffer: 1 << 24 })
+  t.equal(r.stderr, 'stream')
+  const want = [...Array.from({ length: 5000 }, (_, i) => `line ${i}`), 'last']
+  t.same(r.stdout.split('\n').filter(Boolean), want, 'the last line was still waiting at exit')
+})
+
+t.test('stdout as a pipe nobody reads: the process goes on, drops past maxWaiting, and says so once the reader is back', async t => {
+  const code = `import { LineSink } from ${JSON.stringify(mod)}
+const s = new LineSink({ fd: 1, maxWaiting: 1 << 20, dropNotice: n => 'dropped ' + n + '\\n' })
+let i = 0
+const line = 'x'.repeat(1000) + '\\n'
+const tick = () => { for (let k = 0; k < 200; k++, i++) s.write(line); process.stderr.write('.'); if (i < 20000) setTimeout(tick, 2) ; else process.stderr.write('done') }
+tick()
+process.stdin.on('data', () => { s.flush(() => process.exit(0)) })`
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'pipe'] })
+  t.teardown(() => child.kill())
+  child.stdout.pause()                                       // nobody reads: the pipe fills (64 KiB)
+  let err = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "done" from the writer: ${err}`)), 20_000)
+    child.stderr.on('data', d => { err += String(d); if (err.endsWith('done')) { clearTimeout(timer); resolve() } })
+  })
+  t.ok(err.length > 100, 'the writer kept running while its stdout was stuck')
+  let out = ''
+  child.stdout.on('data', d => { out += String(d) })
+  child.stdout.resume()
+  child.stdin.write('go\n')
+  await new Promise(r => child.once('exit', r))
+  const lines = out.split('\n').filter(Boolean)
+  const notice = lines.filter(l => l.startsWith('dropped '))
+  t.equal(notice.length, 1, 'one notice')
+  const dropped = Number(notice[0]!.slice(8))
+  t.ok(dropped > 10_000, `most lines dropped (${dropped})`)
+  t.equal(lines.length - 1 + dropped, 20_000, 'every line is either written or counted')
+  t.ok(lines.slice(0, -1).every(l => l.length === 1000), 'written lines are whole')
 })
