@@ -60,21 +60,20 @@ export function soaRecord(ttl: number): Buffer {
   return record(6, ttl, rdata)
 }
 
-function optRecord(dnssecOk: boolean, ede: string | undefined): Buffer {
-  const text = ede === undefined ? undefined : Buffer.from(ede, 'utf8')
-  const optLen = text ? 6 + text.length : 0
-  const b = Buffer.alloc(11 + optLen)
-  b.writeUInt16BE(41, 1)
-  b.writeUInt16BE(UDP_SIZE, 3)
-  b.writeUInt16BE(dnssecOk ? 0x8000 : 0, 7)
-  b.writeUInt16BE(optLen, 9)
-  if (text) {
-    b.writeUInt16BE(EDE, 11)
-    b.writeUInt16BE(2 + text.length, 13)
-    b.writeUInt16BE(EDE_BLOCKED, 15)
-    text.copy(b, 17)
+/** Write the OPT record at `p` (with EDE 15 and `ede` text when given); its length is 11, plus 6 and the text's. */
+function writeOpt(b: Buffer, p: number, dnssecOk: boolean, ede: string | undefined, edeBytes: number): void {
+  const optLen = ede === undefined ? 0 : 6 + edeBytes
+  b[p] = 0                                 // owner: the root
+  b.writeUInt16BE(41, p + 1)
+  b.writeUInt16BE(UDP_SIZE, p + 3)
+  b.writeUInt32BE(dnssecOk ? 0x8000 : 0, p + 5)   // extended rcode 0, version 0, DO
+  b.writeUInt16BE(optLen, p + 9)
+  if (ede !== undefined) {
+    b.writeUInt16BE(EDE, p + 11)
+    b.writeUInt16BE(2 + edeBytes, p + 13)
+    b.writeUInt16BE(EDE_BLOCKED, p + 15)
+    b.write(ede, p + 17)
   }
-  return b
 }
 
 export interface ReplyParts {
@@ -89,18 +88,21 @@ export interface ReplyParts {
 export function buildReply(query: Buffer, q: Query, rcode: number, parts: ReplyParts = {}): Buffer {
   const answer = parts.answer
   const soa = parts.authority
-  const opt = q.edns ? optRecord(q.dnssecOk, parts.ede) : undefined
-  const size = q.qEnd + (answer?.length ?? 0) + (soa?.length ?? 0) + (opt?.length ?? 0)
+  // the OPT record is written in place: no buffer of its own, nor one for the EDE text
+  const ede = parts.ede
+  const edeBytes = ede === undefined ? 0 : Buffer.byteLength(ede)
+  const optSize = q.edns ? 11 + (ede === undefined ? 0 : 6 + edeBytes) : 0
+  const size = q.qEnd + (answer?.length ?? 0) + (soa?.length ?? 0) + optSize
   const b = Buffer.allocUnsafe(size)
   query.copy(b, 0, 0, q.qEnd)
   b.writeUInt16BE(QR | (q.flags & (RD | CD)) | RA | rcode, 2)
   b.writeUInt16BE(answer ? 1 : 0, 6)
   b.writeUInt16BE(soa ? 1 : 0, 8)
-  b.writeUInt16BE(opt ? 1 : 0, 10)
+  b.writeUInt16BE(q.edns ? 1 : 0, 10)
   let p = q.qEnd
   if (answer) p += answer.copy(b, p)
   if (soa) p += soa.copy(b, p)
-  if (opt) opt.copy(b, p)
+  if (q.edns) writeOpt(b, p, q.dnssecOk, ede, edeBytes)
   return b
 }
 

@@ -37,23 +37,27 @@ export type QueryError = 'drop' | 'formerr' | 'notimp'
 /** Result of reading a name: its text and the offset just past it where it starts. */
 export interface NameRead { readonly name: string; readonly end: number }
 
+/** Where readName assembles a name's text: 253 characters at most fit in 255 octets. */
+const TEXT = Buffer.allocUnsafe(MAX_NAME_OCTETS)
+
 /**
  * Read a (possibly compressed) name at `off`. Pointers must point strictly backwards (which rules
- * out loops), at most 64 jumps, at most 255 octets in all. `lower` folds A-Z to a-z.
+ * out loops), at most 64 jumps, at most 255 octets in all. `lower` folds A-Z to a-z (DNS names
+ * are case-insensitive in ASCII only, RFC 4343). The text is assembled byte by byte and becomes
+ * one string in one call (a string per label cost more than the rest of reading the query).
  */
 export function readName(buf: Buffer, off: number, lower = true): NameRead | undefined {
   let pos = off
   let end = -1
   let octets = 0
   let jumps = 0
-  let name = ''
+  let n = 0
   let limit = off                        // a pointer must land before where the current run of labels began
   for (;;) {
     if (pos >= buf.length) return undefined
     const len = buf[pos]!
     if (len === 0) {
       if (end < 0) end = pos + 1
-      octets += 1
       break
     }
     const kind = len & 0xc0
@@ -69,17 +73,14 @@ export function readName(buf: Buffer, off: number, lower = true): NameRead | und
     if (kind !== 0) return undefined     // 0x40 / 0x80 label types are not in use
     octets += len + 1
     if (octets > MAX_NAME_OCTETS - 1 || pos + 1 + len > buf.length) return undefined
-    let label = buf.toString('latin1', pos + 1, pos + 1 + len)
-    if (lower) {
-      for (let i = pos + 1; i <= pos + len; i++) {
-        const c = buf[i]!
-        if (c >= 65 && c <= 90) { label = label.toLowerCase(); break }
-      }
+    if (n > 0) TEXT[n++] = 46
+    for (let i = pos + 1; i <= pos + len; i++) {
+      const c = buf[i]!
+      TEXT[n++] = lower && c >= 65 && c <= 90 ? c | 0x20 : c
     }
-    name = name.length === 0 ? label : name + '.' + label
     pos += len + 1
   }
-  return { name, end }
+  return { name: TEXT.toString('latin1', 0, n), end }
 }
 
 /** Offset just past a name at `off` without decoding it, or -1. */

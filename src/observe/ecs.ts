@@ -65,3 +65,57 @@ export function toEcs(ev: DecisionEvent): Fields {
   if (ev.extra) merge(out, ev.extra)
   return out
 }
+
+/** A JSON string literal: the text itself when nothing in it needs escaping (the usual name or reason). */
+function str(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(s)
+  }
+  return `"${s}"`
+}
+
+/** `,"key":value` for a string that may be absent (JSON.stringify leaves undefined out). */
+function opt(key: string, v: string | undefined): string {
+  return v === undefined ? '' : `,"${key}":${str(v)}`
+}
+
+/** A member list without its leading comma, wrapped as an object. */
+function obj(members: string): string {
+  return `{${members.slice(1)}}`
+}
+
+/**
+ * The text of `JSON.stringify(toEcs(ev))` without its opening brace, written directly: a blocked
+ * query logs a line, and building the ECS objects to stringify them cost more than the rest of
+ * the line. For events without `extra` (toEcs merges that); `client` is the client object's JSON
+ * when names were added to it. The test holds the two equal over generated events.
+ */
+export function ecsBody(ev: DecisionEvent, client?: string): string {
+  const d = ev.decision
+  let s = `"message":${str(ev.message)},"event":{"action":"${d.action}","kind":"${eventKind(d.action)}","duration":${JSON.stringify(ev.durationNs)}}`
+    + `,"client":${client ?? `{"ip":${str(ev.client.ip)},"port":${JSON.stringify(ev.client.port)}}`},"network":{"transport":"${ev.transport}"}`
+  let tg = `,"group":${str(d.group)},"matched_on":"${d.where}","reason":${str(d.reason)}`
+  if (ev.dns) {
+    s += `,"dns":{"question":{"name":${str(ev.dns.name)},"type":${str(ev.dns.type)}},"response_code":${str(ev.dns.rcode)}}`
+    if (d.name !== ev.dns.name) tg += `,"matched_name":${str(d.name)}`
+    tg += opt('upstream', ev.dns.upstream)
+    if (ev.dns.cacheHit !== undefined) tg += `,"cache_hit":${ev.dns.cacheHit}`
+  } else {
+    const asked = ev.destination?.domain ?? ev.sni ?? ev.urlDomain
+    if (d.name !== asked) tg += `,"matched_name":${str(d.name)}`
+  }
+  if (ev.destination) {
+    const dst = ev.destination
+    s += `,"destination":${obj(opt('domain', dst.domain) + opt('ip', dst.ip) + (dst.port === undefined ? '' : `,"port":${JSON.stringify(dst.port)}`))}`
+  }
+  if (ev.sni !== undefined) s += `,"tls":{"client":{"server_name":${str(ev.sni)}}}`
+  if (ev.urlDomain !== undefined) s += `,"url":{"domain":${str(ev.urlDomain)}}`
+  if (d.entry || d.list !== undefined) {
+    let rule = (d.entry ? `,"name":${str(d.entry.pattern)}` : '') + opt('ruleset', d.list)
+    if (d.sigma) rule += opt('id', d.sigma.id) + opt('author', d.sigma.author) + opt('description', d.sigma.title)
+    s += `,"rule":${obj(rule)}`
+  }
+  if (d.unparseable) tg += ',"unparseable":true'
+  return `${s},"tunnelguard":${obj(tg)}}`
+}

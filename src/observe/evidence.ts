@@ -4,8 +4,8 @@ import type { Snapshot } from '../snapshot-types.js'
 import type { AlertSink } from './alerts.js'
 import type { ClientNames } from './client-names.js'
 import type { ClientTable } from './client-table.js'
-import { eventKind, toEcs } from './ecs.js'
-import { recordWriter } from './logger.js'
+import { ecsBody, eventKind, toEcs } from './ecs.js'
+import { bodyWriter, recordWriter } from './logger.js'
 import type { Metrics } from './metrics.js'
 import type { Evidence } from './types.js'
 
@@ -28,6 +28,7 @@ export interface EvidenceOptions {
 export function createEvidence(opts: EvidenceOptions): Evidence {
   const { logger, metrics, clients, alerts, getSnapshot, names } = opts
   const write = recordWriter(logger)
+  const writeBody = bodyWriter(logger)
   const logs = (action: Outcome): boolean => action !== 'pass' || getSnapshot().config.log.queries === 'all'
   return {
     counters: metrics.counters,
@@ -40,10 +41,22 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       const alert = eventKind(action) === 'alert'
       const level = alert ? 'warn' : 'info'
       if (!alert && !logger.isLevelEnabled(level)) return
-      const record = toEcs(ev)
-      names?.annotate(record.client as Record<string, unknown>, ev.client.ip)
-      if (logger.isLevelEnabled(level)) write(level, record)
-      if (alert) alerts?.alert(ev, record)
+      if (ev.extra || (alert && alerts)) {
+        const record = toEcs(ev)
+        names?.annotate(record.client as Record<string, unknown>, ev.client.ip)
+        if (logger.isLevelEnabled(level)) write(level, record)
+        if (alert) alerts?.alert(ev, record)
+        return
+      }
+      // the usual line (a blocked query): its JSON written directly, no ECS object built
+      if (!logger.isLevelEnabled(level)) return
+      let client: string | undefined
+      if (names) {
+        const c: Record<string, unknown> = { ip: ev.client.ip, port: ev.client.port }
+        names.annotate(c, ev.client.ip)
+        if (Object.keys(c).length > 2) client = JSON.stringify(c)       // names were added
+      }
+      writeBody(level, ecsBody(ev, client))
     },
     info: (msg, fields) => logger.info(fields ?? {}, msg),
     warn: (msg, fields) => logger.warn(fields ?? {}, msg),

@@ -44,6 +44,9 @@ export function createLogger(opts: LoggerOptions): Logger {
   writers.set(logger, (level, record) => {
     dest.write(`${head(level, options.timestamp())}${JSON.stringify(record).slice(1)}\n`)
   })
+  bodyWriters.set(logger, (level, body) => {
+    dest.write(`${head(level, options.timestamp())}${body}\n`)
+  })
   return logger
 }
 
@@ -64,6 +67,7 @@ export function droppedLine(stamp: () => string): (dropped: number) => string {
 
 export type RecordLevel = 'info' | 'warn'
 const writers = new WeakMap<Logger, (level: RecordLevel, record: Readonly<Record<string, unknown>>) => void>()
+const bodyWriters = new WeakMap<Logger, (level: RecordLevel, body: string) => void>()
 
 /**
  * A writer of one record (a non-empty object of plain JSON data) as one line, the caller having
@@ -71,4 +75,13 @@ const writers = new WeakMap<Logger, (level: RecordLevel, record: Readonly<Record
  */
 export function recordWriter(logger: Logger): (level: RecordLevel, record: Readonly<Record<string, unknown>>) => void {
   return writers.get(logger) ?? ((level, record) => logger[level](record))
+}
+
+/**
+ * A writer of one record given as JSON text without its opening brace (`"k":v,…}`), the caller
+ * having checked the level: written as it is for a logger made by createLogger, parsed and
+ * handed to the logger's own method otherwise.
+ */
+export function bodyWriter(logger: Logger): (level: RecordLevel, body: string) => void {
+  return bodyWriters.get(logger) ?? ((level, body) => logger[level](JSON.parse(`{${body}`) as Record<string, unknown>))
 }

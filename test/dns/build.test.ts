@@ -35,6 +35,14 @@ t.test('buildReply: header, question, answer, SOA, OPT with EDE', async t => {
   const noEde = decodeMsg(buildReply(buf, q, 5))
   t.equal(edeOf(noEde), undefined)
   t.equal(noEde.rcode, 'REFUSED')
+  t.equal(noEde.additionals.length, 1, 'an OPT without options')
+  t.equal(noEde.additionals[0]!.flags! & dnsPacket.DNSSEC_OK, dnsPacket.DNSSEC_OK)
+  const noDo = mk('b.test', 'A', false)
+  const withOpt = { ...noDo.q, edns: true, dnssecOk: false }
+  const r2 = buildReply(noDo.buf, withOpt, 3, { ede: 'via café.test ✓' })
+  t.same(edeOf(decodeMsg(r2)), [15, 'via café.test ✓'], 'UTF-8 text: length counted in bytes')
+  t.equal(decodeMsg(r2).additionals[0]!.flags, 0, 'DO clear when the query had it clear')
+  t.equal(r2.length, noDo.q.qEnd + 11 + 6 + Buffer.byteLength('via café.test ✓'), 'nothing after the OPT')
 })
 
 t.test('headerReply and truncate', async t => {

@@ -79,6 +79,20 @@ t.test('readName follows backward pointers and lowercases only when asked', asyn
   t.same(readName(c, 13), { name: '', end: 15 }, 'one jump to the root')
 })
 
+t.test('readName folds ASCII case only, keeps other bytes as latin1, and reads the longest name there is', async t => {
+  // "Zz@[`{\xc0\xff" . "COM": the bytes around A-Z and a-z stay as they are
+  const b = raw(1, [8, 0x5a, 0x7a, 0x40, 0x5b, 0x60, 0x7b, 0xc0, 0xff, 3, 67, 79, 77, 0, 0, 1, 0, 1])
+  t.same(readName(b, 12), { name: 'zz@[`{\xc0\xff.com', end: 26 })
+  t.same(readName(b, 12, false), { name: 'Zz@[`{\xc0\xff.COM', end: 26 })
+  // 255 octets: three labels of 63 and one of 61, all upper case
+  const labels = [63, 63, 63, 61].map((n, i) => [n, ...Array<number>(n).fill(65 + i)])
+  const long = raw(1, [...labels.flat(), 0, 0, 1, 0, 1])
+  const want = ['a', 'b', 'c', 'd'].map((ch, i) => ch.repeat(labels[i]![0]!)).join('.')
+  t.same(readName(long, 12), { name: want, end: 12 + 255 })
+  t.equal(want.length, 253)
+  t.same(readName(b, 12), { name: 'zz@[`{\xc0\xff.com', end: 26 }, 'a short name after a long one: nothing left over')
+})
+
 t.test('skipName and skipRecord', async t => {
   const b = raw(1, [1, 97, 0, 0, 1, 0, 1, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 1, 2, 3, 4])
   t.equal(skipName(b, 12), 15)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { eventKind, toEcs } from '../../src/observe/ecs.js'
+import { ecsBody, eventKind, toEcs } from '../../src/observe/ecs.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import { makeSnapshot, simpleMatcher, testEntries } from '../fixtures/snapshot.js'
 
@@ -79,4 +79,41 @@ t.test('an unparseable name, and a list without an entry', async t => {
   const o2 = toEcs({ message: 'proxy.http', decision: listOnly, client: { ip: '10.0.0.9', port: 2 }, transport: 'tcp', durationNs: 0, urlDomain: 'bad..name' })
   t.same(o2.rule, { ruleset: 'ngrok' })
   t.notOk('matched_name' in (o2.tunnelguard as object))
+})
+
+t.test('ecsBody writes the same text as JSON.stringify(toEcs(ev)), over generated events', async t => {
+  let seed = 7
+  const rnd = (n: number): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n }
+  const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)]!
+  // plain names, and text JSON must escape: quotes, backslashes, control characters, lone surrogates
+  const texts = ['a.ngrok.io', 'ngrok-free.app', 'x"y.test', 'back\\slash', 'tab\there', 'nl\nx', '\u0000', '\ud800lone', 'ok\udc00', '😀.example', 'café.test', '']
+  const maybe = <T>(v: T): T | undefined => (rnd(3) === 0 ? undefined : v)
+  let checked = 0
+  const differ: { i: number; got: string; want: string }[] = []
+  for (let i = 0; i < 3000; i++) {
+    const name = pick(texts)
+    const entry = rnd(2) === 0 ? undefined : { ...entries[0]!, pattern: pick(texts) }
+    const sigma = rnd(3) === 0 ? { id: pick(texts), title: pick(texts), author: pick(texts) } : undefined
+    const decision = {
+      action: pick(['block', 'sinkhole', 'alert', 'allow', 'pass'] as const), reason: pick(texts), group: pick(texts),
+      name: rnd(2) === 0 ? name : pick(texts), where: pick(['qname', 'cname', 'connect', 'sni', 'host'] as const),
+      entry, list: rnd(3) === 0 ? undefined : pick(texts), sigma, unparseable: rnd(4) === 0 ? true : undefined,
+    }
+    const base = { message: pick(['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture'] as const), decision,
+      client: { ip: pick(['10.0.0.5', '::1', 'fe80::1%eth0']), port: rnd(65536) }, transport: pick(['udp', 'tcp'] as const),
+      durationNs: pick([0, 123456789, 1.5, NaN]) }
+    const ev: DecisionEvent = rnd(2) === 0
+      ? { ...base, dns: { name, type: pick(['A', 'AAAA', 'TYPE65']), rcode: pick(['NOERROR', 'NXDOMAIN']), upstream: maybe('udp://127.0.0.1:53'), cacheHit: rnd(3) === 0 ? undefined : rnd(2) === 0 } }
+      : { ...base,
+          destination: rnd(3) === 0 ? undefined : { domain: maybe(name), ip: maybe('127.0.0.1'), port: maybe(443) },
+          sni: maybe(pick(texts)), urlDomain: maybe(pick(texts)) }
+    if (`{${ecsBody(ev)}` !== JSON.stringify(toEcs(ev))) differ.push({ i, got: ecsBody(ev), want: JSON.stringify(toEcs(ev)) })
+    const named = toEcs(ev)
+    Object.assign(named.client as object, { hostname: pick(texts), mac: '52:54:00:12:34:56' })
+    const withNames = ecsBody(ev, JSON.stringify(named.client))
+    if (`{${withNames}` !== JSON.stringify(named)) differ.push({ i, got: withNames, want: JSON.stringify(named) })
+    checked++
+  }
+  t.equal(checked, 3000)
+  t.same(differ.slice(0, 3), [], `${differ.length} of 6000 texts differ`)
 })

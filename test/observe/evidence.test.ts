@@ -122,3 +122,30 @@ t.test('logs(action): what decision() turns into an event, the one rule servers 
   const all = setup({ queries: 'all' }).evidence
   t.equal(all.logs('pass'), true, 'log.queries: all logs passes too')
 })
+
+t.test('without an alert sink the line is written from text: the same line as with one, names added when known', async t => {
+  const snap = makeSnapshot()
+  const run = (opts: { alerts: boolean; names?: (c: Record<string, unknown>, ip: string) => void }) => {
+    const chunks: string[] = []
+    const e = createEvidence({
+      logger: createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb() } }), clock: () => 0 }),
+      getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable(),
+      names: opts.names ? { annotate: opts.names } : undefined,
+      alerts: opts.alerts ? { alert: () => {}, close: async () => {} } : undefined,
+    })
+    for (const [ip, name] of [['10.0.0.5', 'a.ngrok.io'], ['10.0.0.6', 'b.ngrok.io']] as const) {
+      e.decision({ message: 'dns.query', decision: snap.policy.decide(ip, name, 'qname'), client: { ip, port: 7 }, transport: 'udp', durationNs: 3, dns: { name, type: 'A', rcode: 'NXDOMAIN' } })
+    }
+    return chunks.join('').split('\n').filter(Boolean)
+  }
+  const names = (c: Record<string, unknown>, ip: string) => { if (ip === '10.0.0.5') c.hostname = 'laptop-5' }
+  const fast = run({ alerts: false })
+  t.equal(fast.length, 2)
+  t.same(fast, run({ alerts: true }), 'byte for byte the line built from the ECS object')
+  const named = run({ alerts: false, names })
+  t.same(named, run({ alerts: true, names }))
+  t.match(JSON.parse(named[0]!), { client: { ip: '10.0.0.5', port: 7, hostname: 'laptop-5' }, rule: { name: 'ngrok.io' } })
+  t.same(JSON.parse(named[1]!).client, { ip: '10.0.0.6', port: 7 }, 'no names known: the plain client')
+  const quiet = createEvidence({ logger: createLogger({ level: 'error', destination: new Writable({ write(_c, _e, cb) { t.fail('nothing is written below the level'); cb() } }) }), getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable() })
+  quiet.decision({ message: 'dns.query', decision: snap.policy.decide('10.0.0.5', 'a.ngrok.io', 'qname'), client: { ip: '10.0.0.5', port: 7 }, transport: 'udp', durationNs: 3 })
+})

@@ -57,6 +57,22 @@ t.test('recordWriter: the same line as the logger method, for createLogger and a
   t.match(JSON.parse(chunks[0]!), { level: 30, message: 'x' }, 'another logger: its own method')
 })
 
+t.test('bodyWriter: a record given as JSON text makes the same line, for createLogger and any pino logger', async t => {
+  const { pino } = await import('pino')
+  const { bodyWriter } = await import('../../src/observe/logger.js')
+  const s = sink()
+  const log = createLogger({ level: 'info', destination: s.stream, clock: () => Date.UTC(2026, 10, 21, 10, 0, 1, 5) })
+  const rec = { message: 'dns.query', event: { action: 'block' }, dns: { question: { name: 'a"b\\c.ngrok.io' } } }
+  log.warn(rec)
+  bodyWriter(log)('warn', JSON.stringify(rec).slice(1))
+  const [a, b] = s.lines()
+  t.same(b, a, 'the line equals pino\'s line')
+  const chunks: string[] = []
+  const plain = pino({ base: null, timestamp: false }, { write: (c: string) => { chunks.push(c) } })
+  bodyWriter(plain)('info', '"message":"x","n":1}')
+  t.match(JSON.parse(chunks[0]!), { level: 30, message: 'x', n: 1 }, 'another logger: parsed, then its own method')
+})
+
 t.test('a failed stdout is reported once on stderr', async t => {
   const { stdoutFailed } = await import('../../src/observe/logger.js')
   const said: string[] = []
