@@ -32,7 +32,7 @@ export function createLogger(opts: LoggerOptions): Logger {
     },
     formatters: { level: (label: string) => ({ 'log.level': label }) },
   }
-  // stdout: the lines of each millisecond in one write (a line per blocked query must not cost a
+  // stdout: the lines of each 10 ms in one write (a line per blocked query must not cost a
   // write(2) each); from the main thread, non-blocking when stdout is a pipe or a socket
   const dest = (opts.destination as DestinationStream | undefined) ?? new LineSink({
     fd: 1, onError: stdoutFailed,
