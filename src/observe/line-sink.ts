@@ -4,7 +4,8 @@ import type { Writable } from 'node:stream'
 
 /**
  * How lines reach the fd. `sync`: a write(2) from the main thread when a batch is due (a regular
- * file, /dev/null, a terminal: the kernel takes the bytes at once). `stream`: a non-blocking libuv
+ * file or /dev/null takes the bytes at once; a terminal, as Node's own stdout does, may block
+ * while it is paused). `stream`: a non-blocking libuv
  * stream (a pipe or a socket: docker's log pipe, journald, `| tee`), so a stalled reader never
  * stalls the process; what it does not take waits, up to `maxWaiting`.
  */
@@ -60,8 +61,8 @@ interface Stalled { readonly out: Buffer[]; i: number; off: number }
  * query costs a JSON line; under load the batches, not the lines, cost system calls. Each line
  * is encoded into a reused buffer as it is written (no join, no copy per batch). The write
  * itself happens on the main thread (see SinkMode): the earlier fs.write went through libuv's
- * thread pool, and the thread hand-offs of a write every millisecond cost more CPU per blocked
- * query than building its line (dnsperf A/B, 2026-11-30). While a batch is in flight new lines
+ * thread pool, and the thread hand-offs of a write per batch cost more CPU per blocked query than
+ * building its line (dnsperf A/B, 2026-11-29). While a batch is in flight new lines
  * wait for it (order is kept); a partial write continues where it stopped; on exit, whatever is
  * still waiting is written synchronously. Memory stays bounded when the reader stalls (a stuck
  * pipe): past `maxWaiting` bytes lines are dropped and counted.

@@ -39,11 +39,9 @@ export function createLogger(opts: LoggerOptions): Logger {
     dropNotice: droppedLine(options.timestamp),
   })
   const logger = pino(options, dest)
-  // the same line pino writes for logger[level](record), serialized by V8's JSON.stringify in one
-  // call instead of pino's key-by-key stringify (a third of the cost of a blocked query)
-  writers.set(logger, (level, record) => {
-    dest.write(`${head(level, options.timestamp())}${JSON.stringify(record).slice(1)}\n`)
-  })
+  // the same line pino writes for logger[level](record), from the record's JSON text (serialized
+  // by V8's JSON.stringify in one call, or by ecsBody; pino's key-by-key stringify cost a third of
+  // a blocked query)
   bodyWriters.set(logger, (level, body) => {
     dest.write(`${head(level, options.timestamp())}${body}\n`)
   })
@@ -66,7 +64,6 @@ export function droppedLine(stamp: () => string): (dropped: number) => string {
 }
 
 export type RecordLevel = 'info' | 'warn'
-const writers = new WeakMap<Logger, (level: RecordLevel, record: Readonly<Record<string, unknown>>) => void>()
 const bodyWriters = new WeakMap<Logger, (level: RecordLevel, body: string) => void>()
 
 /**
@@ -74,7 +71,8 @@ const bodyWriters = new WeakMap<Logger, (level: RecordLevel, body: string) => vo
  * checked the level: fast for a logger made by createLogger, the logger's own method otherwise.
  */
 export function recordWriter(logger: Logger): (level: RecordLevel, record: Readonly<Record<string, unknown>>) => void {
-  return writers.get(logger) ?? ((level, record) => logger[level](record))
+  const body = bodyWriters.get(logger)
+  return body ? (level, record) => body(level, JSON.stringify(record).slice(1)) : (level, record) => logger[level](record)
 }
 
 /**

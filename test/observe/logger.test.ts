@@ -41,36 +41,24 @@ t.test('stdout by default', async t => {
   t.notOk(log.isLevelEnabled('error'))
 })
 
-t.test('recordWriter: the same line as the logger method, for createLogger and any pino logger', async t => {
+t.test('recordWriter and bodyWriter: the same line as the logger method, for createLogger and any pino logger', async t => {
   const { pino } = await import('pino')
-  const { recordWriter } = await import('../../src/observe/logger.js')
+  const { bodyWriter, recordWriter } = await import('../../src/observe/logger.js')
   const s = sink()
   const log = createLogger({ level: 'info', destination: s.stream, clock: () => Date.UTC(2026, 10, 21, 10, 0, 1, 5) })
   const rec = { message: 'dns.query', event: { action: 'block' }, dns: { question: { name: 'a"b\\c.ngrok.io' } } }
   log.warn(rec)
   recordWriter(log)('warn', rec)
-  const [a, b] = s.lines()
+  bodyWriter(log)('warn', JSON.stringify(rec).slice(1))
+  const [a, b, c] = s.lines()
   t.same(b, a, 'fast line equals pino\'s line')
+  t.same(c, a, 'the line from JSON text equals pino\'s line')
   const chunks: string[] = []
   const plain = pino({ base: null, timestamp: false }, { write: (c: string) => { chunks.push(c) } })
   recordWriter(plain)('info', { message: 'x' })
-  t.match(JSON.parse(chunks[0]!), { level: 30, message: 'x' }, 'another logger: its own method')
-})
-
-t.test('bodyWriter: a record given as JSON text makes the same line, for createLogger and any pino logger', async t => {
-  const { pino } = await import('pino')
-  const { bodyWriter } = await import('../../src/observe/logger.js')
-  const s = sink()
-  const log = createLogger({ level: 'info', destination: s.stream, clock: () => Date.UTC(2026, 10, 21, 10, 0, 1, 5) })
-  const rec = { message: 'dns.query', event: { action: 'block' }, dns: { question: { name: 'a"b\\c.ngrok.io' } } }
-  log.warn(rec)
-  bodyWriter(log)('warn', JSON.stringify(rec).slice(1))
-  const [a, b] = s.lines()
-  t.same(b, a, 'the line equals pino\'s line')
-  const chunks: string[] = []
-  const plain = pino({ base: null, timestamp: false }, { write: (c: string) => { chunks.push(c) } })
   bodyWriter(plain)('info', '"message":"x","n":1}')
-  t.match(JSON.parse(chunks[0]!), { level: 30, message: 'x', n: 1 }, 'another logger: parsed, then its own method')
+  t.match(JSON.parse(chunks[0]!), { level: 30, message: 'x' }, 'another logger: its own method')
+  t.match(JSON.parse(chunks[1]!), { level: 30, message: 'x', n: 1 }, 'another logger: parsed, then its own method')
 })
 
 t.test('a failed stdout is reported once on stderr', async t => {
