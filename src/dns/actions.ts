@@ -1,3 +1,4 @@
+import type { Entry } from '../match/types.js'
 import type { Decision } from '../policy/types.js'
 import type { Config } from '../snapshot-types.js'
 import { addressBytes, buildReply, record, soaRecord } from './build.js'
@@ -35,9 +36,23 @@ export function blockedText(d: Decision): string {
   return d.where === 'cname' ? `blocked by tunnelguard: ${what} (via ${d.name})` : `blocked by tunnelguard: ${what}`
 }
 
+/**
+ * The EDE text of a question's own match, encoded once per entry: the matcher returns the same Entry
+ * object for every match, and a decision's list is its entry's list, so the text depends on the entry alone.
+ */
+const edeOfEntry = new WeakMap<Entry, Buffer>()
+
+function edeBytes(d: Decision): Buffer {
+  const e = d.entry
+  if (e === undefined || d.where !== 'qname') return Buffer.from(blockedText(d))
+  let b = edeOfEntry.get(e)
+  if (b === undefined) { b = Buffer.from(blockedText(d)); edeOfEntry.set(e, b) }
+  return b
+}
+
 /** The answer for a block or sinkhole decision: the reply bytes and its rcode. */
 export function actionReply(query: Buffer, q: Query, d: Decision, s: AnswerSettings): { reply: Buffer; rcode: number } {
-  const ede = blockedText(d)
+  const ede = edeBytes(d)
   if (d.action === 'sinkhole') {
     if (q.qclass === CLASS_IN && q.qtype === TYPE_A) {
       return { reply: buildReply(query, q, RCODE.NOERROR, { answer: s.a, ede }), rcode: RCODE.NOERROR }

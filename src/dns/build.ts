@@ -61,7 +61,7 @@ export function soaRecord(ttl: number): Buffer {
 }
 
 /** Write the OPT record at `p` (with EDE 15 and `ede` text when given); its length is 11, plus 6 and the text's. */
-function writeOpt(b: Buffer, p: number, dnssecOk: boolean, ede: string | undefined, edeBytes: number): void {
+function writeOpt(b: Buffer, p: number, dnssecOk: boolean, ede: string | Buffer | undefined, edeBytes: number): void {
   const optLen = ede === undefined ? 0 : 6 + edeBytes
   b[p] = 0                                 // owner: the root
   b.writeUInt16BE(41, p + 1)
@@ -72,7 +72,8 @@ function writeOpt(b: Buffer, p: number, dnssecOk: boolean, ede: string | undefin
     b.writeUInt16BE(EDE, p + 11)
     b.writeUInt16BE(2 + edeBytes, p + 13)
     b.writeUInt16BE(EDE_BLOCKED, p + 15)
-    b.write(ede, p + 17)
+    if (typeof ede === 'string') b.write(ede, p + 17)
+    else b.set(ede, p + 17)
   }
 }
 
@@ -80,8 +81,8 @@ export interface ReplyParts {
   readonly answer?: Buffer
   /** One record for the authority section (the SOA of negative answers, from `soaRecord`). */
   readonly authority?: Buffer
-  /** Extended DNS Error 15 "Blocked" text; sent only when the query had EDNS. */
-  readonly ede?: string
+  /** Extended DNS Error 15 "Blocked" text, or that text as UTF-8 bytes; sent only when the query had EDNS. */
+  readonly ede?: string | Buffer
 }
 
 /** A synthetic reply to a parsed query: its header and question, then the parts given. */
@@ -90,11 +91,11 @@ export function buildReply(query: Buffer, q: Query, rcode: number, parts: ReplyP
   const soa = parts.authority
   // the OPT record is written in place: no buffer of its own, nor one for the EDE text
   const ede = parts.ede
-  const edeBytes = ede === undefined ? 0 : Buffer.byteLength(ede)
+  const edeBytes = ede === undefined ? 0 : typeof ede === 'string' ? Buffer.byteLength(ede) : ede.length
   const optSize = q.edns ? 11 + (ede === undefined ? 0 : 6 + edeBytes) : 0
   const size = q.qEnd + (answer?.length ?? 0) + (soa?.length ?? 0) + optSize
   const b = Buffer.allocUnsafe(size)
-  query.copy(b, 0, 0, q.qEnd)
+  for (let i = 0; i < q.qEnd; i++) b[i] = query[i]!   // header and question (Buffer#copy of a part makes a view per call)
   b.writeUInt16BE(QR | (q.flags & (RD | CD)) | RA | rcode, 2)
   b.writeUInt16BE(answer ? 1 : 0, 6)
   b.writeUInt16BE(soa ? 1 : 0, 8)

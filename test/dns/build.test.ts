@@ -43,6 +43,10 @@ t.test('buildReply: header, question, answer, SOA, OPT with EDE', async t => {
   t.same(edeOf(decodeMsg(r2)), [15, 'via café.test ✓'], 'UTF-8 text: length counted in bytes')
   t.equal(decodeMsg(r2).additionals[0]!.flags, 0, 'DO clear when the query had it clear')
   t.equal(r2.length, noDo.q.qEnd + 11 + 6 + Buffer.byteLength('via café.test ✓'), 'nothing after the OPT')
+  const bytes = Buffer.from('via café.test ✓')
+  const r3 = buildReply(noDo.buf, withOpt, 3, { ede: bytes })
+  t.same(r3, r2, 'the text given as UTF-8 bytes: the same reply')
+  t.equal(bytes.toString(), 'via café.test ✓', 'the bytes given are not changed')
 })
 
 t.test('headerReply and truncate', async t => {
@@ -90,6 +94,26 @@ t.test('actionReply per action and blockResponse', async t => {
   t.match(decodeMsg(actionReply(a.buf, a.q, block, refused).reply), { rcode: 'REFUSED', authorities: [] })
   const nodata = answerSettings(makeSnapshot({ config: { dns: { blockResponse: 'nodata' } } }).config)
   t.match(decodeMsg(actionReply(a.buf, a.q, block, nodata).reply), { rcode: 'NOERROR', answers: [], authorities: [{ type: 'SOA' }] })
+})
+
+t.test('actionReply: the EDE text per decision, the same for every reply to the same entry', async t => {
+  const s = answerSettings(makeSnapshot().config)
+  const e1 = { list: 'ngrok', name: 'ngrok.io', kind: 'domain' as const, allow: false, pattern: 'ngrok.io', source: 'a:1' }
+  const e2 = { list: 'tunnels', name: 'loca.lt', kind: 'domain' as const, allow: false, pattern: '*.loca.lt', source: 'b:2' }
+  const a = mk('x.ngrok.io', 'A', true)
+  const ede = (d: Decision): unknown => edeOf(decodeMsg(actionReply(a.buf, a.q, d, s).reply))
+  for (let i = 0; i < 3; i++) {
+    t.same(ede(decision({ entry: e1, list: 'ngrok' })), [15, 'blocked by tunnelguard: ngrok.io in list ngrok'], `entry 1, reply ${i}`)
+    t.same(ede(decision({ entry: e2, list: 'tunnels' })), [15, 'blocked by tunnelguard: *.loca.lt in list tunnels'], `entry 2, reply ${i}`)
+  }
+  t.same(ede(decision({ entry: e1, list: 'ngrok', where: 'cname', name: 'a.ngrok.io' })),
+    [15, 'blocked by tunnelguard: ngrok.io in list ngrok (via a.ngrok.io)'], 'a CNAME match names its target')
+  t.same(ede(decision({ entry: e1, list: 'ngrok', where: 'cname', name: 'b.ngrok.io' })),
+    [15, 'blocked by tunnelguard: ngrok.io in list ngrok (via b.ngrok.io)'], 'per target, not per entry')
+  t.same(ede(decision({ entry: e1, list: 'ngrok' })), [15, 'blocked by tunnelguard: ngrok.io in list ngrok'], 'the question match after a CNAME one')
+  t.same(ede(decision({ reason: 'unparseable name (empty label)', unparseable: true })), [15, 'blocked by tunnelguard: unparseable name (empty label)'])
+  const plain = mk('x.ngrok.io', 'A', false)
+  t.same(decodeMsg(actionReply(plain.buf, plain.q, decision({ entry: e1, list: 'ngrok' }), s).reply).additionals, [], 'no EDNS: no OPT, no EDE')
 })
 
 t.test('blockedText names the list and entry, the CNAME target, or the reason', async t => {
