@@ -97,15 +97,20 @@ export class UpstreamPool {
     for (const [url, u] of old) if (!urls.includes(url)) u.close()
   }
 
-  private order(now: number): Upstream[] {
+  /** The upstreams in the order to try them: those not marked down, then the others by the end of their backoff. */
+  private order(now: number): readonly Upstream[] {
+    let healthy = true
+    for (const u of this.list) if (u.down && u.downUntil > now) healthy = false
+    if (healthy) return this.list                    // the common case, without a copy per query
     const up = this.list.filter(u => !u.down || u.downUntil <= now)
     const down = this.list.filter(u => u.down && u.downUntil > now).sort((a, b) => a.downUntil - b.downUntil)
-    return up.length === this.list.length ? up : up.concat(down)
+    return up.concat(down)
   }
 
   forward(query: Buffer, qEnd: number, timeoutMs: number, cb: ForwardCallback): void {
-    const deadline = this.nowMs() + timeoutMs
-    const order = this.order(this.nowMs())
+    const now = this.nowMs()
+    const deadline = now + timeoutMs
+    const order = this.order(now)
     const counters = this.evidence.counters
     let i = 0
     let lastErr: AppError | undefined
