@@ -64,9 +64,12 @@ export class QueryHandler {
 
   constructor(private readonly deps: HandlerDeps) {}
 
-  /** The clock in (fractional) milliseconds; a BigInt division would allocate on every query. */
+  /**
+   * The clock in whole milliseconds (a BigInt division would allocate on every query). Whole, so
+   * that the upstream timers get whole durations: node keeps one timer list per distinct duration.
+   */
   private nowMs(): number {
-    return Number(this.deps.clock()) / 1e6
+    return Math.floor(Number(this.deps.clock()) / 1e6)
   }
 
   /** Rebuild what is derived from the config when the snapshot's objects change; keep state where the settings did not. */
