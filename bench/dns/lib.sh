@@ -140,6 +140,14 @@ start_nsd() {
   [ "$(rcode_of $UP_ADDR $UP_PORT u1.example.test)" = NOERROR ] || die "nsd does not serve the wildcard"
 }
 TG_STDOUT="${TG_STDOUT:-/dev/null}"   # tunnelguard's decision log (one JSON line per blocked query)
+# Every measured target runs on the same CPU (TARGET_CPU, default 1; TARGET_CPU= to let the
+# scheduler choose). On this VM one vCPU is often much slower than the other: the same tunnelguard
+# build cost 21-22 µs per blocked query on CPU 1 in three starts, and 40-46 in two of three on
+# CPU 0. Unpinned, each fresh start lands on either and keeps it, so rounds split into two speeds.
+# dnsperf and nsd are not pinned.
+TARGET_CPU=${TARGET_CPU-1}
+PIN=()
+if [ -n "$TARGET_CPU" ] && [ "$(nproc)" -gt 1 ] && command -v taskset >/dev/null; then PIN=(taskset -c "$TARGET_CPU"); fi
 start_target() { # NAME
   local t=$1 a=${ADDR[$1]} p=${PORT[$1]} d="$RUN/$1"; mkdir -p "$d"
   port_busy "$a" "$p" && { log "$a:$p is in use"; return 1; }
@@ -147,19 +155,19 @@ start_target() { # NAME
     tunnelguard|tunnelguard-workers)
       render "$BENCH/conf/tunnelguard.yaml.in" "$d/config.yaml" ADDR="$a" PORT="$p" UP_ADDR=$UP_ADDR UP_PORT=$UP_PORT \
         NGROK_LIST="$NGROK_LIST_USED" ADMIN="${TG_ADMIN:-null}"
-      local extra=(); [ "$t" = tunnelguard-workers ] && extra=(--workers "${TG_WORKERS:-2}")
-      start_bg "$t" "$TG_STDOUT" env GLIBC_TUNABLES=glibc.malloc.trim_threshold=67108864:glibc.malloc.hugetlb=1 node "$ROOT/dist/cli.js" serve --config "$d/config.yaml" "${extra[@]}" ;;
+      local extra=() pin=("${PIN[@]}"); [ "$t" = tunnelguard-workers ] && { extra=(--workers "${TG_WORKERS:-2}"); pin=(); }
+      start_bg "$t" "$TG_STDOUT" "${pin[@]}" env GLIBC_TUNABLES=glibc.malloc.trim_threshold=67108864:glibc.malloc.hugetlb=1 node "$ROOT/dist/cli.js" serve --config "$d/config.yaml" "${extra[@]}" ;;
     dnsdist)
       render "$BENCH/conf/dnsdist.lua.in" "$d/dnsdist.lua" ADDR="$a" PORT="$p" UP_ADDR=$UP_ADDR UP_PORT=$UP_PORT DATA="$DATA"
-      start_bg "$t" "$RUN/$t.out" dnsdist --supervised --disable-syslog -C "$d/dnsdist.lua" ;;
+      start_bg "$t" "$RUN/$t.out" "${PIN[@]}" dnsdist --supervised --disable-syslog -C "$d/dnsdist.lua" ;;
     dnsmasq)
       render "$BENCH/conf/dnsmasq.conf.in" "$d/dnsmasq.conf" ADDR="$a" PORT="$p" UP_ADDR=$UP_ADDR UP_PORT=$UP_PORT DIR="$d" DATA="$DATA"
-      start_bg "$t" "$RUN/$t.out" dnsmasq -k -C "$d/dnsmasq.conf" --log-facility=- ;;
+      start_bg "$t" "$RUN/$t.out" "${PIN[@]}" dnsmasq -k -C "$d/dnsmasq.conf" --log-facility=- ;;
     unbound)
       render "$BENCH/conf/unbound.conf.in" "$d/unbound.conf" ADDR="$a" PORT="$p" UP_ADDR=$UP_ADDR UP_PORT=$UP_PORT DIR="$d" DATA="$DATA"
-      start_bg "$t" "$RUN/$t.out" unbound -d -c "$d/unbound.conf" ;;
-    node-echo) start_bg "$t" "$RUN/$t.out" node "$BENCH/node/udp-echo.js" "$a" "$p" ;;
-    node-fwd-raw) start_bg "$t" "$RUN/$t.out" node "$BENCH/node/udp-fwd-raw.js" "$a" "$p" $UP_ADDR $UP_PORT ;;
+      start_bg "$t" "$RUN/$t.out" "${PIN[@]}" unbound -d -c "$d/unbound.conf" ;;
+    node-echo) start_bg "$t" "$RUN/$t.out" "${PIN[@]}" node "$BENCH/node/udp-echo.js" "$a" "$p" ;;
+    node-fwd-raw) start_bg "$t" "$RUN/$t.out" "${PIN[@]}" node "$BENCH/node/udp-fwd-raw.js" "$a" "$p" $UP_ADDR $UP_PORT ;;
     *) log "unknown target $t"; return 1 ;;
   esac
   wait_dns "$a" "$p" 30 "${BG[$t]}" || { log "$t did not answer; stderr:"; tail -5 "$RUN/$t.err" >&2; stop_bg "$t"; return 1; }

@@ -15,6 +15,7 @@
 # Knobs (env): ROUNDS=2 SAT_LEN=10 LAT_LEN=5 LAT_QPS=10000 DNSPERF_OPTS="-T 2 -c 8 -q 500 -t 2"
 #   PLAN="mix:target ..." TG_WORKERS=2 (adds tunnelguard --workers N when the CLI has it)
 #   TG_STDOUT=/dev/null (tunnelguard's decision log) SKIP_BUILD=1 BENCH_WORK=/tmp/...
+#   TARGET_CPU=1 (lib.sh: every measured target on that CPU; TARGET_CPU= lets the scheduler choose)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-2}
@@ -48,7 +49,7 @@ MD="$OUTDIR/dns-$STAMP.md"
   echo "# commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo +uncommitted-src) list=$NGROK_LIST sha1=$(sha1sum "$NGROK_LIST_USED" | cut -c1-10) entries=$(wc -l <"$DATA/block-suffixes.txt")"
   echo "# versions: $(dnsperf -h 2>&1 | sed -n 's/^Version //p' | head -1 | sed 's/^/dnsperf /'), $(dnsdist --version 2>/dev/null | head -1 | cut -d' ' -f1-2)," \
     "unbound $(unbound -V 2>/dev/null | sed -n 's/^Version //p'), $(nsd -v 2>&1 | head -1), $(dnsmasq -v | head -1 | cut -d' ' -f1-3)"
-  echo "# opts=\"$DNSPERF_OPTS\" sat_len=$SAT_LEN lat_len=$LAT_LEN lat_qps=$LAT_QPS rounds=$ROUNDS tg_stdout=$TG_STDOUT loadavg_start=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
+  echo "# opts=\"$DNSPERF_OPTS\" sat_len=$SAT_LEN lat_len=$LAT_LEN lat_qps=$LAT_QPS rounds=$ROUNDS tg_stdout=$TG_STDOUT target_cpu=${TARGET_CPU:-none} loadavg_start=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
 } >"$RAW"
 
 start_nsd
