@@ -10,7 +10,7 @@
 #          node_modules (e.g. `npm run build && cp -r dist bench/out/dist-a`); `echo` adds the
 #          bare Node UDP echo as a reference
 # env:   ROUNDS=4 LEN=8 NODE_FLAGS="" (extra node flags for the tunnelguard builds)
-#        TARGET_CPU=1 (lib.sh: every build and the echo on that CPU; TARGET_CPU= for no pinning)
+#        TARGET_CPU=N (lib.sh: every build and the echo on CPU N; unset by default)
 # output: one line per run, then the medians per label; raw lines in bench/out/ab-<time>.txt
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

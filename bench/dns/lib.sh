@@ -140,12 +140,13 @@ start_nsd() {
   [ "$(rcode_of $UP_ADDR $UP_PORT u1.example.test)" = NOERROR ] || die "nsd does not serve the wildcard"
 }
 TG_STDOUT="${TG_STDOUT:-/dev/null}"   # tunnelguard's decision log (one JSON line per blocked query)
-# Every measured target runs on the same CPU (TARGET_CPU, default 1; TARGET_CPU= to let the
-# scheduler choose). On this VM one vCPU is often much slower than the other: the same tunnelguard
-# build cost 21-22 µs per blocked query on CPU 1 in three starts, and 40-46 in two of three on
-# CPU 0. Unpinned, each fresh start lands on either and keeps it, so rounds split into two speeds.
-# dnsperf and nsd are not pinned.
-TARGET_CPU=${TARGET_CPU-1}
+# TARGET_CPU=N runs every measured target on CPU N (off by default; dnsperf and nsd are never
+# pinned). On this VM one vCPU is often much slower than the other: the same tunnelguard build
+# cost 21-22 µs per blocked query on CPU 1 in three starts, and 40-46 in two of three on CPU 0.
+# Unpinned, each fresh start lands on either and mostly stays there, so rounds can split into two
+# speeds. Pinning does not make the hour steady, though, and it keeps a target's helper threads
+# (V8's GC, libuv's pool, dnsdist's workers) on its one CPU: see bench/README.md.
+TARGET_CPU=${TARGET_CPU-}
 PIN=()
 if [ -n "$TARGET_CPU" ] && [ "$(nproc)" -gt 1 ] && command -v taskset >/dev/null; then PIN=(taskset -c "$TARGET_CPU"); fi
 start_target() { # NAME

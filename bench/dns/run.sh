@@ -15,7 +15,7 @@
 # Knobs (env): ROUNDS=2 SAT_LEN=10 LAT_LEN=5 LAT_QPS=10000 DNSPERF_OPTS="-T 2 -c 8 -q 500 -t 2"
 #   PLAN="mix:target ..." TG_WORKERS=2 (adds tunnelguard --workers N when the CLI has it)
 #   TG_STDOUT=/dev/null (tunnelguard's decision log) SKIP_BUILD=1 BENCH_WORK=/tmp/...
-#   TARGET_CPU=1 (lib.sh: every measured target on that CPU; TARGET_CPU= lets the scheduler choose)
+#   TARGET_CPU=N (lib.sh: every measured target on CPU N; unset by default)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-2}

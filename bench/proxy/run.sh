@@ -6,6 +6,7 @@
 # usage: bash bench/proxy/run.sh        (from anywhere; ~10-25 min with the defaults, depending on how busy the box is)
 # env:   ROUNDS=3 CONC=32 DUR=8 BULK=1073741824 TARGETS="direct tunnelguard squid tinyproxy node-pipe"
 #        TESTS="setup-hello setup-tls bulk-down bulk-up" TG_LOG_LEVEL=warn NO_BUILD=1 WORK=/tmp/tunnelguard-bench
+#        TARGET_CPU=N (targets.sh: every proxy on CPU N; unset by default)
 #        QUIET_MAX=60 QUIET_WAIT=15: before each measurement wait until the shared box is at most
 #        60 % busy (of 200) for a second, at most 15 s (busy_before= in the raw line)
 # output: raw lines in bench/out/proxy/run-<UTC time>.txt, then a markdown summary on stdout
@@ -70,7 +71,7 @@ measure() {
 }
 
 {
-  echo "# proxy bench $STAMP rounds=$ROUNDS conc=$CONC dur=$DUR bulk=$BULK targets=\"$TARGETS\" tests=\"$TESTS\" tg_log_level=$TG_LOG_LEVEL"
+  echo "# proxy bench $STAMP rounds=$ROUNDS conc=$CONC dur=$DUR bulk=$BULK targets=\"$TARGETS\" tests=\"$TESTS\" tg_log_level=$TG_LOG_LEVEL target_cpu=${TARGET_CPU:-none}"
   echo "# versions: node $(node --version) / $(squid -v | head -1) / $(tinyproxy -v) / $(openssl version | cut -d' ' -f1-2) / $(nproc) cpu / load $(cut -d' ' -f1-3 /proc/loadavg)"
   [ $TG_OK = 1 ] && echo "# tunnelguard: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)') built $(date -u -r "$ROOT/dist/cli.js" +%H:%M:%SZ)"
 } | tee -a "$OUT"

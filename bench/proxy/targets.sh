@@ -14,6 +14,12 @@ TG_LOG_LEVEL=${TG_LOG_LEVEL:-warn}
 # glibc's malloc settings for the Node targets (tunnelguard and the node pipe), as the
 # Dockerfile, the systemd unit and `npm start` set them; TG_GLIBC_TUNABLES= runs glibc's defaults
 TG_GLIBC_TUNABLES=${TG_GLIBC_TUNABLES-glibc.malloc.trim_threshold=67108864:glibc.malloc.hugetlb=1}
+# TARGET_CPU=N runs every proxy on CPU N (off by default; the client and the origin are never
+# pinned). One vCPU of this VM is often much slower than the other, and an unpinned proxy mostly
+# stays on the CPU it started on, so its rounds can split into two speeds (bench/README.md).
+TARGET_CPU=${TARGET_CPU-}
+PIN=()
+if [ -n "$TARGET_CPU" ] && [ "$(nproc)" -gt 1 ] && command -v taskset >/dev/null; then PIN=(taskset -c "$TARGET_CPU"); fi
 
 install_tools() {
   local need=()
@@ -57,17 +63,17 @@ start_proxy() {
     tunnelguard)
       render "$HERE/conf/tunnelguard.yaml.in" "$d/tunnelguard.yaml" PORT="$port" DNS_PORT=$TG_DNS_PORT \
         CONNECT_PORTS_YAML="$TLS_PORT, $HELLO_PORT, $APP_PORT" LOG_LEVEL="$TG_LOG_LEVEL" || return 1
-      bg_start tunnelguard env GLIBC_TUNABLES=$TG_GLIBC_TUNABLES node "$ROOT/dist/cli.js" serve --config "$d/tunnelguard.yaml" ;;
+      bg_start tunnelguard "${PIN[@]}" env GLIBC_TUNABLES=$TG_GLIBC_TUNABLES node "$ROOT/dist/cli.js" serve --config "$d/tunnelguard.yaml" ;;
     squid)
       chmod 777 "$d"
       render "$HERE/conf/squid.conf.in" "$d/squid.conf" PORT="$port" DIR="$d" CONNECT_PORTS="$TLS_PORT $HELLO_PORT $APP_PORT" || return 1
-      bg_start squid squid -N -f "$d/squid.conf" ;;
+      bg_start squid "${PIN[@]}" squid -N -f "$d/squid.conf" ;;
     tinyproxy)
       chmod 777 "$d"
       render "$HERE/conf/tinyproxy.conf.in" "$d/tinyproxy.conf" PORT="$port" DIR="$d" \
         CONNECT_LINES="ConnectPort $TLS_PORT\nConnectPort $HELLO_PORT\nConnectPort $APP_PORT" || return 1
-      bg_start tinyproxy tinyproxy -d -c "$d/tinyproxy.conf" ;;
-    node-pipe) bg_start node-pipe env GLIBC_TUNABLES=$TG_GLIBC_TUNABLES node "$HERE/pipe-proxy.mjs" --addr $H --port "$port" ;;
+      bg_start tinyproxy "${PIN[@]}" tinyproxy -d -c "$d/tinyproxy.conf" ;;
+    node-pipe) bg_start node-pipe "${PIN[@]}" env GLIBC_TUNABLES=$TG_GLIBC_TUNABLES node "$HERE/pipe-proxy.mjs" --addr $H --port "$port" ;;
     *) say "unknown target $t"; return 1 ;;
   esac
   wait_tcp $H "$port" 30 "$(bg_pid "$t")"
