@@ -60,9 +60,9 @@ export function soaRecord(ttl: number): Buffer {
   return record(6, ttl, rdata)
 }
 
-/** Write the OPT record at `p` (with EDE 15 and `ede` text when given); its length is 11, plus 6 and the text's. */
-function writeOpt(b: Buffer, p: number, dnssecOk: boolean, ede: string | Buffer | undefined, edeBytes: number): void {
-  const optLen = ede === undefined ? 0 : 6 + edeBytes
+/** Write the OPT record at `p` (with EDE 15 and the `ede` text when given); its length is 11, plus 6 and the text's. */
+function writeOpt(b: Buffer, p: number, dnssecOk: boolean, ede: Buffer | undefined): void {
+  const optLen = ede === undefined ? 0 : 6 + ede.length
   b[p] = 0                                 // owner: the root
   b.writeUInt16BE(41, p + 1)
   b.writeUInt16BE(UDP_SIZE, p + 3)
@@ -70,10 +70,9 @@ function writeOpt(b: Buffer, p: number, dnssecOk: boolean, ede: string | Buffer 
   b.writeUInt16BE(optLen, p + 9)
   if (ede !== undefined) {
     b.writeUInt16BE(EDE, p + 11)
-    b.writeUInt16BE(2 + edeBytes, p + 13)
+    b.writeUInt16BE(2 + ede.length, p + 13)
     b.writeUInt16BE(EDE_BLOCKED, p + 15)
-    if (typeof ede === 'string') b.write(ede, p + 17)
-    else b.set(ede, p + 17)
+    b.set(ede, p + 17)
   }
 }
 
@@ -81,18 +80,17 @@ export interface ReplyParts {
   readonly answer?: Buffer
   /** One record for the authority section (the SOA of negative answers, from `soaRecord`). */
   readonly authority?: Buffer
-  /** Extended DNS Error 15 "Blocked" text, or that text as UTF-8 bytes; sent only when the query had EDNS. */
-  readonly ede?: string | Buffer
+  /** Extended DNS Error 15 "Blocked" text as UTF-8 bytes (`actionReply` encodes it once per entry); sent only when the query had EDNS. */
+  readonly ede?: Buffer
 }
 
 /** A synthetic reply to a parsed query: its header and question, then the parts given. */
 export function buildReply(query: Buffer, q: Query, rcode: number, parts: ReplyParts = {}): Buffer {
   const answer = parts.answer
   const soa = parts.authority
-  // the OPT record is written in place: no buffer of its own, nor one for the EDE text
+  // the OPT record is written in place: no buffer of its own
   const ede = parts.ede
-  const edeBytes = ede === undefined ? 0 : typeof ede === 'string' ? Buffer.byteLength(ede) : ede.length
-  const optSize = q.edns ? 11 + (ede === undefined ? 0 : 6 + edeBytes) : 0
+  const optSize = q.edns ? 11 + (ede === undefined ? 0 : 6 + ede.length) : 0
   const size = q.qEnd + (answer?.length ?? 0) + (soa?.length ?? 0) + optSize
   const b = Buffer.allocUnsafe(size)
   for (let i = 0; i < q.qEnd; i++) b[i] = query[i]!   // header and question (Buffer#copy of a part makes a view per call)
@@ -103,7 +101,7 @@ export function buildReply(query: Buffer, q: Query, rcode: number, parts: ReplyP
   let p = q.qEnd
   if (answer) p += answer.copy(b, p)
   if (soa) p += soa.copy(b, p)
-  if (q.edns) writeOpt(b, p, q.dnssecOk, ede, edeBytes)
+  if (q.edns) writeOpt(b, p, q.dnssecOk, ede)
   return b
 }
 

@@ -17,7 +17,7 @@ const mk = (name: string, type: dnsPacket.RecordType = 'A', edns = false, flags 
 
 t.test('buildReply: header, question, answer, SOA, OPT with EDE', async t => {
   const { buf, q } = mk('X.test', 'A', true, dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED)
-  const r = decodeMsg(buildReply(buf, q, 3, { authority: soaRecord(42), ede: 'why' }))
+  const r = decodeMsg(buildReply(buf, q, 3, { authority: soaRecord(42), ede: Buffer.from('why') }))
   t.equal(r.id, 99)
   t.equal(r.rcode, 'NXDOMAIN')
   t.ok(r.flag_qr && r.flag_rd && r.flag_ra && r.flag_cd)
@@ -29,7 +29,7 @@ t.test('buildReply: header, question, answer, SOA, OPT with EDE', async t => {
   t.equal(opt.udpPayloadSize, 1232)
   t.equal(opt.flags! & dnsPacket.DNSSEC_OK, dnsPacket.DNSSEC_OK, 'DO echoed')
   const plain = mk('a.test')
-  const p = decodeMsg(buildReply(plain.buf, plain.q, 0, { answer: record(1, 5, Buffer.from([1, 2, 3, 4])), ede: 'ignored' }))
+  const p = decodeMsg(buildReply(plain.buf, plain.q, 0, { answer: record(1, 5, Buffer.from([1, 2, 3, 4])), ede: Buffer.from('ignored') }))
   t.same(p.answers, [{ name: 'a.test', type: 'A', class: 'IN', ttl: 5, flush: false, data: '1.2.3.4' }])
   t.same(p.additionals, [], 'no OPT (and so no EDE) when the query had none')
   const noEde = decodeMsg(buildReply(buf, q, 5))
@@ -39,13 +39,13 @@ t.test('buildReply: header, question, answer, SOA, OPT with EDE', async t => {
   t.equal(noEde.additionals[0]!.flags! & dnsPacket.DNSSEC_OK, dnsPacket.DNSSEC_OK)
   const noDo = mk('b.test', 'A', false)
   const withOpt = { ...noDo.q, edns: true, dnssecOk: false }
-  const r2 = buildReply(noDo.buf, withOpt, 3, { ede: 'via café.test ✓' })
+  const r2 = buildReply(noDo.buf, withOpt, 3, { ede: Buffer.from('via café.test ✓') })
   t.same(edeOf(decodeMsg(r2)), [15, 'via café.test ✓'], 'UTF-8 text: length counted in bytes')
   t.equal(decodeMsg(r2).additionals[0]!.flags, 0, 'DO clear when the query had it clear')
   t.equal(r2.length, noDo.q.qEnd + 11 + 6 + Buffer.byteLength('via café.test ✓'), 'nothing after the OPT')
   const bytes = Buffer.from('via café.test ✓')
   const r3 = buildReply(noDo.buf, withOpt, 3, { ede: bytes })
-  t.same(r3, r2, 'the text given as UTF-8 bytes: the same reply')
+  t.same(r3, r2, 'another buffer of the same text: the same reply')
   t.equal(bytes.toString(), 'via café.test ✓', 'the bytes given are not changed')
 })
 
