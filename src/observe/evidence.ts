@@ -5,7 +5,7 @@ import type { AlertSink } from './alerts.js'
 import type { ClientNames } from './client-names.js'
 import type { ClientTable } from './client-table.js'
 import { ecsBody, eventKind, toEcs } from './ecs.js'
-import { bodyWriter, recordWriter } from './logger.js'
+import { bodyWriter, messageWriter, recordWriter } from './logger.js'
 import type { Metrics } from './metrics.js'
 import type { Evidence } from './types.js'
 
@@ -29,6 +29,7 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
   const { logger, metrics, clients, alerts, getSnapshot, names } = opts
   const write = recordWriter(logger)
   const writeBody = bodyWriter(logger)
+  const say = messageWriter(logger)
   const logs = (action: Outcome): boolean => action !== 'pass' || getSnapshot().config.log.queries === 'all'
   return {
     counters: metrics.counters,
@@ -58,8 +59,8 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       }
       writeBody(level, ecsBody(ev, client))
     },
-    info: (msg, fields) => logger.info(fields ?? {}, msg),
-    warn: (msg, fields) => logger.warn(fields ?? {}, msg),
-    error: (msg, fields) => logger.error(fields ?? {}, msg),
+    info: (msg, fields) => say('info', msg, fields),
+    warn: (msg, fields) => say('warn', msg, fields),
+    error: (msg, fields) => say('error', msg, fields),
   }
 }

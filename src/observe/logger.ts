@@ -63,8 +63,32 @@ export function droppedLine(stamp: () => string): (dropped: number) => string {
   return n => `${head('error', stamp())}"message":"log lines dropped: stdout did not keep up","tunnelguard":{"dropped_lines":${n}}}\n`
 }
 
-export type RecordLevel = 'info' | 'warn'
+export type RecordLevel = 'info' | 'warn' | 'error'
 const bodyWriters = new WeakMap<Logger, (level: RecordLevel, body: string) => void>()
+
+/**
+ * A writer of one operational message (`logger[level](fields, msg)`) that checks the level: for a
+ * logger made by createLogger the fields are serialized by one JSON.stringify (pino's key-by-key
+ * stringify cost a proxy tunnel about 35 µs per line), the message last as pino puts it. Fields
+ * JSON cannot take (a BigInt, a cycle) and other loggers go through the logger's own method.
+ */
+export function messageWriter(logger: Logger): (level: RecordLevel, msg: string, fields?: Record<string, unknown>) => void {
+  const body = bodyWriters.get(logger)
+  return (level, msg, fields) => {
+    if (!logger.isLevelEnabled(level)) return
+    if (body) {
+      let json: string | undefined
+      try {
+        json = fields === undefined ? '{}' : JSON.stringify(fields)
+      } catch { /* pino's own stringify copes: below */ }
+      if (json !== undefined) {
+        body(level, `${json.length > 2 ? `${json.slice(1, -1)},` : ''}"message":${JSON.stringify(msg)}}`)
+        return
+      }
+    }
+    logger[level](fields ?? {}, msg)
+  }
+}
 
 /**
  * A writer of one record (a non-empty object of plain JSON data) as one line, the caller having

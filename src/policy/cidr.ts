@@ -28,8 +28,26 @@ function v6words(text: string): number[] {
   return w
 }
 
-/** Parse an address; IPv4-mapped IPv6 (::ffff:a.b.c.d) comes back as IPv4. */
+// the last two addresses parsed: a proxied connection asks about its client and its target
+// several times each (allowClients, trust, group, destination guard)
+let memoText0 = ''
+let memoAddr0: Addr | undefined
+let memoText1 = ''
+let memoAddr1: Addr | undefined
+
+/** Parse an address; IPv4-mapped IPv6 (::ffff:a.b.c.d) comes back as IPv4. The result is shared: never mutate it. */
 export function parseAddr(s: string): Addr | undefined {
+  if (s === memoText0) return memoAddr0
+  if (s === memoText1) return memoAddr1
+  const a = parseAddrText(s)
+  memoText1 = memoText0
+  memoAddr1 = memoAddr0
+  memoText0 = s
+  memoAddr0 = a
+  return a
+}
+
+function parseAddrText(s: string): Addr | undefined {
   const fam = isIP(s)
   if (fam === 4) return { family: 4, words: v4words(s)! }
   if (fam !== 6) return undefined

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
@@ -8,6 +8,12 @@ import { readClientHello } from './hello-reader.js'
 import { rawResponse } from './responses.js'
 import { MAX_HELLO_BYTES } from './sni.js'
 import { dial, dialParent, UpstreamError } from './upstream.js'
+
+/** What the CONNECT path reads of a request: node's IncomingMessage or a head read by parseConnectHead. */
+export interface ConnectRequest {
+  readonly url?: string
+  readonly headers: IncomingHttpHeaders
+}
 
 /**
  * CONNECT: decide the CONNECT host before any outbound connection (403 on block); resolve it
@@ -21,7 +27,7 @@ import { dial, dialParent, UpstreamError } from './upstream.js'
  * within proxy.helloTimeout closes the tunnel without dialling. After the 200 a parent or dial
  * failure can only close the tunnel; the status it would have had (502/504) is on the close line.
  */
-export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectRequest, socket: Socket, head: Buffer): Promise<void> {
   conn.requests++
   const start = ctx.clock()
   const snap = ctx.getSnapshot()

@@ -28,9 +28,12 @@ export function readClientHello(socket: Socket, head: Buffer, timeoutMs: number,
     }
     const step = (): boolean => {
       if (total < need) return false
-      const buf = Buffer.concat(chunks)
-      chunks.length = 0
-      chunks.push(buf)
+      let buf = chunks[0]!
+      if (chunks.length > 1) {
+        buf = Buffer.concat(chunks)
+        chunks.length = 0
+        chunks.push(buf)
+      }
       const r = parseClientHello(buf, maxBytes)
       if (r.kind === 'partial') {
         need = r.need

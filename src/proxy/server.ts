@@ -5,7 +5,8 @@ import { splitHostPort } from '../config/schema.js'
 import type { Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
-import { handleConnect } from './connect.js'
+import { parseConnectHead } from './connect-head.js'
+import { handleConnect, type ConnectRequest } from './connect.js'
 import { setsOf, type Conn, type ProxyCtx, type Resolve } from './context.js'
 import { handleRequest } from './http-forward.js'
 import { acceptProxyHeader } from './proxy-header-reader.js'
@@ -82,8 +83,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     const conn = conns.get(req.socket as Socket)!
     handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
   })
-  http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const conn = conns.get(socket)!
+  const connect = (conn: Conn, req: ConnectRequest, head: Buffer) => {
+    const socket = conn.socket
     // node's own idle handling stops at CONNECT: an idle tunnel is closed here
     socket.on('timeout', () => {
       conn.close['error.message'] ??= 'idle timeout'
@@ -91,7 +92,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     })
     socket.setTimeout(opts.getSnapshot().config.proxy.idleTimeout)
     handleConnect(ctx, conn, req, socket, head).catch(e => fail(conn, e))
-  })
+  }
+  http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => connect(conns.get(socket)!, req, head))
   http.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
     socket.end(rawResponse(501, 'protocol upgrades are not proxied'))
   })
@@ -101,12 +103,51 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     const inFlight = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage
     if (!socket.writable || err.code === 'ECONNRESET' || inFlight?.headersSent) return socket.destroy()
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
-    evidence.counters.dropped('malformed')
-    conn.close['error.message'] = `${err.code}: ${err.message}`
-    conn.close['http.response.status_code'] = status
-    socket.write(rawResponse(status, status === 408 ? 'request headers not received in time' : status === 431 ? 'request headers too large' : 'malformed request'))
-    socket.destroySoon()
+    refuseHead(conn, status, `${err.code}: ${err.message}`)
   })
+  const refuseHead = (conn: Conn, status: number, why: string) => {
+    evidence.counters.dropped('malformed')
+    conn.close['error.message'] = why
+    conn.close['http.response.status_code'] = status
+    conn.socket.write(rawResponse(status, status === 408 ? 'request headers not received in time' : status === 431 ? 'request headers too large' : 'malformed request'))
+    conn.socket.destroySoon()
+  }
+
+  /**
+   * The front door of a client connection. The first bytes are read here: the plainest CONNECT
+   * head (parseConnectHead) goes straight to the CONNECT handler, which saves node's http
+   * machinery per tunnel; anything else is given back and handed to the http server, which
+   * parses and answers it as before. The header deadline runs from the accept until a first
+   * request head is complete, whichever path parses it.
+   */
+  const front = (conn: Conn, headerTimeout: number, maxHeaderBytes: number) => {
+    const socket = conn.socket
+    const onEnd = () => {                            // a client gone before its first byte, as node's server does
+      socket.off('data', onData)
+      socket.end()
+    }
+    const onData = (b: Buffer) => {
+      socket.off('data', onData)
+      socket.off('end', onEnd)
+      socket.pause()
+      const h = parseConnectHead(b, maxHeaderBytes)
+      if (h) {
+        clearTimeout(timer)
+        connect(conn, h, b.subarray(h.length))
+        return
+      }
+      socket.unshift(b)
+      http.emit('connection', socket)
+      socket.resume()
+    }
+    const timer = setTimeout(() => {
+      if (conn.requests === 0 && !socket.destroyed) refuseHead(conn, 408, `no complete request head within proxy.headerTimeout (${headerTimeout} ms)`)
+    }, headerTimeout)
+    socket.once('close', () => clearTimeout(timer))
+    socket.once('end', onEnd)
+    socket.on('data', onData)
+    socket.resume()                                  // paused after a PROXY protocol header
+  }
 
   const onSocket = (socket: Socket) => {
     socket.on('error', () => { /* resets are normal; 'close' follows */ })
@@ -135,11 +176,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
         'event.duration': Number(clock() - conn.start), 'tunnelguard.requests': conn.requests, ...conn.close,
       })
     })
+    const { headerTimeout, maxHeaderBytes } = snap.config.proxy
     if (!setsOf(snap).trust.has(peer.ip)) {
-      http.emit('connection', socket)
+      front(conn, headerTimeout, maxHeaderBytes)
       return
     }
-    acceptProxyHeader(socket, snap.config.proxy.headerTimeout).then(r => {
+    acceptProxyHeader(socket, headerTimeout).then(r => {
       if (!r.ok) {
         conn.close['error.message'] = r.reason
         evidence.counters.dropped('malformed')
@@ -147,8 +189,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
         return
       }
       if (r.source) conn.client = r.source
-      http.emit('connection', socket)
-      socket.resume()                                 // deliver the unshifted bytes to the parser
+      front(conn, headerTimeout, maxHeaderBytes)      // the unshifted bytes come first
     })
   }
 

@@ -61,6 +61,46 @@ t.test('recordWriter and bodyWriter: the same line as the logger method, for cre
   t.match(JSON.parse(chunks[1]!), { level: 30, message: 'x', n: 1 }, 'another logger: parsed, then its own method')
 })
 
+t.test('messageWriter: the line pino writes for logger[level](fields, msg), level checked', async t => {
+  const { pino } = await import('pino')
+  const { messageWriter } = await import('../../src/observe/logger.js')
+  const s = sink()
+  const log = createLogger({ level: 'info', destination: s.stream, clock: () => Date.UTC(2026, 10, 29, 23, 0, 0, 7) })
+  const say = messageWriter(log)
+  const cases: [string, Record<string, unknown> | undefined][] = [
+    ['proxy.sni_mismatch', { 'client.ip': '10.0.0.5', 'destination.port': 443, 'tls.client.server_name': 'a"b\\c\u2028.ngrok.io' }],
+    ['proxy.listening', { addresses: [{ address: '127.0.0.1', port: 3128 }], gone: undefined }],
+    ['no fields', undefined],
+    ['empty fields', {}],
+  ]
+  for (const [msg, fields] of cases) {
+    log.warn(fields ?? {}, msg)
+    say('warn', msg, fields)
+  }
+  const lines = s.lines()
+  t.equal(lines.length, 8)
+  for (let i = 0; i < 8; i += 2) t.same(lines[i + 1], lines[i], `fast line equals pino's line: ${cases[i / 2]![0]}`)
+  t.notOk('gone' in lines[3]!, 'undefined fields are left out, as pino does')
+  // what JSON.stringify cannot take goes through pino's own stringify
+  const cyclic: Record<string, unknown> = { a: 1 }
+  cyclic.self = cyclic
+  say('error', 'big', { n: 10n })
+  say('error', 'cycle', cyclic)
+  const [big, cycle] = s.lines().slice(8)
+  t.match(big, { 'log.level': 'error', message: 'big', n: 10 }, 'a BigInt: written by pino')
+  t.match(cycle, { 'log.level': 'error', message: 'cycle', a: 1, self: { a: 1, self: '[Circular]' } }, 'a cycle: written by pino')
+  say('debug' as 'info', 'hidden')
+  const quiet = createLogger({ level: 'error', destination: s.stream })
+  messageWriter(quiet)('warn', 'below the level', { a: 1 })
+  t.equal(s.lines().length, 10, 'nothing below the level')
+  const chunks: string[] = []
+  const plain = pino({ base: null, timestamp: false }, { write: (c: string) => { chunks.push(c) } })
+  messageWriter(plain)('info', 'x', { n: 1 })
+  messageWriter(plain)('info', 'y')
+  t.match(JSON.parse(chunks[0]!), { level: 30, msg: 'x', n: 1 }, 'another logger: its own method')
+  t.match(JSON.parse(chunks[1]!), { level: 30, msg: 'y' }, 'another logger, no fields')
+})
+
 t.test('a failed stdout is reported once on stderr', async t => {
   const { stdoutFailed } = await import('../../src/observe/logger.js')
   const said: string[] = []

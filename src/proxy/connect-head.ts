@@ -1,0 +1,50 @@
+/** A CONNECT request head read straight from the socket, without node's http server. */
+export interface ConnectHead {
+  /** The request target as sent (`host:port`), checked later by parseAuthority. */
+  readonly url: string
+  /** The one header the CONNECT path reads; duplicates joined with ", " as node joins them. */
+  readonly headers: { readonly 'x-forwarded-for'?: string }
+  /** Bytes of the head, CRLFCRLF included: what follows is the tunnel's first data. */
+  readonly length: number
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n')
+const START = /^CONNECT ([A-Za-z0-9._:[\]-]+) HTTP\/1\.1$/
+const FIELD = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/
+
+/**
+ * The fast path of the proxy's front door: `buf` (the first bytes a client sent) read as a
+ * CONNECT head of the plainest form: `CONNECT target HTTP/1.1`, then `name: value` fields of
+ * printable ASCII, complete within `maxBytes`, no body framing. Anything else (another method,
+ * a head still incomplete, obs-fold, control or non-ASCII bytes, Content-Length or
+ * Transfer-Encoding, HTTP/1.0) gives undefined and goes to node's http server (llhttp), which
+ * then decides it as it always has: this parser accepts a subset of what llhttp accepts and
+ * never answers a client itself.
+ */
+export function parseConnectHead(buf: Buffer, maxBytes: number): ConnectHead | undefined {
+  if (buf.length < 16 || buf[0] !== 0x43 /* C */) return undefined
+  const end = buf.indexOf(CRLFCRLF)
+  if (end < 0 || end + 4 > maxBytes) return undefined
+  for (let i = 0; i < end; i++) {
+    const c = buf[i]!
+    if (c >= 0x20 && c <= 0x7e) continue
+    if (c === 0x0d && buf[i + 1] === 0x0a && buf[i + 2] !== 0x20 && buf[i + 2] !== 0x09) {
+      i++                                            // a line break not followed by obs-fold
+      continue
+    }
+    if (c === 0x09 && i > 0 && buf[i - 1] !== 0x0a) continue
+    return undefined
+  }
+  const lines = buf.toString('latin1', 0, end).split('\r\n')
+  const start = START.exec(lines[0]!)
+  if (!start) return undefined
+  let xff: string | undefined
+  for (let i = 1; i < lines.length; i++) {
+    const f = FIELD.exec(lines[i]!)
+    if (!f) return undefined
+    const name = f[1]!.toLowerCase()
+    if (name === 'content-length' || name === 'transfer-encoding') return undefined
+    if (name === 'x-forwarded-for') xff = xff === undefined ? f[2]! : `${xff}, ${f[2]!}`
+  }
+  return { url: start[1]!, headers: xff === undefined ? {} : { 'x-forwarded-for': xff }, length: end + 4 }
+}

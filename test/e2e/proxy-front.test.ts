@@ -1,0 +1,114 @@
+import { connect } from 'node:net'
+import t from 'tap'
+import { clientHello, records } from '../fixtures/client-hello.js'
+import { exchange, fakeResolve, startOrigin, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
+
+// The proxy's front door reads a client's first bytes itself: a plain CONNECT head goes straight
+// to the CONNECT handler, anything else to node's http server. Both paths must decide alike.
+
+const CONNECT = (target: string, extra = '') => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${extra}\r\n`
+
+t.test('a CONNECT in one segment and the same CONNECT in pieces are decided alike', async t => {
+  const sink = await startTcpSink(t, 'bye')
+  const p = await testProxy(t, {
+    config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } },
+    resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }),
+  })
+  const target = `ok.example:${sink.port}`
+  const okHello = records(clientHello({ names: ['ok.example'] }))
+  const badHello = records(clientHello({ names: ['x.ngrok-free.app'] }))
+  const shapes: [string, (string | Buffer)[]][] = [
+    ['one segment, the hello in it too', [Buffer.concat([Buffer.from(CONNECT(target)), okHello])]],
+    ['one segment, then the hello', [CONNECT(target), okHello]],
+    ['the head in pieces', [CONNECT(target).slice(0, 9), CONNECT(target).slice(9), okHello]],
+  ]
+  for (const [what, chunks] of shapes) {
+    const r = await exchange(p.port, chunks, { gapMs: 30, waitMs: 1500, end: true })
+    t.match(r.data, /^HTTP\/1\.1 200 Connection established\r\n\r\nbye/, `${what}: tunnelled to the origin`)
+    t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, sni: 'ok.example', extra: { 'tunnelguard.sni_status': 'ok' } })
+  }
+  t.equal(sink.accepted(), 3)
+  for (const chunks of [[Buffer.concat([Buffer.from(CONNECT(target)), badHello])], [CONNECT(target).slice(0, 20), CONNECT(target).slice(20), badHello]]) {
+    const r = await exchange(p.port, chunks, { gapMs: 30 })
+    t.ok(r.closed, 'a listed SNI: closed')
+    t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', where: 'sni' }, sni: 'x.ngrok-free.app' })
+  }
+  const listed = CONNECT(`x.ngrok-free.app:${sink.port}`)
+  for (const chunks of [[listed], [listed.slice(0, 5), listed.slice(5)]]) {
+    const r = await exchange(p.port, chunks, { gapMs: 30 })
+    t.match(r.data, /^HTTP\/1\.1 403 /, 'a listed CONNECT host: 403 on either path')
+    t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', where: 'connect' } })
+  }
+  t.equal(sink.accepted(), 3, 'blocked tunnels never reached the origin')
+  const framed = await exchange(p.port, [CONNECT(target, 'Content-Length: 0\r\n'), okHello], { gapMs: 30, waitMs: 1500, end: true })
+  t.match(framed.data, /^HTTP\/1\.1 200 /, 'a head with body framing is parsed by node, and served')
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test('X-Forwarded-For and a PROXY header are honoured on the fast path from trusted peers only', async t => {
+  const sink = await startTcpSink(t, 'bye')
+  const hello = records(clientHello({ names: ['ok.example'] }))
+  const trusted = await testProxy(t, {
+    config: { proxy: { trustForwardedFrom: ['127.0.0.0/8'], allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } },
+    resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }),
+  })
+  const target = `ok.example:${sink.port}`
+  await exchange(trusted.port, [CONNECT(target, 'X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 192.168.7.7\r\n'), hello], { gapMs: 30, waitMs: 1000 })
+  t.match(trusted.ev.events.at(-1), { client: { ip: '192.168.7.7' }, decision: { action: 'pass' } }, 'two X-Forwarded-For fields: the last untrusted hop')
+  await exchange(trusted.port, [`PROXY TCP4 10.3.3.3 127.0.0.1 4000 ${trusted.port}\r\n${CONNECT(`x.ngrok-free.app:${sink.port}`)}`])
+  t.match(trusted.ev.events.at(-1), { client: { ip: '10.3.3.3', port: 4000 }, decision: { action: 'sinkhole', where: 'connect' } }, 'PROXY header and CONNECT in one segment')
+  const untrusted = await testProxy(t, {
+    config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } },
+    resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }),
+  })
+  await exchange(untrusted.port, [CONNECT(target, 'X-Forwarded-For: 6.6.6.6\r\n'), hello], { gapMs: 30, waitMs: 1000 })
+  t.match(untrusted.ev.events.at(-1), { client: { ip: '127.0.0.1' } }, 'from an untrusted peer the header is ignored')
+})
+
+t.test('the header deadline runs from the accept, and a client gone before its first byte is closed', async t => {
+  const p = await testProxy(t, { config: { proxy: { headerTimeout: '600ms' } } })
+  // the first byte at about 2/3 of the deadline, then a byte every 50 ms: the deadline is not restarted
+  const head = CONNECT('a.example:443')
+  const start = Date.now()
+  const late = await new Promise<{ data: string; ms: number }>(resolve => {
+    const s = connect(p.port, '127.0.0.1')
+    let data = ''
+    let i = 0
+    let drip: NodeJS.Timeout | undefined
+    s.on('data', b => { data += b.toString('latin1') })
+    s.on('error', () => {})
+    s.on('close', () => { clearInterval(drip); resolve({ data, ms: Date.now() - start }) })
+    setTimeout(() => {
+      drip = setInterval(() => { if (i < head.length - 1) s.write(head[i++]!) }, 50)
+    }, 400)
+  })
+  t.match(late.data, /^HTTP\/1\.1 408 /, 'request headers not received in time')
+  t.ok(late.ms < 900, `closed ${late.ms} ms after the accept: one headerTimeout (600 ms), not restarted at the first byte (400 + 600)`)
+  const closes = () => p.ev.messages.filter(m => m.msg === 'proxy.close')
+  t.ok(await waitFor(() => closes().length === 1))
+  t.match(closes()[0]!.fields, { 'http.response.status_code': 408 })
+  const silent = await exchange(p.port, [], { waitMs: 2000 })
+  t.match(silent.data, /^HTTP\/1\.1 408 /, 'a connection that never sends a byte: 408')
+  t.ok(await waitFor(() => closes().length === 2))
+  t.match(closes()[1]!.fields, { 'error.message': /no complete request head within proxy.headerTimeout \(600 ms\)/ })
+  const t0 = Date.now()
+  const gone = await exchange(p.port, [], { end: true, waitMs: 2000 })
+  t.ok(gone.closed, 'FIN before any byte: the proxy closes its side too')
+  t.ok(Date.now() - t0 < 500, 'at once, not at the header deadline')
+  t.equal(gone.data, '')
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test('a later request on a keep-alive connection has node\'s own header deadline', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, {
+    config: { proxy: { allowDestinations: ['127.0.0.0/8'], headerTimeout: '400ms' } },
+    resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }),
+  })
+  const get = `GET http://site.example:${origin.port}/ HTTP/1.1\r\nHost: site.example:${origin.port}\r\n\r\n`
+  const r = await exchange(p.port, [get, ...get.split('')], { gapMs: 40, waitMs: 4000 })
+  t.match(r.data, /^HTTP\/1\.1 200 [\s\S]*HTTP\/1\.1 408 /, 'the first request served, the dripped second one timed out')
+  t.ok(r.closed)
+  t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
+  t.match(p.ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'http.response.status_code': 408, 'error.message': /^ERR_HTTP_REQUEST_TIMEOUT/, 'tunnelguard.requests': 1 })
+})
