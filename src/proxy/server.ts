@@ -95,6 +95,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   }
   http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => connect(conns.get(socket)!, req, head))
   http.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+    conns.get(socket)!.requests++                   // a request head, answered: the header deadline is met
     socket.end(rawResponse(501, 'protocol upgrades are not proxied'))
   })
   http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {

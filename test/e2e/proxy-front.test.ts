@@ -112,3 +112,28 @@ t.test('a later request on a keep-alive connection has node\'s own header deadli
   t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
   t.match(p.ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'http.response.status_code': 408, 'error.message': /^ERR_HTTP_REQUEST_TIMEOUT/, 'tunnelguard.requests': 1 })
 })
+
+t.test('a request answered 501 or 400 is not also timed out at the header deadline', async t => {
+  const p = await testProxy(t, { config: { proxy: { headerTimeout: '300ms' } } })
+  // a client that keeps its side open after the proxy's FIN, past the header deadline
+  const hold = (req: string) => new Promise<string>(resolve => {
+    const s = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true })
+    let got = ''
+    s.on('data', b => { got += b.toString('latin1') })
+    s.on('error', () => {})
+    s.write(req)
+    setTimeout(() => { s.destroy(); resolve(got) }, 700)
+  })
+  const closes = () => p.ev.messages.filter(m => m.msg === 'proxy.close').map(m => m.fields)
+  const upgrade = await hold('GET http://site.example/ws HTTP/1.1\r\nHost: site.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')
+  t.match(upgrade, /^HTTP\/1\.1 501 /)
+  t.notMatch(upgrade, /408/)
+  t.ok(await waitFor(() => closes().length === 1))
+  t.equal(closes()[0]!['http.response.status_code'], undefined, 'no 408 recorded on the close line')
+  t.equal(closes()[0]!['tunnelguard.requests'], 1)
+  const garbage = await hold('BLAH / HTTP/1.1\r\n\r\n')
+  t.match(garbage, /^HTTP\/1\.1 400 /)
+  t.notMatch(garbage, /408/)
+  t.ok(await waitFor(() => closes().length === 2))
+  t.equal(closes()[1]!['http.response.status_code'], 400, 'the 400 stays the answer on the close line')
+})
