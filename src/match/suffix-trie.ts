@@ -57,8 +57,8 @@ function hashAscii(name: string): number | undefined {
  * positives at the table's fullest, 1.5 % at its emptiest; 1 MiB for 1M names) turns most misses
  * away before the table. Its size is set by cache residency, not by false positives: a hit also
  * probes the name's other suffixes, and at 8 bits per slot (2 MiB for 1M names) each of those
- * probes went out of cache, which made a 50/50 hit/miss lookup about 12 % slower. The table is open addressing in one Int32Array: per
- * slot the suffix hash and the blob offset of the first entry's name, whose header (length, kind,
+ * probes went out of cache, which made a 50/50 hit/miss lookup about 12 % slower. The table is
+ * open addressing in one Int32Array: per slot the suffix hash and the blob offset of the first entry's name, whose header (length, kind,
  * entry index) sits just before it, so a probe and the check of its first entry wait for two
  * memory reads (entries with the same hash are chained through the entry records, EntryStore).
  * The Entry object of a slot's first entry is kept in an array indexed by slot: its address is

@@ -119,9 +119,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
    * head (parseConnectHead) goes straight to the CONNECT handler, which saves node's http
    * machinery per tunnel; anything else is given back and handed to the http server, which
    * parses and answers it as before. The header deadline runs from the accept until a first
-   * request head is complete, whichever path parses it.
+   * request head is complete, whichever path parses it. Header size and time are the values at
+   * start, as node's server has them.
    */
-  const front = (conn: Conn, headerTimeout: number, maxHeaderBytes: number) => {
+  const front = (conn: Conn) => {
+    const { headerTimeout, maxHeaderBytes } = cfg
     const socket = conn.socket
     const onEnd = () => {                            // a client gone before its first byte, as node's server does
       socket.off('data', onData)
@@ -177,12 +179,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
         'event.duration': Number(clock() - conn.start), 'tunnelguard.requests': conn.requests, ...conn.close,
       })
     })
-    const { headerTimeout, maxHeaderBytes } = snap.config.proxy
     if (!setsOf(snap).trust.has(peer.ip)) {
-      front(conn, headerTimeout, maxHeaderBytes)
+      front(conn)
       return
     }
-    acceptProxyHeader(socket, headerTimeout).then(r => {
+    acceptProxyHeader(socket, cfg.headerTimeout).then(r => {
       if (!r.ok) {
         conn.close['error.message'] = r.reason
         evidence.counters.dropped('malformed')
@@ -190,7 +191,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
         return
       }
       if (r.source) conn.client = r.source
-      front(conn, headerTimeout, maxHeaderBytes)      // the unshifted bytes come first
+      front(conn)                                     // the unshifted bytes come first
     })
   }
 
