@@ -31,11 +31,15 @@ export interface ProxyOptions {
   readonly connectTimeout?: number
 }
 
-/** Listen on `addr` ("host:port", port 0 for any) with a raw TCP server. */
+/**
+ * Listen on `addr` ("host:port", port 0 for any) with a raw TCP server. Accepted sockets have
+ * TCP_NODELAY: a relayed small write goes out at once instead of waiting, under Nagle's
+ * algorithm, for the client's delayed ACK of the one before (about 40 ms on Linux).
+ */
 export function listenOn(addr: string, onSocket: (s: Socket) => void, evidence: Evidence, what: string): Promise<Server> {
   const hp = splitHostPort(addr)
   if (!hp) return Promise.reject(new Error(`${what}: bad listen address ${addr}`))
-  const srv = createServer({ allowHalfOpen: true }, onSocket)
+  const srv = createServer({ allowHalfOpen: true, noDelay: true }, onSocket)
   return new Promise((resolve, reject) => {
     srv.once('error', reject)
     srv.listen(hp.port, hp.host, () => {

@@ -11,10 +11,10 @@ export class UpstreamError extends Error {
 
 const MAX_PARENT_HEAD = 16_384
 
-/** Open a TCP connection within `timeoutMs`; the socket is handed to `track` at once. */
+/** Open a TCP connection (TCP_NODELAY, as the client side has) within `timeoutMs`; the socket is handed to `track` at once. */
 export function dial(host: string, port: number, timeoutMs: number, track: (s: Socket) => void): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect({ host, port, allowHalfOpen: true })
+    const s = connect({ host, port, allowHalfOpen: true, noDelay: true })
     track(s)
     /* c8 ignore start - a safety net for the moment between 'connect' and the owner's own listener */
     s.on('error', () => { /* reported through 'close' by whoever owns the socket */ })

@@ -1,4 +1,4 @@
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 import t from 'tap'
 import { clientHello, records } from '../fixtures/client-hello.js'
 import { exchange, fakeResolve, startOrigin, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
@@ -136,4 +136,61 @@ t.test('a request answered 501 or 400 is not also timed out at the header deadli
   t.notMatch(garbage, /408/)
   t.ok(await waitFor(() => closes().length === 2))
   t.equal(closes()[1]!['http.response.status_code'], 400, 'the 400 stays the answer on the close line')
+})
+
+t.test('small writes cross a tunnel at once both ways (TCP_NODELAY on both legs, no wait for a delayed ACK)', async t => {
+  // The origin answers each ping with 'a', and 'b' 5 ms later; the client does the same towards
+  // the origin. Under Nagle's algorithm the proxy would hold each 'b' until the peer acknowledged
+  // 'a', and a Linux peer delays that ACK by about 40 ms: the gap would be ~41 ms, not ~5.
+  const gapsDown: number[] = []
+  const gapsUp: number[] = []
+  let ta = 0
+  const origin = createServer(s => {
+    s.setNoDelay(true)
+    s.on('error', () => {})
+    s.on('data', d => {
+      const text = d.toString('latin1')
+      if (text.includes('p')) {
+        s.write('a')
+        setTimeout(() => s.write('b'), 5)
+      }
+      if (text.includes('A')) ta = performance.now()
+      if (text.includes('B')) gapsUp.push(performance.now() - ta)
+    })
+  })
+  await new Promise<void>(r => origin.listen(0, '127.0.0.1', r))
+  t.teardown(() => origin.close())
+  const port = (origin.address() as { port: number }).port
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [port] } } })
+  const c = connect(p.port, '127.0.0.1')
+  c.setNoDelay(true)
+  c.on('error', () => {})
+  t.teardown(() => c.destroy())
+  await new Promise(r => c.once('connect', r))
+  c.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\n\r\n`)
+  await new Promise(r => c.once('data', r))
+  const ROUNDS = 9
+  await new Promise<void>(resolve => {
+    let tA = 0
+    c.on('data', d => {
+      const text = d.toString('latin1')
+      if (text.includes('a')) tA = performance.now()
+      if (text.includes('b')) {
+        gapsDown.push(performance.now() - tA)
+        // then the other way: 'A', 'B' 5 ms later
+        c.write('A')
+        setTimeout(() => {
+          c.write('B')
+          if (gapsDown.length < ROUNDS) setTimeout(() => c.write('p'), 10)
+          else setTimeout(resolve, 50)
+        }, 5)
+      }
+    })
+    c.write('p')
+  })
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!
+  t.equal(gapsDown.length, ROUNDS)
+  t.ok(gapsUp.length >= ROUNDS - 1)
+  t.ok(median(gapsDown) < 30, `origin -> client: the second small write came ${median(gapsDown).toFixed(1)} ms after the first (Nagle: ~41)`)
+  t.ok(median(gapsUp) < 30, `client -> origin: ${median(gapsUp).toFixed(1)} ms (Nagle: ~41)`)
 })
