@@ -21,6 +21,8 @@ export const REC = 4
  */
 export const HDR = 6
 export const HAS_NEXT = 0x80
+/** The most padding one name takes: its last word filled out (3), and its header placed 2 past a multiple of 4 (up to 5 more). */
+const PAD = 8
 
 function styleOf(pattern: string, name: string): number {
   if (pattern === name) return 0
@@ -31,6 +33,11 @@ function styleOf(pattern: string, name: string): number {
   }
   return OTHER
 }
+
+/** n rounded up to whole 32-bit words. */
+const words = (n: number): number => (n + 3) & ~3
+/** A buffer of whole words as an Int32Array (Buffer.alloc's buffers start at offset 0, so aligned). */
+const wordView = (b: Buffer): Int32Array => new Int32Array(b.buffer, b.byteOffset, b.length >>> 2)
 
 function growInts(a: Int32Array<ArrayBuffer>, size: number): Int32Array<ArrayBuffer> {
   const b = new Int32Array(size)
@@ -47,8 +54,13 @@ function growInts(a: Int32Array<ArrayBuffer>, size: number): Int32Array<ArrayBuf
 export class EntryStore {
   /** [meta, next entry + 1 (0 = end of chain), name offset in blob, name length] per entry. */
   rec: Int32Array<ArrayBuffer>
-  /** All names, ASCII bytes, each after its HDR-byte header. */
+  /**
+   * All names, ASCII bytes, each after its HDR-byte header. Every name starts at a multiple of 4
+   * and is followed by zeros up to the next multiple of 4, so `blob32` can compare it a word at a time.
+   */
   blob: Buffer
+  /** The blob as 32-bit words (platform byte order). */
+  blob32: Int32Array
   private blobUsed = 0
   private count = 0
   private cap: number
@@ -68,7 +80,8 @@ export class EntryStore {
     this.rec = new Int32Array(this.cap * REC)
     this.files = new Int32Array(this.cap)
     this.lines = new Int32Array(this.cap)
-    this.blob = Buffer.alloc(Math.max(256, bytes + entries * HDR))
+    this.blob = Buffer.alloc(words(Math.max(256, bytes + entries * (HDR + PAD))))
+    this.blob32 = wordView(this.blob)
   }
 
   get length(): number { return this.count }
@@ -123,12 +136,13 @@ export class EntryStore {
       this.files = growInts(this.files, this.cap)
       this.lines = growInts(this.lines, this.cap)
     }
-    const at = this.blobUsed
+    const at = ((this.blobUsed + 3) & ~3) + 2       // past the last name's word, 2 more: the name starts on a word
     const off = at + HDR
-    if (off + name.length > this.blob.length) {
-      const b = Buffer.alloc(Math.max(off + name.length, this.blob.length * 2))
+    if (off + name.length + 3 > this.blob.length) {
+      const b = Buffer.alloc(words(Math.max(off + name.length + 3, this.blob.length * 2)))
       this.blob.copy(b)
       this.blob = b
+      this.blob32 = wordView(b)
     }
     this.blob[at] = name.length
     this.blob[at + 1] = KIND_CODE[kind]

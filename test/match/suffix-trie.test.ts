@@ -1,4 +1,5 @@
 import t from 'tap'
+import { REC, type EntryStore } from '../../src/match/entry-store.js'
 import { hashName, SuffixTrie } from '../../src/match/suffix-trie.js'
 import type { Entry, MatchKind } from '../../src/match/types.js'
 import { simpleMatcher } from '../fixtures/snapshot.js'
@@ -144,6 +145,32 @@ t.test('names whose hashes collide are told apart', async t => {
   t.equal(same.size, 2)
   t.equal(same.add(entry(d)), false)
   t.same(names(same.lookup(`www.${d}`)), [`domain:${d}`])
+})
+
+t.test('a candidate is compared to its last byte, a word at a time, whatever its length and where it starts', async t => {
+  // verify runs only when a suffix's hash is in the table, so it is driven here directly
+  const trie = new SuffixTrie()
+  const inside = trie as unknown as {
+    store: EntryStore
+    verify(len: number, kind: number, off: number, name: string, start: number): boolean
+  }
+  const base = 'abcdefghijklm'
+  for (let len = 1; len <= base.length; len++) trie.insert('l', base.slice(0, len), 'domain', false, base.slice(0, len), 'f', len)
+  t.equal(trie.size, base.length)
+  let wrong = 0
+  for (let len = 1; len <= base.length; len++) {
+    const name = base.slice(0, len)
+    const off = inside.store.rec[(len - 1) * REC + 2]!
+    t.equal(off % 4, 0, `${name} starts on a word`)
+    for (const pre of ['', 'x.', 'xy.', 'wxy.']) {
+      if (!inside.verify(len, 1, off, pre + name, pre.length)) wrong++
+      for (let p = 0; p < len; p++) {
+        const other = name.slice(0, p) + 'z' + name.slice(p + 1)
+        if (inside.verify(len, 1, off, pre + other, pre.length)) wrong++
+      }
+    }
+  }
+  t.equal(wrong, 0, 'every name matches itself and nothing differing in one byte, after any prefix')
 })
 
 t.test('agrees with a reference matcher on many random entries and names', async t => {
