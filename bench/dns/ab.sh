@@ -27,7 +27,7 @@ OUT="$OUTDIR/ab-$(date -u +%Y%m%dT%H%M%SZ).txt"
 
 install_tools
 gen_data
-[ "$MIX" = blocked ] || start_nsd
+start_nsd   # also for blocked: the readiness probe (wait_dns) asks a name that is forwarded
 render "$BENCH/conf/tunnelguard.yaml.in" "$RUN/ab-config.yaml" ADDR=$TG_ADDR PORT=$TG_PORT UP_ADDR=$UP_ADDR \
   UP_PORT=$UP_PORT NGROK_LIST="$NGROK_LIST_USED" ADMIN=null
 

@@ -25,10 +25,25 @@ export interface DnsOptions {
 const BIND_TRIES = 10
 const SOCKET_BUFFER = 4 * 1024 * 1024
 
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void
+
+/**
+ * The listener's `lookup`. dgram asks it for every `send` to an address, and the default
+ * (dns.lookup) answers a numeric address on the next tick, through a closure and a bound
+ * function. A reply only ever goes back to the address its query came from, which the kernel
+ * gave as a numeric address of the socket's family: it is handed back at once.
+ */
+function numericLookup(family: 4 | 6): (address: string, _: unknown, cb: LookupCallback) => void {
+  return (address, _, cb) => cb(null, address, family)
+}
+
 function bindUdp(host: string, port: number, onMessage: (s: Socket, msg: Buffer, ip: string, port: number) => void,
   evidence: Evidence): Promise<Socket> {
   const v6 = host.includes(':')
-  const s = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER })
+  const s = createSocket({
+    type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER,
+    lookup: numericLookup(v6 ? 6 : 4),
+  })
   return new Promise((resolve, reject) => {
     s.once('error', reject)
     s.bind({ address: host, port, exclusive: true }, () => {
