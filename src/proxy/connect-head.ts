@@ -9,6 +9,13 @@ export interface ConnectHead {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n')
+/**
+ * The most header fields a request head may have (Apache's default). The http server keeps one
+ * more than this and refuses a head that reaches it (431); this parser leaves such a head to
+ * the server, so both paths see every field or refuse the head. (Node itself keeps the first
+ * 1000 and drops the rest silently, which would hide a trusted proxy's X-Forwarded-For.)
+ */
+export const MAX_HEADER_FIELDS = 100
 const START = /^CONNECT ([A-Za-z0-9._:[\]-]+) HTTP\/1\.1$/
 const FIELD = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/
 
@@ -17,7 +24,7 @@ const FIELD = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/
  * CONNECT head of the plainest form: `CONNECT target HTTP/1.1`, then `name: value` fields of
  * printable ASCII, complete within `maxBytes`, no body framing. Anything else (another method,
  * a head still incomplete, obs-fold, control or non-ASCII bytes, Content-Length or
- * Transfer-Encoding, HTTP/1.0) gives undefined and goes to node's http server (llhttp), which
+ * Transfer-Encoding, HTTP/1.0, more than MAX_HEADER_FIELDS fields) gives undefined and goes to node's http server (llhttp), which
  * then decides it as it always has: this parser accepts a subset of what llhttp accepts and
  * never answers a client itself.
  */
@@ -37,7 +44,7 @@ export function parseConnectHead(buf: Buffer, maxBytes: number): ConnectHead | u
   }
   const lines = buf.toString('latin1', 0, end).split('\r\n')
   const start = START.exec(lines[0]!)
-  if (!start) return undefined
+  if (!start || lines.length - 1 > MAX_HEADER_FIELDS) return undefined
   let xff: string | undefined
   for (let i = 1; i < lines.length; i++) {
     const f = FIELD.exec(lines[i]!)

@@ -5,7 +5,7 @@ import { splitHostPort } from '../config/schema.js'
 import type { Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
-import { parseConnectHead } from './connect-head.js'
+import { MAX_HEADER_FIELDS, parseConnectHead } from './connect-head.js'
 import { handleConnect, type ConnectRequest } from './connect.js'
 import { setsOf, type Conn, type ProxyCtx, type Resolve } from './context.js'
 import { handleRequest } from './http-forward.js'
@@ -74,6 +74,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(cfg.headerTimeout / 4))),
   })
   http.timeout = cfg.idleTimeout                     // idle client sockets (node destroys them unless a request is in flight)
+  http.maxHeadersCount = MAX_HEADER_FIELDS + 1       // one more than allowed, so that a head over the limit shows (see tooManyFields)
   // Sockets come from our own listeners (emit 'connection'); 'listening' starts node's header-timeout checks.
   http.emit('listening')
   let ctx: ProxyCtx
@@ -83,9 +84,22 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     conn.socket.destroy()
   }
   /* c8 ignore stop - end of the defensive handler */
+  /** A head with more fields than allowed is refused (431) on whichever path it came, never cut short. */
+  const tooManyFields = (conn: Conn, req: IncomingMessage): boolean => {
+    if (req.rawHeaders.length <= 2 * MAX_HEADER_FIELDS) return false
+    conn.requests++
+    refuseHead(conn, 431, `more than ${MAX_HEADER_FIELDS} header fields`)
+    return true
+  }
   http.on('request', (req: IncomingMessage, res) => {
     const conn = conns.get(req.socket as Socket)!
+    if (tooManyFields(conn, req)) return
     handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
+  })
+  // An Expect other than 100-continue: node answers 417 without a 'request'; it still completes a head.
+  http.on('checkExpectation', (req: IncomingMessage, res) => {
+    conns.get(req.socket as Socket)!.requests++
+    res.writeHead(417).end()
   })
   const connect = (conn: Conn, req: ConnectRequest, head: Buffer) => {
     const socket = conn.socket
@@ -97,7 +111,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     socket.setTimeout(opts.getSnapshot().config.proxy.idleTimeout)
     handleConnect(ctx, conn, req, socket, head).catch(e => fail(conn, e))
   }
-  http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => connect(conns.get(socket)!, req, head))
+  http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const conn = conns.get(socket)!
+    if (!tooManyFields(conn, req)) connect(conn, req, head)
+  })
   http.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
     conns.get(socket)!.requests++                   // a request head, answered: the header deadline is met
     socket.end(rawResponse(501, 'protocol upgrades are not proxied'))
@@ -123,12 +140,17 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
    * head (parseConnectHead) goes straight to the CONNECT handler, which saves node's http
    * machinery per tunnel; anything else is given back and handed to the http server, which
    * parses and answers it as before. The header deadline runs from the accept until a first
-   * request head is complete, whichever path parses it. Header size and time are the values at
-   * start, as node's server has them.
+   * request head is complete, whichever path parses it (for a trusted peer, the time spent on
+   * its PROXY header counts too). Until the first byte the connection is idle: when
+   * proxy.idleTimeout is the shorter, it is closed then without an answer, as node's server
+   * closes an idle connection. Header size and time are the values at start, as node's server
+   * has them.
    */
   const front = (conn: Conn) => {
-    const { headerTimeout, maxHeaderBytes } = cfg
+    const { headerTimeout, idleTimeout, maxHeaderBytes } = cfg
     const socket = conn.socket
+    const left = Math.max(0, headerTimeout - Number(clock() - conn.start) / 1e6)
+    const idleFirst = idleTimeout > 0 && idleTimeout < left
     const onEnd = () => {                            // a client gone before its first byte, as node's server does
       socket.off('data', onData)
       socket.end()
@@ -143,13 +165,22 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
         connect(conn, h, b.subarray(h.length))
         return
       }
+      if (idleFirst) {                               // no longer idle: the header deadline is what remains
+        clearTimeout(timer)
+        timer = setTimeout(late, Math.max(0, headerTimeout - Number(clock() - conn.start) / 1e6))
+      }
       socket.unshift(b)
       http.emit('connection', socket)
       socket.resume()
     }
-    const timer = setTimeout(() => {
+    const late = () => {
       if (conn.requests === 0 && !socket.destroyed) refuseHead(conn, 408, `no complete request head within proxy.headerTimeout (${headerTimeout} ms)`)
-    }, headerTimeout)
+    }
+    const idle = () => {
+      conn.close['error.message'] = `idle timeout (proxy.idleTimeout ${idleTimeout} ms) before a first byte`
+      socket.destroy()
+    }
+    let timer = setTimeout(idleFirst ? idle : late, idleFirst ? idleTimeout : left)
     socket.once('close', () => clearTimeout(timer))
     socket.once('end', onEnd)
     socket.on('data', onData)

@@ -99,6 +99,95 @@ t.test('the header deadline runs from the accept, and a client gone before its f
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
 
+t.test('a head over the field limit is refused on either path; one at the limit is read in full', async t => {
+  const sink = await startTcpSink(t, 'bye')
+  const p = await testProxy(t, {
+    config: { proxy: { trustForwardedFrom: ['127.0.0.0/8'], allowClients: ['10.0.0.0/8'], allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } },
+    resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }),
+  })
+  const target = `ok.example:${sink.port}`
+  // a trusted downstream proxy appends its X-Forwarded-For after the client's own fields
+  const head = (pad: number) => CONNECT(target, `${'X-Pad: 1\r\n'.repeat(pad)}X-Forwarded-For: 10.1.1.1\r\n`)
+  const hello = records(clientHello({ names: ['ok.example'] }))
+  for (const [what, chunks] of [['one segment', [head(98)]], ['in pieces', [head(98).slice(0, 30), head(98).slice(30)]]] as const) {
+    const r = await exchange(p.port, [...chunks, hello], { gapMs: 30, waitMs: 800, end: true })
+    t.match(r.data, /^HTTP\/1\.1 200 /, `100 fields (Host, 98 more, X-Forwarded-For), ${what}: the last one is read`)
+    t.match(p.ev.events.at(-1), { client: { ip: '10.1.1.1' } })
+  }
+  const events = p.ev.events.length
+  for (const [what, chunks] of [['one segment', [head(99)]], ['in pieces', [head(99).slice(0, 30), head(99).slice(30)]]] as const) {
+    const r = await exchange(p.port, [...chunks], { gapMs: 30, waitMs: 800 })
+    t.match(r.data, /^HTTP\/1\.1 431 /, `101 fields, ${what}: 431, not a head cut short`)
+    t.ok(r.closed)
+  }
+  const get = await exchange(p.port, [`GET http://ok.example/ HTTP/1.1\r\nHost: ok.example\r\n${'X-Pad: 1\r\n'.repeat(100)}\r\n`], { waitMs: 800 })
+  t.match(get.data, /^HTTP\/1\.1 431 /, 'a plain HTTP request over the limit too')
+  t.equal(p.ev.events.length, events, 'nothing decided for the refused heads')
+  const closes = () => p.ev.messages.filter(m => m.msg === 'proxy.close').map(m => m.fields)
+  t.ok(await waitFor(() => closes().length === 5))
+  t.match(closes().at(-1), { 'http.response.status_code': 431, 'error.message': 'more than 100 header fields' })
+  t.equal(sink.accepted(), 2)
+})
+
+t.test('an Expect that node answers 417 completes a head: no 408 follows', async t => {
+  const p = await testProxy(t, { config: { proxy: { headerTimeout: '400ms' } } })
+  const r = await exchange(p.port, ['GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\nExpect: foo\r\n\r\n'], { waitMs: 1000 })
+  t.match(r.data, /^HTTP\/1\.1 417 /)
+  t.notMatch(r.data, /408/, 'no second answer at the header deadline')
+  t.equal(p.ev.messages.filter(m => m.msg === 'proxy.close').length, 0, 'the connection is kept open, as node keeps it')
+})
+
+t.test('a trusted peer\'s header deadline also runs from the accept (its PROXY header included)', async t => {
+  const p = await testProxy(t, { config: { proxy: { headerTimeout: '600ms', trustForwardedFrom: ['127.0.0.0/8'] } } })
+  // at 400 ms the PROXY header (if any) in one piece, then the CONNECT head a byte every 40 ms
+  const drip = (first: string) => new Promise<{ data: string; ms: number }>(resolve => {
+    const head = CONNECT('a.example:443')
+    const s = connect(p.port, '127.0.0.1')
+    const start = Date.now()
+    let data = ''
+    let i = 0
+    let timer: NodeJS.Timeout | undefined
+    s.on('data', b => { data += b.toString('latin1') })
+    s.on('error', () => {})
+    s.on('close', () => { clearInterval(timer); resolve({ data, ms: Date.now() - start }) })
+    setTimeout(() => {
+      if (first) s.write(first)
+      timer = setInterval(() => { if (i < head.length - 1) s.write(head[i++]!) }, 40)
+    }, 400)
+  })
+  for (const [what, first] of [['no PROXY header', ''], ['a PROXY header first', `PROXY TCP4 10.3.3.3 127.0.0.1 4000 ${p.port}\r\n`]]) {
+    const r = await drip(first!)
+    t.match(r.data, /^HTTP\/1\.1 408 /, `${what}: 408`)
+    t.ok(r.ms < 900, `${what}: closed ${r.ms} ms after the accept (first byte at 400, deadline 600)`)
+  }
+})
+
+t.test('a connection idle before its first byte is closed at proxy.idleTimeout when that is the shorter', async t => {
+  const p = await testProxy(t, { config: { proxy: { headerTimeout: '1500ms', idleTimeout: '300ms' } } })
+  const t0 = Date.now()
+  const silent = await exchange(p.port, [], { waitMs: 3000 })
+  t.ok(silent.closed)
+  t.equal(silent.data, '', 'closed without an answer, as node closes an idle connection')
+  t.ok(Date.now() - t0 < 1000, `closed after ${Date.now() - t0} ms: at the idle timeout, not the header deadline`)
+  t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
+  t.match(p.ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'error.message': /^idle timeout \(proxy.idleTimeout 300 ms\) before a first byte/ })
+  // a first byte before the idle timeout: the header deadline (from the accept) applies from then on
+  const start = Date.now()
+  const slow = await new Promise<{ data: string; ms: number }>(resolve => {
+    const s = connect(p.port, '127.0.0.1')
+    const head = CONNECT('a.example:443')
+    let data = ''
+    let i = 0
+    let timer: NodeJS.Timeout | undefined
+    s.on('data', b => { data += b.toString('latin1') })
+    s.on('error', () => {})
+    s.on('close', () => { clearInterval(timer); resolve({ data, ms: Date.now() - start }) })
+    setTimeout(() => { timer = setInterval(() => { if (i < head.length - 1) s.write(head[i++]!) }, 100) }, 100)
+  })
+  t.match(slow.data, /^HTTP\/1\.1 408 /, 'bytes dripped within the idle time: 408 at the header deadline')
+  t.ok(slow.ms >= 1400 && slow.ms < 2300, `408 after ${slow.ms} ms (headerTimeout 1500)`)
+})
+
 t.test('a later request on a keep-alive connection has node\'s own header deadline', async t => {
   const origin = await startOrigin(t)
   const p = await testProxy(t, {
