@@ -84,3 +84,19 @@ t.test('resets, aborts, timeouts and refusals on either side', async t => {
   t.ok(await waitFor(() => p.proxy.openConnections === 0 && p.ev.messages.filter(m => m.msg === 'proxy.close').length === 5))
   t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 502, 'error.message': /ECONNREFUSED/ })
 })
+
+t.test('connections reset right after the connect: no line without a client, and the proxy serves on', async t => {
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } } })
+  for (let i = 0; i < 20; i++) {
+    const s = connect(p.port, '127.0.0.1')
+    s.on('error', () => {})
+    s.on('connect', () => s.resetAndDestroy())
+  }
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  await new Promise(r => setTimeout(r, 100))
+  const lines = [...p.ev.messages.map(m => m.fields), ...p.ev.events.map(e => e.client as unknown as Record<string, unknown>)]
+  t.equal(lines.filter(f => f !== undefined && ('client.ip' in f || 'ip' in f) && (f['client.ip'] ?? f['ip']) === undefined).length, 0,
+    'every line that names a client has its address')
+  const r = await exchange(p.port, ['GET http://x.ngrok-free.app/ HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n'])
+  t.match(r.data, /^HTTP\/1\.1 403 /, 'the next request is answered')
+})
