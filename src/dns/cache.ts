@@ -1,8 +1,6 @@
 import { LRUCache } from 'lru-cache'
-import type { Scan } from './scan.js'
+import { scanResponse, type Scan } from './scan.js'
 import { RCODE, type Query } from './wire.js'
-
-const NS_PER_S = 1_000_000_000n
 
 export interface CacheSettings {
   readonly maxEntries: number
@@ -11,17 +9,37 @@ export interface CacheSettings {
   readonly maxTtl: number
 }
 
-/** A cached raw answer: its bytes with TTLs already clamped, and what inspection needs. */
-export interface CacheEntry {
-  readonly buf: Buffer
-  readonly qEnd: number
-  readonly storedAt: bigint
-  readonly expiresAt: bigint
-  readonly ttlOffsets: readonly number[]
-  readonly targets: readonly string[]
-  readonly rcode: number
-  readonly upstream: string
-}
+/**
+ * A cached answer, all in one string of one-byte characters: the reply's bytes (TTLs already
+ * clamped), the offset of each TTL field (two characters each), then a trailer of META
+ * characters. Every answer of forwarded traffic is cached and lives until it is evicted, so an
+ * entry's objects are what the old-generation collector marks and sweeps, per query: a flat
+ * string is one object with no pointers in it. (An entry of eight objects, BigInt times and
+ * arrays included, and then one of a Buffer, cost the forwarded mix several µs per query in the
+ * collector's threads.)
+ */
+export type CacheEntry = string
+
+// trailer: stored at (ms of the clock, 6 chars), TTL (s, 4), reply length, question end, TTL
+// count, upstream index (2 each), rcode, whether the answer has CNAME/SVCB targets (1 each)
+const T_STORED = 0
+const T_TTL = 6
+const T_LEN = 10
+const T_QEND = 12
+const T_TTLS = 14
+const T_UPSTREAM = 16
+const T_RCODE = 18
+const T_TARGETS = 19
+const META = 20
+/** Upstream URLs are kept by index (two characters) in an entry; past this many, the cache starts over. */
+const MAX_UPSTREAMS = 0xffff
+const NO_TARGETS: readonly string[] = Object.freeze([])
+
+const u16 = (e: string, i: number): number => (e.charCodeAt(i) << 8) | e.charCodeAt(i + 1)
+const u32 = (e: string, i: number): number => u16(e, i) * 0x10000 + u16(e, i + 2)
+const u48 = (e: string, i: number): number => u16(e, i) * 0x100000000 + u32(e, i + 2)
+/** The clock (ns) in whole milliseconds. */
+const msOf = (now: bigint): number => Math.floor(Number(now) / 1e6)
 
 /** name, type, class, DO, CD and EDNS presence: what changes the answer an upstream gives. */
 export function cacheKey(q: Query): string {
@@ -37,8 +55,11 @@ export function cacheKey(q: Query): string {
 export class DnsCache {
   readonly settings: CacheSettings
   private readonly lru: LRUCache<string, CacheEntry> | undefined
+  private upstreams: string[] = []
+  private upstreamIndex = new Map<string, number>()
+  private scratch = Buffer.allocUnsafe(1024)   // where an entry is assembled before it becomes one string
 
-  constructor(settings: CacheSettings) {
+  constructor(settings: CacheSettings, private readonly maxUpstreams = MAX_UPSTREAMS) {
     this.settings = settings
     this.lru = settings.maxEntries > 0 ? new LRUCache({ max: settings.maxEntries }) : undefined
   }
@@ -51,11 +72,27 @@ export class DnsCache {
   get(key: string, now: bigint): CacheEntry | undefined {
     const e = this.lru?.get(key)
     if (e === undefined) return undefined
-    if (e.expiresAt <= now) {
+    const m = e.length - META
+    if (u48(e, m + T_STORED) + u32(e, m + T_TTL) * 1000 <= msOf(now)) {
       this.lru!.delete(key)
       return undefined
     }
     return e
+  }
+
+  /** The response code of an entry's answer. */
+  rcode(e: CacheEntry): number {
+    return e.charCodeAt(e.length - META + T_RCODE)
+  }
+
+  /** The upstream that gave an entry's answer. */
+  upstream(e: CacheEntry): string {
+    return this.upstreams[u16(e, e.length - META + T_UPSTREAM)]!
+  }
+
+  /** The CNAME and HTTPS/SVCB target names of an entry's answer (read again from its bytes; most answers have none). */
+  targets(e: CacheEntry): readonly string[] {
+    return e.charCodeAt(e.length - META + T_TARGETS) === 0 ? NO_TARGETS : scanResponse(Buffer.from(e, 'latin1'))!.targets
   }
 
   /** The TTL (s) an answer may be cached for after the clamps, or -1 when it is not cacheable. */
@@ -75,37 +112,68 @@ export class DnsCache {
     return Math.min(Math.max(ttl, min), max)
   }
 
+  private upstreamId(url: string): number {
+    let i = this.upstreamIndex.get(url)
+    if (i === undefined) {
+      if (this.upstreams.length === this.maxUpstreams) {   // every entry's index would be stale: start over
+        this.lru!.clear()
+        this.upstreams = []
+        this.upstreamIndex = new Map()
+      }
+      i = this.upstreams.length
+      this.upstreams.push(url)
+      this.upstreamIndex.set(url, i)
+    }
+    return i
+  }
+
   /** Store a copy of `reply` (its question ends at `qEnd`; TTL fields clamped) when it is cacheable; returns whether it was. */
   set(key: string, reply: Buffer, qEnd: number, scan: Scan, upstream: string, now: bigint): boolean {
     if (!this.lru) return false
     const ttl = this.ttlFor(scan)
     if (ttl <= 0) return false
-    const buf = Buffer.from(reply)
-    for (const off of scan.ttlOffsets) buf.writeUInt32BE(this.clamp(buf.readUInt32BE(off)), off)
-    this.lru.set(key, {
-      buf, qEnd, storedAt: now, expiresAt: now + BigInt(ttl) * NS_PER_S, ttlOffsets: scan.ttlOffsets,
-      targets: scan.targets, rcode: scan.rcode, upstream,
-    })
+    const len = reply.length
+    const offs = scan.ttlOffsets
+    const size = len + 2 * offs.length + META
+    if (this.scratch.length < size) this.scratch = Buffer.allocUnsafe(Math.max(size, 2 * this.scratch.length))
+    const b = this.scratch
+    b.set(reply)
+    for (let k = 0; k < offs.length; k++) {
+      const off = offs[k]!
+      b.writeUInt32BE(this.clamp(b.readUInt32BE(off)), off)
+      b.writeUInt16BE(off, len + 2 * k)
+    }
+    const m = size - META
+    b.writeUIntBE(msOf(now), m + T_STORED, 6)
+    b.writeUInt32BE(ttl, m + T_TTL)
+    b.writeUInt16BE(len, m + T_LEN)
+    b.writeUInt16BE(qEnd, m + T_QEND)
+    b.writeUInt16BE(offs.length, m + T_TTLS)
+    b.writeUInt16BE(this.upstreamId(upstream), m + T_UPSTREAM)
+    b[m + T_RCODE] = scan.rcode
+    b[m + T_TARGETS] = scan.targets.length === 0 ? 0 : 1
+    this.lru.set(key, b.toString('latin1', 0, size))
     return true
   }
 
   /**
-   * The bytes to serve for a hit: the client's ID and question, TTLs counted down. Copied byte by
-   * byte where `Buffer#copy` would make a view per call, and the age taken from one BigInt
-   * subtraction in float seconds, with no BigInt division: this runs for every cache hit.
+   * The bytes to serve for a hit: the client's ID and question, TTLs counted down (by whole
+   * seconds since the answer was stored). The question is copied byte by byte, where
+   * `Buffer#copy` would make a view per call: this runs for every cache hit.
    */
   serve(e: CacheEntry, query: Buffer, qEnd: number, now: bigint): Buffer {
-    const src = e.buf
-    const out = Buffer.allocUnsafe(src.length)
-    out.set(src)
+    const m = e.length - META
+    const len = u16(e, m + T_LEN)
+    const out = Buffer.allocUnsafe(len)
+    out.write(e, 0, len, 'latin1')
     out[0] = query[0]!
     out[1] = query[1]!
-    if (qEnd === e.qEnd) for (let i = 12; i < qEnd; i++) out[i] = query[i]!   // keeps the asker's letter case
-    const elapsed = Math.floor(Number(now - e.storedAt) / 1e9)
+    if (qEnd === u16(e, m + T_QEND)) for (let i = 12; i < qEnd; i++) out[i] = query[i]!   // keeps the asker's letter case
+    const elapsed = Math.floor((msOf(now) - u48(e, m + T_STORED)) / 1000)
     if (elapsed > 0) {
-      const offs = e.ttlOffsets
-      for (let k = 0; k < offs.length; k++) {
-        const off = offs[k]!
+      const n = u16(e, m + T_TTLS)
+      for (let k = 0; k < n; k++) {
+        const off = u16(e, len + 2 * k)
         const t = out.readUInt32BE(off)
         out.writeUInt32BE(t > elapsed ? t - elapsed : 0, off)
       }

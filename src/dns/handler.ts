@@ -139,10 +139,11 @@ export class QueryHandler {
     const hit = this.cache.get(key, t0)
     counters.cacheLookup(hit !== undefined)
     if (hit) {
-      const d = worst(snap, client, decision, hit.targets)
-      if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, hit.upstream, true)
-      send(respond, client, q, this.cache.serve(hit, msg, q.qEnd, t0))
-      return this.log(q, client, t0, d, hit.rcode, hit.upstream, true)
+      const cache = this.cache
+      const d = worst(snap, client, decision, cache.targets(hit))
+      if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, cache.upstream(hit), true)
+      send(respond, client, q, cache.serve(hit, msg, q.qEnd, t0))
+      return this.log(q, client, t0, d, cache.rcode(hit), cache.upstream(hit), true)
     }
     const dns = snap.config.dns
     if (this.inFlight >= dns.maxInFlight) {

@@ -38,7 +38,9 @@ t.test('positive answers: kept for the smallest TTL, counted down when served', 
   t.ok(c.set('k', r, query.qEnd, scan, 'udp://u', 0n))
   t.equal(c.size, 1)
   const e = c.get('k', 30n * S)!
-  t.equal(e.upstream, 'udp://u')
+  t.equal(c.upstream(e), 'udp://u')
+  t.equal(c.rcode(e), 0)
+  t.same(c.targets(e), [], 'no CNAME: no targets')
   const served = decodeMsg(c.serve(e, buf, query.qEnd, 30n * S))
   t.equal(served.id, 4242, 'the asker\'s ID')
   t.equal(served.questions![0]!.name, 'A.Test', 'the asker\'s letter case')
@@ -49,7 +51,7 @@ t.test('positive answers: kept for the smallest TTL, counted down when served', 
   t.equal(c.size, 0, 'and removed')
   const other = q('a.test', { questions: [{ type: 'A', name: 'a.test' }] })
   const shifted = Buffer.concat([other.buf.subarray(0, 12), Buffer.from([0xc0, 12])])
-  t.equal(decodeMsg(c.serve({ ...e, expiresAt: 10n ** 12n }, shifted, 14, 0n)).questions![0]!.name, 'a.test', 'question left alone when its length differs')
+  t.equal(decodeMsg(c.serve(e, shifted, 14, 0n)).questions![0]!.name, 'a.test', 'question left alone when its length differs')
 })
 
 t.test('min/max clamps rewrite TTLs and the lifetime', async t => {
@@ -80,6 +82,7 @@ t.test('negative answers by their SOA; the rest not at all', async t => {
   const { buf, q: query } = q('n.test')
   t.ok(c.set('nx', nx, query.qEnd, scanResponse(nx)!, 'u', 0n))
   t.equal(decodeMsg(c.serve(c.get('nx', 10n * S)!, buf, query.qEnd, 10n * S)).rcode, 'NXDOMAIN')
+  t.equal(c.rcode(c.get('nx', 10n * S)!), 3)
   t.equal(c.get('nx', 30n * S), undefined)
 })
 
@@ -94,4 +97,57 @@ t.test('bounded by maxEntries; 0 turns it off', async t => {
   t.notOk(off.set('1', r, 24, s, 'u', 0n))
   t.equal(off.get('1', 0n), undefined)
   t.equal(off.size, 0)
+})
+
+t.test('an entry keeps its CNAME and HTTPS targets, its upstream and its TTL offsets with the bytes', async t => {
+  const c = new DnsCache(settings)
+  const r = reply('www.test', {
+    answers: [
+      { type: 'CNAME', name: 'www.test', ttl: 600, data: 'edge.cdn.test' },
+      { type: 'A', name: 'edge.cdn.test', ttl: 60, data: '192.0.2.9' },
+    ],
+    additionals: [optRr(1232)],
+  })
+  const { buf, q: query } = q('www.test')
+  t.ok(c.set('w', r, query.qEnd, scanResponse(r)!, 'udp://one', 0n))
+  t.ok(c.set('h', r, query.qEnd, scanResponse(r)!, 'tcp://two', 0n))
+  t.same(c.targets(c.get('w', 0n)!), ['edge.cdn.test'])
+  t.equal(c.upstream(c.get('w', 0n)!), 'udp://one')
+  t.equal(c.upstream(c.get('h', 0n)!), 'tcp://two')
+  const served = decodeMsg(c.serve(c.get('w', 10n * S)!, buf, query.qEnd, 10n * S))
+  t.same(served.answers!.map(a => [a.type, a.ttl]), [['CNAME', 590], ['A', 50]], 'both TTLs counted down; the OPT record left alone')
+  t.equal(served.additionals!.length, 1)
+  t.equal(c.serve(c.get('w', 0n)!, buf, query.qEnd, 0n).length, r.length, 'served at the reply\'s own length, without the entry\'s trailer')
+})
+
+t.test('when the upstream index is full, the cache starts over rather than name a wrong upstream', async t => {
+  const c = new DnsCache(settings, 2)
+  const r = reply('a.test', { answers: [{ type: 'A', name: 'a.test', ttl: 300, data: '192.0.2.1' }] })
+  const s = scanResponse(r)!
+  c.set('1', r, 24, s, 'udp://a', 0n)
+  c.set('2', r, 24, s, 'udp://b', 0n)
+  c.set('3', r, 24, s, 'udp://a', 0n)
+  t.equal(c.size, 3)
+  c.set('4', r, 24, s, 'udp://c', 0n)
+  t.equal(c.size, 1, 'a third upstream with room for two: the older entries are dropped')
+  t.equal(c.upstream(c.get('4', 0n)!), 'udp://c')
+  c.set('5', r, 24, s, 'udp://a', 0n)
+  t.equal(c.upstream(c.get('5', 0n)!), 'udp://a')
+  t.equal(c.upstream(c.get('4', 0n)!), 'udp://c')
+})
+
+t.test('a large answer is stored and served whole, and small ones after it too', async t => {
+  const c = new DnsCache(settings)
+  const answers = (n: number): dnsPacket.Answer[] =>
+    Array.from({ length: n }, (_, i) => ({ type: 'A', name: 'big.test', ttl: 300, data: `192.0.2.${i}` }) as dnsPacket.Answer)
+  const big = reply('big.test', { answers: answers(200) })
+  t.ok(big.length > 3000, 'bigger than the first assembly buffer')
+  const { buf, q: query } = q('big.test')
+  t.ok(c.set('big', big, query.qEnd, scanResponse(big)!, 'u', 0n))
+  const small = reply('big.test', { answers: answers(1) })
+  t.ok(c.set('small', small, query.qEnd, scanResponse(small)!, 'u', 0n))
+  const served = c.serve(c.get('big', 0n)!, buf, query.qEnd, 0n)
+  t.equal(served.length, big.length)
+  t.same(decodeMsg(served).answers!.map(a => a.data), answers(200).map(a => a.data))
+  t.same(decodeMsg(c.serve(c.get('small', 0n)!, buf, query.qEnd, 5n * S)).answers!.map(a => [a.data, a.ttl]), [['192.0.2.0', 295]])
 })
