@@ -138,8 +138,8 @@ t.test('when the upstream index is full, the cache starts over rather than name 
 
 t.test('a large answer is stored and served whole, and small ones after it too', async t => {
   const c = new DnsCache(settings)
-  const answers = (n: number): dnsPacket.Answer[] =>
-    Array.from({ length: n }, (_, i) => ({ type: 'A', name: 'big.test', ttl: 300, data: `192.0.2.${i}` }) as dnsPacket.Answer)
+  const answers = (n: number): dnsPacket.StringAnswer[] =>
+    Array.from({ length: n }, (_, i) => ({ type: 'A', name: 'big.test', ttl: 300, data: `192.0.2.${i}` }))
   const big = reply('big.test', { answers: answers(200) })
   t.ok(big.length > 3000, 'bigger than the first assembly buffer')
   const { buf, q: query } = q('big.test')
