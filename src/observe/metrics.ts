@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
 import type { Decision, Outcome, Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
 import type { Counters, DecisionEvent } from './types.js'
@@ -35,6 +35,51 @@ const WHERES: readonly Where[] = ['qname', 'cname', 'connect', 'sni', 'host', 'u
 const ACTION_IX = Object.fromEntries(ACTIONS.map((a, i) => [a, i])) as Readonly<Record<Outcome, number>>
 const WHERE_IX = Object.fromEntries(WHERES.map((w, i) => [w, i])) as Readonly<Record<Where, number>>
 const CELLS = SOURCES.length * ACTIONS.length * WHERES.length
+
+const OUTCOMES = ['ok', 'timeout', 'error'] as const
+const OUTCOME_IX: Readonly<Record<(typeof OUTCOMES)[number], number>> = { ok: 0, timeout: 1, error: 2 }
+const UPSTREAM_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+
+/**
+ * A Prometheus histogram with one label, kept as plain counts per bucket: prom-client's
+ * Histogram hashes its label object on every observation, once per forwarded query here. It
+ * is registered as a custom metric (prom-client reads `get()`), and prints as prom-client's does.
+ */
+class BucketHistogram {
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  private readonly series = new Map<string, Float64Array>()   // per label value: a count per bucket (+Inf last), then the sum
+
+  constructor(readonly name: string, readonly help: string, private readonly label: string, private readonly bounds: readonly number[]) {}
+
+  observe(value: string, x: number): void {
+    let cells = this.series.get(value)
+    if (!cells) { cells = new Float64Array(this.bounds.length + 2); this.series.set(value, cells) }
+    let i = 0
+    while (i < this.bounds.length && x > this.bounds[i]!) i++
+    cells[i]! += 1
+    cells[this.bounds.length + 1]! += x
+  }
+
+  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: { metricName: string; labels: Record<string, string | number>; value: number }[] }> {
+    const values = []
+    const n = this.bounds.length
+    for (const [v, cells] of this.series) {
+      let cum = 0
+      for (let i = 0; i <= n; i++) {
+        cum += cells[i]!
+        values.push({ metricName: `${this.name}_bucket`, labels: { le: i < n ? this.bounds[i]! : '+Inf', [this.label]: v }, value: cum })
+      }
+      values.push({ metricName: `${this.name}_sum`, labels: { [this.label]: v }, value: cells[n + 1]! })
+      values.push({ metricName: `${this.name}_count`, labels: { [this.label]: v }, value: cum })
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values })
+  }
+
+  reset(): void {
+    this.series.clear()
+  }
+}
 
 function sourceIx(message: DecisionEvent['message']): number {
   if (message === 'dns.query') return 0
@@ -82,14 +127,22 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
       misses = 0
     },
   })
-  const upstreamReqs = new Counter({
+  /** upstream label → [count per outcome, then per time bucket (the last one past every bound), then the sum of seconds] not yet added. */
+  const upstreamPending = new Map<string, Float64Array>()
+  new Counter({
     name: `${p}upstream_requests_total`, help: 'Queries sent to upstream resolvers by outcome',
     labelNames: ['upstream', 'outcome'] as const, registers,
+    collect() {
+      for (const [name, cells] of upstreamPending) {
+        for (let o = 0; o < OUTCOMES.length; o++) {
+          if (cells[o] !== 0) this.inc({ upstream: name, outcome: OUTCOMES[o]! }, cells[o]!)
+          cells[o] = 0
+        }
+      }
+    },
   })
-  const upstreamTime = new Histogram({
-    name: `${p}upstream_duration_seconds`, help: 'Upstream resolver response time',
-    labelNames: ['upstream'] as const, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers,
-  })
+  const upstreamTime = new BucketHistogram(`${p}upstream_duration_seconds`, 'Upstream resolver response time', 'upstream', UPSTREAM_BUCKETS)
+  registry.registerMetric(upstreamTime as unknown as Metric)
   const drops = new Map<string, number>()
   new Counter({
     name: `${p}dropped_total`, help: 'Queries or connections dropped', labelNames: ['reason'] as const, registers,
@@ -115,8 +168,10 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     cacheLookup: hit => { if (hit) hits++; else misses++ },
     upstream: (u, outcome, seconds) => {
       const name = upstream(u)
-      upstreamReqs.inc({ upstream: name, outcome })
-      upstreamTime.observe({ upstream: name }, seconds)
+      let cells = upstreamPending.get(name)
+      if (!cells) { cells = new Float64Array(OUTCOMES.length); upstreamPending.set(name, cells) }
+      cells[OUTCOME_IX[outcome]]! += 1
+      upstreamTime.observe(name, seconds)
     },
     dropped: reason => { drops.set(reason, (drops.get(reason) ?? 0) + 1) },
     proxyBytes: (direction, n) => bytes.inc({ direction }, n),

@@ -35,6 +35,21 @@ t.test('counters, decisions, lists and reloads on a private registry', async t =
   t.match(text, 'tunnelguard_dns_cache_lookups_total{result="miss"} 2')
   t.match(text, 'tunnelguard_upstream_requests_total{upstream="udp://127.0.0.1:5399",outcome="ok"} 1')
   t.match(text, 'tunnelguard_upstream_duration_seconds_bucket{le="0.005",upstream="udp://127.0.0.1:5399"} 1')
+
+  // the upstream histogram as Prometheus reads it: cumulative buckets, +Inf, sum and count
+  for (const [o, s] of [['ok', 0.0005], ['ok', 0.3], ['timeout', 2], ['error', 9]] as const) m.counters.upstream('udp://h:53', o, s)
+  const up = (await m.registry.metrics()).split('\n').filter(l => l.includes('upstream="udp://h:53"'))
+  t.same(up.filter(l => l.includes('_bucket')).map(l => l.replace(/.*le="([^"]+)".* /, '$1 ')),
+    ['0.001 1', '0.005 1', '0.01 1', '0.025 1', '0.05 1', '0.1 1', '0.25 1', '0.5 2', '1 2', '2.5 3', '5 3', '+Inf 4'])
+  t.ok(up.includes('tunnelguard_upstream_duration_seconds_sum{upstream="udp://h:53"} 11.3005'))
+  t.ok(up.includes('tunnelguard_upstream_duration_seconds_count{upstream="udp://h:53"} 4'))
+  t.ok(up.includes('tunnelguard_upstream_requests_total{upstream="udp://h:53",outcome="ok"} 2'))
+  t.ok(up.includes('tunnelguard_upstream_requests_total{upstream="udp://h:53",outcome="timeout"} 1'))
+  t.ok(up.includes('tunnelguard_upstream_requests_total{upstream="udp://h:53",outcome="error"} 1'))
+  t.match(await m.registry.metrics(), 'tunnelguard_upstream_requests_total{upstream="udp://h:53",outcome="ok"} 2', 'counts are not added twice')
+  t.match((await m.registry.getMetricsAsJSON()).find(x => x.name === 'tunnelguard_upstream_duration_seconds'), { type: 'histogram' })
+  m.registry.resetMetrics()
+  t.notMatch(await m.registry.metrics(), 'upstream_duration_seconds_bucket', 'reset empties it')
   t.match(text, 'tunnelguard_dropped_total{reason="ratelimit"} 1')
   t.match(text, 'tunnelguard_proxy_bytes_total{direction="down"} 2000')
   t.match(text, 'tunnelguard_connections{kind="proxy"} 1')
