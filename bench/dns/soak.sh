@@ -85,6 +85,12 @@ awk -v completed="${completed:-0}" -v lost="${lost:-0}" -v rcodes="$rcodes" -v l
     print ""
     printf "- RSS from %d s on: min %.1f, max %.1f MiB; mean of the first minute %.1f → mean of the last minute %.1f MiB (%+.1f %%); trend %+.2f MiB/min.\n", warm, mn, mx, a/na, b/nb, 100*growth, slope
     printf "- Peak RSS (VmHWM): %.1f MiB. Queries completed %d (%.0f qps), lost %d; rcodes %s; mean latency %s ms.\n", hwm/1024, completed, completed/len, lost, rcodes, lat
+    # the live set: the lowest V8 heap-used sample of each minute (just after a collection), which a
+    # leak would raise minute by minute even where the saw-tooth of RSS hides it
+    for (i = 0; i < n; i++) if (t[i] >= warm && hu[i] != "-") { m = int((t[i] - warm) / 60)
+      if (!(m in fl) || hu[i] + 0 < fl[m]) fl[m] = hu[i] + 0; if (m > mmax) mmax = m }
+    if (length(fl) > 0) { line = ""; for (m = 0; m <= mmax; m++) if (m in fl) line = line (line == "" ? "" : ", ") sprintf("%.1f", fl[m] / 1024)
+      printf "- V8 heap used, the lowest sample of each minute from %d s on (the live set after a collection): %s MiB.\n", warm, line }
     if (completed > 0) printf "- CPU: %.1f µs per query over the soak.\n", ticks / hz * 1e6 / completed
     printf "- Verdict: %s (flat = the last minute\x27s mean RSS within 5 %% of the first minute\x27s after the warm-up).\n",
       (len < 180) ? "too short to judge (SOAK_LEN < 180)" : (growth < 0.05) ? "flat" : "**not flat**"
