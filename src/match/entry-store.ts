@@ -21,8 +21,8 @@ export const REC = 4
  */
 export const HDR = 6
 export const HAS_NEXT = 0x80
-/** The most padding one name takes: its last word filled out (3), and its header placed 2 past a multiple of 4 (up to 5 more). */
-const PAD = 8
+/** The most padding one name takes: the word before its header filled out (up to 3), then 2, so that the name after its 6-byte header starts on a word. */
+const PAD = 5
 
 function styleOf(pattern: string, name: string): number {
   if (pattern === name) return 0

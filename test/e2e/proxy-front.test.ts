@@ -8,6 +8,28 @@ import { exchange, fakeResolve, startOrigin, startTcpSink, testProxy, waitFor } 
 
 const CONNECT = (target: string, extra = '') => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${extra}\r\n`
 
+/**
+ * A slow client: connect, wait `after` ms, write `first` (if any) in one piece, then `head` one
+ * byte every `every` ms, never its last byte. Resolves at the close with what the proxy answered
+ * and the time since the connect.
+ */
+function drip(port: number, head: string, after: number, every: number, first = ''): Promise<{ data: string; ms: number }> {
+  return new Promise(resolve => {
+    const s = connect(port, '127.0.0.1')
+    const start = Date.now()
+    let data = ''
+    let i = 0
+    let timer: NodeJS.Timeout | undefined
+    s.on('data', b => { data += b.toString('latin1') })
+    s.on('error', () => {})
+    s.on('close', () => { clearInterval(timer); resolve({ data, ms: Date.now() - start }) })
+    setTimeout(() => {
+      if (first) s.write(first)
+      timer = setInterval(() => { if (i < head.length - 1) s.write(head[i++]!) }, every)
+    }, after)
+  })
+}
+
 t.test('a CONNECT in one segment and the same CONNECT in pieces are decided alike', async t => {
   const sink = await startTcpSink(t, 'bye')
   const p = await testProxy(t, {
@@ -69,19 +91,7 @@ t.test('the header deadline runs from the accept, and a client gone before its f
   const p = await testProxy(t, { config: { proxy: { headerTimeout: '600ms' } } })
   // the first byte at about 2/3 of the deadline, then a byte every 50 ms: the deadline is not restarted
   const head = CONNECT('a.example:443')
-  const start = Date.now()
-  const late = await new Promise<{ data: string; ms: number }>(resolve => {
-    const s = connect(p.port, '127.0.0.1')
-    let data = ''
-    let i = 0
-    let drip: NodeJS.Timeout | undefined
-    s.on('data', b => { data += b.toString('latin1') })
-    s.on('error', () => {})
-    s.on('close', () => { clearInterval(drip); resolve({ data, ms: Date.now() - start }) })
-    setTimeout(() => {
-      drip = setInterval(() => { if (i < head.length - 1) s.write(head[i++]!) }, 50)
-    }, 400)
-  })
+  const late = await drip(p.port, head, 400, 50)
   t.match(late.data, /^HTTP\/1\.1 408 /, 'request headers not received in time')
   t.ok(late.ms < 900, `closed ${late.ms} ms after the accept: one headerTimeout (600 ms), not restarted at the first byte (400 + 600)`)
   const closes = () => p.ev.messages.filter(m => m.msg === 'proxy.close')
@@ -140,23 +150,8 @@ t.test('an Expect that node answers 417 completes a head: no 408 follows', async
 t.test('a trusted peer\'s header deadline also runs from the accept (its PROXY header included)', async t => {
   const p = await testProxy(t, { config: { proxy: { headerTimeout: '600ms', trustForwardedFrom: ['127.0.0.0/8'] } } })
   // at 400 ms the PROXY header (if any) in one piece, then the CONNECT head a byte every 40 ms
-  const drip = (first: string) => new Promise<{ data: string; ms: number }>(resolve => {
-    const head = CONNECT('a.example:443')
-    const s = connect(p.port, '127.0.0.1')
-    const start = Date.now()
-    let data = ''
-    let i = 0
-    let timer: NodeJS.Timeout | undefined
-    s.on('data', b => { data += b.toString('latin1') })
-    s.on('error', () => {})
-    s.on('close', () => { clearInterval(timer); resolve({ data, ms: Date.now() - start }) })
-    setTimeout(() => {
-      if (first) s.write(first)
-      timer = setInterval(() => { if (i < head.length - 1) s.write(head[i++]!) }, 40)
-    }, 400)
-  })
   for (const [what, first] of [['no PROXY header', ''], ['a PROXY header first', `PROXY TCP4 10.3.3.3 127.0.0.1 4000 ${p.port}\r\n`]]) {
-    const r = await drip(first!)
+    const r = await drip(p.port, CONNECT('a.example:443'), 400, 40, first)
     t.match(r.data, /^HTTP\/1\.1 408 /, `${what}: 408`)
     t.ok(r.ms < 900, `${what}: closed ${r.ms} ms after the accept (first byte at 400, deadline 600)`)
   }
@@ -172,18 +167,7 @@ t.test('a connection idle before its first byte is closed at proxy.idleTimeout w
   t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
   t.match(p.ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'error.message': /^idle timeout \(proxy.idleTimeout 300 ms\) before a first byte/ })
   // a first byte before the idle timeout: the header deadline (from the accept) applies from then on
-  const start = Date.now()
-  const slow = await new Promise<{ data: string; ms: number }>(resolve => {
-    const s = connect(p.port, '127.0.0.1')
-    const head = CONNECT('a.example:443')
-    let data = ''
-    let i = 0
-    let timer: NodeJS.Timeout | undefined
-    s.on('data', b => { data += b.toString('latin1') })
-    s.on('error', () => {})
-    s.on('close', () => { clearInterval(timer); resolve({ data, ms: Date.now() - start }) })
-    setTimeout(() => { timer = setInterval(() => { if (i < head.length - 1) s.write(head[i++]!) }, 100) }, 100)
-  })
+  const slow = await drip(p.port, CONNECT('a.example:443'), 100, 100)
   t.match(slow.data, /^HTTP\/1\.1 408 /, 'bytes dripped within the idle time: 408 at the header deadline')
   t.ok(slow.ms >= 1400 && slow.ms < 2300, `408 after ${slow.ms} ms (headerTimeout 1500)`)
 })
