@@ -1,4 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram'
+import { lookup } from 'node:dns/promises'
+import { isIP } from 'node:net'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
 import type { Evidence } from '../observe/types.js'
@@ -28,18 +30,21 @@ const SOCKET_BUFFER = 4 * 1024 * 1024
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void
 
 /**
- * The listener's `lookup`. dgram asks it for every `send` to an address, and the default
- * (dns.lookup) answers a numeric address on the next tick, through a closure and a bound
- * function. A reply only ever goes back to the address its query came from, which the kernel
- * gave as a numeric address of the socket's family: it is handed back at once.
+ * The listener's `lookup`. dgram asks it for every `send` to an address (and for the bind), and
+ * the default (dns.lookup) answers a numeric address on the next tick, through a closure and a
+ * bound function. A reply only ever goes back to the address its query came from, which the
+ * kernel gave as a numeric address of the socket's family, and the bind address is made numeric
+ * before the bind (bindUdp): it is handed back at once.
  */
 function numericLookup(family: 4 | 6): (address: string, _: unknown, cb: LookupCallback) => void {
   return (address, _, cb) => cb(null, address, family)
 }
 
-function bindUdp(host: string, port: number, onMessage: (s: Socket, msg: Buffer, ip: string, port: number) => void,
+async function bindUdp(name: string, port: number, onMessage: (s: Socket, msg: Buffer, ip: string, port: number) => void,
   evidence: Evidence): Promise<Socket> {
-  const v6 = host.includes(':')
+  const v6 = name.includes(':')
+  // a listen address written as a name (`localhost:53`) is resolved here, once, as dgram's default lookup did
+  const host = isIP(name) !== 0 ? name : (await lookup(name, { family: v6 ? 6 : 4 })).address
   const s = createSocket({
     type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER,
     lookup: numericLookup(v6 ? 6 : 4),

@@ -4,6 +4,7 @@ import { connect, createServer } from 'node:net'
 import dnsPacket from 'dns-packet'
 import { startDns } from '../../src/dns/server.js'
 import { frame } from '../../src/dns/framing.js'
+import { decodeMsg } from '../fixtures/dig.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { freePort } from '../fixtures/unbound.js'
@@ -23,6 +24,22 @@ t.test('bad listen addresses and ports in use are reported, nothing left open', 
   await new Promise<void>(r => udp.bind(port, '127.0.0.1', () => r()))
   t.teardown(() => udp.close())
   await t.rejects(startDns({ listen: ['127.0.0.1:0', `127.0.0.1:${port}`], getSnapshot: () => snap, evidence: ev }), { code: 'EADDRINUSE' })
+})
+
+t.test('a listen address written as a name is resolved once, and replies go out from it', async t => {
+  // `localhost` comes from /etc/hosts: no DNS traffic
+  const ev = memoryEvidence()
+  const snap = makeSnapshot()
+  const dns = await startDns({ listen: ['localhost:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const port = dns.addresses[0]!.port
+  const c = createSocket('udp4')
+  t.teardown(() => c.close())
+  const reply = new Promise<ReturnType<typeof decodeMsg>>(r => c.once('message', m => r(decodeMsg(m))))
+  c.send(q(7, 'use-application-dns.net'), port, '127.0.0.1')
+  const a = await reply
+  t.equal(a.id, 7)
+  t.equal(a.rcode, 'NXDOMAIN', 'answered on 127.0.0.1 (the canary needs no upstream)')
 })
 
 t.test('close() ends open TCP connections; a client gone before its answer is no trouble', async t => {
