@@ -127,7 +127,7 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
       misses = 0
     },
   })
-  /** upstream label → [count per outcome, then per time bucket (the last one past every bound), then the sum of seconds] not yet added. */
+  /** upstream label → queries per outcome (ok, timeout, error) not yet added to the counter. */
   const upstreamPending = new Map<string, Float64Array>()
   new Counter({
     name: `${p}upstream_requests_total`, help: 'Queries sent to upstream resolvers by outcome',
