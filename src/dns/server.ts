@@ -42,9 +42,9 @@ function numericLookup(family: 4 | 6): (address: string, _: unknown, cb: LookupC
 
 async function bindUdp(name: string, port: number, onMessage: (s: Socket, msg: Buffer, ip: string, port: number) => void,
   evidence: Evidence): Promise<Socket> {
-  const v6 = name.includes(':')
-  // a listen address written as a name (`localhost:53`) is resolved here, once, as dgram's default lookup did
-  const host = isIP(name) !== 0 ? name : (await lookup(name, { family: v6 ? 6 : 4 })).address
+  const v6 = name.includes(':')                    // only an IPv6 literal has a colon (splitHostPort)
+  // a listen address written as a name (`localhost:53`) is resolved here, once, to IPv4, as dgram's default lookup did for a udp4 socket
+  const host = isIP(name) !== 0 ? name : (await lookup(name, { family: 4 })).address
   const s = createSocket({
     type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER,
     lookup: numericLookup(v6 ? 6 : 4),
