@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { scanResponse, type Scan } from './scan.js'
+import type { Scan } from './scan.js'
 import { RCODE, type Query } from './wire.js'
 
 export interface CacheSettings {
@@ -11,8 +11,8 @@ export interface CacheSettings {
 
 /**
  * A cached answer, all in one string of one-byte characters: the reply's bytes (TTLs already
- * clamped), the offset of each TTL field (two characters each), then a trailer of META
- * characters. Every answer of forwarded traffic is cached and lives until it is evicted, so an
+ * clamped), the offset of each TTL field (two characters each), the answer's CNAME/SVCB target
+ * names (each after a one-character length), then a trailer of META characters. Every answer of forwarded traffic is cached and lives until it is evicted, so an
  * entry's objects are what the old-generation collector marks and sweeps, per query: a flat
  * string is one object with no pointers in it. (An entry of eight objects, BigInt times and
  * arrays included, and then one of a Buffer, cost the forwarded mix several µs per query in the
@@ -21,16 +21,16 @@ export interface CacheSettings {
 export type CacheEntry = string
 
 // trailer: stored at (ms of the clock, 6 chars), TTL (s, 4), reply length, question end, TTL
-// count, upstream index (2 each), rcode, whether the answer has CNAME/SVCB targets (1 each)
+// count, upstream index, target count (2 each), rcode (1)
 const T_STORED = 0
 const T_TTL = 6
 const T_LEN = 10
 const T_QEND = 12
 const T_TTLS = 14
 const T_UPSTREAM = 16
-const T_RCODE = 18
-const T_TARGETS = 19
-const META = 20
+const T_TARGETS = 18
+const T_RCODE = 20
+const META = 21
 /** Upstream URLs are kept by index (two characters) in an entry; past this many, the cache starts over. */
 const MAX_UPSTREAMS = 0xffff
 const NO_TARGETS: readonly string[] = Object.freeze([])
@@ -90,9 +90,19 @@ export class DnsCache {
     return this.upstreams[u16(e, e.length - META + T_UPSTREAM)]!
   }
 
-  /** The CNAME and HTTPS/SVCB target names of an entry's answer (read again from its bytes; most answers have none). */
+  /** The CNAME and HTTPS/SVCB target names of an entry's answer, in order (most answers have none). */
   targets(e: CacheEntry): readonly string[] {
-    return e.charCodeAt(e.length - META + T_TARGETS) === 0 ? NO_TARGETS : scanResponse(Buffer.from(e, 'latin1'))!.targets
+    const m = e.length - META
+    const k = u16(e, m + T_TARGETS)
+    if (k === 0) return NO_TARGETS
+    const out: string[] = []
+    let p = u16(e, m + T_LEN) + 2 * u16(e, m + T_TTLS)
+    for (let i = 0; i < k; i++) {
+      const n = e.charCodeAt(p)
+      out.push(e.slice(p + 1, p + 1 + n))
+      p += 1 + n
+    }
+    return out
   }
 
   /** The TTL (s) an answer may be cached for after the clamps, or -1 when it is not cacheable. */
@@ -134,7 +144,9 @@ export class DnsCache {
     if (ttl <= 0) return false
     const len = reply.length
     const offs = scan.ttlOffsets
-    const size = len + 2 * offs.length + META
+    const targets = scan.targets
+    let size = len + 2 * offs.length + META
+    for (const t of targets) size += 1 + t.length       // a name read from a reply is at most 253 characters
     if (this.scratch.length < size) this.scratch = Buffer.allocUnsafe(Math.max(size, 2 * this.scratch.length))
     const b = this.scratch
     b.set(reply)
@@ -143,6 +155,12 @@ export class DnsCache {
       b.writeUInt32BE(this.clamp(b.readUInt32BE(off)), off)
       b.writeUInt16BE(off, len + 2 * k)
     }
+    let p = len + 2 * offs.length
+    for (const t of targets) {
+      b[p] = t.length
+      b.write(t, p + 1, 'latin1')
+      p += 1 + t.length
+    }
     const m = size - META
     b.writeUIntBE(msOf(now), m + T_STORED, 6)
     b.writeUInt32BE(ttl, m + T_TTL)
@@ -150,8 +168,8 @@ export class DnsCache {
     b.writeUInt16BE(qEnd, m + T_QEND)
     b.writeUInt16BE(offs.length, m + T_TTLS)
     b.writeUInt16BE(this.upstreamId(upstream), m + T_UPSTREAM)
+    b.writeUInt16BE(targets.length, m + T_TARGETS)
     b[m + T_RCODE] = scan.rcode
-    b[m + T_TARGETS] = scan.targets.length === 0 ? 0 : 1
     this.lru.set(key, b.toString('latin1', 0, size))
     return true
   }

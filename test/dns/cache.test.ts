@@ -151,3 +151,23 @@ t.test('a large answer is stored and served whole, and small ones after it too',
   t.same(decodeMsg(served).answers!.map(a => a.data), answers(200).map(a => a.data))
   t.same(decodeMsg(c.serve(c.get('small', 0n)!, buf, query.qEnd, 5n * S)).answers!.map(a => [a.data, a.ttl]), [['192.0.2.0', 295]])
 })
+
+t.test('an entry gives back every target of its answer, in order, as the scan found them', async t => {
+  const c = new DnsCache(settings)
+  const long = `${'x'.repeat(60)}.${'y'.repeat(60)}.${'z'.repeat(60)}.cdn.test`
+  const r = reply('www.test', {
+    answers: [
+      { type: 'CNAME', name: 'www.test', ttl: 600, data: 'a.cdn.test' },
+      { type: 'CNAME', name: 'a.cdn.test', ttl: 600, data: long },
+      { type: 'A', name: long, ttl: 60, data: '192.0.2.9' },
+    ],
+  })
+  const scan = scanResponse(r)!
+  t.same(scan.targets, ['a.cdn.test', long])
+  const { buf, q: query } = q('www.test')
+  t.ok(c.set('w', r, query.qEnd, scan, 'u', 0n))
+  const e = c.get('w', 0n)!
+  t.same(c.targets(e), ['a.cdn.test', long])
+  t.same(decodeMsg(c.serve(e, buf, query.qEnd, 0n)).answers!.map(a => a.type), ['CNAME', 'CNAME', 'A'], 'the reply is served without the stored names')
+  t.equal(c.serve(e, buf, query.qEnd, 0n).length, r.length)
+})
