@@ -4,8 +4,9 @@ import type { Snapshot } from '../snapshot-types.js'
 import type { AlertSink } from './alerts.js'
 import type { ClientNames } from './client-names.js'
 import type { ClientTable } from './client-table.js'
-import { ecsBody, eventKind, toEcs } from './ecs.js'
-import { bodyWriter, messageWriter, recordWriter } from './logger.js'
+import { ecsBody, eventKind, toEcs, writeEcsBody } from './ecs.js'
+import { JsonBytes, bytes } from './json-bytes.js'
+import { bodyWriter, lineTarget, messageWriter, recordWriter } from './logger.js'
 import type { Metrics } from './metrics.js'
 import type { Evidence } from './types.js'
 
@@ -20,6 +21,8 @@ export interface EvidenceOptions {
   readonly names?: Pick<ClientNames, 'annotate'>
 }
 
+const NEWLINE = bytes('\n')
+
 /**
  * The evidence sink: every decision is counted; decisions other than `pass` go to the live
  * client table and the log (alerts at warn, to the alert sink too); `pass` is logged only
@@ -30,6 +33,8 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
   const write = recordWriter(logger)
   const writeBody = bodyWriter(logger)
   const say = messageWriter(logger)
+  const target = lineTarget(logger)
+  const line = new JsonBytes()
   const logs = (action: Outcome): boolean => action !== 'pass' || getSnapshot().config.log.queries === 'all'
   return {
     counters: metrics.counters,
@@ -57,7 +62,13 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
         names.annotate(c, ev.client.ip)
         if (Object.keys(c).length > 2) client = JSON.stringify(c)       // names were added
       }
-      writeBody(level, ecsBody(ev, client))
+      if (!target) return writeBody(level, ecsBody(ev, client))
+      // stdout: the line's bytes, written once (no string built and encoded)
+      line.reset()
+      line.raw(target.head(level))
+      writeEcsBody(line, ev, client)
+      line.raw(NEWLINE)
+      target.write(line.buf, line.n)
     },
     info: (msg, fields) => say('info', msg, fields),
     warn: (msg, fields) => say('warn', msg, fields),

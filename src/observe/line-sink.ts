@@ -113,11 +113,25 @@ export class LineSink {
     return true
   }
 
+  /** Queue one line given as its UTF-8 bytes, `src[0, n)` (with its newline). */
+  writeBytes(src: Uint8Array, n: number): boolean {
+    if (this.failed) return true
+    if (this.waitingBytes + this.inFlight + n > this.maxWaiting) { this.dropped++; return true }
+    if (this.used + n > this.buf.length) this.grow(n)
+    this.buf.set(n === src.length ? src : src.subarray(0, n), this.used)
+    this.added(n)
+    return true
+  }
+
   /** Encode a line into `buf` and make sure a batch is due. */
   private append(line: string): void {
     const room = line.length * 3                               // UTF-8: at most 3 bytes per UTF-16 unit
     if (this.used + room > this.buf.length) this.grow(room)
-    const n = this.buf.write(line, this.used)
+    this.added(this.buf.write(line, this.used))
+  }
+
+  /** `n` bytes were put in `buf`: make sure a batch is due. */
+  private added(n: number): void {
     this.used += n
     this.waitingBytes += n
     if (!this.scheduled && !this.writing) {

@@ -45,7 +45,39 @@ export function createLogger(opts: LoggerOptions): Logger {
   bodyWriters.set(logger, (level, body) => {
     dest.write(`${head(level, options.timestamp())}${body}\n`)
   })
+  if (dest instanceof LineSink) {
+    // the line's start as bytes, made again when the millisecond changes
+    const heads = new Map<RecordLevel, { stamp: string; bytes: Uint8Array }>()
+    lineTargets.set(logger, {
+      head(level) {
+        const stamp = options.timestamp()
+        let h = heads.get(level)
+        if (h?.stamp !== stamp) heads.set(level, h = { stamp, bytes: Buffer.from(head(level, stamp), 'latin1') })
+        return h.bytes
+      },
+      write: (line, n) => { dest.writeBytes(line, n) },
+    })
+  }
   return logger
+}
+
+/**
+ * Where a logger made by createLogger on its own LineSink (stdout) takes lines as bytes: a line
+ * is `head(level)`, the record's JSON without its opening brace, and a newline, encoded by the
+ * caller (see JsonBytes) and handed over by `write`. Pino's own formatting is not involved.
+ */
+export interface LineTarget {
+  /** The line's start up to the comma after `ecs.version` (the timestamp is the current one). */
+  head(level: RecordLevel): Uint8Array
+  /** Queue the line `line[0, n)`. */
+  write(line: Uint8Array, n: number): void
+}
+
+const lineTargets = new WeakMap<Logger, LineTarget>()
+
+/** The logger's LineTarget, when it writes to a LineSink of its own. */
+export function lineTarget(logger: Logger): LineTarget | undefined {
+  return lineTargets.get(logger)
 }
 
 /** The start of a line as pino writes it with these options, up to and including the comma after ecs.version. */

@@ -4,6 +4,7 @@ import { Writable } from 'node:stream'
 import type { AlertSink } from '../../src/observe/alerts.js'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createEvidence } from '../../src/observe/evidence.js'
+import { LineSink } from '../../src/observe/line-sink.js'
 import { createLogger } from '../../src/observe/logger.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
@@ -125,25 +126,32 @@ t.test('logs(action): what decision() turns into an event, the one rule servers 
 
 t.test('without an alert sink the line is written from text: the same line as with one, names added when known', async t => {
   const snap = makeSnapshot()
-  const run = (opts: { alerts: boolean; names?: (c: Record<string, unknown>, ip: string) => void }) => {
+  const run = (opts: { alerts: boolean; names?: (c: Record<string, unknown>, ip: string) => void; sink?: boolean }) => {
     const chunks: string[] = []
+    // stdout's own sink (sync mode, its write(2) replaced): the line goes to it as bytes
+    const sink = new LineSink({ fd: 99, mode: 'sync', delayMs: 0, writeSync: ((_fd: number, b: Buffer, off: number, len: number) => { chunks.push(b.toString('utf8', off, off + len)); return len }) as never })
+    t.teardown(() => sink.close())
     const e = createEvidence({
-      logger: createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb() } }), clock: () => 0 }),
+      logger: createLogger({ level: 'info', destination: opts.sink ? sink : new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb() } }), clock: () => 0 }),
       getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable(),
       names: opts.names ? { annotate: opts.names } : undefined,
       alerts: opts.alerts ? { alert: () => {}, close: async () => {} } : undefined,
     })
-    for (const [ip, name] of [['10.0.0.5', 'a.ngrok.io'], ['10.0.0.6', 'b.ngrok.io']] as const) {
+    for (const [ip, name] of [['10.0.0.5', 'a.ngrok.io'], ['10.0.0.6', 'b.ngrok.io'], ['10.0.0.6', 'x"y\u00e9\\z.ngrok.io']] as const) {
       e.decision({ message: 'dns.query', decision: snap.policy.decide(ip, name, 'qname'), client: { ip, port: 7 }, transport: 'udp', durationNs: 3, dns: { name, type: 'A', rcode: 'NXDOMAIN' } })
     }
+    sink.flushSync()
     return chunks.join('').split('\n').filter(Boolean)
   }
   const names = (c: Record<string, unknown>, ip: string) => { if (ip === '10.0.0.5') c.hostname = 'laptop-5' }
   const fast = run({ alerts: false })
-  t.equal(fast.length, 2)
+  t.equal(fast.length, 3)
   t.same(fast, run({ alerts: true }), 'byte for byte the line built from the ECS object')
+  t.same(run({ alerts: false, sink: true }), fast, 'to stdout\'s sink, as bytes: the same lines')
+  t.match(JSON.parse(fast[2]!), { dns: { question: { name: 'x"y\u00e9\\z.ngrok.io' } }, tunnelguard: { unparseable: true } }, 'a name JSON must escape')
   const named = run({ alerts: false, names })
   t.same(named, run({ alerts: true, names }))
+  t.same(run({ alerts: false, names, sink: true }), named)
   t.match(JSON.parse(named[0]!), { client: { ip: '10.0.0.5', port: 7, hostname: 'laptop-5' }, rule: { name: 'ngrok.io' } })
   t.same(JSON.parse(named[1]!).client, { ip: '10.0.0.6', port: 7 }, 'no names known: the plain client')
   const quiet = createEvidence({ logger: createLogger({ level: 'error', destination: new Writable({ write(_c, _e, cb) { t.fail('nothing is written below the level'); cb() } }) }), getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable() })

@@ -119,3 +119,30 @@ t.test('the dropped-lines notice is one ECS line with the count', async t => {
     message: 'log lines dropped: stdout did not keep up', tunnelguard: { dropped_lines: 42 },
   })
 })
+
+t.test('lineTarget: only for a logger on a LineSink; its head is the start of the line pino writes, at the current millisecond', async t => {
+  const { LineSink } = await import('../../src/observe/line-sink.js')
+  const { lineTarget } = await import('../../src/observe/logger.js')
+  t.equal(lineTarget(createLogger({ level: 'info', destination: sink().stream })), undefined, 'another destination: none')
+  const out: string[] = []
+  const ls = new LineSink({ fd: 99, mode: 'sync', delayMs: 0, writeSync: ((_fd: number, b: Buffer, off: number, len: number) => { out.push(b.toString('utf8', off, off + len)); return len }) as never })
+  t.teardown(() => ls.close())
+  let now = Date.UTC(2026, 10, 30, 4, 0, 0, 1)
+  const log = createLogger({ level: 'info', destination: ls, clock: () => now })
+  const target = lineTarget(log)!
+  const line = (level: 'info' | 'warn', body: string): void => {
+    const b = Buffer.concat([target.head(level), Buffer.from(`${body}\n`)])
+    target.write(b, b.length)
+  }
+  log.warn({ n: 1 }, 'm')
+  line('warn', '"n":1,"message":"m"}')
+  now += 1
+  line('warn', '"n":2}')
+  line('info', '"n":3}')
+  log.info({ n: 3 })
+  ls.flushSync()
+  const lines = out.join('').split('\n').filter(Boolean)
+  t.equal(lines[1], lines[0], 'the same bytes as pino\'s line')
+  t.same(JSON.parse(lines[2]!), { 'log.level': 'warn', '@timestamp': '2026-11-30T04:00:00.002Z', 'ecs.version': ECS_VERSION, n: 2 }, 'a new millisecond: a new head')
+  t.equal(lines[3], lines[4], 'each level its own head')
+})
