@@ -1,4 +1,5 @@
-import type { Outcome } from '../policy/types.js'
+import type { Entry, SigmaRef } from '../match/types.js'
+import type { Outcome, Where } from '../policy/types.js'
 import { JsonBytes, bytes } from './json-bytes.js'
 import type { DecisionEvent } from './types.js'
 
@@ -67,33 +68,38 @@ export function toEcs(ev: DecisionEvent): Fields {
   return out
 }
 
+const MESSAGES: readonly DecisionEvent['message'][] = ['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture']
+const OUTCOMES: readonly Outcome[] = ['block', 'sinkhole', 'alert', 'allow', 'pass']
+const TRANSPORTS: readonly DecisionEvent['transport'][] = ['udp', 'tcp']
+const WHERES: readonly Where[] = ['qname', 'cname', 'connect', 'sni', 'host', 'url']
+
+/** A pre-encoded piece for each value of `keys`. */
+function table<T extends string>(keys: readonly T[], text: (k: T) => string): Readonly<Record<T, Uint8Array>> {
+  return Object.fromEntries(keys.map(k => [k, bytes(text(k))])) as Record<T, Uint8Array>
+}
+
+/** Up to the duration's value: `"message":…,"event":{"action":…,"kind":…,"duration":`, by message and action. */
+const EVENT = Object.fromEntries(MESSAGES.map(m => [m, table(OUTCOMES, a =>
+  `"message":${JSON.stringify(m)},"event":{"action":${JSON.stringify(a)},"kind":${JSON.stringify(eventKind(a))},"duration":`)])) as
+  Readonly<Record<DecisionEvent['message'], Readonly<Record<Outcome, Uint8Array>>>>
+/** After the client's port: its close and the network object, by transport. */
+const NETWORK_AFTER_PORT = table(TRANSPORTS, t => `},"network":{"transport":${JSON.stringify(t)}}`)
+/** After the client's JSON: the network object, by transport. */
+const NETWORK = table(TRANSPORTS, t => `,"network":{"transport":${JSON.stringify(t)}}`)
+/** After the group's value: where the name was seen, up to the reason's value. */
+const MATCHED_ON = table(WHERES, w => `,"matched_on":${JSON.stringify(w)},"reason":`)
+
 const K = {
-  message: bytes('"message":'),
-  action: bytes(',"event":{"action":'),
-  kind: bytes(',"kind":'),
-  duration: bytes(',"duration":'),
+  clientIp: bytes('},"client":{"ip":'),
   client: bytes('},"client":'),
-  ip: bytes('{"ip":'),
   port: bytes(',"port":'),
-  transport: bytes(',"network":{"transport":'),
   dnsName: bytes(',"dns":{"question":{"name":'),
   dnsType: bytes(',"type":'),
   rcode: bytes('},"response_code":'),
   destination: bytes(',"destination":{'),
-  destDomain: bytes(',"domain":'),
-  destIp: bytes(',"ip":'),
-  destPort: bytes(',"port":'),
   tls: bytes(',"tls":{"client":{"server_name":'),
   url: bytes(',"url":{"domain":'),
-  rule: bytes(',"rule":{'),
-  ruleName: bytes(',"name":'),
-  ruleset: bytes(',"ruleset":'),
-  ruleId: bytes(',"id":'),
-  ruleAuthor: bytes(',"author":'),
-  ruleDescription: bytes(',"description":'),
   group: bytes(',"tunnelguard":{"group":'),
-  matchedOn: bytes(',"matched_on":'),
-  reason: bytes(',"reason":'),
   matchedName: bytes(',"matched_name":'),
   upstream: bytes(',"upstream":'),
   cacheHit: bytes(',"cache_hit":'),
@@ -102,13 +108,42 @@ const K = {
   close2: bytes('}}'),
 }
 
-/**
- * `,"key":` opening an object's member: the first member of an object (`first`) goes without
- * its comma. Returns false, for the next member.
- */
-function member(w: JsonBytes, key: Uint8Array, first: boolean): false {
-  w.rawFrom(key, first ? 1 : 0)
-  return false
+/** A member's key, `"key":`, and the same after a comma. */
+interface Key { readonly first: Uint8Array; readonly next: Uint8Array }
+const key = (k: string): Key => ({ first: bytes(`"${k}":`), next: bytes(`,"${k}":`) })
+const KEYS = {
+  domain: key('domain'), ip: key('ip'), port: key('port'),
+  name: key('name'), ruleset: key('ruleset'), id: key('id'), author: key('author'), description: key('description'),
+}
+
+/** The rule object's members of a decision, or an entry's (`,"rule":{…}`, written once per entry). */
+function writeRule(w: JsonBytes, entry: Entry | undefined, list: string | undefined, sigma: SigmaRef | undefined): void {
+  w.raw(RULE_OPEN)
+  let first = true
+  if (entry) { w.raw(KEYS.name.first); w.str(entry.pattern); first = false }
+  if (list !== undefined) { w.raw(first ? KEYS.ruleset.first : KEYS.ruleset.next); w.str(list); first = false }
+  if (sigma) {
+    // a decision with a Sigma reference has its entry and list: none of these comes first
+    if (sigma.id !== undefined) { w.raw(KEYS.id.next); w.str(sigma.id) }
+    if (sigma.author !== undefined) { w.raw(KEYS.author.next); w.str(sigma.author) }
+    if (sigma.title !== undefined) { w.raw(KEYS.description.next); w.str(sigma.title) }
+  }
+  w.raw(K.close1)
+}
+const RULE_OPEN = bytes(',"rule":{')
+
+/** An entry's rule object as bytes, for decisions that name the entry's own list and Sigma rule. */
+const entryRules = new WeakMap<Entry, Uint8Array>()
+const ruleScratch = new JsonBytes()
+function entryRule(e: Entry): Uint8Array {
+  let b = entryRules.get(e)
+  if (!b) {
+    ruleScratch.reset()
+    writeRule(ruleScratch, e, e.list, e.sigma)
+    b = Buffer.from(ruleScratch.buf.subarray(0, ruleScratch.n))
+    entryRules.set(e, b)
+  }
+  return b
 }
 
 /**
@@ -120,11 +155,12 @@ function member(w: JsonBytes, key: Uint8Array, first: boolean): false {
  */
 export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): void {
   const d = ev.decision
-  w.raw(K.message); w.str(ev.message)
-  w.raw(K.action); w.str(d.action); w.raw(K.kind); w.str(eventKind(d.action)); w.raw(K.duration); w.num(ev.durationNs)
-  w.raw(K.client)
-  if (client === undefined) { w.raw(K.ip); w.str(ev.client.ip); w.raw(K.port); w.num(ev.client.port); w.raw(K.close1) } else w.json(client)
-  w.raw(K.transport); w.str(ev.transport); w.raw(K.close1)
+  w.raw(EVENT[ev.message][d.action]); w.num(ev.durationNs)
+  if (client === undefined) {
+    w.raw(K.clientIp); w.str(ev.client.ip); w.raw(K.port); w.num(ev.client.port); w.raw(NETWORK_AFTER_PORT[ev.transport])
+  } else {
+    w.raw(K.client); w.json(client); w.raw(NETWORK[ev.transport])
+  }
   const dns = ev.dns
   if (dns) {
     w.raw(K.dnsName); w.str(dns.name); w.raw(K.dnsType); w.str(dns.type); w.raw(K.rcode); w.str(dns.rcode); w.raw(K.close1)
@@ -133,27 +169,17 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
   if (dst) {
     w.raw(K.destination)
     let first = true
-    if (dst.domain !== undefined) { first = member(w, K.destDomain, first); w.str(dst.domain) }
-    if (dst.ip !== undefined) { first = member(w, K.destIp, first); w.str(dst.ip) }
-    if (dst.port !== undefined) { member(w, K.destPort, first); w.num(dst.port) }
+    if (dst.domain !== undefined) { w.raw(KEYS.domain.first); w.str(dst.domain); first = false }
+    if (dst.ip !== undefined) { w.raw(first ? KEYS.ip.first : KEYS.ip.next); w.str(dst.ip); first = false }
+    if (dst.port !== undefined) { w.raw(first ? KEYS.port.first : KEYS.port.next); w.num(dst.port) }
     w.raw(K.close1)
   }
   if (ev.sni !== undefined) { w.raw(K.tls); w.str(ev.sni); w.raw(K.close2) }
   if (ev.urlDomain !== undefined) { w.raw(K.url); w.str(ev.urlDomain); w.raw(K.close1) }
-  if (d.entry || d.list !== undefined) {
-    w.raw(K.rule)
-    let first = true
-    if (d.entry) { first = member(w, K.ruleName, first); w.str(d.entry.pattern) }
-    if (d.list !== undefined) { first = member(w, K.ruleset, first); w.str(d.list) }
-    const sigma = d.sigma
-    if (sigma) {
-      if (sigma.id !== undefined) { first = member(w, K.ruleId, first); w.str(sigma.id) }
-      if (sigma.author !== undefined) { first = member(w, K.ruleAuthor, first); w.str(sigma.author) }
-      if (sigma.title !== undefined) { member(w, K.ruleDescription, first); w.str(sigma.title) }
-    }
-    w.raw(K.close1)
-  }
-  w.raw(K.group); w.str(d.group); w.raw(K.matchedOn); w.str(d.where); w.raw(K.reason); w.str(d.reason)
+  const e = d.entry
+  if (e && d.list === e.list && d.sigma === e.sigma) w.raw(entryRule(e))
+  else if (e || d.list !== undefined) writeRule(w, e, d.list, d.sigma)
+  w.raw(K.group); w.str(d.group); w.raw(MATCHED_ON[d.where]); w.str(d.reason)
   if (dns) {
     if (d.name !== dns.name) { w.raw(K.matchedName); w.str(d.name) }
     if (dns.upstream !== undefined) { w.raw(K.upstream); w.str(dns.upstream) }

@@ -5,7 +5,7 @@ import type { AlertSink } from './alerts.js'
 import type { ClientNames } from './client-names.js'
 import type { ClientTable } from './client-table.js'
 import { ecsBody, eventKind, toEcs, writeEcsBody } from './ecs.js'
-import { JsonBytes, bytes } from './json-bytes.js'
+import { JsonBytes } from './json-bytes.js'
 import { bodyWriter, lineTarget, messageWriter, recordWriter } from './logger.js'
 import type { Metrics } from './metrics.js'
 import type { Evidence } from './types.js'
@@ -20,8 +20,6 @@ export interface EvidenceOptions {
   /** Adds client.hostname / client.mac (DHCP leases) and client.domain (PTR) to each line. */
   readonly names?: Pick<ClientNames, 'annotate'>
 }
-
-const NEWLINE = bytes('\n')
 
 /**
  * The evidence sink: every decision is counted; decisions other than `pass` go to the live
@@ -63,12 +61,11 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
         if (Object.keys(c).length > 2) client = JSON.stringify(c)       // names were added
       }
       if (!target) return writeBody(level, ecsBody(ev, client))
-      // stdout: the line's bytes, written once (no string built and encoded)
-      line.reset()
-      line.raw(target.head(level))
-      writeEcsBody(line, ev, client)
-      line.raw(NEWLINE)
-      target.write(line.buf, line.n)
+      // stdout: the line's bytes, written in place (no string built and encoded)
+      if (target.begin(level, line)) {
+        writeEcsBody(line, ev, client)
+        target.end(line)
+      }
     },
     info: (msg, fields) => say('info', msg, fields),
     warn: (msg, fields) => say('warn', msg, fields),

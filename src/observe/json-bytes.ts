@@ -31,6 +31,15 @@ export class JsonBytes {
     this.n = 0
   }
 
+  /**
+   * Write on into `buf` from `at` (another's buffer: a LineSink's). When more room is needed the
+   * bytes so far are copied into a buffer of its own, so `buf` is no longer `this.buf`.
+   */
+  attach(buf: Buffer, at: number): void {
+    this.buf = buf as Buffer & Encoders
+    this.n = at
+  }
+
   /** Make room for `k` more bytes. */
   private room(k: number): void {
     if (this.n + k > this.buf.length) {

@@ -113,6 +113,28 @@ export class LineSink {
     return true
   }
 
+  /**
+   * The buffer the next line's bytes are written into in place (no copy), from `lineStart` on,
+   * with at least `room` bytes free there; `endLine` queues them. Undefined once the log failed.
+   */
+  lineBuffer(room: number): Buffer | undefined {
+    if (this.failed) return undefined
+    if (this.used + room > this.buf.length) this.grow(room)
+    return this.buf
+  }
+
+  /** Where the line written into `lineBuffer()` starts. */
+  get lineStart(): number {
+    return this.used
+  }
+
+  /** Queue the line written into `lineBuffer()`, up to `end` (its newline included); past `maxWaiting` it is dropped. */
+  endLine(end: number): void {
+    const n = end - this.used
+    if (this.waitingBytes + this.inFlight + n > this.maxWaiting) { this.dropped++; return }
+    this.added(n)
+  }
+
   /** Queue one line given as its UTF-8 bytes, `src[0, n)` (with its newline). */
   writeBytes(src: Uint8Array, n: number): boolean {
     if (this.failed) return true

@@ -1,4 +1,5 @@
 import { pino, type DestinationStream, type Logger } from 'pino'
+import type { JsonBytes } from './json-bytes.js'
 import { LineSink } from './line-sink.js'
 
 /** The ECS version the log lines follow (ecs-logging: `ecs.version` on every line). */
@@ -48,29 +49,45 @@ export function createLogger(opts: LoggerOptions): Logger {
   if (dest instanceof LineSink) {
     // the line's start as bytes, made again when the millisecond changes
     const heads = new Map<RecordLevel, { stamp: string; bytes: Uint8Array }>()
+    let buf: Buffer | undefined
+    let start = 0
     lineTargets.set(logger, {
-      head(level) {
+      begin(level, w) {
+        buf = dest.lineBuffer(LINE_ROOM)
+        if (!buf) return false
+        start = dest.lineStart
+        w.attach(buf, start)
         const stamp = options.timestamp()
         let h = heads.get(level)
         if (h?.stamp !== stamp) heads.set(level, h = { stamp, bytes: Buffer.from(head(level, stamp), 'latin1') })
-        return h.bytes
+        w.raw(h.bytes)
+        return true
       },
-      write: (line, n) => { dest.writeBytes(line, n) },
+      end(w) {
+        w.raw(NEWLINE)
+        if (w.buf === buf) dest.endLine(w.n)
+        else dest.writeBytes(w.buf.subarray(start, w.n), w.n - start)   // the line outgrew the room
+      },
     })
   }
   return logger
 }
 
+/** Room for a usual line in the sink's buffer (a longer one is copied in). */
+const LINE_ROOM = 2048
+const NEWLINE = Buffer.from('\n')
+
 /**
- * Where a logger made by createLogger on its own LineSink (stdout) takes lines as bytes: a line
- * is `head(level)`, the record's JSON without its opening brace, and a newline, encoded by the
- * caller (see JsonBytes) and handed over by `write`. Pino's own formatting is not involved.
+ * Where a logger made by createLogger on its own LineSink (stdout) takes lines as bytes, written
+ * in place into the sink's buffer: `begin` writes the line's start (level, current timestamp,
+ * ecs.version and the comma after it), the caller the record's JSON without its opening brace,
+ * and `end` the newline, queueing the line. Pino's own formatting is not involved.
  */
 export interface LineTarget {
-  /** The line's start up to the comma after `ecs.version` (the timestamp is the current one). */
-  head(level: RecordLevel): Uint8Array
-  /** Queue the line `line[0, n)`. */
-  write(line: Uint8Array, n: number): void
+  /** Start a line in `w`; false when lines are dropped (the log failed): write nothing then. */
+  begin(level: RecordLevel, w: JsonBytes): boolean
+  /** End the line begun in `w` and queue it. */
+  end(w: JsonBytes): void
 }
 
 const lineTargets = new WeakMap<Logger, LineTarget>()

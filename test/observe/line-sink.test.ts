@@ -106,6 +106,22 @@ t.test('lines given as bytes (writeBytes: the first n bytes of a buffer) go out 
   t.same(bad.calls, [2], 'after a failed write, lines given as bytes are dropped too')
 })
 
+t.test('lines written in place (lineBuffer, endLine): in order, past one buffer, under the cap', async t => {
+  const fake = fakeWrite((_c, len) => len)
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, delayMs: 0 })
+  t.teardown(() => sink.close())
+  const want: string[] = []
+  for (let i = 0; i < 200; i++) {                            // 200 kB: more than one buffer
+    const line = `${String(i).padStart(3, '0')}${'z'.repeat(995)}\n`
+    const b = sink.lineBuffer(line.length)!
+    const end = sink.lineStart + b.write(line, sink.lineStart)
+    sink.endLine(end)
+    want.push(line)
+  }
+  await flushed(sink)
+  t.equal(Buffer.concat(fake.out).toString(), want.join(''))
+})
+
 t.test('lines of several turns within delayMs go out in one write', async t => {
   const fake = fakeWrite((_c, len) => len)
   const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, delayMs: 1000 })   // long enough that five ticks fit in it on a loaded CI box

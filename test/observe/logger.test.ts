@@ -123,6 +123,7 @@ t.test('the dropped-lines notice is one ECS line with the count', async t => {
 t.test('lineTarget: only for a logger on a LineSink; its head is the start of the line pino writes, at the current millisecond', async t => {
   const { LineSink } = await import('../../src/observe/line-sink.js')
   const { lineTarget } = await import('../../src/observe/logger.js')
+  const { JsonBytes } = await import('../../src/observe/json-bytes.js')
   t.equal(lineTarget(createLogger({ level: 'info', destination: sink().stream })), undefined, 'another destination: none')
   const out: string[] = []
   const ls = new LineSink({ fd: 99, mode: 'sync', delayMs: 0, writeSync: ((_fd: number, b: Buffer, off: number, len: number) => { out.push(b.toString('utf8', off, off + len)); return len }) as never })
@@ -130,9 +131,11 @@ t.test('lineTarget: only for a logger on a LineSink; its head is the start of th
   let now = Date.UTC(2026, 10, 30, 4, 0, 0, 1)
   const log = createLogger({ level: 'info', destination: ls, clock: () => now })
   const target = lineTarget(log)!
+  const w = new JsonBytes()
   const line = (level: 'info' | 'warn', body: string): void => {
-    const b = Buffer.concat([target.head(level), Buffer.from(`${body}\n`)])
-    target.write(b, b.length)
+    t.ok(target.begin(level, w))
+    w.json(body)
+    target.end(w)
   }
   log.warn({ n: 1 }, 'm')
   line('warn', '"n":1,"message":"m"}')
@@ -145,4 +148,37 @@ t.test('lineTarget: only for a logger on a LineSink; its head is the start of th
   t.equal(lines[1], lines[0], 'the same bytes as pino\'s line')
   t.same(JSON.parse(lines[2]!), { 'log.level': 'warn', '@timestamp': '2026-11-30T04:00:00.002Z', 'ecs.version': ECS_VERSION, n: 2 }, 'a new millisecond: a new head')
   t.equal(lines[3], lines[4], 'each level its own head')
+})
+
+t.test('lineTarget: a line longer than the room it was given, a full sink and a failed one', async t => {
+  const { LineSink } = await import('../../src/observe/line-sink.js')
+  const { lineTarget } = await import('../../src/observe/logger.js')
+  const { JsonBytes } = await import('../../src/observe/json-bytes.js')
+  const run = (opts: { maxWaiting?: number; fail?: boolean }, bodies: string[]): { lines: string[]; begun: boolean[] } => {
+    const out: string[] = []
+    const ls = new LineSink({ fd: 99, mode: 'sync', delayMs: 0, maxWaiting: opts.maxWaiting, onError: () => {},
+      writeSync: ((_fd: number, b: Buffer, off: number, len: number) => {
+        if (opts.fail) throw Object.assign(new Error('EBADF'), { code: 'EBADF' })
+        out.push(b.toString('utf8', off, off + len)); return len
+      }) as never })
+    t.teardown(() => ls.close())
+    const target = lineTarget(createLogger({ level: 'info', destination: ls, clock: () => 0 }))!
+    const w = new JsonBytes()
+    const begun: boolean[] = []
+    for (const body of bodies) {
+      const ok = target.begin('info', w)
+      begun.push(ok)
+      if (ok) { w.json(body); target.end(w) }
+      ls.flushSync()
+    }
+    return { lines: out.join('').split('\n').filter(Boolean).map(l => l.slice(l.indexOf('"ecs.version"'))), begun }
+  }
+  const long = `"s":"${'x'.repeat(100_000)}"}`   // more than the sink's buffer holds
+  const grown = run({}, ['"n":1}', long, '"n":2}'])
+  t.same(grown.lines, [`"ecs.version":"${ECS_VERSION}","n":1}`, `"ecs.version":"${ECS_VERSION}",${long}`, `"ecs.version":"${ECS_VERSION}","n":2}`], 'a 100 kB line is whole, in its place')
+  const capped = run({ maxWaiting: 120 }, ['"n":1}', long, '"n":2}'])
+  t.same(capped.lines.length, 2, 'a line past maxWaiting is dropped, the next one is not')
+  t.same(run({ maxWaiting: 120 }, ['"n":1}', `"s":"${'y'.repeat(100)}"}`, '"n":2}']).lines.length, 2, 'also one written in place')
+  const failed = run({ fail: true }, ['"n":1}', '"n":2}'])
+  t.same(failed.begun, [true, false], 'once the log failed, no line is begun')
 })
