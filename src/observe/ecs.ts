@@ -123,7 +123,7 @@ function writeRule(w: JsonBytes, entry: Entry | undefined, list: string | undefi
   if (entry) { w.raw(KEYS.name.first); w.str(entry.pattern); first = false }
   if (list !== undefined) { w.raw(first ? KEYS.ruleset.first : KEYS.ruleset.next); w.str(list); first = false }
   if (sigma) {
-    // a decision with a Sigma reference has its entry and list: none of these comes first
+    // written only after the entry's name or the list: none of these is the first member
     if (sigma.id !== undefined) { w.raw(KEYS.id.next); w.str(sigma.id) }
     if (sigma.author !== undefined) { w.raw(KEYS.author.next); w.str(sigma.author) }
     if (sigma.title !== undefined) { w.raw(KEYS.description.next); w.str(sigma.title) }
