@@ -20,7 +20,7 @@ const SHORT = 32
  * JSON text written as UTF-8 bytes into one reused buffer: constant pieces are copied from
  * pre-encoded bytes, plain ASCII strings byte by byte, anything else through JSON.stringify. A
  * log line built this way costs no intermediate strings (building the line as a string, then
- * encoding it, cost a blocked DNS query about 2 µs).
+ * encoding it, cost a blocked DNS query about 1.5 µs more).
  */
 export class JsonBytes {
   buf = Buffer.allocUnsafe(4096) as Buffer & Encoders
