@@ -60,14 +60,6 @@ export class JsonBytes {
     this.n = o + k
   }
 
-  /** Pre-encoded bytes from `start` on. */
-  rawFrom(b: Uint8Array, start: number): void {
-    const k = b.length - start
-    this.room(k)
-    this.buf.set(start === 0 ? b : b.subarray(start), this.n)
-    this.n += k
-  }
-
   /** Text that is JSON already (written as UTF-8). */
   json(text: string): void {
     this.room(text.length * 3)

@@ -135,14 +135,14 @@ export class LineSink {
     this.added(n)
   }
 
-  /** Queue one line given as its UTF-8 bytes, `src[0, n)` (with its newline). */
-  writeBytes(src: Uint8Array, n: number): boolean {
-    if (this.failed) return true
-    if (this.waitingBytes + this.inFlight + n > this.maxWaiting) { this.dropped++; return true }
+  /** Queue one line given as its UTF-8 bytes (with its newline). */
+  writeBytes(line: Uint8Array): void {
+    const n = line.length
+    if (this.failed) return
+    if (this.waitingBytes + this.inFlight + n > this.maxWaiting) { this.dropped++; return }
     if (this.used + n > this.buf.length) this.grow(n)
-    this.buf.set(n === src.length ? src : src.subarray(0, n), this.used)
+    this.buf.set(line, this.used)
     this.added(n)
-    return true
   }
 
   /** Encode a line into `buf` and make sure a batch is due. */

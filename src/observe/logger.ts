@@ -66,7 +66,7 @@ export function createLogger(opts: LoggerOptions): Logger {
       end(w) {
         w.raw(NEWLINE)
         if (w.buf === buf) dest.endLine(w.n)
-        else dest.writeBytes(w.buf.subarray(start, w.n), w.n - start)   // the line outgrew the room
+        else dest.writeBytes(w.buf.subarray(start, w.n))   // the line outgrew the room
       },
     })
   }

@@ -75,15 +75,15 @@ t.test('with delayMs 0, the lines of one turn go out in one write, in order', as
   t.same(lines.map(l => (JSON.parse(l) as { n: number }).n), [...Array(100).keys()])
 })
 
-t.test('lines given as bytes (writeBytes: the first n bytes of a buffer) go out in order with the others, under the same cap', async t => {
+t.test('lines given as bytes (writeBytes) go out in order with the others, under the same cap', async t => {
   const fake = fakeWrite((_c, len) => len)
   const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, delayMs: 0, maxWaiting: 40 })
   t.teardown(() => sink.close())
   const scratch = Buffer.from('bytes 1\nleft over')
   sink.write('text 0\n')
-  sink.writeBytes(scratch, 8)
-  sink.writeBytes(Buffer.from('bytes 2\n'), 8)
-  sink.writeBytes(Buffer.from('this line is past the cap of 40 bytes\n'), 38)
+  sink.writeBytes(scratch.subarray(0, 8))
+  sink.writeBytes(Buffer.from('bytes 2\n'))
+  sink.writeBytes(Buffer.from('this line is past the cap of 40 bytes\n'))
   sink.write('text 3\n')
   await flushed(sink)
   t.same(Buffer.concat(fake.out).toString(), 'text 0\nbytes 1\nbytes 2\ntext 3\n')
@@ -93,7 +93,7 @@ t.test('lines given as bytes (writeBytes: the first n bytes of a buffer) go out 
   const big = Buffer.alloc(100_000, 0x61)
   big[big.length - 1] = 0x0a
   wide.write('small\n')
-  wide.writeBytes(big, big.length)                            // more than the buffer in use holds
+  wide.writeBytes(big)                            // more than the buffer in use holds
   await flushed(wide)
   t.same(Buffer.concat(roomy.out), Buffer.concat([Buffer.from('small\n'), big]), 'a line larger than the buffer')
   const bad = fakeWrite(() => errno('EBADF'))
@@ -101,7 +101,7 @@ t.test('lines given as bytes (writeBytes: the first n bytes of a buffer) go out 
   t.teardown(() => failed.close())
   failed.write('x\n')
   await flushed(failed)
-  failed.writeBytes(Buffer.from('y\n'), 2)
+  failed.writeBytes(Buffer.from('y\n'))
   await flushed(failed)
   t.same(bad.calls, [2], 'after a failed write, lines given as bytes are dropped too')
 })
