@@ -105,10 +105,17 @@ export class LineSink {
     process.on('exit', this.onExit)
   }
 
+  /** Would a line of n more bytes pass `maxWaiting`? Then it is dropped, and counted. */
+  private over(n: number): boolean {
+    if (this.waitingBytes + this.inFlight + n <= this.maxWaiting) return false
+    this.dropped++
+    return true
+  }
+
   /** Queue one line (with its newline). */
   write(line: string): boolean {
     if (this.failed) return true
-    if (this.waitingBytes + this.inFlight + line.length > this.maxWaiting) { this.dropped++; return true }
+    if (this.over(line.length)) return true
     this.append(line)
     return true
   }
@@ -131,7 +138,7 @@ export class LineSink {
   /** Queue the line written into `lineBuffer()`, up to `end` (its newline included); past `maxWaiting` it is dropped. */
   endLine(end: number): void {
     const n = end - this.used
-    if (this.waitingBytes + this.inFlight + n > this.maxWaiting) { this.dropped++; return }
+    if (this.over(n)) return
     this.added(n)
   }
 
@@ -139,7 +146,7 @@ export class LineSink {
   writeBytes(line: Uint8Array): void {
     const n = line.length
     if (this.failed) return
-    if (this.waitingBytes + this.inFlight + n > this.maxWaiting) { this.dropped++; return }
+    if (this.over(n)) return
     if (this.used + n > this.buf.length) this.grow(n)
     this.buf.set(line, this.used)
     this.added(n)
