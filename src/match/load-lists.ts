@@ -35,7 +35,6 @@ export function loadLists(lists: Readonly<Record<string, ListConfig>>, opts: Loa
   const errors: string[] = []
   const texts = new Map<string, { source: string; text: string }[]>()
   let lines = 0
-  let bytes = 0
   for (const [list, cfg] of Object.entries(lists)) {
     const mine: { source: string; text: string }[] = []
     for (const file of cfg.files) {
@@ -48,7 +47,6 @@ export function loadLists(lists: Readonly<Record<string, ListConfig>>, opts: Loa
     }
     mine.push(...opts.extraTexts?.[list] ?? [])
     for (const { text } of mine) {
-      bytes += text.length
       for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines++
     }
     texts.set(list, mine)
@@ -56,7 +54,7 @@ export function loadLists(lists: Readonly<Record<string, ListConfig>>, opts: Loa
   if (errors.length > 0) {
     throw new AppError('LIST_LOAD', errors.length === 1 ? errors[0]! : `${errors.length} list files cannot be read: ${errors.join('; ')}`, errors)
   }
-  const trie = new SuffixTrie(lines + 16, bytes)
+  const trie = new SuffixTrie(lines + 16)
   const infos: ListInfo[] = []
   const warnings: ListWarning[] = []
   for (const [list, cfg] of Object.entries(lists)) {

@@ -1,29 +1,29 @@
-import { EntryStore, HAS_NEXT, HDR, REC } from './entry-store.js'
+import { EntryStore, KIND_CODE, REC } from './entry-store.js'
 import type { Entry, Matcher, MatchKind, SigmaRef } from './types.js'
 
 const SEED = 0x811c9dc5 | 0           // FNV-1a offset basis
 const PRIME = 0x01000193              // FNV-1a prime
 const DOT = 46
 const MAX_NAME = 253                   // RFC 1035: a normalized name is at most 253 characters
+const MAX_WORDS = (MAX_NAME + 3) >>> 2
 const EMPTY: readonly Entry[] = Object.freeze([])
-/** Shift of the 1st..4th byte of a word in the platform's byte order (verify packs names into words). */
-const BE = new Uint8Array(new Uint32Array([1]).buffer)[3]!   // 1 on a big-endian platform, else 0
-const B0 = 24 * BE
-const B1 = 8 + 8 * BE
-const B2 = 16 - 8 * BE
-const B3 = 24 - 24 * BE
+/** Word 0 of a record: bits 0-1 the first entry's kind, bit 2 HAS_NEXT, bits 3-4 the name's length mod 4, bits 5-31 the key. */
+const HAS_NEXT = 4
+const KEY = ~31
+const NOT_KIND = ~7
 
-/** Spread the bits of a suffix hash before it picks a slot. */
-function slotOf(h: number, mask: number): number {
+/** Spread the bits of a key and scale it to a slot in [0, cap) (cap need not be a power of 2). */
+function slotOf(h: number, cap: number): number {
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
-  return (h ^ (h >>> 13)) & mask
+  h ^= h >>> 13
+  return Math.floor((h >>> 0) / 4294967296 * cap)
 }
 
 /**
- * The filter of a suffix hash is blocked: one 32-bit word, chosen by the top bits of one mix
+ * The filter of a key is blocked: one 32-bit word, chosen by the top bits of one mix
  * (`shift` = 32 - log2(words)), and two bits in it from another mix, both independent of the
- * slot. A suffix may be in the table only if both its bits are set.
+ * slot. A name may be in a table only if both its bits are set.
  */
 function wordOf(h: number, shift: number): number {
   return Math.imul(h ^ (h >>> 13), 0x9e3779b1) >>> shift
@@ -53,46 +53,70 @@ function hashAscii(name: string): number | undefined {
 }
 
 /**
- * The name matcher: every entry is filed under the hash of its name, read right to left. A
- * lookup reads the name once from the right, keeps the hash at each label boundary (so only
- * whole-label suffixes are ever candidates), then probes those suffixes from the full name down
- * to the top-level label and verifies each candidate in full (a word at a time). No split, slice or regex: a
- * lookup allocates nothing beyond the first materialization of a matched entry.
+ * The names of one length in words (4 characters): open addressing with linear probing over
+ * fixed-size records of `rw` ints, [word 0, first entry + 1 (0 = empty slot), the name's
+ * characters four to an int, zero-filled]. A probe finds the key and the whole name in one place,
+ * so a hit waits for one memory read, not one for the slot and another for the name.
+ */
+class NameTable {
+  readonly rw: number
+  cap = 16
+  used = 0
+  t: Int32Array
+  /** The Entry of each slot's first entry, once built (fetched alongside the record). */
+  heads: (Entry | undefined)[]
+
+  constructor(words: number) {
+    this.rw = words + 2
+    this.t = new Int32Array(this.cap * this.rw)
+    this.heads = new Array<Entry | undefined>(this.cap).fill(undefined)
+  }
+}
+
+/** Characters j..j+3 of s as one int (past the end: zeros), the layout of a record's name. */
+function pack(s: string, j: number, end: number): number {
+  if (j + 4 <= end) return s.charCodeAt(j) | s.charCodeAt(j + 1) << 8 | s.charCodeAt(j + 2) << 16 | s.charCodeAt(j + 3) << 24
+  let w = s.charCodeAt(j)
+  if (j + 1 < end) w |= s.charCodeAt(j + 1) << 8
+  if (j + 2 < end) w |= s.charCodeAt(j + 2) << 16
+  return w
+}
+
+/**
+ * The name matcher: every entry is filed under its name, read right to left. A lookup reads the
+ * name once from the right, keeps the hash at each label boundary (so only whole-label suffixes
+ * are ever candidates), then probes those suffixes from the full name down to the top-level label
+ * and verifies each candidate in full (a word at a time). No split, slice or regex: a lookup
+ * allocates nothing beyond the first materialization of a matched entry.
  *
- * Index: a blocked bit filter (4 bits per slot, 2 set per suffix in one word: about 5 % false
- * positives at the table's fullest, 1.5 % at its emptiest; 1 MiB for 1M names) turns most misses
- * away before the table. Its size is set by cache residency, not by false positives: a hit also
- * probes the name's other suffixes, and at 8 bits per slot (2 MiB for 1M names) each of those
- * probes went out of cache, which made a 50/50 hit/miss lookup about 12 % slower. The table is
- * open addressing in one Int32Array: per slot the suffix hash and the blob offset of the first entry's name, whose header (length, kind,
- * entry index) sits just before it, so a probe and the check of its first entry wait for two
- * memory reads (entries with the same hash are chained through the entry records, EntryStore).
- * The Entry object of a slot's first entry is kept in an array indexed by slot: its address is
- * known from the hash alone, so it is fetched alongside the probe instead of after it.
+ * Index: one table per name length in words (NameTable), each record holding its name, so a hit
+ * costs one read of the record from memory (a table of offsets into a separate name store cost
+ * two, one after the other: about 250 ns more per hit with a million entries). A suffix whose
+ * length has no table costs nothing. Before the table, a blocked bit filter (at least 8 bits per
+ * name, 2 set per name in one word; 1 MiB for 1M names) turns most misses away; it is kept small
+ * to stay in cache, because a hit also probes the name's other suffixes.
  */
 export class SuffixTrie implements Matcher {
   private readonly store: EntryStore
-  private table = new Int32Array(2048)  // per slot: [hash, blob offset of the first entry's name]; 0 = empty
-  private heads: (Entry | undefined)[] = new Array<Entry | undefined>(1024).fill(undefined) // Entry of each slot's first entry, once built
-  private mask = 1023
-  private filter = new Int32Array(128)  // 4 bits per slot
-  private shift = 25                    // 32 - log2(filter words)
-  private used = 0
+  /** NameTable per length in words (1 to 64), or undefined while no name has that length. */
+  private readonly tables: (NameTable | undefined)[] = new Array<NameTable | undefined>(MAX_WORDS + 1).fill(undefined)
+  private filter: Int32Array
+  private shift: number                 // 32 - log2(filter words)
+  private names = 0                     // distinct names in the tables
+  private readonly expected: number
   private hs = new Int32Array(128)     // per lookup: suffix hash at each label boundary
   private st = new Int32Array(128)     // per lookup: where that suffix starts
   private tmp: Entry[] = new Array<Entry>(16)   // per lookup: matches found so far
   private readonly results: Entry[][] = []      // the array returned for n matches, reused
 
-  /**
-   * `expected`: about how many entries will be added, and `nameBytes` their total name length
-   * (both only size the first allocation; it grows past them). Sizing up front keeps a big load
-   * from leaving freed, doubled arrays behind in the process's memory.
-   */
-  constructor(expected = 256, nameBytes = expected * 24) {
-    this.store = new EntryStore(expected, nameBytes)
-    let cap = 1024
-    while (cap < expected * 2) cap *= 2
-    if (cap > 1024) this.rehash(cap)
+  /** `expected`: about how many entries will be added (sizes the first filter and entry columns; both grow past it). */
+  constructor(expected = 256) {
+    this.store = new EntryStore(expected)
+    this.expected = expected
+    let words = 128
+    while (words * 4 < expected) words *= 2
+    this.filter = new Int32Array(words)
+    this.shift = 32 - Math.log2(words)
   }
 
   /** Number of entries (duplicates are not counted twice). */
@@ -107,53 +131,87 @@ export class SuffixTrie implements Matcher {
    * Add an entry from its parts without building an object (the loaders' path). `name` must be
    * normalized; the source reads `file:line` (`file` alone when line < 0). Returns false when the
    * same list already has this name with the same kind and allow flag, or when the name is empty,
-   * not ASCII or over 253 characters (so not a normalized name; the name's header keeps its
-   * length in one byte).
+   * not ASCII or over 253 characters (so not a normalized name).
    */
   insert(list: string, name: string, kind: MatchKind, allow: boolean, pattern: string,
     file: string, line: number, sigma?: SigmaRef, obj?: Entry): boolean {
     const h = hashAscii(name)
-    if (h === undefined || name.length === 0 || name.length > MAX_NAME) return false
+    const len = name.length
+    if (h === undefined || len === 0 || len > MAX_NAME) return false
     const listId = this.store.listId(list)
-    if ((this.used + 1) * 2 > this.mask + 1) this.rehash((this.mask + 1) * 2)
-    const t = this.table
-    let s = slotOf(h, this.mask)
-    while (t[2 * s + 1] !== 0 && t[2 * s] !== h) s = (s + 1) & this.mask
-    let tail = -1
-    for (let e = this.headOf(s); e >= 0; e = this.store.rec[e * REC + 1]! - 1) {
-      if (this.store.same(e, name, listId, kind, allow)) return false
-      tail = e
+    const words = (len + 3) >>> 2
+    const tbl = this.tables[words] ??= new NameTable(words)
+    if ((tbl.used + 1) * 4 > tbl.cap * 3) this.grow(tbl)
+    const key = h & KEY
+    const probe = key | (len & 3) << 3
+    const { t, rw, cap } = tbl
+    let s = slotOf(key, cap)
+    for (;;) {
+      const b = s * rw
+      const head = t[b + 1]!
+      if (head === 0) break
+      if ((t[b]! & NOT_KIND) === probe && this.verify(t, b + 2, name, 0)) {
+        let tail = -1
+        for (let e = head - 1; e >= 0; e = this.store.rec[e * REC + 1]! - 1) {
+          if (this.store.same(e, listId, kind, allow)) return false
+          tail = e
+        }
+        this.store.link(tail, this.store.push(listId, name, kind, allow, pattern, file, line, sigma, obj))
+        t[b]! |= HAS_NEXT
+        return true
+      }
+      if (++s === cap) s = 0
     }
     const i = this.store.push(listId, name, kind, allow, pattern, file, line, sigma, obj)
-    if (tail >= 0) { this.store.link(tail, i); return true }
-    t[2 * s] = h
-    t[2 * s + 1] = this.store.rec[i * REC + 2]!   // never 0: a header comes first
-    this.used++
-    this.filter[wordOf(h, this.shift)]! |= bitsOf(h)
+    const b = s * rw
+    t[b] = probe | KIND_CODE[kind]
+    t[b + 1] = i + 1
+    for (let j = 0, w = b + 2; j < len; j += 4) t[w++] = pack(name, j, len)
+    tbl.used++
+    this.filter[wordOf(key, this.shift)]! |= bitsOf(key)
+    if (++this.names > this.filter.length * 4) this.growFilter()
     return true
   }
 
-  private rehash(cap: number): void {
-    const old = this.table
-    const oldHeads = this.heads
-    const t = new Int32Array(cap * 2)
+  /**
+   * Half as many slots again (the load stays between 1/2 and 3/4), or, if more and once a
+   * thousand names tell how lengths are spread, room at a load of 2/3 for this table's share so
+   * far of the entries expected: a big load then moves each record a few times, not twenty. The
+   * Entries built move with their records.
+   */
+  private grow(tbl: NameTable): void {
+    const { t: old, heads: oldHeads, rw, cap: oldCap } = tbl
+    const share = this.names < 1024 ? 0 : Math.ceil(tbl.used / this.names * this.expected * 1.5)
+    const cap = Math.max(oldCap + (oldCap >>> 1), share)
+    const t = new Int32Array(cap * rw)
     const heads = new Array<Entry | undefined>(cap).fill(undefined)
-    const mask = cap - 1
-    const filter = new Int32Array(cap / 8)
-    const shift = 32 - Math.log2(cap / 8)
-    for (let j = 0; j < old.length; j += 2) {
-      if (old[j + 1] === 0) continue
-      const h = old[j]!
-      let s = slotOf(h, mask)
-      while (t[2 * s + 1] !== 0) s = (s + 1) & mask
-      t[2 * s] = h
-      t[2 * s + 1] = old[j + 1]!
-      heads[s] = oldHeads[j >>> 1]
-      filter[wordOf(h, shift)]! |= bitsOf(h)
+    for (let o = 0; o < oldCap; o++) {
+      const ob = o * rw
+      if (old[ob + 1] === 0) continue
+      let s = slotOf(old[ob]! & KEY, cap)
+      while (t[s * rw + 1] !== 0) if (++s === cap) s = 0
+      const b = s * rw
+      for (let k = 0; k < rw; k++) t[b + k] = old[ob + k]!
+      heads[s] = oldHeads[o]
     }
-    this.table = t
-    this.heads = heads
-    this.mask = mask
+    tbl.t = t
+    tbl.heads = heads
+    tbl.cap = cap
+  }
+
+  /** Twice the filter's words, refilled from every table's keys. */
+  private growFilter(): void {
+    const filter = new Int32Array(this.filter.length * 2)
+    const shift = this.shift - 1
+    for (const tbl of this.tables) {
+      if (tbl === undefined) continue
+      const { t, rw } = tbl
+      for (let b = 0; b < t.length; b += rw) {
+        if (t[b + 1] === 0) continue
+        const key = t[b]! & KEY
+        filter[wordOf(key, shift)]! |= bitsOf(key)
+      }
+    }
     this.filter = filter
     this.shift = shift
   }
@@ -165,13 +223,15 @@ export class SuffixTrie implements Matcher {
    */
   lookup(name: string): readonly Entry[] {
     const len = name.length
-    if (len === 0 || this.used === 0) return EMPTY
+    if (len === 0 || this.names === 0) return EMPTY
     let hs = this.hs
     let st = this.st
     let n = 0
     let h = SEED
+    let or = 0
     for (let i = len - 1; i >= 0; i--) {
       const c = name.charCodeAt(i)
+      or |= c
       if (c === DOT) {
         if (n === hs.length - 1) { this.growScratch(); hs = this.hs; st = this.st }
         hs[n] = h; st[n] = i + 1; n++
@@ -179,18 +239,31 @@ export class SuffixTrie implements Matcher {
       h = Math.imul(h ^ c, PRIME)
     }
     hs[n] = h; st[n] = 0; n++
+    // A suffix holding a character past ASCII cannot be an entry's name (and a character past
+    // 255 would not pack into one byte): only the suffixes right of the last one are probed.
+    const wide = or > 127 ? lastWide(name) : -1
     let found = 0
-    const { table, mask, filter, shift } = this
+    const { tables, filter, shift } = this
     for (let k = n - 1; k >= 0; k--) {
-      const hk = hs[k]!
-      const bits = bitsOf(hk)
-      if ((filter[wordOf(hk, shift)]! & bits) !== bits) continue
-      let s = slotOf(hk, mask)
+      const start = st[k]!
+      const sl = len - start
+      if (start <= wide || sl > MAX_NAME) continue
+      const tbl = tables[(sl + 3) >>> 2]
+      if (tbl === undefined) continue
+      const key = hs[k]! & KEY
+      const bits = bitsOf(key)
+      if ((filter[wordOf(key, shift)]! & bits) !== bits) continue
+      const probe = key | (sl & 3) << 3
+      const { t, rw, cap } = tbl
+      let s = slotOf(key, cap)
       for (;;) {
-        const off = table[2 * s + 1]!
-        if (off === 0) break
-        if (table[2 * s] === hk) { found = this.collectSlot(s, off, name, st[k]!, found); break }
-        s = (s + 1) & mask
+        const b = s * rw
+        if (t[b + 1] === 0) break
+        if ((t[b]! & NOT_KIND) === probe) {
+          const obj = tbl.heads[s]          // loaded now, so it arrives with the record
+          if (this.verify(t, b + 2, name, start)) { found = this.collect(tbl, s, obj, name, start, found); break }
+        }
+        if (++s === cap) s = 0
       }
     }
     return found === 0 ? EMPTY : this.result(found)
@@ -209,57 +282,36 @@ export class SuffixTrie implements Matcher {
   }
 
   /**
-   * Verify the entries filed under table slot s, whose first entry's name is at `off` (the suffix
-   * of `name` from `start` has the slot's hash); matches go to tmp. Returns the new count. The
-   * first entry is checked from its blob header, the rest of the chain (if its header says there
-   * is one) from the entry records.
+   * The entries of the record in slot s, whose name equals `name` from `start` on, that match a
+   * name starting there (their kind allows it); they go to tmp. Returns the new count. The first
+   * entry's kind is in the record; the rest of the chain (if the record says there is one) is
+   * read from the entry records.
    */
-  private collectSlot(s: number, off: number, name: string, start: number, found: number): number {
-    const obj = this.heads[s]          // loaded now, so it arrives with the name bytes
-    const blob = this.store.blob
-    const kind = blob[off - HDR + 1]!
-    if (this.verify(blob[off - HDR]!, kind & 3, off, name, start)) {
-      found = this.push(found, obj ?? (this.heads[s] = this.store.entry(blob.readUInt32LE(off - 4))))
+  private collect(tbl: NameTable, s: number, obj: Entry | undefined, name: string, start: number, found: number): number {
+    const t = tbl.t
+    const b = s * tbl.rw
+    const w0 = t[b]!
+    const first = t[b + 1]! - 1
+    if (kindFits(w0 & 3, start)) {
+      found = this.push(found, obj ?? (tbl.heads[s] = this.store.entry(first, suffix(name, start))))
     }
-    if ((kind & HAS_NEXT) === 0) return found
+    if ((w0 & HAS_NEXT) === 0) return found
     const rec = this.store.rec
-    for (let e = rec[blob.readUInt32LE(off - 4) * REC + 1]! - 1; e >= 0; e = rec[e * REC + 1]! - 1) {
-      const r = e * REC
-      if (this.verify(rec[r + 3]!, rec[r]! & 3, rec[r + 2]!, name, start)) found = this.push(found, this.store.entry(e))
+    for (let e = rec[first * REC + 1]! - 1; e >= 0; e = rec[e * REC + 1]! - 1) {
+      if (kindFits(rec[e * REC]! & 3, start)) found = this.push(found, this.store.entry(e, suffix(name, start)))
     }
     return found
   }
 
-  /** Index of the first entry filed under slot s, -1 for an empty slot. */
-  private headOf(s: number): number {
-    const off = this.table[2 * s + 1]!
-    return off === 0 ? -1 : this.store.blob.readUInt32LE(off - 4)
-  }
-
   /**
-   * Does the entry of this length, kind and name offset match `name` from `start` on? The name is
-   * compared a word at a time (EntryStore keeps names word-aligned and zero-filled to a whole
-   * word), with no branch on what was read: a byte loop issued one load per character, all
-   * waiting on the same cache miss, and its exit branch on the bytes stalled the lookup until
-   * the miss was served.
+   * Does the name stored from int w of t equal `name` from `start` to its end? Compared a word at
+   * a time (the record's length in words and the length mod 4 were checked by the caller), with
+   * no branch on what was read: a branch per character stalled the lookup on the record's read.
    */
-  private verify(len: number, kind: number, off: number, name: string, start: number): boolean {
+  private verify(t: Int32Array, w: number, name: string, start: number): boolean {
     const end = name.length
-    if (len !== end - start) return false
-    if (kind === 0 ? start !== 0 : kind === 2 && start === 0) return false
-    const b32 = this.store.blob32
-    let w = off >>> 2
     let diff = 0
-    let j = start
-    for (; j + 4 <= end; j += 4) {
-      diff |= b32[w++]! ^ (name.charCodeAt(j) << B0 | name.charCodeAt(j + 1) << B1 | name.charCodeAt(j + 2) << B2 | name.charCodeAt(j + 3) << B3)
-    }
-    if (j < end) {
-      let last = name.charCodeAt(j) << B0
-      if (j + 1 < end) last |= name.charCodeAt(j + 1) << B1
-      if (j + 2 < end) last |= name.charCodeAt(j + 2) << B2
-      diff |= b32[w]! ^ last
-    }
+    for (let j = start; j < end; j += 4) diff |= t[w++]! ^ pack(name, j, end)
     return diff === 0
   }
 
@@ -276,4 +328,20 @@ export class SuffixTrie implements Matcher {
     hs.set(this.hs); st.set(this.st)
     this.hs = hs; this.st = st
   }
+}
+
+/** May an entry of this kind code (0 exact, 1 domain, 2 subdomains) match a name whose suffix from `start` is its name? */
+function kindFits(kind: number, start: number): boolean {
+  return kind === 0 ? start === 0 : kind === 1 || start !== 0
+}
+
+function suffix(name: string, start: number): string {
+  return start === 0 ? name : name.slice(start)
+}
+
+/** Index of the last character of `name` past ASCII (the caller knows there is one). */
+function lastWide(name: string): number {
+  let i = name.length - 1
+  while (name.charCodeAt(i) <= 127) i--
+  return i
 }

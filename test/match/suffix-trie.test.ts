@@ -1,5 +1,4 @@
 import t from 'tap'
-import { REC, type EntryStore } from '../../src/match/entry-store.js'
 import { hashName, SuffixTrie } from '../../src/match/suffix-trie.js'
 import type { Entry, MatchKind } from '../../src/match/types.js'
 import { simpleMatcher } from '../fixtures/snapshot.js'
@@ -148,11 +147,12 @@ t.test('names whose hashes collide are told apart', async t => {
 })
 
 t.test('a candidate is compared to its last byte, a word at a time, whatever its length and where it starts', async t => {
-  // verify runs only when a suffix's hash is in the table, so it is driven here directly
+  // verify runs only when a suffix's key is in a table, so it is driven here directly
   const trie = new SuffixTrie()
+  type Table = { rw: number; cap: number; t: Int32Array }
   const inside = trie as unknown as {
-    store: EntryStore
-    verify(len: number, kind: number, off: number, name: string, start: number): boolean
+    tables: (Table | undefined)[]
+    verify(t: Int32Array, w: number, name: string, start: number): boolean
   }
   const base = 'abcdefghijklm'
   for (let len = 1; len <= base.length; len++) trie.insert('l', base.slice(0, len), 'domain', false, base.slice(0, len), 'f', len)
@@ -160,17 +160,32 @@ t.test('a candidate is compared to its last byte, a word at a time, whatever its
   let wrong = 0
   for (let len = 1; len <= base.length; len++) {
     const name = base.slice(0, len)
-    const off = inside.store.rec[(len - 1) * REC + 2]!
-    t.equal(off % 4, 0, `${name} starts on a word`)
+    const tbl = inside.tables[(len + 3) >>> 2]!
+    let b = 0
+    while (tbl.t[b + 1] !== len) b += tbl.rw   // the record of entry len - 1
+    t.equal(tbl.rw, ((len + 3) >>> 2) + 2, `${name}: a record of its own length`)
     for (const pre of ['', 'x.', 'xy.', 'wxy.']) {
-      if (!inside.verify(len, 1, off, pre + name, pre.length)) wrong++
+      if (!inside.verify(tbl.t, b + 2, pre + name, pre.length)) wrong++
       for (let p = 0; p < len; p++) {
         const other = name.slice(0, p) + 'z' + name.slice(p + 1)
-        if (inside.verify(len, 1, off, pre + other, pre.length)) wrong++
+        if (inside.verify(tbl.t, b + 2, pre + other, pre.length)) wrong++
       }
     }
   }
   t.equal(wrong, 0, 'every name matches itself and nothing differing in one byte, after any prefix')
+})
+
+t.test('names that pack alike are told apart: by length, and past ASCII', async t => {
+  const trie = trieOf(entry('ngrok.app'), entry('ac.example', 'exact'))
+  t.same(trie.lookup('ngrok.app\0'), [], 'a trailing NUL packs as the zero fill of the last word')
+  t.same(trie.lookup('x.ngrok.app\0'), [])
+  t.equal(trie.add(entry('ngrok.app\0')), true, 'and is another name to add')
+  t.same(names(trie.lookup('ngrok.app\0')), ['domain:ngrok.app\0'])
+  t.same(names(trie.lookup('ngrok.app')), ['domain:ngrok.app'])
+  t.same(trie.lookup('\u0161b.example'), [], 'U+0161 then b packs as a then c, but is not ASCII')
+  t.same(names(trie.lookup('\u00fc.x.ngrok.app')), ['domain:ngrok.app'], 'suffixes right of a non-ASCII label still match')
+  t.same(names(trie.lookup('a\u00fc.ngrok.app')), ['domain:ngrok.app'])
+  t.same(trie.lookup('ngrok.\u00e1pp'), [])
 })
 
 t.test('agrees with a reference matcher on many random entries and names', async t => {
