@@ -73,13 +73,20 @@ class NameTable {
   }
 }
 
-/** Characters j..j+3 of s as one int (past the end: zeros), the layout of a record's name. */
-function pack(s: string, j: number, end: number): number {
-  if (j + 4 <= end) return s.charCodeAt(j) | s.charCodeAt(j + 1) << 8 | s.charCodeAt(j + 2) << 16 | s.charCodeAt(j + 3) << 24
-  let w = s.charCodeAt(j)
-  if (j + 1 < end) w |= s.charCodeAt(j + 1) << 8
-  if (j + 2 < end) w |= s.charCodeAt(j + 2) << 16
-  return w
+/**
+ * A name's characters four to an int, from its end: int k holds the characters 4k to 4k+3 places
+ * from the end, the last character in the low byte, zeros past the name's start. Every suffix of
+ * a name packs as the first ints of the name's packing (its last int masked), so a lookup packs
+ * its name once, while it hashes it, and compares any suffix without reading the string again.
+ */
+function packInto(out: Int32Array, name: string): void {
+  const len = name.length
+  let acc = 0
+  for (let d = 0; d < len; d++) {
+    acc |= name.charCodeAt(len - 1 - d) << ((d & 3) << 3)
+    if ((d & 3) === 3) { out[d >>> 2] = acc; acc = 0 }
+  }
+  if ((len & 3) !== 0) out[len >>> 2] = acc
 }
 
 /**
@@ -106,6 +113,7 @@ export class SuffixTrie implements Matcher {
   private readonly expected: number
   private hs = new Int32Array(128)     // per lookup: suffix hash at each label boundary
   private st = new Int32Array(128)     // per lookup: where that suffix starts
+  private qw = new Int32Array(64)      // per lookup (and insert): the name packed from its end (packInto)
   private tmp: Entry[] = new Array<Entry>(16)   // per lookup: matches found so far
   private readonly results: Entry[][] = []      // the array returned for n matches, reused
 
@@ -144,13 +152,14 @@ export class SuffixTrie implements Matcher {
     if ((tbl.used + 1) * 4 > tbl.cap * 3) this.grow(tbl)
     const key = h & KEY
     const probe = key | (len & 3) << 3
+    packInto(this.qw, name)
     const { t, rw, cap } = tbl
     let s = slotOf(key, cap)
     for (;;) {
       const b = s * rw
       const head = t[b + 1]!
       if (head === 0) break
-      if ((t[b]! & NOT_KIND) === probe && this.verify(t, b + 2, name, 0)) {
+      if ((t[b]! & NOT_KIND) === probe && this.verify(t, b + 2, len)) {
         let tail = -1
         for (let e = head - 1; e >= 0; e = this.store.rec[e * REC + 1]! - 1) {
           if (this.store.same(e, listId, kind, allow)) return false
@@ -166,7 +175,7 @@ export class SuffixTrie implements Matcher {
     const b = s * rw
     t[b] = probe | KIND_CODE[kind]
     t[b + 1] = i + 1
-    for (let j = 0, w = b + 2; j < len; j += 4) t[w++] = pack(name, j, len)
+    for (let k = 0; k < words; k++) t[b + 2 + k] = this.qw[k]!
     tbl.used++
     this.filter[wordOf(key, this.shift)]! |= bitsOf(key)
     if (++this.names > this.filter.length * 4) this.growFilter()
@@ -229,7 +238,10 @@ export class SuffixTrie implements Matcher {
     let n = 0
     let h = SEED
     let or = 0
-    for (let i = len - 1; i >= 0; i--) {
+    let acc = 0
+    if (len > this.qw.length * 4) this.qw = new Int32Array((len + 3) >>> 2)
+    const qw = this.qw
+    for (let i = len - 1, d = 0; i >= 0; i--, d++) {
       const c = name.charCodeAt(i)
       or |= c
       if (c === DOT) {
@@ -237,10 +249,14 @@ export class SuffixTrie implements Matcher {
         hs[n] = h; st[n] = i + 1; n++
       }
       h = Math.imul(h ^ c, PRIME)
+      acc |= c << ((d & 3) << 3)
+      if ((d & 3) === 3) { qw[d >>> 2] = acc; acc = 0 }
     }
+    if ((len & 3) !== 0) qw[len >>> 2] = acc
     hs[n] = h; st[n] = 0; n++
     // A suffix holding a character past ASCII cannot be an entry's name (and a character past
-    // 255 would not pack into one byte): only the suffixes right of the last one are probed.
+    // 255 spills into the next byte of its int, further from the end than the suffix reaches):
+    // only the suffixes right of the last one are probed.
     const wide = or > 127 ? lastWide(name) : -1
     let found = 0
     const { tables, filter, shift } = this
@@ -261,7 +277,7 @@ export class SuffixTrie implements Matcher {
         if (t[b + 1] === 0) break
         if ((t[b]! & NOT_KIND) === probe) {
           const obj = tbl.heads[s]          // loaded now, so it arrives with the record
-          if (this.verify(t, b + 2, name, start)) { found = this.collect(tbl, s, obj, name, start, found); break }
+          if (this.verify(t, b + 2, sl)) { found = this.collect(tbl, s, obj, name, start, found); break }
         }
         if (++s === cap) s = 0
       }
@@ -304,14 +320,17 @@ export class SuffixTrie implements Matcher {
   }
 
   /**
-   * Does the name stored from int w of t equal `name` from `start` to its end? Compared a word at
-   * a time (the record's length in words and the length mod 4 were checked by the caller), with
-   * no branch on what was read: a branch per character stalled the lookup on the record's read.
+   * Does the name stored from int w of t equal the last `len` characters of the name in `qw`
+   * (packInto)? Compared an int at a time (the record's length in ints and the length mod 4 were
+   * checked by the caller), the last int masked to the suffix's characters, with no branch on what
+   * was read: a branch per character stalled the lookup on the record's read.
    */
-  private verify(t: Int32Array, w: number, name: string, start: number): boolean {
-    const end = name.length
+  private verify(t: Int32Array, w: number, len: number): boolean {
+    const qw = this.qw
+    const whole = len >>> 2
     let diff = 0
-    for (let j = start; j < end; j += 4) diff |= t[w++]! ^ pack(name, j, end)
+    for (let k = 0; k < whole; k++) diff |= t[w + k]! ^ qw[k]!
+    if ((len & 3) !== 0) diff |= t[w + whole]! ^ (qw[whole]! & ((1 << ((len & 3) << 3)) - 1))
     return diff === 0
   }
 

@@ -147,12 +147,17 @@ t.test('names whose hashes collide are told apart', async t => {
 })
 
 t.test('a candidate is compared to its last byte, a word at a time, whatever its length and where it starts', async t => {
-  // verify runs only when a suffix's key is in a table, so it is driven here directly
+  // verify runs only when a suffix's key is in a table, so it is driven here directly, on the
+  // packing of the name last looked up
   const trie = new SuffixTrie()
   type Table = { rw: number; cap: number; t: Int32Array }
   const inside = trie as unknown as {
     tables: (Table | undefined)[]
-    verify(t: Int32Array, w: number, name: string, start: number): boolean
+    verify(t: Int32Array, w: number, len: number): boolean
+  }
+  const verify = (tbl: Table, b: number, query: string, len: number) => {
+    trie.lookup(query)
+    return inside.verify(tbl.t, b + 2, len)
   }
   const base = 'abcdefghijklm'
   for (let len = 1; len <= base.length; len++) trie.insert('l', base.slice(0, len), 'domain', false, base.slice(0, len), 'f', len)
@@ -165,10 +170,10 @@ t.test('a candidate is compared to its last byte, a word at a time, whatever its
     while (tbl.t[b + 1] !== len) b += tbl.rw   // the record of entry len - 1
     t.equal(tbl.rw, ((len + 3) >>> 2) + 2, `${name}: a record of its own length`)
     for (const pre of ['', 'x.', 'xy.', 'wxy.']) {
-      if (!inside.verify(tbl.t, b + 2, pre + name, pre.length)) wrong++
+      if (!verify(tbl, b, pre + name, len)) wrong++
       for (let p = 0; p < len; p++) {
         const other = name.slice(0, p) + 'z' + name.slice(p + 1)
-        if (inside.verify(tbl.t, b + 2, pre + other, pre.length)) wrong++
+        if (verify(tbl, b, pre + other, len)) wrong++
       }
     }
   }
@@ -236,4 +241,20 @@ t.test('grows past its first table and column sizes', async t => {
   t.equal(trie.lookup('www.n4999.example')[0]!.source, 'f:5000')
   t.equal(trie.lookup('n0.example')[0]!.source, 'f:1')
   t.same(trie.lookup('n5000.example'), [])
+})
+
+t.test('a trie told how many entries to expect sizes its tables from how names are spread, once it has seen a thousand', async t => {
+  const trie = new SuffixTrie(20000)
+  const inside = trie as unknown as { tables: ({ cap: number; used: number } | undefined)[] }
+  for (let i = 0; i < 20; i++) trie.insert('l', `s${i}.io`, 'domain', false, `s${i}.io`, 'f', i)   // a few short names first
+  for (let i = 0; i < 20000; i++) trie.insert('l', `host-${100000 + i}.example`, 'domain', false, 'p', 'f', i)
+  t.equal(trie.size, 20020)
+  t.equal(trie.lookup('www.host-119999.example')[0]?.source, 'f:19999')
+  t.equal(trie.lookup('x.s19.io')[0]?.source, 'f:19')
+  const big = inside.tables[5]!                  // 'host-NNNNNN.example': 19 characters, 5 ints
+  t.equal(big.used, 20000)
+  t.ok(big.cap <= 2 * big.used, `load ${(big.used / big.cap).toFixed(2)}: no more than twice the room needed`)
+  t.ok(big.cap >= 4 * big.used / 3, 'and the load stays under 3/4')
+  const small = inside.tables[2]!               // 's0.io' .. 's19.io': 5-6 characters, 2 ints
+  t.ok(small.cap <= 64, `a table that stopped growing early was not sized for the whole load (${small.cap} slots)`)
 })
