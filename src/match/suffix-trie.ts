@@ -40,18 +40,6 @@ export function hashName(name: string): number {
   return h
 }
 
-/** hashName in the same pass as an ASCII check: undefined for a name with a non-ASCII character. */
-function hashAscii(name: string): number | undefined {
-  let h = SEED
-  let or = 0
-  for (let i = name.length - 1; i >= 0; i--) {
-    const c = name.charCodeAt(i)
-    or |= c
-    h = Math.imul(h ^ c, PRIME)
-  }
-  return or > 127 ? undefined : h
-}
-
 /**
  * The names of one length in words (4 characters): open addressing with linear probing over
  * fixed-size records of `rw` ints, [word 0, first entry + 1 (0 = empty slot), the name's
@@ -74,19 +62,27 @@ class NameTable {
 }
 
 /**
- * A name's characters four to an int, from its end: int k holds the characters 4k to 4k+3 places
- * from the end, the last character in the low byte, zeros past the name's start. Every suffix of
- * a name packs as the first ints of the name's packing (its last int masked), so a lookup packs
- * its name once, while it hashes it, and compares any suffix without reading the string again.
+ * hashName of a name of at most 253 characters, in the same pass as an ASCII check (undefined for
+ * a name with a character past ASCII) and as its packing into `out`: four characters to an int,
+ * from the end. Int k holds the characters 4k to 4k+3 places from the end, the last character in
+ * the low byte, zeros past the name's start. Every suffix of a name packs as the first ints of
+ * the name's packing (its last int masked), so a lookup packs its name once, while it hashes it,
+ * and compares any suffix without reading the string again.
  */
-function packInto(out: Int32Array, name: string): void {
+function hashPack(name: string, out: Int32Array): number | undefined {
   const len = name.length
+  let h = SEED
+  let or = 0
   let acc = 0
   for (let d = 0; d < len; d++) {
-    acc |= name.charCodeAt(len - 1 - d) << ((d & 3) << 3)
+    const c = name.charCodeAt(len - 1 - d)
+    or |= c
+    h = Math.imul(h ^ c, PRIME)
+    acc |= c << ((d & 3) << 3)
     if ((d & 3) === 3) { out[d >>> 2] = acc; acc = 0 }
   }
   if ((len & 3) !== 0) out[len >>> 2] = acc
+  return or > 127 ? undefined : h
 }
 
 /**
@@ -113,7 +109,7 @@ export class SuffixTrie implements Matcher {
   private readonly expected: number
   private hs = new Int32Array(128)     // per lookup: suffix hash at each label boundary
   private st = new Int32Array(128)     // per lookup: where that suffix starts
-  private qw = new Int32Array(64)      // per lookup (and insert): the name packed from its end (packInto)
+  private qw = new Int32Array(64)      // per lookup (and insert): the name packed from its end (hashPack)
   private tmp: Entry[] = new Array<Entry>(16)   // per lookup: matches found so far
   private readonly results: Entry[][] = []      // the array returned for n matches, reused
 
@@ -143,16 +139,16 @@ export class SuffixTrie implements Matcher {
    */
   insert(list: string, name: string, kind: MatchKind, allow: boolean, pattern: string,
     file: string, line: number, sigma?: SigmaRef, obj?: Entry): boolean {
-    const h = hashAscii(name)
     const len = name.length
-    if (h === undefined || len === 0 || len > MAX_NAME) return false
+    if (len === 0 || len > MAX_NAME) return false
+    const h = hashPack(name, this.qw)
+    if (h === undefined) return false
     const listId = this.store.listId(list)
     const words = (len + 3) >>> 2
     const tbl = this.tables[words] ??= new NameTable(words)
     if ((tbl.used + 1) * 4 > tbl.cap * 3) this.grow(tbl)
     const key = h & KEY
     const probe = key | (len & 3) << 3
-    packInto(this.qw, name)
     const { t, rw, cap } = tbl
     let s = slotOf(key, cap)
     for (;;) {
@@ -321,7 +317,7 @@ export class SuffixTrie implements Matcher {
 
   /**
    * Does the name stored from int w of t equal the last `len` characters of the name in `qw`
-   * (packInto)? Compared an int at a time (the record's length in ints and the length mod 4 were
+   * (hashPack)? Compared an int at a time (the record's length in ints and the length mod 4 were
    * checked by the caller), the last int masked to the suffix's characters, with no branch on what
    * was read: a branch per character stalled the lookup on the record's read.
    */
