@@ -5,6 +5,7 @@ import { parseAuthority, type Target } from './address.js'
 import { effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, decideTarget, denial, route, worse } from './decide.js'
 import { readClientHello } from './hello-reader.js'
+import { ReadRelay } from './relay.js'
 import { rawResponse } from './responses.js'
 import { MAX_HELLO_BYTES } from './sni.js'
 import { dial, dialParent, UpstreamError } from './upstream.js'
@@ -122,10 +123,13 @@ function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, 
 async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target, ip: string | undefined,
   parent: ReturnType<typeof setsOf>['parent'], data: Buffer): Promise<void> {
   let up: Socket
+  // a direct upstream's reads are relayed to the client from one buffer (a parent's first reply
+  // is read as data, so a tunnel through a parent is piped, as are tunnels past MAX_RELAYS)
+  const relay = parent ? undefined : ReadRelay.create()
   try {
     up = parent
       ? await dialParent(parent, `${target.ip?.includes(':') ? `[${target.ip}]` : target.ip ?? target.host}:${target.port}`, ctx.connectTimeout, ctx.track)
-      : await dial(ip!, target.port, ctx.connectTimeout, ctx.track)
+      : await dial(ip!, target.port, ctx.connectTimeout, ctx.track, relay)
   } catch (e) {
     const err = e as UpstreamError
     conn.close['error.message'] = err.message
@@ -137,16 +141,20 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
     up.destroy()
     return
   }
-  splice(socket, up, data)
+  splice(socket, up, data, relay)
 }
 
-/** Pipe both ways with half-close kept; an error or a full close on one side ends the other. */
-export function splice(client: Socket, up: Socket, first: Buffer): void {
+/**
+ * Pipe both ways with half-close kept; an error or a full close on one side ends the other. With
+ * `relay` (the one `up` was made with), up's reads reach the client through it instead of a pipe.
+ */
+export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRelay): void {
   up.on('error', () => client.destroy())
   client.on('error', () => up.destroy())
   client.on('close', () => up.destroy())
   up.on('close', () => { if (!client.writableEnded) client.destroy() })
   if (first.length > 0) up.write(first)
   client.pipe(up)
-  up.pipe(client)
+  if (relay) relay.attach(up, client)
+  else up.pipe(client)
 }

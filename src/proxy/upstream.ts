@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net'
 import type { Parent } from './context.js'
+import type { ReadRelay } from './relay.js'
 
 /** Why an upstream could not be reached; `status` is what an HTTP client is told (502 or 504). */
 export class UpstreamError extends Error {
@@ -11,10 +12,15 @@ export class UpstreamError extends Error {
 
 const MAX_PARENT_HEAD = 16_384
 
-/** Open a TCP connection (TCP_NODELAY, as the client side has) within `timeoutMs`; the socket is handed to `track` at once. */
-export function dial(host: string, port: number, timeoutMs: number, track: (s: Socket) => void): Promise<Socket> {
+/**
+ * Open a TCP connection (TCP_NODELAY, as the client side has) within `timeoutMs`; the socket is
+ * handed to `track` at once. With `relay`, its reads go to that relay (attach it to a
+ * destination), never to 'data', and the relay is released when the socket closes.
+ */
+export function dial(host: string, port: number, timeoutMs: number, track: (s: Socket) => void, relay?: ReadRelay): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect({ host, port, allowHalfOpen: true, noDelay: true })
+    const s = connect({ host, port, allowHalfOpen: true, noDelay: true, ...(relay && { onread: relay.onread }) })
+    if (relay) s.once('close', () => relay.release())
     track(s)
     /* c8 ignore start - a safety net for the moment between 'connect' and the owner's own listener */
     s.on('error', () => { /* reported through 'close' by whoever owns the socket */ })

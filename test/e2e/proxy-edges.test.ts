@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { connect, createServer } from 'node:net'
 import t from 'tap'
+import { ReadRelay } from '../../src/proxy/relay.js'
 import { startProxy } from '../../src/proxy/server.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
@@ -116,4 +117,22 @@ t.test('an origin that never completes the TCP handshake: the dial times out (50
   t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
   t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 504, 'error.message': /timed out/ })
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test("a direct tunnel's upstream is read through a ReadRelay, released when the tunnel closes", async t => {
+  const sink = await startTcpSink(t, 'bye')
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } } })
+  const before = ReadRelay.open
+  const c = connect(p.port, '127.0.0.1')
+  let data = ''
+  c.on('data', b => { data += b.toString('latin1') })
+  const closed = new Promise(r => c.on('close', r))
+  c.write(CONNECT(`127.0.0.1:${sink.port}`))
+  c.write(hello)
+  t.ok(await waitFor(() => sink.received[0]?.length === hello.length), 'the hello reached the upstream')
+  t.equal(ReadRelay.open, before + 1, 'one relay open while the tunnel is')
+  c.end()                                          // half-close: the sink answers bye, then ends
+  await closed
+  t.match(data, /^HTTP\/1\.1 200[\s\S]*\r\n\r\nbye$/, "the upstream's bytes and its end came through the relay")
+  t.ok(await waitFor(() => ReadRelay.open === before), 'released')
 })
