@@ -94,10 +94,12 @@ t.test('a destination that is still writing when attached is waited for', async 
   to.write(filler)
   t.ok(to.writableLength > 0, 'the destination has bytes queued')
   relay.attach(from, to)
+  const pooled = ReadRelay.pooled
+  relay.release()
+  t.equal(ReadRelay.pooled, pooled, 'a relay released while its destination has bytes queued keeps its buffer out of the pool')
   await end
   from.destroy()
   to.destroy()
-  relay.release()
   const all = Buffer.concat(parts)
   t.equal(all.length, filler.length + payload.length)
   t.equal(sha(all.subarray(filler.length)), sha(payload))
@@ -117,4 +119,15 @@ t.test('at most MAX_RELAYS relays are open; a released one makes room', async t 
   b.release()
   c!.release()
   t.equal(ReadRelay.open, before)
+})
+
+t.test("a released relay's buffer is used by the next one", async t => {
+  const a = ReadRelay.create()!
+  const pooled = ReadRelay.pooled
+  a.release()
+  t.equal(ReadRelay.pooled, pooled + 1, 'pooled (nothing was written from it)')
+  const b = ReadRelay.create()!
+  t.equal(ReadRelay.pooled, pooled, 'taken by the next relay')
+  t.equal(b.onread.buffer, a.onread.buffer, 'the same buffer')
+  b.release()
 })
