@@ -181,12 +181,14 @@ export class SuffixTrie implements Matcher {
   /**
    * Half as many slots again (the load stays between 1/2 and 3/4), or, if more and once a
    * thousand names tell how lengths are spread, room at a load of 2/3 for this table's share so
-   * far of the entries expected: a big load then moves each record a few times, not twenty. The
-   * Entries built move with their records.
+   * far of the entries expected, up to four times the slots it has: a big load then moves each
+   * record a few times, not twenty, and a count that was far too high (the loader counts lines,
+   * and a Sigma rule has a dozen per value) costs at most that factor. The Entries built move
+   * with their records.
    */
   private grow(tbl: NameTable): void {
     const { t: old, heads: oldHeads, rw, cap: oldCap } = tbl
-    const share = this.names < 1024 ? 0 : Math.ceil(tbl.used / this.names * this.expected * 1.5)
+    const share = this.names < 1024 ? 0 : Math.min(4 * oldCap, Math.ceil(tbl.used / this.names * this.expected * 1.5))
     const cap = Math.max(oldCap + (oldCap >>> 1), share)
     const t = new Int32Array(cap * rw)
     const heads = new Array<Entry | undefined>(cap).fill(undefined)

@@ -258,3 +258,13 @@ t.test('a trie told how many entries to expect sizes its tables from how names a
   const small = inside.tables[2]!               // 's0.io' .. 's19.io': 5-6 characters, 2 ints
   t.ok(small.cap <= 64, `a table that stopped growing early was not sized for the whole load (${small.cap} slots)`)
 })
+
+t.test('a far too high count of expected entries grows a table at most four times at a step', async t => {
+  const trie = new SuffixTrie(10_000_000)         // as if every line were an entry, of a file with ten lines per entry
+  const inside = trie as unknown as { tables: ({ cap: number; used: number } | undefined)[] }
+  for (let i = 0; i < 3000; i++) trie.insert('l', `host-${100000 + i}.example`, 'domain', false, 'p', 'f', i)
+  const big = inside.tables[5]!
+  t.equal(big.used, 3000)
+  t.ok(big.cap <= 4 * 4 * big.used, `${big.cap} slots for ${big.used} names: bounded by the step, not by the count`)
+  t.equal(trie.lookup('www.host-102999.example')[0]?.source, 'f:2999')
+})
