@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
+import { AnswerSlab } from './answer-slab.js'
 import type { Scan } from './scan.js'
 import { RCODE, type Query } from './wire.js'
 
@@ -10,41 +12,75 @@ export interface CacheSettings {
 }
 
 /**
- * A cached answer, all in one string of one-byte characters: the reply's bytes (TTLs already
- * clamped), the offset of each TTL field (two characters each), the answer's CNAME/SVCB target
- * names (each after a one-character length), then a trailer of META characters. Every answer of forwarded traffic is cached and lives until it is evicted, so an
- * entry's objects are what the old-generation collector marks and sweeps, per query: a flat
- * string is one object with no pointers in it. (An entry of eight objects, BigInt times and
- * arrays included, and then one of a Buffer, cost the forwarded mix several µs per query in the
- * collector's threads.)
+ * A cached answer is a record in the answer slab (its slot number): a header, the key it was
+ * stored under, the reply's bytes (TTLs already clamped), the offset of each TTL field (two bytes
+ * each) and the answer's CNAME/SVCB target names (each after a one-byte length). The LRU index
+ * maps a 30-bit hash of the key to the slot; a hit compares the whole key with the one stored.
  */
-export type CacheEntry = string
+export type CacheEntry = number
 
-// trailer: stored at (ms of the clock, 6 chars), TTL (s, 4), reply length, question end, TTL
-// count, upstream index, target count (2 each), rcode (1)
-const T_STORED = 0
-const T_TTL = 6
-const T_LEN = 10
-const T_QEND = 12
-const T_TTLS = 14
-const T_UPSTREAM = 16
-const T_TARGETS = 18
-const T_RCODE = 20
-const META = 21
-/** Upstream URLs are kept by index (two characters) in an entry; past this many, the cache starts over. */
+// record header, little-endian: key length, reply length, question end, TTL count, upstream
+// index, target count (u16 each), rcode (u8), TTL (u32, s), stored at (f64, ms of the clock)
+const H_KEY = 0
+const H_LEN = 2
+const H_QEND = 4
+const H_TTLS = 6
+const H_UPSTREAM = 8
+const H_TARGETS = 10
+const H_RCODE = 12
+const H_TTL = 16
+const H_STORED = 24
+const HDR = 32
+/** A key: flag bits, type and class (5 bytes), then the name in wire form, lowercase (≤ 255). */
+const KEY_MAX = 5 + 255
+/** Upstream URLs are kept by index (two bytes) in an entry; past this many, the cache starts over. */
 const MAX_UPSTREAMS = 0xffff
 const NO_TARGETS: readonly string[] = Object.freeze([])
 
-const u16 = (e: string, i: number): number => (e.charCodeAt(i) << 8) | e.charCodeAt(i + 1)
-const u32 = (e: string, i: number): number => u16(e, i) * 0x10000 + u16(e, i + 2)
-const u48 = (e: string, i: number): number => u16(e, i) * 0x100000000 + u32(e, i + 2)
+const u16 = (b: Buffer, i: number): number => b[i]! | (b[i + 1]! << 8)
+const put16 = (b: Buffer, i: number, v: number): void => { b[i] = v & 0xff; b[i + 1] = v >>> 8 }
 /** The clock (ns) in whole milliseconds. */
 const msOf = (now: bigint): number => Math.floor(Number(now) / 1e6)
 
-/** name, type, class, DO, CD and EDNS presence: what changes the answer an upstream gives. */
-export function cacheKey(q: Query): string {
-  const bits = (q.dnssecOk ? 1 : 0) | ((q.flags & 0x0010) !== 0 ? 2 : 0) | (q.edns ? 4 : 0)
-  return `${q.qtype}/${q.qclass}/${bits}/${q.name}`
+/**
+ * The cache key of a query, written into `out` from offset 0: DO, CD and EDNS presence as bits,
+ * type, class, then the question's name in wire form with A-Z folded (so that a label holding a
+ * dot is not the two labels it reads as). Returns its length, or -1 when the name is not plain
+ * labels (parseQuery accepts no compression pointer in a query's only question: there is no
+ * earlier name for it to point to).
+ */
+export function writeKey(msg: Buffer, q: Query, out: Buffer): number {
+  out[0] = (q.dnssecOk ? 1 : 0) | ((q.flags & 0x0010) !== 0 ? 2 : 0) | (q.edns ? 4 : 0)
+  out[1] = q.qtype >>> 8
+  out[2] = q.qtype & 0xff
+  out[3] = q.qclass >>> 8
+  out[4] = q.qclass & 0xff
+  let n = 5
+  let pos = 12
+  for (;;) {
+    if (pos >= msg.length) return -1
+    const len = msg[pos]!
+    if (len === 0) break
+    if (len > 63 || n + 1 + len >= KEY_MAX || pos + 1 + len > msg.length) return -1
+    out[n++] = len
+    for (let i = pos + 1; i <= pos + len; i++) {
+      const c = msg[i]!
+      out[n++] = c >= 65 && c <= 90 ? c | 0x20 : c
+    }
+    pos += len + 1
+  }
+  out[n++] = 0
+  return n
+}
+
+/** A 30-bit hash (a small integer for the index) of `len` bytes, seeded per cache. */
+export function hashKey(b: Buffer, len: number, seed: number): number {
+  let h = seed
+  for (let i = 0; i < len; i++) h = Math.imul(h ^ b[i]!, 0x01000193)
+  h ^= h >>> 15
+  h = Math.imul(h, 0x2c1b3c6d)
+  h ^= h >>> 12
+  return h & 0x3fffffff
 }
 
 /**
@@ -54,52 +90,71 @@ export function cacheKey(q: Query): string {
  */
 export class DnsCache {
   readonly settings: CacheSettings
-  private readonly lru: LRUCache<string, CacheEntry> | undefined
+  private readonly lru: LRUCache<number, number> | undefined
+  private readonly slab = new AnswerSlab()
   private upstreams: string[] = []
   private upstreamIndex = new Map<string, number>()
-  private scratch = Buffer.allocUnsafe(1024)   // where an entry is assembled before it becomes one string
+  private readonly key = Buffer.alloc(KEY_MAX)
 
-  constructor(settings: CacheSettings, private readonly maxUpstreams = MAX_UPSTREAMS) {
+  /** `seed` is the key hash's (random unless a test sets it: a client must not be able to pick names that collide). */
+  constructor(settings: CacheSettings, private readonly maxUpstreams = MAX_UPSTREAMS,
+    private readonly seed = randomBytes(4).readUInt32LE(0)) {
     this.settings = settings
-    this.lru = settings.maxEntries > 0 ? new LRUCache({ max: settings.maxEntries }) : undefined
+    this.lru = settings.maxEntries > 0
+      ? new LRUCache<number, number>({ max: settings.maxEntries, dispose: slot => this.slab.release(slot) })
+      : undefined
   }
 
   get size(): number {
     return this.lru?.size ?? 0
   }
 
-  /** A live entry, or undefined (an expired one is removed). */
-  get(key: string, now: bigint): CacheEntry | undefined {
-    const e = this.lru?.get(key)
-    if (e === undefined) return undefined
-    const m = e.length - META
-    if (u48(e, m + T_STORED) + u32(e, m + T_TTL) * 1000 <= msOf(now)) {
-      this.lru!.delete(key)
-      return undefined
+  /** Records held in the slab (equal to `size`: an entry's record is released when the index drops it). */
+  get records(): number {
+    return this.slab.size
+  }
+
+  /** The live entry for this query, or -1 (an expired one is removed). */
+  get(msg: Buffer, q: Query, now: bigint): CacheEntry {
+    if (!this.lru) return -1
+    const kl = writeKey(msg, q, this.key)
+    if (kl < 0) return -1
+    const h = hashKey(this.key, kl, this.seed)
+    const e = this.lru.get(h)
+    if (e === undefined) return -1
+    const b = this.slab.chunk(e)
+    const o = this.slab.offset(e)
+    if (u16(b, o + H_KEY) !== kl) return -1            // another key with the same hash
+    const k = this.key
+    for (let i = 0, p = o + HDR; i < kl; i++, p++) if (b[p] !== k[i]) return -1
+    if (b.readDoubleLE(o + H_STORED) + b.readUInt32LE(o + H_TTL) * 1000 <= msOf(now)) {
+      this.lru.delete(h)
+      return -1
     }
     return e
   }
 
   /** The response code of an entry's answer. */
   rcode(e: CacheEntry): number {
-    return e.charCodeAt(e.length - META + T_RCODE)
+    return this.slab.chunk(e)[this.slab.offset(e) + H_RCODE]!
   }
 
   /** The upstream that gave an entry's answer. */
   upstream(e: CacheEntry): string {
-    return this.upstreams[u16(e, e.length - META + T_UPSTREAM)]!
+    return this.upstreams[u16(this.slab.chunk(e), this.slab.offset(e) + H_UPSTREAM)]!
   }
 
   /** The CNAME and HTTPS/SVCB target names of an entry's answer, in order (most answers have none). */
   targets(e: CacheEntry): readonly string[] {
-    const m = e.length - META
-    const k = u16(e, m + T_TARGETS)
+    const b = this.slab.chunk(e)
+    const o = this.slab.offset(e)
+    const k = u16(b, o + H_TARGETS)
     if (k === 0) return NO_TARGETS
     const out: string[] = []
-    let p = u16(e, m + T_LEN) + 2 * u16(e, m + T_TTLS)
+    let p = o + HDR + u16(b, o + H_KEY) + u16(b, o + H_LEN) + 2 * u16(b, o + H_TTLS)
     for (let i = 0; i < k; i++) {
-      const n = e.charCodeAt(p)
-      out.push(e.slice(p + 1, p + 1 + n))
+      const n = b[p]!
+      out.push(b.toString('latin1', p + 1, p + 1 + n))
       p += 1 + n
     }
     return out
@@ -137,61 +192,69 @@ export class DnsCache {
     return i
   }
 
-  /** Store a copy of `reply` (its question ends at `qEnd`; TTL fields clamped) when it is cacheable; returns whether it was. */
-  set(key: string, reply: Buffer, qEnd: number, scan: Scan, upstream: string, now: bigint): boolean {
+  /** Store a copy of `reply` (its question ends at `qEnd`; TTL fields clamped) for the query `msg` when it is cacheable; returns whether it was. */
+  set(msg: Buffer, q: Query, reply: Buffer, scan: Scan, upstream: string, now: bigint): boolean {
     if (!this.lru) return false
     const ttl = this.ttlFor(scan)
     if (ttl <= 0) return false
+    const kl = writeKey(msg, q, this.key)
+    if (kl < 0) return false
     const len = reply.length
     const offs = scan.ttlOffsets
     const targets = scan.targets
-    let size = len + 2 * offs.length + META
+    let size = HDR + kl + len + 2 * offs.length
     for (const t of targets) size += 1 + t.length       // a name read from a reply is at most 253 characters
-    if (this.scratch.length < size) this.scratch = Buffer.allocUnsafe(Math.max(size, 2 * this.scratch.length))
-    const b = this.scratch
-    b.set(reply)
-    for (let k = 0; k < offs.length; k++) {
+    const up = this.upstreamId(upstream)
+    const e = this.slab.alloc(size)
+    if (e < 0) return false
+    const b = this.slab.chunk(e)
+    const o = this.slab.offset(e)
+    put16(b, o + H_KEY, kl)
+    put16(b, o + H_LEN, len)
+    put16(b, o + H_QEND, q.qEnd)
+    put16(b, o + H_TTLS, offs.length)
+    put16(b, o + H_UPSTREAM, up)
+    put16(b, o + H_TARGETS, targets.length)
+    b[o + H_RCODE] = scan.rcode
+    b.writeUInt32LE(ttl, o + H_TTL)
+    b.writeDoubleLE(msOf(now), o + H_STORED)
+    this.key.copy(b, o + HDR, 0, kl)
+    const r = o + HDR + kl
+    reply.copy(b, r)
+    let p = r + len
+    for (let k = 0; k < offs.length; k++, p += 2) {
       const off = offs[k]!
-      b.writeUInt32BE(this.clamp(b.readUInt32BE(off)), off)
-      b.writeUInt16BE(off, len + 2 * k)
+      b.writeUInt32BE(this.clamp(reply.readUInt32BE(off)), r + off)
+      put16(b, p, off)
     }
-    let p = len + 2 * offs.length
     for (const t of targets) {
       b[p] = t.length
       b.write(t, p + 1, 'latin1')
       p += 1 + t.length
     }
-    const m = size - META
-    b.writeUIntBE(msOf(now), m + T_STORED, 6)
-    b.writeUInt32BE(ttl, m + T_TTL)
-    b.writeUInt16BE(len, m + T_LEN)
-    b.writeUInt16BE(qEnd, m + T_QEND)
-    b.writeUInt16BE(offs.length, m + T_TTLS)
-    b.writeUInt16BE(this.upstreamId(upstream), m + T_UPSTREAM)
-    b.writeUInt16BE(targets.length, m + T_TARGETS)
-    b[m + T_RCODE] = scan.rcode
-    this.lru.set(key, b.toString('latin1', 0, size))
+    this.lru.set(hashKey(this.key, kl, this.seed), e)   // an entry under the same hash is released by dispose
     return true
   }
 
   /**
    * The bytes to serve for a hit: the client's ID and question, TTLs counted down (by whole
-   * seconds since the answer was stored). The question is copied byte by byte, where
-   * `Buffer#copy` would make a view per call: this runs for every cache hit.
+   * seconds since the answer was stored). The question is copied byte by byte (it is short).
    */
   serve(e: CacheEntry, query: Buffer, qEnd: number, now: bigint): Buffer {
-    const m = e.length - META
-    const len = u16(e, m + T_LEN)
+    const b = this.slab.chunk(e)
+    const o = this.slab.offset(e)
+    const len = u16(b, o + H_LEN)
+    const r = o + HDR + u16(b, o + H_KEY)
     const out = Buffer.allocUnsafe(len)
-    out.write(e, 0, len, 'latin1')
+    b.copy(out, 0, r, r + len)
     out[0] = query[0]!
     out[1] = query[1]!
-    if (qEnd === u16(e, m + T_QEND)) for (let i = 12; i < qEnd; i++) out[i] = query[i]!   // keeps the asker's letter case
-    const elapsed = Math.floor((msOf(now) - u48(e, m + T_STORED)) / 1000)
+    if (qEnd === u16(b, o + H_QEND)) for (let i = 12; i < qEnd; i++) out[i] = query[i]!   // keeps the asker's letter case
+    const elapsed = Math.floor((msOf(now) - b.readDoubleLE(o + H_STORED)) / 1000)
     if (elapsed > 0) {
-      const n = u16(e, m + T_TTLS)
-      for (let k = 0; k < n; k++) {
-        const off = u16(e, len + 2 * k)
+      const n = u16(b, o + H_TTLS)
+      for (let k = 0, p = r + len; k < n; k++, p += 2) {
+        const off = u16(b, p)
         const t = out.readUInt32BE(off)
         out.writeUInt32BE(t > elapsed ? t - elapsed : 0, off)
       }

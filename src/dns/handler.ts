@@ -4,7 +4,7 @@ import { SEVERITY, type Decision } from '../policy/types.js'
 import type { Config, Snapshot } from '../snapshot-types.js'
 import { actionReply, answerSettings, bypassReply, type AnswerSettings } from './actions.js'
 import { buildReply, headerReply, truncate } from './build.js'
-import { DnsCache, cacheKey } from './cache.js'
+import { DnsCache } from './cache.js'
 import { rcodeName, typeName } from './names.js'
 import { RateLimiter } from './rate-limit.js'
 import { scanResponse } from './scan.js'
@@ -135,10 +135,9 @@ export class QueryHandler {
       send(respond, client, q, bypass.reply)
       return this.log(q, client, t0, decision, bypass.rcode)
     }
-    const key = cacheKey(q)
-    const hit = this.cache.get(key, t0)
-    counters.cacheLookup(hit !== undefined)
-    if (hit) {
+    const hit = this.cache.get(msg, q, t0)
+    counters.cacheLookup(hit >= 0)
+    if (hit >= 0) {
       const cache = this.cache
       const d = worst(snap, client, decision, cache.targets(hit))
       if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, cache.upstream(hit), true)
@@ -160,7 +159,7 @@ export class QueryHandler {
         send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
         return this.log(q, client, t0, decision, RCODE.SERVFAIL, upstream)
       }
-      this.cache.set(key, reply!, q.qEnd, scan, upstream!, this.deps.clock())
+      this.cache.set(msg, q, reply!, scan, upstream!, this.deps.clock())
       const d = worst(snap, client, decision, scan.targets)
       if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, upstream, false)
       reply!.writeUInt16BE(q.id, 0)

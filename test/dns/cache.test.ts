@@ -1,7 +1,8 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { decodeMsg, optRr } from '../fixtures/dig.js'
-import { DnsCache, cacheKey } from '../../src/dns/cache.js'
+import { DnsCache, hashKey, writeKey } from '../../src/dns/cache.js'
+import { AnswerSlab, MAX_RECORD, RECORD_SIZES } from '../../src/dns/answer-slab.js'
 import { scanResponse } from '../../src/dns/scan.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 
@@ -17,54 +18,82 @@ const soa = (ttl: number, minimum: number): dnsPacket.Answer => ({
 })
 const settings = { maxEntries: 100, minTtl: 0, maxTtl: 86_400_000 }
 
-t.test('cacheKey: name, type, class, DO, CD, EDNS', async t => {
+const keyOf = (a: { buf: Buffer; q: Query }): string => {
+  const out = Buffer.alloc(300)
+  return out.toString('hex', 0, writeKey(a.buf, a.q, out))
+}
+
+t.test('the key: name, type, class, DO, CD, EDNS', async t => {
   const opt = (flags = 0): dnsPacket.Answer => optRr(1232, flags)
   const keys = new Set([
-    cacheKey(q('a.test').q),
-    cacheKey(q('A.TEST').q),
-    cacheKey(q('a.test', { flags: dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED }).q),
-    cacheKey(q('a.test', { additionals: [opt()] }).q),
-    cacheKey(q('a.test', { additionals: [opt(dnsPacket.DNSSEC_OK)] }).q),
-    cacheKey(q('b.test').q),
+    keyOf(q('a.test')),
+    keyOf(q('A.TEST')),
+    keyOf(q('a.test', { flags: dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED })),
+    keyOf(q('a.test', { additionals: [opt()] })),
+    keyOf(q('a.test', { additionals: [opt(dnsPacket.DNSSEC_OK)] })),
+    keyOf(q('b.test')),
+    keyOf(q('a.test', { questions: [{ type: 'AAAA', name: 'a.test' }] })),
+    keyOf(q('a.test', { questions: [{ type: 'A', name: 'a.test', class: 'CH' }] })),
   ])
-  t.equal(keys.size, 5, 'case folds; CD, EDNS and DO each make their own entry')
+  t.equal(keys.size, 7, 'case folds; type, class, CD, EDNS and DO each make their own entry')
+})
+
+/** A query whose question is one label holding a dot: `a.test` as text, but not the name a.test. */
+const dotted = (): { buf: Buffer; q: Query } => {
+  const buf = Buffer.concat([Buffer.from([0, 9, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 6]), Buffer.from('a.test'), Buffer.from([0, 0, 1, 0, 1])])
+  return { buf, q: parseQuery(buf) as Query }
+}
+
+t.test('a label holding a dot is not the two labels it reads as', async t => {
+  const one = dotted()
+  t.equal(one.q.name, 'a.test', 'the text of the name is the same')
+  t.not(keyOf(one), keyOf(q('a.test')), 'the keys differ')
+  const c = new DnsCache(settings)
+  const nx = dnsPacket.encode({ type: 'response', id: 9, flags: 0x8183, questions: [{ type: 'A', name: 'x' }], authorities: [soa(3600, 300)] })
+  t.ok(c.set(one.buf, one.q, nx, scanResponse(nx)!, 'u', 0n), 'the one-label name\'s NXDOMAIN is cached')
+  const real = q('a.test')
+  t.equal(c.get(real.buf, real.q, 0n), -1, 'and is not served for a.test')
+  t.not(c.get(one.buf, one.q, 0n), -1, 'only for the name it was asked for')
 })
 
 t.test('positive answers: kept for the smallest TTL, counted down when served', async t => {
   const c = new DnsCache(settings)
-  const { buf, q: query } = q('A.Test', {}, 4242)
+  const k = q('A.Test', {}, 4242)
   const r = reply('a.test', { answers: [{ type: 'A', name: 'a.test', ttl: 300, data: '192.0.2.1' }, { type: 'A', name: 'a.test', ttl: 100, data: '192.0.2.2' }] })
   const scan = scanResponse(r)!
-  t.ok(c.set('k', r, query.qEnd, scan, 'udp://u', 0n))
+  t.ok(c.set(k.buf, k.q, r, scan, 'udp://u', 0n))
   t.equal(c.size, 1)
-  const e = c.get('k', 30n * S)!
+  const e = c.get(k.buf, k.q, 30n * S)
+  t.not(e, -1)
   t.equal(c.upstream(e), 'udp://u')
   t.equal(c.rcode(e), 0)
   t.same(c.targets(e), [], 'no CNAME: no targets')
-  const served = decodeMsg(c.serve(e, buf, query.qEnd, 30n * S))
+  const served = decodeMsg(c.serve(e, k.buf, k.q.qEnd, 30n * S))
   t.equal(served.id, 4242, 'the asker\'s ID')
   t.equal(served.questions![0]!.name, 'A.Test', 'the asker\'s letter case')
   t.same(served.answers!.map(a => a.ttl), [270, 70], 'TTLs counted down by 30 s')
-  t.same(decodeMsg(c.serve(e, buf, query.qEnd, 0n)).answers!.map(a => a.ttl), [300, 100], 'not counted at 0 s')
-  t.same(decodeMsg(c.serve(e, buf, query.qEnd, 150n * S)).answers.map(a => a.ttl), [150, 0], 'never below 0')
-  t.equal(c.get('k', 100n * S), undefined, 'expired at the smallest TTL')
+  t.same(decodeMsg(c.serve(e, k.buf, k.q.qEnd, 0n)).answers!.map(a => a.ttl), [300, 100], 'not counted at 0 s')
+  t.same(decodeMsg(c.serve(e, k.buf, k.q.qEnd, 150n * S)).answers.map(a => a.ttl), [150, 0], 'never below 0')
+  const lower = q('a.test', {}, 1)
+  t.equal(c.get(lower.buf, lower.q, 30n * S), e, 'found by the same name in other letters')
+  t.equal(c.get(k.buf, k.q, 100n * S), -1, 'expired at the smallest TTL')
   t.equal(c.size, 0, 'and removed')
-  const other = q('a.test', { questions: [{ type: 'A', name: 'a.test' }] })
-  const shifted = Buffer.concat([other.buf.subarray(0, 12), Buffer.from([0xc0, 12])])
+  t.equal(c.records, 0, 'its record released')
+  const shifted = Buffer.concat([k.buf.subarray(0, 12), Buffer.from([0xc0, 12])])
   t.equal(decodeMsg(c.serve(e, shifted, 14, 0n)).questions![0]!.name, 'a.test', 'question left alone when its length differs')
 })
 
 t.test('min/max clamps rewrite TTLs and the lifetime', async t => {
   const c = new DnsCache({ maxEntries: 10, minTtl: 60_000, maxTtl: 120_000 })
   const r = reply('a.test', { answers: [{ type: 'A', name: 'a.test', ttl: 5, data: '192.0.2.1' }, { type: 'A', name: 'a.test', ttl: 9999, data: '192.0.2.2' }] })
-  const { buf, q: query } = q('a.test')
-  t.ok(c.set('k', r, query.qEnd, scanResponse(r)!, 'u', 0n))
-  const e = c.get('k', 59n * S)!
-  t.same(decodeMsg(c.serve(e, buf, query.qEnd, 59n * S)).answers!.map(a => a.ttl), [1, 61])
-  t.equal(c.get('k', 60n * S), undefined)
+  const k = q('a.test')
+  t.ok(c.set(k.buf, k.q, r, scanResponse(r)!, 'u', 0n))
+  const e = c.get(k.buf, k.q, 59n * S)
+  t.same(decodeMsg(c.serve(e, k.buf, k.q.qEnd, 59n * S)).answers!.map(a => a.ttl), [1, 61])
+  t.equal(c.get(k.buf, k.q, 60n * S), -1)
   const zero = reply('a.test', { answers: [{ type: 'A', name: 'a.test', ttl: 0, data: '192.0.2.1' }] })
   t.equal(new DnsCache(settings).ttlFor(scanResponse(zero)!), 0, 'TTL 0 is not cached without a min clamp')
-  t.notOk(new DnsCache(settings).set('z', zero, query.qEnd, scanResponse(zero)!, 'u', 0n))
+  t.notOk(new DnsCache(settings).set(k.buf, k.q, zero, scanResponse(zero)!, 'u', 0n))
   t.equal(c.ttlFor(scanResponse(zero)!), 60)
 })
 
@@ -79,24 +108,55 @@ t.test('negative answers by their SOA; the rest not at all', async t => {
   t.equal(c.ttlFor(scanResponse(reply('n.test', { flags: 0x8182, authorities: [soa(20, 300)] }))!), -1, 'SERVFAIL')
   t.equal(c.ttlFor(scanResponse(reply('n.test', { flags: 0x8185 }))!), -1, 'REFUSED')
   t.equal(c.ttlFor(scanResponse(reply('n.test', { flags: 0x8380, answers: [{ type: 'A', name: 'n.test', ttl: 9, data: '1.1.1.1' }] }))!), -1, 'truncated')
-  const { buf, q: query } = q('n.test')
-  t.ok(c.set('nx', nx, query.qEnd, scanResponse(nx)!, 'u', 0n))
-  t.equal(decodeMsg(c.serve(c.get('nx', 10n * S)!, buf, query.qEnd, 10n * S)).rcode, 'NXDOMAIN')
-  t.equal(c.rcode(c.get('nx', 10n * S)!), 3)
-  t.equal(c.get('nx', 30n * S), undefined)
+  const k = q('n.test')
+  t.ok(c.set(k.buf, k.q, nx, scanResponse(nx)!, 'u', 0n))
+  t.equal(decodeMsg(c.serve(c.get(k.buf, k.q, 10n * S), k.buf, k.q.qEnd, 10n * S)).rcode, 'NXDOMAIN')
+  t.equal(c.rcode(c.get(k.buf, k.q, 10n * S)), 3)
+  t.equal(c.get(k.buf, k.q, 30n * S), -1)
 })
 
 t.test('bounded by maxEntries; 0 turns it off', async t => {
   const c = new DnsCache({ ...settings, maxEntries: 2 })
   const r = reply('a.test', { answers: [{ type: 'A', name: 'a.test', ttl: 300, data: '192.0.2.1' }] })
   const s = scanResponse(r)!
-  for (const k of ['1', '2', '3']) c.set(k, r, 24, s, 'u', 0n)
+  const ks = ['1.test', '2.test', '3.test'].map(n => q(n))
+  for (const k of ks) c.set(k.buf, k.q, r, s, 'u', 0n)
   t.equal(c.size, 2)
-  t.equal(c.get('1', 0n), undefined, 'least recently used evicted')
+  t.equal(c.records, 2, 'the evicted entry\'s record released')
+  t.equal(c.get(ks[0]!.buf, ks[0]!.q, 0n), -1, 'least recently used evicted')
+  t.not(c.get(ks[2]!.buf, ks[2]!.q, 0n), -1)
+  c.set(ks[2]!.buf, ks[2]!.q, r, s, 'u', 0n)
+  t.equal(c.records, 2, 'stored again under its key: the old record released')
   const off = new DnsCache({ ...settings, maxEntries: 0 })
-  t.notOk(off.set('1', r, 24, s, 'u', 0n))
-  t.equal(off.get('1', 0n), undefined)
+  t.notOk(off.set(ks[0]!.buf, ks[0]!.q, r, s, 'u', 0n))
+  t.equal(off.get(ks[0]!.buf, ks[0]!.q, 0n), -1)
   t.equal(off.size, 0)
+})
+
+t.test('two keys with the same hash: neither is served for the other', async t => {
+  const seed = 12345
+  const seen = new Map<number, string>()
+  const buf = Buffer.alloc(300)
+  let pair: [string, string] | undefined
+  for (let i = 0; i < 400_000 && !pair; i++) {
+    const name = `n${i}.test`
+    const h = hashKey(buf, writeKey(q(name).buf, q(name).q, buf), seed)
+    const other = seen.get(h)
+    if (other !== undefined) pair = [other, name]
+    else seen.set(h, name)
+  }
+  if (!pair) return t.fail('no two names with one hash among 400k (a 30-bit hash: expected near 2^15)')
+  const [a, b] = pair.map(n => q(n))
+  const c = new DnsCache(settings, undefined, seed)
+  const ra = reply(pair[0], { answers: [{ type: 'A', name: pair[0], ttl: 300, data: '192.0.2.1' }] })
+  const rb = reply(pair[1], { answers: [{ type: 'A', name: pair[1], ttl: 300, data: '192.0.2.2' }] })
+  t.ok(c.set(a!.buf, a!.q, ra, scanResponse(ra)!, 'u', 0n))
+  t.equal(c.get(b!.buf, b!.q, 0n), -1, `${pair[1]} is not served ${pair[0]}'s answer`)
+  t.ok(c.set(b!.buf, b!.q, rb, scanResponse(rb)!, 'u', 0n))
+  t.equal(c.get(a!.buf, a!.q, 0n), -1, 'the newer key took the slot of the index')
+  t.same(decodeMsg(c.serve(c.get(b!.buf, b!.q, 0n), b!.buf, b!.q.qEnd, 0n)).answers!.map(x => x.data), ['192.0.2.2'])
+  t.equal(c.size, 1)
+  t.equal(c.records, 1, 'the older record released')
 })
 
 t.test('an entry keeps its CNAME and HTTPS targets, its upstream and its TTL offsets with the bytes', async t => {
@@ -108,32 +168,37 @@ t.test('an entry keeps its CNAME and HTTPS targets, its upstream and its TTL off
     ],
     additionals: [optRr(1232)],
   })
-  const { buf, q: query } = q('www.test')
-  t.ok(c.set('w', r, query.qEnd, scanResponse(r)!, 'udp://one', 0n))
-  t.ok(c.set('h', r, query.qEnd, scanResponse(r)!, 'tcp://two', 0n))
-  t.same(c.targets(c.get('w', 0n)!), ['edge.cdn.test'])
-  t.equal(c.upstream(c.get('w', 0n)!), 'udp://one')
-  t.equal(c.upstream(c.get('h', 0n)!), 'tcp://two')
-  const served = decodeMsg(c.serve(c.get('w', 10n * S)!, buf, query.qEnd, 10n * S))
+  const w = q('www.test')
+  const h = q('www.test', { questions: [{ type: 'AAAA', name: 'www.test' }] })
+  t.ok(c.set(w.buf, w.q, r, scanResponse(r)!, 'udp://one', 0n))
+  t.ok(c.set(h.buf, h.q, r, scanResponse(r)!, 'tcp://two', 0n))
+  t.same(c.targets(c.get(w.buf, w.q, 0n)), ['edge.cdn.test'])
+  t.equal(c.upstream(c.get(w.buf, w.q, 0n)), 'udp://one')
+  t.equal(c.upstream(c.get(h.buf, h.q, 0n)), 'tcp://two')
+  const served = decodeMsg(c.serve(c.get(w.buf, w.q, 10n * S), w.buf, w.q.qEnd, 10n * S))
   t.same(served.answers!.map(a => [a.type, a.ttl]), [['CNAME', 590], ['A', 50]], 'both TTLs counted down; the OPT record left alone')
   t.equal(served.additionals!.length, 1)
-  t.equal(c.serve(c.get('w', 0n)!, buf, query.qEnd, 0n).length, r.length, 'served at the reply\'s own length, without the entry\'s trailer')
+  t.equal(c.serve(c.get(w.buf, w.q, 0n), w.buf, w.q.qEnd, 0n).length, r.length, 'served at the reply\'s own length, without the record\'s other fields')
 })
 
 t.test('when the upstream index is full, the cache starts over rather than name a wrong upstream', async t => {
   const c = new DnsCache(settings, 2)
   const r = reply('a.test', { answers: [{ type: 'A', name: 'a.test', ttl: 300, data: '192.0.2.1' }] })
   const s = scanResponse(r)!
-  c.set('1', r, 24, s, 'udp://a', 0n)
-  c.set('2', r, 24, s, 'udp://b', 0n)
-  c.set('3', r, 24, s, 'udp://a', 0n)
+  const k = ['1', '2', '3', '4', '5'].map(n => q(`${n}.test`))
+  const set = (i: number, up: string): boolean => c.set(k[i]!.buf, k[i]!.q, r, s, up, 0n)
+  const up = (i: number): string => c.upstream(c.get(k[i]!.buf, k[i]!.q, 0n))
+  set(0, 'udp://a')
+  set(1, 'udp://b')
+  set(2, 'udp://a')
   t.equal(c.size, 3)
-  c.set('4', r, 24, s, 'udp://c', 0n)
+  set(3, 'udp://c')
   t.equal(c.size, 1, 'a third upstream with room for two: the older entries are dropped')
-  t.equal(c.upstream(c.get('4', 0n)!), 'udp://c')
-  c.set('5', r, 24, s, 'udp://a', 0n)
-  t.equal(c.upstream(c.get('5', 0n)!), 'udp://a')
-  t.equal(c.upstream(c.get('4', 0n)!), 'udp://c')
+  t.equal(c.records, 1, 'and their records released')
+  t.equal(up(3), 'udp://c')
+  set(4, 'udp://a')
+  t.equal(up(4), 'udp://a')
+  t.equal(up(3), 'udp://c')
 })
 
 t.test('a large answer is stored and served whole, and small ones after it too', async t => {
@@ -141,15 +206,28 @@ t.test('a large answer is stored and served whole, and small ones after it too',
   const answers = (n: number): dnsPacket.StringAnswer[] =>
     Array.from({ length: n }, (_, i) => ({ type: 'A', name: 'big.test', ttl: 300, data: `192.0.2.${i}` }))
   const big = reply('big.test', { answers: answers(200) })
-  t.ok(big.length > 3000, 'bigger than the first assembly buffer')
-  const { buf, q: query } = q('big.test')
-  t.ok(c.set('big', big, query.qEnd, scanResponse(big)!, 'u', 0n))
-  const small = reply('big.test', { answers: answers(1) })
-  t.ok(c.set('small', small, query.qEnd, scanResponse(small)!, 'u', 0n))
-  const served = c.serve(c.get('big', 0n)!, buf, query.qEnd, 0n)
+  t.ok(big.length > 3000, 'a record of several KiB')
+  const kb = q('big.test')
+  const ks = q('small.test')
+  t.ok(c.set(kb.buf, kb.q, big, scanResponse(big)!, 'u', 0n))
+  const small = reply('small.test', { answers: answers(1).map(a => ({ ...a, name: 'small.test' })) })
+  t.ok(c.set(ks.buf, ks.q, small, scanResponse(small)!, 'u', 0n))
+  const served = c.serve(c.get(kb.buf, kb.q, 0n), kb.buf, kb.q.qEnd, 0n)
   t.equal(served.length, big.length)
   t.same(decodeMsg(served).answers!.map(a => a.data), answers(200).map(a => a.data))
-  t.same(decodeMsg(c.serve(c.get('small', 0n)!, buf, query.qEnd, 5n * S)).answers!.map(a => [a.data, a.ttl]), [['192.0.2.0', 295]])
+  t.same(decodeMsg(c.serve(c.get(ks.buf, ks.q, 0n), ks.buf, ks.q.qEnd, 5n * S)).answers!.map(a => [a.data, a.ttl]), [['192.0.2.0', 295]])
+})
+
+t.test('an answer too large for a record is not cached', async t => {
+  const c = new DnsCache(settings)
+  const long = `${'x'.repeat(60)}.${'y'.repeat(60)}.${'z'.repeat(60)}.${'w'.repeat(60)}.test`
+  const n = Math.ceil(MAX_RECORD / (long.length + 1)) + 1
+  const scan = { ...scanResponse(reply('t.test', { answers: [{ type: 'A', name: 't.test', ttl: 300, data: '192.0.2.1' }] }))!, targets: Array.from({ length: n }, () => long) }
+  const k = q('t.test')
+  const r = reply('t.test', { answers: [{ type: 'A', name: 't.test', ttl: 300, data: '192.0.2.1' }] })
+  t.notOk(c.set(k.buf, k.q, r, scan, 'u', 0n), `${n} target names of ${long.length} characters: past ${MAX_RECORD} bytes`)
+  t.equal(c.get(k.buf, k.q, 0n), -1)
+  t.equal(c.size, 0)
 })
 
 t.test('an entry gives back every target of its answer, in order, as the scan found them', async t => {
@@ -164,10 +242,43 @@ t.test('an entry gives back every target of its answer, in order, as the scan fo
   })
   const scan = scanResponse(r)!
   t.same(scan.targets, ['a.cdn.test', long])
-  const { buf, q: query } = q('www.test')
-  t.ok(c.set('w', r, query.qEnd, scan, 'u', 0n))
-  const e = c.get('w', 0n)!
+  const k = q('www.test')
+  t.ok(c.set(k.buf, k.q, r, scan, 'u', 0n))
+  const e = c.get(k.buf, k.q, 0n)
   t.same(c.targets(e), ['a.cdn.test', long])
-  t.same(decodeMsg(c.serve(e, buf, query.qEnd, 0n)).answers!.map(a => a.type), ['CNAME', 'CNAME', 'A'], 'the reply is served without the stored names')
-  t.equal(c.serve(e, buf, query.qEnd, 0n).length, r.length)
+  t.same(decodeMsg(c.serve(e, k.buf, k.q.qEnd, 0n)).answers!.map(a => a.type), ['CNAME', 'CNAME', 'A'], 'the reply is served without the stored names')
+  t.equal(c.serve(e, k.buf, k.q.qEnd, 0n).length, r.length)
+})
+
+t.test('the answer slab: size classes, reuse of released slots, records that do not overlap', async t => {
+  t.equal(RECORD_SIZES[0], 64)
+  t.equal(MAX_RECORD, 131_072)
+  for (let i = 1; i < RECORD_SIZES.length; i++) t.ok(RECORD_SIZES[i]! > RECORD_SIZES[i - 1]!, `class ${i} is larger`)
+  const slab = new AnswerSlab()
+  t.equal(slab.alloc(MAX_RECORD + 1), -1, 'larger than the largest class')
+  const slots: number[] = []
+  const len = (i: number): number => 1 + ((i * 7919) % 5000)
+  let bad = ''
+  for (let i = 0; i < 3000 && !bad; i++) {
+    const s = slab.alloc(len(i))
+    const o = slab.offset(s)
+    if (!(s >= 0 && s <= 0x3fffffff)) bad = `slot ${s} is not a small integer`
+    else if (o + len(i) > slab.chunk(s).length) bad = `record ${i} does not fit in its chunk`
+    else slab.chunk(s).fill(i & 0xff, o, o + len(i))
+    slots.push(s)
+    if (i % 50 !== 0) continue
+    // every 50th: all records written so far still hold their own byte, first and last
+    for (let j = 0; j < slots.length; j++) {
+      const bj = slab.chunk(slots[j]!)
+      const oj = slab.offset(slots[j]!)
+      if (bj[oj] !== (j & 0xff) || bj[oj + len(j) - 1] !== (j & 0xff)) bad = `record ${j} was overwritten (after ${i + 1})`
+    }
+  }
+  t.equal(bad, '', '3000 records of 1 to 5000 bytes, each in its own bytes')
+  t.equal(slab.size, 3000)
+  const bytes = slab.bytes
+  for (const s of slots) slab.release(s)
+  t.equal(slab.size, 0)
+  for (let i = 0; i < 3000; i++) slab.alloc(len(i))
+  t.equal(slab.bytes, bytes, 'the same records again take no new chunk: released slots are reused')
 })

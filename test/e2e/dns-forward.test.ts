@@ -70,6 +70,18 @@ t.test('a truncated upstream answer is asked again over TCP', async t => {
   t.equal(retried.answer.length, 12, 'dig retries over TCP itself')
 })
 
+t.test('a one-label name that reads as a.test is cached apart from a.test', async t => {
+  const s = await stack(t)
+  const odd = await dig(s.v4, 'a\\.test', 'A')
+  t.equal(odd.status, 'NXDOMAIN', 'the single label "a.test" is not in the root zone')
+  const again = await dig(s.v4, 'a\\.test', 'A')
+  t.equal(again.status, 'NXDOMAIN')
+  const r = await dig(s.v4, 'a.test', 'A')
+  t.equal(r.status, 'NOERROR', 'the name a.test is not served the one label\'s NXDOMAIN')
+  t.same(r.answer.map(a => a.data), ['192.0.2.1'])
+  t.same(s.ev.events.map(e => e.dns?.cacheHit), [false, true, false], 'each name has its own entry')
+})
+
 t.test('tcp:// upstream', async t => {
   const s = await stack(t, ub => ({ upstreams: [`tcp://127.0.0.1:${ub.port}`] }))
   const r = await dig(s.v4, 'a.test', 'AAAA')
