@@ -7,20 +7,22 @@
 # usage: bash bench/dns/ab.sh MIX LABEL=DIST [LABEL=DIST ...] [echo]
 #   MIX    hot | blocked | forwarded (the query files of run.sh)
 #   DIST   a built dist/ directory inside this checkout, so that node finds the project's
-#          node_modules (e.g. `npm run build && cp -r dist bench/out/dist-a`); `echo` adds the
-#          bare Node UDP echo as a reference
+#          node_modules, optionally with node flags for that label after a '+' (`b=DIR+--max-semi-space-size=2`)
+#          (e.g. `npm run build && cp -r dist bench/out/dist-a`); `echo` adds the
+#          bare Node UDP echo as a reference, `raw` the raw-buffer forwarder (node-fwd-raw)
 # env:   ROUNDS=4 LEN=8 NODE_FLAGS="" (extra node flags for the tunnelguard builds)
 #        TARGET_CPU=N (lib.sh: every build and the echo on CPU N; unset by default)
 # output: one line per run, then the medians per label; raw lines in bench/out/ab-<time>.txt
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MIX=${1:-}; shift || true
-case "$MIX" in hot|blocked|forwarded) ;; *) die "usage: bash bench/dns/ab.sh hot|blocked|forwarded LABEL=DIST... [echo]" ;; esac
+case "$MIX" in hot|blocked|forwarded) ;; *) die "usage: bash bench/dns/ab.sh hot|blocked|forwarded LABEL=DIST... [echo] [raw]" ;; esac
 [ $# -gt 0 ] || die "name at least one LABEL=DIST"
 for spec in "$@"; do
-  [ "$spec" = echo ] && continue
+  [ "$spec" = echo ] || [ "$spec" = raw ] && continue
   [[ "$spec" == *=* ]] || die "\"$spec\": write LABEL=DIST"
-  [ -f "${spec#*=}/cli.js" ] || die "${spec#*=}/cli.js not found: build it first"
+  d=${spec#*=}; d=${d%%+*}
+  [ -f "$d/cli.js" ] || die "$d/cli.js not found: build it first"
 done
 ROUNDS=${ROUNDS:-4}; LEN=${LEN:-8}
 OUT="$OUTDIR/ab-$(date -u +%Y%m%dT%H%M%SZ).txt"
@@ -42,17 +44,22 @@ thread_ticks() {
 }
 
 one() { # LABEL DIST|echo ROUND
-  local label=$1 dist=$2 round=$3 pid a p r c q mu0 ms0 o0 mu1 ms1 o1
+  local label=$1 dist=$2 round=$3 pid a p r c q mu0 ms0 o0 mu1 ms1 o1 flags=''
+  if [[ "$dist" == *+* ]]; then flags=${dist#*+}; dist=${dist%%+*}; fi
   if [ "$dist" = echo ]; then
     a=$ECHO_ADDR; p=$ECHO_PORT
     port_busy $a $p && die "$a:$p is in use"
     start_bg ab "$RUN/ab.out" "${PIN[@]}" node "$BENCH/node/udp-echo.js" $a $p
+  elif [ "$dist" = raw ]; then
+    a=$FWD_ADDR; p=$FWD_PORT
+    port_busy $a $p && die "$a:$p is in use"
+    start_bg ab "$RUN/ab.out" "${PIN[@]}" node "$BENCH/node/udp-fwd-raw.js" $a $p $UP_ADDR $UP_PORT
   else
     a=$TG_ADDR; p=$TG_PORT
     port_busy $a $p && die "$a:$p is in use (a tunnelguard left running?)"
     # shellcheck disable=SC2086
     start_bg ab "$TG_STDOUT" "${PIN[@]}" env GLIBC_TUNABLES=glibc.malloc.trim_threshold=67108864:glibc.malloc.hugetlb=1 \
-      node ${NODE_FLAGS:-} "$dist/cli.js" serve --config "$RUN/ab-config.yaml"
+      node ${NODE_FLAGS:-} $flags "$dist/cli.js" serve --config "$RUN/ab-config.yaml"
   fi
   pid=${BG[ab]}
   wait_dns $a $p 30 "$pid" || { tail -5 "$RUN/ab.err" >&2; stop_bg ab; die "$label did not answer"; }
@@ -74,7 +81,7 @@ one() { # LABEL DIST|echo ROUND
 log "A/B on the $MIX mix: $ROUNDS rounds of: $*"
 for round in $(seq 1 "$ROUNDS"); do
   for spec in "$@"; do
-    if [ "$spec" = echo ]; then one echo echo "$round"; else one "${spec%%=*}" "${spec#*=}" "$round"; fi
+    if [ "$spec" = echo ] || [ "$spec" = raw ]; then one "$spec" "$spec" "$round"; else one "${spec%%=*}" "${spec#*=}" "$round"; fi
   done
 done
 echo
