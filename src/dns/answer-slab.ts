@@ -53,25 +53,25 @@ export class AnswerSlab {
       if (i >>> k.shift === k.chunks.length) k.chunks.push(Buffer.allocUnsafeSlow(k.size << k.shift))
     }
     this.used++
-    return c * MAX_PER_CLASS + i
+    return (c << INDEX_BITS) | i
   }
 
   /** Give a slot back; its bytes stay until it is taken again. */
   release(slot: number): void {
-    this.classes[Math.floor(slot / MAX_PER_CLASS)]!.free.push(slot & INDEX_MASK)
+    this.classes[slot >>> INDEX_BITS]!.free.push(slot & INDEX_MASK)
     this.used--
   }
 
   /** The Buffer that holds a slot's record (see `offset`). */
   chunk(slot: number): Buffer {
-    const k = this.classes[Math.floor(slot / MAX_PER_CLASS)]!
+    const k = this.classes[slot >>> INDEX_BITS]!
     return k.chunks[(slot & INDEX_MASK) >>> k.shift]!
   }
 
   /** Where a slot's record starts in its chunk. */
   offset(slot: number): number {
-    const k = this.classes[Math.floor(slot / MAX_PER_CLASS)]!
-    return ((slot & INDEX_MASK) & ((1 << k.shift) - 1)) * k.size
+    const k = this.classes[slot >>> INDEX_BITS]!
+    return (slot & ((1 << k.shift) - 1)) * k.size
   }
 
   /** Slots in use. */

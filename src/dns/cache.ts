@@ -43,44 +43,57 @@ const put16 = (b: Buffer, i: number, v: number): void => { b[i] = v & 0xff; b[i 
 const msOf = (now: bigint): number => Math.floor(Number(now) / 1e6)
 
 /**
- * The cache key of a query, written into `out` from offset 0: DO, CD and EDNS presence as bits,
- * type, class, then the question's name in wire form with A-Z folded (so that a label holding a
- * dot is not the two labels it reads as). Returns its length, or -1 when the name is not plain
- * labels (parseQuery accepts no compression pointer in a query's only question: there is no
- * earlier name for it to point to).
+ * The cache key of a query: DO, CD and EDNS presence as bits, type, class, then the question's
+ * name in wire form with A-Z folded (so that a label holding a dot is not the two labels it
+ * reads as), and its 30-bit hash (a small integer for the index), seeded per cache.
  */
-export function writeKey(msg: Buffer, q: Query, out: Buffer): number {
-  out[0] = (q.dnssecOk ? 1 : 0) | ((q.flags & 0x0010) !== 0 ? 2 : 0) | (q.edns ? 4 : 0)
-  out[1] = q.qtype >>> 8
-  out[2] = q.qtype & 0xff
-  out[3] = q.qclass >>> 8
-  out[4] = q.qclass & 0xff
-  let n = 5
-  let pos = 12
-  for (;;) {
-    if (pos >= msg.length) return -1
-    const len = msg[pos]!
-    if (len === 0) break
-    if (len > 63 || n + 1 + len >= KEY_MAX || pos + 1 + len > msg.length) return -1
-    out[n++] = len
-    for (let i = pos + 1; i <= pos + len; i++) {
-      const c = msg[i]!
-      out[n++] = c >= 65 && c <= 90 ? c | 0x20 : c
-    }
-    pos += len + 1
-  }
-  out[n++] = 0
-  return n
-}
+export class KeyWriter {
+  readonly buf = Buffer.alloc(KEY_MAX)
+  /** The key written last: its length in `buf` and its hash. */
+  length = 0
+  hash = 0
 
-/** A 30-bit hash (a small integer for the index) of `len` bytes, seeded per cache. */
-export function hashKey(b: Buffer, len: number, seed: number): number {
-  let h = seed
-  for (let i = 0; i < len; i++) h = Math.imul(h ^ b[i]!, 0x01000193)
-  h ^= h >>> 15
-  h = Math.imul(h, 0x2c1b3c6d)
-  h ^= h >>> 12
-  return h & 0x3fffffff
+  constructor(private readonly seed: number) {}
+
+  /**
+   * Write the key of `q` (parsed from `msg`). False when the name is not plain labels:
+   * parseQuery accepts no compression pointer in a query's only question (there is no earlier
+   * name for it to point to).
+   */
+  write(msg: Buffer, q: Query): boolean {
+    const out = this.buf
+    const b0 = (q.dnssecOk ? 1 : 0) | ((q.flags & 0x0010) !== 0 ? 2 : 0) | (q.edns ? 4 : 0)
+    out[0] = b0
+    out[1] = q.qtype >>> 8
+    out[2] = q.qtype & 0xff
+    out[3] = q.qclass >>> 8
+    out[4] = q.qclass & 0xff
+    let h = Math.imul(this.seed ^ b0 ^ (q.qtype << 8) ^ (q.qclass << 16), 0x01000193)
+    let n = 5
+    let pos = 12
+    for (;;) {
+      if (pos >= msg.length) return false
+      const len = msg[pos]!
+      if (len === 0) break
+      if (len > 63 || n + 1 + len >= KEY_MAX || pos + 1 + len > msg.length) return false
+      out[n++] = len
+      h = Math.imul(h ^ len, 0x01000193)
+      for (let i = pos + 1; i <= pos + len; i++) {
+        let c = msg[i]!
+        if (c >= 65 && c <= 90) c |= 0x20
+        out[n++] = c
+        h = Math.imul(h ^ c, 0x01000193)
+      }
+      pos += len + 1
+    }
+    out[n++] = 0
+    h ^= h >>> 15
+    h = Math.imul(h, 0x2c1b3c6d)
+    h ^= h >>> 12
+    this.length = n
+    this.hash = h & 0x3fffffff
+    return true
+  }
 }
 
 /**
@@ -94,12 +107,13 @@ export class DnsCache {
   private readonly slab = new AnswerSlab()
   private upstreams: string[] = []
   private upstreamIndex = new Map<string, number>()
-  private readonly key = Buffer.alloc(KEY_MAX)
+  private readonly key: KeyWriter
 
   /** `seed` is the key hash's (random unless a test sets it: a client must not be able to pick names that collide). */
   constructor(settings: CacheSettings, private readonly maxUpstreams = MAX_UPSTREAMS,
-    private readonly seed = randomBytes(4).readUInt32LE(0)) {
+    seed = randomBytes(4).readUInt32LE(0)) {
     this.settings = settings
+    this.key = new KeyWriter(seed)
     this.lru = settings.maxEntries > 0
       ? new LRUCache<number, number>({ max: settings.maxEntries, dispose: slot => this.slab.release(slot) })
       : undefined
@@ -117,15 +131,16 @@ export class DnsCache {
   /** The live entry for this query, or -1 (an expired one is removed). */
   get(msg: Buffer, q: Query, now: bigint): CacheEntry {
     if (!this.lru) return -1
-    const kl = writeKey(msg, q, this.key)
-    if (kl < 0) return -1
-    const h = hashKey(this.key, kl, this.seed)
+    const key = this.key
+    if (!key.write(msg, q)) return -1
+    const h = key.hash
     const e = this.lru.get(h)
     if (e === undefined) return -1
     const b = this.slab.chunk(e)
     const o = this.slab.offset(e)
+    const kl = key.length
     if (u16(b, o + H_KEY) !== kl) return -1            // another key with the same hash
-    const k = this.key
+    const k = key.buf
     for (let i = 0, p = o + HDR; i < kl; i++, p++) if (b[p] !== k[i]) return -1
     if (b.readDoubleLE(o + H_STORED) + b.readUInt32LE(o + H_TTL) * 1000 <= msOf(now)) {
       this.lru.delete(h)
@@ -197,8 +212,10 @@ export class DnsCache {
     if (!this.lru) return false
     const ttl = this.ttlFor(scan)
     if (ttl <= 0) return false
-    const kl = writeKey(msg, q, this.key)
-    if (kl < 0) return false
+    const key = this.key
+    if (!key.write(msg, q)) return false
+    const kl = key.length
+    const h = key.hash
     const len = reply.length
     const offs = scan.ttlOffsets
     const targets = scan.targets
@@ -218,7 +235,7 @@ export class DnsCache {
     b[o + H_RCODE] = scan.rcode
     b.writeUInt32LE(ttl, o + H_TTL)
     b.writeDoubleLE(msOf(now), o + H_STORED)
-    this.key.copy(b, o + HDR, 0, kl)
+    key.buf.copy(b, o + HDR, 0, kl)
     const r = o + HDR + kl
     reply.copy(b, r)
     let p = r + len
@@ -232,7 +249,7 @@ export class DnsCache {
       b.write(t, p + 1, 'latin1')
       p += 1 + t.length
     }
-    this.lru.set(hashKey(this.key, kl, this.seed), e)   // an entry under the same hash is released by dispose
+    this.lru.set(h, e)   // an entry under the same hash is released by dispose
     return true
   }
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { decodeMsg, optRr } from '../fixtures/dig.js'
-import { DnsCache, hashKey, writeKey } from '../../src/dns/cache.js'
+import { DnsCache, KeyWriter } from '../../src/dns/cache.js'
 import { AnswerSlab, MAX_RECORD, RECORD_SIZES } from '../../src/dns/answer-slab.js'
 import { scanResponse } from '../../src/dns/scan.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
@@ -19,8 +19,9 @@ const soa = (ttl: number, minimum: number): dnsPacket.Answer => ({
 const settings = { maxEntries: 100, minTtl: 0, maxTtl: 86_400_000 }
 
 const keyOf = (a: { buf: Buffer; q: Query }): string => {
-  const out = Buffer.alloc(300)
-  return out.toString('hex', 0, writeKey(a.buf, a.q, out))
+  const k = new KeyWriter(0)
+  if (!k.write(a.buf, a.q)) throw new Error('no key')
+  return k.buf.toString('hex', 0, k.length)
 }
 
 t.test('the key: name, type, class, DO, CD, EDNS', async t => {
@@ -136,11 +137,13 @@ t.test('bounded by maxEntries; 0 turns it off', async t => {
 t.test('two keys with the same hash: neither is served for the other', async t => {
   const seed = 12345
   const seen = new Map<number, string>()
-  const buf = Buffer.alloc(300)
+  const key = new KeyWriter(seed)
   let pair: [string, string] | undefined
   for (let i = 0; i < 400_000 && !pair; i++) {
     const name = `n${i}.test`
-    const h = hashKey(buf, writeKey(q(name).buf, q(name).q, buf), seed)
+    const a = q(name)
+    key.write(a.buf, a.q)
+    const h = key.hash
     const other = seen.get(h)
     if (other !== undefined) pair = [other, name]
     else seen.set(h, name)
