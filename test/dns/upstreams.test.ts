@@ -277,3 +277,33 @@ t.test('PendingTable: no free ID after 64 tries', async t => {
   t.equal(n, 65_536)
   t.equal(table.size, 0)
 })
+
+const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
+
+t.test('PendingTable: each query times out after its own duration, not before; answered ones never', async t => {
+  const table = new PendingTable()
+  const outcomes = new Map<string, { code?: string; at: number }>()
+  const t0 = performance.now()
+  const add = (label: string, ms: number): Buffer => {
+    const { buf, qEnd } = query(`${label}.test`)
+    t.ok(table.add(buf, qEnd, ms, err => { outcomes.set(label, { code: err?.code, at: performance.now() - t0 }) }))
+    return buf
+  }
+  add('slow1', 300)
+  const answered = add('answered', 60)
+  add('fast', 60)
+  add('slow2', 300)
+  t.ok(table.take(answer(answered)))
+  t.equal(outcomes.get('answered')?.code, undefined, 'answered at once')
+  await sleep(150)
+  t.equal(outcomes.get('fast')?.code, 'UPSTREAM_TIMEOUT', 'the 60 ms query timed out')
+  t.ok(outcomes.get('fast')!.at >= 59, `not before its 60 ms (${outcomes.get('fast')!.at.toFixed(1)})`)
+  t.notOk(outcomes.has('slow1') || outcomes.has('slow2'), 'the 300 ms ones still wait')
+  t.equal(table.size, 2)
+  await sleep(300)
+  t.equal(outcomes.get('slow1')?.code, 'UPSTREAM_TIMEOUT')
+  t.equal(outcomes.get('slow2')?.code, 'UPSTREAM_TIMEOUT')
+  t.ok(outcomes.get('slow1')!.at >= 299 && outcomes.get('slow2')!.at >= 299, 'not before 300 ms')
+  t.equal(table.size, 0)
+  t.equal(outcomes.get('answered')!.code, undefined, 'the answered query was not failed later')
+})
