@@ -179,7 +179,8 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
   const e = d.entry
   if (e && d.list === e.list && d.sigma === e.sigma) w.raw(entryRule(e))
   else if (e || d.list !== undefined) writeRule(w, e, d.list, d.sigma)
-  w.raw(K.group); w.str(d.group); w.raw(MATCHED_ON[d.where]); w.str(d.reason)
+  w.raw(K.group); w.str(d.group); w.raw(MATCHED_ON[d.where])
+  if (d.tail === undefined || !e || !reasonOf(w, d.action, d.name, e, d.tail)) w.str(d.reason)
   if (dns) {
     if (d.name !== dns.name) { w.raw(K.matchedName); w.str(d.name) }
     if (dns.upstream !== undefined) { w.raw(K.upstream); w.str(dns.upstream) }
@@ -189,6 +190,32 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
   }
   if (d.unparseable) w.raw(K.unparseable)
   w.raw(K.close2)
+}
+
+/** `"block: ` and the like: the start of a reason string literal, per action. */
+const REASON_HEAD = new Map<string, Uint8Array>()
+/** A tail's string literal from its first character to its closing quote, per entry. */
+const entryTails = new WeakMap<Entry, { readonly tail: string; readonly bytes: Uint8Array }>()
+
+/**
+ * Write the reason `${action}: ${name}${tail}` (the form a decision with a tail has) as one string
+ * literal from its pieces: the head per action and the tail per entry are encoded once, the name
+ * is copied. The reason itself, a string of three pieces, is then never flattened or scanned.
+ * False, with nothing written, when the name has anything to escape.
+ */
+function reasonOf(w: JsonBytes, action: string, name: string, e: Entry, tail: string): boolean {
+  let head = REASON_HEAD.get(action)
+  if (head === undefined) REASON_HEAD.set(action, head = bytes(JSON.stringify(`${action}: `).slice(0, -1)))
+  let t = entryTails.get(e)
+  if (t === undefined || t.tail !== tail) entryTails.set(e, t = { tail, bytes: Buffer.from(JSON.stringify(tail).slice(1), 'utf8') })
+  const at = w.n
+  w.raw(head)
+  if (!w.plain(name)) {
+    w.n = at
+    return false
+  }
+  w.raw(t.bytes)
+  return true
 }
 
 const scratch = new JsonBytes()

@@ -88,6 +88,25 @@ export class JsonBytes {
     this.n = o
   }
 
+  /**
+   * The characters of `s` with nothing to escape and nothing past ASCII, written as they are
+   * (inside a string literal the caller opened); false, with nothing written, for any other `s`.
+   */
+  plain(s: string): boolean {
+    const len = s.length
+    if (len > SHORT ? NOT_PLAIN.test(s) : false) return false
+    this.room(len)
+    const b = this.buf
+    const o = this.n
+    for (let i = 0; i < len; i++) {
+      const c = s.charCodeAt(i)
+      if (c < 0x20 || c === 0x22 || c === 0x5c || c > 0x7e) return false
+      b[o + i] = c
+    }
+    this.n = o + len
+    return true
+  }
+
   /** A number as JSON.stringify writes it. */
   num(v: number): void {
     if (!(v >= 0 && Number.isSafeInteger(v))) return this.json(JSON.stringify(v))

@@ -10,11 +10,20 @@ export interface PolicyInput {
   readonly groups: readonly GroupSpec[]
 }
 
+/** A match's reason after the name: the entry, its list and source, where the action came from. */
+function tailOf(e: Entry, via: string): string {
+  return ` matches ${e.pattern} in list ${e.list} (${e.source}); action from ${via}`
+    + (e.sigma ? `; Sigma rule ${e.sigma.id} "${e.sigma.title}" by ${e.sigma.author}` : '')
+}
+
 /** Build the pure decision function over a matcher, list defaults and client groups. */
 export function createPolicy(input: PolicyInput): Policy {
   const groups = new Groups(input.groups)
   const listActions = new Map(Object.entries(input.listActions))
   const { matcher } = input
+  // one tail string per entry, built on its first match (a blocked query would otherwise build it
+  // from seven pieces each time, and the log writer flatten and scan it)
+  const tails = new WeakMap<Entry, string>()
 
   function decide(client: string, raw: string, where: Where): Decision {
     const group = groups.nameOf(client)
@@ -46,11 +55,16 @@ export function createPolicy(input: PolicyInput): Policy {
       }
     }
     if (best) {
-      const via = overrides.has(best.list) ? `group ${group}` : `list ${best.list}`
+      // with the action from the entry's own list, the tail depends on the entry alone: kept
+      const own = !overrides.has(best.list)
+      let tail = own ? tails.get(best) : undefined
+      if (tail === undefined) {
+        tail = tailOf(best, own ? `list ${best.list}` : `group ${group}`)
+        if (own) tails.set(best, tail)
+      }
       return {
         action: bestAction, group, where, name, entry: best, list: best.list, sigma: best.sigma,
-        reason: `${bestAction}: ${name} matches ${best.pattern} in list ${best.list} (${best.source}); action from ${via}`
-          + (best.sigma ? `; Sigma rule ${best.sigma.id} "${best.sigma.title}" by ${best.sigma.author}` : ''),
+        reason: `${bestAction}: ${name}${tail}`, tail: own ? tail : undefined,
       }
     }
     return {

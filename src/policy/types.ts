@@ -14,6 +14,11 @@ export interface Decision {
   readonly action: Outcome
   /** One line a person can read: why this action. */
   readonly reason: string
+  /**
+   * When set, `reason` is `${action}: ${name}${tail}`, and `tail` depends on `entry` alone (one
+   * string per entry, so a log writer can keep its encoding per entry).
+   */
+  readonly tail?: string
   readonly group: string           // 'default' when no group matched
   readonly name: string            // the normalized name decided (or the raw one if unparseable)
   readonly where: Where

@@ -55,3 +55,16 @@ t.test('a decision without a list', async t => {
   t.same(table.list()[0]!.lists, {})
   t.same(table.list()[0]!.actions, { block: 1 })
 })
+
+t.test('runs of one client, and a client back after being evicted, start from what the table holds', async t => {
+  const table = createClientTable({ maxClients: 1 })
+  table.record(ev('10.0.0.1', 'a.ngrok.io'))
+  table.record(ev('10.0.0.1', 'a.ngrok.io'))
+  t.same(table.list().map(c => [c.ip, c.actions]), [['10.0.0.1', { sinkhole: 2 }]])
+  table.record(ev('10.0.0.2', 'a.ngrok.io'))
+  t.equal(table.get('10.0.0.1'), undefined, 'evicted by the second client')
+  table.record(ev('10.0.0.1', 'b.ngrok.io'))
+  table.record(ev('10.0.0.1', 'b.ngrok.io'))
+  t.same(table.list().map(c => [c.ip, c.actions, c.names]), [['10.0.0.1', { sinkhole: 2 }, [{ name: 'b.ngrok.io', count: 2 }]]],
+    'a new entry: the evicted one\'s counts are gone, the recent ones all kept')
+})

@@ -83,20 +83,26 @@ t.test('an unparseable name, and a list without an entry', async t => {
 
 t.test('ecsBody writes the same text as JSON.stringify(toEcs(ev)), over generated events', async t => {
   let seed = 7
-  const rnd = (n: number): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n }
+  // the high bits: the low bits of this generator repeat with a short period (the lowest alternates)
+  const rnd = (n: number): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return (seed >>> 16) % n }
   const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)]!
   // plain names, and text JSON must escape: quotes, backslashes, control characters, lone surrogates
   const texts = ['a.ngrok.io', 'ngrok-free.app', 'x"y.test', 'back\\slash', 'tab\there', 'nl\nx', '\u0000', '\ud800lone', 'ok\udc00', '😀.example', 'café.test', '']
   const maybe = <T>(v: T): T | undefined => (rnd(3) === 0 ? undefined : v)
   let checked = 0
   const differ: { i: number; got: string; want: string }[] = []
+  const shared = { ...entries[0]!, pattern: 'shared.test' }    // an entry seen with several tails: the writer's per-entry bytes follow
   for (let i = 0; i < 3000; i++) {
     const name = pick(texts)
-    const entry = rnd(2) === 0 ? undefined : { ...entries[0]!, pattern: pick(texts) }
+    const entry = rnd(2) === 0 ? undefined : rnd(3) === 0 ? shared : { ...entries[0]!, pattern: pick(texts) }
     const sigma = rnd(3) === 0 ? { id: pick(texts), title: pick(texts), author: pick(texts) } : undefined
+    const action = pick(['block', 'sinkhole', 'alert', 'allow', 'pass'] as const)
+    const decided = rnd(2) === 0 ? name : pick(texts)
+    // a decision with a tail (its reason built from action, name and tail, as decide builds it) or with a reason of its own
+    const tail = entry && rnd(2) === 0 ? pick(texts) : undefined
     const decision = {
-      action: pick(['block', 'sinkhole', 'alert', 'allow', 'pass'] as const), reason: pick(texts), group: pick(texts),
-      name: rnd(2) === 0 ? name : pick(texts), where: pick(['qname', 'cname', 'connect', 'sni', 'host'] as const),
+      action, reason: tail === undefined ? pick(texts) : `${action}: ${decided}${tail}`, tail, group: pick(texts),
+      name: decided, where: pick(['qname', 'cname', 'connect', 'sni', 'host'] as const),
       entry, list: rnd(3) === 0 ? undefined : pick(texts), sigma, unparseable: rnd(4) === 0 ? true : undefined,
     }
     const base = { message: pick(['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture'] as const), decision,
