@@ -17,6 +17,9 @@ const MEMO_MAX = 65_536
 export class Groups {
   readonly #groups: readonly Group[]
   readonly #memo = new Map<string, Group | null>()
+  /** The client asked about last, and its group: a decision asks twice, and a run of queries comes from one client. */
+  #last: string | undefined
+  #lastGroup: Group | null = null
 
   constructor(specs: readonly GroupSpec[]) {
     this.#groups = specs.map(g => ({
@@ -31,8 +34,14 @@ export class Groups {
   }
 
   #find(client: string): Group | null {
+    if (this.#groups.length === 0) return null
+    if (client === this.#last) return this.#lastGroup
     let g = this.#memo.get(client)
-    if (g !== undefined) return g
+    if (g !== undefined) {
+      this.#last = client
+      this.#lastGroup = g
+      return g
+    }
     g = null
     const a = parseAddr(client)
     if (a) {
@@ -42,6 +51,8 @@ export class Groups {
     }
     if (this.#memo.size >= MEMO_MAX) this.#memo.clear()
     this.#memo.set(client, g)
+    this.#last = client
+    this.#lastGroup = g
     return g
   }
 

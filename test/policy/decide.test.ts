@@ -54,6 +54,9 @@ t.test('groups: first match wins, per-list overrides, off, IPv6 and mapped clien
   t.equal(policy.decide('10.9.9.9', 'a.trycloudflare.com', 'qname').group, 'lab')
   t.equal(policy.decide('192.0.2.1', 'a.trycloudflare.com', 'qname').group, 'default')
   t.equal(policy.decide('not-an-ip', 'a.trycloudflare.com', 'qname').group, 'default')
+  const seen = ['10.9.9.9', '10.9.9.9', '192.0.2.1', '10.20.1.1', '10.9.9.9', '192.0.2.1', '192.0.2.1', '10.20.1.1']
+    .map(c => policy.decide(c, 'a.trycloudflare.com', 'qname').group)
+  t.same(seen, ['lab', 'lab', 'default', 'devops', 'lab', 'default', 'default', 'devops'], 'clients in turn, each its own group every time')
   const off = policy.decide('10.20.1.1', 'solo.evil.ngrok.io', 'qname')
   t.equal(off.action, 'alert')
   const only = createPolicy({
