@@ -1,8 +1,9 @@
 /**
  * Fixed-size records in large Buffers, outside the JavaScript heap, for the answer cache. A
  * record is named by one small integer (its slot): class × 2^24 + index. Classes grow by 1.5 and
- * 4/3 in turn from 64 bytes to 128 KiB; each class takes chunks of about 64 KiB (one record per
- * chunk past that) as it needs them, and reuses released slots before it takes new ones.
+ * 4/3 in turn from 64 bytes to 16 KiB; each class takes chunks of 64 KiB as it needs them, and
+ * reuses released slots before it takes new ones. Chunks are kept once taken: what the slab holds
+ * is the most each class has held at once (the cache bounds the records' bytes, see cache.ts).
  *
  * Why: every forwarded answer is cached and lives until it is evicted. As JavaScript strings, the
  * young-generation collector copied each one twice before it reached the old generation, where
@@ -10,10 +11,13 @@
  * the collector; the cache's index holds numbers only.
  */
 
-/** Record sizes in bytes, smallest first. */
+/**
+ * Record sizes in bytes, smallest first, to 16 KiB: a DNS answer is rarely over 4 KiB, and one
+ * that is larger is not cached (a flood of huge answers must not fill memory).
+ */
 export const RECORD_SIZES: readonly number[] = (() => {
   const out: number[] = []
-  for (let s = 64; s <= 131_072; s = out.length % 2 === 1 ? (s * 3) / 2 : (s * 4) / 3) out.push(s)
+  for (let s = 64; s <= 16_384; s = out.length % 2 === 1 ? (s * 3) / 2 : (s * 4) / 3) out.push(s)
   return out
 })()
 /** The largest record a slot holds. */
@@ -54,6 +58,11 @@ export class AnswerSlab {
     }
     this.used++
     return (c << INDEX_BITS) | i
+  }
+
+  /** The bytes a slot holds (its class's record size). */
+  sizeOf(slot: number): number {
+    return this.classes[slot >>> INDEX_BITS]!.size
   }
 
   /** Give a slot back; its bytes stay until it is taken again. */

@@ -33,6 +33,9 @@ const H_STORED = 24
 const HDR = 32
 /** A key: flag bits, type and class (5 bytes), then the name in wire form, lowercase (≤ 255). */
 const KEY_MAX = 5 + 255
+/** The records' bytes the cache holds at most, per entry of maxEntries (and at least MIN_BYTES). */
+const BYTES_PER_ENTRY = 1024
+const MIN_BYTES = 1 << 20
 /** Upstream URLs are kept by index (two bytes) in an entry; past this many, the cache starts over. */
 const MAX_UPSTREAMS = 0xffff
 const NO_TARGETS: readonly string[] = Object.freeze([])
@@ -114,8 +117,15 @@ export class DnsCache {
     seed = randomBytes(4).readUInt32LE(0)) {
     this.settings = settings
     this.key = new KeyWriter(seed)
+    // bounded by count and by bytes: records of a few hundred bytes fill the count first, and a
+    // flood of large answers (up to 16 KiB each) stops at maxEntries KiB, the older ones evicted
     this.lru = settings.maxEntries > 0
-      ? new LRUCache<number, number>({ max: settings.maxEntries, dispose: slot => this.slab.release(slot) })
+      ? new LRUCache<number, number>({
+        max: settings.maxEntries,
+        maxSize: Math.max(settings.maxEntries * BYTES_PER_ENTRY, MIN_BYTES),
+        sizeCalculation: slot => this.slab.sizeOf(slot),
+        dispose: slot => this.slab.release(slot),
+      })
       : undefined
   }
 

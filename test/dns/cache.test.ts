@@ -233,6 +233,31 @@ t.test('an answer too large for a record is not cached', async t => {
   t.equal(c.size, 0)
 })
 
+t.test('bounded by bytes as well: large answers take room for several small ones, and past 16 KiB none is cached', async t => {
+  const c = new DnsCache({ ...settings, maxEntries: 100 })       // at most max(100 KiB, 1 MiB) of records
+  const many = (name: string, n: number): Buffer => reply(name, {
+    answers: Array.from({ length: n }, (_, i) => ({ type: 'A', name, ttl: 300, data: `10.0.${i >> 8}.${i & 255}` })),
+  })
+  const big = many('b0.test', 400)
+  t.ok(big.length > 8192 && big.length < 12_288 - 1000, `an answer of ${big.length} bytes (a 12 KiB record with its TTL offsets)`)
+  let stored = 0
+  for (let i = 0; i < 100; i++) {
+    const k = q(`b${i}.test`)
+    const r = many(`b${i}.test`, 400)
+    if (c.set(k.buf, k.q, r, scanResponse(r)!, 'u', 0n)) stored++
+  }
+  t.equal(stored, 100, 'each one stored when it came')
+  t.equal(c.size, Math.floor((1 << 20) / 12_288), 'no more than 1 MiB of them kept: the oldest evicted')
+  t.equal(c.records, c.size, 'and their records released')
+  const last = q('b99.test')
+  t.not(c.get(last.buf, last.q, 0n), -1, 'the newest is there')
+  const huge = many('h.test', 1100)
+  t.ok(huge.length > 16_384)
+  const h = q('h.test')
+  t.notOk(c.set(h.buf, h.q, huge, scanResponse(huge)!, 'u', 0n), `an answer of ${huge.length} bytes is not cached`)
+  t.equal(c.get(h.buf, h.q, 0n), -1)
+})
+
 t.test('an entry gives back every target of its answer, in order, as the scan found them', async t => {
   const c = new DnsCache(settings)
   const long = `${'x'.repeat(60)}.${'y'.repeat(60)}.${'z'.repeat(60)}.cdn.test`
@@ -255,7 +280,7 @@ t.test('an entry gives back every target of its answer, in order, as the scan fo
 
 t.test('the answer slab: size classes, reuse of released slots, records that do not overlap', async t => {
   t.equal(RECORD_SIZES[0], 64)
-  t.equal(MAX_RECORD, 131_072)
+  t.equal(MAX_RECORD, 16_384)
   for (let i = 1; i < RECORD_SIZES.length; i++) t.ok(RECORD_SIZES[i]! > RECORD_SIZES[i - 1]!, `class ${i} is larger`)
   const slab = new AnswerSlab()
   t.equal(slab.alloc(MAX_RECORD + 1), -1, 'larger than the largest class')
