@@ -44,6 +44,9 @@ export class AnswerSlab {
   private readonly classes = RECORD_SIZES.map(s => new SizeClass(s))
   private used = 0
 
+  /** `perClass`: records per class at most (MAX_PER_CLASS, the index's bits; less in tests). */
+  constructor(private readonly perClass = MAX_PER_CLASS) {}
+
   /** A slot for a record of `bytes`, or -1 when it is larger than MAX_RECORD or its class is full. */
   alloc(bytes: number): number {
     let c = 0
@@ -52,7 +55,7 @@ export class AnswerSlab {
     const k = this.classes[c]!
     let i = k.free.pop()
     if (i === undefined) {
-      if (k.next === MAX_PER_CLASS) return -1
+      if (k.next >= this.perClass) return -1
       i = k.next++
       if (i >>> k.shift === k.chunks.length) k.chunks.push(Buffer.allocUnsafeSlow(k.size << k.shift))
     }

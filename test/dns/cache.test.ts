@@ -139,16 +139,23 @@ t.test('two keys with the same hash: neither is served for the other', async t =
   const seen = new Map<number, string>()
   const key = new KeyWriter(seed)
   let pair: [string, string] | undefined
-  for (let i = 0; i < 400_000 && !pair; i++) {
-    const name = `n${i}.test`
+  let apart: [string, string] | undefined            // a pair whose keys differ in length too
+  for (let i = 0; i < 600_000 && !(pair && apart); i++) {
+    const name = i % 2 === 0 ? `n${i}.test` : `n${i}.xtest`
     const a = q(name)
     key.write(a.buf, a.q)
     const h = key.hash
     const other = seen.get(h)
-    if (other !== undefined) pair = [other, name]
-    else seen.set(h, name)
+    if (other === undefined) seen.set(h, name)
+    else if (other.length === name.length) pair ??= [other, name]
+    else apart ??= [other, name]
   }
-  if (!pair) return t.fail('no two names with one hash among 400k (a 30-bit hash: expected near 2^15)')
+  if (!pair || !apart) return t.fail('no two names with one hash among 600k (a 30-bit hash: expected near 2^15)')
+  const [x, y] = apart.map(n => q(n))
+  const cx = new DnsCache(settings, undefined, seed)
+  const rx = reply(apart[0], { answers: [{ type: 'A', name: apart[0], ttl: 300, data: '192.0.2.7' }] })
+  t.ok(cx.set(x!.buf, x!.q, rx, scanResponse(rx)!, 'u', 0n))
+  t.equal(cx.get(y!.buf, y!.q, 0n), -1, `${apart[1]} (another length, the same hash) is not served ${apart[0]}'s answer`)
   const [a, b] = pair.map(n => q(n))
   const c = new DnsCache(settings, undefined, seed)
   const ra = reply(pair[0], { answers: [{ type: 'A', name: pair[0], ttl: 300, data: '192.0.2.1' }] })
@@ -309,4 +316,30 @@ t.test('the answer slab: size classes, reuse of released slots, records that do 
   t.equal(slab.size, 0)
   for (let i = 0; i < 3000; i++) slab.alloc(len(i))
   t.equal(slab.bytes, bytes, 'the same records again take no new chunk: released slots are reused')
+})
+
+t.test('the slab: a full class gives no slot, until one of its slots is released', async t => {
+  const slab = new AnswerSlab(3)
+  const got = [slab.alloc(100), slab.alloc(100), slab.alloc(100)]
+  t.ok(got.every(s => s >= 0))
+  t.equal(slab.alloc(100), -1, 'a fourth record of that class')
+  t.ok(slab.alloc(1000) >= 0, 'another class has room')
+  slab.release(got[1]!)
+  t.equal(slab.alloc(100), got[1], 'the released slot is taken again')
+})
+
+t.test('the key: a buffer that does not hold the question the query names gives none, and no entry', async t => {
+  const k = q('a.test')
+  const key = new KeyWriter(1)
+  t.ok(key.write(k.buf, k.q))
+  t.notOk(key.write(k.buf.subarray(0, 12), k.q), 'no question at all')
+  t.notOk(key.write(k.buf.subarray(0, 15), k.q), 'a label cut short')
+  const pointer = Buffer.from(k.buf)
+  pointer[12] = 0xc0
+  t.notOk(key.write(pointer, k.q), 'a compression pointer (parseQuery refuses one in the question)')
+  const c = new DnsCache(settings)
+  const r = reply('a.test', { answers: [{ type: 'A', name: 'a.test', ttl: 300, data: '192.0.2.1' }] })
+  t.notOk(c.set(pointer, k.q, r, scanResponse(r)!, 'u', 0n), 'not stored')
+  t.equal(c.get(pointer, k.q, 0n), -1, 'not found')
+  t.equal(c.records, 0)
 })

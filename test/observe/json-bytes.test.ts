@@ -44,3 +44,15 @@ t.test('pieces in order; the buffer grows and keeps what was written', async t =
   w.reset()
   t.equal(w.toString(), '')
 })
+
+t.test('plain writes a string with nothing to escape as it is, and nothing for any other', async t => {
+  const w = new JsonBytes()
+  t.ok(w.plain('a.ngrok.io'))
+  t.ok(w.plain('x'.repeat(40)), 'a long plain one')
+  const n = w.n
+  for (const s of ['a"b', 'back\\slash', 'tab\t', 'café', 'x'.repeat(40) + '"', 'é' + 'x'.repeat(40)]) {
+    t.notOk(w.plain(s), JSON.stringify(s))
+    t.equal(w.n, n, 'nothing written')
+  }
+  t.equal(w.toString(), 'a.ngrok.io' + 'x'.repeat(40))
+})
