@@ -26,7 +26,7 @@ const CHUNK_BYTES = 65_536
 const INDEX_BITS = 24
 const INDEX_MASK = (1 << INDEX_BITS) - 1
 /** Records per class at most (the index's bits). */
-export const MAX_PER_CLASS = 1 << INDEX_BITS
+const MAX_PER_CLASS = 1 << INDEX_BITS
 
 class SizeClass {
   readonly chunks: Buffer[] = []

@@ -94,10 +94,14 @@ export class JsonBytes {
    */
   plain(s: string): boolean {
     const len = s.length
-    if (len > SHORT ? NOT_PLAIN.test(s) : false) return false
     this.room(len)
     const b = this.buf
     const o = this.n
+    if (len > SHORT) {                                       // as str: one regex check, one copy
+      if (NOT_PLAIN.test(s)) return false
+      this.n = o + b.latin1Write(s, o)
+      return true
+    }
     for (let i = 0; i < len; i++) {
       const c = s.charCodeAt(i)
       if (c < 0x20 || c === 0x22 || c === 0x5c || c > 0x7e) return false
