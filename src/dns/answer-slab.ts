@@ -1,14 +1,21 @@
 /**
  * Fixed-size records in large Buffers, outside the JavaScript heap, for the answer cache. A
  * record is named by one small integer (its slot): class × 2^24 + index. Classes grow by 1.5 and
- * 4/3 in turn from 64 bytes to 16 KiB; each class takes chunks of 64 KiB as it needs them, and
- * reuses released slots before it takes new ones. Chunks are kept once taken: what the slab holds
- * is the most each class has held at once (the cache bounds the records' bytes, see cache.ts).
+ * 4/3 in turn from 64 bytes to 16 KiB; each class takes chunks of 64 KiB as it needs them. A new
+ * record goes into a chunk that has room before a new chunk is taken, and a chunk whose records
+ * are all released is given back (one empty chunk per class is kept, so that a class at the edge
+ * of a chunk does not take and give one back for every record).
  *
  * Why: every forwarded answer is cached and lives until it is evicted. As JavaScript strings, the
  * young-generation collector copied each one twice before it reached the old generation, where
  * it was marked and swept in turn: several µs per forwarded query. Records here are never seen by
  * the collector; the cache's index holds numbers only.
+ *
+ * Why chunks are given back: the cache bounds its records' bytes (cache.ts), but a slab that kept
+ * every chunk it took would hold, per class, the most that class ever held. Traffic that moved
+ * from one size class to the next (a flood of answers of one size, then another) would leave up
+ * to 17 times the bound in chunks. The cache evicts the least recently used records, which were
+ * also the first written, so the chunks of a class that traffic left empty in turn.
  */
 
 /**
@@ -25,18 +32,85 @@ export const MAX_RECORD = RECORD_SIZES[RECORD_SIZES.length - 1]!
 const CHUNK_BYTES = 65_536
 const INDEX_BITS = 24
 const INDEX_MASK = (1 << INDEX_BITS) - 1
-/** Records per class at most (the index's bits). */
-const MAX_PER_CLASS = 1 << INDEX_BITS
 
 class SizeClass {
-  readonly chunks: Buffer[] = []
+  /** By chunk number; undefined once given back (the number is taken again before a new one). */
+  readonly chunks: (Buffer | undefined)[] = []
+  /** Records in use, per chunk. */
+  readonly live: number[] = []
+  /** Released slots, per chunk. */
+  readonly free: number[][] = []
+  /** Slots not yet used, per chunk: the next is chunk × perChunk + fresh. */
+  readonly fresh: number[] = []
+  /** Chunks that have room (a chunk given back or filled since stays until `alloc` comes to it). */
+  readonly open: number[] = []
+  /** Is the chunk in `open`? */
+  readonly listed: boolean[] = []
+  /** Numbers of chunks given back. */
+  readonly gone: number[] = []
+  /** The chunk kept empty, or -1. */
+  spare = -1
+  /** Records in use. */
+  used = 0
   /** Records per chunk, as a shift: 2^shift records of `size` bytes make a chunk. */
   readonly shift: number
-  readonly free: number[] = []
-  next = 0
+  readonly perChunk: number
 
   constructor(readonly size: number) {
     this.shift = Math.max(0, Math.floor(Math.log2(CHUNK_BYTES / size)))
+    this.perChunk = 1 << this.shift
+  }
+
+  /**
+   * A chunk with room, taking a new one when none has. The chunk numbers stay within the index's
+   * bits: a new number is taken only when every chunk is full, and a class holds at most 2^24 records.
+   */
+  private roomy(): number {
+    const open = this.open
+    while (open.length > 0) {
+      const c = open[open.length - 1]!
+      if (this.chunks[c] && (this.free[c]!.length > 0 || this.fresh[c]! < this.perChunk)) return c
+      open.pop()
+      this.listed[c] = false
+    }
+    const c = this.gone.length > 0 ? this.gone.pop()! : this.chunks.length
+    this.chunks[c] = Buffer.allocUnsafeSlow(this.size << this.shift)
+    this.live[c] = 0
+    this.free[c] = []
+    this.fresh[c] = 0
+    open.push(c)
+    this.listed[c] = true
+    return c
+  }
+
+  alloc(): number {
+    const c = this.roomy()
+    if (c === this.spare) this.spare = -1
+    this.live[c]!++
+    this.used++
+    const f = this.free[c]!
+    return f.length > 0 ? f.pop()! : (c << this.shift) | this.fresh[c]!++
+  }
+
+  release(i: number): void {
+    const c = i >>> this.shift
+    this.used--
+    if (--this.live[c]! > 0) {
+      this.free[c]!.push(i)
+      if (!this.listed[c]) { this.open.push(c); this.listed[c] = true }
+      return
+    }
+    // the chunk is empty: kept as the spare (its slots all fresh again), or given back. It is in
+    // `open` already: its release before this one (a chunk holds 4 records or more) left it room
+    if (this.spare < 0) {
+      this.spare = c
+      this.free[c] = []
+      this.fresh[c] = 0
+      return
+    }
+    this.chunks[c] = undefined
+    this.free[c] = []
+    this.gone.push(c)
   }
 }
 
@@ -44,8 +118,12 @@ export class AnswerSlab {
   private readonly classes = RECORD_SIZES.map(s => new SizeClass(s))
   private used = 0
 
-  /** `perClass`: records per class at most (MAX_PER_CLASS, the index's bits; less in tests). */
-  constructor(private readonly perClass = MAX_PER_CLASS) {}
+  /** `perClass`: records per class at most (the index's bits, 2^24; less in tests). */
+  private readonly perClass: number
+
+  constructor(perClass = 1 << INDEX_BITS) {
+    this.perClass = Math.min(perClass, 1 << INDEX_BITS)
+  }
 
   /** A slot for a record of `bytes`, or -1 when it is larger than MAX_RECORD or its class is full. */
   alloc(bytes: number): number {
@@ -53,14 +131,9 @@ export class AnswerSlab {
     while (c < RECORD_SIZES.length && RECORD_SIZES[c]! < bytes) c++
     if (c === RECORD_SIZES.length) return -1
     const k = this.classes[c]!
-    let i = k.free.pop()
-    if (i === undefined) {
-      if (k.next >= this.perClass) return -1
-      i = k.next++
-      if (i >>> k.shift === k.chunks.length) k.chunks.push(Buffer.allocUnsafeSlow(k.size << k.shift))
-    }
+    if (k.used >= this.perClass) return -1
     this.used++
-    return (c << INDEX_BITS) | i
+    return (c << INDEX_BITS) | k.alloc()
   }
 
   /** The bytes a slot holds (its class's record size). */
@@ -68,9 +141,9 @@ export class AnswerSlab {
     return this.classes[slot >>> INDEX_BITS]!.size
   }
 
-  /** Give a slot back; its bytes stay until it is taken again. */
+  /** Give a slot back; its bytes stay until it is taken again, or its chunk is given back. */
   release(slot: number): void {
-    this.classes[slot >>> INDEX_BITS]!.free.push(slot & INDEX_MASK)
+    this.classes[slot >>> INDEX_BITS]!.release(slot & INDEX_MASK)
     this.used--
   }
 
@@ -83,7 +156,7 @@ export class AnswerSlab {
   /** Where a slot's record starts in its chunk. */
   offset(slot: number): number {
     const k = this.classes[slot >>> INDEX_BITS]!
-    return (slot & ((1 << k.shift) - 1)) * k.size
+    return (slot & (k.perChunk - 1)) * k.size
   }
 
   /** Slots in use. */
@@ -94,7 +167,7 @@ export class AnswerSlab {
   /** Bytes held in chunks (in use or free). */
   get bytes(): number {
     let n = 0
-    for (const k of this.classes) n += k.chunks.length * (k.size << k.shift)
+    for (const k of this.classes) for (const b of k.chunks) if (b) n += b.length
     return n
   }
 }

@@ -133,6 +133,11 @@ export class DnsCache {
     return this.lru?.size ?? 0
   }
 
+  /** Bytes of the slab's chunks (records in use, released slots, and at most one empty chunk per size class). */
+  get bytes(): number {
+    return this.slab.bytes
+  }
+
   /** Records held in the slab (equal to `size`: an entry's record is released when the index drops it). */
   get records(): number {
     return this.slab.size

@@ -314,8 +314,67 @@ t.test('the answer slab: size classes, reuse of released slots, records that do 
   const bytes = slab.bytes
   for (const s of slots) slab.release(s)
   t.equal(slab.size, 0)
+  t.ok(slab.bytes <= RECORD_SIZES.length * 65_536, `all released: at most one empty chunk per class is kept (${slab.bytes} of ${bytes} bytes)`)
   for (let i = 0; i < 3000; i++) slab.alloc(len(i))
-  t.equal(slab.bytes, bytes, 'the same records again take no new chunk: released slots are reused')
+  t.equal(slab.bytes, bytes, 'the same records again take as many chunks as before')
+})
+
+t.test('the slab gives back a chunk once its records are released, and keeps one empty chunk per class', async t => {
+  const slab = new AnswerSlab()
+  const per = 65_536 / 64                                  // records of 64 bytes per chunk
+  const slots = Array.from({ length: 3 * per }, () => slab.alloc(60))
+  t.equal(slab.bytes, 3 * 65_536, 'three chunks')
+  for (const s of slots.slice(0, per)) slab.release(s)
+  t.equal(slab.bytes, 3 * 65_536, 'the first chunk emptied is kept (the spare)')
+  for (const s of slots.slice(per, 2 * per)) slab.release(s)
+  t.equal(slab.bytes, 2 * 65_536, 'the second is given back')
+  // a chunk with a record left keeps its bytes, and the record in them
+  const keep = slots[2 * per]!
+  slab.chunk(keep).fill(0xab, slab.offset(keep), slab.offset(keep) + 60)
+  for (const s of slots.slice(2 * per + 1)) slab.release(s)
+  t.equal(slab.bytes, 2 * 65_536, 'one record holds its chunk')
+  t.equal(slab.chunk(keep)[slab.offset(keep) + 59], 0xab, 'with its bytes')
+  // new records go into the chunks there are, the spare's included, before a new chunk is taken
+  const again = Array.from({ length: 2 * per - 1 }, () => slab.alloc(60))
+  t.equal(slab.bytes, 2 * 65_536, `${again.length} more records: no new chunk`)
+  t.equal(new Set([...again, keep]).size, 2 * per, 'each in a slot of its own')
+  t.ok(again.every(s => s !== keep))
+  slab.alloc(60)
+  t.equal(slab.bytes, 3 * 65_536, 'the next one takes a chunk')
+  // a class at the edge of a chunk does not take and give back a chunk for every record
+  const s = slab.alloc(60)
+  slab.release(s)
+  t.equal(slab.bytes, 3 * 65_536)
+  t.equal(slab.alloc(60), s, 'the kept chunk is used again')
+})
+
+t.test('the cache: traffic that moves from one record size to the next leaves no chunks behind', async t => {
+  // before the slab gave chunks back, each size class kept the most it had ever held: answers of
+  // one size up to the cache's bound, then of the next size, and so on, held the bound per class
+  const c = new DnsCache({ ...settings, maxEntries: 256 })       // 256 entries, 1 MiB of records
+  const sized = (name: string, n: number): Buffer => reply(name, {
+    answers: Array.from({ length: n }, (_, i) => ({ type: 'A', name, ttl: 300, data: `10.0.${i >> 8}.${i & 255}` })),
+  })
+  let most = 0
+  let stored = 0
+  let tried = 0
+  const counts = [36, 72, 150, 300, 450, 560]             // answers of about 1 KiB to 15 KiB
+  for (const [k, n] of counts.entries()) {
+    const size = sized(`c${k}-0.test`, n).length
+    // enough of them to fill the cache on their own
+    for (let i = 0; i < 256 + Math.ceil((1 << 20) / size); i++, tried++) {
+      const name = `c${k}-${i}.test`
+      const query = q(name)
+      const r = sized(name, n)
+      if (c.set(query.buf, query.q, r, scanResponse(r)!, 'u', 0n)) stored++
+    }
+    most = Math.max(most, c.bytes)
+  }
+  t.equal(stored, tried, `all ${tried} answers stored when they came`)
+  t.equal(c.records, c.size, 'every record evicted was released')
+  // the bound (1 MiB of records) and a chunk of slack per class (the spare, and a last chunk in use)
+  const limit = (1 << 20) + 2 * counts.length * 65_536
+  t.ok(most <= limit, `the slab held at most ${(most / 1048576).toFixed(2)} MiB over ${counts.length} sizes of answer (1 MiB bound)`)
 })
 
 t.test('the slab: a full class gives no slot, until one of its slots is released', async t => {
