@@ -50,6 +50,8 @@ class SizeClass {
   readonly gone: number[] = []
   /** The chunk kept empty, or -1. */
   spare = -1
+  /** Chunks held. */
+  held = 0
   /** Records in use. */
   used = 0
   /** Records per chunk, as a shift: 2^shift records of `size` bytes make a chunk. */
@@ -61,11 +63,8 @@ class SizeClass {
     this.perChunk = 1 << this.shift
   }
 
-  /**
-   * A chunk with room, taking a new one when none has. The chunk numbers stay within the index's
-   * bits: a new number is taken only when every chunk is full, and a class holds at most 2^24 records.
-   */
-  private roomy(): number {
+  /** A chunk with room, or -1 when every chunk is full. */
+  roomy(): number {
     const open = this.open
     while (open.length > 0) {
       const c = open[open.length - 1]!
@@ -73,7 +72,17 @@ class SizeClass {
       open.pop()
       this.listed[c] = false
     }
+    return -1
+  }
+
+  /**
+   * A new chunk (its number). The numbers stay within the index's bits: one is taken only when
+   * every chunk is full, and a class holds at most 2^24 records.
+   */
+  private take(): number {
+    const open = this.open
     const c = this.gone.length > 0 ? this.gone.pop()! : this.chunks.length
+    this.held++
     this.chunks[c] = Buffer.allocUnsafeSlow(this.size << this.shift)
     this.live[c] = 0
     this.free[c] = []
@@ -83,8 +92,10 @@ class SizeClass {
     return c
   }
 
+  /** A slot (its index in the class). */
   alloc(): number {
-    const c = this.roomy()
+    let c = this.roomy()
+    if (c < 0) c = this.take()
     if (c === this.spare) this.spare = -1
     this.live[c]!++
     this.used++
@@ -111,6 +122,7 @@ class SizeClass {
     this.chunks[c] = undefined
     this.free[c] = []
     this.gone.push(c)
+    this.held--
   }
 }
 
@@ -121,17 +133,26 @@ export class AnswerSlab {
   /** `perClass`: records per class at most (the index's bits, 2^24; less in tests). */
   private readonly perClass: number
 
-  constructor(perClass = 1 << INDEX_BITS) {
+  /**
+   * `limit`: the most bytes the chunks may take; a record that would need a chunk past it gets no
+   * slot (the cache then evicts, see cache.ts). `perClass`: records per class at most (the
+   * index's bits, 2^24; less in tests).
+   */
+  constructor(readonly limit = Infinity, perClass = 1 << INDEX_BITS) {
     this.perClass = Math.min(perClass, 1 << INDEX_BITS)
   }
 
-  /** A slot for a record of `bytes`, or -1 when it is larger than MAX_RECORD or its class is full. */
+  /**
+   * A slot for a record of `bytes`, or -1 when it is larger than MAX_RECORD, its class is full,
+   * or it would need a new chunk past `limit`.
+   */
   alloc(bytes: number): number {
     let c = 0
     while (c < RECORD_SIZES.length && RECORD_SIZES[c]! < bytes) c++
     if (c === RECORD_SIZES.length) return -1
     const k = this.classes[c]!
     if (k.used >= this.perClass) return -1
+    if (k.roomy() < 0 && this.bytes + (k.size << k.shift) > this.limit) return -1
     this.used++
     return (c << INDEX_BITS) | k.alloc()
   }
@@ -167,7 +188,7 @@ export class AnswerSlab {
   /** Bytes held in chunks (in use or free). */
   get bytes(): number {
     let n = 0
-    for (const k of this.classes) for (const b of k.chunks) if (b) n += b.length
+    for (const k of this.classes) n += k.held * (k.size << k.shift)
     return n
   }
 }

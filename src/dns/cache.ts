@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
-import { AnswerSlab } from './answer-slab.js'
+import { AnswerSlab, MAX_RECORD } from './answer-slab.js'
 import type { Scan } from './scan.js'
 import { RCODE, type Query } from './wire.js'
 
@@ -36,6 +36,15 @@ const KEY_MAX = 5 + 255
 /** The records' bytes the cache holds at most, per entry of maxEntries (and at least MIN_BYTES). */
 const BYTES_PER_ENTRY = 1024
 const MIN_BYTES = 1 << 20
+/**
+ * The slab's chunks take at most this many times the records' bound. Records of every size
+ * class in use fill their chunks but for a last chunk and a kept empty one each, far below it;
+ * only records that hold chunks nearly empty (a few kept in use by queries while the rest are
+ * evicted) come near it, and then the cache evicts more rather than take memory (see `set`).
+ */
+const CHUNK_BOUND = 2
+/** At most this many least recently used entries are evicted to make room for one answer. */
+const EVICT_FOR_ROOM = 128
 /** Upstream URLs are kept by index (two bytes) in an entry; past this many, the cache starts over. */
 const MAX_UPSTREAMS = 0xffff
 const NO_TARGETS: readonly string[] = Object.freeze([])
@@ -107,22 +116,27 @@ export class KeyWriter {
 export class DnsCache {
   readonly settings: CacheSettings
   private readonly lru: LRUCache<number, number> | undefined
-  private readonly slab = new AnswerSlab()
+  private readonly slab: AnswerSlab
   private upstreams: string[] = []
   private upstreamIndex = new Map<string, number>()
   private readonly key: KeyWriter
 
-  /** `seed` is the key hash's (random unless a test sets it: a client must not be able to pick names that collide). */
+  /**
+   * `seed` is the key hash's (random unless a test sets it: a client must not be able to pick
+   * names that collide); `chunkBound` the slab's limit as a multiple of the records' bound (tests).
+   */
   constructor(settings: CacheSettings, private readonly maxUpstreams = MAX_UPSTREAMS,
-    seed = randomBytes(4).readUInt32LE(0)) {
+    seed = randomBytes(4).readUInt32LE(0), chunkBound = CHUNK_BOUND) {
     this.settings = settings
     this.key = new KeyWriter(seed)
     // bounded by count and by bytes: records of a few hundred bytes fill the count first, and a
     // flood of large answers (up to 16 KiB each) stops at maxEntries KiB, the older ones evicted
+    const maxSize = Math.max(settings.maxEntries * BYTES_PER_ENTRY, MIN_BYTES)
+    this.slab = new AnswerSlab(chunkBound * maxSize)
     this.lru = settings.maxEntries > 0
       ? new LRUCache<number, number>({
         max: settings.maxEntries,
-        maxSize: Math.max(settings.maxEntries * BYTES_PER_ENTRY, MIN_BYTES),
+        maxSize,
         sizeCalculation: slot => this.slab.sizeOf(slot),
         dispose: slot => this.slab.release(slot),
       })
@@ -236,8 +250,14 @@ export class DnsCache {
     const targets = scan.targets
     let size = HDR + kl + len + 2 * offs.length
     for (const t of targets) size += 1 + t.length       // a name read from a reply is at most 253 characters
+    if (size > MAX_RECORD) return false
     const up = this.upstreamId(upstream)
-    const e = this.slab.alloc(size)
+    let e = this.slab.alloc(size)
+    // no room under the slab's limit: the least recently used entries make room, or the answer is not cached
+    for (let i = 0; e < 0 && i < EVICT_FOR_ROOM && this.lru.size > 0; i++) {
+      this.lru.pop()
+      e = this.slab.alloc(size)
+    }
     if (e < 0) return false
     const b = this.slab.chunk(e)
     const o = this.slab.offset(e)

@@ -377,8 +377,61 @@ t.test('the cache: traffic that moves from one record size to the next leaves no
   t.ok(most <= limit, `the slab held at most ${(most / 1048576).toFixed(2)} MiB over ${counts.length} sizes of answer (1 MiB bound)`)
 })
 
+t.test('the cache: records kept in use one per chunk do not hold chunks past twice the bound', async t => {
+  // the attack on a slab that gives back empty chunks only: fill a size class, keep asking for
+  // one record of each chunk (so that the least recently used go, and those stay), move on to the
+  // next size. Each class then holds chunks nearly empty, up to the bound per class.
+  const c = new DnsCache({ ...settings, maxEntries: 256 })       // 1 MiB of records; chunks ≤ 2 MiB
+  const sized = (name: string, n: number): Buffer => reply(name, {
+    answers: Array.from({ length: n }, (_, i) => ({ type: 'A', name, ttl: 300, data: `10.0.${i >> 8}.${i & 255}` })),
+  })
+  const pinned: { buf: Buffer; q: Query }[] = []
+  let most = 0
+  let stored = 0
+  let tried = 0
+  let kept = 0
+  for (const [k, n] of [160, 220, 330, 440, 560].entries()) {   // answers of about 4.5 to 15 KiB
+    const size = sized(`p${k}-0.test`, n).length
+    const perChunk = 2 ** Math.floor(Math.log2(65_536 / RECORD_SIZES.find(r => r >= size + 200)!))
+    for (let i = 0; i < Math.ceil((1 << 20) / size) + 8; i++, tried++) {
+      const name = `p${k}-${i}.test`
+      const query = q(name)
+      const r = sized(name, n)
+      if (c.set(query.buf, query.q, r, scanResponse(r)!, 'u', 0n)) stored++
+      if (i % perChunk === 0) pinned.push(query)
+      for (const p of pinned) c.get(p.buf, p.q, 0n)              // the pinned ones stay the most recently used
+      most = Math.max(most, c.bytes)
+    }
+  }
+  for (const p of pinned) if (c.get(p.buf, p.q, 0n) >= 0) kept++
+  t.ok(stored >= tried - 8, `${stored} of ${tried} answers cached`)
+  t.ok(kept > 0, `${kept} of ${pinned.length} pinned records still cached`)
+  t.equal(c.records, c.size, 'every record evicted was released')
+  t.ok(most <= 2 * (1 << 20), `the chunks never took more than 2 MiB (at most ${(most / 1048576).toFixed(2)} MiB)`)
+})
+
+t.test('the slab: no chunk is taken past its limit, the kept empty one counted', async t => {
+  const slab = new AnswerSlab(65_536)
+  const a = slab.alloc(60)
+  t.ok(a >= 0, 'the first chunk')
+  t.ok(slab.alloc(60) >= 0, 'room in it')
+  t.equal(slab.alloc(100), -1, 'a record of another class would need a second chunk')
+  slab.release(a)
+  t.equal(slab.alloc(100), -1, 'still: the chunk is held')
+  t.equal(slab.bytes, 65_536)
+})
+
+t.test('the cache: an answer the slab has no room for is not cached', async t => {
+  const c = new DnsCache({ ...settings, maxEntries: 10 }, undefined, 1, 0.01)   // a limit below one chunk
+  const k = q('a.test')
+  const r = reply('a.test', { answers: [{ type: 'A', name: 'a.test', ttl: 300, data: '10.0.0.1' }] })
+  t.notOk(c.set(k.buf, k.q, r, scanResponse(r)!, 'u', 0n), 'not stored')
+  t.equal(c.get(k.buf, k.q, 0n), -1)
+  t.equal(c.size, 0)
+})
+
 t.test('the slab: a full class gives no slot, until one of its slots is released', async t => {
-  const slab = new AnswerSlab(3)
+  const slab = new AnswerSlab(Infinity, 3)
   const got = [slab.alloc(100), slab.alloc(100), slab.alloc(100)]
   t.ok(got.every(s => s >= 0))
   t.equal(slab.alloc(100), -1, 'a fourth record of that class')
