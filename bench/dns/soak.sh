@@ -69,6 +69,13 @@ awk -v completed="${completed:-0}" -v lost="${lost:-0}" -v rcodes="$rcodes" -v l
     -v ticks=$((c1 - c0)) -v hz="$HZ" -v qps="$SOAK_QPS" -v len="$SOAK_LEN" -v raw="$RAW" -v target="$T" '
   function kv(s,   a) { split(s, a, "="); return a[2] }
   function mib(x) { return x == "-" ? "–" : sprintf("%.1f", x / 1024) }
+  # the median RSS of the samples with lo <= t < hi (lo < t <= hi when upper is set)
+  function median_of(lo, hi, upper,   i, j, m, v, tmp) {
+    m = 0
+    for (i = 0; i < n; i++) if (upper ? (t[i] > lo && t[i] <= hi) : (t[i] >= lo && t[i] < hi)) v[++m] = r[i]
+    for (i = 2; i <= m; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { tmp = v[j]; v[j] = v[j-1]; v[j-1] = tmp }
+    return m == 0 ? 0 : (m % 2 ? v[(m+1)/2] : (v[m/2] + v[m/2+1]) / 2)
+  }
   BEGIN { n = 0; k = 0; warm = (len >= 120) ? 60 : 0 }
   /^t_s=/ { t[n] = kv($1); r[n] = kv($2) / 1024; hu[n] = kv($3); ht[n] = kv($4); ex[n] = kv($5); n++ }
   END {
@@ -82,18 +89,25 @@ awk -v completed="${completed:-0}" -v lost="${lost:-0}" -v rcodes="$rcodes" -v l
       if (t[i] < warm + 60) { a += r[i]; na++ }; if (t[i] > t[n-1] - 60) { b += r[i]; nb++ } }
     slope = (k > 1) ? (k*sxy - sx*sy) / (k*sxx - sx*sx) * 60 : 0
     growth = (na && nb) ? (b/nb - a/na) / (a/na) : 0
+    # the medians of the same two minutes: a collection that falls due in one of them lifts two or
+    # three of its six samples by 20-50 MiB, and the mean with them, while the live heap stays level
+    ma = median_of(warm, warm + 60, 0); mb = median_of(t[n-1] - 60, t[n-1], 1)
+    mgrowth = (ma > 0) ? (mb - ma) / ma : 0
     print ""
     printf "- RSS from %d s on: min %.1f, max %.1f MiB; mean of the first minute %.1f → mean of the last minute %.1f MiB (%+.1f %%); trend %+.2f MiB/min.\n", warm, mn, mx, a/na, b/nb, 100*growth, slope
+    printf "- RSS median of the first minute %.1f → of the last minute %.1f MiB (%+.1f %%).\n", ma, mb, 100*mgrowth
     printf "- Peak RSS (VmHWM): %.1f MiB. Queries completed %d (%.0f qps), lost %d; rcodes %s; mean latency %s ms.\n", hwm/1024, completed, completed/len, lost, rcodes, lat
     # the live set: the lowest V8 heap-used sample of each minute (just after a collection), which a
     # leak would raise minute by minute even where the saw-tooth of RSS hides it
-    for (i = 0; i < n; i++) if (t[i] >= warm && hu[i] != "-") { m = int((t[i] - warm) / 60)
+    # minutes of whole samples: the last sample (at the end, a multiple of 60 s) closes the last minute
+    last = int((t[n-1] - warm) / 60); if (last > 0 && last * 60 == t[n-1] - warm) last--
+    for (i = 0; i < n; i++) if (t[i] >= warm && hu[i] != "-") { m = int((t[i] - warm) / 60); if (m > last) m = last
       if (!(m in fl) || hu[i] + 0 < fl[m]) fl[m] = hu[i] + 0; if (m > mmax) mmax = m }
     if (length(fl) > 0) { line = ""; for (m = 0; m <= mmax; m++) if (m in fl) line = line (line == "" ? "" : ", ") sprintf("%.1f", fl[m] / 1024)
       printf "- V8 heap used, the lowest sample of each minute from %d s on (the live set after a collection): %s MiB.\n", warm, line }
     if (completed > 0) printf "- CPU: %.1f µs per query over the soak.\n", ticks / hz * 1e6 / completed
-    printf "- Verdict: %s (flat = the last minute\x27s mean RSS within 5 %% of the first minute\x27s after the warm-up).\n",
-      (len < 180) ? "too short to judge (SOAK_LEN < 180)" : (growth < 0.05) ? "flat" : "**not flat**"
+    printf "- Verdict: %s (flat = the last minute\x27s median RSS within 5 %% of the first minute\x27s after the warm-up).\n",
+      (len < 180) ? "too short to judge (SOAK_LEN < 180)" : (mgrowth < 0.05) ? "flat" : "**not flat**"
     print "- Raw samples: " raw
   }' "$RAW" | tee "$MD"
 log "table: $MD"

@@ -15,7 +15,10 @@
  * every chunk it took would hold, per class, the most that class ever held. Traffic that moved
  * from one size class to the next (a flood of answers of one size, then another) would leave up
  * to 17 times the bound in chunks. The cache evicts the least recently used records, which were
- * also the first written, so the chunks of a class that traffic left empty in turn.
+ * also the first written, so the chunks of a class that traffic left empty in turn. A few records
+ * kept in use (asked for again and again) can still hold chunks that are otherwise empty, so the
+ * slab also has a limit on its chunks' bytes: past it a record gets no slot, and the cache evicts
+ * to make room (cache.ts).
  */
 
 /**

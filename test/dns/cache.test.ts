@@ -390,9 +390,9 @@ t.test('the cache: records kept in use one per chunk do not hold chunks past twi
   let stored = 0
   let tried = 0
   let kept = 0
-  for (const [k, n] of [160, 220, 330, 440, 560].entries()) {   // answers of about 4.5 to 15 KiB
+  for (const [k, n] of [160, 220, 330, 440, 560].entries()) {   // answers of about 4.5 to 15 KiB (records: header, key, TTL offsets)
     const size = sized(`p${k}-0.test`, n).length
-    const perChunk = 2 ** Math.floor(Math.log2(65_536 / RECORD_SIZES.find(r => r >= size + 200)!))
+    const perChunk = 2 ** Math.floor(Math.log2(65_536 / RECORD_SIZES.find(r => r >= size + 2 * n + 64)!))
     for (let i = 0; i < Math.ceil((1 << 20) / size) + 8; i++, tried++) {
       const name = `p${k}-${i}.test`
       const query = q(name)
