@@ -133,7 +133,6 @@ export class AnswerSlab {
   private readonly classes = RECORD_SIZES.map(s => new SizeClass(s))
   private used = 0
 
-  /** `perClass`: records per class at most (the index's bits, 2^24; less in tests). */
   private readonly perClass: number
 
   /**
