@@ -29,21 +29,21 @@ t.test('serve: client.hostname and client.mac from the lease, client.domain from
   ].join('\n'))
   const p = await startServe(t, ['--config', cfg])
   const server = { address: '127.0.0.1', port }
-  const ask = async () => {
-    const r = await dig(server, 'connect.ngrok-agent.com', 'A', ['-b', '127.0.0.2'])
-    t.equal(r.answer[0]?.data, '0.0.0.0', 'sinkholed')
-  }
+  /** The answer to one query from 127.0.0.2. */
+  const ask = async () => (await dig(server, 'connect.ngrok-agent.com', 'A', ['-b', '127.0.0.2'])).answer[0]?.data
   const queries = () => p.lines().filter((l: Line) => l.message === 'dns.query') as Line[]
-  /** Ask until a line satisfies `pred` (bounded). */
+  /** Ask until a line satisfies `pred` (bounded); every answer on the way must be the sinkhole (one assertion, however many tries). */
   const askUntil = async (pred: (l: Line) => boolean) => {
+    const answers: (string | undefined)[] = []
     for (let i = 0; i < 40 && !queries().some(pred); i++) {
-      await ask()
+      answers.push(await ask())
       await new Promise(r => setTimeout(r, 100))
     }
+    t.same(answers.filter(a => a !== '0.0.0.0'), [], `all ${answers.length} answers sinkholed`)
     return queries().find(pred)
   }
 
-  await ask()
+  t.equal(await ask(), '0.0.0.0', 'sinkholed')
   const first = await p.waitFor(l => l.message === 'dns.query')
   t.same(first.client, { ip: '127.0.0.2', port: (first as Line).client.port, hostname: 'build-2', mac: '02:00:00:00:00:02' },
     'the first line names the lease holder and does not wait for the PTR lookup')
