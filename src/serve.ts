@@ -76,6 +76,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     if (config.dns.listen.length > 0) {
       const dns = await startDns({ listen: config.dns.listen, getSnapshot, evidence })
       addresses.dns.push(...dns.addresses)
+      metrics.watchCache(() => dns.cacheStats())
       closers.push(() => dns.close())
     }
     const resolver = createResolver({ getSnapshot, evidence })

@@ -193,6 +193,11 @@ export class QueryHandler {
     if (this.inFlight === 0) for (const w of this.drainWaiters.splice(0)) w()
   }
 
+  /** The answer cache's entries and the bytes of its slab (none before the first query). */
+  get cacheStats(): { entries: number; bytes: number } {
+    return { entries: this.cache?.size ?? 0, bytes: this.cache?.bytes ?? 0 }
+  }
+
   /** Queries being forwarded right now. */
   get pending(): number {
     return this.inFlight

@@ -12,6 +12,8 @@ export interface DnsAddress { transport: 'udp' | 'tcp'; address: string; port: n
 
 export interface DnsService {
   readonly addresses: readonly DnsAddress[]
+  /** The answer cache's entries and bytes (for /metrics). */
+  cacheStats(): { entries: number; bytes: number }
   /** Stop accepting, drain the queries in flight, then close every socket. */
   close(): Promise<void>
 }
@@ -111,6 +113,7 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
   let closing: Promise<void> | undefined
   return {
     addresses,
+    cacheStats: () => handler.cacheStats,
     close(): Promise<void> {
       closing ??= (async () => {
         for (const t of tcps) void t.stopAccepting()

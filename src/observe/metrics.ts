@@ -16,6 +16,14 @@ export interface Metrics {
   setLists(lists: readonly ListInfo[]): void
   /** A reload attempt: `tunnelguard_reloads_total{result=ok|error}`. */
   reloaded(ok: boolean): void
+  /** Where `tunnelguard_dns_cache_entries` and `tunnelguard_dns_cache_bytes` are read from when scraped (the DNS service). */
+  watchCache(read: () => CacheStats): void
+}
+
+/** The DNS answer cache's size: entries, and bytes of memory its answers take (outside the JavaScript heap). */
+export interface CacheStats {
+  readonly entries: number
+  readonly bytes: number
 }
 
 /** Keeps a label's distinct values bounded even if a caller passes something unexpected. */
@@ -127,6 +135,15 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
       misses = 0
     },
   })
+  let readCache: (() => CacheStats) | undefined
+  new Gauge({
+    name: `${p}dns_cache_entries`, help: 'Answers in the DNS cache', registers,
+    collect() { this.set(readCache?.().entries ?? 0) },
+  })
+  new Gauge({
+    name: `${p}dns_cache_bytes`, help: 'Memory the DNS cache\'s answers take, in bytes (outside the JavaScript heap)', registers,
+    collect() { this.set(readCache?.().bytes ?? 0) },
+  })
   /** upstream label → queries per outcome (ok, timeout, error) not yet added to the counter. */
   const upstreamPending = new Map<string, Float64Array>()
   new Counter({
@@ -187,5 +204,6 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
       for (const i of infos) entries.set({ list: list(i.name) }, i.entries)
     },
     reloaded: ok => reloads.inc({ result: ok ? 'ok' : 'error' }),
+    watchCache: read => { readCache = read },
   }
 }

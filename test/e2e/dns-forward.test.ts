@@ -24,6 +24,7 @@ async function stack(t: Test, dnsConfig: (ub: Unbound) => NonNullable<ConfigInpu
 
 t.test('answers over UDP and TCP, IPv4 and IPv6, to dig and kdig', async t => {
   const s = await stack(t)
+  t.same(s.dns.cacheStats(), { entries: 0, bytes: 0 }, 'no cache before the first query')
   t.same(s.dns.addresses.map(a => [a.transport, a.address]), [['udp', '127.0.0.1'], ['tcp', '127.0.0.1'], ['udp', '::1'], ['tcp', '::1']])
   t.equal(s.dns.addresses[0]!.port, s.dns.addresses[1]!.port, 'UDP and TCP share the port')
   for (const server of [s.v4, s.v6]) {
@@ -42,6 +43,9 @@ t.test('answers over UDP and TCP, IPv4 and IPv6, to dig and kdig', async t => {
   t.ok(s.ev.events.every(e => e.client.port > 0 && e.decision.action === 'pass' && e.dns?.name === 'a.test' && e.dns.type === 'A'))
   t.match(s.ev.events[0], { dns: { rcode: 'NOERROR', upstream: s.ub.url, cacheHit: false } })
   t.match(s.ev.events[1], { dns: { cacheHit: true } })
+  // dig asks with EDNS and kdig without: the two are different keys
+  t.equal(s.dns.cacheStats().entries, 2, 'two answers cached, for eight queries')
+  t.ok(s.dns.cacheStats().bytes > 0, 'and the memory they take')
 })
 
 t.test('EDNS passes through: the DO bit comes back', async t => {

@@ -70,6 +70,27 @@ t.test('serve: blocked, sinkholed and forwarded answers, one ECS line naming the
   t.match(p.lines().at(-1), { message: 'stopped' })
 })
 
+t.test('/metrics shows the DNS cache: its entries and the bytes its answers take', async t => {
+  const s = await setup(t)
+  const admin = await freePort()
+  writeFileSync(s.cfg, s.base.replace('admin: { listen: null }', `admin: { listen: "127.0.0.1:${admin}" }`))
+  const p = await startServe(t, ['--config', s.cfg])
+  const gauges = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text()
+    const read = (name: string) => Number(new RegExp(`^tunnelguard_dns_cache_${name} (\\d+)$`, 'm').exec(text)?.[1])
+    return { entries: read('entries'), bytes: read('bytes') }
+  }
+  t.same(await gauges(), { entries: 0, bytes: 0 }, 'empty before the first answer')
+  // two answers and a negative one (cached by the zone's SOA)
+  const rcodes = []
+  for (const name of ['a.test', 'ns.test', 'nothing.test', 'a.test']) rcodes.push((await dig(s.server, name)).status)
+  t.same(rcodes, ['NOERROR', 'NOERROR', 'NXDOMAIN', 'NOERROR'])
+  const g = await gauges()
+  t.equal(g.entries, 3, 'three answers cached (the second a.test was a hit)')
+  t.ok(g.bytes >= 3 * 64 && g.bytes <= 3 * 65_536, `their bytes: ${g.bytes}`)
+  t.ok(p.lines().some(l => l.message === 'dns listening'))
+})
+
 t.test('SIGHUP under steady load: a new entry blocks within a second, no query lost; a broken config changes nothing', async t => {
   const s = await setup(t, 'reload: { watch: false }')
   const p = await startServe(t, ['--config', s.cfg])

@@ -30,7 +30,14 @@ t.test('counters, decisions, lists and reloads on a private registry', async t =
   m.setLists([{ name: 'ngrok', action: 'block', sources: [], entries: 7, allows: 0 }])
   m.reloaded(true)
   m.reloaded(false)
+  t.match(await m.registry.metrics(), /^tunnelguard_dns_cache_entries 0$/m, 'no DNS service: the cache reads empty')
+  let stats = { entries: 12, bytes: 65_536 }
+  m.watchCache(() => stats)
   const text = await m.registry.metrics()
+  t.match(text, /^tunnelguard_dns_cache_entries 12$/m)
+  t.match(text, /^tunnelguard_dns_cache_bytes 65536$/m)
+  stats = { entries: 3, bytes: 0 }
+  t.match(await m.registry.metrics(), /^tunnelguard_dns_cache_entries 3$/m, 'read again at each scrape')
   t.match(text, 'tunnelguard_dns_cache_lookups_total{result="hit"} 1')
   t.match(text, 'tunnelguard_dns_cache_lookups_total{result="miss"} 2')
   t.match(text, 'tunnelguard_upstream_requests_total{upstream="udp://127.0.0.1:5399",outcome="ok"} 1')
