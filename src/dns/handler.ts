@@ -1,4 +1,4 @@
-import type { Evidence } from '../observe/types.js'
+import type { CacheStats, Evidence } from '../observe/types.js'
 import { CidrSet } from '../policy/cidr.js'
 import { SEVERITY, type Decision } from '../policy/types.js'
 import type { Config, Snapshot } from '../snapshot-types.js'
@@ -194,7 +194,7 @@ export class QueryHandler {
   }
 
   /** The answer cache's entries and the bytes of its slab (none before the first query). */
-  get cacheStats(): { entries: number; bytes: number } {
+  get cacheStats(): CacheStats {
     return { entries: this.cache?.size ?? 0, bytes: this.cache?.bytes ?? 0 }
   }
 

@@ -3,7 +3,7 @@ import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
-import type { Evidence } from '../observe/types.js'
+import type { CacheStats, Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { QueryHandler } from './handler.js'
 import { TcpListener } from './tcp-listener.js'
@@ -13,7 +13,7 @@ export interface DnsAddress { transport: 'udp' | 'tcp'; address: string; port: n
 export interface DnsService {
   readonly addresses: readonly DnsAddress[]
   /** The answer cache's entries and bytes (for /metrics). */
-  cacheStats(): { entries: number; bytes: number }
+  cacheStats(): CacheStats
   /** Stop accepting, drain the queries in flight, then close every socket. */
   close(): Promise<void>
 }

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
 import type { Decision, Outcome, Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
-import type { Counters, DecisionEvent } from './types.js'
+import type { CacheStats, Counters, DecisionEvent } from './types.js'
 
 /** Most distinct values a config-bounded label may take; beyond it values read `other`. */
 export const MAX_LABEL_VALUES = 64
@@ -18,12 +18,6 @@ export interface Metrics {
   reloaded(ok: boolean): void
   /** Where `tunnelguard_dns_cache_entries` and `tunnelguard_dns_cache_bytes` are read from when scraped (the DNS service). */
   watchCache(read: () => CacheStats): void
-}
-
-/** The DNS answer cache's size: entries, and bytes of memory its answers take (outside the JavaScript heap). */
-export interface CacheStats {
-  readonly entries: number
-  readonly bytes: number
 }
 
 /** Keeps a label's distinct values bounded even if a caller passes something unexpected. */

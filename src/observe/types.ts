@@ -48,3 +48,9 @@ export interface Counters {
   proxyBytes(direction: 'up' | 'down', bytes: number): void
   connections(kind: 'dns-tcp' | 'proxy', delta: 1 | -1): void
 }
+
+/** The DNS answer cache's size: entries, and the bytes of memory its answers take (outside the JavaScript heap). */
+export interface CacheStats {
+  readonly entries: number
+  readonly bytes: number
+}
