@@ -52,6 +52,12 @@ const SYNC_RETRIES = 100
 const PAUSE = new Int32Array(new SharedArrayBuffer(4))
 /** Lines are encoded into buffers of this size as they are written (a batch larger than one takes several). */
 const CHUNK = 64 * 1024
+/**
+ * Buffers kept for reuse: a batch under load spans several (a blocked query's line is about 500
+ * bytes; 40k a second make 200 KB a batch), and taking new ones for each batch allocated a few
+ * MB a second outside the heap.
+ */
+const POOL = 16
 
 /** Where a sync-mode batch stopped on EAGAIN. */
 interface Stalled { readonly out: Buffer[]; i: number; off: number }
@@ -70,12 +76,14 @@ interface Stalled { readonly out: Buffer[]; i: number; off: number }
 export class LineSink {
   private buf: Buffer = Buffer.allocUnsafe(CHUNK)
   private used = 0
-  /** Filled buffers, in order, before `buf`. */
+  /** Filled buffers, in order, before `buf` (the bytes written: subarrays of `fullChunks`). */
   private full: Buffer[] = []
-  /** A standard buffer back from a finished batch, reused for the next. */
-  private spare: Buffer | undefined
-  /** The buffer the batch in flight ends in (back to `spare` when it is out). */
-  private outBuf: Buffer | undefined
+  /** The buffers of `full` whole, to be reused once written. */
+  private fullChunks: Buffer[] = []
+  /** Standard buffers back from finished batches, reused for the next (at most POOL). */
+  private readonly pool: Buffer[] = []
+  /** The buffers of the batch in flight (back to `pool` when it is out). */
+  private outBufs: Buffer[] = []
   /** Bytes encoded and not yet handed to a write. */
   private waitingBytes = 0
   /** Bytes of the batch in flight. */
@@ -172,9 +180,17 @@ export class LineSink {
 
   /** `buf` cannot take `room` more bytes: it joins the batch as it is, and a new one starts. */
   private grow(room: number): void {
-    if (this.used > 0) this.full.push(this.buf.subarray(0, this.used))
-    this.buf = Buffer.allocUnsafe(Math.max(CHUNK, room))
+    if (this.used > 0) {
+      this.full.push(this.buf.subarray(0, this.used))
+      this.fullChunks.push(this.buf)
+    }
+    this.buf = room <= CHUNK ? this.chunk() : Buffer.allocUnsafe(room)
     this.used = 0
+  }
+
+  /** A standard buffer: one back from a batch, or a new one. */
+  private chunk(): Buffer {
+    return this.pool.pop() ?? Buffer.allocUnsafe(CHUNK)
   }
 
   /** The waiting bytes, in order; `buf` starts over empty. */
@@ -187,13 +203,14 @@ export class LineSink {
     return out
   }
 
-  /** The waiting bytes as the batch in flight; `buf` becomes the spare buffer, or a new one. */
+  /** The waiting bytes as the batch in flight; its buffers are kept to be reused, `buf` is one from the pool. */
   private take(): Buffer[] {
     this.inFlight = this.waitingBytes
     const out = this.drain()
-    this.outBuf = this.buf
-    this.buf = this.spare ?? Buffer.allocUnsafe(CHUNK)
-    this.spare = undefined
+    this.outBufs = this.fullChunks
+    this.outBufs.push(this.buf)
+    this.fullChunks = []
+    this.buf = this.chunk()
     return out
   }
 
@@ -243,8 +260,8 @@ export class LineSink {
   private done(): void {
     this.writing = false
     this.inFlight = 0
-    if (this.outBuf?.length === CHUNK) this.spare = this.outBuf
-    this.outBuf = undefined
+    for (const b of this.outBufs) if (b.length === CHUNK && this.pool.length < POOL) this.pool.push(b)
+    this.outBufs = []
     if (this.dropped > 0 && this.opts.dropNotice) {
       const n = this.dropped
       this.dropped = 0
@@ -258,6 +275,7 @@ export class LineSink {
     this.failed = true
     this.writing = false
     this.full = []
+    this.fullChunks = []
     this.used = 0
     this.waitingBytes = 0
     this.opts.onError?.(err)
@@ -291,6 +309,7 @@ export class LineSink {
       rest.push(st.out[st.i]!.subarray(st.off), ...st.out.slice(st.i + 1))
     }
     rest.push(...this.drain())
+    this.fullChunks = []                                     // written below, not reused
     let again = 0
     for (const b of rest) {
       let off = 0

@@ -268,6 +268,30 @@ t.test('stream mode: one batch in flight at a time; a stalled stream drops past 
   t.equal(h.out.join('').split('\n').filter(Boolean).at(-1), 'after', 'counting starts again')
 })
 
+t.test('the buffers of a batch are reused for the next: a batch over several takes no new ones', async t => {
+  const seen: ArrayBufferLike[][] = [[]]
+  const writeSync = ((_fd: number, buf: Buffer, _off: number, len: number) => {
+    if (!seen[seen.length - 1]!.includes(buf.buffer)) seen[seen.length - 1]!.push(buf.buffer)
+    return len
+  }) as unknown as WriteSync
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync, delayMs: 0 })
+  t.teardown(() => sink.close())
+  const batch = async () => {
+    for (let i = 0; i < 4000; i++) sink.write(`${'z'.repeat(40)} ${i}\n`)   // 176 kB: three buffers
+    await flushed(sink)
+  }
+  await batch()
+  t.equal(seen[0]!.length, 3, 'the first batch in three buffers')
+  for (let round = 1; round <= 3; round++) {
+    seen.push([])
+    await batch()
+    const fresh = seen[round]!.filter(b => !seen.slice(0, round).some(s => s.includes(b)))
+    t.equal(seen[round]!.length, 3, `batch ${round + 1} in three buffers`)
+    t.ok(fresh.length <= 1, `batch ${round + 1}: ${fresh.length} buffer(s) not seen before`)
+  }
+  t.equal(seen[3]!.filter(b => !seen.slice(0, 3).some(s => s.includes(b))).length, 0, 'by the fourth batch, none')
+})
+
 t.test('stream mode: a batch over several buffers goes out whole; a stream error is reported once', async t => {
   const h = heldStream()
   const errors: string[] = []
