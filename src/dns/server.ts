@@ -7,6 +7,7 @@ import type { CacheStats, Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { QueryHandler } from './handler.js'
 import { TcpListener } from './tcp-listener.js'
+import { UDP_SOCKET_BUFFER } from './upstream-udp.js'
 
 export interface DnsAddress { transport: 'udp' | 'tcp'; address: string; port: number }
 
@@ -27,7 +28,6 @@ export interface DnsOptions {
 }
 
 const BIND_TRIES = 10
-const SOCKET_BUFFER = 4 * 1024 * 1024
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void
 
@@ -48,7 +48,7 @@ async function bindUdp(name: string, port: number, onMessage: (s: Socket, msg: B
   // a listen address written as a name (`localhost:53`) is resolved here, once, to IPv4, as dgram's default lookup did for a udp4 socket
   const host = isIP(name) !== 0 ? name : (await lookup(name, { family: 4 })).address
   const s = createSocket({
-    type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER,
+    type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: UDP_SOCKET_BUFFER, sendBufferSize: UDP_SOCKET_BUFFER,
     lookup: numericLookup(v6 ? 6 : 4),
   })
   return new Promise((resolve, reject) => {

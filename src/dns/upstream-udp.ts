@@ -4,6 +4,14 @@ import type { Counters } from '../observe/types.js'
 import { PendingTable, type ReplyCallback } from './pending.js'
 
 /**
+ * The socket buffers of every UDP socket of the DNS side, listeners and upstreams. An upstream's
+ * answers wait in its receive buffer while the process is busy (a burst, a collection): with the
+ * system's default (208 KiB here, a few hundred answers) the kernel dropped answers under a
+ * closed-loop load, and each drop left a client without an answer until the timeout.
+ */
+export const UDP_SOCKET_BUFFER = 4 * 1024 * 1024
+
+/**
  * One upstream over UDP: a connected socket (the kernel drops datagrams from anyone else), a
  * random source port, a fresh random ID per query.
  */
@@ -15,7 +23,9 @@ export class UdpTransport {
   private queue: Buffer[] | undefined = []
 
   constructor(host: string, port: number, counters: Counters, onError: (e: Error) => void) {
-    this.socket = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4')
+    this.socket = createSocket({
+      type: isIP(host) === 6 ? 'udp6' : 'udp4', recvBufferSize: UDP_SOCKET_BUFFER, sendBufferSize: UDP_SOCKET_BUFFER,
+    })
     this.socket.on('error', onError)
     this.socket.on('message', msg => {
       if (!this.table.take(msg)) counters.dropped('mismatch')
@@ -29,6 +39,11 @@ export class UdpTransport {
 
   get pending(): number {
     return this.table.size
+  }
+
+  /** The socket's receive buffer as the kernel reports it (once connected). */
+  get recvBufferSize(): number {
+    return this.socket.getRecvBufferSize()
   }
 
   send(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {

@@ -4,7 +4,7 @@ import { createServer, type Socket as TcpSocket } from 'node:net'
 import dnsPacket from 'dns-packet'
 import { FrameReader, frame } from '../../src/dns/framing.js'
 import { PendingTable } from '../../src/dns/pending.js'
-import { UdpTransport } from '../../src/dns/upstream-udp.js'
+import { UDP_SOCKET_BUFFER, UdpTransport } from '../../src/dns/upstream-udp.js'
 import { TcpTransport } from '../../src/dns/upstream-tcp.js'
 import { UpstreamPool, parseUpstream } from '../../src/dns/upstreams.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
@@ -231,6 +231,21 @@ t.test('IPv6 upstream', async t => {
   const pool = new UpstreamPool([`udp://[::1]:${s.address().port}`], memoryEvidence(), Date.now)
   t.teardown(() => pool.close())
   t.equal((await forward(pool)).upstream, `udp://[::1]:${s.address().port}`)
+})
+
+t.test('the UDP transport asks for the socket buffers of the listeners: answers wait there while the process is busy', async t => {
+  const up = await fakeUdp(t, reply)
+  const u = new UdpTransport('127.0.0.1', up.port, memoryEvidence().counters, () => {})
+  t.teardown(() => u.close())
+  const { buf, qEnd } = query()
+  const got = await new Promise<Buffer | undefined>(resolve => u.send(buf, qEnd, 1000, (err, r) => resolve(err ? undefined : r)))
+  t.ok(got, 'answered')
+  // what a socket asking for UDP_SOCKET_BUFFER gets here (the kernel caps it at net.core.rmem_max and doubles it)
+  const ref = createSocket({ type: 'udp4', recvBufferSize: UDP_SOCKET_BUFFER })
+  await new Promise<void>(r => ref.bind(0, '127.0.0.1', () => r()))
+  const expected = ref.getRecvBufferSize()
+  ref.close()
+  t.equal(u.recvBufferSize, expected, `the upstream socket's receive buffer: ${u.recvBufferSize} bytes`)
 })
 
 t.test('transports refuse to send once closed', async t => {
