@@ -82,7 +82,7 @@ class SizeClass {
    * A new chunk (its number). The numbers stay within the index's bits: one is taken only when
    * every chunk is full, and a class holds at most 2^24 records.
    */
-  private take(): number {
+  take(): number {
     const open = this.open
     const c = this.gone.length > 0 ? this.gone.pop()! : this.chunks.length
     this.held++
@@ -95,10 +95,8 @@ class SizeClass {
     return c
   }
 
-  /** A slot (its index in the class). */
-  alloc(): number {
-    let c = this.roomy()
-    if (c < 0) c = this.take()
+  /** A slot (its index in the class) in chunk `c`, which has room (`roomy` or `take`). */
+  alloc(c: number): number {
     if (c === this.spare) this.spare = -1
     this.live[c]!++
     this.used++
@@ -154,9 +152,13 @@ export class AnswerSlab {
     if (c === RECORD_SIZES.length) return -1
     const k = this.classes[c]!
     if (k.used >= this.perClass) return -1
-    if (k.roomy() < 0 && this.bytes + (k.size << k.shift) > this.limit) return -1
+    let chunk = k.roomy()
+    if (chunk < 0) {
+      if (this.bytes + (k.size << k.shift) > this.limit) return -1
+      chunk = k.take()
+    }
     this.used++
-    return (c << INDEX_BITS) | k.alloc()
+    return (c << INDEX_BITS) | k.alloc(chunk)
   }
 
   /** The bytes a slot holds (its class's record size). */

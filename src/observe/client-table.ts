@@ -1,9 +1,7 @@
 import { LRUCache } from 'lru-cache'
-import type { Outcome, Where } from '../policy/types.js'
+import { OUTCOMES as ACTIONS, WHERES } from '../policy/types.js'
 import type { DecisionEvent } from './types.js'
 
-const ACTIONS: readonly Outcome[] = ['block', 'sinkhole', 'alert', 'allow', 'pass']
-const WHERES: readonly Where[] = ['qname', 'cname', 'connect', 'sni', 'host', 'url']
 /** Where an action's count is in `ClientEntry.counts`, and a place's (after the actions). */
 const ACTION_AT = new Map<string, number>(ACTIONS.map((a, i) => [a, i]))
 const WHERE_AT = new Map<string, number>(WHERES.map((w, i) => [w, ACTIONS.length + i]))

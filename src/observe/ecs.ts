@@ -1,5 +1,5 @@
 import type { Entry, SigmaRef } from '../match/types.js'
-import type { Outcome, Where } from '../policy/types.js'
+import { OUTCOMES, WHERES, type Outcome } from '../policy/types.js'
 import { JsonBytes, bytes } from './json-bytes.js'
 import type { DecisionEvent } from './types.js'
 
@@ -69,9 +69,7 @@ export function toEcs(ev: DecisionEvent): Fields {
 }
 
 const MESSAGES: readonly DecisionEvent['message'][] = ['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture']
-const OUTCOMES: readonly Outcome[] = ['block', 'sinkhole', 'alert', 'allow', 'pass']
 const TRANSPORTS: readonly DecisionEvent['transport'][] = ['udp', 'tcp']
-const WHERES: readonly Where[] = ['qname', 'cname', 'connect', 'sni', 'host', 'url']
 
 /** A pre-encoded piece for each value of `keys`. */
 function table<T extends string>(keys: readonly T[], text: (k: T) => string): Readonly<Record<T, Uint8Array>> {

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
-import type { Decision, Outcome, Where } from '../policy/types.js'
+import { OUTCOMES as ACTIONS, WHERES, type Decision, type Outcome, type Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
 import type { CacheStats, Counters, DecisionEvent } from './types.js'
 
@@ -32,8 +32,6 @@ function bounded(): (v: string) => string {
 }
 
 const SOURCES = ['dns', 'proxy', 'sinkhole'] as const
-const ACTIONS: readonly Outcome[] = ['block', 'sinkhole', 'alert', 'allow', 'pass']
-const WHERES: readonly Where[] = ['qname', 'cname', 'connect', 'sni', 'host', 'url']
 const ACTION_IX = Object.fromEntries(ACTIONS.map((a, i) => [a, i])) as Readonly<Record<Outcome, number>>
 const WHERE_IX = Object.fromEntries(WHERES.map((w, i) => [w, i])) as Readonly<Record<Where, number>>
 const CELLS = SOURCES.length * ACTIONS.length * WHERES.length

@@ -10,6 +10,10 @@ export type Outcome = 'block' | 'sinkhole' | 'alert' | 'allow' | 'pass'
 /** Where the name was seen (the log's `tunnelguard.matched_on`). */
 export type Where = 'qname' | 'cname' | 'connect' | 'sni' | 'host' | 'url'
 
+/** Every outcome and every place, in one order (tables indexed by them: metrics, client table, log pieces). */
+export const OUTCOMES: readonly Outcome[] = ['block', 'sinkhole', 'alert', 'allow', 'pass']
+export const WHERES: readonly Where[] = ['qname', 'cname', 'connect', 'sni', 'host', 'url']
+
 export interface Decision {
   readonly action: Outcome
   /** One line a person can read: why this action. */
