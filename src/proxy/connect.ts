@@ -24,7 +24,8 @@ export interface ConnectRequest {
  *
  * Documented rules: bytes that are not TLS (plain protocol, SSLv2 hello) and TLS without SNI
  * are decided on the CONNECT host alone and logged with `tunnelguard.sni_status` not-tls / none;
- * a malformed or oversized ClientHello is blocked (fail closed); a hello that does not complete
+ * a malformed or oversized ClientHello, or another TLS record (an alert) before it, is blocked
+ * (fail closed); a hello that does not complete
  * within proxy.helloTimeout closes the tunnel without dialling. After the 200 a parent or dial
  * failure can only close the tunnel; the status it would have had (502/504) is on the close line.
  */

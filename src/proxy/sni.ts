@@ -29,7 +29,13 @@ const invalid = (reason: string): HelloResult => ({ kind: 'invalid', reason })
 /** Parse what has arrived so far. `max` bounds the total bytes the hello may take. */
 export function parseClientHello(buf: Buffer, max = MAX_HELLO_BYTES): HelloResult {
   if (buf.length === 0) return { kind: 'partial', need: 1 }
-  if (buf[0] !== 0x16) return { kind: 'not-tls' }
+  const first = buf[0]!
+  // Another TLS record type first (an alert, change_cipher_spec, application data, heartbeat) is
+  // TLS without a ClientHello to decide on: Go's TLS server skips a warning alert sent before the
+  // hello, and would route on the SNI of the hello after it. No plain protocol starts with these
+  // control bytes, so whatever follows, fail closed.
+  if (first >= 0x14 && first <= 0x18 && first !== 0x16) return invalid(`TLS record type ${first} before the ClientHello`)
+  if (first !== 0x16) return { kind: 'not-tls' }
   const parts: Buffer[] = []
   let have = 0
   let off = 0

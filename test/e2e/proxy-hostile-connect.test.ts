@@ -54,6 +54,8 @@ t.test('SNI edge cases', async t => {
     ['NUL in name', records(clientHello({ names: ['ok.example\0.ngrok.io'] })), 'block', 'ok'],
     ['oversized hello', records(clientHello({ names: ['ok.example'], padding: 40_000 })), 'block', 'invalid'],
     ['an alert record inside the hello', Buffer.from([0x16, 3, 1, 0, 1, 1, 0x15, 3, 1, 0, 2, 2, 40]), 'block', 'invalid'],
+    // Go's TLS server skips a warning alert sent first, then routes on the hello's SNI: not "not TLS"
+    ['a warning alert before the hello', Buffer.concat([Buffer.from([0x15, 3, 1, 0, 2, 1, 90]), records(clientHello({ names: ['ok.example'] }))]), 'block', 'invalid'],
   ]
   for (const [name, hello, action, sniStatus] of cases) {
     const r = await exchange(p.port, [CONNECT(target), hello])

@@ -59,6 +59,20 @@ t.test('not TLS', async t => {
   t.equal(names(Buffer.from('GET / HTTP/1.1\r\n')), 'not-tls')
   t.equal(names(Buffer.from([0x80, 0x2e, 0x01, 0x03, 0x01])), 'not-tls', 'SSLv2-compatible hello')
   t.same(parseClientHello(Buffer.alloc(0)), { kind: 'partial', need: 1 })
+  t.equal(names(Buffer.from([0x13, 0x03])), 'not-tls', 'the byte below the TLS record types')
+  t.equal(names(Buffer.from([0x19, 0x03])), 'not-tls', 'the byte above them')
+})
+
+t.test('another TLS record before the ClientHello: fail closed, whatever follows', async t => {
+  const hello = records(clientHello({ names: ['connect.ngrok-agent.com'] }))
+  for (const type of [0x14, 0x15, 0x17, 0x18]) {
+    // Go's TLS server drops a warning alert sent first (any version below 0x1000) and routes on the hello after it
+    for (const version of [[3, 1], [0, 0]]) {
+      const rec = Buffer.from([type, ...version, 0, 2, 1, 90])
+      t.match(parseClientHello(Buffer.concat([rec, hello])), { kind: 'invalid', reason: `TLS record type ${type} before the ClientHello` }, `type ${type}`)
+      t.match(parseClientHello(rec.subarray(0, 1)), { kind: 'invalid' }, `type ${type}, first byte alone`)
+    }
+  }
 })
 
 t.test('malformed: fail closed with a reason', async t => {
