@@ -1,4 +1,5 @@
 import { isIP } from 'node:net'
+import { LRUCache } from 'lru-cache'
 import { AppError } from '../errors.js'
 import { normalizeName } from '../match/normalize.js'
 import type { Evidence } from '../observe/types.js'
@@ -43,21 +44,44 @@ export function buildQuery(name: string, type: number): { buf: Buffer; qEnd: num
   return { buf, qEnd }
 }
 
+/** What the resolver keeps of an answer. */
+type Answer = Pick<Scan, 'addresses' | 'targets'>
+
+/** Answers kept at most (name and type each), least recently used dropped first. */
+const MAX_ANSWERS = 4096
+
+/** How long (ms) an answer may be kept: its TTL (NXDOMAIN/NODATA: its SOA's) within dns.cache's clamps; 0: not at all. */
+function keepFor(scan: Scan, dns: Config['dns']): number {
+  const ttl = scan.rcode === RCODE.NOERROR && scan.answers > 0 ? scan.minTtl : scan.negativeTtl
+  if (ttl < 0) return 0
+  return Math.min(Math.max(ttl * 1000, dns.cache.minTtl), dns.cache.maxTtl)
+}
+
 /**
- * Resolves the names the HTTP proxy must dial, through the configured upstreams (A and AAAA in
- * parallel). NXDOMAIN / NODATA give no addresses; a failure of both lookups rejects with the error.
+ * Resolves the names the HTTP proxy must dial or check, through the configured upstreams (A and
+ * AAAA in parallel). NXDOMAIN / NODATA give no addresses; a failure of both lookups rejects with
+ * the error. Answers are kept for their TTL (clamped as the DNS cache clamps), so that tunnels to
+ * one name do not each ask the upstreams; the caller decides the names every time.
  */
-export function createResolver(opts: { getSnapshot: () => Snapshot; evidence: Evidence }): Resolver {
+export function createResolver(opts: { getSnapshot: () => Snapshot; evidence: Evidence; clock?: () => number }): Resolver {
   let pool: UpstreamPool | undefined
   let dnsCfg: Config['dns'] | undefined
-  const nowMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
+  const nowMs = opts.clock ?? ((): number => Number(process.hrtime.bigint() / 1_000_000n))
+  const answers = new LRUCache<string, { answer: Answer; until: number }>({ max: MAX_ANSWERS })
 
-  function lookup(name: string, type: number): Promise<Scan> {
+  function lookup(name: string, type: number): Promise<Answer> {
     const dns = opts.getSnapshot().config.dns
     if (dns !== dnsCfg) {
       if (pool) pool.update(dns.upstreams)
       else pool = new UpstreamPool(dns.upstreams, opts.evidence, nowMs)
       dnsCfg = dns
+      answers.clear()                                // other upstreams or clamps: ask again
+    }
+    const key = `${type} ${name}`
+    const kept = answers.get(key)
+    if (kept !== undefined) {
+      if (kept.until > nowMs()) return Promise.resolve(kept.answer)
+      answers.delete(key)
     }
     const { buf, qEnd } = buildQuery(name, type)
     return new Promise((resolve, reject) => {
@@ -67,7 +91,12 @@ export function createResolver(opts: { getSnapshot: () => Snapshot; evidence: Ev
         else if (!scan) reject(new AppError('UPSTREAM_FAILED', `malformed answer for ${name}`))
         else if (scan.rcode !== RCODE.NOERROR && scan.rcode !== RCODE.NXDOMAIN) {
           reject(new AppError('UPSTREAM_FAILED', `upstream answered rcode ${scan.rcode} for ${name}`))
-        } else resolve(scan)
+        } else {
+          const answer = { addresses: scan.addresses, targets: scan.targets }
+          const ms = keepFor(scan, dns)
+          if (ms > 0) answers.set(key, { answer, until: nowMs() + ms })
+          resolve(answer)
+        }
       })
     })
   }
@@ -92,6 +121,7 @@ export function createResolver(opts: { getSnapshot: () => Snapshot; evidence: Ev
       pool?.close()
       pool = undefined
       dnsCfg = undefined
+      answers.clear()
     },
   }
 }

@@ -65,3 +65,51 @@ t.test('failures', async t => {
   await t.rejects(rs[2]!.resolve('a.test'), { code: 'UPSTREAM_FAILED', message: /malformed/ })
   t.same(await rs[3]!.resolve('a.test'), { addresses: ['192.0.2.3'], cnames: [] }, 'one family failing is not fatal')
 })
+
+t.test('answers are kept for their TTL within the clamps; a config change asks again', async t => {
+  const asked: string[] = []
+  const soa = { type: 'SOA' as const, name: 'test', ttl: 300, data: { mname: 'ns.test', rname: 'h.test', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 30 } }
+  const url = await fakeUdp(t, (m, r, s) => {
+    const q = decodeMsg(m)
+    const { name, type } = q.questions[0]!
+    asked.push(`${type} ${name}`)
+    const base = { type: 'response' as const, id: q.id, questions: q.questions as dnsPacket.Question[] }
+    let reply: Buffer
+    if (name === 'k.test' && type === 'A') reply = dnsPacket.encode({ ...base, flags: 0x8180, answers: [{ type: 'A', name, ttl: 60, data: '192.0.2.5' }] })
+    else if (name === 'zero.test' && type === 'A') reply = dnsPacket.encode({ ...base, flags: 0x8180, answers: [{ type: 'A', name, ttl: 0, data: '192.0.2.6' }] })
+    else if (name === 'bare.test') reply = dnsPacket.encode({ ...base, flags: 0x8183 })              // NXDOMAIN without SOA
+    else reply = dnsPacket.encode({ ...base, flags: name === 'nx.test' ? 0x8183 : 0x8180, authorities: [soa] })
+    s.send(reply, r.port, r.address)
+  })
+  let now = 1_000_000
+  let snap = makeSnapshot({ config: { dns: { upstreams: [url] } } })
+  const r = createResolver({ getSnapshot: () => snap, evidence: memoryEvidence(), clock: () => now })
+  t.teardown(() => r.close())
+  const ask = async (name: string) => {
+    const before = asked.length
+    const res = await r.resolve(name)
+    return { addresses: res.addresses, queries: asked.slice(before).sort() }
+  }
+  t.same(await ask('k.test'), { addresses: ['192.0.2.5'], queries: ['A k.test', 'AAAA k.test'] })
+  t.same(await ask('K.test.'), { addresses: ['192.0.2.5'], queries: [] }, 'both kept (the name normalized)')
+  now += 31_000
+  t.same(await ask('k.test'), { addresses: ['192.0.2.5'], queries: ['AAAA k.test'] }, 'NODATA is kept for the SOA minimum (30 s), the A for its TTL (60 s)')
+  now += 29_500
+  t.same(await ask('k.test'), { addresses: ['192.0.2.5'], queries: ['A k.test'] }, 'the A expired after 60 s')
+  t.same(await ask('nx.test'), { addresses: [], queries: ['A nx.test', 'AAAA nx.test'] })
+  t.same(await ask('nx.test'), { addresses: [], queries: [] }, 'NXDOMAIN kept by its SOA')
+  t.same((await ask('bare.test')).queries.length, 2)
+  t.same((await ask('bare.test')).queries.length, 2, 'NXDOMAIN without an SOA is not kept')
+  t.same((await ask('zero.test')).queries, ['A zero.test', 'AAAA zero.test'])
+  t.same((await ask('zero.test')).queries, ['A zero.test'], 'TTL 0 is not kept (minTtl 0)')
+  snap = makeSnapshot({ config: { dns: { upstreams: [url], cache: { minTtl: '10s', maxTtl: '20s' } } } })
+  t.same((await ask('zero.test')).queries, ['A zero.test', 'AAAA zero.test'], 'a new config: everything asked again')
+  t.same((await ask('zero.test')).queries, [], 'TTL 0 raised to minTtl (10 s)')
+  now += 10_001
+  t.same((await ask('zero.test')).queries, ['A zero.test'], 'and gone after it (its NODATA AAAA: 30 s cut to maxTtl, 20 s)')
+  t.same((await ask('k.test')).queries, ['A k.test', 'AAAA k.test'])
+  now += 20_001
+  t.same((await ask('k.test')).queries, ['A k.test', 'AAAA k.test'], 'a 60 s TTL cut to maxTtl (20 s)')
+  r.close()
+  t.same((await ask('k.test')).queries.length, 2, 'close forgets the answers')
+})
