@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
-import { blocks, decideTarget, denial, route, worse } from './decide.js'
+import { blocks, chainOf, decideTarget, denial, route, worse } from './decide.js'
 import { readClientHello } from './hello-reader.js'
 import { ReadRelay } from './relay.js'
 import { rawResponse } from './responses.js'
@@ -18,9 +18,9 @@ export interface ConnectRequest {
 
 /**
  * CONNECT: decide the CONNECT host before any outbound connection (403 on block); resolve it
- * once and check every address; answer 200; read the ClientHello and decide each SNI name
- * (the worse of CONNECT host and SNI wins); close on block, else dial (direct, or CONNECT
- * through the parent) and splice, the bytes already read first.
+ * once and check every address; answer 200; read the ClientHello and decide each SNI name, and
+ * the CNAME chain of an SNI that is not the CONNECT host (the worse of all wins); close on
+ * block, else dial (direct, or CONNECT through the parent) and splice, the bytes already read first.
  *
  * Documented rules: bytes that are not TLS (plain protocol, SSLv2 hello) and TLS without SNI
  * are decided on the CONNECT host alone and logged with `tunnelguard.sni_status` not-tls / none;
@@ -94,7 +94,12 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     for (const n of result.names) {
       const d = snap.policy.decide(client.ip, n, 'sni')
       decision = worse(decision, d)
-      if (d.name !== first.name) mismatch(ctx, client, target, first.name, d.name, extra)
+      if (d.name === first.name) continue                         // its CNAME chain was decided by route
+      mismatch(ctx, client, target, first.name, d.name, extra)
+      if (blocks(d)) continue
+      const chain = await chainOf(ctx, snap, client.ip, d.name)
+      decision = worse(decision, chain.cname)
+      if (chain.cnames.length > 0) extra['tunnelguard.sni_cnames'] = [...(extra['tunnelguard.sni_cnames'] as string[] | undefined ?? []), ...chain.cnames]
     }
   } else if (result.kind === 'invalid') {
     extra['tunnelguard.sni_status'] = 'invalid'

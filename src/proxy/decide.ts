@@ -29,35 +29,56 @@ export type Route =
   | { readonly ok: true; readonly ip?: string; readonly cname?: Decision; readonly cnames: readonly string[] }
   | { readonly ok: false; readonly status: 403 | 502; readonly reason: string; readonly cnames: readonly string[] }
 
+/** The worst decision on the names of a CNAME chain (undefined for no chain). */
+function chainDecision(snap: Snapshot, client: string, cnames: readonly string[]): Decision | undefined {
+  let worst: Decision | undefined
+  for (const c of cnames) {
+    const d = snap.policy.decide(client, c, 'cname')
+    if (worst === undefined || SEVERITY[d.action] > SEVERITY[worst.action]) worst = d
+  }
+  return worst
+}
+
 /**
  * Where to dial: the address literal, or the name resolved once through `resolve` (the address
  * checked is the address dialled). The answer's CNAME chain is decided (`cname`, the worst one).
- * Every address of the answer must be a permitted destination. Through a parent proxy a name is
- * not resolved here: the parent dials it.
+ * Every address of the answer must be a permitted destination. Through a parent proxy the parent
+ * resolves and dials the name: it is resolved here only for its CNAME chain (a custom domain
+ * pointed at a tunnel service), and a failure to resolve it here does not stop the request.
  */
 export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, client: string, t: Target, name: string): Promise<Route> {
   if (t.ip !== undefined) {
     const bad = ctx.guard.check(t.ip, t.port, sets.allowDest)
     return bad ? { ok: false, status: 403, reason: bad, cnames: [] } : { ok: true, ip: t.ip, cnames: [] }
   }
-  if (sets.parent) return { ok: true, cnames: [] }
   let answer: { addresses: string[]; cnames: string[] }
   try {
     answer = await ctx.resolve(name)
   } catch (e) {
+    if (sets.parent) return { ok: true, cnames: [] }
     return { ok: false, status: 502, reason: `cannot resolve ${name}: ${(e as Error).message}`, cnames: [] }
   }
   const cnames = answer.cnames
-  let cname: Decision | undefined
-  for (const c of cnames) {
-    const d = snap.policy.decide(client, c, 'cname')
-    if (cname === undefined || SEVERITY[d.action] > SEVERITY[cname.action]) cname = d
-  }
-  if (cname && blocks(cname)) return { ok: true, cname, cnames }
+  const cname = chainDecision(snap, client, cnames)
+  if (sets.parent || (cname && blocks(cname))) return { ok: true, cname, cnames }
   if (answer.addresses.length === 0) return { ok: false, status: 502, reason: `${name} has no addresses`, cnames }
   for (const ip of answer.addresses) {
     const bad = ctx.guard.check(ip, t.port, sets.allowDest)
     if (bad) return { ok: false, status: 403, reason: `${name} resolves to ${bad}`, cnames }
   }
   return { ok: true, ip: answer.addresses[0], cname, cnames }
+}
+
+/**
+ * The CNAME chain of a name the proxy does not dial (an SNI that differs from the CONNECT host):
+ * an edge routes on the SNI, so a custom domain CNAMEd to a tunnel service is caught here. A name
+ * that does not resolve has no chain to decide (it was decided itself).
+ */
+export async function chainOf(ctx: ProxyCtx, snap: Snapshot, client: string, name: string): Promise<{ cname?: Decision; cnames: readonly string[] }> {
+  try {
+    const { cnames } = await ctx.resolve(name)
+    return { cname: chainDecision(snap, client, cnames), cnames }
+  } catch {
+    return { cnames: [] }
+  }
 }

@@ -135,3 +135,34 @@ t.test('the proxy itself and a rebinding resolver', async t => {
   t.equal(n, 2)
   t.equal(sink.accepted(), 1)
 })
+
+t.test('an SNI other than the CONNECT host: its CNAME chain is decided too (a custom domain on a tunnel service)', async t => {
+  const sink = await startTcpSink(t, 'bye')
+  const resolve = fakeResolve({
+    'ok.example': ['127.0.0.1'], 'plain.example': ['203.0.113.6'],
+    'custom.example': { addresses: ['203.0.113.5'], cnames: ['abc.ngrok-free.app'] },
+  })
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } }, resolve })
+  for (const host of ['ok.example', '127.0.0.1']) {
+    const r = await exchange(p.port, [CONNECT(`${host}:${sink.port}`), records(clientHello({ names: ['Custom.Example'] }))])
+    t.equal(status(r.data), 200, host)
+    t.ok(r.closed, `${host}: closed`)
+    t.match(p.ev.events.at(-1), {
+      sni: 'Custom.Example',
+      decision: { action: 'sinkhole', where: 'cname', name: 'abc.ngrok-free.app' },
+      extra: { 'tunnelguard.sni_cnames': ['abc.ngrok-free.app'], 'tunnelguard.mismatch': true },
+    }, `CONNECT ${host}, SNI custom.example`)
+    t.equal(sink.accepted(), 0, `${host}: target never contacted`)
+  }
+  for (const sni of ['plain.example', 'nx.example']) {
+    const r = await exchange(p.port, [CONNECT(`ok.example:${sink.port}`), records(clientHello({ names: [sni] }))], { end: true })
+    t.match(r.data, /bye$/, `${sni}: a chain with nothing listed, or no answer, passes`)
+    t.match(p.ev.events.at(-1), { decision: { action: 'pass', name: 'ok.example' } })
+    t.notOk((p.ev.events.at(-1)!.extra ?? {})['tunnelguard.sni_cnames'])
+  }
+  t.same(resolve.calls.filter(n => n === 'plain.example' || n === 'nx.example'), ['plain.example', 'nx.example'])
+  const calls = resolve.calls.length
+  await exchange(p.port, [CONNECT(`ok.example:${sink.port}`), records(clientHello({ names: ['OK.example.'] }))], { end: true })
+  t.same(resolve.calls.slice(calls), ['ok.example'], 'an SNI that is the CONNECT host is resolved once (by the route)')
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})

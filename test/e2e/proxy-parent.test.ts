@@ -112,3 +112,28 @@ t.test('a parent closing before answering, or sending an endless header', async 
   const sink = await startTcpSink(t)
   t.equal(sink.accepted(), 0)
 })
+
+t.test('through a parent, a name\'s CNAME chain is still decided here (CONNECT, SNI and plain HTTP)', async t => {
+  const ok = await fakeParent(t, 'HTTP/1.1 200 Connection established\r\n\r\n')
+  const resolve = fakeResolve({
+    'alias.example': { addresses: ['203.0.113.5'], cnames: ['edge.ngrok-free.app'] },
+    'fine.example': { addresses: ['203.0.113.6'], cnames: ['cdn.example'] },
+  })
+  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${ok.port}` } }, resolve })
+  const c = await exchange(child.port, [CONNECT('alias.example:443'), hello])
+  t.match(c.data, /^HTTP\/1\.1 403/, 'CONNECT to a name CNAMEd to a tunnel service')
+  t.match(child.ev.events.at(-1), { decision: { action: 'sinkhole', where: 'cname', name: 'edge.ngrok-free.app' }, extra: { 'tunnelguard.cnames': ['edge.ngrok-free.app'] } })
+  const h = await exchange(child.port, ['GET http://alias.example/x HTTP/1.1\r\nHost: alias.example\r\nConnection: close\r\n\r\n'])
+  t.match(h.data, /^HTTP\/1\.1 403/, 'plain HTTP to it')
+  const s = await exchange(child.port, [CONNECT('site.example:443'), records(clientHello({ names: ['alias.example'] }))])
+  t.match(s.data, /^HTTP\/1\.1 200/)
+  t.ok(s.closed, 'an SNI CNAMEd to a tunnel service: closed after the 200')
+  t.match(child.ev.events.at(-1), { decision: { action: 'sinkhole', where: 'cname' }, extra: { 'tunnelguard.sni_cnames': ['edge.ngrok-free.app'] } })
+  t.equal(ok.heads.length, 0, 'the parent was never asked')
+  const f = await exchange(child.port, [CONNECT('fine.example:443'), records(clientHello({ names: ['fine.example'] }))])
+  t.match(f.data, /^HTTP\/1\.1 200/)
+  await waitFor(() => ok.heads.length === 1)
+  t.match(ok.heads[0], /^CONNECT fine\.example:443 /, 'a chain with nothing listed goes to the parent by name')
+  t.match(child.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.cnames': ['cdn.example'] } })
+  t.ok(await waitFor(() => child.proxy.openConnections === 0), "nothing left open")
+})
