@@ -7,8 +7,13 @@
 //                 'D' + u64 N: sends N bytes, then FIN (bulk download)
 //                 'U' + u64 N: reads N bytes, answers "N\n", then FIN (bulk upload)
 //                 'E' + u64 0: echoes everything until the client closes (soak)
-// usage: node origin.mjs --addr 127.0.0.1 --tls-port P --hello-port P --app-port P --key K --cert C
+//   --dns-port  : (udp) the name the clients send as SNI: A <sni> → the address, TTL 300;
+//                 anything else NXDOMAIN/NODATA with an SOA (kept 300 s). tunnelguard resolves an
+//                 SNI that is not the CONNECT host (an address here) for its CNAME chain.
+// usage: node origin.mjs --addr 127.0.0.1 --tls-port P --hello-port P --app-port P --dns-port P --key K --cert C --sni NAME
+import dgram from 'node:dgram'
 import fs from 'node:fs'
+import dnsPacket from 'dns-packet'
 import net from 'node:net'
 import tls from 'node:tls'
 import { clientHello, loopbackOnly, parseArgs, recordEnd } from './tls-bytes.mjs'
@@ -105,4 +110,23 @@ const appSrv = net.createServer((s) => {
   })
 })
 await listen(appSrv, a['app-port'])
-console.log(`origin on ${addr}: tls=${a['tls-port']} hello=${a['hello-port']} app=${a['app-port']} hello_bytes=${hello.length} flight_bytes=${flight.length}`)
+
+if (a['dns-port']) {
+  const sni = (a.sni ?? 'origin.test').toLowerCase()
+  const soa = { type: 'SOA', name: 'test', ttl: 300, data: { mname: 'ns.test', rname: 'h.test', serial: 1, refresh: 300, retry: 300, expire: 300, minimum: 300 } }
+  const udp = dgram.createSocket('udp4')
+  udp.on('message', (m, r) => {
+    let q
+    try { q = dnsPacket.decode(m) } catch { return }
+    const qn = q.questions?.[0]
+    if (!qn) return
+    const name = qn.name.toLowerCase()
+    const base = { type: 'response', id: q.id, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE, questions: q.questions }
+    const reply = name === sni && qn.type === 'A'
+      ? { ...base, answers: [{ type: 'A', name: qn.name, ttl: 300, data: addr }] }
+      : { ...base, rcode: name === sni ? 'NOERROR' : 'NXDOMAIN', authorities: [soa] }
+    udp.send(dnsPacket.encode(reply), r.port, r.address)
+  })
+  await new Promise((resolve, reject) => { udp.once('error', reject); udp.bind(+a['dns-port'], addr, resolve) })
+}
+console.log(`origin on ${addr}: tls=${a['tls-port']} hello=${a['hello-port']} app=${a['app-port']} dns=${a['dns-port'] ?? '-'} hello_bytes=${hello.length} flight_bytes=${flight.length}`)

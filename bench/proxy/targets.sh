@@ -7,7 +7,7 @@ source "$HERE/lib.sh"
 
 # loopback layout (ports below the ephemeral range)
 H=127.0.0.1
-TLS_PORT=24431; HELLO_PORT=24432; APP_PORT=24433
+TLS_PORT=24431; HELLO_PORT=24432; APP_PORT=24433; ORIGIN_DNS_PORT=24434
 declare -A PPORT=( [tunnelguard]=24410 [squid]=24411 [tinyproxy]=24412 [node-pipe]=24413 )
 TG_DNS_PORT=24453
 TG_LOG_LEVEL=${TG_LOG_LEVEL:-warn}
@@ -48,7 +48,7 @@ start_origin() {
     -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 30 -subj /CN=origin.test \
     -addext subjectAltName=DNS:origin.test 2>/dev/null
   local p; for p in $TLS_PORT $HELLO_PORT $APP_PORT; do port_free $H $p || { say "port $p is busy"; return 1; }; done
-  bg_start origin node "$HERE/origin.mjs" --addr $H --tls-port $TLS_PORT --hello-port $HELLO_PORT --app-port $APP_PORT \
+  bg_start origin node "$HERE/origin.mjs" --addr $H --tls-port $TLS_PORT --hello-port $HELLO_PORT --app-port $APP_PORT --dns-port $ORIGIN_DNS_PORT \
     --key "$WORK/key.pem" --cert "$WORK/cert.pem" --sni origin.test
   wait_tcp $H $APP_PORT 20 "$(bg_pid origin)"
 }
@@ -61,7 +61,7 @@ start_proxy() {
   port_free $H "$port" || { say "port $port ($t) is busy"; return 1; }
   case $t in
     tunnelguard)
-      render "$HERE/conf/tunnelguard.yaml.in" "$d/tunnelguard.yaml" PORT="$port" DNS_PORT=$TG_DNS_PORT \
+      render "$HERE/conf/tunnelguard.yaml.in" "$d/tunnelguard.yaml" PORT="$port" DNS_PORT=$TG_DNS_PORT UP_PORT=$ORIGIN_DNS_PORT \
         CONNECT_PORTS_YAML="$TLS_PORT, $HELLO_PORT, $APP_PORT" LOG_LEVEL="$TG_LOG_LEVEL" || return 1
       bg_start tunnelguard "${PIN[@]}" env GLIBC_TUNABLES=$TG_GLIBC_TUNABLES node "$ROOT/dist/cli.js" serve --config "$d/tunnelguard.yaml" ;;
     squid)
