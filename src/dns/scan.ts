@@ -1,3 +1,4 @@
+import { formatV6 } from '../policy/cidr.js'
 import { HEADER, TC, TYPE_OPT, readName, skipName } from './wire.js'
 
 const TYPE_A = 1
@@ -24,20 +25,11 @@ export interface Scan {
   readonly addresses: string[]
 }
 
-/** IPv6 text (RFC 5952: the longest run of two or more zero groups becomes "::"). */
+/** IPv6 text (RFC 5952) of the 16 bytes at `off`. */
 function ipv6(buf: Buffer, off: number): string {
   const g: number[] = []
   for (let i = 0; i < 16; i += 2) g.push(buf.readUInt16BE(off + i))
-  let best = -1
-  let bestLen = 1
-  for (let i = 0; i < 8;) {
-    let j = i
-    while (j < 8 && g[j] === 0) j++
-    if (j - i > bestLen) { best = i; bestLen = j - i }
-    i = j === i ? i + 1 : j
-  }
-  const hex = (a: number[]): string => a.map(x => x.toString(16)).join(':')
-  return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`
+  return formatV6(g)
 }
 
 /** Walk every record of a reply. Undefined when the reply is malformed (it is then not served). */

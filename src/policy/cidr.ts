@@ -56,6 +56,37 @@ function parseAddrText(s: string): Addr | undefined {
   return { family: 6, words: w }
 }
 
+/** Eight IPv6 groups as RFC 5952 text: lowercase, no leading zeros, the longest run of two or more zero groups (the first of equals) as "::". */
+export function formatV6(g: readonly number[]): string {
+  let best = -1
+  let bestLen = 1
+  for (let i = 0; i < 8;) {
+    let j = i
+    while (j < 8 && g[j] === 0) j++
+    if (j - i > bestLen) { best = i; bestLen = j - i }
+    i = j === i ? i + 1 : j
+  }
+  const hex = (a: readonly number[]): string => a.map(x => x.toString(16)).join(':')
+  return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`
+}
+
+/**
+ * An address in the one form the evidence uses, so that a client is one client whichever
+ * listener, header or family named it: IPv4-mapped IPv6 (a dual-stack listener's IPv4 client,
+ * `::ffff:192.0.2.1`) as IPv4, IPv6 per RFC 5952 (a PROXY v2 header's groups, an X-Forwarded-For
+ * written out in full), no zone. Text that is not an address comes back as it is.
+ */
+export function canonicalIp(s: string): string {
+  if (!s.includes(':')) return s                     // IPv4 as node and isIP() give it
+  const a = parseAddr(s)
+  if (!a) return s
+  const w = a.words
+  if (a.family === 4) return `${w[0]! >>> 24}.${(w[0]! >>> 16) & 255}.${(w[0]! >>> 8) & 255}.${w[0]! & 255}`
+  const g: number[] = []
+  for (const x of w) g.push(x >>> 16, x & 0xffff)
+  return formatV6(g)
+}
+
 /** "10.0.0.0/8", "fc00::/7", or a bare address (a /32 or /128). */
 export function parseCidr(s: string): Cidr | undefined {
   const slash = s.indexOf('/')

@@ -1,7 +1,7 @@
 import { isIP, type Socket } from 'node:net'
 import type { Agent } from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
-import { CidrSet } from '../policy/cidr.js'
+import { CidrSet, canonicalIp } from '../policy/cidr.js'
 import type { Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { DestinationGuard } from './address.js'
@@ -91,7 +91,7 @@ export function effectiveClient(client: Peer, headers: IncomingHttpHeaders, trus
   for (let i = parts.length - 1; i >= Math.max(0, parts.length - MAX_XFF); i--) {
     const ip = parts[i]!.trim()
     if (isIP(ip) === 0) break
-    c = { ip, port: 0 }
+    c = { ip: canonicalIp(ip), port: 0 }
     if (!trust.has(ip)) break
   }
   return c

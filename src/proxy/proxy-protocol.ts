@@ -1,4 +1,5 @@
 import { isIP } from 'node:net'
+import { canonicalIp, formatV6 } from '../policy/cidr.js'
 
 /** Result of looking for a PROXY protocol (v1 or v2) header at the start of a connection. */
 export type ProxyHeader =
@@ -32,7 +33,7 @@ function parseV1(buf: Buffer): ProxyHeader {
   if (f.length !== 5 || fam === 0 || isIP(f[1]!) !== fam || isIP(f[2]!) !== fam || !port(f[3]!) || !port(f[4]!)) {
     return { kind: 'invalid', reason: 'malformed PROXY v1 line' }
   }
-  return { kind: 'header', length: end + 2, source: { ip: f[1]!, port: Number(f[3]) } }
+  return { kind: 'header', length: end + 2, source: { ip: canonicalIp(f[1]!), port: Number(f[3]) } }
 }
 
 function port(s: string): boolean {
@@ -55,9 +56,9 @@ function parseV2(buf: Buffer): ProxyHeader {
   }
   if (fam >> 4 === 2) {
     if (len < 36) return { kind: 'invalid', reason: 'short PROXY v2 IPv6 address block' }
-    const groups: string[] = []
-    for (let i = 0; i < 16; i += 2) groups.push(a.readUInt16BE(i).toString(16))
-    return { kind: 'header', length, source: { ip: groups.join(':'), port: a.readUInt16BE(32) } }
+    const groups: number[] = []
+    for (let i = 0; i < 16; i += 2) groups.push(a.readUInt16BE(i))
+    return { kind: 'header', length, source: { ip: canonicalIp(formatV6(groups)), port: a.readUInt16BE(32) } }
   }
   return { kind: 'header', length }                                     // UNSPEC / unix: keep the peer
 }

@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { splitHostPort } from '../config/schema.js'
 import type { Evidence } from '../observe/types.js'
+import { canonicalIp } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
 import { MAX_HEADER_FIELDS, parseConnectHead } from './connect-head.js'
@@ -196,7 +197,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     }
     const snap = opts.getSnapshot()
     const limit = snap.config.proxy.maxConnections
-    const peer = { ip: socket.remoteAddress!, port: socket.remotePort! }
+    const peer = { ip: canonicalIp(socket.remoteAddress!), port: socket.remotePort! }   // a dual-stack listener's IPv4 client as IPv4
     if (clients.size >= limit) {
       evidence.counters.dropped('overload')
       evidence.warn('proxy.overload', { 'client.ip': peer.ip, 'tunnelguard.max_connections': limit })

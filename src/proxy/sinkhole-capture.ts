@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import type { Evidence } from '../observe/types.js'
+import { canonicalIp } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { parseAuthority } from './address.js'
 import { boundAddresses, listenOn, type ProxyService } from './server.js'
@@ -50,7 +51,7 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Proxy
     open.add(socket)
     socket.once('close', () => open.delete(socket))
     const start = clock()
-    const client = { ip: socket.remoteAddress!, port: socket.remotePort! }
+    const client = { ip: canonicalIp(socket.remoteAddress!), port: socket.remotePort! }
     const localPort = socket.localPort
     let buf = Buffer.alloc(0)
     let done = false

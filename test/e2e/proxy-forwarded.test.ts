@@ -38,3 +38,12 @@ t.test('an untrusted peer cannot name a client', async t => {
   await exchange(p.port, [`GET http://a.ngrok.io/ HTTP/1.1\r\nHost: a.ngrok.io\r\nX-Forwarded-For: 10.1.1.1\r\nConnection: close\r\n\r\n`])
   t.match(p.ev.events.at(-1), { client: { ip: '127.0.0.1' } })
 })
+
+t.test('a dual-stack listener ([::]) names an IPv4 client as IPv4, as the DNS side does', async t => {
+  const p = await testProxy(t, { config: { proxy: { listen: ['[::]:0'] } } })
+  const r = await exchange(p.port, ['CONNECT x.ngrok.io:443 HTTP/1.1\r\nHost: x.ngrok.io:443\r\n\r\n'])
+  t.match(r.data, /^HTTP\/1\.1 403/)
+  t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole' } })
+  t.equal(p.ev.events.at(-1)!.client.ip, '127.0.0.1', 'not ::ffff:127.0.0.1')
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})

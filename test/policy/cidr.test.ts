@@ -1,5 +1,5 @@
 import t from 'tap'
-import { CidrSet, cidrContains, parseAddr, parseCidr } from '../../src/policy/cidr.js'
+import { CidrSet, canonicalIp, cidrContains, formatV6, parseAddr, parseCidr } from '../../src/policy/cidr.js'
 
 t.test('addresses: IPv4, IPv6 forms, IPv4-mapped IPv6 as IPv4', async t => {
   t.same(parseAddr('1.2.3.4'), { family: 4, words: [0x01020304] })
@@ -44,4 +44,23 @@ t.test('CidrSet', async t => {
   t.notOk(s.has('::2'))
   t.notOk(s.has('garbage'))
   t.throws(() => new CidrSet(['10.0.0.0/99']), /not a CIDR/)
+})
+
+t.test('canonicalIp: one text per address, as the evidence names clients', async t => {
+  const cases: [string, string][] = [
+    ['192.0.2.1', '192.0.2.1'],
+    ['::ffff:192.0.2.1', '192.0.2.1'],
+    ['::FFFF:C000:0201', '192.0.2.1'],
+    ['2001:DB8:0:0:0:0:0:1', '2001:db8::1'],
+    ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+    ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
+    ['0:0:0:0:0:0:0:0', '::'],
+    ['::1', '::1'],
+    ['1:0:0:0:0:0:0:0', '1::'],
+    ['fe80::1%eth0', 'fe80::1'],
+    ['not:an address', 'not:an address'],
+    ['localhost', 'localhost'],
+  ]
+  for (const [input, want] of cases) t.equal(canonicalIp(input), want, input)
+  t.equal(formatV6([0x2001, 0xdb8, 0, 0, 1, 0, 0, 0]), '2001:db8:0:0:1::', 'the longest zero run, not the first')
 })
