@@ -165,3 +165,15 @@ t.test('every shipped way to start serve sets the same glibc malloc tunables', a
   t.ok(read('bench/proxy/targets.sh').includes(`TG_GLIBC_TUNABLES=\${TG_GLIBC_TUNABLES-${value}}`), 'the proxy bench too')
   t.ok(read('bench/match.mjs').includes(`process.env.GLIBC_TUNABLES ?? '${value}'`), 'and the matcher bench')
 })
+
+t.test('deploy/docker/check.sh: valid bash; publishes on loopback only; forwards nowhere', async t => {
+  const code = await new Promise<number | null>(res => execFile('bash', ['-n', resolve(ROOT, 'deploy/docker/check.sh')], e => res(e ? (e.code as number) : 0)))
+  t.equal(code, 0, 'bash -n')
+  const script = read('deploy/docker/check.sh')
+  const run = script.slice(script.indexOf('docker run -d'), script.indexOf('"$IMAGE" serve'))
+  const published = [...run.matchAll(/ -p (\S+)/g)].map(m => m[1]!)
+  t.equal(published.length, 4, 'dns udp, dns tcp, proxy, admin')
+  for (const p of published) t.match(p, /^127\.0\.0\.1:/, `${p}: published on 127.0.0.1`)
+  t.match(script, /serve --config \/etc\/tunnelguard\/config\.yaml --upstream udp:\/\/127\.0\.0\.1:9 /, 'a dead upstream inside the container')
+  t.match(read('docs/deploy.md'), /bash deploy\/docker\/check\.sh/)
+})
