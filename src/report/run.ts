@@ -45,11 +45,13 @@ function filtersOf(args: ReportArgs): Filters {
     client = parseCidr(args.client)
     if (!client) throw new AppError('USAGE', `report: --client ${args.client}: expected an address or CIDR`)
   }
-  return {
-    since: args.since === undefined ? undefined : parseTime('since', args.since, now),
-    until: args.until === undefined ? undefined : parseTime('until', args.until, now),
-    client, list: args.list,
+  const since = args.since === undefined ? undefined : parseTime('since', args.since, now)
+  const until = args.until === undefined ? undefined : parseTime('until', args.until, now)
+  if (since !== undefined && until !== undefined && until < since) {
+    const at = (ms: number) => new Date(ms).toISOString()
+    throw new AppError('USAGE', `report: --until ${args.until} (${at(until)}) is before --since ${args.since} (${at(since)}): nothing could match`)
   }
+  return { since, until, client, list: args.list }
 }
 
 /** `tunnelguard report`: read ECS log lines, aggregate per client, print table/json/csv. */

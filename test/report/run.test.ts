@@ -132,6 +132,9 @@ t.test('errors', async t => {
   await t.rejects(report({ since: 'yesterday' }), { code: 'USAGE', message: /--since yesterday/ })
   await t.rejects(report({ until: '2026-13-45' }), { code: 'USAGE', message: /--until/ })
   await t.rejects(report({ client: 'nope' }), { code: 'USAGE', message: /--client nope/ })
+  // now = T0 + 1h: --since 30m is 10:30, before --until 10:10
+  await t.rejects(report({ files: [plain], since: '30m', until: '2026-11-21T10:10:00Z' }),
+    { code: 'USAGE', message: 'report: --until 2026-11-21T10:10:00Z (2026-11-21T10:10:00.000Z) is before --since 30m (2026-11-21T10:30:00.000Z): nothing could match' })
   const broken = join(dir, 'broken.gz')
   writeFileSync(broken, gzipSync(log).subarray(0, 200))
   const text = await report({ files: [broken, plain] })
