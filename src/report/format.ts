@@ -106,8 +106,8 @@ export function formatTable(r: ReportData): string {
   foot.push(`${plural(k.lines, 'line')} read`)
   if (k.skipped > 0) foot.push(`${plural(k.skipped, 'non-decision line')} skipped`)
   if (k.malformed > 0) foot.push(`${plural(k.malformed, 'malformed line')} skipped`)
+  if (r.errors.length > 0) foot.push(`${plural(r.errors.length, 'read error')} (see stderr)`)
   out.push(...wrap('', foot))
-  for (const e of r.errors) out.push(`error: ${e}`)
   // hostnames come from DHCP clients and names from whoever asked: no terminal control characters
   return out.join('\n').replace(CONTROL, '?') + '\n'
 }

@@ -128,21 +128,33 @@ t.test('filters', async t => {
 })
 
 t.test('errors', async t => {
-  await t.rejects(report({ files: [plain, join(dir, 'missing.log')] }), { code: 'USAGE', message: /cannot read .*missing\.log: ENOENT/ })
   await t.rejects(report({ since: 'yesterday' }), { code: 'USAGE', message: /--since yesterday/ })
   await t.rejects(report({ until: '2026-13-45' }), { code: 'USAGE', message: /--until/ })
   await t.rejects(report({ client: 'nope' }), { code: 'USAGE', message: /--client nope/ })
   // now = T0 + 1h: --since 30m is 10:30, before --until 10:10
   await t.rejects(report({ files: [plain], since: '30m', until: '2026-11-21T10:10:00Z' }),
     { code: 'USAGE', message: 'report: --until 2026-11-21T10:10:00Z (2026-11-21T10:10:00.000Z) is before --since 30m (2026-11-21T10:30:00.000Z): nothing could match' })
-  const broken = join(dir, 'broken.gz')
-  writeFileSync(broken, gzipSync(log).subarray(0, 200))
-  const text = await report({ files: [broken, plain] })
-  t.match(text, /\nerror: \S*broken\.gz: unexpected end of file\n$/, 'a truncated gzip is reported and the rest still read')
-  t.match(text, 'CLIENT 10.0.0.5')
   const failing = new Writable({ write(_c, _e, cb) { cb(new Error('EPIPE')) } })
   failing.on('error', () => {})
   await t.rejects(runReport({ files: [plain], format: 'json', out: failing }), /EPIPE/)
+})
+
+t.test('inputs that cannot be read: the rest is reported, then the errors are thrown', async t => {
+  const broken = join(dir, 'broken.gz')
+  writeFileSync(broken, gzipSync(log).subarray(0, 200))
+  const missing = join(dir, 'missing.log')
+  const c = capture()
+  await t.rejects(runReport({ files: [broken, missing, plain], format: 'table', out: c.out }), {
+    code: 'LIST_LOAD', message: 'report: 2 inputs could not be read:',
+    details: [`${broken}: unexpected end of file`, `${missing}: ENOENT: no such file or directory`],
+  })
+  t.match(c.text(), 'CLIENT 10.0.0.5', 'the report of what was read comes first')
+  t.match(c.text(), /, 2 read errors \(see stderr\)\n$/)
+  t.notMatch(c.text(), 'ENOENT')
+  const one = capture()
+  await t.rejects(runReport({ files: [plain], stdin: Readable.from([gzipSync(log).subarray(0, 200)]), format: 'json', out: one.out }),
+    { code: 'LIST_LOAD', message: 'report: stdin: unexpected end of file', details: [] })
+  t.same(JSON.parse(one.text()).summary.errors, ['stdin: unexpected end of file'])
 })
 
 t.test('--leases: hostname and MAC per client as of each line', async t => {
