@@ -43,6 +43,8 @@ export interface Filters {
   readonly until?: number
   readonly client?: Cidr
   readonly list?: string
+  /** Keep only these actions. */
+  readonly actions?: ReadonlySet<string>
 }
 
 export interface Counts {
@@ -96,6 +98,7 @@ export class Aggregator {
     if (f.since !== undefined && e.time < f.since) return false
     if (f.until !== undefined && e.time > f.until) return false
     if (f.list !== undefined && e.list !== f.list) return false
+    if (f.actions && !f.actions.has(e.action)) return false
     if (f.client) {
       const a = parseAddr(e.ip)
       if (!a || !cidrContains(f.client, a)) return false

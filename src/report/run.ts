@@ -20,6 +20,8 @@ export interface ReportArgs {
   /** An address or CIDR. */
   readonly client?: string
   readonly list?: string
+  /** Actions to keep, comma-separated: block,sinkhole,alert,allow,pass. */
+  readonly action?: string
   /** DHCP lease files (dnsmasq, ISC dhcpd, Kea CSV): hostname and MAC per client as of each line's time. */
   readonly leases?: readonly string[]
   readonly format: 'table' | 'json' | 'csv'
@@ -51,7 +53,18 @@ function filtersOf(args: ReportArgs): Filters {
     const at = (ms: number) => new Date(ms).toISOString()
     throw new AppError('USAGE', `report: --until ${args.until} (${at(until)}) is before --since ${args.since} (${at(since)}): nothing could match`)
   }
-  return { since, until, client, list: args.list }
+  return { since, until, client, list: args.list, actions: args.action === undefined ? undefined : actionsOf(args.action) }
+}
+
+const ACTIONS = ['block', 'sinkhole', 'alert', 'allow', 'pass']
+
+/** "block,alert" → the set; an empty item or an unknown action is a usage error. */
+function actionsOf(v: string): Set<string> {
+  const list = v.split(',').map(a => a.trim())
+  if (!list.every(a => ACTIONS.includes(a))) {
+    throw new AppError('USAGE', `report: --action ${v}: expected a comma-separated list of ${ACTIONS.join(', ')}`)
+  }
+  return new Set(list)
 }
 
 /** `tunnelguard report`: read ECS log lines, aggregate per client, print table/json/csv. */
@@ -101,7 +114,7 @@ export async function runReport(args: ReportArgs): Promise<void> {
     }
   }
   const filters: Record<string, string> = {}
-  for (const key of ['since', 'until', 'client', 'list'] as const) if (args[key] !== undefined) filters[key] = args[key]!
+  for (const key of ['since', 'until', 'client', 'list', 'action'] as const) if (args[key] !== undefined) filters[key] = args[key]!
   if (leases) filters.leases = args.leases!.join(', ')
   const data: ReportData = { clients: agg.sorted(), counts: k, errors, filters }
   const text = args.format === 'json' ? formatJson(data) : args.format === 'csv' ? formatCsv(data) : formatTable(data)

@@ -123,6 +123,17 @@ t.test('filters', async t => {
   t.same((await q({ since: '56m' })).clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.7', 3], ['10.0.0.6', 1]])
   t.same((await q({ since: '2026-11-21T10:03:00Z', until: '2026-11-21T10:04:00Z' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.6', '10.0.0.7'])
   t.same((await q({ until: '59m' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.5'])
+  const alerts = await q({ action: 'alert' })
+  t.same(alerts.clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.7', 1]])
+  t.same(alerts.summary.filters, { action: 'alert' })
+  t.equal(alerts.summary.filtered, 7)
+  const two = await q({ action: ' sinkhole ,alert', client: '10.0.0.7' })
+  t.same(two.clients.map((c: { ip: string; actions: object }) => [c.ip, c.actions]), [['10.0.0.7', { sinkhole: 2, alert: 1 }]])
+  t.same((await q({ action: 'block,pass' })).clients, [], 'none of these in the log')
+  for (const bad of ['', 'deny', 'block,', 'block,,alert', 'Block']) {
+    await t.rejects(report({ files: [plain], action: bad }),
+      { code: 'USAGE', message: `report: --action ${bad}: expected a comma-separated list of block, sinkhole, alert, allow, pass` }, JSON.stringify(bad))
+  }
   const none = await report({ files: [plain], client: '192.0.2.1' })
   t.match(none, 'no matching decisions\n\n0 clients, 0 decisions shown, 8 filtered out, 11 lines read')
 })
@@ -206,4 +217,7 @@ t.test('the name decided on is shown beside the name asked (CNAME target, SNI of
   const csv = await report({ files: [file], format: 'csv' })
   t.match(csv, /\n10\.0\.0\.9,,,,127\.0\.0\.1,1,.*,sni,connect\.ngrok-agent\.com\n/)
   t.match(csv, /\n10\.0\.0\.9,,,,evil\.example\.test,1,.*,cname,x\.ngrok-free\.app\n/)
+  const noPass = JSON.parse(await report({ files: [file], format: 'json', action: 'block,sinkhole,alert' }))
+  t.same(noPass.clients[0].names.map((n: { name: string }) => n.name), ['127.0.0.1', 'evil.example.test'], '--action leaves the pass row out')
+  t.same(noPass.clients[0].names[0].matched, ['connect.ngrok-agent.com'], 'and the SNI that came with it')
 })
