@@ -13,6 +13,10 @@ export interface NameStat {
   lastList?: string
   lastEntry?: string
   readonly where: Set<string>
+  /** Names decided on instead of this one (CNAME targets, SNIs) or seen behind it (the SNI of an address), first seen first. */
+  readonly matched: Set<string>
+  /** Decisions whose matched name was beyond the per-name limit. */
+  otherMatched: number
 }
 
 /** What the report knows about one client. */
@@ -39,6 +43,8 @@ export interface Filters {
   readonly until?: number
   readonly client?: Cidr
   readonly list?: string
+  /** Keep only these actions. */
+  readonly actions?: ReadonlySet<string>
 }
 
 export interface Counts {
@@ -73,10 +79,18 @@ export class Aggregator {
   readonly counts: Counts = { lines: 0, decisions: 0, filtered: 0, skipped: 0, malformed: 0 }
   readonly #filters: Filters
   readonly #maxNames: number
+  readonly #maxMatched: number
 
-  constructor(filters: Filters = {}, maxNames = 1000) {
+  constructor(filters: Filters = {}, maxNames = 1000, maxMatched = 10) {
     this.#filters = filters
     this.#maxNames = maxNames
+    this.#maxMatched = maxMatched
+  }
+
+  #matched(n: NameStat, m: string): void {
+    if (n.matched.has(m)) return
+    if (n.matched.size >= this.#maxMatched) n.otherMatched++
+    else n.matched.add(own(m))
   }
 
   #keep(e: ReportEvent): boolean {
@@ -84,6 +98,7 @@ export class Aggregator {
     if (f.since !== undefined && e.time < f.since) return false
     if (f.until !== undefined && e.time > f.until) return false
     if (f.list !== undefined && e.list !== f.list) return false
+    if (f.actions && !f.actions.has(e.action)) return false
     if (f.client) {
       const a = parseAddr(e.ip)
       if (!a || !cidrContains(f.client, a)) return false
@@ -117,7 +132,7 @@ export class Aggregator {
     let n = c.names.get(e.name)
     if (!n) {
       if (c.names.size >= this.#maxNames) { c.otherNames++; return }
-      n = { count: 0, first: e.time, last: e.time, actions: {}, hits: new Set(), where: new Set() }
+      n = { count: 0, first: e.time, last: e.time, actions: {}, hits: new Set(), where: new Set(), matched: new Set(), otherMatched: 0 }
       c.names.set(own(e.name), n)
     }
     n.count++
@@ -125,6 +140,8 @@ export class Aggregator {
     if (e.time > n.last) n.last = e.time
     bump(n.actions, e.action)
     n.where.add(e.where)
+    if (e.matched !== undefined) this.#matched(n, e.matched)
+    if (e.sni !== undefined) this.#matched(n, e.sni)
     if (e.list !== undefined && (e.list !== n.lastList || e.entry !== n.lastEntry)) {
       n.hits.add(own(`${e.list}: ${e.entry ?? '?'}`))
       n.lastList = own(e.list)

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net'
+
 /** One decision as `report` reads it from an ECS log line. */
 export interface ReportEvent {
   readonly time: number
@@ -7,6 +9,10 @@ export interface ReportEvent {
   readonly name: string
   /** Where the deciding name was seen: dns, cname, connect, sni, http. */
   readonly where: string
+  /** The name decided on when it is not `name` (tunnelguard.matched_name: a CNAME target, an SNI). */
+  readonly matched?: string
+  /** The SNI when `name` is an address (a CONNECT to an IP) and the SNI is not `matched`: the name behind it. */
+  readonly sni?: string
   readonly list?: string
   readonly entry?: string
   /** The client's names: DHCP lease hostname and MAC, PTR name (client.hostname, client.mac, client.domain). */
@@ -72,7 +78,7 @@ export function parseJson(line: string): LineResult {
   }
   if (o === null || typeof o !== 'object' || Array.isArray(o)) return 'malformed'
   return toEvent(F.message(o), F.action(o), F.time(o), F.ip(o),
-    F.qname(o) ?? F.domain(o) ?? F.sni(o) ?? F.url(o) ?? F.matched(o),
+    F.qname(o) ?? F.domain(o) ?? F.sni(o) ?? F.url(o) ?? F.matched(o), F.matched(o), F.sni(o),
     F.where(o), F.list(o), F.entry(o), F.hostname(o), F.mac(o), F.clientDomain(o))
 }
 
@@ -96,14 +102,16 @@ function parseTime(ts: string | undefined): number {
 
 function toEvent(
   message: string | undefined, action: string | undefined, ts: string | undefined, ip: string | undefined, name: string | undefined,
-  w: string | undefined, list: string | undefined, entry: string | undefined,
+  matched: string | undefined, sni: string | undefined, w: string | undefined, list: string | undefined, entry: string | undefined,
   hostname: string | undefined, mac: string | undefined, domain: string | undefined,
 ): LineResult {
   if (action === undefined || message === undefined || !MESSAGES.has(message)) return 'skip'
   const time = parseTime(ts)
   if (Number.isNaN(time) || ip === undefined || name === undefined) return 'malformed'
+  if (matched === name) matched = undefined
+  if (sni === name || sni === matched || (sni !== undefined && isIP(name) === 0)) sni = undefined
   return {
-    time, ip, action: ACTIONS[action] ?? action, name, list, entry, hostname, mac, domain,
+    time, ip, action: ACTIONS[action] ?? action, name, matched, sni, list, entry, hostname, mac, domain,
     where: w === undefined ? (message === 'dns.query' ? 'dns' : 'http') : WHERE[w] ?? w,
   }
 }
@@ -163,6 +171,8 @@ function fastParse(line: string): LineResult | undefined {
   if (!name) return undefined
   // rule and tunnelguard come after the name, unless the name is tunnelguard.matched_name
   const from = m![1] === 'matched_name' ? k : END
+  // a CONNECT host may have an SNI after it (tls follows destination)
+  const sni = m![1] === 'destination":{"domain' ? after(line, '"tls":{"client":{"server_name":"', from) : undefined
   const rule = line.indexOf('"rule":{', from)
   let entry: string | null | undefined
   let list: string | null | undefined
@@ -171,7 +181,9 @@ function fastParse(line: string): LineResult | undefined {
     list = after(line, '"ruleset":"', rule + 8)
   }
   const where = after(line, '"matched_on":"', rule === -1 ? from : rule)
-  if (entry === null || list === null || where === null) return undefined
-  const r = toEvent(msg, act, ts, ip, name, where, list, entry, hostname, mac, domain)
+  // matched_name follows matched_on and the reason (whose quotes are escaped)
+  const matched = m![1] === 'matched_name' ? name : after(line, '"matched_name":"', rule === -1 ? from : rule)
+  if (entry === null || list === null || where === null || sni === null || matched === null) return undefined
+  const r = toEvent(msg, act, ts, ip, name, matched, sni, where, list, entry, hostname, mac, domain)
   return r === 'malformed' ? undefined : r
 }

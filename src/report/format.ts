@@ -1,4 +1,4 @@
-import { byText, sortedNames, type ClientStat, type Counts } from './aggregate.js'
+import { byText, sortedNames, type ClientStat, type Counts, type NameStat } from './aggregate.js'
 
 export interface ReportData {
   readonly clients: readonly ClientStat[]
@@ -15,6 +15,11 @@ const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
 const pairs = (r: Readonly<Record<string, number>>, sep = ' ') =>
   Object.entries(r).sort((a, b) => b[1] - a[1] || byText(a[0], b[0])).map(([k, v]) => `${k}${sep}${v}`)
 
+/** A name's matched names, sorted, and how many decisions had one beyond the limit. */
+function matchedOf(n: NameStat): { names: string[]; more: string } {
+  return { names: [...n.matched].sort(byText), more: n.otherMatched > 0 ? `(+${n.otherMatched} more)` : '' }
+}
+
 function listsOf(c: ClientStat): { list: string; count: number; entries: { entry: string; count: number }[] }[] {
   return [...c.lists].map(([list, m]) => {
     const entries = [...m].map(([entry, count]) => ({ entry, count })).sort((a, b) => b.count - a.count || byText(a.entry, b.entry))
@@ -28,7 +33,7 @@ export function formatJson(r: ReportData): string {
     first_seen: iso(c.first), last_seen: iso(c.last), total: c.total,
     actions: c.actions, where: c.where, lists: listsOf(c),
     names: sortedNames(c).map(([name, n]) => ({
-      name, count: n.count, first_seen: iso(n.first), last_seen: iso(n.last),
+      name, matched: matchedOf(n).names, other_matched: n.otherMatched, count: n.count, first_seen: iso(n.first), last_seen: iso(n.last),
       actions: n.actions, hits: [...n.hits].sort(), where: [...n.where].sort(),
     })),
     other_names: c.otherNames,
@@ -45,13 +50,15 @@ function csv(v: string | number): string {
 
 /** One row per client and name. */
 export function formatCsv(r: ReportData): string {
-  const rows = ['client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where']
+  const rows = ['client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where,matched']
   for (const c of r.clients) {
     const head = [c.ip, c.hostname ?? '', c.domain ?? '', c.mac ?? '']
     for (const [name, n] of sortedNames(c)) {
-      rows.push([...head, name, n.count, iso(n.first), iso(n.last), pairs(n.actions, '=').join(' '), [...n.hits].sort().join('; '), [...n.where].sort().join(' ')].map(csv).join(','))
+      const m = matchedOf(n)
+      rows.push([...head, name, n.count, iso(n.first), iso(n.last), pairs(n.actions, '=').join(' '), [...n.hits].sort().join('; '), [...n.where].sort().join(' '),
+        [...m.names, m.more].join(' ').trimEnd()].map(csv).join(','))
     }
-    if (c.otherNames > 0) rows.push([...head, '(other names)', c.otherNames, '', '', '', '', ''].map(csv).join(','))
+    if (c.otherNames > 0) rows.push([...head, '(other names)', c.otherNames, '', '', '', '', '', ''].map(csv).join(','))
   }
   return rows.join('\n') + '\n'
 }
@@ -95,6 +102,12 @@ export function formatTable(r: ReportData): string {
     out.push(`  ${'NAME'.padEnd(30)} ${'COUNT'.padStart(6)} ${'FIRST (UTC)'.padEnd(19)} ${'LAST (UTC)'.padEnd(19)}`)
     for (const [name, n] of sortedNames(c)) {
       out.push(`  ${fit(name, 30)} ${String(n.count).padStart(6)} ${short(n.first)} ${short(n.last)}`)
+      // the name decided on can be longer than the column: its own line(s), never cut
+      if (n.matched.size > 0) {
+        const m = matchedOf(n)
+        if (m.more) m.names.push(`${m.names.pop()} ${m.more}`)
+        out.push(...wrap('    → ', m.names))
+      }
     }
     if (c.otherNames > 0) out.push(`  ${'(other names)'.padEnd(30)} ${String(c.otherNames).padStart(6)}`)
     out.push('')
@@ -106,8 +119,8 @@ export function formatTable(r: ReportData): string {
   foot.push(`${plural(k.lines, 'line')} read`)
   if (k.skipped > 0) foot.push(`${plural(k.skipped, 'non-decision line')} skipped`)
   if (k.malformed > 0) foot.push(`${plural(k.malformed, 'malformed line')} skipped`)
+  if (r.errors.length > 0) foot.push(`${plural(r.errors.length, 'read error')} (see stderr)`)
   out.push(...wrap('', foot))
-  for (const e of r.errors) out.push(`error: ${e}`)
   // hostnames come from DHCP clients and names from whoever asked: no terminal control characters
   return out.join('\n').replace(CONTROL, '?') + '\n'
 }

@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { parseDuration } from '../config/duration.js'
 import { AppError } from '../errors.js'
@@ -20,6 +20,8 @@ export interface ReportArgs {
   /** An address or CIDR. */
   readonly client?: string
   readonly list?: string
+  /** Actions to keep, comma-separated: block,sinkhole,alert,allow,pass. */
+  readonly action?: string
   /** DHCP lease files (dnsmasq, ISC dhcpd, Kea CSV): hostname and MAC per client as of each line's time. */
   readonly leases?: readonly string[]
   readonly format: 'table' | 'json' | 'csv'
@@ -45,11 +47,24 @@ function filtersOf(args: ReportArgs): Filters {
     client = parseCidr(args.client)
     if (!client) throw new AppError('USAGE', `report: --client ${args.client}: expected an address or CIDR`)
   }
-  return {
-    since: args.since === undefined ? undefined : parseTime('since', args.since, now),
-    until: args.until === undefined ? undefined : parseTime('until', args.until, now),
-    client, list: args.list,
+  const since = args.since === undefined ? undefined : parseTime('since', args.since, now)
+  const until = args.until === undefined ? undefined : parseTime('until', args.until, now)
+  if (since !== undefined && until !== undefined && until < since) {
+    const at = (ms: number) => new Date(ms).toISOString()
+    throw new AppError('USAGE', `report: --until ${args.until} (${at(until)}) is before --since ${args.since} (${at(since)}): nothing could match`)
   }
+  return { since, until, client, list: args.list, actions: args.action === undefined ? undefined : actionsOf(args.action) }
+}
+
+const ACTIONS = ['block', 'sinkhole', 'alert', 'allow', 'pass']
+
+/** "block,alert" → the set; an empty item or an unknown action is a usage error. */
+function actionsOf(v: string): Set<string> {
+  const list = v.split(',').map(a => a.trim())
+  if (!list.every(a => ACTIONS.includes(a))) {
+    throw new AppError('USAGE', `report: --action ${v}: expected a comma-separated list of ${ACTIONS.join(', ')}`)
+  }
+  return new Set(list)
 }
 
 /** `tunnelguard report`: read ECS log lines, aggregate per client, print table/json/csv. */
@@ -74,30 +89,38 @@ export async function runReport(args: ReportArgs): Promise<void> {
       agg.add(lease ? { ...r, hostname: lease.hostname, mac: lease.mac } : r)
     }
   }
-  const handles = []
+  // an input that cannot be read (to the end) is named and skipped: the report shows the rest
+  const failed = (name: string, e: unknown) => errors.push(`${name}: ${(e as Error).message.replace(/, \w+( '.*')?$/, '')}`)
+  const read = async (src: Readable) => {
+    const tooLong = await readLines(await decompressed(src), onLine)
+    k.malformed += tooLong   // not `+= await`: that would read the count before the lines are read
+  }
   for (const f of args.files) {
+    let fh: FileHandle | undefined
     try {
-      handles.push({ name: f, fh: await open(f, 'r') })
+      fh = await open(f, 'r')
+      await read(fh.createReadStream({ highWaterMark: 1 << 20 }))
     } catch (e) {
-      for (const h of handles) await h.fh.close()
-      throw new AppError('USAGE', `report: cannot read ${f}: ${(e as Error).message}`)
+      failed(f, e)
+    } finally {
+      await fh?.close()
     }
   }
-  const inputs: { name: string; stream: () => Readable }[] = handles.map(h => ({ name: h.name, stream: () => h.fh.createReadStream({ highWaterMark: 1 << 20 }) }))
-  if (args.stdin) inputs.push({ name: 'stdin', stream: () => args.stdin as Readable })
-  for (const input of inputs) {
+  if (args.stdin) {
     try {
-      const tooLong = await readLines(await decompressed(input.stream()), onLine)
-      k.malformed += tooLong   // not `+= await`: that would read the count before the lines are read
+      await read(args.stdin as Readable)
     } catch (e) {
-      errors.push(`${input.name}: ${(e as Error).message}`)
+      failed('stdin', e)
     }
   }
-  for (const h of handles) await h.fh.close()
   const filters: Record<string, string> = {}
-  for (const key of ['since', 'until', 'client', 'list'] as const) if (args[key] !== undefined) filters[key] = args[key]!
+  for (const key of ['since', 'until', 'client', 'list', 'action'] as const) if (args[key] !== undefined) filters[key] = args[key]!
   if (leases) filters.leases = args.leases!.join(', ')
   const data: ReportData = { clients: agg.sorted(), counts: k, errors, filters }
   const text = args.format === 'json' ? formatJson(data) : args.format === 'csv' ? formatCsv(data) : formatTable(data)
   await new Promise<void>((resolve, reject) => args.out.write(text, e => e ? reject(e) : resolve()))
+  // after the report, so that what was read is shown; the CLI prints these on stderr and exits 1
+  // (LIST_LOAD, the code for files that cannot be read, until errors.ts has one for log inputs)
+  if (errors.length === 1) throw new AppError('LIST_LOAD', `report: ${errors[0]}`)
+  if (errors.length > 1) throw new AppError('LIST_LOAD', `report: ${errors.length} inputs could not be read:`, errors)
 }

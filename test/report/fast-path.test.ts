@@ -42,6 +42,12 @@ const lines: Record<string, string> = {
   connect: log({ ...base, message: 'proxy.connect', decision: d('t.ngrok.io', 'connect'), destination: { domain: 't.ngrok.io', port: 443 } }),
   sni: log({ ...base, message: 'proxy.connect', decision: d('s.ngrok.io', 'sni'), sni: 's.ngrok.io', destination: { ip: '192.0.2.1', port: 443 } }),
   url: log({ ...base, message: 'proxy.http', decision: d('u.trycloudflare.com', 'url'), urlDomain: 'u.trycloudflare.com' }),
+  connectIp: log({ ...base, message: 'proxy.connect', decision: d('connect.ngrok-agent.com', 'sni'), sni: 'connect.ngrok-agent.com', destination: { domain: '127.0.0.1', ip: '127.0.0.1', port: 443 } }),
+  connectIpPass: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), sni: 'example.net', destination: { domain: '192.0.2.7', ip: '192.0.2.7', port: 443 } }),
+  connectIpOther: log({ ...base, message: 'proxy.connect', decision: d('b.ngrok.io', 'sni'), sni: 'a.example', destination: { domain: '192.0.2.7', port: 443 } }),
+  connectIpNoSni: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), destination: { domain: '192.0.2.7', port: 443 } }),
+  escapedSni: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), sni: 'a"b', destination: { domain: '192.0.2.7', port: 443 } }),
+  escapedMatched: log({ ...base, message: 'dns.query', decision: d('x"y.ngrok.io', 'cname'), dns: { name: 'cdn.example', type: 'A', rcode: 'NOERROR' } }),
   matchedOnly: log({ ...base, message: 'sinkhole.capture', decision: d('m.ngrok.io', 'sni') }),
   listOnly: log({ ...base, message: 'proxy.http', decision: { ...d('bad..x', 'host'), list: 'ngrok' }, urlDomain: 'bad..x' }),
   unparseable: log({ ...base, message: 'proxy.http', decision: d('a"b\\c', 'host'), urlDomain: 'a"b\\c' }),
@@ -75,7 +81,15 @@ t.test('the fast path agrees with JSON.parse on every shape', async t => {
 
 t.test('what the shapes read as', async t => {
   t.match(parseLine(lines.dns!), { name: 'a.ngrok.io', where: 'dns', list: 'ngrok', entry: 'ngrok.io', action: 'sinkhole' })
-  t.match(parseLine(lines.cname!), { name: 'cdn.example', where: 'cname', entry: 'ngrok-free.app' })
+  t.match(parseLine(lines.cname!), { name: 'cdn.example', matched: 'x.ngrok-free.app', where: 'cname', entry: 'ngrok-free.app' })
+  t.match(parseLine(lines.dns!), { matched: undefined, sni: undefined })
+  t.match(parseLine(lines.connectIp!), { name: '127.0.0.1', matched: 'connect.ngrok-agent.com', sni: undefined, where: 'sni', entry: 'ngrok-agent.com' })
+  t.match(parseLine(lines.connectIpPass!), { name: '192.0.2.7', matched: undefined, sni: 'example.net', action: 'pass' })
+  t.match(parseLine(lines.connectIpOther!), { name: '192.0.2.7', matched: 'b.ngrok.io', sni: 'a.example' })
+  t.match(parseLine(lines.connectIpNoSni!), { name: '192.0.2.7', matched: undefined, sni: undefined })
+  t.match(parseLine(lines.escapedSni!), { sni: 'a"b' })
+  t.match(parseLine(lines.escapedMatched!), { matched: 'x"y.ngrok.io' })
+  t.match(parseLine(lines.connect!), { name: 't.ngrok.io', matched: undefined, sni: undefined })
   t.match(parseLine(lines.pass!), { action: 'pass', list: undefined, entry: undefined })
   t.match(parseLine(lines.sni!), { name: 's.ngrok.io', where: 'sni' })
   t.match(parseLine(lines.matchedOnly!), { name: 'm.ngrok.io', where: 'sni', list: 'ngrok' })

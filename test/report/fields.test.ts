@@ -58,3 +58,34 @@ t.test('an action this version does not know is kept as written', async t => {
   const line = JSON.stringify({ '@timestamp': '2026-11-22T00:00:00.000Z', message: 'dns.query', event: { action: 'quarantine' }, client: { ip: '10.9.9.9' }, dns: { question: { name: 'q.ngrok.io' } } })
   t.match(parseLine(line), { action: 'quarantine', ip: '10.9.9.9', name: 'q.ngrok.io' })
 })
+
+t.test('the name decided on, when it is not the name asked, and the SNI behind an address', async t => {
+  const base = { '@timestamp': ts, event: { action: 'sinkhole' }, client: { ip: '10.0.0.9', port: 1 }, rule: { name: 'ngrok-agent.com', ruleset: 'ngrok' } }
+  const connectIp = JSON.stringify({
+    ...base, message: 'proxy.connect', destination: { domain: '127.0.0.1', ip: '127.0.0.1', port: 443 },
+    tls: { client: { server_name: 'connect.ngrok-agent.com' } }, tunnelguard: { matched_on: 'sni', matched_name: 'connect.ngrok-agent.com' },
+  })
+  t.match(parseLine(connectIp), { name: '127.0.0.1', matched: 'connect.ngrok-agent.com', sni: undefined, where: 'sni' }, 'the SNI is the matched name: once')
+  const cname = JSON.stringify({
+    ...base, message: 'dns.query', dns: { question: { name: 'evil.example.test', type: 'A' } },
+    tunnelguard: { matched_on: 'cname', matched_name: 'x.ngrok-free.app' },
+  })
+  t.match(parseLine(cname), { name: 'evil.example.test', matched: 'x.ngrok-free.app', sni: undefined, where: 'cname' })
+  const passIp = JSON.stringify({
+    ...base, event: { action: 'pass' }, rule: undefined, message: 'proxy.connect', 'destination.domain': '2001:db8::7', 'tls.client.server_name': 'example.net',
+    tunnelguard: { matched_on: 'connect' },
+  })
+  t.match(parseLine(passIp), { name: '2001:db8::7', matched: undefined, sni: 'example.net' }, 'decided on the address: the SNI behind it')
+  const both = JSON.stringify({
+    ...base, message: 'proxy.connect', destination: { domain: '192.0.2.7' }, tls: { client: { server_name: 'a.example' } },
+    tunnelguard: { matched_on: 'sni', matched_name: 'b.ngrok.io' },
+  })
+  t.match(parseLine(both), { name: '192.0.2.7', matched: 'b.ngrok.io', sni: 'a.example' }, 'two names behind the address')
+  const named = JSON.stringify({
+    ...base, event: { action: 'pass' }, message: 'proxy.connect', destination: { domain: 'front.example' }, tls: { client: { server_name: 'other.example' } },
+    tunnelguard: { matched_on: 'connect' },
+  })
+  t.match(parseLine(named), { name: 'front.example', matched: undefined, sni: undefined }, 'a CONNECT to a name: its SNI is not added')
+  const same = JSON.stringify({ ...base, message: 'sinkhole.capture', tunnelguard: { matched_on: 'sni', matched_name: 'm.ngrok.io' } })
+  t.match(parseLine(same), { name: 'm.ngrok.io', matched: undefined }, 'the matched name as the only name is the name')
+})

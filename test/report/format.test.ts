@@ -28,8 +28,8 @@ t.test('out-of-order times, hostnames, missing entries, ties', async t => {
   t.same(j.clients[0].names.map((n: { name: string }) => n.name), ['a.ngrok.io', 'b.ngrok.io', 'c.example'])
   t.match(formatTable(data(agg)), 'CLIENT 10.0.0.1  laptop-7  laptop-7.corp.example  aa:bb:cc:dd:ee:ff\n')
   t.match(formatTable(data(agg)), '  actions  block 3, alert 1, allow 1\n')
-  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,laptop-7.corp.example,aa:bb:cc:dd:ee:ff,b.ngrok.io,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,alert=1,ngrok: ?,dns\n')
-  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,laptop-7.corp.example,aa:bb:cc:dd:ee:ff,c.example,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,allow=1,,dns\n')
+  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,laptop-7.corp.example,aa:bb:cc:dd:ee:ff,b.ngrok.io,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,alert=1,ngrok: ?,dns,\n')
+  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,laptop-7.corp.example,aa:bb:cc:dd:ee:ff,c.example,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,allow=1,,dns,\n')
 })
 
 t.test('lists and actions tie-break by name', async t => {
@@ -58,7 +58,7 @@ t.test('bounded names per client; long names keep their end; lines wrap at 80', 
   t.match(text, '\n  (other names)                       2\n')
   t.match(text, '\n  lists    ngrok: ngrok.io 4, list-number-0: entry-0.example 1,\n           list-number-1:')
   t.equal(JSON.parse(formatJson(data(agg))).clients[0].other_names, 2)
-  t.match(formatCsv(data(agg)), '\n10.0.0.1,,,,(other names),2,,,,,\n')
+  t.match(formatCsv(data(agg)), '\n10.0.0.1,,,,(other names),2,,,,,,\n')
 })
 
 t.test('csv quoting and spreadsheet formulas', async t => {
@@ -67,7 +67,7 @@ t.test('csv quoting and spreadsheet formulas', async t => {
   agg.add(e({ name: 'b.ngrok.io', ip: '10.0.0.2', hostname: '-h' }))
   const csv = formatCsv(data(agg))
   t.match(csv, `\n10.0.0.1,"pc, ""main""",,,"'=cmd|""/c calc""!A0",1,`)
-  t.match(csv, ',block=1,l: @x,dns\n')
+  t.match(csv, ',block=1,l: @x,dns,\n')
   t.match(csv, "\n10.0.0.2,'-h,,,b.ngrok.io,")
 })
 
@@ -80,4 +80,46 @@ t.test('the table prints no terminal control characters from hostnames or names'
   t.match(table, 'x?[2Jy.ngrok.io')
   t.match(table, 'aa:bb?')
   t.match(JSON.parse(formatJson(data(agg))).clients[0].hostname, 'evil\u001b]0;pwned\u0007', 'json keeps the data as it was (escaped)')
+})
+
+t.test('the names decided on (or behind an address) beside the name asked', async t => {
+  const agg = new Aggregator({}, 1000, 3)
+  agg.add(e({ name: 'evil.example.test', matched: 'x.ngrok-free.app', where: 'cname', entry: 'ngrok-free.app' }))
+  agg.add(e({ name: 'evil.example.test', matched: 'x.ngrok-free.app', where: 'cname', entry: 'ngrok-free.app' }))
+  agg.add(e({ name: '127.0.0.1', matched: 'connect.ngrok-agent.com', where: 'sni', entry: 'ngrok-agent.com', time: T + 1000 }))
+  agg.add(e({ name: '127.0.0.1', sni: 'example.net', action: 'pass', list: undefined, entry: undefined, where: 'connect', time: T + 1000 }))
+  agg.add(e({ name: 'a.ngrok.io' }))
+  const long = 'a-very-long-label-for-testing.another-long-label.tunnel.ngrok-free.app'
+  for (const m of ['d.ngrok.io', 'c.ngrok.io', 'b.ngrok.io', 'c.ngrok.io', long, 'e.ngrok.io']) agg.add(e({ name: '192.0.2.9', matched: m, where: 'sni', time: T + 2000 }))
+  agg.add(e({ name: '192.0.2.9', sni: 'f.example', where: 'sni', time: T + 2000 }))
+  const [c] = agg.sorted()
+  t.same([...c!.names.get('192.0.2.9')!.matched], ['d.ngrok.io', 'c.ngrok.io', 'b.ngrok.io'], 'at most 3 kept (the first seen)')
+  t.equal(c!.names.get('192.0.2.9')!.otherMatched, 3, 'the decisions beyond them counted')
+
+  const j = JSON.parse(formatJson(data(agg)))
+  const by = Object.fromEntries(j.clients[0].names.map((n: { name: string }) => [n.name, n]))
+  t.match(by['evil.example.test'], { matched: ['x.ngrok-free.app'], other_matched: 0, count: 2, where: ['cname'] })
+  t.match(by['127.0.0.1'], { matched: ['connect.ngrok-agent.com', 'example.net'], other_matched: 0 })
+  t.match(by['a.ngrok.io'], { matched: [], other_matched: 0 })
+  t.match(by['192.0.2.9'], { matched: ['b.ngrok.io', 'c.ngrok.io', 'd.ngrok.io'], other_matched: 3 })
+
+  const csv = formatCsv(data(agg)).split('\n')
+  t.equal(csv[0], 'client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where,matched')
+  t.match(csv, [String, /^10\.0\.0\.1,,,,192\.0\.2\.9,7,.*,sni,b\.ngrok\.io c\.ngrok\.io d\.ngrok\.io \(\+3 more\)$/])
+  t.ok(csv.includes('10.0.0.1,,,,evil.example.test,2,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,block=2,ngrok: ngrok-free.app,cname,x.ngrok-free.app'))
+  t.ok(csv.some(r => r.startsWith('10.0.0.1,,,,127.0.0.1,2,') && r.endsWith(',connect sni,connect.ngrok-agent.com example.net')))
+  t.ok(csv.some(r => r.startsWith('10.0.0.1,,,,a.ngrok.io,1,') && r.endsWith(',dns,')), 'an empty matched column')
+
+  const table = formatTable(data(agg))
+  t.ok(table.split('\n').every(l => l.length <= 80), 'every line fits in 80 columns')
+  t.match(table, /\n  evil\.example\.test +2 2026-11-21 10:00:00 2026-11-21 10:00:00\n    → x\.ngrok-free\.app\n/)
+  t.match(table, /\n  127\.0\.0\.1 +2 2026-11-21 10:00:01 2026-11-21 10:00:01\n    → connect\.ngrok-agent\.com, example\.net\n/)
+  t.match(table, /\n  a\.ngrok\.io +1 2026-11-21 10:00:00 2026-11-21 10:00:00\n(?! {4})/, 'no line for a name without one')
+  t.match(table, /\n  192\.0\.2\.9 +7 .*\n    → b\.ngrok\.io, c\.ngrok\.io, d\.ngrok\.io \(\+3 more\)\n/)
+
+  const wide = new Aggregator()
+  for (let i = 0; i < 4; i++) wide.add(e({ name: '192.0.2.10', matched: `${i}.${long}` }))
+  const lines = formatTable(data(wide)).split('\n')
+  t.ok(lines.every(l => l.length <= 80), 'long matched names wrap')
+  t.same(lines.filter(l => l.startsWith('    ')).map(l => l.trim().replace(/,$/, '')), ['→ 0.' + long, '1.' + long, '2.' + long, '3.' + long], 'one per line, none cut')
 })

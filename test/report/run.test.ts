@@ -67,13 +67,13 @@ t.test('json names each client with its names, counts and times', async t => {
     actions: { sinkhole: 3 }, where: { dns: 3 },
     lists: [{ list: 'ngrok', count: 3, entries: [{ entry: 'ngrok-agent.com', count: 2 }, { entry: 'ngrok.io', count: 1 }] }],
     names: [
-      { name: 'connect.ngrok-agent.com', count: 2, first_seen: '2026-11-21T10:01:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', actions: { sinkhole: 2 }, hits: ['ngrok: ngrok-agent.com'], where: ['dns'] },
-      { name: 'tunnel.us.ngrok.com.ngrok.io', count: 1, first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:00:00.000Z', actions: { sinkhole: 1 }, hits: ['ngrok: ngrok.io'], where: ['dns'] },
+      { name: 'connect.ngrok-agent.com', matched: [], other_matched: 0, count: 2, first_seen: '2026-11-21T10:01:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', actions: { sinkhole: 2 }, hits: ['ngrok: ngrok-agent.com'], where: ['dns'] },
+      { name: 'tunnel.us.ngrok.com.ngrok.io', matched: [], other_matched: 0, count: 1, first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:00:00.000Z', actions: { sinkhole: 1 }, hits: ['ngrok: ngrok.io'], where: ['dns'] },
     ],
     other_names: 0,
   })
   t.match(j.clients[1], { ip: '10.0.0.7', actions: { sinkhole: 2, alert: 1 }, where: { dns: 2, sni: 1 } })
-  t.match(j.clients[1].names, [{ name: 'connect.ngrok-agent.com' }, { name: 'example.org', hits: ['ngrok: ngrok.io'], where: ['sni'] }, { name: 'x.trycloudflare.com' }])
+  t.match(j.clients[1].names, [{ name: 'connect.ngrok-agent.com' }, { name: 'example.org', matched: ['tunnel.ngrok.io'], hits: ['ngrok: ngrok.io'], where: ['sni'] }, { name: 'x.trycloudflare.com' }])
   t.same(j.summary, { lines: 11, decisions: 8, filtered: 0, skipped: 2, malformed: 1, clients: 3, filters: {}, errors: [] })
 })
 
@@ -92,10 +92,10 @@ t.test('table at 80 columns', async t => {
 
 t.test('csv: one row per client and name', async t => {
   const rows = (await report({ files: [plain], format: 'csv' })).trimEnd().split('\n')
-  t.equal(rows[0], 'client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where')
-  t.equal(rows[1], '10.0.0.5,,,,connect.ngrok-agent.com,2,2026-11-21T10:01:00.000Z,2026-11-21T10:02:00.000Z,sinkhole=2,ngrok: ngrok-agent.com,dns')
+  t.equal(rows[0], 'client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where,matched')
+  t.equal(rows[1], '10.0.0.5,,,,connect.ngrok-agent.com,2,2026-11-21T10:01:00.000Z,2026-11-21T10:02:00.000Z,sinkhole=2,ngrok: ngrok-agent.com,dns,')
   t.equal(rows.length, 1 + 2 + 3 + 1)
-  t.match(rows, [String, String, String, /^10\.0\.0\.7,/, /^10\.0\.0\.7,/, /^10\.0\.0\.7,,,,x\.trycloudflare\.com,1,.*,alert=1,tunnels: trycloudflare\.com,dns$/, /^10\.0\.0\.6,,,,abc123\.ngrok-free\.app,2,/])
+  t.match(rows, [String, String, String, /^10\.0\.0\.7,/, /^10\.0\.0\.7,,,,example\.org,1,.*,sni,tunnel\.ngrok\.io$/, /^10\.0\.0\.7,,,,x\.trycloudflare\.com,1,.*,alert=1,tunnels: trycloudflare\.com,dns,$/, /^10\.0\.0\.6,,,,abc123\.ngrok-free\.app,2,/])
 })
 
 t.test('gzip and stdin read like plain files, and add up', async t => {
@@ -123,23 +123,49 @@ t.test('filters', async t => {
   t.same((await q({ since: '56m' })).clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.7', 3], ['10.0.0.6', 1]])
   t.same((await q({ since: '2026-11-21T10:03:00Z', until: '2026-11-21T10:04:00Z' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.6', '10.0.0.7'])
   t.same((await q({ until: '59m' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.5'])
+  const alerts = await q({ action: 'alert' })
+  t.same(alerts.clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.7', 1]])
+  t.same(alerts.summary.filters, { action: 'alert' })
+  t.equal(alerts.summary.filtered, 7)
+  const two = await q({ action: ' sinkhole ,alert', client: '10.0.0.7' })
+  t.same(two.clients.map((c: { ip: string; actions: object }) => [c.ip, c.actions]), [['10.0.0.7', { sinkhole: 2, alert: 1 }]])
+  t.same((await q({ action: 'block,pass' })).clients, [], 'none of these in the log')
+  for (const bad of ['', 'deny', 'block,', 'block,,alert', 'Block']) {
+    await t.rejects(report({ files: [plain], action: bad }),
+      { code: 'USAGE', message: `report: --action ${bad}: expected a comma-separated list of block, sinkhole, alert, allow, pass` }, JSON.stringify(bad))
+  }
   const none = await report({ files: [plain], client: '192.0.2.1' })
   t.match(none, 'no matching decisions\n\n0 clients, 0 decisions shown, 8 filtered out, 11 lines read')
 })
 
 t.test('errors', async t => {
-  await t.rejects(report({ files: [plain, join(dir, 'missing.log')] }), { code: 'USAGE', message: /cannot read .*missing\.log: ENOENT/ })
   await t.rejects(report({ since: 'yesterday' }), { code: 'USAGE', message: /--since yesterday/ })
   await t.rejects(report({ until: '2026-13-45' }), { code: 'USAGE', message: /--until/ })
   await t.rejects(report({ client: 'nope' }), { code: 'USAGE', message: /--client nope/ })
-  const broken = join(dir, 'broken.gz')
-  writeFileSync(broken, gzipSync(log).subarray(0, 200))
-  const text = await report({ files: [broken, plain] })
-  t.match(text, /\nerror: \S*broken\.gz: unexpected end of file\n$/, 'a truncated gzip is reported and the rest still read')
-  t.match(text, 'CLIENT 10.0.0.5')
+  // now = T0 + 1h: --since 30m is 10:30, before --until 10:10
+  await t.rejects(report({ files: [plain], since: '30m', until: '2026-11-21T10:10:00Z' }),
+    { code: 'USAGE', message: 'report: --until 2026-11-21T10:10:00Z (2026-11-21T10:10:00.000Z) is before --since 30m (2026-11-21T10:30:00.000Z): nothing could match' })
   const failing = new Writable({ write(_c, _e, cb) { cb(new Error('EPIPE')) } })
   failing.on('error', () => {})
   await t.rejects(runReport({ files: [plain], format: 'json', out: failing }), /EPIPE/)
+})
+
+t.test('inputs that cannot be read: the rest is reported, then the errors are thrown', async t => {
+  const broken = join(dir, 'broken.gz')
+  writeFileSync(broken, gzipSync(log).subarray(0, 200))
+  const missing = join(dir, 'missing.log')
+  const c = capture()
+  await t.rejects(runReport({ files: [broken, missing, plain], format: 'table', out: c.out }), {
+    code: 'LIST_LOAD', message: 'report: 2 inputs could not be read:',
+    details: [`${broken}: unexpected end of file`, `${missing}: ENOENT: no such file or directory`],
+  })
+  t.match(c.text(), 'CLIENT 10.0.0.5', 'the report of what was read comes first')
+  t.match(c.text(), /, 2 read errors \(see stderr\)\n$/)
+  t.notMatch(c.text(), 'ENOENT')
+  const one = capture()
+  await t.rejects(runReport({ files: [plain], stdin: Readable.from([gzipSync(log).subarray(0, 200)]), format: 'json', out: one.out }),
+    { code: 'LIST_LOAD', message: 'report: stdin: unexpected end of file', details: [] })
+  t.same(JSON.parse(one.text()).summary.errors, ['stdin: unexpected end of file'])
 })
 
 t.test('--leases: hostname and MAC per client as of each line', async t => {
@@ -158,4 +184,40 @@ t.test('--leases: hostname and MAC per client as of each line', async t => {
   t.match(table, 'CLIENT 10.0.0.5  laptop-7  02:00:00:00:00:05\n')
   t.notMatch(await report({ files: [plain], leases: [] }), 'laptop-7')
   await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'nope')] }), { code: 'USAGE', message: /cannot read leases: ENOENT/ })
+})
+
+t.test('the name decided on is shown beside the name asked (CNAME target, SNI of a CONNECT to an address)', async t => {
+  let text = ''
+  const logger = createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { text += c; cb() } }), clock: () => T0 })
+  const snap = makeSnapshot({ config: { log: { queries: 'all' } } })
+  const evidence = createEvidence({ logger, getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable() })
+  const client = { ip: '10.0.0.9', port: 40000 }
+  // a DNS query whose answer CNAMEs to a listed name
+  evidence.decision({ message: 'dns.query', decision: snap.policy.decide(client.ip, 'x.ngrok-free.app', 'cname'), client, transport: 'udp', durationNs: 1,
+    dns: { name: 'evil.example.test', type: 'A', rcode: 'NOERROR' } })
+  // CONNECT 127.0.0.1:443 with SNI connect.ngrok-agent.com, and a passed CONNECT to another address with its SNI
+  evidence.decision({ message: 'proxy.connect', decision: snap.policy.decide(client.ip, 'connect.ngrok-agent.com', 'sni'), client, transport: 'tcp', durationNs: 1,
+    destination: { domain: '127.0.0.1', ip: '127.0.0.1', port: 443 }, sni: 'connect.ngrok-agent.com' })
+  evidence.decision({ message: 'proxy.connect', decision: snap.policy.decide(client.ip, '192.0.2.7', 'connect'), client, transport: 'tcp', durationNs: 1,
+    destination: { domain: '192.0.2.7', ip: '192.0.2.7', port: 443 }, sni: 'example.net' })
+  t.match(text, '"destination":{"domain":"127.0.0.1","ip":"127.0.0.1","port":443},"tls":{"client":{"server_name":"connect.ngrok-agent.com"}}', 'the line as the user saw it')
+  const file = join(dir, 'matched.log')
+  writeFileSync(file, text)
+
+  const j = JSON.parse(await report({ files: [file], format: 'json' }))
+  t.match(j.clients[0].names, [
+    { name: '127.0.0.1', matched: ['connect.ngrok-agent.com'], hits: ['ngrok: ngrok-agent.com'], where: ['sni'] },
+    { name: '192.0.2.7', matched: ['example.net'], actions: { pass: 1 } },
+    { name: 'evil.example.test', matched: ['x.ngrok-free.app'], hits: ['ngrok: ngrok-free.app'], where: ['cname'] },
+  ])
+  const table = await report({ files: [file] })
+  t.match(table, /\n  127\.0\.0\.1 +1 [^\n]*\n    → connect\.ngrok-agent\.com\n/)
+  t.match(table, /\n  evil\.example\.test +1 [^\n]*\n    → x\.ngrok-free\.app\n/)
+  t.ok(table.split('\n').every(l => l.length <= 80))
+  const csv = await report({ files: [file], format: 'csv' })
+  t.match(csv, /\n10\.0\.0\.9,,,,127\.0\.0\.1,1,.*,sni,connect\.ngrok-agent\.com\n/)
+  t.match(csv, /\n10\.0\.0\.9,,,,evil\.example\.test,1,.*,cname,x\.ngrok-free\.app\n/)
+  const noPass = JSON.parse(await report({ files: [file], format: 'json', action: 'block,sinkhole,alert' }))
+  t.same(noPass.clients[0].names.map((n: { name: string }) => n.name), ['127.0.0.1', 'evil.example.test'], '--action leaves the pass row out')
+  t.same(noPass.clients[0].names[0].matched, ['connect.ngrok-agent.com'], 'and the SNI that came with it')
 })

@@ -1,0 +1,81 @@
+import t from 'tap'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { PassThrough, Readable } from 'node:stream'
+import { gzipSync } from 'node:zlib'
+import { main } from '../../src/cli.js'
+
+// `tunnelguard report` through the CLI entry: what reaches stdout and stderr, and the exit code.
+
+/** Run the CLI in-process; capture stdout, stderr and the exit code. */
+async function run(argv: string[], stdin = '') {
+  const out = new PassThrough()
+  const err = new PassThrough()
+  let o = ''
+  let e = ''
+  out.on('data', d => { o += d })
+  err.on('data', d => { e += d })
+  const code = await main(argv, { stdout: out, stderr: err, stdin: Readable.from([stdin]), resolvConf: '/nonexistent' })
+  return { code, out: o, err: e }
+}
+
+const LINE = (ip: string, name: string) => JSON.stringify({
+  '@timestamp': '2026-11-22T04:00:00.000Z', 'log.level': 'warn', message: 'dns.query',
+  event: { action: 'block', kind: 'alert' }, client: { ip, port: 5353 }, network: { transport: 'udp' },
+  dns: { question: { name, type: 'A' } }, rule: { name: 'ngrok.io', ruleset: 'ngrok' },
+  tunnelguard: { group: 'default', matched_on: 'qname' },
+}) + '\n'
+
+t.test('--until before --since is a usage error: exit 2, one line', async t => {
+  const r = await run(['report', '--since', '2026-11-22T05:00:00Z', '--until', '2026-11-22T04:00:00Z'], LINE('10.1.1.1', 'a.ngrok.io'))
+  t.equal(r.code, 2)
+  t.equal(r.out, '', 'no report')
+  t.match(r.err, /^tunnelguard: report: --until 2026-11-22T04:00:00Z .* is before --since 2026-11-22T05:00:00Z/)
+  t.equal(r.err.trim().split('\n').length, 1, 'one line')
+  const same = await run(['report', '--since', '2026-11-22T04:00:00Z', '--until', '2026-11-22T04:00:00Z', '--format', 'csv'], LINE('10.1.1.1', 'a.ngrok.io'))
+  t.equal(same.code, 0, 'the same time is a valid (one-instant) range')
+  t.match(same.out, /^10\.1\.1\.1,/m)
+})
+
+t.test('read errors: on stderr, one line naming each input, exit 1, what was read still shown', async t => {
+  const names = Array.from({ length: 400 }, (_, i) => LINE(`10.0.${i >> 8}.${i & 255}`, `n${i}.ngrok.io`)).join('')
+  const dir = t.testdir({ 'ok.jsonl': LINE('10.2.2.2', 'b.ngrok.io') })
+  const gz = gzipSync(names)
+  const trunc = join(dir, 'trunc.gz')
+  writeFileSync(trunc, gz.subarray(0, 1000))   // head -c 1000 log.jsonl.gz > trunc.gz
+  const csv = await run(['report', trunc, '--format', 'csv'])
+  t.equal(csv.code, 1, 'csv: exit 1')
+  t.match(csv.out, /^client_ip,.*\n10\.0\./, 'the rows read before the cut')
+  t.equal(csv.err, `tunnelguard: report: ${trunc}: unexpected end of file\n`)
+
+  const table = await run(['report', trunc])
+  t.equal(table.code, 1, 'table: exit 1')
+  t.notMatch(table.out, /error:|unexpected end of file/, 'nothing of the error on stdout but a count')
+  t.match(table.out, /CLIENT 10\.0\.0\.0\n[^]*, 1 read error \(see stderr\)\n$/)
+  t.equal(table.err, `tunnelguard: report: ${trunc}: unexpected end of file\n`)
+
+  const json = await run(['report', trunc, '--format', 'json'])
+  t.equal(json.code, 1, 'json: exit 1')
+  t.same(JSON.parse(json.out).summary.errors, [`${trunc}: unexpected end of file`], 'json keeps its errors field')
+  t.equal(json.err.trim().split('\n').length, 1)
+
+  const missing = join(dir, 'missing.jsonl')
+  const corrupt = join(dir, 'corrupt.gz')
+  writeFileSync(corrupt, Buffer.concat([gz.subarray(0, 2), Buffer.from('not deflate at all')]))
+  const sub = join(dir, 'sub')
+  mkdirSync(sub)
+  const many = await run(['report', missing, join(dir, 'ok.jsonl'), corrupt, sub, '-', '--format', 'csv'], LINE('10.1.1.1', 'a.ngrok.io'))
+  t.equal(many.code, 1)
+  t.match(many.out, /^10\.2\.2\.2,/m, 'the readable file is still read')
+  t.match(many.out, /^10\.1\.1\.1,/m, 'and stdin after the failed ones')
+  t.same(many.err.trimEnd().split('\n'), [
+    'tunnelguard: report: 3 inputs could not be read:',
+    `  ${missing}: ENOENT: no such file or directory`,
+    `  ${corrupt}: unknown compression method`,
+    `  ${sub}: EISDIR: illegal operation on a directory`,
+  ], 'one line per input, naming it')
+
+  const clean = await run(['report', join(dir, 'ok.jsonl')])
+  t.equal(clean.code, 0)
+  t.equal(clean.err, '')
+})
