@@ -63,7 +63,7 @@ export function describeValue(v: unknown): string {
 function expected(path: Path, type: string): string {
   if (type === 'array') {
     const element = schemaAt([...path, 0]) as { description?: string }
-    return element.description ? `a list of ${element.description}` : 'a list'
+    return element.description ? `a list of ${element.description} entries` : 'a list'
   }
   if (type === 'object' || type === 'record') return 'a mapping (key: value)'
   const s = schemaAt(path) as { description?: string }
@@ -84,7 +84,10 @@ function outOfRange(i: z.core.$ZodIssueTooBig | z.core.$ZodIssueTooSmall): strin
 /** Turn zod issues into problems that say what would be valid and what was given. Parse with `reportInput: true`. */
 export function problemsFromIssues(issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
   const out: ConfigProblem[] = []
+  // zod also runs a length check on a value of the wrong type ([] for a string): the type error says it all
+  const mistyped = new Set(issues.filter(i => i.code === 'invalid_type').map(i => formatPath(i.path)))
   for (const i of issues) {
+    if ((i.code === 'too_big' || i.code === 'too_small') && mistyped.has(formatPath(i.path))) continue
     if (i.code === 'unrecognized_keys') {
       // zod reports unknown keys only on objects, so keysAt names that object's keys
       const valid = keysAt(i.path)!

@@ -15,7 +15,7 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
 
 const cidr = z.string().refine(s => parseCidr(s) !== undefined, {
   message: 'not a CIDR or address; write e.g. 10.0.0.0/8, 192.168.1.7 or fc00::/7',
-}).describe('CIDRs (e.g. 10.0.0.0/8)')
+}).describe('CIDR')
 
 /** host:port, with IPv6 in brackets: "127.0.0.1:1053", "[::1]:53". */
 const hostPort = z.string().refine(s => splitHostPort(s) !== undefined, {
@@ -38,7 +38,7 @@ const upstream = z.string().refine(isUpstreamUrl, {
 const notPort = (iss: { input?: unknown }) => `${String(iss.input)} is not a port (1-65535)`
 const port = z.number().int().min(1, { error: notPort }).max(65535, { error: notPort })
 
-const filePath = z.string().min(1).describe('file paths')
+const filePath = z.string().min(1).describe('file path')
 
 const action = z.enum(['block', 'sinkhole', 'alert'])
 const groupAction = z.enum(['block', 'sinkhole', 'alert', 'off'])
