@@ -134,7 +134,8 @@ t.test('serve: alerts added to a running config by reload reach the webhook and 
   t.teardown(() => new Promise<void>(r => rx.close(() => r())))
   const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
   const cfg = join(dir, 'tg.yaml')
-  const base = 'lists:\n  l: { files: [l.txt], action: block }\nreload: { watch: false }\n'
+  // clients.ptr: the evidence the client names log through is serve's own (PTR lookups go to udp://127.0.0.1:9, nothing there)
+  const base = 'lists:\n  l: { files: [l.txt], action: block }\nreload: { watch: false }\nclients: { ptr: true }\n'
   writeFileSync(cfg, base)
   const out = new PassThrough()
   let log = ''
