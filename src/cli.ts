@@ -2,11 +2,13 @@
 import { realpathSync } from 'node:fs'
 import { inspect, parseArgs, type ParseArgsConfig } from 'node:util'
 import { fileURLToPath } from 'node:url'
-import { AppError } from './errors.js'
+import { isIP } from 'node:net'
+import { AppError, errorLines } from './errors.js'
+import { parseDuration } from './config/duration.js'
 import { loadConfig } from './config/load.js'
 import { isUpstreamUrl, splitHostPort } from './config/schema.js'
 import { buildSnapshot } from './snapshot.js'
-import { describeLists, explainDecision } from './commands/explain.js'
+import { describeLists, explainCheck } from './commands/explain.js'
 import { runReport } from './report/run.js'
 import { serve, type Overrides } from './serve.js'
 import type { Config } from './snapshot-types.js'
@@ -21,31 +23,72 @@ export interface Io {
   readonly serveLog?: NodeJS.WritableStream
 }
 
-const USAGE = `usage: tunnelguard <command> [options]
-  serve    [--config FILE] [--dns HOST:PORT]... [--proxy HOST:PORT]... [--admin HOST:PORT] [--upstream URL]...
-  check    NAME [--client IP] [--config FILE] [--json]
-  lists    [--config FILE] [--json]
-  validate [--config FILE]
-  report   [FILE...|-] [--since DUR] [--until TIME] [--client IP|CIDR] [--list NAME] [--format table|json|csv] [--leases FILE]...
-`
+/** Each command's arguments and what it does (the usage text, and `COMMAND --help`). */
+const COMMANDS: Readonly<Record<string, { args: string; about: string }>> = {
+  serve: { args: '[--config FILE] [--dns HOST:PORT]... [--proxy HOST:PORT]... [--admin HOST:PORT] [--upstream URL]...', about: 'run the DNS forwarder, the HTTP proxy and the admin listener' },
+  check: { args: 'NAME [--client IP] [--config FILE] [--json]', about: 'explain the decision for NAME asked by a client (default 127.0.0.1)' },
+  lists: { args: '[--config FILE] [--json]', about: 'what was loaded: lists, entry counts, warnings' },
+  validate: { args: '[--config FILE]', about: 'check a config; exit 0 valid, 2 invalid, all errors listed' },
+  report: { args: '[FILE...|-] [--since DUR] [--until TIME] [--client IP|CIDR] [--list NAME] [--format table|json|csv] [--leases FILE]...', about: 'which clients asked for what, when, from the log lines' },
+}
 
-const OPTIONS: Record<string, ParseArgsConfig['options']> = {
+const USAGE = `usage: tunnelguard <command> [options]\n${Object.entries(COMMANDS).map(([c, { args }]) => `  ${c.padEnd(8)} ${args}\n`).join('')}`
+
+/** `tunnelguard COMMAND --help`. */
+const commandUsage = (cmd: string): string => `usage: tunnelguard ${cmd} ${COMMANDS[cmd]!.args}\n  ${COMMANDS[cmd]!.about}\n`
+
+const HELP = { help: { type: 'boolean', short: 'h' } } as const
+const OPTIONS: Record<string, NonNullable<ParseArgsConfig['options']>> = {
   serve: {
     config: { type: 'string' }, dns: { type: 'string', multiple: true }, proxy: { type: 'string', multiple: true },
-    admin: { type: 'string' }, upstream: { type: 'string', multiple: true },
+    admin: { type: 'string' }, upstream: { type: 'string', multiple: true }, ...HELP,
   },
-  check: { config: { type: 'string' }, client: { type: 'string' }, json: { type: 'boolean' } },
-  lists: { config: { type: 'string' }, json: { type: 'boolean' } },
-  validate: { config: { type: 'string' } },
+  check: { config: { type: 'string' }, client: { type: 'string' }, json: { type: 'boolean' }, ...HELP },
+  lists: { config: { type: 'string' }, json: { type: 'boolean' }, ...HELP },
+  validate: { config: { type: 'string' }, ...HELP },
   report: {
     since: { type: 'string' }, until: { type: 'string' }, client: { type: 'string' }, list: { type: 'string' },
-    format: { type: 'string' }, leases: { type: 'string', multiple: true },
+    format: { type: 'string' }, leases: { type: 'string', multiple: true }, ...HELP,
   },
 }
 const POSITIONALS: Record<string, [number, number]> = { serve: [0, 0], check: [1, 1], lists: [0, 0], validate: [0, 0], report: [0, Infinity] }
 
+/**
+ * `--since -5m` as `--since=-5m`: parseArgs refuses a value that starts with a dash, but a value
+ * that is not one of the command's own options can only be meant as the value.
+ */
+export function joinDashValues(args: readonly string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const isOption = (a: string) => a === '-h' || (a.startsWith('--') && a.slice(2).split('=')[0]! in options)
+  const out: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!
+    const next = args[i + 1]
+    if (a === '--') { out.push(...args.slice(i)); break }
+    if (a.startsWith('--') && options[a.slice(2)]?.type === 'string' && next !== undefined && /^-./.test(next) && !isOption(next)) {
+      out.push(`${a}=${next}`)
+      i++
+    } else out.push(a)
+  }
+  return out
+}
+
+/** A parseArgs error as one line: Node's messages run on with advice that does not fit ours. */
+function argsError(cmd: string, e: Error & { code?: string }): string {
+  const opt = /'(-[^' ]*)/.exec(e.message)![1]!
+  if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    return `${cmd}: unknown option ${opt}; options: ${Object.keys(OPTIONS[cmd]!).map(o => `--${o}`).join(', ')}`
+  }
+  if (/does not take an argument/.test(e.message)) return `${cmd}: ${opt} takes no value`
+  return `${cmd}: ${opt} needs a value (one that starts with a dash: ${opt}=-VALUE)`
+}
+
 function usage(msg: string): never {
   throw new AppError('USAGE', msg)
+}
+
+/** `-5m` read as `5m`: both mean five minutes back. */
+function backwards(v: string | undefined): string | undefined {
+  return v !== undefined && /^-\d/.test(v) && parseDuration(v.slice(1)) !== undefined ? v.slice(1) : v
 }
 
 function checkHostPorts(flag: string, v: readonly string[] | undefined): void {
@@ -62,11 +105,12 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     if (!options) usage(`unknown command "${cmd}"; commands: serve, check, lists, validate, report`)
     let parsed: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] }
     try {
-      parsed = parseArgs({ args: [...rest], options, allowPositionals: true, strict: true }) as typeof parsed
+      parsed = parseArgs({ args: joinDashValues(rest, options), options, allowPositionals: true, strict: true }) as typeof parsed
     } catch (e) {
-      usage(`${cmd}: ${(e as Error).message.split('\n')[0]}`)
+      usage(argsError(cmd, e as Error))
     }
     const v = parsed.values
+    if (v.help === true) { write(commandUsage(cmd)); return 0 }
     const [min, max] = POSITIONALS[cmd]!
     if (parsed.positionals.length < min) usage(`${cmd}: missing NAME (e.g. tunnelguard check connect.ngrok-agent.com)`)
     if (parsed.positionals.length > max) usage(`${cmd}: unexpected argument "${parsed.positionals[max]}"`)
@@ -81,8 +125,9 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       }
       case 'check': {
         const client = (v.client as string | undefined) ?? '127.0.0.1'
+        if (isIP(client) === 0) usage(`check: --client ${client}: not an IP address (e.g. 10.1.2.3 or fd00::7)`)
         const s = buildSnapshot(configOf())
-        write(explainDecision(s.policy.decide(client, parsed.positionals[0]!, 'qname'), client, v.json === true))
+        write(explainCheck(s, parsed.positionals[0]!, client, v.json === true))
         return 0
       }
       case 'lists':
@@ -95,7 +140,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         await runReport({
           files: files.filter(f => f !== '-'),
           stdin: files.length === 0 || files.includes('-') ? io.stdin : undefined,
-          since: v.since as string | undefined, until: v.until as string | undefined,
+          since: backwards(v.since as string | undefined), until: backwards(v.until as string | undefined),
           client: v.client as string | undefined, list: v.list as string | undefined,
           format, out: io.stdout, leases: v.leases as string[] | undefined,
         })
@@ -119,9 +164,10 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     }
   } catch (e) {
     if (e instanceof AppError) {
-      io.stderr.write(`tunnelguard: ${e.message}\n`)
-      for (const d of e.details) io.stderr.write(`  ${d}\n`)
-      return e.code === 'USAGE' || e.code === 'CONFIG_INVALID' ? 2 : 1
+      const [first, ...rest] = errorLines(e)
+      io.stderr.write(`tunnelguard: ${first}\n`)
+      for (const d of rest) io.stderr.write(`  ${d}\n`)
+      return e.code === 'USAGE' || e.code === 'CONFIG_INVALID' || e.code === 'LIST_LOAD' ? 2 : 1
     }
     io.stderr.write(`tunnelguard: ${inspect(e)}\n`)
     return 1

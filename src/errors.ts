@@ -3,6 +3,7 @@ export type ErrorCode =
   | 'USAGE'
   | 'CONFIG_INVALID'
   | 'LIST_LOAD'
+  | 'LISTEN_FAILED'
   | 'NAME_INVALID'
   | 'UPSTREAM_TIMEOUT'
   | 'UPSTREAM_FAILED'
@@ -16,4 +17,9 @@ export class AppError extends Error {
     this.code = code
     this.details = details
   }
+}
+
+/** The message, then each detail that does not repeat it (a single error is often both). */
+export function errorLines(e: AppError): string[] {
+  return [e.message, ...e.details.filter(d => d !== e.message)]
 }

@@ -1,6 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
-import { AppError } from './errors.js'
+import { AppError, errorLines } from './errors.js'
 import { loadConfig } from './config/load.js'
 import type { Evidence } from './observe/types.js'
 import { buildSnapshot, type ExtraTexts } from './snapshot.js'
@@ -59,7 +59,7 @@ export function createReloader(o: ReloaderOptions): Reloader {
     try {
       const config = applyOverrides(loadConfig(o.configPath, { resolvConf: o.resolvConf }), o.overrides)
       const old = o.current().config
-      for (const k of ['dns', 'proxy'] as const) {
+      for (const k of ['dns', 'proxy', 'sinkhole', 'admin'] as const) {
         if (JSON.stringify(config[k].listen) !== JSON.stringify(old[k].listen)) {
           o.evidence.warn(`reload: ${k}.listen changed; listeners change only on restart`, { old: old[k].listen, new: config[k].listen })
         }
@@ -70,7 +70,7 @@ export function createReloader(o: ReloaderOptions): Reloader {
       o.onResult?.(true)
       return true
     } catch (e) {
-      const details = e instanceof AppError ? [e.message, ...e.details] : [String(e)]
+      const details = e instanceof AppError ? errorLines(e) : [String(e)]
       o.evidence.error('reload rejected; keeping the previous config and lists', { reason: why, errors: details })
       o.onResult?.(false)
       return false

@@ -1,8 +1,10 @@
+import { AppError } from './errors.js'
 import { loadConfig } from './config/load.js'
+import { splitHostPort } from './config/schema.js'
 import { startDns } from './dns/server.js'
 import { createResolver } from './dns/resolve.js'
 import { startAdmin } from './observe/admin.js'
-import { createAlerts } from './observe/alerts.js'
+import { createReloadableAlerts } from './observe/alerts.js'
 import { createClientNames } from './observe/client-names.js'
 import { createClientTable } from './observe/client-table.js'
 import { createEvidence } from './observe/evidence.js'
@@ -13,7 +15,8 @@ import { startSinkholeCapture } from './proxy/sinkhole-capture.js'
 import { applyOverrides, createReloader, type Overrides } from './reload.js'
 import { createRemoteLists } from './remote-lists.js'
 import { buildSnapshot } from './snapshot.js'
-import type { Snapshot } from './snapshot-types.js'
+import type { Config, Snapshot } from './snapshot-types.js'
+import type { Evidence } from './observe/types.js'
 
 export type { Overrides }
 
@@ -39,6 +42,38 @@ export interface Running {
   readonly done: Promise<void>
 }
 
+const WHY: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'address in use',
+  EACCES: 'permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)',
+  EADDRNOTAVAIL: 'address not available on this machine',
+}
+
+/**
+ * A listener that cannot bind, as one line naming the setting and the address
+ * (`dns.listen[0] 127.0.0.1:53: address in use`, or `--dns …` when the flag set it).
+ * Other errors are returned as they are.
+ */
+export function listenError(e: unknown, setting: string, listen: string | readonly string[], flag?: string): unknown {
+  const err = e as NodeJS.ErrnoException & { address?: string; port?: number }
+  const why = WHY[String(err.code)]
+  if (why === undefined) return e
+  const list = typeof listen === 'string' ? [listen] : listen
+  let i = list.findIndex(l => { const hp = splitHostPort(l)!; return hp.host === err.address && hp.port === err.port })
+  if (i < 0 && list.length === 1) i = 0
+  const addr = i >= 0 ? list[i] : `${err.address}:${err.port}`
+  const where = flag ? `${flag} ${addr}` : typeof listen === 'string' || i < 0 ? `${setting} ${addr}` : `${setting}[${i}] ${addr}`
+  return new AppError('LISTEN_FAILED', `${where}: ${why} (${err.code})`)
+}
+
+/** Start a listener; a bind failure becomes listenError's one line. */
+async function listening<T>(start: () => Promise<T>, setting: string, listen: string | readonly string[], flag?: string): Promise<T> {
+  try {
+    return await start()
+  } catch (e) {
+    throw listenError(e, setting, listen, flag)
+  }
+}
+
 /** Wire config → components → listeners; signals; graceful close. */
 export async function serve(opts: ServeOptions): Promise<Running> {
   const overrides = opts.overrides ?? {}
@@ -48,9 +83,28 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   const clients = createClientTable()
   let snapshot: Snapshot | undefined
   const getSnapshot = () => snapshot!
-  const alerts = createAlerts(config.alerts, { onError: (m, f) => evidence.warn(m, f) })
+  // alerts follow the config on reload; the evidence is rebuilt when they turn on or off (with none it skips them)
+  const alerts = createReloadableAlerts({ onError: (m, f) => evidence.warn(m, f) })
+  alerts.configure(config.alerts)
   const names = createClientNames({ evidence: () => evidence })
-  const evidence = createEvidence({ logger, getSnapshot, metrics, clients, alerts, names })
+  const makeEvidence = () => createEvidence({ logger, getSnapshot, metrics, clients, alerts: alerts.active ? alerts : undefined, names })
+  let inner = makeEvidence()
+  const evidence: Evidence = {
+    counters: inner.counters,
+    logs: a => inner.logs(a),
+    decision: ev => { inner.decision(ev) },
+    info: (m, f) => { inner.info(m, f) },
+    warn: (m, f) => { inner.warn(m, f) },
+    error: (m, f) => { inner.error(m, f) },
+  }
+  function applyAlerts(c: Config): void {
+    const was = alerts.active
+    const changed = alerts.configure(c.alerts)
+    if (alerts.active !== was) inner = makeEvidence()
+    if (changed.webhook || changed.syslog) {
+      evidence.info('alerts reconfigured', { webhook: c.alerts.webhook?.url ?? null, syslog: c.alerts.syslog?.url ?? null })
+    }
+  }
   // remote lists start from their last good copy on disk; a fetch that changes one reloads
   const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => reloader.reload('remote list changed') })
   snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
@@ -61,20 +115,20 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     configPath: opts.configPath, overrides, resolvConf: opts.resolvConf, evidence,
     current: getSnapshot,
     extraTexts: () => remote.texts(),
-    swap: s => { snapshot = s; metrics.setLists(s.lists); void names.configure(s.config) },
+    swap: s => { snapshot = s; metrics.setLists(s.lists); void names.configure(s.config); applyAlerts(s.config) },
     onResult: ok => metrics.reloaded(ok),
     debounceMs: config.reload.debounce,
   })
 
   const closers: (() => Promise<void> | void)[] = []
-  if (alerts) closers.push(() => alerts.close())
+  closers.push(() => alerts.close())
   // lease files are read before the first query is answered; PTR lookups start with the first lines
   await names.configure(config)
   closers.push(() => names.close())
   const addresses: Running['addresses'] = { dns: [], proxy: [] }
   try {
     if (config.dns.listen.length > 0) {
-      const dns = await startDns({ listen: config.dns.listen, getSnapshot, evidence })
+      const dns = await listening(() => startDns({ listen: config.dns.listen, getSnapshot, evidence }), 'dns.listen', config.dns.listen, overrides.dns && '--dns')
       addresses.dns.push(...dns.addresses)
       metrics.watchCache(() => dns.cacheStats())
       closers.push(() => dns.close())
@@ -82,16 +136,18 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     const resolver = createResolver({ getSnapshot, evidence })
     closers.push(() => resolver.close())
     if (config.proxy.listen.length > 0) {
-      const proxy = await startProxy({ listen: config.proxy.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n) })
+      const proxy = await listening(() => startProxy({ listen: config.proxy.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n) }),
+        'proxy.listen', config.proxy.listen, overrides.proxy && '--proxy')
       addresses.proxy.push(...proxy.addresses)
       closers.push(() => proxy.close())
     }
     if (config.sinkhole.listen.length > 0) {
-      const cap = await startSinkholeCapture({ listen: config.sinkhole.listen, getSnapshot, evidence })
+      const cap = await listening(() => startSinkholeCapture({ listen: config.sinkhole.listen, getSnapshot, evidence }), 'sinkhole.listen', config.sinkhole.listen)
       closers.push(() => cap.close())
     }
     if (config.admin.listen) {
-      const admin = await startAdmin({ listen: config.admin.listen, metrics, clients, getSnapshot, ready: () => true, names })
+      const listen = config.admin.listen
+      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, names }), 'admin.listen', listen, overrides.admin && '--admin')
       addresses.admin = { address: admin.address, port: admin.port }
       closers.push(() => admin.close())
     }

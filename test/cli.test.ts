@@ -87,8 +87,83 @@ t.test('validate: 0 when valid, 2 with every error listed', async t => {
   t.equal(missing.code, 2)
   writeFileSync(join(dir, 'nolist.yaml'), 'lists:\n  x: { files: [does-not-exist.txt] }\n')
   const nl = await run(['validate', '--config', join(dir, 'nolist.yaml')])
-  t.equal(nl.code, 1, 'a list that cannot be read fails validation')
-  t.match(nl.err, /does-not-exist\.txt/)
+  t.equal(nl.code, 2, 'a list that cannot be read: invalid')
+  t.equal(nl.err, `tunnelguard: ${join(dir, 'nolist.yaml')}: 1 error\n  ${join(dir, 'nolist.yaml')}:2: lists.x.files[0]: cannot read list file ${join(dir, 'does-not-exist.txt')}: no such file (relative paths are from the config file's directory)\n`, 'once, with file, line and list')
+})
+
+t.test('validate lists every semantic error together: an unknown list in a group and a missing list file', async t => {
+  const dir = t.testdir({ 'tg.yaml': 'lists:\n  l: { files: [gone.txt] }\ngroups:\n  - { name: g, clients: [10.0.0.0/8], actions: { nope: off } }\n' })
+  const r = await run(['validate', '--config', join(dir, 'tg.yaml')])
+  t.equal(r.code, 2)
+  t.match(r.err, /2 errors\n {2}.*tg\.yaml:2: lists\.l\.files\[0\]: cannot read list file .*gone\.txt.*\n {2}.*tg\.yaml:4: groups\[0\]\.actions\.nope: no list named "nope"/)
+})
+
+t.test('a list error from the list loader itself (a file gone after the config check) is invalid (2), shown once', async t => {
+  const { AppError } = await import('../src/errors.js')
+  const { default: tap } = await import('tap')
+  const cli = await tap.mockImport<typeof import('../src/cli.js')>('../src/cli.js', {
+    '../src/snapshot.js': { buildSnapshot: () => { throw new AppError('LIST_LOAD', 'list a: cannot read /x (ENOENT)', ['list a: cannot read /x (ENOENT)']) } },
+  })
+  const err = new PassThrough()
+  let e = ''
+  err.on('data', d => { e += d })
+  const code = await cli.main(['lists'], { stdout: new PassThrough(), stderr: err, stdin: Readable.from(['']), resolvConf: '/nonexistent' })
+  t.equal(code, 2)
+  t.equal(e, 'tunnelguard: list a: cannot read /x (ENOENT)\n')
+})
+
+t.test('check --client must be an IP address; a client DNS would refuse is named', async t => {
+  const bad = await run(['check', 'a.b', '--client', 'notanip'])
+  t.equal(bad.code, 2)
+  t.equal(bad.err, 'tunnelguard: check: --client notanip: not an IP address (e.g. 10.1.2.3 or fd00::7)\n')
+  const inside = await run(['check', 'a.ngrok.io', '--client', '10.1.2.3'])
+  t.notMatch(inside.out, /REFUSED/, 'an allowed client: the output as before')
+  t.equal(inside.out.split('\n').length, 5)
+  const outside = await run(['check', 'a.ngrok.io', '--client', '8.8.8.8'])
+  t.equal(outside.code, 0)
+  t.equal(outside.out, inside.out.replace(/10\.1\.2\.3/g, '8.8.8.8') + '  dns:     REFUSED: 8.8.8.8 is not in dns.allowClients, so DNS answers this client REFUSED whatever the name\n')
+  t.equal(JSON.parse((await run(['check', 'a.ngrok.io', '--client', '8.8.8.8', '--json'])).out).dnsRefused, true)
+  t.equal(JSON.parse((await run(['check', 'a.ngrok.io', '--client', '::1', '--json'])).out).dnsRefused, undefined)
+})
+
+t.test('--help or -h after any command prints its usage and exits 0', async t => {
+  for (const cmd of ['serve', 'check', 'lists', 'validate', 'report']) {
+    for (const h of ['--help', '-h']) {
+      const r = await run([cmd, h])
+      t.equal(r.code, 0, `${cmd} ${h}`)
+      t.ok(r.out.startsWith(`usage: tunnelguard ${cmd} `), 'its usage line')
+      t.match(r.out, /^usage: .*\n {2}\S.*\n$/, 'and what it does')
+      t.equal(r.err, '')
+    }
+  }
+  t.match((await run(['check', 'a.com', '--json', '--help'])).out, /^usage: tunnelguard check NAME/, 'with other arguments too')
+})
+
+t.test('report --since -5m is five minutes back; option values that start with a dash', async t => {
+  const recent = LINE('10.1.1.1', 'a.ngrok.io').replace('2026-11-22T04:00:00.000Z', new Date().toISOString())
+  for (const since of [['--since', '-5m'], ['--since=-5m'], ['--since', '5m']]) {
+    const r = await run(['report', ...since, '--format', 'csv'], recent + LINE('10.9.9.9', 'old.ngrok.io'))
+    t.equal(r.code, 0, since.join(' '))
+    t.match(r.out, /10\.1\.1\.1/)
+    t.notMatch(r.out, /10\.9\.9\.9/, 'the old line is left out')
+  }
+  const cases: [string[], string][] = [
+    [['report', '--since', '--format', 'csv'], 'report: --since needs a value (one that starts with a dash: --since=-VALUE)'],
+    [['report', '--until'], 'report: --until needs a value (one that starts with a dash: --until=-VALUE)'],
+    [['lists', '--json=yes'], 'lists: --json takes no value'],
+    [['lists', '-x'], 'lists: unknown option -x; options: --config, --json, --help'],
+  ]
+  for (const [argv, msg] of cases) {
+    const r = await run(argv)
+    t.equal(r.code, 2, argv.join(' '))
+    t.equal(r.err, `tunnelguard: ${msg}\n`)
+  }
+  const dashed = await run(['report', '--since', '-x'])
+  t.equal(dashed.code, 2)
+  t.match(dashed.err, /--since -x: expected a duration/, 'a dashed value that is not a duration is passed on and refused there')
+  const rest = await run(['report', '--format', 'csv', '--', '--since'])
+  t.equal(rest.code, 2)
+  t.match(rest.err, /--since/, 'after --, a dashed argument is a file name')
 })
 
 t.test('usage errors exit 2 with one line saying what is wrong', async t => {
@@ -96,7 +171,7 @@ t.test('usage errors exit 2 with one line saying what is wrong', async t => {
     [['frobnicate'], /unknown command "frobnicate"; commands: serve, check, lists, validate, report/],
     [['check'], /check: missing NAME/],
     [['check', 'a', 'b'], /unexpected argument "b"/],
-    [['check', 'a', '--bogus'], /check: Unknown option '--bogus'/],
+    [['check', 'a', '--bogus'], /^tunnelguard: check: unknown option --bogus; options: --config, --client, --json, --help\n$/],
     [['serve', '--dns', 'nope'], /--dns nope: not HOST:PORT/],
     [['serve', '--proxy', 'x:99999'], /--proxy x:99999: not HOST:PORT/],
     [['serve', '--admin', 'x'], /--admin x: not HOST:PORT/],
@@ -157,4 +232,17 @@ t.test('serve through main: listens, logs to the given stream, stops on SIGTERM'
   const r = await done
   t.equal(r.code, 0)
   t.match(text, /"message":"stopped"/)
+})
+
+t.test('serve on a port another process holds: one line naming the setting and address, exit 1', async t => {
+  const { createServer } = await import('node:net')
+  const busy = createServer()
+  await new Promise<void>(r => busy.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => busy.close(() => r())))
+  const port = (busy.address() as { port: number }).port
+  const log = new PassThrough()
+  log.resume()
+  const r = await run(['serve', '--dns', '127.0.0.1:0', '--proxy', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0', '--upstream', 'udp://127.0.0.1:9'], '', log)
+  t.equal(r.code, 1)
+  t.equal(r.err, `tunnelguard: --proxy 127.0.0.1:${port}: address in use (EADDRINUSE)\n`)
 })

@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { get } from 'node:http'
-import { serve } from '../src/serve.js'
+import { listenError, serve } from '../src/serve.js'
 import { applyOverrides, createReloader } from '../src/reload.js'
 import { loadConfig } from '../src/config/load.js'
 import { buildSnapshot } from '../src/snapshot.js'
@@ -88,7 +88,81 @@ t.test('serve: a listener that cannot bind closes what was opened and throws', a
   const first = await serve({ stdout: out, signals: false, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: '127.0.0.1:0', upstreams: ['udp://127.0.0.1:9'] }, resolvConf: '/nonexistent' })
   t.teardown(() => first.stop())
   const taken = `127.0.0.1:${first.addresses.admin!.port}`
-  await t.rejects(serve({ stdout: out, signals: false, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: taken }, resolvConf: '/nonexistent' }), /EADDRINUSE/)
+  await t.rejects(serve({ stdout: out, signals: false, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: taken }, resolvConf: '/nonexistent' }),
+    { code: 'LISTEN_FAILED', message: `--admin ${taken}: address in use (EADDRINUSE)` })
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  const cfgWith = (o: { admin?: string; proxy?: string; sinkhole?: string }) => writeFileSync(cfg, [
+    'dns: { listen: [], upstreams: ["udp://127.0.0.1:9"] }', `proxy: { listen: [${o.proxy ?? ''}] }`, `admin: ${o.admin ?? 'null'}`,
+    `sinkhole: { listen: [${o.sinkhole ?? ''}] }`, 'lists:\n  l: { files: [l.txt] }', 'reload: { watch: false }', '',
+  ].join('\n'))
+  cfgWith({ admin: `{ listen: "${taken}" }` })
+  await t.rejects(serve({ configPath: cfg, stdout: out, signals: false }), { message: `admin.listen ${taken}: address in use (EADDRINUSE)` }, 'admin from the config: no index')
+  cfgWith({ sinkhole: `"127.0.0.1:0", "${taken}"` })
+  await t.rejects(serve({ configPath: cfg, stdout: out, signals: false }), { message: `sinkhole.listen[1] ${taken}: address in use (EADDRINUSE)` })
+  cfgWith({ proxy: `"${taken}"` })
+  await t.rejects(serve({ configPath: cfg, stdout: out, signals: false }), { message: `proxy.listen[0] ${taken}: address in use (EADDRINUSE)` })
+})
+
+t.test('listenError: the setting and address in one line; other errors as they are', async t => {
+  const err = (code: string, address: string, port: number) => Object.assign(new Error(`bind ${code}`), { code, address, port })
+  t.match(listenError(err('EACCES', '0.0.0.0', 53), 'dns.listen', ['0.0.0.0:53']), { code: 'LISTEN_FAILED', message: /^dns\.listen\[0\] 0\.0\.0\.0:53: permission denied \(a port below 1024 needs root or CAP_NET_BIND_SERVICE\) \(EACCES\)$/ })
+  t.match(listenError(err('EADDRNOTAVAIL', '192.0.2.1', 53), 'dns.listen', ['127.0.0.1:53', '192.0.2.1:53']), { message: 'dns.listen[1] 192.0.2.1:53: address not available on this machine (EADDRNOTAVAIL)' })
+  t.match(listenError(err('EADDRINUSE', '127.0.0.1', 53), 'dns.listen', ['localhost:53', 'localhost:54']), { message: 'dns.listen 127.0.0.1:53: address in use (EADDRINUSE)' }, 'no entry matches: the address the error names')
+  t.match(listenError(err('EADDRINUSE', '127.0.0.1', 53), 'admin.listen', 'localhost:53'), { message: 'admin.listen localhost:53: address in use (EADDRINUSE)' })
+  const other = new Error('boom')
+  t.equal(listenError(other, 'dns.listen', ['127.0.0.1:53']), other)
+  const odd = err('EPERM', '127.0.0.1', 53)
+  t.equal(listenError(odd, 'dns.listen', ['127.0.0.1:53']), odd)
+})
+
+t.test('serve: alerts added to a running config by reload reach the webhook and syslog; removed, they stop', async t => {
+  const { createServer } = await import('node:http')
+  const { createSocket } = await import('node:dgram')
+  const posts: Record<string, unknown>[] = []
+  const hook = createServer((req, res) => {
+    let b = ''
+    req.on('data', d => { b += d })
+    req.on('end', () => { posts.push(JSON.parse(b)); res.end('ok') })
+  })
+  await new Promise<void>(r => hook.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => { hook.close(() => r()); hook.closeAllConnections() }))
+  const datagrams: string[] = []
+  const rx = createSocket('udp4')
+  rx.on('message', m => datagrams.push(String(m)))
+  await new Promise<void>(r => rx.bind(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => rx.close(() => r())))
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  // clients.ptr: the evidence the client names log through is serve's own (PTR lookups go to udp://127.0.0.1:9, nothing there)
+  const base = 'lists:\n  l: { files: [l.txt], action: block }\nreload: { watch: false }\nclients: { ptr: true }\n'
+  writeFileSync(cfg, base)
+  const out = new PassThrough()
+  let log = ''
+  out.on('data', d => { log += d })
+  const r = await serve({ configPath: cfg, stdout: out, signals: false, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: '127.0.0.1:0', upstreams: ['udp://127.0.0.1:9'] } })
+  t.teardown(() => r.stop())
+  const udp = r.addresses.dns.find(a => a.transport === 'udp')!
+  await dig(udp, 'a.ngrok.io')
+  const port = (hook.address() as { port: number }).port
+  writeFileSync(cfg, base + `alerts: {window: 5m, webhook: {url: "http://127.0.0.1:${port}/tg"}, syslog: {url: "udp://127.0.0.1:${rx.address().port}"}}\n`)
+  t.equal(r.reload('test'), true)
+  t.match(log, /"webhook":"http:\/\/127\.0\.0\.1:\d+\/tg","syslog":"udp:\/\/127\.0\.0\.1:\d+"[^\n]*"message":"alerts reconfigured"/)
+  await dig(udp, 'b.ngrok.io')
+  for (let i = 0; i < 200 && (posts.length === 0 || datagrams.length === 0); i++) await new Promise(res => setTimeout(res, 20))
+  t.equal(posts.length, 1, 'the webhook got the alert')
+  t.match(posts[0], { rule: { name: 'ngrok.io', ruleset: 'l' }, client: { ip: '127.0.0.1' } })
+  t.equal(datagrams.length, 1, 'and syslog')
+  t.equal(r.reload('same'), true)
+  t.equal(log.match(/alerts reconfigured/g)!.length, 1, 'an unchanged alerts section is not reconfigured')
+  writeFileSync(cfg, base)
+  t.equal(r.reload('test'), true)
+  await dig(udp, 'x.ngrok.io')
+  await new Promise(res => setTimeout(res, 200))
+  t.equal(posts.length, 1, 'alerts removed: nothing more sent')
+  t.equal(datagrams.length, 1)
+  t.match(log, /"webhook":null,"syslog":null[^\n]*"message":"alerts reconfigured"/)
+  t.match(log, /"message":"dns\.query"/, 'decisions are still logged')
 })
 
 t.test('serve with signals: SIGHUP reloads, SIGTERM stops', async t => {
@@ -119,6 +193,21 @@ t.test('reloader: overrides survive a reload; listener changes are warned about;
   t.ok(rl.reload('x'))
   t.same(snap.config.dns.listen, ['127.0.0.1:5300'], 'override kept')
   t.ok(ev.messages.some(m => /proxy\.listen changed; listeners change only on restart/.test(m.msg)))
+  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9999" }\nsinkhole: { listen: ["127.0.0.1:80"] }\n')
+  t.ok(rl.reload('x'))
+  t.match(ev.messages.filter(m => /listen changed/.test(m.msg)).slice(1), [
+    { level: 'warn', msg: 'reload: sinkhole.listen changed; listeners change only on restart', fields: { old: [], new: ['127.0.0.1:80'] } },
+    { level: 'warn', msg: 'reload: admin.listen changed; listeners change only on restart', fields: { old: '127.0.0.1:9153', new: '127.0.0.1:9999' } },
+  ], 'admin and sinkhole listeners too, each once')
+  writeFileSync(join(dir, 'gone.yaml'), '')
+  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt, gone.txt] }\n')
+  t.notOk(rl.reload('x'))
+  const rejected = ev.messages.at(-1)!
+  t.equal(rejected.msg, 'reload rejected; keeping the previous config and lists')
+  t.match(rejected.fields, { errors: [/tg\.yaml: 1 error/, /tg\.yaml:2: lists\.l\.files\[1\]: cannot read list file .*gone\.txt/] })
+  t.equal((rejected.fields!.errors as string[]).length, 2, 'each error once')
+  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9999" }\nsinkhole: { listen: ["127.0.0.1:80"] }\n')
+  t.ok(rl.reload('x'))
   rl.watch()
   writeFileSync(join(dir, 'l.txt'), 'a.com\nb.com\n')
   for (let i = 0; i < 100 && snap.lists[0]!.entries !== 2; i++) await new Promise(r => setTimeout(r, 20))

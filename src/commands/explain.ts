@@ -1,8 +1,18 @@
+import { CidrSet } from '../policy/cidr.js'
 import type { Decision } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 
-/** `tunnelguard check` output: the decision and why, for a person or as JSON. */
-export function explainDecision(d: Decision, client: string, json: boolean): string {
+/**
+ * `tunnelguard check` and `/api/check`: the decision for `name` asked by `client` (an IP
+ * address), noting when the DNS forwarder would answer that client REFUSED.
+ */
+export function explainCheck(s: Snapshot, name: string, client: string, json: boolean): string {
+  const refused = !new CidrSet(s.config.dns.allowClients).has(client)
+  return explainDecision(s.policy.decide(client, name, 'qname'), client, json, refused)
+}
+
+/** The decision and why, for a person or as JSON; `refused`: the client is not in dns.allowClients. */
+export function explainDecision(d: Decision, client: string, json: boolean, refused = false): string {
   if (json) {
     return JSON.stringify({
       name: d.name, client, group: d.group, action: d.action, reason: d.reason,
@@ -10,6 +20,7 @@ export function explainDecision(d: Decision, client: string, json: boolean): str
       entry: d.entry ? { pattern: d.entry.pattern, kind: d.entry.kind, source: d.entry.source, allow: d.entry.allow } : null,
       sigma: d.sigma ?? null,
       unparseable: d.unparseable ?? false,
+      ...refused ? { dnsRefused: true } : {},
     }, null, 2) + '\n'
   }
   const lines = [
@@ -19,6 +30,7 @@ export function explainDecision(d: Decision, client: string, json: boolean): str
   ]
   if (d.entry) lines.push(`  entry:   ${d.entry.pattern} (${d.entry.kind}) in list ${d.entry.list}, ${d.entry.source}`)
   if (d.sigma) lines.push(`  sigma:   ${d.sigma.id} "${d.sigma.title}" by ${d.sigma.author}`)
+  if (refused) lines.push(`  dns:     REFUSED: ${client} is not in dns.allowClients, so DNS answers this client REFUSED whatever the name`)
   return lines.join('\n') + '\n'
 }
 

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { accessSync, constants, readFileSync, statSync } from 'node:fs'
+import { dirname, isAbsolute, resolve } from 'node:path'
 import { LineCounter, parseDocument, isNode } from 'yaml'
 import { AppError } from '../errors.js'
 import type { Config } from '../snapshot-types.js'
@@ -7,8 +7,20 @@ import { formatPath, problemsFromIssues, type ConfigProblem } from './errors.js'
 import { resolveConfig } from './resolve.js'
 import { configSchema, type ParsedConfig } from './schema.js'
 
-/** Checks the schema cannot express: references between sections. */
-function crossChecks(c: ParsedConfig): ConfigProblem[] {
+/** Why a list file cannot be read, or undefined when it can. */
+export function unreadable(file: string): string | undefined {
+  try {
+    if (statSync(file).isDirectory()) return 'a directory, not a file'
+    accessSync(file, constants.R_OK)
+    return undefined
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException
+    return err.code === 'ENOENT' ? 'no such file' : err.message
+  }
+}
+
+/** Checks the schema cannot express: references between sections, list files that cannot be read. */
+function crossChecks(c: ParsedConfig, baseDir: string): ConfigProblem[] {
   const out: ConfigProblem[] = []
   const lists = new Set(Object.keys(c.lists ?? { ngrok: 1, tunnels: 1 }))
   const seen = new Set<string>()
@@ -21,6 +33,11 @@ function crossChecks(c: ParsedConfig): ConfigProblem[] {
   })
   for (const [name, l] of Object.entries(c.lists ?? {})) {
     if (l.files.length === 0 && l.urls.length === 0) out.push({ path: ['lists', name], message: 'a list needs at least one entry in files or urls' })
+    l.files.forEach((f, i) => {
+      const abs = isAbsolute(f) ? f : resolve(baseDir, f)
+      const why = unreadable(abs)
+      if (why !== undefined) out.push({ path: ['lists', name, 'files', i], message: `cannot read list file ${abs}: ${why} (relative paths are from the config file's directory)` })
+    })
   }
   if (c.dns.cache.minTtl > c.dns.cache.maxTtl) out.push({ path: ['dns', 'cache', 'minTtl'], message: 'minTtl is larger than maxTtl' })
   return out
@@ -34,12 +51,12 @@ export function parseConfigText(text: string, source: string, opts: { resolvConf
   const lc = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
   // the line of the nearest node on the path that is in the document (a missing key: its parent)
-  const lineOf = (path: readonly PropertyKey[]): string => {
+  const lineOf = (path: readonly PropertyKey[]): number => {
     let p = path
     while (p.length > 1 && !isNode(doc.getIn(p as unknown[], true))) p = p.slice(0, -1)
     const node = doc.getIn(p as unknown[], true)
     /* c8 ignore next - every problem's first key is in the document (schema defaults raise none) */
-    return isNode(node) ? `${source}:${lc.linePos(node.range![0]).line}` : source
+    return isNode(node) ? lc.linePos(node.range![0]).line : 0
   }
   if (doc.errors.length > 0) {
     const details = doc.errors.map(e => `${source}:${lc.linePos(e.pos[0]).line}: YAML: ${e.message.split('\n')[0]}`)
@@ -49,13 +66,17 @@ export function parseConfigText(text: string, source: string, opts: { resolvConf
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     throw new AppError('CONFIG_INVALID', `${source}: invalid config`, [`${source}:1: the config must be a mapping (dns:, proxy:, lists:, …)`])
   }
-  const r = configSchema.safeParse(raw)
-  const problems = r.success ? crossChecks(r.data) : problemsFromIssues(r.error.issues)
+  const baseDir = dirname(resolve(source))
+  const r = configSchema.safeParse(raw, { reportInput: true })
+  const problems = r.success ? crossChecks(r.data, baseDir) : problemsFromIssues(r.error.issues)
   if (problems.length > 0) {
-    const details = problems.map(p => `${lineOf(p.path)}: ${formatPath(p.path)}: ${p.message}`)
+    // by line (a stable sort keeps the order of problems on one line)
+    const details = problems.map(p => ({ line: lineOf(p.path), p }))
+      .sort((a, b) => a.line - b.line)
+      .map(({ line, p }) => `${source}:${line}: ${formatPath(p.path)}: ${p.message}`)
     throw new AppError('CONFIG_INVALID', `${source}: ${problems.length} error${problems.length > 1 ? 's' : ''}`, details)
   }
-  return resolveConfig(r.data!, { source, baseDir: dirname(resolve(source)), resolvConf: opts.resolvConf })
+  return resolveConfig(r.data!, { source, baseDir, resolvConf: opts.resolvConf })
 }
 
 /** The built-in config: DESIGN §4 defaults, upstreams from /etc/resolv.conf, the shipped lists. */

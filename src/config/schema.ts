@@ -15,12 +15,12 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
 
 const cidr = z.string().refine(s => parseCidr(s) !== undefined, {
   message: 'not a CIDR or address; write e.g. 10.0.0.0/8, 192.168.1.7 or fc00::/7',
-})
+}).describe('CIDR')
 
 /** host:port, with IPv6 in brackets: "127.0.0.1:1053", "[::1]:53". */
 const hostPort = z.string().refine(s => splitHostPort(s) !== undefined, {
   message: 'not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53',
-})
+}).describe('HOST:PORT')
 
 /** udp://IP[:PORT] or tcp://IP[:PORT], IPv6 in brackets. */
 export function isUpstreamUrl(s: string): boolean {
@@ -32,7 +32,13 @@ export function isUpstreamUrl(s: string): boolean {
 
 const upstream = z.string().refine(isUpstreamUrl, {
   message: 'not an upstream URL; write udp://IP[:PORT] or tcp://IP[:PORT] (IPv6 in brackets)',
-})
+}).describe('udp://IP[:PORT] or tcp://IP[:PORT]')
+
+/** A TCP port; the error names the value given. */
+const notPort = (iss: { input?: unknown }) => `${String(iss.input)} is not a port (1-65535)`
+const port = z.number().int().min(1, { error: notPort }).max(65535, { error: notPort })
+
+const filePath = z.string().min(1).describe('file path')
 
 const action = z.enum(['block', 'sinkhole', 'alert'])
 const groupAction = z.enum(['block', 'sinkhole', 'alert', 'off'])
@@ -65,9 +71,9 @@ export const configSchema = z.strictObject({
   proxy: z.strictObject({
     listen: z.array(hostPort).default(['127.0.0.1:3128']),
     parent: z.string().url().nullable().default(null),
-    connectPorts: z.array(z.number().int().min(1).max(65535)).default([443]),
+    connectPorts: z.array(port).default([443]),
     allowDestinations: z.array(cidr).default([]),
-    allowClients: z.array(cidr).optional(),         // defaults to dns.allowClients
+    allowClients: z.array(cidr).nullish().transform(v => v ?? undefined),  // null or absent: dns.allowClients
     trustForwardedFrom: z.array(cidr).default([]),
     headerTimeout: duration.default(10_000),
     helloTimeout: duration.default(10_000),
@@ -75,7 +81,8 @@ export const configSchema = z.strictObject({
     maxHeaderBytes: z.number().int().min(1024).default(16_384),
     maxConnections: z.number().int().min(1).default(4096),
   }).prefault({}),
-  admin: z.strictObject({ listen: hostPort.nullable().default('127.0.0.1:9153') }).prefault({}),
+  /** `admin: null` turns the admin listener off, as `admin: { listen: null }` does. */
+  admin: z.preprocess(v => v === null ? { listen: null } : v, z.strictObject({ listen: hostPort.nullable().default('127.0.0.1:9153') })).prefault({}),
   sinkhole: z.strictObject({
     ipv4: z.string().refine(s => isIP(s) === 4, 'not an IPv4 address').default('0.0.0.0'),
     ipv6: z.string().refine(s => isIP(s) === 6, 'not an IPv6 address').default('::'),
@@ -83,7 +90,7 @@ export const configSchema = z.strictObject({
     listen: z.array(hostPort).default([]),
   }).prefault({}),
   lists: z.record(listName, z.strictObject({
-    files: z.array(z.string()).default([]),
+    files: z.array(filePath).default([]),
     urls: z.array(z.string().url()).default([]),
     refresh: duration.default(86_400_000),
     maxBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
@@ -116,7 +123,7 @@ export const configSchema = z.strictObject({
    * (dnsmasq, ISC dhcpd, Kea CSV; re-read when they change), the PTR name through the upstreams.
    */
   clients: z.strictObject({
-    leases: z.array(z.string().min(1)).default([]),
+    leases: z.array(filePath).default([]),
     leaseCheck: duration.refine(ms => ms >= 100, 'check lease files at most every 100ms').default(5000),
     ptr: z.boolean().default(false),
     ptrTtl: duration.refine(ms => ms >= 1000, 'cache PTR names for at least 1s').default(3_600_000),

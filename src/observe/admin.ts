@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { explainDecision } from '../commands/explain.js'
+import { isIP, type AddressInfo } from 'node:net'
+import { explainCheck } from '../commands/explain.js'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
 import type { Snapshot } from '../snapshot-types.js'
@@ -70,8 +70,8 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         const s = opts.getSnapshot()
         if (!s) return json(res, 503, { error: 'lists not loaded' })
         const client = url.searchParams.get('client') || '127.0.0.1'
-        const d = s.policy.decide(client, name, 'qname')
-        return json(res, 200, { ...JSON.parse(explainDecision(d, client, true)), explanation: explainDecision(d, client, false) })
+        if (isIP(client) === 0) return json(res, 400, { error: `client "${client}" is not an IP address` })
+        return json(res, 200, { ...JSON.parse(explainCheck(s, name, client, true)), explanation: explainCheck(s, name, client, false) })
       }
       default:
         return json(res, 404, { error: `no such path ${url.pathname}` })

@@ -63,3 +63,67 @@ export function createAlerts(opts: AlertsOptions, deps: AlertDeps): AlertSink | 
   if (outputs.length === 0) return undefined
   return dedupAlerts(outputs, opts.window ?? 300_000, clock)
 }
+
+/** Alerts a reload can change (`configure`); `active` says whether any output is configured. */
+export interface ReloadableAlerts extends AlertSink {
+  readonly active: boolean
+  /**
+   * Apply new options: an output whose options did not change is kept (its queue and connection
+   * too); a replaced or removed webhook delivers what it has queued and in flight, then closes; a
+   * replaced syslog closes at once. The dedup window carries over. Returns what changed.
+   */
+  configure(opts: AlertsOptions): { webhook: boolean; syslog: boolean }
+}
+
+type Slot = { key: string | undefined; out: AlertOutput & { idle?: () => Promise<void> } }
+
+/** An alert sink whose outputs follow the config across reloads. */
+export function createReloadableAlerts(deps: AlertDeps): ReloadableAlerts {
+  const clock = deps.clock ?? Date.now
+  const last = new LRUCache<string, number>({ max: 10_000 })
+  const retiring = new Set<AlertOutput>()
+  let window = 300_000
+  let webhook: Slot | undefined
+  let syslog: Slot | undefined
+
+  function retire(o: Slot['out']): void {
+    retiring.add(o)
+    const done = () => { retiring.delete(o); return o.close() }
+    void (o.idle ? o.idle().then(done) : done())
+  }
+  /** The slot for these options: the same one when they did not change (none for none). */
+  function next(slot: Slot | undefined, o: object | undefined, make: () => Slot['out']): Slot | undefined {
+    const key = JSON.stringify(o)
+    if (slot?.key === key) return slot
+    if (slot) retire(slot.out)
+    return o === undefined ? undefined : { key, out: make() }
+  }
+
+  return {
+    get active() { return webhook !== undefined || syslog !== undefined },
+    configure(opts) {
+      window = opts.window ?? 300_000
+      const w = next(webhook, opts.webhook, () => createWebhook(opts.webhook!, deps.onError, clock))
+      const s = next(syslog, opts.syslog, () => createSyslog(opts.syslog!, deps.onError, clock))
+      const changed = { webhook: w !== webhook, syslog: s !== syslog }
+      webhook = w
+      syslog = s
+      return changed
+    },
+    alert(ev, record) {
+      const key = dedupKey(ev)
+      const now = clock()
+      const prev = last.get(key)
+      if (prev !== undefined && now - prev < window) return
+      last.set(key, now)
+      webhook?.out.send(ev, record)
+      syslog?.out.send(ev, record)
+    },
+    async close() {
+      const all = [webhook?.out, syslog?.out, ...retiring]
+      webhook = syslog = undefined
+      retiring.clear()
+      await Promise.all(all.map(o => o?.close()))
+    },
+  }
+}

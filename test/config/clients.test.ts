@@ -27,7 +27,7 @@ t.test('clients: every mistake named with its line, unknown keys rejected', asyn
   let details: string[] = []
   try { parseConfigText(text, 'c.yaml') } catch (e) { details = [...(e as AppError).details] }
   t.equal(details.length, 6, details.join('\n'))
-  t.match(details.join('\n'), /c\.yaml:2: clients\.leases: .*array/)
+  t.match(details.join('\n'), /c\.yaml:2: clients\.leases: expected a list of file path entries, got a string \("dnsmasq\.leases"\)/)
   t.match(details.join('\n'), /c\.yaml:3: clients\.leaseCheck: check lease files at most every 100ms/)
   t.match(details.join('\n'), /c\.yaml:4: clients\.ptr: /)
   t.match(details.join('\n'), /c\.yaml:5: clients\.ptrTtl: cache PTR names for at least 1s/)

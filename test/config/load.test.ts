@@ -35,6 +35,7 @@ t.test('the built-in config: DESIGN defaults, resolv.conf upstreams, shipped lis
 
 t.test('a valid file: relative list paths resolve from the config file, durations in ms', async t => {
   const dir = t.testdir({
+    lists: { 'a.txt': 'a.com\n' },
     'tg.yaml': `state: { dir: st }\ndns:\n  upstreams: ["udp://127.0.0.1:5399", "tcp://[::1]:53"]\n  timeout: 500ms\n  cache: { maxTtl: 1h }\nlists:\n  mine: { files: [lists/a.txt], action: alert }\ngroups:\n  - { name: devops, clients: [10.20.0.0/16], actions: { mine: off } }\n`,
   })
   const c = loadConfig(join(dir, 'tg.yaml'))
@@ -65,17 +66,20 @@ t.test('five different mistakes: all listed with path and line, nothing starts',
   const want: [RegExp, string][] = [
     [/^tg\.yaml:2: dns\.listen\[1\]: not HOST:PORT/, 'listen'],
     [/^tg\.yaml:3: dns\.timeout: "2 seconds" is not a duration; write e\.g\. 500ms/, 'duration'],
-    [/^tg\.yaml:4: dns\.blockResponse: invalid value; expected one of "nxdomain", "refused", "nodata"/, 'enum'],
+    [/^tg\.yaml:4: dns\.blockResponse: "drop" is not one of nxdomain, refused, nodata$/, 'enum'],
     [/^tg\.yaml:5: dns\.cache\.bogus: unknown key "bogus"; valid keys here: maxEntries, minTtl, maxTtl/, 'unknown key'],
     [/^tg\.yaml:7: groups\[0\]\.clients\[1\]: not a CIDR/, 'cidr'],
-    [/^tg\.yaml:9: lists\.ngrok\.action: invalid value; expected one of "block", "sinkhole", "alert"/, 'action'],
+    [/^tg\.yaml:9: lists\.ngrok\.action: "deny" is not one of block, sinkhole, alert$/, 'action'],
   ]
   for (const [re, what] of want) t.ok(details.some(d => re.test(d)), `${what} reported`)
+  const lines = details.map(d => Number(/^tg\.yaml:(\d+):/.exec(d)![1]))
+  t.same(lines, [...lines].sort((a, b) => a - b), 'sorted by line')
 })
 
 t.test('cross-section mistakes are reported once the shape is right', async t => {
+  const dir = t.testdir({ 'x.txt': 'x.com\n' })
   const text = 'lists:\n  a: { files: [x.txt] }\n  b: { action: alert }\ngroups:\n  - { name: g, clients: [10.0.0.0/8], actions: { c: off } }\n  - { name: g, clients: [::1] }\ndns:\n  cache: { minTtl: 2d, maxTtl: 1d }\n'
-  const { details } = errorsOf(() => parseConfigText(text, 'c.yaml'))
+  const { details } = errorsOf(() => parseConfigText(text, join(dir, 'c.yaml')))
   t.ok(details.some(d => /c\.yaml:5: groups\[0\]\.actions\.c: no list named "c"; configured lists: a, b/.test(d)))
   t.ok(details.some(d => /c\.yaml:6: groups\[1\]\.name: duplicate group name "g"/.test(d)))
   t.ok(details.some(d => /c\.yaml:3: lists\.b: a list needs at least one entry in files or urls/.test(d)))

@@ -1,0 +1,53 @@
+import t from 'tap'
+import { createServer } from 'node:http'
+import { createSocket } from 'node:dgram'
+import { appendFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { startServe } from '../fixtures/serve-process.js'
+import { dig } from '../fixtures/dig.js'
+
+t.test('alerts appended to a running config reach the webhook and syslog without a restart', async t => {
+  const posts: Record<string, unknown>[] = []
+  const hook = createServer((req, res) => {
+    let b = ''
+    req.on('data', d => { b += d })
+    req.on('end', () => { posts.push(JSON.parse(b)); res.end() })
+  })
+  await new Promise<void>(r => hook.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => { hook.close(() => r()); hook.closeAllConnections() }))
+  const datagrams: string[] = []
+  const rx = createSocket('udp4')
+  rx.on('message', m => datagrams.push(String(m)))
+  await new Promise<void>(r => rx.bind(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => rx.close(() => r())))
+
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, 'dns: { listen: ["127.0.0.1:0"], upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: [] }\nadmin: { listen: "127.0.0.1:0" }\nlists:\n  l: { files: [l.txt], action: block }\nreload: { debounce: 50ms }\n')
+  const p = await startServe(t, ['--config', cfg])
+  const started = p.lines().find(l => l.message === 'started') as { dns: { transport: string; address: string; port: number }[] }
+  const udp = started.dns.find(a => a.transport === 'udp')!
+  const port = (hook.address() as { port: number }).port
+  appendFileSync(cfg, `alerts: {window: 5m, webhook: {url: "http://127.0.0.1:${port}/tg"}, syslog: {url: "udp://127.0.0.1:${rx.address().port}"}}\n`)
+  await p.waitFor(l => l.message === 'reloaded')
+  await dig(udp, 'tunnel.ngrok.io')
+  for (let i = 0; i < 250 && (posts.length === 0 || datagrams.length === 0); i++) await new Promise(r => setTimeout(r, 20))
+  t.equal(posts.length, 1, 'the webhook got the alert')
+  t.match(posts[0], { rule: { name: 'ngrok.io', ruleset: 'l' }, dns: { question: { name: 'tunnel.ngrok.io' } } })
+  t.equal(datagrams.length, 1, 'syslog got it')
+  t.match(datagrams[0], /tunnel\.ngrok\.io/)
+  t.equal(await p.stop(), 0)
+})
+
+t.test('admin.listen changed by a reload: a warning that listeners change only on restart', async t => {
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  const base = 'dns: { listen: ["127.0.0.1:0"], upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: [] }\nlists:\n  l: { files: [l.txt] }\nreload: { watch: false }\n'
+  writeFileSync(cfg, base + 'admin: { listen: "127.0.0.1:0" }\n')
+  const p = await startServe(t, ['--config', cfg])
+  writeFileSync(cfg, base + 'admin: { listen: "127.0.0.1:19153" }\n')
+  p.child.kill('SIGHUP')
+  const w = await p.waitFor(l => typeof l.message === 'string' && l.message.startsWith('reload: admin.listen changed'))
+  t.match(w, { 'log.level': 'warn', message: 'reload: admin.listen changed; listeners change only on restart', old: '127.0.0.1:0', new: '127.0.0.1:19153' })
+  t.equal(await p.stop(), 0)
+})

@@ -1,0 +1,69 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { CLI } from '../fixtures/serve-process.js'
+
+/** Run `node dist/cli.js …` to its exit (bounded). */
+function cli(args: string[], stdin = ''): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', d => { out += d })
+    child.stderr.on('data', d => { err += d })
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`timeout: ${args.join(' ')}\n${err}`)) }, 20_000)
+    child.on('exit', code => { clearTimeout(timer); resolve({ code, out, err }) })
+    child.stdin.end(stdin)
+  })
+}
+
+t.test('validate: a missing list file is exit 2, one message naming config file, line and list', async t => {
+  const dir = t.testdir({ 'c.yaml': 'dns: { upstreams: ["udp://127.0.0.1:9"] }\nlists:\n  mine: { files: [nosuch.txt] }\n' })
+  const r = await cli(['validate', '--config', join(dir, 'c.yaml')])
+  t.equal(r.code, 2)
+  const lines = r.err.trim().split('\n')
+  t.equal(lines.length, 2, r.err)
+  t.equal(lines[1], `  ${join(dir, 'c.yaml')}:3: lists.mine.files[0]: cannot read list file ${join(dir, 'nosuch.txt')}: no such file (relative paths are from the config file's directory)`)
+  t.equal(r.err.split('nosuch.txt').length - 1, 1, 'said once')
+})
+
+t.test('serve: a DNS port another process holds is one line, exit 1, no stack', async t => {
+  const busy = createServer()
+  await new Promise<void>(r => busy.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => busy.close(() => r())))
+  const port = (busy.address() as { port: number }).port
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'c.yaml')
+  writeFileSync(cfg, `dns: { listen: ["127.0.0.1:0", "127.0.0.1:${port}"], upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: [] }\nadmin: null\nlists:\n  l: { files: [l.txt] }\n`)
+  const r = await cli(['serve', '--config', cfg])
+  t.equal(r.code, 1)
+  t.equal(r.err, `tunnelguard: dns.listen[1] 127.0.0.1:${port}: address in use (EADDRINUSE)\n`)
+  t.notMatch(r.err, /\n\s+at /, 'no stack')
+})
+
+t.test('check --client notanip is a usage error', async t => {
+  const r = await cli(['check', 'a.b', '--client', 'notanip'])
+  t.equal(r.code, 2)
+  t.equal(r.err, 'tunnelguard: check: --client notanip: not an IP address (e.g. 10.1.2.3 or fd00::7)\n')
+  t.equal(r.out, '')
+})
+
+t.test('lists --help, check --help, report --help: usage, exit 0; report --since -5m works', async t => {
+  for (const cmd of ['lists', 'check', 'report']) {
+    const r = await cli([cmd, '--help'])
+    t.equal(r.code, 0, `${cmd} --help`)
+    t.match(r.out, new RegExp(`^usage: tunnelguard ${cmd} `))
+    t.equal(r.err, '')
+  }
+  const line = JSON.stringify({
+    '@timestamp': new Date().toISOString(), 'log.level': 'warn', message: 'dns.query',
+    event: { action: 'block', kind: 'alert' }, client: { ip: '10.4.4.4', port: 5353 }, network: { transport: 'udp' },
+    dns: { question: { name: 'a.ngrok.io', type: 'A' } }, rule: { name: 'ngrok.io', ruleset: 'ngrok' },
+    tunnelguard: { group: 'default', matched_on: 'qname' },
+  }) + '\n'
+  const r = await cli(['report', '--since', '-5m', '--format', 'csv'], line)
+  t.equal(r.code, 0, r.err)
+  t.match(r.out, /10\.4\.4\.4/)
+})
