@@ -29,7 +29,7 @@ const COMMANDS: Readonly<Record<string, { args: string; about: string }>> = {
   check: { args: 'NAME [--client IP] [--config FILE] [--json]', about: 'explain the decision for NAME asked by a client (default 127.0.0.1)' },
   lists: { args: '[--config FILE] [--json]', about: 'what was loaded: lists, entry counts, warnings' },
   validate: { args: '[--config FILE]', about: 'check a config; exit 0 valid, 2 invalid, all errors listed' },
-  report: { args: '[FILE...|-] [--since DUR] [--until TIME] [--client IP|CIDR] [--list NAME] [--format table|json|csv] [--leases FILE]...', about: 'which clients asked for what, when, from the log lines' },
+  report: { args: '[FILE...|-] [--since DUR] [--until TIME] [--client IP|CIDR] [--list NAME] [--action LIST] [--format table|json|csv] [--leases FILE]...', about: 'which clients asked for what, when, from the log lines' },
 }
 
 const USAGE = `usage: tunnelguard <command> [options]\n${Object.entries(COMMANDS).map(([c, { args }]) => `  ${c.padEnd(8)} ${args}\n`).join('')}`
@@ -47,7 +47,7 @@ const OPTIONS: Record<string, NonNullable<ParseArgsConfig['options']>> = {
   lists: { config: { type: 'string' }, json: { type: 'boolean' }, ...HELP },
   validate: { config: { type: 'string' }, ...HELP },
   report: {
-    since: { type: 'string' }, until: { type: 'string' }, client: { type: 'string' }, list: { type: 'string' },
+    since: { type: 'string' }, until: { type: 'string' }, client: { type: 'string' }, list: { type: 'string' }, action: { type: 'string' },
     format: { type: 'string' }, leases: { type: 'string', multiple: true }, ...HELP,
   },
 }
@@ -141,7 +141,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
           files: files.filter(f => f !== '-'),
           stdin: files.length === 0 || files.includes('-') ? io.stdin : undefined,
           since: backwards(v.since as string | undefined), until: backwards(v.until as string | undefined),
-          client: v.client as string | undefined, list: v.list as string | undefined,
+          client: v.client as string | undefined, list: v.list as string | undefined, action: v.action as string | undefined,
           format, out: io.stdout, leases: v.leases as string[] | undefined,
         })
         return 0

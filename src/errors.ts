@@ -4,6 +4,8 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'LIST_LOAD'
   | 'LISTEN_FAILED'
+  /** A log input `report` could not read (to the end). */
+  | 'INPUT_READ'
   | 'NAME_INVALID'
   | 'UPSTREAM_TIMEOUT'
   | 'UPSTREAM_FAILED'

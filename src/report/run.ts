@@ -120,7 +120,6 @@ export async function runReport(args: ReportArgs): Promise<void> {
   const text = args.format === 'json' ? formatJson(data) : args.format === 'csv' ? formatCsv(data) : formatTable(data)
   await new Promise<void>((resolve, reject) => args.out.write(text, e => e ? reject(e) : resolve()))
   // after the report, so that what was read is shown; the CLI prints these on stderr and exits 1
-  // (LIST_LOAD, the code for files that cannot be read, until errors.ts has one for log inputs)
-  if (errors.length === 1) throw new AppError('LIST_LOAD', `report: ${errors[0]}`)
-  if (errors.length > 1) throw new AppError('LIST_LOAD', `report: ${errors.length} inputs could not be read:`, errors)
+  if (errors.length === 1) throw new AppError('INPUT_READ', `report: ${errors[0]}`)
+  if (errors.length > 1) throw new AppError('INPUT_READ', `report: ${errors.length} inputs could not be read:`, errors)
 }

@@ -79,3 +79,17 @@ t.test('read errors: on stderr, one line naming each input, exit 1, what was rea
   t.equal(clean.code, 0)
   t.equal(clean.err, '')
 })
+
+t.test('--action from the command line keeps only those actions; a bad one is a usage error', async t => {
+  const pass = LINE('10.3.3.3', 'fine.example').replace('"action":"block","kind":"alert"', '"action":"pass","kind":"event"')
+  const input = LINE('10.3.3.3', 'a.ngrok.io') + pass
+  const all = await run(['report', '--format', 'csv'], input)
+  t.equal(all.out.trim().split('\n').length, 3, 'header and two rows without the filter')
+  const blocked = await run(['report', '--format', 'csv', '--action', 'block,sinkhole'], input)
+  t.equal(blocked.code, 0)
+  t.match(blocked.out, /a\.ngrok\.io/)
+  t.notMatch(blocked.out, /fine\.example/)
+  const bad = await run(['report', '--action', 'blocked'], input)
+  t.equal(bad.code, 2)
+  t.match(bad.err, /^tunnelguard: report: --action blocked: expected a comma-separated list of block, sinkhole, alert, allow, pass\n$/)
+})

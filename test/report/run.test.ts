@@ -156,7 +156,7 @@ t.test('inputs that cannot be read: the rest is reported, then the errors are th
   const missing = join(dir, 'missing.log')
   const c = capture()
   await t.rejects(runReport({ files: [broken, missing, plain], format: 'table', out: c.out }), {
-    code: 'LIST_LOAD', message: 'report: 2 inputs could not be read:',
+    code: 'INPUT_READ', message: 'report: 2 inputs could not be read:',
     details: [`${broken}: unexpected end of file`, `${missing}: ENOENT: no such file or directory`],
   })
   t.match(c.text(), 'CLIENT 10.0.0.5', 'the report of what was read comes first')
@@ -164,7 +164,7 @@ t.test('inputs that cannot be read: the rest is reported, then the errors are th
   t.notMatch(c.text(), 'ENOENT')
   const one = capture()
   await t.rejects(runReport({ files: [plain], stdin: Readable.from([gzipSync(log).subarray(0, 200)]), format: 'json', out: one.out }),
-    { code: 'LIST_LOAD', message: 'report: stdin: unexpected end of file', details: [] })
+    { code: 'INPUT_READ', message: 'report: stdin: unexpected end of file', details: [] })
   t.same(JSON.parse(one.text()).summary.errors, ['stdin: unexpected end of file'])
 })
 
