@@ -265,11 +265,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       const closed = Promise.all(servers.map(s => new Promise<void>(r => {
         s.close(() => r())
       })))
+      // each client connection's close line is written before close() returns (and `stopped` is logged)
+      const lines = [...clients].map(s => new Promise<void>(r => { s.once('close', () => r()) }))
       for (const s of clients) s.destroy()
       for (const s of outbound) s.destroy()
       agent.destroy()
       http.close()
-      await closed
+      await Promise.all([closed, ...lines])
     },
   }
 }

@@ -1,6 +1,7 @@
 // tunnelguard serve as a user runs it: a real process, real dig, unbound upstream, real signals.
 import t from 'tap'
 import { createSocket } from 'node:dgram'
+import { connect, createServer } from 'node:net'
 import { writeFileSync, appendFileSync } from 'node:fs'
 import { join } from 'node:path'
 import dnsPacket from 'dns-packet'
@@ -156,4 +157,29 @@ t.test('report names three clients with their names, counts and times, in all th
   t.match(csv.split('\n')[0], /client/i, 'csv header')
   for (const ip of ['127.0.0.1', '127.0.0.2', '127.0.0.3']) t.match(csv, ip)
   t.notMatch(table + csv, /a\.test/, 'an unlisted name (pass, not logged) is not evidence')
+})
+
+t.test('SIGTERM closes an open tunnel and logs its close line before "stopped"', async t => {
+  let dialled!: () => void
+  const reached = new Promise<void>(r => { dialled = r })
+  const sink = createServer(c => { c.on('error', () => {}); dialled() })
+  await new Promise<void>(r => sink.listen(0, '127.0.0.1', r))
+  t.teardown(() => sink.close())
+  const sinkPort = (sink.address() as { port: number }).port
+  const s = await setup(t)
+  const proxyPort = await freePort()
+  writeFileSync(s.cfg, s.base.replace('proxy: { listen: [] }',
+    `proxy: { listen: ["127.0.0.1:${proxyPort}"], connectPorts: [${sinkPort}], allowDestinations: [127.0.0.0/8] }`))
+  const p = await startServe(t, ['--config', s.cfg])
+  const client = connect(proxyPort, '127.0.0.1')
+  client.on('error', () => {})
+  const closed = new Promise<void>(r => client.once('close', () => r()))
+  client.write(`CONNECT 127.0.0.1:${sinkPort} HTTP/1.1\r\nHost: x\r\n\r\n`)
+  await new Promise<void>(r => client.once('data', () => r()))
+  client.write('SSH-2.0-test\r\n')                            // not TLS: the tunnel opens on the CONNECT host
+  await reached                                               // the tunnel is spliced to the sink
+  t.equal(await p.stop('SIGTERM'), 0)
+  await closed
+  const order = p.lines().map(l => l.message).filter(m => m === 'stopping' || m === 'proxy.close' || m === 'stopped')
+  t.same(order, ['stopping', 'proxy.close', 'stopped'], 'the tunnel\'s close line, then stopped')
 })
