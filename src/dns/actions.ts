@@ -73,12 +73,12 @@ export function actionReply(query: Buffer, q: Query, d: Decision, s: AnswerSetti
  * Answers that keep clients on this resolver: the DoH canary gets NXDOMAIN (browsers then keep
  * automatic DoH off) and the DDR name gets NODATA (no upgrade to an encrypted resolver).
  */
-export function bypassReply(query: Buffer, q: Query, config: Config, s: AnswerSettings): { reply: Buffer; rcode: number } | undefined {
+export function bypassReply(query: Buffer, q: Query, config: Config, s: AnswerSettings): { reply: Buffer; rcode: number; reason: string } | undefined {
   if (q.name === DOH_CANARY && config.dns.dohCanary) {
-    return { reply: buildReply(query, q, RCODE.NXDOMAIN, { authority: s.soa }), rcode: RCODE.NXDOMAIN }
+    return { reply: buildReply(query, q, RCODE.NXDOMAIN, { authority: s.soa }), rcode: RCODE.NXDOMAIN, reason: 'the DoH canary: answered NXDOMAIN here (dns.dohCanary)' }
   }
   if (q.name === DDR_NAME && config.dns.blockDdr) {
-    return { reply: buildReply(query, q, RCODE.NOERROR, { authority: s.soa }), rcode: RCODE.NOERROR }
+    return { reply: buildReply(query, q, RCODE.NOERROR, { authority: s.soa }), rcode: RCODE.NOERROR, reason: 'DDR discovery: answered NODATA here (dns.blockDdr)' }
   }
   return undefined
 }

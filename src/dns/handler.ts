@@ -133,7 +133,8 @@ export class QueryHandler {
     const bypass = bypassReply(msg, q, snap.config, this.answers)
     if (bypass) {
       send(respond, client, q, bypass.reply)
-      return this.log(q, client, t0, decision, bypass.rcode)
+      // answered here, not by the upstream: the line says so (an allowed name keeps its own reason)
+      return this.log(q, client, t0, decision.action === 'pass' ? { ...decision, reason: bypass.reason } : decision, bypass.rcode)
     }
     const hit = this.cache.get(msg, q, t0)
     counters.cacheLookup(hit >= 0)

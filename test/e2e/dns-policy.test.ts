@@ -121,6 +121,10 @@ t.test('against DoH bypass: the canary gets NXDOMAIN, DDR gets NODATA; both swit
   t.equal(ddr.status, 'NOERROR')
   t.same(ddr.answer, [])
   t.match(s.ev.events, [{ dns: { name: 'use-application-dns.net', rcode: 'NXDOMAIN' } }, { dns: { name: '_dns.resolver.arpa', rcode: 'NOERROR' } }])
+  t.same(s.ev.events.map(e => [e.decision.action, e.decision.reason]), [
+    ['pass', 'the DoH canary: answered NXDOMAIN here (dns.dohCanary)'],
+    ['pass', 'DDR discovery: answered NODATA here (dns.blockDdr)'],
+  ], 'the line says the answer was made here, not "not listed"')
   s.use({ dns: { dohCanary: false, blockDdr: false } })
   t.same((await dig(s.server, 'use-application-dns.net')).answer.map(x => x.data), ['192.0.2.50'], 'forwarded when off')
   t.equal((await dig(s.server, '_dns.resolver.arpa', 'TYPE64')).answer.length, 1)
