@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
-import { blocks, chainOf, decideTarget, denial, route, worse } from './decide.js'
+import { blocks, chainOf, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { readClientHello } from './hello-reader.js'
 import { ReadRelay } from './relay.js'
 import { rawResponse } from './responses.js'
@@ -64,19 +64,19 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   if (!cfg.connectPorts.includes(target.port)) {
     const d = denial(snap, client.ip, target.host, 'connect', `CONNECT to port ${target.port} is not allowed (proxy.connectPorts: ${cfg.connectPorts.join(', ')})`)
     emit(d)
-    return refuse(403, d.reason)
+    return refuse(403, clientReason(d))
   }
   const first = decideTarget(snap, client.ip, target, 'connect')
   if (blocks(first)) {
     emit(first)
-    return refuse(403, first.reason)
+    return refuse(403, clientReason(first))
   }
   const r = await route(ctx, snap, sets, client.ip, target, first.name)
   const cnames = r.cnames.length > 0 ? { 'tunnelguard.cnames': r.cnames } : {}
   let decision = worse(first, r.ok ? r.cname : undefined)
   if (blocks(decision)) {
     emit(decision, undefined, undefined, cnames)
-    return refuse(403, decision.reason)
+    return refuse(403, clientReason(decision))
   }
   if (!r.ok) {
     emit(r.status === 403 ? denial(snap, client.ip, first.name, 'connect', r.reason) : decision, undefined, undefined, { ...cnames, 'error.message': r.reason })

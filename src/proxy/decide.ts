@@ -16,6 +16,15 @@ export function worse(a: Decision, b: Decision | undefined): Decision {
   return b !== undefined && SEVERITY[b.action] > SEVERITY[a.action] ? b : a
 }
 
+/**
+ * A refusal's reason as the client sees it (403 body and X-Tunnelguard-Reason): the name, the entry
+ * and its list, without the list file's path on this machine, which only the log line carries (as
+ * the DNS side's EDE text does).
+ */
+export function clientReason(d: Decision): string {
+  return d.entry ? `${d.action}: ${d.name} matches ${d.entry.pattern} in list ${d.list}` : d.reason
+}
+
 export function blocks(d: Decision): boolean {
   return d.action === 'block' || d.action === 'sinkhole'
 }

@@ -2,7 +2,7 @@ import { request, type IncomingMessage, type RequestOptions, type ServerResponse
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
-import { blocks, decideTarget, denial, route, worse } from './decide.js'
+import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders } from './headers.js'
 import { sendError } from './responses.js'
 import { UpstreamError } from './upstream.js'
@@ -66,14 +66,14 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   let decision = worse(url, host)
   if (blocks(decision)) {
     emit(decision)
-    return refuse(403, decision.reason)
+    return refuse(403, clientReason(decision))
   }
   const r = await route(ctx, snap, sets, client.ip, target!, url.name)
   const more = r.cnames.length > 0 ? { 'tunnelguard.cnames': r.cnames } : {}
   decision = worse(decision, r.ok ? r.cname : undefined)
   if (blocks(decision)) {
     emit(decision, undefined, more)
-    return refuse(403, decision.reason)
+    return refuse(403, clientReason(decision))
   }
   if (!r.ok) {
     emit(r.status === 403 ? denial(snap, client.ip, url.name, 'url', r.reason) : decision, undefined, { ...more, 'error.message': r.reason })

@@ -166,3 +166,18 @@ t.test('an SNI other than the CONNECT host: its CNAME chain is decided too (a cu
   t.same(resolve.calls.slice(calls), ['ok.example'], 'an SNI that is the CONNECT host is resolved once (by the route)')
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
+
+t.test('a refusal tells the client the name, entry and list, not where the list file lives', async t => {
+  const p = await testProxy(t)
+  const r = await exchange(p.port, [CONNECT('x.ngrok.io:443')])
+  t.equal(status(r.data), 403)
+  const d = p.ev.events.at(-1)!.decision
+  t.ok(d.entry, 'an entry matched')
+  t.match(d.reason, d.entry!.source, 'the log line keeps the list file and line')
+  const header = /X-Tunnelguard-Reason: (.*)\r\n/.exec(r.data)![1]
+  t.equal(header, `${d.action}: x.ngrok.io matches ${d.entry!.pattern} in list ${d.list}`)
+  t.notMatch(r.data, d.entry!.source, 'the client does not see it')
+  const h = await exchange(p.port, ['GET http://x.ngrok.io/ HTTP/1.1\r\nHost: x.ngrok.io\r\n\r\n'])
+  t.match(h.data, new RegExp(`^HTTP/1\\.1 403[\\s\\S]*\\r\\n\\r\\n${d.action}: x\\.ngrok\\.io matches ${d.entry!.pattern.replace(/\./g, '\\.')} in list ${d.list}\\n$`))
+  t.notMatch(h.data, d.entry!.source)
+})
