@@ -17,9 +17,18 @@ export function formatOf(source: string): ListFormat {
 
 /** Parse a list's text in the given format into a sink. */
 export function parseInto(text: string, format: ListFormat, sink: EntrySink): void {
-  if (format === 'sigma') parseSigma(text, sink)
-  else if (format === 'csv') parseCsv(text, sink)
-  else parseLines(text, sink)
+  // a one-label name (`com`, `zip`) listed for blocking takes every name under it: kept (a TLD may
+  // be blocked on purpose), with a warning, so that a stray line cannot do it unseen
+  const out: EntrySink = {
+    entry(name, kind, allow, pattern, line, sigma) {
+      if (!allow && kind !== 'exact' && !name.includes('.')) sink.warn(line, `"${pattern}" is a top-level domain: it matches every name under .${name}`)
+      sink.entry(name, kind, allow, pattern, line, sigma)
+    },
+    warn: (line, message) => sink.warn(line, message),
+  }
+  if (format === 'sigma') parseSigma(text, out)
+  else if (format === 'csv') parseCsv(text, out)
+  else parseLines(text, out)
 }
 
 /**
