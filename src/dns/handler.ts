@@ -6,7 +6,7 @@ import { actionReply, answerSettings, bypassReply, type AnswerSettings } from '.
 import { buildReply, headerReply, truncate } from './build.js'
 import { DnsCache } from './cache.js'
 import { rcodeName, typeName } from './names.js'
-import { RateLimiter } from './rate-limit.js'
+import { RateLimiter, WindowedNotice } from './rate-limit.js'
 import { scanResponse } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
 import { RCODE, parseQuery, type Query } from './wire.js'
@@ -27,6 +27,8 @@ export interface HandlerDeps {
 }
 
 const MAX_ACCESS_MEMO = 65_536
+/** A client outside allowClients is logged at most once per this window, with its count. */
+const REFUSED_LOG_WINDOW_MS = 10_000
 
 /** Send a reply, truncated to the client's UDP size (512 without EDNS) when it is larger. */
 function send(respond: Respond, client: Client, q: Query, reply: Buffer): void {
@@ -62,7 +64,13 @@ export class QueryHandler {
   private closing = false
   private drainWaiters: (() => void)[] = []
 
-  constructor(private readonly deps: HandlerDeps) {}
+  private readonly refused: WindowedNotice
+
+  constructor(private readonly deps: HandlerDeps) {
+    this.refused = new WindowedNotice(REFUSED_LOG_WINDOW_MS, (client, n) => {
+      deps.evidence.warn('dns client refused', { 'client.ip': client, refused: n, reason: 'not in dns.allowClients' })
+    })
+  }
 
   /**
    * The clock in whole milliseconds (a BigInt division would allocate on every query). Whole, so
@@ -126,6 +134,7 @@ export class QueryHandler {
     }
     if (!this.allowed(client.ip)) {
       counters.dropped('refused')
+      this.refused.note(client.ip, Number(t0) / 1e6)
       return respond(buildReply(msg, q, RCODE.REFUSED))
     }
     const decision = snap.policy.decide(client.ip, q.name, 'qname')

@@ -34,6 +34,9 @@ t.test('only allowClients are answered: REFUSED otherwise', async t => {
   t.equal((await kdig(dns.addresses[1]!, 'a.test', 'A', ['+tcp'])).status, 'REFUSED', 'over TCP too')
   t.equal(ev.counts['dropped.refused'], 2)
   t.equal(ev.events.length, 0, 'not an open resolver: nothing forwarded')
+  t.same(ev.messages.filter(m => m.msg === 'dns client refused'), [
+    { level: 'warn', msg: 'dns client refused', fields: { 'client.ip': '127.0.0.1', refused: 1, reason: 'not in dns.allowClients' } },
+  ], 'the refused client is named once per window, not per query')
   const v6 = await dig(dns.addresses[2]!, 'a.test')
   t.equal(v6.status, 'NOERROR')
   t.equal(ev.events.length, 1)

@@ -125,6 +125,9 @@ t.test('against DoH bypass: the canary gets NXDOMAIN, DDR gets NODATA; both swit
     ['pass', 'the DoH canary: answered NXDOMAIN here (dns.dohCanary)'],
     ['pass', 'DDR discovery: answered NODATA here (dns.blockDdr)'],
   ], 'the line says the answer was made here, not "not listed"')
+  s.use({}, { watch: { action: 'alert', patterns: ['use-application-dns.net'] } })
+  t.equal((await dig(s.server, 'use-application-dns.net')).status, 'NXDOMAIN', 'a listed canary is still answered here')
+  t.match(s.ev.events.at(-1)!.decision, { action: 'alert', reason: /^alert: use-application-dns\.net matches use-application-dns\.net in list watch/ }, 'and keeps its entry\'s reason')
   s.use({ dns: { dohCanary: false, blockDdr: false } })
   t.same((await dig(s.server, 'use-application-dns.net')).answer.map(x => x.data), ['192.0.2.50'], 'forwarded when off')
   t.equal((await dig(s.server, '_dns.resolver.arpa', 'TYPE64')).answer.length, 1)
