@@ -36,15 +36,15 @@ export function dedupKey(ev: DecisionEvent): string {
   return `${ev.client.ip}|${d.list ?? ''}|${d.entry?.pattern ?? d.name}`
 }
 
-/** Wrap outputs with per-client-and-entry deduplication. */
-export function dedupAlerts(outputs: readonly AlertOutput[], window: number, clock: () => number): AlertSink {
+/** Wrap outputs with per-client-and-entry deduplication; `window` (ms) is read at each alert. */
+export function dedupAlerts(outputs: readonly AlertOutput[], window: () => number, clock: () => number): AlertSink {
   const last = new LRUCache<string, number>({ max: 10_000 })
   return {
     alert(ev, record) {
       const key = dedupKey(ev)
       const now = clock()
       const prev = last.get(key)
-      if (prev !== undefined && now - prev < window) return
+      if (prev !== undefined && now - prev < window()) return
       last.set(key, now)
       for (const o of outputs) o.send(ev, record)
     },
@@ -52,16 +52,6 @@ export function dedupAlerts(outputs: readonly AlertOutput[], window: number, clo
       await Promise.all(outputs.map(o => o.close()))
     },
   }
-}
-
-/** The alert sink for these options, or undefined when no output is configured. */
-export function createAlerts(opts: AlertsOptions, deps: AlertDeps): AlertSink | undefined {
-  const outputs: AlertOutput[] = []
-  const clock = deps.clock ?? Date.now
-  if (opts.webhook) outputs.push(createWebhook(opts.webhook, deps.onError, clock))
-  if (opts.syslog) outputs.push(createSyslog(opts.syslog, deps.onError, clock))
-  if (outputs.length === 0) return undefined
-  return dedupAlerts(outputs, opts.window ?? 300_000, clock)
 }
 
 /** Alerts a reload can change (`configure`); `active` says whether any output is configured. */
@@ -80,11 +70,22 @@ type Slot = { key: string | undefined; out: AlertOutput & { idle?: () => Promise
 /** An alert sink whose outputs follow the config across reloads. */
 export function createReloadableAlerts(deps: AlertDeps): ReloadableAlerts {
   const clock = deps.clock ?? Date.now
-  const last = new LRUCache<string, number>({ max: 10_000 })
   const retiring = new Set<AlertOutput>()
   let window = 300_000
   let webhook: Slot | undefined
   let syslog: Slot | undefined
+  // one deduplication across reloads, in front of whichever outputs are configured now
+  const dedup = dedupAlerts([{
+    send(ev, record) {
+      webhook?.out.send(ev, record)
+      syslog?.out.send(ev, record)
+    },
+    async close() {
+      const outs = [webhook?.out, syslog?.out]
+      webhook = syslog = undefined
+      await Promise.all(outs.map(o => o?.close()))
+    },
+  }], () => window, clock)
 
   function retire(o: Slot['out']): void {
     retiring.add(o)
@@ -110,20 +111,11 @@ export function createReloadableAlerts(deps: AlertDeps): ReloadableAlerts {
       syslog = s
       return changed
     },
-    alert(ev, record) {
-      const key = dedupKey(ev)
-      const now = clock()
-      const prev = last.get(key)
-      if (prev !== undefined && now - prev < window) return
-      last.set(key, now)
-      webhook?.out.send(ev, record)
-      syslog?.out.send(ev, record)
-    },
+    alert: (ev, record) => dedup.alert(ev, record),
     async close() {
-      const all = [webhook?.out, syslog?.out, ...retiring]
-      webhook = syslog = undefined
+      const retired = [...retiring]
       retiring.clear()
-      await Promise.all(all.map(o => o?.close()))
+      await Promise.all([dedup.close(), ...retired.map(o => o.close())])
     },
   }
 }

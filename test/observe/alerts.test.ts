@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { createAlerts, dedupAlerts, dedupKey, type AlertOutput } from '../../src/observe/alerts.js'
+import { createReloadableAlerts, dedupAlerts, dedupKey, type AlertOutput } from '../../src/observe/alerts.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import { createWebhook } from '../../src/observe/webhook.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
@@ -15,7 +15,7 @@ t.test('dedup per client and entry per window', async t => {
   let now = 0
   const sent: string[] = []
   const out: AlertOutput = { send: e => { sent.push(`${e.client.ip} ${e.decision.name}`) }, close: async () => { sent.push('closed') } }
-  const sink = dedupAlerts([out], 60_000, () => now)
+  const sink = dedupAlerts([out], () => 60_000, () => now)
   sink.alert(ev('10.0.0.1', 'a.ngrok.io'), {})
   sink.alert(ev('10.0.0.1', 'b.ngrok.io'), {})          // same entry ngrok.io: deduplicated
   sink.alert(ev('10.0.0.2', 'a.ngrok.io'), {})          // another client
@@ -27,14 +27,19 @@ t.test('dedup per client and entry per window', async t => {
   t.equal(dedupKey(ev('10.0.0.1', 'bad..x')), '10.0.0.1||bad..x', 'an unparseable name keys on itself')
 })
 
-t.test('createAlerts: nothing configured is no sink', async t => {
-  t.equal(createAlerts({}, { onError: () => {} }), undefined)
-  const s = createAlerts({ syslog: { url: 'udp://127.0.0.1:9' }, window: 0 }, { onError: () => {} })
-  t.ok(s)
-  await s!.close()
-  const w = createAlerts({ webhook: { url: 'http://127.0.0.1:9/' } }, { onError: () => {}, clock: () => 0 })
-  t.ok(w)
-  await w!.close()
+t.test('alert outputs: nothing configured is not active; each output makes it active', async t => {
+  const none = createReloadableAlerts({ onError: () => {} })
+  none.configure({})
+  t.equal(none.active, false)
+  await none.close()
+  const s = createReloadableAlerts({ onError: () => {} })
+  s.configure({ syslog: { url: 'udp://127.0.0.1:9' }, window: 0 })
+  t.equal(s.active, true)
+  await s.close()
+  const w = createReloadableAlerts({ onError: () => {}, clock: () => 0 })
+  w.configure({ webhook: { url: 'http://127.0.0.1:9/' } })
+  t.equal(w.active, true)
+  await w.close()
 })
 
 interface Hook { port: number; bodies: Record<string, unknown>[]; statuses: number[] }
