@@ -22,6 +22,10 @@ export interface Conn {
   requests: number
   /** Framing was refused: the rest of the bytes on this connection are not trusted (no pipelined request is served). */
   poisoned: boolean
+  /** Requests on this connection whose responses are not finished yet. */
+  answering: number
+  /** Called once `answering` is back to 0 (a CONNECT pipelined after requests waits for it). */
+  onAnswered?: () => void
   /** Fields added to the connection's close line (destination, SNI, error, …). */
   readonly close: Record<string, unknown>
 }

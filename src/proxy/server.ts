@@ -94,6 +94,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   }
   http.on('request', (req: IncomingMessage, res) => {
     const conn = conns.get(req.socket as Socket)!
+    conn.answering++
+    res.once('close', () => {
+      if (--conn.answering === 0 && conn.onAnswered) {
+        const next = conn.onAnswered
+        conn.onAnswered = undefined
+        next()
+      }
+    })
     if (tooManyFields(conn, req)) return
     handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
   })
@@ -114,7 +122,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   }
   http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const conn = conns.get(socket)!
-    if (!tooManyFields(conn, req)) connect(conn, req, head)
+    if (tooManyFields(conn, req)) return
+    // a CONNECT pipelined after requests still being answered: its 200 (or refusal) must follow their responses
+    if (conn.answering > 0) conn.onAnswered = () => connect(conn, req, head)
+    else connect(conn, req, head)
   })
   http.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
     conns.get(socket)!.requests++                   // a request head, answered: the header deadline is met
@@ -205,7 +216,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       socket.destroySoon()
       return
     }
-    const conn: Conn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, close: {} }
+    const conn: Conn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, answering: 0, close: {} }
     conns.set(socket, conn)
     clients.add(socket)
     evidence.counters.connections('proxy', 1)

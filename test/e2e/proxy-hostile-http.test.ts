@@ -106,3 +106,23 @@ t.test('URL host and Host header both decided; mismatch logged', async t => {
   t.equal(status(h10.data), 200, 'HTTP/1.0 without Host: decided on the URL')
   await stillServes(t, p, origin)
 })
+
+t.test('a CONNECT pipelined after a request is answered after that request\'s response', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, {
+    config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [origin.port] } },
+    resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }),
+  })
+  const get = `GET http://site.example:${origin.port}/first HTTP/1.1\r\nHost: site.example:${origin.port}\r\n\r\n`
+  for (const [what, connect, answer] of [
+    ['allowed', `CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\nHost: x\r\n\r\n`, 'HTTP/1.1 200 Connection established'],
+    ['refused', 'CONNECT a.ngrok.io:443 HTTP/1.1\r\nHost: a.ngrok.io:443\r\n\r\n', 'HTTP/1.1 403'],
+  ] as const) {
+    const r = await exchange(p.port, [get + connect], { waitMs: 1000 })
+    const response = r.data.indexOf('"url":"/first"')
+    t.ok(response > 0, `${what}: the GET was answered`)
+    t.ok(r.data.startsWith('HTTP/1.1 200 OK'), `${what}: its response first`)
+    t.ok(r.data.indexOf(answer) > response, `${what}: the CONNECT's answer after the GET's body`)
+  }
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
