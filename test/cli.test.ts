@@ -3,20 +3,11 @@ import { PassThrough, Readable } from 'node:stream'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { main } from '../src/cli.js'
+import { blockedLine, runCli } from './fixtures/cli.js'
 
 const SIGMA = new URL('../../shared/fixtures/sigma/net_connection_lnx_ngrok_tunnel.yml', import.meta.url).pathname
 
-/** Run the CLI in-process; capture stdout, stderr and the exit code. */
-async function run(argv: string[], stdin = '', serveLog?: NodeJS.WritableStream) {
-  const out = new PassThrough()
-  const err = new PassThrough()
-  let o = ''
-  let e = ''
-  out.on('data', d => { o += d })
-  err.on('data', d => { e += d })
-  const code = await main(argv, { stdout: out, stderr: err, stdin: Readable.from([stdin]), resolvConf: '/nonexistent', serveLog })
-  return { code, out: o, err: e }
-}
+const run = runCli
 
 t.test('check connect.ngrok-agent.com: sinkholed by the shipped list, naming entry and list', async t => {
   const r = await run(['check', 'connect.ngrok-agent.com'])
@@ -190,12 +181,7 @@ t.test('usage errors exit 2 with one line saying what is wrong', async t => {
   t.equal((await run(['--help'])).code, 0)
 })
 
-const LINE = (ip: string, name: string) => JSON.stringify({
-  '@timestamp': '2026-11-22T04:00:00.000Z', 'log.level': 'warn', message: 'dns.query',
-  event: { action: 'block', kind: 'alert' }, client: { ip, port: 5353 }, network: { transport: 'udp' },
-  dns: { question: { name, type: 'A' } }, rule: { name: 'ngrok.io', ruleset: 'ngrok' },
-  tunnelguard: { group: 'default', matched_on: 'qname' },
-}) + '\n'
+const LINE = blockedLine
 
 t.test('report reads stdin when no file or "-" is given, and files beside it', async t => {
   const r = await run(['report', '--format', 'json'], LINE('10.1.1.1', 'a.ngrok.io'))

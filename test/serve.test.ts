@@ -10,6 +10,7 @@ import { buildSnapshot } from '../src/snapshot.js'
 import { memoryEvidence } from './fixtures/evidence.js'
 import { dig } from './fixtures/dig.js'
 import { startUnbound } from './fixtures/unbound.js'
+import { startSyslogReceiver, startWebhookReceiver } from './fixtures/alert-receivers.js'
 import { connect } from 'node:net'
 
 function fetchText(port: number, path: string): Promise<{ status: number; body: string }> {
@@ -56,16 +57,7 @@ t.test('serve in-process: every listener, overrides, reload, stop', async t => {
 })
 
 t.test('serve: alerts configured in the config go to the webhook, deduplicated', async t => {
-  const { createServer } = await import('node:http')
-  const posts: unknown[] = []
-  const hook = createServer((req, res) => {
-    let b = ''
-    req.on('data', d => { b += d })
-    req.on('end', () => { posts.push(JSON.parse(b)); res.end('ok') })
-  })
-  await new Promise<void>(r => hook.listen(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>(r => { hook.close(() => r()); hook.closeAllConnections() }))
-  const port = (hook.address() as { port: number }).port
+  const { port, posts } = await startWebhookReceiver(t)
   const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
   const cfg = join(dir, 'tg.yaml')
   writeFileSync(cfg, `lists:\n  l: { files: [l.txt], action: block }\nalerts: { window: 1m, webhook: { url: "http://127.0.0.1:${port}/hook" } }\n`)
@@ -117,21 +109,8 @@ t.test('listenError: the setting and address in one line; other errors as they a
 })
 
 t.test('serve: alerts added to a running config by reload reach the webhook and syslog; removed, they stop', async t => {
-  const { createServer } = await import('node:http')
-  const { createSocket } = await import('node:dgram')
-  const posts: Record<string, unknown>[] = []
-  const hook = createServer((req, res) => {
-    let b = ''
-    req.on('data', d => { b += d })
-    req.on('end', () => { posts.push(JSON.parse(b)); res.end('ok') })
-  })
-  await new Promise<void>(r => hook.listen(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>(r => { hook.close(() => r()); hook.closeAllConnections() }))
-  const datagrams: string[] = []
-  const rx = createSocket('udp4')
-  rx.on('message', m => datagrams.push(String(m)))
-  await new Promise<void>(r => rx.bind(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>(r => rx.close(() => r())))
+  const { port, posts } = await startWebhookReceiver(t)
+  const { port: syslogPort, datagrams } = await startSyslogReceiver(t)
   const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
   const cfg = join(dir, 'tg.yaml')
   // clients.ptr: the evidence the client names log through is serve's own (PTR lookups go to udp://127.0.0.1:9, nothing there)
@@ -144,8 +123,7 @@ t.test('serve: alerts added to a running config by reload reach the webhook and 
   t.teardown(() => r.stop())
   const udp = r.addresses.dns.find(a => a.transport === 'udp')!
   await dig(udp, 'a.ngrok.io')
-  const port = (hook.address() as { port: number }).port
-  writeFileSync(cfg, base + `alerts: {window: 5m, webhook: {url: "http://127.0.0.1:${port}/tg"}, syslog: {url: "udp://127.0.0.1:${rx.address().port}"}}\n`)
+  writeFileSync(cfg, base + `alerts: {window: 5m, webhook: {url: "http://127.0.0.1:${port}/tg"}, syslog: {url: "udp://127.0.0.1:${syslogPort}"}}\n`)
   t.equal(r.reload('test'), true)
   t.match(log, /"webhook":"http:\/\/127\.0\.0\.1:\d+\/tg","syslog":"udp:\/\/127\.0\.0\.1:\d+"[^\n]*"message":"alerts reconfigured"/)
   await dig(udp, 'b.ngrok.io')

@@ -1,25 +1,13 @@
 import t from 'tap'
-import { createServer } from 'node:http'
-import { createSocket } from 'node:dgram'
 import { appendFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startServe } from '../fixtures/serve-process.js'
 import { dig } from '../fixtures/dig.js'
+import { startSyslogReceiver, startWebhookReceiver } from '../fixtures/alert-receivers.js'
 
 t.test('alerts appended to a running config reach the webhook and syslog without a restart', async t => {
-  const posts: Record<string, unknown>[] = []
-  const hook = createServer((req, res) => {
-    let b = ''
-    req.on('data', d => { b += d })
-    req.on('end', () => { posts.push(JSON.parse(b)); res.end() })
-  })
-  await new Promise<void>(r => hook.listen(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>(r => { hook.close(() => r()); hook.closeAllConnections() }))
-  const datagrams: string[] = []
-  const rx = createSocket('udp4')
-  rx.on('message', m => datagrams.push(String(m)))
-  await new Promise<void>(r => rx.bind(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>(r => rx.close(() => r())))
+  const { port, posts } = await startWebhookReceiver(t)
+  const { port: syslogPort, datagrams } = await startSyslogReceiver(t)
 
   const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
   const cfg = join(dir, 'tg.yaml')
@@ -27,8 +15,7 @@ t.test('alerts appended to a running config reach the webhook and syslog without
   const p = await startServe(t, ['--config', cfg])
   const started = p.lines().find(l => l.message === 'started') as { dns: { transport: string; address: string; port: number }[] }
   const udp = started.dns.find(a => a.transport === 'udp')!
-  const port = (hook.address() as { port: number }).port
-  appendFileSync(cfg, `alerts: {window: 5m, webhook: {url: "http://127.0.0.1:${port}/tg"}, syslog: {url: "udp://127.0.0.1:${rx.address().port}"}}\n`)
+  appendFileSync(cfg, `alerts: {window: 5m, webhook: {url: "http://127.0.0.1:${port}/tg"}, syslog: {url: "udp://127.0.0.1:${syslogPort}"}}\n`)
   await p.waitFor(l => l.message === 'reloaded')
   await dig(udp, 'tunnel.ngrok.io')
   for (let i = 0; i < 250 && (posts.length === 0 || datagrams.length === 0); i++) await new Promise(r => setTimeout(r, 20))
