@@ -16,7 +16,6 @@ import { applyOverrides, createReloader, type Overrides } from './reload.js'
 import { createRemoteLists } from './remote-lists.js'
 import { buildSnapshot } from './snapshot.js'
 import type { Config, Snapshot } from './snapshot-types.js'
-import type { Evidence } from './observe/types.js'
 
 export type { Overrides }
 
@@ -83,24 +82,13 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   const clients = createClientTable()
   let snapshot: Snapshot | undefined
   const getSnapshot = () => snapshot!
-  // alerts follow the config on reload; the evidence is rebuilt when they turn on or off (with none it skips them)
+  // alerts follow the config on reload (the evidence skips them while no output is configured)
   const alerts = createReloadableAlerts({ onError: (m, f) => evidence.warn(m, f) })
   alerts.configure(config.alerts)
   const names = createClientNames({ evidence: () => evidence })
-  const makeEvidence = () => createEvidence({ logger, getSnapshot, metrics, clients, alerts: alerts.active ? alerts : undefined, names })
-  let inner = makeEvidence()
-  const evidence: Evidence = {
-    counters: inner.counters,
-    logs: a => inner.logs(a),
-    decision: ev => { inner.decision(ev) },
-    info: (m, f) => { inner.info(m, f) },
-    warn: (m, f) => { inner.warn(m, f) },
-    error: (m, f) => { inner.error(m, f) },
-  }
+  const evidence = createEvidence({ logger, getSnapshot, metrics, clients, alerts, names })
   function applyAlerts(c: Config): void {
-    const was = alerts.active
     const changed = alerts.configure(c.alerts)
-    if (alerts.active !== was) inner = makeEvidence()
     if (changed.webhook || changed.syslog) {
       evidence.info('alerts reconfigured', { webhook: c.alerts.webhook?.url ?? null, syslog: c.alerts.syslog?.url ?? null })
     }

@@ -13,6 +13,8 @@ export interface AlertsOptions {
 
 /** Receives block/sinkhole/alert events. Never blocks or throws into the caller. */
 export interface AlertSink {
+  /** False while no output is configured (a reloadable sink): no record is built for it then. */
+  readonly active?: boolean
   alert(ev: DecisionEvent, record: Readonly<Record<string, unknown>>): void
   /** Stop sending: drop what is queued, close sockets. */
   close(): Promise<void>

@@ -45,7 +45,7 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       const alert = eventKind(action) === 'alert'
       const level = alert ? 'warn' : 'info'
       if (!alert && !logger.isLevelEnabled(level)) return
-      if (ev.extra || (alert && alerts)) {
+      if (ev.extra || (alert && alerts && alerts.active !== false)) {
         const record = toEcs(ev)
         names?.annotate(record.client as Record<string, unknown>, ev.client.ip)
         if (logger.isLevelEnabled(level)) write(level, record)
