@@ -1,13 +1,18 @@
 import type { Entry, SigmaRef } from '../match/types.js'
-import { OUTCOMES, WHERES, type Outcome } from '../policy/types.js'
+import { OUTCOMES, WHERES, type Decision, type Outcome } from '../policy/types.js'
 import { JsonBytes, bytes } from './json-bytes.js'
 import type { DecisionEvent } from './types.js'
 
 type Fields = Record<string, unknown>
 
-/** `event.kind`: the actions a responder must look at are alerts. */
-export function eventKind(action: Outcome): 'alert' | 'event' {
-  return action === 'block' || action === 'sinkhole' || action === 'alert' ? 'alert' : 'event'
+/**
+ * `event.kind`: the actions a responder must look at are alerts; a refusal by the proxy's own
+ * safety rules (a port, an internal address) on a name no list matched is an event.
+ */
+export function eventKind(d: Pick<Decision, 'action' | 'policy' | 'entry'>): 'alert' | 'event' {
+  if (d.policy !== undefined && d.entry === undefined) return 'event'
+  const a = d.action
+  return a === 'block' || a === 'sinkhole' || a === 'alert' ? 'alert' : 'event'
 }
 
 function isPlain(v: unknown): v is Fields {
@@ -28,7 +33,7 @@ export function toEcs(ev: DecisionEvent): Fields {
   const d = ev.decision
   const out: Fields = {
     message: ev.message,
-    event: { action: d.action, kind: eventKind(d.action), duration: ev.durationNs },
+    event: { action: d.action, kind: eventKind(d), duration: ev.durationNs },
     client: { ip: ev.client.ip, port: ev.client.port },
     network: { transport: ev.transport },
   }
@@ -63,6 +68,7 @@ export function toEcs(ev: DecisionEvent): Fields {
     out.rule = rule
   }
   if (d.unparseable) tg.unparseable = true
+  if (d.policy !== undefined) tg.policy = d.policy
   out.tunnelguard = tg
   if (ev.extra) merge(out, ev.extra)
   return out
@@ -77,9 +83,12 @@ function table<T extends string>(keys: readonly T[], text: (k: T) => string): Re
 }
 
 /** Up to the duration's value: `"message":…,"event":{"action":…,"kind":…,"duration":`, by message and action. */
-const EVENT = Object.fromEntries(MESSAGES.map(m => [m, table(OUTCOMES, a =>
-  `"message":${JSON.stringify(m)},"event":{"action":${JSON.stringify(a)},"kind":${JSON.stringify(eventKind(a))},"duration":`)])) as
+const eventHead = (policy: boolean) => Object.fromEntries(MESSAGES.map(m => [m, table(OUTCOMES, a =>
+  `"message":${JSON.stringify(m)},"event":{"action":${JSON.stringify(a)},"kind":${JSON.stringify(eventKind({ action: a, policy: policy ? '' : undefined }))},"duration":`)])) as
   Readonly<Record<DecisionEvent['message'], Readonly<Record<Outcome, Uint8Array>>>>
+const EVENT = eventHead(false)
+/** The same for a refusal by the proxy's safety rules alone (an event, see eventKind). */
+const EVENT_POLICY = eventHead(true)
 /** After the client's port: its close and the network object, by transport. */
 const NETWORK_AFTER_PORT = table(TRANSPORTS, t => `},"network":{"transport":${JSON.stringify(t)}}`)
 /** After the client's JSON: the network object, by transport. */
@@ -102,6 +111,7 @@ const K = {
   upstream: bytes(',"upstream":'),
   cacheHit: bytes(',"cache_hit":'),
   unparseable: bytes(',"unparseable":true'),
+  policy: bytes(',"policy":'),
   close1: bytes('}'),
   close2: bytes('}}'),
 }
@@ -153,7 +163,8 @@ function entryRule(e: Entry): Uint8Array {
  */
 export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): void {
   const d = ev.decision
-  w.raw(EVENT[ev.message][d.action]); w.num(ev.durationNs)
+  const e = d.entry
+  w.raw((d.policy !== undefined && !e ? EVENT_POLICY : EVENT)[ev.message][d.action]); w.num(ev.durationNs)
   if (client === undefined) {
     w.raw(K.clientIp); w.str(ev.client.ip); w.raw(K.port); w.num(ev.client.port); w.raw(NETWORK_AFTER_PORT[ev.transport])
   } else {
@@ -174,7 +185,6 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
   }
   if (ev.sni !== undefined) { w.raw(K.tls); w.str(ev.sni); w.raw(K.close2) }
   if (ev.urlDomain !== undefined) { w.raw(K.url); w.str(ev.urlDomain); w.raw(K.close1) }
-  const e = d.entry
   if (e && d.list === e.list && d.sigma === e.sigma) w.raw(entryRule(e))
   else if (e || d.list !== undefined) writeRule(w, e, d.list, d.sigma)
   w.raw(K.group); w.str(d.group); w.raw(MATCHED_ON[d.where])
@@ -187,6 +197,7 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
     w.raw(K.matchedName); w.str(d.name)
   }
   if (d.unparseable) w.raw(K.unparseable)
+  if (d.policy !== undefined) { w.raw(K.policy); w.str(d.policy) }
   w.raw(K.close2)
 }
 

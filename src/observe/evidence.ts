@@ -42,7 +42,7 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       metrics.decision(ev)
       if (!logs(action)) return
       if (action !== 'pass') clients.record(ev)
-      const alert = eventKind(action) === 'alert'
+      const alert = eventKind(ev.decision) === 'alert'
       const level = alert ? 'warn' : 'info'
       if (!alert && !logger.isLevelEnabled(level)) return
       if (ev.extra || (alert && alerts && alerts.active !== false)) {

@@ -30,6 +30,12 @@ export interface Decision {
   readonly list?: string
   readonly sigma?: SigmaRef
   readonly unparseable?: boolean
+  /**
+   * The proxy setting that refused the request (`proxy.connectPorts`, `proxy.allowDestinations`)
+   * when the refusal is the proxy's own safety rule. With no list entry besides, it is not a tunnel
+   * attempt: logged as an event, not an alert, and sent to no alert output.
+   */
+  readonly policy?: string
 }
 
 /** Severity order for precedence: higher wins. */

@@ -61,15 +61,15 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
       destination: { domain: target.host, ip, port: target.port }, sni, extra,
     })
   }
-  if (!cfg.connectPorts.includes(target.port)) {
-    const d = denial(snap, client.ip, target.host, 'connect', `CONNECT to port ${target.port} is not allowed (proxy.connectPorts: ${cfg.connectPorts.join(', ')})`)
-    emit(d)
-    return refuse(403, clientReason(d))
-  }
   const first = decideTarget(snap, client.ip, target, 'connect')
   if (blocks(first)) {
     emit(first)
     return refuse(403, clientReason(first))
+  }
+  if (!cfg.connectPorts.includes(target.port)) {
+    const why = `CONNECT to port ${target.port} is not allowed (proxy.connectPorts: ${cfg.connectPorts.join(', ')})`
+    emit(denial(snap, client.ip, target.host, 'connect', why, 'proxy.connectPorts', first))
+    return refuse(403, why)
   }
   const r = await route(ctx, snap, sets, client.ip, target, first.name)
   const cnames = r.cnames.length > 0 ? { 'tunnelguard.cnames': r.cnames } : {}
@@ -79,7 +79,8 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     return refuse(403, clientReason(decision))
   }
   if (!r.ok) {
-    emit(r.status === 403 ? denial(snap, client.ip, first.name, 'connect', r.reason) : decision, undefined, undefined, { ...cnames, 'error.message': r.reason })
+    emit(r.status === 403 ? denial(snap, client.ip, first.name, 'connect', r.reason, 'proxy.allowDestinations', decision) : decision,
+      undefined, undefined, { ...cnames, 'error.message': r.reason })
     return refuse(r.status, r.reason)
   }
   socket.write('HTTP/1.1 200 Connection established\r\n\r\n')
@@ -103,7 +104,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     }
   } else if (result.kind === 'invalid') {
     extra['tunnelguard.sni_status'] = 'invalid'
-    decision = worse(decision, denial(snap, client.ip, first.name, 'sni', `malformed ClientHello (${result.reason}): blocked, fail closed`))
+    decision = worse(decision, denial(snap, client.ip, first.name, 'sni', `malformed ClientHello (${result.reason}): blocked, fail closed`, undefined, decision))
   } else {
     extra['tunnelguard.sni_status'] = result.kind                     // not-tls: decided on the CONNECT host alone
   }

@@ -29,9 +29,18 @@ export function blocks(d: Decision): boolean {
   return d.action === 'block' || d.action === 'sinkhole'
 }
 
-/** A block the proxy decides itself (unsafe destination, malformed SNI, …), in the Decision shape. */
-export function denial(snap: Snapshot, client: string, name: string, where: Where, reason: string): Decision {
-  return { action: 'block', group: snap.policy.groupOf(client), where, name, reason }
+/**
+ * A block the proxy decides itself (a port or an internal address refused, a malformed ClientHello),
+ * in the Decision shape; `policy` names the setting that refused it. When a list matched the name
+ * too (`listed`: an alert, in a group that only alerts), the refusal keeps that match: its entry,
+ * list and Sigma rule, and its reason after the refusal's, so that the attempt is counted for its
+ * list like any other.
+ */
+export function denial(snap: Snapshot, client: string, name: string, where: Where, reason: string,
+  policy?: string, listed?: Decision): Decision {
+  const d: Decision = { action: 'block', group: snap.policy.groupOf(client), where, name, reason, policy }
+  if (!listed?.entry || listed.action === 'allow') return d
+  return { ...d, name: listed.name, where: listed.where, reason: `${reason}; ${listed.reason}`, entry: listed.entry, list: listed.list, sigma: listed.sigma }
 }
 
 export type Route =
@@ -83,7 +92,7 @@ export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, clie
  * an edge routes on the SNI, so a custom domain CNAMEd to a tunnel service is caught here. A name
  * that does not resolve has no chain to decide (it was decided itself).
  */
-export async function chainOf(ctx: ProxyCtx, snap: Snapshot, client: string, name: string): Promise<{ cname?: Decision; cnames: readonly string[] }> {
+export async function chainOf(ctx: Pick<ProxyCtx, 'resolve'>, snap: Snapshot, client: string, name: string): Promise<{ cname?: Decision; cnames: readonly string[] }> {
   try {
     const { cnames } = await ctx.resolve(name)
     return { cname: chainDecision(snap, client, cnames), cnames }

@@ -76,7 +76,8 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     return refuse(403, clientReason(decision))
   }
   if (!r.ok) {
-    emit(r.status === 403 ? denial(snap, client.ip, url.name, 'url', r.reason) : decision, undefined, { ...more, 'error.message': r.reason })
+    emit(r.status === 403 ? denial(snap, client.ip, url.name, 'url', r.reason, 'proxy.allowDestinations', decision) : decision,
+      undefined, { ...more, 'error.message': r.reason })
     return refuse(r.status, r.reason)
   }
   emit(decision, r.ip, more)

@@ -88,6 +88,7 @@ t.test('CONNECT to internal addresses by name and by address tricks', async t =>
     'localhost.example': ['127.0.0.1'], 'meta.example': ['169.254.169.254'], 'mixed.example': ['203.0.113.9', '10.0.0.1'],
     'ula.example': ['fd00::1'], 'alibaba.example': ['100.100.100.200'], 'empty.example': [],
     'alias.example': { addresses: ['203.0.113.9'], cnames: ['edge.ngrok-free.app'] },
+    'inside.trycloudflare.com': ['10.0.0.1'],
   })
   const p = await testProxy(t, { config: { proxy: { connectPorts: [443, sink.port] } }, resolve })
   const forbidden = ['127.0.0.1:443', '2130706433:443', '0177.0.0.1:443', '0x7f.1:443', '127.1:443', '[::ffff:127.0.0.1]:443', '[::1]:443',
@@ -99,11 +100,28 @@ t.test('CONNECT to internal addresses by name and by address tricks', async t =>
     t.match(r.data, /allowDestinations/)
   }
   t.equal(sink.accepted(), 0)
-  t.match(p.ev.events.at(-1), { decision: { action: 'block', where: 'connect' }, extra: { 'error.message': /127\.0\.0\.1 is loopback/ } })
+  t.match(p.ev.events.at(-1), { decision: { action: 'block', where: 'connect', policy: 'proxy.allowDestinations' }, extra: { 'error.message': /127\.0\.0\.1 is loopback/ } })
+  t.notOk(p.ev.events.at(-1)!.decision.list, 'a refusal by the proxy\'s rules alone names no list')
   for (const target of ['x.example:22', 'x.example:6379', 'x.example:3128']) {
     const r = await exchange(p.port, [CONNECT(target)])
     t.match(r.data, /^HTTP\/1\.1 403[\s\S]*connectPorts/, target)
+    t.match(p.ev.events.at(-1), { decision: { action: 'block', name: 'x.example', policy: 'proxy.connectPorts' } })
+    t.notOk(p.ev.events.at(-1)!.decision.entry)
   }
+  // a listed name (the tunnels list only alerts) refused by the proxy's rules keeps its list match
+  const port = await exchange(p.port, [CONNECT('x.trycloudflare.com:8443')])
+  t.match(port.data, /^HTTP\/1\.1 403[\s\S]*connectPorts/)
+  t.match(p.ev.events.at(-1), { decision: {
+    action: 'block', policy: 'proxy.connectPorts', list: 'tunnels', entry: { pattern: 'trycloudflare.com' }, name: 'x.trycloudflare.com',
+    reason: /^CONNECT to port 8443 is not allowed .*; alert: x\.trycloudflare\.com/,
+  } })
+  const inside = await exchange(p.port, [CONNECT('inside.trycloudflare.com:443')])
+  t.equal(status(inside.data), 403)
+  t.match(p.ev.events.at(-1), { decision: { action: 'block', policy: 'proxy.allowDestinations', list: 'tunnels', entry: { pattern: 'trycloudflare.com' } } })
+  // a listed name that blocks is refused by its list first, whatever the port
+  t.equal(status((await exchange(p.port, [CONNECT('connect.ngrok-agent.com:8443')])).data), 403)
+  t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', list: 'ngrok' } })
+  t.notOk(p.ev.events.at(-1)!.decision.policy)
   for (const target of ['[[x.example]]:443', 'x.example:91337', 'x.example:-1', 'x.example:007', 'x.example', 'a@x.example:443']) {
     t.equal(status((await exchange(p.port, [CONNECT(target)])).data), 400, target)
   }

@@ -126,3 +126,19 @@ t.test('a CONNECT pipelined after a request is answered after that request\'s re
   }
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
+
+t.test('plain HTTP to an internal address: 403; a listed name keeps its list match on the refusal', async t => {
+  const p = await testProxy(t, { resolve: fakeResolve({ 'intra.example': ['10.1.2.3'], 'inside.trycloudflare.com': ['169.254.169.254'] }) })
+  const plain = await exchange(p.port, ['GET http://intra.example/ HTTP/1.1\r\nHost: intra.example\r\n\r\n'])
+  t.equal(status(plain.data), 403)
+  t.match(plain.data, /intra\.example resolves to 10\.1\.2\.3/)
+  t.match(p.ev.events.at(-1), { message: 'proxy.http', decision: { action: 'block', where: 'url', policy: 'proxy.allowDestinations' } })
+  t.notOk(p.ev.events.at(-1)!.decision.list)
+  const listed = await exchange(p.port, ['GET http://inside.trycloudflare.com/ HTTP/1.1\r\nHost: inside.trycloudflare.com\r\n\r\n'])
+  t.equal(status(listed.data), 403)
+  t.match(p.ev.events.at(-1), { decision: {
+    action: 'block', policy: 'proxy.allowDestinations', list: 'tunnels', entry: { pattern: 'trycloudflare.com' },
+    reason: /resolves to 169\.254\.169\.254 .*; alert: inside\.trycloudflare\.com/,
+  } })
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})

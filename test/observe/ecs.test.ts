@@ -9,7 +9,22 @@ entries[1] = { ...entries[1]!, sigma: { id: 'f0e7c3d8', title: 'Ngrok tunnel', a
 const snap = makeSnapshot({ lists, matcher: simpleMatcher(entries) })
 
 t.test('event.kind', async t => {
-  t.same(['block', 'sinkhole', 'alert', 'allow', 'pass'].map(a => eventKind(a as 'pass')), ['alert', 'alert', 'alert', 'event', 'event'])
+  const actions = ['block', 'sinkhole', 'alert', 'allow', 'pass'] as const
+  t.same(actions.map(action => eventKind({ action })), ['alert', 'alert', 'alert', 'event', 'event'])
+  // a refusal by the proxy's own rules is an event, unless a list matched the name too
+  t.equal(eventKind({ action: 'block', policy: 'proxy.connectPorts' }), 'event')
+  t.equal(eventKind({ action: 'block', policy: 'proxy.connectPorts', entry: entries[0] }), 'alert')
+})
+
+t.test('a refusal by the proxy\'s rules: tunnelguard.policy, event.kind event unless a list matched', async t => {
+  const decision = { action: 'block' as const, group: 'default', where: 'connect' as const, name: '10.1.2.3', reason: 'private', policy: 'proxy.allowDestinations' }
+  const ev: DecisionEvent = { message: 'proxy.connect', decision, client: { ip: '10.0.0.5', port: 1 }, transport: 'tcp', durationNs: 1, destination: { domain: '10.1.2.3', port: 443 } }
+  const out = toEcs(ev)
+  t.same(out.event, { action: 'block', kind: 'event', duration: 1 })
+  t.equal((out.tunnelguard as { policy: string }).policy, 'proxy.allowDestinations')
+  t.equal(`{${ecsBody(ev)}`, JSON.stringify(out))
+  const listed = toEcs({ ...ev, decision: { ...decision, entry: entries[0], list: 'ngrok' } })
+  t.same(listed.event, { action: 'block', kind: 'alert', duration: 1 })
 })
 
 t.test('a DNS decision on the question', async t => {
@@ -104,6 +119,7 @@ t.test('ecsBody writes the same text as JSON.stringify(toEcs(ev)), over generate
       action, reason: tail === undefined ? pick(texts) : `${action}: ${decided}${tail}`, tail, group: pick(texts),
       name: decided, where: pick(['qname', 'cname', 'connect', 'sni', 'host'] as const),
       entry, list: rnd(3) === 0 ? undefined : pick(texts), sigma, unparseable: rnd(4) === 0 ? true : undefined,
+      policy: rnd(4) === 0 ? pick(['proxy.connectPorts', 'proxy.allowDestinations']) : undefined,
     }
     const base = { message: pick(['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture'] as const), decision,
       client: { ip: pick(['10.0.0.5', '::1', 'fe80::1%eth0']), port: rnd(65536) }, transport: pick(['udp', 'tcp'] as const),

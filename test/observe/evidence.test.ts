@@ -68,6 +68,21 @@ t.test('allow is logged at info and tabled, not alerted; below the level it is n
   t.equal(quiet.clients.size, 1)
 })
 
+t.test('a refusal by the proxy\'s own rules on an unlisted name: an event at info, sent to no alert output', async t => {
+  const s = setup()
+  const ev = s.ev('intra.example')
+  const refusal = { ...ev, decision: { ...ev.decision, action: 'block' as const, reason: 'intra.example resolves to 10.1.2.3', policy: 'proxy.allowDestinations' } }
+  s.evidence.decision(refusal)
+  t.match(s.lines(), [{ 'log.level': 'info', event: { action: 'block', kind: 'event' }, tunnelguard: { policy: 'proxy.allowDestinations' } }])
+  t.equal(s.alerted.length, 0)
+  t.same(s.clients.list()[0]!.actions, { block: 1 })
+  // with a list's match kept on it, it is an alert like any listed block
+  const listed = s.ev('x.trycloudflare.com')
+  s.evidence.decision({ ...listed, decision: { ...listed.decision, action: 'block', policy: 'proxy.connectPorts' } })
+  t.match(s.lines()[1], { 'log.level': 'warn', event: { action: 'block', kind: 'alert' }, rule: { ruleset: 'tunnels' }, tunnelguard: { policy: 'proxy.connectPorts' } })
+  t.equal(s.alerted.length, 1)
+})
+
 t.test('an alert still reaches the sink when warn is below the log level', async t => {
   const s = setup({ level: 'error' })
   s.evidence.decision(s.ev('a.ngrok.io'))
