@@ -130,7 +130,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
       closers.push(() => proxy.close())
     }
     if (config.sinkhole.listen.length > 0) {
-      const cap = await listening(() => startSinkholeCapture({ listen: config.sinkhole.listen, getSnapshot, evidence }), 'sinkhole.listen', config.sinkhole.listen)
+      const cap = await listening(() => startSinkholeCapture({ listen: config.sinkhole.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n) }), 'sinkhole.listen', config.sinkhole.listen)
       closers.push(() => cap.close())
     }
     if (config.admin.listen) {

@@ -1,8 +1,11 @@
 import type { Socket } from 'node:net'
 import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
+import type { Decision } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { parseAuthority } from './address.js'
+import type { Resolve } from './context.js'
+import { chainOf, worse } from './decide.js'
 import { boundAddresses, listenOn, type ProxyService } from './server.js'
 import { MAX_HELLO_BYTES, parseClientHello } from './sni.js'
 
@@ -10,6 +13,8 @@ export interface SinkholeOptions {
   readonly listen: readonly string[]
   readonly getSnapshot: () => Snapshot
   readonly evidence: Evidence
+  /** Through tunnelguard's upstreams: a name no list matches is resolved for its CNAME chain. */
+  readonly resolve: Resolve
   readonly clock?: () => bigint
 }
 
@@ -29,6 +34,19 @@ export function nameOf(buf: Buffer, final: boolean): Named | undefined {
   if (!m) return { reason: buf.length === 0 ? 'no bytes' : 'neither TLS nor an HTTP request with a Host' }
   const host = m[1]!.trim()
   return { name: parseAuthority(host, 80)?.host ?? host, where: 'host' }
+}
+
+/**
+ * The decision logged for a connection that reached the sinkhole: the name's own, else its CNAME
+ * chain's (a custom domain CNAMEd to a tunnel service: DNS sinkholed it for a name in its answer).
+ * When neither is listed (the list changed since, or the client had the address from elsewhere)
+ * the connection is still the evidence: it is logged as a sinkhole decision on that name, with no list.
+ */
+async function captured(snap: Snapshot, resolve: Resolve, client: string, own: Decision): Promise<Decision> {
+  if (own.action !== 'pass') return own
+  const d = worse(own, (await chainOf({ resolve }, snap, client, own.name)).cname)
+  if (d.action !== 'pass') return d
+  return { ...own, action: 'sinkhole', reason: `sinkhole: ${own.name} reached the sinkhole capture; no list matches it or its CNAME chain now` }
 }
 
 /**
@@ -66,11 +84,13 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Proxy
         evidence.warn('sinkhole.capture', { 'client.ip': client.ip, 'client.port': client.port, 'error.message': n.reason })
         return
       }
-      const decision = snap.policy.decide(client.ip, n.name, n.where)
-      evidence.decision({
-        message: 'sinkhole.capture', decision, client, transport: 'tcp', durationNs: Number(clock() - start),
-        destination: { domain: decision.name, port: localPort },
-        ...(n.where === 'sni' ? { sni: n.name } : { urlDomain: decision.name }),
+      const own = snap.policy.decide(client.ip, n.name, n.where)
+      void captured(snap, opts.resolve, client.ip, own).then(decision => {
+        evidence.decision({
+          message: 'sinkhole.capture', decision, client, transport: 'tcp', durationNs: Number(clock() - start),
+          destination: { domain: own.name, port: localPort },
+          ...(n.where === 'sni' ? { sni: n.name } : { urlDomain: own.name }),
+        })
       })
     }
     const timer = setTimeout(() => finish(true), snap.config.proxy.helloTimeout)

@@ -2,13 +2,13 @@ import t from 'tap'
 import { startSinkholeCapture } from '../../src/proxy/sinkhole-capture.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
-import { exchange, run, waitFor } from '../fixtures/origin.js'
+import { exchange, fakeResolve, run, waitFor } from '../fixtures/origin.js'
 import { clientHello, records } from '../fixtures/client-hello.js'
 
 t.test('sinkhole capture: logs client and SNI or Host, then closes', async t => {
   const ev = memoryEvidence()
   const snap = makeSnapshot({ config: { proxy: { helloTimeout: '300ms', maxConnections: 1 } } })
-  const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}) })
   t.teardown(() => cap.close())
   const port = cap.addresses[0]!.port
   const tls = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'connect.ngrok-agent.com'], 'Q\n')
@@ -45,7 +45,7 @@ t.test('sinkhole capture: logs client and SNI or Host, then closes', async t => 
 t.test('sinkhole capture: connection limit; bad listen address', async t => {
   const ev = memoryEvidence()
   const snap = makeSnapshot({ config: { proxy: { helloTimeout: '2s', maxConnections: 1 } } })
-  const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}) })
   t.teardown(() => cap.close())
   const port = cap.addresses[0]!.port
   const first = exchange(port, [], { waitMs: 1500 })
@@ -53,5 +53,32 @@ t.test('sinkhole capture: connection limit; bad listen address', async t => {
   t.ok((await exchange(port, [])).closed, 'over the limit: closed at once')
   t.equal(ev.counts['dropped.overload'], 1)
   await first
-  await t.rejects(startSinkholeCapture({ listen: ['127.0.0.1:0', 'nonsense'], getSnapshot: () => snap, evidence: ev }), /bad listen address/)
+  await t.rejects(startSinkholeCapture({ listen: ['127.0.0.1:0', 'nonsense'], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}) }), /bad listen address/)
+})
+
+t.test('sinkhole capture: a name no list matches is decided on its CNAME chain, and logged in any case', async t => {
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { proxy: { helloTimeout: '300ms' } } })
+  const resolve = fakeResolve({ 'innocent.example': { addresses: ['203.0.113.9'], cnames: ['x1.ngrok-free.app'] }, 'plain.example': ['203.0.113.10'] })
+  const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, resolve })
+  t.teardown(() => cap.close())
+  const port = cap.addresses[0]!.port
+  // the custom-domain case: DNS sinkholed innocent.example for its CNAME; the agent connects with it as SNI
+  await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'innocent.example'], 'Q\n')
+  t.ok(await waitFor(() => ev.events.length === 1))
+  t.match(ev.events[0], {
+    message: 'sinkhole.capture', sni: 'innocent.example', destination: { domain: 'innocent.example', port },
+    decision: { action: 'sinkhole', where: 'cname', name: 'x1.ngrok-free.app', list: 'ngrok' },
+  })
+  await exchange(port, ['GET / HTTP/1.1\r\nHost: Plain.Example\r\n\r\n'])
+  t.ok(await waitFor(() => ev.events.length === 2))
+  t.match(ev.events[1], {
+    urlDomain: 'plain.example', destination: { domain: 'plain.example' },
+    decision: { action: 'sinkhole', where: 'host', name: 'plain.example', reason: /reached the sinkhole capture; no list matches it/ },
+  })
+  t.notOk(ev.events[1]!.decision.list)
+  // an unresolvable name: no chain, still logged
+  await exchange(port, ['GET / HTTP/1.1\r\nHost: nx.example\r\n\r\n'])
+  t.ok(await waitFor(() => ev.events.length === 3))
+  t.match(ev.events[2], { decision: { action: 'sinkhole', name: 'nx.example' } })
 })
