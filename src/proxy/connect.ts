@@ -18,7 +18,7 @@ export interface ConnectRequest {
 
 /**
  * CONNECT: decide the CONNECT host before any outbound connection (403 on block); resolve it
- * once and check every address; answer 200; read the ClientHello and decide each SNI name, and
+ * once and check every address; answer 200; read the ClientHello and decide its SNI name, and
  * the CNAME chain of an SNI that is not the CONNECT host (the worse of all wins); close on
  * block, else dial (direct, or CONNECT through the parent) and splice, the bytes already read first.
  *
@@ -90,7 +90,6 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   if (result.kind === 'hello') {
     extra['tunnelguard.sni_status'] = result.names.length === 0 ? 'none' : 'ok'
     if (result.ech) extra['tunnelguard.ech'] = true
-    if (result.names.length > 1) extra['tunnelguard.sni_names'] = result.names
     sni = result.names[0]
     for (const n of result.names) {
       const d = snap.policy.decide(client.ip, n, 'sni')
@@ -100,7 +99,8 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
       if (blocks(d)) continue
       const chain = await chainOf(ctx, snap, client.ip, d.name)
       decision = worse(decision, chain.cname)
-      if (chain.cnames.length > 0) extra['tunnelguard.sni_cnames'] = [...(extra['tunnelguard.sni_cnames'] as string[] | undefined ?? []), ...chain.cnames]
+      if (chain.cnames.length > 0) extra['tunnelguard.sni_cnames'] = chain.cnames
+      if (chain.error !== undefined) extra['tunnelguard.sni_chain_error'] = chain.error
     }
   } else if (result.kind === 'invalid') {
     extra['tunnelguard.sni_status'] = 'invalid'

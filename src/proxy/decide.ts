@@ -90,13 +90,15 @@ export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, clie
 /**
  * The CNAME chain of a name the proxy does not dial (an SNI that differs from the CONNECT host):
  * an edge routes on the SNI, so a custom domain CNAMEd to a tunnel service is caught here. A name
- * that does not resolve has no chain to decide (it was decided itself).
+ * that does not resolve has no chain to decide (it was decided itself); why it did not (SERVFAIL,
+ * no answer) is returned for the log. The owner of the name controls its DNS, and the edge routes
+ * without it: failing closed here would stop nothing an NXDOMAIN does not let through anyway.
  */
-export async function chainOf(ctx: Pick<ProxyCtx, 'resolve'>, snap: Snapshot, client: string, name: string): Promise<{ cname?: Decision; cnames: readonly string[] }> {
+export async function chainOf(ctx: Pick<ProxyCtx, 'resolve'>, snap: Snapshot, client: string, name: string): Promise<{ cname?: Decision; cnames: readonly string[]; error?: string }> {
   try {
     const { cnames } = await ctx.resolve(name)
     return { cname: chainDecision(snap, client, cnames), cnames }
-  } catch {
-    return { cnames: [] }
+  } catch (e) {
+    return { cnames: [], error: (e as Error).message }
   }
 }

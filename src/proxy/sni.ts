@@ -5,7 +5,8 @@
  * of records, the split anywhere, including inside the SNI) and across TCP segments (call again
  * with more bytes while the result is `partial`). Strict where strictness stops evasion: every
  * record before the end of the hello must be a handshake record, no zero-length or oversized
- * records, one server_name extension at most, no empty host_name, lengths consistent.
+ * records, one server_name extension at most with one host_name of printable ASCII, lengths
+ * consistent.
  */
 
 /** Default cap on the bytes read before the hello is complete (post-quantum hellos are ~2 KB). */
@@ -117,6 +118,12 @@ function parseSni(e: Buffer, names: string[]): string | undefined {
     if (p + len > e.length) return 'server_name entry runs past the extension'
     if (type === 0) {
       if (len === 0) return 'empty SNI host_name'
+      // RFC 6066 allows one name of a type: TLS servers (Go, OpenSSL) refuse a list of several, and
+      // each name would cost a lookup here
+      if (names.length > 0) return 'more than one SNI host_name'
+      // a host name is printable ASCII: control bytes (a newline to forge report rows), spaces and
+      // bytes past 0x7e are no server's name
+      for (let i = p; i < p + len; i++) if (e[i]! < 0x21 || e[i]! > 0x7e) return 'SNI host_name with a byte outside printable ASCII'
       names.push(e.toString('latin1', p, p + len))
     }
     p += len
