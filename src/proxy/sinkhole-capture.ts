@@ -20,8 +20,25 @@ export interface SinkholeOptions {
 
 type Named = { readonly name: string; readonly where: 'sni' | 'host' } | { readonly reason: string }
 
+/**
+ * The bytes from the first handshake record on: TLS records of other types sent before the hello
+ * (a warning alert, which Go's TLS server skips) are passed over, so that the capture still names
+ * the SNI. Undefined while a record before it is incomplete.
+ */
+function pastOtherRecords(buf: Buffer): Buffer | undefined {
+  let off = 0
+  while (off < buf.length && buf[off] !== 0x16 && buf[off]! >= 0x14 && buf[off]! <= 0x18) {
+    if (off + 5 > buf.length) return undefined
+    off += 5 + buf.readUInt16BE(off + 3)
+  }
+  return off > buf.length ? undefined : buf.subarray(off)
+}
+
 /** What the first bytes name: the SNI of a ClientHello, the Host of an HTTP request, or why neither. */
-export function nameOf(buf: Buffer, final: boolean): Named | undefined {
+export function nameOf(whole: Buffer, final: boolean): Named | undefined {
+  const buf = pastOtherRecords(whole)
+  if (buf === undefined) return final ? { reason: 'incomplete TLS record' } : undefined
+  if (buf.length === 0 && whole.length > 0) return final ? { reason: 'TLS records without a ClientHello' } : undefined
   if (buf.length > 0 && buf[0] === 0x16) {
     const r = parseClientHello(buf)
     if (r.kind === 'partial') return final ? { reason: 'incomplete ClientHello' } : undefined

@@ -22,7 +22,11 @@ t.test('sinkhole capture: logs client and SNI or Host, then closes', async t => 
   const hello = records(clientHello({ names: ['x.ngrok.io'] }))
   await exchange(port, [...hello].map(b => Buffer.from([b])))
   t.match(ev.events.at(-1), { sni: 'x.ngrok.io' })
-  t.equal(ev.events.length, 4)
+  // a warning alert before the hello (Go's server skips it): the hello's SNI is still named
+  const alert = Buffer.from([0x15, 3, 1, 0, 2, 1, 90])
+  await exchange(port, [alert.subarray(0, 3), Buffer.concat([alert.subarray(3), records(clientHello({ names: ['y.ngrok.io'] }))])])
+  t.match(ev.events.at(-1), { sni: 'y.ngrok.io', decision: { action: 'sinkhole', list: 'ngrok' } })
+  t.equal(ev.events.length, 5)
   const unnamed: [string, (string | Buffer)[], boolean][] = [
     ['no SNI', [records(clientHello({ names: null }))], false],
     ['bad hello', [Buffer.from([0x16, 3, 1, 0, 0])], false],
@@ -30,13 +34,17 @@ t.test('sinkhole capture: logs client and SNI or Host, then closes', async t => 
     ['no Host', ['GET / HTTP/1.0\r\n\r\n'], false],
     ['nothing', [], true],
     ['silence', [Buffer.from('GET / HTTP/1.1\r\n')], false],
+    ['an alert alone', [alert], true],
+    ['a record header cut short', [alert.subarray(0, 3)], true],
+    ['a record body cut short', [alert.subarray(0, 6)], true],
   ]
   for (const [name, chunks, end] of unnamed) {
     const r = await exchange(port, chunks, { end })
     t.ok(r.closed, name)
   }
   t.equal(ev.messages.filter(m => m.msg === 'sinkhole.capture').length, unnamed.length)
-  t.match(ev.messages.at(-1)!.fields, { 'error.message': /neither TLS nor/ })
+  t.same(ev.messages.slice(-unnamed.length).map(m => m.fields['error.message']).slice(-4),
+    ['neither TLS nor an HTTP request with a Host', 'TLS records without a ClientHello', 'incomplete TLS record', 'incomplete TLS record'])
   const big = await exchange(port, [Buffer.alloc(40_000, 'a')])
   t.ok(big.closed)
   t.ok(await waitFor(() => cap.openConnections === 0))
