@@ -43,7 +43,7 @@ t.test('sinkhole capture: logs client and SNI or Host, then closes', async t => 
     t.ok(r.closed, name)
   }
   t.equal(ev.messages.filter(m => m.msg === 'sinkhole.capture').length, unnamed.length)
-  t.same(ev.messages.slice(-unnamed.length).map(m => m.fields['error.message']).slice(-4),
+  t.same(ev.messages.slice(-unnamed.length).map(m => m.fields!['error.message']).slice(-4),
     ['neither TLS nor an HTTP request with a Host', 'TLS records without a ClientHello', 'incomplete TLS record', 'incomplete TLS record'])
   const big = await exchange(port, [Buffer.alloc(40_000, 'a')])
   t.ok(big.closed)
