@@ -4,9 +4,10 @@ import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, decideTarget, denial, route, worse } from './decide.js'
-import { readClientHello } from './hello-reader.js'
+import { readClientHello, type HelloRead } from './hello-reader.js'
 import { ReadRelay } from './relay.js'
 import { rawResponse } from './responses.js'
+import { isRetryRequest } from './retry.js'
 import { MAX_HELLO_BYTES } from './sni.js'
 import { dial, dialParent, UpstreamError } from './upstream.js'
 
@@ -116,7 +117,25 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     socket.destroy()
     return
   }
-  await tunnel(ctx, conn, socket, target, r.ip, sets.parent, data)
+  // a second ClientHello (after a HelloRetryRequest) must name what the first did (RFC 8446 4.1.2)
+  const retry = result.kind !== 'hello' ? undefined : (again: HelloRead): boolean => {
+    if (again.kind === 'timeout' || again.kind === 'eof') {
+      conn.close['error.message'] = `no second ClientHello after a HelloRetryRequest (${again.kind})`
+      return false
+    }
+    const name = again.kind === 'hello' ? again.names[0] : undefined
+    const d = name === undefined ? undefined : snap.policy.decide(client.ip, name, 'sni')
+    const firstName = sni === undefined ? undefined : snap.policy.decide(client.ip, sni, 'sni').name
+    if (again.kind === 'hello' && d?.name === firstName) return true
+    const why = again.kind === 'hello'
+      ? `the ClientHello after a HelloRetryRequest names ${name ?? 'no server'} where the first named ${sni ?? 'none'}`
+      : `malformed ClientHello after a HelloRetryRequest (${again.kind === 'invalid' ? again.reason : 'not TLS'})`
+    const refusal = denial(snap, client.ip, d?.name ?? first.name, 'sni', `${why}: blocked, fail closed`, undefined, d)
+    conn.close['error.message'] = `blocked: ${refusal.reason}`
+    emit(refusal, r.ip, name, { ...extra, 'tunnelguard.sni_status': 'retry' })
+    return false
+  }
+  await tunnel(ctx, conn, socket, target, r.ip, sets.parent, data, retry, cfg.helloTimeout)
 }
 
 function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
@@ -128,7 +147,7 @@ function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, 
 }
 
 async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target, ip: string | undefined,
-  parent: ReturnType<typeof setsOf>['parent'], data: Buffer): Promise<void> {
+  parent: ReturnType<typeof setsOf>['parent'], data: Buffer, retry: Retry | undefined, helloTimeout: number): Promise<void> {
   let up: Socket
   // a direct upstream's reads are relayed to the client from one buffer (a parent's first reply
   // is read as data, so a tunnel through a parent is piped, as are tunnels past MAX_RELAYS)
@@ -148,20 +167,55 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
     up.destroy()
     return
   }
-  splice(socket, up, data, relay)
+  splice(socket, up, data, relay, retry && { check: retry, timeout: helloTimeout })
 }
+
+/** Decides a second ClientHello (read after a HelloRetryRequest): true lets it through. */
+type Retry = (again: HelloRead) => boolean
 
 /**
  * Pipe both ways with half-close kept; an error or a full close on one side ends the other. With
  * `relay` (the one `up` was made with), up's reads reach the client through it instead of a pipe.
+ * With `retry` (a TLS tunnel), the server's first bytes are looked at before they reach the
+ * client: when they are a HelloRetryRequest, the client is unpiped, so the second ClientHello it
+ * sends on seeing them is read and `retry.check`ed before it goes on. Bytes the client sent before
+ * (early data, change_cipher_spec) were sent before it saw the request, and flow as they came.
  */
-export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRelay): void {
+export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRelay, retry?: { check: Retry; timeout: number }): void {
   up.on('error', () => client.destroy())
   client.on('error', () => up.destroy())
   client.on('close', () => up.destroy())
   up.on('close', () => { if (!client.writableEnded) client.destroy() })
   if (first.length > 0) up.write(first)
   client.pipe(up)
-  if (relay) relay.attach(up, client)
-  else up.pipe(client)
+  let seen: Buffer | undefined
+  const tap = (b: Buffer): boolean => {
+    seen = seen === undefined ? Buffer.from(b) : Buffer.concat([seen, b])
+    const hrr = isRetryRequest(seen)
+    if (hrr === undefined) return false
+    if (hrr) {
+      client.unpipe(up)
+      // either side closing while this reads ends the read (eof), and check refuses it
+      void readClientHello(client, Buffer.alloc(0), retry!.timeout, MAX_HELLO_BYTES, true).then(({ result, data }) => {
+        if (!retry!.check(result)) {
+          client.destroy()
+          up.destroy()
+          return
+        }
+        up.write(data)
+        client.pipe(up)
+      })
+    }
+    return true
+  }
+  if (relay) {
+    if (retry) relay.tap = tap
+    relay.attach(up, client)
+    return
+  }
+  if (retry) {
+    const onData = (b: Buffer) => { if (tap(b)) up.off('data', onData) }
+    up.on('data', onData)
+  }
+  up.pipe(client)
 }

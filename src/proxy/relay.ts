@@ -72,7 +72,14 @@ export class ReadRelay {
     if (pool.length < MAX_POOL && (this.to === undefined || this.to.writableLength === 0)) pool.push(this.buffer)
   }
 
+  /**
+   * Shown each read until it returns true (the tunnel's check of the server's first bytes); the
+   * bytes are this relay's buffer, reused by the next read: what is kept must be copied.
+   */
+  tap: ((chunk: Buffer) => boolean) | undefined
+
   private read(buffer: Buffer, n: number): boolean {
+    if (this.tap !== undefined && this.tap(buffer.subarray(0, n))) this.tap = undefined
     const to = this.to
     if (to === undefined) {
       this.early.push(Buffer.from(buffer.subarray(0, n)))

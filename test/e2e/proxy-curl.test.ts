@@ -60,6 +60,21 @@ t.test('HTTPS through CONNECT with curl and openssl s_client against openssl s_s
   t.ok(await waitFor(() => proxy.openConnections === 0))
 })
 
+t.test('a real HelloRetryRequest (openssl s_server takes only P-256, s_client offers X25519 first) passes the proxy', async t => {
+  const srv = await startSServer(t, 'secure.example', ['-groups', 'P-256'])
+  const { proxy, port, ev } = await testProxy(t, {
+    config: { proxy: { ...LOOPBACK, connectPorts: [srv.port] } }, resolve: fakeResolve({ 'secure.example': ['127.0.0.1'] }),
+  })
+  const sc = await run('openssl', ['s_client', '-proxy', `127.0.0.1:${port}`, '-connect', `secure.example:${srv.port}`, '-tls1_3',
+    '-groups', 'X25519:P-256', '-servername', 'secure.example', '-CAfile', srv.cert, '-verify_return_error', '-msg'], 'Q\n')
+  t.equal(sc.code, 0, sc.stderr)
+  // openssl -msg prints the retry request as a first ServerHello
+  t.equal(sc.stdout.match(/<<< TLS 1\.3, Handshake \[length [0-9a-f]+\], ServerHello/g)?.length, 2, 'the server did ask for a second hello')
+  t.match(sc.stdout, /Verification: OK|Verify return code: 0/)
+  t.match(ev.events.at(-1), { decision: { action: 'pass' }, sni: 'secure.example' })
+  t.ok(await waitFor(() => proxy.openConnections === 0))
+})
+
 t.test('blocked SNI: the target is never contacted', async t => {
   const sink = await startTcpSink(t)
   const { proxy, port } = await testProxy(t, {

@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import { createServer } from 'node:net'
 import { exchange, fakeResolve, startTcpSink, testProxy, waitFor, type TestProxy } from '../fixtures/origin.js'
 import { clientHello, records, sniBody } from '../fixtures/client-hello.js'
 
@@ -201,4 +202,95 @@ t.test('a refusal tells the client the name, entry and list, not where the list 
   const h = await exchange(p.port, ['GET http://x.ngrok.io/ HTTP/1.1\r\nHost: x.ngrok.io\r\n\r\n'])
   t.match(h.data, new RegExp(`^HTTP/1\\.1 403[\\s\\S]*\\r\\n\\r\\n${d.action}: x\\.ngrok\\.io matches ${d.entry!.pattern.replace(/\./g, '\\.')} in list ${d.list}\\n$`))
   t.notMatch(h.data, d.entry!.source)
+})
+
+/** A TLS 1.3 server as far as a HelloRetryRequest: it answers the first ClientHello with one (or with a ServerHello), and keeps what comes after. */
+async function startRetryServer(t: Test, retry = true, split = false) {
+  const after: Buffer[] = []
+  const hrrRandom = Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex')
+  const srv = createServer(s => {
+    let got = Buffer.alloc(0)
+    let answered = false
+    const i = after.push(Buffer.alloc(0)) - 1
+    s.on('error', () => {})
+    s.on('data', b => {
+      if (answered) { after[i] = Buffer.concat([after[i]!, b]); return }
+      got = Buffer.concat([got, b])
+      if (got.length < 5 || got.length < 5 + got.readUInt16BE(3)) return
+      answered = true
+      // ServerHello: legacy_version, random (the HRR value, or another), empty session id, suite, compression
+      const body = Buffer.concat([Buffer.from([3, 3]), retry ? hrrRandom : Buffer.alloc(32, 1), Buffer.from([0, 0x13, 0x01, 0])])
+      const hs = Buffer.concat([Buffer.from([2, 0, 0, body.length]), body])
+      // split over two records, the random across them; with `split`, in two writes too
+      const out = Buffer.concat([Buffer.from([0x16, 3, 3, 0, 20]), hs.subarray(0, 20), Buffer.from([0x16, 3, 3, 0, hs.length - 20]), hs.subarray(20)])
+      if (!split) return void s.write(out)
+      s.write(out.subarray(0, 12))
+      setTimeout(() => s.write(out.subarray(12)), 50)
+    })
+  })
+  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => srv.close())
+  return { port: (srv.address() as { port: number }).port, after }
+}
+
+t.test('a second ClientHello after a HelloRetryRequest must name what the first did (RFC 8446 4.1.2)', async t => {
+  const srv = await startRetryServer(t)
+  const resolve = fakeResolve({ 'ok.example': ['127.0.0.1'] })
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [srv.port] } }, resolve })
+  const ccs = Buffer.from([0x14, 3, 3, 0, 1, 1])
+  const first = records(clientHello({ names: ['ok.example'] }))
+  const cases: [string, Buffer, boolean][] = [
+    ['the same name (case and a trailing dot aside)', Buffer.concat([ccs, records(clientHello({ names: ['OK.example.'] }))]), true],
+    ['a listed name', Buffer.concat([ccs, records(clientHello({ names: ['x.ngrok.io'] }))]), false],
+    ['another unlisted name', records(clientHello({ names: ['other.example'] })), false],
+    ['no SNI', records(clientHello({ names: null })), false],
+    ['not a ClientHello', Buffer.from('GET / HTTP/1.1\r\n\r\n'), false],
+    ['a malformed one', Buffer.from([0x16, 3, 3, 0, 0]), false],
+  ]
+  for (const [i, [name, second, passes]] of cases.entries()) {
+    const r = await exchange(p.port, [CONNECT(`ok.example:${srv.port}`), first, second], { gapMs: 150 })
+    t.equal(status(r.data), 200, name)
+    t.ok(await waitFor(() => p.proxy.openConnections === 0), `${name}: closed`)
+    if (passes) {
+      t.ok(srv.after[i]!.equals(second), `${name}: the second hello reached the server`)
+      t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.sni_status': 'ok' } })
+    } else {
+      t.equal(srv.after[i]!.length, 0, `${name}: the second hello never reached the server`)
+      t.match(p.ev.events.at(-1), { decision: { action: 'block', reason: /after a HelloRetryRequest/ }, extra: { 'tunnelguard.sni_status': 'retry' } }, name)
+    }
+  }
+  t.match(p.ev.events.find(e => e.sni === 'x.ngrok.io'), { decision: { action: 'block', list: 'ngrok', name: 'x.ngrok.io', reason: /names x\.ngrok\.io where the first named ok\.example/ } })
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'error.message': /blocked: malformed ClientHello after a HelloRetryRequest/ })
+  // a first hello without SNI: the second must have none either
+  const bare = records(clientHello({ names: null }))
+  for (const [second, passes] of [[bare, true], [records(clientHello({ names: ['ok.example'] })), false]] as const) {
+    const n = srv.after.length
+    await exchange(p.port, [CONNECT(`ok.example:${srv.port}`), bare, second], { gapMs: 150 })
+    t.ok(await waitFor(() => p.proxy.openConnections === 0))
+    t.equal(srv.after[n]!.length, passes ? second.length : 0)
+  }
+  t.match(p.ev.events.at(-1), { decision: { reason: /names ok\.example where the first named none/ } })
+  // the client goes away instead of retrying
+  const gone = await exchange(p.port, [CONNECT(`ok.example:${srv.port}`), first], { gapMs: 150, end: true })
+  t.equal(status(gone.data), 200)
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'error.message': 'no second ClientHello after a HelloRetryRequest (eof)' })
+})
+
+t.test('a retry request that comes in two pieces is still seen', async t => {
+  const srv = await startRetryServer(t, true, true)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [srv.port] } }, resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }) })
+  await exchange(p.port, [CONNECT(`ok.example:${srv.port}`), records(clientHello({ names: ['ok.example'] })), records(clientHello({ names: ['x.ngrok.io'] }))], { gapMs: 200 })
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  t.equal(srv.after[0]!.length, 0)
+  t.match(p.ev.events.at(-1), { decision: { action: 'block', list: 'ngrok' }, extra: { 'tunnelguard.sni_status': 'retry' } })
+})
+
+t.test('a ServerHello that is no retry request: the tunnel flows both ways as before', async t => {
+  const srv = await startRetryServer(t, false)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [srv.port] } }, resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }) })
+  const later = records(clientHello({ names: ['x.ngrok.io'] }))           // bytes after a real ServerHello are not a hello: not looked at
+  const r = await exchange(p.port, [CONNECT(`ok.example:${srv.port}`), records(clientHello({ names: ['ok.example'] })), later], { gapMs: 150 })
+  t.equal(status(r.data), 200)
+  t.ok(await waitFor(() => srv.after[0]!.equals(later)), 'what the client sent after it reached the server')
 })
