@@ -1,5 +1,24 @@
 import type { DecisionEvent } from './types.js'
 
+/** The alert outputs: the `output` label of `tunnelguard_alerts_total`. */
+export const ALERT_OUTPUTS = ['webhook', 'syslog'] as const
+export type AlertOutputName = (typeof ALERT_OUTPUTS)[number]
+
+/**
+ * What became of an alert handed to an output: `failed`, once per attempt that failed (the alert
+ * may still be sent on a retry); then, once, `sent` (delivered) or `dropped` (given up).
+ */
+export const ALERT_RESULTS = ['sent', 'failed', 'dropped'] as const
+export type AlertResult = (typeof ALERT_RESULTS)[number]
+
+/** An output behind the dedup: the webhook or syslog. */
+export interface AlertOutput {
+  readonly name: AlertOutputName
+  /** Take one alert without waiting; `report` hears what becomes of it (perhaps before `send` returns). */
+  send(ev: DecisionEvent, record: Readonly<Record<string, unknown>>, report: (result: AlertResult) => void): void
+  close(): Promise<void>
+}
+
 /** The fields naming an alert in an output's own lines: the client and the entry (or the name, as `dedupKey`). */
 export function alertFields(ev: DecisionEvent): Record<string, unknown> {
   const d = ev.decision

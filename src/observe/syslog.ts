@@ -2,8 +2,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { connect, isIP, type Socket } from 'node:net'
 import { hostname as osHostname } from 'node:os'
 import { AppError } from '../errors.js'
-import { alertFields, errorText } from './alert-output.js'
-import type { AlertOutput } from './alerts.js'
+import { alertFields, errorText, type AlertOutput, type AlertResult } from './alert-output.js'
 import type { DecisionEvent } from './types.js'
 
 export interface SyslogOptions {
@@ -51,6 +50,7 @@ export function formatSyslog(ev: DecisionEvent, o: { appName: string; facility: 
 interface Pending {
   readonly framed: string
   readonly ev: DecisionEvent
+  readonly report: (result: AlertResult) => void
 }
 
 /**
@@ -79,6 +79,7 @@ export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields:
 
   function giveUp(p: Omit<Pending, 'framed'>, reason: string, error?: string): void {
     dropped++
+    p.report('dropped')
     onError('alert syslog gave up', { url: opts.url, ...alertFields(p.ev), reason, error, dropped })
   }
   /**
@@ -87,7 +88,8 @@ export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields:
    */
   function write(s: Socket, p: Pending): void {
     s.write(p.framed, e => {
-      if (!e && !s.destroyed) return
+      if (!e && !s.destroyed) return p.report('sent')
+      p.report('failed')
       giveUp(p, 'send failed', errorText(e ?? lastError))
     })
   }
@@ -108,6 +110,7 @@ export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields:
       failed(e)
       lost(s)
       for (const p of waiting.splice(0)) {
+        p.report('failed')
         giveUp(p, 'connect failed', errorText(e))
       }
     })
@@ -120,19 +123,21 @@ export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields:
   }
 
   return {
-    send(ev) {
-      if (closed) return giveUp({ ev }, 'closed')
+    name: 'syslog',
+    send(ev, _record, report) {
+      if (closed) return giveUp({ ev, report }, 'closed')
       const msg = formatSyslog(ev, { ...fmt, time: clock() })
       if (transport === 'udp') {
         udp ??= createSocket(isIP(host) === 6 ? 'udp6' : 'udp4').on('error', failed)
         udp.send(msg, port, host, e => {
-          if (!e) return
+          if (!e) return report('sent')
           failed(e)
-          giveUp({ ev }, 'send failed', errorText(e))
+          report('failed')
+          giveUp({ ev, report }, 'send failed', errorText(e))
         })
         return
       }
-      const p = { framed: `${Buffer.byteLength(msg)} ${msg}`, ev }
+      const p = { framed: `${Buffer.byteLength(msg)} ${msg}`, ev, report }
       if (connected) return write(tcp!, p)
       if (pending.length >= maxQueue) return giveUp(p, `queue full (${maxQueue})`)
       pending.push(p)

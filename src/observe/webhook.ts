@@ -1,5 +1,4 @@
-import { alertFields, errorText } from './alert-output.js'
-import type { AlertOutput } from './alerts.js'
+import { alertFields, errorText, type AlertOutput, type AlertResult } from './alert-output.js'
 import type { DecisionEvent } from './types.js'
 
 export interface WebhookOptions {
@@ -26,6 +25,7 @@ export interface Webhook extends AlertOutput {
 interface Item {
   readonly body: string
   readonly ev: DecisionEvent
+  readonly report: (result: AlertResult) => void
 }
 
 /**
@@ -60,6 +60,7 @@ export function createWebhook(
 
   function giveUp(item: Item, reason: string, tried: number, error?: string): void {
     dropped++
+    item.report('dropped')
     onError('alert webhook gave up', { url: opts.url, ...alertFields(item.ev), reason, error, attempts: tried, dropped })
   }
 
@@ -80,6 +81,7 @@ export function createWebhook(
       if (closed) return { outcome: 'closed' }   // aborted by close: not the receiver's failure
       error = errorText(e)
     }
+    item.report('failed')
     onError('alert webhook failed', { url: opts.url, ...alertFields(item.ev), attempt, attempts, error, status })
     return { outcome: status === undefined || status === 429 || status >= 500 ? 'retry' : 'refused', error }
   }
@@ -94,8 +96,8 @@ export function createWebhook(
         await sleep(backoff * 2 ** (attempt - 1))
         if (!closed) r = await post(item, ++attempt)
       }
-      if (r.outcome === 'ok') continue
-      if (closed) giveUp(item, 'closed', attempt, r.error)
+      if (r.outcome === 'ok') item.report('sent')
+      else if (closed) giveUp(item, 'closed', attempt, r.error)
       else giveUp(item, r.outcome === 'refused' ? 'refused' : 'retries exhausted', attempt, r.error)
     }
     running = false
@@ -105,8 +107,9 @@ export function createWebhook(
   }
 
   return {
-    send(ev, record) {
-      const item = { body: '', ev }
+    name: 'webhook',
+    send(ev, record, report) {
+      const item = { body: '', ev, report }
       if (closed) return giveUp(item, 'closed', 0)
       if (queue.length >= maxQueue) return giveUp(item, `queue full (${maxQueue})`, 0)
       queue.push({ ...item, body: JSON.stringify({ '@timestamp': new Date(clock()).toISOString(), ...record }) })
