@@ -30,6 +30,7 @@ export interface AlertDeps {
   /** Reports a delivery problem (the evidence's warn). */
   readonly onError: (msg: string, fields: Record<string, unknown>) => void
   readonly clock?: () => number
+  /** Hears each output's results: the metric. */
   readonly count?: AlertCounter
 }
 
@@ -75,7 +76,8 @@ export interface ReloadableAlerts extends AlertSink {
   /**
    * Apply new options: an output whose options did not change is kept (its queue and connection
    * too); a replaced or removed webhook delivers what it has queued and in flight, then closes; a
-   * replaced syslog closes at once. The dedup window carries over. Returns what changed.
+   * replaced syslog closes at once, giving up what it still holds. The dedup window carries over.
+   * Returns what changed.
    */
   configure(opts: AlertsOptions): { webhook: boolean; syslog: boolean }
 }
