@@ -83,7 +83,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   let snapshot: Snapshot | undefined
   const getSnapshot = () => snapshot!
   // alerts follow the config on reload (the evidence skips them while no output is configured)
-  const alerts = createReloadableAlerts({ onError: (m, f) => evidence.warn(m, f) })
+  const alerts = createReloadableAlerts({ onError: (m, f) => evidence.warn(m, f), count: (o, r) => metrics.alerted(o, r) })
   alerts.configure(config.alerts)
   const names = createClientNames({ evidence: () => evidence })
   const evidence = createEvidence({ logger, getSnapshot, metrics, clients, alerts, names })

@@ -11,7 +11,8 @@ import { memoryEvidence } from './fixtures/evidence.js'
 import { dig } from './fixtures/dig.js'
 import { startUnbound } from './fixtures/unbound.js'
 import { startSyslogReceiver, startWebhookReceiver } from './fixtures/alert-receivers.js'
-import { connect } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
+import { createServer } from 'node:http'
 
 function fetchText(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -72,6 +73,48 @@ t.test('serve: alerts configured in the config go to the webhook, deduplicated',
   await new Promise(res => setTimeout(res, 200))
   t.equal(posts.length, 1, 'one POST for the same client and entry within the window')
   t.match(posts[0], { event: { action: 'block' }, client: { ip: '127.0.0.1' }, rule: { name: 'ngrok.io', ruleset: 'l' } })
+})
+
+t.test('serve: an alert the webhook cannot deliver is logged with its cause, given up, counted, and does not hold the window', async t => {
+  const down = createServer()
+  await new Promise<void>(r => down.listen(0, '127.0.0.1', r))
+  const hookPort = (down.address() as AddressInfo).port
+  await new Promise<void>(r => down.close(() => r()))   // nothing listens there: the receiver is down
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, `lists:\n  l: { files: [l.txt], action: block }\nalerts: { window: 5m, webhook: { url: "http://127.0.0.1:${hookPort}/tg", retries: 1, backoff: 50ms } }\n`)
+  const out = new PassThrough()
+  let log = ''
+  out.on('data', d => { log += d })
+  const r = await serve({ configPath: cfg, stdout: out, signals: false, watchFiles: false, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: '127.0.0.1:0', upstreams: ['udp://127.0.0.1:9'] } })
+  t.teardown(() => r.stop())
+  const udp = r.addresses.dns.find(a => a.transport === 'udp')!
+  const metrics = async () => (await fetchText(r.addresses.admin!.port, '/metrics')).body
+  await dig(udp, 'x.ngrok.io')
+  for (let i = 0; i < 200 && !log.includes('alert webhook gave up'); i++) await new Promise(res => setTimeout(res, 20))
+  const lines = log.split('\n').filter(l => l.includes('alert webhook')).map(l => JSON.parse(l) as Record<string, unknown>)
+  const refused = `connect ECONNREFUSED 127.0.0.1:${hookPort}`
+  t.match(lines, [
+    { 'log.level': 'warn', message: 'alert webhook failed', 'client.ip': '127.0.0.1', 'rule.name': 'ngrok.io', attempt: 1, attempts: 2, error: refused },
+    { message: 'alert webhook failed', attempt: 2, attempts: 2, error: refused },
+    { message: 'alert webhook gave up', 'client.ip': '127.0.0.1', 'rule.ruleset': 'l', 'rule.name': 'ngrok.io', reason: 'retries exhausted', attempts: 2, error: refused, dropped: 1 },
+  ])
+  t.equal(lines.length, 3)
+  let text = await metrics()
+  t.match(text, 'tunnelguard_alerts_total{output="webhook",result="failed"} 2')
+  t.match(text, 'tunnelguard_alerts_total{output="webhook",result="dropped"} 1')
+  t.match(text, 'tunnelguard_alerts_total{output="webhook",result="sent"} 0')
+  // the receiver is back: the same client and entry, within the window, is alerted
+  const { posts } = await startWebhookReceiver(t, hookPort)
+  await dig(udp, 'y.ngrok.io')
+  for (let i = 0; i < 200 && posts.length === 0; i++) await new Promise(res => setTimeout(res, 20))
+  t.match(posts, [{ client: { ip: '127.0.0.1' }, rule: { name: 'ngrok.io' }, dns: { question: { name: 'y.ngrok.io' } } }], 'the alert that was not delivered did not hold the window')
+  for (let i = 0; i < 100 && !(await metrics()).includes('result="sent"} 1'); i++) await new Promise(res => setTimeout(res, 20))
+  text = await metrics()
+  t.match(text, 'tunnelguard_alerts_total{output="webhook",result="sent"} 1')
+  await dig(udp, 'z.ngrok.io')
+  await new Promise(res => setTimeout(res, 200))
+  t.equal(posts.length, 1, 'delivered: now the window holds')
 })
 
 t.test('serve: a listener that cannot bind closes what was opened and throws', async t => {

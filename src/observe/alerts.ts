@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache'
+import type { AlertOutput, AlertOutputName, AlertResult } from './alert-output.js'
 import { createSyslog, type SyslogOptions } from './syslog.js'
 import type { DecisionEvent } from './types.js'
 import { createWebhook, type WebhookOptions } from './webhook.js'
@@ -20,16 +21,17 @@ export interface AlertSink {
   close(): Promise<void>
 }
 
-/** An output behind the dedup: the webhook or syslog. */
-export interface AlertOutput {
-  send(ev: DecisionEvent, record: Readonly<Record<string, unknown>>): void
-  close(): Promise<void>
-}
+export type { AlertOutput, AlertOutputName, AlertResult } from './alert-output.js'
+
+/** Counts what became of the alerts each output took (`tunnelguard_alerts_total`). */
+export type AlertCounter = (output: AlertOutputName, result: AlertResult) => void
 
 export interface AlertDeps {
   /** Reports a delivery problem (the evidence's warn). */
   readonly onError: (msg: string, fields: Record<string, unknown>) => void
   readonly clock?: () => number
+  /** Hears each output's results: the metric. */
+  readonly count?: AlertCounter
 }
 
 /** The key alerts are deduplicated on: the client and the entry (or name, for unparseable names). */
@@ -38,20 +40,32 @@ export function dedupKey(ev: DecisionEvent): string {
   return `${ev.client.ip}|${d.list ?? ''}|${d.entry?.pattern ?? d.name}`
 }
 
-/** Wrap outputs with per-client-and-entry deduplication; `window` (ms) is read at each alert. */
-export function dedupAlerts(outputs: readonly AlertOutput[], window: () => number, clock: () => number): AlertSink {
-  const last = new LRUCache<string, number>({ max: 10_000 })
+/**
+ * Wrap outputs with per-client-and-entry deduplication, kept per output (by name); `window` (ms)
+ * is read at each alert. An alert an output gives up (`dropped`) does not hold its window: the
+ * next one for that client and entry is sent to that output.
+ */
+export function dedupAlerts(outputs: () => readonly AlertOutput[], window: () => number, clock: () => number, count: AlertCounter = () => {}): AlertSink {
+  const last = new Map<AlertOutputName, LRUCache<string, { at: number }>>()
   return {
     alert(ev, record) {
       const key = dedupKey(ev)
       const now = clock()
-      const prev = last.get(key)
-      if (prev !== undefined && now - prev < window()) return
-      last.set(key, now)
-      for (const o of outputs) o.send(ev, record)
+      for (const o of outputs()) {
+        let seen = last.get(o.name)
+        if (!seen) last.set(o.name, seen = new LRUCache({ max: 10_000 }))
+        const prev = seen.get(key)
+        if (prev !== undefined && now - prev.at < window()) continue
+        const mark = { at: now }
+        seen.set(key, mark)
+        o.send(ev, record, result => {
+          count(o.name, result)
+          if (result === 'dropped' && seen.peek(key) === mark) seen.delete(key)
+        })
+      }
     },
     async close() {
-      await Promise.all(outputs.map(o => o.close()))
+      await Promise.all(outputs().map(o => o.close()))
     },
   }
 }
@@ -62,7 +76,8 @@ export interface ReloadableAlerts extends AlertSink {
   /**
    * Apply new options: an output whose options did not change is kept (its queue and connection
    * too); a replaced or removed webhook delivers what it has queued and in flight, then closes; a
-   * replaced syslog closes at once. The dedup window carries over. Returns what changed.
+   * replaced syslog closes at once, giving up what it still holds. The dedup window carries over.
+   * Returns what changed.
    */
   configure(opts: AlertsOptions): { webhook: boolean; syslog: boolean }
 }
@@ -76,18 +91,9 @@ export function createReloadableAlerts(deps: AlertDeps): ReloadableAlerts {
   let window = 300_000
   let webhook: Slot | undefined
   let syslog: Slot | undefined
+  let outputs: AlertOutput[] = []
   // one deduplication across reloads, in front of whichever outputs are configured now
-  const dedup = dedupAlerts([{
-    send(ev, record) {
-      webhook?.out.send(ev, record)
-      syslog?.out.send(ev, record)
-    },
-    async close() {
-      const outs = [webhook?.out, syslog?.out]
-      webhook = syslog = undefined
-      await Promise.all(outs.map(o => o?.close()))
-    },
-  }], () => window, clock)
+  const dedup = dedupAlerts(() => outputs, () => window, clock, deps.count)
 
   function retire(o: Slot['out']): void {
     retiring.add(o)
@@ -111,13 +117,17 @@ export function createReloadableAlerts(deps: AlertDeps): ReloadableAlerts {
       const changed = { webhook: w !== webhook, syslog: s !== syslog }
       webhook = w
       syslog = s
+      outputs = [w?.out, s?.out].filter(o => o !== undefined)
       return changed
     },
     alert: (ev, record) => dedup.alert(ev, record),
     async close() {
+      const closing = dedup.close()
       const retired = [...retiring]
       retiring.clear()
-      await Promise.all([dedup.close(), ...retired.map(o => o.close())])
+      webhook = syslog = undefined
+      outputs = []
+      await Promise.all([closing, ...retired.map(o => o.close())])
     },
   }
 }

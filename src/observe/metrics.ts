@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
 import { OUTCOMES as ACTIONS, WHERES, type Decision, type Outcome, type Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
+import { ALERT_OUTPUTS, ALERT_RESULTS, type AlertOutputName, type AlertResult } from './alert-output.js'
 import type { CacheStats, Counters, DecisionEvent } from './types.js'
 
 /** Most distinct values a config-bounded label may take; beyond it values read `other`. */
@@ -16,6 +17,8 @@ export interface Metrics {
   setLists(lists: readonly ListInfo[]): void
   /** A reload attempt: `tunnelguard_reloads_total{result=ok|error}`. */
   reloaded(ok: boolean): void
+  /** What became of an alert at an output: `tunnelguard_alerts_total{output=webhook|syslog,result=sent|failed|dropped}`. */
+  alerted(output: AlertOutputName, result: AlertResult): void
   /** Where `tunnelguard_dns_cache_entries` and `tunnelguard_dns_cache_bytes` are read from when scraped (the DNS service). */
   watchCache(read: () => CacheStats): void
 }
@@ -164,6 +167,11 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
   const conns = new Gauge({ name: `${p}connections`, help: 'Open connections', labelNames: ['kind'] as const, registers })
   const entries = new Gauge({ name: `${p}list_entries`, help: 'Entries loaded per list', labelNames: ['list'] as const, registers })
   const reloads = new Counter({ name: `${p}reloads_total`, help: 'Config and list reloads', labelNames: ['result'] as const, registers })
+  const alerts = new Counter({
+    name: `${p}alerts_total`, help: 'Alerts at each output: sent (delivered), failed (an attempt that failed), dropped (given up)',
+    labelNames: ['output', 'result'] as const, registers,
+  })
+  for (const output of ALERT_OUTPUTS) for (const result of ALERT_RESULTS) alerts.inc({ output, result }, 0)   // every series from the start
 
   const upstream = bounded()
   const decided = (message: DecisionEvent['message'], d: Decision): void => {
@@ -196,6 +204,7 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
       for (const i of infos) entries.set({ list: list(i.name) }, i.entries)
     },
     reloaded: ok => reloads.inc({ result: ok ? 'ok' : 'error' }),
+    alerted: (output, result) => alerts.inc({ output, result }),
     watchCache: read => { readCache = read },
   }
 }

@@ -2,7 +2,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { connect, isIP, type Socket } from 'node:net'
 import { hostname as osHostname } from 'node:os'
 import { AppError } from '../errors.js'
-import type { AlertOutput } from './alerts.js'
+import { alertFields, errorText, type AlertOutput, type AlertResult } from './alert-output.js'
 import type { DecisionEvent } from './types.js'
 
 export interface SyslogOptions {
@@ -47,47 +47,109 @@ export function formatSyslog(ev: DecisionEvent, o: { appName: string; facility: 
   return `${header} [${SD_ID} ${sd}] ${ev.client.ip} ${d.reason}`
 }
 
-/** Sends alerts to a syslog receiver over UDP (one datagram each) or TCP. */
+interface Pending {
+  readonly framed: string
+  readonly ev: DecisionEvent
+  readonly report: (result: AlertResult) => void
+}
+
+/**
+ * Sends alerts to a syslog receiver over UDP (one datagram each) or TCP. An alert is `sent` once
+ * its datagram or frame is handed to the socket without error (syslog has no acknowledgement);
+ * over TCP it waits in a bounded queue while the connection opens. A send or connection error is
+ * a line (`alert syslog failed`: the cause) and gives up each alert it takes down with it, each a
+ * line of its own (`alert syslog gave up`: why, and how many this output has dropped). A failed
+ * connection is retried at most once a second, when an alert is waiting.
+ */
 export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields: Record<string, unknown>) => void, clock: () => number): AlertOutput {
   const { transport, host, port } = parseSyslogUrl(opts.url)
   const fmt = { appName: opts.appName ?? 'tunnelguard', facility: opts.facility ?? 16, hostname: opts.hostname ?? osHostname(), pid: process.pid }
   const maxQueue = opts.maxQueue ?? 1000
-  const report = (e: Error) => onError('alert syslog failed', { url: opts.url, error: e.message })
+  const failed = (e: unknown) => onError('alert syslog failed', { url: opts.url, error: errorText(e) })
   let udp: UdpSocket | undefined
   let tcp: Socket | undefined
   let connected = false
+  let closed = false
   let failedAt = -Infinity
-  const pending: string[] = []
+  let retry: NodeJS.Timeout | undefined
+  let dropped = 0
+  let lastError: unknown
+  /** Alerts waiting for the connection being opened (or for the next one). */
+  let pending: Pending[] = []
+
+  function giveUp(p: Omit<Pending, 'framed'>, reason: string, error?: string): void {
+    dropped++
+    p.report('dropped')
+    onError('alert syslog gave up', { url: opts.url, ...alertFields(p.ev), reason, error, dropped })
+  }
+  /**
+   * Write one frame: taken when its callback comes without an error on a live socket (Node calls
+   * back without an error for a write still pending when the socket is destroyed by an error).
+   */
+  function write(s: Socket, p: Pending): void {
+    s.write(p.framed, e => {
+      if (!e && !s.destroyed) return p.report('sent')
+      p.report('failed')
+      giveUp(p, 'send failed', errorText(e ?? lastError))
+    })
+  }
+  /** The connection is gone (`end`, `close`, or an error): the next alert opens another. */
+  function lost(s: Socket): void {
+    if (tcp === s) { tcp = undefined; connected = false; pending = [] }
+  }
 
   function openTcp(): void {
+    retry = undefined
     const s = connect({ host, port })
+    const waiting = pending   // the alerts queued until this connection opens
     tcp = s
     s.setNoDelay(true)
-    s.on('error', e => { failedAt = clock(); report(e) })
+    s.on('error', e => {
+      failedAt = clock()
+      lastError = e
+      failed(e)
+      lost(s)
+      for (const p of waiting.splice(0)) {
+        p.report('failed')
+        giveUp(p, 'connect failed', errorText(e))
+      }
+    })
     s.on('connect', () => {
       connected = true
-      for (const m of pending.splice(0)) s.write(m)
+      for (const p of waiting.splice(0)) write(s, p)
     })
-    s.on('close', () => {
-      if (tcp === s) { tcp = undefined; connected = false }
-    })
+    s.on('end', () => lost(s))
+    s.on('close', () => lost(s))
   }
 
   return {
-    send(ev) {
+    name: 'syslog',
+    send(ev, _record, report) {
+      if (closed) return giveUp({ ev, report }, 'closed')
       const msg = formatSyslog(ev, { ...fmt, time: clock() })
       if (transport === 'udp') {
-        udp ??= createSocket(isIP(host) === 6 ? 'udp6' : 'udp4').on('error', report)
-        udp.send(msg, port, host, e => { if (e) report(e) })
+        udp ??= createSocket(isIP(host) === 6 ? 'udp6' : 'udp4').on('error', failed)
+        udp.send(msg, port, host, e => {
+          if (!e) return report('sent')
+          failed(e)
+          report('failed')
+          giveUp({ ev, report }, 'send failed', errorText(e))
+        })
         return
       }
-      const framed = `${Buffer.byteLength(msg)} ${msg}`
-      if (connected) { tcp!.write(framed); return }
-      if (pending.length < maxQueue) pending.push(framed)
-      if (!tcp && clock() - failedAt >= 1000) openTcp()
+      const p = { framed: `${Buffer.byteLength(msg)} ${msg}`, ev, report }
+      if (connected) return write(tcp!, p)
+      if (pending.length >= maxQueue) return giveUp(p, `queue full (${maxQueue})`)
+      pending.push(p)
+      if (tcp || retry) return
+      const wait = failedAt + 1000 - clock()
+      if (wait <= 0) openTcp()
+      else retry = setTimeout(openTcp, wait)
     },
     async close() {
-      pending.length = 0
+      closed = true
+      clearTimeout(retry)
+      for (const p of pending.splice(0)) giveUp(p, 'closed')
       const u = udp
       udp = undefined
       if (u) await new Promise<void>(resolve => u.close(() => resolve()))

@@ -1,4 +1,5 @@
-import type { AlertOutput } from './alerts.js'
+import { alertFields, errorText, type AlertOutput, type AlertResult } from './alert-output.js'
+import type { DecisionEvent } from './types.js'
 
 export interface WebhookOptions {
   /** http(s) URL that receives one JSON POST per alert (the ECS fields of the log line). */
@@ -15,13 +16,23 @@ export interface WebhookOptions {
 }
 
 export interface Webhook extends AlertOutput {
-  /** Alerts dropped because the queue was full or retries ran out. */
+  /** Alerts given up: the queue was full, the receiver refused it (4xx), retries ran out, or closed. */
   readonly dropped: number
   /** Resolves when the queue is empty and nothing is in flight (for tests and shutdown). */
   idle(): Promise<void>
 }
 
-/** POSTs alerts one at a time from a bounded queue; `send` only enqueues. */
+interface Item {
+  readonly body: string
+  readonly ev: DecisionEvent
+  readonly report: (result: AlertResult) => void
+}
+
+/**
+ * POSTs alerts one at a time from a bounded queue; `send` only enqueues. Each failed attempt is
+ * a line (`alert webhook failed`: the cause, attempt k of n), each alert given up is one more
+ * (`alert webhook gave up`: why, and how many this webhook has dropped).
+ */
 export function createWebhook(
   opts: WebhookOptions,
   onError: (msg: string, fields: Record<string, unknown>) => void,
@@ -29,10 +40,11 @@ export function createWebhook(
 ): Webhook {
   const maxQueue = opts.maxQueue ?? 1000
   const retries = opts.retries ?? 3
+  const attempts = retries + 1
   const backoff = opts.backoff ?? 1000
   const timeout = opts.timeout ?? 5000
   const headers = { 'content-type': 'application/json', ...opts.headers }
-  const queue: string[] = []
+  const queue: Item[] = []
   let dropped = 0
   let running = false
   let closed = false
@@ -46,32 +58,47 @@ export function createWebhook(
     timer = setTimeout(resolve, ms)
   })
 
-  async function post(body: string): Promise<'ok' | 'retry' | 'fail'> {
+  function giveUp(item: Item, reason: string, tried: number, error?: string): void {
+    dropped++
+    item.report('dropped')
+    onError('alert webhook gave up', { url: opts.url, ...alertFields(item.ev), reason, error, attempts: tried, dropped })
+  }
+
+  /** One attempt: `retry` after a network error, a timeout, 429 or 5xx; `refused` after another status. */
+  async function post(item: Item, attempt: number): Promise<{ outcome: 'ok' | 'retry' | 'refused' | 'closed'; error?: string }> {
+    let error: string
+    let status: number | undefined
     try {
       const res = await fetch(opts.url, {
-        method: 'POST', headers, body,
+        method: 'POST', headers, body: item.body,
         signal: AbortSignal.any([abort.signal, AbortSignal.timeout(timeout)]),
       })
       await res.arrayBuffer()
-      if (res.ok) return 'ok'
-      onError('alert webhook refused', { url: opts.url, status: res.status })
-      return res.status === 429 || res.status >= 500 ? 'retry' : 'fail'
+      if (res.ok) return { outcome: 'ok' }
+      status = res.status
+      error = `HTTP ${res.status}`
     } catch (e) {
-      if (!closed) onError('alert webhook failed', { url: opts.url, error: (e as Error).message })
-      return 'retry'
+      if (closed) return { outcome: 'closed' }   // aborted by close: not the receiver's failure
+      error = errorText(e)
     }
+    item.report('failed')
+    onError('alert webhook failed', { url: opts.url, ...alertFields(item.ev), attempt, attempts, error, status })
+    return { outcome: status === undefined || status === 429 || status >= 500 ? 'retry' : 'refused', error }
   }
 
   async function pump(): Promise<void> {
     running = true
     while (queue.length > 0 && !closed) {
-      const body = queue.shift()!
-      let outcome = await post(body)
-      for (let i = 0; outcome === 'retry' && i < retries && !closed; i++) {
-        await sleep(backoff * 2 ** i)
-        if (!closed) outcome = await post(body)
+      const item = queue.shift()!
+      let attempt = 1
+      let r = await post(item, attempt)
+      while (r.outcome === 'retry' && attempt < attempts && !closed) {
+        await sleep(backoff * 2 ** (attempt - 1))
+        if (!closed) r = await post(item, ++attempt)
       }
-      if (outcome !== 'ok') dropped++
+      if (r.outcome === 'ok') item.report('sent')
+      else if (closed) giveUp(item, 'closed', attempt, r.error)
+      else giveUp(item, r.outcome === 'refused' ? 'refused' : 'retries exhausted', attempt, r.error)
     }
     running = false
     const waiters = idleWaiters
@@ -80,20 +107,19 @@ export function createWebhook(
   }
 
   return {
-    send(_ev, record) {
-      if (closed) return
-      if (queue.length >= maxQueue) {
-        dropped++
-        return
-      }
-      queue.push(JSON.stringify({ '@timestamp': new Date(clock()).toISOString(), ...record }))
+    name: 'webhook',
+    send(ev, record, report) {
+      const item = { body: '', ev, report }
+      if (closed) return giveUp(item, 'closed', 0)
+      if (queue.length >= maxQueue) return giveUp(item, `queue full (${maxQueue})`, 0)
+      queue.push({ ...item, body: JSON.stringify({ '@timestamp': new Date(clock()).toISOString(), ...record }) })
       if (!running) void pump()
     },
     get dropped() { return dropped },
     idle: () => running ? new Promise<void>(resolve => { idleWaiters.push(resolve) }) : Promise.resolve(),
     async close() {
       closed = true
-      queue.length = 0
+      for (const item of queue.splice(0)) giveUp(item, 'closed', 0)
       abort.abort()
       clearTimeout(timer)
       wake?.()

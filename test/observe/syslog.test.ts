@@ -2,6 +2,7 @@ import t from 'tap'
 import { createSocket } from 'node:dgram'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { createSyslog, formatSyslog, parseSyslogUrl } from '../../src/observe/syslog.js'
+import type { AlertResult } from '../../src/observe/alert-output.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import { makeSnapshot, simpleMatcher, testEntries } from '../fixtures/snapshot.js'
 
@@ -34,40 +35,59 @@ t.test('urls', async t => {
   for (const bad of ['http://x:1', 'udp://x', 'udp://x:70000', 'udp://x:0', 'udp://[::1:514']) t.throws(() => parseSyslogUrl(bad), { code: 'USAGE' }, bad)
 })
 
+/** Every result `report` hears, per alert (by its client). */
+function results() {
+  const by: Record<string, AlertResult[]> = {}
+  return { by, report: (ip: string) => (r: AlertResult) => { (by[ip] ??= []).push(r) } }
+}
+
 t.test('UDP: one datagram per alert', async t => {
   const rx = createSocket('udp4')
   const got: string[] = []
   rx.on('message', m => got.push(String(m)))
   await new Promise<void>(r => rx.bind(0, '127.0.0.1', r))
   t.teardown(() => new Promise<void>(r => rx.close(() => r())))
+  const rs = results()
   const out = createSyslog({ url: `udp://127.0.0.1:${rx.address().port}`, appName: 'tg', hostname: 'gw1' }, () => {}, () => fmt.time)
-  out.send(ev('10.0.0.5', 'a.ngrok.io'), {})
-  out.send(ev('10.0.0.6', 'x.trycloudflare.com'), {})
+  t.equal(out.name, 'syslog')
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {}, rs.report('10.0.0.5'))
+  out.send(ev('10.0.0.6', 'x.trycloudflare.com'), {}, rs.report('10.0.0.6'))
   await until(() => got.length === 2)
   t.equal(got.length, 2)
   t.match(got[0], /^<132>1 2026-11-21T10:00:00\.000Z gw1 tg \d+ dns\.query \[tunnelguard@32473 action="sinkhole" client="10\.0\.0\.5"/)
   t.match(got[1], 'client="10.0.0.6"')
+  t.same(rs.by, { '10.0.0.5': ['sent'], '10.0.0.6': ['sent'] })
   await out.close()
   await out.close()
 })
 
-t.test('UDP over IPv6, and a send error is reported', async t => {
+t.test('UDP over IPv6; a send error is reported and the alert given up; nothing is sent after close', async t => {
   const rx = createSocket('udp6')
   const got: string[] = []
   rx.on('message', m => got.push(String(m)))
   await new Promise<void>(r => rx.bind(0, '::1', r))
   t.teardown(() => new Promise<void>(r => rx.close(() => r())))
-  const errors: unknown[] = []
+  const errors: Record<string, unknown>[] = []
+  const rs = results()
   const url = `udp://[::1]:${rx.address().port}`
   const out = createSyslog({ url }, (m, f) => errors.push({ m, ...f }), Date.now)
-  out.send(ev('10.0.0.5', 'a.ngrok.io'), {})
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {}, rs.report('10.0.0.5'))
   await until(() => got.length === 1)
   t.match(got, [/client="10\.0\.0\.5"/])
-  const e = ev('10.0.0.5', 'a.ngrok.io')
-  out.send({ ...e, decision: { ...e.decision, reason: 'x'.repeat(70_000) } }, {})   // larger than any datagram
-  await until(() => errors.length > 0)
-  t.match(errors, [{ m: 'alert syslog failed', url, error: /EMSGSIZE/ }])
+  const e = ev('10.0.0.6', 'a.ngrok.io')
+  out.send({ ...e, decision: { ...e.decision, reason: 'x'.repeat(70_000) } }, {}, rs.report('10.0.0.6'))   // larger than any datagram
+  await until(() => errors.length > 1)
+  t.match(errors, [
+    { m: 'alert syslog failed', url, error: /EMSGSIZE/ },
+    { m: 'alert syslog gave up', url, 'client.ip': '10.0.0.6', 'rule.ruleset': 'ngrok', 'rule.name': 'ngrok.io', reason: 'send failed', error: /EMSGSIZE/, dropped: 1 },
+  ])
+  t.same(rs.by, { '10.0.0.5': ['sent'], '10.0.0.6': ['failed', 'dropped'] })
   await out.close()
+  out.send(ev('10.0.0.7', 'a.ngrok.io'), {}, rs.report('10.0.0.7'))
+  t.same(rs.by['10.0.0.7'], ['dropped'])
+  t.match(errors.at(-1), { m: 'alert syslog gave up', 'client.ip': '10.0.0.7', reason: 'closed', dropped: 2 })
+  await new Promise(r => setTimeout(r, 50))
+  t.equal(got.length, 1)
 })
 
 t.test('TCP: octet-counted frames, queued until connected', async t => {
@@ -79,11 +99,12 @@ t.test('TCP: octet-counted frames, queued until connected', async t => {
   t.teardown(() => new Promise<void>(r => server.close(() => r())))
   const port = (server.address() as AddressInfo).port
   const errors: string[] = []
+  const rs = results()
   const out = createSyslog({ url: `tcp://127.0.0.1:${port}`, hostname: 'gw1' }, m => errors.push(m), () => fmt.time)
-  out.send(ev('10.0.0.5', 'a.ngrok.io'), {})
-  out.send(ev('10.0.0.6', 'a.ngrok.io'), {})
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {}, rs.report('10.0.0.5'))
+  out.send(ev('10.0.0.6', 'a.ngrok.io'), {}, rs.report('10.0.0.6'))
   await until(() => (data.match(/<132>/g) ?? []).length === 2)
-  out.send(ev('10.0.0.7', 'a.ngrok.io'), {})
+  out.send(ev('10.0.0.7', 'a.ngrok.io'), {}, rs.report('10.0.0.7'))
   await until(() => (data.match(/<132>/g) ?? []).length === 3)
   const frames: string[] = []
   let rest = data
@@ -99,44 +120,78 @@ t.test('TCP: octet-counted frames, queued until connected', async t => {
   conns[0]!.destroy()
   await until(() => conns[0]!.destroyed)
   await new Promise(r => setTimeout(r, 50))
-  out.send(ev('10.0.0.8', 'a.ngrok.io'), {})
+  out.send(ev('10.0.0.8', 'a.ngrok.io'), {}, rs.report('10.0.0.8'))
   await until(() => data.includes('client="10.0.0.8"'))
   t.match(data, 'client="10.0.0.8"')
+  await until(() => rs.by['10.0.0.8'] !== undefined)
+  t.same(rs.by, { '10.0.0.5': ['sent'], '10.0.0.6': ['sent'], '10.0.0.7': ['sent'], '10.0.0.8': ['sent'] })
   t.same(errors, [])
   await out.close()
 })
 
-t.test('TCP: refused connections are reported and retried at most once a second', async t => {
+t.test('TCP: a refused connection gives up the alerts that waited for it; the next waits at most a second, then reconnects', async t => {
   const server = createServer()
   await new Promise<void>(r => server.listen(0, '127.0.0.1', r))
   const port = (server.address() as AddressInfo).port
   await new Promise<void>(r => server.close(() => r()))
-  let now = 0
-  const errors: string[] = []
-  const out = createSyslog({ url: `tcp://127.0.0.1:${port}`, maxQueue: 1 }, m => errors.push(m), () => now)
-  now = 5000
-  out.send(ev('10.0.0.5', 'a.ngrok.io'), {})
-  await until(() => errors.length === 1)
-  await new Promise(r => setTimeout(r, 50))
-  out.send(ev('10.0.0.6', 'a.ngrok.io'), {})   // within a second of the failure: queued (full: dropped), no reconnect
-  await new Promise(r => setTimeout(r, 50))
-  t.equal(errors.length, 1)
-  now = 7000
-  out.send(ev('10.0.0.7', 'a.ngrok.io'), {})   // reconnects, fails again
+  const errors: Record<string, unknown>[] = []
+  const rs = results()
+  const url = `tcp://127.0.0.1:${port}`
+  const out = createSyslog({ url, maxQueue: 1 }, (m, f) => errors.push({ m, ...f }), Date.now)
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {}, rs.report('10.0.0.5'))
   await until(() => errors.length === 2)
-  t.same(errors, ['alert syslog failed', 'alert syslog failed'])
+  t.same(errors, [
+    { m: 'alert syslog failed', url, error: `connect ECONNREFUSED 127.0.0.1:${port}` },
+    { m: 'alert syslog gave up', url, 'client.ip': '10.0.0.5', 'rule.ruleset': 'ngrok', 'rule.name': 'ngrok.io', reason: 'connect failed', error: `connect ECONNREFUSED 127.0.0.1:${port}`, dropped: 1 },
+  ])
+  t.same(rs.by, { '10.0.0.5': ['failed', 'dropped'] })
+  out.send(ev('10.0.0.6', 'a.ngrok.io'), {}, rs.report('10.0.0.6'))   // within a second of the failure: waits
+  out.send(ev('10.0.0.7', 'a.ngrok.io'), {}, rs.report('10.0.0.7'))   // the queue (1) is full: given up at once
+  t.same(rs.by['10.0.0.7'], ['dropped'])
+  t.match(errors[2], { m: 'alert syslog gave up', 'client.ip': '10.0.0.7', reason: 'queue full (1)', dropped: 2 })
+  await new Promise(r => setTimeout(r, 50))
+  t.equal(errors.length, 3, 'no reconnect within the second')
+  // the receiver is back: the waiting alert goes out when the second is over
+  let data = ''
+  const back = createServer(s => { s.setEncoding('utf8'); s.on('data', d => { data += d }) })
+  await new Promise<void>(r => back.listen(port, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => back.close(() => r())))
+  await until(() => data.includes('client="10.0.0.6"'))
+  t.match(data, 'client="10.0.0.6"')
+  await until(() => rs.by['10.0.0.6'] !== undefined)
+  t.same(rs.by['10.0.0.6'], ['sent'])
+  t.equal(errors.length, 3)
   await out.close()
 })
 
-t.test('TCP: close while connecting', async t => {
+t.test('TCP: a frame being written when the receiver resets the connection is given up', async t => {
+  const server = createServer({ pauseOnConnect: true }, s => { s.on('error', () => {}); setTimeout(() => s.resetAndDestroy(), 100) })   // reads nothing
+  await new Promise<void>(r => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => server.close(() => r())))
+  const errors: Record<string, unknown>[] = []
+  const rs = results()
+  const out = createSyslog({ url: `tcp://127.0.0.1:${(server.address() as AddressInfo).port}` }, (m, f) => errors.push({ m, ...f }), Date.now)
+  const e = ev('10.0.0.5', 'a.ngrok.io')
+  out.send({ ...e, decision: { ...e.decision, reason: 'x'.repeat(16 << 20) } }, {}, rs.report('10.0.0.5'))   // more than the socket buffers take
+  await until(() => rs.by['10.0.0.5']?.includes('dropped') === true)
+  t.same(rs.by, { '10.0.0.5': ['failed', 'dropped'] })
+  t.match(errors, [{ m: 'alert syslog failed', error: 'read ECONNRESET' }, { m: 'alert syslog gave up', 'client.ip': '10.0.0.5', reason: 'send failed', error: 'read ECONNRESET', dropped: 1 }])
+  await out.close()
+})
+
+t.test('TCP: close while connecting gives up the waiting alert', async t => {
   let data = ''
   const server = createServer(s => { s.on('data', d => { data += d }); s.on('error', () => {}) })
   await new Promise<void>(r => server.listen(0, '127.0.0.1', r))
   t.teardown(() => new Promise<void>(r => server.close(() => r())))
-  const errors: string[] = []
-  const out = createSyslog({ url: `tcp://127.0.0.1:${(server.address() as AddressInfo).port}` }, m => errors.push(m), Date.now)
-  out.send(ev('10.0.0.5', 'a.ngrok.io'), {})
+  const errors: Record<string, unknown>[] = []
+  const rs = results()
+  const out = createSyslog({ url: `tcp://127.0.0.1:${(server.address() as AddressInfo).port}` }, (m, f) => errors.push({ m, ...f }), Date.now)
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {}, rs.report('10.0.0.5'))
   await out.close()
   await new Promise(r => setTimeout(r, 50))
-  t.same([data, errors], ['', []], 'the pending alert is dropped, the socket closed')
+  t.equal(data, '', 'the pending alert is not sent, the socket closed')
+  t.same(rs.by, { '10.0.0.5': ['dropped'] })
+  t.match(errors, [{ m: 'alert syslog gave up', 'client.ip': '10.0.0.5', reason: 'closed', dropped: 1 }])
+  t.equal(errors.length, 1)
 })
