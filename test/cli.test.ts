@@ -82,6 +82,24 @@ t.test('validate: 0 when valid, 2 with every error listed', async t => {
   t.equal(nl.err, `tunnelguard: ${join(dir, 'nolist.yaml')}: 1 error\n  ${join(dir, 'nolist.yaml')}:2: lists.x.files[0]: cannot read list file ${join(dir, 'does-not-exist.txt')}: no such file (relative paths are from the config file's directory)\n`, 'once, with file, line and list')
 })
 
+t.test('validate: a valid config whose list has bad lines is valid (0) and shows each warning with file and line', async t => {
+  const dir = t.testdir({ 'l.txt': '# source: local\nexfil.test\nhttp://c2.exfil.test/\nrelay_bad..example\n', 'one.txt': 'a.test\nnot a name!\n' })
+  writeFileSync(join(dir, 'tg.yaml'), 'lists:\n  local: { files: [l.txt], action: block }\n')
+  const r = await run(['validate', '--config', join(dir, 'tg.yaml')])
+  t.equal(r.code, 0, 'warnings are not errors')
+  t.equal(r.err, '')
+  const lines = r.out.split('\n')
+  t.equal(lines[0], `${join(dir, 'tg.yaml')}: valid, 2 warnings`)
+  t.match(lines[1], new RegExp(`^  ${join(dir, 'l.txt')}:3: list local: invalid entry "http://c2\\.exfil\\.test/": .*; valid: a domain`))
+  t.match(lines[2], new RegExp(`^  ${join(dir, 'l.txt')}:4: list local: invalid entry "relay_bad\\.\\.example": empty label; valid: `))
+  t.equal(lines.length, 4)
+  writeFileSync(join(dir, 'one.yaml'), 'lists:\n  one: { files: [one.txt] }\n')
+  t.match((await run(['validate', '--config', join(dir, 'one.yaml')])).out, /one\.yaml: valid, 1 warning\n {2}\S*one\.txt:2: list one: /)
+  writeFileSync(join(dir, 'clean.yaml'), 'lists:\n  one: { files: [l.txt] }\n')
+  writeFileSync(join(dir, 'l.txt'), 'exfil.test\n')
+  t.equal((await run(['validate', '--config', join(dir, 'clean.yaml')])).out, `${join(dir, 'clean.yaml')}: valid\n`, 'no warnings: just valid')
+})
+
 t.test('validate lists every semantic error together: an unknown list in a group and a missing list file', async t => {
   const dir = t.testdir({ 'tg.yaml': 'lists:\n  l: { files: [gone.txt] }\ngroups:\n  - { name: g, clients: [10.0.0.0/8], actions: { nope: off } }\n' })
   const r = await run(['validate', '--config', join(dir, 'tg.yaml')])
