@@ -7,7 +7,7 @@ import { AppError, errorLines } from './errors.js'
 import { parseDuration } from './config/duration.js'
 import { loadConfig } from './config/load.js'
 import { isUpstreamUrl, splitHostPort } from './config/schema.js'
-import { buildSnapshot } from './snapshot.js'
+import { allWarnings, buildSnapshot } from './snapshot.js'
 import { describeLists, explainCheck } from './commands/explain.js'
 import { runReport } from './report/run.js'
 import { serve, type Overrides } from './serve.js'
@@ -120,7 +120,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       case 'validate': {
         // warnings are not errors (exit 0) but each is shown: a list line that was dropped, with how to write it
         const c = configOf()
-        const { warnings } = buildSnapshot(c)
+        const warnings = allWarnings(buildSnapshot(c))
         write(`${c.source}: valid${warnings.length === 0 ? '' : `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`}\n`)
         for (const w of warnings) write(`  ${w.source}: ${w.message}\n`)
         return 0

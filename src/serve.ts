@@ -97,6 +97,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => reloader.reload('remote list changed') })
   snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
   metrics.setLists(snapshot.lists)
+  for (const w of config.warnings) evidence.warn('config warning', { source: w.source, warning: w.message })
   for (const w of snapshot.warnings) evidence.warn('list warning', { source: w.source, warning: w.message })
 
   const reloader = createReloader({

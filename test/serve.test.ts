@@ -38,6 +38,8 @@ t.test('serve in-process: every listener, overrides, reload, stop', async t => {
   t.equal(r.addresses.dns.length, 2, 'UDP and TCP')
   t.equal(r.addresses.proxy.length, 1)
   t.ok(r.addresses.admin!.port > 0)
+  t.match(log, /"source":"[^"]*tg\.yaml:4","warning":"sinkhole\.listen: nothing will reach the capture listener on 127\.0\.0\.1:0: [^"]*","message":"config warning"/,
+    'a capture listener the sinkhole answers do not lead to: warned at start')
   const udp = r.addresses.dns.find(a => a.transport === 'udp')!
   const blocked = await dig(udp, 'x.ngrok.io')
   t.equal(blocked.status, 'NXDOMAIN', 'block → NXDOMAIN')

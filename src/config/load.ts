@@ -5,6 +5,7 @@ import { AppError } from '../errors.js'
 import type { Config } from '../snapshot-types.js'
 import { formatPath, problemsFromIssues, type ConfigProblem } from './errors.js'
 import { resolveConfig } from './resolve.js'
+import { configWarnings } from './warnings.js'
 import { cacheTtls, configSchema } from './schema.js'
 
 /** Why a list file cannot be read, or undefined when it can. */
@@ -97,7 +98,8 @@ export function parseConfigText(text: string, source: string, opts: { resolvConf
       .map(({ line, p }) => `${source}:${line}: ${formatPath(p.path)}: ${p.message}`)
     throw new AppError('CONFIG_INVALID', `${source}: ${problems.length} error${problems.length > 1 ? 's' : ''}`, details)
   }
-  return resolveConfig(r.data!, { source, baseDir, resolvConf: opts.resolvConf })
+  const warnings = configWarnings(r.data!).map(w => ({ source: `${source}:${lineOf(w.path)}`, message: `${formatPath(w.path)}: ${w.message}` }))
+  return resolveConfig(r.data!, { source, baseDir, resolvConf: opts.resolvConf, warnings })
 }
 
 /** The built-in config: DESIGN §4 defaults, upstreams from /etc/resolv.conf, the shipped lists. */
