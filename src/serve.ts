@@ -12,7 +12,7 @@ import { createLogger } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
 import { startProxy } from './proxy/server.js'
 import { startSinkholeCapture } from './proxy/sinkhole-capture.js'
-import { applyOverrides, createReloader, type Overrides } from './reload.js'
+import { applyOverrides, createReloader, logWarnings, type Overrides } from './reload.js'
 import { createRemoteLists } from './remote-lists.js'
 import { buildSnapshot } from './snapshot.js'
 import type { Config, Snapshot } from './snapshot-types.js'
@@ -97,8 +97,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => reloader.reload('remote list changed') })
   snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
   metrics.setLists(snapshot.lists)
-  for (const w of config.warnings) evidence.warn('config warning', { source: w.source, warning: w.message })
-  for (const w of snapshot.warnings) evidence.warn('list warning', { source: w.source, warning: w.message })
+  logWarnings(evidence, snapshot)
 
   const reloader = createReloader({
     configPath: opts.configPath, overrides, resolvConf: opts.resolvConf, evidence,
