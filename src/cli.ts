@@ -7,7 +7,7 @@ import { AppError, errorLines } from './errors.js'
 import { parseDuration } from './config/duration.js'
 import { loadConfig } from './config/load.js'
 import { isUpstreamUrl, splitHostPort } from './config/schema.js'
-import { buildSnapshot } from './snapshot.js'
+import { allWarnings, buildSnapshot } from './snapshot.js'
 import { describeLists, explainCheck } from './commands/explain.js'
 import { runReport } from './report/run.js'
 import { serve, type Overrides } from './serve.js'
@@ -28,7 +28,7 @@ const COMMANDS: Readonly<Record<string, { args: string; about: string }>> = {
   serve: { args: '[--config FILE] [--dns HOST:PORT]... [--proxy HOST:PORT]... [--admin HOST:PORT] [--upstream URL]...', about: 'run the DNS forwarder, the HTTP proxy and the admin listener' },
   check: { args: 'NAME [--client IP] [--config FILE] [--json]', about: 'explain the decision for NAME asked by a client (default 127.0.0.1)' },
   lists: { args: '[--config FILE] [--json]', about: 'what was loaded: lists, entry counts, warnings' },
-  validate: { args: '[--config FILE]', about: 'check a config; exit 0 valid, 2 invalid, all errors listed' },
+  validate: { args: '[--config FILE]', about: 'check a config; exit 0 valid (warnings listed), 2 invalid, all errors listed' },
   report: { args: '[FILE...|-] [--since DUR] [--until TIME] [--client IP|CIDR] [--list NAME] [--action LIST] [--format table|json|csv] [--leases FILE]...', about: 'which clients asked for what, when, from the log lines' },
 }
 
@@ -118,9 +118,11 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
 
     switch (cmd) {
       case 'validate': {
+        // warnings are not errors (exit 0) but each is shown: a list line that was dropped, with how to write it
         const c = configOf()
-        buildSnapshot(c)
-        write(`${c.source}: valid\n`)
+        const warnings = allWarnings(buildSnapshot(c))
+        write(`${c.source}: valid${warnings.length === 0 ? '' : `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`}\n`)
+        for (const w of warnings) write(`  ${w.source}: ${w.message}\n`)
         return 0
       }
       case 'check': {

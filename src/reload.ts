@@ -3,8 +3,32 @@ import { basename, dirname } from 'node:path'
 import { AppError, errorLines } from './errors.js'
 import { loadConfig } from './config/load.js'
 import type { Evidence } from './observe/types.js'
-import { buildSnapshot, type ExtraTexts } from './snapshot.js'
-import type { Config, Snapshot } from './snapshot-types.js'
+import { allWarnings, buildSnapshot, type ExtraTexts } from './snapshot.js'
+import type { Config, ConfigWarning, Snapshot } from './snapshot-types.js'
+
+/** At most this many warning lines at a start or a reload; one more line counts the rest. */
+export const MAX_LOGGED_WARNINGS = 20
+
+/**
+ * Log the config's and the lists' warnings one line each ('config warning', 'list warning': the
+ * FILE:LINE and what is wrong), at most MAX_LOGGED_WARNINGS, then one line with how many more
+ * and where to see them all. With `previous` (a reload), only those it did not have: what the
+ * reload brought is named, what was logged before is not repeated. Returns how many were new.
+ */
+export function logWarnings(evidence: Evidence, s: Snapshot, previous?: Snapshot): number {
+  const key = (w: ConfigWarning) => `${w.source}\n${w.message}`
+  const had = new Set(previous === undefined ? [] : allWarnings(previous).map(key))
+  const fresh = [
+    ...s.config.warnings.map(w => ({ msg: 'config warning', w })),
+    ...s.warnings.map(w => ({ msg: 'list warning', w })),
+  ].filter(({ w }) => !had.has(key(w)))
+  for (const { msg, w } of fresh.slice(0, MAX_LOGGED_WARNINGS)) evidence.warn(msg, { source: w.source, warning: w.message })
+  if (fresh.length > MAX_LOGGED_WARNINGS) {
+    const see = s.config.source === 'built-in' ? 'tunnelguard lists' : `tunnelguard lists --config ${s.config.source}`
+    evidence.warn('more warnings not logged', { count: fresh.length - MAX_LOGGED_WARNINGS, see })
+  }
+  return fresh.length
+}
 
 /** What the command line overrides in the config. */
 export interface Overrides {
@@ -58,7 +82,8 @@ export function createReloader(o: ReloaderOptions): Reloader {
   function reload(why: string): boolean {
     try {
       const config = applyOverrides(loadConfig(o.configPath, { resolvConf: o.resolvConf }), o.overrides)
-      const old = o.current().config
+      const previous = o.current()
+      const old = previous.config
       for (const k of ['dns', 'proxy', 'sinkhole', 'admin'] as const) {
         if (JSON.stringify(config[k].listen) !== JSON.stringify(old[k].listen)) {
           o.evidence.warn(`reload: ${k}.listen changed; listeners change only on restart`, { old: old[k].listen, new: config[k].listen })
@@ -66,7 +91,8 @@ export function createReloader(o: ReloaderOptions): Reloader {
       }
       const s = buildSnapshot(config, { extraTexts: o.extraTexts?.() })
       o.swap(s)
-      o.evidence.info('reloaded', { reason: why, lists: s.lists.map(l => ({ name: l.name, entries: l.entries })), warnings: s.warnings.length })
+      const fresh = logWarnings(o.evidence, s, previous)
+      o.evidence.info('reloaded', { reason: why, lists: s.lists.map(l => ({ name: l.name, entries: l.entries })), warnings: allWarnings(s).length, newWarnings: fresh })
       o.onResult?.(true)
       return true
     } catch (e) {

@@ -12,7 +12,7 @@ import { createLogger } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
 import { startProxy } from './proxy/server.js'
 import { startSinkholeCapture } from './proxy/sinkhole-capture.js'
-import { applyOverrides, createReloader, type Overrides } from './reload.js'
+import { applyOverrides, createReloader, logWarnings, type Overrides } from './reload.js'
 import { createRemoteLists } from './remote-lists.js'
 import { buildSnapshot } from './snapshot.js'
 import type { Config, Snapshot } from './snapshot-types.js'
@@ -33,7 +33,13 @@ export interface ServeOptions {
 
 export interface Running {
   readonly snapshot: () => Snapshot
-  readonly addresses: { dns: { transport: string; address: string; port: number }[]; proxy: { address: string; port: number }[]; admin?: { address: string; port: number } }
+  readonly addresses: {
+    dns: { transport: string; address: string; port: number }[]
+    proxy: { address: string; port: number }[]
+    /** The sinkhole capture listeners (sinkhole.listen). */
+    sinkhole: { address: string; port: number }[]
+    admin?: { address: string; port: number }
+  }
   reload(why?: string): boolean
   /** Stop accepting, drain in-flight work, close everything. */
   stop(): Promise<void>
@@ -97,7 +103,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => reloader.reload('remote list changed') })
   snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
   metrics.setLists(snapshot.lists)
-  for (const w of snapshot.warnings) evidence.warn('list warning', { source: w.source, warning: w.message })
+  logWarnings(evidence, snapshot)
 
   const reloader = createReloader({
     configPath: opts.configPath, overrides, resolvConf: opts.resolvConf, evidence,
@@ -113,7 +119,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   // lease files are read before the first query is answered; PTR lookups start with the first lines
   await names.configure(config)
   closers.push(() => names.close())
-  const addresses: Running['addresses'] = { dns: [], proxy: [] }
+  const addresses: Running['addresses'] = { dns: [], proxy: [], sinkhole: [] }
   try {
     if (config.dns.listen.length > 0) {
       const dns = await listening(() => startDns({ listen: config.dns.listen, getSnapshot, evidence }), 'dns.listen', config.dns.listen, overrides.dns && '--dns')
@@ -131,6 +137,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     }
     if (config.sinkhole.listen.length > 0) {
       const cap = await listening(() => startSinkholeCapture({ listen: config.sinkhole.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n) }), 'sinkhole.listen', config.sinkhole.listen)
+      addresses.sinkhole.push(...cap.addresses)
       closers.push(() => cap.close())
     }
     if (config.admin.listen) {
@@ -173,7 +180,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   if (opts.signals !== false) process.on('SIGHUP', onHup).on('SIGTERM', onTerm).on('SIGINT', onInt)
   evidence.info('started', {
     config: config.source,
-    dns: addresses.dns, proxy: addresses.proxy, admin: addresses.admin ?? null,
+    dns: addresses.dns, proxy: addresses.proxy, sinkhole: addresses.sinkhole, admin: addresses.admin ?? null,
     upstreams: config.dns.upstreams,
     lists: snapshot.lists.map(l => ({ name: l.name, action: l.action, entries: l.entries })),
   })

@@ -11,12 +11,20 @@ export interface ListConfig {
   readonly action: Action
 }
 
+/** Something in a valid config that runs but should be changed: `source` is FILE:LINE, `message` the path, what and how to fix. */
+export interface ConfigWarning {
+  readonly source: string
+  readonly message: string
+}
+
 /** The config after defaults: upstreams and lists always present, paths absolute, frozen. */
 export type Config = Readonly<Omit<ParsedConfig, 'lists' | 'dns'>> & {
   readonly dns: Readonly<Omit<ParsedConfig['dns'], 'upstreams'>> & { readonly upstreams: readonly string[] }
   readonly lists: Readonly<Record<string, ListConfig>>
   /** Where the config came from ('built-in' or a file path). */
   readonly source: string
+  /** What validate, lists and serve warn about in this config (a sinkhole capture nothing reaches). */
+  readonly warnings: readonly ConfigWarning[]
 }
 
 export interface ListInfo {

@@ -1,6 +1,6 @@
 import { loadLists } from './match/load-lists.js'
 import { createPolicy } from './policy/decide.js'
-import type { Config, Snapshot } from './snapshot-types.js'
+import type { Config, ConfigWarning, Snapshot } from './snapshot-types.js'
 
 /** Remote list contents fetched by the list refresher: list name → texts with their source. */
 export type ExtraTexts = Readonly<Record<string, readonly { source: string; text: string }[]>>
@@ -14,4 +14,9 @@ export function buildSnapshot(config: Config, opts: { extraTexts?: ExtraTexts; n
     groups: config.groups,
   })
   return Object.freeze({ config, policy, lists: infos, warnings, loadedAt: (opts.now ?? Date.now)() })
+}
+
+/** The config's warnings, then the lists' (what validate and lists show; each is FILE:LINE and a message). */
+export function allWarnings(s: Snapshot): readonly ConfigWarning[] {
+  return [...s.config.warnings, ...s.warnings]
 }

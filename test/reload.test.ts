@@ -19,3 +19,56 @@ t.test('a reload that fails with an unexpected error logs it and keeps the old s
   t.same(results, [false])
   t.match(ev.messages, [{ level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { reason: 'test', errors: ['TypeError: no snapshot'] } }])
 })
+
+t.test('a reload logs each warning it brings, as the start does, and not again the ones logged before', async t => {
+  const { appendFileSync, writeFileSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const { createReloader, MAX_LOGGED_WARNINGS } = await import('../src/reload.js')
+  const { loadConfig } = await import('../src/config/load.js')
+  const { buildSnapshot } = await import('../src/snapshot.js')
+  const { memoryEvidence } = await import('./fixtures/evidence.js')
+  const dir = t.testdir({ 'local.txt': '# source: local\nexfil.test\nhttp://c2.exfil.test/\n', 'tg.yaml': 'lists: { local: { files: [local.txt], action: block } }\n' })
+  const cfg = join(dir, 'tg.yaml')
+  const ev = memoryEvidence()
+  let current = buildSnapshot(loadConfig(cfg, { resolvConf: '/nonexistent' }))
+  const rl = createReloader({ configPath: cfg, overrides: {}, resolvConf: '/nonexistent', evidence: ev, current: () => current, swap: s => { current = s }, debounceMs: 10 })
+  const warned = () => ev.messages.splice(0).filter(m => m.level === 'warn')
+  appendFileSync(join(dir, 'local.txt'), 'relay_bad..example\n')
+  t.equal(rl.reload('file changed'), true)
+  t.match(warned(), [{ msg: 'list warning', fields: { source: `${join(dir, 'local.txt')}:4`, warning: /^list local: invalid entry "relay_bad\.\.example": empty label; valid: / } }],
+    'the new bad line, by file and line; the one logged at start is not repeated')
+  t.equal(current.warnings.length, 2)
+  t.equal(rl.reload('SIGHUP'), true)
+  t.same(warned(), [], 'nothing new: no warning lines')
+  // a config warning the reload brings is logged too
+  writeFileSync(cfg, 'lists: { local: { files: [local.txt], action: block } }\nsinkhole: { listen: ["127.0.0.250:443"] }\n')
+  t.equal(rl.reload('SIGHUP'), true)
+  const w = warned().filter(m => / warning$/.test(m.msg))
+  t.match(w, [{ msg: 'config warning', fields: { source: `${cfg}:2`, warning: /^sinkhole\.listen: nothing will reach/ } }])
+  t.equal(w.length, 1, 'the list warnings logged before are not repeated')
+  // many new bad lines: MAX_LOGGED_WARNINGS lines, then one line with the count of the rest
+  appendFileSync(join(dir, 'local.txt'), Array.from({ length: MAX_LOGGED_WARNINGS + 5 }, (_, i) => `bad_${i}..example\n`).join(''))
+  t.equal(rl.reload('file changed'), true)
+  const many = warned()
+  t.equal(many.length, MAX_LOGGED_WARNINGS + 1)
+  t.ok(many.slice(0, MAX_LOGGED_WARNINGS).every(m => m.msg === 'list warning'))
+  t.same(many[MAX_LOGGED_WARNINGS], { level: 'warn', msg: 'more warnings not logged', fields: { count: 5, see: `tunnelguard lists --config ${cfg}` } })
+  const done = ev.messages.length
+  t.equal(rl.reload('SIGHUP'), true)
+  t.match(ev.messages.slice(done), [{ level: 'info', msg: 'reloaded', fields: { warnings: 1 + 2 + MAX_LOGGED_WARNINGS + 5, newWarnings: 0 } }], 'the reloaded line counts them all and the new ones')
+})
+
+t.test('the start logs at most MAX_LOGGED_WARNINGS warnings too; with the built-in config, lists is named without --config', async t => {
+  const { logWarnings, MAX_LOGGED_WARNINGS } = await import('../src/reload.js')
+  const { makeSnapshot } = await import('./fixtures/snapshot.js')
+  const { memoryEvidence } = await import('./fixtures/evidence.js')
+  const made = makeSnapshot({})
+  const base = { ...made, config: { ...made.config, source: 'built-in' } }
+  const warnings = Array.from({ length: MAX_LOGGED_WARNINGS + 1 }, (_, i) => ({ source: `l.txt:${i + 1}`, message: 'list l: bad' }))
+  const s = { ...base, config: { ...base.config, warnings: [{ source: 'c.yaml:3', message: 'sinkhole.listen: x' }] }, warnings }
+  const ev = memoryEvidence()
+  t.equal(logWarnings(ev, s), MAX_LOGGED_WARNINGS + 2)
+  t.equal(ev.messages.length, MAX_LOGGED_WARNINGS + 1)
+  t.same(ev.messages[0], { level: 'warn', msg: 'config warning', fields: { source: 'c.yaml:3', warning: 'sinkhole.listen: x' } }, 'config warnings first')
+  t.same(ev.messages.at(-1), { level: 'warn', msg: 'more warnings not logged', fields: { count: 2, see: 'tunnelguard lists' } })
+})

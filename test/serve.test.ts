@@ -39,6 +39,12 @@ t.test('serve in-process: every listener, overrides, reload, stop', async t => {
   t.equal(r.addresses.dns.length, 2, 'UDP and TCP')
   t.equal(r.addresses.proxy.length, 1)
   t.ok(r.addresses.admin!.port > 0)
+  t.equal(r.addresses.sinkhole.length, 1, 'the sinkhole capture listener')
+  const started = JSON.parse(log.split('\n').find(l => l.includes('"message":"started"'))!)
+  t.same(started.sinkhole, [{ address: '127.0.0.1', port: r.addresses.sinkhole[0]!.port }], 'the started line lists the capture listeners beside dns, proxy and admin')
+  t.ok(started.sinkhole[0].port > 0)
+  t.match(log, /"source":"[^"]*tg\.yaml:4","warning":"sinkhole\.listen: nothing will reach the capture listener on 127\.0\.0\.1:0: [^"]*","message":"config warning"/,
+    'a capture listener the sinkhole answers do not lead to: warned at start')
   const udp = r.addresses.dns.find(a => a.transport === 'udp')!
   const blocked = await dig(udp, 'x.ngrok.io')
   t.equal(blocked.status, 'NXDOMAIN', 'block → NXDOMAIN')

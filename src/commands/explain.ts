@@ -1,6 +1,7 @@
 import { CidrSet } from '../policy/cidr.js'
 import type { Decision } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
+import { allWarnings } from '../snapshot.js'
 
 /**
  * `tunnelguard check` and `/api/check`: the decision for `name` asked by `client` (an IP
@@ -37,7 +38,7 @@ export function explainDecision(d: Decision, client: string, json: boolean, refu
 /** `tunnelguard lists` output: what was loaded, counts, warnings. */
 export function describeLists(s: Snapshot, json: boolean): string {
   if (json) {
-    return JSON.stringify({ config: s.config.source, lists: s.lists, warnings: s.warnings }, null, 2) + '\n'
+    return JSON.stringify({ config: s.config.source, lists: s.lists, warnings: allWarnings(s) }, null, 2) + '\n'
   }
   const lines = [`config: ${s.config.source}`]
   const w = Math.max(4, ...s.lists.map(l => l.name.length))
@@ -45,7 +46,8 @@ export function describeLists(s: Snapshot, json: boolean): string {
   for (const l of s.lists) {
     lines.push(`${l.name.padEnd(w)}  ${l.action.padEnd(8)}  ${String(l.entries).padStart(7)}  ${String(l.allows).padStart(6)}  ${l.sources.join(', ')}`)
   }
-  lines.push(`${s.policy.entries} entries in all; ${s.warnings.length} warning${s.warnings.length === 1 ? '' : 's'}`)
-  for (const x of s.warnings) lines.push(`  warning: ${x.source}: ${x.message}`)
+  const warnings = allWarnings(s)
+  lines.push(`${s.policy.entries} entries in all; ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`)
+  for (const x of warnings) lines.push(`  warning: ${x.source}: ${x.message}`)
   return lines.join('\n') + '\n'
 }

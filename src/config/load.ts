@@ -5,7 +5,8 @@ import { AppError } from '../errors.js'
 import type { Config } from '../snapshot-types.js'
 import { formatPath, problemsFromIssues, type ConfigProblem } from './errors.js'
 import { resolveConfig } from './resolve.js'
-import { configSchema, type ParsedConfig } from './schema.js'
+import { configWarnings } from './warnings.js'
+import { cacheTtls, configSchema } from './schema.js'
 
 /** Why a list file cannot be read, or undefined when it can. */
 export function unreadable(file: string): string | undefined {
@@ -19,27 +20,47 @@ export function unreadable(file: string): string | undefined {
   }
 }
 
-/** Checks the schema cannot express: references between sections, list files that cannot be read. */
-function crossChecks(c: ParsedConfig, baseDir: string): ConfigProblem[] {
+const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/**
+ * Checks the schema cannot express: references between sections, list files that cannot be read.
+ * They read the raw config, so they run on every part that has the right shape even when another
+ * part has schema errors (those are reported beside them). A check is skipped only where the part
+ * it reads is itself wrong: a group's list names need `lists:` to be a mapping (or absent: the
+ * shipped lists), a list file a path string, minTtl ≤ maxTtl two valid durations.
+ */
+function crossChecks(raw: Record<string, unknown>, baseDir: string): ConfigProblem[] {
   const out: ConfigProblem[] = []
-  const lists = new Set(Object.keys(c.lists ?? { ngrok: 1, tunnels: 1 }))
+  const lists = raw.lists === undefined ? new Set(['ngrok', 'tunnels']) : isMapping(raw.lists) ? new Set(Object.keys(raw.lists)) : undefined
   const seen = new Set<string>()
-  c.groups.forEach((g, i) => {
-    if (seen.has(g.name)) out.push({ path: ['groups', i, 'name'], message: `duplicate group name "${g.name}"; group names must be unique` })
-    seen.add(g.name)
+  const groups = Array.isArray(raw.groups) ? raw.groups as unknown[] : []
+  groups.forEach((g, i) => {
+    if (!isMapping(g)) return
+    if (typeof g.name === 'string' && g.name !== '') {
+      if (seen.has(g.name)) out.push({ path: ['groups', i, 'name'], message: `duplicate group name "${g.name}"; group names must be unique` })
+      seen.add(g.name)
+    }
+    if (lists === undefined || !isMapping(g.actions)) return
     for (const l of Object.keys(g.actions)) {
       if (!lists.has(l)) out.push({ path: ['groups', i, 'actions', l], message: `no list named "${l}"; configured lists: ${[...lists].join(', ')}` })
     }
   })
-  for (const [name, l] of Object.entries(c.lists ?? {})) {
-    if (l.files.length === 0 && l.urls.length === 0) out.push({ path: ['lists', name], message: 'a list needs at least one entry in files or urls' })
-    l.files.forEach((f, i) => {
+  for (const [name, l] of Object.entries(isMapping(raw.lists) ? raw.lists : {})) {
+    if (!isMapping(l)) continue
+    const files = l.files ?? []
+    const urls = l.urls ?? []
+    if (!Array.isArray(files) || !Array.isArray(urls)) continue
+    if (files.length === 0 && urls.length === 0) out.push({ path: ['lists', name], message: 'a list needs at least one entry in files or urls' })
+    files.forEach((f: unknown, i) => {
+      if (typeof f !== 'string' || f === '') return
       const abs = isAbsolute(f) ? f : resolve(baseDir, f)
       const why = unreadable(abs)
       if (why !== undefined) out.push({ path: ['lists', name, 'files', i], message: `cannot read list file ${abs}: ${why} (relative paths are from the config file's directory)` })
     })
   }
-  if (c.dns.cache.minTtl > c.dns.cache.maxTtl) out.push({ path: ['dns', 'cache', 'minTtl'], message: 'minTtl is larger than maxTtl' })
+  const cache = isMapping(raw.dns) && isMapping(raw.dns.cache) ? raw.dns.cache : {}
+  const ttl = cacheTtls.safeParse({ minTtl: cache.minTtl, maxTtl: cache.maxTtl })
+  if (ttl.success && ttl.data.minTtl > ttl.data.maxTtl) out.push({ path: ['dns', 'cache', 'minTtl'], message: 'minTtl is larger than maxTtl' })
   return out
 }
 
@@ -68,7 +89,8 @@ export function parseConfigText(text: string, source: string, opts: { resolvConf
   }
   const baseDir = dirname(resolve(source))
   const r = configSchema.safeParse(raw, { reportInput: true })
-  const problems = r.success ? crossChecks(r.data, baseDir) : problemsFromIssues(r.error.issues)
+  // schema errors and the reference checks together: one run shows every error that can be found
+  const problems = [...r.success ? [] : problemsFromIssues(r.error.issues), ...crossChecks(raw as Record<string, unknown>, baseDir)]
   if (problems.length > 0) {
     // by line (a stable sort keeps the order of problems on one line)
     const details = problems.map(p => ({ line: lineOf(p.path), p }))
@@ -76,7 +98,8 @@ export function parseConfigText(text: string, source: string, opts: { resolvConf
       .map(({ line, p }) => `${source}:${line}: ${formatPath(p.path)}: ${p.message}`)
     throw new AppError('CONFIG_INVALID', `${source}: ${problems.length} error${problems.length > 1 ? 's' : ''}`, details)
   }
-  return resolveConfig(r.data!, { source, baseDir, resolvConf: opts.resolvConf })
+  const warnings = configWarnings(r.data!).map(w => ({ source: `${source}:${lineOf(w.path)}`, message: `${formatPath(w.path)}: ${w.message}` }))
+  return resolveConfig(r.data!, { source, baseDir, resolvConf: opts.resolvConf, warnings })
 }
 
 /** The built-in config: DESIGN §4 defaults, upstreams from /etc/resolv.conf, the shipped lists. */

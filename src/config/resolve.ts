@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { Config, ListConfig } from '../snapshot-types.js'
+import type { Config, ConfigWarning, ListConfig } from '../snapshot-types.js'
 import type { ParsedConfig } from './schema.js'
 
 /** The shipped lists directory (…/blocklists beside src/ or dist/). */
@@ -33,6 +33,7 @@ export interface ResolveOptions {
   readonly source: string                 // 'built-in' or the config file path
   readonly baseDir: string                // relative list paths resolve from here
   readonly resolvConf?: string            // path, default /etc/resolv.conf
+  readonly warnings?: readonly ConfigWarning[]   // found by the loader, with file and line
 }
 
 /** Apply the defaults that depend on the environment (upstreams, shipped lists), make paths absolute, freeze. */
@@ -52,7 +53,7 @@ export function resolveConfig(parsed: ParsedConfig, opts: ResolveOptions): Confi
   } else Object.assign(lists, defaultLists())
   const stateDir = parsed.state.dir === undefined ? undefined : resolve(opts.baseDir, parsed.state.dir)
   const clients = { ...parsed.clients, leases: parsed.clients.leases.map(abs) }
-  const cfg = { ...parsed, dns: { ...parsed.dns, upstreams }, lists, clients, state: { dir: stateDir }, source: opts.source }
+  const cfg = { ...parsed, dns: { ...parsed.dns, upstreams }, lists, clients, state: { dir: stateDir }, source: opts.source, warnings: opts.warnings ?? [] }
   return deepFreeze(cfg) as Config
 }
 

@@ -44,6 +44,12 @@ const action = z.enum(['block', 'sinkhole', 'alert'])
 const groupAction = z.enum(['block', 'sinkhole', 'alert', 'off'])
 const listName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'list names are lowercase letters, digits, - and _')
 
+/** dns.cache's TTL bounds (also read alone, to compare them when another part of the config is invalid). */
+export const cacheTtls = z.object({
+  minTtl: duration.default(0),
+  maxTtl: duration.default(86_400_000),
+})
+
 export const configSchema = z.strictObject({
   dns: z.strictObject({
     listen: z.array(hostPort).default(['127.0.0.1:1053']),
@@ -51,8 +57,7 @@ export const configSchema = z.strictObject({
     timeout: duration.default(2000),
     cache: z.strictObject({
       maxEntries: z.number().int().min(0).default(100_000),
-      minTtl: duration.default(0),
-      maxTtl: duration.default(86_400_000),
+      ...cacheTtls.shape,
     }).prefault({}),
     allowClients: z.array(cidr).default(['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7']),
     blockResponse: z.enum(['nxdomain', 'refused', 'nodata']).default('nxdomain'),

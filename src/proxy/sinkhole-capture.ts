@@ -125,8 +125,10 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Proxy
     for (const s of servers) s.close()
     throw e
   }
+  const addresses = boundAddresses(servers)
+  evidence.info('sinkhole.listening', { addresses })
   return {
-    addresses: boundAddresses(servers),
+    addresses,
     get openConnections() { return open.size },
     async close() {
       const closed = Promise.all(servers.map(s => new Promise<void>(r => { s.close(() => r()) })))

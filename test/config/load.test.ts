@@ -62,7 +62,7 @@ t.test('five different mistakes: all listed with path and line, nothing starts',
   ].join('\n')
   const { e, details } = errorsOf(() => parseConfigText(text, 'tg.yaml'))
   t.equal(e.code, 'CONFIG_INVALID')
-  t.match(e.message, /6 errors/)
+  t.match(e.message, /7 errors/, 'six schema errors and the list file that cannot be read')
   const want: [RegExp, string][] = [
     [/^tg\.yaml:2: dns\.listen\[1\]: not HOST:PORT/, 'listen'],
     [/^tg\.yaml:3: dns\.timeout: "2 seconds" is not a duration; write e\.g\. 500ms/, 'duration'],
@@ -70,13 +70,14 @@ t.test('five different mistakes: all listed with path and line, nothing starts',
     [/^tg\.yaml:5: dns\.cache\.bogus: unknown key "bogus"; valid keys here: maxEntries, minTtl, maxTtl/, 'unknown key'],
     [/^tg\.yaml:7: groups\[0\]\.clients\[1\]: not a CIDR/, 'cidr'],
     [/^tg\.yaml:9: lists\.ngrok\.action: "deny" is not one of block, sinkhole, alert$/, 'action'],
+    [/^tg\.yaml:9: lists\.ngrok\.files\[0\]: cannot read list file .*a\.txt: no such file/, 'list file beside the schema errors'],
   ]
   for (const [re, what] of want) t.ok(details.some(d => re.test(d)), `${what} reported`)
   const lines = details.map(d => Number(/^tg\.yaml:(\d+):/.exec(d)![1]))
   t.same(lines, [...lines].sort((a, b) => a - b), 'sorted by line')
 })
 
-t.test('cross-section mistakes are reported once the shape is right', async t => {
+t.test('cross-section mistakes are reported', async t => {
   const dir = t.testdir({ 'x.txt': 'x.com\n' })
   const text = 'lists:\n  a: { files: [x.txt] }\n  b: { action: alert }\ngroups:\n  - { name: g, clients: [10.0.0.0/8], actions: { c: off } }\n  - { name: g, clients: [::1] }\ndns:\n  cache: { minTtl: 2d, maxTtl: 1d }\n'
   const { details } = errorsOf(() => parseConfigText(text, join(dir, 'c.yaml')))
@@ -88,6 +89,60 @@ t.test('cross-section mistakes are reported once the shape is right', async t =>
   t.match(missing.details[0], /^m\.yaml:2: groups\[0\]\.clients: /, 'a missing key is reported at its parent')
   const shipped = errorsOf(() => parseConfigText('groups:\n  - { name: g, clients: [::1], actions: { nope: off } }\n', 'd.yaml'))
   t.match(shipped.details[0], /configured lists: ngrok, tunnels/)
+})
+
+t.test('reference checks run beside schema errors, on every part that parsed', async t => {
+  const dir = t.testdir({ 'ngrok.txt': 'ngrok.io\n' })
+  // the user test's config: two schema errors, a misspelt list file, a group action naming no list
+  const text = [
+    'dns:',
+    '  timeout: 2 s',                                                           // 2
+    'lists:',
+    '  ngrok: { files: [ngrok.txt], action: sinkhole }',
+    '  local: { files: [local-tunels.txt], action: blok }',                     // 5
+    'groups:',
+    '  - { name: devs, clients: [10.0.0.0/33], actions: { vpn: alert } }',     // 7
+    '  - { name: devs, clients: [::1], actions: { local: nope } }',             // 8
+  ].join('\n')
+  const { e, details } = errorsOf(() => parseConfigText(text, join(dir, 'c.yaml')))
+  t.match(e.message, /7 errors/)
+  const lines = details.map(d => d.slice(dir.length + 1))
+  t.same(lines, [
+    'c.yaml:2: dns.timeout: "2 s" is not a duration; write e.g. 500ms, 2s, 5m, 1h, 1d',
+    'c.yaml:5: lists.local.action: "blok" is not one of block, sinkhole, alert',
+    `c.yaml:5: lists.local.files[0]: cannot read list file ${join(dir, 'local-tunels.txt')}: no such file (relative paths are from the config file's directory)`,
+    'c.yaml:7: groups[0].clients[0]: not a CIDR or address; write e.g. 10.0.0.0/8, 192.168.1.7 or fc00::/7',
+    'c.yaml:7: groups[0].actions.vpn: no list named "vpn"; configured lists: ngrok, local',
+    'c.yaml:8: groups[1].actions.local: "nope" is not one of block, sinkhole, alert, off',
+    'c.yaml:8: groups[1].name: duplicate group name "devs"; group names must be unique',
+  ], 'schema and reference errors in one run, by line')
+  const ttl = errorsOf(() => parseConfigText('dns:\n  cache: { minTtl: 2d, maxTtl: 1d, maxEntries: -1 }\n', 'ttl.yaml'))
+  t.match(ttl.details.join('\n'), /ttl\.yaml:2: dns\.cache\.maxEntries: -1 is out of range[^]*ttl\.yaml:2: dns\.cache\.minTtl: minTtl is larger than maxTtl/, 'TTLs compared beside a bad maxEntries')
+})
+
+t.test('a reference check is skipped only where the part it reads is itself invalid', async t => {
+  const only = (text: string) => errorsOf(() => parseConfigText(text, 's.yaml')).details.map(d => d.replace(/^s\.yaml:\d+: /, ''))
+  // lists: is not a mapping: its names are unknown, so a group's list names are not checked
+  t.same(only('lists: [a]\ngroups:\n  - { name: g, clients: [::1], actions: { x: off } }\n'), ['lists: expected a mapping (key: value), got a list'])
+  // groups that are not a list, a group that is not a mapping, a name that is not a string, actions that are not a mapping
+  t.same(only('groups: 3\n'), ['groups: expected a list, got a number (3)'])
+  t.same(only('groups: [3, { name: 4, clients: [::1], actions: [] }]\n'), [
+    'groups[0]: expected a mapping (key: value), got a number (3)',
+    'groups[1].name: expected a string, got a number (4)',
+    'groups[1].actions: expected a mapping (key: value), got a list',
+  ])
+  // a list that is not a mapping, files or urls that are not lists, a file entry that is not a path
+  t.same(only('lists:\n  a: 3\n  b: { files: x.txt }\n  c: { urls: 3 }\n  d: { files: [4, ""], urls: ["https://example.org/l.txt"] }\n'), [
+    'lists.a: expected a mapping (key: value), got a number (3)',
+    'lists.b.files: expected a list of file path entries, got a string ("x.txt")',
+    'lists.c.urls: expected a list, got a number (3)',
+    'lists.d.files[0]: expected file path, got a number (4)',
+    'lists.d.files[1]: "" is too short; at least 1 character',
+  ])
+  // dns.cache that is not a mapping, or a TTL that is not a duration: nothing to compare
+  t.same(only('dns: { cache: 3 }\n'), ['dns.cache: expected a mapping (key: value), got a number (3)'])
+  t.same(only('dns: { cache: { minTtl: soon, maxTtl: 1s } }\n'), ['dns.cache.minTtl: "soon" is not a duration; write e.g. 500ms, 2s, 5m, 1h, 1d'])
+  t.same(only('dns: 3\n'), ['dns: expected a mapping (key: value), got a number (3)'])
 })
 
 t.test('YAML syntax errors, non-mappings, unreadable files', async t => {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { AppError } from '../../src/errors.js'
 import { loadConfig, parseConfigText, unreadable } from '../../src/config/load.js'
 import { describeValue } from '../../src/config/errors.js'
@@ -84,6 +84,7 @@ t.test('range, enum and type errors say what would be valid and what was given',
     'm.yaml:7: proxy.maxHeaderBytes: 5 is out of range; must be at least 1024',
     'm.yaml:8: admin.listen: expected HOST:PORT, got a number (9153)',
     'm.yaml:10: lists.ngrok.action: "blok" is not one of block, sinkhole, alert',
+    `m.yaml:10: lists.ngrok.files[0]: cannot read list file ${resolve('a.txt')}: no such file (relative paths are from the config file's directory)`,
     'm.yaml:11: reload.watch: expected true or false, got a number (3)',
     'm.yaml:13: groups[0].clients: required: a list of CIDR entries',
     'm.yaml:14: groups[1]: expected a mapping (key: value), got a list',

@@ -11,6 +11,7 @@ t.test('sinkhole capture: logs client and SNI or Host, then closes', async t => 
   const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}) })
   t.teardown(() => cap.close())
   const port = cap.addresses[0]!.port
+  t.same(ev.messages[0], { level: 'info', msg: 'sinkhole.listening', fields: { addresses: [{ address: '127.0.0.1', port }] } }, 'listening, as the proxy says it')
   const tls = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'connect.ngrok-agent.com'], 'Q\n')
   t.not(tls.code, 0)
   t.match(ev.events.at(-1), { message: 'sinkhole.capture', sni: 'connect.ngrok-agent.com', client: { ip: '127.0.0.1' }, decision: { action: 'sinkhole', list: 'ngrok' }, destination: { port } })

@@ -1,0 +1,45 @@
+import { isIP } from 'node:net'
+import { canonicalIp } from '../policy/cidr.js'
+import type { ConfigProblem } from './errors.js'
+import { splitHostPort, type ParsedConfig } from './schema.js'
+
+/**
+ * Why no `sinkhole.listen` address can receive the connections that follow a sinkhole, or
+ * undefined when one can (or none is configured). DNS answers a sinkholed A with sinkhole.ipv4 and
+ * AAAA with sinkhole.ipv6, so clients connect there: a listener receives them when it is on that
+ * address, or on the wildcard of its family (`::` also takes IPv4, as Node listens dual-stack) and
+ * the address is a real one: 0.0.0.0 and `::` send clients nowhere (to themselves, in fact). A
+ * listener named by a host name cannot be compared, so it counts as able.
+ */
+export function sinkholeCaptureProblem(s: Pick<ParsedConfig['sinkhole'], 'ipv4' | 'ipv6' | 'listen'>): string | undefined {
+  if (s.listen.length === 0) return undefined
+  const v4 = s.ipv4 === '0.0.0.0' ? undefined : s.ipv4
+  const v6 = canonicalIp(s.ipv6) === '::' ? undefined : canonicalIp(s.ipv6)
+  const hosts = s.listen.map(l => splitHostPort(l)!.host)
+  const receives = (host: string): boolean => {
+    if (isIP(host) === 0) return true
+    const h = canonicalIp(host)
+    if (h === '0.0.0.0') return v4 !== undefined
+    if (h === '::') return v4 !== undefined || v6 !== undefined
+    return h === v4 || h === v6
+  }
+  if (hosts.some(receives)) return undefined
+  const nowhere = [v4 === undefined ? '0.0.0.0' : '', v6 === undefined ? '::' : ''].filter(Boolean)
+  const own = [...new Set(hosts.map(canonicalIp).filter(h => h !== '0.0.0.0' && h !== '::'))]
+  const own4 = own.find(h => isIP(h) === 4)
+  const own6 = own.find(h => isIP(h) === 6)
+  const set = [own4 && `sinkhole.ipv4: ${own4}`, own6 && `sinkhole.ipv6: "${own6}"`].filter(Boolean)
+  const wild6 = hosts.some(h => canonicalIp(h) === '::')
+  const fix = set.length > 0
+    ? `set ${set.join(' or ')}, the listener's own address (one clients can reach)`
+    : `set sinkhole.ipv4${wild6 ? ' (or sinkhole.ipv6)' : ''} to an address of this host that clients can reach (a listener on ${wild6 ? '::' : '0.0.0.0'} takes it)`
+  return `nothing will reach the capture listener${s.listen.length === 1 ? '' : 's'} on ${s.listen.join(', ')}: `
+    + `DNS answers sinkholed names with ${s.ipv4} (sinkhole.ipv4) and ${s.ipv6} (sinkhole.ipv6), so clients connect there`
+    + `${nowhere.length === 0 ? '' : ` (${nowhere.join(' and ')} lead${nowhere.length === 1 ? 's' : ''} nowhere)`}; ${fix}`
+}
+
+/** What a valid config should not be left as, though it runs: each with the path it is about. */
+export function configWarnings(c: ParsedConfig): ConfigProblem[] {
+  const sinkhole = sinkholeCaptureProblem(c.sinkhole)
+  return sinkhole === undefined ? [] : [{ path: ['sinkhole', 'listen'], message: sinkhole }]
+}

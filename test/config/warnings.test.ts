@@ -1,0 +1,44 @@
+import t from 'tap'
+import { join } from 'node:path'
+import { builtinConfig, loadConfig, parseConfigText } from '../../src/config/load.js'
+import { sinkholeCaptureProblem } from '../../src/config/warnings.js'
+
+const NULLS = { ipv4: '0.0.0.0', ipv6: '::' }
+
+t.test('a capture listener on the sinkhole address, or on a wildcard with a real sinkhole address, receives: no warning', async t => {
+  t.equal(sinkholeCaptureProblem({ ...NULLS, listen: [] }), undefined, 'no capture configured')
+  t.equal(sinkholeCaptureProblem({ ipv4: '192.0.2.7', ipv6: '::', listen: ['192.0.2.7:443', '192.0.2.7:80'] }), undefined)
+  t.equal(sinkholeCaptureProblem({ ipv4: '0.0.0.0', ipv6: '2001:db8::7', listen: ['[2001:db8:0:0::7]:443'] }), undefined, 'IPv6 compared in one form')
+  t.equal(sinkholeCaptureProblem({ ipv4: '0.0.0.0', ipv6: '2001:db8::7', listen: ['127.0.0.1:443', '[2001:db8::7]:443'] }), undefined, 'one listener that receives is enough')
+  t.equal(sinkholeCaptureProblem({ ipv4: '192.0.2.7', ipv6: '::', listen: ['0.0.0.0:443'] }), undefined, '0.0.0.0 takes a real IPv4 sinkhole')
+  t.equal(sinkholeCaptureProblem({ ipv4: '192.0.2.7', ipv6: '::', listen: ['[::]:443'] }), undefined, ':: takes IPv4 too (dual-stack)')
+  t.equal(sinkholeCaptureProblem({ ipv4: '0.0.0.0', ipv6: '2001:db8::7', listen: ['[::]:443'] }), undefined)
+  t.equal(sinkholeCaptureProblem({ ...NULLS, listen: ['sinkhole.lan:443'] }), undefined, 'a host name cannot be compared: no warning')
+})
+
+t.test('a capture nothing reaches: the warning names the listeners, the answers and what to set', async t => {
+  // the user test: answers lead nowhere, the listener is on an address of its own
+  t.equal(sinkholeCaptureProblem({ ...NULLS, listen: ['127.0.0.250:443', '127.0.0.250:80'] }),
+    'nothing will reach the capture listeners on 127.0.0.250:443, 127.0.0.250:80: DNS answers sinkholed names with 0.0.0.0 (sinkhole.ipv4) '
+    + 'and :: (sinkhole.ipv6), so clients connect there (0.0.0.0 and :: lead nowhere); set sinkhole.ipv4: 127.0.0.250, the listener\'s own address (one clients can reach)')
+  // a wildcard listener with the null sinkhole addresses is useless for capture too
+  t.equal(sinkholeCaptureProblem({ ...NULLS, listen: ['0.0.0.0:443'] }),
+    'nothing will reach the capture listener on 0.0.0.0:443: DNS answers sinkholed names with 0.0.0.0 (sinkhole.ipv4) and :: (sinkhole.ipv6), '
+    + 'so clients connect there (0.0.0.0 and :: lead nowhere); set sinkhole.ipv4 to an address of this host that clients can reach (a listener on 0.0.0.0 takes it)')
+  t.match(sinkholeCaptureProblem({ ...NULLS, listen: ['[::]:443'] }), /; set sinkhole\.ipv4 \(or sinkhole\.ipv6\) to an address of this host that clients can reach \(a listener on :: takes it\)$/)
+  t.match(sinkholeCaptureProblem({ ipv4: '0.0.0.0', ipv6: '2001:db8::7', listen: ['0.0.0.0:443'] }), /with 0\.0\.0\.0 \(sinkhole\.ipv4\) and 2001:db8::7 \(sinkhole\.ipv6\), so clients connect there \(0\.0\.0\.0 leads nowhere\); set sinkhole\.ipv4 to/,
+    'an IPv4 wildcard does not take an IPv6 sinkhole')
+  t.match(sinkholeCaptureProblem({ ipv4: '192.0.2.1', ipv6: '2001:db8::1', listen: ['192.0.2.2:443', '[2001:db8:0::2]:443'] }),
+    /sinkhole\.ipv6\), so clients connect there; set sinkhole\.ipv4: 192\.0\.2\.2 or sinkhole\.ipv6: "2001:db8::2", the listener's own address/, 'real addresses elsewhere: no "nowhere"')
+})
+
+t.test('the loader attaches the warning with file and line; the built-in config has none', async t => {
+  const c = parseConfigText('dns: { upstreams: ["udp://127.0.0.1:53"] }\nsinkhole:\n  ipv4: 0.0.0.0\n  listen: ["127.0.0.250:443"]\n', 's.yaml')
+  t.equal(c.warnings.length, 1)
+  t.equal(c.warnings[0]!.source, 's.yaml:4', 'the line of sinkhole.listen')
+  t.match(c.warnings[0]!.message, /^sinkhole\.listen: nothing will reach the capture listener on 127\.0\.0\.250:443: .*set sinkhole\.ipv4: 127\.0\.0\.250/)
+  t.ok(Object.isFrozen(c.warnings))
+  t.same(parseConfigText('sinkhole: { ipv4: 127.0.0.250, listen: ["127.0.0.250:443"] }\n', 'ok.yaml').warnings, [])
+  t.same(builtinConfig({ resolvConf: '/nonexistent' }).warnings, [])
+  t.same(loadConfig(join(t.testdir({ 'e.yaml': '' }), 'e.yaml')).warnings, [])
+})
