@@ -82,7 +82,10 @@ export const configSchema = z.strictObject({
     maxConnections: z.number().int().min(1).default(4096),
   }).prefault({}),
   /** `admin: null` turns the admin listener off, as `admin: { listen: null }` does. */
-  admin: z.preprocess(v => v === null ? { listen: null } : v, z.strictObject({ listen: hostPort.nullable().default('127.0.0.1:9153') })).prefault({}),
+  admin: z.preprocess(v => v === null ? { listen: null } : v, z.strictObject({
+    listen: hostPort.nullable().default('127.0.0.1:9153'),
+    maxConnections: z.number().int().min(1).default(64),  // one client address: a quarter of it
+  })).prefault({}),
   sinkhole: z.strictObject({
     ipv4: z.string().refine(s => isIP(s) === 4, 'not an IPv4 address').default('0.0.0.0'),
     ipv6: z.string().refine(s => isIP(s) === 6, 'not an IPv6 address').default('::'),

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { isIP, type AddressInfo } from 'node:net'
+import { Counter } from 'prom-client'
 import { explainCheck } from '../commands/explain.js'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
@@ -18,12 +19,34 @@ export interface AdminOptions {
   readonly ready: () => boolean
   /** Adds hostname and mac (DHCP lease) and domain (PTR) to each client of `/api/clients`. */
   readonly names?: Pick<ClientNames, 'annotate'>
+  /**
+   * Most connections open at once (`admin.maxConnections`, default 64); one client address may
+   * hold a quarter of them (at least 1). Connections beyond either are closed at once.
+   */
+  readonly maxConnections?: number
+  /**
+   * Milliseconds (default 5000) to send a request's head, and to send the next request on a
+   * kept-alive connection; a connection that moves no byte for twice as long is closed.
+   */
+  readonly timeout?: number
 }
+
+export const ADMIN_MAX_CONNECTIONS = 64
+const ADMIN_TIMEOUT_MS = 5000
+const DROPPED = 'tunnelguard_admin_connections_dropped_total'
 
 export interface AdminServer {
   readonly address: string
   readonly port: number
   close(): Promise<void>
+}
+
+/** Admin connections closed on accept: over `admin.maxConnections`, or over one client's share of it. */
+function droppedCounter(o: AdminOptions): Counter<'reason'> {
+  return o.metrics.registry.getSingleMetric(DROPPED) as Counter<'reason'> | undefined ?? new Counter({
+    name: DROPPED, help: 'Admin connections closed on accept: over admin.maxConnections (max_connections) or over one client address\'s quarter of it (max_per_client)',
+    labelNames: ['reason'], registers: [o.metrics.registry],
+  })
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
@@ -78,8 +101,38 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     }
   }
 
-  const server = createServer((req, res) => {
+  // An admin request is a GET without a body: its head must arrive within `timeout`, and so
+  // must the next request on a kept-alive connection. Node checks the head and request timeouts
+  // every connectionsCheckingInterval (30 s by default: an idle connection was held ~73 s).
+  const timeout = opts.timeout ?? ADMIN_TIMEOUT_MS
+  const server = createServer({
+    headersTimeout: timeout, requestTimeout: timeout, keepAliveTimeout: timeout,
+    connectionsCheckingInterval: Math.min(1000, timeout), maxHeaderSize: 8192,
+  }, (req, res) => {
     handle(req, res).catch((e: Error) => json(res, 500, { error: e.message }))
+  })
+  // and a connection that moves nothing (a client that stops reading a response) is closed
+  server.setTimeout(2 * timeout)
+  const maxConnections = opts.maxConnections ?? ADMIN_MAX_CONNECTIONS
+  server.maxConnections = maxConnections
+  const perClientMax = Math.max(1, Math.floor(maxConnections / 4))
+  const perClient = new Map<string | undefined, number>()
+  const dropped = droppedCounter(opts)
+  server.on('drop', () => { dropped.inc({ reason: 'max_connections' }) })
+  server.on('connection', socket => {
+    const ip = socket.remoteAddress
+    const n = perClient.get(ip) ?? 0
+    if (n >= perClientMax) {
+      dropped.inc({ reason: 'max_per_client' })
+      socket.destroy()
+      return
+    }
+    perClient.set(ip, n + 1)
+    socket.once('close', () => {
+      const left = perClient.get(ip)! - 1
+      if (left === 0) perClient.delete(ip)
+      else perClient.set(ip, left)
+    })
   })
   server.on('error', () => { /* after listen: a socket-level failure; listen errors reject below */ })
   server.on('clientError', (_e, socket) => { socket.destroy() })
