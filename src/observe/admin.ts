@@ -29,6 +29,12 @@ export interface AdminOptions {
    * kept-alive connection; a connection that moves no byte for twice as long is closed.
    */
   readonly timeout?: number
+  /**
+   * Host names a request's Host header may carry besides IP literals and `localhost`
+   * (`admin.allowHosts`, lower case). Any other name is answered 421: a page that rebinds its
+   * own name to this address (DNS rebinding) must not read `/api/clients`.
+   */
+  readonly allowHosts?: readonly string[]
 }
 
 export const ADMIN_MAX_CONNECTIONS = 64
@@ -49,8 +55,24 @@ function droppedCounter(o: AdminOptions): Counter<'reason'> {
   })
 }
 
+/**
+ * A Host header that DNS rebinding cannot produce: an IP literal (`10.1.2.3:9153`, `[::1]:9153`:
+ * what probes and scrapers send), `localhost`, or a name the admin allowed; the port is not
+ * looked at. No Host at all (HTTP/1.0) passes: a browser always sends one.
+ */
+export function hostAllowed(host: string | undefined, allow: ReadonlySet<string>): boolean {
+  if (host === undefined) return true
+  const m = /^(?:\[([^\]]*)\]|([^:]*))(?::\d*)?$/.exec(host)
+  if (!m) return false
+  if (m[1] !== undefined) return isIP(m[1]) === 6
+  const name = m[2]!.toLowerCase()
+  return isIP(name) === 4 || name === 'localhost' || allow.has(name)
+}
+
+const HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
+
 function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+  res.writeHead(status, { ...HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body) })
   res.end(body)
 }
 
@@ -61,7 +83,12 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   const hp = splitHostPort(opts.listen)
   if (!hp) throw new AppError('USAGE', `admin listen "${opts.listen}": expected HOST:PORT`)
 
+  const allowHosts = new Set(opts.allowHosts?.map(h => h.toLowerCase()))
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!hostAllowed(req.headers.host, allowHosts)) {
+      return json(res, 421, { error: `Host ${JSON.stringify(req.headers.host)} is not served here: ask by IP address or localhost, or list the name in admin.allowHosts` })
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD')
       return json(res, 405, { error: `method ${req.method} not allowed` })
