@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { isIP, type AddressInfo } from 'node:net'
+import { basename } from 'node:path'
 import { Counter } from 'prom-client'
 import { explainCheck } from '../commands/explain.js'
 import { splitHostPort } from '../config/schema.js'
@@ -69,6 +70,17 @@ export function hostAllowed(host: string | undefined, allow: ReadonlySet<string>
   return isIP(name) === 4 || name === 'localhost' || allow.has(name)
 }
 
+/**
+ * A list entry's source as the admin listener shows it: a file by its name, without the
+ * directories; a URL without user, password, query or fragment (where a list's token would be).
+ * The line stays: `ngrok.txt:12`, `https://lists.example/t.txt:3`.
+ */
+export function shortSource(source: string): string {
+  const [, where, line] = /^(.*?)((?::\d+)?)$/s.exec(source)!
+  const url = /^https?:\/\//i.test(where!) && URL.canParse(where!) ? new URL(where!) : undefined
+  return (url ? `${url.protocol}//${url.host}${url.pathname}` : basename(where!)) + line
+}
+
 const HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
@@ -121,7 +133,17 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         if (!s) return json(res, 503, { error: 'lists not loaded' })
         const client = url.searchParams.get('client') || '127.0.0.1'
         if (isIP(client) === 0) return json(res, 400, { error: `client "${client}" is not an IP address` })
-        return json(res, 200, { ...JSON.parse(explainCheck(s, name, client, true)), explanation: explainCheck(s, name, client, false) })
+        const check = JSON.parse(explainCheck(s, name, client, true)) as { reason: string; entry: { source: string } | null }
+        let explanation = explainCheck(s, name, client, false)
+        if (check.entry) {
+          // the entry's source as a file name or a bare URL, in the fields and in the text
+          const full = check.entry.source
+          const short = shortSource(full)
+          check.entry.source = short
+          check.reason = check.reason.split(full).join(short)
+          explanation = explanation.split(full).join(short)
+        }
+        return json(res, 200, { ...check, explanation })
       }
       default:
         return json(res, 404, { error: `no such path ${url.pathname}` })
