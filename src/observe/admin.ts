@@ -5,9 +5,10 @@ import { Counter } from 'prom-client'
 import { explainCheck } from '../commands/explain.js'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
+import { CidrSet, parseCidr } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { ClientNames } from './client-names.js'
-import type { ClientTable } from './client-table.js'
+import type { ClientTable, ClientView } from './client-table.js'
 import type { Metrics } from './metrics.js'
 
 export interface AdminOptions {
@@ -39,6 +40,17 @@ export interface AdminOptions {
 }
 
 export const ADMIN_MAX_CONNECTIONS = 64
+/** Clients in one `/api/clients` response when `?limit=` does not say. */
+export const CLIENTS_LIMIT = 1000
+/** JSON gathered before it is written and the event loop gets a turn (DNS keeps being served). */
+const CHUNK_CHARS = 64 * 1024
+/**
+ * A client table that took this long (ms) to read is read again only after ten times as long
+ * (the responses in between get that view): reading it blocks the event loop, and requests
+ * for it must not keep DNS waiting most of the time.
+ */
+const SLOW_LIST_MS = 20
+const SLOW_LIST_REUSE = 10
 const ADMIN_TIMEOUT_MS = 5000
 const DROPPED = 'tunnelguard_admin_connections_dropped_total'
 
@@ -88,7 +100,20 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
   res.end(body)
 }
 
-const json = (res: ServerResponse, status: number, v: unknown) => send(res, status, 'application/json; charset=utf-8', JSON.stringify(v) + '\n')
+const JSON_TYPE = 'application/json; charset=utf-8'
+const json = (res: ServerResponse, status: number, v: unknown) => send(res, status, JSON_TYPE, JSON.stringify(v) + '\n')
+
+/** Resolves on the next turn of the event loop. */
+const turn = () => new Promise<void>(resolve => { setImmediate(resolve) })
+
+/** Resolves once `res` may be written again, or is closed. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise(resolve => {
+    const done = () => { res.off('drain', done); res.off('close', done); resolve() }
+    res.on('drain', done)
+    res.on('close', done)
+  })
+}
 
 /** The admin listener: /metrics, /healthz, /readyz, /api/clients, /api/check. */
 export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
@@ -118,14 +143,8 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         const lists = s ? s.lists.map(l => ({ name: l.name, action: l.action, entries: l.entries, allows: l.allows })) : []
         return json(res, ready ? 200 : 503, { ready, lists })
       }
-      case '/api/clients': {
-        const clients = opts.clients.list().map(({ ip, ...rest }) => {
-          const known: Record<string, unknown> = {}
-          opts.names?.annotate(known, ip)
-          return { ip, ...known, ...rest }
-        })
-        return json(res, 200, { count: clients.length, clients })
-      }
+      case '/api/clients':
+        return sendClients(url, req, res)
       case '/api/check': {
         const name = url.searchParams.get('name')
         if (!name) return json(res, 400, { error: 'missing ?name=' })
@@ -154,11 +173,70 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   // must the next request on a kept-alive connection. Node checks the head and request timeouts
   // every connectionsCheckingInterval (30 s by default: an idle connection was held ~73 s).
   const timeout = opts.timeout ?? ADMIN_TIMEOUT_MS
+  let reused: readonly ClientView[] | undefined
+  /** The client table, most recently seen first; a slow read is reused for a while (SLOW_LIST_MS). */
+  function views(): readonly ClientView[] {
+    if (reused) return reused
+    const t0 = performance.now()
+    const all = opts.clients.list()
+    const took = performance.now() - t0
+    if (took >= SLOW_LIST_MS) {
+      reused = all
+      setTimeout(() => { reused = undefined }, took * SLOW_LIST_REUSE).unref()
+    }
+    return all
+  }
+
+  /**
+   * `/api/clients[?limit=N][&client=IP|CIDR]...`: the `limit` (default 1000) most recently seen
+   * clients among those `client` selects, after the counts (`total` in the table, `matched` by
+   * `client`, `count` in this response). Written client by client, a chunk at a time: the whole
+   * table as one string ran out of string length (and memory) and held the event loop for seconds.
+   */
+  async function sendClients(url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const limitText = url.searchParams.get('limit') ?? String(CLIENTS_LIMIT)
+    if (!/^\d{1,7}$/.test(limitText)) return json(res, 400, { error: `limit "${limitText}" is not a whole number from 0 to 9999999` })
+    const limit = Number(limitText)
+    const wanted = url.searchParams.getAll('client')
+    const bad = wanted.find(c => parseCidr(c) === undefined)
+    if (bad !== undefined) return json(res, 400, { error: `client "${bad}" is not an address or a CIDR` })
+    const only = wanted.length > 0 ? new CidrSet(wanted) : undefined
+    if (req.method === 'HEAD') {
+      res.writeHead(200, { ...HEADERS, 'content-type': JSON_TYPE })
+      return void res.end()
+    }
+    const all = views()
+    const matched = only ? all.filter(c => only.has(c.ip)) : all
+    const count = Math.min(limit, matched.length)
+    let closed = false
+    res.once('close', () => { closed = true })
+    res.writeHead(200, { ...HEADERS, 'content-type': JSON_TYPE })
+    let chunk = `{"total":${all.length},"matched":${matched.length},"limit":${limit},"count":${count},"clients":[`
+    for (let i = 0; i < count; i++) {
+      const { ip, ...rest } = matched[i]!
+      const known: Record<string, unknown> = {}
+      opts.names?.annotate(known, ip)
+      chunk += (i === 0 ? '' : ',') + JSON.stringify({ ip, ...known, ...rest })
+      if (chunk.length >= CHUNK_CHARS) {
+        // a turn of the event loop after each chunk: a socket with room in its buffer drains at
+        // once (within the same turn), so waiting for 'drain' alone would not let DNS in
+        if (!res.write(chunk)) await drained(res)
+        chunk = ''
+        await turn()
+        if (closed) return
+      }
+    }
+    res.end(chunk + ']}\n')
+  }
+
   const server = createServer({
     headersTimeout: timeout, requestTimeout: timeout, keepAliveTimeout: timeout,
     connectionsCheckingInterval: Math.min(1000, timeout), maxHeaderSize: 8192,
   }, (req, res) => {
-    handle(req, res).catch((e: Error) => json(res, 500, { error: e.message }))
+    handle(req, res).catch((e: Error) => {
+      if (res.headersSent) res.destroy()   // a response under way: cut short, so it reads as incomplete
+      else json(res, 500, { error: e.message })
+    })
   })
   // and a connection that moves nothing (a client that stops reading a response) is closed
   server.setTimeout(2 * timeout)

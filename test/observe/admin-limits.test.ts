@@ -120,15 +120,20 @@ t.test('a client that stops reading a response is cut off at twice the timeout',
   // 2000 clients of 10 kB each: 20 MB, far more than the socket buffers of a reader that reads nothing
   const big = [{ name: 'x'.repeat(10_000), count: 1 }]
   const views = Array.from({ length: 2000 }, (_, i) => view(`10.0.${i >> 8}.${i & 255}`, big))
-  const table = fakeTable(() => views)
-  const { admin } = await start(t, { timeout: 300, clients: table })
+  let annotated = 0
+  const names = { annotate() { annotated++ } }
+  const { admin } = await start(t, { timeout: 300, clients: fakeTable(() => views), names })
   const s = await open(admin.port)
   s.pause()
   s.write(head('/api/clients?limit=2000', '127.0.0.1'))
-  for (let i = 0; i < 500 && table.calls === 0; i++) await new Promise(r => setTimeout(r, 10))
-  t.equal(table.calls, 1, 'the response is being written')
-  // the server is in this process: this timer runs once the response is written or under way
-  await new Promise(r => setTimeout(r, 1500))
+  // until the server stops writing (the socket buffers full), then three times the timeout
+  let seen = -1
+  for (let i = 0; i < 200 && (annotated === 0 || annotated !== seen); i++) {
+    seen = annotated
+    await new Promise(r => setTimeout(r, 200))
+  }
+  t.ok(annotated > 0, `the response was begun (${annotated} clients written) and stalled`)
+  await new Promise(r => setTimeout(r, 900))
   const reply = collect(s, 20_000)
   s.resume()
   const r = await reply
