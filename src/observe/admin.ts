@@ -169,10 +169,6 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     }
   }
 
-  // An admin request is a GET without a body: its head must arrive within `timeout`, and so
-  // must the next request on a kept-alive connection. Node checks the head and request timeouts
-  // every connectionsCheckingInterval (30 s by default: an idle connection was held ~73 s).
-  const timeout = opts.timeout ?? ADMIN_TIMEOUT_MS
   let reused: readonly ClientView[] | undefined
   /** The client table, most recently seen first; a slow read is reused for a while (SLOW_LIST_MS). */
   function views(): readonly ClientView[] {
@@ -229,6 +225,10 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     res.end(chunk + ']}\n')
   }
 
+  // An admin request is a GET without a body: its head must arrive within `timeout`, and so
+  // must the next request on a kept-alive connection. Node checks the head and request timeouts
+  // every connectionsCheckingInterval (30 s by default: an idle connection was held ~73 s).
+  const timeout = opts.timeout ?? ADMIN_TIMEOUT_MS
   const server = createServer({
     headersTimeout: timeout, requestTimeout: timeout, keepAliveTimeout: timeout,
     connectionsCheckingInterval: Math.min(1000, timeout), maxHeaderSize: 8192,

@@ -1,4 +1,4 @@
-// /api/clients is written client by client with turns of the event loop between chunks, at most
+// /api/clients is written client by client with turns of the event loop between chunks of 64 kB, at most
 // ?limit= clients (1000 by default, most recently seen first), those ?client= selects, after the
 // counts (red-team F4: 10,000 clients × 50 names as one JSON.stringify gave "500 Invalid string
 // length" after 5.2 s, with DNS stalled 4.9 s and 1 GB of RSS).
@@ -8,7 +8,7 @@ import { startAdmin, type AdminOptions } from '../../src/observe/admin.js'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
-import { fakeTable, head, open, raw, statusOf, view } from '../fixtures/admin-http.js'
+import { bodyOf, fakeTable, head, open, raw, statusOf, view } from '../fixtures/admin-http.js'
 
 const snap = makeSnapshot()
 
@@ -141,6 +141,25 @@ t.test('written a chunk at a time: other requests are answered while it is', asy
   t.ok(perTurn.size > 20, `written over ${perTurn.size} turns of the event loop`)
   t.ok(Math.max(...perTurn.values()) <= 40, `at most ${Math.max(...perTurn.values())} clients (64 kB of JSON) in one turn`)
   t.ok(healthzAt > 0 && healthzAt < 3000, `/healthz answered while the response was being written (after ${healthzAt} of 3000 clients)`)
+})
+
+t.test('no piece of the response is longer than 64 kB and a client (red-team F4: "Invalid string length")', async t => {
+  const { port } = await start(t, { clients: fakeTable(() => bigViews(3000)) })
+  const r = await raw(port, head('/api/clients?limit=3000', '127.0.0.1'), 30_000)
+  t.match(r.text, /\r\ntransfer-encoding: chunked\r\n/i)
+  // the chunks of the transfer coding, each one write
+  let rest = r.text.slice(r.text.indexOf('\r\n\r\n') + 4)
+  const sizes: number[] = []
+  for (let i = 0; i < 10_000 && rest.length > 0; i++) {
+    const eol = rest.indexOf('\r\n')
+    sizes.push(parseInt(rest.slice(0, eol), 16))
+    rest = rest.slice(eol + 2 + sizes.at(-1)! + 2)
+  }
+  t.equal(sizes.at(-1), 0, 'the last chunk came')
+  const one = JSON.stringify(bigViews(1)[0]).length
+  t.ok(sizes.length > 50, `${sizes.length} chunks for ${sizes.reduce((a, b) => a + b)} bytes`)
+  t.ok(Math.max(...sizes) <= 64 * 1024 + one + 1, `the longest ${Math.max(...sizes)} bytes`)
+  t.equal((JSON.parse(bodyOf(r)) as Page).clients.length, 3000, 'and together they are the whole answer')
 })
 
 t.test('a client that goes away mid-response stops the writing', async t => {

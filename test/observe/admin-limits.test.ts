@@ -142,3 +142,16 @@ t.test('a client that stops reading a response is cut off at twice the timeout',
   t.ok(r.text.length < 20_000_000, `and was cut short: ${r.text.length} bytes of ${2000 * 10_000}+`)
   t.notMatch(r.text.slice(-40), /\]\}\n(\r\n0\r\n\r\n)?$/, 'its end never came')
 })
+
+t.test('two listeners on one registry count their drops in one metric', async t => {
+  const metrics = createMetrics()
+  const a = await start(t, { metrics, maxConnections: 1, timeout: 60_000 })
+  const b = await start(t, { metrics, maxConnections: 1, timeout: 60_000 })
+  for (const { admin } of [a, b]) {
+    const held = await open(admin.port)
+    t.teardown(() => held.destroy())
+    t.equal(await ask(held), 'HTTP/1.1 200 OK')
+    t.same((await collect(await open(admin.port), 3000)).closed, true)
+  }
+  t.same(await dropped(metrics), { max_connections: 2 })
+})
