@@ -142,7 +142,9 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     }
     if (config.admin.listen) {
       const listen = config.admin.listen
-      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, names }), 'admin.listen', listen, overrides.admin && '--admin')
+      const { maxConnections, allowHosts } = config.admin
+      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, names, maxConnections, allowHosts }),
+        'admin.listen', listen, overrides.admin && '--admin')
       addresses.admin = { address: admin.address, port: admin.port }
       closers.push(() => admin.close())
     }

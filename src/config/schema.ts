@@ -40,6 +40,11 @@ const port = z.number().int().min(1, { error: notPort }).max(65535, { error: not
 
 const filePath = z.string().min(1).describe('file path')
 
+/** A DNS name as a Host header carries it, kept in lower case. */
+const hostName = z.string().regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, {
+  message: 'not a host name; write e.g. tunnelguard-admin.monitoring.svc',
+}).transform(s => s.toLowerCase()).describe('host name')
+
 const action = z.enum(['block', 'sinkhole', 'alert'])
 const groupAction = z.enum(['block', 'sinkhole', 'alert', 'off'])
 const listName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'list names are lowercase letters, digits, - and _')
@@ -87,7 +92,11 @@ export const configSchema = z.strictObject({
     maxConnections: z.number().int().min(1).default(4096),
   }).prefault({}),
   /** `admin: null` turns the admin listener off, as `admin: { listen: null }` does. */
-  admin: z.preprocess(v => v === null ? { listen: null } : v, z.strictObject({ listen: hostPort.nullable().default('127.0.0.1:9153') })).prefault({}),
+  admin: z.preprocess(v => v === null ? { listen: null } : v, z.strictObject({
+    listen: hostPort.nullable().default('127.0.0.1:9153'),
+    maxConnections: z.number().int().min(1).default(64),  // one client address: a quarter of it
+    allowHosts: z.array(hostName).default([]),            // Host names served besides IP literals and localhost
+  })).prefault({}),
   sinkhole: z.strictObject({
     ipv4: z.string().refine(s => isIP(s) === 4, 'not an IPv4 address').default('0.0.0.0'),
     ipv6: z.string().refine(s => isIP(s) === 6, 'not an IPv6 address').default('::'),

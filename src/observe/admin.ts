@@ -1,11 +1,14 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { isIP, type AddressInfo } from 'node:net'
+import { basename } from 'node:path'
+import { Counter } from 'prom-client'
 import { explainCheck } from '../commands/explain.js'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
+import { CidrSet, parseCidr } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { ClientNames } from './client-names.js'
-import type { ClientTable } from './client-table.js'
+import type { ClientTable, ClientView } from './client-table.js'
 import type { Metrics } from './metrics.js'
 
 export interface AdminOptions {
@@ -18,7 +21,38 @@ export interface AdminOptions {
   readonly ready: () => boolean
   /** Adds hostname and mac (DHCP lease) and domain (PTR) to each client of `/api/clients`. */
   readonly names?: Pick<ClientNames, 'annotate'>
+  /**
+   * Most connections open at once (`admin.maxConnections`, default 64); one client address may
+   * hold a quarter of them (at least 1). Connections beyond either are closed at once.
+   */
+  readonly maxConnections?: number
+  /**
+   * Milliseconds (default 5000) to send a request's head, and to send the next request on a
+   * kept-alive connection; a connection that moves no byte for twice as long is closed.
+   */
+  readonly timeout?: number
+  /**
+   * Host names a request's Host header may carry besides IP literals and `localhost`
+   * (`admin.allowHosts`, lower case). Any other name is answered 421: a page that rebinds its
+   * own name to this address (DNS rebinding) must not read `/api/clients`.
+   */
+  readonly allowHosts?: readonly string[]
 }
+
+export const ADMIN_MAX_CONNECTIONS = 64
+/** Clients in one `/api/clients` response when `?limit=` does not say. */
+export const CLIENTS_LIMIT = 1000
+/** JSON gathered before it is written and the event loop gets a turn (DNS keeps being served). */
+const CHUNK_CHARS = 64 * 1024
+/**
+ * A client table that took this long (ms) to read is read again only after ten times as long
+ * (the responses in between get that view): reading it blocks the event loop, and requests
+ * for it must not keep DNS waiting most of the time.
+ */
+const SLOW_LIST_MS = 20
+const SLOW_LIST_REUSE = 10
+const ADMIN_TIMEOUT_MS = 5000
+const DROPPED = 'tunnelguard_admin_connections_dropped_total'
 
 export interface AdminServer {
   readonly address: string
@@ -26,19 +60,72 @@ export interface AdminServer {
   close(): Promise<void>
 }
 
+/** Admin connections closed on accept: over `admin.maxConnections`, or over one client's share of it. */
+function droppedCounter(o: AdminOptions): Counter<'reason'> {
+  return o.metrics.registry.getSingleMetric(DROPPED) as Counter<'reason'> | undefined ?? new Counter({
+    name: DROPPED, help: 'Admin connections closed on accept: over admin.maxConnections (max_connections) or over one client address\'s quarter of it (max_per_client)',
+    labelNames: ['reason'], registers: [o.metrics.registry],
+  })
+}
+
+/**
+ * A Host header that DNS rebinding cannot produce: an IP literal (`10.1.2.3:9153`, `[::1]:9153`:
+ * what probes and scrapers send), `localhost`, or a name the admin allowed; the port is not
+ * looked at. No Host at all (HTTP/1.0) passes: a browser always sends one.
+ */
+export function hostAllowed(host: string | undefined, allow: ReadonlySet<string>): boolean {
+  if (host === undefined) return true
+  const m = /^(?:\[([^\]]*)\]|([^:]*))(?::\d*)?$/.exec(host)
+  if (!m) return false
+  if (m[1] !== undefined) return isIP(m[1]) === 6
+  const name = m[2]!.toLowerCase()
+  return isIP(name) === 4 || name === 'localhost' || allow.has(name)
+}
+
+/**
+ * A list entry's source as the admin listener shows it: a file by its name, without the
+ * directories; a URL without user, password, query or fragment (where a list's token would be).
+ * The line stays: `ngrok.txt:12`, `https://lists.example/t.txt:3`.
+ */
+export function shortSource(source: string): string {
+  const [, where, line] = /^(.*?)((?::\d+)?)$/s.exec(source)!
+  const url = /^https?:\/\//i.test(where!) && URL.canParse(where!) ? new URL(where!) : undefined
+  return (url ? `${url.protocol}//${url.host}${url.pathname}` : basename(where!)) + line
+}
+
+const HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
+
 function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+  res.writeHead(status, { ...HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body) })
   res.end(body)
 }
 
-const json = (res: ServerResponse, status: number, v: unknown) => send(res, status, 'application/json; charset=utf-8', JSON.stringify(v) + '\n')
+const JSON_TYPE = 'application/json; charset=utf-8'
+const json = (res: ServerResponse, status: number, v: unknown) => send(res, status, JSON_TYPE, JSON.stringify(v) + '\n')
+
+/** Resolves on the next turn of the event loop. */
+const turn = () => new Promise<void>(resolve => { setImmediate(resolve) })
+
+/** Resolves once `res` may be written again, or is closed. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise(resolve => {
+    const done = () => { res.off('drain', done); res.off('close', done); resolve() }
+    res.on('drain', done)
+    res.on('close', done)
+  })
+}
 
 /** The admin listener: /metrics, /healthz, /readyz, /api/clients, /api/check. */
 export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   const hp = splitHostPort(opts.listen)
   if (!hp) throw new AppError('USAGE', `admin listen "${opts.listen}": expected HOST:PORT`)
 
+  const allowHosts = new Set(opts.allowHosts?.map(h => h.toLowerCase()))
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!hostAllowed(req.headers.host, allowHosts)) {
+      return json(res, 421, { error: `Host ${JSON.stringify(req.headers.host)} is not served here: ask by IP address or localhost, or list the name in admin.allowHosts` })
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD')
       return json(res, 405, { error: `method ${req.method} not allowed` })
@@ -56,14 +143,8 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         const lists = s ? s.lists.map(l => ({ name: l.name, action: l.action, entries: l.entries, allows: l.allows })) : []
         return json(res, ready ? 200 : 503, { ready, lists })
       }
-      case '/api/clients': {
-        const clients = opts.clients.list().map(({ ip, ...rest }) => {
-          const known: Record<string, unknown> = {}
-          opts.names?.annotate(known, ip)
-          return { ip, ...known, ...rest }
-        })
-        return json(res, 200, { count: clients.length, clients })
-      }
+      case '/api/clients':
+        return sendClients(url, req, res)
       case '/api/check': {
         const name = url.searchParams.get('name')
         if (!name) return json(res, 400, { error: 'missing ?name=' })
@@ -71,15 +152,114 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         if (!s) return json(res, 503, { error: 'lists not loaded' })
         const client = url.searchParams.get('client') || '127.0.0.1'
         if (isIP(client) === 0) return json(res, 400, { error: `client "${client}" is not an IP address` })
-        return json(res, 200, { ...JSON.parse(explainCheck(s, name, client, true)), explanation: explainCheck(s, name, client, false) })
+        const check = JSON.parse(explainCheck(s, name, client, true)) as { reason: string; entry: { source: string } | null }
+        let explanation = explainCheck(s, name, client, false)
+        if (check.entry) {
+          // the entry's source as a file name or a bare URL, in the fields and in the text
+          const full = check.entry.source
+          const short = shortSource(full)
+          check.entry.source = short
+          check.reason = check.reason.split(full).join(short)
+          explanation = explanation.split(full).join(short)
+        }
+        return json(res, 200, { ...check, explanation })
       }
       default:
         return json(res, 404, { error: `no such path ${url.pathname}` })
     }
   }
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((e: Error) => json(res, 500, { error: e.message }))
+  let reused: readonly ClientView[] | undefined
+  /** The client table, most recently seen first; a slow read is reused for a while (SLOW_LIST_MS). */
+  function views(): readonly ClientView[] {
+    if (reused) return reused
+    const t0 = performance.now()
+    const all = opts.clients.list()
+    const took = performance.now() - t0
+    if (took >= SLOW_LIST_MS) {
+      reused = all
+      setTimeout(() => { reused = undefined }, took * SLOW_LIST_REUSE).unref()
+    }
+    return all
+  }
+
+  /**
+   * `/api/clients[?limit=N][&client=IP|CIDR]...`: the `limit` (default 1000) most recently seen
+   * clients among those `client` selects, after the counts (`total` in the table, `matched` by
+   * `client`, `count` in this response). Written client by client, a chunk at a time: the whole
+   * table as one string ran out of string length (and memory) and held the event loop for seconds.
+   */
+  async function sendClients(url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const limitText = url.searchParams.get('limit') ?? String(CLIENTS_LIMIT)
+    if (!/^\d{1,7}$/.test(limitText)) return json(res, 400, { error: `limit "${limitText}" is not a whole number from 0 to 9999999` })
+    const limit = Number(limitText)
+    const wanted = url.searchParams.getAll('client')
+    const bad = wanted.find(c => parseCidr(c) === undefined)
+    if (bad !== undefined) return json(res, 400, { error: `client "${bad}" is not an address or a CIDR` })
+    const only = wanted.length > 0 ? new CidrSet(wanted) : undefined
+    if (req.method === 'HEAD') {
+      res.writeHead(200, { ...HEADERS, 'content-type': JSON_TYPE })
+      return void res.end()
+    }
+    const all = views()
+    const matched = only ? all.filter(c => only.has(c.ip)) : all
+    const count = Math.min(limit, matched.length)
+    let closed = false
+    res.once('close', () => { closed = true })
+    res.writeHead(200, { ...HEADERS, 'content-type': JSON_TYPE })
+    let chunk = `{"total":${all.length},"matched":${matched.length},"limit":${limit},"count":${count},"clients":[`
+    for (let i = 0; i < count; i++) {
+      const { ip, ...rest } = matched[i]!
+      const known: Record<string, unknown> = {}
+      opts.names?.annotate(known, ip)
+      chunk += (i === 0 ? '' : ',') + JSON.stringify({ ip, ...known, ...rest })
+      if (chunk.length >= CHUNK_CHARS) {
+        // a turn of the event loop after each chunk: a socket with room in its buffer drains at
+        // once (within the same turn), so waiting for 'drain' alone would not let DNS in
+        if (!res.write(chunk)) await drained(res)
+        chunk = ''
+        await turn()
+        if (closed) return
+      }
+    }
+    res.end(chunk + ']}\n')
+  }
+
+  // An admin request is a GET without a body: its head must arrive within `timeout`, and so
+  // must the next request on a kept-alive connection. Node checks the head and request timeouts
+  // every connectionsCheckingInterval (30 s by default: an idle connection was held ~73 s).
+  const timeout = opts.timeout ?? ADMIN_TIMEOUT_MS
+  const server = createServer({
+    headersTimeout: timeout, requestTimeout: timeout, keepAliveTimeout: timeout,
+    connectionsCheckingInterval: Math.min(1000, timeout), maxHeaderSize: 8192,
+  }, (req, res) => {
+    handle(req, res).catch((e: Error) => {
+      if (res.headersSent) res.destroy()   // a response under way: cut short, so it reads as incomplete
+      else json(res, 500, { error: e.message })
+    })
+  })
+  // and a connection that moves nothing (a client that stops reading a response) is closed
+  server.setTimeout(2 * timeout)
+  const maxConnections = opts.maxConnections ?? ADMIN_MAX_CONNECTIONS
+  server.maxConnections = maxConnections
+  const perClientMax = Math.max(1, Math.floor(maxConnections / 4))
+  const perClient = new Map<string | undefined, number>()
+  const dropped = droppedCounter(opts)
+  server.on('drop', () => { dropped.inc({ reason: 'max_connections' }) })
+  server.on('connection', socket => {
+    const ip = socket.remoteAddress
+    const n = perClient.get(ip) ?? 0
+    if (n >= perClientMax) {
+      dropped.inc({ reason: 'max_per_client' })
+      socket.destroy()
+      return
+    }
+    perClient.set(ip, n + 1)
+    socket.once('close', () => {
+      const left = perClient.get(ip)! - 1
+      if (left === 0) perClient.delete(ip)
+      else perClient.set(ip, left)
+    })
   })
   server.on('error', () => { /* after listen: a socket-level failure; listen errors reject below */ })
   server.on('clientError', (_e, socket) => { socket.destroy() })

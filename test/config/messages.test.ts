@@ -112,7 +112,7 @@ t.test('null where the README says null: proxy.allowClients (dns.allowClients) a
   t.equal(c.admin.listen, null, 'admin: null turns the admin listener off')
   t.same(parseConfigText('proxy: { allowClients: [10.0.0.0/8] }\n', 'n.yaml').proxy.allowClients, ['10.0.0.0/8'])
   t.equal(parseConfigText('admin: {}\n', 'n.yaml').admin.listen, '127.0.0.1:9153')
-  t.match(detailsOf(() => parseConfigText('admin: { port: 1 }\n', 'n.yaml'))[0], 'n.yaml:1: admin.port: unknown key "port"; valid keys here: listen')
+  t.match(detailsOf(() => parseConfigText('admin: { port: 1 }\n', 'n.yaml'))[0], 'n.yaml:1: admin.port: unknown key "port"; valid keys here: listen, maxConnections, allowHosts')
 })
 
 t.test("README's configuration sample validates", async t => {

@@ -2,8 +2,9 @@ import t from 'tap'
 import { get } from 'node:http'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createMetrics } from '../../src/observe/metrics.js'
-import { startAdmin } from '../../src/observe/admin.js'
-import { makeSnapshot } from '../fixtures/snapshot.js'
+import { shortSource, startAdmin } from '../../src/observe/admin.js'
+import type { Entry } from '../../src/match/types.js'
+import { makeSnapshot, simpleMatcher } from '../fixtures/snapshot.js'
 
 function fetchJson(port: number, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
@@ -29,4 +30,33 @@ t.test('/api/check: a client that is not an IP address is a 400; one DNS would r
   const outside = await fetchJson(admin.port, '/api/check?name=a.ngrok.io&client=192.0.2.7')
   t.equal(outside.body.dnsRefused, true)
   t.match(outside.body.explanation, /\n {2}dns: +REFUSED: 192\.0\.2\.7 is not in dns\.allowClients/)
+})
+
+t.test('/api/check names a list entry by its file name, or by its URL without credentials and query', async t => {
+  const entry = (name: string, source: string): Entry => ({ list: 'l', name, kind: 'domain', allow: false, pattern: name, source })
+  const matcher = simpleMatcher([
+    entry('file.example', '/etc/tunnelguard/private/lists/ngrok.txt:12'),
+    entry('url.example', 'https://user:secret@lists.example:8443/feeds/t.txt?token=SECRET#frag:3'),
+    entry('odd.example', 'http://[not-a-url/x.txt:4'),
+    entry('whole.example', '/srv/lists/whole.txt'),
+  ])
+  const snap = makeSnapshot({ lists: { l: { action: 'block', patterns: [] } }, matcher })
+  const admin = await startAdmin({ listen: '127.0.0.1:0', metrics: createMetrics(), clients: createClientTable(), getSnapshot: () => snap, ready: () => true })
+  t.teardown(() => admin.close())
+  const cases: [string, string][] = [
+    ['file.example', 'ngrok.txt:12'],
+    ['url.example', 'https://lists.example:8443/feeds/t.txt:3'],
+    ['odd.example', 'x.txt:4'],
+    ['whole.example', 'whole.txt'],
+  ]
+  for (const [name, shown] of cases) {
+    const r = await fetchJson(admin.port, `/api/check?name=${name}&client=10.1.2.3`)
+    t.equal(r.status, 200)
+    t.match(r.body, { action: 'block', entry: { pattern: name, source: shown } }, name)
+    t.match(r.body.reason, `(${shown})`, 'the reason names it so')
+    t.match(r.body.explanation, `in list l, ${shown}\n`, 'and the explanation')
+    const all = JSON.stringify(r.body)
+    t.notMatch(all, /etc\/tunnelguard|private|secret|SECRET|user|frag|\/srv/, 'no directory, credential or query anywhere')
+  }
+  t.same(shortSource('ngrok.txt:1'), 'ngrok.txt:1', 'a bare name stays')
 })

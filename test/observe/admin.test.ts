@@ -94,7 +94,7 @@ t.test('a bad request target, a failing collector, a broken client', async t => 
     s.on('data', d => { data += d })
     s.on('end', () => resolve(data))
     s.on('error', reject)
-    s.end('GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    s.end('GET //[ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')
   })
   t.match(raw, /^HTTP\/1\.1 400/)
   const garbage = await new Promise<string>(resolve => {

@@ -1,0 +1,157 @@
+// The admin listener's connection limits (red-team F6: idle connections to it took every file
+// descriptor of the process, and one was held ~73 s): a cap on connections, a quarter of it per
+// client address, and short head, request and keep-alive timeouts.
+import t, { type Test } from 'tap'
+import type { Socket } from 'node:net'
+import { startAdmin, type AdminOptions } from '../../src/observe/admin.js'
+import { createClientTable } from '../../src/observe/client-table.js'
+import { createMetrics } from '../../src/observe/metrics.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { collect, fakeTable, head, open, raw, statusOf, view } from '../fixtures/admin-http.js'
+
+async function start(t: Test, o: Partial<AdminOptions> = {}) {
+  const metrics = o.metrics ?? createMetrics()
+  const snap = makeSnapshot()
+  const admin = await startAdmin({ listen: '127.0.0.1:0', metrics, clients: createClientTable(), getSnapshot: () => snap, ready: () => true, ...o })
+  t.teardown(() => admin.close())
+  return { admin, metrics }
+}
+
+/** A keep-alive /healthz on `s`: the status line once the whole response is in, or 'no answer' after 5 s. */
+function ask(s: Socket): Promise<string> {
+  return new Promise(resolve => {
+    let text = ''
+    const done = (status: string) => { clearTimeout(timer); s.off('data', onData); resolve(status) }
+    const onData = (d: Buffer) => {
+      text += d.toString('latin1')
+      if (/\r\n\r\nok\n$/.test(text)) done(text.split('\r\n')[0]!)
+    }
+    const timer = setTimeout(() => { done('no answer') }, 5000)
+    s.on('data', onData)
+    s.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+  })
+}
+
+const dropped = async (m: ReturnType<typeof createMetrics>) =>
+  Object.fromEntries(((await m.registry.getSingleMetric('tunnelguard_admin_connections_dropped_total')?.get())?.values ?? []).map(v => [v.labels.reason, v.value]))
+
+t.test('at most maxConnections connections, a quarter of them from one address; the rest closed at once', async t => {
+  const { admin, metrics } = await start(t, { maxConnections: 8, timeout: 60_000 })
+  const held: Socket[] = []
+  t.teardown(() => { for (const s of held) s.destroy() })
+  // two from 127.0.0.2 (8 / 4), each answered and kept alive
+  for (let i = 0; i < 2; i++) {
+    const s = await open(admin.port, '127.0.0.2')
+    held.push(s)
+    t.equal(await ask(s), 'HTTP/1.1 200 OK')
+  }
+  const third = await collect(await open(admin.port, '127.0.0.2'), 3000)
+  t.same([third.closed, third.text], [true, ''], 'a third from the same address is closed without a byte')
+  t.ok(third.ms < 2000, `closed at once (${third.ms} ms), not after a timeout`)
+  // six more from other addresses fill the cap of 8
+  for (let i = 3; i < 9; i++) {
+    const s = await open(admin.port, `127.0.0.${i}`)
+    held.push(s)
+    t.equal(await ask(s), 'HTTP/1.1 200 OK')
+  }
+  const ninth = await collect(await open(admin.port, '127.0.0.20'), 3000)
+  t.same([ninth.closed, ninth.text], [true, ''], 'a ninth connection, from a new address, is closed without a byte')
+  t.ok(ninth.ms < 2000, `closed at once (${ninth.ms} ms)`)
+  // the held ones still work; one closed makes room
+  t.equal(await ask(held[0]!), 'HTTP/1.1 200 OK')
+  held.pop()!.destroy()
+  let status = 0
+  for (let i = 0; i < 50 && status !== 200; i++) {
+    status = statusOf(await raw(admin.port, head('/healthz', '127.0.0.1'), 2000, '127.0.0.21'))
+    if (status !== 200) await new Promise(r => setTimeout(r, 20))
+  }
+  t.equal(status, 200, 'a slot freed is taken again')
+  const d = await dropped(metrics)
+  t.equal(d.max_per_client, 1, 'drops counted by reason: one over the per-address share')
+  t.ok(d.max_connections! >= 1, `and ${d.max_connections} over the cap (the ninth, and tries before the slot was free)`)
+  for (const s of held) s.destroy()
+})
+
+t.test('the default cap is 64 connections, 16 per address', async t => {
+  const { admin } = await start(t, { timeout: 60_000 })
+  const held: Socket[] = []
+  t.teardown(() => { for (const s of held) s.destroy() })
+  const statuses = new Set<string>()
+  const hold = async (from: string) => {
+    const s = await open(admin.port, from)
+    held.push(s)
+    statuses.add(await ask(s))
+  }
+  for (let i = 0; i < 16; i++) await hold('127.0.0.2')
+  const over = await collect(await open(admin.port, '127.0.0.2'), 3000)
+  t.same([over.closed, over.text], [true, ''], 'the 17th from one address is closed')
+  for (let a = 3; held.length < 64; a++) for (let i = 0; i < 16 && held.length < 64; i++) await hold(`127.0.0.${a}`)
+  t.same([...statuses], ['HTTP/1.1 200 OK'], '64 held, each answered')
+  const over64 = await collect(await open(admin.port, '127.0.0.40'), 3000)
+  t.same([over64.closed, over64.text], [true, ''], 'the 65th is closed')
+})
+
+t.test('an idle connection is closed within a few seconds by default', async t => {
+  const { admin } = await start(t)
+  const idle = await collect(await open(admin.port), 15_000)
+  t.ok(idle.closed, 'closed by the server')
+  t.ok(idle.ms >= 4000 && idle.ms < 8000, `after ${idle.ms} ms: the 5 s head timeout, checked every second`)
+})
+
+t.test('a head sent slowly, and a kept-alive connection left idle, are closed at the timeout', async t => {
+  const { admin } = await start(t, { timeout: 500 })
+  const slow = await open(admin.port)
+  const slowReply = collect(slow, 5000)
+  slow.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n')
+  const timer = setInterval(() => { if (!slow.destroyed) slow.write('X-Drip: 1\r\n') }, 100)
+  const r = await slowReply
+  clearInterval(timer)
+  t.ok(r.closed && r.ms < 3000, `a head still coming after the timeout: closed (${r.ms} ms)`)
+  t.notMatch(r.text, /200 OK/)
+  const kept = await open(admin.port)
+  const keptReply = collect(kept, 5000)
+  kept.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+  const k = await keptReply
+  t.match(k.text, /^HTTP\/1\.1 200 OK/, 'answered')
+  t.ok(k.closed && k.ms < 3000, `then closed when idle (${k.ms} ms)`)
+})
+
+t.test('a client that stops reading a response is cut off at twice the timeout', async t => {
+  // 2000 clients of 10 kB each: 20 MB, far more than the socket buffers of a reader that reads nothing
+  const big = [{ name: 'x'.repeat(10_000), count: 1 }]
+  const views = Array.from({ length: 2000 }, (_, i) => view(`10.0.${i >> 8}.${i & 255}`, big))
+  let annotated = 0
+  const names = { annotate() { annotated++ } }
+  const { admin } = await start(t, { timeout: 300, clients: fakeTable(() => views), names })
+  const s = await open(admin.port)
+  s.pause()
+  s.write(head('/api/clients?limit=2000', '127.0.0.1'))
+  // until the server stops writing (the socket buffers full), then three times the timeout
+  let seen = -1
+  for (let i = 0; i < 200 && (annotated === 0 || annotated !== seen); i++) {
+    seen = annotated
+    await new Promise(r => setTimeout(r, 200))
+  }
+  t.ok(annotated > 0, `the response was begun (${annotated} clients written) and stalled`)
+  await new Promise(r => setTimeout(r, 900))
+  const reply = collect(s, 20_000)
+  s.resume()
+  const r = await reply
+  t.ok(r.closed, 'the server closed it')
+  t.ok(r.text.startsWith('HTTP/1.1 200'), 'the response had begun')
+  t.ok(r.text.length < 20_000_000, `and was cut short: ${r.text.length} bytes of ${2000 * 10_000}+`)
+  t.notMatch(r.text.slice(-40), /\]\}\n(\r\n0\r\n\r\n)?$/, 'its end never came')
+})
+
+t.test('two listeners on one registry count their drops in one metric', async t => {
+  const metrics = createMetrics()
+  const a = await start(t, { metrics, maxConnections: 1, timeout: 60_000 })
+  const b = await start(t, { metrics, maxConnections: 1, timeout: 60_000 })
+  for (const { admin } of [a, b]) {
+    const held = await open(admin.port)
+    t.teardown(() => held.destroy())
+    t.equal(await ask(held), 'HTTP/1.1 200 OK')
+    t.same((await collect(await open(admin.port), 3000)).closed, true)
+  }
+  t.same(await dropped(metrics), { max_connections: 2 })
+})
