@@ -64,15 +64,15 @@ t.test('json names each client with its names, counts and times', async t => {
   t.same(j.clients[0], {
     ip: '10.0.0.5', hostname: null, domain: null, mac: null,
     first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', total: 3,
-    actions: { sinkhole: 3 }, where: { dns: 3 },
+    actions: { sinkhole: 3 }, where: { qname: 3 },
     lists: [{ list: 'ngrok', count: 3, entries: [{ entry: 'ngrok-agent.com', count: 2 }, { entry: 'ngrok.io', count: 1 }] }],
     names: [
-      { name: 'connect.ngrok-agent.com', matched: [], other_matched: 0, count: 2, first_seen: '2026-11-21T10:01:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', actions: { sinkhole: 2 }, hits: ['ngrok: ngrok-agent.com'], where: ['dns'] },
-      { name: 'tunnel.us.ngrok.com.ngrok.io', matched: [], other_matched: 0, count: 1, first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:00:00.000Z', actions: { sinkhole: 1 }, hits: ['ngrok: ngrok.io'], where: ['dns'] },
+      { name: 'connect.ngrok-agent.com', matched: [], other_matched: 0, count: 2, first_seen: '2026-11-21T10:01:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', actions: { sinkhole: 2 }, hits: ['ngrok: ngrok-agent.com'], where: ['qname'] },
+      { name: 'tunnel.us.ngrok.com.ngrok.io', matched: [], other_matched: 0, count: 1, first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:00:00.000Z', actions: { sinkhole: 1 }, hits: ['ngrok: ngrok.io'], where: ['qname'] },
     ],
     other_names: 0,
   })
-  t.match(j.clients[1], { ip: '10.0.0.7', actions: { sinkhole: 2, alert: 1 }, where: { dns: 2, sni: 1 } })
+  t.match(j.clients[1], { ip: '10.0.0.7', actions: { sinkhole: 2, alert: 1 }, where: { qname: 2, sni: 1 } })
   t.match(j.clients[1].names, [{ name: 'connect.ngrok-agent.com' }, { name: 'example.org', matched: ['tunnel.ngrok.io'], hits: ['ngrok: ngrok.io'], where: ['sni'] }, { name: 'x.trycloudflare.com' }])
   t.same(j.summary, { lines: 11, decisions: 8, filtered: 0, skipped: 2, malformed: 1, clients: 3, filters: {}, errors: [] })
 })
@@ -82,7 +82,7 @@ t.test('table at 80 columns', async t => {
   const lines = text.split('\n')
   t.ok(lines.every(l => l.length <= 80), 'no line wider than 80')
   t.match(text, 'CLIENT 10.0.0.5\n  seen     2026-11-21 10:00:00 .. 2026-11-21 10:02:00 UTC, 3 decisions\n  actions  sinkhole 3\n'
-    + '  lists    ngrok: ngrok-agent.com 2, ngrok.io 1\n  seen in  dns 3\n')
+    + '  lists    ngrok: ngrok-agent.com 2, ngrok.io 1\n  seen in  qname 3\n')
   t.match(text, /  connect\.ngrok-agent\.com\s+2 2026-11-21 10:01:00 2026-11-21 10:02:00\n/)
   t.match(text, /  tunnel\.us\.ngrok\.com\.ngrok\.io\s+1 2026-11-21 10:00:00 2026-11-21 10:00:00\n/)
   t.match(text, 'CLIENT 10.0.0.6')
@@ -93,9 +93,9 @@ t.test('table at 80 columns', async t => {
 t.test('csv: one row per client and name', async t => {
   const rows = (await report({ files: [plain], format: 'csv' })).trimEnd().split('\n')
   t.equal(rows[0], 'client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where,matched')
-  t.equal(rows[1], '10.0.0.5,,,,connect.ngrok-agent.com,2,2026-11-21T10:01:00.000Z,2026-11-21T10:02:00.000Z,sinkhole=2,ngrok: ngrok-agent.com,dns,')
+  t.equal(rows[1], '10.0.0.5,,,,connect.ngrok-agent.com,2,2026-11-21T10:01:00.000Z,2026-11-21T10:02:00.000Z,sinkhole=2,ngrok: ngrok-agent.com,qname,')
   t.equal(rows.length, 1 + 2 + 3 + 1)
-  t.match(rows, [String, String, String, /^10\.0\.0\.7,/, /^10\.0\.0\.7,,,,example\.org,1,.*,sni,tunnel\.ngrok\.io$/, /^10\.0\.0\.7,,,,x\.trycloudflare\.com,1,.*,alert=1,tunnels: trycloudflare\.com,dns,$/, /^10\.0\.0\.6,,,,abc123\.ngrok-free\.app,2,/])
+  t.match(rows, [String, String, String, /^10\.0\.0\.7,/, /^10\.0\.0\.7,,,,example\.org,1,.*,sni,tunnel\.ngrok\.io$/, /^10\.0\.0\.7,,,,x\.trycloudflare\.com,1,.*,alert=1,tunnels: trycloudflare\.com,qname,$/, /^10\.0\.0\.6,,,,abc123\.ngrok-free\.app,2,/])
 })
 
 t.test('gzip and stdin read like plain files, and add up', async t => {
