@@ -66,9 +66,14 @@ t.test('serve: client.hostname and client.mac from the lease, client.domain from
   writeFileSync(log, p.stdout())
   const report = (...a: string[]) => execFileSync(process.execPath, [CLI, 'report', log, ...a], { encoding: 'utf8' })
   const json = JSON.parse(report('--format', 'json'))
-  t.match(json.clients, [{ ip: '127.0.0.2', hostname: 'build-2b', domain: 'laptop-2.lan', mac: '02:00:00:00:00:2b' }], 'report: the names of the last lines')
+  const lines = queries()
+  const byMac = (mac: string) => json.clients.find((c: { mac: string }) => c.mac === mac)
+  t.equal(json.clients.length, 2, 'report: a client per machine that held the address')
+  t.match(byMac('02:00:00:00:00:02'), { ip: '127.0.0.2', hostname: 'build-2', domain: 'laptop-2.lan', total: lines.filter(l => l.client.hostname === 'build-2').length })
+  t.match(byMac('02:00:00:00:00:2b'), { ip: '127.0.0.2', hostname: 'build-2b', domain: 'laptop-2.lan', total: lines.filter(l => l.client.hostname === 'build-2b').length })
   t.match(report(), 'CLIENT 127.0.0.2  build-2b  laptop-2.lan  02:00:00:00:00:2b\n')
-  t.match(report('--format', 'csv').split('\n')[1], /^127\.0\.0\.2,build-2b,laptop-2\.lan,02:00:00:00:00:2b,connect\.ngrok-agent\.com,/)
+  t.match(report(), 'CLIENT 127.0.0.2  build-2  laptop-2.lan  02:00:00:00:00:02\n')
+  t.match(report('--format', 'csv'), /\n127\.0\.0\.2,build-2b,laptop-2\.lan,02:00:00:00:00:2b,connect\.ngrok-agent\.com,/)
 })
 
 t.test('serve: a missing lease file is a warning naming it; serving goes on', async t => {

@@ -221,3 +221,110 @@ t.test('the name decided on is shown beside the name asked (CNAME target, SNI of
   t.same(noPass.clients[0].names.map((n: { name: string }) => n.name), ['127.0.0.1', 'evil.example.test'], '--action leaves the pass row out')
   t.same(noPass.clients[0].names[0].matched, ['connect.ngrok-agent.com'], 'and the SNI that came with it')
 })
+
+/**
+ * The log of the user test's runs, written by the real evidence with names as ClientNames adds
+ * them; and the live table the same evidence filled.
+ */
+function machinesLog() {
+  let now = T0
+  let text = ''
+  const logger = createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { text += c; cb() } }), clock: () => now })
+  const snap = makeSnapshot()
+  const live = createClientTable({ clock: () => now })
+  let holder: Record<string, Record<string, string>> = {
+    '10.0.0.22': { hostname: 'dev-bob', mac: '52:54:00:00:00:22' },
+  }
+  const names = { annotate: (c: Record<string, unknown>, ip: string) => { Object.assign(c, holder[ip]) } }
+  const evidence = createEvidence({ logger, getSnapshot: () => snap, metrics: createMetrics(), clients: live, names })
+  const dns = (ip: string, name: string, decided = name) => evidence.decision({
+    message: 'dns.query', decision: snap.policy.decide(ip, decided, decided === name ? 'qname' : 'cname'), client: { ip, port: 40000 }, transport: 'udp',
+    durationNs: 1, dns: { name, type: 'A', rcode: 'NOERROR' },
+  })
+  const client = (ip: string) => ({ ip, port: 50000 })
+  // as the sinkhole listener logs a connection: the name decided on, the SNI as sent or the Host as the URL domain
+  const capture = (ip: string, name: string, where: 'sni' | 'host') => {
+    const decision = snap.policy.decide(ip, name, where)
+    evidence.decision({
+      message: 'sinkhole.capture', decision, client: client(ip), transport: 'tcp', durationNs: 1,
+      destination: { domain: decision.name, port: where === 'sni' ? 443 : 80 }, ...(where === 'sni' ? { sni: name } : { urlDomain: decision.name }),
+    })
+  }
+  const connect = (ip: string, host: string, sni?: string) => evidence.decision({
+    message: 'proxy.connect', decision: snap.policy.decide(ip, sni ?? host, sni === undefined ? 'connect' : 'sni'), client: client(ip), transport: 'tcp', durationNs: 1,
+    destination: { domain: host, port: 443 }, sni,
+  })
+  const http = (ip: string, url: string, host = url) => evidence.decision({
+    message: 'proxy.http', decision: snap.policy.decide(ip, host, host === url ? 'url' : 'host'), client: client(ip), transport: 'tcp', durationNs: 1,
+    destination: { domain: url, port: 80 }, urlDomain: url,
+  })
+  const step = () => { now += 1000 }
+  // D1: dev-bob holds 10.0.0.22 and asks for ngrok; the lease moves to the kiosk
+  dns('10.0.0.22', 'connect.ngrok-agent.com'); step()
+  holder = { '10.0.0.22': { hostname: 'kiosk-lobby', mac: '52:54:00:00:00:99' } }
+  dns('10.0.0.22', 'foo.trycloudflare.com'); step()
+  // D4: machine A reaches the sinkhole listener; machine B uses the proxy (SNI, URL); machine C sends a Host header
+  capture('10.0.0.31', 'connect.ngrok-agent.com', 'sni'); step()
+  capture('10.0.0.31', 'abc123.ngrok-free.app', 'host'); step()
+  connect('10.0.0.32', '127.0.0.100', 'connect.ngrok-agent.com'); step()
+  http('10.0.0.32', 'abc123.ngrok-free.app'); step()
+  http('10.0.0.33', 'www.example.test', 'abc123.ngrok-free.app'); step()
+  // D12: a CNAME hit; D13: names as the client spelt them
+  dns('10.0.0.11', 'innocent.example.test', 'x1.ngrok-free.app'); step()
+  http('10.0.0.12', 'ABC123.Ngrok-Free.APP'); step()
+  http('10.0.0.12', 'abc123.ngrok-free.app'); step()
+  connect('10.0.0.12', 'CONNECT.Ngrok-Agent.COM'); step()
+  connect('10.0.0.12', 'connect.ngrok-agent.com.'); step()
+  return { text, live }
+}
+
+t.test('an address handed to another machine: each machine keeps its own decisions, in whatever order the files are read', async t => {
+  const { text } = machinesLog()
+  const lines = text.trimEnd().split('\n')
+  const [bob, kiosk] = lines.filter(l => l.includes('"10.0.0.22"'))
+  t.match(JSON.parse(bob!), { client: { hostname: 'dev-bob' }, dns: { question: { name: 'connect.ngrok-agent.com' } } }, 'the lines are right')
+  t.match(JSON.parse(kiosk!), { client: { hostname: 'kiosk-lobby' }, dns: { question: { name: 'foo.trycloudflare.com' } } })
+  // `report tg.jsonl tg.jsonl.1`: the newer file first
+  const newer = join(dir, 'machines.jsonl')
+  const older = join(dir, 'machines.jsonl.1')
+  writeFileSync(newer, kiosk + '\n')
+  writeFileSync(older, bob + '\n')
+  for (const files of [[newer, older], [older, newer]]) {
+    const j = JSON.parse(await report({ files, format: 'json', client: '10.0.0.22' }))
+    t.same(j.clients.map((c: { ip: string; hostname: string; mac: string; names: { name: string }[] }) => [c.ip, c.hostname, c.mac, c.names.map(n => n.name)]), [
+      ['10.0.0.22', 'dev-bob', '52:54:00:00:00:22', ['connect.ngrok-agent.com']],
+      ['10.0.0.22', 'kiosk-lobby', '52:54:00:00:00:99', ['foo.trycloudflare.com']],
+    ], `--client by address keeps both machines (${files.map(f => f.slice(dir.length + 1)).join(' ')})`)
+  }
+  const table = await report({ files: [newer, older] })
+  t.match(table, /CLIENT 10\.0\.0\.22  dev-bob  52:54:00:00:00:22\n[^]*connect\.ngrok-agent\.com[^]*\n\nCLIENT 10\.0\.0\.22  kiosk-lobby  52:54:00:00:00:99\n[^]*foo\.trycloudflare\.com/)
+  t.notMatch(table.slice(table.indexOf('kiosk-lobby')), 'ngrok', 'nothing of dev-bob\'s under the kiosk')
+  const csv = await report({ files: [newer, older], format: 'csv' })
+  t.match(csv, '\n10.0.0.22,dev-bob,,52:54:00:00:00:22,connect.ngrok-agent.com,1,')
+  t.match(csv, '\n10.0.0.22,kiosk-lobby,,52:54:00:00:00:99,foo.trycloudflare.com,1,')
+  t.same(JSON.parse(await report({ files: [newer, older], format: 'json', client: '10.0.0.0/24' })).clients.length, 2, 'and by CIDR')
+})
+
+t.test('where: a sinkhole capture is labelled apart from proxy traffic, a Host header apart from a URL', async t => {
+  const file = join(dir, 'where.jsonl')
+  writeFileSync(file, machinesLog().text)
+  const j = JSON.parse(await report({ files: [file], format: 'json' }))
+  const by = (ip: string) => j.clients.find((c: { ip: string }) => c.ip === ip)
+  t.same(by('10.0.0.31').where, { 'sinkhole-host': 1, 'sinkhole-sni': 1 }, 'the agent that reached the sinkhole')
+  t.same(by('10.0.0.32').where, { sni: 1, url: 1 }, 'the proxy user')
+  t.same(by('10.0.0.33').where, { host: 1 }, 'a Host header')
+  t.match(by('10.0.0.31').names, [{ name: 'abc123.ngrok-free.app', where: ['sinkhole-host'] }, { name: 'connect.ngrok-agent.com', where: ['sinkhole-sni'] }])
+  t.match(by('10.0.0.33').names, [{ name: 'www.example.test', matched: ['abc123.ngrok-free.app'], where: ['host'] }])
+  const table = await report({ files: [file] })
+  t.match(table, /CLIENT 10\.0\.0\.31\n(.*\n){3}  seen in  sinkhole-host 1, sinkhole-sni 1\n/)
+  t.match(table, /CLIENT 10\.0\.0\.32\n(.*\n){3}  seen in  sni 1, url 1\n/)
+  t.match(await report({ files: [file], format: 'csv', client: '10.0.0.31' }), /,sinkhole-sni,\n/)
+})
+
+t.test('names folded: one row however the client spelt the name', async t => {
+  const file = join(dir, 'case.jsonl')
+  writeFileSync(file, machinesLog().text)
+  const j = JSON.parse(await report({ files: [file], format: 'json', client: '10.0.0.12' }))
+  t.same(j.clients[0].names.map((n: { name: string; count: number; matched: string[] }) => [n.name, n.count, n.matched]),
+    [['abc123.ngrok-free.app', 2, []], ['connect.ngrok-agent.com', 2, []]])
+})
