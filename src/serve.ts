@@ -135,7 +135,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     }
     if (config.admin.listen) {
       const listen = config.admin.listen
-      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, names }), 'admin.listen', listen, overrides.admin && '--admin')
+      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true }), 'admin.listen', listen, overrides.admin && '--admin')
       addresses.admin = { address: admin.address, port: admin.port }
       closers.push(() => admin.close())
     }

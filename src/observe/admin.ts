@@ -4,7 +4,6 @@ import { explainCheck } from '../commands/explain.js'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
 import type { Snapshot } from '../snapshot-types.js'
-import type { ClientNames } from './client-names.js'
 import type { ClientTable } from './client-table.js'
 import type { Metrics } from './metrics.js'
 
@@ -16,8 +15,6 @@ export interface AdminOptions {
   readonly getSnapshot: () => Snapshot | undefined
   /** True once the lists are loaded. */
   readonly ready: () => boolean
-  /** Adds hostname and mac (DHCP lease) and domain (PTR) to each client of `/api/clients`. */
-  readonly names?: Pick<ClientNames, 'annotate'>
 }
 
 export interface AdminServer {
@@ -57,11 +54,8 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         return json(res, ready ? 200 : 503, { ready, lists })
       }
       case '/api/clients': {
-        const clients = opts.clients.list().map(({ ip, ...rest }) => {
-          const known: Record<string, unknown> = {}
-          opts.names?.annotate(known, ip)
-          return { ip, ...known, ...rest }
-        })
+        // each row names its machine as its decisions' lines did (the lease held then), not as of now
+        const clients = opts.clients.list()
         return json(res, 200, { count: clients.length, clients })
       }
       case '/api/check': {

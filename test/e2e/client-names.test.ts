@@ -58,8 +58,11 @@ t.test('serve: client.hostname and client.mac from the lease, client.domain from
   t.notOk(p.lines().some((l: Line) => l['log.level'] === 'warn' && l.message !== 'dns.query'), 'no warnings')
   const started = await p.waitFor(l => l.message === 'started') as { admin: { port: number } }
   const live = await fetch(`http://127.0.0.1:${started.admin.port}/api/clients`).then(r => r.json()) as { clients: unknown[] }
-  t.match(live.clients, [{ ip: '127.0.0.2', hostname: 'build-2b', mac: '02:00:00:00:00:2b', domain: 'laptop-2.lan' }],
-    '/api/clients names the client as the lines do')
+  t.match(live.clients, [
+    { ip: '127.0.0.2', hostname: 'build-2b', mac: '02:00:00:00:00:2b', domain: 'laptop-2.lan' },
+    { ip: '127.0.0.2', hostname: 'build-2', mac: '02:00:00:00:00:02', domain: 'laptop-2.lan' },
+  ], '/api/clients names each machine as the lines do: the new lease holder and the old one, each with its own decisions')
+  t.equal(live.clients.length, 2)
 
   await p.stop()
   const log = join(dir, 'tg.jsonl')

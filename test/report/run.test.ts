@@ -328,3 +328,15 @@ t.test('names folded: one row however the client spelt the name', async t => {
   t.same(j.clients[0].names.map((n: { name: string; count: number; matched: string[] }) => [n.name, n.count, n.matched]),
     [['abc123.ngrok-free.app', 2, []], ['connect.ngrok-agent.com', 2, []]])
 })
+
+t.test('report and /api/clients say the same: the client, the name asked, the name decided on, where', async t => {
+  const { text, live } = machinesLog()
+  const file = join(dir, 'same.jsonl')
+  writeFileSync(file, text)
+  const j = JSON.parse(await report({ files: [file], format: 'json' }))
+  type Row = { ip: string; hostname?: string | null; mac?: string | null; where: object; names: { name: string; count: number; matched: string[] }[] }
+  const view = (r: Row) => ({ ip: r.ip, hostname: r.hostname ?? null, mac: r.mac ?? null, where: r.where, names: r.names.map(n => ({ name: n.name, count: n.count, matched: n.matched })) })
+  const sort = (rows: ReturnType<typeof view>[]) => rows.sort((a, b) => `${a.ip} ${a.mac}`.localeCompare(`${b.ip} ${b.mac}`))
+  t.same(sort((live.list() as Row[]).map(view)), sort((j.clients as Row[]).map(view)))
+  t.match(live.list().find(c => c.ip === '10.0.0.11')!.names, [{ name: 'innocent.example.test', matched: ['x1.ngrok-free.app'] }], 'the name the client asked, the CNAME target beside it')
+})
