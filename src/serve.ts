@@ -143,7 +143,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     if (config.admin.listen) {
       const listen = config.admin.listen
       const { maxConnections, allowHosts } = config.admin
-      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, names, maxConnections, allowHosts }),
+      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, maxConnections, allowHosts }),
         'admin.listen', listen, overrides.admin && '--admin')
       addresses.admin = { address: admin.address, port: admin.port }
       closers.push(() => admin.close())

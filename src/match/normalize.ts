@@ -59,3 +59,18 @@ export function normalizeName(raw: string): Normalized {
   const bad = checkLengths(name)
   return bad ? { ok: false, reason: bad } : { ok: true, name }
 }
+
+/**
+ * A name as `report` and the live client table group it: lowercase, one trailing dot dropped,
+ * nothing else changed (an address, or a name normalizeName refuses, stays as it was written).
+ * `CONNECT.Ngrok-Agent.COM.` and `connect.ngrok-agent.com` are one name. A name that is already
+ * folded is returned as it is.
+ */
+export function foldName(raw: string): string {
+  const end = raw.length > 1 && raw.charCodeAt(raw.length - 1) === 46 ? raw.length - 1 : raw.length
+  for (let i = 0; i < end; i++) {
+    const c = raw.charCodeAt(i)
+    if ((c >= 65 && c <= 90) || c >= 128) return raw.slice(0, end).toLowerCase()
+  }
+  return end === raw.length ? raw : raw.slice(0, end)
+}

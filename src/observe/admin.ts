@@ -7,7 +7,6 @@ import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
 import { CidrSet, parseCidr } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
-import type { ClientNames } from './client-names.js'
 import type { ClientTable, ClientView } from './client-table.js'
 import type { Metrics } from './metrics.js'
 
@@ -19,8 +18,6 @@ export interface AdminOptions {
   readonly getSnapshot: () => Snapshot | undefined
   /** True once the lists are loaded. */
   readonly ready: () => boolean
-  /** Adds hostname and mac (DHCP lease) and domain (PTR) to each client of `/api/clients`. */
-  readonly names?: Pick<ClientNames, 'annotate'>
   /**
    * Most connections open at once (`admin.maxConnections`, default 64); one client address may
    * hold a quarter of them (at least 1). Connections beyond either are closed at once.
@@ -209,10 +206,7 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     res.writeHead(200, { ...HEADERS, 'content-type': JSON_TYPE })
     let chunk = `{"total":${all.length},"matched":${matched.length},"limit":${limit},"count":${count},"clients":[`
     for (let i = 0; i < count; i++) {
-      const { ip, ...rest } = matched[i]!
-      const known: Record<string, unknown> = {}
-      opts.names?.annotate(known, ip)
-      chunk += (i === 0 ? '' : ',') + JSON.stringify({ ip, ...known, ...rest })
+      chunk += (i === 0 ? '' : ',') + JSON.stringify(matched[i])
       if (chunk.length >= CHUNK_CHARS) {
         // a turn of the event loop after each chunk: a socket with room in its buffer drains at
         // once (within the same turn), so waiting for 'drain' alone would not let DNS in

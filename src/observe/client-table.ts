@@ -1,22 +1,52 @@
+import { isIP } from 'node:net'
 import { LRUCache } from 'lru-cache'
-import { OUTCOMES as ACTIONS, WHERES } from '../policy/types.js'
+import { foldName } from '../match/normalize.js'
+import { OUTCOMES as ACTIONS } from '../policy/types.js'
 import type { DecisionEvent } from './types.js'
+import { WHERE_LABELS, whereIndex } from './where-label.js'
 
-/** Where an action's count is in `ClientEntry.counts`, and a place's (after the actions). */
+/** Where an action's count is in `ClientEntry.counts` (the places' follow, in WHERE_LABELS order). */
 const ACTION_AT = new Map<string, number>(ACTIONS.map((a, i) => [a, i]))
-const WHERE_AT = new Map<string, number>(WHERES.map((w, i) => [w, ACTIONS.length + i]))
 
-/** What the live view keeps about one client (bounded). */
+/** The names a decision's line gave its client (ClientNames: DHCP lease, PTR), as they were when it was decided. */
+export interface ClientNamesSeen {
+  readonly hostname?: unknown
+  readonly mac?: unknown
+  readonly domain?: unknown
+}
+
+/** What the live view keeps about one name a client asked for. */
+export interface NameEntry {
+  count: number
+  /** Names decided on instead of it (a CNAME target, an SNI) or seen behind it (the SNI of an address). */
+  readonly matched: Set<string>
+  /** Decisions whose matched name was past the client's budget of matched names. */
+  otherMatched: number
+}
+
+/**
+ * What the live view keeps about one client (bounded): one machine at one address, as in
+ * `report`. The machine is the MAC the client's lines carried when the decision was made (the
+ * lease held then), else the lease hostname; decisions with neither are the bare address's.
+ */
 export interface ClientEntry {
   readonly ip: string
+  /** The MAC, else the hostname, else '' (the bare address). */
+  readonly machine: string
+  hostname: string | undefined
+  readonly mac: string | undefined
+  /** The latest PTR name seen with its decisions. */
+  domain: string | undefined
   group: string
   firstSeen: number
   lastSeen: number
-  /** Decisions by action (block, sinkhole, alert, allow, pass), then by where the name was seen (qname, cname, connect, sni, host, url). */
+  /** Decisions by action (block, sinkhole, alert, allow, pass), then by where the name was seen (WHERE_LABELS). */
   readonly counts: Float64Array
-  /** name → count, at most `maxNames` names; the rest are counted in `otherNames`. */
-  readonly names: Map<string, number>
+  /** The name asked → its count and matched names; at most `maxNames` names, the rest counted in `otherNames`. */
+  readonly names: Map<string, NameEntry>
   otherNames: number
+  /** Matched names kept over all its names (at most `maxNames`). */
+  matchedKept: number
   /** list → count */
   readonly lists: Map<string, number>
 }
@@ -24,19 +54,24 @@ export interface ClientEntry {
 /** The JSON shape of `/api/clients`. */
 export interface ClientView {
   readonly ip: string
+  readonly hostname?: string
+  readonly mac?: string
+  readonly domain?: string
   readonly group: string
   readonly first_seen: string
   readonly last_seen: string
   readonly actions: Record<string, number>
-  readonly names: { name: string; count: number }[]
+  readonly names: { name: string; count: number; matched: string[]; other_matched: number }[]
   readonly other_names: number
   readonly lists: Record<string, number>
   readonly where: Record<string, number>
 }
 
 export interface ClientTable {
-  record(ev: DecisionEvent): void
-  get(ip: string): ClientEntry | undefined
+  /** One decision; `names` are the client's names on its line (none when no lease or PTR name is known). */
+  record(ev: DecisionEvent, names?: ClientNamesSeen): void
+  /** The entry of an address and machine ('' or absent: the bare address). */
+  get(ip: string, machine?: string): ClientEntry | undefined
   /** Every client, most recently seen first. */
   list(): ClientView[]
   readonly size: number
@@ -55,6 +90,19 @@ function nonZero(keys: readonly string[], counts: Float64Array, at: number): Rec
   return out
 }
 
+const str = (v: unknown): string | undefined => typeof v === 'string' && v !== '' ? v : undefined
+
+/** The table's key: the address alone, or with its machine (an address has no space in it). */
+const keyOf = (ip: string, machine: string) => machine === '' ? ip : `${ip} ${machine}`
+
+/**
+ * The name a decision was asked about, as `report` reads it from the line: the DNS question,
+ * else the CONNECT host, the SNI, the URL or Host domain; case and a trailing dot folded.
+ */
+function askedOf(ev: DecisionEvent): string {
+  return foldName(ev.dns?.name ?? ev.destination?.domain ?? ev.sni ?? ev.urlDomain ?? ev.decision.name)
+}
+
 /** A live per-client table of decided events, least recently seen evicted first. */
 export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
   const maxNames = opts.maxNames ?? 50
@@ -65,41 +113,72 @@ export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
   // (nothing else touches recency), so it is never the one evicted.
   let last: ClientEntry | undefined
 
+  function matched(c: ClientEntry, n: NameEntry, m: string): void {
+    if (n.matched.has(m)) return
+    if (c.matchedKept >= maxNames) n.otherMatched++
+    else {
+      n.matched.add(m)
+      c.matchedKept++
+    }
+  }
+
   return {
-    record(ev) {
+    record(ev, seen) {
       const now = clock()
       const d = ev.decision
       const ip = ev.client.ip
-      let c = last !== undefined && last.ip === ip ? last : table.get(ip)
+      const mac = str(seen?.mac)
+      const hostname = str(seen?.hostname)
+      const machine = mac ?? hostname ?? ''
+      let c = last !== undefined && last.ip === ip && last.machine === machine ? last : table.get(keyOf(ip, machine))
       if (!c) {
         c = {
-          ip, group: d.group, firstSeen: now, lastSeen: now,
-          counts: new Float64Array(ACTIONS.length + WHERES.length), names: new Map(), otherNames: 0, lists: new Map(),
+          ip, machine, hostname, mac, domain: undefined, group: d.group, firstSeen: now, lastSeen: now,
+          counts: new Float64Array(ACTIONS.length + WHERE_LABELS.length), names: new Map(), otherNames: 0, matchedKept: 0, lists: new Map(),
         }
-        table.set(ip, c)
+        table.set(keyOf(ip, machine), c)
       }
       last = c
+      if (hostname !== undefined) c.hostname = hostname
+      const domain = str(seen?.domain)
+      if (domain !== undefined) c.domain = domain
       c.lastSeen = now
       c.group = d.group
       c.counts[ACTION_AT.get(d.action)!]! += 1
-      c.counts[WHERE_AT.get(d.where)!]! += 1
+      c.counts[ACTIONS.length + whereIndex(ev.message, d.where)]! += 1
       if (d.list !== undefined) c.lists.set(d.list, (c.lists.get(d.list) ?? 0) + 1)
-      const n = c.names.get(d.name)
-      if (n !== undefined) c.names.set(d.name, n + 1)
-      else if (c.names.size < maxNames) c.names.set(d.name, 1)
-      else c.otherNames++
+      const asked = askedOf(ev)
+      let n = c.names.get(asked)
+      if (n === undefined) {
+        if (c.names.size >= maxNames) { c.otherNames++; return }
+        n = { count: 0, matched: new Set(), otherMatched: 0 }
+        c.names.set(asked, n)
+      }
+      n.count++
+      // the name decided on when it is not the one asked, and the SNI behind an address (as report shows them)
+      const decided = foldName(d.name)
+      if (decided !== asked) matched(c, n, decided)
+      if (ev.sni !== undefined && isIP(asked) !== 0) {
+        const sni = foldName(ev.sni)
+        if (sni !== asked && sni !== decided) matched(c, n, sni)
+      }
     },
-    get: ip => table.peek(ip),
+    get: (ip, machine = '') => table.peek(keyOf(ip, machine)),
     list() {
       const out: ClientView[] = []
       for (const c of table.values()) {
+        const names: { hostname?: string; mac?: string; domain?: string } = {}
+        if (c.hostname !== undefined) names.hostname = c.hostname
+        if (c.mac !== undefined) names.mac = c.mac
+        if (c.domain !== undefined) names.domain = c.domain
         out.push({
-          ip: c.ip, group: c.group,
+          ip: c.ip, ...names, group: c.group,
           first_seen: new Date(c.firstSeen).toISOString(), last_seen: new Date(c.lastSeen).toISOString(),
           actions: nonZero(ACTIONS, c.counts, 0),
-          names: [...c.names].map(([name, count]) => ({ name, count })).sort((a, b) => b.count - a.count || (a.name < b.name ? -1 : 1)),
+          names: [...c.names].map(([name, n]) => ({ name, count: n.count, matched: [...n.matched].sort(), other_matched: n.otherMatched }))
+            .sort((a, b) => b.count - a.count || (a.name < b.name ? -1 : 1)),
           other_names: c.otherNames,
-          lists: Object.fromEntries(c.lists), where: nonZero(WHERES, c.counts, ACTIONS.length),
+          lists: Object.fromEntries(c.lists), where: nonZero(WHERE_LABELS, c.counts, ACTIONS.length),
         })
       }
       return out

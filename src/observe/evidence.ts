@@ -41,25 +41,28 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       const action = ev.decision.action
       metrics.decision(ev)
       if (!logs(action)) return
-      if (action !== 'pass') clients.record(ev)
+      // the client's names now (the lease it holds at this moment): its line and its row in the
+      // live table both get them, so that neither credits the decision to a later holder
+      let named: Record<string, unknown> | undefined
+      if (names) {
+        const c: Record<string, unknown> = { ip: ev.client.ip, port: ev.client.port }
+        names.annotate(c, ev.client.ip)
+        if (Object.keys(c).length > 2) named = c       // names were added
+      }
+      if (action !== 'pass') clients.record(ev, named)
       const alert = eventKind(ev.decision) === 'alert'
       const level = alert ? 'warn' : 'info'
       if (!alert && !logger.isLevelEnabled(level)) return
       if (ev.extra || (alert && alerts && alerts.active !== false)) {
         const record = toEcs(ev)
-        names?.annotate(record.client as Record<string, unknown>, ev.client.ip)
+        if (named) Object.assign(record.client as Record<string, unknown>, named)
         if (logger.isLevelEnabled(level)) write(level, record)
         if (alert) alerts?.alert(ev, record)
         return
       }
       // the usual line (a blocked query): its JSON written directly, no ECS object built
       if (!logger.isLevelEnabled(level)) return
-      let client: string | undefined
-      if (names) {
-        const c: Record<string, unknown> = { ip: ev.client.ip, port: ev.client.port }
-        names.annotate(c, ev.client.ip)
-        if (Object.keys(c).length > 2) client = JSON.stringify(c)       // names were added
-      }
+      const client = named && JSON.stringify(named)
       if (!target) return writeBody(level, ecsBody(ev, client))
       // stdout: the line's bytes, written in place (no string built and encoded)
       if (target.begin(level, line)) {

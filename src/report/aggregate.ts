@@ -19,13 +19,23 @@ export interface NameStat {
   otherMatched: number
 }
 
-/** What the report knows about one client. */
+/**
+ * What the report knows about one client: one machine at one address. The machine is the MAC
+ * its lines name (client.mac, from the DHCP lease held at the time, or --leases), else the lease
+ * hostname; lines of the address that name neither are the bare address's own client. An
+ * address handed from one machine to another is thus two clients, each with its own decisions.
+ */
 export interface ClientStat {
   readonly ip: string
-  /** The last DHCP hostname, MAC and PTR name seen on its lines (or from --leases). */
+  /** The MAC, else the hostname, else '' (the bare address). */
+  readonly machine: string
+  /** The hostname (a MAC's latest), MAC and latest PTR name seen on its lines (or from --leases). */
   hostname?: string
   mac?: string
   domain?: string
+  /** The times of the lines hostname and domain were taken from. */
+  hostnameAt: number
+  domainAt: number
   first: number
   last: number
   total: number
@@ -75,7 +85,10 @@ function bump(r: Record<string, number>, k: string): void {
 
 /** Per-client aggregation of decisions; memory grows with clients and (bounded) names only. */
 export class Aggregator {
-  readonly clients = new Map<string, ClientStat>()
+  /** address → machine → client */
+  readonly clients = new Map<string, Map<string, ClientStat>>()
+  /** The client added to last: runs of one client's lines skip the lookups. */
+  #last: ClientStat | undefined
   readonly counts: Counts = { lines: 0, decisions: 0, filtered: 0, skipped: 0, malformed: 0 }
   readonly #filters: Filters
   readonly #maxNames: number
@@ -106,17 +119,42 @@ export class Aggregator {
     return true
   }
 
+  /** The client of a line: its address and machine. */
+  #client(e: ReportEvent): ClientStat {
+    const machine = e.mac ?? e.hostname ?? ''
+    const l = this.#last
+    if (l !== undefined && l.ip === e.ip && l.machine === machine) return l
+    let byMachine = this.clients.get(e.ip)
+    if (!byMachine) {
+      byMachine = new Map()
+      this.clients.set(own(e.ip), byMachine)
+    }
+    let c = byMachine.get(machine)
+    if (!c) {
+      const m = own(machine)
+      c = {
+        ip: own(e.ip), machine: m, mac: e.mac === undefined ? undefined : m, hostnameAt: -Infinity, domainAt: -Infinity,
+        first: e.time, last: e.time, total: 0, actions: {}, where: {}, lists: new Map(), names: new Map(), otherNames: 0,
+      }
+      byMachine.set(m, c)
+    }
+    this.#last = c
+    return c
+  }
+
   add(e: ReportEvent): void {
     this.counts.decisions++
     if (!this.#keep(e)) { this.counts.filtered++; return }
-    let c = this.clients.get(e.ip)
-    if (!c) {
-      c = { ip: own(e.ip), first: e.time, last: e.time, total: 0, actions: {}, where: {}, lists: new Map(), names: new Map(), otherNames: 0 }
-      this.clients.set(c.ip, c)
+    const c = this.#client(e)
+    // a MAC's hostname and an address's PTR name can change: the latest line's (by time, not file order)
+    if (e.hostname !== undefined && e.time >= c.hostnameAt) {
+      if (e.hostname !== c.hostname) c.hostname = own(e.hostname)
+      c.hostnameAt = e.time
     }
-    if (e.hostname !== undefined && e.hostname !== c.hostname) c.hostname = own(e.hostname)
-    if (e.mac !== undefined && e.mac !== c.mac) c.mac = own(e.mac)
-    if (e.domain !== undefined && e.domain !== c.domain) c.domain = own(e.domain)
+    if (e.domain !== undefined && e.time >= c.domainAt) {
+      if (e.domain !== c.domain) c.domain = own(e.domain)
+      c.domainAt = e.time
+    }
     if (e.time < c.first) c.first = e.time
     if (e.time > c.last) c.last = e.time
     c.total++
@@ -149,9 +187,10 @@ export class Aggregator {
     }
   }
 
-  /** Clients, most decisions first (then by address). */
+  /** Clients, most decisions first (then by address, then machine: the bare address first). */
   sorted(): ClientStat[] {
-    return [...this.clients.values()].sort((a, b) => b.total - a.total || byText(a.ip, b.ip))
+    return [...this.clients.values()].flatMap(m => [...m.values()])
+      .sort((a, b) => b.total - a.total || byText(a.ip, b.ip) || byText(a.machine, b.machine))
   }
 }
 

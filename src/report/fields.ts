@@ -1,13 +1,19 @@
 import { isIP } from 'node:net'
+import { foldName } from '../match/normalize.js'
+import { SINKHOLE_PREFIX, WHERE_LABELS } from '../observe/where-label.js'
+import { WHERES } from '../policy/types.js'
 
 /** One decision as `report` reads it from an ECS log line. */
 export interface ReportEvent {
   readonly time: number
   readonly ip: string
   readonly action: string
-  /** The name asked: DNS question, else CONNECT/Host domain, SNI or URL domain. */
+  /** The name asked: DNS question, else CONNECT/Host domain, SNI or URL domain (case and a trailing dot folded, as `matched` and `sni`). */
   readonly name: string
-  /** Where the deciding name was seen: dns, cname, connect, sni, http. */
+  /**
+   * Where the deciding name was seen: the line's tunnelguard.matched_on (qname, cname, connect,
+   * sni, host, url), prefixed `sinkhole-` on a sinkhole.capture line (see observe/where-label).
+   */
   readonly where: string
   /** The name decided on when it is not `name` (tunnelguard.matched_name: a CNAME target, an SNI). */
   readonly matched?: string
@@ -26,7 +32,11 @@ export type LineResult = ReportEvent | 'skip' | 'malformed'
 const MESSAGES = new Set(['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture'])
 /** Constant (internalized) strings for the known actions: cheaper keys for the counts than slices of a line. */
 const ACTIONS: Readonly<Record<string, string>> = { block: 'block', sinkhole: 'sinkhole', alert: 'alert', allow: 'allow', pass: 'pass' }
-const WHERE: Readonly<Record<string, string>> = { qname: 'dns', cname: 'cname', connect: 'connect', sni: 'sni', host: 'http', url: 'http' }
+/** matched_on → its label, for proxy and DNS lines and for sinkhole captures: constant strings again, not slices. */
+const WHERE = new Map<string, string>(WHERES.map((w, i) => [w, WHERE_LABELS[i]!]))
+const SINKHOLE_WHERE = new Map<string, string>(WHERES.map((w, i) => [w, WHERE_LABELS[WHERES.length + i]!]))
+/** A line without matched_on (not written by tunnelguard): where its message says the name comes from. */
+const DEFAULT_WHERE: Readonly<Record<string, string>> = { 'dns.query': 'qname', 'proxy.connect': 'connect', 'proxy.http': 'url', 'sinkhole.capture': 'sinkhole' }
 
 /** A field path, read nested (`client: {ip}`), dotted (`"client.ip"`) or any mix of the two. */
 function lookup(o: unknown, parts: readonly string[], i: number): unknown {
@@ -108,11 +118,17 @@ function toEvent(
   if (action === undefined || message === undefined || !MESSAGES.has(message)) return 'skip'
   const time = parseTime(ts)
   if (Number.isNaN(time) || ip === undefined || name === undefined) return 'malformed'
+  // one name however it was spelt (a proxy's CONNECT and Host are as the client wrote them)
+  name = foldName(name)
+  if (matched !== undefined) matched = foldName(matched)
+  if (sni !== undefined) sni = foldName(sni)
   if (matched === name) matched = undefined
   if (sni === name || sni === matched || (sni !== undefined && isIP(name) === 0)) sni = undefined
+  const sinkhole = message === 'sinkhole.capture'
   return {
     time, ip, action: ACTIONS[action] ?? action, name, matched, sni, list, entry, hostname, mac, domain,
-    where: w === undefined ? (message === 'dns.query' ? 'dns' : 'http') : WHERE[w] ?? w,
+    where: w === undefined ? DEFAULT_WHERE[message]!
+      : sinkhole ? SINKHOLE_WHERE.get(w) ?? SINKHOLE_PREFIX + w : WHERE.get(w) ?? w,
   }
 }
 

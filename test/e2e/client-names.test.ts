@@ -58,17 +58,25 @@ t.test('serve: client.hostname and client.mac from the lease, client.domain from
   t.notOk(p.lines().some((l: Line) => l['log.level'] === 'warn' && l.message !== 'dns.query'), 'no warnings')
   const started = await p.waitFor(l => l.message === 'started') as { admin: { port: number } }
   const live = await fetch(`http://127.0.0.1:${started.admin.port}/api/clients`).then(r => r.json()) as { clients: unknown[] }
-  t.match(live.clients, [{ ip: '127.0.0.2', hostname: 'build-2b', mac: '02:00:00:00:00:2b', domain: 'laptop-2.lan' }],
-    '/api/clients names the client as the lines do')
+  t.match(live.clients, [
+    { ip: '127.0.0.2', hostname: 'build-2b', mac: '02:00:00:00:00:2b', domain: 'laptop-2.lan' },
+    { ip: '127.0.0.2', hostname: 'build-2', mac: '02:00:00:00:00:02', domain: 'laptop-2.lan' },
+  ], '/api/clients names each machine as the lines do: the new lease holder and the old one, each with its own decisions')
+  t.equal(live.clients.length, 2)
 
   await p.stop()
   const log = join(dir, 'tg.jsonl')
   writeFileSync(log, p.stdout())
   const report = (...a: string[]) => execFileSync(process.execPath, [CLI, 'report', log, ...a], { encoding: 'utf8' })
   const json = JSON.parse(report('--format', 'json'))
-  t.match(json.clients, [{ ip: '127.0.0.2', hostname: 'build-2b', domain: 'laptop-2.lan', mac: '02:00:00:00:00:2b' }], 'report: the names of the last lines')
+  const lines = queries()
+  const byMac = (mac: string) => json.clients.find((c: { mac: string }) => c.mac === mac)
+  t.equal(json.clients.length, 2, 'report: a client per machine that held the address')
+  t.match(byMac('02:00:00:00:00:02'), { ip: '127.0.0.2', hostname: 'build-2', domain: 'laptop-2.lan', total: lines.filter(l => l.client.hostname === 'build-2').length })
+  t.match(byMac('02:00:00:00:00:2b'), { ip: '127.0.0.2', hostname: 'build-2b', domain: 'laptop-2.lan', total: lines.filter(l => l.client.hostname === 'build-2b').length })
   t.match(report(), 'CLIENT 127.0.0.2  build-2b  laptop-2.lan  02:00:00:00:00:2b\n')
-  t.match(report('--format', 'csv').split('\n')[1], /^127\.0\.0\.2,build-2b,laptop-2\.lan,02:00:00:00:00:2b,connect\.ngrok-agent\.com,/)
+  t.match(report(), 'CLIENT 127.0.0.2  build-2  laptop-2.lan  02:00:00:00:00:02\n')
+  t.match(report('--format', 'csv'), /\n127\.0\.0\.2,build-2b,laptop-2\.lan,02:00:00:00:00:2b,connect\.ngrok-agent\.com,/)
 })
 
 t.test('serve: a missing lease file is a warning naming it; serving goes on', async t => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { normalizeName } from '../../src/match/normalize.js'
+import { foldName, normalizeName } from '../../src/match/normalize.js'
 
 const ok = (name: string) => ({ ok: true, name })
 
@@ -69,4 +69,17 @@ t.test('ASCII that IDNA would cut or keep is refused, not silently dropped (no b
   t.match(normalizeName('a／b.ngrok.io'), { ok: false }, 'fullwidth / does not become a path')
   t.match(normalizeName('ä..'), { ok: false, reason: 'empty label' }, 'only one trailing dot is dropped')
   t.same(normalizeName('Bücher.Example.'), { ok: true, name: 'xn--bcher-kva.example' })
+})
+
+t.test('foldName: case and one trailing dot folded for grouping, nothing else changed', async t => {
+  const s = 'connect.ngrok-agent.com'
+  t.equal(foldName(s), s, 'a folded name as it is')
+  t.equal(foldName('CONNECT.Ngrok-Agent.COM'), s)
+  t.equal(foldName('connect.ngrok-agent.com.'), s)
+  t.equal(foldName('Connect.Ngrok-Agent.Com.'), s)
+  t.equal(foldName('BÜCHER.example'), 'bücher.example', 'non-ASCII lowered, not converted')
+  t.equal(foldName('2001:DB8::7'), '2001:db8::7')
+  t.equal(foldName('bad..Name'), 'bad..name', 'a name normalizeName refuses is folded too')
+  t.equal(foldName('.'), '.', 'the root stays')
+  t.equal(foldName(''), '')
 })

@@ -8,7 +8,7 @@ import { startAdmin, type AdminOptions } from '../../src/observe/admin.js'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
-import { bodyOf, fakeTable, head, open, raw, statusOf, view } from '../fixtures/admin-http.js'
+import { bodyOf, fakeTable, head, open, probed, raw, statusOf, view } from '../fixtures/admin-http.js'
 
 const snap = makeSnapshot()
 
@@ -124,20 +124,18 @@ t.test('written a chunk at a time: other requests are answered while it is', asy
   let annotated = 0
   let healthzAt = -1
   let port = 0
-  const names = {
-    annotate(_c: Record<string, unknown>, _ip: string) {
-      if (annotated++ === 0) {
-        // the response has begun: ask for /healthz now
-        void get(port, '/healthz').then(r => { if (r.status === 200) healthzAt = annotated })
-      }
-      perTurn.set(turns, (perTurn.get(turns) ?? 0) + 1)
-    },
+  const each = () => {
+    if (annotated++ === 0) {
+      // the response has begun: ask for /healthz now
+      void get(port, '/healthz').then(r => { if (r.status === 200) healthzAt = annotated })
+    }
+    perTurn.set(turns, (perTurn.get(turns) ?? 0) + 1)
   }
-  const admin = await start(t, { clients: fakeTable(() => bigViews(3000)), names })
+  const admin = await start(t, { clients: fakeTable(() => probed(bigViews(3000), each)) })
   port = admin.port
   const p = await page(port, '/api/clients?limit=3000')
   t.equal(p.count, 3000)
-  t.equal(annotated, 3000, 'names only for the clients returned')
+  t.equal(annotated, 3000, 'each client returned written once')
   t.ok(perTurn.size > 20, `written over ${perTurn.size} turns of the event loop`)
   t.ok(Math.max(...perTurn.values()) <= 40, `at most ${Math.max(...perTurn.values())} clients (64 kB of JSON) in one turn`)
   t.ok(healthzAt > 0 && healthzAt < 3000, `/healthz answered while the response was being written (after ${healthzAt} of 3000 clients)`)
@@ -164,8 +162,7 @@ t.test('no piece of the response is longer than 64 kB and a client (red-team F4:
 
 t.test('a client that goes away mid-response stops the writing', async t => {
   let annotated = 0
-  const names = { annotate() { annotated++ } }
-  const { port } = await start(t, { clients: fakeTable(() => bigViews(20_000)), names })
+  const { port } = await start(t, { clients: fakeTable(() => probed(bigViews(20_000), () => { annotated++ })) })
   const s = await open(port)
   const first = new Promise<void>(resolve => { s.once('data', () => { resolve() }) })
   s.write(head('/api/clients?limit=20000', '127.0.0.1'))
@@ -182,8 +179,7 @@ t.test('a client that goes away mid-response stops the writing', async t => {
 
 t.test('an error once the response has begun cuts it short; the listener serves on', async t => {
   let n = 0
-  const names = { annotate() { if (++n === 100) throw new Error('annotate broke') } }
-  const { port } = await start(t, { clients: fakeTable(() => bigViews(200)), names })
+  const { port } = await start(t, { clients: fakeTable(() => probed(bigViews(200), () => { if (++n === 100) throw new Error('a view broke') })) })
   const r = await raw(port, head('/api/clients', '127.0.0.1'), 10_000)
   t.ok(r.closed, 'closed')
   t.equal(statusOf(r), 200, 'it had begun')

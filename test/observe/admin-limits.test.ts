@@ -7,7 +7,7 @@ import { startAdmin, type AdminOptions } from '../../src/observe/admin.js'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
-import { collect, fakeTable, head, open, raw, statusOf, view } from '../fixtures/admin-http.js'
+import { collect, fakeTable, head, open, probed, raw, statusOf, view } from '../fixtures/admin-http.js'
 
 async function start(t: Test, o: Partial<AdminOptions> = {}) {
   const metrics = o.metrics ?? createMetrics()
@@ -121,8 +121,7 @@ t.test('a client that stops reading a response is cut off at twice the timeout',
   const big = [{ name: 'x'.repeat(10_000), count: 1 }]
   const views = Array.from({ length: 2000 }, (_, i) => view(`10.0.${i >> 8}.${i & 255}`, big))
   let annotated = 0
-  const names = { annotate() { annotated++ } }
-  const { admin } = await start(t, { timeout: 300, clients: fakeTable(() => views), names })
+  const { admin } = await start(t, { timeout: 300, clients: fakeTable(() => probed(views, () => { annotated++ })) })
   const s = await open(admin.port)
   s.pause()
   s.write(head('/api/clients?limit=2000', '127.0.0.1'))

@@ -4,7 +4,7 @@ import { request } from 'node:http'
 import { createServer, connect } from 'node:net'
 import { promisify } from 'node:util'
 import { Gauge } from 'prom-client'
-import { startAdmin, type AdminOptions } from '../../src/observe/admin.js'
+import { startAdmin } from '../../src/observe/admin.js'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import type { Snapshot } from '../../src/snapshot-types.js'
@@ -26,11 +26,11 @@ function get(port: number, path: string, method = 'GET'): Promise<{ status: numb
   })
 }
 
-async function start(t: Test, opts: { snapshot?: Snapshot; ready?: boolean; names?: AdminOptions['names'] } = {}) {
+async function start(t: Test, opts: { snapshot?: Snapshot; ready?: boolean } = {}) {
   const metrics = createMetrics()
   const clients = createClientTable()
   const snap = 'snapshot' in opts ? opts.snapshot : makeSnapshot()
-  const admin = await startAdmin({ listen: '127.0.0.1:0', metrics, clients, getSnapshot: () => snap, ready: () => opts.ready ?? true, names: opts.names })
+  const admin = await startAdmin({ listen: '127.0.0.1:0', metrics, clients, getSnapshot: () => snap, ready: () => opts.ready ?? true })
   t.teardown(() => admin.close())
   return { admin, metrics, clients, snap }
 }
@@ -122,22 +122,25 @@ t.test('listen errors', async t => {
   await t.rejects(startAdmin({ ...base, listen: `127.0.0.1:${port}` }), { code: 'EADDRINUSE' })
 })
 
-t.test('/api/clients carries what the client names know (lease hostname and MAC, PTR domain)', async t => {
-  const asked: string[] = []
-  const names = {
-    annotate(client: Record<string, unknown>, ip: string) {
-      asked.push(ip)
-      if (ip === '10.0.0.7') Object.assign(client, { hostname: 'build-7', mac: '02:00:00:00:00:07', domain: 'build-7.lan' })
-    },
-  }
-  const { admin, clients, snap } = await start(t, { names })
-  for (const ip of ['10.0.0.7', '10.0.0.8']) {
-    clients.record({ message: 'dns.query', decision: snap!.policy.decide(ip, 'a.ngrok.io', 'qname'), client: { ip, port: 1 }, transport: 'udp', durationNs: 1 })
-  }
-  const c = JSON.parse((await get(admin.port, '/api/clients')).body) as { clients: Record<string, unknown>[] }
-  const byIp = new Map(c.clients.map(x => [x.ip, x]))
-  t.match(byIp.get('10.0.0.7'), { ip: '10.0.0.7', hostname: 'build-7', mac: '02:00:00:00:00:07', domain: 'build-7.lan', actions: { sinkhole: 1 } })
-  t.same(Object.keys(byIp.get('10.0.0.7')!).slice(0, 4), ['ip', 'hostname', 'mac', 'domain'], 'the names right after the address')
-  t.notOk('hostname' in byIp.get('10.0.0.8')!, 'a client without a lease or PTR name has no name fields')
-  t.same(asked.sort(), ['10.0.0.7', '10.0.0.8'])
+t.test('/api/clients names each client as its lines did: a row per machine that held the address', async t => {
+  const { admin, clients, snap } = await start(t)
+  const record = (ip: string, name: string, names?: Record<string, string>) => clients.record(
+    { message: 'dns.query', decision: snap!.policy.decide(ip, name, 'qname'), client: { ip, port: 1 }, transport: 'udp', durationNs: 1, dns: { name, type: 'A', rcode: 'NOERROR' } },
+    names)
+  record('10.0.0.7', 'a.ngrok.io', { hostname: 'dev-bob', mac: '02:00:00:00:00:22' })
+  record('10.0.0.7', 'b.ngrok.io', { hostname: 'dev-bob', mac: '02:00:00:00:00:22', domain: 'bob.lan' })
+  // the lease moves to another machine
+  record('10.0.0.7', 'x.trycloudflare.com', { hostname: 'kiosk-lobby', mac: '02:00:00:00:00:99' })
+  record('10.0.0.8', 'a.ngrok.io')
+  const c = JSON.parse((await get(admin.port, '/api/clients')).body) as { count: number; clients: Record<string, unknown>[] }
+  t.equal(c.count, 3)
+  t.match(c.clients, [
+    { ip: '10.0.0.8', names: [{ name: 'a.ngrok.io', count: 1 }] },
+    { ip: '10.0.0.7', hostname: 'kiosk-lobby', mac: '02:00:00:00:00:99', actions: { alert: 1 }, names: [{ name: 'x.trycloudflare.com', count: 1 }] },
+    { ip: '10.0.0.7', hostname: 'dev-bob', mac: '02:00:00:00:00:22', domain: 'bob.lan', actions: { sinkhole: 2 },
+      names: [{ name: 'a.ngrok.io', count: 1 }, { name: 'b.ngrok.io', count: 1 }] },
+  ], 'the ngrok queries stay with dev-bob, who asked them')
+  t.same(Object.keys(c.clients[2]!).slice(0, 4), ['ip', 'hostname', 'mac', 'domain'], 'the names right after the address')
+  t.notOk('domain' in c.clients[1]!, 'no PTR name known for the kiosk\'s decisions')
+  t.notOk('hostname' in c.clients[0]!, 'a client without a lease or PTR name has no name fields')
 })

@@ -1,10 +1,11 @@
 import t from 'tap'
 import { createClientTable } from '../../src/observe/client-table.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
+import type { Where } from '../../src/policy/types.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 
 const snap = makeSnapshot({ config: { groups: [{ name: 'lab', clients: ['10.9.0.0/16'], actions: {} }] } })
-const ev = (ip: string, name: string, where: 'qname' | 'sni' = 'qname'): DecisionEvent => ({
+const ev = (ip: string, name: string, where: Where = 'qname'): DecisionEvent => ({
   message: 'dns.query', decision: snap.policy.decide(ip, name, where), client: { ip, port: 1 }, transport: 'udp', durationNs: 1,
 })
 
@@ -26,11 +27,12 @@ t.test('per client: times, actions, names, lists, where', async t => {
     ip: '10.0.0.5', group: 'default',
     first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:00:01.000Z',
     actions: { sinkhole: 3, alert: 1 },
-    names: [{ name: 'a.ngrok.io', count: 2 }, { name: 'b.ngrok.io', count: 1 }, { name: 'z.trycloudflare.com', count: 1 }],
+    names: [{ name: 'a.ngrok.io', count: 2, matched: [], other_matched: 0 }, { name: 'b.ngrok.io', count: 1, matched: [], other_matched: 0 },
+      { name: 'z.trycloudflare.com', count: 1, matched: [], other_matched: 0 }],
     other_names: 0,
     lists: { ngrok: 3, tunnels: 1 }, where: { qname: 3, sni: 1 },
   })
-  t.equal(table.get('10.0.0.5')!.names.get('a.ngrok.io'), 2)
+  t.equal(table.get('10.0.0.5')!.names.get('a.ngrok.io')!.count, 2)
   t.equal(table.get('192.0.2.1'), undefined)
 })
 
@@ -44,7 +46,7 @@ t.test('bounded: clients evicted least recently seen first, names per client cap
   table.record(ev('10.0.0.1', 'c.ngrok.io'))
   table.record(ev('10.0.0.1', 'b.ngrok.io'))
   const c = table.list().find(x => x.ip === '10.0.0.1')!
-  t.same(c.names, [{ name: 'b.ngrok.io', count: 2 }, { name: 'a.ngrok.io', count: 1 }])
+  t.same(c.names.map(n => [n.name, n.count]), [['b.ngrok.io', 2], ['a.ngrok.io', 1]])
   t.equal(c.other_names, 1)
   t.ok(Date.parse(c.last_seen) > 0, 'the wall clock by default')
 })
@@ -65,6 +67,76 @@ t.test('runs of one client, and a client back after being evicted, start from wh
   t.equal(table.get('10.0.0.1'), undefined, 'evicted by the second client')
   table.record(ev('10.0.0.1', 'b.ngrok.io'))
   table.record(ev('10.0.0.1', 'b.ngrok.io'))
-  t.same(table.list().map(c => [c.ip, c.actions, c.names]), [['10.0.0.1', { sinkhole: 2 }, [{ name: 'b.ngrok.io', count: 2 }]]],
+  t.same(table.list().map(c => [c.ip, c.actions, c.names.map(n => [n.name, n.count])]), [['10.0.0.1', { sinkhole: 2 }, [['b.ngrok.io', 2]]]],
     'a new entry: the evicted one\'s counts are gone, the recent ones all kept')
+})
+
+t.test('a row per machine: an address handed to another machine starts a new row; names as they were at record time', async t => {
+  const table = createClientTable()
+  const bob = { ip: '10.0.0.22', port: 1, hostname: 'dev-bob', mac: '52:54:00:00:00:22' }
+  table.record(ev('10.0.0.22', 'connect.ngrok-agent.com'), bob)
+  table.record(ev('10.0.0.22', 'a.ngrok.io'), { ...bob, hostname: 'dev-bob-2', domain: 'bob.lan' })
+  table.record(ev('10.0.0.22', 'x.trycloudflare.com'), { hostname: 'kiosk-lobby', mac: '52:54:00:00:00:99' })
+  table.record(ev('10.0.0.22', 'b.ngrok.io'), { hostname: 'printer' })
+  table.record(ev('10.0.0.22', 'c.ngrok.io'))
+  table.record(ev('10.0.0.22', 'd.ngrok.io'), { domain: 'ptr-only.lan', hostname: '' })
+  t.equal(table.size, 4)
+  t.same(table.list().map(c => [c.hostname, c.mac, c.domain, c.names.map(n => n.name)]), [
+    [undefined, undefined, 'ptr-only.lan', ['c.ngrok.io', 'd.ngrok.io']],
+    ['printer', undefined, undefined, ['b.ngrok.io']],
+    ['kiosk-lobby', '52:54:00:00:00:99', undefined, ['x.trycloudflare.com']],
+    ['dev-bob-2', '52:54:00:00:00:22', 'bob.lan', ['a.ngrok.io', 'connect.ngrok-agent.com']],
+  ], 'dev-bob\'s queries stay with dev-bob (one MAC, its latest hostname); a hostname without a MAC is its own machine; no names: the bare address')
+  t.same(table.list().map(c => Object.keys(c).slice(0, 4)).slice(2), [['ip', 'hostname', 'mac', 'group'], ['ip', 'hostname', 'mac', 'domain']])
+  t.equal(table.get('10.0.0.22', '52:54:00:00:00:22')!.names.get('connect.ngrok-agent.com')!.count, 1)
+  t.equal(table.get('10.0.0.22', 'printer')!.hostname, 'printer')
+  t.equal(table.get('10.0.0.22')!.machine, '')
+  t.equal(table.get('10.0.0.23'), undefined)
+})
+
+const capture = (ip: string, name: string, where: 'sni' | 'host'): DecisionEvent => ({
+  message: 'sinkhole.capture', decision: snap.policy.decide(ip, name, where), client: { ip, port: 1 }, transport: 'tcp', durationNs: 1,
+  destination: { domain: name, port: where === 'sni' ? 443 : 80 }, ...(where === 'sni' ? { sni: name } : { urlDomain: name }),
+})
+
+t.test('where: the log\'s matched_on, a sinkhole capture under its own label, Host apart from URL', async t => {
+  const table = createClientTable()
+  const proxyEv = (where: 'sni' | 'host' | 'url'): DecisionEvent => ({
+    ...ev('10.0.0.32', 'abc.ngrok-free.app', where), message: where === 'sni' ? 'proxy.connect' : 'proxy.http',
+    destination: { domain: where === 'host' ? 'www.example.test' : 'abc.ngrok-free.app', port: 443 },
+  })
+  table.record(capture('10.0.0.31', 'connect.ngrok-agent.com', 'sni'))
+  table.record(capture('10.0.0.31', 'abc.ngrok-free.app', 'host'))
+  table.record(proxyEv('sni'))
+  table.record(proxyEv('url'))
+  table.record(proxyEv('host'))
+  const by = new Map(table.list().map(c => [c.ip, c]))
+  t.same(by.get('10.0.0.31')!.where, { 'sinkhole-sni': 1, 'sinkhole-host': 1 }, 'the agent that reached the sinkhole')
+  t.same(by.get('10.0.0.32')!.where, { sni: 1, host: 1, url: 1 }, 'the proxy user')
+})
+
+t.test('names: the name asked, the name decided on beside it; case and a trailing dot folded', async t => {
+  const table = createClientTable({ maxNames: 3 })
+  const ip = '10.0.0.11'
+  // a DNS query whose answer CNAMEs to a listed name
+  for (let i = 0; i < 2; i++) table.record({ ...ev(ip, 'x1.ngrok-free.app', 'cname'), dns: { name: 'innocent.example.test', type: 'A', rcode: 'NOERROR' } })
+  // proxy names as the client spelt them
+  const http = (host: string): DecisionEvent => ({ ...ev(ip, host, 'url'), message: 'proxy.http', destination: { domain: host, port: 80 }, urlDomain: host })
+  table.record(http('ABC123.Ngrok-Free.APP'))
+  table.record(http('abc123.ngrok-free.app.'))
+  table.record(http('abc123.ngrok-free.app'))
+  // a CONNECT to an address with an SNI: decided on the SNI; then one decided on the address, another SNI behind it
+  const connect = (sni: string, decided: string): DecisionEvent => ({
+    ...ev(ip, decided, 'sni'), message: 'proxy.connect', destination: { domain: '192.0.2.7', port: 443 }, sni })
+  table.record(connect('Connect.Ngrok-Agent.com', 'connect.ngrok-agent.com'))
+  table.record(connect('example.net', '192.0.2.7'))
+  table.record(connect('192.0.2.7', '192.0.2.7'))
+  t.same(table.list()[0]!.names, [
+    { name: '192.0.2.7', count: 3, matched: ['connect.ngrok-agent.com', 'example.net'], other_matched: 0 },
+    { name: 'abc123.ngrok-free.app', count: 3, matched: [], other_matched: 0 },
+    { name: 'innocent.example.test', count: 2, matched: ['x1.ngrok-free.app'], other_matched: 0 },
+  ])
+  // matched names kept per client: at most maxNames over all its names
+  for (const n of ['a.ngrok.io', 'b.ngrok.io']) table.record(connect(n, n))
+  t.same(table.list()[0]!.names.find(n => n.name === '192.0.2.7'), { name: '192.0.2.7', count: 5, matched: ['connect.ngrok-agent.com', 'example.net'], other_matched: 2 })
 })

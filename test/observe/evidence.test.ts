@@ -132,6 +132,32 @@ t.test('client names are added to the lines that are built, and to alerts', asyn
   t.match(alerted, [{ client: { hostname: 'laptop-5' } }])
 })
 
+t.test('the live table gets the names the line got, as of the decision: a lease handed on splits the row', async t => {
+  const snap = makeSnapshot()
+  let holder: Record<string, string> = { hostname: 'dev-bob', mac: '02:00:00:00:00:22' }
+  let calls = 0
+  const names = { annotate: (c: Record<string, unknown>) => { calls++; Object.assign(c, holder) } }
+  const clients = createClientTable()
+  const chunks: string[] = []
+  const e = createEvidence({
+    logger: createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb() } }) }),
+    getSnapshot: () => snap, metrics: createMetrics(), clients, names,
+  })
+  const ev = (name: string): DecisionEvent => ({ message: 'dns.query', decision: snap.policy.decide('10.0.0.22', name, 'qname'), client: { ip: '10.0.0.22', port: 1 }, transport: 'udp', durationNs: 1, dns: { name, type: 'A', rcode: 'NOERROR' } })
+  e.decision(ev('connect.ngrok-agent.com'))
+  holder = { hostname: 'kiosk-lobby', mac: '02:00:00:00:00:99' }
+  e.decision(ev('x.trycloudflare.com'))
+  t.equal(calls, 2, 'one lookup per decision, for the line and the table both')
+  t.same(chunks.join('').trim().split('\n').map(l => JSON.parse(l).client.hostname), ['dev-bob', 'kiosk-lobby'])
+  t.same(clients.list().map(c => [c.hostname, c.mac, c.names.map(n => n.name)]), [
+    ['kiosk-lobby', '02:00:00:00:00:99', ['x.trycloudflare.com']],
+    ['dev-bob', '02:00:00:00:00:22', ['connect.ngrok-agent.com']],
+  ])
+  const quiet = createClientTable()
+  createEvidence({ logger: createLogger({ level: 'silent' }), getSnapshot: () => snap, metrics: createMetrics(), clients: quiet, names }).decision(ev('a.ngrok.io'))
+  t.match(quiet.list(), [{ hostname: 'kiosk-lobby' }], 'named in the table when no line is written')
+})
+
 t.test('logs(action): what decision() turns into an event, the one rule servers ask', async t => {
   const matched = setup().evidence
   t.same(['block', 'sinkhole', 'alert', 'allow', 'pass'].map(a => matched.logs(a as Outcome)), [true, true, true, true, false])

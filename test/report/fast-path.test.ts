@@ -42,6 +42,7 @@ const lines: Record<string, string> = {
   connect: log({ ...base, message: 'proxy.connect', decision: d('t.ngrok.io', 'connect'), destination: { domain: 't.ngrok.io', port: 443 } }),
   sni: log({ ...base, message: 'proxy.connect', decision: d('s.ngrok.io', 'sni'), sni: 's.ngrok.io', destination: { ip: '192.0.2.1', port: 443 } }),
   url: log({ ...base, message: 'proxy.http', decision: d('u.trycloudflare.com', 'url'), urlDomain: 'u.trycloudflare.com' }),
+  upperUrl: log({ ...base, message: 'proxy.http', decision: d('abc123.ngrok-free.app', 'url'), destination: { domain: 'ABC123.Ngrok-Free.APP', port: 80 }, urlDomain: 'ABC123.Ngrok-Free.APP' }),
   connectIp: log({ ...base, message: 'proxy.connect', decision: d('connect.ngrok-agent.com', 'sni'), sni: 'connect.ngrok-agent.com', destination: { domain: '127.0.0.1', ip: '127.0.0.1', port: 443 } }),
   connectIpPass: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), sni: 'example.net', destination: { domain: '192.0.2.7', ip: '192.0.2.7', port: 443 } }),
   connectIpOther: log({ ...base, message: 'proxy.connect', decision: d('b.ngrok.io', 'sni'), sni: 'a.example', destination: { domain: '192.0.2.7', port: 443 } }),
@@ -80,7 +81,7 @@ t.test('the fast path agrees with JSON.parse on every shape', async t => {
 })
 
 t.test('what the shapes read as', async t => {
-  t.match(parseLine(lines.dns!), { name: 'a.ngrok.io', where: 'dns', list: 'ngrok', entry: 'ngrok.io', action: 'sinkhole' })
+  t.match(parseLine(lines.dns!), { name: 'a.ngrok.io', where: 'qname', list: 'ngrok', entry: 'ngrok.io', action: 'sinkhole' })
   t.match(parseLine(lines.cname!), { name: 'cdn.example', matched: 'x.ngrok-free.app', where: 'cname', entry: 'ngrok-free.app' })
   t.match(parseLine(lines.dns!), { matched: undefined, sni: undefined })
   t.match(parseLine(lines.connectIp!), { name: '127.0.0.1', matched: 'connect.ngrok-agent.com', sni: undefined, where: 'sni', entry: 'ngrok-agent.com' })
@@ -92,7 +93,8 @@ t.test('what the shapes read as', async t => {
   t.match(parseLine(lines.connect!), { name: 't.ngrok.io', matched: undefined, sni: undefined })
   t.match(parseLine(lines.pass!), { action: 'pass', list: undefined, entry: undefined })
   t.match(parseLine(lines.sni!), { name: 's.ngrok.io', where: 'sni' })
-  t.match(parseLine(lines.matchedOnly!), { name: 'm.ngrok.io', where: 'sni', list: 'ngrok' })
+  t.match(parseLine(lines.upperUrl!), { name: 'abc123.ngrok-free.app', matched: undefined, where: 'url' }, 'folded: the name asked is the name decided on')
+  t.match(parseLine(lines.matchedOnly!), { name: 'm.ngrok.io', where: 'sinkhole-sni', list: 'ngrok' })
   t.match(parseLine(lines.listOnly!), { list: 'ngrok', entry: undefined })
   t.match(parseLine(lines.unparseable!), { name: 'a"b\\c', action: 'block' })
   t.match(parseLine(lines.clientHost!), { hostname: undefined, domain: 'laptop.lan', mac: '02:00:00:00:00:01' })

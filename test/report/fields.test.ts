@@ -9,22 +9,26 @@ t.test('nested, dotted and mixed fields', async t => {
     '@timestamp': ts, 'log.level': 'warn', message: 'dns.query', event: { action: 'sinkhole' }, client: { ip: '10.0.0.5', port: 1 },
     dns: { question: { name: 'a.ngrok.io', type: 'A' } }, rule: { name: 'ngrok.io', ruleset: 'ngrok' }, tunnelguard: { matched_on: 'qname' },
   })
-  t.same(parseLine(nested), { time, ip: '10.0.0.5', action: 'sinkhole', name: 'a.ngrok.io', where: 'dns', list: 'ngrok', entry: 'ngrok.io', hostname: undefined, mac: undefined, domain: undefined })
+  t.same(parseLine(nested), { time, ip: '10.0.0.5', action: 'sinkhole', name: 'a.ngrok.io', where: 'qname', list: 'ngrok', entry: 'ngrok.io', hostname: undefined, mac: undefined, domain: undefined })
   const dotted = JSON.stringify({
     '@timestamp': ts, message: 'proxy.connect', 'event.action': 'block', 'client.ip': '10.0.0.6', 'client.hostname': 'laptop', 'client.domain': 'laptop.corp.example', 'client.mac': 'aa:bb:cc:dd:ee:ff',
     'destination.domain': 'example.com', 'tls.client.server_name': 'x.ngrok.io', 'rule.name': 'ngrok.io', 'rule.ruleset': 'ngrok', 'tunnelguard.matched_on': 'sni',
   })
   t.same(parseLine(dotted), { time, ip: '10.0.0.6', action: 'block', name: 'example.com', where: 'sni', list: 'ngrok', entry: 'ngrok.io', hostname: 'laptop', mac: 'aa:bb:cc:dd:ee:ff', domain: 'laptop.corp.example' })
   const mixed = JSON.stringify({ '@timestamp': ts, message: 'proxy.http', event: { action: 'alert' }, client: { ip: '10.0.0.7' }, 'url': { 'domain': 'x.trycloudflare.com' }, tunnelguard: { 'matched_on': 'host' }, 'dns.question': { name: 1 } })
-  t.match(parseLine(mixed), { name: 'x.trycloudflare.com', where: 'http', action: 'alert' })
+  t.match(parseLine(mixed), { name: 'x.trycloudflare.com', where: 'host', action: 'alert' })
   const partial = JSON.stringify({ '@timestamp': ts, message: 'proxy.http', event: { action: 'alert' }, client: { ip: '10.0.0.7' }, 'dns.question': { type: 'A' }, dns: { question: { name: 'q.ngrok.io' } } })
-  t.match(parseLine(partial), { name: 'q.ngrok.io', where: 'http' }, 'a dotted prefix without the leaf falls through to the nested one')
+  t.match(parseLine(partial), { name: 'q.ngrok.io', where: 'url' }, 'a dotted prefix without the leaf falls through to the nested one')
 })
 
 t.test('where: defaults and unknown values', async t => {
   const base = { '@timestamp': ts, event: { action: 'pass' }, client: { ip: '10.0.0.8' } }
-  t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', dns: { question: { name: 'example.com' } } })), { where: 'dns' })
-  t.match(parseLine(JSON.stringify({ ...base, message: 'sinkhole.capture', tls: { client: { server_name: 's.ngrok.io' } } })), { where: 'http', name: 's.ngrok.io' })
+  // without matched_on (a line tunnelguard did not write): where the message says
+  t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', dns: { question: { name: 'example.com' } } })), { where: 'qname' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'sinkhole.capture', tls: { client: { server_name: 's.ngrok.io' } } })), { where: 'sinkhole', name: 's.ngrok.io' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'proxy.connect', destination: { domain: 'c.example' } })), { where: 'connect' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'proxy.http', url: { domain: 'u.example' } })), { where: 'url' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'sinkhole.capture', tunnelguard: { matched_on: 'future' }, url: { domain: 'u.example' } })), { where: 'sinkhole-future' })
   t.match(parseLine(JSON.stringify({ ...base, message: 'proxy.connect', tunnelguard: { matched_on: 'future', matched_name: 'm.ngrok.io' } })), { where: 'future', name: 'm.ngrok.io' })
   t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', tunnelguard: { matched_on: 'cname' }, dns: { question: { name: 'c.example' } } })), { where: 'cname' })
   t.equal(parseLine(JSON.stringify({ ...base, message: 'proxy.http', client: null, 'client.ip': null, url: { domain: 'u.example' } })), 'malformed', 'null on the way')
@@ -88,4 +92,30 @@ t.test('the name decided on, when it is not the name asked, and the SNI behind a
   t.match(parseLine(named), { name: 'front.example', matched: undefined, sni: undefined }, 'a CONNECT to a name: its SNI is not added')
   const same = JSON.stringify({ ...base, message: 'sinkhole.capture', tunnelguard: { matched_on: 'sni', matched_name: 'm.ngrok.io' } })
   t.match(parseLine(same), { name: 'm.ngrok.io', matched: undefined }, 'the matched name as the only name is the name')
+})
+
+t.test('where: a sinkhole capture is not proxy traffic, and a Host header is not a URL', async t => {
+  const line = (message: string, on: string, more: object) => parseLine(JSON.stringify({
+    '@timestamp': ts, message, event: { action: 'sinkhole' }, client: { ip: '10.0.0.31', port: 1 }, tunnelguard: { matched_on: on }, ...more }))
+  t.match(line('sinkhole.capture', 'sni', { destination: { domain: 'connect.ngrok-agent.com', port: 443 }, tls: { client: { server_name: 'connect.ngrok-agent.com' } } }), { where: 'sinkhole-sni' })
+  t.match(line('sinkhole.capture', 'host', { destination: { domain: 'abc.ngrok-free.app', port: 80 }, url: { domain: 'abc.ngrok-free.app' } }), { where: 'sinkhole-host' })
+  t.match(line('proxy.connect', 'sni', { destination: { domain: '127.0.0.100', port: 443 }, tls: { client: { server_name: 'connect.ngrok-agent.com' } } }), { where: 'sni' })
+  t.match(line('proxy.connect', 'connect', { destination: { domain: 'connect.ngrok-agent.com', port: 443 } }), { where: 'connect' })
+  t.match(line('proxy.http', 'url', { destination: { domain: 'abc.ngrok-free.app', port: 80 }, url: { domain: 'abc.ngrok-free.app' } }), { where: 'url' })
+  t.match(line('proxy.http', 'host', { destination: { domain: 'www.example.test', port: 80 }, url: { domain: 'www.example.test' }, tunnelguard: { matched_on: 'host', matched_name: 'abc.ngrok-free.app' } }), { where: 'host', matched: 'abc.ngrok-free.app' })
+  t.match(line('dns.query', 'qname', { dns: { question: { name: 'a.ngrok.io' } } }), { where: 'qname' })
+  t.match(line('dns.query', 'cname', { dns: { question: { name: 'a.example' } } }), { where: 'cname' })
+})
+
+t.test('names fold case and a trailing dot: one name however the client spelt it', async t => {
+  const line = (more: object) => parseLine(JSON.stringify({
+    '@timestamp': ts, message: 'proxy.connect', event: { action: 'sinkhole' }, client: { ip: '10.0.0.12', port: 1 }, ...more }))
+  t.match(line({ destination: { domain: 'CONNECT.Ngrok-Agent.COM', port: 443 }, tunnelguard: { matched_on: 'connect', matched_name: 'connect.ngrok-agent.com' } }),
+    { name: 'connect.ngrok-agent.com', matched: undefined }, 'the folded name is the name decided on: not shown twice')
+  t.match(line({ destination: { domain: 'connect.ngrok-agent.com.', port: 443 } }), { name: 'connect.ngrok-agent.com' })
+  t.match(line({ destination: { domain: '192.0.2.7', port: 443 }, tls: { client: { server_name: 'Example.NET' } }, tunnelguard: { matched_on: 'connect' } }),
+    { name: '192.0.2.7', sni: 'example.net' })
+  t.match(line({ destination: { domain: '192.0.2.7', port: 443 }, tls: { client: { server_name: 'A.Ngrok.IO' } }, tunnelguard: { matched_on: 'sni', matched_name: 'a.ngrok.io' } }),
+    { name: '192.0.2.7', matched: 'a.ngrok.io', sni: undefined }, 'the SNI, folded, is the matched name')
+  t.match(line({ destination: { domain: 'cdn.example', port: 443 }, tunnelguard: { matched_on: 'cname', matched_name: 'X.Ngrok-Free.App' } }), { matched: 'x.ngrok-free.app' })
 })

@@ -4,16 +4,17 @@ import type { ReportEvent } from '../../src/report/fields.js'
 import { formatCsv, formatJson, formatTable } from '../../src/report/format.js'
 
 const T = Date.UTC(2026, 10, 21, 10, 0, 0)
-const e = (o: Partial<ReportEvent>): ReportEvent => ({ time: T, ip: '10.0.0.1', action: 'block', name: 'a.ngrok.io', where: 'dns', list: 'ngrok', entry: 'ngrok.io', ...o })
+const e = (o: Partial<ReportEvent>): ReportEvent => ({ time: T, ip: '10.0.0.1', action: 'block', name: 'a.ngrok.io', where: 'qname', list: 'ngrok', entry: 'ngrok.io', ...o })
 const data = (agg: Aggregator) => ({ clients: agg.sorted(), counts: agg.counts, errors: [], filters: {} })
 
 t.test('out-of-order times, hostnames, missing entries, ties', async t => {
   const agg = new Aggregator()
-  agg.add(e({ time: T + 5000, hostname: 'laptop-7', mac: 'aa:bb:cc:dd:ee:ff', domain: 'laptop-7.corp.example' }))
-  agg.add(e({ time: T }))
-  agg.add(e({ time: T + 9000 }))
-  agg.add(e({ name: 'b.ngrok.io', entry: undefined, action: 'alert' }))
-  agg.add(e({ name: 'c.example', list: undefined, entry: undefined, action: 'allow' }))
+  const laptop = { hostname: 'laptop-7', mac: 'aa:bb:cc:dd:ee:ff', domain: 'laptop-7.corp.example' }
+  agg.add(e({ time: T + 5000, ...laptop }))
+  agg.add(e({ time: T, ...laptop }))
+  agg.add(e({ time: T + 9000, ...laptop }))
+  agg.add(e({ name: 'b.ngrok.io', entry: undefined, action: 'alert', ...laptop }))
+  agg.add(e({ name: 'c.example', list: undefined, entry: undefined, action: 'allow', ...laptop }))
   agg.add(e({ ip: '10.0.0.3' }))
   agg.add(e({ ip: '10.0.0.2' }))
   const [c, x, y] = agg.sorted()
@@ -28,8 +29,37 @@ t.test('out-of-order times, hostnames, missing entries, ties', async t => {
   t.same(j.clients[0].names.map((n: { name: string }) => n.name), ['a.ngrok.io', 'b.ngrok.io', 'c.example'])
   t.match(formatTable(data(agg)), 'CLIENT 10.0.0.1  laptop-7  laptop-7.corp.example  aa:bb:cc:dd:ee:ff\n')
   t.match(formatTable(data(agg)), '  actions  block 3, alert 1, allow 1\n')
-  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,laptop-7.corp.example,aa:bb:cc:dd:ee:ff,b.ngrok.io,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,alert=1,ngrok: ?,dns,\n')
-  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,laptop-7.corp.example,aa:bb:cc:dd:ee:ff,c.example,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,allow=1,,dns,\n')
+  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,laptop-7.corp.example,aa:bb:cc:dd:ee:ff,b.ngrok.io,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,alert=1,ngrok: ?,qname,\n')
+  t.match(formatCsv(data(agg)), '10.0.0.1,laptop-7,laptop-7.corp.example,aa:bb:cc:dd:ee:ff,c.example,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,allow=1,,qname,\n')
+})
+
+t.test('a row per machine: an address handed from one machine to another keeps each one\'s decisions', async t => {
+  const agg = new Aggregator()
+  const bob = { hostname: 'dev-bob', mac: '52:54:00:00:00:22' }
+  const kiosk = { hostname: 'kiosk-lobby', mac: '52:54:00:00:00:99' }
+  // files read newest first (report tg.jsonl tg.jsonl.1): the kiosk's line before bob's
+  agg.add(e({ ip: '10.0.0.22', time: T + 3000, name: 'foo.trycloudflare.com', list: 'tunnels', entry: 'trycloudflare.com', action: 'alert', ...kiosk }))
+  agg.add(e({ ip: '10.0.0.22', time: T + 500, name: 'a.ngrok.io', ...bob, domain: 'bob.lan' }))
+  agg.add(e({ ip: '10.0.0.22', time: T, name: 'connect.ngrok-agent.com', entry: 'ngrok-agent.com', action: 'sinkhole', ...bob, domain: 'old.lan' }))
+  agg.add(e({ ip: '10.0.0.22', time: T + 1000, name: 'connect.ngrok-agent.com', entry: 'ngrok-agent.com', action: 'sinkhole', mac: bob.mac, hostname: 'bob-renamed' }))
+  agg.add(e({ ip: '10.0.0.22', time: T + 4000, name: 'b.ngrok.io', hostname: 'printer' }))
+  agg.add(e({ ip: '10.0.0.22', time: T + 5000, name: 'c.ngrok.io', domain: 'ptr.lan' }))
+  agg.add(e({ ip: '10.0.0.22', time: T + 6000, name: 'd.ngrok.io' }))
+  const rows = agg.sorted()
+  t.same(rows.map(c => [c.ip, c.hostname, c.mac, c.domain, c.total, [...c.names.keys()]]), [
+    ['10.0.0.22', 'bob-renamed', '52:54:00:00:00:22', 'bob.lan', 3, ['a.ngrok.io', 'connect.ngrok-agent.com']],
+    ['10.0.0.22', undefined, undefined, 'ptr.lan', 2, ['c.ngrok.io', 'd.ngrok.io']],
+    ['10.0.0.22', 'kiosk-lobby', '52:54:00:00:00:99', undefined, 1, ['foo.trycloudflare.com']],
+    ['10.0.0.22', 'printer', undefined, undefined, 1, ['b.ngrok.io']],
+  ], 'bob\'s queries stay his (his latest hostname and PTR name by time); a hostname without a MAC and the bare address have rows of their own')
+  const table = formatTable(data(agg))
+  t.match(table, 'CLIENT 10.0.0.22  bob-renamed  bob.lan  52:54:00:00:00:22\n  seen     2026-11-21 10:00:00 .. 2026-11-21 10:00:01 UTC, 3 decisions\n  actions  sinkhole 2, block 1\n')
+  t.match(table, 'CLIENT 10.0.0.22  kiosk-lobby  52:54:00:00:00:99\n  seen     2026-11-21 10:00:03 .. 2026-11-21 10:00:03 UTC, 1 decision\n  actions  alert 1\n')
+  t.notMatch(table.split('CLIENT').find(b => b.includes('kiosk'))!, 'ngrok-agent', 'nothing of bob\'s under the kiosk')
+  const csv = formatCsv(data(agg))
+  t.match(csv, '\n10.0.0.22,bob-renamed,bob.lan,52:54:00:00:00:22,connect.ngrok-agent.com,2,')
+  t.match(csv, '\n10.0.0.22,kiosk-lobby,,52:54:00:00:00:99,foo.trycloudflare.com,1,')
+  t.match(JSON.parse(formatJson(data(agg))).clients, [{ hostname: 'bob-renamed', total: 3 }, { hostname: null, total: 2 }, { hostname: 'kiosk-lobby', total: 1 }, { hostname: 'printer', total: 1 }])
 })
 
 t.test('lists and actions tie-break by name', async t => {
@@ -67,7 +97,7 @@ t.test('csv quoting and spreadsheet formulas', async t => {
   agg.add(e({ name: 'b.ngrok.io', ip: '10.0.0.2', hostname: '-h' }))
   const csv = formatCsv(data(agg))
   t.match(csv, `\n10.0.0.1,"pc, ""main""",,,"'=cmd|""/c calc""!A0",1,`)
-  t.match(csv, ',block=1,l: @x,dns,\n')
+  t.match(csv, ',block=1,l: @x,qname,\n')
   t.match(csv, "\n10.0.0.2,'-h,,,b.ngrok.io,")
 })
 
@@ -108,7 +138,7 @@ t.test('the names decided on (or behind an address) beside the name asked', asyn
   t.match(csv, [String, /^10\.0\.0\.1,,,,192\.0\.2\.9,7,.*,sni,b\.ngrok\.io c\.ngrok\.io d\.ngrok\.io \(\+3 more\)$/])
   t.ok(csv.includes('10.0.0.1,,,,evil.example.test,2,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,block=2,ngrok: ngrok-free.app,cname,x.ngrok-free.app'))
   t.ok(csv.some(r => r.startsWith('10.0.0.1,,,,127.0.0.1,2,') && r.endsWith(',connect sni,connect.ngrok-agent.com example.net')))
-  t.ok(csv.some(r => r.startsWith('10.0.0.1,,,,a.ngrok.io,1,') && r.endsWith(',dns,')), 'an empty matched column')
+  t.ok(csv.some(r => r.startsWith('10.0.0.1,,,,a.ngrok.io,1,') && r.endsWith(',qname,')), 'an empty matched column')
 
   const table = formatTable(data(agg))
   t.ok(table.split('\n').every(l => l.length <= 80), 'every line fits in 80 columns')

@@ -64,15 +64,15 @@ t.test('json names each client with its names, counts and times', async t => {
   t.same(j.clients[0], {
     ip: '10.0.0.5', hostname: null, domain: null, mac: null,
     first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', total: 3,
-    actions: { sinkhole: 3 }, where: { dns: 3 },
+    actions: { sinkhole: 3 }, where: { qname: 3 },
     lists: [{ list: 'ngrok', count: 3, entries: [{ entry: 'ngrok-agent.com', count: 2 }, { entry: 'ngrok.io', count: 1 }] }],
     names: [
-      { name: 'connect.ngrok-agent.com', matched: [], other_matched: 0, count: 2, first_seen: '2026-11-21T10:01:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', actions: { sinkhole: 2 }, hits: ['ngrok: ngrok-agent.com'], where: ['dns'] },
-      { name: 'tunnel.us.ngrok.com.ngrok.io', matched: [], other_matched: 0, count: 1, first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:00:00.000Z', actions: { sinkhole: 1 }, hits: ['ngrok: ngrok.io'], where: ['dns'] },
+      { name: 'connect.ngrok-agent.com', matched: [], other_matched: 0, count: 2, first_seen: '2026-11-21T10:01:00.000Z', last_seen: '2026-11-21T10:02:00.000Z', actions: { sinkhole: 2 }, hits: ['ngrok: ngrok-agent.com'], where: ['qname'] },
+      { name: 'tunnel.us.ngrok.com.ngrok.io', matched: [], other_matched: 0, count: 1, first_seen: '2026-11-21T10:00:00.000Z', last_seen: '2026-11-21T10:00:00.000Z', actions: { sinkhole: 1 }, hits: ['ngrok: ngrok.io'], where: ['qname'] },
     ],
     other_names: 0,
   })
-  t.match(j.clients[1], { ip: '10.0.0.7', actions: { sinkhole: 2, alert: 1 }, where: { dns: 2, sni: 1 } })
+  t.match(j.clients[1], { ip: '10.0.0.7', actions: { sinkhole: 2, alert: 1 }, where: { qname: 2, sni: 1 } })
   t.match(j.clients[1].names, [{ name: 'connect.ngrok-agent.com' }, { name: 'example.org', matched: ['tunnel.ngrok.io'], hits: ['ngrok: ngrok.io'], where: ['sni'] }, { name: 'x.trycloudflare.com' }])
   t.same(j.summary, { lines: 11, decisions: 8, filtered: 0, skipped: 2, malformed: 1, clients: 3, filters: {}, errors: [] })
 })
@@ -82,7 +82,7 @@ t.test('table at 80 columns', async t => {
   const lines = text.split('\n')
   t.ok(lines.every(l => l.length <= 80), 'no line wider than 80')
   t.match(text, 'CLIENT 10.0.0.5\n  seen     2026-11-21 10:00:00 .. 2026-11-21 10:02:00 UTC, 3 decisions\n  actions  sinkhole 3\n'
-    + '  lists    ngrok: ngrok-agent.com 2, ngrok.io 1\n  seen in  dns 3\n')
+    + '  lists    ngrok: ngrok-agent.com 2, ngrok.io 1\n  seen in  qname 3\n')
   t.match(text, /  connect\.ngrok-agent\.com\s+2 2026-11-21 10:01:00 2026-11-21 10:02:00\n/)
   t.match(text, /  tunnel\.us\.ngrok\.com\.ngrok\.io\s+1 2026-11-21 10:00:00 2026-11-21 10:00:00\n/)
   t.match(text, 'CLIENT 10.0.0.6')
@@ -93,9 +93,9 @@ t.test('table at 80 columns', async t => {
 t.test('csv: one row per client and name', async t => {
   const rows = (await report({ files: [plain], format: 'csv' })).trimEnd().split('\n')
   t.equal(rows[0], 'client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where,matched')
-  t.equal(rows[1], '10.0.0.5,,,,connect.ngrok-agent.com,2,2026-11-21T10:01:00.000Z,2026-11-21T10:02:00.000Z,sinkhole=2,ngrok: ngrok-agent.com,dns,')
+  t.equal(rows[1], '10.0.0.5,,,,connect.ngrok-agent.com,2,2026-11-21T10:01:00.000Z,2026-11-21T10:02:00.000Z,sinkhole=2,ngrok: ngrok-agent.com,qname,')
   t.equal(rows.length, 1 + 2 + 3 + 1)
-  t.match(rows, [String, String, String, /^10\.0\.0\.7,/, /^10\.0\.0\.7,,,,example\.org,1,.*,sni,tunnel\.ngrok\.io$/, /^10\.0\.0\.7,,,,x\.trycloudflare\.com,1,.*,alert=1,tunnels: trycloudflare\.com,dns,$/, /^10\.0\.0\.6,,,,abc123\.ngrok-free\.app,2,/])
+  t.match(rows, [String, String, String, /^10\.0\.0\.7,/, /^10\.0\.0\.7,,,,example\.org,1,.*,sni,tunnel\.ngrok\.io$/, /^10\.0\.0\.7,,,,x\.trycloudflare\.com,1,.*,alert=1,tunnels: trycloudflare\.com,qname,$/, /^10\.0\.0\.6,,,,abc123\.ngrok-free\.app,2,/])
 })
 
 t.test('gzip and stdin read like plain files, and add up', async t => {
@@ -220,4 +220,123 @@ t.test('the name decided on is shown beside the name asked (CNAME target, SNI of
   const noPass = JSON.parse(await report({ files: [file], format: 'json', action: 'block,sinkhole,alert' }))
   t.same(noPass.clients[0].names.map((n: { name: string }) => n.name), ['127.0.0.1', 'evil.example.test'], '--action leaves the pass row out')
   t.same(noPass.clients[0].names[0].matched, ['connect.ngrok-agent.com'], 'and the SNI that came with it')
+})
+
+/**
+ * The log of the user test's runs, written by the real evidence with names as ClientNames adds
+ * them; and the live table the same evidence filled.
+ */
+function machinesLog() {
+  let now = T0
+  let text = ''
+  const logger = createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { text += c; cb() } }), clock: () => now })
+  const snap = makeSnapshot()
+  const live = createClientTable({ clock: () => now })
+  let holder: Record<string, Record<string, string>> = {
+    '10.0.0.22': { hostname: 'dev-bob', mac: '52:54:00:00:00:22' },
+  }
+  const names = { annotate: (c: Record<string, unknown>, ip: string) => { Object.assign(c, holder[ip]) } }
+  const evidence = createEvidence({ logger, getSnapshot: () => snap, metrics: createMetrics(), clients: live, names })
+  const dns = (ip: string, name: string, decided = name) => evidence.decision({
+    message: 'dns.query', decision: snap.policy.decide(ip, decided, decided === name ? 'qname' : 'cname'), client: { ip, port: 40000 }, transport: 'udp',
+    durationNs: 1, dns: { name, type: 'A', rcode: 'NOERROR' },
+  })
+  const client = (ip: string) => ({ ip, port: 50000 })
+  // as the sinkhole listener logs a connection: the name decided on, the SNI as sent or the Host as the URL domain
+  const capture = (ip: string, name: string, where: 'sni' | 'host') => {
+    const decision = snap.policy.decide(ip, name, where)
+    evidence.decision({
+      message: 'sinkhole.capture', decision, client: client(ip), transport: 'tcp', durationNs: 1,
+      destination: { domain: decision.name, port: where === 'sni' ? 443 : 80 }, ...(where === 'sni' ? { sni: name } : { urlDomain: decision.name }),
+    })
+  }
+  const connect = (ip: string, host: string, sni?: string) => evidence.decision({
+    message: 'proxy.connect', decision: snap.policy.decide(ip, sni ?? host, sni === undefined ? 'connect' : 'sni'), client: client(ip), transport: 'tcp', durationNs: 1,
+    destination: { domain: host, port: 443 }, sni,
+  })
+  const http = (ip: string, url: string, host = url) => evidence.decision({
+    message: 'proxy.http', decision: snap.policy.decide(ip, host, host === url ? 'url' : 'host'), client: client(ip), transport: 'tcp', durationNs: 1,
+    destination: { domain: url, port: 80 }, urlDomain: url,
+  })
+  const step = () => { now += 1000 }
+  // D1: dev-bob holds 10.0.0.22 and asks for ngrok; the lease moves to the kiosk
+  dns('10.0.0.22', 'connect.ngrok-agent.com'); step()
+  holder = { '10.0.0.22': { hostname: 'kiosk-lobby', mac: '52:54:00:00:00:99' } }
+  dns('10.0.0.22', 'foo.trycloudflare.com'); step()
+  // D4: machine A reaches the sinkhole listener; machine B uses the proxy (SNI, URL); machine C sends a Host header
+  capture('10.0.0.31', 'connect.ngrok-agent.com', 'sni'); step()
+  capture('10.0.0.31', 'abc123.ngrok-free.app', 'host'); step()
+  connect('10.0.0.32', '127.0.0.100', 'connect.ngrok-agent.com'); step()
+  http('10.0.0.32', 'abc123.ngrok-free.app'); step()
+  http('10.0.0.33', 'www.example.test', 'abc123.ngrok-free.app'); step()
+  // D12: a CNAME hit; D13: names as the client spelt them
+  dns('10.0.0.11', 'innocent.example.test', 'x1.ngrok-free.app'); step()
+  http('10.0.0.12', 'ABC123.Ngrok-Free.APP'); step()
+  http('10.0.0.12', 'abc123.ngrok-free.app'); step()
+  connect('10.0.0.12', 'CONNECT.Ngrok-Agent.COM'); step()
+  connect('10.0.0.12', 'connect.ngrok-agent.com.'); step()
+  return { text, live }
+}
+
+t.test('an address handed to another machine: each machine keeps its own decisions, in whatever order the files are read', async t => {
+  const { text } = machinesLog()
+  const lines = text.trimEnd().split('\n')
+  const [bob, kiosk] = lines.filter(l => l.includes('"10.0.0.22"'))
+  t.match(JSON.parse(bob!), { client: { hostname: 'dev-bob' }, dns: { question: { name: 'connect.ngrok-agent.com' } } }, 'the lines are right')
+  t.match(JSON.parse(kiosk!), { client: { hostname: 'kiosk-lobby' }, dns: { question: { name: 'foo.trycloudflare.com' } } })
+  // `report tg.jsonl tg.jsonl.1`: the newer file first
+  const newer = join(dir, 'machines.jsonl')
+  const older = join(dir, 'machines.jsonl.1')
+  writeFileSync(newer, kiosk + '\n')
+  writeFileSync(older, bob + '\n')
+  for (const files of [[newer, older], [older, newer]]) {
+    const j = JSON.parse(await report({ files, format: 'json', client: '10.0.0.22' }))
+    t.same(j.clients.map((c: { ip: string; hostname: string; mac: string; names: { name: string }[] }) => [c.ip, c.hostname, c.mac, c.names.map(n => n.name)]), [
+      ['10.0.0.22', 'dev-bob', '52:54:00:00:00:22', ['connect.ngrok-agent.com']],
+      ['10.0.0.22', 'kiosk-lobby', '52:54:00:00:00:99', ['foo.trycloudflare.com']],
+    ], `--client by address keeps both machines (${files.map(f => f.slice(dir.length + 1)).join(' ')})`)
+  }
+  const table = await report({ files: [newer, older] })
+  t.match(table, /CLIENT 10\.0\.0\.22  dev-bob  52:54:00:00:00:22\n[^]*connect\.ngrok-agent\.com[^]*\n\nCLIENT 10\.0\.0\.22  kiosk-lobby  52:54:00:00:00:99\n[^]*foo\.trycloudflare\.com/)
+  t.notMatch(table.slice(table.indexOf('kiosk-lobby')), 'ngrok', 'nothing of dev-bob\'s under the kiosk')
+  const csv = await report({ files: [newer, older], format: 'csv' })
+  t.match(csv, '\n10.0.0.22,dev-bob,,52:54:00:00:00:22,connect.ngrok-agent.com,1,')
+  t.match(csv, '\n10.0.0.22,kiosk-lobby,,52:54:00:00:00:99,foo.trycloudflare.com,1,')
+  t.same(JSON.parse(await report({ files: [newer, older], format: 'json', client: '10.0.0.0/24' })).clients.length, 2, 'and by CIDR')
+})
+
+t.test('where: a sinkhole capture is labelled apart from proxy traffic, a Host header apart from a URL', async t => {
+  const file = join(dir, 'where.jsonl')
+  writeFileSync(file, machinesLog().text)
+  const j = JSON.parse(await report({ files: [file], format: 'json' }))
+  const by = (ip: string) => j.clients.find((c: { ip: string }) => c.ip === ip)
+  t.same(by('10.0.0.31').where, { 'sinkhole-host': 1, 'sinkhole-sni': 1 }, 'the agent that reached the sinkhole')
+  t.same(by('10.0.0.32').where, { sni: 1, url: 1 }, 'the proxy user')
+  t.same(by('10.0.0.33').where, { host: 1 }, 'a Host header')
+  t.match(by('10.0.0.31').names, [{ name: 'abc123.ngrok-free.app', where: ['sinkhole-host'] }, { name: 'connect.ngrok-agent.com', where: ['sinkhole-sni'] }])
+  t.match(by('10.0.0.33').names, [{ name: 'www.example.test', matched: ['abc123.ngrok-free.app'], where: ['host'] }])
+  const table = await report({ files: [file] })
+  t.match(table, /CLIENT 10\.0\.0\.31\n(.*\n){3}  seen in  sinkhole-host 1, sinkhole-sni 1\n/)
+  t.match(table, /CLIENT 10\.0\.0\.32\n(.*\n){3}  seen in  sni 1, url 1\n/)
+  t.match(await report({ files: [file], format: 'csv', client: '10.0.0.31' }), /,sinkhole-sni,\n/)
+})
+
+t.test('names folded: one row however the client spelt the name', async t => {
+  const file = join(dir, 'case.jsonl')
+  writeFileSync(file, machinesLog().text)
+  const j = JSON.parse(await report({ files: [file], format: 'json', client: '10.0.0.12' }))
+  t.same(j.clients[0].names.map((n: { name: string; count: number; matched: string[] }) => [n.name, n.count, n.matched]),
+    [['abc123.ngrok-free.app', 2, []], ['connect.ngrok-agent.com', 2, []]])
+})
+
+t.test('report and /api/clients say the same: the client, the name asked, the name decided on, where', async t => {
+  const { text, live } = machinesLog()
+  const file = join(dir, 'same.jsonl')
+  writeFileSync(file, text)
+  const j = JSON.parse(await report({ files: [file], format: 'json' }))
+  type Row = { ip: string; hostname?: string | null; mac?: string | null; where: object; names: { name: string; count: number; matched: string[] }[] }
+  const view = (r: Row) => ({ ip: r.ip, hostname: r.hostname ?? null, mac: r.mac ?? null, where: r.where, names: r.names.map(n => ({ name: n.name, count: n.count, matched: n.matched })) })
+  const sort = (rows: ReturnType<typeof view>[]) => rows.sort((a, b) => `${a.ip} ${a.mac}`.localeCompare(`${b.ip} ${b.mac}`))
+  t.same(sort((live.list() as Row[]).map(view)), sort((j.clients as Row[]).map(view)))
+  t.match(live.list().find(c => c.ip === '10.0.0.11')!.names, [{ name: 'innocent.example.test', matched: ['x1.ngrok-free.app'] }], 'the name the client asked, the CNAME target beside it')
 })
