@@ -27,7 +27,7 @@ export interface HandlerDeps {
 }
 
 const MAX_ACCESS_MEMO = 65_536
-/** A client outside allowClients is logged at most once per this window, with its count. */
+/** A client outside allowClients is logged at most once per this window, with its count (at most 100 clients named per window, the rest summed). */
 const REFUSED_LOG_WINDOW_MS = 10_000
 
 /** Send a reply, truncated to the client's UDP size (512 without EDNS) when it is larger. */
@@ -67,9 +67,10 @@ export class QueryHandler {
   private readonly refused: WindowedNotice
 
   constructor(private readonly deps: HandlerDeps) {
-    this.refused = new WindowedNotice(REFUSED_LOG_WINDOW_MS, (client, n) => {
-      deps.evidence.warn('dns client refused', { 'client.ip': client, refused: n, reason: 'not in dns.allowClients' })
-    })
+    const reason = 'not in dns.allowClients'
+    this.refused = new WindowedNotice(REFUSED_LOG_WINDOW_MS,
+      (client, n) => deps.evidence.warn('dns client refused', { 'client.ip': client, refused: n, reason }),
+      (clients, n) => deps.evidence.warn('dns client refused', { clients, refused: n, reason }))
   }
 
   /**
@@ -92,9 +93,10 @@ export class QueryHandler {
       if (!old || old.maxEntries !== c.maxEntries || old.minTtl !== c.minTtl || old.maxTtl !== c.maxTtl) this.cache = new DnsCache(c)
       const rl = this.limiter?.settings
       if (!rl || rl.qps !== dns.rateLimit.qps || rl.burst !== dns.rateLimit.burst) {
-        this.limiter = new RateLimiter(dns.rateLimit, (client, dropped) => {
-          ev.warn('dns client rate limited', { 'client.ip': client, dropped, qps: dns.rateLimit.qps })
-        })
+        const qps = dns.rateLimit.qps
+        this.limiter = new RateLimiter(dns.rateLimit,
+          (client, dropped) => ev.warn('dns client rate limited', { 'client.ip': client, dropped, qps }),
+          (clients, dropped) => ev.warn('dns client rate limited', { clients, dropped, qps }))
       }
       if (this.pool) this.pool.update(dns.upstreams)
       else this.pool = new UpstreamPool(dns.upstreams, ev, () => this.nowMs())

@@ -71,3 +71,48 @@ t.test('queries in flight are bounded: the excess gets SERVFAIL at once', async 
   t.same(got.sort(), [0, 0, 2, 2, 2])
   t.equal(ev.counts['dropped.overload'], 3)
 })
+
+/** One query per entry, each from its own UDP socket bound to that loopback address (127/8 is all local on Linux). */
+async function fromSources(port: number, sources: readonly string[], name = 'use-application-dns.net'): Promise<void> {
+  for (const [i, src] of sources.entries()) {
+    const s = createSocket('udp4')
+    await new Promise<void>(r => s.bind(0, src, () => r()))
+    await new Promise<void>(r => s.send(dnsPacket.encode({ type: 'query', id: i, questions: [{ type: 'A', name }] }), port, '127.0.0.1', () => r()))
+    s.close()
+  }
+}
+
+t.test('refused and rate-limited clients: at most 100 named per window, the rest summed in one line', async t => {
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { allowClients: ['127.0.1.0/24'], rateLimit: { qps: 0.001, burst: 1 } } } })
+  let skew = 0n                                            // the handler's clock, moved on past the 10 s window below
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, clock: () => process.hrtime.bigint() + skew })
+  t.teardown(() => dns.close())
+  const port = dns.addresses[0]!.port
+  const limited = Array.from({ length: 250 }, (_, i) => `127.0.1.${i + 1}`)
+  const strangers = Array.from({ length: 250 }, (_, i) => `127.0.2.${i + 1}`)
+  await fromSources(port, [...limited, ...limited, ...strangers])  // allowed: the second query is over the limit; others: refused
+  const settled = async (key: string, n: number): Promise<void> => {
+    for (let i = 0; i < 1000 && (ev.counts[key] ?? 0) < n; i++) await new Promise(r => setTimeout(r, 10))
+  }
+  await settled('dropped.ratelimit', 250)
+  await settled('dropped.refused', 250)
+  t.equal(ev.counts['dropped.ratelimit'], 250)
+  t.equal(ev.counts['dropped.refused'], 250)
+  const lines = (msg: string): Record<string, unknown>[] => ev.messages.filter(m => m.msg === msg).map(m => m.fields!)
+  t.equal(lines('dns client rate limited').length, 100, '100 rate-limited clients named, not 250')
+  t.equal(lines('dns client refused').length, 100, '100 refused clients named, not 250')
+  t.ok(lines('dns client refused').every(f => typeof f['client.ip'] === 'string'))
+  skew = 11_000_000_000n
+  await fromSources(port, ['127.0.1.1', '127.0.3.1'])
+  await settled('dropped.ratelimit', 251)
+  await settled('dropped.refused', 251)
+  t.same(lines('dns client rate limited').slice(100), [
+    { clients: 150, dropped: 150, qps: 0.001 },
+    { 'client.ip': '127.0.1.1', dropped: 1, qps: 0.001 },
+  ], 'the window\'s other 150 clients in one line, before the next window\'s first')
+  t.same(lines('dns client refused').slice(100), [
+    { clients: 150, refused: 150, reason: 'not in dns.allowClients' },
+    { 'client.ip': '127.0.3.1', refused: 1, reason: 'not in dns.allowClients' },
+  ])
+})
