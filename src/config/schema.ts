@@ -61,6 +61,7 @@ export const configSchema = z.strictObject({
       burst: z.number().int().min(1).default(200),
     }).prefault({}),
     maxInFlight: z.number().int().min(1).default(10_000),
+    maxInFlightPerClient: z.number().int().min(1).default(1000),   // one client's share of maxInFlight
     tcp: z.strictObject({
       idleTimeout: duration.default(10_000),
       maxConnections: z.number().int().min(1).default(1000),

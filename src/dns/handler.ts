@@ -61,16 +61,23 @@ export class QueryHandler {
   private limiter!: RateLimiter
   private pool: UpstreamPool | undefined
   private inFlight = 0
+  /** Queries being forwarded per client address (only those with some). */
+  private readonly inFlightBy = new Map<string, number>()
   private closing = false
   private drainWaiters: (() => void)[] = []
 
   private readonly refused: WindowedNotice
+  private readonly overloaded: WindowedNotice
 
   constructor(private readonly deps: HandlerDeps) {
     const reason = 'not in dns.allowClients'
     this.refused = new WindowedNotice(REFUSED_LOG_WINDOW_MS,
       (client, n) => deps.evidence.warn('dns client refused', { 'client.ip': client, refused: n, reason }),
       (clients, n) => deps.evidence.warn('dns client refused', { clients, refused: n, reason }))
+    const limit = (): number => deps.getSnapshot().config.dns.maxInFlightPerClient
+    this.overloaded = new WindowedNotice(REFUSED_LOG_WINDOW_MS,
+      (client, n) => deps.evidence.warn('dns client over its in-flight limit', { 'client.ip': client, servfail: n, maxInFlightPerClient: limit() }),
+      (clients, n) => deps.evidence.warn('dns client over its in-flight limit', { clients, servfail: n, maxInFlightPerClient: limit() }))
   }
 
   /**
@@ -157,14 +164,17 @@ export class QueryHandler {
       return this.log(q, client, t0, d, cache.rcode(hit), cache.upstream(hit), true)
     }
     const dns = snap.config.dns
-    if (this.inFlight >= dns.maxInFlight) {
+    const mine = this.inFlightBy.get(client.ip) ?? 0
+    if (this.inFlight >= dns.maxInFlight || mine >= dns.maxInFlightPerClient) {
       counters.dropped('overload')
+      if (mine >= dns.maxInFlightPerClient) this.overloaded.note(client.ip, Number(t0) / 1e6)
       send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
       return this.log(q, client, t0, decision, RCODE.SERVFAIL)
     }
     this.inFlight++
+    this.inFlightBy.set(client.ip, mine + 1)
     this.pool!.forward(msg, q.qEnd, dns.timeout, (err, reply, upstream) => {
-      this.settle()
+      this.settle(client.ip)
       msg.writeUInt16BE(q.id, 0)
       const scan = reply && scanResponse(reply)
       if (err || !scan) {
@@ -200,7 +210,10 @@ export class QueryHandler {
     })
   }
 
-  private settle(): void {
+  private settle(ip: string): void {
+    const mine = this.inFlightBy.get(ip)! - 1
+    if (mine === 0) this.inFlightBy.delete(ip)
+    else this.inFlightBy.set(ip, mine)
     this.inFlight--
     if (this.inFlight === 0) for (const w of this.drainWaiters.splice(0)) w()
   }

@@ -22,6 +22,21 @@ async function burst(port: number, n: number, ms = 400): Promise<number[]> {
   return got
 }
 
+/** Send `n` queries at once from one socket bound to `src`; the rcodes of the replies, once all came (or after `ms`). */
+async function burstFrom(src: string, port: number, n: number, tag: string, ms: number): Promise<number[]> {
+  const s = createSocket('udp4')
+  const got: number[] = []
+  let all: () => void = () => {}
+  s.on('message', m => { if (got.push(m.readUInt16BE(2) & 0xf) === n) all() })
+  await new Promise<void>(r => s.bind(0, src, () => r()))
+  for (let i = 0; i < n; i++) {
+    s.send(dnsPacket.encode({ type: 'query', id: i, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: `${tag}${i}.a.test` }] }), port, '127.0.0.1')
+  }
+  await new Promise<void>(r => { all = r; setTimeout(r, ms) })
+  s.close()
+  return got
+}
+
 t.test('only allowClients are answered: REFUSED otherwise', async t => {
   const ub = await startUnbound(t)
   const ev = memoryEvidence()
@@ -115,4 +130,35 @@ t.test('refused and rate-limited clients: at most 100 named per window, the rest
     { clients: 150, refused: 150, reason: 'not in dns.allowClients' },
     { 'client.ip': '127.0.3.1', refused: 1, reason: 'not in dns.allowClients' },
   ])
+})
+
+t.test('one client cannot take all of maxInFlight: past maxInFlightPerClient its queries get SERVFAIL, others are still forwarded', async t => {
+  const slow = createSocket('udp4')
+  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => slow.close())
+  let forwarded = 0
+  slow.on('message', (m, r) => {
+    forwarded++
+    setTimeout(() => {
+      const q = dnsPacket.decode(m)
+      slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions, answers: [{ type: 'A', name: q.questions![0]!.name, ttl: 60, data: '192.0.2.7' }] }), r.port, r.address)
+    }, 300)
+  })
+  const ev = memoryEvidence()
+  const config: ConfigInput = { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`], maxInFlight: 10, maxInFlightPerClient: 4 } }
+  const snap = makeSnapshot({ config })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const port = dns.addresses[0]!.port
+  const [attacker, victim] = await Promise.all([burstFrom('127.0.0.9', port, 20, 'x', 2500), (async () => {
+    for (let i = 0; i < 200 && forwarded < 4; i++) await new Promise(r => setTimeout(r, 5))   // the attacker's queries are in flight
+    return burstFrom('127.0.0.1', port, 3, 'v', 2500)
+  })()])
+  t.same(attacker.sort(), [...new Array<number>(4).fill(0), ...new Array<number>(16).fill(2)], 'the attacker: 4 forwarded, 16 SERVFAIL at once')
+  t.same(victim, [0, 0, 0], 'another client is still served')
+  t.equal(ev.counts['dropped.overload'], 16)
+  t.same(ev.messages.filter(m => m.msg === 'dns client over its in-flight limit').map(m => m.fields), [
+    { 'client.ip': '127.0.0.9', servfail: 1, maxInFlightPerClient: 4 },
+  ], 'named once per window')
+  t.same(await burstFrom('127.0.0.9', port, 4, 'y', 2500), [0, 0, 0, 0], 'its share is back once its answers came')
 })
