@@ -65,6 +65,7 @@ export const configSchema = z.strictObject({
     tcp: z.strictObject({
       idleTimeout: duration.default(10_000),
       maxConnections: z.number().int().min(1).default(1000),
+      maxConnectionsPerClient: z.number().int().min(1).default(16),
     }).prefault({}),
     dohCanary: z.boolean().default(true),          // use-application-dns.net → NXDOMAIN
     blockDdr: z.boolean().default(true),           // _dns.resolver.arpa → NODATA

@@ -125,6 +125,18 @@ export class QueryHandler {
     return ok
   }
 
+  /**
+   * Whether a client may open a connection (TCP, asked at accept): one outside allowClients is
+   * counted and logged as refused, as its queries would be.
+   */
+  admit(ip: string): boolean {
+    this.configure(this.deps.getSnapshot().config)
+    if (this.allowed(ip)) return true
+    this.deps.evidence.counters.dropped('refused')
+    this.refused.note(ip, this.nowMs())
+    return false
+  }
+
   handle(msg: Buffer, client: Client, respond: Respond): void {
     if (this.closing) return respond(undefined)
     const t0 = this.deps.clock()
