@@ -5,7 +5,7 @@ import { FrameReader, frame } from './framing.js'
 import type { QueryHandler } from './handler.js'
 import { WindowedNotice } from './rate-limit.js'
 
-/** Queries one connection may have in flight before we stop reading from it. */
+/** Queries one connection may have in flight: past them, no frame is taken from it until one is answered. */
 const MAX_PIPELINE = 128
 /** The connection warnings name a client at most once per this window (and at most 100 clients per window). */
 const NOTICE_WINDOW_MS = 10_000
@@ -48,7 +48,8 @@ export class TcpClients {
 
 /**
  * DNS over TCP (RFC 7766): frames reassembled across reads, several queries per connection
- * answered as each completes, an idle timeout (never while queries are in flight), a deadline
+ * answered as each completes (at most MAX_PIPELINE at once, and none taken while the client
+ * does not read its answers), an idle timeout (never while queries are in flight), a deadline
  * for each message (the idle timeout again, from its first octet: a message dripped in is cut
  * off, however often octets come) and caps on connections, overall and per client. A client
  * outside dns.allowClients is refused at accept (reset), as is one over its connection cap.
@@ -119,18 +120,40 @@ export class TcpListener {
       this.clients.remove(ip)
       counters.connections('dns-tcp', -1)
     })
-    socket.on('data', chunk => {
-      reader.push(chunk, msg => {
+    // Frames are taken one query at a time while fewer than MAX_PIPELINE are in flight and the
+    // answers are being read; past that, the rest of the read waits in the reader, and the socket
+    // is paused, until an answer goes out or the client reads what was written ('drain').
+    let paused = false
+    let taking = false
+    const canTake = (): boolean => inFlight < MAX_PIPELINE && !socket.writableNeedDrain
+    const take = (): void => {
+      if (taking) return                             // an answer given at once, from within the loop below
+      taking = true
+      while (canTake()) {
+        const msg = reader.next()
+        if (!msg) break
         inFlight++
-        if (inFlight >= MAX_PIPELINE) socket.pause()
-        this.handler.handle(msg, client, reply => {
-          inFlight--
-          if (socket.destroyed) return
-          if (reply) socket.write(frame(reply))
-          if (inFlight < MAX_PIPELINE) socket.resume()
-        })
-      })
+        this.handler.handle(msg, client, answer)
+      }
+      taking = false
+      const stop = !canTake()
+      if (stop !== paused) {
+        paused = stop
+        if (stop) socket.pause()
+        else socket.resume()
+      }
       watchMessage()
+    }
+    const answer = (reply: Buffer | undefined): void => {
+      inFlight--
+      if (socket.destroyed) return
+      if (reply) socket.write(frame(reply))
+      if (paused) take()
+    }
+    socket.on('drain', () => { if (paused) take() })
+    socket.on('data', chunk => {
+      reader.feed(chunk)
+      take()
     })
   }
 

@@ -1,5 +1,6 @@
 import t from 'tap'
 import type { Test } from 'tap'
+import { createSocket } from 'node:dgram'
 import { connect, type Socket } from 'node:net'
 import dnsPacket from 'dns-packet'
 import { startDns } from '../../src/dns/server.js'
@@ -117,4 +118,52 @@ t.test('RFC 7766 kept: a connection in use outlives the idle timeout; each messa
   t.same(c.frames.map(f => decodeMsg(f).id), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'all answered, in order')
   t.notOk(c.isClosed(), 'still open')
   t.ok(await within(c.closed, 5000), 'then closed by the idle timeout')
+})
+
+t.test('pipelining is capped per query: at most 128 of one connection\'s queries in flight, the rest taken as answers go out', async t => {
+  const slow = createSocket('udp4')
+  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => slow.close())
+  let now = 0
+  let most = 0
+  slow.on('message', (m, r) => {
+    most = Math.max(most, ++now)
+    setTimeout(() => {
+      now--
+      const d = dnsPacket.decode(m)
+      slow.send(dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions }), r.port, r.address)
+    }, 200)
+  })
+  const s = await server(t, { upstreams: [`udp://127.0.0.1:${slow.address().port}`] })
+  const c = await open(s.port)
+  t.teardown(() => c.sock.destroy())
+  c.sock.write(Buffer.concat(Array.from({ length: 300 }, (_, i) => frame(q(i, `n${i}.slow.test`)))))   // one write
+  await until(() => c.frames.length === 300, 30_000)
+  t.equal(new Set(c.frames.map(f => decodeMsg(f).id)).size, 300, 'all 300 answered')
+  t.ok(most <= 128, `at most 128 at the upstream at once (${most})`)
+  t.ok(most >= 64, `and pipelined, not one by one (${most})`)
+})
+
+t.test('a client that does not read its answers: no more of its queries are taken until it does', async t => {
+  const ev = memoryEvidence({ logsPass: false })
+  const snap = makeSnapshot()
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const c = await open(dns.addresses[1]!.port)
+  t.teardown(() => c.sock.destroy())
+  c.sock.pause()                                   // reads nothing
+  // ~100-octet answers: the kernel holds what the server writes up to its send buffer's
+  // ceiling (net.ipv4.tcp_wmem, 4 MiB by default: ~40,000 answers) and the client's receive buffer
+  const n = 200_000
+  c.sock.write(Buffer.concat(Array.from({ length: n }, (_, i) => frame(q(i & 0xffff)))))
+  const answered = (): number => ev.counts['decided.pass'] ?? 0
+  for (let i = 0, last = -1; i < 100; i++) {       // until the server stops taking queries
+    await sleep(200)
+    if (answered() === last) break
+    last = answered()
+  }
+  t.ok(answered() < n / 2, `${answered()} of ${n} answered while none was read: the rest wait in the client's socket`)
+  c.sock.resume()
+  await until(() => c.frames.length === n, 120_000)
+  t.equal(c.frames.length, n, 'all answered once the client reads')
 })
