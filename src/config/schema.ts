@@ -71,9 +71,11 @@ export const configSchema = z.strictObject({
       burst: z.number().int().min(1).default(200),
     }).prefault({}),
     maxInFlight: z.number().int().min(1).default(10_000),
+    maxInFlightPerClient: z.number().int().min(1).default(1000),   // one client's share of maxInFlight
     tcp: z.strictObject({
       idleTimeout: duration.default(10_000),
       maxConnections: z.number().int().min(1).default(1000),
+      maxConnectionsPerClient: z.number().int().min(1).default(16),
     }).prefault({}),
     dohCanary: z.boolean().default(true),          // use-application-dns.net → NXDOMAIN
     blockDdr: z.boolean().default(true),           // _dns.resolver.arpa → NODATA

@@ -27,7 +27,7 @@ export interface HandlerDeps {
 }
 
 const MAX_ACCESS_MEMO = 65_536
-/** A client outside allowClients is logged at most once per this window, with its count. */
+/** A client outside allowClients is logged at most once per this window, with its count (at most 100 clients named per window, the rest summed). */
 const REFUSED_LOG_WINDOW_MS = 10_000
 
 /** Send a reply, truncated to the client's UDP size (512 without EDNS) when it is larger. */
@@ -61,15 +61,23 @@ export class QueryHandler {
   private limiter!: RateLimiter
   private pool: UpstreamPool | undefined
   private inFlight = 0
+  /** Queries being forwarded per client address (only those with some). */
+  private readonly inFlightBy = new Map<string, number>()
   private closing = false
   private drainWaiters: (() => void)[] = []
 
   private readonly refused: WindowedNotice
+  private readonly overloaded: WindowedNotice
 
   constructor(private readonly deps: HandlerDeps) {
-    this.refused = new WindowedNotice(REFUSED_LOG_WINDOW_MS, (client, n) => {
-      deps.evidence.warn('dns client refused', { 'client.ip': client, refused: n, reason: 'not in dns.allowClients' })
-    })
+    const reason = 'not in dns.allowClients'
+    this.refused = new WindowedNotice(REFUSED_LOG_WINDOW_MS,
+      (client, n) => deps.evidence.warn('dns client refused', { 'client.ip': client, refused: n, reason }),
+      (clients, n) => deps.evidence.warn('dns client refused', { clients, refused: n, reason }))
+    const limit = (): number => deps.getSnapshot().config.dns.maxInFlightPerClient
+    this.overloaded = new WindowedNotice(REFUSED_LOG_WINDOW_MS,
+      (client, n) => deps.evidence.warn('dns client over its in-flight limit', { 'client.ip': client, servfail: n, maxInFlightPerClient: limit() }),
+      (clients, n) => deps.evidence.warn('dns client over its in-flight limit', { clients, servfail: n, maxInFlightPerClient: limit() }))
   }
 
   /**
@@ -92,9 +100,10 @@ export class QueryHandler {
       if (!old || old.maxEntries !== c.maxEntries || old.minTtl !== c.minTtl || old.maxTtl !== c.maxTtl) this.cache = new DnsCache(c)
       const rl = this.limiter?.settings
       if (!rl || rl.qps !== dns.rateLimit.qps || rl.burst !== dns.rateLimit.burst) {
-        this.limiter = new RateLimiter(dns.rateLimit, (client, dropped) => {
-          ev.warn('dns client rate limited', { 'client.ip': client, dropped, qps: dns.rateLimit.qps })
-        })
+        const qps = dns.rateLimit.qps
+        this.limiter = new RateLimiter(dns.rateLimit,
+          (client, dropped) => ev.warn('dns client rate limited', { 'client.ip': client, dropped, qps }),
+          (clients, dropped) => ev.warn('dns client rate limited', { clients, dropped, qps }))
       }
       if (this.pool) this.pool.update(dns.upstreams)
       else this.pool = new UpstreamPool(dns.upstreams, ev, () => this.nowMs())
@@ -114,6 +123,18 @@ export class QueryHandler {
       this.allowMemo.set(ip, ok)
     }
     return ok
+  }
+
+  /**
+   * Whether a client may open a connection (TCP, asked at accept): one outside allowClients is
+   * counted and logged as refused, as its queries would be.
+   */
+  admit(ip: string): boolean {
+    this.configure(this.deps.getSnapshot().config)
+    if (this.allowed(ip)) return true
+    this.deps.evidence.counters.dropped('refused')
+    this.refused.note(ip, this.nowMs())
+    return false
   }
 
   handle(msg: Buffer, client: Client, respond: Respond): void {
@@ -155,14 +176,17 @@ export class QueryHandler {
       return this.log(q, client, t0, d, cache.rcode(hit), cache.upstream(hit), true)
     }
     const dns = snap.config.dns
-    if (this.inFlight >= dns.maxInFlight) {
+    const mine = this.inFlightBy.get(client.ip) ?? 0
+    if (this.inFlight >= dns.maxInFlight || mine >= dns.maxInFlightPerClient) {
       counters.dropped('overload')
+      if (mine >= dns.maxInFlightPerClient) this.overloaded.note(client.ip, Number(t0) / 1e6)
       send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
       return this.log(q, client, t0, decision, RCODE.SERVFAIL)
     }
     this.inFlight++
+    this.inFlightBy.set(client.ip, mine + 1)
     this.pool!.forward(msg, q.qEnd, dns.timeout, (err, reply, upstream) => {
-      this.settle()
+      this.settle(client.ip)
       msg.writeUInt16BE(q.id, 0)
       const scan = reply && scanResponse(reply)
       if (err || !scan) {
@@ -198,7 +222,10 @@ export class QueryHandler {
     })
   }
 
-  private settle(): void {
+  private settle(ip: string): void {
+    const mine = this.inFlightBy.get(ip)! - 1
+    if (mine === 0) this.inFlightBy.delete(ip)
+    else this.inFlightBy.set(ip, mine)
     this.inFlight--
     if (this.inFlight === 0) for (const w of this.drainWaiters.splice(0)) w()
   }

@@ -13,40 +13,81 @@ interface Bucket {
 
 const MAX_CLIENTS = 65_536
 const LOG_WINDOW_MS = 10_000
+/** Clients one notice names per window; past them, one line per window sums the rest. */
+export const MAX_NAMED_PER_WINDOW = 100
 
 /**
  * Counts an event per client (at most 65,536 tracked, least recently seen forgotten) and tells
  * `onNotice` about a client at most once per window, with the count since it last did: a flood
- * gives one log line per client per window, not one per packet.
+ * gives one log line per client per window, not one per packet. At most `maxNamed` clients are
+ * named per window (windows of all clients together, from the first event after the last one
+ * ended): the clients due past them are summed, and `onOthers` is told, once, how many clients
+ * and events that was, when the window ends (by a timer, or at the next event if that comes
+ * first). Each event is counted in exactly one call: a client summed starts counting afresh.
  */
 export class WindowedNotice {
   private readonly seen = new LRUCache<string, { count: number; at: number }>({ max: MAX_CLIENTS })
+  private windowStart = -Infinity
+  private named = 0
+  private othersClients = 0
+  private othersCount = 0
+  private timer: NodeJS.Timeout | undefined
 
-  constructor(private readonly windowMs: number, private readonly onNotice: (client: string, count: number) => void) {}
+  constructor(
+    private readonly windowMs: number,
+    private readonly onNotice: (client: string, count: number) => void,
+    private readonly onOthers: (clients: number, count: number) => void,
+    private readonly maxNamed = MAX_NAMED_PER_WINDOW,
+  ) {}
 
   note(client: string, nowMs: number): void {
+    if (nowMs - this.windowStart >= this.windowMs) {
+      this.flush()
+      this.windowStart = nowMs
+      this.named = 0
+    }
     let s = this.seen.get(client)
     if (!s) this.seen.set(client, s = { count: 0, at: -Infinity })
     s.count++
-    if (nowMs - s.at >= this.windowMs) {
-      s.at = nowMs
+    if (nowMs - s.at < this.windowMs) return
+    s.at = nowMs
+    if (this.named < this.maxNamed) {
+      this.named++
       this.onNotice(client, s.count)
-      s.count = 0
+    } else {
+      this.othersClients++
+      this.othersCount += s.count
+      this.timer ??= setTimeout(() => this.flush(), this.windowStart + this.windowMs - nowMs).unref()
     }
+    s.count = 0
+  }
+
+  /** Tell `onOthers` about the clients summed since it was last told, if any. */
+  flush(): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    if (this.othersClients === 0) return
+    const clients = this.othersClients
+    const count = this.othersCount
+    this.othersClients = 0
+    this.othersCount = 0
+    this.onOthers(clients, count)
   }
 }
 
 /**
  * A token bucket per client address (at most 65,536 tracked, least recently seen forgotten).
  * `allow` says whether a query may go on; excess queries are to be dropped silently, and
- * `onLimited` is told once per client per 10-second window with the count dropped so far.
+ * `onLimited` is told once per client per 10-second window with the count dropped so far
+ * (`onOthers` sums the clients past the first 100 of a window: see WindowedNotice).
  */
 export class RateLimiter {
   private readonly buckets = new LRUCache<string, Bucket>({ max: MAX_CLIENTS })
   private readonly limited: WindowedNotice
 
-  constructor(readonly settings: RateLimitSettings, onLimited: (client: string, dropped: number) => void) {
-    this.limited = new WindowedNotice(LOG_WINDOW_MS, onLimited)
+  constructor(readonly settings: RateLimitSettings, onLimited: (client: string, dropped: number) => void,
+    onOthers: (clients: number, dropped: number) => void) {
+    this.limited = new WindowedNotice(LOG_WINDOW_MS, onLimited, onOthers)
   }
 
   allow(client: string, nowMs: number): boolean {

@@ -6,7 +6,7 @@ import { AppError } from '../errors.js'
 import type { CacheStats, Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { QueryHandler } from './handler.js'
-import { TcpListener } from './tcp-listener.js'
+import { TcpClients, TcpListener } from './tcp-listener.js'
 import { UDP_SOCKET_BUFFER } from './upstream-udp.js'
 
 export interface DnsAddress { transport: 'udp' | 'tcp'; address: string; port: number }
@@ -68,6 +68,7 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
   const handler = new QueryHandler({ getSnapshot, evidence, clock: opts.clock ?? process.hrtime.bigint })
   const udps: Socket[] = []
   const tcps: TcpListener[] = []
+  const tcpClients = new TcpClients(evidence, getSnapshot)   // a client's connections counted across all listeners
   const addresses: DnsAddress[] = []
   let closed = false
   const onMessage = (s: Socket, msg: Buffer, ip: string, port: number): void => {
@@ -90,7 +91,7 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
       for (let attempt = 1; ; attempt++) {
         const udp = await bindUdp(hp.host, hp.port, onMessage, evidence)
         const port = udp.address().port
-        const tcp = new TcpListener(handler, getSnapshot, evidence)
+        const tcp = new TcpListener(handler, getSnapshot, evidence, tcpClients)
         try {
           await tcp.listen(hp.host, port)
         } catch (e) {

@@ -3,14 +3,56 @@ import type { Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { FrameReader, frame } from './framing.js'
 import type { QueryHandler } from './handler.js'
+import { WindowedNotice } from './rate-limit.js'
 
-/** Queries one connection may have in flight before we stop reading from it. */
+/** Queries one connection may have in flight: past them, no frame is taken from it until one is answered. */
 const MAX_PIPELINE = 128
+/** The connection warnings name a client at most once per this window (and at most 100 clients per window). */
+const NOTICE_WINDOW_MS = 10_000
+
+/**
+ * The open DNS-over-TCP connections of each client address, across all the listeners, and the
+ * warnings about connections refused for a limit.
+ */
+export class TcpClients {
+  private readonly open = new Map<string, number>()
+  /** A connection refused: its client had dns.tcp.maxConnectionsPerClient open. */
+  readonly overLimit: WindowedNotice
+  /** A connection dropped by node: the listener had dns.tcp.maxConnections open. */
+  readonly atCap: WindowedNotice
+
+  constructor(evidence: Evidence, getSnapshot: () => Snapshot) {
+    const tcp = (): Snapshot['config']['dns']['tcp'] => getSnapshot().config.dns.tcp
+    const warn = (msg: string, setting: string, value: () => number) => new WindowedNotice(NOTICE_WINDOW_MS,
+      (client, n) => evidence.warn(msg, { 'client.ip': client, refused: n, [setting]: value() }),
+      (clients, n) => evidence.warn(msg, { clients, refused: n, [setting]: value() }))
+    this.overLimit = warn('dns tcp connection refused: too many from this client',
+      'maxConnectionsPerClient', () => tcp().maxConnectionsPerClient)
+    this.atCap = warn('dns tcp connection refused: too many open', 'maxConnections', () => tcp().maxConnections)
+  }
+
+  /** Count a connection from `ip`, unless it has `max` open already. */
+  add(ip: string, max: number): boolean {
+    const n = this.open.get(ip) ?? 0
+    if (n >= max) return false
+    this.open.set(ip, n + 1)
+    return true
+  }
+
+  remove(ip: string): void {
+    const n = this.open.get(ip)! - 1
+    if (n === 0) this.open.delete(ip)
+    else this.open.set(ip, n)
+  }
+}
 
 /**
  * DNS over TCP (RFC 7766): frames reassembled across reads, several queries per connection
- * answered as each completes, an idle timeout (reset by every frame, never while queries are
- * in flight) and a cap on connections.
+ * answered as each completes (at most MAX_PIPELINE at once, and none taken while the client
+ * does not read its answers), an idle timeout (never while queries are in flight), a deadline
+ * for each message (the idle timeout again, from its first octet: a message dripped in is cut
+ * off, however often octets come) and caps on connections, overall and per client. A client
+ * outside dns.allowClients is refused at accept (reset), as is one over its connection cap.
  */
 export class TcpListener {
   readonly server: Server
@@ -20,39 +62,99 @@ export class TcpListener {
     private readonly handler: QueryHandler,
     private readonly getSnapshot: () => Snapshot,
     private readonly evidence: Evidence,
+    private readonly clients: TcpClients,
   ) {
     this.server = createServer(s => this.accept(s))
     this.server.maxConnections = getSnapshot().config.dns.tcp.maxConnections
     this.server.on('error', e => evidence.warn('dns tcp listener error', { error: e.message }))
-    this.server.on('drop', () => evidence.counters.dropped('overload'))
+    this.server.on('drop', d => {
+      evidence.counters.dropped('overload')
+      clients.atCap.note(String(d!.remoteAddress), performance.now())
+    })
   }
 
   private accept(socket: Socket): void {
+    socket.on('error', () => { /* resets are normal; 'close' follows */ })
+    const ip = socket.remoteAddress
+    /* c8 ignore next 4 - a race (a reset between the accept and here): no client to name */
+    if (ip === undefined) {
+      socket.destroy()
+      return
+    }
     const tcp = this.getSnapshot().config.dns.tcp
     this.server.maxConnections = tcp.maxConnections
     const counters = this.evidence.counters
+    if (!this.handler.admit(ip)) {
+      socket.resetAndDestroy()
+      return
+    }
+    if (!this.clients.add(ip, tcp.maxConnectionsPerClient)) {
+      counters.dropped('overload')
+      this.clients.overLimit.note(ip, performance.now())
+      socket.resetAndDestroy()
+      return
+    }
     this.sockets.add(socket)
     counters.connections('dns-tcp', 1)
     socket.setNoDelay(true)
-    const client = { ip: socket.remoteAddress!, port: socket.remotePort!, transport: 'tcp' as const }
+    const client = { ip, port: socket.remotePort!, transport: 'tcp' as const }
     const reader = new FrameReader()
     let inFlight = 0
+    // the deadline of the message being received, and which one it is (the frame count when it began)
+    let deadline: NodeJS.Timeout | undefined
+    let deadlineOf = -1
+    const watchMessage = (): void => {
+      if (reader.buffered === 0) {
+        clearTimeout(deadline)
+        deadline = undefined
+      } else if (!deadline || deadlineOf !== reader.frames) {
+        clearTimeout(deadline)
+        deadlineOf = reader.frames
+        deadline = setTimeout(() => socket.destroy(), tcp.idleTimeout)
+      }
+    }
     socket.setTimeout(tcp.idleTimeout, () => { if (inFlight === 0) socket.destroy() })
-    socket.on('error', () => { /* resets are normal; 'close' follows */ })
     socket.on('close', () => {
+      clearTimeout(deadline)
       this.sockets.delete(socket)
+      this.clients.remove(ip)
       counters.connections('dns-tcp', -1)
     })
-    socket.on('data', chunk => reader.push(chunk, msg => {
-      inFlight++
-      if (inFlight >= MAX_PIPELINE) socket.pause()
-      this.handler.handle(msg, client, reply => {
-        inFlight--
-        if (socket.destroyed) return
-        if (reply) socket.write(frame(reply))
-        if (inFlight < MAX_PIPELINE) socket.resume()
-      })
-    }))
+    // Frames are taken one query at a time while fewer than MAX_PIPELINE are in flight and the
+    // answers are being read; past that, the rest of the read waits in the reader, and the socket
+    // is paused, until an answer goes out or the client reads what was written ('drain').
+    let paused = false
+    let taking = false
+    const canTake = (): boolean => inFlight < MAX_PIPELINE && !socket.writableNeedDrain
+    const take = (): void => {
+      if (taking) return                             // an answer given at once, from within the loop below
+      taking = true
+      while (canTake()) {
+        const msg = reader.next()
+        if (!msg) break
+        inFlight++
+        this.handler.handle(msg, client, answer)
+      }
+      taking = false
+      const stop = !canTake()
+      if (stop !== paused) {
+        paused = stop
+        if (stop) socket.pause()
+        else socket.resume()
+      }
+      watchMessage()
+    }
+    const answer = (reply: Buffer | undefined): void => {
+      inFlight--
+      if (socket.destroyed) return
+      if (reply) socket.write(frame(reply))
+      if (paused) take()
+    }
+    socket.on('drain', () => { if (paused) take() })
+    socket.on('data', chunk => {
+      reader.feed(chunk)
+      take()
+    })
   }
 
   listen(host: string, port: number): Promise<number> {

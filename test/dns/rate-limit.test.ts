@@ -2,13 +2,13 @@ import t from 'tap'
 import { RateLimiter, WindowedNotice } from '../../src/dns/rate-limit.js'
 
 t.test('off when qps is 0', async t => {
-  const rl = new RateLimiter({ qps: 0, burst: 1 }, () => t.fail('never limited'))
+  const rl = new RateLimiter({ qps: 0, burst: 1 }, () => t.fail('never limited'), () => t.fail('never limited'))
   for (let i = 0; i < 100; i++) t.ok(rl.allow('10.0.0.1', 0))
 })
 
 t.test('token bucket per client; logged once per window', async t => {
   const logs: [string, number][] = []
-  const rl = new RateLimiter({ qps: 10, burst: 3 }, (c, n) => logs.push([c, n]))
+  const rl = new RateLimiter({ qps: 10, burst: 3 }, (c, n) => logs.push([c, n]), () => t.fail('one client'))
   const results = Array.from({ length: 6 }, () => rl.allow('10.0.0.1', 1000))
   t.same(results, [true, true, true, false, false, false], 'burst, then dropped')
   t.ok(rl.allow('10.0.0.2', 1000), 'another client has its own bucket')
@@ -22,7 +22,7 @@ t.test('token bucket per client; logged once per window', async t => {
 
 t.test('WindowedNotice: once per client per window, with the count since the last notice', async t => {
   const seen: [string, number][] = []
-  const n = new WindowedNotice(10_000, (c, k) => seen.push([c, k]))
+  const n = new WindowedNotice(10_000, (c, k) => seen.push([c, k]), () => t.fail('two clients'))
   n.note('a', 0)
   n.note('a', 1_000)
   n.note('b', 2_000)
@@ -30,4 +30,57 @@ t.test('WindowedNotice: once per client per window, with the count since the las
   t.same(seen, [['a', 1], ['b', 1]], 'the first of each client at once, the rest counted')
   n.note('a', 10_000)
   t.same(seen.at(-1), ['a', 3], 'the next window: the two counted and this one')
+})
+
+t.test('WindowedNotice: at most maxNamed clients named per window, the rest summed in one call at its end', async t => {
+  const seen: [string, number][] = []
+  const others: [number, number][] = []
+  const n = new WindowedNotice(10_000, (c, k) => seen.push([c, k]), (c, k) => others.push([c, k]), 3)
+  t.teardown(() => n.flush())
+  for (let i = 0; i < 50; i++) n.note(`10.0.0.${i}`, 1000 + i)
+  n.note('10.0.0.49', 1100)
+  n.note('10.0.0.0', 1200)
+  t.same(seen, [['10.0.0.0', 1], ['10.0.0.1', 1], ['10.0.0.2', 1]], 'the first three clients named')
+  t.same(others, [], 'the rest not yet told: the window is still on')
+  n.note('10.0.0.7', 12_000)                      // a new window: the last one's summary first
+  t.same(others, [[47, 47]], '47 clients summed, with their 47 events (later events of theirs: at their next line)')
+  t.same(seen.at(-1), ['10.0.0.7', 1], 'a client summed is named in a later window, counting afresh')
+  n.note('10.0.0.0', 12_001)
+  t.same(seen.at(-1), ['10.0.0.0', 2], 'a named client: its events since its last line')
+  n.note('10.0.0.49', 12_002)
+  t.same(seen.at(-1), ['10.0.0.49', 2], 'the event counted after it was summed')
+  n.note('10.0.0.48', 12_003)
+  t.same(seen.length, 6)
+  n.flush()
+  t.same(others, [[47, 47], [1, 1]], 'flush tells the sum at once')
+  n.flush()
+  t.same(others.length, 2, 'and nothing when there is nothing to tell')
+  t.same(seen.map(s => s[1]).reduce((a, b) => a + b) + others.map(o => o[1]).reduce((a, b) => a + b), 56, 'each of the 56 events counted in exactly one call')
+})
+
+t.test('WindowedNotice: the sum of a window is told when it ends, without another event', async t => {
+  const others: [number, number][] = []
+  const n = new WindowedNotice(50, () => {}, (c, k) => others.push([c, k]), 1)
+  const now = (): number => performance.now()
+  n.note('a', now())
+  n.note('b', now())
+  n.note('c', now())
+  for (let i = 0; i < 500 && others.length === 0; i++) await new Promise(r => setTimeout(r, 10))
+  t.same(others, [[2, 2]])
+})
+
+t.test('RateLimiter: past 100 clients limited in a window, one line sums the rest', async t => {
+  const named: string[] = []
+  const others: [number, number][] = []
+  const rl = new RateLimiter({ qps: 1, burst: 1 }, c => named.push(c), (c, k) => others.push([c, k]))
+  for (let i = 0; i < 300; i++) {
+    const ip = `10.0.${i >> 8}.${i & 255}`
+    t.ok(rl.allow(ip, 0))
+    for (let j = 0; j < 3; j++) rl.allow(ip, 0)
+  }
+  t.equal(named.length, 100)
+  t.ok(rl.allow('10.1.0.0', 10_000))
+  t.notOk(rl.allow('10.1.0.0', 10_000))
+  t.same(others, [[200, 200]], 'told at the next window: 200 clients, each counted once; their later drops at their next line')
+  t.equal(named.length, 101)
 })

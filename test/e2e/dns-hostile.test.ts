@@ -123,11 +123,13 @@ t.test('TCP: frames in pieces, several per segment, answered as they complete', 
   const c = await tcp(s.port)
   t.teardown(() => c.sock.destroy())
   const all = Buffer.concat([frame(q(1, 'a.test')), frame(q(2, 'tunnel.ngrok.io')), frame(q(3, 'zz.test'))])
+  // the first frame in three reads (its length split), the last read with the other two: the
+  // synthetic answer goes out in the same turn, before the upstream can answer the forwarded one
   c.sock.write(all.subarray(0, 1))
   await new Promise(r => setTimeout(r, 20))
-  c.sock.write(all.subarray(1, 30))
+  c.sock.write(all.subarray(1, 20))
   await new Promise(r => setTimeout(r, 20))
-  c.sock.write(all.subarray(30))
+  c.sock.write(all.subarray(20))
   await until(() => c.frames.length === 3)
   const byId = new Map(c.frames.map(f => [decodeMsg(f).id, decodeMsg(f)]))
   t.equal(byId.get(1)?.answers[0]?.data, '192.0.2.1')
@@ -136,7 +138,7 @@ t.test('TCP: frames in pieces, several per segment, answered as they complete', 
   t.equal(decodeMsg(c.frames[0]!).id, 2, 'the synthetic answer did not wait for the forwarded ones')
   c.frames.length = 0
   c.sock.write(Buffer.concat(Array.from({ length: 150 }, (_, i) => frame(q(100 + i, `n${i}.zz.test`)))))
-  await until(() => c.frames.length === 150, 5000)
+  await until(() => c.frames.length === 150, 20_000)
   t.equal(new Set(c.frames.map(f => decodeMsg(f).id)).size, 150, '150 pipelined queries on one connection, all answered')
 })
 
@@ -150,6 +152,9 @@ t.test('TCP: a frame announced and never sent is closed at the idle timeout; con
   t.teardown(() => { for (const c of conns) c.sock.destroy() })
   await Promise.race(conns.map(c => c.closed))
   t.ok(s.ev.counts['dropped.overload']! >= 1, 'the connection over the cap was refused')
+  t.match(s.ev.messages.filter(m => m.msg === 'dns tcp connection refused: too many open'), [
+    { level: 'warn', fields: { 'client.ip': '127.0.0.1', maxConnections: 3 } },
+  ], 'and logged')
   for (const c of conns) c.sock.destroy()
   await Promise.all(conns.map(c => c.closed))
   const after = await dig({ address: '127.0.0.1', port: s.port }, 'a.test', 'A', ['+tcp'])

@@ -1,0 +1,169 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { createSocket } from 'node:dgram'
+import { connect, type Socket } from 'node:net'
+import dnsPacket from 'dns-packet'
+import { startDns } from '../../src/dns/server.js'
+import { frame, FrameReader } from '../../src/dns/framing.js'
+import type { ConfigInput } from '../../src/config/schema.js'
+import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { decodeMsg, dig } from '../fixtures/dig.js'
+
+// DNS over TCP against the limits a client could abuse to hold the listener's connections.
+// The queries are for the DoH canary (use-application-dns.net), answered by the server itself.
+
+const CANARY = 'use-application-dns.net'
+const q = (id: number, name = CANARY): Buffer => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] })
+const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
+
+async function server(t: Test, dns: NonNullable<ConfigInput['dns']>): Promise<{ port: number; ev: MemoryEvidence }> {
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns } })
+  const s = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => s.close())
+  return { port: s.addresses[1]!.port, ev }
+}
+
+interface Conn { sock: Socket; frames: Buffer[]; closed: Promise<void>; isClosed: () => boolean }
+
+/**
+ * A TCP connection from `from` (any 127/8 address is local); the frames it is answered, whether it
+ * closed. Settles once connected or closed (a reset right after the accept can beat the connect).
+ */
+function open(port: number, from = '127.0.0.1'): Promise<Conn> {
+  return new Promise(resolve => {
+    const sock = connect({ port, host: '127.0.0.1', localAddress: from })
+    const frames: Buffer[] = []
+    const reader = new FrameReader()
+    let closed = false
+    sock.on('data', c => reader.push(c, m => frames.push(Buffer.from(m))))
+    sock.on('error', () => {})
+    const done = new Promise<void>(r => sock.once('close', () => { closed = true; r() }))
+    const conn = { sock, frames, closed: done, isClosed: () => closed }
+    sock.once('connect', () => resolve(conn))
+    sock.once('close', () => resolve(conn))
+  })
+}
+const within = (p: Promise<void>, ms: number): Promise<boolean> =>
+  Promise.race([p.then(() => true), sleep(ms).then(() => false)])
+const until = async (cond: () => boolean, ms = 5000): Promise<void> => {
+  for (let i = 0; i < ms / 10 && !cond(); i++) await sleep(10)
+}
+
+t.test('a client outside allowClients is refused at accept: closed at once, before it sends a byte', async t => {
+  const s = await server(t, { allowClients: ['127.0.0.1/32'] })
+  const strangers = await Promise.all(Array.from({ length: 5 }, () => open(s.port, '127.0.0.77')))
+  for (const c of strangers) t.ok(await within(c.closed, 5000), 'closed without a query')
+  t.equal(s.ev.counts['dropped.refused'], 5)
+  t.equal(s.ev.counts['conn.dns-tcp'] ?? 0, 0, 'never counted as open')
+  t.same(s.ev.messages.filter(m => m.msg === 'dns client refused').map(m => m.fields), [
+    { 'client.ip': '127.0.0.77', refused: 1, reason: 'not in dns.allowClients' },
+  ], 'named once per window, as over UDP')
+  const ok = await dig({ address: '127.0.0.1', port: s.port }, CANARY, 'A', ['+tcp'])
+  t.equal(ok.status, 'NXDOMAIN', 'an allowed client is served')
+})
+
+t.test('connections per client are capped (dns.tcp.maxConnectionsPerClient); other clients still get in', async t => {
+  const s = await server(t, { tcp: { maxConnectionsPerClient: 3 } })
+  const mine = await Promise.all([open(s.port), open(s.port), open(s.port)])
+  t.teardown(() => { for (const c of mine) c.sock.destroy() })
+  const over = await open(s.port)
+  t.ok(await within(over.closed, 5000), 'the fourth from the same address is closed at once')
+  t.equal(s.ev.counts['dropped.overload'], 1)
+  t.same(s.ev.messages.filter(m => m.msg === 'dns tcp connection refused: too many from this client').map(m => m.fields), [
+    { 'client.ip': '127.0.0.1', refused: 1, maxConnectionsPerClient: 3 },
+  ])
+  const other = await open(s.port, '127.0.0.2')
+  other.sock.write(frame(q(7)))
+  await until(() => other.frames.length === 1)
+  t.equal(decodeMsg(other.frames[0]!).id, 7, 'another address is served')
+  other.sock.destroy()
+  mine[0]!.sock.write(frame(q(8)))
+  await until(() => mine[0]!.frames.length === 1)
+  t.equal(decodeMsg(mine[0]!.frames[0]!).id, 8, 'the held connections still work')
+  mine[0]!.sock.destroy()
+  await mine[0]!.closed
+  await sleep(50)
+  const again = await open(s.port)
+  again.sock.write(frame(q(9)))
+  await until(() => again.frames.length === 1)
+  t.equal(again.frames.length, 1, 'a closed connection gives its place back')
+  again.sock.destroy()
+})
+
+t.test('a message must be complete within the idle timeout of its first octet, however often octets come', async t => {
+  const s = await server(t, { tcp: { idleTimeout: '500ms' } })
+  const drip = await open(s.port)
+  drip.sock.write(Buffer.from([0xff, 0xff]))         // a 65,535-octet message announced
+  for (let i = 0; i < 100 && !drip.isClosed(); i++) {   // then an octet every 100 ms: each would restart an idle timer
+    drip.sock.write(Buffer.from([0x41]))
+    await sleep(100)
+  }
+  t.ok(drip.isClosed(), 'closed before 10 s of dripping (the deadline is 0.5 s)')
+})
+
+t.test('RFC 7766 kept: a connection in use outlives the idle timeout; each message has its own deadline', async t => {
+  const s = await server(t, { tcp: { idleTimeout: '500ms' } })
+  const c = await open(s.port)
+  // every write ends inside a message and finishes the one before: a message is always pending on
+  // the connection for 2 s, but none takes more than 200 ms
+  const wire = Buffer.concat(Array.from({ length: 10 }, (_, i) => frame(q(i))))
+  const step = Math.ceil(wire.length / 10)
+  for (let at = 0; at < wire.length; at += step) {
+    c.sock.write(wire.subarray(at, at + step))
+    await sleep(200)
+  }
+  await until(() => c.frames.length === 10)
+  t.same(c.frames.map(f => decodeMsg(f).id), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'all answered, in order')
+  t.notOk(c.isClosed(), 'still open')
+  t.ok(await within(c.closed, 5000), 'then closed by the idle timeout')
+})
+
+t.test('pipelining is capped per query: at most 128 of one connection\'s queries in flight, the rest taken as answers go out', async t => {
+  const slow = createSocket('udp4')
+  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => slow.close())
+  let now = 0
+  let most = 0
+  slow.on('message', (m, r) => {
+    most = Math.max(most, ++now)
+    setTimeout(() => {
+      now--
+      const d = dnsPacket.decode(m)
+      slow.send(dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions }), r.port, r.address)
+    }, 200)
+  })
+  const s = await server(t, { upstreams: [`udp://127.0.0.1:${slow.address().port}`] })
+  const c = await open(s.port)
+  t.teardown(() => c.sock.destroy())
+  c.sock.write(Buffer.concat(Array.from({ length: 300 }, (_, i) => frame(q(i, `n${i}.slow.test`)))))   // one write
+  await until(() => c.frames.length === 300, 30_000)
+  t.equal(new Set(c.frames.map(f => decodeMsg(f).id)).size, 300, 'all 300 answered')
+  t.ok(most <= 128, `at most 128 at the upstream at once (${most})`)
+  t.ok(most >= 64, `and pipelined, not one by one (${most})`)
+})
+
+t.test('a client that does not read its answers: no more of its queries are taken until it does', async t => {
+  const ev = memoryEvidence({ logsPass: false })
+  const snap = makeSnapshot()
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const c = await open(dns.addresses[1]!.port)
+  t.teardown(() => c.sock.destroy())
+  c.sock.pause()                                   // reads nothing
+  // ~100-octet answers: the kernel holds what the server writes up to its send buffer's
+  // ceiling (net.ipv4.tcp_wmem, 4 MiB by default: ~40,000 answers) and the client's receive buffer
+  const n = 200_000
+  c.sock.write(Buffer.concat(Array.from({ length: n }, (_, i) => frame(q(i & 0xffff)))))
+  const answered = (): number => ev.counts['decided.pass'] ?? 0
+  for (let i = 0, last = -1; i < 100; i++) {       // until the server stops taking queries
+    await sleep(200)
+    if (answered() === last) break
+    last = answered()
+  }
+  t.ok(answered() < n / 2, `${answered()} of ${n} answered while none was read: the rest wait in the client's socket`)
+  c.sock.resume()
+  await until(() => c.frames.length === n, 120_000)
+  t.equal(c.frames.length, n, 'all answered once the client reads')
+})
