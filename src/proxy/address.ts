@@ -71,7 +71,8 @@ const FORBIDDEN: readonly (readonly [string, string])[] = [
   ['224.0.0.0/4', 'multicast'], ['240.0.0.0/4', 'reserved or broadcast'],
   ['::/128', 'unspecified'], ['::1/128', 'loopback'], ['::/96', 'IPv4-compatible'], ['64:ff9b::/96', 'NAT64'],
   ['64:ff9b:1::/48', 'NAT64'], ['100::/64', 'discard'], ['2001::/32', 'Teredo'], ['2002::/16', '6to4'],
-  ['fc00::/7', 'unique local (private)'], ['fe80::/10', 'link-local'], ['ff00::/8', 'multicast'],
+  ['fc00::/7', 'unique local (private)'], ['fe80::/10', 'link-local'], ['fec0::/10', 'site-local (deprecated)'],
+  ['ff00::/8', 'multicast'],
 ]
 const FORBIDDEN_SETS = FORBIDDEN.map(([c, label]) => [new CidrSet([c]), label, c] as const)
 
@@ -93,8 +94,9 @@ export class DestinationGuard {
 
   /** Why `ip:port` must not be dialled, or undefined when it may. */
   check(ip: string, port: number, allow: CidrSet): string | undefined {
-    const a = parseAddr(ip)
-    if (!a) return `${ip} is not an address`
+    const parsed = parseAddr(ip)
+    if (!parsed) return `${ip} is not an address`
+    const a = translated(parsed)
     for (const s of this.#self) {
       if (s.port !== port) continue
       if (s.addr === 'any' ? (isLoopback(a) || this.#local.some(l => same(l, a))) : same(s.addr, a)) {
@@ -107,6 +109,15 @@ export class DestinationGuard {
     }
     return undefined
   }
+}
+
+/**
+ * IPv4-translated IPv6 (::ffff:0:a.b.c.d, RFC 2765's SIIT) as the IPv4 address it embeds, as
+ * parseAddr gives IPv4-mapped (::ffff:a.b.c.d): the destination rules see the IPv4 address.
+ */
+function translated(a: Addr): Addr {
+  const w = a.words
+  return a.family === 6 && w[0] === 0 && w[1] === 0 && w[2] === 0xffff0000 ? { family: 4, words: [w[3]!] } : a
 }
 
 function same(x: Addr, y: Addr): boolean {

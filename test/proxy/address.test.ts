@@ -46,3 +46,21 @@ t.test('destination guard', async t => {
   t.equal(g.check('192.0.2.11', 3129, lo), undefined)
   t.match(g.check('nope', 1, none), /not an address/)
 })
+
+t.test('IPv4-translated (::ffff:0:0:0/96) is decided as the IPv4 it embeds; site-local fec0::/10 is refused', async t => {
+  const none = new CidrSet([])
+  const g = new DestinationGuard([{ address: '0.0.0.0', port: 3128 }], [])
+  t.match(g.check('::ffff:0:7f00:1', 443, none), /::ffff:0:7f00:1 is loopback \(127\.0\.0\.0\/8\)/, '127.0.0.1 translated')
+  t.match(g.check('::ffff:0:a9fe:a9fe', 80, none), /link-local/, '169.254.169.254 translated')
+  t.match(g.check('0:0:0:0:ffff:0:a00:1', 80, none), /private/, '10.0.0.1 translated, written out')
+  t.match(g.check('::ffff:0:7f00:1', 3128, none), /own listener/, 'a wildcard listener through its translated loopback form')
+  t.equal(g.check('::ffff:0:7f00:1', 443, new CidrSet(['127.0.0.0/8'])), undefined, 'allowDestinations as IPv4 exempts it')
+  t.equal(g.check('::ffff:0:808:808', 443, none), undefined, 'a public IPv4 translated passes')
+  for (const ip of ['fec0::1', 'feff:ffff::1', 'fec0:0:0:ffff::1']) t.match(g.check(ip, 443, none), /site-local \(deprecated\) \(fec0::\/10\)/, ip)
+  // near misses of ::ffff:0:0:0/96 stay IPv6 and are decided as such
+  t.equal(g.check('1::ffff:0:7f00:1', 443, none), undefined, 'first word not 0')
+  t.equal(g.check('0:0:1:0:0:ffff:7f00:1', 443, none), undefined, 'second word not 0')
+  t.equal(g.check('::fffe:0:7f00:1', 443, none), undefined, 'third word not ffff:0')
+  t.equal(g.check('::ffff:1:7f00:1', 443, none), undefined, 'third word ffff:1')
+  t.equal(g.check('ff0::1', 443, none), undefined, 'ff0::/16 is not multicast')
+})
