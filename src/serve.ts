@@ -114,29 +114,34 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   await names.configure(config)
   closers.push(() => names.close())
   const addresses: Running['addresses'] = { dns: [], proxy: [] }
+  // every listener but the proxy's, as each starts: the proxy never dials them (SSRF to the admin API)
+  const others: { address: string; port: number }[] = []
   try {
     if (config.dns.listen.length > 0) {
       const dns = await listening(() => startDns({ listen: config.dns.listen, getSnapshot, evidence }), 'dns.listen', config.dns.listen, overrides.dns && '--dns')
       addresses.dns.push(...dns.addresses)
+      others.push(...dns.addresses)
       metrics.watchCache(() => dns.cacheStats())
       closers.push(() => dns.close())
     }
     const resolver = createResolver({ getSnapshot, evidence })
     closers.push(() => resolver.close())
     if (config.proxy.listen.length > 0) {
-      const proxy = await listening(() => startProxy({ listen: config.proxy.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n) }),
+      const proxy = await listening(() => startProxy({ listen: config.proxy.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n), listeners: () => others }),
         'proxy.listen', config.proxy.listen, overrides.proxy && '--proxy')
       addresses.proxy.push(...proxy.addresses)
       closers.push(() => proxy.close())
     }
     if (config.sinkhole.listen.length > 0) {
       const cap = await listening(() => startSinkholeCapture({ listen: config.sinkhole.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n) }), 'sinkhole.listen', config.sinkhole.listen)
+      others.push(...cap.addresses)
       closers.push(() => cap.close())
     }
     if (config.admin.listen) {
       const listen = config.admin.listen
       const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, names }), 'admin.listen', listen, overrides.admin && '--admin')
       addresses.admin = { address: admin.address, port: admin.port }
+      others.push(addresses.admin)
       closers.push(() => admin.close())
     }
   } catch (e) {

@@ -78,18 +78,41 @@ const FORBIDDEN_SETS = FORBIDDEN.map(([c, label]) => [new CidrSet([c]), label, c
 
 export interface SelfAddress { readonly address: string; readonly port: number }
 
-/** Decides whether an address may be dialled; built once per listener set. */
-export class DestinationGuard {
-  readonly #self: readonly { addr: Addr | 'any'; port: number }[]
-  readonly #local: readonly Addr[]
+type Listener = { readonly addr: Addr | 'any'; readonly port: number }
 
-  constructor(self: readonly SelfAddress[], localAddresses: readonly string[]) {
-    this.#self = self.map(s => {
-      const a = parseAddr(s.address)!
-      const any = a.words.every(w => w === 0)
-      return { addr: any ? 'any' : a, port: s.port }
-    })
+function listener(s: SelfAddress): Listener {
+  const a = parseAddr(s.address)!
+  return { addr: a.words.every(w => w === 0) ? 'any' : a, port: s.port }
+}
+
+/**
+ * Decides whether an address may be dialled; built once per listener set. `self` are the
+ * proxy's own listeners; `others`, read at each check, are the rest of this process's
+ * listeners (admin, DNS, sinkhole capture), some of them started after the proxy.
+ */
+export class DestinationGuard {
+  readonly #self: readonly Listener[]
+  readonly #local: readonly Addr[]
+  readonly #others: () => readonly SelfAddress[]
+  #otherSeen: readonly SelfAddress[] = []
+  #otherCount = 0
+  #otherParsed: readonly Listener[] = []
+
+  constructor(self: readonly SelfAddress[], localAddresses: readonly string[], others: () => readonly SelfAddress[] = () => []) {
+    this.#self = self.map(listener)
     this.#local = localAddresses.map(x => parseAddr(x)).filter((a): a is Addr => a !== undefined)
+    this.#others = others
+  }
+
+  /** The other listeners, parsed again only when the list has changed (it only grows). */
+  #listeners(): readonly Listener[] {
+    const o = this.#others()
+    if (o !== this.#otherSeen || o.length !== this.#otherCount) {
+      this.#otherSeen = o
+      this.#otherCount = o.length
+      this.#otherParsed = o.map(listener)
+    }
+    return this.#otherParsed
   }
 
   /** Why `ip:port` must not be dialled, or undefined when it may. */
@@ -97,10 +120,10 @@ export class DestinationGuard {
     const parsed = parseAddr(ip)
     if (!parsed) return `${ip} is not an address`
     const a = translated(parsed)
-    for (const s of this.#self) {
+    for (const s of [...this.#self, ...this.#listeners()]) {
       if (s.port !== port) continue
       if (s.addr === 'any' ? (isLoopback(a) || this.#local.some(l => same(l, a))) : same(s.addr, a)) {
-        return `${ip}:${port} is this proxy's own listener`
+        return `${ip}:${port} is one of tunnelguard's own listeners`
       }
     }
     if (allow.hasAddr(a)) return undefined

@@ -30,6 +30,11 @@ export interface ProxyOptions {
   readonly clock?: () => bigint
   /** Time allowed to connect to an origin or get a parent's answer to CONNECT (ms, default 10 s). */
   readonly connectTimeout?: number
+  /**
+   * The other listeners of this process (DNS, sinkhole capture, admin), never dialled, as the
+   * proxy's own are not; read at each check, so that listeners started after the proxy count.
+   */
+  readonly listeners?: () => readonly SelfAddress[]
 }
 
 /**
@@ -259,7 +264,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const local = Object.values(networkInterfaces()).flat().map(i => i!.address)
   ctx = {
     getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent,
-    guard: new DestinationGuard(addresses, local),
+    guard: new DestinationGuard(addresses, local, opts.listeners),
     connectTimeout: opts.connectTimeout ?? 10_000,
     track: s => {
       outbound.add(s)

@@ -64,3 +64,21 @@ t.test('IPv4-translated (::ffff:0:0:0/96) is decided as the IPv4 it embeds; site
   t.equal(g.check('::ffff:1:7f00:1', 443, none), undefined, 'third word ffff:1')
   t.equal(g.check('ff0::1', 443, none), undefined, 'ff0::/16 is not multicast')
 })
+
+t.test('destination guard: the other listeners of this process, read at each check', async t => {
+  const lo = new CidrSet(['127.0.0.0/8', '::1/128'])
+  const others: { address: string; port: number }[] = [{ address: '127.0.0.1', port: 9153 }]
+  let list = others
+  const g = new DestinationGuard([{ address: '127.0.0.1', port: 3128 }], ['192.0.2.10'], () => list)
+  t.match(g.check('127.0.0.1', 9153, lo), /127\.0\.0\.1:9153 is one of tunnelguard's own listeners/, 'admin')
+  t.equal(g.check('127.0.0.1', 1053, lo), undefined)
+  others.push({ address: '::', port: 1053 })
+  t.match(g.check('127.0.0.1', 1053, lo), /own listeners/, 'a listener added later (wildcard): loopback')
+  t.match(g.check('::ffff:192.0.2.10', 1053, lo), /own listeners/, 'a listener added later (wildcard): a local address')
+  list = [{ address: '127.0.0.2', port: 1053 }, { address: '127.0.0.2', port: 8443 }]
+  t.equal(g.check('127.0.0.1', 1053, lo), undefined, 'another list: read again')
+  list = [{ address: '127.0.0.2', port: 1053 }, { address: '127.0.0.3', port: 8443 }]
+  t.match(g.check('127.0.0.3', 8443, lo), /own listeners/, 'another list of the same length: read again')
+  t.match(g.check('127.0.0.1', 3128, lo), /own listeners/, 'the proxy\'s own still')
+  t.equal(new DestinationGuard([], []).check('127.0.0.1', 9153, lo), undefined, 'no others by default')
+})
