@@ -50,6 +50,8 @@ export interface ProxySets {
   readonly allowClients: CidrSet
   readonly trust: CidrSet
   readonly allowDest: CidrSet
+  /** proxy.httpPorts as inclusive [low, high] ranges. */
+  readonly httpPorts: readonly (readonly [number, number])[]
   readonly parent?: Parent
 }
 
@@ -63,6 +65,10 @@ export function setsOf(snap: Snapshot): ProxySets {
       allowClients: new CidrSet(p.allowClients ?? snap.config.dns.allowClients),
       trust: new CidrSet(p.trustForwardedFrom),
       allowDest: new CidrSet(p.allowDestinations),
+      httpPorts: p.httpPorts.map(r => {
+        const [lo, hi] = String(r).split('-').map(Number)
+        return [lo!, hi ?? lo!] as const
+      }),
       parent: p.parent ? parseParent(p.parent) : undefined,
     }
     memo.set(snap, s)

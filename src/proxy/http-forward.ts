@@ -11,8 +11,9 @@ const ABSOLUTE = /^http:\/\/([^/?#]*)(.*)$/i
 
 /**
  * Plain HTTP (absolute-form): the URL host and the Host header are both decided (the worse
- * wins, a mismatch is logged); block → 403 naming the list and entry. Allowed requests go to
- * the resolved, checked address (or the parent) with node's http client and a keep-alive agent.
+ * wins, a mismatch is logged); block → 403 naming the list and entry; a port outside
+ * proxy.httpPorts → 403. Allowed requests go to the resolved, checked address (or the parent)
+ * with node's http client and a keep-alive agent.
  */
 export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse): Promise<void> {
   conn.requests++
@@ -67,6 +68,12 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   if (blocks(decision)) {
     emit(decision)
     return refuse(403, clientReason(decision))
+  }
+  const port = target!.port
+  if (!sets.httpPorts.some(([lo, hi]) => port >= lo && port <= hi)) {
+    const why = `plain HTTP to port ${port} is not allowed (proxy.httpPorts: ${snap.config.proxy.httpPorts.join(', ')})`
+    emit(denial(snap, client.ip, url.name, 'url', why, 'proxy.httpPorts', decision))
+    return refuse(403, why)
   }
   const r = await route(ctx, snap, sets, client.ip, target!, url.name)
   const more = r.cnames.length > 0 ? { 'tunnelguard.cnames': r.cnames } : {}
