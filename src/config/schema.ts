@@ -92,6 +92,7 @@ export const configSchema = z.strictObject({
     idleTimeout: duration.default(300_000),
     maxHeaderBytes: z.number().int().min(1024).default(16_384),
     maxConnections: z.number().int().min(1).default(4096),
+    maxConnectionsPerAddress: z.number().int().min(1).default(1024),   // peers in trustForwardedFrom excepted
   }).prefault({}),
   /** `admin: null` turns the admin listener off, as `admin: { listen: null }` does. */
   admin: z.preprocess(v => v === null ? { listen: null } : v, z.strictObject({ listen: hostPort.nullable().default('127.0.0.1:9153') })).prefault({}),

@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { splitHostPort } from '../config/schema.js'
 import type { Evidence } from '../observe/types.js'
+import { WindowedNotice } from '../dns/rate-limit.js'
 import { canonicalIp } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
@@ -36,6 +37,9 @@ export interface ProxyOptions {
    */
   readonly listeners?: () => readonly SelfAddress[]
 }
+
+/** One line per window (with the count) for connections refused at the accept. */
+const NOTICE_WINDOW_MS = 10_000
 
 /**
  * Listen on `addr` ("host:port", port 0 for any) with a raw TCP server. Accepted sockets have
@@ -71,7 +75,20 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const clients = new Set<Socket>()
   const outbound = new Set<Socket>()
   const conns = new WeakMap<Socket, Conn>()
+  const perAddress = new Map<string, number>()
   const agent = new Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' })
+  const nowMs = () => Number(clock()) / 1e6
+  // over proxy.maxConnections: one line per window for all clients, naming the last one
+  let overloaded = { ip: '', limit: 0 }
+  const overload = new WindowedNotice(NOTICE_WINDOW_MS, (_all, n) => {
+    evidence.warn('proxy.overload', { 'client.ip': overloaded.ip, 'tunnelguard.max_connections': overloaded.limit, 'tunnelguard.refused': n })
+  })
+  const overloadByAddress = new WindowedNotice(NOTICE_WINDOW_MS, (ip, n) => {
+    evidence.warn('proxy.overload', { 'client.ip': ip, 'tunnelguard.max_connections_per_address': opts.getSnapshot().config.proxy.maxConnectionsPerAddress, 'tunnelguard.refused': n })
+  })
+  const denied = new WindowedNotice(NOTICE_WINDOW_MS, (ip, n) => {
+    evidence.warn('proxy.client_denied', { 'client.ip': ip, 'tunnelguard.refused': n, 'error.message': 'not in proxy.allowClients or proxy.trustForwardedFrom: closed at the accept' })
+  })
   let seq = 0
   const http = createHttpServer({
     maxHeaderSize: cfg.maxHeaderBytes,
@@ -204,6 +221,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     socket.resume()                                  // paused after a PROXY protocol header
   }
 
+  const refuseOverload = (socket: Socket, why: string) => {
+    evidence.counters.dropped('overload')
+    socket.write(rawResponse(503, why))
+    socket.destroySoon()
+  }
+
   const onSocket = (socket: Socket) => {
     socket.on('error', () => { /* resets are normal; 'close' follows */ })
     /* c8 ignore next 4 - a race (a reset between the accept and here): proxy-limits.test.ts makes it, but not every time */
@@ -212,21 +235,37 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       return
     }
     const snap = opts.getSnapshot()
-    const limit = snap.config.proxy.maxConnections
+    const { maxConnections, maxConnectionsPerAddress } = snap.config.proxy
+    const sets = setsOf(snap)
     const peer = { ip: canonicalIp(socket.remoteAddress!), port: socket.remotePort! }   // a dual-stack listener's IPv4 client as IPv4
-    if (clients.size >= limit) {
-      evidence.counters.dropped('overload')
-      evidence.warn('proxy.overload', { 'client.ip': peer.ip, 'tunnelguard.max_connections': limit })
-      socket.write(rawResponse(503, `too many connections (proxy.maxConnections ${limit})`))
-      socket.destroySoon()
+    const trusted = sets.trust.has(peer.ip)
+    // a peer that is not a client, nor a proxy that may speak for clients, is closed before it costs a slot
+    if (!trusted && !sets.allowClients.has(peer.ip)) {
+      evidence.counters.dropped('refused')
+      denied.note(peer.ip, nowMs())
+      socket.destroy()
       return
+    }
+    if (clients.size >= maxConnections) {
+      overloaded = { ip: peer.ip, limit: maxConnections }
+      overload.note('', nowMs())
+      return refuseOverload(socket, `too many connections (proxy.maxConnections ${maxConnections})`)
+    }
+    const mine = perAddress.get(peer.ip) ?? 0
+    if (!trusted && mine >= maxConnectionsPerAddress) {     // one address cannot take every slot; a trusted proxy speaks for many clients
+      overloadByAddress.note(peer.ip, nowMs())
+      return refuseOverload(socket, `too many connections from ${peer.ip} (proxy.maxConnectionsPerAddress ${maxConnectionsPerAddress})`)
     }
     const conn: Conn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, answering: 0, close: {} }
     conns.set(socket, conn)
     clients.add(socket)
+    perAddress.set(peer.ip, mine + 1)
     evidence.counters.connections('proxy', 1)
     socket.on('close', () => {
       clients.delete(socket)
+      const left = perAddress.get(peer.ip)! - 1
+      if (left === 0) perAddress.delete(peer.ip)
+      else perAddress.set(peer.ip, left)
       evidence.counters.connections('proxy', -1)
       evidence.counters.proxyBytes('up', socket.bytesRead)
       evidence.counters.proxyBytes('down', socket.bytesWritten)
@@ -236,7 +275,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
         'event.duration': Number(clock() - conn.start), 'tunnelguard.requests': conn.requests, ...conn.close,
       })
     })
-    if (!setsOf(snap).trust.has(peer.ip)) {
+    if (!trusted) {
       front(conn)
       return
     }
