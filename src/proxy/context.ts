@@ -26,6 +26,8 @@ export interface Conn {
   answering: number
   /** Called once `answering` is back to 0 (a CONNECT pipelined after requests waits for it). */
   onAnswered?: () => void
+  /** Outbound plain-HTTP requests made for this connection and not yet closed: destroyed when it closes. */
+  readonly upstreams: Set<{ destroy(): void }>
   /** Fields added to the connection's close line (destination, SNI, error, …). */
   readonly close: Record<string, unknown>
 }

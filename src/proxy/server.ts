@@ -1,4 +1,4 @@
-import { Agent, createServer as createHttpServer, type IncomingMessage } from 'node:http'
+import { Agent, createServer as createHttpServer, type ClientRequest, type IncomingMessage } from 'node:http'
 import { createServer, type Server, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { splitHostPort } from '../config/schema.js'
@@ -38,8 +38,52 @@ export interface ProxyOptions {
   readonly listeners?: () => readonly SelfAddress[]
 }
 
+/** A plain-HTTP client connection's pipeline: requests waiting for the response before them. */
+interface HttpConn extends Conn {
+  readonly waiting: (() => void)[]
+  /** Reading from the client is stopped while MAX_WAITING requests wait. */
+  held: boolean
+}
+
+/**
+ * Pipelined requests waiting on one connection before reading from it stops. Node parses a whole
+ * read (up to 64 KiB) at once, so a client can have more waiting, but only that much more.
+ */
+export const MAX_WAITING = 32
+/** Idle keep-alive connections to origins (or a parent) kept for reuse, all hosts together; the least recently used goes first. */
+export const MAX_IDLE_UPSTREAMS = 256
 /** One line per window (with the count) for connections refused at the accept. */
 const NOTICE_WINDOW_MS = 10_000
+
+/**
+ * node's keep-alive agent, with its idle sockets capped in total: node caps them per host only
+ * (maxFreeSockets), so that an origin that never closes them, on many ports, could take every
+ * descriptor the process has.
+ */
+class PoolAgent extends Agent {
+  readonly #idle = new Set<Socket>()
+  readonly #seen = new WeakSet<Socket>()
+
+  override keepSocketAlive(socket: Socket): boolean {
+    if (!(super.keepSocketAlive(socket) as unknown as boolean)) return false   // typed void; node returns whether to keep it
+    if (!this.#seen.has(socket)) {
+      this.#seen.add(socket)
+      socket.once('close', () => this.#idle.delete(socket))
+    }
+    this.#idle.add(socket)
+    if (this.#idle.size > MAX_IDLE_UPSTREAMS) {       // the oldest: this one is the newest
+      const old = this.#idle.values().next().value!
+      this.#idle.delete(old)
+      old.destroy()
+    }
+    return true
+  }
+
+  override reuseSocket(socket: Socket, req: ClientRequest): void {
+    this.#idle.delete(socket)
+    super.reuseSocket(socket, req)
+  }
+}
 
 /**
  * Listen on `addr` ("host:port", port 0 for any) with a raw TCP server. Accepted sockets have
@@ -74,9 +118,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const clock = opts.clock ?? process.hrtime.bigint
   const clients = new Set<Socket>()
   const outbound = new Set<Socket>()
-  const conns = new WeakMap<Socket, Conn>()
+  const conns = new WeakMap<Socket, HttpConn>()
   const perAddress = new Map<string, number>()
-  const agent = new Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' })
+  const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo' })
   const nowMs = () => Number(clock()) / 1e6
   // over proxy.maxConnections: one line per window for all clients, naming the last one
   let overloaded = { ip: '', limit: 0 }
@@ -114,19 +158,44 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     refuseHead(conn, 431, `more than ${MAX_HEADER_FIELDS} header fields`)
     return true
   }
+  /**
+   * Pipelined requests are served one at a time: the next is handled (resolved, dialled) once the
+   * response before it is finished, so that a connection has at most one outbound request, and a
+   * connection that goes away leaves none behind (node never closes the responses still queued).
+   * While MAX_WAITING wait, reading from the client stops.
+   */
   http.on('request', (req: IncomingMessage, res) => {
     const conn = conns.get(req.socket as Socket)!
-    conn.answering++
-    res.once('close', () => {
-      if (--conn.answering === 0 && conn.onAnswered) {
-        const next = conn.onAnswered
-        conn.onAnswered = undefined
-        next()
-      }
-    })
-    if (tooManyFields(conn, req)) return
-    handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
+    const start = () => {
+      if (tooManyFields(conn, req)) return
+      handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
+    }
+    res.once('close', () => answered(conn))
+    if (conn.answering++ === 0) return start()
+    conn.waiting.push(start)
+    if (conn.waiting.length >= MAX_WAITING && !conn.held) {
+      conn.held = true
+      conn.socket.pause()
+    }
   })
+  const answered = (conn: HttpConn) => {
+    conn.answering--
+    if (!conn.socket.writable) {                     // the client is gone, or its last response is sent: nothing waiting is served
+      conn.waiting.length = 0
+      return
+    }
+    const next = conn.waiting.shift()
+    if (conn.held && conn.waiting.length < MAX_WAITING) {
+      conn.held = false
+      conn.socket.resume()
+    }
+    if (next) return next()
+    if (conn.answering === 0 && conn.onAnswered) {
+      const then = conn.onAnswered
+      conn.onAnswered = undefined
+      then()
+    }
+  }
   // An Expect other than 100-continue: node answers 417 without a 'request'; it still completes a head.
   http.on('checkExpectation', (req: IncomingMessage, res) => {
     conns.get(req.socket as Socket)!.requests++
@@ -144,6 +213,16 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   }
   http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const conn = conns.get(socket)!
+    if (conn.held) {                                // nothing is parsed after a CONNECT: the tunnel reads the socket
+      conn.held = false
+      // our pause stopped the handle while node's parser consumed it; the stream still counts
+      // that read as pending, so no resume() would start it again (node's onSocketResume does this)
+      const h = (socket as unknown as { _handle: { reading: boolean; readStart(): void } | null })._handle
+      if (h) {
+        h.reading = true
+        h.readStart()
+      }
+    }
     if (tooManyFields(conn, req)) return
     // a CONNECT pipelined after requests still being answered: its 200 (or refusal) must follow their responses
     if (conn.answering > 0) conn.onAnswered = () => connect(conn, req, head)
@@ -180,7 +259,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
    * closes an idle connection. Header size and time are the values at start, as node's server
    * has them.
    */
-  const front = (conn: Conn) => {
+  const front = (conn: HttpConn) => {
     const { headerTimeout, idleTimeout, maxHeaderBytes } = cfg
     const socket = conn.socket
     const left = Math.max(0, headerTimeout - Number(clock() - conn.start) / 1e6)
@@ -205,6 +284,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       }
       socket.unshift(b)
       http.emit('connection', socket)
+      // node resumes a socket whenever a request body is read or a response ends: while the
+      // pipeline is held, every resume is undone (after node's own listener, which starts reading)
+      socket.on('resume', () => { if (conn.held) socket.pause() })
       socket.resume()
     }
     const late = () => {
@@ -256,12 +338,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       overloadByAddress.note(peer.ip, nowMs())
       return refuseOverload(socket, `too many connections from ${peer.ip} (proxy.maxConnectionsPerAddress ${maxConnectionsPerAddress})`)
     }
-    const conn: Conn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, answering: 0, close: {} }
+    const conn: HttpConn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, answering: 0, upstreams: new Set(), close: {}, waiting: [], held: false }
     conns.set(socket, conn)
     clients.add(socket)
     perAddress.set(peer.ip, mine + 1)
     evidence.counters.connections('proxy', 1)
     socket.on('close', () => {
+      for (const up of conn.upstreams) up.destroy()  // requests still waiting for a response nobody will read
       clients.delete(socket)
       const left = perAddress.get(peer.ip)! - 1
       if (left === 0) perAddress.delete(peer.ip)
