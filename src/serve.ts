@@ -120,17 +120,20 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   await names.configure(config)
   closers.push(() => names.close())
   const addresses: Running['addresses'] = { dns: [], proxy: [], sinkhole: [] }
+  // every listener but the proxy's, as each starts: the proxy never dials them (SSRF to the admin API)
+  const others: { address: string; port: number }[] = []
   try {
     if (config.dns.listen.length > 0) {
       const dns = await listening(() => startDns({ listen: config.dns.listen, getSnapshot, evidence }), 'dns.listen', config.dns.listen, overrides.dns && '--dns')
       addresses.dns.push(...dns.addresses)
+      others.push(...dns.addresses)
       metrics.watchCache(() => dns.cacheStats())
       closers.push(() => dns.close())
     }
     const resolver = createResolver({ getSnapshot, evidence })
     closers.push(() => resolver.close())
     if (config.proxy.listen.length > 0) {
-      const proxy = await listening(() => startProxy({ listen: config.proxy.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n) }),
+      const proxy = await listening(() => startProxy({ listen: config.proxy.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n), listeners: () => others }),
         'proxy.listen', config.proxy.listen, overrides.proxy && '--proxy')
       addresses.proxy.push(...proxy.addresses)
       closers.push(() => proxy.close())
@@ -138,6 +141,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     if (config.sinkhole.listen.length > 0) {
       const cap = await listening(() => startSinkholeCapture({ listen: config.sinkhole.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n) }), 'sinkhole.listen', config.sinkhole.listen)
       addresses.sinkhole.push(...cap.addresses)
+      others.push(...cap.addresses)
       closers.push(() => cap.close())
     }
     if (config.admin.listen) {
@@ -146,6 +150,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
       const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, maxConnections, allowHosts }),
         'admin.listen', listen, overrides.admin && '--admin')
       addresses.admin = { address: admin.address, port: admin.port }
+      others.push(addresses.admin)
       closers.push(() => admin.close())
     }
   } catch (e) {

@@ -38,6 +38,16 @@ const upstream = z.string().refine(isUpstreamUrl, {
 const notPort = (iss: { input?: unknown }) => `${String(iss.input)} is not a port (1-65535)`
 const port = z.number().int().min(1, { error: notPort }).max(65535, { error: notPort })
 
+/** A port or an inclusive range of ports written "LOW-HIGH" ("1025-65535"). */
+export function isPortOrRange(v: unknown): v is number | string {
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 1 && v <= 65535
+  const m = typeof v === 'string' ? /^(\d{1,5})-(\d{1,5})$/.exec(v) : null
+  return m !== null && Number(m[1]) >= 1 && Number(m[1]) <= Number(m[2]) && Number(m[2]) <= 65535
+}
+const portOrRange = z.custom<number | string>(isPortOrRange, {
+  error: iss => `${JSON.stringify(iss.input)} is not a port or a range of ports; write e.g. 80 or 1025-65535`,
+})
+
 const filePath = z.string().min(1).describe('file path')
 
 /** A DNS name as a Host header carries it, kept in lower case. */
@@ -84,6 +94,8 @@ export const configSchema = z.strictObject({
     listen: z.array(hostPort).default(['127.0.0.1:3128']),
     parent: z.string().url().nullable().default(null),
     connectPorts: z.array(port).default([443]),
+    // plain HTTP: squid's default Safe_ports without 21, 70 and 210 (ftp, gopher, wais: not spoken here)
+    httpPorts: z.array(portOrRange).default([80, 443, 280, 488, 591, 777, '1025-65535']),
     allowDestinations: z.array(cidr).default([]),
     allowClients: z.array(cidr).nullish().transform(v => v ?? undefined),  // null or absent: dns.allowClients
     trustForwardedFrom: z.array(cidr).default([]),
@@ -92,6 +104,7 @@ export const configSchema = z.strictObject({
     idleTimeout: duration.default(300_000),
     maxHeaderBytes: z.number().int().min(1024).default(16_384),
     maxConnections: z.number().int().min(1).default(4096),
+    maxConnectionsPerAddress: z.number().int().min(1).default(1024),   // peers in trustForwardedFrom excepted
   }).prefault({}),
   /** `admin: null` turns the admin listener off, as `admin: { listen: null }` does. */
   admin: z.preprocess(v => v === null ? { listen: null } : v, z.strictObject({

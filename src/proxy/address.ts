@@ -71,34 +71,59 @@ const FORBIDDEN: readonly (readonly [string, string])[] = [
   ['224.0.0.0/4', 'multicast'], ['240.0.0.0/4', 'reserved or broadcast'],
   ['::/128', 'unspecified'], ['::1/128', 'loopback'], ['::/96', 'IPv4-compatible'], ['64:ff9b::/96', 'NAT64'],
   ['64:ff9b:1::/48', 'NAT64'], ['100::/64', 'discard'], ['2001::/32', 'Teredo'], ['2002::/16', '6to4'],
-  ['fc00::/7', 'unique local (private)'], ['fe80::/10', 'link-local'], ['ff00::/8', 'multicast'],
+  ['fc00::/7', 'unique local (private)'], ['fe80::/10', 'link-local'], ['fec0::/10', 'site-local (deprecated)'],
+  ['ff00::/8', 'multicast'],
 ]
 const FORBIDDEN_SETS = FORBIDDEN.map(([c, label]) => [new CidrSet([c]), label, c] as const)
 
 export interface SelfAddress { readonly address: string; readonly port: number }
 
-/** Decides whether an address may be dialled; built once per listener set. */
-export class DestinationGuard {
-  readonly #self: readonly { addr: Addr | 'any'; port: number }[]
-  readonly #local: readonly Addr[]
+type Listener = { readonly addr: Addr | 'any'; readonly port: number }
 
-  constructor(self: readonly SelfAddress[], localAddresses: readonly string[]) {
-    this.#self = self.map(s => {
-      const a = parseAddr(s.address)!
-      const any = a.words.every(w => w === 0)
-      return { addr: any ? 'any' : a, port: s.port }
-    })
+function listener(s: SelfAddress): Listener {
+  const a = parseAddr(s.address)!
+  return { addr: a.words.every(w => w === 0) ? 'any' : a, port: s.port }
+}
+
+/**
+ * Decides whether an address may be dialled; built once per listener set. `self` are the
+ * proxy's own listeners; `others`, read at each check, are the rest of this process's
+ * listeners (admin, DNS, sinkhole capture), some of them started after the proxy.
+ */
+export class DestinationGuard {
+  readonly #self: readonly Listener[]
+  readonly #local: readonly Addr[]
+  readonly #others: () => readonly SelfAddress[]
+  #otherSeen: readonly SelfAddress[] = []
+  #otherCount = 0
+  #otherParsed: readonly Listener[] = []
+
+  constructor(self: readonly SelfAddress[], localAddresses: readonly string[], others: () => readonly SelfAddress[] = () => []) {
+    this.#self = self.map(listener)
     this.#local = localAddresses.map(x => parseAddr(x)).filter((a): a is Addr => a !== undefined)
+    this.#others = others
+  }
+
+  /** The other listeners, parsed again only when the list has changed (it only grows). */
+  #listeners(): readonly Listener[] {
+    const o = this.#others()
+    if (o !== this.#otherSeen || o.length !== this.#otherCount) {
+      this.#otherSeen = o
+      this.#otherCount = o.length
+      this.#otherParsed = o.map(listener)
+    }
+    return this.#otherParsed
   }
 
   /** Why `ip:port` must not be dialled, or undefined when it may. */
   check(ip: string, port: number, allow: CidrSet): string | undefined {
-    const a = parseAddr(ip)
-    if (!a) return `${ip} is not an address`
-    for (const s of this.#self) {
+    const parsed = parseAddr(ip)
+    if (!parsed) return `${ip} is not an address`
+    const a = translated(parsed)
+    for (const s of [...this.#self, ...this.#listeners()]) {
       if (s.port !== port) continue
       if (s.addr === 'any' ? (isLoopback(a) || this.#local.some(l => same(l, a))) : same(s.addr, a)) {
-        return `${ip}:${port} is this proxy's own listener`
+        return `${ip}:${port} is one of tunnelguard's own listeners`
       }
     }
     if (allow.hasAddr(a)) return undefined
@@ -107,6 +132,15 @@ export class DestinationGuard {
     }
     return undefined
   }
+}
+
+/**
+ * IPv4-translated IPv6 (::ffff:0:a.b.c.d, RFC 2765's SIIT) as the IPv4 address it embeds, as
+ * parseAddr gives IPv4-mapped (::ffff:a.b.c.d): the destination rules see the IPv4 address.
+ */
+function translated(a: Addr): Addr {
+  const w = a.words
+  return a.family === 6 && w[0] === 0 && w[1] === 0 && w[2] === 0xffff0000 ? { family: 4, words: [w[3]!] } : a
 }
 
 function same(x: Addr, y: Addr): boolean {

@@ -26,6 +26,8 @@ export interface Conn {
   answering: number
   /** Called once `answering` is back to 0 (a CONNECT pipelined after requests waits for it). */
   onAnswered?: () => void
+  /** Outbound plain-HTTP requests made for this connection and not yet closed: destroyed when it closes. */
+  readonly upstreams: Set<{ destroy(): void }>
   /** Fields added to the connection's close line (destination, SNI, error, …). */
   readonly close: Record<string, unknown>
 }
@@ -50,6 +52,8 @@ export interface ProxySets {
   readonly allowClients: CidrSet
   readonly trust: CidrSet
   readonly allowDest: CidrSet
+  /** proxy.httpPorts as inclusive [low, high] ranges. */
+  readonly httpPorts: readonly (readonly [number, number])[]
   readonly parent?: Parent
 }
 
@@ -63,6 +67,10 @@ export function setsOf(snap: Snapshot): ProxySets {
       allowClients: new CidrSet(p.allowClients ?? snap.config.dns.allowClients),
       trust: new CidrSet(p.trustForwardedFrom),
       allowDest: new CidrSet(p.allowDestinations),
+      httpPorts: p.httpPorts.map(r => {
+        const [lo, hi] = String(r).split('-').map(Number)
+        return [lo!, hi ?? lo!] as const
+      }),
       parent: p.parent ? parseParent(p.parent) : undefined,
     }
     memo.set(snap, s)

@@ -11,11 +11,14 @@ const ABSOLUTE = /^http:\/\/([^/?#]*)(.*)$/i
 
 /**
  * Plain HTTP (absolute-form): the URL host and the Host header are both decided (the worse
- * wins, a mismatch is logged); block → 403 naming the list and entry. Allowed requests go to
- * the resolved, checked address (or the parent) with node's http client and a keep-alive agent.
+ * wins, a mismatch is logged); block → 403 naming the list and entry; a port outside
+ * proxy.httpPorts → 403. Allowed requests go to the resolved, checked address (or the parent)
+ * with node's http client and a keep-alive agent. The server calls this for one request of a
+ * connection at a time (pipelined ones wait for the response before them).
  */
 export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse): Promise<void> {
   conn.requests++
+  /* c8 ignore next - defensive: the server starts no request waiting behind refused framing (the connection is ended by then) */
   if (conn.poisoned) return void res.destroy()
   const start = ctx.clock()
   const snap = ctx.getSnapshot()
@@ -68,6 +71,12 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     emit(decision)
     return refuse(403, clientReason(decision))
   }
+  const port = target!.port
+  if (!sets.httpPorts.some(([lo, hi]) => port >= lo && port <= hi)) {
+    const why = `plain HTTP to port ${port} is not allowed (proxy.httpPorts: ${snap.config.proxy.httpPorts.join(', ')})`
+    emit(denial(snap, client.ip, url.name, 'url', why, 'proxy.httpPorts', decision))
+    return refuse(403, why)
+  }
   const r = await route(ctx, snap, sets, client.ip, target!, url.name)
   const more = r.cnames.length > 0 ? { 'tunnelguard.cnames': r.cnames } : {}
   decision = worse(decision, r.ok ? r.cname : undefined)
@@ -85,6 +94,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
 }
 
 function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ip: string | undefined, sets: ProxySets): void {
+  if (conn.socket.destroyed) return                 // the client left while the name was resolved: nothing to dial for
   const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip))
   const hostText = t.ip?.includes(':') ? `[${t.ip}]` : t.ip ?? t.host
   const authority = t.port === 80 ? hostText : `${hostText}:${t.port}`
@@ -97,6 +107,8 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
     ? { host: parent.host, port: parent.port, path: `http://${authority}${path}`, headers: parent.auth ? { ...headers, 'proxy-authorization': parent.auth } : headers }
     : { host: ip, port: t.port, path, headers }
   const up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false })
+  conn.upstreams.add(up)
+  up.once('close', () => conn.upstreams.delete(up))
   up.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => up.destroy(new UpstreamError(504, `${parent ? 'parent proxy' : 'origin'} did not answer in time`)))
   up.on('error', e => {
     const status = e instanceof UpstreamError ? e.status : 502

@@ -1,8 +1,9 @@
-import { Agent, createServer as createHttpServer, type IncomingMessage } from 'node:http'
+import { Agent, createServer as createHttpServer, type ClientRequest, type IncomingMessage } from 'node:http'
 import { createServer, type Server, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { splitHostPort } from '../config/schema.js'
 import type { Evidence } from '../observe/types.js'
+import { WindowedNotice } from '../dns/rate-limit.js'
 import { canonicalIp } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
@@ -30,6 +31,58 @@ export interface ProxyOptions {
   readonly clock?: () => bigint
   /** Time allowed to connect to an origin or get a parent's answer to CONNECT (ms, default 10 s). */
   readonly connectTimeout?: number
+  /**
+   * The other listeners of this process (DNS, sinkhole capture, admin), never dialled, as the
+   * proxy's own are not; read at each check, so that listeners started after the proxy count.
+   */
+  readonly listeners?: () => readonly SelfAddress[]
+}
+
+/** A plain-HTTP client connection's pipeline: requests waiting for the response before them. */
+interface HttpConn extends Conn {
+  readonly waiting: (() => void)[]
+  /** Reading from the client is stopped while MAX_WAITING requests wait. */
+  held: boolean
+}
+
+/**
+ * Pipelined requests waiting on one connection before reading from it stops. Node parses a whole
+ * read (up to 64 KiB) at once, so a client can have more waiting, but only that much more.
+ */
+export const MAX_WAITING = 32
+/** Idle keep-alive connections to origins (or a parent) kept for reuse, all hosts together; the least recently used goes first. */
+export const MAX_IDLE_UPSTREAMS = 256
+/** One line per window (with the count) for connections refused at the accept. */
+const NOTICE_WINDOW_MS = 10_000
+
+/**
+ * node's keep-alive agent, with its idle sockets capped in total: node caps them per host only
+ * (maxFreeSockets), so that an origin that never closes them, on many ports, could take every
+ * descriptor the process has.
+ */
+class PoolAgent extends Agent {
+  readonly #idle = new Set<Socket>()
+  readonly #seen = new WeakSet<Socket>()
+
+  override keepSocketAlive(socket: Socket): boolean {
+    if (!(super.keepSocketAlive(socket) as unknown as boolean)) return false   // typed void; node returns whether to keep it
+    if (!this.#seen.has(socket)) {
+      this.#seen.add(socket)
+      socket.once('close', () => this.#idle.delete(socket))
+    }
+    this.#idle.add(socket)
+    if (this.#idle.size > MAX_IDLE_UPSTREAMS) {       // the oldest: this one is the newest
+      const old = this.#idle.values().next().value!
+      this.#idle.delete(old)
+      old.destroy()
+    }
+    return true
+  }
+
+  override reuseSocket(socket: Socket, req: ClientRequest): void {
+    this.#idle.delete(socket)
+    super.reuseSocket(socket, req)
+  }
 }
 
 /**
@@ -65,8 +118,28 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const clock = opts.clock ?? process.hrtime.bigint
   const clients = new Set<Socket>()
   const outbound = new Set<Socket>()
-  const conns = new WeakMap<Socket, Conn>()
-  const agent = new Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' })
+  const conns = new WeakMap<Socket, HttpConn>()
+  const perAddress = new Map<string, number>()
+  const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo' })
+  const nowMs = () => Number(clock()) / 1e6
+  // over proxy.maxConnections: one line per window for all clients, naming the last one
+  let overloaded = { ip: '', limit: 0 }
+  // one key: never more than one client named per window
+  /* c8 ignore next */
+  const none = (): void => {}
+  const overload = new WindowedNotice(NOTICE_WINDOW_MS, (_all, n) => {
+    evidence.warn('proxy.overload', { 'client.ip': overloaded.ip, 'tunnelguard.max_connections': overloaded.limit, 'tunnelguard.refused': n })
+  }, none)
+  // past the addresses one window names (a flood from many sources): one line sums the rest
+  const others = (message: string) => (clients: number, n: number): void => {
+    evidence.warn(message, { 'tunnelguard.other_clients': clients, 'tunnelguard.refused': n })
+  }
+  const overloadByAddress = new WindowedNotice(NOTICE_WINDOW_MS, (ip, n) => {
+    evidence.warn('proxy.overload', { 'client.ip': ip, 'tunnelguard.max_connections_per_address': opts.getSnapshot().config.proxy.maxConnectionsPerAddress, 'tunnelguard.refused': n })
+  }, others('proxy.overload'))
+  const denied = new WindowedNotice(NOTICE_WINDOW_MS, (ip, n) => {
+    evidence.warn('proxy.client_denied', { 'client.ip': ip, 'tunnelguard.refused': n, 'error.message': 'not in proxy.allowClients or proxy.trustForwardedFrom: closed at the accept' })
+  }, others('proxy.client_denied'))
   let seq = 0
   const http = createHttpServer({
     maxHeaderSize: cfg.maxHeaderBytes,
@@ -92,19 +165,44 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     refuseHead(conn, 431, `more than ${MAX_HEADER_FIELDS} header fields`)
     return true
   }
+  /**
+   * Pipelined requests are served one at a time: the next is handled (resolved, dialled) once the
+   * response before it is finished, so that a connection has at most one outbound request, and a
+   * connection that goes away leaves none behind (node never closes the responses still queued).
+   * While MAX_WAITING wait, reading from the client stops.
+   */
   http.on('request', (req: IncomingMessage, res) => {
     const conn = conns.get(req.socket as Socket)!
-    conn.answering++
-    res.once('close', () => {
-      if (--conn.answering === 0 && conn.onAnswered) {
-        const next = conn.onAnswered
-        conn.onAnswered = undefined
-        next()
-      }
-    })
-    if (tooManyFields(conn, req)) return
-    handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
+    const start = () => {
+      if (tooManyFields(conn, req)) return
+      handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
+    }
+    res.once('close', () => answered(conn))
+    if (conn.answering++ === 0) return start()
+    conn.waiting.push(start)
+    if (conn.waiting.length >= MAX_WAITING && !conn.held) {
+      conn.held = true
+      conn.socket.pause()
+    }
   })
+  const answered = (conn: HttpConn) => {
+    conn.answering--
+    if (!conn.socket.writable) {                     // the client is gone, or its last response is sent: nothing waiting is served
+      conn.waiting.length = 0
+      return
+    }
+    const next = conn.waiting.shift()
+    if (conn.held && conn.waiting.length < MAX_WAITING) {
+      conn.held = false
+      conn.socket.resume()
+    }
+    if (next) return next()
+    if (conn.answering === 0 && conn.onAnswered) {
+      const then = conn.onAnswered
+      conn.onAnswered = undefined
+      then()
+    }
+  }
   // An Expect other than 100-continue: node answers 417 without a 'request'; it still completes a head.
   http.on('checkExpectation', (req: IncomingMessage, res) => {
     conns.get(req.socket as Socket)!.requests++
@@ -122,6 +220,16 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   }
   http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const conn = conns.get(socket)!
+    if (conn.held) {                                // nothing is parsed after a CONNECT: the tunnel reads the socket
+      conn.held = false
+      // our pause stopped the handle while node's parser consumed it; the stream still counts
+      // that read as pending, so no resume() would start it again (node's onSocketResume does this)
+      const h = (socket as unknown as { _handle: { reading: boolean; readStart(): void } | null })._handle
+      if (h) {
+        h.reading = true
+        h.readStart()
+      }
+    }
     if (tooManyFields(conn, req)) return
     // a CONNECT pipelined after requests still being answered: its 200 (or refusal) must follow their responses
     if (conn.answering > 0) conn.onAnswered = () => connect(conn, req, head)
@@ -158,7 +266,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
    * closes an idle connection. Header size and time are the values at start, as node's server
    * has them.
    */
-  const front = (conn: Conn) => {
+  const front = (conn: HttpConn) => {
     const { headerTimeout, idleTimeout, maxHeaderBytes } = cfg
     const socket = conn.socket
     const left = Math.max(0, headerTimeout - Number(clock() - conn.start) / 1e6)
@@ -183,6 +291,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       }
       socket.unshift(b)
       http.emit('connection', socket)
+      // node resumes a socket whenever a request body is read or a response ends: while the
+      // pipeline is held, every resume is undone (after node's own listener, which starts reading)
+      socket.on('resume', () => { if (conn.held) socket.pause() })
       socket.resume()
     }
     const late = () => {
@@ -199,6 +310,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     socket.resume()                                  // paused after a PROXY protocol header
   }
 
+  const refuseOverload = (socket: Socket, why: string) => {
+    evidence.counters.dropped('overload')
+    socket.write(rawResponse(503, why))
+    socket.destroySoon()
+  }
+
   const onSocket = (socket: Socket) => {
     socket.on('error', () => { /* resets are normal; 'close' follows */ })
     /* c8 ignore next 4 - a race (a reset between the accept and here): proxy-limits.test.ts makes it, but not every time */
@@ -207,21 +324,38 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       return
     }
     const snap = opts.getSnapshot()
-    const limit = snap.config.proxy.maxConnections
+    const { maxConnections, maxConnectionsPerAddress } = snap.config.proxy
+    const sets = setsOf(snap)
     const peer = { ip: canonicalIp(socket.remoteAddress!), port: socket.remotePort! }   // a dual-stack listener's IPv4 client as IPv4
-    if (clients.size >= limit) {
-      evidence.counters.dropped('overload')
-      evidence.warn('proxy.overload', { 'client.ip': peer.ip, 'tunnelguard.max_connections': limit })
-      socket.write(rawResponse(503, `too many connections (proxy.maxConnections ${limit})`))
-      socket.destroySoon()
+    const trusted = sets.trust.has(peer.ip)
+    // a peer that is not a client, nor a proxy that may speak for clients, is closed before it costs a slot
+    if (!trusted && !sets.allowClients.has(peer.ip)) {
+      evidence.counters.dropped('refused')
+      denied.note(peer.ip, nowMs())
+      socket.destroy()
       return
     }
-    const conn: Conn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, answering: 0, close: {} }
+    if (clients.size >= maxConnections) {
+      overloaded = { ip: peer.ip, limit: maxConnections }
+      overload.note('', nowMs())
+      return refuseOverload(socket, `too many connections (proxy.maxConnections ${maxConnections})`)
+    }
+    const mine = perAddress.get(peer.ip) ?? 0
+    if (!trusted && mine >= maxConnectionsPerAddress) {     // one address cannot take every slot; a trusted proxy speaks for many clients
+      overloadByAddress.note(peer.ip, nowMs())
+      return refuseOverload(socket, `too many connections from ${peer.ip} (proxy.maxConnectionsPerAddress ${maxConnectionsPerAddress})`)
+    }
+    const conn: HttpConn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, answering: 0, upstreams: new Set(), close: {}, waiting: [], held: false }
     conns.set(socket, conn)
     clients.add(socket)
+    perAddress.set(peer.ip, mine + 1)
     evidence.counters.connections('proxy', 1)
     socket.on('close', () => {
+      for (const up of conn.upstreams) up.destroy()  // requests still waiting for a response nobody will read
       clients.delete(socket)
+      const left = perAddress.get(peer.ip)! - 1
+      if (left === 0) perAddress.delete(peer.ip)
+      else perAddress.set(peer.ip, left)
       evidence.counters.connections('proxy', -1)
       evidence.counters.proxyBytes('up', socket.bytesRead)
       evidence.counters.proxyBytes('down', socket.bytesWritten)
@@ -231,7 +365,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
         'event.duration': Number(clock() - conn.start), 'tunnelguard.requests': conn.requests, ...conn.close,
       })
     })
-    if (!setsOf(snap).trust.has(peer.ip)) {
+    if (!trusted) {
       front(conn)
       return
     }
@@ -259,7 +393,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const local = Object.values(networkInterfaces()).flat().map(i => i!.address)
   ctx = {
     getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent,
-    guard: new DestinationGuard(addresses, local),
+    guard: new DestinationGuard(addresses, local, opts.listeners),
     connectTimeout: opts.connectTimeout ?? 10_000,
     track: s => {
       outbound.add(s)

@@ -87,14 +87,19 @@ t.test('blocked SNI: the target is never contacted', async t => {
   t.ok(await waitFor(() => proxy.openConnections === 0))
 })
 
-t.test('clients outside allowClients get a 403 and a log line', async t => {
+t.test('clients outside allowClients are closed at the accept, with one log line', async t => {
   const { proxy, port, ev } = await testProxy(t, { config: { proxy: { allowClients: ['10.0.0.0/8'] } } })
   const r = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, 'http://site.example/'])
-  t.match(r.stdout, /^HTTP\/1\.1 403/)
+  t.not(r.code, 0)
+  t.equal(r.stdout, '', 'no answer at all')
   const c = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, 'https://site.example/'])
-  t.match(c.stderr, /403/)
-  t.equal(ev.messages.filter(m => m.msg === 'proxy.client_denied').length, 2)
+  t.not(c.code, 0)
+  t.notMatch(c.stderr, /403/)
+  t.match(ev.messages.filter(m => m.msg === 'proxy.client_denied'), [{ level: 'warn', fields: { 'client.ip': '127.0.0.1', 'tunnelguard.refused': 1 } }],
+    'one line for both (once per window)')
   t.equal(ev.counts['dropped.refused'], 2)
+  t.equal(ev.counts['conn.proxy'], undefined, 'never counted as a connection')
   t.equal(ev.events.length, 0)
-  t.ok(await waitFor(() => proxy.openConnections === 0))
+  t.equal(ev.messages.filter(m => m.msg === 'proxy.close').length, 0)
+  t.equal(proxy.openConnections, 0)
 })

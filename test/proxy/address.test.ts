@@ -46,3 +46,39 @@ t.test('destination guard', async t => {
   t.equal(g.check('192.0.2.11', 3129, lo), undefined)
   t.match(g.check('nope', 1, none), /not an address/)
 })
+
+t.test('IPv4-translated (::ffff:0:0:0/96) is decided as the IPv4 it embeds; site-local fec0::/10 is refused', async t => {
+  const none = new CidrSet([])
+  const g = new DestinationGuard([{ address: '0.0.0.0', port: 3128 }], [])
+  t.match(g.check('::ffff:0:7f00:1', 443, none), /::ffff:0:7f00:1 is loopback \(127\.0\.0\.0\/8\)/, '127.0.0.1 translated')
+  t.match(g.check('::ffff:0:a9fe:a9fe', 80, none), /link-local/, '169.254.169.254 translated')
+  t.match(g.check('0:0:0:0:ffff:0:a00:1', 80, none), /private/, '10.0.0.1 translated, written out')
+  t.match(g.check('::ffff:0:7f00:1', 3128, none), /own listener/, 'a wildcard listener through its translated loopback form')
+  t.equal(g.check('::ffff:0:7f00:1', 443, new CidrSet(['127.0.0.0/8'])), undefined, 'allowDestinations as IPv4 exempts it')
+  t.equal(g.check('::ffff:0:808:808', 443, none), undefined, 'a public IPv4 translated passes')
+  for (const ip of ['fec0::1', 'feff:ffff::1', 'fec0:0:0:ffff::1']) t.match(g.check(ip, 443, none), /site-local \(deprecated\) \(fec0::\/10\)/, ip)
+  // near misses of ::ffff:0:0:0/96 stay IPv6 and are decided as such
+  t.equal(g.check('1::ffff:0:7f00:1', 443, none), undefined, 'first word not 0')
+  t.equal(g.check('0:0:1:0:0:ffff:7f00:1', 443, none), undefined, 'second word not 0')
+  t.equal(g.check('::fffe:0:7f00:1', 443, none), undefined, 'third word not ffff:0')
+  t.equal(g.check('::ffff:1:7f00:1', 443, none), undefined, 'third word ffff:1')
+  t.equal(g.check('ff0::1', 443, none), undefined, 'ff0::/16 is not multicast')
+})
+
+t.test('destination guard: the other listeners of this process, read at each check', async t => {
+  const lo = new CidrSet(['127.0.0.0/8', '::1/128'])
+  const others: { address: string; port: number }[] = [{ address: '127.0.0.1', port: 9153 }]
+  let list = others
+  const g = new DestinationGuard([{ address: '127.0.0.1', port: 3128 }], ['192.0.2.10'], () => list)
+  t.match(g.check('127.0.0.1', 9153, lo), /127\.0\.0\.1:9153 is one of tunnelguard's own listeners/, 'admin')
+  t.equal(g.check('127.0.0.1', 1053, lo), undefined)
+  others.push({ address: '::', port: 1053 })
+  t.match(g.check('127.0.0.1', 1053, lo), /own listeners/, 'a listener added later (wildcard): loopback')
+  t.match(g.check('::ffff:192.0.2.10', 1053, lo), /own listeners/, 'a listener added later (wildcard): a local address')
+  list = [{ address: '127.0.0.2', port: 1053 }, { address: '127.0.0.2', port: 8443 }]
+  t.equal(g.check('127.0.0.1', 1053, lo), undefined, 'another list: read again')
+  list = [{ address: '127.0.0.2', port: 1053 }, { address: '127.0.0.3', port: 8443 }]
+  t.match(g.check('127.0.0.3', 8443, lo), /own listeners/, 'another list of the same length: read again')
+  t.match(g.check('127.0.0.1', 3128, lo), /own listeners/, 'the proxy\'s own still')
+  t.equal(new DestinationGuard([], []).check('127.0.0.1', 9153, lo), undefined, 'no others by default')
+})

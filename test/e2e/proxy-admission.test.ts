@@ -1,0 +1,127 @@
+// Who gets a connection slot: peers outside allowClients and trustForwardedFrom are closed at the
+// accept; one address cannot take every slot; refusals are logged once per window with a count.
+import { connect, type Socket } from 'node:net'
+import t, { type Test } from 'tap'
+import { startProxy } from '../../src/proxy/server.js'
+import { memoryEvidence } from '../fixtures/evidence.js'
+import { fakeResolve, startOrigin, waitFor } from '../fixtures/origin.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import type { ConfigInput } from '../../src/config/schema.js'
+
+/** A proxy with a clock the test can move forward (the log windows). */
+async function proxy(t: Test, config: ConfigInput['proxy']) {
+  let skew = 0n
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { proxy: { listen: ['127.0.0.1:0'], allowDestinations: ['127.0.0.0/8'], ...config } } })
+  const p = await startProxy({
+    listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}),
+    clock: () => process.hrtime.bigint() + skew,
+  })
+  t.teardown(() => p.close())
+  return { p, ev, port: p.addresses[0]!.port, later: (ms: number) => { skew += BigInt(ms) * 1_000_000n } }
+}
+
+/** A raw connection from `from` (any 127/8 address is this host's); what came back, and whether it was closed. */
+function open(t: Test, port: number, from: string, send?: string): Promise<{ s: Socket; data: () => string; closed: () => boolean }> {
+  return new Promise(resolve => {
+    const s = connect({ port, host: '127.0.0.1', localAddress: from })
+    let data = ''
+    let closed = false
+    s.on('data', b => { data += b.toString('latin1') })
+    s.on('error', () => {})
+    s.on('close', () => { closed = true })
+    t.teardown(() => s.destroy())
+    s.once('connect', () => {
+      if (send !== undefined) s.write(send)
+      resolve({ s, data: () => data, closed: () => closed })
+    })
+  })
+}
+
+const GET = (port: number, xff?: string) =>
+  `GET http://127.0.0.1:${port}/ HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${xff ? `X-Forwarded-For: ${xff}\r\n` : ''}Connection: close\r\n\r\n`
+const lines = (ev: ReturnType<typeof memoryEvidence>, msg: string) => ev.messages.filter(m => m.msg === msg).map(m => m.fields!)
+
+t.test('a peer neither allowed nor trusted is closed at the accept, takes no slot, and is logged once per window', async t => {
+  const origin = await startOrigin(t)
+  const { p, ev, port, later } = await proxy(t, { allowClients: ['127.0.0.1/32'], trustForwardedFrom: ['127.0.0.2/32'], maxConnections: 3 })
+  const outsiders = await Promise.all(Array.from({ length: 50 }, () => open(t, port, '127.0.0.66', GET(origin.port))))
+  t.ok(await waitFor(() => outsiders.every(o => o.closed())), 'all closed')
+  t.equal(outsiders.filter(o => o.data() !== '').length, 0, 'without an answer')
+  t.equal(p.openConnections, 0)
+  t.equal(ev.counts['dropped.refused'], 50)
+  t.equal(ev.counts['dropped.overload'], undefined, 'not one counted against proxy.maxConnections (3)')
+  t.same(lines(ev, 'proxy.client_denied'), [{ 'client.ip': '127.0.0.66', 'tunnelguard.refused': 1, 'error.message': 'not in proxy.allowClients or proxy.trustForwardedFrom: closed at the accept' }])
+  t.equal(lines(ev, 'proxy.close').length, 0)
+  t.equal(origin.requests.length, 0)
+  later(10_000)
+  await open(t, port, '127.0.0.66')
+  t.ok(await waitFor(() => lines(ev, 'proxy.client_denied').length === 2))
+  t.match(lines(ev, 'proxy.client_denied')[1], { 'client.ip': '127.0.0.66', 'tunnelguard.refused': 50 }, 'the next window: the count since the last line')
+  const allowed = await open(t, port, '127.0.0.1', GET(origin.port))
+  t.ok(await waitFor(() => /^HTTP\/1\.1 200 /.test(allowed.data())), 'an allowed client is served')
+  const forwarder = await open(t, port, '127.0.0.2', GET(origin.port, '127.0.0.1'))
+  t.ok(await waitFor(() => /^HTTP\/1\.1 200 /.test(forwarder.data())), 'a trusted forwarder (not itself an allowed client) speaks for an allowed one')
+  t.match(origin.requests.at(-1)!.headers, { 'x-forwarded-for': '127.0.0.1' })
+  const named = await open(t, port, '127.0.0.2', GET(origin.port, '127.0.0.9'))
+  t.ok(await waitFor(() => /^HTTP\/1\.1 403 [\s\S]*127\.0\.0\.9 is not in proxy\.allowClients/.test(named.data())), 'and is refused for a client not allowed')
+  const tunnel = await open(t, port, '127.0.0.2', `PROXY TCP4 127.0.0.9 127.0.0.1 5555 ${port}\r\nCONNECT x.example:443 HTTP/1.1\r\nHost: x.example:443\r\n\r\n`)
+  t.ok(await waitFor(() => /^HTTP\/1\.1 403 [\s\S]*127\.0\.0\.9 is not in proxy\.allowClients/.test(tunnel.data())), 'CONNECT for a client named by PROXY, not allowed: 403')
+  t.equal(lines(ev, 'proxy.client_denied').length, 4, 'each request refused for a named client is a line of its own, as before')
+})
+
+t.test('one address cannot take every slot; a trusted forwarder may', async t => {
+  const origin = await startOrigin(t)
+  const { p, ev, port, later } = await proxy(t, { trustForwardedFrom: ['127.0.0.2/32'], maxConnections: 6, maxConnectionsPerAddress: 2 })
+  const held = await Promise.all([open(t, port, '127.0.0.1'), open(t, port, '127.0.0.1')])
+  t.ok(await waitFor(() => p.openConnections === 2))
+  const over = await Promise.all(Array.from({ length: 5 }, () => open(t, port, '127.0.0.1', GET(origin.port))))
+  t.ok(await waitFor(() => over.every(o => o.closed())))
+  for (const o of over) t.match(o.data(), /^HTTP\/1\.1 503 [\s\S]*too many connections from 127\.0\.0\.1 \(proxy\.maxConnectionsPerAddress 2\)/)
+  t.same(lines(ev, 'proxy.overload'), [{ 'client.ip': '127.0.0.1', 'tunnelguard.max_connections_per_address': 2, 'tunnelguard.refused': 1 }], 'one line per window')
+  t.equal(ev.counts['dropped.overload'], 5)
+  const other = await open(t, port, '127.0.0.3', GET(origin.port))
+  t.ok(await waitFor(() => /^HTTP\/1\.1 200 /.test(other.data())), 'another address is served')
+  const fwd = await Promise.all([1, 2, 3].map(() => open(t, port, '127.0.0.2')))
+  t.ok(await waitFor(() => p.openConnections === 5), 'three from the trusted forwarder, past the per-address limit')
+  held[0]!.s.destroy()
+  t.ok(await waitFor(() => p.openConnections === 4))
+  const again = await open(t, port, '127.0.0.1', GET(origin.port))
+  t.ok(await waitFor(() => /^HTTP\/1\.1 200 /.test(again.data())), 'a slot of its own freed: served again')
+  fwd.forEach(f => f.s.destroy())
+  held[1]!.s.destroy()
+  t.ok(await waitFor(() => p.openConnections === 0))
+  later(10_000)
+  await Promise.all([open(t, port, '127.0.0.1'), open(t, port, '127.0.0.1')])
+  t.ok(await waitFor(() => p.openConnections === 2))
+  await open(t, port, '127.0.0.1')
+  t.ok(await waitFor(() => lines(ev, 'proxy.overload').length === 2))
+  t.match(lines(ev, 'proxy.overload')[1], { 'client.ip': '127.0.0.1', 'tunnelguard.refused': 5 })
+})
+
+t.test('over proxy.maxConnections: 503, one overload line per window for all addresses, with the count', async t => {
+  const { p, ev, port, later } = await proxy(t, { maxConnections: 2 })
+  await Promise.all([open(t, port, '127.0.0.1'), open(t, port, '127.0.0.2')])
+  t.ok(await waitFor(() => p.openConnections === 2))
+  const over = await Promise.all(Array.from({ length: 20 }, (_, i) => open(t, port, `127.0.0.${10 + i}`)))
+  t.ok(await waitFor(() => over.every(o => o.closed())))
+  for (const o of over) t.match(o.data(), /^HTTP\/1\.1 503 [\s\S]*too many connections \(proxy\.maxConnections 2\)/)
+  t.same(lines(ev, 'proxy.overload'), [{ 'client.ip': '127.0.0.10', 'tunnelguard.max_connections': 2, 'tunnelguard.refused': 1 }])
+  later(10_000)
+  await open(t, port, '127.0.0.99')
+  t.ok(await waitFor(() => lines(ev, 'proxy.overload').length === 2))
+  t.same(lines(ev, 'proxy.overload')[1], { 'client.ip': '127.0.0.99', 'tunnelguard.max_connections': 2, 'tunnelguard.refused': 20 })
+  t.equal(ev.counts['dropped.overload'], 21)
+})
+
+t.test('a flood from many addresses: 100 named in a window, the rest summed in one line', async t => {
+  const { ev, port, later } = await proxy(t, { allowClients: ['127.0.0.1/32'] })
+  const from = Array.from({ length: 105 }, (_, i) => `127.0.${1 + (i >> 8)}.${(i & 255) + 1}`)
+  for (const a of from) await open(t, port, a)
+  t.ok(await waitFor(() => ev.counts['dropped.refused'] === 105))
+  t.equal(lines(ev, 'proxy.client_denied').length, 100)
+  later(10_000)
+  await open(t, port, '127.0.0.66')
+  t.ok(await waitFor(() => lines(ev, 'proxy.client_denied').some(l => l['tunnelguard.other_clients'] !== undefined)))
+  t.match(lines(ev, 'proxy.client_denied').find(l => l['tunnelguard.other_clients'] !== undefined), { 'tunnelguard.other_clients': 5, 'tunnelguard.refused': 5 })
+})
