@@ -2,7 +2,7 @@ import { AppError } from '../errors.js'
 import type { Evidence } from '../observe/types.js'
 import type { ReplyCallback } from './pending.js'
 import { TcpTransport } from './upstream-tcp.js'
-import { UdpTransport } from './upstream-udp.js'
+import { UDP_PORTS, UdpTransport, type UdpPorts } from './upstream-udp.js'
 import { TC } from './wire.js'
 
 const FAILS_TO_DOWN = 3
@@ -29,7 +29,8 @@ class Upstream {
   down = false
   closed = false
 
-  constructor(readonly url: string, private readonly evidence: Evidence) {
+  constructor(readonly url: string, private readonly evidence: Evidence, private readonly nowMs: () => number,
+    private readonly ports: UdpPorts) {
     const { proto, host, port } = parseUpstream(url)
     this.proto = proto
     this.host = host
@@ -51,7 +52,7 @@ class Upstream {
     }
     this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => {
       this.evidence.warn('dns upstream socket error', { upstream: this.url, error: e.message })
-    })
+    }, this.nowMs, this.ports)
     return this.udp.send(query, qEnd, timeoutMs, cb)
   }
 
@@ -86,14 +87,16 @@ class Upstream {
 export class UpstreamPool {
   private list: Upstream[] = []
 
-  constructor(urls: readonly string[], private readonly evidence: Evidence, private readonly nowMs: () => number) {
+  /** `ports`: how UDP source ports are drawn and renewed (tests make them change sooner). */
+  constructor(urls: readonly string[], private readonly evidence: Evidence, private readonly nowMs: () => number,
+    private readonly ports: UdpPorts = UDP_PORTS) {
     this.update(urls)
   }
 
   /** Swap in a new list of URLs, keeping the state (health, sockets) of those that stay. */
   update(urls: readonly string[]): void {
     const old = new Map(this.list.map(u => [u.url, u]))
-    this.list = urls.map(url => old.get(url) ?? new Upstream(url, this.evidence))
+    this.list = urls.map(url => old.get(url) ?? new Upstream(url, this.evidence, this.nowMs, this.ports))
     for (const [url, u] of old) if (!urls.includes(url)) u.close()
   }
 

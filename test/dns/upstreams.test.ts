@@ -322,3 +322,113 @@ t.test('PendingTable: each query times out after its own duration, not before; a
   t.equal(table.size, 0)
   t.equal(outcomes.get('answered')!.code, undefined, 'the answered query was not failed later')
 })
+
+const ask = (u: UdpTransport, name = 'a.test', timeout = 1000): Promise<{ err?: AppError; reply?: Buffer }> => {
+  const { buf, qEnd } = query(name)
+  return new Promise(resolve => {
+    if (!u.send(buf, qEnd, timeout, (err, reply) => resolve({ err, reply }))) resolve({})
+  })
+}
+const nameOf = (m: Buffer): string => decodeMsg(m).questions[0]!.name
+
+t.test('UDP source ports: each query on one of several sockets at random, each on a port the kernel picked', async t => {
+  const from: number[] = []
+  const up = await fakeUdp(t, (m, r, s) => { from.push(r.port); reply(m, r, s) })
+  const ev = memoryEvidence()
+  const u = new UdpTransport('127.0.0.1', up.port, ev.counters, () => {}, Date.now, { sockets: 4, queriesPerSocket: 1000, socketLifeMs: 60_000 })
+  t.teardown(() => u.close())
+  t.same(u.localPorts, [], 'no socket before the first query')
+  t.equal(u.recvBufferSize, -1)
+  for (let i = 0; i < 48; i++) t.equal((await ask(u)).err, undefined)
+  const ports = new Set(from)
+  t.ok(ports.size >= 2 && ports.size <= 4, `queries went out from ${ports.size} ports`)
+  t.same(new Set(u.localPorts), ports, 'the ports of the sockets in use')
+  t.ok(u.localPorts.every(p => p !== up.port && p > 1023), 'ephemeral ports')
+  t.equal(u.sockets, u.localPorts.length)
+  t.equal(ev.counts['dropped.mismatch'], undefined)
+})
+
+t.test('UDP: a reply is taken only on the socket its query went out on', async t => {
+  let wrongSocket = true
+  let u!: UdpTransport
+  const up = await fakeUdp(t, (m, r, s) => {
+    const other = u.localPorts.find(p => p !== r.port)
+    if (wrongSocket && other !== undefined) s.send(answer(m), other, r.address)   // right ID and question, other port
+    else reply(m, r, s)
+  })
+  const ev = memoryEvidence()
+  u = new UdpTransport('127.0.0.1', up.port, ev.counters, () => {}, Date.now, { sockets: 2, queriesPerSocket: 1000, socketLifeMs: 60_000 })
+  t.teardown(() => u.close())
+  wrongSocket = false
+  for (let i = 0; i < 40 && u.localPorts.length < 2; i++) await ask(u)    // both sockets open
+  t.equal(u.localPorts.length, 2)
+  wrongSocket = true
+  for (let i = 0; i < 4; i++) t.equal((await ask(u, 'a.test', 150)).err?.code, 'UPSTREAM_TIMEOUT', 'the reply reached the other socket')
+  t.equal(ev.counts['dropped.mismatch'], 4)
+  wrongSocket = false
+  t.equal((await ask(u)).err, undefined)
+})
+
+t.test('UDP: a socket is replaced after queriesPerSocket queries; a replaced one closes once its queries are done', async t => {
+  const from: number[] = []
+  const held: (() => void)[] = []
+  const up = await fakeUdp(t, (m, r, s) => {
+    from.push(r.port)
+    if (nameOf(m).startsWith('hold')) held.push(() => reply(m, r, s))
+    else reply(m, r, s)
+  })
+  const ev = memoryEvidence()
+  const u = new UdpTransport('127.0.0.1', up.port, ev.counters, () => {}, Date.now, { sockets: 2, queriesPerSocket: 3, socketLifeMs: 60_000 })
+  t.teardown(() => u.close())
+  for (let i = 0; i < 30; i++) t.equal((await ask(u)).err, undefined)
+  t.ok(new Set(from).size >= 8, `30 queries, at most 3 per socket: ${new Set(from).size} ports (10 but for a port the kernel gave out again)`)
+  t.ok(u.sockets <= 2, 'the replaced sockets are closed')
+
+  const one = new UdpTransport('127.0.0.1', up.port, ev.counters, () => {}, Date.now, { sockets: 1, queriesPerSocket: 1, socketLifeMs: 60_000 })
+  t.teardown(() => one.close())
+  const first = ask(one, 'hold1.test')
+  const second = ask(one, 'hold2.test')
+  const third = ask(one, 'hold3.test', 100)
+  while (held.length < 2) await sleep(5)
+  t.equal(one.sockets, 3, 'two replaced sockets wait for their queries')
+  t.equal(one.pending, 3)
+  held[0]!()
+  t.equal((await first).err, undefined)
+  t.equal(one.sockets, 2, 'answered: closed')
+  t.equal((await third).err?.code, 'UPSTREAM_TIMEOUT')
+  t.equal(one.sockets, 2, 'the socket taking queries stays open when its query times out')
+  one.close()
+  t.equal((await second).err?.code, 'UPSTREAM_FAILED', 'closing fails the query of a replaced socket')
+  t.equal(one.sockets, 0)
+})
+
+t.test('UDP: a socket is replaced once it is socketLifeMs old', async t => {
+  const from: string[] = []
+  const up = await fakeUdp(t, (m, r, s) => {
+    from.push(`${nameOf(m)} ${r.port}`)
+    if (!nameOf(m).startsWith('hold')) reply(m, r, s)
+  })
+  let now = 0
+  const u = new UdpTransport('127.0.0.1', up.port, memoryEvidence().counters, () => {}, () => now, { sockets: 1, queriesPerSocket: 1e6, socketLifeMs: 1000 })
+  t.teardown(() => u.close())
+  t.equal((await ask(u, 'a1.test')).err, undefined)
+  const [p1] = u.localPorts
+  now += 999
+  const held = ask(u, 'hold.test', 5000)                       // keeps the first socket open
+  now += 1
+  t.equal((await ask(u, 'a2.test')).err, undefined)
+  t.same(from.map(l => l.split(' ')[1]), [String(p1), String(p1), String(u.localPorts[0])])
+  t.not(u.localPorts[0], p1, 'a new port')
+  t.equal(u.sockets, 2)
+  u.close()
+  t.equal((await held).err?.code, 'UPSTREAM_FAILED')
+})
+
+t.test('UDP: a socket error (the port refused) is logged', async t => {
+  const dead = await freePort()
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`udp://127.0.0.1:${dead}`], ev, Date.now, { sockets: 1, queriesPerSocket: 1000, socketLifeMs: 60_000 })
+  t.teardown(() => pool.close())
+  for (let i = 0; i < 20 && !ev.messages.some(m => m.msg === 'dns upstream socket error'); i++) await forward(pool, 'a.test', 100)
+  t.match(ev.messages.find(m => m.msg === 'dns upstream socket error'), { level: 'warn', fields: { upstream: `udp://127.0.0.1:${dead}` } })
+})
