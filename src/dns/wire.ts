@@ -174,3 +174,24 @@ export function matchQuestion(query: Buffer, qEnd: number, reply: Buffer): numbe
 export function sameQuestion(query: Buffer, qEnd: number, reply: Buffer): boolean {
   return matchQuestion(query, qEnd, reply) !== Q_OTHER
 }
+
+/**
+ * The bits of a query that the answer cache keys on besides its question, as the cache writes
+ * them: DO (1), CD (2), an OPT record present (4). The query is one parseQuery took.
+ */
+export function keyFlags(msg: Buffer, qEnd: number): number {
+  let bits = (msg.readUInt16BE(2) & CD) !== 0 ? 2 : 0
+  const records = msg.readUInt16BE(6) + msg.readUInt16BE(8)
+  const all = records + msg.readUInt16BE(10)
+  let pos = qEnd
+  for (let i = 0; i < all; i++) {
+    const end = skipRecord(msg, pos)
+    if (end < 0) break
+    if (i >= records) {
+      const p = skipName(msg, pos)
+      if (msg.readUInt16BE(p) === TYPE_OPT) return bits | 4 | ((msg.readUInt16BE(p + 6) & 0x8000) !== 0 ? 1 : 0)
+    }
+    pos = end
+  }
+  return bits
+}

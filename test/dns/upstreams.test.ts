@@ -6,11 +6,11 @@ import { FrameReader, frame } from '../../src/dns/framing.js'
 import { PendingTable } from '../../src/dns/pending.js'
 import { UDP_SOCKET_BUFFER, UdpTransport } from '../../src/dns/upstream-udp.js'
 import { TcpTransport } from '../../src/dns/upstream-tcp.js'
-import { UpstreamPool, parseUpstream } from '../../src/dns/upstreams.js'
+import { UpstreamPool, parseUpstream, questionHash } from '../../src/dns/upstreams.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { AppError } from '../../src/errors.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
-import { decodeMsg } from '../fixtures/dig.js'
+import { decodeMsg, optRr } from '../fixtures/dig.js'
 import { freePort } from '../fixtures/unbound.js'
 import type { Test } from 'tap'
 
@@ -427,8 +427,102 @@ t.test('UDP: a socket is replaced once it is socketLifeMs old', async t => {
 t.test('UDP: a socket error (the port refused) is logged', async t => {
   const dead = await freePort()
   const ev = memoryEvidence()
-  const pool = new UpstreamPool([`udp://127.0.0.1:${dead}`], ev, Date.now, { sockets: 1, queriesPerSocket: 1000, socketLifeMs: 60_000 })
+  const pool = new UpstreamPool([`udp://127.0.0.1:${dead}`], ev, Date.now, { ports: { sockets: 1, queriesPerSocket: 1000, socketLifeMs: 60_000 } })
   t.teardown(() => pool.close())
   for (let i = 0; i < 20 && !ev.messages.some(m => m.msg === 'dns upstream socket error'); i++) await forward(pool, 'a.test', 100)
   t.match(ev.messages.find(m => m.msg === 'dns upstream socket error'), { level: 'warn', fields: { upstream: `udp://127.0.0.1:${dead}` } })
+})
+
+/** A query for `name` with this ID, type, header flags, and an OPT record (with these flags) when `edns` is set. */
+const custom = (name: string, id: number, o: { type?: dnsPacket.RecordType; flags?: number; edns?: boolean; ednsFlags?: number; udp?: number } = {}): { buf: Buffer; qEnd: number } => {
+  const buf = dnsPacket.encode({
+    type: 'query', id, flags: dnsPacket.RECURSION_DESIRED | (o.flags ?? 0), questions: [{ type: o.type ?? 'A', name }],
+    additionals: o.edns ? [optRr(o.udp ?? 1232, o.ednsFlags ?? 0)] : [],
+  })
+  return { buf, qEnd: (parseQuery(buf) as Query).qEnd }
+}
+type Outcome = { err?: AppError; reply?: Buffer; upstream?: string }
+const send = (pool: UpstreamPool, q: { buf: Buffer; qEnd: number }, timeout = 2000): Promise<Outcome> =>
+  new Promise(resolve => pool.forward(q.buf, q.qEnd, timeout, (err, reply, upstream) => resolve({ err, reply, upstream })))
+
+t.test('identical questions in flight are asked once; every asker gets its own ID and letter case (RFC 5452 §5)', async t => {
+  const held: (() => void)[] = []
+  const up = await fakeUdp(t, (m, r, s) => { held.push(() => reply(m, r, s)) })
+  const url = `udp://127.0.0.1:${up.port}`
+  const pool = new UpstreamPool([url], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const names = ['merge.test', 'MERGE.test', 'MeRgE.TeSt', 'merge.TEST']
+  const same = Array.from({ length: 40 }, (_, i) => custom(names[i % 4]!, 1000 + i))
+  const sameCopies = same.map(q => Buffer.from(q.buf))
+  // what the cache keeps apart is asked apart: type, DO, CD, EDNS; the EDNS payload size is not in the key
+  const apart = [
+    custom('merge.test', 1, { type: 'AAAA' }),
+    custom('merge.test', 2, { edns: true }),
+    custom('merge.test', 3, { edns: true, ednsFlags: dnsPacket.DNSSEC_OK }),
+    custom('merge.test', 4, { flags: dnsPacket.CHECKING_DISABLED }),
+  ]
+  const bigger = custom('MERGE.TEST', 5, { edns: true, udp: 4096 })
+  const all = [...same, ...apart, bigger].map(q => send(pool, q))
+  t.equal(pool.exchanges, 5)
+  while (held.length < 5) await sleep(5)
+  await sleep(30)
+  t.equal(up.seen.length, 5, '45 queries, 5 questions: 5 sent upstream')
+  for (const h of held) h()
+  const rs = await Promise.all(all)
+  const asked = [...same, ...apart, bigger]
+  rs.forEach((r, i) => {
+    const q = asked[i]!
+    t.equal(r.err, undefined)
+    t.equal(r.upstream, url)
+    t.equal(r.reply!.readUInt16BE(0), q.buf.readUInt16BE(0), 'its own ID')
+    t.ok(r.reply!.subarray(12, q.qEnd).equals(q.buf.subarray(12, q.qEnd)), `its own question: ${decodeMsg(r.reply!).questions[0]!.name}`)
+  })
+  t.equal(decodeMsg(rs[0]!.reply!).answers[0]!.data, '192.0.2.1')
+  t.equal(new Set(rs.map(r => r.reply)).size, rs.length, 'a reply buffer each')
+  same.forEach((q, i) => t.ok(q.buf.equals(sameCopies[i]!), 'the query is not changed'))
+  t.equal(pool.exchanges, 0, 'the exchanges are over')
+  held.length = 0
+  const again = send(pool, same[0]!)
+  while (held.length < 1) await sleep(5)
+  held[0]!()
+  t.equal((await again).err, undefined)
+  t.equal(up.seen.length, 6, 'asked again once the first exchange is over')
+})
+
+t.test('every asker waiting on an exchange gets its error', async t => {
+  const up = await fakeUdp(t, () => {})
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const rs = await Promise.all([1, 2, 3].map(id => send(pool, custom('dead.test', id), 100)))
+  t.same(rs.map(r => [r.err?.code, r.reply]), Array(3).fill(['UPSTREAM_TIMEOUT', undefined]))
+  t.equal(up.seen.length, 1)
+})
+
+t.test('two questions under one hash are asked apart', async t => {
+  const held: (() => void)[] = []
+  const up = await fakeUdp(t, (m, r, s) => { held.push(() => reply(m, r, s)) })
+  const seed = 12345
+  const seen = new Map<number, string>()
+  let pair: [string, string] | undefined
+  for (let i = 0; !pair && i < 1_000_000; i++) {
+    const name = `c${i}.test`
+    const q = custom(name, 0)
+    const h = questionHash(seed, q.buf, q.qEnd, 0)
+    const other = seen.get(h)
+    if (other !== undefined) pair = [other, name]
+    else seen.set(h, name)
+  }
+  t.ok(pair, `${pair?.join(' and ')} share a hash`)
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], memoryEvidence(), Date.now, { seed })
+  t.teardown(() => pool.close())
+  const [a, b] = pair!
+  const p = [send(pool, custom(a, 1)), send(pool, custom(b, 2)), send(pool, custom(b, 3)), send(pool, custom(a, 4))]
+  t.equal(pool.exchanges, 1, 'the first holds the index')
+  while (held.length < 3) await sleep(5)
+  await sleep(30)
+  t.same(up.seen.map(nameOf), [a, b, b], 'the second question is not merged into the first; nor into itself (not indexed)')
+  for (const h of held) h()
+  const rs = await Promise.all(p)
+  t.same(rs.map(r => decodeMsg(r.reply!).questions[0]!.name), [a, b, b, a])
+  t.equal(pool.exchanges, 0)
 })

@@ -153,3 +153,43 @@ t.test('close() drains queries in flight, then stops answering', async t => {
   t.equal(after.status, 'NONE', 'nothing answers after close')
   await dns.close()
 })
+
+t.test('identical queries in flight are forwarded once; each client gets its own ID and question back', async t => {
+  const slow = createSocket('udp4')
+  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => slow.close())
+  const seen: string[] = []
+  slow.on('message', (m, r) => {
+    const q = dnsPacket.decode(m)
+    seen.push(q.questions![0]!.name)
+    setTimeout(() => {
+      slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions, answers: [{ type: 'A', name: q.questions![0]!.name, ttl: 9, data: '192.0.2.78' }] }), r.port, r.address)
+    }, 300)
+  })
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`] } } })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const client = createSocket('udp4')
+  await new Promise<void>(r => client.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => client.close())
+  const replies = new Map<number, dnsPacket.Packet>()
+  const all = new Promise<void>(resolve => client.on('message', m => {
+    const p = dnsPacket.decode(m)
+    replies.set(p.id!, p)
+    if (replies.size === 200) resolve()
+  }))
+  const cased = (i: number): string => [...'birthday.test'].map((c, k) => (i >> (k % 8)) & 1 ? c.toUpperCase() : c).join('')
+  const server = dns.addresses[0]!
+  for (let i = 0; i < 200; i++) {
+    client.send(dnsPacket.encode({ type: 'query', id: 5000 + i, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: cased(i) }] }), server.port, server.address)
+  }
+  await all
+  t.equal(seen.length, 1, '200 identical questions in flight, one upstream query')
+  for (let i = 0; i < 200; i++) {
+    const p = replies.get(5000 + i)!
+    if (p.questions![0]!.name !== cased(i) || (p.answers![0] as { data?: unknown } | undefined)?.data !== '192.0.2.78') t.fail(`reply ${i}: ${JSON.stringify(p.questions)}`)
+  }
+  t.equal(replies.size, 200, 'every client ID answered, in its own letter case')
+  t.equal(ev.counts['upstream.ok'], 1)
+})
