@@ -112,13 +112,16 @@ t.test('cache: TTLs count down; negative answers cached by SOA; expiry', async t
   const s = await stack(t)
   t.equal((await dig(s.v4, 'a.test')).answer[0]!.ttl, 300)
   s.clock.advance(100)
-  t.equal((await dig(s.v4, 'a.test')).answer[0]!.ttl, 200, 'served from the cache 100 s later')
+  // the clock also runs for real: a loaded box can take over a second to start dig, and a whole second more counts
+  const within = (ttl: number, want: number): boolean => ttl <= want && ttl >= want - 5
+  const later = (await dig(s.v4, 'a.test')).answer[0]!.ttl
+  t.ok(within(later, 200), `served from the cache 100 s later: TTL ${later}, 200 but for the seconds dig took`)
   t.equal(s.ev.counts['upstream.ok'], 1)
   t.equal((await dig(s.v4, 'zz.test')).status, 'NXDOMAIN')
   s.clock.advance(20)
   const neg = await dig(s.v4, 'zz.test')
   t.equal(neg.status, 'NXDOMAIN')
-  t.equal(neg.authority[0]!.ttl, 10, 'SOA TTL counted down too')
+  t.ok(within(neg.authority[0]!.ttl, 10), `SOA TTL counted down too: ${neg.authority[0]!.ttl}`)
   t.equal(s.ev.events.at(-1)!.dns!.cacheHit, true)
   s.clock.advance(11)
   await dig(s.v4, 'zz.test')
