@@ -1,6 +1,6 @@
 import { randomFillSync } from 'node:crypto'
 import { AppError } from '../errors.js'
-import { sameQuestion } from './wire.js'
+import { Q_CASE, Q_OTHER, matchQuestion } from './wire.js'
 
 export type ReplyCallback = (err: AppError | undefined, reply?: Buffer) => void
 
@@ -9,6 +9,7 @@ interface Pending {
   readonly qEnd: number
   readonly cb: ReplyCallback
   readonly timer: NodeJS.Timeout
+  readonly exactCase: boolean
 }
 
 const MAX_TRIES = 64
@@ -32,6 +33,29 @@ export function random16(): number {
 }
 
 /**
+ * Give each ASCII letter of the name at buf[start..end) a random case (DNS 0x20, draft-vixie-dnsext-dns0x20):
+ * a spoofer has to guess it as well as the ID and port. Length octets (at most 63) are never letters.
+ */
+export function mixCase(buf: Buffer, start: number, end: number): void {
+  let bits = 0
+  let n = 0
+  for (let i = start; i < end; i++) {
+    const c = buf[i]! | 0x20
+    if (c < 97 || c > 122) continue
+    if (n === 0) {
+      bits = randomByte()
+      n = 8
+    }
+    buf[i] = (bits & 1) !== 0 ? c & 0xdf : c
+    bits >>= 1
+    n--
+  }
+}
+
+/** The error a query sent with `exactCase` gets when its reply's question differs in letter case only. */
+export const CASE_MISMATCH = new AppError('UPSTREAM_FAILED', "the reply's question differs from the query's in letter case")
+
+/**
  * Queries sent on one upstream socket or connection, by a fresh random ID each. A reply is taken
  * only when its ID is pending and its question is the one asked; anything else is a mismatch
  * (dropped). `onEmpty` is called when the last query pending is answered or times out.
@@ -45,8 +69,12 @@ export class PendingTable {
     return this.map.size
   }
 
-  /** Give the query a fresh ID (written into `query`) and wait for its reply; false when no ID is free. */
-  add(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
+  /**
+   * Give the query a fresh ID (written into `query`) and wait for its reply; false when no ID is
+   * free. With `exactCase`, a reply whose question differs in letter case fails the query with
+   * CASE_MISMATCH (without, it is taken: names are case-insensitive).
+   */
+  add(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback, exactCase = false): boolean {
     let id = -1
     for (let i = 0; i < MAX_TRIES; i++) {
       const c = random16()
@@ -58,7 +86,7 @@ export class PendingTable {
       this.remove(id)
       cb(new AppError('UPSTREAM_TIMEOUT', `no answer within ${Math.round(timeoutMs)} ms`))
     }, timeoutMs)
-    this.map.set(id, { query, qEnd, cb, timer })
+    this.map.set(id, { query, qEnd, cb, timer, exactCase })
     return true
   }
 
@@ -67,14 +95,23 @@ export class PendingTable {
     if (this.map.size === 0) this.onEmpty?.()
   }
 
-  /** Hand a reply to its query; false when it matches none (wrong ID or question). */
+  /**
+   * Hand a reply to its query; false when it is not taken: wrong ID or question, or (the query
+   * failed with CASE_MISMATCH) a question that differs in letter case from one sent with `exactCase`.
+   */
   take(reply: Buffer): boolean {
     if (reply.length < 12) return false
     const id = reply.readUInt16BE(0)
     const p = this.map.get(id)
-    if (!p || !sameQuestion(p.query, p.qEnd, reply)) return false
+    if (!p) return false
+    const m = matchQuestion(p.query, p.qEnd, reply)
+    if (m === Q_OTHER) return false
     clearTimeout(p.timer)
     this.remove(id)
+    if (m === Q_CASE && p.exactCase) {
+      p.cb(CASE_MISMATCH)
+      return false
+    }
     p.cb(undefined, reply)
     return true
   }

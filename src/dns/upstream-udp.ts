@@ -112,7 +112,8 @@ export class UdpTransport {
     return -1
   }
 
-  send(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
+  /** Send on a socket chosen at random; `exactCase`: see PendingTable.add. False when it cannot be sent. */
+  send(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback, exactCase = false): boolean {
     if (this.closed) return false
     const i = (random16() * this.slots.length) >>> 16
     let o = this.slots[i]
@@ -121,7 +122,7 @@ export class UdpTransport {
       o = this.slots[i] = this.open()
     }
     /* c8 ignore next - all 65,536 IDs pending on one socket; PendingTable's own test covers the refusal */
-    if (!o.table.add(query, qEnd, timeoutMs, cb)) return false
+    if (!o.table.add(query, qEnd, timeoutMs, cb, exactCase)) return false
     o.sent++
     if (o.queue) o.queue.push(query)
     else o.socket.send(query)

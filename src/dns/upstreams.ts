@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { AppError } from '../errors.js'
 import type { Counters, Evidence } from '../observe/types.js'
-import type { ReplyCallback } from './pending.js'
+import { CASE_MISMATCH, mixCase, type ReplyCallback } from './pending.js'
 import { TcpTransport } from './upstream-tcp.js'
 import { UDP_PORTS, UdpTransport, type UdpPorts } from './upstream-udp.js'
-import { HEADER, TC, keyFlags, sameQuestion } from './wire.js'
+import { HEADER, Q_CASE, TC, keyFlags, matchQuestion, sameQuestion } from './wire.js'
 
 const FAILS_TO_DOWN = 3
 const BACKOFF_MIN_MS = 2_000
@@ -29,6 +29,8 @@ class Upstream {
   downUntil = 0
   down = false
   closed = false
+  /** Its answers carry the question in the letter case it was asked in: queries over UDP get 0x20. */
+  caseKept = true
 
   constructor(readonly url: string, private readonly evidence: Evidence, private readonly nowMs: () => number,
     private readonly ports: UdpPorts) {
@@ -40,12 +42,15 @@ class Upstream {
   private readonly host: string
   private readonly port: number
 
-  /** Send over UDP or TCP; when it cannot be sent (closed, no ID free) `cb` gets the error at once. */
-  send(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): void {
-    if (!this.trySend(viaTcp, query, qEnd, timeoutMs, cb)) cb(new AppError('UPSTREAM_FAILED', `cannot send to ${this.url}`))
+  /**
+   * Send over UDP or TCP (`exactCase`, UDP only: see PendingTable.add); when it cannot be sent
+   * (closed, no ID free) `cb` gets the error at once.
+   */
+  send(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, exactCase: boolean, cb: ReplyCallback): void {
+    if (!this.trySend(viaTcp, query, qEnd, timeoutMs, exactCase, cb)) cb(new AppError('UPSTREAM_FAILED', `cannot send to ${this.url}`))
   }
 
-  private trySend(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
+  private trySend(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, exactCase: boolean, cb: ReplyCallback): boolean {
     if (this.closed) return false
     if (viaTcp) {
       this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters)
@@ -54,7 +59,16 @@ class Upstream {
     this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => {
       this.evidence.warn('dns upstream socket error', { upstream: this.url, error: e.message })
     }, this.nowMs, this.ports)
-    return this.udp.send(query, qEnd, timeoutMs, cb)
+    return this.udp.send(query, qEnd, timeoutMs, cb, exactCase)
+  }
+
+  /** An answer over TCP showed that it does not keep the letter case of questions: no more 0x20 for it. */
+  caseLost(): void {
+    if (!this.caseKept) return                       // found by two exchanges at once
+    this.caseKept = false
+    this.evidence.warn('dns upstream does not keep the letter case of questions', {
+      upstream: this.url, detail: 'queries to it go out in the client\'s letter case from now on (no 0x20)',
+    })
   }
 
   failed(nowMs: number): void {
@@ -113,6 +127,8 @@ class Exchange {
   private u: Upstream | undefined
   private start = 0
   private viaTcp = false
+  /** The name in `wire` has the random letter case of 0x20 (not the first query's). */
+  private mixed = false
   private lastErr: AppError | undefined
   private more: Waiter[] | undefined
 
@@ -144,16 +160,25 @@ class Exchange {
     const u = this.u = this.order[this.i++]!
     this.start = now
     this.viaTcp = u.proto === 'tcp'
-    u.send(this.viaTcp, this.wire, this.qEnd, remaining / (this.order.length - this.i + 1), this.onReply)
+    const mix = !this.viaTcp && u.caseKept
+    if (mix) mixCase(this.wire, HEADER, this.qEnd - 4)
+    else if (this.mixed) this.query.copy(this.wire, HEADER, HEADER, this.qEnd)
+    this.mixed = mix
+    u.send(this.viaTcp, this.wire, this.qEnd, remaining / (this.order.length - this.i + 1), mix, this.onReply)
   }
 
   private replied(err: AppError | undefined, reply?: Buffer): void {
     const u = this.u!
-    if (!err && !this.viaTcp && (reply!.readUInt16BE(2) & TC) !== 0) {
-      this.viaTcp = true                 // truncated: asked again over TCP with what is left of the budget
-      u.send(true, this.wire, this.qEnd, Math.max(1, this.deadline - this.ctx.nowMs()), this.onReply)
+    // truncated, or (0x20) its question came back in another letter case: an upstream that does
+    // not keep it, or a spoof that guessed port and ID but not the case. Asked again over TCP,
+    // which an off-path spoofer cannot answer, with what is left of the budget.
+    if (!this.viaTcp && (err === CASE_MISMATCH || (!err && (reply!.readUInt16BE(2) & TC) !== 0))) {
+      this.viaTcp = true
+      u.send(true, this.wire, this.qEnd, Math.max(1, this.deadline - this.ctx.nowMs()), false, this.onReply)
       return
     }
+    // over TCP, the case the upstream answers in is its own
+    if (!err && this.mixed && this.viaTcp && matchQuestion(this.wire, this.qEnd, reply!) === Q_CASE) u.caseLost()
     const now = this.ctx.nowMs()
     const secs = (now - this.start) / 1000
     if (err) {

@@ -3,7 +3,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { createServer, type Socket as TcpSocket } from 'node:net'
 import dnsPacket from 'dns-packet'
 import { FrameReader, frame } from '../../src/dns/framing.js'
-import { PendingTable } from '../../src/dns/pending.js'
+import { CASE_MISMATCH, PendingTable, mixCase } from '../../src/dns/pending.js'
 import { UDP_SOCKET_BUFFER, UdpTransport } from '../../src/dns/upstream-udp.js'
 import { TcpTransport } from '../../src/dns/upstream-tcp.js'
 import { UpstreamPool, parseUpstream, questionHash } from '../../src/dns/upstreams.js'
@@ -520,9 +520,149 @@ t.test('two questions under one hash are asked apart', async t => {
   t.equal(pool.exchanges, 1, 'the first holds the index')
   while (held.length < 3) await sleep(5)
   await sleep(30)
-  t.same(up.seen.map(nameOf), [a, b, b], 'the second question is not merged into the first; nor into itself (not indexed)')
+  t.same(up.seen.map(m => nameOf(m).toLowerCase()), [a, b, b], 'the second question is not merged into the first; nor into itself (not indexed)')
   for (const h of held) h()
   const rs = await Promise.all(p)
   t.same(rs.map(r => decodeMsg(r.reply!).questions[0]!.name), [a, b, b, a])
   t.equal(pool.exchanges, 0)
+})
+
+/** A fake upstream on one port for both UDP and TCP. */
+async function fakeBoth(t: Test, udp: UdpBehaviour, tcp: (msg: Buffer, sock: TcpSocket) => void): Promise<{ port: number; seen: Buffer[]; tcpSeen: Buffer[] }> {
+  const tcpSeen: Buffer[] = []
+  for (let i = 0; i < 10; i++) {                                   // a port free for both UDP and TCP
+    const port = await freePort()
+    try {
+      await fakeTcp(t, port, (m, sock) => { tcpSeen.push(m); tcp(m, sock) })
+      return { ...await fakeUdp(t, udp, port), tcpSeen }
+    } catch { /* taken meanwhile: try another */ }
+  }
+  throw new Error('no port free for both UDP and TCP')
+}
+/** The message with the letters of its question's name in lower case (an upstream that does not keep the case). */
+const lowered = (b: Buffer): Buffer => {
+  const qEnd = (parseQuery(Buffer.from(b).fill(0, 2, 4)) as Query).qEnd
+  for (let i = 12; i < qEnd - 4; i++) if (b[i]! >= 65 && b[i]! <= 90) b[i]! |= 0x20
+  return b
+}
+const LONG = 'averyveryverylongname.test'                          // 25 letters: 0x20 gives 2^25 spellings
+
+t.test('mixCase: a random case for each letter of the name, nothing else changed', async t => {
+  const q = custom('ab-c9.x_y@z[1]`{.Test', 1, { type: 'AAAA' })
+  q.buf[q.buf.indexOf('@')] = 0xc1                             // latin1 Á: not an ASCII letter
+  const orig = Buffer.from(q.buf)
+  const spellings = new Set<string>()
+  for (let i = 0; i < 64; i++) {
+    mixCase(q.buf, 12, q.qEnd - 4)
+    t.equal(q.buf.length, orig.length)
+    for (let k = 0; k < q.buf.length; k++) {
+      const a = orig[k]!
+      const b = q.buf[k]!
+      const letter = (a | 0x20) >= 97 && (a | 0x20) <= 122 && k >= 12 && k < q.qEnd - 4
+      if (letter ? (a | 0x20) !== (b | 0x20) : a !== b) t.fail(`byte ${k}: ${a} became ${b}`)
+    }
+    spellings.add(q.buf.toString('latin1', 12, q.qEnd))
+  }
+  t.ok(spellings.size > 32, `${spellings.size} spellings in 64 draws`)
+  t.equal(decodeMsg(q.buf).questions[0]!.type, 'AAAA', 'type and class untouched')
+})
+
+t.test('PendingTable: a query sent with exactCase fails on a reply that differs in letter case', async t => {
+  const table = new PendingTable()
+  const a = query('abc.test')
+  const got: (AppError | undefined)[] = []
+  t.ok(table.add(a.buf, a.qEnd, 1000, err => got.push(err), true))
+  const r = answer(a.buf)
+  r[13] = 65                                                    // 'A'
+  t.notOk(table.take(r), 'not taken')
+  t.equal(got[0], CASE_MISMATCH, 'the query fails at once')
+  t.equal(table.size, 0)
+  const b = query('abc.test')
+  t.ok(table.add(b.buf, b.qEnd, 1000, err => got.push(err)))
+  const r2 = answer(b.buf)
+  r2[13] = 65
+  t.ok(table.take(r2), 'without exactCase the name is compared without case')
+  t.equal(got[1], undefined)
+})
+
+t.test('0x20: a UDP query goes out with its name in a random letter case; the answer carries the client\'s', async t => {
+  const up = await fakeUdp(t, reply)
+  const tcp = await fakeTcp(t, 0, (m, sock) => sock.write(frame(answer(m))))
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  const asked = 'AVeryVeryVeryLongName.test'
+  for (let i = 0; i < 8; i++) {
+    const r = await send(pool, custom(asked, 77 + i))
+    t.equal(decodeMsg(r.reply!).questions[0]!.name, asked, 'the client\'s letter case')
+    t.equal(decodeMsg(r.reply!).id, 77 + i)
+  }
+  const sent = up.seen.map(nameOf)
+  t.ok(sent.every(n => n.toLowerCase() === asked.toLowerCase()))
+  t.ok(new Set(sent).size >= 7, `${new Set(sent).size} spellings in 8 queries`)
+  t.equal(ev.counts['upstream.ok'], 8)
+
+  const tp = new UpstreamPool([`tcp://127.0.0.1:${tcp}`], memoryEvidence(), Date.now)
+  t.teardown(() => tp.close())
+  const seenTcp: string[] = []
+  for (let i = 0; i < 3; i++) seenTcp.push(decodeMsg((await send(tp, custom(asked, 1))).reply!).questions[0]!.name)
+  t.same(seenTcp, [asked, asked, asked], 'over TCP, no 0x20 (an off-path spoofer cannot answer there)')
+})
+
+t.test('0x20: a reply in another letter case (a spoof that guessed port and ID) is not taken; the query is asked again over TCP', async t => {
+  const up = await fakeBoth(t, (m, r, s) => {
+    const spoof = lowered(answer(m, false, '6.6.6.6'))
+    s.send(spoof, r.port, r.address)                             // the right socket and ID, the case guessed wrong
+    setTimeout(() => reply(m, r, s), 30)
+  }, (m, sock) => sock.write(frame(answer(m, false, '192.0.2.99'))))
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  const r = await send(pool, custom(LONG, 1))
+  t.equal(decodeMsg(r.reply!).answers[0]!.data, '192.0.2.99', 'the answer over TCP')
+  t.equal(up.tcpSeen.length, 1)
+  t.equal(ev.counts['dropped.mismatch'], 1)
+  t.equal(ev.counts['upstream.ok'], 1)
+  t.notOk(ev.messages.some(m => m.msg.includes('letter case')), 'the upstream keeps the case over TCP: 0x20 stays on')
+  await sleep(60)
+  t.equal(ev.counts['dropped.mismatch'], 2, 'the genuine UDP answer came too late')
+  await send(pool, custom(LONG, 2))
+  t.not(nameOf(up.seen[1]!), LONG, 'still mixed')
+  await sleep(60)                                               // the second genuine answer, before the fake closes
+})
+
+t.test('0x20: an upstream that does not keep the case is found out over TCP, and gets the client\'s case from then on', async t => {
+  const up = await fakeBoth(t, (m, r, s) => s.send(lowered(answer(m)), r.port, r.address),
+    (m, sock) => sock.write(frame(lowered(answer(m, false, '192.0.2.99')))))
+  const ev = memoryEvidence()
+  const url = `udp://127.0.0.1:${up.port}`
+  const pool = new UpstreamPool([url], ev, Date.now)
+  t.teardown(() => pool.close())
+  const rs = await Promise.all([send(pool, custom(LONG, 1)), send(pool, custom(`x${LONG}`, 2))])   // found out by both at once
+  t.same(rs.map(r => decodeMsg(r.reply!).answers[0]!.data), ['192.0.2.99', '192.0.2.99'], 'answered over TCP')
+  t.same(rs.map(r => decodeMsg(r.reply!).questions[0]!.name), [LONG, `x${LONG}`])
+  t.equal(up.tcpSeen.length, 2)
+  t.same(ev.messages.filter(m => m.msg.includes('letter case')), [{
+    level: 'warn', msg: 'dns upstream does not keep the letter case of questions',
+    fields: { upstream: url, detail: "queries to it go out in the client's letter case from now on (no 0x20)" },
+  }], 'one warning')
+  const asked = 'AVeryVeryVeryLongName.test'
+  const r = await send(pool, custom(asked, 3))
+  t.equal(decodeMsg(r.reply!).answers[0]!.data, '192.0.2.1', 'over UDP')
+  t.equal(decodeMsg(r.reply!).questions[0]!.name, asked)
+  t.equal(nameOf(up.seen.at(-1)!), asked, 'sent in the client\'s case')
+  t.equal(up.tcpSeen.length, 2, 'no more TCP')
+})
+
+t.test('0x20: failing over from a UDP upstream to a tcp:// one sends the client\'s letter case again', async t => {
+  const dead = await fakeUdp(t, () => {})
+  const tcp = await fakeTcp(t, 0, (m, sock) => sock.write(frame(answer(m))))
+  const seen: string[] = []
+  const pool = new UpstreamPool([`udp://127.0.0.1:${dead.port}`, `tcp://127.0.0.1:${tcp}`], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const r = await send(pool, custom(LONG, 1), 400)
+  seen.push(nameOf(dead.seen[0]!))
+  t.not(seen[0], LONG, 'mixed over UDP')
+  t.equal(decodeMsg(r.reply!).questions[0]!.name, LONG)
+  t.equal(r.upstream, `tcp://127.0.0.1:${tcp}`)
 })

@@ -196,3 +196,14 @@ t.test('identical queries in flight are forwarded once; each client gets its own
   t.equal(replies.size, 200, 'every client ID answered, in its own letter case')
   t.equal(ev.counts['upstream.ok'], 1)
 })
+
+t.test('unbound keeps the letter case of questions: queries go out with 0x20, and no answer is dropped', async t => {
+  const s = await stack(t)
+  for (const name of ['a.test', 'Mixed.Case.TEST', 'zz.test', 'big.test']) {
+    const r = await dig(s.v4, name, 'A', ['+tries=1'])
+    t.match(r.raw, new RegExp(`^;${name.replace(/\./g, '\\.')}\\.\\s`, 'm'), `the question comes back as ${name}`)
+  }
+  t.equal(s.ev.counts['dropped.mismatch'], undefined, 'no reply in another letter case')
+  t.notOk(s.ev.messages.some(m => m.msg.includes('letter case')))
+  t.equal(s.ev.counts['upstream.ok'], 4)
+})
