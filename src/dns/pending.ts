@@ -1,6 +1,6 @@
 import { randomFillSync } from 'node:crypto'
 import { AppError } from '../errors.js'
-import { sameQuestion } from './wire.js'
+import { Q_CASE, Q_OTHER, matchQuestion } from './wire.js'
 
 export type ReplyCallback = (err: AppError | undefined, reply?: Buffer) => void
 
@@ -9,63 +9,114 @@ interface Pending {
   readonly qEnd: number
   readonly cb: ReplyCallback
   readonly timer: NodeJS.Timeout
+  readonly exactCase: boolean
 }
 
 const MAX_TRIES = 64
 
+/** Random bytes for IDs and socket choices, drawn from the CSPRNG a few KiB at a time. */
+const RND = Buffer.alloc(4096)
+let rndPos = RND.length
+
+/** A random byte (0..255). */
+export function randomByte(): number {
+  if (rndPos >= RND.length) {
+    randomFillSync(RND)
+    rndPos = 0
+  }
+  return RND[rndPos++]!
+}
+
+/** A random 16-bit number. */
+export function random16(): number {
+  return (randomByte() << 8) | randomByte()
+}
+
 /**
- * Queries sent on one upstream connection, by a fresh random ID each. A reply is taken only when
- * its ID is pending and its question is the one asked; anything else is a mismatch (dropped).
+ * Give each ASCII letter of the name at buf[start..end) a random case (DNS 0x20, draft-vixie-dnsext-dns0x20):
+ * a spoofer has to guess it as well as the ID and port. Length octets (at most 63) are never letters.
+ */
+export function mixCase(buf: Buffer, start: number, end: number): void {
+  let bits = 0
+  let n = 0
+  for (let i = start; i < end; i++) {
+    const c = buf[i]! | 0x20
+    if (c < 97 || c > 122) continue
+    if (n === 0) {
+      bits = randomByte()
+      n = 8
+    }
+    buf[i] = (bits & 1) !== 0 ? c & 0xdf : c
+    bits >>= 1
+    n--
+  }
+}
+
+/** The error a query sent with `exactCase` gets when its reply's question differs in letter case only. */
+export const CASE_MISMATCH = new AppError('UPSTREAM_FAILED', "the reply's question differs from the query's in letter case")
+
+/**
+ * Queries sent on one upstream socket or connection, by a fresh random ID each. A reply is taken
+ * only when its ID is pending and its question is the one asked; anything else is a mismatch
+ * (dropped). `onEmpty` is called when the last query pending is answered or times out.
  */
 export class PendingTable {
   private readonly map = new Map<number, Pending>()
-  private readonly rnd = Buffer.alloc(2048)
-  private rndPos = this.rnd.length
+
+  constructor(private readonly onEmpty?: () => void) {}
 
   get size(): number {
     return this.map.size
   }
 
-  private randomId(): number {
-    if (this.rndPos >= this.rnd.length) {
-      randomFillSync(this.rnd)
-      this.rndPos = 0
-    }
-    const id = this.rnd.readUInt16BE(this.rndPos)
-    this.rndPos += 2
-    return id
-  }
-
-  /** Give the query a fresh ID (written into `query`) and wait for its reply; false when no ID is free. */
-  add(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
+  /**
+   * Give the query a fresh ID (written into `query`) and wait for its reply; false when no ID is
+   * free. With `exactCase`, a reply whose question differs in letter case fails the query with
+   * CASE_MISMATCH (without, it is taken: names are case-insensitive).
+   */
+  add(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback, exactCase = false): boolean {
     let id = -1
     for (let i = 0; i < MAX_TRIES; i++) {
-      const c = this.randomId()
+      const c = random16()
       if (!this.map.has(c)) { id = c; break }
     }
     if (id < 0) return false
     query.writeUInt16BE(id, 0)
     const timer = setTimeout(() => {
-      this.map.delete(id)
+      this.remove(id)
       cb(new AppError('UPSTREAM_TIMEOUT', `no answer within ${Math.round(timeoutMs)} ms`))
     }, timeoutMs)
-    this.map.set(id, { query, qEnd, cb, timer })
+    this.map.set(id, { query, qEnd, cb, timer, exactCase })
     return true
   }
 
-  /** Hand a reply to its query; false when it matches none (wrong ID or question). */
+  private remove(id: number): void {
+    this.map.delete(id)
+    if (this.map.size === 0) this.onEmpty?.()
+  }
+
+  /**
+   * Hand a reply to its query; false when it is not taken: wrong ID or question, or (the query
+   * failed with CASE_MISMATCH) a question that differs in letter case from one sent with `exactCase`.
+   */
   take(reply: Buffer): boolean {
     if (reply.length < 12) return false
     const id = reply.readUInt16BE(0)
     const p = this.map.get(id)
-    if (!p || !sameQuestion(p.query, p.qEnd, reply)) return false
-    this.map.delete(id)
+    if (!p) return false
+    const m = matchQuestion(p.query, p.qEnd, reply)
+    if (m === Q_OTHER) return false
     clearTimeout(p.timer)
+    this.remove(id)
+    if (m === Q_CASE && p.exactCase) {
+      p.cb(CASE_MISMATCH)
+      return false
+    }
     p.cb(undefined, reply)
     return true
   }
 
-  /** Fail every pending query (connection closed). */
+  /** Fail every pending query (socket or connection closed). */
   failAll(message: string): void {
     const all = [...this.map.values()]
     this.map.clear()

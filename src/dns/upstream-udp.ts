@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram'
 import { isIP } from 'node:net'
 import type { Counters } from '../observe/types.js'
-import { PendingTable, type ReplyCallback } from './pending.js'
+import { PendingTable, random16, type ReplyCallback } from './pending.js'
 
 /**
  * The socket buffers of every UDP socket of the DNS side, listeners and upstreams. An upstream's
@@ -11,52 +11,140 @@ import { PendingTable, type ReplyCallback } from './pending.js'
  */
 export const UDP_SOCKET_BUFFER = 4 * 1024 * 1024
 
+/** How an upstream's UDP source ports are drawn and renewed. */
+export interface UdpPorts {
+  /** Sockets open at a time, each on its own port; each query goes out on one of them at random. */
+  readonly sockets: number
+  /** A socket takes no more queries after this many ... */
+  readonly queriesPerSocket: number
+  /** ... or once it is this old (ms): a new socket, on a new port, takes its place. */
+  readonly socketLifeMs: number
+}
+
+export const UDP_PORTS: UdpPorts = { sockets: 16, queriesPerSocket: 1024, socketLifeMs: 60_000 }
+
+/** One socket of an upstream: connected, on a port the kernel picked, with the queries sent on it. */
+interface Outlet {
+  readonly socket: Socket
+  readonly table: PendingTable
+  readonly born: number
+  sent: number
+  /** Datagrams waiting for the socket's connect() to complete. */
+  queue: Buffer[] | undefined
+  /** Takes no more queries; closed once those pending are answered or time out. */
+  retired: boolean
+}
+
 /**
- * One upstream over UDP: a connected socket (the kernel drops datagrams from anyone else), a
- * random source port, a fresh random ID per query.
+ * One upstream over UDP, with source port randomisation (RFC 5452 §9.2): a few connected sockets
+ * (the kernel drops datagrams from anyone but the upstream), each bound by the kernel to a random
+ * ephemeral port; each query goes out on one chosen at random, with a fresh random ID, and its
+ * reply is taken only on that socket. A socket is replaced by a new one (a new port) after
+ * `queriesPerSocket` queries or `socketLifeMs`, so that the set of ports in use keeps changing.
+ * An off-path spoofer has to guess the port as well as the ID.
  */
 export class UdpTransport {
-  private readonly socket: Socket
-  private readonly table = new PendingTable()
+  private readonly slots: (Outlet | undefined)[]
+  private readonly retiring = new Set<Outlet>()
   private closed = false
-  /** Datagrams waiting for the socket's connect() to complete. */
-  private queue: Buffer[] | undefined = []
 
-  constructor(host: string, port: number, counters: Counters, onError: (e: Error) => void) {
-    this.socket = createSocket({
-      type: isIP(host) === 6 ? 'udp6' : 'udp4', recvBufferSize: UDP_SOCKET_BUFFER, sendBufferSize: UDP_SOCKET_BUFFER,
-    })
-    this.socket.on('error', onError)
-    this.socket.on('message', msg => {
-      if (!this.table.take(msg)) counters.dropped('mismatch')
-    })
-    this.socket.connect(port, host, () => {
-      const q = this.queue!
-      this.queue = undefined
-      for (const b of q) this.socket.send(b)
-    })
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+    private readonly counters: Counters,
+    private readonly onError: (e: Error) => void,
+    private readonly now: () => number = () => performance.now(),
+    private readonly ports: UdpPorts = UDP_PORTS,
+  ) {
+    this.slots = new Array<Outlet | undefined>(ports.sockets).fill(undefined)
   }
 
+  private open(): Outlet {
+    const socket = createSocket({
+      type: isIP(this.host) === 6 ? 'udp6' : 'udp4', recvBufferSize: UDP_SOCKET_BUFFER, sendBufferSize: UDP_SOCKET_BUFFER,
+    })
+    const o: Outlet = {
+      socket, born: this.now(), sent: 0, queue: [], retired: false,
+      table: new PendingTable(() => { if (o.retired) this.shut(o) }),
+    }
+    socket.on('error', this.onError)
+    socket.on('message', msg => {
+      if (!o.table.take(msg)) this.counters.dropped('mismatch')
+    })
+    socket.connect(this.port, this.host, () => {
+      const q = o.queue!
+      o.queue = undefined
+      for (const b of q) socket.send(b)
+    })
+    return o
+  }
+
+  private shut(o: Outlet): void {
+    this.retiring.delete(o)
+    o.socket.close()
+  }
+
+  /** Queries waiting for a reply, on every socket. */
   get pending(): number {
-    return this.table.size
+    let n = 0
+    for (const o of this.slots) n += o?.table.size ?? 0
+    for (const o of this.retiring) n += o.table.size
+    return n
   }
 
-  /** The socket's receive buffer as the kernel reports it (once connected). */
+  /** The local ports of the sockets taking queries (those connected). */
+  get localPorts(): number[] {
+    const out: number[] = []
+    for (const o of this.slots) if (o && !o.queue) out.push(o.socket.address().port)
+    return out
+  }
+
+  /** Sockets open: those taking queries and those retired with queries still pending. */
+  get sockets(): number {
+    let n = this.retiring.size
+    for (const o of this.slots) if (o) n++
+    return n
+  }
+
+  /** The receive buffer of a socket taking queries as the kernel reports it (once connected; -1 before). */
   get recvBufferSize(): number {
-    return this.socket.getRecvBufferSize()
+    for (const o of this.slots) if (o && !o.queue) return o.socket.getRecvBufferSize()
+    return -1
   }
 
-  send(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
-    if (this.closed || !this.table.add(query, qEnd, timeoutMs, cb)) return false
-    if (this.queue) this.queue.push(query)
-    else this.socket.send(query)
+  /** Send on a socket chosen at random; `exactCase`: see PendingTable.add. False when it cannot be sent. */
+  send(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback, exactCase = false): boolean {
+    if (this.closed) return false
+    const i = (random16() * this.slots.length) >>> 16
+    let o = this.slots[i]
+    if (!o || o.sent >= this.ports.queriesPerSocket || this.now() - o.born >= this.ports.socketLifeMs) {
+      if (o) this.retire(o)
+      o = this.slots[i] = this.open()
+    }
+    /* c8 ignore next - all 65,536 IDs pending on one socket; PendingTable's own test covers the refusal */
+    if (!o.table.add(query, qEnd, timeoutMs, cb, exactCase)) return false
+    o.sent++
+    if (o.queue) o.queue.push(query)
+    else o.socket.send(query)
     return true
+  }
+
+  private retire(o: Outlet): void {
+    o.retired = true
+    if (o.table.size === 0) o.socket.close()
+    else this.retiring.add(o)
   }
 
   close(): void {
     if (this.closed) return
     this.closed = true
-    this.table.failAll('upstream closed')
-    this.socket.close()
+    const all = [...this.retiring]
+    for (const o of this.slots) if (o) all.push(o)
+    this.slots.fill(undefined)
+    this.retiring.clear()
+    for (const o of all) {
+      o.table.failAll('upstream closed')
+      o.socket.close()
+    }
   }
 }

@@ -1,9 +1,10 @@
+import { randomBytes } from 'node:crypto'
 import { AppError } from '../errors.js'
-import type { Evidence } from '../observe/types.js'
-import type { ReplyCallback } from './pending.js'
+import type { Counters, Evidence } from '../observe/types.js'
+import { CASE_MISMATCH, mixCase, type ReplyCallback } from './pending.js'
 import { TcpTransport } from './upstream-tcp.js'
-import { UdpTransport } from './upstream-udp.js'
-import { TC } from './wire.js'
+import { UDP_PORTS, UdpTransport, type UdpPorts } from './upstream-udp.js'
+import { HEADER, Q_CASE, TC, keyFlags, matchQuestion, sameQuestion } from './wire.js'
 
 const FAILS_TO_DOWN = 3
 const BACKOFF_MIN_MS = 2_000
@@ -28,8 +29,11 @@ class Upstream {
   downUntil = 0
   down = false
   closed = false
+  /** Its answers carry the question in the letter case it was asked in: queries over UDP get 0x20. */
+  caseKept = true
 
-  constructor(readonly url: string, private readonly evidence: Evidence) {
+  constructor(readonly url: string, private readonly evidence: Evidence, private readonly nowMs: () => number,
+    private readonly ports: UdpPorts) {
     const { proto, host, port } = parseUpstream(url)
     this.proto = proto
     this.host = host
@@ -38,12 +42,15 @@ class Upstream {
   private readonly host: string
   private readonly port: number
 
-  /** Send over UDP or TCP; when it cannot be sent (closed, no ID free) `cb` gets the error at once. */
-  send(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): void {
-    if (!this.trySend(viaTcp, query, qEnd, timeoutMs, cb)) cb(new AppError('UPSTREAM_FAILED', `cannot send to ${this.url}`))
+  /**
+   * Send over UDP or TCP (`exactCase`, UDP only: see PendingTable.add); when it cannot be sent
+   * (closed, no ID free) `cb` gets the error at once.
+   */
+  send(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, exactCase: boolean, cb: ReplyCallback): void {
+    if (!this.trySend(viaTcp, query, qEnd, timeoutMs, exactCase, cb)) cb(new AppError('UPSTREAM_FAILED', `cannot send to ${this.url}`))
   }
 
-  private trySend(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
+  private trySend(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, exactCase: boolean, cb: ReplyCallback): boolean {
     if (this.closed) return false
     if (viaTcp) {
       this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters)
@@ -51,8 +58,17 @@ class Upstream {
     }
     this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => {
       this.evidence.warn('dns upstream socket error', { upstream: this.url, error: e.message })
+    }, this.nowMs, this.ports)
+    return this.udp.send(query, qEnd, timeoutMs, cb, exactCase)
+  }
+
+  /** An answer over TCP showed that it does not keep the letter case of questions: no more 0x20 for it. */
+  caseLost(): void {
+    if (!this.caseKept) return                       // found by two exchanges at once
+    this.caseKept = false
+    this.evidence.warn('dns upstream does not keep the letter case of questions', {
+      upstream: this.url, detail: 'queries to it go out in the client\'s letter case from now on (no 0x20)',
     })
-    return this.udp.send(query, qEnd, timeoutMs, cb)
   }
 
   failed(nowMs: number): void {
@@ -78,22 +94,177 @@ class Upstream {
   }
 }
 
+/** What an exchange needs of its pool. */
+interface ExchangeContext {
+  readonly nowMs: () => number
+  readonly counters: Counters
+  /** The exchange is over: it takes no more waiters. */
+  done(x: Exchange): void
+}
+
+/** A client query waiting for an exchange that another one started. */
+interface Waiter { readonly query: Buffer; readonly cb: ForwardCallback }
+
+/** The reply as `query`'s answer: its ID and its question (the letter case it asked in) written over the reply's. */
+function answerFor(query: Buffer, qEnd: number, reply: Buffer): Buffer {
+  reply[0] = query[0]!
+  reply[1] = query[1]!
+  query.copy(reply, HEADER, HEADER, qEnd)
+  return reply
+}
+
+/**
+ * One question asked upstream, and every client query waiting for its answer (identical
+ * questions in flight are asked once, RFC 5452 §5). It sends a copy of the first query, with an
+ * ID of its own per send, to the upstreams in order within the first query's budget, and answers
+ * each waiter with a reply of its own that carries the waiter's ID and question.
+ */
+class Exchange {
+  private readonly wire: Buffer
+  private readonly deadline: number
+  private readonly onReply: ReplyCallback
+  private i = 0
+  private u: Upstream | undefined
+  private start = 0
+  private viaTcp = false
+  /** The name in `wire` has the random letter case of 0x20 (not the first query's). */
+  private mixed = false
+  private lastErr: AppError | undefined
+  private more: Waiter[] | undefined
+
+  constructor(private readonly ctx: ExchangeContext, private readonly order: readonly Upstream[],
+    private readonly query: Buffer, readonly qEnd: number, readonly flags: number, readonly hash: number,
+    private readonly timeoutMs: number, private readonly cb: ForwardCallback, now: number) {
+    this.wire = Buffer.allocUnsafe(query.length)
+    query.copy(this.wire)
+    this.deadline = now + timeoutMs
+    this.onReply = (err, reply) => this.replied(err, reply)
+  }
+
+  /** Does `query` ask what this exchange asks: the same key as the cache's (name without case, type, class, DO, CD, EDNS)? */
+  asks(query: Buffer, qEnd: number, flags: number): boolean {
+    return qEnd === this.qEnd && flags === this.flags && sameQuestion(this.wire, qEnd, query)
+  }
+
+  join(query: Buffer, cb: ForwardCallback): void {
+    (this.more ??= []).push({ query, cb })
+  }
+
+  attempt(): void {
+    const now = this.ctx.nowMs()
+    const remaining = this.deadline - now
+    if (this.i >= this.order.length || remaining <= 0) {
+      this.finish(this.lastErr ?? new AppError('UPSTREAM_TIMEOUT', `no upstream answered within ${this.timeoutMs} ms`))
+      return
+    }
+    const u = this.u = this.order[this.i++]!
+    this.start = now
+    this.viaTcp = u.proto === 'tcp'
+    const mix = !this.viaTcp && u.caseKept
+    if (mix) mixCase(this.wire, HEADER, this.qEnd - 4)
+    else if (this.mixed) this.query.copy(this.wire, HEADER, HEADER, this.qEnd)
+    this.mixed = mix
+    u.send(this.viaTcp, this.wire, this.qEnd, remaining / (this.order.length - this.i + 1), mix, this.onReply)
+  }
+
+  private replied(err: AppError | undefined, reply?: Buffer): void {
+    const u = this.u!
+    // truncated, or (0x20) its question came back in another letter case: an upstream that does
+    // not keep it, or a spoof that guessed port and ID but not the case. Asked again over TCP,
+    // which an off-path spoofer cannot answer, with what is left of the budget.
+    if (!this.viaTcp && (err === CASE_MISMATCH || (!err && (reply!.readUInt16BE(2) & TC) !== 0))) {
+      this.viaTcp = true
+      u.send(true, this.wire, this.qEnd, Math.max(1, this.deadline - this.ctx.nowMs()), false, this.onReply)
+      return
+    }
+    // over TCP, the case the upstream answers in is its own
+    if (!err && this.mixed && this.viaTcp && matchQuestion(this.wire, this.qEnd, reply!) === Q_CASE) u.caseLost()
+    const now = this.ctx.nowMs()
+    const secs = (now - this.start) / 1000
+    if (err) {
+      this.ctx.counters.upstream(u.url, err.code === 'UPSTREAM_TIMEOUT' ? 'timeout' : 'error', secs)
+      u.failed(now)
+      this.lastErr = err
+      this.attempt()
+      return
+    }
+    this.ctx.counters.upstream(u.url, 'ok', secs)
+    u.succeeded()
+    this.finish(undefined, reply, u.url)
+  }
+
+  private finish(err: AppError | undefined, reply?: Buffer, upstream?: string): void {
+    this.ctx.done(this)
+    const more = this.more
+    if (more === undefined) {
+      this.cb(err, reply && answerFor(this.query, this.qEnd, reply), upstream)
+      return
+    }
+    // each waiter gets a copy, made before any callback can change the reply (the handler writes into it)
+    const copies = more.map(w => reply && answerFor(w.query, this.qEnd, Buffer.from(reply)))
+    this.cb(err, reply && answerFor(this.query, this.qEnd, reply), upstream)
+    for (let k = 0; k < more.length; k++) more[k]!.cb(err, copies[k], upstream)
+  }
+}
+
+/**
+ * A 30-bit hash of a query's cache key (the name with A-Z folded, type, class, and the flags of
+ * keyFlags), seeded per pool: the index of the exchanges in flight.
+ */
+export function questionHash(seed: number, query: Buffer, qEnd: number, flags: number): number {
+  let h = Math.imul(seed ^ flags, 0x01000193)
+  const nameEnd = qEnd - 4
+  for (let i = HEADER; i < qEnd; i++) {
+    let c = query[i]!
+    if (i < nameEnd && c >= 65 && c <= 90) c |= 0x20
+    h = Math.imul(h ^ c, 0x01000193)
+  }
+  h ^= h >>> 15
+  h = Math.imul(h, 0x2c1b3c6d)
+  h ^= h >>> 12
+  return h & 0x3fffffff
+}
+
+export interface PoolOptions {
+  /** How UDP source ports are drawn and renewed (tests make them change sooner). */
+  readonly ports?: UdpPorts
+  /** The seed of questionHash (random unless a test sets it). */
+  readonly seed?: number
+}
+
 /**
  * The upstreams in config order: each query goes to the first one that is up, fails over to the
  * next on timeout or error, and is retried over TCP when a UDP answer comes back truncated. The
- * whole exchange is bounded by `timeoutMs`; the callback then gets the error (→ SERVFAIL).
+ * whole exchange is bounded by `timeoutMs`; the callback then gets the error (→ SERVFAIL). A
+ * query that asks what one in flight asks (the cache's key) waits for that one's answer.
  */
 export class UpstreamPool {
   private list: Upstream[] = []
+  private readonly ports: UdpPorts
+  private readonly seed: number
+  private readonly inflight = new Map<number, Exchange>()
+  private readonly ctx: ExchangeContext
 
-  constructor(urls: readonly string[], private readonly evidence: Evidence, private readonly nowMs: () => number) {
+  constructor(urls: readonly string[], private readonly evidence: Evidence, private readonly nowMs: () => number,
+    opts: PoolOptions = {}) {
+    this.ports = opts.ports ?? UDP_PORTS
+    this.seed = opts.seed ?? randomBytes(4).readUInt32LE(0)
+    this.ctx = {
+      nowMs, counters: evidence.counters,
+      done: x => { if (this.inflight.get(x.hash) === x) this.inflight.delete(x.hash) },
+    }
     this.update(urls)
+  }
+
+  /** Exchanges in flight that other queries can join. */
+  get exchanges(): number {
+    return this.inflight.size
   }
 
   /** Swap in a new list of URLs, keeping the state (health, sockets) of those that stay. */
   update(urls: readonly string[]): void {
     const old = new Map(this.list.map(u => [u.url, u]))
-    this.list = urls.map(url => old.get(url) ?? new Upstream(url, this.evidence))
+    this.list = urls.map(url => old.get(url) ?? new Upstream(url, this.evidence, this.nowMs, this.ports))
     for (const [url, u] of old) if (!urls.includes(url)) u.close()
   }
 
@@ -107,41 +278,23 @@ export class UpstreamPool {
     return up.concat(down)
   }
 
+  /**
+   * Forward a query (parsed by parseQuery; its bytes are not changed). The reply handed to `cb`
+   * carries the query's ID and question. A query that joins an exchange in flight gets that
+   * exchange's outcome, within the budget of the query that started it.
+   */
   forward(query: Buffer, qEnd: number, timeoutMs: number, cb: ForwardCallback): void {
-    const now = this.nowMs()
-    const deadline = now + timeoutMs
-    const order = this.order(now)
-    const counters = this.evidence.counters
-    let i = 0
-    let lastErr: AppError | undefined
-    const attempt = (): void => {
-      const start = this.nowMs()
-      const remaining = deadline - start
-      if (i >= order.length || remaining <= 0) {
-        cb(lastErr ?? new AppError('UPSTREAM_TIMEOUT', `no upstream answered within ${timeoutMs} ms`))
-        return
-      }
-      const u = order[i++]!
-      const share = remaining / (order.length - i + 1)
-      const done = (err: AppError | undefined, reply?: Buffer): void => {
-        const secs = (this.nowMs() - start) / 1000
-        if (err) {
-          counters.upstream(u.url, err.code === 'UPSTREAM_TIMEOUT' ? 'timeout' : 'error', secs)
-          u.failed(this.nowMs())
-          lastErr = err
-          attempt()
-          return
-        }
-        counters.upstream(u.url, 'ok', secs)
-        u.succeeded()
-        cb(undefined, reply, u.url)
-      }
-      u.send(u.proto === 'tcp', query, qEnd, share, (err, reply) => {
-        if (err || (reply!.readUInt16BE(2) & TC) === 0 || u.proto === 'tcp') done(err, reply)
-        else u.send(true, query, qEnd, Math.max(1, deadline - this.nowMs()), done)
-      })
+    const flags = keyFlags(query, qEnd)
+    const h = questionHash(this.seed, query, qEnd, flags)
+    const x = this.inflight.get(h)
+    if (x !== undefined && x.asks(query, qEnd, flags)) {
+      x.join(query, cb)
+      return
     }
-    attempt()
+    const now = this.nowMs()
+    const nx = new Exchange(this.ctx, this.order(now), query, qEnd, flags, h, timeoutMs, cb, now)
+    if (x === undefined) this.inflight.set(h, nx)    // another question under the same hash is asked on its own
+    nx.attempt()
   }
 
   /** Close every upstream; queries failed by the closing find no other upstream to fail over to. */

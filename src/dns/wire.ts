@@ -140,17 +140,58 @@ export function parseQuery(buf: Buffer): Query | QueryError {
   return { id: buf.readUInt16BE(0), flags, name: q.name, qtype, qclass, qEnd, edns, udpSize, dnssecOk }
 }
 
-/** Does the reply carry the same question as the query (names compared without case)? */
-export function sameQuestion(query: Buffer, qEnd: number, reply: Buffer): boolean {
-  if (reply.length < qEnd || reply.readUInt16BE(4) !== 1) return false
-  for (let i = HEADER; i < qEnd; i++) {
+/** The reply's question is the query's, byte for byte. */
+export const Q_SAME = 1
+/** The reply's question is the query's but for the letter case of the name (A-Z / a-z). */
+export const Q_CASE = 2
+/** Another question, or none. */
+export const Q_OTHER = 0
+
+/**
+ * How the reply's question compares with the query's (bytes 12..qEnd): the name may differ in
+ * ASCII letter case only (Q_CASE; names are case-insensitive, RFC 4343); type and class must be
+ * the same octets (folding them would take type 0x0061 for HTTPS, 0x0041).
+ */
+export function matchQuestion(query: Buffer, qEnd: number, reply: Buffer): number {
+  if (reply.length < qEnd || reply.readUInt16BE(4) !== 1) return Q_OTHER
+  const nameEnd = qEnd - 4
+  let m = Q_SAME
+  for (let i = HEADER; i < nameEnd; i++) {
     let a = query[i]!
     let b = reply[i]!
     if (a !== b) {
       if (a >= 65 && a <= 90) a += 32
       if (b >= 65 && b <= 90) b += 32
-      if (a !== b) return false
+      if (a !== b) return Q_OTHER
+      m = Q_CASE
     }
   }
-  return true
+  for (let i = nameEnd; i < qEnd; i++) if (query[i] !== reply[i]) return Q_OTHER
+  return m
+}
+
+/** Does the reply carry the same question as the query (the name compared without case, type and class exactly)? */
+export function sameQuestion(query: Buffer, qEnd: number, reply: Buffer): boolean {
+  return matchQuestion(query, qEnd, reply) !== Q_OTHER
+}
+
+/**
+ * The bits of a query that the answer cache keys on besides its question, as the cache writes
+ * them: DO (1), CD (2), an OPT record present (4). The query is one parseQuery took.
+ */
+export function keyFlags(msg: Buffer, qEnd: number): number {
+  let bits = (msg.readUInt16BE(2) & CD) !== 0 ? 2 : 0
+  const records = msg.readUInt16BE(6) + msg.readUInt16BE(8)
+  const all = records + msg.readUInt16BE(10)
+  let pos = qEnd
+  for (let i = 0; i < all; i++) {
+    const end = skipRecord(msg, pos)
+    if (end < 0) break
+    if (i >= records) {
+      const p = skipName(msg, pos)
+      if (msg.readUInt16BE(p) === TYPE_OPT) return bits | 4 | ((msg.readUInt16BE(p + 6) & 0x8000) !== 0 ? 1 : 0)
+    }
+    pos = end
+  }
+  return bits
 }

@@ -3,14 +3,14 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { createServer, type Socket as TcpSocket } from 'node:net'
 import dnsPacket from 'dns-packet'
 import { FrameReader, frame } from '../../src/dns/framing.js'
-import { PendingTable } from '../../src/dns/pending.js'
+import { CASE_MISMATCH, PendingTable, mixCase } from '../../src/dns/pending.js'
 import { UDP_SOCKET_BUFFER, UdpTransport } from '../../src/dns/upstream-udp.js'
 import { TcpTransport } from '../../src/dns/upstream-tcp.js'
-import { UpstreamPool, parseUpstream } from '../../src/dns/upstreams.js'
+import { UpstreamPool, parseUpstream, questionHash } from '../../src/dns/upstreams.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { AppError } from '../../src/errors.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
-import { decodeMsg } from '../fixtures/dig.js'
+import { decodeMsg, optRr } from '../fixtures/dig.js'
 import { freePort } from '../fixtures/unbound.js'
 import type { Test } from 'tap'
 
@@ -321,4 +321,348 @@ t.test('PendingTable: each query times out after its own duration, not before; a
   t.ok(outcomes.get('slow1')!.at >= 299 && outcomes.get('slow2')!.at >= 299, 'not before 300 ms')
   t.equal(table.size, 0)
   t.equal(outcomes.get('answered')!.code, undefined, 'the answered query was not failed later')
+})
+
+const ask = (u: UdpTransport, name = 'a.test', timeout = 1000): Promise<{ err?: AppError; reply?: Buffer }> => {
+  const { buf, qEnd } = query(name)
+  return new Promise(resolve => {
+    if (!u.send(buf, qEnd, timeout, (err, reply) => resolve({ err, reply }))) resolve({})
+  })
+}
+const nameOf = (m: Buffer): string => decodeMsg(m).questions[0]!.name
+
+t.test('UDP source ports: each query on one of several sockets at random, each on a port the kernel picked', async t => {
+  const from: number[] = []
+  const up = await fakeUdp(t, (m, r, s) => { from.push(r.port); reply(m, r, s) })
+  const ev = memoryEvidence()
+  const u = new UdpTransport('127.0.0.1', up.port, ev.counters, () => {}, Date.now, { sockets: 4, queriesPerSocket: 1000, socketLifeMs: 60_000 })
+  t.teardown(() => u.close())
+  t.same(u.localPorts, [], 'no socket before the first query')
+  t.equal(u.recvBufferSize, -1)
+  for (let i = 0; i < 48; i++) t.equal((await ask(u)).err, undefined)
+  const ports = new Set(from)
+  t.ok(ports.size >= 2 && ports.size <= 4, `queries went out from ${ports.size} ports`)
+  t.same(new Set(u.localPorts), ports, 'the ports of the sockets in use')
+  t.ok(u.localPorts.every(p => p !== up.port && p > 1023), 'ephemeral ports')
+  t.equal(u.sockets, u.localPorts.length)
+  t.equal(ev.counts['dropped.mismatch'], undefined)
+})
+
+t.test('UDP: a reply is taken only on the socket its query went out on', async t => {
+  let wrongSocket = true
+  let u!: UdpTransport
+  const up = await fakeUdp(t, (m, r, s) => {
+    const other = u.localPorts.find(p => p !== r.port)
+    if (wrongSocket && other !== undefined) s.send(answer(m), other, r.address)   // right ID and question, other port
+    else reply(m, r, s)
+  })
+  const ev = memoryEvidence()
+  u = new UdpTransport('127.0.0.1', up.port, ev.counters, () => {}, Date.now, { sockets: 2, queriesPerSocket: 1000, socketLifeMs: 60_000 })
+  t.teardown(() => u.close())
+  wrongSocket = false
+  for (let i = 0; i < 40 && u.localPorts.length < 2; i++) await ask(u)    // both sockets open
+  t.equal(u.localPorts.length, 2)
+  wrongSocket = true
+  for (let i = 0; i < 4; i++) t.equal((await ask(u, 'a.test', 150)).err?.code, 'UPSTREAM_TIMEOUT', 'the reply reached the other socket')
+  t.equal(ev.counts['dropped.mismatch'], 4)
+  wrongSocket = false
+  t.equal((await ask(u)).err, undefined)
+})
+
+t.test('UDP: a socket is replaced after queriesPerSocket queries; a replaced one closes once its queries are done', async t => {
+  const from: number[] = []
+  const held: (() => void)[] = []
+  const up = await fakeUdp(t, (m, r, s) => {
+    from.push(r.port)
+    if (nameOf(m).startsWith('hold')) held.push(() => reply(m, r, s))
+    else reply(m, r, s)
+  })
+  const ev = memoryEvidence()
+  const u = new UdpTransport('127.0.0.1', up.port, ev.counters, () => {}, Date.now, { sockets: 2, queriesPerSocket: 3, socketLifeMs: 60_000 })
+  t.teardown(() => u.close())
+  for (let i = 0; i < 30; i++) t.equal((await ask(u)).err, undefined)
+  t.ok(new Set(from).size >= 8, `30 queries, at most 3 per socket: ${new Set(from).size} ports (10 but for a port the kernel gave out again)`)
+  t.ok(u.sockets <= 2, 'the replaced sockets are closed')
+
+  const one = new UdpTransport('127.0.0.1', up.port, ev.counters, () => {}, Date.now, { sockets: 1, queriesPerSocket: 1, socketLifeMs: 60_000 })
+  t.teardown(() => one.close())
+  const first = ask(one, 'hold1.test')
+  const second = ask(one, 'hold2.test')
+  const third = ask(one, 'hold3.test', 100)
+  while (held.length < 2) await sleep(5)
+  t.equal(one.sockets, 3, 'two replaced sockets wait for their queries')
+  t.equal(one.pending, 3)
+  held[0]!()
+  t.equal((await first).err, undefined)
+  t.equal(one.sockets, 2, 'answered: closed')
+  t.equal((await third).err?.code, 'UPSTREAM_TIMEOUT')
+  t.equal(one.sockets, 2, 'the socket taking queries stays open when its query times out')
+  one.close()
+  t.equal((await second).err?.code, 'UPSTREAM_FAILED', 'closing fails the query of a replaced socket')
+  t.equal(one.sockets, 0)
+})
+
+t.test('UDP: a socket is replaced once it is socketLifeMs old', async t => {
+  const from: string[] = []
+  const up = await fakeUdp(t, (m, r, s) => {
+    from.push(`${nameOf(m)} ${r.port}`)
+    if (!nameOf(m).startsWith('hold')) reply(m, r, s)
+  })
+  let now = 0
+  const u = new UdpTransport('127.0.0.1', up.port, memoryEvidence().counters, () => {}, () => now, { sockets: 1, queriesPerSocket: 1e6, socketLifeMs: 1000 })
+  t.teardown(() => u.close())
+  t.equal((await ask(u, 'a1.test')).err, undefined)
+  const [p1] = u.localPorts
+  now += 999
+  const held = ask(u, 'hold.test', 5000)                       // keeps the first socket open
+  now += 1
+  t.equal((await ask(u, 'a2.test')).err, undefined)
+  t.same(from.map(l => l.split(' ')[1]), [String(p1), String(p1), String(u.localPorts[0])])
+  t.not(u.localPorts[0], p1, 'a new port')
+  t.equal(u.sockets, 2)
+  u.close()
+  t.equal((await held).err?.code, 'UPSTREAM_FAILED')
+})
+
+t.test('UDP: a socket error (the port refused) is logged', async t => {
+  const dead = await freePort()
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`udp://127.0.0.1:${dead}`], ev, Date.now, { ports: { sockets: 1, queriesPerSocket: 1000, socketLifeMs: 60_000 } })
+  t.teardown(() => pool.close())
+  for (let i = 0; i < 20 && !ev.messages.some(m => m.msg === 'dns upstream socket error'); i++) await forward(pool, 'a.test', 100)
+  t.match(ev.messages.find(m => m.msg === 'dns upstream socket error'), { level: 'warn', fields: { upstream: `udp://127.0.0.1:${dead}` } })
+})
+
+/** A query for `name` with this ID, type, header flags, and an OPT record (with these flags) when `edns` is set. */
+const custom = (name: string, id: number, o: { type?: dnsPacket.RecordType; flags?: number; edns?: boolean; ednsFlags?: number; udp?: number } = {}): { buf: Buffer; qEnd: number } => {
+  const buf = dnsPacket.encode({
+    type: 'query', id, flags: dnsPacket.RECURSION_DESIRED | (o.flags ?? 0), questions: [{ type: o.type ?? 'A', name }],
+    additionals: o.edns ? [optRr(o.udp ?? 1232, o.ednsFlags ?? 0)] : [],
+  })
+  return { buf, qEnd: (parseQuery(buf) as Query).qEnd }
+}
+type Outcome = { err?: AppError; reply?: Buffer; upstream?: string }
+const send = (pool: UpstreamPool, q: { buf: Buffer; qEnd: number }, timeout = 2000): Promise<Outcome> =>
+  new Promise(resolve => pool.forward(q.buf, q.qEnd, timeout, (err, reply, upstream) => resolve({ err, reply, upstream })))
+
+t.test('identical questions in flight are asked once; every asker gets its own ID and letter case (RFC 5452 §5)', async t => {
+  const held: (() => void)[] = []
+  const up = await fakeUdp(t, (m, r, s) => { held.push(() => reply(m, r, s)) })
+  const url = `udp://127.0.0.1:${up.port}`
+  const pool = new UpstreamPool([url], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const names = ['merge.test', 'MERGE.test', 'MeRgE.TeSt', 'merge.TEST']
+  const same = Array.from({ length: 40 }, (_, i) => custom(names[i % 4]!, 1000 + i))
+  const sameCopies = same.map(q => Buffer.from(q.buf))
+  // what the cache keeps apart is asked apart: type, DO, CD, EDNS; the EDNS payload size is not in the key
+  const apart = [
+    custom('merge.test', 1, { type: 'AAAA' }),
+    custom('merge.test', 2, { edns: true }),
+    custom('merge.test', 3, { edns: true, ednsFlags: dnsPacket.DNSSEC_OK }),
+    custom('merge.test', 4, { flags: dnsPacket.CHECKING_DISABLED }),
+  ]
+  const bigger = custom('MERGE.TEST', 5, { edns: true, udp: 4096 })
+  const all = [...same, ...apart, bigger].map(q => send(pool, q))
+  t.equal(pool.exchanges, 5)
+  while (held.length < 5) await sleep(5)
+  await sleep(30)
+  t.equal(up.seen.length, 5, '45 queries, 5 questions: 5 sent upstream')
+  for (const h of held) h()
+  const rs = await Promise.all(all)
+  const asked = [...same, ...apart, bigger]
+  rs.forEach((r, i) => {
+    const q = asked[i]!
+    t.equal(r.err, undefined)
+    t.equal(r.upstream, url)
+    t.equal(r.reply!.readUInt16BE(0), q.buf.readUInt16BE(0), 'its own ID')
+    t.ok(r.reply!.subarray(12, q.qEnd).equals(q.buf.subarray(12, q.qEnd)), `its own question: ${decodeMsg(r.reply!).questions[0]!.name}`)
+  })
+  t.equal(decodeMsg(rs[0]!.reply!).answers[0]!.data, '192.0.2.1')
+  t.equal(new Set(rs.map(r => r.reply)).size, rs.length, 'a reply buffer each')
+  same.forEach((q, i) => t.ok(q.buf.equals(sameCopies[i]!), 'the query is not changed'))
+  t.equal(pool.exchanges, 0, 'the exchanges are over')
+  held.length = 0
+  const again = send(pool, same[0]!)
+  while (held.length < 1) await sleep(5)
+  held[0]!()
+  t.equal((await again).err, undefined)
+  t.equal(up.seen.length, 6, 'asked again once the first exchange is over')
+})
+
+t.test('every asker waiting on an exchange gets its error', async t => {
+  const up = await fakeUdp(t, () => {})
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const rs = await Promise.all([1, 2, 3].map(id => send(pool, custom('dead.test', id), 100)))
+  t.same(rs.map(r => [r.err?.code, r.reply]), Array(3).fill(['UPSTREAM_TIMEOUT', undefined]))
+  t.equal(up.seen.length, 1)
+})
+
+t.test('two questions under one hash are asked apart', async t => {
+  const held: (() => void)[] = []
+  const up = await fakeUdp(t, (m, r, s) => { held.push(() => reply(m, r, s)) })
+  const seed = 12345
+  const seen = new Map<number, string>()
+  let pair: [string, string] | undefined
+  for (let i = 0; !pair && i < 1_000_000; i++) {
+    const name = `c${i}.test`
+    const q = custom(name, 0)
+    const h = questionHash(seed, q.buf, q.qEnd, 0)
+    const other = seen.get(h)
+    if (other !== undefined) pair = [other, name]
+    else seen.set(h, name)
+  }
+  t.ok(pair, `${pair?.join(' and ')} share a hash`)
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], memoryEvidence(), Date.now, { seed })
+  t.teardown(() => pool.close())
+  const [a, b] = pair!
+  const p = [send(pool, custom(a, 1)), send(pool, custom(b, 2)), send(pool, custom(b, 3)), send(pool, custom(a, 4))]
+  t.equal(pool.exchanges, 1, 'the first holds the index')
+  while (held.length < 3) await sleep(5)
+  await sleep(30)
+  t.same(up.seen.map(m => nameOf(m).toLowerCase()), [a, b, b], 'the second question is not merged into the first; nor into itself (not indexed)')
+  for (const h of held) h()
+  const rs = await Promise.all(p)
+  t.same(rs.map(r => decodeMsg(r.reply!).questions[0]!.name), [a, b, b, a])
+  t.equal(pool.exchanges, 0)
+})
+
+/** A fake upstream on one port for both UDP and TCP. */
+async function fakeBoth(t: Test, udp: UdpBehaviour, tcp: (msg: Buffer, sock: TcpSocket) => void): Promise<{ port: number; seen: Buffer[]; tcpSeen: Buffer[] }> {
+  const tcpSeen: Buffer[] = []
+  for (let i = 0; i < 10; i++) {                                   // a port free for both UDP and TCP
+    const port = await freePort()
+    try {
+      await fakeTcp(t, port, (m, sock) => { tcpSeen.push(m); tcp(m, sock) })
+      return { ...await fakeUdp(t, udp, port), tcpSeen }
+    } catch { /* taken meanwhile: try another */ }
+  }
+  throw new Error('no port free for both UDP and TCP')
+}
+/** The message with the letters of its question's name in lower case (an upstream that does not keep the case). */
+const lowered = (b: Buffer): Buffer => {
+  const qEnd = (parseQuery(Buffer.from(b).fill(0, 2, 4)) as Query).qEnd
+  for (let i = 12; i < qEnd - 4; i++) if (b[i]! >= 65 && b[i]! <= 90) b[i]! |= 0x20
+  return b
+}
+const LONG = 'averyveryverylongname.test'                          // 25 letters: 0x20 gives 2^25 spellings
+
+t.test('mixCase: a random case for each letter of the name, nothing else changed', async t => {
+  const q = custom('ab-c9.x_y@z[1]`{.Test', 1, { type: 'AAAA' })
+  q.buf[q.buf.indexOf('@')] = 0xc1                             // latin1 Á: not an ASCII letter
+  const orig = Buffer.from(q.buf)
+  const spellings = new Set<string>()
+  for (let i = 0; i < 64; i++) {
+    mixCase(q.buf, 12, q.qEnd - 4)
+    t.equal(q.buf.length, orig.length)
+    for (let k = 0; k < q.buf.length; k++) {
+      const a = orig[k]!
+      const b = q.buf[k]!
+      const letter = (a | 0x20) >= 97 && (a | 0x20) <= 122 && k >= 12 && k < q.qEnd - 4
+      if (letter ? (a | 0x20) !== (b | 0x20) : a !== b) t.fail(`byte ${k}: ${a} became ${b}`)
+    }
+    spellings.add(q.buf.toString('latin1', 12, q.qEnd))
+  }
+  t.ok(spellings.size > 32, `${spellings.size} spellings in 64 draws`)
+  t.equal(decodeMsg(q.buf).questions[0]!.type, 'AAAA', 'type and class untouched')
+})
+
+t.test('PendingTable: a query sent with exactCase fails on a reply that differs in letter case', async t => {
+  const table = new PendingTable()
+  const a = query('abc.test')
+  const got: (AppError | undefined)[] = []
+  t.ok(table.add(a.buf, a.qEnd, 1000, err => got.push(err), true))
+  const r = answer(a.buf)
+  r[13] = 65                                                    // 'A'
+  t.notOk(table.take(r), 'not taken')
+  t.equal(got[0], CASE_MISMATCH, 'the query fails at once')
+  t.equal(table.size, 0)
+  const b = query('abc.test')
+  t.ok(table.add(b.buf, b.qEnd, 1000, err => got.push(err)))
+  const r2 = answer(b.buf)
+  r2[13] = 65
+  t.ok(table.take(r2), 'without exactCase the name is compared without case')
+  t.equal(got[1], undefined)
+})
+
+t.test('0x20: a UDP query goes out with its name in a random letter case; the answer carries the client\'s', async t => {
+  const up = await fakeUdp(t, reply)
+  const tcp = await fakeTcp(t, 0, (m, sock) => sock.write(frame(answer(m))))
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  const asked = 'AVeryVeryVeryLongName.test'
+  for (let i = 0; i < 8; i++) {
+    const r = await send(pool, custom(asked, 77 + i))
+    t.equal(decodeMsg(r.reply!).questions[0]!.name, asked, 'the client\'s letter case')
+    t.equal(decodeMsg(r.reply!).id, 77 + i)
+  }
+  const sent = up.seen.map(nameOf)
+  t.ok(sent.every(n => n.toLowerCase() === asked.toLowerCase()))
+  t.ok(new Set(sent).size >= 7, `${new Set(sent).size} spellings in 8 queries`)
+  t.equal(ev.counts['upstream.ok'], 8)
+
+  const tp = new UpstreamPool([`tcp://127.0.0.1:${tcp}`], memoryEvidence(), Date.now)
+  t.teardown(() => tp.close())
+  const seenTcp: string[] = []
+  for (let i = 0; i < 3; i++) seenTcp.push(decodeMsg((await send(tp, custom(asked, 1))).reply!).questions[0]!.name)
+  t.same(seenTcp, [asked, asked, asked], 'over TCP, no 0x20 (an off-path spoofer cannot answer there)')
+})
+
+t.test('0x20: a reply in another letter case (a spoof that guessed port and ID) is not taken; the query is asked again over TCP', async t => {
+  const up = await fakeBoth(t, (m, r, s) => {
+    const spoof = lowered(answer(m, false, '6.6.6.6'))
+    s.send(spoof, r.port, r.address)                             // the right socket and ID, the case guessed wrong
+    setTimeout(() => reply(m, r, s), 30)
+  }, (m, sock) => sock.write(frame(answer(m, false, '192.0.2.99'))))
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  const r = await send(pool, custom(LONG, 1))
+  t.equal(decodeMsg(r.reply!).answers[0]!.data, '192.0.2.99', 'the answer over TCP')
+  t.equal(up.tcpSeen.length, 1)
+  t.equal(ev.counts['dropped.mismatch'], 1)
+  t.equal(ev.counts['upstream.ok'], 1)
+  t.notOk(ev.messages.some(m => m.msg.includes('letter case')), 'the upstream keeps the case over TCP: 0x20 stays on')
+  await sleep(60)
+  t.equal(ev.counts['dropped.mismatch'], 2, 'the genuine UDP answer came too late')
+  await send(pool, custom(LONG, 2))
+  t.not(nameOf(up.seen[1]!), LONG, 'still mixed')
+  await sleep(60)                                               // the second genuine answer, before the fake closes
+})
+
+t.test('0x20: an upstream that does not keep the case is found out over TCP, and gets the client\'s case from then on', async t => {
+  const up = await fakeBoth(t, (m, r, s) => s.send(lowered(answer(m)), r.port, r.address),
+    (m, sock) => sock.write(frame(lowered(answer(m, false, '192.0.2.99')))))
+  const ev = memoryEvidence()
+  const url = `udp://127.0.0.1:${up.port}`
+  const pool = new UpstreamPool([url], ev, Date.now)
+  t.teardown(() => pool.close())
+  const rs = await Promise.all([send(pool, custom(LONG, 1)), send(pool, custom(`x${LONG}`, 2))])   // found out by both at once
+  t.same(rs.map(r => decodeMsg(r.reply!).answers[0]!.data), ['192.0.2.99', '192.0.2.99'], 'answered over TCP')
+  t.same(rs.map(r => decodeMsg(r.reply!).questions[0]!.name), [LONG, `x${LONG}`])
+  t.equal(up.tcpSeen.length, 2)
+  t.same(ev.messages.filter(m => m.msg.includes('letter case')), [{
+    level: 'warn', msg: 'dns upstream does not keep the letter case of questions',
+    fields: { upstream: url, detail: "queries to it go out in the client's letter case from now on (no 0x20)" },
+  }], 'one warning')
+  const asked = 'AVeryVeryVeryLongName.test'
+  const r = await send(pool, custom(asked, 3))
+  t.equal(decodeMsg(r.reply!).answers[0]!.data, '192.0.2.1', 'over UDP')
+  t.equal(decodeMsg(r.reply!).questions[0]!.name, asked)
+  t.equal(nameOf(up.seen.at(-1)!), asked, 'sent in the client\'s case')
+  t.equal(up.tcpSeen.length, 2, 'no more TCP')
+})
+
+t.test('0x20: failing over from a UDP upstream to a tcp:// one sends the client\'s letter case again', async t => {
+  const dead = await fakeUdp(t, () => {})
+  const tcp = await fakeTcp(t, 0, (m, sock) => sock.write(frame(answer(m))))
+  const seen: string[] = []
+  const pool = new UpstreamPool([`udp://127.0.0.1:${dead.port}`, `tcp://127.0.0.1:${tcp}`], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const r = await send(pool, custom(LONG, 1), 400)
+  seen.push(nameOf(dead.seen[0]!))
+  t.not(seen[0], LONG, 'mixed over UDP')
+  t.equal(decodeMsg(r.reply!).questions[0]!.name, LONG)
+  t.equal(r.upstream, `tcp://127.0.0.1:${tcp}`)
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { optRr } from '../fixtures/dig.js'
-import { parseQuery, readName, sameQuestion, skipName, skipRecord, type Query } from '../../src/dns/wire.js'
+import { Q_CASE, Q_OTHER, Q_SAME, keyFlags, matchQuestion, parseQuery, readName, sameQuestion, skipName, skipRecord, type Query } from '../../src/dns/wire.js'
 
 const query = (name: string, type: dnsPacket.RecordType = 'A', extra: Partial<dnsPacket.Packet> = {}): Buffer =>
   dnsPacket.encode({ type: 'query', id: 4660, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }], ...extra })
@@ -108,7 +108,7 @@ t.test('skipName and skipRecord', async t => {
   t.equal(skipRecord(b, 100), -1)
 })
 
-t.test('sameQuestion compares the question without case', async t => {
+t.test('sameQuestion compares the name without case', async t => {
   const q = query('a.test')
   const qEnd = (parseQuery(q) as Query).qEnd
   const r = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'A.TEST' }] })
@@ -122,4 +122,46 @@ t.test('sameQuestion compares the question without case', async t => {
   t.notOk(sameQuestion(q, qEnd, r.subarray(0, 14)), 'too short')
   const none = dnsPacket.encode({ type: 'response', id: 1, questions: [] })
   t.notOk(sameQuestion(q, qEnd, Buffer.concat([none, Buffer.alloc(20)])), 'no question')
+})
+
+t.test('type and class are compared as octets: a reply for type 0x0061 is not one for HTTPS (0x0041)', async t => {
+  const https = (): Buffer => {
+    const b = query('a.test')
+    b.writeUInt16BE(0x0041, b.length - 4)                      // dns-packet has no name for type 65
+    return b
+  }
+  const q = https()
+  const qEnd = (parseQuery(q) as Query).qEnd
+  const reply = (type: number, cls: number, name = 'a.test'): Buffer => {
+    const r = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name }] })
+    r.writeUInt16BE(type, qEnd - 4)
+    r.writeUInt16BE(cls, qEnd - 2)
+    return r
+  }
+  t.equal(matchQuestion(q, qEnd, reply(0x0041, 1)), Q_SAME)
+  t.equal(matchQuestion(q, qEnd, reply(0x0041, 1, 'A.Test')), Q_CASE, 'the name may differ in case')
+  t.equal(matchQuestion(q, qEnd, reply(0x0061, 1)), Q_OTHER, 'type 97 for 65')
+  t.notOk(sameQuestion(q, qEnd, reply(0x0061, 1, 'A.TEST')))
+  const c = https()
+  c.writeUInt16BE(0x0041, qEnd - 2)
+  t.equal(matchQuestion(c, qEnd, reply(0x0041, 0x0041)), Q_SAME)
+  t.equal(matchQuestion(c, qEnd, reply(0x0041, 0x0061)), Q_OTHER, 'class 0x0061 for 0x0041')
+})
+
+t.test('keyFlags: the DO, CD and EDNS bits of the cache key', async t => {
+  const flags = (extra: Partial<dnsPacket.Packet>): number => {
+    const b = query('a.test', 'A', extra)
+    return keyFlags(b, (parseQuery(b) as Query).qEnd)
+  }
+  t.equal(flags({}), 0)
+  t.equal(flags({ additionals: [optRr(1232)] }), 4)
+  t.equal(flags({ additionals: [optRr(1232, dnsPacket.DNSSEC_OK)] }), 5)
+  t.equal(flags({ flags: dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED }), 2)
+  t.equal(flags({
+    answers: [{ type: 'OPT', name: '.', udpPayloadSize: 512, flags: dnsPacket.DNSSEC_OK } as unknown as dnsPacket.Answer],
+    additionals: [{ type: 'A', name: 'x.test', data: '1.2.3.4' }, optRr(4096, dnsPacket.DNSSEC_OK)],
+  }), 5, 'an OPT in the answer section is not the query\'s; other additional records are walked past')
+  const b = query('a.test', 'A', { additionals: [optRr(1232, dnsPacket.DNSSEC_OK)] })
+  const qEnd = (parseQuery(b) as Query).qEnd
+  t.equal(keyFlags(b.subarray(0, b.length - 1), qEnd), 0, 'a record cut short ends the walk')
 })
