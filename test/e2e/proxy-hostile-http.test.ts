@@ -142,3 +142,13 @@ t.test('plain HTTP to an internal address: 403; a listed name keeps its list mat
   } })
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
+
+t.test('a Host header that is no name is refused, fail closed, with the reason itself', async t => {
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const r = await exchange(p.port, ['GET http://site.example/ HTTP/1.1\r\nHost: bad..example\r\n\r\n'])
+  t.equal(status(r.data), 403)
+  t.match(p.ev.events.at(-1), { decision: { action: 'block', where: 'host', unparseable: true } })
+  t.notOk(p.ev.events.at(-1)!.decision.entry)
+  t.match(r.data, new RegExp(`X-Tunnelguard-Reason: ${p.ev.events.at(-1)!.decision.reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'i'))
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
