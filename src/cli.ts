@@ -185,6 +185,13 @@ function isEntry(): boolean {
   }
 }
 if (isEntry()) {
+  // a reader that went away (`| head`): what is left to print is dropped, as coreutils do, and the
+  // command still ends with its own exit code
+  const gone = (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e
+  }
+  process.stdout.on('error', gone)
+  process.stderr.on('error', gone)
   main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin })
     .then(code => { process.exitCode = code })
 }

@@ -16,6 +16,7 @@ import { applyOverrides, createReloader, logWarnings, type Overrides } from './r
 import { createRemoteLists } from './remote-lists.js'
 import { buildSnapshot } from './snapshot.js'
 import type { Config, Snapshot } from './snapshot-types.js'
+import { redactUrl } from './url-secrets.js'
 
 export type { Overrides }
 
@@ -96,7 +97,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   function applyAlerts(c: Config): void {
     const changed = alerts.configure(c.alerts)
     if (changed.webhook || changed.syslog) {
-      evidence.info('alerts reconfigured', { webhook: c.alerts.webhook?.url ?? null, syslog: c.alerts.syslog?.url ?? null })
+      evidence.info('alerts reconfigured', { webhook: c.alerts.webhook ? redactUrl(c.alerts.webhook.url) : null, syslog: c.alerts.syslog?.url ?? null })
     }
   }
   // remote lists start from their last good copy on disk; a fetch that changes one reloads

@@ -1,4 +1,4 @@
-/** Durations in config: "500ms", "2s", "5m", "1h", "1d", or a bare number of seconds. */
+/** Durations: "500ms", "2s", "5m", "1h", "1d", or a number of seconds (the config schema takes only 0 as a bare number). */
 const UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 /** Milliseconds, or undefined when the text is not a duration. */

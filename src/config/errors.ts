@@ -92,6 +92,12 @@ export function problemsFromIssues(issues: readonly z.core.$ZodIssue[]): ConfigP
       // zod reports unknown keys only on objects, so keysAt names that object's keys
       const valid = keysAt(i.path)!
       for (const k of i.keys) out.push({ path: [...i.path, k], message: `unknown key "${k}"; valid keys here: ${valid.join(', ')}` })
+    } else if (i.code === 'invalid_key') {
+      // a record's key (a list name): zod's own message is "Invalid key in record"; the key's check says why
+      const key = String(i.path[i.path.length - 1])
+      const why = i.issues.map(k => k.message).join('; ')
+      const fix = key.toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/^[-_]+/, '')
+      out.push({ path: i.path, message: `list name ${JSON.stringify(key)} is not valid: ${why}${fix ? `; write e.g. "${fix}"` : ''}` })
     } else if (i.code === 'invalid_value' && 'values' in i) {
       out.push({ path: i.path, message: `${JSON.stringify(i.input)} is not one of ${i.values.map(v => String(v)).join(', ')}` })
     } else if (i.code === 'invalid_type') {

@@ -3,8 +3,15 @@ import { isIP } from 'node:net'
 import { parseDuration } from './duration.js'
 import { parseCidr } from '../policy/cidr.js'
 
-/** A duration written as "2s"/"1d"/…, turned into milliseconds. */
+/**
+ * A duration written as "2s"/"1d"/…, turned into milliseconds. A bare number is refused (0
+ * aside): `timeout: 2000` meant as milliseconds would otherwise be read as 2000 seconds.
+ */
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  if (typeof v === 'number' && v !== 0) {
+    ctx.addIssue({ code: 'custom', message: `${v} has no unit; write ${v}ms or ${v}s (units: ms, s, m, h, d)` })
+    return z.NEVER
+  }
   const ms = parseDuration(v)
   if (ms === undefined) {
     ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration; write e.g. 500ms, 2s, 5m, 1h, 1d` })
@@ -28,6 +35,13 @@ export function isUpstreamUrl(s: string): boolean {
   if (!m) return false
   if (m[4] !== undefined && (Number(m[4]) < 1 || Number(m[4]) > 65535)) return false
   return m[2] !== undefined ? isIP(m[2]) === 6 : isIP(m[3]!) === 4
+}
+
+/** http://[user[:password]@]host[:port] with nothing after the authority: an HTTP proxy (CONNECT is spoken to it in clear). */
+export function isParentUrl(s: string): boolean {
+  if (!/^http:\/\//i.test(s) || !URL.canParse(s)) return false
+  const u = new URL(s)
+  return u.pathname === '/' && u.search === '' && u.hash === ''
 }
 
 const upstream = z.string().refine(isUpstreamUrl, {
@@ -92,7 +106,9 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   proxy: z.strictObject({
     listen: z.array(hostPort).default(['127.0.0.1:3128']),
-    parent: z.string().url().nullable().default(null),
+    parent: z.string().refine(isParentUrl, {
+      message: 'not a parent proxy URL; write http://HOST:PORT or http://USER:PASSWORD@HOST:PORT (an HTTP proxy that takes CONNECT)',
+    }).nullable().default(null),
     connectPorts: z.array(port).default([443]),
     // plain HTTP: squid's default Safe_ports without 21, 70 and 210 (ftp, gopher, wais: not spoken here)
     httpPorts: z.array(portOrRange).default([80, 443, 280, 488, 591, 777, '1025-65535']),

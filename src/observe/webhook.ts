@@ -1,5 +1,6 @@
 import { alertFields, errorText, type AlertOutput, type AlertResult } from './alert-output.js'
 import type { DecisionEvent } from './types.js'
+import { redactUrl, withoutCredentials } from '../url-secrets.js'
 
 export interface WebhookOptions {
   /** http(s) URL that receives one JSON POST per alert (the ECS fields of the log line). */
@@ -43,7 +44,12 @@ export function createWebhook(
   const attempts = retries + 1
   const backoff = opts.backoff ?? 1000
   const timeout = opts.timeout ?? 5000
-  const headers = { 'content-type': 'application/json', ...opts.headers }
+  // user:password@ in the URL is sent as Basic authorization (fetch refuses such a URL), unless
+  // the configured headers have an Authorization of their own; lines show the URL redacted
+  const target = withoutCredentials(opts.url)
+  const own = Object.keys(opts.headers ?? {}).some(k => k.toLowerCase() === 'authorization')
+  const headers = { 'content-type': 'application/json', ...(target.authorization && !own ? { authorization: target.authorization } : {}), ...opts.headers }
+  const shown = redactUrl(opts.url)
   const queue: Item[] = []
   let dropped = 0
   let running = false
@@ -61,7 +67,7 @@ export function createWebhook(
   function giveUp(item: Item, reason: string, tried: number, error?: string): void {
     dropped++
     item.report('dropped')
-    onError('alert webhook gave up', { url: opts.url, ...alertFields(item.ev), reason, error, attempts: tried, dropped })
+    onError('alert webhook gave up', { url: shown, ...alertFields(item.ev), reason, error, attempts: tried, dropped })
   }
 
   /** One attempt: `retry` after a network error, a timeout, 429 or 5xx; `refused` after another status. */
@@ -69,7 +75,7 @@ export function createWebhook(
     let error: string
     let status: number | undefined
     try {
-      const res = await fetch(opts.url, {
+      const res = await fetch(target.url, {
         method: 'POST', headers, body: item.body,
         signal: AbortSignal.any([abort.signal, AbortSignal.timeout(timeout)]),
       })
@@ -82,7 +88,7 @@ export function createWebhook(
       error = errorText(e)
     }
     item.report('failed')
-    onError('alert webhook failed', { url: opts.url, ...alertFields(item.ev), attempt, attempts, error, status })
+    onError('alert webhook failed', { url: shown, ...alertFields(item.ev), attempt, attempts, error, status })
     return { outcome: status === undefined || status === 429 || status >= 500 ? 'retry' : 'refused', error }
   }
 

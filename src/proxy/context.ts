@@ -5,6 +5,7 @@ import { CidrSet, canonicalIp } from '../policy/cidr.js'
 import type { Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { DestinationGuard } from './address.js'
+import { basicAuth } from '../url-secrets.js'
 
 /** Resolution through tunnelguard's own upstreams: the addresses and the CNAME chain of the answer. */
 export type Resolve = (name: string) => Promise<{ addresses: string[]; cnames: string[] }>
@@ -83,9 +84,8 @@ export function parseParent(url: string): Parent {
   const u = new URL(url)
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
   const port = u.port === '' ? 80 : Number(u.port)
-  if (u.username === '') return { host, port }
-  const cred = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`
-  return { host, port, auth: `Basic ${Buffer.from(cred).toString('base64')}` }
+  const auth = basicAuth(u)
+  return auth === undefined ? { host, port } : { host, port, auth }
 }
 
 const MAX_XFF = 32

@@ -143,6 +143,22 @@ t.test('a reference check is skipped only where the part it reads is itself inva
   t.same(only('dns: { cache: 3 }\n'), ['dns.cache: expected a mapping (key: value), got a number (3)'])
   t.same(only('dns: { cache: { minTtl: soon, maxTtl: 1s } }\n'), ['dns.cache.minTtl: "soon" is not a duration; write e.g. 500ms, 2s, 5m, 1h, 1d'])
   t.same(only('dns: 3\n'), ['dns: expected a mapping (key: value), got a number (3)'])
+  // a bare number is not a duration (2000 meant as ms would be read as 2000 s); 0 is unambiguous
+  t.same(only('dns: { timeout: 2000 }\n'), ['dns.timeout: 2000 has no unit; write 2000ms or 2000s (units: ms, s, m, h, d)'])
+  t.same(only('proxy: { idleTimeout: 1.5 }\n'), ['proxy.idleTimeout: 1.5 has no unit; write 1.5ms or 1.5s (units: ms, s, m, h, d)'])
+  t.equal(parseConfigText('dns: { cache: { minTtl: 0 } }\n', 'z.yaml').dns.cache.minTtl, 0)
+  // a list name that is not valid: why, and a name that is
+  t.same(only('lists:\n  Bad: { urls: ["https://example.org/l.txt"] }\n'), ['lists.Bad: list name "Bad" is not valid: list names are lowercase letters, digits, - and _; write e.g. "bad"'])
+  t.same(only('lists:\n  "My List!": { urls: ["https://example.org/l.txt"] }\n'), ['lists.My List!: list name "My List!" is not valid: list names are lowercase letters, digits, - and _; write e.g. "my-list-"'])
+  t.same(only('lists:\n  "!!": { urls: ["https://example.org/l.txt"] }\n'), ['lists.!!: list name "!!" is not valid: list names are lowercase letters, digits, - and _'])
+  // a parent is an HTTP proxy named by its authority alone
+  const parent = 'proxy.parent: not a parent proxy URL; write http://HOST:PORT or http://USER:PASSWORD@HOST:PORT (an HTTP proxy that takes CONNECT)'
+  for (const bad of ['socks5://127.0.0.1:1080', 'https://corp:8443', 'corp-proxy:8080', 'mailto:x@y', 'http://corp:8080/path', 'http://corp:8080?q=1', 'http://corp:8080/#f', 'http://']) {
+    t.same(only(`proxy: { parent: "${bad}" }\n`), [parent], bad)
+  }
+  for (const good of ['http://corp:8080', 'http://u:p%40ss@corp:8080/', 'HTTP://[::1]:3128']) {
+    t.equal(parseConfigText(`proxy: { parent: "${good}" }\n`, 'p.yaml').proxy.parent, good, good)
+  }
 })
 
 t.test('YAML syntax errors, non-mappings, unreadable files', async t => {

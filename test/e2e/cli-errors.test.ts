@@ -67,3 +67,27 @@ t.test('lists --help, check --help, report --help: usage, exit 0; report --since
   t.equal(r.code, 0, r.err)
   t.match(r.out, /10\.4\.4\.4/)
 })
+
+t.test('a reader that goes away (`| head -1`) ends the command quietly, with its own exit code', async t => {
+  const bad = Array.from({ length: 20_000 }, (_, i) => `bad line ${i} !!`).join('\n')
+  const dir = t.testdir({ 'bad.txt': `${bad}\n` })
+  for (const [cmd, code] of [['validate', 0], ['lists', 0]] as const) {
+    const cfg = join(dir, `${cmd}.yaml`)
+    writeFileSync(cfg, 'dns: { upstreams: ["udp://127.0.0.1:9"] }\nlists:\n  x: { files: [bad.txt], action: block }\n')
+    const r = await new Promise<{ code: number | null; first: string; err: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, cmd, '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let first = ''
+      let err = ''
+      child.stdout.once('data', d => {
+        first = String(d).split('\n')[0]!
+        child.stdout.destroy()                   // as head does after its line
+      })
+      child.stderr.on('data', d => { err += d })
+      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`timeout: ${cmd}`)) }, 20_000)
+      child.on('exit', c => { clearTimeout(timer); resolve({ code: c, first, err }) })
+    })
+    t.match(r.first, cmd === 'validate' ? /valid, \d+ warnings/ : /^config: /, cmd)
+    t.equal(r.code, code, `${cmd}: its own exit code`)
+    t.notMatch(r.err, /EPIPE|Unhandled|node:events/, `${cmd}: no stack`)
+  }
+})

@@ -139,6 +139,29 @@ t.test('webhook: one JSON POST per alert, in order, with retries on 5xx', async 
   await w.idle()
 })
 
+t.test('webhook: user:password in the URL is sent as Basic authorization, and never shown', async t => {
+  const auths: (string | undefined)[] = []
+  const hook = await hookServer(t, (n, req, res) => { auths.push(req.headers.authorization); res.writeHead(n === 1 ? 503 : 204); res.end() })
+  const errors: Record<string, unknown>[] = []
+  const w = createWebhook({ url: `http://siem%40corp:s3cr%3At@127.0.0.1:${hook.port}/hook?token=abc&x=1`, backoff: 1 }, (m, f) => errors.push({ m, ...f }))
+  w.send(ev('10.0.0.1', 'a.ngrok.io'), {}, () => {})
+  await w.idle()
+  await w.close()
+  t.same(auths, [1, 2].map(() => `Basic ${Buffer.from('siem@corp:s3cr:t').toString('base64')}`), 'decoded user and password, on every attempt')
+  t.equal(hook.bodies.length, 2, 'delivered on the retry')
+  t.equal(errors.length, 1)
+  t.equal(errors[0]!.url, `http://siem%40corp:***@127.0.0.1:${hook.port}/hook?token=***&x=***`, 'the failure line hides the password and the query values')
+  t.notMatch(JSON.stringify(errors), /s3cr|abc/)
+  // an Authorization header of the config's own wins over the URL's credentials
+  const seen: (string | undefined)[] = []
+  const hook2 = await hookServer(t, (_n, req, res) => { seen.push(req.headers.authorization); res.writeHead(204); res.end() })
+  const w2 = createWebhook({ url: `http://u:p@127.0.0.1:${hook2.port}/`, headers: { Authorization: 'Bearer tok' } }, () => {})
+  w2.send(ev('10.0.0.1', 'a.ngrok.io'), {}, () => {})
+  await w2.idle()
+  await w2.close()
+  t.same(seen, ['Bearer tok'])
+})
+
 t.test('webhook: 4xx is not retried; retries run out; queue bound; each alert given up is a line', async t => {
   const hook = await hookServer(t, (n, _req, res) => { res.writeHead(n === 1 ? 400 : 500); res.end() })
   const errors: Record<string, unknown>[] = []
