@@ -101,6 +101,8 @@ export const configSchema = z.strictObject({
     trustForwardedFrom: z.array(cidr).default([]),
     headerTimeout: duration.default(10_000),
     helloTimeout: duration.default(10_000),
+    // a ClientHello with Encrypted Client Hello (its real server name hidden): logged, or refused
+    ech: z.enum(['log', 'block']).default('log'),
     idleTimeout: duration.default(300_000),
     maxHeaderBytes: z.number().int().min(1024).default(16_384),
     maxConnections: z.number().int().min(1).default(4096),

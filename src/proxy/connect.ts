@@ -11,6 +11,9 @@ import { isRetryRequest } from './retry.js'
 import { MAX_HELLO_BYTES } from './sni.js'
 import { dial, dialParent, UpstreamError } from './upstream.js'
 
+/** Why proxy.ech: block refuses a ClientHello (after "the ClientHello"). */
+const ECH_HIDES = 'uses Encrypted Client Hello (proxy.ech: block): its real server name is hidden'
+
 /** What the CONNECT path reads of a request: node's IncomingMessage or a head read by parseConnectHead. */
 export interface ConnectRequest {
   readonly url?: string
@@ -27,7 +30,9 @@ export interface ConnectRequest {
  * are decided on the CONNECT host alone and logged with `tunnelguard.sni_status` not-tls / none;
  * a malformed or oversized ClientHello, or another TLS record (an alert) before it, is blocked
  * (fail closed); a hello that does not complete
- * within proxy.helloTimeout closes the tunnel without dialling. After the 200 a parent or dial
+ * within proxy.helloTimeout closes the tunnel without dialling. A hello with Encrypted Client Hello
+ * is decided on its outer SNI and logged with `tunnelguard.ech`; with proxy.ech: block it is
+ * refused (the first hello, or the second after a HelloRetryRequest). After the 200 a parent or dial
  * failure can only close the tunnel; the status it would have had (502/504) is on the close line.
  */
 export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectRequest, socket: Socket, head: Buffer): Promise<void> {
@@ -92,9 +97,11 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     extra['tunnelguard.sni_status'] = result.names.length === 0 ? 'none' : 'ok'
     if (result.ech) extra['tunnelguard.ech'] = true
     sni = result.names[0]
+    let outer = first.name                                          // the name the hello is refused under
     for (const n of result.names) {
       const d = snap.policy.decide(client.ip, n, 'sni')
       decision = worse(decision, d)
+      outer = d.name
       if (d.name === first.name) continue                         // its CNAME chain was decided by route
       mismatch(ctx, client, target, first.name, d.name, extra)
       if (blocks(d)) continue
@@ -102,6 +109,10 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
       decision = worse(decision, chain.cname)
       if (chain.cnames.length > 0) extra['tunnelguard.sni_cnames'] = chain.cnames
       if (chain.error !== undefined) extra['tunnelguard.sni_chain_error'] = chain.error
+    }
+    // a list's block says more than the setting's: the setting refuses what would go through
+    if (result.ech && cfg.ech === 'block' && !blocks(decision)) {
+      decision = denial(snap, client.ip, outer, 'sni', `the ClientHello ${ECH_HIDES}`, 'proxy.ech', decision)
     }
   } else if (result.kind === 'invalid') {
     extra['tunnelguard.sni_status'] = 'invalid'
@@ -126,13 +137,17 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     const name = again.kind === 'hello' ? again.names[0] : undefined
     const d = name === undefined ? undefined : snap.policy.decide(client.ip, name, 'sni')
     const firstName = sni === undefined ? undefined : snap.policy.decide(client.ip, sni, 'sni').name
-    if (again.kind === 'hello' && d?.name === firstName) return true
-    const why = again.kind === 'hello'
-      ? `the ClientHello after a HelloRetryRequest names ${name ?? 'no server'} where the first named ${sni ?? 'none'}`
-      : `malformed ClientHello after a HelloRetryRequest (${again.kind === 'invalid' ? again.reason : 'not TLS'})`
-    const refusal = denial(snap, client.ip, d?.name ?? first.name, 'sni', `${why}: blocked, fail closed`, undefined, d)
+    const same = again.kind === 'hello' && d?.name === firstName
+    const ech = again.kind === 'hello' && again.ech
+    // the same name passes, unless this hello brings ECH under proxy.ech: block (a first one with ECH was refused already)
+    if (same && !(ech && cfg.ech === 'block')) return true
+    const why = same ? `the ClientHello after a HelloRetryRequest ${ECH_HIDES}`
+      : again.kind === 'hello'
+        ? `the ClientHello after a HelloRetryRequest names ${name ?? 'no server'} where the first named ${sni ?? 'none'}: blocked, fail closed`
+        : `malformed ClientHello after a HelloRetryRequest (${again.kind === 'invalid' ? again.reason : 'not TLS'}): blocked, fail closed`
+    const refusal = denial(snap, client.ip, d?.name ?? first.name, 'sni', why, same ? 'proxy.ech' : undefined, d)
     conn.close['error.message'] = `blocked: ${refusal.reason}`
-    emit(refusal, r.ip, name, { ...extra, 'tunnelguard.sni_status': 'retry' })
+    emit(refusal, r.ip, name, { ...extra, 'tunnelguard.sni_status': 'retry', ...(ech ? { 'tunnelguard.ech': true } : {}) })
     return false
   }
   await tunnel(ctx, conn, socket, target, r.ip, sets.parent, data, retry, cfg.helloTimeout)
