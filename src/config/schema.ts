@@ -117,6 +117,10 @@ export const configSchema = z.strictObject({
     trustForwardedFrom: z.array(cidr).default([]),
     headerTimeout: duration.default(10_000),
     helloTimeout: duration.default(10_000),
+    // a ClientHello with Encrypted Client Hello (its real server name hidden): logged, or refused
+    ech: z.enum(['log', 'block']).default('log'),
+    // bytes after CONNECT that are not TLS: an HTTP request's first head decided (Host, URL host), or refused
+    nonTls: z.enum(['decide', 'block']).default('decide'),
     idleTimeout: duration.default(300_000),
     maxHeaderBytes: z.number().int().min(1024).default(16_384),
     maxConnections: z.number().int().min(1).default(4096),

@@ -17,7 +17,8 @@ const CRLFCRLF = Buffer.from('\r\n\r\n')
  */
 export const MAX_HEADER_FIELDS = 100
 const START = /^CONNECT ([A-Za-z0-9._:[\]-]+) HTTP\/1\.1$/
-const FIELD = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/
+/** One header field line, `name: value` (the value without the whitespace around it). */
+export const FIELD = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/
 
 /**
  * The fast path of the proxy's front door: `buf` (the first bytes a client sent) read as a

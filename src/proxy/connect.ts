@@ -9,7 +9,11 @@ import { ReadRelay } from './relay.js'
 import { rawResponse } from './responses.js'
 import { isRetryRequest } from './retry.js'
 import { MAX_HELLO_BYTES } from './sni.js'
+import { decidePlain } from './tunnel-http.js'
 import { dial, dialParent, UpstreamError } from './upstream.js'
+
+/** Why proxy.ech: block refuses a ClientHello (after "the ClientHello"). */
+const ECH_HIDES = 'uses Encrypted Client Hello (proxy.ech: block): its real server name is hidden'
 
 /** What the CONNECT path reads of a request: node's IncomingMessage or a head read by parseConnectHead. */
 export interface ConnectRequest {
@@ -19,16 +23,23 @@ export interface ConnectRequest {
 
 /**
  * CONNECT: decide the CONNECT host before any outbound connection (403 on block); resolve it
- * once and check every address; answer 200; read the ClientHello and decide its SNI name, and
- * the CNAME chain of an SNI that is not the CONNECT host (the worse of all wins); close on
- * block, else dial (direct, or CONNECT through the parent) and splice, the bytes already read first.
+ * once and check every address; answer 200; read the first bytes: a ClientHello's SNI name, or
+ * the Host (and absolute-form URL host) of a plain HTTP request, is decided, with the CNAME chain
+ * of such a name that is not the CONNECT host (the worse of all wins); close on block, else dial
+ * (direct, or CONNECT through the parent) and splice, the bytes already read first.
  *
- * Documented rules: bytes that are not TLS (plain protocol, SSLv2 hello) and TLS without SNI
- * are decided on the CONNECT host alone and logged with `tunnelguard.sni_status` not-tls / none;
- * a malformed or oversized ClientHello, or another TLS record (an alert) before it, is blocked
- * (fail closed); a hello that does not complete
- * within proxy.helloTimeout closes the tunnel without dialling. After the 200 a parent or dial
- * failure can only close the tunnel; the status it would have had (502/504) is on the close line.
+ * Documented rules: TLS without SNI is decided on the CONNECT host alone (`tunnelguard.sni_status`
+ * none); a malformed or oversized ClientHello, or another TLS record (an alert) before it, is
+ * blocked (fail closed); a hello that does not complete within proxy.helloTimeout closes the
+ * tunnel without dialling. A hello with Encrypted Client Hello is decided on its outer SNI and
+ * logged with `tunnelguard.ech`; with proxy.ech: block it is refused (the first hello, or the
+ * second after a HelloRetryRequest). Bytes that are not TLS: with proxy.nonTls: block the tunnel
+ * is refused; with `decide` (the default) an HTTP/1.x request's head is read within the same
+ * helloTimeout and proxy.maxHeaderBytes and its names decided (sni_status http; a head that is
+ * malformed, too large or late is blocked, http-invalid), and only the first request: later ones
+ * on a kept-alive tunnel are not read; other bytes (another protocol, an SSLv2 hello) are decided
+ * on the CONNECT host alone (not-tls). After the 200 a parent or dial failure can only close the
+ * tunnel; the status it would have had (502/504) is on the close line.
  */
 export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectRequest, socket: Socket, head: Buffer): Promise<void> {
   conn.requests++
@@ -56,10 +67,10 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   }
   conn.close['destination.domain'] = target.host
   conn.close['destination.port'] = target.port
-  const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>) => {
+  const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>, urlDomain?: string) => {
     ctx.evidence.decision({
       message: 'proxy.connect', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-      destination: { domain: target.host, ip, port: target.port }, sni, extra,
+      destination: { domain: target.host, ip, port: target.port }, sni, urlDomain, extra,
     })
   }
   const first = decideTarget(snap, client.ip, target, 'connect')
@@ -85,16 +96,23 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     return refuse(r.status, r.reason)
   }
   socket.write('HTTP/1.1 200 Connection established\r\n\r\n')
-  const { result, data } = await readClientHello(socket, head, cfg.helloTimeout, MAX_HELLO_BYTES)
+  const since = ctx.clock()
+  const hello = await readClientHello(socket, head, cfg.helloTimeout, MAX_HELLO_BYTES)
+  const result = hello.result
+  let data = hello.data
   const extra: Record<string, unknown> = { ...cnames }
   let sni: string | undefined
+  let urlDomain: string | undefined
+  let gone = result.kind === 'timeout' || result.kind === 'eof' ? `no ClientHello (${result.kind})` : undefined
   if (result.kind === 'hello') {
     extra['tunnelguard.sni_status'] = result.names.length === 0 ? 'none' : 'ok'
     if (result.ech) extra['tunnelguard.ech'] = true
     sni = result.names[0]
+    let outer = first.name                                          // the name the hello is refused under
     for (const n of result.names) {
       const d = snap.policy.decide(client.ip, n, 'sni')
       decision = worse(decision, d)
+      outer = d.name
       if (d.name === first.name) continue                         // its CNAME chain was decided by route
       mismatch(ctx, client, target, first.name, d.name, extra)
       if (blocks(d)) continue
@@ -103,17 +121,30 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
       if (chain.cnames.length > 0) extra['tunnelguard.sni_cnames'] = chain.cnames
       if (chain.error !== undefined) extra['tunnelguard.sni_chain_error'] = chain.error
     }
+    // a list's block says more than the setting's: the setting refuses what would go through
+    if (result.ech && cfg.ech === 'block' && !blocks(decision)) {
+      decision = denial(snap, client.ip, outer, 'sni', `the ClientHello ${ECH_HIDES}`, 'proxy.ech', decision)
+    }
   } else if (result.kind === 'invalid') {
     extra['tunnelguard.sni_status'] = 'invalid'
     decision = worse(decision, denial(snap, client.ip, first.name, 'sni', `malformed ClientHello (${result.reason}): blocked, fail closed`, undefined, decision))
+  } else if (result.kind === 'not-tls') {
+    // an HTTP request's head is decided on its Host (proxy.nonTls: decide); other bytes on the CONNECT host alone
+    const plain = await decidePlain(ctx, snap, client, target, first, decision, socket, data, cfg.helloTimeout - Number((ctx.clock() - since) / 1_000_000n))
+    decision = plain.decision
+    data = plain.data
+    Object.assign(extra, plain.extra)
+    urlDomain = plain.urlDomain
+    gone = plain.gone
+    if (plain.host !== undefined) conn.close['tunnelguard.host_header'] = plain.host
   } else {
-    extra['tunnelguard.sni_status'] = result.kind                     // not-tls: decided on the CONNECT host alone
+    extra['tunnelguard.sni_status'] = result.kind                     // timeout, eof
   }
   if (sni !== undefined) conn.close['tls.client.server_name'] = sni
   conn.close['destination.ip'] = r.ip
-  emit(decision, r.ip, sni, extra)
-  if (result.kind === 'timeout' || result.kind === 'eof' || blocks(decision)) {
-    conn.close['error.message'] = blocks(decision) ? `blocked: ${decision.reason}` : `no ClientHello (${result.kind})`
+  emit(decision, r.ip, sni, extra, urlDomain)
+  if (gone !== undefined || blocks(decision)) {
+    conn.close['error.message'] = blocks(decision) ? `blocked: ${decision.reason}` : gone
     socket.destroy()
     return
   }
@@ -126,13 +157,17 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     const name = again.kind === 'hello' ? again.names[0] : undefined
     const d = name === undefined ? undefined : snap.policy.decide(client.ip, name, 'sni')
     const firstName = sni === undefined ? undefined : snap.policy.decide(client.ip, sni, 'sni').name
-    if (again.kind === 'hello' && d?.name === firstName) return true
-    const why = again.kind === 'hello'
-      ? `the ClientHello after a HelloRetryRequest names ${name ?? 'no server'} where the first named ${sni ?? 'none'}`
-      : `malformed ClientHello after a HelloRetryRequest (${again.kind === 'invalid' ? again.reason : 'not TLS'})`
-    const refusal = denial(snap, client.ip, d?.name ?? first.name, 'sni', `${why}: blocked, fail closed`, undefined, d)
+    const same = again.kind === 'hello' && d?.name === firstName
+    const ech = again.kind === 'hello' && again.ech
+    // the same name passes, unless this hello brings ECH under proxy.ech: block (a first one with ECH was refused already)
+    if (same && !(ech && cfg.ech === 'block')) return true
+    const why = same ? `the ClientHello after a HelloRetryRequest ${ECH_HIDES}`
+      : again.kind === 'hello'
+        ? `the ClientHello after a HelloRetryRequest names ${name ?? 'no server'} where the first named ${sni ?? 'none'}: blocked, fail closed`
+        : `malformed ClientHello after a HelloRetryRequest (${again.kind === 'invalid' ? again.reason : 'not TLS'}): blocked, fail closed`
+    const refusal = denial(snap, client.ip, d?.name ?? first.name, 'sni', why, same ? 'proxy.ech' : undefined, d)
     conn.close['error.message'] = `blocked: ${refusal.reason}`
-    emit(refusal, r.ip, name, { ...extra, 'tunnelguard.sni_status': 'retry' })
+    emit(refusal, r.ip, name, { ...extra, 'tunnelguard.sni_status': 'retry', ...(ech ? { 'tunnelguard.ech': true } : {}) })
     return false
   }
   await tunnel(ctx, conn, socket, target, r.ip, sets.parent, data, retry, cfg.helloTimeout)

@@ -1,12 +1,8 @@
 import type { Socket } from 'node:net'
 import { parseClientHello, type HelloResult } from './sni.js'
 
-export type HelloRead =
-  | HelloResult
-  /** The deadline passed before the hello was complete. */
-  | { readonly kind: 'timeout' }
-  /** The client closed (or reset) before the hello was complete. */
-  | { readonly kind: 'eof' }
+/** A ClientHello read: parsed, or the client sent no more before it was complete (Gone). */
+export type HelloRead = HelloResult | Gone
 
 /**
  * Where the ClientHello starts past change_cipher_spec records (TLS 1.3's middlebox compatibility
@@ -21,20 +17,30 @@ function pastCcs(buf: Buffer): number {
   return off
 }
 
+/** The client sent no more: the deadline passed, or it closed (or reset) first. */
+export type Gone = { readonly kind: 'timeout' } | { readonly kind: 'eof' }
+
 /**
- * Read from `socket` until the ClientHello is complete, proven not TLS, invalid, or over
- * `maxBytes`, within a total deadline of `timeoutMs` (not an idle timer: a hello dripped a byte
- * at a time still has to finish in time). Resolves with what was read; the socket is left paused.
- * `afterRetry`: the second hello after a HelloRetryRequest, which change_cipher_spec records may
- * precede (they are passed over, and kept in `data`).
+ * Read from `socket`, after the bytes of `head`, until `step` returns a result, within a total
+ * deadline of `timeoutMs` (not an idle timer: bytes dripped one at a time still have to arrive in
+ * time). `step` is called whenever there are bytes, with their count and `bytes()`, which joins
+ * them into one buffer (a step that knows it needs more can return undefined without joining).
+ * Resolves with the result and what was read; the socket is left paused.
  */
-export function readClientHello(socket: Socket, head: Buffer, timeoutMs: number, maxBytes: number,
-  afterRetry = false): Promise<{ result: HelloRead; data: Buffer }> {
+export function readFrom<R>(socket: Socket, head: Buffer, timeoutMs: number,
+  step: (bytes: () => Buffer, total: number) => R | undefined): Promise<{ result: R | Gone; data: Buffer }> {
   return new Promise(resolve => {
     const chunks: Buffer[] = head.length > 0 ? [head] : []
     let total = head.length
-    let need = 1
-    const done = (result: HelloRead) => {
+    const bytes = () => {
+      if (chunks.length > 1) {
+        const buf = Buffer.concat(chunks)
+        chunks.length = 0
+        chunks.push(buf)
+      }
+      return chunks[0]!
+    }
+    const done = (result: R | Gone) => {
       clearTimeout(timer)
       socket.off('data', onData)
       socket.off('end', onEnd)
@@ -42,43 +48,51 @@ export function readClientHello(socket: Socket, head: Buffer, timeoutMs: number,
       socket.pause()
       resolve({ result, data: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) })
     }
-    const step = (): boolean => {
-      if (total < need) return false
-      let buf = chunks[0]!
-      if (chunks.length > 1) {
-        buf = Buffer.concat(chunks)
-        chunks.length = 0
-        chunks.push(buf)
-      }
-      const off = afterRetry ? pastCcs(buf) : 0
-      if (off > maxBytes || (off < 0 && total > maxBytes)) {
-        done({ kind: 'invalid', reason: 'change_cipher_spec records over the cap' })
-        return true
-      }
-      if (off < 0) {
-        need = total + 1
-        return false
-      }
-      const r = parseClientHello(off === 0 ? buf : buf.subarray(off), maxBytes)
-      if (r.kind === 'partial') {
-        need = off + r.need
-        return false
-      }
+    const check = (): boolean => {
+      const r = total === 0 ? undefined : step(bytes, total)
+      if (r === undefined) return false
       done(r)
       return true
     }
     const onData = (b: Buffer) => {
       chunks.push(b)
       total += b.length
-      step()
+      check()
     }
     const onEnd = () => done({ kind: 'eof' })
     const timer = setTimeout(() => done({ kind: 'timeout' }), timeoutMs)
-    if (step()) return
+    if (check()) return
     if (socket.destroyed || socket.readableEnded) return done({ kind: 'eof' })     // gone while the name resolved
     socket.on('data', onData)
     socket.once('end', onEnd)
     socket.once('close', onEnd)
     socket.resume()
+  })
+}
+
+/**
+ * Read from `socket` until the ClientHello is complete, proven not TLS, invalid, or over
+ * `maxBytes`, within a total deadline of `timeoutMs` (see readFrom). Resolves with what was read;
+ * the socket is left paused. `afterRetry`: the second hello after a HelloRetryRequest, which
+ * change_cipher_spec records may precede (they are passed over, and kept in `data`).
+ */
+export function readClientHello(socket: Socket, head: Buffer, timeoutMs: number, maxBytes: number,
+  afterRetry = false): Promise<{ result: HelloRead; data: Buffer }> {
+  let need = 1
+  return readFrom<HelloResult>(socket, head, timeoutMs, (bytes, total) => {
+    if (total < need) return undefined
+    const buf = bytes()
+    const off = afterRetry ? pastCcs(buf) : 0
+    if (off > maxBytes || (off < 0 && total > maxBytes)) return { kind: 'invalid', reason: 'change_cipher_spec records over the cap' }
+    if (off < 0) {
+      need = total + 1
+      return undefined
+    }
+    const r = parseClientHello(off === 0 ? buf : buf.subarray(off), maxBytes)
+    if (r.kind === 'partial') {
+      need = off + r.need
+      return undefined
+    }
+    return r
   })
 }

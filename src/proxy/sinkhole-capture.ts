@@ -18,7 +18,8 @@ export interface SinkholeOptions {
   readonly clock?: () => bigint
 }
 
-type Named = { readonly name: string; readonly where: 'sni' | 'host' } | { readonly reason: string }
+/** `ech`: the ClientHello carries Encrypted Client Hello (the name is its outer SNI). */
+type Named = { readonly name: string; readonly where: 'sni' | 'host'; readonly ech?: boolean } | { readonly reason: string }
 
 /**
  * The bytes from the first handshake record on: TLS records of other types sent before the hello
@@ -43,7 +44,7 @@ export function nameOf(whole: Buffer, final: boolean): Named | undefined {
     const r = parseClientHello(buf)
     if (r.kind === 'partial') return final ? { reason: 'incomplete ClientHello' } : undefined
     if (r.kind === 'invalid') return { reason: `malformed ClientHello: ${r.reason}` }
-    return r.kind === 'hello' && r.names.length > 0 ? { name: r.names[0]!, where: 'sni' } : { reason: 'ClientHello without SNI' }
+    return r.kind === 'hello' && r.names.length > 0 ? { name: r.names[0]!, where: 'sni', ech: r.ech } : { reason: 'ClientHello without SNI' }
   }
   const end = buf.indexOf('\r\n\r\n')
   if (end < 0 && !final && buf.length < MAX_HELLO_BYTES) return undefined
@@ -107,6 +108,7 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Proxy
           message: 'sinkhole.capture', decision, client, transport: 'tcp', durationNs: Number(clock() - start),
           destination: { domain: own.name, port: localPort },
           ...(n.where === 'sni' ? { sni: n.name } : { urlDomain: own.name }),
+          extra: n.ech ? { 'tunnelguard.ech': true } : undefined,
         })
       })
     }

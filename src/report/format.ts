@@ -86,27 +86,39 @@ function fit(name: string, w: number): string {
   return name.length <= w ? name.padEnd(w) : '…' + name.slice(name.length - w + 1)
 }
 
-/** C0 controls but tab and newline, DEL and C1 controls (ESC starts terminal escape sequences). */
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g
+/** Backslash, C0 controls, DEL and C1 controls (a newline forges rows, ESC starts terminal escape sequences). */
+const CONTROL = /[\\\u0000-\u001f\u007f-\u009f]/g
+const NAMED: Readonly<Record<string, string>> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' }
+
+/**
+ * A text cell of the table with its controls escaped (\n, \r, \t, else \xNN) and its backslashes
+ * doubled, so that `a\nb` printed is told from a name holding a backslash and an `n`. Hostnames
+ * come from DHCP clients and names from whoever asked (a DNS label may hold any octet).
+ */
+export function escapeCell(s: string): string {
+  return s.replace(CONTROL, c => NAMED[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+}
 
 export function formatTable(r: ReportData): string {
   const out: string[] = []
   for (const c of r.clients) {
-    const who = [c.ip, c.hostname, c.domain, c.mac].filter(Boolean).join('  ')
+    // every text cell escaped (pairs' values are counts)
+    const who = [c.ip, c.hostname, c.domain, c.mac].filter(Boolean).map(v => escapeCell(v!)).join('  ')
     out.push(...wrap('CLIENT ', [who]))
     out.push(`  seen     ${short(c.first)} .. ${short(c.last)} UTC, ${plural(c.total, 'decision')}`)
-    out.push(...wrap('  actions  ', pairs(c.actions)))
-    const lists = listsOf(c).flatMap(l => l.entries.map((e, i) => `${i === 0 ? l.list + ': ' : ''}${e.entry} ${e.count}`))
+    out.push(...wrap('  actions  ', pairs(c.actions).map(escapeCell)))
+    const lists = listsOf(c).flatMap(l => l.entries.map((e, i) => `${i === 0 ? escapeCell(l.list) + ': ' : ''}${escapeCell(e.entry)} ${e.count}`))
     if (lists.length > 0) out.push(...wrap('  lists    ', lists))
-    out.push(...wrap('  seen in  ', pairs(c.where)))
+    out.push(...wrap('  seen in  ', pairs(c.where).map(escapeCell)))
     out.push(`  ${'NAME'.padEnd(30)} ${'COUNT'.padStart(6)} ${'FIRST (UTC)'.padEnd(19)} ${'LAST (UTC)'.padEnd(19)}`)
     for (const [name, n] of sortedNames(c)) {
-      out.push(`  ${fit(name, 30)} ${String(n.count).padStart(6)} ${short(n.first)} ${short(n.last)}`)
+      out.push(`  ${fit(escapeCell(name), 30)} ${String(n.count).padStart(6)} ${short(n.first)} ${short(n.last)}`)
       // the name decided on can be longer than the column: its own line(s), never cut
       if (n.matched.size > 0) {
         const m = matchedOf(n)
-        if (m.more) m.names.push(`${m.names.pop()} ${m.more}`)
-        out.push(...wrap('    → ', m.names))
+        const names = m.names.map(escapeCell)
+        if (m.more) names.push(`${names.pop()} ${m.more}`)
+        out.push(...wrap('    → ', names))
       }
     }
     if (c.otherNames > 0) out.push(`  ${'(other names)'.padEnd(30)} ${String(c.otherNames).padStart(6)}`)
@@ -121,6 +133,5 @@ export function formatTable(r: ReportData): string {
   if (k.malformed > 0) foot.push(`${plural(k.malformed, 'malformed line')} skipped`)
   if (r.errors.length > 0) foot.push(`${plural(r.errors.length, 'read error')} (see stderr)`)
   out.push(...wrap('', foot))
-  // hostnames come from DHCP clients and names from whoever asked: no terminal control characters
-  return out.join('\n').replace(CONTROL, '?') + '\n'
+  return out.join('\n') + '\n'
 }

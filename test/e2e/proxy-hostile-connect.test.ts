@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
-import { createServer } from 'node:net'
 import { exchange, fakeResolve, startTcpSink, testProxy, waitFor, type TestProxy } from '../fixtures/origin.js'
 import { clientHello, records, sniBody } from '../fixtures/client-hello.js'
+import { startRetryServer } from '../fixtures/retry-server.js'
 
 const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
 const status = (s: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(s)?.[1] ?? 0)
@@ -203,35 +203,6 @@ t.test('a refusal tells the client the name, entry and list, not where the list 
   t.match(h.data, new RegExp(`^HTTP/1\\.1 403[\\s\\S]*\\r\\n\\r\\n${d.action}: x\\.ngrok\\.io matches ${d.entry!.pattern.replace(/\./g, '\\.')} in list ${d.list}\\n$`))
   t.notMatch(h.data, d.entry!.source)
 })
-
-/** A TLS 1.3 server as far as a HelloRetryRequest: it answers the first ClientHello with one (or with a ServerHello), and keeps what comes after. */
-async function startRetryServer(t: Test, retry = true, split = false) {
-  const after: Buffer[] = []
-  const hrrRandom = Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex')
-  const srv = createServer(s => {
-    let got = Buffer.alloc(0)
-    let answered = false
-    const i = after.push(Buffer.alloc(0)) - 1
-    s.on('error', () => {})
-    s.on('data', b => {
-      if (answered) { after[i] = Buffer.concat([after[i]!, b]); return }
-      got = Buffer.concat([got, b])
-      if (got.length < 5 || got.length < 5 + got.readUInt16BE(3)) return
-      answered = true
-      // ServerHello: legacy_version, random (the HRR value, or another), empty session id, suite, compression
-      const body = Buffer.concat([Buffer.from([3, 3]), retry ? hrrRandom : Buffer.alloc(32, 1), Buffer.from([0, 0x13, 0x01, 0])])
-      const hs = Buffer.concat([Buffer.from([2, 0, 0, body.length]), body])
-      // split over two records, the random across them; with `split`, in two writes too
-      const out = Buffer.concat([Buffer.from([0x16, 3, 3, 0, 20]), hs.subarray(0, 20), Buffer.from([0x16, 3, 3, 0, hs.length - 20]), hs.subarray(20)])
-      if (!split) return void s.write(out)
-      s.write(out.subarray(0, 12))
-      setTimeout(() => s.write(out.subarray(12)), 50)
-    })
-  })
-  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
-  t.teardown(() => srv.close())
-  return { port: (srv.address() as { port: number }).port, after }
-}
 
 t.test('a second ClientHello after a HelloRetryRequest must name what the first did (RFC 8446 4.1.2)', async t => {
   const srv = await startRetryServer(t)

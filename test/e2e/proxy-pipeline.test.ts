@@ -162,7 +162,7 @@ t.test('a CONNECT after pipelined requests held for reading still tunnels once t
   const n = MAX_WAITING + 8
   c.s.write(Array.from({ length: n }, (_, i) => GET(origin.port, `/${i}`)).join('') + `CONNECT 127.0.0.1:${sinkPort} HTTP/1.1\r\nHost: x\r\n\r\n`)
   t.ok(await waitFor(() => /HTTP\/1\.1 200 Connection established/.test(c.data())), 'the CONNECT is answered after the requests')
-  c.s.write('not tls')
+  c.s.write('not tls\r\n')
   t.ok(await waitFor(() => c.data().endsWith('tunnelled')))
   t.equal((c.data().match(/^HTTP\/1\.1 200 OK/gm) ?? []).length, n)
 })

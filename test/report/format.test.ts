@@ -105,11 +105,30 @@ t.test('the table prints no terminal control characters from hostnames or names'
   const agg = new Aggregator()
   agg.add(e({ hostname: 'evil\u001b]0;pwned\u0007', name: 'x\u001b[2Jy.ngrok.io', mac: 'aa:bb\u009b' }))
   const table = formatTable(data(agg))
-  t.notMatch(table, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, 'no ESC, BEL, CSI or other controls')
-  t.match(table, 'evil?]0;pwned?')
-  t.match(table, 'x?[2Jy.ngrok.io')
-  t.match(table, 'aa:bb?')
+  t.notMatch(table, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, 'no ESC, BEL, CSI or other controls')
+  t.match(table, 'evil\\x1b]0;pwned\\x07')
+  t.match(table, 'x\\x1b[2Jy.ngrok.io')
+  t.match(table, 'aa:bb\\x9b')
   t.match(JSON.parse(formatJson(data(agg))).clients[0].hostname, 'evil\u001b]0;pwned\u0007', 'json keeps the data as it was (escaped)')
+})
+
+t.test('a name with a newline, a tab or a backslash cannot forge rows: every text cell is escaped', async t => {
+  const agg = new Aggregator()
+  // a row (and a client) of its own if the newline were printed as it is
+  const forged = 'a.example\nCLIENT 10.6.6.6'
+  agg.add(e({ name: forged, matched: 'b\\n\rc.ngrok.io', list: 'l\tist', entry: 'ngrok\n.io', where: 'sni\nx', action: 'block\u0000', domain: 'pc\\lan', mac: '\u007f' }))
+  const table = formatTable(data(agg))
+  t.same(table.split('\n').filter(l => l.startsWith('CLIENT')), ['CLIENT 10.0.0.1  pc\\\\lan  \\x7f'], 'one client, and no forged one')
+  t.match(table, /\n {2}a\.example\\nCLIENT 10\.6\.6\.6 +1 2026-11-21 10:00:00 2026-11-21 10:00:00\n/, 'the name on its own row')
+  t.match(table, '\n    → b\\\\n\\rc.ngrok.io\n', 'a backslash is doubled, so it is told from an escape')
+  t.match(table, '  lists    l\\tist: ngrok\\n.io 1\n')
+  t.match(table, '  actions  block\\x00 1\n')
+  t.match(table, '  seen in  sni\\nx 1\n')
+  t.match(table, 'CLIENT 10.0.0.1  pc\\\\lan  \\x7f\n')
+  t.notMatch(table, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/)
+  const j = JSON.parse(formatJson(data(agg)))
+  t.equal(j.clients[0].names[0].name, forged, 'json keeps the name as it was')
+  t.same(j.clients[0].names[0].matched, ['b\\n\rc.ngrok.io'])
 })
 
 t.test('the names decided on (or behind an address) beside the name asked', async t => {

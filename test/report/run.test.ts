@@ -222,6 +222,29 @@ t.test('the name decided on is shown beside the name asked (CNAME target, SNI of
   t.same(noPass.clients[0].names[0].matched, ['connect.ngrok-agent.com'], 'and the SNI that came with it')
 })
 
+t.test('a DNS name with a newline or an escape sequence is escaped in the table, kept in json', async t => {
+  let text = ''
+  const logger = createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { text += c; cb() } }), clock: () => T0 })
+  const snap = makeSnapshot()
+  const evidence = createEvidence({ logger, getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable() })
+  // labels may carry any octet: dns-packet decodes them into the name as they are
+  const name = 'a\nCLIENT 10.6.6.6\u001b[2J.ngrok.io'
+  evidence.decision({ message: 'dns.query', decision: snap.policy.decide('10.0.0.9', name, 'qname'), client: { ip: '10.0.0.9', port: 40000 }, transport: 'udp',
+    durationNs: 1, dns: { name, type: 'A', rcode: 'NOERROR' } })
+  t.match(text, '"question":{"name":"a\\nCLIENT 10.6.6.6\\u001b[2J.ngrok.io"', 'the log line has the name JSON-escaped')
+  const file = join(dir, 'control.log')
+  writeFileSync(file, text)
+
+  const table = await report({ files: [file] })
+  t.same(table.split('\n').filter(l => l.startsWith('CLIENT')), ['CLIENT 10.0.0.9'], 'no forged client row')
+  // names are folded to lowercase by report; the row keeps the end of a name longer than its column
+  t.match(table, '\n  NAME                            COUNT FIRST (UTC)         LAST (UTC)         \n  …ient 10.6.6.6\\x1b[2j.ngrok.io      1 2026-11-21 10:00:00 2026-11-21 10:00:00\n\n',
+    'the name on one row, escaped')
+  t.notMatch(table, /\u001b/, 'no ESC reaches the terminal')
+  const j = JSON.parse(await report({ files: [file], format: 'json' }))
+  t.equal(j.clients[0].names[0].name, name.toLowerCase(), 'json: the name as it was (folded)')
+})
+
 /**
  * The log of the user test's runs, written by the real evidence with names as ClientNames adds
  * them; and the live table the same evidence filled.

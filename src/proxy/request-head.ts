@@ -1,0 +1,105 @@
+import { FIELD } from './connect-head.js'
+
+/** What the first bytes in a CONNECT tunnel are, when they are not TLS. */
+export type RequestHead =
+  /** No HTTP/1.x request line: another protocol. */
+  | { readonly kind: 'not-http' }
+  /** An HTTP/1.x request that cannot be read safely (see RequestHeadParser): fail closed. */
+  | { readonly kind: 'invalid'; readonly reason: string }
+  /**
+   * A complete request head. `host`: the Host field's value (without the whitespace around it;
+   * undefined without one); `target`: the request-target as sent; `length`: the bytes of the head.
+   */
+  | { readonly kind: 'head'; readonly target: string; readonly host?: string; readonly length: number }
+
+const NOT_HTTP: RequestHead = { kind: 'not-http' }
+const invalid = (reason: string): RequestHead => ({ kind: 'invalid', reason })
+
+/** tchar (RFC 9110 5.6.2): the bytes of a method. */
+const TCHAR = new Uint8Array(256)
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1
+const HTTP_1 = Buffer.from('HTTP/1.')
+const SP = 0x20
+const CR = 0x0d
+const LF = 0x0a
+
+/** Where the parser is: in the method, the target, the version, or the field lines. */
+const METHOD = 0
+const TARGET = 1
+const VERSION = 2
+const FIELDS = 3
+
+/**
+ * An HTTP/1.x request head read as a lenient origin server reads it (Go's net/http, which tunnel
+ * edges run): `METHOD SP target SP HTTP/1.d`, lines ended by CRLF or a bare LF, empty lines
+ * before the request line passed over, any token as the method, any visible bytes in the target.
+ * What is no such request line (a control byte or a space out of place, another version) is
+ * `not-http` as soon as it shows. What would be HTTP but cannot be read safely is `invalid`: a
+ * head not complete within `maxBytes`, a field line that is not `name: value` (obs-fold, a space
+ * before the colon), two Host fields, and HTTP/2 with prior knowledge (`PRI * HTTP/2.0`, whose
+ * authority is in compressed frames).
+ *
+ * `parse` is given every byte so far (the same bytes and more at each call) and resumes where it
+ * stopped, so a head dripped a byte at a time is scanned once.
+ */
+export class RequestHeadParser {
+  private state = METHOD
+  private pos = 0
+  /** Where the method starts (after empty lines), the two spaces of the request line, the current field line. */
+  private start = 0
+  private sp1 = 0
+  private sp2 = 0
+  private line = 0
+  private host: string | undefined
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** The head, what it is not, or undefined while more bytes are needed. */
+  parse(buf: Buffer): RequestHead | undefined {
+    const stop = Math.min(buf.length, this.maxBytes)
+    for (; this.pos < stop; this.pos++) {
+      const c = buf[this.pos]!
+      if (this.state === METHOD) {
+        if (TCHAR[c] === 1) continue
+        if (c === SP && this.pos > this.start) {
+          this.sp1 = this.pos
+          this.state = TARGET
+        } else if ((c === CR || c === LF) && this.pos === this.start) this.start++
+        else return NOT_HTTP
+      } else if (this.state === TARGET) {
+        if (c > SP && c !== 0x7f) continue
+        if (c !== SP || this.pos === this.sp1 + 1) return NOT_HTTP
+        this.sp2 = this.pos
+        this.state = VERSION
+      } else if (this.state === VERSION) {
+        const i = this.pos - this.sp2 - 1                       // HTTP/1.d, then CRLF or LF
+        const ok = i < HTTP_1.length ? c === HTTP_1[i] : i === HTTP_1.length ? c >= 0x30 && c <= 0x39
+          : c === LF || (i === HTTP_1.length + 1 && c === CR)
+        if (!ok) return i === 5 && c === 0x32 && buf.toString('latin1', this.start, this.sp2) === 'PRI *' ? invalid('HTTP/2 with prior knowledge') : NOT_HTTP
+        if (c === LF) {
+          this.state = FIELDS
+          this.line = this.pos + 1
+        }
+      } else if (c === LF) {
+        const end = this.pos > this.line && buf[this.pos - 1] === CR ? this.pos - 1 : this.pos
+        if (end === this.line) {
+          return { kind: 'head', target: buf.toString('latin1', this.sp1 + 1, this.sp2), host: this.host, length: this.pos + 1 }
+        }
+        const bad = this.field(buf.toString('latin1', this.line, end))
+        if (bad !== undefined) return invalid(bad)
+        this.line = this.pos + 1
+      }
+    }
+    return this.pos >= this.maxBytes ? invalid(`request head over ${this.maxBytes} bytes`) : undefined
+  }
+
+  /** Why a field line cannot be read, or undefined (a Host field is kept). */
+  private field(text: string): string | undefined {
+    const f = FIELD.exec(text)
+    if (!f) return 'a header line that is not "name: value"'
+    if (f[1]!.toLowerCase() !== 'host') return undefined
+    if (this.host !== undefined) return 'more than one Host header'
+    this.host = f[2]!
+    return undefined
+  }
+}

@@ -1,0 +1,183 @@
+// Plain HTTP inside a CONNECT tunnel: the first request's Host (and an absolute-form URL's host)
+// is decided like plain HTTP's, so that CONNECT <an edge's address>:80 and then
+// `Host: x.ngrok-free.app` is no way around the lists; proxy.nonTls: block refuses anything but TLS.
+import t, { type Test } from 'tap'
+import type { ConfigInput } from '../../src/config/schema.js'
+import { eventKind } from '../../src/observe/ecs.js'
+import { clientHello, records } from '../fixtures/client-hello.js'
+import { exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
+
+const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
+const status = (s: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(s)?.[1] ?? 0)
+
+async function setup(t: Test, proxy: NonNullable<ConfigInput['proxy']> = {}) {
+  const origin = await startOrigin(t)
+  const resolve = fakeResolve({
+    'site.example': ['127.0.0.1'], 'a.trycloudflare.com': ['127.0.0.1'],
+    'custom.example': { addresses: ['203.0.113.5'], cnames: ['abc.ngrok-free.app'] },
+  })
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [origin.port], ...proxy } }, resolve })
+  const curl = (args: string[]) => run('curl', ['-sS', '-i', '-p', '-x', `http://127.0.0.1:${p.port}`, '--max-time', '5', ...args])
+  return { origin, p, curl, resolve }
+}
+
+const closeLines = (p: Awaited<ReturnType<typeof setup>>['p']) => p.ev.messages.filter(m => m.msg === 'proxy.close').map(m => m.fields!)
+
+t.test('curl --proxytunnel over plain http: a listed Host in the tunnel closes it undialled; an unlisted one goes through', async t => {
+  const { origin, p, curl } = await setup(t)
+  const url = `http://127.0.0.1:${origin.port}/`
+
+  const ok = await curl(['-H', 'Host: site.example', url])
+  t.equal(ok.code, 0, ok.stderr)
+  t.match(ok.stdout, /HTTP\/1\.1 200 Connection established\r\n\r\nHTTP\/1\.1 200 OK/)
+  t.equal(origin.requests.length, 1)
+  t.equal(origin.requests[0]!.headers.host, 'site.example', 'the origin got the request as sent')
+  t.match(p.ev.events.at(-1), {
+    message: 'proxy.connect', decision: { action: 'pass' }, destination: { domain: '127.0.0.1', port: origin.port },
+    extra: { 'tunnelguard.sni_status': 'http', 'tunnelguard.host_header': 'site.example', 'tunnelguard.mismatch': true },
+  })
+
+  // the bypass: CONNECT to an address, then the tunnel service's name in the Host header
+  const blocked = await curl(['-H', 'Host: X.Ngrok-Free.App:80', url])
+  t.not(blocked.code, 0, 'curl gets no answer')
+  t.match(blocked.stdout, /^HTTP\/1\.1 200 Connection established/, 'the CONNECT itself was answered')
+  t.notMatch(blocked.stdout, /200 OK/)
+  t.equal(origin.requests.length, 1, 'the origin is never contacted')
+  const ev = p.ev.events.at(-1)!
+  t.match(ev, {
+    message: 'proxy.connect', destination: { domain: '127.0.0.1' },
+    decision: { action: 'sinkhole', where: 'host', name: 'x.ngrok-free.app', list: 'ngrok' },
+    extra: { 'tunnelguard.sni_status': 'http', 'tunnelguard.host_header': 'x.ngrok-free.app', 'tunnelguard.mismatch': true },
+  })
+  t.equal(eventKind(ev.decision), 'alert')
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  t.match(closeLines(p).at(-1), { 'tunnelguard.host_header': 'x.ngrok-free.app', 'error.message': /^blocked: sinkhole: x\.ngrok-free\.app matches ngrok-free\.app/ })
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.host_mismatch').at(-1), { level: 'warn', fields: { 'destination.domain': '127.0.0.1', 'tunnelguard.host_header': 'x.ngrok-free.app' } })
+
+  // the same with --connect-to, as a client whose DNS is not ours would do it
+  const to = await run('curl', ['-sS', '-p', '-x', `http://127.0.0.1:${p.port}`, '--max-time', '5',
+    '--connect-to', `abc.ngrok-free.app:80:127.0.0.1:${origin.port}`, 'http://abc.ngrok-free.app/'])
+  t.not(to.code, 0)
+  t.equal(origin.requests.length, 1)
+  t.match(p.ev.events.at(-1), { destination: { domain: '127.0.0.1' }, decision: { action: 'sinkhole', where: 'host', name: 'abc.ngrok-free.app' } })
+})
+
+t.test('the Host\'s CNAME chain; an absolute-form URL host; the CONNECT host\'s own name', async t => {
+  const { origin, p, resolve } = await setup(t)
+  const target = `127.0.0.1:${origin.port}`
+  const custom = await exchange(p.port, [CONNECT(target), 'GET / HTTP/1.1\r\nHost: custom.example\r\n\r\n'])
+  t.equal(status(custom.data), 200)
+  t.ok(custom.closed)
+  t.match(p.ev.events.at(-1), {
+    decision: { action: 'sinkhole', where: 'cname', name: 'abc.ngrok-free.app' },
+    extra: { 'tunnelguard.host_cnames': ['abc.ngrok-free.app'], 'tunnelguard.host_header': 'custom.example' },
+  })
+  const nx = await exchange(p.port, [CONNECT(target), 'GET / HTTP/1.1\r\nHost: nx.example\r\nConnection: close\r\n\r\n'], { end: true })
+  t.match(nx.data, /200 OK/, 'a Host that does not resolve has no chain to decide')
+  t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.host_chain_error': 'NXDOMAIN' } })
+
+  const abs = await exchange(p.port, [CONNECT(target), 'GET http://x.ngrok.io/ HTTP/1.1\r\nHost: site.example\r\n\r\n'])
+  t.ok(abs.closed)
+  t.match(p.ev.events.at(-1), { urlDomain: 'x.ngrok.io', decision: { action: 'sinkhole', where: 'url', name: 'x.ngrok.io' }, extra: { 'tunnelguard.host_header': 'site.example' } })
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.host_mismatch').at(-2), { fields: { 'url.domain': 'x.ngrok.io' } })
+  const absCustom = await exchange(p.port, [CONNECT(target), 'GET http://custom.example/ HTTP/1.1\r\n\r\n'])
+  t.ok(absCustom.closed)
+  t.match(p.ev.events.at(-1), { decision: { where: 'cname' }, extra: { 'tunnelguard.url_cnames': ['abc.ngrok-free.app'] } })
+  const absAddr = await exchange(p.port, [CONNECT(target), `GET http://[::1]:${origin.port}/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`], { end: true })
+  t.match(absAddr.data, /200 OK/, 'addresses: nothing to look up')
+  t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, urlDomain: '::1' })
+
+  const calls = resolve.calls.length
+  const same = await exchange(p.port, [CONNECT(`site.example:${origin.port}`), 'GET / HTTP/1.1\r\nHost: SITE.example.\r\nConnection: close\r\n\r\n'], { end: true })
+  t.match(same.data, /200 OK/)
+  t.same(resolve.calls.slice(calls), ['site.example'], 'a Host that is the CONNECT host is resolved once (by the route)')
+  t.notOk(p.ev.events.at(-1)!.extra!['tunnelguard.mismatch'])
+  t.equal(origin.requests.length, 3)
+})
+
+t.test('what the head cannot say: decided on the CONNECT host; what cannot be read: blocked, fail closed', async t => {
+  const { origin, p } = await setup(t, { helloTimeout: '400ms', maxHeaderBytes: 1024 })
+  const target = `127.0.0.1:${origin.port}`
+  const passes: [string, string][] = [
+    ['no Host (HTTP/1.0)', 'GET / HTTP/1.0\r\n\r\n'],
+    ['an empty Host', 'GET / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n'],
+  ]
+  for (const [name, req] of passes) {
+    const r = await exchange(p.port, [CONNECT(target), req], { end: true })
+    t.match(r.data, /200 OK/, name)
+    t.match(p.ev.events.at(-1), { decision: { action: 'pass', name: '127.0.0.1' }, extra: { 'tunnelguard.sni_status': 'http' } }, name)
+    t.notOk(p.ev.events.at(-1)!.extra!['tunnelguard.host_header'])
+  }
+  const served = origin.requests.length
+  const big = `GET / HTTP/1.1\r\nHost: site.example\r\nCookie: ${'a'.repeat(2000)}\r\n\r\n`
+  const fails: [string, (string | Buffer)[], RegExp][] = [
+    ['a head over maxHeaderBytes', [big], /malformed HTTP request in the tunnel \(request head over 1024 bytes\)/],
+    ['two Host fields', ['GET / HTTP/1.1\r\nHost: site.example\r\nHost: x.ngrok.io\r\n\r\n'], /more than one Host header/],
+    ['a Host that is no host', ['GET / HTTP/1.1\r\nHost: a b\r\n\r\n'], /bad Host header/],
+    ['a URL host that is no host', ['GET http://user@x.ngrok.io/ HTTP/1.1\r\n\r\n'], /bad host in the request-target/],
+    ['HTTP/2 with prior knowledge', ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'], /HTTP\/2 with prior knowledge/],
+    ['a head not complete in time', ['GET / HTTP/1.1\r\nHost: x.ngro'], /not complete within proxy\.helloTimeout/],
+  ]
+  for (const [name, chunks, reason] of fails) {
+    const r = await exchange(p.port, [CONNECT(target), ...chunks])
+    t.equal(status(r.data), 200, name)
+    t.ok(r.closed, `${name}: closed`)
+    t.match(p.ev.events.at(-1), { decision: { action: 'block', where: 'host', reason }, extra: { 'tunnelguard.sni_status': 'http-invalid' } }, name)
+    t.notOk(p.ev.events.at(-1)!.decision.policy, `${name}: a fail-closed block, not a setting`)
+  }
+  t.equal(origin.requests.length, served, 'never forwarded')
+
+  // dripped a byte at a time: still read whole, and decided
+  const req = Buffer.from('GET / HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n')
+  const dripped = await exchange(p.port, [CONNECT(target), ...[...req].map(b => Buffer.from([b]))], { gapMs: 2 })
+  t.ok(dripped.closed)
+  t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', name: 'x.ngrok-free.app' } })
+
+  // the client leaves half-way: nothing dialled, no block
+  const before = p.ev.events.length
+  const gone = await exchange(p.port, [CONNECT(target), 'GET / HTTP/1.1\r\nHost: x.ngr'], { end: true })
+  t.ok(gone.closed)
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  t.equal(p.ev.events.length, before + 1)
+  t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.sni_status': 'eof' } })
+  t.match(closeLines(p).at(-1), { 'error.message': 'no complete HTTP request head (eof)' })
+  t.equal(origin.requests.length, served)
+})
+
+t.test('bytes that are no HTTP request pass on the CONNECT host, as before; only the first request is read', async t => {
+  const { origin, p } = await setup(t)
+  const target = `127.0.0.1:${origin.port}`
+  const ssh = await exchange(p.port, [CONNECT(target), 'SSH-2.0-OpenSSH_9.2\r\n'], { waitMs: 500 })
+  t.equal(status(ssh.data), 200)
+  t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.sni_status': 'not-tls' } })
+  // documented: a later request on the kept-alive tunnel is not read (proxy.nonTls: block refuses such tunnels)
+  const two = await exchange(p.port, [CONNECT(target), 'GET /1 HTTP/1.1\r\nHost: site.example\r\n\r\n', 'GET /2 HTTP/1.1\r\nHost: x.ngrok-free.app\r\nConnection: close\r\n\r\n'],
+    { gapMs: 200, end: true })
+  t.equal(two.data.match(/200 OK/g)?.length, 2)
+  t.same(origin.requests.slice(-2).map(r => r.headers.host), ['site.example', 'x.ngrok-free.app'])
+  t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.host_header': 'site.example' } })
+})
+
+t.test('proxy.nonTls: block: every tunnel whose first bytes are not TLS is refused; TLS passes', async t => {
+  const { origin, p, curl } = await setup(t, { nonTls: 'block' })
+  const target = `127.0.0.1:${origin.port}`
+  const reason = 'the bytes after CONNECT are not TLS (proxy.nonTls: block)'
+  const http = await curl(['-H', 'Host: site.example', `http://127.0.0.1:${origin.port}/`])
+  t.not(http.code, 0)
+  t.equal(origin.requests.length, 0)
+  const ev = p.ev.events.at(-1)!
+  t.match(ev, { decision: { action: 'block', policy: 'proxy.nonTls', where: 'connect', name: '127.0.0.1', reason }, extra: { 'tunnelguard.sni_status': 'not-tls' } })
+  t.equal(eventKind(ev.decision), 'event')
+  await exchange(p.port, [CONNECT(target), 'SSH-2.0-OpenSSH_9.2\r\n'])
+  t.match(p.ev.events.at(-1), { decision: { action: 'block', policy: 'proxy.nonTls' } })
+  // an alert-list CONNECT host: the refusal keeps its match
+  await exchange(p.port, [CONNECT(`a.trycloudflare.com:${origin.port}`), 'GET / HTTP/1.1\r\n\r\n'])
+  t.match(p.ev.events.at(-1), { decision: { action: 'block', policy: 'proxy.nonTls', list: 'tunnels', reason: new RegExp(`^${reason.replace(/[().]/g, '\\$&')}; alert: `) } })
+  t.equal(eventKind(p.ev.events.at(-1)!.decision), 'alert')
+  t.equal(origin.requests.length, 0)
+  const hello = records(clientHello({ names: ['site.example'] }))
+  const tls = await exchange(p.port, [CONNECT(target), hello], { waitMs: 500 })
+  t.equal(status(tls.data), 200)
+  t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.sni_status': 'ok' } })
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
