@@ -1,12 +1,18 @@
 import { isIP } from 'node:net'
 import { LRUCache } from 'lru-cache'
 import { foldName } from '../match/normalize.js'
-import { OUTCOMES as ACTIONS } from '../policy/types.js'
+import { OUTCOMES } from '../policy/types.js'
 import type { DecisionEvent } from './types.js'
 import { WHERE_LABELS, whereIndex } from './where-label.js'
 
 /** Where an action's count is in `ClientEntry.counts` (the places' follow, in WHERE_LABELS order). */
+/**
+ * The actions counted: the outcomes, and `refused` for a block the proxy made by its own rules
+ * (event.kind event: no list matched), counted apart from tunnel attempts as `report` counts it.
+ */
+const ACTIONS: readonly string[] = [...OUTCOMES, 'refused']
 const ACTION_AT = new Map<string, number>(ACTIONS.map((a, i) => [a, i]))
+const REFUSED_AT = ACTION_AT.get('refused')!
 
 /** The names a decision's line gave its client (ClientNames: DHCP lease, PTR), as they were when it was decided. */
 export interface ClientNamesSeen {
@@ -144,7 +150,7 @@ export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
       if (domain !== undefined) c.domain = domain
       c.lastSeen = now
       c.group = d.group
-      c.counts[ACTION_AT.get(d.action)!]! += 1
+      c.counts[d.policy !== undefined && d.entry === undefined ? REFUSED_AT : ACTION_AT.get(d.action)!]! += 1
       c.counts[ACTIONS.length + whereIndex(ev.message, d.where)]! += 1
       if (d.list !== undefined) c.lists.set(d.list, (c.lists.get(d.list) ?? 0) + 1)
       const asked = askedOf(ev)

@@ -30,8 +30,14 @@ export interface ReportEvent {
 export type LineResult = ReportEvent | 'skip' | 'malformed'
 
 const MESSAGES = new Set(['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture'])
+/**
+ * A block with `event.kind: event` is the proxy refusing by its own rules (a port outside
+ * connectPorts, an internal address, ECH or non-TLS when set to block), no list matching: it is
+ * counted as `refused`, apart from the tunnel attempts.
+ */
+const REFUSED = 'refused'
 /** Constant (internalized) strings for the known actions: cheaper keys for the counts than slices of a line. */
-const ACTIONS: Readonly<Record<string, string>> = { block: 'block', sinkhole: 'sinkhole', alert: 'alert', allow: 'allow', pass: 'pass' }
+const ACTIONS: Readonly<Record<string, string>> = { block: 'block', sinkhole: 'sinkhole', alert: 'alert', allow: 'allow', pass: 'pass', refused: REFUSED }
 /** matched_on → its label, for proxy and DNS lines and for sinkhole captures: constant strings again, not slices. */
 const WHERE = new Map<string, string>(WHERES.map((w, i) => [w, WHERE_LABELS[i]!]))
 const SINKHOLE_WHERE = new Map<string, string>(WHERES.map((w, i) => [w, WHERE_LABELS[WHERES.length + i]!]))
@@ -64,7 +70,7 @@ function field(path: string): (o: unknown) => string | undefined {
 }
 
 const F = {
-  time: field('@timestamp'), message: field('message'), action: field('event.action'), ip: field('client.ip'),
+  time: field('@timestamp'), message: field('message'), action: field('event.action'), kind: field('event.kind'), ip: field('client.ip'),
   qname: field('dns.question.name'), domain: field('destination.domain'), sni: field('tls.client.server_name'),
   url: field('url.domain'), matched: field('tunnelguard.matched_name'), where: field('tunnelguard.matched_on'),
   list: field('rule.ruleset'), entry: field('rule.name'), hostname: field('client.hostname'), mac: field('client.mac'), clientDomain: field('client.domain'),
@@ -87,7 +93,8 @@ export function parseJson(line: string): LineResult {
     return 'malformed'
   }
   if (o === null || typeof o !== 'object' || Array.isArray(o)) return 'malformed'
-  return toEvent(F.message(o), F.action(o), F.time(o), F.ip(o),
+  const action = F.action(o)
+  return toEvent(F.message(o), action === 'block' && F.kind(o) === 'event' ? REFUSED : action, F.time(o), F.ip(o),
     F.qname(o) ?? F.domain(o) ?? F.sni(o) ?? F.url(o) ?? F.matched(o), F.matched(o), F.sni(o),
     F.where(o), F.list(o), F.entry(o), F.hostname(o), F.mac(o), F.clientDomain(o))
 }
@@ -167,8 +174,9 @@ function fastParse(line: string): LineResult | undefined {
   if (line.charCodeAt(0) !== 123 /* { */ || line.indexOf('"ecs.version":"') === -1) return undefined
   const ts = after(line, '"@timestamp":"', 0)
   const msg = ts && after(line, '"message":"', END)
-  const act = msg && after(line, '"event":{"action":"', END)
-  if (!act) return act === undefined && !line.includes('action') ? 'skip' : undefined
+  const read = msg && after(line, '"event":{"action":"', END)
+  if (!read) return read === undefined && !line.includes('action') ? 'skip' : undefined
+  const act = read === 'block' && line.startsWith('","kind":"event"', END) ? REFUSED : read
   const ip = after(line, '"client":{"ip":"', END)
   if (!ip || !line.startsWith('","port":', END)) return undefined
   let k = END + 9

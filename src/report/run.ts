@@ -56,7 +56,7 @@ function filtersOf(args: ReportArgs): Filters {
   return { since, until, client, list: args.list, actions: args.action === undefined ? undefined : actionsOf(args.action) }
 }
 
-const ACTIONS = ['block', 'sinkhole', 'alert', 'allow', 'pass']
+const ACTIONS = ['block', 'sinkhole', 'alert', 'allow', 'pass', 'refused']
 
 /** "block,alert" → the set; an empty item or an unknown action is a usage error. */
 function actionsOf(v: string): Set<string> {

@@ -140,3 +140,11 @@ t.test('names: the name asked, the name decided on beside it; case and a trailin
   for (const n of ['a.ngrok.io', 'b.ngrok.io']) table.record(connect(n, n))
   t.same(table.list()[0]!.names.find(n => n.name === '192.0.2.7'), { name: '192.0.2.7', count: 5, matched: ['connect.ngrok-agent.com', 'example.net'], other_matched: 2 })
 })
+
+t.test("the proxy's own refusals are counted as refused, not as blocks; one that keeps a list match is a block", async t => {
+  const table = createClientTable({ clock: () => Date.UTC(2026, 10, 21) })
+  const refusal = { action: 'block' as const, group: 'default', where: 'connect' as const, name: '10.1.2.3', reason: 'internal', policy: 'proxy.allowDestinations' }
+  table.record({ ...ev('10.0.0.5', 'a.ngrok.io'), message: 'proxy.connect', decision: refusal })
+  table.record({ ...ev('10.0.0.5', 'x.trycloudflare.com', 'connect'), message: 'proxy.connect', decision: { ...snap.policy.decide('10.0.0.5', 'x.trycloudflare.com', 'connect'), action: 'block', policy: 'proxy.connectPorts' } })
+  t.same(table.list()[0]!.actions, { block: 1, refused: 1 })
+})

@@ -75,5 +75,5 @@ t.test('--action from the command line keeps only those actions; a bad one is a 
   t.notMatch(blocked.out, /fine\.example/)
   const bad = await run(['report', '--action', 'blocked'], input)
   t.equal(bad.code, 2)
-  t.match(bad.err, /^tunnelguard: report: --action blocked: expected a comma-separated list of block, sinkhole, alert, allow, pass\n$/)
+  t.match(bad.err, /^tunnelguard: report: --action blocked: expected a comma-separated list of block, sinkhole, alert, allow, pass, refused\n$/)
 })

@@ -58,6 +58,8 @@ const lines: Record<string, string> = {
   escapedEntry: log({ ...base, message: 'proxy.http', decision: { ...d('a.ngrok.io', 'host'), entry: { ...d('a.ngrok.io').entry!, pattern: 'n"g' } }, urlDomain: 'a.ngrok.io' }),
   escapedWhere: log({ ...base, message: 'proxy.http', decision: { ...d('a.ngrok.io', 'host'), where: 'h"ost' as 'host' }, urlDomain: 'a.ngrok.io' }),
   escapedWhereNoRule: log({ ...base, message: 'proxy.http', decision: { ...d('example.com', 'host'), where: 'h"ost' as 'host' }, urlDomain: 'example.com' }),
+  refused: log({ ...base, message: 'proxy.connect', decision: { action: 'block', group: 'default', where: 'connect', name: '10.1.2.3', reason: 'internal', policy: 'proxy.allowDestinations' }, destination: { domain: '10.1.2.3', port: 443 } }),
+  refusedListed: log({ ...base, message: 'proxy.connect', decision: { ...d('x.trycloudflare.com', 'connect'), action: 'block', policy: 'proxy.connectPorts' }, destination: { domain: 'x.trycloudflare.com', port: 8443 } }),
   badTime: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }).replace('"2026-11-21T00:00:00.000Z"', '"soon"'),
   noPortDigits: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }).replace('"port":5353', '"port":"x"'),
   portNotFirst: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }).replace('"port":5353', '"mac":"02:00:00:00:00:01"'),
@@ -97,6 +99,9 @@ t.test('what the shapes read as', async t => {
   t.match(parseLine(lines.matchedOnly!), { name: 'm.ngrok.io', where: 'sinkhole-sni', list: 'ngrok' })
   t.match(parseLine(lines.listOnly!), { list: 'ngrok', entry: undefined })
   t.match(parseLine(lines.unparseable!), { name: 'a"b\\c', action: 'block' })
+  t.match(lines.refused, /"event":\{"action":"block","kind":"event"/)
+  t.match(parseLine(lines.refused!), { name: '10.1.2.3', action: 'refused' }, "the proxy's own refusal is not counted as a tunnel attempt")
+  t.match(parseLine(lines.refusedListed!), { name: 'x.trycloudflare.com', action: 'block', list: 'tunnels' }, 'a refusal that keeps a list match counts for it')
   t.match(parseLine(lines.clientHost!), { hostname: undefined, domain: 'laptop.lan', mac: '02:00:00:00:00:01' })
   t.match(parseLine(lines.names!), { name: 'a.ngrok.io', hostname: 'laptop-7', mac: '02:00:00:00:00:07', domain: 'laptop-7.corp.example' })
   t.match(parseLine(lines.escapedMac!), { hostname: 'laptop-7', mac: '02"00', domain: 'x.example' })
