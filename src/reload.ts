@@ -78,6 +78,9 @@ export interface ReloaderOptions {
 export function createReloader(o: ReloaderOptions): Reloader {
   const watchers: FSWatcher[] = []
   let timer: NodeJS.Timeout | undefined
+  // the listeners were opened with the addresses of the config the process started with: a
+  // reload is compared with those, not with the last config accepted
+  const bound = o.current().config
 
   function reload(why: string): boolean {
     try {
@@ -85,8 +88,12 @@ export function createReloader(o: ReloaderOptions): Reloader {
       const previous = o.current()
       const old = previous.config
       for (const k of ['dns', 'proxy', 'sinkhole', 'admin'] as const) {
-        if (JSON.stringify(config[k].listen) !== JSON.stringify(old[k].listen)) {
-          o.evidence.warn(`reload: ${k}.listen changed; listeners change only on restart`, { old: old[k].listen, new: config[k].listen })
+        const now = JSON.stringify(config[k].listen)
+        if (now === JSON.stringify(old[k].listen)) continue
+        if (now === JSON.stringify(bound[k].listen)) {
+          o.evidence.info(`reload: ${k}.listen is again the addresses listened on`, { listening: bound[k].listen })
+        } else {
+          o.evidence.warn(`reload: ${k}.listen changed; listeners change only on restart`, { listening: bound[k].listen, new: config[k].listen })
         }
       }
       const s = buildSnapshot(config, { extraTexts: o.extraTexts?.() })

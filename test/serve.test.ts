@@ -223,9 +223,19 @@ t.test('reloader: overrides survive a reload; listener changes are warned about;
   writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9999" }\nsinkhole: { listen: ["127.0.0.1:80"] }\n')
   t.ok(rl.reload('x'))
   t.match(ev.messages.filter(m => /listen changed/.test(m.msg)).slice(1), [
-    { level: 'warn', msg: 'reload: sinkhole.listen changed; listeners change only on restart', fields: { old: [], new: ['127.0.0.1:80'] } },
-    { level: 'warn', msg: 'reload: admin.listen changed; listeners change only on restart', fields: { old: '127.0.0.1:9153', new: '127.0.0.1:9999' } },
+    { level: 'warn', msg: 'reload: sinkhole.listen changed; listeners change only on restart', fields: { listening: [], new: ['127.0.0.1:80'] } },
+    { level: 'warn', msg: 'reload: admin.listen changed; listeners change only on restart', fields: { listening: '127.0.0.1:9153', new: '127.0.0.1:9999' } },
   ], 'admin and sinkhole listeners too, each once')
+  // back to the addresses listened on: said so, no warning; a change from one unbound address to another is still compared with what is bound
+  const warned = ev.messages.filter(m => /listen changed/.test(m.msg)).length
+  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9998"] }\n')
+  t.ok(rl.reload('x'))
+  t.match(ev.messages.filter(m => /listen/.test(m.msg)).slice(-3), [
+    { level: 'warn', msg: 'reload: proxy.listen changed; listeners change only on restart', fields: { listening: ['127.0.0.1:3128'], new: ['127.0.0.1:9998'] } },
+    { level: 'info', msg: 'reload: sinkhole.listen is again the addresses listened on', fields: { listening: [] } },
+    { level: 'info', msg: 'reload: admin.listen is again the addresses listened on', fields: { listening: '127.0.0.1:9153' } },
+  ])
+  t.equal(ev.messages.filter(m => /listen changed/.test(m.msg)).length, warned + 1)
   writeFileSync(join(dir, 'gone.yaml'), '')
   writeFileSync(cfg, 'lists:\n  l: { files: [l.txt, gone.txt] }\n')
   t.notOk(rl.reload('x'))

@@ -35,6 +35,6 @@ t.test('admin.listen changed by a reload: a warning that listeners change only o
   writeFileSync(cfg, base + 'admin: { listen: "127.0.0.1:19153" }\n')
   p.child.kill('SIGHUP')
   const w = await p.waitFor(l => typeof l.message === 'string' && l.message.startsWith('reload: admin.listen changed'))
-  t.match(w, { 'log.level': 'warn', message: 'reload: admin.listen changed; listeners change only on restart', old: '127.0.0.1:0', new: '127.0.0.1:19153' })
+  t.match(w, { 'log.level': 'warn', message: 'reload: admin.listen changed; listeners change only on restart', listening: '127.0.0.1:0', new: '127.0.0.1:19153' })
   t.equal(await p.stop(), 0)
 })
