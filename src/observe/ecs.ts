@@ -19,12 +19,23 @@ function isPlain(v: unknown): v is Fields {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
-/** Merge `extra` into `into`, object by object (so extra.tunnelguard adds to ours). */
+/**
+ * Merge `extra` into `into`, object by object (so extra.tunnelguard adds to ours). A dotted key
+ * is the path it names (`tunnelguard.sni_status` → tunnelguard: { sni_status }), so that a line
+ * has one layout, nested, and `jq .tunnelguard.sni_status` finds what `jq .tunnelguard.group` does.
+ */
 function merge(into: Fields, extra: Readonly<Fields>): void {
-  for (const [k, v] of Object.entries(extra)) {
-    const cur = into[k]
+  for (const [key, v] of Object.entries(extra)) {
+    const path = key.split('.')
+    let at = into
+    for (const p of path.slice(0, -1)) {
+      const next = at[p]
+      at = isPlain(next) ? next : (at[p] = {})
+    }
+    const k = path[path.length - 1]!
+    const cur = at[k]
     if (isPlain(cur) && isPlain(v)) merge(cur, v)
-    else into[k] = v
+    else at[k] = v
   }
 }
 

@@ -85,6 +85,20 @@ t.test('a plain HTTP pass: no rule, no matched_name, extra merged', async t => {
   t.same(out.event, { action: 'pass', kind: 'event', duration: 7 })
 })
 
+t.test('dotted extra keys are nested as the paths they name: one layout per line', async t => {
+  const out = toEcs({
+    message: 'proxy.connect', decision: snap.policy.decide('10.0.0.8', 'example.org', 'sni'),
+    client: { ip: '10.0.0.8', port: 1 }, transport: 'tcp', durationNs: 7, sni: 'example.org',
+    extra: { 'tunnelguard.sni_status': 'ok', 'tunnelguard.cnames': ['a.example'], 'error.message': 'x', 'tls.client.ja3': 'j', 'network.transport': 'tcp6', 'event.kind.x': 1 },
+  })
+  t.same(out.tunnelguard, { group: 'default', matched_on: 'sni', reason: 'not listed', sni_status: 'ok', cnames: ['a.example'] })
+  t.same(out.error, { message: 'x' })
+  t.same(out.tls, { client: { server_name: 'example.org', ja3: 'j' } })
+  t.same(out.network, { transport: 'tcp6' }, 'a dotted key replaces the value at its path')
+  t.same(out.event, { action: 'pass', kind: { x: 1 }, duration: 7 }, 'a scalar on the path is replaced by the object the path needs')
+  t.notOk(Object.keys(out).some(k => k.includes('.')))
+})
+
 t.test('an unparseable name, and a list without an entry', async t => {
   const bad = snap.policy.decide('10.0.0.9', 'bad..name', 'host')
   const out = toEcs({ message: 'proxy.http', decision: bad, client: { ip: '10.0.0.9', port: 2 }, transport: 'tcp', durationNs: 0 })
