@@ -1,8 +1,7 @@
 import t from 'tap'
-import { PassThrough } from 'node:stream'
-import type { Socket } from 'node:net'
 import { readFrom } from '../../src/proxy/hello-reader.js'
 import { RequestHeadParser, type RequestHead } from '../../src/proxy/request-head.js'
+import { pausedClient } from '../fixtures/paused-client.js'
 
 const parse = (text: string | Buffer, max = 16_384): RequestHead | undefined =>
   new RequestHeadParser(max).parse(typeof text === 'string' ? Buffer.from(text, 'latin1') : text)
@@ -93,14 +92,7 @@ t.test('a head over maxBytes is invalid, wherever the cap falls; one that ends w
   t.same(r[1023], { kind: 'invalid', reason: 'request head over 1024 bytes' })
 })
 
-/** A paused stream standing in for the client's socket. */
-function client(chunks: Buffer[], end = false): Socket {
-  const s = new PassThrough()
-  s.pause()
-  for (const c of chunks) s.write(c)
-  if (end) s.end()
-  return s as unknown as Socket
-}
+const client = pausedClient
 
 t.test('read from a socket: in segments, with what came first and what follows kept', async t => {
   const head = Buffer.from('GET / HTTP/1.1\r\nhost: a.example:8080\r\n\r\nbody')

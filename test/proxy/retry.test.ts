@@ -1,9 +1,8 @@
 import t from 'tap'
-import { PassThrough } from 'node:stream'
-import type { Socket } from 'node:net'
 import { readClientHello } from '../../src/proxy/hello-reader.js'
 import { MAX_PEEK, isRetryRequest } from '../../src/proxy/retry.js'
 import { clientHello, records } from '../fixtures/client-hello.js'
+import { pausedClient } from '../fixtures/paused-client.js'
 
 const HRR = Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex')
 const serverHello = (random: Buffer) => {
@@ -28,14 +27,7 @@ t.test('isRetryRequest: the HelloRetryRequest random, in one record or several',
   t.equal(isRetryRequest(tiny), false)
 })
 
-/** A paused stream standing in for the client's socket. */
-function client(chunks: Buffer[], end = false): Socket {
-  const s = new PassThrough()
-  s.pause()
-  for (const c of chunks) s.write(c)
-  if (end) s.end()
-  return s as unknown as Socket
-}
+const client = pausedClient
 
 t.test('readClientHello after a retry request: change_cipher_spec records first are passed over, and kept', async t => {
   const ccs = Buffer.from([0x14, 3, 3, 0, 1, 1])
