@@ -78,15 +78,16 @@ export interface ReloaderOptions {
 export function createReloader(o: ReloaderOptions): Reloader {
   const watchers: FSWatcher[] = []
   let timer: NodeJS.Timeout | undefined
-  // the listeners were opened with the addresses of the config the process started with: a
-  // reload is compared with those, not with the last config accepted
-  const bound = o.current().config
+  // the listeners were opened with the addresses of the config the process started with (the
+  // snapshot before the first reload): a reload is compared with those, not with the last accepted
+  let bound: Snapshot['config'] | undefined
 
   function reload(why: string): boolean {
     try {
       const config = applyOverrides(loadConfig(o.configPath, { resolvConf: o.resolvConf }), o.overrides)
       const previous = o.current()
       const old = previous.config
+      bound ??= old
       for (const k of ['dns', 'proxy', 'sinkhole', 'admin'] as const) {
         const now = JSON.stringify(config[k].listen)
         if (now === JSON.stringify(old[k].listen)) continue

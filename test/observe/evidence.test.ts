@@ -75,7 +75,7 @@ t.test('a refusal by the proxy\'s own rules on an unlisted name: an event at inf
   s.evidence.decision(refusal)
   t.match(s.lines(), [{ 'log.level': 'info', event: { action: 'block', kind: 'event' }, tunnelguard: { policy: 'proxy.allowDestinations' } }])
   t.equal(s.alerted.length, 0)
-  t.same(s.clients.list()[0]!.actions, { block: 1 })
+  t.same(s.clients.list()[0]!.actions, { refused: 1 }, 'counted apart from tunnel attempts')
   // with a list's match kept on it, it is an alert like any listed block
   const listed = s.ev('x.trycloudflare.com')
   s.evidence.decision({ ...listed, decision: { ...listed.decision, action: 'block', policy: 'proxy.connectPorts' } })
