@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { listRequest, redactUrl } from './list-url.js'
 import type { Evidence } from './observe/types.js'
 import type { ExtraTexts } from './snapshot.js'
 import type { Config } from './snapshot-types.js'
@@ -27,6 +28,9 @@ export interface RemoteLists {
   start(): void
   stop(): void
 }
+
+/** `text` with the URL, as configured or as requested, replaced by the redacted one. */
+const scrub = (text: string, url: string, requested: string, shown: string) => text.split(url).join(shown).split(requested).join(shown)
 
 const key = (url: string) => createHash('sha256').update(url).digest('hex').slice(0, 32)
 
@@ -56,9 +60,9 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
       const base = join(dir(), key(url))
       writeFileSync(base + '.txt.tmp', c.text)
       renameSync(base + '.txt.tmp', base + '.txt')
-      writeFileSync(base + '.json', JSON.stringify({ url, etag: c.etag, lastModified: c.lastModified, fetchedAt: c.fetchedAt }))
+      writeFileSync(base + '.json', JSON.stringify({ url: redactUrl(url), etag: c.etag, lastModified: c.lastModified, fetchedAt: c.fetchedAt }))
     } catch (e) {
-      o.evidence.warn('cannot keep the last good copy of a remote list on disk', { url, error: String(e) })
+      o.evidence.warn('cannot keep the last good copy of a remote list on disk', { url: redactUrl(url), error: String(e) })
     }
   }
 
@@ -78,28 +82,32 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   /** true when the content changed. */
   async function fetchOne(list: string, url: string, maxBytes: number): Promise<boolean> {
     const prev = load(url)
+    // user info goes as Basic auth (fetch refuses a URL that has it); only the redacted URL is logged
+    const req = listRequest(url)
+    const shown = redactUrl(url)
     const headers: Record<string, string> = { 'user-agent': 'tunnelguard' }
+    if (req.authorization) headers.authorization = req.authorization
     if (prev?.etag) headers['if-none-match'] = prev.etag
     if (prev?.lastModified) headers['if-modified-since'] = prev.lastModified
     try {
-      const res = await doFetch(url, { headers, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000), redirect: 'follow' })
+      const res = await doFetch(req.url, { headers, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000), redirect: 'follow' })
       if (res.status === 304) { await res.arrayBuffer(); return false }
       if (res.status !== 200) {
         await res.body?.cancel()
-        o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url, status: res.status, have_copy: prev !== undefined })
+        o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url: shown, status: res.status, have_copy: prev !== undefined })
         return false
       }
       const text = await readCapped(res, maxBytes)
       if (text === undefined) {
-        o.evidence.warn('remote list larger than maxBytes; keeping the last good copy', { list, url, maxBytes })
+        o.evidence.warn('remote list larger than maxBytes; keeping the last good copy', { list, url: shown, maxBytes })
         return false
       }
       const changed = text !== prev?.text
       save(url, { text, etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined, fetchedAt: now() })
-      o.evidence.info('remote list fetched', { list, url, bytes: Buffer.byteLength(text), changed })
+      o.evidence.info('remote list fetched', { list, url: shown, bytes: Buffer.byteLength(text), changed })
       return changed
     } catch (e) {
-      o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url, error: (e as Error).message, have_copy: prev !== undefined })
+      o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url: shown, error: scrub((e as Error).message, url, req.url, shown), have_copy: prev !== undefined })
       return false
     }
   }
@@ -117,7 +125,7 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
       for (const [list, l] of Object.entries(o.config().lists)) {
         for (const url of l.urls) {
           const c = load(url)
-          if (c) (out[list] ??= []).push({ source: url, text: c.text })
+          if (c) (out[list] ??= []).push({ source: redactUrl(url), text: c.text })
         }
       }
       return out

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { readdirSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createRemoteLists } from '../src/remote-lists.js'
 import { makeSnapshot } from './fixtures/snapshot.js'
@@ -136,4 +136,43 @@ t.test('without state.dir the last good copy goes to the temp directory', async 
   await rl.refreshAll()
   const { tmpdir } = await import('node:os')
   t.ok(readdirSync(join(tmpdir(), 'tunnelguard-state')).length > 0)
+})
+
+t.test('a URL with credentials: fetched with Basic auth; password and query values never logged, stored or shown', async t => {
+  const auths: (string | undefined)[] = []
+  const paths: (string | undefined)[] = []
+  const srv = createServer((req, res) => {
+    auths.push(req.headers.authorization)
+    paths.push(req.url)
+    if (req.headers.authorization !== `Basic ${Buffer.from('u:p@ss hunter2').toString('base64')}`) { res.writeHead(401).end(); return }
+    res.writeHead(200).end('trycloudflare.com\n')
+  })
+  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => { srv.close(() => r()); srv.closeAllConnections() }))
+  const port = (srv.address() as AddressInfo).port
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  const url = `http://u:p%40ss%20hunter2@127.0.0.1:${port}/tunnels.txt?key=SECRET`
+  const shown = `http://u:***@127.0.0.1:${port}/tunnels.txt?key=***`
+  const config = configWith(makeSnapshot().config, dir, [url])
+  let changes = 0
+  const rl = createRemoteLists({ config: () => config, evidence: ev, onChange: () => { changes++ } })
+  await rl.refreshAll()
+  t.same(auths, [`Basic ${Buffer.from('u:p@ss hunter2').toString('base64')}`], 'the percent-decoded user and password as Basic auth')
+  t.same(paths, ['/tunnels.txt?key=SECRET'], 'the query is sent as it is')
+  t.equal(changes, 1, 'the list was fetched (it stayed empty before: fetch refused the URL)')
+  t.same(rl.texts(), { remote: [{ source: shown, text: 'trycloudflare.com\n' }] }, 'the source every entry carries is redacted')
+  t.match(ev.messages, [{ msg: 'remote list fetched', fields: { url: shown } }])
+  const json = readdirSync(dir).filter(f => f.endsWith('.json')).map(f => readFileSync(join(dir, f), 'utf8'))
+  t.match(JSON.parse(json[0]!), { url: shown }, 'the state dir\'s .json has the redacted URL')
+
+  // failures: wrong password (401), the server gone (an error naming the URL) — still nothing secret
+  const wrong = configWith(makeSnapshot().config, dir, [`http://u:wrong-hunter2@127.0.0.1:${port}/tunnels.txt?key=SECRET`])
+  await createRemoteLists({ config: () => wrong, evidence: ev, onChange: () => {} }).refreshAll()
+  t.match(ev.messages.at(-1), { level: 'warn', fields: { status: 401, url: `http://u:***@127.0.0.1:${port}/tunnels.txt?key=***` } })
+  const echo = createRemoteLists({ config: () => config, evidence: ev, onChange: () => {}, fetch: async u => { throw new TypeError(`cannot fetch ${String(u)} (from ${url})`) } })
+  await echo.refreshAll()
+  t.equal(ev.messages.at(-1)!.fields!.error, `cannot fetch ${shown} (from ${shown})`, 'a URL in an error message is redacted, as requested and as configured')
+  const logged = JSON.stringify(ev.messages)
+  t.notMatch(logged, /hunter2|SECRET|p%40ss|p@ss/, 'no password or query value in any log line')
 })

@@ -1,10 +1,10 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { isIP, type AddressInfo } from 'node:net'
-import { basename } from 'node:path'
 import { Counter } from 'prom-client'
 import { explainCheck } from '../commands/explain.js'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
+import { shortSource } from '../list-url.js'
 import { CidrSet, parseCidr } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { ClientTable, ClientView } from './client-table.js'
@@ -79,16 +79,8 @@ export function hostAllowed(host: string | undefined, allow: ReadonlySet<string>
   return isIP(name) === 4 || name === 'localhost' || allow.has(name)
 }
 
-/**
- * A list entry's source as the admin listener shows it: a file by its name, without the
- * directories; a URL without user, password, query or fragment (where a list's token would be).
- * The line stays: `ngrok.txt:12`, `https://lists.example/t.txt:3`.
- */
-export function shortSource(source: string): string {
-  const [, where, line] = /^(.*?)((?::\d+)?)$/s.exec(source)!
-  const url = /^https?:\/\//i.test(where!) && URL.canParse(where!) ? new URL(where!) : undefined
-  return (url ? `${url.protocol}//${url.host}${url.pathname}` : basename(where!)) + line
-}
+/** A list entry's source as the admin listener shows it (a file's name, a URL without credentials or query). */
+export { shortSource }
 
 const HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
 
