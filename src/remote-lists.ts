@@ -32,6 +32,25 @@ export interface RemoteLists {
 /** `text` with the URL, as configured or as requested, replaced by the redacted one. */
 const scrub = (text: string, url: string, requested: string, shown: string) => text.split(url).join(shown).split(requested).join(shown)
 
+/** What a failed fetch leaves in use. */
+const kept = (prev: Copy | undefined) => prev ? 'keeping the last good copy' : 'no copy yet: the list is empty until a fetch succeeds'
+
+/**
+ * A failed fetch's error with its cause: fetch says only "fetch failed" and puts what failed
+ * (`connect ECONNREFUSED 127.0.0.1:18099`, a TLS or DNS error) and its code in `cause`.
+ */
+export function errorCause(e: unknown): { error: string; code?: string } {
+  const err = e as Error
+  const cause = err.cause as (Error & { code?: unknown; errors?: Error[] }) | string | null | undefined
+  if (cause === undefined || cause === null) return { error: err.message }
+  if (typeof cause !== 'object') return { error: `${err.message}: ${cause}` }
+  // several addresses tried: an AggregateError, its message empty, each attempt's in `errors`
+  const why = cause.message || (cause.errors ?? []).map(x => x.message).join('; ')
+  const code = typeof cause.code === 'string' ? cause.code : undefined
+  const detail = why || code
+  return { error: detail ? `${err.message}: ${detail}` : err.message, code }
+}
+
 const key = (url: string) => createHash('sha256').update(url).digest('hex').slice(0, 32)
 
 /** Remote lists: fetched with ETag/Last-Modified, size-limited, last good copy kept on disk. */
@@ -94,12 +113,12 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
       if (res.status === 304) { await res.arrayBuffer(); return false }
       if (res.status !== 200) {
         await res.body?.cancel()
-        o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url: shown, status: res.status, have_copy: prev !== undefined })
+        o.evidence.warn(`remote list fetch failed; ${kept(prev)}`, { list, url: shown, status: res.status, have_copy: prev !== undefined })
         return false
       }
       const text = await readCapped(res, maxBytes)
       if (text === undefined) {
-        o.evidence.warn('remote list larger than maxBytes; keeping the last good copy', { list, url: shown, maxBytes })
+        o.evidence.warn(`remote list larger than maxBytes; ${kept(prev)}`, { list, url: shown, maxBytes, have_copy: prev !== undefined })
         return false
       }
       const changed = text !== prev?.text
@@ -107,7 +126,10 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
       o.evidence.info('remote list fetched', { list, url: shown, bytes: Buffer.byteLength(text), changed })
       return changed
     } catch (e) {
-      o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url: shown, error: scrub((e as Error).message, url, req.url, shown), have_copy: prev !== undefined })
+      const { error, code } = errorCause(e)
+      o.evidence.warn(`remote list fetch failed; ${kept(prev)}`, {
+        list, url: shown, error: scrub(error, url, req.url, shown), ...code === undefined ? {} : { code }, have_copy: prev !== undefined,
+      })
       return false
     }
   }
