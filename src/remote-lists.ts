@@ -53,21 +53,62 @@ export function errorCause(e: unknown): { error: string; code?: string } {
 
 const key = (url: string) => createHash('sha256').update(url).digest('hex').slice(0, 32)
 
+/** Where the last good copies are kept: `state.dir`, or a directory in the temp dir. */
+export const stateDir = (config: Config): string => config.state.dir ?? join(tmpdir(), 'tunnelguard-state')
+
+/** The copy of `url` kept in `dir`, if there is one. */
+function readCopy(dir: string, url: string): Copy | undefined {
+  try {
+    const base = join(dir, key(url))
+    const meta = JSON.parse(readFileSync(base + '.json', 'utf8')) as Omit<Copy, 'text'>
+    return { ...meta, text: readFileSync(base + '.txt', 'utf8') }
+  } catch {
+    return undefined   // no copy on disk yet
+  }
+}
+
+/** One remote list URL (redacted) and when its copy in use was fetched (null: there is none). */
+export interface RemoteCopy { readonly list: string; readonly url: string; readonly fetchedAt: number | null }
+
+/** The copies the config's remote lists have (as `load` finds them): their texts, and each URL's state. */
+function gather(config: Config, load: (url: string) => Copy | undefined): { texts: ExtraTexts; copies: RemoteCopy[] } {
+  const texts: Record<string, { source: string; text: string }[]> = {}
+  const copies: RemoteCopy[] = []
+  for (const [list, l] of Object.entries(config.lists)) {
+    for (const url of l.urls) {
+      const c = load(url)
+      copies.push({ list, url: redactUrl(url), fetchedAt: c?.fetchedAt ?? null })
+      if (c) (texts[list] ??= []).push({ source: redactUrl(url), text: c.text })
+    }
+  }
+  return { texts, copies }
+}
+
+/** What `check` and `lists` use of the remote lists: the copies `serve` keeps in the state dir, read, never fetched. */
+export interface StoredCopies {
+  readonly dir: string
+  readonly texts: ExtraTexts
+  readonly copies: readonly RemoteCopy[]
+}
+
+/** The last good copies `serve` wrote to the state dir, for the commands that do not fetch (`check`, `lists`). */
+export function storedCopies(config: Config): StoredCopies {
+  const dir = stateDir(config)
+  return { dir, ...gather(config, url => readCopy(dir, url)) }
+}
+
 /** Remote lists: fetched with ETag/Last-Modified, size-limited, last good copy kept on disk. */
 export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const doFetch = o.fetch ?? globalThis.fetch
   const now = o.now ?? Date.now
   const copies = new Map<string, Copy>()
   const timers: NodeJS.Timeout[] = []
-  const dir = () => o.config().state.dir ?? join(tmpdir(), 'tunnelguard-state')
+  const dir = () => stateDir(o.config())
 
   function load(url: string): Copy | undefined {
     if (!copies.has(url)) {
-      try {
-        const base = join(dir(), key(url))
-        const meta = JSON.parse(readFileSync(base + '.json', 'utf8')) as Omit<Copy, 'text'>
-        copies.set(url, { ...meta, text: readFileSync(base + '.txt', 'utf8') })
-      } catch { /* no copy on disk yet */ }
+      const c = readCopy(dir(), url)
+      if (c) copies.set(url, c)
     }
     return copies.get(url)
   }
@@ -143,14 +184,7 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
 
   return {
     texts() {
-      const out: Record<string, { source: string; text: string }[]> = {}
-      for (const [list, l] of Object.entries(o.config().lists)) {
-        for (const url of l.urls) {
-          const c = load(url)
-          if (c) (out[list] ??= []).push({ source: redactUrl(url), text: c.text })
-        }
-      }
-      return out
+      return gather(o.config(), load).texts
     },
     async refreshAll() {
       const changed = await Promise.all(Object.keys(o.config().lists).map(refreshList))
