@@ -22,6 +22,8 @@ export interface RemoteListsOptions {
 export interface RemoteLists {
   /** Current texts for every list's urls: the last good copy (from disk until the first fetch returns). */
   texts(): ExtraTexts
+  /** Every list URL (redacted) and when its copy in use was fetched; null: none yet (no copy on disk, no fetch succeeded). */
+  copies(): RemoteCopy[]
   /** Fetch every url once now (conditional requests); resolves when all are done. */
   refreshAll(): Promise<void>
   /** Fetch at start and every list's `refresh` from now on. */
@@ -185,6 +187,9 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   return {
     texts() {
       return gather(o.config(), load).texts
+    },
+    copies() {
+      return gather(o.config(), load).copies
     },
     async refreshAll() {
       const changed = await Promise.all(Object.keys(o.config().lists).map(refreshList))

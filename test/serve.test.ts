@@ -326,3 +326,36 @@ t.test('serve: the proxy resolves names through tunnelguard\'s own upstreams and
   // ns.test resolves to 127.0.0.1 through unbound: a loopback destination is refused
   t.match(await connectStatus(port, 'ns.test:443'), /^HTTP\/1\.1 403/)
 })
+
+t.test('serve: /readyz stays 200 while a remote list has no copy, naming it in unloaded, until a fetch succeeds', async t => {
+  let up = false
+  const lst = createServer((_req, res) => { if (up) res.end('ngrok.app\n'); else res.writeHead(503).end() })
+  await new Promise<void>(r => lst.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => { lst.close(() => r()); lst.closeAllConnections() }))
+  const lport = (lst.address() as AddressInfo).port
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, [
+    'dns: { listen: [], upstreams: ["udp://127.0.0.1:9"] }',
+    'proxy: { listen: [] }',
+    'admin: { listen: "127.0.0.1:0" }',
+    'state: { dir: st }',
+    'reload: { watch: false }',
+    'lists:',
+    '  l: { files: [l.txt], action: block }',
+    `  r: { urls: ["http://u:hunter2@127.0.0.1:${lport}/list.txt?key=SECRET"], refresh: 100ms, action: block }`,
+  ].join('\n'))
+  const r = await serve({ configPath: cfg, stdout: new PassThrough(), signals: false })
+  t.teardown(() => r.stop())
+  const port = r.addresses.admin!.port
+  const down = await fetchText(port, '/readyz')
+  t.equal(down.status, 200, 'ready: the local lists are loaded, and a dead list URL must not keep DNS out of service')
+  t.match(JSON.parse(down.body), { ready: true, unloaded: [{ name: 'r', urls: [`http://u:***@127.0.0.1:${lport}/list.txt?key=***`] }] })
+  up = true
+  let body: { unloaded: unknown[]; lists: { name: string; entries: number }[] } = JSON.parse(down.body)
+  for (let i = 0; i < 200 && body.unloaded.length > 0; i++) {
+    await new Promise(res => setTimeout(res, 20))
+    body = JSON.parse((await fetchText(port, '/readyz')).body)
+  }
+  t.same(body.unloaded, [], 'fetched: no list left unloaded')
+})

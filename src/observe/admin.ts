@@ -6,6 +6,7 @@ import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
 import { shortSource } from '../list-url.js'
 import { CidrSet, parseCidr } from '../policy/cidr.js'
+import type { RemoteCopy } from '../remote-lists.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { ClientTable, ClientView } from './client-table.js'
 import type { Metrics } from './metrics.js'
@@ -18,6 +19,11 @@ export interface AdminOptions {
   readonly getSnapshot: () => Snapshot | undefined
   /** True once the lists are loaded. */
   readonly ready: () => boolean
+  /**
+   * The remote lists' URLs and when each copy in use was fetched (null: none yet). One without a
+   * copy is named in `/readyz`'s `unloaded` and does not make it 503 (see `/readyz`).
+   */
+  readonly remote?: () => readonly RemoteCopy[]
   /**
    * Most connections open at once (`admin.maxConnections`, default 64); one client address may
    * hold a quarter of them (at least 1). Connections beyond either are closed at once.
@@ -82,6 +88,13 @@ export function hostAllowed(host: string | undefined, allow: ReadonlySet<string>
 /** A list entry's source as the admin listener shows it (a file's name, a URL without credentials or query). */
 export { shortSource }
 
+/** The remote lists that have no copy yet (none on disk, no fetch succeeded), each with those URLs. */
+function unloaded(copies: readonly RemoteCopy[]): { name: string; urls: string[] }[] {
+  const out = new Map<string, string[]>()
+  for (const c of copies) if (c.fetchedAt === null) out.set(c.list, [...out.get(c.list) ?? [], c.url])
+  return [...out].map(([name, urls]) => ({ name, urls }))
+}
+
 const HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
@@ -130,7 +143,9 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         const s = opts.getSnapshot()
         const ready = opts.ready() && s !== undefined
         const lists = s ? s.lists.map(l => ({ name: l.name, action: l.action, entries: l.entries, allows: l.allows })) : []
-        return json(res, ready ? 200 : 503, { ready, lists })
+        // a remote list with no copy yet is named, but is no reason for 503: a dead list URL (or
+        // an expired token) would otherwise keep DNS out of service, the local lists with it
+        return json(res, ready ? 200 : 503, { ready, lists, unloaded: unloaded(opts.remote?.() ?? []) })
       }
       case '/api/clients':
         return sendClients(url, req, res)
