@@ -9,6 +9,7 @@ import { loadConfig } from './config/load.js'
 import { isUpstreamUrl, splitHostPort } from './config/schema.js'
 import { allWarnings, buildSnapshot } from './snapshot.js'
 import { describeLists, explainCheck } from './commands/explain.js'
+import { storedCopies } from './remote-lists.js'
 import { runReport } from './report/run.js'
 import { serve, type Overrides } from './serve.js'
 import type { Config } from './snapshot-types.js'
@@ -128,13 +129,18 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       case 'check': {
         const client = (v.client as string | undefined) ?? '127.0.0.1'
         if (isIP(client) === 0) usage(`check: --client ${client}: not an IP address (e.g. 10.1.2.3 or fd00::7)`)
-        const s = buildSnapshot(configOf())
-        write(explainCheck(s, parsed.positionals[0]!, client, v.json === true))
+        // remote lists as serve last fetched them (the copies in state.dir): check fetches nothing
+        const c = configOf()
+        const stored = storedCopies(c)
+        write(explainCheck(buildSnapshot(c, { extraTexts: stored.texts }), parsed.positionals[0]!, client, v.json === true, stored))
         return 0
       }
-      case 'lists':
-        write(describeLists(buildSnapshot(configOf()), v.json === true))
+      case 'lists': {
+        const c = configOf()
+        const stored = storedCopies(c)
+        write(describeLists(buildSnapshot(c, { extraTexts: stored.texts }), v.json === true, stored))
         return 0
+      }
       case 'report': {
         const format = (v.format as string | undefined) ?? 'table'
         if (format !== 'table' && format !== 'json' && format !== 'csv') usage(`report: --format ${format}: expected table, json or csv`)

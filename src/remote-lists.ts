@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { listRequest, redactUrl } from './list-url.js'
 import type { Evidence } from './observe/types.js'
 import type { ExtraTexts } from './snapshot.js'
 import type { Config } from './snapshot-types.js'
@@ -21,6 +22,8 @@ export interface RemoteListsOptions {
 export interface RemoteLists {
   /** Current texts for every list's urls: the last good copy (from disk until the first fetch returns). */
   texts(): ExtraTexts
+  /** Every list URL (redacted) and when its copy in use was fetched; null: none yet (no copy on disk, no fetch succeeded). */
+  copies(): RemoteCopy[]
   /** Fetch every url once now (conditional requests); resolves when all are done. */
   refreshAll(): Promise<void>
   /** Fetch at start and every list's `refresh` from now on. */
@@ -28,7 +31,73 @@ export interface RemoteLists {
   stop(): void
 }
 
+/** `text` with the URL, as configured or as requested, replaced by the redacted one. */
+const scrub = (text: string, url: string, requested: string, shown: string) => text.split(url).join(shown).split(requested).join(shown)
+
+/** What a failed fetch leaves in use. */
+const kept = (prev: Copy | undefined) => prev ? 'keeping the last good copy' : 'no copy yet: the list is empty until a fetch succeeds'
+
+/**
+ * A failed fetch's error with its cause: fetch says only "fetch failed" and puts what failed
+ * (`connect ECONNREFUSED 127.0.0.1:18099`, a TLS or DNS error) and its code in `cause`.
+ */
+export function errorCause(e: unknown): { error: string; code?: string } {
+  const err = e as Error
+  const cause = err.cause as (Error & { code?: unknown; errors?: Error[] }) | string | null | undefined
+  if (cause === undefined || cause === null) return { error: err.message }
+  if (typeof cause !== 'object') return { error: `${err.message}: ${cause}` }
+  // several addresses tried: an AggregateError, its message empty, each attempt's in `errors`
+  const why = cause.message || (cause.errors ?? []).map(x => x.message).join('; ')
+  const code = typeof cause.code === 'string' ? cause.code : undefined
+  const detail = why || code
+  return { error: detail ? `${err.message}: ${detail}` : err.message, code }
+}
+
 const key = (url: string) => createHash('sha256').update(url).digest('hex').slice(0, 32)
+
+/** Where the last good copies are kept: `state.dir`, or a directory in the temp dir. */
+export const stateDir = (config: Config): string => config.state.dir ?? join(tmpdir(), 'tunnelguard-state')
+
+/** The copy of `url` kept in `dir`, if there is one. */
+function readCopy(dir: string, url: string): Copy | undefined {
+  try {
+    const base = join(dir, key(url))
+    const meta = JSON.parse(readFileSync(base + '.json', 'utf8')) as Omit<Copy, 'text'>
+    return { ...meta, text: readFileSync(base + '.txt', 'utf8') }
+  } catch {
+    return undefined   // no copy on disk yet
+  }
+}
+
+/** One remote list URL (redacted) and when its copy in use was fetched (null: there is none). */
+export interface RemoteCopy { readonly list: string; readonly url: string; readonly fetchedAt: number | null }
+
+/** The copies the config's remote lists have (as `load` finds them): their texts, and each URL's state. */
+function gather(config: Config, load: (url: string) => Copy | undefined): { texts: ExtraTexts; copies: RemoteCopy[] } {
+  const texts: Record<string, { source: string; text: string }[]> = {}
+  const copies: RemoteCopy[] = []
+  for (const [list, l] of Object.entries(config.lists)) {
+    for (const url of l.urls) {
+      const c = load(url)
+      copies.push({ list, url: redactUrl(url), fetchedAt: c?.fetchedAt ?? null })
+      if (c) (texts[list] ??= []).push({ source: redactUrl(url), text: c.text })
+    }
+  }
+  return { texts, copies }
+}
+
+/** What `check` and `lists` use of the remote lists: the copies `serve` keeps in the state dir, read, never fetched. */
+export interface StoredCopies {
+  readonly dir: string
+  readonly texts: ExtraTexts
+  readonly copies: readonly RemoteCopy[]
+}
+
+/** The last good copies `serve` wrote to the state dir, for the commands that do not fetch (`check`, `lists`). */
+export function storedCopies(config: Config): StoredCopies {
+  const dir = stateDir(config)
+  return { dir, ...gather(config, url => readCopy(dir, url)) }
+}
 
 /** Remote lists: fetched with ETag/Last-Modified, size-limited, last good copy kept on disk. */
 export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
@@ -36,15 +105,12 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const now = o.now ?? Date.now
   const copies = new Map<string, Copy>()
   const timers: NodeJS.Timeout[] = []
-  const dir = () => o.config().state.dir ?? join(tmpdir(), 'tunnelguard-state')
+  const dir = () => stateDir(o.config())
 
   function load(url: string): Copy | undefined {
     if (!copies.has(url)) {
-      try {
-        const base = join(dir(), key(url))
-        const meta = JSON.parse(readFileSync(base + '.json', 'utf8')) as Omit<Copy, 'text'>
-        copies.set(url, { ...meta, text: readFileSync(base + '.txt', 'utf8') })
-      } catch { /* no copy on disk yet */ }
+      const c = readCopy(dir(), url)
+      if (c) copies.set(url, c)
     }
     return copies.get(url)
   }
@@ -56,9 +122,9 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
       const base = join(dir(), key(url))
       writeFileSync(base + '.txt.tmp', c.text)
       renameSync(base + '.txt.tmp', base + '.txt')
-      writeFileSync(base + '.json', JSON.stringify({ url, etag: c.etag, lastModified: c.lastModified, fetchedAt: c.fetchedAt }))
+      writeFileSync(base + '.json', JSON.stringify({ url: redactUrl(url), etag: c.etag, lastModified: c.lastModified, fetchedAt: c.fetchedAt }))
     } catch (e) {
-      o.evidence.warn('cannot keep the last good copy of a remote list on disk', { url, error: String(e) })
+      o.evidence.warn('cannot keep the last good copy of a remote list on disk', { url: redactUrl(url), error: String(e) })
     }
   }
 
@@ -78,28 +144,35 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   /** true when the content changed. */
   async function fetchOne(list: string, url: string, maxBytes: number): Promise<boolean> {
     const prev = load(url)
+    // user info goes as Basic auth (fetch refuses a URL that has it); only the redacted URL is logged
+    const req = listRequest(url)
+    const shown = redactUrl(url)
     const headers: Record<string, string> = { 'user-agent': 'tunnelguard' }
+    if (req.authorization) headers.authorization = req.authorization
     if (prev?.etag) headers['if-none-match'] = prev.etag
     if (prev?.lastModified) headers['if-modified-since'] = prev.lastModified
     try {
-      const res = await doFetch(url, { headers, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000), redirect: 'follow' })
+      const res = await doFetch(req.url, { headers, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000), redirect: 'follow' })
       if (res.status === 304) { await res.arrayBuffer(); return false }
       if (res.status !== 200) {
         await res.body?.cancel()
-        o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url, status: res.status, have_copy: prev !== undefined })
+        o.evidence.warn(`remote list fetch failed; ${kept(prev)}`, { list, url: shown, status: res.status, have_copy: prev !== undefined })
         return false
       }
       const text = await readCapped(res, maxBytes)
       if (text === undefined) {
-        o.evidence.warn('remote list larger than maxBytes; keeping the last good copy', { list, url, maxBytes })
+        o.evidence.warn(`remote list larger than maxBytes; ${kept(prev)}`, { list, url: shown, maxBytes, have_copy: prev !== undefined })
         return false
       }
       const changed = text !== prev?.text
       save(url, { text, etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined, fetchedAt: now() })
-      o.evidence.info('remote list fetched', { list, url, bytes: Buffer.byteLength(text), changed })
+      o.evidence.info('remote list fetched', { list, url: shown, bytes: Buffer.byteLength(text), changed })
       return changed
     } catch (e) {
-      o.evidence.warn('remote list fetch failed; keeping the last good copy', { list, url, error: (e as Error).message, have_copy: prev !== undefined })
+      const { error, code } = errorCause(e)
+      o.evidence.warn(`remote list fetch failed; ${kept(prev)}`, {
+        list, url: shown, error: scrub(error, url, req.url, shown), ...code === undefined ? {} : { code }, have_copy: prev !== undefined,
+      })
       return false
     }
   }
@@ -113,14 +186,10 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
 
   return {
     texts() {
-      const out: Record<string, { source: string; text: string }[]> = {}
-      for (const [list, l] of Object.entries(o.config().lists)) {
-        for (const url of l.urls) {
-          const c = load(url)
-          if (c) (out[list] ??= []).push({ source: url, text: c.text })
-        }
-      }
-      return out
+      return gather(o.config(), load).texts
+    },
+    copies() {
+      return gather(o.config(), load).copies
     },
     async refreshAll() {
       const changed = await Promise.all(Object.keys(o.config().lists).map(refreshList))

@@ -1,9 +1,9 @@
 import t from 'tap'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { readdirSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createRemoteLists } from '../src/remote-lists.js'
+import { createRemoteLists, errorCause } from '../src/remote-lists.js'
 import { makeSnapshot } from './fixtures/snapshot.js'
 import { memoryEvidence } from './fixtures/evidence.js'
 import type { Config } from '../src/snapshot-types.js'
@@ -62,7 +62,8 @@ t.test('failures keep the last good copy: HTTP error, too large, unreachable', a
   const ev = memoryEvidence()
   const good = configWith(makeSnapshot().config, dir, [`${srv.base}/list`])
   await createRemoteLists({ config: () => good, evidence: ev, onChange: () => {} }).refreshAll()
-  for (const [path, max, msg] of [['/down', 1 << 20, /fetch failed/], ['/big', 1024, /larger than maxBytes/], ['/bigdeclared', 1024, /larger than maxBytes/]] as const) {
+  for (const [path, max, msg] of [['/down', 1 << 20, /^remote list fetch failed; no copy yet: the list is empty until a fetch succeeds$/],
+    ['/big', 1024, /^remote list larger than maxBytes; no copy yet/], ['/bigdeclared', 1024, /larger than maxBytes/]] as const) {
     const url = `${srv.base}${path}`
     const c = configWith(makeSnapshot().config, dir, [url], max)
     const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => t.fail('no change expected') })
@@ -70,13 +71,26 @@ t.test('failures keep the last good copy: HTTP error, too large, unreachable', a
     t.same(rl.texts(), {}, `${path}: nothing new taken`)
     t.match(ev.messages.at(-1)!.msg, msg)
   }
-  const dead = configWith(makeSnapshot().config, dir, ['http://127.0.0.1:9/list'])
+  // a port nothing listens on (just closed): fetch's own message is "fetch failed", the cause says why
+  const closed = createServer()
+  await new Promise<void>(r => closed.listen(0, '127.0.0.1', r))
+  const deadPort = (closed.address() as AddressInfo).port
+  await new Promise<void>(r => closed.close(() => r()))
+  const dead = configWith(makeSnapshot().config, dir, [`http://127.0.0.1:${deadPort}/list`])
   const rl = createRemoteLists({ config: () => dead, evidence: ev, onChange: () => {}, timeoutMs: 2000 })
   await rl.refreshAll()
-  t.match(ev.messages.at(-1)!, { level: 'warn', msg: /fetch failed; keeping the last good copy/ })
+  t.match(ev.messages.at(-1)!, {
+    level: 'warn', msg: 'remote list fetch failed; no copy yet: the list is empty until a fetch succeeds',
+    fields: { error: `fetch failed: connect ECONNREFUSED 127.0.0.1:${deadPort}`, code: 'ECONNREFUSED', have_copy: false },
+  }, 'the cause and its code; no copy to keep, and it says so')
   const stillGood = createRemoteLists({ config: () => good, evidence: ev, onChange: () => {}, fetch: async () => { throw new Error('boom') } })
   await stillGood.refreshAll()
   t.equal(stillGood.texts().remote![0]!.text, 'ngrok.io\n', 'a failed fetch leaves the disk copy in use')
+  t.match(ev.messages.at(-1)!, { msg: 'remote list fetch failed; keeping the last good copy', fields: { error: 'boom', have_copy: true } })
+  t.notOk('code' in ev.messages.at(-1)!.fields!, 'no cause, no code')
+  const downWithCopy = createRemoteLists({ config: () => good, evidence: ev, onChange: () => {}, fetch: async () => new Response(null, { status: 500 }) })
+  await downWithCopy.refreshAll()
+  t.match(ev.messages.at(-1)!, { msg: 'remote list fetch failed; keeping the last good copy', fields: { status: 500, have_copy: true } })
 })
 
 t.test('start fetches at once and every refresh; stop ends the timers', async t => {
@@ -136,4 +150,56 @@ t.test('without state.dir the last good copy goes to the temp directory', async 
   await rl.refreshAll()
   const { tmpdir } = await import('node:os')
   t.ok(readdirSync(join(tmpdir(), 'tunnelguard-state')).length > 0)
+})
+
+t.test('a URL with credentials: fetched with Basic auth; password and query values never logged, stored or shown', async t => {
+  const auths: (string | undefined)[] = []
+  const paths: (string | undefined)[] = []
+  const srv = createServer((req, res) => {
+    auths.push(req.headers.authorization)
+    paths.push(req.url)
+    if (req.headers.authorization !== `Basic ${Buffer.from('u:p@ss hunter2').toString('base64')}`) { res.writeHead(401).end(); return }
+    res.writeHead(200).end('trycloudflare.com\n')
+  })
+  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => { srv.close(() => r()); srv.closeAllConnections() }))
+  const port = (srv.address() as AddressInfo).port
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  const url = `http://u:p%40ss%20hunter2@127.0.0.1:${port}/tunnels.txt?key=SECRET`
+  const shown = `http://u:***@127.0.0.1:${port}/tunnels.txt?key=***`
+  const config = configWith(makeSnapshot().config, dir, [url])
+  let changes = 0
+  const rl = createRemoteLists({ config: () => config, evidence: ev, onChange: () => { changes++ } })
+  await rl.refreshAll()
+  t.same(auths, [`Basic ${Buffer.from('u:p@ss hunter2').toString('base64')}`], 'the percent-decoded user and password as Basic auth')
+  t.same(paths, ['/tunnels.txt?key=SECRET'], 'the query is sent as it is')
+  t.equal(changes, 1, 'the list was fetched (it stayed empty before: fetch refused the URL)')
+  t.same(rl.texts(), { remote: [{ source: shown, text: 'trycloudflare.com\n' }] }, 'the source every entry carries is redacted')
+  t.match(ev.messages, [{ msg: 'remote list fetched', fields: { url: shown } }])
+  const json = readdirSync(dir).filter(f => f.endsWith('.json')).map(f => readFileSync(join(dir, f), 'utf8'))
+  t.match(JSON.parse(json[0]!), { url: shown }, 'the state dir\'s .json has the redacted URL')
+
+  // failures: wrong password (401), the server gone (an error naming the URL) — still nothing secret
+  const wrong = configWith(makeSnapshot().config, dir, [`http://u:wrong-hunter2@127.0.0.1:${port}/tunnels.txt?key=SECRET`])
+  await createRemoteLists({ config: () => wrong, evidence: ev, onChange: () => {} }).refreshAll()
+  t.match(ev.messages.at(-1), { level: 'warn', fields: { status: 401, url: `http://u:***@127.0.0.1:${port}/tunnels.txt?key=***` } })
+  const echo = createRemoteLists({ config: () => config, evidence: ev, onChange: () => {}, fetch: async u => { throw new TypeError(`cannot fetch ${String(u)} (from ${url})`) } })
+  await echo.refreshAll()
+  t.equal(ev.messages.at(-1)!.fields!.error, `cannot fetch ${shown} (from ${shown})`, 'a URL in an error message is redacted, as requested and as configured')
+  const logged = JSON.stringify(ev.messages)
+  t.notMatch(logged, /hunter2|SECRET|p%40ss|p@ss/, 'no password or query value in any log line')
+})
+
+t.test('errorCause: the message, then the cause\'s (each address tried, when several), or its code', async t => {
+  const failed = (cause: unknown) => new Error('fetch failed', { cause })
+  t.same(errorCause(new Error('boom')), { error: 'boom' })
+  t.same(errorCause(failed(null)), { error: 'fetch failed' })
+  t.same(errorCause(failed('socket hang up')), { error: 'fetch failed: socket hang up' })
+  t.same(errorCause(failed(Object.assign(new Error('getaddrinfo ENOTFOUND lists.invalid'), { code: 'ENOTFOUND' }))),
+    { error: 'fetch failed: getaddrinfo ENOTFOUND lists.invalid', code: 'ENOTFOUND' })
+  const agg = Object.assign(new AggregateError([new Error('connect ECONNREFUSED ::1:1'), new Error('connect ECONNREFUSED 127.0.0.1:1')], ''), { code: 'ECONNREFUSED' })
+  t.same(errorCause(failed(agg)), { error: 'fetch failed: connect ECONNREFUSED ::1:1; connect ECONNREFUSED 127.0.0.1:1', code: 'ECONNREFUSED' })
+  t.same(errorCause(failed({ code: 'UND_ERR_SOCKET' })), { error: 'fetch failed: UND_ERR_SOCKET', code: 'UND_ERR_SOCKET' })
+  t.same(errorCause(failed({ code: 7 })), { error: 'fetch failed', code: undefined })
 })

@@ -267,7 +267,11 @@ t.test('reloader: a directory that cannot be watched is reported, SIGHUP still w
 
 t.test('serve: config-only listeners, list warnings logged, remote lists reload when fetched, alert delivery errors logged, SIGINT', async t => {
   const { createServer } = await import('node:http')
-  const lst = createServer((_req, res) => { res.end('ngrok.app\n') })
+  // the remote list needs Basic auth and a key: given in its URL, never in the log
+  const lst = createServer((req, res) => {
+    if (req.headers.authorization !== `Basic ${Buffer.from('u:hunter2').toString('base64')}` || !req.url!.endsWith('?key=SECRET')) { res.writeHead(401).end(); return }
+    res.end('ngrok.app\nnot a name!\n')
+  })
   await new Promise<void>(r => lst.listen(0, '127.0.0.1', r))
   t.teardown(() => new Promise<void>(r => { lst.close(() => r()); lst.closeAllConnections() }))
   const lport = (lst.address() as { port: number }).port
@@ -280,7 +284,7 @@ t.test('serve: config-only listeners, list warnings logged, remote lists reload 
     'state: { dir: st }',
     'lists:',
     '  l: { files: [l.txt], action: block }',
-    `  r: { urls: ["http://127.0.0.1:${lport}/list.txt"], action: block }`,
+    `  r: { urls: ["http://u:hunter2@127.0.0.1:${lport}/list.txt?key=SECRET"], action: block }`,
     'alerts: { webhook: { url: "http://127.0.0.1:9/hook", retries: 0, timeout: 500ms } }',
     'reload: { watch: false }',
   ].join('\n'))
@@ -293,6 +297,8 @@ t.test('serve: config-only listeners, list warnings logged, remote lists reload 
   for (let i = 0; i < 200 && r.snapshot().lists.find(l => l.name === 'r')!.entries === 0; i++) await new Promise(res => setTimeout(res, 20))
   t.equal(r.snapshot().lists.find(l => l.name === 'r')!.entries, 1, 'the fetched remote list is in the snapshot')
   t.match(log, /"reason":"remote list changed"/)
+  t.match(log, `"url":"http://u:***@127.0.0.1:${lport}/list.txt?key=***"`, 'the fetch is logged with the URL redacted')
+  t.match(log, `"source":"http://u:***@127.0.0.1:${lport}/list.txt?key=***:2"`, 'so is a warning about a line of the remote list')
   const udp = r.addresses.dns.find(a => a.transport === 'udp')!
   t.equal((await dig(udp, 'x.ngrok.app')).status, 'NXDOMAIN', 'the remote entry blocks')
   for (let i = 0; i < 200 && !/webhook/i.test(log.split('"message":"dns.query"')[1] ?? ''); i++) await new Promise(res => setTimeout(res, 20))
@@ -301,6 +307,7 @@ t.test('serve: config-only listeners, list warnings logged, remote lists reload 
   await r.done
   t.match(log, /"signal":"SIGINT"/)
   t.equal(process.listenerCount('SIGINT'), before)
+  t.notMatch(log, /hunter2|SECRET/, 'no password or key in any log line')
 })
 
 /** Send a CONNECT and return the proxy's status line. */
@@ -328,4 +335,37 @@ t.test('serve: the proxy resolves names through tunnelguard\'s own upstreams and
   t.match(log, /"matched_on":"cname"/, 'decided on the CNAME chain the upstream returned')
   // ns.test resolves to 127.0.0.1 through unbound: a loopback destination is refused
   t.match(await connectStatus(port, 'ns.test:443'), /^HTTP\/1\.1 403/)
+})
+
+t.test('serve: /readyz stays 200 while a remote list has no copy, naming it in unloaded, until a fetch succeeds', async t => {
+  let up = false
+  const lst = createServer((_req, res) => { if (up) res.end('ngrok.app\n'); else res.writeHead(503).end() })
+  await new Promise<void>(r => lst.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => { lst.close(() => r()); lst.closeAllConnections() }))
+  const lport = (lst.address() as AddressInfo).port
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, [
+    'dns: { listen: [], upstreams: ["udp://127.0.0.1:9"] }',
+    'proxy: { listen: [] }',
+    'admin: { listen: "127.0.0.1:0" }',
+    'state: { dir: st }',
+    'reload: { watch: false }',
+    'lists:',
+    '  l: { files: [l.txt], action: block }',
+    `  r: { urls: ["http://u:hunter2@127.0.0.1:${lport}/list.txt?key=SECRET"], refresh: 100ms, action: block }`,
+  ].join('\n'))
+  const r = await serve({ configPath: cfg, stdout: new PassThrough(), signals: false })
+  t.teardown(() => r.stop())
+  const port = r.addresses.admin!.port
+  const down = await fetchText(port, '/readyz')
+  t.equal(down.status, 200, 'ready: the local lists are loaded, and a dead list URL must not keep DNS out of service')
+  t.match(JSON.parse(down.body), { ready: true, unloaded: [{ name: 'r', urls: [`http://u:***@127.0.0.1:${lport}/list.txt?key=***`] }] })
+  up = true
+  let body: { unloaded: unknown[]; lists: { name: string; entries: number }[] } = JSON.parse(down.body)
+  for (let i = 0; i < 200 && body.unloaded.length > 0; i++) {
+    await new Promise(res => setTimeout(res, 20))
+    body = JSON.parse((await fetchText(port, '/readyz')).body)
+  }
+  t.same(body.unloaded, [], 'fetched: no list left unloaded')
 })

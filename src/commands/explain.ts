@@ -1,15 +1,34 @@
 import { CidrSet } from '../policy/cidr.js'
 import type { Decision } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
+import type { StoredCopies } from '../remote-lists.js'
 import { allWarnings } from '../snapshot.js'
+
+const NOT_FETCHED = '0 entries (remote, not fetched yet: run serve, or check the URL)'
+
+/** Each remote list URL: when its copy was fetched, or that there is none yet. */
+function remoteLines(stored: StoredCopies, indent: string): string[] {
+  const w = Math.max(...stored.copies.map(c => c.list.length))
+  return stored.copies.map(c => `${indent}${`${c.list}:`.padEnd(w + 1)} ${c.url}: ${c.fetchedAt === null ? NOT_FETCHED : `copy fetched ${new Date(c.fetchedAt).toISOString()}`}`)
+}
+
+/** The remote lists' copies in JSON: the state dir, each URL and when it was fetched (null: no copy). */
+const remoteJson = (stored: StoredCopies) => ({
+  dir: stored.dir,
+  copies: stored.copies.map(c => ({ list: c.list, url: c.url, fetchedAt: c.fetchedAt === null ? null : new Date(c.fetchedAt).toISOString() })),
+})
 
 /**
  * `tunnelguard check` and `/api/check`: the decision for `name` asked by `client` (an IP
  * address), noting when the DNS forwarder would answer that client REFUSED.
  */
-export function explainCheck(s: Snapshot, name: string, client: string, json: boolean): string {
+export function explainCheck(s: Snapshot, name: string, client: string, json: boolean, stored?: StoredCopies): string {
   const refused = !new CidrSet(s.config.dns.allowClients).has(client)
-  return explainDecision(s.policy.decide(client, name, 'qname'), client, json, refused)
+  const text = explainDecision(s.policy.decide(client, name, 'qname'), client, json, refused)
+  // `check` decides with the copies serve keeps of the remote lists, and says which and from when
+  if (!stored || stored.copies.length === 0) return text
+  if (json) return JSON.stringify({ ...JSON.parse(text) as object, remote: remoteJson(stored) }, null, 2) + '\n'
+  return text + `  remote:  the copies serve keeps in ${stored.dir} (check fetches nothing):\n${remoteLines(stored, '    ').join('\n')}\n`
 }
 
 /** The decision and why, for a person or as JSON; `refused`: the client is not in dns.allowClients. */
@@ -35,17 +54,23 @@ export function explainDecision(d: Decision, client: string, json: boolean, refu
   return lines.join('\n') + '\n'
 }
 
-/** `tunnelguard lists` output: what was loaded, counts, warnings. */
-export function describeLists(s: Snapshot, json: boolean): string {
+/**
+ * `tunnelguard lists` output: what was loaded, counts, warnings; remote lists from the copies
+ * serve keeps in the state dir (`stored`), each URL with when it was fetched, or that it was not.
+ */
+export function describeLists(s: Snapshot, json: boolean, stored: StoredCopies): string {
+  const remote = stored.copies.length > 0
   if (json) {
-    return JSON.stringify({ config: s.config.source, lists: s.lists, warnings: allWarnings(s) }, null, 2) + '\n'
+    return JSON.stringify({ config: s.config.source, lists: s.lists, ...remote ? { remote: remoteJson(stored) } : {}, warnings: allWarnings(s) }, null, 2) + '\n'
   }
   const lines = [`config: ${s.config.source}`]
   const w = Math.max(4, ...s.lists.map(l => l.name.length))
   lines.push(`${'list'.padEnd(w)}  action    entries  allows  sources`)
   for (const l of s.lists) {
-    lines.push(`${l.name.padEnd(w)}  ${l.action.padEnd(8)}  ${String(l.entries).padStart(7)}  ${String(l.allows).padStart(6)}  ${l.sources.join(', ')}`)
+    const unfetched = stored.copies.filter(c => c.list === l.name && c.fetchedAt === null).map(c => `${c.url} (not fetched yet)`)
+    lines.push(`${l.name.padEnd(w)}  ${l.action.padEnd(8)}  ${String(l.entries).padStart(7)}  ${String(l.allows).padStart(6)}  ${[...l.sources, ...unfetched].join(', ')}`)
   }
+  if (remote) lines.push(`remote lists: the copies serve keeps in ${stored.dir} (lists fetches nothing):`, ...remoteLines(stored, '  '))
   const warnings = allWarnings(s)
   lines.push(`${s.policy.entries} entries in all; ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`)
   for (const x of warnings) lines.push(`  warning: ${x.source}: ${x.message}`)

@@ -1,11 +1,12 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { isIP, type AddressInfo } from 'node:net'
-import { basename } from 'node:path'
 import { Counter } from 'prom-client'
 import { explainCheck } from '../commands/explain.js'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
+import { shortSource } from '../list-url.js'
 import { CidrSet, parseCidr } from '../policy/cidr.js'
+import type { RemoteCopy } from '../remote-lists.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { ClientTable, ClientView } from './client-table.js'
 import type { Metrics } from './metrics.js'
@@ -18,6 +19,11 @@ export interface AdminOptions {
   readonly getSnapshot: () => Snapshot | undefined
   /** True once the lists are loaded. */
   readonly ready: () => boolean
+  /**
+   * The remote lists' URLs and when each copy in use was fetched (null: none yet). One without a
+   * copy is named in `/readyz`'s `unloaded` and does not make it 503 (see `/readyz`).
+   */
+  readonly remote?: () => readonly RemoteCopy[]
   /**
    * Most connections open at once (`admin.maxConnections`, default 64); one client address may
    * hold a quarter of them (at least 1). Connections beyond either are closed at once.
@@ -79,15 +85,14 @@ export function hostAllowed(host: string | undefined, allow: ReadonlySet<string>
   return isIP(name) === 4 || name === 'localhost' || allow.has(name)
 }
 
-/**
- * A list entry's source as the admin listener shows it: a file by its name, without the
- * directories; a URL without user, password, query or fragment (where a list's token would be).
- * The line stays: `ngrok.txt:12`, `https://lists.example/t.txt:3`.
- */
-export function shortSource(source: string): string {
-  const [, where, line] = /^(.*?)((?::\d+)?)$/s.exec(source)!
-  const url = /^https?:\/\//i.test(where!) && URL.canParse(where!) ? new URL(where!) : undefined
-  return (url ? `${url.protocol}//${url.host}${url.pathname}` : basename(where!)) + line
+/** A list entry's source as the admin listener shows it (a file's name, a URL without credentials or query). */
+export { shortSource }
+
+/** The remote lists that have no copy yet (none on disk, no fetch succeeded), each with those URLs. */
+function unloaded(copies: readonly RemoteCopy[]): { name: string; urls: string[] }[] {
+  const out = new Map<string, string[]>()
+  for (const c of copies) if (c.fetchedAt === null) out.set(c.list, [...out.get(c.list) ?? [], c.url])
+  return [...out].map(([name, urls]) => ({ name, urls }))
 }
 
 const HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
@@ -138,7 +143,9 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         const s = opts.getSnapshot()
         const ready = opts.ready() && s !== undefined
         const lists = s ? s.lists.map(l => ({ name: l.name, action: l.action, entries: l.entries, allows: l.allows })) : []
-        return json(res, ready ? 200 : 503, { ready, lists })
+        // a remote list with no copy yet is named, but is no reason for 503: a dead list URL (or
+        // an expired token) would otherwise keep DNS out of service, the local lists with it
+        return json(res, ready ? 200 : 503, { ready, lists, unloaded: unloaded(opts.remote?.() ?? []) })
       }
       case '/api/clients':
         return sendClients(url, req, res)

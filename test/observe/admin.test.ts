@@ -48,7 +48,7 @@ t.test('routes', async t => {
   const ready = await get(admin.port, '/readyz')
   t.equal(ready.status, 200)
   t.same(JSON.parse(ready.body), { ready: true, lists: [
-    { name: 'ngrok', action: 'sinkhole', entries: 3, allows: 0 }, { name: 'tunnels', action: 'alert', entries: 1, allows: 0 }] })
+    { name: 'ngrok', action: 'sinkhole', entries: 3, allows: 0 }, { name: 'tunnels', action: 'alert', entries: 1, allows: 0 }], unloaded: [] })
   const c = JSON.parse((await get(admin.port, '/api/clients')).body)
   t.equal(c.count, 1)
   t.match(c.clients[0], { ip: '10.0.0.5', actions: { sinkhole: 1 }, names: [{ name: 'a.ngrok.io', count: 1 }] })
@@ -82,8 +82,27 @@ t.test('not ready', async t => {
   t.match(JSON.parse(r.body), { ready: false })
   const none = await start(t, { snapshot: undefined })
   const r2 = await get(none.admin.port, '/readyz')
-  t.same([r2.status, JSON.parse(r2.body)], [503, { ready: false, lists: [] }])
+  t.same([r2.status, JSON.parse(r2.body)], [503, { ready: false, lists: [], unloaded: [] }])
   t.equal((await get(none.admin.port, '/api/check?name=a.ngrok.io')).status, 503)
+})
+
+t.test('readyz: remote lists with no copy yet are named in unloaded, each with its URLs; still 200', async t => {
+  const metrics = createMetrics()
+  const remote = [
+    { list: 'extra', url: 'http://u:***@127.0.0.1:1/a.txt?key=***', fetchedAt: null },
+    { list: 'extra', url: 'https://lists.example/b.txt', fetchedAt: null },
+    { list: 'loaded', url: 'https://lists.example/c.txt', fetchedAt: 1_700_000_000_000 },
+    { list: 'half', url: 'https://lists.example/d.txt', fetchedAt: 1_700_000_000_000 },
+    { list: 'half', url: 'https://lists.example/e.txt', fetchedAt: null },
+  ]
+  const admin = await startAdmin({ listen: '127.0.0.1:0', metrics, clients: createClientTable(), getSnapshot: () => makeSnapshot(), ready: () => true, remote: () => remote })
+  t.teardown(() => admin.close())
+  const r = await get(admin.port, '/readyz')
+  t.equal(r.status, 200, 'a list URL that is down must not take DNS out of service')
+  t.match(JSON.parse(r.body), { ready: true, unloaded: [
+    { name: 'extra', urls: ['http://u:***@127.0.0.1:1/a.txt?key=***', 'https://lists.example/b.txt'] },
+    { name: 'half', urls: ['https://lists.example/e.txt'] }] })
+  t.equal(JSON.parse(r.body).unloaded.length, 2, 'a list with every copy is not named')
 })
 
 t.test('a bad request target, a failing collector, a broken client', async t => {
