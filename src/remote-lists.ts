@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { listRequest, redactUrl } from './list-url.js'
+import { redactUrl, withoutCredentials } from './url-secrets.js'
 import type { Evidence } from './observe/types.js'
 import type { ExtraTexts } from './snapshot.js'
 import type { Config } from './snapshot-types.js'
@@ -145,7 +145,7 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   async function fetchOne(list: string, url: string, maxBytes: number): Promise<boolean> {
     const prev = load(url)
     // user info goes as Basic auth (fetch refuses a URL that has it); only the redacted URL is logged
-    const req = listRequest(url)
+    const req = withoutCredentials(url)
     const shown = redactUrl(url)
     const headers: Record<string, string> = { 'user-agent': 'tunnelguard' }
     if (req.authorization) headers.authorization = req.authorization

@@ -1,17 +1,31 @@
 import t from 'tap'
-import { basicAuth, redactUrl, withoutCredentials } from '../src/url-secrets.js'
+import { basicAuth, redactUrl, shortSource, withoutCredentials as listRequest } from '../src/url-secrets.js'
 
-t.test('redactUrl hides the password and every query value, keeps the rest', async t => {
-  t.equal(redactUrl('https://u:pw@lists.example/t.txt?key=SECRET&v=2#f'), 'https://u:***@lists.example/t.txt?key=***&v=***#f')
-  t.equal(redactUrl('https://u@lists.example/t.txt'), 'https://u@lists.example/t.txt', 'a user alone is not a secret')
-  t.equal(redactUrl('https://lists.example/t.txt'), 'https://lists.example/t.txt')
+t.test('redactUrl: password, query values and fragment hidden; user, host, path and keys kept', async t => {
+  t.equal(redactUrl('http://u:pw@127.0.0.1:18082/tunnels.txt?key=SECRET'), 'http://u:***@127.0.0.1:18082/tunnels.txt?key=***')
+  t.equal(redactUrl('https://lists.example/a/t.txt?key=S1&token&=x&&v=#frag'), 'https://lists.example/a/t.txt?key=***&***&=***&&v=***#***',
+    'a bare value, an empty key, an empty pair, an empty value, a fragment')
+  t.equal(redactUrl('https://:pw@lists.example/t.txt'), 'https://:***@lists.example/t.txt', 'a password without a user')
+  t.equal(redactUrl('https://user@lists.example/t.txt?'), 'https://user@lists.example/t.txt', 'a user without a password stays (no secret)')
+  t.equal(redactUrl('https://lists.example/t.txt'), 'https://lists.example/t.txt', 'nothing to hide: as it was')
   t.equal(redactUrl('not a url'), 'not a url')
 })
 
-t.test('withoutCredentials: the URL to fetch and its Basic authorization', async t => {
-  t.same(withoutCredentials('http://a%20b:p%3Aw@h.example:8080/x?k=1'),
-    { url: 'http://h.example:8080/x?k=1', authorization: `Basic ${Buffer.from('a b:p:w').toString('base64')}` })
-  t.same(withoutCredentials('http://h.example/x'), { url: 'http://h.example/x' })
-  t.equal(basicAuth(new URL('http://:only-pw@h.example/')), `Basic ${Buffer.from(':only-pw').toString('base64')}`, 'a password without a user')
+t.test('listRequest: user info out of the URL, into Basic auth, percent-decoded', async t => {
+  t.same(listRequest('https://lists.example/t.txt?k=1'), { url: 'https://lists.example/t.txt?k=1' }, 'no credentials: the URL as it is')
+  const r = listRequest('http://us%20er:p%40ss%3Aw@127.0.0.1:1/t.txt?key=SECRET')
+  t.equal(r.url, 'http://127.0.0.1:1/t.txt?key=SECRET')
+  t.equal(Buffer.from(r.authorization!.replace(/^Basic /, ''), 'base64').toString('utf8'), 'us er:p@ss:w')
+  t.equal(Buffer.from(listRequest('http://:only@h/').authorization!.slice(6), 'base64').toString(), ':only', 'a password alone')
+  t.equal(Buffer.from(listRequest('http://only@h/').authorization!.slice(6), 'base64').toString(), 'only:', 'a user alone')
+})
+
+t.test('shortSource: a file by its name, a URL without credentials, query or fragment; the line kept', async t => {
+  t.equal(shortSource('/etc/tg/lists/ngrok.txt:12'), 'ngrok.txt:12')
+  t.equal(shortSource('http://u:***@lists.example/t.txt?key=***:3'), 'http://lists.example/t.txt:3')
+})
+
+t.test('basicAuth: from a parsed URL, or none', async t => {
+  t.equal(basicAuth(new URL('http://a%20b:p%3Aw@h.example/')), `Basic ${Buffer.from('a b:p:w').toString('base64')}`)
   t.equal(basicAuth(new URL('http://h.example/')), undefined)
 })
