@@ -28,6 +28,11 @@ export interface RemoteLists {
   refreshAll(): Promise<void>
   /** Fetch at start and every list's `refresh` from now on. */
   start(): void
+  /**
+   * After a reload (started only): a list whose urls or refresh changed, or that is new, is
+   * fetched now and on its own refresh from now on; a list gone is no longer fetched.
+   */
+  sync(): void
   stop(): void
 }
 
@@ -104,7 +109,10 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const doFetch = o.fetch ?? globalThis.fetch
   const now = o.now ?? Date.now
   const copies = new Map<string, Copy>()
-  const timers: NodeJS.Timeout[] = []
+  /** The refresh timer of each list with urls, and the urls and refresh it was set for. */
+  const timers = new Map<string, NodeJS.Timeout>()
+  const scheduled = new Map<string, string>()
+  let started = false
   const dir = () => stateDir(o.config())
 
   function load(url: string): Copy | undefined {
@@ -177,6 +185,35 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     }
   }
 
+  const refresh = (list: string) => refreshList(list).then(c => { if (c) o.onChange() })
+
+  /**
+   * One timer per list with urls, at its refresh; the lists whose urls or refresh are not what
+   * their timer was set for (or that had none) get a new one, and are returned.
+   */
+  function schedule(): string[] {
+    const changed: string[] = []
+    const want = new Map<string, string>()
+    for (const [list, l] of Object.entries(o.config().lists)) {
+      if (l.urls.length > 0) want.set(list, JSON.stringify([l.urls, l.refresh]))
+    }
+    for (const [list, t] of timers) {
+      if (want.get(list) === scheduled.get(list)) continue
+      clearInterval(t)
+      timers.delete(list)
+      scheduled.delete(list)
+    }
+    for (const [list, sig] of want) {
+      if (timers.has(list)) continue
+      const t = setInterval(() => { void refresh(list) }, o.config().lists[list]!.refresh)
+      t.unref()
+      timers.set(list, t)
+      scheduled.set(list, sig)
+      changed.push(list)
+    }
+    return changed
+  }
+
   async function refreshList(list: string): Promise<boolean> {
     const l = o.config().lists[list]
     if (!l) return false
@@ -197,15 +234,18 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     },
     start() {
       void this.refreshAll()
-      for (const [list, l] of Object.entries(o.config().lists)) {
-        if (l.urls.length === 0) continue
-        const t = setInterval(() => { void refreshList(list).then(c => { if (c) o.onChange() }) }, l.refresh)
-        t.unref()
-        timers.push(t)
-      }
+      schedule()
+      started = true
+    },
+    sync() {
+      if (!started) return
+      for (const list of schedule()) void refresh(list)
     },
     stop() {
-      for (const t of timers.splice(0)) clearInterval(t)
+      started = false
+      for (const t of timers.values()) clearInterval(t)
+      timers.clear()
+      scheduled.clear()
     },
   }
 }

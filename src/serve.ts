@@ -110,7 +110,7 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     configPath: opts.configPath, overrides, resolvConf: opts.resolvConf, evidence,
     current: getSnapshot,
     extraTexts: () => remote.texts(),
-    swap: s => { snapshot = s; metrics.setLists(s.lists); void names.configure(s.config); applyAlerts(s.config) },
+    swap: s => { snapshot = s; metrics.setLists(s.lists); void names.configure(s.config); applyAlerts(s.config); remote.sync() },
     onResult: ok => metrics.reloaded(ok),
     debounceMs: config.reload.debounce,
   })

@@ -142,6 +142,38 @@ t.test('timers skip lists without urls and lists removed by a reload', async t =
   t.equal(srv.seen.length, n, 'a list removed by a reload is not fetched any more')
 })
 
+t.test('a reload that adds a list or changes its urls: fetched at once (sync), the others left to their timers', async t => {
+  const srv = await listServer(t)
+  const ev = memoryEvidence()
+  const base = makeSnapshot().config
+  const list = (urls: string[]) => ({ files: [], urls, refresh: 3_600_000, maxBytes: 1 << 20, action: 'block' as const })
+  let c: Config = { ...base, state: { dir: t.testdir() }, lists: { a: list([`${srv.base}/list?a`]) } }
+  let changes = 0
+  const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => { changes++ } })
+  t.teardown(() => rl.stop())
+  const urls = () => srv.seen.map(r => r.url)
+  const until = async (n: number) => { for (let i = 0; i < 200 && srv.seen.length < n; i++) await new Promise(r => setTimeout(r, 10)) }
+  rl.sync()
+  await new Promise(r => setTimeout(r, 50))
+  t.same(urls(), [], 'before start, a reload fetches nothing (start does)')
+  rl.start()
+  await until(1)
+  t.same(urls(), ['/list?a'])
+  c = { ...c, lists: { a: list([`${srv.base}/list?a`]), b: list([`${srv.base}/list?b`]) } }
+  rl.sync()
+  await until(2)
+  t.same(urls(), ['/list?a', '/list?b'], 'the new list at once; the unchanged one not again')
+  for (let i = 0; i < 200 && changes < 2; i++) await new Promise(r => setTimeout(r, 10))
+  t.equal(changes, 2, 'its content reloads the lists')
+  c = { ...c, lists: { a: list([`${srv.base}/list?a2`]) } }
+  rl.sync()
+  await until(3)
+  t.same(urls(), ['/list?a', '/list?b', '/list?a2'], 'changed urls: fetched at once; the list gone: not')
+  rl.sync()
+  await new Promise(r => setTimeout(r, 50))
+  t.equal(srv.seen.length, 3, 'a reload that changes nothing fetches nothing')
+})
+
 t.test('without state.dir the last good copy goes to the temp directory', async t => {
   const srv = await listServer(t)
   const base = makeSnapshot().config
