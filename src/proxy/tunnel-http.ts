@@ -29,7 +29,8 @@ const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/
  * The bytes after CONNECT are not TLS. With proxy.nonTls: block the tunnel is refused. With
  * `decide`, when they are an HTTP/1.x request its head is read (within `timeoutMs` and
  * proxy.maxHeaderBytes) and the host of an absolute-form target (`url`) and the Host header
- * (`host`) are decided like plain HTTP's, with the CNAME chain of a name that is not the CONNECT
+ * (`host`), or the authority of a CONNECT sent on through the tunnel to another proxy (`connect`),
+ * are decided like plain HTTP's, with the CNAME chain of a name that is not the CONNECT
  * host (as an SNI's): the worse decision wins. A head that cannot be read safely, or is not
  * complete in time, is blocked (fail closed). Only the first request is read: later ones on a
  * kept-alive tunnel pass unread. Bytes that are no HTTP request are decided on the CONNECT host alone.
@@ -57,6 +58,11 @@ export async function decidePlain(ctx: ProxyCtx, snap: Snapshot, client: Peer, t
     const t = parseAuthority(abs[1]!, 80)
     if (!t) return failClosed('malformed HTTP request in the tunnel (bad host in the request-target)')
     named.push([t, 'url'])
+  } else if (!result.target.startsWith('/') && result.target !== '*') {
+    // authority-form: a CONNECT to another proxy from inside the tunnel names where it goes
+    const t = parseAuthority(result.target, 443)
+    if (!t) return failClosed('malformed HTTP request in the tunnel (bad request-target)')
+    named.push([t, 'connect'])
   }
   // an empty Host names no server (the edge falls back to its default, as without one)
   if (result.host) {
@@ -71,12 +77,13 @@ export async function decidePlain(ctx: ProxyCtx, snap: Snapshot, client: Peer, t
     const d = decideTarget(snap, client.ip, t, where)
     decision = worse(decision, d)
     if (where === 'host') host = extra['tunnelguard.host_header'] = d.name
+    if (where === 'connect') extra['tunnelguard.inner_connect'] = d.name
     if (seen.has(d.name)) continue                              // the CONNECT host's chain was decided by route
     seen.add(d.name)
     extra['tunnelguard.mismatch'] = true
     ctx.evidence.warn('proxy.host_mismatch', {
       'client.ip': client.ip, 'client.port': client.port, 'destination.domain': first.name, 'destination.port': target.port,
-      [where === 'host' ? 'tunnelguard.host_header' : 'url.domain']: d.name,
+      [where === 'host' ? 'tunnelguard.host_header' : where === 'url' ? 'url.domain' : 'tunnelguard.inner_connect']: d.name,
     })
     if (blocks(d) || t.ip !== undefined) continue
     const chain = await chainOf(ctx, snap, client.ip, d.name)

@@ -87,12 +87,28 @@ t.test('the Host\'s CNAME chain; an absolute-form URL host; the CONNECT host\'s 
   t.match(absAddr.data, /200 OK/, 'addresses: nothing to look up')
   t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, urlDomain: '::1' })
 
+  // a CONNECT sent on through the tunnel (to a proxy behind it): its authority is decided as a CONNECT host is
+  const inner = await exchange(p.port, [CONNECT(target), 'CONNECT x.ngrok-free.app:443 HTTP/1.1\r\nHost: site.example\r\n\r\n'])
+  t.ok(inner.closed)
+  t.match(p.ev.events.at(-1), {
+    decision: { action: 'sinkhole', where: 'connect', name: 'x.ngrok-free.app' },
+    extra: { 'tunnelguard.inner_connect': 'x.ngrok-free.app', 'tunnelguard.host_header': 'site.example' },
+  })
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.host_mismatch').at(-2), { fields: { 'tunnelguard.inner_connect': 'x.ngrok-free.app' } })
+  const innerBad = await exchange(p.port, [CONNECT(target), 'CONNECT user@x:443 HTTP/1.1\r\n\r\n'])
+  t.ok(innerBad.closed)
+  t.match(p.ev.events.at(-1), { decision: { action: 'block', reason: /bad request-target/ }, extra: { 'tunnelguard.sni_status': 'http-invalid' } })
+  const options = await exchange(p.port, [CONNECT(target), 'OPTIONS * HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n'], { end: true })
+  t.equal(status(options.data), 200, 'the asterisk-form names nothing: the Host decides')
+  t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.host_header': 'site.example' } })
+  t.notOk(p.ev.events.at(-1)!.extra!['tunnelguard.inner_connect'])
+
   const calls = resolve.calls.length
   const same = await exchange(p.port, [CONNECT(`site.example:${origin.port}`), 'GET / HTTP/1.1\r\nHost: SITE.example.\r\nConnection: close\r\n\r\n'], { end: true })
   t.match(same.data, /200 OK/)
   t.same(resolve.calls.slice(calls), ['site.example'], 'a Host that is the CONNECT host is resolved once (by the route)')
   t.notOk(p.ev.events.at(-1)!.extra!['tunnelguard.mismatch'])
-  t.equal(origin.requests.length, 3)
+  t.equal(origin.requests.length, 4)
 })
 
 t.test('what the head cannot say: decided on the CONNECT host; what cannot be read: blocked, fail closed', async t => {
