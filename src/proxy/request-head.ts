@@ -28,6 +28,26 @@ const METHOD = 0
 const TARGET = 1
 const VERSION = 2
 const FIELDS = 3
+/** A first line that is no strict request line: read to its end, then told HTTP-like or not (see looksHttp). */
+const LINE = 4
+
+/** A token, whitespace, and a target: the start of any request line a lenient server reads. */
+const REQUEST_LIKE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t\v\f]+(\S+)/
+
+/**
+ * Whether a first line that is not a strict `METHOD SP target SP HTTP/1.d` is still one some
+ * server reads as a request (nginx and Node take runs of spaces, nginx a trailing space or
+ * HTTP/1.10, squid tabs and HTTP/0.9 lines, HTTP/1.1 in lower case): a token, whitespace, then an
+ * origin-form or asterisk target, an absolute one of a scheme proxies fetch (http, https, ws, wss,
+ * ftp), an inner CONNECT, or `HTTP/` anywhere. Such a line is
+ * refused (fail closed), not let through as another protocol.
+ */
+export function looksHttp(line: string): boolean {
+  const m = REQUEST_LIKE.exec(line)
+  if (!m) return false
+  const target = m[1]!
+  return /^[/*]/.test(target) || /^(https?|wss?|ftp):\/\//i.test(target) || /^connect[ \t\v\f]/i.test(line) || /http\//i.test(line)
+}
 
 /**
  * An HTTP/1.x request head read as a lenient origin server reads it (Go's net/http, which tunnel
@@ -59,23 +79,35 @@ export class RequestHeadParser {
     const stop = Math.min(buf.length, this.maxBytes)
     for (; this.pos < stop; this.pos++) {
       const c = buf[this.pos]!
-      if (this.state === METHOD) {
+      if (this.state === LINE) {
+        if (c === LF) return this.odd(buf)
+      } else if (this.state === METHOD) {
         if (TCHAR[c] === 1) continue
         if (c === SP && this.pos > this.start) {
           this.sp1 = this.pos
           this.state = TARGET
         } else if ((c === CR || c === LF) && this.pos === this.start) this.start++
+        else if (this.pos > this.start && (c === 0x09 || c === 0x0b || c === 0x0c)) this.state = LINE   // a token, then other whitespace
         else return NOT_HTTP
       } else if (this.state === TARGET) {
         if (c > SP && c !== 0x7f) continue
-        if (c !== SP || this.pos === this.sp1 + 1) return NOT_HTTP
+        if (c !== SP || this.pos === this.sp1 + 1) {
+          if (c === LF) return this.odd(buf)
+          this.state = LINE
+          continue
+        }
         this.sp2 = this.pos
         this.state = VERSION
       } else if (this.state === VERSION) {
         const i = this.pos - this.sp2 - 1                       // HTTP/1.d, then CRLF or LF
         const ok = i < HTTP_1.length ? c === HTTP_1[i] : i === HTTP_1.length ? c >= 0x30 && c <= 0x39
           : c === LF || (i === HTTP_1.length + 1 && c === CR)
-        if (!ok) return i === 5 && c === 0x32 && buf.toString('latin1', this.start, this.sp2) === 'PRI *' ? invalid('HTTP/2 with prior knowledge') : NOT_HTTP
+        if (!ok) {
+          if (i === 5 && c === 0x32 && buf.toString('latin1', this.start, this.sp2) === 'PRI *') return invalid('HTTP/2 with prior knowledge')
+          if (c === LF) return this.odd(buf)
+          this.state = LINE
+          continue
+        }
         if (c === LF) {
           this.state = FIELDS
           this.line = this.pos + 1
@@ -91,6 +123,14 @@ export class RequestHeadParser {
       }
     }
     return this.pos >= this.maxBytes ? invalid(`request head over ${this.maxBytes} bytes`) : undefined
+  }
+
+  /** A first line that is no strict request line, ended by the LF at `pos`: refused when a server would read it as a request. */
+  private odd(buf: Buffer): RequestHead {
+    const end = this.pos > this.start && buf[this.pos - 1] === CR ? this.pos - 1 : this.pos
+    return looksHttp(buf.toString('latin1', this.start, end))
+      ? invalid('a request line that is not "METHOD target HTTP/1.x" with single spaces (lenient servers read it)')
+      : NOT_HTTP
   }
 
   /** Why a field line cannot be read, or undefined (a Host field is kept). */

@@ -160,6 +160,22 @@ t.test('what the head cannot say: decided on the CONNECT host; what cannot be re
   t.equal(origin.requests.length, served)
 })
 
+t.test('request lines lenient servers read, not in the strict form (extra spaces, tabs, HTTP/0.9, HTTP/1.10): blocked, never forwarded', async t => {
+  const { origin, p } = await setup(t)
+  const target = `127.0.0.1:${origin.port}`
+  const served = origin.requests.length
+  for (const bytes of [
+    'GET  / HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n', 'GET / HTTP/1.1 \r\nHost: x.ngrok-free.app\r\n\r\n',
+    'GET / HTTP/1.10\r\nHost: x.ngrok-free.app\r\n\r\n', 'GET http://x.ngrok-free.app/\r\n',
+    'GET\thttp://x.ngrok-free.app/ HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n', 'CONNECT  x.ngrok-free.app:443 HTTP/1.1\r\n\r\n',
+  ]) {
+    const r = await exchange(p.port, [CONNECT(target), bytes])
+    t.ok(r.closed, JSON.stringify(bytes))
+    t.match(p.ev.events.at(-1), { decision: { action: 'block', reason: /with single spaces/ }, extra: { 'tunnelguard.sni_status': 'http-invalid' } }, JSON.stringify(bytes))
+  }
+  t.equal(origin.requests.length, served, 'none reached the origin')
+})
+
 t.test('bytes that are no HTTP request pass on the CONNECT host, as before; only the first request is read', async t => {
   const { origin, p } = await setup(t)
   const target = `127.0.0.1:${origin.port}`

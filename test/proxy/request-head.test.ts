@@ -1,6 +1,6 @@
 import t from 'tap'
 import { readFrom } from '../../src/proxy/hello-reader.js'
-import { RequestHeadParser, type RequestHead } from '../../src/proxy/request-head.js'
+import { RequestHeadParser, looksHttp, type RequestHead } from '../../src/proxy/request-head.js'
 import { pausedClient } from '../fixtures/paused-client.js'
 
 const parse = (text: string | Buffer, max = 16_384): RequestHead | undefined =>
@@ -45,27 +45,39 @@ t.test('split anywhere: nothing until the last byte of the head', async t => {
   t.match(p.parse(buf), { kind: 'head', host: 'x.ngrok-free.app' })
 })
 
-t.test('not HTTP: told as soon as a byte shows it', async t => {
+t.test('not HTTP: told as soon as a byte shows it, or at the end of a first line no server reads as a request', async t => {
   const cases: [string, string | Buffer, number][] = [
     ['an SSH banner', 'SSH-2.0-OpenSSH_9.2\r\n', 19],
+    ['an SSH banner with a comment', 'SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n', 31],
     ['an SSLv2 hello', Buffer.from([0x80, 0x2e, 0x01]), 0],
     ['a space first', ' GET / HTTP/1.1\r\n', 0],
-    ['two spaces (no target)', 'GET  / HTTP/1.1\r\n', 4],
-    ['HTTP/0.9 (no version)', 'GET /\r\n', 5],
-    ['a control byte in the target', 'GET /\u0001 HTTP/1.1\r\n', 5],
-    ['DEL in the target', 'GET /\u007f HTTP/1.1\r\n', 5],
-    ['another protocol\'s version', 'OPTIONS rtsp://a/ RTSP/1.0\r\n', 18],
-    ['HTTP/2 without the preface', 'GET / HTTP/2.0\r\n', 11],
-    ['no minor version digit', 'GET / HTTP/1.x\r\n', 13],
-    ['a CR not followed by LF', 'GET / HTTP/1.1\r\r\n', 15],
-    ['more after the version', 'GET / HTTP/1.1 x\r\n', 14],
-    ['an IRC command', 'NICK tg\r\nUSER tg 0 * :tg\r\n', 7],
+    ['a NUL after the method', 'GET\u0000/ HTTP/1.1\r\n', 3],
+    ['another protocol\'s request', 'OPTIONS rtsp://a/ RTSP/1.0\r\n', 27],
+    ['an IRC command', 'NICK tg\r\nUSER tg 0 * :tg\r\n', 8],
+    ['a token and a tab, then nothing', 'CAP\t\r\n', 5],
   ]
   for (const [name, text, at] of cases) {
     t.same(parse(text), { kind: 'not-http' }, name)
     const buf = typeof text === 'string' ? Buffer.from(text, 'latin1') : text
     t.equal(new RequestHeadParser(1024).parse(buf.subarray(0, at)), undefined, `${name}: not known before byte ${at}`)
   }
+})
+
+t.test('a request line lenient servers read (nginx, Node, squid), but not in the strict form: invalid, fail closed', async t => {
+  const lines = [
+    'GET  / HTTP/1.1', 'GET /  HTTP/1.1', 'GET / HTTP/1.1 ', 'GET / HTTP/1.10', 'get / http/1.1', 'GET / HTTP/1.x',
+    'GET http://x.ngrok-free.app/', 'GET /', 'GET\thttp://x.ngrok-free.app/ HTTP/1.1', 'GET\u000bhttp://x.ngrok-free.app/ HTTP/1.1',
+    'GET\fhttp://x.ngrok-free.app/', 'CONNECT  x.ngrok-free.app:443 HTTP/1.1', 'CONNECT\tconnect.ngrok-agent.com:443',
+    'GET   http://x.ngrok-free.app/ HTTP/1.1', 'GET / HTTP/1.1\r\r', 'GET /\u0001 HTTP/1.1', 'GET /\u007f HTTP/1.1', 'GET / HTTP/2.0',
+    'GET / HTTP/1.1 x', 'GET / HTTP/1', 'GET / ', 'OPTIONS *  HTTP/1.1', 'GET wss://x.ngrok-free.app/', 'GET ftp://x.ngrok-free.app/', 'POST HTTPS://x.ngrok-free.app/ x',
+  ]
+  for (const line of lines) {
+    for (const end of ['\r\n', '\n']) {
+      t.match(parse(`${line}${end}Host: x.ngrok-free.app\r\n\r\n`), { kind: 'invalid', reason: /not "METHOD target HTTP\/1\.x" with single spaces/ }, JSON.stringify(line + end))
+    }
+  }
+  t.equal(parse('GET  / HTTP/1.1'), undefined, 'read to the end of the line before telling')
+  t.ok(looksHttp('GET / HTTP/1.1'), 'the strict form is HTTP too')
 })
 
 t.test('HTTP that cannot be read safely: invalid (the tunnel fails closed)', async t => {
