@@ -23,30 +23,25 @@ export type Gone = { readonly kind: 'timeout' } | { readonly kind: 'eof' }
 /**
  * Read from `socket`, after the bytes of `head`, until `step` returns a result, within a total
  * deadline of `timeoutMs` (not an idle timer: bytes dripped one at a time still have to arrive in
- * time). `step` is called whenever there are bytes, with their count and `bytes()`, which joins
- * them into one buffer (a step that knows it needs more can return undefined without joining).
+ * time). `step` is called whenever there are bytes, with their count and `bytes()`, all of them
+ * in one buffer.
  * Resolves with the result and what was read; the socket is left paused.
  */
 export function readFrom<R>(socket: Socket, head: Buffer, timeoutMs: number,
   step: (bytes: () => Buffer, total: number) => R | undefined): Promise<{ result: R | Gone; data: Buffer }> {
   return new Promise(resolve => {
-    const chunks: Buffer[] = head.length > 0 ? [head] : []
+    // the bytes so far: the first chunk as it came; from the second on, a buffer of our own that
+    // grows by doubling, so that bytes dripped one at a time cost a copy each, not a join of all
+    let buf = head
     let total = head.length
-    const bytes = () => {
-      if (chunks.length > 1) {
-        const buf = Buffer.concat(chunks)
-        chunks.length = 0
-        chunks.push(buf)
-      }
-      return chunks[0]!
-    }
+    const bytes = () => buf.subarray(0, total)
     const done = (result: R | Gone) => {
       clearTimeout(timer)
       socket.off('data', onData)
       socket.off('end', onEnd)
       socket.off('close', onEnd)
       socket.pause()
-      resolve({ result, data: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) })
+      resolve({ result, data: bytes() })
     }
     const check = (): boolean => {
       const r = total === 0 ? undefined : step(bytes, total)
@@ -55,7 +50,15 @@ export function readFrom<R>(socket: Socket, head: Buffer, timeoutMs: number,
       return true
     }
     const onData = (b: Buffer) => {
-      chunks.push(b)
+      if (total === 0) buf = b
+      else {
+        if (total + b.length > buf.length) {          // also the first chunk's own buffer: never written into
+          const grown = Buffer.allocUnsafe(Math.max(2 * (total + b.length), 1024))
+          buf.copy(grown, 0, 0, total)
+          buf = grown
+        }
+        b.copy(buf, total)
+      }
       total += b.length
       check()
     }
