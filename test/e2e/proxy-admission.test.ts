@@ -1,12 +1,12 @@
 // Who gets a connection slot: peers outside allowClients and trustForwardedFrom are closed at the
 // accept; one address cannot take every slot; refusals are logged once per window with a count.
-import { connect, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { startProxy } from '../../src/proxy/server.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { fakeResolve, startOrigin, waitFor } from '../fixtures/origin.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import type { ConfigInput } from '../../src/config/schema.js'
+import { rawClient } from '../fixtures/raw-client.js'
 
 /** A proxy with a clock the test can move forward (the log windows). */
 async function proxy(t: Test, config: ConfigInput['proxy']) {
@@ -21,22 +21,7 @@ async function proxy(t: Test, config: ConfigInput['proxy']) {
   return { p, ev, port: p.addresses[0]!.port, later: (ms: number) => { skew += BigInt(ms) * 1_000_000n } }
 }
 
-/** A raw connection from `from` (any 127/8 address is this host's); what came back, and whether it was closed. */
-function open(t: Test, port: number, from: string, send?: string): Promise<{ s: Socket; data: () => string; closed: () => boolean }> {
-  return new Promise(resolve => {
-    const s = connect({ port, host: '127.0.0.1', localAddress: from })
-    let data = ''
-    let closed = false
-    s.on('data', b => { data += b.toString('latin1') })
-    s.on('error', () => {})
-    s.on('close', () => { closed = true })
-    t.teardown(() => s.destroy())
-    s.once('connect', () => {
-      if (send !== undefined) s.write(send)
-      resolve({ s, data: () => data, closed: () => closed })
-    })
-  })
-}
+const open = (t: Test, port: number, from: string, send?: string) => rawClient(t, port, from, send)
 
 const GET = (port: number, xff?: string) =>
   `GET http://127.0.0.1:${port}/ HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${xff ? `X-Forwarded-For: ${xff}\r\n` : ''}Connection: close\r\n\r\n`

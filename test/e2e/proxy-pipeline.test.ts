@@ -1,10 +1,11 @@
 // Pipelined plain-HTTP requests on one client connection: served one at a time, reading held
 // while too many wait, nothing left behind when the client goes; the idle pool to origins capped.
 import { createServer as createHttpServer } from 'node:http'
-import { connect, createServer, type Socket } from 'node:net'
+import { createServer, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { MAX_IDLE_UPSTREAMS, MAX_WAITING } from '../../src/proxy/server.js'
 import { fakeResolve, testProxy, waitFor, type TestProxy } from '../fixtures/origin.js'
+import { rawClient } from '../fixtures/raw-client.js'
 
 const GET = (port: number, path: string, extra = '') => `GET http://127.0.0.1:${port}${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${extra}\r\n`
 const LOOPBACK = { allowDestinations: ['127.0.0.0/8'] }
@@ -46,18 +47,7 @@ async function silentOrigin(t: Test): Promise<{ port: number; accepted: () => nu
   return { port: (srv.address() as { port: number }).port, accepted: () => accepted, open: () => sockets.size }
 }
 
-/** A raw client connection collecting what comes back. */
-async function client(t: Test, port: number): Promise<{ s: Socket; data: () => string; closed: () => boolean }> {
-  const s = connect(port, '127.0.0.1')
-  let data = ''
-  let closed = false
-  s.on('data', b => { data += b.toString('latin1') })
-  s.on('error', () => {})
-  s.on('close', () => { closed = true })
-  t.teardown(() => s.destroy())
-  await new Promise(r => s.once('connect', r))
-  return { s, data: () => data, closed: () => closed }
-}
+const client = (t: Test, port: number) => rawClient(t, port)
 
 const closeLines = (p: TestProxy) => p.ev.messages.filter(m => m.msg === 'proxy.close').map(m => m.fields!)
 

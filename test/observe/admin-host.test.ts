@@ -3,17 +3,14 @@
 // literals, localhost, and the names in admin.allowHosts. Probes and scrapers ask by address.
 import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
+import { readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { startAdmin, hostAllowed } from '../../src/observe/admin.js'
 import { configSchema } from '../../src/config/schema.js'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createMetrics } from '../../src/observe/metrics.js'
-import { serve } from '../../src/serve.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
-import { bodyOf, head, raw, statusOf } from '../fixtures/admin-http.js'
+import { bodyOf, head, raw, serveAdmin, statusOf } from '../fixtures/admin-http.js'
 
 const run = promisify(execFile)
 
@@ -99,12 +96,7 @@ t.test('admin.allowHosts in the config: host names, kept in lower case; serve pa
     t.notOk(r.success, JSON.stringify(bad))
     t.match(r.error?.issues[0]?.message, /not a host name/)
   }
-  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
-  const cfg = join(dir, 'tg.yaml')
-  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt], action: block }\nreload: { watch: false }\nadmin: { listen: "127.0.0.1:0", allowHosts: [tg.example] }\n')
-  const r = await serve({ configPath: cfg, stdout: new PassThrough(), signals: false, watchFiles: false, overrides: { dns: [], proxy: [], upstreams: ['udp://127.0.0.1:9'] } })
-  t.teardown(() => r.stop())
-  const port = r.addresses.admin!.port
+  const port = await serveAdmin(t, 'allowHosts: [tg.example]')
   t.equal(statusOf(await raw(port, head('/healthz', `tg.example:${port}`))), 200, 'a name from admin.allowHosts')
   t.equal(statusOf(await raw(port, head('/healthz', `other.example:${port}`))), 421, 'any other name')
 })

@@ -1,19 +1,10 @@
 // serve passes the admin settings of the config (admin.maxConnections) to the admin listener.
 import t from 'tap'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { configSchema } from '../../src/config/schema.js'
-import { serve } from '../../src/serve.js'
-import { collect, open } from '../fixtures/admin-http.js'
+import { collect, open, serveAdmin } from '../fixtures/admin-http.js'
 
 t.test('admin.maxConnections from the config caps the listener serve starts', async t => {
-  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
-  const cfg = join(dir, 'tg.yaml')
-  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt], action: block }\nreload: { watch: false }\nadmin: { listen: "127.0.0.1:0", maxConnections: 4 }\n')
-  const r = await serve({ configPath: cfg, stdout: new PassThrough(), signals: false, watchFiles: false, overrides: { dns: [], proxy: [], upstreams: ['udp://127.0.0.1:9'] } })
-  t.teardown(() => r.stop())
-  const port = r.addresses.admin!.port
+  const port = await serveAdmin(t, 'maxConnections: 4')
   // 4 / 4: one connection per client address
   const first = await open(port, '127.0.0.2')
   t.teardown(() => first.destroy())
