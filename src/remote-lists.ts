@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { errorText } from './observe/alert-output.js'
 import { redactUrl, withoutCredentials } from './url-secrets.js'
 import type { Evidence } from './observe/types.js'
 import type { ExtraTexts } from './snapshot.js'
@@ -48,14 +49,11 @@ const kept = (prev: Copy | undefined) => prev ? 'keeping the last good copy' : '
  */
 export function errorCause(e: unknown): { error: string; code?: string } {
   const err = e as Error
-  const cause = err.cause as (Error & { code?: unknown; errors?: Error[] }) | string | null | undefined
-  if (cause === undefined || cause === null) return { error: err.message }
-  if (typeof cause !== 'object') return { error: `${err.message}: ${cause}` }
-  // several addresses tried: an AggregateError, its message empty, each attempt's in `errors`
-  const why = cause.message || (cause.errors ?? []).map(x => x.message).join('; ')
-  const code = typeof cause.code === 'string' ? cause.code : undefined
-  const detail = why || code
-  return { error: detail ? `${err.message}: ${detail}` : err.message, code }
+  if (err.cause === undefined || err.cause === null) return { error: err.message }
+  // the innermost cause, or each address tried (an AggregateError), as alert lines say it
+  const detail = errorText(err.cause)
+  const code = (err.cause as { code?: unknown }).code
+  return { error: detail ? `${err.message}: ${detail}` : err.message, code: typeof code === 'string' ? code : undefined }
 }
 
 const key = (url: string) => createHash('sha256').update(url).digest('hex').slice(0, 32)

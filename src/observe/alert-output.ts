@@ -28,12 +28,17 @@ export function alertFields(ev: DecisionEvent): Record<string, unknown> {
 /**
  * What went wrong, as a line should say it: the innermost cause (fetch's "fetch failed" keeps
  * `connect ECONNREFUSED 127.0.0.1:9999` in `cause`); each address's error when a connection
- * to several failed (an AggregateError, whose own message is empty).
+ * to several failed (an AggregateError, whose own message is empty); a plain object's code.
  */
 export function errorText(e: unknown): string {
   let err = e
   while (err instanceof Error && err.cause !== undefined) err = err.cause
   if (err instanceof AggregateError && err.errors.length > 0) return err.errors.map(errorText).join('; ')
-  if (!(err instanceof Error)) return String(err)
+  if (!(err instanceof Error)) {
+    // undici's causes are sometimes plain objects: their code says what failed, or nothing does
+    if (typeof err !== 'object' || err === null) return String(err)
+    const code = (err as { code?: unknown }).code
+    return typeof code === 'string' ? code : ''
+  }
   return err.message || (err as NodeJS.ErrnoException).code || err.name
 }
