@@ -116,6 +116,12 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     if (parsed.positionals.length < min) usage(`${cmd}: missing NAME (e.g. tunnelguard check connect.ngrok-agent.com)`)
     if (parsed.positionals.length > max) usage(`${cmd}: unexpected argument "${parsed.positionals[max]}"`)
     const configOf = (): Config => loadConfig(v.config as string | undefined, { resolvConf: io.resolvConf })
+    // check and lists: remote lists as serve last fetched them (the copies in state.dir); nothing is fetched
+    const offline = () => {
+      const c = configOf()
+      const stored = storedCopies(c)
+      return { snap: buildSnapshot(c, { extraTexts: stored.texts }), stored }
+    }
 
     switch (cmd) {
       case 'validate': {
@@ -129,16 +135,13 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       case 'check': {
         const client = (v.client as string | undefined) ?? '127.0.0.1'
         if (isIP(client) === 0) usage(`check: --client ${client}: not an IP address (e.g. 10.1.2.3 or fd00::7)`)
-        // remote lists as serve last fetched them (the copies in state.dir): check fetches nothing
-        const c = configOf()
-        const stored = storedCopies(c)
-        write(explainCheck(buildSnapshot(c, { extraTexts: stored.texts }), parsed.positionals[0]!, client, v.json === true, stored))
+        const { snap, stored } = offline()
+        write(explainCheck(snap, parsed.positionals[0]!, client, v.json === true, stored))
         return 0
       }
       case 'lists': {
-        const c = configOf()
-        const stored = storedCopies(c)
-        write(describeLists(buildSnapshot(c, { extraTexts: stored.texts }), v.json === true, stored))
+        const { snap, stored } = offline()
+        write(describeLists(snap, v.json === true, stored))
         return 0
       }
       case 'report': {

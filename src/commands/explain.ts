@@ -23,26 +23,47 @@ const remoteJson = (stored: StoredCopies) => ({
  * address), noting when the DNS forwarder would answer that client REFUSED.
  */
 export function explainCheck(s: Snapshot, name: string, client: string, json: boolean, stored?: StoredCopies): string {
-  const refused = !new CidrSet(s.config.dns.allowClients).has(client)
-  const text = explainDecision(s.policy.decide(client, name, 'qname'), client, json, refused)
+  const { decision, refused } = checkDecision(s, name, client)
   // `check` decides with the copies serve keeps of the remote lists, and says which and from when
-  if (!stored || stored.copies.length === 0) return text
-  if (json) return JSON.stringify({ ...JSON.parse(text) as object, remote: remoteJson(stored) }, null, 2) + '\n'
-  return text + `  remote:  the copies serve keeps in ${stored.dir} (check fetches nothing):\n${remoteLines(stored, '    ').join('\n')}\n`
+  const remote = stored !== undefined && stored.copies.length > 0
+  if (json) return JSON.stringify({ ...decisionFields(decision, client, refused), ...remote ? { remote: remoteJson(stored) } : {} }, null, 2) + '\n'
+  const text = explainDecision(decision, client, refused)
+  return remote ? text + `  remote:  the copies serve keeps in ${stored.dir} (check fetches nothing):\n${remoteLines(stored, '    ').join('\n')}\n` : text
 }
 
-/** The decision and why, for a person or as JSON; `refused`: the client is not in dns.allowClients. */
-export function explainDecision(d: Decision, client: string, json: boolean, refused = false): string {
-  if (json) {
-    return JSON.stringify({
-      name: d.name, client, group: d.group, action: d.action, reason: d.reason,
-      list: d.list ?? null,
-      entry: d.entry ? { pattern: d.entry.pattern, kind: d.entry.kind, source: d.entry.source, allow: d.entry.allow } : null,
-      sigma: d.sigma ?? null,
-      unparseable: d.unparseable ?? false,
-      ...refused ? { dnsRefused: true } : {},
-    }, null, 2) + '\n'
+/** What `check` decides: the policy's decision on `name` asked by `client`, and whether DNS answers that client REFUSED. */
+export function checkDecision(s: Snapshot, name: string, client: string): { decision: Decision; refused: boolean } {
+  return { decision: s.policy.decide(client, name, 'qname'), refused: !new CidrSet(s.config.dns.allowClients).has(client) }
+}
+
+/** A decision as `check --json` and `/api/check` give it. */
+export interface DecisionFields {
+  readonly name: string
+  readonly client: string
+  readonly group: string
+  readonly action: string
+  reason: string
+  readonly list: string | null
+  readonly entry: { pattern: string; kind: string; source: string; allow: boolean } | null
+  readonly sigma: unknown
+  readonly unparseable: boolean
+  readonly dnsRefused?: true
+}
+
+/** The decision's fields (JSON); `refused`: the client is not in dns.allowClients. */
+export function decisionFields(d: Decision, client: string, refused = false): DecisionFields {
+  return {
+    name: d.name, client, group: d.group, action: d.action, reason: d.reason,
+    list: d.list ?? null,
+    entry: d.entry ? { pattern: d.entry.pattern, kind: d.entry.kind, source: d.entry.source, allow: d.entry.allow } : null,
+    sigma: d.sigma ?? null,
+    unparseable: d.unparseable ?? false,
+    ...refused ? { dnsRefused: true as const } : {},
   }
+}
+
+/** The decision and why, for a person (decisionFields: as JSON); `refused`: the client is not in dns.allowClients. */
+export function explainDecision(d: Decision, client: string, refused = false): string {
   const lines = [
     `${d.name}: ${d.action.toUpperCase()}`,
     `  client:  ${client} (group ${d.group})`,

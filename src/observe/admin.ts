@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { isIP, type AddressInfo } from 'node:net'
 import { Counter } from 'prom-client'
-import { explainCheck } from '../commands/explain.js'
+import { checkDecision, decisionFields, explainDecision } from '../commands/explain.js'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
 import { shortSource } from '../url-secrets.js'
@@ -156,8 +156,9 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         if (!s) return json(res, 503, { error: 'lists not loaded' })
         const client = url.searchParams.get('client') || '127.0.0.1'
         if (isIP(client) === 0) return json(res, 400, { error: `client "${client}" is not an IP address` })
-        const check = JSON.parse(explainCheck(s, name, client, true)) as { reason: string; entry: { source: string } | null }
-        let explanation = explainCheck(s, name, client, false)
+        const { decision, refused } = checkDecision(s, name, client)
+        const check = decisionFields(decision, client, refused)
+        let explanation = explainDecision(decision, client, refused)
         if (check.entry) {
           // the entry's source as a file name or a bare URL, in the fields and in the text
           const full = check.entry.source
