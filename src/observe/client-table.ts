@@ -2,6 +2,7 @@ import { isIP } from 'node:net'
 import { LRUCache } from 'lru-cache'
 import { foldName } from '../match/normalize.js'
 import { OUTCOMES } from '../policy/types.js'
+import { isRefusal } from './ecs.js'
 import type { DecisionEvent } from './types.js'
 import { WHERE_LABELS, whereIndex } from './where-label.js'
 
@@ -150,7 +151,7 @@ export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
       if (domain !== undefined) c.domain = domain
       c.lastSeen = now
       c.group = d.group
-      c.counts[d.policy !== undefined && d.entry === undefined ? REFUSED_AT : ACTION_AT.get(d.action)!]! += 1
+      c.counts[isRefusal(d) ? REFUSED_AT : ACTION_AT.get(d.action)!]! += 1
       c.counts[ACTIONS.length + whereIndex(ev.message, d.where)]! += 1
       if (d.list !== undefined) c.lists.set(d.list, (c.lists.get(d.list) ?? 0) + 1)
       const asked = askedOf(ev)

@@ -5,12 +5,17 @@ import type { DecisionEvent } from './types.js'
 
 type Fields = Record<string, unknown>
 
+/** A block the proxy made by its own rules (policy names the setting) on a name no list matched: counted as `refused`. */
+export function isRefusal(d: Pick<Decision, 'policy' | 'entry'>): boolean {
+  return d.policy !== undefined && d.entry === undefined
+}
+
 /**
  * `event.kind`: the actions a responder must look at are alerts; a refusal by the proxy's own
  * safety rules (a port, an internal address) on a name no list matched is an event.
  */
 export function eventKind(d: Pick<Decision, 'action' | 'policy' | 'entry'>): 'alert' | 'event' {
-  if (d.policy !== undefined && d.entry === undefined) return 'event'
+  if (isRefusal(d)) return 'event'
   const a = d.action
   return a === 'block' || a === 'sinkhole' || a === 'alert' ? 'alert' : 'event'
 }
