@@ -6,6 +6,7 @@
 #   bash deploy/docker/check.sh            # needs a Docker engine and dig, curl
 #   IMAGE=tunnelguard:test NO_BUILD=1 …    # check an image built already
 #   BUILD_FLAGS="--network host" …         # extra `docker build` flags
+#   RUN_FLAGS="--read-only --cap-drop ALL --security-opt no-new-privileges:true" …   # extra `docker run` flags
 #
 # The container is started with a dead upstream (its own 127.0.0.1:9) and asked only names its
 # lists answer, so nothing is forwarded anywhere; its ports are published on 127.0.0.1 only.
@@ -28,7 +29,8 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 docker rm -f "$NAME" >/dev/null 2>&1 || true
 trap 'docker rm -f "$NAME" >/dev/null 2>&1 || true' EXIT
-docker run -d --name "$NAME" \
+# shellcheck disable=SC2086
+docker run -d --name "$NAME" ${RUN_FLAGS:-} \
   -p 127.0.0.1:$DNS_PORT:53/udp -p 127.0.0.1:$DNS_PORT:53/tcp -p 127.0.0.1:$PROXY_PORT:3128 -p 127.0.0.1:$ADMIN_PORT:9153 \
   "$IMAGE" serve --config /etc/tunnelguard/config.yaml --upstream udp://127.0.0.1:9 >/dev/null
 
