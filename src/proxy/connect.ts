@@ -9,7 +9,8 @@ import { ReadRelay } from './relay.js'
 import { rawResponse } from './responses.js'
 import { isRetryRequest } from './retry.js'
 import { MAX_HELLO_BYTES } from './sni.js'
-import { decidePlain } from './tunnel-http.js'
+import { RequestFraming, followRequests } from './request-stream.js'
+import { decideHead, decidePlain, failClosed, type Judged } from './tunnel-http.js'
 import { dial, dialParent, UpstreamError } from './upstream.js'
 
 /** Why proxy.ech: block refuses a ClientHello (after "the ClientHello"). */
@@ -36,8 +37,8 @@ export interface ConnectRequest {
  * second after a HelloRetryRequest). Bytes that are not TLS: with proxy.nonTls: block the tunnel
  * is refused; with `decide` (the default) an HTTP/1.x request's head is read within the same
  * helloTimeout and proxy.maxHeaderBytes and its names decided (sni_status http; a head that is
- * malformed, too large or late is blocked, http-invalid), and only the first request: later ones
- * on a kept-alive tunnel are not read; other bytes (another protocol, an SSLv2 hello) are decided
+ * malformed, too large or late is blocked, http-invalid), and so is every later request on the
+ * kept-alive tunnel (RequestFraming finds them; a block ends the tunnel); other bytes (another protocol, an SSLv2 hello) are decided
  * on the CONNECT host alone (not-tls). After the 200 a parent or dial failure can only close the
  * tunnel; the status it would have had (502/504) is on the close line.
  */
@@ -104,6 +105,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   let sni: string | undefined
   let urlDomain: string | undefined
   let gone = result.kind === 'timeout' || result.kind === 'eof' ? `no ClientHello (${result.kind})` : undefined
+  let follow: Follow | undefined
   if (result.kind === 'hello') {
     extra['tunnelguard.sni_status'] = result.names.length === 0 ? 'none' : 'ok'
     if (result.ech) extra['tunnelguard.ech'] = true
@@ -130,13 +132,40 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     decision = worse(decision, denial(snap, client.ip, first.name, 'sni', `malformed ClientHello (${result.reason}): blocked, fail closed`, undefined, decision))
   } else if (result.kind === 'not-tls') {
     // an HTTP request's head is decided on its Host (proxy.nonTls: decide); other bytes on the CONNECT host alone
-    const plain = await decidePlain(ctx, snap, client, target, first, decision, socket, data, cfg.helloTimeout - Number((ctx.clock() - since) / 1_000_000n))
+    const atConnect = decision
+    const seen = new Set([first.name])
+    const plain = await decidePlain(ctx, snap, client, target, first, decision, socket, data, cfg.helloTimeout - Number((ctx.clock() - since) / 1_000_000n), seen)
     decision = plain.decision
     data = plain.data
     Object.assign(extra, plain.extra)
     urlDomain = plain.urlDomain
     gone = plain.gone
     if (plain.host !== undefined) conn.close['tunnelguard.host_header'] = plain.host
+    const head = plain.head
+    if (head !== undefined) {
+      // every later request on the kept-alive tunnel is found and decided as the first was
+      const rest = data.subarray(head.length)
+      data = data.subarray(0, head.length)
+      let n = 1
+      const refused = (j: Judged): false => {
+        emit(j.decision, r.ip, undefined, { ...cnames, ...j.extra, 'tunnelguard.request': n }, j.urlDomain)
+        conn.close['error.message'] = `blocked: ${j.decision.reason}`
+        if (j.host !== undefined) conn.close['tunnelguard.host_header'] = j.host
+        return false
+      }
+      follow = (from, up) => followRequests(from, up, new RequestFraming(cfg.maxHeaderBytes, head), rest, async next => {
+        n++
+        const now = ctx.getSnapshot()
+        const j = await decideHead(ctx, now, client, target, first.name, atConnect, next, seen)
+        if (blocks(j.decision)) return refused(j)
+        // a name the tunnel has not named before gets its own line; a repeat of one does not
+        if (j.fresh) emit(j.decision, r.ip, undefined, { ...cnames, ...j.extra, 'tunnelguard.request': n }, j.urlDomain)
+        return true
+      }, (why, atHead) => {
+        if (atHead) n++
+        refused(failClosed(ctx.getSnapshot(), client, first.name, atConnect, `malformed HTTP request in the tunnel (${why})`))
+      })
+    }
   } else {
     extra['tunnelguard.sni_status'] = result.kind                     // timeout, eof
   }
@@ -170,7 +199,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     emit(refusal, r.ip, name, { ...extra, 'tunnelguard.sni_status': 'retry', ...(ech ? { 'tunnelguard.ech': true } : {}) })
     return false
   }
-  await tunnel(ctx, conn, socket, target, r.ip, sets.parent, data, retry, cfg.helloTimeout)
+  await tunnel(ctx, conn, socket, target, r.ip, sets.parent, data, retry, cfg.helloTimeout, follow)
 }
 
 function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
@@ -182,7 +211,7 @@ function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, 
 }
 
 async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target, ip: string | undefined,
-  parent: ReturnType<typeof setsOf>['parent'], data: Buffer, retry: Retry | undefined, helloTimeout: number): Promise<void> {
+  parent: ReturnType<typeof setsOf>['parent'], data: Buffer, retry: Retry | undefined, helloTimeout: number, follow?: Follow): Promise<void> {
   let up: Socket
   // a direct upstream's reads are relayed to the client from one buffer (a parent's first reply
   // is read as data, so a tunnel through a parent is piped, as are tunnels past MAX_RELAYS)
@@ -202,8 +231,11 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
     up.destroy()
     return
   }
-  splice(socket, up, data, relay, retry && { check: retry, timeout: helloTimeout })
+  splice(socket, up, data, relay, retry && { check: retry, timeout: helloTimeout }, follow)
 }
+
+/** How a plain-HTTP tunnel's client side reaches `up` (request by request), instead of a pipe. */
+type Follow = (client: Socket, up: Socket) => void
 
 /** Decides a second ClientHello (read after a HelloRetryRequest): true lets it through. */
 type Retry = (again: HelloRead) => boolean
@@ -216,13 +248,14 @@ type Retry = (again: HelloRead) => boolean
  * sends on seeing them is read and `retry.check`ed before it goes on. Bytes the client sent before
  * (early data, change_cipher_spec) were sent before it saw the request, and flow as they came.
  */
-export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRelay, retry?: { check: Retry; timeout: number }): void {
+export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRelay, retry?: { check: Retry; timeout: number }, follow?: Follow): void {
   up.on('error', () => client.destroy())
   client.on('error', () => up.destroy())
   client.on('close', () => up.destroy())
   up.on('close', () => { if (!client.writableEnded) client.destroy() })
   if (first.length > 0) up.write(first)
-  client.pipe(up)
+  if (follow) follow(client, up)
+  else client.pipe(up)
   let seen: Buffer | undefined
   const tap = (b: Buffer): boolean => {
     seen = seen === undefined ? Buffer.from(b) : Buffer.concat([seen, b])

@@ -9,8 +9,14 @@ export type RequestHead =
   /**
    * A complete request head. `host`: the Host field's value (without the whitespace around it;
    * undefined without one); `target`: the request-target as sent; `length`: the bytes of the head.
+   * `body`: what follows the head before the next request: its Content-Length (0 without one) or
+   * chunked. `upgrade`: a CONNECT or a request with an Upgrade field, after which the connection
+   * may carry another protocol.
    */
-  | { readonly kind: 'head'; readonly target: string; readonly host?: string; readonly length: number }
+  | {
+    readonly kind: 'head'; readonly target: string; readonly host?: string; readonly length: number
+    readonly body: number | 'chunked'; readonly upgrade: boolean
+  }
 
 const NOT_HTTP: RequestHead = { kind: 'not-http' }
 const invalid = (reason: string): RequestHead => ({ kind: 'invalid', reason })
@@ -57,7 +63,9 @@ export function looksHttp(line: string): boolean {
  * `not-http` as soon as it shows. What would be HTTP but cannot be read safely is `invalid`: a
  * head not complete within `maxBytes`, a field line that is not `name: value` (obs-fold, a space
  * before the colon), two Host fields, and HTTP/2 with prior knowledge (`PRI * HTTP/2.0`, whose
- * authority is in compressed frames).
+ * authority is in compressed frames). So is body framing that two servers could read two ways
+ * (request smuggling): two Content-Length fields, one that is not digits, a Transfer-Encoding
+ * other than `chunked` alone, both, or chunked in HTTP/1.0.
  *
  * `parse` is given every byte so far (the same bytes and more at each call) and resumes where it
  * stopped, so a head dripped a byte at a time is scanned once.
@@ -71,6 +79,9 @@ export class RequestHeadParser {
   private sp2 = 0
   private line = 0
   private host: string | undefined
+  private contentLength: number | undefined
+  private chunked = false
+  private upgrade = false
 
   constructor(private readonly maxBytes: number) {}
 
@@ -114,9 +125,7 @@ export class RequestHeadParser {
         }
       } else if (c === LF) {
         const end = this.pos > this.line && buf[this.pos - 1] === CR ? this.pos - 1 : this.pos
-        if (end === this.line) {
-          return { kind: 'head', target: buf.toString('latin1', this.sp1 + 1, this.sp2), host: this.host, length: this.pos + 1 }
-        }
+        if (end === this.line) return this.head(buf)
         const bad = this.field(buf.toString('latin1', this.line, end))
         if (bad !== undefined) return invalid(bad)
         this.line = this.pos + 1
@@ -133,13 +142,37 @@ export class RequestHeadParser {
       : NOT_HTTP
   }
 
-  /** Why a field line cannot be read, or undefined (a Host field is kept). */
+  /** The complete head ending at `pos`, or why its body cannot be framed one way only. */
+  private head(buf: Buffer): RequestHead {
+    if (this.chunked && this.contentLength !== undefined) return invalid('both Transfer-Encoding and Content-Length')
+    if (this.chunked && buf[this.sp2 + 8] === 0x30) return invalid('Transfer-Encoding in an HTTP/1.0 request')
+    const method = buf.toString('latin1', this.start, this.sp1)
+    return {
+      kind: 'head', target: buf.toString('latin1', this.sp1 + 1, this.sp2), host: this.host, length: this.pos + 1,
+      body: this.chunked ? 'chunked' : this.contentLength ?? 0, upgrade: this.upgrade || method === 'CONNECT',
+    }
+  }
+
+  /** Why a field line cannot be read, or undefined (Host, the body's framing and Upgrade are kept). */
   private field(text: string): string | undefined {
     const f = FIELD.exec(text)
     if (!f) return 'a header line that is not "name: value"'
-    if (f[1]!.toLowerCase() !== 'host') return undefined
-    if (this.host !== undefined) return 'more than one Host header'
-    this.host = f[2]!
+    const name = f[1]!.toLowerCase()
+    const value = f[2]!
+    if (name === 'host') {
+      if (this.host !== undefined) return 'more than one Host header'
+      this.host = value
+    } else if (name === 'content-length') {
+      if (this.contentLength !== undefined) return 'more than one Content-Length header'
+      if (!/^[0-9]{1,15}$/.test(value)) return 'a Content-Length that is not a number of bytes'
+      this.contentLength = Number(value)
+    } else if (name === 'transfer-encoding') {
+      if (this.chunked) return 'more than one Transfer-Encoding header'
+      if (value.toLowerCase() !== 'chunked') return 'a Transfer-Encoding other than chunked'
+      this.chunked = true
+    } else if (name === 'upgrade') {
+      this.upgrade = true
+    }
     return undefined
   }
 }

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { eventKind } from '../../src/observe/ecs.js'
 import { clientHello, records } from '../fixtures/client-hello.js'
-import { exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
+import { exchange, fakeResolve, run, startOrigin, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
 
 const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
 const status = (s: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(s)?.[1] ?? 0)
@@ -176,18 +176,118 @@ t.test('request lines lenient servers read, not in the strict form (extra spaces
   t.equal(origin.requests.length, served, 'none reached the origin')
 })
 
-t.test('bytes that are no HTTP request pass on the CONNECT host, as before; only the first request is read', async t => {
+t.test('bytes that are no HTTP request pass on the CONNECT host, as before', async t => {
   const { origin, p } = await setup(t)
   const target = `127.0.0.1:${origin.port}`
   const ssh = await exchange(p.port, [CONNECT(target), 'SSH-2.0-OpenSSH_9.2\r\n'], { waitMs: 500 })
   t.equal(status(ssh.data), 200)
   t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.sni_status': 'not-tls' } })
-  // documented: a later request on the kept-alive tunnel is not read (proxy.nonTls: block refuses such tunnels)
-  const two = await exchange(p.port, [CONNECT(target), 'GET /1 HTTP/1.1\r\nHost: site.example\r\n\r\n', 'GET /2 HTTP/1.1\r\nHost: x.ngrok-free.app\r\nConnection: close\r\n\r\n'],
-    { gapMs: 200, end: true })
-  t.equal(two.data.match(/200 OK/g)?.length, 2)
-  t.same(origin.requests.slice(-2).map(r => r.headers.host), ['site.example', 'x.ngrok-free.app'])
+})
+
+t.test('every request on a kept-alive tunnel is decided, not only the first', async t => {
+  const { origin, p } = await setup(t)
+  const target = `127.0.0.1:${origin.port}`
+  const lines = () => p.ev.events.filter(e => e.message === 'proxy.connect')
+
+  // curl, one connection through the tunnel for two URLs: the second's Host is listed
+  const url = `http://127.0.0.1:${origin.port}/`
+  const proxy = ['-p', '-x', `http://127.0.0.1:${p.port}`, '--max-time', '5']
+  const both = await run('curl', ['-sS', '-v', ...proxy, '-H', 'Host: site.example', `${url}1`, '--next', ...proxy, '-H', 'Host: x.ngrok-free.app', `${url}2`])
+  t.match(both.stderr, /Re-using existing connection/, 'curl kept the tunnel for the second URL')
+  t.not(both.code, 0, 'the second URL gets no answer')
+  t.same(origin.requests.map(r => r.url), ['/1'], 'the second request never reached the origin')
+  // (curl then retries the URL on a fresh tunnel, where it is the first request, blocked as before)
+  t.match(lines().find(e => e.extra?.['tunnelguard.request'] === 2), {
+    decision: { action: 'sinkhole', where: 'host', name: 'x.ngrok-free.app' },
+    extra: { 'tunnelguard.request': 2, 'tunnelguard.host_header': 'x.ngrok-free.app', 'tunnelguard.sni_status': 'http' },
+  })
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  t.match(closeLines(p).at(-1), { 'tunnelguard.host_header': 'x.ngrok-free.app', 'error.message': /^blocked: sinkhole: x\.ngrok-free\.app/ })
+
+  // pipelined in one write: the second head is held until decided
+  const pipelined = await exchange(p.port, [CONNECT(target) + 'GET /p1 HTTP/1.1\r\nHost: site.example\r\n\r\nGET /p2 HTTP/1.1\r\nHost: abc.ngrok-free.app\r\n\r\n'])
+  t.ok(pipelined.closed)
+  t.same(origin.requests.map(r => r.url), ['/1', '/p1'])
+  t.match(lines().at(-1), { decision: { action: 'sinkhole', name: 'abc.ngrok-free.app' }, extra: { 'tunnelguard.request': 2 } })
+
+  // a body that reads like a request is a body; a name asked again gets no new line, a new one does
+  const fake = 'GET /x HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n'
+  const before = lines().length
+  const kept = await exchange(p.port, [CONNECT(target),
+    `POST /b1 HTTP/1.1\r\nHost: site.example\r\nContent-Length: ${fake.length}\r\n\r\n${fake}`,
+    `POST /b2 HTTP/1.1\r\nHost: SITE.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n${fake.slice(0, 5)}\r\n${(fake.length - 5).toString(16)};x=y\r\n${fake.slice(5)}\r\n0\r\nX-Sum: 1\r\n\r\n`,
+    'GET /b3 HTTP/1.1\r\nHost: a.trycloudflare.com\r\nConnection: close\r\n\r\n'], { gapMs: 100, end: true })
+  t.equal(kept.data.match(/200 OK/g)?.length, 3, 'three answers')
+  t.same(origin.requests.slice(-3).map(r => [r.url, r.body]), [['/b1', fake], ['/b2', fake], ['/b3', '']], 'bodies intact, chunked or not')
+  const got = lines().slice(before)
+  t.equal(got.length, 2, 'the tunnel\'s line, and one for the name not named before')
+  t.match(got[0], { decision: { action: 'pass' }, extra: { 'tunnelguard.host_header': 'site.example' } })
+  t.notOk(got[0]!.extra!['tunnelguard.request'])
+  t.match(got[1], { decision: { action: 'alert', list: 'tunnels', where: 'host', name: 'a.trycloudflare.com' }, extra: { 'tunnelguard.request': 3 } })
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.host_mismatch').at(-1), { fields: { 'tunnelguard.host_header': 'a.trycloudflare.com' } })
+
+  // a large body: relayed with backpressure, then the next head is still found
+  const big = 'z'.repeat(4 * 1024 * 1024)
+  const large = await exchange(p.port, [CONNECT(target), `PUT /big HTTP/1.1\r\nHost: site.example\r\nContent-Length: ${big.length}\r\n\r\n`, big,
+    'GET /after HTTP/1.1\r\nHost: x.ngrok.io\r\n\r\n'], { waitMs: 5000 })
+  t.ok(large.closed)
+  t.equal(origin.requests.at(-1)!.url, '/big')
+  t.equal(origin.requests.at(-1)!.body.length, big.length, 'the whole body')
+  t.match(lines().at(-1), { decision: { action: 'sinkhole', name: 'x.ngrok.io' }, extra: { 'tunnelguard.request': 2 } })
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test('a later request that cannot be framed one way only closes the tunnel, fail closed', async t => {
+  const { origin, p } = await setup(t)
+  const target = `127.0.0.1:${origin.port}`
+  const ok = 'GET /ok HTTP/1.1\r\nHost: site.example\r\n\r\n'
+  const cases: [string, string, RegExp][] = [
+    ['TE and CL (smuggling)', 'POST /s HTTP/1.1\r\nHost: site.example\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', /both Transfer-Encoding and Content-Length/],
+    ['a chunk size with a space', 'POST /s HTTP/1.1\r\nHost: site.example\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n', /hex-size/],
+    ['a chunk without its CRLF', 'POST /s HTTP/1.1\r\nHost: site.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloGET / HTTP/1.1\r\n\r\n', /no CRLF after a chunk/],
+    ['another protocol after a request', 'SSH-2.0-OpenSSH_9.2\r\n', /bytes after a request that are no HTTP request/],
+    ['a lenient request line', 'GET  / HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n', /single spaces/],
+  ]
+  for (const [name, bytes, reason] of cases) {
+    const served = origin.requests.length
+    const closed = closeLines(p).length
+    const r = await exchange(p.port, [CONNECT(target), ok, bytes], { gapMs: 100 })
+    t.ok(r.closed, name)
+    t.match(r.data, /200 OK/, `${name}: the first request was answered`)
+    t.equal(origin.requests.length, served + 1, `${name}: only the first reached the origin`)
+    t.match(p.ev.events.at(-1), {
+      decision: { action: 'block', where: 'host', name: '127.0.0.1', reason: new RegExp(`malformed HTTP request in the tunnel \\(.*${reason.source}.*\\): blocked, fail closed`) },
+      extra: { 'tunnelguard.sni_status': 'http-invalid', 'tunnelguard.request': 2 },
+    }, name)
+    t.ok(await waitFor(() => closeLines(p).length > closed), `${name}: its close line`)
+    t.match(closeLines(p).at(-1), { 'error.message': /^blocked: malformed HTTP request in the tunnel/ }, name)
+  }
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test('after an upgrade the tunnel carries another protocol, unread; the client\'s FIN reaches the server', async t => {
+  const sink = await startTcpSink(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } } })
+  const target = `127.0.0.1:${sink.port}`
+  const ws = 'GET /ws HTTP/1.1\r\nHost: site.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'
+  const frame = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e])
+  const later = 'GET / HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n'
+  await exchange(p.port, [CONNECT(target), ws, frame, later], { gapMs: 100, end: true, waitMs: 1500 })
+  t.ok(await waitFor(() => sink.received.at(-1)!.length === ws.length + frame.length + later.length))
+  t.same(sink.received.at(-1), Buffer.concat([Buffer.from(ws), frame, Buffer.from(later)]), 'every byte, in order, after the upgrade unread')
   t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.host_header': 'site.example' } })
+
+  // all in one write with the FIN: the same bytes, and the FIN passed on
+  const once = await exchange(p.port, [Buffer.concat([Buffer.from(CONNECT(target) + ws), frame])], { end: true, waitMs: 1500 })
+  t.ok(once.closed)
+  t.ok(await waitFor(() => sink.received.at(-1)!.length === ws.length + frame.length))
+  t.same(sink.received.at(-1), Buffer.concat([Buffer.from(ws), frame]))
+
+  // a head cut short by the client's FIN goes nowhere: the server gets the first request and the FIN
+  const cut = await exchange(p.port, [CONNECT(target), 'GET / HTTP/1.1\r\nHost: site.example\r\n\r\n', 'GET /2 HTTP/1.1\r\nHost: x.ng'], { gapMs: 100, end: true, waitMs: 1500 })
+  t.ok(cut.closed)
+  t.equal(sink.received.at(-1)!.toString(), 'GET / HTTP/1.1\r\nHost: site.example\r\n\r\n')
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
 
 t.test('proxy.nonTls: block: every tunnel whose first bytes are not TLS is refused; TLS passes', async t => {

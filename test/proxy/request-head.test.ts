@@ -15,8 +15,8 @@ function dripped(text: string, max = 16_384): (RequestHead | undefined)[] {
 
 t.test('a request head: its target and Host, and its length (what follows is the body)', async t => {
   const head = 'GET / HTTP/1.1\r\nHost: x.ngrok-free.app\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n'
-  t.same(parse(head + 'body'), { kind: 'head', target: '/', host: 'x.ngrok-free.app', length: head.length })
-  t.same(parse('POST http://a.example:8080/x?y HTTP/1.0\r\n\r\n'), { kind: 'head', target: 'http://a.example:8080/x?y', host: undefined, length: 43 },
+  t.same(parse(head + 'body'), { kind: 'head', target: '/', host: 'x.ngrok-free.app', length: head.length, body: 0, upgrade: false })
+  t.same(parse('POST http://a.example:8080/x?y HTTP/1.0\r\n\r\n'), { kind: 'head', target: 'http://a.example:8080/x?y', host: undefined, length: 43, body: 0, upgrade: false },
     'absolute-form, HTTP/1.0, no Host')
   t.match(parse('GET / HTTP/1.1\r\nhost: X.Ngrok-Free.App\r\n\r\n'), { kind: 'head', host: 'X.Ngrok-Free.App' }, 'the field name in lower case')
   t.match(parse('GET / HTTP/1.1\r\nHOST:\t a.example:8080 \t\r\n\r\n'), { kind: 'head', host: 'a.example:8080' }, 'with a port, whitespace around it')
@@ -27,7 +27,7 @@ t.test('a request head: its target and Host, and its length (what follows is the
 })
 
 t.test('as lenient as Go\'s server: bare LF line ends, empty lines before the request line', async t => {
-  t.same(parse('GET / HTTP/1.1\nHost: x.ngrok-free.app\n\n'), { kind: 'head', target: '/', host: 'x.ngrok-free.app', length: 39 })
+  t.same(parse('GET / HTTP/1.1\nHost: x.ngrok-free.app\n\n'), { kind: 'head', target: '/', host: 'x.ngrok-free.app', length: 39, body: 0, upgrade: false })
   t.match(parse('GET / HTTP/1.1\r\nHost: a.example\n\r\n'), { kind: 'head', host: 'a.example' }, 'mixed')
   t.match(parse('\r\n\r\n\nGET / HTTP/1.1\r\nHost: a.example\r\n\r\n'), { kind: 'head', host: 'a.example' })
 })
@@ -36,7 +36,7 @@ t.test('split anywhere: nothing until the last byte of the head', async t => {
   const head = 'GET http://a.example/ HTTP/1.1\r\nAccept: */*\r\nhost: x.ngrok-free.app\r\n\r\n'
   const r = dripped(head)
   t.ok(r.slice(0, -1).every(x => x === undefined), 'undefined while incomplete')
-  t.same(r.at(-1), { kind: 'head', target: 'http://a.example/', host: 'x.ngrok-free.app', length: head.length })
+  t.same(r.at(-1), { kind: 'head', target: 'http://a.example/', host: 'x.ngrok-free.app', length: head.length, body: 0, upgrade: false })
   // in two pieces, the split inside the Host field
   const p = new RequestHeadParser(1024)
   const buf = Buffer.from(head)
@@ -92,6 +92,36 @@ t.test('HTTP that cannot be read safely: invalid (the tunnel fails closed)', asy
   for (const [name, text, reason] of cases) t.match(parse(text), { kind: 'invalid', reason }, name)
 })
 
+t.test('the body\'s framing: Content-Length or chunked; an upgrade: CONNECT or an Upgrade field', async t => {
+  t.match(parse('POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n'), { kind: 'head', body: 12, upgrade: false })
+  t.match(parse('POST / HTTP/1.1\r\ncontent-length:0\r\n\r\n'), { kind: 'head', body: 0 })
+  t.match(parse('POST / HTTP/1.1\r\nTransfer-Encoding: Chunked \r\n\r\n'), { kind: 'head', body: 'chunked' }, 'chunked in any case, whitespace around it')
+  t.match(parse('GET /ws HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'), { kind: 'head', body: 0, upgrade: true })
+  t.match(parse('CONNECT a.example:443 HTTP/1.1\r\n\r\n'), { kind: 'head', upgrade: true }, 'a CONNECT sent on to a proxy behind')
+  t.match(parse('connect a.example:443 HTTP/1.1\r\n\r\n'), { kind: 'head', upgrade: false }, 'methods are case-sensitive: no CONNECT')
+})
+
+t.test('body framing that two servers could read two ways: invalid (request smuggling)', async t => {
+  const cases: [string, string, RegExp][] = [
+    ['two Content-Length', 'Content-Length: 5\r\nContent-Length: 5', /more than one Content-Length header/],
+    ['a Content-Length list', 'Content-Length: 5, 5', /not a number of bytes/],
+    ['a signed Content-Length', 'Content-Length: +5', /not a number of bytes/],
+    ['a hex Content-Length', 'Content-Length: 0x5', /not a number of bytes/],
+    ['a Content-Length over 15 digits', `Content-Length: ${'9'.repeat(16)}`, /not a number of bytes/],
+    ['an empty Content-Length', 'Content-Length:', /not a number of bytes/],
+    ['TE and CL', 'Transfer-Encoding: chunked\r\nContent-Length: 5', /both Transfer-Encoding and Content-Length/],
+    ['CL and TE', 'Content-Length: 5\r\nTransfer-Encoding: chunked', /both Transfer-Encoding and Content-Length/],
+    ['two TE', 'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked', /more than one Transfer-Encoding header/],
+    ['a TE list', 'Transfer-Encoding: gzip, chunked', /other than chunked/],
+    ['chunked twice in one', 'Transfer-Encoding: chunked, chunked', /other than chunked/],
+    ['an unknown TE', 'Transfer-Encoding: xchunked', /other than chunked/],
+    ['an identity TE', 'Transfer-Encoding: identity', /other than chunked/],
+  ]
+  for (const [name, fields, reason] of cases) t.match(parse(`POST / HTTP/1.1\r\nHost: a.example\r\n${fields}\r\n\r\n`), { kind: 'invalid', reason }, name)
+  t.match(parse('POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n'), { kind: 'invalid', reason: /Transfer-Encoding in an HTTP\/1\.0 request/ })
+  t.match(parse('POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n'), { kind: 'head', body: 3 }, 'HTTP/1.0 with a length is fine')
+})
+
 t.test('a head over maxBytes is invalid, wherever the cap falls; one that ends within it is read', async t => {
   const head = `GET / HTTP/1.1\r\nHost: x.ngrok-free.app\r\nCookie: ${'a'.repeat(2000)}\r\n\r\n`
   t.same(parse(head, 1024), { kind: 'invalid', reason: 'request head over 1024 bytes' })
@@ -110,7 +140,7 @@ t.test('read from a socket: in segments, with what came first and what follows k
   const head = Buffer.from('GET / HTTP/1.1\r\nhost: a.example:8080\r\n\r\nbody')
   const p = new RequestHeadParser(1024)
   const r = await readFrom(client([head.subarray(3, 9), head.subarray(9, 30), head.subarray(30)]), head.subarray(0, 3), 1000, b => p.parse(b()))
-  t.same(r.result, { kind: 'head', target: '/', host: 'a.example:8080', length: head.length - 4 })
+  t.same(r.result, { kind: 'head', target: '/', host: 'a.example:8080', length: head.length - 4, body: 0, upgrade: false })
   t.ok(r.data.equals(head), 'every byte read is kept for the tunnel')
   const cut = await readFrom(client([head.subarray(3, 20)], true), head.subarray(0, 3), 1000, b => new RequestHeadParser(1024).parse(b()))
   t.same(cut.result, { kind: 'eof' }, 'the client closed first')

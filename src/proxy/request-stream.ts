@@ -1,0 +1,281 @@
+import type { Socket } from 'node:net'
+import { FIELD } from './connect-head.js'
+import { RequestHeadParser, type RequestHead } from './request-head.js'
+
+type Head = Extract<RequestHead, { kind: 'head' }>
+
+/** What the next bytes of a plain-HTTP tunnel's client side are. */
+export type Step =
+  /** `n` bytes of body or chunk framing: they go on as they are. */
+  | { readonly kind: 'forward'; readonly n: number }
+  /** A complete request head (`head.length` bytes): decided before any of it goes on. */
+  | { readonly kind: 'head'; readonly head: Head }
+  /** After an upgrade, bytes that are no HTTP request: another protocol, unread from here on. */
+  | { readonly kind: 'opaque' }
+  /** Bytes that cannot be framed one way only: the tunnel is closed (fail closed). */
+  | { readonly kind: 'invalid'; readonly reason: string }
+
+/** Where the framing is. */
+const HEAD = 0
+const BODY = 1
+const CHUNK_SIZE = 2
+const CHUNK_DATA = 3
+const CHUNK_END = 4
+const TRAILER = 5
+const OPAQUE = 6
+
+/** The longest chunk-size line (size, extensions, CRLF). */
+const MAX_CHUNK_LINE = 1024
+/** A chunk size: hex digits (13 at most: below 2^53), then extensions without control bytes. */
+const CHUNK_LINE = /^([0-9A-Fa-f]{1,13})(?:;[\t\x20-\x7e\x80-\xff]*)?$/
+const CR = 0x0d
+const LF = 0x0a
+
+/**
+ * The requests a client sends one after another on a kept-alive plain-HTTP tunnel, framed as
+ * RFC 9112 frames them (Content-Length, chunked with its trailer section), so that every request
+ * head is found and decided, not only the first. It is stricter than the servers behind it:
+ * whatever is not the plain form (a bare LF in chunk framing, whitespace after a chunk size, a
+ * size too large, no CRLF after a chunk's data) is `invalid`, as is anything after a request that
+ * is no request head, so that no server can read a request where this reads a body. After a
+ * CONNECT or an Upgrade request, bytes that are no request are another protocol (WebSocket
+ * frames, TLS to a proxy behind): `opaque`, and the rest of the tunnel goes unread.
+ *
+ * `next` is given the bytes not yet consumed, from the start of the current step, and says what
+ * the first of them are, or undefined while more are needed; the caller then consumes `n`
+ * (forward) or `head.length` (head) bytes and asks again.
+ */
+export class RequestFraming {
+  private state = HEAD
+  private left = 0
+  /** After an upgrade: bytes that are no request are another protocol, not an error. */
+  private upgraded = false
+  private parser: RequestHeadParser
+  private trailerBytes = 0
+
+  constructor(private readonly maxHeaderBytes: number, first: Head) {
+    this.parser = new RequestHeadParser(maxHeaderBytes)
+    this.after(first)
+  }
+
+  /** Whether the next bytes are to be a request head (not body or chunk framing). */
+  get atHead(): boolean {
+    return this.state === HEAD
+  }
+
+  next(buf: Buffer): Step | undefined {
+    switch (this.state) {
+      case HEAD: return this.nextHead(buf)
+      case BODY: case CHUNK_DATA: {
+        if (buf.length === 0) return undefined
+        const n = Math.min(this.left, buf.length)
+        this.left -= n
+        if (this.left === 0) this.state = this.state === BODY ? HEAD : CHUNK_END
+        return { kind: 'forward', n }
+      }
+      case CHUNK_END:
+        if (buf.length < 2) return buf.length === 1 && buf[0] !== CR ? invalid('no CRLF after a chunk') : undefined
+        if (buf[0] !== CR || buf[1] !== LF) return invalid('no CRLF after a chunk')
+        this.state = CHUNK_SIZE
+        return { kind: 'forward', n: 2 }
+      case CHUNK_SIZE: case TRAILER: return this.nextLine(buf)
+      default: return { kind: 'opaque' }
+    }
+  }
+
+  private nextHead(buf: Buffer): Step | undefined {
+    const r = this.parser.parse(buf)
+    if (r === undefined) return undefined
+    this.parser = new RequestHeadParser(this.maxHeaderBytes)
+    if (r.kind === 'head') {
+      this.after(r)
+      return { kind: 'head', head: r }
+    }
+    if (r.kind === 'invalid') return r
+    if (!this.upgraded) return invalid('bytes after a request that are no HTTP request')
+    this.state = OPAQUE
+    return { kind: 'opaque' }
+  }
+
+  /** A chunk-size line, or a trailer line: whole lines ended by CRLF. */
+  private nextLine(buf: Buffer): Step | undefined {
+    const limit = this.state === CHUNK_SIZE ? MAX_CHUNK_LINE : this.maxHeaderBytes - this.trailerBytes
+    const lf = buf.indexOf(LF)
+    if (lf < 0 || lf >= limit) {
+      if (buf.length < limit) return undefined
+      return invalid(this.state === CHUNK_SIZE ? `a chunk-size line over ${MAX_CHUNK_LINE} bytes` : `a trailer section over ${this.maxHeaderBytes} bytes`)
+    }
+    if (lf === 0 || buf[lf - 1] !== CR) return invalid('a line in chunked framing not ended by CRLF')
+    const text = buf.toString('latin1', 0, lf - 1)
+    if (this.state === CHUNK_SIZE) {
+      const m = CHUNK_LINE.exec(text)
+      if (!m) return invalid('a chunk-size line that is not "hex-size[;extensions]"')
+      this.left = parseInt(m[1]!, 16)
+      this.state = this.left === 0 ? TRAILER : CHUNK_DATA
+      this.trailerBytes = 0
+    } else if (text === '') {
+      this.state = HEAD
+    } else {
+      if (!FIELD.test(text)) return invalid('a trailer line that is not "name: value"')
+      this.trailerBytes += lf + 1
+    }
+    return { kind: 'forward', n: lf + 1 }
+  }
+
+  /** The framing that follows a request head. */
+  private after(head: Head): void {
+    this.upgraded = head.upgrade
+    if (head.body === 'chunked') this.state = CHUNK_SIZE
+    else if (head.body > 0) {
+      this.state = BODY
+      this.left = head.body
+    } else this.state = HEAD
+  }
+}
+
+function invalid(reason: string): Step {
+  return { kind: 'invalid', reason }
+}
+
+/**
+ * The client's bytes not yet consumed. A read with nothing waiting is used as it is; bytes left
+ * over gather in a buffer that grows by doubling, so a head dripped a byte at a time is copied
+ * linearly. Bytes handed on (views into the buffer, possibly still queued in a socket's write)
+ * are never overwritten: appends go past them, and a buffer consumed to its end is let go.
+ */
+class Pending {
+  private store: Buffer
+  private start = 0
+  private end: number
+
+  constructor(first: Buffer) {
+    this.store = first
+    this.end = first.length
+  }
+
+  get bytes(): Buffer {
+    return this.store.subarray(this.start, this.end)
+  }
+
+  append(b: Buffer): void {
+    const length = this.end - this.start
+    if (length === 0) {
+      this.store = b
+      this.start = 0
+      this.end = b.length
+      return
+    }
+    if (this.end + b.length > this.store.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * (length + b.length), 4096))
+      this.store.copy(grown, 0, this.start, this.end)
+      this.store = grown
+      this.start = 0
+      this.end = length
+    }
+    this.end += b.copy(this.store, this.end)
+  }
+
+  /** The first `n` bytes, consumed. */
+  take(n: number): Buffer {
+    const out = this.store.subarray(this.start, this.start + n)
+    this.start += n
+    if (this.start === this.end) {
+      this.store = EMPTY
+      this.start = this.end = 0
+    }
+    return out
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * Relay a plain-HTTP tunnel's client side to `up` request by request: body and framing bytes go
+ * on as they come; each request head waits, with the client paused, until `judge` lets it
+ * through (it is then written) or refuses it: nothing of it reaches `up`, which is ended, and
+ * the client is read no more (the tunnel closes once the server has answered what it had).
+ * `invalidBytes` is told why bytes could not be framed (and whether they were to be a request
+ * head), and the tunnel ends the same way. After an upgrade to another protocol the rest is
+ * piped unread. `rest`: the bytes read after the first request's head, which was decided and
+ * written already.
+ */
+export function followRequests(client: Socket, up: Socket, framing: RequestFraming, rest: Buffer,
+  judge: (head: Head) => Promise<boolean>, invalidBytes: (reason: string, atHead: boolean) => void): void {
+  const pending = new Pending(rest)
+  let judging = false
+  let draining = false
+  let ended = client.readableEnded                        // the client's FIN may have come with its first bytes
+  let done = false
+  const resume = (): void => {
+    if (!judging && !draining && !done) client.resume()
+  }
+  const onDrain = (): void => {
+    draining = false
+    resume()
+  }
+  const write = (bytes: Buffer): void => {
+    if (bytes.length === 0 || up.write(bytes)) return
+    draining = true
+    client.pause()
+    up.once('drain', onDrain)
+  }
+  const stop = (): void => {
+    done = true
+    client.off('data', onData)
+    client.off('end', onEnd)
+  }
+  // nothing more of the client's goes on: the server gets what went before and a FIN, and its
+  // answers to the requests it has still reach the client, then the tunnel closes
+  const refuse = (): void => {
+    stop()
+    client.pause()
+    up.end()
+  }
+  const pump = (): void => {
+    while (!judging && !done) {
+      const bytes = pending.bytes
+      const step = bytes.length === 0 && !ended ? undefined : framing.next(bytes)
+      if (step === undefined) {
+        if (ended) {
+          stop()                                         // an incomplete head at the end goes nowhere
+          up.end()
+        }
+        return
+      }
+      if (step.kind === 'forward') {
+        write(pending.take(step.n))
+      } else if (step.kind === 'head') {
+        judging = true
+        client.pause()
+        const head = step.head
+        void judge(head).then(ok => {
+          judging = false
+          if (!ok || client.destroyed || up.destroyed) return refuse()
+          write(pending.take(head.length))
+          resume()
+          pump()
+        })
+      } else if (step.kind === 'opaque') {
+        stop()
+        write(pending.take(bytes.length))
+        if (ended) up.end()
+        else client.pipe(up)                             // pipe resumes the client
+      } else {
+        invalidBytes(step.reason, framing.atHead)
+        refuse()
+      }
+    }
+  }
+  const onData = (b: Buffer): void => {
+    pending.append(b)
+    pump()
+  }
+  const onEnd = (): void => {
+    ended = true
+    pump()
+  }
+  client.on('data', onData)
+  client.on('end', onEnd)
+  pump()
+  resume()                                               // the head's reader left the client paused
+}
