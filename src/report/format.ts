@@ -86,17 +86,25 @@ function fit(name: string, w: number): string {
   return name.length <= w ? name.padEnd(w) : '…' + name.slice(name.length - w + 1)
 }
 
-/** Backslash, C0 controls, DEL and C1 controls (a newline forges rows, ESC starts terminal escape sequences). */
-const CONTROL = /[\\\u0000-\u001f\u007f-\u009f]/g
+/**
+ * Backslash, C0 controls, DEL and C1 controls (a newline forges rows, ESC starts terminal escape
+ * sequences), and the invisible format characters that change how a line reads: the Unicode line
+ * and paragraph separators, bidirectional marks, embeddings, overrides and isolates (a name with
+ * U+202E shows its end reversed: "Trojan Source"), zero-width characters and the BOM.
+ */
+const CONTROL = /[\\\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g
 const NAMED: Readonly<Record<string, string>> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' }
 
 /**
- * A text cell of the table with its controls escaped (\n, \r, \t, else \xNN) and its backslashes
+ * A text cell of the table with its controls escaped (\n, \r, \t, else \xNN or \uNNNN) and its backslashes
  * doubled, so that `a\nb` printed is told from a name holding a backslash and an `n`. Hostnames
  * come from DHCP clients and names from whoever asked (a DNS label may hold any octet).
  */
 export function escapeCell(s: string): string {
-  return s.replace(CONTROL, c => NAMED[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+  return s.replace(CONTROL, c => {
+    const n = c.charCodeAt(0)
+    return NAMED[c] ?? (n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`)
+  })
 }
 
 export function formatTable(r: ReportData): string {

@@ -112,6 +112,17 @@ t.test('the table prints no terminal control characters from hostnames or names'
   t.match(JSON.parse(formatJson(data(agg))).clients[0].hostname, 'evil\u001b]0;pwned\u0007', 'json keeps the data as it was (escaped)')
 })
 
+t.test('the table shows the invisible characters that change how a line reads: separators, bidi controls, zero-width', async t => {
+  const agg = new Aggregator()
+  // shown as "x.ngrok-free.app" reversed at its end: U+202E (right-to-left override) before "ppa.eerf-korgn"
+  agg.add(e({ name: 'abc\u202eppa.eerf-korgn.x', hostname: 'pc\u2028CLIENT 10.6.6.6', mac: '\u200baa\u2066\u2069\u061c\ufeff\u200f' }))
+  const table = formatTable(data(agg))
+  t.notMatch(table, /[\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/, 'none reaches the terminal')
+  t.match(table, 'abc\\u202eppa.eerf-korgn.x')
+  t.match(table, 'CLIENT 10.0.0.1  pc\\u2028CLIENT 10.6.6.6  \\u200baa\\u2066\\u2069\\u061c\\ufeff\\u200f\n')
+  t.match(formatTable(data((() => { const a = new Aggregator(); a.add(e({ name: 'caf\u00e9.\u4f8b\u3048.jp' })); return a })())), 'caf\u00e9.\u4f8b\u3048.jp', 'other characters past ASCII stay as they are')
+})
+
 t.test('a name with a newline, a tab or a backslash cannot forge rows: every text cell is escaped', async t => {
   const agg = new Aggregator()
   // a row (and a client) of its own if the newline were printed as it is
