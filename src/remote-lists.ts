@@ -61,12 +61,15 @@ const key = (url: string) => createHash('sha256').update(url).digest('hex').slic
 /** Where the last good copies are kept: `state.dir`, or a directory in the temp dir. */
 export const stateDir = (config: Config): string => config.state.dir ?? join(tmpdir(), 'tunnelguard-state')
 
-/** The copy of `url` kept in `dir`, if there is one. */
-function readCopy(dir: string, url: string): Copy | undefined {
+/**
+ * The copy of `url` kept in `dir`, if there is one. `unredacted`: its `.json` holds the URL as
+ * configured (written by a version before URLs were redacted), password and all.
+ */
+function readCopy(dir: string, url: string): (Copy & { unredacted: boolean }) | undefined {
   try {
     const base = join(dir, key(url))
-    const meta = JSON.parse(readFileSync(base + '.json', 'utf8')) as Omit<Copy, 'text'>
-    return { ...meta, text: readFileSync(base + '.txt', 'utf8') }
+    const { url: stored, ...meta } = JSON.parse(readFileSync(base + '.json', 'utf8')) as Omit<Copy, 'text'> & { url?: string }
+    return { ...meta, text: readFileSync(base + '.txt', 'utf8'), unredacted: stored !== redactUrl(url) }
   } catch {
     return undefined   // no copy on disk yet
   }
@@ -116,7 +119,12 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   function load(url: string): Copy | undefined {
     if (!copies.has(url)) {
       const c = readCopy(dir(), url)
-      if (c) copies.set(url, c)
+      if (c) {
+        const { unredacted, ...copy } = c
+        // an older version's .json with the password in it is written again, redacted
+        if (unredacted) save(url, copy)
+        else copies.set(url, copy)
+      }
     }
     return copies.get(url)
   }

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { readdirSync, readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createRemoteLists, errorCause } from '../src/remote-lists.js'
 import { makeSnapshot } from './fixtures/snapshot.js'
@@ -221,6 +222,23 @@ t.test('a URL with credentials: fetched with Basic auth; password and query valu
   t.equal(ev.messages.at(-1)!.fields!.error, `cannot fetch ${shown} (from ${shown})`, 'a URL in an error message is redacted, as requested and as configured')
   const logged = JSON.stringify(ev.messages)
   t.notMatch(logged, /hunter2|SECRET|p%40ss|p@ss/, 'no password or query value in any log line')
+})
+
+t.test('a copy kept by an older version, its .json with the password in it: used, and written again redacted', async t => {
+  const dir = t.testdir()
+  const url = 'http://u:hunter2@127.0.0.1:9/tunnels.txt?key=SECRET'
+  const base = join(dir, createHash('sha256').update(url).digest('hex').slice(0, 32))
+  writeFileSync(base + '.txt', 'trycloudflare.com\n')
+  writeFileSync(base + '.json', JSON.stringify({ url, etag: '"v1"', fetchedAt: 1_700_000_000_000 }))
+  const ev = memoryEvidence()
+  const rl = createRemoteLists({ config: () => configWith(makeSnapshot().config, dir, [url]), evidence: ev, onChange: () => {},
+    fetch: async () => { throw new TypeError('fetch failed') } })
+  await rl.refreshAll()
+  const shown = 'http://u:***@127.0.0.1:9/tunnels.txt?key=***'
+  t.same(rl.texts(), { remote: [{ source: shown, text: 'trycloudflare.com\n' }] }, 'the copy is in use')
+  const json = JSON.parse(readFileSync(base + '.json', 'utf8')) as Record<string, unknown>
+  t.same(json, { url: shown, etag: '"v1"', fetchedAt: 1_700_000_000_000 }, 'the same metadata, the URL redacted')
+  t.notMatch(readFileSync(base + '.json', 'utf8'), /hunter2|SECRET/)
 })
 
 t.test('errorCause: the message, then the cause\'s (each address tried, when several), or its code', async t => {
