@@ -225,10 +225,12 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
     client.off('end', onEnd)
   }
   // nothing more of the client's goes on: the server gets what went before and a FIN, and its
-  // answers to the requests it has still reach the client, then the tunnel closes
+  // answers to the requests it has still reach the client; once the server has closed, so does
+  // the client's side (it is read no more, so its own FIN would never be seen)
   const refuse = (): void => {
     stop()
     client.pause()
+    up.once('close', () => client.destroySoon())
     up.end()
   }
   const pump = (): void => {
@@ -248,13 +250,13 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
         judging = true
         client.pause()
         const head = step.head
-        void judge(head).then(ok => {
+        judge(head).then(ok => {
           judging = false
           if (!ok || client.destroyed || up.destroyed) return refuse()
           write(pending.take(head.length))
           resume()
           pump()
-        })
+        }, () => refuse())                               // a judge that fails lets nothing through
       } else if (step.kind === 'opaque') {
         stop()
         write(pending.take(bytes.length))

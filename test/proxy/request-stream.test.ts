@@ -164,7 +164,7 @@ t.test('followRequests: a body larger than the server takes at once waits for it
 })
 
 t.test('followRequests: a refused head, or bytes that cannot be framed, end the server side; nothing of them goes on', async t => {
-  for (const [label, bytes, refuse] of [['refused', NEXT, true], ['invalid', 'SSH-2.0-x\r\n', false]] as const) {
+  for (const [label, bytes, refuse] of [['refused', NEXT, 'no'], ['invalid', 'SSH-2.0-x\r\n', undefined], ['a judge that fails', NEXT, 'throws']] as const) {
     const { server: client, peer: sender } = await pair(t)
     const got: Buffer[] = []
     const { server: sink, peer: up } = await pair(t)
@@ -172,12 +172,16 @@ t.test('followRequests: a refused head, or bytes that cannot be framed, end the 
     const ended = new Promise(r => sink.on('end', r))
     const told: [string, boolean][] = []
     followRequests(client, up, new RequestFraming(MAX, head('POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n')), Buffer.from('ok'),
-      async () => !refuse, (why, atHead) => told.push([why, atHead]))
+      async () => { if (refuse === 'throws') throw new Error('a bug'); return refuse === undefined }, (why, atHead) => told.push([why, atHead]))
+    const clientClosed = new Promise(r => client.on('close', r))
     sender.write(bytes)
     await ended
     t.equal(Buffer.concat(got).toString(), 'ok', `${label}: the body before went on, nothing after`)
     t.same(told, refuse ? [] : [['bytes after a request that are no HTTP request', true]], label)
-    t.notOk(client.destroyed, `${label}: the client is left to the tunnel's close`)
-    t.equal(client.isPaused(), true, `${label}: and read no more`)
+    t.equal(client.isPaused(), true, `${label}: the client is read no more`)
+    t.notOk(client.destroyed, `${label}: nor closed while the server may still answer`)
+    sink.end()                                             // the server answers what it had, and closes
+    await clientClosed
+    t.ok(client.destroyed, `${label}: then the client's side closes too, though the client never sent its FIN`)
   }
 })
