@@ -147,6 +147,8 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
       const rest = data.subarray(head.length)
       data = data.subarray(0, head.length)
       let n = 1
+      const count = (): void => { conn.close['tunnelguard.tunnel_requests'] = n }
+      count()
       const refused = (j: Judged): false => {
         emit(j.decision, r.ip, undefined, { ...cnames, ...j.extra, 'tunnelguard.request': n }, j.urlDomain)
         conn.close['error.message'] = `blocked: ${j.decision.reason}`
@@ -155,6 +157,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
       }
       follow = (from, up) => followRequests(from, up, new RequestFraming(cfg.maxHeaderBytes, head), rest, async next => {
         n++
+        count()
         const now = ctx.getSnapshot()
         const j = await decideHead(ctx, now, client, target, first.name, atConnect, next, seen)
         if (blocks(j.decision)) return refused(j)
@@ -163,6 +166,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
         return true
       }, (why, atHead) => {
         if (atHead) n++
+        count()
         refused(failClosed(ctx.getSnapshot(), client, first.name, atConnect, `malformed HTTP request in the tunnel (${why})`))
       })
     }

@@ -203,6 +203,7 @@ t.test('every request on a kept-alive tunnel is decided, not only the first', as
   })
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
   t.match(closeLines(p).at(-1), { 'tunnelguard.host_header': 'x.ngrok-free.app', 'error.message': /^blocked: sinkhole: x\.ngrok-free\.app/ })
+  t.ok(closeLines(p).some(c => c['tunnelguard.tunnel_requests'] === 2 && /^blocked/.test(String(c['error.message']))), 'the blocked one is counted')
 
   // pipelined in one write: the second head is held until decided
   const pipelined = await exchange(p.port, [CONNECT(target) + 'GET /p1 HTTP/1.1\r\nHost: site.example\r\n\r\nGET /p2 HTTP/1.1\r\nHost: abc.ngrok-free.app\r\n\r\n'])
@@ -225,6 +226,8 @@ t.test('every request on a kept-alive tunnel is decided, not only the first', as
   t.notOk(got[0]!.extra!['tunnelguard.request'])
   t.match(got[1], { decision: { action: 'alert', list: 'tunnels', where: 'host', name: 'a.trycloudflare.com' }, extra: { 'tunnelguard.request': 3 } })
   t.match(p.ev.messages.filter(m => m.msg === 'proxy.host_mismatch').at(-1), { fields: { 'tunnelguard.host_header': 'a.trycloudflare.com' } })
+  t.ok(await waitFor(() => closeLines(p).at(-1)?.['tunnelguard.tunnel_requests'] === 3), 'the close line counts the requests read in the tunnel')
+  t.notOk(closeLines(p).at(-1)!['error.message'])
 
   // a large body: relayed with backpressure, then the next head is still found
   const big = 'z'.repeat(4 * 1024 * 1024)
@@ -260,7 +263,7 @@ t.test('a later request that cannot be framed one way only closes the tunnel, fa
       extra: { 'tunnelguard.sni_status': 'http-invalid', 'tunnelguard.request': 2 },
     }, name)
     t.ok(await waitFor(() => closeLines(p).length > closed), `${name}: its close line`)
-    t.match(closeLines(p).at(-1), { 'error.message': /^blocked: malformed HTTP request in the tunnel/ }, name)
+    t.match(closeLines(p).at(-1), { 'error.message': /^blocked: malformed HTTP request in the tunnel/, 'tunnelguard.tunnel_requests': 2 }, name)
   }
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
