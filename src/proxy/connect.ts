@@ -168,7 +168,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
         if (atHead) n++
         count()
         refused(failClosed(ctx.getSnapshot(), client, first.name, atConnect, `malformed HTTP request in the tunnel (${why})`))
-      })
+      }, cfg.helloTimeout)
     }
   } else {
     extra['tunnelguard.sni_status'] = result.kind                     // timeout, eof

@@ -197,11 +197,14 @@ const EMPTY = Buffer.alloc(0)
  * `invalidBytes` is told why bytes could not be framed (and whether they were to be a request
  * head), and the tunnel ends the same way. After an upgrade to another protocol the rest is
  * piped unread. `rest`: the bytes read after the first request's head, which was decided and
- * written already.
+ * written already. A later head must be complete within `headTimeoutMs` of its first byte, as
+ * the first had to be (proxy.helloTimeout), or it is refused as bytes that cannot be framed.
  */
 export function followRequests(client: Socket, up: Socket, framing: RequestFraming, rest: Buffer,
-  judge: (head: Head) => Promise<boolean>, invalidBytes: (reason: string, atHead: boolean) => void): void {
+  judge: (head: Head) => Promise<boolean>, invalidBytes: (reason: string, atHead: boolean) => void, headTimeoutMs: number): void {
   const pending = new Pending(rest)
+  /** Runs from a later head's first byte until it is complete: a head held back longer is refused. */
+  let headTimer: NodeJS.Timeout | undefined
   let judging = false
   let draining = false
   let ended = client.readableEnded                        // the client's FIN may have come with its first bytes
@@ -221,6 +224,7 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
   }
   const stop = (): void => {
     done = true
+    clearTimeout(headTimer)
     client.off('data', onData)
     client.off('end', onEnd)
   }
@@ -241,8 +245,17 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
         if (ended) {
           stop()                                         // an incomplete head at the end goes nowhere
           up.end()
+        } else if (headTimer === undefined && bytes.length > 0 && framing.atHead) {
+          headTimer = setTimeout(() => {
+            invalidBytes('a request head not complete within proxy.helloTimeout', true)
+            refuse()
+          }, headTimeoutMs)
         }
         return
+      }
+      if (step.kind === 'head') {
+        clearTimeout(headTimer)
+        headTimer = undefined
       }
       if (step.kind === 'forward') {
         write(pending.take(step.n))

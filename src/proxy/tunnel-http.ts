@@ -32,6 +32,13 @@ export interface Plain extends Omit<Judged, 'fresh'> {
   readonly gone?: string
 }
 
+/**
+ * The most names the requests of one plain-HTTP tunnel may name besides the CONNECT host: each new
+ * one costs a CNAME lookup with the client paused, and a line when it is logged. A request that
+ * names one more (a browser never reuses a tunnel across hosts) is refused, fail closed.
+ */
+export const MAX_TUNNEL_NAMES = 64
+
 /** The authority of an absolute-form request-target (`http://host:port/path`, any scheme). */
 const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/
 
@@ -106,6 +113,7 @@ export async function decideHead(ctx: ProxyCtx, snap: Snapshot, client: Peer, ta
     if (where === 'connect') extra['tunnelguard.inner_connect'] = d.name
     if (d.name !== connectName) extra['tunnelguard.mismatch'] = true
     if (seen.has(d.name)) continue                              // its chain was decided already (by route, or an earlier head)
+    if (seen.size > MAX_TUNNEL_NAMES) return failClosed(snap, client, connectName, decision, `more than ${MAX_TUNNEL_NAMES} different names in one tunnel`)
     seen.add(d.name)
     fresh = true
     ctx.evidence.warn('proxy.host_mismatch', {

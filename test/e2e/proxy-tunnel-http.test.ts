@@ -268,6 +268,20 @@ t.test('a later request that cannot be framed one way only closes the tunnel, fa
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
 
+t.test('one tunnel naming more than 64 names besides the CONNECT host: the request that names one more is refused', async t => {
+  const { origin, p } = await setup(t)
+  const target = `127.0.0.1:${origin.port}`
+  const reqs = Array.from({ length: 65 }, (_, i) => `GET /${i + 1} HTTP/1.1\r\nHost: n${i + 1}.example\r\n\r\n`)
+  const r = await exchange(p.port, [CONNECT(target), reqs.join('') + reqs[0]], { waitMs: 5000 })
+  t.ok(r.closed)
+  t.equal(origin.requests.length, 64, 'the first 64 names were served')
+  t.equal(origin.requests.at(-1)!.url, '/64')
+  t.match(p.ev.events.at(-1), {
+    decision: { action: 'block', name: '127.0.0.1', reason: /^more than 64 different names in one tunnel: blocked, fail closed/ },
+    extra: { 'tunnelguard.request': 65, 'tunnelguard.sni_status': 'http-invalid' },
+  })
+})
+
 t.test('after an upgrade the tunnel carries another protocol, unread; the client\'s FIN reaches the server', async t => {
   const sink = await startTcpSink(t)
   const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } } })

@@ -147,7 +147,7 @@ t.test('followRequests: a body larger than the server takes at once waits for it
   const write = up.write.bind(up)
   up.write = ((b: Buffer) => { const ok = write(b); if (!ok) drains++; return ok }) as typeof up.write
   followRequests(client, up, new RequestFraming(MAX, head(`PUT / HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n`)), Buffer.alloc(0),
-    async h => { heads.push(h.target); return true }, () => t.fail('no invalid bytes'))
+    async h => { heads.push(h.target); return true }, () => t.fail('no invalid bytes'), 5000)
   sender.write(body)
   setTimeout(() => sink.resume(), 300)                     // the server reads nothing at first
   await new Promise(r => setTimeout(r, 600))
@@ -172,7 +172,7 @@ t.test('followRequests: a refused head, or bytes that cannot be framed, end the 
     const ended = new Promise(r => sink.on('end', r))
     const told: [string, boolean][] = []
     followRequests(client, up, new RequestFraming(MAX, head('POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n')), Buffer.from('ok'),
-      async () => { if (refuse === 'throws') throw new Error('a bug'); return refuse === undefined }, (why, atHead) => told.push([why, atHead]))
+      async () => { if (refuse === 'throws') throw new Error('a bug'); return refuse === undefined }, (why, atHead) => told.push([why, atHead]), 5000)
     const clientClosed = new Promise(r => client.on('close', r))
     sender.write(bytes)
     await ended
@@ -184,4 +184,27 @@ t.test('followRequests: a refused head, or bytes that cannot be framed, end the 
     await clientClosed
     t.ok(client.destroyed, `${label}: then the client's side closes too, though the client never sent its FIN`)
   }
+})
+
+t.test('followRequests: a later head not complete within the deadline from its first byte is refused; one that completes in time is not', async t => {
+  const { server: client, peer: sender } = await pair(t)
+  const got: Buffer[] = []
+  const { server: sink, peer: up } = await pair(t)
+  sink.on('data', b => got.push(b))
+  const ended = new Promise(r => sink.on('end', r))
+  const told: [string, boolean][] = []
+  const heads: string[] = []
+  followRequests(client, up, new RequestFraming(MAX, head(GET)), Buffer.alloc(0),
+    async h => { heads.push(h.target); return true }, (why, atHead) => told.push([why, atHead]), 150)
+  // a head in two pieces 100 ms apart: within 150 ms of its first byte
+  sender.write('GET /a HTTP/1.1\r\n')
+  await new Promise(r => setTimeout(r, 100))
+  sender.write('Host: a.example\r\n\r\n')
+  await new Promise(r => setTimeout(r, 100))
+  // the next one's first byte starts its own deadline; it never completes
+  sender.write('GET /b HTTP/1.1\r\nHost: x.ngrok')
+  await ended
+  t.same(heads, ['/a'])
+  t.same(told, [['a request head not complete within proxy.helloTimeout', true]])
+  t.equal(Buffer.concat(got).toString(), 'GET /a HTTP/1.1\r\nHost: a.example\r\n\r\n', 'nothing of the late head went on')
 })
