@@ -113,7 +113,7 @@ export async function decideHead(ctx: ProxyCtx, snap: Snapshot, client: Peer, ta
     if (where === 'connect') extra['tunnelguard.inner_connect'] = d.name
     if (d.name !== connectName) extra['tunnelguard.mismatch'] = true
     if (seen.has(d.name)) continue                              // its chain was decided already (by route, or an earlier head)
-    if (seen.size > MAX_TUNNEL_NAMES) return failClosed(snap, client, connectName, decision, `more than ${MAX_TUNNEL_NAMES} different names in one tunnel`)
+    if (seen.size > MAX_TUNNEL_NAMES && !blocks(d)) return failClosed(snap, client, connectName, decision, `more than ${MAX_TUNNEL_NAMES} different names in one tunnel`)
     seen.add(d.name)
     fresh = true
     ctx.evidence.warn('proxy.host_mismatch', {

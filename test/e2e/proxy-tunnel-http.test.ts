@@ -280,6 +280,11 @@ t.test('one tunnel naming more than 64 names besides the CONNECT host: the reque
     decision: { action: 'block', name: '127.0.0.1', reason: /^more than 64 different names in one tunnel: blocked, fail closed/ },
     extra: { 'tunnelguard.request': 65, 'tunnelguard.sni_status': 'http-invalid' },
   })
+  // a listed name past the cap is refused for its list, as anywhere else
+  const listed = await exchange(p.port, [CONNECT(target), reqs.slice(0, 64).join('') + 'GET / HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n'], { waitMs: 5000 })
+  t.ok(listed.closed)
+  t.equal(origin.requests.length, 128)
+  t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', list: 'ngrok', name: 'x.ngrok-free.app' }, extra: { 'tunnelguard.request': 65 } })
 })
 
 t.test('after an upgrade the tunnel carries another protocol, unread; the client\'s FIN reaches the server', async t => {
