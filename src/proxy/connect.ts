@@ -10,6 +10,7 @@ import { rawResponse } from './responses.js'
 import { isRetryRequest } from './retry.js'
 import { MAX_HELLO_BYTES } from './sni.js'
 import { RequestFraming, followRequests } from './request-stream.js'
+import { ResponseTracker } from './response-stream.js'
 import { decideHead, decidePlain, failClosed, type Judged } from './tunnel-http.js'
 import { dial, dialParent, UpstreamError } from './upstream.js'
 
@@ -155,20 +156,34 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
         if (j.host !== undefined) conn.close['tunnelguard.host_header'] = j.host
         return false
       }
-      follow = (from, up) => followRequests(from, up, new RequestFraming(cfg.maxHeaderBytes, head), rest, async next => {
-        n++
-        count()
-        const now = ctx.getSnapshot()
-        const j = await decideHead(ctx, now, client, target, first.name, atConnect, next, seen)
-        if (blocks(j.decision)) return refused(j)
-        // a name the tunnel has not named before gets its own line; a repeat of one does not
-        if (j.fresh) emit(j.decision, r.ip, undefined, { ...cnames, ...j.extra, 'tunnelguard.request': n }, j.urlDomain)
-        return true
-      }, (why, atHead) => {
-        if (atHead) n++
-        count()
-        refused(failClosed(ctx.getSnapshot(), client, first.name, atConnect, `malformed HTTP request in the tunnel (${why})`))
-      }, cfg.helloTimeout)
+      follow = (from, up) => {
+        // the server's answers tell when it switched protocols (after which the rest goes unread)
+        const server = new ResponseTracker(() => handle.switchProtocols())
+        server.sent(head.method, head.upgrade)
+        const gone = (): void => server.end()
+        up.once('end', gone)
+        up.once('close', gone)
+        const judge = async (next: NonNullable<typeof plain.head>): Promise<boolean> => {
+          n++
+          count()
+          const now = ctx.getSnapshot()
+          const j = await decideHead(ctx, now, client, target, first.name, atConnect, next, seen)
+          if (blocks(j.decision)) return refused(j)
+          // a name the tunnel has not named before gets its own line; a repeat of one does not
+          if (j.fresh) emit(j.decision, r.ip, undefined, { ...cnames, ...j.extra, 'tunnelguard.request': n }, j.urlDomain)
+          return true
+        }
+        const unframed = (why: string, atHead: boolean): void => {
+          if (atHead) n++
+          count()
+          refused(failClosed(ctx.getSnapshot(), client, first.name, atConnect, `malformed HTTP request in the tunnel (${why})`))
+        }
+        const handle = followRequests(from, up, new RequestFraming(cfg.maxHeaderBytes, head), rest, judge, unframed, cfg.helloTimeout, server)
+        return chunk => {
+          server.feed(chunk)
+          return server.done
+        }
+      }
     }
   } else {
     extra['tunnelguard.sni_status'] = result.kind                     // timeout, eof
@@ -238,8 +253,11 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
   splice(socket, up, data, relay, retry && { check: retry, timeout: helloTimeout }, follow)
 }
 
-/** How a plain-HTTP tunnel's client side reaches `up` (request by request), instead of a pipe. */
-type Follow = (client: Socket, up: Socket) => void
+/**
+ * How a plain-HTTP tunnel's client side reaches `up` (request by request), instead of a pipe;
+ * it returns what reads the server's bytes as they go to the client (true: no more).
+ */
+type Follow = (client: Socket, up: Socket) => (chunk: Buffer) => boolean
 
 /** Decides a second ClientHello (read after a HelloRetryRequest): true lets it through. */
 type Retry = (again: HelloRead) => boolean
@@ -258,8 +276,8 @@ export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRe
   client.on('close', () => up.destroy())
   up.on('close', () => { if (!client.writableEnded) client.destroy() })
   if (first.length > 0) up.write(first)
-  if (follow) follow(client, up)
-  else client.pipe(up)
+  const responses = follow?.(client, up)
+  if (!responses) client.pipe(up)
   let seen: Buffer | undefined
   const tap = (b: Buffer): boolean => {
     seen = seen === undefined ? Buffer.from(b) : Buffer.concat([seen, b])
@@ -280,13 +298,15 @@ export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRe
     }
     return true
   }
+  // the server's bytes are looked at: for a HelloRetryRequest (TLS), or for the responses (plain HTTP)
+  const look = retry ? tap : responses
   if (relay) {
-    if (retry) relay.tap = tap
+    relay.tap = look
     relay.attach(up, client)
     return
   }
-  if (retry) {
-    const onData = (b: Buffer) => { if (tap(b)) up.off('data', onData) }
+  if (look) {
+    const onData = (b: Buffer) => { if (look(b)) up.off('data', onData) }
     up.on('data', onData)
   }
   up.pipe(client)

@@ -8,13 +8,13 @@ export type RequestHead =
   | { readonly kind: 'invalid'; readonly reason: string }
   /**
    * A complete request head. `host`: the Host field's value (without the whitespace around it;
-   * undefined without one); `target`: the request-target as sent; `length`: the bytes of the head.
+   * undefined without one); `method` and `target` as sent; `length`: the bytes of the head.
    * `body`: what follows the head before the next request: its Content-Length (0 without one) or
    * chunked. `upgrade`: a CONNECT or a request with an Upgrade field, after which the connection
    * may carry another protocol.
    */
   | {
-    readonly kind: 'head'; readonly target: string; readonly host?: string; readonly length: number
+    readonly kind: 'head'; readonly method: string; readonly target: string; readonly host?: string; readonly length: number
     readonly body: number | 'chunked'; readonly upgrade: boolean
   }
 
@@ -148,7 +148,7 @@ export class RequestHeadParser {
     if (this.chunked && buf[this.sp2 + 8] === 0x30) return invalid('Transfer-Encoding in an HTTP/1.0 request')
     const method = buf.toString('latin1', this.start, this.sp1)
     return {
-      kind: 'head', target: buf.toString('latin1', this.sp1 + 1, this.sp2), host: this.host, length: this.pos + 1,
+      kind: 'head', method, target: buf.toString('latin1', this.sp1 + 1, this.sp2), host: this.host, length: this.pos + 1,
       body: this.chunked ? 'chunked' : this.contentLength ?? 0, upgrade: this.upgrade || method === 'CONNECT',
     }
   }

@@ -10,7 +10,7 @@ export type Step =
   | { readonly kind: 'forward'; readonly n: number }
   /** A complete request head (`head.length` bytes): decided before any of it goes on. */
   | { readonly kind: 'head'; readonly head: Head }
-  /** After an upgrade, bytes that are no HTTP request: another protocol, unread from here on. */
+  /** After an Upgrade or CONNECT request, bytes that are no HTTP request: another protocol, if the server switched. */
   | { readonly kind: 'opaque' }
   /** Bytes that cannot be framed one way only: the tunnel is closed (fail closed). */
   | { readonly kind: 'invalid'; readonly reason: string }
@@ -24,6 +24,8 @@ const CHUNK_END = 4
 const TRAILER = 5
 const OPAQUE = 6
 
+/** The largest trailer section of a response body followed by `RequestFraming.body`. */
+const MAX_TRAILER_SECTION = 65_536
 /** The longest chunk-size line (size, extensions, CRLF). */
 const MAX_CHUNK_LINE = 1024
 /** A chunk size: hex digits (13 at most: below 2^53), then extensions without control bytes. */
@@ -38,8 +40,9 @@ const LF = 0x0a
  * whatever is not the plain form (a bare LF in chunk framing, whitespace after a chunk size, a
  * size too large, no CRLF after a chunk's data) is `invalid`, as is anything after a request that
  * is no request head, so that no server can read a request where this reads a body. After a
- * CONNECT or an Upgrade request, bytes that are no request are another protocol (WebSocket
- * frames, TLS to a proxy behind): `opaque`, and the rest of the tunnel goes unread.
+ * CONNECT or an Upgrade request, bytes that are no request may be another protocol (WebSocket
+ * frames, TLS to a proxy behind): `opaque`, and followRequests asks the server's answers whether
+ * it switched.
  *
  * `next` is given the bytes not yet consumed, from the start of the current step, and says what
  * the first of them are, or undefined while more are needed; the caller then consumes `n`
@@ -56,6 +59,11 @@ export class RequestFraming {
   constructor(private readonly maxHeaderBytes: number, first: Head) {
     this.parser = new RequestHeadParser(maxHeaderBytes)
     this.after(first)
+  }
+
+  /** The framing of one message body alone (a response's): `atHead` once it is over. */
+  static body(body: number | 'chunked'): RequestFraming {
+    return new RequestFraming(MAX_TRAILER_SECTION, { kind: 'head', method: '', target: '', length: 0, body, upgrade: false })
   }
 
   /** Whether the next bytes are to be a request head (not body or chunk framing). */
@@ -195,13 +203,19 @@ const EMPTY = Buffer.alloc(0)
  * through (it is then written) or refuses it: nothing of it reaches `up`, which is ended, and
  * the client is read no more (the tunnel closes once the server has answered what it had).
  * `invalidBytes` is told why bytes could not be framed (and whether they were to be a request
- * head), and the tunnel ends the same way. After an upgrade to another protocol the rest is
- * piped unread. `rest`: the bytes read after the first request's head, which was decided and
- * written already. A later head must be complete within `headTimeoutMs` of its first byte, as
- * the first had to be (proxy.helloTimeout), or it is refused as bytes that cannot be framed.
+ * head), and the tunnel ends the same way. `rest`: the bytes read after the first request's
+ * head, which was decided and written already. A later head must be complete within
+ * `headTimeoutMs` of its first byte, as the first had to be (proxy.helloTimeout), or it is
+ * refused as bytes that cannot be framed.
+ *
+ * `server` follows the responses: each head written is `sent` to it. Once the server has switched
+ * protocols (`switchProtocols`, called by the caller's ResponseTracker), the rest is piped unread.
+ * Bytes that are no request after an Upgrade or CONNECT request wait for the server's answer to
+ * it (`switched`): they go on if it switched, and are refused if it did not.
  */
 export function followRequests(client: Socket, up: Socket, framing: RequestFraming, rest: Buffer,
-  judge: (head: Head) => Promise<boolean>, invalidBytes: (reason: string, atHead: boolean) => void, headTimeoutMs: number): void {
+  judge: (head: Head) => Promise<boolean>, invalidBytes: (reason: string, atHead: boolean) => void, headTimeoutMs: number,
+  server: { sent(method: string, upgrade: boolean): void; switched(): Promise<boolean> }): { switchProtocols(): void } {
   const pending = new Pending(rest)
   /** Runs from a later head's first byte until it is complete: a head held back longer is refused. */
   let headTimer: NodeJS.Timeout | undefined
@@ -237,6 +251,19 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
     up.once('close', () => client.destroySoon())
     up.end()
   }
+  // the server speaks another protocol now: so does the client, from the bytes not yet sent on
+  let switching = false
+  const pipeRest = (): void => {
+    stop()
+    write(pending.take(pending.bytes.length))
+    if (ended) up.end()
+    else client.pipe(up)                                 // pipe resumes the client
+  }
+  const switchProtocols = (): void => {
+    if (done) return
+    if (judging) switching = true
+    else pipeRest()
+  }
   const pump = (): void => {
     while (!judging && !done) {
       const bytes = pending.bytes
@@ -253,10 +280,8 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
         }
         return
       }
-      if (step.kind === 'head') {
-        clearTimeout(headTimer)
-        headTimer = undefined
-      }
+      clearTimeout(headTimer)                            // whatever the bytes turned out to be, they are not waited for
+      headTimer = undefined
       if (step.kind === 'forward') {
         write(pending.take(step.n))
       } else if (step.kind === 'head') {
@@ -266,15 +291,22 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
         judge(head).then(ok => {
           judging = false
           if (!ok || client.destroyed || up.destroyed) return refuse()
+          if (switching) return pipeRest()               // (the server switched meanwhile: this was no request)
           write(pending.take(head.length))
+          server.sent(head.method, head.upgrade)
           resume()
           pump()
         }, () => refuse())                               // a judge that fails lets nothing through
       } else if (step.kind === 'opaque') {
-        stop()
-        write(pending.take(bytes.length))
-        if (ended) up.end()
-        else client.pipe(up)                             // pipe resumes the client
+        // bytes that are no request after an upgrade request: on only if the server switched
+        judging = true
+        client.pause()
+        void server.switched().then(ok => {
+          judging = false
+          if (ok || switching) return pipeRest()
+          invalidBytes('bytes after a request that are no HTTP request (the server did not switch protocols)', true)
+          refuse()
+        })
       } else {
         invalidBytes(step.reason, framing.atHead)
         refuse()
@@ -293,4 +325,5 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
   client.on('end', onEnd)
   pump()
   resume()                                               // the head's reader left the client paused
+  return { switchProtocols }
 }

@@ -1,6 +1,7 @@
 // Plain HTTP inside a CONNECT tunnel: the first request's Host (and an absolute-form URL's host)
 // is decided like plain HTTP's, so that CONNECT <an edge's address>:80 and then
 // `Host: x.ngrok-free.app` is no way around the lists; proxy.nonTls: block refuses anything but TLS.
+import { createServer, type AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { eventKind } from '../../src/observe/ecs.js'
@@ -287,29 +288,113 @@ t.test('one tunnel naming more than 64 names besides the CONNECT host: the reque
   t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', list: 'ngrok', name: 'x.ngrok-free.app' }, extra: { 'tunnelguard.request': 65 } })
 })
 
-t.test('after an upgrade the tunnel carries another protocol, unread; the client\'s FIN reaches the server', async t => {
-  const sink = await startTcpSink(t)
-  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } } })
-  const target = `127.0.0.1:${sink.port}`
-  const ws = 'GET /ws HTTP/1.1\r\nHost: site.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'
-  const frame = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e])
+/**
+ * A raw origin for upgrades: it answers each request head in turn with `answer(head)` (an
+ * Upgrade request with a 101 when `honour`), and once it has switched it reads on without
+ * answering. `received`: every connection's bytes.
+ */
+async function startUpgradeOrigin(t: Test, honour: boolean | 'close') {
+  const received: Buffer[] = []
+  const srv = createServer(s => {
+    const i = received.push(Buffer.alloc(0)) - 1
+    let switched = false
+    let seen = 0
+    s.on('error', () => {})
+    s.on('data', b => {
+      received[i] = Buffer.concat([received[i]!, b])
+      while (!switched) {
+        const text = received[i]!.toString('latin1')
+        const end = text.indexOf('\r\n\r\n', seen)
+        if (end < 0) return
+        const head = text.slice(seen, end)
+        seen = end + 4
+        if (honour === 'close') return void s.end()       // closes without an answer
+        if (honour && /\r\nUpgrade: /i.test(head)) {
+          s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
+          switched = true
+        } else if (honour && head.startsWith('CONNECT ')) {
+          s.write('HTTP/1.1 200 Connection established\r\n\r\n')
+          switched = true
+        } else {
+          s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')   // as Go does: the upgrade ignored
+        }
+      }
+    })
+  })
+  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => srv.close(() => r())))
+  return { port: (srv.address() as AddressInfo).port, received }
+}
+
+const WS = 'GET /ws HTTP/1.1\r\nHost: site.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'
+const FRAME = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e])
+
+t.test('after the server switched protocols (101, or 200 to a CONNECT) the tunnel carries the new one, unread', async t => {
+  const origin = await startUpgradeOrigin(t, true)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [origin.port] } } })
+  const target = `127.0.0.1:${origin.port}`
   const later = 'GET / HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n'
-  await exchange(p.port, [CONNECT(target), ws, frame, later], { gapMs: 100, end: true, waitMs: 1500 })
-  t.ok(await waitFor(() => sink.received.at(-1)!.length === ws.length + frame.length + later.length))
-  t.same(sink.received.at(-1), Buffer.concat([Buffer.from(ws), frame, Buffer.from(later)]), 'every byte, in order, after the upgrade unread')
+  const r = await exchange(p.port, [CONNECT(target), WS, FRAME, later, 'HELLO'], { gapMs: 100, end: true, waitMs: 1500 })
+  t.match(r.data, /101 Switching Protocols/)
+  t.ok(await waitFor(() => origin.received.at(-1)!.length === WS.length + FRAME.length + later.length + 5))
+  t.same(origin.received.at(-1), Buffer.concat([Buffer.from(WS), FRAME, Buffer.from(later + 'HELLO')]), 'every byte, in order, unread after the switch')
   t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.host_header': 'site.example' } })
 
-  // all in one write with the FIN: the same bytes, and the FIN passed on
-  const once = await exchange(p.port, [Buffer.concat([Buffer.from(CONNECT(target) + ws), frame])], { end: true, waitMs: 1500 })
-  t.ok(once.closed)
-  t.ok(await waitFor(() => sink.received.at(-1)!.length === ws.length + frame.length))
-  t.same(sink.received.at(-1), Buffer.concat([Buffer.from(ws), frame]))
+  // a text protocol's first word, with no newline, goes on at once after the switch
+  const word = await exchange(p.port, [CONNECT(target), WS, 'PING'], { gapMs: 150, waitMs: 600 })
+  t.match(word.data, /101 Switching/)
+  t.equal(origin.received.at(-1)!.subarray(WS.length).toString(), 'PING')
+
+  // all in one write with the FIN: the frame waits for the 101, then goes, and the FIN after it
+  const once = await exchange(p.port, [Buffer.concat([Buffer.from(CONNECT(target) + WS), FRAME])], { end: true, waitMs: 1500 })
+  t.match(once.data, /101 Switching/)
+  t.ok(await waitFor(() => origin.received.at(-1)!.length === WS.length + FRAME.length))
+  t.same(origin.received.at(-1), Buffer.concat([Buffer.from(WS), FRAME]))
+
+  // a CONNECT on to a proxy behind: after its 200, TLS
+  const tls = Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+  const inner = await exchange(p.port, [CONNECT(target), 'CONNECT site.example:443 HTTP/1.1\r\n\r\n', tls], { gapMs: 100, waitMs: 600 })
+  t.match(inner.data, /200 Connection established\r\n\r\nHTTP\/1\.1 200 Connection established/)
+  t.ok(await waitFor(() => origin.received.at(-1)!.subarray(-tls.length).equals(tls)))
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test('an upgrade the server did not honour: bytes that are no request are refused; a request is decided as any other', async t => {
+  const origin = await startUpgradeOrigin(t, false)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [origin.port] } } })
+  const target = `127.0.0.1:${origin.port}`
+  const closed = (p.ev.messages.filter(m => m.msg === 'proxy.close')).length
+  const r = await exchange(p.port, [CONNECT(target), WS, FRAME, 'GET / HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n'], { gapMs: 100, waitMs: 1500 })
+  t.ok(r.closed)
+  t.match(r.data, /200 OK\r\nContent-Length: 2\r\n\r\nok$/, 'the answer to the upgrade request reached the client')
+  t.equal(origin.received.at(-1)!.toString(), WS, 'nothing after the upgrade request reached the server')
+  t.match(p.ev.events.at(-1), {
+    decision: { action: 'block', reason: /bytes after a request that are no HTTP request \(the server did not switch protocols\)/ },
+    extra: { 'tunnelguard.request': 2, 'tunnelguard.sni_status': 'http-invalid' },
+  })
+  t.ok(await waitFor(() => p.ev.messages.filter(m => m.msg === 'proxy.close').length > closed))
+
+  const asked = await exchange(p.port, [CONNECT(target), WS, 'GET / HTTP/1.1\r\nHost: x.ngrok-free.app\r\n\r\n'], { gapMs: 100, waitMs: 1500 })
+  t.ok(asked.closed)
+  t.equal(origin.received.at(-1)!.toString(), WS)
+  t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', name: 'x.ngrok-free.app' }, extra: { 'tunnelguard.request': 2 } })
+
+  // the server closes before answering: the bytes are refused
+  const closer = await startUpgradeOrigin(t, 'close')
+  const c = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [closer.port] } } })
+  const gone = await exchange(c.port, [CONNECT(`127.0.0.1:${closer.port}`), Buffer.concat([Buffer.from(WS), FRAME])], { gapMs: 100, waitMs: 1500 })
+  t.ok(gone.closed)
+  t.equal(closer.received.at(-1)!.toString(), WS)
+  t.match(c.ev.events.at(-1), { decision: { action: 'block', reason: /the server did not switch protocols/ } })
+
+  const sink = await startTcpSink(t)
+  const q = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } } })
 
   // a head cut short by the client's FIN goes nowhere: the server gets the first request and the FIN
-  const cut = await exchange(p.port, [CONNECT(target), 'GET / HTTP/1.1\r\nHost: site.example\r\n\r\n', 'GET /2 HTTP/1.1\r\nHost: x.ng'], { gapMs: 100, end: true, waitMs: 1500 })
+  const cut = await exchange(q.port, [CONNECT(`127.0.0.1:${sink.port}`), 'GET / HTTP/1.1\r\nHost: site.example\r\n\r\n', 'GET /2 HTTP/1.1\r\nHost: x.ng'], { gapMs: 100, end: true, waitMs: 1500 })
   t.ok(cut.closed)
   t.equal(sink.received.at(-1)!.toString(), 'GET / HTTP/1.1\r\nHost: site.example\r\n\r\n')
-  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  t.ok(await waitFor(() => p.proxy.openConnections === 0 && c.proxy.openConnections === 0 && q.proxy.openConnections === 0))
 })
 
 t.test('proxy.nonTls: block: every tunnel whose first bytes are not TLS is refused; TLS passes', async t => {

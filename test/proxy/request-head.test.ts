@@ -15,8 +15,8 @@ function dripped(text: string, max = 16_384): (RequestHead | undefined)[] {
 
 t.test('a request head: its target and Host, and its length (what follows is the body)', async t => {
   const head = 'GET / HTTP/1.1\r\nHost: x.ngrok-free.app\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n'
-  t.same(parse(head + 'body'), { kind: 'head', target: '/', host: 'x.ngrok-free.app', length: head.length, body: 0, upgrade: false })
-  t.same(parse('POST http://a.example:8080/x?y HTTP/1.0\r\n\r\n'), { kind: 'head', target: 'http://a.example:8080/x?y', host: undefined, length: 43, body: 0, upgrade: false },
+  t.same(parse(head + 'body'), { kind: 'head', method: 'GET', target: '/', host: 'x.ngrok-free.app', length: head.length, body: 0, upgrade: false })
+  t.same(parse('POST http://a.example:8080/x?y HTTP/1.0\r\n\r\n'), { kind: 'head', method: 'POST', target: 'http://a.example:8080/x?y', host: undefined, length: 43, body: 0, upgrade: false },
     'absolute-form, HTTP/1.0, no Host')
   t.match(parse('GET / HTTP/1.1\r\nhost: X.Ngrok-Free.App\r\n\r\n'), { kind: 'head', host: 'X.Ngrok-Free.App' }, 'the field name in lower case')
   t.match(parse('GET / HTTP/1.1\r\nHOST:\t a.example:8080 \t\r\n\r\n'), { kind: 'head', host: 'a.example:8080' }, 'with a port, whitespace around it')
@@ -27,7 +27,7 @@ t.test('a request head: its target and Host, and its length (what follows is the
 })
 
 t.test('as lenient as Go\'s server: bare LF line ends, empty lines before the request line', async t => {
-  t.same(parse('GET / HTTP/1.1\nHost: x.ngrok-free.app\n\n'), { kind: 'head', target: '/', host: 'x.ngrok-free.app', length: 39, body: 0, upgrade: false })
+  t.same(parse('GET / HTTP/1.1\nHost: x.ngrok-free.app\n\n'), { kind: 'head', method: 'GET', target: '/', host: 'x.ngrok-free.app', length: 39, body: 0, upgrade: false })
   t.match(parse('GET / HTTP/1.1\r\nHost: a.example\n\r\n'), { kind: 'head', host: 'a.example' }, 'mixed')
   t.match(parse('\r\n\r\n\nGET / HTTP/1.1\r\nHost: a.example\r\n\r\n'), { kind: 'head', host: 'a.example' })
 })
@@ -36,7 +36,7 @@ t.test('split anywhere: nothing until the last byte of the head', async t => {
   const head = 'GET http://a.example/ HTTP/1.1\r\nAccept: */*\r\nhost: x.ngrok-free.app\r\n\r\n'
   const r = dripped(head)
   t.ok(r.slice(0, -1).every(x => x === undefined), 'undefined while incomplete')
-  t.same(r.at(-1), { kind: 'head', target: 'http://a.example/', host: 'x.ngrok-free.app', length: head.length, body: 0, upgrade: false })
+  t.same(r.at(-1), { kind: 'head', method: 'GET', target: 'http://a.example/', host: 'x.ngrok-free.app', length: head.length, body: 0, upgrade: false })
   // in two pieces, the split inside the Host field
   const p = new RequestHeadParser(1024)
   const buf = Buffer.from(head)
@@ -140,7 +140,7 @@ t.test('read from a socket: in segments, with what came first and what follows k
   const head = Buffer.from('GET / HTTP/1.1\r\nhost: a.example:8080\r\n\r\nbody')
   const p = new RequestHeadParser(1024)
   const r = await readFrom(client([head.subarray(3, 9), head.subarray(9, 30), head.subarray(30)]), head.subarray(0, 3), 1000, b => p.parse(b()))
-  t.same(r.result, { kind: 'head', target: '/', host: 'a.example:8080', length: head.length - 4, body: 0, upgrade: false })
+  t.same(r.result, { kind: 'head', method: 'GET', target: '/', host: 'a.example:8080', length: head.length - 4, body: 0, upgrade: false })
   t.ok(r.data.equals(head), 'every byte read is kept for the tunnel')
   const cut = await readFrom(client([head.subarray(3, 20)], true), head.subarray(0, 3), 1000, b => new RequestHeadParser(1024).parse(b()))
   t.same(cut.result, { kind: 'eof' }, 'the client closed first')

@@ -117,6 +117,9 @@ t.test('after a request: anything but a request head closes the tunnel; after an
   t.same(kinds(steps('POST /up HTTP/1.1\r\nUpgrade: h2c\r\nContent-Length: 3\r\n\r\n', 'abc\u0000\u0001')), [3, 'opaque'], 'an upgrade request\'s body first')
 })
 
+/** A server that never switches protocols (its answers are not followed here). */
+const NO_SWITCH = { sent() {}, switched: async () => false }
+
 /** A loopback connection: the socket the proxy would hold (`server`) and its peer (`peer`). */
 async function pair(t: Test, onServer?: (s: Socket) => void): Promise<{ server: Socket; peer: Socket }> {
   return new Promise(resolve => {
@@ -147,7 +150,7 @@ t.test('followRequests: a body larger than the server takes at once waits for it
   const write = up.write.bind(up)
   up.write = ((b: Buffer) => { const ok = write(b); if (!ok) drains++; return ok }) as typeof up.write
   followRequests(client, up, new RequestFraming(MAX, head(`PUT / HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n`)), Buffer.alloc(0),
-    async h => { heads.push(h.target); return true }, () => t.fail('no invalid bytes'), 5000)
+    async h => { heads.push(h.target); return true }, () => t.fail('no invalid bytes'), 5000, NO_SWITCH)
   sender.write(body)
   setTimeout(() => sink.resume(), 300)                     // the server reads nothing at first
   await new Promise(r => setTimeout(r, 600))
@@ -172,7 +175,7 @@ t.test('followRequests: a refused head, or bytes that cannot be framed, end the 
     const ended = new Promise(r => sink.on('end', r))
     const told: [string, boolean][] = []
     followRequests(client, up, new RequestFraming(MAX, head('POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n')), Buffer.from('ok'),
-      async () => { if (refuse === 'throws') throw new Error('a bug'); return refuse === undefined }, (why, atHead) => told.push([why, atHead]), 5000)
+      async () => { if (refuse === 'throws') throw new Error('a bug'); return refuse === undefined }, (why, atHead) => told.push([why, atHead]), 5000, NO_SWITCH)
     const clientClosed = new Promise(r => client.on('close', r))
     sender.write(bytes)
     await ended
@@ -195,7 +198,7 @@ t.test('followRequests: a later head not complete within the deadline from its f
   const told: [string, boolean][] = []
   const heads: string[] = []
   followRequests(client, up, new RequestFraming(MAX, head(GET)), Buffer.alloc(0),
-    async h => { heads.push(h.target); return true }, (why, atHead) => told.push([why, atHead]), 150)
+    async h => { heads.push(h.target); return true }, (why, atHead) => told.push([why, atHead]), 150, NO_SWITCH)
   // a head in two pieces 100 ms apart: within 150 ms of its first byte
   sender.write('GET /a HTTP/1.1\r\n')
   await new Promise(r => setTimeout(r, 100))
@@ -207,4 +210,40 @@ t.test('followRequests: a later head not complete within the deadline from its f
   t.same(heads, ['/a'])
   t.same(told, [['a request head not complete within proxy.helloTimeout', true]])
   t.equal(Buffer.concat(got).toString(), 'GET /a HTTP/1.1\r\nHost: a.example\r\n\r\n', 'nothing of the late head went on')
+})
+
+t.test('followRequests: the server switching protocols while a head is decided, or after the tunnel was refused', async t => {
+  // a head behind the upgrade request is being decided when the 101 comes: it was no request, and goes on with the rest
+  const { server: client, peer: sender } = await pair(t)
+  const got: Buffer[] = []
+  const { server: sink, peer: up } = await pair(t)
+  sink.on('data', b => got.push(b))
+  let decide: (ok: boolean) => void = () => {}
+  const sent: string[] = []
+  const handle = followRequests(client, up, new RequestFraming(MAX, head(WS)), Buffer.alloc(0),
+    () => new Promise<boolean>(r => { decide = r }), () => t.fail('no invalid bytes'), 5000,
+    { sent: m => sent.push(m), switched: async () => true })
+  sender.write(NEXT)
+  await new Promise(r => setTimeout(r, 50))
+  handle.switchProtocols()
+  decide(true)
+  sender.write('frames')
+  await new Promise(r => setTimeout(r, 100))
+  t.equal(Buffer.concat(got).toString(), NEXT + 'frames', 'the head and what followed, unread')
+  t.same(sent, [], 'not sent as a request')
+
+  // refused first, then a late 101: nothing changes
+  const second = await pair(t)
+  const sink2 = await pair(t)
+  const got2: Buffer[] = []
+  sink2.server.on('data', b => got2.push(b))
+  const h2 = followRequests(second.server, sink2.peer, new RequestFraming(MAX, head(WS)), Buffer.alloc(0),
+    async () => false, () => {}, 5000, NO_SWITCH)
+  second.peer.write(NEXT)
+  await new Promise(r => sink2.server.on('end', r))
+  h2.switchProtocols()
+  second.peer.write('more')
+  await new Promise(r => setTimeout(r, 100))
+  t.equal(Buffer.concat(got2).length, 0, 'nothing went on')
+  t.ok(second.server.isPaused())
 })
