@@ -166,16 +166,26 @@ t.test('followRequests: a body larger than the server takes at once waits for it
   t.same(heads, ['/next'])
 })
 
+/**
+ * The two connections of a tunnel: the client's (`client`, the proxy's side; `sender`, the
+ * client's) and the server's (`up`, the proxy's side; `sink`, the server's, whose bytes gather in
+ * `got` and whose end is `ended`); `told`, what the relay says cannot be framed.
+ */
+async function rig(t: Test) {
+  const { server: client, peer: sender } = await pair(t)
+  const got: Buffer[] = []
+  const { server: sink, peer: up } = await pair(t)
+  sink.on('data', b => got.push(b))
+  const ended = new Promise(r => sink.on('end', r))
+  const told: [string, boolean][] = []
+  return { client, sender, sink, up, got, ended, told, tell: (why: string, atHead: boolean) => { told.push([why, atHead]) } }
+}
+
 t.test('followRequests: a refused head, or bytes that cannot be framed, end the server side; nothing of them goes on', async t => {
   for (const [label, bytes, refuse] of [['refused', NEXT, 'no'], ['invalid', 'SSH-2.0-x\r\n', undefined], ['a judge that fails', NEXT, 'throws']] as const) {
-    const { server: client, peer: sender } = await pair(t)
-    const got: Buffer[] = []
-    const { server: sink, peer: up } = await pair(t)
-    sink.on('data', b => got.push(b))
-    const ended = new Promise(r => sink.on('end', r))
-    const told: [string, boolean][] = []
+    const { client, sender, sink, up, got, ended, told, tell } = await rig(t)
     followRequests(client, up, new RequestFraming(MAX, head('POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n')), Buffer.from('ok'),
-      async () => { if (refuse === 'throws') throw new Error('a bug'); return refuse === undefined }, (why, atHead) => told.push([why, atHead]), 5000, NO_SWITCH)
+      async () => { if (refuse === 'throws') throw new Error('a bug'); return refuse === undefined }, tell, 5000, NO_SWITCH)
     const clientClosed = new Promise(r => client.on('close', r))
     sender.write(bytes)
     await ended
@@ -190,15 +200,10 @@ t.test('followRequests: a refused head, or bytes that cannot be framed, end the 
 })
 
 t.test('followRequests: a later head not complete within the deadline from its first byte is refused; one that completes in time is not', async t => {
-  const { server: client, peer: sender } = await pair(t)
-  const got: Buffer[] = []
-  const { server: sink, peer: up } = await pair(t)
-  sink.on('data', b => got.push(b))
-  const ended = new Promise(r => sink.on('end', r))
-  const told: [string, boolean][] = []
+  const { client, sender, up, got, ended, told, tell } = await rig(t)
   const heads: string[] = []
   followRequests(client, up, new RequestFraming(MAX, head(GET)), Buffer.alloc(0),
-    async h => { heads.push(h.target); return true }, (why, atHead) => told.push([why, atHead]), 150, NO_SWITCH)
+    async h => { heads.push(h.target); return true }, tell, 150, NO_SWITCH)
   // a head in two pieces 100 ms apart: within 150 ms of its first byte
   sender.write('GET /a HTTP/1.1\r\n')
   await new Promise(r => setTimeout(r, 100))
