@@ -157,8 +157,8 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
         return false
       }
       follow = (from, up) => {
-        // the server's answers tell when it switched protocols (after which the rest goes unread)
-        const server = new ResponseTracker(() => handle.switchProtocols())
+        // the server's answers tell whether it switched protocols (bytes that are no request may then go on unread)
+        const server = new ResponseTracker()
         server.sent(head.method, head.upgrade)
         const gone = (): void => server.end()
         up.once('end', gone)
@@ -178,7 +178,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
           count()
           refused(failClosed(ctx.getSnapshot(), client, first.name, atConnect, `malformed HTTP request in the tunnel (${why})`))
         }
-        const handle = followRequests(from, up, new RequestFraming(cfg.maxHeaderBytes, head), rest, judge, unframed, cfg.helloTimeout, server)
+        followRequests(from, up, new RequestFraming(cfg.maxHeaderBytes, head), rest, judge, unframed, cfg.helloTimeout, server)
         return chunk => {
           server.feed(chunk)
           return server.done

@@ -208,14 +208,15 @@ const EMPTY = Buffer.alloc(0)
  * `headTimeoutMs` of its first byte, as the first had to be (proxy.helloTimeout), or it is
  * refused as bytes that cannot be framed.
  *
- * `server` follows the responses: each head written is `sent` to it. Once the server has switched
- * protocols (`switchProtocols`, called by the caller's ResponseTracker), the rest is piped unread.
- * Bytes that are no request after an Upgrade or CONNECT request wait for the server's answer to
- * it (`switched`): they go on if it switched, and are refused if it did not.
+ * `server` follows the responses: each head written is `sent` to it. Bytes that are no request
+ * after an Upgrade or CONNECT request wait for the server's answer to it (`switched`): if it
+ * switched protocols they go on, and the rest of the tunnel with them, unread; if not, they are
+ * refused. Bytes that are a request are decided as requests, switch or not: a server's "switch"
+ * that is none (a handler answering a CONNECT with 200 and reading on) hides nothing.
  */
 export function followRequests(client: Socket, up: Socket, framing: RequestFraming, rest: Buffer,
   judge: (head: Head) => Promise<boolean>, invalidBytes: (reason: string, atHead: boolean) => void, headTimeoutMs: number,
-  server: { sent(method: string, upgrade: boolean): void; switched(): Promise<boolean> }): { switchProtocols(): void } {
+  server: { sent(method: string, upgrade: boolean): void; switched(): Promise<boolean> }): void {
   const pending = new Pending(rest)
   /** Runs from a later head's first byte until it is complete: a head held back longer is refused. */
   let headTimer: NodeJS.Timeout | undefined
@@ -251,18 +252,12 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
     up.once('close', () => client.destroySoon())
     up.end()
   }
-  // the server speaks another protocol now: so does the client, from the bytes not yet sent on
-  let switching = false
+  // the server speaks another protocol now, and so does the client, from the bytes not yet sent on
   const pipeRest = (): void => {
     stop()
     write(pending.take(pending.bytes.length))
     if (ended) up.end()
     else client.pipe(up)                                 // pipe resumes the client
-  }
-  const switchProtocols = (): void => {
-    if (done) return
-    if (judging) switching = true
-    else pipeRest()
   }
   const pump = (): void => {
     while (!judging && !done) {
@@ -291,7 +286,6 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
         judge(head).then(ok => {
           judging = false
           if (!ok || client.destroyed || up.destroyed) return refuse()
-          if (switching) return pipeRest()               // (the server switched meanwhile: this was no request)
           write(pending.take(head.length))
           server.sent(head.method, head.upgrade)
           resume()
@@ -303,7 +297,7 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
         client.pause()
         void server.switched().then(ok => {
           judging = false
-          if (ok || switching) return pipeRest()
+          if (ok) return pipeRest()
           invalidBytes('bytes after a request that are no HTTP request (the server did not switch protocols)', true)
           refuse()
         })
@@ -325,5 +319,4 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
   client.on('end', onEnd)
   pump()
   resume()                                               // the head's reader left the client paused
-  return { switchProtocols }
 }

@@ -19,7 +19,8 @@ interface Sent { readonly method: string; readonly upgrade: boolean }
 /**
  * The server's side of a plain-HTTP tunnel, followed response by response (RFC 9112: 1xx interim,
  * no body after HEAD, 204 and 304, Content-Length, chunked, or until the close), only to tell
- * whether the server switched protocols: a 101 to a request with Upgrade, or a 2xx to a CONNECT.
+ * whether the server switched protocols: a 101 with an Upgrade field to a request with one, or a
+ * 2xx without a body's length or chunks to a CONNECT.
  * Until it has, the client's side is HTTP, and bytes that are no request are refused: a server
  * that did not honour an upgrade (Go's does not, unless its handler takes the connection) goes
  * on reading requests. Anything the tracker cannot follow stops it, and no switch is ever seen
@@ -41,7 +42,6 @@ export class ResponseTracker {
   private keptLen = 0
   private scanned = 0
 
-  constructor(private readonly onSwitch: () => void) {}
 
   /** A request sent to the server, in order: its response comes next after those before it. */
   sent(method: string, upgrade: boolean): void {
@@ -121,17 +121,16 @@ export class ResponseTracker {
     const req = this.queue[0]
     if (!status || req === undefined) return this.stop()      // no response, or one to nothing sent
     const code = Number(status[1])
-    if (code === 101 && req.upgrade && req.method !== 'CONNECT') return this.switch()
-    if (code < 200) return code === 101 ? this.stop() : undefined   // 100, 103: the final one follows
-    if (req.method === 'CONNECT' && code < 300) return this.switch()
     let length: number | undefined
     let chunked = false
     let close = false
+    let upgrade = false
     for (const line of lines.slice(1)) {
       const f = FIELD.exec(line)
       if (!f) return this.stop()
       const name = f[1]!.toLowerCase()
-      if (name === 'content-length') {
+      if (name === 'upgrade') upgrade = true
+      else if (name === 'content-length') {
         if (!/^[0-9]{1,15}$/.test(f[2]!) || (length !== undefined && length !== Number(f[2]))) return this.stop()
         length = Number(f[2])
       } else if (name === 'transfer-encoding') {
@@ -140,6 +139,11 @@ export class ResponseTracker {
         else close = true
       }
     }
+    // a switch says which protocol it switches to; a 101 that does not (a handler's WriteHeader(101)) cannot be told
+    if (code === 101) return req.upgrade && req.method !== 'CONNECT' && upgrade ? this.switch() : this.stop()
+    if (code < 200) return                               // 100, 103: the final answer follows
+    // a tunnel begins right after a 2xx to a CONNECT; one with a length or chunks is a handler's answer with a body
+    if (req.method === 'CONNECT' && code < 300 && length === undefined && !chunked && !close) return this.switch()
     this.queue.shift()
     this.doneCount++
     this.settle()
@@ -155,7 +159,6 @@ export class ResponseTracker {
     this.state = SWITCHED
     this.queue.length = 0
     this.settle()
-    this.onSwitch()
   }
 
   private stop(): void {
