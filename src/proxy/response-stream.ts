@@ -4,7 +4,7 @@ import { RequestFraming } from './request-stream.js'
 /** What the tracker is doing. */
 const HEAD = 0
 const BODY = 1
-/** The server switched protocols (101 to an Upgrade request, 2xx to a CONNECT): no more HTTP. */
+/** The server switched protocols (101 to an Upgrade request, 2xx to a CONNECT): its side is no more HTTP. */
 const SWITCHED = 2
 /** Nothing more can be told: a response read until the close, a server that closed, bytes that are no response. */
 const STOPPED = 3
@@ -21,15 +21,15 @@ interface Sent { readonly method: string; readonly upgrade: boolean }
  * no body after HEAD, 204 and 304, Content-Length, chunked, or until the close), only to tell
  * whether the server switched protocols: a 101 with an Upgrade field to a request with one, or a
  * 2xx without a body's length or chunks to a CONNECT.
- * Until it has, the client's side is HTTP, and bytes that are no request are refused: a server
- * that did not honour an upgrade (Go's does not, unless its handler takes the connection) goes
- * on reading requests. Anything the tracker cannot follow stops it, and no switch is ever seen
- * after that (fail closed: the tunnel then carries HTTP only).
+ * Until it has, bytes from the client that are no request are refused: a server that did not
+ * honour an upgrade (Go's does not, unless its handler takes the connection) goes on reading
+ * requests. Anything the tracker cannot follow stops it, and no switch is ever seen after that
+ * (fail closed: the tunnel then carries HTTP only).
  */
 export class ResponseTracker {
   private state = HEAD
   private readonly queue: Sent[] = []
-  /** Requests sent so far, and the number of the request a switch answered (0: none yet). */
+  /** Requests sent so far, and those whose final answer was read. */
   private sentCount = 0
   private doneCount = 0
   private waiters: ((ok: boolean) => void)[] = []
@@ -41,7 +41,6 @@ export class ResponseTracker {
   private store = Buffer.alloc(0)
   private keptLen = 0
   private scanned = 0
-
 
   /** A request sent to the server, in order: its response comes next after those before it. */
   sent(method: string, upgrade: boolean): void {
