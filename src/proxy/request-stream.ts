@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
 import { FIELD } from './connect-head.js'
 import { RequestHeadParser, type RequestHead } from './request-head.js'
+import { parseClientHello, type HelloResult } from './sni.js'
 
 type Head = Extract<RequestHead, { kind: 'head' }>
 
@@ -216,8 +217,11 @@ const EMPTY = Buffer.alloc(0)
  */
 export function followRequests(client: Socket, up: Socket, framing: RequestFraming, rest: Buffer,
   judge: (head: Head) => Promise<boolean>, invalidBytes: (reason: string, atHead: boolean) => void, headTimeoutMs: number,
-  server: { sent(method: string, upgrade: boolean): void; switched(): Promise<boolean> }): void {
+  server: { sent(method: string, upgrade: boolean): void; switched(): Promise<boolean> },
+  judgeHello: (hello: Extract<HelloResult, { kind: 'hello' }>) => Promise<boolean>, connectFirst: boolean): void {
   const pending = new Pending(rest)
+  /** Whether the last request sent on was a CONNECT (to a proxy behind): TLS after its 200 has its ClientHello read. */
+  let lastConnect = connectFirst
   /** Runs from a later head's first byte until it is complete: a head held back longer is refused. */
   let headTimer: NodeJS.Timeout | undefined
   let judging = false
@@ -240,6 +244,7 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
   const stop = (): void => {
     done = true
     clearTimeout(headTimer)
+    clearTimeout(helloTimer)
     client.off('data', onData)
     client.off('end', onEnd)
   }
@@ -288,6 +293,7 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
           if (!ok || client.destroyed || up.destroyed) return refuse()
           write(pending.take(head.length))
           server.sent(head.method, head.upgrade)
+          lastConnect = head.method === 'CONNECT'
           resume()
           pump()
         }, () => refuse())                               // a judge that fails lets nothing through
@@ -297,9 +303,19 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
         client.pause()
         void server.switched().then(ok => {
           judging = false
-          if (ok) return pipeRest()
-          invalidBytes('bytes after a request that are no HTTP request (the server did not switch protocols)', true)
-          refuse()
+          if (!ok) {
+            invalidBytes('bytes after a request that are no HTTP request (the server did not switch protocols)', true)
+            return refuse()
+          }
+          if (!lastConnect) return pipeRest()
+          // TLS through a proxy behind: its ClientHello is read and decided, as a CONNECT's own is
+          hello = true
+          helloTimer = setTimeout(() => {
+            invalidBytes('a ClientHello after a CONNECT to a proxy behind not complete within proxy.helloTimeout', true)
+            refuse()
+          }, headTimeoutMs)
+          readHello()
+          resume()
         })
       } else {
         invalidBytes(step.reason, framing.atHead)
@@ -309,11 +325,35 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
   }
   const onData = (b: Buffer): void => {
     pending.append(b)
-    pump()
+    if (hello) readHello()
+    else pump()
+  }
+  // the ClientHello after an inner CONNECT's 200: gathered within headTimeoutMs, then decided
+  let hello = false
+  let helloTimer: NodeJS.Timeout | undefined
+  const readHello = (): void => {
+    const r = parseClientHello(pending.bytes)
+    if (r.kind === 'partial' && !ended) return           // more comes
+    hello = false
+    clearTimeout(helloTimer)
+    if (r.kind === 'partial' || r.kind === 'invalid') {
+      invalidBytes(r.kind === 'invalid' ? `a malformed ClientHello after a CONNECT to a proxy behind (${r.reason})`
+        : 'the client ended before its ClientHello after a CONNECT to a proxy behind was complete', true)
+      return refuse()
+    }
+    if (r.kind === 'not-tls') return pipeRest()          // another protocol: decided on the inner CONNECT's authority
+    judging = true
+    client.pause()
+    judgeHello(r).then(ok => {
+      judging = false
+      if (ok && !client.destroyed && !up.destroyed) pipeRest()
+      else refuse()
+    }, () => refuse())
   }
   const onEnd = (): void => {
     ended = true
-    pump()
+    if (hello) readHello()
+    else pump()
   }
   client.on('data', onData)
   client.on('end', onEnd)

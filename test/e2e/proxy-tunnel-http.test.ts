@@ -353,11 +353,63 @@ t.test('after the server switched protocols (101, or 200 to a CONNECT) the tunne
   t.ok(await waitFor(() => origin.received.at(-1)!.length === WS.length + FRAME.length))
   t.same(origin.received.at(-1), Buffer.concat([Buffer.from(WS), FRAME]))
 
-  // a CONNECT on to a proxy behind: after its 200, TLS
-  const tls = Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+  // a CONNECT on to a proxy behind: after its 200, TLS, its ClientHello decided
+  const tls = records(clientHello({ names: ['site.example'] }))
   const inner = await exchange(p.port, [CONNECT(target), 'CONNECT site.example:443 HTTP/1.1\r\n\r\n', tls], { gapMs: 100, waitMs: 600 })
   t.match(inner.data, /200 Connection established\r\n\r\nHTTP\/1\.1 200 Connection established/)
   t.ok(await waitFor(() => origin.received.at(-1)!.subarray(-tls.length).equals(tls)))
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test('TLS through a proxy behind the destination (an inner CONNECT): its ClientHello\'s SNI is decided as a CONNECT\'s own', async t => {
+  const origin = await startUpgradeOrigin(t, true)
+  const resolve = fakeResolve({ 'custom.example': { addresses: ['203.0.113.5'], cnames: ['abc.ngrok-free.app'] } })
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [origin.port], helloTimeout: '400ms' } }, resolve })
+  const target = `127.0.0.1:${origin.port}`
+  const inner = 'CONNECT 203.0.113.9:443 HTTP/1.1\r\n\r\n'
+  const blocked = await exchange(p.port, [CONNECT(target), inner, records(clientHello({ names: ['x.ngrok-free.app'] }))], { gapMs: 100, waitMs: 1500 })
+  t.ok(blocked.closed)
+  t.equal(origin.received.at(-1)!.toString(), inner, 'the ClientHello never reached the proxy behind')
+  t.match(p.ev.events.at(-1), {
+    decision: { action: 'sinkhole', where: 'sni', name: 'x.ngrok-free.app' }, sni: 'x.ngrok-free.app',
+    extra: { 'tunnelguard.inner_tls': true, 'tunnelguard.sni_status': 'ok', 'tunnelguard.request': 1 },
+  })
+
+  // allowed, dripped a byte at a time: gathered whole, decided, then it and the rest go on
+  const ok = records(clientHello({ names: ['site.example'] }))
+  const dripped = await exchange(p.port, [CONNECT(target), inner, ...[...ok].map(b => Buffer.from([b]))], { gapMs: 1, waitMs: 1500 })
+  t.notOk(dripped.closed)
+  t.ok(await waitFor(() => origin.received.at(-1)!.subarray(inner.length).equals(ok)))
+  t.match(p.ev.events.at(-1), { decision: { action: 'pass', name: 'site.example' }, extra: { 'tunnelguard.inner_tls': true } })
+  const again = await exchange(p.port, [CONNECT(target), inner, records(clientHello({ names: null }))], { gapMs: 100, waitMs: 600 })
+  t.notOk(again.closed, 'no SNI: decided on what the CONNECTs named')
+  // its CNAME chain, and ECH, as on the outer tunnel; a name the tunnel named before gets no new line
+  const before = p.ev.events.length
+  const repeat = await exchange(p.port, [CONNECT(target), 'CONNECT site.example:443 HTTP/1.1\r\n\r\n', ok], { gapMs: 100, waitMs: 600 })
+  t.notOk(repeat.closed)
+  t.equal(p.ev.events.length, before + 1, 'the tunnel\'s own line only')
+  const chained = await exchange(p.port, [CONNECT(target), inner, records(clientHello({ names: ['custom.example'] }))], { gapMs: 100, waitMs: 1500 })
+  t.ok(chained.closed)
+  t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', where: 'cname', name: 'abc.ngrok-free.app' }, extra: { 'tunnelguard.sni_cnames': ['abc.ngrok-free.app'] } })
+  const ech = await exchange(p.port, [CONNECT(target), inner, records(clientHello({ names: ['public.example'], extra: [[0xfe0d, Buffer.from([0, 1, 2, 3])]] }))], { gapMs: 100, waitMs: 600 })
+  t.notOk(ech.closed)
+  t.match(p.ev.events.at(-1), { decision: { action: 'pass', name: 'public.example' }, extra: { 'tunnelguard.ech': true, 'tunnelguard.inner_tls': true } })
+
+  // what cannot be read is refused; what is no TLS goes on (decided on the inner CONNECT's authority)
+  const refusals: [string, (string | Buffer)[], RegExp][] = [
+    ['a malformed ClientHello', [Buffer.from([0x16, 3, 1, 0, 4, 2, 0, 0, 0])], /a malformed ClientHello after a CONNECT to a proxy behind/],
+    ['a ClientHello cut short by the FIN', [ok.subarray(0, 20)], /the client ended before its ClientHello/],
+    ['a ClientHello never completed', [ok.subarray(0, 20)], /not complete within proxy\.helloTimeout/],
+  ]
+  for (const [name, bytes, reason] of refusals) {
+    const r = await exchange(p.port, [CONNECT(target), inner, ...bytes], { gapMs: 100, waitMs: 1500, end: name.includes('FIN') })
+    t.ok(r.closed, name)
+    t.equal(origin.received.at(-1)!.toString(), inner, `${name}: nothing after the inner CONNECT went on`)
+    t.match(p.ev.events.at(-1), { decision: { action: 'block', reason }, extra: { 'tunnelguard.sni_status': 'http-invalid' } }, name)
+  }
+  const ssh = await exchange(p.port, [CONNECT(target), inner, 'SSH-2.0-OpenSSH_9.2\r\n'], { gapMs: 100, waitMs: 600 })
+  t.notOk(ssh.closed)
+  t.ok(await waitFor(() => origin.received.at(-1)!.toString() === inner + 'SSH-2.0-OpenSSH_9.2\r\n'))
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
 

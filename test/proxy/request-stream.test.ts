@@ -117,6 +117,9 @@ t.test('after a request: anything but a request head closes the tunnel; after an
   t.same(kinds(steps('POST /up HTTP/1.1\r\nUpgrade: h2c\r\nContent-Length: 3\r\n\r\n', 'abc\u0000\u0001')), [3, 'opaque'], 'an upgrade request\'s body first')
 })
 
+/** A ClientHello judge never asked (no CONNECT in these tunnels). */
+const NO_HELLO = async () => { throw new Error('no ClientHello expected') }
+
 /** A server that never switches protocols (its answers are not followed here). */
 const NO_SWITCH = { sent() {}, switched: async () => false }
 
@@ -150,7 +153,7 @@ t.test('followRequests: a body larger than the server takes at once waits for it
   const write = up.write.bind(up)
   up.write = ((b: Buffer) => { const ok = write(b); if (!ok) drains++; return ok }) as typeof up.write
   followRequests(client, up, new RequestFraming(MAX, head(`PUT / HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n`)), Buffer.alloc(0),
-    async h => { heads.push(h.target); return true }, () => t.fail('no invalid bytes'), 5000, NO_SWITCH)
+    async h => { heads.push(h.target); return true }, () => t.fail('no invalid bytes'), 5000, NO_SWITCH, NO_HELLO, false)
   sender.write(body)
   setTimeout(() => sink.resume(), 300)                     // the server reads nothing at first
   await new Promise(r => setTimeout(r, 600))
@@ -185,7 +188,7 @@ t.test('followRequests: a refused head, or bytes that cannot be framed, end the 
   for (const [label, bytes, refuse] of [['refused', NEXT, 'no'], ['invalid', 'SSH-2.0-x\r\n', undefined], ['a judge that fails', NEXT, 'throws']] as const) {
     const { client, sender, sink, up, got, ended, told, tell } = await rig(t)
     followRequests(client, up, new RequestFraming(MAX, head('POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n')), Buffer.from('ok'),
-      async () => { if (refuse === 'throws') throw new Error('a bug'); return refuse === undefined }, tell, 5000, NO_SWITCH)
+      async () => { if (refuse === 'throws') throw new Error('a bug'); return refuse === undefined }, tell, 5000, NO_SWITCH, NO_HELLO, false)
     const clientClosed = new Promise(r => client.on('close', r))
     sender.write(bytes)
     await ended
@@ -203,7 +206,7 @@ t.test('followRequests: a later head not complete within the deadline from its f
   const { client, sender, up, got, ended, told, tell } = await rig(t)
   const heads: string[] = []
   followRequests(client, up, new RequestFraming(MAX, head(GET)), Buffer.alloc(0),
-    async h => { heads.push(h.target); return true }, tell, 150, NO_SWITCH)
+    async h => { heads.push(h.target); return true }, tell, 150, NO_SWITCH, NO_HELLO, false)
   // a head in two pieces 100 ms apart: within 150 ms of its first byte
   sender.write('GET /a HTTP/1.1\r\n')
   await new Promise(r => setTimeout(r, 100))
@@ -222,7 +225,7 @@ t.test('followRequests: after the server switched, bytes that are no request go 
   const heads: string[] = []
   const sent: string[] = []
   followRequests(client, up, new RequestFraming(MAX, head(WS)), Buffer.alloc(0),
-    async h => { heads.push(h.target); return true }, tell, 5000, { sent: m => sent.push(m), switched: async () => true })
+    async h => { heads.push(h.target); return true }, tell, 5000, { sent: m => sent.push(m), switched: async () => true }, NO_HELLO, false)
   // a "switch" that is none hides no request: the server said it switched, and a request is still decided
   const again = 'GET /again HTTP/1.1\r\nHost: x.ngrok-free.app\r\nUpgrade: websocket\r\n\r\n'
   sender.write(again)
