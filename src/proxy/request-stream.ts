@@ -311,7 +311,7 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
           // TLS through a proxy behind: its ClientHello is read and decided, as a CONNECT's own is
           hello = true
           helloTimer = setTimeout(() => {
-            invalidBytes('a ClientHello after a CONNECT to a proxy behind not complete within proxy.helloTimeout', true)
+            invalidBytes('a ClientHello after a CONNECT to a proxy behind not complete within proxy.helloTimeout', false)
             refuse()
           }, headTimeoutMs)
           readHello()
@@ -338,7 +338,7 @@ export function followRequests(client: Socket, up: Socket, framing: RequestFrami
     clearTimeout(helloTimer)
     if (r.kind === 'partial' || r.kind === 'invalid') {
       invalidBytes(r.kind === 'invalid' ? `a malformed ClientHello after a CONNECT to a proxy behind (${r.reason})`
-        : 'the client ended before its ClientHello after a CONNECT to a proxy behind was complete', true)
+        : 'the client ended before its ClientHello after a CONNECT to a proxy behind was complete', false)   // (no request of its own)
       return refuse()
     }
     if (r.kind === 'not-tls') return pipeRest()          // another protocol: decided on the inner CONNECT's authority

@@ -405,7 +405,7 @@ t.test('TLS through a proxy behind the destination (an inner CONNECT): its Clien
     const r = await exchange(p.port, [CONNECT(target), inner, ...bytes], { gapMs: 100, waitMs: 1500, end: name.includes('FIN') })
     t.ok(r.closed, name)
     t.equal(origin.received.at(-1)!.toString(), inner, `${name}: nothing after the inner CONNECT went on`)
-    t.match(p.ev.events.at(-1), { decision: { action: 'block', reason }, extra: { 'tunnelguard.sni_status': 'http-invalid' } }, name)
+    t.match(p.ev.events.at(-1), { decision: { action: 'block', reason }, extra: { 'tunnelguard.sni_status': 'http-invalid', 'tunnelguard.request': 1 } }, name)
   }
   const ssh = await exchange(p.port, [CONNECT(target), inner, 'SSH-2.0-OpenSSH_9.2\r\n'], { gapMs: 100, waitMs: 600 })
   t.notOk(ssh.closed)
