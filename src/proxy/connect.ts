@@ -11,7 +11,7 @@ import { isRetryRequest } from './retry.js'
 import { MAX_HELLO_BYTES } from './sni.js'
 import { RequestFraming, followRequests } from './request-stream.js'
 import { ResponseTracker } from './response-stream.js'
-import { decideHead, decidePlain, failClosed, type Judged } from './tunnel-http.js'
+import { decideHead, decideNames, decidePlain, failClosed, type Judged } from './tunnel-http.js'
 import { dial, dialParent, UpstreamError } from './upstream.js'
 
 /** Why proxy.ech: block refuses a ClientHello (after "the ClientHello"). */
@@ -181,23 +181,12 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
         // TLS through a proxy behind the destination: its SNI decided as a CONNECT's own is
         const judgeHello = async (hello: { names: readonly string[]; ech: boolean }): Promise<boolean> => {
           const now = ctx.getSnapshot()
-          let d = atConnect
           const more: Record<string, unknown> = { 'tunnelguard.sni_status': hello.names.length === 0 ? 'none' : 'ok', 'tunnelguard.inner_tls': true }
           if (hello.ech) more['tunnelguard.ech'] = true
-          let fresh = false
-          const sni = hello.names[0]                         // one at most (sni.ts refuses more)
-          if (sni !== undefined) {
-            const dn = now.policy.decide(client.ip, sni, 'sni')
-            d = worse(dn, d)                                 // the SNI's own decision, unless a CONNECT's is worse
-            fresh = !seen.has(dn.name)
-            seen.add(dn.name)
-            if (fresh && !blocks(dn)) {
-              const chain = await chainOf(ctx, now, client.ip, dn.name)
-              d = worse(d, chain.cname)
-              if (chain.cnames.length > 0) more['tunnelguard.sni_cnames'] = chain.cnames
-            }
-          }
-          if (!blocks(d) && !fresh) return true
+          const named = hello.names.map(name => [{ host: name, port: target.port }, 'sni'] as const)
+          const got = await decideNames(ctx, now, client, target, first.name, atConnect, named, seen, more)
+          const d = got.decision
+          if (!blocks(d) && !got.fresh) return true
           emit(d, r.ip, hello.names[0], { ...cnames, ...more, 'tunnelguard.request': n })
           if (!blocks(d)) return true
           conn.close['error.message'] = `blocked: ${d.reason}`

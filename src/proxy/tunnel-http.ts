@@ -37,7 +37,7 @@ export interface Plain extends Omit<Judged, 'fresh'> {
  * one costs a CNAME lookup with the client paused, and a line when it is logged. A request that
  * names one more (a browser never reuses a tunnel across hosts) is refused, fail closed.
  */
-export const MAX_TUNNEL_NAMES = 64
+const MAX_TUNNEL_NAMES = 64
 
 /** The authority of an absolute-form request-target (`http://host:port/path`, any scheme). */
 const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/
@@ -104,21 +104,42 @@ export async function decideHead(ctx: ProxyCtx, snap: Snapshot, client: Peer, ta
     named.push([t, 'host'])
   }
   const extra: Record<string, unknown> = { 'tunnelguard.sni_status': 'http' }
-  let host: string | undefined
+  const r = await decideNames(ctx, snap, client, target, connectName, decision, named, seen, extra)
+  if (r.capped) return { decision: r.decision, extra: { 'tunnelguard.sni_status': 'http-invalid' }, fresh: false }
+  const host = extra['tunnelguard.host_header'] as string | undefined
+  return { decision: r.decision, extra, urlDomain: abs ? named[0]![0].host : undefined, host, fresh: r.fresh }
+}
+
+/** The field a name seen in the tunnel is logged under, by where it was seen. */
+const FIELD_OF: Readonly<Partial<Record<Where, string>>> = {
+  host: 'tunnelguard.host_header', url: 'url.domain', connect: 'tunnelguard.inner_connect', sni: 'tls.client.server_name',
+}
+
+/**
+ * Names seen in a tunnel (a request head's, or the SNI of TLS through a proxy behind), decided: a
+ * name's own decision unless `decision` (the CONNECT's) is worse, or a later name's is. A name
+ * not in `seen` (the CONNECT host and the names the tunnel named before) is added, warned of as a
+ * mismatch, and its CNAME chain decided, its cnames and chain error put in `extra` by where it
+ * was seen; `fresh` says some name was. `capped`: a new name past MAX_TUNNEL_NAMES, unless a
+ * list blocks it anyway: the decision is then that refusal (fail closed).
+ */
+export async function decideNames(ctx: ProxyCtx, snap: Snapshot, client: Peer, target: Target, connectName: string, decision: Decision,
+  named: readonly (readonly [Target, Where])[], seen: Set<string>, extra: Record<string, unknown>): Promise<{ decision: Decision; fresh: boolean; capped?: true }> {
   let fresh = false
   for (const [t, where] of named) {
     const d = decideTarget(snap, client.ip, t, where)
-    decision = worse(decision, d)
-    if (where === 'host') host = extra['tunnelguard.host_header'] = d.name
-    if (where === 'connect') extra['tunnelguard.inner_connect'] = d.name
+    decision = worse(d, decision)
+    if (where === 'host' || where === 'connect') extra[FIELD_OF[where]!] = d.name
     if (d.name !== connectName) extra['tunnelguard.mismatch'] = true
     if (seen.has(d.name)) continue                              // its chain was decided already (by route, or an earlier head)
-    if (seen.size > MAX_TUNNEL_NAMES && !blocks(d)) return failClosed(snap, client, connectName, decision, `more than ${MAX_TUNNEL_NAMES} different names in one tunnel`)
+    if (seen.size > MAX_TUNNEL_NAMES && !blocks(d)) {
+      return { decision: failClosed(snap, client, connectName, decision, `more than ${MAX_TUNNEL_NAMES} different names in one tunnel`).decision, fresh, capped: true }
+    }
     seen.add(d.name)
     fresh = true
-    ctx.evidence.warn('proxy.host_mismatch', {
+    ctx.evidence.warn(where === 'sni' ? 'proxy.sni_mismatch' : 'proxy.host_mismatch', {
       'client.ip': client.ip, 'client.port': client.port, 'destination.domain': connectName, 'destination.port': target.port,
-      [where === 'host' ? 'tunnelguard.host_header' : where === 'url' ? 'url.domain' : 'tunnelguard.inner_connect']: d.name,
+      [FIELD_OF[where]!]: d.name,
     })
     if (blocks(d) || t.ip !== undefined) continue
     const chain = await chainOf(ctx, snap, client.ip, d.name)
@@ -126,5 +147,5 @@ export async function decideHead(ctx: ProxyCtx, snap: Snapshot, client: Peer, ta
     if (chain.cnames.length > 0) extra[`tunnelguard.${where}_cnames`] = chain.cnames
     if (chain.error !== undefined) extra[`tunnelguard.${where}_chain_error`] = chain.error
   }
-  return { decision, extra, urlDomain: abs ? named[0]![0].host : undefined, host, fresh }
+  return { decision, fresh }
 }
