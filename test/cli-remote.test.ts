@@ -1,24 +1,20 @@
 // `check` and `lists` with remote lists: they use the copies serve keeps in state.dir, fetch nothing,
 // and say where the entries came from and when, or that there is no copy yet.
 import t from 'tap'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { PassThrough } from 'node:stream'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { serve } from '../src/serve.js'
 import { runCli } from './fixtures/cli.js'
+import { httpServer } from './fixtures/http-server.js'
 
 t.test('check and lists: remote entries from the copy serve fetched; no copy said so; nothing fetched', async t => {
   let requests = 0
-  const srv = createServer((req, res) => {
+  const port = await httpServer(t, (req, res) => {
     requests++
     if (req.headers.authorization !== `Basic ${Buffer.from('u:hunter2').toString('base64')}`) { res.writeHead(401).end(); return }
     res.end('trycloudflare.com\n')
   })
-  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>(r => { srv.close(() => r()); srv.closeAllConnections() }))
-  const port = (srv.address() as AddressInfo).port
   const url = `http://u:hunter2@127.0.0.1:${port}/tunnels.txt?key=SECRET`
   const shown = `http://u:***@127.0.0.1:${port}/tunnels.txt?key=***`
   const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })

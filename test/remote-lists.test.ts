@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { createRemoteLists, errorCause } from '../src/remote-lists.js'
 import { makeSnapshot } from './fixtures/snapshot.js'
 import { memoryEvidence } from './fixtures/evidence.js'
+import { httpServer } from './fixtures/http-server.js'
 import type { Config } from '../src/snapshot-types.js'
 
 /** A local list server: /list (ETag + Last-Modified), /big, /down. */
@@ -14,7 +15,7 @@ async function listServer(t: { teardown(fn: () => unknown): void }) {
   const seen: IncomingMessage[] = []
   let body = 'ngrok.io\n'
   let etag = '"v1"'
-  const srv = createServer((req, res) => {
+  const port = await httpServer(t, (req, res) => {
     seen.push(req)
     if (req.url === '/down') { res.writeHead(503).end(); return }
     if (req.url === '/big') { res.writeHead(200).end('x'.repeat(5000)); return }
@@ -22,9 +23,7 @@ async function listServer(t: { teardown(fn: () => unknown): void }) {
     if (req.headers['if-none-match'] === etag) { res.writeHead(304).end(); return }
     res.writeHead(200, { etag, 'last-modified': 'Sun, 22 Nov 2026 00:00:00 GMT' }).end(body)
   })
-  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>(r => { srv.close(() => r()); srv.closeAllConnections() }))
-  const base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`
+  const base = `http://127.0.0.1:${port}`
   return { base, seen, set(b: string, e: string) { body = b; etag = e } }
 }
 
@@ -188,15 +187,12 @@ t.test('without state.dir the last good copy goes to the temp directory', async 
 t.test('a URL with credentials: fetched with Basic auth; password and query values never logged, stored or shown', async t => {
   const auths: (string | undefined)[] = []
   const paths: (string | undefined)[] = []
-  const srv = createServer((req, res) => {
+  const port = await httpServer(t, (req, res) => {
     auths.push(req.headers.authorization)
     paths.push(req.url)
     if (req.headers.authorization !== `Basic ${Buffer.from('u:p@ss hunter2').toString('base64')}`) { res.writeHead(401).end(); return }
     res.writeHead(200).end('trycloudflare.com\n')
   })
-  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>(r => { srv.close(() => r()); srv.closeAllConnections() }))
-  const port = (srv.address() as AddressInfo).port
   const dir = t.testdir()
   const ev = memoryEvidence()
   const url = `http://u:p%40ss%20hunter2@127.0.0.1:${port}/tunnels.txt?key=SECRET`

@@ -11,6 +11,7 @@ import { memoryEvidence } from './fixtures/evidence.js'
 import { dig } from './fixtures/dig.js'
 import { startUnbound } from './fixtures/unbound.js'
 import { startSyslogReceiver, startWebhookReceiver } from './fixtures/alert-receivers.js'
+import { httpServer } from './fixtures/http-server.js'
 import { connect, type AddressInfo } from 'node:net'
 import { createServer } from 'node:http'
 
@@ -266,15 +267,11 @@ t.test('reloader: a directory that cannot be watched is reported, SIGHUP still w
 })
 
 t.test('serve: config-only listeners, list warnings logged, remote lists reload when fetched, alert delivery errors logged, SIGINT', async t => {
-  const { createServer } = await import('node:http')
   // the remote list needs Basic auth and a key: given in its URL, never in the log
-  const lst = createServer((req, res) => {
+  const lport = await httpServer(t, (req, res) => {
     if (req.headers.authorization !== `Basic ${Buffer.from('u:hunter2').toString('base64')}` || !req.url!.endsWith('?key=SECRET')) { res.writeHead(401).end(); return }
     res.end('ngrok.app\nnot a name!\n')
   })
-  await new Promise<void>(r => lst.listen(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>(r => { lst.close(() => r()); lst.closeAllConnections() }))
-  const lport = (lst.address() as { port: number }).port
   const dir = t.testdir({ 'l.txt': 'ngrok.io\nnot a name!\n' })
   const cfg = join(dir, 'tg.yaml')
   writeFileSync(cfg, [
@@ -339,10 +336,7 @@ t.test('serve: the proxy resolves names through tunnelguard\'s own upstreams and
 
 t.test('serve: /readyz stays 200 while a remote list has no copy, naming it in unloaded, until a fetch succeeds', async t => {
   let up = false
-  const lst = createServer((_req, res) => { if (up) res.end('ngrok.app\n'); else res.writeHead(503).end() })
-  await new Promise<void>(r => lst.listen(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>(r => { lst.close(() => r()); lst.closeAllConnections() }))
-  const lport = (lst.address() as AddressInfo).port
+  const lport = await httpServer(t, (_req, res) => { if (up) res.end('ngrok.app\n'); else res.writeHead(503).end() })
   const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
   const cfg = join(dir, 'tg.yaml')
   writeFileSync(cfg, [
