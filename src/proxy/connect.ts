@@ -9,9 +9,7 @@ import { ReadRelay } from './relay.js'
 import { rawResponse } from './responses.js'
 import { isRetryRequest } from './retry.js'
 import { MAX_HELLO_BYTES } from './sni.js'
-import { RequestFraming, followRequests } from './request-stream.js'
-import { ResponseTracker } from './response-stream.js'
-import { decideHead, decideNames, decidePlain, failClosed, type Judged } from './tunnel-http.js'
+import { decidePlain, followPlain, type Follow } from './tunnel-http.js'
 import { dial, dialParent, UpstreamError } from './upstream.js'
 
 /** Why proxy.ech: block refuses a ClientHello (after "the ClientHello"). */
@@ -145,60 +143,9 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     const head = plain.head
     if (head !== undefined) {
       // every later request on the kept-alive tunnel is found and decided as the first was
-      const rest = data.subarray(head.length)
+      follow = followPlain(ctx, cfg, client, target, first.name, atConnect, seen, head, data.subarray(head.length), conn.close,
+        (d, more, urlDomain, sni) => emit(d, r.ip, sni, { ...cnames, ...more }, urlDomain))
       data = data.subarray(0, head.length)
-      let n = 1
-      const count = (): void => { conn.close['tunnelguard.tunnel_requests'] = n }
-      count()
-      const refused = (j: Judged): false => {
-        emit(j.decision, r.ip, undefined, { ...cnames, ...j.extra, 'tunnelguard.request': n }, j.urlDomain)
-        conn.close['error.message'] = `blocked: ${j.decision.reason}`
-        if (j.host !== undefined) conn.close['tunnelguard.host_header'] = j.host
-        return false
-      }
-      follow = (from, up) => {
-        // the server's answers tell whether it switched protocols (bytes that are no request may then go on unread)
-        const server = new ResponseTracker()
-        server.sent(head.method, head.upgrade)
-        const gone = (): void => server.end()
-        up.once('end', gone)
-        up.once('close', gone)
-        const judge = async (next: NonNullable<typeof plain.head>): Promise<boolean> => {
-          n++
-          count()
-          const now = ctx.getSnapshot()
-          const j = await decideHead(ctx, now, client, target, first.name, atConnect, next, seen)
-          if (blocks(j.decision)) return refused(j)
-          // a name the tunnel has not named before gets its own line; a repeat of one does not
-          if (j.fresh) emit(j.decision, r.ip, undefined, { ...cnames, ...j.extra, 'tunnelguard.request': n }, j.urlDomain)
-          return true
-        }
-        const unframed = (why: string, atHead: boolean): void => {
-          if (atHead) n++
-          count()
-          refused(failClosed(ctx.getSnapshot(), client, first.name, atConnect, `malformed HTTP request in the tunnel (${why})`))
-        }
-        // TLS through a proxy behind the destination: its SNI decided as a CONNECT's own is
-        const judgeHello = async (hello: { names: readonly string[]; ech: boolean }): Promise<boolean> => {
-          const now = ctx.getSnapshot()
-          const more: Record<string, unknown> = { 'tunnelguard.sni_status': hello.names.length === 0 ? 'none' : 'ok', 'tunnelguard.inner_tls': true }
-          if (hello.ech) more['tunnelguard.ech'] = true
-          const named = hello.names.map(name => [{ host: name, port: target.port }, 'sni'] as const)
-          const got = await decideNames(ctx, now, client, target, first.name, atConnect, named, seen, more)
-          const d = got.decision
-          if (!blocks(d) && !got.fresh) return true
-          emit(d, r.ip, hello.names[0], { ...cnames, ...more, 'tunnelguard.request': n })
-          if (!blocks(d)) return true
-          conn.close['error.message'] = `blocked: ${d.reason}`
-          return false
-        }
-        followRequests(from, up, new RequestFraming(cfg.maxHeaderBytes, head), rest, judge, unframed, cfg.helloTimeout, server,
-          judgeHello, head.method === 'CONNECT')
-        return chunk => {
-          server.feed(chunk)
-          return server.done
-        }
-      }
     }
   } else {
     extra['tunnelguard.sni_status'] = result.kind                     // timeout, eof
@@ -267,12 +214,6 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
   }
   splice(socket, up, data, relay, retry && { check: retry, timeout: helloTimeout }, follow)
 }
-
-/**
- * How a plain-HTTP tunnel's client side reaches `up` (request by request), instead of a pipe;
- * it returns what reads the server's bytes as they go to the client (true: no more).
- */
-type Follow = (client: Socket, up: Socket) => (chunk: Buffer) => boolean
 
 /** Decides a second ClientHello (read after a HelloRetryRequest): true lets it through. */
 type Retry = (again: HelloRead) => boolean

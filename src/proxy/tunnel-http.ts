@@ -6,6 +6,8 @@ import type { Peer, ProxyCtx } from './context.js'
 import { blocks, chainOf, decideTarget, denial, worse } from './decide.js'
 import { readFrom } from './hello-reader.js'
 import { RequestHeadParser, type RequestHead } from './request-head.js'
+import { RequestFraming, followRequests } from './request-stream.js'
+import { ResponseTracker } from './response-stream.js'
 
 type Head = Extract<RequestHead, { kind: 'head' }>
 
@@ -148,4 +150,73 @@ export async function decideNames(ctx: ProxyCtx, snap: Snapshot, client: Peer, t
     if (chain.error !== undefined) extra[`tunnelguard.${where}_chain_error`] = chain.error
   }
   return { decision, fresh }
+}
+
+/**
+ * How a plain-HTTP tunnel's client side reaches `up` (request by request), instead of a pipe;
+ * it returns what reads the server's bytes as they go to the client (true: no more).
+ */
+export type Follow = (client: Socket, up: Socket) => (chunk: Buffer) => boolean
+
+/** A decision line of the tunnel: the decision, its extra fields, the URL host and the SNI when there are. */
+export type TunnelLine = (d: Decision, extra: Record<string, unknown>, urlDomain?: string, sni?: string) => void
+
+/**
+ * The later requests of a plain-HTTP tunnel whose first request (`first`, decided) was let
+ * through: each head decided by `decideHead` against `atConnect` (the CONNECT's decision) and the
+ * names the tunnel named so far (`seen`); the server's answers followed (ResponseTracker) for a
+ * switch of protocols; TLS through a proxy behind has its SNI decided by `decideNames`. A name not
+ * named before gets a `line`, numbered (`tunnelguard.request`), and so does a refusal, which also
+ * goes on `close` (the close line's fields, with the requests read: `tunnelguard.tunnel_requests`).
+ */
+export function followPlain(ctx: ProxyCtx, cfg: { readonly maxHeaderBytes: number; readonly helloTimeout: number }, client: Peer, target: Target,
+  connectName: string, atConnect: Decision, seen: Set<string>, first: Head, rest: Buffer, close: Record<string, unknown>, line: TunnelLine): Follow {
+  let n = 1
+  const count = (): void => { close['tunnelguard.tunnel_requests'] = n }
+  count()
+  const refused = (d: Decision, extra: Record<string, unknown>, urlDomain?: string, host?: string, sni?: string): false => {
+    line(d, { ...extra, 'tunnelguard.request': n }, urlDomain, sni)
+    close['error.message'] = `blocked: ${d.reason}`
+    if (host !== undefined) close['tunnelguard.host_header'] = host
+    return false
+  }
+  const judge = async (next: Head): Promise<boolean> => {
+    n++
+    count()
+    const j = await decideHead(ctx, ctx.getSnapshot(), client, target, connectName, atConnect, next, seen)
+    if (blocks(j.decision)) return refused(j.decision, j.extra, j.urlDomain, j.host)
+    // a name the tunnel has not named before gets its own line; a repeat of one does not
+    if (j.fresh) line(j.decision, { ...j.extra, 'tunnelguard.request': n }, j.urlDomain)
+    return true
+  }
+  const unframed = (why: string, atHead: boolean): void => {
+    if (atHead) n++
+    count()
+    const j = failClosed(ctx.getSnapshot(), client, connectName, atConnect, `malformed HTTP request in the tunnel (${why})`)
+    refused(j.decision, j.extra)
+  }
+  // TLS through a proxy behind the destination: its SNI decided as a CONNECT's own is
+  const judgeHello = async (hello: { names: readonly string[]; ech: boolean }): Promise<boolean> => {
+    const more: Record<string, unknown> = { 'tunnelguard.sni_status': hello.names.length === 0 ? 'none' : 'ok', 'tunnelguard.inner_tls': true }
+    if (hello.ech) more['tunnelguard.ech'] = true
+    const named = hello.names.map(name => [{ host: name, port: target.port }, 'sni'] as const)
+    const got = await decideNames(ctx, ctx.getSnapshot(), client, target, connectName, atConnect, named, seen, more)
+    if (blocks(got.decision)) return refused(got.decision, more, undefined, undefined, hello.names[0])
+    if (got.fresh) line(got.decision, { ...more, 'tunnelguard.request': n }, undefined, hello.names[0])
+    return true
+  }
+  return (from, up) => {
+    // the server's answers tell whether it switched protocols (bytes that are no request may then go on unread)
+    const server = new ResponseTracker()
+    server.sent(first.method, first.upgrade)
+    const gone = (): void => server.end()
+    up.once('end', gone)
+    up.once('close', gone)
+    followRequests(from, up, new RequestFraming(cfg.maxHeaderBytes, first), rest, judge, unframed, cfg.helloTimeout, server,
+      judgeHello, first.method === 'CONNECT')
+    return chunk => {
+      server.feed(chunk)
+      return server.done
+    }
+  }
 }
