@@ -36,7 +36,7 @@ function send(respond: Respond, client: Client, q: Query, reply: Buffer): void {
   respond(client.transport === 'udp' && reply.length > limit ? truncate(reply, q.qEnd) : reply)
 }
 
-/** The worst of the question's decision and those of the answer's CNAME/SVCB targets (an allowed question stays allowed). */
+/** The worst of the question's decision and those of the answer's targets (CNAME, DNAME, SVCB, SRV; an allowed question stays allowed). */
 function worst(snap: Snapshot, client: Client, decision: Decision, targets: readonly string[]): Decision {
   if (decision.action === 'allow') return decision
   let w = decision

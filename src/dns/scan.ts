@@ -4,6 +4,8 @@ import { HEADER, TC, TYPE_OPT, readName, skipName } from './wire.js'
 const TYPE_A = 1
 const TYPE_CNAME = 5
 const TYPE_SOA = 6
+const TYPE_SRV = 33
+const TYPE_DNAME = 39
 const TYPE_AAAA = 28
 const TYPE_SVCB = 64
 const TYPE_HTTPS = 65
@@ -13,7 +15,10 @@ export interface Scan {
   readonly rcode: number
   readonly truncated: boolean
   readonly answers: number
-  /** CNAME targets and HTTPS/SVCB target names in the answer section, in order (lowercase). */
+  /**
+   * The names an answer leads to, in the answer section, in order (lowercase): CNAME and DNAME
+   * targets, HTTPS/SVCB target names, SRV targets (where the client connects).
+   */
   readonly targets: string[]
   /** Offsets of the TTL field of every record except OPT (for the cache's countdown). */
   readonly ttlOffsets: number[]
@@ -30,6 +35,16 @@ function ipv6(buf: Buffer, off: number): string {
   const g: number[] = []
   for (let i = 0; i < 16; i += 2) g.push(buf.readUInt16BE(off + i))
   return formatV6(g)
+}
+
+/** Where the target name of a record of `type` starts, or -1 for a type without one. */
+function targetAt(type: number, rdata: number): number {
+  switch (type) {
+    case TYPE_CNAME: case TYPE_DNAME: return rdata
+    case TYPE_SVCB: case TYPE_HTTPS: return rdata + 2      // after SvcPriority
+    case TYPE_SRV: return rdata + 6                         // after priority, weight and port
+    default: return -1
+  }
 }
 
 /** Walk every record of a reply. Undefined when the reply is malformed (it is then not served). */
@@ -65,11 +80,11 @@ export function scanResponse(buf: Buffer, wantAddresses = false): Scan | undefin
       if (minTtl < 0 || ttl < minTtl) minTtl = ttl
     }
     if (i < an) {
-      if (type === TYPE_CNAME || type === TYPE_SVCB || type === TYPE_HTTPS) {
-        const at = type === TYPE_CNAME ? rdata : rdata + 2
+      const at = targetAt(type, rdata)
+      if (at >= 0) {
         const t = readName(buf, at)
         if (!t || t.end > end) return undefined
-        if (t.name !== '') targets.push(t.name)           // an SVCB target "." means the owner itself
+        if (t.name !== '') targets.push(t.name)           // an SVCB target "." means the owner itself, an SRV's "no service"
       } else if (wantAddresses && type === TYPE_A && end - rdata === 4) {
         addresses.push(`${buf[rdata]}.${buf[rdata + 1]}.${buf[rdata + 2]}.${buf[rdata + 3]}`)
       } else if (wantAddresses && type === TYPE_AAAA && end - rdata === 16) {

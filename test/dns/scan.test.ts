@@ -14,7 +14,7 @@ const svcb = (priority: number, target: string): Buffer => {
   return Buffer.from(out)
 }
 
-t.test('collects CNAME and HTTPS/SVCB targets, TTLs and addresses', async t => {
+t.test('collects CNAME, DNAME, HTTPS/SVCB and SRV targets, TTLs and addresses', async t => {
   const b = resp({
     answers: [
       { type: 'CNAME', name: 'q.test', ttl: 300, data: 'c.Test' },
@@ -24,14 +24,19 @@ t.test('collects CNAME and HTTPS/SVCB targets, TTLs and addresses', async t => {
       { type: 'AAAA', name: 'c.test', ttl: 120, data: '::' },
       { type: 'UNKNOWN_65', name: 'c.test', ttl: 90, data: svcb(1, 'svc.ngrok.io') } as unknown as dnsPacket.Answer,
       { type: 'UNKNOWN_64', name: 'c.test', ttl: 90, data: svcb(0, '') } as unknown as dnsPacket.Answer,
+      { type: 'DNAME', name: 'd.test', ttl: 90, data: 'Tunnels.ngrok-free.app' },
+      { type: 'SRV', name: '_x._tcp.c.test', ttl: 90, data: { priority: 1, weight: 2, port: 443, target: 'edge.ngrok-agent.com' } },
+      { type: 'SRV', name: '_y._tcp.c.test', ttl: 90, data: { priority: 0, weight: 0, port: 0, target: '.' } },
+      { type: 'MX', name: 'c.test', ttl: 90, data: { preference: 10, exchange: 'mx.ngrok.io' } },
     ],
     additionals: [optRr(1232)],
   })
   const s = scanResponse(b, true)!
-  t.same(s.targets, ['c.test', 'svc.ngrok.io'], 'SVCB target "." is the owner itself: not a target')
+  t.same(s.targets, ['c.test', 'svc.ngrok.io', 'tunnels.ngrok-free.app', 'edge.ngrok-agent.com'],
+    'SVCB target "." is the owner itself and SRV target "." no service: neither is a target; an MX exchange is not one')
   t.same(s.addresses, ['192.0.2.1', '2001:db8::1', '1:0:2:3:4:5:6:7', '::'])
   t.equal(s.minTtl, 60)
-  t.equal(s.ttlOffsets.length, 7, 'OPT has no TTL to count down')
+  t.equal(s.ttlOffsets.length, 11, 'OPT has no TTL to count down')
   t.equal(s.negativeTtl, -1)
   t.equal(s.rcode, 0)
   t.notOk(s.truncated)
@@ -74,4 +79,10 @@ t.test('malformed replies give undefined', async t => {
   const badSoaName = Buffer.from(soa)
   badSoaName[badSoaName.length - 37] = 0x80
   t.equal(scanResponse(badSoaName), undefined, 'SOA with a bad name')
+  const srv = resp({ answers: [{ type: 'SRV', name: 'q.test', ttl: 1, data: { priority: 0, weight: 0, port: 1, target: 's.test' } }] })
+  t.equal(srv.readUInt16BE(srv.length - 16), 14, 'rdlength of the SRV')
+  t.same(scanResponse(srv)!.targets, ['s.test'])
+  const shortSrv = Buffer.from(srv)
+  shortSrv.writeUInt16BE(4, shortSrv.length - 16)
+  t.equal(scanResponse(shortSrv), undefined, 'SRV rdata too short for its target')
 })
