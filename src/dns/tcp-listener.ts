@@ -52,7 +52,9 @@ export class TcpClients {
  * does not read its answers), an idle timeout (never while queries are in flight), a deadline
  * for each message (the idle timeout again, from its first octet: a message dripped in is cut
  * off, however often octets come) and caps on connections, overall and per client. A client
- * outside dns.allowClients is refused at accept (reset), as is one over its connection cap.
+ * outside dns.allowClients is refused at accept (reset), as is one over its connection cap. A
+ * client that closes its side first still gets the answers to the queries it sent: the
+ * connection is ended after the last one.
  */
 export class TcpListener {
   readonly server: Server
@@ -64,7 +66,9 @@ export class TcpListener {
     private readonly evidence: Evidence,
     private readonly clients: TcpClients,
   ) {
-    this.server = createServer(s => this.accept(s))
+    // half-open: a client may send its queries and then close its side (FIN); its answers still go
+    // out, and the connection is ended once the last is written
+    this.server = createServer({ allowHalfOpen: true }, s => this.accept(s))
     this.server.maxConnections = getSnapshot().config.dns.tcp.maxConnections
     this.server.on('error', e => evidence.warn('dns tcp listener error', { error: e.message }))
     this.server.on('drop', d => {
@@ -125,6 +129,10 @@ export class TcpListener {
     // is paused, until an answer goes out or the client reads what was written ('drain').
     let paused = false
     let taking = false
+    let ended = false                                // the client sent its FIN: no query will follow
+    const finishIfDone = (): void => {
+      if (ended && inFlight === 0 && !paused && !socket.destroyed) socket.end()
+    }
     const canTake = (): boolean => inFlight < MAX_PIPELINE && !socket.writableNeedDrain
     const take = (): void => {
       if (taking) return                             // an answer given at once, from within the loop below
@@ -143,14 +151,20 @@ export class TcpListener {
         else socket.resume()
       }
       watchMessage()
+      finishIfDone()
     }
     const answer = (reply: Buffer | undefined): void => {
       inFlight--
       if (socket.destroyed) return
       if (reply) socket.write(frame(reply))
       if (paused) take()
+      else finishIfDone()
     }
     socket.on('drain', () => { if (paused) take() })
+    socket.on('end', () => {
+      ended = true
+      finishIfDone()
+    })
     socket.on('data', chunk => {
       reader.feed(chunk)
       take()

@@ -167,3 +167,34 @@ t.test('a client that does not read its answers: no more of its queries are take
   await until(() => c.frames.length === n, 120_000)
   t.equal(c.frames.length, n, 'all answered once the client reads')
 })
+
+t.test('a client that closes its side after its queries (half-close) still gets every answer, then the FIN', async t => {
+  const slow = createSocket('udp4')                // answers after 100 ms: the answers go out after the client's FIN
+  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => slow.close())
+  slow.on('message', (m, r) => setTimeout(() => {
+    const d = dnsPacket.decode(m)
+    slow.send(dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions }), r.port, r.address)
+  }, 100))
+  const s = await server(t, { upstreams: [`udp://127.0.0.1:${slow.address().port}`] })
+  const c = await open(s.port)
+  t.teardown(() => c.sock.destroy())
+  c.sock.end(Buffer.concat([frame(q(1, 'a.slow.test')), frame(q(2, 'b.slow.test')), frame(q(3))]))
+  t.ok(await within(c.closed, 5000), 'closed by the server once answered')
+  t.same(c.frames.map(f => [decodeMsg(f).id, decodeMsg(f).rcode]).sort(), [[1, 'NOERROR'], [2, 'NOERROR'], [3, 'NXDOMAIN']],
+    'the canary at once and both forwarded answers, after the FIN')
+
+  // a FIN with half a message: the whole ones are answered, then the connection is ended
+  const part = await open(s.port)
+  t.teardown(() => part.sock.destroy())
+  const cut = frame(q(5, 'c.slow.test'))
+  part.sock.end(Buffer.concat([frame(q(4, 'd.slow.test')), cut.subarray(0, 7)]))
+  t.ok(await within(part.closed, 5000), 'ended, not held until the idle timeout')
+  t.same(part.frames.map(f => decodeMsg(f).id), [4])
+
+  // a FIN alone: ended at once
+  const idle = await open(s.port)
+  idle.sock.end()
+  t.ok(await within(idle.closed, 2000), 'no query: ended at once')
+  t.equal(idle.frames.length, 0)
+})
