@@ -9,7 +9,7 @@ import { rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
 import { scanResponse } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
-import { RCODE, parseQuery, type Query } from './wire.js'
+import { RCODE, parseQuery, withoutClientOptions, type Query } from './wire.js'
 
 export interface Client {
   readonly ip: string
@@ -185,7 +185,7 @@ export class QueryHandler {
     }
     this.inFlight++
     this.inFlightBy.set(client.ip, mine + 1)
-    this.pool!.forward(msg, q.qEnd, dns.timeout, (err, reply, upstream) => {
+    this.pool!.forward(withoutClientOptions(msg, q), q.qEnd, dns.timeout, (err, reply, upstream) => {
       this.settle(client.ip)
       msg.writeUInt16BE(q.id, 0)
       const scan = reply && scanResponse(reply)

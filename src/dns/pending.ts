@@ -10,6 +10,20 @@ interface Pending {
   readonly cb: ReplyCallback
   readonly timer: NodeJS.Timeout
   readonly exactCase: boolean
+  /** performance.now() at which the query times out. */
+  readonly deadline: number
+  /** Sent again after the connection it was sent on closed (see `takeAll`). */
+  readonly resent: boolean
+}
+
+/** A query taken back unanswered (its timer stopped), to be sent again or failed. */
+export interface Unanswered {
+  readonly query: Buffer
+  readonly qEnd: number
+  readonly cb: ReplyCallback
+  /** Milliseconds left of its budget (0 or less: none). */
+  readonly remainingMs: number
+  readonly resent: boolean
 }
 
 const MAX_TRIES = 64
@@ -74,7 +88,7 @@ export class PendingTable {
    * free. With `exactCase`, a reply whose question differs in letter case fails the query with
    * CASE_MISMATCH (without, it is taken: names are case-insensitive).
    */
-  add(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback, exactCase = false): boolean {
+  add(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback, exactCase = false, resent = false): boolean {
     let id = -1
     for (let i = 0; i < MAX_TRIES; i++) {
       const c = random16()
@@ -86,7 +100,7 @@ export class PendingTable {
       this.remove(id)
       cb(new AppError('UPSTREAM_TIMEOUT', `no answer within ${Math.round(timeoutMs)} ms`))
     }, timeoutMs)
-    this.map.set(id, { query, qEnd, cb, timer, exactCase })
+    this.map.set(id, { query, qEnd, cb, timer, exactCase, deadline: performance.now() + timeoutMs, resent })
     return true
   }
 
@@ -118,11 +132,18 @@ export class PendingTable {
 
   /** Fail every pending query (socket or connection closed). */
   failAll(message: string): void {
-    const all = [...this.map.values()]
-    this.map.clear()
-    for (const p of all) {
+    for (const p of this.takeAll()) p.cb(new AppError('UPSTREAM_FAILED', message))
+  }
+
+  /** Take every pending query back, unanswered, its timer stopped (a TCP connection closed under them). */
+  takeAll(): Unanswered[] {
+    const now = performance.now()
+    const all: Unanswered[] = []
+    for (const p of this.map.values()) {
       clearTimeout(p.timer)
-      p.cb(new AppError('UPSTREAM_FAILED', message))
+      all.push({ query: p.query, qEnd: p.qEnd, cb: p.cb, remainingMs: p.deadline - now, resent: p.resent })
     }
+    this.map.clear()
+    return all
   }
 }

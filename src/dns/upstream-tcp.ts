@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net'
+import { AppError } from '../errors.js'
 import type { Counters } from '../observe/types.js'
 import { FrameReader, frame } from './framing.js'
 import { PendingTable, type ReplyCallback } from './pending.js'
@@ -8,6 +9,10 @@ interface Conn { readonly socket: Socket; readonly table: PendingTable }
 /**
  * One upstream over TCP: a persistent connection opened on demand, queries pipelined on it
  * (RFC 7766), answers taken in whatever order they come. Closed after `idleMs` without queries.
+ * When the upstream closes a connection that was open (its own idle timeout, a limit on queries
+ * per connection), the queries left unanswered on it are sent again on a new one, within what is
+ * left of their budget (RFC 7766 §6.2.1): once each, or for as long as each connection answers
+ * something before it closes. A connection that never opened fails its queries at once.
  */
 export class TcpTransport {
   private conn: Conn | undefined
@@ -29,23 +34,35 @@ export class TcpTransport {
     const table = new PendingTable()
     const socket = connect({ host: this.host, port: this.port, noDelay: true })
     const conn = { socket, table }
+    let opened = false
+    let answered = false
+    socket.once('connect', () => { opened = true })
     socket.setTimeout(this.idleMs, () => { if (table.size === 0) socket.destroy() })
     socket.on('data', chunk => reader.push(chunk, msg => {
-      if (!table.take(msg)) this.counters.dropped('mismatch')
+      if (table.take(msg)) answered = true
+      else this.counters.dropped('mismatch')
     }))
     socket.on('error', () => { /* reported as the close that follows */ })
     socket.on('close', () => {
       if (this.conn === conn) this.conn = undefined
-      table.failAll(`TCP connection to ${this.host}:${this.port} closed`)
+      const why = `TCP connection to ${this.host}:${this.port} closed`
+      for (const p of table.takeAll()) {
+        const again = opened && (answered || !p.resent)
+        if (!again || !this.sendOn(p.query, p.qEnd, Math.max(1, p.remainingMs), p.cb, true)) p.cb(new AppError('UPSTREAM_FAILED', why))
+      }
     })
     return conn
   }
 
   send(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback): boolean {
+    return this.sendOn(query, qEnd, timeoutMs, cb, false)
+  }
+
+  private sendOn(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback, resent: boolean): boolean {
     if (this.closed) return false
     const conn = this.conn ?? (this.conn = this.open())   // unset by 'close'; a query racing a dying socket fails over
     /* c8 ignore next - all 65,536 IDs pending on one connection; PendingTable's own test covers the refusal */
-    if (!conn.table.add(query, qEnd, timeoutMs, cb)) return false
+    if (!conn.table.add(query, qEnd, timeoutMs, cb, false, resent)) return false
     conn.socket.write(frame(query))
     return true
   }

@@ -7,6 +7,11 @@ import { UDP_PORTS, UdpTransport, type UdpPorts } from './upstream-udp.js'
 import { HEADER, Q_CASE, TC, keyFlags, matchQuestion, sameQuestion } from './wire.js'
 
 const FAILS_TO_DOWN = 3
+/**
+ * A query longer than this goes to a udp:// upstream over TCP: a client's TCP query can be far
+ * longer than a UDP datagram, and an upstream that drops it would time out as if it were down.
+ */
+export const MAX_UDP_QUERY = 4096
 const BACKOFF_MIN_MS = 2_000
 const BACKOFF_MAX_MS = 60_000
 
@@ -28,6 +33,8 @@ class Upstream {
   private backoff = BACKOFF_MIN_MS
   downUntil = 0
   down = false
+  /** When it last answered (nowMs). */
+  lastOk = -Infinity
   closed = false
   /** Its answers carry the question in the letter case it was asked in: queries over UDP get 0x20. */
   caseKept = true
@@ -80,7 +87,8 @@ class Upstream {
     this.downUntil = nowMs + this.backoff
   }
 
-  succeeded(): void {
+  succeeded(nowMs: number): void {
+    this.lastOk = nowMs
     if (this.down) this.evidence.info('dns upstream up', { upstream: this.url })
     this.fails = 0
     this.down = false
@@ -159,7 +167,7 @@ class Exchange {
     }
     const u = this.u = this.order[this.i++]!
     this.start = now
-    this.viaTcp = u.proto === 'tcp'
+    this.viaTcp = u.proto === 'tcp' || this.wire.length > MAX_UDP_QUERY
     const mix = !this.viaTcp && u.caseKept
     if (mix) mixCase(this.wire, HEADER, this.qEnd - 4)
     else if (this.mixed) this.query.copy(this.wire, HEADER, HEADER, this.qEnd)
@@ -183,13 +191,15 @@ class Exchange {
     const secs = (now - this.start) / 1000
     if (err) {
       this.ctx.counters.upstream(u.url, err.code === 'UPSTREAM_TIMEOUT' ? 'timeout' : 'error', secs)
-      u.failed(now)
+      // an upstream that answered other queries meanwhile is up: this one query failed (a name
+      // whose servers never answer, a query it drops), and that is no reason to pass it over
+      if (u.lastOk <= this.start) u.failed(now)
       this.lastErr = err
       this.attempt()
       return
     }
     this.ctx.counters.upstream(u.url, 'ok', secs)
-    u.succeeded()
+    u.succeeded(now)
     this.finish(undefined, reply, u.url)
   }
 

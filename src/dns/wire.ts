@@ -29,6 +29,9 @@ export interface Query {
   readonly edns: boolean
   readonly udpSize: number
   readonly dnssecOk: boolean
+  /** The OPT record's RDATA: where it starts and ends (both -1 without one). */
+  readonly optRdata: number
+  readonly optEnd: number
 }
 
 /** Why a query could not be parsed: drop it silently, or answer FORMERR / NOTIMP. */
@@ -122,6 +125,8 @@ export function parseQuery(buf: Buffer): Query | QueryError {
   let edns = false
   let udpSize = 512
   let dnssecOk = false
+  let optRdata = -1
+  let optEnd = -1
   const records = buf.readUInt16BE(6) + buf.readUInt16BE(8)
   const additional = buf.readUInt16BE(10)
   let pos = qEnd
@@ -134,10 +139,49 @@ export function parseQuery(buf: Buffer): Query | QueryError {
       edns = true
       udpSize = Math.max(512, buf.readUInt16BE(p + 2))
       dnssecOk = (buf.readUInt16BE(p + 6) & 0x8000) !== 0
+      optRdata = p + 10
+      optEnd = end
     }
     pos = end
   }
-  return { id: buf.readUInt16BE(0), flags, name: q.name, qtype, qclass, qEnd, edns, udpSize, dnssecOk }
+  return { id: buf.readUInt16BE(0), flags, name: q.name, qtype, qclass, qEnd, edns, udpSize, dnssecOk, optRdata, optEnd }
+}
+
+/** EDNS options that belong to one client and must not reach others through a shared answer: Client Subnet, COOKIE. */
+const OPT_ECS = 8
+const OPT_COOKIE = 10
+
+/**
+ * The query as it goes upstream: without the EDNS options that belong to its client (Client
+ * Subnet, RFC 7871; COOKIE, RFC 7873). The answer is cached and shared with every client that
+ * asks the same question, and an upstream echoes them: another client would get this one's
+ * cookie (and take the answer for a spoof), or an answer made for this one's subnet. `msg`
+ * itself when it has none of them (or options that do not parse, left for the upstream to refuse).
+ */
+export function withoutClientOptions(msg: Buffer, q: Query): Buffer {
+  if (q.optRdata < 0) return msg
+  let found = false
+  for (let o = q.optRdata; o < q.optEnd;) {
+    if (o + 4 > q.optEnd) return msg
+    const code = msg.readUInt16BE(o)
+    const next = o + 4 + msg.readUInt16BE(o + 2)
+    if (next > q.optEnd) return msg
+    if (code === OPT_ECS || code === OPT_COOKIE) found = true
+    o = next
+  }
+  if (!found) return msg
+  const out = Buffer.allocUnsafe(msg.length)
+  msg.copy(out, 0, 0, q.optRdata)
+  let n = q.optRdata
+  for (let o = q.optRdata; o < q.optEnd;) {
+    const code = msg.readUInt16BE(o)
+    const next = o + 4 + msg.readUInt16BE(o + 2)
+    if (code !== OPT_ECS && code !== OPT_COOKIE) n += msg.copy(out, n, o, next)
+    o = next
+  }
+  out.writeUInt16BE(n - q.optRdata, q.optRdata - 2)   // RDLENGTH
+  n += msg.copy(out, n, q.optEnd)
+  return out.subarray(0, n)
 }
 
 /** The reply's question is the query's, byte for byte. */
@@ -177,10 +221,12 @@ export function sameQuestion(query: Buffer, qEnd: number, reply: Buffer): boolea
 
 /**
  * The bits of a query that the answer cache keys on besides its question, as the cache writes
- * them: DO (1), CD (2), an OPT record present (4). The query is one parseQuery took.
+ * them: DO (1), CD (2), an OPT record present (4), RD clear (8: an upstream may refuse a query
+ * that asks for no recursion). The query is one parseQuery took.
  */
 export function keyFlags(msg: Buffer, qEnd: number): number {
-  let bits = (msg.readUInt16BE(2) & CD) !== 0 ? 2 : 0
+  const flags = msg.readUInt16BE(2)
+  let bits = ((flags & CD) !== 0 ? 2 : 0) | ((flags & RD) === 0 ? 8 : 0)
   const records = msg.readUInt16BE(6) + msg.readUInt16BE(8)
   const all = records + msg.readUInt16BE(10)
   let pos = qEnd

@@ -24,7 +24,7 @@ const keyOf = (a: { buf: Buffer; q: Query }): string => {
   return k.buf.toString('hex', 0, k.length)
 }
 
-t.test('the key: name, type, class, DO, CD, EDNS', async t => {
+t.test('the key: name, type, class, DO, CD, EDNS, RD', async t => {
   const opt = (flags = 0): dnsPacket.Answer => optRr(1232, flags)
   const keys = new Set([
     keyOf(q('a.test')),
@@ -35,8 +35,9 @@ t.test('the key: name, type, class, DO, CD, EDNS', async t => {
     keyOf(q('b.test')),
     keyOf(q('a.test', { questions: [{ type: 'AAAA', name: 'a.test' }] })),
     keyOf(q('a.test', { questions: [{ type: 'A', name: 'a.test', class: 'CH' }] })),
+    keyOf(q('a.test', { flags: 0 })),
   ])
-  t.equal(keys.size, 7, 'case folds; type, class, CD, EDNS and DO each make their own entry')
+  t.equal(keys.size, 8, 'case folds; type, class, CD, EDNS, DO and RD each make their own entry')
 })
 
 /** A query whose question is one label holding a dot: `a.test` as text, but not the name a.test. */

@@ -6,7 +6,7 @@ import { FrameReader, frame } from '../../src/dns/framing.js'
 import { CASE_MISMATCH, PendingTable, mixCase } from '../../src/dns/pending.js'
 import { UDP_SOCKET_BUFFER, UdpTransport } from '../../src/dns/upstream-udp.js'
 import { TcpTransport } from '../../src/dns/upstream-tcp.js'
-import { UpstreamPool, parseUpstream, questionHash } from '../../src/dns/upstreams.js'
+import { MAX_UDP_QUERY, UpstreamPool, parseUpstream, questionHash } from '../../src/dns/upstreams.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { AppError } from '../../src/errors.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
@@ -54,6 +54,7 @@ async function fakeTcp(t: Test, port: number, onQuery: (msg: Buffer, sock: TcpSo
   t.teardown(() => { for (const s of socks) s.destroy(); return new Promise<void>(r => srv.close(() => r())) })
   return (srv.address() as { port: number }).port
 }
+const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 const reply = (m: Buffer, r: RemoteInfo, s: Socket): void => { s.send(answer(m), r.port, r.address) }
 const forward = (pool: UpstreamPool, name = 'a.test', timeout = 1000): Promise<{ err?: AppError; reply?: Buffer; upstream?: string }> => {
   const { buf, qEnd } = query(name)
@@ -181,6 +182,84 @@ t.test('tcp:// upstream: pipelined, answers in any order; a closed connection fa
   t.equal(ev2.counts['upstream.error'], 1)
 })
 
+t.test('tcp:// upstream that closes connections under queries: those unanswered are sent again on a new one (RFC 7766 §6.2.1)', async t => {
+  // one answer per connection, then the upstream closes it: every query is answered in the end
+  let conns = 0
+  const seenBy = new Set<TcpSocket>()
+  const one = await fakeTcp(t, 0, (m, sock) => {
+    if (seenBy.has(sock)) return                   // one query per connection; the rest go unanswered
+    seenBy.add(sock)
+    conns++
+    sock.end(frame(answer(m)))
+  })
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`tcp://127.0.0.1:${one}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  const rs = await Promise.all(['a.test', 'b.test', 'c.test', 'd.test'].map(n => forward(pool, n, 5000)))
+  t.same(rs.map(r => r.err?.code), [undefined, undefined, undefined, undefined], 'all four answered')
+  t.same(rs.map(r => decodeMsg(r.reply!).questions[0]!.name), ['a.test', 'b.test', 'c.test', 'd.test'])
+  t.equal(conns, 4, 'on four connections')
+  t.equal(ev.counts['upstream.error'], undefined, 'a connection closed by the upstream is not its failure')
+
+  // an upstream that takes connections and closes them unanswered: each query is sent once more, then fails
+  const asked: string[] = []
+  const mute = await fakeTcp(t, 0, (m, sock) => { asked.push(decodeMsg(m).questions[0]!.name); sock.destroy() })
+  const ev2 = memoryEvidence()
+  const p2 = new UpstreamPool([`tcp://127.0.0.1:${mute}`], ev2, Date.now)
+  t.teardown(() => p2.close())
+  const r = await forward(p2, 'e.test', 5000)
+  t.equal(r.err?.code, 'UPSTREAM_FAILED', 'failed, long before its 5 s budget')
+  t.same(asked, ['e.test', 'e.test'], 'sent twice: once, and once again on a new connection')
+
+  // nothing listening: the connection never opens, and the query fails at once, not sent again
+  const ev3 = memoryEvidence()
+  const p3 = new UpstreamPool([`tcp://127.0.0.1:${await freePort()}`], ev3, Date.now)
+  t.teardown(() => p3.close())
+  t.equal((await forward(p3, 'f.test', 5000)).err?.code, 'UPSTREAM_FAILED')
+  t.equal(ev3.counts['upstream.error'], 1)
+})
+
+t.test('health: a query that fails while its upstream answers others is not the upstream\'s failure', async t => {
+  // the upstream drops questions for *.mute.test (a name whose servers never answer) and answers the rest
+  const up = await fakeUdp(t, (m, r, s) => { if (!decodeMsg(m).questions[0]!.name.toLowerCase().endsWith('mute.test')) reply(m, r, s) })
+  const other = await fakeUdp(t, reply)
+  const ev = memoryEvidence()
+  const url = `udp://127.0.0.1:${up.port}`
+  const pool = new UpstreamPool([url, `udp://127.0.0.1:${other.port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  // three at once (half the budget at each upstream: 150 ms here, then the other), and an answer meanwhile
+  const muted = [0, 1, 2, 3].map(i => forward(pool, `n${i}.mute.test`, 300))
+  await sleep(20)
+  t.equal((await forward(pool, 'ok.test')).upstream, url, 'answered meanwhile')
+  for (const m of await Promise.all(muted)) t.equal(m.upstream, `udp://127.0.0.1:${other.port}`, 'the muted name failed over')
+  t.equal(ev.messages.filter(m => m.msg === 'dns upstream down').length, 0, 'never marked down')
+  t.equal(ev.counts['upstream.timeout'], 4, 'each timeout still counted')
+  t.equal((await forward(pool, 'ok2.test')).upstream, url, 'still asked first')
+  // with nothing answered meanwhile, three in a row do mark it down
+  for (let i = 0; i < 3; i++) await forward(pool, `m${i}.mute.test`, 300)
+  t.same(ev.messages.filter(m => m.msg === 'dns upstream down').map(m => m.fields), [{ upstream: url, failures: 3 }])
+})
+
+t.test('a query longer than a UDP upstream should take is sent to it over TCP', async t => {
+  const port = await freePort()
+  const udp = await fakeUdp(t, reply, port)
+  const tcpSeen: number[] = []
+  await fakeTcp(t, port, (m, sock) => { tcpSeen.push(m.length); sock.write(frame(answer(m))) })
+  const pool = new UpstreamPool([`udp://127.0.0.1:${port}`], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const big = dnsPacket.encode({
+    type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'big.test' }],
+    additionals: [optRr(1232, 0, [{ code: 12, data: Buffer.alloc(MAX_UDP_QUERY) }])],
+  })
+  const r = await new Promise<{ err?: AppError; reply?: Buffer }>(resolve =>
+    pool.forward(big, (parseQuery(big) as Query).qEnd, 2000, (err, rep) => resolve({ err, reply: rep })))
+  t.equal(r.err, undefined)
+  t.same(tcpSeen, [big.length], `the ${big.length}-octet query went over TCP`)
+  t.equal(udp.seen.length, 0, 'not over UDP')
+  t.equal((await forward(pool)).err, undefined, 'a usual query still goes over UDP')
+  t.equal(udp.seen.length, 1)
+})
+
 t.test('update keeps the state of upstreams that stay and closes the others', async t => {
   const dead = await fakeUdp(t, () => {})
   const live = await fakeUdp(t, reply)
@@ -293,7 +372,6 @@ t.test('PendingTable: no free ID after 64 tries', async t => {
   t.equal(table.size, 0)
 })
 
-const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 
 t.test('PendingTable: each query times out after its own duration, not before; answered ones never', async t => {
   const table = new PendingTable()
@@ -434,9 +512,9 @@ t.test('UDP: a socket error (the port refused) is logged', async t => {
 })
 
 /** A query for `name` with this ID, type, header flags, and an OPT record (with these flags) when `edns` is set. */
-const custom = (name: string, id: number, o: { type?: dnsPacket.RecordType; flags?: number; edns?: boolean; ednsFlags?: number; udp?: number } = {}): { buf: Buffer; qEnd: number } => {
+const custom = (name: string, id: number, o: { type?: dnsPacket.RecordType; flags?: number; noRd?: boolean; edns?: boolean; ednsFlags?: number; udp?: number } = {}): { buf: Buffer; qEnd: number } => {
   const buf = dnsPacket.encode({
-    type: 'query', id, flags: dnsPacket.RECURSION_DESIRED | (o.flags ?? 0), questions: [{ type: o.type ?? 'A', name }],
+    type: 'query', id, flags: (o.noRd ? 0 : dnsPacket.RECURSION_DESIRED) | (o.flags ?? 0), questions: [{ type: o.type ?? 'A', name }],
     additionals: o.edns ? [optRr(o.udp ?? 1232, o.ednsFlags ?? 0)] : [],
   })
   return { buf, qEnd: (parseQuery(buf) as Query).qEnd }
@@ -454,19 +532,20 @@ t.test('identical questions in flight are asked once; every asker gets its own I
   const names = ['merge.test', 'MERGE.test', 'MeRgE.TeSt', 'merge.TEST']
   const same = Array.from({ length: 40 }, (_, i) => custom(names[i % 4]!, 1000 + i))
   const sameCopies = same.map(q => Buffer.from(q.buf))
-  // what the cache keeps apart is asked apart: type, DO, CD, EDNS; the EDNS payload size is not in the key
+  // what the cache keeps apart is asked apart: type, DO, CD, EDNS, RD; the EDNS payload size is not in the key
   const apart = [
     custom('merge.test', 1, { type: 'AAAA' }),
     custom('merge.test', 2, { edns: true }),
     custom('merge.test', 3, { edns: true, ednsFlags: dnsPacket.DNSSEC_OK }),
     custom('merge.test', 4, { flags: dnsPacket.CHECKING_DISABLED }),
+    custom('merge.test', 6, { noRd: true }),
   ]
   const bigger = custom('MERGE.TEST', 5, { edns: true, udp: 4096 })
   const all = [...same, ...apart, bigger].map(q => send(pool, q))
-  t.equal(pool.exchanges, 5)
-  while (held.length < 5) await sleep(5)
+  t.equal(pool.exchanges, 6)
+  while (held.length < 6) await sleep(5)
   await sleep(30)
-  t.equal(up.seen.length, 5, '45 queries, 5 questions: 5 sent upstream')
+  t.equal(up.seen.length, 6, '46 queries, 6 questions: 6 sent upstream')
   for (const h of held) h()
   const rs = await Promise.all(all)
   const asked = [...same, ...apart, bigger]
@@ -486,7 +565,7 @@ t.test('identical questions in flight are asked once; every asker gets its own I
   while (held.length < 1) await sleep(5)
   held[0]!()
   t.equal((await again).err, undefined)
-  t.equal(up.seen.length, 6, 'asked again once the first exchange is over')
+  t.equal(up.seen.length, 7, 'asked again once the first exchange is over')
 })
 
 t.test('every asker waiting on an exchange gets its error', async t => {

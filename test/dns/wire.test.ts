@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { optRr } from '../fixtures/dig.js'
-import { Q_CASE, Q_OTHER, Q_SAME, keyFlags, matchQuestion, parseQuery, readName, sameQuestion, skipName, skipRecord, type Query } from '../../src/dns/wire.js'
+import { Q_CASE, Q_OTHER, Q_SAME, keyFlags, matchQuestion, parseQuery, readName, sameQuestion, skipName, skipRecord, withoutClientOptions, type Query } from '../../src/dns/wire.js'
 
 const query = (name: string, type: dnsPacket.RecordType = 'A', extra: Partial<dnsPacket.Packet> = {}): Buffer =>
   dnsPacket.encode({ type: 'query', id: 4660, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }], ...extra })
@@ -148,7 +148,7 @@ t.test('type and class are compared as octets: a reply for type 0x0061 is not on
   t.equal(matchQuestion(c, qEnd, reply(0x0041, 0x0061)), Q_OTHER, 'class 0x0061 for 0x0041')
 })
 
-t.test('keyFlags: the DO, CD and EDNS bits of the cache key', async t => {
+t.test('keyFlags: the DO, CD, EDNS and RD bits of the cache key', async t => {
   const flags = (extra: Partial<dnsPacket.Packet>): number => {
     const b = query('a.test', 'A', extra)
     return keyFlags(b, (parseQuery(b) as Query).qEnd)
@@ -157,6 +157,7 @@ t.test('keyFlags: the DO, CD and EDNS bits of the cache key', async t => {
   t.equal(flags({ additionals: [optRr(1232)] }), 4)
   t.equal(flags({ additionals: [optRr(1232, dnsPacket.DNSSEC_OK)] }), 5)
   t.equal(flags({ flags: dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED }), 2)
+  t.equal(flags({ flags: 0 }), 8, 'RD clear')
   t.equal(flags({
     answers: [{ type: 'OPT', name: '.', udpPayloadSize: 512, flags: dnsPacket.DNSSEC_OK } as unknown as dnsPacket.Answer],
     additionals: [{ type: 'A', name: 'x.test', data: '1.2.3.4' }, optRr(4096, dnsPacket.DNSSEC_OK)],
@@ -164,4 +165,37 @@ t.test('keyFlags: the DO, CD and EDNS bits of the cache key', async t => {
   const b = query('a.test', 'A', { additionals: [optRr(1232, dnsPacket.DNSSEC_OK)] })
   const qEnd = (parseQuery(b) as Query).qEnd
   t.equal(keyFlags(b.subarray(0, b.length - 1), qEnd), 0, 'a record cut short ends the walk')
+})
+
+t.test('withoutClientOptions: COOKIE and Client Subnet taken out of the OPT record, the rest kept byte for byte', async t => {
+  const opt = (options: { code: number; data: Buffer }[]): dnsPacket.Answer => optRr(1232, dnsPacket.DNSSEC_OK, options)
+  const strip = (b: Buffer): Buffer => withoutClientOptions(b, parseQuery(b) as Query)
+  const cookie = { code: 10, data: Buffer.from('0102030405060708', 'hex') }
+  const ecs = { code: 8, data: Buffer.from([0, 1, 24, 0, 198, 51, 100]) }
+  const pad = { code: 12, data: Buffer.alloc(5) }
+  const other = { code: 65001, data: Buffer.from('abcd', 'hex') }
+  const b = query('a.test', 'A', { additionals: [opt([cookie, pad, ecs, other])] })
+  const out = strip(b)
+  t.ok(out.equals(query('a.test', 'A', { additionals: [opt([pad, other])] })), 'the same query with padding and the other option only')
+  const q = parseQuery(out) as Query
+  t.match(q, { name: 'a.test', edns: true, dnssecOk: true, udpSize: 1232 })
+  t.ok(b.equals(query('a.test', 'A', { additionals: [opt([cookie, pad, ecs, other])] })), 'the client\'s query is not changed')
+  // the OPT record followed by another additional record: copied after it
+  const after = query('a.test', 'A', { additionals: [opt([cookie]), { type: 'A', name: 'x.test', ttl: 1, data: '192.0.2.1' }] })
+  t.ok(strip(after).equals(query('a.test', 'A', { additionals: [opt([]), { type: 'A', name: 'x.test', ttl: 1, data: '192.0.2.1' }] })))
+  // nothing to take out, or no OPT: the very same buffer
+  for (const same of [query('a.test', 'A', { additionals: [opt([pad, other])] }), query('a.test'), query('a.test', 'A', { additionals: [opt([])] })]) {
+    t.equal(strip(same), same)
+  }
+  // options that do not parse (an option header cut short, a length past the RDATA): left for the upstream to refuse
+  const cut = query('a.test', 'A', { additionals: [opt([cookie])] })
+  t.equal(cut.readUInt16BE(cut.length - 14), 12, 'RDLENGTH of the OPT')
+  const short = Buffer.from(cut.subarray(0, cut.length - 10))                            // RDATA: 2 octets of an option header
+  short.writeUInt16BE(2, short.length - 4)
+  t.equal(typeof parseQuery(short), 'object', 'a query still')
+  t.equal(strip(short), short, 'a cut option header')
+  const long = Buffer.from(cut)
+  long.writeUInt16BE(9, long.length - 10)                                                 // the cookie claims 9 octets of 8
+  t.equal(typeof parseQuery(long), 'object', 'a query still')
+  t.equal(strip(long), long, 'an option longer than the RDATA')
 })

@@ -207,3 +207,38 @@ t.test('unbound keeps the letter case of questions: queries go out with 0x20, an
   t.notOk(s.ev.messages.some(m => m.msg.includes('letter case')))
   t.equal(s.ev.counts['upstream.ok'], 4)
 })
+
+t.test('a client\'s own EDNS options (COOKIE, Client Subnet) never go upstream, so no other client gets them back', async t => {
+  // an upstream that echoes every EDNS option it is sent, as BIND does a COOKIE and a Client Subnet
+  const echo = createSocket('udp4')
+  await new Promise<void>(r => echo.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => echo.close())
+  const seen: number[][] = []
+  echo.on('message', (m, r) => {
+    const q = dnsPacket.decode(m)
+    const opt = q.additionals!.find(a => a.type === 'OPT') as { options?: { code: number; data: Buffer }[] } | undefined
+    const options = (opt?.options ?? []).map(o => ({ code: o.code, data: o.data }))
+    seen.push(options.map(o => o.code))
+    echo.send(dnsPacket.encode({
+      type: 'response', id: q.id, flags: 0x8180, questions: q.questions,
+      answers: [{ type: 'A', name: q.questions![0]!.name, ttl: 60, data: '192.0.2.9' }],
+      additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0, options } as unknown as dnsPacket.Answer],
+    }), r.port, r.address)
+  })
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [`udp://127.0.0.1:${echo.address().port}`] } } })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const server = dns.addresses[0]!
+  const a = await dig(server, 'c.test', 'A', ['+cookie=0102030405060708', '+subnet=198.51.100.0/24', '+ednsopt=65001:abcd'])
+  t.same(a.answer.map(x => x.data), ['192.0.2.9'])
+  t.same(seen, [[65001]], 'only the option that is not the client\'s own went upstream')
+  t.notMatch(a.raw, /COOKIE|CLIENT-SUBNET/, 'none came back')
+  const b = await dig(server, 'c.test', 'A', ['+cookie=1112131415161718'])
+  t.same(b.answer.map(x => x.data), ['192.0.2.9'])
+  t.match(ev.events.at(-1), { dns: { cacheHit: true } })
+  t.notMatch(b.raw, /0102030405060708|mismatch/i, 'the next client is not handed the first one\'s cookie')
+  const plain = await dig(server, 'd.test', 'A', ['+nocookie', '+ednsopt=65002:ef'])
+  t.same(plain.answer.map(x => x.data), ['192.0.2.9'])
+  t.same(seen.at(-1), [65002], 'a query without them goes as it came')
+})
