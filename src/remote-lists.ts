@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { errorText } from './observe/alert-output.js'
@@ -58,8 +58,30 @@ export function errorCause(e: unknown): { error: string; code?: string } {
 
 const key = (url: string) => createHash('sha256').update(url).digest('hex').slice(0, 32)
 
-/** Where the last good copies are kept: `state.dir`, or a directory in the temp dir. */
-export const stateDir = (config: Config): string => config.state.dir ?? join(tmpdir(), 'tunnelguard-state')
+/**
+ * Where the last good copies are kept: `state.dir`, or a directory of this user's own in the temp
+ * dir (`tunnelguard-state-UID`, made with mode 0700).
+ */
+export const stateDir = (config: Config): string => config.state.dir ?? join(tmpdir(), `tunnelguard-state-${process.getuid?.() ?? 'user'}`)
+
+/**
+ * Why the copies in `dir` cannot be trusted, or undefined when they can (or `dir` is not there
+ * yet). A copy can allow what the lists block (an `@@` entry), so a directory that another user
+ * made, or can write to, is not read: in a shared temp dir anyone could have put one there.
+ */
+export function untrustedDir(dir: string): string | undefined {
+  let st
+  try {
+    st = statSync(dir)
+  } catch {
+    return undefined                                 // not there yet: made, private, by the first save
+  }
+  if (!st.isDirectory()) return 'not a directory'
+  const uid = process.getuid?.()
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) return `owned by uid ${st.uid}, not by this process's (${uid})`
+  if ((st.mode & 0o022) !== 0) return `writable by other users (mode ${(st.mode & 0o777).toString(8)})`
+  return undefined
+}
 
 /**
  * The copy of `url` kept in `dir`, if there is one. `unredacted`: its `.json` holds the URL as
@@ -95,6 +117,8 @@ function gather(config: Config, load: (url: string) => Copy | undefined): { text
 /** What `check` and `lists` use of the remote lists: the copies `serve` keeps in the state dir, read, never fetched. */
 export interface StoredCopies {
   readonly dir: string
+  /** Why the copies in `dir` are not used (see `untrustedDir`). */
+  readonly untrusted?: string
   readonly texts: ExtraTexts
   readonly copies: readonly RemoteCopy[]
 }
@@ -102,6 +126,8 @@ export interface StoredCopies {
 /** The last good copies `serve` wrote to the state dir, for the commands that do not fetch (`check`, `lists`). */
 export function storedCopies(config: Config): StoredCopies {
   const dir = stateDir(config)
+  const untrusted = untrustedDir(dir)
+  if (untrusted !== undefined) return { dir, untrusted, ...gather(config, () => undefined) }
   return { dir, ...gather(config, url => readCopy(dir, url)) }
 }
 
@@ -115,10 +141,26 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const scheduled = new Map<string, string>()
   let started = false
   const dir = () => stateDir(o.config())
+  /** The directories already said to be untrusted (one warning each). */
+  const warned = new Set<string>()
+  /** `dir()` when its copies can be used; else undefined, and a warning the first time. */
+  function trusted(): string | undefined {
+    const d = dir()
+    const why = untrustedDir(d)
+    if (why === undefined) return d
+    if (!warned.has(d)) {
+      warned.add(d)
+      o.evidence.warn('state dir not used: the last good copies of remote lists are neither read from it nor written to it', {
+        dir: d, reason: why, fix: 'set state.dir to a directory only this user can write (mode 0700)',
+      })
+    }
+    return undefined
+  }
 
   function load(url: string): Copy | undefined {
     if (!copies.has(url)) {
-      const c = readCopy(dir(), url)
+      const d = trusted()
+      const c = d === undefined ? undefined : readCopy(d, url)
       if (c) {
         const { unredacted, ...copy } = c
         // an older version's .json with the password in it is written again, redacted
@@ -132,8 +174,10 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   function save(url: string, c: Copy): void {
     copies.set(url, c)
     try {
-      mkdirSync(dir(), { recursive: true })
-      const base = join(dir(), key(url))
+      mkdirSync(dir(), { recursive: true, mode: 0o700 })
+      const d = trusted()
+      if (d === undefined) return
+      const base = join(d, key(url))
       writeFileSync(base + '.txt.tmp', c.text)
       renameSync(base + '.txt.tmp', base + '.txt')
       writeFileSync(base + '.json', JSON.stringify({ url: redactUrl(url), etag: c.etag, lastModified: c.lastModified, fetchedAt: c.fetchedAt }))

@@ -2,7 +2,7 @@
 // and say where the entries came from and when, or that there is no copy yet.
 import t from 'tap'
 import { PassThrough } from 'node:stream'
-import { writeFileSync } from 'node:fs'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { serve } from '../src/serve.js'
 import { runCli } from './fixtures/cli.js'
@@ -64,6 +64,14 @@ t.test('check and lists: remote entries from the copy serve fetched; no copy sai
   t.match(la.out, `  extra: ${shown}: copy fetched ${when}\n2 entries in all`)
   t.equal(requests, 1, 'still nothing fetched by check or lists')
   t.notMatch(before.out + lb.out + after.out + la.out + JSON.stringify(j), /hunter2|SECRET/, 'no secret shown')
+
+  // the state dir made writable by anyone: its copies are not read, and both commands say why
+  chmodSync(join(dir, 'st'), 0o777)
+  const open = await runCli(['check', 'x.trycloudflare.com', '--config', cfg])
+  t.match(open.out, /^x\.trycloudflare\.com: PASS\n/, 'the copy no longer decides')
+  t.match(open.out, `  remote:  the copies in ${join(dir, 'st')} are not read: it is writable by other users (mode 777) (set state.dir to a directory only this user can write; check fetches nothing):\n`)
+  t.match((await runCli(['lists', '--config', cfg])).out, `remote lists: the copies in ${join(dir, 'st')} are not read: it is writable by other users (mode 777)`)
+  t.match(JSON.parse((await runCli(['lists', '--config', cfg, '--json'])).out).remote, { untrusted: 'writable by other users (mode 777)', copies: [{ fetchedAt: null }] })
 })
 
 t.test('check and lists without remote lists: no remote section', async t => {

@@ -2,9 +2,9 @@ import t from 'tap'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createRemoteLists, errorCause } from '../src/remote-lists.js'
+import { createRemoteLists, errorCause, storedCopies } from '../src/remote-lists.js'
 import { makeSnapshot } from './fixtures/snapshot.js'
 import { memoryEvidence } from './fixtures/evidence.js'
 import { httpServer } from './fixtures/http-server.js'
@@ -181,7 +181,53 @@ t.test('without state.dir the last good copy goes to the temp directory', async 
   const rl = createRemoteLists({ config: () => c, evidence: memoryEvidence(), onChange: () => {} })
   await rl.refreshAll()
   const { tmpdir } = await import('node:os')
-  t.ok(readdirSync(join(tmpdir(), 'tunnelguard-state')).length > 0)
+  const dir = join(tmpdir(), `tunnelguard-state-${process.getuid!()}`)
+  t.ok(readdirSync(dir).length > 0)
+  t.equal(statSync(dir).mode & 0o777, 0o700, 'a directory of this user\'s own')
+})
+
+t.test('a state dir another user made or can write to is neither read nor written (a copy there could allow what the lists block)', async t => {
+  const srv = await listServer(t)
+  const url = `${srv.base}/down`                    // no fetch succeeds: only a copy on disk could fill the list
+  const forge = (dir: string): void => {
+    const base = join(dir, createHash('sha256').update(url).digest('hex').slice(0, 32))
+    writeFileSync(base + '.txt', '@@||ngrok.io^\n')
+    writeFileSync(base + '.json', JSON.stringify({ url, fetchedAt: 1 }))
+  }
+  const root = t.testdir({ f: 'x' })               // one per test: the three cases are made inside it
+  const open = join(root, 'open')
+  mkdirSync(open)
+  chmodSync(open, 0o777)
+  const foreign = join(root, 'foreign')
+  mkdirSync(foreign)
+  chownSync(foreign, 65534, 65534)
+  const notDir = join(root, 'f')
+  for (const [dir, why] of [[open, /writable by other users \(mode 777\)/], [foreign, /owned by uid 65534/], [notDir, /not a directory/]] as const) {
+    if (dir !== notDir) forge(dir)
+    const ev = memoryEvidence()
+    const c = configWith(makeSnapshot().config, dir, [url])
+    t.match(storedCopies(c), { dir, untrusted: why, copies: [{ fetchedAt: null }] }, 'check and lists do not read it either')
+    t.same(storedCopies(c).texts, {})
+    const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => {} })
+    t.same(rl.texts(), {}, 'the forged copy is not read')
+    await rl.refreshAll()
+    t.same(rl.texts(), {})
+    const warned = ev.messages.filter(m => m.msg.startsWith('state dir not used'))
+    t.equal(warned.length, 1, 'said once')
+    t.match(warned[0]!.fields, { dir, reason: why, fix: /state\.dir/ })
+  }
+  // a good fetch into an untrusted dir: used in memory, nothing written there
+  const ok = `${srv.base}/list`
+  const ev = memoryEvidence()
+  const c = configWith(makeSnapshot().config, open, [ok])
+  const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => {} })
+  await rl.refreshAll()
+  t.equal(rl.texts().remote![0]!.text, 'ngrok.io\n')
+  t.equal(readdirSync(open).length, 2, 'only the two forged files there')
+  // the same directory made private: its copies are used again
+  chmodSync(open, 0o700)
+  t.notOk(storedCopies(configWith(makeSnapshot().config, open, [url])).untrusted)
+  t.same(Object.keys(storedCopies(configWith(makeSnapshot().config, open, [url])).texts), ['remote'])
 })
 
 t.test('a URL with credentials: fetched with Basic auth; password and query values never logged, stored or shown', async t => {

@@ -6,6 +6,11 @@ import { allWarnings } from '../snapshot.js'
 
 const NOT_FETCHED = '0 entries (remote, not fetched yet: run serve, or check the URL)'
 
+/** Where the copies are kept, and (the directory untrusted) why they are not read. */
+const copiesIn = (stored: StoredCopies, command: string): string => stored.untrusted === undefined
+  ? `the copies serve keeps in ${stored.dir} (${command} fetches nothing):`
+  : `the copies in ${stored.dir} are not read: it is ${stored.untrusted} (set state.dir to a directory only this user can write; ${command} fetches nothing):`
+
 /** Each remote list URL: when its copy was fetched, or that there is none yet. */
 function remoteLines(stored: StoredCopies, indent: string): string[] {
   const w = Math.max(...stored.copies.map(c => c.list.length))
@@ -15,6 +20,7 @@ function remoteLines(stored: StoredCopies, indent: string): string[] {
 /** The remote lists' copies in JSON: the state dir, each URL and when it was fetched (null: no copy). */
 const remoteJson = (stored: StoredCopies) => ({
   dir: stored.dir,
+  ...stored.untrusted === undefined ? {} : { untrusted: stored.untrusted },
   copies: stored.copies.map(c => ({ list: c.list, url: c.url, fetchedAt: c.fetchedAt === null ? null : new Date(c.fetchedAt).toISOString() })),
 })
 
@@ -28,7 +34,7 @@ export function explainCheck(s: Snapshot, name: string, client: string, json: bo
   const remote = stored !== undefined && stored.copies.length > 0
   if (json) return JSON.stringify({ ...decisionFields(decision, client, refused), ...remote ? { remote: remoteJson(stored) } : {} }, null, 2) + '\n'
   const text = explainDecision(decision, client, refused)
-  return remote ? text + `  remote:  the copies serve keeps in ${stored.dir} (check fetches nothing):\n${remoteLines(stored, '    ').join('\n')}\n` : text
+  return remote ? text + `  remote:  ${copiesIn(stored, 'check')}\n${remoteLines(stored, '    ').join('\n')}\n` : text
 }
 
 /** What `check` decides: the policy's decision on `name` asked by `client`, and whether DNS answers that client REFUSED. */
@@ -91,7 +97,7 @@ export function describeLists(s: Snapshot, json: boolean, stored: StoredCopies):
     const unfetched = stored.copies.filter(c => c.list === l.name && c.fetchedAt === null).map(c => `${c.url} (not fetched yet)`)
     lines.push(`${l.name.padEnd(w)}  ${l.action.padEnd(8)}  ${String(l.entries).padStart(7)}  ${String(l.allows).padStart(6)}  ${[...l.sources, ...unfetched].join(', ')}`)
   }
-  if (remote) lines.push(`remote lists: the copies serve keeps in ${stored.dir} (lists fetches nothing):`, ...remoteLines(stored, '  '))
+  if (remote) lines.push(`remote lists: ${copiesIn(stored, 'lists')}`, ...remoteLines(stored, '  '))
   const warnings = allWarnings(s)
   lines.push(`${s.policy.entries} entries in all; ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`)
   for (const x of warnings) lines.push(`  warning: ${x.source}: ${x.message}`)
