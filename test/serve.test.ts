@@ -347,7 +347,7 @@ t.test('serve: /readyz stays 200 while a remote list has no copy, naming it in u
     'reload: { watch: false }',
     'lists:',
     '  l: { files: [l.txt], action: block }',
-    `  r: { urls: ["http://u:hunter2@127.0.0.1:${lport}/list.txt?key=SECRET"], refresh: 100ms, action: block }`,
+    `  r: { urls: ["http://u:hunter2@127.0.0.1:${lport}/list.txt?key=SECRET"], refresh: 1s, action: block }`,
   ].join('\n'))
   const r = await serve({ configPath: cfg, stdout: new PassThrough(), signals: false })
   t.teardown(() => r.stop())

@@ -20,6 +20,9 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   return ms
 })
 
+/** A duration that must be more than 0: a timeout of 0 would fail everything it times. */
+const timeout = duration.refine(ms => ms > 0, 'a timeout of 0 would end everything it times at once; write e.g. 500ms, 2s, 10s')
+
 const cidr = z.string().refine(s => parseCidr(s) !== undefined, {
   message: 'not a CIDR or address; write e.g. 10.0.0.0/8, 192.168.1.7 or fc00::/7',
 }).describe('CIDR')
@@ -83,7 +86,7 @@ export const configSchema = z.strictObject({
   dns: z.strictObject({
     listen: z.array(hostPort).default(['127.0.0.1:1053']),
     upstreams: z.array(upstream).min(1).optional(),
-    timeout: duration.default(2000),
+    timeout: timeout.default(2000),
     cache: z.strictObject({
       maxEntries: z.number().int().min(0).default(100_000),
       ...cacheTtls.shape,
@@ -97,7 +100,7 @@ export const configSchema = z.strictObject({
     maxInFlight: z.number().int().min(1).default(10_000),
     maxInFlightPerClient: z.number().int().min(1).default(1000),   // one client's share of maxInFlight
     tcp: z.strictObject({
-      idleTimeout: duration.default(10_000),
+      idleTimeout: timeout.default(10_000),
       maxConnections: z.number().int().min(1).default(1000),
       maxConnectionsPerClient: z.number().int().min(1).default(16),
     }).prefault({}),
@@ -115,13 +118,13 @@ export const configSchema = z.strictObject({
     allowDestinations: z.array(cidr).default([]),
     allowClients: z.array(cidr).nullish().transform(v => v ?? undefined),  // null or absent: dns.allowClients
     trustForwardedFrom: z.array(cidr).default([]),
-    headerTimeout: duration.default(10_000),
-    helloTimeout: duration.default(10_000),
+    headerTimeout: timeout.default(10_000),
+    helloTimeout: timeout.default(10_000),
     // a ClientHello with Encrypted Client Hello (its real server name hidden): logged, or refused
     ech: z.enum(['log', 'block']).default('log'),
     // bytes after CONNECT that are not TLS: an HTTP request's first head decided (Host, URL host), or refused
     nonTls: z.enum(['decide', 'block']).default('decide'),
-    idleTimeout: duration.default(300_000),
+    idleTimeout: timeout.default(300_000),
     maxHeaderBytes: z.number().int().min(1024).default(16_384),
     maxConnections: z.number().int().min(1).default(4096),
     maxConnectionsPerAddress: z.number().int().min(1).default(1024),   // peers in trustForwardedFrom excepted
@@ -141,7 +144,7 @@ export const configSchema = z.strictObject({
   lists: z.record(listName, z.strictObject({
     files: z.array(filePath).default([]),
     urls: z.array(z.string().url()).default([]),
-    refresh: duration.default(86_400_000),
+    refresh: duration.refine(ms => ms >= 1000, 'refresh a remote list at most every 1s (0 would fetch it without pause); write e.g. 1h, 1d').default(86_400_000),
     maxBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
     action: action.default('block'),
   })).optional(),
@@ -158,7 +161,7 @@ export const configSchema = z.strictObject({
       maxQueue: z.number().int().min(1).default(1000),
       retries: z.number().int().min(0).max(10).default(3),
       backoff: duration.default(1000),
-      timeout: duration.default(5000),
+      timeout: timeout.default(5000),
       headers: z.record(z.string(), z.string()).default({}),
     }).optional(),
     syslog: z.strictObject({

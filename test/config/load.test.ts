@@ -147,6 +147,17 @@ t.test('a reference check is skipped only where the part it reads is itself inva
   t.same(only('dns: { timeout: 2000 }\n'), ['dns.timeout: 2000 has no unit; write 2000ms or 2000s (units: ms, s, m, h, d)'])
   t.same(only('proxy: { idleTimeout: 1.5 }\n'), ['proxy.idleTimeout: 1.5 has no unit; write 1.5ms or 1.5s (units: ms, s, m, h, d)'])
   t.equal(parseConfigText('dns: { cache: { minTtl: 0 } }\n', 'z.yaml').dns.cache.minTtl, 0)
+  // ... but not for a timeout (everything would fail at once) or a refresh (fetched without pause)
+  const zero = 'a timeout of 0 would end everything it times at once; write e.g. 500ms, 2s, 10s'
+  t.same(only('dns: { timeout: 0, tcp: { idleTimeout: 0ms } }\n'), [`dns.timeout: ${zero}`, `dns.tcp.idleTimeout: ${zero}`])
+  t.same(only('proxy: { headerTimeout: 0, helloTimeout: 0s, idleTimeout: 0 }\n'),
+    [`proxy.headerTimeout: ${zero}`, `proxy.helloTimeout: ${zero}`, `proxy.idleTimeout: ${zero}`])
+  t.same(only('alerts: { webhook: { url: "http://127.0.0.1:9/h", timeout: 0 } }\n'), [`alerts.webhook.timeout: ${zero}`])
+  for (const r of ['0', '500ms']) {
+    t.same(only(`lists:\n  r: { urls: ["https://example.org/l.txt"], refresh: ${r} }\n`),
+      ['lists.r.refresh: refresh a remote list at most every 1s (0 would fetch it without pause); write e.g. 1h, 1d'], `refresh: ${r}`)
+  }
+  t.equal(parseConfigText('lists:\n  r: { urls: ["https://example.org/l.txt"], refresh: 1s }\n', 'r.yaml').lists!.r!.refresh, 1000)
   // a list name that is not valid: why, and a name that is
   t.same(only('lists:\n  Bad: { urls: ["https://example.org/l.txt"] }\n'), ['lists.Bad: list name "Bad" is not valid: list names are lowercase letters, digits, - and _; write e.g. "bad"'])
   t.same(only('lists:\n  "My List!": { urls: ["https://example.org/l.txt"] }\n'), ['lists.My List!: list name "My List!" is not valid: list names are lowercase letters, digits, - and _; write e.g. "my-list-"'])
