@@ -6,6 +6,8 @@ export interface ReportData {
   /** Files that could not be read to the end, with why. */
   readonly errors: readonly string[]
   readonly filters: Readonly<Record<string, string>>
+  /** The time window --since/--until stand for (ms; a bound not given is absent). */
+  readonly window?: { readonly since?: number; readonly until?: number }
 }
 
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -38,7 +40,8 @@ export function formatJson(r: ReportData): string {
     })),
     other_names: c.otherNames,
   }))
-  return JSON.stringify({ clients, summary: { ...r.counts, clients: clients.length, filters: r.filters, errors: r.errors } }, null, 2) + '\n'
+  const window = r.window && { since: bound(r.window.since), until: bound(r.window.until) }
+  return JSON.stringify({ clients, summary: { ...r.counts, clients: clients.length, filters: r.filters, ...window ? { window } : {}, errors: r.errors } }, null, 2) + '\n'
 }
 
 /** A CSV field, quoted when needed; a leading = + - @ is defused for spreadsheets. */
@@ -133,6 +136,7 @@ export function formatTable(r: ReportData): string {
     out.push('')
   }
   if (r.clients.length === 0) out.push('no matching decisions', '')
+  if (r.window) out.push(`window: ${bound(r.window.since) ?? '(start)'} .. ${bound(r.window.until) ?? '(end)'} (UTC, both included)`)
   const k = r.counts
   const foot = [`${plural(r.clients.length, 'client')}, ${plural(k.decisions - k.filtered, 'decision')} shown`]
   if (k.filtered > 0) foot.push(`${k.filtered} filtered out`)
@@ -143,3 +147,6 @@ export function formatTable(r: ReportData): string {
   out.push(...wrap('', foot))
   return out.join('\n') + '\n'
 }
+
+/** A bound of the window as ISO 8601 UTC, milliseconds and all; null for a bound not given. */
+const bound = (ms: number | undefined): string | null => ms === undefined ? null : iso(ms)

@@ -29,15 +29,36 @@ export interface ReportArgs {
   readonly out: NodeJS.WritableStream
 }
 
-/** "24h" → now − 24h; an ISO 8601 time → that time. */
-export function parseTime(flag: string, v: string, now: number): number {
+/** A written time: date, then optionally time of day (with seconds and a fraction), then optionally a zone. */
+const TIME = /^(\d{4})-(\d\d)-(\d\d)(?:[Tt ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?([Zz]|[+-]\d\d:?\d\d)?)?$/
+
+/**
+ * "24h" → now − 24h; a time → that time. A time without a zone is UTC, as every time the report
+ * prints is. `end` (--until): the end of what was written, so that a time copied from the table
+ * (to the second) or a day (2026-11-30) includes all of it. A date or time that does not exist
+ * (February 30, 24:00) is an error.
+ */
+export function parseTime(flag: string, v: string, now: number, end = false): number {
   const ms = parseDuration(v)
   if (ms !== undefined) return now - ms
-  const t = /^\d{4}-\d\d-\d\d/.test(v) ? Date.parse(v) : NaN
-  if (Number.isNaN(t)) {
-    throw new AppError('USAGE', `report: --${flag} ${v}: expected a duration (30m, 24h, 7d) or a time (2026-11-21T10:00:00Z)`)
+  const bad = () => new AppError('USAGE', `report: --${flag} ${v}: expected a duration (30m, 24h, 7d) or a time (2026-11-21, 2026-11-21T10:00:00Z; UTC when no zone is given)`)
+  const m = TIME.exec(v)
+  if (!m) throw bad()
+  const [, y, mo, d, h, mi, sec, frac, zone] = m
+  const n = (x: string | undefined) => x === undefined ? 0 : Number(x)
+  const fracMs = frac === undefined ? 0 : Number(frac.slice(0, 3).padEnd(3, '0'))
+  const t = Date.UTC(n(y), n(mo) - 1, n(d), n(h), n(mi), n(sec), fracMs)
+  const back = new Date(t)
+  if (back.getUTCFullYear() !== n(y) || back.getUTCMonth() !== n(mo) - 1 || back.getUTCDate() !== n(d)
+    || back.getUTCHours() !== n(h) || back.getUTCMinutes() !== n(mi) || back.getUTCSeconds() !== n(sec)) throw bad()
+  let offset = 0
+  if (zone !== undefined && zone.toUpperCase() !== 'Z') {
+    const z = /^([+-])(\d\d):?(\d\d)$/.exec(zone)!
+    if (Number(z[2]) > 23 || Number(z[3]) > 59) throw bad()
+    offset = (z[1] === '-' ? -1 : 1) * (Number(z[2]) * 60 + Number(z[3])) * 60_000
   }
-  return t
+  const unit = h === undefined ? 86_400_000 : sec === undefined ? 60_000 : frac === undefined ? 1000 : 1
+  return t - offset + (end ? unit - 1 : 0)
 }
 
 function filtersOf(args: ReportArgs): Filters {
@@ -48,7 +69,7 @@ function filtersOf(args: ReportArgs): Filters {
     if (!client) throw new AppError('USAGE', `report: --client ${args.client}: expected an address or CIDR`)
   }
   const since = args.since === undefined ? undefined : parseTime('since', args.since, now)
-  const until = args.until === undefined ? undefined : parseTime('until', args.until, now)
+  const until = args.until === undefined ? undefined : parseTime('until', args.until, now, true)
   if (since !== undefined && until !== undefined && until < since) {
     const at = (ms: number) => new Date(ms).toISOString()
     throw new AppError('USAGE', `report: --until ${args.until} (${at(until)}) is before --since ${args.since} (${at(since)}): nothing could match`)
@@ -69,7 +90,8 @@ function actionsOf(v: string): Set<string> {
 
 /** `tunnelguard report`: read ECS log lines, aggregate per client, print table/json/csv. */
 export async function runReport(args: ReportArgs): Promise<void> {
-  const agg = new Aggregator(filtersOf(args))
+  const f = filtersOf(args)
+  const agg = new Aggregator(f)
   let leases
   try {
     leases = args.leases && args.leases.length > 0 ? await loadLeases(args.leases) : undefined
@@ -116,7 +138,9 @@ export async function runReport(args: ReportArgs): Promise<void> {
   const filters: Record<string, string> = {}
   for (const key of ['since', 'until', 'client', 'list', 'action'] as const) if (args[key] !== undefined) filters[key] = args[key]!
   if (leases) filters.leases = args.leases!.join(', ')
-  const data: ReportData = { clients: agg.sorted(), counts: k, errors, filters }
+  const { since, until } = f
+  const window = since === undefined && until === undefined ? undefined : { since, until }
+  const data: ReportData = { clients: agg.sorted(), counts: k, errors, filters, window }
   const text = args.format === 'json' ? formatJson(data) : args.format === 'csv' ? formatCsv(data) : formatTable(data)
   await new Promise<void>((resolve, reject) => args.out.write(text, e => e ? reject(e) : resolve()))
   // after the report, so that what was read is shown; the CLI prints these on stderr and exits 1

@@ -7,7 +7,7 @@ import { createClientTable } from '../../src/observe/client-table.js'
 import { createEvidence } from '../../src/observe/evidence.js'
 import { createLogger } from '../../src/observe/logger.js'
 import { createMetrics } from '../../src/observe/metrics.js'
-import { runReport, type ReportArgs } from '../../src/report/run.js'
+import { parseTime, runReport, type ReportArgs } from '../../src/report/run.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 
 const T0 = Date.UTC(2026, 10, 21, 10, 0, 0)
@@ -138,13 +138,40 @@ t.test('filters', async t => {
   t.match(none, 'no matching decisions\n\n0 clients, 0 decisions shown, 8 filtered out, 11 lines read')
 })
 
+t.test('--since and --until: UTC when no zone is given, the end of what --until names, dates that exist', async t => {
+  const now = Date.parse('2026-11-21T11:00:00Z')
+  const at = (v: string, end = false) => new Date(parseTime('x', v, now, end)).toISOString()
+  t.equal(at('2026-11-21 10:05:03'), '2026-11-21T10:05:03.000Z', 'as the table prints it: UTC')
+  t.equal(at('2026-11-21T10:05:03', true), '2026-11-21T10:05:03.999Z', 'until a second: all of it (the table shows no fraction)')
+  t.equal(at('2026-11-21T10:05', true), '2026-11-21T10:05:59.999Z')
+  t.equal(at('2026-11-21', true), '2026-11-21T23:59:59.999Z', 'until a day: all of it')
+  t.equal(at('2026-11-21'), '2026-11-21T00:00:00.000Z')
+  t.equal(at('2026-11-21T10:05:03.4', true), '2026-11-21T10:05:03.400Z', 'a fraction is exact')
+  t.equal(at('2026-11-21T10:05:03.123456789Z'), '2026-11-21T10:05:03.123Z')
+  t.equal(at('2026-11-21T12:05:03+02:00'), '2026-11-21T10:05:03.000Z')
+  t.equal(at('2026-11-21t05:05:03-0500'), '2026-11-21T10:05:03.000Z')
+  t.equal(at('2026-11-21T10:05:03z'), '2026-11-21T10:05:03.000Z')
+  t.equal(at('30m'), '2026-11-21T10:30:00.000Z')
+  for (const bad of ['2026-02-30', '2026-13-01', '2026-11-21T24:00', '2026-11-21T10:60', '2026-11-21T10:05:60', '2026-11-21Z',
+    '2026-11-21T10:05+25:00', '2026-11-21T10:05+02:61', '21/11/2026', '2026-11-21T10', 'yesterday']) {
+    t.throws(() => parseTime('since', bad, now), { code: 'USAGE', message: `report: --since ${bad}: expected a duration (30m, 24h, 7d) or a time (2026-11-21, 2026-11-21T10:00:00Z; UTC when no zone is given)` }, bad)
+  }
+  // the window is shown: in the table's last lines and in JSON
+  const table = await report({ files: [plain], since: '2026-11-21 10:03', until: '2026-11-21T10:04' })
+  t.match(table, '\nwindow: 2026-11-21T10:03:00.000Z .. 2026-11-21T10:04:59.999Z (UTC, both included)\n')
+  t.match(await report({ files: [plain], since: '56m' }), '\nwindow: 2026-11-21T10:04:00.000Z .. (end) (UTC, both included)\n')
+  t.same(JSON.parse(await report({ files: [plain], until: '59m', format: 'json' })).summary.window, { since: null, until: '2026-11-21T10:01:00.000Z' })
+  t.notOk('window' in JSON.parse(await report({ files: [plain], format: 'json' })).summary, 'no window without --since or --until')
+  t.notMatch(await report({ files: [plain] }), /window:/)
+})
+
 t.test('errors', async t => {
   await t.rejects(report({ since: 'yesterday' }), { code: 'USAGE', message: /--since yesterday/ })
   await t.rejects(report({ until: '2026-13-45' }), { code: 'USAGE', message: /--until/ })
   await t.rejects(report({ client: 'nope' }), { code: 'USAGE', message: /--client nope/ })
   // now = T0 + 1h: --since 30m is 10:30, before --until 10:10
   await t.rejects(report({ files: [plain], since: '30m', until: '2026-11-21T10:10:00Z' }),
-    { code: 'USAGE', message: 'report: --until 2026-11-21T10:10:00Z (2026-11-21T10:10:00.000Z) is before --since 30m (2026-11-21T10:30:00.000Z): nothing could match' })
+    { code: 'USAGE', message: 'report: --until 2026-11-21T10:10:00Z (2026-11-21T10:10:00.999Z) is before --since 30m (2026-11-21T10:30:00.000Z): nothing could match' })
   const failing = new Writable({ write(_c, _e, cb) { cb(new Error('EPIPE')) } })
   failing.on('error', () => {})
   await t.rejects(runReport({ files: [plain], format: 'json', out: failing }), /EPIPE/)
