@@ -62,7 +62,10 @@ const key = (url: string) => createHash('sha256').update(url).digest('hex').slic
  * Where the last good copies are kept: `state.dir`, or a directory of this user's own in the temp
  * dir (`tunnelguard-state-UID`, made with mode 0700).
  */
-export const stateDir = (config: Config): string => config.state.dir ?? join(tmpdir(), `tunnelguard-state-${process.getuid?.() ?? 'user'}`)
+export const stateDir = (config: Config): string => config.state.dir ?? join(tmpdir(), USER_DIR)
+/* c8 ignore next 2 - process.getuid is there on every system but Windows */
+const UID = process.getuid?.()
+const USER_DIR = `tunnelguard-state-${UID ?? 'user'}`
 
 /**
  * Why the copies in `dir` cannot be trusted, or undefined when they can (or `dir` is not there
@@ -77,8 +80,7 @@ export function untrustedDir(dir: string): string | undefined {
     return undefined                                 // not there yet: made, private, by the first save
   }
   if (!st.isDirectory()) return 'not a directory'
-  const uid = process.getuid?.()
-  if (uid !== undefined && st.uid !== uid && st.uid !== 0) return `owned by uid ${st.uid}, not by this process's (${uid})`
+  if (UID !== undefined && st.uid !== UID && st.uid !== 0) return `owned by uid ${st.uid}, not by this process's (${UID})`
   if ((st.mode & 0o022) !== 0) return `writable by other users (mode ${(st.mode & 0o777).toString(8)})`
   return undefined
 }

@@ -38,8 +38,23 @@ export function sinkholeCaptureProblem(s: Pick<ParsedConfig['sinkhole'], 'ipv4' 
     + `${nowhere.length === 0 ? '' : ` (${nowhere.join(' and ')} lead${nowhere.length === 1 ? 's' : ''} nowhere)`}; ${fix}`
 }
 
+/** What each log level above info leaves out of the evidence (decision lines are at info, alerts at warn). */
+const LOST: Readonly<Record<string, string>> = {
+  warn: 'only alerts are written (at warn); the lines of blocks, sinkholes and proxy refusals (at info) are not',
+  error: 'no decision line is written, not even an alert\'s',
+}
+
 /** What a valid config should not be left as, though it runs: each with the path it is about. */
 export function configWarnings(c: ParsedConfig): ConfigProblem[] {
+  const out: ConfigProblem[] = []
   const sinkhole = sinkholeCaptureProblem(c.sinkhole)
-  return sinkhole === undefined ? [] : [{ path: ['sinkhole', 'listen'], message: sinkhole }]
+  if (sinkhole !== undefined) out.push({ path: ['sinkhole', 'listen'], message: sinkhole })
+  const lost = LOST[c.log.level] ?? LOST.error!
+  if (c.log.level !== 'info' && c.log.level !== 'debug' && c.log.level !== 'trace') {
+    out.push({ path: ['log', 'level'], message: `at ${c.log.level}, ${lost}: which machine asked for what is not recorded; set log.level: info (the default)` })
+  }
+  if (c.dns.listen.length === 0 && c.proxy.listen.length === 0 && c.sinkhole.listen.length === 0) {
+    out.push({ path: ['dns', 'listen'], message: 'dns.listen, proxy.listen and sinkhole.listen are all empty: serve would answer no query and proxy nothing; give dns.listen or proxy.listen an address' })
+  }
+  return out
 }

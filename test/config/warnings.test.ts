@@ -42,3 +42,21 @@ t.test('the loader attaches the warning with file and line; the built-in config 
   t.same(builtinConfig({ resolvConf: '/nonexistent' }).warnings, [])
   t.same(loadConfig(join(t.testdir({ 'e.yaml': '' }), 'e.yaml')).warnings, [])
 })
+
+t.test('a log level above info loses the evidence; a config that listens on nothing', async t => {
+  const w = (text: string) => parseConfigText(text, 'w.yaml').warnings.map(x => `${x.source} ${x.message}`)
+  t.same(w('dns: { upstreams: ["udp://127.0.0.1:53"] }\nlog:\n  level: warn\n'), [
+    'w.yaml:3 log.level: at warn, only alerts are written (at warn); the lines of blocks, sinkholes and proxy refusals (at info) are not: which machine asked for what is not recorded; set log.level: info (the default)',
+  ])
+  for (const level of ['error', 'fatal', 'silent']) {
+    t.same(w(`log: { level: ${level} }\n`), [
+      `w.yaml:1 log.level: at ${level}, no decision line is written, not even an alert's: which machine asked for what is not recorded; set log.level: info (the default)`,
+    ], level)
+  }
+  for (const level of ['info', 'debug', 'trace']) t.same(w(`log: { level: ${level} }\n`), [], level)
+  t.same(w('dns:\n  listen: []\nproxy: { listen: [] }\n'), [
+    'w.yaml:2 dns.listen: dns.listen, proxy.listen and sinkhole.listen are all empty: serve would answer no query and proxy nothing; give dns.listen or proxy.listen an address',
+  ])
+  t.same(w('dns: { listen: [] }\nproxy: { listen: [] }\nsinkhole: { ipv4: 127.0.0.250, listen: ["127.0.0.250:443"] }\n'), [], 'a capture listener alone is something')
+  t.same(w('dns: { listen: [] }\n'), [], 'the proxy listens')
+})

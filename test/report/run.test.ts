@@ -161,6 +161,7 @@ t.test('--since and --until: UTC when no zone is given, the end of what --until 
   t.match(table, '\nwindow: 2026-11-21T10:03:00.000Z .. 2026-11-21T10:04:59.999Z (UTC, both included)\n')
   t.match(await report({ files: [plain], since: '56m' }), '\nwindow: 2026-11-21T10:04:00.000Z .. (end) (UTC, both included)\n')
   t.same(JSON.parse(await report({ files: [plain], until: '59m', format: 'json' })).summary.window, { since: null, until: '2026-11-21T10:01:00.000Z' })
+  t.match(await report({ files: [plain], until: '59m' }), '\nwindow: (start) .. 2026-11-21T10:01:00.000Z (UTC, both included)\n')
   t.notOk('window' in JSON.parse(await report({ files: [plain], format: 'json' })).summary, 'no window without --since or --until')
   t.notMatch(await report({ files: [plain] }), /window:/)
 })
