@@ -104,11 +104,18 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') { write(USAGE); return cmd === undefined ? 2 : 0 }
     const options = OPTIONS[cmd]
     if (!options) usage(`unknown command "${cmd}"; commands: serve, check, lists, validate, report`)
-    let parsed: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] }
+    let parsed: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[]; tokens: { kind: string; name?: string }[] }
     try {
-      parsed = parseArgs({ args: joinDashValues(rest, options), options, allowPositionals: true, strict: true }) as typeof parsed
+      parsed = parseArgs({ args: joinDashValues(rest, options), options, allowPositionals: true, strict: true, tokens: true }) as typeof parsed
     } catch (e) {
       usage(argsError(cmd, e as Error))
+    }
+    // an option that takes one value, given twice: parseArgs would keep the last one without a word
+    const given = new Set<string>()
+    for (const tk of parsed.tokens) {
+      if (tk.kind !== 'option' || options[tk.name!]!.multiple === true) continue
+      if (given.has(tk.name!)) usage(`${cmd}: --${tk.name} given more than once; give it once`)
+      given.add(tk.name!)
     }
     const v = parsed.values
     if (v.help === true) { write(commandUsage(cmd)); return 0 }

@@ -197,6 +197,10 @@ t.test('usage errors exit 2 with one line saying what is wrong', async t => {
     [['serve', '--admin', 'x'], /--admin x: not HOST:PORT/],
     [['serve', '--upstream', 'https://dns.google'], /--upstream https:\/\/dns\.google: expected udp:\/\/IP\[:PORT\]/],
     [['report', '--format', 'xml'], /--format xml: expected table, json or csv/],
+    [['report', '--client', '10.0.0.1', '--client', '10.0.0.2'], /^tunnelguard: report: --client given more than once; give it once\n$/],
+    [['report', '--since=1h', '--since', '2h'], /report: --since given more than once/],
+    [['check', 'a.test', '--json', '--json'], /check: --json given more than once/],
+    [['serve', '--config', 'a.yaml', '--config', 'b.yaml'], /serve: --config given more than once/],
   ]
   for (const [argv, re] of cases) {
     const r = await run(argv)
