@@ -26,7 +26,9 @@ t.test('whole labels: myngrok.io and ngrok.io.example.com pass', async t => {
     const r = await run(['check', n, '--json'])
     t.equal(JSON.parse(r.out).action, 'pass', `${n} passes`)
   }
-  t.match((await run(['check', 'example.com'])).out, /example\.com: PASS\n.*\n {2}reason: +not listed/)
+  const pass = (await run(['check', 'example.com'])).out
+  t.match(pass, /example\.com: PASS\n.*\n {2}reason: +not listed\n {2}note: +the name alone; DNS also decides the CNAME, DNAME, HTTPS\/SVCB and SRV targets in its answer, and the proxy the SNI and Host/)
+  t.notMatch((await run(['check', 'connect.ngrok-agent.com'])).out, /note:/, 'no note on a name the lists decide')
 })
 
 t.test('a config listing a Sigma rule blocks tunnel.jp.ngrok.com and names the rule id and author', async t => {

@@ -78,6 +78,9 @@ export function explainDecision(d: Decision, client: string, refused = false): s
   if (d.entry) lines.push(`  entry:   ${d.entry.pattern} (${d.entry.kind}) in list ${d.entry.list}, ${d.entry.source}`)
   if (d.sigma) lines.push(`  sigma:   ${d.sigma.id} "${d.sigma.title}" by ${d.sigma.author}`)
   if (refused) lines.push(`  dns:     REFUSED: ${client} is not in dns.allowClients, so DNS answers this client REFUSED whatever the name`)
+  if (d.action === 'pass') {
+    lines.push('  note:    the name alone; DNS also decides the CNAME, DNAME, HTTPS/SVCB and SRV targets in its answer, and the proxy the SNI and Host sent to it, so it can still be blocked through one of them')
+  }
   return lines.join('\n') + '\n'
 }
 
