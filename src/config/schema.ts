@@ -143,7 +143,8 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   lists: z.record(listName, z.strictObject({
     files: z.array(filePath).default([]),
-    urls: z.array(z.string().url()).default([]),
+    urls: z.array(z.string().refine(u => /^https?:\/\/[^/?#\s]+/i.test(u) && URL.canParse(u),
+      'not an http:// or https:// URL; write e.g. https://example.org/list.txt')).default([]),
     refresh: duration.refine(ms => ms >= 1000, 'refresh a remote list at most every 1s (0 would fetch it without pause); write e.g. 1h, 1d').default(86_400_000),
     maxBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
     action: action.default('block'),

@@ -158,6 +158,11 @@ t.test('a reference check is skipped only where the part it reads is itself inva
       ['lists.r.refresh: refresh a remote list at most every 1s (0 would fetch it without pause); write e.g. 1h, 1d'], `refresh: ${r}`)
   }
   t.equal(parseConfigText('lists:\n  r: { urls: ["https://example.org/l.txt"], refresh: 1s }\n', 'r.yaml').lists!.r!.refresh, 1000)
+  // a list URL is fetched over HTTP(S): anything else is said so, with the form to write
+  for (const bad of ['ftp://example.org/l.txt', 'not a url', 'https://', 'file:///etc/hosts', 'http://exa mple.org/l.txt']) {
+    t.same(only(`lists:\n  r: { urls: ["${bad}"] }\n`), ['lists.r.urls[0]: not an http:// or https:// URL; write e.g. https://example.org/list.txt'], bad)
+  }
+  t.same(parseConfigText('lists:\n  r: { urls: ["HTTP://u:p@example.org:8080/l.txt?k=v"] }\n', 'u.yaml').lists!.r!.urls, ['HTTP://u:p@example.org:8080/l.txt?k=v'])
   // a list name that is not valid: why, and a name that is
   t.same(only('lists:\n  Bad: { urls: ["https://example.org/l.txt"] }\n'), ['lists.Bad: list name "Bad" is not valid: list names are lowercase letters, digits, - and _; write e.g. "bad"'])
   t.same(only('lists:\n  "My List!": { urls: ["https://example.org/l.txt"] }\n'), ['lists.My List!: list name "My List!" is not valid: list names are lowercase letters, digits, - and _; write e.g. "my-list-"'])
