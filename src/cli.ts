@@ -142,6 +142,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       case 'check': {
         const client = (v.client as string | undefined) ?? '127.0.0.1'
         if (isIP(client) === 0) usage(`check: --client ${client}: not an IP address (e.g. 10.1.2.3 or fd00::7)`)
+        if (parsed.positionals[0]!.trim() === '') usage('check: NAME is empty (e.g. tunnelguard check connect.ngrok-agent.com)')
         const { snap, stored } = offline()
         write(explainCheck(snap, parsed.positionals[0]!, client, v.json === true, stored))
         return 0

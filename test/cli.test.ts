@@ -193,6 +193,8 @@ t.test('usage errors exit 2 with one line saying what is wrong', async t => {
     [['frobnicate'], /unknown command "frobnicate"; commands: serve, check, lists, validate, report/],
     [['check'], /check: missing NAME/],
     [['check', 'a', 'b'], /unexpected argument "b"/],
+    [['check', ''], /^tunnelguard: check: NAME is empty \(e\.g\. tunnelguard check connect\.ngrok-agent\.com\)\n$/],
+    [['check', ' '], /check: NAME is empty/],
     [['check', 'a', '--bogus'], /^tunnelguard: check: unknown option --bogus; options: --config, --client, --json, --help\n$/],
     [['serve', '--dns', 'nope'], /--dns nope: not HOST:PORT/],
     [['serve', '--proxy', 'x:99999'], /--proxy x:99999: not HOST:PORT/],

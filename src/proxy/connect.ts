@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
-import { effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
+import { deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { readClientHello, type HelloRead } from './hello-reader.js'
 import { ReadRelay } from './relay.js'
@@ -57,7 +57,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   }
   if (!sets.allowClients.has(client.ip)) {
     ctx.evidence.counters.dropped('refused')
-    ctx.evidence.warn('proxy.client_denied', { 'client.ip': client.ip, 'client.port': client.port, 'http.request.method': 'CONNECT' })
+    ctx.evidence.warn('proxy.client_denied', deniedFields(conn, client, 'CONNECT'))
     return refuse(403, `client ${client.ip} is not in proxy.allowClients`)
   }
   const target = parseAuthority(req.url!)

@@ -108,3 +108,15 @@ export function effectiveClient(client: Peer, headers: IncomingHttpHeaders, trus
   }
   return c
 }
+
+/**
+ * The fields of a `proxy.client_denied` line for a request refused for its client: who, why, and
+ * (when a trusted peer named the client, by PROXY protocol or X-Forwarded-For) the peer that did.
+ */
+export function deniedFields(conn: Conn, client: Peer, method: string | undefined): Record<string, unknown> {
+  return {
+    'client.ip': client.ip, 'client.port': client.port, 'http.request.method': method,
+    'error.message': 'not in proxy.allowClients: 403',
+    ...client.ip === conn.peer.ip ? {} : { 'source.ip': conn.peer.ip, 'source.port': conn.peer.port },
+  }
+}

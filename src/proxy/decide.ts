@@ -82,7 +82,7 @@ export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, clie
   if (answer.addresses.length === 0) return { ok: false, status: 502, reason: `${name} has no addresses`, cnames }
   for (const ip of answer.addresses) {
     const bad = ctx.guard.check(ip, t.port, sets.allowDest)
-    if (bad) return { ok: false, status: 403, reason: `${name} resolves to ${bad}`, cnames }
+    if (bad) return { ok: false, status: 403, reason: `${name} resolves to ${bad.replace(/ is /, ", which is ")}`, cnames }
   }
   return { ok: true, ip: answer.addresses[0], cname, cnames }
 }

@@ -1,7 +1,7 @@
 import { request, type IncomingMessage, type RequestOptions, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
-import { effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
+import { deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
 import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders } from './headers.js'
 import { sendError } from './responses.js'
@@ -31,7 +31,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   }
   if (!sets.allowClients.has(client.ip)) {
     ctx.evidence.counters.dropped('refused')
-    ctx.evidence.warn('proxy.client_denied', { 'client.ip': client.ip, 'client.port': client.port, 'http.request.method': req.method })
+    ctx.evidence.warn('proxy.client_denied', deniedFields(conn, client, req.method))
     return refuse(403, `client ${client.ip} is not in proxy.allowClients`)
   }
   const m = ABSOLUTE.exec(req.url!)

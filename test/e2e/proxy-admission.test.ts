@@ -53,6 +53,16 @@ t.test('a peer neither allowed nor trusted is closed at the accept, takes no slo
   const tunnel = await open(t, port, '127.0.0.2', `PROXY TCP4 127.0.0.9 127.0.0.1 5555 ${port}\r\nCONNECT x.example:443 HTTP/1.1\r\nHost: x.example:443\r\n\r\n`)
   t.ok(await waitFor(() => /^HTTP\/1\.1 403 [\s\S]*127\.0\.0\.9 is not in proxy\.allowClients/.test(tunnel.data())), 'CONNECT for a client named by PROXY, not allowed: 403')
   t.equal(lines(ev, 'proxy.client_denied').length, 4, 'each request refused for a named client is a line of its own, as before')
+  t.match(lines(ev, 'proxy.client_denied').slice(2), [
+    { 'client.ip': '127.0.0.9', 'http.request.method': 'GET', 'error.message': 'not in proxy.allowClients: 403', 'source.ip': '127.0.0.2' },
+    { 'client.ip': '127.0.0.9', 'client.port': 5555, 'http.request.method': 'CONNECT', 'error.message': 'not in proxy.allowClients: 403', 'source.ip': '127.0.0.2' },
+  ], 'why, and the trusted peer that named the client')
+  // the trusted peer speaking for itself (no X-Forwarded-For): refused as its own client, no source
+  const self = await open(t, port, '127.0.0.2', GET(origin.port))
+  t.ok(await waitFor(() => /^HTTP\/1\.1 403 [\s\S]*127\.0\.0\.2 is not in proxy\.allowClients/.test(self.data())))
+  const own = lines(ev, 'proxy.client_denied').at(-1)!
+  t.match(own, { 'client.ip': '127.0.0.2', 'error.message': 'not in proxy.allowClients: 403' })
+  t.notOk('source.ip' in own)
 })
 
 t.test('one address cannot take every slot; a trusted forwarder may', async t => {

@@ -59,7 +59,7 @@ t.test('IPv4-translated addresses are decided as the IPv4 they embed; site-local
     ['[::ffff:0:a9fe:a9fe]:8080', /is link-local \(cloud metadata\)/],
     ['[fec0::1]:8080', /fec0::1 is site-local \(deprecated\) \(fec0::\/10\)/],
     ['[fedc:1::5]:8080', /is site-local/],
-    ['siit.example:8080', /siit\.example resolves to ::ffff:0:7f00:1 is loopback/],
+    ['siit.example:8080', /siit\.example resolves to ::ffff:0:7f00:1, which is loopback/],
     ['meta.example:8080', /link-local/],
     ['sitelocal.example:8080', /site-local/],
   ]

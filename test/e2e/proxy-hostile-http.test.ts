@@ -138,7 +138,7 @@ t.test('plain HTTP to an internal address: 403; a listed name keeps its list mat
   t.equal(status(listed.data), 403)
   t.match(p.ev.events.at(-1), { decision: {
     action: 'block', policy: 'proxy.allowDestinations', list: 'tunnels', entry: { pattern: 'trycloudflare.com' },
-    reason: /resolves to 169\.254\.169\.254 .*; alert: inside\.trycloudflare\.com/,
+    reason: /resolves to 169\.254\.169\.254, which is .*; alert: inside\.trycloudflare\.com/,
   } })
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
