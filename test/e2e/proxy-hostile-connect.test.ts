@@ -102,7 +102,7 @@ t.test('CONNECT to internal addresses by name and by address tricks', async t =>
     t.match(r.data, /allowDestinations/)
   }
   t.equal(sink.accepted(), 0)
-  t.match(p.ev.events.at(-1), { decision: { action: 'block', where: 'connect', policy: 'proxy.allowDestinations' }, extra: { 'error.message': /127\.0\.0\.1 is loopback/ } })
+  t.match(p.ev.events.at(-1), { decision: { action: 'block', where: 'connect', policy: 'proxy.allowDestinations' }, extra: { 'error.message': /127\.0\.0\.1, which is loopback/ } })
   t.notOk(p.ev.events.at(-1)!.decision.list, 'a refusal by the proxy\'s rules alone names no list')
   for (const target of ['x.example:22', 'x.example:6379', 'x.example:3128']) {
     const r = await exchange(p.port, [CONNECT(target)])
