@@ -63,8 +63,9 @@ const key = (url: string) => createHash('sha256').update(url).digest('hex').slic
  * dir (`tunnelguard-state-UID`, made with mode 0700).
  */
 export const stateDir = (config: Config): string => config.state.dir ?? join(tmpdir(), USER_DIR)
-/* c8 ignore next 2 - process.getuid is there on every system but Windows */
+/* c8 ignore next 3 - process.getuid and getgid are there on every system but Windows */
 const UID = process.getuid?.()
+const GID = process.getgid?.()
 const USER_DIR = `tunnelguard-state-${UID ?? 'user'}`
 
 /**
@@ -81,7 +82,10 @@ export function untrustedDir(dir: string): string | undefined {
   }
   if (!st.isDirectory()) return 'not a directory'
   if (UID !== undefined && st.uid !== UID && st.uid !== 0) return `owned by uid ${st.uid}, not by this process's (${UID})`
-  if ((st.mode & 0o022) !== 0) return `writable by other users (mode ${(st.mode & 0o777).toString(8)})`
+  const mode = (st.mode & 0o777).toString(8)
+  if ((st.mode & 0o002) !== 0) return `writable by other users (mode ${mode})`
+  // writable by a group: trusted only when it is this process's own (Kubernetes' fsGroup)
+  if ((st.mode & 0o020) !== 0 && st.gid !== GID) return `writable by group ${st.gid} (mode ${mode})`
   return undefined
 }
 

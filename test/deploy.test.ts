@@ -22,13 +22,13 @@ function validConfig(t: Test, text: string, what: string): ParsedConfig {
 const ports = (l: readonly string[]) => l.map(x => splitHostPort(x)!.port)
 
 /** Shipped list files named by a config: /app/blocklists/X must be blocklists/X. */
-function checkListPaths(t: Test, c: ParsedConfig): void {
+function checkListPaths(t: Test, c: ParsedConfig, stateDir = '/var/lib/tunnelguard'): void {
   const files = Object.values(c.lists ?? {}).flatMap(l => l.files)
   t.same(files.sort(), ['/app/blocklists/ngrok.txt', '/app/blocklists/tunnels.txt'])
   for (const f of files) t.ok(existsSync(resolve(ROOT, 'blocklists', basename(f))), `${f} ships`)
   t.equal(c.lists?.ngrok?.action, 'sinkhole')
   t.equal(c.lists?.tunnels?.action, 'alert')
-  t.equal(c.state.dir, '/var/lib/tunnelguard')
+  t.equal(c.state.dir, stateDir)
 }
 
 const dockerfile = read('Dockerfile')
@@ -101,7 +101,7 @@ t.test('the Kubernetes example: config, non-root pod, probes and ports agree', a
   t.same(docs.map(d => d.kind), ['ConfigMap', 'Deployment', 'Service', 'Service'])
   const [cm, dep, svc, admin] = docs
   const c = validConfig(t, cm.data['config.yaml'], 'the ConfigMap config')
-  checkListPaths(t, c)
+  checkListPaths(t, c, '/var/lib/tunnelguard/copies')   // made by tunnelguard inside the world-writable emptyDir
   const pod = dep.spec.template.spec
   const ctr = pod.containers[0]
   t.equal(pod.securityContext.runAsNonRoot, true)

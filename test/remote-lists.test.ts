@@ -202,7 +202,12 @@ t.test('a state dir another user made or can write to is neither read nor writte
   mkdirSync(foreign)
   chownSync(foreign, 65534, 65534)
   const notDir = join(root, 'f')
-  for (const [dir, why] of [[open, /writable by other users \(mode 777\)/], [foreign, /owned by uid 65534/], [notDir, /not a directory/]] as const) {
+  const group = join(root, 'group')                  // writable by a group this process is not in
+  mkdirSync(group)
+  chownSync(group, process.getuid!(), 65534)
+  chmodSync(group, 0o770)
+  for (const [dir, why] of [[open, /writable by other users \(mode 777\)/], [foreign, /owned by uid 65534/], [notDir, /not a directory/],
+    [group, /writable by group 65534 \(mode 770\)/]] as const) {
     if (dir !== notDir) forge(dir)
     const ev = memoryEvidence()
     const c = configWith(makeSnapshot().config, dir, [url])
@@ -224,6 +229,9 @@ t.test('a state dir another user made or can write to is neither read nor writte
   await rl.refreshAll()
   t.equal(rl.texts().remote![0]!.text, 'ngrok.io\n')
   t.equal(readdirSync(open).length, 2, 'only the two forged files there')
+  // writable by this process's own group (Kubernetes' fsGroup): trusted
+  chownSync(group, process.getuid!(), process.getgid!())
+  t.notOk(storedCopies(configWith(makeSnapshot().config, group, [url])).untrusted)
   // the same directory made private: its copies are used again
   chmodSync(open, 0o700)
   t.notOk(storedCopies(configWith(makeSnapshot().config, open, [url])).untrusted)
