@@ -111,7 +111,7 @@ t.test('the Kubernetes example: config, non-root pod, probes and ports agree', a
   t.same(ctr.securityContext.capabilities.drop, ['ALL'])
   t.same(ctr.args, ['serve', '--config', '/etc/tunnelguard/config.yaml'])
   t.ok(ctr.volumeMounts.some((v: { mountPath: string }) => v.mountPath === '/etc/tunnelguard'), 'config mounted')
-  t.ok(ctr.volumeMounts.some((v: { mountPath: string }) => v.mountPath === c.state.dir), 'state dir writable')
+  t.ok(ctr.volumeMounts.some((v: { mountPath: string }) => `${v.mountPath}/copies` === c.state.dir), 'the state dir inside a writable mount')
   const byName = new Map<string, { containerPort: number; protocol: string }>(ctr.ports.map((p: { name: string }) => [p.name, p]))
   t.equal(ctr.readinessProbe.httpGet.path, '/readyz')
   t.equal(ctr.livenessProbe.httpGet.path, '/healthz')
