@@ -7,6 +7,7 @@ import { memoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { startUnbound } from '../fixtures/unbound.js'
 import { dig, kdig } from '../fixtures/dig.js'
+import { slowUpstream } from '../fixtures/slow-upstream.js'
 
 /** Send `n` queries at once from one socket; the rcodes of the replies that came within `ms`. */
 async function burst(port: number, n: number, ms = 400): Promise<number[]> {
@@ -70,15 +71,9 @@ t.test('per-client rate limit: excess dropped, logged once per window', async t 
 })
 
 t.test('queries in flight are bounded: the excess gets SERVFAIL at once', async t => {
-  const slow = createSocket('udp4')
-  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
-  t.teardown(() => slow.close())
-  slow.on('message', (m, r) => setTimeout(() => {
-    const q = dnsPacket.decode(m)
-    slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions }), r.port, r.address)
-  }, 200))
+  const slow = await slowUpstream(t, 200)
   const ev = memoryEvidence()
-  const config: ConfigInput = { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`], maxInFlight: 2 } }
+  const config: ConfigInput = { dns: { upstreams: [slow.url], maxInFlight: 2 } }
   const snap = makeSnapshot({ config })
   const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
   t.teardown(() => dns.close())
@@ -133,19 +128,13 @@ t.test('refused and rate-limited clients: at most 100 named per window, the rest
 })
 
 t.test('one client cannot take all of maxInFlight: past maxInFlightPerClient its queries get SERVFAIL, others are still forwarded', async t => {
-  const slow = createSocket('udp4')
-  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
-  t.teardown(() => slow.close())
   let forwarded = 0
-  slow.on('message', (m, r) => {
-    forwarded++
-    setTimeout(() => {
-      const q = dnsPacket.decode(m)
-      slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions, answers: [{ type: 'A', name: q.questions![0]!.name, ttl: 60, data: '192.0.2.7' }] }), r.port, r.address)
-    }, 300)
+  const slow = await slowUpstream(t, 300, {
+    onQuery: () => { forwarded++ },
+    answers: q => [{ type: 'A', name: q.questions![0]!.name, ttl: 60, data: '192.0.2.7' }],
   })
   const ev = memoryEvidence()
-  const config: ConfigInput = { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`], maxInFlight: 10, maxInFlightPerClient: 4 } }
+  const config: ConfigInput = { dns: { upstreams: [slow.url], maxInFlight: 10, maxInFlightPerClient: 4 } }
   const snap = makeSnapshot({ config })
   const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
   t.teardown(() => dns.close())

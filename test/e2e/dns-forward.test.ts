@@ -8,6 +8,7 @@ import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { freePort, startUnbound, type Unbound } from '../fixtures/unbound.js'
 import { dig, kdig } from '../fixtures/dig.js'
+import { slowUpstream } from '../fixtures/slow-upstream.js'
 
 interface Stack { ub: Unbound; dns: DnsService; ev: MemoryEvidence; v4: { address: string; port: number }; v6: { address: string; port: number }; clock: { advance(s: number): void } }
 
@@ -132,20 +133,11 @@ t.test('cache: TTLs count down; negative answers cached by SOA; expiry', async t
 })
 
 t.test('close() drains queries in flight, then stops answering', async t => {
-  const slow = createSocket('udp4')
-  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
-  t.teardown(() => slow.close())
   let arrived!: () => void
   const upstreamGotIt = new Promise<void>(r => { arrived = r })
-  slow.on('message', (m, r) => {
-    arrived()
-    setTimeout(() => {
-      const q = dnsPacket.decode(m)
-      slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions, answers: [{ type: 'A', name: 'a.test', ttl: 9, data: '192.0.2.77' }] }), r.port, r.address)
-    }, 300)
-  })
+  const slow = await slowUpstream(t, 300, { onQuery: () => arrived(), answers: () => [{ type: 'A', name: 'a.test', ttl: 9, data: '192.0.2.77' }] })
   const ev = memoryEvidence()
-  const snap = makeSnapshot({ config: { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`] } } })
+  const snap = makeSnapshot({ config: { dns: { upstreams: [slow.url] } } })
   const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
   const pending = dig(dns.addresses[0]!, 'a.test')
   await upstreamGotIt
@@ -158,19 +150,13 @@ t.test('close() drains queries in flight, then stops answering', async t => {
 })
 
 t.test('identical queries in flight are forwarded once; each client gets its own ID and question back', async t => {
-  const slow = createSocket('udp4')
-  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
-  t.teardown(() => slow.close())
   const seen: string[] = []
-  slow.on('message', (m, r) => {
-    const q = dnsPacket.decode(m)
-    seen.push(q.questions![0]!.name)
-    setTimeout(() => {
-      slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions, answers: [{ type: 'A', name: q.questions![0]!.name, ttl: 9, data: '192.0.2.78' }] }), r.port, r.address)
-    }, 300)
+  const slow = await slowUpstream(t, 300, {
+    onQuery: q => { seen.push(q.questions![0]!.name) },
+    answers: q => [{ type: 'A', name: q.questions![0]!.name, ttl: 9, data: '192.0.2.78' }],
   })
   const ev = memoryEvidence()
-  const snap = makeSnapshot({ config: { dns: { upstreams: [`udp://127.0.0.1:${slow.address().port}`] } } })
+  const snap = makeSnapshot({ config: { dns: { upstreams: [slow.url] } } })
   const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
   t.teardown(() => dns.close())
   const client = createSocket('udp4')

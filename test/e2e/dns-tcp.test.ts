@@ -1,6 +1,5 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { createSocket } from 'node:dgram'
 import { connect, type Socket } from 'node:net'
 import dnsPacket from 'dns-packet'
 import { startDns } from '../../src/dns/server.js'
@@ -9,6 +8,7 @@ import type { ConfigInput } from '../../src/config/schema.js'
 import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { decodeMsg, dig } from '../fixtures/dig.js'
+import { slowUpstream } from '../fixtures/slow-upstream.js'
 
 // DNS over TCP against the limits a client could abuse to hold the listener's connections.
 // The queries are for the DoH canary (use-application-dns.net), answered by the server itself.
@@ -121,20 +121,10 @@ t.test('RFC 7766 kept: a connection in use outlives the idle timeout; each messa
 })
 
 t.test('pipelining is capped per query: at most 128 of one connection\'s queries in flight, the rest taken as answers go out', async t => {
-  const slow = createSocket('udp4')
-  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
-  t.teardown(() => slow.close())
   let now = 0
   let most = 0
-  slow.on('message', (m, r) => {
-    most = Math.max(most, ++now)
-    setTimeout(() => {
-      now--
-      const d = dnsPacket.decode(m)
-      slow.send(dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions }), r.port, r.address)
-    }, 200)
-  })
-  const s = await server(t, { upstreams: [`udp://127.0.0.1:${slow.address().port}`] })
+  const slow = await slowUpstream(t, 200, { onQuery: () => { most = Math.max(most, ++now) }, onAnswer: () => { now-- } })
+  const s = await server(t, { upstreams: [slow.url] })
   const c = await open(s.port)
   t.teardown(() => c.sock.destroy())
   c.sock.write(Buffer.concat(Array.from({ length: 300 }, (_, i) => frame(q(i, `n${i}.slow.test`)))))   // one write
@@ -169,14 +159,8 @@ t.test('a client that does not read its answers: no more of its queries are take
 })
 
 t.test('a client that closes its side after its queries (half-close) still gets every answer, then the FIN', async t => {
-  const slow = createSocket('udp4')                // answers after 100 ms: the answers go out after the client's FIN
-  await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))
-  t.teardown(() => slow.close())
-  slow.on('message', (m, r) => setTimeout(() => {
-    const d = dnsPacket.decode(m)
-    slow.send(dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions }), r.port, r.address)
-  }, 100))
-  const s = await server(t, { upstreams: [`udp://127.0.0.1:${slow.address().port}`] })
+  const slow = await slowUpstream(t, 100)           // answers after 100 ms: the answers go out after the client's FIN
+  const s = await server(t, { upstreams: [slow.url] })
   const c = await open(s.port)
   t.teardown(() => c.sock.destroy())
   c.sock.end(Buffer.concat([frame(q(1, 'a.slow.test')), frame(q(2, 'b.slow.test')), frame(q(3))]))
