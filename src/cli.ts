@@ -113,7 +113,8 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     // an option that takes one value, given twice: parseArgs would keep the last one without a word
     const given = new Set<string>()
     for (const tk of parsed.tokens) {
-      if (tk.kind !== 'option' || options[tk.name!]!.multiple === true) continue
+      const o = tk.kind === 'option' ? options[tk.name!]! : undefined
+      if (o === undefined || o.type !== 'string' || o.multiple === true) continue
       if (given.has(tk.name!)) usage(`${cmd}: --${tk.name} given more than once; give it once`)
       given.add(tk.name!)
     }

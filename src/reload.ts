@@ -2,6 +2,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { AppError, errorLines } from './errors.js'
 import { loadConfig } from './config/load.js'
+import { NO_LISTENERS } from './config/warnings.js'
 import type { Evidence } from './observe/types.js'
 import { allWarnings, buildSnapshot, type ExtraTexts } from './snapshot.js'
 import type { Config, ConfigWarning, Snapshot } from './snapshot-types.js'
@@ -39,8 +40,11 @@ export interface Overrides {
 }
 
 export function applyOverrides(c: Config, o: Overrides): Config {
+  // listeners given on the command line: the file's "listens on nothing" no longer holds
+  const listens = (o.dns?.length ?? 0) + (o.proxy?.length ?? 0) > 0
   return Object.freeze({
     ...c,
+    warnings: listens ? Object.freeze(c.warnings.filter(w => !w.message.endsWith(NO_LISTENERS))) : c.warnings,
     dns: Object.freeze({ ...c.dns, listen: o.dns ? [...o.dns] : c.dns.listen, upstreams: o.upstreams ?? c.dns.upstreams }),
     proxy: Object.freeze({ ...c.proxy, listen: o.proxy ? [...o.proxy] : c.proxy.listen }),
     admin: Object.freeze({ ...c.admin, listen: o.admin ?? c.admin.listen }),

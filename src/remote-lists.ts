@@ -69,24 +69,26 @@ const GID = process.getgid?.()
 const USER_DIR = `tunnelguard-state-${UID ?? 'user'}`
 
 /**
- * Why the copies in `dir` cannot be trusted, or undefined when they can (or `dir` is not there
- * yet). A copy can allow what the lists block (an `@@` entry), so a directory that another user
- * made, or can write to, is not read: in a shared temp dir anyone could have put one there.
+ * Whether the copies in `dir` can be trusted: 'trusted'; 'missing' (not there: no copy to read,
+ * and the first save makes it, private); or why not. A copy can allow what the lists block (an
+ * `@@` entry), so a directory that another user made, or can write to, is not read: in a shared
+ * temp dir anyone could have put one there, even between a look that finds none and a read.
  */
-export function untrustedDir(dir: string): string | undefined {
+export function checkStateDir(dir: string): 'trusted' | 'missing' | { readonly untrusted: string } {
   let st
   try {
     st = statSync(dir)
   } catch {
-    return undefined                                 // not there yet: made, private, by the first save
+    return 'missing'
   }
-  if (!st.isDirectory()) return 'not a directory'
-  if (UID !== undefined && st.uid !== UID && st.uid !== 0) return `owned by uid ${st.uid}, not by this process's (${UID})`
+  const no = (untrusted: string) => ({ untrusted })
+  if (!st.isDirectory()) return no('not a directory')
+  if (UID !== undefined && st.uid !== UID && st.uid !== 0) return no(`owned by uid ${st.uid}, not by this process's (${UID})`)
   const mode = (st.mode & 0o777).toString(8)
-  if ((st.mode & 0o002) !== 0) return `writable by other users (mode ${mode})`
-  // writable by a group: trusted only when it is this process's own (Kubernetes' fsGroup)
-  if ((st.mode & 0o020) !== 0 && st.gid !== GID) return `writable by group ${st.gid} (mode ${mode})`
-  return undefined
+  if ((st.mode & 0o002) !== 0) return no(`writable by other users (mode ${mode})`)
+  // writable by a group: trusted only when it is this process's primary group (Kubernetes: runAsGroup = fsGroup)
+  if ((st.mode & 0o020) !== 0 && st.gid !== GID) return no(`writable by group ${st.gid}, not this process's own (mode ${mode})`)
+  return 'trusted'
 }
 
 /**
@@ -123,7 +125,7 @@ function gather(config: Config, load: (url: string) => Copy | undefined): { text
 /** What `check` and `lists` use of the remote lists: the copies `serve` keeps in the state dir, read, never fetched. */
 export interface StoredCopies {
   readonly dir: string
-  /** Why the copies in `dir` are not used (see `untrustedDir`). */
+  /** Why the copies in `dir` are not used (see `checkStateDir`). */
   readonly untrusted?: string
   readonly texts: ExtraTexts
   readonly copies: readonly RemoteCopy[]
@@ -132,9 +134,9 @@ export interface StoredCopies {
 /** The last good copies `serve` wrote to the state dir, for the commands that do not fetch (`check`, `lists`). */
 export function storedCopies(config: Config): StoredCopies {
   const dir = stateDir(config)
-  const untrusted = untrustedDir(dir)
-  if (untrusted !== undefined) return { dir, untrusted, ...gather(config, () => undefined) }
-  return { dir, ...gather(config, url => readCopy(dir, url)) }
+  const state = checkStateDir(dir)
+  if (state === 'trusted') return { dir, ...gather(config, url => readCopy(dir, url)) }
+  return { dir, ...state === 'missing' ? {} : state, ...gather(config, () => undefined) }
 }
 
 /** Remote lists: fetched with ETag/Last-Modified, size-limited, last good copy kept on disk. */
@@ -149,15 +151,15 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const dir = () => stateDir(o.config())
   /** The directories already said to be untrusted (one warning each). */
   const warned = new Set<string>()
-  /** `dir()` when its copies can be used; else undefined, and a warning the first time. */
+  /** `dir()` when its copies can be used; else undefined (untrusted: a warning the first time). */
   function trusted(): string | undefined {
     const d = dir()
-    const why = untrustedDir(d)
-    if (why === undefined) return d
-    if (!warned.has(d)) {
+    const state = checkStateDir(d)
+    if (state === 'trusted') return d
+    if (state !== 'missing' && !warned.has(d)) {
       warned.add(d)
       o.evidence.warn('state dir not used: the last good copies of remote lists are neither read from it nor written to it', {
-        dir: d, reason: why, fix: 'set state.dir to a directory only this user can write (mode 0700)',
+        dir: d, reason: state.untrusted, fix: 'set state.dir to a directory only this user can write (mode 0700)',
       })
     }
     return undefined

@@ -203,7 +203,7 @@ t.test('usage errors exit 2 with one line saying what is wrong', async t => {
     [['report', '--format', 'xml'], /--format xml: expected table, json or csv/],
     [['report', '--client', '10.0.0.1', '--client', '10.0.0.2'], /^tunnelguard: report: --client given more than once; give it once\n$/],
     [['report', '--since=1h', '--since', '2h'], /report: --since given more than once/],
-    [['check', 'a.test', '--json', '--json'], /check: --json given more than once/],
+    [['check', 'a.test', '--client', '10.0.0.1', '--client', '10.0.0.2'], /check: --client given more than once/],
     [['serve', '--config', 'a.yaml', '--config', 'b.yaml'], /serve: --config given more than once/],
   ]
   for (const [argv, re] of cases) {
@@ -212,6 +212,7 @@ t.test('usage errors exit 2 with one line saying what is wrong', async t => {
     t.match(r.err, re)
     t.equal(r.err.trim().split('\n').length, 1, 'one line')
   }
+  t.equal((await run(['check', 'a.test', '--json', '--json'])).code, 0, 'a flag without a value, given twice, is only said twice')
   const none = await run([])
   t.equal(none.code, 2)
   t.match(none.out, /^usage: tunnelguard/)

@@ -207,7 +207,7 @@ t.test('a state dir another user made or can write to is neither read nor writte
   chownSync(group, process.getuid!(), 65534)
   chmodSync(group, 0o770)
   for (const [dir, why] of [[open, /writable by other users \(mode 777\)/], [foreign, /owned by uid 65534/], [notDir, /not a directory/],
-    [group, /writable by group 65534 \(mode 770\)/]] as const) {
+    [group, /writable by group 65534, not this process's own \(mode 770\)/]] as const) {
     if (dir !== notDir) forge(dir)
     const ev = memoryEvidence()
     const c = configWith(makeSnapshot().config, dir, [url])
@@ -229,6 +229,10 @@ t.test('a state dir another user made or can write to is neither read nor writte
   await rl.refreshAll()
   t.equal(rl.texts().remote![0]!.text, 'ngrok.io\n')
   t.equal(readdirSync(open).length, 2, 'only the two forged files there')
+  // not there: nothing read, and nothing said (the first save makes it, private)
+  const missing = storedCopies(configWith(makeSnapshot().config, join(root, 'none'), [url]))
+  t.notOk('untrusted' in missing)
+  t.same(missing.texts, {})
   // writable by this process's own group (Kubernetes' fsGroup): trusted
   chownSync(group, process.getuid!(), process.getgid!())
   t.notOk(storedCopies(configWith(makeSnapshot().config, group, [url])).untrusted)

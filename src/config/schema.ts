@@ -124,7 +124,7 @@ export const configSchema = z.strictObject({
     ech: z.enum(['log', 'block']).default('log'),
     // bytes after CONNECT that are not TLS: an HTTP request's first head decided (Host, URL host), or refused
     nonTls: z.enum(['decide', 'block']).default('decide'),
-    idleTimeout: timeout.default(300_000),
+    idleTimeout: duration.default(300_000),          // 0: tunnels never time out for being idle
     maxHeaderBytes: z.number().int().min(1024).default(16_384),
     maxConnections: z.number().int().min(1).default(4096),
     maxConnectionsPerAddress: z.number().int().min(1).default(1024),   // peers in trustForwardedFrom excepted

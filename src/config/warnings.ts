@@ -44,6 +44,9 @@ const LOST: Readonly<Record<string, string>> = {
   error: 'no decision line is written, not even an alert\'s',
 }
 
+/** The warning of a config that listens on nothing (dropped when `--dns` or `--proxy` give it listeners). */
+export const NO_LISTENERS = 'dns.listen, proxy.listen and sinkhole.listen are all empty: serve would answer no query and proxy nothing; give dns.listen or proxy.listen an address'
+
 /** What a valid config should not be left as, though it runs: each with the path it is about. */
 export function configWarnings(c: ParsedConfig): ConfigProblem[] {
   const out: ConfigProblem[] = []
@@ -54,7 +57,7 @@ export function configWarnings(c: ParsedConfig): ConfigProblem[] {
     out.push({ path: ['log', 'level'], message: `at ${c.log.level}, ${lost}: which machine asked for what is not recorded; set log.level: info (the default)` })
   }
   if (c.dns.listen.length === 0 && c.proxy.listen.length === 0 && c.sinkhole.listen.length === 0) {
-    out.push({ path: ['dns', 'listen'], message: 'dns.listen, proxy.listen and sinkhole.listen are all empty: serve would answer no query and proxy nothing; give dns.listen or proxy.listen an address' })
+    out.push({ path: ['dns', 'listen'], message: NO_LISTENERS })
   }
   return out
 }

@@ -47,8 +47,9 @@ export class TcpTransport {
       if (this.conn === conn) this.conn = undefined
       const why = `TCP connection to ${this.host}:${this.port} closed`
       for (const p of table.takeAll()) {
-        const again = opened && (answered || !p.resent)
-        if (!again || !this.sendOn(p.query, p.qEnd, Math.max(1, p.remainingMs), p.cb, true)) p.cb(new AppError('UPSTREAM_FAILED', why))
+        // its budget spent (the close was seen late): it has timed out, and is not sent again
+        if (p.remainingMs < 1) p.cb(new AppError('UPSTREAM_TIMEOUT', `no answer within its budget; ${why}`))
+        else if (!opened || (!answered && p.resent) || !this.sendOn(p.query, p.qEnd, p.remainingMs, p.cb, true)) p.cb(new AppError('UPSTREAM_FAILED', why))
       }
     })
     return conn

@@ -141,6 +141,10 @@ export function parseQuery(buf: Buffer): Query | QueryError {
       dnssecOk = (buf.readUInt16BE(p + 6) & 0x8000) !== 0
       optRdata = p + 10
       optEnd = end
+      // options that do not fill the RDATA exactly (RFC 6891 §7: FORMERR)
+      let o = optRdata
+      while (o + 4 <= optEnd) o += 4 + buf.readUInt16BE(o + 2)
+      if (o !== optEnd) return 'formerr'
     }
     pos = end
   }
@@ -156,18 +160,14 @@ const OPT_COOKIE = 10
  * Subnet, RFC 7871; COOKIE, RFC 7873). The answer is cached and shared with every client that
  * asks the same question, and an upstream echoes them: another client would get this one's
  * cookie (and take the answer for a spoof), or an answer made for this one's subnet. `msg`
- * itself when it has none of them (or options that do not parse, left for the upstream to refuse).
+ * itself when it has none of them. Its options are well formed: parseQuery checked them.
  */
 export function withoutClientOptions(msg: Buffer, q: Query): Buffer {
   if (q.optRdata < 0) return msg
   let found = false
-  for (let o = q.optRdata; o < q.optEnd;) {
-    if (o + 4 > q.optEnd) return msg
+  for (let o = q.optRdata; o < q.optEnd; o += 4 + msg.readUInt16BE(o + 2)) {
     const code = msg.readUInt16BE(o)
-    const next = o + 4 + msg.readUInt16BE(o + 2)
-    if (next > q.optEnd) return msg
     if (code === OPT_ECS || code === OPT_COOKIE) found = true
-    o = next
   }
   if (!found) return msg
   const out = Buffer.allocUnsafe(msg.length)

@@ -57,7 +57,7 @@ export function parseTime(flag: string, v: string, now: number, end = false): nu
     if (Number(z[2]) > 23 || Number(z[3]) > 59) throw bad()
     offset = (z[1] === '-' ? -1 : 1) * (Number(z[2]) * 60 + Number(z[3])) * 60_000
   }
-  const unit = h === undefined ? 86_400_000 : sec === undefined ? 60_000 : frac === undefined ? 1000 : 1
+  const unit = h === undefined ? 86_400_000 : sec === undefined ? 60_000 : frac === undefined ? 1000 : 10 ** Math.max(0, 3 - frac.length)
   return t - offset + (end ? unit - 1 : 0)
 }
 

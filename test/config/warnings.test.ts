@@ -2,6 +2,7 @@ import t from 'tap'
 import { join } from 'node:path'
 import { builtinConfig, loadConfig, parseConfigText } from '../../src/config/load.js'
 import { sinkholeCaptureProblem } from '../../src/config/warnings.js'
+import { applyOverrides } from '../../src/reload.js'
 
 const NULLS = { ipv4: '0.0.0.0', ipv6: '::' }
 
@@ -59,4 +60,13 @@ t.test('a log level above info loses the evidence; a config that listens on noth
   ])
   t.same(w('dns: { listen: [] }\nproxy: { listen: [] }\nsinkhole: { ipv4: 127.0.0.250, listen: ["127.0.0.250:443"] }\n'), [], 'a capture listener alone is something')
   t.same(w('dns: { listen: [] }\n'), [], 'the proxy listens')
+})
+
+t.test('listeners given on the command line (--dns, --proxy) drop the "listens on nothing" warning, and only it', async t => {
+  const c = parseConfigText('dns: { listen: [] }\nproxy: { listen: [] }\nlog: { level: warn }\n', 'o.yaml')
+  t.equal(c.warnings.length, 2)
+  t.same(applyOverrides(c, { dns: ['127.0.0.1:0'] }).warnings.map(w => w.source), ['o.yaml:3'], '--dns: the log.level warning stays')
+  t.same(applyOverrides(c, { proxy: ['127.0.0.1:0'] }).warnings.map(w => w.source), ['o.yaml:3'])
+  t.equal(applyOverrides(c, { upstreams: ['udp://127.0.0.1:53'] }).warnings.length, 2, 'an --upstream gives no listener')
+  t.equal(applyOverrides(c, { dns: [] }).warnings.length, 2)
 })

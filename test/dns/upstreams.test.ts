@@ -219,6 +219,28 @@ t.test('tcp:// upstream that closes connections under queries: those unanswered 
   t.equal(ev3.counts['upstream.error'], 1)
 })
 
+t.test('tcp:// upstream: a query whose budget ran out before the close was seen times out, and is not sent again', async t => {
+  const asked: string[] = []
+  let tcp!: TcpTransport
+  const port = await fakeTcp(t, 0, m => {
+    asked.push(decodeMsg(m).questions[0]!.name)
+    if (asked.length > 1) return
+    // the process busy past a.test's 30 ms budget, then its connection closed: the close is seen
+    // (close callbacks) before a.test's timer runs (the next turn's timers)
+    const until = Date.now() + 60
+    while (Date.now() < until) { /* busy */ }
+    ;(tcp as unknown as { conn: { socket: TcpSocket } }).conn.socket.destroy()
+  })
+  tcp = new TcpTransport('127.0.0.1', port, memoryEvidence().counters)
+  t.teardown(() => tcp.close())
+  const a = query('a.test')
+  const err = await new Promise<AppError | undefined>(r => tcp.send(a.buf, a.qEnd, 30, e => r(e)))
+  t.equal(err?.code, 'UPSTREAM_TIMEOUT', `timed out: ${err?.message}`)
+  t.match(err?.message, /no answer within its budget; TCP connection to 127\.0\.0\.1:\d+ closed/, 'at the close, not by its timer')
+  await sleep(100)
+  t.same(asked, ['a.test'], 'not sent again after its deadline')
+})
+
 t.test('health: a query that fails while its upstream answers others is not the upstream\'s failure', async t => {
   // the upstream drops questions for *.mute.test (a name whose servers never answer) and answers the rest
   const up = await fakeUdp(t, (m, r, s) => { if (!decodeMsg(m).questions[0]!.name.toLowerCase().endsWith('mute.test')) reply(m, r, s) })
