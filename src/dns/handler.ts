@@ -5,7 +5,7 @@ import type { Config, Snapshot } from '../snapshot-types.js'
 import { actionReply, answerSettings, bypassReply, type AnswerSettings } from './actions.js'
 import { buildReply, headerReply, truncate } from './build.js'
 import { DnsCache } from './cache.js'
-import { rcodeName, typeName } from './names.js'
+import { className, rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
 import { scanResponse } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
@@ -218,7 +218,7 @@ export class QueryHandler {
     ev.decision({
       message: 'dns.query', decision, client: { ip: client.ip, port: client.port }, transport: client.transport,
       durationNs: Number(this.deps.clock() - t0),
-      dns: { name: q.name, type: typeName(q.qtype), rcode: rcodeName(rcode), upstream, cacheHit },
+      dns: { name: q.name, type: typeName(q.qtype), class: className(q.qclass), rcode: rcodeName(rcode), upstream, cacheHit },
     })
   }
 

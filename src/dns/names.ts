@@ -11,6 +11,13 @@ export function typeName(t: number): string {
   return TYPES[t] ?? `TYPE${t}`
 }
 
+const CLASSES: Record<number, string> = { 3: 'CH', 4: 'HS', 254: 'NONE', 255: 'ANY' }
+
+/** A query class other than IN by its name (RFC 3597 style for the rest); undefined for IN, which lines leave out. */
+export function className(c: number): string | undefined {
+  return c === 1 ? undefined : CLASSES[c] ?? `CLASS${c}`
+}
+
 export function rcodeName(r: number): string {
   return RCODES[r] ?? `RCODE${r}`
 }

@@ -55,7 +55,9 @@ export function toEcs(ev: DecisionEvent): Fields {
   }
   const tg: Fields = { group: d.group, matched_on: d.where, reason: d.reason }
   if (ev.dns) {
-    out.dns = { question: { name: ev.dns.name, type: ev.dns.type }, response_code: ev.dns.rcode }
+    const question: Fields = { name: ev.dns.name, type: ev.dns.type }
+    if (ev.dns.class !== undefined) question.class = ev.dns.class
+    out.dns = { question, response_code: ev.dns.rcode }
     if (d.name !== ev.dns.name) tg.matched_name = d.name
     if (ev.dns.upstream !== undefined) tg.upstream = ev.dns.upstream
     if (ev.dns.cacheHit !== undefined) tg.cache_hit = ev.dns.cacheHit
@@ -118,6 +120,7 @@ const K = {
   port: bytes(',"port":'),
   dnsName: bytes(',"dns":{"question":{"name":'),
   dnsType: bytes(',"type":'),
+  dnsClass: bytes(',"class":'),
   rcode: bytes('},"response_code":'),
   destination: bytes(',"destination":{'),
   tls: bytes(',"tls":{"client":{"server_name":'),
@@ -188,7 +191,9 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
   }
   const dns = ev.dns
   if (dns) {
-    w.raw(K.dnsName); w.str(dns.name); w.raw(K.dnsType); w.str(dns.type); w.raw(K.rcode); w.str(dns.rcode); w.raw(K.close1)
+    w.raw(K.dnsName); w.str(dns.name); w.raw(K.dnsType); w.str(dns.type)
+    if (dns.class !== undefined) { w.raw(K.dnsClass); w.str(dns.class) }
+    w.raw(K.rcode); w.str(dns.rcode); w.raw(K.close1)
   }
   const dst = ev.destination
   if (dst) {

@@ -10,6 +10,7 @@ export interface DecisionEvent {
   readonly dns?: {
     readonly name: string              // the question as asked (normalized)
     readonly type: string              // 'A', 'AAAA', …
+    readonly class?: string            // 'CH', 'HS', 'ANY', …: absent for IN
     readonly rcode: string             // 'NOERROR', 'NXDOMAIN', …
     readonly upstream?: string
     readonly cacheHit?: boolean

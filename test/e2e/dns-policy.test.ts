@@ -66,6 +66,11 @@ t.test('sinkhole (the default for ngrok): A and AAAA to the null addresses, othe
   t.equal(txt.status, 'NOERROR')
   t.same(txt.answer, [])
   t.match(s.ev.events, [{ decision: { action: 'sinkhole' }, dns: { type: 'A' } }, { dns: { type: 'AAAA' } }, { dns: { type: 'TXT', rcode: 'NOERROR' } }])
+  // another class than IN: decided the same, and the line says which class was asked
+  const ch = await dig(s.server, 'tunnel.ngrok.io', 'TXT', ['-c', 'CH'])
+  t.same(ch.answer, [], 'class CH: NODATA, as any other type of a sinkholed name')
+  t.match(s.ev.events.at(-1), { decision: { action: 'sinkhole' }, dns: { name: 'tunnel.ngrok.io', type: 'TXT', class: 'CH' } })
+  t.equal(s.ev.events[0]!.dns!.class, undefined, 'IN is left out')
   s.use({ sinkhole: { ipv4: '10.10.10.10', ipv6: 'fd00::10', ttl: '5s' } })
   t.same((await dig(s.server, 'tunnel.ngrok.io')).answer.map(x => [x.data, x.ttl]), [['10.10.10.10', 5]])
 })

@@ -139,7 +139,7 @@ t.test('ecsBody writes the same text as JSON.stringify(toEcs(ev)), over generate
       client: { ip: pick(['10.0.0.5', '::1', 'fe80::1%eth0']), port: rnd(65536) }, transport: pick(['udp', 'tcp'] as const),
       durationNs: pick([0, 123456789, 1.5, NaN]) }
     const ev: DecisionEvent = rnd(2) === 0
-      ? { ...base, dns: { name, type: pick(['A', 'AAAA', 'TYPE65']), rcode: pick(['NOERROR', 'NXDOMAIN']), upstream: maybe('udp://127.0.0.1:53'), cacheHit: rnd(3) === 0 ? undefined : rnd(2) === 0 } }
+      ? { ...base, dns: { name, type: pick(['A', 'AAAA', 'TYPE65']), class: rnd(3) === 0 ? pick(['CH', 'ANY', 'CLASS9']) : undefined, rcode: pick(['NOERROR', 'NXDOMAIN']), upstream: maybe('udp://127.0.0.1:53'), cacheHit: rnd(3) === 0 ? undefined : rnd(2) === 0 } }
       : { ...base,
           destination: rnd(3) === 0 ? undefined : { domain: maybe(name), ip: maybe('127.0.0.1'), port: maybe(443) },
           sni: maybe(pick(texts)), urlDomain: maybe(pick(texts)) }
