@@ -52,8 +52,8 @@ export function configWarnings(c: ParsedConfig): ConfigProblem[] {
   const out: ConfigProblem[] = []
   const sinkhole = sinkholeCaptureProblem(c.sinkhole)
   if (sinkhole !== undefined) out.push({ path: ['sinkhole', 'listen'], message: sinkhole })
-  const lost = LOST[c.log.level] ?? LOST.error!
   if (c.log.level !== 'info' && c.log.level !== 'debug' && c.log.level !== 'trace') {
+    const lost = LOST[c.log.level] ?? LOST.error!
     out.push({ path: ['log', 'level'], message: `at ${c.log.level}, ${lost}: which machine asked for what is not recorded; set log.level: info (the default)` })
   }
   if (c.dns.listen.length === 0 && c.proxy.listen.length === 0 && c.sinkhole.listen.length === 0) {

@@ -115,20 +115,24 @@ export class DestinationGuard {
     return this.#otherParsed
   }
 
-  /** Why `ip:port` must not be dialled, or undefined when it may. */
-  check(ip: string, port: number, allow: CidrSet): string | undefined {
+  /**
+   * Why `ip:port` must not be dialled, or undefined when it may. `name`: the name `ip` was
+   * resolved from, which the reason then starts with ("x.example resolves to 127.0.0.1, which is …").
+   */
+  check(ip: string, port: number, allow: CidrSet, name?: string): string | undefined {
+    const is = (what: string) => name === undefined ? `${what} is` : `${name} resolves to ${what}, which is`
     const parsed = parseAddr(ip)
-    if (!parsed) return `${ip} is not an address`
+    if (!parsed) return `${is(ip)} not an address`
     const a = translated(parsed)
     for (const s of [...this.#self, ...this.#listeners()]) {
       if (s.port !== port) continue
       if (s.addr === 'any' ? (isLoopback(a) || this.#local.some(l => same(l, a))) : same(s.addr, a)) {
-        return `${ip}:${port} is one of tunnelguard's own listeners`
+        return `${is(`${ip}:${port}`)} one of tunnelguard's own listeners`
       }
     }
     if (allow.hasAddr(a)) return undefined
     for (const [set, label, cidr] of FORBIDDEN_SETS) {
-      if (set.hasAddr(a)) return `${ip} is ${label} (${cidr}); list it in proxy.allowDestinations to allow`
+      if (set.hasAddr(a)) return `${is(ip)} ${label} (${cidr}); list it in proxy.allowDestinations to allow`
     }
     return undefined
   }

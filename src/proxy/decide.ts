@@ -81,8 +81,8 @@ export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, clie
   if (sets.parent || (cname && blocks(cname))) return { ok: true, cname, cnames }
   if (answer.addresses.length === 0) return { ok: false, status: 502, reason: `${name} has no addresses`, cnames }
   for (const ip of answer.addresses) {
-    const bad = ctx.guard.check(ip, t.port, sets.allowDest)
-    if (bad) return { ok: false, status: 403, reason: `${name} resolves to ${bad.replace(/ is /, ", which is ")}`, cnames }
+    const bad = ctx.guard.check(ip, t.port, sets.allowDest, name)
+    if (bad) return { ok: false, status: 403, reason: bad, cnames }
   }
   return { ok: true, ip: answer.addresses[0], cname, cnames }
 }
