@@ -2,7 +2,7 @@
 import t from 'tap'
 import { createSocket } from 'node:dgram'
 import { connect, createServer } from 'node:net'
-import { writeFileSync, appendFileSync } from 'node:fs'
+import { writeFileSync, appendFileSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import dnsPacket from 'dns-packet'
 import { startUnbound, freePort, type TestLike } from '../fixtures/unbound.js'
@@ -90,6 +90,23 @@ t.test('/metrics shows the DNS cache: its entries and the bytes its answers take
   t.equal(g.entries, 3, 'three answers cached (the second a.test was a hit)')
   t.ok(g.bytes >= 3 * 64 && g.bytes <= 3 * 65_536, `their bytes: ${g.bytes}`)
   t.ok(p.lines().some(l => l.message === 'dns listening'))
+})
+
+t.test('an idle serve sleeps: its main thread wakes about ten times a second, not a hundred', async t => {
+  const s = await setup(t)
+  const admin = await freePort()
+  writeFileSync(s.cfg, s.base.replace('admin: { listen: null }', `admin: { listen: "127.0.0.1:${admin}" }`))
+  const p = await startServe(t, ['--config', s.cfg])
+  t.equal((await fetch(`http://127.0.0.1:${admin}/metrics`)).status, 200, 'the metrics (and their event-loop monitor) are on')
+  const pid = p.child.pid!
+  // the main thread's voluntary context switches: each is a sleep it woke from
+  const switches = (): number => Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))![1])
+  await new Promise(r => setTimeout(r, 500))
+  const before = switches()
+  await new Promise(r => setTimeout(r, 2000))
+  const woke = switches() - before
+  // prom-client's default event-loop monitor (10 ms) alone woke it ~200 times in 2 s
+  t.ok(woke < 80, `woke ${woke} times in 2 s`)
 })
 
 t.test('SIGHUP under steady load: a new entry blocks within a second, no query lost; a broken config changes nothing', async t => {
