@@ -115,6 +115,13 @@ export class LeaseIndex {
 /** Read and index lease files (dnsmasq, ISC dhcpd or Kea CSV, detected per file). */
 export async function loadLeases(files: readonly string[]): Promise<LeaseIndex> {
   const all: Lease[] = []
-  for (const f of files) all.push(...parseLeases(await readFile(f, 'utf8')))
+  for (const f of files) {
+    const text = await readFile(f, 'utf8')
+    const leases = parseLeases(text)
+    // text with no lease in it is the wrong file (dhcpd.conf for dhcpd.leases), not an empty one:
+    // the report would show no names, and say nothing
+    if (leases.length === 0 && text.trim() !== '') throw new Error(`${f}: no lease found (expected a dnsmasq, ISC dhcpd or Kea CSV lease file)`)
+    all.push(...leases)
+  }
   return new LeaseIndex(all)
 }

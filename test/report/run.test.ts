@@ -215,6 +215,12 @@ t.test('--leases: hostname and MAC per client as of each line', async t => {
   t.match(table, 'CLIENT 10.0.0.5  laptop-7  02:00:00:00:00:05\n')
   t.notMatch(await report({ files: [plain], leases: [] }), 'laptop-7')
   await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'nope')] }), { code: 'USAGE', message: /cannot read leases: ENOENT/ })
+  // the wrong file (a dhcpd.conf) is an error naming it; an empty lease file is no lease
+  writeFileSync(join(leaseDir, 'dhcpd.conf'), 'subnet 10.0.0.0 netmask 255.255.255.0 {\n  range 10.0.0.10 10.0.0.99;\n}\n')
+  await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'dhcpd.conf')] }),
+    { code: 'USAGE', message: /cannot read leases: .*dhcpd\.conf: no lease found \(expected a dnsmasq, ISC dhcpd or Kea CSV lease file\)/ })
+  writeFileSync(join(leaseDir, 'empty.leases'), '\n')
+  t.notMatch(await report({ files: [plain], leases: [join(leaseDir, 'empty.leases')] }), 'laptop-7')
 })
 
 t.test('the name decided on is shown beside the name asked (CNAME target, SNI of a CONNECT to an address)', async t => {
