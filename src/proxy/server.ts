@@ -1,20 +1,22 @@
-import { Agent, createServer as createHttpServer, type ClientRequest, type IncomingMessage } from 'node:http'
-import { createServer, type Server, type Socket } from 'node:net'
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
+import type { Server, Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import { splitHostPort } from '../config/schema.js'
 import type { Evidence } from '../observe/types.js'
-import { WindowedNotice } from '../dns/rate-limit.js'
-import { canonicalIp } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
-import { MAX_HEADER_FIELDS, parseConnectHead } from './connect-head.js'
+import { Admission } from './admission.js'
+import { MAX_HEADER_FIELDS } from './connect-head.js'
 import { handleConnect, type ConnectRequest } from './connect.js'
-import { setsOf, type Conn, type ProxyCtx, type Resolve } from './context.js'
+import type { Conn, ProxyCtx, Resolve } from './context.js'
+import { frontDoor, type FrontDoor, type HttpConn } from './front-door.js'
 import { handleRequest } from './http-forward.js'
+import { boundAddresses, listenOn } from './listen.js'
+import { MAX_IDLE_UPSTREAMS, PoolAgent } from './pool-agent.js'
 import { acceptProxyHeader } from './proxy-header-reader.js'
 import { rawResponse } from './responses.js'
 
 export type { Resolve } from './context.js'
+export { MAX_IDLE_UPSTREAMS } from './pool-agent.js'
 
 export interface ProxyService {
   readonly addresses: readonly { address: string; port: number }[]
@@ -38,78 +40,11 @@ export interface ProxyOptions {
   readonly listeners?: () => readonly SelfAddress[]
 }
 
-/** A plain-HTTP client connection's pipeline: requests waiting for the response before them. */
-interface HttpConn extends Conn {
-  readonly waiting: (() => void)[]
-  /** Reading from the client is stopped while MAX_WAITING requests wait. */
-  held: boolean
-}
-
 /**
  * Pipelined requests waiting on one connection before reading from it stops. Node parses a whole
  * read (up to 64 KiB) at once, so a client can have more waiting, but only that much more.
  */
 export const MAX_WAITING = 32
-/** Idle keep-alive connections to origins (or a parent) kept for reuse, all hosts together; the least recently used goes first. */
-export const MAX_IDLE_UPSTREAMS = 256
-/** One line per window (with the count) for connections refused at the accept. */
-const NOTICE_WINDOW_MS = 10_000
-
-/**
- * node's keep-alive agent, with its idle sockets capped in total: node caps them per host only
- * (maxFreeSockets), so that an origin that never closes them, on many ports, could take every
- * descriptor the process has.
- */
-class PoolAgent extends Agent {
-  readonly #idle = new Set<Socket>()
-  readonly #seen = new WeakSet<Socket>()
-
-  override keepSocketAlive(socket: Socket): boolean {
-    if (!(super.keepSocketAlive(socket) as unknown as boolean)) return false   // typed void; node returns whether to keep it
-    if (!this.#seen.has(socket)) {
-      this.#seen.add(socket)
-      socket.once('close', () => this.#idle.delete(socket))
-    }
-    this.#idle.add(socket)
-    if (this.#idle.size > MAX_IDLE_UPSTREAMS) {       // the oldest: this one is the newest
-      const old = this.#idle.values().next().value!
-      this.#idle.delete(old)
-      old.destroy()
-    }
-    return true
-  }
-
-  override reuseSocket(socket: Socket, req: ClientRequest): void {
-    this.#idle.delete(socket)
-    super.reuseSocket(socket, req)
-  }
-}
-
-/**
- * Listen on `addr` ("host:port", port 0 for any) with a raw TCP server. Accepted sockets have
- * TCP_NODELAY: a relayed small write goes out at once instead of waiting, under Nagle's
- * algorithm, for the client's delayed ACK of the one before (about 40 ms on Linux).
- */
-export function listenOn(addr: string, onSocket: (s: Socket) => void, evidence: Evidence, what: string): Promise<Server> {
-  const hp = splitHostPort(addr)
-  if (!hp) return Promise.reject(new Error(`${what}: bad listen address ${addr}`))
-  const srv = createServer({ allowHalfOpen: true, noDelay: true }, onSocket)
-  return new Promise((resolve, reject) => {
-    srv.once('error', reject)
-    srv.listen(hp.port, hp.host, () => {
-      srv.off('error', reject)
-      srv.on('error', e => evidence.error(`${what}.listener`, { 'error.message': e.message }))
-      resolve(srv)
-    })
-  })
-}
-
-export function boundAddresses(servers: readonly Server[]): SelfAddress[] {
-  return servers.map(s => {
-    const a = s.address() as { address: string; port: number }
-    return { address: a.address, port: a.port }
-  })
-}
 
 /** The HTTP forward proxy: one raw listener per proxy.listen address feeding one http.Server. */
 export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
@@ -119,26 +54,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const clients = new Set<Socket>()
   const outbound = new Set<Socket>()
   const conns = new WeakMap<Socket, HttpConn>()
-  const perAddress = new Map<string, number>()
   const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo' })
   const nowMs = () => Number(clock()) / 1e6
-  // over proxy.maxConnections: one line per window for all clients, naming the last one
-  let overloaded = { ip: '', limit: 0 }
-  /* c8 ignore next - never called: this notice has one key (''), so it never has others to sum */
-  const none = (): void => {}
-  const overload = new WindowedNotice(NOTICE_WINDOW_MS, (_all, n) => {
-    evidence.warn('proxy.overload', { 'client.ip': overloaded.ip, 'tunnelguard.max_connections': overloaded.limit, 'tunnelguard.refused': n })
-  }, none)
-  // past the addresses one window names (a flood from many sources): one line sums the rest
-  const others = (message: string) => (clients: number, n: number): void => {
-    evidence.warn(message, { 'tunnelguard.other_clients': clients, 'tunnelguard.refused': n })
-  }
-  const overloadByAddress = new WindowedNotice(NOTICE_WINDOW_MS, (ip, n) => {
-    evidence.warn('proxy.overload', { 'client.ip': ip, 'tunnelguard.max_connections_per_address': opts.getSnapshot().config.proxy.maxConnectionsPerAddress, 'tunnelguard.refused': n })
-  }, others('proxy.overload'))
-  const denied = new WindowedNotice(NOTICE_WINDOW_MS, (ip, n) => {
-    evidence.warn('proxy.client_denied', { 'client.ip': ip, 'tunnelguard.refused': n, 'error.message': 'not in proxy.allowClients or proxy.trustForwardedFrom: closed at the accept' })
-  }, others('proxy.client_denied'))
+  const admission = new Admission(evidence, opts.getSnapshot, nowMs)
   let seq = 0
   const http = createHttpServer({
     maxHeaderSize: cfg.maxHeaderBytes,
@@ -254,66 +172,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     conn.socket.destroySoon()
   }
 
-  /**
-   * The front door of a client connection. The first bytes are read here: the plainest CONNECT
-   * head (parseConnectHead) goes straight to the CONNECT handler, which saves node's http
-   * machinery per tunnel; anything else is given back and handed to the http server, which
-   * parses and answers it as before. The header deadline runs from the accept until a first
-   * request head is complete, whichever path parses it (for a trusted peer, the time spent on
-   * its PROXY header counts too). Until the first byte the connection is idle: when
-   * proxy.idleTimeout is the shorter, it is closed then without an answer, as node's server
-   * closes an idle connection. Header size and time are the values at start, as node's server
-   * has them.
-   */
-  const front = (conn: HttpConn) => {
-    const { headerTimeout, idleTimeout, maxHeaderBytes } = cfg
-    const socket = conn.socket
-    const left = Math.max(0, headerTimeout - Number(clock() - conn.start) / 1e6)
-    const idleFirst = idleTimeout > 0 && idleTimeout < left
-    const onEnd = () => {                            // a client gone before its first byte, as node's server does
-      socket.off('data', onData)
-      socket.end()
-    }
-    const onData = (b: Buffer) => {
-      socket.off('data', onData)
-      socket.off('end', onEnd)
-      socket.pause()
-      const h = parseConnectHead(b, maxHeaderBytes)
-      if (h) {
-        clearTimeout(timer)
-        connect(conn, h, b.subarray(h.length))
-        return
-      }
-      if (idleFirst) {                               // no longer idle: the header deadline is what remains
-        clearTimeout(timer)
-        timer = setTimeout(late, Math.max(0, headerTimeout - Number(clock() - conn.start) / 1e6))
-      }
-      socket.unshift(b)
-      http.emit('connection', socket)
-      // node resumes a socket whenever a request body is read or a response ends: while the
-      // pipeline is held, every resume is undone (after node's own listener, which starts reading)
-      socket.on('resume', () => { if (conn.held) socket.pause() })
-      socket.resume()
-    }
-    const late = () => {
-      if (conn.requests === 0 && !socket.destroyed) refuseHead(conn, 408, `no complete request head within proxy.headerTimeout (${headerTimeout} ms)`)
-    }
-    const idle = () => {
-      conn.close['error.message'] = `idle timeout (proxy.idleTimeout ${idleTimeout} ms) before a first byte`
-      socket.destroy()
-    }
-    let timer = setTimeout(idleFirst ? idle : late, idleFirst ? idleTimeout : left)
-    socket.once('close', () => clearTimeout(timer))
-    socket.once('end', onEnd)
-    socket.on('data', onData)
-    socket.resume()                                  // paused after a PROXY protocol header
-  }
-
-  const refuseOverload = (socket: Socket, why: string) => {
-    evidence.counters.dropped('overload')
-    socket.write(rawResponse(503, why))
-    socket.destroySoon()
-  }
+  const door: FrontDoor = { settings: cfg, clock, http, connect, refuseHead }
 
   const onSocket = (socket: Socket) => {
     socket.on('error', () => { /* resets are normal; 'close' follows */ })
@@ -322,39 +181,17 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       socket.destroy()
       return
     }
-    const snap = opts.getSnapshot()
-    const { maxConnections, maxConnectionsPerAddress } = snap.config.proxy
-    const sets = setsOf(snap)
-    const peer = { ip: canonicalIp(socket.remoteAddress!), port: socket.remotePort! }   // a dual-stack listener's IPv4 client as IPv4
-    const trusted = sets.trust.has(peer.ip)
-    // a peer that is not a client, nor a proxy that may speak for clients, is closed before it costs a slot
-    if (!trusted && !sets.allowClients.has(peer.ip)) {
-      evidence.counters.dropped('refused')
-      denied.note(peer.ip, nowMs())
-      socket.destroy()
-      return
-    }
-    if (clients.size >= maxConnections) {
-      overloaded = { ip: peer.ip, limit: maxConnections }
-      overload.note('', nowMs())
-      return refuseOverload(socket, `too many connections (proxy.maxConnections ${maxConnections})`)
-    }
-    const mine = perAddress.get(peer.ip) ?? 0
-    if (!trusted && mine >= maxConnectionsPerAddress) {     // one address cannot take every slot; a trusted proxy speaks for many clients
-      overloadByAddress.note(peer.ip, nowMs())
-      return refuseOverload(socket, `too many connections from ${peer.ip} (proxy.maxConnectionsPerAddress ${maxConnectionsPerAddress})`)
-    }
+    const admitted = admission.admit(socket, clients.size)
+    if (!admitted) return
+    const { peer, trusted } = admitted
     const conn: HttpConn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, answering: 0, upstreams: new Set(), close: {}, waiting: [], held: false }
     conns.set(socket, conn)
     clients.add(socket)
-    perAddress.set(peer.ip, mine + 1)
     evidence.counters.connections('proxy', 1)
     socket.on('close', () => {
       for (const up of conn.upstreams) up.destroy()  // requests still waiting for a response nobody will read
       clients.delete(socket)
-      const left = perAddress.get(peer.ip)! - 1
-      if (left === 0) perAddress.delete(peer.ip)
-      else perAddress.set(peer.ip, left)
+      admission.release(peer.ip)
       evidence.counters.connections('proxy', -1)
       evidence.counters.proxyBytes('up', socket.bytesRead)
       evidence.counters.proxyBytes('down', socket.bytesWritten)
@@ -365,7 +202,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       })
     })
     if (!trusted) {
-      front(conn)
+      frontDoor(conn, door)
       return
     }
     acceptProxyHeader(socket, cfg.headerTimeout).then(r => {
@@ -376,7 +213,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
         return
       }
       if (r.source) conn.client = r.source
-      front(conn)                                     // the unshifted bytes come first
+      frontDoor(conn, door)                           // the unshifted bytes come first
     })
   }
 

@@ -6,7 +6,8 @@ import type { Snapshot } from '../snapshot-types.js'
 import { parseAuthority } from './address.js'
 import type { Resolve } from './context.js'
 import { chainOf, worse } from './decide.js'
-import { boundAddresses, listenOn, type ProxyService } from './server.js'
+import { boundAddresses, listenOn } from './listen.js'
+import type { ProxyService } from './server.js'
 import { MAX_HELLO_BYTES, parseClientHello } from './sni.js'
 
 export interface SinkholeOptions {

@@ -1,0 +1,94 @@
+import type { Socket } from 'node:net'
+import { WindowedNotice } from '../dns/rate-limit.js'
+import type { Evidence } from '../observe/types.js'
+import { canonicalIp } from '../policy/cidr.js'
+import type { Snapshot } from '../snapshot-types.js'
+import { setsOf, type Peer } from './context.js'
+import { rawResponse } from './responses.js'
+
+/** One line per window (with the count) for connections refused at the accept. */
+const NOTICE_WINDOW_MS = 10_000
+
+/** An accepted connection let in: its peer, and whether that peer may name the client (PROXY header, X-Forwarded-For). */
+export interface Admitted {
+  readonly peer: Peer
+  readonly trusted: boolean
+}
+
+/**
+ * Who may hold a proxy connection, decided at the accept, before a byte is read: a peer that is
+ * neither an allowed client nor a trusted proxy is closed; past proxy.maxConnections, or an
+ * untrusted address past proxy.maxConnectionsPerAddress, the connection gets 503. Refusals are
+ * logged once per window with their count, not once per connection.
+ */
+export class Admission {
+  readonly #perAddress = new Map<string, number>()
+  /** Over proxy.maxConnections: one line per window for all clients, naming the last one. */
+  #overloaded = { ip: '', limit: 0 }
+  readonly #overload: WindowedNotice
+  readonly #overloadByAddress: WindowedNotice
+  readonly #denied: WindowedNotice
+
+  constructor(private readonly evidence: Evidence, private readonly getSnapshot: () => Snapshot, private readonly nowMs: () => number) {
+    /* c8 ignore next - never called: this notice has one key (''), so it never has others to sum */
+    const none = (): void => {}
+    this.#overload = new WindowedNotice(NOTICE_WINDOW_MS, (_all, n) => {
+      evidence.warn('proxy.overload', { 'client.ip': this.#overloaded.ip, 'tunnelguard.max_connections': this.#overloaded.limit, 'tunnelguard.refused': n })
+    }, none)
+    // past the addresses one window names (a flood from many sources): one line sums the rest
+    const others = (message: string) => (clients: number, n: number): void => {
+      evidence.warn(message, { 'tunnelguard.other_clients': clients, 'tunnelguard.refused': n })
+    }
+    this.#overloadByAddress = new WindowedNotice(NOTICE_WINDOW_MS, (ip, n) => {
+      evidence.warn('proxy.overload', { 'client.ip': ip, 'tunnelguard.max_connections_per_address': getSnapshot().config.proxy.maxConnectionsPerAddress, 'tunnelguard.refused': n })
+    }, others('proxy.overload'))
+    this.#denied = new WindowedNotice(NOTICE_WINDOW_MS, (ip, n) => {
+      evidence.warn('proxy.client_denied', { 'client.ip': ip, 'tunnelguard.refused': n, 'error.message': 'not in proxy.allowClients or proxy.trustForwardedFrom: closed at the accept' })
+    }, others('proxy.client_denied'))
+  }
+
+  /**
+   * Let `socket` in (counted against its address until `release`), or refuse it (closed, or
+   * answered 503) and return undefined. `open`: the client connections open now.
+   */
+  admit(socket: Socket, open: number): Admitted | undefined {
+    const snap = this.getSnapshot()
+    const { maxConnections, maxConnectionsPerAddress } = snap.config.proxy
+    const sets = setsOf(snap)
+    const peer = { ip: canonicalIp(socket.remoteAddress!), port: socket.remotePort! }   // a dual-stack listener's IPv4 client as IPv4
+    const trusted = sets.trust.has(peer.ip)
+    // a peer that is not a client, nor a proxy that may speak for clients, is closed before it costs a slot
+    if (!trusted && !sets.allowClients.has(peer.ip)) {
+      this.evidence.counters.dropped('refused')
+      this.#denied.note(peer.ip, this.nowMs())
+      socket.destroy()
+      return undefined
+    }
+    if (open >= maxConnections) {
+      this.#overloaded = { ip: peer.ip, limit: maxConnections }
+      this.#overload.note('', this.nowMs())
+      return this.#refuse(socket, `too many connections (proxy.maxConnections ${maxConnections})`)
+    }
+    const mine = this.#perAddress.get(peer.ip) ?? 0
+    if (!trusted && mine >= maxConnectionsPerAddress) {     // one address cannot take every slot; a trusted proxy speaks for many clients
+      this.#overloadByAddress.note(peer.ip, this.nowMs())
+      return this.#refuse(socket, `too many connections from ${peer.ip} (proxy.maxConnectionsPerAddress ${maxConnectionsPerAddress})`)
+    }
+    this.#perAddress.set(peer.ip, mine + 1)
+    return { peer, trusted }
+  }
+
+  /** A connection `admit` let in from `ip` has closed. */
+  release(ip: string): void {
+    const left = this.#perAddress.get(ip)! - 1
+    if (left === 0) this.#perAddress.delete(ip)
+    else this.#perAddress.set(ip, left)
+  }
+
+  #refuse(socket: Socket, why: string): undefined {
+    this.evidence.counters.dropped('overload')
+    socket.write(rawResponse(503, why))
+    socket.destroySoon()
+    return undefined
+  }
+}
