@@ -1,5 +1,5 @@
 import { FIELD } from './connect-head.js'
-import { RequestFraming } from './request-stream.js'
+import { RequestFraming } from './request-framing.js'
 
 /** What the tracker is doing. */
 const HEAD = 0

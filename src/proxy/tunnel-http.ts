@@ -6,7 +6,8 @@ import type { Peer, ProxyCtx } from './context.js'
 import { blocks, chainOf, decideTarget, denial, worse } from './decide.js'
 import { readFrom } from './hello-reader.js'
 import { RequestHeadParser, type RequestHead } from './request-head.js'
-import { RequestFraming, followRequests } from './request-stream.js'
+import { RequestFraming } from './request-framing.js'
+import { followRequests } from './request-stream.js'
 import { ResponseTracker } from './response-stream.js'
 
 type Head = Extract<RequestHead, { kind: 'head' }>

@@ -1,7 +1,8 @@
 import { Socket, createServer, type AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { RequestHeadParser } from '../../src/proxy/request-head.js'
-import { RequestFraming, followRequests, type Step } from '../../src/proxy/request-stream.js'
+import { RequestFraming, type Step } from '../../src/proxy/request-framing.js'
+import { followRequests } from '../../src/proxy/request-stream.js'
 
 const MAX = 1024
 
