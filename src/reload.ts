@@ -42,9 +42,11 @@ export interface Overrides {
 export function applyOverrides(c: Config, o: Overrides): Config {
   // listeners given on the command line: the file's "listens on nothing" no longer holds
   const listens = (o.dns?.length ?? 0) + (o.proxy?.length ?? 0) > 0
+  // --dns replaces the file's dns.listen: what was said about its entries no longer holds either
+  const gone = (w: Config['warnings'][number]) => (listens && w.message.endsWith(NO_LISTENERS)) || (o.dns !== undefined && w.message.startsWith('dns.listen['))
   return Object.freeze({
     ...c,
-    warnings: listens ? Object.freeze(c.warnings.filter(w => !w.message.endsWith(NO_LISTENERS))) : c.warnings,
+    warnings: c.warnings.some(gone) ? Object.freeze(c.warnings.filter(w => !gone(w))) : c.warnings,
     dns: Object.freeze({ ...c.dns, listen: o.dns ? [...o.dns] : c.dns.listen, upstreams: o.upstreams ?? c.dns.upstreams }),
     proxy: Object.freeze({ ...c.proxy, listen: o.proxy ? [...o.proxy] : c.proxy.listen }),
     admin: Object.freeze({ ...c.admin, listen: o.admin ?? c.admin.listen }),

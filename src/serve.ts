@@ -52,6 +52,7 @@ const WHY: Readonly<Record<string, string>> = {
   EADDRINUSE: 'address in use',
   EACCES: 'permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)',
   EADDRNOTAVAIL: 'address not available on this machine',
+  EINVAL: 'address not valid for this listener',
 }
 
 /**

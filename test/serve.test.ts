@@ -150,6 +150,7 @@ t.test('listenError: the setting and address in one line; other errors as they a
   const err = (code: string, address: string, port: number) => Object.assign(new Error(`bind ${code}`), { code, address, port })
   t.match(listenError(err('EACCES', '0.0.0.0', 53), 'dns.listen', ['0.0.0.0:53']), { code: 'LISTEN_FAILED', message: /^dns\.listen\[0\] 0\.0\.0\.0:53: permission denied \(a port below 1024 needs root or CAP_NET_BIND_SERVICE\) \(EACCES\)$/ })
   t.match(listenError(err('EADDRNOTAVAIL', '192.0.2.1', 53), 'dns.listen', ['127.0.0.1:53', '192.0.2.1:53']), { message: 'dns.listen[1] 192.0.2.1:53: address not available on this machine (EADDRNOTAVAIL)' })
+  t.match(listenError(err('EINVAL', '::ffff:192.0.2.1', 3128), 'proxy.listen', ['[::ffff:192.0.2.1]:3128']), { message: 'proxy.listen[0] [::ffff:192.0.2.1]:3128: address not valid for this listener (EINVAL)' })
   t.match(listenError(err('EADDRINUSE', '127.0.0.1', 53), 'dns.listen', ['localhost:53', 'localhost:54']), { message: 'dns.listen 127.0.0.1:53: address in use (EADDRINUSE)' }, 'no entry matches: the address the error names')
   t.match(listenError(err('EADDRINUSE', '127.0.0.1', 53), 'admin.listen', 'localhost:53'), { message: 'admin.listen localhost:53: address in use (EADDRINUSE)' })
   const other = new Error('boom')

@@ -56,6 +56,19 @@ export function configWarnings(c: ParsedConfig): ConfigProblem[] {
     const lost = LOST[c.log.level] ?? LOST.error!
     out.push({ path: ['log', 'level'], message: `at ${c.log.level}, ${lost}: which machine asked for what is not recorded; set log.level: info (the default)` })
   }
+  c.dns.listen.forEach((l, i) => {
+    const hp = splitHostPort(l)!
+    if (canonicalIp(hp.host) !== '::') return
+    // an IPv4 listener on the same port that other machines reach (loopback takes only this host)
+    const v4 = c.dns.listen.some(o => { const x = splitHostPort(o)!; return x.port === hp.port && isIP(x.host) === 4 && !x.host.startsWith('127.') })
+    if (!v4) {
+      out.push({
+        path: ['dns', 'listen', i],
+        message: `${l} takes IPv6 clients only (a DNS listener on an IPv6 address is IPv6-only, as unbound's and BIND's are, unlike proxy.listen); `
+          + `IPv4 clients get no answer and move on to their next resolver: add "0.0.0.0:${hp.port}" (or an IPv4 address of this host) to dns.listen`,
+      })
+    }
+  })
   if (c.dns.listen.length === 0 && c.proxy.listen.length === 0 && c.sinkhole.listen.length === 0) {
     out.push({ path: ['dns', 'listen'], message: NO_LISTENERS })
   }

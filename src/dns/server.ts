@@ -3,6 +3,7 @@ import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
+import { canonicalIp, canonicalIps } from '../policy/cidr.js'
 import type { CacheStats, Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { QueryHandler } from './handler.js'
@@ -62,6 +63,15 @@ async function bindUdp(name: string, port: number, onMessage: (s: Socket, msg: B
   })
 }
 
+/**
+ * An IPv4-mapped listen address (`::ffff:127.0.0.1`) as its IPv4 address: the listeners of an
+ * IPv6 address take IPv6 clients only, and such an address cannot be bound on an IPv6-only socket.
+ */
+function asIpv4(host: string): string {
+  const c = canonicalIp(host)
+  return host.includes(':') && !c.includes(':') ? c : host
+}
+
 /** Start UDP and TCP listeners on every address (port 0: one free port shared by both). */
 export async function startDns(opts: DnsOptions): Promise<DnsService> {
   const { evidence, getSnapshot } = opts
@@ -71,8 +81,9 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
   const tcpClients = new TcpClients(evidence, getSnapshot)   // a client's connections counted across all listeners
   const addresses: DnsAddress[] = []
   let closed = false
+  const clientIp = canonicalIps()
   const onMessage = (s: Socket, msg: Buffer, ip: string, port: number): void => {
-    handler.handle(msg, { ip, port, transport: 'udp' }, reply => {
+    handler.handle(msg, { ip: clientIp(ip), port, transport: 'udp' }, reply => {
       if (reply && !closed) s.send(reply, port, ip)
     })
   }
@@ -86,8 +97,9 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
   }
   try {
     for (const l of opts.listen) {
-      const hp = splitHostPort(l)
-      if (!hp) throw new AppError('CONFIG_INVALID', `dns.listen: not HOST:PORT: ${l}`)
+      const parsed = splitHostPort(l)
+      if (!parsed) throw new AppError('CONFIG_INVALID', `dns.listen: not HOST:PORT: ${l}`)
+      const hp = { host: asIpv4(parsed.host), port: parsed.port }
       for (let attempt = 1; ; attempt++) {
         const udp = await bindUdp(hp.host, hp.port, onMessage, evidence)
         const port = udp.address().port

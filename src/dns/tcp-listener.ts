@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Evidence } from '../observe/types.js'
+import { canonicalIp } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { FrameReader, frame } from './framing.js'
 import type { QueryHandler } from './handler.js'
@@ -73,18 +74,19 @@ export class TcpListener {
     this.server.on('error', e => evidence.warn('dns tcp listener error', { error: e.message }))
     this.server.on('drop', d => {
       evidence.counters.dropped('overload')
-      clients.atCap.note(String(d!.remoteAddress), performance.now())
+      clients.atCap.note(canonicalIp(String(d!.remoteAddress)), performance.now())
     })
   }
 
   private accept(socket: Socket): void {
     socket.on('error', () => { /* resets are normal; 'close' follows */ })
-    const ip = socket.remoteAddress
+    const raw = socket.remoteAddress
     /* c8 ignore next 4 - a race (a reset between the accept and here): no client to name */
-    if (ip === undefined) {
+    if (raw === undefined) {
       socket.destroy()
       return
     }
+    const ip = canonicalIp(raw)                          // a link-local client without its zone, as the proxy and UDP name it
     const tcp = this.getSnapshot().config.dns.tcp
     this.server.maxConnections = tcp.maxConnections
     const counters = this.evidence.counters

@@ -87,6 +87,27 @@ export function canonicalIp(s: string): string {
   return formatV6(g)
 }
 
+/** IPv6 client addresses whose canonical form `canonicalIps` keeps at hand (then it starts again). */
+const MAX_CANONICAL = 4096
+
+/**
+ * canonicalIp for a stream of client addresses (one per DNS query): IPv4 as it is, IPv6 parsed
+ * once per address and remembered. A link-local client's address comes with its zone
+ * (`fe80::1%eth0`); without this, its queries and its tunnels would be two clients.
+ */
+export function canonicalIps(): (ip: string) => string {
+  const memo = new Map<string, string>()
+  return ip => {
+    if (!ip.includes(':')) return ip
+    let c = memo.get(ip)
+    if (c === undefined) {
+      if (memo.size >= MAX_CANONICAL) memo.clear()
+      memo.set(ip, c = canonicalIp(ip))
+    }
+    return c
+  }
+}
+
 /** "10.0.0.0/8", "fc00::/7", or a bare address (a /32 or /128). */
 export function parseCidr(s: string): Cidr | undefined {
   const slash = s.indexOf('/')

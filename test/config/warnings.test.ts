@@ -70,3 +70,20 @@ t.test('listeners given on the command line (--dns, --proxy) drop the "listens o
   t.equal(applyOverrides(c, { upstreams: ['udp://127.0.0.1:53'] }).warnings.length, 2, 'an --upstream gives no listener')
   t.equal(applyOverrides(c, { dns: [] }).warnings.length, 2)
 })
+
+t.test('a DNS listener on [::] takes IPv6 clients only: warned, unless an IPv4 listener shares its port', async t => {
+  const w = (text: string) => parseConfigText(text, 'v6.yaml').warnings.map(x => `${x.source} ${x.message}`)
+  t.same(w('dns:\n  listen:\n    - "0.0.0.0:5353"\n    - "[::]:53"\n'), [
+    'v6.yaml:4 dns.listen[1]: [::]:53 takes IPv6 clients only (a DNS listener on an IPv6 address is IPv6-only, as unbound\'s and BIND\'s are, unlike proxy.listen); '
+    + 'IPv4 clients get no answer and move on to their next resolver: add "0.0.0.0:53" (or an IPv4 address of this host) to dns.listen',
+  ], 'an IPv4 listener on another port does not take them')
+  t.equal(w('dns: { listen: ["[0:0::0]:5353"] }\n').length, 1, 'written out in full')
+  t.same(w('dns: { listen: ["[::]:53", "0.0.0.0:53"] }\n'), [])
+  t.equal(w('dns: { listen: ["127.0.0.1:53", "[::]:53"] }\n').length, 1, 'IPv4 loopback takes only this host')
+  t.same(w('dns: { listen: ["[::]:53", "192.0.2.1:53"] }\n'), [], 'an address of this host takes its IPv4 clients')
+  t.same(w('dns: { listen: ["[::1]:53"] }\n'), [], 'a single IPv6 address is meant to be IPv6')
+  const c = parseConfigText('dns: { listen: ["[::]:53"] }\n', 'o.yaml')
+  t.equal(c.warnings.length, 1)
+  t.same(applyOverrides(c, { dns: ['0.0.0.0:53'] }).warnings, [], '--dns replaces the listener warned about')
+  t.equal(applyOverrides(c, { proxy: ['127.0.0.1:0'] }).warnings.length, 1, '--proxy does not')
+})

@@ -42,6 +42,25 @@ t.test('a listen address written as a name is resolved once, and replies go out 
   t.equal(a.rcode, 'NXDOMAIN', 'answered on 127.0.0.1 (the canary needs no upstream)')
 })
 
+t.test('an IPv4-mapped listen address listens on its IPv4 address, UDP and TCP (it failed to bind: EINVAL)', async t => {
+  const ev = memoryEvidence()
+  const snap = makeSnapshot()
+  const dns = await startDns({ listen: ['[::ffff:127.0.0.1]:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  t.same(dns.addresses.map(a => `${a.transport} ${a.address}`), ['udp 127.0.0.1', 'tcp 127.0.0.1'])
+  const port = dns.addresses[0]!.port
+  const c = createSocket('udp4')
+  t.teardown(() => c.close())
+  const reply = new Promise<ReturnType<typeof decodeMsg>>(r => c.once('message', m => r(decodeMsg(m))))
+  c.send(q(8, 'use-application-dns.net'), port, '127.0.0.1')
+  t.equal((await reply).rcode, 'NXDOMAIN', 'answered over UDP')
+  const s = connect(port, '127.0.0.1')
+  t.teardown(() => s.destroy())
+  const got = new Promise<Buffer>(r => s.once('data', d => r(d)))
+  s.write(frame(q(9, 'use-application-dns.net')))
+  t.equal(decodeMsg((await got).subarray(2)).rcode, 'NXDOMAIN', 'answered over TCP')
+})
+
 t.test('close() ends open TCP connections; a client gone before its answer is no trouble', async t => {
   const slow: Socket = createSocket('udp4')
   await new Promise<void>(r => slow.bind(0, '127.0.0.1', () => r()))

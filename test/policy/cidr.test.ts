@@ -1,5 +1,5 @@
 import t from 'tap'
-import { CidrSet, canonicalIp, cidrContains, formatV6, parseAddr, parseCidr } from '../../src/policy/cidr.js'
+import { CidrSet, canonicalIp, canonicalIps, cidrContains, formatV6, parseAddr, parseCidr } from '../../src/policy/cidr.js'
 
 t.test('addresses: IPv4, IPv6 forms, IPv4-mapped IPv6 as IPv4', async t => {
   t.same(parseAddr('1.2.3.4'), { family: 4, words: [0x01020304] })
@@ -63,4 +63,17 @@ t.test('canonicalIp: one text per address, as the evidence names clients', async
   ]
   for (const [input, want] of cases) t.equal(canonicalIp(input), want, input)
   t.equal(formatV6([0x2001, 0xdb8, 0, 0, 1, 0, 0, 0]), '2001:db8:0:0:1::', 'the longest zero run, not the first')
+})
+
+t.test('canonicalIps: a DNS client\'s address as the evidence names it, remembered per address and bounded', async t => {
+  const ip = canonicalIps()
+  t.equal(ip('192.0.2.1'), '192.0.2.1')
+  t.equal(ip('fe80::1%lo'), 'fe80::1', 'a link-local client without its zone, as the proxy names it')
+  t.equal(ip('fe80::1%lo'), 'fe80::1', 'again, from the memo')
+  t.equal(ip('2001:DB8::0:1'), '2001:db8::1')
+  // more addresses than the memo keeps: it starts again, and every answer is still right
+  const wrong: string[] = []
+  for (let i = 1; i <= 5000; i++) if (ip(`fe80::${i.toString(16)}%eth0`) !== `fe80::${i.toString(16)}`) wrong.push(i.toString(16))
+  t.same(wrong, [], '5000 addresses, each named right')
+  t.equal(ip('fe80::1%lo'), 'fe80::1')
 })
