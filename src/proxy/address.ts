@@ -69,8 +69,9 @@ const FORBIDDEN: readonly (readonly [string, string])[] = [
   ['127.0.0.0/8', 'loopback'], ['169.254.0.0/16', 'link-local (cloud metadata)'], ['172.16.0.0/12', 'private'],
   ['192.0.0.0/24', 'IETF protocol assignments'], ['192.168.0.0/16', 'private'], ['198.18.0.0/15', 'benchmarking'],
   ['224.0.0.0/4', 'multicast'], ['240.0.0.0/4', 'reserved or broadcast'],
-  ['::/128', 'unspecified'], ['::1/128', 'loopback'], ['::/96', 'IPv4-compatible'], ['64:ff9b::/96', 'NAT64'],
-  ['64:ff9b:1::/48', 'NAT64'], ['100::/64', 'discard'], ['2001::/32', 'Teredo'], ['2002::/16', '6to4'],
+  ['::/128', 'unspecified'], ['::1/128', 'loopback'], ['::/96', 'IPv4-compatible'],
+  ['64:ff9b:1::/48', 'NAT64 (local use)'], ['100::/64', 'discard'], ['2001::/32', 'Teredo'], ['2001:2::/48', 'benchmarking'],
+  ['2001:20::/28', 'ORCHIDv2 (not routable)'], ['2002::/16', '6to4'],
   ['fc00::/7', 'unique local (private)'], ['fe80::/10', 'link-local'], ['fec0::/10', 'site-local (deprecated)'],
   ['ff00::/8', 'multicast'],
 ]
@@ -123,7 +124,10 @@ export class DestinationGuard {
     const is = (what: string) => name === undefined ? `${what} is` : `${name} resolves to ${what}, which is`
     const parsed = parseAddr(ip)
     if (!parsed) return `${is(ip)} not an address`
-    const a = translated(parsed)
+    // a NAT64 address is the IPv4 address the gateway dials: the IPv4 rules apply to that
+    const v4 = nat64(parsed)
+    const a = v4 ?? translated(parsed)
+    const shown = v4 ? `${ip} (NAT64 of ${v4text(v4.words[0]!)})` : ip
     for (const s of [...this.#self, ...this.#listeners()]) {
       if (s.port !== port) continue
       if (s.addr === 'any' ? (isLoopback(a) || this.#local.some(l => same(l, a))) : same(s.addr, a)) {
@@ -132,7 +136,7 @@ export class DestinationGuard {
     }
     if (allow.hasAddr(a)) return undefined
     for (const [set, label, cidr] of FORBIDDEN_SETS) {
-      if (set.hasAddr(a)) return `${is(ip)} ${label} (${cidr}); list it in proxy.allowDestinations to allow`
+      if (set.hasAddr(a)) return `${is(shown)} ${label} (${cidr}); list it in proxy.allowDestinations to allow`
     }
     return undefined
   }
@@ -145,6 +149,17 @@ export class DestinationGuard {
 function translated(a: Addr): Addr {
   const w = a.words
   return a.family === 6 && w[0] === 0 && w[1] === 0 && w[2] === 0xffff0000 ? { family: 4, words: [w[3]!] } : a
+}
+
+const NAT64 = new CidrSet(['64:ff9b::/96'])
+
+/**
+ * The IPv4 address a NAT64 address of the well-known prefix embeds (RFC 6052: 64:ff9b::a.b.c.d),
+ * or undefined. On a NAT64 network every IPv4-only site is such an address (DNS64 makes them), so
+ * the prefix cannot be refused whole; nor allowed whole, as 64:ff9b::7f00:1 is 127.0.0.1 to the gateway.
+ */
+function nat64(a: Addr): Addr | undefined {
+  return a.family === 6 && NAT64.hasAddr(a) ? { family: 4, words: [a.words[3]!] } : undefined
 }
 
 function same(x: Addr, y: Addr): boolean {

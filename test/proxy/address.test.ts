@@ -65,6 +65,23 @@ t.test('IPv4-translated (::ffff:0:0:0/96) is decided as the IPv4 it embeds; site
   t.equal(g.check('ff0::1', 443, none), undefined, 'ff0::/16 is not multicast')
 })
 
+t.test('NAT64 (64:ff9b::/96) is decided as the IPv4 address it embeds: IPv4-only sites pass, internal ones do not', async t => {
+  const none = new CidrSet([])
+  const g = new DestinationGuard([{ address: '0.0.0.0', port: 3128 }], [])
+  t.equal(g.check('64:ff9b::5db8:d822', 443, none), undefined, '93.184.216.34 through the gateway (it was refused as NAT64, every IPv4-only site with it)')
+  t.equal(g.check('64:ff9b::8.8.8.8', 443, none), undefined)
+  t.match(g.check('64:ff9b::7f00:1', 443, none), /^64:ff9b::7f00:1 \(NAT64 of 127\.0\.0\.1\) is loopback \(127\.0\.0\.0\/8\)/)
+  t.match(g.check('64:ff9b::a9fe:a9fe', 443, none), /NAT64 of 169\.254\.169\.254\) is link-local \(cloud metadata\)/)
+  t.match(g.check('64:ff9b::10.1.2.3', 443, none, 'n.test'), /^n\.test resolves to 64:ff9b::10\.1\.2\.3 \(NAT64 of 10\.1\.2\.3\), which is private/)
+  // allowing the prefix no longer allows what it embeds; IPv4 CIDRs in allowDestinations apply
+  t.match(g.check('64:ff9b::7f00:1', 443, new CidrSet(['64:ff9b::/96'])), /loopback/)
+  t.equal(g.check('64:ff9b::a00:1', 443, new CidrSet(['10.0.0.0/8'])), undefined)
+  t.match(g.check('64:ff9b:1::a00:1', 443, none), /NAT64 \(local use\) \(64:ff9b:1::\/48\)/, 'the local-use prefix (any embedding) stays refused')
+  t.equal(g.check('64:ff9b::1:0:a00:1', 443, none), undefined, 'outside the /96: an ordinary IPv6 address')
+  t.match(g.check('2001:2::1', 443, none), /benchmarking \(2001:2::\/48\)/, 'as 198.18.0.0/15 is')
+  t.match(g.check('2001:20::1', 443, none), /ORCHIDv2/)
+})
+
 t.test('destination guard: the other listeners of this process, read at each check', async t => {
   const lo = new CidrSet(['127.0.0.0/8', '::1/128'])
   const others: { address: string; port: number }[] = [{ address: '127.0.0.1', port: 9153 }]
