@@ -146,6 +146,9 @@ t.test('check --client must be an IP address; a client DNS would refuse is named
   t.equal(outside.out, inside.out.replace(/10\.1\.2\.3/g, '8.8.8.8') + '  dns:     REFUSED: 8.8.8.8 is not in dns.allowClients, so DNS answers this client REFUSED whatever the name\n')
   t.equal(JSON.parse((await run(['check', 'a.ngrok.io', '--client', '8.8.8.8', '--json'])).out).dnsRefused, true)
   t.equal(JSON.parse((await run(['check', 'a.ngrok.io', '--client', '::1', '--json'])).out).dnsRefused, undefined)
+  // the client as the log lines name it, not as typed
+  t.equal(JSON.parse((await run(['check', 'a.ngrok.io', '--client', '::ffff:10.1.2.3', '--json'])).out).client, '10.1.2.3')
+  t.match((await run(['check', 'a.ngrok.io', '--client', '0:0:0:0:0:0:0:1'])).out, /\n {2}client: {2}::1 \(group default\)\n/)
 })
 
 t.test('--help or -h after any command prints its usage and exits 0', async t => {

@@ -1,4 +1,4 @@
-import { CidrSet } from '../policy/cidr.js'
+import { CidrSet, canonicalIp } from '../policy/cidr.js'
 import type { Decision } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { StoredCopies } from '../remote-lists.js'
@@ -28,7 +28,8 @@ const remoteJson = (stored: StoredCopies) => ({
  * `tunnelguard check` and `/api/check`: the decision for `name` asked by `client` (an IP
  * address), noting when the DNS forwarder would answer that client REFUSED.
  */
-export function explainCheck(s: Snapshot, name: string, client: string, json: boolean, stored?: StoredCopies): string {
+export function explainCheck(s: Snapshot, name: string, asked: string, json: boolean, stored?: StoredCopies): string {
+  const client = canonicalIp(asked)                  // named as the log lines name it (::ffff:10.0.0.1 is 10.0.0.1)
   const { decision, refused } = checkDecision(s, name, client)
   // `check` decides with the copies serve keeps of the remote lists, and says which and from when
   const remote = stored !== undefined && stored.copies.length > 0

@@ -5,7 +5,7 @@ import { checkDecision, decisionFields, explainDecision } from '../commands/expl
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
 import { shortSource } from '../url-secrets.js'
-import { CidrSet, parseCidr } from '../policy/cidr.js'
+import { CidrSet, canonicalIp, parseCidr } from '../policy/cidr.js'
 import type { RemoteCopy } from '../remote-lists.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { ClientTable, ClientView } from './client-table.js'
@@ -154,8 +154,9 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         if (!name) return json(res, 400, { error: 'missing ?name=' })
         const s = opts.getSnapshot()
         if (!s) return json(res, 503, { error: 'lists not loaded' })
-        const client = url.searchParams.get('client') || '127.0.0.1'
-        if (isIP(client) === 0) return json(res, 400, { error: `client "${client}" is not an IP address` })
+        const asked = url.searchParams.get('client') || '127.0.0.1'
+        if (isIP(asked) === 0) return json(res, 400, { error: `client "${asked}" is not an IP address` })
+        const client = canonicalIp(asked)              // named as the log lines name it
         const { decision, refused } = checkDecision(s, name, client)
         const check = decisionFields(decision, client, refused)
         let explanation = explainDecision(decision, client, refused)

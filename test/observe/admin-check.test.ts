@@ -30,6 +30,9 @@ t.test('/api/check: a client that is not an IP address is a 400; one DNS would r
   const outside = await fetchJson(admin.port, '/api/check?name=a.ngrok.io&client=192.0.2.7')
   t.equal(outside.body.dnsRefused, true)
   t.match(outside.body.explanation, /\n {2}dns: +REFUSED: 192\.0\.2\.7 is not in dns\.allowClients/)
+  const mapped = await fetchJson(admin.port, '/api/check?name=a.ngrok.io&client=::ffff:10.1.2.3')
+  t.equal(mapped.body.client, '10.1.2.3', 'named as the log lines name it')
+  t.notOk('dnsRefused' in mapped.body)
 })
 
 t.test('/api/check names a list entry by its file name, or by its URL without credentials and query', async t => {
