@@ -1,0 +1,95 @@
+import { AppError } from '../errors.js'
+import type { Evidence } from '../observe/types.js'
+import type { ReplyCallback } from './pending.js'
+import { TcpTransport } from './upstream-tcp.js'
+import { UdpTransport, type UdpPorts } from './upstream-udp.js'
+
+/** Consecutive failures that put an upstream down; then it waits a backoff, doubled each time it fails again. */
+const FAILS_TO_DOWN = 3
+const BACKOFF_MIN_MS = 2_000
+const BACKOFF_MAX_MS = 60_000
+
+/** "udp://1.2.3.4:53", "tcp://[::1]" → parts (port 53 by default). */
+export function parseUpstream(url: string): { proto: 'udp' | 'tcp'; host: string; port: number } {
+  const m = /^(udp|tcp):\/\/(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))(?::(\d{1,5}))?$/.exec(url)
+  if (!m) throw new AppError('CONFIG_INVALID', `not an upstream URL: ${url}`)
+  return { proto: m[1] as 'udp' | 'tcp', host: (m[2] ?? m[3])!, port: m[4] === undefined ? 53 : Number(m[4]) }
+}
+
+/** One configured upstream with its health: consecutive failures put it down for a backoff. */
+export class Upstream {
+  readonly proto: 'udp' | 'tcp'
+  private udp: UdpTransport | undefined
+  private tcp: TcpTransport | undefined
+  private fails = 0
+  private backoff = BACKOFF_MIN_MS
+  downUntil = 0
+  down = false
+  /** When it last answered (nowMs). */
+  lastOk = -Infinity
+  closed = false
+  /** Its answers carry the question in the letter case it was asked in: queries over UDP get 0x20. */
+  caseKept = true
+
+  constructor(readonly url: string, private readonly evidence: Evidence, private readonly nowMs: () => number,
+    private readonly ports: UdpPorts) {
+    const { proto, host, port } = parseUpstream(url)
+    this.proto = proto
+    this.host = host
+    this.port = port
+  }
+  private readonly host: string
+  private readonly port: number
+
+  /**
+   * Send over UDP or TCP (`exactCase`, UDP only: see PendingTable.add); when it cannot be sent
+   * (closed, no ID free) `cb` gets the error at once.
+   */
+  send(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, exactCase: boolean, cb: ReplyCallback): void {
+    if (!this.trySend(viaTcp, query, qEnd, timeoutMs, exactCase, cb)) cb(new AppError('UPSTREAM_FAILED', `cannot send to ${this.url}`))
+  }
+
+  private trySend(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, exactCase: boolean, cb: ReplyCallback): boolean {
+    if (this.closed) return false
+    if (viaTcp) {
+      this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters)
+      return this.tcp.send(query, qEnd, timeoutMs, cb)
+    }
+    this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => {
+      this.evidence.warn('dns upstream socket error', { upstream: this.url, error: e.message })
+    }, this.nowMs, this.ports)
+    return this.udp.send(query, qEnd, timeoutMs, cb, exactCase)
+  }
+
+  /** An answer over TCP showed that it does not keep the letter case of questions: no more 0x20 for it. */
+  caseLost(): void {
+    if (!this.caseKept) return                       // found by two exchanges at once
+    this.caseKept = false
+    this.evidence.warn('dns upstream does not keep the letter case of questions', {
+      upstream: this.url, detail: 'queries to it go out in the client\'s letter case from now on (no 0x20)',
+    })
+  }
+
+  failed(nowMs: number): void {
+    this.fails++
+    if (this.fails < FAILS_TO_DOWN) return
+    if (this.down) this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS)
+    else this.evidence.warn('dns upstream down', { upstream: this.url, failures: this.fails })
+    this.down = true
+    this.downUntil = nowMs + this.backoff
+  }
+
+  succeeded(nowMs: number): void {
+    this.lastOk = nowMs
+    if (this.down) this.evidence.info('dns upstream up', { upstream: this.url })
+    this.fails = 0
+    this.down = false
+    this.backoff = BACKOFF_MIN_MS
+  }
+
+  close(): void {
+    this.closed = true
+    this.udp?.close()
+    this.tcp?.close()
+  }
+}
