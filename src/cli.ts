@@ -1,17 +1,13 @@
 #!/usr/bin/env node
+// first: serve's signals are caught while the rest loads (see early-signals.ts)
+import './early-signals.js'
 import { realpathSync } from 'node:fs'
 import { inspect, parseArgs, type ParseArgsConfig } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { isIP } from 'node:net'
 import { AppError, errorLines } from './errors.js'
 import { parseDuration } from './config/duration.js'
-import { loadConfig } from './config/load.js'
-import { isUpstreamUrl, splitHostPort } from './config/schema.js'
-import { allWarnings, buildSnapshot } from './snapshot.js'
-import { describeLists, explainCheck } from './commands/explain.js'
-import { storedCopies } from './remote-lists.js'
-import { runReport } from './report/run.js'
-import { serve, type Overrides } from './serve.js'
+import type { Overrides } from './serve.js'
 import type { Config } from './snapshot-types.js'
 
 export interface Io {
@@ -92,7 +88,7 @@ function backwards(v: string | undefined): string | undefined {
   return v !== undefined && /^-\d/.test(v) && parseDuration(v.slice(1)) !== undefined ? v.slice(1) : v
 }
 
-function checkHostPorts(flag: string, v: readonly string[] | undefined): void {
+function checkHostPorts(splitHostPort: (s: string) => unknown, flag: string, v: readonly string[] | undefined): void {
   for (const x of v ?? []) if (!splitHostPort(x)) usage(`--${flag} ${x}: not HOST:PORT (e.g. 127.0.0.1:1053 or [::1]:53)`)
 }
 
@@ -123,10 +119,14 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     const [min, max] = POSITIONALS[cmd]!
     if (parsed.positionals.length < min) usage(`${cmd}: missing NAME (e.g. tunnelguard check connect.ngrok-agent.com)`)
     if (parsed.positionals.length > max) usage(`${cmd}: unexpected argument "${parsed.positionals[max]}"`)
-    const configOf = (): Config => loadConfig(v.config as string | undefined, { resolvConf: io.resolvConf })
+    // each command's modules are loaded when it runs (below): `serve` then has its signal handlers
+    // (early-signals.ts) in place within Node's start, not after every module of the product is read
+    const configOf = async (): Promise<Config> =>
+      (await import('./config/load.js')).loadConfig(v.config as string | undefined, { resolvConf: io.resolvConf })
     // check and lists: remote lists as serve last fetched them (the copies in state.dir); nothing is fetched
-    const offline = () => {
-      const c = configOf()
+    const offline = async () => {
+      const c = await configOf()
+      const [{ storedCopies }, { buildSnapshot }] = await Promise.all([import('./remote-lists.js'), import('./snapshot.js')])
       const stored = storedCopies(c)
       return { snap: buildSnapshot(c, { extraTexts: stored.texts }), stored }
     }
@@ -134,7 +134,8 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     switch (cmd) {
       case 'validate': {
         // warnings are not errors (exit 0) but each is shown: a list line that was dropped, with how to write it
-        const c = configOf()
+        const c = await configOf()
+        const { allWarnings, buildSnapshot } = await import('./snapshot.js')
         const warnings = allWarnings(buildSnapshot(c))
         write(`${c.source}: valid${warnings.length === 0 ? '' : `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`}\n`)
         for (const w of warnings) write(`  ${w.source}: ${w.message}\n`)
@@ -144,12 +145,14 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         const client = (v.client as string | undefined) ?? '127.0.0.1'
         if (isIP(client) === 0) usage(`check: --client ${client}: not an IP address (e.g. 10.1.2.3 or fd00::7)`)
         if (parsed.positionals[0]!.trim() === '') usage('check: NAME is empty (e.g. tunnelguard check connect.ngrok-agent.com)')
-        const { snap, stored } = offline()
+        const { snap, stored } = await offline()
+        const { explainCheck } = await import('./commands/explain.js')
         write(explainCheck(snap, parsed.positionals[0]!, client, v.json === true, stored))
         return 0
       }
       case 'lists': {
-        const { snap, stored } = offline()
+        const { snap, stored } = await offline()
+        const { describeLists } = await import('./commands/explain.js')
         write(describeLists(snap, v.json === true, stored))
         return 0
       }
@@ -157,6 +160,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         const format = (v.format as string | undefined) ?? 'table'
         if (format !== 'table' && format !== 'json' && format !== 'csv') usage(`report: --format ${format}: expected table, json or csv`)
         const files = parsed.positionals
+        const { runReport } = await import('./report/run.js')
         await runReport({
           files: files.filter(f => f !== '-'),
           stdin: files.length === 0 || files.includes('-') ? io.stdin : undefined,
@@ -167,9 +171,10 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         return 0
       }
       default: {
-        checkHostPorts('dns', v.dns as string[] | undefined)
-        checkHostPorts('proxy', v.proxy as string[] | undefined)
-        checkHostPorts('admin', v.admin === undefined ? undefined : [v.admin as string])
+        const { isUpstreamUrl, splitHostPort } = await import('./config/schema.js')
+        checkHostPorts(splitHostPort, 'dns', v.dns as string[] | undefined)
+        checkHostPorts(splitHostPort, 'proxy', v.proxy as string[] | undefined)
+        checkHostPorts(splitHostPort, 'admin', v.admin === undefined ? undefined : [v.admin as string])
         for (const u of (v.upstream as string[] | undefined) ?? []) {
           if (!isUpstreamUrl(u)) usage(`--upstream ${u}: expected udp://IP[:PORT] or tcp://IP[:PORT]`)
         }
@@ -177,6 +182,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
           dns: v.dns as string[] | undefined, proxy: v.proxy as string[] | undefined,
           admin: v.admin as string | undefined, upstreams: v.upstream as string[] | undefined,
         }
+        const { serve } = await import('./serve.js')
         const running = await serve({ configPath: v.config as string | undefined, overrides, stdout: io.serveLog, resolvConf: io.resolvConf })
         await running.done
         return 0

@@ -1,7 +1,6 @@
-import { watch, type FSWatcher } from 'node:fs'
-import { basename, dirname } from 'node:path'
 import { AppError, errorLines } from './errors.js'
 import { loadConfig } from './config/load.js'
+import { FileWatch } from './file-watch.js'
 import { NO_LISTENERS } from './config/warnings.js'
 import type { Evidence } from './observe/types.js'
 import { allWarnings, buildSnapshot, type ExtraTexts } from './snapshot.js'
@@ -53,19 +52,19 @@ export function applyOverrides(c: Config, o: Overrides): Config {
   })
 }
 
-/**
- * Is a change event in a watched directory about one of our files? A platform that gives no file
- * name (Node allows a null) could mean any file, so that counts as ours.
- */
-export function isWatched(names: ReadonlySet<string>, file: string | Buffer | null): boolean {
-  return file === null || names.has(String(file))
-}
-
 export interface Reloader {
-  /** Rebuild config and lists; swap on success; on failure log the errors and keep the old snapshot. */
+  /** Rebuild config and lists now; swap on success; on failure log the errors and keep the old snapshot. */
   reload(why: string): boolean
-  /** Watch the config and list files; a change reloads (debounced). */
+  /**
+   * A reload asked for (SIGHUP): now, unless one ran less than the debounce ago; then once, that
+   * long after it. A burst of requests costs one reload per debounce, and the queries between are answered.
+   */
+  request(why: string): void
+  /** Follow the config and list files (FileWatch): a change reloads once the files have settled. */
   watch(): void
+  /** Stop following the files (reload.watch turned off). */
+  unwatch(): void
+  readonly watching: boolean
   close(): void
 }
 
@@ -78,19 +77,49 @@ export interface ReloaderOptions {
   readonly swap: (s: Snapshot) => void
   readonly extraTexts?: () => ExtraTexts
   readonly onResult?: (ok: boolean) => void
-  readonly debounceMs: number
+  /** reload.debounce (ms), read at each use: a reload may change it. */
+  readonly debounceMs: number | (() => number)
+  readonly pollMs?: number
+}
+
+/**
+ * A list that lost half its entries or more, or all of them, at a reload: most often a file caught
+ * while being written, or emptied by mistake. It is used as it is (an admin may shrink a list),
+ * and said, since names it blocked now pass without a line (log.queries: matched).
+ */
+function warnShrunk(evidence: Evidence, previous: Snapshot, s: Snapshot): void {
+  const had = new Map(previous.lists.map(l => [l.name, l.entries]))
+  for (const l of s.lists) {
+    const was = had.get(l.name)
+    if (was === undefined || was === 0 || l.entries > was / 2) continue
+    evidence.warn('list shrank at reload', {
+      list: l.name, was, entries: l.entries,
+      detail: 'names it matched before now pass; a file caught while being written is read again once it changes',
+    })
+  }
 }
 
 export function createReloader(o: ReloaderOptions): Reloader {
-  const watchers: FSWatcher[] = []
-  let timer: NodeJS.Timeout | undefined
+  const debounce = typeof o.debounceMs === 'number' ? () => o.debounceMs as number : o.debounceMs
+  let files: FileWatch | undefined
+  let requested: NodeJS.Timeout | undefined
+  let lastEnd = -Infinity
   // the listeners were opened with the addresses of the config the process started with (the
   // snapshot before the first reload): a reload is compared with those, not with the last accepted
   let bound: Snapshot['config'] | undefined
 
   function reload(why: string): boolean {
     try {
-      const config = applyOverrides(loadConfig(o.configPath, { resolvConf: o.resolvConf }), o.overrides)
+      return attempt(why)
+    } finally {
+      lastEnd = performance.now()
+      files?.refresh()
+    }
+  }
+
+  function attempt(why: string): boolean {
+    try {
+      const config = applyOverrides(loadConfig(o.configPath, { resolvConf: o.resolvConf, reload: true }), o.overrides)
       const previous = o.current()
       const old = previous.config
       bound ??= old
@@ -106,6 +135,7 @@ export function createReloader(o: ReloaderOptions): Reloader {
       const s = buildSnapshot(config, { extraTexts: o.extraTexts?.() })
       o.swap(s)
       const fresh = logWarnings(o.evidence, s, previous)
+      warnShrunk(o.evidence, previous, s)
       o.evidence.info('reloaded', { reason: why, lists: s.lists.map(l => ({ name: l.name, entries: l.entries })), warnings: allWarnings(s).length, newWarnings: fresh })
       o.onResult?.(true)
       return true
@@ -117,43 +147,50 @@ export function createReloader(o: ReloaderOptions): Reloader {
     }
   }
 
-  function files(): string[] {
+  function request(why: string): void {
+    if (requested !== undefined) return                // one is on its way: it reads the files as they are then
+    const wait = lastEnd + debounce() - performance.now()
+    if (wait <= 0) {
+      reload(why)
+      return
+    }
+    requested = setTimeout(() => {
+      requested = undefined
+      reload(why)
+    }, wait)
+  }
+
+  /** The files a reload reads: the config and every list file of the current config. */
+  function watched(): string[] {
     const c = o.current().config
     const out = Object.values(c.lists).flatMap(l => l.files)
     if (o.configPath) out.push(o.configPath)
     return out
   }
 
-  function watchAll(): void {
-    for (const w of watchers.splice(0)) w.close()
-    const byDir = new Map<string, Set<string>>()
-    for (const f of files()) {
-      const d = dirname(f)
-      if (!byDir.has(d)) byDir.set(d, new Set())
-      byDir.get(d)!.add(basename(f))
-    }
-    for (const [dir, names] of byDir) {
-      try {
-        const w = watch(dir, (_ev, file) => {
-          if (!isWatched(names, file)) return
-          clearTimeout(timer)
-          // watch again after every attempt: a reload may name other list files, and a failed one costs nothing to re-watch
-          timer = setTimeout(() => { reload(`file changed: ${dir}/${String(file)}`); watchAll() }, o.debounceMs)
-        })
-        w.on('error', err => o.evidence.warn('file watch failed', { dir, error: String(err) }))
-        watchers.push(w)
-      } catch (err) {
-        o.evidence.warn('cannot watch directory; SIGHUP still reloads', { dir, error: String(err) })
-      }
-    }
-  }
-
   return {
     reload,
-    watch: watchAll,
+    request,
+    watch() {
+      if (files) return
+      files = new FileWatch({
+        files: watched, onChange: why => { reload(why) }, debounceMs: debounce, pollMs: o.pollMs,
+        warn: (msg, fields) => o.evidence.warn(msg, fields),
+      })
+      files.start()
+    },
+    unwatch() {
+      files?.stop()
+      files = undefined
+    },
+    get watching() {
+      return files !== undefined
+    },
     close() {
-      clearTimeout(timer)
-      for (const w of watchers.splice(0)) w.close()
+      clearTimeout(requested)
+      requested = undefined
+      files?.stop()
+      files = undefined
     },
   }
 }

@@ -12,6 +12,7 @@ import { createLogger } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
 import { startProxy } from './proxy/server.js'
 import { startSinkholeCapture } from './proxy/sinkhole-capture.js'
+import { takeEarlySignals } from './early-signals.js'
 import { applyOverrides, createReloader, logWarnings, type Overrides } from './reload.js'
 import { createRemoteLists } from './remote-lists.js'
 import { buildSnapshot } from './snapshot.js'
@@ -83,6 +84,34 @@ async function listening<T>(start: () => Promise<T>, setting: string, listen: st
 
 /** Wire config → components → listeners; signals; graceful close. */
 export async function serve(opts: ServeOptions): Promise<Running> {
+  // signals from the first moment: a SIGHUP sent before the listeners are up (`systemctl start`
+  // then `reload`) would otherwise end the process, and systemd takes that for a clean exit
+  const early = { hup: false, stop: undefined as string | undefined }
+  let onHup = (): void => { early.hup = true }
+  let onStopSignal = (sig: string): void => { early.stop ??= sig }
+  const hup = () => onHup()
+  const term = () => onStopSignal('SIGTERM')
+  const int = () => onStopSignal('SIGINT')
+  const unlisten = () => { if (opts.signals !== false) process.off('SIGHUP', hup).off('SIGTERM', term).off('SIGINT', int) }
+  if (opts.signals !== false) {
+    process.on('SIGHUP', hup).on('SIGTERM', term).on('SIGINT', int)
+    // what came before these handlers, while the CLI loaded
+    const before = takeEarlySignals()
+    early.hup ||= before.hup
+    early.stop ??= before.stop
+  }
+  try {
+    return await start(opts, early, h => { onHup = h.hup; onStopSignal = h.stop }, unlisten)
+  } catch (e) {
+    unlisten()
+    throw e
+  }
+}
+
+interface SignalHandlers { readonly hup: () => void; readonly stop: (sig: string) => void }
+
+async function start(opts: ServeOptions, early: { hup: boolean; stop: string | undefined },
+  handle: (h: SignalHandlers) => void, unlisten: () => void): Promise<Running> {
   const overrides = opts.overrides ?? {}
   const config = applyOverrides(loadConfig(opts.configPath, { resolvConf: opts.resolvConf }), overrides)
   const logger = createLogger({ level: config.log.level, destination: opts.stdout })
@@ -102,7 +131,8 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     }
   }
   // remote lists start from their last good copy on disk; a fetch that changes one reloads
-  const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => reloader.reload('remote list changed') })
+  let stopping: Promise<void> | undefined
+  const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => { if (!stopping) reloader.reload('remote list changed') } })
   snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
   metrics.setLists(snapshot.lists)
   logWarnings(evidence, snapshot)
@@ -111,10 +141,29 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     configPath: opts.configPath, overrides, resolvConf: opts.resolvConf, evidence,
     current: getSnapshot,
     extraTexts: () => remote.texts(),
-    swap: s => { snapshot = s; metrics.setLists(s.lists); void names.configure(s.config); applyAlerts(s.config); remote.sync() },
+    swap: s => {
+      snapshot = s
+      metrics.setLists(s.lists)
+      void names.configure(s.config)
+      applyAlerts(s.config)
+      remote.sync()
+      followSettings(s.config)
+    },
     onResult: ok => metrics.reloaded(ok),
-    debounceMs: config.reload.debounce,
+    debounceMs: () => getSnapshot().config.reload.debounce,
   })
+  /** The settings a reload changes in place: the log level, and whether the files are followed. */
+  function followSettings(c: Config): void {
+    if (logger.level !== c.log.level) {
+      const from = logger.level
+      logger.level = c.log.level                     // then said, at the new level
+      evidence.info('log level changed', { from, to: c.log.level })
+    }
+    if (opts.watchFiles === false || !running) return
+    if (c.reload.watch && !reloader.watching) reloader.watch()
+    else if (!c.reload.watch && reloader.watching) reloader.unwatch()
+  }
+  let running = false
 
   const closers: (() => Promise<void> | void)[] = []
   closers.push(() => alerts.close())
@@ -159,39 +208,48 @@ export async function serve(opts: ServeOptions): Promise<Running> {
     for (const c of closers.reverse()) await c()
     throw e
   }
-  if (opts.watchFiles !== false && config.reload.watch) reloader.watch()
+  running = true
+  if (opts.watchFiles !== false && getSnapshot().config.reload.watch) reloader.watch()
   closers.push(() => reloader.close())
   remote.start()
   closers.push(() => remote.stop())
 
   let resolveDone!: () => void
   const done = new Promise<void>(r => { resolveDone = r })
-  let stopping: Promise<void> | undefined
-  const onHup = () => { reloader.reload('SIGHUP') }
-  const onStop = (sig: string) => () => {
-    evidence.info('stopping', { signal: sig })
-    void stop()
-  }
-  const onTerm = onStop('SIGTERM')
-  const onInt = onStop('SIGINT')
   function stop(): Promise<void> {
     stopping ??= (async () => {
-      if (opts.signals !== false) {
-        process.off('SIGHUP', onHup).off('SIGTERM', onTerm).off('SIGINT', onInt)
-      }
       for (const c of closers.reverse()) await c()
       evidence.info('stopped')
       logger.flush()
+      // the handlers stay until here: a SIGHUP or a second SIGTERM during the drain is not a kill
+      unlisten()
       resolveDone()
     })()
     return stopping
   }
-  if (opts.signals !== false) process.on('SIGHUP', onHup).on('SIGTERM', onTerm).on('SIGINT', onInt)
+  handle({
+    hup: () => {
+      if (stopping) evidence.info('reload not done: stopping', { reason: 'SIGHUP' })
+      else reloader.request('SIGHUP')
+    },
+    stop: sig => {
+      if (stopping) return evidence.info('already stopping', { signal: sig })
+      evidence.info('stopping', { signal: sig })
+      void stop()
+    },
+  })
   evidence.info('started', {
     config: config.source,
     dns: addresses.dns, proxy: addresses.proxy, sinkhole: addresses.sinkhole, admin: addresses.admin ?? null,
     upstreams: config.dns.upstreams,
     lists: snapshot.lists.map(l => ({ name: l.name, action: l.action, entries: l.entries })),
   })
+  // a signal that came while starting: acted on now
+  if (early.stop !== undefined) {
+    evidence.info('stopping', { signal: early.stop })
+    void stop()
+  } else if (early.hup) {
+    reloader.request('SIGHUP')
+  }
   return { snapshot: getSnapshot, addresses, reload: (why = 'api') => reloader.reload(why), stop, done }
 }

@@ -194,6 +194,38 @@ t.test('serve: alerts added to a running config by reload reach the webhook and 
   t.match(log, /"message":"dns\.query"/, 'decisions are still logged')
 })
 
+t.test('serve: a reload changes the log level and whether files are followed, in place', async t => {
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  const conf = (level: string, watch: boolean) => `dns: { upstreams: ["udp://127.0.0.1:9"] }\nlists:\n  l: { files: [l.txt], action: block }\nreload: { watch: ${watch}, debounce: 20ms }\nlog: { level: ${level} }\n`
+  writeFileSync(cfg, conf('error', true))
+  const out = new PassThrough()
+  let log = ''
+  out.on('data', d => { log += d })
+  const r = await serve({ configPath: cfg, stdout: out, signals: false, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: '' } })
+  t.teardown(() => r.stop())
+  const udp = r.addresses.dns.find(a => a.transport === 'udp')!
+  await dig(udp, 'a.ngrok.io')
+  await new Promise(res => setTimeout(res, 50))
+  t.notMatch(log, /"dns\.query"/, 'at error: no decision line')
+  writeFileSync(cfg, conf('info', false))
+  t.equal(r.reload('test'), true)
+  await dig(udp, 'b.ngrok.io')
+  await new Promise(res => setTimeout(res, 50))
+  t.match(log, /"from":"error","to":"info","message":"log level changed"/)
+  t.match(log, /"name":"b\.ngrok\.io"/, 'at info: the decision line is written (the level was fixed at start)')
+  // reload.watch: false — a list edit is no longer followed
+  writeFileSync(join(dir, 'l.txt'), 'ngrok.io\nngrok.app\n')
+  await new Promise(res => setTimeout(res, 400))
+  t.equal(r.snapshot().lists[0]!.entries, 1, 'watch off: not reloaded')
+  writeFileSync(cfg, conf('info', true))
+  t.equal(r.reload('test'), true)
+  t.equal(r.snapshot().lists[0]!.entries, 2)
+  writeFileSync(join(dir, 'l.txt'), 'ngrok.io\nngrok.app\nngrok.dev\n')
+  for (let i = 0; i < 100 && r.snapshot().lists[0]!.entries !== 3; i++) await new Promise(res => setTimeout(res, 20))
+  t.equal(r.snapshot().lists[0]!.entries, 3, 'watch on again: followed')
+})
+
 t.test('serve with signals: SIGHUP reloads, SIGTERM stops', async t => {
   const out = new PassThrough()
   let log = ''
@@ -207,6 +239,30 @@ t.test('serve with signals: SIGHUP reloads, SIGTERM stops', async t => {
   await r.done
   t.match(log, /"signal":"SIGTERM"/)
   t.equal(process.listenerCount('SIGHUP'), before, 'handlers removed on stop')
+})
+
+t.test('serve: a signal while starting is acted on once started (SIGHUP: a reload; SIGINT: a stop)', async t => {
+  const logOf = () => {
+    const out = new PassThrough()
+    const got = { text: '' }
+    out.on('data', d => { got.text += d })
+    return { out, got }
+  }
+  const opts = { overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: '', upstreams: ['udp://127.0.0.1:9'] }, resolvConf: '/nonexistent', watchFiles: false }
+  const a = logOf()
+  const starting = serve({ ...opts, stdout: a.out })
+  process.emit('SIGHUP', 'SIGHUP')                             // its handlers are in place before it has started
+  const r = await starting
+  t.match(a.got.text, /"message":"started"[^]*"reason":"SIGHUP"[^]*"message":"reloaded"/, 'started, then reloaded')
+  process.emit('SIGTERM', 'SIGTERM')
+  await r.done
+  const b = logOf()
+  const stopping = serve({ ...opts, stdout: b.out })
+  process.emit('SIGINT', 'SIGINT')
+  process.emit('SIGHUP', 'SIGHUP')
+  await (await stopping).done
+  t.match(b.got.text, /"message":"started"[^]*"signal":"SIGINT","message":"stopping"[^]*"message":"stopped"/, 'started, then stopped')
+  t.notMatch(b.got.text, /"message":"reloaded"/, 'a stop wins over a reload')
 })
 
 t.test('reloader: overrides survive a reload; listener changes are warned about; watch reloads', async t => {
@@ -264,7 +320,7 @@ t.test('reloader: a directory that cannot be watched is reported, SIGHUP still w
   const rl = createReloader({ overrides: {}, evidence: ev, current: () => fake, swap: () => {}, debounceMs: 200 })
   rl.watch()
   rl.close()
-  t.ok(ev.messages.some(m => /cannot watch directory; SIGHUP still reloads/.test(m.msg)))
+  t.ok(ev.messages.some(m => /^cannot watch directory; its files are compared every few seconds, and SIGHUP reloads$/.test(m.msg)))
 })
 
 t.test('serve: config-only listeners, list warnings logged, remote lists reload when fetched, alert delivery errors logged, SIGINT', async t => {

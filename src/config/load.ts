@@ -11,7 +11,10 @@ import { cacheTtls, configSchema } from './schema.js'
 /** Why a list file cannot be read, or undefined when it can. */
 export function unreadable(file: string): string | undefined {
   try {
-    if (statSync(file).isDirectory()) return 'a directory, not a file'
+    const st = statSync(file)
+    if (st.isDirectory()) return 'a directory, not a file'
+    // a FIFO would block the whole process until something writes to it; a device may never end
+    if (!st.isFile()) return 'not a regular file (a FIFO, socket or device)'
     accessSync(file, constants.R_OK)
     return undefined
   } catch (e) {
@@ -107,14 +110,32 @@ export function builtinConfig(opts: { resolvConf?: string } = {}): Config {
   return resolveConfig(configSchema.parse({}), { source: 'built-in', baseDir: process.cwd(), resolvConf: opts.resolvConf })
 }
 
-/** Load a config file, or the built-in config when `path` is undefined. */
-export function loadConfig(path: string | undefined, opts: { resolvConf?: string } = {}): Config {
+/** YAML text that holds nothing (empty, comments only, `---`, `null`). */
+function isEmptyDocument(text: string): boolean {
+  const doc = parseDocument(text)
+  return doc.errors.length === 0 && (doc.toJS() ?? null) === null
+}
+
+/**
+ * Load a config file, or the built-in config when `path` is undefined. `reload`: the file replaces
+ * a running config, so a file with no setting in it (empty, or comments only) is refused: it is
+ * far more often a save caught half-way than a wish to fall back to every default (the shipped
+ * lists only, the upstreams of /etc/resolv.conf, no groups).
+ */
+export function loadConfig(path: string | undefined, opts: { resolvConf?: string; reload?: boolean } = {}): Config {
   if (path === undefined) return builtinConfig(opts)
   let text: string
   try {
+    const st = statSync(path)
+    // a FIFO would block the whole process until something writes to it (a directory: EISDIR below)
+    if (!st.isFile() && !st.isDirectory()) throw new Error('not a regular file (a FIFO, socket or device)')
     text = readFileSync(path, 'utf8')
   } catch (e) {
     throw new AppError('CONFIG_INVALID', `${path}: cannot read config: ${(e as Error).message}`)
+  }
+  if (opts.reload && isEmptyDocument(text)) {
+    throw new AppError('CONFIG_INVALID', `${path}: the config file has no setting in it (a save caught half-way?)`,
+      [`${path}:1: empty at a reload: the running config is kept; write the whole config (an empty file means every default only at a start)`])
   }
   return parseConfigText(text, path, opts)
 }

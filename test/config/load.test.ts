@@ -1,5 +1,6 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { AppError } from '../../src/errors.js'
 import { builtinConfig, loadConfig, parseConfigText } from '../../src/config/load.js'
@@ -185,6 +186,22 @@ t.test('YAML syntax errors, non-mappings, unreadable files', async t => {
   t.match(errorsOf(() => parseConfigText('dns: 1\nfoo: 2\n', 'u.yaml')).details.join('\n'), /u\.yaml:2: foo: unknown key "foo"; valid keys here: dns, proxy, admin, sinkhole, lists, groups, alerts, clients, reload, state, log/)
   t.match(errorsOf(() => loadConfig('/nonexistent/tg.yaml')).e.message, /cannot read config: ENOENT/)
   t.equal(parseConfigText('', 'empty.yaml').dns.listen[0], '127.0.0.1:1053', 'an empty file is the defaults')
+  // at a reload, a file with no setting in it is a save caught half-way, not the defaults
+  const dir = t.testdir({ 'empty.yaml': '', 'comments.yaml': '# being written\n', 'dashes.yaml': '---\n', 'ok.yaml': 'dns: {}\n' })
+  for (const f of ['empty.yaml', 'comments.yaml', 'dashes.yaml']) {
+    t.equal(loadConfig(join(dir, f)).dns.listen[0], '127.0.0.1:1053', `${f} at a start: the defaults`)
+    const r = errorsOf(() => loadConfig(join(dir, f), { reload: true }))
+    t.match(r.e.message, /: the config file has no setting in it \(a save caught half-way\?\)$/, f)
+    t.match(r.details[0], /:1: empty at a reload: the running config is kept/)
+  }
+  t.equal(loadConfig(join(dir, 'ok.yaml'), { reload: true }).dns.listen[0], '127.0.0.1:1053')
+  t.match(errorsOf(() => loadConfig(join(dir, 'ok.yaml') + 'x', { reload: true })).e.message, /cannot read config: ENOENT/)
+  t.match(errorsOf(() => loadConfig(dir)).e.message, /cannot read config: EISDIR/)
+  // a FIFO (or a device) would block the process at the read: refused, as a config and as a list
+  const fifo = join(dir, 'fifo.yaml')
+  execFileSync('mkfifo', [fifo])
+  t.match(errorsOf(() => loadConfig(fifo)).e.message, /cannot read config: not a regular file \(a FIFO, socket or device\)$/)
+  t.match(errorsOf(() => parseConfigText(`lists:\n  l: { files: [${fifo}] }\n`, 'f.yaml')).details[0], /cannot read list file .*fifo\.yaml: not a regular file \(a FIFO, socket or device\)/)
 })
 
 t.test('helpers: durations, host:port, upstream URLs, schema paths', async t => {

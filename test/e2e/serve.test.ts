@@ -200,3 +200,63 @@ t.test('SIGTERM closes an open tunnel and logs its close line before "stopped"',
   const order = p.lines().map(l => l.message).filter(m => m === 'stopping' || m === 'proxy.close' || m === 'stopped')
   t.same(order, ['stopping', 'proxy.close', 'stopped'], 'the tunnel\'s close line, then stopped')
 })
+
+/** Whether `pid` has a handler for SIGHUP (bit 0 of SigCgt): tunnelguard's first module has run. */
+function catchesHup(pid: number): boolean {
+  try {
+    const m = /^SigCgt:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m !== null && (BigInt(`0x${m[1]}`) & 1n) === 1n
+  } catch {
+    return false
+  }
+}
+
+t.test('a SIGHUP while serve is still starting is a reload once it has started, not the end of the process', async t => {
+  const s = await setup(t)
+  const { spawn } = await import('node:child_process')
+  const { CLI } = await import('../fixtures/serve-process.js')
+  // without the test runner's hooks (it puts them back into NODE_OPTIONS of a node it spawns, so
+  // a shell clears them): they catch SIGHUP too, and SigCgt must show tunnelguard's own handler
+  const child = spawn('/bin/sh', ['-c', 'NODE_OPTIONS= exec "$0" "$@"', process.execPath, CLI, 'serve', '--config', s.cfg], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', d => { out += String(d) })
+  const exited = new Promise<number | null>(r => child.once('exit', code => r(code)))
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  for (let i = 0; i < 2000 && !catchesHup(child.pid!); i++) await new Promise(r => setTimeout(r, 1))
+  t.ok(catchesHup(child.pid!), 'its first module catches SIGHUP')
+  // sent before the DNS listener is bound (the old handler came only after every listener)
+  const port = `:${s.port.toString(16).toUpperCase().padStart(4, '0')} `
+  t.notOk(readFileSync('/proc/net/udp', 'utf8').includes(port), 'sent before the DNS listener was up')
+  child.kill('SIGHUP')
+  const end = Date.now() + 10_000
+  while (Date.now() < end && !/"message":"reloaded"/.test(out) && child.exitCode === null) await new Promise(r => setTimeout(r, 20))
+  t.equal(child.signalCode, null, 'not ended by the signal')
+  t.equal(child.exitCode, null, 'still running')
+  const lines = out.split('\n').filter(Boolean).map(l => JSON.parse(l) as { message: string; reason?: string })
+  t.ok(lines.findIndex(l => l.message === 'started') < lines.findIndex(l => l.message === 'reloaded' && l.reason === 'SIGHUP'), 'started, then reloaded (SIGHUP)')
+  t.equal((await dig(s.server, 'connect.ngrok-agent.com')).status, 'NOERROR', 'and it answers')
+  child.kill('SIGTERM')
+  t.equal(await exited, 0)
+})
+
+t.test('SIGHUP and a second SIGTERM while stopping neither kill it nor cut the drain: the query in flight is answered', async t => {
+  const { slowUpstream } = await import('../fixtures/slow-upstream.js')
+  const up = await slowUpstream(t, 600, { answers: q => [{ type: 'A', name: q.questions![0]!.name, ttl: 60, data: '192.0.2.44' }] })
+  const s = await setup(t)
+  writeFileSync(s.cfg, s.base.replace(/upstreams: \["[^"]+"\], timeout: 1s/, `upstreams: ["${up.url}"], timeout: 2s`))
+  const p = await startServe(t, ['--config', s.cfg])
+  const answer = dig(s.server, 'slow.example')
+  await new Promise(r => setTimeout(r, 150))                  // the query is at the upstream
+  p.child.kill('SIGTERM')
+  await p.waitFor(l => l.message === 'stopping')
+  p.child.kill('SIGHUP')
+  p.child.kill('SIGTERM')
+  const a = await answer
+  t.equal(a.status, 'NOERROR')
+  t.same(a.answer.map(r => r.data), ['192.0.2.44'], 'answered from the upstream during the drain')
+  t.equal(await p.stop('SIGTERM'), 0, 'exit 0')
+  const messages = p.lines().map(l => l.message)
+  t.ok(messages.includes('reload not done: stopping'))
+  t.ok(messages.includes('already stopping'))
+  t.equal(messages.at(-1), 'stopped', 'stopped, last')
+})
