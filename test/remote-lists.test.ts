@@ -307,3 +307,76 @@ t.test('errorCause: the message, then the cause\'s (each address tried, when sev
   t.same(errorCause(failed({ code: 'UND_ERR_SOCKET' })), { error: 'fetch failed: UND_ERR_SOCKET', code: 'UND_ERR_SOCKET' })
   t.same(errorCause(failed({ code: 7 })), { error: 'fetch failed', code: undefined })
 })
+
+t.test('a 200 that is not a list (an error page, empty, only comments, mostly junk) is a failed fetch: the last good copy stays, in use and on disk', async t => {
+  const srv = await listServer(t)
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  const url = `${srv.base}/list?key=SECRET`
+  const shown = `${srv.base}/list?key=***`
+  const config = configWith(makeSnapshot().config, dir, [url])
+  let changes = 0
+  const rl = createRemoteLists({ config: () => config, evidence: ev, onChange: () => { changes++ } })
+  srv.set('ngrok.io\nngrok.app\n', '"good"')
+  await rl.refreshAll()
+  t.equal(changes, 1)
+  const txt = () => readdirSync(dir).filter(f => f.endsWith('.txt')).map(f => readFileSync(join(dir, f), 'utf8'))
+  const fix = /^make the URL serve the list \(not an error or login page\); an empty response never empties a list: to drop its entries, remove the URL from lists\.remote\.urls$/
+  const html = '<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body><h1>Bad Gateway</h1></body>\n</html>\n'
+  const mostly = '<html>\n<p>This list moved</p>\n<a href="/new">ngrok.io</a>\nngrok.io\n</html>\n'
+  for (const [i, [name, body, why, entries, invalid]] of ([
+    ['an HTML error page', html, 'no list entry in it', 0, 4],
+    ['an empty body', '', 'no list entry in it', 0, 0],
+    ['only comments', '# this list is empty now\n! nothing here\n\n', 'no list entry in it', 0, 0],
+    ['mostly junk, one line an entry', mostly, 'most of its lines are not list entries', 1, 4],
+  ] as const).entries()) {
+    srv.set(body, `"junk${i}"`)
+    const before = ev.messages.length
+    await rl.refreshAll()
+    const said = ev.messages.slice(before)
+    t.match(said, [{
+      level: 'warn', msg: `remote list fetch failed: the response is not a list (${why}); keeping the last good copy`,
+      fields: { list: 'remote', url: shown, status: 200, bytes: Buffer.byteLength(body), entry_lines: entries, invalid_lines: invalid, have_copy: true, fix },
+    }], `${name}: one warn line, with the counts and the fix`)
+    t.equal(said.length, 1, `${name}: nothing else said`)
+    t.same(rl.texts(), { remote: [{ source: shown, text: 'ngrok.io\nngrok.app\n' }] }, `${name}: the last good copy stays in use`)
+    t.same(txt(), ['ngrok.io\nngrok.app\n'], `${name}: and on disk`)
+    t.equal(srv.seen.at(-1)!.headers['if-none-match'], '"good"', `${name}: the next request is still conditional on the good copy`)
+  }
+  t.equal(changes, 1, 'no reload')
+  t.notMatch(JSON.stringify(ev.messages), /SECRET/, 'the URL is redacted')
+  const restarted = createRemoteLists({ config: () => config, evidence: ev, onChange: () => {} })
+  t.equal(restarted.texts().remote![0]!.text, 'ngrok.io\nngrok.app\n', 'a restart starts from the good copy')
+
+  // as many invalid lines as entries (not more than half): a list with some stray lines, taken
+  srv.set('ngrok.io\nnot a name\n# a comment\n\n', '"half"')
+  await rl.refreshAll()
+  t.equal(rl.texts().remote![0]!.text, 'ngrok.io\nnot a name\n# a comment\n\n')
+  t.equal(changes, 2)
+  t.match(ev.messages.at(-1), { level: 'info', msg: 'remote list fetched', fields: { changed: true } })
+})
+
+t.test('a 200 that is not a list, with no copy yet: nothing kept, the list stays unloaded; lines read in the format of the URL', async t => {
+  const srv = await listServer(t)
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  srv.set('<html><body>Sign in</body></html>\n', '"login"')
+  for (const path of ['/list', '/rules.yml', '/list.csv']) {
+    const c = configWith(makeSnapshot().config, dir, [`${srv.base}${path}`])
+    const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => t.fail('no change expected') })
+    await rl.refreshAll()
+    t.match(ev.messages.at(-1), { level: 'warn', msg: /^remote list fetch failed: the response is not a list \(no list entry in it\); no copy yet: the list is empty until a fetch succeeds$/,
+      fields: { url: `${srv.base}${path}`, have_copy: false } }, path)
+    t.same(rl.texts(), {})
+    t.same(rl.copies(), [{ list: 'remote', url: `${srv.base}${path}`, fetchedAt: null }], 'no copy: /readyz names it unloaded')
+  }
+  t.same(readdirSync(dir), [], 'nothing written')
+  // a Sigma rule served at a .yml URL reads as one (as lines, most of its lines would be junk)
+  srv.set('title: t\nid: 11111111-1111-1111-1111-111111111111\nauthor: a\nlogsource: { category: dns }\n'
+    + 'detection:\n  selection:\n    QueryName|endswith: .ngrok.io\n  condition: selection\n', '"sigma"')
+  const c = configWith(makeSnapshot().config, dir, [`${srv.base}/rules.yml`])
+  let changes = 0
+  const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => { changes++ } })
+  await rl.refreshAll()
+  t.equal(changes, 1, 'taken')
+})
