@@ -24,7 +24,10 @@ export interface RemoteLists {
   texts(): ExtraTexts
   /** Every list URL (redacted) and when its copy in use was fetched; null: none yet (no copy on disk, no fetch succeeded). */
   copies(): RemoteCopy[]
-  /** Fetch every url once now (conditional requests); resolves when all are done. */
+  /**
+   * Fetch every url once now (conditional requests); resolves when all are done. A URL whose
+   * fetch is still running is not fetched again: its running fetch is waited for.
+   */
   refreshAll(): Promise<void>
   /** Fetch at start and every list's `refresh` from now on. */
   start(): void
@@ -41,6 +44,13 @@ const scrub = (text: string, url: string, requested: string, shown: string) => t
 
 /** What a failed fetch leaves in use. */
 const kept = (prev: Copy | undefined) => prev ? 'keeping the last good copy' : 'no copy yet: the list is empty until a fetch succeeds'
+
+/** What a response brought: 304, another status than 200 (its body dropped), more than maxBytes, or a text. */
+type Reply =
+  | { readonly kind: 'unchanged' }
+  | { readonly kind: 'status'; readonly status: number }
+  | { readonly kind: 'too big' }
+  | { readonly kind: 'text'; readonly text: string; readonly etag?: string; readonly lastModified?: string }
 
 /**
  * How a list text reads, by line, through the list parser itself (the format as loading picks it
@@ -93,6 +103,8 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const timers = new Map<string, NodeJS.Timeout>()
   const scheduled = new Map<string, string>()
   let started = false
+  /** The fetch running for each URL: never two at once, so that an older response cannot land after a newer one. */
+  const running = new Map<string, Promise<boolean>>()
   const dir = () => stateDir(o.config())
   /** The directories already said to be untrusted (one warning each). */
   const warned = new Set<string>()
@@ -149,6 +161,47 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     return Buffer.concat(chunks).toString('utf8')
   }
 
+  async function read(res: Response, maxBytes: number): Promise<Reply> {
+    if (res.status === 304) { await res.arrayBuffer(); return { kind: 'unchanged' } }
+    if (res.status !== 200) { await res.body?.cancel(); return { kind: 'status', status: res.status } }
+    const text = await readCapped(res, maxBytes)
+    if (text === undefined) return { kind: 'too big' }
+    return { kind: 'text', text, etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined }
+  }
+
+  /**
+   * Take a reply: log it, and keep a list text that reads as one. It is compared with, and saved
+   * over, the copy in use now, not the one there when the fetch started. true when the content changed.
+   */
+  function take(list: string, url: string, shown: string, maxBytes: number, reply: Reply): boolean {
+    const cur = load(url)
+    const have = { have_copy: cur !== undefined }
+    if (reply.kind === 'unchanged') return false
+    if (reply.kind === 'status') {
+      o.evidence.warn(`remote list fetch failed; ${kept(cur)}`, { list, url: shown, status: reply.status, ...have })
+      return false
+    }
+    if (reply.kind === 'too big') {
+      o.evidence.warn(`remote list larger than maxBytes; ${kept(cur)}`, { list, url: shown, maxBytes, ...have })
+      return false
+    }
+    const { text, etag, lastModified } = reply
+    const bytes = Buffer.byteLength(text)
+    const lines = lineCounts(text, shown)
+    const why = notAList(lines)
+    if (why !== undefined) {
+      o.evidence.warn(`remote list fetch failed: the response is not a list (${why}); ${kept(cur)}`, {
+        list, url: shown, status: 200, bytes, entry_lines: lines.entries, invalid_lines: lines.invalid, ...have,
+        fix: `make the URL serve the list (not an error or login page); an empty response never empties a list: to drop its entries, remove the URL from lists.${list}.urls`,
+      })
+      return false
+    }
+    const changed = text !== cur?.text
+    save(url, { text, etag, lastModified, fetchedAt: now() })
+    o.evidence.info('remote list fetched', { list, url: shown, bytes, changed })
+    return changed
+  }
+
   /** true when the content changed. */
   async function fetchOne(list: string, url: string, maxBytes: number): Promise<boolean> {
     const prev = load(url)
@@ -161,38 +214,28 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     if (prev?.lastModified) headers['if-modified-since'] = prev.lastModified
     try {
       const res = await doFetch(req.url, { headers, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000), redirect: 'follow' })
-      if (res.status === 304) { await res.arrayBuffer(); return false }
-      if (res.status !== 200) {
-        await res.body?.cancel()
-        o.evidence.warn(`remote list fetch failed; ${kept(prev)}`, { list, url: shown, status: res.status, have_copy: prev !== undefined })
-        return false
-      }
-      const text = await readCapped(res, maxBytes)
-      if (text === undefined) {
-        o.evidence.warn(`remote list larger than maxBytes; ${kept(prev)}`, { list, url: shown, maxBytes, have_copy: prev !== undefined })
-        return false
-      }
-      const bytes = Buffer.byteLength(text)
-      const lines = lineCounts(text, shown)
-      const why = notAList(lines)
-      if (why !== undefined) {
-        o.evidence.warn(`remote list fetch failed: the response is not a list (${why}); ${kept(prev)}`, {
-          list, url: shown, status: 200, bytes, entry_lines: lines.entries, invalid_lines: lines.invalid, have_copy: prev !== undefined,
-          fix: `make the URL serve the list (not an error or login page); an empty response never empties a list: to drop its entries, remove the URL from lists.${list}.urls`,
-        })
-        return false
-      }
-      const changed = text !== prev?.text
-      save(url, { text, etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined, fetchedAt: now() })
-      o.evidence.info('remote list fetched', { list, url: shown, bytes, changed })
-      return changed
+      return take(list, url, shown, maxBytes, await read(res, maxBytes))
     } catch (e) {
       const { error, code } = errorCause(e)
-      o.evidence.warn(`remote list fetch failed; ${kept(prev)}`, {
-        list, url: shown, error: scrub(error, url, req.url, shown), ...code === undefined ? {} : { code }, have_copy: prev !== undefined,
+      const cur = load(url)
+      o.evidence.warn(`remote list fetch failed; ${kept(cur)}`, {
+        list, url: shown, error: scrub(error, url, req.url, shown), ...code === undefined ? {} : { code }, have_copy: cur !== undefined,
       })
       return false
     }
+  }
+
+  /**
+   * One fetch per URL at a time: a refresh (or a reload's fetch) that finds one running waits for
+   * it instead of opening another connection (one per refresh against a hung server), and leaves
+   * reporting its change to the caller that started it.
+   */
+  function fetchOnce(list: string, url: string, maxBytes: number): Promise<boolean> {
+    const busy = running.get(url)
+    if (busy) return busy.then(() => false)
+    const p = fetchOne(list, url, maxBytes).finally(() => running.delete(url))
+    running.set(url, p)
+    return p
   }
 
   const refresh = (list: string) => refreshList(list).then(c => { if (c) o.onChange() })
@@ -227,7 +270,7 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   async function refreshList(list: string): Promise<boolean> {
     const l = o.config().lists[list]
     if (!l) return false
-    const changed = await Promise.all(l.urls.map(u => fetchOne(list, u, l.maxBytes)))
+    const changed = await Promise.all(l.urls.map(u => fetchOnce(list, u, l.maxBytes)))
     return changed.includes(true)
   }
 

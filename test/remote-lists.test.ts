@@ -380,3 +380,55 @@ t.test('a 200 that is not a list, with no copy yet: nothing kept, the list stays
   await rl.refreshAll()
   t.equal(changes, 1, 'taken')
 })
+
+/** A list server that holds every request until told to answer it: its requests, in order. */
+async function heldServer(t: { teardown(fn: () => unknown): void }) {
+  const held: { req: IncomingMessage; answer(body: string, etag: string): void; closed: Promise<void> }[] = []
+  const port = await httpServer(t, (req, res) => {
+    const closed = new Promise<void>(r => res.on('close', () => r()))
+    held.push({ req, closed, answer: (body, etag) => { res.writeHead(200, { etag }).end(body) } })
+  })
+  const until = async (n: number) => { for (let i = 0; i < 300 && held.length < n; i++) await new Promise(r => setTimeout(r, 10)) }
+  return { base: `http://127.0.0.1:${port}`, held, until }
+}
+
+t.test('one fetch per URL at a time: a refresh while one runs waits for it, so an older response cannot replace a newer copy', async t => {
+  const srv = await heldServer(t)
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  const config = configWith(makeSnapshot().config, dir, [`${srv.base}/list`])
+  let reloaded: unknown = null
+  const rl = createRemoteLists({ config: () => config, evidence: ev, onChange: () => { reloaded = rl.texts() } })
+  const seed = rl.refreshAll()
+  await srv.until(1)
+  srv.held[0]!.answer('ngrok.io\n', '"v1"')
+  await seed
+  const first = rl.refreshAll()
+  await srv.until(2)
+  const second = rl.refreshAll()                   // e.g. a reload's fetch while the timer's is still running
+  await new Promise(r => setTimeout(r, 100))
+  t.equal(srv.held.length, 2, 'no second request while the first runs')
+  // had a second request gone out and brought the newer list first, the slower, older answer would land after it
+  srv.held[2]?.answer('ngrok.io\nngrok.app\n', '"v2"')
+  await new Promise(r => setTimeout(r, 50))
+  srv.held[1]!.answer('ngrok.io\n', '"v1-mirror"')
+  await Promise.all([first, second])
+  t.same(rl.texts(), reloaded, 'the copy in use is the one the last reload loaded')
+  const onDisk = readdirSync(dir).filter(f => f.endsWith('.txt')).map(f => readFileSync(join(dir, f), 'utf8'))
+  t.same(onDisk, [rl.texts().remote![0]!.text], 'and the one on disk')
+  t.equal(ev.messages.filter(m => m.msg === 'remote list fetched').length, 2, 'one response taken per request')
+})
+
+t.test('a hung server: a refresh does not open another connection while the fetch runs', async t => {
+  const srv = await heldServer(t)
+  const config = configWith(makeSnapshot().config, t.testdir(), [`${srv.base}/list`])   // refresh: 50 ms
+  const rl = createRemoteLists({ config: () => config, evidence: memoryEvidence(), onChange: () => {}, timeoutMs: 10_000 })
+  t.teardown(() => rl.stop())
+  rl.start()
+  await srv.until(1)
+  await new Promise(r => setTimeout(r, 300))       // six refresh periods
+  t.equal(srv.held.length, 1, 'one connection')
+  srv.held[0]!.answer('ngrok.io\n', '"v1"')
+  await srv.until(2)
+  t.ok(srv.held.length >= 2, 'refreshes go on once it is done')
+})
