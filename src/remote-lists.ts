@@ -36,6 +36,7 @@ export interface RemoteLists {
    * fetched now and on its own refresh from now on; a list gone is no longer fetched.
    */
   sync(): void
+  /** End the timers and abort every fetch in flight: nothing is logged, kept or reloaded after it. */
   stop(): void
 }
 
@@ -105,6 +106,8 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   let started = false
   /** The fetch running for each URL: never two at once, so that an older response cannot land after a newer one. */
   const running = new Map<string, Promise<boolean>>()
+  /** Aborted by stop(), then replaced: a fetch started before stop() ends silently. */
+  let stopping = new AbortController()
   const dir = () => stateDir(o.config())
   /** The directories already said to be untrusted (one warning each). */
   const warned = new Set<string>()
@@ -203,7 +206,7 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   }
 
   /** true when the content changed. */
-  async function fetchOne(list: string, url: string, maxBytes: number): Promise<boolean> {
+  async function fetchOne(list: string, url: string, maxBytes: number, signal: AbortSignal): Promise<boolean> {
     const prev = load(url)
     // user info goes as Basic auth (fetch refuses a URL that has it); only the redacted URL is logged
     const req = withoutCredentials(url)
@@ -213,9 +216,14 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     if (prev?.etag) headers['if-none-match'] = prev.etag
     if (prev?.lastModified) headers['if-modified-since'] = prev.lastModified
     try {
-      const res = await doFetch(req.url, { headers, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000), redirect: 'follow' })
-      return take(list, url, shown, maxBytes, await read(res, maxBytes))
+      const timeout = AbortSignal.timeout(o.timeoutMs ?? 30_000)
+      const res = await doFetch(req.url, { headers, signal: AbortSignal.any([signal, timeout]), redirect: 'follow' })
+      const reply = await read(res, maxBytes)
+      // stopped meanwhile (a fetch that does not heed its signal, a body already read): nothing more
+      if (signal.aborted) return false
+      return take(list, url, shown, maxBytes, reply)
     } catch (e) {
+      if (signal.aborted) return false   // stop() aborted it: no failure, nothing to say
       const { error, code } = errorCause(e)
       const cur = load(url)
       o.evidence.warn(`remote list fetch failed; ${kept(cur)}`, {
@@ -230,15 +238,23 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
    * it instead of opening another connection (one per refresh against a hung server), and leaves
    * reporting its change to the caller that started it.
    */
-  function fetchOnce(list: string, url: string, maxBytes: number): Promise<boolean> {
+  function fetchOnce(list: string, url: string, maxBytes: number, signal: AbortSignal): Promise<boolean> {
     const busy = running.get(url)
     if (busy) return busy.then(() => false)
-    const p = fetchOne(list, url, maxBytes).finally(() => running.delete(url))
+    const p = fetchOne(list, url, maxBytes, signal).finally(() => running.delete(url))
     running.set(url, p)
     return p
   }
 
-  const refresh = (list: string) => refreshList(list).then(c => { if (c) o.onChange() })
+  /**
+   * Fetch these lists' urls; a change reloads, unless stop() came first (one fetch may have
+   * changed a list before it, while another was still running).
+   */
+  async function refresh(lists: string[]): Promise<void> {
+    const signal = stopping.signal
+    const changed = await Promise.all(lists.map(list => refreshList(list, signal)))
+    if (changed.includes(true) && !signal.aborted) o.onChange()
+  }
 
   /**
    * One timer per list with urls, at its refresh; the lists whose urls or refresh are not what
@@ -258,7 +274,7 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     }
     for (const [list, sig] of want) {
       if (timers.has(list)) continue
-      const t = setInterval(() => { void refresh(list) }, o.config().lists[list]!.refresh)
+      const t = setInterval(() => { void refresh([list]) }, o.config().lists[list]!.refresh)
       t.unref()
       timers.set(list, t)
       scheduled.set(list, sig)
@@ -267,10 +283,10 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     return changed
   }
 
-  async function refreshList(list: string): Promise<boolean> {
+  async function refreshList(list: string, signal: AbortSignal): Promise<boolean> {
     const l = o.config().lists[list]
     if (!l) return false
-    const changed = await Promise.all(l.urls.map(u => fetchOnce(list, u, l.maxBytes)))
+    const changed = await Promise.all(l.urls.map(u => fetchOnce(list, u, l.maxBytes, signal)))
     return changed.includes(true)
   }
 
@@ -281,9 +297,8 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     copies() {
       return gather(o.config(), load).copies
     },
-    async refreshAll() {
-      const changed = await Promise.all(Object.keys(o.config().lists).map(refreshList))
-      if (changed.includes(true)) o.onChange()
+    refreshAll() {
+      return refresh(Object.keys(o.config().lists))
     },
     start() {
       void this.refreshAll()
@@ -292,13 +307,16 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     },
     sync() {
       if (!started) return
-      for (const list of schedule()) void refresh(list)
+      for (const list of schedule()) void refresh([list])
     },
     stop() {
       started = false
       for (const t of timers.values()) clearInterval(t)
       timers.clear()
       scheduled.clear()
+      // a fetch in flight would run on to its timeout (30 s), past a stop's grace period
+      stopping.abort()
+      stopping = new AbortController()
     },
   }
 }

@@ -432,3 +432,38 @@ t.test('a hung server: a refresh does not open another connection while the fetc
   await srv.until(2)
   t.ok(srv.held.length >= 2, 'refreshes go on once it is done')
 })
+
+t.test('stop() aborts the fetches in flight: the connection closes at once; nothing is logged, kept or reloaded after it', async t => {
+  const srv = await heldServer(t)
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  const config = configWith(makeSnapshot().config, dir, [`${srv.base}/list`])
+  let changes = 0
+  const rl = createRemoteLists({ config: () => config, evidence: ev, onChange: () => { changes++ } })
+  rl.start()
+  await srv.until(1)
+  const t0 = Date.now()
+  rl.stop()
+  const closed = await Promise.race([srv.held[0]!.closed.then(() => true), new Promise(r => setTimeout(r, 2000, false))])
+  t.ok(closed, `the connection closed at stop (after ${Date.now() - t0} ms), not at the fetch's timeout (30 s)`)
+  await new Promise(r => setTimeout(r, 50))
+  t.same(ev.messages, [], 'an aborted fetch is no failure to report')
+
+  // a fetch that finishes after stop() (one that does not heed its signal): nothing taken; a fetch
+  // that finished before it changed the list, but the reload is not done after stop() either
+  let late!: (r: Response) => void
+  const fake: typeof fetch = async u => String(u).endsWith('/late')
+    ? new Promise<Response>(r => { late = r })
+    : new Response('ngrok.io\n', { status: 200 })
+  const two = configWith(makeSnapshot().config, dir, [`${srv.base}/early`, `${srv.base}/late`])
+  const rl2 = createRemoteLists({ config: () => two, evidence: ev, onChange: () => { changes++ }, fetch: fake })
+  const all = rl2.refreshAll()
+  await new Promise(r => setTimeout(r, 50))
+  rl2.stop()
+  late(new Response('ngrok.io\nngrok.app\n', { status: 200 }))
+  await all
+  t.equal(changes, 0, 'no reload after stop')
+  t.same(ev.messages.map(m => m.fields!.url), [`${srv.base}/early`], 'only the fetch done before stop() is logged')
+  t.same(rl2.texts().remote!.map(x => x.source), [`${srv.base}/early`], 'the late one is not kept')
+  t.equal(readdirSync(dir).filter(f => f.endsWith('.txt')).length, 1, 'nor written')
+})
