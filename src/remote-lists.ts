@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs'
+import { formatOf, parseInto } from './match/parse-list.js'
 import { errorText } from './observe/alert-output.js'
 import { redactUrl, withoutCredentials } from './url-secrets.js'
 import type { Evidence } from './observe/types.js'
@@ -23,7 +24,10 @@ export interface RemoteLists {
   texts(): ExtraTexts
   /** Every list URL (redacted) and when its copy in use was fetched; null: none yet (no copy on disk, no fetch succeeded). */
   copies(): RemoteCopy[]
-  /** Fetch every url once now (conditional requests); resolves when all are done. */
+  /**
+   * Fetch every url once now (conditional requests); resolves when all are done. A URL whose
+   * fetch is still running is not fetched again: its running fetch is waited for.
+   */
   refreshAll(): Promise<void>
   /** Fetch at start and every list's `refresh` from now on. */
   start(): void
@@ -32,6 +36,7 @@ export interface RemoteLists {
    * fetched now and on its own refresh from now on; a list gone is no longer fetched.
    */
   sync(): void
+  /** End the timers and abort every fetch in flight: nothing is logged, kept or reloaded after it. */
   stop(): void
 }
 
@@ -40,6 +45,42 @@ const scrub = (text: string, url: string, requested: string, shown: string) => t
 
 /** What a failed fetch leaves in use. */
 const kept = (prev: Copy | undefined) => prev ? 'keeping the last good copy' : 'no copy yet: the list is empty until a fetch succeeds'
+
+/** What a response brought: 304, another status than 200 (its body dropped), more than maxBytes, or a text. */
+type Reply =
+  | { readonly kind: 'unchanged' }
+  | { readonly kind: 'status'; readonly status: number }
+  | { readonly kind: 'too big' }
+  | { readonly kind: 'text'; readonly text: string; readonly etag?: string; readonly lastModified?: string }
+
+/**
+ * How a list text reads, by line, through the list parser itself (the format as loading picks it
+ * by `source`): lines with an entry, and lines with a warning and no entry (invalid). Comments,
+ * blank lines and headers are neither.
+ */
+function lineCounts(text: string, source: string): { entries: number; invalid: number } {
+  const entries = new Set<number>()
+  const warned = new Set<number>()
+  parseInto(text, formatOf(source), {
+    entry: (_n, _k, _a, _p, line) => { entries.add(line) },
+    warn: line => { warned.add(line) },
+  })
+  let invalid = 0
+  for (const line of warned) if (!entries.has(line)) invalid++
+  return { entries: entries.size, invalid }
+}
+
+/**
+ * Why a 200's text is not taken as the list, or undefined when it is. An error or login page
+ * served with 200, or an empty body (a truncated upload, a CDN's placeholder), would replace the
+ * last good copy and unblock everything the list blocked: a text with no entry at all, or whose
+ * lines are mostly (more than half of those not comments) not entries, is a failed fetch.
+ */
+function notAList(c: { entries: number; invalid: number }): string | undefined {
+  if (c.entries === 0) return 'no list entry in it'
+  if (c.invalid > c.entries) return 'most of its lines are not list entries'
+  return undefined
+}
 
 /**
  * A failed fetch's error with its cause: fetch says only "fetch failed" and puts what failed
@@ -63,6 +104,10 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const timers = new Map<string, NodeJS.Timeout>()
   const scheduled = new Map<string, string>()
   let started = false
+  /** The fetch running for each URL: never two at once, so that an older response cannot land after a newer one. */
+  const running = new Map<string, Promise<boolean>>()
+  /** Aborted by stop(), then replaced: a fetch started before stop() ends silently. */
+  let stopping = new AbortController()
   const dir = () => stateDir(o.config())
   /** The directories already said to be untrusted (one warning each). */
   const warned = new Set<string>()
@@ -119,8 +164,49 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     return Buffer.concat(chunks).toString('utf8')
   }
 
+  async function read(res: Response, maxBytes: number): Promise<Reply> {
+    if (res.status === 304) { await res.arrayBuffer(); return { kind: 'unchanged' } }
+    if (res.status !== 200) { await res.body?.cancel(); return { kind: 'status', status: res.status } }
+    const text = await readCapped(res, maxBytes)
+    if (text === undefined) return { kind: 'too big' }
+    return { kind: 'text', text, etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined }
+  }
+
+  /**
+   * Take a reply: log it, and keep a list text that reads as one. It is compared with, and saved
+   * over, the copy in use now, not the one there when the fetch started. true when the content changed.
+   */
+  function take(list: string, url: string, shown: string, maxBytes: number, reply: Reply): boolean {
+    const cur = load(url)
+    const have = { have_copy: cur !== undefined }
+    if (reply.kind === 'unchanged') return false
+    if (reply.kind === 'status') {
+      o.evidence.warn(`remote list fetch failed; ${kept(cur)}`, { list, url: shown, status: reply.status, ...have })
+      return false
+    }
+    if (reply.kind === 'too big') {
+      o.evidence.warn(`remote list larger than maxBytes; ${kept(cur)}`, { list, url: shown, maxBytes, ...have })
+      return false
+    }
+    const { text, etag, lastModified } = reply
+    const bytes = Buffer.byteLength(text)
+    const lines = lineCounts(text, shown)
+    const why = notAList(lines)
+    if (why !== undefined) {
+      o.evidence.warn(`remote list fetch failed: the response is not a list (${why}); ${kept(cur)}`, {
+        list, url: shown, status: 200, bytes, entry_lines: lines.entries, invalid_lines: lines.invalid, ...have,
+        fix: `make the URL serve the list (not an error or login page); an empty response never empties a list: to drop its entries, remove the URL from lists.${list}.urls`,
+      })
+      return false
+    }
+    const changed = text !== cur?.text
+    save(url, { text, etag, lastModified, fetchedAt: now() })
+    o.evidence.info('remote list fetched', { list, url: shown, bytes, changed })
+    return changed
+  }
+
   /** true when the content changed. */
-  async function fetchOne(list: string, url: string, maxBytes: number): Promise<boolean> {
+  async function fetchOne(list: string, url: string, maxBytes: number, signal: AbortSignal): Promise<boolean> {
     const prev = load(url)
     // user info goes as Basic auth (fetch refuses a URL that has it); only the redacted URL is logged
     const req = withoutCredentials(url)
@@ -130,32 +216,45 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     if (prev?.etag) headers['if-none-match'] = prev.etag
     if (prev?.lastModified) headers['if-modified-since'] = prev.lastModified
     try {
-      const res = await doFetch(req.url, { headers, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000), redirect: 'follow' })
-      if (res.status === 304) { await res.arrayBuffer(); return false }
-      if (res.status !== 200) {
-        await res.body?.cancel()
-        o.evidence.warn(`remote list fetch failed; ${kept(prev)}`, { list, url: shown, status: res.status, have_copy: prev !== undefined })
-        return false
-      }
-      const text = await readCapped(res, maxBytes)
-      if (text === undefined) {
-        o.evidence.warn(`remote list larger than maxBytes; ${kept(prev)}`, { list, url: shown, maxBytes, have_copy: prev !== undefined })
-        return false
-      }
-      const changed = text !== prev?.text
-      save(url, { text, etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined, fetchedAt: now() })
-      o.evidence.info('remote list fetched', { list, url: shown, bytes: Buffer.byteLength(text), changed })
-      return changed
+      const timeout = AbortSignal.timeout(o.timeoutMs ?? 30_000)
+      const res = await doFetch(req.url, { headers, signal: AbortSignal.any([signal, timeout]), redirect: 'follow' })
+      const reply = await read(res, maxBytes)
+      // stopped meanwhile (a fetch that does not heed its signal, a body already read): nothing more
+      if (signal.aborted) return false
+      return take(list, url, shown, maxBytes, reply)
     } catch (e) {
+      if (signal.aborted) return false   // stop() aborted it: no failure, nothing to say
       const { error, code } = errorCause(e)
-      o.evidence.warn(`remote list fetch failed; ${kept(prev)}`, {
-        list, url: shown, error: scrub(error, url, req.url, shown), ...code === undefined ? {} : { code }, have_copy: prev !== undefined,
+      const cur = load(url)
+      o.evidence.warn(`remote list fetch failed; ${kept(cur)}`, {
+        list, url: shown, error: scrub(error, url, req.url, shown), ...code === undefined ? {} : { code }, have_copy: cur !== undefined,
       })
       return false
     }
   }
 
-  const refresh = (list: string) => refreshList(list).then(c => { if (c) o.onChange() })
+  /**
+   * One fetch per URL at a time: a refresh (or a reload's fetch) that finds one running waits for
+   * it instead of opening another connection (one per refresh against a hung server), and leaves
+   * reporting its change to the caller that started it.
+   */
+  function fetchOnce(list: string, url: string, maxBytes: number, signal: AbortSignal): Promise<boolean> {
+    const busy = running.get(url)
+    if (busy) return busy.then(() => false)
+    const p = fetchOne(list, url, maxBytes, signal).finally(() => running.delete(url))
+    running.set(url, p)
+    return p
+  }
+
+  /**
+   * Fetch these lists' urls; a change reloads, unless stop() came first (one fetch may have
+   * changed a list before it, while another was still running).
+   */
+  async function refresh(lists: string[]): Promise<void> {
+    const signal = stopping.signal
+    const changed = await Promise.all(lists.map(list => refreshList(list, signal)))
+    if (changed.includes(true) && !signal.aborted) o.onChange()
+  }
 
   /**
    * One timer per list with urls, at its refresh; the lists whose urls or refresh are not what
@@ -175,7 +274,7 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     }
     for (const [list, sig] of want) {
       if (timers.has(list)) continue
-      const t = setInterval(() => { void refresh(list) }, o.config().lists[list]!.refresh)
+      const t = setInterval(() => { void refresh([list]) }, o.config().lists[list]!.refresh)
       t.unref()
       timers.set(list, t)
       scheduled.set(list, sig)
@@ -184,10 +283,10 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     return changed
   }
 
-  async function refreshList(list: string): Promise<boolean> {
+  async function refreshList(list: string, signal: AbortSignal): Promise<boolean> {
     const l = o.config().lists[list]
     if (!l) return false
-    const changed = await Promise.all(l.urls.map(u => fetchOne(list, u, l.maxBytes)))
+    const changed = await Promise.all(l.urls.map(u => fetchOnce(list, u, l.maxBytes, signal)))
     return changed.includes(true)
   }
 
@@ -198,9 +297,8 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     copies() {
       return gather(o.config(), load).copies
     },
-    async refreshAll() {
-      const changed = await Promise.all(Object.keys(o.config().lists).map(refreshList))
-      if (changed.includes(true)) o.onChange()
+    refreshAll() {
+      return refresh(Object.keys(o.config().lists))
     },
     start() {
       void this.refreshAll()
@@ -209,13 +307,16 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     },
     sync() {
       if (!started) return
-      for (const list of schedule()) void refresh(list)
+      for (const list of schedule()) void refresh([list])
     },
     stop() {
       started = false
       for (const t of timers.values()) clearInterval(t)
       timers.clear()
       scheduled.clear()
+      // a fetch in flight would run on to its timeout (30 s), past a stop's grace period
+      stopping.abort()
+      stopping = new AbortController()
     },
   }
 }

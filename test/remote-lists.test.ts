@@ -307,3 +307,163 @@ t.test('errorCause: the message, then the cause\'s (each address tried, when sev
   t.same(errorCause(failed({ code: 'UND_ERR_SOCKET' })), { error: 'fetch failed: UND_ERR_SOCKET', code: 'UND_ERR_SOCKET' })
   t.same(errorCause(failed({ code: 7 })), { error: 'fetch failed', code: undefined })
 })
+
+t.test('a 200 that is not a list (an error page, empty, only comments, mostly junk) is a failed fetch: the last good copy stays, in use and on disk', async t => {
+  const srv = await listServer(t)
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  const url = `${srv.base}/list?key=SECRET`
+  const shown = `${srv.base}/list?key=***`
+  const config = configWith(makeSnapshot().config, dir, [url])
+  let changes = 0
+  const rl = createRemoteLists({ config: () => config, evidence: ev, onChange: () => { changes++ } })
+  srv.set('ngrok.io\nngrok.app\n', '"good"')
+  await rl.refreshAll()
+  t.equal(changes, 1)
+  const txt = () => readdirSync(dir).filter(f => f.endsWith('.txt')).map(f => readFileSync(join(dir, f), 'utf8'))
+  const fix = /^make the URL serve the list \(not an error or login page\); an empty response never empties a list: to drop its entries, remove the URL from lists\.remote\.urls$/
+  const html = '<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body><h1>Bad Gateway</h1></body>\n</html>\n'
+  const mostly = '<html>\n<p>This list moved</p>\n<a href="/new">ngrok.io</a>\nngrok.io\n</html>\n'
+  for (const [i, [name, body, why, entries, invalid]] of ([
+    ['an HTML error page', html, 'no list entry in it', 0, 4],
+    ['an empty body', '', 'no list entry in it', 0, 0],
+    ['only comments', '# this list is empty now\n! nothing here\n\n', 'no list entry in it', 0, 0],
+    ['mostly junk, one line an entry', mostly, 'most of its lines are not list entries', 1, 4],
+  ] as const).entries()) {
+    srv.set(body, `"junk${i}"`)
+    const before = ev.messages.length
+    await rl.refreshAll()
+    const said = ev.messages.slice(before)
+    t.match(said, [{
+      level: 'warn', msg: `remote list fetch failed: the response is not a list (${why}); keeping the last good copy`,
+      fields: { list: 'remote', url: shown, status: 200, bytes: Buffer.byteLength(body), entry_lines: entries, invalid_lines: invalid, have_copy: true, fix },
+    }], `${name}: one warn line, with the counts and the fix`)
+    t.equal(said.length, 1, `${name}: nothing else said`)
+    t.same(rl.texts(), { remote: [{ source: shown, text: 'ngrok.io\nngrok.app\n' }] }, `${name}: the last good copy stays in use`)
+    t.same(txt(), ['ngrok.io\nngrok.app\n'], `${name}: and on disk`)
+    t.equal(srv.seen.at(-1)!.headers['if-none-match'], '"good"', `${name}: the next request is still conditional on the good copy`)
+  }
+  t.equal(changes, 1, 'no reload')
+  t.notMatch(JSON.stringify(ev.messages), /SECRET/, 'the URL is redacted')
+  const restarted = createRemoteLists({ config: () => config, evidence: ev, onChange: () => {} })
+  t.equal(restarted.texts().remote![0]!.text, 'ngrok.io\nngrok.app\n', 'a restart starts from the good copy')
+
+  // as many invalid lines as entries (not more than half): a list with some stray lines, taken
+  srv.set('ngrok.io\nnot a name\n# a comment\n\n', '"half"')
+  await rl.refreshAll()
+  t.equal(rl.texts().remote![0]!.text, 'ngrok.io\nnot a name\n# a comment\n\n')
+  t.equal(changes, 2)
+  t.match(ev.messages.at(-1), { level: 'info', msg: 'remote list fetched', fields: { changed: true } })
+})
+
+t.test('a 200 that is not a list, with no copy yet: nothing kept, the list stays unloaded; lines read in the format of the URL', async t => {
+  const srv = await listServer(t)
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  srv.set('<html><body>Sign in</body></html>\n', '"login"')
+  for (const path of ['/list', '/rules.yml', '/list.csv']) {
+    const c = configWith(makeSnapshot().config, dir, [`${srv.base}${path}`])
+    const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => t.fail('no change expected') })
+    await rl.refreshAll()
+    t.match(ev.messages.at(-1), { level: 'warn', msg: /^remote list fetch failed: the response is not a list \(no list entry in it\); no copy yet: the list is empty until a fetch succeeds$/,
+      fields: { url: `${srv.base}${path}`, have_copy: false } }, path)
+    t.same(rl.texts(), {})
+    t.same(rl.copies(), [{ list: 'remote', url: `${srv.base}${path}`, fetchedAt: null }], 'no copy: /readyz names it unloaded')
+  }
+  t.same(readdirSync(dir), [], 'nothing written')
+  // a Sigma rule served at a .yml URL reads as one (as lines, most of its lines would be junk)
+  srv.set('title: t\nid: 11111111-1111-1111-1111-111111111111\nauthor: a\nlogsource: { category: dns }\n'
+    + 'detection:\n  selection:\n    QueryName|endswith: .ngrok.io\n  condition: selection\n', '"sigma"')
+  const c = configWith(makeSnapshot().config, dir, [`${srv.base}/rules.yml`])
+  let changes = 0
+  const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => { changes++ } })
+  await rl.refreshAll()
+  t.equal(changes, 1, 'taken')
+})
+
+/** A list server that holds every request until told to answer it: its requests, in order. */
+async function heldServer(t: { teardown(fn: () => unknown): void }) {
+  const held: { req: IncomingMessage; answer(body: string, etag: string): void; closed: Promise<void> }[] = []
+  const port = await httpServer(t, (req, res) => {
+    const closed = new Promise<void>(r => res.on('close', () => r()))
+    held.push({ req, closed, answer: (body, etag) => { res.writeHead(200, { etag }).end(body) } })
+  })
+  const until = async (n: number) => { for (let i = 0; i < 300 && held.length < n; i++) await new Promise(r => setTimeout(r, 10)) }
+  return { base: `http://127.0.0.1:${port}`, held, until }
+}
+
+t.test('one fetch per URL at a time: a refresh while one runs waits for it, so an older response cannot replace a newer copy', async t => {
+  const srv = await heldServer(t)
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  const config = configWith(makeSnapshot().config, dir, [`${srv.base}/list`])
+  let reloaded: unknown = null
+  const rl = createRemoteLists({ config: () => config, evidence: ev, onChange: () => { reloaded = rl.texts() } })
+  const seed = rl.refreshAll()
+  await srv.until(1)
+  srv.held[0]!.answer('ngrok.io\n', '"v1"')
+  await seed
+  const first = rl.refreshAll()
+  await srv.until(2)
+  const second = rl.refreshAll()                   // e.g. a reload's fetch while the timer's is still running
+  await new Promise(r => setTimeout(r, 100))
+  t.equal(srv.held.length, 2, 'no second request while the first runs')
+  // had a second request gone out and brought the newer list first, the slower, older answer would land after it
+  srv.held[2]?.answer('ngrok.io\nngrok.app\n', '"v2"')
+  await new Promise(r => setTimeout(r, 50))
+  srv.held[1]!.answer('ngrok.io\n', '"v1-mirror"')
+  await Promise.all([first, second])
+  t.same(rl.texts(), reloaded, 'the copy in use is the one the last reload loaded')
+  const onDisk = readdirSync(dir).filter(f => f.endsWith('.txt')).map(f => readFileSync(join(dir, f), 'utf8'))
+  t.same(onDisk, [rl.texts().remote![0]!.text], 'and the one on disk')
+  t.equal(ev.messages.filter(m => m.msg === 'remote list fetched').length, 2, 'one response taken per request')
+})
+
+t.test('a hung server: a refresh does not open another connection while the fetch runs', async t => {
+  const srv = await heldServer(t)
+  const config = configWith(makeSnapshot().config, t.testdir(), [`${srv.base}/list`])   // refresh: 50 ms
+  const rl = createRemoteLists({ config: () => config, evidence: memoryEvidence(), onChange: () => {}, timeoutMs: 10_000 })
+  t.teardown(() => rl.stop())
+  rl.start()
+  await srv.until(1)
+  await new Promise(r => setTimeout(r, 300))       // six refresh periods
+  t.equal(srv.held.length, 1, 'one connection')
+  srv.held[0]!.answer('ngrok.io\n', '"v1"')
+  await srv.until(2)
+  t.ok(srv.held.length >= 2, 'refreshes go on once it is done')
+})
+
+t.test('stop() aborts the fetches in flight: the connection closes at once; nothing is logged, kept or reloaded after it', async t => {
+  const srv = await heldServer(t)
+  const dir = t.testdir()
+  const ev = memoryEvidence()
+  const config = configWith(makeSnapshot().config, dir, [`${srv.base}/list`])
+  let changes = 0
+  const rl = createRemoteLists({ config: () => config, evidence: ev, onChange: () => { changes++ } })
+  rl.start()
+  await srv.until(1)
+  const t0 = Date.now()
+  rl.stop()
+  const closed = await Promise.race([srv.held[0]!.closed.then(() => true), new Promise(r => setTimeout(r, 2000, false))])
+  t.ok(closed, `the connection closed at stop (after ${Date.now() - t0} ms), not at the fetch's timeout (30 s)`)
+  await new Promise(r => setTimeout(r, 50))
+  t.same(ev.messages, [], 'an aborted fetch is no failure to report')
+
+  // a fetch that finishes after stop() (one that does not heed its signal): nothing taken; a fetch
+  // that finished before it changed the list, but the reload is not done after stop() either
+  let late!: (r: Response) => void
+  const fake: typeof fetch = async u => String(u).endsWith('/late')
+    ? new Promise<Response>(r => { late = r })
+    : new Response('ngrok.io\n', { status: 200 })
+  const two = configWith(makeSnapshot().config, dir, [`${srv.base}/early`, `${srv.base}/late`])
+  const rl2 = createRemoteLists({ config: () => two, evidence: ev, onChange: () => { changes++ }, fetch: fake })
+  const all = rl2.refreshAll()
+  await new Promise(r => setTimeout(r, 50))
+  rl2.stop()
+  late(new Response('ngrok.io\nngrok.app\n', { status: 200 }))
+  await all
+  t.equal(changes, 0, 'no reload after stop')
+  t.same(ev.messages.map(m => m.fields!.url), [`${srv.base}/early`], 'only the fetch done before stop() is logged')
+  t.same(rl2.texts().remote!.map(x => x.source), [`${srv.base}/early`], 'the late one is not kept')
+  t.equal(readdirSync(dir).filter(f => f.endsWith('.txt')).length, 1, 'nor written')
+})
