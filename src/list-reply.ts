@@ -1,0 +1,37 @@
+import { formatOf, parseInto } from './match/parse-list.js'
+
+/** What a response brought: 304, another status than 200 (its body dropped), more than maxBytes, or a text. */
+export type Reply =
+  | { readonly kind: 'unchanged' }
+  | { readonly kind: 'status'; readonly status: number }
+  | { readonly kind: 'too big' }
+  | { readonly kind: 'text'; readonly text: string; readonly etag?: string; readonly lastModified?: string }
+
+/**
+ * How a list text reads, by line, through the list parser itself (the format as loading picks it
+ * by `source`): lines with an entry, and lines with a warning and no entry (invalid). Comments,
+ * blank lines and headers are neither.
+ */
+export function lineCounts(text: string, source: string): { entries: number; invalid: number } {
+  const entries = new Set<number>()
+  const warned = new Set<number>()
+  parseInto(text, formatOf(source), {
+    entry: (_n, _k, _a, _p, line) => { entries.add(line) },
+    warn: line => { warned.add(line) },
+  })
+  let invalid = 0
+  for (const line of warned) if (!entries.has(line)) invalid++
+  return { entries: entries.size, invalid }
+}
+
+/**
+ * Why a 200's text is not taken as the list, or undefined when it is. An error or login page
+ * served with 200, or an empty body (a truncated upload, a CDN's placeholder), would replace the
+ * last good copy and unblock everything the list blocked: a text with no entry at all, or whose
+ * lines are mostly (more than half of those not comments) not entries, is a failed fetch.
+ */
+export function notAList(c: { entries: number; invalid: number }): string | undefined {
+  if (c.entries === 0) return 'no list entry in it'
+  if (c.invalid > c.entries) return 'most of its lines are not list entries'
+  return undefined
+}
