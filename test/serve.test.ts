@@ -44,7 +44,7 @@ t.test('serve in-process: every listener, overrides, reload, stop', async t => {
   const started = JSON.parse(log.split('\n').find(l => l.includes('"message":"started"'))!)
   t.same(started.sinkhole, [{ address: '127.0.0.1', port: r.addresses.sinkhole[0]!.port }], 'the started line lists the capture listeners beside dns, proxy and admin')
   t.ok(started.sinkhole[0].port > 0)
-  t.match(log, /"source":"[^"]*tg\.yaml:4","warning":"sinkhole\.listen: nothing will reach the capture listener on 127\.0\.0\.1:0: [^"]*","message":"config warning"/,
+  t.match(log, /"tunnelguard\.source":"[^"]*tg\.yaml:4","warning":"sinkhole\.listen: nothing will reach the capture listener on 127\.0\.0\.1:0: [^"]*","message":"config warning"/,
     'a capture listener the sinkhole answers do not lead to: warned at start')
   const udp = r.addresses.dns.find(a => a.transport === 'udp')!
   const blocked = await dig(udp, 'x.ngrok.io')
@@ -102,9 +102,9 @@ t.test('serve: an alert the webhook cannot deliver is logged with its cause, giv
   const lines = log.split('\n').filter(l => l.includes('alert webhook')).map(l => JSON.parse(l) as Record<string, unknown>)
   const refused = `connect ECONNREFUSED 127.0.0.1:${hookPort}`
   t.match(lines, [
-    { 'log.level': 'warn', message: 'alert webhook failed', 'client.ip': '127.0.0.1', 'rule.name': 'ngrok.io', attempt: 1, attempts: 2, error: refused },
-    { message: 'alert webhook failed', attempt: 2, attempts: 2, error: refused },
-    { message: 'alert webhook gave up', 'client.ip': '127.0.0.1', 'rule.ruleset': 'l', 'rule.name': 'ngrok.io', reason: 'retries exhausted', attempts: 2, error: refused, dropped: 1 },
+    { 'log.level': 'warn', message: 'alert webhook failed', 'client.ip': '127.0.0.1', 'rule.name': 'ngrok.io', attempt: 1, attempts: 2, 'error.message': refused },
+    { message: 'alert webhook failed', attempt: 2, attempts: 2, 'error.message': refused },
+    { message: 'alert webhook gave up', 'client.ip': '127.0.0.1', 'rule.ruleset': 'l', 'rule.name': 'ngrok.io', reason: 'retries exhausted', attempts: 2, 'error.message': refused, dropped: 1 },
   ])
   t.equal(lines.length, 3)
   let text = await metrics()
@@ -351,8 +351,8 @@ t.test('serve: config-only listeners, list warnings logged, remote lists reload 
   for (let i = 0; i < 200 && r.snapshot().lists.find(l => l.name === 'r')!.entries === 0; i++) await new Promise(res => setTimeout(res, 20))
   t.equal(r.snapshot().lists.find(l => l.name === 'r')!.entries, 1, 'the fetched remote list is in the snapshot')
   t.match(log, /"reason":"remote list changed"/)
-  t.match(log, `"url":"http://u:***@127.0.0.1:${lport}/list.txt?key=***"`, 'the fetch is logged with the URL redacted')
-  t.match(log, `"source":"http://u:***@127.0.0.1:${lport}/list.txt?key=***:2"`, 'so is a warning about a line of the remote list')
+  t.match(log, `"url.full":"http://u:***@127.0.0.1:${lport}/list.txt?key=***"`, 'the fetch is logged with the URL redacted')
+  t.match(log, `"tunnelguard.source":"http://u:***@127.0.0.1:${lport}/list.txt?key=***:2"`, 'so is a warning about a line of the remote list')
   const udp = r.addresses.dns.find(a => a.transport === 'udp')!
   t.equal((await dig(udp, 'x.ngrok.app')).status, 'NXDOMAIN', 'the remote entry blocks')
   for (let i = 0; i < 200 && !/webhook/i.test(log.split('"message":"dns.query"')[1] ?? ''); i++) await new Promise(res => setTimeout(res, 20))

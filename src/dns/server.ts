@@ -122,7 +122,8 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
     await closeAll()
     throw e
   }
-  evidence.info('dns listening', { addresses: addresses.map(a => `${a.transport}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`) })
+  // objects, as proxy.listening writes its addresses: one field, one type in an index
+  evidence.info('dns listening', { addresses })
   let closing: Promise<void> | undefined
   return {
     addresses,

@@ -50,7 +50,8 @@ export function toEcs(ev: DecisionEvent): Fields {
   const out: Fields = {
     message: ev.message,
     event: { action: d.action, kind: eventKind(d), duration: ev.durationNs },
-    client: { ip: ev.client.ip, port: ev.client.port },
+    // port 0: not known (a client named by X-Forwarded-For), so not written
+    client: ev.client.port === 0 ? { ip: ev.client.ip } : { ip: ev.client.ip, port: ev.client.port },
     network: { transport: ev.transport },
   }
   const tg: Fields = { group: d.group, matched_on: d.where, reason: d.reason }
@@ -185,7 +186,9 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
   const e = d.entry
   w.raw((d.policy !== undefined && !e ? EVENT_POLICY : EVENT)[ev.message][d.action]); w.num(ev.durationNs)
   if (client === undefined) {
-    w.raw(K.clientIp); w.str(ev.client.ip); w.raw(K.port); w.num(ev.client.port); w.raw(NETWORK_AFTER_PORT[ev.transport])
+    w.raw(K.clientIp); w.str(ev.client.ip)
+    if (ev.client.port !== 0) { w.raw(K.port); w.num(ev.client.port) }
+    w.raw(NETWORK_AFTER_PORT[ev.transport])
   } else {
     w.raw(K.client); w.json(client); w.raw(NETWORK[ev.transport])
   }

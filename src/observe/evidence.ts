@@ -45,9 +45,10 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       // live table both get them, so that neither credits the decision to a later holder
       let named: Record<string, unknown> | undefined
       if (names) {
-        const c: Record<string, unknown> = { ip: ev.client.ip, port: ev.client.port }
+        const c: Record<string, unknown> = ev.client.port === 0 ? { ip: ev.client.ip } : { ip: ev.client.ip, port: ev.client.port }
+        const plain = Object.keys(c).length
         names.annotate(c, ev.client.ip)
-        if (Object.keys(c).length > 2) named = c       // names were added
+        if (Object.keys(c).length > plain) named = c   // names were added
       }
       if (action !== 'pass') clients.record(ev, named)
       const alert = eventKind(ev.decision) === 'alert'

@@ -1,6 +1,7 @@
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { JsonBytes } from './json-bytes.js'
 import { LineSink } from './line-sink.js'
+import { ecsFields } from './ecs-fields.js'
 
 /** The ECS version the log lines follow (ecs-logging: `ecs.version` on every line). */
 export const ECS_VERSION = '8.11.0'
@@ -123,8 +124,9 @@ const bodyWriters = new WeakMap<Logger, (level: RecordLevel, body: string) => vo
  */
 export function messageWriter(logger: Logger): (level: RecordLevel, msg: string, fields?: Record<string, unknown>) => void {
   const body = bodyWriters.get(logger)
-  return (level, msg, fields) => {
+  return (level, msg, given) => {
     if (!logger.isLevelEnabled(level)) return
+    const fields = given && ecsFields(given)
     if (body) {
       let json: string | undefined
       try {

@@ -10,6 +10,7 @@ import { basicAuth } from '../url-secrets.js'
 /** Resolution through tunnelguard's own upstreams: the addresses and the CNAME chain of the answer. */
 export type Resolve = (name: string) => Promise<{ addresses: string[]; cnames: string[] }>
 
+/** A client or peer address; port 0 when it is not known (a client named by X-Forwarded-For), and then not logged. */
 export interface Peer { readonly ip: string; readonly port: number }
 
 /** One accepted client connection (HTTP keep-alive or a CONNECT tunnel). */
@@ -115,7 +116,7 @@ export function effectiveClient(client: Peer, headers: IncomingHttpHeaders, trus
  */
 export function deniedFields(conn: Conn, client: Peer, method: string | undefined): Record<string, unknown> {
   return {
-    'client.ip': client.ip, 'client.port': client.port, 'http.request.method': method,
+    'client.ip': client.ip, 'client.port': client.port === 0 ? undefined : client.port, 'http.request.method': method,
     'error.message': 'not in proxy.allowClients: 403',
     ...client.ip === conn.peer.ip ? {} : { 'source.ip': conn.peer.ip, 'source.port': conn.peer.port },
   }

@@ -91,7 +91,7 @@ t.test('serve: a missing lease file is a warning naming it; serving goes on', as
     'clients: { leases: [missing.leases] }',
   ].join('\n'))
   const p = await startServe(t, ['--config', cfg])
-  t.match(p.lines().find(l => l.message === 'cannot read lease file; keeping its last good leases'), { 'log.level': 'warn', file: join(dir, 'missing.leases') })
+  t.match(p.lines().find(l => l.message === 'cannot read lease file; keeping its last good leases'), { 'log.level': 'warn', 'file.path': join(dir, 'missing.leases') })
   t.equal((await dig({ address: '127.0.0.1', port }, 'connect.ngrok-agent.com')).answer[0]?.data, '0.0.0.0')
   const line = (await p.waitFor(l => l.message === 'dns.query')) as Line
   t.same(Object.keys(line.client), ['ip', 'port'], 'no names')

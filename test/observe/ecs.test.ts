@@ -23,6 +23,10 @@ t.test('a refusal by the proxy\'s rules: tunnelguard.policy, event.kind event un
   t.same(out.event, { action: 'block', kind: 'event', duration: 1 })
   t.equal((out.tunnelguard as { policy: string }).policy, 'proxy.allowDestinations')
   t.equal(`{${ecsBody(ev)}`, JSON.stringify(out))
+  // port 0: a client named by X-Forwarded-For, whose port is not known: no client.port
+  const forwarded = { ...ev, client: { ip: '10.0.0.9', port: 0 } }
+  t.same(toEcs(forwarded).client, { ip: '10.0.0.9' })
+  t.equal(`{${ecsBody(forwarded)}`, JSON.stringify(toEcs(forwarded)))
   const listed = toEcs({ ...ev, decision: { ...decision, entry: entries[0], list: 'ngrok' } })
   t.same(listed.event, { action: 'block', kind: 'alert', duration: 1 })
 })

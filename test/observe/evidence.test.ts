@@ -98,14 +98,20 @@ t.test('operational messages, and no alert sink', async t => {
   s.evidence.info('ready')
   s.evidence.warn('list warning', { source: 'x.txt:3' })
   s.evidence.error('bad')
+  // a plain value under an ECS field set's name would have the line rejected at ingest: moved
+  s.evidence.warn('alert webhook failed', { url: 'https://h.example/***', error: 'ECONNREFUSED', file: '/x', 'error.code': 'E' })
+  s.evidence.info('listening', { dns: [{ address: '127.0.0.1', port: 53 }], proxy: ['127.0.0.1:3128'] })
   t.match(s.lines(), [
-    { 'log.level': 'info', message: 'started', dns: ['127.0.0.1:1053'] },
+    { 'log.level': 'info', message: 'started', 'tunnelguard.dns': ['127.0.0.1:1053'] },
     { 'log.level': 'warn', message: 'upstream down' },
     { 'log.level': 'error', message: 'boom', code: 'X' },
     { 'log.level': 'info', message: 'ready' },
-    { 'log.level': 'warn', message: 'list warning', source: 'x.txt:3' },
+    { 'log.level': 'warn', message: 'list warning', 'tunnelguard.source': 'x.txt:3' },
     { 'log.level': 'error', message: 'bad' },
+    { 'log.level': 'warn', message: 'alert webhook failed', 'url.full': 'https://h.example/***', 'error.message': 'ECONNREFUSED', 'file.path': '/x', 'error.code': 'E' },
+    { 'log.level': 'info', message: 'listening', dns: [{ address: '127.0.0.1', port: 53 }], proxy: ['127.0.0.1:3128'] },
   ])
+  for (const l of s.lines()) for (const k of ['url', 'error', 'file', 'source']) t.notOk(k in l, `no plain "${k}" on "${l.message}"`)
   const snap = makeSnapshot()
   const clients = createClientTable()
   const e = createEvidence({ logger: createLogger({ level: 'silent' }), getSnapshot: () => snap, metrics: createMetrics(), clients })
@@ -130,6 +136,10 @@ t.test('client names are added to the lines that are built, and to alerts', asyn
   t.same(asked, ['10.0.0.5'], 'not for a pass that is not logged')
   t.match(JSON.parse(chunks.join('')), { client: { ip: '10.0.0.5', port: 1, hostname: 'laptop-5' } })
   t.match(alerted, [{ client: { hostname: 'laptop-5' } }])
+  // a client named by X-Forwarded-For has no port: none on its line, names or not
+  chunks.length = 0
+  e.decision({ ...ev('b.ngrok.io'), client: { ip: '10.0.0.5', port: 0 } })
+  t.same(JSON.parse(chunks.join('')).client, { ip: '10.0.0.5', hostname: 'laptop-5' })
 })
 
 t.test('the live table gets the names the line got, as of the decision: a lease handed on splits the row', async t => {
