@@ -105,7 +105,7 @@ export class QueryHandler {
           (client, dropped) => ev.warn('dns client rate limited', { 'client.ip': client, dropped, qps }),
           (clients, dropped) => ev.warn('dns client rate limited', { clients, dropped, qps }))
       }
-      if (this.pool) this.pool.update(dns.upstreams)
+      if (this.pool) this.pool.update(dns.upstreams, dns.timeout)
       else this.pool = new UpstreamPool(dns.upstreams, ev, () => this.nowMs())
       this.dnsCfg = dns
     }

@@ -92,4 +92,14 @@ export class Upstream {
     this.udp?.close()
     this.tcp?.close()
   }
+
+  /**
+   * Taken out of the config by a reload: no query is sent to it any more, but those it has in
+   * flight get its answers, for `graceMs` (dns.timeout: by then each has its answer or its
+   * timeout), and then its sockets close.
+   */
+  retire(graceMs: number): void {
+    this.closed = true
+    setTimeout(() => this.close(), graceMs).unref()
+  }
 }

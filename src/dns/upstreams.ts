@@ -183,11 +183,14 @@ export class UpstreamPool {
     return this.inflight.size
   }
 
-  /** Swap in a new list of URLs, keeping the state (health, sockets) of those that stay. */
-  update(urls: readonly string[]): void {
+  /**
+   * Swap in a new list of URLs, keeping the state (health, sockets) of those that stay. One that
+   * goes answers what it has in flight for `graceMs` more (a reload does not turn them into SERVFAIL).
+   */
+  update(urls: readonly string[], graceMs = 0): void {
     const old = new Map(this.list.map(u => [u.url, u]))
     this.list = urls.map(url => old.get(url) ?? new Upstream(url, this.evidence, this.nowMs, this.ports))
-    for (const [url, u] of old) if (!urls.includes(url)) u.close()
+    for (const [url, u] of old) if (!urls.includes(url)) u.retire(graceMs)
   }
 
   /** The upstreams in the order to try them: those not marked down, then the others by the end of their backoff. */

@@ -300,6 +300,30 @@ t.test('update keeps the state of upstreams that stay and closes the others', as
   t.equal((await forward(pool)).upstream, liveUrl)
 })
 
+t.test('an upstream a reload takes out answers what it has in flight, within the grace; nothing new goes to it', async t => {
+  const slow = await fakeUdp(t, (m, r, s) => { setTimeout(() => reply(m, r, s), 150) })
+  const other = await fakeUdp(t, reply)
+  const slowUrl = `udp://127.0.0.1:${slow.port}`
+  const otherUrl = `udp://127.0.0.1:${other.port}`
+  const pool = new UpstreamPool([slowUrl], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const inFlight = [forward(pool, 'a.test'), forward(pool, 'b.test')]
+  await new Promise(r => setTimeout(r, 30))                   // both are at the slow upstream
+  pool.update([otherUrl], 1000)
+  const done = await Promise.all(inFlight)
+  t.same(done.map(d => [d.err, d.upstream]), [[undefined, slowUrl], [undefined, slowUrl]], 'answered by the upstream taken out (they were SERVFAIL at once)')
+  const n = slow.seen.length
+  t.equal((await forward(pool, 'c.test')).upstream, otherUrl)
+  t.equal(slow.seen.length, n, 'nothing new to it')
+  // without a grace its sockets close at once: what it had in flight fails over
+  const third = await fakeUdp(t, () => {})
+  pool.update([`udp://127.0.0.1:${third.port}`, otherUrl])
+  const pending = forward(pool, 'd.test', 2000)
+  await new Promise(r => setTimeout(r, 30))
+  pool.update([otherUrl])
+  t.equal((await pending).upstream, otherUrl, 'the next in its order answered')
+})
+
 t.test('when every upstream is down, all are still tried, the earliest back first', async t => {
   const a = await fakeUdp(t, () => {})
   const b = await fakeUdp(t, () => {})
