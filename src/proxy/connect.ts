@@ -50,7 +50,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   const client = effectiveClient(conn.client, req.headers, sets.trust)
   conn.close['client.ip'] = client.ip
   // a client X-Forwarded-For named has no port known: the peer's is not its
-  if (client !== conn.client) conn.close['client.port'] = client.port === 0 ? undefined : client.port
+  if (client !== conn.client) conn.close['client.port'] = undefined
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
     conn.close['error.message'] = reason
