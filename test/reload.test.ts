@@ -1,4 +1,10 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { loadConfig } from '../src/config/load.js'
+import { createReloader } from '../src/reload.js'
+import { buildSnapshot } from '../src/snapshot.js'
+import { memoryEvidence } from './fixtures/evidence.js'
 
 t.test('a reload that fails with an unexpected error logs it and keeps the old snapshot', async t => {
   const { createReloader } = await import('../src/reload.js')
@@ -64,19 +70,19 @@ t.test('the start logs at most MAX_LOGGED_WARNINGS warnings too; with the built-
   t.same(ev.messages.at(-1), { level: 'warn', msg: 'more warnings not logged', fields: { count: 2, see: 'tunnelguard lists' } })
 })
 
-t.test('reload requests (SIGHUP) coalesce: a burst costs one reload per debounce', async t => {
-  const { writeFileSync } = await import('node:fs')
-  const { join } = await import('node:path')
-  const { createReloader } = await import('../src/reload.js')
-  const { loadConfig } = await import('../src/config/load.js')
-  const { buildSnapshot } = await import('../src/snapshot.js')
-  const { memoryEvidence } = await import('./fixtures/evidence.js')
-  const dir = t.testdir({ 'l.txt': 'a.test\n', 'tg.yaml': 'lists: { l: { files: [l.txt], action: block } }\n' })
+/** A reloader over a config of one list `l` (file l.txt, `text`) in a test dir, and its state. */
+function overList(t: Test, text: string, o: { debounceMs: number | (() => number); pollMs?: number }) {
+  const dir = t.testdir({ 'l.txt': text, 'tg.yaml': 'lists: { l: { files: [l.txt], action: block } }\n' })
   const cfg = join(dir, 'tg.yaml')
   const ev = memoryEvidence()
-  let current = buildSnapshot(loadConfig(cfg, { resolvConf: '/nonexistent' }))
-  const rl = createReloader({ configPath: cfg, overrides: {}, resolvConf: '/nonexistent', evidence: ev, current: () => current, swap: s => { current = s }, debounceMs: 150 })
+  let snap = buildSnapshot(loadConfig(cfg, { resolvConf: '/nonexistent' }))
+  const rl = createReloader({ configPath: cfg, overrides: {}, resolvConf: '/nonexistent', evidence: ev, current: () => snap, swap: s => { snap = s }, ...o })
   t.teardown(() => rl.close())
+  return { dir, cfg, ev, rl, current: () => snap }
+}
+
+t.test('reload requests (SIGHUP) coalesce: a burst costs one reload per debounce', async t => {
+  const { dir, ev, rl, current } = overList(t, 'a.test\n', { debounceMs: 150 })
   const reloads = () => ev.messages.filter(m => m.msg === 'reloaded').length
   rl.request('SIGHUP')
   t.equal(reloads(), 1, 'the first: at once')
@@ -85,29 +91,19 @@ t.test('reload requests (SIGHUP) coalesce: a burst costs one reload per debounce
   t.equal(reloads(), 1, 'the rest wait')
   await new Promise(r => setTimeout(r, 300))
   t.equal(reloads(), 2, 'then one reload for all of them')
-  t.equal(current.lists[0]!.entries, 2, 'reading the files as they are then')
+  t.equal(current().lists[0]!.entries, 2, 'reading the files as they are then')
   rl.request('SIGHUP')
   await new Promise(r => setTimeout(r, 200))
   t.equal(reloads(), 3, 'a debounce later, a request is done at once again')
 })
 
 t.test('at a reload: an empty config file is refused (a save caught half-way); a list that lost half its entries is said', async t => {
-  const { writeFileSync } = await import('node:fs')
-  const { join } = await import('node:path')
-  const { createReloader } = await import('../src/reload.js')
-  const { loadConfig } = await import('../src/config/load.js')
-  const { buildSnapshot } = await import('../src/snapshot.js')
-  const { memoryEvidence } = await import('./fixtures/evidence.js')
   const names = Array.from({ length: 10 }, (_, i) => `n${i}.test`)
-  const dir = t.testdir({ 'l.txt': names.join('\n') + '\n', 'tg.yaml': 'lists: { l: { files: [l.txt], action: block } }\n' })
-  const cfg = join(dir, 'tg.yaml')
-  const ev = memoryEvidence()
-  let current = buildSnapshot(loadConfig(cfg, { resolvConf: '/nonexistent' }))
-  const rl = createReloader({ configPath: cfg, overrides: {}, resolvConf: '/nonexistent', evidence: ev, current: () => current, swap: s => { current = s }, debounceMs: 10 })
+  const { dir, cfg, ev, rl, current } = overList(t, names.join('\n') + '\n', { debounceMs: 10 })
   writeFileSync(cfg, '')
   t.equal(rl.reload('file changed'), false)
   t.match(ev.messages.at(-1), { level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { errors: [/tg\.yaml: the config file has no setting in it/, /empty at a reload/] } })
-  t.same(Object.keys(current.config.lists), ['l'], 'the running config kept (not the built-in one)')
+  t.same(Object.keys(current().config.lists), ['l'], 'the running config kept (not the built-in one)')
   writeFileSync(cfg, 'lists: { l: { files: [l.txt], action: block } }\n')
   writeFileSync(join(dir, 'l.txt'), names.slice(0, 6).join('\n') + '\n')
   t.ok(rl.reload('x'))
@@ -124,27 +120,17 @@ t.test('at a reload: an empty config file is refused (a save caught half-way); a
 })
 
 t.test('watch and unwatch follow reload.watch; a file change reloads once the file is still', async t => {
-  const { writeFileSync } = await import('node:fs')
-  const { join } = await import('node:path')
-  const { createReloader } = await import('../src/reload.js')
-  const { loadConfig } = await import('../src/config/load.js')
-  const { buildSnapshot } = await import('../src/snapshot.js')
-  const { memoryEvidence } = await import('./fixtures/evidence.js')
-  const dir = t.testdir({ 'l.txt': 'a.test\n', 'tg.yaml': 'lists: { l: { files: [l.txt], action: block } }\n' })
-  const ev = memoryEvidence()
-  let current = buildSnapshot(loadConfig(join(dir, 'tg.yaml'), { resolvConf: '/nonexistent' }))
-  const rl = createReloader({ configPath: join(dir, 'tg.yaml'), overrides: {}, resolvConf: '/nonexistent', evidence: ev, current: () => current, swap: s => { current = s }, debounceMs: () => 20, pollMs: 50 })
-  t.teardown(() => rl.close())
+  const { dir, rl, current } = overList(t, 'a.test\n', { debounceMs: () => 20, pollMs: 50 })
   t.equal(rl.watching, false)
   rl.watch()
   rl.watch()
   t.equal(rl.watching, true)
   writeFileSync(join(dir, 'l.txt'), 'a.test\nb.test\n')
-  for (let i = 0; i < 100 && current.lists[0]!.entries !== 2; i++) await new Promise(r => setTimeout(r, 20))
-  t.equal(current.lists[0]!.entries, 2)
+  for (let i = 0; i < 100 && current().lists[0]!.entries !== 2; i++) await new Promise(r => setTimeout(r, 20))
+  t.equal(current().lists[0]!.entries, 2)
   rl.unwatch()
   t.equal(rl.watching, false)
   writeFileSync(join(dir, 'l.txt'), 'a.test\nb.test\nc.test\n')
   await new Promise(r => setTimeout(r, 300))
-  t.equal(current.lists[0]!.entries, 2, 'not followed any more')
+  t.equal(current().lists[0]!.entries, 2, 'not followed any more')
 })
