@@ -157,9 +157,11 @@ export class FileWatch {
     this.#timer = undefined
     const debounce = this.#o.debounceMs()
     const now = this.#now()
-    const newest = Math.max(...this.#o.files().map(f => mtimeOf(f) ?? 0))
-    if (now - newest < debounce && now - this.#since < MAX_SETTLE * debounce) {
-      this.#timer = setTimeout(() => this.#settled(), debounce - (now - newest))
+    // a file dated in the future (a clock ahead: NFS, `cp -p` from another machine) counts as written now
+    const newest = Math.min(now, Math.max(...this.#o.files().map(f => mtimeOf(f) ?? 0)))
+    const deadline = this.#since + MAX_SETTLE * debounce
+    if (now - newest < debounce && now < deadline) {
+      this.#timer = setTimeout(() => this.#settled(), Math.min(debounce - (now - newest), deadline - now))
       return
     }
     const before = this.#signatures()

@@ -12,26 +12,30 @@ export type Reply =
  * by `source`): lines with an entry, and lines with a warning and no entry (invalid). Comments,
  * blank lines and headers are neither.
  */
-export function lineCounts(text: string, source: string): { entries: number; invalid: number } {
+export function lineCounts(text: string, source: string): { entries: number; invalid: number; rule: boolean } {
   const entries = new Set<number>()
   const warned = new Set<number>()
-  parseInto(text, formatOf(source), {
+  const format = formatOf(source)
+  parseInto(text, format, {
     entry: (_n, _k, _a, _p, line) => { entries.add(line) },
     warn: line => { warned.add(line) },
   })
   let invalid = 0
   for (const line of warned) if (!entries.has(line)) invalid++
-  return { entries: entries.size, invalid }
+  return { entries: entries.size, invalid, rule: format === 'sigma' }
 }
 
 /**
  * Why a 200's text is not taken as the list, or undefined when it is. An error or login page
  * served with 200, or an empty body (a truncated upload, a CDN's placeholder), would replace the
- * last good copy and unblock everything the list blocked: a text with no entry at all, or whose
- * lines are mostly (more than half of those not comments) not entries, is a failed fetch.
+ * last good copy and unblock everything the list blocked: a text with no entry at all, or (but
+ * for a Sigma rule) whose lines are mostly (more than half of those not comments) not entries, is
+ * a failed fetch.
  */
-export function notAList(c: { entries: number; invalid: number }): string | undefined {
+export function notAList(c: { entries: number; invalid: number; rule: boolean }): string | undefined {
   if (c.entries === 0) return 'no list entry in it'
-  if (c.invalid > c.entries) return 'most of its lines are not list entries'
+  // a Sigma rule's warnings are values inside a well-formed rule that make no entry (a partial
+  // label, a regex): a rule that gives any entry is one, however many of its values it skips
+  if (!c.rule && c.invalid > c.entries) return 'most of its lines are not list entries'
   return undefined
 }

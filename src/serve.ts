@@ -113,7 +113,7 @@ interface SignalHandlers { readonly hup: () => void; readonly stop: (sig: string
 async function start(opts: ServeOptions, early: { hup: boolean; stop: string | undefined },
   handle: (h: SignalHandlers) => void, unlisten: () => void): Promise<Running> {
   const overrides = opts.overrides ?? {}
-  const config = applyOverrides(loadConfig(opts.configPath, { resolvConf: opts.resolvConf }), overrides)
+  const config = applyOverrides(loadConfig(opts.configPath, { resolvConf: opts.resolvConf, serve: true }), overrides)
   const logger = createLogger({ level: config.log.level, destination: opts.stdout })
   const metrics = createMetrics()
   const clients = createClientTable()

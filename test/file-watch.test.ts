@@ -170,3 +170,18 @@ t.test('the poll runs every POLL_MS by default', async t => {
   w.stop()
   t.pass('started and stopped')
 })
+
+t.test('a file dated in the future (a clock ahead) is read after the debounce, not when its date comes', async t => {
+  const dir = t.testdir({ 'l.txt': 'a\n' })
+  const file = join(dir, 'l.txt')
+  const f = follow(t, [file], { debounceMs: 40, pollMs: 10_000 })
+  await sleep(50)
+  writeFileSync(file, 'b\n')
+  const ahead = new Date(Date.now() + 3_600_000)
+  utimesSync(file, ahead, ahead)
+  t.equal((await f.until(1, 1500)).length, 1, 'read')
+  writeFileSync(file, 'c\n')
+  utimesSync(file, ahead, ahead)
+  const c = await f.until(2, 1500)
+  t.equal(c.at(-1)!.text, 'c\n', 'and the next change too')
+})

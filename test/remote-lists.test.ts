@@ -379,6 +379,13 @@ t.test('a 200 that is not a list, with no copy yet: nothing kept, the list stays
   const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => { changes++ } })
   await rl.refreshAll()
   t.equal(changes, 1, 'taken')
+  // a rule with more values it cannot use (partial labels) than values it can is still a rule
+  srv.set('title: t\nid: 22222222-2222-2222-2222-222222222222\nauthor: a\nlogsource: { category: dns }\n'
+    + 'detection:\n  selection:\n    QueryName|endswith:\n      - .ngrok-free.app\n      - .ngrok.app\n'
+    + '  partial:\n    QueryName|contains:\n      - ngrok\n      - tunnel\n      - grok-\n  condition: selection or partial\n', '"sigma2"')
+  await rl.refreshAll()
+  t.equal(changes, 2, 'taken, its three partial values warned as from a file')
+  t.match(rl.texts(), { remote: [{ text: /ngrok-free\.app/ }] })
 })
 
 /** A list server that holds every request until told to answer it: its requests, in order. */

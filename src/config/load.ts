@@ -8,13 +8,17 @@ import { resolveConfig } from './resolve.js'
 import { configWarnings } from './warnings.js'
 import { cacheTtls, configSchema } from './schema.js'
 
-/** Why a list file cannot be read, or undefined when it can. */
-export function unreadable(file: string): string | undefined {
+/**
+ * Why a list file cannot be read, or undefined when it can. `regular` (serve): a FIFO, socket or
+ * device is refused too, as reading one would block the whole process until something writes to
+ * it (or never end); the one-shot commands may read a pipe (`--config <(…)`), and `/dev/null`
+ * (an empty list) is fine everywhere.
+ */
+export function unreadable(file: string, regular = false): string | undefined {
   try {
     const st = statSync(file)
     if (st.isDirectory()) return 'a directory, not a file'
-    // a FIFO would block the whole process until something writes to it; a device may never end
-    if (!st.isFile()) return 'not a regular file (a FIFO, socket or device)'
+    if (regular && !st.isFile() && file !== '/dev/null') return 'not a regular file (a FIFO, socket or device)'
     accessSync(file, constants.R_OK)
     return undefined
   } catch (e) {
@@ -32,7 +36,7 @@ const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'ob
  * it reads is itself wrong: a group's list names need `lists:` to be a mapping (or absent: the
  * shipped lists), a list file a path string, minTtl ≤ maxTtl two valid durations.
  */
-function crossChecks(raw: Record<string, unknown>, baseDir: string): ConfigProblem[] {
+function crossChecks(raw: Record<string, unknown>, baseDir: string, regular: boolean): ConfigProblem[] {
   const out: ConfigProblem[] = []
   const lists = raw.lists === undefined ? new Set(['ngrok', 'tunnels']) : isMapping(raw.lists) ? new Set(Object.keys(raw.lists)) : undefined
   const seen = new Set<string>()
@@ -57,8 +61,9 @@ function crossChecks(raw: Record<string, unknown>, baseDir: string): ConfigProbl
     files.forEach((f: unknown, i) => {
       if (typeof f !== 'string' || f === '') return
       const abs = isAbsolute(f) ? f : resolve(baseDir, f)
-      const why = unreadable(abs)
-      if (why !== undefined) out.push({ path: ['lists', name, 'files', i], message: `cannot read list file ${abs}: ${why} (relative paths are from the config file's directory)` })
+      const why = unreadable(abs, regular)
+      const hint = isAbsolute(f) ? '' : ' (relative paths are from the config file\'s directory)'
+      if (why !== undefined) out.push({ path: ['lists', name, 'files', i], message: `cannot read list file ${abs}: ${why}${hint}` })
     })
   }
   const cache = isMapping(raw.dns) && isMapping(raw.dns.cache) ? raw.dns.cache : {}
@@ -71,7 +76,7 @@ function crossChecks(raw: Record<string, unknown>, baseDir: string): ConfigProbl
  * Parse and validate config text. Every problem is reported at once, each as
  * "FILE:LINE: path: message"; throws AppError CONFIG_INVALID listing them all.
  */
-export function parseConfigText(text: string, source: string, opts: { resolvConf?: string } = {}): Config {
+export function parseConfigText(text: string, source: string, opts: LoadOptions = {}): Config {
   const lc = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
   // the line of the nearest node on the path that is in the document (a missing key: its parent)
@@ -93,7 +98,7 @@ export function parseConfigText(text: string, source: string, opts: { resolvConf
   const baseDir = dirname(resolve(source))
   const r = configSchema.safeParse(raw, { reportInput: true })
   // schema errors and the reference checks together: one run shows every error that can be found
-  const problems = [...r.success ? [] : problemsFromIssues(r.error.issues), ...crossChecks(raw as Record<string, unknown>, baseDir)]
+  const problems = [...r.success ? [] : problemsFromIssues(r.error.issues), ...crossChecks(raw as Record<string, unknown>, baseDir, opts.serve === true || opts.reload === true)]
   if (problems.length > 0) {
     // by line (a stable sort keeps the order of problems on one line)
     const details = problems.map(p => ({ line: lineOf(p.path), p }))
@@ -110,6 +115,14 @@ export function builtinConfig(opts: { resolvConf?: string } = {}): Config {
   return resolveConfig(configSchema.parse({}), { source: 'built-in', baseDir: process.cwd(), resolvConf: opts.resolvConf })
 }
 
+export interface LoadOptions {
+  readonly resolvConf?: string
+  /** For serve: the config and list files must be regular files (see unreadable). */
+  readonly serve?: boolean
+  /** A reload (for serve too): a config with no setting in it is refused. */
+  readonly reload?: boolean
+}
+
 /** YAML text that holds nothing (empty, comments only, `---`, `null`). */
 function isEmptyDocument(text: string): boolean {
   const doc = parseDocument(text)
@@ -122,13 +135,13 @@ function isEmptyDocument(text: string): boolean {
  * far more often a save caught half-way than a wish to fall back to every default (the shipped
  * lists only, the upstreams of /etc/resolv.conf, no groups).
  */
-export function loadConfig(path: string | undefined, opts: { resolvConf?: string; reload?: boolean } = {}): Config {
+export function loadConfig(path: string | undefined, opts: LoadOptions = {}): Config {
   if (path === undefined) return builtinConfig(opts)
   let text: string
   try {
-    const st = statSync(path)
-    // a FIFO would block the whole process until something writes to it (a directory: EISDIR below)
-    if (!st.isFile() && !st.isDirectory()) throw new Error('not a regular file (a FIFO, socket or device)')
+    // for serve, a FIFO would block the whole process until something writes to it (a directory: EISDIR below)
+    const why = opts.serve || opts.reload ? unreadable(path, true) : undefined
+    if (why?.startsWith('not a regular file')) throw new Error(why)    // else: readFileSync's own error
     text = readFileSync(path, 'utf8')
   } catch (e) {
     throw new AppError('CONFIG_INVALID', `${path}: cannot read config: ${(e as Error).message}`)

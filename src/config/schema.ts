@@ -183,7 +183,11 @@ export const configSchema = z.strictObject({
     ptrMaxEntries: z.number().int().min(1).default(10_000),
   }).prefault({}),
   /** Reload on SIGHUP always; also when the config or a list file changes, unless watch is false. */
-  reload: z.strictObject({ watch: z.boolean().default(true), debounce: duration.default(200) }).prefault({}),
+  reload: z.strictObject({
+    watch: z.boolean().default(true),
+    // a change waits this long to settle, and a SIGHUP after a reload as long: past an hour it is a mistake (and past 24.8 days Node's timers fire at once)
+    debounce: duration.refine(ms => ms <= 3_600_000, 'at most 1h (a file change is read that long after it settles; 200ms is the default)').default(200),
+  }).prefault({}),
   /** Where remote lists keep their last good copy (relative to the config file). */
   state: z.strictObject({ dir: z.string().min(1).optional() }).prefault({}),
   log: z.strictObject({

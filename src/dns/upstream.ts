@@ -89,17 +89,23 @@ export class Upstream {
 
   close(): void {
     this.closed = true
+    clearTimeout(this.retiring)
     this.udp?.close()
     this.tcp?.close()
   }
 
+  private retiring: NodeJS.Timeout | undefined
+
   /**
    * Taken out of the config by a reload: no query is sent to it any more, but those it has in
    * flight get its answers, for `graceMs` (dns.timeout: by then each has its answer or its
-   * timeout), and then its sockets close.
+   * timeout); then its sockets close and `done` is called. close() ends it sooner (a stop).
    */
-  retire(graceMs: number): void {
+  retire(graceMs: number, done: () => void): void {
     this.closed = true
-    setTimeout(() => this.close(), graceMs).unref()
+    this.retiring = setTimeout(() => {
+      this.close()
+      done()
+    }, graceMs)
   }
 }

@@ -162,6 +162,8 @@ export interface PoolOptions {
  */
 export class UpstreamPool {
   private list: Upstream[] = []
+  /** Upstreams a reload took out, still answering what they had in flight (closed by close() too). */
+  private readonly retired = new Set<Upstream>()
   private readonly ports: UdpPorts
   private readonly seed: number
   private readonly inflight = new Map<number, Exchange>()
@@ -190,7 +192,11 @@ export class UpstreamPool {
   update(urls: readonly string[], graceMs = 0): void {
     const old = new Map(this.list.map(u => [u.url, u]))
     this.list = urls.map(url => old.get(url) ?? new Upstream(url, this.evidence, this.nowMs, this.ports))
-    for (const [url, u] of old) if (!urls.includes(url)) u.retire(graceMs)
+    for (const [url, u] of old) {
+      if (urls.includes(url)) continue
+      this.retired.add(u)
+      u.retire(graceMs, () => this.retired.delete(u))
+    }
   }
 
   /** The upstreams in the order to try them: those not marked down, then the others by the end of their backoff. */
@@ -224,8 +230,10 @@ export class UpstreamPool {
 
   /** Close every upstream; queries failed by the closing find no other upstream to fail over to. */
   close(): void {
-    for (const u of this.list) u.closed = true
-    for (const u of this.list) u.close()
+    const all = [...this.list, ...this.retired]
+    for (const u of all) u.closed = true
+    for (const u of all) u.close()
     this.list = []
+    this.retired.clear()
   }
 }

@@ -1,5 +1,5 @@
 import { readFile, stat } from 'node:fs/promises'
-import { LeaseIndex, parseLeases, type Lease } from './leases.js'
+import { LeaseIndex, isEmptyLeaseFile, parseLeases, type Lease } from './leases.js'
 
 export interface LeaseFilesOptions {
   /** Absolute paths: dnsmasq, ISC dhcpd or Kea CSV, detected per file. */
@@ -65,7 +65,8 @@ export class LeaseFiles {
         if (st.failed) this.#o.info('lease file readable again', { file })
         st.failed = false
         const leases = parseLeases(text)
-        if (leases.length === 0 && text.trim() !== '') {
+        // a server that holds no lease writes just its header: that empties the leases (isEmptyLeaseFile)
+        if (leases.length === 0 && !isEmptyLeaseFile(text)) {
           this.#o.warn('no lease found in lease file; keeping its last good leases', { file })
           continue
         }

@@ -80,6 +80,18 @@ export function parseLeases(text: string): Lease[] {
   return parseDnsmasq(text)
 }
 
+/**
+ * Text that is a lease file holding no lease now: a Kea CSV header, an ISC dhcpd.leases header
+ * (its comments, `authoring-byte-order`, `server-duid`), a dnsmasq `duid` line, comments. Such a
+ * file is what a DHCP server writes when no lease is held: empty, not the wrong file.
+ */
+export function isEmptyLeaseFile(text: string): boolean {
+  return text.split('\n').every(l => {
+    const line = l.trim()
+    return line === '' || line.startsWith('#') || /^address,/.test(line) || /^(authoring-byte-order|server-duid|duid)\s/.test(line)
+  })
+}
+
 /** Of one address's leases, the one that covered `time` (latest start wins); no allocation. */
 export function pickLease(list: readonly Lease[] | undefined, time: number): Lease | undefined {
   if (list === undefined) return undefined
@@ -120,7 +132,7 @@ export async function loadLeases(files: readonly string[]): Promise<LeaseIndex> 
     const leases = parseLeases(text)
     // text with no lease in it is the wrong file (dhcpd.conf for dhcpd.leases), not an empty one:
     // the report would show no names, and say nothing
-    if (leases.length === 0 && text.trim() !== '') throw new Error(`${f}: no lease found (expected a dnsmasq, ISC dhcpd or Kea CSV lease file)`)
+    if (leases.length === 0 && !isEmptyLeaseFile(text)) throw new Error(`${f}: no lease found (expected a dnsmasq, ISC dhcpd or Kea CSV lease file)`)
     all.push(...leases)
   }
   return new LeaseIndex(all)

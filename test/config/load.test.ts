@@ -195,13 +195,21 @@ t.test('YAML syntax errors, non-mappings, unreadable files', async t => {
     t.match(r.details[0], /:1: empty at a reload: the running config is kept/)
   }
   t.equal(loadConfig(join(dir, 'ok.yaml'), { reload: true }).dns.listen[0], '127.0.0.1:1053')
+  // a debounce past an hour is a mistake (past 24.8 days Node's timers would fire at once, in a loop)
+  t.match(errorsOf(() => parseConfigText('reload: { debounce: 30d }\n', 'd.yaml')).details[0], /d\.yaml:1: reload\.debounce: at most 1h/)
+  t.equal(parseConfigText('reload: { debounce: 1h }\n', 'd.yaml').reload.debounce, 3_600_000)
   t.match(errorsOf(() => loadConfig(join(dir, 'ok.yaml') + 'x', { reload: true })).e.message, /cannot read config: ENOENT/)
   t.match(errorsOf(() => loadConfig(dir)).e.message, /cannot read config: EISDIR/)
-  // a FIFO (or a device) would block the process at the read: refused, as a config and as a list
+  // for serve, a FIFO (or a device) would block the process at the read: refused, as a config and as a list
   const fifo = join(dir, 'fifo.yaml')
   execFileSync('mkfifo', [fifo])
-  t.match(errorsOf(() => loadConfig(fifo)).e.message, /cannot read config: not a regular file \(a FIFO, socket or device\)$/)
-  t.match(errorsOf(() => parseConfigText(`lists:\n  l: { files: [${fifo}] }\n`, 'f.yaml')).details[0], /cannot read list file .*fifo\.yaml: not a regular file \(a FIFO, socket or device\)/)
+  t.match(errorsOf(() => loadConfig(fifo, { serve: true })).e.message, /cannot read config: not a regular file \(a FIFO, socket or device\)$/)
+  t.match(errorsOf(() => loadConfig(fifo, { reload: true })).e.message, /not a regular file/)
+  const listIn = `lists:\n  l: { files: [${fifo}] }\n`
+  t.same(errorsOf(() => parseConfigText(listIn, 'f.yaml', { serve: true })).details[0], `f.yaml:2: lists.l.files[0]: cannot read list file ${fifo}: not a regular file (a FIFO, socket or device)`,
+    'an absolute path: no word about relative paths')
+  t.equal(parseConfigText(listIn, 'f.yaml').lists.l!.files[0], fifo, 'validate, check and lists may read a pipe (--config <(…))')
+  t.equal(parseConfigText('lists:\n  l: { files: [/dev/null] }\n', 'n.yaml', { serve: true }).lists.l!.files[0], '/dev/null', '/dev/null: an empty list, for serve too')
 })
 
 t.test('helpers: durations, host:port, upstream URLs, schema paths', async t => {

@@ -324,6 +324,20 @@ t.test('an upstream a reload takes out answers what it has in flight, within the
   t.equal((await pending).upstream, otherUrl, 'the next in its order answered')
 })
 
+t.test('close() closes an upstream a reload took out too: a stop does not wait for its grace', async t => {
+  const slow = await fakeUdp(t, (m, r, s) => { setTimeout(() => { try { reply(m, r, s) } catch { /* closed by then */ } }, 300) })
+  const other = await fakeUdp(t, reply)
+  const pool = new UpstreamPool([`udp://127.0.0.1:${slow.port}`], memoryEvidence(), Date.now)
+  const atSlow = forward(pool, 'a.test', 5000)
+  await new Promise(r => setTimeout(r, 30))
+  pool.update([`udp://127.0.0.1:${other.port}`], 60_000)
+  const t0 = Date.now()
+  pool.close()
+  const r = await atSlow
+  t.ok(r.err, 'failed by the close, not answered 300 ms later')
+  t.ok(Date.now() - t0 < 250, 'at once (its sockets closed, no timer left to hold the process)')
+})
+
 t.test('when every upstream is down, all are still tried, the earliest back first', async t => {
   const a = await fakeUdp(t, () => {})
   const b = await fakeUdp(t, () => {})

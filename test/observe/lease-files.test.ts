@@ -67,6 +67,11 @@ t.test('a missing or unreadable file, or one without a lease: a warning naming i
   t.equal(s.host('10.0.0.7'), 'phone-7', 'a file that appears is read')
   t.equal(s.host(), undefined, 'an empty file is valid: no leases (dnsmasq empties it when all have expired)')
   t.same(s.log.slice(3).map(l => [l.level, l.msg]), [['info', 'lease file readable again'], ['info', 'lease file readable again']])
+  // a Kea file down to its header (no lease held): the old leases go, with no warning
+  writeFileSync(join(s.dir, 'missing.leases'), 'address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state\n')
+  await s.lf.check()
+  t.equal(s.host('10.0.0.7'), undefined, 'emptied, not kept')
+  t.equal(s.log.length, 5, 'nothing to warn of')
 })
 
 t.test('the timer re-reads; one check at a time; stopped: no more indexes', async t => {

@@ -219,8 +219,18 @@ t.test('--leases: hostname and MAC per client as of each line', async t => {
   writeFileSync(join(leaseDir, 'dhcpd.conf'), 'subnet 10.0.0.0 netmask 255.255.255.0 {\n  range 10.0.0.10 10.0.0.99;\n}\n')
   await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'dhcpd.conf')] }),
     { code: 'USAGE', message: /cannot read leases: .*dhcpd\.conf: no lease found \(expected a dnsmasq, ISC dhcpd or Kea CSV lease file\)/ })
-  writeFileSync(join(leaseDir, 'empty.leases'), '\n')
-  t.notMatch(await report({ files: [plain], leases: [join(leaseDir, 'empty.leases')] }), 'laptop-7')
+  // what each server writes when it holds no lease: empty, not the wrong file
+  const empty = {
+    'empty.leases': '\n',
+    'kea-empty.csv': 'address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context\n',
+    'dhcpd-empty.leases': '# The format of this file is documented in the dhcpd.leases(5) manual page.\n# This lease file was written by isc-dhcp-4.4.3\n\n'
+      + '# authoring-byte-order entry is generated, DO NOT DELETE\nauthoring-byte-order little-endian;\n\nserver-duid "\\000\\001\\000\\001";\n',
+    'dnsmasq-duid.leases': 'duid 00:01:00:01:2c:9f:3a:10:02:42:ac:11:00:02\n',
+  }
+  for (const [f, text] of Object.entries(empty)) {
+    writeFileSync(join(leaseDir, f), text)
+    t.notMatch(await report({ files: [plain], leases: [join(leaseDir, f)] }), 'laptop-7', `${f}: no lease, no error`)
+  }
 })
 
 t.test('the name decided on is shown beside the name asked (CNAME target, SNI of a CONNECT to an address)', async t => {
