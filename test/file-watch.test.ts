@@ -24,6 +24,12 @@ function follow(t: Test, files: string[], o: { debounceMs?: number; pollMs?: num
   return { w, changes, warned, until }
 }
 
+/** follow() over one file, l.txt holding `text`, in a test dir of its own. */
+function followOne(t: Test, text: string, o: Parameters<typeof follow>[2] = {}) {
+  const file = join(t.testdir({ 'l.txt': text }), 'l.txt')
+  return { file, f: follow(t, [file], o) }
+}
+
 t.test('a change event counts when it names a watched file, or names none', async t => {
   const names = new Set(['ngrok.txt', 'config.yaml'])
   t.equal(isWatched(names, 'ngrok.txt'), true)
@@ -72,9 +78,7 @@ t.test('a directory swapped in by a rename: its file is read, and later edits of
 })
 
 t.test('a file written slowly is read once it is still, not half-way', async t => {
-  const dir = t.testdir({ 'l.txt': 'start\n' })
-  const file = join(dir, 'l.txt')
-  const f = follow(t, [file], { debounceMs: 120, pollMs: 10_000 })
+  const { file, f } = followOne(t, 'start\n', { debounceMs: 120, pollMs: 10_000 })
   await sleep(50)
   writeFileSync(file, 'part1\n')
   for (let i = 2; i <= 5; i++) {                              // a line every 60 ms: each pause shorter than the debounce
@@ -88,9 +92,7 @@ t.test('a file written slowly is read once it is still, not half-way', async t =
 })
 
 t.test('a file that never settles is still read, within ten debounces', async t => {
-  const dir = t.testdir({ 'l.txt': 'x\n' })
-  const file = join(dir, 'l.txt')
-  const f = follow(t, [file], { debounceMs: 30, pollMs: 10_000 })
+  const { file, f } = followOne(t, 'x\n', { debounceMs: 30, pollMs: 10_000 })
   await sleep(50)
   let writing = true
   void (async () => { while (writing) { appendFileSync(file, 'y\n'); await sleep(5) } })()
@@ -153,9 +155,7 @@ t.test('the files followed change with the config: a directory no longer named i
 })
 
 t.test('a file deleted is a change (the reload says it cannot be read); a read that turns the watching off ends it', async t => {
-  const dir = t.testdir({ 'l.txt': 'a\n' })
-  const file = join(dir, 'l.txt')
-  const f = follow(t, [file], { onChange: w => w.stop() })
+  const { file, f } = followOne(t, 'a\n', { onChange: w => w.stop() })
   await sleep(60)
   rmSync(file)
   t.match((await f.until(1))[0], { text: '(gone)' })
@@ -172,9 +172,7 @@ t.test('the poll runs every POLL_MS by default', async t => {
 })
 
 t.test('a file dated in the future (a clock ahead) is read after the debounce, not when its date comes', async t => {
-  const dir = t.testdir({ 'l.txt': 'a\n' })
-  const file = join(dir, 'l.txt')
-  const f = follow(t, [file], { debounceMs: 40, pollMs: 10_000 })
+  const { file, f } = followOne(t, 'a\n', { debounceMs: 40, pollMs: 10_000 })
   await sleep(50)
   writeFileSync(file, 'b\n')
   const ahead = new Date(Date.now() + 3_600_000)
