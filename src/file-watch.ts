@@ -7,14 +7,17 @@ export const POLL_MS = 2_000
 const MAX_SETTLE = 10
 
 /**
- * A file's version as stat sees it through symlinks: inode, size and mtime, or why it cannot be
- * read. A file replaced by a rename, written to, or reached through a directory swapped in its
- * place, has a new one.
+ * A file's version from its stat: inode, size and mtime. A file replaced by a rename, written to,
+ * or reached through a directory swapped in its place, has a new one.
  */
+export function versionOf(s: { readonly ino: number; readonly size: number; readonly mtimeMs: number }): string {
+  return `${s.ino}:${s.size}:${s.mtimeMs}`
+}
+
+/** versionOf the file as stat sees it through symlinks, or why it cannot be read. */
 export function signature(file: string): string {
   try {
-    const s = statSync(file)
-    return `${s.ino}:${s.size}:${s.mtimeMs}`
+    return versionOf(statSync(file))
   } catch (e) {
     return `error:${(e as NodeJS.ErrnoException).code}`
   }

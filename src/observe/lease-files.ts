@@ -1,4 +1,5 @@
 import { readFile, stat } from 'node:fs/promises'
+import { versionOf } from '../file-watch.js'
 import { LeaseIndex, isEmptyLeaseFile, parseLeases, type Lease } from './leases.js'
 
 export interface LeaseFilesOptions {
@@ -58,7 +59,7 @@ export class LeaseFiles {
     for (const [file, st] of this.#state) {
       try {
         const s = await stat(file)
-        const sig = `${s.ino}:${s.size}:${s.mtimeMs}`
+        const sig = versionOf(s)
         if (sig === st.sig) continue
         const text = await readFile(file, 'utf8')
         st.sig = sig
