@@ -12,7 +12,7 @@ import { createLogger } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
 import { startProxy } from './proxy/server.js'
 import { startSinkholeCapture } from './proxy/sinkhole-capture.js'
-import { takeEarlySignals } from './early-signals.js'
+import { holdSignals, takeEarlySignals } from './early-signals.js'
 import { applyOverrides, createReloader, logWarnings, type Overrides } from './reload.js'
 import { createRemoteLists } from './remote-lists.js'
 import { buildSnapshot } from './snapshot.js'
@@ -84,34 +84,19 @@ async function listening<T>(start: () => Promise<T>, setting: string, listen: st
 
 /** Wire config → components → listeners; signals; graceful close. */
 export async function serve(opts: ServeOptions): Promise<Running> {
-  // signals from the first moment: a SIGHUP sent before the listeners are up (`systemctl start`
-  // then `reload`) would otherwise end the process, and systemd takes that for a clean exit
-  const early = { hup: false, stop: undefined as string | undefined }
-  let onHup = (): void => { early.hup = true }
-  let onStopSignal = (sig: string): void => { early.stop ??= sig }
-  const hup = () => onHup()
-  const term = () => onStopSignal('SIGTERM')
-  const int = () => onStopSignal('SIGINT')
-  const unlisten = () => { if (opts.signals !== false) process.off('SIGHUP', hup).off('SIGTERM', term).off('SIGINT', int) }
-  if (opts.signals !== false) {
-    process.on('SIGHUP', hup).on('SIGTERM', term).on('SIGINT', int)
-    // what came before these handlers, while the CLI loaded
-    const before = takeEarlySignals()
-    early.hup ||= before.hup
-    early.stop ??= before.stop
-  }
+  // signals that come while it starts are held (early-signals.ts) and acted on once it has: a
+  // SIGHUP before the listeners are up (`systemctl start` then `reload`) would otherwise end the
+  // process, and systemd takes that for a clean exit
+  if (opts.signals !== false) holdSignals()
   try {
-    return await start(opts, early, h => { onHup = h.hup; onStopSignal = h.stop }, unlisten)
+    return await start(opts)
   } catch (e) {
-    unlisten()
+    if (opts.signals !== false) takeEarlySignals()
     throw e
   }
 }
 
-interface SignalHandlers { readonly hup: () => void; readonly stop: (sig: string) => void }
-
-async function start(opts: ServeOptions, early: { hup: boolean; stop: string | undefined },
-  handle: (h: SignalHandlers) => void, unlisten: () => void): Promise<Running> {
+async function start(opts: ServeOptions): Promise<Running> {
   const overrides = opts.overrides ?? {}
   const config = applyOverrides(loadConfig(opts.configPath, { resolvConf: opts.resolvConf, serve: true }), overrides)
   const logger = createLogger({ level: config.log.level, destination: opts.stdout })
@@ -216,40 +201,39 @@ async function start(opts: ServeOptions, early: { hup: boolean; stop: string | u
 
   let resolveDone!: () => void
   const done = new Promise<void>(r => { resolveDone = r })
+  const signals = opts.signals !== false
+  const onHup = () => {
+    if (stopping) evidence.info('reload not done: stopping', { reason: 'SIGHUP' })
+    else reloader.request('SIGHUP')
+  }
+  const onStop = (sig: string) => () => {
+    if (stopping) return evidence.info('already stopping', { signal: sig })
+    evidence.info('stopping', { signal: sig })
+    void stop()
+  }
+  const onTerm = onStop('SIGTERM')
+  const onInt = onStop('SIGINT')
   function stop(): Promise<void> {
     stopping ??= (async () => {
       for (const c of closers.reverse()) await c()
       evidence.info('stopped')
       logger.flush()
       // the handlers stay until here: a SIGHUP or a second SIGTERM during the drain is not a kill
-      unlisten()
+      if (signals) process.off('SIGHUP', onHup).off('SIGTERM', onTerm).off('SIGINT', onInt)
       resolveDone()
     })()
     return stopping
   }
-  handle({
-    hup: () => {
-      if (stopping) evidence.info('reload not done: stopping', { reason: 'SIGHUP' })
-      else reloader.request('SIGHUP')
-    },
-    stop: sig => {
-      if (stopping) return evidence.info('already stopping', { signal: sig })
-      evidence.info('stopping', { signal: sig })
-      void stop()
-    },
-  })
+  if (signals) process.on('SIGHUP', onHup).on('SIGTERM', onTerm).on('SIGINT', onInt)
   evidence.info('started', {
     config: config.source,
     dns: addresses.dns, proxy: addresses.proxy, sinkhole: addresses.sinkhole, admin: addresses.admin ?? null,
     upstreams: config.dns.upstreams,
     lists: snapshot.lists.map(l => ({ name: l.name, action: l.action, entries: l.entries })),
   })
-  // a signal that came while starting: acted on now
-  if (early.stop !== undefined) {
-    evidence.info('stopping', { signal: early.stop })
-    void stop()
-  } else if (early.hup) {
-    reloader.request('SIGHUP')
-  }
+  // what came while it started (the early handlers go: these are in place)
+  const early = signals ? takeEarlySignals() : { hup: false, stop: undefined }
+  if (early.stop !== undefined) onStop(early.stop)()
+  else if (early.hup) onHup()
   return { snapshot: getSnapshot, addresses, reload: (why = 'api') => reloader.reload(why), stop, done }
 }
