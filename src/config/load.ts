@@ -8,6 +8,13 @@ import { resolveConfig } from './resolve.js'
 import { configWarnings } from './warnings.js'
 import { cacheTtls, configSchema } from './schema.js'
 
+const NOT_REGULAR = 'not a regular file (a FIFO, socket or device)'
+
+/** A FIFO, socket or device, but for /dev/null (what `regular` in unreadable refuses). */
+function special(st: { isFile(): boolean; isDirectory(): boolean }, file: string): boolean {
+  return !st.isFile() && !st.isDirectory() && file !== '/dev/null'
+}
+
 /**
  * Why a list file cannot be read, or undefined when it can. `regular` (serve): a FIFO, socket or
  * device is refused too, as reading one would block the whole process until something writes to
@@ -18,7 +25,7 @@ export function unreadable(file: string, regular = false): string | undefined {
   try {
     const st = statSync(file)
     if (st.isDirectory()) return 'a directory, not a file'
-    if (regular && !st.isFile() && file !== '/dev/null') return 'not a regular file (a FIFO, socket or device)'
+    if (regular && special(st, file)) return NOT_REGULAR
     accessSync(file, constants.R_OK)
     return undefined
   } catch (e) {
@@ -139,9 +146,9 @@ export function loadConfig(path: string | undefined, opts: LoadOptions = {}): Co
   if (path === undefined) return builtinConfig(opts)
   let text: string
   try {
-    // for serve, a FIFO would block the whole process until something writes to it (a directory: EISDIR below)
-    const why = opts.serve || opts.reload ? unreadable(path, true) : undefined
-    if (why?.startsWith('not a regular file')) throw new Error(why)    // else: readFileSync's own error
+    // for serve, a FIFO would block the whole process until something writes to it (a missing
+    // file, a directory: readFileSync's own error)
+    if ((opts.serve || opts.reload) && special(statSync(path), path)) throw new Error(NOT_REGULAR)
     text = readFileSync(path, 'utf8')
   } catch (e) {
     throw new AppError('CONFIG_INVALID', `${path}: cannot read config: ${(e as Error).message}`)
