@@ -30,6 +30,8 @@ export class Upstream {
   closed = false
   /** Its answers carry the question in the letter case it was asked in: queries over UDP get 0x20. */
   caseKept = true
+  /** Taken out by a reload: the end of its grace (retire). */
+  private retiring: NodeJS.Timeout | undefined
 
   constructor(readonly url: string, private readonly evidence: Evidence, private readonly nowMs: () => number,
     private readonly ports: UdpPorts) {
@@ -93,8 +95,6 @@ export class Upstream {
     this.udp?.close()
     this.tcp?.close()
   }
-
-  private retiring: NodeJS.Timeout | undefined
 
   /**
    * Taken out of the config by a reload: no query is sent to it any more, but those it has in
