@@ -20,6 +20,17 @@ export function eventKind(d: Pick<Decision, 'action' | 'policy' | 'entry'>): 'al
   return a === 'block' || a === 'sinkhole' || a === 'alert' ? 'alert' : 'event'
 }
 
+/**
+ * ECS's categorization of a decision (`event.category`, `event.type`): network traffic, a DNS
+ * exchange (protocol) or a connection, allowed or denied. What the client got decides: an alert
+ * is answered as asked (allowed), a sinkhole capture is always closed (denied).
+ */
+export function eventType(message: DecisionEvent['message'], action: Outcome): readonly string[] {
+  const denied = message === 'sinkhole.capture' || action === 'block' || action === 'sinkhole'
+  return [message === 'dns.query' ? 'protocol' : 'connection', denied ? 'denied' : 'allowed']
+}
+const CATEGORY: readonly string[] = ['network']
+
 function isPlain(v: unknown): v is Fields {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
@@ -49,7 +60,7 @@ export function toEcs(ev: DecisionEvent): Fields {
   const d = ev.decision
   const out: Fields = {
     message: ev.message,
-    event: { action: d.action, kind: eventKind(d), duration: ev.durationNs },
+    event: { action: d.action, kind: eventKind(d), category: CATEGORY, type: eventType(ev.message, d.action), duration: ev.durationNs },
     // port 0: not known (a client named by X-Forwarded-For), so not written
     client: ev.client.port === 0 ? { ip: ev.client.ip } : { ip: ev.client.ip, port: ev.client.port },
     network: { transport: ev.transport },
@@ -101,9 +112,10 @@ function table<T extends string>(keys: readonly T[], text: (k: T) => string): Re
   return Object.fromEntries(keys.map(k => [k, bytes(text(k))])) as Record<T, Uint8Array>
 }
 
-/** Up to the duration's value: `"message":…,"event":{"action":…,"kind":…,"duration":`, by message and action. */
+/** Up to the duration's value: `"message":…,"event":{"action":…,"kind":…,"category":…,"type":…,"duration":`, by message and action. */
 const eventHead = (policy: boolean) => Object.fromEntries(MESSAGES.map(m => [m, table(OUTCOMES, a =>
-  `"message":${JSON.stringify(m)},"event":{"action":${JSON.stringify(a)},"kind":${JSON.stringify(eventKind({ action: a, policy: policy ? '' : undefined }))},"duration":`)])) as
+  `"message":${JSON.stringify(m)},"event":{"action":${JSON.stringify(a)},"kind":${JSON.stringify(eventKind({ action: a, policy: policy ? '' : undefined }))},` +
+  `"category":${JSON.stringify(CATEGORY)},"type":${JSON.stringify(eventType(m, a))},"duration":`)])) as
   Readonly<Record<DecisionEvent['message'], Readonly<Record<Outcome, Uint8Array>>>>
 const EVENT = eventHead(false)
 /** The same for a refusal by the proxy's safety rules alone (an event, see eventKind). */

@@ -46,6 +46,10 @@ export interface ProxyOptions {
  */
 export const MAX_WAITING = 32
 
+/** The close line's ECS categorization: the end of a network connection. */
+const CATEGORY: readonly string[] = ['network']
+const CLOSE_TYPE: readonly string[] = ['connection', 'end']
+
 /** The HTTP forward proxy: one raw listener per proxy.listen address feeding one http.Server. */
 export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const cfg = opts.getSnapshot().config.proxy
@@ -198,6 +202,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       evidence.info('proxy.close', {
         'client.ip': conn.client.ip, 'client.port': conn.client.port, 'source.ip': peer.ip, 'source.port': peer.port,
         'source.bytes': socket.bytesRead, 'destination.bytes': socket.bytesWritten,
+        'event.category': CATEGORY, 'event.type': CLOSE_TYPE,
         'event.duration': Number(clock() - conn.start), 'tunnelguard.requests': conn.requests, ...conn.close,
       })
     })

@@ -28,7 +28,10 @@ t.test('plain HTTP with curl -x: forwarded with clean headers; blocked names get
   t.equal(origin.requests.length, 1)
   t.ok(await waitFor(() => proxy.openConnections === 0))
   t.equal(ev.messages.filter(m => m.msg === 'proxy.close').length, 2, 'one close line per connection')
-  t.match(ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'client.ip': '127.0.0.1', 'source.bytes': Number, 'destination.bytes': Number, 'event.duration': Number })
+  t.match(ev.messages.find(m => m.msg === 'proxy.close')!.fields, {
+    'client.ip': '127.0.0.1', 'source.bytes': Number, 'destination.bytes': Number, 'event.duration': Number,
+    'event.category': ['network'], 'event.type': ['connection', 'end'],
+  })
 })
 
 t.test('HTTPS through CONNECT with curl and openssl s_client against openssl s_server', async t => {

@@ -63,7 +63,7 @@ t.test('serve: blocked, sinkholed and forwarded answers, one ECS line naming the
   const line = await p.waitFor(l => l.message === 'dns.query')
   t.match(line, {
     '@timestamp': String, 'log.level': 'warn', message: 'dns.query',
-    event: { action: 'sinkhole', kind: 'alert' }, client: { ip: '127.0.0.1', port: Number },
+    event: { action: 'sinkhole', kind: 'alert', category: ['network'], type: ['protocol', 'denied'] }, client: { ip: '127.0.0.1', port: Number },
     network: { transport: 'udp' }, dns: { question: { name: 'connect.ngrok-agent.com', type: 'A' } },
     rule: { name: 'ngrok-agent.com', ruleset: 'tunnels' }, tunnelguard: { group: 'default', matched_on: 'qname' },
   })

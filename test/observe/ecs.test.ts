@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ecsBody, eventKind, toEcs } from '../../src/observe/ecs.js'
+import { ecsBody, eventKind, eventType, toEcs } from '../../src/observe/ecs.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import { makeSnapshot, simpleMatcher, testEntries } from '../fixtures/snapshot.js'
 
@@ -16,11 +16,23 @@ t.test('event.kind', async t => {
   t.equal(eventKind({ action: 'block', policy: 'proxy.connectPorts', entry: entries[0] }), 'alert')
 })
 
+t.test('event.category and event.type: ECS categorization, what the client got', async t => {
+  const actions = ['block', 'sinkhole', 'alert', 'allow', 'pass'] as const
+  t.same(actions.map(a => eventType('dns.query', a)), [
+    ['protocol', 'denied'], ['protocol', 'denied'], ['protocol', 'allowed'], ['protocol', 'allowed'], ['protocol', 'allowed']])
+  for (const m of ['proxy.connect', 'proxy.http'] as const) {
+    t.same(actions.map(a => eventType(m, a)[1]), ['denied', 'denied', 'allowed', 'allowed', 'allowed'], m)
+    t.equal(eventType(m, 'pass')[0], 'connection')
+  }
+  // a capture is closed whatever the decision on the name it carried
+  t.same(actions.map(a => eventType('sinkhole.capture', a)), actions.map(() => ['connection', 'denied']))
+})
+
 t.test('a refusal by the proxy\'s rules: tunnelguard.policy, event.kind event unless a list matched', async t => {
   const decision = { action: 'block' as const, group: 'default', where: 'connect' as const, name: '10.1.2.3', reason: 'private', policy: 'proxy.allowDestinations' }
   const ev: DecisionEvent = { message: 'proxy.connect', decision, client: { ip: '10.0.0.5', port: 1 }, transport: 'tcp', durationNs: 1, destination: { domain: '10.1.2.3', port: 443 } }
   const out = toEcs(ev)
-  t.same(out.event, { action: 'block', kind: 'event', duration: 1 })
+  t.same(out.event, { action: 'block', kind: 'event', category: ['network'], type: ['connection', 'denied'], duration: 1 })
   t.equal((out.tunnelguard as { policy: string }).policy, 'proxy.allowDestinations')
   t.equal(`{${ecsBody(ev)}`, JSON.stringify(out))
   // port 0: a client named by X-Forwarded-For, whose port is not known: no client.port
@@ -28,7 +40,7 @@ t.test('a refusal by the proxy\'s rules: tunnelguard.policy, event.kind event un
   t.same(toEcs(forwarded).client, { ip: '10.0.0.9' })
   t.equal(`{${ecsBody(forwarded)}`, JSON.stringify(toEcs(forwarded)))
   const listed = toEcs({ ...ev, decision: { ...decision, entry: entries[0], list: 'ngrok' } })
-  t.same(listed.event, { action: 'block', kind: 'alert', duration: 1 })
+  t.same(listed.event, { action: 'block', kind: 'alert', category: ['network'], type: ['connection', 'denied'], duration: 1 })
 })
 
 t.test('a DNS decision on the question', async t => {
@@ -39,7 +51,7 @@ t.test('a DNS decision on the question', async t => {
   }
   t.same(toEcs(ev), {
     message: 'dns.query',
-    event: { action: 'sinkhole', kind: 'alert', duration: 12345 },
+    event: { action: 'sinkhole', kind: 'alert', category: ['network'], type: ['protocol', 'denied'], duration: 12345 },
     client: { ip: '10.0.0.5', port: 53001 },
     network: { transport: 'udp' },
     dns: { question: { name: 'tunnel.ngrok.io', type: 'A' }, response_code: 'NOERROR' },
@@ -86,7 +98,7 @@ t.test('a plain HTTP pass: no rule, no matched_name, extra merged', async t => {
   t.same(out.tunnelguard, { group: 'default', matched_on: 'url', reason: 'not listed', bytes: 10 })
   t.same(out.http, { response: { status_code: 200 } })
   t.equal(out.network, 'replaced')
-  t.same(out.event, { action: 'pass', kind: 'event', duration: 7 })
+  t.same(out.event, { action: 'pass', kind: 'event', category: ['network'], type: ['connection', 'allowed'], duration: 7 })
 })
 
 t.test('dotted extra keys are nested as the paths they name: one layout per line', async t => {
@@ -99,7 +111,7 @@ t.test('dotted extra keys are nested as the paths they name: one layout per line
   t.same(out.error, { message: 'x' })
   t.same(out.tls, { client: { server_name: 'example.org', ja3: 'j' } })
   t.same(out.network, { transport: 'tcp6' }, 'a dotted key replaces the value at its path')
-  t.same(out.event, { action: 'pass', kind: { x: 1 }, duration: 7 }, 'a scalar on the path is replaced by the object the path needs')
+  t.same(out.event, { action: 'pass', kind: { x: 1 }, category: ['network'], type: ['connection', 'allowed'], duration: 7 }, 'a scalar on the path is replaced by the object the path needs')
   t.notOk(Object.keys(out).some(k => k.includes('.')))
 })
 
