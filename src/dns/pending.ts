@@ -1,5 +1,6 @@
 import { randomFillSync } from 'node:crypto'
 import { AppError } from '../errors.js'
+import { rcodeName } from './names.js'
 import { Q_CASE, Q_OTHER, matchQuestion } from './wire.js'
 
 export type ReplyCallback = (err: AppError | undefined, reply?: Buffer) => void
@@ -71,8 +72,8 @@ export const CASE_MISMATCH = new AppError('UPSTREAM_FAILED', "the reply's questi
 
 /**
  * Queries sent on one upstream socket or connection, by a fresh random ID each. A reply is taken
- * only when its ID is pending and its question is the one asked; anything else is a mismatch
- * (dropped). `onEmpty` is called when the last query pending is answered or times out.
+ * only when its ID is pending and its question is the one asked, or when it is an error that
+ * carries no question (it fails the query); anything else is a mismatch (dropped). `onEmpty` is called when the last query pending is answered or times out.
  */
 export class PendingTable {
   private readonly map = new Map<number, Pending>()
@@ -119,7 +120,16 @@ export class PendingTable {
     const p = this.map.get(id)
     if (!p) return false
     const m = matchQuestion(p.query, p.qEnd, reply)
-    if (m === Q_OTHER) return false
+    if (m === Q_OTHER) {
+      // an error with no question at all (unbound's `refuse`, a server that cannot parse the
+      // query): the query's answer, as an error, not a wait for the timeout
+      const rcode = reply[3]! & 0xf
+      if (reply.readUInt16BE(4) !== 0 || rcode === 0) return false
+      clearTimeout(p.timer)
+      this.remove(id)
+      p.cb(new AppError('UPSTREAM_FAILED', `answered ${rcodeName(rcode)} without the question`))
+      return true
+    }
     clearTimeout(p.timer)
     this.remove(id)
     if (m === Q_CASE && p.exactCase) {

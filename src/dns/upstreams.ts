@@ -12,6 +12,13 @@ import { HEADER, Q_CASE, TC, keyFlags, matchQuestion, sameQuestion } from './wir
  */
 export const MAX_UDP_QUERY = 4096
 
+/**
+ * Replies that say the server could not answer (FORMERR, SERVFAIL, NOTIMP, REFUSED): the next
+ * upstream is asked (RFC 1034 §5.3.3: "try another server"); when none does better, the last such
+ * reply is the answer.
+ */
+const RETRY_RCODES = (1 << 1) | (1 << 2) | (1 << 4) | (1 << 5)
+
 export type ForwardCallback = (err: AppError | undefined, reply?: Buffer, upstream?: string) => void
 
 /** What an exchange needs of its pool. */
@@ -50,6 +57,9 @@ class Exchange {
   /** The name in `wire` has the random letter case of 0x20 (not the first query's). */
   private mixed = false
   private lastErr: AppError | undefined
+  /** The last reply that said the server could not answer (see RETRY_RCODES), and from which upstream. */
+  private lastReply: Buffer | undefined
+  private lastFrom = ''
   private more: Waiter[] | undefined
 
   constructor(private readonly ctx: ExchangeContext, private readonly order: readonly Upstream[],
@@ -74,6 +84,7 @@ class Exchange {
     const now = this.ctx.nowMs()
     const remaining = this.deadline - now
     if (this.i >= this.order.length || remaining <= 0) {
+      if (this.lastReply !== undefined) return this.finish(undefined, this.lastReply, this.lastFrom)
       this.finish(this.lastErr ?? new AppError('UPSTREAM_TIMEOUT', `no upstream answered within ${this.timeoutMs} ms`))
       return
     }
@@ -107,6 +118,15 @@ class Exchange {
       // whose servers never answer, a query it drops), and that is no reason to pass it over
       if (u.lastOk <= this.start) u.failed(now)
       this.lastErr = err
+      this.attempt()
+      return
+    }
+    if ((RETRY_RCODES >> (reply!.readUInt8(3) & 0xf) & 1) !== 0) {
+      // it answered, so it is up for this query's sake only if it answered others since
+      this.ctx.counters.upstream(u.url, 'error', secs)
+      if (u.lastOk <= this.start) u.failed(now)
+      this.lastReply = Buffer.from(reply!)
+      this.lastFrom = u.url
       this.attempt()
       return
     }
@@ -156,7 +176,7 @@ export interface PoolOptions {
 
 /**
  * The upstreams in config order: each query goes to the first one that is up, fails over to the
- * next on timeout or error, and is retried over TCP when a UDP answer comes back truncated. The
+ * next on timeout, error, or a reply that says it could not answer (SERVFAIL, REFUSED, …), and is retried over TCP when a UDP answer comes back truncated. The
  * whole exchange is bounded by `timeoutMs`; the callback then gets the error (→ SERVFAIL). A
  * query that asks what one in flight asks (the cache's key) waits for that one's answer.
  */

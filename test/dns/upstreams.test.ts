@@ -806,3 +806,112 @@ t.test('0x20: failing over from a UDP upstream to a tcp:// one sends the client\
   t.equal(decodeMsg(r.reply!).questions[0]!.name, LONG)
   t.equal(r.upstream, `tcp://127.0.0.1:${tcp}`)
 })
+
+/** A reply to `q` with its question and the given rcode, no records. */
+const rcodeReply = (q: Buffer, rcode: number): Buffer => {
+  const b = answer(q, true)
+  b.writeUInt16BE(0x8180 | rcode, 2)
+  return b
+}
+/** The header of `q` alone, as a reply with the given rcode (QDCOUNT 0: unbound's `refuse`). */
+const headerOnly = (q: Buffer, rcode: number): Buffer => {
+  const b = Buffer.alloc(12)
+  b.writeUInt16BE(q.readUInt16BE(0), 0)
+  b.writeUInt16BE(0x8100 | rcode, 2)
+  return b
+}
+
+t.test('a reply that says the server could not answer (SERVFAIL, REFUSED, NOTIMP, FORMERR) is asked of the next upstream (RFC 1034 §5.3.3)', async t => {
+  for (const rcode of [1, 2, 4, 5]) {
+    const refusing = await fakeUdp(t, (m, r, s) => { s.send(rcodeReply(m, rcode), r.port, r.address) })
+    const live = await fakeUdp(t, reply)
+    const ev = memoryEvidence()
+    const liveUrl = `udp://127.0.0.1:${live.port}`
+    const pool = new UpstreamPool([`udp://127.0.0.1:${refusing.port}`, liveUrl], ev, Date.now)
+    t.teardown(() => pool.close())
+    const r = await forward(pool)
+    t.equal(r.upstream, liveUrl, `rcode ${rcode}: the second upstream answered`)
+    t.equal(decodeMsg(r.reply!).answers[0]?.data, '192.0.2.1')
+    t.equal(ev.counts['upstream.error'], 1, 'the refusal counted as the first upstream\'s error')
+    t.equal(refusing.seen.length, 1)
+  }
+})
+
+t.test('when no upstream does better, the last such reply is the answer, with the client\'s ID and question', async t => {
+  const a = await fakeUdp(t, (m, r, s) => { s.send(rcodeReply(m, 5), r.port, r.address) })
+  const b = await fakeUdp(t, (m, r, s) => { s.send(rcodeReply(m, 2), r.port, r.address) })
+  const ev = memoryEvidence()
+  const bUrl = `udp://127.0.0.1:${b.port}`
+  const pool = new UpstreamPool([`udp://127.0.0.1:${a.port}`, bUrl], ev, Date.now)
+  t.teardown(() => pool.close())
+  const r = await forward(pool, 'Mixed.Test')
+  t.equal(r.err, undefined)
+  t.equal(r.upstream, bUrl)
+  const d = decodeMsg(r.reply!)
+  t.equal(d.rcode, 'SERVFAIL', 'the last upstream\'s reply')
+  t.equal(d.id, 0x1234)
+  t.equal(d.questions[0]!.name, 'Mixed.Test')
+  // a later upstream that times out does not hide an earlier one's reply
+  const dead = await fakeUdp(t, () => {})
+  const pool2 = new UpstreamPool([`udp://127.0.0.1:${a.port}`, `udp://127.0.0.1:${dead.port}`], memoryEvidence(), Date.now)
+  t.teardown(() => pool2.close())
+  const r2 = await forward(pool2, 'a.test', 300)
+  t.equal(r2.err, undefined)
+  t.equal(decodeMsg(r2.reply!).rcode, 'REFUSED')
+})
+
+t.test('health: an upstream that refuses everything is marked down; one that refuses a name but answers others is not', async t => {
+  const refusing = await fakeUdp(t, (m, r, s) => { s.send(rcodeReply(m, 5), r.port, r.address) })
+  const live = await fakeUdp(t, reply)
+  const ev = memoryEvidence()
+  const url = `udp://127.0.0.1:${refusing.port}`
+  const pool = new UpstreamPool([url, `udp://127.0.0.1:${live.port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  for (let i = 0; i < 3; i++) await forward(pool)
+  t.same(ev.messages.filter(m => m.msg === 'dns upstream down').map(m => m.fields), [{ upstream: url, failures: 3 }])
+  await forward(pool)
+  t.equal(refusing.seen.length, 3, 'skipped while down')
+
+  const picky = await fakeUdp(t, (m, r, s) => {
+    if (decodeMsg(m).questions[0]!.name.toLowerCase().endsWith('no.test')) s.send(rcodeReply(m, 5), r.port, r.address)
+    else reply(m, r, s)
+  })
+  const ev2 = memoryEvidence()
+  const pickyUrl = `udp://127.0.0.1:${picky.port}`
+  const pool2 = new UpstreamPool([pickyUrl, `udp://127.0.0.1:${live.port}`], ev2, Date.now)
+  t.teardown(() => pool2.close())
+  for (let i = 0; i < 4; i++) {
+    t.equal((await forward(pool2, 'yes.test')).upstream, pickyUrl)
+    t.not((await forward(pool2, `n${i}.no.test`)).upstream, pickyUrl)
+  }
+  t.equal(ev2.messages.filter(m => m.msg === 'dns upstream down').length, 0, 'never marked down')
+})
+
+t.test('an error reply without the question (header only) fails the query at once: no wait for the timeout', async t => {
+  const bare = await fakeUdp(t, (m, r, s) => {
+    s.send(headerOnly(m, 0), r.port, r.address)                                // NOERROR without a question: not an answer
+    const wrongId = headerOnly(m, 5)
+    wrongId.writeUInt16BE((m.readUInt16BE(0) + 1) & 0xffff, 0)
+    s.send(wrongId, r.port, r.address)                                         // another ID: not this query's
+    s.send(headerOnly(m, 5), r.port, r.address)
+  })
+  const live = await fakeUdp(t, reply)
+  const ev = memoryEvidence()
+  const liveUrl = `udp://127.0.0.1:${live.port}`
+  const pool = new UpstreamPool([`udp://127.0.0.1:${bare.port}`, liveUrl], ev, Date.now)
+  t.teardown(() => pool.close())
+  const t0 = Date.now()
+  const r = await forward(pool, 'a.test', 4000)
+  t.equal(r.upstream, liveUrl, 'the next upstream asked')
+  t.ok(Date.now() - t0 < 1500, 'not after the first upstream\'s share of the budget (2 s)')
+  t.equal(ev.counts['dropped.mismatch'], 2)
+  t.equal(ev.counts['upstream.error'], 1)
+  // the only upstream: the error, at once
+  const one = new UpstreamPool([`udp://127.0.0.1:${bare.port}`], memoryEvidence(), Date.now)
+  t.teardown(() => one.close())
+  const t1 = Date.now()
+  const e = await forward(one, 'a.test', 4000)
+  t.equal(e.err?.code, 'UPSTREAM_FAILED')
+  t.match(e.err?.message, 'answered REFUSED without the question')
+  t.ok(Date.now() - t1 < 1500)
+})

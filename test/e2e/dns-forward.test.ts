@@ -109,6 +109,34 @@ t.test('a dead upstream gives SERVFAIL (not cached); failover to the next', asyn
   t.equal(f.ev.events[0]!.dns!.upstream, f.ub.url)
 })
 
+t.test('an upstream that refuses: the next one is asked at once, whether its REFUSED carries the question or not', async t => {
+  // unbound's access-control refuse answers with the header alone; a refuse local-zone with the question
+  const acl = await startUnbound(t, { server: ['access-control: 127.0.0.1/32 refuse'], readyRcode: 5 })
+  const zone = await startUnbound(t, { server: ['local-zone: "a.test." refuse'], readyRcode: 5 })
+  const s = await stack(t, ub => ({ upstreams: [acl.url, zone.url, ub.url], timeout: '3s' }))
+  const bare = await new Promise<Buffer>(resolve => {
+    const c = createSocket('udp4')
+    c.on('message', m => { c.close(); resolve(m) })
+    c.send(dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'a.test' }] }), acl.port, '127.0.0.1')
+  })
+  t.same([bare.readUInt16BE(2) & 0xf, bare.readUInt16BE(4)], [5, 0], 'the first refuses with the header alone')
+  const t0 = Date.now()
+  const r = await dig(s.v4, 'a.test')
+  t.equal(r.status, 'NOERROR')
+  t.equal(r.answer[0]?.data, '192.0.2.1')
+  t.ok(Date.now() - t0 < 900, 'no wait for the first upstream\'s share of the timeout (1 s)')
+  t.equal(s.ev.events[0]!.dns!.upstream, s.ub.url)
+  t.equal(s.ev.counts['upstream.error'], 2)
+  // the refusals are not cached answers: the next asker gets the good one from the cache
+  t.equal((await dig(s.v4, 'a.test')).status, 'NOERROR')
+  t.equal(s.ev.events[1]!.dns!.cacheHit, true)
+  // with only refusing upstreams, the client gets the last one's REFUSED, not a timeout
+  const only = await stack(t, () => ({ upstreams: [acl.url, zone.url], timeout: '3s' }))
+  const t1 = Date.now()
+  t.equal((await dig(only.v4, 'a.test')).status, 'REFUSED')
+  t.ok(Date.now() - t1 < 900)
+})
+
 t.test('cache: TTLs count down; negative answers cached by SOA; expiry', async t => {
   const s = await stack(t)
   t.equal((await dig(s.v4, 'a.test')).answer[0]!.ttl, 300)
