@@ -1,5 +1,5 @@
 import { parseAddr } from '../policy/cidr.js'
-import { HEADER, QR, RD, CD, TC, type Query } from './wire.js'
+import { HEADER, QR, RD, CD, TC, TYPE_OPT, skipRecord, type Query } from './wire.js'
 
 const RA = 0x0080
 const NAME_PTR = 0xc00c                   // the question name, always at offset 12
@@ -61,12 +61,12 @@ export function soaRecord(ttl: number): Buffer {
 }
 
 /** Write the OPT record at `p` (with EDE 15 and the `ede` text when given); its length is 11, plus 6 and the text's. */
-function writeOpt(b: Buffer, p: number, dnssecOk: boolean, ede: Buffer | undefined): void {
+function writeOpt(b: Buffer, p: number, dnssecOk: boolean, ede: Buffer | undefined, extendedRcode = 0): void {
   const optLen = ede === undefined ? 0 : 6 + ede.length
   b[p] = 0                                 // owner: the root
   b.writeUInt16BE(41, p + 1)
   b.writeUInt16BE(UDP_SIZE, p + 3)
-  b.writeUInt32BE(dnssecOk ? 0x8000 : 0, p + 5)   // extended rcode 0, version 0, DO
+  b.writeUInt32BE((extendedRcode << 24) | (dnssecOk ? 0x8000 : 0), p + 5)   // extended rcode, version 0, DO
   b.writeUInt16BE(optLen, p + 9)
   if (ede !== undefined) {
     b.writeUInt16BE(EDE, p + 11)
@@ -113,13 +113,47 @@ export function headerReply(query: Buffer, rcode: number): Buffer {
   return b
 }
 
-/** The reply cut to its header and question with TC set: "too big for UDP, ask over TCP". */
-export function truncate(reply: Buffer, qEnd: number): Buffer {
-  const b = Buffer.allocUnsafe(qEnd)
-  reply.copy(b, 0, 0, qEnd)
-  b.writeUInt16BE(b.readUInt16BE(2) | TC, 2)
-  b.writeUInt16BE(0, 6)
-  b.writeUInt16BE(0, 8)
-  b.writeUInt16BE(0, 10)
+/**
+ * The answer to a query for an EDNS version other than 0: BADVERS (16: extended rcode 1 in the
+ * OPT record, 0 in the header), with the question and an OPT record of version 0 (RFC 6891 §6.1.3).
+ */
+export function badversReply(query: Buffer, q: Query): Buffer {
+  const b = buildReply(query, { ...q, edns: false }, 0)
+  const out = Buffer.allocUnsafe(b.length + 11)
+  b.copy(out)
+  out.writeUInt16BE(1, 10)
+  writeOpt(out, b.length, q.dnssecOk, undefined, 1)
+  return out
+}
+
+/**
+ * A reply that does not fit the client's UDP size, made to fit. Without its additional section
+ * (but its OPT record) when that fits: the additional records are extra, and leaving them out
+ * sets no TC (RFC 2181 §9). Else cut to its header and question with TC set ("ask over TCP").
+ * The OPT record stays in both (RFC 6891 §7: a reply to an EDNS query has one; it also carries
+ * the extended rcode and DO).
+ */
+export function fitUdp(reply: Buffer, qEnd: number, limit: number): Buffer {
+  const records = reply.readUInt16BE(6) + reply.readUInt16BE(8)
+  let end = qEnd
+  for (let i = 0; i < records && end >= 0; i++) end = skipRecord(reply, end)
+  let opt = -1
+  let optEnd = -1
+  for (let i = 0, r = end, n = reply.readUInt16BE(10); i < n && r >= 0; i++) {
+    const next = skipRecord(reply, r)
+    if (next >= 0 && reply[r] === 0 && reply.readUInt16BE(r + 1) === TYPE_OPT) { opt = r; optEnd = next; break }
+    r = next
+  }
+  const optLen = opt < 0 ? 0 : optEnd - opt
+  const keep = end >= 0 && end + optLen <= limit ? end : qEnd
+  const b = Buffer.allocUnsafe(keep + optLen)
+  reply.copy(b, 0, 0, keep)
+  if (opt >= 0) reply.copy(b, keep, opt, optEnd)
+  if (keep === qEnd) {
+    b.writeUInt16BE(b.readUInt16BE(2) | TC, 2)
+    b.writeUInt16BE(0, 6)
+    b.writeUInt16BE(0, 8)
+  }
+  b.writeUInt16BE(opt < 0 ? 0 : 1, 10)
   return b
 }

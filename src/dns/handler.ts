@@ -3,7 +3,7 @@ import { CidrSet } from '../policy/cidr.js'
 import { SEVERITY, type Decision } from '../policy/types.js'
 import type { Config, Snapshot } from '../snapshot-types.js'
 import { actionReply, answerSettings, bypassReply, type AnswerSettings } from './actions.js'
-import { buildReply, headerReply, truncate } from './build.js'
+import { badversReply, buildReply, fitUdp, headerReply } from './build.js'
 import { DnsCache } from './cache.js'
 import { className, rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
@@ -30,10 +30,19 @@ const MAX_ACCESS_MEMO = 65_536
 /** A client outside allowClients is logged at most once per this window, with its count (at most 100 clients named per window, the rest summed). */
 const REFUSED_LOG_WINDOW_MS = 10_000
 
-/** Send a reply, truncated to the client's UDP size (512 without EDNS) when it is larger. */
+/**
+ * The most a UDP reply takes, whatever size the client offers: larger ones are fragmented on
+ * the way, and fragments get lost or spoofed (DNS Flag Day 2020; unbound's max-udp-size).
+ */
+export const MAX_UDP_REPLY = 1232
+/** AXFR and IXFR: zone transfers, which a forwarder does not relay (one message of many would reach the client). */
+const TYPE_AXFR = 252
+const TYPE_IXFR = 251
+
+/** Send a reply, made to fit the client's UDP size (512 without EDNS, at most MAX_UDP_REPLY) when it is larger. */
 function send(respond: Respond, client: Client, q: Query, reply: Buffer): void {
-  const limit = q.edns ? q.udpSize : 512
-  respond(client.transport === 'udp' && reply.length > limit ? truncate(reply, q.qEnd) : reply)
+  const limit = q.edns ? Math.min(q.udpSize, MAX_UDP_REPLY) : 512
+  respond(client.transport === 'udp' && reply.length > limit ? fitUdp(reply, q.qEnd, limit) : reply)
 }
 
 /** The worst of the question's decision and those of the answer's targets (CNAME, DNAME, SVCB, SRV; an allowed question stays allowed). */
@@ -158,6 +167,7 @@ export class QueryHandler {
       this.refused.note(client.ip, Number(t0) / 1e6)
       return respond(buildReply(msg, q, RCODE.REFUSED))
     }
+    if (q.ednsVersion !== 0) return respond(badversReply(msg, q))
     const decision = snap.policy.decide(client.ip, q.name, 'qname')
     if (decision.action === 'block' || decision.action === 'sinkhole') return this.act(msg, q, client, respond, t0, decision)
     const bypass = bypassReply(msg, q, snap.config, this.answers)
@@ -165,6 +175,10 @@ export class QueryHandler {
       send(respond, client, q, bypass.reply)
       // answered here, not by the upstream: the line says so (an allowed name keeps its own reason)
       return this.log(q, client, t0, decision.action === 'pass' ? { ...decision, reason: bypass.reason } : decision, bypass.rcode)
+    }
+    if (q.qtype === TYPE_AXFR || q.qtype === TYPE_IXFR) {
+      send(respond, client, q, buildReply(msg, q, RCODE.REFUSED))
+      return this.log(q, client, t0, decision, RCODE.REFUSED)
     }
     const hit = this.cache.get(msg, q, t0)
     counters.cacheLookup(hit >= 0)

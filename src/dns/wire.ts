@@ -29,6 +29,8 @@ export interface Query {
   readonly edns: boolean
   readonly udpSize: number
   readonly dnssecOk: boolean
+  /** The EDNS version asked for (0 without EDNS); only 0 is spoken (RFC 6891 §6.1.3: BADVERS). */
+  readonly ednsVersion: number
   /** The OPT record's RDATA: where it starts and ends (both -1 without one). */
   readonly optRdata: number
   readonly optEnd: number
@@ -125,6 +127,7 @@ export function parseQuery(buf: Buffer): Query | QueryError {
   let edns = false
   let udpSize = 512
   let dnssecOk = false
+  let ednsVersion = 0
   let optRdata = -1
   let optEnd = -1
   const records = buf.readUInt16BE(6) + buf.readUInt16BE(8)
@@ -139,6 +142,7 @@ export function parseQuery(buf: Buffer): Query | QueryError {
       edns = true
       udpSize = Math.max(512, buf.readUInt16BE(p + 2))
       dnssecOk = (buf.readUInt16BE(p + 6) & 0x8000) !== 0
+      ednsVersion = buf[p + 5]!
       optRdata = p + 10
       optEnd = end
       // options that do not fill the RDATA exactly (RFC 6891 §7: FORMERR)
@@ -148,18 +152,24 @@ export function parseQuery(buf: Buffer): Query | QueryError {
     }
     pos = end
   }
-  return { id: buf.readUInt16BE(0), flags, name: q.name, qtype, qclass, qEnd, edns, udpSize, dnssecOk, optRdata, optEnd }
+  return { id: buf.readUInt16BE(0), flags, name: q.name, qtype, qclass, qEnd, edns, udpSize, dnssecOk, ednsVersion, optRdata, optEnd }
 }
 
-/** EDNS options that belong to one client and must not reach others through a shared answer: Client Subnet, COOKIE. */
+/**
+ * EDNS options that belong to one client and must not reach others through a shared answer:
+ * Client Subnet, COOKIE, and NSID (an upstream answers it only to the client that asked, RFC 5001).
+ */
+const OPT_NSID = 3
 const OPT_ECS = 8
 const OPT_COOKIE = 10
+const isClientOption = (code: number): boolean => code === OPT_ECS || code === OPT_COOKIE || code === OPT_NSID
 
 /**
  * The query as it goes upstream: without the EDNS options that belong to its client (Client
- * Subnet, RFC 7871; COOKIE, RFC 7873). The answer is cached and shared with every client that
- * asks the same question, and an upstream echoes them: another client would get this one's
- * cookie (and take the answer for a spoof), or an answer made for this one's subnet. `msg`
+ * Subnet, RFC 7871; COOKIE, RFC 7873; NSID, RFC 5001). The answer is cached and shared with every
+ * client that asks the same question, and an upstream echoes them: another client would get this
+ * one's cookie (and take the answer for a spoof), an answer made for this one's subnet, or the
+ * upstream's NSID it did not ask for (while the next asker that does ask would not get it). `msg`
  * itself when it has none of them. Its options are well formed: parseQuery checked them.
  */
 export function withoutClientOptions(msg: Buffer, q: Query): Buffer {
@@ -167,7 +177,7 @@ export function withoutClientOptions(msg: Buffer, q: Query): Buffer {
   let found = false
   for (let o = q.optRdata; o < q.optEnd; o += 4 + msg.readUInt16BE(o + 2)) {
     const code = msg.readUInt16BE(o)
-    if (code === OPT_ECS || code === OPT_COOKIE) found = true
+    if (isClientOption(code)) found = true
   }
   if (!found) return msg
   const out = Buffer.allocUnsafe(msg.length)
@@ -176,7 +186,7 @@ export function withoutClientOptions(msg: Buffer, q: Query): Buffer {
   for (let o = q.optRdata; o < q.optEnd;) {
     const code = msg.readUInt16BE(o)
     const next = o + 4 + msg.readUInt16BE(o + 2)
-    if (code !== OPT_ECS && code !== OPT_COOKIE) n += msg.copy(out, n, o, next)
+    if (!isClientOption(code)) n += msg.copy(out, n, o, next)
     o = next
   }
   out.writeUInt16BE(n - q.optRdata, q.optRdata - 2)   // RDLENGTH

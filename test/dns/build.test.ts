@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { decodeMsg, edeOf, optRr } from '../fixtures/dig.js'
-import { addressBytes, buildReply, headerReply, record, soaRecord, truncate } from '../../src/dns/build.js'
+import { addressBytes, badversReply, buildReply, fitUdp, headerReply, record, soaRecord } from '../../src/dns/build.js'
 import { actionReply, answerSettings, blockedText, bypassReply } from '../../src/dns/actions.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { Decision } from '../../src/policy/types.js'
@@ -49,16 +49,84 @@ t.test('buildReply: header, question, answer, SOA, OPT with EDE', async t => {
   t.equal(bytes.toString(), 'via café.test ✓', 'the bytes given are not changed')
 })
 
-t.test('headerReply and truncate', async t => {
-  const { buf, q } = mk('a.test')
+t.test('headerReply', async t => {
+  const { buf } = mk('a.test')
   const h = decodeMsg(headerReply(buf, 1))
   t.match(h, { id: 99, rcode: 'FORMERR', flag_qr: true, flag_rd: true, questions: [] })
-  const big = buildReply(buf, q, 0, { answer: record(16, 5, Buffer.alloc(600, 65)) })
-  const tr = truncate(big, q.qEnd)
-  const d = decodeMsg(tr)
-  t.ok(d.flag_tc)
-  t.equal(d.answers!.length, 0)
-  t.equal(tr.length, q.qEnd)
+})
+
+/** A reply to a.test with the given sections, encoded by dns-packet (names compressed). */
+const replyOf = (sections: Partial<dnsPacket.Packet>, edns = true): { reply: Buffer; qEnd: number } => {
+  const { q } = mk('a.test', 'MX', edns)
+  const reply = dnsPacket.encode({
+    type: 'response', id: 99, flags: 0x8180, questions: [{ type: 'MX', name: 'a.test' }], ...sections,
+    additionals: [...(sections.additionals ?? []), ...(edns ? [optRr(4096, dnsPacket.DNSSEC_OK)] : [])],
+  })
+  return { reply, qEnd: q.qEnd }
+}
+const mx = (i: number): dnsPacket.Answer => ({ type: 'MX', name: 'a.test', ttl: 60, data: { preference: i, exchange: `mail${i}.a.test` } })
+const glue = (i: number): dnsPacket.Answer => ({ type: 'A', name: `mail${i}.a.test`, ttl: 60, data: `192.0.2.${i}` })
+
+t.test('fitUdp: cut to header, question and OPT with TC when the answer does not fit', async t => {
+  const { reply, qEnd } = replyOf({ answers: Array.from({ length: 40 }, (_, i) => mx(i)) })
+  t.ok(reply.length > 512)
+  const fit = fitUdp(reply, qEnd, 512)
+  const d = decodeMsg(fit)
+  t.ok(d.flag_tc, 'TC')
+  t.same([d.answers.length, d.authorities.length], [0, 0])
+  t.equal(d.additionals.length, 1, 'the OPT record stays (RFC 6891 §7)')
+  t.equal(d.additionals[0]!.type, 'OPT')
+  t.equal(d.additionals[0]!.flags! & dnsPacket.DNSSEC_OK, dnsPacket.DNSSEC_OK, 'DO with it')
+  t.equal(fit.length, qEnd + 11)
+  // without an OPT record (the query had no EDNS): header and question alone
+  const plain = replyOf({ answers: Array.from({ length: 40 }, (_, i) => mx(i)) }, false)
+  const p = fitUdp(plain.reply, plain.qEnd, 512)
+  t.equal(p.length, plain.qEnd)
+  t.ok(decodeMsg(p).flag_tc)
+  t.equal(decodeMsg(p).additionals.length, 0)
+})
+
+t.test('fitUdp: only the additional section left out: no TC (RFC 2181 §9), the OPT kept', async t => {
+  const { reply, qEnd } = replyOf({ answers: [mx(1), mx(2), mx(3)], additionals: Array.from({ length: 40 }, (_, i) => glue(i)) })
+  t.ok(reply.length > 512)
+  const d = decodeMsg(fitUdp(reply, qEnd, 512))
+  t.notOk(d.flag_tc, 'no TC')
+  t.equal(d.answers.length, 3, 'the whole answer')
+  t.same(d.additionals.map(r => r.type), ['OPT'])
+  // the OPT record found among the additional records wherever it is
+  const first = dnsPacket.encode({
+    type: 'response', id: 99, flags: 0x8180, questions: [{ type: 'MX', name: 'a.test' }], answers: [mx(1)],
+    additionals: [optRr(4096, 0), ...Array.from({ length: 40 }, (_, i) => glue(i))],
+  })
+  const f = decodeMsg(fitUdp(first, qEnd, 512))
+  t.same([f.flag_tc, f.answers.length, f.additionals.map(r => r.type)], [false, 1, ['OPT']])
+  // an answer that fits only without its OPT record: TC, OPT kept
+  const tight = replyOf({ answers: [mx(1)] })
+  const noRoom = decodeMsg(fitUdp(tight.reply, tight.qEnd, tight.reply.length - 5))
+  t.same([noRoom.flag_tc, noRoom.answers.length, noRoom.additionals.map(r => r.type)], [true, 0, ['OPT']])
+  // records that cannot be read: cut to the question
+  const broken = Buffer.concat([tight.reply.subarray(0, tight.qEnd + 4)])
+  broken.writeUInt16BE(1, 6)
+  broken.writeUInt16BE(0, 10)
+  const b = fitUdp(broken, tight.qEnd, tight.qEnd + 2)
+  t.equal(b.length, tight.qEnd)
+  t.equal(b.readUInt16BE(2) & 0x0200, 0x0200)
+})
+
+t.test('badversReply: BADVERS (extended rcode 1), the question, an OPT of version 0', async t => {
+  const buf = dnsPacket.encode({
+    type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'a.test' }],
+    additionals: [{ ...optRr(1232, dnsPacket.DNSSEC_OK), ednsVersion: 1 } as unknown as dnsPacket.Answer],
+  })
+  const q = parseQuery(buf) as Query
+  t.equal(q.ednsVersion, 1)
+  const r = badversReply(buf, q)
+  const d = decodeMsg(r)
+  t.same([d.id, d.questions[0]!.name, d.answers.length], [7, 'a.test', 0])
+  t.equal(r.readUInt16BE(2) & 0xf, 0, 'header rcode 0')
+  const opt = d.additionals[0] as unknown as { extendedRcode: number; ednsVersion: number; flags: number }
+  t.same([opt.extendedRcode, opt.ednsVersion, opt.flags & dnsPacket.DNSSEC_OK], [1, 0, dnsPacket.DNSSEC_OK])
+  t.equal(r.length, q.qEnd + 11)
 })
 
 t.test('addressBytes', async t => {

@@ -1,13 +1,15 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { createSocket } from 'node:dgram'
+import { connect } from 'node:net'
 import dnsPacket from 'dns-packet'
+import { FrameReader, frame } from '../../src/dns/framing.js'
 import { startDns, type DnsService } from '../../src/dns/server.js'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { freePort, startUnbound, type Unbound } from '../fixtures/unbound.js'
-import { dig, kdig } from '../fixtures/dig.js'
+import { decodeMsg, dig, kdig } from '../fixtures/dig.js'
 import { slowUpstream } from '../fixtures/slow-upstream.js'
 
 interface Stack { ub: Unbound; dns: DnsService; ev: MemoryEvidence; v4: { address: string; port: number }; v6: { address: string; port: number }; clock: { advance(s: number): void } }
@@ -60,9 +62,7 @@ t.test('EDNS passes through: the DO bit comes back', async t => {
 
 t.test('a truncated upstream answer is asked again over TCP', async t => {
   const s = await stack(t)
-  const big = await kdig(s.v4, 'big.test', 'TXT', ['+bufsize=4096', '+ignore'])
-  t.notOk(big.flags.includes('tc'), 'a full answer over UDP (unbound truncates at 1232)')
-  t.equal(big.answer.length, 12)
+  // unbound truncates at 1232: tunnelguard gets the whole answer over TCP, and caches it
   const overTcp = await dig(s.v4, 'big.test', 'TXT', ['+tcp'])
   t.notOk(overTcp.flags.includes('tc'))
   t.equal(overTcp.answer.length, 12)
@@ -73,6 +73,15 @@ t.test('a truncated upstream answer is asked again over TCP', async t => {
   t.ok(noEdns.flags.includes('tc'), 'no EDNS: 512 octets')
   const retried = await dig(s.v4, 'big.test', 'TXT', ['+bufsize=1232'])
   t.equal(retried.answer.length, 12, 'dig retries over TCP itself')
+  // whatever a client offers, a UDP reply is at most 1232 octets (no fragments; a datagram over
+  // 65,507 octets could not even be sent: the client heard nothing)
+  for (const size of ['4096', '65535']) {
+    const big = await kdig(s.v4, 'big.test', 'TXT', [`+bufsize=${size}`, '+ignore'])
+    t.ok(big.flags.includes('tc'), `bufsize ${size}: TC`)
+    t.equal(big.answer.length, 0)
+    t.ok(big.edns, 'the TC reply keeps its OPT record (RFC 6891 §7)')
+  }
+  t.match(small.raw, /EDNS: version: 0/, 'dig sees EDNS in the TC reply too')
 })
 
 t.test('a one-label name that reads as a.test is cached apart from a.test', async t => {
@@ -135,6 +144,52 @@ t.test('an upstream that refuses: the next one is asked at once, whether its REF
   const t1 = Date.now()
   t.equal((await dig(only.v4, 'a.test')).status, 'REFUSED')
   t.ok(Date.now() - t1 < 900)
+})
+
+t.test('EDNS version 1: BADVERS, cached answer or not (RFC 6891 §6.1.3); version 0 answered as before', async t => {
+  const s = await stack(t)
+  t.equal((await dig(s.v4, 'a.test')).status, 'NOERROR', 'a.test in the cache')
+  for (const tool of [dig, kdig]) {
+    const r = await tool(s.v4, 'a.test', 'A', ['+edns=1', '+noednsnegotiation'].filter(o => tool === dig || o === '+edns=1'))
+    t.equal(r.status, 'BADVERS', `${tool.name}: BADVERS`)
+    t.equal(r.answer.length, 0)
+  }
+  t.equal((await dig(s.v4, 'a.test', 'A', ['+edns=0'])).status, 'NOERROR')
+})
+
+t.test('AXFR and IXFR are refused: a forwarder relays no zone transfer', async t => {
+  const s = await stack(t)
+  t.match((await dig(s.v4, 'test', 'AXFR')).raw, /Transfer failed/, 'dig: the transfer fails')
+  // the rcode each gets: AXFR over TCP, IXFR over UDP
+  const axfr = dnsPacket.encode({ type: 'query', id: 5, questions: [{ type: 'AXFR', name: 'test' }] })
+  const tcpReply = await new Promise<Buffer>((resolve, reject) => {
+    const c = connect(s.v4.port, '127.0.0.1', () => c.write(frame(axfr)))
+    const reader = new FrameReader()
+    c.on('data', d => reader.push(d, m => { c.destroy(); resolve(Buffer.from(m)) }))
+    c.on('error', reject)
+  })
+  t.equal(decodeMsg(tcpReply).rcode, 'REFUSED')
+  const ixfr = dnsPacket.encode({ type: 'query', id: 6, questions: [{ type: 'IXFR', name: 'test' }] })
+  const udpReply = await new Promise<Buffer>(resolve => {
+    const c = createSocket('udp4')
+    c.on('message', m => { c.close(); resolve(m) })
+    c.send(ixfr, s.v4.port, '127.0.0.1')
+  })
+  t.equal(decodeMsg(udpReply).rcode, 'REFUSED')
+  t.match(s.ev.events.map(e => [e.dns!.type, e.dns!.rcode]), [['AXFR', 'REFUSED'], ['AXFR', 'REFUSED'], ['IXFR', 'REFUSED']])
+  t.equal(s.ev.counts['cache.miss'], undefined, 'never asked upstream')
+})
+
+t.test('NSID is not asked upstream: no client gets the upstream\'s NSID from another\'s cached answer (RFC 5001)', async t => {
+  const ub = await startUnbound(t, { server: ['nsid: "ascii_upstream-one"'] })
+  const s = await stack(t, () => ({ upstreams: [ub.url] }))
+  t.match((await dig({ address: '127.0.0.1', port: ub.port }, 'a.test', 'A', ['+nsid'])).raw, /NSID: .*upstream-one/, 'unbound does answer NSID')
+  const asked = await dig(s.v4, 'a.test', 'A', ['+nsid'])
+  t.equal(asked.status, 'NOERROR')
+  t.notMatch(asked.raw, /NSID/, 'not for the client that asked')
+  const other = await dig(s.v4, 'a.test', 'A')
+  t.notMatch(other.raw, /NSID/, 'nor for the next, from the cache')
+  t.equal(s.ev.events[1]!.dns!.cacheHit, true)
 })
 
 t.test('cache: TTLs count down; negative answers cached by SOA; expiry', async t => {
