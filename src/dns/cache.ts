@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { AnswerSlab, MAX_RECORD } from './answer-slab.js'
 import type { Scan } from './scan.js'
-import { CD, RCODE, RD, type Query } from './wire.js'
+import { AD, CD, RCODE, RD, type Query } from './wire.js'
 
 export interface CacheSettings {
   readonly maxEntries: number
@@ -55,9 +55,10 @@ const put16 = (b: Buffer, i: number, v: number): void => { b[i] = v & 0xff; b[i 
 const msOf = (now: bigint): number => Math.floor(Number(now) / 1e6)
 
 /**
- * The cache key of a query: DO, CD, EDNS presence and RD clear as bits, type, class, then the question's
- * name in wire form with A-Z folded (so that a label holding a dot is not the two labels it
- * reads as), and its 30-bit hash (a small integer for the index), seeded per cache.
+ * The cache key of a query: DO, CD, EDNS presence, RD clear and AD without DO as bits (those of
+ * keyFlags), type, class, then the question's name in wire form with A-Z folded (so that a label
+ * holding a dot is not the two labels it reads as), and its 30-bit hash (a small integer for the
+ * index), seeded per cache.
  */
 export class KeyWriter {
   readonly buf = Buffer.alloc(KEY_MAX)
@@ -74,7 +75,8 @@ export class KeyWriter {
    */
   write(msg: Buffer, q: Query): boolean {
     const out = this.buf
-    const b0 = (q.dnssecOk ? 1 : 0) | ((q.flags & CD) !== 0 ? 2 : 0) | (q.edns ? 4 : 0) | ((q.flags & RD) === 0 ? 8 : 0)
+    // AD only without DO: with DO a validating resolver sets AD in the reply whether the query had AD or not
+    const b0 = (q.dnssecOk ? 1 : (q.flags & AD) !== 0 ? 16 : 0) | ((q.flags & CD) !== 0 ? 2 : 0) | (q.edns ? 4 : 0) | ((q.flags & RD) === 0 ? 8 : 0)
     out[0] = b0
     out[1] = q.qtype >>> 8
     out[2] = q.qtype & 0xff

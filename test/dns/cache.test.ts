@@ -40,6 +40,25 @@ t.test('the key: name, type, class, DO, CD, EDNS, RD', async t => {
   t.equal(keys.size, 8, 'case folds; type, class, CD, EDNS, DO and RD each make their own entry')
 })
 
+t.test('the key: AD without DO (RFC 6840 §5.7-5.8: the reply\'s AD follows the query\'s AD or DO)', async t => {
+  const AD = dnsPacket.AUTHENTIC_DATA
+  const RD = dnsPacket.RECURSION_DESIRED
+  const opt = (flags = 0): dnsPacket.Answer => optRr(1232, flags)
+  t.not(keyOf(q('a.test', { flags: RD | AD })), keyOf(q('a.test')), 'AD, no EDNS')
+  t.not(keyOf(q('a.test', { flags: RD | AD, additionals: [opt()] })), keyOf(q('a.test', { additionals: [opt()] })), 'AD, EDNS without DO')
+  t.not(keyOf(q('a.test', { flags: AD })), keyOf(q('a.test', { flags: 0 })), 'AD, RD clear')
+  t.not(keyOf(q('a.test', { flags: RD | AD | dnsPacket.CHECKING_DISABLED })), keyOf(q('a.test', { flags: RD | dnsPacket.CHECKING_DISABLED })), 'AD and CD')
+  t.equal(keyOf(q('a.test', { flags: RD | AD, additionals: [opt(dnsPacket.DNSSEC_OK)] })), keyOf(q('a.test', { additionals: [opt(dnsPacket.DNSSEC_OK)] })),
+    'with DO the reply has AD either way: one key')
+  const c = new DnsCache(settings)
+  const withAd = q('a.test', { flags: RD | AD })
+  const plain = q('a.test')
+  const r = reply('a.test', { flags: 0x81a0, answers: [{ type: 'A', name: 'a.test', ttl: 300, data: '192.0.2.1' }] })
+  t.ok(c.set(withAd.buf, withAd.q, r, scanResponse(r)!, 'u', 0n))
+  t.equal(c.get(plain.buf, plain.q, 0n), -1, 'an answer with AD is not served to a query without AD')
+  t.not(c.get(withAd.buf, withAd.q, 0n), -1)
+})
+
 /** A query whose question is one label holding a dot: `a.test` as text, but not the name a.test. */
 const dotted = (): { buf: Buffer; q: Query } => {
   const buf = Buffer.concat([Buffer.from([0, 9, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 6]), Buffer.from('a.test'), Buffer.from([0, 0, 1, 0, 1])])

@@ -1,0 +1,72 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { startDns } from '../../src/dns/server.js'
+import type { ConfigInput } from '../../src/config/schema.js'
+import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { startUnbound, type Unbound, type UnboundOptions } from '../fixtures/unbound.js'
+import { dig, kdig } from '../fixtures/dig.js'
+import { signedRoot } from '../fixtures/dnssec.js'
+
+// What a client of tunnelguard sees beside what unbound, as the resolver it forwards to, answers
+// itself: the header flags and TTLs of forwarded and cached answers.
+
+interface Stack {
+  ub: Unbound
+  ev: MemoryEvidence
+  server: { address: string; port: number }
+  upstream: { address: string; port: number }
+  /** Move tunnelguard's clock (not unbound's) on by `s` seconds. */
+  advance(s: number): void
+}
+
+async function stack(t: Test, ubOpts: UnboundOptions = {}, dns: NonNullable<ConfigInput['dns']> = {}): Promise<Stack> {
+  const ub = await startUnbound(t, ubOpts)
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url], timeout: '2s', ...dns } } })
+  let offset = 0n
+  const clock = (): bigint => process.hrtime.bigint() + offset
+  const d = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, clock })
+  t.teardown(() => d.close())
+  return {
+    ub, ev, server: d.addresses[0]!, upstream: { address: '127.0.0.1', port: ub.port },
+    advance: s => { offset += BigInt(s) * 1_000_000_000n },
+  }
+}
+
+const hits = (s: Stack): (boolean | undefined)[] => s.ev.events.map(e => e.dns?.cacheHit)
+
+t.test('AD only for a client that asked with AD or DO, whichever client asked first (RFC 6840 §5.7-5.8), as unbound answers itself', async t => {
+  const signed = signedRoot([
+    { owner: '.', ttl: 3600, type: 'SOA', data: 'ns.test. host.test. 1 3600 600 86400 30' },
+    { owner: '.', ttl: 3600, type: 'NS', data: 'ns.test.' },
+    { owner: 'ns.test.', ttl: 300, type: 'A', data: '127.0.0.1' },
+    { owner: 'a.test.', ttl: 300, type: 'A', data: '192.0.2.1' },
+    { owner: 'a.test.', ttl: 300, type: 'AAAA', data: '2001:db8::1' },
+  ])
+  const s = await stack(t, { zone: signed.zone, forDownstream: false, server: ['module-config: "validator iterator"', signed.trustAnchor] })
+  const ad = async (server: Stack['server'], type: string, opts: string[]): Promise<boolean> => {
+    const r = await dig(server, 'a.test', type, opts)
+    t.equal(r.status, 'NOERROR', `${type} ${opts.join(' ')}`)
+    return r.flags.includes('ad')
+  }
+  // the validating upstream itself: AD when asked for, with or without EDNS, and always with DO
+  t.equal(await ad(s.upstream, 'A', ['+noadflag']), false, 'unbound: no AD for a query without AD or DO')
+  t.equal(await ad(s.upstream, 'A', ['+adflag']), true, 'unbound: AD for a query with AD')
+  t.equal(await ad(s.upstream, 'A', ['+noadflag', '+dnssec']), true, 'unbound: AD for a query with DO')
+
+  t.equal(await ad(s.server, 'A', ['+noadflag']), false, 'A without AD first: no AD')
+  t.equal(await ad(s.server, 'A', ['+adflag']), true, 'then A with AD: AD (not the first asker\'s answer)')
+  t.equal(await ad(s.server, 'AAAA', ['+adflag']), true, 'AAAA with AD first: AD')
+  t.equal(await ad(s.server, 'AAAA', ['+noadflag']), false, 'then AAAA without AD: no AD')
+  t.equal(await ad(s.server, 'A', ['+noedns', '+adflag']), true, 'without EDNS (glibc with trust-ad), AD first')
+  t.equal(await ad(s.server, 'A', ['+noedns', '+noadflag']), false, 'then without AD')
+  t.same(hits(s), [false, false, false, false, false, false], 'AD without DO is a key of its own')
+  t.ok((await kdig(s.server, 'a.test', 'A')).flags.includes('ad'), 'kdig (AD by default, no EDNS): from the cache, AD')
+  t.notOk((await kdig(s.server, 'a.test', 'A', ['+noadflag'])).flags.includes('ad'), 'kdig without AD: no AD')
+  t.same(hits(s).slice(6), [true, true])
+
+  t.equal(await ad(s.server, 'A', ['+dnssec', '+noadflag']), true, 'DO without AD: AD')
+  t.equal(await ad(s.server, 'A', ['+dnssec', '+adflag']), true, 'DO with AD: AD')
+  t.same(hits(s).slice(8), [false, true], 'with DO the AD bit of the query changes nothing: one entry for both')
+})
