@@ -111,9 +111,23 @@ export class KeyWriter {
 }
 
 /**
- * The answer cache (lru-cache for the bound and recency; expiry by our own clock). Positive
- * answers live for their smallest TTL, negative ones (NXDOMAIN, NODATA) by their SOA; anything
- * else (SERVFAIL, REFUSED, truncated, negative without SOA) is not stored.
+ * How long (s) an answer may be kept, before the clamps, or -1 when it may not be: no longer than
+ * the smallest TTL of the records it carries, and for a negative answer (NXDOMAIN, NODATA: an SOA
+ * in the authority section, after a CNAME chain or not) no longer than its SOA's negative TTL,
+ * min(SOA TTL, MINIMUM) (RFC 2308 §5). A CNAME that leads to NXDOMAIN goes no staler than its own
+ * TTL. Not kept: other rcodes, truncated replies, negative answers without an SOA.
+ */
+export function answerTtl(scan: Scan): number {
+  if (scan.truncated || (scan.rcode !== RCODE.NOERROR && scan.rcode !== RCODE.NXDOMAIN)) return -1
+  const neg = scan.negativeTtl
+  if (neg >= 0) return Math.min(scan.minTtl, neg)
+  return scan.rcode === RCODE.NOERROR && scan.answers > 0 ? scan.minTtl : -1
+}
+
+/**
+ * The answer cache (lru-cache for the bound and recency; expiry by our own clock). Answers live
+ * for their smallest TTL, negative ones (NXDOMAIN, NODATA) no longer than their SOA's negative TTL
+ * either (answerTtl); anything else (SERVFAIL, REFUSED, truncated, negative without SOA) is not stored.
  */
 export class DnsCache {
   readonly settings: CacheSettings
@@ -208,13 +222,8 @@ export class DnsCache {
 
   /** The TTL (s) an answer may be cached for after the clamps, or -1 when it is not cacheable. */
   ttlFor(scan: Scan): number {
-    if (scan.truncated) return -1
-    let ttl: number
-    if (scan.rcode === RCODE.NOERROR && scan.answers > 0) ttl = scan.minTtl
-    else if (scan.rcode === RCODE.NOERROR || scan.rcode === RCODE.NXDOMAIN) ttl = scan.negativeTtl
-    else return -1
-    if (ttl < 0) return -1
-    return this.clamp(ttl)
+    const ttl = answerTtl(scan)
+    return ttl < 0 ? -1 : this.clamp(ttl)
   }
 
   private clamp(ttl: number): number {

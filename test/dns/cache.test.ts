@@ -136,6 +136,26 @@ t.test('negative answers by their SOA; the rest not at all', async t => {
   t.equal(c.get(k.buf, k.q, 30n * S), -1)
 })
 
+t.test('an answer through a CNAME lives no longer than the CNAME, nor a negative one than its SOA\'s negative TTL', async t => {
+  const c = new DnsCache(settings)
+  const cname = (ttl: number): dnsPacket.Answer => ({ type: 'CNAME', name: 'cnx.test', ttl, data: 'nothere.test' })
+  const ttl = (p: Partial<dnsPacket.Packet>): number => c.ttlFor(scanResponse(reply('cnx.test', p))!)
+  t.equal(ttl({ flags: 0x8183, answers: [cname(10)], authorities: [soa(30, 30)] }), 10, 'NXDOMAIN through a CNAME of 10 s: 10, not the SOA\'s 30')
+  t.equal(ttl({ flags: 0x8183, answers: [cname(300)], authorities: [soa(3600, 30)] }), 30, 'NXDOMAIN through a CNAME of 300 s: the SOA MINIMUM')
+  t.equal(ttl({ answers: [cname(300)], authorities: [soa(3600, 30)] }), 30, 'NODATA through a CNAME: the SOA MINIMUM, not the SOA\'s TTL')
+  t.equal(ttl({ answers: [cname(10)], authorities: [soa(3600, 30)] }), 10, 'NODATA through a shorter CNAME: the CNAME\'s')
+  t.equal(ttl({ flags: 0x8183, authorities: [soa(30, 60)], additionals: [{ type: 'A', name: 'x.test', ttl: 7, data: '192.0.2.1' }] }), 7,
+    'any record it carries counts')
+  t.equal(ttl({ flags: 0x8183, answers: [cname(10)] }), -1, 'NXDOMAIN through a CNAME, without SOA: not cached')
+  t.equal(new DnsCache({ ...settings, minTtl: 60_000 }).ttlFor(scanResponse(reply('cnx.test', { flags: 0x8183, answers: [cname(10)], authorities: [soa(30, 30)] }))!), 60,
+    'then clamped')
+  const nx = reply('cnx.test', { flags: 0x8183, answers: [cname(10)], authorities: [soa(30, 30)] })
+  const k = q('cnx.test')
+  t.ok(c.set(k.buf, k.q, nx, scanResponse(nx)!, 'u', 0n))
+  t.same(decodeMsg(c.serve(c.get(k.buf, k.q, 9n * S), k.buf, k.q.qEnd, 9n * S)).answers.map(a => a.ttl), [1])
+  t.equal(c.get(k.buf, k.q, 10n * S), -1, 'gone when the CNAME expires, not served with TTL 0 until the SOA\'s 30 s')
+})
+
 t.test('bounded by maxEntries; 0 turns it off', async t => {
   const c = new DnsCache({ ...settings, maxEntries: 2 })
   const r = reply('a.test', { answers: [{ type: 'A', name: 'a.test', ttl: 300, data: '192.0.2.1' }] })

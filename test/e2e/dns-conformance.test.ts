@@ -4,7 +4,7 @@ import { startDns } from '../../src/dns/server.js'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
-import { startUnbound, type Unbound, type UnboundOptions } from '../fixtures/unbound.js'
+import { TEST_ZONE, startUnbound, type Unbound, type UnboundOptions } from '../fixtures/unbound.js'
 import { dig, kdig } from '../fixtures/dig.js'
 import { signedRoot } from '../fixtures/dnssec.js'
 
@@ -69,4 +69,20 @@ t.test('AD only for a client that asked with AD or DO, whichever client asked fi
   t.equal(await ad(s.server, 'A', ['+dnssec', '+noadflag']), true, 'DO without AD: AD')
   t.equal(await ad(s.server, 'A', ['+dnssec', '+adflag']), true, 'DO with AD: AD')
   t.same(hits(s).slice(8), [false, true], 'with DO the AD bit of the query changes nothing: one entry for both')
+})
+
+t.test('NXDOMAIN through a CNAME lives no longer than the CNAME\'s TTL', async t => {
+  // through unbound's iterator: the CNAME is followed to the name that does not exist
+  const s = await stack(t, { zone: [...TEST_ZONE, 'cnx.test. 10 IN CNAME nothere.test.'], forDownstream: false })
+  const first = await dig(s.server, 'cnx.test')
+  t.equal(first.status, 'NXDOMAIN')
+  t.same(first.answer.map(a => [a.type, a.ttl]), [['CNAME', 10]])
+  t.same(first.authority.map(a => [a.type, a.ttl]), [['SOA', 30]], 'the negative TTL (30) is longer')
+  s.advance(2)                                             // the clock runs for real too: a loaded box may take seconds between digs
+  t.equal((await dig(s.server, 'cnx.test')).status, 'NXDOMAIN')
+  s.advance(9)
+  const after = await dig(s.server, 'cnx.test')
+  t.equal(after.status, 'NXDOMAIN')
+  t.ok(after.answer[0]!.ttl > 0, `past the CNAME's TTL: asked again, not served with TTL 0 (${after.answer[0]!.ttl})`)
+  t.same(hits(s), [false, true, false], 'the entry expired with the CNAME, 10 s in')
 })
