@@ -136,6 +136,9 @@ export class DnsCache {
   private upstreams: string[] = []
   private upstreamIndex = new Map<string, number>()
   private readonly key: KeyWriter
+  /** The clamps in whole seconds. */
+  private readonly minTtl: number
+  private readonly maxTtl: number
 
   /**
    * `seed` is the key hash's (random unless a test sets it: a client must not be able to pick
@@ -145,6 +148,8 @@ export class DnsCache {
     seed = randomBytes(4).readUInt32LE(0), chunkBound = CHUNK_BOUND) {
     this.settings = settings
     this.key = new KeyWriter(seed)
+    this.minTtl = Math.ceil(settings.minTtl / 1000)
+    this.maxTtl = Math.floor(settings.maxTtl / 1000)
     // bounded by count and by bytes: records of a few hundred bytes fill the count first, and a
     // flood of large answers (up to 16 KiB each) stops at maxEntries KiB, the older ones evicted
     const maxSize = Math.max(settings.maxEntries * BYTES_PER_ENTRY, MIN_BYTES)
@@ -227,9 +232,7 @@ export class DnsCache {
   }
 
   private clamp(ttl: number): number {
-    const min = Math.ceil(this.settings.minTtl / 1000)
-    const max = Math.floor(this.settings.maxTtl / 1000)
-    return Math.min(Math.max(ttl, min), max)
+    return Math.min(Math.max(ttl, this.minTtl), this.maxTtl)
   }
 
   private upstreamId(url: string): number {
@@ -247,8 +250,22 @@ export class DnsCache {
     return i
   }
 
-  /** Store a copy of `reply` (its question ends at `qEnd`; TTL fields clamped) for the query `msg` when it is cacheable; returns whether it was. */
+  /**
+   * Make `reply` (an upstream's answer to the query `msg`, whose question ends at `qEnd`) the
+   * answer every client gets, in place: its TTL fields clamped to minTtl/maxTtl, so that the client
+   * whose query fills the cache gets the TTLs the hits will (and every client the same when it is
+   * not cached, or the cache is off). Then store a copy when it is cacheable; returns whether it was.
+   */
   set(msg: Buffer, q: Query, reply: Buffer, scan: Scan, upstream: string, now: bigint): boolean {
+    const offs = scan.ttlOffsets
+    const min = this.minTtl
+    const max = this.maxTtl
+    for (let k = 0; k < offs.length; k++) {
+      const off = offs[k]!
+      const t = reply.readUInt32BE(off)
+      if (t < min) reply.writeUInt32BE(min, off)
+      else if (t > max) reply.writeUInt32BE(max, off)
+    }
     if (!this.lru) return false
     const ttl = this.ttlFor(scan)
     if (ttl <= 0) return false
@@ -257,7 +274,6 @@ export class DnsCache {
     const kl = key.length
     const h = key.hash
     const len = reply.length
-    const offs = scan.ttlOffsets
     const targets = scan.targets
     let size = HDR + kl + len + 2 * offs.length
     for (const t of targets) size += 1 + t.length       // a name read from a reply is at most 253 characters
@@ -283,13 +299,9 @@ export class DnsCache {
     b.writeDoubleLE(msOf(now), o + H_STORED)
     key.buf.copy(b, o + HDR, 0, kl)
     const r = o + HDR + kl
-    reply.copy(b, r)
+    reply.copy(b, r)                                   // its TTLs clamped above
     let p = r + len
-    for (let k = 0; k < offs.length; k++, p += 2) {
-      const off = offs[k]!
-      b.writeUInt32BE(this.clamp(reply.readUInt32BE(off)), r + off)
-      put16(b, p, off)
-    }
+    for (let k = 0; k < offs.length; k++, p += 2) put16(b, p, offs[k]!)
     for (const t of targets) {
       b[p] = t.length
       b.write(t, p + 1, 'latin1')

@@ -118,6 +118,30 @@ t.test('min/max clamps rewrite TTLs and the lifetime', async t => {
   t.equal(c.ttlFor(scanResponse(zero)!), 60)
 })
 
+t.test('set clamps the TTLs of the reply itself: the client whose query fills the cache gets what the hits get', async t => {
+  const settings = { maxEntries: 10, minTtl: 60_000, maxTtl: 3_600_000 }
+  const k = q('a.test', { additionals: [optRr(1232, dnsPacket.DNSSEC_OK)] })
+  const fresh = (): Buffer => reply('a.test', {
+    answers: [{ type: 'A', name: 'a.test', ttl: 5, data: '192.0.2.1' }, { type: 'A', name: 'a.test', ttl: 604_800, data: '192.0.2.2' },
+      { type: 'A', name: 'a.test', ttl: 300, data: '192.0.2.3' }],
+    authorities: [soa(7, 30)],
+    additionals: [optRr(1232, dnsPacket.DNSSEC_OK)],
+  })
+  const c = new DnsCache(settings)
+  const r = fresh()
+  t.ok(c.set(k.buf, k.q, r, scanResponse(r)!, 'u', 0n))
+  const first = decodeMsg(r)
+  t.same(first.answers.map(a => a.ttl), [60, 3600, 300], 'raised to minTtl, cut to maxTtl, the rest as they were')
+  t.same(first.authorities.map(a => a.ttl), [60])
+  t.equal(first.additionals[0]!.flags, dnsPacket.DNSSEC_OK, 'the OPT record\'s TTL field (its flags) is not a TTL')
+  const hit = c.serve(c.get(k.buf, k.q, 0n), k.buf, k.q.qEnd, 0n)
+  t.ok(hit.subarray(2).equals(r.subarray(2)), 'a hit at once: the same bytes but for the ID')
+  const off = new DnsCache({ ...settings, maxEntries: 0 })
+  const r2 = fresh()
+  t.notOk(off.set(k.buf, k.q, r2, scanResponse(r2)!, 'u', 0n), 'the cache off: not stored')
+  t.same(decodeMsg(r2).answers.map(a => a.ttl), [60, 3600, 300], 'clamped all the same')
+})
+
 t.test('negative answers by their SOA; the rest not at all', async t => {
   const c = new DnsCache(settings)
   const nx = reply('n.test', { flags: 0x8183, authorities: [soa(3600, 30)] })

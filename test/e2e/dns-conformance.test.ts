@@ -71,6 +71,22 @@ t.test('AD only for a client that asked with AD or DO, whichever client asked fi
   t.same(hits(s).slice(8), [false, true], 'with DO the AD bit of the query changes nothing: one entry for both')
 })
 
+t.test('minTtl/maxTtl: the answer that fills the cache carries the clamped TTLs too', async t => {
+  const s = await stack(t, { zone: [...TEST_ZONE, 'long.test. 604800 IN A 192.0.2.12'] }, { cache: { minTtl: '60s', maxTtl: '1h' } })
+  t.same((await dig(s.upstream, 'long.test')).answer.map(a => a.ttl), [604800], 'unbound: the zone\'s TTL')
+  t.same((await dig(s.upstream, 'short.test')).answer.map(a => a.ttl), [5])
+  const within = (ttl: number | undefined, want: number): boolean => ttl !== undefined && ttl <= want && ttl >= want - 5
+  for (let i = 0; i < 2; i++) {
+    const long = (await dig(s.server, 'long.test')).answer[0]?.ttl
+    t.ok(within(long, 3600), `${i === 0 ? 'first' : 'cached'}: 604800 cut to maxTtl: ${long}`)
+    const short = (await kdig(s.server, 'short.test')).answer[0]?.ttl
+    t.ok(within(short, 60), `${i === 0 ? 'first' : 'cached'}: 5 raised to minTtl: ${short}`)
+    const nx = (await dig(s.server, 'zz.test')).authority[0]?.ttl
+    t.ok(within(nx, 60), `${i === 0 ? 'first' : 'cached'}: the NXDOMAIN's SOA (30) raised to minTtl: ${nx}`)
+  }
+  t.same(hits(s), [false, false, false, true, true, true])
+})
+
 t.test('NXDOMAIN through a CNAME lives no longer than the CNAME\'s TTL', async t => {
   // through unbound's iterator: the CNAME is followed to the name that does not exist
   const s = await stack(t, { zone: [...TEST_ZONE, 'cnx.test. 10 IN CNAME nothere.test.'], forDownstream: false })
