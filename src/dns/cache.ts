@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { AnswerSlab, MAX_RECORD } from './answer-slab.js'
 import type { Scan } from './scan.js'
-import { AD, CD, RCODE, RD, type Query } from './wire.js'
+import { AA, AD, CD, RA, RCODE, RD, type Query } from './wire.js'
 
 export interface CacheSettings {
   readonly maxEntries: number
@@ -13,9 +13,10 @@ export interface CacheSettings {
 
 /**
  * A cached answer is a record in the answer slab (its slot number): a header, the key it was
- * stored under, the reply's bytes (TTLs already clamped), the offset of each TTL field (two bytes
- * each) and the answer's CNAME/SVCB target names (each after a one-byte length). The LRU index
- * maps a 30-bit hash of the key to the slot; a hit compares the whole key with the one stored.
+ * stored under, the reply's bytes (as `set` made them: TTLs clamped, AA clear, RA set), the
+ * offset of each TTL field (two bytes each) and the answer's CNAME/SVCB target names (each after
+ * a one-byte length). The LRU index maps a 30-bit hash of the key to the slot; a hit compares the
+ * whole key with the one stored.
  */
 export type CacheEntry = number
 
@@ -252,11 +253,14 @@ export class DnsCache {
 
   /**
    * Make `reply` (an upstream's answer to the query `msg`, whose question ends at `qEnd`) the
-   * answer every client gets, in place: its TTL fields clamped to minTtl/maxTtl, so that the client
-   * whose query fills the cache gets the TTLs the hits will (and every client the same when it is
-   * not cached, or the cache is off). Then store a copy when it is cacheable; returns whether it was.
+   * answer every client gets, in place: AA clear (tunnelguard is authoritative for nothing it
+   * forwards), RA set (it offers recursion, whatever the upstream said), its TTL fields clamped to
+   * minTtl/maxTtl, so that the client whose query fills the cache gets the TTLs the hits will (and
+   * every client the same when it is not cached, or the cache is off). Then store a copy when it
+   * is cacheable; returns whether it was.
    */
   set(msg: Buffer, q: Query, reply: Buffer, scan: Scan, upstream: string, now: bigint): boolean {
+    reply.writeUInt16BE((reply.readUInt16BE(2) & ~AA) | RA, 2)
     const offs = scan.ttlOffsets
     const min = this.minTtl
     const max = this.maxTtl

@@ -8,8 +8,10 @@ export const MAX_NAME_OCTETS = 255
 const MAX_JUMPS = 64
 
 export const QR = 0x8000
+export const AA = 0x0400
 export const TC = 0x0200
 export const RD = 0x0100
+export const RA = 0x0080
 export const AD = 0x0020
 export const CD = 0x0010
 export const TYPE_OPT = 41

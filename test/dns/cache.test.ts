@@ -142,6 +142,29 @@ t.test('set clamps the TTLs of the reply itself: the client whose query fills th
   t.same(decodeMsg(r2).answers.map(a => a.ttl), [60, 3600, 300], 'clamped all the same')
 })
 
+t.test('set clears AA and sets RA in the reply itself and in what the cache serves; the other bits are the upstream\'s', async t => {
+  const c = new DnsCache(settings)
+  const k = q('a.test')
+  const a = [{ type: 'A' as const, name: 'a.test', ttl: 300, data: '192.0.2.1' }]
+  const cases: [number, number, string][] = [
+    [0x8500, 0x8180, 'AA and RD from an authoritative server: RD, RA'],
+    [0x8400, 0x8080, 'AA, RD clear: RA only'],
+    [0x85a0, 0x81a0, 'RA and AD kept, AA cleared'],
+    [0x8190, 0x8190, 'RD, RA, CD: as they were'],
+    [0x8503, 0x8183, 'NXDOMAIN: the rcode kept'],
+  ]
+  for (const [from, to, what] of cases) {
+    const nx = (from & 0xf) === 3
+    const r = reply('a.test', { flags: from, answers: nx ? [] : a, authorities: nx ? [soa(30, 30)] : [] })
+    t.ok(c.set(k.buf, k.q, r, scanResponse(r)!, 'u', 0n))
+    t.equal(r.readUInt16BE(2), to, `${what}: the reply sent`)
+    t.equal(c.serve(c.get(k.buf, k.q, 0n), k.buf, k.q.qEnd, 0n).readUInt16BE(2), to, `${what}: from the cache`)
+  }
+  const refused = reply('a.test', { flags: 0x8405 })
+  t.notOk(c.set(k.buf, k.q, refused, scanResponse(refused)!, 'u', 0n))
+  t.equal(refused.readUInt16BE(2), 0x8085, 'an answer not cached: AA clear, RA set too')
+})
+
 t.test('negative answers by their SOA; the rest not at all', async t => {
   const c = new DnsCache(settings)
   const nx = reply('n.test', { flags: 0x8183, authorities: [soa(3600, 30)] })

@@ -102,3 +102,20 @@ t.test('NXDOMAIN through a CNAME lives no longer than the CNAME\'s TTL', async t
   t.ok(after.answer[0]!.ttl > 0, `past the CNAME's TTL: asked again, not served with TTL 0 (${after.answer[0]!.ttl})`)
   t.same(hits(s), [false, true, false], 'the entry expired with the CNAME, 10 s in')
 })
+
+t.test('AA clear and RA set in every answer, forwarded or cached, whatever the upstream set', async t => {
+  // unbound answers its auth-zone authoritatively: AA set, and RA only when asked for recursion
+  const s = await stack(t)
+  const flags = async (server: Stack['server'], name: string, opts: string[] = [], tool = dig): Promise<string> =>
+    (await tool(server, name, 'A', opts)).flags.filter(f => f === 'aa' || f === 'ra').join(' ')
+  t.equal(await flags(s.upstream, 'a.test'), 'aa ra', 'unbound: AA')
+  t.equal(await flags(s.upstream, 'a.test', ['+norec']), 'aa', 'unbound: AA, and no RA without RD')
+  for (const round of ['forwarded', 'cached']) {
+    t.equal(await flags(s.server, 'a.test'), 'ra', `${round}: RA, no AA`)
+    t.equal(await flags(s.server, 'a.test', ['+norec']), 'ra', `${round} without RD: RA, no AA`)
+    t.equal(await flags(s.server, 'zz.test', [], kdig), 'ra', `${round} NXDOMAIN: RA, no AA`)
+  }
+  t.same(hits(s), [false, false, false, true, true, true])
+  t.equal(await flags(s.server, 'tunnel.ngrok.io'), 'ra', 'a sinkholed name (tunnelguard\'s own answer): RA, no AA')
+  t.equal(await flags(s.server, 'c1.test'), 'ra', 'a CNAME into a sinkholed name: RA, no AA')
+})
