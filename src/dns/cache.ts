@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { AnswerSlab, MAX_RECORD } from './answer-slab.js'
 import type { Scan } from './scan.js'
-import { CD, RCODE, RD, type Query } from './wire.js'
+import { AA, AD, CD, RA, RCODE, RD, type Query } from './wire.js'
 
 export interface CacheSettings {
   readonly maxEntries: number
@@ -13,9 +13,10 @@ export interface CacheSettings {
 
 /**
  * A cached answer is a record in the answer slab (its slot number): a header, the key it was
- * stored under, the reply's bytes (TTLs already clamped), the offset of each TTL field (two bytes
- * each) and the answer's CNAME/SVCB target names (each after a one-byte length). The LRU index
- * maps a 30-bit hash of the key to the slot; a hit compares the whole key with the one stored.
+ * stored under, the reply's bytes (as `set` made them: TTLs clamped, AA clear, RA set), the
+ * offset of each TTL field (two bytes each) and the answer's CNAME/SVCB target names (each after
+ * a one-byte length). The LRU index maps a 30-bit hash of the key to the slot; a hit compares the
+ * whole key with the one stored.
  */
 export type CacheEntry = number
 
@@ -55,9 +56,10 @@ const put16 = (b: Buffer, i: number, v: number): void => { b[i] = v & 0xff; b[i 
 const msOf = (now: bigint): number => Math.floor(Number(now) / 1e6)
 
 /**
- * The cache key of a query: DO, CD, EDNS presence and RD clear as bits, type, class, then the question's
- * name in wire form with A-Z folded (so that a label holding a dot is not the two labels it
- * reads as), and its 30-bit hash (a small integer for the index), seeded per cache.
+ * The cache key of a query: DO, CD, EDNS presence, RD clear and AD without DO as bits (those of
+ * keyFlags), type, class, then the question's name in wire form with A-Z folded (so that a label
+ * holding a dot is not the two labels it reads as), and its 30-bit hash (a small integer for the
+ * index), seeded per cache.
  */
 export class KeyWriter {
   readonly buf = Buffer.alloc(KEY_MAX)
@@ -74,7 +76,8 @@ export class KeyWriter {
    */
   write(msg: Buffer, q: Query): boolean {
     const out = this.buf
-    const b0 = (q.dnssecOk ? 1 : 0) | ((q.flags & CD) !== 0 ? 2 : 0) | (q.edns ? 4 : 0) | ((q.flags & RD) === 0 ? 8 : 0)
+    // AD only without DO: with DO a validating resolver sets AD in the reply whether the query had AD or not
+    const b0 = (q.dnssecOk ? 1 : (q.flags & AD) !== 0 ? 16 : 0) | ((q.flags & CD) !== 0 ? 2 : 0) | (q.edns ? 4 : 0) | ((q.flags & RD) === 0 ? 8 : 0)
     out[0] = b0
     out[1] = q.qtype >>> 8
     out[2] = q.qtype & 0xff
@@ -109,9 +112,23 @@ export class KeyWriter {
 }
 
 /**
- * The answer cache (lru-cache for the bound and recency; expiry by our own clock). Positive
- * answers live for their smallest TTL, negative ones (NXDOMAIN, NODATA) by their SOA; anything
- * else (SERVFAIL, REFUSED, truncated, negative without SOA) is not stored.
+ * How long (s) an answer may be kept, before the clamps, or -1 when it may not be: no longer than
+ * the smallest TTL of the records it carries, and for a negative answer (NXDOMAIN, NODATA: an SOA
+ * in the authority section, after a CNAME chain or not) no longer than its SOA's negative TTL,
+ * min(SOA TTL, MINIMUM) (RFC 2308 §5). A CNAME that leads to NXDOMAIN goes no staler than its own
+ * TTL. Not kept: other rcodes, truncated replies, negative answers without an SOA.
+ */
+export function answerTtl(scan: Scan): number {
+  if (scan.truncated || (scan.rcode !== RCODE.NOERROR && scan.rcode !== RCODE.NXDOMAIN)) return -1
+  const neg = scan.negativeTtl
+  if (neg >= 0) return Math.min(scan.minTtl, neg)
+  return scan.rcode === RCODE.NOERROR && scan.answers > 0 ? scan.minTtl : -1
+}
+
+/**
+ * The answer cache (lru-cache for the bound and recency; expiry by our own clock). Answers live
+ * for their smallest TTL, negative ones (NXDOMAIN, NODATA) no longer than their SOA's negative TTL
+ * either (answerTtl); anything else (SERVFAIL, REFUSED, truncated, negative without SOA) is not stored.
  */
 export class DnsCache {
   readonly settings: CacheSettings
@@ -120,6 +137,9 @@ export class DnsCache {
   private upstreams: string[] = []
   private upstreamIndex = new Map<string, number>()
   private readonly key: KeyWriter
+  /** The clamps in whole seconds. */
+  private readonly minTtl: number
+  private readonly maxTtl: number
 
   /**
    * `seed` is the key hash's (random unless a test sets it: a client must not be able to pick
@@ -129,6 +149,8 @@ export class DnsCache {
     seed = randomBytes(4).readUInt32LE(0), chunkBound = CHUNK_BOUND) {
     this.settings = settings
     this.key = new KeyWriter(seed)
+    this.minTtl = Math.ceil(settings.minTtl / 1000)
+    this.maxTtl = Math.floor(settings.maxTtl / 1000)
     // bounded by count and by bytes: records of a few hundred bytes fill the count first, and a
     // flood of large answers (up to 16 KiB each) stops at maxEntries KiB, the older ones evicted
     const maxSize = Math.max(settings.maxEntries * BYTES_PER_ENTRY, MIN_BYTES)
@@ -206,19 +228,12 @@ export class DnsCache {
 
   /** The TTL (s) an answer may be cached for after the clamps, or -1 when it is not cacheable. */
   ttlFor(scan: Scan): number {
-    if (scan.truncated) return -1
-    let ttl: number
-    if (scan.rcode === RCODE.NOERROR && scan.answers > 0) ttl = scan.minTtl
-    else if (scan.rcode === RCODE.NOERROR || scan.rcode === RCODE.NXDOMAIN) ttl = scan.negativeTtl
-    else return -1
-    if (ttl < 0) return -1
-    return this.clamp(ttl)
+    const ttl = answerTtl(scan)
+    return ttl < 0 ? -1 : this.clamp(ttl)
   }
 
   private clamp(ttl: number): number {
-    const min = Math.ceil(this.settings.minTtl / 1000)
-    const max = Math.floor(this.settings.maxTtl / 1000)
-    return Math.min(Math.max(ttl, min), max)
+    return Math.min(Math.max(ttl, this.minTtl), this.maxTtl)
   }
 
   private upstreamId(url: string): number {
@@ -236,8 +251,25 @@ export class DnsCache {
     return i
   }
 
-  /** Store a copy of `reply` (its question ends at `qEnd`; TTL fields clamped) for the query `msg` when it is cacheable; returns whether it was. */
+  /**
+   * Make `reply` (an upstream's answer to the query `msg`, whose question ends at `qEnd`) the
+   * answer every client gets, in place: AA clear (tunnelguard is authoritative for nothing it
+   * forwards), RA set (it offers recursion, whatever the upstream said), its TTL fields clamped to
+   * minTtl/maxTtl, so that the client whose query fills the cache gets the TTLs the hits will (and
+   * every client the same when it is not cached, or the cache is off). Then store a copy when it
+   * is cacheable; returns whether it was.
+   */
   set(msg: Buffer, q: Query, reply: Buffer, scan: Scan, upstream: string, now: bigint): boolean {
+    reply.writeUInt16BE((reply.readUInt16BE(2) & ~AA) | RA, 2)
+    const offs = scan.ttlOffsets
+    const min = this.minTtl
+    const max = this.maxTtl
+    for (let k = 0; k < offs.length; k++) {
+      const off = offs[k]!
+      const t = reply.readUInt32BE(off)
+      if (t < min) reply.writeUInt32BE(min, off)
+      else if (t > max) reply.writeUInt32BE(max, off)
+    }
     if (!this.lru) return false
     const ttl = this.ttlFor(scan)
     if (ttl <= 0) return false
@@ -246,7 +278,6 @@ export class DnsCache {
     const kl = key.length
     const h = key.hash
     const len = reply.length
-    const offs = scan.ttlOffsets
     const targets = scan.targets
     let size = HDR + kl + len + 2 * offs.length
     for (const t of targets) size += 1 + t.length       // a name read from a reply is at most 253 characters
@@ -272,13 +303,9 @@ export class DnsCache {
     b.writeDoubleLE(msOf(now), o + H_STORED)
     key.buf.copy(b, o + HDR, 0, kl)
     const r = o + HDR + kl
-    reply.copy(b, r)
+    reply.copy(b, r)                                   // its TTLs clamped above
     let p = r + len
-    for (let k = 0; k < offs.length; k++, p += 2) {
-      const off = offs[k]!
-      b.writeUInt32BE(this.clamp(reply.readUInt32BE(off)), r + off)
-      put16(b, p, off)
-    }
+    for (let k = 0; k < offs.length; k++, p += 2) put16(b, p, offs[k]!)
     for (const t of targets) {
       b[p] = t.length
       b.write(t, p + 1, 'latin1')

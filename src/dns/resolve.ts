@@ -4,6 +4,7 @@ import { AppError } from '../errors.js'
 import { normalizeName } from '../match/normalize.js'
 import type { Evidence } from '../observe/types.js'
 import type { Config, Snapshot } from '../snapshot-types.js'
+import { answerTtl } from './cache.js'
 import { scanResponse, type Scan } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
 import { RCODE, RD } from './wire.js'
@@ -50,9 +51,9 @@ type Answer = Pick<Scan, 'addresses' | 'targets'>
 /** Answers kept at most (name and type each), least recently used dropped first. */
 const MAX_ANSWERS = 4096
 
-/** How long (ms) an answer may be kept: its TTL (NXDOMAIN/NODATA: its SOA's) within dns.cache's clamps; 0: not at all. */
+/** How long (ms) an answer may be kept: as long as the DNS cache keeps it (answerTtl), within dns.cache's clamps; 0: not at all. */
 function keepFor(scan: Scan, dns: Config['dns']): number {
-  const ttl = scan.rcode === RCODE.NOERROR && scan.answers > 0 ? scan.minTtl : scan.negativeTtl
+  const ttl = answerTtl(scan)
   if (ttl < 0) return 0
   return Math.min(Math.max(ttl * 1000, dns.cache.minTtl), dns.cache.maxTtl)
 }

@@ -8,8 +8,11 @@ export const MAX_NAME_OCTETS = 255
 const MAX_JUMPS = 64
 
 export const QR = 0x8000
+export const AA = 0x0400
 export const TC = 0x0200
 export const RD = 0x0100
+export const RA = 0x0080
+export const AD = 0x0020
 export const CD = 0x0010
 export const TYPE_OPT = 41
 
@@ -232,11 +235,13 @@ export function sameQuestion(query: Buffer, qEnd: number, reply: Buffer): boolea
 /**
  * The bits of a query that the answer cache keys on besides its question, as the cache writes
  * them: DO (1), CD (2), an OPT record present (4), RD clear (8: an upstream may refuse a query
- * that asks for no recursion). The query is one parseQuery took.
+ * that asks for no recursion), AD without DO (16: a validating resolver sets AD in its reply
+ * only when the query had AD or DO, RFC 6840 §5.7-5.8; with DO the reply is the same either
+ * way, so AD is left out of a DO query's key). The query is one parseQuery took.
  */
 export function keyFlags(msg: Buffer, qEnd: number): number {
   const flags = msg.readUInt16BE(2)
-  let bits = ((flags & CD) !== 0 ? 2 : 0) | ((flags & RD) === 0 ? 8 : 0)
+  const bits = ((flags & CD) !== 0 ? 2 : 0) | ((flags & RD) === 0 ? 8 : 0) | ((flags & AD) !== 0 ? 16 : 0)
   const records = msg.readUInt16BE(6) + msg.readUInt16BE(8)
   const all = records + msg.readUInt16BE(10)
   let pos = qEnd
@@ -245,7 +250,7 @@ export function keyFlags(msg: Buffer, qEnd: number): number {
     if (end < 0) break
     if (i >= records) {
       const p = skipName(msg, pos)
-      if (msg.readUInt16BE(p) === TYPE_OPT) return bits | 4 | ((msg.readUInt16BE(p + 6) & 0x8000) !== 0 ? 1 : 0)
+      if (msg.readUInt16BE(p) === TYPE_OPT) return (msg.readUInt16BE(p + 6) & 0x8000) !== 0 ? (bits & ~16) | 5 : bits | 4
     }
     pos = end
   }

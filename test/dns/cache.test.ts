@@ -40,6 +40,25 @@ t.test('the key: name, type, class, DO, CD, EDNS, RD', async t => {
   t.equal(keys.size, 8, 'case folds; type, class, CD, EDNS, DO and RD each make their own entry')
 })
 
+t.test('the key: AD without DO (RFC 6840 §5.7-5.8: the reply\'s AD follows the query\'s AD or DO)', async t => {
+  const AD = dnsPacket.AUTHENTIC_DATA
+  const RD = dnsPacket.RECURSION_DESIRED
+  const opt = (flags = 0): dnsPacket.Answer => optRr(1232, flags)
+  t.not(keyOf(q('a.test', { flags: RD | AD })), keyOf(q('a.test')), 'AD, no EDNS')
+  t.not(keyOf(q('a.test', { flags: RD | AD, additionals: [opt()] })), keyOf(q('a.test', { additionals: [opt()] })), 'AD, EDNS without DO')
+  t.not(keyOf(q('a.test', { flags: AD })), keyOf(q('a.test', { flags: 0 })), 'AD, RD clear')
+  t.not(keyOf(q('a.test', { flags: RD | AD | dnsPacket.CHECKING_DISABLED })), keyOf(q('a.test', { flags: RD | dnsPacket.CHECKING_DISABLED })), 'AD and CD')
+  t.equal(keyOf(q('a.test', { flags: RD | AD, additionals: [opt(dnsPacket.DNSSEC_OK)] })), keyOf(q('a.test', { additionals: [opt(dnsPacket.DNSSEC_OK)] })),
+    'with DO the reply has AD either way: one key')
+  const c = new DnsCache(settings)
+  const withAd = q('a.test', { flags: RD | AD })
+  const plain = q('a.test')
+  const r = reply('a.test', { flags: 0x81a0, answers: [{ type: 'A', name: 'a.test', ttl: 300, data: '192.0.2.1' }] })
+  t.ok(c.set(withAd.buf, withAd.q, r, scanResponse(r)!, 'u', 0n))
+  t.equal(c.get(plain.buf, plain.q, 0n), -1, 'an answer with AD is not served to a query without AD')
+  t.not(c.get(withAd.buf, withAd.q, 0n), -1)
+})
+
 /** A query whose question is one label holding a dot: `a.test` as text, but not the name a.test. */
 const dotted = (): { buf: Buffer; q: Query } => {
   const buf = Buffer.concat([Buffer.from([0, 9, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 6]), Buffer.from('a.test'), Buffer.from([0, 0, 1, 0, 1])])
@@ -99,6 +118,53 @@ t.test('min/max clamps rewrite TTLs and the lifetime', async t => {
   t.equal(c.ttlFor(scanResponse(zero)!), 60)
 })
 
+t.test('set clamps the TTLs of the reply itself: the client whose query fills the cache gets what the hits get', async t => {
+  const settings = { maxEntries: 10, minTtl: 60_000, maxTtl: 3_600_000 }
+  const k = q('a.test', { additionals: [optRr(1232, dnsPacket.DNSSEC_OK)] })
+  const fresh = (): Buffer => reply('a.test', {
+    answers: [{ type: 'A', name: 'a.test', ttl: 5, data: '192.0.2.1' }, { type: 'A', name: 'a.test', ttl: 604_800, data: '192.0.2.2' },
+      { type: 'A', name: 'a.test', ttl: 300, data: '192.0.2.3' }],
+    authorities: [soa(7, 30)],
+    additionals: [optRr(1232, dnsPacket.DNSSEC_OK)],
+  })
+  const c = new DnsCache(settings)
+  const r = fresh()
+  t.ok(c.set(k.buf, k.q, r, scanResponse(r)!, 'u', 0n))
+  const first = decodeMsg(r)
+  t.same(first.answers.map(a => a.ttl), [60, 3600, 300], 'raised to minTtl, cut to maxTtl, the rest as they were')
+  t.same(first.authorities.map(a => a.ttl), [60])
+  t.equal(first.additionals[0]!.flags, dnsPacket.DNSSEC_OK, 'the OPT record\'s TTL field (its flags) is not a TTL')
+  const hit = c.serve(c.get(k.buf, k.q, 0n), k.buf, k.q.qEnd, 0n)
+  t.ok(hit.subarray(2).equals(r.subarray(2)), 'a hit at once: the same bytes but for the ID')
+  const off = new DnsCache({ ...settings, maxEntries: 0 })
+  const r2 = fresh()
+  t.notOk(off.set(k.buf, k.q, r2, scanResponse(r2)!, 'u', 0n), 'the cache off: not stored')
+  t.same(decodeMsg(r2).answers.map(a => a.ttl), [60, 3600, 300], 'clamped all the same')
+})
+
+t.test('set clears AA and sets RA in the reply itself and in what the cache serves; the other bits are the upstream\'s', async t => {
+  const c = new DnsCache(settings)
+  const k = q('a.test')
+  const a = [{ type: 'A' as const, name: 'a.test', ttl: 300, data: '192.0.2.1' }]
+  const cases: [number, number, string][] = [
+    [0x8500, 0x8180, 'AA and RD from an authoritative server: RD, RA'],
+    [0x8400, 0x8080, 'AA, RD clear: RA only'],
+    [0x85a0, 0x81a0, 'RA and AD kept, AA cleared'],
+    [0x8190, 0x8190, 'RD, RA, CD: as they were'],
+    [0x8503, 0x8183, 'NXDOMAIN: the rcode kept'],
+  ]
+  for (const [from, to, what] of cases) {
+    const nx = (from & 0xf) === 3
+    const r = reply('a.test', { flags: from, answers: nx ? [] : a, authorities: nx ? [soa(30, 30)] : [] })
+    t.ok(c.set(k.buf, k.q, r, scanResponse(r)!, 'u', 0n))
+    t.equal(r.readUInt16BE(2), to, `${what}: the reply sent`)
+    t.equal(c.serve(c.get(k.buf, k.q, 0n), k.buf, k.q.qEnd, 0n).readUInt16BE(2), to, `${what}: from the cache`)
+  }
+  const refused = reply('a.test', { flags: 0x8405 })
+  t.notOk(c.set(k.buf, k.q, refused, scanResponse(refused)!, 'u', 0n))
+  t.equal(refused.readUInt16BE(2), 0x8085, 'an answer not cached: AA clear, RA set too')
+})
+
 t.test('negative answers by their SOA; the rest not at all', async t => {
   const c = new DnsCache(settings)
   const nx = reply('n.test', { flags: 0x8183, authorities: [soa(3600, 30)] })
@@ -115,6 +181,26 @@ t.test('negative answers by their SOA; the rest not at all', async t => {
   t.equal(decodeMsg(c.serve(c.get(k.buf, k.q, 10n * S), k.buf, k.q.qEnd, 10n * S)).rcode, 'NXDOMAIN')
   t.equal(c.rcode(c.get(k.buf, k.q, 10n * S)), 3)
   t.equal(c.get(k.buf, k.q, 30n * S), -1)
+})
+
+t.test('an answer through a CNAME lives no longer than the CNAME, nor a negative one than its SOA\'s negative TTL', async t => {
+  const c = new DnsCache(settings)
+  const cname = (ttl: number): dnsPacket.Answer => ({ type: 'CNAME', name: 'cnx.test', ttl, data: 'nothere.test' })
+  const ttl = (p: Partial<dnsPacket.Packet>): number => c.ttlFor(scanResponse(reply('cnx.test', p))!)
+  t.equal(ttl({ flags: 0x8183, answers: [cname(10)], authorities: [soa(30, 30)] }), 10, 'NXDOMAIN through a CNAME of 10 s: 10, not the SOA\'s 30')
+  t.equal(ttl({ flags: 0x8183, answers: [cname(300)], authorities: [soa(3600, 30)] }), 30, 'NXDOMAIN through a CNAME of 300 s: the SOA MINIMUM')
+  t.equal(ttl({ answers: [cname(300)], authorities: [soa(3600, 30)] }), 30, 'NODATA through a CNAME: the SOA MINIMUM, not the SOA\'s TTL')
+  t.equal(ttl({ answers: [cname(10)], authorities: [soa(3600, 30)] }), 10, 'NODATA through a shorter CNAME: the CNAME\'s')
+  t.equal(ttl({ flags: 0x8183, authorities: [soa(30, 60)], additionals: [{ type: 'A', name: 'x.test', ttl: 7, data: '192.0.2.1' }] }), 7,
+    'any record it carries counts')
+  t.equal(ttl({ flags: 0x8183, answers: [cname(10)] }), -1, 'NXDOMAIN through a CNAME, without SOA: not cached')
+  t.equal(new DnsCache({ ...settings, minTtl: 60_000 }).ttlFor(scanResponse(reply('cnx.test', { flags: 0x8183, answers: [cname(10)], authorities: [soa(30, 30)] }))!), 60,
+    'then clamped')
+  const nx = reply('cnx.test', { flags: 0x8183, answers: [cname(10)], authorities: [soa(30, 30)] })
+  const k = q('cnx.test')
+  t.ok(c.set(k.buf, k.q, nx, scanResponse(nx)!, 'u', 0n))
+  t.same(decodeMsg(c.serve(c.get(k.buf, k.q, 9n * S), k.buf, k.q.qEnd, 9n * S)).answers.map(a => a.ttl), [1])
+  t.equal(c.get(k.buf, k.q, 10n * S), -1, 'gone when the CNAME expires, not served with TTL 0 until the SOA\'s 30 s')
 })
 
 t.test('bounded by maxEntries; 0 turns it off', async t => {

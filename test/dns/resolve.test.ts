@@ -79,6 +79,7 @@ t.test('answers are kept for their TTL within the clamps; a config change asks a
     if (name === 'k.test' && type === 'A') reply = dnsPacket.encode({ ...base, flags: 0x8180, answers: [{ type: 'A', name, ttl: 60, data: '192.0.2.5' }] })
     else if (name === 'zero.test' && type === 'A') reply = dnsPacket.encode({ ...base, flags: 0x8180, answers: [{ type: 'A', name, ttl: 0, data: '192.0.2.6' }] })
     else if (name === 'bare.test') reply = dnsPacket.encode({ ...base, flags: 0x8183 })              // NXDOMAIN without SOA
+    else if (name === 'cnx.test') reply = dnsPacket.encode({ ...base, flags: 0x8183, answers: [{ type: 'CNAME', name, ttl: 10, data: 'gone.test' }], authorities: [soa] })
     else reply = dnsPacket.encode({ ...base, flags: name === 'nx.test' ? 0x8183 : 0x8180, authorities: [soa] })
     s.send(reply, r.port, r.address)
   })
@@ -101,6 +102,11 @@ t.test('answers are kept for their TTL within the clamps; a config change asks a
   t.same(await ask('nx.test'), { addresses: [], queries: [] }, 'NXDOMAIN kept by its SOA')
   t.same((await ask('bare.test')).queries.length, 2)
   t.same((await ask('bare.test')).queries.length, 2, 'NXDOMAIN without an SOA is not kept')
+  t.same((await ask('cnx.test')).queries.length, 2)
+  now += 9_000
+  t.same((await ask('cnx.test')).queries.length, 0, 'NXDOMAIN through a CNAME of 10 s: kept 10 s')
+  now += 1_000
+  t.same((await ask('cnx.test')).queries.length, 2, 'not for the SOA minimum (30 s)')
   t.same((await ask('zero.test')).queries, ['A zero.test', 'AAAA zero.test'])
   t.same((await ask('zero.test')).queries, ['A zero.test'], 'TTL 0 is not kept (minTtl 0)')
   snap = makeSnapshot({ config: { dns: { upstreams: [url], cache: { minTtl: '10s', maxTtl: '20s' } } } })

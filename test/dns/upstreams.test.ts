@@ -629,6 +629,35 @@ t.test('identical questions in flight are asked once; every asker gets its own I
   t.equal(up.seen.length, 7, 'asked again once the first exchange is over')
 })
 
+t.test('AD is in the key of questions in flight unless DO is set: an AD answer is not handed to a query without AD', async t => {
+  const held: (() => void)[] = []
+  const up = await fakeUdp(t, (m, r, s) => { held.push(() => reply(m, r, s)) })
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const AD = dnsPacket.AUTHENTIC_DATA
+  const DO = dnsPacket.DNSSEC_OK
+  const asked = [
+    custom('ad.test', 1), custom('ad.test', 2, { flags: AD }),
+    custom('ad.test', 3, { edns: true }), custom('ad.test', 4, { edns: true, flags: AD }),
+    custom('ad.test', 5, { edns: true, ednsFlags: DO }), custom('ad.test', 6, { edns: true, ednsFlags: DO, flags: AD }),
+  ]
+  const all = asked.map(q => send(pool, q))
+  t.equal(pool.exchanges, 5, 'with and without AD asked apart; with DO, AD or not, once')
+  for (let i = 0; i < 200 && held.length < 5; i++) await sleep(5)
+  await sleep(30)
+  // the queries go out on several sockets: they may arrive in any order
+  const sent = up.seen.map(m => {
+    const d = decodeMsg(m)
+    const opt = d.additionals.find(a => a.type === 'OPT')
+    return `${(m.readUInt16BE(2) & AD) !== 0 ? 'AD' : '-'} ${opt ? 'EDNS' : '-'} ${opt && (opt.flags! & DO) !== 0 ? 'DO' : '-'}`
+  }).sort()
+  t.same(sent, ['- - -', '- EDNS -', '- EDNS DO', 'AD - -', 'AD EDNS -'], 'each goes upstream with its own AD bit; the DO one as its first asker sent it')
+  for (const h of held) h()
+  const rs = await Promise.all(all)
+  t.same(rs.map(r => r.reply!.readUInt16BE(0)), [1, 2, 3, 4, 5, 6])
+  t.equal(pool.exchanges, 0)
+})
+
 t.test('every asker waiting on an exchange gets its error', async t => {
   const up = await fakeUdp(t, () => {})
   const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], memoryEvidence(), Date.now)

@@ -148,7 +148,7 @@ t.test('type and class are compared as octets: a reply for type 0x0061 is not on
   t.equal(matchQuestion(c, qEnd, reply(0x0041, 0x0061)), Q_OTHER, 'class 0x0061 for 0x0041')
 })
 
-t.test('keyFlags: the DO, CD, EDNS and RD bits of the cache key', async t => {
+t.test('keyFlags: the DO, CD, EDNS, RD and AD bits of the cache key', async t => {
   const flags = (extra: Partial<dnsPacket.Packet>): number => {
     const b = query('a.test', 'A', extra)
     return keyFlags(b, (parseQuery(b) as Query).qEnd)
@@ -158,6 +158,11 @@ t.test('keyFlags: the DO, CD, EDNS and RD bits of the cache key', async t => {
   t.equal(flags({ additionals: [optRr(1232, dnsPacket.DNSSEC_OK)] }), 5)
   t.equal(flags({ flags: dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED }), 2)
   t.equal(flags({ flags: 0 }), 8, 'RD clear')
+  const AD = dnsPacket.AUTHENTIC_DATA
+  t.equal(flags({ flags: dnsPacket.RECURSION_DESIRED | AD }), 16, 'AD')
+  t.equal(flags({ flags: AD | dnsPacket.CHECKING_DISABLED }), 26, 'AD, CD, RD clear')
+  t.equal(flags({ flags: dnsPacket.RECURSION_DESIRED | AD, additionals: [optRr(1232)] }), 20, 'AD with EDNS')
+  t.equal(flags({ flags: dnsPacket.RECURSION_DESIRED | AD, additionals: [optRr(1232, dnsPacket.DNSSEC_OK)] }), 5, 'AD with DO: as DO alone')
   t.equal(flags({
     answers: [{ type: 'OPT', name: '.', udpPayloadSize: 512, flags: dnsPacket.DNSSEC_OK } as unknown as dnsPacket.Answer],
     additionals: [{ type: 'A', name: 'x.test', data: '1.2.3.4' }, optRr(4096, dnsPacket.DNSSEC_OK)],
