@@ -71,7 +71,7 @@ class Exchange {
     this.onReply = (err, reply) => this.replied(err, reply)
   }
 
-  /** Does `query` ask what this exchange asks: the same key as the cache's (name without case, type, class, DO, CD, EDNS)? */
+  /** Does `query` ask what this exchange asks: the same key as the cache's (name without case, type, class, and the bits of keyFlags)? */
   asks(query: Buffer, qEnd: number, flags: number): boolean {
     return qEnd === this.qEnd && flags === this.flags && sameQuestion(this.wire, qEnd, query)
   }
