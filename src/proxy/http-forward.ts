@@ -1,9 +1,10 @@
-import { request, type IncomingMessage, type RequestOptions, type ServerResponse } from 'node:http'
+import { request, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
 import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders } from './headers.js'
+import type { PoolRequestArgs } from './pool-agent.js'
 import { sendError } from './responses.js'
 import { UpstreamError } from './upstream.js'
 
@@ -92,10 +93,10 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     return refuse(r.status, r.reason)
   }
   emit(decision, r.ip, more)
-  forward(ctx, conn, req, res, target!, m![2]!, r.ip, sets)
+  forward(ctx, conn, req, res, target!, m![2]!, r.ips, sets)
 }
 
-function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ip: string | undefined, sets: ProxySets): void {
+function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ips: readonly string[] | undefined, sets: ProxySets): void {
   if (conn.socket.destroyed) return                 // the client left while the name was resolved: nothing to dial for
   const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip))
   const hostText = t.ip?.includes(':') ? `[${t.ip}]` : t.ip ?? t.host
@@ -105,9 +106,10 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length']
   else if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked'
   const parent = sets.parent
-  const opts: RequestOptions = parent
+  // every address of the name, checked, is dialled in turn until one connects (PoolAgent)
+  const opts: PoolRequestArgs = parent
     ? { host: parent.host, port: parent.port, path: `http://${authority}${path}`, headers: parent.auth ? { ...headers, 'proxy-authorization': parent.auth } : headers }
-    : { host: ip, port: t.port, path, headers }
+    : { host: ips![0], addresses: ips, port: t.port, path, headers }
   const up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false })
   conn.upstreams.add(up)
   up.once('close', () => conn.upstreams.delete(up))

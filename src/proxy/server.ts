@@ -58,7 +58,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const clients = new Set<Socket>()
   const outbound = new Set<Socket>()
   const conns = new WeakMap<Socket, HttpConn>()
-  const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo' })
+  const connectTimeout = opts.connectTimeout ?? 10_000
+  const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo' }, connectTimeout)
   const nowMs = () => Number(clock()) / 1e6
   const admission = new Admission(evidence, opts.getSnapshot, nowMs)
   let seq = 0
@@ -235,7 +236,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   ctx = {
     getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent,
     guard: new DestinationGuard(addresses, local, opts.listeners),
-    connectTimeout: opts.connectTimeout ?? 10_000,
+    connectTimeout,
     track: s => {
       outbound.add(s)
       s.once('close', () => outbound.delete(s))
