@@ -1,4 +1,4 @@
-import { request, type IncomingMessage, type ServerResponse } from 'node:http'
+import { request, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
@@ -9,6 +9,8 @@ import { sendError } from './responses.js'
 import { UpstreamError } from './upstream.js'
 
 const ABSOLUTE = /^http:\/\/([^/?#]*)(.*)$/i
+/** Methods sent again (without a body) when a reused pooled connection fails before any answer: idempotent ones (RFC 9110 §9.2.2). */
+const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 
 /**
  * Plain HTTP (absolute-form): the URL host and the Host header are both decided (the worse
@@ -110,32 +112,45 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   const opts: PoolRequestArgs = parent
     ? { host: parent.host, port: parent.port, path: `http://${authority}${path}`, headers: parent.auth ? { ...headers, 'proxy-authorization': parent.auth } : headers }
     : { host: ips![0], addresses: ips, port: t.port, path, headers }
-  const up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false })
-  conn.upstreams.add(up)
-  up.once('close', () => conn.upstreams.delete(up))
-  up.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => up.destroy(new UpstreamError(504, `${parent ? 'parent proxy' : 'origin'} did not answer in time`)))
-  up.on('error', e => {
-    const status = e instanceof UpstreamError ? e.status : 502
-    conn.close['error.message'] = e.message
-    conn.close['http.response.status_code'] = status
-    sendError(res, status, e instanceof UpstreamError ? e.message : `${parent ? 'parent proxy' : 'origin'} failed: ${e.message}`)
-  })
-  up.on('response', upRes => {
-    upRes.on('error', () => res.destroy())
-    if (parent && upRes.statusCode === 407) {
-      upRes.resume()
-      conn.close['http.response.status_code'] = 502
-      return sendError(res, 502, 'parent proxy requires authentication (407)')
-    }
-    const h = forwardHeaders(upRes.rawHeaders, true)
-    if (upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined) {
-      h['content-length'] = upRes.headers['content-length']
-    }
-    conn.close['http.response.status_code'] = upRes.statusCode
-    res.writeHead(upRes.statusCode!, h)
-    upRes.pipe(res)
-  })
+  const replayable = REPLAYABLE.has(req.method!) && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
+  let up: ClientRequest
+  const send = (again: boolean): void => {
+    const sent = up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false })
+    conn.upstreams.add(sent)
+    sent.once('close', () => conn.upstreams.delete(sent))
+    sent.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => sent.destroy(new UpstreamError(504, `${parent ? 'parent proxy' : 'origin'} did not answer in time`)))
+    sent.on('error', e => {
+      // a pooled connection the origin had closed (its keep-alive ran out as this was sent): a
+      // request without a body whose method is idempotent goes once more, on a new connection
+      if (!again && sent.reusedSocket && replayable && !(e instanceof UpstreamError) && !sent.destroyed && !res.headersSent) {
+        conn.close['tunnelguard.upstream_retried'] = e.message
+        ctx.agent.dropIdle(opts)
+        return send(true)
+      }
+      const status = e instanceof UpstreamError ? e.status : 502
+      conn.close['error.message'] = e.message
+      conn.close['http.response.status_code'] = status
+      sendError(res, status, e instanceof UpstreamError ? e.message : `${parent ? 'parent proxy' : 'origin'} failed: ${e.message}`)
+    })
+    sent.on('response', upRes => {
+      upRes.on('error', () => res.destroy())
+      if (parent && upRes.statusCode === 407) {
+        upRes.resume()
+        conn.close['http.response.status_code'] = 502
+        return sendError(res, 502, 'parent proxy requires authentication (407)')
+      }
+      const h = forwardHeaders(upRes.rawHeaders, true)
+      if (upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined) {
+        h['content-length'] = upRes.headers['content-length']
+      }
+      conn.close['http.response.status_code'] = upRes.statusCode
+      res.writeHead(upRes.statusCode!, h)
+      upRes.pipe(res)
+    })
+    if (again) sent.end()                              // no body: nothing of the client's to read again
+    else req.pipe(sent)
+  }
   res.on('timeout', () => { /* the client waits on us: the upstream timer answers 504 */ })
   res.on('close', () => { if (!res.writableFinished) up.destroy() })
-  req.pipe(up)
+  send(false)
 }

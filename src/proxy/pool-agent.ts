@@ -6,6 +6,14 @@ import { connected, dialAny } from './upstream.js'
 /** Idle keep-alive connections to origins (or a parent) kept for reuse, all hosts together; the least recently used goes first. */
 export const MAX_IDLE_UPSTREAMS = 256
 
+/**
+ * How long an idle pooled connection is kept (ms): under the shortest keep-alive timeout common
+ * origins have (Node's and Apache's 5 s; nginx 75 s), so that the proxy closes it before the
+ * origin does, and a request is seldom sent on a connection the origin is closing. An origin's
+ * `Keep-Alive: timeout=N` shortens it to N - 1 s (node's agent).
+ */
+export const IDLE_UPSTREAM_MS = 4000
+
 /** The request options the proxy gives: `addresses`, every address of the name (all checked), tried in turn. */
 export interface PoolRequestArgs extends ClientRequestArgs {
   readonly addresses?: readonly string[]
@@ -39,6 +47,11 @@ export class PoolAgent extends Agent {
     dialAny(ips, this.#connectTimeout, (ip, ms) => connected(super.createConnection({ ...options, host: ip }) as Socket, `${ip.includes(':') ? `[${ip}]` : ip}:${options.port}`, ms))
       .then(s => cb(null, s), (e: Error) => cb(e))
     return undefined
+  }
+
+  /** Close the idle connections kept for these request options (one of them was found closed by the origin: the others are older). */
+  dropIdle(options: PoolRequestArgs): void {
+    for (const s of this.freeSockets[this.getName(options)] ?? []) s.destroy()
   }
 
   override keepSocketAlive(socket: Socket): boolean {

@@ -11,7 +11,7 @@ import type { Conn, ProxyCtx, Resolve } from './context.js'
 import { frontDoor, type FrontDoor, type HttpConn } from './front-door.js'
 import { handleRequest } from './http-forward.js'
 import { boundAddresses, listenOn } from './listen.js'
-import { MAX_IDLE_UPSTREAMS, PoolAgent } from './pool-agent.js'
+import { IDLE_UPSTREAM_MS, MAX_IDLE_UPSTREAMS, PoolAgent } from './pool-agent.js'
 import { acceptProxyHeader } from './proxy-header-reader.js'
 import { rawResponse } from './responses.js'
 
@@ -59,7 +59,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const outbound = new Set<Socket>()
   const conns = new WeakMap<Socket, HttpConn>()
   const connectTimeout = opts.connectTimeout ?? 10_000
-  const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo' }, connectTimeout)
+  const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo', timeout: IDLE_UPSTREAM_MS }, connectTimeout)
   const nowMs = () => Number(clock()) / 1e6
   const admission = new Admission(evidence, opts.getSnapshot, nowMs)
   let seq = 0
