@@ -9,6 +9,8 @@ import { sendError } from './responses.js'
 import { UpstreamError } from './upstream.js'
 
 const ABSOLUTE = /^http:\/\/([^/?#]*)(.*)$/i
+/** The largest response head taken from an origin (node's client default is 16 KiB; squid's reply_header_max_size is 64 KiB). */
+const MAX_RESPONSE_HEAD = 65_536
 /** Methods sent again (without a body) when a reused pooled connection fails before any answer: idempotent ones (RFC 9110 §9.2.2). */
 const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 
@@ -115,7 +117,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   const replayable = REPLAYABLE.has(req.method!) && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
   let up: ClientRequest
   const send = (again: boolean): void => {
-    const sent = up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false })
+    const sent = up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false, maxHeaderSize: MAX_RESPONSE_HEAD })
     conn.upstreams.add(sent)
     sent.once('close', () => conn.upstreams.delete(sent))
     sent.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => sent.destroy(new UpstreamError(504, `${parent ? 'parent proxy' : 'origin'} did not answer in time`)))

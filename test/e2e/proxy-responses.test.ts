@@ -1,0 +1,51 @@
+// What origins answer, passed on as they answered it: response heads up to 64 KiB, interim 1xx
+// responses (102, 103 Early Hints), an upgrade offer dropped rather than refused, no Content-Length
+// on a 204, a Via naming the version received.
+import { createServer, type Socket } from 'node:net'
+import t, { type Test } from 'tap'
+import { exchange, fakeResolve, run, startOrigin, testProxy } from '../fixtures/origin.js'
+
+const LOOPBACK = { allowDestinations: ['127.0.0.0/8'] }
+
+/** An origin answering every request with `answer(request line)`, raw, and recording the requests' heads. */
+async function rawOrigin(t: Test, answer: (line: string) => string) {
+  const heads: string[] = []
+  const open = new Set<Socket>()
+  const srv = createServer(s => {
+    open.add(s)
+    s.on('close', () => open.delete(s))
+    s.on('error', () => {})
+    let buf = ''
+    s.on('data', b => {
+      buf += b.toString('latin1')
+      for (let i = 0; i < 16; i++) {
+        const end = buf.indexOf('\r\n\r\n')
+        if (end < 0) return
+        const head = buf.slice(0, end)
+        buf = buf.slice(end + 4)
+        heads.push(head)
+        s.write(answer(head.split('\r\n')[0]!))
+      }
+    })
+  })
+  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => { for (const s of open) s.destroy(); srv.close() })
+  return { port: (srv.address() as { port: number }).port, heads }
+}
+
+const ok = (body: string, more = '') => `HTTP/1.1 200 OK\r\n${more}Content-Length: ${body.length}\r\n\r\n${body}`
+
+t.test('a response head up to 64 KiB passes (node\'s client stops at 16 KiB); a larger one is a 502', async t => {
+  const origin = await rawOrigin(t, line => {
+    const size = Number(/\/(\d+)/.exec(line)![1])
+    return ok('body', `X-Big: ${'b'.repeat(size)}\r\n`)
+  })
+  const { port } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'big.test': ['127.0.0.1'] }) })
+  const big = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, `http://big.test:${origin.port}/40000`])
+  t.equal(big.code, 0, big.stderr)
+  t.match(big.stdout, /^HTTP\/1\.1 200 /)
+  t.match(big.stdout, new RegExp(`x-big: b{40000}\\r\\n`, 'i'), 'the 40 kB field whole')
+  t.match(big.stdout, /\r\n\r\nbody$/)
+  const huge = await exchange(port, [`GET http://big.test:${origin.port}/70000 HTTP/1.1\r\nHost: big.test\r\nConnection: close\r\n\r\n`])
+  t.match(huge.data, /^HTTP\/1\.1 502 [\s\S]*Header overflow/, 'past 64 KiB: refused as before')
+})
