@@ -119,7 +119,15 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   const send = (again: boolean): void => {
     const sent = up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false, maxHeaderSize: MAX_RESPONSE_HEAD })
     conn.upstreams.add(sent)
-    sent.once('close', () => conn.upstreams.delete(sent))
+    sent.once('close', () => {
+      conn.upstreams.delete(sent)
+      // closed with neither a response nor an error: node's client does that on a 101 (no
+      // 'upgrade' listener), which an origin sends to a request that offered no upgrade
+      if (up === sent && !res.headersSent && !res.destroyed) {
+        conn.close['http.response.status_code'] = 502
+        sendError(res, 502, `${parent ? 'parent proxy' : 'origin'} switched protocols: not proxied`)
+      }
+    })
     sent.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => sent.destroy(new UpstreamError(504, `${parent ? 'parent proxy' : 'origin'} did not answer in time`)))
     sent.on('error', e => {
       // a pooled connection the origin had closed (its keep-alive ran out as this was sent): a

@@ -100,6 +100,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
     }
     res.once('close', () => answered(conn))
+    // An upgrade offer (no 'upgrade' listener: node serves it as a plain request, and
+    // forwardHeaders drops Upgrade and the Connection tokens) is optional: it is forwarded
+    // without it and never switched. Node's parser drops bytes read after such a head, so the
+    // connection closes after the answer: a request pipelined behind it is the client's to resend.
+    if (req.headers.upgrade !== undefined) res.shouldKeepAlive = false
     if (conn.answering++ === 0) return start()
     conn.waiting.push(start)
     if (conn.waiting.length >= MAX_WAITING && !conn.held) {
@@ -156,10 +161,6 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     // a CONNECT pipelined after requests still being answered: its 200 (or refusal) must follow their responses
     if (conn.answering > 0) conn.onAnswered = () => connect(conn, req, head)
     else connect(conn, req, head)
-  })
-  http.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
-    conns.get(socket)!.requests++                   // a request head, answered: the header deadline is met
-    socket.end(rawResponse(501, 'protocol upgrades are not proxied'))
   })
   http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const conn = conns.get(socket)!

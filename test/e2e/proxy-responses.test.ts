@@ -49,3 +49,29 @@ t.test('a response head up to 64 KiB passes (node\'s client stops at 16 KiB); a 
   const huge = await exchange(port, [`GET http://big.test:${origin.port}/70000 HTTP/1.1\r\nHost: big.test\r\nConnection: close\r\n\r\n`])
   t.match(huge.data, /^HTTP\/1\.1 502 [\s\S]*Header overflow/, 'past 64 KiB: refused as before')
 })
+
+t.test('an upgrade offer is dropped and the request forwarded as a plain one (h2c, WebSocket); a 101 the origin sends anyway is a 502', async t => {
+  const origin = await startOrigin(t)
+  const { port, ev } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'up.test': ['127.0.0.1'] }) })
+  const h2c = await run('curl', ['-sS', '-i', '--http2', '-x', `http://127.0.0.1:${port}`, `http://up.test:${origin.port}/h2c`])
+  t.equal(h2c.code, 0, h2c.stderr)
+  t.match(h2c.stdout, /^HTTP\/1\.1 200 /, 'answered over HTTP/1.1')
+  const seen = origin.requests.at(-1)!
+  t.equal(seen.url, '/h2c')
+  t.notOk(seen.headers.upgrade, 'no Upgrade reaches the origin')
+  t.notOk(seen.headers['http2-settings'], 'nor what Connection named')
+  t.equal(seen.headers.connection, 'keep-alive')
+  const ws = await exchange(port, [`GET http://up.test:${origin.port}/ws HTTP/1.1\r\nHost: up.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n`
+    + 'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'])
+  t.match(ws.data, /^HTTP\/1\.1 200 [\s\S]*\r\nConnection: close\r\n/, 'the origin\'s plain answer, and the connection closes after it')
+  t.ok(ws.closed)
+  t.notOk(origin.requests.at(-1)!.headers.upgrade)
+  t.equal(origin.requests.at(-1)!.headers['sec-websocket-key'], 'dGhlIHNhbXBsZSBub25jZQ==', 'end-to-end fields pass')
+  t.match(ev.events.at(-1), { message: 'proxy.http', decision: { action: 'pass' } })
+
+  const rogue = await rawOrigin(t, () => 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nRAW BYTES')
+  const r = await exchange(port, [`GET http://up.test:${rogue.port}/ HTTP/1.1\r\nHost: up.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`])
+  t.match(r.data, /^HTTP\/1\.1 502 /, 'a switch nobody asked for is refused')
+  t.notMatch(r.data, /RAW BYTES|101/)
+  t.notMatch(rogue.heads[0]!, /upgrade/i)
+})
