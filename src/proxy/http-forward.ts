@@ -1,4 +1,4 @@
-import { request, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import { request, type ClientRequest, type IncomingMessage, type InformationEvent, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
@@ -142,6 +142,10 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       conn.close['http.response.status_code'] = status
       sendError(res, status, e instanceof UpstreamError ? e.message : `${parent ? 'parent proxy' : 'origin'} failed: ${e.message}`)
     })
+    // 1xx the proxy did not ask for are forwarded (RFC 9110 §15.2), never to an HTTP/1.0 client
+    // (which cannot read them): 102 Processing, 103 Early Hints with its fields; 100 is node's
+    // server's own to send, and no other 1xx has a writer
+    if (req.httpVersionMinor !== 0) sent.on('information', info => interim(res, info))
     sent.on('response', upRes => {
       upRes.on('error', () => res.destroy())
       if (parent && upRes.statusCode === 407) {
@@ -163,4 +167,14 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   res.on('timeout', () => { /* the client waits on us: the upstream timer answers 504 */ })
   res.on('close', () => { if (!res.writableFinished) up.destroy() })
   send(false)
+}
+
+function interim(res: ServerResponse, info: InformationEvent): void {
+  if (info.statusCode === 102) return void res.writeProcessing()
+  if (info.statusCode !== 103) return
+  try {
+    res.writeEarlyHints(forwardHeaders(info.rawHeaders, true))
+  } catch {
+    // a Link field node will not write (not <uri>; params): the hints are only hints, and are dropped
+  }
 }

@@ -75,3 +75,22 @@ t.test('an upgrade offer is dropped and the request forwarded as a plain one (h2
   t.notMatch(r.data, /RAW BYTES|101/)
   t.notMatch(rogue.heads[0]!, /upgrade/i)
 })
+
+t.test('1xx from the origin reach the client: 102 Processing, 103 Early Hints with its Link fields; not an HTTP/1.0 client', async t => {
+  const origin = await rawOrigin(t, line => (line.includes('/bad') ? 'HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\n'
+    : 'HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload; as=style\r\nLink: </b.js>; rel=preload; as=script\r\n'
+      + 'X-Hint: 1\r\nConnection: x-hop\r\nX-Hop: 1\r\n\r\nHTTP/1.1 199 Misc\r\n\r\n') + ok('done'))
+  const { port } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'hints.test': ['127.0.0.1'] }) })
+  const get = (version: string, path = '/') => exchange(port, [`GET http://hints.test:${origin.port}${path} HTTP/${version}\r\nHost: hints.test\r\nConnection: close\r\n\r\n`])
+  const r = await get('1.1')
+  t.match(r.data, /^HTTP\/1\.1 102 Processing\r\n\r\nHTTP\/1\.1 103 Early Hints\r\nLink: <\/a\.css>; rel=preload; as=style, <\/b\.js>; rel=preload; as=script\r\n/)
+  const early = r.data.slice(r.data.indexOf('HTTP/1.1 103'), r.data.indexOf('HTTP/1.1 200'))
+  t.match(early, /\r\nx-hint: 1\r\n/i, 'end-to-end fields of the hints pass')
+  t.notMatch(early, /x-hop|connection/i, 'hop-by-hop ones do not')
+  t.notMatch(r.data, /199/, 'a 1xx with no writer in node is not passed on')
+  t.match(r.data, /\r\n\r\nHTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\ndone$/)
+  const old = await get('1.0')
+  t.match(old.data, /^HTTP\/1\.1 200 OK\r\n[\s\S]*done$/, 'an HTTP/1.0 client gets the final response only')
+  const bad = await get('1.1', '/bad')
+  t.match(bad.data, /^HTTP\/1\.1 200 OK\r\n[\s\S]*done$/, 'hints node refuses to write are dropped, the response passes')
+})
