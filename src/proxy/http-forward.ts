@@ -102,7 +102,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
 
 function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ips: readonly string[] | undefined, sets: ProxySets): void {
   if (conn.socket.destroyed) return                 // the client left while the name was resolved: nothing to dial for
-  const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip))
+  const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip), req.httpVersion)
   const hostText = t.ip?.includes(':') ? `[${t.ip}]` : t.ip ?? t.host
   const authority = t.port === 80 ? hostText : `${hostText}:${t.port}`
   const path = rest.startsWith('/') ? rest : `/${rest}`
@@ -153,8 +153,9 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
         conn.close['http.response.status_code'] = 502
         return sendError(res, 502, 'parent proxy requires authentication (407)')
       }
-      const h = forwardHeaders(upRes.rawHeaders, true)
-      if (upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined) {
+      const h = forwardHeaders(upRes.rawHeaders, true, upRes.httpVersion)
+      // a 204 has no Content-Length (RFC 9110 §8.6); node's server writes what it is given
+      if (upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined && upRes.statusCode !== 204) {
         h['content-length'] = upRes.headers['content-length']
       }
       conn.close['http.response.status_code'] = upRes.statusCode
@@ -173,7 +174,7 @@ function interim(res: ServerResponse, info: InformationEvent): void {
   if (info.statusCode === 102) return void res.writeProcessing()
   if (info.statusCode !== 103) return
   try {
-    res.writeEarlyHints(forwardHeaders(info.rawHeaders, true))
+    res.writeEarlyHints(forwardHeaders(info.rawHeaders, true, info.httpVersion))
   } catch {
     // a Link field node will not write (not <uri>; params): the hints are only hints, and are dropped
   }

@@ -94,3 +94,20 @@ t.test('1xx from the origin reach the client: 102 Processing, 103 Early Hints wi
   const bad = await get('1.1', '/bad')
   t.match(bad.data, /^HTTP\/1\.1 200 OK\r\n[\s\S]*done$/, 'hints node refuses to write are dropped, the response passes')
 })
+
+t.test('a 204 goes without the Content-Length its origin gave; Via names the version received, both ways', async t => {
+  const origin = await rawOrigin(t, line => (line.includes('/204') ? 'HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n'
+    : line.includes('/old') ? 'HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok' : ok('ok')))
+  const { port } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'small.test': ['127.0.0.1'] }) })
+  const get = (path: string, version = '1.1') => exchange(port, [`GET http://small.test:${origin.port}${path} HTTP/${version}\r\nHost: small.test\r\nConnection: close\r\n\r\n`])
+  const nc = await get('/204')
+  t.match(nc.data, /^HTTP\/1\.1 204 No Content\r\n/)
+  t.match(nc.data, /\r\nx-a: 1\r\n/i)
+  t.notMatch(nc.data, /content-length/i, 'no Content-Length on a 204 (RFC 9110 §8.6)')
+  const ten = await get('/ten', '1.0')
+  t.match(origin.heads.at(-1)!, /\r\nvia: 1\.0 tunnelguard(\r\n|$)/i, 'an HTTP/1.0 request: Via 1.0 to the origin')
+  t.match(ten.data, /\r\nvia: 1\.1 tunnelguard\r\n/i, 'the origin answered in 1.1')
+  const old = await get('/old')
+  t.match(origin.heads.at(-1)!, /\r\nvia: 1\.1 tunnelguard(\r\n|$)/i)
+  t.match(old.data, /\r\nvia: 1\.0 tunnelguard\r\n/i, 'an HTTP/1.0 response: Via 1.0 to the client')
+})
