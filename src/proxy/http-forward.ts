@@ -114,6 +114,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   const opts: PoolRequestArgs = parent
     ? { host: parent.host, port: parent.port, path: `http://${authority}${path}`, headers: parent.auth ? { ...headers, 'proxy-authorization': parent.auth } : headers }
     : { host: ips![0], addresses: ips, port: t.port, path, headers }
+  const who = parent ? 'parent proxy' : 'origin'
   const replayable = REPLAYABLE.has(req.method!) && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
   let up: ClientRequest
   const send = (again: boolean): void => {
@@ -125,10 +126,10 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       // 'upgrade' listener), which an origin sends to a request that offered no upgrade
       if (up === sent && !res.headersSent && !res.destroyed) {
         conn.close['http.response.status_code'] = 502
-        sendError(res, 502, `${parent ? 'parent proxy' : 'origin'} switched protocols: not proxied`)
+        sendError(res, 502, `${who} switched protocols: not proxied`)
       }
     })
-    sent.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => sent.destroy(new UpstreamError(504, `${parent ? 'parent proxy' : 'origin'} did not answer in time`)))
+    sent.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => sent.destroy(new UpstreamError(504, `${who} did not answer in time`)))
     sent.on('error', e => {
       // a pooled connection the origin had closed (its keep-alive ran out as this was sent): a
       // request without a body whose method is idempotent goes once more, on a new connection
@@ -140,7 +141,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       const status = e instanceof UpstreamError ? e.status : 502
       conn.close['error.message'] = e.message
       conn.close['http.response.status_code'] = status
-      sendError(res, status, e instanceof UpstreamError ? e.message : `${parent ? 'parent proxy' : 'origin'} failed: ${e.message}`)
+      sendError(res, status, e instanceof UpstreamError ? e.message : `${who} failed: ${e.message}`)
     })
     // 1xx the proxy did not ask for are forwarded (RFC 9110 §15.2), never to an HTTP/1.0 client
     // (which cannot read them): 102 Processing, 103 Early Hints with its fields; 100 is node's
