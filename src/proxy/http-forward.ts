@@ -144,8 +144,8 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       sendError(res, status, e instanceof UpstreamError ? e.message : `${who} failed: ${e.message}`)
     })
     // 1xx the proxy did not ask for are forwarded (RFC 9110 §15.2), never to an HTTP/1.0 client
-    // (which cannot read them): 102 Processing, 103 Early Hints with its fields; 100 is node's
-    // server's own to send, and no other 1xx has a writer
+    // (which cannot read them): 100 Continue (the client's Expect is the origin's to answer),
+    // 102 Processing, 103 Early Hints with its fields; no other 1xx has a writer
     if (req.httpVersionMinor !== 0) sent.on('information', info => interim(res, info))
     sent.on('response', upRes => {
       upRes.on('error', () => res.destroy())
@@ -172,6 +172,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
 }
 
 function interim(res: ServerResponse, info: InformationEvent): void {
+  if (info.statusCode === 100) return void res.writeContinue()
   if (info.statusCode === 102) return void res.writeProcessing()
   if (info.statusCode !== 103) return
   try {

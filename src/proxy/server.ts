@@ -130,6 +130,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       then()
     }
   }
+  // Expect: 100-continue: node would answer 100 at once, and the client would send its body even
+  // when the origin (or the proxy) refuses the request. Served as any request instead: the
+  // origin's own 100 is forwarded (http-forward), and a final answer without one closes the
+  // connection (node's server), so a body never sent is never read as the next request.
+  http.on('checkContinue', (req: IncomingMessage, res) => http.emit('request', req, res))
   // An Expect other than 100-continue: node answers 417 without a 'request'; it still completes a head.
   http.on('checkExpectation', (req: IncomingMessage, res) => {
     conns.get(req.socket as Socket)!.requests++

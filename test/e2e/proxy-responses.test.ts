@@ -2,8 +2,9 @@
 // responses (102, 103 Early Hints), an upgrade offer dropped rather than refused, no Content-Length
 // on a 204, a Via naming the version received.
 import { createServer, type Socket } from 'node:net'
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { exchange, fakeResolve, run, startOrigin, testProxy } from '../fixtures/origin.js'
+import { exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
 
 const LOOPBACK = { allowDestinations: ['127.0.0.0/8'] }
 
@@ -110,4 +111,29 @@ t.test('a 204 goes without the Content-Length its origin gave; Via names the ver
   const old = await get('/old')
   t.match(origin.heads.at(-1)!, /\r\nvia: 1\.1 tunnelguard(\r\n|$)/i)
   t.match(old.data, /\r\nvia: 1\.0 tunnelguard\r\n/i, 'an HTTP/1.0 response: Via 1.0 to the client')
+})
+
+t.test('Expect: 100-continue is the origin\'s to answer: its refusal comes before any body byte is sent; its 100 lets the body go', async t => {
+  const refusing = await rawOrigin(t, () => 'HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig')
+  const { port, ev } = await testProxy(t, {
+    config: { proxy: LOOPBACK },
+    resolve: fakeResolve({ 'up.test': ['127.0.0.1'] }),
+  })
+  const body = join(t.testdir({ 'body.bin': 'x'.repeat(200_000) }), 'body.bin')
+  const no = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, '-H', 'Expect: 100-continue', '--expect100-timeout', '5',
+    '--data-binary', `@${body}`, `http://up.test:${refusing.port}/upload`])
+  t.equal(no.code, 0, no.stderr)
+  t.match(no.stdout, /^HTTP\/1\.1 413 /, 'the origin\'s refusal, with no 100 before it')
+  t.match(refusing.heads[0]!, /\r\nexpect: 100-continue(\r\n|$)/i, 'the expectation reaches the origin')
+  t.ok(await waitFor(() => ev.messages.some(m => m.msg === 'proxy.close')))
+  const sent = ev.messages.find(m => m.msg === 'proxy.close')!.fields!['source.bytes'] as number
+  t.ok(sent < 2000, `the body was never sent (${sent} bytes from the client)`)
+
+  const origin = await startOrigin(t)                     // node answers the expectation with 100
+  const yes = await run('curl', ['-sS', '-v', '-x', `http://127.0.0.1:${port}`, '-H', 'Expect: 100-continue', '--expect100-timeout', '5',
+    '--data-binary', `@${body}`, `http://up.test:${origin.port}/upload`])
+  t.equal(yes.code, 0, yes.stderr)
+  t.equal(yes.stderr.match(/< HTTP\/1\.1 100 Continue/g)?.length, 1, 'one 100, the origin\'s')
+  t.match(yes.stderr, /< HTTP\/1\.1 200 /)
+  t.equal(origin.requests.at(-1)!.body.length, 200_000, 'the body, whole')
 })
