@@ -202,7 +202,10 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
   try {
     up = parent
       ? await dialParent(parent, `${target.ip?.includes(':') ? `[${target.ip}]` : target.ip ?? target.host}:${target.port}`, ctx.connectTimeout, ctx.track)
-      : await dialAny(ips!, ctx.connectTimeout, (ip, ms) => dial(ip, target.port, ms, ctx.track, relay))
+      : await dialAny(ips!, ctx.connectTimeout, (ip, ms) => {
+        conn.close['destination.ip'] = ip                  // the address connected to, or the last one tried
+        return dial(ip, target.port, ms, ctx.track, relay)
+      })
   } catch (e) {
     const err = e as UpstreamError
     relay?.release()
@@ -215,7 +218,6 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
     up.destroy()
     return
   }
-  if (!parent) conn.close['destination.ip'] = up.remoteAddress  // the address connected to (a later one when the first failed)
   splice(socket, up, data, relay, retry && { check: retry, timeout: helloTimeout }, follow)
 }
 
