@@ -10,7 +10,7 @@ import { rawResponse } from './responses.js'
 import { isRetryRequest } from './retry.js'
 import { MAX_HELLO_BYTES } from './sni.js'
 import { decidePlain, followPlain, type Follow } from './tunnel-http.js'
-import { dial, dialParent, UpstreamError } from './upstream.js'
+import { dial, dialAny, dialParent, UpstreamError } from './upstream.js'
 
 /** Why proxy.ech: block refuses a ClientHello (after "the ClientHello"). */
 const ECH_HIDES = 'uses Encrypted Client Hello (proxy.ech: block): its real server name is hidden'
@@ -182,7 +182,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     emit(refusal, r.ip, name, { ...extra, 'tunnelguard.sni_status': 'retry', ...(ech ? { 'tunnelguard.ech': true } : {}) })
     return false
   }
-  await tunnel(ctx, conn, socket, target, r.ip, sets.parent, data, retry, cfg.helloTimeout, follow)
+  await tunnel(ctx, conn, socket, target, r.ips, sets.parent, data, retry, cfg.helloTimeout, follow)
 }
 
 function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
@@ -193,7 +193,7 @@ function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, 
   })
 }
 
-async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target, ip: string | undefined,
+async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target, ips: readonly string[] | undefined,
   parent: ReturnType<typeof setsOf>['parent'], data: Buffer, retry: Retry | undefined, helloTimeout: number, follow?: Follow): Promise<void> {
   let up: Socket
   // a direct upstream's reads are relayed to the client from one buffer (a parent's first reply
@@ -202,9 +202,13 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
   try {
     up = parent
       ? await dialParent(parent, `${target.ip?.includes(':') ? `[${target.ip}]` : target.ip ?? target.host}:${target.port}`, ctx.connectTimeout, ctx.track)
-      : await dial(ip!, target.port, ctx.connectTimeout, ctx.track, relay)
+      : await dialAny(ips!, ctx.connectTimeout, (ip, ms) => {
+        conn.close['destination.ip'] = ip                  // the address connected to, or the last one tried
+        return dial(ip, target.port, ms, ctx.track, relay)
+      })
   } catch (e) {
     const err = e as UpstreamError
+    relay?.release()
     conn.close['error.message'] = err.message
     conn.close['http.response.status_code'] = err.status
     socket.destroy()

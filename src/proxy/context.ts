@@ -1,10 +1,10 @@
 import { isIP, type Socket } from 'node:net'
-import type { Agent } from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
 import { CidrSet, canonicalIp } from '../policy/cidr.js'
 import type { Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { DestinationGuard } from './address.js'
+import type { PoolAgent } from './pool-agent.js'
 import { basicAuth } from '../url-secrets.js'
 
 /** Resolution through tunnelguard's own upstreams: the addresses and the CNAME chain of the answer. */
@@ -41,7 +41,7 @@ export interface ProxyCtx {
   readonly resolve: Resolve
   readonly clock: () => bigint
   readonly guard: DestinationGuard
-  readonly agent: Agent
+  readonly agent: PoolAgent
   readonly connectTimeout: number
   /** Count an outbound socket in openConnections until it closes. */
   readonly track: (s: Socket) => void

@@ -44,7 +44,7 @@ export function denial(snap: Snapshot, client: string, name: string, where: Wher
 }
 
 export type Route =
-  | { readonly ok: true; readonly ip?: string; readonly cname?: Decision; readonly cnames: readonly string[] }
+  | { readonly ok: true; readonly ip?: string; readonly ips?: readonly string[]; readonly cname?: Decision; readonly cnames: readonly string[] }
   | { readonly ok: false; readonly status: 403 | 502; readonly reason: string; readonly cnames: readonly string[] }
 
 /** The worst decision on the names of a CNAME chain (undefined for no chain). */
@@ -60,14 +60,15 @@ function chainDecision(snap: Snapshot, client: string, cnames: readonly string[]
 /**
  * Where to dial: the address literal, or the name resolved once through `resolve` (the address
  * checked is the address dialled). The answer's CNAME chain is decided (`cname`, the worst one).
- * Every address of the answer must be a permitted destination. Through a parent proxy the parent
+ * Every address of the answer must be a permitted destination; `ips` are all of them, in the
+ * answer's order, to be tried in turn, and `ip` is the first. Through a parent proxy the parent
  * resolves and dials the name: it is resolved here only for its CNAME chain (a custom domain
  * pointed at a tunnel service), and a failure to resolve it here does not stop the request.
  */
 export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, client: string, t: Target, name: string): Promise<Route> {
   if (t.ip !== undefined) {
     const bad = ctx.guard.check(t.ip, t.port, sets.allowDest)
-    return bad ? { ok: false, status: 403, reason: bad, cnames: [] } : { ok: true, ip: t.ip, cnames: [] }
+    return bad ? { ok: false, status: 403, reason: bad, cnames: [] } : { ok: true, ip: t.ip, ips: [t.ip], cnames: [] }
   }
   let answer: { addresses: string[]; cnames: string[] }
   try {
@@ -84,7 +85,7 @@ export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, clie
     const bad = ctx.guard.check(ip, t.port, sets.allowDest, name)
     if (bad) return { ok: false, status: 403, reason: bad, cnames }
   }
-  return { ok: true, ip: answer.addresses[0], cname, cnames }
+  return { ok: true, ip: answer.addresses[0], ips: answer.addresses, cname, cnames }
 }
 
 /**

@@ -4,7 +4,12 @@ const HOP_BY_HOP = new Set([
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length', 'via',
 ])
 
-export const VIA = '1.1 tunnelguard'
+/** This hop's Via entry for a message received as HTTP/`version` (RFC 9110 §7.6.3: the version received, not sent). */
+export function via(version: string): string {
+  return version === '1.0' ? VIA_10 : VIA_11
+}
+const VIA_10 = '1.0 tunnelguard'
+const VIA_11 = '1.1 tunnelguard'
 
 export type HeaderMap = Record<string, string | string[]>
 
@@ -12,9 +17,10 @@ export type HeaderMap = Record<string, string | string[]>
  * The headers to send on the next hop, from `raw` (name, value, name, value…): hop-by-hop
  * headers and those a Connection header names dropped, the proxy's own x-tunnelguard-* control
  * headers dropped in both directions, X-Forwarded-For kept only when `keepForwardedFor`, Via
- * appended. Framing (Host, Content-Length, Transfer-Encoding) is set by the caller.
+ * appended, naming `version`, the HTTP version the message came in. Framing (Host,
+ * Content-Length, Transfer-Encoding) is set by the caller.
  */
-export function forwardHeaders(raw: readonly string[], keepForwardedFor: boolean): HeaderMap {
+export function forwardHeaders(raw: readonly string[], keepForwardedFor: boolean, version: string): HeaderMap {
   const listed = new Set<string>()
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]!.toLowerCase() === 'connection') {
@@ -32,6 +38,6 @@ export function forwardHeaders(raw: readonly string[], keepForwardedFor: boolean
     const prev = out[name]
     out[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value]
   }
-  out.via = [...vias, VIA].join(', ')
+  out.via = [...vias, via(version)].join(', ')
   return out
 }

@@ -1,13 +1,18 @@
-import { request, type IncomingMessage, type RequestOptions, type ServerResponse } from 'node:http'
+import { request, type ClientRequest, type IncomingMessage, type InformationEvent, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
 import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders } from './headers.js'
+import type { PoolRequestArgs } from './pool-agent.js'
 import { sendError } from './responses.js'
 import { UpstreamError } from './upstream.js'
 
 const ABSOLUTE = /^http:\/\/([^/?#]*)(.*)$/i
+/** The largest response head taken from an origin (node's client default is 16 KiB; squid's reply_header_max_size is 64 KiB). */
+const MAX_RESPONSE_HEAD = 65_536
+/** Methods sent again (without a body) when a reused pooled connection fails before any answer: idempotent ones (RFC 9110 §9.2.2). */
+const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 
 /**
  * Plain HTTP (absolute-form): the URL host and the Host header are both decided (the worse
@@ -92,12 +97,12 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     return refuse(r.status, r.reason)
   }
   emit(decision, r.ip, more)
-  forward(ctx, conn, req, res, target!, m![2]!, r.ip, sets)
+  forward(ctx, conn, req, res, target!, m![2]!, r.ips, sets)
 }
 
-function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ip: string | undefined, sets: ProxySets): void {
+function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ips: readonly string[] | undefined, sets: ProxySets): void {
   if (conn.socket.destroyed) return                 // the client left while the name was resolved: nothing to dial for
-  const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip))
+  const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip), req.httpVersion)
   const hostText = t.ip?.includes(':') ? `[${t.ip}]` : t.ip ?? t.host
   const authority = t.port === 80 ? hostText : `${hostText}:${t.port}`
   const path = rest.startsWith('/') ? rest : `/${rest}`
@@ -105,35 +110,74 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length']
   else if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked'
   const parent = sets.parent
-  const opts: RequestOptions = parent
+  // every address of the name, checked, is dialled in turn until one connects (PoolAgent)
+  const opts: PoolRequestArgs = parent
     ? { host: parent.host, port: parent.port, path: `http://${authority}${path}`, headers: parent.auth ? { ...headers, 'proxy-authorization': parent.auth } : headers }
-    : { host: ip, port: t.port, path, headers }
-  const up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false })
-  conn.upstreams.add(up)
-  up.once('close', () => conn.upstreams.delete(up))
-  up.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => up.destroy(new UpstreamError(504, `${parent ? 'parent proxy' : 'origin'} did not answer in time`)))
-  up.on('error', e => {
-    const status = e instanceof UpstreamError ? e.status : 502
-    conn.close['error.message'] = e.message
-    conn.close['http.response.status_code'] = status
-    sendError(res, status, e instanceof UpstreamError ? e.message : `${parent ? 'parent proxy' : 'origin'} failed: ${e.message}`)
-  })
-  up.on('response', upRes => {
-    upRes.on('error', () => res.destroy())
-    if (parent && upRes.statusCode === 407) {
-      upRes.resume()
-      conn.close['http.response.status_code'] = 502
-      return sendError(res, 502, 'parent proxy requires authentication (407)')
-    }
-    const h = forwardHeaders(upRes.rawHeaders, true)
-    if (upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined) {
-      h['content-length'] = upRes.headers['content-length']
-    }
-    conn.close['http.response.status_code'] = upRes.statusCode
-    res.writeHead(upRes.statusCode!, h)
-    upRes.pipe(res)
-  })
+    : { host: ips![0], addresses: ips, port: t.port, path, headers }
+  const who = parent ? 'parent proxy' : 'origin'
+  const replayable = REPLAYABLE.has(req.method!) && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
+  let up: ClientRequest
+  const send = (again: boolean): void => {
+    const sent = up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false, maxHeaderSize: MAX_RESPONSE_HEAD })
+    conn.upstreams.add(sent)
+    sent.once('close', () => {
+      conn.upstreams.delete(sent)
+      // closed with neither a response nor an error: node's client does that on a 101 (no
+      // 'upgrade' listener), which an origin sends to a request that offered no upgrade
+      if (up === sent && !res.headersSent && !res.destroyed) {
+        conn.close['http.response.status_code'] = 502
+        sendError(res, 502, `${who} switched protocols: not proxied`)
+      }
+    })
+    sent.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => sent.destroy(new UpstreamError(504, `${who} did not answer in time`)))
+    sent.on('error', e => {
+      // a pooled connection the origin had closed (its keep-alive ran out as this was sent): a
+      // request without a body whose method is idempotent goes once more, on a new connection
+      if (!again && sent.reusedSocket && replayable && !(e instanceof UpstreamError) && !sent.destroyed && !res.headersSent) {
+        conn.close['tunnelguard.upstream_retried'] = e.message
+        ctx.agent.dropIdle(opts)
+        return send(true)
+      }
+      const status = e instanceof UpstreamError ? e.status : 502
+      conn.close['error.message'] = e.message
+      conn.close['http.response.status_code'] = status
+      sendError(res, status, e instanceof UpstreamError ? e.message : `${who} failed: ${e.message}`)
+    })
+    // 1xx the proxy did not ask for are forwarded (RFC 9110 §15.2), never to an HTTP/1.0 client
+    // (which cannot read them): 100 Continue (the client's Expect is the origin's to answer),
+    // 102 Processing, 103 Early Hints with its fields; no other 1xx has a writer
+    if (req.httpVersionMinor !== 0) sent.on('information', info => interim(res, info))
+    sent.on('response', upRes => {
+      upRes.on('error', () => res.destroy())
+      if (parent && upRes.statusCode === 407) {
+        upRes.resume()
+        conn.close['http.response.status_code'] = 502
+        return sendError(res, 502, 'parent proxy requires authentication (407)')
+      }
+      const h = forwardHeaders(upRes.rawHeaders, true, upRes.httpVersion)
+      // a 204 has no Content-Length (RFC 9110 §8.6); node's server writes what it is given
+      if (upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined && upRes.statusCode !== 204) {
+        h['content-length'] = upRes.headers['content-length']
+      }
+      conn.close['http.response.status_code'] = upRes.statusCode
+      res.writeHead(upRes.statusCode!, h)
+      upRes.pipe(res)
+    })
+    if (again) sent.end()                              // no body: nothing of the client's to read again
+    else req.pipe(sent)
+  }
   res.on('timeout', () => { /* the client waits on us: the upstream timer answers 504 */ })
   res.on('close', () => { if (!res.writableFinished) up.destroy() })
-  req.pipe(up)
+  send(false)
+}
+
+function interim(res: ServerResponse, info: InformationEvent): void {
+  if (info.statusCode === 100) return void res.writeContinue()
+  if (info.statusCode === 102) return void res.writeProcessing()
+  if (info.statusCode !== 103) return
+  try {
+    res.writeEarlyHints(forwardHeaders(info.rawHeaders, true, info.httpVersion))
+  } catch {
+    // a Link field node will not write (not <uri>; params): the hints are only hints, and are dropped
+  }
 }

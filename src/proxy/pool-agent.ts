@@ -1,17 +1,58 @@
-import { Agent, type ClientRequest } from 'node:http'
+import { Agent, type AgentOptions, type ClientRequest, type ClientRequestArgs } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { connected, dialAny } from './upstream.js'
 
 /** Idle keep-alive connections to origins (or a parent) kept for reuse, all hosts together; the least recently used goes first. */
 export const MAX_IDLE_UPSTREAMS = 256
 
 /**
+ * How long an idle pooled connection is kept (ms): under the shortest keep-alive timeout common
+ * origins have (Node's and Apache's 5 s; nginx 75 s), so that the proxy closes it before the
+ * origin does, and a request is seldom sent on a connection the origin is closing. An origin's
+ * `Keep-Alive: timeout=N` shortens it to N - 1 s (node's agent).
+ */
+export const IDLE_UPSTREAM_MS = 4000
+
+/** The request options the proxy gives: `addresses`, every address of the name (all checked), tried in turn. */
+export interface PoolRequestArgs extends ClientRequestArgs {
+  readonly addresses?: readonly string[]
+}
+
+/**
  * node's keep-alive agent, with its idle sockets capped in total: node caps them per host only
  * (maxFreeSockets), so that an origin that never closes them, on many ports, could take every
- * descriptor the process has.
+ * descriptor the process has. A request naming several `addresses` dials them in turn until one
+ * connects, within `connectTimeout`; its pooled connections are kept under all of them (sorted),
+ * so one is reused only for a name whose addresses, all checked again, are the same.
  */
 export class PoolAgent extends Agent {
   readonly #idle = new Set<Socket>()
   readonly #seen = new WeakSet<Socket>()
+  readonly #connectTimeout: number
+
+  constructor(options: AgentOptions, connectTimeout: number) {
+    super(options)
+    this.#connectTimeout = connectTimeout
+  }
+
+  override getName(options?: PoolRequestArgs): string {
+    const ips = options?.addresses
+    return ips === undefined || ips.length < 2 ? super.getName(options) : `${[...ips].sort().join(',')}:${options!.port}`
+  }
+
+  override createConnection(options: PoolRequestArgs, cb: (err: Error | null, s?: Duplex) => void): Duplex | null | undefined {
+    const ips = options.addresses
+    if (ips === undefined || ips.length < 2) return super.createConnection(options, cb)
+    dialAny(ips, this.#connectTimeout, (ip, ms) => connected(super.createConnection({ ...options, host: ip }) as Socket, `${ip.includes(':') ? `[${ip}]` : ip}:${options.port}`, ms))
+      .then(s => cb(null, s), (e: Error) => cb(e))
+    return undefined
+  }
+
+  /** Close the idle connections kept for these request options (one of them was found closed by the origin: the others are older). */
+  dropIdle(options: PoolRequestArgs): void {
+    for (const s of this.freeSockets[this.getName(options)] ?? []) s.destroy()
+  }
 
   override keepSocketAlive(socket: Socket): boolean {
     if (!(super.keepSocketAlive(socket) as unknown as boolean)) return false   // typed void; node returns whether to keep it

@@ -11,7 +11,7 @@ import type { Conn, ProxyCtx, Resolve } from './context.js'
 import { frontDoor, type FrontDoor, type HttpConn } from './front-door.js'
 import { handleRequest } from './http-forward.js'
 import { boundAddresses, listenOn } from './listen.js'
-import { MAX_IDLE_UPSTREAMS, PoolAgent } from './pool-agent.js'
+import { IDLE_UPSTREAM_MS, MAX_IDLE_UPSTREAMS, PoolAgent } from './pool-agent.js'
 import { acceptProxyHeader } from './proxy-header-reader.js'
 import { rawResponse } from './responses.js'
 
@@ -58,7 +58,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const clients = new Set<Socket>()
   const outbound = new Set<Socket>()
   const conns = new WeakMap<Socket, HttpConn>()
-  const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo' })
+  const connectTimeout = opts.connectTimeout ?? 10_000
+  const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo', timeout: IDLE_UPSTREAM_MS }, connectTimeout)
   const nowMs = () => Number(clock()) / 1e6
   const admission = new Admission(evidence, opts.getSnapshot, nowMs)
   let seq = 0
@@ -99,6 +100,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
     }
     res.once('close', () => answered(conn))
+    // An upgrade offer (no 'upgrade' listener: node serves it as a plain request, and
+    // forwardHeaders drops Upgrade and the Connection tokens) is optional: it is forwarded
+    // without it and never switched. Node's parser drops bytes read after such a head, so the
+    // connection closes after the answer: a request pipelined behind it is the client's to resend.
+    if (req.headers.upgrade !== undefined) res.shouldKeepAlive = false
     if (conn.answering++ === 0) return start()
     conn.waiting.push(start)
     if (conn.waiting.length >= MAX_WAITING && !conn.held) {
@@ -124,6 +130,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       then()
     }
   }
+  // Expect: 100-continue: node would answer 100 at once, and the client would send its body even
+  // when the origin (or the proxy) refuses the request. Served as any request instead: the
+  // origin's own 100 is forwarded (http-forward), and a final answer without one closes the
+  // connection (node's server), so a body never sent is never read as the next request.
+  http.on('checkContinue', (req: IncomingMessage, res) => http.emit('request', req, res))
   // An Expect other than 100-continue: node answers 417 without a 'request'; it still completes a head.
   http.on('checkExpectation', (req: IncomingMessage, res) => {
     conns.get(req.socket as Socket)!.requests++
@@ -155,10 +166,6 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     // a CONNECT pipelined after requests still being answered: its 200 (or refusal) must follow their responses
     if (conn.answering > 0) conn.onAnswered = () => connect(conn, req, head)
     else connect(conn, req, head)
-  })
-  http.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
-    conns.get(socket)!.requests++                   // a request head, answered: the header deadline is met
-    socket.end(rawResponse(501, 'protocol upgrades are not proxied'))
   })
   http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const conn = conns.get(socket)!
@@ -235,7 +242,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   ctx = {
     getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent,
     guard: new DestinationGuard(addresses, local, opts.listeners),
-    connectTimeout: opts.connectTimeout ?? 10_000,
+    connectTimeout,
     track: s => {
       outbound.add(s)
       s.once('close', () => outbound.delete(s))

@@ -15,13 +15,19 @@ const MAX_PARENT_HEAD = 16_384
 /**
  * Open a TCP connection (TCP_NODELAY, as the client side has) within `timeoutMs`; the socket is
  * handed to `track` at once. With `relay`, its reads go to that relay (attach it to a
- * destination), never to 'data', and the relay is released when the socket closes.
+ * destination), never to 'data', and the relay is released when the connected socket closes
+ * (a dial that fails leaves it to the caller: the next address may use it).
  */
 export function dial(host: string, port: number, timeoutMs: number, track: (s: Socket) => void, relay?: ReadRelay): Promise<Socket> {
+  const s = connect({ host, port, allowHalfOpen: true, noDelay: true, ...(relay && { onread: relay.onread }) })
+  if (relay) s.once('connect', () => s.once('close', () => relay.release()))
+  track(s)
+  return connected(s, `${host.includes(':') ? `[${host}]` : host}:${port}`, timeoutMs)
+}
+
+/** `s` once it has connected, within `timeoutMs`; else it is destroyed and the error is a 502 (a 504 on the timeout). */
+export function connected(s: Socket, authority: string, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect({ host, port, allowHalfOpen: true, noDelay: true, ...(relay && { onread: relay.onread }) })
-    if (relay) s.once('close', () => relay.release())
-    track(s)
     /* c8 ignore start - a safety net for the moment between 'connect' and the owner's own listener */
     s.on('error', () => { /* reported through 'close' by whoever owns the socket */ })
     /* c8 ignore stop - end of the safety net */
@@ -30,8 +36,8 @@ export function dial(host: string, port: number, timeoutMs: number, track: (s: S
       s.destroy()
       reject(e)
     }
-    const timer = setTimeout(() => fail(new UpstreamError(504, `connect to ${host}:${port} timed out`)), timeoutMs)
-    const onError = (e: Error) => fail(new UpstreamError(502, `connect to ${host}:${port} failed: ${e.message}`))
+    const timer = setTimeout(() => fail(new UpstreamError(504, `connect to ${authority} timed out`)), timeoutMs)
+    const onError = (e: Error) => fail(new UpstreamError(502, `connect to ${authority} failed: ${e.message}`))
     s.once('error', onError)
     s.once('connect', () => {
       clearTimeout(timer)
@@ -39,6 +45,26 @@ export function dial(host: string, port: number, timeoutMs: number, track: (s: S
       resolve(s)
     })
   })
+}
+
+/**
+ * The first of `ips` (all of them checked already) that `attempt` connects to, tried in their
+ * order, one at a time, within `timeoutMs` in all: each attempt has an equal share of the time
+ * left, so that an address that drops the SYN leaves time for the next. The last failure is the
+ * error when none connects.
+ */
+export async function dialAny(ips: readonly string[], timeoutMs: number, attempt: (ip: string, timeoutMs: number) => Promise<Socket>): Promise<Socket> {
+  if (ips.length === 1) return attempt(ips[0]!, timeoutMs)
+  const end = Date.now() + timeoutMs
+  let last: unknown
+  for (let i = 0; i < ips.length; i++) {
+    try {
+      return await attempt(ips[i]!, Math.max(1, Math.floor((end - Date.now()) / (ips.length - i))))
+    } catch (e) {
+      last = e
+    }
+  }
+  throw last
 }
 
 /**

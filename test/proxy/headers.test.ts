@@ -14,8 +14,9 @@ t.test('hop-by-hop, Connection-listed, control headers dropped; Via appended; du
   const raw = ['Host', 'x', 'Connection', 'keep-alive, X-Secret', 'X-Secret', 's', 'Proxy-Authorization', 'Basic x', 'Keep-Alive', '5',
     'TE', 'trailers', 'Trailer', 'X', 'Upgrade', 'h2c', 'Proxy-Connection', 'k', 'X-Tunnelguard-Reason', 'forged', 'Via', '1.0 other',
     'Cookie', 'a=1', 'Cookie', 'b=2', 'Accept', '*/*', 'Cookie', 'c=3', 'X-Forwarded-For', '6.6.6.6', 'Content-Length', '5', 'Transfer-Encoding', 'chunked']
-  t.same(forwardHeaders(raw, false), { cookie: ['a=1', 'b=2', 'c=3'], accept: '*/*', via: '1.0 other, 1.1 tunnelguard' })
-  t.same(forwardHeaders(raw, true)['x-forwarded-for'], '6.6.6.6')
+  t.same(forwardHeaders(raw, false, '1.1'), { cookie: ['a=1', 'b=2', 'c=3'], accept: '*/*', via: '1.0 other, 1.1 tunnelguard' })
+  t.same(forwardHeaders(raw, true, '1.1')['x-forwarded-for'], '6.6.6.6')
+  t.same(forwardHeaders(['Via', '1.1 other'], false, '1.0'), { via: '1.1 other, 1.0 tunnelguard' }, 'Via names the version received')
 })
 
 t.test('parent URL', async t => {

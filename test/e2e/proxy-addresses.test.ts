@@ -1,0 +1,52 @@
+// A name with several addresses: each is dialled in turn until one connects (plain HTTP and
+// CONNECT), every one of them checked first; the first refusing is no longer the end of it.
+import t from 'tap'
+import { exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
+
+const LOOPBACK = { allowDestinations: ['127.0.0.0/8', '::1/128'] }
+
+t.test('the next address is dialled when the first refuses: plain HTTP and CONNECT, A and AAAA', async t => {
+  const origin = await startOrigin(t)                    // on 127.0.0.1 only: 127.0.0.2 and ::1 refuse
+  const { proxy, port, ev } = await testProxy(t, {
+    config: { proxy: { ...LOOPBACK, connectPorts: [origin.port] } },
+    resolve: fakeResolve({ 'multi.test': ['127.0.0.2', '::1', '127.0.0.1'], 'again.test': ['127.0.0.1', '::1', '127.0.0.2'] }),
+  })
+  const url = `http://multi.test:${origin.port}/a`
+  const plain = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, url, url])
+  t.equal(plain.code, 0, plain.stderr)
+  t.equal(plain.stdout.match(/HTTP\/1\.1 200 /g)?.length, 2, `both answered by the third address: ${plain.stdout}`)
+  t.equal(origin.requests.length, 2)
+  t.equal(origin.requests[0]!.headers.host, `multi.test:${origin.port}`)
+  t.match(ev.events.find(e => e.message === 'proxy.http'), { decision: { action: 'pass' }, destination: { domain: 'multi.test', ip: '127.0.0.2' } })
+  const again = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, `http://again.test:${origin.port}/b`])
+  t.match(again.stdout, /^HTTP\/1\.1 200 /, 'the same addresses in another order are another pool entry, the first connects')
+
+  const tunnel = await run('curl', ['-sS', '-i', '-p', '-x', `http://127.0.0.1:${port}`, `http://multi.test:${origin.port}/c`])
+  t.equal(tunnel.code, 0, tunnel.stderr)
+  t.match(tunnel.stdout, /HTTP\/1\.1 200 Connection established[\s\S]*HTTP\/1\.1 200 OK[\s\S]*"url":"\/c"/)
+  t.ok(await waitFor(() => proxy.openConnections === 0))
+  const closes = ev.messages.filter(m => m.msg === 'proxy.close').map(m => m.fields)
+  t.match(closes.at(-1), { 'destination.domain': 'multi.test', 'destination.ip': '127.0.0.1' }, 'the close line names the address connected to')
+  t.notOk(closes.some(c => c!['error.message']), 'no failure on any connection')
+})
+
+t.test('every address refusing: 502 naming the last one for plain HTTP, a closed tunnel for CONNECT; an internal one among them still refuses the name', async t => {
+  const origin = await startOrigin(t)
+  const { proxy, port, ev } = await testProxy(t, {
+    config: { proxy: { allowDestinations: ['127.0.0.2/31', '::1/128'], connectPorts: [origin.port] } },
+    resolve: fakeResolve({ 'dead.test': ['127.0.0.2', '::1', '127.0.0.3'], 'mixed.test': ['127.0.0.2', '127.0.0.1'] }),
+  })
+  const plain = await exchange(port, [`GET http://dead.test:${origin.port}/ HTTP/1.1\r\nHost: dead.test:${origin.port}\r\nConnection: close\r\n\r\n`])
+  t.match(plain.data, /^HTTP\/1\.1 502 /)
+  t.match(plain.data, new RegExp(`X-Tunnelguard-Reason: connect to 127\\.0\\.0\\.3:${origin.port} failed: connect ECONNREFUSED`, 'i'))
+  const tunnel = await exchange(port, [`CONNECT dead.test:${origin.port} HTTP/1.1\r\n\r\n`, 'GET / HTTP/1.1\r\nHost: dead.test\r\n\r\n'], { gapMs: 50 })
+  t.match(tunnel.data, /^HTTP\/1\.1 200 Connection established\r\n\r\n$/)
+  t.ok(tunnel.closed)
+  t.ok(await waitFor(() => proxy.openConnections === 0))
+  t.match(ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, {
+    'destination.ip': '127.0.0.3', 'http.response.status_code': 502, 'error.message': `connect to 127.0.0.3:${origin.port} failed: connect ECONNREFUSED 127.0.0.3:${origin.port}`,
+  })
+  const mixed = await exchange(port, [`GET http://mixed.test:${origin.port}/ HTTP/1.1\r\nHost: mixed.test:${origin.port}\r\nConnection: close\r\n\r\n`])
+  t.match(mixed.data, /^HTTP\/1\.1 403 [\s\S]*mixed\.test resolves to 127\.0\.0\.1, which is loopback/)
+  t.equal(origin.requests.length, 0, 'nothing reached the origin')
+})

@@ -1,0 +1,139 @@
+// What origins answer, passed on as they answered it: response heads up to 64 KiB, interim 1xx
+// responses (102, 103 Early Hints), an upgrade offer dropped rather than refused, no Content-Length
+// on a 204, a Via naming the version received.
+import { createServer, type Socket } from 'node:net'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
+
+const LOOPBACK = { allowDestinations: ['127.0.0.0/8'] }
+
+/** An origin answering every request with `answer(request line)`, raw, and recording the requests' heads. */
+async function rawOrigin(t: Test, answer: (line: string) => string) {
+  const heads: string[] = []
+  const open = new Set<Socket>()
+  const srv = createServer(s => {
+    open.add(s)
+    s.on('close', () => open.delete(s))
+    s.on('error', () => {})
+    let buf = ''
+    s.on('data', b => {
+      buf += b.toString('latin1')
+      for (let i = 0; i < 16; i++) {
+        const end = buf.indexOf('\r\n\r\n')
+        if (end < 0) return
+        const head = buf.slice(0, end)
+        buf = buf.slice(end + 4)
+        heads.push(head)
+        s.write(answer(head.split('\r\n')[0]!))
+      }
+    })
+  })
+  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => { for (const s of open) s.destroy(); srv.close() })
+  return { port: (srv.address() as { port: number }).port, heads }
+}
+
+const ok = (body: string, more = '') => `HTTP/1.1 200 OK\r\n${more}Content-Length: ${body.length}\r\n\r\n${body}`
+
+t.test('a response head up to 64 KiB passes (node\'s client stops at 16 KiB); a larger one is a 502', async t => {
+  const origin = await rawOrigin(t, line => {
+    const size = Number(/\/(\d+)/.exec(line)![1])
+    return ok('body', `X-Big: ${'b'.repeat(size)}\r\n`)
+  })
+  const { port } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'big.test': ['127.0.0.1'] }) })
+  const big = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, `http://big.test:${origin.port}/40000`])
+  t.equal(big.code, 0, big.stderr)
+  t.match(big.stdout, /^HTTP\/1\.1 200 /)
+  t.match(big.stdout, new RegExp(`x-big: b{40000}\\r\\n`, 'i'), 'the 40 kB field whole')
+  t.match(big.stdout, /\r\n\r\nbody$/)
+  const huge = await exchange(port, [`GET http://big.test:${origin.port}/70000 HTTP/1.1\r\nHost: big.test\r\nConnection: close\r\n\r\n`])
+  t.match(huge.data, /^HTTP\/1\.1 502 [\s\S]*Header overflow/, 'past 64 KiB: refused as before')
+})
+
+t.test('an upgrade offer is dropped and the request forwarded as a plain one (h2c, WebSocket); a 101 the origin sends anyway is a 502', async t => {
+  const origin = await startOrigin(t)
+  const { port, ev } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'up.test': ['127.0.0.1'] }) })
+  const h2c = await run('curl', ['-sS', '-i', '--http2', '-x', `http://127.0.0.1:${port}`, `http://up.test:${origin.port}/h2c`])
+  t.equal(h2c.code, 0, h2c.stderr)
+  t.match(h2c.stdout, /^HTTP\/1\.1 200 /, 'answered over HTTP/1.1')
+  const seen = origin.requests.at(-1)!
+  t.equal(seen.url, '/h2c')
+  t.notOk(seen.headers.upgrade, 'no Upgrade reaches the origin')
+  t.notOk(seen.headers['http2-settings'], 'nor what Connection named')
+  t.equal(seen.headers.connection, 'keep-alive')
+  const ws = await exchange(port, [`GET http://up.test:${origin.port}/ws HTTP/1.1\r\nHost: up.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n`
+    + 'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'])
+  t.match(ws.data, /^HTTP\/1\.1 200 [\s\S]*\r\nConnection: close\r\n/, 'the origin\'s plain answer, and the connection closes after it')
+  t.ok(ws.closed)
+  t.notOk(origin.requests.at(-1)!.headers.upgrade)
+  t.equal(origin.requests.at(-1)!.headers['sec-websocket-key'], 'dGhlIHNhbXBsZSBub25jZQ==', 'end-to-end fields pass')
+  t.match(ev.events.at(-1), { message: 'proxy.http', decision: { action: 'pass' } })
+
+  const rogue = await rawOrigin(t, () => 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nRAW BYTES')
+  const r = await exchange(port, [`GET http://up.test:${rogue.port}/ HTTP/1.1\r\nHost: up.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`])
+  t.match(r.data, /^HTTP\/1\.1 502 /, 'a switch nobody asked for is refused')
+  t.notMatch(r.data, /RAW BYTES|101/)
+  t.notMatch(rogue.heads[0]!, /upgrade/i)
+})
+
+t.test('1xx from the origin reach the client: 102 Processing, 103 Early Hints with its Link fields; not an HTTP/1.0 client', async t => {
+  const origin = await rawOrigin(t, line => (line.includes('/bad') ? 'HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\n'
+    : 'HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload; as=style\r\nLink: </b.js>; rel=preload; as=script\r\n'
+      + 'X-Hint: 1\r\nConnection: x-hop\r\nX-Hop: 1\r\n\r\nHTTP/1.1 199 Misc\r\n\r\n') + ok('done'))
+  const { port } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'hints.test': ['127.0.0.1'] }) })
+  const get = (version: string, path = '/') => exchange(port, [`GET http://hints.test:${origin.port}${path} HTTP/${version}\r\nHost: hints.test\r\nConnection: close\r\n\r\n`])
+  const r = await get('1.1')
+  t.match(r.data, /^HTTP\/1\.1 102 Processing\r\n\r\nHTTP\/1\.1 103 Early Hints\r\nLink: <\/a\.css>; rel=preload; as=style, <\/b\.js>; rel=preload; as=script\r\n/)
+  const early = r.data.slice(r.data.indexOf('HTTP/1.1 103'), r.data.indexOf('HTTP/1.1 200'))
+  t.match(early, /\r\nx-hint: 1\r\n/i, 'end-to-end fields of the hints pass')
+  t.notMatch(early, /x-hop|connection/i, 'hop-by-hop ones do not')
+  t.notMatch(r.data, /199/, 'a 1xx with no writer in node is not passed on')
+  t.match(r.data, /\r\n\r\nHTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\ndone$/)
+  const old = await get('1.0')
+  t.match(old.data, /^HTTP\/1\.1 200 OK\r\n[\s\S]*done$/, 'an HTTP/1.0 client gets the final response only')
+  const bad = await get('1.1', '/bad')
+  t.match(bad.data, /^HTTP\/1\.1 200 OK\r\n[\s\S]*done$/, 'hints node refuses to write are dropped, the response passes')
+})
+
+t.test('a 204 goes without the Content-Length its origin gave; Via names the version received, both ways', async t => {
+  const origin = await rawOrigin(t, line => (line.includes('/204') ? 'HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n'
+    : line.includes('/old') ? 'HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok' : ok('ok')))
+  const { port } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'small.test': ['127.0.0.1'] }) })
+  const get = (path: string, version = '1.1') => exchange(port, [`GET http://small.test:${origin.port}${path} HTTP/${version}\r\nHost: small.test\r\nConnection: close\r\n\r\n`])
+  const nc = await get('/204')
+  t.match(nc.data, /^HTTP\/1\.1 204 No Content\r\n/)
+  t.match(nc.data, /\r\nx-a: 1\r\n/i)
+  t.notMatch(nc.data, /content-length/i, 'no Content-Length on a 204 (RFC 9110 §8.6)')
+  const ten = await get('/ten', '1.0')
+  t.match(origin.heads.at(-1)!, /\r\nvia: 1\.0 tunnelguard(\r\n|$)/i, 'an HTTP/1.0 request: Via 1.0 to the origin')
+  t.match(ten.data, /\r\nvia: 1\.1 tunnelguard\r\n/i, 'the origin answered in 1.1')
+  const old = await get('/old')
+  t.match(origin.heads.at(-1)!, /\r\nvia: 1\.1 tunnelguard(\r\n|$)/i)
+  t.match(old.data, /\r\nvia: 1\.0 tunnelguard\r\n/i, 'an HTTP/1.0 response: Via 1.0 to the client')
+})
+
+t.test('Expect: 100-continue is the origin\'s to answer: its refusal comes before any body byte is sent; its 100 lets the body go', async t => {
+  const refusing = await rawOrigin(t, () => 'HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig')
+  const { port, ev } = await testProxy(t, {
+    config: { proxy: LOOPBACK },
+    resolve: fakeResolve({ 'up.test': ['127.0.0.1'] }),
+  })
+  const body = join(t.testdir({ 'body.bin': 'x'.repeat(200_000) }), 'body.bin')
+  const no = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, '-H', 'Expect: 100-continue', '--expect100-timeout', '5',
+    '--data-binary', `@${body}`, `http://up.test:${refusing.port}/upload`])
+  t.equal(no.code, 0, no.stderr)
+  t.match(no.stdout, /^HTTP\/1\.1 413 /, 'the origin\'s refusal, with no 100 before it')
+  t.match(refusing.heads[0]!, /\r\nexpect: 100-continue(\r\n|$)/i, 'the expectation reaches the origin')
+  t.ok(await waitFor(() => ev.messages.some(m => m.msg === 'proxy.close')))
+  const sent = ev.messages.find(m => m.msg === 'proxy.close')!.fields!['source.bytes'] as number
+  t.ok(sent < 2000, `the body was never sent (${sent} bytes from the client)`)
+
+  const origin = await startOrigin(t)                     // node answers the expectation with 100
+  const yes = await run('curl', ['-sS', '-v', '-x', `http://127.0.0.1:${port}`, '-H', 'Expect: 100-continue', '--expect100-timeout', '5',
+    '--data-binary', `@${body}`, `http://up.test:${origin.port}/upload`])
+  t.equal(yes.code, 0, yes.stderr)
+  t.equal(yes.stderr.match(/< HTTP\/1\.1 100 Continue/g)?.length, 1, 'one 100, the origin\'s')
+  t.match(yes.stderr, /< HTTP\/1\.1 200 /)
+  t.equal(origin.requests.at(-1)!.body.length, 200_000, 'the body, whole')
+})
