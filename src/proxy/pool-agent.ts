@@ -41,10 +41,18 @@ export class PoolAgent extends Agent {
     return ips === undefined || ips.length < 2 ? super.getName(options) : `${[...ips].sort().join(',')}:${options!.port}`
   }
 
+  /**
+   * The agent's `timeout` (the idle time of a pooled socket, set by keepSocketAlive) is kept off
+   * a socket while it connects: node would copy it onto the new socket, and its request would take
+   * a connect slower than that for an origin that did not answer. A direct request's addresses
+   * are dialled within `connectTimeout` (dialAny); a parent's connect is bounded by the request's
+   * own timeout.
+   */
   override createConnection(options: PoolRequestArgs, cb: (err: Error | null, s?: Duplex) => void): Duplex | null | undefined {
     const ips = options.addresses
-    if (ips === undefined || ips.length < 2) return super.createConnection(options, cb)
-    dialAny(ips, this.#connectTimeout, (ip, ms) => connected(super.createConnection({ ...options, host: ip }) as Socket, `${ip.includes(':') ? `[${ip}]` : ip}:${options.port}`, ms))
+    const opts = { ...options, timeout: undefined }
+    if (ips === undefined) return super.createConnection(opts, cb)
+    dialAny(ips, this.#connectTimeout, (ip, ms) => connected(super.createConnection({ ...opts, host: ip }) as Socket, `${ip.includes(':') ? `[${ip}]` : ip}:${options.port}`, ms))
       .then(s => cb(null, s), (e: Error) => cb(e))
     return undefined
   }
