@@ -1,7 +1,6 @@
 import { randomFillSync } from 'node:crypto'
 import { AppError } from '../errors.js'
-import { rcodeName } from './names.js'
-import { Q_CASE, Q_OTHER, matchQuestion } from './wire.js'
+import { Q_CASE, Q_OTHER, isErrorRcode, matchQuestion } from './wire.js'
 
 export type ReplyCallback = (err: AppError | undefined, reply?: Buffer) => void
 
@@ -72,8 +71,9 @@ export const CASE_MISMATCH = new AppError('UPSTREAM_FAILED', "the reply's questi
 
 /**
  * Queries sent on one upstream socket or connection, by a fresh random ID each. A reply is taken
- * only when its ID is pending and its question is the one asked, or when it is an error that
- * carries no question (it fails the query); anything else is a mismatch (dropped). `onEmpty` is called when the last query pending is answered or times out.
+ * only when its ID is pending and its question is the one asked, or when it is an error response
+ * that carries no question (QR set, QDCOUNT 0, an rcode of isErrorRcode); anything else is a
+ * mismatch (dropped). `onEmpty` is called when the last query pending is answered or times out.
  */
 export class PendingTable {
   private readonly map = new Map<number, Pending>()
@@ -122,12 +122,11 @@ export class PendingTable {
     const m = matchQuestion(p.query, p.qEnd, reply)
     if (m === Q_OTHER) {
       // an error with no question at all (unbound's `refuse`, a server that cannot parse the
-      // query): the query's answer, as an error, not a wait for the timeout
-      const rcode = reply[3]! & 0xf
-      if (reply.readUInt16BE(4) !== 0 || rcode === 0) return false
+      // query): the query's answer (its rcode says it is an error), not a wait for the timeout
+      if (reply.readUInt16BE(4) !== 0 || (reply[2]! & 0x80) === 0 || !isErrorRcode(reply[3]! & 0xf)) return false
       clearTimeout(p.timer)
       this.remove(id)
-      p.cb(new AppError('UPSTREAM_FAILED', `answered ${rcodeName(rcode)} without the question`))
+      p.cb(undefined, reply)
       return true
     }
     clearTimeout(p.timer)

@@ -2,22 +2,16 @@ import { randomBytes } from 'node:crypto'
 import { AppError } from '../errors.js'
 import type { Counters, Evidence } from '../observe/types.js'
 import { CASE_MISMATCH, mixCase, type ReplyCallback } from './pending.js'
+import { rcodeName } from './names.js'
 import { Upstream } from './upstream.js'
 import { UDP_PORTS, type UdpPorts } from './upstream-udp.js'
-import { HEADER, Q_CASE, TC, keyFlags, matchQuestion, sameQuestion } from './wire.js'
+import { HEADER, Q_CASE, TC, isErrorRcode, keyFlags, matchQuestion, sameQuestion } from './wire.js'
 
 /**
  * A query longer than this goes to a udp:// upstream over TCP: a client's TCP query can be far
  * longer than a UDP datagram, and an upstream that drops it would time out as if it were down.
  */
 export const MAX_UDP_QUERY = 4096
-
-/**
- * Replies that say the server could not answer (FORMERR, SERVFAIL, NOTIMP, REFUSED): the next
- * upstream is asked (RFC 1034 §5.3.3: "try another server"); when none does better, the last such
- * reply is the answer.
- */
-const RETRY_RCODES = (1 << 1) | (1 << 2) | (1 << 4) | (1 << 5)
 
 export type ForwardCallback = (err: AppError | undefined, reply?: Buffer, upstream?: string) => void
 
@@ -121,12 +115,19 @@ class Exchange {
       this.attempt()
       return
     }
-    if ((RETRY_RCODES >> (reply!.readUInt8(3) & 0xf) & 1) !== 0) {
-      // it answered, so it is up for this query's sake only if it answered others since
+    const rcode = reply!.readUInt8(3) & 0xf
+    // the server could not answer: the next upstream is asked (RFC 1034 §5.3.3: "try another
+    // server"); when none does better, the last such reply is the answer
+    if (isErrorRcode(rcode)) {
+      // an answer, so the upstream is up: it is not marked down for it (a name a validating
+      // upstream finds bogus, or one it refuses, would otherwise take it out for everyone)
       this.ctx.counters.upstream(u.url, 'error', secs)
-      if (u.lastOk <= this.start) u.failed(now)
-      this.lastReply = Buffer.from(reply!)
-      this.lastFrom = u.url
+      if (reply!.readUInt16BE(4) === 0) {
+        this.lastErr = new AppError('UPSTREAM_FAILED', `${u.url} answered ${rcodeName(rcode)} without the question`)
+      } else {
+        this.lastReply = Buffer.from(reply!)
+        this.lastFrom = u.url
+      }
       this.attempt()
       return
     }

@@ -18,6 +18,11 @@ export const TYPE_OPT = 41
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const
 
+/** The rcodes that say a server could not answer (FORMERR, SERVFAIL, NOTIMP, REFUSED), not what the name holds. */
+export function isErrorRcode(rcode: number): boolean {
+  return rcode === 1 || rcode === 2 || rcode === 4 || rcode === 5
+}
+
 /** A parsed query: what the pipeline needs, read once. */
 export interface Query {
   readonly id: number

@@ -889,36 +889,40 @@ t.test('when no upstream does better, the last such reply is the answer, with th
   t.equal(decodeMsg(r2.reply!).rcode, 'REFUSED')
 })
 
-t.test('health: an upstream that refuses everything is marked down; one that refuses a name but answers others is not', async t => {
+t.test('health: a reply that says the server could not answer never marks it down: it answered', async t => {
   const refusing = await fakeUdp(t, (m, r, s) => { s.send(rcodeReply(m, 5), r.port, r.address) })
   const live = await fakeUdp(t, reply)
   const ev = memoryEvidence()
   const url = `udp://127.0.0.1:${refusing.port}`
-  const pool = new UpstreamPool([url, `udp://127.0.0.1:${live.port}`], ev, Date.now)
+  const liveUrl = `udp://127.0.0.1:${live.port}`
+  const pool = new UpstreamPool([url, liveUrl], ev, Date.now)
   t.teardown(() => pool.close())
-  for (let i = 0; i < 3; i++) await forward(pool)
-  t.same(ev.messages.filter(m => m.msg === 'dns upstream down').map(m => m.fields), [{ upstream: url, failures: 3 }])
-  await forward(pool)
-  t.equal(refusing.seen.length, 3, 'skipped while down')
+  for (let i = 0; i < 5; i++) t.equal((await forward(pool, `r${i}.test`)).upstream, liveUrl)
+  t.equal(refusing.seen.length, 5, 'asked first every time')
+  t.equal(ev.messages.filter(m => m.msg === 'dns upstream down').length, 0)
 
+  // a quiet resolver: one good answer, then SERVFAILs in a row for a bogus name (DNSSEC), nothing in between
   const picky = await fakeUdp(t, (m, r, s) => {
-    if (decodeMsg(m).questions[0]!.name.toLowerCase().endsWith('no.test')) s.send(rcodeReply(m, 5), r.port, r.address)
+    if (decodeMsg(m).questions[0]!.name.toLowerCase().endsWith('bogus.test')) s.send(rcodeReply(m, 2), r.port, r.address)
     else reply(m, r, s)
   })
   const ev2 = memoryEvidence()
   const pickyUrl = `udp://127.0.0.1:${picky.port}`
-  const pool2 = new UpstreamPool([pickyUrl, `udp://127.0.0.1:${live.port}`], ev2, Date.now)
+  const pool2 = new UpstreamPool([pickyUrl, liveUrl], ev2, Date.now)
   t.teardown(() => pool2.close())
-  for (let i = 0; i < 4; i++) {
-    t.equal((await forward(pool2, 'yes.test')).upstream, pickyUrl)
-    t.not((await forward(pool2, `n${i}.no.test`)).upstream, pickyUrl)
-  }
+  t.equal((await forward(pool2, 'yes.test')).upstream, pickyUrl)
+  for (let i = 0; i < 4; i++) t.equal((await forward(pool2, `n${i}.bogus.test`)).upstream, liveUrl)
   t.equal(ev2.messages.filter(m => m.msg === 'dns upstream down').length, 0, 'never marked down')
+  t.equal((await forward(pool2, 'yes2.test')).upstream, pickyUrl, 'still asked first')
 })
 
 t.test('an error reply without the question (header only) fails the query at once: no wait for the timeout', async t => {
   const bare = await fakeUdp(t, (m, r, s) => {
     s.send(headerOnly(m, 0), r.port, r.address)                                // NOERROR without a question: not an answer
+    s.send(headerOnly(m, 3), r.port, r.address)                                // nor NXDOMAIN: it says what the name holds
+    const notResponse = headerOnly(m, 5)
+    notResponse[2] = notResponse[2]! & 0x7f
+    s.send(notResponse, r.port, r.address)                                     // QR clear: not a response
     const wrongId = headerOnly(m, 5)
     wrongId.writeUInt16BE((m.readUInt16BE(0) + 1) & 0xffff, 0)
     s.send(wrongId, r.port, r.address)                                         // another ID: not this query's
@@ -933,8 +937,9 @@ t.test('an error reply without the question (header only) fails the query at onc
   const r = await forward(pool, 'a.test', 4000)
   t.equal(r.upstream, liveUrl, 'the next upstream asked')
   t.ok(Date.now() - t0 < 1500, 'not after the first upstream\'s share of the budget (2 s)')
-  t.equal(ev.counts['dropped.mismatch'], 2)
+  t.equal(ev.counts['dropped.mismatch'], 4)
   t.equal(ev.counts['upstream.error'], 1)
+  t.equal(ev.messages.filter(m => m.msg === 'dns upstream down').length, 0)
   // the only upstream: the error, at once
   const one = new UpstreamPool([`udp://127.0.0.1:${bare.port}`], memoryEvidence(), Date.now)
   t.teardown(() => one.close())
