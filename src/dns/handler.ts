@@ -38,6 +38,8 @@ export const MAX_UDP_REPLY = 1232
 /** AXFR and IXFR: zone transfers, which a forwarder does not relay (one message of many would reach the client). */
 const TYPE_AXFR = 252
 const TYPE_IXFR = 251
+/** BADVERS (RFC 6891): 16, the extended rcode 1 with the header's 0. */
+const RCODE_BADVERS = 16
 
 /** Send a reply, made to fit the client's UDP size (512 without EDNS, at most MAX_UDP_REPLY) when it is larger. */
 function send(respond: Respond, client: Client, q: Query, reply: Buffer): void {
@@ -167,7 +169,6 @@ export class QueryHandler {
       this.refused.note(client.ip, Number(t0) / 1e6)
       return respond(buildReply(msg, q, RCODE.REFUSED))
     }
-    if (q.ednsVersion !== 0) return respond(badversReply(msg, q))
     const decision = snap.policy.decide(client.ip, q.name, 'qname')
     if (decision.action === 'block' || decision.action === 'sinkhole') return this.act(msg, q, client, respond, t0, decision)
     const bypass = bypassReply(msg, q, snap.config, this.answers)
@@ -175,6 +176,11 @@ export class QueryHandler {
       send(respond, client, q, bypass.reply)
       // answered here, not by the upstream: the line says so (an allowed name keeps its own reason)
       return this.log(q, client, t0, decision.action === 'pass' ? { ...decision, reason: bypass.reason } : decision, bypass.rcode)
+    }
+    // decided and logged like any query (a listed name is blocked whatever the version); answered BADVERS
+    if (q.ednsVersion !== 0) {
+      respond(badversReply(msg, q))
+      return this.log(q, client, t0, decision, RCODE_BADVERS)
     }
     if (q.qtype === TYPE_AXFR || q.qtype === TYPE_IXFR) {
       send(respond, client, q, buildReply(msg, q, RCODE.REFUSED))

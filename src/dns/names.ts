@@ -19,5 +19,5 @@ export function className(c: number): string | undefined {
 }
 
 export function rcodeName(r: number): string {
-  return RCODES[r] ?? `RCODE${r}`
+  return RCODES[r] ?? (r === 16 ? 'BADVERS' : `RCODE${r}`)
 }

@@ -155,6 +155,11 @@ t.test('EDNS version 1: BADVERS, cached answer or not (RFC 6891 §6.1.3); versio
     t.equal(r.answer.length, 0)
   }
   t.equal((await dig(s.v4, 'a.test', 'A', ['+edns=0'])).status, 'NOERROR')
+  t.match(s.ev.events.slice(1, 3), [{ dns: { rcode: 'BADVERS' } }, { dns: { rcode: 'BADVERS' } }], 'each logged, as BADVERS')
+  // a listed name is decided first, whatever the version: sinkholed and logged as such
+  const listed = await dig(s.v4, 'x.ngrok.io', 'A', ['+edns=1', '+noednsnegotiation'])
+  t.equal(listed.answer[0]?.data, '0.0.0.0')
+  t.match(s.ev.events.at(-1), { decision: { action: 'sinkhole' }, dns: { name: 'x.ngrok.io' } })
 })
 
 t.test('AXFR and IXFR are refused: a forwarder relays no zone transfer', async t => {

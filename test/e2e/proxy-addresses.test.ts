@@ -17,9 +17,10 @@ t.test('the next address is dialled when the first refuses: plain HTTP and CONNE
   t.equal(plain.stdout.match(/HTTP\/1\.1 200 /g)?.length, 2, `both answered by the third address: ${plain.stdout}`)
   t.equal(origin.requests.length, 2)
   t.equal(origin.requests[0]!.headers.host, `multi.test:${origin.port}`)
-  t.match(ev.events.find(e => e.message === 'proxy.http'), { decision: { action: 'pass' }, destination: { domain: 'multi.test', ip: '127.0.0.2' } })
+  t.match(ev.events.find(e => e.message === 'proxy.http'), { decision: { action: 'pass' }, destination: { domain: 'multi.test', ip: '127.0.0.2' } },
+    'the decision line names the first address (it is written before the dial)')
   const again = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, `http://again.test:${origin.port}/b`])
-  t.match(again.stdout, /^HTTP\/1\.1 200 /, 'the same addresses in another order are another pool entry, the first connects')
+  t.match(again.stdout, /^HTTP\/1\.1 200 /, 'the same addresses in another order: the same pool entry (its addresses sorted), served')
 
   const tunnel = await run('curl', ['-sS', '-i', '-p', '-x', `http://127.0.0.1:${port}`, `http://multi.test:${origin.port}/c`])
   t.equal(tunnel.code, 0, tunnel.stderr)
