@@ -2,10 +2,9 @@
 // common origins close theirs; a request without a body and with an idempotent method that fails on
 // a reused one before any answer (the origin had closed it) goes once more on a new connection;
 // a POST, or a request with a body, never does.
-import { createServer, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { IDLE_UPSTREAM_MS } from '../../src/proxy/pool-agent.js'
-import { exchange, fakeResolve, run, testProxy, waitFor } from '../fixtures/origin.js'
+import { exchange, fakeResolve, rawHttpOrigin, run, testProxy, waitFor } from '../fixtures/origin.js'
 
 const LOOPBACK = { allowDestinations: ['127.0.0.0/8'] }
 
@@ -19,35 +18,19 @@ interface Seen { conn: number; line: string }
  */
 async function scripted(t: Test, o: { dropSecond?: boolean; delayMs?: number } = {}) {
   const seen: Seen[] = []
-  let conns = 0
-  const open = new Set<Socket>()
-  const srv = createServer(s => {
-    const n = ++conns
-    let count = 0
-    let buf = ''
-    open.add(s)
-    s.on('close', () => open.delete(s))
-    s.on('error', () => {})
-    s.on('data', b => {
-      buf += b.toString('latin1')
-      for (let i = 0; i < 16; i++) {
-        const end = buf.indexOf('\r\n\r\n')
-        if (end < 0) return
-        const head = buf.slice(0, end)
-        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0)
-        if (buf.length < end + 4 + length) return
-        buf = buf.slice(end + 4 + length)
-        const line = head.split('\r\n')[0]!
-        seen.push({ conn: n, line })
-        if (++count === 2 && o.dropSecond) return void s.destroy()
-        const body = `conn ${n}: ${line}\n`
-        setTimeout(() => s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`), o.delayMs ?? 0)
-      }
-    })
+  const count = new Map<number, number>()
+  const origin = await rawHttpOrigin(t, (head, s, n) => {
+    const line = head.split('\r\n')[0]!
+    seen.push({ conn: n, line })
+    count.set(n, (count.get(n) ?? 0) + 1)
+    if (count.get(n) === 2 && o.dropSecond) {
+      s.destroy()
+      return false
+    }
+    const body = `conn ${n}: ${line}\n`
+    setTimeout(() => s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`), o.delayMs ?? 0)
   })
-  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
-  t.teardown(() => { for (const s of open) s.destroy(); srv.close() })
-  return { port: (srv.address() as { port: number }).port, seen, open: () => open.size }
+  return { port: origin.port, seen, open: origin.open }
 }
 
 t.test('an idle pooled connection is closed after IDLE_UPSTREAM_MS; one in use is not', async t => {

@@ -1,37 +1,20 @@
 // What origins answer, passed on as they answered it: response heads up to 64 KiB, interim 1xx
 // responses (102, 103 Early Hints), an upgrade offer dropped rather than refused, no Content-Length
 // on a 204, a Via naming the version received.
-import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
+import { exchange, fakeResolve, rawHttpOrigin, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
 
 const LOOPBACK = { allowDestinations: ['127.0.0.0/8'] }
 
 /** An origin answering every request with `answer(request line)`, raw, and recording the requests' heads. */
 async function rawOrigin(t: Test, answer: (line: string) => string) {
   const heads: string[] = []
-  const open = new Set<Socket>()
-  const srv = createServer(s => {
-    open.add(s)
-    s.on('close', () => open.delete(s))
-    s.on('error', () => {})
-    let buf = ''
-    s.on('data', b => {
-      buf += b.toString('latin1')
-      for (let i = 0; i < 16; i++) {
-        const end = buf.indexOf('\r\n\r\n')
-        if (end < 0) return
-        const head = buf.slice(0, end)
-        buf = buf.slice(end + 4)
-        heads.push(head)
-        s.write(answer(head.split('\r\n')[0]!))
-      }
-    })
-  })
-  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
-  t.teardown(() => { for (const s of open) s.destroy(); srv.close() })
-  return { port: (srv.address() as { port: number }).port, heads }
+  const origin = await rawHttpOrigin(t, (head, s) => {
+    heads.push(head)
+    s.write(answer(head.split('\r\n')[0]!))
+  }, false)
+  return { port: origin.port, heads }
 }
 
 const ok = (body: string, more = '') => `HTTP/1.1 200 OK\r\n${more}Content-Length: ${body.length}\r\n\r\n${body}`
