@@ -103,6 +103,10 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
 function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ips: readonly string[] | undefined, sets: ProxySets): void {
   if (conn.socket.destroyed) return                 // the client left while the name was resolved: nothing to dial for
   const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip), req.httpVersion)
+  if (maxForwards(req, res, headers)) {
+    conn.close['http.response.status_code'] = 200
+    return
+  }
   const hostText = t.ip?.includes(':') ? `[${t.ip}]` : t.ip ?? t.host
   const authority = t.port === 80 ? hostText : `${hostText}:${t.port}`
   const path = rest.startsWith('/') ? rest : `/${rest}`
@@ -169,6 +173,40 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   res.on('timeout', () => { /* the client waits on us: the upstream timer answers 504 */ })
   res.on('close', () => { if (!res.writableFinished) up.destroy() })
   send(false)
+}
+
+/** What this proxy serves itself, for OPTIONS with Max-Forwards: 0. */
+const ALLOW = 'GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH'
+/** Fields a TRACE echo leaves out: credentials and cookies are not to be reflected (RFC 9110 §9.3.8). */
+const NOT_ECHOED = new Set(['authorization', 'proxy-authorization', 'cookie'])
+
+/**
+ * Max-Forwards on TRACE and OPTIONS (RFC 9110 §7.6.2): 0 is answered here (TRACE: the request as
+ * received, as message/http, without credentials or cookies; OPTIONS: 200 with Allow), and true
+ * is returned; a larger value is decremented in the headers to send. Other methods, and a value
+ * that is not a number, are forwarded as they are.
+ */
+function maxForwards(req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>): boolean {
+  const mf = req.headers['max-forwards']
+  if ((req.method !== 'TRACE' && req.method !== 'OPTIONS') || typeof mf !== 'string' || !/^\d{1,9}$/.test(mf)) return false
+  const n = Number(mf)
+  if (n > 0) {
+    headers['max-forwards'] = String(n - 1)
+    return false
+  }
+  req.resume()
+  if (req.method === 'OPTIONS') {
+    res.writeHead(200, { allow: ALLOW, 'content-length': 0 })
+    res.end()
+    return true
+  }
+  let echo = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    if (!NOT_ECHOED.has(req.rawHeaders[i]!.toLowerCase())) echo += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`
+  }
+  res.writeHead(200, { 'content-type': 'message/http', 'content-length': Buffer.byteLength(echo) })
+  res.end(echo)
+  return true
 }
 
 function interim(res: ServerResponse, info: InformationEvent): void {

@@ -120,3 +120,28 @@ t.test('Expect: 100-continue is the origin\'s to answer: its refusal comes befor
   t.match(yes.stderr, /< HTTP\/1\.1 200 /)
   t.equal(origin.requests.at(-1)!.body.length, 200_000, 'the body, whole')
 })
+
+t.test('Max-Forwards on TRACE and OPTIONS (RFC 9110 §7.6.2): 0 is answered by the proxy, more is decremented', async t => {
+  const origin = await rawOrigin(t, () => ok('origin'))
+  const { port, ev } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'mf.test': ['127.0.0.1'] }) })
+  const url = `http://mf.test:${origin.port}/x`
+  const curl = (method: string, mf: string, more: string[] = []) =>
+    run('curl', ['-sS', '-i', '-X', method, '-H', `Max-Forwards: ${mf}`, ...more, '-x', `http://127.0.0.1:${port}`, url])
+  const trace = await curl('TRACE', '0', ['-H', 'Cookie: secret=1', '-H', 'Authorization: Basic c2VjcmV0', '-H', 'X-Probe: yes'])
+  t.match(trace.stdout, /^HTTP\/1\.1 200 /)
+  t.match(trace.stdout, /content-type: message\/http/i)
+  t.match(trace.stdout, /\r\n\r\nTRACE http:\/\/mf\.test:\d+\/x HTTP\/1\.1\r\n/, 'the request as received')
+  t.match(trace.stdout, /X-Probe: yes/)
+  t.notMatch(trace.stdout, /secret|c2VjcmV0/, 'no cookie or credentials reflected')
+  const options = await curl('OPTIONS', '0')
+  t.match(options.stdout, /^HTTP\/1\.1 200 /)
+  t.match(options.stdout, /allow: GET, HEAD, POST/i)
+  t.equal(origin.heads.length, 0, 'neither reached the origin')
+  t.match(ev.events.filter(e => e.message === 'proxy.http'), [{ decision: { action: 'pass' } }, { decision: { action: 'pass' } }], 'each still decided and logged')
+
+  t.match((await curl('TRACE', '3')).stdout, /^HTTP\/1\.1 200 [^]*origin$/)
+  t.match((await curl('OPTIONS', '1')).stdout, /origin$/)
+  t.match((await curl('GET', '0')).stdout, /origin$/, 'other methods: not the proxy\'s to answer')
+  t.match((await curl('TRACE', 'x')).stdout, /origin$/, 'a value that is not a number: forwarded as it is')
+  t.match(origin.heads.map(h => /max-forwards: (\S+)/i.exec(h)?.[1]), ['2', '0', '0', 'x'])
+})
