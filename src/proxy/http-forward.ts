@@ -153,6 +153,8 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
     if (req.httpVersionMinor !== 0) sent.on('information', info => interim(res, info))
     sent.on('response', upRes => {
       upRes.on('error', () => res.destroy())
+      // the address that answered (the decision line, written before the dial, names the first)
+      if (!parent) conn.close['destination.ip'] = sent.socket!.remoteAddress
       if (parent && upRes.statusCode === 407) {
         upRes.resume()
         conn.close['http.response.status_code'] = 502

@@ -19,6 +19,8 @@ t.test('the next address is dialled when the first refuses: plain HTTP and CONNE
   t.equal(origin.requests[0]!.headers.host, `multi.test:${origin.port}`)
   t.match(ev.events.find(e => e.message === 'proxy.http'), { decision: { action: 'pass' }, destination: { domain: 'multi.test', ip: '127.0.0.2' } },
     'the decision line names the first address (it is written before the dial)')
+  t.ok(await waitFor(() => ev.messages.some(m => m.msg === 'proxy.close')))
+  t.match(ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'destination.ip': '127.0.0.1' }, 'its close line names the address that answered')
   const again = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, `http://again.test:${origin.port}/b`])
   t.match(again.stdout, /^HTTP\/1\.1 200 /, 'the same addresses in another order: the same pool entry (its addresses sorted), served')
 
