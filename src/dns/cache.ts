@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { AnswerSlab, MAX_RECORD } from './answer-slab.js'
 import type { Scan } from './scan.js'
-import { AA, AD, CD, RA, RCODE, RD, type Query } from './wire.js'
+import { AA, RA, RCODE, keyBits, type Query } from './wire.js'
 
 export interface CacheSettings {
   readonly maxEntries: number
@@ -76,8 +76,7 @@ export class KeyWriter {
    */
   write(msg: Buffer, q: Query): boolean {
     const out = this.buf
-    // AD only without DO: with DO a validating resolver sets AD in the reply whether the query had AD or not
-    const b0 = (q.dnssecOk ? 1 : (q.flags & AD) !== 0 ? 16 : 0) | ((q.flags & CD) !== 0 ? 2 : 0) | (q.edns ? 4 : 0) | ((q.flags & RD) === 0 ? 8 : 0)
+    const b0 = keyBits(q.flags, q.edns, q.dnssecOk)
     out[0] = b0
     out[1] = q.qtype >>> 8
     out[2] = q.qtype & 0xff

@@ -9,7 +9,7 @@ import { className, rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
 import { scanResponse } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
-import { RCODE, parseQuery, withoutClientOptions, type Query } from './wire.js'
+import { RCODE, keyBits, parseQuery, withoutClientOptions, type Query } from './wire.js'
 
 export interface Client {
   readonly ip: string
@@ -34,7 +34,7 @@ const REFUSED_LOG_WINDOW_MS = 10_000
  * The most a UDP reply takes, whatever size the client offers: larger ones are fragmented on
  * the way, and fragments get lost or spoofed (DNS Flag Day 2020; unbound's max-udp-size).
  */
-export const MAX_UDP_REPLY = 1232
+const MAX_UDP_REPLY = 1232
 /** AXFR and IXFR: zone transfers, which a forwarder does not relay (one message of many would reach the client). */
 const TYPE_AXFR = 252
 const TYPE_IXFR = 251
@@ -219,7 +219,7 @@ export class QueryHandler {
       reply!.writeUInt16BE(q.id, 0)
       send(respond, client, q, reply!)
       this.log(q, client, t0, d, scan.rcode, upstream, false)
-    })
+    }, keyBits(q.flags, q.edns, q.dnssecOk))
   }
 
   /** Answer a block or sinkhole decision, and log it. */

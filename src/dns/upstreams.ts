@@ -233,10 +233,10 @@ export class UpstreamPool {
   /**
    * Forward a query (parsed by parseQuery; its bytes are not changed). The reply handed to `cb`
    * carries the query's ID and question. A query that joins an exchange in flight gets that
-   * exchange's outcome, within the budget of the query that started it.
+   * exchange's outcome, within the budget of the query that started it. `flags`: its keyFlags,
+   * when the caller has them from the parsed query already.
    */
-  forward(query: Buffer, qEnd: number, timeoutMs: number, cb: ForwardCallback): void {
-    const flags = keyFlags(query, qEnd)
+  forward(query: Buffer, qEnd: number, timeoutMs: number, cb: ForwardCallback, flags = keyFlags(query, qEnd)): void {
     const h = questionHash(this.seed, query, qEnd, flags)
     const x = this.inflight.get(h)
     if (x !== undefined && x.asks(query, qEnd, flags)) {

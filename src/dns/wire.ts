@@ -238,15 +238,19 @@ export function sameQuestion(query: Buffer, qEnd: number, reply: Buffer): boolea
 }
 
 /**
- * The bits of a query that the answer cache keys on besides its question, as the cache writes
- * them: DO (1), CD (2), an OPT record present (4), RD clear (8: an upstream may refuse a query
- * that asks for no recursion), AD without DO (16: a validating resolver sets AD in its reply
- * only when the query had AD or DO, RFC 6840 §5.7-5.8; with DO the reply is the same either
- * way, so AD is left out of a DO query's key). The query is one parseQuery took.
+ * The bits of a query that the answer cache keys on besides its question: DO (1), CD (2), an
+ * OPT record present (4), RD clear (8: an upstream may refuse a query that asks for no
+ * recursion), AD without DO (16: a validating resolver sets AD in its reply only when the query
+ * had AD or DO, RFC 6840 §5.7-5.8; with DO the reply is the same either way, so AD is left out
+ * of a DO query's key). `flags` is the header's second word.
  */
+export function keyBits(flags: number, edns: boolean, dnssecOk: boolean): number {
+  return (dnssecOk ? 1 : (flags & AD) !== 0 ? 16 : 0) | ((flags & CD) !== 0 ? 2 : 0) | (edns ? 4 : 0) | ((flags & RD) === 0 ? 8 : 0)
+}
+
+/** keyBits of a query's bytes (one parseQuery took), its OPT record found by walking its records. */
 export function keyFlags(msg: Buffer, qEnd: number): number {
   const flags = msg.readUInt16BE(2)
-  const bits = ((flags & CD) !== 0 ? 2 : 0) | ((flags & RD) === 0 ? 8 : 0) | ((flags & AD) !== 0 ? 16 : 0)
   const records = msg.readUInt16BE(6) + msg.readUInt16BE(8)
   const all = records + msg.readUInt16BE(10)
   let pos = qEnd
@@ -255,9 +259,9 @@ export function keyFlags(msg: Buffer, qEnd: number): number {
     if (end < 0) break
     if (i >= records) {
       const p = skipName(msg, pos)
-      if (msg.readUInt16BE(p) === TYPE_OPT) return (msg.readUInt16BE(p + 6) & 0x8000) !== 0 ? (bits & ~16) | 5 : bits | 4
+      if (msg.readUInt16BE(p) === TYPE_OPT) return keyBits(flags, true, (msg.readUInt16BE(p + 6) & 0x8000) !== 0)
     }
     pos = end
   }
-  return bits
+  return keyBits(flags, false, false)
 }
