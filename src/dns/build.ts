@@ -1,7 +1,6 @@
 import { parseAddr } from '../policy/cidr.js'
-import { HEADER, QR, RD, CD, TC, TYPE_OPT, skipRecord, type Query } from './wire.js'
+import { HEADER, QR, RA, RD, CD, TC, TYPE_OPT, skipRecord, type Query } from './wire.js'
 
-const RA = 0x0080
 const NAME_PTR = 0xc00c                   // the question name, always at offset 12
 const UDP_SIZE = 1232
 const EDE = 15                            // EDNS option code: Extended DNS Error (RFC 8914)
@@ -82,6 +81,8 @@ export interface ReplyParts {
   readonly authority?: Buffer
   /** Extended DNS Error 15 "Blocked" text as UTF-8 bytes (`actionReply` encodes it once per entry); sent only when the query had EDNS. */
   readonly ede?: Buffer
+  /** The OPT record's extended rcode (the rcode's bits above the header's 4; BADVERS: 1). */
+  readonly extendedRcode?: number
 }
 
 /** A synthetic reply to a parsed query: its header and question, then the parts given. */
@@ -101,7 +102,7 @@ export function buildReply(query: Buffer, q: Query, rcode: number, parts: ReplyP
   let p = q.qEnd
   if (answer) p += answer.copy(b, p)
   if (soa) p += soa.copy(b, p)
-  if (q.edns) writeOpt(b, p, q.dnssecOk, ede)
+  if (q.edns) writeOpt(b, p, q.dnssecOk, ede, parts.extendedRcode)
   return b
 }
 
@@ -118,12 +119,7 @@ export function headerReply(query: Buffer, rcode: number): Buffer {
  * OPT record, 0 in the header), with the question and an OPT record of version 0 (RFC 6891 §6.1.3).
  */
 export function badversReply(query: Buffer, q: Query): Buffer {
-  const b = buildReply(query, { ...q, edns: false }, 0)
-  const out = Buffer.allocUnsafe(b.length + 11)
-  b.copy(out)
-  out.writeUInt16BE(1, 10)
-  writeOpt(out, b.length, q.dnssecOk, undefined, 1)
-  return out
+  return buildReply(query, q, 0, { extendedRcode: 1 })
 }
 
 /**

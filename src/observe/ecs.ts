@@ -29,7 +29,8 @@ export function eventType(message: DecisionEvent['message'], action: Outcome): r
   const denied = message === 'sinkhole.capture' || action === 'block' || action === 'sinkhole'
   return [message === 'dns.query' ? 'protocol' : 'connection', denied ? 'denied' : 'allowed']
 }
-const CATEGORY: readonly string[] = ['network']
+/** `event.category` of every decision, and of the proxy's close line. */
+export const CATEGORY: readonly string[] = ['network']
 
 function isPlain(v: unknown): v is Fields {
   return typeof v === 'object' && v !== null && !Array.isArray(v)

@@ -1,6 +1,7 @@
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import type { Server, Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
+import { CATEGORY } from '../observe/ecs.js'
 import type { Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
@@ -46,8 +47,7 @@ export interface ProxyOptions {
  */
 export const MAX_WAITING = 32
 
-/** The close line's ECS categorization: the end of a network connection. */
-const CATEGORY: readonly string[] = ['network']
+/** The close line's ECS `event.type`: the end of a network connection (its category: CATEGORY). */
 const CLOSE_TYPE: readonly string[] = ['connection', 'end']
 
 /** The HTTP forward proxy: one raw listener per proxy.listen address feeding one http.Server. */
