@@ -9,7 +9,19 @@ export interface Lease {
   readonly end: number
 }
 
-const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i
+/** A hardware address: 6 (EUI-48) or 8 (EUI-64) octets of one or two hex digits, split by ':' or '-'. */
+const MAC = /^[0-9a-f]{1,2}([:-])[0-9a-f]{1,2}(?:\1[0-9a-f]{1,2}){4}(?:(?:\1[0-9a-f]{1,2}){2})?$/i
+
+/**
+ * A hardware address in the notation ECS gives for `client.mac` (RFC 7042 §2.1.1): two upper-case
+ * hex digits per octet, joined by hyphens (`02-00-5E-10-00-0A`), so that a SIEM matches it with the
+ * MACs that other ECS sources (Elastic Agent, Zeek, firewalls) write. Lease files write `aa:bb:…`,
+ * and ISC dhcpd leaves out leading zeros (`2:0:5e:…`). undefined for anything that is not one.
+ */
+export function ecsMac(text: string | undefined): string | undefined {
+  if (text === undefined || !MAC.test(text)) return undefined
+  return text.split(/[:-]/).map(o => o.padStart(2, '0')).join('-').toUpperCase()
+}
 
 /** dnsmasq's lease file: `EXPIRY MAC IP HOSTNAME CLIENT-ID` (0 = never expires; `*` = none; IPv6 lines carry an IAID). */
 export function parseDnsmasq(text: string): Lease[] {
@@ -19,7 +31,7 @@ export function parseDnsmasq(text: string): Lease[] {
     if (f.length < 4 || !/^\d+$/.test(f[0]!)) continue
     const expiry = Number(f[0]) * 1000
     out.push({
-      ip: f[2]!, mac: MAC.test(f[1]!) ? f[1]!.toLowerCase() : undefined, hostname: f[3] === '*' ? undefined : f[3],
+      ip: f[2]!, mac: ecsMac(f[1]), hostname: f[3] === '*' ? undefined : f[3],
       start: -Infinity, end: expiry === 0 ? Infinity : expiry,
     })
   }
@@ -43,7 +55,7 @@ export function parseIscDhcpd(text: string): Lease[] {
     const get = (re: RegExp) => re.exec(body)?.[1]
     out.push({
       ip: m[1]!,
-      mac: get(/hardware ethernet ([0-9a-fA-F:]+);/)?.toLowerCase(),
+      mac: ecsMac(get(/hardware ethernet ([0-9a-fA-F:]+);/)),
       hostname: get(/client-hostname "([^"]*)";/),
       start: iscTime(get(/\bstarts ([^;]+);/), -Infinity),
       end: iscTime(get(/\bends ([^;]+);/), Infinity),
@@ -63,10 +75,9 @@ export function parseKeaCsv(text: string): Lease[] {
     const ip = at(row, 'address')
     const expire = Number(at(row, 'expire')) * 1000
     if (!ip || !Number.isFinite(expire)) continue
-    const mac = at(row, 'hwaddr')
     const hostname = at(row, 'hostname')?.replace(/\.$/, '')
     out.push({
-      ip, mac: mac ? mac.toLowerCase() : undefined, hostname: hostname || undefined,
+      ip, mac: ecsMac(at(row, 'hwaddr')), hostname: hostname || undefined,
       start: expire - Number(at(row, 'valid_lifetime') ?? 0) * 1000, end: expire,
     })
   }

@@ -45,22 +45,22 @@ t.test('serve: client.hostname and client.mac from the lease, client.domain from
 
   t.equal(await ask(), '0.0.0.0', 'sinkholed')
   const first = await p.waitFor(l => l.message === 'dns.query')
-  t.same(first.client, { ip: '127.0.0.2', port: (first as Line).client.port, hostname: 'build-2', mac: '02:00:00:00:00:02' },
+  t.same(first.client, { ip: '127.0.0.2', port: (first as Line).client.port, hostname: 'build-2', mac: '02-00-00-00-00-02' },
     'the first line names the lease holder and does not wait for the PTR lookup')
   const withPtr = await askUntil(l => l.client.domain !== undefined)
-  t.match(withPtr, { client: { ip: '127.0.0.2', hostname: 'build-2', mac: '02:00:00:00:00:02', domain: 'laptop-2.lan' } }, 'a later line carries the PTR name')
+  t.match(withPtr, { client: { ip: '127.0.0.2', hostname: 'build-2', mac: '02-00-00-00-00-02', domain: 'laptop-2.lan' } }, 'a later line carries the PTR name')
 
   // dnsmasq rewrites its lease file by renaming a new one over it
   writeFileSync(join(dir, 'new.leases'), `${expiry} 02:00:00:00:00:2b 127.0.0.2 build-2b *\n`)
   renameSync(join(dir, 'new.leases'), join(dir, 'dnsmasq.leases'))
   const changed = await askUntil(l => l.client.hostname === 'build-2b')
-  t.match(changed, { client: { hostname: 'build-2b', mac: '02:00:00:00:00:2b', domain: 'laptop-2.lan' } }, 'the new lease on later lines')
+  t.match(changed, { client: { hostname: 'build-2b', mac: '02-00-00-00-00-2B', domain: 'laptop-2.lan' } }, 'the new lease on later lines')
   t.notOk(p.lines().some((l: Line) => l['log.level'] === 'warn' && l.message !== 'dns.query'), 'no warnings')
   const started = await p.waitFor(l => l.message === 'started') as { admin: { port: number } }
   const live = await fetch(`http://127.0.0.1:${started.admin.port}/api/clients`).then(r => r.json()) as { clients: unknown[] }
   t.match(live.clients, [
-    { ip: '127.0.0.2', hostname: 'build-2b', mac: '02:00:00:00:00:2b', domain: 'laptop-2.lan' },
-    { ip: '127.0.0.2', hostname: 'build-2', mac: '02:00:00:00:00:02', domain: 'laptop-2.lan' },
+    { ip: '127.0.0.2', hostname: 'build-2b', mac: '02-00-00-00-00-2B', domain: 'laptop-2.lan' },
+    { ip: '127.0.0.2', hostname: 'build-2', mac: '02-00-00-00-00-02', domain: 'laptop-2.lan' },
   ], '/api/clients names each machine as the lines do: the new lease holder and the old one, each with its own decisions')
   t.equal(live.clients.length, 2)
 
@@ -72,11 +72,11 @@ t.test('serve: client.hostname and client.mac from the lease, client.domain from
   const lines = queries()
   const byMac = (mac: string) => json.clients.find((c: { mac: string }) => c.mac === mac)
   t.equal(json.clients.length, 2, 'report: a client per machine that held the address')
-  t.match(byMac('02:00:00:00:00:02'), { ip: '127.0.0.2', hostname: 'build-2', domain: 'laptop-2.lan', total: lines.filter(l => l.client.hostname === 'build-2').length })
-  t.match(byMac('02:00:00:00:00:2b'), { ip: '127.0.0.2', hostname: 'build-2b', domain: 'laptop-2.lan', total: lines.filter(l => l.client.hostname === 'build-2b').length })
-  t.match(report(), 'CLIENT 127.0.0.2  build-2b  laptop-2.lan  02:00:00:00:00:2b\n')
-  t.match(report(), 'CLIENT 127.0.0.2  build-2  laptop-2.lan  02:00:00:00:00:02\n')
-  t.match(report('--format', 'csv'), /\n127\.0\.0\.2,build-2b,laptop-2\.lan,02:00:00:00:00:2b,connect\.ngrok-agent\.com,/)
+  t.match(byMac('02-00-00-00-00-02'), { ip: '127.0.0.2', hostname: 'build-2', domain: 'laptop-2.lan', total: lines.filter(l => l.client.hostname === 'build-2').length })
+  t.match(byMac('02-00-00-00-00-2B'), { ip: '127.0.0.2', hostname: 'build-2b', domain: 'laptop-2.lan', total: lines.filter(l => l.client.hostname === 'build-2b').length })
+  t.match(report(), 'CLIENT 127.0.0.2  build-2b  laptop-2.lan  02-00-00-00-00-2B\n')
+  t.match(report(), 'CLIENT 127.0.0.2  build-2  laptop-2.lan  02-00-00-00-00-02\n')
+  t.match(report('--format', 'csv'), /\n127\.0\.0\.2,build-2b,laptop-2\.lan,02-00-00-00-00-2B,connect\.ngrok-agent\.com,/)
 })
 
 t.test('serve: a missing lease file is a warning naming it; serving goes on', async t => {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { LeaseIndex, loadLeases, parseDnsmasq, parseIscDhcpd, parseKeaCsv, parseLeases } from '../../src/observe/leases.js'
+import { ecsMac, LeaseIndex, loadLeases, parseDnsmasq, parseIscDhcpd, parseKeaCsv, parseLeases } from '../../src/observe/leases.js'
 
 const T = Date.UTC(2026, 10, 21, 10, 0, 0)
 const s = (ms: number) => Math.floor(ms / 1000)
@@ -43,15 +43,15 @@ not-a-row
 
 t.test('dnsmasq', async t => {
   t.same(parseDnsmasq(dnsmasq), [
-    { ip: '10.0.0.5', mac: 'aa:bb:cc:dd:ee:01', hostname: 'laptop-7', start: -Infinity, end: T + 3_600_000 },
-    { ip: '10.0.0.6', mac: 'aa:bb:cc:dd:ee:02', hostname: undefined, start: -Infinity, end: Infinity },
+    { ip: '10.0.0.5', mac: 'AA-BB-CC-DD-EE-01', hostname: 'laptop-7', start: -Infinity, end: T + 3_600_000 },
+    { ip: '10.0.0.6', mac: 'AA-BB-CC-DD-EE-02', hostname: undefined, start: -Infinity, end: Infinity },
     { ip: 'fd00::5', mac: undefined, hostname: 'phone-3', start: -Infinity, end: T + 3_600_000 },
   ])
 })
 
 t.test('ISC dhcpd', async t => {
   const l = parseIscDhcpd(isc)
-  t.same(l.map(x => [x.ip, x.mac, x.hostname]), [['10.0.0.5', '02:00:00:00:00:0a', 'old-owner'], ['10.0.0.5', '02:00:00:00:00:0b', 'new-owner'], ['10.0.0.7', undefined, undefined]])
+  t.same(l.map(x => [x.ip, x.mac, x.hostname]), [['10.0.0.5', '02-00-00-00-00-0A', 'old-owner'], ['10.0.0.5', '02-00-00-00-00-0B', 'new-owner'], ['10.0.0.7', undefined, undefined]])
   t.equal(l[1]!.start, Date.UTC(2026, 10, 21, 9, 30))
   t.same([l[2]!.start, l[2]!.end], [T - 60_000, Infinity])
   t.same(parseIscDhcpd('lease 10.0.0.1 {\n  starts garbage;\n}\n'), [{ ip: '10.0.0.1', mac: undefined, hostname: undefined, start: -Infinity, end: Infinity }])
@@ -59,7 +59,7 @@ t.test('ISC dhcpd', async t => {
 
 t.test('Kea CSV', async t => {
   t.same(parseKeaCsv(kea), [
-    { ip: '10.0.0.8', mac: '02:00:00:00:00:0c', hostname: 'build-agent.corp.example', start: T - 1_800_000, end: T + 1_800_000 },
+    { ip: '10.0.0.8', mac: '02-00-00-00-00-0C', hostname: 'build-agent.corp.example', start: T - 1_800_000, end: T + 1_800_000 },
     { ip: '10.0.0.9', mac: undefined, hostname: undefined, start: T - 1_800_000, end: T + 1_800_000 },
   ])
   t.same(parseKeaCsv('address,expire\n10.0.0.1,100\n'), [{ ip: '10.0.0.1', mac: undefined, hostname: undefined, start: 100_000, end: 100_000 }], 'no valid_lifetime column')
@@ -77,10 +77,23 @@ t.test('detection and the address as of a time', async t => {
   t.equal(idx.at('192.0.2.1', T), undefined)
 })
 
+t.test('client.mac in the notation ECS gives (RFC 7042: upper case, hyphens)', async t => {
+  t.equal(ecsMac('aa:bb:cc:dd:ee:0f'), 'AA-BB-CC-DD-EE-0F')
+  t.equal(ecsMac('AA-bb-cc-dd-ee-0f'), 'AA-BB-CC-DD-EE-0F')
+  t.equal(ecsMac('2:0:5e:10:0:a'), '02-00-5E-10-00-0A', 'ISC dhcpd leaves out leading zeros')
+  t.equal(ecsMac('02:00:5e:ff:fe:10:00:0a'), '02-00-5E-FF-FE-10-00-0A', 'EUI-64')
+  for (const bad of ['aa:bb:cc:dd:ee', 'aa:bb:cc:dd:ee:ff:00', 'aa:bb:cc-dd:ee:ff', 'aa:bb:cc:dd:ee:fg', '001:bb:cc:dd:ee:ff', 'aabb.ccdd.eeff', '', '*', '1234567'])
+    t.equal(ecsMac(bad), undefined, bad)
+  t.equal(ecsMac(undefined), undefined)
+  const l = parseIscDhcpd('lease 10.0.0.3 {\n  hardware ethernet 2:0:5e:10:0:a;\n}\n')
+  t.equal(l[0]!.mac, '02-00-5E-10-00-0A')
+  t.equal(parseKeaCsv('address,hwaddr,expire\n10.0.0.4,,100\n10.0.0.5,not-a-mac,100\n').filter(x => x.mac !== undefined).length, 0, 'Kea rows without a MAC')
+})
+
 t.test('files', async t => {
   const dir = t.testdir({ 'dnsmasq.leases': dnsmasq, 'dhcpd.leases': isc, 'kea-leases4.csv': kea })
   const idx = await loadLeases(['dnsmasq.leases', 'dhcpd.leases', 'kea-leases4.csv'].map(f => join(dir, f)))
-  t.equal(idx.at('10.0.0.8', T)?.mac, '02:00:00:00:00:0c')
-  t.equal(idx.at('10.0.0.6', T)?.mac, 'aa:bb:cc:dd:ee:02')
+  t.equal(idx.at('10.0.0.8', T)?.mac, '02-00-00-00-00-0C')
+  t.equal(idx.at('10.0.0.6', T)?.mac, 'AA-BB-CC-DD-EE-02')
   await t.rejects(loadLeases([join(dir, 'missing')]), { code: 'ENOENT' })
 })

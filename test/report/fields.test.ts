@@ -14,7 +14,7 @@ t.test('nested, dotted and mixed fields', async t => {
     '@timestamp': ts, message: 'proxy.connect', 'event.action': 'block', 'client.ip': '10.0.0.6', 'client.hostname': 'laptop', 'client.domain': 'laptop.corp.example', 'client.mac': 'aa:bb:cc:dd:ee:ff',
     'destination.domain': 'example.com', 'tls.client.server_name': 'x.ngrok.io', 'rule.name': 'ngrok.io', 'rule.ruleset': 'ngrok', 'tunnelguard.matched_on': 'sni',
   })
-  t.same(parseLine(dotted), { time, ip: '10.0.0.6', action: 'block', name: 'example.com', where: 'sni', list: 'ngrok', entry: 'ngrok.io', hostname: 'laptop', mac: 'aa:bb:cc:dd:ee:ff', domain: 'laptop.corp.example' })
+  t.same(parseLine(dotted), { time, ip: '10.0.0.6', action: 'block', name: 'example.com', where: 'sni', list: 'ngrok', entry: 'ngrok.io', hostname: 'laptop', mac: 'AA-BB-CC-DD-EE-FF', domain: 'laptop.corp.example' })
   const mixed = JSON.stringify({ '@timestamp': ts, message: 'proxy.http', event: { action: 'alert' }, client: { ip: '10.0.0.7' }, 'url': { 'domain': 'x.trycloudflare.com' }, tunnelguard: { 'matched_on': 'host' }, 'dns.question': { name: 1 } })
   t.match(parseLine(mixed), { name: 'x.trycloudflare.com', where: 'host', action: 'alert' })
   const partial = JSON.stringify({ '@timestamp': ts, message: 'proxy.http', event: { action: 'alert' }, client: { ip: '10.0.0.7' }, 'dns.question': { type: 'A' }, dns: { question: { name: 'q.ngrok.io' } } })

@@ -207,12 +207,12 @@ t.test('--leases: hostname and MAC per client as of each line', async t => {
   })
   const j = JSON.parse(await report({ files: [plain], format: 'json', leases: [join(leaseDir, 'dnsmasq.leases'), join(leaseDir, 'dhcpd.leases')] }))
   const by = Object.fromEntries(j.clients.map((c: { ip: string }) => [c.ip, c]))
-  t.match(by['10.0.0.5'], { hostname: 'laptop-7', mac: '02:00:00:00:00:05' })
-  t.match(by['10.0.0.6'], { hostname: 'build-6', mac: '02:00:00:00:00:06' }, 'leased at 10:03, the first of its lines')
+  t.match(by['10.0.0.5'], { hostname: 'laptop-7', mac: '02-00-00-00-00-05' })
+  t.match(by['10.0.0.6'], { hostname: 'build-6', mac: '02-00-00-00-00-06' }, 'leased at 10:03, the first of its lines')
   t.match(by['10.0.0.7'], { hostname: null, mac: null })
   t.match(j.summary.filters, { leases: /dnsmasq\.leases, .*dhcpd\.leases$/ })
   const table = await report({ files: [plain], leases: [join(leaseDir, 'dnsmasq.leases')] })
-  t.match(table, 'CLIENT 10.0.0.5  laptop-7  02:00:00:00:00:05\n')
+  t.match(table, 'CLIENT 10.0.0.5  laptop-7  02-00-00-00-00-05\n')
   t.notMatch(await report({ files: [plain], leases: [] }), 'laptop-7')
   await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'nope')] }), { code: 'USAGE', message: /cannot read leases: ENOENT/ })
   // the wrong file (a dhcpd.conf) is an error naming it; an empty lease file is no lease
@@ -303,7 +303,7 @@ function machinesLog() {
   const snap = makeSnapshot()
   const live = createClientTable({ clock: () => now })
   let holder: Record<string, Record<string, string>> = {
-    '10.0.0.22': { hostname: 'dev-bob', mac: '52:54:00:00:00:22' },
+    '10.0.0.22': { hostname: 'dev-bob', mac: '52-54-00-00-00-22' },
   }
   const names = { annotate: (c: Record<string, unknown>, ip: string) => { Object.assign(c, holder[ip]) } }
   const evidence = createEvidence({ logger, getSnapshot: () => snap, metrics: createMetrics(), clients: live, names })
@@ -331,7 +331,7 @@ function machinesLog() {
   const step = () => { now += 1000 }
   // D1: dev-bob holds 10.0.0.22 and asks for ngrok; the lease moves to the kiosk
   dns('10.0.0.22', 'connect.ngrok-agent.com'); step()
-  holder = { '10.0.0.22': { hostname: 'kiosk-lobby', mac: '52:54:00:00:00:99' } }
+  holder = { '10.0.0.22': { hostname: 'kiosk-lobby', mac: '52-54-00-00-00-99' } }
   dns('10.0.0.22', 'foo.trycloudflare.com'); step()
   // D4: machine A reaches the sinkhole listener; machine B uses the proxy (SNI, URL); machine C sends a Host header
   capture('10.0.0.31', 'connect.ngrok-agent.com', 'sni'); step()
@@ -362,16 +362,16 @@ t.test('an address handed to another machine: each machine keeps its own decisio
   for (const files of [[newer, older], [older, newer]]) {
     const j = JSON.parse(await report({ files, format: 'json', client: '10.0.0.22' }))
     t.same(j.clients.map((c: { ip: string; hostname: string; mac: string; names: { name: string }[] }) => [c.ip, c.hostname, c.mac, c.names.map(n => n.name)]), [
-      ['10.0.0.22', 'dev-bob', '52:54:00:00:00:22', ['connect.ngrok-agent.com']],
-      ['10.0.0.22', 'kiosk-lobby', '52:54:00:00:00:99', ['foo.trycloudflare.com']],
+      ['10.0.0.22', 'dev-bob', '52-54-00-00-00-22', ['connect.ngrok-agent.com']],
+      ['10.0.0.22', 'kiosk-lobby', '52-54-00-00-00-99', ['foo.trycloudflare.com']],
     ], `--client by address keeps both machines (${files.map(f => f.slice(dir.length + 1)).join(' ')})`)
   }
   const table = await report({ files: [newer, older] })
-  t.match(table, /CLIENT 10\.0\.0\.22  dev-bob  52:54:00:00:00:22\n[^]*connect\.ngrok-agent\.com[^]*\n\nCLIENT 10\.0\.0\.22  kiosk-lobby  52:54:00:00:00:99\n[^]*foo\.trycloudflare\.com/)
+  t.match(table, /CLIENT 10\.0\.0\.22  dev-bob  52-54-00-00-00-22\n[^]*connect\.ngrok-agent\.com[^]*\n\nCLIENT 10\.0\.0\.22  kiosk-lobby  52-54-00-00-00-99\n[^]*foo\.trycloudflare\.com/)
   t.notMatch(table.slice(table.indexOf('kiosk-lobby')), 'ngrok', 'nothing of dev-bob\'s under the kiosk')
   const csv = await report({ files: [newer, older], format: 'csv' })
-  t.match(csv, '\n10.0.0.22,dev-bob,,52:54:00:00:00:22,connect.ngrok-agent.com,1,')
-  t.match(csv, '\n10.0.0.22,kiosk-lobby,,52:54:00:00:00:99,foo.trycloudflare.com,1,')
+  t.match(csv, '\n10.0.0.22,dev-bob,,52-54-00-00-00-22,connect.ngrok-agent.com,1,')
+  t.match(csv, '\n10.0.0.22,kiosk-lobby,,52-54-00-00-00-99,foo.trycloudflare.com,1,')
   t.same(JSON.parse(await report({ files: [newer, older], format: 'json', client: '10.0.0.0/24' })).clients.length, 2, 'and by CIDR')
 })
 
@@ -397,6 +397,18 @@ t.test('names folded: one row however the client spelt the name', async t => {
   const j = JSON.parse(await report({ files: [file], format: 'json', client: '10.0.0.12' }))
   t.same(j.clients[0].names.map((n: { name: string; count: number; matched: string[] }) => [n.name, n.count, n.matched]),
     [['abc123.ngrok-free.app', 2, []], ['connect.ngrok-agent.com', 2, []]])
+})
+
+t.test('lines written before client.mac took the ECS notation name the same machine as later ones', async t => {
+  const file = join(dir, 'mac-forms.jsonl')
+  const line = (at: number, mac: string, name: string) => JSON.stringify({
+    '@timestamp': new Date(T0 + at).toISOString(), message: 'dns.query', 'event.action': 'block',
+    client: { ip: '10.0.0.40', port: 5353, hostname: 'build-40', mac }, dns: { question: { name } },
+  }) + '\n'
+  writeFileSync(file, line(0, '52:54:00:ab:cd:40', 'a.ngrok.io') + line(1000, '52-54-00-AB-CD-40', 'b.ngrok.io') + line(2000, 'not a mac', 'c.ngrok.io'))
+  const j = JSON.parse(await report({ files: [file], format: 'json' }))
+  t.same(j.clients.map((c: { mac: string; total: number }) => [c.mac, c.total]), [['52-54-00-AB-CD-40', 2], ['not a mac', 1]],
+    'the two notations are one machine; a value that is no MAC is kept as it was written')
 })
 
 t.test('report and /api/clients say the same: the client, the name asked, the name decided on, where', async t => {
