@@ -229,6 +229,7 @@ async function start(opts: ServeOptions): Promise<Running> {
     config: config.source,
     dns: addresses.dns, proxy: addresses.proxy, sinkhole: addresses.sinkhole, admin: addresses.admin ?? null,
     upstreams: config.dns.upstreams,
+    forwardZones: Object.entries(config.dns.forwardZones).map(([zone, upstreams]) => ({ zone, upstreams })),
     lists: snapshot.lists.map(l => ({ name: l.name, action: l.action, entries: l.entries })),
   })
   // what came while it started (the early handlers go: these are in place)

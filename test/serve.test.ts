@@ -28,7 +28,7 @@ function fetchText(port: number, path: string): Promise<{ status: number; body: 
 t.test('serve in-process: every listener, overrides, reload, stop', async t => {
   const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
   const cfg = join(dir, 'tg.yaml')
-  writeFileSync(cfg, 'dns: { upstreams: ["udp://127.0.0.1:9"], timeout: 300ms }\nlists:\n  l: { files: [l.txt], action: block }\nsinkhole: { listen: ["127.0.0.1:0"] }\nreload: { watch: false }\n')
+  writeFileSync(cfg, 'dns: { upstreams: ["udp://127.0.0.1:9"], timeout: 300ms, forwardZones: { Corp.Example: ["udp://127.0.0.1:7"] } }\nlists:\n  l: { files: [l.txt], action: block }\nsinkhole: { listen: ["127.0.0.1:0"] }\nreload: { watch: false }\n')
   const out = new PassThrough()
   let log = ''
   out.on('data', d => { log += d })
@@ -44,6 +44,7 @@ t.test('serve in-process: every listener, overrides, reload, stop', async t => {
   const started = JSON.parse(log.split('\n').find(l => l.includes('"message":"started"'))!)
   t.same(started.sinkhole, [{ address: '127.0.0.1', port: r.addresses.sinkhole[0]!.port }], 'the started line lists the capture listeners beside dns, proxy and admin')
   t.ok(started.sinkhole[0].port > 0)
+  t.same(started.forwardZones, [{ zone: 'corp.example', upstreams: ['udp://127.0.0.1:7'] }], 'and the forward zones, as objects')
   t.match(log, /"tunnelguard\.source":"[^"]*tg\.yaml:4","warning":"sinkhole\.listen: nothing will reach the capture listener on 127\.0\.0\.1:0: [^"]*","message":"config warning"/,
     'a capture listener the sinkhole answers do not lead to: warned at start')
   const udp = r.addresses.dns.find(a => a.transport === 'udp')!

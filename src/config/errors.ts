@@ -37,10 +37,12 @@ export function keysAt(path: Path): string[] | undefined {
   return def.type === 'object' ? Object.keys(def.shape as object) : undefined
 }
 
-/** `groups[0].clients[1]` from ['groups', 0, 'clients', 1]. */
+/** `groups[0].clients[1]` from ['groups', 0, 'clients', 1]; a key that is no word in brackets: `dns.forwardZones["corp.example"]`. */
 export function formatPath(path: Path): string {
   let out = ''
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`
+  for (const p of path) {
+    out += typeof p === 'number' ? `[${p}]` : !/^[\w-]+$/.test(String(p)) ? `[${JSON.stringify(String(p))}]` : out === '' ? String(p) : `.${String(p)}`
+  }
   return out || '(top level)'
 }
 

@@ -51,6 +51,35 @@ const upstream = z.string().refine(isUpstreamUrl, {
   message: 'not an upstream URL; write udp://IP[:PORT] or tcp://IP[:PORT] (IPv6 in brackets)',
 }).describe('udp://IP[:PORT] or tcp://IP[:PORT]')
 
+/**
+ * A zone of dns.forwardZones: a DNS name below the root (labels of letters, digits, `-` and `_`,
+ * as `_msdcs.corp.example` and `10.in-addr.arpa` have), kept in lower case without a final dot.
+ */
+export function zoneName(s: string): string | undefined {
+  const z = s.toLowerCase().replace(/\.$/, '')
+  return /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/.test(z) ? z : undefined
+}
+
+/** dns.forwardZones: zone → upstreams; the zones in lower case without a final dot, each once. */
+const forwardZones = z.record(z.string(), z.array(upstream).min(1, 'a zone needs at least one upstream; write e.g. ["udp://10.0.0.10"]'))
+  .superRefine((zones, ctx) => {
+    if (typeof zones !== 'object' || zones === null || Array.isArray(zones)) return
+    const seen = new Map<string, string>()
+    for (const key of Object.keys(zones)) {
+      const zone = zoneName(key)
+      if (zone === undefined) {
+        ctx.addIssue({ code: 'custom', path: [key], message: key === '.' || key === ''
+          ? 'the root zone is dns.upstreams; forwardZones lists the zones that go elsewhere'
+          : `"${key}" is not a zone name; write e.g. corp.example or 10.in-addr.arpa` })
+      } else if (seen.has(zone)) {
+        ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is the zone "${seen.get(zone)}" again (names are compared without case and final dot); list it once` })
+      } else {
+        seen.set(zone, key)
+      }
+    }
+  }, { when: () => true })                         // beside the upstreams' errors, not after them
+  .transform(zones => Object.fromEntries(Object.entries(zones).map(([k, v]) => [zoneName(k)!, v])))
+
 /** A TCP port; the error names the value given. */
 const notPort = (iss: { input?: unknown }) => `${String(iss.input)} is not a port (1-65535)`
 const port = z.number().int().min(1, { error: notPort }).max(65535, { error: notPort })
@@ -86,6 +115,7 @@ export const configSchema = z.strictObject({
   dns: z.strictObject({
     listen: z.array(hostPort).default(['127.0.0.1:1053']),
     upstreams: z.array(upstream).min(1).optional(),
+    forwardZones: forwardZones.default({}),        // conditional forwarding: names in a zone go to its upstreams
     timeout: timeout.default(2000),
     cache: z.strictObject({
       maxEntries: z.number().int().min(0).default(100_000),

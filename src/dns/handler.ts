@@ -69,6 +69,8 @@ export class QueryHandler {
   private readonly allowMemo = new Map<string, boolean>()
   private answers!: AnswerSettings
   private cache!: DnsCache
+  /** dns.upstreams and dns.forwardZones as the cache's answers came from them. */
+  private routes = ''
   private limiter!: RateLimiter
   private pool: UpstreamPool | undefined
   private inFlight = 0
@@ -108,7 +110,13 @@ export class QueryHandler {
       this.allowMemo.clear()
       const c = dns.cache
       const old = this.cache?.settings
-      if (!old || old.maxEntries !== c.maxEntries || old.minTtl !== c.minTtl || old.maxTtl !== c.maxTtl) this.cache = new DnsCache(c)
+      // other upstreams or forward zones: what the old ones answered is not served on (a zone just
+      // added would otherwise get the public resolver's cached NXDOMAIN for up to its negative TTL)
+      const routes = JSON.stringify([dns.upstreams, dns.forwardZones])
+      if (!old || old.maxEntries !== c.maxEntries || old.minTtl !== c.minTtl || old.maxTtl !== c.maxTtl || routes !== this.routes) {
+        this.cache = new DnsCache(c)
+        this.routes = routes
+      }
       const rl = this.limiter?.settings
       if (!rl || rl.qps !== dns.rateLimit.qps || rl.burst !== dns.rateLimit.burst) {
         const qps = dns.rateLimit.qps
@@ -116,8 +124,8 @@ export class QueryHandler {
           (client, dropped) => ev.warn('dns client rate limited', { 'client.ip': client, dropped, qps }),
           (clients, dropped) => ev.warn('dns client rate limited', { clients, dropped, qps }))
       }
-      if (this.pool) this.pool.update(dns.upstreams, dns.timeout)
-      else this.pool = new UpstreamPool(dns.upstreams, ev, () => this.nowMs())
+      if (this.pool) this.pool.update(dns.upstreams, dns.timeout, dns.forwardZones)
+      else this.pool = new UpstreamPool(dns.upstreams, ev, () => this.nowMs(), {}, dns.forwardZones)
       this.dnsCfg = dns
     }
     if (config.sinkhole !== this.sinkCfg || this.answers.blockResponse !== dns.blockResponse) {

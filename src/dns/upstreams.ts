@@ -5,7 +5,7 @@ import { CASE_MISMATCH, mixCase, type ReplyCallback } from './pending.js'
 import { rcodeName } from './names.js'
 import { Upstream } from './upstream.js'
 import { UDP_PORTS, type UdpPorts } from './upstream-udp.js'
-import { HEADER, Q_CASE, TC, isErrorRcode, keyFlags, matchQuestion, sameQuestion } from './wire.js'
+import { HEADER, Q_CASE, TC, isErrorRcode, keyFlags, matchQuestion, readName, sameQuestion } from './wire.js'
 
 /**
  * A query longer than this goes to a udp:// upstream over TCP: a client's TCP query can be far
@@ -175,14 +175,20 @@ export interface PoolOptions {
   readonly seed?: number
 }
 
+/** dns.forwardZones: zone (lower case, no final dot) → its upstream URLs. */
+export type ForwardZones = Readonly<Record<string, readonly string[]>>
+
 /**
  * The upstreams in config order: each query goes to the first one that is up, fails over to the
  * next on timeout, error, or a reply that says it could not answer (SERVFAIL, REFUSED, …), and is retried over TCP when a UDP answer comes back truncated. The
  * whole exchange is bounded by `timeoutMs`; the callback then gets the error (→ SERVFAIL). A
- * query that asks what one in flight asks (the cache's key) waits for that one's answer.
+ * query that asks what one in flight asks (the cache's key) waits for that one's answer. A name
+ * in a forward zone goes to that zone's upstreams instead (the longest zone that holds it); an
+ * upstream named in several places is one upstream, with one health.
  */
 export class UpstreamPool {
   private list: Upstream[] = []
+  private zones = new Map<string, Upstream[]>()
   /** Upstreams a reload took out, still answering what they had in flight (closed by close() too). */
   private readonly retired = new Set<Upstream>()
   private readonly ports: UdpPorts
@@ -191,14 +197,14 @@ export class UpstreamPool {
   private readonly ctx: ExchangeContext
 
   constructor(urls: readonly string[], private readonly evidence: Evidence, private readonly nowMs: () => number,
-    opts: PoolOptions = {}) {
+    opts: PoolOptions = {}, zones: ForwardZones = {}) {
     this.ports = opts.ports ?? UDP_PORTS
     this.seed = opts.seed ?? randomBytes(4).readUInt32LE(0)
     this.ctx = {
       nowMs, counters: evidence.counters,
       done: x => { if (this.inflight.get(x.hash) === x) this.inflight.delete(x.hash) },
     }
-    this.update(urls)
+    this.update(urls, 0, zones)
   }
 
   /** Exchanges in flight that other queries can join. */
@@ -207,26 +213,48 @@ export class UpstreamPool {
   }
 
   /**
-   * Swap in a new list of URLs, keeping the state (health, sockets) of those that stay. One that
-   * goes answers what it has in flight for `graceMs` more (a reload does not turn them into SERVFAIL).
+   * Swap in new URLs (the default list and the forward zones'), keeping the state (health,
+   * sockets) of those that stay. One that goes answers what it has in flight for `graceMs` more
+   * (a reload does not turn them into SERVFAIL).
    */
-  update(urls: readonly string[], graceMs = 0): void {
-    const old = new Map(this.list.map(u => [u.url, u]))
-    this.list = urls.map(url => old.get(url) ?? new Upstream(url, this.evidence, this.nowMs, this.ports))
+  update(urls: readonly string[], graceMs = 0, zones: ForwardZones = {}): void {
+    const old = new Map<string, Upstream>()
+    for (const u of this.list) old.set(u.url, u)
+    for (const l of this.zones.values()) for (const u of l) old.set(u.url, u)
+    const kept = new Map<string, Upstream>()
+    const get = (url: string): Upstream => {
+      let u = kept.get(url)
+      if (u === undefined) kept.set(url, u = old.get(url) ?? new Upstream(url, this.evidence, this.nowMs, this.ports))
+      return u
+    }
+    this.list = urls.map(get)
+    this.zones = new Map(Object.entries(zones).map(([zone, l]) => [zone, l.map(get)]))
     for (const [url, u] of old) {
-      if (urls.includes(url)) continue
+      if (kept.has(url)) continue
       this.retired.add(u)
       u.retire(graceMs, () => this.retired.delete(u))
     }
   }
 
+  /** The upstreams of the name a query asks (parsed already: its name reads): its longest forward zone's, else the default list. */
+  private listFor(query: Buffer): readonly Upstream[] {
+    let name = readName(query, HEADER)!.name
+    for (;;) {
+      const l = this.zones.get(name)
+      if (l !== undefined) return l
+      const dot = name.indexOf('.')
+      if (dot < 0) return this.list
+      name = name.slice(dot + 1)
+    }
+  }
+
   /** The upstreams in the order to try them: those not marked down, then the others by the end of their backoff. */
-  private order(now: number): readonly Upstream[] {
+  private order(list: readonly Upstream[], now: number): readonly Upstream[] {
     let healthy = true
-    for (const u of this.list) if (u.down && u.downUntil > now) healthy = false
-    if (healthy) return this.list                    // the common case, without a copy per query
-    const up = this.list.filter(u => !u.down || u.downUntil <= now)
-    const down = this.list.filter(u => u.down && u.downUntil > now).sort((a, b) => a.downUntil - b.downUntil)
+    for (const u of list) if (u.down && u.downUntil > now) healthy = false
+    if (healthy) return list                         // the common case, without a copy per query
+    const up = list.filter(u => !u.down || u.downUntil <= now)
+    const down = list.filter(u => u.down && u.downUntil > now).sort((a, b) => a.downUntil - b.downUntil)
     return up.concat(down)
   }
 
@@ -244,17 +272,18 @@ export class UpstreamPool {
       return
     }
     const now = this.nowMs()
-    const nx = new Exchange(this.ctx, this.order(now), query, qEnd, flags, h, timeoutMs, cb, now)
+    const nx = new Exchange(this.ctx, this.order(this.zones.size === 0 ? this.list : this.listFor(query), now), query, qEnd, flags, h, timeoutMs, cb, now)
     if (x === undefined) this.inflight.set(h, nx)    // another question under the same hash is asked on its own
     nx.attempt()
   }
 
   /** Close every upstream; queries failed by the closing find no other upstream to fail over to. */
   close(): void {
-    const all = [...this.list, ...this.retired]
+    const all = new Set([...this.list, ...[...this.zones.values()].flat(), ...this.retired])
     for (const u of all) u.closed = true
     for (const u of all) u.close()
     this.list = []
+    this.zones.clear()
     this.retired.clear()
   }
 }

@@ -110,8 +110,9 @@ export function createClientNames(opts: ClientNamesOptions): ClientNames {
       if (c.ptr) {
         if (cache?.max !== c.ptrMaxEntries) cache = new LRUCache<string, Slot>({ max: c.ptrMaxEntries })
         ttl = c.ptrTtl
-        if (ptr) ptr.update(config.dns.upstreams, config.dns.timeout)
-        else ptr = createPtrResolver({ evidence: opts.evidence(), upstreams: config.dns.upstreams, timeoutMs: config.dns.timeout })
+        const dns = config.dns
+        if (ptr) ptr.update(dns.upstreams, dns.timeout, dns.forwardZones)
+        else ptr = createPtrResolver({ evidence: opts.evidence(), upstreams: dns.upstreams, timeoutMs: dns.timeout, zones: dns.forwardZones })
       } else {
         cache = undefined
         ptr?.close()

@@ -1,6 +1,6 @@
 import dnsPacket from 'dns-packet'
 import { buildQuery } from '../dns/resolve.js'
-import { UpstreamPool } from '../dns/upstreams.js'
+import { UpstreamPool, type ForwardZones } from '../dns/upstreams.js'
 import { normalizeName } from '../match/normalize.js'
 import { parseAddr } from '../policy/cidr.js'
 import type { Evidence } from './types.js'
@@ -44,15 +44,18 @@ export type PtrCallback = (err: Error | undefined, name?: string) => void
 export interface PtrResolver {
   /** Ask the upstreams for the PTR of `ip`; `cb` is called once, within the DNS timeout. */
   lookup(ip: string, cb: PtrCallback): void
-  /** Follow a config change (upstreams, timeout). */
-  update(upstreams: readonly string[], timeoutMs: number): void
+  /** Follow a config change (upstreams and forward zones, timeout). */
+  update(upstreams: readonly string[], timeoutMs: number, zones?: ForwardZones): void
   close(): void
 }
 
-/** PTR lookups through tunnelguard's own upstreams (an UpstreamPool of its own, same failover). */
-export function createPtrResolver(opts: { evidence: Evidence; upstreams: readonly string[]; timeoutMs: number }): PtrResolver {
+/**
+ * PTR lookups through tunnelguard's own upstreams (an UpstreamPool of its own, same failover):
+ * a forward zone for the reverse names (`10.in-addr.arpa`) takes them to the servers that hold them.
+ */
+export function createPtrResolver(opts: { evidence: Evidence; upstreams: readonly string[]; timeoutMs: number; zones?: ForwardZones }): PtrResolver {
   const nowMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
-  const pool = new UpstreamPool(opts.upstreams, opts.evidence, nowMs)
+  const pool = new UpstreamPool(opts.upstreams, opts.evidence, nowMs, {}, opts.zones)
   let timeoutMs = opts.timeoutMs
   return {
     lookup(ip, cb) {
@@ -71,8 +74,8 @@ export function createPtrResolver(opts: { evidence: Evidence; upstreams: readonl
         cb(undefined, found)
       })
     },
-    update(upstreams, t) {
-      pool.update(upstreams)
+    update(upstreams, t, zones) {
+      pool.update(upstreams, 0, zones)
       timeoutMs = t
     },
     close: () => pool.close(),

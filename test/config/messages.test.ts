@@ -129,3 +129,31 @@ t.test("README's configuration sample validates", async t => {
   const off = parseConfigText(yaml.replace(/^admin: .*$/m, 'admin: null'), join(ROOT, 'README.md'))
   t.equal(off.admin.listen, null, 'and with admin: null, as the comment beside it says')
 })
+
+t.test('dns.forwardZones: zone names in lower case without a final dot; a bad or repeated zone is named with its line', async t => {
+  const c = parseConfigText('dns:\n  forwardZones:\n    Corp.Example.: ["udp://10.0.0.10"]\n    10.in-addr.arpa: ["udp://10.0.0.10", "tcp://[fd00::53]:53"]\n    _msdcs.corp.example: ["udp://10.0.0.11"]\n', 'z.yaml')
+  t.same(c.dns.forwardZones, { 'corp.example': ['udp://10.0.0.10'], '10.in-addr.arpa': ['udp://10.0.0.10', 'tcp://[fd00::53]:53'], '_msdcs.corp.example': ['udp://10.0.0.11'] })
+  t.same(parseConfigText('dns: {}\n', 'z.yaml').dns.forwardZones, {}, 'none by default')
+  const text = [
+    'dns:',
+    '  forwardZones:',
+    '    ".": ["udp://10.0.0.10"]',             // 3
+    '    "bad zone": ["udp://10.0.0.10"]',      // 4
+    '    corp.example: ["udp://10.0.0.10"]',    // 5
+    '    CORP.example.: ["udp://10.0.0.11"]',   // 6
+    '    lab.example: []',                      // 7
+    '    x.example: ["dns.example"]',           // 8
+    '    y.example: "udp://10.0.0.10"',         // 9
+    `    ${'a'.repeat(64)}.example: ["udp://10.0.0.10"]`,  // 10
+  ].join('\n')
+  const d = detailsOf(() => parseConfigText(text, 'z.yaml'))
+  t.same(d, [
+    'z.yaml:3: dns.forwardZones["."]: the root zone is dns.upstreams; forwardZones lists the zones that go elsewhere',
+    'z.yaml:4: dns.forwardZones["bad zone"]: "bad zone" is not a zone name; write e.g. corp.example or 10.in-addr.arpa',
+    'z.yaml:6: dns.forwardZones["CORP.example."]: "CORP.example." is the zone "corp.example" again (names are compared without case and final dot); list it once',
+    'z.yaml:7: dns.forwardZones["lab.example"]: a zone needs at least one upstream; write e.g. ["udp://10.0.0.10"]',
+    'z.yaml:8: dns.forwardZones["x.example"][0]: not an upstream URL; write udp://IP[:PORT] or tcp://IP[:PORT] (IPv6 in brackets)',
+    'z.yaml:9: dns.forwardZones["y.example"]: expected a list of udp://IP[:PORT] or tcp://IP[:PORT] entries, got a string ("udp://10.0.0.10")',
+    `z.yaml:10: dns.forwardZones["${'a'.repeat(64)}.example"]: "${'a'.repeat(64)}.example" is not a zone name; write e.g. corp.example or 10.in-addr.arpa`,
+  ])
+})
