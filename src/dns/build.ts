@@ -1,5 +1,5 @@
 import { parseAddr } from '../policy/cidr.js'
-import { HEADER, QR, RA, RD, CD, TC, TYPE_OPT, skipRecord, type Query } from './wire.js'
+import { HEADER, QR, RA, RD, CD, RCODE, TC, TYPE_OPT, parseQuery, skipRecord, type Query } from './wire.js'
 
 const NAME_PTR = 0xc00c                   // the question name, always at offset 12
 const UDP_SIZE = 1232
@@ -103,6 +103,25 @@ export function buildReply(query: Buffer, q: Query, rcode: number, parts: ReplyP
   if (answer) p += answer.copy(b, p)
   if (soa) p += soa.copy(b, p)
   if (q.edns) writeOpt(b, p, q.dnssecOk, ede, parts.extendedRcode)
+  return b
+}
+
+/** The opcode's bits in the header's third octet. */
+const OPCODE_BITS = 0x78
+
+/**
+ * The answer to a query of an opcode other than QUERY (NOTIFY, UPDATE, 15): NOTIMP with the
+ * query's opcode and question, and an OPT record when it had one (RFC 6891 §7). A header alone
+ * reads as a server that does not speak EDNS: ISC's EDNS compliance test (`opcode`) fails it, and
+ * a client could stop sending EDNS. Header only when the rest of the query does not read.
+ */
+export function notImpReply(query: Buffer): Buffer {
+  const copy = Buffer.from(query)
+  copy[2] = copy[2]! & ~OPCODE_BITS
+  const q = parseQuery(copy)
+  if (typeof q === 'string') return headerReply(query, RCODE.NOTIMP)
+  const b = buildReply(query, q, RCODE.NOTIMP)
+  b[2] = b[2]! | (query[2]! & OPCODE_BITS)
   return b
 }
 

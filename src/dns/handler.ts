@@ -3,7 +3,7 @@ import { CidrSet } from '../policy/cidr.js'
 import { SEVERITY, type Decision } from '../policy/types.js'
 import type { Config, Snapshot } from '../snapshot-types.js'
 import { actionReply, answerSettings, bypassReply, type AnswerSettings } from './actions.js'
-import { badversReply, buildReply, fitUdp, headerReply } from './build.js'
+import { badversReply, buildReply, fitUdp, headerReply, notImpReply } from './build.js'
 import { DnsCache } from './cache.js'
 import { className, rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
@@ -170,7 +170,7 @@ export class QueryHandler {
     if (typeof q === 'string') {
       counters.dropped('malformed')
       const answer = q !== 'drop' && this.allowed(client.ip)
-      return respond(answer ? headerReply(msg, q === 'notimp' ? RCODE.NOTIMP : RCODE.FORMERR) : undefined)
+      return respond(!answer ? undefined : q === 'notimp' ? notImpReply(msg) : headerReply(msg, RCODE.FORMERR))
     }
     if (!this.allowed(client.ip)) {
       counters.dropped('refused')

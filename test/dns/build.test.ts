@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { decodeMsg, edeOf, optRr } from '../fixtures/dig.js'
-import { addressBytes, badversReply, buildReply, fitUdp, headerReply, record, soaRecord } from '../../src/dns/build.js'
+import { addressBytes, badversReply, buildReply, fitUdp, headerReply, notImpReply, record, soaRecord } from '../../src/dns/build.js'
 import { actionReply, answerSettings, blockedText, bypassReply } from '../../src/dns/actions.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { Decision } from '../../src/policy/types.js'
@@ -201,4 +201,21 @@ t.test('bypassReply: DoH canary and DDR, each switchable', async t => {
   const off = makeSnapshot({ config: { dns: { dohCanary: false, blockDdr: false } } }).config
   t.equal(bypassReply(canary.buf, canary.q, off, s), undefined)
   t.equal(bypassReply(ddr.buf, ddr.q, off, s), undefined)
+})
+
+t.test('notImpReply: the opcode, question and OPT of the query; header only when the rest does not read', async t => {
+  const { buf } = mk('a.test', 'A', true)
+  buf.writeUInt16BE((buf.readUInt16BE(2) & ~0x7800) | (5 << 11), 2)        // UPDATE
+  const r = notImpReply(buf)
+  t.equal((r.readUInt16BE(2) >> 11) & 0xf, 5, 'opcode UPDATE echoed')
+  t.equal(r.readUInt16BE(2) & 0x8000, 0x8000, 'QR')
+  t.equal(r[3]! & 0xf, 4, 'NOTIMP')
+  const m = decodeMsg(r)
+  t.same(m.questions, [{ name: 'a.test', type: 'A', class: 'IN' }])
+  t.same(m.additionals.map(a => a.type), ['OPT'])
+  t.equal(buf.readUInt16BE(2) >> 11 & 0xf, 5, 'the query itself is not changed')
+  const garbage = Buffer.concat([buf.subarray(0, 12), Buffer.from([0xc0, 12, 0, 1, 0, 1])])
+  const h = notImpReply(garbage)
+  t.equal(h.length, 12, 'a question that does not read: the header alone')
+  t.same([(h.readUInt16BE(2) >> 11) & 0xf, h[3]! & 0xf, h.readUInt16BE(4)], [5, 4, 0])
 })
