@@ -8,6 +8,7 @@ import { createReloadableAlerts } from './observe/alerts.js'
 import { createClientNames } from './observe/client-names.js'
 import { createClientTable } from './observe/client-table.js'
 import { createEvidence } from './observe/evidence.js'
+import { watchFds } from './observe/fd-check.js'
 import { createLogger } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
 import { startProxy } from './proxy/server.js'
@@ -152,6 +153,7 @@ async function start(opts: ServeOptions): Promise<Running> {
 
   const closers: (() => Promise<void> | void)[] = []
   closers.push(() => alerts.close())
+  closers.push(watchFds(evidence.counters))
   // lease files are read before the first query is answered; PTR lookups start with the first lines
   await names.configure(config)
   closers.push(() => names.close())

@@ -92,3 +92,23 @@ t.test('close() ends open TCP connections; a client gone before its answer is no
   t.pass('the idle connection was closed by close()')
   t.equal(ev.counts['conn.dns-tcp'], 0, 'connections counted up and down')
 })
+
+t.test('listener errors after the start: no descriptor for an accept is counted (and said once per 10 s by the evidence); another is a warning', async t => {
+  const { TcpClients, TcpListener } = await import('../../src/dns/tcp-listener.js')
+  const { listenOn } = await import('../../src/proxy/listen.js')
+  const ev = memoryEvidence()
+  const snap = makeSnapshot()
+  const l = new TcpListener({} as never, () => snap, ev, new TcpClients(ev, () => snap))
+  const emfile = Object.assign(new Error('accept EMFILE'), { code: 'EMFILE' })
+  l.server.emit('error', emfile)
+  l.server.emit('error', new Error('boom'))
+  const p = await listenOn('127.0.0.1:0', s => s.destroy(), ev, 'proxy')
+  t.teardown(() => p.close())
+  p.emit('error', emfile)
+  p.emit('error', new Error('bang'))
+  t.equal(ev.counts['fd.listener'], 2)
+  t.same(ev.messages.map(m => [m.level, m.msg, m.fields]), [
+    ['warn', 'dns tcp listener error', { error: 'boom' }],
+    ['error', 'proxy.listener', { 'error.message': 'bang' }],
+  ])
+})

@@ -1019,3 +1019,22 @@ t.test('UDP: an error on a replaced socket fails its last queries and closes it'
   t.equal(u.sockets, 1, 'the replaced socket is closed')
   t.equal((await second).err?.code, 'UPSTREAM_TIMEOUT')
 })
+
+t.test('an upstream says its socket errors at most once per 10 s, with how many; no descriptor free is counted', async t => {
+  const { Upstream } = await import('../../src/dns/upstream.js')
+  const ev = memoryEvidence()
+  let now = 0
+  const u = new Upstream('udp://127.0.0.1:9', ev, () => now, { sockets: 1, queriesPerSocket: 1, socketLifeMs: 1 })
+  const refused = Object.assign(new Error('recvmsg ECONNREFUSED'), { code: 'ECONNREFUSED' })
+  u.socketError(refused)
+  u.socketError(refused)
+  now = 9_999
+  u.socketError(Object.assign(new Error('bind EMFILE 0.0.0.0'), { code: 'EMFILE' }))
+  now = 10_000
+  u.socketError(refused)
+  t.same(ev.messages.map(m => m.fields), [
+    { upstream: 'udp://127.0.0.1:9', error: 'recvmsg ECONNREFUSED', errors: 1 },
+    { upstream: 'udp://127.0.0.1:9', error: 'recvmsg ECONNREFUSED', errors: 3 },
+  ])
+  t.equal(ev.counts['fd.dns-upstream'], 1)
+})

@@ -90,3 +90,16 @@ t.test('two instances do not collide; label values stay bounded', async t => {
   t.match(text, 'tunnelguard_upstream_requests_total{upstream="other",outcome="ok"} 5')
   t.match(await b.registry.metrics(), 'tg_decisions_total')
 })
+
+t.test('fd_exhausted_total: every place from the start; counted without a listener, and the listener told', async t => {
+  const m = createMetrics()
+  t.match(await m.registry.metrics(), 'tunnelguard_fd_exhausted_total{where="dns-upstream"} 0')
+  m.counters.fdExhausted('check')
+  const told: string[] = []
+  m.onFdExhausted(w => told.push(w))
+  m.counters.fdExhausted('dns-upstream')
+  const text = await m.registry.metrics()
+  t.match(text, 'tunnelguard_fd_exhausted_total{where="check"} 1')
+  t.match(text, 'tunnelguard_fd_exhausted_total{where="dns-upstream"} 1')
+  t.same(told, ['dns-upstream'])
+})
