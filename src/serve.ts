@@ -9,7 +9,7 @@ import { createClientNames } from './observe/client-names.js'
 import { createClientTable } from './observe/client-table.js'
 import { createEvidence } from './observe/evidence.js'
 import { watchFds } from './observe/fd-check.js'
-import { createLogger } from './observe/logger.js'
+import { createLogger, lostLines } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
 import { startProxy } from './proxy/server.js'
 import { startSinkholeCapture } from './proxy/sinkhole-capture.js'
@@ -102,6 +102,7 @@ async function start(opts: ServeOptions): Promise<Running> {
   const config = applyOverrides(loadConfig(opts.configPath, { resolvConf: opts.resolvConf, serve: true }), overrides)
   const logger = createLogger({ level: config.log.level, destination: opts.stdout })
   const metrics = createMetrics()
+  metrics.watchLog(lostLines(logger))
   const clients = createClientTable()
   let snapshot: Snapshot | undefined
   const getSnapshot = () => snapshot!

@@ -19,6 +19,8 @@ export interface Metrics {
   reloaded(ok: boolean): void
   /** What became of an alert at an output: `tunnelguard_alerts_total{output=webhook|syslog,result=sent|failed|dropped}`. */
   alerted(output: AlertOutputName, result: AlertResult): void
+  /** Where `tunnelguard_log_lines_dropped_total` is read from when scraped (the stdout log's sink; see LineSink.lost). */
+  watchLog(read: () => { readonly behind: number; readonly failed: number }): void
   /** Told each time `counters.fdExhausted` counts (the evidence's warning). */
   onFdExhausted(cb: (where: FdWhere) => void): void
   /** Where `tunnelguard_dns_cache_entries` and `tunnelguard_dns_cache_bytes` are read from when scraped (the DNS service). */
@@ -182,6 +184,20 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
   })
   for (const where of FD_WHERES) fds.inc({ where }, 0)
   let onFd: ((where: FdWhere) => void) | undefined
+  let readLost: (() => { readonly behind: number; readonly failed: number }) | undefined
+  const lostSeen = { behind: 0, failed: 0 }
+  new Counter({
+    name: `${p}log_lines_dropped_total`,
+    help: 'Log lines lost on stdout: behind (dropped while 64 MiB of lines waited for stdout), failed (given after stdout failed for good: EPIPE, EBADF)',
+    labelNames: ['reason'] as const, registers,
+    collect() {
+      const now = readLost?.() ?? lostSeen
+      for (const reason of ['behind', 'failed'] as const) {
+        this.inc({ reason }, now[reason] - lostSeen[reason])
+        lostSeen[reason] = now[reason]
+      }
+    },
+  })
 
   const upstream = bounded()
   const decided = (message: DecisionEvent['message'], d: Decision): void => {
@@ -221,5 +237,6 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     alerted: (output, result) => alerts.inc({ output, result }),
     watchCache: read => { readCache = read },
     onFdExhausted: cb => { onFd = cb },
+    watchLog: read => { readLost = read },
   }
 }

@@ -1,9 +1,11 @@
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import type { Test } from 'tap'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { startServe } from '../fixtures/serve-process.js'
+import { CLI, startServe } from '../fixtures/serve-process.js'
 import { freePort, probe, startUnbound } from '../fixtures/unbound.js'
 
 // A real `serve` run out of file descriptors (prlimit on the running process, then connections
@@ -77,4 +79,81 @@ t.test('out of file descriptors: no crash and no spin, a warning and a metric, f
   const metrics = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text()
   t.match(metrics, /^tunnelguard_fd_exhausted_total\{where="dns-upstream"\} [1-9]/m)
   t.equal(await serve.stop(), 0, 'stops cleanly')
+})
+
+/** `serve` with its stdout on `stdout` ('pipe' or an open file's descriptor), stderr kept. */
+async function spawnServe(t: Test, config: string, stdout: 'pipe' | number): Promise<{ child: ChildProcess; stderr: () => string }> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', stdout, 'pipe'] })
+  let err = ''
+  child.stderr!.on('data', d => { err += String(d) })
+  const exited = new Promise<void>(r => child.once('exit', () => r()))
+  t.teardown(async () => { if (child.exitCode === null) { child.kill('SIGKILL'); await exited } })
+  return { child, stderr: () => err }
+}
+const until = async (cond: () => boolean, ms: number): Promise<boolean> => {
+  for (let i = 0; i < ms / 20; i++) { if (cond()) return true; await sleep(20) }
+  return cond()
+}
+/** A config that logs every query, DNS on `port` (answered by the server itself: the DoH canary), admin on `admin`. */
+const loud = (port: number, admin: number, state: string): string => [
+  'dns:', `  listen: ["127.0.0.1:${port}"]`, '  upstreams: ["udp://127.0.0.1:9"]',
+  'proxy: { listen: [] }', `admin: { listen: "127.0.0.1:${admin}" }`, `state: { dir: ${JSON.stringify(state)} }`,
+  'log: { queries: all }', '',
+].join('\n')
+
+t.test('stdout gone (EPIPE): DNS is still answered, the lost lines are counted in /metrics, stderr says so once', async t => {
+  const [port, admin] = [await freePort(), await freePort()]
+  const dir = t.testdir({ 'tg.yaml': loud(port, admin, join(t.testdirName, 'state')) })
+  const s = await spawnServe(t, join(dir, 'tg.yaml'), 'pipe')
+  let out = ''
+  s.child.stdout!.on('data', d => { out += String(d) })
+  t.ok(await until(() => out.includes('"message":"started"'), 10_000), 'started')
+  s.child.stdout!.destroy()                                  // the reader goes away: the next write is EPIPE
+  for (let i = 0; i < 20; i++) t.equal(await probe(port, 'use-application-dns.net', 2000), 3, `query ${i}: answered (NXDOMAIN) without its log`)
+  t.ok(await until(() => s.stderr().includes('EPIPE'), 5000))
+  t.match(s.stderr(), /the log cannot be written to stdout \(EPIPE\); lines are dropped from now on, and counted/)
+  t.equal(s.stderr().split('\n').filter(l => l.includes('EPIPE')).length, 1, 'once')
+  const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text()
+  const failed = Number(/^tunnelguard_log_lines_dropped_total\{reason="failed"\} (\d+)$/m.exec(metrics)?.[1])
+  t.ok(failed >= 19, `the lines given after the failure are counted (${failed})`)
+  s.child.kill('SIGTERM')
+  t.equal(await new Promise(r => s.child.once('exit', code => r(code))), 0, 'still ends cleanly')
+})
+
+t.test('stdout a file on a full disk (ENOSPC): lines wait, and are written once there is room', async t => {
+  const mnt = mkdtempSync(join(tmpdir(), 'tg-full-'))
+  t.teardown(() => rmdirSync(mnt))
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt], { stdio: 'ignore' })
+  } catch {
+    t.pass('skipped: cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)')
+    return
+  }
+  t.teardown(() => { try { execFileSync('umount', ['-l', mnt]) } catch { /* gone */ } })
+  const [port, admin] = [await freePort(), await freePort()]
+  const dir = t.testdir({ 'tg.yaml': loud(port, admin, join(t.testdirName, 'state')) })
+  const log = join(mnt, 'out.log')
+  const fd = openSync(log, 'w')
+  const s = await spawnServe(t, join(dir, 'tg.yaml'), fd)
+  closeSync(fd)
+  t.ok(await until(() => readFileSync(log, 'utf8').includes('"message":"started"'), 10_000), 'started')
+  // fill the disk
+  const filler = openSync(join(mnt, 'filler'), 'w')
+  try { for (;;) writeSync(filler, Buffer.alloc(4096, 120)) } catch { /* ENOSPC */ }
+  closeSync(filler)
+  const queries = (): number => readFileSync(log, 'utf8').split('\n').filter(l => l.includes('"dns.query"')).length
+  // 20 lines of about 600 bytes: more than the room left in the log's last page
+  for (let i = 0; i < 20; i++) t.equal(await probe(port, 'use-application-dns.net', 2000), 3, `query ${i}: answered`)
+  t.ok(await until(() => s.stderr().includes('ENOSPC'), 5000), 'said on stderr')
+  const before = queries()
+  t.ok(before < 20, `not all written (${before})`)
+  unlinkSync(join(mnt, 'filler'))
+  t.ok(await until(() => queries() === 20, 5000), 'room again: the lines that waited are written')
+  t.ok(await until(() => s.stderr().includes('written to stdout again'), 2000))
+  t.equal(await probe(port, 'use-application-dns.net', 2000), 3)
+  t.ok(await until(() => queries() === 21, 2000), 'and those after them')
+  const lines = readFileSync(log, 'utf8').split('\n').filter(Boolean)
+  t.ok(lines.every(l => { try { JSON.parse(l); return true } catch { return false } }), 'every line whole')
+  s.child.kill('SIGTERM')
+  await new Promise(r => s.child.once('exit', r))
 })
