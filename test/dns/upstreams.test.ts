@@ -1038,3 +1038,18 @@ t.test('an upstream says its socket errors at most once per 10 s, with how many;
   ])
   t.equal(ev.counts['fd.dns-upstream'], 1)
 })
+
+t.test('TCP transport: a connection that cannot get a descriptor (EMFILE) is counted; its queries fail at once', async t => {
+  const ev = memoryEvidence()
+  const port = await freePort()
+  const tcp = new TcpTransport('127.0.0.1', port, ev.counters)
+  t.teardown(() => tcp.close())
+  const { buf, qEnd } = query()
+  const t0 = performance.now()
+  const failed = new Promise<AppError | undefined>(r => tcp.send(buf, qEnd, 5000, e => r(e)))
+  const sock = (tcp as unknown as { conn: { socket: TcpSocket } }).conn.socket
+  sock.destroy(Object.assign(new Error('connect EMFILE 127.0.0.1:53'), { code: 'EMFILE' }))   // what net emits when socket(2) finds none free
+  t.equal((await failed)?.code, 'UPSTREAM_FAILED')
+  t.ok(performance.now() - t0 < 1000, 'at once')
+  t.equal(ev.counts['fd.dns-upstream'], 1)
+})
