@@ -182,4 +182,9 @@ t.test('a reply that cannot be sent is an error of the listener socket, said at 
   now = 10_000
   l.onError(new Error('send EPERM'))
   t.same(ev.messages.map(m => m.fields), [{ error: 'send ENOBUFS', errors: 1 }, { error: 'send EPERM', errors: 3 }])
+  const ev2 = memoryEvidence()
+  const clocked = udpListener({} as never, ev2, () => false)   // the real clock
+  clocked.onError(new Error('send ENOBUFS'))
+  clocked.onError(new Error('send ENOBUFS'))
+  t.equal(ev2.messages.length, 1)
 })
