@@ -80,7 +80,17 @@ export interface ReloaderOptions {
   /** reload.debounce (ms), read at each use: a reload may change it. */
   readonly debounceMs: number | (() => number)
   readonly pollMs?: number
+  /** How long after a reload that failed for want of a file descriptor it is tried again (ms; FD_RETRY_MS). */
+  readonly fdRetryMs?: number
 }
+
+/**
+ * A reload that failed because no file descriptor was free (EMFILE, ENFILE: a file could not be
+ * opened) is tried again after this long, up to FD_RETRIES times in a row: the change that asked
+ * for it (a list edited meanwhile) would otherwise wait for the next one.
+ */
+export const FD_RETRY_MS = 2000
+export const FD_RETRIES = 150
 
 /**
  * A list that lost half its entries or more, or all of them, at a reload: most often a file caught
@@ -107,6 +117,8 @@ export function createReloader(o: ReloaderOptions): Reloader {
   // the listeners were opened with the addresses of the config the process started with (the
   // snapshot before the first reload): a reload is compared with those, not with the last accepted
   let bound: Snapshot['config'] | undefined
+  let again: NodeJS.Timeout | undefined
+  let fdTries = 0
 
   function reload(why: string): boolean {
     try {
@@ -138,10 +150,21 @@ export function createReloader(o: ReloaderOptions): Reloader {
       warnShrunk(o.evidence, previous, s)
       o.evidence.info('reloaded', { reason: why, lists: s.lists.map(l => ({ name: l.name, entries: l.entries })), warnings: allWarnings(s).length, newWarnings: fresh })
       o.onResult?.(true)
+      fdTries = 0
       return true
     } catch (e) {
       const details = e instanceof AppError ? errorLines(e) : [String(e)]
-      o.evidence.error('reload rejected; keeping the previous config and lists', { reason: why, errors: details })
+      const retry = details.some(d => /\bE[MN]FILE\b/.test(d)) && fdTries < FD_RETRIES
+      fdTries = retry ? fdTries + 1 : 0
+      const retryMs = o.fdRetryMs ?? FD_RETRY_MS
+      o.evidence.error('reload rejected; keeping the previous config and lists', { reason: why, errors: details, ...retry && { retry_in_ms: retryMs } })
+      if (retry) {
+        clearTimeout(again)
+        again = setTimeout(() => {
+          again = undefined
+          reload(why)
+        }, retryMs)
+      }
       o.onResult?.(false)
       return false
     }
@@ -189,6 +212,8 @@ export function createReloader(o: ReloaderOptions): Reloader {
     close() {
       clearTimeout(requested)
       requested = undefined
+      clearTimeout(again)
+      again = undefined
       files?.stop()
       files = undefined
     },

@@ -8,7 +8,8 @@ import { createReloadableAlerts } from './observe/alerts.js'
 import { createClientNames } from './observe/client-names.js'
 import { createClientTable } from './observe/client-table.js'
 import { createEvidence } from './observe/evidence.js'
-import { createLogger } from './observe/logger.js'
+import { watchFds } from './observe/fd-check.js'
+import { createLogger, lostLines } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
 import { startProxy } from './proxy/server.js'
 import { startSinkholeCapture } from './proxy/sinkhole-capture.js'
@@ -101,6 +102,7 @@ async function start(opts: ServeOptions): Promise<Running> {
   const config = applyOverrides(loadConfig(opts.configPath, { resolvConf: opts.resolvConf, serve: true }), overrides)
   const logger = createLogger({ level: config.log.level, destination: opts.stdout })
   const metrics = createMetrics()
+  metrics.watchLog(lostLines(logger))
   const clients = createClientTable()
   let snapshot: Snapshot | undefined
   const getSnapshot = () => snapshot!
@@ -152,6 +154,7 @@ async function start(opts: ServeOptions): Promise<Running> {
 
   const closers: (() => Promise<void> | void)[] = []
   closers.push(() => alerts.close())
+  closers.push(watchFds(evidence.counters))
   // lease files are read before the first query is answered; PTR lookups start with the first lines
   await names.configure(config)
   closers.push(() => names.close())

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { redactUrl } from './url-secrets.js'
@@ -59,12 +59,31 @@ export function readCopy(dir: string, url: string): (Copy & { unredacted: boolea
   }
 }
 
-/** Write the copy of `url` into `dir` (a trusted one): its text first, by rename, then what a conditional request needs. */
+/**
+ * Write the copy of `url` into `dir` (a trusted one): its text first, then what a conditional
+ * request needs, each whole or not at all (see replaceFile).
+ */
 export function writeCopy(dir: string, url: string, c: Copy): void {
   const base = join(dir, key(url))
-  writeFileSync(base + '.txt.tmp', c.text)
-  renameSync(base + '.txt.tmp', base + '.txt')
-  writeFileSync(base + '.json', JSON.stringify({ url: redactUrl(url), etag: c.etag, lastModified: c.lastModified, fetchedAt: c.fetchedAt }))
+  replaceFile(base + '.txt', c.text)
+  replaceFile(base + '.json', JSON.stringify({ url: redactUrl(url), etag: c.etag, lastModified: c.lastModified, fetchedAt: c.fetchedAt }))
+}
+
+/**
+ * `path` replaced whole, through a temporary file renamed over it, or left as it was. A write
+ * that fails (a full disk) removes its temporary file: a part-written one stayed, taking room the
+ * next write needed; and a `.json` written in place was left empty or cut, which lost the copy
+ * at the next start.
+ */
+function replaceFile(path: string, data: string): void {
+  const tmp = path + '.tmp'
+  try {
+    writeFileSync(tmp, data)
+    renameSync(tmp, path)
+  } catch (e) {
+    rmSync(tmp, { force: true })
+    throw e
+  }
 }
 
 /** One remote list URL (redacted) and when its copy in use was fetched (null: there is none). */

@@ -6,6 +6,8 @@ import { createReloader } from '../src/reload.js'
 import { buildSnapshot } from '../src/snapshot.js'
 import { memoryEvidence } from './fixtures/evidence.js'
 
+const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
+
 t.test('a reload that fails with an unexpected error logs it and keeps the old snapshot', async t => {
   const { createReloader } = await import('../src/reload.js')
   const { memoryEvidence } = await import('./fixtures/evidence.js')
@@ -133,4 +135,59 @@ t.test('watch and unwatch follow reload.watch; a file change reloads once the fi
   writeFileSync(join(dir, 'l.txt'), 'a.test\nb.test\nc.test\n')
   await new Promise(r => setTimeout(r, 300))
   t.equal(current().lists[0]!.entries, 2, 'not followed any more')
+})
+
+t.test('a reload that failed for want of a file descriptor (EMFILE) is tried again, a bounded number of times; another failure is not', async t => {
+  const { FD_RETRIES } = await import('../src/reload.js')
+  const dir = t.testdir({ 'tg.yaml': 'log: { level: info }\n' })
+  const cfg = join(dir, 'tg.yaml')
+  const ev = memoryEvidence()
+  let current = buildSnapshot(loadConfig(cfg, { resolvConf: '/nonexistent' }))
+  let fail: string | undefined = "Error: EMFILE: too many open files, open '/etc/lists/x.txt'"
+  const results: boolean[] = []
+  const rl = createReloader({
+    configPath: cfg, overrides: {}, resolvConf: '/nonexistent', evidence: ev, current: () => current, swap: s => { current = s },
+    debounceMs: 10, fdRetryMs: 5, onResult: ok => results.push(ok),
+    extraTexts: () => { if (fail !== undefined) throw new Error(fail); return {} },
+  })
+  t.teardown(() => rl.close())
+  t.equal(rl.reload('file changed: x.txt'), false)
+  t.match(ev.messages.at(-1), { level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { reason: 'file changed: x.txt', retry_in_ms: 5 } })
+  while (results.length < 3) await sleep(5)
+  fail = undefined
+  while (results.at(-1) !== true) await sleep(5)
+  t.match(ev.messages.at(-1), { level: 'info', msg: 'reloaded', fields: { reason: 'file changed: x.txt' } }, 'tried again until descriptors were free')
+  const n = results.length
+  await sleep(30)
+  t.equal(results.length, n, 'and no more')
+
+  fail = 'Error: ENOENT: no such file'
+  t.equal(rl.reload('SIGHUP'), false)
+  t.notOk('retry_in_ms' in (ev.messages.at(-1)!.fields ?? {}), 'another error: not tried again')
+  await sleep(30)
+  t.equal(results.length, n + 1)
+
+  // bounded: FD_RETRIES in a row, then it waits for the next change or SIGHUP
+  fail = 'Error: EMFILE: too many open files'
+  rl.reload('SIGHUP')
+  while (results.length < n + 2 + FD_RETRIES) await sleep(5)
+  await sleep(30)
+  t.equal(results.length, n + 2 + FD_RETRIES)
+  t.notOk('retry_in_ms' in (ev.messages.at(-1)!.fields ?? {}), 'the last one says no retry')
+})
+
+t.test('close() stops a retry that is due', async t => {
+  const ev = memoryEvidence()
+  const dir = t.testdir({ 'tg.yaml': 'log: { level: info }\n' })
+  const cfg = join(dir, 'tg.yaml')
+  const current = buildSnapshot(loadConfig(cfg, { resolvConf: '/nonexistent' }))
+  const results: boolean[] = []
+  const rl = createReloader({
+    configPath: cfg, overrides: {}, resolvConf: '/nonexistent', evidence: ev, current: () => current, swap: () => {},
+    debounceMs: 10, fdRetryMs: 20, onResult: ok => results.push(ok), extraTexts: () => { throw new Error('ENFILE: file table overflow') },
+  })
+  rl.reload('SIGHUP')
+  rl.close()
+  await sleep(60)
+  t.same(results, [false])
 })

@@ -2,7 +2,7 @@ import t from 'tap'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createHash } from 'node:crypto'
-import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createRemoteLists, errorCause, storedCopies } from '../src/remote-lists.js'
 import { makeSnapshot } from './fixtures/snapshot.js'
@@ -473,4 +473,28 @@ t.test('stop() aborts the fetches in flight: the connection closes at once; noth
   t.same(ev.messages.map(m => m.fields!.url), [`${srv.base}/early`], 'only the fetch done before stop() is logged')
   t.same(rl2.texts().remote!.map(x => x.source), [`${srv.base}/early`], 'the late one is not kept')
   t.equal(readdirSync(dir).filter(f => f.endsWith('.txt')).length, 1, 'nor written')
+})
+
+t.test('a copy that cannot be written (a full disk) leaves no temporary file behind, and the last one whole', async t => {
+  const { readCopy, writeCopy } = await import('../src/state-dir.js')
+  const url = 'https://lists.example/list.txt'
+  const dir = t.testdir()
+  writeCopy(dir, url, { text: 'first.example\n', etag: '"1"', fetchedAt: 1 })
+  const [txt, json] = ['.txt', '.json'].map(ext => readdirSync(dir).find(f => f.endsWith(ext))!)
+  // a rename that fails stands for any failed write: the temporary file (part-written on a full disk) stayed, taking the room
+  const blocking = (name: string, f: () => void): void => {
+    const saved = readFileSync(join(dir, name))
+    rmSync(join(dir, name))
+    mkdirSync(join(dir, name))
+    t.throws(() => writeCopy(dir, url, { text: 'second.example\n', etag: '"2"', fetchedAt: 2 }))
+    t.same(readdirSync(dir).filter(f => f.endsWith('.tmp')), [], `no temporary file left (${name.slice(name.indexOf('.'))})`)
+    rmdirSync(join(dir, name))
+    writeFileSync(join(dir, name), saved)
+    f()
+  }
+  blocking(txt!, () => t.match(readCopy(dir, url), { text: 'first.example\n', etag: '"1"', fetchedAt: 1 }, 'the text failed: the last good copy, whole'))
+  // the text goes first: a new text with the old validators is asked for again in full, never the reverse (an old text kept by a 304)
+  blocking(json!, () => t.match(readCopy(dir, url), { text: 'second.example\n', etag: '"1"', fetchedAt: 1 }, 'the .json failed: still read, not left empty'))
+  writeCopy(dir, url, { text: 'third.example\n', fetchedAt: 3 })
+  t.match(readCopy(dir, url), { text: 'third.example\n', fetchedAt: 3 })
 })

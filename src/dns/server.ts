@@ -43,8 +43,46 @@ function numericLookup(family: 4 | 6): (address: string, _: unknown, cb: LookupC
   return (address, _, cb) => cb(null, address, family)
 }
 
-async function bindUdp(name: string, port: number, onMessage: (s: Socket, msg: Buffer, ip: string, port: number) => void,
-  evidence: Evidence): Promise<Socket> {
+/** A listener's errors are said at most once per this window, with how many there were. */
+const ERROR_NOTICE_MS = 10_000
+
+/** What a UDP listener does with a datagram, and with an error of its socket. */
+export interface UdpListener {
+  onMessage(s: Socket, msg: Buffer, ip: string, port: number): void
+  onError(e: Error): void
+}
+
+/**
+ * A datagram is a query to answer, on the socket it came in on. One from port 0 is dropped as
+ * malformed: no reply can go back to it (dgram throws on such a send, and the throw, out of any
+ * handler, ended the process: one spoofed datagram stopped DNS for everyone). A reply that cannot
+ * be sent (a client with no route back, a firewall, no buffer: ENOBUFS) is an error of the
+ * socket, said at most once per 10 s with the count (`errors`).
+ */
+export function udpListener(handler: QueryHandler, evidence: Evidence, closed: () => boolean,
+  now: () => number = () => performance.now()): UdpListener {
+  const clientIp = canonicalIps()
+  let unsaid = 0
+  let saidAt = -Infinity
+  return {
+    onMessage(s, msg, ip, port) {
+      if (port === 0) return evidence.counters.dropped('malformed')
+      handler.handle(msg, { ip: clientIp(ip), port, transport: 'udp' }, reply => {
+        if (reply && !closed()) s.send(reply, port, ip)
+      })
+    },
+    onError(e) {
+      unsaid++
+      const t = now()
+      if (t - saidAt < ERROR_NOTICE_MS) return
+      saidAt = t
+      evidence.warn('dns udp socket error', { error: e.message, errors: unsaid })
+      unsaid = 0
+    },
+  }
+}
+
+async function bindUdp(name: string, port: number, listener: UdpListener): Promise<Socket> {
   const v6 = name.includes(':')                    // only an IPv6 literal has a colon (splitHostPort)
   // a listen address written as a name (`localhost:53`) is resolved here, once, to IPv4, as dgram's default lookup did for a udp4 socket
   const host = isIP(name) !== 0 ? name : (await lookup(name, { family: 4 })).address
@@ -56,8 +94,8 @@ async function bindUdp(name: string, port: number, onMessage: (s: Socket, msg: B
     s.once('error', reject)
     s.bind({ address: host, port, exclusive: true }, () => {
       s.off('error', reject)
-      s.on('error', e => evidence.warn('dns udp socket error', { error: e.message }))
-      s.on('message', (msg, r) => onMessage(s, msg, r.address, r.port))
+      s.on('error', e => listener.onError(e))
+      s.on('message', (msg, r) => listener.onMessage(s, msg, r.address, r.port))
       resolve(s)
     })
   })
@@ -81,12 +119,7 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
   const tcpClients = new TcpClients(evidence, getSnapshot)   // a client's connections counted across all listeners
   const addresses: DnsAddress[] = []
   let closed = false
-  const clientIp = canonicalIps()
-  const onMessage = (s: Socket, msg: Buffer, ip: string, port: number): void => {
-    handler.handle(msg, { ip: clientIp(ip), port, transport: 'udp' }, reply => {
-      if (reply && !closed) s.send(reply, port, ip)
-    })
-  }
+  const udpListen = udpListener(handler, evidence, () => closed)
   const closeAll = async (): Promise<void> => {
     closed = true
     const stopped = tcps.map(t => t.stopAccepting())
@@ -101,7 +134,7 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
       if (!parsed) throw new AppError('CONFIG_INVALID', `dns.listen: not HOST:PORT: ${l}`)
       const hp = { host: asIpv4(parsed.host), port: parsed.port }
       for (let attempt = 1; ; attempt++) {
-        const udp = await bindUdp(hp.host, hp.port, onMessage, evidence)
+        const udp = await bindUdp(hp.host, hp.port, udpListen)
         const port = udp.address().port
         const tcp = new TcpListener(handler, getSnapshot, evidence, tcpClients)
         try {

@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net'
+import { fdExhausted } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
 import type { Snapshot } from '../snapshot-types.js'
@@ -71,7 +72,11 @@ export class TcpListener {
     // out, and the connection is ended once the last is written
     this.server = createServer({ allowHalfOpen: true }, s => this.accept(s))
     this.server.maxConnections = getSnapshot().config.dns.tcp.maxConnections
-    this.server.on('error', e => evidence.warn('dns tcp listener error', { error: e.message }))
+    this.server.on('error', e => {
+      // an accept without a descriptor (libuv closes what it could not hand over): counted and said once per 10 s
+      if (fdExhausted(e)) evidence.counters.fdExhausted('listener')
+      else evidence.warn('dns tcp listener error', { error: e.message })
+    })
     this.server.on('drop', d => {
       evidence.counters.dropped('overload')
       clients.atCap.note(canonicalIp(String(d!.remoteAddress)), performance.now())

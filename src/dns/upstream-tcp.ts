@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net'
 import { AppError } from '../errors.js'
+import { fdExhausted } from '../observe/fd-check.js'
 import type { Counters } from '../observe/types.js'
 import { FrameReader, frame } from './framing.js'
 import { PendingTable, type ReplyCallback } from './pending.js'
@@ -42,7 +43,8 @@ export class TcpTransport {
       if (table.take(msg)) answered = true
       else this.counters.dropped('mismatch')
     }))
-    socket.on('error', () => { /* reported as the close that follows */ })
+    // reported as the close that follows; no descriptor for the connection is counted too
+    socket.on('error', e => { if (fdExhausted(e)) this.counters.fdExhausted('dns-upstream') })
     socket.on('close', () => {
       if (this.conn === conn) this.conn = undefined
       const why = `TCP connection to ${this.host}:${this.port} closed`

@@ -67,16 +67,44 @@ export class UdpTransport {
       socket, born: this.now(), sent: 0, queue: [], retired: false,
       table: new PendingTable(() => { if (o.retired) this.shut(o) }),
     }
-    socket.on('error', this.onError)
+    socket.on('error', e => this.broke(o, e))
     socket.on('message', msg => {
       if (!o.table.take(msg)) this.counters.dropped('mismatch')
     })
-    socket.connect(this.port, this.host, () => {
+    // node hands a failed connect (no route, a broadcast address) to this callback, not to
+    // 'error' (its types say it takes nothing): taken for a success, the queued sends went out
+    // on an unconnected socket and threw, out of any handler, ending the process
+    socket.connect(this.port, this.host, ((err?: Error) => {
+      if (err) return this.broke(o, err)
       const q = o.queue!
       o.queue = undefined
       for (const b of q) socket.send(b)
-    })
+    }) as () => void)
     return o
+  }
+
+  /**
+   * A socket error, reported, and the queries pending on the socket failed at once (the next
+   * upstream is asked, or SERVFAIL) rather than left to time out. A socket that never connected
+   * (no file descriptor for it: EMFILE; no route; a bind or connect that failed) is closed and
+   * leaves its slot, so the next query opens another (a broken one kept for its life took its
+   * share of queries into timeouts after the cause had gone). On a connected socket the error is
+   * the upstream's answer to a datagram (ECONNREFUSED: ICMP port unreachable, nothing listens
+   * there) or a send that failed: its queries went the same way; the socket stays.
+   */
+  private broke(o: Outlet, e: Error): void {
+    this.onError(e)
+    if (o.queue !== undefined) {
+      o.queue = undefined
+      o.retired = true
+      const i = this.slots.indexOf(o)
+      if (i >= 0) this.slots[i] = undefined
+      this.retiring.delete(o)
+      o.socket.close()
+    } else if (this.retiring.has(o)) {
+      this.shut(o)                                   // retired, and its last queries fail below
+    }
+    o.table.failAll(`${this.host}:${this.port}: ${e.message}`)
   }
 
   private shut(o: Outlet): void {

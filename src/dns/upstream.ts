@@ -1,4 +1,5 @@
 import { AppError } from '../errors.js'
+import { FD_NOTICE_MS, fdExhausted } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import type { ReplyCallback } from './pending.js'
 import { TcpTransport } from './upstream-tcp.js'
@@ -57,10 +58,26 @@ export class Upstream {
       this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters)
       return this.tcp.send(query, qEnd, timeoutMs, cb)
     }
-    this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => {
-      this.evidence.warn('dns upstream socket error', { upstream: this.url, error: e.message })
-    }, this.nowMs, this.ports)
+    this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => this.socketError(e), this.nowMs, this.ports)
     return this.udp.send(query, qEnd, timeoutMs, cb, exactCase)
+  }
+
+  private errorsUnsaid = 0
+  private errorSaidAt = -Infinity
+
+  /**
+   * An error of one of its UDP sockets (the queries on it have failed over): said at most once
+   * per 10 s, with how many there were since the last line (`errors`): an upstream whose port is
+   * closed answers every datagram with one (ECONNREFUSED). No descriptor free is counted too.
+   */
+  socketError(e: Error): void {
+    if (fdExhausted(e)) this.evidence.counters.fdExhausted('dns-upstream')
+    this.errorsUnsaid++
+    const now = this.nowMs()
+    if (now - this.errorSaidAt < FD_NOTICE_MS) return
+    this.errorSaidAt = now
+    this.evidence.warn('dns upstream socket error', { upstream: this.url, error: e.message, errors: this.errorsUnsaid })
+    this.errorsUnsaid = 0
   }
 
   /** An answer over TCP showed that it does not keep the letter case of questions: no more 0x20 for it. */

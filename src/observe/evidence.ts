@@ -5,6 +5,7 @@ import type { AlertSink } from './alerts.js'
 import type { ClientNames } from './client-names.js'
 import type { ClientTable } from './client-table.js'
 import { ecsBody, eventKind, toEcs, writeEcsBody } from './ecs.js'
+import { fdNotice } from './fd-check.js'
 import { JsonBytes } from './json-bytes.js'
 import { bodyWriter, lineTarget, messageWriter, recordWriter } from './logger.js'
 import type { Metrics } from './metrics.js'
@@ -30,10 +31,12 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
   const { logger, metrics, clients, alerts, getSnapshot, names } = opts
   const write = recordWriter(logger)
   const writeBody = bodyWriter(logger)
-  const say = messageWriter(logger)
   const target = lineTarget(logger)
   const line = new JsonBytes()
   const logs = (action: Outcome): boolean => action !== 'pass' || getSnapshot().config.log.queries === 'all'
+  const say = messageWriter(logger)
+  // descriptors run out: counted (metrics), and said at most once per 10 s
+  metrics.onFdExhausted(fdNotice((msg, fields) => say('warn', msg, fields)))
   return {
     counters: metrics.counters,
     logs,

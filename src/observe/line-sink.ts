@@ -24,8 +24,23 @@ export function sinkMode(fd: number, fstat: (fd: number) => { isFIFO(): boolean;
 export interface LineSinkOptions {
   /** The file descriptor written to (1: stdout). */
   readonly fd: number
-  /** Where a write error is reported, once (the log itself may be what failed). */
+  /**
+   * Where a write error that ends the log is reported, once (the log itself may be what failed):
+   * EPIPE (the reader is gone), EBADF, and any error of a stream.
+   */
   readonly onError?: (e: NodeJS.ErrnoException) => void
+  /**
+   * Sync mode: a write failed with an error that can pass (a full disk: ENOSPC, EDQUOT; EIO). The
+   * batch is tried again every `stuckMs`, and lines wait meanwhile, as for a stalled reader (up to
+   * `maxWaiting`, then dropped and counted); said once per episode, with `onResumed` when a write
+   * goes through again.
+   */
+  readonly onStuck?: (e: NodeJS.ErrnoException) => void
+  readonly onResumed?: () => void
+  /** The first line dropped past `maxWaiting` since the last `dropNotice` (said once per episode). */
+  readonly onDropping?: (maxWaiting: number) => void
+  /** Retry delay after a write error that can pass (see `onStuck`), ms (1000). */
+  readonly stuckMs?: number
   /**
    * How long lines gather before they go out in one write(2), ms (10). 0: until the end of the
    * event-loop turn. With stdout a pipe, each write also wakes its reader: 10 ms batches cost
@@ -49,6 +64,8 @@ export interface LineSinkOptions {
 }
 
 const SYNC_RETRIES = 100
+/** Write errors that can pass (sync mode): the batch is tried again, the lines wait (see LineSinkOptions.onStuck). */
+const PASSING = new Set(['ENOSPC', 'EDQUOT', 'EIO'])
 const PAUSE = new Int32Array(new SharedArrayBuffer(4))
 /** Lines are encoded into buffers of this size as they are written (a batch larger than one takes several). */
 const CHUNK = 64 * 1024
@@ -58,6 +75,13 @@ const CHUNK = 64 * 1024
  * MB a second outside the heap.
  */
 const POOL = 16
+
+/** The lines (newlines) in `bufs`. */
+function countLines(bufs: readonly Buffer[]): number {
+  let n = 0
+  for (const b of bufs) for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) n++
+  return n
+}
 
 /** Where a sync-mode batch stopped on EAGAIN. */
 interface Stalled { readonly out: Buffer[]; i: number; off: number }
@@ -89,14 +113,22 @@ export class LineSink {
   /** Bytes of the batch in flight. */
   private inFlight = 0
   private dropped = 0
+  /** Lines dropped past `maxWaiting`, and lines given after the log failed: since the sink was made. */
+  private droppedTotal = 0
+  private lostTotal = 0
+  /** A write failed with an error that can pass, and none has gone through since. */
+  private stuck = false
   private scheduled = false
   private writing = false
   private failed = false
   private stalled: Stalled | undefined
+  /** Stream mode: the batch in the stream (lost with it when the stream fails). */
+  private sending: Buffer[] = []
   private retry: NodeJS.Timeout | undefined
   private readonly drained: (() => void)[] = []
   private readonly onExit = (): void => this.flushSync()
   private readonly retryMs: number
+  private readonly stuckMs: number
   private readonly delayMs: number
   private readonly maxWaiting: number
   private readonly mode: SinkMode
@@ -106,6 +138,7 @@ export class LineSink {
 
   constructor(private readonly opts: LineSinkOptions) {
     this.retryMs = opts.retryMs ?? 10
+    this.stuckMs = opts.stuckMs ?? 1000
     this.delayMs = opts.delayMs ?? 10
     this.maxWaiting = opts.maxWaiting ?? 64 << 20
     this.mode = opts.mode ?? sinkMode(opts.fd)
@@ -116,13 +149,28 @@ export class LineSink {
   /** Would a line of n more bytes pass `maxWaiting`? Then it is dropped, and counted. */
   private over(n: number): boolean {
     if (this.waitingBytes + this.inFlight + n <= this.maxWaiting) return false
-    this.dropped++
+    if (this.dropped++ === 0) this.opts.onDropping?.(this.maxWaiting)
+    this.droppedTotal++
+    return true
+  }
+
+  /**
+   * Lines lost since the sink was made: `behind`, dropped past `maxWaiting` (the fd did not take
+   * them fast enough); `failed`, given after a write error ended the log (EPIPE, …).
+   */
+  get lost(): { readonly behind: number; readonly failed: number } {
+    return { behind: this.droppedTotal, failed: this.lostTotal }
+  }
+
+  /** The log failed: the line is counted as lost. */
+  private gone(): true {
+    this.lostTotal++
     return true
   }
 
   /** Queue one line (with its newline). */
   write(line: string): boolean {
-    if (this.failed) return true
+    if (this.failed) return this.gone()
     if (this.over(line.length)) return true
     this.append(line)
     return true
@@ -133,7 +181,10 @@ export class LineSink {
    * with at least `room` bytes free there; `endLine` queues them. Undefined once the log failed.
    */
   lineBuffer(room: number): Buffer | undefined {
-    if (this.failed) return undefined
+    if (this.failed) {
+      this.gone()
+      return undefined
+    }
     if (this.used + room > this.buf.length) this.grow(room)
     return this.buf
   }
@@ -153,7 +204,10 @@ export class LineSink {
   /** Queue one line given as its UTF-8 bytes (with its newline). */
   writeBytes(line: Uint8Array): void {
     const n = line.length
-    if (this.failed) return
+    if (this.failed) {
+      this.gone()
+      return
+    }
     if (this.over(n)) return
     if (this.used + n > this.buf.length) this.grow(n)
     this.buf.set(line, this.used)
@@ -220,6 +274,7 @@ export class LineSink {
     this.writing = true
     if (this.mode === 'sync') return this.writeOut({ out, i: 0, off: 0 })
     const s = this.stream ??= this.openStream()
+    this.sending = out
     for (let i = 0; i < out.length - 1; i++) s.write(out[i])
     s.write(out[out.length - 1], (err?: Error | null) => (err ? this.fail(err) : this.done()))
   }
@@ -246,10 +301,19 @@ export class LineSink {
           st.off += this.writeFd(this.opts.fd, b, st.off, b.length - st.off)
         } catch (e) {
           const err = e as NodeJS.ErrnoException
-          if (err.code !== 'EAGAIN') return this.fail(err)
+          const passing = PASSING.has(String(err.code))
+          if (err.code !== 'EAGAIN' && !passing) return this.fail(err, [b.subarray(st.off), ...st.out.slice(st.i + 1)])
+          if (passing && !this.stuck) {
+            this.stuck = true
+            this.opts.onStuck?.(err)
+          }
           this.stalled = st
-          this.retry = setTimeout(() => this.writeOut(st), this.retryMs)
+          this.retry = setTimeout(() => this.writeOut(st), passing ? this.stuckMs : this.retryMs)
           return
+        }
+        if (this.stuck) {
+          this.stuck = false
+          this.opts.onResumed?.()
         }
       }
     }
@@ -259,6 +323,7 @@ export class LineSink {
   /** A batch is out: keep its buffer for reuse, say what was dropped, go on. */
   private done(): void {
     this.writing = false
+    this.sending = []
     this.inFlight = 0
     for (const b of this.outBufs) if (b.length === CHUNK && this.pool.length < POOL) this.pool.push(b)
     this.outBufs = []
@@ -270,9 +335,12 @@ export class LineSink {
     this.next()
   }
 
-  private fail(err: NodeJS.ErrnoException): void {
+  /** The log failed for good: what waits, and `unwritten` (sync mode; stream mode: the batch in the stream), is counted lost. */
+  private fail(err: NodeJS.ErrnoException, unwritten: readonly Buffer[] = this.sending): void {
     if (this.failed) return
     this.failed = true
+    this.lostTotal += countLines(unwritten) + countLines(this.full) + countLines([this.buf.subarray(0, this.used)])
+    this.sending = []
     this.writing = false
     this.full = []
     this.fullChunks = []
@@ -311,7 +379,8 @@ export class LineSink {
     rest.push(...this.drain())
     this.fullChunks = []                                     // written below, not reused
     let again = 0
-    for (const b of rest) {
+    for (let i = 0; i < rest.length; i++) {
+      const b = rest[i]!
       let off = 0
       while (off < b.length) {
         try {
@@ -320,7 +389,7 @@ export class LineSink {
           const err = e as NodeJS.ErrnoException
           // a full non-blocking fd: wait for its reader, a bounded number of times
           if (err.code === 'EAGAIN' && again++ < SYNC_RETRIES) { Atomics.wait(PAUSE, 0, 0, this.retryMs); continue }
-          return this.fail(err)
+          return this.fail(err, [b.subarray(off), ...rest.slice(i + 1)])
         }
       }
     }

@@ -37,10 +37,11 @@ export function createLogger(opts: LoggerOptions): Logger {
   // stdout: the lines of each 10 ms in one write (a line per blocked query must not cost a
   // write(2) each); from the main thread, non-blocking when stdout is a pipe or a socket
   const dest = (opts.destination as DestinationStream | undefined) ?? new LineSink({
-    fd: 1, onError: stdoutFailed,
+    fd: 1, onError: stdoutFailed, onStuck: stdoutStuck, onResumed: stdoutResumed, onDropping: stdoutBehind,
     dropNotice: droppedLine(options.timestamp),
   })
   const logger = pino(options, dest)
+  if (dest instanceof LineSink) lostReaders.set(logger, () => dest.lost)
   // the same line pino writes for logger[level](record), from the record's JSON text (serialized
   // by V8's JSON.stringify in one call, or by ecsBody; pino's key-by-key stringify cost a third of
   // a blocked query)
@@ -103,9 +104,39 @@ function head(level: string, stamp: string): string {
   return `{"log.level":"${level}"${stamp},"ecs.version":"${ECS_VERSION}",`
 }
 
-/** Said once on stderr when stdout stops taking the log (EPIPE, EBADF, a full disk). */
-export function stdoutFailed(e: NodeJS.ErrnoException, stderr: { write(s: string): unknown } = process.stderr): void {
-  stderr.write(`tunnelguard: the log cannot be written to stdout (${e.code ?? e.message}); lines are dropped from now on\n`)
+const lostReaders = new WeakMap<Logger, () => LostLines>()
+
+const NONE_LOST: LostLines = { behind: 0, failed: 0 }
+
+/** What reads the lines a logger made by createLogger on its own LineSink (stdout) has lost so far (another loses none it knows of). */
+export function lostLines(logger: Logger): () => LostLines {
+  return lostReaders.get(logger) ?? (() => NONE_LOST)
+}
+
+/** See LineSink.lost. */
+export interface LostLines { readonly behind: number; readonly failed: number }
+
+type Stderr = { write(s: string): unknown }
+const DROPPED_METRIC = 'tunnelguard_log_lines_dropped_total'
+
+/** Said once on stderr when stdout stops taking the log for good (EPIPE: the reader is gone; EBADF). */
+export function stdoutFailed(e: NodeJS.ErrnoException, stderr: Stderr = process.stderr): void {
+  stderr.write(`tunnelguard: the log cannot be written to stdout (${e.code ?? e.message}); lines are dropped from now on, and counted in ${DROPPED_METRIC}{reason="failed"}\n`)
+}
+
+/** Said on stderr when a write to stdout fails with an error that can pass (a full disk), once until one goes through. */
+export function stdoutStuck(e: NodeJS.ErrnoException, stderr: Stderr = process.stderr): void {
+  stderr.write(`tunnelguard: the log cannot be written to stdout (${e.code}); it is tried again every second, and lines wait meanwhile (past 64 MiB they are dropped and counted)\n`)
+}
+
+/** Said on stderr when stdout takes the log again after stdoutStuck. */
+export function stdoutResumed(stderr: Stderr = process.stderr): void {
+  stderr.write('tunnelguard: the log is written to stdout again\n')
+}
+
+/** Said on stderr when the first line is dropped because stdout did not keep up (once until the count is logged). */
+export function stdoutBehind(maxWaiting: number, stderr: Stderr = process.stderr): void {
+  stderr.write(`tunnelguard: stdout is not taking the log (${maxWaiting >> 20} MiB of lines wait); lines are dropped, and counted in ${DROPPED_METRIC}{reason="behind"} and in a line once it moves\n`)
 }
 
 /** The line written when stdout fell so far behind that lines were dropped (`stamp`: the logger's `,"@timestamp":…`). */

@@ -2,7 +2,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'pr
 import { OUTCOMES as ACTIONS, WHERES, type Decision, type Outcome, type Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
 import { ALERT_OUTPUTS, ALERT_RESULTS, type AlertOutputName, type AlertResult } from './alert-output.js'
-import type { CacheStats, Counters, DecisionEvent } from './types.js'
+import { FD_WHERES, type CacheStats, type Counters, type DecisionEvent, type FdWhere } from './types.js'
 
 /** Most distinct values a config-bounded label may take; beyond it values read `other`. */
 export const MAX_LABEL_VALUES = 64
@@ -19,6 +19,10 @@ export interface Metrics {
   reloaded(ok: boolean): void
   /** What became of an alert at an output: `tunnelguard_alerts_total{output=webhook|syslog,result=sent|failed|dropped}`. */
   alerted(output: AlertOutputName, result: AlertResult): void
+  /** Where `tunnelguard_log_lines_dropped_total` is read from when scraped (the stdout log's sink; see LineSink.lost). */
+  watchLog(read: () => { readonly behind: number; readonly failed: number }): void
+  /** Told each time `counters.fdExhausted` counts (the evidence's warning). */
+  onFdExhausted(cb: (where: FdWhere) => void): void
   /** Where `tunnelguard_dns_cache_entries` and `tunnelguard_dns_cache_bytes` are read from when scraped (the DNS service). */
   watchCache(read: () => CacheStats): void
 }
@@ -173,6 +177,27 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     labelNames: ['output', 'result'] as const, registers,
   })
   for (const output of ALERT_OUTPUTS) for (const result of ALERT_RESULTS) alerts.inc({ output, result }, 0)   // every series from the start
+  const fds = new Counter({
+    name: `${p}fd_exhausted_total`,
+    help: 'Times no file descriptor was free (EMFILE/ENFILE): where=check (the 2-second check; meanwhile new connections are closed as they are accepted), listener (an accept that failed), dns-upstream (an upstream socket that could not open)',
+    labelNames: ['where'] as const, registers,
+  })
+  for (const where of FD_WHERES) fds.inc({ where }, 0)
+  let onFd: ((where: FdWhere) => void) | undefined
+  let readLost: (() => { readonly behind: number; readonly failed: number }) | undefined
+  const lostSeen = { behind: 0, failed: 0 }
+  new Counter({
+    name: `${p}log_lines_dropped_total`,
+    help: 'Log lines lost on stdout: behind (dropped while 64 MiB of lines waited for stdout), failed (given after stdout failed for good: EPIPE, EBADF)',
+    labelNames: ['reason'] as const, registers,
+    collect() {
+      const now = readLost?.() ?? lostSeen
+      for (const reason of ['behind', 'failed'] as const) {
+        this.inc({ reason }, now[reason] - lostSeen[reason])
+        lostSeen[reason] = now[reason]
+      }
+    },
+  })
 
   const upstream = bounded()
   const decided = (message: DecisionEvent['message'], d: Decision): void => {
@@ -194,6 +219,10 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     dropped: reason => { drops.set(reason, (drops.get(reason) ?? 0) + 1) },
     proxyBytes: (direction, n) => bytes.inc({ direction }, n),
     connections: (kind, delta) => conns.inc({ kind }, delta),
+    fdExhausted: where => {
+      fds.inc({ where })
+      onFd?.(where)
+    },
   }
 
   return {
@@ -207,5 +236,7 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     reloaded: ok => reloads.inc({ result: ok ? 'ok' : 'error' }),
     alerted: (output, result) => alerts.inc({ output, result }),
     watchCache: read => { readCache = read },
+    onFdExhausted: cb => { onFd = cb },
+    watchLog: read => { readLost = read },
   }
 }

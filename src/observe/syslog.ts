@@ -61,12 +61,15 @@ interface Pending {
  * line of its own (`alert syslog gave up`: why, and how many this output has dropped). A failed
  * connection is retried at most once a second, when an alert is waiting.
  */
-export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields: Record<string, unknown>) => void, clock: () => number): AlertOutput {
+export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields: Record<string, unknown>) => void, clock: () => number,
+  createUdp: (type: 'udp4' | 'udp6') => UdpSocket = createSocket): AlertOutput {
   const { transport, host, port } = parseSyslogUrl(opts.url)
   const fmt = { appName: opts.appName ?? 'tunnelguard', facility: opts.facility ?? 16, hostname: opts.hostname ?? osHostname(), pid: process.pid }
   const maxQueue = opts.maxQueue ?? 1000
   const failed = (e: unknown) => onError('alert syslog failed', { url: opts.url, error: errorText(e) })
   let udp: UdpSocket | undefined
+  /** The alerts sent on `udp` before it bound (undefined once it has). */
+  let unbound: Set<Omit<Pending, 'framed'>> | undefined
   let tcp: Socket | undefined
   let connected = false
   let closed = false
@@ -96,6 +99,29 @@ export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields:
   /** The connection is gone (`end`, `close`, or an error): the next alert opens another. */
   function lost(s: Socket): void {
     if (tcp === s) { tcp = undefined; connected = false; pending = [] }
+  }
+
+  /**
+   * The UDP socket, bound by its first send. When that bind fails (no descriptor free: EMFILE),
+   * dgram drops the sends queued behind it, callbacks and all: each of their alerts is given up
+   * here (it went uncounted), and the next alert opens another socket.
+   */
+  function openUdp(): UdpSocket {
+    const s = createUdp(isIP(host) === 6 ? 'udp6' : 'udp4')
+    const waiting = unbound = new Set()
+    s.once('listening', () => { if (unbound === waiting) unbound = undefined })
+    s.on('error', e => {
+      failed(e)
+      if (unbound !== waiting) return
+      udp = undefined
+      unbound = undefined
+      s.close()
+      for (const p of waiting) {
+        p.report('failed')
+        giveUp(p, 'send failed', errorText(e))
+      }
+    })
+    return s
   }
 
   function openTcp(): void {
@@ -128,8 +154,12 @@ export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields:
       if (closed) return giveUp({ ev, report }, 'closed')
       const msg = formatSyslog(ev, { ...fmt, time: clock() })
       if (transport === 'udp') {
-        udp ??= createSocket(isIP(host) === 6 ? 'udp6' : 'udp4').on('error', failed)
+        udp ??= openUdp()
+        const p = { ev, report }
+        const waiting = unbound
+        waiting?.add(p)
         udp.send(msg, port, host, e => {
+          waiting?.delete(p)
           if (!e) return report('sent')
           failed(e)
           report('failed')

@@ -48,7 +48,17 @@ export interface Counters {
   dropped(reason: 'ratelimit' | 'malformed' | 'overload' | 'refused' | 'mismatch'): void
   proxyBytes(direction: 'up' | 'down', bytes: number): void
   connections(kind: 'dns-tcp' | 'proxy', delta: 1 | -1): void
+  /** No file descriptor was free (EMFILE, ENFILE) at `where` (see fd-check.ts). */
+  fdExhausted(where: FdWhere): void
 }
+
+/**
+ * Where the process found no file descriptor free: `check` (the periodic check, which sees what
+ * the listeners cannot: libuv accepts and closes connections unseen while none is free),
+ * `listener` (an accept that failed), `dns-upstream` (a socket to an upstream that could not open).
+ */
+export type FdWhere = 'check' | 'listener' | 'dns-upstream'
+export const FD_WHERES: readonly FdWhere[] = ['check', 'listener', 'dns-upstream']
 
 /** The DNS answer cache's size: entries, and the bytes of memory its answers take (outside the JavaScript heap). */
 export interface CacheStats {

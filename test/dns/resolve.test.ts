@@ -42,7 +42,8 @@ t.test('resolves through the configured upstreams: addresses and the CNAME chain
 })
 
 t.test('failures', async t => {
-  const dead = `udp://127.0.0.1:${await freePort()}`
+  const dead = `udp://127.0.0.1:${await freePort()}`     // nothing listens: ICMP port unreachable
+  const silent = await fakeUdp(t, () => {})
   const refusing = await fakeUdp(t, (m, r, s) => {
     const q = decodeMsg(m)
     s.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8185, questions: q.questions as dnsPacket.Question[] }), r.port, r.address)
@@ -58,9 +59,12 @@ t.test('failures', async t => {
     s.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions as dnsPacket.Question[], answers: [{ type: 'A', name: 'a.test', data: '192.0.2.3' }] }), r.port, r.address)
   })
   const run = (url: string) => createResolver({ getSnapshot: () => makeSnapshot({ config: { dns: { upstreams: [url], timeout: '1s' } } }), evidence: memoryEvidence() })
-  const rs = [run(dead), run(refusing), run(broken), run(onlyA)]
+  const rs = [run(dead), run(refusing), run(broken), run(onlyA), run(silent)]
   t.teardown(() => { for (const r of rs) r.close() })
-  await t.rejects(rs[0]!.resolve('a.test'), { code: 'UPSTREAM_TIMEOUT' })
+  const t0 = performance.now()
+  await t.rejects(rs[0]!.resolve('a.test'), { code: 'UPSTREAM_FAILED', message: /ECONNREFUSED/ })
+  t.ok(performance.now() - t0 < 900, 'a closed port fails at once, not after dns.timeout')
+  await t.rejects(rs[4]!.resolve('a.test'), { code: 'UPSTREAM_TIMEOUT' })
   await t.rejects(rs[1]!.resolve('a.test'), { code: 'UPSTREAM_FAILED', message: /rcode 5/ })
   await t.rejects(rs[2]!.resolve('a.test'), { code: 'UPSTREAM_FAILED', message: /malformed/ })
   t.same(await rs[3]!.resolve('a.test'), { addresses: ['192.0.2.3'], cnames: [] }, 'one family failing is not fatal')

@@ -949,3 +949,107 @@ t.test('an error reply without the question (header only) fails the query at onc
   t.match(e.err?.message, 'answered REFUSED without the question')
   t.ok(Date.now() - t1 < 1500)
 })
+
+type Slots = { slots: ({ socket: Socket } | undefined)[] }
+const socketOf = (u: UdpTransport): Socket => (u as unknown as Slots).slots.find(Boolean)!.socket
+
+t.test('UDP: a socket whose connect fails (a broadcast address: EACCES) fails its queries at once and leaves its slot; the process goes on', async t => {
+  // connect(2) refuses a broadcast address without SO_BROADCAST: no datagram leaves the host.
+  // Node hands that failure to connect()'s callback, which took it for a success and sent on an
+  // unconnected socket: a throw outside any handler, which ended the process
+  const errors: string[] = []
+  const u = new UdpTransport('255.255.255.255', 53, memoryEvidence().counters, e => errors.push(e.message), Date.now, { sockets: 1, queriesPerSocket: 1000, socketLifeMs: 60_000 })
+  t.teardown(() => u.close())
+  const t0 = performance.now()
+  const got = await ask(u, 'a.test', 5000)
+  t.equal(got.err?.code, 'UPSTREAM_FAILED')
+  t.match(got.err?.message, /255\.255\.255\.255:53: connect EACCES/)
+  t.ok(performance.now() - t0 < 1000, 'at once, not after the timeout')
+  t.same(errors, ['connect EACCES 255.255.255.255:53'])
+  t.equal(u.sockets, 0, 'closed, its slot free')
+  t.equal((await ask(u, 'b.test', 5000)).err?.code, 'UPSTREAM_FAILED', 'the next query opens another, which fails the same way')
+  t.equal(u.sockets, 0)
+})
+
+t.test('UDP: a socket that cannot open (no descriptor: EMFILE at its bind) fails its queries at once; the next query gets a new one', async t => {
+  const up = await fakeUdp(t, reply)
+  const errors: string[] = []
+  const u = new UdpTransport('127.0.0.1', up.port, memoryEvidence().counters, e => errors.push(e.message), Date.now, { sockets: 1, queriesPerSocket: 1000, socketLifeMs: 60_000 })
+  t.teardown(() => u.close())
+  const first = ask(u, 'a.test', 5000)
+  // what dgram emits when bind(2) finds no descriptor free, before its connect ever runs
+  socketOf(u).emit('error', Object.assign(new Error('bind EMFILE 0.0.0.0'), { code: 'EMFILE' }))
+  const got = await first
+  t.equal(got.err?.code, 'UPSTREAM_FAILED', 'failed at once, not left to time out')
+  t.match(got.err?.message, /bind EMFILE/)
+  t.same(errors, ['bind EMFILE 0.0.0.0'])
+  t.equal(u.sockets, 0, 'the broken socket left its slot (it took every query after it into a timeout, for up to socketLifeMs)')
+  t.equal((await ask(u, 'b.test')).err, undefined, 'descriptors back: answered on a new socket')
+  t.equal(up.seen.length, 1)
+})
+
+t.test('UDP: an upstream port that is closed (ICMP port unreachable: ECONNREFUSED) fails the queries at once, and the socket stays', async t => {
+  const port = await freePort()                    // nothing listens there
+  const errors: string[] = []
+  const u = new UdpTransport('127.0.0.1', port, memoryEvidence().counters, e => errors.push(e.message), Date.now, { sockets: 1, queriesPerSocket: 1000, socketLifeMs: 60_000 })
+  t.teardown(() => u.close())
+  const t0 = performance.now()
+  const got = await ask(u, 'a.test', 5000)
+  t.equal(got.err?.code, 'UPSTREAM_FAILED')
+  t.match(got.err?.message, /ECONNREFUSED/)
+  t.ok(performance.now() - t0 < 1000, `at once (${(performance.now() - t0).toFixed(0)} ms), not after the 5 s timeout`)
+  t.same(errors, ['recvmsg ECONNREFUSED'])
+  t.equal(u.sockets, 1, 'a connected socket stays: the upstream may come back')
+  const up = await fakeUdp(t, reply, port)
+  t.equal((await ask(u, 'b.test')).err, undefined, 'the upstream is back: answered on the same socket')
+  t.equal(up.seen.length, 1)
+})
+
+t.test('UDP: an error on a replaced socket fails its last queries and closes it', async t => {
+  const up = await fakeUdp(t, () => {})           // never answers
+  const u = new UdpTransport('127.0.0.1', up.port, memoryEvidence().counters, () => {}, Date.now, { sockets: 1, queriesPerSocket: 1, socketLifeMs: 60_000 })
+  t.teardown(() => u.close())
+  const first = ask(u, 'a.test', 5000)
+  while (up.seen.length < 1) await sleep(5)
+  const old = socketOf(u)
+  const second = ask(u, 'b.test', 300)            // replaces the first socket, which waits for its query
+  t.equal(u.sockets, 2)
+  old.emit('error', Object.assign(new Error('recvmsg ECONNREFUSED'), { code: 'ECONNREFUSED' }))
+  t.equal((await first).err?.code, 'UPSTREAM_FAILED')
+  t.equal(u.sockets, 1, 'the replaced socket is closed')
+  t.equal((await second).err?.code, 'UPSTREAM_TIMEOUT')
+})
+
+t.test('an upstream says its socket errors at most once per 10 s, with how many; no descriptor free is counted', async t => {
+  const { Upstream } = await import('../../src/dns/upstream.js')
+  const ev = memoryEvidence()
+  let now = 0
+  const u = new Upstream('udp://127.0.0.1:9', ev, () => now, { sockets: 1, queriesPerSocket: 1, socketLifeMs: 1 })
+  const refused = Object.assign(new Error('recvmsg ECONNREFUSED'), { code: 'ECONNREFUSED' })
+  u.socketError(refused)
+  u.socketError(refused)
+  now = 9_999
+  u.socketError(Object.assign(new Error('bind EMFILE 0.0.0.0'), { code: 'EMFILE' }))
+  now = 10_000
+  u.socketError(refused)
+  t.same(ev.messages.map(m => m.fields), [
+    { upstream: 'udp://127.0.0.1:9', error: 'recvmsg ECONNREFUSED', errors: 1 },
+    { upstream: 'udp://127.0.0.1:9', error: 'recvmsg ECONNREFUSED', errors: 3 },
+  ])
+  t.equal(ev.counts['fd.dns-upstream'], 1)
+})
+
+t.test('TCP transport: a connection that cannot get a descriptor (EMFILE) is counted; its queries fail at once', async t => {
+  const ev = memoryEvidence()
+  const port = await freePort()
+  const tcp = new TcpTransport('127.0.0.1', port, ev.counters)
+  t.teardown(() => tcp.close())
+  const { buf, qEnd } = query()
+  const t0 = performance.now()
+  const failed = new Promise<AppError | undefined>(r => tcp.send(buf, qEnd, 5000, e => r(e)))
+  const sock = (tcp as unknown as { conn: { socket: TcpSocket } }).conn.socket
+  sock.destroy(Object.assign(new Error('connect EMFILE 127.0.0.1:53'), { code: 'EMFILE' }))   // what net emits when socket(2) finds none free
+  t.equal((await failed)?.code, 'UPSTREAM_FAILED')
+  t.ok(performance.now() - t0 < 1000, 'at once')
+  t.equal(ev.counts['fd.dns-upstream'], 1)
+})

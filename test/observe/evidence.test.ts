@@ -208,3 +208,16 @@ t.test('without an alert sink the line is written from text: the same line as wi
   const quiet = createEvidence({ logger: createLogger({ level: 'error', destination: new Writable({ write(_c, _e, cb) { t.fail('nothing is written below the level'); cb() } }) }), getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable() })
   quiet.decision({ message: 'dns.query', decision: snap.policy.decide('10.0.0.5', 'a.ngrok.io', 'qname'), client: { ip: '10.0.0.5', port: 7 }, transport: 'udp', durationNs: 3 })
 })
+
+t.test('no file descriptor free: counted per place in /metrics, and a warn line at most once per 10 s', async t => {
+  const s = setup()
+  s.evidence.counters.fdExhausted('check')
+  s.evidence.counters.fdExhausted('listener')
+  const text = await s.metrics.registry.metrics()
+  t.match(text, 'tunnelguard_fd_exhausted_total{where="check"} 1')
+  t.match(text, 'tunnelguard_fd_exhausted_total{where="listener"} 1')
+  t.match(text, 'tunnelguard_fd_exhausted_total{where="dns-upstream"} 0')
+  const warned = s.lines().filter(l => l['error.code'] === 'EMFILE')
+  t.equal(warned.length, 1, 'one line for both')
+  t.match(warned[0], { 'log.level': 'warn', where: 'check', count: 1 })
+})

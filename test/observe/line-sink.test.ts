@@ -357,3 +357,74 @@ process.stdin.on('data', () => { s.flush(() => process.exit(0)) })`
   t.equal(lines.length - 1 + dropped, 20_000, 'every line is either written or counted')
   t.ok(lines.slice(0, -1).every(l => l.length === 1000), 'written lines are whole')
 })
+
+t.test('a full disk (ENOSPC) is not the end of the log: the batch is tried again, lines wait (bounded), and it goes on once there is room', async t => {
+  let full = true
+  const said: string[] = []
+  const fake = fakeWrite((_c, len) => (full ? errno('ENOSPC') : len))
+  const sink = new LineSink({
+    fd: 99, mode: 'sync', writeSync: fake.writeSync, delayMs: 0, stuckMs: 20, maxWaiting: 30,
+    dropNotice: n => `dropped ${n}\n`, onError: e => said.push(`error ${e.code}`),
+    onStuck: e => said.push(`stuck ${e.code}`), onResumed: () => said.push('resumed'), onDropping: max => said.push(`dropping past ${max}`),
+  })
+  t.teardown(() => sink.close())
+  sink.write('first\n')
+  await tick()
+  for (let i = 0; i < 6; i++) sink.write(`line ${i}\n`)     // 7 bytes each: 6 in flight + three fit in 30
+  await sleep(60)
+  t.same(said, ['stuck ENOSPC', 'dropping past 30'], 'said once each, not once per retry; never the end of the log')
+  t.ok(fake.calls.length >= 2, `tried again (${fake.calls.length} writes)`)
+  full = false
+  await flushed(sink)
+  t.same(Buffer.concat(fake.out).toString().split('\n').filter(Boolean), ['first', 'line 0', 'line 1', 'line 2', 'dropped 3'])
+  t.same(said, ['stuck ENOSPC', 'dropping past 30', 'resumed'])
+  t.same(sink.lost, { behind: 3, failed: 0 })
+  sink.write('after\n')
+  await flushed(sink)
+  t.equal(Buffer.concat(fake.out).toString().split('\n').filter(Boolean).at(-1), 'after')
+  sink.write('x'.repeat(40) + '\n')
+  t.same(said.at(-1), 'dropping past 30', 'a new episode is said again')
+})
+
+t.test('after the log failed for good (EPIPE) every line given is counted as lost, however it is given', async t => {
+  const fake = fakeWrite(() => errno('EPIPE'))
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, delayMs: 0, onError: () => {} })
+  t.teardown(() => sink.close())
+  sink.write('w\nx\n')
+  await flushed(sink)
+  t.same(sink.lost, { behind: 0, failed: 2 }, 'the lines of the batch that failed')
+  sink.write('y\n')
+  sink.writeBytes(Buffer.from('z\n'))
+  t.equal(sink.lineBuffer(10), undefined)
+  t.same(sink.lost, { behind: 0, failed: 5 }, 'and each line after it')
+
+  // a write that took part of a batch: the lines not wholly written, and those waiting behind it
+  const part = fakeWrite(call => (call === 0 ? 3 : errno('EBADF')))
+  const sink2 = new LineSink({ fd: 99, mode: 'sync', writeSync: part.writeSync, delayMs: 0, retryMs: 60_000, onError: () => {} })
+  t.teardown(() => sink2.close())
+  sink2.write('ab\ncd\n')
+  sink2.write('ef\n')
+  await flushed(sink2)
+  t.equal(Buffer.concat(part.out).toString(), 'ab\n')
+  t.same(sink2.lost, { behind: 0, failed: 2 })
+
+  // at exit (flushSync)
+  const exit = fakeWrite(call => (call === 0 ? 3 : errno('EPIPE')))
+  const sink3 = new LineSink({ fd: 99, mode: 'sync', writeSync: exit.writeSync, delayMs: 200, onError: () => {} })
+  sink3.write('ab\n')
+  sink3.write('cd\n')
+  sink3.write('ef\n')
+  sink3.close()
+  t.same(sink3.lost, { behind: 0, failed: 2 }, 'the lines flushSync could not write')
+
+  // stream mode: the batch in the stream, and what waits behind it
+  const h = heldStream()
+  const sink4 = new LineSink({ fd: 99, mode: 'stream', stream: h.stream, delayMs: 0, onError: () => {} })
+  t.teardown(() => sink4.close())
+  sink4.write('a\nb\n')
+  await tick()
+  sink4.write('c\n')
+  h.held.shift()!(errno('EPIPE'))
+  await tick()
+  t.same(sink4.lost, { behind: 0, failed: 3 })
+})

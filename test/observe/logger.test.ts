@@ -106,8 +106,28 @@ t.test('a failed stdout is reported once on stderr', async t => {
   const said: string[] = []
   stdoutFailed(Object.assign(new Error('broken pipe'), { code: 'EPIPE' }), { write: s => said.push(s) })
   stdoutFailed(new Error('no code'), { write: s => said.push(s) })
-  t.match(said[0], /cannot be written to stdout \(EPIPE\); lines are dropped/)
+  t.match(said[0], /cannot be written to stdout \(EPIPE\); lines are dropped from now on, and counted in tunnelguard_log_lines_dropped_total\{reason="failed"\}/)
   t.match(said[1], /\(no code\)/)
+})
+
+t.test('a full disk, its end, and lines dropped behind a slow stdout are each said on stderr', async t => {
+  const { stdoutBehind, stdoutResumed, stdoutStuck } = await import('../../src/observe/logger.js')
+  const said: string[] = []
+  const stderr = { write: (s: string) => said.push(s) }
+  stdoutStuck(Object.assign(new Error('no space'), { code: 'ENOSPC' }), stderr)
+  stdoutResumed(stderr)
+  stdoutBehind(64 << 20, stderr)
+  t.match(said[0], /cannot be written to stdout \(ENOSPC\); it is tried again every second, and lines wait/)
+  t.equal(said[1], 'tunnelguard: the log is written to stdout again\n')
+  t.match(said[2], /stdout is not taking the log \(64 MiB of lines wait\); lines are dropped, and counted in tunnelguard_log_lines_dropped_total\{reason="behind"\}/)
+})
+
+t.test('lostLines: what the stdout sink lost; another logger loses none it knows of', async t => {
+  const { lostLines } = await import('../../src/observe/logger.js')
+  const own = createLogger({ level: 'info' })              // a LineSink on fd 1; nothing is written
+  t.same(lostLines(own)(), { behind: 0, failed: 0 })
+  const other = createLogger({ level: 'info', destination: new Writable({ write(_c, _e, cb) { cb() } }) })
+  t.same(lostLines(other)(), { behind: 0, failed: 0 })
 })
 
 t.test('the dropped-lines notice is one ECS line with the count', async t => {

@@ -90,3 +90,30 @@ t.test('two instances do not collide; label values stay bounded', async t => {
   t.match(text, 'tunnelguard_upstream_requests_total{upstream="other",outcome="ok"} 5')
   t.match(await b.registry.metrics(), 'tg_decisions_total')
 })
+
+t.test('fd_exhausted_total: every place from the start; counted without a listener, and the listener told', async t => {
+  const m = createMetrics()
+  t.match(await m.registry.metrics(), 'tunnelguard_fd_exhausted_total{where="dns-upstream"} 0')
+  m.counters.fdExhausted('check')
+  const told: string[] = []
+  m.onFdExhausted(w => told.push(w))
+  m.counters.fdExhausted('dns-upstream')
+  const text = await m.registry.metrics()
+  t.match(text, 'tunnelguard_fd_exhausted_total{where="check"} 1')
+  t.match(text, 'tunnelguard_fd_exhausted_total{where="dns-upstream"} 1')
+  t.same(told, ['dns-upstream'])
+})
+
+t.test('log_lines_dropped_total: both reasons from the start, read from the log sink at each scrape', async t => {
+  const m = createMetrics()
+  t.match(await m.registry.metrics(), 'tunnelguard_log_lines_dropped_total{reason="behind"} 0')
+  let lost = { behind: 5, failed: 0 }
+  m.watchLog(() => lost)
+  let text = await m.registry.metrics()
+  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="behind"} 5')
+  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="failed"} 0')
+  lost = { behind: 7, failed: 3 }
+  text = await m.registry.metrics()
+  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="behind"} 7')
+  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="failed"} 3')
+})

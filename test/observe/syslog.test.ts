@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createSocket } from 'node:dgram'
+import { createSocket, type Socket as Socket4 } from 'node:dgram'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { createSyslog, formatSyslog, parseSyslogUrl } from '../../src/observe/syslog.js'
 import type { AlertResult } from '../../src/observe/alert-output.js'
@@ -194,4 +194,38 @@ t.test('TCP: close while connecting gives up the waiting alert', async t => {
   t.same(rs.by, { '10.0.0.5': ['dropped'] })
   t.match(errors, [{ m: 'alert syslog gave up', 'client.ip': '10.0.0.5', reason: 'closed', dropped: 1 }])
   t.equal(errors.length, 1)
+})
+
+t.test('UDP: a socket whose bind fails (no descriptor free: EMFILE) gives up the alerts sent on it, each counted; the next alert opens another', async t => {
+  const rx = createSocket('udp4')
+  const got: string[] = []
+  rx.on('message', m => got.push(String(m)))
+  await new Promise<void>(r => rx.bind(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => rx.close(() => r())))
+  const errors: Record<string, unknown>[] = []
+  const rs = results()
+  const url = `udp://127.0.0.1:${rx.address().port}`
+  const made: Socket4[] = []
+  const out = createSyslog({ url }, (m, f) => errors.push({ m, ...f }), Date.now, type => { const s = createSocket(type); made.push(s); return s })
+  t.teardown(() => out.close())
+  out.send(ev('10.0.0.5', 'a.ngrok.io'), {}, rs.report('10.0.0.5'))
+  out.send(ev('10.0.0.6', 'a.ngrok.io'), {}, rs.report('10.0.0.6'))
+  // what dgram emits when the implicit bind of the first send finds no descriptor free; it drops the queued sends
+  made[0]!.emit('error', Object.assign(new Error('bind EMFILE 0.0.0.0'), { code: 'EMFILE' }))
+  t.same(rs.by, { '10.0.0.5': ['failed', 'dropped'], '10.0.0.6': ['failed', 'dropped'] }, 'each counted, none lost')
+  t.match(errors, [
+    { m: 'alert syslog failed', url, error: /EMFILE/ },
+    { m: 'alert syslog gave up', 'client.ip': '10.0.0.5', reason: 'send failed', error: /EMFILE/, dropped: 1 },
+    { m: 'alert syslog gave up', 'client.ip': '10.0.0.6', reason: 'send failed', dropped: 2 },
+  ])
+  out.send(ev('10.0.0.7', 'a.ngrok.io'), {}, rs.report('10.0.0.7'))
+  await until(() => got.length === 1)
+  t.equal(made.length, 2, 'a new socket')
+  t.match(got, [/client="10\.0\.0\.7"/])
+  t.same(rs.by['10.0.0.7'], ['sent'])
+  made[1]!.emit('error', new Error('a later error on a bound socket'))
+  t.match(errors.at(-1), { m: 'alert syslog failed', error: /a later error/ })
+  out.send(ev('10.0.0.8', 'a.ngrok.io'), {}, rs.report('10.0.0.8'))
+  await until(() => got.length === 2)
+  t.equal(made.length, 2, 'the bound socket is kept')
 })
