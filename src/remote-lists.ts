@@ -17,6 +17,8 @@ export interface RemoteListsOptions {
   readonly fetch?: typeof globalThis.fetch
   readonly now?: () => number
   readonly timeoutMs?: number
+  /** The first retry after a failed fetch, ms (30 s; doubled each failure in a row, at most 1 h or the list's refresh). */
+  readonly retryMs?: number
 }
 
 export interface RemoteLists {
@@ -42,6 +44,12 @@ export interface RemoteLists {
 
 /** `text` with the URL, as configured or as requested, replaced by the redacted one. */
 const scrub = (text: string, url: string, requested: string, shown: string) => text.split(url).join(shown).split(requested).join(shown)
+
+/** A fetch's outcome: the list's content changed, it did not (or 304), or the fetch failed. */
+type Fetched = 'changed' | 'same' | 'failed'
+
+/** The longest wait before a failed list is fetched again (unless its refresh is shorter). */
+const RETRY_MAX_MS = 3_600_000
 
 /** What a failed fetch leaves in use. */
 const kept = (prev: Copy | undefined) => prev ? 'keeping the last good copy' : 'no copy yet: the list is empty until a fetch succeeds'
@@ -69,7 +77,15 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const scheduled = new Map<string, string>()
   let started = false
   /** The fetch running for each URL: never two at once, so that an older response cannot land after a newer one. */
-  const running = new Map<string, Promise<boolean>>()
+  const running = new Map<string, Promise<Fetched>>()
+  /**
+   * Lists whose last fetch failed: how many times in a row, and the timer that fetches them again
+   * before their refresh (a list with no copy yet would otherwise stay empty for a whole refresh,
+   * a day by default, after one failed fetch at start).
+   */
+  const failures = new Map<string, number>()
+  const retries = new Map<string, NodeJS.Timeout>()
+  const retryMs = o.retryMs ?? 30_000
   /** Aborted by stop(), then replaced: a fetch started before stop() ends silently. */
   let stopping = new AbortController()
   const dir = () => stateDir(o.config())
@@ -140,17 +156,17 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
    * Take a reply: log it, and keep a list text that reads as one. It is compared with, and saved
    * over, the copy in use now, not the one there when the fetch started. true when the content changed.
    */
-  function take(list: string, url: string, shown: string, maxBytes: number, reply: Reply): boolean {
+  function take(list: string, url: string, shown: string, maxBytes: number, reply: Reply): Fetched {
     const cur = load(url)
-    const have = { have_copy: cur !== undefined }
-    if (reply.kind === 'unchanged') return false
+    const have = { have_copy: cur !== undefined, ...retryField(list) }
+    if (reply.kind === 'unchanged') return 'same'
     if (reply.kind === 'status') {
       o.evidence.warn(`remote list fetch failed; ${kept(cur)}`, { list, url: shown, status: reply.status, ...have })
-      return false
+      return 'failed'
     }
     if (reply.kind === 'too big') {
       o.evidence.warn(`remote list larger than maxBytes; ${kept(cur)}`, { list, url: shown, maxBytes, ...have })
-      return false
+      return 'failed'
     }
     const { text, etag, lastModified } = reply
     const bytes = Buffer.byteLength(text)
@@ -161,16 +177,15 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
         list, url: shown, status: 200, bytes, entry_lines: lines.entries, invalid_lines: lines.invalid, ...have,
         fix: `make the URL serve the list (not an error or login page); an empty response never empties a list: to drop its entries, remove the URL from lists.${list}.urls`,
       })
-      return false
+      return 'failed'
     }
     const changed = text !== cur?.text
     save(url, { text, etag, lastModified, fetchedAt: now() })
     o.evidence.info('remote list fetched', { list, url: shown, bytes, changed })
-    return changed
+    return changed ? 'changed' : 'same'
   }
 
-  /** true when the content changed. */
-  async function fetchOne(list: string, url: string, maxBytes: number, signal: AbortSignal): Promise<boolean> {
+  async function fetchOne(list: string, url: string, maxBytes: number, signal: AbortSignal): Promise<Fetched> {
     const prev = load(url)
     // user info goes as Basic auth (fetch refuses a URL that has it); only the redacted URL is logged
     const req = withoutCredentials(url)
@@ -184,17 +199,55 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
       const res = await doFetch(req.url, { headers, signal: AbortSignal.any([signal, timeout]), redirect: 'follow' })
       const reply = await read(res, maxBytes)
       // stopped meanwhile (a fetch that does not heed its signal, a body already read): nothing more
-      if (signal.aborted) return false
+      if (signal.aborted) return 'same'
       return take(list, url, shown, maxBytes, reply)
     } catch (e) {
-      if (signal.aborted) return false   // stop() aborted it: no failure, nothing to say
+      if (signal.aborted) return 'same'   // stop() aborted it: no failure, nothing to say
       const { error, code } = errorCause(e)
       const cur = load(url)
       o.evidence.warn(`remote list fetch failed; ${kept(cur)}`, {
         list, url: shown, error: scrub(error, url, req.url, shown), ...code === undefined ? {} : { code }, have_copy: cur !== undefined,
+        ...retryField(list),
       })
-      return false
+      return 'failed'
     }
+  }
+
+  /**
+   * How long after its failures in a row (`n`) a list is fetched again: 30 s, doubled each time,
+   * at most 1 h; undefined when its refresh comes first (its timer fetches it then anyway), or a
+   * reload removed the list while it was fetched.
+   */
+  function retryDelay(list: string, n: number): number | undefined {
+    const refresh = o.config().lists[list]?.refresh ?? 0
+    const delay = Math.min(retryMs * 2 ** Math.min(n - 1, 20), RETRY_MAX_MS)
+    return delay < refresh ? delay : undefined
+  }
+
+  /** A failure line's `retry_in_ms`: when the list is fetched again, if before its refresh (serve only). */
+  function retryField(list: string): { retry_in_ms?: number } {
+    const delay = started ? retryDelay(list, (failures.get(list) ?? 0) + 1) : undefined
+    return delay === undefined ? {} : { retry_in_ms: delay }
+  }
+
+  /** After a list's fetch: a failure is fetched again after retryDelay; a success ends the run of failures. */
+  function afterFetch(list: string, failed: boolean): void {
+    clearTimeout(retries.get(list))
+    retries.delete(list)
+    if (!failed) {
+      failures.delete(list)
+      return
+    }
+    const n = (failures.get(list) ?? 0) + 1
+    failures.set(list, n)
+    const delay = started ? retryDelay(list, n) : undefined
+    if (delay === undefined) return
+    const t = setTimeout(() => {
+      retries.delete(list)
+      void refresh([list])
+    }, delay)
+    t.unref()
+    retries.set(list, t)
   }
 
   /**
@@ -202,9 +255,9 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
    * it instead of opening another connection (one per refresh against a hung server), and leaves
    * reporting its change to the caller that started it.
    */
-  function fetchOnce(list: string, url: string, maxBytes: number, signal: AbortSignal): Promise<boolean> {
+  function fetchOnce(list: string, url: string, maxBytes: number, signal: AbortSignal): Promise<Fetched> {
     const busy = running.get(url)
-    if (busy) return busy.then(() => false)
+    if (busy) return busy.then(r => r === 'failed' ? r : 'same')
     const p = fetchOne(list, url, maxBytes, signal).finally(() => running.delete(url))
     running.set(url, p)
     return p
@@ -250,8 +303,9 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   async function refreshList(list: string, signal: AbortSignal): Promise<boolean> {
     const l = o.config().lists[list]
     if (!l) return false
-    const changed = await Promise.all(l.urls.map(u => fetchOnce(list, u, l.maxBytes, signal)))
-    return changed.includes(true)
+    const fetched = await Promise.all(l.urls.map(u => fetchOnce(list, u, l.maxBytes, signal)))
+    if (!signal.aborted) afterFetch(list, fetched.includes('failed'))
+    return fetched.includes('changed')
   }
 
   return {
@@ -278,6 +332,9 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
       for (const t of timers.values()) clearInterval(t)
       timers.clear()
       scheduled.clear()
+      for (const t of retries.values()) clearTimeout(t)
+      retries.clear()
+      failures.clear()
       // a fetch in flight would run on to its timeout (30 s), past a stop's grace period
       stopping.abort()
       stopping = new AbortController()

@@ -498,3 +498,64 @@ t.test('a copy that cannot be written (a full disk) leaves no temporary file beh
   writeCopy(dir, url, { text: 'third.example\n', fetchedAt: 3 })
   t.match(readCopy(dir, url), { text: 'third.example\n', fetchedAt: 3 })
 })
+
+t.test('a failed fetch is tried again before the refresh: 30 s doubled each time (here ms), until one succeeds', async t => {
+  let up = false
+  const times: number[] = []
+  const port = await httpServer(t, (_req, res) => {
+    times.push(Date.now())
+    if (!up) { res.writeHead(503).end(); return }
+    res.writeHead(200).end('ngrok.io\n')
+  })
+  const ev = memoryEvidence()
+  const base = makeSnapshot().config
+  const c: Config = { ...base, state: { dir: t.testdir() }, lists: { remote: { files: [], urls: [`http://127.0.0.1:${port}/l`], refresh: 3_600_000, maxBytes: 1 << 20, action: 'block' } } }
+  let changes = 0
+  const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => { changes++ }, retryMs: 40 })
+  t.teardown(() => rl.stop())
+  rl.start()
+  for (let i = 0; i < 100 && times.length < 4; i++) await new Promise(r => setTimeout(r, 20))
+  t.ok(times.length >= 4, `fetched again after failing, long before the hour's refresh (${times.length} requests)`)
+  const gaps = times.slice(1, 4).map((x, i) => x - times[i]!)
+  t.ok(gaps[0]! >= 35 && gaps[1]! >= 75 && gaps[2]! >= 155, `waits of 40, 80, 160 ms (${gaps.join(', ')})`)
+  const failed = ev.messages.filter(m => m.msg.startsWith('remote list fetch failed'))
+  t.same(failed.slice(0, 3).map(m => m.fields!.retry_in_ms), [40, 80, 160], 'each failure line says when the next try is')
+  up = true
+  for (let i = 0; i < 100 && changes === 0; i++) await new Promise(r => setTimeout(r, 20))
+  t.equal(changes, 1, 'the list is taken once a try succeeds')
+  const n = times.length
+  await new Promise(r => setTimeout(r, 700))
+  t.equal(times.length, n, 'and no more tries after it: the refresh is an hour away')
+  up = false
+  await rl.refreshAll()
+  t.equal(ev.messages.at(-1)!.fields!.retry_in_ms, 40, 'a new run of failures starts at the first wait again')
+  rl.stop()
+  const m = times.length
+  await new Promise(r => setTimeout(r, 200))
+  t.equal(times.length, m, 'stop() ends the retries too')
+})
+
+t.test('no retry sooner than the refresh, nor before start (refreshAll alone), nor for a list a reload removed', async t => {
+  const ev = memoryEvidence()
+  const base = makeSnapshot().config
+  let c: Config = { ...base, state: { dir: t.testdir() }, lists: { remote: { files: [], urls: ['http://127.0.0.1:9/l'], refresh: 60_000, maxBytes: 1 << 20, action: 'block' } } }
+  let calls = 0
+  const rl = createRemoteLists({ config: () => c, evidence: ev, onChange: () => {}, retryMs: 60_000, fetch: async () => { calls++; return new Response(null, { status: 502 }) } })
+  await Promise.all([rl.refreshAll(), rl.refreshAll()])
+  t.equal(calls, 1, 'two refreshes at once share one failed fetch')
+  t.notOk('retry_in_ms' in ev.messages.at(-1)!.fields!, 'not started: one fetch, no retry')
+  rl.start()
+  t.teardown(() => rl.stop())
+  await new Promise(r => setTimeout(r, 50))
+  t.notOk('retry_in_ms' in ev.messages.at(-1)!.fields!, 'a first wait of a minute is no sooner than the refresh: none')
+  const quick = createRemoteLists({ config: () => c, evidence: ev, onChange: () => {}, retryMs: 30, fetch: async () => {
+    calls++
+    c = { ...c, lists: {} }                         // a reload removes the list while it is fetched
+    return new Response(null, { status: 502 })
+  } })
+  quick.start()
+  t.teardown(() => quick.stop())
+  const before = calls
+  await new Promise(r => setTimeout(r, 200))
+  t.equal(calls, before, 'the removed list is not tried again')
+})
