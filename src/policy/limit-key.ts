@@ -42,6 +42,14 @@ export function isPrefix(key: string): boolean {
   return key.includes('/')
 }
 
+/**
+ * A limit warning's field naming the prefix its client was counted by, beside the address that
+ * hit the limit (`client.ip`): `{ [field]: key }` when `key` is a prefix, else nothing.
+ */
+export function prefixField(field: string, key: string): Record<string, string> {
+  return isPrefix(key) ? { [field]: key } : {}
+}
+
 /** Client addresses whose key a LimitKeys keeps at hand (then it starts again). */
 const MAX_MEMO = 4096
 
