@@ -94,6 +94,13 @@ const portOrRange = z.custom<number | string>(isPortOrRange, {
   error: iss => `${JSON.stringify(iss.input)} is not a port or a range of ports; write e.g. 80 or 1025-65535`,
 })
 
+/** A prefix length from `min` to `max` bits; the error names the value given and what each end means. */
+const prefixLength = (family: 'IPv4' | 'IPv6', min: number, max: number) => {
+  const notLength = (iss: { input?: unknown }) =>
+    `${String(iss.input)} is not an ${family} prefix length for the limits; write ${min}-${max} (${max}: each address counted alone)`
+  return z.number().int().min(min, { error: notLength }).max(max, { error: notLength })
+}
+
 const filePath = z.string().min(1).describe('file path')
 
 /** A DNS name as a Host header carries it, kept in lower case. */
@@ -158,6 +165,15 @@ export const configSchema = z.strictObject({
     maxHeaderBytes: z.number().int().min(1024).default(16_384),
     maxConnections: z.number().int().min(1).default(4096),
     maxConnectionsPerAddress: z.number().int().min(1).default(1024),   // peers in trustForwardedFrom excepted
+  }).prefault({}),
+  /**
+   * The prefix by which the per-client limits (dns.rateLimit, dns.maxInFlightPerClient,
+   * dns.tcp.maxConnectionsPerClient, proxy.maxConnectionsPerAddress) count a client: an IPv6 host
+   * owns a /64 and can rotate its addresses in it. IPv4-mapped IPv6 counts as IPv4.
+   */
+  limits: z.strictObject({
+    ipv4Prefix: prefixLength('IPv4', 8, 32).default(32),
+    ipv6Prefix: prefixLength('IPv6', 32, 128).default(64),
   }).prefault({}),
   /** `admin: null` turns the admin listener off, as `admin: { listen: null }` does. */
   admin: z.preprocess(v => v === null ? { listen: null } : v, z.strictObject({

@@ -1,5 +1,6 @@
 import type { CacheStats, Evidence } from '../observe/types.js'
 import { CidrSet } from '../policy/cidr.js'
+import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
 import { SEVERITY, type Decision } from '../policy/types.js'
 import type { Config, Snapshot } from '../snapshot-types.js'
 import { actionReply, answerSettings, bypassReply, type AnswerSettings } from './actions.js'
@@ -64,6 +65,9 @@ function worst(snap: Snapshot, client: Client, decision: Decision, targets: read
  */
 export class QueryHandler {
   private dnsCfg: Config['dns'] | undefined
+  private limitsCfg: Config['limits'] | undefined
+  /** The key each per-client limit counts a client address under (limits.ipv4Prefix, ipv6Prefix). */
+  private keys!: LimitKeys
   private sinkCfg: Config['sinkhole'] | undefined
   private allow = new CidrSet([])
   private readonly allowMemo = new Map<string, boolean>()
@@ -74,7 +78,7 @@ export class QueryHandler {
   private limiter!: RateLimiter
   private pool: UpstreamPool | undefined
   private inFlight = 0
-  /** Queries being forwarded per client address (only those with some). */
+  /** Queries being forwarded per client key (only those with some). */
   private readonly inFlightBy = new Map<string, number>()
   private closing = false
   private drainWaiters: (() => void)[] = []
@@ -89,7 +93,7 @@ export class QueryHandler {
       (clients, n) => deps.evidence.warn('dns client refused', { clients, refused: n, reason }))
     const limit = (): number => deps.getSnapshot().config.dns.maxInFlightPerClient
     this.overloaded = new WindowedNotice(REFUSED_LOG_WINDOW_MS,
-      (client, n) => deps.evidence.warn('dns client over its in-flight limit', { 'client.ip': client, servfail: n, maxInFlightPerClient: limit() }),
+      (key, n, ip) => deps.evidence.warn('dns client over its in-flight limit', { 'client.ip': ip, ...prefixField('clientPrefix', key), servfail: n, maxInFlightPerClient: limit() }),
       (clients, n) => deps.evidence.warn('dns client over its in-flight limit', { clients, servfail: n, maxInFlightPerClient: limit() }))
   }
 
@@ -104,29 +108,34 @@ export class QueryHandler {
   /** Rebuild what is derived from the config when the snapshot's objects change; keep state where the settings did not. */
   private configure(config: Config): void {
     const dns = config.dns
-    if (dns !== this.dnsCfg) {
+    if (dns !== this.dnsCfg || config.limits !== this.limitsCfg) {
       const ev = this.deps.evidence
-      this.allow = new CidrSet(dns.allowClients)
-      this.allowMemo.clear()
-      const c = dns.cache
-      const old = this.cache?.settings
-      // other upstreams or forward zones: what the old ones answered is not served on (a zone just
-      // added would otherwise get the public resolver's cached NXDOMAIN for up to its negative TTL)
-      const routes = JSON.stringify([dns.upstreams, dns.forwardZones])
-      if (!old || old.maxEntries !== c.maxEntries || old.minTtl !== c.minTtl || old.maxTtl !== c.maxTtl || routes !== this.routes) {
-        this.cache = new DnsCache(c)
-        this.routes = routes
+      if (dns !== this.dnsCfg) {
+        this.allow = new CidrSet(dns.allowClients)
+        this.allowMemo.clear()
+        const c = dns.cache
+        const old = this.cache?.settings
+        // other upstreams or forward zones: what the old ones answered is not served on (a zone just
+        // added would otherwise get the public resolver's cached NXDOMAIN for up to its negative TTL)
+        const routes = JSON.stringify([dns.upstreams, dns.forwardZones])
+        if (!old || old.maxEntries !== c.maxEntries || old.minTtl !== c.minTtl || old.maxTtl !== c.maxTtl || routes !== this.routes) {
+          this.cache = new DnsCache(c)
+          this.routes = routes
+        }
+        if (this.pool) this.pool.update(dns.upstreams, dns.timeout, dns.forwardZones)
+        else this.pool = new UpstreamPool(dns.upstreams, ev, () => this.nowMs(), {}, dns.forwardZones)
+        this.dnsCfg = dns
       }
+      // queries in flight stay counted under the key they were counted under (see settle)
+      this.keys = keysFor(this.keys, config.limits)
+      this.limitsCfg = config.limits
       const rl = this.limiter?.settings
-      if (!rl || rl.qps !== dns.rateLimit.qps || rl.burst !== dns.rateLimit.burst) {
+      if (!rl || rl.qps !== dns.rateLimit.qps || rl.burst !== dns.rateLimit.burst || this.limiter.keys !== this.keys) {
         const qps = dns.rateLimit.qps
-        this.limiter = new RateLimiter(dns.rateLimit,
-          (client, dropped) => ev.warn('dns client rate limited', { 'client.ip': client, dropped, qps }),
+        this.limiter = new RateLimiter(dns.rateLimit, this.keys,
+          (key, dropped, ip) => ev.warn('dns client rate limited', { 'client.ip': ip, ...prefixField('clientPrefix', key), dropped, qps }),
           (clients, dropped) => ev.warn('dns client rate limited', { clients, dropped, qps }))
       }
-      if (this.pool) this.pool.update(dns.upstreams, dns.timeout, dns.forwardZones)
-      else this.pool = new UpstreamPool(dns.upstreams, ev, () => this.nowMs(), {}, dns.forwardZones)
-      this.dnsCfg = dns
     }
     if (config.sinkhole !== this.sinkCfg || this.answers.blockResponse !== dns.blockResponse) {
       this.answers = answerSettings(config)
@@ -204,17 +213,18 @@ export class QueryHandler {
       return this.log(q, client, t0, d, cache.rcode(hit), cache.upstream(hit), true)
     }
     const dns = snap.config.dns
-    const mine = this.inFlightBy.get(client.ip) ?? 0
+    const key = this.keys.key(client.ip)
+    const mine = this.inFlightBy.get(key) ?? 0
     if (this.inFlight >= dns.maxInFlight || mine >= dns.maxInFlightPerClient) {
       counters.dropped('overload')
-      if (mine >= dns.maxInFlightPerClient) this.overloaded.note(client.ip, Number(t0) / 1e6)
+      if (mine >= dns.maxInFlightPerClient) this.overloaded.note(key, Number(t0) / 1e6, client.ip)
       send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
       return this.log(q, client, t0, decision, RCODE.SERVFAIL)
     }
     this.inFlight++
-    this.inFlightBy.set(client.ip, mine + 1)
+    this.inFlightBy.set(key, mine + 1)
     this.pool!.forward(withoutClientOptions(msg, q), q.qEnd, dns.timeout, (err, reply, upstream) => {
-      this.settle(client.ip)
+      this.settle(key)
       msg.writeUInt16BE(q.id, 0)
       const scan = reply && scanResponse(reply)
       if (err || !scan) {
@@ -250,10 +260,10 @@ export class QueryHandler {
     })
   }
 
-  private settle(ip: string): void {
-    const mine = this.inFlightBy.get(ip)! - 1
-    if (mine === 0) this.inFlightBy.delete(ip)
-    else this.inFlightBy.set(ip, mine)
+  private settle(key: string): void {
+    const mine = this.inFlightBy.get(key)! - 1
+    if (mine === 0) this.inFlightBy.delete(key)
+    else this.inFlightBy.set(key, mine)
     this.inFlight--
     if (this.inFlight === 0) for (const w of this.drainWaiters.splice(0)) w()
   }

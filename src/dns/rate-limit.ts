@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache'
+import type { LimitKeys } from '../policy/limit-key.js'
 
 export interface RateLimitSettings {
   /** Queries per second per client; 0 turns the limit off. */
@@ -18,7 +19,8 @@ export const MAX_NAMED_PER_WINDOW = 100
 
 /**
  * Counts an event per client (at most 65,536 tracked, least recently seen forgotten) and tells
- * `onNotice` about a client at most once per window, with the count since it last did: a flood
+ * `onNotice` about a client at most once per window, with the count since it last did and the
+ * address of the event that told it (a client may be a prefix of many: see LimitKeys): a flood
  * gives one log line per client per window, not one per packet. At most `maxNamed` clients are
  * named per window (windows of all clients together, from the first event after the last one
  * ended): the clients due past them are summed, and `onOthers` is told, once, how many clients
@@ -35,12 +37,13 @@ export class WindowedNotice {
 
   constructor(
     private readonly windowMs: number,
-    private readonly onNotice: (client: string, count: number) => void,
+    private readonly onNotice: (client: string, count: number, address: string) => void,
     private readonly onOthers: (clients: number, count: number) => void,
     private readonly maxNamed = MAX_NAMED_PER_WINDOW,
   ) {}
 
-  note(client: string, nowMs: number): void {
+  /** An event of `client` (its key), from `address`. */
+  note(client: string, nowMs: number, address = client): void {
     if (nowMs - this.windowStart >= this.windowMs) {
       this.flush()
       this.windowStart = nowMs
@@ -53,7 +56,7 @@ export class WindowedNotice {
     s.at = nowMs
     if (this.named < this.maxNamed) {
       this.named++
-      this.onNotice(client, s.count)
+      this.onNotice(client, s.count, address)
     } else {
       this.othersClients++
       this.othersCount += s.count
@@ -76,23 +79,28 @@ export class WindowedNotice {
 }
 
 /**
- * A token bucket per client address (at most 65,536 tracked, least recently seen forgotten).
+ * A token bucket per client (at most 65,536 tracked, least recently seen forgotten), a client
+ * being the key `keys` gives its address (the address, or its prefix: limits.ipv6Prefix).
  * `allow` says whether a query may go on; excess queries are to be dropped silently, and
- * `onLimited` is told once per client per 10-second window with the count dropped so far
- * (`onOthers` sums the clients past the first 100 of a window: see WindowedNotice).
+ * `onLimited` is told once per client per 10-second window with the count dropped so far and the
+ * address whose query was dropped (`onOthers` sums the clients past the first 100 of a window:
+ * see WindowedNotice).
  */
 export class RateLimiter {
   private readonly buckets = new LRUCache<string, Bucket>({ max: MAX_CLIENTS })
   private readonly limited: WindowedNotice
 
-  constructor(readonly settings: RateLimitSettings, onLimited: (client: string, dropped: number) => void,
+  constructor(readonly settings: RateLimitSettings, readonly keys: LimitKeys,
+    onLimited: (client: string, dropped: number, address: string) => void,
     onOthers: (clients: number, dropped: number) => void) {
     this.limited = new WindowedNotice(LOG_WINDOW_MS, onLimited, onOthers)
   }
 
-  allow(client: string, nowMs: number): boolean {
+  /** Whether a query from the address `ip` may go on. */
+  allow(ip: string, nowMs: number): boolean {
     const { qps, burst } = this.settings
     if (qps <= 0) return true
+    const client = this.keys.key(ip)
     let b = this.buckets.get(client)
     if (!b) {
       b = { tokens: burst, last: nowMs }
@@ -105,7 +113,7 @@ export class RateLimiter {
       b.tokens -= 1
       return true
     }
-    this.limited.note(client, nowMs)
+    this.limited.note(client, nowMs, ip)
     return false
   }
 }

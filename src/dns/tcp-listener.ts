@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { fdExhausted } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
+import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { FrameReader, frame } from './framing.js'
 import type { QueryHandler } from './handler.js'
@@ -13,38 +14,47 @@ const MAX_PIPELINE = 128
 const NOTICE_WINDOW_MS = 10_000
 
 /**
- * The open DNS-over-TCP connections of each client address, across all the listeners, and the
- * warnings about connections refused for a limit.
+ * The open DNS-over-TCP connections of each client (its key: the address, or its prefix, as
+ * limits.ipv4Prefix and ipv6Prefix say), across all the listeners, and the warnings about
+ * connections refused for a limit.
  */
 export class TcpClients {
   private readonly open = new Map<string, number>()
+  private keys: LimitKeys | undefined
   /** A connection refused: its client had dns.tcp.maxConnectionsPerClient open. */
   readonly overLimit: WindowedNotice
   /** A connection dropped by node: the listener had dns.tcp.maxConnections open. */
   readonly atCap: WindowedNotice
 
-  constructor(evidence: Evidence, getSnapshot: () => Snapshot) {
+  constructor(evidence: Evidence, private readonly getSnapshot: () => Snapshot) {
     const tcp = (): Snapshot['config']['dns']['tcp'] => getSnapshot().config.dns.tcp
     const warn = (msg: string, setting: string, value: () => number) => new WindowedNotice(NOTICE_WINDOW_MS,
-      (client, n) => evidence.warn(msg, { 'client.ip': client, refused: n, [setting]: value() }),
+      (key, n, ip) => evidence.warn(msg, { 'client.ip': ip, ...prefixField('clientPrefix', key), refused: n, [setting]: value() }),
       (clients, n) => evidence.warn(msg, { clients, refused: n, [setting]: value() }))
     this.overLimit = warn('dns tcp connection refused: too many from this client',
       'maxConnectionsPerClient', () => tcp().maxConnectionsPerClient)
     this.atCap = warn('dns tcp connection refused: too many open', 'maxConnections', () => tcp().maxConnections)
   }
 
-  /** Count a connection from `ip`, unless it has `max` open already. */
-  add(ip: string, max: number): boolean {
-    const n = this.open.get(ip) ?? 0
+  /** The key the connections of the address `ip` are counted under, by the config in force. */
+  keyOf(ip: string): string {
+    this.keys = keysFor(this.keys, this.getSnapshot().config.limits)
+    return this.keys.key(ip)
+  }
+
+  /** Count a connection of the client `key`, unless it has `max` open already. */
+  add(key: string, max: number): boolean {
+    const n = this.open.get(key) ?? 0
     if (n >= max) return false
-    this.open.set(ip, n + 1)
+    this.open.set(key, n + 1)
     return true
   }
 
-  remove(ip: string): void {
-    const n = this.open.get(ip)! - 1
-    if (n === 0) this.open.delete(ip)
-    else this.open.set(ip, n)
+  /** A connection `add` counted has closed: `key` is the one it was counted under, whatever a reload changed since. */
+  remove(key: string): void {
+    const n = this.open.get(key)! - 1
+    if (n === 0) this.open.delete(key)
+    else this.open.set(key, n)
   }
 }
 
@@ -99,9 +109,10 @@ export class TcpListener {
       socket.resetAndDestroy()
       return
     }
-    if (!this.clients.add(ip, tcp.maxConnectionsPerClient)) {
+    const key = this.clients.keyOf(ip)
+    if (!this.clients.add(key, tcp.maxConnectionsPerClient)) {
       counters.dropped('overload')
-      this.clients.overLimit.note(ip, performance.now())
+      this.clients.overLimit.note(key, performance.now(), ip)
       socket.resetAndDestroy()
       return
     }
@@ -128,7 +139,7 @@ export class TcpListener {
     socket.on('close', () => {
       clearTimeout(deadline)
       this.sockets.delete(socket)
-      this.clients.remove(ip)
+      this.clients.remove(key)
       counters.connections('dns-tcp', -1)
     })
     // Frames are taken one query at a time while fewer than MAX_PIPELINE are in flight and the

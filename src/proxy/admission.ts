@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import { WindowedNotice } from '../dns/rate-limit.js'
 import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
+import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { setsOf, type Peer } from './context.js'
 import { rawResponse } from './responses.js'
@@ -13,16 +14,22 @@ const NOTICE_WINDOW_MS = 10_000
 export interface Admitted {
   readonly peer: Peer
   readonly trusted: boolean
+  /** What it is counted under for proxy.maxConnectionsPerAddress (the peer's address or prefix: limits); none for a trusted peer. */
+  readonly key?: string
 }
 
 /**
  * Who may hold a proxy connection, decided at the accept, before a byte is read: a peer that is
  * neither an allowed client nor a trusted proxy is closed; past proxy.maxConnections, or an
- * untrusted address past proxy.maxConnectionsPerAddress, the connection gets 503. Refusals are
- * logged once per window with their count, not once per connection.
+ * untrusted address past proxy.maxConnectionsPerAddress, the connection gets 503. An untrusted
+ * address is counted with the others of its prefix (limits.ipv6Prefix, ipv4Prefix: a host that
+ * rotates its IPv6 addresses is one client); a trusted one is not counted. Refusals are logged
+ * once per window with their count, not once per connection.
  */
 export class Admission {
+  /** Connections open per key (address or prefix) of untrusted peers. */
   readonly #perAddress = new Map<string, number>()
+  #keys: LimitKeys | undefined
   /** Over proxy.maxConnections: one line per window for all clients, naming the last one. */
   #overloaded = { ip: '', limit: 0 }
   readonly #overload: WindowedNotice
@@ -39,8 +46,11 @@ export class Admission {
     const others = (message: string) => (clients: number, n: number): void => {
       evidence.warn(message, { 'tunnelguard.other_clients': clients, 'tunnelguard.refused': n })
     }
-    this.#overloadByAddress = new WindowedNotice(NOTICE_WINDOW_MS, (ip, n) => {
-      evidence.warn('proxy.overload', { 'client.ip': ip, 'tunnelguard.max_connections_per_address': getSnapshot().config.proxy.maxConnectionsPerAddress, 'tunnelguard.refused': n })
+    this.#overloadByAddress = new WindowedNotice(NOTICE_WINDOW_MS, (key, n, ip) => {
+      evidence.warn('proxy.overload', {
+        'client.ip': ip, ...prefixField('tunnelguard.client_prefix', key),
+        'tunnelguard.max_connections_per_address': getSnapshot().config.proxy.maxConnectionsPerAddress, 'tunnelguard.refused': n,
+      })
     }, others('proxy.overload'))
     this.#denied = new WindowedNotice(NOTICE_WINDOW_MS, (ip, n) => {
       evidence.warn('proxy.client_denied', { 'client.ip': ip, 'tunnelguard.refused': n, 'error.message': 'not in proxy.allowClients or proxy.trustForwardedFrom: closed at the accept' })
@@ -48,7 +58,7 @@ export class Admission {
   }
 
   /**
-   * Let `socket` in (counted against its address until `release`), or refuse it (closed, or
+   * Let `socket` in (counted against its address or prefix until `release`), or refuse it (closed, or
    * answered 503) and return undefined. `open`: the client connections open now.
    */
   admit(socket: Socket, open: number): Admitted | undefined {
@@ -69,20 +79,24 @@ export class Admission {
       this.#overload.note('', this.nowMs())
       return this.#refuse(socket, `too many connections (proxy.maxConnections ${maxConnections})`)
     }
-    const mine = this.#perAddress.get(peer.ip) ?? 0
-    if (!trusted && mine >= maxConnectionsPerAddress) {     // one address cannot take every slot; a trusted proxy speaks for many clients
-      this.#overloadByAddress.note(peer.ip, this.nowMs())
-      return this.#refuse(socket, `too many connections from ${peer.ip} (proxy.maxConnectionsPerAddress ${maxConnectionsPerAddress})`)
+    if (trusted) return { peer, trusted }                 // a trusted proxy speaks for many clients: not counted
+    // one address (or prefix: an IPv6 host's /64) cannot take every slot
+    const key = (this.#keys = keysFor(this.#keys, snap.config.limits)).key(peer.ip)
+    const mine = this.#perAddress.get(key) ?? 0
+    if (mine >= maxConnectionsPerAddress) {
+      this.#overloadByAddress.note(key, this.nowMs(), peer.ip)
+      return this.#refuse(socket, `too many connections from ${key} (proxy.maxConnectionsPerAddress ${maxConnectionsPerAddress})`)
     }
-    this.#perAddress.set(peer.ip, mine + 1)
-    return { peer, trusted }
+    this.#perAddress.set(key, mine + 1)
+    return { peer, trusted, key }
   }
 
-  /** A connection `admit` let in from `ip` has closed. */
-  release(ip: string): void {
-    const left = this.#perAddress.get(ip)! - 1
-    if (left === 0) this.#perAddress.delete(ip)
-    else this.#perAddress.set(ip, left)
+  /** A connection `admit` let in has closed: `key`, what it was counted under (none: not counted). */
+  release(key: string | undefined): void {
+    if (key === undefined) return
+    const left = this.#perAddress.get(key)! - 1
+    if (left === 0) this.#perAddress.delete(key)
+    else this.#perAddress.set(key, left)
   }
 
   #refuse(socket: Socket, why: string): undefined {

@@ -194,7 +194,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     }
     const admitted = admission.admit(socket, clients.size)
     if (!admitted) return
-    const { peer, trusted } = admitted
+    const { peer, trusted, key } = admitted
     const conn: HttpConn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, answering: 0, upstreams: new Set(), close: {}, waiting: [], held: false }
     conns.set(socket, conn)
     clients.add(socket)
@@ -202,7 +202,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     socket.on('close', () => {
       for (const up of conn.upstreams) up.destroy()  // requests still waiting for a response nobody will read
       clients.delete(socket)
-      admission.release(peer.ip)
+      admission.release(key)
       evidence.counters.connections('proxy', -1)
       evidence.counters.proxyBytes('up', socket.bytesRead)
       evidence.counters.proxyBytes('down', socket.bytesWritten)

@@ -183,7 +183,7 @@ t.test('YAML syntax errors, non-mappings, unreadable files', async t => {
   t.match(y.e.message, /invalid YAML/)
   t.match(y.details[0], /^y\.yaml:\d+: YAML: /)
   t.match(errorsOf(() => parseConfigText('- a\n- b\n', 'l.yaml')).details[0], /must be a mapping/)
-  t.match(errorsOf(() => parseConfigText('dns: 1\nfoo: 2\n', 'u.yaml')).details.join('\n'), /u\.yaml:2: foo: unknown key "foo"; valid keys here: dns, proxy, admin, sinkhole, lists, groups, alerts, clients, reload, state, log/)
+  t.match(errorsOf(() => parseConfigText('dns: 1\nfoo: 2\n', 'u.yaml')).details.join('\n'), /u\.yaml:2: foo: unknown key "foo"; valid keys here: dns, proxy, limits, admin, sinkhole, lists, groups, alerts, clients, reload, state, log/)
   t.match(errorsOf(() => loadConfig('/nonexistent/tg.yaml')).e.message, /cannot read config: ENOENT/)
   t.equal(parseConfigText('', 'empty.yaml').dns.listen[0], '127.0.0.1:1053', 'an empty file is the defaults')
   // at a reload, a file with no setting in it is a save caught half-way, not the defaults

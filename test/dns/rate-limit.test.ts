@@ -1,14 +1,17 @@
 import t from 'tap'
 import { RateLimiter, WindowedNotice } from '../../src/dns/rate-limit.js'
+import { LimitKeys } from '../../src/policy/limit-key.js'
+
+const perAddress = new LimitKeys({ ipv4Prefix: 32, ipv6Prefix: 128 })
 
 t.test('off when qps is 0', async t => {
-  const rl = new RateLimiter({ qps: 0, burst: 1 }, () => t.fail('never limited'), () => t.fail('never limited'))
+  const rl = new RateLimiter({ qps: 0, burst: 1 }, perAddress, () => t.fail('never limited'), () => t.fail('never limited'))
   for (let i = 0; i < 100; i++) t.ok(rl.allow('10.0.0.1', 0))
 })
 
 t.test('token bucket per client; logged once per window', async t => {
   const logs: [string, number][] = []
-  const rl = new RateLimiter({ qps: 10, burst: 3 }, (c, n) => logs.push([c, n]), () => t.fail('one client'))
+  const rl = new RateLimiter({ qps: 10, burst: 3 }, perAddress, (c, n) => logs.push([c, n]), () => t.fail('one client'))
   const results = Array.from({ length: 6 }, () => rl.allow('10.0.0.1', 1000))
   t.same(results, [true, true, true, false, false, false], 'burst, then dropped')
   t.ok(rl.allow('10.0.0.2', 1000), 'another client has its own bucket')
@@ -72,7 +75,7 @@ t.test('WindowedNotice: the sum of a window is told when it ends, without anothe
 t.test('RateLimiter: past 100 clients limited in a window, one line sums the rest', async t => {
   const named: string[] = []
   const others: [number, number][] = []
-  const rl = new RateLimiter({ qps: 1, burst: 1 }, c => named.push(c), (c, k) => others.push([c, k]))
+  const rl = new RateLimiter({ qps: 1, burst: 1 }, perAddress, c => named.push(c), (c, k) => others.push([c, k]))
   for (let i = 0; i < 300; i++) {
     const ip = `10.0.${i >> 8}.${i & 255}`
     t.ok(rl.allow(ip, 0))
@@ -83,4 +86,26 @@ t.test('RateLimiter: past 100 clients limited in a window, one line sums the res
   t.notOk(rl.allow('10.1.0.0', 10_000))
   t.same(others, [[200, 200]], 'told at the next window: 200 clients, each counted once; their later drops at their next line')
   t.equal(named.length, 101)
+})
+
+t.test('RateLimiter: one bucket per prefix (limits.ipv6Prefix): rotating addresses in a /64 gets no fresh burst', async t => {
+  const logs: [string, number, string][] = []
+  const rl = new RateLimiter({ qps: 1, burst: 3 }, new LimitKeys({ ipv4Prefix: 24, ipv6Prefix: 64 }), (c, n, ip) => logs.push([c, n, ip]), () => t.fail('two clients'))
+  const rotating = ['2001:db8:1:2::a', '2001:db8:1:2::b', '2001:db8:1:2:ffff::1', '2001:db8:1:2::c', '2001:db8:1:2::d']
+  t.same(rotating.map(ip => rl.allow(ip, 1000)), [true, true, true, false, false], 'five addresses of one /64: one burst of 3')
+  t.same(logs, [['2001:db8:1:2::/64', 1, '2001:db8:1:2::c']], 'the notice names the prefix and the address whose query was dropped')
+  t.ok(rl.allow('2001:db8:1:3::a', 1000), 'the next /64 has its own bucket')
+  t.same(['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4'].map(ip => rl.allow(ip, 1000)), [true, true, true, false], 'IPv4 by its /24')
+  t.notOk(rl.allow('::ffff:192.0.2.5', 1000), 'an IPv4-mapped address is in the IPv4 /24')
+  t.ok(rl.allow('192.0.3.1', 1000))
+})
+
+t.test('WindowedNotice: the address told is the one of the event that caused the notice', async t => {
+  const seen: [string, number, string][] = []
+  const n = new WindowedNotice(10_000, (c, k, a) => seen.push([c, k, a]), () => t.fail('one client'))
+  n.note('p', 0, 'a1')
+  n.note('p', 1, 'a2')
+  n.note('p', 10_000, 'a3')
+  n.note('q', 10_001)
+  t.same(seen, [['p', 1, 'a1'], ['p', 2, 'a3'], ['q', 1, 'q']], 'without an address, the client itself')
 })
