@@ -5,6 +5,7 @@ import { deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type P
 import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders } from './headers.js'
 import type { PoolRequestArgs } from './pool-agent.js'
+import { lingerClose } from './linger.js'
 import { sendError } from './responses.js'
 import { UpstreamError } from './upstream.js'
 
@@ -121,6 +122,26 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   const who = parent ? 'parent proxy' : 'origin'
   const replayable = REPLAYABLE.has(req.method!) && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
   let up: ClientRequest
+  /**
+   * Before an answer's head is written (the origin's, or a 502/504 of the proxy's): when the
+   * client's body is still coming (an origin that refuses an upload answers 413, 403 or 401 at
+   * once, and reads no more; one that fails mid-upload), the connection cannot be used after this
+   * answer, and the client is told so (`Connection: close`; node's server then closes it once the
+   * answer is written: here in stages, lingerClose). Once the answer is written, the rest of the
+   * body goes nowhere: not to the origin, whose connection, with a request cut short on it, is
+   * closed and never pooled.
+   */
+  const early = (): void => {
+    if (req.complete) return
+    res.shouldKeepAlive = false
+    conn.socket.destroySoon = () => lingerClose(conn.socket)
+    res.once('finish', () => {
+      if (req.complete) return
+      req.unpipe()
+      up.destroy()
+      req.resume()
+    })
+  }
   const send = (again: boolean): void => {
     const sent = up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false, maxHeaderSize: MAX_RESPONSE_HEAD })
     conn.upstreams.add(sent)
@@ -130,6 +151,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       // 'upgrade' listener), which an origin sends to a request that offered no upgrade
       if (up === sent && !res.headersSent && !res.destroyed) {
         conn.close['http.response.status_code'] = 502
+        early()
         sendError(res, 502, `${who} switched protocols: not proxied`)
       }
     })
@@ -143,6 +165,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
         return send(true)
       }
       const status = e instanceof UpstreamError ? e.status : 502
+      early()
       conn.close['error.message'] = e.message
       conn.close['http.response.status_code'] = status
       sendError(res, status, e instanceof UpstreamError ? e.message : `${who} failed: ${e.message}`)
@@ -155,6 +178,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       upRes.on('error', () => res.destroy())
       // the address that answered (the decision line, written before the dial, names the first)
       if (!parent) conn.close['destination.ip'] = sent.socket!.remoteAddress
+      early()
       if (parent && upRes.statusCode === 407) {
         upRes.resume()
         conn.close['http.response.status_code'] = 502
