@@ -14,6 +14,15 @@ const ABSOLUTE = /^http:\/\/([^/?#]*)(.*)$/i
 const MAX_RESPONSE_HEAD = 65_536
 /** Methods sent again (without a body) when a reused pooled connection fails before any answer: idempotent ones (RFC 9110 §9.2.2). */
 const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+/**
+ * The Transfer-Encoding of a response whose body can be relayed (its fields as node joins them,
+ * trimmed): chunked alone (node's client takes the chunks off, node's server frames the body
+ * anew), or identity, no coding at all (the body runs to the close, and is framed anew). Any
+ * other coding (`gzip, chunked`; `chunked, gzip`; `gzip`) would reach the client as the content,
+ * still coded, under framing of the proxy's own and with no field left to say so: RFC 9112 §6.1
+ * has a proxy decode a coding or not forward it, and tunnelguard decodes none: 502, as squid.
+ */
+const RELAYED_CODING = /^(?:chunked|identity)$/i
 
 /**
  * Plain HTTP (absolute-form): the URL host and the Host header are both decided (the worse
@@ -175,7 +184,6 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
     // 102 Processing, 103 Early Hints with its fields; no other 1xx has a writer
     if (req.httpVersionMinor !== 0) sent.on('information', info => interim(res, info))
     sent.on('response', upRes => {
-      upRes.on('error', () => res.destroy())
       // the address that answered (the decision line, written before the dial, names the first)
       if (!parent) conn.close['destination.ip'] = sent.socket!.remoteAddress
       early()
@@ -184,6 +192,15 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
         conn.close['http.response.status_code'] = 502
         return sendError(res, 502, 'parent proxy requires authentication (407)')
       }
+      const te = upRes.headers['transfer-encoding']
+      if (te !== undefined && !RELAYED_CODING.test(te) && req.method !== 'HEAD' && upRes.statusCode !== 204 && upRes.statusCode !== 304) {
+        const why = `${who} sent Transfer-Encoding "${te}": only chunked is relayed`
+        conn.close['http.response.status_code'] = 502
+        conn.close['error.message'] = why
+        sendError(res, 502, why)
+        sent.destroy()                                  // its body is not read: the connection is not pooled
+        return
+      }
       const h = forwardHeaders(upRes.rawHeaders, true, upRes.httpVersion)
       // a 204 has no Content-Length (RFC 9110 §8.6); node's server writes what it is given
       if (upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined && upRes.statusCode !== 204) {
@@ -191,6 +208,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       }
       conn.close['http.response.status_code'] = upRes.statusCode
       res.writeHead(upRes.statusCode!, h)
+      upRes.on('error', () => res.destroy())           // cut short: so is the client's copy
       upRes.pipe(res)
     })
     if (again) sent.end()                              // no body: nothing of the client's to read again
