@@ -56,15 +56,15 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const te = req.headers['transfer-encoding']
   const hostHeader = req.headers.host
   const hostT = hostHeader === undefined ? target : parseAuthority(hostHeader, 80)
-  const bad = !m ? 'only absolute http:// URLs are proxied (https goes through CONNECT)'
-    : !target ? `bad host in URL "${m[1]}"`
-      : !hostT ? `bad Host header "${hostHeader}"`
-        : te !== undefined && te.trim().toLowerCase() !== 'chunked' ? `unsupported Transfer-Encoding "${te}"` : undefined
+  const bad = !m ? [400, 'only absolute http:// URLs are proxied (https goes through CONNECT)'] as const
+    : !target ? [400, `bad host in URL "${m[1]}"`] as const
+      : !hostT ? [400, `bad Host header "${hostHeader}"`] as const
+        : te === undefined ? undefined : badCoding(te, req.httpVersion)
   if (bad) {
     ctx.evidence.counters.dropped('malformed')
     conn.poisoned = true
-    conn.close['http.response.status_code'] = 400
-    sendError(res, 400, bad, true)
+    conn.close['http.response.status_code'] = bad[0]
+    sendError(res, bad[0], bad[1], true)
     res.once('finish', () => conn.socket.destroySoon())
     return
   }
@@ -108,6 +108,20 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   }
   emit(decision, r.ip, more)
   forward(ctx, conn, req, res, target!, m![2]!, r.ips, sets)
+}
+
+/**
+ * Why a request's Transfer-Encoding (its fields as node joins them) is refused, with the status;
+ * undefined for chunked alone, the one coding taken (node's parser takes its framing off, and the
+ * body is framed anew). RFC 9112 §6.1: in HTTP/1.0 the framing is faulty; a coding not understood,
+ * 501. §6.3: chunked not last, the body's length cannot be told: 400. The connection is closed
+ * after either.
+ */
+function badCoding(te: string, version: string): readonly [number, string] | undefined {
+  if (version === '1.0') return [400, 'Transfer-Encoding in an HTTP/1.0 request: its framing cannot be trusted']
+  if (/^chunked$/i.test(te)) return undefined
+  if (/,\s*chunked$/i.test(te)) return [501, `Transfer-Encoding "${te}" is not implemented: chunked alone is`]
+  return [400, `unsupported Transfer-Encoding "${te}": the body's length cannot be told`]
 }
 
 function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ips: readonly string[] | undefined, sets: ProxySets): void {
