@@ -1,4 +1,4 @@
-import type { Server as HttpServer } from 'node:http'
+import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import type { Config } from '../snapshot-types.js'
 import { parseConnectHead, type ConnectHead } from './connect-head.js'
 import type { Conn } from './context.js'
@@ -8,6 +8,8 @@ export interface HttpConn extends Conn {
   readonly waiting: (() => void)[]
   /** Reading from the client is stopped while MAX_WAITING requests wait. */
   held: boolean
+  /** The last request answered before its body was all read (the rest is read and dropped). */
+  unread?: IncomingMessage
 }
 
 /** What the front door needs from the proxy it opens into. */

@@ -5,6 +5,7 @@ import { deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type P
 import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders } from './headers.js'
 import type { PoolRequestArgs } from './pool-agent.js'
+import { lingerClose } from './linger.js'
 import { sendError } from './responses.js'
 import { UpstreamError } from './upstream.js'
 
@@ -13,6 +14,15 @@ const ABSOLUTE = /^http:\/\/([^/?#]*)(.*)$/i
 const MAX_RESPONSE_HEAD = 65_536
 /** Methods sent again (without a body) when a reused pooled connection fails before any answer: idempotent ones (RFC 9110 §9.2.2). */
 const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+/**
+ * The Transfer-Encoding of a response whose body can be relayed (its fields as node joins them,
+ * trimmed): chunked alone (node's client takes the chunks off, node's server frames the body
+ * anew), or identity, no coding at all (the body runs to the close, and is framed anew). Any
+ * other coding (`gzip, chunked`; `chunked, gzip`; `gzip`) would reach the client as the content,
+ * still coded, under framing of the proxy's own and with no field left to say so: RFC 9112 §6.1
+ * has a proxy decode a coding or not forward it, and tunnelguard decodes none: 502, as squid.
+ */
+const RELAYED_CODING = /^(?:chunked|identity)$/i
 
 /**
  * Plain HTTP (absolute-form): the URL host and the Host header are both decided (the worse
@@ -46,15 +56,15 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const te = req.headers['transfer-encoding']
   const hostHeader = req.headers.host
   const hostT = hostHeader === undefined ? target : parseAuthority(hostHeader, 80)
-  const bad = !m ? 'only absolute http:// URLs are proxied (https goes through CONNECT)'
-    : !target ? `bad host in URL "${m[1]}"`
-      : !hostT ? `bad Host header "${hostHeader}"`
-        : te !== undefined && te.trim().toLowerCase() !== 'chunked' ? `unsupported Transfer-Encoding "${te}"` : undefined
+  const bad = !m ? [400, 'only absolute http:// URLs are proxied (https goes through CONNECT)'] as const
+    : !target ? [400, `bad host in URL "${m[1]}"`] as const
+      : !hostT ? [400, `bad Host header "${hostHeader}"`] as const
+        : te === undefined ? undefined : badCoding(te, req.httpVersion)
   if (bad) {
     ctx.evidence.counters.dropped('malformed')
     conn.poisoned = true
-    conn.close['http.response.status_code'] = 400
-    sendError(res, 400, bad, true)
+    conn.close['http.response.status_code'] = bad[0]
+    sendError(res, bad[0], bad[1], true)
     res.once('finish', () => conn.socket.destroySoon())
     return
   }
@@ -100,6 +110,20 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   forward(ctx, conn, req, res, target!, m![2]!, r.ips, sets)
 }
 
+/**
+ * Why a request's Transfer-Encoding (its fields as node joins them) is refused, with the status;
+ * undefined for chunked alone, the one coding taken (node's parser takes its framing off, and the
+ * body is framed anew). RFC 9112 §6.1: in HTTP/1.0 the framing is faulty; a coding not understood,
+ * 501. §6.3: chunked not last, the body's length cannot be told: 400. The connection is closed
+ * after either.
+ */
+function badCoding(te: string, version: string): readonly [number, string] | undefined {
+  if (version === '1.0') return [400, 'Transfer-Encoding in an HTTP/1.0 request: its framing cannot be trusted']
+  if (/^chunked$/i.test(te)) return undefined
+  if (/,\s*chunked$/i.test(te)) return [501, `Transfer-Encoding "${te}" is not implemented: chunked alone is`]
+  return [400, `unsupported Transfer-Encoding "${te}": the body's length cannot be told`]
+}
+
 function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ips: readonly string[] | undefined, sets: ProxySets): void {
   if (conn.socket.destroyed) return                 // the client left while the name was resolved: nothing to dial for
   const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip), req.httpVersion)
@@ -121,6 +145,26 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   const who = parent ? 'parent proxy' : 'origin'
   const replayable = REPLAYABLE.has(req.method!) && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
   let up: ClientRequest
+  /**
+   * Before an answer's head is written (the origin's, or a 502/504 of the proxy's): when the
+   * client's body is still coming (an origin that refuses an upload answers 413, 403 or 401 at
+   * once, and reads no more; one that fails mid-upload), the connection cannot be used after this
+   * answer, and the client is told so (`Connection: close`; node's server then closes it once the
+   * answer is written: here in stages, lingerClose). Once the answer is written, the rest of the
+   * body goes nowhere: not to the origin, whose connection, with a request cut short on it, is
+   * closed and never pooled.
+   */
+  const early = (): void => {
+    if (req.complete) return
+    res.shouldKeepAlive = false
+    conn.socket.destroySoon = () => lingerClose(conn.socket)
+    res.once('finish', () => {
+      if (req.complete) return
+      req.unpipe()
+      up.destroy()
+      req.resume()
+    })
+  }
   const send = (again: boolean): void => {
     const sent = up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false, maxHeaderSize: MAX_RESPONSE_HEAD })
     conn.upstreams.add(sent)
@@ -130,6 +174,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       // 'upgrade' listener), which an origin sends to a request that offered no upgrade
       if (up === sent && !res.headersSent && !res.destroyed) {
         conn.close['http.response.status_code'] = 502
+        early()
         sendError(res, 502, `${who} switched protocols: not proxied`)
       }
     })
@@ -143,6 +188,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
         return send(true)
       }
       const status = e instanceof UpstreamError ? e.status : 502
+      early()
       conn.close['error.message'] = e.message
       conn.close['http.response.status_code'] = status
       sendError(res, status, e instanceof UpstreamError ? e.message : `${who} failed: ${e.message}`)
@@ -152,13 +198,22 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
     // 102 Processing, 103 Early Hints with its fields; no other 1xx has a writer
     if (req.httpVersionMinor !== 0) sent.on('information', info => interim(res, info))
     sent.on('response', upRes => {
-      upRes.on('error', () => res.destroy())
       // the address that answered (the decision line, written before the dial, names the first)
       if (!parent) conn.close['destination.ip'] = sent.socket!.remoteAddress
+      early()
       if (parent && upRes.statusCode === 407) {
         upRes.resume()
         conn.close['http.response.status_code'] = 502
         return sendError(res, 502, 'parent proxy requires authentication (407)')
+      }
+      const te = upRes.headers['transfer-encoding']
+      if (te !== undefined && !RELAYED_CODING.test(te) && req.method !== 'HEAD' && upRes.statusCode !== 204 && upRes.statusCode !== 304) {
+        const why = `${who} sent Transfer-Encoding "${te}": only chunked is relayed`
+        conn.close['http.response.status_code'] = 502
+        conn.close['error.message'] = why
+        sendError(res, 502, why)
+        sent.destroy()                                  // its body is not read: the connection is not pooled
+        return
       }
       const h = forwardHeaders(upRes.rawHeaders, true, upRes.httpVersion)
       // a 204 has no Content-Length (RFC 9110 §8.6); node's server writes what it is given
@@ -167,6 +222,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       }
       conn.close['http.response.status_code'] = upRes.statusCode
       res.writeHead(upRes.statusCode!, h)
+      upRes.on('error', () => res.destroy())           // cut short: so is the client's copy
       upRes.pipe(res)
     })
     if (again) sent.end()                              // no body: nothing of the client's to read again

@@ -95,11 +95,16 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
    */
   http.on('request', (req: IncomingMessage, res) => {
     const conn = conns.get(req.socket as Socket)!
+    // read after this side was ended (the answer before it closed the connection, which is closing
+    // in stages: lingerClose): nobody is left to answer it, and it is neither decided nor sent on
+    if (!conn.socket.writable) return void conn.socket.destroy()
     const start = () => {
       if (tooManyFields(conn, req)) return
       handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
     }
     res.once('close', () => answered(conn))
+    // answered before its body was all read (a refusal: node's server reads the rest and drops it)
+    res.once('finish', () => { if (!req.complete) conn.unread = req })
     // An upgrade offer (no 'upgrade' listener: node serves it as a plain request, and
     // forwardHeaders drops Upgrade and the Connection tokens) is optional: it is forwarded
     // without it and never switched. Node's parser drops bytes read after such a head, so the
@@ -171,7 +176,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     const conn = conns.get(socket)!
     conn.poisoned = true
     const inFlight = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage
-    if (!socket.writable || err.code === 'ECONNRESET' || inFlight?.headersSent) return socket.destroy()
+    // a client gone, a reset, an answer under way, or a body cut short after its answer (curl stops
+    // sending at a refusal, and closes): nothing to answer, and the close line keeps the status sent
+    if (!socket.writable || err.code === 'ECONNRESET' || inFlight?.headersSent || conn.unread?.complete === false) return socket.destroy()
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
     refuseHead(conn, status, `${err.code}: ${err.message}`)
   })

@@ -39,11 +39,47 @@ t.test('request smuggling and malformed framing: 400, nothing smuggled to the or
   ]
   for (const [name, raw] of cases) {
     const r = await exchange(p.port, [raw])
-    t.ok(status(r.data) === 400 || (r.data === '' && r.closed), `${name}: refused (${r.data.split('\r\n')[0]})`)
+    // (a coding other than chunked before chunked is 501: the next test)
+    t.ok([400, 501].includes(status(r.data)) || (r.data === '' && r.closed), `${name}: refused (${r.data.split('\r\n')[0]})`)
     t.notOk(origin.requests.some(x => x.url === '/admin'), `${name}: nothing smuggled`)
     await stillServes(t, p, origin)
   }
   t.ok(p.ev.counts['dropped.malformed']! > 0)
+})
+
+t.test('a request Transfer-Encoding other than chunked alone: 501 for a coding before chunked, 400 when the length cannot be told; the connection closed', async t => {
+  // RFC 9112 §6.1: a transfer coding the server does not understand, SHOULD 501; in HTTP/1.0, the
+  // framing is faulty and the connection closes. §6.3: chunked not last, MUST 400 and close; with
+  // a Content-Length, TE wins and the connection closes after, or the request is refused: refused.
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const smuggled = `GET http://site.example:${origin.port}/admin HTTP/1.1\r\nHost: site.example\r\n\r\n`
+  const cases: [string, string, string, number][] = [
+    ['gzip, chunked', '1.1', 'Transfer-Encoding: gzip, chunked', 501],
+    ['gzip and chunked, two fields', '1.1', 'Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked', 501],
+    ['x-private, chunked', '1.1', 'Transfer-Encoding: x-private, chunked', 501],
+    ['chunked, gzip', '1.1', 'Transfer-Encoding: chunked, gzip', 400],
+    ['gzip', '1.1', 'Transfer-Encoding: gzip', 400],
+    ['identity', '1.1', 'Transfer-Encoding: identity', 400],
+    ['chunked;x=1', '1.1', 'Transfer-Encoding: chunked;x=1', 400],
+    ['chunked, chunked', '1.1', 'Transfer-Encoding: chunked, chunked', 400],
+    ['chunked and Content-Length', '1.1', 'Transfer-Encoding: chunked\r\nContent-Length: 15', 400],
+    ['Content-Length and chunked', '1.1', 'Content-Length: 15\r\nTransfer-Encoding: chunked', 400],
+    ['chunked in HTTP/1.0, keep-alive', '1.0', 'Transfer-Encoding: chunked\r\nConnection: keep-alive', 400],
+  ]
+  for (const [name, version, fields, expected] of cases) {
+    const lines = p.ev.messages.filter(m => m.msg === 'proxy.close').length
+    const r = await exchange(p.port, [`POST http://site.example:${origin.port}/ HTTP/${version}\r\nHost: site.example:${origin.port}\r\n${fields}\r\n\r\n`
+      + `5\r\nhello\r\n0\r\n\r\n${smuggled}`])
+    t.equal(status(r.data), expected, `${name}: ${expected}`)
+    t.match(r.data, /\r\nConnection: close\r\n/i, `${name}: the client is told the connection closes`)
+    t.ok(r.closed, `${name}: and it is closed`)
+    t.equal(r.data.match(/HTTP\/1\.1 \d{3}/g)?.length, 1, `${name}: one answer`)
+    t.notOk(origin.requests.some(x => x.url === '/' || x.url === '/admin'), `${name}: nothing reached the origin`)
+    t.ok(await waitFor(() => p.ev.messages.filter(m => m.msg === 'proxy.close').length === lines + 1))
+    t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': expected })
+    await stillServes(t, p, origin)
+  }
 })
 
 t.test('chunked DELETE is re-framed; a pipelined second request is decided on its own', async t => {
