@@ -166,8 +166,8 @@ t.test('a reference check is skipped only where the part it reads is itself inva
   t.same(parseConfigText('lists:\n  r: { urls: ["HTTP://u:p@example.org:8080/l.txt?k=v"] }\n', 'u.yaml').lists!.r!.urls, ['HTTP://u:p@example.org:8080/l.txt?k=v'])
   // a list name that is not valid: why, and a name that is
   t.same(only('lists:\n  Bad: { urls: ["https://example.org/l.txt"] }\n'), ['lists.Bad: list name "Bad" is not valid: list names are lowercase letters, digits, - and _; write e.g. "bad"'])
-  t.same(only('lists:\n  "My List!": { urls: ["https://example.org/l.txt"] }\n'), ['lists.My List!: list name "My List!" is not valid: list names are lowercase letters, digits, - and _; write e.g. "my-list-"'])
-  t.same(only('lists:\n  "!!": { urls: ["https://example.org/l.txt"] }\n'), ['lists.!!: list name "!!" is not valid: list names are lowercase letters, digits, - and _'])
+  t.same(only('lists:\n  "My List!": { urls: ["https://example.org/l.txt"] }\n'), ['lists["My List!"]: list name "My List!" is not valid: list names are lowercase letters, digits, - and _; write e.g. "my-list-"'])
+  t.same(only('lists:\n  "!!": { urls: ["https://example.org/l.txt"] }\n'), ['lists["!!"]: list name "!!" is not valid: list names are lowercase letters, digits, - and _'])
   // a parent is an HTTP proxy named by its authority alone
   const parent = 'proxy.parent: not a parent proxy URL; write http://HOST:PORT or http://USER:PASSWORD@HOST:PORT (an HTTP proxy that takes CONNECT)'
   for (const bad of ['socks5://127.0.0.1:1080', 'https://corp:8443', 'corp-proxy:8080', 'mailto:x@y', 'http://corp:8080/path', 'http://corp:8080?q=1', 'http://corp:8080/#f', 'http://']) {

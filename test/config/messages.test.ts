@@ -134,6 +134,8 @@ t.test('dns.forwardZones: zone names in lower case without a final dot; a bad or
   const c = parseConfigText('dns:\n  forwardZones:\n    Corp.Example.: ["udp://10.0.0.10"]\n    10.in-addr.arpa: ["udp://10.0.0.10", "tcp://[fd00::53]:53"]\n    _msdcs.corp.example: ["udp://10.0.0.11"]\n', 'z.yaml')
   t.same(c.dns.forwardZones, { 'corp.example': ['udp://10.0.0.10'], '10.in-addr.arpa': ['udp://10.0.0.10', 'tcp://[fd00::53]:53'], '_msdcs.corp.example': ['udp://10.0.0.11'] })
   t.same(parseConfigText('dns: {}\n', 'z.yaml').dns.forwardZones, {}, 'none by default')
+  t.same(detailsOf(() => parseConfigText('dns:\n  forwardZones: ["corp.example"]\n', 'z.yaml')),
+    ['z.yaml:2: dns.forwardZones: expected a mapping (key: value), got a list'], 'not a mapping: that alone is said')
   const text = [
     'dns:',
     '  forwardZones:',
