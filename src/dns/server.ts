@@ -4,6 +4,7 @@ import { isIP } from 'node:net'
 import { splitHostPort } from '../config/schema.js'
 import { AppError } from '../errors.js'
 import { canonicalIp, canonicalIps } from '../policy/cidr.js'
+import { throttled } from '../observe/throttle.js'
 import type { CacheStats, Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { QueryHandler } from './handler.js'
@@ -43,8 +44,6 @@ function numericLookup(family: 4 | 6): (address: string, _: unknown, cb: LookupC
   return (address, _, cb) => cb(null, address, family)
 }
 
-/** A listener's errors are said at most once per this window, with how many there were. */
-const ERROR_NOTICE_MS = 10_000
 
 /** What a UDP listener does with a datagram, and with an error of its socket. */
 export interface UdpListener {
@@ -62,8 +61,7 @@ export interface UdpListener {
 export function udpListener(handler: QueryHandler, evidence: Evidence, closed: () => boolean,
   now: () => number = () => performance.now()): UdpListener {
   const clientIp = canonicalIps()
-  let unsaid = 0
-  let saidAt = -Infinity
+  const sendFailed = throttled((e: Error, errors: number) => evidence.warn('dns udp socket error', { error: e.message, errors }), now)
   return {
     onMessage(s, msg, ip, port) {
       if (port === 0) return evidence.counters.dropped('malformed')
@@ -71,14 +69,7 @@ export function udpListener(handler: QueryHandler, evidence: Evidence, closed: (
         if (reply && !closed()) s.send(reply, port, ip)
       })
     },
-    onError(e) {
-      unsaid++
-      const t = now()
-      if (t - saidAt < ERROR_NOTICE_MS) return
-      saidAt = t
-      evidence.warn('dns udp socket error', { error: e.message, errors: unsaid })
-      unsaid = 0
-    },
+    onError: sendFailed,
   }
 }
 

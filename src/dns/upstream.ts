@@ -1,5 +1,6 @@
 import { AppError } from '../errors.js'
-import { FD_NOTICE_MS, fdExhausted } from '../observe/fd-check.js'
+import { fdExhausted } from '../observe/fd-check.js'
+import { throttled } from '../observe/throttle.js'
 import type { Evidence } from '../observe/types.js'
 import type { ReplyCallback } from './pending.js'
 import { TcpTransport } from './upstream-tcp.js'
@@ -62,8 +63,9 @@ export class Upstream {
     return this.udp.send(query, qEnd, timeoutMs, cb, exactCase)
   }
 
-  private errorsUnsaid = 0
-  private errorSaidAt = -Infinity
+  private readonly errorNotice = throttled((e: Error, errors: number) => {
+    this.evidence.warn('dns upstream socket error', { upstream: this.url, error: e.message, errors })
+  }, () => this.nowMs())
 
   /**
    * An error of one of its UDP sockets (the queries on it have failed over): said at most once
@@ -72,12 +74,7 @@ export class Upstream {
    */
   socketError(e: Error): void {
     if (fdExhausted(e)) this.evidence.counters.fdExhausted('dns-upstream')
-    this.errorsUnsaid++
-    const now = this.nowMs()
-    if (now - this.errorSaidAt < FD_NOTICE_MS) return
-    this.errorSaidAt = now
-    this.evidence.warn('dns upstream socket error', { upstream: this.url, error: e.message, errors: this.errorsUnsaid })
-    this.errorsUnsaid = 0
+    this.errorNotice(e)
   }
 
   /** An answer over TCP showed that it does not keep the letter case of questions: no more 0x20 for it. */

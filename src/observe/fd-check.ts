@@ -1,10 +1,11 @@
 import { closeSync, openSync } from 'node:fs'
+import { NOTICE_WINDOW_MS, throttled } from './throttle.js'
 import type { Counters, FdWhere } from './types.js'
 
 /** How often the process checks that it can still open a file descriptor. */
 export const FD_CHECK_MS = 2000
 /** The warning about descriptors run out is said at most once per this window. */
-export const FD_NOTICE_MS = 10_000
+export const FD_NOTICE_MS = NOTICE_WINDOW_MS
 
 /** Is `e` the error of a process (EMFILE) or system (ENFILE) that has no file descriptor free? */
 export function fdExhausted(e: unknown): boolean {
@@ -38,17 +39,8 @@ export function watchFds(counters: Pick<Counters, 'fdExhausted'>, everyMs = FD_C
  */
 export function fdNotice(warn: (msg: string, fields: Record<string, unknown>) => void, now: () => number = () => performance.now(),
   windowMs = FD_NOTICE_MS): (where: FdWhere) => void {
-  let saidAt = -Infinity
-  let count = 0
-  return where => {
-    count++
-    const t = now()
-    if (t - saidAt < windowMs) return
-    saidAt = t
-    warn('no file descriptor free (EMFILE): new connections are closed as they are accepted and upstream sockets cannot open', {
-      'error.code': 'EMFILE', where, count,
-      fix: 'raise the open-files limit (systemd LimitNOFILE=, docker run --ulimit nofile=, ulimit -n) or lower dns.tcp.maxConnections, proxy.maxConnections and admin.maxConnections',
-    })
-    count = 0
-  }
+  return throttled((where, count) => warn('no file descriptor free (EMFILE): new connections are closed as they are accepted and upstream sockets cannot open', {
+    'error.code': 'EMFILE', where, count,
+    fix: 'raise the open-files limit (systemd LimitNOFILE=, docker run --ulimit nofile=, ulimit -n) or lower dns.tcp.maxConnections, proxy.maxConnections and admin.maxConnections',
+  }), now, windowMs)
 }
