@@ -12,6 +12,9 @@ export interface Lease {
 /** A hardware address: 6 (EUI-48) or 8 (EUI-64) octets of one or two hex digits, split by ':' or '-'. */
 const MAC = /^[0-9a-f]{1,2}([:-])[0-9a-f]{1,2}(?:\1[0-9a-f]{1,2}){4}(?:(?:\1[0-9a-f]{1,2}){2})?$/i
 
+/** An EUI-48 already in ECS's notation. */
+const ECS_MAC = /^[0-9A-F]{2}(?:-[0-9A-F]{2}){5}$/
+
 /**
  * A hardware address in the notation ECS gives for `client.mac` (RFC 7042 §2.1.1): two upper-case
  * hex digits per octet, joined by hyphens (`02-00-5E-10-00-0A`), so that a SIEM matches it with the
@@ -19,7 +22,9 @@ const MAC = /^[0-9a-f]{1,2}([:-])[0-9a-f]{1,2}(?:\1[0-9a-f]{1,2}){4}(?:(?:\1[0-9
  * and ISC dhcpd leaves out leading zeros (`2:0:5e:…`). undefined for anything that is not one.
  */
 export function ecsMac(text: string | undefined): string | undefined {
-  if (text === undefined || !MAC.test(text)) return undefined
+  if (text === undefined) return undefined
+  if (ECS_MAC.test(text)) return text                 // the common case (report reads it per line): as it is
+  if (!MAC.test(text)) return undefined
   return text.split(/[:-]/).map(o => o.padStart(2, '0')).join('-').toUpperCase()
 }
 

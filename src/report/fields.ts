@@ -118,8 +118,6 @@ function parseTime(ts: string | undefined): number {
   return Date.parse(ts)
 }
 
-const ECS_MAC = /^[0-9A-F]{2}(?:-[0-9A-F]{2}){5}$/
-
 function toEvent(
   message: string | undefined, action: string | undefined, ts: string | undefined, ip: string | undefined, name: string | undefined,
   matched: string | undefined, sni: string | undefined, w: string | undefined, list: string | undefined, entry: string | undefined,
@@ -135,7 +133,7 @@ function toEvent(
   if (matched === name) matched = undefined
   if (sni === name || sni === matched || (sni !== undefined && isIP(name) === 0)) sni = undefined
   // lines written before client.mac took ECS's notation say aa:bb:…: the same machine
-  if (mac !== undefined && !ECS_MAC.test(mac)) mac = ecsMac(mac) ?? mac
+  if (mac !== undefined) mac = ecsMac(mac) ?? mac
   const sinkhole = message === 'sinkhole.capture'
   return {
     time, ip, action: ACTIONS[action] ?? action, name, matched, sni, list, entry, hostname, mac, domain,
