@@ -3,7 +3,7 @@ import { loadConfig } from './config/load.js'
 import { FileWatch } from './file-watch.js'
 import { NO_LISTENERS } from './config/warnings.js'
 import type { Evidence } from './observe/types.js'
-import { allWarnings, buildSnapshot, type ExtraTexts } from './snapshot.js'
+import { allWarnings, buildSnapshotAsync, type ExtraTexts } from './snapshot.js'
 import type { Config, ConfigWarning, Snapshot } from './snapshot-types.js'
 
 /** At most this many warning lines at a start or a reload; one more line counts the rest. */
@@ -53,8 +53,14 @@ export function applyOverrides(c: Config, o: Overrides): Config {
 }
 
 export interface Reloader {
-  /** Rebuild config and lists now; swap on success; on failure log the errors and keep the old snapshot. */
-  reload(why: string): boolean
+  /**
+   * Rebuild config and lists now; swap on success; on failure log the errors and keep the old
+   * snapshot. The lists are parsed a slice at a time, so the listeners keep answering meanwhile.
+   * One reload runs at a time: one asked for while another runs starts when it ends (with the
+   * files as they are then), and those asked for in the meantime share it. Resolves to whether
+   * the reload that read the files after the call was accepted.
+   */
+  reload(why: string): Promise<boolean>
   /**
    * A reload asked for (SIGHUP): now, unless one ran less than the debounce ago; then once, that
    * long after it. A burst of requests costs one reload per debounce, and the queries between are answered.
@@ -65,6 +71,7 @@ export interface Reloader {
   /** Stop following the files (reload.watch turned off). */
   unwatch(): void
   readonly watching: boolean
+  /** Stop: timers and file watches end; a reload still running is dropped when its lists are read (not swapped in). */
   close(): void
 }
 
@@ -82,6 +89,8 @@ export interface ReloaderOptions {
   readonly pollMs?: number
   /** How long after a reload that failed for want of a file descriptor it is tried again (ms; FD_RETRY_MS). */
   readonly fdRetryMs?: number
+  /** How long a reload's list parsing may hold the event loop at a time (ms; default SLICE_MS). */
+  readonly sliceMs?: number
 }
 
 /**
@@ -120,18 +129,40 @@ export function createReloader(o: ReloaderOptions): Reloader {
   let again: NodeJS.Timeout | undefined
   let fdTries = 0
 
-  function reload(why: string): boolean {
+  let busy: Promise<boolean> | undefined
+  let next: Promise<boolean> | undefined
+  let closed = false
+  const stop = new AbortController()
+
+  function reload(why: string): Promise<boolean> {
+    if (closed) return Promise.resolve(false)
+    if (busy === undefined) return (busy = run(why))
+    // the one running read the files before this call: one more, once it ends, for every call till then
+    next ??= busy.then(() => {
+      next = undefined
+      return reload(why)
+    })
+    return next
+  }
+
+  async function run(why: string): Promise<boolean> {
     try {
-      return attempt(why)
+      return await attempt(why)
     } finally {
+      busy = undefined
       lastEnd = performance.now()
       files?.refresh()
     }
   }
 
-  function attempt(why: string): boolean {
+  async function attempt(why: string): Promise<boolean> {
+    const started = performance.now()
+    // said first: a big list takes seconds to read, and the queries answered meanwhile use the old lists
+    o.evidence.info('reload started', { reason: why })
     try {
       const config = applyOverrides(loadConfig(o.configPath, { resolvConf: o.resolvConf, reload: true }), o.overrides)
+      const s = await buildSnapshotAsync(config, { extraTexts: o.extraTexts?.(), sliceMs: o.sliceMs, signal: stop.signal })
+      stop.signal.throwIfAborted()                   // closed while the last slice ran
       const previous = o.current()
       const old = previous.config
       bound ??= old
@@ -144,15 +175,21 @@ export function createReloader(o: ReloaderOptions): Reloader {
           o.evidence.warn(`reload: ${k}.listen changed; listeners change only on restart`, { listening: bound[k].listen, new: config[k].listen })
         }
       }
-      const s = buildSnapshot(config, { extraTexts: o.extraTexts?.() })
       o.swap(s)
       const fresh = logWarnings(o.evidence, s, previous)
       warnShrunk(o.evidence, previous, s)
-      o.evidence.info('reloaded', { reason: why, lists: s.lists.map(l => ({ name: l.name, entries: l.entries })), warnings: allWarnings(s).length, newWarnings: fresh })
+      o.evidence.info('reloaded', {
+        reason: why, lists: s.lists.map(l => ({ name: l.name, entries: l.entries })), warnings: allWarnings(s).length, newWarnings: fresh,
+        took_ms: Math.round(performance.now() - started),
+      })
       o.onResult?.(true)
       fdTries = 0
       return true
     } catch (e) {
+      if (closed) {
+        o.evidence.info('reload dropped: stopping', { reason: why })
+        return false
+      }
       const details = e instanceof AppError ? errorLines(e) : [String(e)]
       const retry = details.some(d => /\bE[MN]FILE\b/.test(d)) && fdTries < FD_RETRIES
       fdTries = retry ? fdTries + 1 : 0
@@ -162,7 +199,7 @@ export function createReloader(o: ReloaderOptions): Reloader {
         clearTimeout(again)
         again = setTimeout(() => {
           again = undefined
-          reload(why)
+          void reload(why)
         }, retryMs)
       }
       o.onResult?.(false)
@@ -174,12 +211,12 @@ export function createReloader(o: ReloaderOptions): Reloader {
     if (requested !== undefined) return                // one is on its way: it reads the files as they are then
     const wait = lastEnd + debounce() - performance.now()
     if (wait <= 0) {
-      reload(why)
+      void reload(why)
       return
     }
     requested = setTimeout(() => {
       requested = undefined
-      reload(why)
+      void reload(why)
     }, wait)
   }
 
@@ -197,7 +234,7 @@ export function createReloader(o: ReloaderOptions): Reloader {
     watch() {
       if (files) return
       files = new FileWatch({
-        files: watched, onChange: why => { reload(why) }, debounceMs: debounce, pollMs: o.pollMs,
+        files: watched, onChange: why => { void reload(why) }, debounceMs: debounce, pollMs: o.pollMs,
         warn: (msg, fields) => o.evidence.warn(msg, fields),
       })
       files.start()
@@ -210,6 +247,8 @@ export function createReloader(o: ReloaderOptions): Reloader {
       return files !== undefined
     },
     close() {
+      closed = true
+      stop.abort()
       clearTimeout(requested)
       requested = undefined
       clearTimeout(again)

@@ -43,7 +43,7 @@ export interface Running {
     sinkhole: { address: string; port: number }[]
     admin?: { address: string; port: number }
   }
-  reload(why?: string): boolean
+  reload(why?: string): Promise<boolean>
   /** Stop accepting, drain in-flight work, close everything. */
   stop(): Promise<void>
   /** Resolves once stopped. */
@@ -119,7 +119,7 @@ async function start(opts: ServeOptions): Promise<Running> {
   }
   // remote lists start from their last good copy on disk; a fetch that changes one reloads
   let stopping: Promise<void> | undefined
-  const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => { if (!stopping) reloader.reload('remote list changed') } })
+  const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => { if (!stopping) void reloader.reload('remote list changed') } })
   snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
   metrics.setLists(snapshot.lists)
   logWarnings(evidence, snapshot)

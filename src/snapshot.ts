@@ -1,4 +1,4 @@
-import { loadLists } from './match/load-lists.js'
+import { loadLists, loadListsAsync, type LoadedLists } from './match/load-lists.js'
 import { createPolicy } from './policy/decide.js'
 import type { Config, ConfigWarning, Snapshot } from './snapshot-types.js'
 
@@ -7,13 +7,24 @@ export type ExtraTexts = Readonly<Record<string, readonly { source: string; text
 
 /** Build the immutable snapshot every listener reads: config, lists, policy. Throws AppError on an unreadable list. */
 export function buildSnapshot(config: Config, opts: { extraTexts?: ExtraTexts; now?: () => number } = {}): Snapshot {
-  const { matcher, infos, warnings } = loadLists(config.lists, { extraTexts: opts.extraTexts })
+  return assemble(config, loadLists(config.lists, { extraTexts: opts.extraTexts }), opts.now)
+}
+
+/**
+ * buildSnapshot in a running process (a reload): the lists are read and parsed a slice at a time
+ * (loadListsAsync), so the listeners keep answering while it runs. Rejects with the same AppError.
+ */
+export async function buildSnapshotAsync(config: Config, opts: { extraTexts?: ExtraTexts; now?: () => number; sliceMs?: number; signal?: AbortSignal } = {}): Promise<Snapshot> {
+  return assemble(config, await loadListsAsync(config.lists, { extraTexts: opts.extraTexts, sliceMs: opts.sliceMs, signal: opts.signal }), opts.now)
+}
+
+function assemble(config: Config, { matcher, infos, warnings }: LoadedLists, now: (() => number) | undefined): Snapshot {
   const policy = createPolicy({
     matcher,
     listActions: Object.fromEntries(Object.entries(config.lists).map(([k, v]) => [k, v.action])),
     groups: config.groups,
   })
-  return Object.freeze({ config, policy, lists: infos, warnings, loadedAt: (opts.now ?? Date.now)() })
+  return Object.freeze({ config, policy, lists: infos, warnings, loadedAt: (now ?? Date.now)() })
 }
 
 /** The config's warnings, then the lists' (what validate and lists show; each is FILE:LINE and a message). */

@@ -14,9 +14,10 @@ t.test('a reload that fails with an unexpected error logs it and keeps the old s
   const ev = memoryEvidence()
   const results: boolean[] = []
   const rl = createReloader({ overrides: {}, resolvConf: '/nonexistent', evidence: ev, current: () => { throw new TypeError('no snapshot') }, swap: () => { t.fail('no swap') }, onResult: ok => results.push(ok), debounceMs: 10 })
-  t.equal(rl.reload('test'), false)
+  t.equal(await rl.reload('test'), false)
   t.same(results, [false])
-  t.match(ev.messages, [{ level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { reason: 'test', errors: ['TypeError: no snapshot'] } }])
+  t.match(ev.messages, [{ level: 'info', msg: 'reload started', fields: { reason: 'test' } },
+    { level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { reason: 'test', errors: ['TypeError: no snapshot'] } }])
 })
 
 t.test('a reload logs each warning it brings, as the start does, and not again the ones logged before', async t => {
@@ -33,28 +34,28 @@ t.test('a reload logs each warning it brings, as the start does, and not again t
   const rl = createReloader({ configPath: cfg, overrides: {}, resolvConf: '/nonexistent', evidence: ev, current: () => current, swap: s => { current = s }, debounceMs: 10 })
   const warned = () => ev.messages.splice(0).filter(m => m.level === 'warn')
   appendFileSync(join(dir, 'local.txt'), 'relay_bad..example\n')
-  t.equal(rl.reload('file changed'), true)
+  t.equal(await rl.reload('file changed'), true)
   t.match(warned(), [{ msg: 'list warning', fields: { source: `${join(dir, 'local.txt')}:4`, warning: /^list local: invalid entry "relay_bad\.\.example": empty label; valid: / } }],
     'the new bad line, by file and line; the one logged at start is not repeated')
   t.equal(current.warnings.length, 2)
-  t.equal(rl.reload('SIGHUP'), true)
+  t.equal(await rl.reload('SIGHUP'), true)
   t.same(warned(), [], 'nothing new: no warning lines')
   // a config warning the reload brings is logged too
   writeFileSync(cfg, 'lists: { local: { files: [local.txt], action: block } }\nsinkhole: { listen: ["127.0.0.250:443"] }\n')
-  t.equal(rl.reload('SIGHUP'), true)
+  t.equal(await rl.reload('SIGHUP'), true)
   const w = warned().filter(m => / warning$/.test(m.msg))
   t.match(w, [{ msg: 'config warning', fields: { source: `${cfg}:2`, warning: /^sinkhole\.listen: nothing will reach/ } }])
   t.equal(w.length, 1, 'the list warnings logged before are not repeated')
   // many new bad lines: MAX_LOGGED_WARNINGS lines, then one line with the count of the rest
   appendFileSync(join(dir, 'local.txt'), Array.from({ length: MAX_LOGGED_WARNINGS + 5 }, (_, i) => `bad_${i}..example\n`).join(''))
-  t.equal(rl.reload('file changed'), true)
+  t.equal(await rl.reload('file changed'), true)
   const many = warned()
   t.equal(many.length, MAX_LOGGED_WARNINGS + 1)
   t.ok(many.slice(0, MAX_LOGGED_WARNINGS).every(m => m.msg === 'list warning'))
   t.same(many[MAX_LOGGED_WARNINGS], { level: 'warn', msg: 'more warnings not logged', fields: { count: 5, see: `tunnelguard lists --config ${cfg}` } })
   const done = ev.messages.length
-  t.equal(rl.reload('SIGHUP'), true)
-  t.match(ev.messages.slice(done), [{ level: 'info', msg: 'reloaded', fields: { warnings: 1 + 2 + MAX_LOGGED_WARNINGS + 5, newWarnings: 0 } }], 'the reloaded line counts them all and the new ones')
+  t.equal(await rl.reload('SIGHUP'), true)
+  t.match(ev.messages.slice(done), [{ level: 'info', msg: 'reload started' }, { level: 'info', msg: 'reloaded', fields: { warnings: 1 + 2 + MAX_LOGGED_WARNINGS + 5, newWarnings: 0 } }], 'the reloaded line counts them all and the new ones')
 })
 
 t.test('the start logs at most MAX_LOGGED_WARNINGS warnings too; with the built-in config, lists is named without --config', async t => {
@@ -87,6 +88,7 @@ t.test('reload requests (SIGHUP) coalesce: a burst costs one reload per debounce
   const { dir, ev, rl, current } = overList(t, 'a.test\n', { debounceMs: 150 })
   const reloads = () => ev.messages.filter(m => m.msg === 'reloaded').length
   rl.request('SIGHUP')
+  for (let i = 0; i < 100 && reloads() === 0; i++) await sleep(5)
   t.equal(reloads(), 1, 'the first: at once')
   writeFileSync(join(dir, 'l.txt'), 'a.test\nb.test\n')
   for (let i = 0; i < 200; i++) rl.request('SIGHUP')
@@ -103,21 +105,21 @@ t.test('at a reload: an empty config file is refused (a save caught half-way); a
   const names = Array.from({ length: 10 }, (_, i) => `n${i}.test`)
   const { dir, cfg, ev, rl, current } = overList(t, names.join('\n') + '\n', { debounceMs: 10 })
   writeFileSync(cfg, '')
-  t.equal(rl.reload('file changed'), false)
+  t.equal(await rl.reload('file changed'), false)
   t.match(ev.messages.at(-1), { level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { errors: [/tg\.yaml: the config file has no setting in it/, /empty at a reload/] } })
   t.same(Object.keys(current().config.lists), ['l'], 'the running config kept (not the built-in one)')
   writeFileSync(cfg, 'lists: { l: { files: [l.txt], action: block } }\n')
   writeFileSync(join(dir, 'l.txt'), names.slice(0, 6).join('\n') + '\n')
-  t.ok(rl.reload('x'))
+  t.ok(await rl.reload('x'))
   t.notOk(ev.messages.some(m => m.msg === 'list shrank at reload'), '10 → 6: no word')
   writeFileSync(join(dir, 'l.txt'), names.slice(0, 3).join('\n') + '\n')
-  t.ok(rl.reload('x'))
+  t.ok(await rl.reload('x'))
   t.match(ev.messages.filter(m => m.msg === 'list shrank at reload'), [{ level: 'warn', fields: { list: 'l', was: 6, entries: 3 } }], '6 → 3: said')
   writeFileSync(join(dir, 'l.txt'), '# emptied\n')
-  t.ok(rl.reload('x'))
+  t.ok(await rl.reload('x'))
   t.match(ev.messages.filter(m => m.msg === 'list shrank at reload').at(-1), { fields: { list: 'l', was: 3, entries: 0 } })
   writeFileSync(join(dir, 'l.txt'), 'a.test\n')
-  t.ok(rl.reload('x'))
+  t.ok(await rl.reload('x'))
   t.equal(ev.messages.filter(m => m.msg === 'list shrank at reload').length, 2, 'from 0: nothing to say')
 })
 
@@ -151,7 +153,7 @@ t.test('a reload that failed for want of a file descriptor (EMFILE) is tried aga
     extraTexts: () => { if (fail !== undefined) throw new Error(fail); return {} },
   })
   t.teardown(() => rl.close())
-  t.equal(rl.reload('file changed: x.txt'), false)
+  t.equal(await rl.reload('file changed: x.txt'), false)
   t.match(ev.messages.at(-1), { level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { reason: 'file changed: x.txt', retry_in_ms: 5 } })
   while (results.length < 3) await sleep(5)
   fail = undefined
@@ -162,14 +164,14 @@ t.test('a reload that failed for want of a file descriptor (EMFILE) is tried aga
   t.equal(results.length, n, 'and no more')
 
   fail = 'Error: ENOENT: no such file'
-  t.equal(rl.reload('SIGHUP'), false)
+  t.equal(await rl.reload('SIGHUP'), false)
   t.notOk('retry_in_ms' in (ev.messages.at(-1)!.fields ?? {}), 'another error: not tried again')
   await sleep(30)
   t.equal(results.length, n + 1)
 
   // bounded: FD_RETRIES in a row, then it waits for the next change or SIGHUP
   fail = 'Error: EMFILE: too many open files'
-  rl.reload('SIGHUP')
+  void rl.reload('SIGHUP')
   while (results.length < n + 2 + FD_RETRIES) await sleep(5)
   await sleep(30)
   t.equal(results.length, n + 2 + FD_RETRIES)
@@ -186,8 +188,48 @@ t.test('close() stops a retry that is due', async t => {
     configPath: cfg, overrides: {}, resolvConf: '/nonexistent', evidence: ev, current: () => current, swap: () => {},
     debounceMs: 10, fdRetryMs: 20, onResult: ok => results.push(ok), extraTexts: () => { throw new Error('ENFILE: file table overflow') },
   })
-  rl.reload('SIGHUP')
+  void rl.reload('SIGHUP')
   rl.close()
   await sleep(60)
   t.same(results, [false])
+})
+
+t.test('one reload at a time: those asked for while one runs share one more after it, which reads the files as they are then', async t => {
+  const big = Array.from({ length: 30_000 }, (_, i) => `h${i}.example`).join('\n') + '\n'
+  const { dir, ev, rl, current } = overList(t, big, { debounceMs: 10 })
+  const runs = () => ev.messages.filter(m => m.msg === 'reload started').length
+  const first = rl.reload('one')
+  t.equal(runs(), 1, 'started at once, said first')
+  writeFileSync(join(dir, 'l.txt'), big + 'more.example\n')
+  const second = rl.reload('two')
+  const third = rl.reload('three')
+  t.equal(runs(), 1, 'the others wait for it')
+  t.equal(second, third, 'and share one reload')
+  t.same(await Promise.all([first, second, third]), [true, true, true])
+  t.equal(runs(), 2, 'two reloads for three calls')
+  t.equal(current().lists[0]!.entries, 30_001, 'the second read the file as it was after the first began')
+  const lines = ev.messages.filter(m => m.msg === 'reload started' || m.msg === 'reloaded')
+  t.match(lines, [
+    { level: 'info', msg: 'reload started', fields: { reason: 'one' } }, { msg: 'reloaded', fields: { reason: 'one', took_ms: Number } },
+    { msg: 'reload started', fields: { reason: 'two' } }, { msg: 'reloaded', fields: { reason: 'two' } },
+  ])
+  t.equal(lines.length, 4)
+})
+
+t.test('close() while a reload reads its lists: nothing is swapped in, the reload says it was dropped; later calls do nothing', async t => {
+  const big = Array.from({ length: 50_000 }, (_, i) => `h${i}.example`).join('\n') + '\n'
+  const { dir, ev, rl, current } = overList(t, 'a.test\n', { debounceMs: 10 })
+  writeFileSync(join(dir, 'l.txt'), big)
+  const before = current()
+  const results: boolean[] = []
+  const p = rl.reload('SIGHUP').then(ok => { results.push(ok); return ok })
+  await new Promise(r => setImmediate(r))
+  rl.close()
+  t.equal(await p, false)
+  t.equal(current(), before, 'the old snapshot stays')
+  t.match(ev.messages.at(-1), { level: 'info', msg: 'reload dropped: stopping', fields: { reason: 'SIGHUP' } })
+  t.notOk(ev.messages.some(m => m.msg === 'reloaded' || m.level === 'error'))
+  const n = ev.messages.length
+  t.equal(await rl.reload('after'), false)
+  t.equal(ev.messages.length, n, 'a reload after close: no work, no line')
 })

@@ -53,10 +53,10 @@ t.test('serve in-process: every listener, overrides, reload, stop', async t => {
   t.equal((await fetchText(r.addresses.admin!.port, '/readyz')).status, 200)
   t.match((await fetchText(r.addresses.admin!.port, '/metrics')).body, /tunnelguard_list_entries\{list="l"\} 1/)
   writeFileSync(join(dir, 'l.txt'), 'ngrok.io\nngrok.app\n')
-  t.equal(r.reload('test'), true)
+  t.equal(await r.reload('test'), true)
   t.equal(r.snapshot().lists[0]!.entries, 2)
   writeFileSync(cfg, 'dns: { listen: 3 }\n')
-  t.equal(r.reload('test'), false, 'an invalid config is rejected')
+  t.equal(await r.reload('test'), false, 'an invalid config is rejected')
   t.equal(r.snapshot().lists[0]!.entries, 2, 'the old snapshot stays')
   t.match(log, /reload rejected/)
   t.match((await fetchText(r.addresses.admin!.port, '/metrics')).body, /tunnelguard_reloads_total\{result="error"\} 1/)
@@ -176,17 +176,17 @@ t.test('serve: alerts added to a running config by reload reach the webhook and 
   const udp = r.addresses.dns.find(a => a.transport === 'udp')!
   await dig(udp, 'a.ngrok.io')
   writeFileSync(cfg, base + `alerts: {window: 5m, webhook: {url: "http://127.0.0.1:${port}/tg"}, syslog: {url: "udp://127.0.0.1:${syslogPort}"}}\n`)
-  t.equal(r.reload('test'), true)
+  t.equal(await r.reload('test'), true)
   t.match(log, /"webhook":"http:\/\/127\.0\.0\.1:\d+\/tg","syslog":"udp:\/\/127\.0\.0\.1:\d+"[^\n]*"message":"alerts reconfigured"/)
   await dig(udp, 'b.ngrok.io')
   for (let i = 0; i < 200 && (posts.length === 0 || datagrams.length === 0); i++) await new Promise(res => setTimeout(res, 20))
   t.equal(posts.length, 1, 'the webhook got the alert')
   t.match(posts[0], { rule: { name: 'ngrok.io', ruleset: 'l' }, client: { ip: '127.0.0.1' } })
   t.equal(datagrams.length, 1, 'and syslog')
-  t.equal(r.reload('same'), true)
+  t.equal(await r.reload('same'), true)
   t.equal(log.match(/alerts reconfigured/g)!.length, 1, 'an unchanged alerts section is not reconfigured')
   writeFileSync(cfg, base)
-  t.equal(r.reload('test'), true)
+  t.equal(await r.reload('test'), true)
   await dig(udp, 'x.ngrok.io')
   await new Promise(res => setTimeout(res, 200))
   t.equal(posts.length, 1, 'alerts removed: nothing more sent')
@@ -210,7 +210,7 @@ t.test('serve: a reload changes the log level and whether files are followed, in
   await new Promise(res => setTimeout(res, 50))
   t.notMatch(log, /"dns\.query"/, 'at error: no decision line')
   writeFileSync(cfg, conf('info', false))
-  t.equal(r.reload('test'), true)
+  t.equal(await r.reload('test'), true)
   await dig(udp, 'b.ngrok.io')
   await new Promise(res => setTimeout(res, 50))
   t.match(log, /"from":"error","to":"info","message":"log level changed"/)
@@ -220,7 +220,7 @@ t.test('serve: a reload changes the log level and whether files are followed, in
   await new Promise(res => setTimeout(res, 400))
   t.equal(r.snapshot().lists[0]!.entries, 1, 'watch off: not reloaded')
   writeFileSync(cfg, conf('info', true))
-  t.equal(r.reload('test'), true)
+  t.equal(await r.reload('test'), true)
   t.equal(r.snapshot().lists[0]!.entries, 2)
   writeFileSync(join(dir, 'l.txt'), 'ngrok.io\nngrok.app\nngrok.dev\n')
   for (let i = 0; i < 100 && r.snapshot().lists[0]!.entries !== 3; i++) await new Promise(res => setTimeout(res, 20))
@@ -235,6 +235,7 @@ t.test('serve with signals: SIGHUP reloads, SIGTERM stops', async t => {
   const r = await serve({ stdout: out, overrides: { dns: ['127.0.0.1:0'], proxy: [], admin: '127.0.0.1:0', upstreams: ['udp://127.0.0.1:9'] }, resolvConf: '/nonexistent', watchFiles: false })
   t.equal(process.listenerCount('SIGHUP'), before + 1)
   process.emit('SIGHUP', 'SIGHUP')
+  for (let i = 0; i < 200 && !log.includes('"message":"reloaded"'); i++) await new Promise(res => setTimeout(res, 10))
   t.match(log, /"reason":"SIGHUP"/)
   process.emit('SIGTERM', 'SIGTERM')
   await r.done
@@ -254,6 +255,7 @@ t.test('serve: a signal while starting is acted on once started (SIGHUP: a reloa
   const starting = serve({ ...opts, stdout: a.out })
   process.emit('SIGHUP', 'SIGHUP')                             // its handlers are in place before it has started
   const r = await starting
+  for (let i = 0; i < 200 && !a.got.text.includes('"message":"reloaded"'); i++) await new Promise(res => setTimeout(res, 10))
   t.match(a.got.text, /"message":"started"[^]*"reason":"SIGHUP"[^]*"message":"reloaded"/, 'started, then reloaded')
   process.emit('SIGTERM', 'SIGTERM')
   await r.done
@@ -276,11 +278,11 @@ t.test('reloader: overrides survive a reload; listener changes are warned about;
   const rl = createReloader({ configPath: cfg, overrides, evidence: ev, current: () => snap, swap: s => { snap = s }, debounceMs: 20 })
   t.teardown(() => rl.close())
   writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\n')
-  t.ok(rl.reload('x'))
+  t.ok(await rl.reload('x'))
   t.same(snap.config.dns.listen, ['127.0.0.1:5300'], 'override kept')
   t.ok(ev.messages.some(m => /proxy\.listen changed; listeners change only on restart/.test(m.msg)))
   writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9999" }\nsinkhole: { listen: ["127.0.0.1:80"] }\n')
-  t.ok(rl.reload('x'))
+  t.ok(await rl.reload('x'))
   t.match(ev.messages.filter(m => /listen changed/.test(m.msg)).slice(1), [
     { level: 'warn', msg: 'reload: sinkhole.listen changed; listeners change only on restart', fields: { listening: [], new: ['127.0.0.1:80'] } },
     { level: 'warn', msg: 'reload: admin.listen changed; listeners change only on restart', fields: { listening: '127.0.0.1:9153', new: '127.0.0.1:9999' } },
@@ -288,7 +290,7 @@ t.test('reloader: overrides survive a reload; listener changes are warned about;
   // back to the addresses listened on: said so, no warning; a change from one unbound address to another is still compared with what is bound
   const warned = ev.messages.filter(m => /listen changed/.test(m.msg)).length
   writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9998"] }\n')
-  t.ok(rl.reload('x'))
+  t.ok(await rl.reload('x'))
   t.match(ev.messages.filter(m => /listen/.test(m.msg)).slice(-3), [
     { level: 'warn', msg: 'reload: proxy.listen changed; listeners change only on restart', fields: { listening: ['127.0.0.1:3128'], new: ['127.0.0.1:9998'] } },
     { level: 'info', msg: 'reload: sinkhole.listen is again the addresses listened on', fields: { listening: [] } },
@@ -297,13 +299,13 @@ t.test('reloader: overrides survive a reload; listener changes are warned about;
   t.equal(ev.messages.filter(m => /listen changed/.test(m.msg)).length, warned + 1)
   writeFileSync(join(dir, 'gone.yaml'), '')
   writeFileSync(cfg, 'lists:\n  l: { files: [l.txt, gone.txt] }\n')
-  t.notOk(rl.reload('x'))
+  t.notOk(await rl.reload('x'))
   const rejected = ev.messages.at(-1)!
   t.equal(rejected.msg, 'reload rejected; keeping the previous config and lists')
   t.match(rejected.fields, { errors: [/tg\.yaml: 1 error/, /tg\.yaml:2: lists\.l\.files\[1\]: cannot read list file .*gone\.txt/] })
   t.equal((rejected.fields!.errors as string[]).length, 2, 'each error once')
   writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9999" }\nsinkhole: { listen: ["127.0.0.1:80"] }\n')
-  t.ok(rl.reload('x'))
+  t.ok(await rl.reload('x'))
   rl.watch()
   writeFileSync(join(dir, 'l.txt'), 'a.com\nb.com\n')
   for (let i = 0; i < 100 && snap.lists[0]!.entries !== 2; i++) await new Promise(r => setTimeout(r, 20))

@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { AppError } from '../errors.js'
 import type { ListConfig, ListInfo } from '../snapshot-types.js'
-import { formatOf, parseInto } from './parse-list.js'
+import { parseLinesInSteps } from './formats/lines.js'
+import type { EntrySink } from './formats/sink.js'
+import { formatOf, parseInSteps } from './parse-list.js'
 import { SuffixTrie } from './suffix-trie.js'
 import type { ListWarning, Matcher } from './types.js'
 
@@ -17,6 +20,15 @@ export interface LoadListsOptions {
   readonly extraTexts?: Readonly<Record<string, readonly { source: string; text: string }[]>>
 }
 
+export interface LoadListsAsyncOptions extends Omit<LoadListsOptions, 'readFile'> {
+  /** Reads a list file as text (default: fs.promises.readFile utf8). Rejects when unreadable. */
+  readonly readFile?: (path: string) => Promise<string>
+  /** How long the work may hold the event loop before it gives it a turn (ms; SLICE_MS). */
+  readonly sliceMs?: number
+  /** Abandons the work at its next turn (rejects with the signal's reason). */
+  readonly signal?: AbortSignal
+}
+
 export interface LoadedLists {
   readonly matcher: Matcher
   /** One per configured list, in config order: entries (allow exceptions included) and allows. */
@@ -25,36 +37,115 @@ export interface LoadedLists {
 }
 
 /**
+ * loadListsAsync holds the event loop this long at most (a step more at worst) before it lets
+ * queries and connections through: a reload of a list of a million names takes seconds, and a
+ * resolver that stops answering for seconds sends every client to its second server.
+ */
+export const SLICE_MS = 2
+/** A `lines` text is parsed this many characters at a time between looks at the clock (about a millisecond's work). */
+const STEP_CHARS = 1 << 14
+/** The sizing pass reads one line in this many (a table's count is then known to a few percent past a few thousand names). */
+const SAMPLE = 32
+const MAX_NAME = 253
+const MAX_WORDS = (MAX_NAME + 3) >>> 2
+
+type Texts = Map<string, { source: string; text: string }[]>
+
+/**
  * Load every configured list into one matcher: each list's files, then its extra (remote) texts.
  * Lines that cannot be read as an entry are warnings and the rest loads; an unreadable file is an
  * AppError 'LIST_LOAD' naming every such file (details). All files are read first, so nothing is
  * parsed when one is unreadable, and the matcher is sized once for the lines it will hold.
  */
 export function loadLists(lists: Readonly<Record<string, ListConfig>>, opts: LoadListsOptions = {}): LoadedLists {
-  const readFile = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'))
+  const steps = build(lists, gather(lists, opts, opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'))), opts)
+  for (;;) {
+    const r = steps.next()
+    if (r.done) return r.value
+  }
+}
+
+/**
+ * loadLists for a running process (a reload): the files are read without blocking, and the
+ * parsing gives the event loop a turn every `sliceMs`, so queries are answered while it runs.
+ * The result is the same as loadLists's.
+ */
+export async function loadListsAsync(lists: Readonly<Record<string, ListConfig>>, opts: LoadListsAsyncOptions = {}): Promise<LoadedLists> {
+  // read as bytes and decoded at once: fs.promises.readFile's own decoding hands back a string in
+  // pieces, and joining them blocks longer (75 ms for 57 MB) than decoding the whole (55 ms)
+  const read = opts.readFile ?? (async (p: string) => (await readFile(p)).toString('utf8'))
+  const got = new Map<string, string | Error>()
+  // one file at a time: a config with many lists does not take as many descriptors at once
+  for (const file of new Set(Object.values(lists).flatMap(l => l.files))) {
+    got.set(file, await read(file).catch((e: unknown) => e instanceof Error ? e : new Error(String(e))))
+    opts.signal?.throwIfAborted()
+  }
+  const steps = build(lists, gather(lists, opts, file => {
+    const text = got.get(file)!
+    if (text instanceof Error) throw text
+    return text
+  }), opts)
+  const slice = opts.sliceMs ?? SLICE_MS
+  let since = performance.now()
+  for (;;) {
+    const r = steps.next()
+    if (r.done) return r.value
+    if (performance.now() - since < slice) continue
+    await new Promise(resolve => setImmediate(resolve))
+    opts.signal?.throwIfAborted()
+    since = performance.now()
+  }
+}
+
+/** Each list's texts, its files (read by `read`) then its extra texts; throws LIST_LOAD naming every unreadable file. */
+function gather(lists: Readonly<Record<string, ListConfig>>, opts: Pick<LoadListsOptions, 'extraTexts'>, read: (path: string) => string): Texts {
   const errors: string[] = []
-  const texts = new Map<string, { source: string; text: string }[]>()
-  let lines = 0
+  const texts: Texts = new Map()
   for (const [list, cfg] of Object.entries(lists)) {
     const mine: { source: string; text: string }[] = []
     for (const file of cfg.files) {
       try {
-        mine.push({ source: file, text: readFile(file) })
+        mine.push({ source: file, text: read(file) })
       } catch (err) {
         errors.push(`list ${list}: cannot read ${file} (${(err as Error).message}); `
           + `lists.${list}.files must name readable list files (paths are relative to the config file)`)
       }
     }
     mine.push(...opts.extraTexts?.[list] ?? [])
-    for (const { text } of mine) {
-      for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines++
-    }
     texts.set(list, mine)
   }
   if (errors.length > 0) {
     throw new AppError('LIST_LOAD', errors.length === 1 ? errors[0]! : `${errors.length} list files cannot be read: ${errors.join('; ')}`, errors)
   }
+  return texts
+}
+
+/** Parse the texts into one matcher, in steps (each yield is a point where the caller may pause). */
+function* build(lists: Readonly<Record<string, ListConfig>>, texts: Texts, opts: Pick<LoadListsOptions, 'extraTexts'>): Generator<void, LoadedLists> {
+  // sizing: the lines (for the entry columns and the filter) and, from a sample of the names of
+  // each `lines` text, how many names of each length will come (tables made to size never move)
+  let lines = 0
+  const sampled = new Array<number>(MAX_WORDS + 1).fill(0)
+  const sample: EntrySink = {
+    entry(name) { if (name.length <= MAX_NAME) sampled[(name.length + 3) >>> 2]! += SAMPLE },
+    warn() { /* said when the line is read for real */ },
+  }
+  for (const mine of texts.values()) {
+    for (const { source, text } of mine) {
+      if (formatOf(source) === 'lines') {
+        lines += yield* parseLinesInSteps(text, sample, STEP_CHARS * SAMPLE, SAMPLE)
+        continue
+      }
+      for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines++
+      yield
+    }
+  }
   const trie = new SuffixTrie(lines + 16)
+  for (let w = 1; w <= MAX_WORDS; w++) {
+    if (sampled[w] === 0) continue
+    yield
+    trie.reserve(w, Math.ceil(sampled[w]! * 1.1))
+  }
   const infos: ListInfo[] = []
   const warnings: ListWarning[] = []
   for (const [list, cfg] of Object.entries(lists)) {
@@ -62,7 +153,7 @@ export function loadLists(lists: Readonly<Record<string, ListConfig>>, opts: Loa
     let allows = 0
     for (const { source, text } of texts.get(list)!) {
       let problems = 0
-      parseInto(text, formatOf(source), {
+      yield* parseInSteps(text, formatOf(source), {
         entry(name, kind, allow, pattern, line, sigma) {
           if (!trie.insert(list, name, kind, allow, pattern, source, line, sigma)) return
           entries++
@@ -71,7 +162,7 @@ export function loadLists(lists: Readonly<Record<string, ListConfig>>, opts: Loa
         warn(line, message) {
           if (++problems <= MAX_WARNINGS_PER_SOURCE) warnings.push({ source: `${source}:${line}`, message: `list ${list}: ${message}` })
         },
-      })
+      }, STEP_CHARS)
       if (problems > MAX_WARNINGS_PER_SOURCE) {
         warnings.push({ source, message: `list ${list}: ${problems - MAX_WARNINGS_PER_SOURCE} more warnings in this source not shown` })
       }

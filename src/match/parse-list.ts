@@ -1,5 +1,5 @@
 import { parseCsv } from './formats/csv.js'
-import { parseLines } from './formats/lines.js'
+import { parseLinesInSteps } from './formats/lines.js'
 import { parseSigma } from './formats/sigma.js'
 import type { EntrySink } from './formats/sink.js'
 import type { Entry, ListWarning } from './types.js'
@@ -17,6 +17,14 @@ export function formatOf(source: string): ListFormat {
 
 /** Parse a list's text in the given format into a sink. */
 export function parseInto(text: string, format: ListFormat, sink: EntrySink): void {
+  parseInSteps(text, format, sink, Infinity).next()     // steps of Infinity: the first is the whole text
+}
+
+/**
+ * parseInto in steps of about `stepChars` characters of a `lines` text (a Sigma or CSV text is
+ * one step: they are small), so that a caller can give the event loop a turn between them.
+ */
+export function* parseInSteps(text: string, format: ListFormat, sink: EntrySink, stepChars: number): Generator<void, void> {
   // a one-label name (`com`, `zip`) listed for blocking takes every name under it: kept (a TLD may
   // be blocked on purpose), with a warning, so that a stray line cannot do it unseen
   const out: EntrySink = {
@@ -28,7 +36,7 @@ export function parseInto(text: string, format: ListFormat, sink: EntrySink): vo
   }
   if (format === 'sigma') parseSigma(text, out)
   else if (format === 'csv') parseCsv(text, out)
-  else parseLines(text, out)
+  else yield* parseLinesInSteps(text, out, stepChars)
 }
 
 /**

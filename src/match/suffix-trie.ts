@@ -54,8 +54,10 @@ class NameTable {
   /** The Entry of each slot's first entry, once built (fetched alongside the record). */
   heads: (Entry | undefined)[]
 
-  constructor(words: number) {
+  /** `names`: room for this many names before the first growth. */
+  constructor(words: number, names = 0) {
     this.rw = words + 2
+    this.cap = Math.max(16, Math.ceil((names + 1) * 4 / 3))
     this.t = new Int32Array(this.cap * this.rw)
     this.heads = new Array<Entry | undefined>(this.cap).fill(undefined)
   }
@@ -121,6 +123,16 @@ export class SuffixTrie implements Matcher {
     while (words * 4 < expected) words *= 2
     this.filter = new Int32Array(words)
     this.shift = 32 - Math.log2(words)
+  }
+
+  /**
+   * Make room ahead: `names` names of `words` words (4 characters) each are about to be added. A
+   * table grown while a big list loads moves every record it has, in one go (a quarter of a second
+   * for a million): a loader that knows the sizes ahead asks for them here, and a table made now
+   * never moves unless the count was short. A table that exists already is left as it is.
+   */
+  reserve(words: number, names: number): void {
+    if (words >= 1 && words <= MAX_WORDS && names > 0) this.tables[words] ??= new NameTable(words, names)
   }
 
   /** Number of entries (duplicates are not counted twice). */

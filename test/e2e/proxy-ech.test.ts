@@ -152,7 +152,7 @@ t.test('a reload that sets proxy.ech: block applies to the next tunnel (serve in
   t.match(before.data, /bye$/, 'log: passes')
   t.equal(sink.accepted(), 1)
   writeFileSync(cfg, config('block'))
-  t.equal(r.reload('test'), true)
+  t.equal(await r.reload('test'), true)
   const after = await exchange(port, [CONNECT(target), hello])
   t.equal(status(after.data), 200)
   t.ok(after.closed)

@@ -9,17 +9,33 @@ const BANG = 33
 /**
  * A line-oriented list where plain, hosts-file and adblock lines may be mixed: each line is read
  * by its own look. `#` and `!` start comment lines; `# ...` after an entry is a comment too.
+ * It is read in steps: it stops (yields) after the line that ends at or past each `stepChars`
+ * characters, so that a caller can give the event loop a turn while a big list is read. With
+ * `every` > 1 only every `every`th line is read (a sample). Returns how many lines the text has.
  */
-export function parseLines(text: string, sink: EntrySink): void {
-  let s = text.charCodeAt(0) === 0xfeff ? 1 : 0
-  let line = 0
+export function* parseLinesInSteps(text: string, sink: EntrySink, stepChars: number, every = 1): Generator<void, number> {
+  const at = { s: text.charCodeAt(0) === 0xfeff ? 1 : 0, line: 0 }
+  while (at.s <= text.length) {
+    parseLinesUntil(text, at, at.s + stepChars, every, sink)
+    if (at.s <= text.length) yield
+  }
+  return at.line
+}
+
+/** The lines from `at` on, until one ends at or past `stop` or the text ends; `at` is moved past them. */
+function parseLinesUntil(text: string, at: { s: number; line: number }, stop: number, every: number, sink: EntrySink): void {
+  let s = at.s
+  let line = at.line
   while (s <= text.length) {
     let e = text.indexOf('\n', s)
     if (e < 0) e = text.length
     line++
-    parseLine(text, s, e, line, sink)
+    if (every === 1 || line % every === 0) parseLine(text, s, e, line, sink)
     s = e + 1
+    if (s >= stop) break
   }
+  at.s = s
+  at.line = line
 }
 
 function parseLine(text: string, s: number, e: number, line: number, sink: EntrySink): void {
