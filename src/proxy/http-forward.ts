@@ -64,8 +64,10 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     ctx.evidence.counters.dropped('malformed')
     conn.poisoned = true
     conn.close['http.response.status_code'] = bad[0]
+    // its body may follow, which node's parser is not to read (its framing is what was refused):
+    // node's server ends the connection after this answer (Connection: close), here in stages
+    conn.socket.destroySoon = () => lingerClose(conn.socket)
     sendError(res, bad[0], bad[1], true)
-    res.once('finish', () => conn.socket.destroySoon())
     return
   }
   const url = decideTarget(snap, client.ip, target!, 'url')
