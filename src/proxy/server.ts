@@ -71,6 +71,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(cfg.headerTimeout / 4))),
   })
   http.timeout = cfg.idleTimeout                     // idle client sockets (node destroys them unless a request is in flight)
+  // …and between requests (node's default: 5 s); node adds 1 s before it closes, and says the
+  // value in each answer's Keep-Alive (timeout=N, in whole seconds)
+  http.keepAliveTimeout = cfg.keepAliveTimeout
   http.maxHeadersCount = MAX_HEADER_FIELDS + 1       // one more than allowed, so that a head over the limit shows (see tooManyFields)
   // Sockets come from our own listeners (emit 'connection'); 'listening' starts node's header-timeout checks.
   http.emit('listening')
