@@ -162,6 +162,9 @@ export const configSchema = z.strictObject({
     // bytes after CONNECT that are not TLS: an HTTP request's first head decided (Host, URL host), or refused
     nonTls: z.enum(['decide', 'block']).default('decide'),
     idleTimeout: duration.default(300_000),          // 0: tunnels never time out for being idle
+    // a client's kept-alive plain-HTTP connection idle between requests (squid's client_idle_pconn_timeout):
+    // longer than what browsers and proxies before this one keep theirs, or a reused one crosses our close
+    keepAliveTimeout: timeout.default(120_000),
     maxHeaderBytes: z.number().int().min(1024).default(16_384),
     maxConnections: z.number().int().min(1).default(4096),
     maxConnectionsPerAddress: z.number().int().min(1).default(1024),   // peers in trustForwardedFrom excepted

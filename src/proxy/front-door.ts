@@ -2,6 +2,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import type { Config } from '../snapshot-types.js'
 import { parseConnectHead, type ConnectHead } from './connect-head.js'
 import type { Conn } from './context.js'
+import { handOver } from './linger.js'
 
 /** A plain-HTTP client connection's pipeline: requests waiting for the response before them. */
 export interface HttpConn extends Conn {
@@ -61,14 +62,17 @@ export function frontDoor(conn: HttpConn, door: FrontDoor): void {
       timer = setTimeout(late, Math.max(0, headerTimeout - Number(clock() - conn.start) / 1e6))
     }
     socket.unshift(b)
-    http.emit('connection', socket)
+    handOver(http, socket)
     // node resumes a socket whenever a request body is read or a response ends: while the
     // pipeline is held, every resume is undone (after node's own listener, which starts reading)
     socket.on('resume', () => { if (conn.held) socket.pause() })
     socket.resume()
   }
   const late = () => {
-    if (conn.requests === 0 && !socket.destroyed) refuseHead(conn, 408, `no complete request head within proxy.headerTimeout (${headerTimeout} ms)`)
+    if (conn.requests > 0 || !socket.writable) return  // a head was complete, or the connection is closing (node's own 408 came first)
+    socket.off('data', onData)                     // no byte yet: what comes now is dropped, not parsed (refuseHead lingers)
+    socket.off('end', onEnd)
+    refuseHead(conn, 408, `no complete request head within proxy.headerTimeout (${headerTimeout} ms)`)
   }
   const idle = () => {
     conn.close['error.message'] = `idle timeout (proxy.idleTimeout ${idleTimeout} ms) before a first byte`

@@ -11,33 +11,66 @@ export function via(version: string): string {
 const VIA_10 = '1.0 tunnelguard'
 const VIA_11 = '1.1 tunnelguard'
 
-export type HeaderMap = Record<string, string | string[]>
+/**
+ * Header fields as node's `rawHeaders` has them and as node's http.request and writeHead take
+ * them: name, value, name, value…, each field a line of its own, in order, names as they were
+ * sent (HTTP names are case-insensitive, but legacy origins and clients, and anything comparing
+ * captures, see the case; squid and tinyproxy relay names as sent).
+ */
+export type RawHeaders = string[]
 
 /**
- * The headers to send on the next hop, from `raw` (name, value, name, value…): hop-by-hop
- * headers and those a Connection header names dropped, the proxy's own x-tunnelguard-* control
- * headers dropped in both directions, X-Forwarded-For kept only when `keepForwardedFor`, Via
- * appended, naming `version`, the HTTP version the message came in. Framing (Host,
- * Content-Length, Transfer-Encoding) is set by the caller.
+ * The headers to send on the next hop, from `raw` (name, value, name, value…), in their order and
+ * with their names as sent, repeated fields kept as separate lines: hop-by-hop headers and those a
+ * Connection header names dropped, the proxy's own x-tunnelguard-* control headers dropped in both
+ * directions, X-Forwarded-For kept only when `keepForwardedFor`, Via appended (one field, where
+ * the first Via was, or last), naming `version`, the HTTP version the message came in. Framing
+ * (Host, Content-Length, Transfer-Encoding) is the caller's, in `framing` (name, value…, names in
+ * their usual case): each goes where the message had that field, in its case, or else last.
  */
-export function forwardHeaders(raw: readonly string[], keepForwardedFor: boolean, version: string): HeaderMap {
+export function forwardHeaders(raw: readonly string[], keepForwardedFor: boolean, version: string, framing: readonly string[] = []): RawHeaders {
   const listed = new Set<string>()
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === 'connection') {
-      for (const t of raw[i + 1]!.split(',')) listed.add(t.trim().toLowerCase())
-    }
-  }
-  const out: HeaderMap = {}
   const vias: string[] = []
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase()
-    const value = raw[i + 1]!
-    if (name === 'via') vias.push(value)
-    if (HOP_BY_HOP.has(name) || listed.has(name) || name.startsWith('x-tunnelguard-')) continue
-    if (name === 'x-forwarded-for' && !keepForwardedFor) continue
-    const prev = out[name]
-    out[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value]
+    if (name === 'connection') {
+      for (const t of raw[i + 1]!.split(',')) listed.add(t.trim().toLowerCase())
+    } else if (name === 'via') vias.push(raw[i + 1]!)
   }
-  out.via = [...vias, via(version)].join(', ')
+  const frame = new Map<string, string>()
+  for (let i = 0; i < framing.length; i += 2) frame.set(framing[i]!.toLowerCase(), framing[i + 1]!)
+  const placed = new Set<string>()
+  const out: RawHeaders = []
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    const lower = name.toLowerCase()
+    const set = lower === 'via' ? [...vias, via(version)].join(', ') : frame.get(lower)
+    if (set !== undefined) {
+      if (!placed.has(lower)) out.push(name, set)
+      placed.add(lower)
+      continue
+    }
+    if (HOP_BY_HOP.has(lower) || listed.has(lower) || lower.startsWith('x-tunnelguard-')) continue
+    if (lower === 'x-forwarded-for' && !keepForwardedFor) continue
+    out.push(name, raw[i + 1]!)
+  }
+  if (!placed.has('via')) out.push('Via', via(version))
+  for (let i = 0; i < framing.length; i += 2) {
+    if (!placed.has(framing[i]!.toLowerCase())) out.push(framing[i]!, framing[i + 1]!)
+  }
   return out
+}
+
+/** Give the first field named `name` (lower case; there is one) `value`, and drop the others of that name. */
+export function replaceField(headers: RawHeaders, name: string, value: string): void {
+  let seen = false
+  for (let i = 0; i < headers.length;) {
+    if (headers[i]!.toLowerCase() !== name) i += 2
+    else if (seen) headers.splice(i, 2)
+    else {
+      headers[i + 1] = value
+      seen = true
+      i += 2
+    }
+  }
 }

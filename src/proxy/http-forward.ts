@@ -3,7 +3,7 @@ import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
 import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
-import { forwardHeaders } from './headers.js'
+import { forwardHeaders, replaceField, type RawHeaders } from './headers.js'
 import type { PoolRequestArgs } from './pool-agent.js'
 import { lingerClose } from './linger.js'
 import { sendError } from './responses.js'
@@ -23,6 +23,11 @@ const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
  * has a proxy decode a coding or not forward it, and tunnelguard decodes none: 502, as squid.
  */
 const RELAYED_CODING = /^(?:chunked|identity)$/i
+/**
+ * Methods node's client sends without a body when nothing frames one (its own list; any other
+ * method it would frame in chunks from the start, as the headers are written before the body is).
+ */
+const NO_BODY_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE'])
 
 /**
  * Plain HTTP (absolute-form): the URL host and the Host header are both decided (the worse
@@ -64,8 +69,10 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     ctx.evidence.counters.dropped('malformed')
     conn.poisoned = true
     conn.close['http.response.status_code'] = bad[0]
+    // its body may follow, which node's parser is not to read (its framing is what was refused):
+    // node's server ends the connection after this answer (Connection: close), here in stages
+    conn.socket.destroySoon = () => lingerClose(conn.socket)
     sendError(res, bad[0], bad[1], true)
-    res.once('finish', () => conn.socket.destroySoon())
     return
   }
   const url = decideTarget(snap, client.ip, target!, 'url')
@@ -126,21 +133,25 @@ function badCoding(te: string, version: string): readonly [number, string] | und
 
 function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse, t: Target, rest: string, ips: readonly string[] | undefined, sets: ProxySets): void {
   if (conn.socket.destroyed) return                 // the client left while the name was resolved: nothing to dial for
-  const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip), req.httpVersion)
+  const hostText = t.ip?.includes(':') ? `[${t.ip}]` : t.ip ?? t.host
+  const authority = t.port === 80 ? hostText : `${hostText}:${t.port}`
+  const path = rest.startsWith('/') ? rest : `/${rest}`
+  // the framing, in the fields' places: a request nothing frames has no body, and one whose method
+  // node would frame in chunks says so (Content-Length: 0, as node wrote it when it wrote the
+  // headers at the end of the body: with the fields as a list it writes them at once)
+  const framing = ['Host', authority]
+  if (req.headers['content-length'] !== undefined) framing.push('Content-Length', req.headers['content-length'])
+  else if (req.headers['transfer-encoding'] !== undefined) framing.push('Transfer-Encoding', 'chunked')
+  else if (!NO_BODY_BY_DEFAULT.has(req.method!)) framing.push('Content-Length', '0')
+  const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip), req.httpVersion, framing)
   if (maxForwards(req, res, headers)) {
     conn.close['http.response.status_code'] = 200
     return
   }
-  const hostText = t.ip?.includes(':') ? `[${t.ip}]` : t.ip ?? t.host
-  const authority = t.port === 80 ? hostText : `${hostText}:${t.port}`
-  const path = rest.startsWith('/') ? rest : `/${rest}`
-  headers.host = authority
-  if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length']
-  else if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked'
   const parent = sets.parent
   // every address of the name, checked, is dialled in turn until one connects (PoolAgent)
   const opts: PoolRequestArgs = parent
-    ? { host: parent.host, port: parent.port, path: `http://${authority}${path}`, headers: parent.auth ? { ...headers, 'proxy-authorization': parent.auth } : headers }
+    ? { host: parent.host, port: parent.port, path: `http://${authority}${path}`, headers: parent.auth ? [...headers, 'Proxy-Authorization', parent.auth] : headers }
     : { host: ips![0], addresses: ips, port: t.port, path, headers }
   const who = parent ? 'parent proxy' : 'origin'
   const replayable = REPLAYABLE.has(req.method!) && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
@@ -215,11 +226,9 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
         sent.destroy()                                  // its body is not read: the connection is not pooled
         return
       }
-      const h = forwardHeaders(upRes.rawHeaders, true, upRes.httpVersion)
       // a 204 has no Content-Length (RFC 9110 §8.6); node's server writes what it is given
-      if (upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined && upRes.statusCode !== 204) {
-        h['content-length'] = upRes.headers['content-length']
-      }
+      const cl = upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined && upRes.statusCode !== 204
+      const h = forwardHeaders(upRes.rawHeaders, true, upRes.httpVersion, cl ? ['Content-Length', upRes.headers['content-length']!] : [])
       conn.close['http.response.status_code'] = upRes.statusCode
       res.writeHead(upRes.statusCode!, h)
       upRes.on('error', () => res.destroy())           // cut short: so is the client's copy
@@ -244,12 +253,12 @@ const NOT_ECHOED = new Set(['authorization', 'proxy-authorization', 'cookie'])
  * is returned; a larger value is decremented in the headers to send. Other methods, and a value
  * that is not a number, are forwarded as they are.
  */
-function maxForwards(req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>): boolean {
+function maxForwards(req: IncomingMessage, res: ServerResponse, headers: RawHeaders): boolean {
   const mf = req.headers['max-forwards']
   if ((req.method !== 'TRACE' && req.method !== 'OPTIONS') || typeof mf !== 'string' || !/^\d{1,9}$/.test(mf)) return false
   const n = Number(mf)
   if (n > 0) {
-    headers['max-forwards'] = String(n - 1)
+    replaceField(headers, 'max-forwards', String(n - 1))
     return false
   }
   req.resume()
@@ -272,8 +281,19 @@ function interim(res: ServerResponse, info: InformationEvent): void {
   if (info.statusCode === 102) return void res.writeProcessing()
   if (info.statusCode !== 103) return
   try {
-    res.writeEarlyHints(forwardHeaders(info.rawHeaders, true, info.httpVersion))
+    res.writeEarlyHints(hintsOf(forwardHeaders(info.rawHeaders, true, info.httpVersion)))
   } catch {
     // a Link field node will not write (not <uri>; params): the hints are only hints, and are dropped
   }
+}
+
+/** 103's fields as node's writeEarlyHints takes them: `link` by that name (node writes it as Link), the others by theirs, as sent. */
+function hintsOf(headers: RawHeaders): Record<string, string | string[]> {
+  const hints: Record<string, string | string[]> = {}
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!.toLowerCase() === 'link' ? 'link' : headers[i]!
+    const prev = hints[name]
+    hints[name] = prev === undefined ? headers[i + 1]! : [prev, headers[i + 1]!].flat()
+  }
+  return hints
 }

@@ -1,9 +1,51 @@
+import type { Server as HttpServer } from 'node:http'
 import type { Socket } from 'node:net'
 
 /** How long a client connection closed with its request body unread is still read from, at most (ms). */
 export const LINGER_MS = 5000
 /** …and how long it waits for a byte from the client, at most (ms). */
 export const LINGER_IDLE_MS = 1000
+
+type Listener = (...args: unknown[]) => void
+/** What of node's http parser is used here: its own methods, and node's flag for a parser reading the socket's handle itself. */
+interface NodeParser { _consumed?: boolean; unconsume(): void; remove(): void }
+
+/** The listeners node's http server put on a client socket handed to it (handOver), by event. */
+const hooks = new WeakMap<Socket, (readonly [string | symbol, Listener])[]>()
+
+/**
+ * Give a client socket to node's http server (`connection`), noting the listeners it puts on the
+ * socket, so that lingerClose can take the socket back from it.
+ */
+export function handOver(http: HttpServer, socket: Socket): void {
+  const before = new Map(socket.eventNames().map(e => [e, socket.rawListeners(e)]))
+  http.emit('connection', socket)
+  const added: (readonly [string | symbol, Listener])[] = []
+  for (const e of socket.eventNames()) {
+    const had = before.get(e) ?? []
+    for (const f of socket.rawListeners(e)) if (!had.includes(f)) added.push([e, f as Listener])
+  }
+  hooks.set(socket, added)
+}
+
+/**
+ * Take a socket from node's http server, as node does itself when a request upgrades: its
+ * listeners off the socket (data, end, error, timeout, drain, pause and resume; not `close`, which
+ * frees the parser and aborts a request still being read), and its parser off the socket's
+ * handle (it reads the handle itself) and out of the server's header-timeout checks. What the
+ * client sends after that is read by no parser.
+ */
+function takeBack(socket: Socket): void {
+  const added = hooks.get(socket)
+  if (!added) return
+  hooks.delete(socket)
+  for (const [e, f] of added) if (e !== 'close') socket.off(e, f)
+  const parser = (socket as Socket & { parser?: NodeParser | null }).parser
+  if (!parser) return                              // node took it off already (CONNECT, upgrade)
+  parser.unconsume()
+  parser._consumed = false
+  parser.remove()
+}
 
 /**
  * Close a client connection whose request body was not all read, in stages (RFC 9112 §9.6): the
@@ -14,10 +56,12 @@ export const LINGER_IDLE_MS = 1000
  * http.client), the response it had not read yet. curl stops sending when the answer comes, and
  * closes: the connection is gone at once.
  *
- * The bytes are read where they are read now (node's http parser, which drops a body nobody reads);
- * the caller resumes the request.
+ * A socket node's http server has is taken from it first (takeBack): its parser would parse what
+ * comes, the body of a request whose framing was refused among it, and fail on it. The bytes are
+ * dropped unparsed: nothing read after this is served.
  */
 export function lingerClose(socket: Socket): void {
+  takeBack(socket)
   const close = (): void => { socket.destroy() }
   const timer = setTimeout(close, LINGER_MS)
   socket.once('close', () => clearTimeout(timer))

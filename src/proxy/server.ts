@@ -13,6 +13,7 @@ import { frontDoor, type FrontDoor, type HttpConn } from './front-door.js'
 import { handleRequest } from './http-forward.js'
 import { boundAddresses, listenOn } from './listen.js'
 import { IDLE_UPSTREAM_MS, MAX_IDLE_UPSTREAMS, PoolAgent } from './pool-agent.js'
+import { lingerClose } from './linger.js'
 import { acceptProxyHeader } from './proxy-header-reader.js'
 import { rawResponse } from './responses.js'
 
@@ -70,6 +71,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(cfg.headerTimeout / 4))),
   })
   http.timeout = cfg.idleTimeout                     // idle client sockets (node destroys them unless a request is in flight)
+  // …and between requests (node's default: 5 s); node adds 1 s before it closes, and says the
+  // value in each answer's Keep-Alive (timeout=N, in whole seconds)
+  http.keepAliveTimeout = cfg.keepAliveTimeout
   http.maxHeadersCount = MAX_HEADER_FIELDS + 1       // one more than allowed, so that a head over the limit shows (see tooManyFields)
   // Sockets come from our own listeners (emit 'connection'); 'listening' starts node's header-timeout checks.
   http.emit('listening')
@@ -84,6 +88,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const tooManyFields = (conn: Conn, req: IncomingMessage): boolean => {
     if (req.rawHeaders.length <= 2 * MAX_HEADER_FIELDS) return false
     conn.requests++
+    // what of its body node parses before refuseHead takes the parser off is dropped: unread, it
+    // would pause the socket (node's backpressure), and the rest could not be read and dropped
+    req.resume()
     refuseHead(conn, 431, `more than ${MAX_HEADER_FIELDS} header fields`)
     return true
   }
@@ -95,9 +102,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
    */
   http.on('request', (req: IncomingMessage, res) => {
     const conn = conns.get(req.socket as Socket)!
-    // read after this side was ended (the answer before it closed the connection, which is closing
-    // in stages: lingerClose): nobody is left to answer it, and it is neither decided nor sent on
-    if (!conn.socket.writable) return void conn.socket.destroy()
+    // read after this side was ended (parsed from the same read as a head refused before it, whose
+    // connection is closing in stages: lingerClose): nobody is left to answer it, and it is neither
+    // decided nor sent on; the connection closes as it was closing
+    if (!conn.socket.writable) return
     const start = () => {
       if (tooManyFields(conn, req)) return
       handleRequest(ctx, conn, req, res).catch(e => fail(conn, e))
@@ -176,9 +184,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     const conn = conns.get(socket)!
     conn.poisoned = true
     const inFlight = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage
-    // a client gone, a reset, an answer under way, or a body cut short after its answer (curl stops
+    // a reset, an answer under way, or a body cut short after its answer (curl stops
     // sending at a refusal, and closes): nothing to answer, and the close line keeps the status sent
-    if (!socket.writable || err.code === 'ECONNRESET' || inFlight?.headersSent || conn.unread?.complete === false) return socket.destroy()
+    if (err.code === 'ECONNRESET' || inFlight?.headersSent || conn.unread?.complete === false) return socket.destroy()
+    // closing already, in stages (lingerClose took the parser off, in the middle of a read it still
+    // finishes), or after an answer that ends it (node destroys it once that is sent): not answered
+    if (!socket.writable) return
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
     refuseHead(conn, status, `${err.code}: ${err.message}`)
   })
@@ -187,7 +198,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     conn.close['error.message'] = why
     conn.close['http.response.status_code'] = status
     conn.socket.write(rawResponse(status, status === 408 ? 'request headers not received in time' : status === 431 ? 'request headers too large' : 'malformed request'))
-    conn.socket.destroySoon()
+    // the rest of the head, and a body, may be on the way (a client that writes it all before it
+    // reads): closed in stages, node's parser taken off first (it would fail on them), or the reset
+    // that closing with bytes unread makes could take the answer with it
+    lingerClose(conn.socket)
   }
 
   const door: FrontDoor = { settings: cfg, clock, http, connect, refuseHead }

@@ -23,6 +23,8 @@ t.test('the built-in config: DESIGN defaults, resolv.conf upstreams, shipped lis
   t.equal(c.admin.listen, '127.0.0.1:9153')
   t.same(c.dns.upstreams, ['udp://127.0.0.53:53', 'udp://[::1]:53', 'udp://[fe80::1]:53'])
   t.equal(c.dns.timeout, 2000)
+  t.equal(c.proxy.keepAliveTimeout, 120_000, "a client's idle kept-alive connection: 2 min (squid's), not node's 5 s")
+  t.equal(parseConfigText('proxy: { keepAliveTimeout: 90s }\n', 'k.yaml').proxy.keepAliveTimeout, 90_000)
   t.equal(c.dns.blockResponse, 'nxdomain')
   t.equal(c.lists.ngrok!.action, 'sinkhole', 'the built-in config sinkholes ngrok (DESIGN §4)')
   t.equal(c.lists.tunnels!.action, 'alert')
@@ -151,7 +153,8 @@ t.test('a reference check is skipped only where the part it reads is itself inva
   // ... but not for a timeout (everything would fail at once) or a refresh (fetched without pause)
   const zero = 'a timeout of 0 would end everything it times at once; write e.g. 500ms, 2s, 10s'
   t.same(only('dns: { timeout: 0, tcp: { idleTimeout: 0ms } }\n'), [`dns.timeout: ${zero}`, `dns.tcp.idleTimeout: ${zero}`])
-  t.same(only('proxy: { headerTimeout: 0, helloTimeout: 0s, idleTimeout: 0 }\n'), [`proxy.headerTimeout: ${zero}`, `proxy.helloTimeout: ${zero}`])
+  t.same(only('proxy: { headerTimeout: 0, helloTimeout: 0s, idleTimeout: 0, keepAliveTimeout: 0 }\n'),
+    [`proxy.headerTimeout: ${zero}`, `proxy.helloTimeout: ${zero}`, `proxy.keepAliveTimeout: ${zero}`])
   t.equal(parseConfigText('proxy: { idleTimeout: 0 }\n', 'i.yaml').proxy.idleTimeout, 0, 'proxy.idleTimeout: 0 is no idle timeout, as it always was')
   t.same(only('alerts: { webhook: { url: "http://127.0.0.1:9/h", timeout: 0 } }\n'), [`alerts.webhook.timeout: ${zero}`])
   for (const r of ['0', '500ms']) {

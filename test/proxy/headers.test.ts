@@ -1,5 +1,5 @@
 import t from 'tap'
-import { forwardHeaders } from '../../src/proxy/headers.js'
+import { forwardHeaders, replaceField } from '../../src/proxy/headers.js'
 import { CidrSet } from '../../src/policy/cidr.js'
 import { effectiveClient, parseParent } from '../../src/proxy/context.js'
 import { oneLine, rawResponse } from '../../src/proxy/responses.js'
@@ -14,9 +14,25 @@ t.test('hop-by-hop, Connection-listed, control headers dropped; Via appended; du
   const raw = ['Host', 'x', 'Connection', 'keep-alive, X-Secret', 'X-Secret', 's', 'Proxy-Authorization', 'Basic x', 'Keep-Alive', '5',
     'TE', 'trailers', 'Trailer', 'X', 'Upgrade', 'h2c', 'Proxy-Connection', 'k', 'X-Tunnelguard-Reason', 'forged', 'Via', '1.0 other',
     'Cookie', 'a=1', 'Cookie', 'b=2', 'Accept', '*/*', 'Cookie', 'c=3', 'X-Forwarded-For', '6.6.6.6', 'Content-Length', '5', 'Transfer-Encoding', 'chunked']
-  t.same(forwardHeaders(raw, false, '1.1'), { cookie: ['a=1', 'b=2', 'c=3'], accept: '*/*', via: '1.0 other, 1.1 tunnelguard' })
-  t.same(forwardHeaders(raw, true, '1.1')['x-forwarded-for'], '6.6.6.6')
-  t.same(forwardHeaders(['Via', '1.1 other'], false, '1.0'), { via: '1.1 other, 1.0 tunnelguard' }, 'Via names the version received')
+  t.same(forwardHeaders(raw, false, '1.1'), ['Via', '1.0 other, 1.1 tunnelguard', 'Cookie', 'a=1', 'Cookie', 'b=2', 'Accept', '*/*', 'Cookie', 'c=3'],
+    'in order, names as sent, each field a line; Via where the first was')
+  t.same(forwardHeaders(raw, true, '1.1').slice(-2), ['X-Forwarded-For', '6.6.6.6'])
+  t.same(forwardHeaders(['Via', '1.1 other', 'via', '1.0 more'], false, '1.0'), ['Via', '1.1 other, 1.0 more, 1.0 tunnelguard'], 'Via names the version received')
+  t.same(forwardHeaders(['accept', '*/*'], false, '1.1'), ['accept', '*/*', 'Via', '1.1 tunnelguard'], 'no Via before: one last')
+})
+
+t.test('framing goes where the message had it, in its case, once; or last', async t => {
+  const raw = ['hOST', 'client.example', 'X-A', '1', 'content-length', '5', 'Content-Length', '5', 'Transfer-Encoding', 'chunked', 'X-B', '2']
+  t.same(forwardHeaders(raw, false, '1.1', ['Host', 'origin:8080', 'Content-Length', '5']),
+    ['hOST', 'origin:8080', 'X-A', '1', 'content-length', '5', 'X-B', '2', 'Via', '1.1 tunnelguard'])
+  t.same(forwardHeaders(['X-A', '1', 'Connection', 'host, content-length'], false, '1.0', ['Host', 'o', 'Transfer-Encoding', 'chunked']),
+    ['X-A', '1', 'Via', '1.0 tunnelguard', 'Host', 'o', 'Transfer-Encoding', 'chunked'], 'absent: last, in the usual case; Connection cannot drop them')
+})
+
+t.test('replaceField: the first field of a name gets the value, in its place; the others go', async t => {
+  const h = ['Max-Forwards', '5', 'X', '1', 'max-forwards', '9', 'Y', '2']
+  replaceField(h, 'max-forwards', '4')
+  t.same(h, ['Max-Forwards', '4', 'X', '1', 'Y', '2'])
 })
 
 t.test('parent URL', async t => {
