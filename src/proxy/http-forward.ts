@@ -23,6 +23,8 @@ const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
  * has a proxy decode a coding or not forward it, and tunnelguard decodes none: 502, as squid.
  */
 const RELAYED_CODING = /^(?:chunked|identity)$/i
+/** A reason phrase node's writeHead takes (HTAB, SP, VCHAR, obs-text: RFC 9112 §4); another is written as node's own. */
+const WRITABLE_REASON = /^[\t\x20-\x7e\x80-\xff]*$/
 /**
  * Methods node's client sends without a body when nothing frames one (its own list; any other
  * method it would frame in chunks from the start, as the headers are written before the body is).
@@ -230,7 +232,9 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       const cl = upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined && upRes.statusCode !== 204
       const h = forwardHeaders(upRes.rawHeaders, true, upRes.httpVersion, cl ? ['Content-Length', upRes.headers['content-length']!] : [])
       conn.close['http.response.status_code'] = upRes.statusCode
-      res.writeHead(upRes.statusCode!, h)
+      // the reason phrase as sent (squid relays it; node would write its own), when node can write it
+      const reason = upRes.statusMessage!                 // a response read by node's client always has one (maybe empty)
+      res.writeHead(upRes.statusCode!, WRITABLE_REASON.test(reason) ? reason : undefined, h)
       upRes.on('error', () => res.destroy())           // cut short: so is the client's copy
       upRes.pipe(res)
     })

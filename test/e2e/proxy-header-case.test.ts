@@ -16,6 +16,9 @@ const ANSWERS: Record<string, string> = {
   '/mixed': 'HTTP/1.1 200 OK\r\nX-lower-Case: a\r\nSET-COOKIE: a=1; Path=/\r\nCache-Control: no-cache\r\nSet-Cookie: b=2\r\ncache-control: no-store\r\n'
     + 'ETag: "v1"\r\nWWW-Authenticate: Basic realm="x"\r\nConnection: X-Hop\r\nX-Hop: 1\r\nx-tunnelguard-reason: forged\r\ncontent-LENGTH: 2\r\n'
     + 'X-After: z\r\n\r\nok',
+  '/reason': 'HTTP/1.1 413 Too Big For Us\r\nContent-Length: 0\r\n\r\n',
+  '/noreason': 'HTTP/1.1 299 \r\nContent-Length: 0\r\n\r\n',
+  '/oddreason': 'HTTP/1.1 200 Caf\xe9 \x7f\r\nContent-Length: 0\r\n\r\n',
   '/chunked': 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nX-Trace: t\r\nvia: 1.0 upstream-cache\r\n\r\n2\r\nok\r\n0\r\n\r\n',
 }
 
@@ -109,4 +112,15 @@ t.test('response fields reach the client as the origin sent them, repeated ones 
   t.equal(headOf(c.data), 'HTTP/1.1 200 OK\r\nX-Trace: t\r\nvia: 1.0 upstream-cache, 1.1 tunnelguard\r\nDate: *\r\nConnection: close\r\n'
     + 'Transfer-Encoding: chunked\r\n\r\n', "an origin's Via appended to in its place and case; the body framed anew by node")
   t.ok(c.data.endsWith('\r\n\r\n2\r\nok\r\n0\r\n\r\n'))
+})
+
+t.test("the origin's reason phrase reaches the client as sent (node would write its own), or node's when it has a byte node will not write", async t => {
+  const origin = await recordingOrigin(t)
+  const p = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const get = async (path: string) => (await exchange(p.port, [`GET http://site.example:${origin.port}${path} HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n`])).data
+  t.match(await get('/reason'), /^HTTP\/1\.1 413 Too Big For Us\r\n/)
+  t.match(await get('/noreason'), /^HTTP\/1\.1 299 \r\n/, 'an empty reason stays empty')
+  const odd = await get('/oddreason')
+  t.match(odd, /^HTTP\/1\.1 200 OK\r\n/, 'a DEL in it: node\'s own phrase')
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
