@@ -197,18 +197,26 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
   parent: ReturnType<typeof setsOf>['parent'], data: Buffer, retry: Retry | undefined, helloTimeout: number, follow?: Follow): Promise<void> {
   let up: Socket
   // a direct upstream's reads are relayed to the client from one buffer (a parent's first reply
-  // is read as data, so a tunnel through a parent is piped, as are tunnels past MAX_RELAYS)
-  const relay = parent ? undefined : ReadRelay.create()
+  // is read as data, so a tunnel through a parent is piped, as are tunnels past MAX_RELAYS); the
+  // addresses of a name are dialled side by side (dialAny), each with a relay of its own
+  let relay: ReadRelay | undefined
   try {
     up = parent
       ? await dialParent(parent, `${target.ip?.includes(':') ? `[${target.ip}]` : target.ip ?? target.host}:${target.port}`, ctx.connectTimeout, ctx.track)
-      : await dialAny(ips!, ctx.connectTimeout, (ip, ms) => {
-        conn.close['destination.ip'] = ip                  // the address connected to, or the last one tried
-        return dial(ip, target.port, ms, ctx.track, relay)
+      : await dialAny(ips!, ctx.connectTimeout, (ip, ms, signal) => {
+        const mine = ReadRelay.create()
+        return dial(ip, target.port, ms, ctx.track, mine, signal).then(s => {
+          conn.close['destination.ip'] = ip                // the address connected to
+          relay = mine
+          return s
+        }, (e: unknown) => {
+          mine?.release()
+          if (!signal.aborted) conn.close['destination.ip'] = ip   // the last one that failed
+          throw e
+        })
       })
   } catch (e) {
     const err = e as UpstreamError
-    relay?.release()
     conn.close['error.message'] = err.message
     conn.close['http.response.status_code'] = err.status
     socket.destroy()

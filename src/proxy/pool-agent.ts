@@ -22,8 +22,8 @@ export interface PoolRequestArgs extends ClientRequestArgs {
 /**
  * node's keep-alive agent, with its idle sockets capped in total: node caps them per host only
  * (maxFreeSockets), so that an origin that never closes them, on many ports, could take every
- * descriptor the process has. A request naming several `addresses` dials them in turn until one
- * connects, within `connectTimeout`; its pooled connections are kept under all of them (sorted),
+ * descriptor the process has. A request naming several `addresses` dials them side by side, each
+ * ATTEMPT_DELAY_MS after the one before, until one connects, within `connectTimeout` (dialAny); its pooled connections are kept under all of them (sorted),
  * so one is reused only for a name whose addresses, all checked again, are the same.
  */
 export class PoolAgent extends Agent {
@@ -52,7 +52,7 @@ export class PoolAgent extends Agent {
     const ips = options.addresses
     const opts = { ...options, timeout: undefined }
     if (ips === undefined) return super.createConnection(opts, cb)
-    dialAny(ips, this.#connectTimeout, (ip, ms) => connected(super.createConnection({ ...opts, host: ip }) as Socket, `${ip.includes(':') ? `[${ip}]` : ip}:${options.port}`, ms))
+    dialAny(ips, this.#connectTimeout, (ip, ms, signal) => connected(super.createConnection({ ...opts, host: ip }) as Socket, `${ip.includes(':') ? `[${ip}]` : ip}:${options.port}`, ms, signal))
       .then(s => cb(null, s), (e: Error) => cb(e))
     return undefined
   }

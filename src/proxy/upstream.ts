@@ -16,31 +16,39 @@ const MAX_PARENT_HEAD = 16_384
  * Open a TCP connection (TCP_NODELAY, as the client side has) within `timeoutMs`; the socket is
  * handed to `track` at once. With `relay`, its reads go to that relay (attach it to a
  * destination), never to 'data', and the relay is released when the connected socket closes
- * (a dial that fails leaves it to the caller: the next address may use it).
+ * (a dial that fails leaves it to the caller). `signal` abandons the dial (dialAny: another
+ * address connected first).
  */
-export function dial(host: string, port: number, timeoutMs: number, track: (s: Socket) => void, relay?: ReadRelay): Promise<Socket> {
+export function dial(host: string, port: number, timeoutMs: number, track: (s: Socket) => void, relay?: ReadRelay, signal?: AbortSignal): Promise<Socket> {
   const s = connect({ host, port, allowHalfOpen: true, noDelay: true, ...(relay && { onread: relay.onread }) })
   if (relay) s.once('connect', () => s.once('close', () => relay.release()))
   track(s)
-  return connected(s, `${host.includes(':') ? `[${host}]` : host}:${port}`, timeoutMs)
+  return connected(s, `${host.includes(':') ? `[${host}]` : host}:${port}`, timeoutMs, signal)
 }
 
-/** `s` once it has connected, within `timeoutMs`; else it is destroyed and the error is a 502 (a 504 on the timeout). */
-export function connected(s: Socket, authority: string, timeoutMs: number): Promise<Socket> {
+/**
+ * `s` once it has connected, within `timeoutMs`; else it is destroyed and the error is a 502 (a
+ * 504 on the timeout). An abort of `signal` before that destroys it too (a 502 nobody reads).
+ */
+export function connected(s: Socket, authority: string, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
     /* c8 ignore start - a safety net for the moment between 'connect' and the owner's own listener */
     s.on('error', () => { /* reported through 'close' by whoever owns the socket */ })
     /* c8 ignore stop - end of the safety net */
     const fail = (e: UpstreamError) => {
       clearTimeout(timer)
+      signal?.removeEventListener('abort', abandon)
       s.destroy()
       reject(e)
     }
+    const abandon = () => fail(new UpstreamError(502, `connect to ${authority} abandoned: another address connected first`))
     const timer = setTimeout(() => fail(new UpstreamError(504, `connect to ${authority} timed out`)), timeoutMs)
     const onError = (e: Error) => fail(new UpstreamError(502, `connect to ${authority} failed: ${e.message}`))
+    signal?.addEventListener('abort', abandon, { once: true })
     s.once('error', onError)
     s.once('connect', () => {
       clearTimeout(timer)
+      signal?.removeEventListener('abort', abandon)
       s.off('error', onError)
       resolve(s)
     })
@@ -48,23 +56,47 @@ export function connected(s: Socket, authority: string, timeoutMs: number): Prom
 }
 
 /**
- * The first of `ips` (all of them checked already) that `attempt` connects to, tried in their
- * order, one at a time, within `timeoutMs` in all: each attempt has an equal share of the time
- * left, so that an address that drops the SYN leaves time for the next. The last failure is the
- * error when none connects.
+ * How long a connect to one address is waited on before the next address is dialled beside it
+ * (RFC 8305 §5, "Connection Attempt Delay"; squid's happy_eyeballs_connect_timeout).
  */
-export async function dialAny(ips: readonly string[], timeoutMs: number, attempt: (ip: string, timeoutMs: number) => Promise<Socket>): Promise<Socket> {
-  if (ips.length === 1) return attempt(ips[0]!, timeoutMs)
-  const end = Date.now() + timeoutMs
-  let last: unknown
-  for (let i = 0; i < ips.length; i++) {
-    try {
-      return await attempt(ips[i]!, Math.max(1, Math.floor((end - Date.now()) / (ips.length - i))))
-    } catch (e) {
-      last = e
+export const ATTEMPT_DELAY_MS = 250
+
+/**
+ * The first of `ips` (all of them checked already) that `attempt` connects to, within
+ * `timeoutMs` in all. They are dialled in their order, each `delayMs` after the one before, or at
+ * once when the one before fails, and the attempts under way race (RFC 8305 §5): an address that
+ * drops the SYN costs `delayMs`, not a share of the timeout. The first to connect wins; the others
+ * are abandoned (`signal`). The last failure is the error when none connects.
+ */
+export function dialAny(ips: readonly string[], timeoutMs: number, attempt: (ip: string, timeoutMs: number, signal: AbortSignal) => Promise<Socket>,
+  delayMs = ATTEMPT_DELAY_MS): Promise<Socket> {
+  const won = new AbortController()
+  if (ips.length === 1) return attempt(ips[0]!, timeoutMs, won.signal)
+  return new Promise((resolve, reject) => {
+    const end = Date.now() + timeoutMs
+    let next = 0
+    let running = 0
+    let last: unknown
+    let timer: NodeJS.Timeout | undefined
+    const start = (): void => {
+      clearTimeout(timer)
+      const ip = ips[next++]!
+      running++
+      if (next < ips.length) timer = setTimeout(start, delayMs)
+      attempt(ip, Math.max(1, end - Date.now()), won.signal).then(s => {
+        clearTimeout(timer)
+        won.abort()
+        resolve(s)
+      }, (e: unknown) => {
+        running--
+        if (won.signal.aborted) return                // abandoned: another won
+        last = e
+        if (next < ips.length) start()                // a failure: the next at once
+        else if (running === 0) reject(last)
+      })
     }
-  }
-  throw last
+    start()
+  })
 }
 
 /**

@@ -1,5 +1,7 @@
 // A name with several addresses: each is dialled in turn until one connects (plain HTTP and
 // CONNECT), every one of them checked first; the first refusing is no longer the end of it.
+import { spawn } from 'node:child_process'
+import { connect } from 'node:net'
 import t from 'tap'
 import { exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
 
@@ -53,3 +55,31 @@ t.test('every address refusing: 502 naming the last one for plain HTTP, a closed
   t.match(mixed.data, /^HTTP\/1\.1 403 [\s\S]*mixed\.test resolves to 127\.0\.0\.1, which is loopback/)
   t.equal(origin.requests.length, 0, 'nothing reached the origin')
 })
+
+t.test('an address that drops the SYN costs the attempt delay, not half the connect timeout: the next is dialled beside it (plain HTTP and CONNECT)', async t => {
+  const origin = await startOrigin(t)                    // on 127.0.0.1; 127.0.0.2 on the same port drops every SYN
+  const py = spawn('python3', ['-c', `import socket,time; s=socket.socket(); s.bind(('127.0.0.2',${origin.port})); s.listen(0); print(1, flush=True); time.sleep(60)`])
+  t.teardown(() => { py.kill() })
+  await new Promise(r => py.stdout.once('data', r))
+  const fill = Array.from({ length: 4 }, () => connect(origin.port, '127.0.0.2').on('error', () => {}))   // its accept queue full
+  t.teardown(() => fill.forEach(s => s.destroy()))
+  await new Promise(r => setTimeout(r, 200))
+  // a connect timeout of 20 s: dialled in turn with a share each, the first address took 10 s, and curl gives up at 5
+  const { proxy, port, ev } = await testProxy(t, {
+    config: { proxy: { ...LOOPBACK, connectPorts: [origin.port] } }, connectTimeout: 20_000,
+    resolve: fakeResolve({ 'half.test': ['127.0.0.2', '127.0.0.1'] }),
+  })
+  const url = `http://half.test:${origin.port}/h`
+  const plain = await run('curl', ['-sS', '-i', '-m', '5', '-x', `http://127.0.0.1:${port}`, url])
+  t.equal(plain.code, 0, plain.stderr)
+  t.match(plain.stdout, /^HTTP\/1\.1 200 /)
+  const tunnel = await run('curl', ['-sS', '-i', '-m', '5', '-p', '-x', `http://127.0.0.1:${port}`, `http://half.test:${origin.port}/t`])
+  t.equal(tunnel.code, 0, tunnel.stderr)
+  t.match(tunnel.stdout, /HTTP\/1\.1 200 Connection established[\s\S]*HTTP\/1\.1 200 OK/)
+  t.equal(origin.requests.length, 2)
+  t.ok(await waitFor(() => proxy.openConnections === 0))
+  const closes = ev.messages.filter(m => m.msg === 'proxy.close').map(m => m.fields)
+  t.match(closes.at(-1), { 'destination.domain': 'half.test', 'destination.ip': '127.0.0.1' }, 'the close line names the address that answered')
+  t.notOk(closes.some(c => c!['error.message']), 'no failure on any connection')
+})
+
