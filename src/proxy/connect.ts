@@ -211,7 +211,7 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
           return s
         }, (e: unknown) => {
           mine?.release()
-          if (!signal.aborted) conn.close['destination.ip'] = ip   // the last one that failed
+          if (signal?.aborted !== true) conn.close['destination.ip'] = ip   // the last one that failed
           throw e
         })
       })

@@ -66,12 +66,12 @@ export const ATTEMPT_DELAY_MS = 250
  * `timeoutMs` in all. They are dialled in their order, each `delayMs` after the one before, or at
  * once when the one before fails, and the attempts under way race (RFC 8305 §5): an address that
  * drops the SYN costs `delayMs`, not a share of the timeout. The first to connect wins; the others
- * are abandoned (`signal`). The last failure is the error when none connects.
+ * are abandoned (`signal`, which a lone address is not given). The last failure is the error when none connects.
  */
-export function dialAny(ips: readonly string[], timeoutMs: number, attempt: (ip: string, timeoutMs: number, signal: AbortSignal) => Promise<Socket>,
+export function dialAny(ips: readonly string[], timeoutMs: number, attempt: (ip: string, timeoutMs: number, signal?: AbortSignal) => Promise<Socket>,
   delayMs = ATTEMPT_DELAY_MS): Promise<Socket> {
+  if (ips.length === 1) return attempt(ips[0]!, timeoutMs)   // nothing to race (most names: no signal to listen to)
   const won = new AbortController()
-  if (ips.length === 1) return attempt(ips[0]!, timeoutMs, won.signal)
   return new Promise((resolve, reject) => {
     const end = Date.now() + timeoutMs
     let next = 0
