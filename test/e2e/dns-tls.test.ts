@@ -81,13 +81,13 @@ async function startRelay(t: Test, to: number): Promise<Relay> {
 }
 
 /** `tunnelguard serve` with `dns` (a YAML flow mapping's inside), the tunnels list blocked. */
-async function serve(t: Test, dns: string, extra: readonly string[] = []): Promise<{ p: ServeProcess; server: { address: string; port: number }; dir: string }> {
+async function serve(t: Test, dns: string, extra: readonly string[] = [], admin = 'null'): Promise<{ p: ServeProcess; server: { address: string; port: number }; dir: string }> {
   const dir = t.testdir({ 'tunnels.txt': 'ngrok.io\n' })
   const port = await freePort()
   const cfg = join(dir, 'tg.yaml')
   writeFileSync(cfg, [
     `dns: { listen: ["127.0.0.1:${port}"], timeout: 1s, ${dns} }`,
-    'admin: { listen: null }',
+    `admin: ${admin}`,
     'lists:',
     '  tunnels: { files: [tunnels.txt], action: block }',
     'log: { queries: all }',
@@ -137,7 +137,7 @@ t.test('tls:// upstream: dig and kdig get answers over UDP and TCP; the wire car
   writeFileSync(join(dot.certs, 'ca-copy.pem'), readFileSync(join(dot.certs, 'ca.pem')))
   const proxyPort = await freePort()
   const { p, server } = await serve(t, `upstreams: ["${url}"], tlsCaFile: ${join(dot.certs, 'ca-copy.pem')}`,
-    [`proxy: { listen: ["127.0.0.1:${proxyPort}"] }`, 'clients: { ptr: true }'])
+    [`proxy: { listen: ["127.0.0.1:${proxyPort}"] }`, 'clients: { ptr: true }'], '{ listen: "127.0.0.1:0" }')
   t.match(p.lines().find(l => l.message === 'started'), { upstreams: [url] }, 'the started line names the upstream by its URL')
 
   const a = await dig(server, 'a.test', 'A')
@@ -182,6 +182,9 @@ t.test('tls:// upstream: dig and kdig get answers over UDP and TCP; the wire car
   t.match(head, /^HTTP\/1\.1 403 /, 'CONNECT to a name whose CNAME chain is listed: 403')
   t.match(dot.log(), 'c1.test. A IN', 'c1.test asked over TLS')
 
+  const admin = (p.lines().find(l => l.message === 'started') as Line).admin as { port: number }
+  const metrics = await fetch(`http://127.0.0.1:${admin.port}/metrics`).then(r => r.text())
+  t.match(metrics, `tunnelguard_upstream_requests_total{upstream="${url}",outcome="ok"}`, '/metrics labels the upstream by its URL')
   t.equal(relay.connections, 3, 'three connections in all: the proxy\'s lookups have an upstream pool of their own too')
   for (const [i, c] of relay.sent.entries()) {
     const wire = Buffer.concat(c)
@@ -189,7 +192,7 @@ t.test('tls:// upstream: dig and kdig get answers over UDP and TCP; the wire car
     t.ok(wire.includes('dot.test'), 'and sends the server name (SNI)')
     for (const n of ['short', 'pipe', 'laptop', 'in-addr', 'c1']) t.notOk(wire.includes(n), `no "${n}" in clear on it`)
   }
-  t.same(p.lines().filter(l => l['log.level'] === 'warn' && l.message !== 'dns.query'), [], 'no warnings')
+  t.same(p.lines().filter(l => l['log.level'] === 'warn' && l.message !== 'dns.query' && l.message !== 'proxy.connect'), [], 'no warnings (the blocked CONNECT is an alert)')
 })
 
 t.test('tls://: a wrong server name or a CA not trusted fails over to the next upstream, else SERVFAIL within the timeout, said once with the reason', async t => {
