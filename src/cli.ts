@@ -171,12 +171,13 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         return 0
       }
       default: {
-        const { isUpstreamUrl, splitHostPort } = await import('./config/schema.js')
+        const { parseUpstreamUrl, splitHostPort } = await import('./config/schema.js')
         checkHostPorts(splitHostPort, 'dns', v.dns as string[] | undefined)
         checkHostPorts(splitHostPort, 'proxy', v.proxy as string[] | undefined)
         checkHostPorts(splitHostPort, 'admin', v.admin === undefined ? undefined : [v.admin as string])
         for (const u of (v.upstream as string[] | undefined) ?? []) {
-          if (!isUpstreamUrl(u)) usage(`--upstream ${u}: expected udp://IP[:PORT] or tcp://IP[:PORT]`)
+          const p = parseUpstreamUrl(u)
+          if (typeof p === 'string') usage(`--upstream ${u}: ${p}`)
         }
         const overrides: Overrides = {
           dns: v.dns as string[] | undefined, proxy: v.proxy as string[] | undefined,

@@ -220,10 +220,11 @@ export function createReloader(o: ReloaderOptions): Reloader {
     }, wait)
   }
 
-  /** The files a reload reads: the config and every list file of the current config. */
+  /** The files a reload reads: the config, every list file of the current config, and dns.tlsCaFile. */
   function watched(): string[] {
     const c = o.current().config
     const out = Object.values(c.lists).flatMap(l => l.files)
+    if (c.dns.tlsCaFile !== undefined) out.push(c.dns.tlsCaFile)
     if (o.configPath) out.push(o.configPath)
     return out
   }

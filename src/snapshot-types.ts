@@ -19,7 +19,11 @@ export interface ConfigWarning {
 
 /** The config after defaults: upstreams and lists always present, paths absolute, frozen. */
 export type Config = Readonly<Omit<ParsedConfig, 'lists' | 'dns'>> & {
-  readonly dns: Readonly<Omit<ParsedConfig['dns'], 'upstreams'>> & { readonly upstreams: readonly string[] }
+  readonly dns: Readonly<Omit<ParsedConfig['dns'], 'upstreams'>> & {
+    readonly upstreams: readonly string[]
+    /** The PEM certificates read from dns.tlsCaFile (its path made absolute) when the config was loaded. */
+    readonly tlsCa?: string
+  }
   readonly lists: Readonly<Record<string, ListConfig>>
   /** Where the config came from ('built-in' or a file path). */
   readonly source: string

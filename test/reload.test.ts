@@ -139,6 +139,26 @@ t.test('watch and unwatch follow reload.watch; a file change reloads once the fi
   t.equal(current().lists[0]!.entries, 2, 'not followed any more')
 })
 
+t.test('dns.tlsCaFile is watched too: a new CA file reloads; one that cannot serve is a rejected reload', async t => {
+  const { dir, cfg, ev, rl, current } = overList(t, 'a.test\n', { debounceMs: () => 20, pollMs: 50 })
+  const cert = (body: string) => `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`
+  // a real certificate is not needed to see the file followed: a rejected reload says it was read
+  writeFileSync(join(dir, 'ca.pem'), cert('bm90IGEgY2VydA=='))
+  writeFileSync(cfg, 'dns: { tlsCaFile: ca.pem }\nlists: { l: { files: [l.txt], action: block } }\n')
+  t.equal(rl.reload('x'), false, 'a CA file with no certificate that parses')
+  t.match(ev.messages.at(-1), { level: 'error', fields: { errors: [/tg\.yaml: 1 error$/, /tg\.yaml:1: dns\.tlsCaFile: TLS CA file .*ca\.pem:1: not a certificate that can be read/] } })
+  const pem = (await import('node:tls')).rootCertificates[0]!
+  writeFileSync(join(dir, 'ca.pem'), pem)
+  t.ok(rl.reload('x'))
+  t.equal(current().config.dns.tlsCa?.trim(), pem.trim())
+  rl.watch()
+  t.teardown(() => rl.unwatch())
+  const other = (await import('node:tls')).rootCertificates[1]!
+  writeFileSync(join(dir, 'ca.pem'), other)
+  for (let i = 0; i < 100 && current().config.dns.tlsCa?.trim() !== other.trim(); i++) await sleep(20)
+  t.equal(current().config.dns.tlsCa?.trim(), other.trim(), 'the new file read by a reload of its own')
+})
+
 t.test('a reload that failed for want of a file descriptor (EMFILE) is tried again, a bounded number of times; another failure is not', async t => {
   const { FD_RETRIES } = await import('../src/reload.js')
   const dir = t.testdir({ 'tg.yaml': 'log: { level: info }\n' })

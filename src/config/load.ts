@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { accessSync, constants, readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { LineCounter, parseDocument, isNode } from 'yaml'
@@ -79,6 +80,41 @@ function crossChecks(raw: Record<string, unknown>, baseDir: string, regular: boo
   return out
 }
 
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g
+
+/**
+ * dns.tlsCaFile read and checked (at every load, a reload too): its PEM certificates, or why it
+ * cannot serve (a file that cannot be read, no certificate in it, one that does not parse).
+ * A file that does not parse would otherwise trust nothing more, silently.
+ */
+function readTlsCa(file: string, regular: boolean, hint: string): { pem: string } | { problem: string } {
+  const why = unreadable(file, regular)
+  if (why !== undefined) return { problem: `cannot read TLS CA file ${file}: ${why}${hint}` }
+  const text = readFileSync(file, 'latin1')
+  const certs = [...text.matchAll(PEM_CERT)]
+  if (certs.length === 0) {
+    return { problem: `no certificate in TLS CA file ${file}; write the CA's certificate in PEM (-----BEGIN CERTIFICATE-----; from DER: openssl x509 -inform der -in ca.der -out ca.pem)` }
+  }
+  for (const c of certs) {
+    try {
+      new X509Certificate(c[0])
+    } catch (e) {
+      const line = text.slice(0, c.index).split('\n').length
+      return { problem: `TLS CA file ${file}:${line}: not a certificate that can be read (${(e as Error).message}); write the CA's certificate in PEM, as openssl x509 -in ca.pem -text reads it` }
+    }
+  }
+  return { pem: certs.map(c => c[0]).join('\n') + '\n' }
+}
+
+/** dns.tlsCaFile of the raw config (when it is a path), read: its certificates, or the problem. */
+function tlsCaCheck(raw: Record<string, unknown>, baseDir: string, regular: boolean): { pem?: string; problems: ConfigProblem[] } {
+  const f = isMapping(raw.dns) ? raw.dns.tlsCaFile : undefined
+  if (typeof f !== 'string' || f === '') return { problems: [] }
+  const hint = isAbsolute(f) ? '' : ' (relative paths are from the config file\'s directory)'
+  const r = readTlsCa(isAbsolute(f) ? f : resolve(baseDir, f), regular, hint)
+  return 'pem' in r ? { pem: r.pem, problems: [] } : { problems: [{ path: ['dns', 'tlsCaFile'], message: r.problem }] }
+}
+
 /**
  * Parse and validate config text. Every problem is reported at once, each as
  * "FILE:LINE: path: message"; throws AppError CONFIG_INVALID listing them all.
@@ -105,7 +141,9 @@ export function parseConfigText(text: string, source: string, opts: LoadOptions 
   const baseDir = dirname(resolve(source))
   const r = configSchema.safeParse(raw, { reportInput: true })
   // schema errors and the reference checks together: one run shows every error that can be found
-  const problems = [...r.success ? [] : problemsFromIssues(r.error.issues), ...crossChecks(raw as Record<string, unknown>, baseDir, opts.serve === true || opts.reload === true)]
+  const regular = opts.serve === true || opts.reload === true
+  const ca = tlsCaCheck(raw as Record<string, unknown>, baseDir, regular)
+  const problems = [...r.success ? [] : problemsFromIssues(r.error.issues), ...crossChecks(raw as Record<string, unknown>, baseDir, regular), ...ca.problems]
   if (problems.length > 0) {
     // by line (a stable sort keeps the order of problems on one line)
     const details = problems.map(p => ({ line: lineOf(p.path), p }))
@@ -114,7 +152,7 @@ export function parseConfigText(text: string, source: string, opts: LoadOptions 
     throw new AppError('CONFIG_INVALID', `${source}: ${problems.length} error${problems.length > 1 ? 's' : ''}`, details)
   }
   const warnings = configWarnings(r.data!).map(w => ({ source: `${source}:${lineOf(w.path)}`, message: `${formatPath(w.path)}: ${w.message}` }))
-  return resolveConfig(r.data!, { source, baseDir, resolvConf: opts.resolvConf, warnings })
+  return resolveConfig(r.data!, { source, baseDir, resolvConf: opts.resolvConf, warnings, tlsCa: ca.pem })
 }
 
 /** The built-in config: DESIGN §4 defaults, upstreams from /etc/resolv.conf, the shipped lists. */

@@ -34,6 +34,7 @@ export interface ResolveOptions {
   readonly baseDir: string                // relative list paths resolve from here
   readonly resolvConf?: string            // path, default /etc/resolv.conf
   readonly warnings?: readonly ConfigWarning[]   // found by the loader, with file and line
+  readonly tlsCa?: string                 // dns.tlsCaFile's certificates, read and checked by the loader
 }
 
 /** Apply the defaults that depend on the environment (upstreams, shipped lists), make paths absolute, freeze. */
@@ -53,7 +54,8 @@ export function resolveConfig(parsed: ParsedConfig, opts: ResolveOptions): Confi
   } else Object.assign(lists, defaultLists())
   const stateDir = parsed.state.dir === undefined ? undefined : resolve(opts.baseDir, parsed.state.dir)
   const clients = { ...parsed.clients, leases: parsed.clients.leases.map(abs) }
-  const cfg = { ...parsed, dns: { ...parsed.dns, upstreams }, lists, clients, state: { dir: stateDir }, source: opts.source, warnings: opts.warnings ?? [] }
+  const tls = parsed.dns.tlsCaFile === undefined ? {} : { tlsCaFile: abs(parsed.dns.tlsCaFile), tlsCa: opts.tlsCa }
+  const cfg = { ...parsed, dns: { ...parsed.dns, upstreams, ...tls }, lists, clients, state: { dir: stateDir }, source: opts.source, warnings: opts.warnings ?? [] }
   return deepFreeze(cfg) as Config
 }
 

@@ -32,12 +32,46 @@ const hostPort = z.string().refine(s => splitHostPort(s) !== undefined, {
   message: 'not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53',
 }).describe('HOST:PORT')
 
-/** udp://IP[:PORT] or tcp://IP[:PORT], IPv6 in brackets. */
+/** An upstream URL's parts: the IP to connect to, its port, and (tls:// only) the name its certificate must carry. */
+export interface UpstreamParts {
+  readonly proto: 'udp' | 'tcp' | 'tls'
+  readonly host: string
+  readonly port: number
+  readonly servername?: string
+}
+
+const UPSTREAM_FORMS = 'udp://IP[:PORT], tcp://IP[:PORT] or tls://IP[:PORT][#SERVERNAME] (IPv6 in brackets)'
+const TLS_EXAMPLE = 'tls://1.1.1.1#cloudflare-dns.com'
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
+
+/**
+ * "udp://1.2.3.4:53", "tcp://[::1]", "tls://1.1.1.1#cloudflare-dns.com" → its parts (port 53 by
+ * default, 853 for tls://), or why it is not an upstream URL. The host is an IP address: names are
+ * not resolved (that would need an upstream to find the upstream); a tls:// upstream's name goes
+ * after `#` (SERVERNAME, a DNS name or an IP address the certificate must carry).
+ */
+export function parseUpstreamUrl(s: string): UpstreamParts | string {
+  const m = /^(udp|tcp|tls):\/\/(?:\[([^\]]*)\]|([^:/#[\]]*))(?::(\d{1,5}))?(?:#(.*))?$/.exec(s)
+  if (!m) return `not an upstream URL; write ${UPSTREAM_FORMS}`
+  const proto = m[1] as UpstreamParts['proto']
+  const name = m[5]
+  if (m[2] !== undefined ? isIP(m[2]) !== 6 : isIP(m[3]!) !== 4) {
+    if (m[3] === undefined || !DNS_NAME.test(m[3]) || /^[\d.]+$/.test(m[3])) return `not an upstream URL; write ${UPSTREAM_FORMS}`
+    // a name where the IP goes: not looked up (no bootstrap resolution)
+    const fix = proto === 'tls' ? `write the server's IP address and the name after #: tls://IP#${m[3]}, e.g. ${TLS_EXAMPLE}` : `write ${proto}://IP`
+    return `"${m[3]}" is a name: an upstream is an IP address (names are not looked up; there is no bootstrap resolver); ${fix}`
+  }
+  const port = m[4] === undefined ? (proto === 'tls' ? 853 : 53) : Number(m[4])
+  if (port < 1 || port > 65535) return `${m[4]} is not a port (1-65535)`
+  if (name === undefined) return { proto, host: m[2] ?? m[3]!, port }
+  if (proto !== 'tls') return `a server name (#${name}) is for tls:// upstreams only; write ${proto}://${m[2] === undefined ? m[3] : `[${m[2]}]`}${m[4] === undefined ? '' : `:${m[4]}`} or tls://…#${name}`
+  if (!DNS_NAME.test(name) && isIP(name) === 0) return `"${name}" is not a server name; write the name the server's certificate carries, e.g. ${TLS_EXAMPLE}`
+  return { proto, host: m[2] ?? m[3]!, port, servername: name }
+}
+
+/** udp://IP[:PORT], tcp://IP[:PORT] or tls://IP[:PORT][#SERVERNAME], IPv6 in brackets. */
 export function isUpstreamUrl(s: string): boolean {
-  const m = /^(udp|tcp):\/\/(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))(?::(\d{1,5}))?$/.exec(s)
-  if (!m) return false
-  if (m[4] !== undefined && (Number(m[4]) < 1 || Number(m[4]) > 65535)) return false
-  return m[2] !== undefined ? isIP(m[2]) === 6 : isIP(m[3]!) === 4
+  return typeof parseUpstreamUrl(s) !== 'string'
 }
 
 /** http://[user[:password]@]host[:port] with nothing after the authority: an HTTP proxy (CONNECT is spoken to it in clear). */
@@ -48,8 +82,8 @@ export function isParentUrl(s: string): boolean {
 }
 
 const upstream = z.string().refine(isUpstreamUrl, {
-  message: 'not an upstream URL; write udp://IP[:PORT] or tcp://IP[:PORT] (IPv6 in brackets)',
-}).describe('udp://IP[:PORT] or tcp://IP[:PORT]')
+  error: iss => parseUpstreamUrl(iss.input as string) as string,
+}).describe('udp://IP[:PORT], tcp://IP[:PORT] or tls://IP[:PORT][#SERVERNAME]')
 
 /**
  * A zone of dns.forwardZones: a DNS name below the root (labels of letters, digits, `-` and `_`,
@@ -123,6 +157,7 @@ export const configSchema = z.strictObject({
     listen: z.array(hostPort).default(['127.0.0.1:1053']),
     upstreams: z.array(upstream).min(1).optional(),
     forwardZones: forwardZones.default({}),        // conditional forwarding: names in a zone go to its upstreams
+    tlsCaFile: filePath.optional(),                // PEM: a private CA that tls:// upstreams may be signed by, besides Node's CAs
     timeout: timeout.default(2000),
     cache: z.strictObject({
       maxEntries: z.number().int().min(0).default(100_000),

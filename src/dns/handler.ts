@@ -122,8 +122,8 @@ export class QueryHandler {
           this.cache = new DnsCache(c)
           this.routes = routes
         }
-        if (this.pool) this.pool.update(dns.upstreams, dns.timeout, dns.forwardZones)
-        else this.pool = new UpstreamPool(dns.upstreams, ev, () => this.nowMs(), {}, dns.forwardZones)
+        if (this.pool) this.pool.update(dns.upstreams, dns.timeout, dns.forwardZones, dns.tlsCa)
+        else this.pool = new UpstreamPool(dns.upstreams, ev, () => this.nowMs(), {}, dns.forwardZones, dns.tlsCa)
         this.dnsCfg = dns
       }
       // queries in flight stay counted under the key they were counted under (see settle)

@@ -73,8 +73,8 @@ export function createResolver(opts: { getSnapshot: () => Snapshot; evidence: Ev
   function lookup(name: string, type: number): Promise<Answer> {
     const dns = opts.getSnapshot().config.dns
     if (dns !== dnsCfg) {
-      if (pool) pool.update(dns.upstreams, dns.timeout, dns.forwardZones)
-      else pool = new UpstreamPool(dns.upstreams, opts.evidence, nowMs, {}, dns.forwardZones)
+      if (pool) pool.update(dns.upstreams, dns.timeout, dns.forwardZones, dns.tlsCa)
+      else pool = new UpstreamPool(dns.upstreams, opts.evidence, nowMs, {}, dns.forwardZones, dns.tlsCa)
       dnsCfg = dns
       answers.clear()                                // other upstreams or clamps: ask again
     }

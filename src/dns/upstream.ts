@@ -1,9 +1,12 @@
+import { isIP } from 'node:net'
+import { checkServerIdentity, type SecureContext } from 'node:tls'
+import { parseUpstreamUrl, type UpstreamParts } from '../config/schema.js'
 import { AppError } from '../errors.js'
 import { fdExhausted } from '../observe/fd-check.js'
 import { throttled } from '../observe/throttle.js'
 import type { Evidence } from '../observe/types.js'
 import type { ReplyCallback } from './pending.js'
-import { TcpTransport } from './upstream-tcp.js'
+import { TcpTransport, type TlsDial } from './upstream-tcp.js'
 import { UdpTransport, type UdpPorts } from './upstream-udp.js'
 
 /** Consecutive failures that put an upstream down; then it waits a backoff, doubled each time it fails again. */
@@ -11,16 +14,16 @@ const FAILS_TO_DOWN = 3
 const BACKOFF_MIN_MS = 2_000
 const BACKOFF_MAX_MS = 60_000
 
-/** "udp://1.2.3.4:53", "tcp://[::1]" → parts (port 53 by default). */
-export function parseUpstream(url: string): { proto: 'udp' | 'tcp'; host: string; port: number } {
-  const m = /^(udp|tcp):\/\/(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))(?::(\d{1,5}))?$/.exec(url)
-  if (!m) throw new AppError('CONFIG_INVALID', `not an upstream URL: ${url}`)
-  return { proto: m[1] as 'udp' | 'tcp', host: (m[2] ?? m[3])!, port: m[4] === undefined ? 53 : Number(m[4]) }
+/** "udp://1.2.3.4:53", "tcp://[::1]", "tls://1.1.1.1#cloudflare-dns.com" → parts (port 53 by default, 853 for tls://). */
+export function parseUpstream(url: string): UpstreamParts {
+  const p = parseUpstreamUrl(url)
+  if (typeof p === 'string') throw new AppError('CONFIG_INVALID', `${url}: ${p}`)
+  return p
 }
 
 /** One configured upstream with its health: consecutive failures put it down for a backoff. */
 export class Upstream {
-  readonly proto: 'udp' | 'tcp'
+  readonly proto: 'udp' | 'tcp' | 'tls'
   private udp: UdpTransport | undefined
   private tcp: TcpTransport | undefined
   private fails = 0
@@ -35,18 +38,29 @@ export class Upstream {
   /** Taken out by a reload: the end of its grace (retire). */
   private retiring: NodeJS.Timeout | undefined
 
+  /**
+   * `secureContext` (tls:// only): the CAs its certificate may be signed by (dns.tlsCaFile's and
+   * Node's); none: Node's default CAs. Verification is never off.
+   */
   constructor(readonly url: string, private readonly evidence: Evidence, private readonly nowMs: () => number,
-    private readonly ports: UdpPorts) {
-    const { proto, host, port } = parseUpstream(url)
+    private readonly ports: UdpPorts, secureContext?: SecureContext) {
+    const { proto, host, port, servername } = parseUpstream(url)
     this.proto = proto
     this.host = host
     this.port = port
+    if (proto !== 'tls') return
+    const onError = (e: Error): void => this.tlsNotice(e)
+    // SNI carries a name only (RFC 6066); a server name that is an IP is checked against the certificate all the same
+    this.tls = servername === undefined || isIP(servername) === 0
+      ? { servername, secureContext, onError }
+      : { secureContext, onError, checkServerIdentity: (_host, cert) => checkServerIdentity(servername, cert) }
   }
   private readonly host: string
   private readonly port: number
+  private readonly tls: TlsDial | undefined
 
   /**
-   * Send over UDP or TCP (`exactCase`, UDP only: see PendingTable.add); when it cannot be sent
+   * Send over UDP or TCP (tls://: always over TLS; `exactCase`, UDP only: see PendingTable.add); when it cannot be sent
    * (closed, no ID free) `cb` gets the error at once.
    */
   send(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, exactCase: boolean, cb: ReplyCallback): void {
@@ -56,7 +70,7 @@ export class Upstream {
   private trySend(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, exactCase: boolean, cb: ReplyCallback): boolean {
     if (this.closed) return false
     if (viaTcp) {
-      this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters)
+      this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters, undefined, this.tls)
       return this.tcp.send(query, qEnd, timeoutMs, cb)
     }
     this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => this.socketError(e), this.nowMs, this.ports)
@@ -76,6 +90,15 @@ export class Upstream {
     if (fdExhausted(e)) this.evidence.counters.fdExhausted('dns-upstream')
     this.errorNotice(e)
   }
+
+  /**
+   * An error of a TLS connection (a handshake or certificate that failed: `certificate has
+   * expired`, `Hostname/IP does not match certificate's altnames: …`, a refused connection): its
+   * queries have failed over. Said at most once per 10 s, with the count since the last line.
+   */
+  private readonly tlsNotice = throttled((e: Error, errors: number) => {
+    this.evidence.warn('dns upstream TLS error', { upstream: this.url, error: e.message, code: (e as NodeJS.ErrnoException).code ?? null, errors })
+  }, () => this.nowMs())
 
   /** An answer over TCP showed that it does not keep the letter case of questions: no more 0x20 for it. */
   caseLost(): void {

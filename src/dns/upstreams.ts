@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls'
 import { AppError } from '../errors.js'
 import type { Counters, Evidence } from '../observe/types.js'
 import { CASE_MISMATCH, mixCase, type ReplyCallback } from './pending.js'
@@ -84,7 +85,7 @@ class Exchange {
     }
     const u = this.u = this.order[this.i++]!
     this.start = now
-    this.viaTcp = u.proto === 'tcp' || this.wire.length > MAX_UDP_QUERY
+    this.viaTcp = u.proto !== 'udp' || this.wire.length > MAX_UDP_QUERY
     const mix = !this.viaTcp && u.caseKept
     if (mix) mixCase(this.wire, HEADER, this.qEnd - 4)
     else if (this.mixed) this.query.copy(this.wire, HEADER, HEADER, this.qEnd)
@@ -196,15 +197,20 @@ export class UpstreamPool {
   private readonly inflight = new Map<number, Exchange>()
   private readonly ctx: ExchangeContext
 
+  /** dns.tlsCaFile's certificates (PEM), and the context that trusts them besides Node's CAs. */
+  private tlsCa: string | undefined
+  private secureContext: SecureContext | undefined
+
+  /** `tlsCa`: the PEM certificates of a private CA that tls:// upstreams may be signed by too (dns.tlsCaFile). */
   constructor(urls: readonly string[], private readonly evidence: Evidence, private readonly nowMs: () => number,
-    opts: PoolOptions = {}, zones: ForwardZones = {}) {
+    opts: PoolOptions = {}, zones: ForwardZones = {}, tlsCa?: string) {
     this.ports = opts.ports ?? UDP_PORTS
     this.seed = opts.seed ?? randomBytes(4).readUInt32LE(0)
     this.ctx = {
       nowMs, counters: evidence.counters,
       done: x => { if (this.inflight.get(x.hash) === x) this.inflight.delete(x.hash) },
     }
-    this.update(urls, 0, zones)
+    this.update(urls, 0, zones, tlsCa)
   }
 
   /** Exchanges in flight that other queries can join. */
@@ -215,22 +221,31 @@ export class UpstreamPool {
   /**
    * Swap in new URLs (the default list and the forward zones'), keeping the state (health,
    * sockets) of those that stay. One that goes answers what it has in flight for `graceMs` more
-   * (a reload does not turn them into SERVFAIL).
+   * (a reload does not turn them into SERVFAIL). Another `tlsCa` makes every tls:// upstream a
+   * new one (its connection and session were verified with the old CAs).
    */
-  update(urls: readonly string[], graceMs = 0, zones: ForwardZones = {}): void {
+  update(urls: readonly string[], graceMs = 0, zones: ForwardZones = {}, tlsCa?: string): void {
     const old = new Map<string, Upstream>()
     for (const u of this.list) old.set(u.url, u)
     for (const l of this.zones.values()) for (const u of l) old.set(u.url, u)
+    const caChanged = tlsCa !== this.tlsCa
+    if (caChanged) {
+      this.tlsCa = tlsCa
+      this.secureContext = tlsCa === undefined ? undefined : createSecureContext({ ca: [...rootCertificates, tlsCa] })
+    }
     const kept = new Map<string, Upstream>()
     const get = (url: string): Upstream => {
       let u = kept.get(url)
-      if (u === undefined) kept.set(url, u = old.get(url) ?? new Upstream(url, this.evidence, this.nowMs, this.ports))
+      if (u === undefined) {
+        const o = old.get(url)
+        kept.set(url, u = o !== undefined && !(caChanged && o.proto === 'tls') ? o : new Upstream(url, this.evidence, this.nowMs, this.ports, this.secureContext))
+      }
       return u
     }
     this.list = urls.map(get)
     this.zones = new Map(Object.entries(zones).map(([zone, l]) => [zone, l.map(get)]))
     for (const [url, u] of old) {
-      if (kept.has(url)) continue
+      if (kept.get(url) === u) continue
       this.retired.add(u)
       u.retire(graceMs, () => this.retired.delete(u))
     }

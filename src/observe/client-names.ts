@@ -111,8 +111,8 @@ export function createClientNames(opts: ClientNamesOptions): ClientNames {
         if (cache?.max !== c.ptrMaxEntries) cache = new LRUCache<string, Slot>({ max: c.ptrMaxEntries })
         ttl = c.ptrTtl
         const dns = config.dns
-        if (ptr) ptr.update(dns.upstreams, dns.timeout, dns.forwardZones)
-        else ptr = createPtrResolver({ evidence: opts.evidence(), upstreams: dns.upstreams, timeoutMs: dns.timeout, zones: dns.forwardZones })
+        if (ptr) ptr.update(dns.upstreams, dns.timeout, dns.forwardZones, dns.tlsCa)
+        else ptr = createPtrResolver({ evidence: opts.evidence(), upstreams: dns.upstreams, timeoutMs: dns.timeout, zones: dns.forwardZones, tlsCa: dns.tlsCa })
       } else {
         cache = undefined
         ptr?.close()

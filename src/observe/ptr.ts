@@ -44,8 +44,8 @@ export type PtrCallback = (err: Error | undefined, name?: string) => void
 export interface PtrResolver {
   /** Ask the upstreams for the PTR of `ip`; `cb` is called once, within the DNS timeout. */
   lookup(ip: string, cb: PtrCallback): void
-  /** Follow a config change (upstreams and forward zones, timeout). */
-  update(upstreams: readonly string[], timeoutMs: number, zones?: ForwardZones): void
+  /** Follow a config change (upstreams and forward zones, timeout, the private CA of tls:// upstreams). */
+  update(upstreams: readonly string[], timeoutMs: number, zones?: ForwardZones, tlsCa?: string): void
   close(): void
 }
 
@@ -53,9 +53,9 @@ export interface PtrResolver {
  * PTR lookups through tunnelguard's own upstreams (an UpstreamPool of its own, same failover):
  * a forward zone for the reverse names (`10.in-addr.arpa`) takes them to the servers that hold them.
  */
-export function createPtrResolver(opts: { evidence: Evidence; upstreams: readonly string[]; timeoutMs: number; zones?: ForwardZones }): PtrResolver {
+export function createPtrResolver(opts: { evidence: Evidence; upstreams: readonly string[]; timeoutMs: number; zones?: ForwardZones; tlsCa?: string }): PtrResolver {
   const nowMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
-  const pool = new UpstreamPool(opts.upstreams, opts.evidence, nowMs, {}, opts.zones)
+  const pool = new UpstreamPool(opts.upstreams, opts.evidence, nowMs, {}, opts.zones, opts.tlsCa)
   let timeoutMs = opts.timeoutMs
   return {
     lookup(ip, cb) {
@@ -74,8 +74,8 @@ export function createPtrResolver(opts: { evidence: Evidence; upstreams: readonl
         cb(undefined, found)
       })
     },
-    update(upstreams, t, zones) {
-      pool.update(upstreams, 0, zones)
+    update(upstreams, t, zones, tlsCa) {
+      pool.update(upstreams, 0, zones, tlsCa)
       timeoutMs = t
     },
     close: () => pool.close(),

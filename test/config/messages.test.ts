@@ -154,8 +154,8 @@ t.test('dns.forwardZones: zone names in lower case without a final dot; a bad or
     'z.yaml:4: dns.forwardZones["bad zone"]: "bad zone" is not a zone name; write e.g. corp.example or 10.in-addr.arpa',
     'z.yaml:6: dns.forwardZones["CORP.example."]: "CORP.example." is the zone "corp.example" again (names are compared without case and final dot); list it once',
     'z.yaml:7: dns.forwardZones["lab.example"]: a zone needs at least one upstream; write e.g. ["udp://10.0.0.10"]',
-    'z.yaml:8: dns.forwardZones["x.example"][0]: not an upstream URL; write udp://IP[:PORT] or tcp://IP[:PORT] (IPv6 in brackets)',
-    'z.yaml:9: dns.forwardZones["y.example"]: expected a list of udp://IP[:PORT] or tcp://IP[:PORT] entries, got a string ("udp://10.0.0.10")',
+    'z.yaml:8: dns.forwardZones["x.example"][0]: not an upstream URL; write udp://IP[:PORT], tcp://IP[:PORT] or tls://IP[:PORT][#SERVERNAME] (IPv6 in brackets)',
+    'z.yaml:9: dns.forwardZones["y.example"]: expected a list of udp://IP[:PORT], tcp://IP[:PORT] or tls://IP[:PORT][#SERVERNAME] entries, got a string ("udp://10.0.0.10")',
     `z.yaml:10: dns.forwardZones["${'a'.repeat(64)}.example"]: "${'a'.repeat(64)}.example" is not a zone name; write e.g. corp.example or 10.in-addr.arpa`,
   ])
 })
