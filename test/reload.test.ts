@@ -145,11 +145,11 @@ t.test('dns.tlsCaFile is watched too: a new CA file reloads; one that cannot ser
   // a real certificate is not needed to see the file followed: a rejected reload says it was read
   writeFileSync(join(dir, 'ca.pem'), cert('bm90IGEgY2VydA=='))
   writeFileSync(cfg, 'dns: { tlsCaFile: ca.pem }\nlists: { l: { files: [l.txt], action: block } }\n')
-  t.equal(rl.reload('x'), false, 'a CA file with no certificate that parses')
+  t.equal(await rl.reload('x'), false, 'a CA file with no certificate that parses')
   t.match(ev.messages.at(-1), { level: 'error', fields: { errors: [/tg\.yaml: 1 error$/, /tg\.yaml:1: dns\.tlsCaFile: TLS CA file .*ca\.pem:1: not a certificate that can be read/] } })
   const pem = (await import('node:tls')).rootCertificates[0]!
   writeFileSync(join(dir, 'ca.pem'), pem)
-  t.ok(rl.reload('x'))
+  t.ok(await rl.reload('x'))
   t.equal(current().config.dns.tlsCa?.trim(), pem.trim())
   rl.watch()
   t.teardown(() => rl.unwatch())
