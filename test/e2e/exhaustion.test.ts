@@ -60,7 +60,7 @@ t.test('out of file descriptors: no crash and no spin, a warning and a metric, f
   // (three failures would mark it down, and send every query to the second from then on)
   t.same(serve.lines().filter(l => /dns upstream (down|socket error)/.test(String(l.message))), [], 'the upstream is not blamed')
   const warned = await serve.waitFor(l => l['error.code'] === 'EMFILE', 5000)
-  t.match(warned, { 'log.level': 'warn', message: /no file descriptor free/, fix: /LimitNOFILE/ })
+  t.match(warned, { 'log.level': 'warn', message: /no file descriptor free/, 'tunnelguard.fix': /LimitNOFILE/, 'tunnelguard.where': 'dns-upstream' })
   t.equal(serve.lines().filter(l => l['error.code'] === 'EMFILE').length, 1, 'said once per 10 s')
   const before = cpuTicks(pid)
   await sleep(1000)
@@ -79,7 +79,7 @@ t.test('out of file descriptors: no crash and no spin, a warning and a metric, f
       t.ok(r.rcode !== undefined && r.rcode !== 2 && r.ms < 2000, `${name} (round ${round}): answered (rcode ${r.rcode}, ${r.ms.toFixed(0)} ms)`)
     }
   }
-  const admin = serve.lines().find(l => l.message === 'started')!.admin as { port: number }
+  const admin = serve.lines().find(l => l.message === 'started')!['tunnelguard.admin'] as { port: number }
   const metrics = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text()
   t.match(metrics, /^tunnelguard_fd_exhausted_total\{where="dns-upstream"\} [1-9]/m)
   t.notMatch(metrics, new RegExp(`^tunnelguard_upstream_requests_total\\{upstream="${second.url}"`, 'm'), 'nothing failed over to the second upstream')
