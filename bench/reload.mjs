@@ -80,7 +80,7 @@ async function runBuild({ name, dir }) {
     const t0 = performance.now()
     const mark = log.length
     child.kill('SIGHUP')
-    const m = await waitLine(/"took_ms":(\d+)[^\n]*"message":"reloaded"|"message":"reloaded"/, mark, 300_000)
+    const m = await waitLine(/"(?:tunnelguard\.)?took_ms":(\d+)[^\n]*"message":"reloaded"|"message":"reloaded"/, mark, 300_000)
     const t1 = performance.now()
     await sleep(1000)                    // answers to queries sent late in the window arrive
     const within = (a, b) => done.filter(([at]) => at >= a && at < b).map(([, l]) => l)

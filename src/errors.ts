@@ -9,6 +9,8 @@ export type ErrorCode =
   | 'NAME_INVALID'
   | 'UPSTREAM_TIMEOUT'
   | 'UPSTREAM_FAILED'
+  /** This process or host ran out of descriptors or buffers (EMFILE, ENFILE, ENOBUFS): not the peer's failure. */
+  | 'LOCAL_EXHAUSTED'
 
 export class AppError extends Error {
   readonly code: ErrorCode

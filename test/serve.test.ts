@@ -42,10 +42,10 @@ t.test('serve in-process: every listener, overrides, reload, stop', async t => {
   t.ok(r.addresses.admin!.port > 0)
   t.equal(r.addresses.sinkhole.length, 1, 'the sinkhole capture listener')
   const started = JSON.parse(log.split('\n').find(l => l.includes('"message":"started"'))!)
-  t.same(started.sinkhole, [{ address: '127.0.0.1', port: r.addresses.sinkhole[0]!.port }], 'the started line lists the capture listeners beside dns, proxy and admin')
-  t.ok(started.sinkhole[0].port > 0)
-  t.same(started.forwardZones, [{ zone: 'corp.example', upstreams: ['udp://127.0.0.1:7'] }], 'and the forward zones, as objects')
-  t.match(log, /"tunnelguard\.source":"[^"]*tg\.yaml:4","warning":"sinkhole\.listen: nothing will reach the capture listener on 127\.0\.0\.1:0: [^"]*","message":"config warning"/,
+  t.same(started['tunnelguard.sinkhole'], [{ address: '127.0.0.1', port: r.addresses.sinkhole[0]!.port }], 'the started line lists the capture listeners beside dns, proxy and admin')
+  t.ok(started['tunnelguard.sinkhole'][0].port > 0)
+  t.same(started['tunnelguard.forward_zones'], [{ zone: 'corp.example', upstreams: ['udp://127.0.0.1:7'] }], 'and the forward zones, as objects')
+  t.match(log, /"tunnelguard\.source":"[^"]*tg\.yaml:4","tunnelguard\.warning":"sinkhole\.listen: nothing will reach the capture listener on 127\.0\.0\.1:0: [^"]*","message":"config warning"/,
     'a capture listener the sinkhole answers do not lead to: warned at start')
   const udp = r.addresses.dns.find(a => a.transport === 'udp')!
   const blocked = await dig(udp, 'x.ngrok.io')
@@ -103,9 +103,9 @@ t.test('serve: an alert the webhook cannot deliver is logged with its cause, giv
   const lines = log.split('\n').filter(l => l.includes('alert webhook')).map(l => JSON.parse(l) as Record<string, unknown>)
   const refused = `connect ECONNREFUSED 127.0.0.1:${hookPort}`
   t.match(lines, [
-    { 'log.level': 'warn', message: 'alert webhook failed', 'client.ip': '127.0.0.1', 'rule.name': 'ngrok.io', attempt: 1, attempts: 2, 'error.message': refused },
-    { message: 'alert webhook failed', attempt: 2, attempts: 2, 'error.message': refused },
-    { message: 'alert webhook gave up', 'client.ip': '127.0.0.1', 'rule.ruleset': 'l', 'rule.name': 'ngrok.io', reason: 'retries exhausted', attempts: 2, 'error.message': refused, dropped: 1 },
+    { 'log.level': 'warn', message: 'alert webhook failed', 'client.ip': '127.0.0.1', 'rule.name': 'ngrok.io', 'tunnelguard.attempt': 1, 'tunnelguard.attempts': 2, 'error.message': refused },
+    { message: 'alert webhook failed', 'tunnelguard.attempt': 2, 'tunnelguard.attempts': 2, 'error.message': refused },
+    { message: 'alert webhook gave up', 'client.ip': '127.0.0.1', 'rule.ruleset': 'l', 'rule.name': 'ngrok.io', 'tunnelguard.reason': 'retries exhausted', 'tunnelguard.attempts': 2, 'error.message': refused, 'tunnelguard.dropped': 1 },
   ])
   t.equal(lines.length, 3)
   let text = await metrics()
@@ -177,7 +177,7 @@ t.test('serve: alerts added to a running config by reload reach the webhook and 
   await dig(udp, 'a.ngrok.io')
   writeFileSync(cfg, base + `alerts: {window: 5m, webhook: {url: "http://127.0.0.1:${port}/tg"}, syslog: {url: "udp://127.0.0.1:${syslogPort}"}}\n`)
   t.equal(await r.reload('test'), true)
-  t.match(log, /"webhook":"http:\/\/127\.0\.0\.1:\d+\/tg","syslog":"udp:\/\/127\.0\.0\.1:\d+"[^\n]*"message":"alerts reconfigured"/)
+  t.match(log, /"tunnelguard.webhook":"http:\/\/127\.0\.0\.1:\d+\/tg","tunnelguard.syslog":"udp:\/\/127\.0\.0\.1:\d+"[^\n]*"message":"alerts reconfigured"/)
   await dig(udp, 'b.ngrok.io')
   for (let i = 0; i < 200 && (posts.length === 0 || datagrams.length === 0); i++) await new Promise(res => setTimeout(res, 20))
   t.equal(posts.length, 1, 'the webhook got the alert')
@@ -191,7 +191,7 @@ t.test('serve: alerts added to a running config by reload reach the webhook and 
   await new Promise(res => setTimeout(res, 200))
   t.equal(posts.length, 1, 'alerts removed: nothing more sent')
   t.equal(datagrams.length, 1)
-  t.match(log, /"webhook":null,"syslog":null[^\n]*"message":"alerts reconfigured"/)
+  t.match(log, /"tunnelguard.webhook":null,"tunnelguard.syslog":null[^\n]*"message":"alerts reconfigured"/)
   t.match(log, /"message":"dns\.query"/, 'decisions are still logged')
 })
 
@@ -213,7 +213,7 @@ t.test('serve: a reload changes the log level and whether files are followed, in
   t.equal(await r.reload('test'), true)
   await dig(udp, 'b.ngrok.io')
   await new Promise(res => setTimeout(res, 50))
-  t.match(log, /"from":"error","to":"info","message":"log level changed"/)
+  t.match(log, /"tunnelguard.from":"error","tunnelguard.to":"info","message":"log level changed"/)
   t.match(log, /"name":"b\.ngrok\.io"/, 'at info: the decision line is written (the level was fixed at start)')
   // reload.watch: false — a list edit is no longer followed
   writeFileSync(join(dir, 'l.txt'), 'ngrok.io\nngrok.app\n')
@@ -236,10 +236,10 @@ t.test('serve with signals: SIGHUP reloads, SIGTERM stops', async t => {
   t.equal(process.listenerCount('SIGHUP'), before + 1)
   process.emit('SIGHUP', 'SIGHUP')
   for (let i = 0; i < 200 && !log.includes('"message":"reloaded"'); i++) await new Promise(res => setTimeout(res, 10))
-  t.match(log, /"reason":"SIGHUP"/)
+  t.match(log, /"tunnelguard.reason":"SIGHUP"/)
   process.emit('SIGTERM', 'SIGTERM')
   await r.done
-  t.match(log, /"signal":"SIGTERM"/)
+  t.match(log, /"tunnelguard.signal":"SIGTERM"/)
   t.equal(process.listenerCount('SIGHUP'), before, 'handlers removed on stop')
 })
 
@@ -256,7 +256,7 @@ t.test('serve: a signal while starting is acted on once started (SIGHUP: a reloa
   process.emit('SIGHUP', 'SIGHUP')                             // its handlers are in place before it has started
   const r = await starting
   for (let i = 0; i < 200 && !a.got.text.includes('"message":"reloaded"'); i++) await new Promise(res => setTimeout(res, 10))
-  t.match(a.got.text, /"message":"started"[^]*"reason":"SIGHUP"[^]*"message":"reloaded"/, 'started, then reloaded')
+  t.match(a.got.text, /"message":"started"[^]*"tunnelguard.reason":"SIGHUP"[^]*"message":"reloaded"/, 'started, then reloaded')
   process.emit('SIGTERM', 'SIGTERM')
   await r.done
   const b = logOf()
@@ -264,7 +264,7 @@ t.test('serve: a signal while starting is acted on once started (SIGHUP: a reloa
   process.emit('SIGINT', 'SIGINT')
   process.emit('SIGHUP', 'SIGHUP')
   await (await stopping).done
-  t.match(b.got.text, /"message":"started"[^]*"signal":"SIGINT","message":"stopping"[^]*"message":"stopped"/, 'started, then stopped')
+  t.match(b.got.text, /"message":"started"[^]*"tunnelguard.signal":"SIGINT","message":"stopping"[^]*"message":"stopped"/, 'started, then stopped')
   t.notMatch(b.got.text, /"message":"reloaded"/, 'a stop wins over a reload')
 })
 
@@ -350,10 +350,10 @@ t.test('serve: config-only listeners, list warnings logged, remote lists reload 
   out.on('data', d => { log += d })
   const before = process.listenerCount('SIGINT')
   const r = await serve({ configPath: cfg, stdout: out })
-  t.match(log, /l\.txt:2","warning":"list l: invalid entry[^\n]*"message":"list warning"/, 'list warnings are logged at start')
+  t.match(log, /l\.txt:2","tunnelguard.warning":"list l: invalid entry[^\n]*"message":"list warning"/, 'list warnings are logged at start')
   for (let i = 0; i < 200 && r.snapshot().lists.find(l => l.name === 'r')!.entries === 0; i++) await new Promise(res => setTimeout(res, 20))
   t.equal(r.snapshot().lists.find(l => l.name === 'r')!.entries, 1, 'the fetched remote list is in the snapshot')
-  t.match(log, /"reason":"remote list changed"/)
+  t.match(log, /"tunnelguard.reason":"remote list changed"/)
   t.match(log, `"url.full":"http://u:***@127.0.0.1:${lport}/list.txt?key=***"`, 'the fetch is logged with the URL redacted')
   t.match(log, `"tunnelguard.source":"http://u:***@127.0.0.1:${lport}/list.txt?key=***:2"`, 'so is a warning about a line of the remote list')
   const udp = r.addresses.dns.find(a => a.transport === 'udp')!
@@ -362,7 +362,7 @@ t.test('serve: config-only listeners, list warnings logged, remote lists reload 
   t.match(log, /"log\.level":"warn".*webhook/i, 'a failed alert delivery is logged, the answer was not held up')
   process.emit('SIGINT', 'SIGINT')
   await r.done
-  t.match(log, /"signal":"SIGINT"/)
+  t.match(log, /"tunnelguard.signal":"SIGINT"/)
   t.equal(process.listenerCount('SIGINT'), before)
   t.notMatch(log, /hunter2|SECRET/, 'no password or key in any log line')
 })

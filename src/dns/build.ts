@@ -1,5 +1,5 @@
 import { parseAddr } from '../policy/cidr.js'
-import { HEADER, QR, RA, RD, CD, RCODE, TC, TYPE_OPT, parseQuery, skipRecord, type Query } from './wire.js'
+import { HEADER, QR, RA, RD, CD, RCODE, TC, TYPE_OPT, readName, readQuestion, skipRecord, type Query } from './wire.js'
 
 const NAME_PTR = 0xc00c                   // the question name, always at offset 12
 const UDP_SIZE = 1232
@@ -116,9 +116,7 @@ const OPCODE_BITS = 0x78
  * a client could stop sending EDNS. Header only when the rest of the query does not read.
  */
 export function notImpReply(query: Buffer): Buffer {
-  const copy = Buffer.from(query)
-  copy[2] = copy[2]! & ~OPCODE_BITS
-  const q = parseQuery(copy)
+  const q = readQuestion(query, query.readUInt16BE(2))
   if (typeof q === 'string') return headerReply(query, RCODE.NOTIMP)
   const b = buildReply(query, q, RCODE.NOTIMP)
   b[2] = b[2]! | (query[2]! & OPCODE_BITS)
@@ -130,6 +128,24 @@ export function headerReply(query: Buffer, rcode: number): Buffer {
   const b = Buffer.alloc(HEADER)
   b.writeUInt16BE(query.readUInt16BE(0), 0)
   b.writeUInt16BE(QR | (query.readUInt16BE(2) & (0x7800 | RD)) | RA | rcode, 2)
+  return b
+}
+
+/**
+ * FORMERR to a query parseQuery refused (at least a header long): its header and its one
+ * question when that reads (a name, type and class), so that the client can match the answer
+ * to what it asked, as unbound answers with the query echoed; else the header alone. No OPT
+ * record: the query's may be what was wrong, and nothing of it is taken for good.
+ */
+export function formErrReply(query: Buffer): Buffer {
+  const name = query.readUInt16BE(4) === 1 ? readName(query, HEADER) : undefined
+  if (name === undefined || name.end + 4 > query.length) return headerReply(query, RCODE.FORMERR)
+  const b = Buffer.alloc(name.end + 4)
+  query.copy(b, 0, 0, b.length)
+  b.writeUInt16BE(QR | (query.readUInt16BE(2) & (0x7800 | RD | CD)) | RA | RCODE.FORMERR, 2)
+  b.writeUInt16BE(0, 6)
+  b.writeUInt16BE(0, 8)
+  b.writeUInt16BE(0, 10)
   return b
 }
 

@@ -4,7 +4,7 @@ import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
 import { SEVERITY, type Decision } from '../policy/types.js'
 import type { Config, Snapshot } from '../snapshot-types.js'
 import { actionReply, answerSettings, bypassReply, type AnswerSettings } from './actions.js'
-import { badversReply, buildReply, fitUdp, headerReply, notImpReply } from './build.js'
+import { badversReply, buildReply, fitUdp, formErrReply, notImpReply } from './build.js'
 import { DnsCache } from './cache.js'
 import { className, rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
@@ -179,7 +179,7 @@ export class QueryHandler {
     if (typeof q === 'string') {
       counters.dropped('malformed')
       const answer = q !== 'drop' && this.allowed(client.ip)
-      return respond(!answer ? undefined : q === 'notimp' ? notImpReply(msg) : headerReply(msg, RCODE.FORMERR))
+      return respond(!answer ? undefined : q === 'notimp' ? notImpReply(msg) : formErrReply(msg))
     }
     if (!this.allowed(client.ip)) {
       counters.dropped('refused')

@@ -1,5 +1,5 @@
 import { randomFillSync } from 'node:crypto'
-import { AppError } from '../errors.js'
+import { AppError, type ErrorCode } from '../errors.js'
 import { Q_CASE, Q_OTHER, isErrorRcode, matchQuestion } from './wire.js'
 
 export type ReplyCallback = (err: AppError | undefined, reply?: Buffer) => void
@@ -139,9 +139,9 @@ export class PendingTable {
     return true
   }
 
-  /** Fail every pending query (socket or connection closed). */
-  failAll(message: string): void {
-    for (const p of this.takeAll()) p.cb(new AppError('UPSTREAM_FAILED', message))
+  /** Fail every pending query (socket or connection closed; `code` LOCAL_EXHAUSTED: by a failure of this host). */
+  failAll(message: string, code: ErrorCode = 'UPSTREAM_FAILED'): void {
+    for (const p of this.takeAll()) p.cb(new AppError(code, message))
   }
 
   /** Take every pending query back, unanswered, its timer stopped (a TCP connection closed under them). */

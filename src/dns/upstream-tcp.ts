@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net'
 import { connect as tlsConnect, type PeerCertificate, type SecureContext } from 'node:tls'
 import { AppError } from '../errors.js'
-import { fdExhausted } from '../observe/fd-check.js'
+import { fdExhausted, localExhausted } from '../observe/fd-check.js'
 import type { Counters } from '../observe/types.js'
 import { FrameReader, frame } from './framing.js'
 import { PendingTable, type ReplyCallback } from './pending.js'
@@ -85,10 +85,13 @@ export class TcpTransport {
       if (table.take(msg)) answered = true
       else this.counters.dropped('mismatch')
     }))
-    // reported as the close that follows; no descriptor for the connection is counted too
+    // reported as the close that follows; no descriptor for the connection is counted too, and a
+    // failure of this host (no descriptor, no buffer) fails the queries as its own, not sent again
+    let local = false
     socket.on('error', e => {
       error = e
       if (fdExhausted(e)) this.counters.fdExhausted('dns-upstream')
+      if (localExhausted(e)) local = true
       this.tls?.onError(e)
     })
     socket.on('close', () => {
@@ -98,7 +101,8 @@ export class TcpTransport {
       const why = `${kind} connection to ${this.host}:${this.port} closed${error ? `: ${error.message}` : ''}`
       for (const p of table.takeAll()) {
         // its budget spent (the close was seen late): it has timed out, and is not sent again
-        if (p.remainingMs < 1) p.cb(new AppError('UPSTREAM_TIMEOUT', `no answer within its budget; ${why}`))
+        if (local) p.cb(new AppError('LOCAL_EXHAUSTED', why))
+        else if (p.remainingMs < 1) p.cb(new AppError('UPSTREAM_TIMEOUT', `no answer within its budget; ${why}`))
         else if (!opened || (!answered && p.resent) || !this.sendOn(p.query, p.qEnd, p.remainingMs, p.cb, true)) p.cb(new AppError('UPSTREAM_FAILED', why))
       }
     })

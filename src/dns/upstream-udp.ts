@@ -1,5 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram'
 import { isIP } from 'node:net'
+import { localExhausted } from '../observe/fd-check.js'
 import type { Counters } from '../observe/types.js'
 import { PendingTable, random16, type ReplyCallback } from './pending.js'
 
@@ -90,7 +91,9 @@ export class UdpTransport {
    * leaves its slot, so the next query opens another (a broken one kept for its life took its
    * share of queries into timeouts after the cause had gone). On a connected socket the error is
    * the upstream's answer to a datagram (ECONNREFUSED: ICMP port unreachable, nothing listens
-   * there) or a send that failed: its queries went the same way; the socket stays.
+   * there) or a send that failed: its queries went the same way; the socket stays. A failure of
+   * this host (no descriptor, no buffer: localExhausted) fails them as LOCAL_EXHAUSTED, which is
+   * not held against the upstream.
    */
   private broke(o: Outlet, e: Error): void {
     this.onError(e)
@@ -104,7 +107,7 @@ export class UdpTransport {
     } else if (this.retiring.has(o)) {
       this.shut(o)                                   // retired, and its last queries fail below
     }
-    o.table.failAll(`${this.host}:${this.port}: ${e.message}`)
+    o.table.failAll(`${this.host}:${this.port}: ${e.message}`, localExhausted(e) ? 'LOCAL_EXHAUSTED' : 'UPSTREAM_FAILED')
   }
 
   private shut(o: Outlet): void {

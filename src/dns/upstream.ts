@@ -2,7 +2,7 @@ import { isIP } from 'node:net'
 import { checkServerIdentity, type SecureContext } from 'node:tls'
 import { parseUpstreamUrl, type UpstreamParts } from '../config/schema.js'
 import { AppError } from '../errors.js'
-import { fdExhausted } from '../observe/fd-check.js'
+import { fdExhausted, localExhausted } from '../observe/fd-check.js'
 import { throttled } from '../observe/throttle.js'
 import type { Evidence } from '../observe/types.js'
 import type { ReplyCallback } from './pending.js'
@@ -81,14 +81,23 @@ export class Upstream {
     this.evidence.warn('dns upstream socket error', { upstream: this.url, error: e.message, errors })
   }, () => this.nowMs())
 
+  private readonly bufferNotice = throttled((e: Error, errors: number) => {
+    this.evidence.warn('no buffer space for a dns upstream socket (ENOBUFS): its queries get SERVFAIL; the upstream is not marked down', {
+      upstream: this.url, 'error.code': 'ENOBUFS', error: e.message, errors,
+    })
+  }, () => this.nowMs())
+
   /**
-   * An error of one of its UDP sockets (the queries on it have failed over): said at most once
-   * per 10 s, with how many there were since the last line (`errors`): an upstream whose port is
-   * closed answers every datagram with one (ECONNREFUSED). No descriptor free is counted too.
+   * An error of one of its UDP sockets (the queries on it have failed): said at most once per
+   * 10 s, with how many there were since the last line (`errors`): an upstream whose port is
+   * closed answers every datagram with one (ECONNREFUSED). A failure of this host is not the
+   * upstream's and is said as such: no descriptor free is counted (tunnelguard_fd_exhausted_total
+   * {where="dns-upstream"}, whose warning says it), no buffer space has a line of its own.
    */
   socketError(e: Error): void {
     if (fdExhausted(e)) this.evidence.counters.fdExhausted('dns-upstream')
-    this.errorNotice(e)
+    else if (localExhausted(e)) this.bufferNotice(e)
+    else this.errorNotice(e)
   }
 
   /**

@@ -107,6 +107,9 @@ class Exchange {
     if (!err && this.mixed && this.viaTcp && matchQuestion(this.wire, this.qEnd, reply!) === Q_CASE) u.caseLost()
     const now = this.ctx.nowMs()
     const secs = (now - this.start) / 1000
+    // this host ran out of descriptors or buffers: not the upstream's failure (its health and
+    // counts stay), and the next upstream would fare no better: SERVFAIL at once
+    if (err?.code === 'LOCAL_EXHAUSTED') return this.finish(err)
     if (err) {
       this.ctx.counters.upstream(u.url, err.code === 'UPSTREAM_TIMEOUT' ? 'timeout' : 'error', secs)
       // an upstream that answered other queries meanwhile is up: this one query failed (a name

@@ -120,12 +120,29 @@ export function skipRecord(buf: Buffer, off: number): number {
   return end <= buf.length ? end : -1
 }
 
-/** Parse a query: the header, exactly one question, and an OPT record if any. */
+/**
+ * Parse a query: the header, exactly one question, no answer or authority record, and at most
+ * one additional record (its OPT, if any). A query with ANCOUNT or NSCOUNT not 0, or ARCOUNT over
+ * 1, is FORMERR, as unbound's worker_check_request has it: it asks nothing a resolver answers,
+ * and its records would go upstream with it. This takes OPT+TSIG (or SIG(0)) too: tunnelguard
+ * holds no key to check or sign with, and an answer to a signed query must not be cached and
+ * served unsigned to others. Read from the header alone, before anything else of the query.
+ */
 export function parseQuery(buf: Buffer): Query | QueryError {
   if (buf.length < HEADER) return 'drop'
   const flags = buf.readUInt16BE(2)
   if ((flags & QR) !== 0) return 'drop'                          // a response sent to us
   if (((flags >> 11) & 0xf) !== 0) return 'notimp'               // only QUERY
+  if (buf.readUInt16BE(6) !== 0 || buf.readUInt16BE(8) !== 0 || buf.readUInt16BE(10) > 1) return 'formerr'
+  return readQuestion(buf, flags)
+}
+
+/**
+ * The question and records of a message of at least a header's length, the header's counts
+ * unchecked (the NOTIMP answer to another opcode echoes what it can read, whatever its sections
+ * hold: an UPDATE's are full).
+ */
+export function readQuestion(buf: Buffer, flags: number): Query | QueryError {
   if (buf.readUInt16BE(4) !== 1) return 'formerr'
   const q = readName(buf, HEADER)
   if (!q || q.end + 4 > buf.length) return 'formerr'

@@ -9,22 +9,54 @@ const FIELD_SETS = new Set([
   'http', 'log', 'network', 'observer', 'process', 'related', 'rule', 'server', 'service', 'source', 'tls', 'url',
   'user', 'user_agent',
 ])
+/** ECS base fields a line may carry at the top level as they are. */
+const BASE = new Set(['@timestamp', 'message', 'tags', 'labels'])
 /** Where such a plain value belongs in ECS; any other goes under `tunnelguard.` */
 const LEAF: Readonly<Record<string, string>> = { error: 'error.message', url: 'url.full', file: 'file.path' }
+/** The namespace of the fields ECS does not define (ECS: custom fields go under a name of their own). */
+const NS = 'tunnelguard.'
 
-const isObject = (v: unknown): boolean => typeof v === 'object' && v !== null && (!Array.isArray(v) || v.every(x => typeof x === 'object' && x !== null))
+/** A custom field's name under the namespace, in ECS's lower snake case (`retryInMs` → `tunnelguard.retry_in_ms`). */
+export function customName(key: string): string {
+  return NS + key.replace(/[A-Z]/g, c => `_${c.toLowerCase()}`)
+}
 
 /**
- * An operational line's fields with every plain value given an ECS field set's name moved where
- * it can be ingested: `error` to `error.message`, `url` to `url.full`, `file` to `file.path`, the
- * rest under `tunnelguard.` (a warning's `source` FILE:LINE is `tunnelguard.source`). Objects,
- * and arrays of objects, stay as they are; the fields are returned unchanged when nothing moves.
+ * Where a key other than a bare field set's name goes (null: where it is): base fields, ECS
+ * fields written dotted (`client.ip`, `error.code`) and `tunnelguard.*` stay; anything else is custom.
+ */
+function placeOf(key: string): string | null {
+  if (BASE.has(key) || key.startsWith(NS)) return null
+  const dot = key.indexOf('.')
+  return dot > 0 && FIELD_SETS.has(key.slice(0, dot)) ? null : customName(key)
+}
+
+/** Where a field set's name with this value goes: an object stays (`error: {…}`); anything else (a string, an array) is moved. */
+const fieldSetPlace = (key: string, v: unknown): string | null =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) ? null : LEAF[key] ?? customName(key)
+
+/**
+ * An operational line's fields as ECS has them: ECS fields (base fields, dotted `client.ip`,
+ * `event.duration` …, a field set given as an object) stay where they are; every other field is
+ * custom and goes under `tunnelguard.`, in lower snake case (`count` → `tunnelguard.count`,
+ * `retry_in_ms` → `tunnelguard.retry_in_ms`, `maxInFlightPerClient` →
+ * `tunnelguard.max_in_flight_per_client`), as the decision lines have theirs. A field set's name
+ * given a plain value or an array is moved where it can be ingested: `error` to `error.message`,
+ * `url` to `url.full`, `file` to `file.path`, the rest under `tunnelguard.` (a warning's `source`
+ * FILE:LINE is `tunnelguard.source`, the started line's `dns` listeners `tunnelguard.dns`). The
+ * fields are returned unchanged when nothing moves; else in their order, under their new names.
  */
 export function ecsFields(fields: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined
   const keys = Object.keys(fields)
-  const moved = (k: string) => FIELD_SETS.has(k) && !isObject(fields[k])
-  if (!keys.some(moved)) return fields
-  const out: Record<string, unknown> = {}
-  for (const k of keys) out[moved(k) ? LEAF[k] ?? `tunnelguard.${k}` : k] = fields[k]   // in place: the line reads as before
-  return out
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!
+    const to = FIELD_SETS.has(k) ? fieldSetPlace(k, fields[k]) : placeOf(k)
+    if (to !== null && out === undefined) {
+      out = {}
+      for (let j = 0; j < i; j++) out[keys[j]!] = fields[keys[j]!]   // in place: the line reads as before
+    }
+    if (out !== undefined) out[to ?? k] = fields[k]
+  }
+  return out ?? fields
 }

@@ -14,6 +14,14 @@ export function fdExhausted(e: unknown): boolean {
 }
 
 /**
+ * Is `e` a failure of this host rather than of the peer: no file descriptor (fdExhausted) or no
+ * buffer space (ENOBUFS)? A socket to a healthy upstream fails so when the process is exhausted.
+ */
+export function localExhausted(e: unknown): boolean {
+  return fdExhausted(e) || (e as NodeJS.ErrnoException | undefined)?.code === 'ENOBUFS'
+}
+
+/**
  * Every `everyMs`, open /dev/null and close it again; a failure for want of a descriptor is
  * counted (`where: check`). It is the one sign of what the listeners then do: libuv keeps a
  * descriptor in reserve and, when an accept fails with EMFILE, frees it, accepts the waiting

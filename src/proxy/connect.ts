@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
-import { deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
+import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { readClientHello, type HelloRead } from './hello-reader.js'
 import { ReadRelay } from './relay.js'
@@ -188,7 +188,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
 function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
   extra['tunnelguard.mismatch'] = true
   ctx.evidence.warn('proxy.sni_mismatch', {
-    'client.ip': client.ip, 'client.port': client.port, 'destination.domain': connect,
+    ...clientFields(client), 'destination.domain': connect,
     'destination.port': target.port, 'tls.client.server_name': sni,
   })
 }

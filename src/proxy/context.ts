@@ -111,12 +111,21 @@ export function effectiveClient(client: Peer, headers: IncomingHttpHeaders, trus
 }
 
 /**
+ * A client as the fields of an operational line: `client.ip`, and `client.port` only when it is
+ * known (a client named by X-Forwarded-For has none: 0 would read as a real port; PROXY protocol
+ * names the port, and it is written).
+ */
+export function clientFields(client: Peer): { 'client.ip': string; 'client.port'?: number } {
+  return client.port === 0 ? { 'client.ip': client.ip } : { 'client.ip': client.ip, 'client.port': client.port }
+}
+
+/**
  * The fields of a `proxy.client_denied` line for a request refused for its client: who, why, and
  * (when a trusted peer named the client, by PROXY protocol or X-Forwarded-For) the peer that did.
  */
 export function deniedFields(conn: Conn, client: Peer, method: string | undefined): Record<string, unknown> {
   return {
-    'client.ip': client.ip, 'client.port': client.port === 0 ? undefined : client.port, 'http.request.method': method,
+    ...clientFields(client), 'http.request.method': method,
     'error.message': 'not in proxy.allowClients: 403',
     ...client.ip === conn.peer.ip ? {} : { 'source.ip': conn.peer.ip, 'source.port': conn.peer.port },
   }

@@ -1,7 +1,7 @@
 import { request, type ClientRequest, type IncomingMessage, type InformationEvent, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
-import { deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
+import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
 import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders, replaceField, type RawHeaders } from './headers.js'
 import type { PoolRequestArgs } from './pool-agent.js'
@@ -83,7 +83,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   if (host.name !== url.name) {
     extra['tunnelguard.mismatch'] = true
     extra['tunnelguard.host_header'] = host.name
-    ctx.evidence.warn('proxy.host_mismatch', { 'client.ip': client.ip, 'client.port': client.port, 'url.domain': url.name, 'tunnelguard.host_header': host.name })
+    ctx.evidence.warn('proxy.host_mismatch', { ...clientFields(client), 'url.domain': url.name, 'tunnelguard.host_header': host.name })
   }
   const emit = (decision: Decision, ip?: string, more?: Record<string, unknown>) => {
     ctx.evidence.decision({

@@ -181,9 +181,13 @@ function fastParse(line: string): LineResult | undefined {
   if (!read) return read === undefined && !line.includes('action') ? 'skip' : undefined
   const act = read === 'block' && line.startsWith('","kind":"event"', END) ? REFUSED : read
   const ip = after(line, '"client":{"ip":"', END)
-  if (!ip || !line.startsWith('","port":', END)) return undefined
-  let k = END + 9
-  while (line.charCodeAt(k) >= 48 && line.charCodeAt(k) <= 57) k++
+  if (!ip) return undefined
+  // no port when it is not known (a client named by X-Forwarded-For)
+  let k = END + 1
+  if (line.startsWith('","port":', END)) {
+    k = END + 9
+    while (line.charCodeAt(k) >= 48 && line.charCodeAt(k) <= 57) k++
+  }
   // the client's names, in the order toEcs and ClientNames write them; anything else: parseJson
   let hostname: string | null | undefined
   let mac: string | null | undefined

@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { decodeMsg, edeOf, optRr } from '../fixtures/dig.js'
-import { addressBytes, badversReply, buildReply, fitUdp, headerReply, notImpReply, record, soaRecord } from '../../src/dns/build.js'
+import { addressBytes, badversReply, buildReply, fitUdp, formErrReply, headerReply, notImpReply, record, soaRecord } from '../../src/dns/build.js'
 import { actionReply, answerSettings, blockedText, bypassReply } from '../../src/dns/actions.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { Decision } from '../../src/policy/types.js'
@@ -53,6 +53,24 @@ t.test('headerReply', async t => {
   const { buf } = mk('a.test')
   const h = decodeMsg(headerReply(buf, 1))
   t.match(h, { id: 99, rcode: 'FORMERR', flag_qr: true, flag_rd: true, questions: [] })
+})
+
+t.test('formErrReply: the header and the question when it reads, no record; else the header alone', async t => {
+  const a = { type: 'A', name: 'a.test', data: '1.2.3.4' } as const
+  const q = dnsPacket.encode({ type: 'query', id: 77, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED, questions: [{ type: 'AAAA', name: 'A.Test' }], answers: [a], authorities: [a], additionals: [optRr(1232), a] })
+  const r = formErrReply(q)
+  t.match(decodeMsg(r), { id: 77, rcode: 'FORMERR', flag_qr: true, flag_rd: true, flag_cd: true, flag_ra: true, questions: [{ name: 'A.Test', type: 'AAAA', class: 'IN' }], answers: [], authorities: [], additionals: [] })
+  t.same([r.readUInt16BE(6), r.readUInt16BE(8), r.readUInt16BE(10)], [0, 0, 0], 'no record, not even the OPT')
+  t.equal(r.length, 12 + 8 + 4, 'the header and the question only')
+  const two = Buffer.from(q)
+  two.writeUInt16BE(2, 4)
+  t.equal(formErrReply(two).length, 12, 'two questions: the header alone')
+  const loop = Buffer.concat([q.subarray(0, 12), Buffer.from([0xc0, 12, 0, 1, 0, 1])])
+  t.equal(formErrReply(loop).length, 12, 'a name that does not read: the header alone')
+  const cut = q.subarray(0, 12 + 8 + 2)
+  const h = formErrReply(cut)
+  t.equal(h.length, 12, 'no room for type and class: the header alone')
+  t.match(decodeMsg(h), { id: 77, rcode: 'FORMERR', questions: [] })
 })
 
 /** A reply to a.test with the given sections, encoded by dns-packet (names compressed). */
@@ -214,6 +232,10 @@ t.test('notImpReply: the opcode, question and OPT of the query; header only when
   t.same(m.questions, [{ name: 'a.test', type: 'A', class: 'IN' }])
   t.same(m.additionals.map(a => a.type), ['OPT'])
   t.equal(buf.readUInt16BE(2) >> 11 & 0xf, 5, 'the query itself is not changed')
+  // an UPDATE's prerequisite and update sections are ANCOUNT and NSCOUNT: its zone is echoed all the same
+  const update = dnsPacket.encode({ type: 'query', id: 5, questions: [{ type: 'SOA', name: 'zone.test' }], answers: [{ type: 'A', name: 'x.zone.test', data: '1.2.3.4' }], authorities: [{ type: 'A', name: 'y.zone.test', data: '1.2.3.5' }] })
+  update.writeUInt16BE(5 << 11, 2)
+  t.same(decodeMsg(notImpReply(update)).questions, [{ name: 'zone.test', type: 'SOA', class: 'IN' }])
   const garbage = Buffer.concat([buf.subarray(0, 12), Buffer.from([0xc0, 12, 0, 1, 0, 1])])
   const h = notImpReply(garbage)
   t.equal(h.length, 12, 'a question that does not read: the header alone')

@@ -78,6 +78,26 @@ t.test('access: unknown clients get REFUSED, their malformed queries nothing; ma
   t.equal(ev.events.length, 0)
 })
 
+t.test('a query with answer or authority records, or two additional ones, is FORMERR with its question, even when its answer is cached; counted as malformed, not logged', async t => {
+  const up = await fakeUdp(t, (m, r, s) => s.send(answer(m), r.port, r.address))
+  const { ask, ev } = setup(t, makeSnapshot({ config: { dns: { upstreams: [up.url] } } }))
+  t.equal(decodeMsg((await ask(q()))!).rcode, 'NOERROR', 'asked plainly: answered, and cached')
+  t.equal(decodeMsg((await ask(q()))!).answers.length, 1, 'from the cache')
+  const a = { type: 'A', name: 'a.test', data: '192.0.2.9' } as const
+  const events = ev.events.length
+  for (const [what, msg] of [
+    ['an answer record', q('a.test', { answers: [a] })],
+    ['an authority record', q('a.test', { authorities: [a] })],
+    ['an OPT and another additional record', q('a.test', { additionals: [optRr(1232), a] })],
+  ] as const) {
+    const r = decodeMsg((await ask(msg))!)
+    t.match(r, { id: 0x4242, rcode: 'FORMERR', questions: [{ name: 'a.test', type: 'A' }], answers: [], additionals: [] }, what)
+  }
+  t.equal(up.seen.length, 1, 'nothing of them went upstream')
+  t.equal(ev.counts['dropped.malformed'], 3)
+  t.equal(ev.events.length, events, 'no decision line, as for other malformed queries')
+})
+
 t.test('a reload rebuilds only what changed', async t => {
   const up = await fakeUdp(t, (m, r, s) => s.send(answer(m), r.port, r.address))
   const base = makeSnapshot({ config: { dns: { upstreams: [up.url] } }, lists: { ngrok: { action: 'block', patterns: ['ngrok.io'] } } })

@@ -8,7 +8,7 @@ import { UDP_SOCKET_BUFFER, UdpTransport } from '../../src/dns/upstream-udp.js'
 import { TcpTransport } from '../../src/dns/upstream-tcp.js'
 import { parseUpstream } from '../../src/dns/upstream.js'
 import { MAX_UDP_QUERY, UpstreamPool, questionHash } from '../../src/dns/upstreams.js'
-import { parseQuery, type Query } from '../../src/dns/wire.js'
+import { parseQuery, readQuestion, type Query } from '../../src/dns/wire.js'
 import type { AppError } from '../../src/errors.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { decodeMsg, optRr } from '../fixtures/dig.js'
@@ -710,7 +710,7 @@ async function fakeBoth(t: Test, udp: UdpBehaviour, tcp: (msg: Buffer, sock: Tcp
 }
 /** The message with the letters of its question's name in lower case (an upstream that does not keep the case). */
 const lowered = (b: Buffer): Buffer => {
-  const qEnd = (parseQuery(Buffer.from(b).fill(0, 2, 4)) as Query).qEnd
+  const qEnd = (readQuestion(b, 0) as Query).qEnd
   for (let i = 12; i < qEnd - 4; i++) if (b[i]! >= 65 && b[i]! <= 90) b[i]! |= 0x20
   return b
 }
@@ -980,7 +980,7 @@ t.test('UDP: a socket that cannot open (no descriptor: EMFILE at its bind) fails
   // what dgram emits when bind(2) finds no descriptor free, before its connect ever runs
   socketOf(u).emit('error', Object.assign(new Error('bind EMFILE 0.0.0.0'), { code: 'EMFILE' }))
   const got = await first
-  t.equal(got.err?.code, 'UPSTREAM_FAILED', 'failed at once, not left to time out')
+  t.equal(got.err?.code, 'LOCAL_EXHAUSTED', 'failed at once, not left to time out, as this host\'s failure')
   t.match(got.err?.message, /bind EMFILE/)
   t.same(errors, ['bind EMFILE 0.0.0.0'])
   t.equal(u.sockets, 0, 'the broken socket left its slot (it took every query after it into a timeout, for up to socketLifeMs)')
@@ -1030,13 +1030,77 @@ t.test('an upstream says its socket errors at most once per 10 s, with how many;
   u.socketError(refused)
   now = 9_999
   u.socketError(Object.assign(new Error('bind EMFILE 0.0.0.0'), { code: 'EMFILE' }))
+  u.socketError(Object.assign(new Error('bind ENFILE 0.0.0.0'), { code: 'ENFILE' }))
   now = 10_000
   u.socketError(refused)
+  const nobufs = Object.assign(new Error('send ENOBUFS 127.0.0.1:9'), { code: 'ENOBUFS' })
+  u.socketError(nobufs)
+  u.socketError(nobufs)
   t.same(ev.messages.map(m => m.fields), [
     { upstream: 'udp://127.0.0.1:9', error: 'recvmsg ECONNREFUSED', errors: 1 },
-    { upstream: 'udp://127.0.0.1:9', error: 'recvmsg ECONNREFUSED', errors: 3 },
-  ])
+    { upstream: 'udp://127.0.0.1:9', error: 'recvmsg ECONNREFUSED', errors: 2 },
+    { upstream: 'udp://127.0.0.1:9', 'error.code': 'ENOBUFS', error: 'send ENOBUFS 127.0.0.1:9', errors: 1 },
+  ], 'no descriptor or buffer here is not said as the upstream\'s socket error')
+  t.match(ev.messages[2]!.msg, /ENOBUFS.*not marked down/)
+  t.equal(ev.counts['fd.dns-upstream'], 2, 'no descriptor free (EMFILE, ENFILE) is counted')
+})
+
+type Inner = { list: { udp?: UdpTransport; tcp?: { conn?: { socket: TcpSocket } } }[] }
+const udpOf = (pool: UpstreamPool, i: number): UdpTransport => (pool as unknown as Inner).list[i]!.udp!
+
+t.test('a failure of this host (no descriptor, no buffer) is not the upstream\'s: no failover, no health lost, SERVFAIL at once', async t => {
+  const first = await fakeUdp(t, reply)
+  const second = await fakeUdp(t, reply)
+  const ev = memoryEvidence()
+  const url = `udp://127.0.0.1:${first.port}`
+  const pool = new UpstreamPool([url, `udp://127.0.0.1:${second.port}`], ev, Date.now, { ports: { sockets: 1, queriesPerSocket: 1000, socketLifeMs: 60_000 } })
+  t.teardown(() => pool.close())
+  for (const code of ['EMFILE', 'ENFILE', 'EMFILE', 'EMFILE']) {
+    const t0 = performance.now()
+    const r = forward(pool, `${code.toLowerCase()}.test`, 5000)
+    // what dgram emits when bind(2) finds no descriptor free, before its connect ever runs
+    socketOf(udpOf(pool, 0)).emit('error', Object.assign(new Error(`bind ${code} 0.0.0.0`), { code }))
+    const got = await r
+    t.equal(got.err?.code, 'LOCAL_EXHAUSTED', `${code}: failed as this host's failure`)
+    t.ok(performance.now() - t0 < 1000, `${code}: at once`)
+  }
+  t.equal(second.seen.length, 0, 'not failed over: the next upstream would get no socket either')
+  t.equal(ev.messages.filter(m => m.msg === 'dns upstream down').length, 0, 'not marked down (three failures would)')
+  t.equal(ev.counts['upstream.error'], undefined, 'not counted as the upstream\'s error')
+  t.equal(ev.counts['fd.dns-upstream'], 4)
+  t.equal((await forward(pool, 'back.test')).upstream, url, 'descriptors back: the first upstream answers, as before')
+  // no buffer for a send on a connected socket: the same, and the socket stays
+  const mute = await fakeUdp(t, () => {})
+  const ev2 = memoryEvidence()
+  const pool2 = new UpstreamPool([`udp://127.0.0.1:${mute.port}`, `udp://127.0.0.1:${second.port}`], ev2, Date.now, { ports: { sockets: 1, queriesPerSocket: 1000, socketLifeMs: 60_000 } })
+  t.teardown(() => pool2.close())
+  for (let i = 0; i < 3; i++) {
+    const r = forward(pool2, `nobufs${i}.test`, 5000)
+    while (mute.seen.length <= i) await sleep(5)
+    socketOf(udpOf(pool2, 0)).emit('error', Object.assign(new Error('send ENOBUFS'), { code: 'ENOBUFS' }))
+    t.equal((await r).err?.code, 'LOCAL_EXHAUSTED')
+  }
+  t.equal(udpOf(pool2, 0).sockets, 1, 'the connected socket stays')
+  t.equal(second.seen.length, 0, 'not failed over')
+  t.equal(ev2.messages.filter(m => m.msg === 'dns upstream down').length, 0)
+  t.match(ev2.messages, [{ level: 'warn', msg: /ENOBUFS/, fields: { 'error.code': 'ENOBUFS', errors: 1 } }])
+})
+
+t.test('TCP: a connection that fails for want of a descriptor fails its queries as this host\'s failure, not sent again', async t => {
+  const ev = memoryEvidence()
+  const port = await freePort()
+  const tcp = new TcpTransport('127.0.0.1', port, ev.counters)
+  t.teardown(() => tcp.close())
+  const { buf, qEnd } = query()
+  const failed = new Promise<AppError | undefined>(r => tcp.send(buf, qEnd, 5000, e => r(e)))
+  const sock = (tcp as unknown as { conn: { socket: TcpSocket } }).conn.socket
+  sock.destroy(Object.assign(new Error('connect ENFILE 127.0.0.1:53'), { code: 'ENFILE' }))
+  t.equal((await failed)?.code, 'LOCAL_EXHAUSTED')
   t.equal(ev.counts['fd.dns-upstream'], 1)
+  const again = new Promise<AppError | undefined>(r => tcp.send(buf, qEnd, 5000, e => r(e)))
+  ;(tcp as unknown as { conn: { socket: TcpSocket } }).conn.socket.destroy(Object.assign(new Error('write ENOBUFS'), { code: 'ENOBUFS' }))
+  t.equal((await again)?.code, 'LOCAL_EXHAUSTED', 'no buffer: the same')
+  t.equal(ev.counts['fd.dns-upstream'], 1, 'but not counted as a descriptor')
 })
 
 t.test('TCP transport: a connection that cannot get a descriptor (EMFILE) is counted; its queries fail at once', async t => {
@@ -1049,7 +1113,7 @@ t.test('TCP transport: a connection that cannot get a descriptor (EMFILE) is cou
   const failed = new Promise<AppError | undefined>(r => tcp.send(buf, qEnd, 5000, e => r(e)))
   const sock = (tcp as unknown as { conn: { socket: TcpSocket } }).conn.socket
   sock.destroy(Object.assign(new Error('connect EMFILE 127.0.0.1:53'), { code: 'EMFILE' }))   // what net emits when socket(2) finds none free
-  t.equal((await failed)?.code, 'UPSTREAM_FAILED')
+  t.equal((await failed)?.code, 'LOCAL_EXHAUSTED', 'this host\'s failure, not the upstream\'s')
   t.ok(performance.now() - t0 < 1000, 'at once')
   t.equal(ev.counts['fd.dns-upstream'], 1)
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { optRr } from '../fixtures/dig.js'
-import { Q_CASE, Q_OTHER, Q_SAME, keyFlags, matchQuestion, parseQuery, readName, sameQuestion, skipName, skipRecord, withoutClientOptions, type Query } from '../../src/dns/wire.js'
+import { Q_CASE, Q_OTHER, Q_SAME, keyFlags, matchQuestion, parseQuery, readName, readQuestion, sameQuestion, skipName, skipRecord, withoutClientOptions, type Query } from '../../src/dns/wire.js'
 
 const query = (name: string, type: dnsPacket.RecordType = 'A', extra: Partial<dnsPacket.Packet> = {}): Buffer =>
   dnsPacket.encode({ type: 'query', id: 4660, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }], ...extra })
@@ -31,9 +31,28 @@ t.test('parses header, question and OPT', async t => {
   const small = parseQuery(query('a.test', 'A', { additionals: [optRr(100)] })) as Query
   t.equal(small.udpSize, 512, 'an advertised size below 512 counts as 512')
   t.equal((parseQuery(query('.')) as Query).name, '', 'the root')
-  // records in the answer/authority sections of a query are walked past
-  const withAn = parseQuery(query('a.test', 'A', { answers: [{ type: 'A', name: 'a.test', data: '1.2.3.4' }] })) as Query
-  t.equal(withAn.name, 'a.test')
+  // one additional record that is not an OPT is walked past (unbound takes ARCOUNT 1 too)
+  const lone = parseQuery(query('a.test', 'A', { additionals: [{ type: 'TXT', name: 'k.test', data: 'x' }] })) as Query
+  t.match(lone, { name: 'a.test', edns: false })
+  // readQuestion reads past records in every section, the header's counts unchecked (NOTIMP echoes an UPDATE's zone)
+  const update = query('a.test', 'SOA', { answers: [{ type: 'A', name: 'a.test', data: '1.2.3.4' }], authorities: [{ type: 'A', name: 'b.test', data: '1.2.3.5' }] })
+  t.match(readQuestion(update, update.readUInt16BE(2)), { name: 'a.test', qtype: 6 })
+})
+
+t.test('a query with answer or authority records, or more than one additional record, is FORMERR (unbound: worker_check_request)', async t => {
+  const a = { type: 'A', name: 'a.test', data: '1.2.3.4' } as const
+  t.equal(parseQuery(query('a.test', 'A', { answers: [a] })), 'formerr', 'ANCOUNT 1')
+  t.equal(parseQuery(query('a.test', 'A', { authorities: [a] })), 'formerr', 'NSCOUNT 1')
+  t.equal(parseQuery(query('a.test', 'A', { additionals: [optRr(1232), a] })), 'formerr', 'ARCOUNT 2: an OPT and another record')
+  const tsig = { type: 'TXT', name: 'key.test', data: 'not a real TSIG' } as const
+  t.equal(parseQuery(query('a.test', 'A', { additionals: [tsig, tsig] })), 'formerr', 'ARCOUNT 2 without an OPT')
+  // read from the header alone: the counts say it, whatever follows (nothing here)
+  t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1], [1, 0, 0])), 'formerr', 'an answer announced, not sent')
+  t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1], [0, 0xffff, 0])), 'formerr', 'authority records announced')
+  t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1], [0, 0, 2])), 'formerr', 'two additional records announced')
+  const notify = query('a.test', 'SOA', { answers: [a] })
+  notify.writeUInt16BE(4 << 11, 2)
+  t.equal(parseQuery(notify), 'notimp', 'another opcode is NOTIMP first, whatever its sections')
 })
 
 t.test('rejects what is not a usable query', async t => {
@@ -151,7 +170,7 @@ t.test('type and class are compared as octets: a reply for type 0x0061 is not on
 t.test('keyFlags: the DO, CD, EDNS, RD and AD bits of the cache key', async t => {
   const flags = (extra: Partial<dnsPacket.Packet>): number => {
     const b = query('a.test', 'A', extra)
-    return keyFlags(b, (parseQuery(b) as Query).qEnd)
+    return keyFlags(b, (readQuestion(b, b.readUInt16BE(2)) as Query).qEnd)
   }
   t.equal(flags({}), 0)
   t.equal(flags({ additionals: [optRr(1232)] }), 4)
@@ -174,7 +193,7 @@ t.test('keyFlags: the DO, CD, EDNS, RD and AD bits of the cache key', async t =>
 
 t.test('withoutClientOptions: COOKIE and Client Subnet taken out of the OPT record, the rest kept byte for byte', async t => {
   const opt = (options: { code: number; data: Buffer }[]): dnsPacket.Answer => optRr(1232, dnsPacket.DNSSEC_OK, options)
-  const strip = (b: Buffer): Buffer => withoutClientOptions(b, parseQuery(b) as Query)
+  const strip = (b: Buffer): Buffer => withoutClientOptions(b, readQuestion(b, b.readUInt16BE(2)) as Query)
   const cookie = { code: 10, data: Buffer.from('0102030405060708', 'hex') }
   const ecs = { code: 8, data: Buffer.from([0, 1, 24, 0, 198, 51, 100]) }
   const pad = { code: 12, data: Buffer.alloc(5) }

@@ -13,8 +13,8 @@ t.test('alerts appended to a running config reach the webhook and syslog without
   const cfg = join(dir, 'tg.yaml')
   writeFileSync(cfg, 'dns: { listen: ["127.0.0.1:0"], upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: [] }\nadmin: { listen: "127.0.0.1:0" }\nlists:\n  l: { files: [l.txt], action: block }\nreload: { debounce: 50ms }\n')
   const p = await startServe(t, ['--config', cfg])
-  const started = p.lines().find(l => l.message === 'started') as { dns: { transport: string; address: string; port: number }[] }
-  const udp = started.dns.find(a => a.transport === 'udp')!
+  const started = p.lines().find(l => l.message === 'started') as { 'tunnelguard.dns': { transport: string; address: string; port: number }[] }
+  const udp = started['tunnelguard.dns'].find(a => a.transport === 'udp')!
   appendFileSync(cfg, `alerts: {window: 5m, webhook: {url: "http://127.0.0.1:${port}/tg"}, syslog: {url: "udp://127.0.0.1:${syslogPort}"}}\n`)
   await p.waitFor(l => l.message === 'reloaded')
   await dig(udp, 'tunnel.ngrok.io')
@@ -35,6 +35,6 @@ t.test('admin.listen changed by a reload: a warning that listeners change only o
   writeFileSync(cfg, base + 'admin: { listen: "127.0.0.1:19153" }\n')
   p.child.kill('SIGHUP')
   const w = await p.waitFor(l => typeof l.message === 'string' && l.message.startsWith('reload: admin.listen changed'))
-  t.match(w, { 'log.level': 'warn', message: 'reload: admin.listen changed; listeners change only on restart', listening: '127.0.0.1:0', new: '127.0.0.1:19153' })
+  t.match(w, { 'log.level': 'warn', message: 'reload: admin.listen changed; listeners change only on restart', 'tunnelguard.listening': '127.0.0.1:0', 'tunnelguard.new': '127.0.0.1:19153' })
   t.equal(await p.stop(), 0)
 })

@@ -56,8 +56,8 @@ t.test('serve: client.hostname and client.mac from the lease, client.domain from
   const changed = await askUntil(l => l.client.hostname === 'build-2b')
   t.match(changed, { client: { hostname: 'build-2b', mac: '02-00-00-00-00-2B', domain: 'laptop-2.lan' } }, 'the new lease on later lines')
   t.notOk(p.lines().some((l: Line) => l['log.level'] === 'warn' && l.message !== 'dns.query'), 'no warnings')
-  const started = await p.waitFor(l => l.message === 'started') as { admin: { port: number } }
-  const live = await fetch(`http://127.0.0.1:${started.admin.port}/api/clients`).then(r => r.json()) as { clients: unknown[] }
+  const started = await p.waitFor(l => l.message === 'started') as { 'tunnelguard.admin': { port: number } }
+  const live = await fetch(`http://127.0.0.1:${started['tunnelguard.admin'].port}/api/clients`).then(r => r.json()) as { clients: unknown[] }
   t.match(live.clients, [
     { ip: '127.0.0.2', hostname: 'build-2b', mac: '02-00-00-00-00-2B', domain: 'laptop-2.lan' },
     { ip: '127.0.0.2', hostname: 'build-2', mac: '02-00-00-00-00-02', domain: 'laptop-2.lan' },

@@ -25,10 +25,11 @@ const timed = async (port: number, name: string, ms: number): Promise<{ rcode: n
 
 t.test('out of file descriptors: no crash and no spin, a warning and a metric, fast SERVFAIL, full service once they are back', async t => {
   const up = await startUnbound(t)
+  const second = await startUnbound(t)
   const port = await freePort()
   const dir = t.testdir({
     'tg.yaml': [
-      'dns:', `  listen: ["127.0.0.1:${port}"]`, `  upstreams: ["${up.url}"]`, '  timeout: 5s',
+      'dns:', `  listen: ["127.0.0.1:${port}"]`, `  upstreams: ["${up.url}", "${second.url}"]`, '  timeout: 5s',
       'proxy: { listen: [] }', 'admin: { listen: "127.0.0.1:0" }', `state: { dir: ${JSON.stringify(join(t.testdirName, 'state'))} }`, '',
     ].join('\n'),
   })
@@ -55,8 +56,11 @@ t.test('out of file descriptors: no crash and no spin, a warning and a metric, f
     t.equal(r.rcode, 2, `${name}: SERVFAIL`)
     t.ok(r.ms < 2000, `${name}: at once (${r.ms.toFixed(0)} ms), not after dns.timeout`)
   }
+  // the descriptors are this process's want, not the upstream's failure: it keeps its health
+  // (three failures would mark it down, and send every query to the second from then on)
+  t.same(serve.lines().filter(l => /dns upstream (down|socket error)/.test(String(l.message))), [], 'the upstream is not blamed')
   const warned = await serve.waitFor(l => l['error.code'] === 'EMFILE', 5000)
-  t.match(warned, { 'log.level': 'warn', message: /no file descriptor free/, fix: /LimitNOFILE/ })
+  t.match(warned, { 'log.level': 'warn', message: /no file descriptor free/, 'tunnelguard.fix': /LimitNOFILE/, 'tunnelguard.where': 'dns-upstream' })
   t.equal(serve.lines().filter(l => l['error.code'] === 'EMFILE').length, 1, 'said once per 10 s')
   const before = cpuTicks(pid)
   await sleep(1000)
@@ -75,9 +79,11 @@ t.test('out of file descriptors: no crash and no spin, a warning and a metric, f
       t.ok(r.rcode !== undefined && r.rcode !== 2 && r.ms < 2000, `${name} (round ${round}): answered (rcode ${r.rcode}, ${r.ms.toFixed(0)} ms)`)
     }
   }
-  const admin = serve.lines().find(l => l.message === 'started')!.admin as { port: number }
+  const admin = serve.lines().find(l => l.message === 'started')!['tunnelguard.admin'] as { port: number }
   const metrics = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text()
   t.match(metrics, /^tunnelguard_fd_exhausted_total\{where="dns-upstream"\} [1-9]/m)
+  t.notMatch(metrics, new RegExp(`^tunnelguard_upstream_requests_total\\{upstream="${second.url}"`, 'm'), 'nothing failed over to the second upstream')
+  t.notMatch(metrics, /^tunnelguard_upstream_requests_total\{[^}]*outcome="error"\}/m, 'no upstream error counted')
   t.equal(await serve.stop(), 0, 'stops cleanly')
 })
 

@@ -75,7 +75,7 @@ t.test('rotating addresses in a /64 gets no fresh budget (the default /64); a re
   t.same(status, ['NXDOMAIN', 'NXDOMAIN', 'NONE', 'NONE'], 'four addresses, one burst of 2: the rest dropped')
   t.equal(await ask(OTHER), 'NXDOMAIN', 'the next /64 is another client')
   const limited = await tg.waitFor(l => l.message === 'dns client rate limited')
-  t.match(limited, { 'client.ip': HOST[2], clientPrefix: '2001:db8:1:2::/64', dropped: 1 }, 'the line names the address and its /64')
+  t.match(limited, { 'client.ip': HOST[2], 'tunnelguard.client_prefix': '2001:db8:1:2::/64', 'tunnelguard.dropped': 1 }, 'the line names the address and its /64')
   await tg.waitFor(l => l.message === 'dns.query' && (l.client as { ip: string }).ip === OTHER)   // lines go out every few ms
   const decisions = tg.lines().filter(l => l.message === 'dns.query').map(l => (l.client as { ip: string }).ip)
   t.same(decisions, [HOST[0], HOST[1], OTHER], 'decision lines name each exact address')
@@ -83,7 +83,7 @@ t.test('rotating addresses in a /64 gets no fresh budget (the default /64); a re
   // DNS over TCP: dns.tcp.maxConnectionsPerClient
   const tcp = await conns(DNS_PORT, [...HOST.slice(0, 3), OTHER])
   t.same(tcp.map(c => c.closed), [false, false, true, false], 'the third connection of the /64 is reset at accept; the next /64 gets in')
-  t.match(await tg.waitFor(l => l.message === 'dns tcp connection refused: too many from this client'), { 'client.ip': HOST[2], clientPrefix: '2001:db8:1:2::/64', refused: 1 })
+  t.match(await tg.waitFor(l => l.message === 'dns tcp connection refused: too many from this client'), { 'client.ip': HOST[2], 'tunnelguard.client_prefix': '2001:db8:1:2::/64', 'tunnelguard.refused': 1 })
 
   // the proxy: proxy.maxConnectionsPerAddress
   const proxy = await conns(PROXY_PORT, [...HOST.slice(0, 3), OTHER])

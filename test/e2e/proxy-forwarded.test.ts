@@ -1,5 +1,10 @@
 import t from 'tap'
-import { exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
+import { execFileSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { clientHello, records } from '../fixtures/client-hello.js'
+import { exchange, fakeResolve, freePort, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
+import { CLI, startServe } from '../fixtures/serve-process.js'
 
 const GET = (host: string) => `GET http://${host}/ HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`
 
@@ -32,6 +37,17 @@ t.test('PROXY protocol v1/v2 and X-Forwarded-For name the client only from trust
   t.match(p.ev.events.at(-1), { client: { ip: '192.168.5.6', port: 0 } })
   t.ok(await waitFor(() => closeOf('192.168.5.6') !== undefined))
   t.equal(closeOf('192.168.5.6')!.fields!['client.port'], undefined, 'CONNECT: no client.port either')
+  // the warnings about such a client: no client.port either (0 read as a real port)
+  const mismatch = await run('curl', ['-sS', '-o', '/dev/null', '-x', `http://127.0.0.1:${p.port}`, '-H', 'X-Forwarded-For: 192.168.5.7', '-H', 'Host: d.ngrok.io', `http://site.example:${origin.port}/`])
+  t.equal(mismatch.code, 0)
+  const hostWarn = p.ev.messages.filter(m => m.msg === 'proxy.host_mismatch').at(-1)!
+  t.match(hostWarn.fields, { 'client.ip': '192.168.5.7', 'tunnelguard.host_header': 'd.ngrok.io' })
+  t.notOk('client.port' in hostWarn.fields!, 'proxy.host_mismatch: no client.port')
+  const connectHead = `CONNECT site.example:443 HTTP/1.1\r\nHost: site.example:443\r\nX-Forwarded-For: 192.168.5.8\r\n\r\n`
+  await exchange(p.port, [connectHead, records(clientHello({ names: ['e.ngrok.io'] }))], { gapMs: 50 })
+  const sniWarn = p.ev.messages.filter(m => m.msg === 'proxy.sni_mismatch').at(-1)!
+  t.match(sniWarn.fields, { 'client.ip': '192.168.5.8', 'tls.client.server_name': 'e.ngrok.io' })
+  t.notOk('client.port' in sniWarn.fields!, 'proxy.sni_mismatch: no client.port')
   const plain = await exchange(p.port, [GET('c.ngrok.io')])
   t.match(plain.data, /^HTTP\/1\.1 403/, 'a trusted peer without a PROXY header is served as itself')
   t.match(p.ev.events.at(-1), { client: { ip: '127.0.0.1' } })
@@ -56,4 +72,33 @@ t.test('a dual-stack listener ([::]) names an IPv4 client as IPv4, as the DNS si
   t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole' } })
   t.equal(p.ev.events.at(-1)!.client.ip, '127.0.0.1', 'not ::ffff:127.0.0.1')
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test('serve: a client named by X-Forwarded-For has no client.port on any line; report and /api/clients read it', async t => {
+  const [proxyPort, adminPort] = [await freePort(), await freePort()]
+  const dir = t.testdir({
+    'tg.yaml': [
+      'dns: { listen: [] }', `proxy: { listen: ["127.0.0.1:${proxyPort}"], trustForwardedFrom: ["127.0.0.0/8"] }`,
+      `admin: { listen: "127.0.0.1:${adminPort}" }`, `state: { dir: ${JSON.stringify(join(t.testdirName, 'state'))} }`, '',
+    ].join('\n'),
+  })
+  const serve = await startServe(t, ['--config', join(dir, 'tg.yaml')])
+  const proxy = `http://127.0.0.1:${proxyPort}`
+  t.equal((await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-x', proxy, '-H', 'X-Forwarded-For: 10.7.7.1', 'http://a.ngrok.io/'])).stdout, '403')
+  t.equal((await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-x', proxy, '-H', 'X-Forwarded-For: 10.7.7.2', '-H', 'Host: b.ngrok.io', 'http://x.example/'])).stdout, '403')
+  await serve.waitFor(l => l.message === 'proxy.close' && l['client.ip'] === '10.7.7.2')
+  const named = serve.lines().filter(l => JSON.stringify(l).includes('10.7.7.'))
+  t.same(named.map(l => l.message).sort(), ['proxy.close', 'proxy.close', 'proxy.host_mismatch', 'proxy.http', 'proxy.http'])
+  for (const l of named) {
+    t.notOk('client.port' in l || 'port' in (l.client as object ?? {}), `${String(l.message)}: no client.port`)
+  }
+  const clients = await (await fetch(`http://127.0.0.1:${adminPort}/api/clients`)).json() as { clients: { ip: string; names: { name: string }[] }[] }
+  t.same(clients.clients.map(c => c.ip).sort(), ['10.7.7.1', '10.7.7.2'], '/api/clients lists both')
+  t.equal(await serve.stop(), 0)
+  const log = join(dir, 'tg.jsonl')
+  writeFileSync(log, serve.stdout())
+  const report = JSON.parse(execFileSync(process.execPath, [CLI, 'report', log, '--format', 'json'], { encoding: 'utf8' })) as { clients?: unknown[] }
+  const text = JSON.stringify(report)
+  t.match(text, /10\.7\.7\.1[\s\S]*a\.ngrok\.io|a\.ngrok\.io[\s\S]*10\.7\.7\.1/, 'report names the first with what it asked')
+  t.match(text, /10\.7\.7\.2/, 'and the second')
 })

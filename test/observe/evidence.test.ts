@@ -104,14 +104,34 @@ t.test('operational messages, and no alert sink', async t => {
   t.match(s.lines(), [
     { 'log.level': 'info', message: 'started', 'tunnelguard.dns': ['127.0.0.1:1053'] },
     { 'log.level': 'warn', message: 'upstream down' },
-    { 'log.level': 'error', message: 'boom', code: 'X' },
+    { 'log.level': 'error', message: 'boom', 'tunnelguard.code': 'X' },
     { 'log.level': 'info', message: 'ready' },
     { 'log.level': 'warn', message: 'list warning', 'tunnelguard.source': 'x.txt:3' },
     { 'log.level': 'error', message: 'bad' },
     { 'log.level': 'warn', message: 'alert webhook failed', 'url.full': 'https://h.example/***', 'error.message': 'ECONNREFUSED', 'file.path': '/x', 'error.code': 'E' },
-    { 'log.level': 'info', message: 'listening', dns: [{ address: '127.0.0.1', port: 53 }], proxy: ['127.0.0.1:3128'] },
+    { 'log.level': 'info', message: 'listening', 'tunnelguard.dns': [{ address: '127.0.0.1', port: 53 }], 'tunnelguard.proxy': ['127.0.0.1:3128'] },
   ])
-  for (const l of s.lines()) for (const k of ['url', 'error', 'file', 'source']) t.notOk(k in l, `no plain "${k}" on "${l.message}"`)
+  for (const l of s.lines()) for (const k of ['url', 'error', 'file', 'source', 'dns']) t.notOk(k in l, `no plain "${k}" on "${l.message}"`)
+  t.same(s.lines()[0], { 'log.level': 'info', '@timestamp': s.lines()[0]!['@timestamp'], 'ecs.version': '8.11.0', 'tunnelguard.dns': ['127.0.0.1:1053'], message: 'started' })
+})
+
+t.test('operational lines: every field ECS does not define goes under tunnelguard., in lower snake case; ECS fields stay', async t => {
+  const s = setup()
+  // the custom keys the DNS side, reloads, remote lists and the descriptor warning give their lines
+  s.evidence.warn('no file descriptor free (EMFILE)', { 'error.code': 'EMFILE', where: 'dns-upstream', count: 3, fix: 'raise the limit' })
+  s.evidence.error('reload rejected', { reason: 'SIGHUP', errors: ['x'], retry_in_ms: 2000 })
+  s.evidence.warn('dns client over its in-flight limit', { 'client.ip': '10.0.0.1', clientPrefix: '10.0.0.0/24', servfail: 2, maxInFlightPerClient: 100 })
+  s.evidence.warn('dns upstream socket error', { upstream: 'udp://127.0.0.1:53', error: 'recvmsg ECONNREFUSED', errors: 1 })
+  s.evidence.info('proxy.close', { 'client.ip': '10.0.0.2', 'source.port': 5, 'event.duration': 7, 'tunnelguard.requests': 1, error: { message: 'reset' }, tags: ['a'], labels: { k: 'v' } })
+  s.evidence.info('odd', { 'a.b': 1, proxy: { listen: [] } })
+  t.same(s.lines().map(l => { const { '@timestamp': _, 'ecs.version': __, ...rest } = l; return rest }), [
+    { 'log.level': 'warn', 'error.code': 'EMFILE', 'tunnelguard.where': 'dns-upstream', 'tunnelguard.count': 3, 'tunnelguard.fix': 'raise the limit', message: 'no file descriptor free (EMFILE)' },
+    { 'log.level': 'error', 'tunnelguard.reason': 'SIGHUP', 'tunnelguard.errors': ['x'], 'tunnelguard.retry_in_ms': 2000, message: 'reload rejected' },
+    { 'log.level': 'warn', 'client.ip': '10.0.0.1', 'tunnelguard.client_prefix': '10.0.0.0/24', 'tunnelguard.servfail': 2, 'tunnelguard.max_in_flight_per_client': 100, message: 'dns client over its in-flight limit' },
+    { 'log.level': 'warn', 'tunnelguard.upstream': 'udp://127.0.0.1:53', 'error.message': 'recvmsg ECONNREFUSED', 'tunnelguard.errors': 1, message: 'dns upstream socket error' },
+    { 'log.level': 'info', 'client.ip': '10.0.0.2', 'source.port': 5, 'event.duration': 7, 'tunnelguard.requests': 1, error: { message: 'reset' }, tags: ['a'], labels: { k: 'v' }, message: 'proxy.close' },
+    { 'log.level': 'info', 'tunnelguard.a.b': 1, 'tunnelguard.proxy': { listen: [] }, message: 'odd' },
+  ])
   const snap = makeSnapshot()
   const clients = createClientTable()
   const e = createEvidence({ logger: createLogger({ level: 'silent' }), getSnapshot: () => snap, metrics: createMetrics(), clients })
@@ -219,5 +239,5 @@ t.test('no file descriptor free: counted per place in /metrics, and a warn line 
   t.match(text, 'tunnelguard_fd_exhausted_total{where="dns-upstream"} 0')
   const warned = s.lines().filter(l => l['error.code'] === 'EMFILE')
   t.equal(warned.length, 1, 'one line for both')
-  t.match(warned[0], { 'log.level': 'warn', where: 'check', count: 1 })
+  t.match(warned[0], { 'log.level': 'warn', 'tunnelguard.where': 'check', 'tunnelguard.count': 1 })
 })

@@ -64,6 +64,7 @@ t.test('recordWriter and bodyWriter: the same line as the logger method, for cre
 t.test('messageWriter: the line pino writes for logger[level](fields, msg), level checked', async t => {
   const { pino } = await import('pino')
   const { messageWriter } = await import('../../src/observe/logger.js')
+  const { ecsFields } = await import('../../src/observe/ecs-fields.js')
   const s = sink()
   const log = createLogger({ level: 'info', destination: s.stream, clock: () => Date.UTC(2026, 10, 29, 23, 0, 0, 7) })
   const say = messageWriter(log)
@@ -74,21 +75,22 @@ t.test('messageWriter: the line pino writes for logger[level](fields, msg), leve
     ['empty fields', {}],
   ]
   for (const [msg, fields] of cases) {
-    log.warn(fields ?? {}, msg)
+    log.warn(fields === undefined ? {} : ecsFields(fields), msg)
     say('warn', msg, fields)
   }
   const lines = s.lines()
   t.equal(lines.length, 8)
   for (let i = 0; i < 8; i += 2) t.same(lines[i + 1], lines[i], `fast line equals pino's line: ${cases[i / 2]![0]}`)
-  t.notOk('gone' in lines[3]!, 'undefined fields are left out, as pino does')
+  t.notOk('tunnelguard.gone' in lines[3]!, 'undefined fields are left out, as pino does')
+  t.match(lines[3], { 'tunnelguard.addresses': [{ address: '127.0.0.1', port: 3128 }] }, 'custom fields under tunnelguard.')
   // what JSON.stringify cannot take goes through pino's own stringify
   const cyclic: Record<string, unknown> = { a: 1 }
   cyclic.self = cyclic
   say('error', 'big', { n: 10n })
   say('error', 'cycle', cyclic)
   const [big, cycle] = s.lines().slice(8)
-  t.match(big, { 'log.level': 'error', message: 'big', n: 10 }, 'a BigInt: written by pino')
-  t.match(cycle, { 'log.level': 'error', message: 'cycle', a: 1, self: { a: 1, self: '[Circular]' } }, 'a cycle: written by pino')
+  t.match(big, { 'log.level': 'error', message: 'big', 'tunnelguard.n': 10 }, 'a BigInt: written by pino')
+  t.match(cycle, { 'log.level': 'error', message: 'cycle', 'tunnelguard.a': 1, 'tunnelguard.self': { a: 1 } }, 'a cycle: written by pino')
   say('debug' as 'info', 'hidden')
   const quiet = createLogger({ level: 'error', destination: s.stream })
   messageWriter(quiet)('warn', 'below the level', { a: 1 })
@@ -97,7 +99,7 @@ t.test('messageWriter: the line pino writes for logger[level](fields, msg), leve
   const plain = pino({ base: null, timestamp: false }, { write: (c: string) => { chunks.push(c) } })
   messageWriter(plain)('info', 'x', { n: 1 })
   messageWriter(plain)('info', 'y')
-  t.match(JSON.parse(chunks[0]!), { level: 30, msg: 'x', n: 1 }, 'another logger: its own method')
+  t.match(JSON.parse(chunks[0]!), { level: 30, msg: 'x', 'tunnelguard.n': 1 }, 'another logger: its own method')
   t.match(JSON.parse(chunks[1]!), { level: 30, msg: 'y' }, 'another logger, no fields')
 })
 

@@ -63,6 +63,14 @@ const lines: Record<string, string> = {
   badTime: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }).replace('"2026-11-21T00:00:00.000Z"', '"soon"'),
   noPortDigits: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }).replace('"port":5353', '"port":"x"'),
   portNotFirst: log({ ...base, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } }).replace('"port":5353', '"mac":"02:00:00:00:00:01"'),
+  noPort: log({ ...base, client: { ip: '10.1.2.4', port: 0 }, transport: 'tcp', message: 'proxy.http', decision: d('x.example', 'host'), urlDomain: 'x.example' }),
+  noPortNamed: (() => {
+    const r = toEcs({ ...base, client: { ip: '10.1.2.4', port: 0 }, message: 'dns.query', decision: d('a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' } })
+    Object.assign(r.client as object, { hostname: 'laptop-8' })
+    text = ''
+    logger.warn(r)
+    return text.trimEnd()
+  })(),
   noName: log({ ...base, message: 'proxy.connect', decision: d('a.ngrok.io', 'connect'), destination: { ip: '192.0.2.1' } }).replace(/"matched_name":"[^"]*",?/, ''),
   noAt: '{"ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io"}}}',
   escapedTs: '{"@timestamp":"2026\\u002d11-21T00:00:00Z","ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io"}}}',
@@ -106,6 +114,9 @@ t.test('what the shapes read as', async t => {
   t.match(parseLine(lines.names!), { name: 'a.ngrok.io', hostname: 'laptop-7', mac: '02-00-00-00-00-07', domain: 'laptop-7.corp.example' })
   t.match(parseLine(lines.escapedMac!), { hostname: 'laptop-7', mac: '02"00', domain: 'x.example' })
   t.match(parseLine(lines.namesAndMore!), { hostname: 'laptop-7', mac: undefined })
+  t.notMatch(lines.noPort, /"port":0/, 'a client whose port is not known (X-Forwarded-For) has none on its line')
+  t.match(parseLine(lines.noPort!), { ip: '10.1.2.4', name: 'x.example', where: 'host' }, 'and is read all the same')
+  t.match(parseLine(lines.noPortNamed!), { ip: '10.1.2.4', hostname: 'laptop-8', name: 'a.ngrok.io' })
   t.equal(parseLine(lines.cutInName!), 'malformed')
   t.equal(parseLine(lines.operational!), 'skip')
   t.equal(parseLine(lines.operationalAction!), 'skip')
