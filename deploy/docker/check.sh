@@ -61,7 +61,7 @@ check "HEALTHCHECK: healthy" test "$health" = healthy
 docker kill -s HUP "$NAME" >/dev/null
 reloaded=''
 for _ in $(seq 1 20); do
-  docker logs "$NAME" 2>/dev/null | grep -q '"reason":"SIGHUP".*"message":"reloaded"' && { reloaded=1; break; }
+  docker logs "$NAME" 2>/dev/null | grep -q '"tunnelguard.reason":"SIGHUP".*"message":"reloaded"' && { reloaded=1; break; }
   sleep 0.5
 done
 check "SIGHUP reloads (through tini)" test -n "$reloaded"

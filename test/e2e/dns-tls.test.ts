@@ -138,7 +138,7 @@ t.test('tls:// upstream: dig and kdig get answers over UDP and TCP; the wire car
   const proxyPort = await freePort()
   const { p, server } = await serve(t, `upstreams: ["${url}"], tlsCaFile: ${join(dot.certs, 'ca-copy.pem')}`,
     [`proxy: { listen: ["127.0.0.1:${proxyPort}"] }`, 'clients: { ptr: true }'], '{ listen: "127.0.0.1:0" }')
-  t.match(p.lines().find(l => l.message === 'started'), { upstreams: [url] }, 'the started line names the upstream by its URL')
+  t.match(p.lines().find(l => l.message === 'started'), { 'tunnelguard.upstreams': [url] }, 'the started line names the upstream by its URL')
 
   const a = await dig(server, 'a.test', 'A')
   t.same([a.status, a.answer.map(r => r.data)], ['NOERROR', ['192.0.2.1']], 'dig over UDP')
@@ -182,7 +182,7 @@ t.test('tls:// upstream: dig and kdig get answers over UDP and TCP; the wire car
   t.match(head, /^HTTP\/1\.1 403 /, 'CONNECT to a name whose CNAME chain is listed: 403')
   t.match(dot.log(), 'c1.test. A IN', 'c1.test asked over TLS')
 
-  const admin = (p.lines().find(l => l.message === 'started') as Line).admin as { port: number }
+  const admin = (p.lines().find(l => l.message === 'started') as Line)['tunnelguard.admin'] as { port: number }
   const metrics = await fetch(`http://127.0.0.1:${admin.port}/metrics`).then(r => r.text())
   t.match(metrics, `tunnelguard_upstream_requests_total{upstream="${url}",outcome="ok"}`, '/metrics labels the upstream by its URL')
   t.equal(relay.connections, 3, 'three connections in all: the proxy\'s lookups have an upstream pool of their own too')
@@ -209,28 +209,28 @@ t.test('tls://: a wrong server name or a CA not trusted fails over to the next u
   const said = wrongName.p.lines().filter(l => l.message === 'dns upstream TLS error')
   t.equal(said.length, 1, 'said once for the three')
   t.match(said[0], {
-    'log.level': 'warn', upstream: `tls://127.0.0.1:${port}#wrong.test`, code: 'ERR_TLS_CERT_ALTNAME_INVALID',
+    'log.level': 'warn', 'tunnelguard.upstream': `tls://127.0.0.1:${port}#wrong.test`, 'tunnelguard.code': 'ERR_TLS_CERT_ALTNAME_INVALID',
     'error.message': /^Hostname\/IP does not match certificate's altnames: Host: wrong\.test\. is not in the cert's altnames: IP Address:127\.0\.0\.1, DNS:dot\.test/,
   })
-  t.match(await wrongName.p.waitFor(l => l.message === 'dns upstream down'), { upstream: `tls://127.0.0.1:${port}#wrong.test`, failures: 3 }, 'marked down as for any failure')
+  t.match(await wrongName.p.waitFor(l => l.message === 'dns upstream down'), { 'tunnelguard.upstream': `tls://127.0.0.1:${port}#wrong.test`, 'tunnelguard.failures': 3 }, 'marked down as for any failure')
 
   // another CA: unbound's certificate is not trusted; the same upstream without a server name is
   // checked against its IP (the certificate carries IP:127.0.0.1) with the right CA
   const untrusted = await serve(t, `upstreams: ["tls://127.0.0.1:${port}#dot.test"], tlsCaFile: ${join(dot.certs, 'other-ca.pem')}`, ['proxy: { listen: [] }'])
   t.equal((await kdig(untrusted.server, 'ns.test', 'A', ['+tcp'])).status, 'SERVFAIL', 'untrusted: SERVFAIL')
-  t.match(await untrusted.p.waitFor(l => l.message === 'dns upstream TLS error'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'error.message': 'unable to verify the first certificate' })
+  t.match(await untrusted.p.waitFor(l => l.message === 'dns upstream TLS error'), { 'tunnelguard.code': 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'error.message': 'unable to verify the first certificate' })
 
   const failover = await serve(t, `upstreams: ["tls://127.0.0.1:${port}#wrong.test", "tls://127.0.0.1:${port}"], tlsCaFile: ${ca}`, ['proxy: { listen: [] }'])
   const ok = await dig(failover.server, 'a.test', 'A')
   t.same([ok.status, ok.answer.map(a => a.data)], ['NOERROR', ['192.0.2.1']], 'the second upstream answers')
   t.match(await failover.p.waitFor(l => l.message === 'dns.query'), { dns: { question: { name: 'a.test' } }, tunnelguard: { upstream: `tls://127.0.0.1:${port}` } },
     'checked against the IP when no server name is given')
-  t.match(await failover.p.waitFor(l => l.message === 'dns upstream TLS error'), { upstream: `tls://127.0.0.1:${port}#wrong.test`, code: 'ERR_TLS_CERT_ALTNAME_INVALID' })
+  t.match(await failover.p.waitFor(l => l.message === 'dns upstream TLS error'), { 'tunnelguard.upstream': `tls://127.0.0.1:${port}#wrong.test`, 'tunnelguard.code': 'ERR_TLS_CERT_ALTNAME_INVALID' })
 
   // no private CA: Node's CAs do not know the test CA
   const noCa = await serve(t, `upstreams: ["tls://127.0.0.1:${port}#dot.test"]`, ['proxy: { listen: [] }'])
   t.equal((await dig(noCa.server, 'short.test', 'A')).status, 'SERVFAIL', 'no tlsCaFile: the test CA is not trusted')
-  t.match(await noCa.p.waitFor(l => l.message === 'dns upstream TLS error'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' })
+  t.match(await noCa.p.waitFor(l => l.message === 'dns upstream TLS error'), { 'tunnelguard.code': 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' })
 
   // the DoT port speaks TLS only: a plain tcp:// upstream to it gets no DNS answer
   const plain = await serve(t, `upstreams: ["tcp://127.0.0.1:${port}"]`, ['proxy: { listen: [] }'])

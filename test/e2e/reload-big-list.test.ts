@@ -13,8 +13,8 @@ t.test('queries are answered while a big list is read at a reload (SIGHUP), by t
   writeFileSync(cfg, 'dns: { listen: ["127.0.0.1:0"], upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: [] }\nadmin: { listen: null }\n'
     + 'lists:\n  small: { files: [small.txt], action: block }\n  big: { files: [big.txt], action: block }\nreload: { watch: false }\n')
   const p = await startServe(t, ['--config', cfg], [], 120_000)
-  const started = p.lines().find(l => l.message === 'started') as { dns: { transport: string; address: string; port: number }[] }
-  const udp = started.dns.find(a => a.transport === 'udp')!
+  const started = p.lines().find(l => l.message === 'started') as { 'tunnelguard.dns': { transport: string; address: string; port: number }[] }
+  const udp = started['tunnelguard.dns'].find(a => a.transport === 'udp')!
   t.equal((await dig(udp, 'x.ngrok.io')).status, 'NXDOMAIN', 'serving')
 
   // the reload drops the small list: an answer of NOERROR-with-no-upstream (SERVFAIL) would mean the new lists were in use
