@@ -39,7 +39,7 @@ t.test('parses header, question and OPT', async t => {
   t.match(readQuestion(update, update.readUInt16BE(2)), { name: 'a.test', qtype: 6 })
 })
 
-t.test('a query with answer or authority records, or more than one additional record, is FORMERR (unbound: worker_check_request)', async t => {
+t.test('a query with TC set, answer or authority records, or more than one additional record, is FORMERR (unbound: worker_check_request)', async t => {
   const a = { type: 'A', name: 'a.test', data: '1.2.3.4' } as const
   t.equal(parseQuery(query('a.test', 'A', { answers: [a] })), 'formerr', 'ANCOUNT 1')
   t.equal(parseQuery(query('a.test', 'A', { authorities: [a] })), 'formerr', 'NSCOUNT 1')
@@ -50,6 +50,7 @@ t.test('a query with answer or authority records, or more than one additional re
   t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1], [1, 0, 0])), 'formerr', 'an answer announced, not sent')
   t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1], [0, 0xffff, 0])), 'formerr', 'authority records announced')
   t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1], [0, 0, 2])), 'formerr', 'two additional records announced')
+  t.equal(parseQuery(query('a.test', 'A', { flags: dnsPacket.RECURSION_DESIRED | dnsPacket.TRUNCATED_RESPONSE })), 'formerr', 'TC set: a query is never truncated')
   const notify = query('a.test', 'SOA', { answers: [a] })
   notify.writeUInt16BE(4 << 11, 2)
   t.equal(parseQuery(notify), 'notimp', 'another opcode is NOTIMP first, whatever its sections')

@@ -79,7 +79,7 @@ t.test('hostile datagrams: FORMERR or dropped, and the next query is still serve
   t.ok(s.ev.counts['dropped.malformed']! >= 8)
 })
 
-t.test('a query carrying answer or authority records, or two additional ones, is FORMERR with its question, though dig has its answer cached', async t => {
+t.test('a query with TC set, or carrying answer or authority records, or two additional ones, is FORMERR with its question, though dig has its answer cached', async t => {
   const s = await stack(t)
   const server = { address: '127.0.0.1', port: s.port }
   // cached under the keys the queries below have (no AD; without EDNS, and with it)
@@ -93,12 +93,13 @@ t.test('a query carrying answer or authority records, or two additional ones, is
     ['ANCOUNT 1', dnsPacket.encode({ ...base, answers: [a] })],
     ['NSCOUNT 1', dnsPacket.encode({ ...base, authorities: [a] })],
     ['ARCOUNT 2 (OPT and another record)', dnsPacket.encode({ ...base, additionals: [opt, a] })],
+    ['TC set', dnsPacket.encode({ ...base, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.TRUNCATED_RESPONSE })],
   ] as const) {
     const got = await udp(s.port, [msg], 3000, 1)
     t.equal(got.length, 1, what)
     t.match(decodeMsg(got[0]!), { id: 0x5151, rcode: 'FORMERR', questions: [{ name: 'a.test', type: 'A' }], answers: [] }, `${what}: FORMERR, the question echoed, no cached answer`)
   }
-  t.equal(s.ev.counts['dropped.malformed'], before + 3, 'counted as malformed')
+  t.equal(s.ev.counts['dropped.malformed'], before + 4, 'counted as malformed')
   t.equal(s.ev.events.filter(e => e.client.port !== 0 && e.dns?.rcode === 'FORMERR').length, 0, 'no decision line for them')
   t.equal((await dig(server, 'a.test')).answer.length, 1, 'the cached answer is still served to a plain query')
 })
