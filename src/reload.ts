@@ -138,10 +138,11 @@ export function createReloader(o: ReloaderOptions): Reloader {
     if (closed) return Promise.resolve(false)
     if (busy === undefined) return (busy = run(why))
     // the one running read the files before this call: one more, once it ends, for every call till then
-    next ??= busy.then(() => {
+    const again = () => {
       next = undefined
       return reload(why)
-    })
+    }
+    next ??= busy.then(again, again)
     return next
   }
 
