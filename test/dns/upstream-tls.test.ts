@@ -2,10 +2,8 @@
 // SNI, a resumed session, each connection), with certificates made by openssl.
 import t from 'tap'
 import type { Test } from 'tap'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { createServer as createTcpServer, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type TLSSocket } from 'node:tls'
 import dnsPacket from 'dns-packet'
@@ -14,19 +12,12 @@ import { UpstreamPool } from '../../src/dns/upstreams.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { AppError } from '../../src/errors.js'
 import { decodeMsg } from '../fixtures/dig.js'
+import { makeDotCerts } from '../fixtures/dot-certs.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 
-const DIR = mkdtempSync(join(tmpdir(), 'tg-tls-unit-'))
-t.teardown(() => rmSync(DIR, { recursive: true, force: true }))
-const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: DIR, stdio: ['ignore', 'pipe', 'pipe'] })
-const KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
-ssl('req', '-x509', ...KEY, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=unit CA')
-ssl('req', '-x509', ...KEY, '-keyout', 'ca2.key', '-out', 'ca2.pem', '-days', '2', '-subj', '/CN=unit CA 2')
-ssl('req', ...KEY, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=dot.test')
-writeFileSync(join(DIR, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:dot.test\n')
-ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext')
+const DIR = makeDotCerts(fn => t.teardown(fn))
 const CA = readFileSync(join(DIR, 'ca.pem'), 'utf8')
-const CA2 = readFileSync(join(DIR, 'ca2.pem'), 'utf8')
+const CA2 = readFileSync(join(DIR, 'other-ca.pem'), 'utf8')
 
 interface Conn { readonly servername: string | false | null; readonly resumed: boolean; readonly socket: TLSSocket }
 

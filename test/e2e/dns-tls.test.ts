@@ -4,32 +4,18 @@
 // relay that sees every octet: TLS records only, never a name asked, one connection for all.
 import t from 'tap'
 import type { Test } from 'tap'
-import { execFileSync } from 'node:child_process'
 import { createSocket } from 'node:dgram'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import dnsPacket from 'dns-packet'
 import { dig, kdig } from '../fixtures/dig.js'
+import { makeDotCerts } from '../fixtures/dot-certs.js'
 import { startServe, type ServeProcess } from '../fixtures/serve-process.js'
 import { freePort, startUnbound } from '../fixtures/unbound.js'
 
 type Line = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any -- log lines
 
-/** A CA, and a server certificate it signs for IP:127.0.0.1 and DNS:dot.test; a second CA that signs nothing here. */
-function makeCerts(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'tg-dot-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
-  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
-  ssl('req', '-x509', ...key, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=tunnelguard test CA')
-  ssl('req', '-x509', ...key, '-keyout', 'other-ca.key', '-out', 'other-ca.pem', '-days', '2', '-subj', '/CN=another CA')
-  ssl('req', ...key, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=dot.test')
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:dot.test\n')
-  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext')
-  return dir
-}
 
 interface DotServer {
   /** unbound's DoT port. */
@@ -41,7 +27,7 @@ interface DotServer {
 
 /** unbound answering the test zone over DNS-over-TLS on 127.0.0.1 (and plain DNS on its probe port). */
 async function startDot(t: Test): Promise<DotServer> {
-  const certs = makeCerts(t)
+  const certs = makeDotCerts(fn => t.teardown(fn))
   const tlsPort = await freePort()
   const logfile = join(certs, 'unbound.log')
   await startUnbound(t, {
