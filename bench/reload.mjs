@@ -2,7 +2,7 @@
 // Usage: npx tsc -p tsconfig.build.json && node bench/reload.mjs
 //   NAMES=1500000 RELOADS=3 QPS=500 BUILDS="new=dist old=bench/out/dist-s24"
 // Each build runs `serve` (its own dist/cli.js) on loopback with one list of NAMES names (written
-// once to bench/out/reload-NAMES.txt, about 40 MB for 1.5M) and a dead upstream. A client sends a
+// once to bench/out/reload-NAMES.txt, about 49 MB for 1.5M) and a dead upstream. A client sends a
 // query for a listed name (answered by tunnelguard itself) every 1000/QPS ms from one UDP socket and
 // times each answer (a query unanswered after 1 s counts as lost). After 2 s, SIGHUP; when the `reloaded` line comes, 2 s more; RELOADS times.
 // Reported per build and reload: the reload's took_ms, then over the queries sent while it ran:
