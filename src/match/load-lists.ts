@@ -5,7 +5,7 @@ import type { ListConfig, ListInfo } from '../snapshot-types.js'
 import { parseLinesInSteps } from './formats/lines.js'
 import type { EntrySink } from './formats/sink.js'
 import { formatOf, parseInSteps } from './parse-list.js'
-import { SuffixTrie } from './suffix-trie.js'
+import { MAX_NAME, MAX_WORDS, SuffixTrie, wordsOf } from './suffix-trie.js'
 import type { ListWarning, Matcher } from './types.js'
 
 export { formatOf, parseListText, type ListFormat } from './parse-list.js'
@@ -46,8 +46,6 @@ export const SLICE_MS = 2
 const STEP_CHARS = 1 << 14
 /** The sizing pass reads one line in this many (a table's count is then known to a few percent past a few thousand names). */
 const SAMPLE = 32
-const MAX_NAME = 253
-const MAX_WORDS = (MAX_NAME + 3) >>> 2
 
 type Texts = Map<string, { source: string; text: string }[]>
 
@@ -127,7 +125,7 @@ function* build(lists: Readonly<Record<string, ListConfig>>, texts: Texts, opts:
   let lines = 0
   const sampled = new Array<number>(MAX_WORDS + 1).fill(0)
   const sample: EntrySink = {
-    entry(name) { if (name.length <= MAX_NAME) sampled[(name.length + 3) >>> 2]! += SAMPLE },
+    entry(name) { if (name.length <= MAX_NAME) sampled[wordsOf(name.length)]! += SAMPLE },
     warn() { /* said when the line is read for real */ },
   }
   for (const mine of texts.values()) {

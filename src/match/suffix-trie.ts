@@ -4,8 +4,10 @@ import type { Entry, Matcher, MatchKind, SigmaRef } from './types.js'
 const SEED = 0x811c9dc5 | 0           // FNV-1a offset basis
 const PRIME = 0x01000193              // FNV-1a prime
 const DOT = 46
-const MAX_NAME = 253                   // RFC 1035: a normalized name is at most 253 characters
-const MAX_WORDS = (MAX_NAME + 3) >>> 2
+export const MAX_NAME = 253            // RFC 1035: a normalized name is at most 253 characters
+/** The table (its length in words of 4 characters) a name of `len` characters is filed in. */
+export const wordsOf = (len: number): number => (len + 3) >>> 2
+export const MAX_WORDS = wordsOf(MAX_NAME)
 const EMPTY: readonly Entry[] = Object.freeze([])
 /** Word 0 of a record: bits 0-1 the first entry's kind, bit 2 HAS_NEXT, bits 3-4 the name's length mod 4, bits 5-31 the key. */
 const HAS_NEXT = 4
@@ -156,7 +158,7 @@ export class SuffixTrie implements Matcher {
     const h = hashPack(name, this.qw)
     if (h === undefined) return false
     const listId = this.store.listId(list)
-    const words = (len + 3) >>> 2
+    const words = wordsOf(len)
     const tbl = this.tables[words] ??= new NameTable(words)
     if ((tbl.used + 1) * 4 > tbl.cap * 3) this.grow(tbl)
     const key = h & KEY
