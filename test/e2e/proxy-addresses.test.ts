@@ -1,9 +1,7 @@
 // A name with several addresses: each is dialled in turn until one connects (plain HTTP and
 // CONNECT), every one of them checked first; the first refusing is no longer the end of it.
-import { spawn } from 'node:child_process'
-import { connect } from 'node:net'
 import t from 'tap'
-import { exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
+import { blackhole, exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
 
 const LOOPBACK = { allowDestinations: ['127.0.0.0/8', '::1/128'] }
 
@@ -58,12 +56,7 @@ t.test('every address refusing: 502 naming the last one for plain HTTP, a closed
 
 t.test('an address that drops the SYN costs the attempt delay, not half the connect timeout: the next is dialled beside it (plain HTTP and CONNECT)', async t => {
   const origin = await startOrigin(t)                    // on 127.0.0.1; 127.0.0.2 on the same port drops every SYN
-  const py = spawn('python3', ['-c', `import socket,time; s=socket.socket(); s.bind(('127.0.0.2',${origin.port})); s.listen(0); print(1, flush=True); time.sleep(60)`])
-  t.teardown(() => { py.kill() })
-  await new Promise(r => py.stdout.once('data', r))
-  const fill = Array.from({ length: 4 }, () => connect(origin.port, '127.0.0.2').on('error', () => {}))   // its accept queue full
-  t.teardown(() => fill.forEach(s => s.destroy()))
-  await new Promise(r => setTimeout(r, 200))
+  await blackhole(t, '127.0.0.2', origin.port)
   // a connect timeout of 20 s: dialled in turn with a share each, the first address took 10 s, and curl gives up at 5
   const { proxy, port, ev } = await testProxy(t, {
     config: { proxy: { ...LOOPBACK, connectPorts: [origin.port] } }, connectTimeout: 20_000,

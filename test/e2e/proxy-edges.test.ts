@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process'
 import { connect, createServer } from 'node:net'
 import t from 'tap'
 import { ReadRelay } from '../../src/proxy/relay.js'
 import { startProxy } from '../../src/proxy/server.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
-import { exchange, fakeResolve, startOrigin, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
+import { blackhole, exchange, fakeResolve, startOrigin, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
 import { clientHello, records } from '../fixtures/client-hello.js'
 
 const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
@@ -105,13 +104,7 @@ t.test('a bad listen address fails startProxy and releases what was bound', asyn
 })
 
 t.test('an origin that never completes the TCP handshake: the dial times out (504 on the close line)', async t => {
-  // a listener whose accept queue is full: further SYNs on loopback are dropped, the connect hangs
-  const py = spawn('python3', ['-c', "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0); print(s.getsockname()[1], flush=True); time.sleep(20)"])
-  t.teardown(() => { py.kill() })
-  const port = await new Promise<number>(r => py.stdout.once('data', d => r(Number(String(d).trim()))))
-  const fill = Array.from({ length: 4 }, () => connect(port, '127.0.0.1').on('error', () => {}))
-  t.teardown(() => fill.forEach(s => s.destroy()))
-  await new Promise(r => setTimeout(r, 200))
+  const port = await blackhole(t, '127.0.0.1', 0, 20)
   const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [port] } }, resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }), connectTimeout: 300 })
   t.ok((await exchange(p.port, [CONNECT(`ok.example:${port}`), hello])).closed)
   t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))

@@ -1,9 +1,9 @@
 // dialAny: the addresses of a name dialled side by side, each ATTEMPT_DELAY_MS after the one
 // before or at once when it fails (RFC 8305 §5); the first to connect wins, the others abandoned.
-import { spawn } from 'node:child_process'
 import { connect, createServer, type Socket } from 'node:net'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { ATTEMPT_DELAY_MS, connected, dial, dialAny, UpstreamError } from '../../src/proxy/upstream.js'
+import { blackhole } from '../fixtures/origin.js'
 
 /** A fake attempt: resolves or rejects `ms` after it starts (a socket stand-in), or waits to be abandoned; what happened when. */
 function fake(plan: Record<string, { ms: number; ok: boolean } | 'hang'>) {
@@ -44,17 +44,6 @@ t.test('a failure starts the next at once; all failing rejects with the last fai
   const one = fake({ x: { ms: 5, ok: false } })
   await t.rejects(dialAny(['x'], 10_000, one.attempt), { message: 'refused x' }, 'one address: the attempt itself, given no signal')
 })
-
-/** A loopback listener whose accept queue is full: a connect to it hangs (its SYNs are dropped). */
-async function blackhole(t: Test, host: string, port = 0): Promise<number> {
-  const py = spawn('python3', ['-c', `import socket,time; s=socket.socket(); s.bind(('${host}',${port})); s.listen(0); print(s.getsockname()[1], flush=True); time.sleep(30)`])
-  t.teardown(() => { py.kill() })
-  const bound = await new Promise<number>(r => py.stdout.once('data', d => r(Number(String(d).trim()))))
-  const fill = Array.from({ length: 4 }, () => connect(bound, host).on('error', () => {}))
-  t.teardown(() => fill.forEach(s => s.destroy()))
-  await new Promise(r => setTimeout(r, 200))
-  return bound
-}
 
 t.test('real sockets: a blackholed address beside one that answers; the loser is destroyed, nothing left open', async t => {
   const open = new Set<Socket>()
