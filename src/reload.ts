@@ -131,11 +131,10 @@ export function createReloader(o: ReloaderOptions): Reloader {
 
   let busy: Promise<boolean> | undefined
   let next: Promise<boolean> | undefined
-  let closed = false
-  const stop = new AbortController()
+  const stop = new AbortController()                 // aborted by close(): a reload running stops at its next slice
 
   function reload(why: string): Promise<boolean> {
-    if (closed) return Promise.resolve(false)
+    if (stop.signal.aborted) return Promise.resolve(false)
     if (busy === undefined) return (busy = run(why))
     // the one running read the files before this call: one more, once it ends, for every call till then
     const again = () => {
@@ -187,7 +186,7 @@ export function createReloader(o: ReloaderOptions): Reloader {
       fdTries = 0
       return true
     } catch (e) {
-      if (closed) {
+      if (stop.signal.aborted) {
         o.evidence.info('reload dropped: stopping', { reason: why })
         return false
       }
@@ -249,7 +248,6 @@ export function createReloader(o: ReloaderOptions): Reloader {
       return files !== undefined
     },
     close() {
-      closed = true
       stop.abort()
       clearTimeout(requested)
       requested = undefined
