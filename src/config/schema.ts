@@ -164,6 +164,8 @@ export const configSchema = z.strictObject({
       ...cacheTtls.shape,
     }).prefault({}),
     allowClients: z.array(cidr).default(['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7']),
+    // resolvers in front of this one whose EDNS Client Subnet (a whole address) and MAC options name the client
+    trustEdnsFrom: z.array(cidr).default([]),
     blockResponse: z.enum(['nxdomain', 'refused', 'nodata']).default('nxdomain'),
     rateLimit: z.strictObject({
       qps: z.number().min(0).default(0),          // per client; 0 = off

@@ -10,13 +10,21 @@ import { className, rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
 import { scanResponse } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
-import { RCODE, keyBits, parseQuery, withoutClientOptions, type Query } from './wire.js'
+import { RCODE, ednsClient, keyBits, parseQuery, withoutClientOptions, type Query } from './wire.js'
 
 export interface Client {
   readonly ip: string
+  /** 0 when not known: a client named by a resolver in front (its Client Subnet option carries no port). */
   readonly port: number
   readonly transport: 'udp' | 'tcp'
+  /** Its hardware address, when a trusted resolver in front named it (ECS notation). */
+  readonly mac?: string
+  /** The resolver in front (dns.trustEdnsFrom) that named this client by its address; absent when the client is the sender. */
+  readonly via?: { readonly ip: string; readonly port: number }
 }
+
+/** A sender on this host: a loopback address in its Client Subnet option is a machine here too. */
+const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1'
 
 /** Called exactly once per message: the reply, or undefined when the message is dropped. */
 export type Respond = (reply: Buffer | undefined) => void
@@ -59,6 +67,17 @@ function worst(snap: Snapshot, client: Client, decision: Decision, targets: read
   return w
 }
 
+/** Whether `set` has `ip`, remembered in `memo` (cleared when full). */
+function memoHas(memo: Map<string, boolean>, set: CidrSet, ip: string): boolean {
+  let ok = memo.get(ip)
+  if (ok === undefined) {
+    if (memo.size >= MAX_ACCESS_MEMO) memo.clear()
+    ok = set.has(ip)
+    memo.set(ip, ok)
+  }
+  return ok
+}
+
 /**
  * The query pipeline, in its fixed order: parse → rate limit → access → policy (every query,
  * cache hit or not) → DoH/DDR answers → cache → forward → answer inspection → reply + evidence.
@@ -71,6 +90,9 @@ export class QueryHandler {
   private sinkCfg: Config['sinkhole'] | undefined
   private allow = new CidrSet([])
   private readonly allowMemo = new Map<string, boolean>()
+  /** dns.trustEdnsFrom; undefined when empty (the common case: no lookup per query). */
+  private trust: CidrSet | undefined
+  private readonly trustMemo = new Map<string, boolean>()
   private answers!: AnswerSettings
   private cache!: DnsCache
   /** dns.upstreams and dns.forwardZones as the cache's answers came from them. */
@@ -113,6 +135,8 @@ export class QueryHandler {
       if (dns !== this.dnsCfg) {
         this.allow = new CidrSet(dns.allowClients)
         this.allowMemo.clear()
+        this.trust = dns.trustEdnsFrom.length > 0 ? new CidrSet(dns.trustEdnsFrom) : undefined
+        this.trustMemo.clear()
         const c = dns.cache
         const old = this.cache?.settings
         // other upstreams or forward zones: what the old ones answered is not served on (a zone just
@@ -144,42 +168,69 @@ export class QueryHandler {
   }
 
   private allowed(ip: string): boolean {
-    let ok = this.allowMemo.get(ip)
-    if (ok === undefined) {
-      if (this.allowMemo.size >= MAX_ACCESS_MEMO) this.allowMemo.clear()
-      ok = this.allow.has(ip)
-      this.allowMemo.set(ip, ok)
-    }
-    return ok
+    return memoHas(this.allowMemo, this.allow, ip)
+  }
+
+  /** Whether the sender `ip` is a resolver in front whose EDNS options name its clients (dns.trustEdnsFrom). */
+  private trustedNow(ip: string): boolean {
+    return this.trust !== undefined && memoHas(this.trustMemo, this.trust, ip)
+  }
+
+  /** trustedNow, by the config in force (the TCP listener asks at accept: such a sender is not held to the per-client connection cap). */
+  trusts(ip: string): boolean {
+    this.configure(this.deps.getSnapshot().config)
+    return this.trustedNow(ip)
   }
 
   /**
-   * Whether a client may open a connection (TCP, asked at accept): one outside allowClients is
-   * counted and logged as refused, as its queries would be.
+   * The client a trusted resolver's query speaks for: the machine its EDNS options name (address
+   * and MAC, or the MAC alone), or the resolver itself when they name none.
+   */
+  private named(msg: Buffer, q: Query, from: Client): Client {
+    const e = ednsClient(msg, q, isLoopback(from.ip))
+    if (e === undefined) return from
+    if (e.ip === undefined || e.ip === from.ip) return { ...from, mac: e.mac }
+    return { ip: e.ip, port: 0, transport: from.transport, mac: e.mac, via: { ip: from.ip, port: from.port } }
+  }
+
+  /**
+   * Whether a client may open a connection (TCP, asked at accept): one outside allowClients (and
+   * not a trusted resolver in front, whose clients are checked query by query) is counted and
+   * logged as refused, as its queries would be.
    */
   admit(ip: string): boolean {
     this.configure(this.deps.getSnapshot().config)
-    if (this.allowed(ip)) return true
+    if (this.allowed(ip) || this.trustedNow(ip)) return true
     this.deps.evidence.counters.dropped('refused')
     this.refused.note(ip, this.nowMs())
     return false
   }
 
-  handle(msg: Buffer, client: Client, respond: Respond): void {
+  handle(msg: Buffer, from: Client, respond: Respond): void {
     if (this.closing) return respond(undefined)
     const t0 = this.deps.clock()
     const snap = this.deps.getSnapshot()
     this.configure(snap.config)
     const counters = this.deps.evidence.counters
-    if (!this.limiter.allow(client.ip, Number(t0) / 1e6)) {
+    // a trusted resolver in front speaks for many machines: each is held to the rate limit, not it
+    const trusted = this.trustedNow(from.ip)
+    if (!trusted && !this.limiter.allow(from.ip, Number(t0) / 1e6)) {
       counters.dropped('ratelimit')
       return respond(undefined)
     }
     const q = parseQuery(msg)
     if (typeof q === 'string') {
       counters.dropped('malformed')
-      const answer = q !== 'drop' && this.allowed(client.ip)
+      const answer = q !== 'drop' && (trusted || this.allowed(from.ip))
       return respond(!answer ? undefined : q === 'notimp' ? notImpReply(msg) : formErrReply(msg))
+    }
+    let client = from
+    if (trusted) {
+      client = q.optRdata < 0 ? from : this.named(msg, q, from)
+      if (!this.limiter.allow(client.ip, Number(t0) / 1e6)) {
+        counters.dropped('ratelimit')
+        return respond(undefined)
+      }
     }
     if (!this.allowed(client.ip)) {
       counters.dropped('refused')
@@ -254,9 +305,12 @@ export class QueryHandler {
     const ev = this.deps.evidence
     if (!ev.logs(decision.action)) return ev.counters.decided('dns.query', decision)
     ev.decision({
-      message: 'dns.query', decision, client: { ip: client.ip, port: client.port }, transport: client.transport,
+      message: 'dns.query', decision, transport: client.transport,
+      client: client.mac === undefined ? { ip: client.ip, port: client.port } : { ip: client.ip, port: client.port, mac: client.mac },
       durationNs: Number(this.deps.clock() - t0),
       dns: { name: q.name, type: typeName(q.qtype), class: className(q.qclass), rcode: rcodeName(rcode), upstream, cacheHit },
+      // the resolver in front that named the client
+      extra: client.via && { 'source.ip': client.via.ip, 'source.port': client.via.port },
     })
   }
 

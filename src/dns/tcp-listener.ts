@@ -109,8 +109,9 @@ export class TcpListener {
       socket.resetAndDestroy()
       return
     }
-    const key = this.clients.keyOf(ip)
-    if (!this.clients.add(key, tcp.maxConnectionsPerClient)) {
+    // a resolver in front (dns.trustEdnsFrom) speaks for many machines: not held to one client's cap
+    const key = this.handler.trusts(ip) ? undefined : this.clients.keyOf(ip)
+    if (key !== undefined && !this.clients.add(key, tcp.maxConnectionsPerClient)) {
       counters.dropped('overload')
       this.clients.overLimit.note(key, performance.now(), ip)
       socket.resetAndDestroy()
@@ -139,7 +140,7 @@ export class TcpListener {
     socket.on('close', () => {
       clearTimeout(deadline)
       this.sockets.delete(socket)
-      this.clients.remove(key)
+      if (key !== undefined) this.clients.remove(key)
       counters.connections('dns-tcp', -1)
     })
     // Frames are taken one query at a time while fewer than MAX_PIPELINE are in flight and the

@@ -47,10 +47,13 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       // the client's names now (the lease it holds at this moment): its line and its row in the
       // live table both get them, so that neither credits the decision to a later holder
       let named: Record<string, unknown> | undefined
-      if (names) {
+      const mac = ev.client.mac
+      if (names || mac !== undefined) {
         const c: Record<string, unknown> = ev.client.port === 0 ? { ip: ev.client.ip } : { ip: ev.client.ip, port: ev.client.port }
         const plain = Object.keys(c).length
-        names.annotate(c, ev.client.ip)
+        names?.annotate(c, ev.client.ip)
+        // the MAC the resolver in front saw ask, over the one a lease of this address names
+        if (mac !== undefined) c.mac = mac
         if (Object.keys(c).length > plain) named = c   // names were added
       }
       if (action !== 'pass') clients.record(ev, named)

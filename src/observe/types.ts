@@ -4,7 +4,8 @@ import type { Decision, Outcome } from '../policy/types.js'
 export interface DecisionEvent {
   readonly message: 'dns.query' | 'proxy.connect' | 'proxy.http' | 'sinkhole.capture'
   readonly decision: Decision
-  readonly client: { readonly ip: string; readonly port: number }
+  /** port 0: not known (not written); mac: given by a resolver in front (dns.trustEdnsFrom), put before a lease's. */
+  readonly client: { readonly ip: string; readonly port: number; readonly mac?: string }
   readonly transport: 'udp' | 'tcp'
   readonly durationNs: number
   readonly dns?: {

@@ -37,7 +37,7 @@ const answer = (m: Buffer): Buffer => {
 t.test('the client\'s bytes go upstream unchanged but for the ID, the letter case of the name and its own EDNS options (COOKIE taken out, others kept)', async t => {
   const up = await fakeUdp(t, (m, r, s) => s.send(answer(m), r.port, r.address))
   const { h, ask } = setup(t, makeSnapshot({ config: { dns: { upstreams: [up.url] } } }))
-  const msg = q('a.test', { additionals: [optRr(1400, dnsPacket.DNSSEC_OK, [{ code: 10, data: Buffer.from('0123456789abcdef', 'hex') }, { code: 65001, data: Buffer.from('hi') }])] })
+  const msg = q('a.test', { additionals: [optRr(1400, dnsPacket.DNSSEC_OK, [{ code: 10, data: Buffer.from('0123456789abcdef', 'hex') }, { code: 65002, data: Buffer.from('hi') }])] })
   const copy = Buffer.from(msg)
   const pending = ask(msg)
   t.equal(h.pending, 1)
@@ -47,7 +47,7 @@ t.test('the client\'s bytes go upstream unchanged but for the ID, the letter cas
   const nameEnd = 12 + 8                                     // a.test
   t.same(up.seen[0]!.subarray(2, 12), copy.subarray(2, 12), 'same header after the ID')
   t.equal(up.seen[0]!.toString('latin1', 12, nameEnd).toLowerCase(), copy.toString('latin1', 12, nameEnd), 'the name, in a random case (0x20)')
-  const withoutCookie = q('a.test', { additionals: [optRr(1400, dnsPacket.DNSSEC_OK, [{ code: 65001, data: Buffer.from('hi') }])] })
+  const withoutCookie = q('a.test', { additionals: [optRr(1400, dnsPacket.DNSSEC_OK, [{ code: 65002, data: Buffer.from('hi') }])] })
   t.same(up.seen[0]!.subarray(nameEnd), withoutCookie.subarray(nameEnd), 'same bytes after the name, but for the COOKIE option')
   t.ok(msg.equals(copy), 'the client\'s own buffer is not changed')
   t.not(up.seen[0]!.readUInt16BE(0), 0x4242)
@@ -132,4 +132,50 @@ t.test('when the evidence does not log passes (the default config), a passed que
   t.equal(ev.events.length, 1)
   t.equal(ev.events[0]!.decision.action, 'block')
   t.equal(ev.counts['decided.pass'], 2)
+})
+
+t.test('dns.trustEdnsFrom: the machine a resolver in front names is the client (policy, access, rate limit, log); others\' options are not read', async t => {
+  const up = await fakeUdp(t, (m, r, s) => s.send(answer(m), r.port, r.address))
+  const snap = makeSnapshot({
+    config: {
+      dns: { upstreams: [up.url], trustEdnsFrom: ['192.0.2.53/32'], allowClients: ['10.0.0.0/8'], rateLimit: { qps: 0.001, burst: 2 } },
+      groups: [{ name: 'lab', clients: ['10.9.9.9/32'], actions: { ngrok: 'alert' } }],
+    },
+    lists: { ngrok: { action: 'block', patterns: ['ngrok.io'] } },
+  })
+  const { h, ask, ev } = setup(t, snap)
+  const router: Client = { ip: '192.0.2.53', port: 4053, transport: 'udp' }
+  const ecs = (a: number[]) => ({ code: 8, data: Buffer.from([0, 1, 32, 0, ...a]) })
+  const mac = { code: 65001, data: Buffer.from('02005e10000a', 'hex') }
+  const via = (name: string, options: { code: number; data: Buffer }[]) => q(name, { additionals: [optRr(1232, 0, options)] })
+
+  t.ok(h.admit('192.0.2.53'), 'a trusted resolver outside allowClients is let in (its clients are checked query by query)')
+  t.ok(h.trusts('192.0.2.53'))
+  t.notOk(h.trusts('10.1.1.1'))
+  t.notOk(h.admit('192.0.2.54'), 'an untrusted one outside allowClients is not')
+
+  t.equal(decodeMsg((await ask(via('x.ngrok.io', [ecs([10, 1, 2, 3]), mac]), router))!).rcode, 'NXDOMAIN', 'blocked for 10.1.2.3')
+  t.match(ev.events.at(-1), { client: { ip: '10.1.2.3', port: 0, mac: '02-00-5E-10-00-0A' }, extra: { 'source.ip': '192.0.2.53', 'source.port': 4053 }, decision: { action: 'block' } },
+    'the line names the machine, its MAC, and the resolver that named it')
+  t.equal(decodeMsg((await ask(via('x.ngrok.io', [ecs([10, 9, 9, 9])]), router))!).rcode, 'NOERROR', 'the group of 10.9.9.9 (alert) applies to it')
+  t.match(ev.events.at(-1), { client: { ip: '10.9.9.9', port: 0 }, decision: { action: 'alert', group: 'lab' } })
+  t.notOk('mac' in ev.events.at(-1)!.client, 'no MAC when none was given')
+  t.equal(up.seen.at(-1)!.includes(Buffer.from([10, 9, 9, 9])), false, 'the machine\'s address does not go upstream')
+
+  // the rate limit (burst 2) counts each machine, not the resolver: 10.1.2.3 has used one, 10.9.9.9 one
+  t.ok(await ask(via('a.test', [ecs([10, 1, 2, 3])]), router), '10.1.2.3: its second query')
+  t.equal(await ask(via('a.test', [ecs([10, 1, 2, 3])]), router), undefined, '10.1.2.3: its third is dropped')
+  t.ok(await ask(via('a.test', [ecs([10, 7, 7, 7])]), router), 'another machine behind the same resolver is still answered')
+  t.equal(ev.counts['dropped.ratelimit'], 1)
+
+  t.equal(decodeMsg((await ask(via('a.test', [ecs([198, 51, 100, 7])]), router))!).rcode, 'REFUSED', 'a named machine outside allowClients: REFUSED')
+  t.match(ev.messages.at(-1), { msg: 'dns client refused', fields: { 'client.ip': '198.51.100.7' } })
+  t.equal(decodeMsg((await ask(via('a.test', []), router))!).rcode, 'REFUSED', 'the resolver\'s own query (no option) is its own, and it is outside allowClients')
+  t.equal(decodeMsg((await ask(q('a.test'), router))!).rcode, 'REFUSED', 'likewise one without EDNS')
+  t.match(ev.messages.at(-1), { msg: 'dns client refused', fields: { 'client.ip': '192.0.2.53' } })
+  t.equal(decodeMsg((await ask(Buffer.concat([q('a.test').subarray(0, 12), Buffer.from([0xc0])]), router))!).rcode, 'FORMERR', 'a malformed query from it: FORMERR (it is let in)')
+  const other: Client = { ip: '10.53.0.1', port: 5353, transport: 'udp' }
+  t.equal(decodeMsg((await ask(via('x.ngrok.io', [ecs([10, 9, 9, 9]), mac]), other))!).rcode, 'NXDOMAIN', 'an untrusted sender\'s options are not read: not the lab group\'s alert')
+  t.same(ev.events.at(-1)!.client, { ip: '10.53.0.1', port: 5353 }, 'the sender is the client')
+  t.equal(ev.events.at(-1)!.extra, undefined)
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { optRr } from '../fixtures/dig.js'
-import { Q_CASE, Q_OTHER, Q_SAME, keyFlags, matchQuestion, parseQuery, readName, readQuestion, sameQuestion, skipName, skipRecord, withoutClientOptions, type Query } from '../../src/dns/wire.js'
+import { Q_CASE, Q_OTHER, Q_SAME, keyFlags, matchQuestion, parseQuery, readName, readQuestion, sameQuestion, skipName, skipRecord, withoutClientOptions, ednsClient, type Query } from '../../src/dns/wire.js'
 
 const query = (name: string, type: dnsPacket.RecordType = 'A', extra: Partial<dnsPacket.Packet> = {}): Buffer =>
   dnsPacket.encode({ type: 'query', id: 4660, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }], ...extra })
@@ -192,19 +192,26 @@ t.test('keyFlags: the DO, CD, EDNS, RD and AD bits of the cache key', async t =>
   t.equal(keyFlags(b.subarray(0, b.length - 1), qEnd), 0, 'a record cut short ends the walk')
 })
 
-t.test('withoutClientOptions: COOKIE and Client Subnet taken out of the OPT record, the rest kept byte for byte', async t => {
+t.test('withoutClientOptions: COOKIE, NSID, Client Subnet and the MAC options taken out of the OPT record, the rest kept byte for byte', async t => {
   const opt = (options: { code: number; data: Buffer }[]): dnsPacket.Answer => optRr(1232, dnsPacket.DNSSEC_OK, options)
   const strip = (b: Buffer): Buffer => withoutClientOptions(b, readQuestion(b, b.readUInt16BE(2)) as Query)
   const cookie = { code: 10, data: Buffer.from('0102030405060708', 'hex') }
   const ecs = { code: 8, data: Buffer.from([0, 1, 24, 0, 198, 51, 100]) }
   const pad = { code: 12, data: Buffer.alloc(5) }
-  const other = { code: 65001, data: Buffer.from('abcd', 'hex') }
-  const b = query('a.test', 'A', { additionals: [opt([cookie, pad, ecs, other])] })
+  const nsid = { code: 3, data: Buffer.alloc(0) }
+  const mac = { code: 65001, data: Buffer.from('020000000005', 'hex') }
+  const macText = { code: 65073, data: Buffer.from('02:00:00:00:00:05') }
+  const other = { code: 65002, data: Buffer.from('abcd', 'hex') }
+  const all = [cookie, pad, ecs, mac, nsid, other, macText]
+  const b = query('a.test', 'A', { additionals: [opt(all)] })
   const out = strip(b)
   t.ok(out.equals(query('a.test', 'A', { additionals: [opt([pad, other])] })), 'the same query with padding and the other option only')
   const q = parseQuery(out) as Query
   t.match(q, { name: 'a.test', edns: true, dnssecOk: true, udpSize: 1232 })
-  t.ok(b.equals(query('a.test', 'A', { additionals: [opt([cookie, pad, ecs, other])] })), 'the client\'s query is not changed')
+  t.ok(b.equals(query('a.test', 'A', { additionals: [opt(all)] })), 'the client\'s query is not changed')
+  for (const o of [cookie, ecs, mac, nsid, macText]) {
+    t.ok(strip(query('a.test', 'A', { additionals: [opt([o])] })).equals(query('a.test', 'A', { additionals: [opt([])] })), `option ${o.code} taken out`)
+  }
   // the OPT record followed by another additional record: copied after it
   const after = query('a.test', 'A', { additionals: [opt([cookie]), { type: 'A', name: 'x.test', ttl: 1, data: '192.0.2.1' }] })
   t.ok(strip(after).equals(query('a.test', 'A', { additionals: [opt([]), { type: 'A', name: 'x.test', ttl: 1, data: '192.0.2.1' }] })))
@@ -225,4 +232,42 @@ t.test('withoutClientOptions: COOKIE and Client Subnet taken out of the OPT reco
   shorter.writeUInt16BE(7, shorter.length - 10)                                           // 7 of 8 octets: one left over
   t.equal(parseQuery(shorter), 'formerr', 'an octet after the last option')
   t.equal(typeof parseQuery(cut), 'object', 'the same query, well formed')
+})
+
+t.test('ednsClient: the machine a resolver in front names by Client Subnet (a whole address) and by dnsmasq\'s MAC options', async t => {
+  const withOpts = (options: { code: number; data: Buffer }[]): Buffer => query('a.test', 'A', { additionals: [optRr(1232, 0, options)] })
+  const read = (options: { code: number; data: Buffer }[], fromLoopback = false) => {
+    const b = withOpts(options)
+    return ednsClient(b, parseQuery(b) as Query, fromLoopback)
+  }
+  const ecs = (family: number, source: number, scope: number, addr: number[]) => ({ code: 8, data: Buffer.from([0, family, source, scope, ...addr]) })
+  const v6 = (hex: string) => [...Buffer.from(hex, 'hex')]
+  t.same(read([ecs(1, 32, 0, [192, 0, 2, 7])]), { ip: '192.0.2.7', mac: undefined }, 'IPv4 /32')
+  t.same(read([ecs(2, 128, 0, v6('20010db8000000000000000000000007'))]), { ip: '2001:db8::7', mac: undefined }, 'IPv6 /128, as RFC 5952 text')
+  t.same(read([ecs(2, 128, 0, v6('00000000000000000000ffffc0000207'))]), { ip: '192.0.2.7', mac: undefined }, 'IPv4-mapped IPv6: the IPv4 address')
+  t.equal(read([ecs(1, 24, 0, [192, 0, 2])]), undefined, 'a /24 is a network, not a machine')
+  t.equal(read([ecs(2, 64, 0, v6('20010db800000000'))]), undefined, 'a /64 likewise')
+  t.equal(read([ecs(1, 0, 0, [])]), undefined, 'a /0 (dnsmasq\'s default: "add none of it")')
+  t.equal(read([ecs(1, 32, 8, [192, 0, 2, 7])]), undefined, 'a scope other than 0 (RFC 7871 §6: 0 in queries)')
+  t.equal(read([ecs(1, 32, 0, [192, 0, 2])]), undefined, 'a /32 with three octets of address')
+  t.equal(read([ecs(3, 32, 0, [192, 0, 2, 7])]), undefined, 'an unknown family')
+  t.equal(read([ecs(1, 32, 0, [0, 0, 0, 0])]), undefined, '0.0.0.0 names no machine')
+  t.equal(read([ecs(2, 128, 0, v6('00000000000000000000000000000000'))]), undefined, ':: names no machine')
+  t.equal(read([ecs(1, 32, 0, [127, 0, 0, 5])]), undefined, 'a loopback address from a resolver on another host: its own machine')
+  t.equal(read([ecs(2, 128, 0, v6('00000000000000000000000000000001'))]), undefined, '::1 likewise')
+  t.same(read([ecs(1, 32, 0, [127, 0, 0, 5])], true), { ip: '127.0.0.5', mac: undefined }, 'from a resolver on this host: a machine here')
+  t.same(read([{ code: 65001, data: Buffer.from('02005e10000a', 'hex') }]), { ip: undefined, mac: '02-00-5E-10-00-0A' }, '--add-mac: six octets')
+  t.same(read([{ code: 65073, data: Buffer.from('02:00:5e:10:00:0a') }]), { ip: undefined, mac: '02-00-5E-10-00-0A' }, '--add-mac=text')
+  // dnsmasq's --add-mac=base64: each three octets as four characters of the standard alphabet (02 00 5e → AgBe, 10 00 0a → EAAK)
+  t.same(read([{ code: 65073, data: Buffer.from('AgBeEAAK') }]), { ip: undefined, mac: '02-00-5E-10-00-0A' }, '--add-mac=base64')
+  t.same(read([{ code: 65073, data: Buffer.from('+/+/+/+/') }]), { ip: undefined, mac: 'FB-FF-BF-FB-FF-BF' }, 'base64: the last two characters of the alphabet')
+  t.equal(read([{ code: 65073, data: Buffer.from('AgBe*AAK') }]), undefined, 'base64 with a character outside the alphabet')
+  t.equal(read([{ code: 65073, data: Buffer.from('02-00-5e-10-00-0a') }]), undefined, 'text not in dnsmasq\'s form')
+  t.equal(read([{ code: 65073, data: Buffer.from('a device id') }]), undefined, 'a device ID of another length')
+  t.equal(read([{ code: 65001, data: Buffer.from('02005e1000', 'hex') }]), undefined, 'a MAC of five octets')
+  t.same(read([{ code: 12, data: Buffer.alloc(3) }, ecs(1, 32, 0, [10, 1, 2, 3]), { code: 65001, data: Buffer.from('02005e10000a', 'hex') }]),
+    { ip: '10.1.2.3', mac: '02-00-5E-10-00-0A' }, 'both, among other options')
+  t.equal(read([]), undefined, 'an OPT record without options')
+  const plain = query('a.test')
+  t.equal(ednsClient(plain, parseQuery(plain) as Query, false), undefined, 'no OPT record')
 })

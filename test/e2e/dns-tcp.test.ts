@@ -92,6 +92,24 @@ t.test('connections per client are capped (dns.tcp.maxConnectionsPerClient); oth
   again.sock.destroy()
 })
 
+t.test('a resolver in front (dns.trustEdnsFrom) is not held to the per-client cap; its TCP queries name the machine it gives', async t => {
+  const s = await server(t, { tcp: { maxConnectionsPerClient: 2 }, trustEdnsFrom: ['127.0.0.3/32'] })
+  const held = await Promise.all([1, 2, 3, 4].map(() => open(s.port, '127.0.0.3')))
+  t.teardown(() => { for (const c of held) c.sock.destroy() })
+  const ecs = { code: 8, data: Buffer.from([0, 1, 32, 0, 10, 4, 4, 4]) }
+  const asked = dnsPacket.encode({ type: 'query', id: 11, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: CANARY }],
+    additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0, options: [ecs] } as unknown as dnsPacket.Answer] })
+  held[3]!.sock.write(frame(asked))
+  await until(() => held[3]!.frames.length === 1)
+  t.equal(decodeMsg(held[3]!.frames[0]!).rcode, 'NXDOMAIN', 'its fourth connection (the cap is 2) is served')
+  t.equal(s.ev.counts['dropped.overload'], undefined, 'none refused')
+  t.match(s.ev.events.at(-1), { client: { ip: '10.4.4.4', port: 0 }, transport: 'tcp', extra: { 'source.ip': '127.0.0.3' } })
+  const mine = await Promise.all([open(s.port, '127.0.0.4'), open(s.port, '127.0.0.4')])
+  t.teardown(() => { for (const c of mine) c.sock.destroy() })
+  const over = await open(s.port, '127.0.0.4')
+  t.ok(await within(over.closed, 5000), 'an untrusted client still is: its third is closed at once')
+})
+
 t.test('a message must be complete within the idle timeout of its first octet, however often octets come', async t => {
   const s = await server(t, { tcp: { idleTimeout: '500ms' } })
   const drip = await open(s.port)

@@ -162,6 +162,28 @@ t.test('client names are added to the lines that are built, and to alerts', asyn
   t.same(JSON.parse(chunks.join('')).client, { ip: '10.0.0.5', hostname: 'laptop-5' })
 })
 
+t.test('a MAC a resolver in front gave (dns.trustEdnsFrom) is on the line and in the table, with names or without, over a lease\'s', async t => {
+  const snap = makeSnapshot()
+  const run = (names?: { annotate: (c: Record<string, unknown>) => void }) => {
+    const chunks: string[] = []
+    const clients = createClientTable()
+    const e = createEvidence({
+      logger: createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb() } }) }),
+      getSnapshot: () => snap, metrics: createMetrics(), clients, names,
+    })
+    e.decision({ message: 'dns.query', decision: snap.policy.decide('10.0.0.7', 'a.ngrok.io', 'qname'), client: { ip: '10.0.0.7', port: 0, mac: '02-00-5E-10-00-0A' },
+      transport: 'udp', durationNs: 1, dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' }, extra: { 'source.ip': '192.0.2.53', 'source.port': 4053 } })
+    return { line: JSON.parse(chunks.join('')), rows: clients.list() }
+  }
+  const bare = run()
+  t.same(bare.line.client, { ip: '10.0.0.7', mac: '02-00-5E-10-00-0A' }, 'no names configured: the MAC alone')
+  t.same(bare.line.source, { ip: '192.0.2.53', port: 4053 }, 'the resolver that named it')
+  t.match(bare.rows, [{ ip: '10.0.0.7', mac: '02-00-5E-10-00-0A' }])
+  const leased = run({ annotate: c => Object.assign(c, { hostname: 'kiosk-lobby', mac: '02-00-00-00-00-99' }) })
+  t.same(leased.line.client, { ip: '10.0.0.7', hostname: 'kiosk-lobby', mac: '02-00-5E-10-00-0A' }, 'the MAC seen asking, over the lease\'s')
+  t.match(leased.rows, [{ hostname: 'kiosk-lobby', mac: '02-00-5E-10-00-0A' }])
+})
+
 t.test('the live table gets the names the line got, as of the decision: a lease handed on splits the row', async t => {
   const snap = makeSnapshot()
   let holder: Record<string, string> = { hostname: 'dev-bob', mac: '02:00:00:00:00:22' }
