@@ -38,9 +38,12 @@ export function sinkholeCaptureProblem(s: Pick<ParsedConfig['sinkhole'], 'ipv4' 
     + `${nowhere.length === 0 ? '' : ` (${nowhere.join(' and ')} lead${nowhere.length === 1 ? 's' : ''} nowhere)`}; ${fix}`
 }
 
-/** What each log level above info leaves out of the evidence (decision lines are at info, alerts at warn). */
+/**
+ * What each log level above info leaves out of the evidence: the lists' decisions (block, sinkhole,
+ * alert: event.kind alert) are at warn, the rest (allow, pass, the proxy's own refusals) at info.
+ */
 const LOST: Readonly<Record<string, string>> = {
-  warn: 'only alerts are written (at warn); the lines of blocks, sinkholes and proxy refusals (at info) are not',
+  warn: 'only the lists\' decisions are written (block, sinkhole, alert: at warn); the lines of allows, of passes (log.queries: all) and of the proxy\'s own refusals (a port, an internal address: at info) are not',
   error: 'no decision line is written, not even an alert\'s',
 }
 

@@ -47,7 +47,7 @@ t.test('the loader attaches the warning with file and line; the built-in config 
 t.test('a log level above info loses the evidence; a config that listens on nothing', async t => {
   const w = (text: string) => parseConfigText(text, 'w.yaml').warnings.map(x => `${x.source} ${x.message}`)
   t.same(w('dns: { upstreams: ["udp://127.0.0.1:53"] }\nlog:\n  level: warn\n'), [
-    'w.yaml:3 log.level: at warn, only alerts are written (at warn); the lines of blocks, sinkholes and proxy refusals (at info) are not: which machine asked for what is not recorded; set log.level: info (the default)',
+    'w.yaml:3 log.level: at warn, only the lists\' decisions are written (block, sinkhole, alert: at warn); the lines of allows, of passes (log.queries: all) and of the proxy\'s own refusals (a port, an internal address: at info) are not: which machine asked for what is not recorded; set log.level: info (the default)',
   ])
   for (const level of ['error', 'fatal', 'silent']) {
     t.same(w(`log: { level: ${level} }\n`), [
