@@ -51,14 +51,18 @@ export type QueryError = 'drop' | 'formerr' | 'notimp'
 /** Result of reading a name: its text and the offset just past it where it starts. */
 export interface NameRead { readonly name: string; readonly end: number }
 
-/** Where readName assembles a name's text: 253 characters at most fit in 255 octets. */
-const TEXT = Buffer.allocUnsafe(MAX_NAME_OCTETS)
+/** Where readName assembles a name's text: 253 characters fit in 255 octets, twice that with every one escaped. */
+const TEXT = Buffer.allocUnsafe(2 * MAX_NAME_OCTETS)
 
 /**
  * Read a (possibly compressed) name at `off`. Pointers must point strictly backwards (which rules
  * out loops), at most 64 jumps, at most 255 octets in all. `lower` folds A-Z to a-z (DNS names
  * are case-insensitive in ASCII only, RFC 4343). The text is assembled byte by byte and becomes
  * one string in one call (a string per label cost more than the rest of reading the query).
+ * A dot or a backslash inside a label is written escaped, as in presentation form (`x\.www.example`
+ * is two labels under `example`): flattened, it read as a name under `www.example`, which it is
+ * not, and an allow entry for that name let it through. Escaped, it is no host name: blocked,
+ * fail closed, and logged as dig writes it.
  */
 export function readName(buf: Buffer, off: number, lower = true): NameRead | undefined {
   let pos = off
@@ -90,6 +94,7 @@ export function readName(buf: Buffer, off: number, lower = true): NameRead | und
     if (n > 0) TEXT[n++] = 46
     for (let i = pos + 1; i <= pos + len; i++) {
       const c = buf[i]!
+      if (c === 46 || c === 92) TEXT[n++] = 92
       TEXT[n++] = lower && c >= 65 && c <= 90 ? c | 0x20 : c
     }
     pos += len + 1

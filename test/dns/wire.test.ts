@@ -84,6 +84,23 @@ t.test('rejects what is not a usable query', async t => {
   t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1, 0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 9], [0, 0, 1])), 'formerr', 'rdata past the end')
 })
 
+t.test('readName writes a dot or a backslash inside a label escaped, as presentation form does; the longest such name fits', async t => {
+  const wire = (labels: string[]): Buffer => {
+    const parts: number[] = []
+    for (const l of labels) parts.push(l.length, ...Buffer.from(l, 'latin1'))
+    return raw(0, [...parts, 0])
+  }
+  t.same(readName(wire(['x.www', 'example', 'test']), 12), { name: 'x\\.www.example.test', end: 12 + 20 }, 'x\\.www.example.test: two labels under example.test')
+  t.same(readName(wire(['a\\b', 'test']), 12), { name: 'a\\\\b.test', end: 12 + 10 }, 'a backslash: doubled')
+  t.same(readName(wire(['.', 'test']), 12, false), { name: '\\..test', end: 12 + 8 })
+  // 255 octets in all: labels of 63, 63, 63 and 61 dots, each written as two characters
+  const dots = [63, 63, 63, 61].map(n => '.'.repeat(n))
+  const long = readName(wire(dots), 12)!
+  t.equal(long.name, dots.map(d => '\\.'.repeat(d.length)).join('.'))
+  t.equal(long.name.length, 2 * 250 + 3)
+  t.equal(long.end, 12 + 255)
+})
+
 t.test('readName follows backward pointers and lowercases only when asked', async t => {
   // question a.test at 12, then a record owned by "x" + pointer to "test" (offset 14)
   const b = raw(1, [1, 65, 4, 116, 101, 115, 116, 0, 0, 1, 0, 1, 1, 88, 0xc0, 14])

@@ -28,6 +28,17 @@ async function stack(t: Test, config: ConfigInput = {}, lists?: TestLists): Prom
   return { ub, ev, server: dns.addresses[0]!, use: (c = {}, l) => { snap = mk(c, l) } }
 }
 
+t.test('a dot inside a label (dig\'s x\\.name) is no host name: blocked, fail closed, logged as dig writes it; an allow entry of the name it flattens to does not apply', async t => {
+  const s = await stack(t, {}, { ...BLOCK, ok: { action: 'block', patterns: ['@@a.test'] } })
+  t.equal((await dig(s.server, 'a.test')).answer[0]?.data, '192.0.2.1', 'a.test itself: allowed and answered')
+  const r = await dig(s.server, 'x\\.a.test')
+  t.equal(r.status, 'NXDOMAIN', 'x\\.a.test (a name under test., not under a.test.): blocked')
+  t.match(s.ev.events.at(-1), { dns: { name: 'x\\.a.test' }, decision: { action: 'block', unparseable: true, reason: /^unparseable name \(character "\\" not allowed in a host name\): blocked, fail closed$/ } })
+  const k = await kdig(s.server, 'x\\.ngrok.io')
+  t.equal(k.status, 'NXDOMAIN', 'kdig: the same')
+  t.match(s.ev.events.at(-1), { dns: { name: 'x\\.ngrok.io' }, decision: { unparseable: true } })
+})
+
 t.test('block: NXDOMAIN with SOA and EDE naming list and entry; REFUSED; NODATA', async t => {
   const s = await stack(t, {}, BLOCK)
   const r = await dig(s.server, 'connect.ngrok-agent.com')
