@@ -5,6 +5,7 @@ import { canonicalIp } from '../policy/cidr.js'
 import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { setsOf, type Peer } from './context.js'
+import { lingerClose } from './linger.js'
 import { rawResponse } from './responses.js'
 
 /** One line per window (with the count) for connections refused at the accept. */
@@ -24,9 +25,11 @@ export interface Admitted {
  * untrusted address past proxy.maxConnectionsPerAddress, the connection gets 503. An untrusted
  * address is counted with the others of its prefix (limits.ipv6Prefix, ipv4Prefix: a host that
  * rotates its IPv6 addresses is one client); a trusted one is not counted. Refusals are logged
- * once per window with their count, not once per connection.
+ * once per window with their count, not once per connection; a 503 closes in stages (#refuse).
  */
 export class Admission {
+  /** Connections answered 503 and closing in stages (#refuse): open sockets the proxy still counts, and closes at its close. */
+  readonly refused = new Set<Socket>()
   /** Connections open per key (address or prefix) of untrusted peers. */
   readonly #perAddress = new Map<string, number>()
   #keys: LimitKeys | undefined
@@ -77,7 +80,7 @@ export class Admission {
     if (open >= maxConnections) {
       this.#overloaded = { ip: peer.ip, limit: maxConnections }
       this.#overload.note('', this.nowMs())
-      return this.#refuse(socket, `too many connections (proxy.maxConnections ${maxConnections})`)
+      return this.#refuse(socket, `too many connections (proxy.maxConnections ${maxConnections})`, maxConnections)
     }
     if (trusted) return { peer, trusted }                 // a trusted proxy speaks for many clients: not counted
     // one address (or prefix: an IPv6 host's /64) cannot take every slot
@@ -85,7 +88,7 @@ export class Admission {
     const mine = this.#perAddress.get(key) ?? 0
     if (mine >= maxConnectionsPerAddress) {
       this.#overloadByAddress.note(key, this.nowMs(), peer.ip)
-      return this.#refuse(socket, `too many connections from ${key} (proxy.maxConnectionsPerAddress ${maxConnectionsPerAddress})`)
+      return this.#refuse(socket, `too many connections from ${key} (proxy.maxConnectionsPerAddress ${maxConnectionsPerAddress})`, maxConnections)
     }
     this.#perAddress.set(key, mine + 1)
     return { peer, trusted, key }
@@ -99,10 +102,24 @@ export class Admission {
     else this.#perAddress.set(key, left)
   }
 
-  #refuse(socket: Socket, why: string): undefined {
+  /**
+   * Answer 503 and close. The client's request head (and what follows it: a body, a ClientHello
+   * pipelined after a CONNECT) comes after the accept, unread: closed at once, the kernel would
+   * reset the connection, and the reset can take the answer with it. It is closed in stages
+   * instead (lingerClose: within LINGER_MS), while fewer than proxy.maxConnections refused
+   * connections do so (`refused`), so that refusals never hold more sockets than the limit lets
+   * in; past that, at once, as before.
+   */
+  #refuse(socket: Socket, why: string, limit: number): undefined {
     this.evidence.counters.dropped('overload')
     socket.write(rawResponse(503, why))
-    socket.destroySoon()
+    if (this.refused.size >= limit) {
+      socket.destroySoon()
+      return undefined
+    }
+    this.refused.add(socket)
+    socket.once('close', () => this.refused.delete(socket))
+    lingerClose(socket)
     return undefined
   }
 }

@@ -5,6 +5,7 @@ import { parseAuthority, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { readClientHello, type HelloRead } from './hello-reader.js'
+import { lingerClose } from './linger.js'
 import { ReadRelay } from './relay.js'
 import { rawResponse } from './responses.js'
 import { isRetryRequest } from './retry.js'
@@ -55,7 +56,10 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     conn.close['http.response.status_code'] = status
     conn.close['error.message'] = reason
     socket.write(rawResponse(status, reason))
-    socket.destroySoon()                              // no half-open leftovers from refused clients
+    // the client may have sent more than its head (a ClientHello right after it): closed at once
+    // with those bytes unread, the reset could take the answer with it; closed in stages instead,
+    // within LINGER_MS (no half-open leftovers from refused clients)
+    lingerClose(socket)
   }
   if (!sets.allowClients.has(client.ip)) {
     ctx.evidence.counters.dropped('refused')

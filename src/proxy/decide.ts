@@ -2,6 +2,7 @@ import { SEVERITY, type Decision, type Where } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { Target } from './address.js'
 import type { ProxyCtx, ProxySets } from './context.js'
+import { interleaveFamilies } from './upstream.js'
 
 /** The policy's decision on a target host; an address literal is not a name and passes. */
 export function decideTarget(snap: Snapshot, client: string, t: Target, where: Where): Decision {
@@ -61,7 +62,8 @@ function chainDecision(snap: Snapshot, client: string, cnames: readonly string[]
  * Where to dial: the address literal, or the name resolved once through `resolve` (the address
  * checked is the address dialled). The answer's CNAME chain is decided (`cname`, the worst one).
  * Every address of the answer must be a permitted destination; `ips` are all of them, in the
- * answer's order, to be tried in turn, and `ip` is the first. Through a parent proxy the parent
+ * order they are dialled (interleaveFamilies: IPv6 first, then IPv4, and so on, RFC 8305 §4), and
+ * `ip` is the first. Through a parent proxy the parent
  * resolves and dials the name: it is resolved here only for its CNAME chain (a custom domain
  * pointed at a tunnel service), and a failure to resolve it here does not stop the request.
  */
@@ -81,11 +83,12 @@ export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, clie
   const cname = chainDecision(snap, client, cnames)
   if (sets.parent || (cname && blocks(cname))) return { ok: true, cname, cnames }
   if (answer.addresses.length === 0) return { ok: false, status: 502, reason: `${name} has no addresses`, cnames }
-  for (const ip of answer.addresses) {
+  const ips = interleaveFamilies(answer.addresses)  // the order they are dialled in (RFC 8305 §4)
+  for (const ip of ips) {
     const bad = ctx.guard.check(ip, t.port, sets.allowDest, name)
     if (bad) return { ok: false, status: 403, reason: bad, cnames }
   }
-  return { ok: true, ip: answer.addresses[0], ips: answer.addresses, cname, cnames }
+  return { ok: true, ip: ips[0], ips, cname, cnames }
 }
 
 /**

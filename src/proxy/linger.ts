@@ -48,7 +48,8 @@ function takeBack(socket: Socket): void {
 }
 
 /**
- * Close a client connection whose request body was not all read, in stages (RFC 9112 §9.6): the
+ * Close a client connection whose request (its body, or what a CONNECT would have tunnelled) was
+ * not all read, in stages (RFC 9112 §9.6): the
  * FIN goes right after the response, and what the client still sends is read and dropped until its
  * own FIN, LINGER_IDLE_MS without a byte, or LINGER_MS in all; only then is the socket closed. Closed
  * at once with bytes unread, the kernel would answer with a reset, which can take the response with
@@ -62,6 +63,7 @@ function takeBack(socket: Socket): void {
  */
 export function lingerClose(socket: Socket): void {
   takeBack(socket)
+  if (socket.destroyed) return                     // gone already (while a CONNECT's name resolved): nothing to wait for
   const close = (): void => { socket.destroy() }
   const timer = setTimeout(close, LINGER_MS)
   socket.once('close', () => clearTimeout(timer))

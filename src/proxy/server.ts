@@ -22,7 +22,7 @@ export { MAX_IDLE_UPSTREAMS } from './pool-agent.js'
 
 export interface ProxyService {
   readonly addresses: readonly { address: string; port: number }[]
-  /** Client connections plus outbound sockets in use (idle keep-alive sockets to origins excluded). */
+  /** Client connections (those answered 503 at the accept and still closing too) plus outbound sockets in use (idle keep-alive sockets to origins excluded). */
   readonly openConnections: number
   close(): Promise<void>
 }
@@ -273,7 +273,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   return {
     addresses,
     get openConnections() {
-      return clients.size + outbound.size + Object.values(agent.sockets).reduce((n, l) => n + l!.length, 0)
+      return clients.size + admission.refused.size + outbound.size + Object.values(agent.sockets).reduce((n, l) => n + l!.length, 0)
     },
     async close() {
       const closed = Promise.all(servers.map(s => new Promise<void>(r => {
@@ -282,6 +282,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
       // each client connection's close line is written before close() returns (and `stopped` is logged)
       const lines = [...clients].map(s => new Promise<void>(r => { s.once('close', () => r()) }))
       for (const s of clients) s.destroy()
+      for (const s of admission.refused) s.destroy()   // answered 503, closing in stages
       for (const s of outbound) s.destroy()
       agent.destroy()
       http.close()

@@ -62,6 +62,24 @@ export function connected(s: Socket, authority: string, timeoutMs: number, signa
 export const ATTEMPT_DELAY_MS = 250
 
 /**
+ * `ips` (a name's A and AAAA answers, in any order) in the order they are dialled, as RFC 8305 §4
+ * sorts them: the families interleaved, IPv6 first (a "First Address Family Count" of 1), each
+ * family in its own order: [v4a, v4b, v6a, v6b] gives [v6a, v4a, v6b, v4b]. A host without an
+ * IPv6 route loses nothing (an IPv6 connect fails at once, and the next is dialled at once); one
+ * whose IPv6 packets are dropped loses ATTEMPT_DELAY_MS before an IPv4 address is dialled.
+ */
+export function interleaveFamilies(ips: readonly string[]): string[] {
+  const v6 = ips.filter(ip => ip.includes(':'))
+  const v4 = ips.filter(ip => !ip.includes(':'))
+  const out: string[] = []
+  for (let i = 0; i < Math.max(v6.length, v4.length); i++) {
+    if (i < v6.length) out.push(v6[i]!)
+    if (i < v4.length) out.push(v4[i]!)
+  }
+  return out
+}
+
+/**
  * The first of `ips` (all of them checked already) that `attempt` connects to, within
  * `timeoutMs` in all. They are dialled in their order, each `delayMs` after the one before, or at
  * once when the one before fails, and the attempts under way race (RFC 8305 §5): an address that

@@ -1,5 +1,7 @@
 // A name with several addresses: each is dialled in turn until one connects (plain HTTP and
-// CONNECT), every one of them checked first; the first refusing is no longer the end of it.
+// CONNECT), every one of them checked first; the first refusing is no longer the end of it. The
+// families are interleaved, IPv6 first (RFC 8305 §4).
+import { createServer } from 'node:http'
 import t from 'tap'
 import { blackhole, exchange, fakeResolve, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
 
@@ -17,8 +19,8 @@ t.test('the next address is dialled when the first refuses: plain HTTP and CONNE
   t.equal(plain.stdout.match(/HTTP\/1\.1 200 /g)?.length, 2, `both answered by the third address: ${plain.stdout}`)
   t.equal(origin.requests.length, 2)
   t.equal(origin.requests[0]!.headers.host, `multi.test:${origin.port}`)
-  t.match(ev.events.find(e => e.message === 'proxy.http'), { decision: { action: 'pass' }, destination: { domain: 'multi.test', ip: '127.0.0.2' } },
-    'the decision line names the first address (it is written before the dial)')
+  t.match(ev.events.find(e => e.message === 'proxy.http'), { decision: { action: 'pass' }, destination: { domain: 'multi.test', ip: '::1' } },
+    'the decision line names the first address dialled, the IPv6 one (RFC 8305 §4; it is written before the dial)')
   t.ok(await waitFor(() => ev.messages.some(m => m.msg === 'proxy.close')))
   t.match(ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'destination.ip': '127.0.0.1' }, 'its close line names the address that answered')
   const again = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, `http://again.test:${origin.port}/b`])
@@ -76,3 +78,23 @@ t.test('an address that drops the SYN costs the attempt delay, not half the conn
   t.notOk(closes.some(c => c!['error.message']), 'no failure on any connection')
 })
 
+
+t.test('IPv6 first: a name with A and AAAA answers (A first) is dialled at its IPv6 address, where both answer (plain HTTP and CONNECT)', async t => {
+  const origin = await startOrigin(t)                    // on 127.0.0.1
+  const v6 = createServer((req, res) => res.end(`v6 ${req.url}`))
+  await new Promise<void>(r => v6.listen(origin.port, '::1', r))   // the same port on ::1
+  t.teardown(() => { v6.closeAllConnections(); v6.close() })
+  const { proxy, port, ev } = await testProxy(t, {
+    config: { proxy: { ...LOOPBACK, connectPorts: [origin.port] } },
+    resolve: fakeResolve({ 'both.test': ['127.0.0.1', '127.0.0.3', '::1'] }),
+  })
+  const plain = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, `http://both.test:${origin.port}/p`])
+  t.equal(plain.stdout, 'v6 /p', `answered over IPv6 (${plain.stderr})`)
+  const tunnel = await run('curl', ['-sS', '-p', '-x', `http://127.0.0.1:${port}`, `http://both.test:${origin.port}/c`])
+  t.equal(tunnel.stdout, 'v6 /c', `the tunnel too (${tunnel.stderr})`)
+  t.equal(origin.requests.length, 0, 'the IPv4 address, first in the answer, was not needed')
+  t.match(ev.events.filter(e => e.message === 'proxy.http' || e.message === 'proxy.connect'), [{ destination: { ip: '::1' } }, { destination: { ip: '::1' } }])
+  t.ok(await waitFor(() => proxy.openConnections === 0))
+  const closes = ev.messages.filter(m => m.msg === 'proxy.close').map(m => m.fields!)
+  t.match(closes, [{ 'destination.ip': '::1' }, { 'destination.ip': '::1' }], 'both connected to ::1')
+})

@@ -2,7 +2,7 @@
 // before or at once when it fails (RFC 8305 §5); the first to connect wins, the others abandoned.
 import { connect, createServer, type Socket } from 'node:net'
 import t from 'tap'
-import { ATTEMPT_DELAY_MS, connected, dial, dialAny, UpstreamError } from '../../src/proxy/upstream.js'
+import { ATTEMPT_DELAY_MS, connected, dial, dialAny, interleaveFamilies, UpstreamError } from '../../src/proxy/upstream.js'
 import { blackhole } from '../fixtures/origin.js'
 
 /** A fake attempt: resolves or rejects `ms` after it starts (a socket stand-in), or waits to be abandoned; what happened when. */
@@ -67,4 +67,30 @@ t.test('real sockets: a blackholed address beside one that answers; the loser is
   c.abort()
   t.notOk(again.destroyed)
   again.destroy()
+})
+
+t.test('the order of the dial: the families interleaved, IPv6 first, each in its own order (RFC 8305 §4)', async t => {
+  t.same(interleaveFamilies(['192.0.2.1', '192.0.2.2', '2001:db8::1', '2001:db8::2']), ['2001:db8::1', '192.0.2.1', '2001:db8::2', '192.0.2.2'])
+  t.same(interleaveFamilies(['2001:db8::1', '192.0.2.1', '192.0.2.2', '192.0.2.3', '2001:db8::2']),
+    ['2001:db8::1', '192.0.2.1', '2001:db8::2', '192.0.2.2', '192.0.2.3'], 'more IPv4: the rest after the last IPv6')
+  t.same(interleaveFamilies(['192.0.2.1', '2001:db8::1', '2001:db8::2', '2001:db8::3']),
+    ['2001:db8::1', '192.0.2.1', '2001:db8::2', '2001:db8::3'], 'more IPv6: the rest after the last IPv4')
+  t.same(interleaveFamilies(['192.0.2.3', '192.0.2.1', '192.0.2.2']), ['192.0.2.3', '192.0.2.1', '192.0.2.2'], 'only IPv4: as answered')
+  t.same(interleaveFamilies(['2001:db8::2', '2001:db8::1']), ['2001:db8::2', '2001:db8::1'], 'only IPv6: as answered')
+  t.same(interleaveFamilies(['::ffff:192.0.2.1', '64:ff9b::c000:201', '192.0.2.9']), ['::ffff:192.0.2.1', '192.0.2.9', '64:ff9b::c000:201'],
+    'an IPv6 address that carries an IPv4 one (mapped, NAT64) is dialled as IPv6, which it is')
+  t.same(interleaveFamilies(['192.0.2.1']), ['192.0.2.1'])
+  t.same(interleaveFamilies([]), [])
+  const answer = ['192.0.2.1', '2001:db8::1']
+  interleaveFamilies(answer)
+  t.same(answer, ['192.0.2.1', '2001:db8::1'], 'the answer itself is left as it was')
+})
+
+t.test('dialled in that order: an IPv6 address first, an IPv4 one 250 ms later beside it', async t => {
+  const { log, at, attempt } = fake({ '192.0.2.1': { ms: 10, ok: true }, '192.0.2.2': 'hang', '2001:db8::1': 'hang', '2001:db8::2': 'hang' })
+  const s = await dialAny(interleaveFamilies(['192.0.2.1', '192.0.2.2', '2001:db8::1', '2001:db8::2']), 10_000, attempt, 100)
+  t.same(s, { ip: '192.0.2.1' })
+  t.same(log, ['start 2001:db8::1', 'start 192.0.2.1', 'connected 192.0.2.1', 'abandoned 2001:db8::1'],
+    'the IPv6 address first; the first IPv4 one beside it after the delay, not after every IPv6 one')
+  t.ok(at['start 192.0.2.1']! >= 95, `the IPv4 address started once the delay was up (${at['start 192.0.2.1']} ms)`)
 })
