@@ -375,12 +375,14 @@ t.test('TLS through a proxy behind the destination (an inner CONNECT): its Clien
     extra: { 'tunnelguard.inner_tls': true, 'tunnelguard.sni_status': 'ok', 'tunnelguard.request': 1 },
   })
 
-  // allowed, dripped a byte at a time: gathered whole, decided, then it and the rest go on
+  // allowed, dripped a byte at a time: gathered whole, decided, then it and the rest go on (a proxy
+  // with a helloTimeout the drip fits in on a loaded box: a few hundred writes, each after a timer)
   const ok = records(clientHello({ names: ['site.example'] }))
-  const dripped = await exchange(p.port, [CONNECT(target), inner, ...[...ok].map(b => Buffer.from([b]))], { gapMs: 1, waitMs: 1500 })
+  const patient = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [origin.port], helloTimeout: '10s' } }, resolve })
+  const dripped = await exchange(patient.port, [CONNECT(target), inner, ...[...ok].map(b => Buffer.from([b]))], { gapMs: 1, waitMs: 4000 })
   t.notOk(dripped.closed)
   t.ok(await waitFor(() => origin.received.at(-1)!.subarray(inner.length).equals(ok)))
-  t.match(p.ev.events.at(-1), { decision: { action: 'pass', name: 'site.example' }, extra: { 'tunnelguard.inner_tls': true } })
+  t.match(patient.ev.events.at(-1), { decision: { action: 'pass', name: 'site.example' }, extra: { 'tunnelguard.inner_tls': true } })
   const again = await exchange(p.port, [CONNECT(target), inner, records(clientHello({ names: null }))], { gapMs: 100, waitMs: 600 })
   t.notOk(again.closed, 'no SNI: decided on what the CONNECTs named')
   // its CNAME chain, and ECH, as on the outer tunnel; a name the tunnel named before gets no new line
