@@ -5,7 +5,7 @@ import type { ConfigInput } from '../../src/config/schema.js'
 import type { Snapshot } from '../../src/snapshot-types.js'
 import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot, type TestLists } from '../fixtures/snapshot.js'
-import { startUnbound, type Unbound } from '../fixtures/unbound.js'
+import { TEST_ZONE, startUnbound, type Unbound } from '../fixtures/unbound.js'
 import { dig, kdig } from '../fixtures/dig.js'
 
 const BLOCK: TestLists = { ngrok: { action: 'block', patterns: ['ngrok.io', 'ngrok-agent.com', 'ngrok-free.app'] }, tunnels: { action: 'alert', patterns: ['trycloudflare.com'] } }
@@ -28,15 +28,37 @@ async function stack(t: Test, config: ConfigInput = {}, lists?: TestLists): Prom
   return { ub, ev, server: dns.addresses[0]!, use: (c = {}, l) => { snap = mk(c, l) } }
 }
 
-t.test('a dot inside a label (dig\'s x\\.name) is no host name: blocked, fail closed, logged as dig writes it; an allow entry of the name it flattens to does not apply', async t => {
-  const s = await stack(t, {}, { ...BLOCK, ok: { action: 'block', patterns: ['@@a.test'] } })
-  t.equal((await dig(s.server, 'a.test')).answer[0]?.data, '192.0.2.1', 'a.test itself: allowed and answered')
-  const r = await dig(s.server, 'x\\.a.test')
-  t.equal(r.status, 'NXDOMAIN', 'x\\.a.test (a name under test., not under a.test.): blocked')
-  t.match(s.ev.events.at(-1), { dns: { name: 'x\\.a.test' }, decision: { action: 'block', unparseable: true, reason: /^unparseable name \(character "\\" not allowed in a host name\): blocked, fail closed$/ } })
-  const k = await kdig(s.server, 'x\\.ngrok.io')
-  t.equal(k.status, 'NXDOMAIN', 'kdig: the same')
-  t.match(s.ev.events.at(-1), { dns: { name: 'x\\.ngrok.io' }, decision: { unparseable: true } })
+t.test('DNS names that are no host names (RFC 2317, DNS-SD, a dot inside a label) are answered, decided as names under their longest host-name suffix', async t => {
+  const ub = await startUnbound(t, { zone: [...TEST_ZONE,
+    '10.2.0.192.in-addr.arpa. 300 IN CNAME 10.0/25.2.0.192.in-addr.arpa.',
+    '10.0/25.2.0.192.in-addr.arpa. 300 IN PTR host10.test.',
+    'office\\032printer._ipp._tcp.test. 300 IN SRV 0 0 631 a.test.',
+    'cname-2317.test. 300 IN CNAME 10.0/25.2.0.192.in-addr.arpa.',
+  ], server: ['local-zone: "2.0.192.in-addr.arpa." nodefault'] })   // unbound answers TEST-NET-1's reverse zone itself by default
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url] } }, lists: { ...BLOCK, ok: { action: 'block', patterns: ['@@a.test'] } } })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const server = dns.addresses[0]!
+  const ptr = await dig(server, '10.2.0.192.in-addr.arpa', 'PTR')
+  t.equal(ptr.status, 'NOERROR', 'a PTR through an RFC 2317 CNAME: answered (it was NXDOMAIN, blocked as "unparseable")')
+  t.same(ptr.answer.map(r => r.data), ['10.0/25.2.0.192.in-addr.arpa.', 'host10.test.'])
+  t.match(ev.events.at(-1), { dns: { name: '10.2.0.192.in-addr.arpa' }, decision: { action: 'pass' } })
+  const via = await kdig(server, 'cname-2317.test')
+  t.equal(via.status, 'NOERROR', 'kdig: a CNAME to such a name is followed, not blocked')
+  const srv = await dig(server, 'office\\032printer._ipp._tcp.test', 'SRV')
+  t.equal(srv.status, 'NOERROR', 'a DNS-SD instance name with a space: answered')
+  t.same(srv.answer.map(r => r.data), ['0 0 631 a.test.'])
+  t.match(ev.events.at(-1), { dns: { name: 'office printer._ipp._tcp.test' }, decision: { action: 'pass', unparseable: true, reason: /decided as a name under _ipp\._tcp\.test$/ } })
+  // x\.a.test is two labels under test.: not a.test's (its allow entry does not apply), logged as dig writes it
+  const dotted = await dig(server, 'x\\.a.test')
+  t.equal(dotted.status, 'NXDOMAIN', 'asked upstream, which has no such name')
+  t.match(ev.events.at(-1), { dns: { name: 'x\\.a.test' }, decision: { action: 'pass', unparseable: true, reason: /in "x\\\.a"\): decided as a name under test$/ } })
+  // a listed suffix still decides: nothing under ngrok.io gets through by not being a host name
+  const listed = await dig(server, 'my\\032agent.x.ngrok.io')
+  t.equal(listed.status, 'NXDOMAIN')
+  t.match(listed.ede, /^15 \(Blocked\).*ngrok\.io in list ngrok/)
+  t.match(ev.events.at(-1), { dns: { name: 'my agent.x.ngrok.io' }, decision: { action: 'block', list: 'ngrok', unparseable: true } })
 })
 
 t.test('block: NXDOMAIN with SOA and EDE naming list and entry; REFUSED; NODATA', async t => {

@@ -53,7 +53,7 @@ t.test('bounded: clients evicted least recently seen first, names per client cap
 
 t.test('a decision without a list', async t => {
   const table = createClientTable()
-  table.record({ ...ev('10.0.0.1', 'bad..name'), decision: snap.policy.decide('10.0.0.1', 'bad..name', 'qname') })
+  table.record({ ...ev('10.0.0.1', 'bad..name'), decision: snap.policy.decide('10.0.0.1', 'bad..name', 'sni') })
   t.same(table.list()[0]!.lists, {})
   t.same(table.list()[0]!.actions, { block: 1 })
 })

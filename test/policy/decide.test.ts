@@ -68,12 +68,34 @@ t.test('groups: first match wins, per-list overrides, off, IPv6 and mapped clien
   t.match(only.reason, /list hard, but that list is off for group g/)
 })
 
-t.test('unparseable names are blocked, fail closed, with the reason', async t => {
-  const d = policy.decide('127.0.0.1', 'a..b', 'qname')
-  t.equal(d.action, 'block')
-  t.equal(d.unparseable, true)
-  t.match(d.reason, /unparseable name \(empty label\)/)
-  t.equal(policy.decide('127.0.0.1', 'x'.repeat(64) + '.com', 'qname').action, 'block')
+t.test('a name that is no host name: the proxy\'s hosts are blocked, fail closed; a DNS name is decided as a name under its longest host-name suffix', async t => {
+  for (const where of ['connect', 'sni', 'host', 'url'] as const) {
+    const d = policy.decide('127.0.0.1', 'a..b', where)
+    t.same([d.action, d.unparseable, d.name], ['block', true, 'a..b'], where)
+    t.match(d.reason, /^unparseable name \(empty label\): blocked, fail closed$/)
+    t.equal(policy.decide('127.0.0.1', 'x'.repeat(64) + '.com', where).action, 'block')
+  }
+  const dns = (name: string, client = '127.0.0.1', where: 'qname' | 'cname' = 'qname') => policy.decide(client, name, where)
+  // RFC 2317 classless reverse zones, DNS-SD instance names, a wildcard asked, a dot inside a label
+  t.match(dns('10.0/25.0.0.127.in-addr.arpa'), { action: 'pass', unparseable: true, name: '10.0/25.0.0.127.in-addr.arpa',
+    reason: 'not listed; not a host name (character "/" not allowed in a host name in "0/25"): decided as a name under 0.0.127.in-addr.arpa' })
+  t.match(dns('office printer._ipp._tcp.example.com', '127.0.0.1', 'cname'), { action: 'pass', where: 'cname', reason: /in "office printer"\): decided as a name under _ipp\._tcp\.example\.com$/ })
+  t.match(dns('*.example.com'), { action: 'pass', reason: /decided as a name under example\.com$/ })
+  t.match(dns('a\\.b'), { action: 'pass', reason: /in "a\\\.b"\): decided as a name under the root$/ })
+  t.match(dns('x'.repeat(64) + '.com'), { action: 'pass', reason: /^not listed; not a host name \(label longer than 63 characters in "x{64}"\): decided as a name under com$/ })
+  // a listed suffix decides it, with its entry, list and group, as for any name under it
+  t.match(dns('my printer.x.ngrok.io'), { action: 'sinkhole', list: 'ngrok', entry: { pattern: 'ngrok.io' }, unparseable: true, name: 'my printer.x.ngrok.io',
+    reason: /^sinkhole: my printer\.x\.ngrok\.io matches ngrok\.io in list ngrok/ })
+  t.match(dns('a b.evil.ngrok.io'), { action: 'block', list: 'hard' })
+  t.match(dns('a b.evil.ngrok.io', '10.20.0.1'), { action: 'alert', group: 'devops' }, 'the client\'s group applies')
+  t.match(dns('a b.ngrok-free.app'), { action: 'sinkhole' }, 'a *.S entry: the name is under S')
+  t.match(dns('a b.tunnel.ngrok.com'), { action: 'pass' }, 'an =S entry: the name is not S itself')
+  t.match(dns('a b.ok.ngrok.io'), { action: 'allow', entry: { pattern: '@@ok.ngrok.io' } }, 'an allow entry of the suffix')
+  t.match(dns('a b.c.trycloudflare.com'), { action: 'alert', tail: / matches trycloudflare\.com in list tunnels/ })
+  t.equal(dns('a b.c.trycloudflare.com').reason, `alert: a b.c.trycloudflare.com${dns('a b.c.trycloudflare.com').tail}`, 'reason is action, name and tail')
+  // trailing dots: the root's, not an escaped one
+  t.match(dns('a b.ngrok.io.'), { action: 'sinkhole' })
+  t.match(dns('x\\.'), { action: 'pass', reason: /in "x\\\."\): decided as a name under the root$/ })
 })
 
 t.test('Sigma attribution is carried into the decision', async t => {
