@@ -74,6 +74,27 @@ export function isUpstreamUrl(s: string): boolean {
   return typeof parseUpstreamUrl(s) !== 'string'
 }
 
+/** A syslog URL's parts: the transport, the host (a name or an IP, without brackets) and the port. */
+export interface SyslogParts {
+  readonly transport: 'udp' | 'tcp'
+  readonly host: string
+  readonly port: number
+}
+
+const SYSLOG_FORMS = 'udp://HOST:PORT or tcp://HOST:PORT (port 1-65535, IPv6 in brackets), e.g. udp://127.0.0.1:514'
+
+/**
+ * "udp://127.0.0.1:514", "tcp://[::1]:6514", "tcp://logs.example:601" → its parts, or why it is
+ * not a syslog URL: the one rule alerts.syslog.url is checked by and the syslog output connects by.
+ */
+export function parseSyslogUrl(s: string): SyslogParts | string {
+  const m = /^(udp|tcp):\/\/(?:\[([0-9a-fA-F:.]+)\]|([^:/[\]]+)):(\d{1,5})$/.exec(s)
+  if (!m) return `${JSON.stringify(s)} is not a syslog URL; write ${SYSLOG_FORMS}`
+  const port = Number(m[4])
+  if (port < 1 || port > 65535) return `${m[4]} is not a port (1-65535); write e.g. ${m[1]}://${m[2] === undefined ? m[3] : `[${m[2]}]`}:514`
+  return { transport: m[1] as SyslogParts['transport'], host: (m[2] ?? m[3])!, port }
+}
+
 /** http://[user[:password]@]host[:port] with nothing after the authority: an HTTP proxy (CONNECT is spoken to it in clear). */
 export function isParentUrl(s: string): boolean {
   if (!/^http:\/\//i.test(s) || !URL.canParse(s)) return false
@@ -252,7 +273,9 @@ export const configSchema = z.strictObject({
       headers: z.record(z.string(), z.string()).default({}),
     }).optional(),
     syslog: z.strictObject({
-      url: z.string().regex(/^(udp|tcp):\/\/(\[[0-9a-fA-F:.]+\]|[^:/]+):\d{1,5}$/, 'write udp://HOST:PORT or tcp://HOST:PORT'),
+      url: z.string().refine(u => typeof parseSyslogUrl(u) !== 'string', {
+        error: iss => parseSyslogUrl(iss.input as string) as string,
+      }).describe('udp://HOST:PORT or tcp://HOST:PORT'),
       appName: z.string().min(1).max(48).default('tunnelguard'),
       facility: z.number().int().min(0).max(23).default(16),
     }).optional(),

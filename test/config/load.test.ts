@@ -157,6 +157,15 @@ t.test('a reference check is skipped only where the part it reads is itself inva
     [`proxy.headerTimeout: ${zero}`, `proxy.helloTimeout: ${zero}`, `proxy.keepAliveTimeout: ${zero}`])
   t.equal(parseConfigText('proxy: { idleTimeout: 0 }\n', 'i.yaml').proxy.idleTimeout, 0, 'proxy.idleTimeout: 0 is no idle timeout, as it always was')
   t.same(only('alerts: { webhook: { url: "http://127.0.0.1:9/h", timeout: 0 } }\n'), [`alerts.webhook.timeout: ${zero}`])
+  // alerts.syslog.url: the syslog output's own rule (parseSyslogUrl), so that what validates, serve takes
+  const forms = 'write udp://HOST:PORT or tcp://HOST:PORT (port 1-65535, IPv6 in brackets), e.g. udp://127.0.0.1:514'
+  t.same(only('alerts: { syslog: { url: "udp://127.0.0.1:99999" } }\n'), ['alerts.syslog.url: 99999 is not a port (1-65535); write e.g. udp://127.0.0.1:514'])
+  t.same(only('alerts: { syslog: { url: "tcp://[::1]:0" } }\n'), ['alerts.syslog.url: 0 is not a port (1-65535); write e.g. tcp://[::1]:514'])
+  for (const bad of ['udp://127.0.0.1', 'http://127.0.0.1:514', 'udp://a[b:514']) {
+    t.same(only(`alerts: { syslog: { url: "${bad}" } }\n`), [`alerts.syslog.url: "${bad}" is not a syslog URL; ${forms}`], bad)
+  }
+  t.same(only('alerts: { syslog: { url: 514 } }\n'), ['alerts.syslog.url: expected udp://HOST:PORT or tcp://HOST:PORT, got a number (514)'])
+  t.equal(parseConfigText('alerts: { syslog: { url: "tcp://[::1]:65535" } }\n', 'y.yaml').alerts.syslog!.url, 'tcp://[::1]:65535')
   for (const r of ['0', '500ms']) {
     t.same(only(`lists:\n  r: { urls: ["https://example.org/l.txt"], refresh: ${r} }\n`),
       ['lists.r.refresh: refresh a remote list at most every 1s (0 would fetch it without pause); write e.g. 1h, 1d'], `refresh: ${r}`)
