@@ -44,6 +44,16 @@ t.test('a syslog URL serve would refuse (port 99999, port 0): validate and serve
   }
 })
 
+t.test('a webhook header fetch would refuse: validate says file, line, header and fix, exit 2', async t => {
+  const dir = t.testdir({ 'c.yaml': 'alerts:\n  webhook:\n    url: "http://127.0.0.1:9/h"\n    headers: { "Bad Header": x }\n' })
+  const r = await cli(['validate', '--config', join(dir, 'c.yaml')])
+  t.equal(r.code, 2)
+  t.same(r.err.trim().split('\n').slice(1), [
+    `  ${join(dir, 'c.yaml')}:4: alerts.webhook.headers["Bad Header"]: "Bad Header" is not a header name; write letters, digits and !#$%&'*+-.^_\`|~ only (no spaces, colons or other characters), e.g. X-Api-Key`,
+  ], r.err)
+  t.equal(r.out, '')
+})
+
 t.test('serve: a DNS port another process holds is one line, exit 1, no stack', async t => {
   const busy = createServer()
   await new Promise<void>(r => busy.listen(0, '127.0.0.1', r))
