@@ -95,6 +95,17 @@ export function parseSyslogUrl(s: string): SyslogParts | string {
   return { transport: m[1] as SyslogParts['transport'], host: (m[2] ?? m[3])!, port }
 }
 
+/** Whether a URL's user name and password percent-decode (basicAuth decodes them; `%zz` would throw). */
+export function credentialsDecode(u: URL): boolean {
+  try {
+    decodeURIComponent(u.username)
+    decodeURIComponent(u.password)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** http://[user[:password]@]host[:port] with nothing after the authority: an HTTP proxy (CONNECT is spoken to it in clear). */
 export function isParentUrl(s: string): boolean {
   if (!/^http:\/\//i.test(s) || !URL.canParse(s)) return false
@@ -321,7 +332,9 @@ export const configSchema = z.strictObject({
   alerts: z.strictObject({
     window: duration.default(300_000),            // one alert per client and entry per window
     webhook: z.strictObject({
-      url: z.string().url().refine(u => /^https?:\/\//.test(u), 'the webhook URL must be http:// or https://'),
+      url: z.string().url().refine(u => /^https?:\/\//.test(u), 'the webhook URL must be http:// or https://')
+        // its user and password are sent decoded, as Basic authorization (withoutCredentials)
+        .refine(u => !URL.canParse(u) || credentialsDecode(new URL(u)), 'the user name or password in the URL is not valid percent-encoding (UTF-8 as %XX); write a literal % as %25'),
       maxQueue: z.number().int().min(1).default(1000),
       retries: z.number().int().min(0).max(10).default(3),
       backoff: duration.default(1000),

@@ -166,6 +166,12 @@ t.test('a reference check is skipped only where the part it reads is itself inva
   }
   t.same(only('alerts: { syslog: { url: 514 } }\n'), ['alerts.syslog.url: expected udp://HOST:PORT or tcp://HOST:PORT, got a number (514)'])
   t.equal(parseConfigText('alerts: { syslog: { url: "tcp://[::1]:65535" } }\n', 'y.yaml').alerts.syslog!.url, 'tcp://[::1]:65535')
+  // a webhook URL whose user or password does not percent-decode: serve could not build the Basic authorization
+  for (const u of ['http://a%zz@127.0.0.1:9/h', 'http://a:%E0%A4@127.0.0.1:9/h']) {
+    t.same(only(`alerts: { webhook: { url: "${u}" } }\n`), ['alerts.webhook.url: the user name or password in the URL is not valid percent-encoding (UTF-8 as %XX); write a literal % as %25'], u)
+  }
+  t.equal(parseConfigText('alerts: { webhook: { url: "http://a%25b:c@127.0.0.1:9/h" } }\n', 'w.yaml').alerts.webhook!.url, 'http://a%25b:c@127.0.0.1:9/h')
+  t.same(only('alerts: { webhook: { url: "not a url" } }\n'), ['alerts.webhook.url: Invalid URL', 'alerts.webhook.url: the webhook URL must be http:// or https://'], 'not a URL: said so, nothing decoded')
   // alerts.webhook.headers: what fetch would refuse (every alert given up at run time) is refused here
   const hook = (h: string) => `alerts: { webhook: { url: "http://127.0.0.1:9/h", headers: { ${h} } } }\n`
   t.same(only(hook('"Bad Header": x, "X-Key:": y, "": z')), [
