@@ -81,6 +81,7 @@ export interface ReloaderOptions {
   readonly resolvConf?: string
   readonly evidence: Evidence
   readonly current: () => Snapshot
+  /** Put the new snapshot in place; it may throw before changing anything: the reload is then rejected. */
   readonly swap: (s: Snapshot) => void
   readonly extraTexts?: () => ExtraTexts
   readonly onResult?: (ok: boolean) => void

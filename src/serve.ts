@@ -129,10 +129,12 @@ async function start(opts: ServeOptions): Promise<Running> {
     current: getSnapshot,
     extraTexts: () => remote.texts(),
     swap: s => {
+      // first, as it may throw (an output that cannot be built): the reload is then rejected
+      // with nothing changed, the old snapshot and alert outputs kept
+      applyAlerts(s.config)
       snapshot = s
       metrics.setLists(s.lists)
       void names.configure(s.config)
-      applyAlerts(s.config)
       remote.sync()
       followSettings(s.config)
     },

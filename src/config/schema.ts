@@ -74,12 +74,100 @@ export function isUpstreamUrl(s: string): boolean {
   return typeof parseUpstreamUrl(s) !== 'string'
 }
 
+/** A syslog URL's parts: the transport, the host (a name or an IP, without brackets) and the port. */
+export interface SyslogParts {
+  readonly transport: 'udp' | 'tcp'
+  readonly host: string
+  readonly port: number
+}
+
+const SYSLOG_FORMS = 'udp://HOST:PORT or tcp://HOST:PORT (port 1-65535, IPv6 in brackets), e.g. udp://127.0.0.1:514'
+
+/**
+ * "udp://127.0.0.1:514", "tcp://[::1]:6514", "tcp://logs.example:601" → its parts, or why it is
+ * not a syslog URL: the one rule alerts.syslog.url is checked by and the syslog output connects by.
+ */
+export function parseSyslogUrl(s: string): SyslogParts | string {
+  const m = /^(udp|tcp):\/\/(?:\[([0-9a-fA-F:.]+)\]|([^:/[\]]+)):(\d{1,5})$/.exec(s)
+  if (!m) return `${JSON.stringify(s)} is not a syslog URL; write ${SYSLOG_FORMS}`
+  const port = Number(m[4])
+  if (port < 1 || port > 65535) return `${m[4]} is not a port (1-65535); write e.g. ${m[1]}://${m[2] === undefined ? m[3] : `[${m[2]}]`}:514`
+  return { transport: m[1] as SyslogParts['transport'], host: (m[2] ?? m[3])!, port }
+}
+
+/** Whether a URL's user name and password percent-decode (basicAuth decodes them; `%zz` would throw). */
+export function credentialsDecode(u: URL): boolean {
+  try {
+    decodeURIComponent(u.username)
+    decodeURIComponent(u.password)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** http://[user[:password]@]host[:port] with nothing after the authority: an HTTP proxy (CONNECT is spoken to it in clear). */
 export function isParentUrl(s: string): boolean {
   if (!/^http:\/\//i.test(s) || !URL.canParse(s)) return false
   const u = new URL(s)
   return u.pathname === '/' && u.search === '' && u.hash === ''
 }
+
+/** An HTTP field name: an RFC 9110 token (§5.6.2), what fetch's Headers takes. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/**
+ * What fetch (undici) sends as a field value: tab, space, visible ASCII and obs-text (0x80-0xFF).
+ * Headers refuses CR, LF and NUL, the request the other controls, WebIDL's ByteString anything above 0xFF.
+ */
+const HEADER_VALUE_BAD = /[^\t\x20-\x7e\x80-\xff]/
+const CONTROL_NAMES: Readonly<Record<number, string>> = { 0: 'NUL', 10: 'LF (a line break)', 13: 'CR (a line break)' }
+
+/**
+ * Headers the webhook's POST cannot carry as given (lower case → why, and what to do): fetch sets
+ * them itself, refuses them, or would send a body that does not match them.
+ */
+const WEBHOOK_OWN_HEADERS: Readonly<Record<string, string>> = {
+  'content-length': "is set from each alert's body (a fixed one would not match it, and the POST would hang or fail); remove it",
+  host: 'is set from alerts.webhook.url (fetch does not send one given here); remove it, or put the host in the URL',
+  'transfer-encoding': 'is for fetch to set (it refuses one given here, and the alert would never be sent); remove it',
+  'keep-alive': 'is for fetch to set (it refuses one given here, and the alert would never be sent); remove it',
+  upgrade: 'is for fetch to set (it refuses one given here, and the alert would never be sent); remove it',
+  expect: 'is not supported by fetch (it refuses the request, and the alert would never be sent); remove it',
+}
+
+/**
+ * Why alerts.webhook.headers' `name: value` could not be sent with every alert, or undefined when
+ * it can. `seen` holds the names before it (lower case → as written): a name given twice is said.
+ */
+export function webhookHeaderProblem(name: string, value: string, seen: Map<string, string>): string | undefined {
+  if (!HEADER_NAME.test(name)) {
+    return `${JSON.stringify(name)} is not a header name; write letters, digits and !#$%&'*+-.^_\`|~ only (no spaces, colons or other characters), e.g. X-Api-Key`
+  }
+  const lower = name.toLowerCase()
+  const first = seen.get(lower)
+  if (first !== undefined) return `${name} is ${first} again (header names are compared without case); give it once`
+  seen.set(lower, name)
+  const own = WEBHOOK_OWN_HEADERS[lower]
+  if (own !== undefined) return `${name} ${own}`
+  const bad = HEADER_VALUE_BAD.exec(value)
+  if (bad) {
+    const code = value.codePointAt(bad.index)!
+    const what = CONTROL_NAMES[code] ?? `U+${code.toString(16).toUpperCase().padStart(4, '0')}`
+    return `the value of ${name} has ${what} at character ${bad.index + 1}; a header value is one line of printable characters (tab allowed; no CR, LF, NUL or other control character, nothing above U+00FF)`
+  }
+  if (lower === 'connection' && !/^(close|keep-alive)$/i.test(value.trim())) {
+    return `${name} may only be close or keep-alive (fetch refuses any other, and the alert would never be sent); remove it, or write close`
+  }
+  return undefined
+}
+
+const webhookHeaders = z.record(z.string(), z.string()).superRefine((headers, ctx) => {
+  const seen = new Map<string, string>()
+  for (const [name, value] of Object.entries(headers)) {
+    const problem = webhookHeaderProblem(name, value, seen)
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: problem })
+  }
+})
 
 const upstream = z.string().refine(isUpstreamUrl, {
   error: iss => parseUpstreamUrl(iss.input as string) as string,
@@ -244,15 +332,19 @@ export const configSchema = z.strictObject({
   alerts: z.strictObject({
     window: duration.default(300_000),            // one alert per client and entry per window
     webhook: z.strictObject({
-      url: z.string().url().refine(u => /^https?:\/\//.test(u), 'the webhook URL must be http:// or https://'),
+      url: z.string().url().refine(u => /^https?:\/\//.test(u), 'the webhook URL must be http:// or https://')
+        // its user and password are sent decoded, as Basic authorization (withoutCredentials)
+        .refine(u => !URL.canParse(u) || credentialsDecode(new URL(u)), 'the user name or password in the URL is not valid percent-encoding (UTF-8 as %XX); write a literal % as %25'),
       maxQueue: z.number().int().min(1).default(1000),
       retries: z.number().int().min(0).max(10).default(3),
       backoff: duration.default(1000),
       timeout: timeout.default(5000),
-      headers: z.record(z.string(), z.string()).default({}),
+      headers: webhookHeaders.default({}),            // sent with each POST; checked as fetch would send them
     }).optional(),
     syslog: z.strictObject({
-      url: z.string().regex(/^(udp|tcp):\/\/(\[[0-9a-fA-F:.]+\]|[^:/]+):\d{1,5}$/, 'write udp://HOST:PORT or tcp://HOST:PORT'),
+      url: z.string().refine(u => typeof parseSyslogUrl(u) !== 'string', {
+        error: iss => parseSyslogUrl(iss.input as string) as string,
+      }).describe('udp://HOST:PORT or tcp://HOST:PORT'),
       appName: z.string().min(1).max(48).default('tunnelguard'),
       facility: z.number().int().min(0).max(23).default(16),
     }).optional(),

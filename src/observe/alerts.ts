@@ -77,6 +77,8 @@ export interface ReloadableAlerts extends AlertSink {
    * Apply new options: an output whose options did not change is kept (its queue and connection
    * too); a replaced or removed webhook delivers what it has queued and in flight, then closes; a
    * replaced syslog closes at once, giving up what it still holds. The dedup window carries over.
+   * Every new output is built before an old one is retired: when one cannot be (a bad URL: it
+   * throws), nothing changes, the old outputs keep delivering, and the error is thrown.
    * Returns what changed.
    */
   configure(opts: AlertsOptions): { webhook: boolean; syslog: boolean }
@@ -100,21 +102,35 @@ export function createReloadableAlerts(deps: AlertDeps): ReloadableAlerts {
     const done = () => { retiring.delete(o); return o.close() }
     void (o.idle ? o.idle().then(done) : done())
   }
-  /** The slot for these options: the same one when they did not change (none for none). */
+  /**
+   * The slot for these options: the same one when they did not change (none for none), else a
+   * new output. Nothing is retired here: the old output goes only once every new one is built.
+   */
   function next(slot: Slot | undefined, o: object | undefined, make: () => Slot['out']): Slot | undefined {
     const key = JSON.stringify(o)
     if (slot?.key === key) return slot
-    if (slot) retire(slot.out)
     return o === undefined ? undefined : { key, out: make() }
   }
 
   return {
     get active() { return webhook !== undefined || syslog !== undefined },
     configure(opts) {
-      window = opts.window ?? 300_000
-      const w = next(webhook, opts.webhook, () => createWebhook(opts.webhook!, deps.onError, clock))
-      const s = next(syslog, opts.syslog, () => createSyslog(opts.syslog!, deps.onError, clock))
+      // every new output is built before an old one is retired: when one cannot be built (it
+      // throws), those built are closed and the old ones stay, delivering, with the old window
+      const built: Slot['out'][] = []
+      const made = <T extends Slot['out']>(o: T) => { built.push(o); return o }
+      let w: Slot | undefined, s: Slot | undefined
+      try {
+        w = next(webhook, opts.webhook, () => made(createWebhook(opts.webhook!, deps.onError, clock)))
+        s = next(syslog, opts.syslog, () => made(createSyslog(opts.syslog!, deps.onError, clock)))
+      } catch (e) {
+        for (const o of built) void o.close()
+        throw e
+      }
       const changed = { webhook: w !== webhook, syslog: s !== syslog }
+      if (changed.webhook && webhook) retire(webhook.out)
+      if (changed.syslog && syslog) retire(syslog.out)
+      window = opts.window ?? 300_000
       webhook = w
       syslog = s
       outputs = [w?.out, s?.out].filter(o => o !== undefined)

@@ -2,6 +2,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { connect, isIP, type Socket } from 'node:net'
 import { hostname as osHostname } from 'node:os'
 import { AppError } from '../errors.js'
+import { parseSyslogUrl } from '../config/schema.js'
 import { alertFields, errorText, type AlertOutput, type AlertResult } from './alert-output.js'
 import type { DecisionEvent } from './types.js'
 
@@ -20,14 +21,6 @@ export interface SyslogOptions {
 
 /** Structured-data ID: private enterprise number 32473 is reserved for examples (RFC 5612). */
 const SD_ID = 'tunnelguard@32473'
-
-export function parseSyslogUrl(url: string): { transport: 'udp' | 'tcp'; host: string; port: number } {
-  const m = /^(udp|tcp):\/\/(?:\[([0-9a-fA-F:.]+)\]|([^:/[\]]+)):(\d{1,5})$/.exec(url)
-  if (!m || Number(m[4]) > 65535 || Number(m[4]) === 0) {
-    throw new AppError('USAGE', `syslog url "${url}": expected udp://HOST:PORT or tcp://HOST:PORT`)
-  }
-  return { transport: m[1] as 'udp' | 'tcp', host: (m[2] ?? m[3])!, port: Number(m[4]) }
-}
 
 /** Escape a structured-data parameter value (RFC 5424 §6.3.3). */
 function sdValue(v: string): string {
@@ -63,7 +56,10 @@ interface Pending {
  */
 export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields: Record<string, unknown>) => void, clock: () => number,
   createUdp: (type: 'udp4' | 'udp6') => UdpSocket = createSocket): AlertOutput {
-  const { transport, host, port } = parseSyslogUrl(opts.url)
+  const parts = parseSyslogUrl(opts.url)
+  // the config's schema checks it by the same rule: only a caller that skipped it gets here
+  if (typeof parts === 'string') throw new AppError('USAGE', `alerts.syslog.url: ${parts}`)
+  const { transport, host, port } = parts
   const fmt = { appName: opts.appName ?? 'tunnelguard', facility: opts.facility ?? 16, hostname: opts.hostname ?? osHostname(), pid: process.pid }
   const maxQueue = opts.maxQueue ?? 1000
   const failed = (e: unknown) => onError('alert syslog failed', { url: opts.url, error: errorText(e) })

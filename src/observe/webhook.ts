@@ -47,8 +47,13 @@ export function createWebhook(
   // user:password@ in the URL is sent as Basic authorization (fetch refuses such a URL), unless
   // the configured headers have an Authorization of their own; lines show the URL redacted
   const target = withoutCredentials(opts.url)
-  const own = Object.keys(opts.headers ?? {}).some(k => k.toLowerCase() === 'authorization')
-  const headers = { 'content-type': 'application/json', ...(target.authorization && !own ? { authorization: target.authorization } : {}), ...opts.headers }
+  // a Content-Type of the config's own replaces application/json (in any case: fetch would join the two)
+  const own = new Set(Object.keys(opts.headers ?? {}).map(k => k.toLowerCase()))
+  const headers = {
+    ...(own.has('content-type') ? {} : { 'content-type': 'application/json' }),
+    ...(target.authorization && !own.has('authorization') ? { authorization: target.authorization } : {}),
+    ...opts.headers,
+  }
   const shown = redactUrl(opts.url)
   const queue: Item[] = []
   let dropped = 0

@@ -157,6 +157,46 @@ t.test('a reference check is skipped only where the part it reads is itself inva
     [`proxy.headerTimeout: ${zero}`, `proxy.helloTimeout: ${zero}`, `proxy.keepAliveTimeout: ${zero}`])
   t.equal(parseConfigText('proxy: { idleTimeout: 0 }\n', 'i.yaml').proxy.idleTimeout, 0, 'proxy.idleTimeout: 0 is no idle timeout, as it always was')
   t.same(only('alerts: { webhook: { url: "http://127.0.0.1:9/h", timeout: 0 } }\n'), [`alerts.webhook.timeout: ${zero}`])
+  // alerts.syslog.url: the syslog output's own rule (parseSyslogUrl), so that what validates, serve takes
+  const forms = 'write udp://HOST:PORT or tcp://HOST:PORT (port 1-65535, IPv6 in brackets), e.g. udp://127.0.0.1:514'
+  t.same(only('alerts: { syslog: { url: "udp://127.0.0.1:99999" } }\n'), ['alerts.syslog.url: 99999 is not a port (1-65535); write e.g. udp://127.0.0.1:514'])
+  t.same(only('alerts: { syslog: { url: "tcp://[::1]:0" } }\n'), ['alerts.syslog.url: 0 is not a port (1-65535); write e.g. tcp://[::1]:514'])
+  for (const bad of ['udp://127.0.0.1', 'http://127.0.0.1:514', 'udp://a[b:514']) {
+    t.same(only(`alerts: { syslog: { url: "${bad}" } }\n`), [`alerts.syslog.url: "${bad}" is not a syslog URL; ${forms}`], bad)
+  }
+  t.same(only('alerts: { syslog: { url: 514 } }\n'), ['alerts.syslog.url: expected udp://HOST:PORT or tcp://HOST:PORT, got a number (514)'])
+  t.equal(parseConfigText('alerts: { syslog: { url: "tcp://[::1]:65535" } }\n', 'y.yaml').alerts.syslog!.url, 'tcp://[::1]:65535')
+  // a webhook URL whose user or password does not percent-decode: serve could not build the Basic authorization
+  for (const u of ['http://a%zz@127.0.0.1:9/h', 'http://a:%E0%A4@127.0.0.1:9/h']) {
+    t.same(only(`alerts: { webhook: { url: "${u}" } }\n`), ['alerts.webhook.url: the user name or password in the URL is not valid percent-encoding (UTF-8 as %XX); write a literal % as %25'], u)
+  }
+  t.equal(parseConfigText('alerts: { webhook: { url: "http://a%25b:c@127.0.0.1:9/h" } }\n', 'w.yaml').alerts.webhook!.url, 'http://a%25b:c@127.0.0.1:9/h')
+  t.same(only('alerts: { webhook: { url: "not a url" } }\n'), ['alerts.webhook.url: Invalid URL', 'alerts.webhook.url: the webhook URL must be http:// or https://'], 'not a URL: said so, nothing decoded')
+  // alerts.webhook.headers: what fetch would refuse (every alert given up at run time) is refused here
+  const hook = (h: string) => `alerts: { webhook: { url: "http://127.0.0.1:9/h", headers: { ${h} } } }\n`
+  t.same(only(hook('"Bad Header": x, "X-Key:": y, "": z')), [
+    `alerts.webhook.headers["Bad Header"]: "Bad Header" is not a header name; write letters, digits and !#$%&'*+-.^_\`|~ only (no spaces, colons or other characters), e.g. X-Api-Key`,
+    `alerts.webhook.headers["X-Key:"]: "X-Key:" is not a header name; write letters, digits and !#$%&'*+-.^_\`|~ only (no spaces, colons or other characters), e.g. X-Api-Key`,
+    `alerts.webhook.headers[""]: "" is not a header name; write letters, digits and !#$%&'*+-.^_\`|~ only (no spaces, colons or other characters), e.g. X-Api-Key`,
+  ])
+  const oneLine = 'a header value is one line of printable characters (tab allowed; no CR, LF, NUL or other control character, nothing above U+00FF)'
+  t.same(only(hook('X-A: "a\\r\\nb", X-B: "tok\\n", X-C: "\\0", X-D: "\\x7f", X-E: "€", X-F: "😀"')), [
+    `alerts.webhook.headers.X-A: the value of X-A has CR (a line break) at character 2; ${oneLine}`,
+    `alerts.webhook.headers.X-B: the value of X-B has LF (a line break) at character 4; ${oneLine}`,
+    `alerts.webhook.headers.X-C: the value of X-C has NUL at character 1; ${oneLine}`,
+    `alerts.webhook.headers.X-D: the value of X-D has U+007F at character 1; ${oneLine}`,
+    `alerts.webhook.headers.X-E: the value of X-E has U+20AC at character 1; ${oneLine}`,
+    `alerts.webhook.headers.X-F: the value of X-F has U+1F600 at character 1; ${oneLine}`,
+  ])
+  t.same(only(hook('content-length: "5", Host: h, Transfer-Encoding: chunked, Connection: upgrade, X-Key: a, x-key: b')), [
+    "alerts.webhook.headers.content-length: content-length is set from each alert's body (a fixed one would not match it, and the POST would hang or fail); remove it",
+    'alerts.webhook.headers.Host: Host is set from alerts.webhook.url (fetch does not send one given here); remove it, or put the host in the URL',
+    'alerts.webhook.headers.Transfer-Encoding: Transfer-Encoding is for fetch to set (it refuses one given here, and the alert would never be sent); remove it',
+    'alerts.webhook.headers.Connection: Connection may only be close or keep-alive (fetch refuses any other, and the alert would never be sent); remove it, or write close',
+    'alerts.webhook.headers.x-key: x-key is X-Key again (header names are compared without case); give it once',
+  ])
+  t.same(parseConfigText(hook('X-Api-Key: "k\\té", Content-Type: "application/json; charset=utf-8", Connection: close'), 'h.yaml').alerts.webhook!.headers,
+    { 'X-Api-Key': 'k\té', 'Content-Type': 'application/json; charset=utf-8', Connection: 'close' })
   for (const r of ['0', '500ms']) {
     t.same(only(`lists:\n  r: { urls: ["https://example.org/l.txt"], refresh: ${r} }\n`),
       ['lists.r.refresh: refresh a remote list at most every 1s (0 would fetch it without pause); write e.g. 1h, 1d'], `refresh: ${r}`)

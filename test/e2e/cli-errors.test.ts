@@ -29,6 +29,31 @@ t.test('validate: a missing list file is exit 2, one message naming config file,
   t.equal(r.err.split('nosuch.txt').length - 1, 1, 'said once')
 })
 
+t.test('a syslog URL serve would refuse (port 99999, port 0): validate and serve both say file, line, setting and fix, exit 2', async t => {
+  for (const port of ['99999', '0']) {
+    const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+    const cfg = join(dir, 'c.yaml')
+    writeFileSync(cfg, `dns: { listen: ["127.0.0.1:0"], upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: [] }\nadmin: null\nlists:\n  l: { files: [l.txt] }\nalerts:\n  syslog: { url: "udp://127.0.0.1:${port}" }\n`)
+    const want = `  ${cfg}:7: alerts.syslog.url: ${port} is not a port (1-65535); write e.g. udp://127.0.0.1:514`
+    for (const cmd of ['validate', 'serve']) {
+      const r = await cli([cmd, '--config', cfg])
+      t.equal(r.code, 2, `${cmd}, port ${port}`)
+      t.same(r.err.trim().split('\n').slice(1), [want], `${cmd}, port ${port}: ${r.err}`)
+      t.notMatch(r.out, /valid/, `${cmd}: not said valid`)
+    }
+  }
+})
+
+t.test('a webhook header fetch would refuse: validate says file, line, header and fix, exit 2', async t => {
+  const dir = t.testdir({ 'c.yaml': 'alerts:\n  webhook:\n    url: "http://127.0.0.1:9/h"\n    headers: { "Bad Header": x }\n' })
+  const r = await cli(['validate', '--config', join(dir, 'c.yaml')])
+  t.equal(r.code, 2)
+  t.same(r.err.trim().split('\n').slice(1), [
+    `  ${join(dir, 'c.yaml')}:4: alerts.webhook.headers["Bad Header"]: "Bad Header" is not a header name; write letters, digits and !#$%&'*+-.^_\`|~ only (no spaces, colons or other characters), e.g. X-Api-Key`,
+  ], r.err)
+  t.equal(r.out, '')
+})
+
 t.test('serve: a DNS port another process holds is one line, exit 1, no stack', async t => {
   const busy = createServer()
   await new Promise<void>(r => busy.listen(0, '127.0.0.1', r))

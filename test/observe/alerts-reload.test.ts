@@ -109,3 +109,32 @@ t.test('close closes the configured outputs', async t => {
   await new Promise(r => setTimeout(r, 50))
   t.equal(sl.got.length, 0, 'nothing sent after close')
 })
+
+t.test('an output that cannot be built: configure throws and changes nothing; the old outputs keep delivering', async t => {
+  const h1 = await hook(t)
+  const h2 = await hook(t)
+  const sl = await syslogRx(t)
+  const sl2 = await syslogRx(t)
+  const a = createReloadableAlerts({ onError: () => {}, clock: () => 0 })
+  const good = { window: 0, webhook: { url: h1.url }, syslog: { url: sl.url } }
+  a.configure(good)
+  // a new webhook with a bad syslog: the webhook built first is closed again
+  t.throws(() => a.configure({ window: 60_000, webhook: { url: h2.url }, syslog: { url: 'udp://127.0.0.1:99999' } }), { code: 'USAGE' })
+  // a bad webhook (a user name fetch's Basic authorization cannot decode) with a new syslog
+  t.throws(() => a.configure({ window: 60_000, webhook: { url: 'http://a%zz@127.0.0.1:1/' }, syslog: { url: sl2.url } }), URIError)
+  t.equal(a.active, true)
+  a.alert(ev('10.0.0.1', 'a.ngrok.io'), rec('10.0.0.1'))
+  a.alert(ev('10.0.0.1', 'a.ngrok.io'), rec('10.0.0.1'))   // window 0 still: both go
+  await until(() => h1.ips.length === 2 && sl.got.length === 2)
+  t.same(h1.ips, ['10.0.0.1', '10.0.0.1'], 'the old webhook still delivers')
+  t.equal(sl.got.length, 2, 'and the old syslog')
+  t.same(a.configure(good), { webhook: false, syslog: false }, 'the good config again: nothing to change')
+  t.same(a.configure({ window: 0, webhook: { url: h2.url }, syslog: { url: sl2.url } }), { webhook: true, syslog: true })
+  a.alert(ev('10.0.0.2', 'a.ngrok.io'), rec('10.0.0.2'))
+  await until(() => h2.ips.length === 1 && sl2.got.length === 1)
+  t.same(h2.ips, ['10.0.0.2'], 'a good change after the bad ones applies')
+  t.equal(sl2.got.length, 1)
+  t.equal(h1.ips.length, 2, 'the replaced webhook got nothing more')
+  t.equal(sl.got.length, 2, 'nor the replaced syslog')
+  await a.close()
+})

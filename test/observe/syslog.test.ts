@@ -1,7 +1,8 @@
 import t from 'tap'
 import { createSocket, type Socket as Socket4 } from 'node:dgram'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
-import { createSyslog, formatSyslog, parseSyslogUrl } from '../../src/observe/syslog.js'
+import { createSyslog, formatSyslog } from '../../src/observe/syslog.js'
+import { parseSyslogUrl } from '../../src/config/schema.js'
 import type { AlertResult } from '../../src/observe/alert-output.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import { makeSnapshot, simpleMatcher, testEntries } from '../fixtures/snapshot.js'
@@ -32,7 +33,14 @@ t.test('urls', async t => {
   t.same(parseSyslogUrl('udp://127.0.0.1:514'), { transport: 'udp', host: '127.0.0.1', port: 514 })
   t.same(parseSyslogUrl('tcp://[::1]:6514'), { transport: 'tcp', host: '::1', port: 6514 })
   t.same(parseSyslogUrl('tcp://logs.example:601'), { transport: 'tcp', host: 'logs.example', port: 601 })
-  for (const bad of ['http://x:1', 'udp://x', 'udp://x:70000', 'udp://x:0', 'udp://[::1:514']) t.throws(() => parseSyslogUrl(bad), { code: 'USAGE' }, bad)
+  const forms = 'write udp://HOST:PORT or tcp://HOST:PORT (port 1-65535, IPv6 in brackets), e.g. udp://127.0.0.1:514'
+  for (const bad of ['http://x:1', 'udp://x', 'udp://[::1:514', 'udp://x:-1']) t.equal(parseSyslogUrl(bad), `"${bad}" is not a syslog URL; ${forms}`, bad)
+  for (const [bad, p, fix] of [['udp://x:70000', '70000', 'udp://x:514'], ['udp://x:0', '0', 'udp://x:514'], ['tcp://[::1]:00000', '00000', 'tcp://[::1]:514']]) {
+    t.equal(parseSyslogUrl(bad!), `${p} is not a port (1-65535); write e.g. ${fix}`, bad)
+  }
+  // the output checks it by the same rule (the config's schema has, before it)
+  t.throws(() => createSyslog({ url: 'udp://127.0.0.1:99999' }, () => {}, Date.now),
+    { code: 'USAGE', message: 'alerts.syslog.url: 99999 is not a port (1-65535); write e.g. udp://127.0.0.1:514' })
 })
 
 /** Every result `report` hears, per alert (by its client). */
