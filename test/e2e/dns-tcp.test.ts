@@ -176,6 +176,26 @@ t.test('a client that does not read its answers: no more of its queries are take
   t.equal(c.frames.length, n, 'all answered once the client reads')
 })
 
+t.test('a client gone (reset) before its answer: the answer is dropped, nothing is written to the closed connection, the next client is served', async t => {
+  let answered = 0
+  const slow = await slowUpstream(t, 300, { onAnswer: () => { answered++ } })
+  const s = await server(t, { upstreams: [slow.url] })
+  const c = await open(s.port)
+  c.sock.write(frame(q(1, 'gone.slow.test')))
+  await sleep(50)                                     // the query is with the upstream
+  c.sock.resetAndDestroy()
+  await c.closed
+  for (let i = 0; i < 100 && answered === 0; i++) await sleep(20)
+  t.equal(answered, 1, 'the upstream answered after the client had gone')
+  await sleep(50)
+  const next = await open(s.port)
+  t.teardown(() => next.sock.destroy())
+  next.sock.write(frame(q(2)))
+  await until(() => next.frames.length === 1)
+  t.equal(decodeMsg(next.frames[0]!).id, 2, 'served')
+  t.same(s.ev.events.filter(e => e.dns?.name === 'gone.slow.test').map(e => e.dns!.rcode), ['NOERROR'], 'the query is logged (decided and answered) once')
+})
+
 t.test('a client that closes its side after its queries (half-close) still gets every answer, then the FIN', async t => {
   const slow = await slowUpstream(t, 100)           // answers after 100 ms: the answers go out after the client's FIN
   const s = await server(t, { upstreams: [slow.url] })
