@@ -129,7 +129,8 @@ export function skipRecord(buf: Buffer, off: number): number {
 /**
  * Parse a query: the header, exactly one question, no answer or authority record, and at most
  * one additional record (its OPT, if any). A query with TC set (a query is never truncated),
- * ANCOUNT or NSCOUNT not 0, or ARCOUNT over 1, is FORMERR, as unbound's worker_check_request has it: it asks nothing a resolver answers,
+ * ANCOUNT or NSCOUNT not 0 (but the one SOA of an IXFR, which is parsed so that the handler
+ * refuses it as the zone transfer it is, and logs it), or ARCOUNT over 1, is FORMERR, as unbound's worker_check_request has it: it asks nothing a resolver answers,
  * and its records would go upstream with it. This takes OPT+TSIG (or SIG(0)) too: tunnelguard
  * holds no key to check or sign with, and an answer to a signed query must not be cached and
  * served unsigned to others. Read from the header alone, before anything else of the query.
@@ -139,9 +140,16 @@ export function parseQuery(buf: Buffer): Query | QueryError {
   const flags = buf.readUInt16BE(2)
   if ((flags & QR) !== 0) return 'drop'                          // a response sent to us
   if (((flags >> 11) & 0xf) !== 0) return 'notimp'               // only QUERY
-  if ((flags & TC) !== 0 || buf.readUInt16BE(6) !== 0 || buf.readUInt16BE(8) !== 0 || buf.readUInt16BE(10) > 1) return 'formerr'
-  return readQuestion(buf, flags)
+  if ((flags & TC) !== 0 || buf.readUInt16BE(6) !== 0 || buf.readUInt16BE(10) > 1) return 'formerr'
+  const ns = buf.readUInt16BE(8)
+  if (ns === 0) return readQuestion(buf, flags)
+  // an IXFR carries the SOA of the version it has (RFC 1995 §3): read, to be refused and logged as a zone transfer asked
+  const q = ns === 1 ? readQuestion(buf, flags) : 'formerr'
+  return typeof q !== 'string' && q.qtype === TYPE_IXFR ? q : 'formerr'
 }
+
+/** IXFR: the one query that carries a record (the SOA it has, in the authority section). */
+const TYPE_IXFR = 251
 
 /**
  * The question and records of a message of at least a header's length, the header's counts

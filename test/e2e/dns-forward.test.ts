@@ -181,7 +181,22 @@ t.test('AXFR and IXFR are refused: a forwarder relays no zone transfer', async t
     c.send(ixfr, s.v4.port, '127.0.0.1')
   })
   t.equal(decodeMsg(udpReply).rcode, 'REFUSED')
-  t.match(s.ev.events.map(e => [e.dns!.type, e.dns!.rcode]), [['AXFR', 'REFUSED'], ['AXFR', 'REFUSED'], ['IXFR', 'REFUSED']])
+  // a real IXFR carries the SOA of the version it has (RFC 1995): refused and logged all the same
+  const soa = { type: 'SOA' as const, name: 'test', ttl: 0, data: { mname: 'ns.test', rname: 'host.test', serial: 1, refresh: 0, retry: 0, expire: 0, minimum: 0 } }
+  const ask = (m: Buffer) => new Promise<Buffer>(resolve => {
+    const c = createSocket('udp4')
+    c.on('message', r => { c.close(); resolve(r) })
+    c.send(m, s.v4.port, '127.0.0.1')
+  })
+  const withSoa = await ask(dnsPacket.encode({ type: 'query', id: 7, questions: [{ type: 'IXFR', name: 'test' }], authorities: [soa] }))
+  t.equal(decodeMsg(withSoa).rcode, 'REFUSED', 'an IXFR with its SOA: REFUSED (it was FORMERR, unlogged)')
+  t.match((await dig(s.v4, 'test', 'ixfr=1')).raw, /Transfer failed|REFUSED/, 'dig ixfr=1: the transfer fails')
+  t.match(s.ev.events.map(e => [e.dns!.type, e.dns!.rcode]), [['AXFR', 'REFUSED'], ['AXFR', 'REFUSED'], ['IXFR', 'REFUSED'], ['IXFR', 'REFUSED'], ['IXFR', 'REFUSED']])
+  // but only that: two records, or a record with another type, are FORMERR as before
+  const two = await ask(dnsPacket.encode({ type: 'query', id: 8, questions: [{ type: 'IXFR', name: 'test' }], authorities: [soa, soa] }))
+  t.equal(decodeMsg(two).rcode, 'FORMERR')
+  const other = await ask(dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'test' }], authorities: [soa] }))
+  t.equal(decodeMsg(other).rcode, 'FORMERR')
   t.equal(s.ev.counts['cache.miss'], undefined, 'never asked upstream')
 })
 
