@@ -128,7 +128,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       const c = await configOf()
       const [{ storedCopies }, { buildSnapshot }] = await Promise.all([import('./remote-lists.js'), import('./snapshot.js')])
       const stored = storedCopies(c)
-      return { snap: buildSnapshot(c, { extraTexts: stored.texts }), stored }
+      return { snap: buildSnapshot(c, { extraTexts: stored.texts, pipes: true }), stored }
     }
 
     switch (cmd) {
@@ -136,7 +136,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         // warnings are not errors (exit 0) but each is shown: a list line that was dropped, with how to write it
         const c = await configOf()
         const { allWarnings, buildSnapshot } = await import('./snapshot.js')
-        const warnings = allWarnings(buildSnapshot(c))
+        const warnings = allWarnings(buildSnapshot(c, { pipes: true }))
         write(`${c.source}: valid${warnings.length === 0 ? '' : `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`}\n`)
         for (const w of warnings) write(`  ${w.source}: ${w.message}\n`)
         return 0
