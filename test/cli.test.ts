@@ -214,6 +214,16 @@ t.test('report --since -5m is five minutes back; option values that start with a
   t.match(rest.err, /^tunnelguard: report: --since: /, 'after --, a dashed argument is a file name')
 })
 
+t.test('report --until 08:54:41 (README: a time of day alone is that whole second, today in UTC)', async t => {
+  const day = () => new Date().toISOString().slice(0, 10)
+  const before = day()
+  const r = await run(['report', '--since', '00:00', '--until', '08:54:41'], LINE('10.1.1.1', 'a.ngrok.io'))
+  t.equal(r.code, 0, r.err)
+  // the day before and after the run: one of them (both but at midnight UTC)
+  const window = (d: string) => `\nwindow: ${d}T00:00:00.000Z .. ${d}T08:54:41.999Z (UTC, both included)\n`
+  t.ok(r.out.includes(window(before)) || r.out.includes(window(day())), r.out)
+})
+
 t.test('usage errors exit 2 with one line saying what is wrong', async t => {
   const cases: [string[], RegExp][] = [
     [['frobnicate'], /unknown command "frobnicate"; commands: serve, check, lists, validate, report/],
