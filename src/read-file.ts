@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync, type Stats } from 'node:fs'
+import { open, stat } from 'node:fs/promises'
 
 /**
  * What a pipe may hold at most (`validate --config <(…)`, a list read through one): past it the
@@ -62,5 +63,25 @@ export function readTextFile(file: string, encoding: BufferEncoding, opts: ReadO
     }
   } finally {
     closeSync(fd)
+  }
+}
+
+/**
+ * readTextFile for a running serve (a reload), without blocking: the bytes of a regular file (or a
+ * symlink to one; /dev/null), a FIFO, socket or device refused as readTextFile refuses them, in
+ * the same words. Decoding is the caller's (one decode of the whole is quicker than fs's pieces).
+ */
+export async function readFileAsync(file: string): Promise<Buffer> {
+  const check = (st: Stats): void => {
+    const why = refusal(st, file)
+    if (why !== undefined) throw new Error(why)
+  }
+  check(await stat(file))
+  const fh = await open(file, 'r')
+  try {
+    check(await fh.stat())
+    return await fh.readFile()
+  } finally {
+    await fh.close()
   }
 }
