@@ -23,7 +23,7 @@ export interface Io {
 /** Each command's arguments and what it does (the usage text, and `COMMAND --help`). */
 const COMMANDS: Readonly<Record<string, { args: string; about: string }>> = {
   serve: { args: '[--config FILE] [--dns HOST:PORT]... [--proxy HOST:PORT]... [--admin HOST:PORT] [--upstream URL]...', about: 'run the DNS forwarder, the HTTP proxy and the admin listener' },
-  check: { args: 'NAME [--client IP] [--config FILE] [--json]', about: 'explain the decision for NAME asked by a client (default 127.0.0.1)' },
+  check: { args: 'NAME|URL|HOST:PORT [--client IP] [--config FILE] [--json]', about: 'explain the decision for NAME (or the host of a URL or HOST:PORT) asked by a client (default 127.0.0.1)' },
   lists: { args: '[--config FILE] [--json]', about: 'what was loaded: lists, entry counts, warnings' },
   validate: { args: '[--config FILE]', about: 'check a config; exit 0 valid (warnings listed), 2 invalid, all errors listed' },
   report: { args: '[FILE...|-] [--since DUR] [--until TIME] [--client IP|CIDR] [--list NAME] [--action LIST] [--format table|json|csv] [--leases FILE]...', about: 'which clients asked for what, when, from the log lines' },
@@ -128,7 +128,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       const c = await configOf()
       const [{ storedCopies }, { buildSnapshot }] = await Promise.all([import('./remote-lists.js'), import('./snapshot.js')])
       const stored = storedCopies(c)
-      return { snap: buildSnapshot(c, { extraTexts: stored.texts }), stored }
+      return { snap: buildSnapshot(c, { extraTexts: stored.texts, pipes: true }), stored }
     }
 
     switch (cmd) {
@@ -136,7 +136,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         // warnings are not errors (exit 0) but each is shown: a list line that was dropped, with how to write it
         const c = await configOf()
         const { allWarnings, buildSnapshot } = await import('./snapshot.js')
-        const warnings = allWarnings(buildSnapshot(c))
+        const warnings = allWarnings(buildSnapshot(c, { pipes: true }))
         write(`${c.source}: valid${warnings.length === 0 ? '' : `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`}\n`)
         for (const w of warnings) write(`  ${w.source}: ${w.message}\n`)
         return 0

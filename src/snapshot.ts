@@ -5,9 +5,12 @@ import type { Config, ConfigWarning, Snapshot } from './snapshot-types.js'
 /** Remote list contents fetched by the list refresher: list name → texts with their source. */
 export type ExtraTexts = Readonly<Record<string, readonly { source: string; text: string }[]>>
 
-/** Build the immutable snapshot every listener reads: config, lists, policy. Throws AppError on an unreadable list. */
-export function buildSnapshot(config: Config, opts: { extraTexts?: ExtraTexts; now?: () => number } = {}): Snapshot {
-  return assemble(config, loadLists(config.lists, { extraTexts: opts.extraTexts }), opts.now)
+/**
+ * Build the immutable snapshot every listener reads: config, lists, policy. Throws AppError on an
+ * unreadable list. `pipes`: a list file may be a FIFO or pipe (the one-shot commands; see readTextFile).
+ */
+export function buildSnapshot(config: Config, opts: { extraTexts?: ExtraTexts; now?: () => number; pipes?: boolean } = {}): Snapshot {
+  return assemble(config, loadLists(config.lists, { extraTexts: opts.extraTexts, pipes: opts.pipes }), opts.now)
 }
 
 /**

@@ -21,6 +21,29 @@ t.test('check connect.ngrok-agent.com: sinkholed by the shipped list, naming ent
   t.equal(j.name, 'connect.ngrok-agent.com', 'normalized')
 })
 
+t.test('check takes the host from a URL or host:port pasted from an alert, and says so', async t => {
+  const url = await run(['check', 'https://x.ngrok-free.app/path'])
+  t.equal(url.code, 0)
+  t.match(url.out, /^x\.ngrok-free\.app \(from https:\/\/x\.ngrok-free\.app\/path\): SINKHOLE\n/)
+  t.match(url.out, /entry: +ngrok-free\.app \(domain\) in list ngrok, /)
+  const hp = await run(['check', 'www.example.com:443'])
+  t.match(hp.out, /^www\.example\.com \(from www\.example\.com:443\): PASS\n.*\n {2}reason: +not listed\n/)
+  const j = JSON.parse((await run(['check', 'tcp://user:pw@0.TCP.ngrok.io:12345', '--json'])).out)
+  t.match(j, { name: '0.tcp.ngrok.io', action: 'sinkhole', list: 'ngrok', unparseable: false, from: 'tcp://user:pw@0.TCP.ngrok.io:12345' }, 'any scheme; userinfo dropped')
+  t.match(JSON.parse((await run(['check', 'wss://x.ngrok.app?q=1', '--json'])).out), { name: 'x.ngrok.app', action: 'sinkhole' }, 'no path, a query')
+  // an address literal is no name: it passes, as the proxy passes it
+  t.match(JSON.parse((await run(['check', '[fd00::7]:8443', '--json'])).out), { name: 'fd00::7', action: 'pass', reason: 'an address, not a name', from: '[fd00::7]:8443' })
+  t.match(JSON.parse((await run(['check', 'http://10.1.2.3/x', '--json'])).out), { name: '10.1.2.3', action: 'pass', from: 'http://10.1.2.3/x' })
+  // a name is decided as it is, with no word about where it came from
+  t.notOk('from' in JSON.parse((await run(['check', 'x.ngrok.io', '--json'])).out))
+  // still not a name: fail closed, as before
+  for (const n of ['a:b:c', 'https://bad!host/x', 'x.ngrok.io:99999', 'https://[zz]/']) {
+    const r = JSON.parse((await run(['check', n, '--json'])).out)
+    t.match(r, { name: n, action: 'block', unparseable: true }, n)
+    t.notOk('from' in r, n)
+  }
+})
+
 t.test('whole labels: myngrok.io and ngrok.io.example.com pass', async t => {
   for (const n of ['myngrok.io', 'ngrok.io.example.com']) {
     const r = await run(['check', n, '--json'])
@@ -189,6 +212,16 @@ t.test('report --since -5m is five minutes back; option values that start with a
   const rest = await run(['report', '--format', 'csv', '--', '--since'])
   t.equal(rest.code, 1, 'a file that cannot be read: a read error')
   t.match(rest.err, /^tunnelguard: report: --since: /, 'after --, a dashed argument is a file name')
+})
+
+t.test('report --until 08:54:41 (README: a time of day alone is that whole second, today in UTC)', async t => {
+  const day = () => new Date().toISOString().slice(0, 10)
+  const before = day()
+  const r = await run(['report', '--since', '00:00', '--until', '08:54:41'], LINE('10.1.1.1', 'a.ngrok.io'))
+  t.equal(r.code, 0, r.err)
+  // the day before and after the run: one of them (both but at midnight UTC)
+  const window = (d: string) => `\nwindow: ${d}T00:00:00.000Z .. ${d}T08:54:41.999Z (UTC, both included)\n`
+  t.ok(r.out.includes(window(before)) || r.out.includes(window(day())), r.out)
 })
 
 t.test('usage errors exit 2 with one line saying what is wrong', async t => {

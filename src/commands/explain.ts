@@ -1,5 +1,7 @@
 import { CidrSet, canonicalIp } from '../policy/cidr.js'
 import type { Decision } from '../policy/types.js'
+import { parseAuthority, type Target } from '../proxy/address.js'
+import { decideTarget } from '../proxy/decide.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { StoredCopies } from '../remote-lists.js'
 import { allWarnings } from '../snapshot.js'
@@ -26,21 +28,48 @@ const remoteJson = (stored: StoredCopies) => ({
 
 /**
  * `tunnelguard check` and `/api/check`: the decision for `name` asked by `client` (an IP
- * address), noting when the DNS forwarder would answer that client REFUSED.
+ * address), noting when the DNS forwarder would answer that client REFUSED. `name` may be a URL
+ * or `host:port` (see checkDecision): its host is decided, and the output says it came from it.
  */
 export function explainCheck(s: Snapshot, name: string, asked: string, json: boolean, stored?: StoredCopies): string {
   const client = canonicalIp(asked)                  // named as the log lines name it (::ffff:10.0.0.1 is 10.0.0.1)
-  const { decision, refused } = checkDecision(s, name, client)
+  const { decision, refused, from } = checkDecision(s, name, client)
   // `check` decides with the copies serve keeps of the remote lists, and says which and from when
   const remote = stored !== undefined && stored.copies.length > 0
-  if (json) return JSON.stringify({ ...decisionFields(decision, client, refused), ...remote ? { remote: remoteJson(stored) } : {} }, null, 2) + '\n'
-  const text = explainDecision(decision, client, refused)
+  if (json) return JSON.stringify({ ...decisionFields(decision, client, refused, from), ...remote ? { remote: remoteJson(stored) } : {} }, null, 2) + '\n'
+  const text = explainDecision(decision, client, refused, from)
   return remote ? text + `  remote:  ${copiesIn(stored, 'check')}\n${remoteLines(stored, '    ').join('\n')}\n` : text
 }
 
-/** What `check` decides: the policy's decision on `name` asked by `client`, and whether DNS answers that client REFUSED. */
-export function checkDecision(s: Snapshot, name: string, client: string): { decision: Decision; refused: boolean } {
-  return { decision: s.policy.decide(client, name, 'qname'), refused: !new CidrSet(s.config.dns.allowClients).has(client) }
+/** The authority of an absolute URL (any scheme, as the proxy reads an absolute-form target). */
+const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/
+
+/**
+ * The host a pasted URL or `host:port` names, as the proxy takes it from a request: an absolute
+ * URL's authority (`https://x.example/path`, userinfo dropped), `host:port`, `[v6]:port`; undefined
+ * for anything else (a name is decided as it is, and a string that is neither stays unparseable).
+ */
+export function targetOf(input: string): { target: Target; where: 'url' | 'connect' } | undefined {
+  const abs = ABSOLUTE.exec(input)
+  if (abs) {
+    // the port is not decided: any default does
+    const target = parseAuthority(abs[1]!.slice(abs[1]!.lastIndexOf('@') + 1), 1)
+    return target && { target, where: 'url' }
+  }
+  const target = parseAuthority(input)
+  return target && { target, where: 'connect' }
+}
+
+/**
+ * What `check` decides: the policy's decision on `name` asked by `client`, and whether DNS answers
+ * that client REFUSED. A URL or `host:port` (a responder pastes them from alerts) is decided as
+ * the proxy decides its host (an address literal is no name and passes), and `from` is the input.
+ */
+export function checkDecision(s: Snapshot, name: string, client: string): { decision: Decision; refused: boolean; from?: string } {
+  const refused = !new CidrSet(s.config.dns.allowClients).has(client)
+  const t = targetOf(name)
+  if (t === undefined) return { decision: s.policy.decide(client, name, 'qname'), refused }
+  return { decision: decideTarget(s, client, t.target, t.where), refused, from: name }
 }
 
 /** A decision as `check --json` and `/api/check` give it. */
@@ -55,10 +84,12 @@ export interface DecisionFields {
   readonly sigma: unknown
   readonly unparseable: boolean
   readonly dnsRefused?: true
+  /** The URL or host:port `name` was taken from. */
+  readonly from?: string
 }
 
-/** The decision's fields (JSON); `refused`: the client is not in dns.allowClients. */
-export function decisionFields(d: Decision, client: string, refused = false): DecisionFields {
+/** The decision's fields (JSON); `refused`: the client is not in dns.allowClients; `from`: the URL or host:port the name came from. */
+export function decisionFields(d: Decision, client: string, refused = false, from?: string): DecisionFields {
   return {
     name: d.name, client, group: d.group, action: d.action, reason: d.reason,
     list: d.list ?? null,
@@ -66,13 +97,17 @@ export function decisionFields(d: Decision, client: string, refused = false): De
     sigma: d.sigma ?? null,
     unparseable: d.unparseable ?? false,
     ...refused ? { dnsRefused: true as const } : {},
+    ...from === undefined ? {} : { from },
   }
 }
 
-/** The decision and why, for a person (decisionFields: as JSON); `refused`: the client is not in dns.allowClients. */
-export function explainDecision(d: Decision, client: string, refused = false): string {
+/**
+ * The decision and why, for a person (decisionFields: as JSON); `refused`: the client is not in
+ * dns.allowClients; `from`: the URL or host:port the name was taken from.
+ */
+export function explainDecision(d: Decision, client: string, refused = false, from?: string): string {
   const lines = [
-    `${d.name}: ${d.action.toUpperCase()}`,
+    `${d.name}${from === undefined ? '' : ` (from ${from})`}: ${d.action.toUpperCase()}`,
     `  client:  ${client} (group ${d.group})`,
     `  reason:  ${d.reason}`,
   ]

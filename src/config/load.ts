@@ -1,32 +1,26 @@
 import { X509Certificate } from 'node:crypto'
-import { accessSync, constants, readFileSync, statSync } from 'node:fs'
+import { accessSync, constants, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { LineCounter, parseDocument, isNode } from 'yaml'
 import { AppError } from '../errors.js'
+import { readTextFile, refusal } from '../read-file.js'
 import type { Config } from '../snapshot-types.js'
 import { formatPath, problemsFromIssues, type ConfigProblem } from './errors.js'
 import { resolveConfig } from './resolve.js'
 import { configWarnings } from './warnings.js'
 import { cacheTtls, configSchema } from './schema.js'
 
-const NOT_REGULAR = 'not a regular file (a FIFO, socket or device)'
-
-/** A FIFO, socket or device, but for /dev/null (what `regular` in unreadable refuses). */
-function special(st: { isFile(): boolean; isDirectory(): boolean }, file: string): boolean {
-  return !st.isFile() && !st.isDirectory() && file !== '/dev/null'
-}
-
 /**
- * Why a list file cannot be read, or undefined when it can. `regular` (serve): a FIFO, socket or
- * device is refused too, as reading one would block the whole process until something writes to
- * it (or never end); the one-shot commands may read a pipe (`--config <(…)`), and `/dev/null`
- * (an empty list) is fine everywhere.
+ * Why a list file cannot be read, or undefined when it can. A device or socket is refused for
+ * every command (see refusal: /dev/zero never ends); a FIFO too unless `pipes` (the one-shot
+ * commands: `--config <(…)`), as serve would wait on it. `/dev/null` (an empty list) is fine.
  */
-export function unreadable(file: string, regular = false): string | undefined {
+export function unreadable(file: string, pipes = false): string | undefined {
   try {
     const st = statSync(file)
     if (st.isDirectory()) return 'a directory, not a file'
-    if (regular && special(st, file)) return NOT_REGULAR
+    const why = refusal(st, file, { pipes })
+    if (why !== undefined) return why
     accessSync(file, constants.R_OK)
     return undefined
   } catch (e) {
@@ -44,7 +38,7 @@ const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'ob
  * it reads is itself wrong: a group's list names need `lists:` to be a mapping (or absent: the
  * shipped lists), a list file a path string, minTtl ≤ maxTtl two valid durations.
  */
-function crossChecks(raw: Record<string, unknown>, baseDir: string, regular: boolean): ConfigProblem[] {
+function crossChecks(raw: Record<string, unknown>, baseDir: string, pipes: boolean): ConfigProblem[] {
   const out: ConfigProblem[] = []
   const lists = raw.lists === undefined ? new Set(['ngrok', 'tunnels']) : isMapping(raw.lists) ? new Set(Object.keys(raw.lists)) : undefined
   const seen = new Set<string>()
@@ -69,7 +63,7 @@ function crossChecks(raw: Record<string, unknown>, baseDir: string, regular: boo
     files.forEach((f: unknown, i) => {
       if (typeof f !== 'string' || f === '') return
       const abs = isAbsolute(f) ? f : resolve(baseDir, f)
-      const why = unreadable(abs, regular)
+      const why = unreadable(abs, pipes)
       const hint = isAbsolute(f) ? '' : ' (relative paths are from the config file\'s directory)'
       if (why !== undefined) out.push({ path: ['lists', name, 'files', i], message: `cannot read list file ${abs}: ${why}${hint}` })
     })
@@ -87,10 +81,10 @@ const PEM_CERT = /-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g
  * cannot serve (a file that cannot be read, no certificate in it, one that does not parse).
  * A file that does not parse would otherwise trust nothing more, silently.
  */
-function readTlsCa(file: string, regular: boolean, hint: string): { pem: string } | { problem: string } {
-  const why = unreadable(file, regular)
+function readTlsCa(file: string, pipes: boolean, hint: string): { pem: string } | { problem: string } {
+  const why = unreadable(file, pipes)
   if (why !== undefined) return { problem: `cannot read TLS CA file ${file}: ${why}${hint}` }
-  const text = readFileSync(file, 'latin1')
+  const text = readTextFile(file, 'latin1', { pipes })
   const certs = [...text.matchAll(PEM_CERT)]
   if (certs.length === 0) {
     return { problem: `no certificate in TLS CA file ${file}; write the CA's certificate in PEM (-----BEGIN CERTIFICATE-----; from DER: openssl x509 -inform der -in ca.der -out ca.pem)` }
@@ -107,11 +101,11 @@ function readTlsCa(file: string, regular: boolean, hint: string): { pem: string 
 }
 
 /** dns.tlsCaFile of the raw config (when it is a path), read: its certificates, or the problem. */
-function tlsCaCheck(raw: Record<string, unknown>, baseDir: string, regular: boolean): { pem?: string; problems: ConfigProblem[] } {
+function tlsCaCheck(raw: Record<string, unknown>, baseDir: string, pipes: boolean): { pem?: string; problems: ConfigProblem[] } {
   const f = isMapping(raw.dns) ? raw.dns.tlsCaFile : undefined
   if (typeof f !== 'string' || f === '') return { problems: [] }
   const hint = isAbsolute(f) ? '' : ' (relative paths are from the config file\'s directory)'
-  const r = readTlsCa(isAbsolute(f) ? f : resolve(baseDir, f), regular, hint)
+  const r = readTlsCa(isAbsolute(f) ? f : resolve(baseDir, f), pipes, hint)
   return 'pem' in r ? { pem: r.pem, problems: [] } : { problems: [{ path: ['dns', 'tlsCaFile'], message: r.problem }] }
 }
 
@@ -141,9 +135,9 @@ export function parseConfigText(text: string, source: string, opts: LoadOptions 
   const baseDir = dirname(resolve(source))
   const r = configSchema.safeParse(raw, { reportInput: true })
   // schema errors and the reference checks together: one run shows every error that can be found
-  const regular = opts.serve === true || opts.reload === true
-  const ca = tlsCaCheck(raw as Record<string, unknown>, baseDir, regular)
-  const problems = [...r.success ? [] : problemsFromIssues(r.error.issues), ...crossChecks(raw as Record<string, unknown>, baseDir, regular), ...ca.problems]
+  const pipes = opts.serve !== true && opts.reload !== true
+  const ca = tlsCaCheck(raw as Record<string, unknown>, baseDir, pipes)
+  const problems = [...r.success ? [] : problemsFromIssues(r.error.issues), ...crossChecks(raw as Record<string, unknown>, baseDir, pipes), ...ca.problems]
   if (problems.length > 0) {
     // by line (a stable sort keeps the order of problems on one line)
     const details = problems.map(p => ({ line: lineOf(p.path), p }))
@@ -162,7 +156,7 @@ export function builtinConfig(opts: { resolvConf?: string } = {}): Config {
 
 export interface LoadOptions {
   readonly resolvConf?: string
-  /** For serve: the config and list files must be regular files (see unreadable). */
+  /** For serve: the config and list files must be regular files, not pipes either (see refusal). */
   readonly serve?: boolean
   /** A reload (for serve too): a config with no setting in it is refused. */
   readonly reload?: boolean
@@ -184,10 +178,9 @@ export function loadConfig(path: string | undefined, opts: LoadOptions = {}): Co
   if (path === undefined) return builtinConfig(opts)
   let text: string
   try {
-    // for serve, a FIFO would block the whole process until something writes to it (a missing
-    // file, a directory: readFileSync's own error)
-    if ((opts.serve || opts.reload) && special(statSync(path), path)) throw new Error(NOT_REGULAR)
-    text = readFileSync(path, 'utf8')
+    // bounded for every command: a device is refused, and so is a FIFO for serve, which would wait
+    // on it (a missing file, a directory: the system's own error)
+    text = readTextFile(path, 'utf8', { pipes: opts.serve !== true && opts.reload !== true })
   } catch (e) {
     throw new AppError('CONFIG_INVALID', `${path}: cannot read config: ${(e as Error).message}`)
   }

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import { AppError } from '../errors.js'
+import { readFileAsync, readTextFile } from '../read-file.js'
 import type { ListConfig, ListInfo } from '../snapshot-types.js'
 import { parseLinesInSteps } from './formats/lines.js'
 import type { EntrySink } from './formats/sink.js'
@@ -14,14 +13,16 @@ export { formatOf, parseListText, type ListFormat } from './parse-list.js'
 export const MAX_WARNINGS_PER_SOURCE = 500
 
 export interface LoadListsOptions {
-  /** Reads a list file as text (default: fs.readFileSync utf8). Throws when unreadable. */
+  /** Reads a list file as text (default: readTextFile, bounded: a device is refused). Throws when unreadable. */
   readonly readFile?: (path: string) => string
+  /** The default reader reads a FIFO or pipe too, up to PIPE_MAX_BYTES (the one-shot commands); serve's refuses one. */
+  readonly pipes?: boolean
   /** Remote list contents already fetched: list name → texts with the URL (or other source) they came from. */
   readonly extraTexts?: Readonly<Record<string, readonly { source: string; text: string }[]>>
 }
 
-export interface LoadListsAsyncOptions extends Omit<LoadListsOptions, 'readFile'> {
-  /** Reads a list file as text (default: fs.promises.readFile utf8). Rejects when unreadable. */
+export interface LoadListsAsyncOptions extends Omit<LoadListsOptions, 'readFile' | 'pipes'> {
+  /** Reads a list file as text (default: readFileAsync, utf8: a FIFO or device is refused). Rejects when unreadable. */
   readonly readFile?: (path: string) => Promise<string>
   /** How long the work may hold the event loop before it gives it a turn (ms; SLICE_MS). */
   readonly sliceMs?: number
@@ -56,7 +57,7 @@ type Texts = Map<string, { source: string; text: string }[]>
  * parsed when one is unreadable, and the matcher is sized once for the lines it will hold.
  */
 export function loadLists(lists: Readonly<Record<string, ListConfig>>, opts: LoadListsOptions = {}): LoadedLists {
-  const steps = build(lists, gather(lists, opts, opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'))), opts)
+  const steps = build(lists, gather(lists, opts, opts.readFile ?? ((p: string) => readTextFile(p, 'utf8', { pipes: opts.pipes }))), opts)
   for (;;) {
     const r = steps.next()
     if (r.done) return r.value
@@ -71,7 +72,7 @@ export function loadLists(lists: Readonly<Record<string, ListConfig>>, opts: Loa
 export async function loadListsAsync(lists: Readonly<Record<string, ListConfig>>, opts: LoadListsAsyncOptions = {}): Promise<LoadedLists> {
   // read as bytes and decoded at once: fs.promises.readFile's own decoding hands back a string in
   // pieces, and joining them blocks longer (75 ms for 57 MB) than decoding the whole (55 ms)
-  const read = opts.readFile ?? (async (p: string) => (await readFile(p)).toString('utf8'))
+  const read = opts.readFile ?? (async (p: string) => (await readFileAsync(p)).toString('utf8'))
   const got = new Map<string, string | Error>()
   // one file at a time: a config with many lists does not take as many descriptors at once
   for (const file of new Set(Object.values(lists).flatMap(l => l.files))) {

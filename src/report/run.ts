@@ -32,17 +32,21 @@ export interface ReportArgs {
 /** A written time: date, then optionally time of day (with seconds and a fraction), then optionally a zone. */
 const TIME = /^(\d{4})-(\d\d)-(\d\d)(?:[Tt ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?([Zz]|[+-]\d\d:?\d\d)?)?$/
 
+/** A time of day alone (no date, no zone): today's, in UTC. */
+const TIME_OF_DAY = /^\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?$/
+
 /**
  * "24h" → now − 24h; a time → that time. A time without a zone is UTC, as every time the report
- * prints is. `end` (--until): the end of what was written, so that a time copied from the table
- * (to the second) or a day (2026-11-30) includes all of it. A date or time that does not exist
- * (February 30, 24:00) is an error.
+ * prints is, and a time of day alone (09:00, 20:05:03) is today's (the UTC date of `now`). `end`
+ * (--until): the end of what was written, so that a time copied from the table (to the second) or
+ * a day (2026-11-30) includes all of it. A date or time that does not exist (February 30, 24:00)
+ * is an error.
  */
 export function parseTime(flag: string, v: string, now: number, end = false): number {
   const ms = parseDuration(v)
   if (ms !== undefined) return now - ms
-  const bad = () => new AppError('USAGE', `report: --${flag} ${v}: expected a duration (30m, 24h, 7d) or a time (2026-11-21, 2026-11-21T10:00:00Z; UTC when no zone is given)`)
-  const m = TIME.exec(v)
+  const bad = () => new AppError('USAGE', `report: --${flag} ${v}: expected a duration (30m, 24h, 7d) or a time (2026-11-21, 2026-11-21T10:00:00Z, 10:00 today; UTC when no zone is given)`)
+  const m = TIME.exec(TIME_OF_DAY.test(v) ? `${new Date(now).toISOString().slice(0, 10)}T${v}` : v)
   if (!m) throw bad()
   const [, y, mo, d, h, mi, sec, frac, zone] = m
   const n = (x: string | undefined) => x === undefined ? 0 : Number(x)

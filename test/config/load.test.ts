@@ -246,10 +246,10 @@ t.test('YAML syntax errors, non-mappings, unreadable files', async t => {
   // for serve, a FIFO (or a device) would block the process at the read: refused, as a config and as a list
   const fifo = join(dir, 'fifo.yaml')
   execFileSync('mkfifo', [fifo])
-  t.match(errorsOf(() => loadConfig(fifo, { serve: true })).e.message, /cannot read config: not a regular file \(a FIFO, socket or device\)$/)
+  t.match(errorsOf(() => loadConfig(fifo, { serve: true })).e.message, /cannot read config: not a regular file \(a FIFO, socket or device: serve would wait on it, or read it without end\); name a regular file or a symlink to one$/)
   t.match(errorsOf(() => loadConfig(fifo, { reload: true })).e.message, /not a regular file/)
   const listIn = `lists:\n  l: { files: [${fifo}] }\n`
-  t.same(errorsOf(() => parseConfigText(listIn, 'f.yaml', { serve: true })).details[0], `f.yaml:2: lists.l.files[0]: cannot read list file ${fifo}: not a regular file (a FIFO, socket or device)`,
+  t.same(errorsOf(() => parseConfigText(listIn, 'f.yaml', { serve: true })).details[0], `f.yaml:2: lists.l.files[0]: cannot read list file ${fifo}: not a regular file (a FIFO, socket or device: serve would wait on it, or read it without end); name a regular file or a symlink to one`,
     'an absolute path: no word about relative paths')
   t.equal(parseConfigText(listIn, 'f.yaml').lists.l!.files[0], fifo, 'validate, check and lists may read a pipe (--config <(…))')
   t.equal(parseConfigText('lists:\n  l: { files: [/dev/null] }\n', 'n.yaml', { serve: true }).lists.l!.files[0], '/dev/null', '/dev/null: an empty list, for serve too')

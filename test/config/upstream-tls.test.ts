@@ -117,8 +117,11 @@ t.test('dns.tlsCaFile that cannot serve: the config file, line, path and fix', a
   t.same(errors('/dev/null'), [`${cfg}:3: dns.tlsCaFile: no certificate in TLS CA file /dev/null; write the CA's certificate in PEM (-----BEGIN CERTIFICATE-----; from DER: openssl x509 -inform der -in ca.der -out ca.pem)`])
   mkdirSync(join(dir, 'fifo-dir'))
   execFileSync('mkfifo', [join(dir, 'fifo-dir', 'ca.fifo')])
-  t.same(errors('fifo-dir/ca.fifo'), [`${cfg}:3: dns.tlsCaFile: cannot read TLS CA file ${join(dir, 'fifo-dir', 'ca.fifo')}: not a regular file (a FIFO, socket or device) (relative paths are from the config file's directory)`],
+  t.same(errors('fifo-dir/ca.fifo'), [`${cfg}:3: dns.tlsCaFile: cannot read TLS CA file ${join(dir, 'fifo-dir', 'ca.fifo')}: not a regular file (a FIFO, socket or device: serve would wait on it, or read it without end); name a regular file or a symlink to one (relative paths are from the config file's directory)`],
     'serve does not block on a FIFO')
+  writeFileSync(cfg, 'dns:\n  upstreams: ["tls://10.0.0.53"]\n  tlsCaFile: /dev/zero\n')
+  t.same(detailsOf(() => loadConfig(cfg)), [`${cfg}:3: dns.tlsCaFile: cannot read TLS CA file /dev/zero: not a regular file (a device or socket: reading it might never end); name a regular file, a symlink to one, or a pipe (<(…))`],
+    'validate, check and lists: a device is not read either (it never ends)')
   // beside the schema's errors, each on its line
   writeFileSync(cfg, 'dns:\n  upstreams: ["tls://dns.example"]\n  tlsCaFile: nosuch.pem\n')
   t.same(detailsOf(() => loadConfig(cfg)), [

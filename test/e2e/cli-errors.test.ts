@@ -1,7 +1,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
-import { writeFileSync } from 'node:fs'
+import { symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CLI } from '../fixtures/serve-process.js'
 
@@ -115,4 +115,45 @@ t.test('a reader that goes away (`| head -1`) ends the command quietly, with its
     t.equal(r.code, code, `${cmd}: its own exit code`)
     t.notMatch(r.err, /EPIPE|Unhandled|node:events/, `${cmd}: no stack`)
   }
+})
+
+t.test('an endless device (/dev/zero) as a list or as the config: exit 2 naming file, line, path and fix, for every command', async t => {
+  const dir = t.testdir({ 'dn.yaml': 'dns: { upstreams: ["udp://127.0.0.1:9"] }\nlists:\n  z: { files: [/dev/zero] }\n' })
+  const dn = join(dir, 'dn.yaml')
+  const device = 'not a regular file (a device or socket: reading it might never end); name a regular file, a symlink to one, or a pipe (<(…))'
+  for (const args of [['validate'], ['lists'], ['check', 'x.ngrok-free.app']]) {
+    const asList = await cli([...args, '--config', dn])
+    t.equal(asList.code, 2, `${args[0]}, /dev/zero as a list: ${asList.err}`)
+    t.equal(asList.err, `tunnelguard: ${dn}: 1 error\n  ${dn}:3: lists.z.files[0]: cannot read list file /dev/zero: ${device}\n`, `${args[0]}: a list`)
+    t.equal(asList.out, '')
+    const asConfig = await cli([...args, '--config', '/dev/zero'])
+    t.equal(asConfig.code, 2, `${args[0]}, /dev/zero as the config: ${asConfig.err}`)
+    t.equal(asConfig.err, `tunnelguard: /dev/zero: cannot read config: ${device}\n`, `${args[0]}: the config`)
+  }
+  // serve refused both before (a FIFO, socket or device): still so
+  const serve = 'not a regular file (a FIFO, socket or device: serve would wait on it, or read it without end); name a regular file or a symlink to one'
+  t.equal((await cli(['serve', '--config', dn])).err, `tunnelguard: ${dn}: 1 error\n  ${dn}:3: lists.z.files[0]: cannot read list file /dev/zero: ${serve}\n`)
+  t.equal((await cli(['serve', '--config', '/dev/zero'])).err, `tunnelguard: /dev/zero: cannot read config: ${serve}\n`)
+})
+
+t.test('what a config may be for validate, check and lists: a symlink to a file (a ConfigMap), a pipe (<(…)), a list through a symlink', async t => {
+  const dir = t.testdir({ 'l.txt': 'ngrok-free.app\n', 'c.yaml': 'dns: { upstreams: ["udp://127.0.0.1:9"] }\nlists:\n  l: { files: [l-link.txt] }\n' })
+  symlinkSync(join(dir, 'l.txt'), join(dir, 'l-link.txt'))
+  symlinkSync(join(dir, 'c.yaml'), join(dir, 'c-link.yaml'))
+  const r = await cli(['check', 'x.ngrok-free.app', '--config', join(dir, 'c-link.yaml')])
+  t.equal(r.code, 0, r.err)
+  t.match(r.out, /^x\.ngrok-free\.app: BLOCK\n/)
+  t.match(r.out, `in list l, ${join(dir, 'l-link.txt')}:1`)
+  // bash's process substitution: a pipe, read to its end (its lists named by absolute paths:
+  // relative ones would be from /dev/fd)
+  writeFileSync(join(dir, 'abs.yaml'), `dns: { upstreams: ["udp://127.0.0.1:9"] }\nlists:\n  l: { files: ["${join(dir, 'l-link.txt')}"] }\n`)
+  const piped = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+    const child = spawn('bash', ['-c', `"$1" "$2" validate --config <(cat "$3")`, 'bash', process.execPath, CLI, join(dir, 'abs.yaml')], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', d => { out += d })
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('timeout: validate --config <(…)')) }, 20_000)
+    child.on('exit', code => { clearTimeout(timer); resolve({ code, out }) })
+  })
+  t.equal(piped.code, 0)
+  t.match(piped.out, /^\/dev\/fd\/\d+: valid\n$/)
 })

@@ -77,6 +77,12 @@ t.test('loadListsAsync: unreadable files are the same LIST_LOAD error; an inject
   let sync: unknown
   try { loadLists(lists) } catch (e) { sync = e }
   await t.rejects(loadListsAsync(lists), { code: 'LIST_LOAD', message: (sync as Error).message, details: (sync as { details: string[] }).details })
+  // a device (it never ends) is refused before a byte is read, in the words of the sync loader
+  const zero = { z: list(['/dev/zero']) }
+  let syncZero: unknown
+  try { loadLists(zero) } catch (e) { syncZero = e }
+  t.match(syncZero, { code: 'LIST_LOAD', message: /^list z: cannot read \/dev\/zero \(not a regular file \(a FIFO, socket or device/ })
+  await t.rejects(loadListsAsync(zero), { code: 'LIST_LOAD', message: (syncZero as Error).message })
   const read: string[] = []
   const { matcher } = await loadListsAsync({ a: list(['/virtual/a.txt', '/virtual/a.txt']) }, { readFile: async p => { read.push(p); return 'a.example\n' } })
   t.same(read, ['/virtual/a.txt'], 'a file named twice is read once')

@@ -62,4 +62,11 @@ t.test('/api/check names a list entry by its file name, or by its URL without cr
     t.notMatch(all, /etc\/tunnelguard|private|secret|SECRET|user|frag|\/srv/, 'no directory, credential or query anywhere')
   }
   t.same(shortSource('ngrok.txt:1'), 'ngrok.txt:1', 'a bare name stays')
+  // a URL or host:port: its host, as `check` takes it, and from what
+  const url = await fetchJson(admin.port, `/api/check?name=${encodeURIComponent('https://a.file.example/x?y')}&client=10.1.2.3`)
+  t.match(url.body, { name: 'a.file.example', action: 'block', entry: { pattern: 'file.example', source: 'ngrok.txt:12' }, from: 'https://a.file.example/x?y' })
+  t.match(url.body.explanation, /^a\.file\.example \(from https:\/\/a\.file\.example\/x\?y\): BLOCK\n/)
+  const hp = await fetchJson(admin.port, '/api/check?name=whole.example:443&client=10.1.2.3')
+  t.match(hp.body, { name: 'whole.example', action: 'block', from: 'whole.example:443' })
+  t.notOk('from' in (await fetchJson(admin.port, '/api/check?name=whole.example&client=10.1.2.3')).body, 'a name: no from')
 })

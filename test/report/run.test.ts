@@ -155,9 +155,18 @@ t.test('--since and --until: UTC when no zone is given, the end of what --until 
   t.equal(at('2026-11-21t05:05:03-0500'), '2026-11-21T10:05:03.000Z')
   t.equal(at('2026-11-21T10:05:03z'), '2026-11-21T10:05:03.000Z')
   t.equal(at('30m'), '2026-11-21T10:30:00.000Z')
+  // a time of day alone (README: `--until 20:05:03`): today's, UTC
+  t.equal(at('20:05:03', true), '2026-11-21T20:05:03.999Z', 'until a time of day: that whole second, today')
+  t.equal(at('09:00'), '2026-11-21T09:00:00.000Z', 'since 09:00: today, UTC')
+  t.equal(at('09:00', true), '2026-11-21T09:00:59.999Z')
+  t.equal(at('10:05:03.4', true), '2026-11-21T10:05:03.499Z')
+  t.equal(new Date(parseTime('x', '00:00', Date.parse('2026-11-21T23:59:59.999Z'))).toISOString(), '2026-11-21T00:00:00.000Z', 'the UTC date of now')
+  for (const bad of ['24:00', '10:60', '10:05:60', '9:00', '10:05Z', '10']) {
+    t.throws(() => parseTime('until', bad, now, true), { code: 'USAGE', message: /^report: --until .*: expected a duration/ }, bad)
+  }
   for (const bad of ['2026-02-30', '2026-13-01', '2026-11-21T24:00', '2026-11-21T10:60', '2026-11-21T10:05:60', '2026-11-21Z',
     '2026-11-21T10:05+25:00', '2026-11-21T10:05+02:61', '21/11/2026', '2026-11-21T10', 'yesterday']) {
-    t.throws(() => parseTime('since', bad, now), { code: 'USAGE', message: `report: --since ${bad}: expected a duration (30m, 24h, 7d) or a time (2026-11-21, 2026-11-21T10:00:00Z; UTC when no zone is given)` }, bad)
+    t.throws(() => parseTime('since', bad, now), { code: 'USAGE', message: `report: --since ${bad}: expected a duration (30m, 24h, 7d) or a time (2026-11-21, 2026-11-21T10:00:00Z, 10:00 today; UTC when no zone is given)` }, bad)
   }
   // the window is shown: in the table's last lines and in JSON
   const table = await report({ files: [plain], since: '2026-11-21 10:03', until: '2026-11-21T10:04' })
@@ -167,6 +176,7 @@ t.test('--since and --until: UTC when no zone is given, the end of what --until 
   t.match(await report({ files: [plain], until: '59m' }), '\nwindow: (start) .. 2026-11-21T10:01:00.000Z (UTC, both included)\n')
   t.notOk('window' in JSON.parse(await report({ files: [plain], format: 'json' })).summary, 'no window without --since or --until')
   t.notMatch(await report({ files: [plain] }), /window:/)
+  t.match(await report({ files: [plain], since: '10:03', until: '10:04' }), table.slice(table.indexOf('\nwindow:')), 'times of day: today, the same window and decisions')
 })
 
 t.test('errors', async t => {
