@@ -36,12 +36,17 @@ t.test('check takes the host from a URL or host:port pasted from an alert, and s
   t.match(JSON.parse((await run(['check', 'http://10.1.2.3/x', '--json'])).out), { name: '10.1.2.3', action: 'pass', from: 'http://10.1.2.3/x' })
   // a name is decided as it is, with no word about where it came from
   t.notOk('from' in JSON.parse((await run(['check', 'x.ngrok.io', '--json'])).out))
-  // still not a name: fail closed, as before
-  for (const n of ['a:b:c', 'https://bad!host/x', 'x.ngrok.io:99999', 'https://[zz]/']) {
+  // no URL or host:port: decided as DNS would decide a query for it, as a name under its longest
+  // host-name suffix (the label that is none named in the reason)
+  for (const [n, label, under] of [['a:b:c', 'a:b:c', 'the root'], ['https://bad!host/x', 'https://bad!host/x', 'the root'],
+    ['x.ngrok.io:99999', 'io:99999', 'the root'], ['https://[zz]/', 'https://[zz]/', 'the root']]) {
     const r = JSON.parse((await run(['check', n, '--json'])).out)
-    t.match(r, { name: n, action: 'block', unparseable: true }, n)
+    t.match(r, { name: n, action: 'pass', unparseable: true }, n)
+    t.match(r.reason, `in "${label}"): decided as a name under ${under}`, n)
     t.notOk('from' in r, n)
   }
+  // and a listed suffix decides it
+  t.match(JSON.parse((await run(['check', 'my agent.x.ngrok.io', '--json'])).out), { action: 'sinkhole', list: 'ngrok', unparseable: true })
 })
 
 t.test('whole labels: myngrok.io and ngrok.io.example.com pass', async t => {

@@ -46,7 +46,7 @@ function hostSuffix(raw: string): { under: string; label: string; why: string } 
     under = n.name
   }
   // the whole name does not normalize (the caller asks only about such a name): its first label is what is wrong
-  return { under, label: labels[0] ?? '', why: (normalizeName(raw) as { reason: string }).reason }
+  return { under, label: labels[0]!, why: (normalizeName(raw) as { reason: string }).reason }
 }
 
 /**
