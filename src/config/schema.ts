@@ -106,6 +106,9 @@ export function credentialsDecode(u: URL): boolean {
   }
 }
 
+/** The message for a URL whose credentials do not percent-decode (credentialsDecode). */
+const BAD_CREDENTIALS = 'the user name or password in the URL is not valid percent-encoding (UTF-8 as %XX); write a literal % as %25'
+
 /** http://[user[:password]@]host[:port] with nothing after the authority: an HTTP proxy (CONNECT is spoken to it in clear). */
 export function isParentUrl(s: string): boolean {
   if (!/^http:\/\//i.test(s) || !URL.canParse(s)) return false
@@ -273,6 +276,9 @@ export const configSchema = z.strictObject({
     listen: z.array(hostPort).default(['127.0.0.1:3128']),
     parent: z.string().refine(isParentUrl, {
       message: 'not a parent proxy URL; write http://HOST:PORT or http://USER:PASSWORD@HOST:PORT (an HTTP proxy that takes CONNECT)',
+    }).refine(u => !URL.canParse(u) || credentialsDecode(new URL(u)), {
+      // its user and password are sent decoded, as Proxy-Authorization (basicAuth)
+      message: BAD_CREDENTIALS,
     }).nullable().default(null),
     connectPorts: z.array(port).default([443]),
     // plain HTTP: squid's default Safe_ports without 21, 70 and 210 (ftp, gopher, wais: not spoken here)
@@ -318,7 +324,9 @@ export const configSchema = z.strictObject({
   lists: z.record(listName, z.strictObject({
     files: z.array(filePath).default([]),
     urls: z.array(z.string().refine(u => /^https?:\/\/[^/?#\s]+/i.test(u) && URL.canParse(u),
-      'not an http:// or https:// URL; write e.g. https://example.org/list.txt')).default([]),
+      'not an http:// or https:// URL; write e.g. https://example.org/list.txt')
+      // its user and password are sent decoded, as Basic authorization (withoutCredentials)
+      .refine(u => !URL.canParse(u) || credentialsDecode(new URL(u)), BAD_CREDENTIALS)).default([]),
     refresh: duration.refine(ms => ms >= 1000, 'refresh a remote list at most every 1s (0 would fetch it without pause); write e.g. 1h, 1d').default(86_400_000),
     maxBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
     action: action.default('block'),
@@ -334,7 +342,7 @@ export const configSchema = z.strictObject({
     webhook: z.strictObject({
       url: z.string().url().refine(u => /^https?:\/\//.test(u), 'the webhook URL must be http:// or https://')
         // its user and password are sent decoded, as Basic authorization (withoutCredentials)
-        .refine(u => !URL.canParse(u) || credentialsDecode(new URL(u)), 'the user name or password in the URL is not valid percent-encoding (UTF-8 as %XX); write a literal % as %25'),
+        .refine(u => !URL.canParse(u) || credentialsDecode(new URL(u)), BAD_CREDENTIALS),
       maxQueue: z.number().int().min(1).default(1000),
       retries: z.number().int().min(0).max(10).default(3),
       backoff: duration.default(1000),

@@ -171,6 +171,12 @@ t.test('a reference check is skipped only where the part it reads is itself inva
     t.same(only(`alerts: { webhook: { url: "${u}" } }\n`), ['alerts.webhook.url: the user name or password in the URL is not valid percent-encoding (UTF-8 as %XX); write a literal % as %25'], u)
   }
   t.equal(parseConfigText('alerts: { webhook: { url: "http://a%25b:c@127.0.0.1:9/h" } }\n', 'w.yaml').alerts.webhook!.url, 'http://a%25b:c@127.0.0.1:9/h')
+  // so could a remote list's fetch (serve died with a URIError at start) and the parent's Proxy-Authorization
+  const bad = 'the user name or password in the URL is not valid percent-encoding (UTF-8 as %XX); write a literal % as %25'
+  t.same(only('lists: { r: { urls: ["http://a%zz:pw@127.0.0.1:9/x.txt"] } }\n'), [`lists.r.urls[0]: ${bad}`])
+  t.same(only('proxy: { parent: "http://a:%E0%A4@127.0.0.1:8080" }\n'), [`proxy.parent: ${bad}`])
+  t.equal(parseConfigText('proxy: { parent: "http://a%25b:c@127.0.0.1:8080" }\n', 'p.yaml').proxy.parent, 'http://a%25b:c@127.0.0.1:8080')
+  t.same(parseConfigText('lists: { r: { urls: ["https://u:p%40ss@127.0.0.1/x.txt"] } }\n', 'l.yaml').lists.r!.urls, ['https://u:p%40ss@127.0.0.1/x.txt'])
   t.same(only('alerts: { webhook: { url: "not a url" } }\n'), ['alerts.webhook.url: Invalid URL', 'alerts.webhook.url: the webhook URL must be http:// or https://'], 'not a URL: said so, nothing decoded')
   // alerts.webhook.headers: what fetch would refuse (every alert given up at run time) is refused here
   const hook = (h: string) => `alerts: { webhook: { url: "http://127.0.0.1:9/h", headers: { ${h} } } }\n`
