@@ -1,4 +1,5 @@
-import { readFile, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
+import { readFileAsync } from '../read-file.js'
 import { versionOf } from '../file-watch.js'
 import { LeaseIndex, isEmptyLeaseFile, parseLeases, type Lease } from './leases.js'
 
@@ -61,7 +62,8 @@ export class LeaseFiles {
         const s = await stat(file)
         const sig = versionOf(s)
         if (sig === st.sig) continue
-        const text = await readFile(file, 'utf8')
+        // a device or FIFO is refused (read to its end it would fill the memory, or wait forever)
+        const text = (await readFileAsync(file)).toString('utf8')
         st.sig = sig
         if (st.failed) this.#o.info('lease file readable again', { file })
         st.failed = false

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readTextFile } from '../read-file.js'
 
 /** One DHCP lease: who held an address, and when. Times in ms; start -Infinity when unknown. */
 export interface Lease {
@@ -140,11 +140,15 @@ export class LeaseIndex {
   }
 }
 
-/** Read and index lease files (dnsmasq, ISC dhcpd or Kea CSV, detected per file). */
+/**
+ * Read and index lease files (dnsmasq, ISC dhcpd or Kea CSV, detected per file), for `report`:
+ * bounded as the config and lists are (a device is refused; a pipe, `--leases <(ssh router cat …)`,
+ * is read to PIPE_MAX_BYTES).
+ */
 export async function loadLeases(files: readonly string[]): Promise<LeaseIndex> {
   const all: Lease[] = []
   for (const f of files) {
-    const text = await readFile(f, 'utf8')
+    const text = readTextFile(f, 'utf8', { pipes: true })
     const leases = parseLeases(text)
     // text with no lease in it is the wrong file (dhcpd.conf for dhcpd.leases), not an empty one:
     // the report would show no names, and say nothing

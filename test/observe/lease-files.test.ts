@@ -98,3 +98,17 @@ t.test('stopped before the first read ends: no timer', async t => {
   await started
   t.equal(s.indexes.length, 0)
 })
+
+t.test('a lease file that is a device: refused with a warning before a byte is read, the others still read', async t => {
+  const s = setup(t, { 'dnsmasq.leases': dnsmasq('laptop-5') })
+  const lf = new LeaseFiles({
+    files: [join(s.dir, 'dnsmasq.leases'), '/dev/zero'], checkMs: 60_000,
+    onIndex: i => { s.indexes.push(i) },
+    warn: (msg, f) => { s.log.push({ level: 'warn', msg, file: `${String(f.file)}: ${String(f.error)}` }) },
+    info: () => {},
+  })
+  t.teardown(() => lf.stop())
+  await lf.start()
+  t.equal(s.host(), 'laptop-5', 'the regular file is read')
+  t.match(s.log, [{ level: 'warn', msg: 'cannot read lease file; keeping its last good leases', file: /^\/dev\/zero: not a regular file \(a FIFO, socket or device/ }])
+})
