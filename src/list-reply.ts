@@ -12,17 +12,21 @@ export type Reply =
  * by `source`): lines with an entry, and lines with a warning and no entry (invalid). Comments,
  * blank lines and headers are neither.
  */
-export function lineCounts(text: string, source: string): { entries: number; invalid: number; rule: boolean } {
+export function lineCounts(text: string, source: string): { entries: number; invalid: number; rule: boolean; words: number } {
   const entries = new Set<number>()
   const warned = new Set<number>()
+  let words = 0
   const format = formatOf(source)
   parseInto(text, format, {
-    entry: (_n, _k, _a, _p, line) => { entries.add(line) },
+    entry: (name, _k, _a, _p, line) => {
+      entries.add(line)
+      if (!name.includes('.')) words++
+    },
     warn: line => { warned.add(line) },
   })
   let invalid = 0
   for (const line of warned) if (!entries.has(line)) invalid++
-  return { entries: entries.size, invalid, rule: format === 'sigma' }
+  return { entries: entries.size, invalid, rule: format === 'sigma', words }
 }
 
 /**
@@ -32,8 +36,11 @@ export function lineCounts(text: string, source: string): { entries: number; inv
  * for a Sigma rule) whose lines are mostly (more than half of those not comments) not entries, is
  * a failed fetch.
  */
-export function notAList(c: { entries: number; invalid: number; rule: boolean }): string | undefined {
+export function notAList(c: { entries: number; invalid: number; rule: boolean; words?: number }): string | undefined {
   if (c.entries === 0) return 'no list entry in it'
+  // one word alone ("Unauthorized", "Forbidden", "OK") reads as a list of one top-level domain: it
+  // is an error text, and taken it would replace the whole list (a TLD to block goes in a file)
+  if (c.entries === 1 && c.words === 1 && !c.rule) return 'one word alone, an error text rather than a list of one top-level domain'
   // a Sigma rule's warnings are values inside a well-formed rule that make no entry (a partial
   // label, a regex): a rule that gives any entry is one, however many of its values it skips
   if (!c.rule && c.invalid > c.entries) return 'most of its lines are not list entries'

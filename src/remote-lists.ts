@@ -5,7 +5,7 @@ import { redactUrl, withoutCredentials } from './url-secrets.js'
 import type { Evidence } from './observe/types.js'
 import type { ExtraTexts } from './snapshot.js'
 import type { Config } from './snapshot-types.js'
-import { checkStateDir, gather, readCopy, stateDir, writeCopy, type Copy, type RemoteCopy } from './state-dir.js'
+import { checkStateDir, gather, hasCopy, readCopy, stateDir, writeCopy, type Copy, type RemoteCopy } from './state-dir.js'
 
 export { storedCopies, type RemoteCopy, type StoredCopies } from './state-dir.js'
 
@@ -52,6 +52,9 @@ type Fetched = 'changed' | 'same' | 'failed'
 const RETRY_MAX_MS = 3_600_000
 
 /** What a failed fetch leaves in use. */
+/** How long a fetch of a remote list, its body included, may take (README: "within 30 s"). */
+const FETCH_TIMEOUT_MS = 30_000
+
 const kept = (prev: Copy | undefined) => prev ? 'keeping the last good copy' : 'no copy yet: the list is empty until a fetch succeeds'
 
 /**
@@ -71,6 +74,7 @@ export function errorCause(e: unknown): { error: string; code?: string } {
 export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const doFetch = o.fetch ?? globalThis.fetch
   const now = o.now ?? Date.now
+  const timeoutMs = o.timeoutMs ?? FETCH_TIMEOUT_MS
   const copies = new Map<string, Copy>()
   /** The refresh timer of each list with urls, and the urls and refresh it was set for. */
   const timers = new Map<string, NodeJS.Timeout>()
@@ -159,13 +163,21 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   function take(list: string, url: string, shown: string, maxBytes: number, reply: Reply): Fetched {
     const cur = load(url)
     const have = { have_copy: cur !== undefined, ...retryField(list) }
-    if (reply.kind === 'unchanged') return 'same'
+    if (reply.kind === 'unchanged') {
+      // the copy on disk is what a restart starts from: one removed meanwhile (a tmp cleaner in the
+      // default state dir) is written again from the one in use, which the 304 says is current
+      // (save writes only to a trusted state dir)
+      if (cur !== undefined && !hasCopy(dir(), url)) save(url, cur)
+      return 'same'
+    }
     if (reply.kind === 'status') {
       o.evidence.warn(`remote list fetch failed; ${kept(cur)}`, { list, url: shown, status: reply.status, ...have })
       return 'failed'
     }
     if (reply.kind === 'too big') {
-      o.evidence.warn(`remote list larger than maxBytes; ${kept(cur)}`, { list, url: shown, maxBytes, ...have })
+      o.evidence.warn(`remote list larger than maxBytes; ${kept(cur)}`, {
+        list, url: shown, maxBytes, error: `the response is larger than lists.${list}.maxBytes (${maxBytes} bytes)`, code: 'TOO_LARGE', ...have,
+      })
       return 'failed'
     }
     const { text, etag, lastModified } = reply
@@ -195,7 +207,7 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     if (prev?.etag) headers['if-none-match'] = prev.etag
     if (prev?.lastModified) headers['if-modified-since'] = prev.lastModified
     try {
-      const timeout = AbortSignal.timeout(o.timeoutMs ?? 30_000)
+      const timeout = AbortSignal.timeout(timeoutMs)
       const res = await doFetch(req.url, { headers, signal: AbortSignal.any([signal, timeout]), redirect: 'follow' })
       const reply = await read(res, maxBytes)
       // stopped meanwhile (a fetch that does not heed its signal, a body already read): nothing more
@@ -203,7 +215,10 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
       return take(list, url, shown, maxBytes, reply)
     } catch (e) {
       if (signal.aborted) return 'same'   // stop() aborted it: no failure, nothing to say
-      const { error, code } = errorCause(e)
+      // the whole fetch, body included, has timeoutMs: fetch says only "The operation was aborted due to timeout"
+      const { error, code } = (e as Error).name === 'TimeoutError'
+        ? { error: `no complete response within ${timeoutMs / 1000}s`, code: 'ETIMEDOUT' }
+        : errorCause(e)
       const cur = load(url)
       o.evidence.warn(`remote list fetch failed; ${kept(cur)}`, {
         list, url: shown, error: scrub(error, url, req.url, shown), ...code === undefined ? {} : { code }, have_copy: cur !== undefined,

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { redactUrl } from './url-secrets.js'
@@ -57,6 +57,12 @@ export function readCopy(dir: string, url: string): (Copy & { unredacted: boolea
   } catch {
     return undefined   // no copy on disk yet
   }
+}
+
+/** Whether `dir` holds both files of the copy of `url` (a tmp cleaner, or a person, may have removed them). */
+export function hasCopy(dir: string, url: string): boolean {
+  const base = join(dir, key(url))
+  return existsSync(base + '.txt') && existsSync(base + '.json')
 }
 
 /**

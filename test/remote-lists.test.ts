@@ -70,6 +70,8 @@ t.test('failures keep the last good copy: HTTP error, too large, unreachable', a
     await rl.refreshAll()
     t.same(rl.texts(), {}, `${path}: nothing new taken`)
     t.match(ev.messages.at(-1)!.msg, msg)
+    // the cause and a code, as every failed fetch's line has them (a SIEM rule keys on them)
+    if (max === 1024) t.match(ev.messages.at(-1)!.fields, { error: 'the response is larger than lists.remote.maxBytes (1024 bytes)', code: 'TOO_LARGE', maxBytes: 1024 })
   }
   // a port nothing listens on (just closed): fetch's own message is "fetch failed", the cause says why
   const closed = createServer()
@@ -329,6 +331,7 @@ t.test('a 200 that is not a list (an error page, empty, only comments, mostly ju
     ['an empty body', '', 'no list entry in it', 0, 0],
     ['only comments', '# this list is empty now\n! nothing here\n\n', 'no list entry in it', 0, 0],
     ['mostly junk, one line an entry', mostly, 'most of its lines are not list entries', 1, 4],
+    ['one word alone (a 200 with an error text)', 'Unauthorized\n', 'one word alone, an error text rather than a list of one top-level domain', 1, 0],
   ] as const).entries()) {
     srv.set(body, `"junk${i}"`)
     const before = ev.messages.length
@@ -558,4 +561,42 @@ t.test('no retry sooner than the refresh, nor before start (refreshAll alone), n
   const before = calls
   await new Promise(r => setTimeout(r, 200))
   t.equal(calls, before, 'the removed list is not tried again')
+})
+
+t.test('a fetch that does not complete in time: said as a timeout, with its code', async t => {
+  const port = await httpServer(t, (_req, res) => { res.writeHead(200); res.write('ngrok.io\n') })   // the body never ends
+  const c = configWith(makeSnapshot().config, t.testdir(), [`http://127.0.0.1:${port}/list`])
+  const ev = memoryEvidence()
+  await createRemoteLists({ config: () => c, evidence: ev, onChange: () => {}, timeoutMs: 300 }).refreshAll()
+  t.match(ev.messages.at(-1), { level: 'warn', msg: 'remote list fetch failed; no copy yet: the list is empty until a fetch succeeds',
+    fields: { error: 'no complete response within 0.3s', code: 'ETIMEDOUT' } })
+})
+
+t.test('a copy removed from disk (a tmp cleaner) is written again at the next 304, so a restart still starts from it', async t => {
+  const srv = await listServer(t)
+  const dir = t.testdir()
+  const config = configWith(makeSnapshot().config, dir, [`${srv.base}/list`])
+  const rl = createRemoteLists({ config: () => config, evidence: memoryEvidence(), onChange: () => {} })
+  await rl.refreshAll()
+  const files = () => readdirSync(dir).filter(f => !f.endsWith('.tmp')).sort()
+  const kept = files()
+  t.equal(kept.length, 2, 'the text and its .json')
+  for (const f of kept) rmSync(join(dir, f))
+  await rl.refreshAll()
+  t.equal(srv.seen.at(-1)!.headers['if-none-match'], '"v1"', 'still a conditional request')
+  t.same(files(), kept, 'written again from the copy in use')
+  const restarted = createRemoteLists({ config: () => config, evidence: memoryEvidence(), onChange: () => {} })
+  t.equal(restarted.texts().remote![0]!.text, 'ngrok.io\n', 'a restart starts from it')
+  // a 304 with the copy on disk writes nothing
+  const before = statSync(join(dir, kept[0]!)).mtimeMs
+  await new Promise(r => setTimeout(r, 20))
+  await rl.refreshAll()
+  t.equal(statSync(join(dir, kept[0]!)).mtimeMs, before, 'not rewritten when it is there')
+  // a 304 with no copy anywhere (a server that answers 304 to anything): nothing to keep or write
+  const empty = t.testdir()
+  const bare = configWith(makeSnapshot().config, empty, [`${srv.base}/list`])
+  const odd = createRemoteLists({ config: () => bare, evidence: memoryEvidence(), onChange: () => t.fail('no change'), fetch: async () => new Response(null, { status: 304 }) })
+  await odd.refreshAll()
+  t.same(odd.texts(), {})
+  t.same(readdirSync(empty), [])
 })
