@@ -20,6 +20,15 @@ export function parseInto(text: string, format: ListFormat, sink: EntrySink): vo
   parseInSteps(text, format, sink, Infinity).next()     // steps of Infinity: the first is the whole text
 }
 
+/** Longest quoted text a warning repeats whole: a 300,000-character line was quoted in full, in `validate`, `lists` and the log. */
+const MAX_QUOTE = 120
+
+/** `message` with each quoted text over MAX_QUOTE characters cut, saying how long it was. */
+export function shortQuotes(message: string): string {
+  return message.length <= MAX_QUOTE ? message
+    : message.replace(/"([^"]{121,})"/g, (_m, q: string) => `"${q.slice(0, 100)}…" (${q.length} characters)`)
+}
+
 /**
  * parseInto in steps of about `stepChars` characters of a `lines` text (a Sigma or CSV text is
  * one step: they are small), so that a caller can give the event loop a turn between them.
@@ -32,7 +41,7 @@ export function* parseInSteps(text: string, format: ListFormat, sink: EntrySink,
       if (!allow && kind !== 'exact' && !name.includes('.')) sink.warn(line, `"${pattern}" is a top-level domain: it matches every name under .${name}`)
       sink.entry(name, kind, allow, pattern, line, sigma)
     },
-    warn: (line, message) => sink.warn(line, message),
+    warn: (line, message) => sink.warn(line, shortQuotes(message)),
   }
   if (format === 'sigma') parseSigma(text, out)
   else if (format === 'csv') parseCsv(text, out)

@@ -28,3 +28,27 @@ t.test('the LOTTunnels and LOLRMM fixtures load, and what cannot is a warning', 
   t.ok(lot.entries.some(e => e.name === 'ts.net' && e.kind === 'subdomains'))
   t.ok(lot.warnings.some(w => w.message.includes('"bore.pub:*"')))
 })
+
+t.test('an address or a name of the machine itself is no entry: a warning naming its line (LOLRMM holds IP rows)', async t => {
+  const r = parseListText('c', 'x.csv', 'URI,Tool\n136.243.104.235,Ammyy\n2001:db8::1,v6\nlocalhost,l\nBroadcastHost,b\nok.example,fine\n')
+  t.same(r.entries.map(e => e.name), ['ok.example'])
+  t.same(r.warnings.map(w => w.source), ['x.csv:2', 'x.csv:3', 'x.csv:4', 'x.csv:5'])
+  t.match(r.warnings[0]!.message, /^"136\.243\.104\.235" is an address, not a name: lists hold names \(block the address at the firewall\)/)
+  t.match(r.warnings[2]!.message, /^"localhost" names the machine itself, as in a hosts file: not an entry$/)
+  // the fixture's IP rows, each a warning now (they were loaded as names nothing ever asks)
+  const rmm = parseListText('c', 'r.csv', readFileSync(new URL('lolrmm/rmm_domains.csv', LISTS), 'utf8'))
+  t.notOk(rmm.entries.some(e => /^\d+\.\d+\.\d+\.\d+$/.test(e.name)), 'no address among the entries')
+  t.ok(rmm.warnings.filter(w => w.message.includes('is an address')).length >= 9)
+  // the plain format too (a line of a plain list that is a name of the machine)
+  const plain = parseListText('p', 'p.txt', 'localhost\nngrok.io\n')
+  t.same(plain.entries.map(e => e.name), ['ngrok.io'])
+  t.match(plain.warnings, [{ source: 'p.txt:1', message: /names the machine itself/ }])
+})
+
+t.test('a warning quotes at most 100 characters of a long line, and says how long it was', async t => {
+  const long = 'a'.repeat(300_000)
+  const r = parseListText('p', 'p.txt', `${long}\n`)
+  t.equal(r.warnings.length, 1)
+  t.ok(r.warnings[0]!.message.length < 600, `${r.warnings[0]!.message.length} characters`)
+  t.match(r.warnings[0]!.message, `invalid entry "${'a'.repeat(100)}…" (300000 characters)`)
+})

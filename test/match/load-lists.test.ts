@@ -23,7 +23,9 @@ t.test('loads every list into one matcher, with infos and warnings', async t => 
     { name: 'sigma', action: 'alert', sources: [join(SIGMA, 'net_connection_lnx_ngrok_tunnel.yml')], entries: 7, allows: 0 },
   ])
   t.equal(matcher.size, 11, 'the duplicate ngrok.io line is counted once')
-  t.same(warnings, [{ source: `${join(dir, 'ngrok.txt')}:6`, message: 'list ngrok: invalid entry "bad..name": empty label; ' + warnings[0]!.message.split('; ').slice(1).join('; ') }])
+  t.same(warnings[0], { source: `${join(dir, 'ngrok.txt')}:6`, message: 'list ngrok: invalid entry "bad..name": empty label; ' + warnings[0]!.message.split('; ').slice(1).join('; ') })
+  t.same(warnings.slice(1).map(w => w.source), [25, 26, 27, 28, 29, 30, 31].map(n => `${join(SIGMA, 'net_connection_lnx_ngrok_tunnel.yml')}:${n}`),
+    'and the rule\'s contains values, each noted (a substring matches more than whole labels)')
   t.match(warnings[0]!.message, /valid: a domain/)
   t.same(matcher.lookup('x.ngrok.io').map(e => [e.list, e.pattern, e.source]), [['ngrok', 'ngrok.io', `${join(dir, 'ngrok.txt')}:2`]])
   t.same(matcher.lookup('myngrok.io'), [])

@@ -21,9 +21,18 @@ t.test('endswith without the dot is a partial label: loaded by whole labels, wit
 })
 
 t.test('contains of a whole name is the domain; with a leading dot its subdomains', async t => {
-  t.same(conv(['contains'], 'tunnel.us.ngrok.com'), { ok: true, name: 'tunnel.us.ngrok.com', kind: 'domain' })
-  t.same(conv(['contains'], '.connect.ngrok-agent.com'), { ok: true, name: 'connect.ngrok-agent.com', kind: 'subdomains' })
-  t.same(conv(['contains'], '*tunnel.ngrok.com*'), { ok: true, name: 'tunnel.ngrok.com', kind: 'domain' })
+  // with a note: Sigma's substring matches more than whole labels do
+  t.same(conv(['contains'], 'tunnel.us.ngrok.com'), { ok: true, name: 'tunnel.us.ngrok.com', kind: 'domain',
+    note: '"tunnel.us.ngrok.com" (contains, a substring) also matches names such as "xtunnel.us.ngrok.com" and "tunnel.us.ngrok.com.example"; loaded as tunnel.us.ngrok.com and its subdomains, by whole labels only' })
+  t.same(conv(['contains'], '.connect.ngrok-agent.com'), { ok: true, name: 'connect.ngrok-agent.com', kind: 'subdomains',
+    note: '".connect.ngrok-agent.com" (contains, a substring) also matches names such as "a.connect.ngrok-agent.com.example"; loaded as the subdomains of connect.ngrok-agent.com, by whole labels only' })
+  t.match(conv(['contains'], '*tunnel.ngrok.com*'), { ok: true, name: 'tunnel.ngrok.com', kind: 'domain', note: /also matches names such as "xtunnel\.ngrok\.com"/ })
+})
+
+t.test('an address is no name: refused, plain, endswith or contains (the rule meant the address)', async t => {
+  for (const [mods, v] of [[[], '10.0.0.1'], [['contains'], '.192.144.34.42'], [['endswith'], '51.255.19.179'], [[], '2001:db8::1']] as const) {
+    t.match(conv([...mods], v), { ok: false, reason: /is an address, not a name: tunnelguard decides names \(block the address at the firewall\)/ }, `${mods.join('|')} ${v}`)
+  }
 })
 
 t.test('what cannot be a suffix entry is refused with the reason', async t => {

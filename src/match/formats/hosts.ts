@@ -2,7 +2,7 @@ import { isIP } from 'node:net'
 import { listedName, VALID_LINES, type EntrySink } from './sink.js'
 
 /** Names a hosts file maps for the machine itself, never entries. */
-const LOCAL_NAMES = new Set([
+export const LOCAL_NAMES: ReadonlySet<string> = new Set([
   'localhost', 'localhost.localdomain', 'local', 'broadcasthost', '0.0.0.0', 'ip6-localhost',
   'ip6-loopback', 'ip6-localnet', 'ip6-mcastprefix', 'ip6-allnodes', 'ip6-allrouters', 'ip6-allhosts',
 ])

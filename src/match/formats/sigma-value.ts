@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import type { MatchKind } from '../types.js'
 import { listedName } from './sink.js'
 
@@ -28,8 +29,10 @@ function badModifiers(mods: readonly string[]): string | undefined {
  * - `endswith: 'host'` without the dot is a partial label (it also matches `xhost`): loaded as
  *   host and its subdomains, by whole labels, with a note saying what is not covered.
  * - `contains: 'a.host'` (a whole name, two labels or more) is read as that domain and its
- *   subdomains; `contains: '.a.host'` as the subdomains of a.host.
- * Anything else (|re, startswith, wildcards inside, fragments, escapes) is refused with the reason.
+ *   subdomains; `contains: '.a.host'` as the subdomains of a.host; either with a note: Sigma's
+ *   substring also matches `xa.host` and `a.host.example`, which whole labels do not.
+ * Anything else (|re, startswith, wildcards inside, fragments, escapes, an IP address: the rule
+ * meant the address, which no name entry matches) is refused with the reason.
  */
 export function convertSigmaValue(mods: readonly string[], value: unknown): SigmaValue {
   const bad = badModifiers(mods)
@@ -52,8 +55,16 @@ export function convertSigmaValue(mods: readonly string[], value: unknown): Sigm
     const fragment = v.startsWith('-') || v.endsWith('.') || (!v.includes('.') && (partial || mod === 'contains'))
     if (fragment) return fail(`"${value}" is a fragment, not a whole domain name; ${ONLY}`)
   }
+  if (isIP(v) !== 0) return fail(`"${value}" is an address, not a name: tunnelguard decides names (block the address at the firewall); ${ONLY}`)
   const n = listedName(v)
   if (!n.ok) return fail(`"${value}" is not a whole domain name (${n.reason}); ${ONLY}`)
+  if (mod === 'contains') {
+    return {
+      ok: true, name: n.name, kind,
+      note: `"${value}" (contains, a substring) also matches names such as ${kind === 'domain' ? `"x${n.name}" and "${n.name}.example"` : `"a.${n.name}.example"`}; `
+        + `loaded as ${kind === 'domain' ? `${n.name} and its subdomains` : `the subdomains of ${n.name}`}, by whole labels only`,
+    }
+  }
   if (!partial) return { ok: true, name: n.name, kind }
   return {
     ok: true, name: n.name, kind,
