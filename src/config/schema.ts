@@ -95,8 +95,13 @@ export function parseSyslogUrl(s: string): SyslogParts | string {
   return { transport: m[1] as SyslogParts['transport'], host: (m[2] ?? m[3])!, port }
 }
 
-/** Whether a URL's user name and password percent-decode (basicAuth decodes them; `%zz` would throw). */
-export function credentialsDecode(u: URL): boolean {
+/**
+ * Whether a URL's user name and password percent-decode (basicAuth decodes them; `%zz` would
+ * throw). Text that is no URL passes: the URL checks beside this one say what is wrong with it.
+ */
+export function credentialsDecode(url: string): boolean {
+  if (!URL.canParse(url)) return true
+  const u = new URL(url)
   try {
     decodeURIComponent(u.username)
     decodeURIComponent(u.password)
@@ -276,7 +281,7 @@ export const configSchema = z.strictObject({
     listen: z.array(hostPort).default(['127.0.0.1:3128']),
     parent: z.string().refine(isParentUrl, {
       message: 'not a parent proxy URL; write http://HOST:PORT or http://USER:PASSWORD@HOST:PORT (an HTTP proxy that takes CONNECT)',
-    }).refine(u => !URL.canParse(u) || credentialsDecode(new URL(u)), {
+    }).refine(credentialsDecode, {
       // its user and password are sent decoded, as Proxy-Authorization (basicAuth)
       message: BAD_CREDENTIALS,
     }).nullable().default(null),
@@ -326,7 +331,7 @@ export const configSchema = z.strictObject({
     urls: z.array(z.string().refine(u => /^https?:\/\/[^/?#\s]+/i.test(u) && URL.canParse(u),
       'not an http:// or https:// URL; write e.g. https://example.org/list.txt')
       // its user and password are sent decoded, as Basic authorization (withoutCredentials)
-      .refine(u => !URL.canParse(u) || credentialsDecode(new URL(u)), BAD_CREDENTIALS)).default([]),
+      .refine(credentialsDecode, BAD_CREDENTIALS)).default([]),
     refresh: duration.refine(ms => ms >= 1000, 'refresh a remote list at most every 1s (0 would fetch it without pause); write e.g. 1h, 1d').default(86_400_000),
     maxBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
     action: action.default('block'),
@@ -342,7 +347,7 @@ export const configSchema = z.strictObject({
     webhook: z.strictObject({
       url: z.string().url().refine(u => /^https?:\/\//.test(u), 'the webhook URL must be http:// or https://')
         // its user and password are sent decoded, as Basic authorization (withoutCredentials)
-        .refine(u => !URL.canParse(u) || credentialsDecode(new URL(u)), BAD_CREDENTIALS),
+        .refine(credentialsDecode, BAD_CREDENTIALS),
       maxQueue: z.number().int().min(1).default(1000),
       retries: z.number().int().min(0).max(10).default(3),
       backoff: duration.default(1000),

@@ -10,7 +10,7 @@ import { className, rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
 import { scanResponse } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
-import { RCODE, ednsClient, keyBits, parseQuery, withoutClientOptions, type Query } from './wire.js'
+import { RCODE, TYPE_AXFR, TYPE_IXFR, ednsClient, isLoopbackIp, keyBits, parseQuery, withoutClientOptions, type Query } from './wire.js'
 
 export interface Client {
   readonly ip: string
@@ -22,9 +22,6 @@ export interface Client {
   /** The resolver in front (dns.trustEdnsFrom) that named this client by its address; absent when the client is the sender. */
   readonly via?: { readonly ip: string; readonly port: number }
 }
-
-/** A sender on this host: a loopback address in its Client Subnet option is a machine here too. */
-const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1'
 
 /** Called exactly once per message: the reply, or undefined when the message is dropped. */
 export type Respond = (reply: Buffer | undefined) => void
@@ -44,9 +41,6 @@ const REFUSED_LOG_WINDOW_MS = 10_000
  * the way, and fragments get lost or spoofed (DNS Flag Day 2020; unbound's max-udp-size).
  */
 const MAX_UDP_REPLY = 1232
-/** AXFR and IXFR: zone transfers, which a forwarder does not relay (one message of many would reach the client). */
-const TYPE_AXFR = 252
-const TYPE_IXFR = 251
 /** BADVERS (RFC 6891): 16, the extended rcode 1 with the header's 0. */
 const RCODE_BADVERS = 16
 
@@ -187,7 +181,8 @@ export class QueryHandler {
    * and MAC, or the MAC alone), or the resolver itself when they name none.
    */
   private named(msg: Buffer, q: Query, from: Client): Client {
-    const e = ednsClient(msg, q, isLoopback(from.ip))
+    // a sender on this host: a loopback address in its Client Subnet option is a machine here too
+    const e = ednsClient(msg, q, isLoopbackIp(from.ip))
     if (e === undefined) return from
     if (e.ip === undefined || e.ip === from.ip) return { ...from, mac: e.mac }
     return { ip: e.ip, port: 0, transport: from.transport, mac: e.mac, via: { ip: from.ip, port: from.port } }

@@ -61,8 +61,8 @@ const TEXT = Buffer.allocUnsafe(2 * MAX_NAME_OCTETS)
  * one string in one call (a string per label cost more than the rest of reading the query).
  * A dot or a backslash inside a label is written escaped, as in presentation form (`x\.www.example`
  * is two labels under `example`): flattened, it read as a name under `www.example`, which it is
- * not, and an allow entry for that name let it through. Escaped, it is no host name: blocked,
- * fail closed, and logged as dig writes it.
+ * not, and an allow entry for that name let it through. Escaped, it is no host name: decided as
+ * a name under its longest suffix that is one (policy), and logged as dig writes it.
  */
 export function readName(buf: Buffer, off: number, lower = true): NameRead | undefined {
   let pos = off
@@ -148,8 +148,13 @@ export function parseQuery(buf: Buffer): Query | QueryError {
   return typeof q !== 'string' && q.qtype === TYPE_IXFR ? q : 'formerr'
 }
 
-/** IXFR: the one query that carries a record (the SOA it has, in the authority section). */
-const TYPE_IXFR = 251
+/** AXFR and IXFR: zone transfers, which a forwarder does not relay (one message of many would reach the client). */
+export const TYPE_AXFR = 252
+/** IXFR is also the one query that carries a record (the SOA it has, in the authority section). */
+export const TYPE_IXFR = 251
+
+/** A loopback address as the listeners and ednsClient write it (IPv4-mapped ones as IPv4): 127/8 or ::1. */
+export const isLoopbackIp = (ip: string): boolean => ip.startsWith('127.') || ip === '::1'
 
 /**
  * The question and records of a message of at least a header's length, the header's counts
@@ -290,7 +295,7 @@ function ecsAddress(msg: Buffer, o: number, len: number, fromLoopback: boolean):
     if (ip === '::') return undefined
   } else return undefined
   // a loopback address is the resolver's own machine: it names a client only when that machine is this one
-  if (!fromLoopback && (ip.startsWith('127.') || ip === '::1')) return undefined
+  if (!fromLoopback && isLoopbackIp(ip)) return undefined
   return ip
 }
 
