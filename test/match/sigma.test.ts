@@ -65,6 +65,40 @@ t.test('remote access rule: AND of two host conditions and negated filters are n
   t.notOk(dead.entries.some(e => e.name === 'ghostbin.co'))
 })
 
+t.test('conditions on fields tunnelguard does not see (the program, the user) are named, once per selection or rule', async t => {
+  const r = rule('dns_query_win_remote_access_software_domains_non_browsers.yml')
+  const filters = r.warnings.filter(w => /filters .* are not applied/.test(w.message))
+  t.equal(filters.length, 1, 'one warning for the rule, not one per filter')
+  t.match(filters[0], { source: /:\d+$/, message: /^Sigma rule 4d07b1f4-cb00-4470-b9f8-b0191d48ff52: the condition's filters filter_optional_chrome, filter_optional_firefox, filter_optional_ie and 18 more are not applied \(they test fields tunnelguard does not see, such as the program\): its names are decided for every client and program$/ })
+  t.same(rule('net_connection_win_domain_ngrok.yml').warnings, [], "Initiated: 'true' is an outbound connection: nothing to say")
+  const both = yml([
+    'id: r9', 'detection:',
+    '  sel:',
+    '    Image|endswith: \\ngrok.exe',
+    '    Initiated: "false"',
+    '    QueryName: a.example',
+    '  filter_user:',
+    '    User: SYSTEM',
+    '  filter_two:',
+    '    CommandLine|contains: x',
+    '  condition: sel and not filter_user and not filter_two',
+  ].join('\n'))
+  t.same(both.entries.map(e => e.name), ['a.example'], 'the names are still loaded')
+  t.match(both.warnings, [
+    { source: 'r.yml:4', message: /^Sigma rule r9: selection sel also requires Image\|endswith, Initiated, which tunnelguard does not see: its names are decided for every client and program$/ },
+    { source: 'r.yml:3', message: /^Sigma rule r9: the condition's filters filter_user, filter_two are not applied/ },
+  ])
+  t.equal(both.warnings.length, 2)
+  const unused = yml('id: r10\ndetection:\n  sel:\n    Image: x\n    QueryName: a.example\n  other:\n    User: y\n  condition: sel and other\n')
+  t.match(unused.warnings, [{ message: /selection sel also requires Image, which/ }], 'a positive selection without a host field is not a filter')
+  t.equal(unused.warnings.length, 1)
+  const onlyFilters = yml('id: r11\ndetection:\n  sel:\n    Image: x\n  filter:\n    User: y\n  condition: sel and not filter\n')
+  t.equal(onlyFilters.warnings.length, 1, 'no host values: the one "nothing loaded" warning')
+  t.match(onlyFilters.warnings[0], { message: /has no DestinationHostname/ })
+  const unusedHost = yml('id: r12\ndetection:\n  sel:\n    QueryName: a.example\n  other:\n    Image: x\n    QueryName: b.example\n  filter:\n    User: y\n  condition: sel and not filter\n')
+  t.notOk(unusedHost.warnings.some(w => /also requires Image/.test(w.message)), 'a selection not used says only that')
+})
+
 t.test('a rule without host-name selectors loads nothing and says so', async t => {
   const r = rule('proc_creation_win_pua_ngrok.yml')
   t.same(r.entries, [])

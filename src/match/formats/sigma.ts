@@ -76,6 +76,8 @@ function parseDetection(det: YAMLMap, rule: Rule): void {
     polarity = { positive: new Set(names), negative: new Set() }
   }
   let hostValues = 0
+  let loaded = 0
+  const unseenFilters: string[] = []
   for (const p of det.items) {
     const sel = keyOf(p)
     if (!names.includes(sel)) continue
@@ -83,12 +85,47 @@ function parseDetection(det: YAMLMap, rule: Rule): void {
       : polarity.negative.has(sel) ? `selection ${sel} is negated by the condition (a filter)`
         : `selection ${sel} is not used by the condition`
     const maps = isMap(p.value) ? [p.value] : isSeq(p.value) ? p.value.items.filter(isMap) : []
-    for (const m of maps) hostValues += parseSelectionMap(m, use, rule)
+    let hostsHere = 0
+    for (const m of maps) {
+      const seen = parseSelectionMap(m, use, rule)
+      hostsHere += seen
+      if (use === undefined && seen > 0) {
+        loaded += seen
+        const unseen = unseenFields(m)
+        if (unseen.length > 0) {
+          sink.warn(lineOf(m), `Sigma rule ${ref.id}: selection ${sel} also requires ${unseen.join(', ')}, which `
+            + 'tunnelguard does not see: its names are decided for every client and program')
+        }
+      }
+    }
+    hostValues += hostsHere
+    if (hostsHere === 0 && polarity.negative.has(sel) && !polarity.positive.has(sel)) unseenFilters.push(sel)
   }
   if (hostValues === 0) {
     sink.warn(lineOf(det), `Sigma rule ${ref.id} ("${ref.title}") has no DestinationHostname, QueryName or query `
       + 'selector: nothing loaded from it')
+  } else if (loaded > 0 && unseenFilters.length > 0) {
+    const shown = unseenFilters.length > 3 ? `${unseenFilters.slice(0, 3).join(', ')} and ${unseenFilters.length - 3} more`
+      : unseenFilters.join(', ')
+    sink.warn(lineOf(det), `Sigma rule ${ref.id}: the condition's filters ${shown} are not applied (they test fields `
+      + 'tunnelguard does not see, such as the program): its names are decided for every client and program')
   }
+}
+
+/**
+ * Fields of a selection map other than host names that tunnelguard cannot test (Image,
+ * CommandLine, User, ...). `Initiated: 'true'` (an outbound connection) is what it always sees.
+ */
+function unseenFields(m: YAMLMap): string[] {
+  const out: string[] = []
+  for (const p of m.items) {
+    const key = keyOf(p)
+    const field = key.split('|')[0]!.toLowerCase()
+    if (HOST_FIELDS.has(field)) continue
+    if (field === 'initiated' && isScalar(p.value) && String(p.value.value).toLowerCase() === 'true') continue
+    if (!out.includes(key)) out.push(key)
+  }
+  return out
 }
 
 /** One selection map: its host-name fields become entries (or warnings). Returns the host values seen. */
