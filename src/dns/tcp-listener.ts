@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net'
-import { fdExhausted } from '../observe/fd-check.js'
+import { fdCode, fdExhausted } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
 import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
@@ -84,7 +84,7 @@ export class TcpListener {
     this.server.maxConnections = getSnapshot().config.dns.tcp.maxConnections
     this.server.on('error', e => {
       // an accept without a descriptor (libuv closes what it could not hand over): counted and said once per 10 s
-      if (fdExhausted(e)) evidence.counters.fdExhausted('listener')
+      if (fdExhausted(e)) evidence.counters.fdExhausted('listener', fdCode(e))
       else evidence.warn('dns tcp listener error', { error: e.message })
     })
     this.server.on('drop', d => {

@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net'
 import { connect as tlsConnect, type PeerCertificate, type SecureContext } from 'node:tls'
 import { AppError } from '../errors.js'
-import { fdExhausted, localExhausted } from '../observe/fd-check.js'
+import { fdCode, fdExhausted, localExhausted } from '../observe/fd-check.js'
 import type { Counters } from '../observe/types.js'
 import { FrameReader, frame } from './framing.js'
 import { PendingTable, type ReplyCallback } from './pending.js'
@@ -90,7 +90,7 @@ export class TcpTransport {
     let local = false
     socket.on('error', e => {
       error = e
-      if (fdExhausted(e)) this.counters.fdExhausted('dns-upstream')
+      if (fdExhausted(e)) this.counters.fdExhausted('dns-upstream', fdCode(e))
       if (localExhausted(e)) local = true
       this.tls?.onError(e)
     })

@@ -2,7 +2,7 @@ import { isIP } from 'node:net'
 import { checkServerIdentity, type SecureContext } from 'node:tls'
 import { parseUpstreamUrl, type UpstreamParts } from '../config/schema.js'
 import { AppError } from '../errors.js'
-import { fdExhausted, localExhausted } from '../observe/fd-check.js'
+import { fdCode, fdExhausted, localExhausted } from '../observe/fd-check.js'
 import { throttled } from '../observe/throttle.js'
 import type { Evidence } from '../observe/types.js'
 import type { ReplyCallback } from './pending.js'
@@ -95,7 +95,7 @@ export class Upstream {
    * {where="dns-upstream"}, whose warning says it), no buffer space has a line of its own.
    */
   socketError(e: Error): void {
-    if (fdExhausted(e)) this.evidence.counters.fdExhausted('dns-upstream')
+    if (fdExhausted(e)) this.evidence.counters.fdExhausted('dns-upstream', fdCode(e))
     else if (localExhausted(e)) this.bufferNotice(e)
     else this.errorNotice(e)
   }

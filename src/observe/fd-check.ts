@@ -1,6 +1,6 @@
 import { closeSync, openSync } from 'node:fs'
 import { NOTICE_WINDOW_MS, throttled } from './throttle.js'
-import type { Counters, FdWhere } from './types.js'
+import type { Counters, FdCode, FdWhere } from './types.js'
 
 /** How often the process checks that it can still open a file descriptor. */
 export const FD_CHECK_MS = 2000
@@ -11,6 +11,11 @@ export const FD_NOTICE_MS = NOTICE_WINDOW_MS
 export function fdExhausted(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException | undefined)?.code
   return code === 'EMFILE' || code === 'ENFILE'
+}
+
+/** Which limit an fdExhausted error hit: the host's (ENFILE) or, otherwise, this process's (EMFILE). */
+export function fdCode(e: unknown): FdCode {
+  return (e as NodeJS.ErrnoException | undefined)?.code === 'ENFILE' ? 'ENFILE' : 'EMFILE'
 }
 
 /**
@@ -34,7 +39,7 @@ export function watchFds(counters: Pick<Counters, 'fdExhausted'>, everyMs = FD_C
     try {
       closeSync(open())
     } catch (e) {
-      if (fdExhausted(e)) counters.fdExhausted('check')
+      if (fdExhausted(e)) counters.fdExhausted('check', fdCode(e))
     }
   }, everyMs)
   timer.unref()
@@ -43,12 +48,18 @@ export function watchFds(counters: Pick<Counters, 'fdExhausted'>, everyMs = FD_C
 
 /**
  * The warning that descriptors ran out: the first time at once, then at most once per
- * `windowMs`, with how many times it happened since the last one (`count`) and where first.
+ * `windowMs`, with how many times it happened since the last one (`count`), where first and
+ * which limit: this process's (EMFILE) or the host's (ENFILE), each with its own fix.
  */
 export function fdNotice(warn: (msg: string, fields: Record<string, unknown>) => void, now: () => number = () => performance.now(),
-  windowMs = FD_NOTICE_MS): (where: FdWhere) => void {
-  return throttled((where, count) => warn('no file descriptor free (EMFILE): new connections are closed as they are accepted and upstream sockets cannot open', {
-    'error.code': 'EMFILE', where, count,
-    fix: 'raise the open-files limit (systemd LimitNOFILE=, docker run --ulimit nofile=, ulimit -n) or lower dns.tcp.maxConnections, proxy.maxConnections and admin.maxConnections',
-  }), now, windowMs)
+  windowMs = FD_NOTICE_MS): (where: FdWhere, code: FdCode) => void {
+  const say = throttled<{ where: FdWhere, code: FdCode }>(({ where, code }, count) => warn(
+    `no file descriptor free (${code}${code === 'ENFILE' ? ': the whole host is out of them' : ''}): new connections `
+    + 'are closed as they are accepted and upstream sockets cannot open', {
+      'error.code': code, where, count,
+      fix: code === 'ENFILE'
+        ? 'the host\'s open-files table is full: find the process holding them (lsof, /proc/*/fd) or raise fs.file-max (sysctl)'
+        : 'raise the open-files limit (systemd LimitNOFILE=, docker run --ulimit nofile=, ulimit -n) or lower dns.tcp.maxConnections, proxy.maxConnections and admin.maxConnections',
+    }), now, windowMs)
+  return (where, code) => say({ where, code })
 }

@@ -2,7 +2,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'pr
 import { OUTCOMES as ACTIONS, WHERES, type Decision, type Outcome, type Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
 import { ALERT_OUTPUTS, ALERT_RESULTS, type AlertOutputName, type AlertResult } from './alert-output.js'
-import { FD_WHERES, type CacheStats, type Counters, type DecisionEvent, type FdWhere } from './types.js'
+import { FD_WHERES, type CacheStats, type Counters, type DecisionEvent, type FdCode, type FdWhere } from './types.js'
 
 /** Most distinct values a config-bounded label may take; beyond it values read `other`. */
 export const MAX_LABEL_VALUES = 64
@@ -22,7 +22,7 @@ export interface Metrics {
   /** Where `tunnelguard_log_lines_dropped_total` is read from when scraped (the stdout log's sink; see LineSink.lost). */
   watchLog(read: () => { readonly behind: number; readonly failed: number }): void
   /** Told each time `counters.fdExhausted` counts (the evidence's warning). */
-  onFdExhausted(cb: (where: FdWhere) => void): void
+  onFdExhausted(cb: (where: FdWhere, code: FdCode) => void): void
   /** Where `tunnelguard_dns_cache_entries` and `tunnelguard_dns_cache_bytes` are read from when scraped (the DNS service). */
   watchCache(read: () => CacheStats): void
 }
@@ -183,7 +183,7 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     labelNames: ['where'] as const, registers,
   })
   for (const where of FD_WHERES) fds.inc({ where }, 0)
-  let onFd: ((where: FdWhere) => void) | undefined
+  let onFd: ((where: FdWhere, code: FdCode) => void) | undefined
   let readLost: (() => { readonly behind: number; readonly failed: number }) | undefined
   const lostSeen = { behind: 0, failed: 0 }
   new Counter({
@@ -219,9 +219,9 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     dropped: reason => { drops.set(reason, (drops.get(reason) ?? 0) + 1) },
     proxyBytes: (direction, n) => bytes.inc({ direction }, n),
     connections: (kind, delta) => conns.inc({ kind }, delta),
-    fdExhausted: where => {
+    fdExhausted: (where, code = 'EMFILE') => {
       fds.inc({ where })
-      onFd?.(where)
+      onFd?.(where, code)
     },
   }
 

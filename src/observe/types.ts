@@ -50,7 +50,7 @@ export interface Counters {
   proxyBytes(direction: 'up' | 'down', bytes: number): void
   connections(kind: 'dns-tcp' | 'proxy', delta: 1 | -1): void
   /** No file descriptor was free (EMFILE, ENFILE) at `where` (see fd-check.ts). */
-  fdExhausted(where: FdWhere): void
+  fdExhausted(where: FdWhere, code?: FdCode): void
 }
 
 /**
@@ -59,6 +59,8 @@ export interface Counters {
  * `listener` (an accept that failed), `dns-upstream` (a socket to an upstream that could not open).
  */
 export type FdWhere = 'check' | 'listener' | 'dns-upstream'
+/** This process's limit (EMFILE) or the host's (ENFILE). */
+export type FdCode = 'EMFILE' | 'ENFILE'
 export const FD_WHERES: readonly FdWhere[] = ['check', 'listener', 'dns-upstream']
 
 /** The DNS answer cache's size: entries, and the bytes of memory its answers take (outside the JavaScript heap). */

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { splitHostPort } from '../config/schema.js'
-import { fdExhausted } from '../observe/fd-check.js'
+import { fdCode, fdExhausted } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import type { SelfAddress } from './address.js'
 
@@ -18,7 +18,7 @@ export function listenOn(addr: string, onSocket: (s: Socket) => void, evidence: 
     srv.listen(hp.port, hp.host, () => {
       srv.off('error', reject)
       srv.on('error', e => {
-        if (fdExhausted(e)) evidence.counters.fdExhausted('listener')   // counted and said once per 10 s
+        if (fdExhausted(e)) evidence.counters.fdExhausted('listener', fdCode(e))   // counted and said once per 10 s
         else evidence.error(`${what}.listener`, { 'error.message': e.message })
       })
       resolve(srv)

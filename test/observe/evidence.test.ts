@@ -262,4 +262,7 @@ t.test('no file descriptor free: counted per place in /metrics, and a warn line 
   const warned = s.lines().filter(l => l['error.code'] === 'EMFILE')
   t.equal(warned.length, 1, 'one line for both')
   t.match(warned[0], { 'log.level': 'warn', 'tunnelguard.where': 'check', 'tunnelguard.count': 1 })
+  const host = setup()
+  host.evidence.counters.fdExhausted('listener', 'ENFILE')
+  t.match(host.lines().filter(l => l['error.code'] === 'ENFILE'), [{ 'tunnelguard.where': 'listener', message: /ENFILE: the whole host/ }], 'the host\'s limit is said as such')
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { FD_NOTICE_MS, fdExhausted, fdNotice, watchFds } from '../../src/observe/fd-check.js'
+import { FD_NOTICE_MS, fdCode, fdExhausted, fdNotice, watchFds } from '../../src/observe/fd-check.js'
 import type { FdWhere } from '../../src/observe/types.js'
 
 const err = (code: string) => Object.assign(new Error(code), { code })
@@ -45,14 +45,28 @@ t.test('fdNotice: the first at once, then at most once per window, with the coun
   const said: Record<string, unknown>[] = []
   let now = 0
   const note = fdNotice((msg, f) => said.push({ msg, ...f }), () => now)
-  note('check')
-  note('listener')
+  note('check', 'EMFILE')
+  note('listener', 'EMFILE')
   now = FD_NOTICE_MS - 1
-  note('dns-upstream')
+  note('dns-upstream', 'ENFILE')
   t.equal(said.length, 1)
   t.match(said[0], { msg: /no file descriptor free \(EMFILE\)/, 'error.code': 'EMFILE', where: 'check', count: 1, fix: /LimitNOFILE/ })
   now = FD_NOTICE_MS
-  note('listener')
+  note('listener', 'ENFILE')
   t.equal(said.length, 2)
-  t.match(said[1], { where: 'listener', count: 3 })
+  t.match(said[1], { msg: /no file descriptor free \(ENFILE: the whole host is out of them\)/, 'error.code': 'ENFILE', where: 'listener', count: 3, fix: /fs\.file-max/ })
+  t.notMatch(said[1]!.fix, /LimitNOFILE/, 'a process limit is not the fix for the host\'s')
+})
+
+t.test('fdCode: the host\'s limit (ENFILE) or this process\'s (EMFILE)', async t => {
+  t.equal(fdCode(err('ENFILE')), 'ENFILE')
+  t.equal(fdCode(err('EMFILE')), 'EMFILE')
+})
+
+t.test('watchFds counts the check with the code it failed with', async t => {
+  const seen: string[] = []
+  const stop = watchFds({ fdExhausted: (w, c) => { seen.push(`${w}:${c}`) } }, 5, () => { throw err('ENFILE') })
+  for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise(r => setTimeout(r, 5))
+  stop()
+  t.equal(seen[0], 'check:ENFILE')
 })
