@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { AnswerSlab, MAX_RECORD } from './answer-slab.js'
-import type { Scan } from './scan.js'
+import { MAX_TTL, type Scan } from './scan.js'
 import { AA, RA, RCODE, keyBits, type Query } from './wire.js'
 
 export interface CacheSettings {
@@ -218,9 +218,9 @@ export class DnsCache {
     const out: string[] = []
     let p = o + HDR + u16(b, o + H_KEY) + u16(b, o + H_LEN) + 2 * u16(b, o + H_TTLS)
     for (let i = 0; i < k; i++) {
-      const n = b[p]!
-      out.push(b.toString('latin1', p + 1, p + 1 + n))
-      p += 1 + n
+      const n = u16(b, p)
+      out.push(b.toString('latin1', p + 2, p + 2 + n))
+      p += 2 + n
     }
     return out
   }
@@ -266,7 +266,8 @@ export class DnsCache {
     for (let k = 0; k < offs.length; k++) {
       const off = offs[k]!
       const t = reply.readUInt32BE(off)
-      if (t < min) reply.writeUInt32BE(min, off)
+      if (t > MAX_TTL) reply.writeUInt32BE(min, off)     // the top bit set: read as 0 (RFC 2181 §8), then clamped
+      else if (t < min) reply.writeUInt32BE(min, off)
       else if (t > max) reply.writeUInt32BE(max, off)
     }
     if (!this.lru) return false
@@ -279,7 +280,8 @@ export class DnsCache {
     const len = reply.length
     const targets = scan.targets
     let size = HDR + kl + len + 2 * offs.length
-    for (const t of targets) size += 1 + t.length       // a name read from a reply is at most 253 characters
+    // a name read from a reply is at most 1003 characters (readName writes an octet no host name holds as \DDD): two length octets
+    for (const t of targets) size += 2 + t.length
     if (size > MAX_RECORD) return false
     const up = this.upstreamId(upstream)
     let e = this.slab.alloc(size)
@@ -306,9 +308,9 @@ export class DnsCache {
     let p = r + len
     for (let k = 0; k < offs.length; k++, p += 2) put16(b, p, offs[k]!)
     for (const t of targets) {
-      b[p] = t.length
-      b.write(t, p + 1, 'latin1')
-      p += 1 + t.length
+      put16(b, p, t.length)
+      b.write(t, p + 2, 'latin1')
+      p += 2 + t.length
     }
     this.lru.set(h, e)   // an entry under the same hash is released by dispose
     return true

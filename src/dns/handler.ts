@@ -8,7 +8,7 @@ import { badversReply, buildReply, fitUdp, formErrReply, notImpReply } from './b
 import { DnsCache } from './cache.js'
 import { className, rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
-import { scanResponse } from './scan.js'
+import { scanResponse, withoutReplyClientOptions } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
 import { RCODE, TYPE_AXFR, TYPE_IXFR, ednsClient, isLoopbackIp, keyBits, parseQuery, withoutClientOptions, type Query } from './wire.js'
 
@@ -277,11 +277,12 @@ export class QueryHandler {
         send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
         return this.log(q, client, t0, decision, RCODE.SERVFAIL, upstream)
       }
-      this.cache.set(msg, q, reply!, scan, upstream!, this.deps.clock())
+      const answer = withoutReplyClientOptions(reply!, scan)
+      this.cache.set(msg, q, answer, scan, upstream!, this.deps.clock())
       const d = worst(snap, client, decision, scan.targets)
       if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, upstream, false)
-      reply!.writeUInt16BE(q.id, 0)
-      send(respond, client, q, reply!)
+      answer.writeUInt16BE(q.id, 0)
+      send(respond, client, q, answer)
       this.log(q, client, t0, d, scan.rcode, upstream, false)
     }, keyBits(q.flags, q.edns, q.dnssecOk))
   }

@@ -71,14 +71,16 @@ export const CASE_MISMATCH = new AppError('UPSTREAM_FAILED', "the reply's questi
 
 /**
  * Queries sent on one upstream socket or connection, by a fresh random ID each. A reply is taken
- * only when its ID is pending and its question is the one asked, or when it is an error response
+ * only when it is a response (QR, opcode QUERY), its ID is pending and its question is the one
+ * asked, or when it is an error response
  * that carries no question (QR set, QDCOUNT 0, an rcode of isErrorRcode); anything else is a
- * mismatch (dropped). `onEmpty` is called when the last query pending is answered or times out.
+ * mismatch (dropped). `onEmpty` is called when the last query pending is answered or times out,
+ * `onTimeout` when a query times out (after its callback), with its budget (ms).
  */
 export class PendingTable {
   private readonly map = new Map<number, Pending>()
 
-  constructor(private readonly onEmpty?: () => void) {}
+  constructor(private readonly onEmpty?: () => void, private readonly onTimeout?: (timeoutMs: number) => void) {}
 
   get size(): number {
     return this.map.size
@@ -100,6 +102,7 @@ export class PendingTable {
     const timer = setTimeout(() => {
       this.remove(id)
       cb(new AppError('UPSTREAM_TIMEOUT', `no answer within ${Math.round(timeoutMs)} ms`))
+      this.onTimeout?.(timeoutMs)
     }, timeoutMs)
     this.map.set(id, { query, qEnd, cb, timer, exactCase, deadline: performance.now() + timeoutMs, resent })
     return true
@@ -115,7 +118,9 @@ export class PendingTable {
    * failed with CASE_MISMATCH) a question that differs in letter case from one sent with `exactCase`.
    */
   take(reply: Buffer): boolean {
-    if (reply.length < 12) return false
+    // a response to a standard query: QR set, opcode QUERY (RFC 1035 §4.1.1); a query or a NOTIFY
+    // echoed back with a pending ID (a reflector, a spoof) is no answer, and would be cached as one
+    if (reply.length < 12 || (reply[2]! & 0xf8) !== 0x80) return false
     const id = reply.readUInt16BE(0)
     const p = this.map.get(id)
     if (!p) return false

@@ -1,5 +1,5 @@
 import { formatV6 } from '../policy/cidr.js'
-import { HEADER, TC, TYPE_OPT, readName, skipName } from './wire.js'
+import { HEADER, TC, TYPE_OPT, isClientOption, readName, skipName } from './wire.js'
 
 const TYPE_A = 1
 const TYPE_CNAME = 5
@@ -9,6 +9,9 @@ const TYPE_DNAME = 39
 const TYPE_AAAA = 28
 const TYPE_SVCB = 64
 const TYPE_HTTPS = 65
+
+/** The largest TTL there is: one with the top bit set is read as 0 (RFC 2181 §8), never as 68 years. */
+export const MAX_TTL = 0x7fffffff
 
 /** What the forwarder learns from walking an upstream reply once, without re-encoding it. */
 export interface Scan {
@@ -28,6 +31,10 @@ export interface Scan {
   readonly negativeTtl: number
   /** A and AAAA addresses in the answer section, when asked for. */
   readonly addresses: string[]
+  /** The OPT record's RDATA (start and end; -1 without one), and whether it holds a client's option (isClientOption). */
+  readonly optRdata: number
+  readonly optEnd: number
+  readonly clientOptions: boolean
 }
 
 /** IPv6 text (RFC 5952) of the 16 bytes at `off`. */
@@ -66,18 +73,32 @@ export function scanResponse(buf: Buffer, wantAddresses = false): Scan | undefin
   const addresses: string[] = []
   let minTtl = -1
   let negativeTtl = -1
+  let optRdata = -1
+  let optEnd = -1
+  let clientOptions = false
   const total = an + ns + ar
   for (let i = 0; i < total; i++) {
     const p = skipName(buf, pos)
     if (p < 0 || p + 10 > buf.length) return undefined
     const type = buf.readUInt16BE(p)
-    const ttl = buf.readUInt32BE(p + 4)
+    const raw = buf.readUInt32BE(p + 4)
+    const ttl = raw > MAX_TTL ? 0 : raw
     const rdata = p + 10
     const end = rdata + buf.readUInt16BE(p + 8)
     if (end > buf.length) return undefined
     if (type !== TYPE_OPT) {
       ttlOffsets.push(p + 4)
       if (minTtl < 0 || ttl < minTtl) minTtl = ttl
+    } else {
+      // one OPT, owned by the root, in the additional section, its options whole (RFC 6891 §6.1.1):
+      // else the reply is malformed (a client such as dig refuses it; it is not served or cached)
+      if (i < an + ns || optRdata >= 0 || p !== pos + 1) return undefined
+      for (let o = rdata; o < end; o += 4 + buf.readUInt16BE(o + 2)) {
+        if (o + 4 > end || o + 4 + buf.readUInt16BE(o + 2) > end) return undefined
+        if (isClientOption(buf.readUInt16BE(o))) clientOptions = true
+      }
+      optRdata = rdata
+      optEnd = end
     }
     if (i < an) {
       const at = targetAt(type, rdata)
@@ -95,12 +116,36 @@ export function scanResponse(buf: Buffer, wantAddresses = false): Scan | undefin
       const r = m < 0 ? -1 : skipName(buf, m)
       if (r < 0 || r + 20 > end) return undefined
       const minimum = buf.readUInt32BE(r + 16)
-      negativeTtl = Math.min(ttl, minimum)
+      negativeTtl = Math.min(ttl, minimum > MAX_TTL ? 0 : minimum)
     }
     pos = end
   }
   return {
     rcode: flags & 0xf, truncated: (flags & TC) !== 0, answers: an,
-    targets, ttlOffsets, minTtl, negativeTtl, addresses,
+    targets, ttlOffsets, minTtl, negativeTtl, addresses, optRdata, optEnd, clientOptions,
   }
+}
+
+/**
+ * A reply without the EDNS options that belong to one client (isClientOption: a COOKIE, NSID,
+ * Client Subnet or MAC option the query did not carry upstream, withoutClientOptions): an
+ * upstream that adds them would hand them, through the cache, to every client, and a client that
+ * checks cookies (RFC 7873 §5.3) would take the answer for a spoof. `reply` itself when it has none;
+ * else a copy, and the scan's TTL offsets past the OPT record moved to match.
+ */
+export function withoutReplyClientOptions(reply: Buffer, scan: Scan): Buffer {
+  if (!scan.clientOptions) return reply
+  const out = Buffer.allocUnsafe(reply.length)
+  let n = reply.copy(out, 0, 0, scan.optRdata)
+  for (let o = scan.optRdata; o < scan.optEnd;) {
+    const next = o + 4 + reply.readUInt16BE(o + 2)
+    if (!isClientOption(reply.readUInt16BE(o))) n += reply.copy(out, n, o, next)
+    o = next
+  }
+  const removed = scan.optEnd - scan.optRdata - (n - scan.optRdata)
+  out.writeUInt16BE(n - scan.optRdata, scan.optRdata - 2)   // RDLENGTH
+  n += reply.copy(out, n, scan.optEnd)
+  const offs = scan.ttlOffsets
+  for (let k = 0; k < offs.length; k++) if (offs[k]! > scan.optRdata) offs[k]! -= removed
+  return out.subarray(0, n)
 }

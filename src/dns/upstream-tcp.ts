@@ -42,6 +42,8 @@ export class TcpTransport {
     private readonly counters: Counters,
     private readonly idleMs = 10_000,
     private readonly tls?: TlsDial,
+    /** An error of a plain TCP connection (refused, reset, stuck): its queries fail over. */
+    private readonly onError?: (e: Error) => void,
   ) {}
 
   get pending(): number {
@@ -66,10 +68,17 @@ export class TcpTransport {
 
   private open(openMs: number): Conn {
     const reader = new FrameReader()
-    const table = new PendingTable()
+    let takenAt = performance.now()
+    const kind = this.tls ? 'TLS' : 'TCP'
+    // a query timed out on a connection that answered nothing in all that time, or that is stuck
+    // inside a frame (a length sent and the rest not, which would swallow every later answer):
+    // closed, its other queries sent again on a new one, not left to fail one by one
+    const table = new PendingTable(undefined, ms => {
+      if (reader.buffered > 0) socket.destroy(new Error(`${kind} connection stuck in a frame: ${reader.buffered} octets of one not finished within ${Math.round(ms)} ms`))
+      else if (performance.now() - takenAt >= ms) socket.destroy(new Error(`${kind} connection answered nothing within ${Math.round(ms)} ms`))
+    })
     const socket = this.dial()
     const conn = { socket, table }
-    const kind = this.tls ? 'TLS' : 'TCP'
     let opened = false
     let answered = false
     let error: Error | undefined
@@ -82,8 +91,10 @@ export class TcpTransport {
     })
     socket.setTimeout(this.idleMs, () => { if (table.size === 0) socket.destroy() })
     socket.on('data', chunk => reader.push(chunk, msg => {
-      if (table.take(msg)) answered = true
-      else this.counters.dropped('mismatch')
+      if (table.take(msg)) {
+        answered = true
+        takenAt = performance.now()
+      } else this.counters.dropped('mismatch')
     }))
     // reported as the close that follows; no descriptor for the connection is counted too, and a
     // failure of this host (no descriptor, no buffer) fails the queries as its own, not sent again
@@ -92,7 +103,8 @@ export class TcpTransport {
       error = e
       if (fdExhausted(e)) this.counters.fdExhausted('dns-upstream', fdCode(e))
       if (localExhausted(e)) local = true
-      this.tls?.onError(e)
+      if (this.tls) this.tls.onError(e)
+      else this.onError?.(e)
     })
     socket.on('close', () => {
       clearTimeout(opening)

@@ -70,7 +70,7 @@ export class Upstream {
   private trySend(viaTcp: boolean, query: Buffer, qEnd: number, timeoutMs: number, exactCase: boolean, cb: ReplyCallback): boolean {
     if (this.closed) return false
     if (viaTcp) {
-      this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters, undefined, this.tls)
+      this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters, undefined, this.tls, e => this.tcpError(e))
       return this.tcp.send(query, qEnd, timeoutMs, cb)
     }
     this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => this.socketError(e), this.nowMs, this.ports)
@@ -98,6 +98,14 @@ export class Upstream {
     if (fdExhausted(e)) this.evidence.counters.fdExhausted('dns-upstream', fdCode(e))
     else if (localExhausted(e)) this.bufferNotice(e)
     else this.errorNotice(e)
+  }
+
+  /**
+   * An error of a plain TCP connection (refused, reset, one stuck in a frame): said as a UDP
+   * socket's is; no descriptor free is counted by the transport already.
+   */
+  private tcpError(e: Error): void {
+    if (localExhausted(e)) { if (!fdExhausted(e)) this.bufferNotice(e) } else this.errorNotice(e)
   }
 
   /**

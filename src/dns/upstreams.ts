@@ -96,9 +96,10 @@ class Exchange {
   private replied(err: AppError | undefined, reply?: Buffer): void {
     const u = this.u!
     // truncated, or (0x20) its question came back in another letter case: an upstream that does
-    // not keep it, or a spoof that guessed port and ID but not the case. Asked again over TCP,
-    // which an off-path spoofer cannot answer, with what is left of the budget.
-    if (!this.viaTcp && (err === CASE_MISMATCH || (!err && (reply!.readUInt16BE(2) & TC) !== 0))) {
+    // not keep it, or a spoof that guessed port and ID but not the case; or an error without the
+    // question, which a spoof needs only port and ID for. Asked again over TCP, which an off-path
+    // spoofer cannot answer, with what is left of the budget.
+    if (!this.viaTcp && (err === CASE_MISMATCH || (!err && ((reply!.readUInt16BE(2) & TC) !== 0 || reply!.readUInt16BE(4) === 0)))) {
       this.viaTcp = true
       u.send(true, this.wire, this.qEnd, Math.max(1, this.deadline - this.ctx.nowMs()), false, this.onReply)
       return

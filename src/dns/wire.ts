@@ -51,18 +51,28 @@ export type QueryError = 'drop' | 'formerr' | 'notimp'
 /** Result of reading a name: its text and the offset just past it where it starts. */
 export interface NameRead { readonly name: string; readonly end: number }
 
-/** Where readName assembles a name's text: 253 characters fit in 255 octets, twice that with every one escaped. */
-const TEXT = Buffer.allocUnsafe(2 * MAX_NAME_OCTETS)
+/** Where readName assembles a name's text: 253 characters fit in 255 octets, four times that with every one `\DDD`. */
+const TEXT = Buffer.allocUnsafe(4 * MAX_NAME_OCTETS)
+
+/**
+ * How readName writes each octet of a label, as dig writes it (BIND's presentation form, RFC 1035
+ * §5.1): 0 as it is, 1 after a backslash (`.`, `\`, `"`, `(`, `)`, `;`, `@`, `$`), 2 as `\DDD`
+ * (a space, a control, and every octet over 0x7e, none of which a host name holds).
+ */
+const ESCAPE = new Uint8Array(256)
+for (let c = 0; c < 256; c++) ESCAPE[c] = c <= 0x20 || c >= 0x7f ? 2 : 0
+for (const c of '."\\();@$') ESCAPE[c.charCodeAt(0)] = 1
 
 /**
  * Read a (possibly compressed) name at `off`. Pointers must point strictly backwards (which rules
  * out loops), at most 64 jumps, at most 255 octets in all. `lower` folds A-Z to a-z (DNS names
  * are case-insensitive in ASCII only, RFC 4343). The text is assembled byte by byte and becomes
  * one string in one call (a string per label cost more than the rest of reading the query).
- * A dot or a backslash inside a label is written escaped, as in presentation form (`x\.www.example`
- * is two labels under `example`): flattened, it read as a name under `www.example`, which it is
- * not, and an allow entry for that name let it through. Escaped, it is no host name: decided as
- * a name under its longest suffix that is one (policy), and logged as dig writes it.
+ * An octet no host name holds is written escaped, as dig writes it (ESCAPE): `x\.www.example` is
+ * two labels under `example` (flattened, it read as a name under `www.example`, which it is not, and
+ * an allow entry for that name let it through); `a\032b`, `\010`, `\226\128\174` for a space, a line
+ * feed and UTF-8 (ECS dns.question.name: no raw control reaches a log line, a CSV or a terminal).
+ * Such a name is decided as a name under its longest suffix that is a host name (policy).
  */
 export function readName(buf: Buffer, off: number, lower = true): NameRead | undefined {
   let pos = off
@@ -94,8 +104,18 @@ export function readName(buf: Buffer, off: number, lower = true): NameRead | und
     if (n > 0) TEXT[n++] = 46
     for (let i = pos + 1; i <= pos + len; i++) {
       const c = buf[i]!
-      if (c === 46 || c === 92) TEXT[n++] = 92
-      TEXT[n++] = lower && c >= 65 && c <= 90 ? c | 0x20 : c
+      const e = ESCAPE[c]!
+      if (e === 0) {
+        TEXT[n++] = lower && c >= 65 && c <= 90 ? c | 0x20 : c
+        continue
+      }
+      TEXT[n++] = 92
+      if (e === 1) TEXT[n++] = c
+      else {
+        TEXT[n++] = 48 + ((c / 100) | 0)
+        TEXT[n++] = 48 + (((c / 10) | 0) % 10)
+        TEXT[n++] = 48 + (c % 10)
+      }
     }
     pos += len + 1
   }
@@ -210,7 +230,7 @@ const OPT_COOKIE = 10
 const OPT_MAC = 65001
 /** dnsmasq's `--add-mac=text` (`aa:bb:cc:dd:ee:ff`, 17 octets) and `--add-mac=base64` (8 octets): Nominum's device-ID code. */
 const OPT_MAC_TEXT = 65073
-const isClientOption = (code: number): boolean =>
+export const isClientOption = (code: number): boolean =>
   code === OPT_ECS || code === OPT_COOKIE || code === OPT_NSID || code === OPT_MAC || code === OPT_MAC_TEXT
 
 /**

@@ -13,7 +13,8 @@ export interface LimitPrefixes {
 /**
  * The key a per-client limit counts `ip` under: at the full length (/32, /128) the address in
  * its canonical form (IPv4-mapped IPv6 as IPv4, RFC 5952, no zone); shorter, its network with the
- * length, `192.0.2.0/24`, `2001:db8:1:2::/64`. IPv4-mapped IPv6 counts as IPv4. Text that is not
+ * length, `192.0.2.0/24`, `2001:db8:1:2::/64`. IPv4-mapped IPv6 counts as IPv4, a link-local
+ * IPv6 address by itself. Text that is not
  * an address comes back as it is. Only a grouped key has a "/" (see `isPrefix`).
  */
 export function limitKey(ip: string, p: LimitPrefixes): string {
@@ -25,7 +26,9 @@ export function limitKey(ip: string, p: LimitPrefixes): string {
     const text = `${w >>> 24}.${(w >>> 16) & 255}.${(w >>> 8) & 255}.${w & 255}`
     return bits === 32 ? text : `${text}/${bits}`
   }
-  const bits = p.ipv6Prefix
+  // a link-local address (fe80::/10) is not its host's own /64: every host on the link is in
+  // fe80::/64 (RFC 4291 §2.5.6), so it is counted by itself
+  const bits = a.words[0]! >>> 22 === 0x3fa ? 128 : p.ipv6Prefix
   const g: number[] = []
   for (let i = 0; i < 8; i++) {
     const word = a.words[i >> 1]!

@@ -372,6 +372,32 @@ t.test('an entry gives back every target of its answer, in order, as the scan fo
   t.equal(c.serve(e, k.buf, k.q.qEnd, 0n).length, r.length)
 })
 
+t.test('a target name written over 255 characters (escaped octets) comes back whole, and the one after it too', async t => {
+  // a CNAME to 3 labels of 63 dots under evil.test (203 octets, 390 characters as \.), then to a
+  // listed name: one length octet wrapped (390 = 256 + 134), and the listed name was lost on a hit
+  const wire = (labels: string[]): Buffer => Buffer.concat([...labels.map(l => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])), Buffer.from([0])])
+  const dots = wire(['.'.repeat(63), '.'.repeat(63), '.'.repeat(63), 'evil', 'test'])
+  const high = wire(['\xff'.repeat(63), '\xff'.repeat(63), '\xff'.repeat(63), '\xff'.repeat(61)])
+  const rr = (owner: Buffer, type: number, rdata: Buffer): Buffer => {
+    const h = Buffer.alloc(10)
+    h.writeUInt16BE(type, 0); h.writeUInt16BE(1, 2); h.writeUInt32BE(300, 4); h.writeUInt16BE(rdata.length, 8)
+    return Buffer.concat([owner, h, rdata])
+  }
+  const question = wire(['longesc', 'good', 'test'])
+  const head = Buffer.from([0, 1, 0x81, 0x80, 0, 1, 0, 4, 0, 0, 0, 0])
+  const r = Buffer.concat([head, question, Buffer.from([0, 1, 0, 1]),
+    rr(Buffer.from([0xc0, 12]), 5, dots), rr(dots, 5, high), rr(high, 5, wire(['tunnel', 'ngrok', 'com'])),
+    rr(wire(['tunnel', 'ngrok', 'com']), 1, Buffer.from([192, 0, 2, 66]))])
+  const scan = scanResponse(r)!
+  t.equal(scan.targets[0]!.length, 390)
+  t.equal(scan.targets[1]!.length, 4 * 250 + 3, 'every octet \\255: the widest name there is')
+  t.equal(scan.targets[2], 'tunnel.ngrok.com')
+  const c = new DnsCache(settings)
+  const k = q('longesc.good.test')
+  t.ok(c.set(k.buf, k.q, r, scan, 'u', 0n))
+  t.same(c.targets(c.get(k.buf, k.q, 0n)), scan.targets, 'a hit is decided on every name the miss was')
+})
+
 t.test('the answer slab: size classes, reuse of released slots, records that do not overlap', async t => {
   t.equal(RECORD_SIZES[0], 64)
   t.equal(MAX_RECORD, 16_384)

@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { optRr } from '../fixtures/dig.js'
-import { scanResponse } from '../../src/dns/scan.js'
+import { MAX_TTL, scanResponse, withoutReplyClientOptions } from '../../src/dns/scan.js'
 
 const resp = (p: Partial<dnsPacket.Packet>): Buffer =>
   dnsPacket.encode({ type: 'response', id: 1, flags: 0x8180, questions: [{ type: 'A', name: 'q.test' }], ...p })
@@ -85,4 +85,66 @@ t.test('malformed replies give undefined', async t => {
   const shortSrv = Buffer.from(srv)
   shortSrv.writeUInt16BE(4, shortSrv.length - 16)
   t.equal(scanResponse(shortSrv), undefined, 'SRV rdata too short for its target')
+})
+
+t.test('a TTL with the top bit set is 0 (RFC 2181 §8), in records and in an SOA\'s MINIMUM', async t => {
+  const big = scanResponse(resp({ answers: [{ type: 'A', name: 'q.test', ttl: 0x80000001, data: '192.0.2.1' }, { type: 'A', name: 'q.test', ttl: MAX_TTL, data: '192.0.2.2' }] }))!
+  t.equal(big.minTtl, 0)
+  const soa = (ttl: number, minimum: number): dnsPacket.Answer => ({
+    type: 'SOA', name: 'test', ttl,
+    data: { mname: 'ns.test', rname: 'h.test', serial: 1, refresh: 1, retry: 1, expire: 1, minimum },
+  })
+  t.equal(scanResponse(resp({ flags: 0x8183, authorities: [soa(0xffffffff, 0xffffffff)] }))!.negativeTtl, 0)
+  t.equal(scanResponse(resp({ flags: 0x8183, authorities: [soa(600, 0x80000000)] }))!.negativeTtl, 0)
+  t.equal(scanResponse(resp({ flags: 0x8183, authorities: [soa(600, MAX_TTL)] }))!.negativeTtl, 600, 'the largest TTL there is is not 0')
+})
+
+/** An OPT record: owner, type 41, UDP size, flags, and options [code, data]. */
+const opt = (options: [number, Buffer][], owner = Buffer.from([0])): Buffer => {
+  const body = Buffer.concat(options.map(([code, data]) => Buffer.concat([Buffer.from([code >> 8, code & 255, data.length >> 8, data.length & 255]), data])))
+  const h = Buffer.from([0, 41, 4, 208, 0, 0, 0, 0, body.length >> 8, body.length & 255])
+  return Buffer.concat([owner, h, body])
+}
+/** A reply to q.test A: its answer records, then additional records (raw), counts set. */
+const raw = (answers: Buffer[], additional: Buffer[]): Buffer => {
+  const head = Buffer.from([0, 1, 0x81, 0x80, 0, 1, 0, answers.length, 0, 0, 0, additional.length])
+  return Buffer.concat([head, Buffer.from([1, 113, 4, 116, 101, 115, 116, 0, 0, 1, 0, 1]), ...answers, ...additional])
+}
+const a = (ttl: number): Buffer => Buffer.from([0xc0, 12, 0, 1, 0, 1, ttl >>> 24, (ttl >> 16) & 255, (ttl >> 8) & 255, ttl & 255, 0, 4, 192, 0, 2, 1])
+
+t.test('an OPT record: one, owned by the root, in the additional section, its options whole; else the reply is malformed', async t => {
+  const cookie: [number, Buffer] = [10, Buffer.alloc(16, 67)]
+  const ok = scanResponse(raw([a(60)], [opt([[65000, Buffer.from('x')]])]))!
+  t.equal(ok.clientOptions, false, 'an option of its own (unknown): passed on as it came')
+  t.ok(ok.optRdata > 0 && ok.optEnd === ok.optRdata + 5)
+  t.equal(scanResponse(raw([a(60)], []))!.optRdata, -1)
+  t.equal(scanResponse(raw([a(60)], [opt([cookie])]))!.clientOptions, true)
+  t.equal(scanResponse(raw([a(60)], [opt([]), opt([])])), undefined, 'two OPT records')
+  t.equal(scanResponse(raw([a(60), opt([])], [])), undefined, 'an OPT in the answer section')
+  t.equal(scanResponse(raw([a(60)], [opt([], Buffer.from([1, 120, 0]))])), undefined, 'an OPT owned by "x"')
+  const cut = raw([a(60)], [opt([cookie])])
+  cut.writeUInt16BE(18, cut.length - 20 - 2 + 0)                 // the option says 18 octets where its record has 16
+  t.equal(scanResponse(cut), undefined, 'an option past the end of its record')
+  const short = raw([a(60)], [opt([[65000, Buffer.from('x')]])])
+  short.writeUInt16BE(3, short.length - 5 - 2)                    // RDLENGTH 3: less than an option header
+  t.equal(scanResponse(short.subarray(0, short.length - 2)), undefined, 'an option header cut by its record')
+})
+
+t.test('withoutReplyClientOptions: COOKIE, NSID, Client Subnet and MAC options out, the rest kept, TTL offsets after moved', async t => {
+  const plain = raw([a(60)], [opt([[65000, Buffer.from('keep')]])])
+  const s0 = scanResponse(plain)!
+  t.equal(withoutReplyClientOptions(plain, s0), plain, 'none: the reply itself')
+  const rec = raw([a(60)], [opt([[10, Buffer.alloc(16, 67)], [3, Buffer.from('NSID')], [65000, Buffer.from('keep')], [8, Buffer.from([0, 1, 32, 0, 1, 2, 3, 4])]]), a(7)])
+  rec.writeUInt16BE(2, 10)
+  const scan = scanResponse(rec)!
+  const before = scan.ttlOffsets.slice()
+  const out = withoutReplyClientOptions(rec, scan)
+  const removed = rec.length - out.length
+  t.equal(removed, 20 + 8 + 12)
+  const d = dnsPacket.decode(out)
+  const o = d.additionals!.find(x => x.type === 'OPT') as unknown as { options: { code: number }[] }
+  t.same(o.options.map(x => x.code), [65000])
+  t.same(scan.ttlOffsets, [before[0], before[1]! - removed], 'the record after the OPT: its TTL offset moved')
+  t.equal(out.readUInt32BE(scan.ttlOffsets[1]!), 7, 'and it points at that TTL')
+  t.equal(out.readUInt32BE(scan.ttlOffsets[0]!), 60)
 })

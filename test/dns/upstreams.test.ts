@@ -917,8 +917,8 @@ t.test('health: a reply that says the server could not answer never marks it dow
   t.equal((await forward(pool2, 'yes2.test')).upstream, pickyUrl, 'still asked first')
 })
 
-t.test('an error reply without the question (header only) fails the query at once: no wait for the timeout', async t => {
-  const bare = await fakeUdp(t, (m, r, s) => {
+t.test('an error reply without the question (header only) fails the query at once, once TCP says it too: no wait for the timeout', async t => {
+  const bare = await fakeBoth(t, (m, r, s) => {
     s.send(headerOnly(m, 0), r.port, r.address)                                // NOERROR without a question: not an answer
     s.send(headerOnly(m, 3), r.port, r.address)                                // nor NXDOMAIN: it says what the name holds
     const notResponse = headerOnly(m, 5)
@@ -928,7 +928,7 @@ t.test('an error reply without the question (header only) fails the query at onc
     wrongId.writeUInt16BE((m.readUInt16BE(0) + 1) & 0xffff, 0)
     s.send(wrongId, r.port, r.address)                                         // another ID: not this query's
     s.send(headerOnly(m, 5), r.port, r.address)
-  })
+  }, (m, sock) => sock.write(frame(headerOnly(m, 5))))                          // over TCP, which no spoofer reaches: it is so
   const live = await fakeUdp(t, reply)
   const ev = memoryEvidence()
   const liveUrl = `udp://127.0.0.1:${live.port}`
@@ -938,6 +938,7 @@ t.test('an error reply without the question (header only) fails the query at onc
   const r = await forward(pool, 'a.test', 4000)
   t.equal(r.upstream, liveUrl, 'the next upstream asked')
   t.ok(Date.now() - t0 < 1500, 'not after the first upstream\'s share of the budget (2 s)')
+  t.equal(bare.tcpSeen.length, 1, 'asked again over TCP first')
   t.equal(ev.counts['dropped.mismatch'], 4)
   t.equal(ev.counts['upstream.error'], 1)
   t.equal(ev.messages.filter(m => m.msg === 'dns upstream down').length, 0)
@@ -949,6 +950,20 @@ t.test('an error reply without the question (header only) fails the query at onc
   t.equal(e.err?.code, 'UPSTREAM_FAILED')
   t.match(e.err?.message, 'answered REFUSED without the question')
   t.ok(Date.now() - t1 < 1500)
+  t.equal(bare.tcpSeen.length, 2)
+})
+
+t.test('a spoofed error without the question (it needs only port and ID, no 0x20 case) loses to the answer over TCP', async t => {
+  const up = await fakeBoth(t, (m, r, s) => { s.send(headerOnly(m, 2), r.port, r.address) }, (m, sock) => sock.write(frame(answer(m))))
+  const url = `udp://127.0.0.1:${up.port}`
+  const pool = new UpstreamPool([url], memoryEvidence(), Date.now)
+  t.teardown(() => pool.close())
+  const r = await forward(pool, 'a.test', 4000)
+  t.equal(r.err, undefined)
+  t.equal(r.upstream, url)
+  t.equal(decodeMsg(r.reply!).answers.length, 1, 'the answer, from the same upstream over TCP')
+  t.equal(up.seen.length, 1)
+  t.equal(up.tcpSeen.length, 1)
 })
 
 type Slots = { slots: ({ socket: Socket } | undefined)[] }

@@ -99,6 +99,18 @@ t.test('readName writes a dot or a backslash inside a label escaped, as presenta
   t.equal(long.name, dots.map(d => '\\.'.repeat(d.length)).join('.'))
   t.equal(long.name.length, 2 * 250 + 3)
   t.equal(long.end, 12 + 255)
+  // as dig writes them: a space, controls, a quote and the other specials, UTF-8 octets
+  t.same(readName(wire(['has space', 'line\nfeed\t', 'a"b(c)d;e@f$g', 'test']), 12)!.name,
+    'has\\032space.line\\010feed\\009.a\\"b\\(c\\)d\\;e\\@f\\$g.test')
+  t.same(readName(wire(['\xe2\x80\xaeevil', '\x00\x1f\x7f', 'test']), 12)!.name, '\\226\\128\\174evil.\\000\\031\\127.test',
+    'U+202E (right-to-left override) and the controls at both ends of ASCII: no raw byte reaches a line')
+  t.same(readName(wire(['a-b_c*d+e/f', 'test']), 12)!.name, 'a-b_c*d+e/f.test', 'printable ASCII dig leaves alone stays as it is')
+  // 255 octets of 0xff: every one written as \255, four characters each
+  const high = [63, 63, 63, 61].map(n => '\xff'.repeat(n))
+  const widest = readName(wire(high), 12)!
+  t.equal(widest.name, high.map(d => '\\255'.repeat(d.length)).join('.'))
+  t.equal(widest.name.length, 4 * 250 + 3)
+  t.equal(readName(wire(['a', 'test']), 12)!.name, 'a.test', 'a short name after the widest: nothing left over')
 })
 
 t.test('readName follows backward pointers and lowercases only when asked', async t => {
@@ -116,18 +128,18 @@ t.test('readName follows backward pointers and lowercases only when asked', asyn
   t.same(readName(c, 13), { name: '', end: 15 }, 'one jump to the root')
 })
 
-t.test('readName folds ASCII case only, keeps other bytes as latin1, and reads the longest name there is', async t => {
-  // "Zz@[`{\xc0\xff" . "COM": the bytes around A-Z and a-z stay as they are
+t.test('readName folds ASCII case only and reads the longest name there is', async t => {
+  // "Zz@[`{\xc0\xff" . "COM": the bytes around A-Z and a-z are not folded
   const b = raw(1, [8, 0x5a, 0x7a, 0x40, 0x5b, 0x60, 0x7b, 0xc0, 0xff, 3, 67, 79, 77, 0, 0, 1, 0, 1])
-  t.same(readName(b, 12), { name: 'zz@[`{\xc0\xff.com', end: 26 })
-  t.same(readName(b, 12, false), { name: 'Zz@[`{\xc0\xff.COM', end: 26 })
+  t.same(readName(b, 12), { name: 'zz\\@[`{\\192\\255.com', end: 26 })
+  t.same(readName(b, 12, false), { name: 'Zz\\@[`{\\192\\255.COM', end: 26 })
   // 255 octets: three labels of 63 and one of 61, all upper case
   const labels = [63, 63, 63, 61].map((n, i) => [n, ...Array<number>(n).fill(65 + i)])
   const long = raw(1, [...labels.flat(), 0, 0, 1, 0, 1])
   const want = ['a', 'b', 'c', 'd'].map((ch, i) => ch.repeat(labels[i]![0]!)).join('.')
   t.same(readName(long, 12), { name: want, end: 12 + 255 })
   t.equal(want.length, 253)
-  t.same(readName(b, 12), { name: 'zz@[`{\xc0\xff.com', end: 26 }, 'a short name after a long one: nothing left over')
+  t.same(readName(b, 12), { name: 'zz\\@[`{\\192\\255.com', end: 26 }, 'a short name after a long one: nothing left over')
 })
 
 t.test('skipName and skipRecord', async t => {

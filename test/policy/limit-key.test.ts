@@ -28,9 +28,18 @@ t.test('IPv6 at /128: each address its own key, in the canonical form and withou
   t.ok(isPrefix(key('2001:db8::1', 64)))
 })
 
+t.test('IPv6 link-local (fe80::/10): each address by itself at any prefix; every host on a link shares fe80::/64', async t => {
+  t.equal(key('fe80::a11:22ff:fe33:4455'), 'fe80::a11:22ff:fe33:4455')
+  t.equal(key('fe80::b99:88ff:fe77:6655%eth0'), 'fe80::b99:88ff:fe77:6655', 'another host on the link: another key, no zone')
+  t.equal(key('febf:ffff::1', 48), 'febf:ffff::1', 'the top of fe80::/10')
+  t.equal(key('fec0::1'), 'fec0::/64', 'just above it (site-local): grouped as any other')
+  t.equal(key('fe7f::1'), 'fe7f::/64', 'just below it')
+})
+
 t.test('link-local with a zone: the zone is not part of the key', async t => {
-  t.equal(key('fe80::1%eth0'), 'fe80::/64')
-  t.equal(key('fe80::2%eth1'), key('fe80::1'))
+  t.equal(key('fe80::1%eth0'), 'fe80::1')
+  t.equal(key('fe80::1%eth1'), key('fe80::1'), 'one address on two links: one key (the zone is not logged either)')
+  t.not(key('fe80::2%eth1'), key('fe80::1'))
 })
 
 t.test('IPv4, and IPv4-mapped IPv6 as IPv4', async t => {
