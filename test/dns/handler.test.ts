@@ -63,6 +63,29 @@ t.test('a malformed upstream answer gives SERVFAIL', async t => {
   t.match(ev.events[0], { dns: { rcode: 'SERVFAIL', upstream: up.url } })
 })
 
+t.test('an upstream\'s COOKIE, NSID and Client Subnet are not handed on, from the miss or the cache; its other options are; a top-bit TTL is 0', async t => {
+  const up = await fakeUdp(t, (m, r, s) => {
+    const d = decodeMsg(m)
+    const name = d.questions![0]!.name.toLowerCase()
+    const ttls = name === 'top.test' ? [60, 0x80000001] : [60, 30]
+    s.send(dnsPacket.encode({
+      type: 'response', id: d.id, flags: 0x8180, questions: d.questions as dnsPacket.Question[],
+      answers: ttls.map((ttl, i) => ({ type: 'A', name, ttl, data: `192.0.2.${i + 1}` })),
+      additionals: [optRr(1232, 0, [{ code: 10, data: Buffer.alloc(24, 67) }, { code: 3, data: Buffer.from('NSID') }, { code: 8, data: Buffer.from([0, 1, 24, 0, 10, 0, 0]) }, { code: 65002, data: Buffer.from('hi') }])],
+    }), r.port, r.address)
+  })
+  const { ask } = setup(t, makeSnapshot({ config: { dns: { upstreams: [up.url] } } }))
+  const options = (b: Buffer): number[] => (decodeMsg(b).additionals!.find(a => a.type === 'OPT') as unknown as { options: { code: number }[] }).options.map(x => x.code)
+  const msg = q('a.test', { additionals: [optRr(1232, 0, [])] })
+  t.same(options((await ask(msg))!), [65002], 'the miss: only the option of no one client')
+  t.same(options((await ask(msg))!), [65002], 'the hit: the same')
+  t.equal(up.seen.length, 1, 'the second was a hit')
+  const top = q('top.test', { additionals: [optRr(1232, 0, [])] })
+  t.same(decodeMsg((await ask(top))!).answers!.map(a => a.ttl), [60, 0], 'TTL 0x80000001 is 0 (RFC 2181 §8), not maxTtl')
+  await ask(top)
+  t.equal(up.seen.length, 3, 'and the answer is not cached: its smallest TTL is 0')
+})
+
 t.test('access: unknown clients get REFUSED, their malformed queries nothing; many clients stay bounded', async t => {
   const { h, ask, ev } = setup(t, makeSnapshot({ config: { dns: { allowClients: ['10.0.0.0/8'] } } }))
   const stranger: Client = { ip: '192.0.2.1', port: 1, transport: 'udp' }

@@ -1133,3 +1133,88 @@ t.test('TCP transport: a connection that cannot get a descriptor (EMFILE) is cou
   t.ok(performance.now() - t0 < 1000, 'at once')
   t.equal(ev.counts['fd.dns-upstream'], 1)
 })
+
+t.test('a reply that is no response to a QUERY (QR clear: an echo, a reflector; opcode NOTIFY) is dropped, never taken as the answer', async t => {
+  const up = await fakeUdp(t, (m, r, s) => {
+    const echo = answer(m)
+    echo[2] = echo[2]! & 0x7f                                                     // the answer, QR clear
+    const notify = answer(m)
+    notify[2] = (notify[2]! & 0x87) | (4 << 3)                                    // the answer, opcode NOTIFY
+    s.send(m, r.port, r.address)                                                  // the query itself, echoed
+    s.send(echo, r.port, r.address)
+    s.send(notify, r.port, r.address)
+    setTimeout(() => s.send(answer(m), r.port, r.address), 50)
+  })
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  const r = await forward(pool)
+  t.equal(r.err, undefined)
+  t.equal(r.reply![2]! & 0xf8, 0x80, 'the response: QR set, opcode QUERY')
+  t.equal(ev.counts['dropped.mismatch'], 3)
+})
+
+t.test('TCP transport: a connection stuck inside a frame (its length sent, not the rest) is closed at a timeout; the next query gets a new one', async t => {
+  const conns = new Set<TcpSocket>()
+  const port = await fakeTcp(t, 0, (m, s) => {
+    conns.add(s)
+    const d = dnsPacket.decode(m)
+    if (d.questions![0]!.name === 'half.test') s.write(Buffer.concat([Buffer.from([0x03, 0xe8]), Buffer.alloc(20)]))   // 1000 announced, 20 sent
+    else s.write(frame(answer(m)))
+  })
+  const ev = memoryEvidence()
+  const errors: string[] = []
+  const tcp = new TcpTransport('127.0.0.1', port, ev.counters, 10_000, undefined, e => errors.push(e.message))
+  t.teardown(() => tcp.close())
+  const ask = (name: string, ms: number): Promise<{ e?: AppError; rep?: Buffer }> => {
+    const { buf, qEnd } = query(name)
+    return new Promise(r => tcp.send(buf, qEnd, ms, (e, rep) => r({ e, rep })))
+  }
+  const half = await ask('half.test', 300)
+  t.equal(half.e?.code, 'UPSTREAM_TIMEOUT')
+  for (let i = 0; i < 50 && errors.length === 0; i++) await sleep(10)
+  t.match(errors, [/TCP connection stuck in a frame: 22 octets of one not finished within 300 ms/])
+  const next = await ask('b.test', 2000)
+  t.equal(next.e, undefined, 'answered on a new connection, not swallowed by the old frame')
+  t.equal(decodeMsg(next.rep!).questions[0]!.name, 'b.test')
+  t.equal(conns.size, 2)
+})
+
+t.test('TCP transport: a connection that answered nothing within a query\'s time is closed; one that answers others is kept', async t => {
+  const conns = new Set<TcpSocket>()
+  const port = await fakeTcp(t, 0, (m, s) => {
+    conns.add(s)
+    if (dnsPacket.decode(m).questions![0]!.name !== 'slow.test') s.write(frame(answer(m)))
+  })
+  const errors: string[] = []
+  const tcp = new TcpTransport('127.0.0.1', port, memoryEvidence().counters, 10_000, undefined, e => errors.push(e.message))
+  t.teardown(() => tcp.close())
+  const ask = (name: string, ms: number): Promise<AppError | undefined> => {
+    const { buf, qEnd } = query(name)
+    return new Promise(r => tcp.send(buf, qEnd, ms, e => r(e)))
+  }
+  // one slow name while others are answered: the connection works, and stays
+  const slow = ask('slow.test', 300)
+  for (let i = 0; i < 3; i++) { t.equal(await ask(`o${i}.test`, 1000), undefined); await sleep(120) }
+  t.equal((await slow)?.code, 'UPSTREAM_TIMEOUT')
+  await sleep(30)
+  t.same(errors, [], 'kept: it answered within the slow query\'s time')
+  // nothing answered for the whole of a query's time: closed
+  t.equal((await ask('slow.test', 200))?.code, 'UPSTREAM_TIMEOUT')
+  for (let i = 0; i < 50 && errors.length === 0; i++) await sleep(10)
+  t.match(errors, [/TCP connection answered nothing within 200 ms/])
+  t.equal(await ask('p.test', 1000), undefined)
+  t.equal(conns.size, 2)
+})
+
+t.test('tcp:// upstream: a connection refused is said as a socket error, at most once per 10 s', async t => {
+  const port = await freePort()
+  const ev = memoryEvidence()
+  const pool = new UpstreamPool([`tcp://127.0.0.1:${port}`], ev, Date.now)
+  t.teardown(() => pool.close())
+  t.equal((await forward(pool, 'a.test', 1000)).err?.code, 'UPSTREAM_FAILED')
+  t.equal((await forward(pool, 'b.test', 1000)).err?.code, 'UPSTREAM_FAILED')
+  const said = ev.messages.filter(m => m.msg === 'dns upstream socket error')
+  t.equal(said.length, 1)
+  t.match(said[0]!.fields, { upstream: `tcp://127.0.0.1:${port}`, error: /ECONNREFUSED/ })
+})
