@@ -1218,3 +1218,19 @@ t.test('tcp:// upstream: a connection refused is said as a socket error, at most
   t.equal(said.length, 1)
   t.match(said[0]!.fields, { upstream: `tcp://127.0.0.1:${port}`, error: /ECONNREFUSED/ })
 })
+
+t.test('an upstream says a TCP connection\'s error as a socket error; no descriptor (counted by the transport) and no buffer are this host\'s', async t => {
+  const { Upstream } = await import('../../src/dns/upstream.js')
+  const ev = memoryEvidence()
+  const u = new Upstream('tcp://127.0.0.1:9', ev, () => 0)
+  const tcpError = (e: Error): void => (u as unknown as { tcpError(e: Error): void }).tcpError(e)
+  tcpError(Object.assign(new Error('connect EMFILE 127.0.0.1:9'), { code: 'EMFILE' }))
+  t.same(ev.messages, [], 'no descriptor: nothing said here (the transport counts it, and its warning says it)')
+  tcpError(Object.assign(new Error('write ENOBUFS'), { code: 'ENOBUFS' }))
+  tcpError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))
+  t.match(ev.messages, [
+    { level: 'warn', msg: /ENOBUFS/, fields: { 'error.code': 'ENOBUFS' } },
+    { level: 'warn', msg: 'dns upstream socket error', fields: { upstream: 'tcp://127.0.0.1:9', error: 'read ECONNRESET', errors: 1 } },
+  ])
+  u.close()
+})
