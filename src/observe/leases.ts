@@ -1,3 +1,4 @@
+import { canonicalIp } from '../policy/cidr.js'
 import { readTextFile } from '../read-file.js'
 
 /** One DHCP lease: who held an address, and when. Times in ms; start -Infinity when unknown. */
@@ -52,9 +53,22 @@ function iscTime(v: string | undefined, never: number): number {
   return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : never
 }
 
-/** ISC dhcpd's dhcpd.leases: `lease IP { starts …; ends …; hardware ethernet MAC; client-hostname "name"; }` */
+/**
+ * ISC dhcpd's dhcpd.leases: `lease IP { starts …; ends …; hardware ethernet MAC; client-hostname "name"; }`;
+ * and its DHCPv6 dhcpd6.leases: `ia-na "…" { cltt …; iaaddr IP { ends …; set ddns-fwd-name = "name"; } }`,
+ * which names a machine only by its DUID (no MAC) and only by the DNS name it was given, if any.
+ */
 export function parseIscDhcpd(text: string): Lease[] {
   const out: Lease[] = []
+  for (const m of text.matchAll(/^\s*iaaddr\s+(\S+)\s*\{([^}]*)\}/gm)) {
+    const body = m[2]!
+    const get = (re: RegExp) => re.exec(body)?.[1]
+    out.push({
+      ip: m[1]!, mac: undefined,
+      hostname: get(/set ddns-fwd-name = "([^"]*?)\.?";/) || undefined,
+      start: -Infinity, end: iscTime(get(/\bends ([^;]+);/), Infinity),
+    })
+  }
   for (const m of text.matchAll(/^lease\s+(\S+)\s*\{([^}]*)\}/gm)) {
     const body = m[2]!
     const get = (re: RegExp) => re.exec(body)?.[1]
@@ -92,7 +106,7 @@ export function parseKeaCsv(text: string): Lease[] {
 /** Any of the three, told apart by their look. */
 export function parseLeases(text: string): Lease[] {
   if (/^address,/.test(text)) return parseKeaCsv(text)
-  if (/^lease\s+\S+\s*\{/m.test(text)) return parseIscDhcpd(text)
+  if (/^\s*(?:lease|iaaddr)\s+\S+\s*\{/m.test(text)) return parseIscDhcpd(text)
   return parseDnsmasq(text)
 }
 
@@ -119,14 +133,19 @@ export function pickLease(list: readonly Lease[] | undefined, time: number): Lea
   return best
 }
 
-/** Leases by address; `at(ip, time)` is the lease that covered the address at that time (latest start wins). */
+/**
+ * Leases by address, in the form a line names a client (canonicalIp: `2001:DB8:1::21` and
+ * `::ffff:10.0.0.5` as `2001:db8:1::21` and `10.0.0.5`); `at(ip, time)` is the lease that covered
+ * the address at that time (latest start wins).
+ */
 export class LeaseIndex {
   readonly #byIp = new Map<string, Lease[]>()
   constructor(leases: Iterable<Lease>) {
     for (const l of leases) {
-      const list = this.#byIp.get(l.ip)
+      const ip = canonicalIp(l.ip)
+      const list = this.#byIp.get(ip)
       if (list) list.push(l)
-      else this.#byIp.set(l.ip, [l])
+      else this.#byIp.set(ip, [l])
     }
   }
 

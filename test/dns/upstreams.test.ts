@@ -1222,7 +1222,7 @@ t.test('tcp:// upstream: a connection refused is said as a socket error, at most
 t.test('an upstream says a TCP connection\'s error as a socket error; no descriptor (counted by the transport) and no buffer are this host\'s', async t => {
   const { Upstream } = await import('../../src/dns/upstream.js')
   const ev = memoryEvidence()
-  const u = new Upstream('tcp://127.0.0.1:9', ev, () => 0)
+  const u = new Upstream('tcp://127.0.0.1:9', ev, () => 0, { sockets: 1, queriesPerSocket: 1, socketLifeMs: 1 })
   const tcpError = (e: Error): void => (u as unknown as { tcpError(e: Error): void }).tcpError(e)
   tcpError(Object.assign(new Error('connect EMFILE 127.0.0.1:9'), { code: 'EMFILE' }))
   t.same(ev.messages, [], 'no descriptor: nothing said here (the transport counts it, and its warning says it)')

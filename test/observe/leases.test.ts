@@ -57,6 +57,45 @@ t.test('ISC dhcpd', async t => {
   t.same(parseIscDhcpd('lease 10.0.0.1 {\n  starts garbage;\n}\n'), [{ ip: '10.0.0.1', mac: undefined, hostname: undefined, start: -Infinity, end: Infinity }])
 })
 
+t.test('ISC dhcpd for DHCPv6 (dhcpd6.leases): each iaaddr, named by its DDNS name when it has one', async t => {
+  const isc6 = `# The format of this file is documented in the dhcpd.leases(5) manual page.
+authoring-byte-order little-endian;
+server-duid "\\000\\001\\000\\001";
+ia-na "\\001\\000\\000\\000\\000\\001" {
+  cltt 6 2026/11/21 09:30:00;
+  iaaddr 2001:db8:1:2::30 {
+    binding state active;
+    preferred-life 375;
+    max-life 600;
+    ends 6 2026/11/21 21:30:00;
+    set ddns-fwd-name = "ws-30.corp.example.";
+  }
+}
+ia-na "\\001\\000\\000\\000\\000\\002" {
+  cltt 6 2026/11/21 09:30:00;
+  iaaddr 2001:DB8:1:2:0:0:0:31 {
+    binding state active;
+    ends never;
+  }
+}
+`
+  const l = parseLeases(isc6)
+  t.same(l, [
+    { ip: '2001:db8:1:2::30', mac: undefined, hostname: 'ws-30.corp.example', start: -Infinity, end: Date.UTC(2026, 10, 21, 21, 30) },
+    { ip: '2001:DB8:1:2:0:0:0:31', mac: undefined, hostname: undefined, start: -Infinity, end: Infinity },
+  ])
+  const idx = new LeaseIndex(l)
+  t.equal(idx.at('2001:db8:1:2::30', T)?.hostname, 'ws-30.corp.example')
+  t.ok(idx.at('2001:db8:1:2::31', T), 'an address written out in full is found by the form a line names it in')
+})
+
+t.test('the index is keyed by the canonical form of each address (as lines name clients)', async t => {
+  const idx = new LeaseIndex(parseDnsmasq(`0 aa:bb:cc:dd:ee:03 2001:DB8:1:2:0:0:0:21 upper-6 *\n0 aa:bb:cc:dd:ee:04 ::ffff:10.0.0.44 mapped-4 *\n`))
+  t.equal(idx.at('2001:db8:1:2::21', T)?.hostname, 'upper-6')
+  t.equal(idx.at('10.0.0.44', T)?.hostname, 'mapped-4')
+  t.equal(idx.get('2001:db8:1:2::21')?.length, 1)
+})
+
 t.test('Kea CSV', async t => {
   t.same(parseKeaCsv(kea), [
     { ip: '10.0.0.8', mac: '02-00-00-00-00-0C', hostname: 'build-agent.corp.example', start: T - 1_800_000, end: T + 1_800_000 },
