@@ -34,6 +34,13 @@ t.test('check takes the host from a URL or host:port pasted from an alert, and s
   // an address literal is no name: it passes, as the proxy passes it
   t.match(JSON.parse((await run(['check', '[fd00::7]:8443', '--json'])).out), { name: 'fd00::7', action: 'pass', reason: 'an address, not a name', from: '[fd00::7]:8443' })
   t.match(JSON.parse((await run(['check', 'http://10.1.2.3/x', '--json'])).out), { name: '10.1.2.3', action: 'pass', from: 'http://10.1.2.3/x' })
+  // an address alone, as a line names it, in any form: the same (it was "a name under the root" for IPv6)
+  for (const [input, name] of [['::1', '::1'], ['[fd00::1]', 'fd00::1'], ['0:0:0:0:0:0:0:1', '::1'], ['::ffff:10.9.9.9', '10.9.9.9'], ['10.1.2.3', '10.1.2.3']]) {
+    t.match(JSON.parse((await run(['check', input!, '--json'])).out), { name, action: 'pass', reason: 'an address, not a name', unparseable: false, from: input }, input)
+  }
+  const addr = await run(['check', 'fd00::1'])
+  t.match(addr.out, /^fd00::1 \(from fd00::1\): PASS\n/)
+  t.match(addr.out, /note: +an address: lists hold names; the proxy still refuses it when it is internal .*proxy\.allowDestinations.*proxy\.connectPorts/)
   // a name is decided as it is, with no word about where it came from
   t.notOk('from' in JSON.parse((await run(['check', 'x.ngrok.io', '--json'])).out))
   // no URL or host:port: decided as DNS would decide a query for it, as a name under its longest

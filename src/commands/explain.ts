@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { CidrSet, canonicalIp } from '../policy/cidr.js'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from '../proxy/address.js'
@@ -50,6 +51,9 @@ const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/
  * for anything else (a name is decided as it is, and a string that is neither stays unparseable).
  */
 export function targetOf(input: string): { target: Target; where: 'url' | 'connect' } | undefined {
+  // an address alone (`::1`, `[fd00::1]`, `10.0.0.1`), as a responder pastes it from a line: the proxy's address literal
+  const bare = input.startsWith('[') && input.endsWith(']') ? input.slice(1, -1) : input
+  if (isIP(bare) !== 0) return { target: { host: bare, port: 0, ip: canonicalIp(bare) }, where: 'connect' }
   const abs = ABSOLUTE.exec(input)
   if (abs) {
     // the port is not decided: any default does
@@ -114,7 +118,10 @@ export function explainDecision(d: Decision, client: string, refused = false, fr
   if (d.entry) lines.push(`  entry:   ${d.entry.pattern} (${d.entry.kind}) in list ${d.entry.list}, ${d.entry.source}`)
   if (d.sigma) lines.push(`  sigma:   ${d.sigma.id} "${d.sigma.title}" by ${d.sigma.author}`)
   if (refused) lines.push(`  dns:     REFUSED: ${client} is not in dns.allowClients, so DNS answers this client REFUSED whatever the name`)
-  if (d.action === 'pass') {
+  if (d.action === 'pass' && isIP(d.name) !== 0) {
+    lines.push('  note:    an address: lists hold names; the proxy still refuses it when it is internal (loopback, private, link-local, …) '
+      + 'and proxy.allowDestinations does not list it, or when its port is not in proxy.connectPorts, and decides the SNI or Host sent with it')
+  } else if (d.action === 'pass') {
     lines.push('  note:    the name alone; DNS also decides the CNAME, DNAME, HTTPS/SVCB and SRV targets in its answer, and the proxy the SNI and Host sent to it, so it can still be blocked through one of them')
   }
   return lines.join('\n') + '\n'

@@ -28,8 +28,14 @@ const cidr = z.string().refine(s => parseCidr(s) !== undefined, {
 }).describe('CIDR')
 
 /** host:port, with IPv6 in brackets: "127.0.0.1:1053", "[::1]:53". */
-const hostPort = z.string().refine(s => splitHostPort(s) !== undefined, {
-  message: 'not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53',
+const hostPort = z.string().superRefine((s, ctx) => {
+  if (splitHostPort(s) !== undefined) return
+  ctx.addIssue({
+    code: 'custom',
+    // a link-local address needs its interface, which a listener here cannot take: listen on [::]:PORT instead
+    message: /^\[[^\]]*%/.test(s) ? 'an address with a zone (%eth0) cannot be listened on; write [::]:PORT (every address, link-local ones too) or a global or ULA address'
+      : 'not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53',
+  })
 }).describe('HOST:PORT')
 
 /** An upstream URL's parts: the IP to connect to, its port, and (tls:// only) the name its certificate must carry. */

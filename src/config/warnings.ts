@@ -62,8 +62,13 @@ export function configWarnings(c: ParsedConfig): ConfigProblem[] {
   c.dns.listen.forEach((l, i) => {
     const hp = splitHostPort(l)!
     if (canonicalIp(hp.host) !== '::') return
-    // an IPv4 listener on the same port that other machines reach (loopback takes only this host)
-    const v4 = c.dns.listen.some(o => { const x = splitHostPort(o)!; return x.port === hp.port && isIP(x.host) === 4 && !x.host.startsWith('127.') })
+    // an IPv4 listener on the same port that other machines reach (loopback takes only this host);
+    // an IPv4-mapped address ([::ffff:10.0.0.1]) listens on its IPv4 address
+    const v4 = c.dns.listen.some(o => {
+      const x = splitHostPort(o)!
+      const ip = canonicalIp(x.host)
+      return x.port === hp.port && isIP(ip) === 4 && !ip.startsWith('127.')
+    })
     if (!v4) {
       out.push({
         path: ['dns', 'listen', i],

@@ -136,7 +136,8 @@ export class DestinationGuard {
     }
     if (allow.hasAddr(a)) return undefined
     for (const [set, label, cidr] of FORBIDDEN_SETS) {
-      if (set.hasAddr(a)) return `${is(shown)} ${label} (${cidr}); list it in proxy.allowDestinations to allow`
+      // a NAT64 address is allowed by the IPv4 address it embeds (listing 64:ff9b::/96 would let every internal one through)
+      if (set.hasAddr(a)) return `${is(shown)} ${label} (${cidr}); list ${v4 ? v4text(v4.words[0]!) : 'it'} in proxy.allowDestinations to allow`
     }
     return undefined
   }

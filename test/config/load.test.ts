@@ -309,3 +309,11 @@ t.test('a config file with every section round-trips', async t => {
   t.equal(c.log.queries, 'all')
   t.same(c.proxy.listen, [])
 })
+
+t.test('a listen address with a zone (fe80::1%eth0) is refused saying why, and what to write instead', async t => {
+  for (const [key, value, path] of [['dns', '["[fe80::1%eth0]:5353"]', 'dns\\.listen\\[0\\]'], ['proxy', '["[fe80::1%eth0]:3128"]', 'proxy\\.listen\\[0\\]'], ['admin', '"[fe80::1%eth0]:9153"', 'admin\\.listen']]) {
+    const { e, details } = errorsOf(() => parseConfigText(`${key}:\n  listen: ${value}\n`, 'z.yaml'))
+    t.equal(e.code, 'CONFIG_INVALID')
+    t.match(details, [new RegExp(`^z\\.yaml:2: ${path}: an address with a zone \\(%eth0\\) cannot be listened on; write \\[::\\]:PORT`)], key)
+  }
+})

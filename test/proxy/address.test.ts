@@ -72,7 +72,8 @@ t.test('NAT64 (64:ff9b::/96) is decided as the IPv4 address it embeds: IPv4-only
   t.equal(g.check('64:ff9b::8.8.8.8', 443, none), undefined)
   t.match(g.check('64:ff9b::7f00:1', 443, none), /^64:ff9b::7f00:1 \(NAT64 of 127\.0\.0\.1\) is loopback \(127\.0\.0\.0\/8\)/)
   t.match(g.check('64:ff9b::a9fe:a9fe', 443, none), /NAT64 of 169\.254\.169\.254\) is link-local \(cloud metadata\)/)
-  t.match(g.check('64:ff9b::10.1.2.3', 443, none, 'n.test'), /^n\.test resolves to 64:ff9b::10\.1\.2\.3 \(NAT64 of 10\.1\.2\.3\), which is private/)
+  t.match(g.check('64:ff9b::10.1.2.3', 443, none, 'n.test'), /^n\.test resolves to 64:ff9b::10\.1\.2\.3 \(NAT64 of 10\.1\.2\.3\), which is private \(10\.0\.0\.0\/8\); list 10\.1\.2\.3 in proxy\.allowDestinations to allow$/, 'the fix names what to list: the IPv4 address')
+  t.match(g.check('10.1.2.3', 443, none), /; list it in proxy\.allowDestinations to allow$/)
   // allowing the prefix no longer allows what it embeds; IPv4 CIDRs in allowDestinations apply
   t.match(g.check('64:ff9b::7f00:1', 443, new CidrSet(['64:ff9b::/96'])), /loopback/)
   t.equal(g.check('64:ff9b::a00:1', 443, new CidrSet(['10.0.0.0/8'])), undefined)
