@@ -4,6 +4,7 @@ import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, decideTarget, denial, route, worse } from './decide.js'
+import { HelloGate, type Retry } from './hello-gate.js'
 import { readClientHello, type HelloRead } from './hello-reader.js'
 import { lingerClose } from './linger.js'
 import { ReadRelay } from './relay.js'
@@ -164,8 +165,9 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     socket.destroy()
     return
   }
-  // a second ClientHello (after a HelloRetryRequest) must name what the first did (RFC 8446 4.1.2)
-  const retry = result.kind !== 'hello' ? undefined : (again: HelloRead): boolean => {
+  // a second ClientHello (after a HelloRetryRequest, or sent before the server answered the
+  // first) must name what the first did (RFC 8446 4.1.2)
+  const retry = result.kind !== 'hello' ? undefined : (again: HelloRead, early: boolean): boolean => {
     if (again.kind === 'timeout' || again.kind === 'eof') {
       conn.close['error.message'] = `no second ClientHello after a HelloRetryRequest (${again.kind})`
       return false
@@ -177,16 +179,19 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     const ech = again.kind === 'hello' && again.ech
     // the same name passes, unless this hello brings ECH under proxy.ech: block (a first one with ECH was refused already)
     if (same && !(ech && cfg.ech === 'block')) return true
-    const why = same ? `the ClientHello after a HelloRetryRequest ${ECH_HIDES}`
+    const when = early ? 'sent before the server answered' : 'after a HelloRetryRequest'
+    const why = same ? `the ClientHello ${when} ${ECH_HIDES}`
       : again.kind === 'hello'
-        ? `the ClientHello after a HelloRetryRequest names ${name ?? 'no server'} where the first named ${sni ?? 'none'}: blocked, fail closed`
-        : `malformed ClientHello after a HelloRetryRequest (${again.kind === 'invalid' ? again.reason : 'not TLS'}): blocked, fail closed`
+        ? `the ClientHello ${when} names ${name ?? 'no server'} where the first named ${sni ?? 'none'}: blocked, fail closed`
+        : `malformed ClientHello ${when} (${again.kind === 'invalid' ? again.reason : 'not TLS'}): blocked, fail closed`
     const refusal = denial(snap, client.ip, d?.name ?? first.name, 'sni', why, same ? 'proxy.ech' : undefined, d)
     conn.close['error.message'] = `blocked: ${refusal.reason}`
     emit(refusal, r.ip, name, { ...extra, 'tunnelguard.sni_status': 'retry', ...(ech ? { 'tunnelguard.ech': true } : {}) })
     return false
   }
-  await tunnel(ctx, conn, socket, target, r.ips, sets.parent, data, retry, cfg.helloTimeout, follow)
+  // a TLS tunnel's bytes after the first hello go through the HelloGate
+  const at = result.kind === 'hello' ? result.length : data.length
+  await tunnel(ctx, conn, socket, target, r.ips, sets.parent, data.subarray(0, at), retry && { check: retry, rest: data.subarray(at) }, cfg.helloTimeout, follow)
 }
 
 function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
@@ -198,7 +203,7 @@ function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, 
 }
 
 async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target, ips: readonly string[] | undefined,
-  parent: ReturnType<typeof setsOf>['parent'], data: Buffer, retry: Retry | undefined, helloTimeout: number, follow?: Follow): Promise<void> {
+  parent: ReturnType<typeof setsOf>['parent'], data: Buffer, retry: { check: Retry; rest: Buffer } | undefined, helloTimeout: number, follow?: Follow): Promise<void> {
   let up: Socket
   // a direct upstream's reads are relayed to the client from one buffer (a parent's first reply
   // is read as data, so a tunnel through a parent is piped, as are tunnels past MAX_RELAYS); the
@@ -230,46 +235,32 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
     up.destroy()
     return
   }
-  splice(socket, up, data, relay, retry && { check: retry, timeout: helloTimeout }, follow)
+  splice(socket, up, data, relay, retry && { ...retry, timeout: helloTimeout }, follow)
 }
-
-/** Decides a second ClientHello (read after a HelloRetryRequest): true lets it through. */
-type Retry = (again: HelloRead) => boolean
 
 /**
  * Pipe both ways with half-close kept; an error or a full close on one side ends the other. With
  * `relay` (the one `up` was made with), up's reads reach the client through it instead of a pipe.
- * With `retry` (a TLS tunnel), the server's first bytes are looked at before they reach the
- * client: when they are a HelloRetryRequest, the client is unpiped, so the second ClientHello it
- * sends on seeing them is read and `retry.check`ed before it goes on. Bytes the client sent before
- * (early data, change_cipher_spec) were sent before it saw the request, and flow as they came.
+ * With `retry` (a TLS tunnel: `first` is the first ClientHello, `rest` what the client sent after
+ * it), the client's bytes go through a HelloGate until the server's first bytes, looked at before
+ * they reach the client, tell whether they are a HelloRetryRequest: a second ClientHello, sent
+ * before it or after, is `retry.check`ed before it goes on.
  */
-export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRelay, retry?: { check: Retry; timeout: number }, follow?: Follow): void {
+export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRelay, retry?: { check: Retry; rest: Buffer; timeout: number }, follow?: Follow): void {
   up.on('error', () => client.destroy())
   client.on('error', () => up.destroy())
   client.on('close', () => up.destroy())
   up.on('close', () => { if (!client.writableEnded) client.destroy() })
   if (first.length > 0) up.write(first)
   const responses = follow?.(client, up)
-  if (!responses) client.pipe(up)
+  const gate = retry && new HelloGate(client, up, retry.rest, retry.check, retry.timeout)
+  if (!responses && !gate) client.pipe(up)
   let seen: Buffer | undefined
   const tap = (b: Buffer): boolean => {
     seen = seen === undefined ? Buffer.from(b) : Buffer.concat([seen, b])
     const hrr = isRetryRequest(seen)
     if (hrr === undefined) return false
-    if (hrr) {
-      client.unpipe(up)
-      // either side closing while this reads ends the read (eof), and check refuses it
-      void readClientHello(client, Buffer.alloc(0), retry!.timeout, MAX_HELLO_BYTES, true).then(({ result, data }) => {
-        if (!retry!.check(result)) {
-          client.destroy()
-          up.destroy()
-          return
-        }
-        up.write(data)
-        client.pipe(up)
-      })
-    }
+    gate!.server(hrr)
     return true
   }
   // the server's bytes are looked at: for a HelloRetryRequest (TLS), or for the responses (plain HTTP)
