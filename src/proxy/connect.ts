@@ -114,7 +114,8 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   let follow: Follow | undefined
   if (result.kind === 'hello') {
     extra['tunnelguard.sni_status'] = result.names.length === 0 ? 'none' : 'ok'
-    if (result.ech) extra['tunnelguard.ech'] = true
+    // the close line too: a pass line is not written at log.queries: matched
+    if (result.ech) extra['tunnelguard.ech'] = conn.close['tunnelguard.ech'] = true
     sni = result.names[0]
     let outer = first.name                                          // the name the hello is refused under
     for (const n of result.names) {
@@ -177,6 +178,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     const firstName = sni === undefined ? undefined : snap.policy.decide(client.ip, sni, 'sni').name
     const same = again.kind === 'hello' && d?.name === firstName
     const ech = again.kind === 'hello' && again.ech
+    if (ech) conn.close['tunnelguard.ech'] = true
     // the same name passes, unless this hello brings ECH under proxy.ech: block (a first one with ECH was refused already)
     if (same && !(ech && cfg.ech === 'block')) return true
     const when = early ? 'sent before the server answered' : 'after a HelloRetryRequest'

@@ -199,7 +199,7 @@ export function followPlain(ctx: ProxyCtx, cfg: { readonly maxHeaderBytes: numbe
   // TLS through a proxy behind the destination: its SNI decided as a CONNECT's own is
   const judgeHello = async (hello: { names: readonly string[]; ech: boolean }): Promise<boolean> => {
     const more: Record<string, unknown> = { 'tunnelguard.sni_status': hello.names.length === 0 ? 'none' : 'ok', 'tunnelguard.inner_tls': true }
-    if (hello.ech) more['tunnelguard.ech'] = true
+    if (hello.ech) more['tunnelguard.ech'] = close['tunnelguard.ech'] = true   // the close line too: a pass line is not logged at log.queries: matched
     const named = hello.names.map(name => [{ host: name, port: target.port }, 'sni'] as const)
     const got = await decideNames(ctx, ctx.getSnapshot(), client, target, connectName, atConnect, named, seen, more)
     if (blocks(got.decision)) return refused(got.decision, more, undefined, undefined, hello.names[0])

@@ -396,6 +396,8 @@ t.test('TLS through a proxy behind the destination (an inner CONNECT): its Clien
   const ech = await exchange(p.port, [CONNECT(target), inner, records(clientHello({ names: ['public.example'], extra: [[0xfe0d, Buffer.from([0, 1, 2, 3])]] }))], { gapMs: 100, waitMs: 600 })
   t.notOk(ech.closed)
   t.match(p.ev.events.at(-1), { decision: { action: 'pass', name: 'public.example' }, extra: { 'tunnelguard.ech': true, 'tunnelguard.inner_tls': true } })
+  t.ok(await waitFor(() => p.proxy.openConnections === 0, 5000))
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'tunnelguard.ech': true }, 'the close line too')
 
   // what cannot be read is refused; what is no TLS goes on (decided on the inner CONNECT's authority)
   const refusals: [string, (string | Buffer)[], RegExp][] = [
