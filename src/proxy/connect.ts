@@ -41,7 +41,8 @@ export interface ConnectRequest {
  * malformed, too large or late is blocked, http-invalid), and so is every later request on the
  * kept-alive tunnel (RequestFraming finds them; a block ends the tunnel); other bytes (another protocol, an SSLv2 hello) are decided
  * on the CONNECT host alone (not-tls). After the 200 a parent or dial failure can only close the
- * tunnel; the status it would have had (502/504) is on the close line.
+ * tunnel; the close line keeps the 200 and the status it would have had (502/504) in
+ * `tunnelguard.unsent_status`.
  */
 export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectRequest, socket: Socket, head: Buffer): Promise<void> {
   conn.requests++
@@ -103,6 +104,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     return refuse(r.status, r.reason)
   }
   socket.write('HTTP/1.1 200 Connection established\r\n\r\n')
+  conn.close['http.response.status_code'] = 200
   const since = ctx.clock()
   const hello = await readClientHello(socket, head, cfg.helloTimeout, MAX_HELLO_BYTES)
   const result = hello.result
@@ -229,7 +231,8 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
   } catch (e) {
     const err = e as UpstreamError
     conn.close['error.message'] = err.message
-    conn.close['http.response.status_code'] = err.status
+    // the client got the 200: the status it would have had goes beside it
+    conn.close['tunnelguard.unsent_status'] = err.status
     socket.destroy()
     return
   }

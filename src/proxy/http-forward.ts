@@ -203,7 +203,8 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       const status = e instanceof UpstreamError ? e.status : 502
       early()
       conn.close['error.message'] = e.message
-      conn.close['http.response.status_code'] = status
+      // an answer under way is cut short (sendError): the client got its status, not this one
+      if (!res.headersSent) conn.close['http.response.status_code'] = status
       sendError(res, status, e instanceof UpstreamError ? e.message : `${who} failed: ${e.message}`)
     })
     // 1xx the proxy did not ask for are forwarded (RFC 9110 §15.2), never to an HTTP/1.0 client
