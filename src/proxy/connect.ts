@@ -50,10 +50,13 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   const snap = ctx.getSnapshot()
   const cfg = snap.config.proxy
   const sets = setsOf(snap)
-  const client = effectiveClient(conn.client, req.headers, sets.trust)
+  const { client, unreadable } = effectiveClient(conn.client, req.headers, sets.trust)
   conn.close['client.ip'] = client.ip
   // a client X-Forwarded-For named has no port known: the peer's is not its
   if (client !== conn.client) conn.close['client.port'] = undefined
+  // the real client was not found: a responder is to know that the one named may be a proxy
+  const fwd = unreadable === undefined ? undefined : { 'tunnelguard.forwarded_unreadable': unreadable }
+  Object.assign(conn.close, fwd)
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
     conn.close['error.message'] = reason
@@ -78,7 +81,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>, urlDomain?: string) => {
     ctx.evidence.decision({
       message: 'proxy.connect', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-      destination: { domain: target.host, ip, port: target.port }, sni, urlDomain, extra,
+      destination: { domain: target.host, ip, port: target.port }, sni, urlDomain, extra: fwd ? { ...extra, ...fwd } : extra,
     })
   }
   const first = decideTarget(snap, client.ip, target, 'connect')

@@ -45,10 +45,13 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const start = ctx.clock()
   const snap = ctx.getSnapshot()
   const sets = setsOf(snap)
-  const client = effectiveClient(conn.client, req.headers, sets.trust)
+  const { client, unreadable } = effectiveClient(conn.client, req.headers, sets.trust)
   conn.close['client.ip'] = client.ip
   // a client X-Forwarded-For named has no port known: the peer's is not its
   if (client !== conn.client) conn.close['client.port'] = undefined
+  // the real client was not found: a responder is to know that the one named may be a proxy
+  const fwd = unreadable === undefined ? undefined : { 'tunnelguard.forwarded_unreadable': unreadable }
+  Object.assign(conn.close, fwd)
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
     sendError(res, status, reason)
@@ -88,7 +91,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const emit = (decision: Decision, ip?: string, more?: Record<string, unknown>) => {
     ctx.evidence.decision({
       message: 'proxy.http', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-      destination: { domain: target!.host, ip, port: target!.port }, urlDomain: target!.host, extra: { ...extra, ...more },
+      destination: { domain: target!.host, ip, port: target!.port }, urlDomain: target!.host, extra: { ...extra, ...more, ...fwd },
     })
   }
   conn.close['destination.domain'] = target!.host

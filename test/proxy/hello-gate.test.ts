@@ -11,7 +11,7 @@ const hello = (name: string) => records(clientHello({ names: [name] }))
 const tick = () => new Promise(r => setTimeout(r, 5))
 
 /** A client socket, the server side that records what reaches it (`slow`: it takes one write, then waits for `drain()`), and a gate between. */
-function setup(rest = Buffer.alloc(0), o: { slow?: boolean; timeout?: number } = {}) {
+function setup(rest: Buffer = Buffer.alloc(0), o: { slow?: boolean; timeout?: number } = {}) {
   const client = new PassThrough()
   const got: Buffer[] = []
   let held: (() => void) | undefined
