@@ -1,6 +1,6 @@
 import { request, type ClientRequest, type IncomingMessage, type InformationEvent, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
-import { parseAuthority, type Target } from './address.js'
+import { parseAuthority, urlDomain, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
 import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders, replaceField, type RawHeaders } from './headers.js'
@@ -91,7 +91,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const emit = (decision: Decision, ip?: string, more?: Record<string, unknown>) => {
     ctx.evidence.decision({
       message: 'proxy.http', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-      destination: { domain: target!.host, ip, port: target!.port }, urlDomain: target!.host, extra: { ...extra, ...more, ...fwd },
+      destination: { domain: target!.host, ip, port: target!.port }, urlDomain: urlDomain(target!), extra: { ...extra, ...more, ...fwd },
     })
   }
   conn.close['destination.domain'] = target!.host

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import type { Decision, Where } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
-import { parseAuthority, type Target } from './address.js'
+import { parseAuthority, urlDomain, type Target } from './address.js'
 import { clientFields, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, decideTarget, denial, worse } from './decide.js'
 import { readFrom } from './hello-reader.js'
@@ -110,7 +110,7 @@ export async function decideHead(ctx: ProxyCtx, snap: Snapshot, client: Peer, ta
   const r = await decideNames(ctx, snap, client, target, connectName, decision, named, seen, extra)
   if (r.capped) return { decision: r.decision, extra: { 'tunnelguard.sni_status': 'http-invalid' }, fresh: false }
   const host = extra['tunnelguard.host_header'] as string | undefined
-  return { decision: r.decision, extra, urlDomain: abs ? named[0]![0].host : undefined, host, fresh: r.fresh }
+  return { decision: r.decision, extra, urlDomain: abs ? urlDomain(named[0]![0]) : undefined, host, fresh: r.fresh }
 }
 
 /** The field a name seen in the tunnel is logged under, by where it was seen. */

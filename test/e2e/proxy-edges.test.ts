@@ -76,6 +76,8 @@ t.test('through a parent: IPv6 literals keep their brackets; a query without a p
   const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${(parent.address() as { port: number }).port}` } } })
   await exchange(child.port, ['GET http://[2001:db8::1]:8080?x=1 HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\nConnection: close\r\n\r\n'])
   t.match(heads[0], /^GET http:\/\/\[2001:db8::1\]:8080\/\?x=1 HTTP\/1\.1\r\n[\s\S]*host: \[2001:db8::1\]:8080/i)
+  // ECS url.domain keeps an IPv6 literal's brackets (RFC 2732)
+  t.match(child.ev.events.at(-1), { message: 'proxy.http', urlDomain: '[2001:db8::1]' })
   const c = connect(child.port, '127.0.0.1')
   c.on('error', () => {})
   c.write(CONNECT('[2001:db8::1]:443'))
