@@ -14,9 +14,20 @@ export type Retry = (again: HelloRead, early: boolean) => boolean
  * second ClientHello (TLS 1.2 and 1.3 clients send no other handshake message first) and is
  * `check`ed as one sent after the request is; change_cipher_spec and early data (application
  * data) records, and any other, go on as they come. After a request with no second hello yet,
- * only change_cipher_spec may come before it, within `timeout`. Once the server's answer is no
- * request, or the second hello passed, the client is piped.
+ * only change_cipher_spec may come before it (held with it until it is decided), within
+ * `timeout`. Once the server's answer is no request, or the second hello passed, the client is
+ * piped.
  */
+/** Where the bytes start past change_cipher_spec records, or -1 while such a record is incomplete. */
+function pastCcs(buf: Buffer): number {
+  let off = 0
+  while (off < buf.length && buf[off] === 0x14) {
+    if (off + 5 > buf.length || off + 5 + buf.readUInt16BE(off + 3) > buf.length) return -1
+    off += 5 + buf.readUInt16BE(off + 3)
+  }
+  return off
+}
+
 export class HelloGate {
   /** Bytes not yet sent on or decided, and how many must have come before the next look. */
   private chunks: Buffer[] = []
@@ -24,8 +35,6 @@ export class HelloGate {
   private want = 1
   /** Body bytes of a passing record still to come: sent on as they arrive. */
   private skip = 0
-  /** change_cipher_spec bytes after a retry request, before the second hello. */
-  private ccs = 0
   private state: 'watch' | 'need' | 'open' | 'closed' = 'watch'
   /** A second hello passed before the server answered. */
   private again = false
@@ -76,6 +85,7 @@ export class HelloGate {
     while (this.skip === 0 && this.have >= this.want && (this.state === 'watch' || this.state === 'need')) {
       const pend = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks)
       this.chunks = [pend]
+      if (this.state === 'need') return this.second(pend)
       const type = pend[0]!
       if (type === 0x16) {
         const r = parseClientHello(pend, MAX_HELLO_BYTES)
@@ -83,24 +93,41 @@ export class HelloGate {
           this.want = r.need
           return
         }
-        if (!this.check(r, this.state === 'watch')) return this.refuse()
+        if (!this.check(r, true)) return this.refuse()
         this.consume(pend, (r as { length: number }).length)
-        if (this.state === 'need') return this.open()
         this.again = true
         continue
       }
-      // after a retry request, only change_cipher_spec may come before the second hello
-      if (this.state === 'need' && type !== 0x14) return this.fail(parseClientHello(pend, MAX_HELLO_BYTES))
       if (pend.length < 5) {
         this.want = 5
         return
       }
       const len = 5 + pend.readUInt16BE(3)
-      if (this.state === 'need' && (this.ccs += len) > MAX_HELLO_BYTES) return this.fail({ kind: 'invalid', reason: 'change_cipher_spec records over the cap' })
       const n = Math.min(len, pend.length)
       this.skip = len - n
       this.consume(pend, n)
     }
+  }
+
+  /**
+   * After a retry request: change_cipher_spec records (TLS 1.3's middlebox compatibility mode),
+   * then the second hello; held until it is decided, and sent on with it if it passes.
+   */
+  private second(pend: Buffer): void {
+    const off = pastCcs(pend)
+    if (off > MAX_HELLO_BYTES || (off < 0 && pend.length > MAX_HELLO_BYTES)) return this.fail({ kind: 'invalid', reason: 'change_cipher_spec records over the cap' })
+    if (off < 0 || off === pend.length) {
+      this.want = pend.length + 1
+      return
+    }
+    const r = parseClientHello(pend.subarray(off), MAX_HELLO_BYTES)
+    if (r.kind === 'partial') {
+      this.want = off + r.need
+      return
+    }
+    if (!this.check(r, false)) return this.refuse()
+    this.consume(pend, off + (r as { length: number }).length)
+    this.open()
   }
 
   /** Send the first `n` bytes of `pend` on; the rest waits. */
