@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
-import { blocks, chainOf, clientReason, decideTarget, denial, route, worse } from './decide.js'
+import { blocks, chainOf, clientReason, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
 import { HelloGate, type Retry } from './hello-gate.js'
 import { readClientHello, type HelloRead } from './hello-reader.js'
 import { lingerClose } from './linger.js'
@@ -74,6 +74,13 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   const target = parseAuthority(req.url!)
   if (!target) {
     ctx.evidence.counters.dropped('malformed')
+    const bad = decideBadTarget(snap, client.ip, req.url!, 'connect')
+    if (bad) {
+      ctx.evidence.decision({
+        message: 'proxy.connect', decision: bad, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
+        destination: { domain: bad.name }, extra: fwd,
+      })
+    }
     return refuse(400, `bad CONNECT target "${req.url}": write host:port`)
   }
   conn.close['destination.domain'] = target.host

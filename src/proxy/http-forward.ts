@@ -2,7 +2,7 @@ import { request, type ClientRequest, type IncomingMessage, type InformationEven
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, urlDomain, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
-import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
+import { blocks, clientReason, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders, replaceField, type RawHeaders } from './headers.js'
 import type { PoolRequestArgs } from './pool-agent.js'
 import { lingerClose } from './linger.js'
@@ -72,6 +72,15 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
         : te === undefined ? undefined : badCoding(te, req.httpVersion)
   if (bad) {
     ctx.evidence.counters.dropped('malformed')
+    // a URL host or Host that cannot be normalized is blocked, fail closed: it has its decision line
+    const url = m && !target
+    const named = url ? decideBadTarget(snap, client.ip, m[1]!, 'url') : m && !hostT ? decideBadTarget(snap, client.ip, hostHeader!, 'host') : undefined
+    if (named) {
+      ctx.evidence.decision({
+        message: 'proxy.http', decision: named, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
+        destination: { domain: named.name }, urlDomain: url ? named.name : undefined, extra: { 'http.request.method': req.method, ...fwd },
+      })
+    }
     conn.poisoned = true
     conn.close['http.response.status_code'] = bad[0]
     // its body may follow, which node's parser is not to read (its framing is what was refused):
@@ -95,6 +104,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     })
   }
   conn.close['destination.domain'] = target!.host
+  conn.close['destination.port'] = target!.port
   let decision = worse(url, host)
   if (blocks(decision)) {
     emit(decision)
