@@ -39,6 +39,11 @@ export function parseAuthority(s: string, defaultPort?: number): Target | undefi
   return { host, port }
 }
 
+/** The host as ECS `url.domain` holds it: an IPv6 literal in its brackets (RFC 2732). */
+export function urlDomain(t: Target): string {
+  return t.host.includes(':') ? `[${t.host}]` : t.host
+}
+
 /** IPv4 as the WHATWG URL parser reads it: 1–4 parts, each decimal, 0x-hex or 0-octal; the last fills the rest. */
 export function parseIpv4Loose(s: string): string | undefined {
   const parts = s.split('.')

@@ -3,7 +3,8 @@ import type { Socket } from 'node:net'
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
-import { blocks, chainOf, clientReason, decideTarget, denial, route, worse } from './decide.js'
+import { blocks, chainOf, clientReason, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
+import { HelloGate, type Retry } from './hello-gate.js'
 import { readClientHello, type HelloRead } from './hello-reader.js'
 import { lingerClose } from './linger.js'
 import { ReadRelay } from './relay.js'
@@ -40,7 +41,8 @@ export interface ConnectRequest {
  * malformed, too large or late is blocked, http-invalid), and so is every later request on the
  * kept-alive tunnel (RequestFraming finds them; a block ends the tunnel); other bytes (another protocol, an SSLv2 hello) are decided
  * on the CONNECT host alone (not-tls). After the 200 a parent or dial failure can only close the
- * tunnel; the status it would have had (502/504) is on the close line.
+ * tunnel; the close line keeps the 200 and the status it would have had (502/504) in
+ * `tunnelguard.unsent_status`.
  */
 export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectRequest, socket: Socket, head: Buffer): Promise<void> {
   conn.requests++
@@ -48,10 +50,13 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   const snap = ctx.getSnapshot()
   const cfg = snap.config.proxy
   const sets = setsOf(snap)
-  const client = effectiveClient(conn.client, req.headers, sets.trust)
+  const { client, unreadable } = effectiveClient(conn.client, req.headers, sets.trust)
   conn.close['client.ip'] = client.ip
   // a client X-Forwarded-For named has no port known: the peer's is not its
   if (client !== conn.client) conn.close['client.port'] = undefined
+  // the real client was not found: a responder is to know that the one named may be a proxy
+  const fwd = unreadable === undefined ? undefined : { 'tunnelguard.forwarded_unreadable': unreadable }
+  Object.assign(conn.close, fwd)
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
     conn.close['error.message'] = reason
@@ -69,6 +74,13 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   const target = parseAuthority(req.url!)
   if (!target) {
     ctx.evidence.counters.dropped('malformed')
+    const bad = decideBadTarget(snap, client.ip, req.url!, 'connect')
+    if (bad) {
+      ctx.evidence.decision({
+        message: 'proxy.connect', decision: bad, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
+        destination: { domain: bad.name }, extra: fwd,
+      })
+    }
     return refuse(400, `bad CONNECT target "${req.url}": write host:port`)
   }
   conn.close['destination.domain'] = target.host
@@ -76,7 +88,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>, urlDomain?: string) => {
     ctx.evidence.decision({
       message: 'proxy.connect', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-      destination: { domain: target.host, ip, port: target.port }, sni, urlDomain, extra,
+      destination: { domain: target.host, ip, port: target.port }, sni, urlDomain, extra: fwd ? { ...extra, ...fwd } : extra,
     })
   }
   const first = decideTarget(snap, client.ip, target, 'connect')
@@ -102,6 +114,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     return refuse(r.status, r.reason)
   }
   socket.write('HTTP/1.1 200 Connection established\r\n\r\n')
+  conn.close['http.response.status_code'] = 200
   const since = ctx.clock()
   const hello = await readClientHello(socket, head, cfg.helloTimeout, MAX_HELLO_BYTES)
   const result = hello.result
@@ -113,7 +126,8 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   let follow: Follow | undefined
   if (result.kind === 'hello') {
     extra['tunnelguard.sni_status'] = result.names.length === 0 ? 'none' : 'ok'
-    if (result.ech) extra['tunnelguard.ech'] = true
+    // the close line too: a pass line is not written at log.queries: matched
+    if (result.ech) extra['tunnelguard.ech'] = conn.close['tunnelguard.ech'] = true
     sni = result.names[0]
     let outer = first.name                                          // the name the hello is refused under
     for (const n of result.names) {
@@ -164,8 +178,9 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     socket.destroy()
     return
   }
-  // a second ClientHello (after a HelloRetryRequest) must name what the first did (RFC 8446 4.1.2)
-  const retry = result.kind !== 'hello' ? undefined : (again: HelloRead): boolean => {
+  // a second ClientHello (after a HelloRetryRequest, or sent before the server answered the
+  // first) must name what the first did (RFC 8446 4.1.2)
+  const retry = result.kind !== 'hello' ? undefined : (again: HelloRead, early: boolean): boolean => {
     if (again.kind === 'timeout' || again.kind === 'eof') {
       conn.close['error.message'] = `no second ClientHello after a HelloRetryRequest (${again.kind})`
       return false
@@ -175,18 +190,22 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     const firstName = sni === undefined ? undefined : snap.policy.decide(client.ip, sni, 'sni').name
     const same = again.kind === 'hello' && d?.name === firstName
     const ech = again.kind === 'hello' && again.ech
+    if (ech) conn.close['tunnelguard.ech'] = true
     // the same name passes, unless this hello brings ECH under proxy.ech: block (a first one with ECH was refused already)
     if (same && !(ech && cfg.ech === 'block')) return true
-    const why = same ? `the ClientHello after a HelloRetryRequest ${ECH_HIDES}`
+    const when = early ? 'sent before the server answered' : 'after a HelloRetryRequest'
+    const why = same ? `the ClientHello ${when} ${ECH_HIDES}`
       : again.kind === 'hello'
-        ? `the ClientHello after a HelloRetryRequest names ${name ?? 'no server'} where the first named ${sni ?? 'none'}: blocked, fail closed`
-        : `malformed ClientHello after a HelloRetryRequest (${again.kind === 'invalid' ? again.reason : 'not TLS'}): blocked, fail closed`
+        ? `the ClientHello ${when} names ${name ?? 'no server'} where the first named ${sni ?? 'none'}: blocked, fail closed`
+        : `malformed ClientHello ${when} (${again.kind === 'invalid' ? again.reason : 'not TLS'}): blocked, fail closed`
     const refusal = denial(snap, client.ip, d?.name ?? first.name, 'sni', why, same ? 'proxy.ech' : undefined, d)
     conn.close['error.message'] = `blocked: ${refusal.reason}`
     emit(refusal, r.ip, name, { ...extra, 'tunnelguard.sni_status': 'retry', ...(ech ? { 'tunnelguard.ech': true } : {}) })
     return false
   }
-  await tunnel(ctx, conn, socket, target, r.ips, sets.parent, data, retry, cfg.helloTimeout, follow)
+  // a TLS tunnel's bytes after the first hello go through the HelloGate
+  const at = result.kind === 'hello' ? result.length : data.length
+  await tunnel(ctx, conn, socket, target, r.ips, sets.parent, data.subarray(0, at), retry && { check: retry, rest: data.subarray(at) }, cfg.helloTimeout, follow)
 }
 
 function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
@@ -198,7 +217,7 @@ function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, 
 }
 
 async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target, ips: readonly string[] | undefined,
-  parent: ReturnType<typeof setsOf>['parent'], data: Buffer, retry: Retry | undefined, helloTimeout: number, follow?: Follow): Promise<void> {
+  parent: ReturnType<typeof setsOf>['parent'], data: Buffer, retry: { check: Retry; rest: Buffer } | undefined, helloTimeout: number, follow?: Follow): Promise<void> {
   let up: Socket
   // a direct upstream's reads are relayed to the client from one buffer (a parent's first reply
   // is read as data, so a tunnel through a parent is piped, as are tunnels past MAX_RELAYS); the
@@ -222,7 +241,8 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
   } catch (e) {
     const err = e as UpstreamError
     conn.close['error.message'] = err.message
-    conn.close['http.response.status_code'] = err.status
+    // the client got the 200: the status it would have had goes beside it
+    conn.close['tunnelguard.unsent_status'] = err.status
     socket.destroy()
     return
   }
@@ -230,46 +250,32 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
     up.destroy()
     return
   }
-  splice(socket, up, data, relay, retry && { check: retry, timeout: helloTimeout }, follow)
+  splice(socket, up, data, relay, retry && { ...retry, timeout: helloTimeout }, follow)
 }
-
-/** Decides a second ClientHello (read after a HelloRetryRequest): true lets it through. */
-type Retry = (again: HelloRead) => boolean
 
 /**
  * Pipe both ways with half-close kept; an error or a full close on one side ends the other. With
  * `relay` (the one `up` was made with), up's reads reach the client through it instead of a pipe.
- * With `retry` (a TLS tunnel), the server's first bytes are looked at before they reach the
- * client: when they are a HelloRetryRequest, the client is unpiped, so the second ClientHello it
- * sends on seeing them is read and `retry.check`ed before it goes on. Bytes the client sent before
- * (early data, change_cipher_spec) were sent before it saw the request, and flow as they came.
+ * With `retry` (a TLS tunnel: `first` is the first ClientHello, `rest` what the client sent after
+ * it), the client's bytes go through a HelloGate until the server's first bytes, looked at before
+ * they reach the client, tell whether they are a HelloRetryRequest: a second ClientHello, sent
+ * before it or after, is `retry.check`ed before it goes on.
  */
-export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRelay, retry?: { check: Retry; timeout: number }, follow?: Follow): void {
+export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRelay, retry?: { check: Retry; rest: Buffer; timeout: number }, follow?: Follow): void {
   up.on('error', () => client.destroy())
   client.on('error', () => up.destroy())
   client.on('close', () => up.destroy())
   up.on('close', () => { if (!client.writableEnded) client.destroy() })
   if (first.length > 0) up.write(first)
   const responses = follow?.(client, up)
-  if (!responses) client.pipe(up)
+  const gate = retry && new HelloGate(client, up, retry.rest, retry.check, retry.timeout)
+  if (!responses && !gate) client.pipe(up)
   let seen: Buffer | undefined
   const tap = (b: Buffer): boolean => {
     seen = seen === undefined ? Buffer.from(b) : Buffer.concat([seen, b])
     const hrr = isRetryRequest(seen)
     if (hrr === undefined) return false
-    if (hrr) {
-      client.unpipe(up)
-      // either side closing while this reads ends the read (eof), and check refuses it
-      void readClientHello(client, Buffer.alloc(0), retry!.timeout, MAX_HELLO_BYTES, true).then(({ result, data }) => {
-        if (!retry!.check(result)) {
-          client.destroy()
-          up.destroy()
-          return
-        }
-        up.write(data)
-        client.pipe(up)
-      })
-    }
+    gate!.server(hrr)
     return true
   }
   // the server's bytes are looked at: for a HelloRetryRequest (TLS), or for the responses (plain HTTP)

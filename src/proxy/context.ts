@@ -90,24 +90,47 @@ export function parseParent(url: string): Parent {
 }
 
 const MAX_XFF = 32
+/** Characters of an unreadable X-Forwarded-For entry kept on the line. */
+const MAX_UNREADABLE = 64
+
+/**
+ * An X-Forwarded-For entry's address: bare, IPv4 with a port (`192.0.2.1:5555`) or IPv6 in
+ * brackets with or without one (`[2001:db8::1]:5`), as RFC 7239 writes a node and load balancers
+ * send it; a zone is dropped (`fe80::1%eth0` is `fe80::1`, as a link-local client is named).
+ * Undefined when it is none.
+ */
+export function forwardedIp(s: string): string | undefined {
+  const m = /^\[([^\]]*)\](?::\d{1,5})?$/.exec(s) ?? /^([\d.]+):\d{1,5}$/.exec(s)
+  const ip = (m ? m[1]! : s).replace(/%[^%]*$/, '')
+  const family = isIP(ip)
+  // brackets hold IPv6 only, a port follows IPv4 (a bare IPv6 address has colons of its own)
+  if (family === 0 || (m !== null && (family === 6) !== s.startsWith('['))) return undefined
+  return canonicalIp(ip)
+}
+
+/** The client a request speaks for; `unreadable`: the X-Forwarded-For entry, no address, where the walk stopped (cut to MAX_UNREADABLE). */
+export interface Speaker { readonly client: Peer; readonly unreadable?: string }
 
 /**
  * The client a request speaks for. When the connection's client is in trustForwardedFrom, the
  * X-Forwarded-For list is walked right to left past trusted hops (the Squid model); the first
- * untrusted address is the client. Anything that is not an address stops the walk.
+ * untrusted address is the client. An entry that is no address stops the walk: the last hop read
+ * (the peer, behind one proxy) stays the client, and the entry is returned, for the line to say
+ * that the real client was not found.
  */
-export function effectiveClient(client: Peer, headers: IncomingHttpHeaders, trust: CidrSet): Peer {
+export function effectiveClient(client: Peer, headers: IncomingHttpHeaders, trust: CidrSet): Speaker {
   const xff = headers['x-forwarded-for']
-  if (xff === undefined || !trust.has(client.ip)) return client
+  if (xff === undefined || !trust.has(client.ip)) return { client }
   const parts = (Array.isArray(xff) ? xff.join(',') : xff).split(',')
   let c = client
   for (let i = parts.length - 1; i >= Math.max(0, parts.length - MAX_XFF); i--) {
-    const ip = parts[i]!.trim()
-    if (isIP(ip) === 0) break
-    c = { ip: canonicalIp(ip), port: 0 }
+    const entry = parts[i]!.trim()
+    const ip = forwardedIp(entry)
+    if (ip === undefined) return { client: c, unreadable: entry.slice(0, MAX_UNREADABLE) }
+    c = { ip, port: 0 }
     if (!trust.has(ip)) break
   }
-  return c
+  return { client: c }
 }
 
 /**

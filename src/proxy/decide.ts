@@ -12,6 +12,18 @@ export function decideTarget(snap: Snapshot, client: string, t: Target, where: W
   return snap.policy.decide(client, t.host, where)
 }
 
+/**
+ * The decision on the host of a target parseAuthority refused, when it blocks: a host that cannot
+ * be normalized is blocked, fail closed (README, Precedence), and a listed one keeps its list's
+ * decision, so that the attempt has its decision line. Undefined when no host is seen (brackets,
+ * userinfo) or it passes (then the target alone is bad: a port missing or out of range).
+ */
+export function decideBadTarget(snap: Snapshot, client: string, s: string, where: Where): Decision | undefined {
+  const host = /^([^:[\]@/\s]+)(?::\d*)?$/.exec(s)?.[1]
+  const d = host === undefined ? undefined : snap.policy.decide(client, host, where)
+  return d && blocks(d) ? d : undefined
+}
+
 /** The more severe of two decisions (the first on a tie). */
 export function worse(a: Decision, b: Decision | undefined): Decision {
   return b !== undefined && SEVERITY[b.action] > SEVERITY[a.action] ? b : a

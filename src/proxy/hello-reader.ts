@@ -4,19 +4,6 @@ import { parseClientHello, type HelloResult } from './sni.js'
 /** A ClientHello read: parsed, or the client sent no more before it was complete (Gone). */
 export type HelloRead = HelloResult | Gone
 
-/**
- * Where the ClientHello starts past change_cipher_spec records (TLS 1.3's middlebox compatibility
- * mode may send one before the second hello), or -1 while such a record is incomplete.
- */
-function pastCcs(buf: Buffer): number {
-  let off = 0
-  while (off < buf.length && buf[off] === 0x14) {
-    if (off + 5 > buf.length || off + 5 + buf.readUInt16BE(off + 3) > buf.length) return -1
-    off += 5 + buf.readUInt16BE(off + 3)
-  }
-  return off
-}
-
 /** The client sent no more: the deadline passed, or it closed (or reset) first. */
 export type Gone = { readonly kind: 'timeout' } | { readonly kind: 'eof' }
 
@@ -76,24 +63,15 @@ export function readFrom<R>(socket: Socket, head: Buffer, timeoutMs: number,
 /**
  * Read from `socket` until the ClientHello is complete, proven not TLS, invalid, or over
  * `maxBytes`, within a total deadline of `timeoutMs` (see readFrom). Resolves with what was read;
- * the socket is left paused. `afterRetry`: the second hello after a HelloRetryRequest, which
- * change_cipher_spec records may precede (they are passed over, and kept in `data`).
+ * the socket is left paused (a second hello, after a HelloRetryRequest, is read by HelloGate).
  */
-export function readClientHello(socket: Socket, head: Buffer, timeoutMs: number, maxBytes: number,
-  afterRetry = false): Promise<{ result: HelloRead; data: Buffer }> {
+export function readClientHello(socket: Socket, head: Buffer, timeoutMs: number, maxBytes: number): Promise<{ result: HelloRead; data: Buffer }> {
   let need = 1
   return readFrom<HelloResult>(socket, head, timeoutMs, (bytes, total) => {
     if (total < need) return undefined
-    const buf = bytes()
-    const off = afterRetry ? pastCcs(buf) : 0
-    if (off > maxBytes || (off < 0 && total > maxBytes)) return { kind: 'invalid', reason: 'change_cipher_spec records over the cap' }
-    if (off < 0) {
-      need = total + 1
-      return undefined
-    }
-    const r = parseClientHello(off === 0 ? buf : buf.subarray(off), maxBytes)
+    const r = parseClientHello(bytes(), maxBytes)
     if (r.kind === 'partial') {
-      need = off + r.need
+      need = r.need
       return undefined
     }
     return r

@@ -1,8 +1,8 @@
 import { request, type ClientRequest, type IncomingMessage, type InformationEvent, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
-import { parseAuthority, type Target } from './address.js'
+import { parseAuthority, urlDomain, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
-import { blocks, clientReason, decideTarget, denial, route, worse } from './decide.js'
+import { blocks, clientReason, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders, replaceField, type RawHeaders } from './headers.js'
 import type { PoolRequestArgs } from './pool-agent.js'
 import { lingerClose } from './linger.js'
@@ -45,10 +45,13 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const start = ctx.clock()
   const snap = ctx.getSnapshot()
   const sets = setsOf(snap)
-  const client = effectiveClient(conn.client, req.headers, sets.trust)
+  const { client, unreadable } = effectiveClient(conn.client, req.headers, sets.trust)
   conn.close['client.ip'] = client.ip
   // a client X-Forwarded-For named has no port known: the peer's is not its
   if (client !== conn.client) conn.close['client.port'] = undefined
+  // the real client was not found: a responder is to know that the one named may be a proxy
+  const fwd = unreadable === undefined ? undefined : { 'tunnelguard.forwarded_unreadable': unreadable }
+  Object.assign(conn.close, fwd)
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
     sendError(res, status, reason)
@@ -69,6 +72,15 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
         : te === undefined ? undefined : badCoding(te, req.httpVersion)
   if (bad) {
     ctx.evidence.counters.dropped('malformed')
+    // a URL host or Host that cannot be normalized is blocked, fail closed: it has its decision line
+    const url = m && !target
+    const named = url ? decideBadTarget(snap, client.ip, m[1]!, 'url') : m && !hostT ? decideBadTarget(snap, client.ip, hostHeader!, 'host') : undefined
+    if (named) {
+      ctx.evidence.decision({
+        message: 'proxy.http', decision: named, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
+        destination: { domain: named.name }, urlDomain: url ? named.name : undefined, extra: { 'http.request.method': req.method, ...fwd },
+      })
+    }
     conn.poisoned = true
     conn.close['http.response.status_code'] = bad[0]
     // its body may follow, which node's parser is not to read (its framing is what was refused):
@@ -88,10 +100,11 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const emit = (decision: Decision, ip?: string, more?: Record<string, unknown>) => {
     ctx.evidence.decision({
       message: 'proxy.http', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-      destination: { domain: target!.host, ip, port: target!.port }, urlDomain: target!.host, extra: { ...extra, ...more },
+      destination: { domain: target!.host, ip, port: target!.port }, urlDomain: urlDomain(target!), extra: { ...extra, ...more, ...fwd },
     })
   }
   conn.close['destination.domain'] = target!.host
+  conn.close['destination.port'] = target!.port
   let decision = worse(url, host)
   if (blocks(decision)) {
     emit(decision)
@@ -203,7 +216,8 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       const status = e instanceof UpstreamError ? e.status : 502
       early()
       conn.close['error.message'] = e.message
-      conn.close['http.response.status_code'] = status
+      // an answer under way is cut short (sendError): the client got its status, not this one
+      if (!res.headersSent) conn.close['http.response.status_code'] = status
       sendError(res, status, e instanceof UpstreamError ? e.message : `${who} failed: ${e.message}`)
     })
     // 1xx the proxy did not ask for are forwarded (RFC 9110 §15.2), never to an HTTP/1.0 client

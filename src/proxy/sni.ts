@@ -57,6 +57,9 @@ export function parseClientHello(buf: Buffer, max = MAX_HELLO_BYTES): HelloResul
     const need = 4 + hs.readUIntBE(1, 3)
     if (need > max) return invalid(`ClientHello of ${need} bytes over the ${max}-byte cap`)
     if (have < need) continue
+    // another handshake message in the hello's last record (a second hello, say) would reach the
+    // server undecided: no client sends one before the server's answer
+    if (have > need) return invalid('handshake bytes after the ClientHello in its record')
     const r = parseHelloBody(hs.subarray(4, need))
     return typeof r === 'string' ? invalid(r) : { kind: 'hello', ...r, length: off }
   }

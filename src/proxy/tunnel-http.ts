@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import type { Decision, Where } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
-import { parseAuthority, type Target } from './address.js'
+import { parseAuthority, urlDomain, type Target } from './address.js'
 import { clientFields, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, decideTarget, denial, worse } from './decide.js'
 import { readFrom } from './hello-reader.js'
@@ -110,7 +110,7 @@ export async function decideHead(ctx: ProxyCtx, snap: Snapshot, client: Peer, ta
   const r = await decideNames(ctx, snap, client, target, connectName, decision, named, seen, extra)
   if (r.capped) return { decision: r.decision, extra: { 'tunnelguard.sni_status': 'http-invalid' }, fresh: false }
   const host = extra['tunnelguard.host_header'] as string | undefined
-  return { decision: r.decision, extra, urlDomain: abs ? named[0]![0].host : undefined, host, fresh: r.fresh }
+  return { decision: r.decision, extra, urlDomain: abs ? urlDomain(named[0]![0]) : undefined, host, fresh: r.fresh }
 }
 
 /** The field a name seen in the tunnel is logged under, by where it was seen. */
@@ -199,7 +199,7 @@ export function followPlain(ctx: ProxyCtx, cfg: { readonly maxHeaderBytes: numbe
   // TLS through a proxy behind the destination: its SNI decided as a CONNECT's own is
   const judgeHello = async (hello: { names: readonly string[]; ech: boolean }): Promise<boolean> => {
     const more: Record<string, unknown> = { 'tunnelguard.sni_status': hello.names.length === 0 ? 'none' : 'ok', 'tunnelguard.inner_tls': true }
-    if (hello.ech) more['tunnelguard.ech'] = true
+    if (hello.ech) more['tunnelguard.ech'] = close['tunnelguard.ech'] = true   // the close line too: a pass line is not logged at log.queries: matched
     const named = hello.names.map(name => [{ host: name, port: target.port }, 'sni'] as const)
     const got = await decideNames(ctx, ctx.getSnapshot(), client, target, connectName, atConnect, named, seen, more)
     if (blocks(got.decision)) return refused(got.decision, more, undefined, undefined, hello.names[0])

@@ -38,6 +38,12 @@ t.test('proxy.ech: log (the default): an ECH hello is decided on its outer SNI, 
   t.ok(sink.received[0]!.equals(hello), 'the target got the hello as it was')
   t.equal(p.ev.events.length, 1)
   t.match(p.ev.events[0], { decision: { action: 'pass' }, sni: 'public.example', extra: { 'tunnelguard.ech': true, 'tunnelguard.sni_status': 'ok' } })
+  // the pass line is not written at log.queries: matched (the default): the close line says it too
+  t.ok(await waitFor(() => closeLines(p).length === 1))
+  t.match(closeLines(p)[0], { 'tls.client.server_name': 'public.example', 'tunnelguard.ech': true })
+  await exchange(p.port, [CONNECT(target), records(clientHello({ names: ['public.example'] }))], { end: true })
+  t.ok(await waitFor(() => closeLines(p).length === 2))
+  t.notOk(closeLines(p)[1]!['tunnelguard.ech'], 'not on a hello without it')
 })
 
 t.test('proxy.ech: block: an ECH hello closes the tunnel without dialling, one block line naming the setting', async t => {
@@ -99,6 +105,7 @@ t.test('proxy.ech: block: a second ClientHello (after a HelloRetryRequest) with 
     if (ech === 'log') {
       t.ok(srv.after[n]!.equals(second), 'log: the second hello reached the server')
       t.match(p.ev.events.at(-1), { decision: { action: 'pass' } })
+      t.match(closeLines(p).at(-1), { 'tunnelguard.ech': true }, 'log: the close line says the second hello had ECH')
       continue
     }
     t.equal(srv.after[n]!.length, 0, 'block: the second hello never reached the server')

@@ -32,6 +32,8 @@ t.test('address literals, CNAME chains on plain HTTP, a stalled body', async t =
   t.match(stall.data, /^HTTP\/1\.1 200[\s\S]*partial$/, 'a body stalled past the idle timeout: cut')
   t.ok(stall.closed)
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'error.message': /did not answer in time/ },
+    'the close line keeps the 200 the client got, with the error')
 })
 
 t.test('the client leaves while the name resolves or the parent answers', async t => {
@@ -74,6 +76,8 @@ t.test('through a parent: IPv6 literals keep their brackets; a query without a p
   const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${(parent.address() as { port: number }).port}` } } })
   await exchange(child.port, ['GET http://[2001:db8::1]:8080?x=1 HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\nConnection: close\r\n\r\n'])
   t.match(heads[0], /^GET http:\/\/\[2001:db8::1\]:8080\/\?x=1 HTTP\/1\.1\r\n[\s\S]*host: \[2001:db8::1\]:8080/i)
+  // ECS url.domain keeps an IPv6 literal's brackets (RFC 2732)
+  t.match(child.ev.events.at(-1), { message: 'proxy.http', urlDomain: '[2001:db8::1]' })
   const c = connect(child.port, '127.0.0.1')
   c.on('error', () => {})
   c.write(CONNECT('[2001:db8::1]:443'))
@@ -103,12 +107,12 @@ t.test('a bad listen address fails startProxy and releases what was bound', asyn
   await t.rejects(startProxy({ listen: [`127.0.0.1:${(busy.address() as { port: number }).port}`], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}) }), /EADDRINUSE/)
 })
 
-t.test('an origin that never completes the TCP handshake: the dial times out (504 on the close line)', async t => {
+t.test('an origin that never completes the TCP handshake: the dial times out (the 200 sent, and 504, on the close line)', async t => {
   const port = await blackhole(t, '127.0.0.1', 0, 20)
   const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [port] } }, resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }), connectTimeout: 300 })
   t.ok((await exchange(p.port, [CONNECT(`ok.example:${port}`), hello])).closed)
   t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
-  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 504, 'error.message': /timed out/ })
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'tunnelguard.unsent_status': 504, 'error.message': /timed out/ })
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
 

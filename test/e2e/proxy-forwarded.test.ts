@@ -57,6 +57,27 @@ t.test('PROXY protocol v1/v2 and X-Forwarded-For name the client only from trust
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
 
+t.test('X-Forwarded-For with a port names the client; an unreadable one leaves the peer, and the lines say so', async t => {
+  const p = await testProxy(t, { config: { proxy: { trustForwardedFrom: ['127.0.0.0/8'] } } })
+  const closes = () => p.ev.messages.filter(m => m.msg === 'proxy.close')
+  for (const [xff, ip] of [['10.1.2.3:5555', '10.1.2.3'], ['[FD00::1]:5', 'fd00::1']]) {
+    await exchange(p.port, [`GET http://a.ngrok.io/ HTTP/1.1\r\nHost: a.ngrok.io\r\nX-Forwarded-For: ${xff}\r\nConnection: close\r\n\r\n`])
+    t.match(p.ev.events.at(-1), { client: { ip, port: 0 } }, xff)
+  }
+  for (const xff of ['unknown', '999.1.1.1']) {
+    const n = closes().length
+    await exchange(p.port, [`GET http://a.ngrok.io/ HTTP/1.1\r\nHost: a.ngrok.io\r\nX-Forwarded-For: ${xff}\r\nConnection: close\r\n\r\n`])
+    t.match(p.ev.events.at(-1), { client: { ip: '127.0.0.1' }, extra: { 'tunnelguard.forwarded_unreadable': xff } }, `HTTP: ${xff}`)
+    t.ok(await waitFor(() => closes().length === n + 1))
+    t.match(closes().at(-1)!.fields, { 'client.ip': '127.0.0.1', 'client.port': Number, 'tunnelguard.forwarded_unreadable': xff })
+    await exchange(p.port, [`CONNECT x.ngrok.io:443 HTTP/1.1\r\nHost: x.ngrok.io:443\r\nX-Forwarded-For: ${xff}\r\n\r\n`])
+    t.match(p.ev.events.at(-1), { message: 'proxy.connect', client: { ip: '127.0.0.1' }, extra: { 'tunnelguard.forwarded_unreadable': xff } }, `CONNECT: ${xff}`)
+    t.ok(await waitFor(() => closes().length === n + 2))
+    t.match(closes().at(-1)!.fields, { 'tunnelguard.forwarded_unreadable': xff })
+  }
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
 t.test('an untrusted peer cannot name a client', async t => {
   const p = await testProxy(t)
   const r = await exchange(p.port, [`PROXY TCP4 10.9.9.9 127.0.0.1 5555 ${p.port}\r\n${GET('a.ngrok.io')}`])

@@ -204,6 +204,28 @@ t.test('a refusal tells the client the name, entry and list, not where the list 
   t.notMatch(h.data, d.entry!.source)
 })
 
+t.test('a CONNECT host that cannot be normalized: 400, and a block decision line (fail closed)', async t => {
+  const { p } = await setup(t)
+  const r = await exchange(p.port, ['CONNECT bad_name!.ngrok.io:443 HTTP/1.1\r\nHost: x\r\n\r\n'])
+  t.equal(status(r.data), 400)
+  t.match(r.data, /bad CONNECT target/)
+  t.equal(p.ev.events.length, 1, 'one decision line')
+  t.match(p.ev.events[0], {
+    message: 'proxy.connect', destination: { domain: 'bad_name!.ngrok.io' },
+    decision: { action: 'block', where: 'connect', name: 'bad_name!.ngrok.io', unparseable: true, reason: /unparseable name .*: blocked, fail closed/ },
+  })
+  t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
+  t.match(p.ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'http.response.status_code': 400 })
+  // a listed name with no port: its list's decision; an unlisted one with none: the 400 alone
+  await exchange(p.port, ['CONNECT x.ngrok.io HTTP/1.1\r\n\r\n'])
+  t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', list: 'ngrok', name: 'x.ngrok.io' } })
+  for (const bad of ['ok.example', 'ok.example:0', '[::1', 'a@b.example:443']) {
+    const n = p.ev.events.length
+    t.equal(status((await exchange(p.port, [`CONNECT ${bad} HTTP/1.1\r\n\r\n`])).data), 400, bad)
+    t.equal(p.ev.events.length, n, `${bad}: no decision line (no host to decide, or one that passes)`)
+  }
+})
+
 t.test('a second ClientHello after a HelloRetryRequest must name what the first did (RFC 8446 4.1.2)', async t => {
   const srv = await startRetryServer(t)
   const resolve = fakeResolve({ 'ok.example': ['127.0.0.1'] })

@@ -189,3 +189,27 @@ t.test('a Host header that is no name is refused, fail closed, with the reason i
   t.match(r.data, new RegExp(`X-Tunnelguard-Reason: ${p.ev.events.at(-1)!.decision.reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'i'))
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
+
+t.test('a URL host or Host that cannot be normalized: 400, and a block decision line (fail closed); the close line has the port', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const closes = () => p.ev.messages.filter(m => m.msg === 'proxy.close')
+  const url = await exchange(p.port, ['GET http://bad_name!.ngrok.io/ HTTP/1.1\r\nHost: site.example\r\n\r\n'])
+  t.equal(status(url.data), 400)
+  t.match(p.ev.events.at(-1), {
+    message: 'proxy.http', destination: { domain: 'bad_name!.ngrok.io' }, urlDomain: 'bad_name!.ngrok.io',
+    decision: { action: 'block', where: 'url', unparseable: true, reason: /fail closed/ }, extra: { 'http.request.method': 'GET' },
+  })
+  const host = await exchange(p.port, [`GET http://site.example:${origin.port}/ HTTP/1.1\r\nHost: bad_name!.example:80\r\n\r\n`])
+  t.equal(status(host.data), 400)
+  t.match(p.ev.events.at(-1), { message: 'proxy.http', destination: { domain: 'bad_name!.example' }, decision: { action: 'block', where: 'host', unparseable: true } })
+  t.equal(p.ev.events.at(-1)!.urlDomain, undefined)
+  const n = p.ev.events.length
+  for (const raw of ['GET http://site.example:0/ HTTP/1.1\r\nHost: site.example\r\n\r\n', 'GET / HTTP/1.1\r\nHost: site.example\r\n\r\n']) {
+    t.equal(status((await exchange(p.port, [raw])).data), 400)
+  }
+  t.equal(p.ev.events.length, n, 'a host that passes, or none: the 400 alone')
+  await exchange(p.port, [`GET http://site.example:${origin.port}/ HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n`])
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+  t.match(closes().at(-1)!.fields, { 'destination.domain': 'site.example', 'destination.port': origin.port, 'http.response.status_code': 200 })
+})

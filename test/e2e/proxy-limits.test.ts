@@ -82,7 +82,7 @@ t.test('resets, aborts, timeouts and refusals on either side', async t => {
   const tunnel = await exchange(p.port, [CONNECT(`ok.example:${closed}`), hello])
   t.ok(tunnel.closed, 'dial failure after the 200: closed')
   t.ok(await waitFor(() => p.proxy.openConnections === 0 && p.ev.messages.filter(m => m.msg === 'proxy.close').length === 5))
-  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 502, 'error.message': /ECONNREFUSED/ })
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'tunnelguard.unsent_status': 502, 'error.message': /ECONNREFUSED/ })
 })
 
 t.test('connections reset right after the connect: no line without a client, and the proxy serves on', async t => {

@@ -58,7 +58,7 @@ t.test('parent credentials are the configured ones, never the client\'s; parent 
   t.ok(tunnel.closed, 'CONNECT through a parent that answers 200 with a body (extra bytes): closed')
   t.ok(await waitFor(() => child.proxy.openConnections === 0))
   t.match(ok.heads[1], /^CONNECT site\.example:443 HTTP\/1\.1\r\nHost: site\.example:443\r\nProxy-Authorization: Basic /)
-  t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 502, 'error.message': /bytes after its 200/ })
+  t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'tunnelguard.unsent_status': 502, 'error.message': /bytes after its 200/ })
   t.ok(await waitFor(() => child.proxy.openConnections === 0))
 })
 
@@ -77,7 +77,7 @@ t.test('parent 407, 502, silence, refusal: 502/504 to HTTP clients, close after 
     const c = await exchange(child.port, [CONNECT('site.example:443'), hello])
     t.ok(c.closed, `${name}: CONNECT closed`)
     t.ok(await waitFor(() => child.proxy.openConnections === 0))
-    t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': status, 'error.message': reason }, name)
+    t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'tunnelguard.unsent_status': status, 'error.message': reason }, name)
     t.ok(await waitFor(() => child.proxy.openConnections === 0))
   }
   // a port nobody listens on: held open while the child proxy takes its own port, then closed
@@ -90,7 +90,7 @@ t.test('parent 407, 502, silence, refusal: 502/504 to HTTP clients, close after 
   t.match((await exchange(child.port, ['GET http://site.example/ HTTP/1.1\r\nHost: site.example\r\n\r\n'])).data, /^HTTP\/1\.1 502[\s\S]*parent proxy failed/)
   t.ok((await exchange(child.port, [CONNECT('site.example:443'), hello])).closed)
   t.ok(await waitFor(() => child.proxy.openConnections === 0))
-  t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 502, 'error.message': /ECONNREFUSED/ })
+  t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'tunnelguard.unsent_status': 502, 'error.message': /ECONNREFUSED/ })
   const lit = await exchange(child.port, [CONNECT('[::ffff:10.0.0.1]:443')])
   t.match(lit.data, /^HTTP\/1\.1 403/, 'address literals are still checked through a parent')
 })

@@ -86,7 +86,7 @@ t.test('the Host\'s CNAME chain; an absolute-form URL host; the CONNECT host\'s 
   t.match(p.ev.events.at(-1), { decision: { where: 'cname' }, extra: { 'tunnelguard.url_cnames': ['abc.ngrok-free.app'] } })
   const absAddr = await exchange(p.port, [CONNECT(target), `GET http://[::1]:${origin.port}/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`], { end: true })
   t.match(absAddr.data, /200 OK/, 'addresses: nothing to look up')
-  t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, urlDomain: '::1' })
+  t.match(p.ev.events.at(-1), { decision: { action: 'pass' }, urlDomain: '[::1]' }, 'ECS url.domain: an IPv6 literal in its brackets')
 
   // a CONNECT sent on through the tunnel (to a proxy behind it): its authority is decided as a CONNECT host is
   const inner = await exchange(p.port, [CONNECT(target), 'CONNECT x.ngrok-free.app:443 HTTP/1.1\r\nHost: site.example\r\n\r\n'])
@@ -396,6 +396,8 @@ t.test('TLS through a proxy behind the destination (an inner CONNECT): its Clien
   const ech = await exchange(p.port, [CONNECT(target), inner, records(clientHello({ names: ['public.example'], extra: [[0xfe0d, Buffer.from([0, 1, 2, 3])]] }))], { gapMs: 100, waitMs: 600 })
   t.notOk(ech.closed)
   t.match(p.ev.events.at(-1), { decision: { action: 'pass', name: 'public.example' }, extra: { 'tunnelguard.ech': true, 'tunnelguard.inner_tls': true } })
+  t.ok(await waitFor(() => p.proxy.openConnections === 0, 5000))
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'tunnelguard.ech': true }, 'the close line too')
 
   // what cannot be read is refused; what is no TLS goes on (decided on the inner CONNECT's authority)
   const refusals: [string, (string | Buffer)[], RegExp][] = [

@@ -44,11 +44,11 @@ t.test('parent URL', async t => {
 t.test('X-Forwarded-For only from trusted hops, walked right to left', async t => {
   const trust = new CidrSet(['10.0.0.0/8'])
   const peer = { ip: '10.0.0.1', port: 5 }
-  t.same(effectiveClient({ ip: '192.168.1.1', port: 5 }, { 'x-forwarded-for': '1.2.3.4' }, trust), { ip: '192.168.1.1', port: 5 }, 'untrusted peer')
-  t.same(effectiveClient(peer, {}, trust), peer)
-  t.same(effectiveClient(peer, { 'x-forwarded-for': '6.6.6.6, 192.168.7.7, 10.0.0.2' }, trust), { ip: '192.168.7.7', port: 0 })
-  t.same(effectiveClient(peer, { 'x-forwarded-for': '6.6.6.6, garbage' }, trust), peer, 'garbage stops the walk')
-  t.same(effectiveClient(peer, { 'x-forwarded-for': ['7.7.7.7', '10.0.0.9'] as unknown as string }, trust), { ip: '7.7.7.7', port: 0 })
+  t.same(effectiveClient({ ip: '192.168.1.1', port: 5 }, { 'x-forwarded-for': '1.2.3.4' }, trust).client, { ip: '192.168.1.1', port: 5 }, 'untrusted peer')
+  t.same(effectiveClient(peer, {}, trust).client, peer)
+  t.same(effectiveClient(peer, { 'x-forwarded-for': '6.6.6.6, 192.168.7.7, 10.0.0.2' }, trust).client, { ip: '192.168.7.7', port: 0 })
+  t.same(effectiveClient(peer, { 'x-forwarded-for': '6.6.6.6, garbage' }, trust), { client: peer, unreadable: 'garbage' }, 'garbage stops the walk, and is said')
+  t.same(effectiveClient(peer, { 'x-forwarded-for': ['7.7.7.7', '10.0.0.9'] as unknown as string }, trust).client, { ip: '7.7.7.7', port: 0 })
   const huge = Array(5000).fill('10.1.1.1').join(',')
-  t.same(effectiveClient(peer, { 'x-forwarded-for': huge }, trust), { ip: '10.1.1.1', port: 0 }, 'bounded walk')
+  t.same(effectiveClient(peer, { 'x-forwarded-for': huge }, trust), { client: { ip: '10.1.1.1', port: 0 } }, 'bounded walk')
 })

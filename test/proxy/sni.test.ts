@@ -88,6 +88,9 @@ t.test('malformed: fail closed with a reason', async t => {
   bad(Buffer.from([0x16, 2, 0, 0, 4, 1, 0, 0, 0]), /version/)
   bad(Buffer.from([0x16, 3, 1, 0, 0]), /zero-length/)
   bad(Buffer.from([0x16, 3, 1, 0x40, 0x01]), /over 2\^14/)
+  // a second hello (any handshake bytes) after the hello in its last record would reach the server undecided
+  bad(records(Buffer.concat([hs, clientHello({ names: ['x.ngrok.io'] })])), /handshake bytes after the ClientHello in its record/)
+  bad(records(Buffer.concat([hs, Buffer.from([1])]), [10]), /handshake bytes after/)
   bad(records(Buffer.from([2, 0, 0, 1, 0])), /not ClientHello/)
   bad(records(Buffer.from([1, 0, 0, 10, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0])), /truncated ClientHello/)
   const withBody = (body: Buffer) => records(Buffer.concat([Buffer.from([1, 0, body.length >> 8, body.length & 255]), body]))
