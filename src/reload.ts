@@ -167,13 +167,16 @@ export function createReloader(o: ReloaderOptions): Reloader {
       const previous = o.current()
       const old = previous.config
       bound ??= old
+      // admin.listen is one address (or none), the others lists: said as lists alike, so that
+      // tunnelguard.listening has one type on every line (an index mapped by one rejects the other)
+      const addrs = (v: string | readonly string[] | null): string[] => [v].flat().filter((a): a is string => a !== null)
       for (const k of ['dns', 'proxy', 'sinkhole', 'admin'] as const) {
         const now = JSON.stringify(config[k].listen)
         if (now === JSON.stringify(old[k].listen)) continue
         if (now === JSON.stringify(bound[k].listen)) {
-          o.evidence.info(`reload: ${k}.listen is again the addresses listened on`, { listening: bound[k].listen })
+          o.evidence.info(`reload: ${k}.listen is again the addresses listened on`, { listening: addrs(bound[k].listen) })
         } else {
-          o.evidence.warn(`reload: ${k}.listen changed; listeners change only on restart`, { listening: bound[k].listen, new: config[k].listen })
+          o.evidence.warn(`reload: ${k}.listen changed; listeners change only on restart`, { listening: addrs(bound[k].listen), new: addrs(config[k].listen) })
         }
       }
       o.swap(s)
@@ -195,7 +198,9 @@ export function createReloader(o: ReloaderOptions): Reloader {
       const retry = details.some(d => /\bE[MN]FILE\b/.test(d)) && fdTries < FD_RETRIES
       fdTries = retry ? fdTries + 1 : 0
       const retryMs = o.fdRetryMs ?? FD_RETRY_MS
-      o.evidence.error('reload rejected; keeping the previous config and lists', { reason: why, errors: details, ...retry && { retry_in_ms: retryMs } })
+      // reload_errors, not errors: tunnelguard.errors is the count of the DNS socket notices, and
+      // an index mapped by one rejects a line whose field has the other type
+      o.evidence.error('reload rejected; keeping the previous config and lists', { reason: why, reload_errors: details, ...retry && { retry_in_ms: retryMs } })
       if (retry) {
         clearTimeout(again)
         again = setTimeout(() => {

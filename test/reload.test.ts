@@ -17,7 +17,7 @@ t.test('a reload that fails with an unexpected error logs it and keeps the old s
   t.equal(await rl.reload('test'), false)
   t.same(results, [false])
   t.match(ev.messages, [{ level: 'info', msg: 'reload started', fields: { reason: 'test' } },
-    { level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { reason: 'test', errors: ['TypeError: no snapshot'] } }])
+    { level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { reason: 'test', reload_errors: ['TypeError: no snapshot'] } }])
 })
 
 t.test('a reload logs each warning it brings, as the start does, and not again the ones logged before', async t => {
@@ -106,7 +106,7 @@ t.test('at a reload: an empty config file is refused (a save caught half-way); a
   const { dir, cfg, ev, rl, current } = overList(t, names.join('\n') + '\n', { debounceMs: 10 })
   writeFileSync(cfg, '')
   t.equal(await rl.reload('file changed'), false)
-  t.match(ev.messages.at(-1), { level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { errors: [/tg\.yaml: the config file has no setting in it/, /empty at a reload/] } })
+  t.match(ev.messages.at(-1), { level: 'error', msg: 'reload rejected; keeping the previous config and lists', fields: { reload_errors: [/tg\.yaml: the config file has no setting in it/, /empty at a reload/] } })
   t.same(Object.keys(current().config.lists), ['l'], 'the running config kept (not the built-in one)')
   writeFileSync(cfg, 'lists: { l: { files: [l.txt], action: block } }\n')
   writeFileSync(join(dir, 'l.txt'), names.slice(0, 6).join('\n') + '\n')
@@ -146,7 +146,7 @@ t.test('dns.tlsCaFile is watched too: a new CA file reloads; one that cannot ser
   writeFileSync(join(dir, 'ca.pem'), cert('bm90IGEgY2VydA=='))
   writeFileSync(cfg, 'dns: { tlsCaFile: ca.pem }\nlists: { l: { files: [l.txt], action: block } }\n')
   t.equal(await rl.reload('x'), false, 'a CA file with no certificate that parses')
-  t.match(ev.messages.at(-1), { level: 'error', fields: { errors: [/tg\.yaml: 1 error$/, /tg\.yaml:1: dns\.tlsCaFile: TLS CA file .*ca\.pem:1: not a certificate that can be read/] } })
+  t.match(ev.messages.at(-1), { level: 'error', fields: { reload_errors: [/tg\.yaml: 1 error$/, /tg\.yaml:1: dns\.tlsCaFile: TLS CA file .*ca\.pem:1: not a certificate that can be read/] } })
   const pem = (await import('node:tls')).rootCertificates[0]!
   writeFileSync(join(dir, 'ca.pem'), pem)
   t.ok(await rl.reload('x'))

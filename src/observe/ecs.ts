@@ -56,6 +56,32 @@ function merge(into: Fields, extra: Readonly<Fields>): void {
   }
 }
 
+/**
+ * ECS `related.hosts`: every host name the line is about, so that one SIEM rule on it finds a
+ * name whichever field holds it (a Host header or a CNAME target is in no other ECS field): the
+ * name asked (DNS question, CONNECT host), the SNI, the URL host, the Host header and inner
+ * CONNECT of a request in a tunnel, the name decided on (a CNAME or HTTPS target); lowercased,
+ * each once, in that order (an address a CONNECT names too). Built only for a line that is
+ * written, from the names the event has.
+ */
+export function relatedHosts(ev: DecisionEvent): string[] {
+  const hosts: string[] = []
+  if (ev.dns) addHost(hosts, ev.dns.name)
+  addHost(hosts, ev.destination?.domain)
+  addHost(hosts, ev.sni)
+  addHost(hosts, ev.urlDomain)
+  addHost(hosts, ev.extra?.['tunnelguard.host_header'])
+  addHost(hosts, ev.extra?.['tunnelguard.inner_connect'])
+  addHost(hosts, ev.decision.name)
+  return hosts
+}
+
+function addHost(hosts: string[], n: unknown): void {
+  if (typeof n !== 'string' || n === '') return
+  const h = n.toLowerCase()
+  if (!hosts.includes(h)) hosts.push(h)
+}
+
 /** A decision event as ECS fields, nested (`client: { ip, port }`), ready for one log line. */
 export function toEcs(ev: DecisionEvent): Fields {
   const d = ev.decision
@@ -101,6 +127,8 @@ export function toEcs(ev: DecisionEvent): Fields {
   if (d.unparseable) tg.unparseable = true
   if (d.policy !== undefined) tg.policy = d.policy
   out.tunnelguard = tg
+  const hosts = relatedHosts(ev)
+  if (hosts.length > 0) out.related = { hosts }
   if (ev.extra) merge(out, ev.extra)
   return out
 }
@@ -145,6 +173,9 @@ const K = {
   cacheHit: bytes(',"cache_hit":'),
   unparseable: bytes(',"unparseable":true'),
   policy: bytes(',"policy":'),
+  hosts: bytes(',"related":{"hosts":['),
+  comma: bytes(','),
+  hostsEnd: bytes(']}'),
   close1: bytes('}'),
   close2: bytes('}}'),
 }
@@ -235,7 +266,20 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
   }
   if (d.unparseable) w.raw(K.unparseable)
   if (d.policy !== undefined) { w.raw(K.policy); w.str(d.policy) }
-  w.raw(K.close2)
+  w.raw(K.close1)
+  if (dns && !dst && ev.sni === undefined && ev.urlDomain === undefined) {
+    // a blocked query: relatedHosts' question and name decided on, with no array built
+    const q = dns.name.toLowerCase()
+    const m = d.name.toLowerCase()
+    const two = m !== q && m !== ''
+    if (q !== '') { w.raw(K.hosts); w.str(q); if (two) { w.raw(K.comma); w.str(m) }; w.raw(K.hostsEnd) }
+    else if (two) { w.raw(K.hosts); w.str(m); w.raw(K.hostsEnd) }
+  } else {
+    const hosts = relatedHosts(ev)
+    for (let i = 0; i < hosts.length; i++) { w.raw(i === 0 ? K.hosts : K.comma); w.str(hosts[i]!) }
+    if (hosts.length > 0) w.raw(K.hostsEnd)
+  }
+  w.raw(K.close1)
 }
 
 /** `"block: ` and the like: the start of a reason string literal, per action. */

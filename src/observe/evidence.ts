@@ -7,7 +7,7 @@ import type { ClientTable } from './client-table.js'
 import { ecsBody, eventKind, toEcs, writeEcsBody } from './ecs.js'
 import { fdNotice } from './fd-check.js'
 import { JsonBytes } from './json-bytes.js'
-import { bodyWriter, lineTarget, messageWriter, recordWriter } from './logger.js'
+import { bodyWriter, lastLineTime, lineTarget, messageWriter, recordWriter } from './logger.js'
 import type { Metrics } from './metrics.js'
 import type { Evidence } from './types.js'
 
@@ -35,6 +35,7 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
   const line = new JsonBytes()
   const logs = (action: Outcome): boolean => action !== 'pass' || getSnapshot().config.log.queries === 'all'
   const say = messageWriter(logger)
+  const lineTime = lastLineTime(logger)
   // descriptors run out: counted (metrics), and said at most once per 10 s
   metrics.onFdExhausted(fdNotice((msg, fields) => say('warn', msg, fields)))
   return {
@@ -63,8 +64,13 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       if (ev.extra || (alert && alerts && alerts.active !== false)) {
         const record = toEcs(ev)
         if (named) Object.assign(record.client as Record<string, unknown>, named)
-        if (logger.isLevelEnabled(level)) write(level, record)
-        if (alert) alerts?.alert(ev, record)
+        const logged = logger.isLevelEnabled(level)
+        if (logged) write(level, record)
+        if (alert && alerts) {
+          // the alert carries its line's @timestamp (the webhook's body, syslog's TIMESTAMP), not the time it is sent
+          record['@timestamp'] = new Date(logged && lineTime ? lineTime() : Date.now()).toISOString()
+          alerts.alert(ev, record)
+        }
         return
       }
       // the usual line (a blocked query): its JSON written directly, no ECS object built

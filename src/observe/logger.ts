@@ -41,6 +41,7 @@ export function createLogger(opts: LoggerOptions): Logger {
     dropNotice: droppedLine(options.timestamp),
   })
   const logger = pino(options, dest)
+  lineTimes.set(logger, () => lastMs)
   if (dest instanceof LineSink) lostReaders.set(logger, () => dest.lost)
   // the same line pino writes for logger[level](record), from the record's JSON text (serialized
   // by V8's JSON.stringify in one call, or by ecsBody; pino's key-by-key stringify cost a third of
@@ -102,6 +103,16 @@ export function lineTarget(logger: Logger): LineTarget | undefined {
 /** The start of a line as pino writes it with these options, up to and including the comma after ecs.version. */
 function head(level: string, stamp: string): string {
   return `{"log.level":"${level}"${stamp},"ecs.version":"${ECS_VERSION}",`
+}
+
+const lineTimes = new WeakMap<Logger, () => number>()
+
+/**
+ * The time of a logger made by createLogger's last line (its @timestamp, ms since the epoch), so
+ * that what is sent about a line (an alert) carries the line's own time; undefined for another logger.
+ */
+export function lastLineTime(logger: Logger): (() => number) | undefined {
+  return lineTimes.get(logger)
 }
 
 const lostReaders = new WeakMap<Logger, () => LostLines>()

@@ -1,7 +1,8 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
-import { OUTCOMES as ACTIONS, WHERES, type Decision, type Outcome, type Where } from '../policy/types.js'
+import { OUTCOMES, WHERES, type Decision, type Outcome, type Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
 import { ALERT_OUTPUTS, ALERT_RESULTS, type AlertOutputName, type AlertResult } from './alert-output.js'
+import { isRefusal } from './ecs.js'
 import { FD_WHERES, type CacheStats, type Counters, type DecisionEvent, type FdCode, type FdWhere } from './types.js'
 
 /** Most distinct values a config-bounded label may take; beyond it values read `other`. */
@@ -39,12 +40,19 @@ function bounded(): (v: string) => string {
 }
 
 const SOURCES = ['dns', 'proxy', 'sinkhole'] as const
-const ACTION_IX = Object.fromEntries(ACTIONS.map((a, i) => [a, i])) as Readonly<Record<Outcome, number>>
+/**
+ * The action label: the decision's action, or `refused` for a block the proxy made by its own
+ * rules on a name no list matched (a port, a private destination), as report and /api/clients
+ * count it: not a tunnel attempt.
+ */
+const ACTIONS: readonly string[] = [...OUTCOMES, 'refused']
+const REFUSED_IX = OUTCOMES.length
+const ACTION_IX = Object.fromEntries(OUTCOMES.map((a, i) => [a, i])) as Readonly<Record<Outcome, number>>
 const WHERE_IX = Object.fromEntries(WHERES.map((w, i) => [w, i])) as Readonly<Record<Where, number>>
 const CELLS = SOURCES.length * ACTIONS.length * WHERES.length
 
-const OUTCOMES = ['ok', 'timeout', 'error'] as const
-const OUTCOME_IX: Readonly<Record<(typeof OUTCOMES)[number], number>> = { ok: 0, timeout: 1, error: 2 }
+const UPSTREAM_OUTCOMES = ['ok', 'timeout', 'error'] as const
+const OUTCOME_IX: Readonly<Record<(typeof UPSTREAM_OUTCOMES)[number], number>> = { ok: 0, timeout: 1, error: 2 }
 const UPSTREAM_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 
 /**
@@ -151,8 +159,8 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     labelNames: ['upstream', 'outcome'] as const, registers,
     collect() {
       for (const [name, cells] of upstreamPending) {
-        for (let o = 0; o < OUTCOMES.length; o++) {
-          if (cells[o] !== 0) this.inc({ upstream: name, outcome: OUTCOMES[o]! }, cells[o]!)
+        for (let o = 0; o < UPSTREAM_OUTCOMES.length; o++) {
+          if (cells[o] !== 0) this.inc({ upstream: name, outcome: UPSTREAM_OUTCOMES[o]! }, cells[o]!)
           cells[o] = 0
         }
       }
@@ -204,7 +212,8 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     const label = d.list === undefined ? 'none' : list(d.list)
     let cells = pending.get(label)
     if (!cells) { cells = new Float64Array(CELLS); pending.set(label, cells) }
-    cells[(sourceIx(message) * ACTIONS.length + ACTION_IX[d.action]) * WHERES.length + WHERE_IX[d.where]]! += 1
+    const a = isRefusal(d) ? REFUSED_IX : ACTION_IX[d.action]
+    cells[(sourceIx(message) * ACTIONS.length + a) * WHERES.length + WHERE_IX[d.where]]! += 1
   }
   const counters: Counters = {
     decided,
@@ -212,7 +221,7 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     upstream: (u, outcome, seconds) => {
       const name = upstream(u)
       let cells = upstreamPending.get(name)
-      if (!cells) { cells = new Float64Array(OUTCOMES.length); upstreamPending.set(name, cells) }
+      if (!cells) { cells = new Float64Array(UPSTREAM_OUTCOMES.length); upstreamPending.set(name, cells) }
       cells[OUTCOME_IX[outcome]]! += 1
       upstreamTime.observe(name, seconds)
     },

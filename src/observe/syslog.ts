@@ -27,12 +27,17 @@ function sdValue(v: string): string {
   return v.replace(/["\\\]]/g, c => '\\' + c)
 }
 
-/** One RFC 5424 message for an alert event. */
+/**
+ * One RFC 5424 message for an alert event, stamped `time` (the event's @timestamp). `name` is the
+ * name decided on, `asked` the name the client asked (the DNS question, the CONNECT host, SNI or
+ * URL host): a CNAME target's alert names the machine's own question too.
+ */
 export function formatSyslog(ev: DecisionEvent, o: { appName: string; facility: number; hostname: string; time: number; pid: number }): string {
   const d = ev.decision
   const severity = d.action === 'alert' ? 5 : 4   // notice for alerts, warning for block/sinkhole
+  const asked = ev.dns?.name ?? ev.destination?.domain ?? ev.sni ?? ev.urlDomain
   const params: [string, string | undefined][] = [
-    ['action', d.action], ['client', ev.client.ip], ['name', d.name], ['where', d.where],
+    ['action', d.action], ['client', ev.client.ip], ['name', d.name], ['asked', asked], ['where', d.where],
     ['list', d.list], ['rule', d.entry?.pattern], ['group', d.group], ['sigma', d.sigma?.id],
   ]
   const sd = params.filter(([, v]) => v !== undefined).map(([k, v]) => `${k}="${sdValue(v!)}"`).join(' ')
@@ -146,9 +151,12 @@ export function createSyslog(opts: SyslogOptions, onError: (msg: string, fields:
 
   return {
     name: 'syslog',
-    send(ev, _record, report) {
+    send(ev, record, report) {
       if (closed) return giveUp({ ev, report }, 'closed')
-      const msg = formatSyslog(ev, { ...fmt, time: clock() })
+      // the event's time (its log line's @timestamp), not the time it is sent
+      const stamp = record['@timestamp']
+      const at = typeof stamp === 'string' ? Date.parse(stamp) : NaN
+      const msg = formatSyslog(ev, { ...fmt, time: Number.isNaN(at) ? clock() : at })
       if (transport === 'udp') {
         udp ??= openUdp()
         const p = { ev, report }

@@ -35,7 +35,7 @@ t.test('admin.listen changed by a reload: a warning that listeners change only o
   writeFileSync(cfg, base + 'admin: { listen: "127.0.0.1:19153" }\n')
   p.child.kill('SIGHUP')
   const w = await p.waitFor(l => typeof l.message === 'string' && l.message.startsWith('reload: admin.listen changed'))
-  t.match(w, { 'log.level': 'warn', message: 'reload: admin.listen changed; listeners change only on restart', 'tunnelguard.listening': '127.0.0.1:0', 'tunnelguard.new': '127.0.0.1:19153' })
+  t.match(w, { 'log.level': 'warn', message: 'reload: admin.listen changed; listeners change only on restart', 'tunnelguard.listening': ['127.0.0.1:0'], 'tunnelguard.new': ['127.0.0.1:19153'] })
   t.equal(await p.stop(), 0)
 })
 
@@ -71,7 +71,7 @@ t.test('a reload rejected for a bad syslog URL keeps the old syslog and webhook 
   writeFileSync(cfg, base('other.txt') + alerts(hook2, 99999))
   await hup('reload rejected; keeping the previous config and lists')
   const rejected = p.lines().find(l => l.message === 'reload rejected; keeping the previous config and lists')!
-  t.same(rejected['tunnelguard.errors'], [`${cfg}: 1 error`, `${cfg}:7: alerts.syslog.url: 99999 is not a port (1-65535); write e.g. udp://127.0.0.1:514`], 'rejected by the config check: file, line, setting, fix')
+  t.same(rejected['tunnelguard.reload_errors'], [`${cfg}: 1 error`, `${cfg}:7: alerts.syslog.url: 99999 is not a port (1-65535); write e.g. udp://127.0.0.1:514`], 'rejected by the config check: file, line, setting, fix')
   await alertOnce(2, posts1, 2)
   t.equal(datagrams.length, 2, 'after the rejected reload the old syslog output still delivers')
   t.equal(posts1.length, 2, 'and the old webhook (and the old list still blocks the name)')

@@ -42,7 +42,7 @@ t.test('a peer neither allowed nor trusted is closed at the accept, takes no slo
   later(10_000)
   await open(t, port, '127.0.0.66')
   t.ok(await waitFor(() => lines(ev, 'proxy.client_denied').length === 2))
-  t.match(lines(ev, 'proxy.client_denied')[1], { 'client.ip': '127.0.0.66', 'tunnelguard.refused': 50 }, 'the next window: the count since the last line')
+  t.match(lines(ev, 'proxy.client_denied')[1], { 'client.ip': '127.0.0.66', 'tunnelguard.refused': 49 }, 'the window\'s end: the 49 held back (this one: at the next window\'s end)')
   const allowed = await open(t, port, '127.0.0.1', GET(origin.port))
   t.ok(await waitFor(() => /^HTTP\/1\.1 200 /.test(allowed.data())), 'an allowed client is served')
   const forwarder = await open(t, port, '127.0.0.2', GET(origin.port, '127.0.0.1'))
@@ -91,7 +91,7 @@ t.test('one address cannot take every slot; a trusted forwarder may', async t =>
   t.ok(await waitFor(() => p.openConnections === 2))
   await open(t, port, '127.0.0.1')
   t.ok(await waitFor(() => lines(ev, 'proxy.overload').length === 2))
-  t.match(lines(ev, 'proxy.overload')[1], { 'client.ip': '127.0.0.1', 'tunnelguard.refused': 5 })
+  t.match(lines(ev, 'proxy.overload')[1], { 'client.ip': '127.0.0.1', 'tunnelguard.refused': 4 }, 'the window\'s end: the 4 held back')
 })
 
 t.test('over proxy.maxConnections: 503, one overload line per window for all addresses, with the count', async t => {
@@ -105,7 +105,7 @@ t.test('over proxy.maxConnections: 503, one overload line per window for all add
   later(10_000)
   await open(t, port, '127.0.0.99')
   t.ok(await waitFor(() => lines(ev, 'proxy.overload').length === 2))
-  t.same(lines(ev, 'proxy.overload')[1], { 'client.ip': '127.0.0.99', 'tunnelguard.max_connections': 2, 'tunnelguard.refused': 20 })
+  t.same(lines(ev, 'proxy.overload')[1], { 'client.ip': '127.0.0.99', 'tunnelguard.max_connections': 2, 'tunnelguard.refused': 19 }, 'the window\'s end: the 19 held back')
   t.equal(ev.counts['dropped.overload'], 21)
 })
 

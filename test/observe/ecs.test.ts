@@ -57,7 +57,37 @@ t.test('a DNS decision on the question', async t => {
     dns: { question: { name: 'tunnel.ngrok.io', type: 'A' }, response_code: 'NOERROR' },
     rule: { name: 'ngrok.io', ruleset: 'ngrok' },
     tunnelguard: { group: 'default', matched_on: 'qname', reason: ev.decision.reason },
+    related: { hosts: ['tunnel.ngrok.io'] },
   })
+})
+
+t.test('related.hosts: every name the line is about, so that one SIEM rule on it finds a match whichever field holds the name', async t => {
+  const base = { client: { ip: '10.0.0.9', port: 1 }, durationNs: 1 }
+  const hostsOf = (ev: DecisionEvent) => {
+    const out = toEcs(ev)
+    if (!ev.extra) t.equal(`{${ecsBody(ev)}`, JSON.stringify(out), 'the bytes written directly say the same')
+    return (out.related as { hosts?: string[] } | undefined)?.hosts
+  }
+  // a CNAME (or HTTPS/SVCB target) match: the target is in no other ECS field
+  t.same(hostsOf({ ...base, message: 'dns.query', transport: 'udp', decision: snap.policy.decide('10.0.0.9', 'x.ngrok.io', 'cname'),
+    dns: { name: 'c1.test', type: 'A', rcode: 'NXDOMAIN' } }), ['c1.test', 'x.ngrok.io'])
+  t.same(hostsOf({ ...base, message: 'dns.query', transport: 'udp', decision: snap.policy.decide('10.0.0.9', 'x.ngrok.io', 'cname'),
+    dns: { name: 'svc.test', type: 'HTTPS', rcode: 'NOERROR' } }), ['svc.test', 'x.ngrok.io'], 'an HTTPS target')
+  // a Host header on plain HTTP: only in tunnelguard.host_header before
+  t.same(hostsOf({ ...base, message: 'proxy.http', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 'h.ngrok.io', 'host'),
+    destination: { domain: 'Innocent.Example', port: 80 }, urlDomain: 'Innocent.Example',
+    extra: { 'http.request.method': 'GET', 'tunnelguard.mismatch': true, 'tunnelguard.host_header': 'H.Ngrok.IO' } }), ['innocent.example', 'h.ngrok.io'],
+  'lowercased, each once')
+  // CONNECT host, SNI and an inner CONNECT of a request in the tunnel
+  t.same(hostsOf({ ...base, message: 'proxy.connect', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 'i.ngrok.io', 'connect'),
+    destination: { domain: 'a.example', port: 443 }, sni: 'b.example', extra: { 'tunnelguard.sni_status': 'http', 'tunnelguard.inner_connect': 'i.ngrok.io' } }),
+  ['a.example', 'b.example', 'i.ngrok.io'])
+  t.same(hostsOf({ ...base, message: 'proxy.connect', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 's.ngrok.io', 'sni'),
+    destination: { domain: '192.0.2.7', ip: '192.0.2.7', port: 443 }, sni: 's.ngrok.io' }), ['192.0.2.7', 's.ngrok.io'], 'a CONNECT to an address and its SNI')
+  t.same(hostsOf({ ...base, message: 'sinkhole.capture', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 'm.ngrok.io', 'host'),
+    urlDomain: 'm.ngrok.io', destination: { port: 80 } }), ['m.ngrok.io'])
+  t.equal(hostsOf({ ...base, message: 'dns.query', transport: 'udp', decision: { ...snap.policy.decide('10.0.0.9', 'example.com', 'qname'), name: '' },
+    dns: { name: '', type: 'NS', rcode: 'NOERROR' } }), undefined, 'the root asked: no host, no related')
 })
 
 t.test('a CNAME target matched, with a Sigma rule, upstream and cache', async t => {

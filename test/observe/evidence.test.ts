@@ -119,14 +119,14 @@ t.test('operational lines: every field ECS does not define goes under tunnelguar
   const s = setup()
   // the custom keys the DNS side, reloads, remote lists and the descriptor warning give their lines
   s.evidence.warn('no file descriptor free (EMFILE)', { 'error.code': 'EMFILE', where: 'dns-upstream', count: 3, fix: 'raise the limit' })
-  s.evidence.error('reload rejected', { reason: 'SIGHUP', errors: ['x'], retry_in_ms: 2000 })
+  s.evidence.error('reload rejected', { reason: 'SIGHUP', reload_errors: ['x'], retry_in_ms: 2000 })
   s.evidence.warn('dns client over its in-flight limit', { 'client.ip': '10.0.0.1', clientPrefix: '10.0.0.0/24', servfail: 2, maxInFlightPerClient: 100 })
   s.evidence.warn('dns upstream socket error', { upstream: 'udp://127.0.0.1:53', error: 'recvmsg ECONNREFUSED', errors: 1 })
   s.evidence.info('proxy.close', { 'client.ip': '10.0.0.2', 'source.port': 5, 'event.duration': 7, 'tunnelguard.requests': 1, error: { message: 'reset' }, tags: ['a'], labels: { k: 'v' } })
   s.evidence.info('odd', { 'a.b': 1, proxy: { listen: [] } })
   t.same(s.lines().map(l => { const { '@timestamp': _, 'ecs.version': __, ...rest } = l; return rest }), [
     { 'log.level': 'warn', 'error.code': 'EMFILE', 'tunnelguard.where': 'dns-upstream', 'tunnelguard.count': 3, 'tunnelguard.fix': 'raise the limit', message: 'no file descriptor free (EMFILE)' },
-    { 'log.level': 'error', 'tunnelguard.reason': 'SIGHUP', 'tunnelguard.errors': ['x'], 'tunnelguard.retry_in_ms': 2000, message: 'reload rejected' },
+    { 'log.level': 'error', 'tunnelguard.reason': 'SIGHUP', 'tunnelguard.reload_errors': ['x'], 'tunnelguard.retry_in_ms': 2000, message: 'reload rejected' },
     { 'log.level': 'warn', 'client.ip': '10.0.0.1', 'tunnelguard.client_prefix': '10.0.0.0/24', 'tunnelguard.servfail': 2, 'tunnelguard.max_in_flight_per_client': 100, message: 'dns client over its in-flight limit' },
     { 'log.level': 'warn', 'tunnelguard.upstream': 'udp://127.0.0.1:53', 'error.message': 'recvmsg ECONNREFUSED', 'tunnelguard.errors': 1, message: 'dns upstream socket error' },
     { 'log.level': 'info', 'client.ip': '10.0.0.2', 'source.port': 5, 'event.duration': 7, 'tunnelguard.requests': 1, error: { message: 'reset' }, tags: ['a'], labels: { k: 'v' }, message: 'proxy.close' },

@@ -9,6 +9,19 @@ const ev = (message: DecisionEvent['message'], name: string, where: 'qname' | 's
   message, decision: snap.policy.decide('10.0.0.5', name, where), client: { ip: '10.0.0.5', port: 1 }, transport: 'udp', durationNs: 1,
 })
 
+t.test('a refusal by the proxy\'s own rules (no list) is action="refused", as report and /api/clients count it; one that keeps a list match stays a block', async t => {
+  const m = createMetrics()
+  const base = { client: { ip: '10.0.0.5', port: 1 }, transport: 'tcp' as const, durationNs: 1 }
+  m.decision({ ...base, message: 'proxy.connect', decision: { action: 'block', group: 'default', where: 'connect', name: '10.1.2.3', reason: 'internal', policy: 'proxy.allowDestinations' } })
+  m.counters.decided('proxy.http', { action: 'block', group: 'default', where: 'url', name: 'x.example', reason: 'port', policy: 'proxy.connectPorts' })
+  m.decision({ ...base, message: 'proxy.connect', decision: { ...snap.policy.decide('10.0.0.5', 'x.trycloudflare.com', 'connect'), action: 'block', policy: 'proxy.connectPorts' } })
+  const text = await m.registry.metrics()
+  t.match(text, 'tunnelguard_decisions_total{source="proxy",action="refused",list="none",matched_on="connect"} 1')
+  t.match(text, 'tunnelguard_decisions_total{source="proxy",action="refused",list="none",matched_on="url"} 1')
+  t.match(text, 'tunnelguard_decisions_total{source="proxy",action="block",list="tunnels",matched_on="connect"} 1')
+  t.notMatch(text, /action="block",list="none"/, 'no refusal counted as a block')
+})
+
 t.test('counters, decisions, lists and reloads on a private registry', async t => {
   const m = createMetrics()
   m.counters.cacheLookup(true)

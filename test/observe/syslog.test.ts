@@ -237,3 +237,60 @@ t.test('UDP: a socket whose bind fails (no descriptor free: EMFILE) gives up the
   await until(() => got.length === 2)
   t.equal(made.length, 2, 'the bound socket is kept')
 })
+
+t.test('an alert is stamped with its line\'s @timestamp, not the time it is sent; a CNAME match names the name asked too', async t => {
+  const { Writable } = await import('node:stream')
+  const { createLogger } = await import('../../src/observe/logger.js')
+  const { createEvidence } = await import('../../src/observe/evidence.js')
+  const { createMetrics } = await import('../../src/observe/metrics.js')
+  const { createClientTable } = await import('../../src/observe/client-table.js')
+  const { createReloadableAlerts } = await import('../../src/observe/alerts.js')
+  const rx = createSocket('udp4')
+  const got: string[] = []
+  rx.on('message', m => got.push(String(m)))
+  await new Promise<void>(r => rx.bind(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => rx.close(() => r())))
+  const lines: string[] = []
+  const eventAt = Date.UTC(2026, 10, 21, 10, 0, 0, 123)
+  const logger = createLogger({ level: 'info', clock: () => eventAt, destination: new Writable({ write(c, _e, cb) { lines.push(String(c)); cb() } }) })
+  // the outputs' clock is minutes later: a queue, a reconnect, or a clock read after the line
+  const alerts = createReloadableAlerts({ onError: () => {}, clock: () => eventAt + 180_000 })
+  alerts.configure({ syslog: { url: `udp://127.0.0.1:${rx.address().port}`, hostname: 'gw1' } })
+  t.teardown(() => alerts.close())
+  const evidence = createEvidence({ logger, getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable(), alerts })
+  evidence.decision({
+    message: 'dns.query', decision: snap.policy.decide('10.0.0.7', 'x.ngrok.io', 'cname'), client: { ip: '10.0.0.7', port: 1 },
+    transport: 'udp', durationNs: 1, dns: { name: 'c1.test', type: 'A', rcode: 'NXDOMAIN' },
+  })
+  await until(() => got.length === 1)
+  t.equal(JSON.parse(lines[0]!)['@timestamp'], '2026-11-21T10:00:00.123Z')
+  t.match(got[0], /^<132>1 2026-11-21T10:00:00\.123Z gw1 tunnelguard \d+ dns\.query /, 'TIMESTAMP: the line\'s @timestamp')
+  t.match(got[0], 'name="x.ngrok.io" asked="c1.test" where="cname"', 'the name decided on and the name the client asked')
+  // with the line not written (level error), the alert is stamped when it is made
+  const quiet = createEvidence({ logger: createLogger({ level: 'error', clock: () => eventAt, destination: new Writable({ write(_c, _e, cb) { cb() } }) }),
+    getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable(), alerts })
+  const before = Date.now()
+  quiet.decision({ ...ev('10.0.0.8', 'a.ngrok.io'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NXDOMAIN' } })
+  await until(() => got.length === 2)
+  const stamp = Date.parse(/^<\d+>1 (\S+)/.exec(got[1]!)![1]!)
+  t.ok(stamp >= before && stamp <= Date.now(), 'now, not the outputs\' clock')
+  t.match(got[1], 'name="a.ngrok.io" asked="a.ngrok.io"')
+})
+
+t.test('syslog: a record whose @timestamp cannot be read is stamped by the output\'s clock', async t => {
+  const rx = createSocket('udp4')
+  const got: string[] = []
+  rx.on('message', m => got.push(String(m)))
+  await new Promise<void>(r => rx.bind(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>(r => rx.close(() => r())))
+  const out = createSyslog({ url: `udp://127.0.0.1:${rx.address().port}`, hostname: 'gw1' }, () => {}, () => fmt.time)
+  t.teardown(() => out.close())
+  out.send({ ...ev('10.0.0.5', 'a.ngrok.io'), decision: snap.policy.decide('10.0.0.5', 'a.ngrok.io', 'sni'), sni: 'a.ngrok.io' }, { '@timestamp': 'soon' }, () => {})
+  await until(() => got.length === 1)
+  t.match(got[0], /^<132>1 2026-11-21T10:00:00\.000Z /)
+  t.match(got[0], 'asked="a.ngrok.io"', 'the SNI asked')
+  const proxied = { ...ev('10.0.0.5', 'a.ngrok.io'), message: 'proxy.http' as const, decision: snap.policy.decide('10.0.0.5', 'a.ngrok.io', 'host') }
+  t.match(formatSyslog({ ...proxied, destination: { domain: 'innocent.example', port: 80 }, urlDomain: 'innocent.example' }, fmt), 'name="a.ngrok.io" asked="innocent.example"', 'the URL host asked, the Host header decided on')
+  t.match(formatSyslog({ ...proxied, urlDomain: 'u.example' }, fmt), 'asked="u.example"')
+  t.notMatch(formatSyslog(proxied, fmt), 'asked=', 'nothing asked by name: no asked')
+})

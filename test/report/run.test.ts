@@ -77,6 +77,30 @@ t.test('json names each client with its names, counts and times', async t => {
   t.same(j.summary, { lines: 11, decisions: 8, filtered: 0, skipped: 2, malformed: 1, clients: 3, filters: {}, errors: [] })
 })
 
+t.test('a line cut by a writer killed mid-line, with the next line after it, is malformed, not a decision', async t => {
+  const [a, b] = log.split('\n').filter(l => l.includes('"dns.query"') && (l.includes('"10.0.0.6"') || l.includes('"10.0.0.7"'))).filter((l, i, all) => i === 0 || !l.includes(JSON.stringify(JSON.parse(all[0]!).client.ip)))
+  t.ok(a && b, 'two clients\' lines')
+  t.not(JSON.parse(a!)['@timestamp'], JSON.parse(b!)['@timestamp'])
+  const broken = a!.slice(0, 120) + b! + '\n'
+  const j = JSON.parse(await report({ stdin: Readable.from([broken]), format: 'json' }))
+  t.same(j.summary, { lines: 1, decisions: 0, filtered: 0, skipped: 0, malformed: 1, clients: 0, filters: {}, errors: [] })
+  t.same(j.clients, [], 'the second client is not given the first line\'s time')
+  // every cut of the first line, and an operational line's: the fast path never reads one line's fields from another
+  const { parseLine, parseJson } = await import('../../src/report/fields.js')
+  const ops = log.split('\n').find(l => l.includes('"started"'))!
+  for (const first of [a!, ops]) {
+    for (let cut = 1; cut < first.length; cut++) {
+      const line = first.slice(0, cut) + b!
+      const r = parseLine(line)
+      if (r !== parseJson(line) || r !== 'malformed') { t.fail(`cut at ${cut}: ${JSON.stringify(r)}`); break }
+    }
+  }
+  // another writer's lines, starting with @timestamp
+  const other = '{"@timestamp":"2026-11-21T10:00:00Z","ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io"}}}'
+  t.match(parseLine(other), { ip: '1.2.3.4' })
+  t.equal(parseLine(other.slice(0, 50) + other.replace('1.2.3.4', '5.6.7.8').replace('10:00:00', '11:00:00')), 'malformed')
+})
+
 t.test('table at 80 columns', async t => {
   const text = await report({ files: [plain] })
   const lines = text.split('\n')
