@@ -11,6 +11,7 @@ import { createEvidence } from './observe/evidence.js'
 import { watchFds } from './observe/fd-check.js'
 import { createLogger, lostLines } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
+import { flushNotices } from './observe/throttle.js'
 import { startProxy } from './proxy/server.js'
 import { startSinkholeCapture } from './proxy/sinkhole-capture.js'
 import { holdSignals, takeEarlySignals } from './early-signals.js'
@@ -221,6 +222,7 @@ async function start(opts: ServeOptions): Promise<Running> {
   function stop(): Promise<void> {
     stopping ??= (async () => {
       for (const c of closers.reverse()) await c()
+      flushNotices()                                 // what the warnings held back for their window's end
       evidence.info('stopped')
       logger.flush()
       // the handlers stay until here: a SIGHUP or a second SIGTERM during the drain is not a kill

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache'
+import { holdingBack } from '../observe/throttle.js'
 import type { LimitKeys } from '../policy/limit-key.js'
 
 export interface RateLimitSettings {
@@ -41,6 +42,7 @@ export class WindowedNotice {
   private othersClients = 0
   private othersCount = 0
   private timer: NodeJS.Timeout | undefined
+  private readonly flushNow = (): void => this.flush()
 
   constructor(
     private readonly windowMs: number,
@@ -73,7 +75,9 @@ export class WindowedNotice {
       this.othersClients++
       this.othersCount++
     }
-    this.timer ??= setTimeout(() => this.flush(), Math.max(0, this.windowStart + this.windowMs - nowMs)).unref()
+    if (this.timer !== undefined) return
+    this.timer = setTimeout(this.flushNow, Math.max(0, this.windowStart + this.windowMs - nowMs)).unref()
+    holdingBack(this.flushNow, true)
   }
 
   /**
@@ -83,6 +87,7 @@ export class WindowedNotice {
   flush(): void {
     clearTimeout(this.timer)
     this.timer = undefined
+    holdingBack(this.flushNow, false)
     const end = this.windowStart + this.windowMs
     for (const [client, h] of this.held) {
       if (this.named < this.maxNamed) {

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net'
 import { LRUCache } from 'lru-cache'
 import { foldName } from '../match/normalize.js'
+import { limitKey } from '../policy/limit-key.js'
 import { OUTCOMES } from '../policy/types.js'
 import { isRefusal } from './ecs.js'
 import type { DecisionEvent } from './types.js'
@@ -87,7 +88,17 @@ export interface ClientTable {
 export interface ClientTableOptions {
   readonly maxClients?: number
   readonly maxNames?: number
+  /** Rows one IPv6 /64 may hold (a host there can give itself any number of addresses). */
+  readonly maxPerPrefix?: number
   readonly clock?: () => number
+}
+
+/** The /64 an IPv6 client is in (a host owns a whole one, as limits.ipv6Prefix says); undefined for IPv4 and link-local. */
+const V6_64 = { ipv4Prefix: 32, ipv6Prefix: 64 }
+function prefixOf(ip: string): string | undefined {
+  if (!ip.includes(':')) return undefined
+  const k = limitKey(ip, V6_64)
+  return k.includes('/') ? k : undefined
 }
 
 /** The non-zero counts of `keys`, read from `counts` from `at` on. */
@@ -110,11 +121,28 @@ function askedOf(ev: DecisionEvent): string {
   return foldName(ev.dns?.name ?? ev.destination?.domain ?? ev.sni ?? ev.urlDomain ?? ev.decision.name)
 }
 
-/** A live per-client table of decided events, least recently seen evicted first. */
+/**
+ * A live per-client table of decided events, least recently seen evicted first. An IPv6 /64 holds
+ * at most `maxPerPrefix` rows, its oldest row making room for its newest: one host rotating
+ * through its /64's addresses (privacy addresses, or thousands added by hand) would otherwise
+ * push every other client out of the table.
+ */
 export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
   const maxNames = opts.maxNames ?? 50
+  const maxPerPrefix = opts.maxPerPrefix ?? 64
   const clock = opts.clock ?? Date.now
-  const table = new LRUCache<string, ClientEntry>({ max: opts.maxClients ?? 10_000 })
+  /** The rows of each IPv6 /64, oldest first. */
+  const byPrefix = new Map<string, Set<string>>()
+  const table = new LRUCache<string, ClientEntry>({
+    max: opts.maxClients ?? 10_000,
+    dispose: (c, key) => {
+      const p = prefixOf(c.ip)
+      const rows = p === undefined ? undefined : byPrefix.get(p)
+      if (rows === undefined) return
+      rows.delete(key)
+      if (rows.size === 0) byPrefix.delete(p!)
+    },
+  })
   // the entry recorded last: a run of events from one client (the common case) skips the LRU
   // lookup and hashing the client's address string anew. It is always the most recent entry
   // (nothing else touches recency), so it is never the one evicted.
@@ -143,7 +171,15 @@ export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
           ip, machine, hostname, mac, domain: undefined, group: d.group, firstSeen: now, lastSeen: now,
           counts: new Float64Array(ACTIONS.length + WHERE_LABELS.length), names: new Map(), otherNames: 0, matchedKept: 0, lists: new Map(),
         }
-        table.set(keyOf(ip, machine), c)
+        const key = keyOf(ip, machine)
+        const p = prefixOf(ip)
+        if (p !== undefined) {
+          let rows = byPrefix.get(p)
+          if (rows === undefined) byPrefix.set(p, rows = new Set())
+          if (rows.size >= maxPerPrefix) table.delete(rows.values().next().value!)   // its oldest row (dispose takes it out of rows)
+          rows.add(key)
+        }
+        table.set(key, c)
       }
       last = c
       if (hostname !== undefined) c.hostname = hostname

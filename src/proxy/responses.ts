@@ -9,10 +9,19 @@ export function oneLine(s: string, max = 512): string {
   return t.length > max ? `${t.slice(0, max)}…` : t
 }
 
+/**
+ * The body of the proxy's own answer: who answered (a user sees it as the page; a one-line
+ * `block: x matches y in list z` alone did not say that the network's proxy refused), then the
+ * one-line reason (the X-Tunnelguard-Reason header's).
+ */
+function errorBody(status: number, line: string): string {
+  return `${status} ${STATUS_CODES[status]} from tunnelguard, this network's proxy:\n${line}\n`
+}
+
 /** A complete HTTP/1.1 response for a raw socket (CONNECT refusals, overload), closing the connection. */
 export function rawResponse(status: number, reason: string): string {
   const line = oneLine(reason)
-  const body = `${line}\n`
+  const body = errorBody(status, line)
   return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n`
     + 'Content-Type: text/plain; charset=utf-8\r\n'
     + `Content-Length: ${Buffer.byteLength(body)}\r\n`
@@ -28,7 +37,7 @@ export function sendError(res: ServerResponse, status: number, reason: string, c
     return
   }
   const line = oneLine(reason)
-  const body = `${line}\n`
+  const body = errorBody(status, line)
   res.writeHead(status, {
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),

@@ -2,7 +2,11 @@ import { isIP } from 'node:net'
 import { foldName } from '../match/normalize.js'
 import { ecsMac } from '../observe/leases.js'
 import { SINKHOLE_PREFIX, WHERE_LABELS } from '../observe/where-label.js'
+import { canonicalIps } from '../policy/cidr.js'
 import { WHERES } from '../policy/types.js'
+
+/** The canonical form of the IPv6 (and IPv4-mapped) addresses lines name clients by, each parsed once. */
+const canonical = canonicalIps()
 
 /** One decision as `report` reads it from an ECS log line. */
 export interface ReportEvent {
@@ -126,6 +130,9 @@ function toEvent(
   if (action === undefined || message === undefined || !MESSAGES.has(message)) return 'skip'
   const time = parseTime(ts)
   if (Number.isNaN(time) || ip === undefined || name === undefined) return 'malformed'
+  // one machine however its address was written (lines from builds that wrote ::ffff:10.1.2.3 or
+  // 2001:DB8:1:2:0:0:0:1, from a PROXY or X-Forwarded-For header, beside today's canonical form)
+  if (ip.includes(':')) ip = canonical(ip)
   // one name however it was spelt (a proxy's CONNECT and Host are as the client wrote them)
   name = foldName(name)
   if (matched !== undefined) matched = foldName(matched)

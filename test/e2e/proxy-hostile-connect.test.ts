@@ -200,7 +200,7 @@ t.test('a refusal tells the client the name, entry and list, not where the list 
   t.equal(header, `${d.action}: x.ngrok.io matches ${d.entry!.pattern} in list ${d.list}`)
   t.notMatch(r.data, d.entry!.source, 'the client does not see it')
   const h = await exchange(p.port, ['GET http://x.ngrok.io/ HTTP/1.1\r\nHost: x.ngrok.io\r\n\r\n'])
-  t.match(h.data, new RegExp(`^HTTP/1\\.1 403[\\s\\S]*\\r\\n\\r\\n${d.action}: x\\.ngrok\\.io matches ${d.entry!.pattern.replace(/\./g, '\\.')} in list ${d.list}\\n$`))
+  t.match(h.data, new RegExp(`^HTTP/1\\.1 403[\\s\\S]*\\r\\n\\r\\n403 Forbidden from tunnelguard, this network's proxy:\\n${d.action}: x\\.ngrok\\.io matches ${d.entry!.pattern.replace(/\./g, '\\.')} in list ${d.list}\\n$`))
   t.notMatch(h.data, d.entry!.source)
 })
 

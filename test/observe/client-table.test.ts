@@ -51,6 +51,32 @@ t.test('bounded: clients evicted least recently seen first, names per client cap
   t.ok(Date.parse(c.last_seen) > 0, 'the wall clock by default')
 })
 
+t.test('one IPv6 /64 holds at most maxPerPrefix rows: a host rotating its addresses cannot push the other clients out', async t => {
+  const table = createClientTable({ maxClients: 10, maxPerPrefix: 3 })
+  table.record(ev('10.0.0.1', 'a.ngrok.io'))
+  table.record(ev('2001:db8:9::1', 'a.ngrok.io'))
+  for (let i = 1; i <= 50; i++) table.record(ev(`2001:db8:1:2::${i.toString(16)}`, 'x.ngrok.io'))
+  t.equal(table.size, 5, 'the IPv4 client, the other /64, and three of the rotating one')
+  t.ok(table.get('10.0.0.1'), 'still there')
+  t.ok(table.get('2001:db8:9::1'), 'another /64: still there')
+  t.same(table.list().slice(0, 3).map(c => c.ip), ['2001:db8:1:2::32', '2001:db8:1:2::31', '2001:db8:1:2::30'], 'its newest three')
+  // a row of the /64 evicted by the global bound leaves room in the /64 too
+  const small = createClientTable({ maxClients: 2, maxPerPrefix: 2 })
+  small.record(ev('2001:db8:1:2::1', 'a.ngrok.io'))
+  small.record(ev('10.0.0.1', 'a.ngrok.io'))
+  small.record(ev('10.0.0.2', 'a.ngrok.io'))                       // evicts 2001:db8:1:2::1 (least recently seen)
+  small.record(ev('2001:db8:1:2::2', 'a.ngrok.io'))                // evicts 10.0.0.1
+  small.record(ev('2001:db8:1:2::3', 'a.ngrok.io'))                // evicts 10.0.0.2: the /64 holds two
+  t.same(small.list().map(c => c.ip), ['2001:db8:1:2::3', '2001:db8:1:2::2'])
+  small.record(ev('2001:db8:1:2::4', 'a.ngrok.io'))                // the /64 is full: its oldest goes
+  t.same(small.list().map(c => c.ip), ['2001:db8:1:2::4', '2001:db8:1:2::3'])
+  // link-local addresses are not one host's: each is its own
+  const ll = createClientTable({ maxClients: 10, maxPerPrefix: 1 })
+  ll.record(ev('fe80::1', 'a.ngrok.io'))
+  ll.record(ev('fe80::2', 'a.ngrok.io'))
+  t.equal(ll.size, 2)
+})
+
 t.test('a decision without a list', async t => {
   const table = createClientTable()
   table.record({ ...ev('10.0.0.1', 'bad..name'), decision: snap.policy.decide('10.0.0.1', 'bad..name', 'sni') })

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { throttled } from '../../src/observe/throttle.js'
+import { flushNotices, throttled } from '../../src/observe/throttle.js'
+import { WindowedNotice } from '../../src/dns/rate-limit.js'
 
 const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 
@@ -34,4 +35,21 @@ t.test('an occurrence after the window, before the timer: said at once with thos
   now = 3_000                                          // a clock that went back: the timer stays within the window
   f('d')
   t.same(said.length, 2)
+})
+
+t.test('flushNotices (a stop): what every notice holds back is said now, once; nothing held, nothing said', async t => {
+  const said: [string, number][] = []
+  const f = throttled((a: string, n) => said.push([a, n]), () => performance.now(), 60_000)
+  const told: [string, number][] = []
+  const w = new WindowedNotice(60_000, (c, n) => told.push([c, n]), () => {})
+  f('a'); f('b'); f('c')
+  w.note('10.0.0.1', 0, '10.0.0.1'); w.note('10.0.0.1', 1, '10.0.0.1')
+  t.same(said, [['a', 1]])
+  t.same(told, [['10.0.0.1', 1]])
+  flushNotices()
+  t.same(said, [['a', 1], ['c', 2]], 'the two held back, before their window (a minute) ends')
+  t.same(told, [['10.0.0.1', 1], ['10.0.0.1', 1]])
+  flushNotices()
+  t.equal(said.length + told.length, 4, 'said once')
+  w.flush()
 })

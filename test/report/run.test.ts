@@ -447,6 +447,18 @@ t.test('lines written before client.mac took the ECS notation name the same mach
     'the two notations are one machine; a value that is no MAC is kept as it was written')
 })
 
+t.test('one machine however its address was written: IPv4-mapped, upper case, written out in full (older lines)', async t => {
+  const file = join(dir, 'ip-forms.jsonl')
+  const line = (at: number, ip: string, name: string, fast = false) => fast
+    ? `{"log.level":"warn","@timestamp":"${new Date(T0 + at).toISOString()}","ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"${ip}","port":5353},"dns":{"question":{"name":"${name}"}}}\n`
+    : JSON.stringify({ '@timestamp': new Date(T0 + at).toISOString(), message: 'dns.query', 'event.action': 'block', client: { ip, port: 5353 }, dns: { question: { name } } }) + '\n'
+  writeFileSync(file, line(0, '::ffff:10.1.2.3', 'a.ngrok.io') + line(1000, '10.1.2.3', 'b.ngrok.io', true) + line(1500, '::FFFF:10.1.2.3', 'f.ngrok.io', true)
+    + line(2000, '2001:DB8:1:2:0:0:0:1', 'c.ngrok.io') + line(3000, '2001:db8:1:2::1', 'd.ngrok.io', true))
+  const j = JSON.parse(await report({ files: [file], format: 'json' }))
+  t.same(j.clients.map((c: { ip: string; total: number }) => [c.ip, c.total]).sort(), [['10.1.2.3', 3], ['2001:db8:1:2::1', 2]])
+  t.match(await report({ files: [file], format: 'csv', client: '2001:db8:1:2::/64' }), /c\.ngrok\.io/)
+})
+
 t.test('report and /api/clients say the same: the client, the name asked, the name decided on, where', async t => {
   const { text, live } = machinesLog()
   const file = join(dir, 'same.jsonl')
