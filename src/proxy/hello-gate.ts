@@ -5,6 +5,16 @@ import { MAX_HELLO_BYTES, parseClientHello } from './sni.js'
 /** Decides a second ClientHello: true lets it through. `early`: it came before the server answered the first. */
 export type Retry = (again: HelloRead, early: boolean) => boolean
 
+/** Where the bytes start past change_cipher_spec records, or -1 while such a record is incomplete. */
+function pastCcs(buf: Buffer): number {
+  let off = 0
+  while (off < buf.length && buf[off] === 0x14) {
+    if (off + 5 > buf.length || off + 5 + buf.readUInt16BE(off + 3) > buf.length) return -1
+    off += 5 + buf.readUInt16BE(off + 3)
+  }
+  return off
+}
+
 /**
  * The client's bytes after its first ClientHello, read record by record until the server's first
  * flight has told whether it asks for another hello (a HelloRetryRequest: `server`). A client may
@@ -18,16 +28,6 @@ export type Retry = (again: HelloRead, early: boolean) => boolean
  * `timeout`. Once the server's answer is no request, or the second hello passed, the client is
  * piped.
  */
-/** Where the bytes start past change_cipher_spec records, or -1 while such a record is incomplete. */
-function pastCcs(buf: Buffer): number {
-  let off = 0
-  while (off < buf.length && buf[off] === 0x14) {
-    if (off + 5 > buf.length || off + 5 + buf.readUInt16BE(off + 3) > buf.length) return -1
-    off += 5 + buf.readUInt16BE(off + 3)
-  }
-  return off
-}
-
 export class HelloGate {
   /** Bytes not yet sent on or decided, and how many must have come before the next look. */
   private chunks: Buffer[] = []
