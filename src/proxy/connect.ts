@@ -183,7 +183,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     socket.destroy()
     return
   }
-  // the client left while a name's chain was resolved: nothing to tunnel (its close line is written)
+  // closed while a name's chain was resolved (idle timeout): nothing to tunnel (its close line is written)
   if (socket.destroyed) return
   // a reload decides the open tunnel again, on the same names, with the new lists
   const again = (d: Decision, why: string) => emit(d, conn.close['destination.ip'] as string | undefined, sni,
