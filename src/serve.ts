@@ -125,6 +125,8 @@ async function start(opts: ServeOptions): Promise<Running> {
   metrics.setLists(snapshot.lists)
   logWarnings(evidence, snapshot)
 
+  /** The proxy's, once it runs: its open tunnels are decided again with each snapshot swapped in. */
+  let redecide: (() => void) | undefined
   const reloader = createReloader({
     configPath: opts.configPath, overrides, resolvConf: opts.resolvConf, evidence,
     current: getSnapshot,
@@ -138,6 +140,7 @@ async function start(opts: ServeOptions): Promise<Running> {
       void names.configure(s.config)
       remote.sync()
       followSettings(s.config)
+      redecide?.()
     },
     onResult: ok => metrics.reloaded(ok),
     debounceMs: () => getSnapshot().config.reload.debounce,
@@ -178,6 +181,7 @@ async function start(opts: ServeOptions): Promise<Running> {
       const proxy = await listening(() => startProxy({ listen: config.proxy.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n), listeners: () => others }),
         'proxy.listen', config.proxy.listen, overrides.proxy && '--proxy')
       addresses.proxy.push(...proxy.addresses)
+      redecide = () => void proxy.redecide()
       closers.push(() => proxy.close())
     }
     if (config.sinkhole.listen.length > 0) {

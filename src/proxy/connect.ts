@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
-import type { Decision } from '../policy/types.js'
+import type { Decision, Where } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
@@ -124,6 +124,9 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   let urlDomain: string | undefined
   let gone = result.kind === 'timeout' || result.kind === 'eof' ? `no ClientHello (${result.kind})` : undefined
   let follow: Follow | undefined
+  // what the tunnel is let through on besides the CONNECT host, decided again at a reload
+  const names: [string, Where][] = r.cnames.map(c => [c, 'cname'])
+  let seen: Set<string> | undefined
   if (result.kind === 'hello') {
     extra['tunnelguard.sni_status'] = result.names.length === 0 ? 'none' : 'ok'
     // the close line too: a pass line is not written at log.queries: matched
@@ -134,11 +137,13 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
       const d = snap.policy.decide(client.ip, n, 'sni')
       decision = worse(decision, d)
       outer = d.name
+      names.push([n, 'sni'])
       if (d.name === first.name) continue                         // its CNAME chain was decided by route
       mismatch(ctx, client, target, first.name, d.name, extra)
       if (blocks(d)) continue
       const chain = await chainOf(ctx, snap, client.ip, d.name)
       decision = worse(decision, chain.cname)
+      for (const c of chain.cnames) names.push([c, 'cname'])
       if (chain.cnames.length > 0) extra['tunnelguard.sni_cnames'] = chain.cnames
       if (chain.error !== undefined) extra['tunnelguard.sni_chain_error'] = chain.error
     }
@@ -152,7 +157,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   } else if (result.kind === 'not-tls') {
     // an HTTP request's head is decided on its Host (proxy.nonTls: decide); other bytes on the CONNECT host alone
     const atConnect = decision
-    const seen = new Set([first.name])
+    seen = new Set([first.name])
     const plain = await decidePlain(ctx, snap, client, target, first, decision, socket, data, cfg.helloTimeout - Number((ctx.clock() - since) / 1_000_000n), seen)
     decision = plain.decision
     data = plain.data
@@ -178,6 +183,24 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     socket.destroy()
     return
   }
+  // closed while a name's chain was resolved (idle timeout): nothing to tunnel (its close line is written)
+  if (socket.destroyed) return
+  // a reload decides the open tunnel again, on the same names, with the new lists
+  const again = (d: Decision, why: string) => emit(d, conn.close['destination.ip'] as string | undefined, sni,
+    { ...cnames, 'event.reason': why, 'tunnelguard.reload': true }, urlDomain)
+  const remove = ctx.tunnels.add({
+    client, target, names, seen: follow && seen, last: decision, snap,
+    close: d => {
+      conn.close['error.message'] = `blocked after a reload: ${d.reason}`
+      again(d, `closed after a reload: ${clientReason(d)}`)
+      for (const up of conn.upstreams) up.destroy()
+      socket.destroy()
+    },
+    alert: d => again(d, `open at a reload that lists it: ${clientReason(d)}; kept open`),
+  })
+  socket.once('close', remove)
+  // a reload since the decision (while the hello was read, a name resolved) closed it: not dialled
+  if (socket.destroyed) return
   // a second ClientHello (after a HelloRetryRequest, or sent before the server answered the
   // first) must name what the first did (RFC 8446 4.1.2)
   const retry = result.kind !== 'hello' ? undefined : (again: HelloRead, early: boolean): boolean => {
@@ -250,6 +273,7 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
     up.destroy()
     return
   }
+  conn.upstreams.add(up)                              // destroyed with the client, or by a reload that closes the tunnel
   splice(socket, up, data, relay, retry && { ...retry, timeout: helloTimeout }, follow)
 }
 

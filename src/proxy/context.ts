@@ -5,6 +5,7 @@ import type { Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { DestinationGuard } from './address.js'
 import type { PoolAgent } from './pool-agent.js'
+import type { Tunnels } from './tunnels.js'
 import { basicAuth } from '../url-secrets.js'
 
 /** Resolution through tunnelguard's own upstreams: the addresses and the CNAME chain of the answer. */
@@ -45,6 +46,8 @@ export interface ProxyCtx {
   readonly connectTimeout: number
   /** Count an outbound socket in openConnections until it closes. */
   readonly track: (s: Socket) => void
+  /** The open CONNECT tunnels, decided again at a reload. */
+  readonly tunnels: Tunnels
 }
 
 export interface Parent { readonly host: string; readonly port: number; readonly auth?: string }

@@ -16,6 +16,7 @@ import { IDLE_UPSTREAM_MS, MAX_IDLE_UPSTREAMS, PoolAgent } from './pool-agent.js
 import { lingerClose } from './linger.js'
 import { acceptProxyHeader } from './proxy-header-reader.js'
 import { rawResponse } from './responses.js'
+import { Tunnels, type Redecided } from './tunnels.js'
 
 export type { Resolve } from './context.js'
 export { MAX_IDLE_UPSTREAMS } from './pool-agent.js'
@@ -24,6 +25,12 @@ export interface ProxyService {
   readonly addresses: readonly { address: string; port: number }[]
   /** Client connections (those answered 503 at the accept and still closing too) plus outbound sockets in use (idle keep-alive sockets to origins excluded). */
   readonly openConnections: number
+  /**
+   * Decide every open CONNECT tunnel again with the snapshot getSnapshot now returns (call it
+   * after a reload swapped one in): one that now blocks is closed, one that now alerts gets an
+   * alert line. Resolves once done (undefined when a later call took over).
+   */
+  redecide(): Promise<Redecided | undefined>
   close(): Promise<void>
 }
 
@@ -260,8 +267,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   }
   const addresses = boundAddresses(servers)
   const local = Object.values(networkInterfaces()).flat().map(i => i!.address)
+  const tunnels = new Tunnels(opts.getSnapshot)
   ctx = {
-    getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent,
+    getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent, tunnels,
     guard: new DestinationGuard(addresses, local, opts.listeners),
     connectTimeout,
     track: s => {
@@ -274,6 +282,17 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     addresses,
     get openConnections() {
       return clients.size + admission.refused.size + outbound.size + Object.values(agent.sockets).reduce((n, l) => n + l!.length, 0)
+    },
+    async redecide() {
+      const did = await tunnels.redecide()
+      // one line per reload that found tunnels open: what it did to them
+      if (did && did.tunnels > 0) {
+        evidence.info('proxy.redecided', {
+          'tunnelguard.tunnels': did.tunnels, 'tunnelguard.closed': did.closed, 'tunnelguard.alerted': did.alerted,
+          'tunnelguard.took_ms': Math.round(did.tookMs * 10) / 10,
+        })
+      }
+      return did
     },
     async close() {
       const closed = Promise.all(servers.map(s => new Promise<void>(r => {

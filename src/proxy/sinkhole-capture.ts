@@ -73,7 +73,7 @@ async function captured(snap: Snapshot, resolve: Resolve, client: string, own: D
  * HTTP connections that follow land here. Each is logged (client, SNI or Host, the decision on
  * that name) and closed, within proxy.helloTimeout; nothing is answered.
  */
-export async function startSinkholeCapture(opts: SinkholeOptions): Promise<ProxyService> {
+export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Omit<ProxyService, 'redecide'>> {
   const clock = opts.clock ?? process.hrtime.bigint
   const { evidence } = opts
   const open = new Set<Socket>()
