@@ -3,6 +3,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import dnsPacket from 'dns-packet'
 import type { Test } from 'tap'
 import { buildQuery, createResolver } from '../../src/dns/resolve.js'
+import type { AppError } from '../../src/errors.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { freePort, startUnbound } from '../fixtures/unbound.js'
@@ -61,9 +62,16 @@ t.test('failures', async t => {
   const run = (url: string) => createResolver({ getSnapshot: () => makeSnapshot({ config: { dns: { upstreams: [url], timeout: '1s' } } }), evidence: memoryEvidence() })
   const rs = [run(dead), run(refusing), run(broken), run(onlyA), run(silent)]
   t.teardown(() => { for (const r of rs) r.close() })
-  const t0 = performance.now()
-  await t.rejects(rs[0]!.resolve('a.test'), { code: 'UPSTREAM_FAILED', message: /ECONNREFUSED/ })
-  t.ok(performance.now() - t0 < 900, 'a closed port fails at once, not after dns.timeout')
+  // the kernel's ICMP port unreachable can be dropped by its global ICMP rate limit (net.ipv4.
+  // icmp_msgs_per_sec) when the whole suite runs: then the query times out; asked at most 3 times
+  let refused: { err: AppError; ms: number } | undefined
+  for (let i = 0; i < 3 && refused === undefined; i++) {
+    const t0 = performance.now()
+    const err = await rs[0]!.resolve('a.test').then(() => undefined, (e: AppError) => e)
+    if (err?.code !== 'UPSTREAM_TIMEOUT') refused = { err: err!, ms: performance.now() - t0 }
+  }
+  t.match(refused?.err, { code: 'UPSTREAM_FAILED', message: /ECONNREFUSED/ })
+  t.ok(refused!.ms < 900, 'a closed port fails at once, not after dns.timeout')
   await t.rejects(rs[4]!.resolve('a.test'), { code: 'UPSTREAM_TIMEOUT' })
   await t.rejects(rs[1]!.resolve('a.test'), { code: 'UPSTREAM_FAILED', message: /rcode 5/ })
   await t.rejects(rs[2]!.resolve('a.test'), { code: 'UPSTREAM_FAILED', message: /malformed/ })
