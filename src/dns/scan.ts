@@ -1,5 +1,5 @@
 import { formatV6 } from '../policy/cidr.js'
-import { HEADER, TC, TYPE_OPT, isClientOption, readName, skipName } from './wire.js'
+import { HEADER, TC, TYPE_OPT, dropClientOptions, isClientOption, readName, skipName } from './wire.js'
 
 const TYPE_A = 1
 const TYPE_CNAME = 5
@@ -135,17 +135,9 @@ export function scanResponse(buf: Buffer, wantAddresses = false): Scan | undefin
  */
 export function withoutReplyClientOptions(reply: Buffer, scan: Scan): Buffer {
   if (!scan.clientOptions) return reply
-  const out = Buffer.allocUnsafe(reply.length)
-  let n = reply.copy(out, 0, 0, scan.optRdata)
-  for (let o = scan.optRdata; o < scan.optEnd;) {
-    const next = o + 4 + reply.readUInt16BE(o + 2)
-    if (!isClientOption(reply.readUInt16BE(o))) n += reply.copy(out, n, o, next)
-    o = next
-  }
-  const removed = scan.optEnd - scan.optRdata - (n - scan.optRdata)
-  out.writeUInt16BE(n - scan.optRdata, scan.optRdata - 2)   // RDLENGTH
-  n += reply.copy(out, n, scan.optEnd)
+  const out = dropClientOptions(reply, scan.optRdata, scan.optEnd)
+  const removed = reply.length - out.length
   const offs = scan.ttlOffsets
   for (let k = 0; k < offs.length; k++) if (offs[k]! > scan.optRdata) offs[k]! -= removed
-  return out.subarray(0, n)
+  return out
 }

@@ -250,18 +250,24 @@ export function withoutClientOptions(msg: Buffer, q: Query): Buffer {
     const code = msg.readUInt16BE(o)
     if (isClientOption(code)) found = true
   }
-  if (!found) return msg
+  return found ? dropClientOptions(msg, q.optRdata, q.optEnd) : msg
+}
+
+/**
+ * A copy of `msg` without the client options (isClientOption) of the OPT record whose RDATA is
+ * `optRdata`..`optEnd` (its options well formed), its RDLENGTH set to match: for a query going
+ * upstream (withoutClientOptions) and a reply coming back (scan.ts withoutReplyClientOptions).
+ */
+export function dropClientOptions(msg: Buffer, optRdata: number, optEnd: number): Buffer {
   const out = Buffer.allocUnsafe(msg.length)
-  msg.copy(out, 0, 0, q.optRdata)
-  let n = q.optRdata
-  for (let o = q.optRdata; o < q.optEnd;) {
-    const code = msg.readUInt16BE(o)
+  let n = msg.copy(out, 0, 0, optRdata)
+  for (let o = optRdata; o < optEnd;) {
     const next = o + 4 + msg.readUInt16BE(o + 2)
-    if (!isClientOption(code)) n += msg.copy(out, n, o, next)
+    if (!isClientOption(msg.readUInt16BE(o))) n += msg.copy(out, n, o, next)
     o = next
   }
-  out.writeUInt16BE(n - q.optRdata, q.optRdata - 2)   // RDLENGTH
-  n += msg.copy(out, n, q.optEnd)
+  out.writeUInt16BE(n - optRdata, optRdata - 2)   // RDLENGTH
+  n += msg.copy(out, n, optEnd)
   return out.subarray(0, n)
 }
 
