@@ -58,9 +58,10 @@ export interface Reloader {
    * snapshot. The lists are parsed a slice at a time, so the listeners keep answering meanwhile.
    * One reload runs at a time: one asked for while another runs starts when it ends (with the
    * files as they are then), and those asked for in the meantime share it. Resolves to whether
-   * the reload that read the files after the call was accepted.
+   * the reload that read the files after the call was accepted. `fromFiles`: asked for by a file
+   * change, not by the admin: a change that weakens the protection is held (HOLD_MS) and resolves false.
    */
-  reload(why: string): Promise<boolean>
+  reload(why: string, fromFiles?: boolean): Promise<boolean>
   /**
    * A reload asked for (SIGHUP): now, unless one ran less than the debounce ago; then once, that
    * long after it. A burst of requests costs one reload per debounce, and the queries between are answered.
@@ -92,6 +93,42 @@ export interface ReloaderOptions {
   readonly fdRetryMs?: number
   /** How long a reload's list parsing may hold the event loop at a time (ms; default SLICE_MS). */
   readonly sliceMs?: number
+  /** How long a file change that weakens the protection waits for the files to settle (ms; default HOLD_MS, at least two debounces). */
+  readonly holdMs?: number
+}
+
+/**
+ * A file change that weakens what is blocked or recorded (a list gone or halved, other upstreams,
+ * fewer log lines) is applied only when the files still read the same this long after: a config or
+ * list caught while a non-atomic writer (an editor saving in place, scp, a config tool) pauses
+ * mid-file parses as a shorter valid file, and was applied at once, listed names passing and the
+ * built-in upstreams answering until the writer went on. A SIGHUP (or the API) applies it at once.
+ */
+export const HOLD_MS = 10_000
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
+
+/** What a new snapshot gives up against the running one: lists gone or halved, other upstreams, fewer log lines. */
+function weakened(previous: Snapshot, s: Snapshot): string[] {
+  const out: string[] = []
+  const now = new Map(s.lists.map(l => [l.name, l.entries]))
+  for (const l of previous.lists) {
+    if (l.entries === 0) continue
+    const n = now.get(l.name)
+    if (n === undefined) out.push(`list ${l.name} removed (${l.entries} entries)`)
+    else if (n <= l.entries / 2) out.push(`list ${l.name}: ${l.entries} → ${n} entries`)
+  }
+  const [a, b] = [previous.config, s.config]
+  const ups = (c: Snapshot['config']): string => c.dns.upstreams.join(', ')
+  if (ups(a) !== ups(b)) out.push(`dns.upstreams: ${ups(a)} → ${ups(b)}`)
+  if (LEVELS.indexOf(b.log.level) > LEVELS.indexOf(a.log.level)) out.push(`log.level: ${a.log.level} → ${b.log.level}`)
+  if (a.log.queries === 'all' && b.log.queries !== 'all') out.push(`log.queries: all → ${b.log.queries}`)
+  return out
+}
+
+/** What a held reload read: the same again after the hold means the files have settled. */
+function fingerprint(s: Snapshot): string {
+  return JSON.stringify(s.config) + JSON.stringify(s.lists.map(l => [l.name, l.entries]))
 }
 
 /**
@@ -133,14 +170,26 @@ export function createReloader(o: ReloaderOptions): Reloader {
   let busy: Promise<boolean> | undefined
   let next: Promise<boolean> | undefined
   const stop = new AbortController()                 // aborted by close(): a reload running stops at its next slice
+  // a SIGHUP or an API call since the files were last read: what they hold is applied at once
+  let asked = false
+  // a file change that weakens the protection, waiting for the files to settle (HOLD_MS)
+  let held: { print: string; timer: NodeJS.Timeout } | undefined
+  const holdMs = (): number => Math.max(o.holdMs ?? HOLD_MS, 2 * debounce())
 
-  function reload(why: string): Promise<boolean> {
+  function unhold(): void {
+    clearTimeout(held?.timer)
+    held = undefined
+  }
+
+  /** `fromFiles`: a file change (the watch, or a hold's end), held when it weakens the protection; anything else is asked for. */
+  function reload(why: string, fromFiles = false): Promise<boolean> {
     if (stop.signal.aborted) return Promise.resolve(false)
+    if (!fromFiles) asked = true
     if (busy === undefined) return (busy = run(why))
     // the one running read the files before this call: one more, once it ends, for every call till then
     const again = () => {
       next = undefined
-      return reload(why)
+      return reload(why, true)
     }
     next ??= busy.then(again, again)
     return next
@@ -158,6 +207,8 @@ export function createReloader(o: ReloaderOptions): Reloader {
 
   async function attempt(why: string): Promise<boolean> {
     const started = performance.now()
+    const settle = !asked
+    asked = false
     // said first: a big list takes seconds to read, and the queries answered meanwhile use the old lists
     o.evidence.info('reload started', { reason: why })
     try {
@@ -165,6 +216,21 @@ export function createReloader(o: ReloaderOptions): Reloader {
       const s = await buildSnapshotAsync(config, { extraTexts: o.extraTexts?.(), sliceMs: o.sliceMs, signal: stop.signal })
       stop.signal.throwIfAborted()                   // closed while the last slice ran
       const previous = o.current()
+      const given = settle ? weakened(previous, s) : []
+      if (given.length > 0) {
+        const print = fingerprint(s)
+        if (held?.print !== print) {
+          unhold()
+          const ms = holdMs()
+          held = { print, timer: setTimeout(() => { void reload(`files settled: ${why}`, true) }, ms) }
+          o.evidence.warn('reload held: the change weakens the protection', {
+            reason: why, changes: given, hold_ms: ms,
+            detail: 'applied if the files read the same then (a save caught half-way reads otherwise once it ends); SIGHUP applies it now',
+          })
+          return false
+        }
+      }
+      unhold()
       const old = previous.config
       bound ??= old
       // admin.listen is one address (or none), the others lists: said as lists alike, so that
@@ -241,7 +307,7 @@ export function createReloader(o: ReloaderOptions): Reloader {
     watch() {
       if (files) return
       files = new FileWatch({
-        files: watched, onChange: why => { void reload(why) }, debounceMs: debounce, pollMs: o.pollMs,
+        files: watched, onChange: why => { void reload(why, true) }, debounceMs: debounce, pollMs: o.pollMs,
         warn: (msg, fields) => o.evidence.warn(msg, fields),
       })
       files.start()
@@ -255,6 +321,7 @@ export function createReloader(o: ReloaderOptions): Reloader {
     },
     close() {
       stop.abort()
+      unhold()
       clearTimeout(requested)
       requested = undefined
       clearTimeout(again)

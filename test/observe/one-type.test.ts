@@ -79,6 +79,8 @@ t.test('every key has one type on every line the writers give: a field an earlie
   t.teardown(() => rl.close())
   writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9999" }\n')
   t.ok(await rl.reload('SIGHUP'))
+  writeFileSync(cfg, 'dns: { upstreams: ["udp://127.0.0.1:9"] }\n')
+  t.equal(await rl.reload('file changed', true), false, 'held: the list is gone')
   const hook = createWebhook({ url: 'http://127.0.0.1:9/alerts', retries: 0, timeout: 2000 }, (m, f) => evidence.warn(m, f))
   hook.send(decisions[0]!, {}, () => {})
   await hook.idle()
@@ -88,7 +90,8 @@ t.test('every key has one type on every line the writers give: a field an earlie
   const messages = new Set(lines.map(l => l.message))
   for (const m of ['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture', 'dns upstream socket error', 'dns udp socket error',
     'reload rejected; keeping the previous config and lists', 'reload: admin.listen changed; listeners change only on restart',
-    'reload: proxy.listen changed; listeners change only on restart', 'reloaded', 'alert webhook failed', 'alert webhook gave up']) {
+    'reload: proxy.listen changed; listeners change only on restart', 'reloaded', 'alert webhook failed', 'alert webhook gave up',
+    'reload held: the change weakens the protection']) {
     t.ok(messages.has(m), `a "${m}" line`)
   }
   t.ok([...messages].some(x => /^no file descriptor free/.test(String(x))), 'the descriptor warning')
