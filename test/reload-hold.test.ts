@@ -60,6 +60,9 @@ t.test('a weakening change that stays is applied once the files read the same af
   t.ok(await s.until(() => s.entries('l') === 0), 'applied after the hold')
   t.match(s.ev.messages.filter(m => m.msg === 'list shrank at reload'), [{ fields: { list: 'l', was: 6, entries: 0 } }])
   t.match(s.ev.messages.filter(m => m.msg === 'reloaded').at(-1), { fields: { reason: /^files settled: / } })
+  writeFileSync(join(s.dir, 'm.txt'), '')
+  t.ok(await s.until(() => s.held().length === 2))
+  t.match(s.held()[1], { fields: { changes: ['list m: 1 → 0 entries'] } }, 'a list already empty loses nothing')
 })
 
 t.test('a file that keeps changing is held again each time; applied only once it is still for the hold', async t => {
