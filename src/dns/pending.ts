@@ -8,12 +8,14 @@ interface Pending {
   readonly query: Buffer
   readonly qEnd: number
   readonly cb: ReplyCallback
-  readonly timer: NodeJS.Timeout
+  timer: NodeJS.Timeout
   readonly exactCase: boolean
   /** performance.now() at which the query times out. */
   readonly deadline: number
   /** Sent again after the connection it was sent on closed (see `takeAll`). */
   readonly resent: boolean
+  /** Sent again on the same socket, unanswered for a while (RESEND_MIN_MS). */
+  sentAgain: boolean
 }
 
 /** A query taken back unanswered (its timer stopped), to be sent again or failed. */
@@ -27,6 +29,25 @@ export interface Unanswered {
 }
 
 const MAX_TRIES = 64
+
+/**
+ * A query over UDP unanswered this long is sent again, as it was (same ID, same letter case), so
+ * that either copy's answer is taken: at a third and two thirds of its time (a half, when a third is
+ * shorter than this; never, when a half is). A datagram lost on the way up or back otherwise cost
+ * the client a SERVFAIL at the timeout (one for one with the loss), and a stub takes a SERVFAIL
+ * for an answer, where it would have asked again after silence. BIND starts at 800 ms, unbound at 376.
+ */
+export const RESEND_MIN_MS = 300
+
+/** The gap between sends of a query given `timeoutMs` (0: it is not sent again), and how many times it is sent again. */
+export function resendPlan(timeoutMs: number): { gapMs: number; resends: number } {
+  if (timeoutMs / 3 >= RESEND_MIN_MS) return { gapMs: timeoutMs / 3, resends: 2 }
+  if (timeoutMs / 2 >= RESEND_MIN_MS) return { gapMs: timeoutMs / 2, resends: 1 }
+  return { gapMs: 0, resends: 0 }
+}
+
+/** IDs remembered after a query sent again was answered: the other copy's answer is no mismatch. */
+const LATE_IDS = 64
 
 /** Random bytes for IDs and socket choices, drawn from the CSPRNG a few KiB at a time. */
 const RND = Buffer.alloc(4096)
@@ -79,8 +100,13 @@ export const CASE_MISMATCH = new AppError('UPSTREAM_FAILED', "the reply's questi
  */
 export class PendingTable {
   private readonly map = new Map<number, Pending>()
+  /** IDs of queries sent again and answered (a ring): a second answer to one is expected, not a mismatch. */
+  private readonly late = new Int32Array(LATE_IDS).fill(-1)
+  private lateAt = 0
 
-  constructor(private readonly onEmpty?: () => void, private readonly onTimeout?: (timeoutMs: number) => void) {}
+  /** `resend`: send a query again as it is (UDP; see RESEND_MIN_MS); without it, a query is sent once. */
+  constructor(private readonly onEmpty?: () => void, private readonly onTimeout?: (timeoutMs: number) => void,
+    private readonly resend?: (query: Buffer) => void) {}
 
   get size(): number {
     return this.map.size
@@ -99,13 +125,38 @@ export class PendingTable {
     }
     if (id < 0) return false
     query.writeUInt16BE(id, 0)
-    const timer = setTimeout(() => {
+    const deadline = performance.now() + timeoutMs
+    let { gapMs, resends } = this.resend !== undefined ? resendPlan(timeoutMs) : { gapMs: 0, resends: 0 }
+    const fire = (): void => {
+      if (resends > 0) {
+        resends--
+        const p = this.map.get(id)!                       // (there while its timer runs: take and takeAll stop it)
+        p.sentAgain = true
+        this.resend!(p.query)
+        p.timer = setTimeout(fire, resends > 0 ? gapMs : Math.max(0, deadline - performance.now()))
+        return
+      }
       this.remove(id)
       cb(new AppError('UPSTREAM_TIMEOUT', `no answer within ${Math.round(timeoutMs)} ms`))
       this.onTimeout?.(timeoutMs)
-    }, timeoutMs)
-    this.map.set(id, { query, qEnd, cb, timer, exactCase, deadline: performance.now() + timeoutMs, resent })
+    }
+    const timer = setTimeout(fire, resends > 0 ? gapMs : timeoutMs)
+    this.map.set(id, { query, qEnd, cb, timer, exactCase, deadline, resent, sentAgain: false })
     return true
+  }
+
+  /** A reply that take() refused whose ID is that of a query sent again and answered already: the other copy's answer. */
+  isLate(reply: Buffer): boolean {
+    return reply.length >= 2 && this.late.includes(reply.readUInt16BE(0))
+  }
+
+  private answered(id: number, p: Pending): void {
+    clearTimeout(p.timer)
+    this.remove(id)
+    if (p.sentAgain) {
+      this.late[this.lateAt] = id
+      this.lateAt = (this.lateAt + 1) % LATE_IDS
+    }
   }
 
   private remove(id: number): void {
@@ -129,13 +180,11 @@ export class PendingTable {
       // an error with no question at all (unbound's `refuse`, a server that cannot parse the
       // query): the query's answer (its rcode says it is an error), not a wait for the timeout
       if (reply.readUInt16BE(4) !== 0 || (reply[2]! & 0x80) === 0 || !isErrorRcode(reply[3]! & 0xf)) return false
-      clearTimeout(p.timer)
-      this.remove(id)
+      this.answered(id, p)
       p.cb(undefined, reply)
       return true
     }
-    clearTimeout(p.timer)
-    this.remove(id)
+    this.answered(id, p)
     if (m === Q_CASE && p.exactCase) {
       p.cb(CASE_MISMATCH)
       return false

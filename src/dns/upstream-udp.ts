@@ -66,11 +66,14 @@ export class UdpTransport {
     })
     const o: Outlet = {
       socket, born: this.now(), sent: 0, queue: [], retired: false,
-      table: new PendingTable(() => { if (o.retired) this.shut(o) }),
+      // a query unanswered for a while is sent again (RESEND_MIN_MS); one still waiting for the
+      // connect goes out with the queue, once
+      /* c8 ignore next - defensive: a UDP connect() to an address completes on the next tick, a resend comes RESEND_MIN_MS later */
+      table: new PendingTable(() => { if (o.retired) this.shut(o) }, undefined, q => { if (!o.queue) o.socket.send(q) }),
     }
     socket.on('error', e => this.broke(o, e))
     socket.on('message', msg => {
-      if (!o.table.take(msg)) this.counters.dropped('mismatch')
+      if (!o.table.take(msg) && !o.table.isLate(msg)) this.counters.dropped('mismatch')
     })
     // node hands a failed connect (no route, a broadcast address) to this callback, not to
     // 'error' (its types say it takes nothing): taken for a success, the queued sends went out
