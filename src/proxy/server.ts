@@ -267,10 +267,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   }
   const addresses = boundAddresses(servers)
   const local = Object.values(networkInterfaces()).flat().map(i => i!.address)
-  const tunnels = new Tunnels(opts.getSnapshot)
+  const guard = new DestinationGuard(addresses, local, opts.listeners)
+  const tunnels = new Tunnels(opts.getSnapshot, { check: (ip, port, allow, name) => guard.check(ip, port, allow, name) })
   ctx = {
-    getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent, tunnels,
-    guard: new DestinationGuard(addresses, local, opts.listeners),
+    getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent, tunnels, guard,
     connectTimeout,
     track: s => {
       outbound.add(s)
