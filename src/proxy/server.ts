@@ -27,8 +27,9 @@ export interface ProxyService {
   readonly openConnections: number
   /**
    * Decide every open CONNECT tunnel again with the snapshot getSnapshot now returns (call it
-   * after a reload swapped one in): one that now blocks is closed, one that now alerts gets an
-   * alert line. Resolves once done (undefined when a later call took over).
+   * after a reload swapped one in): one that now blocks (its names listed, or its client, port or
+   * destination no longer allowed) is closed, one that now alerts gets an alert line. Resolves
+   * once done (undefined when a later call took over).
    */
   redecide(): Promise<Redecided | undefined>
   close(): Promise<void>
