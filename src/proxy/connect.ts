@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 import type { Decision, Where } from '../policy/types.js'
 import { parseAuthority, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
-import { blocks, chainOf, clientReason, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
+import { blocks, chainOf, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, portRefusal, route, worse } from './decide.js'
 import { HelloGate, type Retry } from './hello-gate.js'
 import { readClientHello, type HelloRead } from './hello-reader.js'
 import { lingerClose } from './linger.js'
@@ -69,7 +69,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   if (!sets.allowClients.has(client.ip)) {
     ctx.evidence.counters.dropped('refused')
     ctx.evidence.warn('proxy.client_denied', deniedFields(conn, client, 'CONNECT'))
-    return refuse(403, `client ${client.ip} is not in proxy.allowClients`)
+    return refuse(403, clientRefusal(client.ip))
   }
   const target = parseAuthority(req.url!)
   if (!target) {
@@ -97,7 +97,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     return refuse(403, clientReason(first))
   }
   if (!cfg.connectPorts.includes(target.port)) {
-    const why = `CONNECT to port ${target.port} is not allowed (proxy.connectPorts: ${cfg.connectPorts.join(', ')})`
+    const why = portRefusal(target.port, cfg.connectPorts)
     emit(denial(snap, client.ip, target.host, 'connect', why, 'proxy.connectPorts', first))
     return refuse(403, why)
   }
@@ -185,14 +185,18 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   }
   // closed while a name's chain was resolved (idle timeout): nothing to tunnel (its close line is written)
   if (socket.destroyed) return
-  // a reload decides the open tunnel again, on the same names, with the new lists
-  const again = (d: Decision, why: string) => emit(d, conn.close['destination.ip'] as string | undefined, sni,
-    { ...cnames, 'event.reason': why, 'tunnelguard.reload': true }, urlDomain)
+  // a reload decides the open tunnel again, on the same names with the new lists, and on the
+  // proxy's settings a new CONNECT meets (client, port, destinations)
+  const again = (d: Decision, why: string, more?: Record<string, unknown>) => emit(d, conn.close['destination.ip'] as string | undefined, sni,
+    { ...cnames, ...more, 'event.reason': why, 'tunnelguard.reload': true }, urlDomain)
   const remove = ctx.tunnels.add({
-    client, target, names, seen: follow && seen, last: decision, snap,
-    close: d => {
+    client, target, names, seen: follow && seen, ips: r.ips, last: decision, snap,
+    close: (d, error) => {
       conn.close['error.message'] = `blocked after a reload: ${d.reason}`
-      again(d, `closed after a reload: ${clientReason(d)}`)
+      // a client refused is named with the peer that named it (as proxy.client_denied does)
+      const peer = d.policy === 'proxy.allowClients' && client.ip !== conn.peer.ip ? { 'source.ip': conn.peer.ip, 'source.port': conn.peer.port } : undefined
+      // a setting's refusal says the setting (its reason), a list's the list and entry
+      again(d, `closed after a reload: ${d.policy === undefined ? clientReason(d) : d.reason}`, { ...peer, ...error === undefined ? {} : { 'error.message': error } })
       for (const up of conn.upstreams) up.destroy()
       socket.destroy()
     },

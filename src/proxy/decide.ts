@@ -38,6 +38,16 @@ export function clientReason(d: Decision): string {
   return d.entry ? `${d.action}: ${d.name} matches ${d.entry.pattern} in list ${d.list}` : d.reason
 }
 
+/** Why a request's client is refused (its 403, and a reload's decision on its open tunnels). */
+export function clientRefusal(ip: string): string {
+  return `client ${ip} is not in proxy.allowClients`
+}
+
+/** Why a CONNECT's port is refused (its 403, and a reload's decision on its open tunnels). */
+export function portRefusal(port: number, ports: readonly number[]): string {
+  return `CONNECT to port ${port} is not allowed (proxy.connectPorts: ${ports.join(', ')})`
+}
+
 export function blocks(d: Decision): boolean {
   return d.action === 'block' || d.action === 'sinkhole'
 }

@@ -2,7 +2,7 @@ import { request, type ClientRequest, type IncomingMessage, type InformationEven
 import type { Decision } from '../policy/types.js'
 import { parseAuthority, urlDomain, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
-import { blocks, clientReason, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
+import { blocks, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders, replaceField, type RawHeaders } from './headers.js'
 import type { PoolRequestArgs } from './pool-agent.js'
 import { lingerClose } from './linger.js'
@@ -59,7 +59,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   if (!sets.allowClients.has(client.ip)) {
     ctx.evidence.counters.dropped('refused')
     ctx.evidence.warn('proxy.client_denied', deniedFields(conn, client, req.method))
-    return refuse(403, `client ${client.ip} is not in proxy.allowClients`)
+    return refuse(403, clientRefusal(client.ip))
   }
   const m = ABSOLUTE.exec(req.url!)
   const target = m ? parseAuthority(m[1]!, 80) : undefined

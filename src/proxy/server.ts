@@ -27,8 +27,9 @@ export interface ProxyService {
   readonly openConnections: number
   /**
    * Decide every open CONNECT tunnel again with the snapshot getSnapshot now returns (call it
-   * after a reload swapped one in): one that now blocks is closed, one that now alerts gets an
-   * alert line. Resolves once done (undefined when a later call took over).
+   * after a reload swapped one in): one that now blocks (its names listed, or its client, port or
+   * destination no longer allowed) is closed, one that now alerts gets an alert line. Resolves
+   * once done (undefined when a later call took over).
    */
   redecide(): Promise<Redecided | undefined>
   close(): Promise<void>
@@ -272,10 +273,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   }
   const addresses = boundAddresses(servers)
   const local = Object.values(networkInterfaces()).flat().map(i => i!.address)
-  const tunnels = new Tunnels(opts.getSnapshot)
+  const guard = new DestinationGuard(addresses, local, opts.listeners)
+  const tunnels = new Tunnels(opts.getSnapshot, { check: (ip, port, allow, name) => guard.check(ip, port, allow, name) })
   ctx = {
-    getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent, tunnels,
-    guard: new DestinationGuard(addresses, local, opts.listeners),
+    getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent, tunnels, guard,
     connectTimeout,
     track: s => {
       outbound.add(s)

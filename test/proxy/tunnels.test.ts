@@ -5,31 +5,74 @@ import type { Snapshot } from '../../src/snapshot-types.js'
 import { decideAgain, SLICE_MS, Tunnels, type OpenTunnel } from '../../src/proxy/tunnels.js'
 import { makeSnapshot, type TestLists } from '../fixtures/snapshot.js'
 
-const snapOf = (lists: TestLists = {}) => makeSnapshot({ lists })
+const snapOf = (lists: TestLists = {}, proxy: Record<string, unknown> = {}) => makeSnapshot({ lists, config: { proxy: { allowClients: ['192.0.2.0/24'], ...proxy } } })
 const CLIENT = { ip: '192.0.2.7', port: 4000 }
 
-interface Fake extends OpenTunnel { readonly closed: Decision[]; readonly alerted: Decision[] }
+interface Fake extends OpenTunnel { readonly closed: Decision[]; readonly alerted: Decision[]; readonly errors: (string | undefined)[] }
 
-function tunnel(snap: Snapshot, host: string, o: { names?: [string, Where][]; seen?: Set<string>; ip?: string } = {}): Fake {
+function tunnel(snap: Snapshot, host: string, o: { names?: [string, Where][]; seen?: Set<string>; ip?: string; ips?: string[]; port?: number; client?: string } = {}): Fake {
   const closed: Decision[] = []
   const alerted: Decision[] = []
-  const target = o.ip === undefined ? { host, port: 443 } : { host: o.ip, ip: o.ip, port: 443 }
+  const errors: (string | undefined)[] = []
+  const port = o.port ?? 443
+  const target = o.ip === undefined ? { host, port } : { host: o.ip, ip: o.ip, port }
+  const client = o.client === undefined ? CLIENT : { ip: o.client, port: 4000 }
   return {
-    client: CLIENT, target, names: o.names ?? [], seen: o.seen, snap, closed, alerted,
-    last: snap.policy.decide(CLIENT.ip, host, 'connect'),
-    close: d => { closed.push(d) },
+    client, target, names: o.names ?? [], seen: o.seen, ips: o.ips, snap, closed, alerted, errors,
+    last: snap.policy.decide(client.ip, host, 'connect'),
+    close: (d, error) => { closed.push(d); errors.push(error) },
     alert: d => { alerted.push(d) },
   }
 }
 
 t.test('decideAgain: the CONNECT host, the other names, a plain tunnel\'s Hosts; an address passes', async t => {
   const snap = snapOf({ b: { action: 'block', patterns: ['b.test'] }, a: { action: 'alert', patterns: ['a.test'] } })
-  t.match(decideAgain(snap, tunnel(snap, 'b.test')), { action: 'block', where: 'connect', list: 'b' })
-  t.match(decideAgain(snap, tunnel(snap, 'ok.test')), { action: 'pass' })
-  t.match(decideAgain(snap, tunnel(snap, 'ok.test', { names: [['x.a.test', 'sni'], ['y.b.test', 'cname']] })), { action: 'block', name: 'y.b.test', where: 'cname' })
-  t.match(decideAgain(snap, tunnel(snap, 'ok.test', { names: [['x.a.test', 'sni']] })), { action: 'alert', name: 'x.a.test', where: 'sni' })
-  t.match(decideAgain(snap, tunnel(snap, '', { ip: '192.0.2.1', seen: new Set(['192.0.2.1', 'h.b.test']) })), { action: 'block', name: 'h.b.test', where: 'host' })
-  t.match(decideAgain(snap, tunnel(snap, '', { ip: '192.0.2.1' })), { action: 'pass', reason: 'an address, not a name' })
+  t.match(decideAgain(snap, tunnel(snap, 'b.test')).decision, { action: 'block', where: 'connect', list: 'b' })
+  t.match(decideAgain(snap, tunnel(snap, 'ok.test')).decision, { action: 'pass' })
+  t.match(decideAgain(snap, tunnel(snap, 'ok.test', { names: [['x.a.test', 'sni'], ['y.b.test', 'cname']] })).decision, { action: 'block', name: 'y.b.test', where: 'cname' })
+  t.match(decideAgain(snap, tunnel(snap, 'ok.test', { names: [['x.a.test', 'sni']] })).decision, { action: 'alert', name: 'x.a.test', where: 'sni' })
+  t.match(decideAgain(snap, tunnel(snap, '', { ip: '192.0.2.1', seen: new Set(['192.0.2.1', 'h.b.test']) })).decision, { action: 'block', name: 'h.b.test', where: 'host' })
+  t.match(decideAgain(snap, tunnel(snap, '', { ip: '192.0.2.1' })).decision, { action: 'pass', reason: 'an address, not a name' })
+})
+
+t.test('decideAgain: the proxy\'s own settings as a new CONNECT meets them (client, port, destinations); a list\'s block first', async t => {
+  const lists: TestLists = { b: { action: 'block', patterns: ['b.test'] }, a: { action: 'alert', patterns: ['a.test'] } }
+  const snap = snapOf(lists, { allowClients: ['192.0.2.0/25'], connectPorts: [443, 8443] })
+  // a fake destination rule: 10.x is refused; the name it was resolved from is named
+  const seen: [string, number, string | undefined][] = []
+  const check = (ip: string, port: number, allow: { has(ip: string): boolean }, name?: string) => {
+    seen.push([ip, port, name])
+    return ip.startsWith('10.') && !allow.has(ip) ? `${name === undefined ? ip : `${name} resolves to ${ip}, which`} is private` : undefined
+  }
+  t.match(decideAgain(snap, tunnel(snap, 'ok.test', { client: '192.0.2.200' }), check), {
+    decision: { action: 'block', policy: 'proxy.allowClients', reason: 'client 192.0.2.200 is not in proxy.allowClients', name: 'ok.test', where: 'connect' },
+    error: undefined,
+  })
+  t.match(decideAgain(snap, tunnel(snap, 'x.b.test', { client: '192.0.2.200' }), check).decision, { action: 'block', list: 'b', policy: undefined },
+    'a list\'s block says more than the setting\'s')
+  t.match(decideAgain(snap, tunnel(snap, 'x.a.test', { client: '192.0.2.200' }), check).decision, {
+    action: 'block', policy: 'proxy.allowClients', list: 'a', entry: { pattern: 'a.test' }, reason: /^client 192\.0\.2\.200 is not in proxy\.allowClients; alert: x\.a\.test/,
+  }, 'a list\'s alert match is kept on the refusal')
+  t.match(decideAgain(snap, tunnel(snap, 'ok.test', { port: 22 }), check), {
+    decision: { action: 'block', policy: 'proxy.connectPorts', reason: 'CONNECT to port 22 is not allowed (proxy.connectPorts: 443, 8443)', name: 'ok.test' },
+    error: undefined,
+  })
+  t.match(decideAgain(snap, tunnel(snap, 'ok.test', { port: 8443, ips: ['192.0.2.1', '10.1.2.3'] }), check), {
+    decision: { action: 'block', policy: 'proxy.allowDestinations', reason: 'ok.test resolves to 10.1.2.3, which is private', name: 'ok.test' },
+    error: 'ok.test resolves to 10.1.2.3, which is private',
+  })
+  t.same(seen, [['192.0.2.1', 8443, 'ok.test'], ['10.1.2.3', 8443, 'ok.test']], 'every address, under the name')
+  seen.length = 0
+  t.match(decideAgain(snap, tunnel(snap, '', { ip: '10.9.9.9', ips: ['10.9.9.9'] }), check), {
+    decision: { action: 'block', policy: 'proxy.allowDestinations', reason: '10.9.9.9 is private', name: '10.9.9.9' }, error: '10.9.9.9 is private',
+  })
+  t.same(seen, [['10.9.9.9', 443, undefined]], 'an address literal alone')
+  const allowed = snapOf(lists, { allowClients: ['192.0.2.0/25'], allowDestinations: ['10.0.0.0/8'] })
+  t.match(decideAgain(allowed, tunnel(allowed, 'ok.test', { ips: ['10.1.2.3'] }), check).decision, { action: 'pass' }, 'allowDestinations lists it: passes')
+  t.match(decideAgain(snap, tunnel(snap, 'ok.test', { ips: ['10.1.2.3'] })).decision, { action: 'pass' }, 'no destination rule given: not checked')
+  seen.length = 0
+  t.match(decideAgain(snap, tunnel(snap, 'ok.test'), check).decision, { action: 'pass' }, 'no addresses (a parent resolved the name): nothing to check')
+  t.same(seen, [])
 })
 
 t.test('add: registered; a reload since the tunnel\'s decision is applied at once; remove', async t => {
@@ -75,6 +118,30 @@ t.test('redecide: block closes, a new alert alerts once, pass does nothing; once
   t.equal(other.alerted.length, 0)
 })
 
+t.test('redecide: a refusal by the settings closes, with its error.message', async t => {
+  let snap = snapOf()
+  const reg = new Tunnels(() => snap, { check: ip => ip === '10.0.0.1' ? 'refused' : undefined })
+  const byDest = tunnel(snap, 'dest.test', { ips: ['10.0.0.1'] })
+  const byPort = tunnel(snap, 'port.test')
+  const kept = tunnel(snap, 'kept.test', { ips: ['192.0.2.1'] })
+  for (const x of [byDest, byPort, kept]) reg.add(x)
+  t.same(byDest.closed, [], 'nothing at the add: the same snapshot')
+  snap = snapOf({}, { connectPorts: [8443] })
+  t.match(await reg.redecide(), { tunnels: 3, closed: 3 }, 'port 443 is no longer allowed: all three')
+  t.same(byDest.errors, [undefined], 'the port is refused before the destination is checked')
+  let snap2 = snapOf()
+  const reg2 = new Tunnels(() => snap2, { check: ip => ip === '10.0.0.1' ? 'refused' : undefined })
+  const d2 = tunnel(snap2, 'dest.test', { ips: ['10.0.0.1'] })
+  const k2 = tunnel(snap2, 'kept.test', { ips: ['192.0.2.1'] })
+  reg2.add(d2)
+  reg2.add(k2)
+  snap2 = snapOf()
+  t.match(await reg2.redecide(), { tunnels: 2, closed: 1 })
+  t.match(d2.closed, [{ action: 'block', policy: 'proxy.allowDestinations', reason: 'refused' }])
+  t.same(d2.errors, ['refused'])
+  t.same(k2.closed, [])
+})
+
 t.test('a tunnel let through on an alert is not alerted again for it', async t => {
   let snap = snapOf({ a: { action: 'alert', patterns: ['alert.test'] } })
   const reg = new Tunnels(() => snap)
@@ -90,7 +157,7 @@ t.test('redecide in slices: yields between them, the newest snapshot in each, cl
   let snap = snapOf()
   let clock = 0
   // every look at the clock is 1 ms later: a slice of 3 ms takes three tunnels
-  const reg = new Tunnels(() => snap, 3, () => clock++)
+  const reg = new Tunnels(() => snap, { sliceMs: 3, now: () => clock++ })
   const all = Array.from({ length: 10 }, (_, i) => tunnel(snap, `t${i}.listed.test`))
   const removes = all.map(x => reg.add(x))
   snap = snapOf({ l: { action: 'block', patterns: ['listed.test'] } })
@@ -110,7 +177,7 @@ t.test('redecide in slices: yields between them, the newest snapshot in each, cl
 t.test('a pass that a newer one takes over resolves undefined; the newer one does the rest', async t => {
   let snap = snapOf()
   let clock = 0
-  const reg = new Tunnels(() => snap, 1, () => clock++)
+  const reg = new Tunnels(() => snap, { sliceMs: 1, now: () => clock++ })
   const all = Array.from({ length: 4 }, (_, i) => tunnel(snap, `t${i}.listed.test`))
   for (const x of all) reg.add(x)
   snap = snapOf({ l: { action: 'block', patterns: ['listed.test'] } })
