@@ -2,8 +2,8 @@
 export interface ConnectHead {
   /** The request target as sent (`host:port`), checked later by parseAuthority. */
   readonly url: string
-  /** The one header the CONNECT path reads; duplicates joined with ", " as node joins them. */
-  readonly headers: { readonly 'x-forwarded-for'?: string }
+  /** The headers the CONNECT path reads (the client a trusted peer names); duplicates joined with ", " as node joins them. */
+  readonly headers: { readonly 'x-forwarded-for'?: string; readonly forwarded?: string }
   /** Bytes of the head, CRLFCRLF included: what follows is the tunnel's first data. */
   readonly length: number
 }
@@ -13,7 +13,7 @@ const CRLFCRLF = Buffer.from('\r\n\r\n')
  * The most header fields a request head may have (Apache's default). The http server keeps one
  * more than this and refuses a head that reaches it (431); this parser leaves such a head to
  * the server, so both paths see every field or refuse the head. (Node itself keeps the first
- * 1000 and drops the rest silently, which would hide a trusted proxy's X-Forwarded-For.)
+ * 1000 and drops the rest silently, which would hide a trusted proxy's X-Forwarded-For or Forwarded.)
  */
 export const MAX_HEADER_FIELDS = 100
 const START = /^CONNECT ([A-Za-z0-9._:[\]-]+) HTTP\/1\.1$/
@@ -47,12 +47,17 @@ export function parseConnectHead(buf: Buffer, maxBytes: number): ConnectHead | u
   const start = START.exec(lines[0]!)
   if (!start || lines.length - 1 > MAX_HEADER_FIELDS) return undefined
   let xff: string | undefined
+  let fwd: string | undefined
   for (let i = 1; i < lines.length; i++) {
     const f = FIELD.exec(lines[i]!)
     if (!f) return undefined
     const name = f[1]!.toLowerCase()
     if (name === 'content-length' || name === 'transfer-encoding') return undefined
     if (name === 'x-forwarded-for') xff = xff === undefined ? f[2]! : `${xff}, ${f[2]!}`
+    else if (name === 'forwarded') fwd = fwd === undefined ? f[2]! : `${fwd}, ${f[2]!}`
   }
-  return { url: start[1]!, headers: xff === undefined ? {} : { 'x-forwarded-for': xff }, length: end + 4 }
+  const headers: { 'x-forwarded-for'?: string; forwarded?: string } = {}
+  if (xff !== undefined) headers['x-forwarded-for'] = xff
+  if (fwd !== undefined) headers.forwarded = fwd
+  return { url: start[1]!, headers, length: end + 4 }
 }

@@ -7,11 +7,12 @@ import type { DestinationGuard } from './address.js'
 import type { PoolAgent } from './pool-agent.js'
 import type { Tunnels } from './tunnels.js'
 import { basicAuth } from '../url-secrets.js'
+import { forwardedHops, nodeAddress, type ForwardedHop } from './forwarded.js'
 
 /** Resolution through tunnelguard's own upstreams: the addresses and the CNAME chain of the answer. */
 export type Resolve = (name: string) => Promise<{ addresses: string[]; cnames: string[] }>
 
-/** A client or peer address; port 0 when it is not known (a client named by X-Forwarded-For), and then not logged. */
+/** A client or peer address; port 0 when it is not known (a client named by Forwarded or X-Forwarded-For), and then not logged. */
 export interface Peer { readonly ip: string; readonly port: number }
 
 /** One accepted client connection (HTTP keep-alive or a CONNECT tunnel). */
@@ -92,12 +93,13 @@ export function parseParent(url: string): Parent {
   return auth === undefined ? { host, port } : { host, port, auth }
 }
 
+/** Hops of a Forwarded or X-Forwarded-For list read at most (the nearest ones). */
 const MAX_XFF = 32
-/** Characters of an unreadable X-Forwarded-For entry kept on the line. */
+/** Characters of an unreadable Forwarded or X-Forwarded-For entry kept on the line. */
 const MAX_UNREADABLE = 64
 
 /**
- * An X-Forwarded-For entry's address: bare, IPv4 with a port (`192.0.2.1:5555`) or IPv6 in
+ * An X-Forwarded-For entry's or Forwarded node's address: bare, IPv4 with a port (`192.0.2.1:5555`) or IPv6 in
  * brackets with or without one (`[2001:db8::1]:5`), as RFC 7239 writes a node and load balancers
  * send it; a zone is dropped (`fe80::1%eth0` is `fe80::1`, as a link-local client is named).
  * Undefined when it is none.
@@ -111,34 +113,71 @@ export function forwardedIp(s: string): string | undefined {
   return canonicalIp(ip)
 }
 
-/** The client a request speaks for; `unreadable`: the X-Forwarded-For entry, no address, where the walk stopped (cut to MAX_UNREADABLE). */
+/** The client a request speaks for; `unreadable`: what could not be read where the walk stopped (an entry, no address; cut to MAX_UNREADABLE). */
 export interface Speaker { readonly client: Peer; readonly unreadable?: string }
+
+/** One hop of a list a trusted peer sent: the address it names, or the text that names none. */
+type Hop = { readonly ip: string } | { readonly bad: string }
+
+function xffHop(entry: string): Hop {
+  const text = entry.trim()
+  const ip = forwardedIp(text)
+  return ip === undefined ? { bad: text } : { ip }
+}
+
+function forwardedHop(h: ForwardedHop): Hop {
+  const ip = h.for === undefined ? undefined : forwardedIp(nodeAddress(h.for))
+  return ip === undefined ? { bad: h.for ?? h.text } : { ip }
+}
 
 /**
  * The client a request speaks for. When the connection's client is in trustForwardedFrom, the
- * X-Forwarded-For list is walked right to left past trusted hops (the Squid model); the first
- * untrusted address is the client. An entry that is no address stops the walk: the last hop read
- * (the peer, behind one proxy) stays the client, and the entry is returned, for the line to say
- * that the real client was not found.
+ * list of hops its headers name is walked right to left past trusted hops (the Squid model); the
+ * first untrusted address is the client. A hop that is no address stops the walk: the last hop
+ * read (the peer, behind one proxy) stays the client, and the hop is returned, for the line to
+ * say that the real client was not found.
+ *
+ * The list is `Forwarded`'s (RFC 7239) when it names a client (an element has a `for`), else
+ * X-Forwarded-For's. With both, their last hops, the ones the trusted peer wrote, must name the
+ * same address: a peer that keeps one header passes the other on as its client sent it, and the
+ * client could name anyone in it. When they differ, which one the peer wrote is not known: the
+ * peer stays the client and both last hops are returned. A request with neither header costs two
+ * property reads.
  */
 export function effectiveClient(client: Peer, headers: IncomingHttpHeaders, trust: CidrSet): Speaker {
   const xff = headers['x-forwarded-for']
-  if (xff === undefined || !trust.has(client.ip)) return { client }
-  const parts = (Array.isArray(xff) ? xff.join(',') : xff).split(',')
+  const fwd = headers.forwarded
+  if ((xff === undefined && fwd === undefined) || !trust.has(client.ip)) return { client }
+  const x = xff === undefined ? undefined : (Array.isArray(xff) ? xff.join(',') : xff).split(',')
+  const f = fwd === undefined ? undefined : forwardedHops(Array.isArray(fwd) ? fwd.join(', ') : fwd)
+  if (f === undefined) return x === undefined ? { client } : walk(client, x.length, i => xffHop(x[i]!), trust)
+  if (x !== undefined) {
+    const a = forwardedHop(f.at(-1)!)
+    const b = xffHop(x.at(-1)!)
+    const said = (h: Hop) => 'ip' in h ? h.ip : undefined
+    // neither an address: the walk below stops at once, and says Forwarded's
+    if ((said(a) ?? said(b)) !== undefined && said(a) !== said(b)) {
+      const text = (h: Hop) => 'ip' in h ? h.ip : h.bad.slice(0, MAX_UNREADABLE)
+      return { client, unreadable: `Forwarded ${text(a)}, X-Forwarded-For ${text(b)}` }
+    }
+  }
+  return walk(client, f.length, i => forwardedHop(f[i]!), trust)
+}
+
+function walk(client: Peer, count: number, hop: (i: number) => Hop, trust: CidrSet): Speaker {
   let c = client
-  for (let i = parts.length - 1; i >= Math.max(0, parts.length - MAX_XFF); i--) {
-    const entry = parts[i]!.trim()
-    const ip = forwardedIp(entry)
-    if (ip === undefined) return { client: c, unreadable: entry.slice(0, MAX_UNREADABLE) }
-    c = { ip, port: 0 }
-    if (!trust.has(ip)) break
+  for (let i = count - 1; i >= Math.max(0, count - MAX_XFF); i--) {
+    const h = hop(i)
+    if (!('ip' in h)) return { client: c, unreadable: h.bad.slice(0, MAX_UNREADABLE) }
+    c = { ip: h.ip, port: 0 }
+    if (!trust.has(h.ip)) break
   }
   return { client: c }
 }
 
 /**
  * A client as the fields of an operational line: `client.ip`, and `client.port` only when it is
- * known (a client named by X-Forwarded-For has none: 0 would read as a real port; PROXY protocol
+ * known (a client named by Forwarded or X-Forwarded-For has none: 0 would read as a real port; PROXY protocol
  * names the port, and it is written).
  */
 export function clientFields(client: Peer): { 'client.ip': string; 'client.port'?: number } {
@@ -147,7 +186,7 @@ export function clientFields(client: Peer): { 'client.ip': string; 'client.port'
 
 /**
  * The fields of a `proxy.client_denied` line for a request refused for its client: who, why, and
- * (when a trusted peer named the client, by PROXY protocol or X-Forwarded-For) the peer that did.
+ * (when a trusted peer named the client, by PROXY protocol, Forwarded or X-Forwarded-For) the peer that did.
  */
 export function deniedFields(conn: Conn, client: Peer, method: string | undefined): Record<string, unknown> {
   return {

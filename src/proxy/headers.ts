@@ -23,7 +23,7 @@ export type RawHeaders = string[]
  * The headers to send on the next hop, from `raw` (name, value, name, value…), in their order and
  * with their names as sent, repeated fields kept as separate lines: hop-by-hop headers and those a
  * Connection header names dropped, the proxy's own x-tunnelguard-* control headers dropped in both
- * directions, X-Forwarded-For kept only when `keepForwardedFor`, Via appended (one field, where
+ * directions, X-Forwarded-For and Forwarded kept only when `keepForwardedFor` (from a trusted peer), Via appended (one field, where
  * the first Via was, or last), naming `version`, the HTTP version the message came in. Framing
  * (Host, Content-Length, Transfer-Encoding) is the caller's, in `framing` (name, value…, names in
  * their usual case): each goes where the message had that field, in its case, or else last.
@@ -51,7 +51,7 @@ export function forwardHeaders(raw: readonly string[], keepForwardedFor: boolean
       continue
     }
     if (HOP_BY_HOP.has(lower) || listed.has(lower) || lower.startsWith('x-tunnelguard-')) continue
-    if (lower === 'x-forwarded-for' && !keepForwardedFor) continue
+    if ((lower === 'x-forwarded-for' || lower === 'forwarded') && !keepForwardedFor) continue
     out.push(name, raw[i + 1]!)
   }
   if (!placed.has('via')) out.push('Via', via(version))

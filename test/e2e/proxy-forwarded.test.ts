@@ -123,3 +123,101 @@ t.test('serve: a client named by X-Forwarded-For has no client.port on any line;
   t.match(text, /10\.7\.7\.1[\s\S]*a\.ngrok\.io|a\.ngrok\.io[\s\S]*10\.7\.7\.1/, 'report names the first with what it asked')
   t.match(text, /10\.7\.7\.2/, 'and the second')
 })
+
+t.test('Forwarded (RFC 7239) from a trusted peer names the client, on HTTP and CONNECT, either parser', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, {
+    config: { proxy: { trustForwardedFrom: ['127.0.0.0/8'], allowDestinations: ['127.0.0.0/8'] } },
+    resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }),
+  })
+  const closes = () => p.ev.messages.filter(m => m.msg === 'proxy.close')
+  const get = (f: string) => `GET http://a.ngrok.io/ HTTP/1.1\r\nHost: a.ngrok.io\r\nForwarded: ${f}\r\nConnection: close\r\n\r\n`
+  await exchange(p.port, [get('for=10.1.2.3;proto=http;by=127.0.0.1')])
+  t.match(p.ev.events.at(-1), { message: 'proxy.http', client: { ip: '10.1.2.3', port: 0 } })
+  // two lines, the second the nearest hop's
+  await exchange(p.port, ['GET http://a.ngrok.io/ HTTP/1.1\r\nHost: a.ngrok.io\r\nForwarded: for=10.6.6.6\r\nforwarded: For="[FD00::17]:4711"\r\nConnection: close\r\n\r\n'])
+  t.match(p.ev.events.at(-1), { client: { ip: 'fd00::17', port: 0 } })
+  const n = closes().length
+  await exchange(p.port, [get('for=_hidden')])
+  t.match(p.ev.events.at(-1), { client: { ip: '127.0.0.1' }, extra: { 'tunnelguard.forwarded_unreadable': '_hidden' } })
+  t.ok(await waitFor(() => closes().length === n + 1))
+  t.match(closes().at(-1)!.fields, { 'client.ip': '127.0.0.1', 'client.port': Number, 'tunnelguard.forwarded_unreadable': '_hidden' })
+  const bad = await exchange(p.port, [get('for="10.1.1.1')])
+  t.match(bad.data, /^HTTP\/1\.1 403/, 'a malformed header: no 5xx, decided as the peer')
+  t.match(p.ev.events.at(-1), { client: { ip: '127.0.0.1' }, extra: { 'tunnelguard.forwarded_unreadable': 'for="10.1.1.1' } })
+  // the fast path (the plainest head at once) and node's parser (a head in two pieces)
+  const connect = 'CONNECT x.ngrok.io:443 HTTP/1.1\r\nHost: x.ngrok.io:443\r\nForwarded: for=10.3.3.3\r\n'
+  t.match((await exchange(p.port, [`${connect}\r\n`])).data, /^HTTP\/1\.1 403/)
+  t.match(p.ev.events.at(-1), { message: 'proxy.connect', client: { ip: '10.3.3.3', port: 0 } }, 'CONNECT, read on the socket')
+  t.match((await exchange(p.port, [connect, 'Forwarded: for=10.4.4.4\r\n\r\n'], { gapMs: 50 })).data, /^HTTP\/1\.1 403/)
+  t.match(p.ev.events.at(-1), { message: 'proxy.connect', client: { ip: '10.4.4.4', port: 0 } }, 'CONNECT, read by node')
+  await exchange(p.port, ['CONNECT x.ngrok.io:443 HTTP/1.1\r\nForwarded: for=unknown\r\n\r\n'])
+  t.match(p.ev.events.at(-1), { message: 'proxy.connect', client: { ip: '127.0.0.1' }, extra: { 'tunnelguard.forwarded_unreadable': 'unknown' } })
+  const ok = await run('curl', ['-sS', '-x', `http://127.0.0.1:${p.port}`, '-H', 'Forwarded: for=10.5.5.5', `http://site.example:${origin.port}/`])
+  t.equal(ok.code, 0)
+  t.match(p.ev.events.at(-1), { client: { ip: '10.5.5.5' }, decision: { action: 'pass' } })
+  t.equal(origin.requests.at(-1)!.headers.forwarded, 'for=10.5.5.5', 'passed on from a trusted peer, as X-Forwarded-For is')
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+})
+
+t.test('serve and curl: Forwarded names the client from a trusted loopback address only', async t => {
+  const origin = await startOrigin(t)
+  const proxyPort = await freePort()
+  const dir = t.testdir({
+    'tg.yaml': [
+      'dns: { listen: [] }', 'log: { queries: all }',
+      `proxy: { listen: ["127.0.0.1:${proxyPort}"], trustForwardedFrom: ["127.0.0.2/32"], allowDestinations: ["127.0.0.0/8"] }`,
+      `state: { dir: ${JSON.stringify(join(t.testdirName, 'state'))} }`, '',
+    ].join('\n'),
+  })
+  const serve = await startServe(t, ['--config', join(dir, 'tg.yaml')])
+  /** A line's fields as dotted keys, whether it nests them (decision lines) or not (close lines). */
+  const flat = (o: Record<string, unknown>, pre = ''): Record<string, unknown> => Object.fromEntries(Object.entries(o).flatMap(([k, v]) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.entries(flat(v as Record<string, unknown>, `${pre}${k}.`)) : [[`${pre}${k}`, v]]))
+  const decisions = () => serve.lines().filter(l => l.message === 'proxy.http' || l.message === 'proxy.connect').map(l => flat(l))
+  const closes = () => serve.lines().filter(l => l.message === 'proxy.close')
+  /** One request through the proxy by curl from the address `from`: its status, and its decision and close lines. */
+  const curl = async (from: string, args: string[]) => {
+    const n = closes().length
+    const r = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--interface', from, '-x', `http://127.0.0.1:${proxyPort}`, ...args])
+    await serve.waitFor(() => closes().length > n)
+    t.equal(decisions().length, n + 1, 'one decision line per request')
+    return { status: r.stdout, decision: decisions().at(-1)!, close: flat(closes().at(-1)!) }
+  }
+  const both = (r: { decision: Record<string, unknown>; close: Record<string, unknown> }, key: string) => [r.decision[key], r.close[key]]
+
+  const named = await curl('127.0.0.2', ['-H', 'Forwarded: for=10.7.0.60;proto=http;by=203.0.113.43', 'http://a.ngrok.io/'])
+  t.equal(named.status, '403')
+  t.same(both(named, 'client.ip'), ['10.7.0.60', '10.7.0.60'], 'trusted peer: the client Forwarded names, on the decision and close lines')
+  t.same(both(named, 'client.port'), [undefined, undefined], 'its port is not known')
+  t.equal(named.close['source.ip'], '127.0.0.2', 'the peer that named it')
+
+  const connect = await curl('127.0.0.2', ['-w', '%{http_connect}', '-p', '--proxy-header', 'Forwarded: for="[fd00:cafe::17]:4711"', 'https://b.ngrok.io/'])
+  t.match(connect, { status: '403', decision: { message: 'proxy.connect' } })
+  t.same(both(connect, 'client.ip'), ['fd00:cafe::17', 'fd00:cafe::17'], 'CONNECT too')
+
+  const unknown = await curl('127.0.0.2', ['-H', 'Forwarded: for=unknown', 'http://a.ngrok.io/'])
+  t.equal(unknown.status, '403')
+  t.same(both(unknown, 'client.ip'), ['127.0.0.2', '127.0.0.2'], 'for=unknown: the peer')
+  t.same(both(unknown, 'tunnelguard.forwarded_unreadable'), ['unknown', 'unknown'])
+
+  const forged = await curl('127.0.0.2', ['-H', 'Forwarded: for=10.9.9.9', '-H', 'X-Forwarded-For: 10.8.8.8', 'http://a.ngrok.io/'])
+  t.same(both(forged, 'client.ip'), ['127.0.0.2', '127.0.0.2'], 'the two headers disagree: the peer')
+  t.same(both(forged, 'tunnelguard.forwarded_unreadable'), Array(2).fill('Forwarded 10.9.9.9, X-Forwarded-For 10.8.8.8'))
+
+  const untrusted = await curl('127.0.0.3', ['-H', 'Forwarded: for=10.7.0.61', 'http://a.ngrok.io/'])
+  t.equal(untrusted.status, '403')
+  t.same(both(untrusted, 'client.ip'), ['127.0.0.3', '127.0.0.3'], 'untrusted peer: itself')
+  t.same(both(untrusted, 'tunnelguard.forwarded_unreadable'), [undefined, undefined])
+
+  const site = `http://127.0.0.1:${origin.port}/`
+  const passed = await curl('127.0.0.3', ['-H', 'Forwarded: for=10.7.0.62', site])
+  t.equal(passed.status, '200')
+  t.same(both(passed, 'client.ip'), ['127.0.0.3', '127.0.0.3'])
+  t.equal(origin.requests.at(-1)!.headers.forwarded, undefined, 'not passed on from an untrusted peer')
+  const kept = await curl('127.0.0.2', ['-H', 'Forwarded: for=10.7.0.63', site])
+  t.equal(kept.status, '200')
+  t.same(both(kept, 'client.ip'), ['10.7.0.63', '10.7.0.63'])
+  t.equal(origin.requests.at(-1)!.headers.forwarded, 'for=10.7.0.63', 'passed on from a trusted one')
+  t.equal(await serve.stop(), 0)
+})

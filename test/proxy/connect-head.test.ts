@@ -14,6 +14,8 @@ t.test('the plainest CONNECT head: target, X-Forwarded-For, where the tunnel byt
   t.equal(v6?.url, '[2001:db8::1]:443', 'bracketed IPv6; no space after the colon')
   const xff = parseConnectHead(b('CONNECT a.example:443 HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-for:\t192.168.1.2 \r\nHost: a\r\n\r\n'), MAX)
   t.same(xff?.headers, { 'x-forwarded-for': '10.0.0.1, 192.168.1.2' }, 'repeated X-Forwarded-For joined as node joins it, any case, spaces trimmed')
+  const fwd = parseConnectHead(b('CONNECT a.example:443 HTTP/1.1\r\nForwarded: for=10.0.0.1\r\nX-Forwarded-For: 10.0.0.1\r\nFORWARDED: for="[2001:db8::1]:5";proto=https\r\n\r\n'), MAX)
+  t.same(fwd?.headers, { 'x-forwarded-for': '10.0.0.1', forwarded: 'for=10.0.0.1, for="[2001:db8::1]:5";proto=https' }, 'repeated Forwarded joined too, any case')
   const tab = parseConnectHead(b('CONNECT a.example:443 HTTP/1.1\r\nUser-Agent: a\tb\r\n\r\n'), MAX)
   t.ok(tab, 'a tab inside a value')
   const empty = parseConnectHead(b('CONNECT a.example:443 HTTP/1.1\r\nX-Forwarded-For:\r\n\r\n'), MAX)

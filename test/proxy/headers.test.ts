@@ -17,6 +17,9 @@ t.test('hop-by-hop, Connection-listed, control headers dropped; Via appended; du
   t.same(forwardHeaders(raw, false, '1.1'), ['Via', '1.0 other, 1.1 tunnelguard', 'Cookie', 'a=1', 'Cookie', 'b=2', 'Accept', '*/*', 'Cookie', 'c=3'],
     'in order, names as sent, each field a line; Via where the first was')
   t.same(forwardHeaders(raw, true, '1.1').slice(-2), ['X-Forwarded-For', '6.6.6.6'])
+  const fwd = ['Accept', '*/*', 'forwarded', 'for=6.6.6.6', 'Forwarded', 'for=7.7.7.7']
+  t.same(forwardHeaders(fwd, false, '1.1'), ['Accept', '*/*', 'Via', '1.1 tunnelguard'], 'Forwarded dropped from an untrusted peer, as X-Forwarded-For')
+  t.same(forwardHeaders(fwd, true, '1.1'), [...fwd, 'Via', '1.1 tunnelguard'], 'and kept, as sent, from a trusted one')
   t.same(forwardHeaders(['Via', '1.1 other', 'via', '1.0 more'], false, '1.0'), ['Via', '1.1 other, 1.0 more, 1.0 tunnelguard'], 'Via names the version received')
   t.same(forwardHeaders(['accept', '*/*'], false, '1.1'), ['accept', '*/*', 'Via', '1.1 tunnelguard'], 'no Via before: one last')
 })
