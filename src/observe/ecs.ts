@@ -1,7 +1,7 @@
 import type { Entry, SigmaRef } from '../match/types.js'
 import { OUTCOMES, WHERES, type Decision, type Outcome } from '../policy/types.js'
 import { JsonBytes, bytes } from './json-bytes.js'
-import type { DecisionEvent } from './types.js'
+import { destinationHost, type DecisionEvent } from './types.js'
 
 type Fields = Record<string, unknown>
 
@@ -61,13 +61,13 @@ function merge(into: Fields, extra: Readonly<Fields>): void {
  * name whichever field holds it (a Host header or a CNAME target is in no other ECS field): the
  * name asked (DNS question, CONNECT host), the SNI, the URL host, the Host header and inner
  * CONNECT of a request in a tunnel, the name decided on (a CNAME or HTTPS target); lowercased,
- * each once, in that order (an address a CONNECT names too). Built only for a line that is
- * written, from the names the event has.
+ * each once, in that order (an address a CONNECT or URL names too, though it is in destination.ip
+ * and not destination.domain). Built only for a line that is written, from the names the event has.
  */
 export function relatedHosts(ev: DecisionEvent): string[] {
   const hosts: string[] = []
   if (ev.dns) addHost(hosts, ev.dns.name)
-  addHost(hosts, ev.destination?.domain)
+  addHost(hosts, destinationHost(ev.destination))
   addHost(hosts, ev.sni)
   addHost(hosts, ev.urlDomain)
   addHost(hosts, ev.extra?.['tunnelguard.host_header'])
@@ -101,7 +101,7 @@ export function toEcs(ev: DecisionEvent): Fields {
     if (ev.dns.upstream !== undefined) tg.upstream = ev.dns.upstream
     if (ev.dns.cacheHit !== undefined) tg.cache_hit = ev.dns.cacheHit
   } else {
-    const asked = ev.destination?.domain ?? ev.sni ?? ev.urlDomain
+    const asked = destinationHost(ev.destination) ?? ev.sni ?? ev.urlDomain
     if (d.name !== asked) tg.matched_name = d.name
   }
   if (ev.destination) {
@@ -261,7 +261,7 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
     if (d.name !== dns.name) { w.raw(K.matchedName); w.str(d.name) }
     if (dns.upstream !== undefined) { w.raw(K.upstream); w.str(dns.upstream) }
     if (dns.cacheHit !== undefined) { w.raw(K.cacheHit); w.bool(dns.cacheHit) }
-  } else if (d.name !== (dst?.domain ?? ev.sni ?? ev.urlDomain)) {
+  } else if (d.name !== (destinationHost(dst) ?? ev.sni ?? ev.urlDomain)) {
     w.raw(K.matchedName); w.str(d.name)
   }
   if (d.unparseable) w.raw(K.unparseable)

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Decision, Where } from '../policy/types.js'
-import { parseAuthority, type Target } from './address.js'
+import { closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
 import { HelloGate, type Retry } from './hello-gate.js'
@@ -78,17 +78,16 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     if (bad) {
       ctx.evidence.decision({
         message: 'proxy.connect', decision: bad, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-        destination: { domain: bad.name }, extra: fwd,
+        destination: destinationOfName(bad.name), extra: fwd,
       })
     }
     return refuse(400, `bad CONNECT target "${req.url}": write host:port`)
   }
-  conn.close['destination.domain'] = target.host
-  conn.close['destination.port'] = target.port
+  closeDestination(conn.close, target)
   const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>, urlDomain?: string) => {
     ctx.evidence.decision({
       message: 'proxy.connect', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-      destination: { domain: target.host, ip, port: target.port }, sni, urlDomain, extra: fwd ? { ...extra, ...fwd } : extra,
+      destination: decisionDestination(target, ip), sni, urlDomain, extra: fwd ? { ...extra, ...fwd } : extra,
     })
   }
   const first = decideTarget(snap, client.ip, target, 'connect')
@@ -98,7 +97,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   }
   if (!cfg.connectPorts.includes(target.port)) {
     const why = `CONNECT to port ${target.port} is not allowed (proxy.connectPorts: ${cfg.connectPorts.join(', ')})`
-    emit(denial(snap, client.ip, target.host, 'connect', why, 'proxy.connectPorts', first))
+    emit(denial(snap, client.ip, target.ip ?? target.host, 'connect', why, 'proxy.connectPorts', first))
     return refuse(403, why)
   }
   const r = await route(ctx, snap, sets, client.ip, target, first.name)
@@ -234,7 +233,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
 function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
   extra['tunnelguard.mismatch'] = true
   ctx.evidence.warn('proxy.sni_mismatch', {
-    ...clientFields(client), 'destination.domain': connect,
+    ...clientFields(client), ...destinationFields(target, connect),
     'destination.port': target.port, 'tls.client.server_name': sni,
   })
 }

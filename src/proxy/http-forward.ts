@@ -1,6 +1,6 @@
 import { request, type ClientRequest, type IncomingMessage, type InformationEvent, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
-import { parseAuthority, urlDomain, type Target } from './address.js'
+import { closeDestination, decisionDestination, destinationOfName, parseAuthority, urlDomain, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
 import { blocks, clientReason, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders, replaceField, type RawHeaders } from './headers.js'
@@ -78,7 +78,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     if (named) {
       ctx.evidence.decision({
         message: 'proxy.http', decision: named, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-        destination: { domain: named.name }, urlDomain: url ? named.name : undefined, extra: { 'http.request.method': req.method, ...fwd },
+        destination: destinationOfName(named.name), urlDomain: url ? named.name : undefined, extra: { 'http.request.method': req.method, ...fwd },
       })
     }
     conn.poisoned = true
@@ -100,11 +100,10 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const emit = (decision: Decision, ip?: string, more?: Record<string, unknown>) => {
     ctx.evidence.decision({
       message: 'proxy.http', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-      destination: { domain: target!.host, ip, port: target!.port }, urlDomain: urlDomain(target!), extra: { ...extra, ...more, ...fwd },
+      destination: decisionDestination(target!, ip), urlDomain: urlDomain(target!), extra: { ...extra, ...more, ...fwd },
     })
   }
-  conn.close['destination.domain'] = target!.host
-  conn.close['destination.port'] = target!.port
+  closeDestination(conn.close, target!)
   let decision = worse(url, host)
   if (blocks(decision)) {
     emit(decision)
