@@ -1,7 +1,7 @@
 import type { Entry, SigmaRef } from '../match/types.js'
 import { OUTCOMES, WHERES, type Decision, type Outcome } from '../policy/types.js'
 import { JsonBytes, bytes } from './json-bytes.js'
-import { destinationHost, type DecisionEvent } from './types.js'
+import { destinationHost, type DecisionEvent, type EventOutcome } from './types.js'
 
 type Fields = Record<string, unknown>
 
@@ -85,9 +85,14 @@ function addHost(hosts: string[], n: unknown): void {
 /** A decision event as ECS fields, nested (`client: { ip, port }`), ready for one log line. */
 export function toEcs(ev: DecisionEvent): Fields {
   const d = ev.decision
+  const event: Fields = { action: d.action, kind: eventKind(d) }
+  if (ev.outcome !== undefined) event.outcome = ev.outcome
+  event.category = CATEGORY
+  event.type = eventType(ev.message, d.action)
+  event.duration = ev.durationNs
   const out: Fields = {
     message: ev.message,
-    event: { action: d.action, kind: eventKind(d), category: CATEGORY, type: eventType(ev.message, d.action), duration: ev.durationNs },
+    event,
     // port 0: not known (a client named by X-Forwarded-For), so not written
     client: ev.client.port === 0 ? { ip: ev.client.ip } : { ip: ev.client.ip, port: ev.client.port },
     network: { transport: ev.transport },
@@ -141,14 +146,23 @@ function table<T extends string>(keys: readonly T[], text: (k: T) => string): Re
   return Object.fromEntries(keys.map(k => [k, bytes(text(k))])) as Record<T, Uint8Array>
 }
 
-/** Up to the duration's value: `"message":…,"event":{"action":…,"kind":…,"category":…,"type":…,"duration":`, by message and action. */
-const eventHead = (policy: boolean) => Object.fromEntries(MESSAGES.map(m => [m, table(OUTCOMES, a =>
+type Heads = Readonly<Record<DecisionEvent['message'], Readonly<Record<Outcome, Uint8Array>>>>
+/**
+ * Up to the duration's value: `"message":…,"event":{"action":…,"kind":…,["outcome":…,]"category":…,"type":…,"duration":`,
+ * by message and action.
+ */
+const eventHead = (policy: boolean, outcome?: EventOutcome): Heads => Object.fromEntries(MESSAGES.map(m => [m, table(OUTCOMES, a =>
   `"message":${JSON.stringify(m)},"event":{"action":${JSON.stringify(a)},"kind":${JSON.stringify(eventKind({ action: a, policy: policy ? '' : undefined }))},` +
-  `"category":${JSON.stringify(CATEGORY)},"type":${JSON.stringify(eventType(m, a))},"duration":`)])) as
-  Readonly<Record<DecisionEvent['message'], Readonly<Record<Outcome, Uint8Array>>>>
+  `${outcome === undefined ? '' : `"outcome":${JSON.stringify(outcome)},`}` +
+  `"category":${JSON.stringify(CATEGORY)},"type":${JSON.stringify(eventType(m, a))},"duration":`)])) as Heads
 const EVENT = eventHead(false)
 /** The same for a refusal by the proxy's safety rules alone (an event, see eventKind). */
 const EVENT_POLICY = eventHead(true)
+/** The same with event.outcome, [not a refusal, a refusal] by outcome: a line without one (a blocked query) looks no further. */
+const EVENT_OUTCOME: Readonly<Record<EventOutcome, readonly [Heads, Heads]>> = {
+  success: [eventHead(false, 'success'), eventHead(true, 'success')],
+  failure: [eventHead(false, 'failure'), eventHead(true, 'failure')],
+}
 /** After the client's port: its close and the network object, by transport. */
 const NETWORK_AFTER_PORT = table(TRANSPORTS, t => `},"network":{"transport":${JSON.stringify(t)}}`)
 /** After the client's JSON: the network object, by transport. */
@@ -228,7 +242,9 @@ function entryRule(e: Entry): Uint8Array {
 export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): void {
   const d = ev.decision
   const e = d.entry
-  w.raw((d.policy !== undefined && !e ? EVENT_POLICY : EVENT)[ev.message][d.action]); w.num(ev.durationNs)
+  const outcome = ev.outcome
+  const heads = outcome === undefined ? (d.policy !== undefined && !e ? EVENT_POLICY : EVENT) : EVENT_OUTCOME[outcome][d.policy !== undefined && !e ? 1 : 0]
+  w.raw(heads[ev.message][d.action]); w.num(ev.durationNs)
   if (client === undefined) {
     w.raw(K.clientIp); w.str(ev.client.ip)
     if (ev.client.port !== 0) { w.raw(K.port); w.num(ev.client.port) }

@@ -24,9 +24,19 @@ export interface DecisionEvent {
   readonly destination?: { readonly domain?: string; readonly ip?: string; readonly port?: number }
   readonly sni?: string
   readonly urlDomain?: string
+  /**
+   * ECS `event.outcome`, where the line knows what the client got: a DNS answer (failure: the
+   * client got an error rcode other than NXDOMAIN, such as SERVFAIL when the upstream failed); a
+   * proxy request that failed before it was forwarded (the client got a 502). Never on a block or
+   * sinkhole (event.type denied says it).
+   */
+  readonly outcome?: EventOutcome
   /** Anything else worth a field (bytes, mismatch, …), already ECS-shaped or under `tunnelguard`. */
   readonly extra?: Readonly<Record<string, unknown>>
 }
+
+/** ECS `event.outcome` (its third value, unknown, is never written: a line that does not know has none). */
+export type EventOutcome = 'success' | 'failure'
 
 /**
  * The host a line's destination names as asked: its domain, else the address the client named

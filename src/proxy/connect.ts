@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Decision, Where } from '../policy/types.js'
+import type { EventOutcome } from '../observe/types.js'
 import { closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
@@ -46,6 +47,8 @@ export interface ConnectRequest {
  */
 export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectRequest, socket: Socket, head: Buffer): Promise<void> {
   conn.requests++
+  // this request's outcome, once known (an earlier request's on the connection is not its)
+  conn.close['event.outcome'] = undefined
   const start = ctx.clock()
   const snap = ctx.getSnapshot()
   const cfg = snap.config.proxy
@@ -59,6 +62,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   Object.assign(conn.close, fwd)
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
+    if (status >= 500) conn.close['event.outcome'] = 'failure'   // the destination could not be reached
     conn.close['error.message'] = reason
     socket.write(rawResponse(status, reason))
     // the client may have sent more than its head (a ClientHello right after it): closed at once
@@ -84,10 +88,11 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     return refuse(400, `bad CONNECT target "${req.url}": write host:port`)
   }
   closeDestination(conn.close, target)
-  const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>, urlDomain?: string) => {
+  const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>, urlDomain?: string, outcome?: EventOutcome) => {
     ctx.evidence.decision({
       message: 'proxy.connect', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
       destination: decisionDestination(target, ip), sni, urlDomain, extra: fwd ? { ...extra, ...fwd } : extra,
+      ...(outcome === undefined ? {} : { outcome }),
     })
   }
   const first = decideTarget(snap, client.ip, target, 'connect')
@@ -108,8 +113,9 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     return refuse(403, clientReason(decision))
   }
   if (!r.ok) {
+    // a 502 (the name does not resolve): the client's request failed, and the line says so
     emit(r.status === 403 ? denial(snap, client.ip, first.name, 'connect', r.reason, 'proxy.allowDestinations', decision) : decision,
-      undefined, undefined, { ...cnames, 'error.message': r.reason })
+      undefined, undefined, { ...cnames, 'error.message': r.reason }, undefined, r.status === 403 ? undefined : 'failure')
     return refuse(r.status, r.reason)
   }
   socket.write('HTTP/1.1 200 Connection established\r\n\r\n')
@@ -262,6 +268,7 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
       })
   } catch (e) {
     const err = e as UpstreamError
+    conn.close['event.outcome'] = 'failure'
     conn.close['error.message'] = err.message
     // the client got the 200: the status it would have had goes beside it
     conn.close['tunnelguard.unsent_status'] = err.status
@@ -272,6 +279,7 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
     up.destroy()
     return
   }
+  conn.close['event.outcome'] = 'success'             // the tunnel reaches its destination
   conn.upstreams.add(up)                              // destroyed with the client, or by a reload that closes the tunnel
   splice(socket, up, data, relay, retry && { ...retry, timeout: helloTimeout }, follow)
 }

@@ -47,10 +47,10 @@ const lines: Record<string, string> = {
   connectIpPass: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), sni: 'example.net', destination: { domain: '192.0.2.7', ip: '192.0.2.7', port: 443 } }),
   connectIpOther: log({ ...base, message: 'proxy.connect', decision: d('b.ngrok.io', 'sni'), sni: 'a.example', destination: { domain: '192.0.2.7', port: 443 } }),
   // today's lines: the address a client named in destination.ip, no destination.domain
-  connectIpNew: log({ ...base, message: 'proxy.connect', decision: d('connect.ngrok-agent.com', 'sni'), sni: 'connect.ngrok-agent.com', destination: { ip: '127.0.0.1', port: 443 } }),
+  connectIpNew: log({ ...base, message: 'proxy.connect', decision: d('connect.ngrok-agent.com', 'sni'), sni: 'connect.ngrok-agent.com', destination: { ip: '127.0.0.1', port: 443 }, outcome: 'failure' }),
   connectIpNewPass: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), sni: 'example.net', destination: { ip: '192.0.2.7', port: 443 } }),
   connectIpNewNoSni: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), destination: { ip: '192.0.2.7', port: 443 } }),
-  httpIp6New: log({ ...base, message: 'proxy.http', decision: d('2001:db8::1', 'url'), destination: { ip: '2001:db8::1', port: 80 }, urlDomain: '[2001:db8::1]' }),
+  httpIp6New: log({ ...base, message: 'proxy.http', decision: d('2001:db8::1', 'url'), destination: { ip: '2001:db8::1', port: 80 }, urlDomain: '[2001:db8::1]', outcome: 'success' }),
   connectIpNoSni: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), destination: { domain: '192.0.2.7', port: 443 } }),
   escapedSni: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), sni: 'a"b', destination: { domain: '192.0.2.7', port: 443 } }),
   escapedMatched: log({ ...base, message: 'dns.query', decision: d('x"y.ngrok.io', 'cname'), dns: { name: 'cdn.example', type: 'A', rcode: 'NOERROR' } }),
