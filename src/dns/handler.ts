@@ -1,4 +1,4 @@
-import type { CacheStats, Evidence } from '../observe/types.js'
+import type { CacheStats, EventOutcome, Evidence } from '../observe/types.js'
 import { CidrSet } from '../policy/cidr.js'
 import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
 import { SEVERITY, type Decision } from '../policy/types.js'
@@ -41,6 +41,15 @@ const REFUSED_LOG_WINDOW_MS = 10_000
  * the way, and fragments get lost or spoofed (DNS Flag Day 2020; unbound's max-udp-size).
  */
 const MAX_UDP_REPLY = 1232
+/**
+ * event.outcome of a query answered as asked, by the answer's rcode: an answer (NOERROR, or
+ * NXDOMAIN: the name does not exist) is a success; an error rcode (SERVFAIL: the upstream failed
+ * or timed out; REFUSED, FORMERR, NOTIMP …) a failure.
+ */
+function outcomeOf(rcode: number): EventOutcome {
+  return rcode === RCODE.NOERROR || rcode === RCODE.NXDOMAIN ? 'success' : 'failure'
+}
+
 /** BADVERS (RFC 6891): 16, the extended rcode 1 with the header's 0. */
 const RCODE_BADVERS = 16
 
@@ -238,16 +247,16 @@ export class QueryHandler {
     if (bypass) {
       send(respond, client, q, bypass.reply)
       // answered here, not by the upstream: the line says so (an allowed name keeps its own reason)
-      return this.log(q, client, t0, decision.action === 'pass' ? { ...decision, reason: bypass.reason } : decision, bypass.rcode)
+      return this.log(q, client, t0, decision.action === 'pass' ? { ...decision, reason: bypass.reason } : decision, bypass.rcode, outcomeOf(bypass.rcode))
     }
     // decided and logged like any query (a listed name is blocked whatever the version); answered BADVERS
     if (q.ednsVersion !== 0) {
       respond(badversReply(msg, q))
-      return this.log(q, client, t0, decision, RCODE_BADVERS)
+      return this.log(q, client, t0, decision, RCODE_BADVERS, 'failure')
     }
     if (q.qtype === TYPE_AXFR || q.qtype === TYPE_IXFR) {
       send(respond, client, q, buildReply(msg, q, RCODE.REFUSED))
-      return this.log(q, client, t0, decision, RCODE.REFUSED)
+      return this.log(q, client, t0, decision, RCODE.REFUSED, 'failure')
     }
     const hit = this.cache.get(msg, q, t0)
     counters.cacheLookup(hit >= 0)
@@ -256,7 +265,8 @@ export class QueryHandler {
       const d = worst(snap, client, decision, cache.targets(hit))
       if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, cache.upstream(hit), true)
       send(respond, client, q, cache.serve(hit, msg, q.qEnd, t0))
-      return this.log(q, client, t0, d, cache.rcode(hit), cache.upstream(hit), true)
+      const rcode = cache.rcode(hit)
+      return this.log(q, client, t0, d, rcode, outcomeOf(rcode), cache.upstream(hit), true)
     }
     const dns = snap.config.dns
     const key = this.keys.key(client.ip)
@@ -265,7 +275,7 @@ export class QueryHandler {
       counters.dropped('overload')
       if (mine >= dns.maxInFlightPerClient) this.overloaded.note(key, Number(t0) / 1e6, client.ip)
       send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
-      return this.log(q, client, t0, decision, RCODE.SERVFAIL)
+      return this.log(q, client, t0, decision, RCODE.SERVFAIL, 'failure')
     }
     this.inFlight++
     this.inFlightBy.set(key, mine + 1)
@@ -275,7 +285,7 @@ export class QueryHandler {
       const scan = reply && scanResponse(reply)
       if (err || !scan) {
         send(respond, client, q, buildReply(msg, q, RCODE.SERVFAIL))
-        return this.log(q, client, t0, decision, RCODE.SERVFAIL, upstream)
+        return this.log(q, client, t0, decision, RCODE.SERVFAIL, 'failure', upstream)
       }
       const answer = withoutReplyClientOptions(reply!, scan)
       this.cache.set(msg, q, answer, scan, upstream!, this.deps.clock())
@@ -283,7 +293,7 @@ export class QueryHandler {
       if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, upstream, false)
       answer.writeUInt16BE(q.id, 0)
       send(respond, client, q, answer)
-      this.log(q, client, t0, d, scan.rcode, upstream, false)
+      this.log(q, client, t0, d, scan.rcode, outcomeOf(scan.rcode), upstream, false)
     }, keyBits(q.flags, q.edns, q.dnssecOk))
   }
 
@@ -292,11 +302,15 @@ export class QueryHandler {
     d: Decision, upstream?: string, cacheHit?: boolean): void {
     const { reply, rcode } = actionReply(msg, q, d, this.answers)
     send(respond, client, q, reply)
-    this.log(q, client, t0, d, rcode, upstream, cacheHit)
+    this.log(q, client, t0, d, rcode, undefined, upstream, cacheHit)
   }
 
-  /** The decision's evidence: counted always; the event (and its log line) only when it will be logged. */
-  private log(q: Query, client: Client, t0: bigint, decision: Decision, rcode: number,
+  /**
+   * The decision's evidence: counted always; the event (and its log line) only when it will be
+   * logged. `outcome`: what the answer was to the client (event.outcome), for what is answered as
+   * asked; none for a block or sinkhole.
+   */
+  private log(q: Query, client: Client, t0: bigint, decision: Decision, rcode: number, outcome: EventOutcome | undefined,
     upstream?: string, cacheHit?: boolean): void {
     const ev = this.deps.evidence
     if (!ev.logs(decision.action)) return ev.counters.decided('dns.query', decision)
@@ -305,6 +319,7 @@ export class QueryHandler {
       client: client.mac === undefined ? { ip: client.ip, port: client.port } : { ip: client.ip, port: client.port, mac: client.mac },
       durationNs: Number(this.deps.clock() - t0),
       dns: { name: q.name, type: typeName(q.qtype), class: className(q.qclass), rcode: rcodeName(rcode), upstream, cacheHit },
+      outcome,
       // the resolver in front that named the client
       extra: client.via && { 'source.ip': client.via.ip, 'source.port': client.via.port },
     })

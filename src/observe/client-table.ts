@@ -4,7 +4,7 @@ import { foldName } from '../match/normalize.js'
 import { limitKey } from '../policy/limit-key.js'
 import { OUTCOMES } from '../policy/types.js'
 import { isRefusal } from './ecs.js'
-import type { DecisionEvent } from './types.js'
+import { destinationHost, type DecisionEvent } from './types.js'
 import { WHERE_LABELS, whereIndex } from './where-label.js'
 
 /** Where an action's count is in `ClientEntry.counts` (the places' follow, in WHERE_LABELS order). */
@@ -118,7 +118,7 @@ const keyOf = (ip: string, machine: string) => machine === '' ? ip : `${ip} ${ma
  * else the CONNECT host, the SNI, the URL or Host domain; case and a trailing dot folded.
  */
 function askedOf(ev: DecisionEvent): string {
-  return foldName(ev.dns?.name ?? ev.destination?.domain ?? ev.sni ?? ev.urlDomain ?? ev.decision.name)
+  return foldName(ev.dns?.name ?? destinationHost(ev.destination) ?? ev.sni ?? ev.urlDomain ?? ev.decision.name)
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Entry, SigmaRef } from '../match/types.js'
 import { OUTCOMES, WHERES, type Decision, type Outcome } from '../policy/types.js'
 import { JsonBytes, bytes } from './json-bytes.js'
-import type { DecisionEvent } from './types.js'
+import { destinationHost, type DecisionEvent, type EventOutcome } from './types.js'
 
 type Fields = Record<string, unknown>
 
@@ -61,13 +61,13 @@ function merge(into: Fields, extra: Readonly<Fields>): void {
  * name whichever field holds it (a Host header or a CNAME target is in no other ECS field): the
  * name asked (DNS question, CONNECT host), the SNI, the URL host, the Host header and inner
  * CONNECT of a request in a tunnel, the name decided on (a CNAME or HTTPS target); lowercased,
- * each once, in that order (an address a CONNECT names too). Built only for a line that is
- * written, from the names the event has.
+ * each once, in that order (an address a CONNECT or URL names too, though it is in destination.ip
+ * and not destination.domain). Built only for a line that is written, from the names the event has.
  */
 export function relatedHosts(ev: DecisionEvent): string[] {
   const hosts: string[] = []
   if (ev.dns) addHost(hosts, ev.dns.name)
-  addHost(hosts, ev.destination?.domain)
+  addHost(hosts, destinationHost(ev.destination))
   addHost(hosts, ev.sni)
   addHost(hosts, ev.urlDomain)
   addHost(hosts, ev.extra?.['tunnelguard.host_header'])
@@ -85,9 +85,14 @@ function addHost(hosts: string[], n: unknown): void {
 /** A decision event as ECS fields, nested (`client: { ip, port }`), ready for one log line. */
 export function toEcs(ev: DecisionEvent): Fields {
   const d = ev.decision
+  const event: Fields = { action: d.action, kind: eventKind(d) }
+  if (ev.outcome !== undefined) event.outcome = ev.outcome
+  event.category = CATEGORY
+  event.type = eventType(ev.message, d.action)
+  event.duration = ev.durationNs
   const out: Fields = {
     message: ev.message,
-    event: { action: d.action, kind: eventKind(d), category: CATEGORY, type: eventType(ev.message, d.action), duration: ev.durationNs },
+    event,
     // port 0: not known (a client named by X-Forwarded-For), so not written
     client: ev.client.port === 0 ? { ip: ev.client.ip } : { ip: ev.client.ip, port: ev.client.port },
     network: { transport: ev.transport },
@@ -101,7 +106,7 @@ export function toEcs(ev: DecisionEvent): Fields {
     if (ev.dns.upstream !== undefined) tg.upstream = ev.dns.upstream
     if (ev.dns.cacheHit !== undefined) tg.cache_hit = ev.dns.cacheHit
   } else {
-    const asked = ev.destination?.domain ?? ev.sni ?? ev.urlDomain
+    const asked = destinationHost(ev.destination) ?? ev.sni ?? ev.urlDomain
     if (d.name !== asked) tg.matched_name = d.name
   }
   if (ev.destination) {
@@ -141,14 +146,23 @@ function table<T extends string>(keys: readonly T[], text: (k: T) => string): Re
   return Object.fromEntries(keys.map(k => [k, bytes(text(k))])) as Record<T, Uint8Array>
 }
 
-/** Up to the duration's value: `"message":…,"event":{"action":…,"kind":…,"category":…,"type":…,"duration":`, by message and action. */
-const eventHead = (policy: boolean) => Object.fromEntries(MESSAGES.map(m => [m, table(OUTCOMES, a =>
+type Heads = Readonly<Record<DecisionEvent['message'], Readonly<Record<Outcome, Uint8Array>>>>
+/**
+ * Up to the duration's value: `"message":…,"event":{"action":…,"kind":…,["outcome":…,]"category":…,"type":…,"duration":`,
+ * by message and action.
+ */
+const eventHead = (policy: boolean, outcome?: EventOutcome): Heads => Object.fromEntries(MESSAGES.map(m => [m, table(OUTCOMES, a =>
   `"message":${JSON.stringify(m)},"event":{"action":${JSON.stringify(a)},"kind":${JSON.stringify(eventKind({ action: a, policy: policy ? '' : undefined }))},` +
-  `"category":${JSON.stringify(CATEGORY)},"type":${JSON.stringify(eventType(m, a))},"duration":`)])) as
-  Readonly<Record<DecisionEvent['message'], Readonly<Record<Outcome, Uint8Array>>>>
+  `${outcome === undefined ? '' : `"outcome":${JSON.stringify(outcome)},`}` +
+  `"category":${JSON.stringify(CATEGORY)},"type":${JSON.stringify(eventType(m, a))},"duration":`)])) as Heads
 const EVENT = eventHead(false)
 /** The same for a refusal by the proxy's safety rules alone (an event, see eventKind). */
 const EVENT_POLICY = eventHead(true)
+/** The same with event.outcome, [not a refusal, a refusal] by outcome: a line without one (a blocked query) looks no further. */
+const EVENT_OUTCOME: Readonly<Record<EventOutcome, readonly [Heads, Heads]>> = {
+  success: [eventHead(false, 'success'), eventHead(true, 'success')],
+  failure: [eventHead(false, 'failure'), eventHead(true, 'failure')],
+}
 /** After the client's port: its close and the network object, by transport. */
 const NETWORK_AFTER_PORT = table(TRANSPORTS, t => `},"network":{"transport":${JSON.stringify(t)}}`)
 /** After the client's JSON: the network object, by transport. */
@@ -228,7 +242,9 @@ function entryRule(e: Entry): Uint8Array {
 export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): void {
   const d = ev.decision
   const e = d.entry
-  w.raw((d.policy !== undefined && !e ? EVENT_POLICY : EVENT)[ev.message][d.action]); w.num(ev.durationNs)
+  const outcome = ev.outcome
+  const heads = outcome === undefined ? (d.policy !== undefined && !e ? EVENT_POLICY : EVENT) : EVENT_OUTCOME[outcome][d.policy !== undefined && !e ? 1 : 0]
+  w.raw(heads[ev.message][d.action]); w.num(ev.durationNs)
   if (client === undefined) {
     w.raw(K.clientIp); w.str(ev.client.ip)
     if (ev.client.port !== 0) { w.raw(K.port); w.num(ev.client.port) }
@@ -261,7 +277,7 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
     if (d.name !== dns.name) { w.raw(K.matchedName); w.str(d.name) }
     if (dns.upstream !== undefined) { w.raw(K.upstream); w.str(dns.upstream) }
     if (dns.cacheHit !== undefined) { w.raw(K.cacheHit); w.bool(dns.cacheHit) }
-  } else if (d.name !== (dst?.domain ?? ev.sni ?? ev.urlDomain)) {
+  } else if (d.name !== (destinationHost(dst) ?? ev.sni ?? ev.urlDomain)) {
     w.raw(K.matchedName); w.str(d.name)
   }
   if (d.unparseable) w.raw(K.unparseable)

@@ -152,34 +152,42 @@ export function stdoutBehind(maxWaiting: number, stderr: Stderr = process.stderr
 
 /** The line written when stdout fell so far behind that lines were dropped (`stamp`: the logger's `,"@timestamp":…`). */
 export function droppedLine(stamp: () => string): (dropped: number) => string {
-  return n => `${head('error', stamp())}"message":"log lines dropped: stdout did not keep up","tunnelguard":{"dropped_lines":${n}}}\n`
+  return n => `${head('error', stamp())}${KIND}"message":"log lines dropped: stdout did not keep up","tunnelguard":{"dropped_lines":${n}}}\n`
 }
 
 export type RecordLevel = 'info' | 'warn' | 'error'
 const bodyWriters = new WeakMap<Logger, (level: RecordLevel, body: string) => void>()
 
 /**
+ * ECS `event.kind` of every operational line (start, stop, reload, notices, errors, the proxy's
+ * close line): `event`. Decision lines have their own (alert or event, see ecs.ts eventKind).
+ */
+const KIND = '"event.kind":"event",'
+
+/**
  * A writer of one operational message (`logger[level](fields, msg)`) that checks the level: for a
  * logger made by createLogger the fields are serialized by one JSON.stringify (pino's key-by-key
- * stringify cost a proxy tunnel about 35 µs per line), the message last as pino puts it. Fields
- * JSON cannot take (a BigInt, a cycle) and other loggers go through the logger's own method.
+ * stringify cost a proxy tunnel about 35 µs per line), the message last as pino puts it, and
+ * `event.kind: event` first (unless the fields give one). Fields JSON cannot take (a BigInt, a
+ * cycle) and other loggers go through the logger's own method.
  */
 export function messageWriter(logger: Logger): (level: RecordLevel, msg: string, fields?: Record<string, unknown>) => void {
   const body = bodyWriters.get(logger)
   return (level, msg, given) => {
     if (!logger.isLevelEnabled(level)) return
     const fields = given && ecsFields(given)
+    const kind = fields?.['event.kind'] === undefined
     if (body) {
       let json: string | undefined
       try {
         json = fields === undefined ? '{}' : JSON.stringify(fields)
       } catch { /* pino's own stringify copes: below */ }
       if (json !== undefined) {
-        body(level, `${json.length > 2 ? `${json.slice(1, -1)},` : ''}"message":${JSON.stringify(msg)}}`)
+        body(level, `${kind ? KIND : ''}${json.length > 2 ? `${json.slice(1, -1)},` : ''}"message":${JSON.stringify(msg)}}`)
         return
       }
     }
-    logger[level](fields ?? {}, msg)
+    logger[level](kind ? { 'event.kind': 'event', ...fields } : fields!, msg)
   }
 }
 

@@ -4,7 +4,7 @@ import { hostname as osHostname } from 'node:os'
 import { AppError } from '../errors.js'
 import { parseSyslogUrl } from '../config/schema.js'
 import { alertFields, errorText, type AlertOutput, type AlertResult } from './alert-output.js'
-import type { DecisionEvent } from './types.js'
+import { destinationHost, type DecisionEvent } from './types.js'
 
 export interface SyslogOptions {
   /** udp://HOST:PORT or tcp://HOST:PORT (IPv6 in brackets). TCP uses octet-counting framing (RFC 6587). */
@@ -35,7 +35,7 @@ function sdValue(v: string): string {
 export function formatSyslog(ev: DecisionEvent, o: { appName: string; facility: number; hostname: string; time: number; pid: number }): string {
   const d = ev.decision
   const severity = d.action === 'alert' ? 5 : 4   // notice for alerts, warning for block/sinkhole
-  const asked = ev.dns?.name ?? ev.destination?.domain ?? ev.sni ?? ev.urlDomain
+  const asked = ev.dns?.name ?? destinationHost(ev.destination) ?? ev.sni ?? ev.urlDomain
   const params: [string, string | undefined][] = [
     ['action', d.action], ['client', ev.client.ip], ['name', d.name], ['asked', asked], ['where', d.where],
     ['list', d.list], ['rule', d.entry?.pattern], ['group', d.group], ['sigma', d.sigma?.id],

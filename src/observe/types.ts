@@ -16,11 +16,34 @@ export interface DecisionEvent {
     readonly upstream?: string
     readonly cacheHit?: boolean
   }
+  /**
+   * A name the client asked for in `domain`, with the address connected to in `ip`; an address
+   * the client named itself (`CONNECT 203.0.113.5:443`, `http://[2001:db8::1]/`) in `ip` alone,
+   * canonical, with no `domain` (ECS: destination.domain is a name). destinationHost reads either.
+   */
   readonly destination?: { readonly domain?: string; readonly ip?: string; readonly port?: number }
   readonly sni?: string
   readonly urlDomain?: string
+  /**
+   * ECS `event.outcome`, where the line knows what the client got: a DNS answer (failure: the
+   * client got an error rcode other than NXDOMAIN, such as SERVFAIL when the upstream failed); a
+   * proxy request that failed before it was forwarded (the client got a 502). Never on a block or
+   * sinkhole (event.type denied says it).
+   */
+  readonly outcome?: EventOutcome
   /** Anything else worth a field (bytes, mismatch, …), already ECS-shaped or under `tunnelguard`. */
   readonly extra?: Readonly<Record<string, unknown>>
+}
+
+/** ECS `event.outcome` (its third value, unknown, is never written: a line that does not know has none). */
+export type EventOutcome = 'success' | 'failure'
+
+/**
+ * The host a line's destination names as asked: its domain, else the address the client named
+ * (an event has `ip` without `domain` only then; see DecisionEvent.destination).
+ */
+export function destinationHost(dst: DecisionEvent['destination']): string | undefined {
+  return dst?.domain ?? dst?.ip
 }
 
 /** The evidence sink every server writes to: log line, metrics, live client table, alerts. */

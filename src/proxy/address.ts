@@ -1,5 +1,5 @@
 import { isIP } from 'node:net'
-import { CidrSet, parseAddr, type Addr } from '../policy/cidr.js'
+import { CidrSet, canonicalIp, parseAddr, type Addr } from '../policy/cidr.js'
 
 /** A parsed request target. `ip` is set (dialable, canonical) when the host is an address literal. */
 export interface Target {
@@ -28,7 +28,7 @@ export function parseAuthority(s: string, defaultPort?: number): Target | undefi
   if (m[1] !== undefined) {
     const a = isIP(m[1]) === 6 ? parseAddr(m[1]) : undefined
     if (!a) return undefined
-    return { host: m[1], port, ip: a.family === 4 ? v4text(a.words[0]!) : m[1] }
+    return { host: m[1], port, ip: a.family === 4 ? v4text(a.words[0]!) : canonicalIp(m[1]) }
   }
   const host = m[2]!.endsWith('.') ? m[2]!.slice(0, -1) : m[2]!
   const labels = host.split('.')
@@ -42,6 +42,35 @@ export function parseAuthority(s: string, defaultPort?: number): Target | undefi
 /** The host as ECS `url.domain` holds it: an IPv6 literal in its brackets (RFC 2732). */
 export function urlDomain(t: Target): string {
   return t.host.includes(':') ? `[${t.host}]` : t.host
+}
+
+/**
+ * The ECS destination of the host a client named, as a decision line has it: an address literal
+ * in `ip`, canonical and without brackets; a name in `domain` (ECS: destination.domain is a
+ * name), with the address connected to (`ip`) when there is one; and the port.
+ */
+export function decisionDestination(t: Target, ip?: string): { readonly domain?: string; readonly ip?: string; readonly port: number } {
+  return t.ip !== undefined ? { ip: t.ip, port: t.port } : { domain: t.host, ip, port: t.port }
+}
+
+/** The same as an operational line's dotted fields, the name as decided (`name`) when it is one. */
+export function destinationFields(t: Target, name: string): Record<string, string> {
+  return t.ip !== undefined ? { 'destination.ip': t.ip } : { 'destination.domain': name }
+}
+
+/**
+ * A close line's destination, set to the host a request names: `destination.domain` or, for an
+ * address, `destination.ip` (an earlier request's on the connection cleared), and the port.
+ */
+export function closeDestination(close: Record<string, unknown>, t: Target): void {
+  close['destination.domain'] = t.ip === undefined ? t.host : undefined
+  close['destination.ip'] = t.ip
+  close['destination.port'] = t.port
+}
+
+/** The destination of a host known only as text (a name decided on): an address in `ip`, canonical, else `domain`. */
+export function destinationOfName(name: string): { readonly domain: string } | { readonly ip: string } {
+  return isIP(name) !== 0 ? { ip: canonicalIp(name) } : { domain: name }
 }
 
 /** IPv4 as the WHATWG URL parser reads it: 1–4 parts, each decimal, 0x-hex or 0-octal; the last fills the rest. */

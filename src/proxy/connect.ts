@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Decision, Where } from '../policy/types.js'
-import { parseAuthority, type Target } from './address.js'
+import type { EventOutcome } from '../observe/types.js'
+import { closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, portRefusal, route, worse } from './decide.js'
 import { HelloGate, type Retry } from './hello-gate.js'
@@ -46,6 +47,8 @@ export interface ConnectRequest {
  */
 export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectRequest, socket: Socket, head: Buffer): Promise<void> {
   conn.requests++
+  // this request's outcome, once known (an earlier request's on the connection is not its)
+  conn.close['event.outcome'] = undefined
   const start = ctx.clock()
   const snap = ctx.getSnapshot()
   const cfg = snap.config.proxy
@@ -59,6 +62,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   Object.assign(conn.close, fwd)
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
+    if (status >= 500) conn.close['event.outcome'] = 'failure'   // the destination could not be reached
     conn.close['error.message'] = reason
     socket.write(rawResponse(status, reason))
     // the client may have sent more than its head (a ClientHello right after it): closed at once
@@ -78,17 +82,17 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     if (bad) {
       ctx.evidence.decision({
         message: 'proxy.connect', decision: bad, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-        destination: { domain: bad.name }, extra: fwd,
+        destination: destinationOfName(bad.name), extra: fwd,
       })
     }
     return refuse(400, `bad CONNECT target "${req.url}": write host:port`)
   }
-  conn.close['destination.domain'] = target.host
-  conn.close['destination.port'] = target.port
-  const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>, urlDomain?: string) => {
+  closeDestination(conn.close, target)
+  const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>, urlDomain?: string, outcome?: EventOutcome) => {
     ctx.evidence.decision({
       message: 'proxy.connect', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-      destination: { domain: target.host, ip, port: target.port }, sni, urlDomain, extra: fwd ? { ...extra, ...fwd } : extra,
+      destination: decisionDestination(target, ip), sni, urlDomain, extra: fwd ? { ...extra, ...fwd } : extra,
+      ...(outcome === undefined ? {} : { outcome }),
     })
   }
   const first = decideTarget(snap, client.ip, target, 'connect')
@@ -98,7 +102,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   }
   if (!cfg.connectPorts.includes(target.port)) {
     const why = portRefusal(target.port, cfg.connectPorts)
-    emit(denial(snap, client.ip, target.host, 'connect', why, 'proxy.connectPorts', first))
+    emit(denial(snap, client.ip, target.ip ?? target.host, 'connect', why, 'proxy.connectPorts', first))
     return refuse(403, why)
   }
   const r = await route(ctx, snap, sets, client.ip, target, first.name)
@@ -109,8 +113,9 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     return refuse(403, clientReason(decision))
   }
   if (!r.ok) {
+    // a 502 (the name does not resolve): the client's request failed, and the line says so
     emit(r.status === 403 ? denial(snap, client.ip, first.name, 'connect', r.reason, 'proxy.allowDestinations', decision) : decision,
-      undefined, undefined, { ...cnames, 'error.message': r.reason })
+      undefined, undefined, { ...cnames, 'error.message': r.reason }, undefined, r.status === 403 ? undefined : 'failure')
     return refuse(r.status, r.reason)
   }
   socket.write('HTTP/1.1 200 Connection established\r\n\r\n')
@@ -238,7 +243,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
 function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
   extra['tunnelguard.mismatch'] = true
   ctx.evidence.warn('proxy.sni_mismatch', {
-    ...clientFields(client), 'destination.domain': connect,
+    ...clientFields(client), ...destinationFields(target, connect),
     'destination.port': target.port, 'tls.client.server_name': sni,
   })
 }
@@ -267,6 +272,7 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
       })
   } catch (e) {
     const err = e as UpstreamError
+    conn.close['event.outcome'] = 'failure'
     conn.close['error.message'] = err.message
     // the client got the 200: the status it would have had goes beside it
     conn.close['tunnelguard.unsent_status'] = err.status
@@ -277,6 +283,7 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
     up.destroy()
     return
   }
+  conn.close['event.outcome'] = 'success'             // the tunnel reaches its destination
   conn.upstreams.add(up)                              // destroyed with the client, or by a reload that closes the tunnel
   splice(socket, up, data, relay, retry && { ...retry, timeout: helloTimeout }, follow)
 }

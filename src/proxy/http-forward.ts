@@ -1,6 +1,7 @@
 import { request, type ClientRequest, type IncomingMessage, type InformationEvent, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
-import { parseAuthority, urlDomain, type Target } from './address.js'
+import type { EventOutcome } from '../observe/types.js'
+import { closeDestination, decisionDestination, destinationOfName, parseAuthority, urlDomain, type Target } from './address.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
 import { blocks, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders, replaceField, type RawHeaders } from './headers.js'
@@ -42,6 +43,8 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   conn.requests++
   /* c8 ignore next - defensive: the server starts no request waiting behind refused framing (the connection is ended by then) */
   if (conn.poisoned) return void res.destroy()
+  // this request's outcome, once known (an earlier request's on the connection is not its)
+  conn.close['event.outcome'] = undefined
   const start = ctx.clock()
   const snap = ctx.getSnapshot()
   const sets = setsOf(snap)
@@ -54,6 +57,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   Object.assign(conn.close, fwd)
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
+    if (status >= 500) conn.close['event.outcome'] = 'failure'   // the destination could not be reached
     sendError(res, status, reason)
   }
   if (!sets.allowClients.has(client.ip)) {
@@ -78,7 +82,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     if (named) {
       ctx.evidence.decision({
         message: 'proxy.http', decision: named, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-        destination: { domain: named.name }, urlDomain: url ? named.name : undefined, extra: { 'http.request.method': req.method, ...fwd },
+        destination: destinationOfName(named.name), urlDomain: url ? named.name : undefined, extra: { 'http.request.method': req.method, ...fwd },
       })
     }
     conn.poisoned = true
@@ -97,14 +101,14 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     extra['tunnelguard.host_header'] = host.name
     ctx.evidence.warn('proxy.host_mismatch', { ...clientFields(client), 'url.domain': url.name, 'tunnelguard.host_header': host.name })
   }
-  const emit = (decision: Decision, ip?: string, more?: Record<string, unknown>) => {
+  const emit = (decision: Decision, ip?: string, more?: Record<string, unknown>, outcome?: EventOutcome) => {
     ctx.evidence.decision({
       message: 'proxy.http', decision, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
-      destination: { domain: target!.host, ip, port: target!.port }, urlDomain: urlDomain(target!), extra: { ...extra, ...more, ...fwd },
+      destination: decisionDestination(target!, ip), urlDomain: urlDomain(target!), extra: { ...extra, ...more, ...fwd },
+      ...(outcome === undefined ? {} : { outcome }),
     })
   }
-  conn.close['destination.domain'] = target!.host
-  conn.close['destination.port'] = target!.port
+  closeDestination(conn.close, target!)
   let decision = worse(url, host)
   if (blocks(decision)) {
     emit(decision)
@@ -124,8 +128,9 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
     return refuse(403, clientReason(decision))
   }
   if (!r.ok) {
+    // a 502 (the name does not resolve): the client's request failed, and the line says so
     emit(r.status === 403 ? denial(snap, client.ip, url.name, 'url', r.reason, 'proxy.allowDestinations', decision) : decision,
-      undefined, { ...more, 'error.message': r.reason })
+      undefined, { ...more, 'error.message': r.reason }, r.status === 403 ? undefined : 'failure')
     return refuse(r.status, r.reason)
   }
   emit(decision, r.ip, more)
@@ -161,6 +166,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
   const headers = forwardHeaders(req.rawHeaders, sets.trust.has(conn.client.ip), req.httpVersion, framing)
   if (maxForwards(req, res, headers)) {
     conn.close['http.response.status_code'] = 200
+    conn.close['event.outcome'] = 'success'         // answered here, as Max-Forwards: 0 asks
     return
   }
   const parent = sets.parent
@@ -200,6 +206,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       // 'upgrade' listener), which an origin sends to a request that offered no upgrade
       if (up === sent && !res.headersSent && !res.destroyed) {
         conn.close['http.response.status_code'] = 502
+        conn.close['event.outcome'] = 'failure'
         early()
         sendError(res, 502, `${who} switched protocols: not proxied`)
       }
@@ -216,6 +223,8 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       const status = e instanceof UpstreamError ? e.status : 502
       early()
       conn.close['error.message'] = e.message
+      // the origin or parent failed: the client got a 502/504, or an answer cut short
+      conn.close['event.outcome'] = 'failure'
       // an answer under way is cut short (sendError): the client got its status, not this one
       if (!res.headersSent) conn.close['http.response.status_code'] = status
       sendError(res, status, e instanceof UpstreamError ? e.message : `${who} failed: ${e.message}`)
@@ -231,12 +240,14 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       if (parent && upRes.statusCode === 407) {
         upRes.resume()
         conn.close['http.response.status_code'] = 502
+        conn.close['event.outcome'] = 'failure'
         return sendError(res, 502, 'parent proxy requires authentication (407)')
       }
       const te = upRes.headers['transfer-encoding']
       if (te !== undefined && !RELAYED_CODING.test(te) && req.method !== 'HEAD' && upRes.statusCode !== 204 && upRes.statusCode !== 304) {
         const why = `${who} sent Transfer-Encoding "${te}": only chunked is relayed`
         conn.close['http.response.status_code'] = 502
+        conn.close['event.outcome'] = 'failure'
         conn.close['error.message'] = why
         sendError(res, 502, why)
         sent.destroy()                                  // its body is not read: the connection is not pooled
@@ -246,6 +257,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       const cl = upRes.headers['content-length'] !== undefined && upRes.headers['transfer-encoding'] === undefined && upRes.statusCode !== 204
       const h = forwardHeaders(upRes.rawHeaders, true, upRes.httpVersion, cl ? ['Content-Length', upRes.headers['content-length']!] : [])
       conn.close['http.response.status_code'] = upRes.statusCode
+      conn.close['event.outcome'] = 'success'         // the origin's answer, whatever its status, is relayed
       // the reason phrase as sent (squid relays it; node would write its own), when node can write it
       const reason = upRes.statusMessage!                 // a response read by node's client always has one (maybe empty)
       res.writeHead(upRes.statusCode!, WRITABLE_REASON.test(reason) ? reason : undefined, h)

@@ -210,6 +210,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     evidence.counters.dropped('malformed')
     conn.close['error.message'] = why
     conn.close['http.response.status_code'] = status
+    conn.close['event.outcome'] = undefined          // refused: nothing was forwarded
     conn.socket.write(rawResponse(status, status === 408 ? 'request headers not received in time' : status === 431 ? 'request headers too large' : 'malformed request'))
     // the rest of the head, and a body, may be on the way (a client that writes it all before it
     // reads): closed in stages, node's parser taken off first (it would fail on them), or the reset

@@ -3,7 +3,7 @@ import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
 import type { Decision } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
-import { parseAuthority } from './address.js'
+import { destinationOfName, parseAuthority } from './address.js'
 import type { Resolve } from './context.js'
 import { chainOf, worse } from './decide.js'
 import { boundAddresses, listenOn } from './listen.js'
@@ -107,7 +107,7 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Omit<
       void captured(snap, opts.resolve, client.ip, own).then(decision => {
         evidence.decision({
           message: 'sinkhole.capture', decision, client, transport: 'tcp', durationNs: Number(clock() - start),
-          destination: { domain: own.name, port: localPort },
+          destination: { ...destinationOfName(own.name), port: localPort },
           ...(n.where === 'sni' ? { sni: n.name } : { urlDomain: own.name }),
           extra: n.ech ? { 'tunnelguard.ech': true } : undefined,
         })

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import type { Decision, Where } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
-import { parseAuthority, urlDomain, type Target } from './address.js'
+import { destinationFields, parseAuthority, urlDomain, type Target } from './address.js'
 import { clientFields, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, decideTarget, denial, worse } from './decide.js'
 import { readFrom } from './hello-reader.js'
@@ -141,7 +141,7 @@ export async function decideNames(ctx: ProxyCtx, snap: Snapshot, client: Peer, t
     seen.add(d.name)
     fresh = true
     ctx.evidence.warn(where === 'sni' ? 'proxy.sni_mismatch' : 'proxy.host_mismatch', {
-      ...clientFields(client), 'destination.domain': connectName, 'destination.port': target.port,
+      ...clientFields(client), ...destinationFields(target, connectName), 'destination.port': target.port,
       [FIELD_OF[where]!]: d.name,
     })
     if (blocks(d) || t.ip !== undefined) continue

@@ -70,7 +70,7 @@ export function decideAgain(snap: Snapshot, t: OpenTunnel, check?: CheckDestinat
   if (!sets.allowClients.has(ip)) return refused(first.name, clientRefusal(ip), 'proxy.allowClients')
   const { port } = t.target
   const ports = snap.config.proxy.connectPorts
-  if (!ports.includes(port)) return refused(t.target.host, portRefusal(port, ports), 'proxy.connectPorts')
+  if (!ports.includes(port)) return refused(t.target.ip ?? t.target.host, portRefusal(port, ports), 'proxy.connectPorts')
   if (check && t.ips) {
     // a name's addresses are checked under its name, an address literal's alone (as route does)
     const name = t.target.ip === undefined ? first.name : undefined

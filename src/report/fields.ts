@@ -3,6 +3,7 @@ import { foldName } from '../match/normalize.js'
 import { ecsMac } from '../observe/leases.js'
 import { SINKHOLE_PREFIX, WHERE_LABELS } from '../observe/where-label.js'
 import { canonicalIps } from '../policy/cidr.js'
+import { parseIpv4Loose } from '../proxy/address.js'
 import { WHERES } from '../policy/types.js'
 
 /** The canonical form of the IPv6 (and IPv4-mapped) addresses lines name clients by, each parsed once. */
@@ -13,7 +14,11 @@ export interface ReportEvent {
   readonly time: number
   readonly ip: string
   readonly action: string
-  /** The name asked: DNS question, else CONNECT/Host domain, SNI or URL domain (case and a trailing dot folded, as `matched` and `sni`). */
+  /**
+   * The name asked: DNS question, else CONNECT/Host domain (or the address the client named:
+   * destination.ip on a line without destination.domain, in destination.domain on lines written
+   * before; canonical either way), SNI or URL domain (case and a trailing dot folded, as `matched` and `sni`).
+   */
   readonly name: string
   /**
    * Where the deciding name was seen: the line's tunnelguard.matched_on (qname, cname, connect,
@@ -76,7 +81,7 @@ function field(path: string): (o: unknown) => string | undefined {
 
 const F = {
   time: field('@timestamp'), message: field('message'), action: field('event.action'), kind: field('event.kind'), ip: field('client.ip'),
-  qname: field('dns.question.name'), domain: field('destination.domain'), sni: field('tls.client.server_name'),
+  qname: field('dns.question.name'), domain: field('destination.domain'), dstIp: field('destination.ip'), sni: field('tls.client.server_name'),
   url: field('url.domain'), matched: field('tunnelguard.matched_name'), where: field('tunnelguard.matched_on'),
   list: field('rule.ruleset'), entry: field('rule.name'), hostname: field('client.hostname'), mac: field('client.mac'), clientDomain: field('client.domain'),
 }
@@ -100,7 +105,8 @@ export function parseJson(line: string): LineResult {
   if (o === null || typeof o !== 'object' || Array.isArray(o)) return 'malformed'
   const action = F.action(o)
   return toEvent(F.message(o), action === 'block' && F.kind(o) === 'event' ? REFUSED : action, F.time(o), F.ip(o),
-    F.qname(o) ?? F.domain(o) ?? F.sni(o) ?? F.url(o) ?? F.matched(o), F.matched(o), F.sni(o),
+    // destination.ip is the name asked only on a line without destination.domain (an address the client named)
+    F.qname(o) ?? F.domain(o) ?? F.dstIp(o) ?? F.sni(o) ?? F.url(o) ?? F.matched(o), F.matched(o), F.sni(o),
     F.where(o), F.list(o), F.entry(o), F.hostname(o), F.mac(o), F.clientDomain(o))
 }
 
@@ -136,6 +142,13 @@ function toEvent(
   // one name however it was spelt (a proxy's CONNECT and Host are as the client wrote them)
   name = foldName(name)
   if (matched !== undefined) matched = foldName(matched)
+  // an address a client named, in its canonical form: lines before destination.ip took it wrote
+  // the literal as the client did in destination.domain (2001:DB8:0::1, ::ffff:192.0.2.1, and
+  // 0x7f000001 with the address in matched_name), which is one destination with today's
+  if (message !== 'dns.query') {
+    name = addressName(name, matched)
+    if (matched?.includes(':')) matched = canonical(matched)
+  }
   if (sni !== undefined) sni = foldName(sni)
   if (matched === name) matched = undefined
   if (sni === name || sni === matched || (sni !== undefined && isIP(name) === 0)) sni = undefined
@@ -149,12 +162,22 @@ function toEvent(
   }
 }
 
+/** A proxy line's name asked as the canonical address when it is one (see toEvent). */
+function addressName(name: string, matched: string | undefined): string {
+  if (name.includes(':')) return canonical(name)
+  // a dotted IPv4 is canonical; a name does not start with a digit and end in one often
+  const c = name.charCodeAt(0)
+  if (c < 48 || c > 57 || matched === undefined || isIP(name) !== 0) return name
+  return parseIpv4Loose(name) === matched ? matched : name
+}
+
 /**
  * The first of the names a decision can carry, in the order toEcs writes them (which is also
- * the order parseJson prefers them): DNS question, destination domain, SNI, URL domain, and
- * the matched name.
+ * the order parseJson prefers them): DNS question, destination domain (or the address a client
+ * named, destination.ip first in destination: toEcs writes a domain before the ip), SNI, URL
+ * domain, and the matched name.
  */
-const NAME_RE = /"(question":\{"name|destination":\{"domain|tls":\{"client":\{"server_name|url":\{"domain|matched_name)":"/g
+const NAME_RE = /"(question":\{"name|destination":\{"(?:domain|ip)|tls":\{"client":\{"server_name|url":\{"domain|matched_name)":"/g
 
 /**
  * The start of another line inside this one: a writer killed mid-line and restarted leaves the
@@ -224,7 +247,7 @@ function fastParse(line: string): LineResult | undefined {
   // rule and tunnelguard come after the name, unless the name is tunnelguard.matched_name
   const from = m![1] === 'matched_name' ? k : END
   // a CONNECT host may have an SNI after it (tls follows destination)
-  const sni = m![1] === 'destination":{"domain' ? after(line, '"tls":{"client":{"server_name":"', from) : undefined
+  const sni = m![1]!.startsWith('destination') ? after(line, '"tls":{"client":{"server_name":"', from) : undefined
   const rule = line.indexOf('"rule":{', from)
   let entry: string | null | undefined
   let list: string | null | undefined

@@ -202,3 +202,27 @@ t.test('dns.trustEdnsFrom: the machine a resolver in front names is the client (
   t.same(ev.events.at(-1)!.client, { ip: '10.53.0.1', port: 5353 }, 'the sender is the client')
   t.equal(ev.events.at(-1)!.extra, undefined)
 })
+
+t.test('event.outcome: success for an answer (NOERROR, NXDOMAIN), failure for an error rcode (SERVFAIL: the upstream failed or timed out); none on a block', async t => {
+  const up = await fakeUdp(t, (m, r, s) => {
+    const d = decodeMsg(m)
+    const name = d.questions![0]!.name.toLowerCase()
+    if (name === 'drop.test') return                       // no answer: the query times out
+    const rcode = ({ 'nx.test': 3, 'fail.test': 2, 'refused.test': 5 } as Record<string, number>)[name] ?? 0
+    s.send(dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180 | rcode, questions: d.questions as dnsPacket.Question[],
+      answers: rcode === 0 ? [{ type: 'A', name, ttl: 60, data: '192.0.2.1' }] : [] }), r.port, r.address)
+  })
+  const { ask, ev } = setup(t, makeSnapshot({ config: { dns: { upstreams: [up.url], timeout: '300ms' } } }))
+  const asked: [string, string, string | undefined][] = []
+  for (const [name, type] of [['a.test', 'A'], ['a.test', 'A'], ['nx.test', 'A'], ['fail.test', 'A'], ['refused.test', 'A'], ['drop.test', 'A'], ['a.ngrok.io', 'A'], ['a.test', 'AXFR']] as const) {
+    const reply = await ask(dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] }))
+    const e = ev.events.at(-1)!
+    asked.push([`${name} ${type}${e.dns!.cacheHit ? ' (cache)' : ''}`, decodeMsg(reply!).rcode!, e.outcome])
+  }
+  t.same(asked, [
+    ['a.test A', 'NOERROR', 'success'], ['a.test A (cache)', 'NOERROR', 'success'], ['nx.test A', 'NXDOMAIN', 'success'],
+    ['fail.test A', 'SERVFAIL', 'failure'], ['refused.test A', 'REFUSED', 'failure'], ['drop.test A', 'SERVFAIL', 'failure'],
+    ['a.ngrok.io A', 'NOERROR', undefined], ['a.test AXFR', 'REFUSED', 'failure'],
+  ])
+  t.equal(ev.events.at(-2)!.decision.action, 'sinkhole', 'the listed name: sinkholed, and no outcome (event.type denied says it)')
+})

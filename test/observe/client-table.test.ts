@@ -174,3 +174,12 @@ t.test("the proxy's own refusals are counted as refused, not as blocks; one that
   table.record({ ...ev('10.0.0.5', 'x.trycloudflare.com', 'connect'), message: 'proxy.connect', decision: { ...snap.policy.decide('10.0.0.5', 'x.trycloudflare.com', 'connect'), action: 'block', policy: 'proxy.connectPorts' } })
   t.same(table.list()[0]!.actions, { block: 1, refused: 1 })
 })
+
+t.test('an address a client named (destination.ip, no destination.domain) is the name asked, as report reads it', async t => {
+  const table = createClientTable()
+  const decision = { action: 'block' as const, group: 'default', where: 'connect' as const, name: '203.0.113.5', reason: 'listed', list: 'ips' }
+  table.record({ message: 'proxy.connect', decision, client: { ip: '10.0.0.5', port: 1 }, transport: 'tcp', durationNs: 1, destination: { ip: '203.0.113.5', port: 443 } })
+  table.record({ message: 'proxy.connect', decision: snap.policy.decide('10.0.0.5', 'x.ngrok.io', 'sni'), client: { ip: '10.0.0.5', port: 1 }, transport: 'tcp',
+    durationNs: 1, destination: { ip: '203.0.113.5', port: 443 }, sni: 'x.ngrok.io' })
+  t.same(table.list()[0]!.names, [{ name: '203.0.113.5', count: 2, matched: ['x.ngrok.io'], other_matched: 0 }])
+})

@@ -184,11 +184,12 @@ t.test('ecsBody writes the same text as JSON.stringify(toEcs(ev)), over generate
     const base = { message: pick(['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture'] as const), decision,
       client: { ip: pick(['10.0.0.5', '::1', 'fe80::1%eth0']), port: rnd(65536) }, transport: pick(['udp', 'tcp'] as const),
       durationNs: pick([0, 123456789, 1.5, NaN]) }
-    const ev: DecisionEvent = rnd(2) === 0
+    const ev: { -readonly [K in keyof DecisionEvent]: DecisionEvent[K] } = rnd(2) === 0
       ? { ...base, dns: { name, type: pick(['A', 'AAAA', 'TYPE65']), class: rnd(3) === 0 ? pick(['CH', 'ANY', 'CLASS9']) : undefined, rcode: pick(['NOERROR', 'NXDOMAIN']), upstream: maybe('udp://127.0.0.1:53'), cacheHit: rnd(3) === 0 ? undefined : rnd(2) === 0 } }
       : { ...base,
-          destination: rnd(3) === 0 ? undefined : { domain: maybe(name), ip: maybe('127.0.0.1'), port: maybe(443) },
+          destination: rnd(3) === 0 ? undefined : { domain: maybe(name), ip: maybe(pick(['127.0.0.1', '2001:db8::1', name])), port: maybe(443) },
           sni: maybe(pick(texts)), urlDomain: maybe(pick(texts)) }
+    if (rnd(2) === 0) Object.assign(ev, { outcome: pick(['success', 'failure'] as const) })
     if (`{${ecsBody(ev)}` !== JSON.stringify(toEcs(ev))) differ.push({ i, got: ecsBody(ev), want: JSON.stringify(toEcs(ev)) })
     const named = toEcs(ev)
     Object.assign(named.client as object, { hostname: pick(texts), mac: '52:54:00:12:34:56' })
@@ -198,4 +199,47 @@ t.test('ecsBody writes the same text as JSON.stringify(toEcs(ev)), over generate
   }
   t.equal(checked, 3000)
   t.same(differ.slice(0, 3), [], `${differ.length} of 6000 texts differ`)
+})
+
+t.test('an address the client named (CONNECT 203.0.113.5:443, http://[2001:db8::1]/) is destination.ip, with no destination.domain', async t => {
+  const base = { client: { ip: '10.0.0.9', port: 1 }, transport: 'tcp' as const, durationNs: 1 }
+  const pass = (name: string, where: 'connect' | 'url') => ({ action: 'pass' as const, group: 'default', where, name, reason: 'an address, not a name' })
+  const connect: DecisionEvent = { ...base, message: 'proxy.connect', decision: pass('203.0.113.5', 'connect'), destination: { ip: '203.0.113.5', port: 443 } }
+  const v6: DecisionEvent = { ...base, message: 'proxy.http', decision: pass('2001:db8::1', 'url'), destination: { ip: '2001:db8::1', port: 80 }, urlDomain: '[2001:db8::1]' }
+  const sni: DecisionEvent = { ...connect, decision: snap.policy.decide('10.0.0.9', 's.ngrok.io', 'sni'), sni: 's.ngrok.io' }
+  for (const [ev, what] of [[connect, 'CONNECT to IPv4'], [v6, 'plain HTTP to IPv6'], [sni, 'CONNECT to an address with an SNI']] as const) {
+    const out = toEcs(ev)
+    t.notOk('domain' in (out.destination as object), `${what}: no destination.domain`)
+    t.equal((out.destination as { ip: string }).ip, ev.destination!.ip, `${what}: the address in destination.ip`)
+    t.equal(`{${ecsBody(ev)}`, JSON.stringify(out), `${what}: the bytes written directly say the same`)
+  }
+  // the address is the name asked: the decision on it has no matched_name; a decision on the SNI has
+  t.notOk('matched_name' in (toEcs(connect).tunnelguard as object))
+  t.notOk('matched_name' in (toEcs(v6).tunnelguard as object))
+  t.equal((toEcs(sni).tunnelguard as { matched_name?: string }).matched_name, 's.ngrok.io')
+  t.same(toEcs(v6).url, { domain: '[2001:db8::1]' }, 'url.domain as before: the literal in brackets')
+  // related.hosts names the address still (the host identifier the client gave), as before
+  t.same((toEcs(connect).related as { hosts: string[] }).hosts, ['203.0.113.5'])
+  t.same((toEcs(v6).related as { hosts: string[] }).hosts, ['2001:db8::1', '[2001:db8::1]'])
+  t.same((toEcs(sni).related as { hosts: string[] }).hosts, ['203.0.113.5', 's.ngrok.io'])
+})
+
+t.test('event.outcome: written when the event has one, after event.kind; never made up', async t => {
+  const ev: DecisionEvent = {
+    message: 'dns.query', decision: snap.policy.decide('10.0.0.5', 'example.com', 'qname'),
+    client: { ip: '10.0.0.5', port: 53001 }, transport: 'udp', durationNs: 9,
+    dns: { name: 'example.com', type: 'A', rcode: 'SERVFAIL', upstream: 'udp://127.0.0.1:9' }, outcome: 'failure',
+  }
+  t.same(toEcs(ev).event, { action: 'pass', kind: 'event', outcome: 'failure', category: ['network'], type: ['protocol', 'allowed'], duration: 9 })
+  t.ok(ecsBody(ev).startsWith('"message":"dns.query","event":{"action":"pass","kind":"event","outcome":"failure","category":'))
+  t.equal(`{${ecsBody(ev)}`, JSON.stringify(toEcs(ev)))
+  const ok = { ...ev, dns: { ...ev.dns!, rcode: 'NOERROR' }, outcome: 'success' as const }
+  t.equal((toEcs(ok).event as { outcome: string }).outcome, 'success')
+  t.equal(`{${ecsBody(ok)}`, JSON.stringify(toEcs(ok)))
+  const refused: DecisionEvent = { ...ev, message: 'proxy.http', dns: undefined, destination: { domain: 'x.example', port: 80 }, outcome: 'failure',
+    decision: { action: 'block', group: 'default', where: 'url', name: 'x.example', reason: 'r', policy: 'proxy.httpPorts' } }
+  t.equal(`{${ecsBody(refused)}`, JSON.stringify(toEcs(refused)), 'a refusal by the proxy\'s rules with one too')
+  const blocked = { ...ev, decision: snap.policy.decide('10.0.0.5', 'a.ngrok.io', 'qname'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NOERROR' }, outcome: undefined }
+  t.notOk('outcome' in (toEcs(blocked).event as object), 'none given: none written')
+  t.notOk(ecsBody(blocked).includes('outcome'))
 })

@@ -112,7 +112,8 @@ t.test('operational messages, and no alert sink', async t => {
     { 'log.level': 'info', message: 'listening', 'tunnelguard.dns': [{ address: '127.0.0.1', port: 53 }], 'tunnelguard.proxy': ['127.0.0.1:3128'] },
   ])
   for (const l of s.lines()) for (const k of ['url', 'error', 'file', 'source', 'dns']) t.notOk(k in l, `no plain "${k}" on "${l.message}"`)
-  t.same(s.lines()[0], { 'log.level': 'info', '@timestamp': s.lines()[0]!['@timestamp'], 'ecs.version': '8.11.0', 'tunnelguard.dns': ['127.0.0.1:1053'], message: 'started' })
+  t.same(s.lines()[0], { 'log.level': 'info', '@timestamp': s.lines()[0]!['@timestamp'], 'ecs.version': '8.11.0', 'event.kind': 'event', 'tunnelguard.dns': ['127.0.0.1:1053'], message: 'started' })
+  t.same(s.lines().map(l => l['event.kind']), Array(8).fill('event'), 'ECS event.kind on every operational line: event')
 })
 
 t.test('operational lines: every field ECS does not define goes under tunnelguard., in lower snake case; ECS fields stay', async t => {
@@ -124,7 +125,7 @@ t.test('operational lines: every field ECS does not define goes under tunnelguar
   s.evidence.warn('dns upstream socket error', { upstream: 'udp://127.0.0.1:53', error: 'recvmsg ECONNREFUSED', errors: 1 })
   s.evidence.info('proxy.close', { 'client.ip': '10.0.0.2', 'source.port': 5, 'event.duration': 7, 'tunnelguard.requests': 1, error: { message: 'reset' }, tags: ['a'], labels: { k: 'v' } })
   s.evidence.info('odd', { 'a.b': 1, proxy: { listen: [] } })
-  t.same(s.lines().map(l => { const { '@timestamp': _, 'ecs.version': __, ...rest } = l; return rest }), [
+  t.same(s.lines().map(l => { const { '@timestamp': _, 'ecs.version': __, 'event.kind': kind, ...rest } = l; t.equal(kind, 'event'); return rest }), [
     { 'log.level': 'warn', 'error.code': 'EMFILE', 'tunnelguard.where': 'dns-upstream', 'tunnelguard.count': 3, 'tunnelguard.fix': 'raise the limit', message: 'no file descriptor free (EMFILE)' },
     { 'log.level': 'error', 'tunnelguard.reason': 'SIGHUP', 'tunnelguard.reload_errors': ['x'], 'tunnelguard.retry_in_ms': 2000, message: 'reload rejected' },
     { 'log.level': 'warn', 'client.ip': '10.0.0.1', 'tunnelguard.client_prefix': '10.0.0.0/24', 'tunnelguard.servfail': 2, 'tunnelguard.max_in_flight_per_client': 100, message: 'dns client over its in-flight limit' },

@@ -2,10 +2,10 @@ import t from 'tap'
 import { Writable } from 'node:stream'
 import { createLogger, ECS_VERSION } from '../../src/observe/logger.js'
 
-function sink(): { stream: Writable; lines: () => Record<string, unknown>[] } {
+function sink(): { stream: Writable; lines: () => Record<string, unknown>[]; text: () => string } {
   const chunks: string[] = []
   const stream = new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb() } })
-  return { stream, lines: () => chunks.join('').split('\n').filter(Boolean).map(l => JSON.parse(l) as Record<string, unknown>) }
+  return { stream, lines: () => chunks.join('').split('\n').filter(Boolean).map(l => JSON.parse(l) as Record<string, unknown>), text: () => chunks.join('') }
 }
 
 t.test('ECS fields from pino options, no pid or hostname', async t => {
@@ -73,14 +73,19 @@ t.test('messageWriter: the line pino writes for logger[level](fields, msg), leve
     ['proxy.listening', { addresses: [{ address: '127.0.0.1', port: 3128 }], gone: undefined }],
     ['no fields', undefined],
     ['empty fields', {}],
+    ['its own kind', { 'event.kind': 'state', n: 1 }],
   ]
   for (const [msg, fields] of cases) {
-    log.warn(fields === undefined ? {} : ecsFields(fields), msg)
+    // ECS event.kind on every operational line: event, first, unless the fields give one
+    const kind = fields?.['event.kind'] === undefined ? { 'event.kind': 'event' } : {}
+    log.warn({ ...kind, ...(fields === undefined ? {} : ecsFields(fields)) }, msg)
     say('warn', msg, fields)
   }
   const lines = s.lines()
-  t.equal(lines.length, 8)
-  for (let i = 0; i < 8; i += 2) t.same(lines[i + 1], lines[i], `fast line equals pino's line: ${cases[i / 2]![0]}`)
+  t.equal(lines.length, 10)
+  for (let i = 0; i < 10; i += 2) t.same(lines[i + 1], lines[i], `fast line equals pino's line: ${cases[i / 2]![0]}`)
+  t.same(lines.map(l => l['event.kind']), [...Array(8).fill('event'), 'state', 'state'], 'event.kind: event, or the one given')
+  t.ok(s.text().split('\n').slice(0, 8).every(l => l.includes(',"ecs.version":"8.11.0","event.kind":"event",')), 'written first')
   t.notOk('tunnelguard.gone' in lines[3]!, 'undefined fields are left out, as pino does')
   t.match(lines[3], { 'tunnelguard.addresses': [{ address: '127.0.0.1', port: 3128 }] }, 'custom fields under tunnelguard.')
   // what JSON.stringify cannot take goes through pino's own stringify
@@ -88,19 +93,19 @@ t.test('messageWriter: the line pino writes for logger[level](fields, msg), leve
   cyclic.self = cyclic
   say('error', 'big', { n: 10n })
   say('error', 'cycle', cyclic)
-  const [big, cycle] = s.lines().slice(8)
-  t.match(big, { 'log.level': 'error', message: 'big', 'tunnelguard.n': 10 }, 'a BigInt: written by pino')
-  t.match(cycle, { 'log.level': 'error', message: 'cycle', 'tunnelguard.a': 1, 'tunnelguard.self': { a: 1 } }, 'a cycle: written by pino')
+  const [big, cycle] = s.lines().slice(10)
+  t.match(big, { 'log.level': 'error', 'event.kind': 'event', message: 'big', 'tunnelguard.n': 10 }, 'a BigInt: written by pino')
+  t.match(cycle, { 'log.level': 'error', 'event.kind': 'event', message: 'cycle', 'tunnelguard.a': 1, 'tunnelguard.self': { a: 1 } }, 'a cycle: written by pino')
   say('debug' as 'info', 'hidden')
   const quiet = createLogger({ level: 'error', destination: s.stream })
   messageWriter(quiet)('warn', 'below the level', { a: 1 })
-  t.equal(s.lines().length, 10, 'nothing below the level')
+  t.equal(s.lines().length, 12, 'nothing below the level')
   const chunks: string[] = []
   const plain = pino({ base: null, timestamp: false }, { write: (c: string) => { chunks.push(c) } })
   messageWriter(plain)('info', 'x', { n: 1 })
   messageWriter(plain)('info', 'y')
-  t.match(JSON.parse(chunks[0]!), { level: 30, msg: 'x', 'tunnelguard.n': 1 }, 'another logger: its own method')
-  t.match(JSON.parse(chunks[1]!), { level: 30, msg: 'y' }, 'another logger, no fields')
+  t.match(JSON.parse(chunks[0]!), { level: 30, msg: 'x', 'event.kind': 'event', 'tunnelguard.n': 1 }, 'another logger: its own method')
+  t.match(JSON.parse(chunks[1]!), { level: 30, msg: 'y', 'event.kind': 'event' }, 'another logger, no fields')
 })
 
 t.test('a failed stdout is reported once on stderr', async t => {
@@ -137,7 +142,7 @@ t.test('the dropped-lines notice is one ECS line with the count', async t => {
   const line = droppedLine(() => ',"@timestamp":"2026-11-29T10:00:00.000Z"')(42)
   t.ok(line.endsWith('\n'))
   t.same(JSON.parse(line), {
-    'log.level': 'error', '@timestamp': '2026-11-29T10:00:00.000Z', 'ecs.version': ECS_VERSION,
+    'log.level': 'error', '@timestamp': '2026-11-29T10:00:00.000Z', 'ecs.version': ECS_VERSION, 'event.kind': 'event',
     message: 'log lines dropped: stdout did not keep up', tunnelguard: { dropped_lines: 42 },
   })
 })

@@ -13,6 +13,8 @@ import type { DecisionEvent } from '../../src/observe/types.js'
 import { createWebhook } from '../../src/observe/webhook.js'
 import { createReloader } from '../../src/reload.js'
 import { buildSnapshot } from '../../src/snapshot.js'
+import { startProxy } from '../../src/proxy/server.js'
+import { exchange, fakeResolve, freePort, startOrigin, waitFor } from '../fixtures/origin.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 
 /** A value's type as an Elasticsearch index maps it: null says nothing; an array is its elements' type. */
@@ -49,14 +51,19 @@ t.test('every key has one type on every line the writers give: a field an earlie
   const decisions: DecisionEvent[] = [
     { ...base, message: 'dns.query', transport: 'udp', decision: snap.policy.decide('10.0.0.9', 'a.ngrok.io', 'qname'), dns: { name: 'a.ngrok.io', type: 'A', rcode: 'NXDOMAIN' } },
     { ...base, message: 'dns.query', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 'x.ngrok.io', 'cname'), dns: { name: 'c1.test', type: 'ANY', class: 'CH', rcode: 'NOERROR', upstream: 'udp://127.0.0.1:9', cacheHit: false } },
-    { ...base, message: 'dns.query', transport: 'udp', decision: snap.policy.decide('10.0.0.9', 'example.com', 'qname'), dns: { name: 'example.com', type: 'A', rcode: 'NOERROR', cacheHit: true } },
+    { ...base, message: 'dns.query', transport: 'udp', decision: snap.policy.decide('10.0.0.9', 'example.com', 'qname'), dns: { name: 'example.com', type: 'A', rcode: 'NOERROR', cacheHit: true }, outcome: 'success' },
+    { ...base, message: 'dns.query', transport: 'udp', decision: snap.policy.decide('10.0.0.9', 'example.com', 'qname'), dns: { name: 'example.com', type: 'A', rcode: 'SERVFAIL', upstream: 'udp://127.0.0.1:9' }, outcome: 'failure' },
     { ...base, message: 'proxy.connect', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 's.ngrok.io', 'sni'), destination: { domain: 'innocent.example', ip: '192.0.2.1', port: 443 }, sni: 's.ngrok.io',
       extra: { 'tunnelguard.sni_status': 'ok', 'tunnelguard.mismatch': true, 'tunnelguard.sni_cnames': ['a.example'], 'tunnelguard.ech': true } },
     { ...base, message: 'proxy.connect', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 'i.ngrok.io', 'connect'), destination: { domain: 'a.example', port: 443 },
       extra: { 'tunnelguard.sni_status': 'http', 'tunnelguard.inner_connect': 'i.ngrok.io', 'tunnelguard.request': 2 } },
     { ...base, message: 'proxy.http', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 'h.ngrok.io', 'host'), destination: { domain: 'innocent.example', port: 80 }, urlDomain: 'innocent.example',
       extra: { 'http.request.method': 'GET', 'tunnelguard.mismatch': true, 'tunnelguard.host_header': 'h.ngrok.io' } },
-    { ...base, client: { ip: '10.0.0.9', port: 0 }, message: 'proxy.connect', transport: 'tcp', destination: { domain: '10.1.2.3', port: 443 },
+    { ...base, message: 'proxy.http', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 'nx.example', 'url'), destination: { domain: 'nx.example', port: 80 }, urlDomain: 'nx.example',
+      outcome: 'failure', extra: { 'http.request.method': 'GET', 'error.message': 'nx.example has no addresses' } },
+    { ...base, message: 'proxy.connect', transport: 'tcp', decision: { action: 'pass', group: 'default', where: 'connect', name: '2001:db8::1', reason: 'an address, not a name' },
+      destination: { ip: '2001:db8::1', port: 443 }, sni: 'x.example', extra: { 'tunnelguard.sni_status': 'ok' } },
+    { ...base, client: { ip: '10.0.0.9', port: 0 }, message: 'proxy.connect', transport: 'tcp', destination: { ip: '10.1.2.3', port: 443 },
       decision: { action: 'block', group: 'default', where: 'connect', name: '10.1.2.3', reason: 'internal', policy: 'proxy.allowDestinations' } },
     { ...base, message: 'sinkhole.capture', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 'm.ngrok.io', 'sni'), sni: 'm.ngrok.io', destination: { port: 443 } },
   ]
@@ -86,8 +93,34 @@ t.test('every key has one type on every line the writers give: a field an earlie
   await hook.idle()
   await hook.close()
 
+  // the proxy's close lines, from the proxy itself: served (success), the origin failed (failure), refused (none)
+  const origin = await startOrigin(t)
+  const dead = await freePort()
+  const proxySnap = makeSnapshot({ config: { proxy: { listen: ['127.0.0.1:0'], allowDestinations: ['127.0.0.0/8'], connectPorts: [origin.port, dead] } } })
+  const proxy = await startProxy({ listen: ['127.0.0.1:0'], getSnapshot: () => proxySnap, evidence, resolve: fakeResolve({}) })
+  t.teardown(() => proxy.close())
+  const port = proxy.addresses[0]!.port
+  const get = (authority: string) => `GET http://${authority}/ HTTP/1.1\r\nHost: ${authority}\r\nConnection: close\r\n\r\n`
+  await exchange(port, [get(`127.0.0.1:${origin.port}`)])
+  await exchange(port, [get(`127.0.0.1:${dead}`)])
+  await exchange(port, [`CONNECT 127.0.0.1:${dead} HTTP/1.1\r\n\r\n`, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'], { gapMs: 50 })
+  await exchange(port, [get('a.ngrok.io')])
+  t.ok(await waitFor(() => proxy.openConnections === 0 && (text.match(/"message":"proxy\.close"/g) ?? []).length === 4), 'four close lines')
+
   const lines = text.trimEnd().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
   const messages = new Set(lines.map(l => l.message))
+  const closes = lines.filter(l => l.message === 'proxy.close')
+  t.same(closes.map(l => [l['http.response.status_code'], l['event.outcome']]), [[200, 'success'], [502, 'failure'], [200, 'failure'], [403, undefined]])
+  t.same(closes.map(l => l['destination.ip']), ['127.0.0.1', '127.0.0.1', '127.0.0.1', undefined], 'an address the client named: destination.ip')
+  t.notOk(closes.slice(0, 3).some(l => 'destination.domain' in l), 'and no destination.domain')
+  // ECS's values only: event.kind on every line, event.outcome success or failure where there is one
+  const kind = (l: Record<string, unknown>) => (l.event as { kind?: string } | undefined)?.kind ?? l['event.kind']
+  const outcome = (l: Record<string, unknown>) => (l.event as { outcome?: string } | undefined)?.outcome ?? l['event.outcome']
+  t.same(lines.filter(l => !['alert', 'event'].includes(String(kind(l)))).map(l => l.message), [], 'event.kind alert or event on every line')
+  t.same(lines.filter(l => l.event === undefined && kind(l) !== 'event').map(l => l.message), [], 'an operational line\'s: event')
+  t.same([...new Set(lines.map(outcome))].sort(), ['failure', 'success', undefined])
+  t.same(lines.filter(l => outcome(l) !== undefined && ['block', 'sinkhole'].includes(String((l.event as { action?: string } | undefined)?.action))).map(l => l.message), [],
+    'no outcome on a block or sinkhole')
   for (const m of ['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.capture', 'dns upstream socket error', 'dns udp socket error',
     'reload rejected; keeping the previous config and lists', 'reload: admin.listen changed; listeners change only on restart',
     'reload: proxy.listen changed; listeners change only on restart', 'reloaded', 'alert webhook failed', 'alert webhook gave up',
@@ -109,6 +142,7 @@ t.test('every key has one type on every line the writers give: a field an earlie
   }
   t.same(clashes, [], 'one type per key')
   t.equal(types.get('tunnelguard.errors')?.type, 'number', 'the DNS socket notices\' count')
+  for (const k of ['event.kind', 'event.outcome', 'destination.ip', 'destination.domain']) t.equal(types.get(k)?.type, 'string', k)
   t.equal(types.get('tunnelguard.reload_errors')?.type, 'string', 'a rejected reload\'s errors, a list of strings')
   t.equal(types.get('tunnelguard.listening')?.type, 'string', 'the addresses listened on: a list, admin\'s one address too')
 })

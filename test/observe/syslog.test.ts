@@ -29,6 +29,12 @@ t.test('RFC 5424 message', async t => {
   t.match(esc, 'group="a\\"b\\\\c\\]d"')
 })
 
+t.test('a CONNECT to an address: the address (destination.ip, no destination.domain) is the name asked', async t => {
+  const e: DecisionEvent = { message: 'proxy.connect', decision: snap.policy.decide('10.0.0.5', 'a.ngrok.io', 'sni'), client: { ip: '10.0.0.5', port: 1 },
+    transport: 'tcp', durationNs: 1, destination: { ip: '203.0.113.5', port: 443 }, sni: 'a.ngrok.io' }
+  t.match(formatSyslog(e, fmt), ' name="a.ngrok.io" asked="203.0.113.5" where="sni" ')
+})
+
 t.test('urls', async t => {
   t.same(parseSyslogUrl('udp://127.0.0.1:514'), { transport: 'udp', host: '127.0.0.1', port: 514 })
   t.same(parseSyslogUrl('tcp://[::1]:6514'), { transport: 'tcp', host: '::1', port: 6514 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { DestinationGuard, parseAuthority, parseIpv4Loose } from '../../src/proxy/address.js'
+import { DestinationGuard, closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, parseIpv4Loose } from '../../src/proxy/address.js'
 import { CidrSet } from '../../src/policy/cidr.js'
 
 t.test('strict host:port', async t => {
@@ -99,4 +99,28 @@ t.test('destination guard: the other listeners of this process, read at each che
   t.match(g.check('127.0.0.3', 8443, lo), /own listeners/, 'another list of the same length: read again')
   t.match(g.check('127.0.0.1', 3128, lo), /own listeners/, 'the proxy\'s own still')
   t.equal(new DestinationGuard([], []).check('127.0.0.1', 9153, lo), undefined, 'no others by default')
+})
+
+t.test('an address a client names is destination.ip, canonical, with no destination.domain; a name is destination.domain', async t => {
+  t.same(parseAuthority('[2001:DB8:0:0::1]:443'), { host: '2001:DB8:0:0::1', port: 443, ip: '2001:db8::1' }, 'the address canonical, the host as written')
+  const v6 = parseAuthority('[2001:DB8::1]:443')!
+  const v4 = parseAuthority('0x7f000001:443')!
+  const name = parseAuthority('Example.COM:443')!
+  t.same(decisionDestination(v6, '2001:db8::1'), { ip: '2001:db8::1', port: 443 })
+  t.same(decisionDestination(v4), { ip: '127.0.0.1', port: 443 })
+  t.same(decisionDestination(name, '192.0.2.1'), { domain: 'Example.COM', ip: '192.0.2.1', port: 443 })
+  t.same(destinationFields(v6, '2001:db8::1'), { 'destination.ip': '2001:db8::1' })
+  t.same(destinationFields(name, 'example.com'), { 'destination.domain': 'example.com' })
+  t.same(destinationOfName('2001:DB8::0:1'), { ip: '2001:db8::1' })
+  t.same(destinationOfName('192.0.2.1'), { ip: '192.0.2.1' })
+  t.same(destinationOfName('a.ngrok.io'), { domain: 'a.ngrok.io' })
+  // a close line's fields: a later request on the connection replaces the earlier one's destination
+  const close: Record<string, unknown> = {}
+  closeDestination(close, name)
+  close['destination.ip'] = '192.0.2.1'
+  t.same(close, { 'destination.domain': 'Example.COM', 'destination.ip': '192.0.2.1', 'destination.port': 443 })
+  closeDestination(close, v4)
+  t.same(JSON.parse(JSON.stringify(close)), { 'destination.ip': '127.0.0.1', 'destination.port': 443 })
+  closeDestination(close, name)
+  t.same(JSON.parse(JSON.stringify(close)), { 'destination.domain': 'Example.COM', 'destination.port': 443 }, 'the last address dialled is not this request\'s')
 })

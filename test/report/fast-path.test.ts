@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Writable } from 'node:stream'
 import { toEcs } from '../../src/observe/ecs.js'
-import { createLogger } from '../../src/observe/logger.js'
+import { createLogger, messageWriter } from '../../src/observe/logger.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import { parseJson, parseLine } from '../../src/report/fields.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
@@ -40,12 +40,17 @@ const lines: Record<string, string> = {
   cname: log({ ...base, message: 'dns.query', decision: d('x.ngrok-free.app', 'cname'), dns: { name: 'cdn.example', type: 'A', rcode: 'NOERROR' } }),
   pass: log({ ...base, message: 'dns.query', decision: d('example.com'), dns: { name: 'example.com', type: 'AAAA', rcode: 'NOERROR' } }),
   connect: log({ ...base, message: 'proxy.connect', decision: d('t.ngrok.io', 'connect'), destination: { domain: 't.ngrok.io', port: 443 } }),
-  sni: log({ ...base, message: 'proxy.connect', decision: d('s.ngrok.io', 'sni'), sni: 's.ngrok.io', destination: { ip: '192.0.2.1', port: 443 } }),
+  sni: log({ ...base, message: 'proxy.connect', decision: d('s.ngrok.io', 'sni'), sni: 's.ngrok.io', destination: { port: 443 } }),
   url: log({ ...base, message: 'proxy.http', decision: d('u.trycloudflare.com', 'url'), urlDomain: 'u.trycloudflare.com' }),
   upperUrl: log({ ...base, message: 'proxy.http', decision: d('abc123.ngrok-free.app', 'url'), destination: { domain: 'ABC123.Ngrok-Free.APP', port: 80 }, urlDomain: 'ABC123.Ngrok-Free.APP' }),
   connectIp: log({ ...base, message: 'proxy.connect', decision: d('connect.ngrok-agent.com', 'sni'), sni: 'connect.ngrok-agent.com', destination: { domain: '127.0.0.1', ip: '127.0.0.1', port: 443 } }),
   connectIpPass: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), sni: 'example.net', destination: { domain: '192.0.2.7', ip: '192.0.2.7', port: 443 } }),
   connectIpOther: log({ ...base, message: 'proxy.connect', decision: d('b.ngrok.io', 'sni'), sni: 'a.example', destination: { domain: '192.0.2.7', port: 443 } }),
+  // today's lines: the address a client named in destination.ip, no destination.domain
+  connectIpNew: log({ ...base, message: 'proxy.connect', decision: d('connect.ngrok-agent.com', 'sni'), sni: 'connect.ngrok-agent.com', destination: { ip: '127.0.0.1', port: 443 }, outcome: 'failure' }),
+  connectIpNewPass: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), sni: 'example.net', destination: { ip: '192.0.2.7', port: 443 } }),
+  connectIpNewNoSni: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), destination: { ip: '192.0.2.7', port: 443 } }),
+  httpIp6New: log({ ...base, message: 'proxy.http', decision: d('2001:db8::1', 'url'), destination: { ip: '2001:db8::1', port: 80 }, urlDomain: '[2001:db8::1]', outcome: 'success' }),
   connectIpNoSni: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), destination: { domain: '192.0.2.7', port: 443 } }),
   escapedSni: log({ ...base, message: 'proxy.connect', decision: d('192.0.2.7', 'connect'), sni: 'a"b', destination: { domain: '192.0.2.7', port: 443 } }),
   escapedMatched: log({ ...base, message: 'dns.query', decision: d('x"y.ngrok.io', 'cname'), dns: { name: 'cdn.example', type: 'A', rcode: 'NOERROR' } }),
@@ -71,7 +76,7 @@ const lines: Record<string, string> = {
     logger.warn(r)
     return text.trimEnd()
   })(),
-  noName: log({ ...base, message: 'proxy.connect', decision: d('a.ngrok.io', 'connect'), destination: { ip: '192.0.2.1' } }).replace(/"matched_name":"[^"]*",?/, ''),
+  noName: log({ ...base, message: 'proxy.connect', decision: d('a.ngrok.io', 'connect'), destination: { port: 443 } }).replace(/"matched_name":"[^"]*",?/, ''),
   noAt: '{"ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io"}}}',
   escapedTs: '{"@timestamp":"2026\\u002d11-21T00:00:00Z","ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io"}}}',
   dotted: '{"@timestamp":"2026-11-21T00:00:00Z","ecs.version":"8.11.0","message":"dns.query","event.action":"block","client.ip":"1.2.3.4","dns.question.name":"a.io"}',
@@ -85,6 +90,16 @@ lines.operational = text.trimEnd()
 text = ''
 logger.warn({ why: 'an action failed' }, 'list warning')
 lines.operationalAction = text.trimEnd()
+// the proxy's close line and a capture that named nothing, as the writers give them (event.kind event, no event.action)
+const say = messageWriter(logger)
+text = ''
+say('info', 'proxy.close', { 'client.ip': '10.0.0.5', 'client.port': 1, 'event.category': ['network'], 'event.type': ['connection', 'end'],
+  'destination.ip': '203.0.113.5', 'destination.port': 443, 'http.response.status_code': 200, 'tunnelguard.unsent_status': 502,
+  'error.message': 'an action failed', 'event.outcome': 'failure' })
+lines.closeLine = text.trimEnd()
+text = ''
+say('warn', 'sinkhole.capture', { 'client.ip': '10.0.0.5', 'client.port': 1, 'error.message': 'no SNI, no Host' })
+lines.captureNotice = text.trimEnd()
 
 t.test('the fast path agrees with JSON.parse on every shape', async t => {
   for (const [k, line] of Object.entries(lines)) t.same(parseLine(line), parseJson(line), k)
@@ -98,6 +113,14 @@ t.test('what the shapes read as', async t => {
   t.match(parseLine(lines.connectIpPass!), { name: '192.0.2.7', matched: undefined, sni: 'example.net', action: 'pass' })
   t.match(parseLine(lines.connectIpOther!), { name: '192.0.2.7', matched: 'b.ngrok.io', sni: 'a.example' })
   t.match(parseLine(lines.connectIpNoSni!), { name: '192.0.2.7', matched: undefined, sni: undefined })
+  t.match(lines.connectIpNew, /"destination":\{"ip":"127\.0\.0\.1","port":443\}/)
+  t.same(parseLine(lines.connectIpNew!), parseLine(lines.connectIp!), 'an address in destination.ip reads as one in destination.domain did')
+  t.same(parseLine(lines.connectIpNewPass!), parseLine(lines.connectIpPass!))
+  t.same(parseLine(lines.connectIpNewNoSni!), parseLine(lines.connectIpNoSni!))
+  t.match(parseLine(lines.httpIp6New!), { name: '2001:db8::1', matched: undefined, where: 'url' })
+  t.match(lines.closeLine, /"event\.kind":"event"/)
+  t.equal(parseLine(lines.closeLine!), 'skip', 'a close line is no decision, event.kind and event.outcome notwithstanding')
+  t.equal(parseLine(lines.captureNotice!), 'skip', 'nor a capture that named nothing')
   t.match(parseLine(lines.escapedSni!), { sni: 'a"b' })
   t.match(parseLine(lines.escapedMatched!), { matched: 'x"y.ngrok.io' })
   t.match(parseLine(lines.connect!), { name: 't.ngrok.io', matched: undefined, sni: undefined })

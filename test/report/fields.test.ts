@@ -119,3 +119,20 @@ t.test('names fold case and a trailing dot: one name however the client spelt it
     { name: '192.0.2.7', matched: 'a.ngrok.io', sni: undefined }, 'the SNI, folded, is the matched name')
   t.match(line({ destination: { domain: 'cdn.example', port: 443 }, tunnelguard: { matched_on: 'cname', matched_name: 'X.Ngrok-Free.App' } }), { matched: 'x.ngrok-free.app' })
 })
+
+t.test('an address a client named: destination.ip on a line without destination.domain (today), or in destination.domain (before), canonical', async t => {
+  const base = { '@timestamp': ts, message: 'proxy.connect', 'event.action': 'pass', 'client.ip': '10.0.0.5', 'tunnelguard.matched_on': 'connect' }
+  const read = (o: Record<string, unknown>) => (parseLine(JSON.stringify({ ...base, ...o })) as { name: string; matched?: string })
+  t.match(read({ 'destination.ip': '2001:db8::1' }), { name: '2001:db8::1', matched: undefined })
+  t.match(read({ 'destination.domain': '2001:DB8:0:0::1', 'destination.ip': '2001:DB8:0:0::1' }), { name: '2001:db8::1', matched: undefined }, 'written as the client did')
+  t.match(read({ 'destination.domain': '::ffff:192.0.2.1', 'tunnelguard.matched_name': '192.0.2.1' }), { name: '192.0.2.1', matched: undefined })
+  t.match(read({ 'destination.domain': '0x7f000001', 'tunnelguard.matched_name': '127.0.0.1' }), { name: '127.0.0.1', matched: undefined }, 'IPv4 in a URL parser\'s form')
+  t.match(read({ 'destination.domain': '2130706433', 'tunnelguard.matched_name': '127.0.0.1' }), { name: '127.0.0.1', matched: undefined })
+  t.match(read({ 'destination.domain': '2130706433', 'tunnelguard.matched_name': '10.0.0.1' }), { name: '2130706433', matched: '10.0.0.1' }, 'another address decided on: as written')
+  t.match(read({ 'destination.domain': '1host.example', 'tunnelguard.matched_name': 'x.ngrok.io' }), { name: '1host.example', matched: 'x.ngrok.io' }, 'a name that starts with a digit')
+  t.match(read({ 'destination.domain': '192.0.2.9', 'tunnelguard.matched_name': 'X.Ngrok.IO' }), { name: '192.0.2.9', matched: 'x.ngrok.io' })
+  t.match(read({ 'url.domain': 'a.example', 'tunnelguard.matched_name': '2001:DB8::5', message: 'proxy.http' }), { name: 'a.example', matched: '2001:db8::5' }, 'a Host header\'s address decided on, canonical')
+  t.match(read({ 'destination.domain': 'a.example', 'destination.ip': '192.0.2.1' }), { name: 'a.example' }, 'a name with the address connected to: the name')
+  // a DNS question is a name, whatever it looks like
+  t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', 'dns.question.name': '2130706433', 'tunnelguard.matched_name': '127.0.0.1' })), { name: '2130706433', matched: '127.0.0.1' })
+})

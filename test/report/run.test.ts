@@ -7,6 +7,7 @@ import { createClientTable } from '../../src/observe/client-table.js'
 import { createEvidence } from '../../src/observe/evidence.js'
 import { createLogger } from '../../src/observe/logger.js'
 import { createMetrics } from '../../src/observe/metrics.js'
+import { decisionDestination, parseAuthority } from '../../src/proxy/address.js'
 import { parseTime, runReport, type ReportArgs } from '../../src/report/run.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 
@@ -356,9 +357,10 @@ function machinesLog() {
       destination: { domain: decision.name, port: where === 'sni' ? 443 : 80 }, ...(where === 'sni' ? { sni: name } : { urlDomain: decision.name }),
     })
   }
+  // as the proxy writes it: an address the client named in destination.ip, a name in destination.domain
   const connect = (ip: string, host: string, sni?: string) => evidence.decision({
     message: 'proxy.connect', decision: snap.policy.decide(ip, sni ?? host, sni === undefined ? 'connect' : 'sni'), client: client(ip), transport: 'tcp', durationNs: 1,
-    destination: { domain: host, port: 443 }, sni,
+    destination: decisionDestination(parseAuthority(`${host}:443`)!), sni,
   })
   const http = (ip: string, url: string, host = url) => evidence.decision({
     message: 'proxy.http', decision: snap.policy.decide(ip, host, host === url ? 'url' : 'host'), client: client(ip), transport: 'tcp', durationNs: 1,
@@ -469,4 +471,48 @@ t.test('report and /api/clients say the same: the client, the name asked, the na
   const sort = (rows: ReturnType<typeof view>[]) => rows.sort((a, b) => `${a.ip} ${a.mac}`.localeCompare(`${b.ip} ${b.mac}`))
   t.same(sort((live.list() as Row[]).map(view)), sort((j.clients as Row[]).map(view)))
   t.match(live.list().find(c => c.ip === '10.0.0.11')!.names, [{ name: 'innocent.example.test', matched: ['x1.ngrok-free.app'] }], 'the name the client asked, the CNAME target beside it')
+})
+
+t.test('a log spanning the upgrade: an address a client named, in destination.domain before and destination.ip now, is one destination', async t => {
+  let text = ''
+  const logger = createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { text += c; cb() } }), clock: () => T0 })
+  const snap = makeSnapshot({ config: { log: { queries: 'all' } } })
+  const live = createClientTable({ clock: () => T0 })
+  const evidence = createEvidence({ logger, getSnapshot: () => snap, metrics: createMetrics(), clients: live })
+  const client = { ip: '10.0.0.9', port: 40000 }
+  const pass = (name: string, where: 'connect' | 'url') => ({ action: 'pass' as const, group: 'default', where, name, reason: 'an address, not a name' })
+  // the lines older builds wrote: the literal as the client wrote it in destination.domain (the
+  // address decided on in matched_name when that differed), and an SNI behind an address
+  const old = (message: string, domain: string, matched?: string, more: Record<string, unknown> = {}) => JSON.stringify({
+    'log.level': 'info', '@timestamp': '2026-11-21T09:00:00.000Z', 'ecs.version': '8.11.0', message,
+    event: { action: 'pass', kind: 'event', category: ['network'], type: ['connection', 'allowed'], duration: 1 }, client, network: { transport: 'tcp' },
+    destination: { domain, ip: matched ?? domain, port: 443 }, ...more,
+    tunnelguard: { group: 'default', matched_on: message === 'proxy.http' ? 'url' : 'connect', reason: 'an address, not a name', ...(matched ? { matched_name: matched } : {}) },
+  }) + '\n'
+  const before = [
+    old('proxy.connect', '203.0.113.5'), old('proxy.connect', '2001:DB8:0::1'), old('proxy.connect', '::ffff:198.51.100.2', '198.51.100.2'),
+    old('proxy.connect', '0x7f000001', '127.0.0.1'), old('proxy.http', '192.0.2.80', undefined, { url: { domain: '192.0.2.80' } }),
+  ].join('')
+  // today's, from the proxy's own helpers: the same targets, each once
+  for (const [authority, message] of [['203.0.113.5:443', 'proxy.connect'], ['[2001:db8::1]:443', 'proxy.connect'], ['[::ffff:198.51.100.2]:443', 'proxy.connect'],
+    ['0x7f000001:443', 'proxy.connect'], ['192.0.2.80:80', 'proxy.http']] as const) {
+    const target = parseAuthority(authority)!
+    const ev = { message, decision: pass(target.ip!, message === 'proxy.http' ? 'url' : 'connect'), client, transport: 'tcp' as const, durationNs: 1,
+      destination: decisionDestination(target, target.ip), ...(message === 'proxy.http' ? { urlDomain: target.host } : {}) }
+    evidence.decision(ev)
+    live.record(ev)                                     // a pass is not in the table: put there as a block would be
+  }
+  const now = text.trimEnd().split('\n').map(l => JSON.parse(l) as { destination: Record<string, unknown> })
+  t.same(now.map(l => l.destination), [{ ip: '203.0.113.5', port: 443 }, { ip: '2001:db8::1', port: 443 }, { ip: '198.51.100.2', port: 443 },
+    { ip: '127.0.0.1', port: 443 }, { ip: '192.0.2.80', port: 80 }], 'today: the canonical address in destination.ip, no destination.domain')
+  const file = join(dir, 'upgrade.jsonl')
+  writeFileSync(file, before + text)
+  const j = JSON.parse(await report({ files: [file], format: 'json' }))
+  t.equal(j.clients.length, 1)
+  const names = (j.clients[0].names as { name: string; count: number; matched: string[] }[]).map(n => [n.name, n.count, n.matched])
+  t.same(names.sort(), [['127.0.0.1', 2, []], ['192.0.2.80', 2, []], ['198.51.100.2', 2, []], ['2001:db8::1', 2, []], ['203.0.113.5', 2, []]],
+    'each address once, counted twice (an old line and a new one), with nothing beside it')
+  // the live table (/api/clients) names today's lines as report does
+  t.same(live.list()[0]!.names.map(n => n.name).sort(), ['127.0.0.1', '192.0.2.80', '198.51.100.2', '2001:db8::1', '203.0.113.5'])
+  t.same(JSON.parse(await report({ files: [file], format: 'json', client: '10.0.0.9' })).clients[0].names.length, 5)
 })
