@@ -125,18 +125,18 @@ t.test('tunnelguard serve, SIGHUP: a client revoked or moved to a blocking group
   const expect: [number, string, Record<string, unknown>, RegExp][] = [
     [port, 'port', {
       event: { action: 'block', kind: 'event', reason: `closed after a reload: CONNECT to port ${port} is not allowed (proxy.connectPorts: ${keep}, ${dest}, ${client}, ${group})` },
-      client: { ip: '127.0.0.1' }, destination: { domain: '127.0.0.1', ip: '127.0.0.1', port }, tls: { client: { server_name: 'port.test' } },
+      client: { ip: '127.0.0.1' }, destination: { ip: '127.0.0.1', port }, tls: { client: { server_name: 'port.test' } },
       tunnelguard: { policy: 'proxy.connectPorts', reload: true, matched_on: 'connect' },
     }, /^blocked after a reload: CONNECT to port \d+ is not allowed/],
     [dest, 'dest', {
       event: { action: 'block', kind: 'event', reason: 'closed after a reload: 127.0.0.2 is loopback (127.0.0.0/8); list it in proxy.allowDestinations to allow' },
-      client: { ip: '127.0.0.1' }, destination: { domain: '127.0.0.2', ip: '127.0.0.2', port: dest }, tls: { client: { server_name: 'dest.test' } },
+      client: { ip: '127.0.0.1' }, destination: { ip: '127.0.0.2', port: dest }, tls: { client: { server_name: 'dest.test' } },
       error: { message: '127.0.0.2 is loopback (127.0.0.0/8); list it in proxy.allowDestinations to allow' },
       tunnelguard: { policy: 'proxy.allowDestinations', reload: true },
     }, /^blocked after a reload: 127\.0\.0\.2 is loopback/],
     [client, 'client', {
       event: { action: 'block', kind: 'event', reason: 'closed after a reload: client 127.0.0.5 is not in proxy.allowClients' },
-      client: { ip: '127.0.0.5' }, destination: { domain: '127.0.0.1', port: client }, tls: { client: { server_name: 'client.test' } },
+      client: { ip: '127.0.0.5' }, destination: { ip: '127.0.0.1', port: client }, tls: { client: { server_name: 'client.test' } },
       tunnelguard: { policy: 'proxy.allowClients', reload: true },
     }, /^blocked after a reload: client 127\.0\.0\.5 is not in proxy\.allowClients$/],
     [group, 'group', {

@@ -201,7 +201,7 @@ t.test('plain HTTP in a tunnel: the Hosts its requests named are decided again',
   t.ok(await closes(raw))
   t.match(p.ev.events.at(-1), {
     decision: { action: 'sinkhole', name: 'app.plain.test', where: 'host' },
-    destination: { domain: '127.0.0.1' }, extra: { 'tunnelguard.reload': true },
+    destination: { ip: '127.0.0.1' }, extra: { 'tunnelguard.reload': true },
   })
   t.ok(await waitFor(() => p.closeLines().length === 1))
   t.match(p.closeLines()[0]!.fields, { 'error.message': /^blocked after a reload/, 'tunnelguard.tunnel_requests': 1 })
@@ -264,7 +264,7 @@ t.test('serve: a SIGHUP-style reload that adds a name to a list closes the tunne
   t.ok(i >= 0, 'a decision line for the reload')
   t.match(lines[i], {
     message: 'proxy.connect', event: { action: 'sinkhole', reason: /^closed after a reload: sinkhole: agent\.mine\.test matches mine\.test in list mine$/ },
-    client: { ip: '127.0.0.1' }, destination: { domain: '127.0.0.1', port: sink.port }, tls: { client: { server_name: 'agent.mine.test' } },
+    client: { ip: '127.0.0.1' }, destination: { ip: '127.0.0.1', port: sink.port }, tls: { client: { server_name: 'agent.mine.test' } },
     rule: { ruleset: 'mine', name: 'mine.test' }, tunnelguard: { reload: true, matched_on: 'sni' },
   })
   t.ok(await waitFor(() => log.split('\n').slice(i + 1).some(l => l.includes('proxy.close'))), 'the close line after it')
