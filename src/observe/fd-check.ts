@@ -126,9 +126,13 @@ export class FdBudget {
     const now = this.now()
     if (now - this.countedAt >= FD_RECOUNT_MS) {
       this.countedAt = now
-      this.lim = this.readLimit()
-      this.count = this.lim === undefined ? 0 : this.countOpen()
+      this.lim = this.readLimit() ?? this.lim      // a limit once read is kept when the file cannot be read (no descriptor for it)
       this.delta = 0
+      try {
+        this.count = this.lim === undefined ? 0 : this.countOpen()
+      } catch {
+        this.count = this.lim!                      // no descriptor to read /proc/self/fd with: as low as can be
+      }
     }
     return this.lim !== undefined && this.count + this.delta >= this.lim - fdReserve(this.lim)
   }

@@ -117,12 +117,20 @@ t.test('FdBudget: low within the reserve of the limit; counted again at most onc
   now += 1
   t.ok(b.low(), 'counted again: descriptors opened elsewhere (upstream sockets) are seen')
   t.equal(counts, 2)
+  open = 100
   limit = undefined
   now += FD_RECOUNT_MS
-  t.notOk(b.low(), 'no limit known: never low')
-  t.equal(counts, 2, 'and nothing counted')
-  t.equal(b.limit, undefined)
-  t.equal(b.reserve, 64)
+  t.notOk(b.low(), 'the limit file unreadable (no descriptor for it): the limit read before is kept')
+  t.equal(b.limit, 256)
+  now += FD_RECOUNT_MS
+  const failing = new FdBudget(() => now, () => 256, () => { throw Object.assign(new Error('too many open files'), { code: 'EMFILE' }) })
+  t.ok(failing.low(), 'no descriptor to count them with: low, and no throw (it is asked in an accept)')
+  let never = 0
+  const unknown = new FdBudget(() => now, () => undefined, () => { never++; return 1 << 20 })
+  t.notOk(unknown.low(), 'no limit known: never low')
+  t.equal(never, 0, 'and nothing counted')
+  t.equal(unknown.limit, undefined)
+  t.equal(unknown.reserve, 64)
   const real = new FdBudget()
   t.equal(real.low(), false, 'this process is far from its limit')
 })
