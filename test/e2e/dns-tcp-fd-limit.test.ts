@@ -9,13 +9,13 @@ import { dig, kdig } from '../fixtures/dig.js'
 // `tunnelguard serve` under a small open-files limit (prlimit on the child): a warning at the start
 // (and at a reload that raises the caps past it) that the connection caps exceed the limit, and a
 // reserve of descriptors kept: idle TCP DNS connections from many clients cannot take the ones
-// upstream sockets and the admin listener need.
+// upstream sockets and the admin listener need. Reloads by SIGHUP only (a file watched would reload too).
 
 const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 const config = (port: number, upstream: string, state: string, maxConnections: number): string => [
   'dns:', `  listen: ["127.0.0.1:${port}"]`, `  upstreams: ["${upstream}"]`,
   `  tcp: { idleTimeout: 60s, maxConnections: ${maxConnections} }`,
-  'proxy: { listen: [] }', 'admin: { listen: "127.0.0.1:0" }', `state: { dir: ${JSON.stringify(state)} }`, '',
+  'proxy: { listen: [] }', 'admin: { listen: "127.0.0.1:0" }', 'reload: { watch: false }', `state: { dir: ${JSON.stringify(state)} }`, '',
 ].join('\n')
 const CAPS = /the connection caps need up to \d+ file descriptors, more than the open-files limit/
 
