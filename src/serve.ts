@@ -8,7 +8,7 @@ import { createReloadableAlerts } from './observe/alerts.js'
 import { createClientNames } from './observe/client-names.js'
 import { createClientTable } from './observe/client-table.js'
 import { createEvidence } from './observe/evidence.js'
-import { watchFds } from './observe/fd-check.js'
+import { FdBudget, fdCapsWarning, softFdLimit, watchFds, type FdCaps } from './observe/fd-check.js'
 import { createLogger, lostLines } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
 import { flushNotices } from './observe/throttle.js'
@@ -135,7 +135,10 @@ async function start(opts: ServeOptions): Promise<Running> {
       // first, as it may throw (an output that cannot be built): the reload is then rejected
       // with nothing changed, the old snapshot and alert outputs kept
       applyAlerts(s.config)
+      const before = capsOf(snapshot!.config)
       snapshot = s
+      const after = capsOf(s.config)
+      if (Object.keys(after).some(k => after[k as keyof FdCaps] !== before[k as keyof FdCaps])) checkFdCaps(after)
       metrics.setLists(s.lists)
       void names.configure(s.config)
       remote.sync()
@@ -157,6 +160,20 @@ async function start(opts: ServeOptions): Promise<Running> {
     else if (!c.reload.watch && reloader.watching) reloader.unwatch()
   }
   let running = false
+  /** The connection caps in force, over the listeners open (listen addresses change only on restart). */
+  function capsOf(c: Config): FdCaps {
+    return {
+      dnsTcp: c.dns.tcp.maxConnections, dnsListeners: addresses.dns.filter(a => a.transport === 'tcp').length,
+      proxy: addresses.proxy.length > 0 ? c.proxy.maxConnections : 0, admin: addresses.admin ? c.admin.maxConnections : 0,
+    }
+  }
+  /** Say so when the caps, at their fullest, would take more descriptors than the process may open. */
+  function checkFdCaps(caps: FdCaps): void {
+    const w = fdCapsWarning(caps, softFdLimit())
+    if (w) evidence.warn(w.msg, w.fields)
+  }
+  // DNS TCP and proxy connections keep a reserve of descriptors free for upstream sockets, admin, the log
+  const fds = new FdBudget()
 
   const closers: (() => Promise<void> | void)[] = []
   closers.push(() => alerts.close())
@@ -169,7 +186,7 @@ async function start(opts: ServeOptions): Promise<Running> {
   const others: { address: string; port: number }[] = []
   try {
     if (config.dns.listen.length > 0) {
-      const dns = await listening(() => startDns({ listen: config.dns.listen, getSnapshot, evidence }), 'dns.listen', config.dns.listen, overrides.dns && '--dns')
+      const dns = await listening(() => startDns({ listen: config.dns.listen, getSnapshot, evidence, fds }), 'dns.listen', config.dns.listen, overrides.dns && '--dns')
       addresses.dns.push(...dns.addresses)
       others.push(...dns.addresses)
       metrics.watchCache(() => dns.cacheStats())
@@ -178,7 +195,7 @@ async function start(opts: ServeOptions): Promise<Running> {
     const resolver = createResolver({ getSnapshot, evidence })
     closers.push(() => resolver.close())
     if (config.proxy.listen.length > 0) {
-      const proxy = await listening(() => startProxy({ listen: config.proxy.listen, getSnapshot, evidence, resolve: n => resolver.resolve(n), listeners: () => others }),
+      const proxy = await listening(() => startProxy({ listen: config.proxy.listen, getSnapshot, evidence, fds, resolve: n => resolver.resolve(n), listeners: () => others }),
         'proxy.listen', config.proxy.listen, overrides.proxy && '--proxy')
       addresses.proxy.push(...proxy.addresses)
       redecide = () => void proxy.redecide()
@@ -204,6 +221,7 @@ async function start(opts: ServeOptions): Promise<Running> {
     throw e
   }
   running = true
+  checkFdCaps(capsOf(config))
   if (opts.watchFiles !== false && getSnapshot().config.reload.watch) reloader.watch()
   closers.push(() => reloader.close())
   remote.start()

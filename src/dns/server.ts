@@ -8,6 +8,7 @@ import { throttled } from '../observe/throttle.js'
 import type { CacheStats, Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { QueryHandler } from './handler.js'
+import type { FdBudget } from '../observe/fd-check.js'
 import { TcpClients, TcpListener } from './tcp-listener.js'
 import { UDP_SOCKET_BUFFER } from './upstream-udp.js'
 
@@ -27,6 +28,8 @@ export interface DnsOptions {
   readonly evidence: Evidence
   /** hrtime in ns (injected in tests). */
   readonly clock?: () => bigint
+  /** The process's descriptors: TCP connections past their reserve close an idle one or are refused (none: no reserve kept). */
+  readonly fds?: FdBudget
 }
 
 const BIND_TRIES = 10
@@ -107,7 +110,7 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
   const handler = new QueryHandler({ getSnapshot, evidence, clock: opts.clock ?? process.hrtime.bigint })
   const udps: Socket[] = []
   const tcps: TcpListener[] = []
-  const tcpClients = new TcpClients(evidence, getSnapshot)   // a client's connections counted across all listeners
+  const tcpClients = new TcpClients(evidence, getSnapshot, opts.fds)   // a client's connections counted across all listeners
   const addresses: DnsAddress[] = []
   let closed = false
   const udpListen = udpListener(handler, evidence, () => closed)

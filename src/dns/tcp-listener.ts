@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net'
-import { fdCode, fdExhausted } from '../observe/fd-check.js'
+import { fdCode, fdExhausted, type FdBudget } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
 import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
@@ -23,10 +23,15 @@ export class TcpClients {
   private keys: LimitKeys | undefined
   /** A connection refused: its client had dns.tcp.maxConnectionsPerClient open. */
   readonly overLimit: WindowedNotice
-  /** A connection dropped by node: the listener had dns.tcp.maxConnections open. */
+  /** A connection refused: the listener had dns.tcp.maxConnections open, none of them idle. */
   readonly atCap: WindowedNotice
+  /** A connection refused: the process's open files were within the reserve of its limit, none idle. */
+  readonly fdLow: WindowedNotice
+  /** An idle connection closed to make room for a new one (the client named: the one closed). */
+  readonly shed: WindowedNotice
 
-  constructor(evidence: Evidence, private readonly getSnapshot: () => Snapshot) {
+  /** `fds`: the process's descriptors; none, no reserve is kept (a test's listener). */
+  constructor(evidence: Evidence, private readonly getSnapshot: () => Snapshot, readonly fds?: FdBudget) {
     const tcp = (): Snapshot['config']['dns']['tcp'] => getSnapshot().config.dns.tcp
     const warn = (msg: string, setting: string, value: () => number) => new WindowedNotice(NOTICE_WINDOW_MS,
       (key, n, ip) => evidence.warn(msg, { 'client.ip': ip, ...prefixField('clientPrefix', key), refused: n, [setting]: value() }),
@@ -34,6 +39,10 @@ export class TcpClients {
     this.overLimit = warn('dns tcp connection refused: too many from this client',
       'maxConnectionsPerClient', () => tcp().maxConnectionsPerClient)
     this.atCap = warn('dns tcp connection refused: too many open', 'maxConnections', () => tcp().maxConnections)
+    this.fdLow = warn('dns tcp connection refused: open files near the limit', 'fdLimit', () => fds!.limit!)
+    this.shed = new WindowedNotice(NOTICE_WINDOW_MS,
+      (key, n, ip) => evidence.warn('dns tcp connection closed: idle, to make room for a new one', { 'client.ip': ip, ...prefixField('clientPrefix', key), closed: n }),
+      (clients, n) => evidence.warn('dns tcp connection closed: idle, to make room for a new one', { clients, closed: n }))
   }
 
   /** The key the connections of the address `ip` are counted under, by the config in force. */
@@ -65,12 +74,17 @@ export class TcpClients {
  * for each message (the idle timeout again, from its first octet: a message dripped in is cut
  * off, however often octets come) and caps on connections, overall and per client. A client
  * outside dns.allowClients is refused at accept (reset), as is one over its connection cap. A
- * client that closes its side first still gets the answers to the queries it sent: the
- * connection is ended after the last one.
+ * new connection past the listener's cap, or while the process's open files are within the
+ * reserve of its limit (FdBudget), closes the connection idle longest (no query in flight, no
+ * part of a message received: RFC 7766 §6.2.3) and takes its place; with none idle it is
+ * refused. A client that closes its side first still gets the answers to the queries it sent:
+ * the connection is ended after the last one.
  */
 export class TcpListener {
   readonly server: Server
-  private readonly sockets = new Set<Socket>()
+  /** The open connections, each with when it was last busy (a count of events, not a time) and whether it is idle now. */
+  private readonly sockets = new Map<Socket, { last: number, readonly ip: string, idle: () => boolean }>()
+  private ticks = 0
 
   constructor(
     private readonly handler: QueryHandler,
@@ -81,16 +95,34 @@ export class TcpListener {
     // half-open: a client may send its queries and then close its side (FIN); its answers still go
     // out, and the connection is ended once the last is written
     this.server = createServer({ allowHalfOpen: true }, s => this.accept(s))
-    this.server.maxConnections = getSnapshot().config.dns.tcp.maxConnections
     this.server.on('error', e => {
       // an accept without a descriptor (libuv closes what it could not hand over): counted and said once per 10 s
       if (fdExhausted(e)) evidence.counters.fdExhausted('listener', fdCode(e))
       else evidence.warn('dns tcp listener error', { error: e.message })
     })
-    this.server.on('drop', d => {
-      evidence.counters.dropped('overload')
-      clients.atCap.note(canonicalIp(String(d!.remoteAddress)), performance.now())
-    })
+  }
+
+  /**
+   * Make room for a connection past the cap or the descriptors' reserve: close the one idle
+   * longest (counted, `shed`, and said) and return true; false when none is idle.
+   */
+  private shedIdle(): boolean {
+    let oldest: Socket | undefined
+    let last = Infinity
+    let ip = ''
+    for (const [s, c] of this.sockets) {
+      if (c.last < last && c.idle()) {
+        oldest = s
+        last = c.last
+        ip = c.ip
+      }
+    }
+    if (!oldest) return false
+    this.sockets.delete(oldest)                      // its place is taken now; its 'close' comes later
+    oldest.destroy()
+    this.evidence.counters.dropped('shed')
+    this.clients.shed.note(this.clients.keyOf(ip), performance.now(), ip)
+    return true
   }
 
   private accept(socket: Socket): void {
@@ -103,7 +135,6 @@ export class TcpListener {
     }
     const ip = canonicalIp(raw)                          // a link-local client without its zone, as the proxy and UDP name it
     const tcp = this.getSnapshot().config.dns.tcp
-    this.server.maxConnections = tcp.maxConnections
     const counters = this.evidence.counters
     if (!this.handler.admit(ip)) {
       socket.resetAndDestroy()
@@ -117,12 +148,24 @@ export class TcpListener {
       socket.resetAndDestroy()
       return
     }
-    this.sockets.add(socket)
+    // past the cap, or near the descriptors' limit: an idle connection makes room, or this one is refused
+    const fds = this.clients.fds
+    const full = this.sockets.size >= tcp.maxConnections
+    if ((full || fds?.low()) && !this.shedIdle()) {
+      if (key !== undefined) this.clients.remove(key)
+      counters.dropped('overload')
+      ;(full ? this.clients.atCap : this.clients.fdLow).note(ip, performance.now())
+      socket.destroy()
+      return
+    }
+    fds?.opened()
     counters.connections('dns-tcp', 1)
     socket.setNoDelay(true)
     const client = { ip, port: socket.remotePort!, transport: 'tcp' as const }
     const reader = new FrameReader()
     let inFlight = 0
+    const conn = { last: ++this.ticks, ip, idle: () => inFlight === 0 && reader.buffered === 0 }
+    this.sockets.set(socket, conn)
     // the deadline of the message being received, and which one it is (the frame count when it began)
     let deadline: NodeJS.Timeout | undefined
     let deadlineOf = -1
@@ -140,6 +183,7 @@ export class TcpListener {
     socket.on('close', () => {
       clearTimeout(deadline)
       this.sockets.delete(socket)
+      fds?.closed()
       if (key !== undefined) this.clients.remove(key)
       counters.connections('dns-tcp', -1)
     })
@@ -174,6 +218,7 @@ export class TcpListener {
     }
     const answer = (reply: Buffer | undefined): void => {
       inFlight--
+      conn.last = ++this.ticks
       if (socket.destroyed) return
       if (reply) socket.write(frame(reply))
       if (paused) take()
@@ -185,6 +230,7 @@ export class TcpListener {
       finishIfDone()
     })
     socket.on('data', chunk => {
+      conn.last = ++this.ticks
       reader.feed(chunk)
       take()
     })
@@ -207,6 +253,6 @@ export class TcpListener {
   }
 
   destroyAll(): void {
-    for (const s of this.sockets) s.destroy()
+    for (const s of this.sockets.keys()) s.destroy()
   }
 }

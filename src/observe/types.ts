@@ -69,7 +69,7 @@ export interface Counters {
   decided(message: DecisionEvent['message'], decision: Decision): void
   cacheLookup(hit: boolean): void
   upstream(upstream: string, outcome: 'ok' | 'timeout' | 'error', seconds: number): void
-  dropped(reason: 'ratelimit' | 'malformed' | 'overload' | 'refused' | 'mismatch'): void
+  dropped(reason: 'ratelimit' | 'malformed' | 'overload' | 'refused' | 'mismatch' | 'shed'): void
   proxyBytes(direction: 'up' | 'down', bytes: number): void
   connections(kind: 'dns-tcp' | 'proxy', delta: 1 | -1): void
   /** No file descriptor was free (EMFILE, ENFILE) at `where` (see fd-check.ts). */

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import { WindowedNotice } from '../dns/rate-limit.js'
+import type { FdBudget } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
 import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
@@ -22,7 +23,8 @@ export interface Admitted {
 /**
  * Who may hold a proxy connection, decided at the accept, before a byte is read: a peer that is
  * neither an allowed client nor a trusted proxy is closed; past proxy.maxConnections, or an
- * untrusted address past proxy.maxConnectionsPerAddress, the connection gets 503. An untrusted
+ * untrusted address past proxy.maxConnectionsPerAddress, or while the process's open files are
+ * within the reserve of its limit (FdBudget), the connection gets 503. An untrusted
  * address is counted with the others of its prefix (limits.ipv6Prefix, ipv4Prefix: a host that
  * rotates its IPv6 addresses is one client); a trusted one is not counted. Refusals are logged
  * once per window with their count, not once per connection; a 503 closes in stages (#refuse).
@@ -36,14 +38,24 @@ export class Admission {
   /** Over proxy.maxConnections: one line per window for all clients, naming the last one. */
   #overloaded = { ip: '', limit: 0 }
   readonly #overload: WindowedNotice
+  /** Open files near the limit: one line per window for all clients, naming the last one. */
+  #fdLowIp = ''
+  readonly #fdLow: WindowedNotice
   readonly #overloadByAddress: WindowedNotice
   readonly #denied: WindowedNotice
 
-  constructor(private readonly evidence: Evidence, private readonly getSnapshot: () => Snapshot, private readonly nowMs: () => number) {
+  constructor(private readonly evidence: Evidence, private readonly getSnapshot: () => Snapshot, private readonly nowMs: () => number,
+    private readonly fds?: FdBudget) {
     /* c8 ignore next - never called: this notice has one key (''), so it never has others to sum */
     const none = (): void => {}
     this.#overload = new WindowedNotice(NOTICE_WINDOW_MS, (_all, n) => {
       evidence.warn('proxy.overload', { 'client.ip': this.#overloaded.ip, 'tunnelguard.max_connections': this.#overloaded.limit, 'tunnelguard.refused': n })
+    }, none)
+    this.#fdLow = new WindowedNotice(NOTICE_WINDOW_MS, (_all, n) => {
+      evidence.warn('proxy.overload', {
+        'client.ip': this.#fdLowIp, 'tunnelguard.fd_limit': fds!.limit!, 'tunnelguard.fd_reserve': fds!.reserve, 'tunnelguard.refused': n,
+        'error.message': 'open files within the reserve of the limit: new connections get 503 (raise LimitNOFILE / ulimit -n)',
+      })
     }, none)
     // past the addresses one window names (a flood from many sources): one line sums the rest
     const others = (message: string) => (clients: number, n: number): void => {
@@ -81,6 +93,12 @@ export class Admission {
       this.#overloaded = { ip: peer.ip, limit: maxConnections }
       this.#overload.note('', this.nowMs())
       return this.#refuse(socket, `too many connections (proxy.maxConnections ${maxConnections})`, maxConnections)
+    }
+    // descriptors kept for the origins, the DNS upstreams, admin and the log: refused at once, not lingering
+    if (this.fds?.low()) {
+      this.#fdLowIp = peer.ip
+      this.#fdLow.note('', this.nowMs())
+      return this.#refuse(socket, 'too many open files', 0)
     }
     if (trusted) return { peer, trusted }                 // a trusted proxy speaks for many clients: not counted
     // one address (or prefix: an IPv6 host's /64) cannot take every slot

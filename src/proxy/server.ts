@@ -2,6 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage } from 'node:htt
 import type { Server, Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { CATEGORY } from '../observe/ecs.js'
+import type { FdBudget } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
@@ -41,6 +42,8 @@ export interface ProxyOptions {
   readonly evidence: Evidence
   readonly resolve: Resolve
   readonly clock?: () => bigint
+  /** The process's descriptors: a client connection past their reserve gets 503 (none: no reserve kept). */
+  readonly fds?: FdBudget
   /** Time allowed to connect to an origin or get a parent's answer to CONNECT (ms, default 10 s). */
   readonly connectTimeout?: number
   /**
@@ -70,7 +73,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const connectTimeout = opts.connectTimeout ?? 10_000
   const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo', timeout: IDLE_UPSTREAM_MS }, connectTimeout)
   const nowMs = () => Number(clock()) / 1e6
-  const admission = new Admission(evidence, opts.getSnapshot, nowMs)
+  const admission = new Admission(evidence, opts.getSnapshot, nowMs, opts.fds)
   let seq = 0
   const http = createHttpServer({
     maxHeaderSize: cfg.maxHeaderBytes,
@@ -233,10 +236,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     const conn: HttpConn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, answering: 0, upstreams: new Set(), close: {}, waiting: [], held: false }
     conns.set(socket, conn)
     clients.add(socket)
+    opts.fds?.opened()
     evidence.counters.connections('proxy', 1)
     socket.on('close', () => {
       for (const up of conn.upstreams) up.destroy()  // requests still waiting for a response nobody will read
       clients.delete(socket)
+      opts.fds?.closed()
       admission.release(key)
       evidence.counters.connections('proxy', -1)
       evidence.counters.proxyBytes('up', socket.bytesRead)

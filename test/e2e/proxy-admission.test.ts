@@ -7,15 +7,16 @@ import { fakeResolve, startOrigin, waitFor } from '../fixtures/origin.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { rawClient } from '../fixtures/raw-client.js'
+import { FdBudget } from '../../src/observe/fd-check.js'
 
 /** A proxy with a clock the test can move forward (the log windows). */
-async function proxy(t: Test, config: ConfigInput['proxy']) {
+async function proxy(t: Test, config: ConfigInput['proxy'], fds?: FdBudget) {
   let skew = 0n
   const ev = memoryEvidence()
   const snap = makeSnapshot({ config: { proxy: { listen: ['127.0.0.1:0'], allowDestinations: ['127.0.0.0/8'], ...config } } })
   const p = await startProxy({
     listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}),
-    clock: () => process.hrtime.bigint() + skew,
+    clock: () => process.hrtime.bigint() + skew, fds,
   })
   t.teardown(() => p.close())
   return { p, ev, port: p.addresses[0]!.port, later: (ms: number) => { skew += BigInt(ms) * 1_000_000n } }
@@ -107,6 +108,39 @@ t.test('over proxy.maxConnections: 503, one overload line per window for all add
   t.ok(await waitFor(() => lines(ev, 'proxy.overload').length === 2))
   t.same(lines(ev, 'proxy.overload')[1], { 'client.ip': '127.0.0.99', 'tunnelguard.max_connections': 2, 'tunnelguard.refused': 19 }, 'the window\'s end: the 19 held back')
   t.equal(ev.counts['dropped.overload'], 21)
+})
+
+t.test('open files within the reserve of their limit: 503 at once (no lingering), one overload line per window; room again as connections close', async t => {
+  const origin = await startOrigin(t)
+  // limit 200, reserve 64: low from 136 open; 134 open elsewhere, counted at the first accept
+  const fds = new FdBudget(() => 0, () => 200, () => 134)
+  const { p, ev, port, later } = await proxy(t, {}, fds)
+  const a = await open(t, port, '127.0.0.1')
+  const b = await open(t, port, '127.0.0.2')
+  t.ok(await waitFor(() => p.openConnections === 2), 'two kept: 136 open')
+  const over = await Promise.all(Array.from({ length: 3 }, (_, i) => open(t, port, `127.0.0.${10 + i}`, GET(origin.port))))
+  t.ok(await waitFor(() => over.every(o => o.closed())), 'closed')
+  for (const o of over) t.match(o.data(), /^HTTP\/1\.1 503 [\s\S]*too many open files/)
+  t.equal(p.openConnections, 2, 'none held lingering')
+  t.equal(origin.requests.length, 0)
+  t.equal(ev.counts['dropped.overload'], 3)
+  t.same(lines(ev, 'proxy.overload'), [{
+    'client.ip': '127.0.0.10', 'tunnelguard.fd_limit': 200, 'tunnelguard.fd_reserve': 64, 'tunnelguard.refused': 1,
+    'error.message': 'open files within the reserve of the limit: new connections get 503 (raise LimitNOFILE / ulimit -n)',
+  }])
+  a.s.destroy()
+  t.ok(await waitFor(() => p.openConnections === 1))
+  const c = await open(t, port, '127.0.0.3', GET(origin.port))
+  t.ok(await waitFor(() => /^HTTP\/1\.1 200 /.test(c.data())), 'one closed: the next is served')
+  t.ok(await waitFor(() => c.closed() && p.openConnections === 1))
+  await open(t, port, '127.0.0.4')
+  t.ok(await waitFor(() => p.openConnections === 2), 'and the one after it: 136 open again')
+  later(10_000)
+  await open(t, port, '127.0.0.99')
+  t.ok(await waitFor(() => lines(ev, 'proxy.overload').length === 2))
+  t.match(lines(ev, 'proxy.overload')[1], { 'client.ip': '127.0.0.99', 'tunnelguard.refused': 2 }, 'the window\'s end: the two held back')
+  t.equal(ev.counts['dropped.overload'], 4)
+  b.s.destroy()
 })
 
 t.test('a flood from many addresses: 100 named in a window, the rest summed in one line', async t => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { FD_NOTICE_MS, fdCode, fdExhausted, fdNotice, watchFds } from '../../src/observe/fd-check.js'
+import { FD_NOTICE_MS, FD_RECOUNT_MS, FdBudget, countOpenFds, fdCapsWarning, fdCode, fdExhausted, fdNotice, fdReserve, softFdLimit, watchFds } from '../../src/observe/fd-check.js'
 import type { FdWhere } from '../../src/observe/types.js'
 
 const err = (code: string) => Object.assign(new Error(code), { code })
@@ -69,4 +69,81 @@ t.test('watchFds counts the check with the code it failed with', async t => {
   for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise(r => setTimeout(r, 5))
   stop()
   t.equal(seen[0], 'check:ENFILE')
+})
+
+const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
+Max cpu time              unlimited            unlimited            seconds
+Max open files            256                  4096                 files
+Max locked memory         8388608              8388608              bytes
+`
+
+t.test('softFdLimit: the soft "Max open files" of /proc/self/limits; none where it cannot be read or is unlimited', async t => {
+  t.equal(softFdLimit(() => LIMITS), 256, 'the soft limit, not the hard one')
+  t.equal(softFdLimit(() => LIMITS.replace(/256 {2}/, 'unlimited')), undefined, 'unlimited')
+  t.equal(softFdLimit(() => { throw Object.assign(new Error('no such file'), { code: 'ENOENT' }) }), undefined, 'not Linux')
+  if (process.platform === 'linux') {
+    const real = softFdLimit()
+    t.ok(real !== undefined && real > 0, `this process's (${real})`)
+    const n = countOpenFds()
+    t.ok(n >= 3 && n < real!, `open descriptors counted (${n})`)
+  }
+})
+
+t.test('fdReserve: an eighth of the limit, within 64 and 1024', async t => {
+  t.equal(fdReserve(256), 64)
+  t.equal(fdReserve(2048), 256)
+  t.equal(fdReserve(1 << 20), 1024)
+})
+
+t.test('FdBudget: low within the reserve of the limit; counted again at most once per FD_RECOUNT_MS, client connections added in between', async t => {
+  let now = 0
+  let open = 100
+  let limit: number | undefined = 256               // reserve 64: low from 192 open
+  let counts = 0
+  const b = new FdBudget(() => now, () => limit, () => { counts++; return open })
+  t.notOk(b.low())
+  t.equal(b.limit, 256)
+  t.equal(b.reserve, 64)
+  for (let i = 0; i < 91; i++) b.opened()           // a burst: 191 open
+  t.notOk(b.low(), 'at the reserve\'s edge')
+  b.opened()
+  t.ok(b.low(), 'one more: within the reserve')
+  t.equal(counts, 1, 'without counting again')
+  b.closed()
+  t.notOk(b.low(), 'one closed: room again')
+  open = 250
+  now += FD_RECOUNT_MS - 1
+  t.notOk(b.low(), 'not counted again yet')
+  now += 1
+  t.ok(b.low(), 'counted again: descriptors opened elsewhere (upstream sockets) are seen')
+  t.equal(counts, 2)
+  open = 100
+  limit = undefined
+  now += FD_RECOUNT_MS
+  t.notOk(b.low(), 'the limit file unreadable (no descriptor for it): the limit read before is kept')
+  t.equal(b.limit, 256)
+  now += FD_RECOUNT_MS
+  const failing = new FdBudget(() => now, () => 256, () => { throw Object.assign(new Error('too many open files'), { code: 'EMFILE' }) })
+  t.ok(failing.low(), 'no descriptor to count them with: low, and no throw (it is asked in an accept)')
+  let never = 0
+  const unknown = new FdBudget(() => now, () => undefined, () => { never++; return 1 << 20 })
+  t.notOk(unknown.low(), 'no limit known: never low')
+  t.equal(never, 0, 'and nothing counted')
+  t.equal(unknown.limit, undefined)
+  t.equal(unknown.reserve, 64)
+  const real = new FdBudget()
+  t.equal(real.low(), false, 'this process is far from its limit')
+})
+
+t.test('fdCapsWarning: said when the caps at their fullest and the reserve need more than the limit, naming both and the fix', async t => {
+  const caps = { dnsTcp: 1000, dnsListeners: 2, proxy: 4096, admin: 64 }
+  t.equal(fdCapsWarning(caps, undefined), undefined, 'no limit known: nothing said')
+  t.equal(fdCapsWarning(caps, 1 << 20), undefined, 'within the limit')
+  t.equal(fdCapsWarning(caps, 2000 + 8192 + 64 + 1024), undefined, 'exactly at it')
+  const w = fdCapsWarning(caps, 1024)!
+  t.match(w.msg, /need up to 10384 file descriptors, more than the open-files limit of 1024: past 896 open/)
+  t.same(w.fields, {
+    fdLimit: 1024, fdNeeded: 10384, fdReserve: 128,
+    fix: 'raise the open-files limit to 10384 or more (systemd LimitNOFILE=, docker run --ulimit nofile=, ulimit -n) or lower dns.tcp.maxConnections (1000 on each of 2 listeners), proxy.maxConnections (4096, counted twice: client and origin) and admin.maxConnections (64)',
+  })
 })
