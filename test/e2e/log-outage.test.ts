@@ -37,7 +37,9 @@ async function serveOn(t: Test, stdio: StdioOptions | ((dir: string) => StdioOpt
   const dir = t.testdir({ 'tg.yaml': loud(port, join(t.testdirName, 'state')) })
   if (typeof stdio === 'function') stdio = stdio(dir)
   const s = spawnKept(t, [process.execPath, CLI, 'serve', '--config', join(dir, 'tg.yaml')], stdio)
-  t.ok(await until(async () => s.child.exitCode !== null || await probe(port, CANARY, 300) === 3, 15_000), 'serve answers')
+  let up = false
+  await until(async () => s.child.exitCode !== null || (up = await probe(port, CANARY, 300) === 3), 15_000)
+  t.ok(up, 'serve answers')
   return { port, s }
 }
 /** Exit code, or 'hung' when it has not exited within `ms`. */
