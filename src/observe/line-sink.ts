@@ -469,8 +469,8 @@ export class LineSink {
     })
   }
 
-  private giveUp(): Unwritten | undefined {
-    if (this.failed) return undefined
+  /** Past `finish`'s bound (the sink has not failed: its failure would have ended the wait). */
+  private giveUp(): Unwritten {
     const st = this.stalled
     const unwritten = st ? [st.out[st.i]!.subarray(st.off), ...st.out.slice(st.i + 1)] : this.sending
     // a line perhaps left cut on the fd: a notice on the same file starts on a line of its own
