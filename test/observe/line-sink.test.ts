@@ -569,6 +569,18 @@ t.test('finish: resolves once all is written; past its bound it gives up, counts
   s.notice('stopped\n')
   t.same(said, ['\nstopped\n'], 'a line of the batch may be cut: the notice starts on a line of its own')
 
+  // notices in the batch in the stream are neither lines nor bytes of the log
+  const h3 = heldStream()
+  const s3 = new LineSink({ fd: 99, mode: 'stream', stream: h3.stream, delayMs: 0, noticesShareFd: true })
+  t.teardown(() => s3.close())
+  s3.write('{"a":1}\n')
+  await tick()
+  s3.notice('notice\n')
+  s3.write('{"b":2}\n')
+  h3.held.shift()!()
+  await tick()
+  t.same(await s3.finish(20), { lines: 1, bytes: 8 }, '{"b":2} only')
+
   // a sync batch stopped at a line's end: no newline before the notice
   const clean = fakeWrite(c => (c === 0 ? 4 : errno('EAGAIN')))
   const said2: string[] = []
