@@ -216,7 +216,10 @@ if (isEntry()) {
     if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e
   }
   process.stdout.on('error', gone)
-  process.stderr.on('error', gone)
+  // stderr is for diagnostics, best effort: no error of its own ends the process (a full disk under
+  // `2>&1` would take DNS down with it), and none is said (where? on stderr). Opening it here also
+  // makes a pipe on fd 2 non-blocking, as the log's notices expect (logger.ts, stderrNotices).
+  process.stderr.on('error', () => {})
   main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin })
     .then(code => { process.exitCode = code })
 }

@@ -9,7 +9,7 @@ import { createClientNames } from './observe/client-names.js'
 import { createClientTable } from './observe/client-table.js'
 import { createEvidence } from './observe/evidence.js'
 import { FdBudget, fdCapsWarning, softFdLimit, watchFds, type FdCaps } from './observe/fd-check.js'
-import { createLogger, lostLines } from './observe/logger.js'
+import { createLogger, finishLog, lostLines } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
 import { flushNotices } from './observe/throttle.js'
 import { startProxy } from './proxy/server.js'
@@ -246,7 +246,7 @@ async function start(opts: ServeOptions): Promise<Running> {
       for (const c of closers.reverse()) await c()
       flushNotices()                                 // what the warnings held back for their window's end
       evidence.info('stopped')
-      logger.flush()
+      await finishLog(logger)                        // bounded: a stdout that takes nothing does not hold the stop
       // the handlers stay until here: a SIGHUP or a second SIGTERM during the drain is not a kill
       if (signals) process.off('SIGHUP', onHup).off('SIGTERM', onTerm).off('SIGINT', onInt)
       resolveDone()

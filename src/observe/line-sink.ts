@@ -55,6 +55,17 @@ export interface LineSinkOptions {
    */
   readonly maxWaiting?: number
   readonly dropNotice?: (dropped: number) => string
+  /**
+   * Where notices about the log go (stderr), best effort: a write that throws is ignored (and not
+   * said anywhere: a notice that stderr failed would go to stderr).
+   */
+  readonly notices?: { write(s: string): unknown }
+  /**
+   * `notices` reach the same file as `fd` (`2>&1`: the same device and inode). A notice then goes
+   * out through the sink itself, at the start of the next batch: never inside a line that a
+   * partial write left cut (a full pipe, a full disk), and in order with the lines around it.
+   */
+  readonly noticesShareFd?: boolean
   /** `sinkMode(fd)` when absent. */
   readonly mode?: SinkMode
   /** node:fs's writeSync (replaced in tests). */
@@ -85,6 +96,9 @@ function countLines(bufs: readonly Buffer[]): number {
 
 /** Where a sync-mode batch stopped on EAGAIN. */
 interface Stalled { readonly out: Buffer[]; i: number; off: number }
+
+/** What `finish` gave up on: lines and bytes not written. */
+export interface Unwritten { readonly lines: number; readonly bytes: number }
 
 /**
  * The log's destination: lines written within `delayMs` (10 ms) go out in one write. A blocked
@@ -126,6 +140,11 @@ export class LineSink {
   private sending: Buffer[] = []
   private retry: NodeJS.Timeout | undefined
   private readonly drained: (() => void)[] = []
+  /** Notices for the next batch (`noticesShareFd`), and the buffer of those in the batch in flight. */
+  private held: string[] = []
+  private notes: Buffer | undefined
+  /** Put before the next notice: a newline, when `finish` gave up with a line perhaps cut on the shared fd. */
+  private lead = ''
   private readonly onExit = (): void => this.flushSync()
   private readonly retryMs: number
   private readonly stuckMs: number
@@ -261,6 +280,15 @@ export class LineSink {
   private take(): Buffer[] {
     this.inFlight = this.waitingBytes
     const out = this.drain()
+    if (this.held.length > 0) {
+      // the notices first: the batch before ended with a whole line
+      const text = this.held.join('')
+      this.held = []
+      const notes = this.notes = Buffer.allocUnsafeSlow(Buffer.byteLength(text))   // its own memory: see logLines
+      notes.write(text)
+      out.unshift(notes)
+      this.inFlight += notes.length
+    }
     this.outBufs = this.fullChunks
     this.outBufs.push(this.buf)
     this.fullChunks = []
@@ -269,7 +297,7 @@ export class LineSink {
   }
 
   private next(): void {
-    if (this.writing || this.waitingBytes === 0) return this.settle()
+    if (this.writing || (this.waitingBytes === 0 && this.held.length === 0)) return this.settle()
     const out = this.take()
     this.writing = true
     if (this.mode === 'sync') return this.writeOut({ out, i: 0, off: 0 })
@@ -325,6 +353,7 @@ export class LineSink {
     this.writing = false
     this.sending = []
     this.inFlight = 0
+    this.notes = undefined
     for (const b of this.outBufs) if (b.length === CHUNK && this.pool.length < POOL) this.pool.push(b)
     this.outBufs = []
     if (this.dropped > 0 && this.opts.dropNotice) {
@@ -336,17 +365,17 @@ export class LineSink {
   }
 
   /** The log failed for good: what waits, and `unwritten` (sync mode; stream mode: the batch in the stream), is counted lost. */
-  private fail(err: NodeJS.ErrnoException, unwritten: readonly Buffer[] = this.sending): void {
+  private fail(err: NodeJS.ErrnoException, unwritten: readonly Buffer[] = this.sending, report = true): void {
     if (this.failed) return
     this.failed = true
-    this.lostTotal += countLines(unwritten) + countLines(this.full) + countLines([this.buf.subarray(0, this.used)])
+    this.lostTotal += this.logLines(unwritten) + countLines(this.full) + countLines([this.buf.subarray(0, this.used)])
     this.sending = []
     this.writing = false
     this.full = []
     this.fullChunks = []
     this.used = 0
     this.waitingBytes = 0
-    this.opts.onError?.(err)
+    if (report) this.opts.onError?.(err)
     this.settle()
   }
 
@@ -376,6 +405,7 @@ export class LineSink {
       this.inFlight = 0
       rest.push(st.out[st.i]!.subarray(st.off), ...st.out.slice(st.i + 1))
     }
+    if (this.held.length > 0) rest.push(Buffer.from(this.held.splice(0).join('')))
     rest.push(...this.drain())
     this.fullChunks = []                                     // written below, not reused
     let again = 0
@@ -393,6 +423,70 @@ export class LineSink {
         }
       }
     }
+  }
+
+  /**
+   * Say `text` (one or more whole lines) on `notices`: through the sink between two batches when
+   * they share the fd (`noticesShareFd`), at once otherwise (and once the log failed).
+   */
+  notice(text: string): void {
+    if (this.failed || this.opts.noticesShareFd !== true) return this.say(text)
+    this.held.push(text)
+    if (!this.writing) this.next()
+  }
+
+  /** Best effort: a notice that cannot be written is lost, without a word (where would it go?). */
+  private say(text: string): void {
+    const lead = this.lead
+    this.lead = ''
+    try {
+      this.opts.notices?.write(lead + text)
+    } catch { /* stderr failed too: nothing to do */ }
+  }
+
+  /** The log lines in `bufs`, notices (`notes`) not counted. */
+  private logLines(bufs: readonly Buffer[]): number {
+    const notes = this.notes?.buffer
+    return countLines(bufs.filter(b => b.buffer !== notes))
+  }
+
+  /**
+   * At a stop: everything queued is written within `ms`. Resolves undefined once it is (or the log
+   * failed: what it lost is in `lost`). Past `ms` the sink gives up, as if the log had failed: a
+   * stalled write is not tried again, the stream is destroyed (its write in flight would keep the
+   * process alive), and what was not written is counted in `lost` and resolved. In stream mode the
+   * batch in the stream counts whole, though part of it may have been written.
+   */
+  finish(ms: number): Promise<Unwritten | undefined> {
+    return new Promise(resolve => {
+      let over = false
+      const timer = setTimeout(() => { over = true; resolve(this.giveUp()) }, ms)
+      this.flush(() => {
+        if (over) return
+        clearTimeout(timer)
+        resolve(undefined)
+      })
+    })
+  }
+
+  /** Past `finish`'s bound (the sink has not failed: its failure would have ended the wait). */
+  private giveUp(): Unwritten {
+    const st = this.stalled
+    const unwritten = st ? [st.out[st.i]!.subarray(st.off), ...st.out.slice(st.i + 1)] : this.sending
+    // a line perhaps left cut on the fd: a notice on the same file starts on a line of its own
+    const b = st?.out[st.i]
+    const cut = this.mode === 'stream' ? this.writing : b !== undefined && st!.off > 0 && b[st!.off - 1] !== 10
+    const waiting = [...this.full, this.buf.subarray(0, this.used)]
+    const bytes = [...unwritten, ...waiting].reduce((n, x) => n + (x.buffer === this.notes?.buffer ? 0 : x.length), 0)
+    const lines = this.logLines(unwritten) + countLines(waiting)
+    clearTimeout(this.retry)
+    this.stalled = undefined
+    this.fail(Object.assign(new Error('not written when the sink was finished'), { code: 'ETIMEDOUT' }), unwritten, false)
+    this.stream?.destroy()
+    if (cut && this.opts.noticesShareFd === true) this.lead = '\n'
+    const held = this.held.splice(0).join('')
+    if (held !== '') this.say(held)                           // they waited for the batch: said now, on their own
+    return { lines, bytes }
   }
 
   /** Stop flushing at exit (tests that make many sinks). */

@@ -1,6 +1,7 @@
+import { fstatSync, writeSync } from 'node:fs'
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { JsonBytes } from './json-bytes.js'
-import { LineSink } from './line-sink.js'
+import { LineSink, type LineSinkOptions } from './line-sink.js'
 import { ecsFields } from './ecs-fields.js'
 
 /** The ECS version the log lines follow (ecs-logging: `ecs.version` on every line). */
@@ -12,6 +13,8 @@ export interface LoggerOptions {
   readonly destination?: NodeJS.WritableStream | DestinationStream
   /** Milliseconds since the epoch; Date.now when absent. */
   readonly clock?: () => number
+  /** The stdout sink's bound on the bytes that wait (LineSink's maxWaiting: 64 MiB when absent). */
+  readonly maxWaiting?: number
 }
 
 /**
@@ -36,13 +39,15 @@ export function createLogger(opts: LoggerOptions): Logger {
   }
   // stdout: the lines of each 10 ms in one write (a line per blocked query must not cost a
   // write(2) each); from the main thread, non-blocking when stdout is a pipe or a socket
-  const dest = (opts.destination as DestinationStream | undefined) ?? new LineSink({
-    fd: 1, onError: stdoutFailed, onStuck: stdoutStuck, onResumed: stdoutResumed, onDropping: stdoutBehind,
-    dropNotice: droppedLine(options.timestamp),
+  const dest = (opts.destination as DestinationStream | undefined) ?? logSink({
+    fd: 1, maxWaiting: opts.maxWaiting, dropNotice: droppedLine(options.timestamp), notices: stderrNotices, noticesShareFd: sameFile(1, 2),
   })
   const logger = pino(options, dest)
   lineTimes.set(logger, () => lastMs)
-  if (dest instanceof LineSink) lostReaders.set(logger, () => dest.lost)
+  if (dest instanceof LineSink) {
+    lostReaders.set(logger, () => dest.lost)
+    sinks.set(logger, dest)
+  }
   // the same line pino writes for logger[level](record), from the record's JSON text (serialized
   // by V8's JSON.stringify in one call, or by ecsBody; pino's key-by-key stringify cost a third of
   // a blocked query)
@@ -74,6 +79,64 @@ export function createLogger(opts: LoggerOptions): Logger {
     })
   }
   return logger
+}
+
+/**
+ * The log's sink (createLogger: on stdout, fd 1), its troubles said on `notices` (stderr: fd 2) as
+ * stdoutFailed, stdoutStuck, stdoutResumed and stdoutBehind say them, through LineSink.notice:
+ * best effort, and, when stderr is the same file as stdout (`2>&1`, journald's one stream;
+ * `noticesShareFd`, compared once at start), between two batches, never inside a line that a
+ * partial write left cut.
+ */
+export function logSink(opts: Omit<LineSinkOptions, 'onError' | 'onStuck' | 'onResumed' | 'onDropping'>): LineSink {
+  const stderr: Stderr = { write: s => { sink.notice(s) } }
+  const sink: LineSink = new LineSink({
+    ...opts,
+    onError: e => stdoutFailed(e, stderr), onStuck: e => stdoutStuck(e, stderr), onResumed: () => stdoutResumed(stderr),
+    onDropping: n => stdoutBehind(n, stderr),
+  })
+  return sink
+}
+
+/**
+ * stderr for the log's notices: write(2) on fd 2, whatever it is. Not process.stderr: on a file it
+ * is ended by its first error (a full disk), so no notice would follow once there is room; on a
+ * pipe a write it cannot finish keeps the process alive. A notice that does not fit in a pipe now
+ * (EAGAIN: the bin opens process.stderr at start, which makes a pipe non-blocking) or that fails is
+ * lost (LineSink.notice catches it).
+ */
+export const stderrNotices: Stderr = { write: s => writeSync(2, s) }
+
+/** Are fds `a` and `b` the same file (device and inode)? False when either cannot be read. */
+export function sameFile(a: number, b: number, fstat: (fd: number) => { dev: number; ino: number } = fstatSync): boolean {
+  try {
+    const x = fstat(a)
+    const y = fstat(b)
+    return x.dev === y.dev && x.ino === y.ino
+  } catch {
+    return false
+  }
+}
+
+const sinks = new WeakMap<Logger, LineSink>()
+
+/**
+ * How long a stop waits for the log to be written (5 s; README: Signals). A stdout that takes
+ * nothing (a full disk, a reader that is stopped) must not hold the stop: past it, the lines not
+ * written are given up, and said on stderr.
+ */
+export const FINAL_FLUSH_MS = 5000
+
+/**
+ * At a stop: the log written, within `ms` for a logger made by createLogger on its own LineSink
+ * (stdout), else given up with one notice on stderr saying how many lines and bytes were lost.
+ * Another logger is flushed as pino does.
+ */
+export async function finishLog(logger: Logger, ms = FINAL_FLUSH_MS): Promise<void> {
+  const sink = sinks.get(logger)
+  if (!sink) return logger.flush()
+  const left = await sink.finish(ms)
+  if (left) sink.notice(`tunnelguard: stopping: ${left.lines} log line${left.lines === 1 ? '' : 's'} (${left.bytes} bytes) not written to stdout within ${ms / 1000} s of the stop; they are lost\n`)
 }
 
 /** Room for a usual line in the sink's buffer (a longer one is copied in). */

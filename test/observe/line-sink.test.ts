@@ -428,3 +428,166 @@ t.test('after the log failed for good (EPIPE) every line given is counted as los
   await tick()
   t.same(sink4.lost, { behind: 0, failed: 3 })
 })
+
+t.test('notices: said at once when stderr is another file; one that throws is lost without a word, never thrown', async t => {
+  const said: string[] = []
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fakeWrite((_c, len) => len).writeSync, notices: { write: s => said.push(s) } })
+  t.teardown(() => sink.close())
+  sink.notice('one\n')
+  t.same(said, ['one\n'], 'at once, not with the next batch')
+  let calls = 0
+  const broken = new LineSink({ fd: 99, mode: 'sync', writeSync: fakeWrite((_c, len) => len).writeSync, notices: { write: () => { calls++; throw errno('ENOSPC') } } })
+  t.teardown(() => broken.close())
+  t.doesNotThrow(() => broken.notice('two\n'))
+  t.equal(calls, 1, 'tried once: the failure is not said on stderr again')
+  const none = new LineSink({ fd: 99, mode: 'sync', writeSync: fakeWrite((_c, len) => len).writeSync })
+  t.teardown(() => none.close())
+  t.doesNotThrow(() => none.notice('nowhere\n'))
+})
+
+t.test('notices on the same file (2>&1), sync mode: never inside a line a partial write cut; in order, between batches', async t => {
+  let room = 10                                              // bytes the fd takes before it is full
+  const fake = fakeWrite((_c, len) => {
+    if (room === 0) return errno('ENOSPC')
+    const n = Math.min(room, len)
+    room -= n
+    return n
+  })
+  const stderr: string[] = []
+  const sink = new LineSink({
+    fd: 99, mode: 'sync', writeSync: fake.writeSync, delayMs: 0, stuckMs: 20, noticesShareFd: true,
+    notices: { write: s => stderr.push(s) },
+  })
+  t.teardown(() => sink.close())
+  sink.notice('idle: written at once\n')
+  t.equal(Buffer.concat(fake.out).toString(), 'idle: writ', 'through the sink: an idle sink writes it now')
+  room = 1000
+  await sleep(30)
+  sink.write('{"a":1}\n{"b":2}\n')
+  await tick()
+  room = 3
+  sink.write('{"c":3}\n')
+  sink.write('{"d":4}\n')
+  await tick()                                               // the batch: 3 bytes of {"c":3}, then ENOSPC
+  sink.notice('notice 1\n')
+  sink.write('{"e":5}\n')
+  sink.notice('notice 2\n')
+  await sleep(50)
+  t.notOk(Buffer.concat(fake.out).toString().includes('notice'), 'held while the line is cut')
+  room = 1000
+  await flushed(sink)
+  t.same(Buffer.concat(fake.out).toString().split('\n'), [
+    'idle: written at once', '{"a":1}', '{"b":2}', '{"c":3}', '{"d":4}', 'notice 1', 'notice 2', '{"e":5}', '',
+  ], 'right after the batch that was cut, before the lines that waited behind it')
+  t.same(stderr, [], 'not written to stderr besides')
+})
+
+t.test('notices on the same file, stream mode: held while a batch is in the stream, then first in the next', async t => {
+  const h = heldStream()
+  const sink = new LineSink({ fd: 99, mode: 'stream', stream: h.stream, delayMs: 0, noticesShareFd: true, notices: { write: () => t.fail('not on stderr') } })
+  t.teardown(() => sink.close())
+  sink.write('{"a":1}\n')
+  await tick()
+  sink.notice('notice\n')
+  sink.write('{"b":2}\n')
+  await tick()
+  t.equal(h.held.length, 1, 'one batch in the stream')
+  h.held.shift()!()
+  await tick()
+  h.held.splice(0).forEach(f => f())
+  await tick()
+  h.held.splice(0).forEach(f => f())
+  t.same(h.out.join('').split('\n'), ['{"a":1}', 'notice', '{"b":2}', ''])
+  // a batch that fails with notices in it: only its log lines are counted as lost
+  sink.write('{"c":3}\n')
+  await tick()
+  sink.notice('n1\nn2\n')
+  sink.write('{"d":4}\n')
+  h.held.shift()!()
+  await tick()
+  h.held.splice(0).forEach(f => f(errno('EPIPE')))
+  await tick()
+  t.same(sink.lost, { behind: 0, failed: 1 }, '{"d":4}, not the two notices before it')
+})
+
+t.test('notices on the same file at exit (flushSync): after the rest of the stalled batch, before the lines that wait', async t => {
+  let full = true
+  const fake = fakeWrite((c, len) => (c === 0 ? 2 : full ? errno('EAGAIN') : len))
+  const sink = new LineSink({ fd: 99, mode: 'sync', writeSync: fake.writeSync, delayMs: 0, retryMs: 60_000, noticesShareFd: true })
+  sink.write('{"a":1}\n')
+  await tick()
+  sink.notice('notice\n')
+  sink.write('{"b":2}\n')
+  full = false
+  sink.close()
+  t.same(Buffer.concat(fake.out).toString().split('\n'), ['{"a":1}', 'notice', '{"b":2}', ''])
+})
+
+t.test('finish: resolves once all is written; past its bound it gives up, counts what was not written, and lets the process go', async t => {
+  const ok = new LineSink({ fd: 99, mode: 'sync', writeSync: fakeWrite((_c, len) => len).writeSync, delayMs: 0 })
+  t.teardown(() => ok.close())
+  ok.write('a\n')
+  t.equal(await ok.finish(60_000), undefined, 'written: nothing left')
+
+  // sync mode, a full disk: a line cut, the batch retried, lines waiting behind it
+  const stderr: string[] = []
+  const fake = fakeWrite(c => (c === 0 ? 3 : errno('ENOSPC')))
+  const stuck = new LineSink({
+    fd: 99, mode: 'sync', writeSync: fake.writeSync, delayMs: 0, stuckMs: 10, noticesShareFd: true,
+    notices: { write: s => stderr.push(s) }, onError: () => t.fail('a give-up is not a write error'),
+  })
+  t.teardown(() => stuck.close())
+  stuck.write('{"a":1}\n{"b":2}\n')
+  await tick()
+  stuck.notice('held\n')
+  stuck.write('{"c":3}\n')
+  const t0 = Date.now()
+  const left = await stuck.finish(100)
+  t.ok(Date.now() - t0 >= 90, 'waited for its bound')
+  t.same(left, { lines: 3, bytes: 16 + 8 - 3 }, 'the lines not wholly written, and their bytes, the notice not among them')
+  t.same(stuck.lost, { behind: 0, failed: 3 })
+  t.same(stderr, ['\nheld\n'], 'the notice that waited is said, on a line of its own after the cut line')
+  stuck.notice('after\n')
+  t.same(stderr.at(-1), 'after\n', 'the newline once')
+  const calls = fake.calls.length
+  await sleep(50)
+  t.equal(fake.calls.length, calls, 'not tried again')
+  stuck.write('{"d":4}\n')
+  t.same(stuck.lost, { behind: 0, failed: 4 }, 'a line given after it is lost, and counted')
+  t.equal(await stuck.finish(10), undefined, 'finished already')
+
+  // stream mode: the batch in the stream, whole; the stream is destroyed (its write would hold the process)
+  const h = heldStream()
+  const said: string[] = []
+  const s = new LineSink({ fd: 99, mode: 'stream', stream: h.stream, delayMs: 0, noticesShareFd: true, notices: { write: x => said.push(x) } })
+  t.teardown(() => s.close())
+  s.write('{"a":1}\n')
+  await tick()
+  s.write('{"b":2}\n{"c":3}\n')
+  t.same(await s.finish(20), { lines: 3, bytes: 24 })
+  t.ok(h.stream.destroyed, 'the stream is destroyed')
+  s.notice('stopped\n')
+  t.same(said, ['\nstopped\n'], 'a line of the batch may be cut: the notice starts on a line of its own')
+
+  // notices in the batch in the stream are neither lines nor bytes of the log
+  const h3 = heldStream()
+  const s3 = new LineSink({ fd: 99, mode: 'stream', stream: h3.stream, delayMs: 0, noticesShareFd: true })
+  t.teardown(() => s3.close())
+  s3.write('{"a":1}\n')
+  await tick()
+  s3.notice('notice\n')
+  s3.write('{"b":2}\n')
+  h3.held.shift()!()
+  await tick()
+  t.same(await s3.finish(20), { lines: 1, bytes: 8 }, '{"b":2} only')
+
+  // a sync batch stopped at a line's end: no newline before the notice
+  const clean = fakeWrite(c => (c === 0 ? 4 : errno('EAGAIN')))
+  const said2: string[] = []
+  const s2 = new LineSink({ fd: 99, mode: 'sync', writeSync: clean.writeSync, delayMs: 0, retryMs: 5, noticesShareFd: true, notices: { write: x => said2.push(x) } })
+  t.teardown(() => s2.close())
+  s2.write('{a}\n{b}\n')
+  t.same(await s2.finish(30), { lines: 1, bytes: 4 })
+  s2.notice('stopped\n')
+  t.same(said2, ['stopped\n'])
+})

@@ -209,3 +209,78 @@ t.test('lineTarget: a line longer than the room it was given, a full sink and a 
   const failed = run({ fail: true }, ['"n":1}', '"n":2}'])
   t.same(failed.begun, [true, false], 'once the log failed, no line is begun')
 })
+
+t.test('logSink: the sink\'s troubles said through its notices (on stderr, or between batches when stderr is the same file)', async t => {
+  const { logSink } = await import('../../src/observe/logger.js')
+  const said: string[] = []
+  let answer: (len: number) => number | NodeJS.ErrnoException = len => len
+  const writeSync = ((_fd: number, _b: Buffer, _o: number, len: number) => {
+    const a = answer(len)
+    if (typeof a !== 'number') throw a
+    return a
+  }) as unknown as typeof import('node:fs').writeSync
+  const code = (c: string): NodeJS.ErrnoException => Object.assign(new Error(c), { code: c })
+  const sink = logSink({ fd: 99, mode: 'sync', writeSync, delayMs: 0, stuckMs: 10, maxWaiting: 20, notices: { write: s => said.push(s) } })
+  t.teardown(() => sink.close())
+  answer = () => code('ENOSPC')
+  sink.write('{"a":1}\n')
+  await new Promise(r => setTimeout(r, 5))
+  sink.write('x'.repeat(30) + '\n')
+  answer = len => len
+  await new Promise<void>(r => sink.flush(() => r()))
+  answer = () => code('EPIPE')
+  sink.write('{"b":2}\n')
+  await new Promise<void>(r => sink.flush(() => r()))
+  t.match(said, [/\(ENOSPC\); it is tried again/, /stdout is not taking the log/, /written to stdout again/, /\(EPIPE\); lines are dropped from now on/])
+})
+
+t.test('stderrNotices writes on fd 2; sameFile compares device and inode', async t => {
+  const { sameFile, stderrNotices } = await import('../../src/observe/logger.js')
+  const { closeSync, openSync } = await import('node:fs')
+  t.doesNotThrow(() => stderrNotices.write(''), 'write(2) of nothing on fd 2')
+  const a = openSync('/dev/null', 'r')
+  const b = openSync('/dev/null', 'r')
+  const c = openSync(new URL(import.meta.url), 'r')
+  t.teardown(() => { closeSync(a); closeSync(b); closeSync(c) })
+  t.ok(sameFile(a, b), 'two opens of one file')
+  t.notOk(sameFile(a, c), 'two files')
+  t.notOk(sameFile(a, 1 << 20), 'an fd that is not open')
+  t.notOk(sameFile(0, 1, fd => ({ dev: 1, ino: fd })), 'same device, another inode')
+})
+
+t.test('finishLog: bounded for a logger on its own LineSink, with one notice of what was lost; pino\'s flush for another', async t => {
+  const { finishLog, FINAL_FLUSH_MS } = await import('../../src/observe/logger.js')
+  const { LineSink } = await import('../../src/observe/line-sink.js')
+  t.equal(FINAL_FLUSH_MS, 5000)
+  const said: string[] = []
+  const written: string[] = []
+  let take = true
+  const writeSync = ((_fd: number, b: Buffer, o: number, len: number) => {
+    if (!take) throw Object.assign(new Error('full'), { code: 'ENOSPC' })
+    written.push(b.subarray(o, o + len).toString())
+    return len
+  }) as unknown as typeof import('node:fs').writeSync
+  const dest = new LineSink({ fd: 99, mode: 'sync', writeSync, delayMs: 0, stuckMs: 10, notices: { write: s => said.push(s) } })
+  t.teardown(() => dest.close())
+  const log = createLogger({ level: 'info', destination: dest })
+  log.info('one')
+  await finishLog(log, 60_000)
+  t.match(written.join(''), /"message":"one"/, 'written: no notice')
+  t.same(said, [])
+  take = false
+  log.info('two')
+  log.info('three')
+  await finishLog(log, 50)
+  t.equal(said.length, 1)
+  t.match(said[0], /^tunnelguard: stopping: 2 log lines \(\d+ bytes\) not written to stdout within 0\.05 s of the stop; they are lost\n$/)
+  const one = new LineSink({ fd: 99, mode: 'sync', writeSync, delayMs: 0, stuckMs: 10, notices: { write: s => said.push(s) } })
+  t.teardown(() => one.close())
+  const log1 = createLogger({ level: 'info', destination: one })
+  log1.info('alone')
+  await finishLog(log1, 20)
+  t.match(said[1], /stopping: 1 log line \(\d+ bytes\)/)
+  let flushed = 0
+  const other = createLogger({ level: 'info', destination: Object.assign(new Writable({ write(_c, _e, cb) { cb() } }), { flush: () => { flushed++ } }) })
+  await finishLog(other)
+  t.equal(flushed, 1, 'another destination: flushed as pino does')
+})
