@@ -86,11 +86,6 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   // value in each answer's Keep-Alive (timeout=N, in whole seconds)
   http.keepAliveTimeout = cfg.keepAliveTimeout
   http.maxHeadersCount = MAX_HEADER_FIELDS + 1       // one more than allowed, so that a head over the limit shows (see tooManyFields)
-  // A client's FIN after its requests (`nc -N`, a script's shutdown(SHUT_WR)) means "no more
-  // requests": node's server (`httpAllowHalfOpen`, false by default, not in its typings) would
-  // abort the requests in flight and end the socket, so the client got nothing. With it, every
-  // answer goes out and the socket ends after the last one (a FIN between requests ends it at once).
-  ;(http as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
   // Sockets come from our own listeners (emit 'connection'); 'listening' starts node's header-timeout checks.
   http.emit('listening')
   let ctx: ProxyCtx
