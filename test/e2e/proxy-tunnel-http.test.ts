@@ -34,7 +34,7 @@ t.test('curl --proxytunnel over plain http: a listed Host in the tunnel closes i
   t.equal(origin.requests.length, 1)
   t.equal(origin.requests[0]!.headers.host, 'site.example', 'the origin got the request as sent')
   t.match(p.ev.events.at(-1), {
-    message: 'proxy.connect', decision: { action: 'pass' }, destination: { domain: '127.0.0.1', port: origin.port },
+    message: 'proxy.connect', decision: { action: 'pass' }, destination: { ip: '127.0.0.1', port: origin.port },
     extra: { 'tunnelguard.sni_status': 'http', 'tunnelguard.host_header': 'site.example', 'tunnelguard.mismatch': true },
   })
 
@@ -46,21 +46,21 @@ t.test('curl --proxytunnel over plain http: a listed Host in the tunnel closes i
   t.equal(origin.requests.length, 1, 'the origin is never contacted')
   const ev = p.ev.events.at(-1)!
   t.match(ev, {
-    message: 'proxy.connect', destination: { domain: '127.0.0.1' },
+    message: 'proxy.connect', destination: { ip: '127.0.0.1' },
     decision: { action: 'sinkhole', where: 'host', name: 'x.ngrok-free.app', list: 'ngrok' },
     extra: { 'tunnelguard.sni_status': 'http', 'tunnelguard.host_header': 'x.ngrok-free.app', 'tunnelguard.mismatch': true },
   })
   t.equal(eventKind(ev.decision), 'alert')
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
   t.match(closeLines(p).at(-1), { 'tunnelguard.host_header': 'x.ngrok-free.app', 'error.message': /^blocked: sinkhole: x\.ngrok-free\.app matches ngrok-free\.app/ })
-  t.match(p.ev.messages.filter(m => m.msg === 'proxy.host_mismatch').at(-1), { level: 'warn', fields: { 'destination.domain': '127.0.0.1', 'tunnelguard.host_header': 'x.ngrok-free.app' } })
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.host_mismatch').at(-1), { level: 'warn', fields: { 'destination.ip': '127.0.0.1', 'tunnelguard.host_header': 'x.ngrok-free.app' } })
 
   // the same with --connect-to, as a client whose DNS is not ours would do it
   const to = await run('curl', ['-sS', '-p', '-x', `http://127.0.0.1:${p.port}`, '--max-time', '5',
     '--connect-to', `abc.ngrok-free.app:80:127.0.0.1:${origin.port}`, 'http://abc.ngrok-free.app/'])
   t.not(to.code, 0)
   t.equal(origin.requests.length, 1)
-  t.match(p.ev.events.at(-1), { destination: { domain: '127.0.0.1' }, decision: { action: 'sinkhole', where: 'host', name: 'abc.ngrok-free.app' } })
+  t.match(p.ev.events.at(-1), { destination: { ip: '127.0.0.1' }, decision: { action: 'sinkhole', where: 'host', name: 'abc.ngrok-free.app' } })
 })
 
 t.test('the Host\'s CNAME chain; an absolute-form URL host; the CONNECT host\'s own name', async t => {

@@ -96,10 +96,12 @@ t.test('messageWriter: the line pino writes for logger[level](fields, msg), leve
   const [big, cycle] = s.lines().slice(10)
   t.match(big, { 'log.level': 'error', 'event.kind': 'event', message: 'big', 'tunnelguard.n': 10 }, 'a BigInt: written by pino')
   t.match(cycle, { 'log.level': 'error', 'event.kind': 'event', message: 'cycle', 'tunnelguard.a': 1, 'tunnelguard.self': { a: 1 } }, 'a cycle: written by pino')
+  say('error', 'big state', { n: 11n, 'event.kind': 'state' })
+  t.match(s.lines().at(-1), { 'event.kind': 'state', message: 'big state', 'tunnelguard.n': 11 }, 'through pino too, the event.kind given is kept')
   say('debug' as 'info', 'hidden')
   const quiet = createLogger({ level: 'error', destination: s.stream })
   messageWriter(quiet)('warn', 'below the level', { a: 1 })
-  t.equal(s.lines().length, 12, 'nothing below the level')
+  t.equal(s.lines().length, 13, 'nothing below the level')
   const chunks: string[] = []
   const plain = pino({ base: null, timestamp: false }, { write: (c: string) => { chunks.push(c) } })
   messageWriter(plain)('info', 'x', { n: 1 })
