@@ -1,14 +1,14 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { connect, type Socket } from 'node:net'
 import dnsPacket from 'dns-packet'
 import { startDns } from '../../src/dns/server.js'
-import { frame, FrameReader } from '../../src/dns/framing.js'
+import { frame } from '../../src/dns/framing.js'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { FdBudget } from '../../src/observe/fd-check.js'
 import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { dig } from '../fixtures/dig.js'
+import { openTcp, type TcpConn as Conn } from '../fixtures/dns-tcp-conn.js'
 
 // A TCP DNS listener at its cap (dns.tcp.maxConnections), or with the process's descriptors
 // within their reserve: a new connection closes the one idle longest (RFC 7766 §6.2.3) and is
@@ -27,22 +27,9 @@ async function server(t: Test, dns: NonNullable<ConfigInput['dns']>, fds?: FdBud
   return { port: s.addresses[1]!.port, ev }
 }
 
-interface Conn { sock: Socket; frames: Buffer[]; closed: Promise<void>; isClosed: () => boolean }
-
 /** A TCP connection from `from`, once the server has it (a query answered on it, unless `quiet`). */
 async function open(t: Test, port: number, from = '127.0.0.1', quiet = false): Promise<Conn> {
-  const conn = await new Promise<Conn>(resolve => {
-    const sock = connect({ port, host: '127.0.0.1', localAddress: from })
-    const frames: Buffer[] = []
-    const reader = new FrameReader()
-    let closed = false
-    sock.on('data', c => reader.push(c, m => frames.push(Buffer.from(m))))
-    sock.on('error', () => {})
-    const done = new Promise<void>(r => sock.once('close', () => { closed = true; r() }))
-    const c = { sock, frames, closed: done, isClosed: () => closed }
-    sock.once('connect', () => resolve(c))
-    sock.once('close', () => resolve(c))
-  })
+  const conn = await openTcp(port, from)
   t.teardown(() => conn.sock.destroy())
   if (!quiet) await ask(conn)
   return conn

@@ -1,14 +1,14 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { connect, type Socket } from 'node:net'
 import dnsPacket from 'dns-packet'
 import { startDns } from '../../src/dns/server.js'
-import { frame, FrameReader } from '../../src/dns/framing.js'
+import { frame } from '../../src/dns/framing.js'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { decodeMsg, dig } from '../fixtures/dig.js'
 import { slowUpstream } from '../fixtures/slow-upstream.js'
+import { openTcp as open } from '../fixtures/dns-tcp-conn.js'
 
 // DNS over TCP against the limits a client could abuse to hold the listener's connections.
 // The queries are for the DoH canary (use-application-dns.net), answered by the server itself.
@@ -25,26 +25,6 @@ async function server(t: Test, dns: NonNullable<ConfigInput['dns']>): Promise<{ 
   return { port: s.addresses[1]!.port, ev }
 }
 
-interface Conn { sock: Socket; frames: Buffer[]; closed: Promise<void>; isClosed: () => boolean }
-
-/**
- * A TCP connection from `from` (any 127/8 address is local); the frames it is answered, whether it
- * closed. Settles once connected or closed (a reset right after the accept can beat the connect).
- */
-function open(port: number, from = '127.0.0.1'): Promise<Conn> {
-  return new Promise(resolve => {
-    const sock = connect({ port, host: '127.0.0.1', localAddress: from })
-    const frames: Buffer[] = []
-    const reader = new FrameReader()
-    let closed = false
-    sock.on('data', c => reader.push(c, m => frames.push(Buffer.from(m))))
-    sock.on('error', () => {})
-    const done = new Promise<void>(r => sock.once('close', () => { closed = true; r() }))
-    const conn = { sock, frames, closed: done, isClosed: () => closed }
-    sock.once('connect', () => resolve(conn))
-    sock.once('close', () => resolve(conn))
-  })
-}
 const within = (p: Promise<void>, ms: number): Promise<boolean> =>
   Promise.race([p.then(() => true), sleep(ms).then(() => false)])
 const until = async (cond: () => boolean, ms = 5000): Promise<void> => {
