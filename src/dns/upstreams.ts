@@ -3,6 +3,7 @@ import { createSecureContext, rootCertificates, type SecureContext } from 'node:
 import { AppError } from '../errors.js'
 import type { Counters, Evidence } from '../observe/types.js'
 import { CASE_MISMATCH, mixCase, type ReplyCallback } from './pending.js'
+import { restoreCase } from './case.js'
 import { rcodeName } from './names.js'
 import { Upstream } from './upstream.js'
 import { UDP_PORTS, type UdpPorts } from './upstream-udp.js'
@@ -143,6 +144,8 @@ class Exchange {
 
   private finish(err: AppError | undefined, reply?: Buffer, upstream?: string): void {
     this.ctx.done(this)
+    // names the server wrote out from the question keep its 0x20 case: the client's put back
+    if (reply !== undefined && this.mixed) restoreCase(reply, this.wire, this.query)
     const more = this.more
     if (more === undefined) {
       this.cb(err, reply && answerFor(this.query, this.qEnd, reply), upstream)

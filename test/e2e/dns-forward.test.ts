@@ -297,6 +297,21 @@ t.test('unbound keeps the letter case of questions: queries go out with 0x20, an
   t.equal(s.ev.counts['upstream.ok'], 4)
 })
 
+t.test('a DNAME\'s CNAME comes back in the client\'s letter case, not the random one sent upstream', async t => {
+  const s = await stack(t)
+  // 26 letters in the first label: the random case sent upstream is the client's by chance once in
+  // 2^26. unbound writes that label out in the CNAME it makes (the rest points into the question),
+  // with TTL 0: every query goes upstream
+  for (const first of ['abcdefghijklmnopqrstuvwxyz', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'aBCDEFGHIJKLMNOPQRSTUVWXYz']) {
+    const r = await dig(s.v4, `${first}.DN2.test`, 'A')
+    const cname = r.answer.find(a => a.type === 'CNAME')
+    t.equal(cname?.name, `${first}.DN2.test.`, 'the CNAME\'s owner')
+    t.equal(cname?.data, `${first}.dtarget.test.`, 'its target: the first label as the client wrote it')
+  }
+  t.equal(s.ev.counts['upstream.ok'], 3)
+  t.equal(s.ev.counts['dropped.mismatch'], undefined)
+})
+
 t.test('a client\'s own EDNS options (COOKIE, Client Subnet) never go upstream, so no other client gets them back', async t => {
   // an upstream that echoes every EDNS option it is sent, as BIND does a COOKIE and a Client Subnet
   const echo = createSocket('udp4')
