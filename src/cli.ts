@@ -221,6 +221,12 @@ if (isEntry()) {
   // makes a pipe on fd 2 non-blocking, as the log's notices expect (logger.ts, stderrNotices).
   process.stderr.on('error', () => {})
   main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin })
-    .then(code => { process.exitCode = code })
+    .then(code => {
+      process.exitCode = code
+      // a stopped serve ends now: its log is written (or given up, bounded), and a process left to
+      // end by itself closes its signal handlers on the way out, when a SIGHUP or SIGTERM (a
+      // supervisor's second one) ends it by the default action instead: exit 129 or 143 for a clean stop
+      if (process.argv[2] === 'serve') process.exit(code)
+    })
 }
 /* c8 ignore stop - end of the bin wrapper */

@@ -228,6 +228,7 @@ async function start(opts: ServeOptions): Promise<Running> {
   closers.push(() => remote.stop())
 
   let resolveDone!: () => void
+  const ignoreSignal = (): void => {}
   const done = new Promise<void>(r => { resolveDone = r })
   const signals = opts.signals !== false
   const onHup = () => {
@@ -247,8 +248,16 @@ async function start(opts: ServeOptions): Promise<Running> {
       flushNotices()                                 // what the warnings held back for their window's end
       evidence.info('stopped')
       await finishLog(logger)                        // bounded: a stdout that takes nothing does not hold the stop
-      // the handlers stay until here: a SIGHUP or a second SIGTERM during the drain is not a kill
-      if (signals) process.off('SIGHUP', onHup).off('SIGTERM', onTerm).off('SIGINT', onInt)
+      // the handlers stay until here: a SIGHUP or a second SIGTERM during the drain is not a kill;
+      // then quiet ones (put in place first: no moment without one, when the signal's default
+      // action would end a clean stop with 129 or 143), and the log is finished: nothing is said.
+      // The bin ends the process at `done` (cli.ts), before they go; a caller in process gets the
+      // handlers back as they were on the next turn
+      if (signals) {
+        process.on('SIGHUP', ignoreSignal).on('SIGTERM', ignoreSignal).on('SIGINT', ignoreSignal)
+        process.off('SIGHUP', onHup).off('SIGTERM', onTerm).off('SIGINT', onInt)
+        setImmediate(() => process.off('SIGHUP', ignoreSignal).off('SIGTERM', ignoreSignal).off('SIGINT', ignoreSignal))
+      }
       resolveDone()
     })()
     return stopping

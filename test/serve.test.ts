@@ -240,7 +240,14 @@ t.test('serve with signals: SIGHUP reloads, SIGTERM stops', async t => {
   process.emit('SIGTERM', 'SIGTERM')
   await r.done
   t.match(log, /"tunnelguard.signal":"SIGTERM"/)
-  t.equal(process.listenerCount('SIGHUP'), before, 'handlers removed on stop')
+  t.equal(process.listenerCount('SIGHUP'), before + 1, 'at done, a quiet handler: a signal now neither kills nor is logged')
+  process.emit('SIGHUP', 'SIGHUP')
+  process.emit('SIGTERM', 'SIGTERM')
+  await new Promise(res => setImmediate(res))
+  t.equal(process.listenerCount('SIGHUP'), before, 'handlers removed on the next turn')
+  t.equal(process.listenerCount('SIGTERM'), before, 'all three')
+  t.equal((log.match(/"message":"stopped"/g) ?? []).length, 1, 'stopped once')
+  t.notMatch(log.slice(log.indexOf('"message":"stopped"')), /reload|already stopping/, 'nothing said after it')
 })
 
 t.test('serve: a signal while starting is acted on once started (SIGHUP: a reload; SIGINT: a stop)', async t => {
@@ -363,6 +370,7 @@ t.test('serve: config-only listeners, list warnings logged, remote lists reload 
   process.emit('SIGINT', 'SIGINT')
   await r.done
   t.match(log, /"tunnelguard.signal":"SIGINT"/)
+  await new Promise(res => setImmediate(res))                 // the quiet handlers of a stopped serve go on the next turn
   t.equal(process.listenerCount('SIGINT'), before)
   t.notMatch(log, /hunter2|SECRET/, 'no password or key in any log line')
 })

@@ -263,3 +263,25 @@ t.test('SIGHUP and a second SIGTERM while stopping neither kill it nor cut the d
   t.ok(messages.includes('already stopping'))
   t.equal(messages.at(-1), 'stopped', 'stopped, last')
 })
+
+t.test('signals that keep coming through the stop and after "stopped" do not turn a clean stop into exit 143', async t => {
+  const s = await setup(t)
+  const p = await startServe(t, ['--config', s.cfg])
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(r => p.child.once('exit', (code, signal) => r({ code, signal })))
+  p.child.kill('SIGTERM')
+  // every millisecond, a SIGHUP and a SIGTERM, until it has gone (bounded: 10 s)
+  const end = Date.now() + 10_000
+  let sent = 0
+  while (p.child.exitCode === null && p.child.signalCode === null && Date.now() < end) {
+    try {
+      process.kill(p.child.pid!, sent % 2 === 0 ? 'SIGHUP' : 'SIGTERM')
+      sent++
+    } catch { break }                                          // gone between the check and the kill
+    await new Promise(r => setTimeout(r, 1))
+  }
+  const { code, signal } = await closed
+  t.ok(sent > 2, `signals sent while it stopped (${sent})`)
+  t.equal(signal, null, 'not ended by a signal')
+  t.equal(code, 0, 'exit 0')
+  t.equal(p.lines().filter(l => l.message === 'stopped').length, 1)
+})
