@@ -285,3 +285,30 @@ t.test('signals that keep coming through the stop and after "stopped" do not tur
   t.equal(code, 0, 'exit 0')
   t.equal(p.lines().filter(l => l.message === 'stopped').length, 1)
 })
+
+t.test('npm start: the signal a supervisor sends to the process it started stops serve (no server left behind)', async t => {
+  const s = await setup(t)
+  const { spawn } = await import('node:child_process')
+  const { dirname } = await import('node:path')
+  const { CLI } = await import('../fixtures/serve-process.js')
+  const root = dirname(dirname(CLI))
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }
+  // the script as npm runs it (`sh -c SCRIPT ARGS`), less the build the suite has done; node from this test's PATH
+  const script = pkg.scripts.start.replace(/^npm run build --silent && /, '').replace(/\bnode /, `${process.execPath} `)
+  t.not(script, pkg.scripts.start, 'the build step is where it was')
+  // in a process group of its own, so that whatever is left is killed at the end
+  const child = spawn('/bin/sh', ['-c', `${script} --config ${s.cfg}`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' }, detached: true })
+  let out = ''
+  child.stdout.on('data', d => { out += String(d) })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(r => child.once('exit', (code, signal) => r({ code, signal })))
+  t.teardown(() => { try { process.kill(-child.pid!, 'SIGKILL') } catch { /* gone */ } })
+  const end = Date.now() + 20_000
+  while (Date.now() < end && !out.includes('"message":"started"') && child.exitCode === null) await new Promise(r => setTimeout(r, 20))
+  t.match(out, /"message":"started"/)
+  t.equal((await dig(s.server, 'connect.ngrok-agent.com')).status, 'NOERROR', 'it answers')
+  child.kill('SIGTERM')                                        // what npm forwards, to the process it started
+  const { code, signal } = await exited
+  t.same({ code, signal }, { code: 0, signal: null }, 'the process npm started is serve itself, and it stopped cleanly')
+  const port = `:${s.port.toString(16).toUpperCase().padStart(4, '0')} `
+  t.notOk(readFileSync('/proc/net/udp', 'utf8').includes(port), 'nothing listens on its port')
+})
