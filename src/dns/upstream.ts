@@ -78,7 +78,7 @@ export class Upstream {
       this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters, undefined, this.tls, e => this.tcpError(e))
       return this.tcp.send(query, qEnd, timeoutMs, cb)
     }
-    this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => this.socketError(e), this.nowMs, this.ports)
+    this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => this.socketError(e), this.nowMs, this.ports, this.url)
     return this.udp.send(query, qEnd, timeoutMs, cb, exactCase)
   }
 

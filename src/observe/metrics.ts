@@ -181,6 +181,17 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
       for (const [url, h] of health()) this.set({ upstream: upstream(url) }, h?.down === true ? 0 : 1)
     },
   })
+  /** upstream label → queries sent again, not yet added to the counter. */
+  const resends = new Map<string, number>()
+  new Counter({
+    name: `${p}upstream_resends_total`, help: 'Queries sent again over UDP to an upstream, unanswered for a third of their time (a half when a third is under 300 ms)',
+    labelNames: ['upstream'] as const, registers,
+    collect() {
+      for (const url of configured) if (url.startsWith('udp://')) this.inc({ upstream: upstream(url) }, 0)   // every series from the start
+      for (const [name, n] of resends) this.inc({ upstream: name }, n)
+      resends.clear()
+    },
+  })
   /** upstream label → queries per outcome (ok, timeout, error) not yet added to the counter. */
   const upstreamPending = new Map<string, Float64Array>()
   new Counter({
@@ -259,6 +270,10 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     fdExhausted: (where, code = 'EMFILE') => {
       fds.inc({ where })
       onFd?.(where, code)
+    },
+    resent: u => {
+      const name = upstream(u)
+      resends.set(name, (resends.get(name) ?? 0) + 1)
     },
     watchUpstreams: read => {
       pools.add(read)

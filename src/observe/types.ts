@@ -74,6 +74,8 @@ export interface Counters {
   connections(kind: 'dns-tcp' | 'proxy', delta: 1 | -1): void
   /** No file descriptor was free (EMFILE, ENFILE) at `where` (see fd-check.ts). */
   fdExhausted(where: FdWhere, code?: FdCode): void
+  /** A query sent again over UDP to `upstream`, unanswered for a while (see RESEND_MIN_MS). */
+  resent(upstream: string): void
   /**
    * A pool of upstreams whose health `tunnelguard_upstream_up` reads when scraped (`read`: its
    * upstreams now). The function returned stops it (the pool closed).

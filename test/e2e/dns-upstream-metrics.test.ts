@@ -1,6 +1,7 @@
 // What /metrics says of the DNS upstreams: whether each is up (tunnelguard_upstream_up, which
-// was said only in the "dns upstream down" / "up" log lines). A real `serve`, dig, and upstreams
-// the test runs on 127.0.0.1.
+// was said only in the "dns upstream down" / "up" log lines), and how many UDP queries were sent
+// to it again (tunnelguard_upstream_resends_total). A real `serve`, dig, and upstreams the test
+// runs on 127.0.0.1.
 import t, { type Test } from 'tap'
 import { createSocket, type Socket } from 'node:dgram'
 import { writeFileSync } from 'node:fs'
@@ -100,6 +101,26 @@ t.test('tunnelguard_upstream_up: 0 once the upstream is marked down, 1 once it a
   s.p.child.kill('SIGHUP')
   await s.p.waitFor(l => l.message === 'reloaded', 30_000)
   t.same(await s.scrape('tunnelguard_upstream_up'), { [`{upstream="${urlB}"}`]: 1, [`{upstream="${urlC}"}`]: 1 }, 'the removed upstream disappears; the new ones appear, up')
+  t.same(await s.scrape('tunnelguard_upstream_resends_total'), { [`{upstream="${urlA}"}`]: 0, [`{upstream="${urlB}"}`]: 0 },
+    'resends: a series for each UDP upstream configured (a counter keeps the one that went)')
   t.equal((await dig(s.dns, 'after.example')).status, 'NOERROR', 'the new upstream answers')
+  t.equal(await s.p.stop(), 0)
+})
+
+t.test('tunnelguard_upstream_resends_total: a query lost on the way to the upstream, sent again, is counted', async t => {
+  const port = await freePort()
+  const url = `udp://127.0.0.1:${port}`
+  const up = await upstream(port, n => n > 1)           // the first datagram of each name lost
+  t.teardown(() => closeSocket(up))
+  const dir = t.testdir({})
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, `dns: { listen: ["127.0.0.1:0"], upstreams: ["${url}"], timeout: 1500ms }\nproxy: { listen: [] }\nadmin: { listen: "127.0.0.1:0" }\n`)
+  const s = await serveWith(t, cfg)
+  t.same(await s.scrape('tunnelguard_upstream_resends_total'), { [`{upstream="${url}"}`]: 0 }, 'none yet')
+  const answers = await Promise.all(Array.from({ length: 4 }, (_, i) => dig(s.dns, `host${i}.lossy.example`)))
+  t.same(answers.map(r => r.status), Array(4).fill('NOERROR'), 'each answered, from its second send')
+  t.same(await s.scrape('tunnelguard_upstream_resends_total'), { [`{upstream="${url}"}`]: 4 }, 'one resend per query')
+  t.equal((await dig(s.dns, 'host0.lossy.example')).status, 'NOERROR', 'from the cache')
+  t.same(await s.scrape('tunnelguard_upstream_resends_total'), { [`{upstream="${url}"}`]: 4 }, 'not counted twice')
   t.equal(await s.p.stop(), 0)
 })

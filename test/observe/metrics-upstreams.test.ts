@@ -1,5 +1,5 @@
 // The DNS upstreams in /metrics: tunnelguard_upstream_up (the upstreams of the config, each as
-// its pools last marked it).
+// its pools last marked it) and tunnelguard_upstream_resends_total (read at scrape time).
 import t from 'tap'
 import { createMetrics } from '../../src/observe/metrics.js'
 import type { UpstreamHealth } from '../../src/observe/types.js'
@@ -49,4 +49,18 @@ t.test('upstream_up: the config\'s upstreams, 1 until a pool marks one down; the
   stopProxy()                                        // twice: nothing more
   m.setUpstreams([])
   t.same(await series(m, 'tunnelguard_upstream_up'), {})
+})
+
+t.test('upstream_resends_total: counted per upstream, read at scrape time; a series at 0 for each UDP upstream configured', async t => {
+  const m = createMetrics()
+  m.setUpstreams([A, B])
+  t.same(await series(m, 'tunnelguard_upstream_resends_total'), { [`{upstream="${A}"}`]: 0 }, 'UDP only: the others are never sent again')
+  m.counters.resent(A)
+  m.counters.resent(A)
+  m.counters.resent('udp://10.0.0.1:53')
+  const first = await series(m, 'tunnelguard_upstream_resends_total')
+  t.same(first, { [`{upstream="${A}"}`]: 2, '{upstream="udp://10.0.0.1:53"}': 1 })
+  t.same(await series(m, 'tunnelguard_upstream_resends_total'), first, 'not added twice')
+  m.counters.resent(A)
+  t.equal((await series(m, 'tunnelguard_upstream_resends_total'))[`{upstream="${A}"}`], 3)
 })
