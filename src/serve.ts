@@ -217,7 +217,7 @@ async function start(opts: ServeOptions): Promise<Running> {
     if (config.admin.listen) {
       const listen = config.admin.listen
       const { maxConnections, allowHosts } = config.admin
-      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, remote: () => remote.copies(), maxConnections, allowHosts }),
+      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, remote: () => remote.copies(), maxConnections, allowHosts, evidence }),
         'admin.listen', listen, overrides.admin && '--admin')
       addresses.admin = { address: admin.address, port: admin.port }
       others.push(addresses.admin)
