@@ -98,6 +98,11 @@ export async function serve(opts: ServeOptions): Promise<Running> {
   }
 }
 
+/** The upstreams queries may go to: dns.upstreams, then dns.forwardZones' (`tunnelguard_upstream_up`'s series). */
+function upstreamsOf(c: Config): string[] {
+  return [...c.dns.upstreams, ...Object.values(c.dns.forwardZones).flat()]
+}
+
 async function start(opts: ServeOptions): Promise<Running> {
   const overrides = opts.overrides ?? {}
   const config = applyOverrides(loadConfig(opts.configPath, { resolvConf: opts.resolvConf, serve: true }), overrides)
@@ -123,6 +128,7 @@ async function start(opts: ServeOptions): Promise<Running> {
   const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => { if (!stopping) void reloader.reload('remote list changed') } })
   snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
   metrics.setLists(snapshot.lists)
+  metrics.setUpstreams(upstreamsOf(config))
   logWarnings(evidence, snapshot)
 
   /** The proxy's, once it runs: its open tunnels are decided again with each snapshot swapped in. */
@@ -140,6 +146,7 @@ async function start(opts: ServeOptions): Promise<Running> {
       const after = capsOf(s.config)
       if (Object.keys(after).some(k => after[k as keyof FdCaps] !== before[k as keyof FdCaps])) checkFdCaps(after)
       metrics.setLists(s.lists)
+      metrics.setUpstreams(upstreamsOf(s.config))
       void names.configure(s.config)
       remote.sync()
       followSettings(s.config)
@@ -210,7 +217,7 @@ async function start(opts: ServeOptions): Promise<Running> {
     if (config.admin.listen) {
       const listen = config.admin.listen
       const { maxConnections, allowHosts } = config.admin
-      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, remote: () => remote.copies(), maxConnections, allowHosts }),
+      const admin = await listening(() => startAdmin({ listen, metrics, clients, getSnapshot, ready: () => true, remote: () => remote.copies(), maxConnections, allowHosts, evidence }),
         'admin.listen', listen, overrides.admin && '--admin')
       addresses.admin = { address: admin.address, port: admin.port }
       others.push(addresses.admin)

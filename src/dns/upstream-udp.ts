@@ -56,6 +56,8 @@ export class UdpTransport {
     private readonly onError: (e: Error) => void,
     private readonly now: () => number = () => performance.now(),
     private readonly ports: UdpPorts = UDP_PORTS,
+    /** What its resends are counted under (Counters.resent): the upstream's URL as the config writes it. */
+    private readonly url = `udp://${host}:${port}`,
   ) {
     this.slots = new Array<Outlet | undefined>(ports.sockets).fill(undefined)
   }
@@ -66,10 +68,9 @@ export class UdpTransport {
     })
     const o: Outlet = {
       socket, born: this.now(), sent: 0, queue: [], retired: false,
-      // a query unanswered for a while is sent again (RESEND_MIN_MS); one still waiting for the
-      // connect goes out with the queue, once
-      /* c8 ignore next - defensive: a UDP connect() to an address completes on the next tick, a resend comes RESEND_MIN_MS later */
-      table: new PendingTable(() => { if (o.retired) this.shut(o) }, undefined, q => { if (!o.queue) o.socket.send(q) }),
+      // a query unanswered for a while is sent again (RESEND_MIN_MS), and counted; one still
+      // waiting for the connect goes out with the queue, once
+      table: new PendingTable(() => { if (o.retired) this.shut(o) }, undefined, q => this.resend(o, q)),
     }
     socket.on('error', e => this.broke(o, e))
     socket.on('message', msg => {
@@ -85,6 +86,13 @@ export class UdpTransport {
       for (const b of q) socket.send(b)
     }) as () => void)
     return o
+  }
+
+  private resend(o: Outlet, query: Buffer): void {
+    /* c8 ignore next - defensive: a UDP connect() to an address completes on the next tick, a resend comes RESEND_MIN_MS later */
+    if (o.queue) return
+    o.socket.send(query)
+    this.counters.resent(this.url)
   }
 
   /**

@@ -14,6 +14,9 @@ const FAILS_TO_DOWN = 3
 const BACKOFF_MIN_MS = 2_000
 const BACKOFF_MAX_MS = 60_000
 
+/** Upstreams marked down or up so far, in this process: an upstream's `changed` is the count at its last marking. */
+let markings = 0
+
 /** "udp://1.2.3.4:53", "tcp://[::1]", "tls://1.1.1.1#cloudflare-dns.com" → parts (port 53 by default, 853 for tls://). */
 export function parseUpstream(url: string): UpstreamParts {
   const p = parseUpstreamUrl(url)
@@ -30,6 +33,8 @@ export class Upstream {
   private backoff = BACKOFF_MIN_MS
   downUntil = 0
   down = false
+  /** When it was last marked down or up (see UpstreamHealth.changed); 0: never. */
+  changed = 0
   /** When it last answered (nowMs). */
   lastOk = -Infinity
   closed = false
@@ -73,7 +78,7 @@ export class Upstream {
       this.tcp ??= new TcpTransport(this.host, this.port, this.evidence.counters, undefined, this.tls, e => this.tcpError(e))
       return this.tcp.send(query, qEnd, timeoutMs, cb)
     }
-    this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => this.socketError(e), this.nowMs, this.ports)
+    this.udp ??= new UdpTransport(this.host, this.port, this.evidence.counters, e => this.socketError(e), this.nowMs, this.ports, this.url)
     return this.udp.send(query, qEnd, timeoutMs, cb, exactCase)
   }
 
@@ -130,14 +135,20 @@ export class Upstream {
     this.fails++
     if (this.fails < FAILS_TO_DOWN) return
     if (this.down) this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS)
-    else this.evidence.warn('dns upstream down', { upstream: this.url, failures: this.fails })
+    else {
+      this.changed = ++markings
+      this.evidence.warn('dns upstream down', { upstream: this.url, failures: this.fails })
+    }
     this.down = true
     this.downUntil = nowMs + this.backoff
   }
 
   succeeded(nowMs: number): void {
     this.lastOk = nowMs
-    if (this.down) this.evidence.info('dns upstream up', { upstream: this.url })
+    if (this.down) {
+      this.changed = ++markings
+      this.evidence.info('dns upstream up', { upstream: this.url })
+    }
     this.fails = 0
     this.down = false
     this.backoff = BACKOFF_MIN_MS

@@ -203,6 +203,8 @@ export class UpstreamPool {
   private readonly seed: number
   private readonly inflight = new Map<number, Exchange>()
   private readonly ctx: ExchangeContext
+  /** Stops `tunnelguard_upstream_up` reading this pool's upstreams. */
+  private readonly unwatch: () => void
 
   /** dns.tlsCaFile's certificates (PEM), and the context that trusts them besides Node's CAs. */
   private tlsCa: string | undefined
@@ -218,6 +220,12 @@ export class UpstreamPool {
       done: x => { if (this.inflight.get(x.hash) === x) this.inflight.delete(x.hash) },
     }
     this.update(urls, 0, zones, tlsCa)
+    this.unwatch = evidence.counters.watchUpstreams(() => this.inUse())
+  }
+
+  /** The upstreams queries go to now (the default list's and the forward zones'), each once. */
+  private inUse(): Set<Upstream> {
+    return new Set([...this.list, ...[...this.zones.values()].flat()])
   }
 
   /** Exchanges in flight that other queries can join. */
@@ -301,7 +309,8 @@ export class UpstreamPool {
 
   /** Close every upstream; queries failed by the closing find no other upstream to fail over to. */
   close(): void {
-    const all = new Set([...this.list, ...[...this.zones.values()].flat(), ...this.retired])
+    this.unwatch()
+    const all = new Set([...this.inUse(), ...this.retired])
     for (const u of all) u.closed = true
     for (const u of all) u.close()
     this.list = []

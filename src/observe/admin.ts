@@ -1,8 +1,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { isIP, type AddressInfo } from 'node:net'
+import { isIP, type AddressInfo, type Socket } from 'node:net'
 import { Counter } from 'prom-client'
 import { checkDecision, decisionFields, explainDecision } from '../commands/explain.js'
 import { splitHostPort } from '../config/schema.js'
+import { WindowedNotice } from '../dns/rate-limit.js'
 import { AppError } from '../errors.js'
 import { shortSource } from '../url-secrets.js'
 import { CidrSet, canonicalIp, parseCidr } from '../policy/cidr.js'
@@ -10,6 +11,8 @@ import type { RemoteCopy } from '../remote-lists.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { ClientTable, ClientView } from './client-table.js'
 import type { Metrics } from './metrics.js'
+import { NOTICE_WINDOW_MS } from './throttle.js'
+import type { Evidence } from './types.js'
 
 export interface AdminOptions {
   /** HOST:PORT; port 0 picks a free one. */
@@ -40,6 +43,11 @@ export interface AdminOptions {
    * own name to this address (DNS rebinding) must not read `/api/clients`.
    */
   readonly allowHosts?: readonly string[]
+  /**
+   * Where the connections it closes for a limit or a timeout are said (`admin connection closed`,
+   * at most once per client address and reason per 10 s, with the count); none: only counted.
+   */
+  readonly evidence?: Pick<Evidence, 'warn'>
 }
 
 export const ADMIN_MAX_CONNECTIONS = 64
@@ -63,10 +71,17 @@ export interface AdminServer {
   close(): Promise<void>
 }
 
-/** Admin connections closed on accept: over `admin.maxConnections`, or over one client's share of it. */
+/** Why the admin listener closed a connection (the `reason` of DROPPED). */
+type CloseReason = 'max_connections' | 'max_per_client' | 'head_timeout'
+const CLOSE_REASONS: readonly CloseReason[] = ['max_connections', 'max_per_client', 'head_timeout']
+
+/**
+ * Admin connections closed on accept (over `admin.maxConnections`, or over one client's share of
+ * it), or for a request head that did not come in time.
+ */
 function droppedCounter(o: AdminOptions): Counter<'reason'> {
   return o.metrics.registry.getSingleMetric(DROPPED) as Counter<'reason'> | undefined ?? new Counter({
-    name: DROPPED, help: 'Admin connections closed on accept: over admin.maxConnections (max_connections) or over one client address\'s quarter of it (max_per_client)',
+    name: DROPPED, help: 'Admin connections closed by the listener: on accept, over admin.maxConnections (max_connections) or over one client address\'s quarter of it (max_per_client); or without a whole request head within the timeout (head_timeout: idle, or sent slowly)',
     labelNames: ['reason'], registers: [o.metrics.registry],
   })
 }
@@ -249,12 +264,31 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   const perClientMax = Math.max(1, Math.floor(maxConnections / 4))
   const perClient = new Map<string | undefined, number>()
   const dropped = droppedCounter(opts)
-  server.on('drop', () => { dropped.inc({ reason: 'max_connections' }) })
+  const ev = opts.evidence
+  const why: Readonly<Record<CloseReason, string>> = {
+    max_connections: `over admin.maxConnections (${maxConnections}): closed at the accept`,
+    max_per_client: `over one client address's share of admin.maxConnections (${perClientMax}): closed at the accept`,
+    head_timeout: `no whole request head within ${timeout} ms (idle, or sent slowly): closed`,
+  }
+  // a flood (slowloris: many connections that send nothing, or drip a head) is one line per client
+  // and reason per window with its count, not one per connection (and at most 100 clients named per window, the rest summed)
+  const notices = ev && Object.fromEntries(CLOSE_REASONS.map(reason => [reason, new WindowedNotice(NOTICE_WINDOW_MS,
+    (ip, n) => ev.warn('admin connection closed', { 'client.ip': ip, 'event.reason': reason, 'tunnelguard.closed': n, 'error.message': why[reason] }),
+    (clients, n) => ev.warn('admin connection closed', { 'tunnelguard.other_clients': clients, 'event.reason': reason, 'tunnelguard.closed': n, 'error.message': why[reason] }),
+  )])) as Record<CloseReason, WindowedNotice> | undefined
+  /** A connection closed by the listener: counted, and said (see `notices`). */
+  const closed = (reason: CloseReason, address: string | undefined): void => {
+    dropped.inc({ reason })
+    /* c8 ignore next - defensive: a connection reset before node asked its peer's address has none */
+    if (address === undefined) return
+    notices?.[reason].note(canonicalIp(address), performance.now())
+  }
+  server.on('drop', data => { closed('max_connections', data?.remoteAddress) })
   server.on('connection', socket => {
     const ip = socket.remoteAddress
     const n = perClient.get(ip) ?? 0
     if (n >= perClientMax) {
-      dropped.inc({ reason: 'max_per_client' })
+      closed('max_per_client', ip)
       socket.destroy()
       return
     }
@@ -266,7 +300,11 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     })
   })
   server.on('error', () => { /* after listen: a socket-level failure; listen errors reject below */ })
-  server.on('clientError', (_e, socket) => { socket.destroy() })
+  server.on('clientError', (e: NodeJS.ErrnoException, socket) => {
+    // a request head not whole within `timeout`: a connection that sends nothing, or drips it
+    if (e.code === 'ERR_HTTP_REQUEST_TIMEOUT') closed('head_timeout', (socket as Socket).remoteAddress)
+    socket.destroy()
+  })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(hp.port, hp.host, () => { server.off('error', reject); resolve() })

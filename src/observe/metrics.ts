@@ -3,7 +3,7 @@ import { OUTCOMES, WHERES, type Decision, type Outcome, type Where } from '../po
 import type { ListInfo } from '../snapshot-types.js'
 import { ALERT_OUTPUTS, ALERT_RESULTS, type AlertOutputName, type AlertResult } from './alert-output.js'
 import { isRefusal } from './ecs.js'
-import { FD_WHERES, type CacheStats, type Counters, type DecisionEvent, type FdCode, type FdWhere } from './types.js'
+import { FD_WHERES, type CacheStats, type Counters, type DecisionEvent, type FdCode, type FdWhere, type UpstreamHealth } from './types.js'
 
 /** Most distinct values a config-bounded label may take; beyond it values read `other`. */
 export const MAX_LABEL_VALUES = 64
@@ -16,6 +16,11 @@ export interface Metrics {
   decision(ev: DecisionEvent): void
   /** The lists of the current snapshot: `tunnelguard_list_entries`. */
   setLists(lists: readonly ListInfo[]): void
+  /**
+   * The upstreams of the current snapshot (dns.upstreams and dns.forwardZones'), as the config
+   * writes them: the series of `tunnelguard_upstream_up` (each up until a pool marks it down).
+   */
+  setUpstreams(urls: readonly string[]): void
   /** A reload attempt: `tunnelguard_reloads_total{result=ok|error}`. */
   reloaded(ok: boolean): void
   /** What became of an alert at an output: `tunnelguard_alerts_total{output=webhook|syslog,result=sent|failed|dropped}`. */
@@ -152,6 +157,41 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     name: `${p}dns_cache_bytes`, help: 'Memory the DNS cache\'s answers take, in bytes (outside the JavaScript heap)', registers,
     collect() { this.set(readCache?.().bytes ?? 0) },
   })
+  const upstream = bounded()
+  /** The upstreams in the config, and where their health is read from (each pool's). */
+  let configured: readonly string[] = []
+  const pools = new Set<() => Iterable<UpstreamHealth>>()
+  /** Per upstream in the config: its health where it was marked last (undefined: never marked, or in no pool yet). */
+  const health = (): Map<string, UpstreamHealth | undefined> => {
+    const out = new Map<string, UpstreamHealth | undefined>(configured.map(u => [u, undefined]))
+    for (const read of pools) {
+      for (const h of read()) {
+        if (!out.has(h.url)) continue                 // a pool that has not followed a reload yet
+        const seen = out.get(h.url)
+        if (seen === undefined || h.changed > seen.changed) out.set(h.url, h)
+      }
+    }
+    return out
+  }
+  new Gauge({
+    name: `${p}upstream_up`, help: 'Whether a DNS upstream in the config is up (1) or marked down (0: consecutive queries failed; up again at its next answer)',
+    labelNames: ['upstream'] as const, registers,
+    collect() {
+      this.reset()                                   // an upstream a reload took out goes
+      for (const [url, h] of health()) this.set({ upstream: upstream(url) }, h?.down === true ? 0 : 1)
+    },
+  })
+  /** upstream label → queries sent again, not yet added to the counter. */
+  const resends = new Map<string, number>()
+  new Counter({
+    name: `${p}upstream_resends_total`, help: 'Queries sent again over UDP to an upstream, unanswered for a third of their time (a half when a third is under 300 ms)',
+    labelNames: ['upstream'] as const, registers,
+    collect() {
+      for (const url of configured) if (url.startsWith('udp://')) this.inc({ upstream: upstream(url) }, 0)   // every series from the start
+      for (const [name, n] of resends) this.inc({ upstream: name }, n)
+      resends.clear()
+    },
+  })
   /** upstream label → queries per outcome (ok, timeout, error) not yet added to the counter. */
   const upstreamPending = new Map<string, Float64Array>()
   new Counter({
@@ -207,7 +247,6 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
     },
   })
 
-  const upstream = bounded()
   const decided = (message: DecisionEvent['message'], d: Decision): void => {
     const label = d.list === undefined ? 'none' : list(d.list)
     let cells = pending.get(label)
@@ -232,6 +271,14 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
       fds.inc({ where })
       onFd?.(where, code)
     },
+    resent: u => {
+      const name = upstream(u)
+      resends.set(name, (resends.get(name) ?? 0) + 1)
+    },
+    watchUpstreams: read => {
+      pools.add(read)
+      return () => { pools.delete(read) }
+    },
   }
 
   return {
@@ -242,6 +289,7 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
       entries.reset()
       for (const i of infos) entries.set({ list: list(i.name) }, i.entries)
     },
+    setUpstreams: urls => { configured = [...new Set(urls)] },
     reloaded: ok => reloads.inc({ result: ok ? 'ok' : 'error' }),
     alerted: (output, result) => alerts.inc({ output, result }),
     watchCache: read => { readCache = read },

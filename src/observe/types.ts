@@ -74,6 +74,26 @@ export interface Counters {
   connections(kind: 'dns-tcp' | 'proxy', delta: 1 | -1): void
   /** No file descriptor was free (EMFILE, ENFILE) at `where` (see fd-check.ts). */
   fdExhausted(where: FdWhere, code?: FdCode): void
+  /** A query sent again over UDP to `upstream`, unanswered for a while (see RESEND_MIN_MS). */
+  resent(upstream: string): void
+  /**
+   * A pool of upstreams whose health `tunnelguard_upstream_up` reads when scraped (`read`: its
+   * upstreams now). The function returned stops it (the pool closed).
+   */
+  watchUpstreams(read: () => Iterable<UpstreamHealth>): () => void
+}
+
+/** An upstream's health as its pool holds it (dns/upstream.ts's Upstream). */
+export interface UpstreamHealth {
+  /** As the config writes it: udp://IP[:PORT], tcp://…, tls://…#NAME (no credentials: the config takes none). */
+  readonly url: string
+  /** Marked down (consecutive failures) and not marked up since (an answer). */
+  readonly down: boolean
+  /**
+   * Which marking was the latest, process-wide (a count: 0 if never marked): an upstream is held
+   * by a pool of its own for DNS, the proxy's lookups and PTR lookups, and the latest says.
+   */
+  readonly changed: number
 }
 
 /**

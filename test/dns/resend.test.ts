@@ -3,6 +3,7 @@ import { createSocket } from 'node:dgram'
 import dnsPacket from 'dns-packet'
 import { PendingTable, RESEND_MIN_MS, resendPlan } from '../../src/dns/pending.js'
 import { UdpTransport } from '../../src/dns/upstream-udp.js'
+import { UpstreamPool } from '../../src/dns/upstreams.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { AppError } from '../../src/errors.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
@@ -104,4 +105,26 @@ t.test('UdpTransport: an upstream that loses every first datagram of a query sti
   await new Promise(r => setTimeout(r, 100))
   t.equal(ev.counts['dropped.mismatch'] ?? 0, 0, 'the duplicates are late answers, not mismatches')
   t.ok([...seen.values()].every(n => n === 2), 'each query sent twice: the answer stopped the third')
+  t.same(Object.entries(ev.counts).filter(([k]) => k.startsWith('resent.')), [[`resent.udp://127.0.0.1:${up.address().port}`, 20]], 'each resend counted (tunnelguard_upstream_resends_total)')
+})
+
+t.test('a pool counts the resends of an upstream under its URL as the config writes it', async t => {
+  const up = createSocket('udp4')
+  const seen = new Map<number, number>()
+  up.on('message', (m, r) => {
+    const id = m.readUInt16BE(0)
+    const n = (seen.get(id) ?? 0) + 1
+    seen.set(id, n)
+    if (n === 3) up.send(answer(m), r.port, r.address)      // the first two lost
+  })
+  await new Promise<void>(r => up.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => up.close())
+  const ev = memoryEvidence()
+  const url = `udp://127.0.0.1:${up.address().port}`
+  const pool = new UpstreamPool([url], ev, Date.now)
+  t.teardown(() => pool.close())
+  const { buf, qEnd } = query('lossy.test')
+  const err = await new Promise<AppError | undefined>(r => pool.forward(buf, qEnd, 1200, e => r(e)))
+  t.equal(err, undefined, 'answered at the third send')
+  t.same(Object.entries(ev.counts).filter(([k]) => k.startsWith('resent.')), [[`resent.${url}`, 2]], 'two resends, under the upstream\'s URL')
 })

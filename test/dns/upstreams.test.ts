@@ -283,6 +283,40 @@ t.test('a query longer than a UDP upstream should take is sent to it over TCP', 
   t.equal(udp.seen.length, 1)
 })
 
+t.test('a pool lets tunnelguard_upstream_up read its upstreams (each once, as a reload leaves them) and their markings, until it closes', async t => {
+  const dead = await fakeUdp(t, () => {})
+  let alive = true
+  const flaky = await fakeUdp(t, (m, r, s) => { if (alive) reply(m, r, s) })
+  const deadUrl = `udp://127.0.0.1:${dead.port}`
+  const flakyUrl = `udp://127.0.0.1:${flaky.port}`
+  const ev = memoryEvidence()
+  const c = clock()
+  const pool = new UpstreamPool([flakyUrl], ev, c.now, {}, { 'corp.example': [flakyUrl, deadUrl] })
+  t.teardown(() => pool.close())
+  const health = () => [...ev.pools].flatMap(read => [...read()]).map(h => ({ url: h.url, down: h.down, changed: h.changed }))
+  t.equal(ev.pools.size, 1, 'watched from the start')
+  t.same(health(), [{ url: flakyUrl, down: false, changed: 0 }, { url: deadUrl, down: false, changed: 0 }], 'the default list\'s and the zones\', each once; never marked')
+  t.equal((await forward(pool)).upstream, flakyUrl)
+  t.equal(health()[0]!.changed, 0, 'an answer is no marking')
+  alive = false
+  for (let i = 0; i < 3; i++) await forward(pool, 'a.test', 100)
+  const [down] = health()
+  t.match(down, { url: flakyUrl, down: true }, 'marked down')
+  t.ok(down!.changed > 0, 'a marking')
+  for (let i = 0; i < 2; i++) c.advance(2_500), await forward(pool, 'a.test', 100)
+  t.equal(health()[0]!.changed, down!.changed, 'failing again while down is no new marking')
+  alive = true
+  c.advance(5_000)
+  t.equal((await forward(pool)).upstream, flakyUrl)
+  const [up] = health()
+  t.match(up, { url: flakyUrl, down: false }, 'marked up')
+  t.ok(up!.changed > down!.changed, 'a later marking')
+  pool.update([deadUrl])
+  t.same(health().map(h => h.url), [deadUrl], 'a reload: the upstreams it left, not those it took out')
+  pool.close()
+  t.equal(ev.pools.size, 0, 'closed: no longer read')
+})
+
 t.test('update keeps the state of upstreams that stay and closes the others', async t => {
   const dead = await fakeUdp(t, () => {})
   const live = await fakeUdp(t, reply)

@@ -6,6 +6,8 @@ import type { Socket } from 'node:net'
 import { startAdmin, type AdminOptions } from '../../src/observe/admin.js'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createMetrics } from '../../src/observe/metrics.js'
+import { flushNotices } from '../../src/observe/throttle.js'
+import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { collect, fakeTable, head, open, probed, raw, statusOf, view } from '../fixtures/admin-http.js'
 
@@ -156,4 +158,68 @@ t.test('two listeners on one registry count their drops in one metric', async t 
     t.same((await collect(await open(admin.port), 3000)).closed, true)
   }
   t.same(await dropped(metrics), { max_connections: 2 })
+})
+
+// A slowloris (many connections that send nothing, or drip a head) was counted but not said: a
+// responder reading the log saw nothing of who. Now a warn line names the client and the reason,
+// once per client and reason per window with the count.
+const closedLines = (ev: MemoryEvidence): Record<string, unknown>[] => ev.messages.filter(m => m.msg === 'admin connection closed').map(m => ({ level: m.level, ...m.fields }))
+
+t.test('connections closed at the accept are said once per client and reason per window, with the count', async t => {
+  const ev = memoryEvidence()
+  const { admin, metrics } = await start(t, { maxConnections: 8, timeout: 60_000, evidence: ev })
+  const held: Socket[] = []
+  t.teardown(() => { for (const s of held) s.destroy() })
+  for (let i = 0; i < 2; i++) held.push(await open(admin.port, '127.0.0.2'))
+  for (let i = 0; i < 5; i++) t.ok((await collect(await open(admin.port, '127.0.0.2'), 3000)).closed, 'over its share: closed')
+  t.same(closedLines(ev), [{
+    level: 'warn', 'client.ip': '127.0.0.2', 'event.reason': 'max_per_client', 'tunnelguard.closed': 1,
+    'error.message': 'over one client address\'s share of admin.maxConnections (2): closed at the accept',
+  }], 'the first at once; the four after it held for the window\'s end')
+  for (let i = 3; i < 9; i++) held.push(await open(admin.port, `127.0.0.${i}`))
+  await new Promise(r => setTimeout(r, 100))
+  for (let i = 0; i < 3; i++) t.ok((await collect(await open(admin.port, '127.0.0.20'), 3000)).closed, 'over the cap: closed')
+  flushNotices()                                     // what a stop says (or the window's end)
+  t.same(closedLines(ev).map(l => [l['client.ip'], l['event.reason'], l['tunnelguard.closed']]), [
+    ['127.0.0.2', 'max_per_client', 1], ['127.0.0.20', 'max_connections', 1], ['127.0.0.2', 'max_per_client', 4], ['127.0.0.20', 'max_connections', 2],
+  ], 'one line per client and reason per window; each connection in one line')
+  t.match(closedLines(ev)[1], { 'error.message': 'over admin.maxConnections (8): closed at the accept' })
+  t.same(await dropped(metrics), { max_per_client: 5, max_connections: 3 }, 'the lines add up to the counts')
+})
+
+t.test('a head not whole within the timeout (idle, or dripped) is counted and said: head_timeout', async t => {
+  const ev = memoryEvidence()
+  const { admin, metrics } = await start(t, { timeout: 500, evidence: ev })
+  const idle = collect(await open(admin.port, '127.0.0.3'), 5000)
+  const slow = await open(admin.port, '127.0.0.3')
+  const slowReply = collect(slow, 5000)
+  slow.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n')
+  const timer = setInterval(() => { if (!slow.destroyed) slow.write('X-Drip: 1\r\n') }, 100)
+  t.teardown(() => clearInterval(timer))
+  t.ok((await idle).closed && (await slowReply).closed, 'both closed')
+  // a request that is answered, and a malformed one, are no timeouts
+  t.equal(statusOf(await raw(admin.port, head('/healthz', '127.0.0.1'), 3000, '127.0.0.3')), 200)
+  t.ok((await raw(admin.port, 'NOT HTTP\r\n\r\n', 3000, '127.0.0.3')).closed)
+  const line = ['127.0.0.3', 'head_timeout', 1, 'no whole request head within 500 ms (idle, or sent slowly): closed']
+  const said = () => closedLines(ev).map(l => [l['client.ip'], l['event.reason'], l['tunnelguard.closed'], l['error.message']])
+  t.same(said(), [line], 'the first at once, the second held for the window\'s end')
+  flushNotices()
+  t.same(said(), [line, line], 'each connection in one line')
+  t.same(await dropped(metrics), { head_timeout: 2 })
+})
+
+t.test('past 100 clients in a window, the rest are summed in one line', async t => {
+  const ev = memoryEvidence()
+  const { admin } = await start(t, { maxConnections: 1, timeout: 60_000, evidence: ev })
+  const held = await open(admin.port, '127.0.0.2')
+  t.teardown(() => held.destroy())
+  await new Promise(r => setTimeout(r, 100))
+  for (let i = 1; i <= 102; i++) t.ok((await collect(await open(admin.port, `127.0.1.${i}`), 3000)).closed)
+  flushNotices()
+  const lines = closedLines(ev)
+  t.equal(lines.filter(l => l['client.ip'] !== undefined).length, 100, '100 clients named')
+  t.same(lines.filter(l => l['client.ip'] === undefined), [{
+    level: 'warn', 'tunnelguard.other_clients': 2, 'event.reason': 'max_connections', 'tunnelguard.closed': 2,
+    'error.message': 'over admin.maxConnections (1): closed at the accept',
+  }], 'the other two summed')
 })
