@@ -110,6 +110,8 @@ export class QueryHandler {
 
   private readonly refused: WindowedNotice
   private readonly overloaded: WindowedNotice
+  /** AXFR and IXFR, refused: reconnaissance an admin wants to see whatever log.queries says (once per client per window, with the count). */
+  private readonly transfers: WindowedNotice
 
   constructor(private readonly deps: HandlerDeps) {
     const reason = 'not in dns.allowClients'
@@ -117,6 +119,10 @@ export class QueryHandler {
       (client, n) => deps.evidence.warn('dns client refused', { 'client.ip': client, refused: n, reason }),
       (clients, n) => deps.evidence.warn('dns client refused', { clients, refused: n, reason }))
     const limit = (): number => deps.getSnapshot().config.dns.maxInFlightPerClient
+    const transfer = 'a zone transfer (AXFR, IXFR) asked for: refused; tunnelguard holds no zone'
+    this.transfers = new WindowedNotice(REFUSED_LOG_WINDOW_MS,
+      (ip, n) => deps.evidence.warn('dns zone transfer refused', { 'client.ip': ip, refused: n, reason: transfer }),
+      (clients, n) => deps.evidence.warn('dns zone transfer refused', { clients, refused: n, reason: transfer }))
     this.overloaded = new WindowedNotice(REFUSED_LOG_WINDOW_MS,
       (key, n, ip) => deps.evidence.warn('dns client over its in-flight limit', { 'client.ip': ip, ...prefixField('clientPrefix', key), servfail: n, maxInFlightPerClient: limit() }),
       (clients, n) => deps.evidence.warn('dns client over its in-flight limit', { clients, servfail: n, maxInFlightPerClient: limit() }))
@@ -256,6 +262,7 @@ export class QueryHandler {
     }
     if (q.qtype === TYPE_AXFR || q.qtype === TYPE_IXFR) {
       send(respond, client, q, buildReply(msg, q, RCODE.REFUSED))
+      this.transfers.note(client.ip, Number(t0) / 1e6)
       return this.log(q, client, t0, decision, RCODE.REFUSED, 'failure')
     }
     const hit = this.cache.get(msg, q, t0)

@@ -5,6 +5,7 @@ import { connect } from 'node:net'
 import dnsPacket from 'dns-packet'
 import { FrameReader, frame } from '../../src/dns/framing.js'
 import { startDns, type DnsService } from '../../src/dns/server.js'
+import { flushNotices } from '../../src/observe/throttle.js'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { memoryEvidence, type MemoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
@@ -198,6 +199,11 @@ t.test('AXFR and IXFR are refused: a forwarder relays no zone transfer', async t
   const other = await ask(dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'test' }], authorities: [soa] }))
   t.equal(decodeMsg(other).rcode, 'FORMERR')
   t.equal(s.ev.counts['cache.miss'], undefined, 'never asked upstream')
+  // said whatever log.queries is: once for the client at first, the rest summed at the window's end
+  const warned = () => s.ev.messages.filter(m => m.msg === 'dns zone transfer refused')
+  t.same(warned().map(m => [m.level, m.fields?.['client.ip'], m.fields?.refused]), [['warn', '127.0.0.1', 1]], 'one warn line so far, naming the client')
+  flushNotices()
+  t.same(warned().map(m => m.fields?.refused), [1, 4], 'then the other four, counted in one line')
 })
 
 t.test('NSID is not asked upstream: no client gets the upstream\'s NSID from another\'s cached answer (RFC 5001)', async t => {

@@ -71,6 +71,19 @@ t.test('serve: blocked, sinkholed and forwarded answers, one ECS line naming the
   t.match(p.lines().at(-1), { message: 'stopped' })
 })
 
+t.test('a zone transfer asked for is refused and said at the default log.queries (matched), once per client per window', async t => {
+  const s = await setup(t)
+  const p = await startServe(t, ['--config', s.cfg])
+  t.match((await dig(s.server, 'test', 'AXFR')).raw, /Transfer failed/)
+  t.equal((await dig(s.server, 'test', 'AXFR')).raw.includes('XFR size'), false, 'no zone for the second either')
+  const line = await p.waitFor(l => l.message === 'dns zone transfer refused')
+  t.match(line, { 'log.level': 'warn', 'client.ip': '127.0.0.1', 'tunnelguard.refused': 1 })
+  t.equal(await p.stop('SIGTERM'), 0)
+  const said = p.lines().filter(l => l.message === 'dns zone transfer refused')
+  t.same(said.map(l => l['tunnelguard.refused']), [1, 1], 'the second, at the stop')
+  t.notOk(p.lines().some(l => l.message === 'dns.query'), 'no query line: log.queries is matched')
+})
+
 t.test('/metrics shows the DNS cache: its entries and the bytes its answers take', async t => {
   const s = await setup(t)
   const admin = await freePort()
