@@ -7,6 +7,7 @@ import type { Snapshot } from '../../src/snapshot-types.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { decodeMsg, optRr } from '../fixtures/dig.js'
+import { flushNotices } from '../../src/observe/throttle.js'
 
 const client: Client = { ip: '127.0.0.1', port: 5555, transport: 'udp' }
 const q = (name = 'a.test', extra: Partial<dnsPacket.Packet> = {}): Buffer =>
@@ -225,4 +226,19 @@ t.test('event.outcome: success for an answer (NOERROR, NXDOMAIN), failure for an
     ['a.ngrok.io A', 'NOERROR', undefined], ['a.test AXFR', 'REFUSED', 'failure'],
   ])
   t.equal(ev.events.at(-2)!.decision.action, 'sinkhole', 'the listed name: sinkholed, and no outcome (event.type denied says it)')
+})
+
+t.test('zone transfers from many clients: 100 named per window, the rest summed in one line', async t => {
+  const { ask, ev } = setup(t, makeSnapshot({ config: { dns: { upstreams: ['udp://127.0.0.1:9'], rateLimit: { qps: 0 } } } }), false)
+  const axfr = q('test', { questions: [{ type: 'AXFR', name: 'test' }] })
+  for (let i = 0; i < 103; i++) {
+    const r = await ask(axfr, { ip: `10.0.${i >> 8}.${i & 255}`, port: 5353, transport: 'udp' })
+    if (decodeMsg(r!).rcode !== 'REFUSED') t.fail(`client ${i}`)
+  }
+  const said = () => ev.messages.filter(m => m.msg === 'dns zone transfer refused')
+  t.equal(said().length, 100, 'the first 100 clients, each named at once')
+  t.match(said()[0], { level: 'warn', fields: { 'client.ip': '10.0.0.0', refused: 1 } })
+  flushNotices()
+  t.match(said().at(-1), { level: 'warn', fields: { clients: 3, refused: 3 } }, 'the other three, summed at the window\'s end')
+  t.equal(ev.events.length, 0, 'no query line without log.queries: all')
 })
