@@ -43,10 +43,26 @@ export function dedupKey(ev: DecisionEvent): string {
 /**
  * Wrap outputs with per-client-and-entry deduplication, kept per output (by name); `window` (ms)
  * is read at each alert. An alert an output gives up (`dropped`) does not hold its window: the
- * next one for that client and entry is sent to that output.
+ * next one for that client and entry is sent to that output; and one that came while the given-up
+ * alert was still being tried (held by its window then) is sent at the give-up, the latest of them
+ * (it would otherwise be lost without a line: the window is one alert per client and entry, delivered).
  */
 export function dedupAlerts(outputs: () => readonly AlertOutput[], window: () => number, clock: () => number, count: AlertCounter = () => {}): AlertSink {
-  const last = new Map<AlertOutputName, LRUCache<string, { at: number }>>()
+  interface Mark { readonly at: number; settled: boolean; held?: { ev: DecisionEvent; record: Record<string, unknown> } }
+  const last = new Map<AlertOutputName, LRUCache<string, Mark>>()
+  const send = (o: AlertOutput, seen: LRUCache<string, Mark>, key: string, ev: DecisionEvent, record: Record<string, unknown>, now: number): void => {
+    const mark: Mark = { at: now, settled: false }
+    seen.set(key, mark)
+    o.send(ev, record, result => {
+      count(o.name, result)
+      if (result === 'sent') mark.settled = true
+      if (result !== 'dropped') return
+      mark.settled = true
+      if (seen.peek(key) !== mark) return
+      seen.delete(key)
+      if (mark.held) send(o, seen, key, mark.held.ev, mark.held.record, clock())
+    })
+  }
   return {
     alert(ev, record) {
       const key = dedupKey(ev)
@@ -55,13 +71,11 @@ export function dedupAlerts(outputs: () => readonly AlertOutput[], window: () =>
         let seen = last.get(o.name)
         if (!seen) last.set(o.name, seen = new LRUCache({ max: 10_000 }))
         const prev = seen.get(key)
-        if (prev !== undefined && now - prev.at < window()) continue
-        const mark = { at: now }
-        seen.set(key, mark)
-        o.send(ev, record, result => {
-          count(o.name, result)
-          if (result === 'dropped' && seen.peek(key) === mark) seen.delete(key)
-        })
+        if (prev !== undefined && now - prev.at < window()) {
+          if (!prev.settled) prev.held = { ev, record }
+          continue
+        }
+        send(o, seen, key, ev, record, now)
       }
     },
     async close() {

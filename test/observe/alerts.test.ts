@@ -62,6 +62,35 @@ t.test('dedup: an alert an output gave up does not hold that output\'s window; r
   t.same(sentTo().slice(7), ['webhook 10.0.0.2'], 'the newer one given up: the next goes out')
 })
 
+t.test('dedup: alerts that came while the first was still being tried are not lost when it is given up: the latest goes out then', async t => {
+  const reports: { ip: string; name: string; report: (r: AlertResult) => void }[] = []
+  const out: AlertOutput = { name: 'webhook', send: (e, _r, report) => { reports.push({ ip: e.client.ip, name: e.decision.name, report }) }, close: async () => {} }
+  let now = 0
+  const sink = dedupAlerts(() => [out], () => 60_000, () => now)
+  sink.alert(ev('10.0.0.1', 'a.ngrok.io'), {})
+  reports[0]!.report('failed')                           // tried; a retry is pending
+  now = 100
+  sink.alert(ev('10.0.0.1', 'b.ngrok.io'), {})
+  sink.alert(ev('10.0.0.1', 'c.ngrok.io'), {})
+  t.equal(reports.length, 1, 'held by the window while the first is tried')
+  now = 200
+  reports[0]!.report('dropped')                          // given up
+  t.same(reports.map(r => r.name), ['a.ngrok.io', 'c.ngrok.io'], 'at the give-up, the latest held one is sent')
+  reports[1]!.report('sent')
+  sink.alert(ev('10.0.0.1', 'd.ngrok.io'), {})
+  t.equal(reports.length, 2, 'delivered: the window holds')
+  // one that came while the first was tried and delivered: held, and dropped with the window (it was delivered once)
+  sink.alert(ev('10.0.0.3', 'a.ngrok.io'), {})
+  reports[2]!.report('failed')
+  sink.alert(ev('10.0.0.3', 'b.ngrok.io'), {})
+  reports[2]!.report('sent')
+  t.equal(reports.length, 3, 'the first delivered: nothing more for its window')
+  // a given-up alert with nothing held sends nothing
+  sink.alert(ev('10.0.0.4', 'a.ngrok.io'), {})
+  reports[3]!.report('dropped')
+  t.equal(reports.length, 4)
+})
+
 t.test('dedupAlerts counts nothing when no counter is given', async t => {
   const results: AlertResult[] = []
   const sink = dedupAlerts(() => [{ name: 'syslog', send: (_e, _r, report) => { report('sent'); results.push('sent') }, close: async () => {} }], () => 0, () => 0)
