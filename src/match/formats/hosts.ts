@@ -26,7 +26,8 @@ export function isHostsAddress(token: string): boolean {
 export function parseHostsTokens(tokens: readonly string[], line: number, sink: EntrySink): void {
   const addr = tokens[0]!
   if (tokens.length === 1) {
-    sink.warn(line, `hosts line "${addr}" names no host; ${VALID_LINES}`)
+    // a bare address (a threat feed's IP line, or a hosts line cut short): never an entry, which are names
+    sink.warn(line, `"${addr}" is an address with no host name after it: not an entry (lists hold names: block addresses at the firewall); ${VALID_LINES}`)
     return
   }
   for (let i = 1; i < tokens.length; i++) {
