@@ -60,12 +60,15 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       if (action !== 'pass') clients.record(ev, named)
       const alert = eventKind(ev.decision) === 'alert'
       const level = alert ? 'warn' : 'info'
+      // the responder's evidence (block, sinkhole and alert decisions, and what reached the
+      // sinkhole): kept past the bound where other lines are dropped when stdout does not keep up
+      const kept = alert || ev.message === 'sinkhole.capture'
       if (!alert && !logger.isLevelEnabled(level)) return
       if (ev.extra || (alert && alerts && alerts.active !== false)) {
         const record = toEcs(ev)
         if (named) Object.assign(record.client as Record<string, unknown>, named)
         const logged = logger.isLevelEnabled(level)
-        if (logged) write(level, record)
+        if (logged) write(level, record, kept)
         if (alert && alerts) {
           // the alert carries its line's @timestamp (the webhook's body, syslog's TIMESTAMP), not the time it is sent
           record['@timestamp'] = new Date(logged && lineTime ? lineTime() : Date.now()).toISOString()
@@ -76,11 +79,11 @@ export function createEvidence(opts: EvidenceOptions): Evidence {
       // the usual line (a blocked query): its JSON written directly, no ECS object built
       if (!logger.isLevelEnabled(level)) return
       const client = named && JSON.stringify(named)
-      if (!target) return writeBody(level, ecsBody(ev, client))
+      if (!target) return writeBody(level, ecsBody(ev, client), kept)
       // stdout: the line's bytes, written in place (no string built and encoded)
       if (target.begin(level, line)) {
         writeEcsBody(line, ev, client)
-        target.end(line)
+        target.end(line, kept)
       }
     },
     info: (msg, fields) => say('info', msg, fields),

@@ -37,8 +37,8 @@ export interface LineSinkOptions {
    */
   readonly onStuck?: (e: NodeJS.ErrnoException) => void
   readonly onResumed?: () => void
-  /** The first line dropped past `maxWaiting` since the last `dropNotice` (said once per episode). */
-  readonly onDropping?: (maxWaiting: number) => void
+  /** The first line dropped since the last `dropNotice` (said once per episode); `reserve`: see `evidenceReserve`. */
+  readonly onDropping?: (maxWaiting: number, reserve: number) => void
   /** Retry delay after a write error that can pass (see `onStuck`), ms (1000). */
   readonly stuckMs?: number
   /**
@@ -51,10 +51,19 @@ export interface LineSinkOptions {
   readonly retryMs?: number
   /**
    * Most bytes waiting while the fd does not keep up (64 MiB); lines past it are dropped and
-   * counted, and `dropNotice(count)` (a whole line) is written once the backlog is out.
+   * counted, and `dropNotice(count, evidence)` (a whole line) is written once the backlog is out.
    */
   readonly maxWaiting?: number
-  readonly dropNotice?: (dropped: number) => string
+  /**
+   * Bytes past `maxWaiting` that only evidence lines (a write's `evidence` argument: the block,
+   * sinkhole and alert decisions) may still take, so that a flood of other lines (the passes of
+   * `log.queries: all`) does not push them out; past both they are dropped too, and counted apart
+   * (`lost.behindEvidence`). A quarter of `maxWaiting` when absent (16 MiB: some 25,000 decision
+   * lines; the memory held at most 1.25 times the bound).
+   */
+  readonly evidenceReserve?: number
+  /** `dropped`: the lines dropped since the last notice, `evidence` of them evidence lines. */
+  readonly dropNotice?: (dropped: number, evidence: number) => string
   /**
    * Where notices about the log go (stderr), best effort: a write that throws is ignored (and not
    * said anywhere: a notice that stderr failed would go to stderr).
@@ -109,7 +118,9 @@ export interface Unwritten { readonly lines: number; readonly bytes: number }
  * building its line (dnsperf A/B, 2026-11-29). While a batch is in flight new lines
  * wait for it (order is kept); a partial write continues where it stopped; on exit, whatever is
  * still waiting is written synchronously. Memory stays bounded when the reader stalls (a stuck
- * pipe): past `maxWaiting` bytes lines are dropped and counted.
+ * pipe): past `maxWaiting` bytes lines are dropped and counted; evidence lines (the block, sinkhole
+ * and alert decisions) only past a reserve beyond it, and counted apart. Which lines are dropped is
+ * all it decides: those kept go out in the order they were written.
  */
 export class LineSink {
   private buf: Buffer = Buffer.allocUnsafe(CHUNK)
@@ -126,9 +137,15 @@ export class LineSink {
   private waitingBytes = 0
   /** Bytes of the batch in flight. */
   private inFlight = 0
+  /** Lines dropped since the last `dropNotice`, and evidence lines among them. */
   private dropped = 0
-  /** Lines dropped past `maxWaiting`, and lines given after the log failed: since the sink was made. */
+  private droppedEvidence = 0
+  /**
+   * Since the sink was made: lines dropped past `maxWaiting` (evidence lines past the reserve:
+   * apart), and lines given after the log failed.
+   */
   private droppedTotal = 0
+  private droppedEvidenceTotal = 0
   private lostTotal = 0
   /** A write failed with an error that can pass, and none has gone through since. */
   private stuck = false
@@ -150,6 +167,9 @@ export class LineSink {
   private readonly stuckMs: number
   private readonly delayMs: number
   private readonly maxWaiting: number
+  private readonly reserve: number
+  /** `maxWaiting` and `reserve`: the bound for evidence lines. */
+  private readonly evidenceMax: number
   private readonly mode: SinkMode
   private readonly writeFd: typeof writeSync
   private stream: Writable | undefined
@@ -160,25 +180,37 @@ export class LineSink {
     this.stuckMs = opts.stuckMs ?? 1000
     this.delayMs = opts.delayMs ?? 10
     this.maxWaiting = opts.maxWaiting ?? 64 << 20
+    this.reserve = opts.evidenceReserve ?? Math.floor(this.maxWaiting / 4)
+    this.evidenceMax = this.maxWaiting + this.reserve
     this.mode = opts.mode ?? sinkMode(opts.fd)
     this.writeFd = opts.writeSync ?? writeSync
     process.on('exit', this.onExit)
   }
 
-  /** Would a line of n more bytes pass `maxWaiting`? Then it is dropped, and counted. */
-  private over(n: number): boolean {
-    if (this.waitingBytes + this.inFlight + n <= this.maxWaiting) return false
-    if (this.dropped++ === 0) this.opts.onDropping?.(this.maxWaiting)
-    this.droppedTotal++
+  /**
+   * Would a line of n more bytes pass `maxWaiting` (an evidence line: `maxWaiting` and the
+   * reserve)? Then it is dropped, and counted.
+   */
+  private over(n: number, evidence: boolean): boolean {
+    const waiting = this.waitingBytes + this.inFlight + n
+    if (waiting <= this.maxWaiting || (evidence && waiting <= this.evidenceMax)) return false
+    if (this.dropped++ === 0) this.opts.onDropping?.(this.maxWaiting, this.reserve)
+    if (evidence) {
+      this.droppedEvidence++
+      this.droppedEvidenceTotal++
+    } else {
+      this.droppedTotal++
+    }
     return true
   }
 
   /**
    * Lines lost since the sink was made: `behind`, dropped past `maxWaiting` (the fd did not take
-   * them fast enough); `failed`, given after a write error ended the log (EPIPE, …).
+   * them fast enough); `behindEvidence`, evidence lines dropped past `maxWaiting` and the reserve;
+   * `failed`, given after a write error ended the log (EPIPE, …).
    */
-  get lost(): { readonly behind: number; readonly failed: number } {
-    return { behind: this.droppedTotal, failed: this.lostTotal }
+  get lost(): { readonly behind: number; readonly behindEvidence: number; readonly failed: number } {
+    return { behind: this.droppedTotal, behindEvidence: this.droppedEvidenceTotal, failed: this.lostTotal }
   }
 
   /** The log failed: the line is counted as lost. */
@@ -187,10 +219,13 @@ export class LineSink {
     return true
   }
 
-  /** Queue one line (with its newline). */
-  write(line: string): boolean {
+  /**
+   * Queue one line (with its newline). `evidence`: a block, sinkhole or alert decision, kept past
+   * `maxWaiting` up to the reserve (LineSinkOptions.evidenceReserve); so for `endLine` and `writeBytes`.
+   */
+  write(line: string, evidence = false): boolean {
     if (this.failed) return this.gone()
-    if (this.over(line.length)) return true
+    if (this.over(line.length, evidence)) return true
     this.append(line)
     return true
   }
@@ -213,21 +248,21 @@ export class LineSink {
     return this.used
   }
 
-  /** Queue the line written into `lineBuffer()`, up to `end` (its newline included); past `maxWaiting` it is dropped. */
-  endLine(end: number): void {
+  /** Queue the line written into `lineBuffer()`, up to `end` (its newline included); past `maxWaiting` it is dropped (see `write`). */
+  endLine(end: number, evidence = false): void {
     const n = end - this.used
-    if (this.over(n)) return
+    if (this.over(n, evidence)) return
     this.added(n)
   }
 
-  /** Queue one line given as its UTF-8 bytes (with its newline). */
-  writeBytes(line: Uint8Array): void {
+  /** Queue one line given as its UTF-8 bytes (with its newline); see `write`. */
+  writeBytes(line: Uint8Array, evidence = false): void {
     const n = line.length
     if (this.failed) {
       this.gone()
       return
     }
-    if (this.over(n)) return
+    if (this.over(n, evidence)) return
     if (this.used + n > this.buf.length) this.grow(n)
     this.buf.set(line, this.used)
     this.added(n)
@@ -358,8 +393,10 @@ export class LineSink {
     this.outBufs = []
     if (this.dropped > 0 && this.opts.dropNotice) {
       const n = this.dropped
+      const evidence = this.droppedEvidence
       this.dropped = 0
-      this.append(this.opts.dropNotice(n))                   // past the cap: it is one line
+      this.droppedEvidence = 0
+      this.append(this.opts.dropNotice(n, evidence))         // past the cap: it is one line
     }
     this.next()
   }

@@ -51,9 +51,9 @@ export function createLogger(opts: LoggerOptions): Logger {
   // the same line pino writes for logger[level](record), from the record's JSON text (serialized
   // by V8's JSON.stringify in one call, or by ecsBody; pino's key-by-key stringify cost a third of
   // a blocked query)
-  bodyWriters.set(logger, (level, body) => {
-    dest.write(`${head(level, options.timestamp())}${body}\n`)
-  })
+  bodyWriters.set(logger, dest instanceof LineSink
+    ? (level, body, evidence) => { dest.write(`${head(level, options.timestamp())}${body}\n`, evidence) }
+    : (level, body) => { dest.write(`${head(level, options.timestamp())}${body}\n`) })
   if (dest instanceof LineSink) {
     // the line's start as bytes, made again when the millisecond changes
     const heads = new Map<RecordLevel, { stamp: string; bytes: Uint8Array }>()
@@ -71,10 +71,10 @@ export function createLogger(opts: LoggerOptions): Logger {
         w.raw(h.bytes)
         return true
       },
-      end(w) {
+      end(w, evidence) {
         w.raw(NEWLINE)
-        if (w.buf === buf) dest.endLine(w.n)
-        else dest.writeBytes(w.buf.subarray(start, w.n))   // the line outgrew the room
+        if (w.buf === buf) dest.endLine(w.n, evidence)
+        else dest.writeBytes(w.buf.subarray(start, w.n), evidence)   // the line outgrew the room
       },
     })
   }
@@ -93,7 +93,7 @@ export function logSink(opts: Omit<LineSinkOptions, 'onError' | 'onStuck' | 'onR
   const sink: LineSink = new LineSink({
     ...opts,
     onError: e => stdoutFailed(e, stderr), onStuck: e => stdoutStuck(e, stderr), onResumed: () => stdoutResumed(stderr),
-    onDropping: n => stdoutBehind(n, stderr),
+    onDropping: (n, reserve) => stdoutBehind(n, reserve, stderr),
   })
   return sink
 }
@@ -152,8 +152,8 @@ const NEWLINE = Buffer.from('\n')
 export interface LineTarget {
   /** Start a line in `w`; false when lines are dropped (the log failed): write nothing then. */
   begin(level: RecordLevel, w: JsonBytes): boolean
-  /** End the line begun in `w` and queue it. */
-  end(w: JsonBytes): void
+  /** End the line begun in `w` and queue it; `evidence`: see LineSink.write (kept longer when stdout does not keep up). */
+  end(w: JsonBytes, evidence?: boolean): void
 }
 
 const lineTargets = new WeakMap<Logger, LineTarget>()
@@ -180,7 +180,7 @@ export function lastLineTime(logger: Logger): (() => number) | undefined {
 
 const lostReaders = new WeakMap<Logger, () => LostLines>()
 
-const NONE_LOST: LostLines = { behind: 0, failed: 0 }
+const NONE_LOST: LostLines = { behind: 0, behindEvidence: 0, failed: 0 }
 
 /** What reads the lines a logger made by createLogger on its own LineSink (stdout) has lost so far (another loses none it knows of). */
 export function lostLines(logger: Logger): () => LostLines {
@@ -188,7 +188,7 @@ export function lostLines(logger: Logger): () => LostLines {
 }
 
 /** See LineSink.lost. */
-export interface LostLines { readonly behind: number; readonly failed: number }
+export interface LostLines { readonly behind: number; readonly behindEvidence: number; readonly failed: number }
 
 type Stderr = { write(s: string): unknown }
 const DROPPED_METRIC = 'tunnelguard_log_lines_dropped_total'
@@ -200,7 +200,7 @@ export function stdoutFailed(e: NodeJS.ErrnoException, stderr: Stderr = process.
 
 /** Said on stderr when a write to stdout fails with an error that can pass (a full disk), once until one goes through. */
 export function stdoutStuck(e: NodeJS.ErrnoException, stderr: Stderr = process.stderr): void {
-  stderr.write(`tunnelguard: the log cannot be written to stdout (${e.code}); it is tried again every second, and lines wait meanwhile (past 64 MiB they are dropped and counted)\n`)
+  stderr.write(`tunnelguard: the log cannot be written to stdout (${e.code}); it is tried again every second, and lines wait meanwhile (past 64 MiB they are dropped and counted; block, sinkhole and alert decisions past 80 MiB)\n`)
 }
 
 /** Said on stderr when stdout takes the log again after stdoutStuck. */
@@ -208,18 +208,29 @@ export function stdoutResumed(stderr: Stderr = process.stderr): void {
   stderr.write('tunnelguard: the log is written to stdout again\n')
 }
 
-/** Said on stderr when the first line is dropped because stdout did not keep up (once until the count is logged). */
-export function stdoutBehind(maxWaiting: number, stderr: Stderr = process.stderr): void {
-  stderr.write(`tunnelguard: stdout is not taking the log (${maxWaiting >> 20} MiB of lines wait); lines are dropped, and counted in ${DROPPED_METRIC}{reason="behind"} and in a line once it moves\n`)
+/**
+ * Said on stderr when the first line is dropped because stdout did not keep up (once until the
+ * count is logged); `reserve`: the bytes past `maxWaiting` the decisions may still take (LineSink's evidenceReserve).
+ */
+export function stdoutBehind(maxWaiting: number, reserve: number, stderr: Stderr = process.stderr): void {
+  stderr.write(`tunnelguard: stdout is not taking the log (${mib(maxWaiting)} MiB of lines wait); lines are dropped (block, sinkhole and alert decisions past ${mib(reserve)} MiB more), and counted in ${DROPPED_METRIC}{reason="behind"} (those decisions: {reason="behind_evidence"}) and in a line once it moves\n`)
 }
 
-/** The line written when stdout fell so far behind that lines were dropped (`stamp`: the logger's `,"@timestamp":…`). */
-export function droppedLine(stamp: () => string): (dropped: number) => string {
-  return n => `${head('error', stamp())}${KIND}"message":"log lines dropped: stdout did not keep up","tunnelguard":{"dropped_lines":${n}}}\n`
+/** Bytes in MiB, to two decimals at most. */
+const mib = (n: number): number => Math.round(n / (1 << 20) * 100) / 100
+
+/**
+ * The line written when stdout fell so far behind that lines were dropped (`stamp`: the logger's
+ * `,"@timestamp":…`): how many, and how many of them were evidence (block, sinkhole and alert decisions).
+ */
+export function droppedLine(stamp: () => string): (dropped: number, evidence: number) => string {
+  return (n, evidence) => `${head('error', stamp())}${KIND}"message":"log lines dropped: stdout did not keep up","tunnelguard":{"dropped_lines":${n},"dropped_evidence_lines":${evidence}}}\n`
 }
 
 export type RecordLevel = 'info' | 'warn' | 'error'
-const bodyWriters = new WeakMap<Logger, (level: RecordLevel, body: string) => void>()
+/** `evidence`: see LineSink.write (a line of a block, sinkhole or alert decision). */
+type BodyWrite = (level: RecordLevel, body: string, evidence?: boolean) => void
+const bodyWriters = new WeakMap<Logger, BodyWrite>()
 
 /**
  * ECS `event.kind` of every operational line (start, stop, reload, notices, errors, the proxy's
@@ -257,17 +268,18 @@ export function messageWriter(logger: Logger): (level: RecordLevel, msg: string,
 /**
  * A writer of one record (a non-empty object of plain JSON data) as one line, the caller having
  * checked the level: fast for a logger made by createLogger, the logger's own method otherwise.
+ * `evidence`: see LineSink.write.
  */
-export function recordWriter(logger: Logger): (level: RecordLevel, record: Readonly<Record<string, unknown>>) => void {
+export function recordWriter(logger: Logger): (level: RecordLevel, record: Readonly<Record<string, unknown>>, evidence?: boolean) => void {
   const body = bodyWriters.get(logger)
-  return body ? (level, record) => body(level, JSON.stringify(record).slice(1)) : (level, record) => logger[level](record)
+  return body ? (level, record, evidence) => body(level, JSON.stringify(record).slice(1), evidence) : (level, record) => logger[level](record)
 }
 
 /**
  * A writer of one record given as JSON text without its opening brace (`"k":v,…}`), the caller
  * having checked the level: written as it is for a logger made by createLogger, parsed and
- * handed to the logger's own method otherwise.
+ * handed to the logger's own method otherwise. `evidence`: see LineSink.write.
  */
-export function bodyWriter(logger: Logger): (level: RecordLevel, body: string) => void {
+export function bodyWriter(logger: Logger): BodyWrite {
   return bodyWriters.get(logger) ?? ((level, body) => logger[level](JSON.parse(`{${body}`) as Record<string, unknown>))
 }

@@ -25,8 +25,11 @@ export interface Metrics {
   reloaded(ok: boolean): void
   /** What became of an alert at an output: `tunnelguard_alerts_total{output=webhook|syslog,result=sent|failed|dropped}`. */
   alerted(output: AlertOutputName, result: AlertResult): void
-  /** Where `tunnelguard_log_lines_dropped_total` is read from when scraped (the stdout log's sink; see LineSink.lost). */
-  watchLog(read: () => { readonly behind: number; readonly failed: number }): void
+  /**
+   * Where `tunnelguard_log_lines_dropped_total` is read from when scraped (the stdout log's sink;
+   * see LineSink.lost): `behindEvidence` is `reason="behind_evidence"`.
+   */
+  watchLog(read: () => { readonly behind: number; readonly behindEvidence: number; readonly failed: number }): void
   /** Told each time `counters.fdExhausted` counts (the evidence's warning). */
   onFdExhausted(cb: (where: FdWhere, code: FdCode) => void): void
   /** Where `tunnelguard_dns_cache_entries` and `tunnelguard_dns_cache_bytes` are read from when scraped (the DNS service). */
@@ -232,17 +235,18 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
   })
   for (const where of FD_WHERES) fds.inc({ where }, 0)
   let onFd: ((where: FdWhere, code: FdCode) => void) | undefined
-  let readLost: (() => { readonly behind: number; readonly failed: number }) | undefined
-  const lostSeen = { behind: 0, failed: 0 }
+  let readLost: (() => { readonly behind: number; readonly behindEvidence: number; readonly failed: number }) | undefined
+  const lostSeen = { behind: 0, behindEvidence: 0, failed: 0 }
+  const lostReasons = [['behind', 'behind'], ['behind_evidence', 'behindEvidence'], ['failed', 'failed']] as const
   new Counter({
     name: `${p}log_lines_dropped_total`,
-    help: 'Log lines lost on stdout: behind (dropped while 64 MiB of lines waited for stdout), failed (given after stdout failed for good: EPIPE, EBADF)',
+    help: 'Log lines lost on stdout: behind (dropped while 64 MiB of lines waited for stdout), behind_evidence (block, sinkhole and alert decision lines, kept past that, dropped while 80 MiB waited), failed (given after stdout failed for good: EPIPE, EBADF)',
     labelNames: ['reason'] as const, registers,
     collect() {
       const now = readLost?.() ?? lostSeen
-      for (const reason of ['behind', 'failed'] as const) {
-        this.inc({ reason }, now[reason] - lostSeen[reason])
-        lostSeen[reason] = now[reason]
+      for (const [reason, key] of lostReasons) {
+        this.inc({ reason }, now[key] - lostSeen[key])
+        lostSeen[key] = now[key]
       }
     },
   })

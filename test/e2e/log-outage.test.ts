@@ -164,7 +164,7 @@ process.stdin.on('data', () => log.flush(() => process.exit(0)))`
   t.equal(lines.pop(), '', 'ends with a whole line')
   const notices = lines.filter(l => l.startsWith('tunnelguard: '))
   t.same(notices, [
-    'tunnelguard: stdout is not taking the log (1 MiB of lines wait); lines are dropped, and counted in tunnelguard_log_lines_dropped_total{reason="behind"} and in a line once it moves',
+    'tunnelguard: stdout is not taking the log (1 MiB of lines wait); lines are dropped (block, sinkhole and alert decisions past 0.25 MiB more), and counted in tunnelguard_log_lines_dropped_total{reason="behind"} (those decisions: {reason="behind_evidence"}) and in a line once it moves',
   ], 'the drop is said, on a line of its own')
   const bad = lines.filter(l => { if (l.startsWith('tunnelguard: ')) return false; try { JSON.parse(l); return false } catch { return true } })
   t.same(bad, [], 'no line cut by a notice')

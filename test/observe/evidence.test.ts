@@ -5,7 +5,7 @@ import type { AlertSink } from '../../src/observe/alerts.js'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createEvidence } from '../../src/observe/evidence.js'
 import { LineSink } from '../../src/observe/line-sink.js'
-import { createLogger } from '../../src/observe/logger.js'
+import { createLogger, droppedLine } from '../../src/observe/logger.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import type { Snapshot } from '../../src/snapshot-types.js'
@@ -266,4 +266,50 @@ t.test('no file descriptor free: counted per place in /metrics, and a warn line 
   const host = setup()
   host.evidence.counters.fdExhausted('listener', 'ENFILE')
   t.match(host.lines().filter(l => l['error.code'] === 'ENFILE'), [{ 'tunnelguard.where': 'listener', message: /ENFILE: the whole host/ }], 'the host\'s limit is said as such')
+})
+
+t.test('stdout not keeping up: block, sinkhole and alert decisions and sinkhole captures are kept past maxWaiting; other lines are not', async t => {
+  const snap = makeSnapshot({ config: { log: { queries: 'all' } } })
+  let open = false
+  const out: string[] = []
+  const sink = new LineSink({
+    fd: 99, mode: 'sync', delayMs: 0, retryMs: 5, maxWaiting: 8192, evidenceReserve: 1 << 20, dropNotice: droppedLine(() => ''),
+    writeSync: ((_fd: number, b: Buffer, off: number, len: number) => {
+      if (!open) throw Object.assign(new Error('EAGAIN'), { code: 'EAGAIN' })
+      out.push(b.toString('utf8', off, off + len)); return len
+    }) as never,
+  })
+  t.teardown(() => sink.close())
+  const logger = createLogger({ level: 'info', destination: sink, clock: () => 0 })
+  const e = createEvidence({ logger, getSnapshot: () => snap, metrics: createMetrics(), clients: createClientTable() })
+  const dns = (name: string, tag: string, d = snap.policy.decide('10.0.0.5', name, 'qname')): DecisionEvent => ({
+    message: 'dns.query', decision: { ...d, reason: tag, tail: undefined }, client: { ip: '10.0.0.5', port: 7 }, transport: 'udp', durationNs: 3,
+    dns: { name, type: 'A', rcode: 'NOERROR' },
+  })
+  e.info('first')
+  await new Promise(r => setImmediate(r))                     // its batch is stalled on EAGAIN
+  let n = 0
+  while (sink.lost.behind === 0) e.decision(dns('example.com', `pass ${n++}`))
+  t.ok(n > 5, `passes fill maxWaiting (${n})`)
+  const listed = snap.policy.decide('10.0.0.5', 'a.ngrok.io', 'qname')
+  t.equal(listed.action, 'sinkhole')
+  e.decision(dns('a.ngrok.io', 'sinkhole, written as bytes'))
+  e.decision(dns('a.ngrok.io', 'block, written as bytes', { ...listed, action: 'block' }))
+  e.decision({ ...dns('x.trycloudflare.com', 'alert, from its ECS record'), extra: { 'source.ip': '10.0.0.1' } })
+  e.decision({
+    message: 'sinkhole.capture', decision: { ...listed, action: 'allow', reason: 'allowed, but it reached the sinkhole', tail: undefined },
+    client: { ip: '10.0.0.5', port: 8 }, transport: 'tcp', durationNs: 3, sni: 'a.ngrok.io', destination: { ip: '10.9.9.9', port: 443 },
+  })
+  e.decision(dns('example.com', 'pass after'))
+  e.decision(dns('docs.ngrok.io', 'allow after', { ...listed, action: 'allow' }))
+  e.decision(dns('intra.example', 'refusal after', { ...snap.policy.decide('10.0.0.5', 'intra.example', 'qname'), action: 'block', policy: 'proxy.allowDestinations' }))
+  e.warn('an operational warning after')
+  t.same(sink.lost, { behind: 5, behindEvidence: 0, failed: 0 }, 'the first pass past the bound, and the four lines after the evidence')
+  open = true
+  await new Promise<void>(r => sink.flush(() => r()))
+  const lines = out.join('').split('\n').filter(Boolean).map(l => JSON.parse(l) as Record<string, any>)
+  const reasons = lines.map(l => l.tunnelguard?.reason as string | undefined).filter(r => r !== undefined && !r.startsWith('pass '))
+  t.same(reasons, ['sinkhole, written as bytes', 'block, written as bytes', 'alert, from its ECS record', 'allowed, but it reached the sinkhole'], 'the evidence, in order')
+  t.equal(lines.filter(l => l.tunnelguard?.reason?.startsWith('pass ')).length, n - 1, 'the passes before the bound')
+  t.match(lines.at(-1), { message: 'log lines dropped: stdout did not keep up', tunnelguard: { dropped_lines: 5, dropped_evidence_lines: 0 } })
 })

@@ -268,6 +268,80 @@ t.test('stream mode: one batch in flight at a time; a stalled stream drops past 
   t.equal(h.out.join('').split('\n').filter(Boolean).at(-1), 'after', 'counting starts again')
 })
 
+t.test('a stalled reader: past maxWaiting only evidence lines are taken, up to a reserve of a quarter more; their drops are counted apart', async t => {
+  let open = false
+  const said: string[] = []
+  const fake = fakeWrite((_c, len) => (open ? len : errno('EAGAIN')))
+  const sink = new LineSink({
+    fd: 99, mode: 'sync', writeSync: fake.writeSync, maxWaiting: 40, retryMs: 5, delayMs: 0,
+    dropNotice: (n, evidence) => `dropped ${n} (${evidence} evidence)\n`, onDropping: (max, reserve) => said.push(`dropping past ${max} (+${reserve})`),
+  })
+  t.teardown(() => sink.close())
+  sink.write('first\n')
+  await tick()                                               // the batch (6 bytes) is stalled on EAGAIN
+  for (let i = 0; i < 5; i++) sink.write(`pass ${i}\n`)     // 7 bytes each: four fit in 40 (34 bytes)
+  t.same(sink.lost, { behind: 1, behindEvidence: 0, failed: 0 }, 'pass 4 is past maxWaiting')
+  t.same(said, ['dropping past 40 (+10)'], 'said once, with the reserve (a quarter of maxWaiting)')
+  sink.write('ev 0\n', true)                                // 5 bytes: 39, within maxWaiting
+  sink.write('pass 5\n')                                    // 46: dropped
+  sink.write('ev 1\n', true)                                // 44: in the reserve
+  sink.write('pass 6\n', false)                             // dropped
+  sink.write('ev 2\n', true)                                // 49
+  sink.write('ev 3\n', true)                                // 54: past the reserve too
+  sink.write('e4\n', true)                                  // 52: still past
+  t.same(sink.lost, { behind: 3, behindEvidence: 2, failed: 0 })
+  t.same(said, ['dropping past 40 (+10)'], 'one notice for the episode')
+  open = true
+  await flushed(sink)
+  t.same(Buffer.concat(fake.out).toString().split('\n').filter(Boolean), [
+    'first', 'pass 0', 'pass 1', 'pass 2', 'pass 3', 'ev 0', 'ev 1', 'ev 2', 'dropped 5 (2 evidence)',
+  ], 'the lines kept, in the order written; the notice counts both')
+  sink.write('pass 7\n')
+  sink.write('ev 5\n', true)
+  await flushed(sink)
+  t.same(Buffer.concat(fake.out).toString().split('\n').filter(Boolean).slice(-2), ['pass 7', 'ev 5'], 'counting starts again')
+  t.same(sink.lost, { behind: 3, behindEvidence: 2, failed: 0 }, 'the totals stay')
+})
+
+t.test('evidence given as bytes or written in place (stream mode): the same reserve; evidenceReserve sets it', async t => {
+  const h = heldStream()
+  const sink = new LineSink({
+    fd: 99, mode: 'stream', stream: h.stream, maxWaiting: 20, evidenceReserve: 12, delayMs: 0,
+    dropNotice: (n, evidence) => `dropped ${n}/${evidence}\n`,
+  })
+  t.teardown(() => sink.close())
+  const inPlace = (line: string, evidence?: boolean): void => {
+    const b = sink.lineBuffer(line.length)!
+    sink.endLine(sink.lineStart + b.write(line, sink.lineStart), evidence)
+  }
+  sink.write('first\n')
+  await tick()
+  t.equal(h.held.length, 1, 'the first batch (6 bytes) is in the stream, and stays there')
+  inPlace('aaaaaa\n')                                        // 13
+  inPlace('bbbbbb\n')                                        // 20
+  sink.writeBytes(Buffer.from('cc\n'))                       // 23: dropped
+  inPlace('dd\n')                                            // dropped
+  sink.writeBytes(Buffer.from('EE\n'), true)                 // 23: in the reserve
+  inPlace('FFFFFF\n', true)                                  // 30
+  inPlace('GG\n', true)                                      // 33: past 20 + 12
+  sink.writeBytes(Buffer.from('H\n'), true)                  // 32
+  inPlace('I\n', true)                                       // 34: past
+  t.same(sink.lost, { behind: 2, behindEvidence: 2, failed: 0 })
+  h.held.shift()!()
+  await tick()
+  h.held.shift()!()
+  await flushed(sink)
+  t.same(h.out.join('').split('\n').filter(Boolean), ['first', 'aaaaaa', 'bbbbbb', 'EE', 'FFFFFF', 'H', 'dropped 4/2'])
+  const none = heldStream()
+  const strict = new LineSink({ fd: 99, mode: 'stream', stream: none.stream, maxWaiting: 10, evidenceReserve: 0, delayMs: 0 })
+  t.teardown(() => strict.close())
+  strict.write('first\n')
+  await tick()
+  strict.write('ev\n', true)                                  // 9
+  strict.write('ev\n', true)                                  // 12: no reserve
+  t.same(strict.lost, { behind: 0, behindEvidence: 1, failed: 0 }, 'no reserve: dropped at maxWaiting, still counted as evidence')
+})
+
 t.test('the buffers of a batch are reused for the next: a batch over several takes no new ones', async t => {
   const seen: ArrayBufferLike[][] = [[]]
   const writeSync = ((_fd: number, buf: Buffer, _off: number, len: number) => {
@@ -378,7 +452,7 @@ t.test('a full disk (ENOSPC) is not the end of the log: the batch is tried again
   await flushed(sink)
   t.same(Buffer.concat(fake.out).toString().split('\n').filter(Boolean), ['first', 'line 0', 'line 1', 'line 2', 'dropped 3'])
   t.same(said, ['stuck ENOSPC', 'dropping past 30', 'resumed'])
-  t.same(sink.lost, { behind: 3, failed: 0 })
+  t.same(sink.lost, { behind: 3, behindEvidence: 0, failed: 0 })
   sink.write('after\n')
   await flushed(sink)
   t.equal(Buffer.concat(fake.out).toString().split('\n').filter(Boolean).at(-1), 'after')
@@ -392,11 +466,11 @@ t.test('after the log failed for good (EPIPE) every line given is counted as los
   t.teardown(() => sink.close())
   sink.write('w\nx\n')
   await flushed(sink)
-  t.same(sink.lost, { behind: 0, failed: 2 }, 'the lines of the batch that failed')
+  t.same(sink.lost, { behind: 0, behindEvidence: 0, failed: 2 }, 'the lines of the batch that failed')
   sink.write('y\n')
   sink.writeBytes(Buffer.from('z\n'))
   t.equal(sink.lineBuffer(10), undefined)
-  t.same(sink.lost, { behind: 0, failed: 5 }, 'and each line after it')
+  t.same(sink.lost, { behind: 0, behindEvidence: 0, failed: 5 }, 'and each line after it')
 
   // a write that took part of a batch: the lines not wholly written, and those waiting behind it
   const part = fakeWrite(call => (call === 0 ? 3 : errno('EBADF')))
@@ -406,7 +480,7 @@ t.test('after the log failed for good (EPIPE) every line given is counted as los
   sink2.write('ef\n')
   await flushed(sink2)
   t.equal(Buffer.concat(part.out).toString(), 'ab\n')
-  t.same(sink2.lost, { behind: 0, failed: 2 })
+  t.same(sink2.lost, { behind: 0, behindEvidence: 0, failed: 2 })
 
   // at exit (flushSync)
   const exit = fakeWrite(call => (call === 0 ? 3 : errno('EPIPE')))
@@ -415,7 +489,7 @@ t.test('after the log failed for good (EPIPE) every line given is counted as los
   sink3.write('cd\n')
   sink3.write('ef\n')
   sink3.close()
-  t.same(sink3.lost, { behind: 0, failed: 2 }, 'the lines flushSync could not write')
+  t.same(sink3.lost, { behind: 0, behindEvidence: 0, failed: 2 }, 'the lines flushSync could not write')
 
   // stream mode: the batch in the stream, and what waits behind it
   const h = heldStream()
@@ -426,7 +500,7 @@ t.test('after the log failed for good (EPIPE) every line given is counted as los
   sink4.write('c\n')
   h.held.shift()!(errno('EPIPE'))
   await tick()
-  t.same(sink4.lost, { behind: 0, failed: 3 })
+  t.same(sink4.lost, { behind: 0, behindEvidence: 0, failed: 3 })
 })
 
 t.test('notices: said at once when stderr is another file; one that throws is lost without a word, never thrown', async t => {
@@ -507,7 +581,7 @@ t.test('notices on the same file, stream mode: held while a batch is in the stre
   await tick()
   h.held.splice(0).forEach(f => f(errno('EPIPE')))
   await tick()
-  t.same(sink.lost, { behind: 0, failed: 1 }, '{"d":4}, not the two notices before it')
+  t.same(sink.lost, { behind: 0, behindEvidence: 0, failed: 1 }, '{"d":4}, not the two notices before it')
 })
 
 t.test('notices on the same file at exit (flushSync): after the rest of the stalled batch, before the lines that wait', async t => {
@@ -545,7 +619,7 @@ t.test('finish: resolves once all is written; past its bound it gives up, counts
   const left = await stuck.finish(100)
   t.ok(Date.now() - t0 >= 90, 'waited for its bound')
   t.same(left, { lines: 3, bytes: 16 + 8 - 3 }, 'the lines not wholly written, and their bytes, the notice not among them')
-  t.same(stuck.lost, { behind: 0, failed: 3 })
+  t.same(stuck.lost, { behind: 0, behindEvidence: 0, failed: 3 })
   t.same(stderr, ['\nheld\n'], 'the notice that waited is said, on a line of its own after the cut line')
   stuck.notice('after\n')
   t.same(stderr.at(-1), 'after\n', 'the newline once')
@@ -553,7 +627,7 @@ t.test('finish: resolves once all is written; past its bound it gives up, counts
   await sleep(50)
   t.equal(fake.calls.length, calls, 'not tried again')
   stuck.write('{"d":4}\n')
-  t.same(stuck.lost, { behind: 0, failed: 4 }, 'a line given after it is lost, and counted')
+  t.same(stuck.lost, { behind: 0, behindEvidence: 0, failed: 4 }, 'a line given after it is lost, and counted')
   t.equal(await stuck.finish(10), undefined, 'finished already')
 
   // stream mode: the batch in the stream, whole; the stream is destroyed (its write would hold the process)

@@ -125,28 +125,78 @@ t.test('a full disk, its end, and lines dropped behind a slow stdout are each sa
   const stderr = { write: (s: string) => said.push(s) }
   stdoutStuck(Object.assign(new Error('no space'), { code: 'ENOSPC' }), stderr)
   stdoutResumed(stderr)
-  stdoutBehind(64 << 20, stderr)
-  t.match(said[0], /cannot be written to stdout \(ENOSPC\); it is tried again every second, and lines wait/)
+  stdoutBehind(64 << 20, 16 << 20, stderr)
+  stdoutBehind(1 << 20, 1 << 18, stderr)
+  t.equal(said[0], 'tunnelguard: the log cannot be written to stdout (ENOSPC); it is tried again every second, and lines wait meanwhile (past 64 MiB they are dropped and counted; block, sinkhole and alert decisions past 80 MiB)\n')
   t.equal(said[1], 'tunnelguard: the log is written to stdout again\n')
-  t.match(said[2], /stdout is not taking the log \(64 MiB of lines wait\); lines are dropped, and counted in tunnelguard_log_lines_dropped_total\{reason="behind"\}/)
+  t.equal(said[2], 'tunnelguard: stdout is not taking the log (64 MiB of lines wait); lines are dropped (block, sinkhole and alert decisions past 16 MiB more), and counted in tunnelguard_log_lines_dropped_total{reason="behind"} (those decisions: {reason="behind_evidence"}) and in a line once it moves\n')
+  t.match(said[3], /\(1 MiB of lines wait\); lines are dropped \(block, sinkhole and alert decisions past 0\.25 MiB more\)/, 'a reserve under 1 MiB')
 })
 
 t.test('lostLines: what the stdout sink lost; another logger loses none it knows of', async t => {
   const { lostLines } = await import('../../src/observe/logger.js')
   const own = createLogger({ level: 'info' })              // a LineSink on fd 1; nothing is written
-  t.same(lostLines(own)(), { behind: 0, failed: 0 })
+  t.same(lostLines(own)(), { behind: 0, behindEvidence: 0, failed: 0 })
   const other = createLogger({ level: 'info', destination: new Writable({ write(_c, _e, cb) { cb() } }) })
-  t.same(lostLines(other)(), { behind: 0, failed: 0 })
+  t.same(lostLines(other)(), { behind: 0, behindEvidence: 0, failed: 0 })
 })
 
-t.test('the dropped-lines notice is one ECS line with the count', async t => {
+t.test('the dropped-lines notice is one ECS line with the count, and how many of them were evidence', async t => {
   const { droppedLine } = await import('../../src/observe/logger.js')
-  const line = droppedLine(() => ',"@timestamp":"2026-11-29T10:00:00.000Z"')(42)
+  const line = droppedLine(() => ',"@timestamp":"2026-11-29T10:00:00.000Z"')(42, 5)
   t.ok(line.endsWith('\n'))
   t.same(JSON.parse(line), {
     'log.level': 'error', '@timestamp': '2026-11-29T10:00:00.000Z', 'ecs.version': ECS_VERSION, 'event.kind': 'event',
-    message: 'log lines dropped: stdout did not keep up', tunnelguard: { dropped_lines: 42 },
+    message: 'log lines dropped: stdout did not keep up', tunnelguard: { dropped_lines: 42, dropped_evidence_lines: 5 },
   })
+})
+
+t.test('evidence lines (recordWriter, bodyWriter, lineTarget) are kept past maxWaiting up to the reserve; others are not', async t => {
+  const { LineSink } = await import('../../src/observe/line-sink.js')
+  const { bodyWriter, droppedLine, lineTarget, logSink, recordWriter } = await import('../../src/observe/logger.js')
+  const { JsonBytes } = await import('../../src/observe/json-bytes.js')
+  let open = false
+  const out: string[] = []
+  const said: string[] = []
+  const writeSync = ((_fd: number, b: Buffer, off: number, len: number) => {
+    if (!open) throw Object.assign(new Error('EAGAIN'), { code: 'EAGAIN' })
+    out.push(b.toString('utf8', off, off + len)); return len
+  }) as never
+  // logSink: stdout's sink as createLogger makes it, its dropping said on notices
+  const ls = logSink({
+    fd: 99, mode: 'sync', delayMs: 0, retryMs: 5, maxWaiting: 1600, evidenceReserve: 600, writeSync,
+    notices: { write: s => said.push(s) }, dropNotice: droppedLine(() => ''),
+  })
+  t.teardown(() => ls.close())
+  t.ok(ls instanceof LineSink)
+  const log = createLogger({ level: 'info', destination: ls, clock: () => 0 })
+  const head = `{"log.level":"info","@timestamp":"1970-01-01T00:00:00.000Z","ecs.version":"${ECS_VERSION}",`.length
+  const pad = 'x'.repeat(200 - head - 17)                     // lines of 200 bytes (n of two digits)
+  log.info('first')                                           // 123 bytes
+  await new Promise(r => setImmediate(r))                     // stalled on EAGAIN
+  const target = lineTarget(log)!
+  const w = new JsonBytes()
+  const writers = [
+    (n: number, evidence?: boolean): void => { t.ok(target.begin('info', w)); w.json(`"n":${n},"pad":"${pad}"}`); target.end(w, evidence) },
+    (n: number, evidence?: boolean): void => recordWriter(log)('info', { n, pad }, evidence),
+    (n: number, evidence?: boolean): void => bodyWriter(log)('info', `"n":${n},"pad":"${pad}"}`, evidence),
+  ]
+  for (let n = 10; n <= 16; n++) writers[n % 3]!(n)           // 1523 bytes: within maxWaiting
+  for (let n = 17; n <= 19; n++) writers[n % 3]!(n, false)    // past it: dropped
+  writers[2]!(20, true)                                       // 1723: evidence, within maxWaiting and the reserve
+  writers[0]!(21)                                             // dropped
+  writers[1]!(22, true)
+  writers[0]!(23, true)                                       // 2123
+  writers[2]!(24, true)                                       // past 2200: dropped
+  writers[1]!(25, true)
+  t.same(ls.lost, { behind: 4, behindEvidence: 2, failed: 0 })
+  t.equal(said.length, 1, 'the dropping said once')
+  t.match(said[0], /lines are dropped \(block, sinkhole and alert decisions past 0 MiB more\)/)
+  open = true
+  await new Promise<void>(r => ls.flush(() => r()))
+  const lines = out.join('').split('\n').filter(Boolean).map(l => JSON.parse(l) as Record<string, any>)
+  t.same(lines.map(l => l.n ?? l.message), ['first', 10, 11, 12, 13, 14, 15, 16, 20, 22, 23, 'log lines dropped: stdout did not keep up'])
+  t.same(lines.at(-1)!.tunnelguard, { dropped_lines: 6, dropped_evidence_lines: 2 })
 })
 
 t.test('lineTarget: only for a logger on a LineSink; its head is the start of the line pino writes, at the current millisecond', async t => {

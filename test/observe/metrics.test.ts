@@ -117,16 +117,22 @@ t.test('fd_exhausted_total: every place from the start; counted without a listen
   t.same(told, ['dns-upstream'])
 })
 
-t.test('log_lines_dropped_total: both reasons from the start, read from the log sink at each scrape', async t => {
+t.test('log_lines_dropped_total: every reason from the start, read from the log sink at each scrape', async t => {
   const m = createMetrics()
-  t.match(await m.registry.metrics(), 'tunnelguard_log_lines_dropped_total{reason="behind"} 0')
-  let lost = { behind: 5, failed: 0 }
-  m.watchLog(() => lost)
   let text = await m.registry.metrics()
-  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="behind"} 5')
+  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="behind"} 0')
+  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="behind_evidence"} 0')
   t.match(text, 'tunnelguard_log_lines_dropped_total{reason="failed"} 0')
-  lost = { behind: 7, failed: 3 }
+  let lost = { behind: 5, behindEvidence: 0, failed: 0 }
+  m.watchLog(() => lost)
+  text = await m.registry.metrics()
+  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="behind"} 5')
+  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="behind_evidence"} 0')
+  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="failed"} 0')
+  lost = { behind: 7, behindEvidence: 2, failed: 3 }
   text = await m.registry.metrics()
   t.match(text, 'tunnelguard_log_lines_dropped_total{reason="behind"} 7')
+  t.match(text, 'tunnelguard_log_lines_dropped_total{reason="behind_evidence"} 2')
   t.match(text, 'tunnelguard_log_lines_dropped_total{reason="failed"} 3')
+  t.match(text, /# HELP tunnelguard_log_lines_dropped_total .*behind_evidence \(block, sinkhole and alert decision lines/)
 })
