@@ -44,11 +44,21 @@ export function formatJson(r: ReportData): string {
   return JSON.stringify({ clients, summary: { ...r.counts, clients: clients.length, filters: r.filters, ...window ? { window } : {}, errors: r.errors } }, null, 2) + '\n'
 }
 
-/** A CSV field, quoted when needed; a leading = + - @ is defused for spreadsheets. */
+/**
+ * What a CSV field is quoted for: a quote, a comma, and every character the table escapes (see
+ * escapeCell): control characters (C0, DEL, C1) and the invisible ones that change how a line reads.
+ */
+const CSV_QUOTE = /[",\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/
+
+/**
+ * A CSV field (RFC 4180), quoted when it holds a quote, a comma or a character the table escapes,
+ * its value kept as it was; a leading = + - @ (a tab, a CR) is defused for spreadsheets with a `'`
+ * before it (a formula would run when the file is opened: CSV injection).
+ */
 function csv(v: string | number): string {
   let s = String(v)
   if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+  return CSV_QUOTE.test(s) ? `"${s.replace(/"/g, '""')}"` : s
 }
 
 /** One row per client and name. */
@@ -95,6 +105,7 @@ function fit(name: string, w: number): string {
  * and paragraph separators, bidirectional marks, embeddings, overrides and isolates (a name with
  * U+202E shows its end reversed: "Trojan Source"), zero-width characters and the BOM.
  */
+// (CSV_QUOTE, above, holds the same characters but the backslash: keep the two in step)
 const CONTROL = /[\\\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g
 const NAMED: Readonly<Record<string, string>> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' }
 

@@ -183,3 +183,15 @@ t.test('the names decided on (or behind an address) beside the name asked', asyn
   t.ok(lines.every(l => l.length <= 80), 'long matched names wrap')
   t.same(lines.filter(l => l.startsWith('    ')).map(l => l.trim().replace(/,$/, '')), ['→ 0.' + long, '1.' + long, '2.' + long, '3.' + long], 'one per line, none cut')
 })
+
+t.test('csv: a cell with a control or invisible character is quoted, its value kept; a formula start defused', async t => {
+  const agg = new Aggregator()
+  agg.add(e({ name: 'evil\x1b[31mhost\u202e.ngrok.io', hostname: 'pc\u200b7', mac: '02:00:00:00:00:07' }))
+  agg.add(e({ name: '=1+2.ngrok.io', time: T + 1 }))
+  agg.add(e({ name: 'tab\there.ngrok.io', time: T + 2 }))
+  const rows = formatCsv(data(agg)).split('\n')
+  t.ok(rows.some(r => r.startsWith('10.0.0.1,"pc\u200b7",,02:00:00:00:00:07,"evil\x1b[31mhost\u202e.ngrok.io",1,')), 'ESC, U+202E and a zero-width space: quoted, as they were')
+  t.ok(rows.some(r => r.includes(",'=1+2.ngrok.io,1,")), 'a leading = gets a \' before it')
+  t.ok(rows.some(r => r.includes(',"tab\there.ngrok.io",1,')), 'a tab: quoted')
+  t.notOk(rows.slice(1).some(r => /(^|,)[^",]*[\x00-\x1f\u202e\u200b]/.test(r)), 'no bare cell holds one')
+})
