@@ -92,9 +92,80 @@ function checkHostPorts(splitHostPort: (s: string) => unknown, flag: string, v: 
   for (const x of v ?? []) if (!splitHostPort(x)) usage(`--${flag} ${x}: not HOST:PORT (e.g. 127.0.0.1:1053 or [::1]:53)`)
 }
 
-/** Run one command; resolves to the exit code. Only the bin wrapper below exits the process. */
+/** A write error of stdout in words, where Node's message may not say it (a pipe's: `write EIO`). */
+const OUTPUT_WHY: Readonly<Record<string, string>> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'file too large',
+  EIO: 'input/output error',
+  EBADF: 'stdout is not open for writing',
+}
+
+/** The stderr line (after `tunnelguard: `) for an error stdout gave a command's output: `… ENOSPC (no space left on device)`. */
+export function outputFailure(e: NodeJS.ErrnoException): string {
+  const code = e.code
+  if (code === undefined) return `cannot write the output to stdout: ${e.message}`
+  // Node says what it means in a file's message (`ENOSPC: no space left on device, write`)
+  const why = OUTPUT_WHY[code] ?? new RegExp(`^${code}: (.+), write$`).exec(e.message)?.[1]
+  return `cannot write the output to stdout: ${code}${why === undefined ? '' : ` (${why})`}`
+}
+
+/**
+ * stdout as the commands write to it. A reader that went away (EPIPE, as `| head` does) takes the
+ * rest without a word, as coreutils do, and the command ends with its own exit code; any other
+ * error (a full disk: ENOSPC) is kept, the first of them, for main to say once on stderr. Each
+ * write's error comes to its callback, in order; the stream's 'error' event is the same error again.
+ */
+export class Output {
+  private failed: NodeJS.ErrnoException | undefined
+  private last: Promise<void> = Promise.resolve()
+  constructor(private readonly stdout: NodeJS.WritableStream) {
+    stdout.on('error', () => {})
+  }
+
+  /** `done`: once the text was taken, or dropped because the reader is gone; with the error otherwise. */
+  write(text: string, done?: (e?: Error | null) => void): void {
+    let settle!: () => void
+    const taken = new Promise<void>(r => { settle = r })
+    this.stdout.write(text, (e?: Error | null) => {
+      const err = e as NodeJS.ErrnoException | null | undefined
+      // after EPIPE every write is ERR_STREAM_DESTROYED: the reader is still gone
+      const gone = err?.code === 'EPIPE' || err?.code === 'ERR_STREAM_DESTROYED'
+      if (err && !gone) this.failed ??= err
+      settle()
+      done?.(gone ? null : err)
+    })
+    this.last = taken
+  }
+
+  /** The first error other than a reader gone, once every write so far was taken (or failed). */
+  async settled(): Promise<NodeJS.ErrnoException | undefined> {
+    await this.last
+    return this.failed
+  }
+
+  /** Whether a write failed already (an error thrown since is that one's). */
+  get hasFailed(): boolean {
+    return this.failed !== undefined
+  }
+}
+
+/**
+ * Run one command; resolves to the exit code. Only the bin wrapper below exits the process. A
+ * stdout that cannot be written (not a reader gone: see Output) is one stderr line and exit 1 (or
+ * the command's own code when it is not 0).
+ */
 export async function main(argv: readonly string[], io: Io): Promise<number> {
-  const write = (s: string) => { io.stdout.write(s) }
+  const out = new Output(io.stdout)
+  const code = await command(argv, io, out)
+  const failed = await out.settled()
+  if (failed === undefined) return code
+  io.stderr.write(`tunnelguard: ${outputFailure(failed)}\n`)
+  return code === 0 ? 1 : code
+}
+
+async function command(argv: readonly string[], io: Io, out: Output): Promise<number> {
+  const write = (s: string) => { out.write(s) }
   try {
     const [cmd, ...rest] = argv
     if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') { write(USAGE); return cmd === undefined ? 2 : 0 }
@@ -166,7 +237,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
           stdin: files.length === 0 || files.includes('-') ? io.stdin : undefined,
           since: backwards(v.since as string | undefined), until: backwards(v.until as string | undefined),
           client: v.client as string | undefined, list: v.list as string | undefined, action: v.action as string | undefined,
-          format, out: io.stdout, leases: v.leases as string[] | undefined,
+          format, out, leases: v.leases as string[] | undefined,
         })
         return 0
       }
@@ -190,6 +261,8 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       }
     }
   } catch (e) {
+    // report's write failed: said by main, as for every command
+    if (out.hasFailed) return 1
     if (e instanceof AppError) {
       const [first, ...rest] = errorLines(e)
       io.stderr.write(`tunnelguard: ${first}\n`)
@@ -210,12 +283,7 @@ function isEntry(): boolean {
   }
 }
 if (isEntry()) {
-  // a reader that went away (`| head`): what is left to print is dropped, as coreutils do, and the
-  // command still ends with its own exit code
-  const gone = (e: NodeJS.ErrnoException) => {
-    if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e
-  }
-  process.stdout.on('error', gone)
+  // stdout's errors (a reader gone, a full disk) are main's: see Output
   // stderr is for diagnostics, best effort: no error of its own ends the process (a full disk under
   // `2>&1` would take DNS down with it), and none is said (where? on stderr). Opening it here also
   // makes a pipe on fd 2 non-blocking, as the log's notices expect (logger.ts, stderrNotices).

@@ -2,7 +2,7 @@ import t from 'tap'
 import { PassThrough, Readable } from 'node:stream'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { main } from '../src/cli.js'
+import { main, outputFailure } from '../src/cli.js'
 import { blockedLine, runCli } from './fixtures/cli.js'
 
 const SIGMA = new URL('../../shared/fixtures/sigma/net_connection_lnx_ngrok_tunnel.yml', import.meta.url).pathname
@@ -292,6 +292,40 @@ t.test('an unexpected error exits 1 with its stack, not a crash', async t => {
   const code = await main(['check', 'a.com'], { stdout: broken, stderr: err, stdin: Readable.from(['']), resolvConf: '/nonexistent' })
   t.equal(code, 1)
   t.match(e, /^tunnelguard: Error: EPIPE: stdout went away\n {4}at /, 'the stack, to report')
+})
+
+t.test('a stdout that fails is one stderr line and exit 1; a reader gone (EPIPE) is quiet, with the command\'s own code', async t => {
+  const { Writable } = await import('node:stream')
+  const errno = (code: string, message = `write ${code}`) => Object.assign(new Error(message), { code })
+  const failing = (e: Error) => new Writable({ write(_c, _e, cb) { cb(e) } })
+  const runOn = async (argv: string[], stdout: NodeJS.WritableStream, stdin = '') => {
+    const err = new PassThrough()
+    let e = ''
+    err.on('data', d => { e += d })
+    const code = await main(argv, { stdout, stderr: err, stdin: Readable.from([stdin]), resolvConf: '/nonexistent' })
+    return { code, err: e }
+  }
+  const full = 'tunnelguard: cannot write the output to stdout: ENOSPC (no space left on device)\n'
+  for (const argv of [['check', 'a.com'], ['lists'], ['report', '--format', 'json'], ['report'], ['--help']]) {
+    t.same(await runOn(argv, failing(errno('ENOSPC')), LINE('10.1.1.1', 'a.ngrok.io')), { code: 1, err: full }, `${argv.join(' ')}: ENOSPC`)
+    t.same(await runOn(argv, failing(errno('EPIPE')), LINE('10.1.1.1', 'a.ngrok.io')), { code: 0, err: '' }, `${argv.join(' ')}: EPIPE`)
+    t.same(await runOn(argv, failing(errno('ERR_STREAM_DESTROYED')), LINE('10.1.1.1', 'a.ngrok.io')), { code: 0, err: '' }, `${argv.join(' ')}: destroyed`)
+  }
+  // the command's own failure keeps its code
+  t.same(await runOn([], failing(errno('EIO'))), { code: 2, err: 'tunnelguard: cannot write the output to stdout: EIO (input/output error)\n' }, 'the usage text, exit 2')
+  const dir = t.testdir({ 'a.jsonl': LINE('10.2.2.2', 'b.ngrok.io') })
+  t.same(await runOn(['report', join(dir, 'a.jsonl'), join(dir, 'nosuch.jsonl')], failing(errno('EPIPE'))),
+    { code: 1, err: `tunnelguard: report: ${join(dir, 'nosuch.jsonl')}: ENOENT: no such file or directory\n` }, 'a reader gone: the input error still said, exit 1')
+  t.same(await runOn(['report', join(dir, 'a.jsonl'), join(dir, 'nosuch.jsonl')], failing(errno('ENOSPC', 'ENOSPC: no space left on device, write'))),
+    { code: 1, err: full }, 'the output failed: that is what is said')
+})
+
+t.test('outputFailure: the code, and what it means where it is known', async t => {
+  const errno = (code: string | undefined, message: string) => Object.assign(new Error(message), { code })
+  t.equal(outputFailure(errno('EDQUOT', 'write EDQUOT')), 'cannot write the output to stdout: EDQUOT (disk quota exceeded)')
+  t.equal(outputFailure(errno('ENXIO', 'ENXIO: no such device or address, write')), 'cannot write the output to stdout: ENXIO (no such device or address)', 'from a file\'s message')
+  t.equal(outputFailure(errno('ECONNRESET', 'write ECONNRESET')), 'cannot write the output to stdout: ECONNRESET', 'a pipe\'s message says nothing more')
+  t.equal(outputFailure(errno(undefined, 'it broke')), 'cannot write the output to stdout: it broke', 'no code: the message')
 })
 
 t.test('serve through main: listens, logs to the given stream, stops on SIGTERM', async t => {

@@ -1,5 +1,6 @@
 import type { Entry, SigmaRef } from '../match/types.js'
 import { OUTCOMES, WHERES, type Decision, type Outcome } from '../policy/types.js'
+import { addressLiteral } from '../proxy/address.js'
 import { JsonBytes, bytes } from './json-bytes.js'
 import { destinationHost, type DecisionEvent, type EventOutcome } from './types.js'
 
@@ -56,30 +57,54 @@ function merge(into: Fields, extra: Readonly<Fields>): void {
   }
 }
 
+/** ECS `related`: the host names a line is about (`hosts`), and the addresses named in place of a name (`ip`). */
+export interface Related { readonly hosts: string[]; readonly ip: string[] }
+
 /**
  * ECS `related.hosts`: every host name the line is about, so that one SIEM rule on it finds a
  * name whichever field holds it (a Host header or a CNAME target is in no other ECS field): the
  * name asked (DNS question, CONNECT host), the SNI, the URL host, the Host header and inner
  * CONNECT of a request in a tunnel, the name decided on (a CNAME or HTTPS target); lowercased,
- * each once, in that order (an address a CONNECT or URL names too, though it is in destination.ip
- * and not destination.domain). Built only for a line that is written, from the names the event has.
+ * each once, in that order. One of these that is an address literal (`CONNECT 192.0.2.1:443`,
+ * `http://[2001:db8::1]/`, a Host header or SNI with an address) is no host name: it is in
+ * `related.ip` instead, canonical as destination.ip has it (ECS: related.ip holds the IPs seen),
+ * in the same order. A DNS question and the names decided on it are names, whatever they read
+ * like. Built only for a line that is written, from the names the event has.
  */
-export function relatedHosts(ev: DecisionEvent): string[] {
-  const hosts: string[] = []
-  if (ev.dns) addHost(hosts, ev.dns.name)
-  addHost(hosts, destinationHost(ev.destination))
-  addHost(hosts, ev.sni)
-  addHost(hosts, ev.urlDomain)
-  addHost(hosts, ev.extra?.['tunnelguard.host_header'])
-  addHost(hosts, ev.extra?.['tunnelguard.inner_connect'])
-  addHost(hosts, ev.decision.name)
-  return hosts
+export function relatedOf(ev: DecisionEvent): Related {
+  const r: Related = { hosts: [], ip: [] }
+  if (ev.dns) addHost(r.hosts, ev.dns.name)
+  addName(r, destinationHost(ev.destination))
+  addName(r, ev.sni)
+  addName(r, ev.urlDomain)
+  addName(r, ev.extra?.['tunnelguard.host_header'])
+  addName(r, ev.extra?.['tunnelguard.inner_connect'])
+  if (ev.dns) addHost(r.hosts, ev.decision.name)
+  else addName(r, ev.decision.name)
+  return r
 }
 
-function addHost(hosts: string[], n: unknown): void {
-  if (typeof n !== 'string' || n === '') return
+function addHost(hosts: string[], n: string): void {
+  if (n === '') return
   const h = n.toLowerCase()
   if (!hosts.includes(h)) hosts.push(h)
+}
+
+/** A name seen by the proxy: an address literal to `ip`, a name to `hosts`. */
+function addName(r: Related, n: unknown): void {
+  if (typeof n !== 'string' || n === '') return
+  const ip = addressLiteral(n)
+  if (ip === undefined) addHost(r.hosts, n)
+  else if (!r.ip.includes(ip)) r.ip.push(ip)
+}
+
+/** `related` as a line has it: no empty member, none at all when both are. */
+function relatedFields(r: Related): Fields | undefined {
+  if (r.hosts.length === 0 && r.ip.length === 0) return undefined
+  const out: Fields = {}
+  if (r.hosts.length > 0) out.hosts = r.hosts
+  if (r.ip.length > 0) out.ip = r.ip
+  return out
 }
 
 /** A decision event as ECS fields, nested (`client: { ip, port }`), ready for one log line. */
@@ -132,8 +157,8 @@ export function toEcs(ev: DecisionEvent): Fields {
   if (d.unparseable) tg.unparseable = true
   if (d.policy !== undefined) tg.policy = d.policy
   out.tunnelguard = tg
-  const hosts = relatedHosts(ev)
-  if (hosts.length > 0) out.related = { hosts }
+  const related = relatedFields(relatedOf(ev))
+  if (related) out.related = related
   if (ev.extra) merge(out, ev.extra)
   return out
 }
@@ -188,6 +213,8 @@ const K = {
   unparseable: bytes(',"unparseable":true'),
   policy: bytes(',"policy":'),
   hosts: bytes(',"related":{"hosts":['),
+  ips: bytes('],"ip":['),
+  ipsOnly: bytes(',"related":{"ip":['),
   comma: bytes(','),
   hostsEnd: bytes(']}'),
   close1: bytes('}'),
@@ -284,16 +311,17 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
   if (d.policy !== undefined) { w.raw(K.policy); w.str(d.policy) }
   w.raw(K.close1)
   if (dns && !dst && ev.sni === undefined && ev.urlDomain === undefined) {
-    // a blocked query: relatedHosts' question and name decided on, with no array built
+    // a blocked query: relatedOf's question and name decided on, with no array built
     const q = dns.name.toLowerCase()
     const m = d.name.toLowerCase()
     const two = m !== q && m !== ''
     if (q !== '') { w.raw(K.hosts); w.str(q); if (two) { w.raw(K.comma); w.str(m) }; w.raw(K.hostsEnd) }
     else if (two) { w.raw(K.hosts); w.str(m); w.raw(K.hostsEnd) }
   } else {
-    const hosts = relatedHosts(ev)
+    const { hosts, ip } = relatedOf(ev)
     for (let i = 0; i < hosts.length; i++) { w.raw(i === 0 ? K.hosts : K.comma); w.str(hosts[i]!) }
-    if (hosts.length > 0) w.raw(K.hostsEnd)
+    for (let i = 0; i < ip.length; i++) { w.raw(i > 0 ? K.comma : hosts.length > 0 ? K.ips : K.ipsOnly); w.str(ip[i]!) }
+    if (hosts.length > 0 || ip.length > 0) w.raw(K.hostsEnd)
   }
   w.raw(K.close1)
 }

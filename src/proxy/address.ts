@@ -73,6 +73,17 @@ export function destinationOfName(name: string): { readonly domain: string } | {
   return isIP(name) !== 0 ? { ip: canonicalIp(name) } : { domain: name }
 }
 
+/**
+ * The canonical address (as destination.ip has it) a host seen on a line names when it is an
+ * address literal: IPv6 with or without its brackets, IPv4 in any form a URL parser reads
+ * (`0x7f000001`, as parseAuthority takes it); undefined for a name.
+ */
+export function addressLiteral(host: string): string | undefined {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host
+  if (isIP(bare) !== 0) return canonicalIp(bare)
+  return NUMERIC_LABEL.test(bare.slice(bare.lastIndexOf('.') + 1)) ? parseIpv4Loose(bare) : undefined
+}
+
 /** IPv4 as the WHATWG URL parser reads it: 1–4 parts, each decimal, 0x-hex or 0-octal; the last fills the rest. */
 export function parseIpv4Loose(s: string): string | undefined {
   const parts = s.split('.')

@@ -2,6 +2,7 @@ import { isIP, type Socket } from 'node:net'
 import type { IncomingHttpHeaders } from 'node:http'
 import { CidrSet, canonicalIp } from '../policy/cidr.js'
 import type { Evidence } from '../observe/types.js'
+import type { Answers } from './close-line.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { DestinationGuard } from './address.js'
 import type { PoolAgent } from './pool-agent.js'
@@ -32,8 +33,10 @@ export interface Conn {
   onAnswered?: () => void
   /** Outbound plain-HTTP requests made for this connection and not yet closed: destroyed when it closes. */
   readonly upstreams: Set<{ destroy(): void }>
-  /** Fields added to the connection's close line (destination, SNI, error, …). */
+  /** Fields added to the connection's close line (destination, SNI, error, …); the status and outcome are the current request's. */
   readonly close: Record<string, unknown>
+  /** What the requests before the current one got (close-line.ts): none yet, none answered. */
+  answers?: Answers
 }
 
 /** What the request handlers share; built once by startProxy. */

@@ -8,6 +8,7 @@ import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
 import { Admission } from './admission.js'
 import { MAX_HEADER_FIELDS } from './connect-head.js'
+import { closeFigures, settleRequest } from './close-line.js'
 import { handleConnect, type ConnectRequest } from './connect.js'
 import type { Conn, ProxyCtx, Resolve } from './context.js'
 import { frontDoor, type FrontDoor, type HttpConn } from './front-door.js'
@@ -161,7 +162,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   http.on('checkContinue', (req: IncomingMessage, res) => http.emit('request', req, res))
   // An Expect other than 100-continue: node answers 417 without a 'request'; it still completes a head.
   http.on('checkExpectation', (req: IncomingMessage, res) => {
-    conns.get(req.socket as Socket)!.requests++
+    const conn = conns.get(req.socket as Socket)!
+    settleRequest(conn)
+    conn.requests++
+    conn.close['http.response.status_code'] = 417
     res.writeHead(417).end()
   })
   const connect = (conn: Conn, req: ConnectRequest, head: Buffer) => {
@@ -206,6 +210,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   })
   const refuseHead = (conn: Conn, status: number, why: string) => {
     evidence.counters.dropped('malformed')
+    settleRequest(conn)                              // a request answered before it on the connection keeps its answer
     conn.close['error.message'] = why
     conn.close['http.response.status_code'] = status
     conn.close['event.outcome'] = undefined          // refused: nothing was forwarded
@@ -245,7 +250,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
         'client.ip': conn.client.ip, 'client.port': conn.client.port, 'source.ip': peer.ip, 'source.port': peer.port,
         'source.bytes': socket.bytesRead, 'destination.bytes': socket.bytesWritten,
         'event.category': CATEGORY, 'event.type': CLOSE_TYPE,
-        'event.duration': Number(clock() - conn.start), 'tunnelguard.requests': conn.requests, ...conn.close,
+        'event.duration': Number(clock() - conn.start), 'tunnelguard.requests': conn.requests, ...conn.close, ...closeFigures(conn),
       })
     })
     if (!trusted) {

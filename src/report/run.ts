@@ -26,7 +26,8 @@ export interface ReportArgs {
   readonly leases?: readonly string[]
   readonly format: 'table' | 'json' | 'csv'
   readonly now?: () => number
-  readonly out: NodeJS.WritableStream
+  /** Where the report goes: done with an error when it was not taken. */
+  readonly out: { write(text: string, done: (e?: Error | null) => void): unknown }
 }
 
 /** A written time: date, then optionally time of day (with seconds and a fraction), then optionally a zone. */

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
-import { symlinkSync, writeFileSync } from 'node:fs'
+import { closeSync, openSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CLI } from '../fixtures/serve-process.js'
 
@@ -156,4 +156,74 @@ t.test('what a config may be for validate, check and lists: a symlink to a file 
   })
   t.equal(piped.code, 0)
   t.match(piped.out, /^\/dev\/fd\/\d+: valid\n$/)
+})
+
+/** Run `node dist/cli.js …` with its stdout on /dev/full (every write: ENOSPC), to its exit. */
+function cliOnFullDisk(args: string[]): Promise<{ code: number | null; err: string }> {
+  const full = openSync('/dev/full', 'w')
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', full, 'pipe'] })
+    closeSync(full)
+    let err = ''
+    child.stderr!.on('data', d => { err += d })
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`timeout: ${args.join(' ')}\n${err}`)) }, 20_000)
+    child.on('exit', code => { clearTimeout(timer); resolve({ code, err }) })
+  })
+}
+
+t.test('stdout on a full disk (/dev/full: ENOSPC): every command that prints says so in one line, exit 1, no stack', async t => {
+  const line = JSON.stringify({
+    '@timestamp': '2026-11-22T04:00:00.000Z', 'log.level': 'warn', message: 'dns.query',
+    event: { action: 'block', kind: 'alert' }, client: { ip: '10.4.4.4', port: 5353 }, network: { transport: 'udp' },
+    dns: { question: { name: 'a.ngrok.io', type: 'A' } }, rule: { name: 'ngrok.io', ruleset: 'ngrok' },
+    tunnelguard: { group: 'default', matched_on: 'qname' },
+  }) + '\n'
+  const dir = t.testdir({ 'log.jsonl': line, 'l.txt': 'ngrok.io\n', 'c.yaml': 'dns: { upstreams: ["udp://127.0.0.1:9"] }\nlists:\n  l: { files: [l.txt] }\n' })
+  const log = join(dir, 'log.jsonl')
+  const cfg = join(dir, 'c.yaml')
+  for (const args of [['report', log], ['report', log, '--format', 'json'], ['report', log, '--format', 'csv'],
+    ['check', 'x.ngrok.io', '--config', cfg], ['check', 'x.ngrok.io', '--json', '--config', cfg],
+    ['lists', '--config', cfg], ['lists', '--json', '--config', cfg], ['validate', '--config', cfg], ['--help'], ['report', '--help']]) {
+    const r = await cliOnFullDisk(args)
+    t.equal(r.err, 'tunnelguard: cannot write the output to stdout: ENOSPC (no space left on device)\n', args.join(' '))
+    t.equal(r.code, 1, `${args.join(' ')}: exit 1`)
+  }
+  // a command that fails anyway keeps its own code, and says both
+  const usage = await cliOnFullDisk([])
+  t.equal(usage.code, 2, 'no command: the usage text (stdout) and exit 2 as before')
+  t.equal(usage.err, 'tunnelguard: cannot write the output to stdout: ENOSPC (no space left on device)\n')
+  const unreadable = await cliOnFullDisk(['report', log, join(dir, 'nosuch.jsonl')])
+  t.equal(unreadable.code, 1)
+  t.equal(unreadable.err, 'tunnelguard: cannot write the output to stdout: ENOSPC (no space left on device)\n', 'the output failed first: the report that says what was read is not there')
+})
+
+t.test('report | head -c 10: the reader goes away (EPIPE), report ends quietly with its own exit code', async t => {
+  // enough clients that the report is more than a pipe holds (64 KiB), so that a write meets EPIPE
+  const lines = Array.from({ length: 5000 }, (_, i) => JSON.stringify({
+    '@timestamp': '2026-11-22T04:00:00.000Z', 'log.level': 'warn', message: 'dns.query',
+    event: { action: 'block', kind: 'alert' }, client: { ip: `10.9.${i >> 8}.${i & 255}`, port: 5353 }, network: { transport: 'udp' },
+    dns: { question: { name: `a${i}.ngrok.io`, type: 'A' } }, rule: { name: 'ngrok.io', ruleset: 'ngrok' },
+    tunnelguard: { group: 'default', matched_on: 'qname' },
+  })).join('\n')
+  const dir = t.testdir({ 'log.jsonl': `${lines}\n` })
+  const headed = (files: string[]) => new Promise<{ status: string; out: string; err: string }>((resolve, reject) => {
+    // bash: the report's exit code is PIPESTATUS[0], after head took its 10 bytes and left
+    const child = spawn('bash', ['-c', '"$@" 2>"$ERR" | head -c 10; echo " ${PIPESTATUS[0]}"; cat "$ERR"', 'bash', process.execPath, CLI, 'report', ...files],
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ERR: join(dir, `err-${files.length}`) } })
+    let out = ''
+    child.stdout.on('data', d => { out += d })
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('timeout: report | head -c 10')) }, 20_000)
+    child.on('exit', () => {
+      clearTimeout(timer)
+      const [first, ...rest] = out.split('\n')
+      resolve({ out: first!.slice(0, 10), status: first!.slice(11), err: rest.join('\n') })
+    })
+  })
+  const r = await headed([join(dir, 'log.jsonl')])
+  t.equal(r.out, 'CLIENT 10.', 'head had its 10 bytes')
+  t.equal(r.status, '0', 'its own exit code')
+  t.equal(r.err, '', 'nothing said: no EPIPE, no stack')
+  const bad = await headed([join(dir, 'log.jsonl'), join(dir, 'nosuch.jsonl')])
+  t.equal(bad.status, '1', 'an input that cannot be read: exit 1 as ever')
+  t.equal(bad.err, `tunnelguard: report: ${join(dir, 'nosuch.jsonl')}: ENOENT: no such file or directory\n`, 'and only that is said')
 })

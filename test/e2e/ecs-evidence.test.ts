@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { dig } from '../fixtures/dig.js'
 import { exchange, freePort, run, startOrigin } from '../fixtures/origin.js'
 import { runCli } from '../fixtures/cli.js'
+import { clientHello, records } from '../fixtures/client-hello.js'
 import { startServe } from '../fixtures/serve-process.js'
 import { startUnbound } from '../fixtures/unbound.js'
 
@@ -114,4 +115,55 @@ t.test('serve: destination.ip for an address, event.kind on every line, event.ou
   t.equal(j.summary.skipped, operational.length)
   const names = Object.fromEntries(j.clients.flatMap(c => c.names).map(n => [n.name, n.count]))
   t.match(names, { '127.0.0.1': 4, '::1': 2, 'nx.test': 2, 'a.ngrok.io': 1, 'a.test': 1, 'drop.test': 1 })
+})
+
+t.test('serve: an address seen where a name goes (CONNECT, URL, Host header, SNI) is in related.ip, canonical, never in related.hosts', async t => {
+  const origin = await startOrigin(t)                    // 127.0.0.1
+  const v6 = createServer((req, res) => res.end(`v6 ${req.url}`))
+  await new Promise<void>(r => v6.listen(origin.port, '::1', r))   // the same port on ::1
+  t.teardown(() => { v6.closeAllConnections(); v6.close() })
+  const [dnsPort, proxyPort] = [await freePort(), await freePort()]
+  const dir = t.testdir({ 'tunnels.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  // no name here is resolved: the upstream (nothing listens on port 9) is never asked
+  writeFileSync(cfg, [
+    `dns: { listen: ["127.0.0.1:${dnsPort}"], upstreams: ["udp://127.0.0.1:9"] }`,
+    `proxy: { listen: ["127.0.0.1:${proxyPort}"], allowDestinations: ["127.0.0.0/8", "::1/128"], connectPorts: [${origin.port}], httpPorts: [${origin.port}] }`,
+    'admin: { listen: null }',
+    'log: { queries: all }',
+    'lists:',
+    '  tunnels: { files: [tunnels.txt], action: block }',
+  ].join('\n'))
+  const p = await startServe(t, ['--config', cfg])
+  const curl = (...args: string[]) => run('curl', ['-sS', '-m', '5', '-x', `http://127.0.0.1:${proxyPort}`, ...args])
+
+  t.match((await curl('-p', `http://127.0.0.1:${origin.port}/c4`)).stdout, /"url":"\/c4"/, 'CONNECT 127.0.0.1')
+  t.equal((await curl(`http://[::1]:${origin.port}/p6`)).stdout, 'v6 /p6', 'http://[::1]/')
+  t.match((await curl('-H', `Host: [0:0:0:0:0:0:0:1]:${origin.port}`, `http://127.0.0.1:${origin.port}/host`)).stdout, /"url":"\/host"/, 'a Host header with another address')
+  // a ClientHello whose SNI is an address (RFC 6066 forbids it; clients send it), to the origin (which answers it 400)
+  const hello = (sni: string) => exchange(proxyPort, [`CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\n\r\n`, records(clientHello({ names: [sni] }))], { gapMs: 50 })
+  t.match((await hello('192.0.2.1')).data, /^HTTP\/1\.1 200 Connection established\r\n\r\n/)
+  t.match((await hello('S.Example')).data, /^HTTP\/1\.1 200 Connection established\r\n\r\n/)
+  for (let i = 0; i < 200 && p.lines().filter(l => l.message === 'proxy.close').length < 5; i++) await new Promise(r => setTimeout(r, 25))
+  t.equal(await p.stop('SIGTERM'), 0)
+
+  const decisions = (p.lines() as Line[]).filter(l => l.message === 'proxy.connect' || l.message === 'proxy.http')
+  const related = (l: Line) => l.related as { hosts?: string[]; ip?: string[] } | undefined
+  t.same(decisions.map(l => [l.message, related(l)]), [
+    ['proxy.connect', { ip: ['127.0.0.1'] }],
+    ['proxy.http', { ip: ['::1'] }],
+    ['proxy.http', { ip: ['127.0.0.1', '::1'] }],
+    ['proxy.connect', { ip: ['127.0.0.1', '192.0.2.1'] }],
+    ['proxy.connect', { hosts: ['s.example'], ip: ['127.0.0.1'] }],
+  ], 'each address once, canonical; a name beside them in related.hosts')
+  t.same(decisions.flatMap(l => related(l)?.hosts ?? []).filter(h => /^[\d.]+$|:/.test(h)), [], 'no address in related.hosts')
+
+  // report reads them: the address the client named is the name asked
+  const file = join(dir, 'serve.jsonl')
+  writeFileSync(file, p.stdout())
+  const r = await runCli(['report', file, '--format', 'json'])
+  t.equal(r.code, 0, r.err)
+  const j = JSON.parse(r.out) as { summary: { decisions: number }; clients: { names: { name: string; count: number }[] }[] }
+  t.equal(j.summary.decisions, decisions.length)
+  t.same(Object.fromEntries(j.clients.flatMap(c => c.names).map(n => [n.name, n.count])), { '127.0.0.1': 4, '::1': 1 })
 })

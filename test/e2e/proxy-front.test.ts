@@ -147,6 +147,18 @@ t.test('an Expect that node answers 417 completes a head: no 408 follows', async
   t.equal(p.ev.messages.filter(m => m.msg === 'proxy.close').length, 0, 'the connection is kept open, as node keeps it')
 })
 
+t.test('a 417 after a request served: the close line has both answers, not the one before it twice', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const get = (expect: string) => `GET http://site.example:${origin.port}/ HTTP/1.1\r\nHost: site.example:${origin.port}\r\n${expect}\r\n`
+  const r = await exchange(p.port, [get(''), get('Expect: foo\r\n')], { gapMs: 300, waitMs: 1000 })
+  t.match(r.data, /^HTTP\/1\.1 200 [\s\S]*HTTP\/1\.1 417 /)
+  t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
+  t.match(p.ev.messages.find(m => m.msg === 'proxy.close')!.fields, {
+    'tunnelguard.requests': 2, 'http.response.status_code': undefined, 'tunnelguard.status_codes': [200, 417], 'event.outcome': 'success',
+  })
+})
+
 t.test('a trusted peer\'s header deadline also runs from the accept (its PROXY header included)', async t => {
   const p = await testProxy(t, { config: { proxy: { headerTimeout: '600ms', trustForwardedFrom: ['127.0.0.0/8'] } } })
   // at 400 ms the PROXY header (if any) in one piece, then the CONNECT head a byte every 40 ms
@@ -183,7 +195,11 @@ t.test('a later request on a keep-alive connection has node\'s own header deadli
   t.match(r.data, /^HTTP\/1\.1 200 [\s\S]*HTTP\/1\.1 408 /, 'the first request served, the dripped second one timed out')
   t.ok(r.closed)
   t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
-  t.match(p.ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'http.response.status_code': 408, 'error.message': /^ERR_HTTP_REQUEST_TIMEOUT/, 'tunnelguard.requests': 1 })
+  // the connection's answers: a 200, then the 408 (a head refused is no request served, nor failed)
+  t.match(p.ev.messages.find(m => m.msg === 'proxy.close')!.fields, {
+    'http.response.status_code': undefined, 'tunnelguard.status_codes': [200, 408], 'event.outcome': 'success',
+    'error.message': /^ERR_HTTP_REQUEST_TIMEOUT/, 'tunnelguard.requests': 1,
+  })
 })
 
 t.test('a request answered (an upgrade offer: 502 here) or refused 400 is not also timed out at the header deadline', async t => {

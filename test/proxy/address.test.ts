@@ -1,5 +1,5 @@
 import t from 'tap'
-import { DestinationGuard, closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, parseIpv4Loose } from '../../src/proxy/address.js'
+import { DestinationGuard, addressLiteral, closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, parseIpv4Loose } from '../../src/proxy/address.js'
 import { CidrSet } from '../../src/policy/cidr.js'
 
 t.test('strict host:port', async t => {
@@ -26,6 +26,14 @@ t.test('IPv4 in every form a URL parser accepts becomes dotted', async t => {
   t.equal(parseIpv4Loose('256.1.1.1'), undefined)
   t.equal(parseIpv4Loose('1.2.3.256'), undefined)
   t.equal(parseIpv4Loose('1.2.3.4.5'), undefined)
+})
+
+t.test('addressLiteral: the canonical address a host seen on a line names, or undefined for a name', async t => {
+  for (const [host, ip] of [['192.0.2.1', '192.0.2.1'], ['[2001:DB8:0::1]', '2001:db8::1'], ['2001:db8:0:0:0:0:0:1', '2001:db8::1'],
+    ['::ffff:192.0.2.1', '192.0.2.1'], ['[::ffff:192.0.2.1]', '192.0.2.1'], ['0x7f000001', '127.0.0.1'], ['2130706433', '127.0.0.1'], ['127.1', '127.0.0.1']] as const) {
+    t.equal(addressLiteral(host), ip, host)
+  }
+  for (const name of ['example.com', 'x.0x.example', '1.2.3.4.5', '4294967296', '[example.com]', '[1.2.3.4]x', 'a.0x1g', '']) t.equal(addressLiteral(name), undefined, name)
 })
 
 t.test('destination guard', async t => {

@@ -146,3 +146,20 @@ t.test('what the shapes read as', async t => {
   t.equal(parseLine(lines.badTime!), 'malformed')
   t.equal(parseLine(lines.unterminated!), 'malformed')
 })
+
+t.test('an address a client named: in related.hosts on the lines older builds wrote, in related.ip today; read the same', async t => {
+  for (const [k, before, today] of [
+    ['connectIpNewNoSni', '{"hosts":["192.0.2.7"]}', '{"ip":["192.0.2.7"]}'],
+    ['connectIpNewPass', '{"hosts":["192.0.2.7","example.net"]}', '{"hosts":["example.net"],"ip":["192.0.2.7"]}'],
+    ['connectIpNew', '{"hosts":["127.0.0.1","connect.ngrok-agent.com"]}', '{"hosts":["connect.ngrok-agent.com"],"ip":["127.0.0.1"]}'],
+    ['httpIp6New', '{"hosts":["2001:db8::1","[2001:db8::1]"]}', '{"ip":["2001:db8::1"]}'],
+  ] as const) {
+    const line = lines[k]!
+    t.ok(line.endsWith(`"related":${today}}`), `${k}: today's related: ${line}`)
+    const old = line.replace(`"related":${today}`, `"related":${before}`)
+    t.not(old, line)
+    t.same(parseLine(old), parseLine(line), `${k}: the fast path reads both alike`)
+    t.same(parseJson(old), parseJson(line), `${k}: JSON.parse reads both alike`)
+    t.same(parseLine(old), parseJson(old), k)
+  }
+})
