@@ -192,8 +192,8 @@ async function command(argv: readonly string[], io: Io, out: Output): Promise<nu
     if (parsed.positionals.length > max) usage(`${cmd}: unexpected argument "${parsed.positionals[max]}"`)
     // each command's modules are loaded when it runs (below): `serve` then has its signal handlers
     // (early-signals.ts) in place within Node's start, not after every module of the product is read
-    const configOf = async (): Promise<Config> =>
-      (await import('./config/load.js')).loadConfig(v.config as string | undefined, { resolvConf: io.resolvConf })
+    const configOf = async (asServe = false): Promise<Config> =>
+      (await import('./config/load.js')).loadConfig(v.config as string | undefined, { resolvConf: io.resolvConf, asServe })
     // check and lists: remote lists as serve last fetched them (the copies in state.dir); nothing is fetched
     const offline = async () => {
       const c = await configOf()
@@ -205,9 +205,10 @@ async function command(argv: readonly string[], io: Io, out: Output): Promise<nu
     switch (cmd) {
       case 'validate': {
         // warnings are not errors (exit 0) but each is shown: a list line that was dropped, with how to write it
-        const c = await configOf()
+        // what serve would do with the files it names (a FIFO list: refused, not waited on)
+        const c = await configOf(true)
         const { allWarnings, buildSnapshot } = await import('./snapshot.js')
-        const warnings = allWarnings(buildSnapshot(c, { pipes: true }))
+        const warnings = allWarnings(buildSnapshot(c))
         write(`${c.source}: valid${warnings.length === 0 ? '' : `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`}\n`)
         for (const w of warnings) write(`  ${w.source}: ${w.message}\n`)
         return 0

@@ -135,7 +135,9 @@ export function parseConfigText(text: string, source: string, opts: LoadOptions 
   const baseDir = dirname(resolve(source))
   const r = configSchema.safeParse(raw, { reportInput: true })
   // schema errors and the reference checks together: one run shows every error that can be found
-  const pipes = opts.serve !== true && opts.reload !== true
+  // the files a config names (lists, the TLS CA) as serve will read them: for serve, a reload and
+  // validate, no pipe (serve refuses a FIFO; validate would wait on one, and say valid)
+  const pipes = opts.serve !== true && opts.reload !== true && opts.asServe !== true
   const ca = tlsCaCheck(raw as Record<string, unknown>, baseDir, pipes)
   const problems = [...r.success ? [] : problemsFromIssues(r.error.issues), ...crossChecks(raw as Record<string, unknown>, baseDir, pipes), ...ca.problems]
   if (problems.length > 0) {
@@ -160,6 +162,11 @@ export interface LoadOptions {
   readonly serve?: boolean
   /** A reload (for serve too): a config with no setting in it is refused. */
   readonly reload?: boolean
+  /**
+   * validate: the files the config names are held to serve's rule (no pipe: a FIFO list file is an
+   * error, as serve would refuse it, not a wait for a writer); the config itself may still be one (`--config <(…)`).
+   */
+  readonly asServe?: boolean
 }
 
 /** YAML text that holds nothing (empty, comments only, `---`, `null`). */

@@ -29,6 +29,24 @@ t.test('validate: a missing list file is exit 2, one message naming config file,
   t.equal(r.err.split('nosuch.txt').length - 1, 1, 'said once')
 })
 
+t.test('validate says what serve says of a FIFO list file (an error, exit 2) without waiting for a writer; check still reads one', async t => {
+  const { execFileSync } = await import('node:child_process')
+  const dir = t.testdir({ 'c.yaml': 'dns: { upstreams: ["udp://127.0.0.1:9"], listen: ["127.0.0.1:0"] }\nlists:\n  mine: { files: [fifo] }\nproxy: { listen: [] }\nadmin: { listen: null }\n' })
+  execFileSync('mkfifo', [join(dir, 'fifo')])
+  const want = `  ${join(dir, 'c.yaml')}:3: lists.mine.files[0]: cannot read list file ${join(dir, 'fifo')}: not a regular file (a FIFO, socket or device: serve would wait on it, or read it without end); name a regular file or a symlink to one (relative paths are from the config file's directory)`
+  for (const cmd of ['validate', 'serve']) {
+    const r = await cli([cmd, '--config', join(dir, 'c.yaml')])
+    t.equal(r.code, 2, `${cmd}: exit 2, at once`)
+    t.ok(r.err.split('\n').includes(want), `${cmd}: the file, its line and the fix\n${r.err}`)
+  }
+  // check reads a list through a pipe (an ad hoc look at a list): a writer at the other end
+  const writer = spawn('sh', ['-c', 'printf "x.example\\n" > "$1"', 'sh', join(dir, 'fifo')], { stdio: 'ignore' })
+  t.teardown(() => writer.kill('SIGKILL'))
+  const r = await cli(['check', 'a.x.example', '--config', join(dir, 'c.yaml')])
+  t.equal(r.code, 0, r.err)
+  t.match(r.out, /^a\.x\.example: BLOCK/)
+})
+
 t.test('a syslog URL serve would refuse (port 99999, port 0): validate and serve both say file, line, setting and fix, exit 2', async t => {
   for (const port of ['99999', '0']) {
     const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
@@ -121,17 +139,19 @@ t.test('an endless device (/dev/zero) as a list or as the config: exit 2 naming 
   const dir = t.testdir({ 'dn.yaml': 'dns: { upstreams: ["udp://127.0.0.1:9"] }\nlists:\n  z: { files: [/dev/zero] }\n' })
   const dn = join(dir, 'dn.yaml')
   const device = 'not a regular file (a device or socket: reading it might never end); name a regular file, a symlink to one, or a pipe (<(…))'
+  const serve = 'not a regular file (a FIFO, socket or device: serve would wait on it, or read it without end); name a regular file or a symlink to one'
   for (const args of [['validate'], ['lists'], ['check', 'x.ngrok-free.app']]) {
     const asList = await cli([...args, '--config', dn])
     t.equal(asList.code, 2, `${args[0]}, /dev/zero as a list: ${asList.err}`)
-    t.equal(asList.err, `tunnelguard: ${dn}: 1 error\n  ${dn}:3: lists.z.files[0]: cannot read list file /dev/zero: ${device}\n`, `${args[0]}: a list`)
+    // validate says of the files a config names what serve would
+    const why = args[0] === 'validate' ? serve : device
+    t.equal(asList.err, `tunnelguard: ${dn}: 1 error\n  ${dn}:3: lists.z.files[0]: cannot read list file /dev/zero: ${why}\n`, `${args[0]}: a list`)
     t.equal(asList.out, '')
     const asConfig = await cli([...args, '--config', '/dev/zero'])
     t.equal(asConfig.code, 2, `${args[0]}, /dev/zero as the config: ${asConfig.err}`)
     t.equal(asConfig.err, `tunnelguard: /dev/zero: cannot read config: ${device}\n`, `${args[0]}: the config`)
   }
   // serve refused both before (a FIFO, socket or device): still so
-  const serve = 'not a regular file (a FIFO, socket or device: serve would wait on it, or read it without end); name a regular file or a symlink to one'
   t.equal((await cli(['serve', '--config', dn])).err, `tunnelguard: ${dn}: 1 error\n  ${dn}:3: lists.z.files[0]: cannot read list file /dev/zero: ${serve}\n`)
   t.equal((await cli(['serve', '--config', '/dev/zero'])).err, `tunnelguard: /dev/zero: cannot read config: ${serve}\n`)
 })
