@@ -34,3 +34,16 @@ t.test('a socket being connected does not carry the pool\'s idle timeout (a slow
     s.destroy()
   }
 })
+
+t.test('dropIdle: the idle sockets kept for a destination are closed; none kept is nothing to do', async t => {
+  const agent = new PoolAgent({ keepAlive: true }, 10_000)
+  t.teardown(() => agent.destroy())
+  const options = { host: '127.0.0.1', port: 9, addresses: ['127.0.0.1'] }
+  t.doesNotThrow(() => agent.dropIdle(options), 'no socket kept for it')
+  const destroyed: string[] = []
+  const fake = (id: string) => ({ destroy: () => { destroyed.push(id) } }) as unknown as Socket
+  const free = agent.freeSockets as Record<string, Socket[]>   // node's own list of the idle sockets kept
+  free[agent.getName(options)] = [fake('a'), fake('b')]
+  agent.dropIdle(options)
+  t.same(destroyed, ['a', 'b'], 'each kept socket closed')
+})
