@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createSocket } from 'node:dgram'
 import dnsPacket from 'dns-packet'
 import { PendingTable, RESEND_MIN_MS, resendPlan } from '../../src/dns/pending.js'
@@ -81,21 +81,29 @@ t.test('PendingTable: without a resend function (TCP), or with too little time, 
   t.equal(n, 0, '500 ms: a half is under RESEND_MIN_MS')
 })
 
-t.test('UdpTransport: an upstream that loses every first datagram of a query still answers it within the time; the second answer is not counted a mismatch', async t => {
+/**
+ * A UDP upstream on 127.0.0.1 that sees each datagram by its ID (`seen`: how many times each ID
+ * came) and answers it `copies` times when `answerOn(n)` says so for its n-th datagram.
+ */
+async function idUpstream(t: Test, answerOn: (n: number) => boolean, copies = 1): Promise<{ port: number; seen: Map<number, number> }> {
   const up = createSocket('udp4')
   const seen = new Map<number, number>()
   up.on('message', (m, r) => {
     const id = m.readUInt16BE(0)
     const n = (seen.get(id) ?? 0) + 1
     seen.set(id, n)
-    if (n === 1) return                                       // lost on the way
-    up.send(answer(m), r.port, r.address)
-    up.send(answer(m), r.port, r.address)                     // and a duplicate
+    if (!answerOn(n)) return
+    for (let i = 0; i < copies; i++) up.send(answer(m), r.port, r.address)
   })
   await new Promise<void>(r => up.bind(0, '127.0.0.1', () => r()))
   t.teardown(() => up.close())
+  return { port: up.address().port, seen }
+}
+
+t.test('UdpTransport: an upstream that loses every first datagram of a query still answers it within the time; the second answer is not counted a mismatch', async t => {
+  const { port, seen } = await idUpstream(t, n => n > 1, 2)   // the first lost on the way; the second answered, and a duplicate
   const ev = memoryEvidence()
-  const u = new UdpTransport('127.0.0.1', up.address().port, ev.counters, () => {})
+  const u = new UdpTransport('127.0.0.1', port, ev.counters, () => {})
   t.teardown(() => u.close())
   const results = await Promise.all(Array.from({ length: 20 }, (_, i) => {
     const { buf, qEnd } = query(`n${i}.test`)
@@ -105,22 +113,13 @@ t.test('UdpTransport: an upstream that loses every first datagram of a query sti
   await new Promise(r => setTimeout(r, 100))
   t.equal(ev.counts['dropped.mismatch'] ?? 0, 0, 'the duplicates are late answers, not mismatches')
   t.ok([...seen.values()].every(n => n === 2), 'each query sent twice: the answer stopped the third')
-  t.same(Object.entries(ev.counts).filter(([k]) => k.startsWith('resent.')), [[`resent.udp://127.0.0.1:${up.address().port}`, 20]], 'each resend counted (tunnelguard_upstream_resends_total)')
+  t.same(Object.entries(ev.counts).filter(([k]) => k.startsWith('resent.')), [[`resent.udp://127.0.0.1:${port}`, 20]], 'each resend counted (tunnelguard_upstream_resends_total)')
 })
 
 t.test('a pool counts the resends of an upstream under its URL as the config writes it', async t => {
-  const up = createSocket('udp4')
-  const seen = new Map<number, number>()
-  up.on('message', (m, r) => {
-    const id = m.readUInt16BE(0)
-    const n = (seen.get(id) ?? 0) + 1
-    seen.set(id, n)
-    if (n === 3) up.send(answer(m), r.port, r.address)      // the first two lost
-  })
-  await new Promise<void>(r => up.bind(0, '127.0.0.1', () => r()))
-  t.teardown(() => up.close())
+  const { port } = await idUpstream(t, n => n === 3)          // the first two lost
   const ev = memoryEvidence()
-  const url = `udp://127.0.0.1:${up.address().port}`
+  const url = `udp://127.0.0.1:${port}`
   const pool = new UpstreamPool([url], ev, Date.now)
   t.teardown(() => pool.close())
   const { buf, qEnd } = query('lossy.test')

@@ -1,27 +1,15 @@
 import t from 'tap'
-import { createSocket } from 'node:dgram'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import dnsPacket from 'dns-packet'
 import { startServe } from '../fixtures/serve-process.js'
-import { decodeMsg, dig } from '../fixtures/dig.js'
+import { dig } from '../fixtures/dig.js'
+import { lossyUpstream } from '../fixtures/lossy-upstream.js'
 
 // Half the datagrams to the upstream lost (a congested link, a rate-limiting firewall): each query
 // was sent once and waited out its whole time, so the clients got SERVFAIL one for one with the
 // loss. Now a query unanswered for a third of its time is sent again.
 t.test('serve: an upstream link that loses the first datagram of every query still answers every dig, within the time', async t => {
-  const up = createSocket('udp4')
-  const seen = new Map<string, number>()
-  up.on('message', (m, r) => {
-    const d = decodeMsg(m)
-    const name = d.questions![0]!.name.toLowerCase()
-    const n = (seen.get(name) ?? 0) + 1
-    seen.set(name, n)
-    if (n === 1) return
-    up.send(dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions as dnsPacket.Question[],
-      answers: [{ type: 'A', name: d.questions![0]!.name, ttl: 60, data: '192.0.2.7' }] }), r.port, r.address)
-  })
-  await new Promise<void>(r => up.bind(0, '127.0.0.1', () => r()))
+  const { socket: up, seen } = await lossyUpstream(0, n => n > 1)   // the first datagram of each name lost
   t.teardown(() => up.close())
   const dir = t.testdir({})
   const cfg = join(dir, 'tg.yaml')

@@ -3,33 +3,16 @@
 // to it again (tunnelguard_upstream_resends_total). A real `serve`, dig, and upstreams the test
 // runs on 127.0.0.1.
 import t, { type Test } from 'tap'
-import { createSocket, type Socket } from 'node:dgram'
+import type { Socket } from 'node:dgram'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import dnsPacket from 'dns-packet'
 import { startServe, type ServeProcess } from '../fixtures/serve-process.js'
-import { decodeMsg, dig } from '../fixtures/dig.js'
+import { dig } from '../fixtures/dig.js'
 import { freePort } from '../fixtures/unbound.js'
+import { lossyUpstream } from '../fixtures/lossy-upstream.js'
 
-/**
- * A UDP upstream on 127.0.0.1:`port` that answers A 192.0.2.7 to each query `answers` lets
- * through (`n`: how many times that name was asked so far, this one included).
- */
-async function upstream(port: number, answers: (n: number) => boolean = () => true): Promise<Socket> {
-  const s = createSocket('udp4')
-  const seen = new Map<string, number>()
-  s.on('message', (m, r) => {
-    const d = decodeMsg(m)
-    const name = d.questions![0]!.name.toLowerCase()
-    const n = (seen.get(name) ?? 0) + 1
-    seen.set(name, n)
-    if (!answers(n)) return
-    s.send(dnsPacket.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions as dnsPacket.Question[],
-      answers: [{ type: 'A', name: d.questions![0]!.name, ttl: 60, data: '192.0.2.7' }] }), r.port, r.address)
-  })
-  await new Promise<void>((resolve, reject) => { s.once('error', reject); s.bind(port, '127.0.0.1', () => resolve()) })
-  return s
-}
+/** lossyUpstream's socket (see the fixture). */
+const upstream = async (port: number, answers?: (n: number) => boolean): Promise<Socket> => (await lossyUpstream(port, answers)).socket
 
 const closeSocket = (s: Socket) => new Promise<void>(r => { s.close(() => r()) })
 
