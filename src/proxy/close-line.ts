@@ -29,6 +29,12 @@ export function settleRequest(conn: Conn): void {
   c['event.outcome'] = undefined
 }
 
+/** A request begins on `conn`: counted (`tunnelguard.requests`), the one before it settled (its answer kept for the close line). */
+export function beginRequest(conn: Conn): void {
+  settleRequest(conn)
+  conn.requests++
+}
+
 /**
  * The close line's account of what the connection's requests got, the last one settled first:
  * `http.response.status_code` when every answer had the same status (one request, a CONNECT,

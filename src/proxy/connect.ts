@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 import type { Decision, Where } from '../policy/types.js'
 import type { EventOutcome } from '../observe/types.js'
 import { closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, type Target } from './address.js'
-import { settleRequest } from './close-line.js'
+import { beginRequest } from './close-line.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, portRefusal, route, worse } from './decide.js'
 import { HelloGate, type Retry } from './hello-gate.js'
@@ -47,9 +47,7 @@ export interface ConnectRequest {
  * `tunnelguard.unsent_status`.
  */
 export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectRequest, socket: Socket, head: Buffer): Promise<void> {
-  conn.requests++
-  // this request's status and outcome, once known: an earlier request's is kept for the close line (settleRequest)
-  settleRequest(conn)
+  beginRequest(conn)
   const start = ctx.clock()
   const snap = ctx.getSnapshot()
   const cfg = snap.config.proxy

@@ -2,7 +2,7 @@ import { request, type ClientRequest, type IncomingMessage, type InformationEven
 import type { Decision } from '../policy/types.js'
 import type { EventOutcome } from '../observe/types.js'
 import { closeDestination, decisionDestination, destinationOfName, parseAuthority, urlDomain, type Target } from './address.js'
-import { settleRequest } from './close-line.js'
+import { beginRequest } from './close-line.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
 import { blocks, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
 import { forwardHeaders, replaceField, type RawHeaders } from './headers.js'
@@ -41,11 +41,9 @@ const NO_BODY_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']
  * connection at a time (pipelined ones wait for the response before them).
  */
 export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  conn.requests++
+  beginRequest(conn)
   /* c8 ignore next - defensive: the server starts no request waiting behind refused framing (the connection is ended by then) */
   if (conn.poisoned) return void res.destroy()
-  // this request's status and outcome, once known: an earlier request's is kept for the close line (settleRequest)
-  settleRequest(conn)
   const start = ctx.clock()
   const snap = ctx.getSnapshot()
   const sets = setsOf(snap)

@@ -8,7 +8,7 @@ import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
 import { Admission } from './admission.js'
 import { MAX_HEADER_FIELDS } from './connect-head.js'
-import { closeFigures, settleRequest } from './close-line.js'
+import { beginRequest, closeFigures, settleRequest } from './close-line.js'
 import { handleConnect, type ConnectRequest } from './connect.js'
 import type { Conn, ProxyCtx, Resolve } from './context.js'
 import { frontDoor, type FrontDoor, type HttpConn } from './front-door.js'
@@ -99,7 +99,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   /** A head with more fields than allowed is refused (431) on whichever path it came, never cut short. */
   const tooManyFields = (conn: Conn, req: IncomingMessage): boolean => {
     if (req.rawHeaders.length <= 2 * MAX_HEADER_FIELDS) return false
-    conn.requests++
+    beginRequest(conn)
     // what of its body node parses before refuseHead takes the parser off is dropped: unread, it
     // would pause the socket (node's backpressure), and the rest could not be read and dropped
     req.resume()
@@ -163,8 +163,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   // An Expect other than 100-continue: node answers 417 without a 'request'; it still completes a head.
   http.on('checkExpectation', (req: IncomingMessage, res) => {
     const conn = conns.get(req.socket as Socket)!
-    settleRequest(conn)
-    conn.requests++
+    beginRequest(conn)
     conn.close['http.response.status_code'] = 417
     res.writeHead(417).end()
   })
