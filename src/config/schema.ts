@@ -313,7 +313,7 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   /**
    * The prefix by which the per-client limits (dns.rateLimit, dns.maxInFlightPerClient,
-   * dns.tcp.maxConnectionsPerClient, proxy.maxConnectionsPerAddress) count a client: an IPv6 host
+   * dns.tcp.maxConnectionsPerClient, proxy.maxConnectionsPerAddress, the admin listener's share) count a client: an IPv6 host
    * owns a /64 and can rotate its addresses in it. IPv4-mapped IPv6 counts as IPv4.
    */
   limits: z.strictObject({
@@ -323,7 +323,7 @@ export const configSchema = z.strictObject({
   /** `admin: null` turns the admin listener off, as `admin: { listen: null }` does. */
   admin: z.preprocess(v => v === null ? { listen: null } : v, z.strictObject({
     listen: hostPort.nullable().default('127.0.0.1:9153'),
-    maxConnections: z.number().int().min(1).default(64),  // one client address: a quarter of it
+    maxConnections: z.number().int().min(1).default(64),  // one client (by its limits prefix): a quarter of it
     allowHosts: z.array(hostName).default([]),            // Host names served besides IP literals and localhost
   })).prefault({}),
   sinkhole: z.strictObject({

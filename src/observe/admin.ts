@@ -7,6 +7,7 @@ import { WindowedNotice } from '../dns/rate-limit.js'
 import { AppError } from '../errors.js'
 import { shortSource } from '../url-secrets.js'
 import { CidrSet, canonicalIp, parseCidr } from '../policy/cidr.js'
+import { limitKey, prefixField } from '../policy/limit-key.js'
 import type { RemoteCopy } from '../remote-lists.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { ClientTable, ClientView } from './client-table.js'
@@ -28,8 +29,10 @@ export interface AdminOptions {
    */
   readonly remote?: () => readonly RemoteCopy[]
   /**
-   * Most connections open at once (`admin.maxConnections`, default 64); one client address may
-   * hold a quarter of them (at least 1). Connections beyond either are closed at once.
+   * Most connections open at once (`admin.maxConnections`, default 64); one client may hold a
+   * quarter of them (at least 1), a client counted by the snapshot's `limits` prefix (an IPv6
+   * host by its /64) as the other per-client limits count it. Connections beyond either are
+   * closed at once.
    */
   readonly maxConnections?: number
   /**
@@ -81,7 +84,7 @@ const CLOSE_REASONS: readonly CloseReason[] = ['max_connections', 'max_per_clien
  */
 function droppedCounter(o: AdminOptions): Counter<'reason'> {
   return o.metrics.registry.getSingleMetric(DROPPED) as Counter<'reason'> | undefined ?? new Counter({
-    name: DROPPED, help: 'Admin connections closed by the listener: on accept, over admin.maxConnections (max_connections) or over one client address\'s quarter of it (max_per_client); or without a whole request head within the timeout (head_timeout: idle, or sent slowly)',
+    name: DROPPED, help: 'Admin connections closed by the listener: on accept, over admin.maxConnections (max_connections) or over one client\'s quarter of it, a client counted by its limits prefix (max_per_client); or without a whole request head within the timeout (head_timeout: idle, or sent slowly)',
     labelNames: ['reason'], registers: [o.metrics.registry],
   })
 }
@@ -262,41 +265,61 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   const maxConnections = opts.maxConnections ?? ADMIN_MAX_CONNECTIONS
   server.maxConnections = maxConnections
   const perClientMax = Math.max(1, Math.floor(maxConnections / 4))
-  const perClient = new Map<string | undefined, number>()
+  /** Connections open per client key (see `clientKey`). */
+  const perClient = new Map<string, number>()
+  /**
+   * The key a client's connections are counted under: its address's network by `limits` (a host
+   * that rotates its IPv6 addresses in its /64 gets no fresh share with each), the address itself
+   * before a snapshot is there.
+   */
+  const clientKey = (ip: string): string => {
+    const limits = opts.getSnapshot()?.config.limits
+    return limits ? limitKey(ip, limits) : ip
+  }
   const dropped = droppedCounter(opts)
   const ev = opts.evidence
   const why: Readonly<Record<CloseReason, string>> = {
     max_connections: `over admin.maxConnections (${maxConnections}): closed at the accept`,
-    max_per_client: `over one client address's share of admin.maxConnections (${perClientMax}): closed at the accept`,
+    max_per_client: `over one client's share of admin.maxConnections (${perClientMax}; a client counted by its limits prefix): closed at the accept`,
     head_timeout: `no whole request head within ${timeout} ms (idle, or sent slowly): closed`,
   }
   // a flood (slowloris: many connections that send nothing, or drip a head) is one line per client
   // and reason per window with its count, not one per connection (and at most 100 clients named per window, the rest summed)
   const notices = ev && Object.fromEntries(CLOSE_REASONS.map(reason => [reason, new WindowedNotice(NOTICE_WINDOW_MS,
-    (ip, n) => ev.warn('admin connection closed', { 'client.ip': ip, 'event.reason': reason, 'tunnelguard.closed': n, 'error.message': why[reason] }),
+    (key, n, ip) => ev.warn('admin connection closed', {
+      'client.ip': ip, ...prefixField('tunnelguard.client_prefix', key), 'event.reason': reason, 'tunnelguard.closed': n, 'error.message': why[reason],
+    }),
     (clients, n) => ev.warn('admin connection closed', { 'tunnelguard.other_clients': clients, 'event.reason': reason, 'tunnelguard.closed': n, 'error.message': why[reason] }),
   )])) as Record<CloseReason, WindowedNotice> | undefined
-  /** A connection closed by the listener: counted, and said (see `notices`). */
+  /** A connection closed by the listener: counted, and said (see `notices`) under its client's key. */
   const closed = (reason: CloseReason, address: string | undefined): void => {
     dropped.inc({ reason })
     /* c8 ignore next - defensive: a connection reset before node asked its peer's address has none */
     if (address === undefined) return
-    notices?.[reason].note(canonicalIp(address), performance.now())
+    const ip = canonicalIp(address)
+    notices?.[reason].note(clientKey(ip), performance.now(), ip)
   }
   server.on('drop', data => { closed('max_connections', data?.remoteAddress) })
   server.on('connection', socket => {
-    const ip = socket.remoteAddress
-    const n = perClient.get(ip) ?? 0
-    if (n >= perClientMax) {
-      closed('max_per_client', ip)
+    const address = socket.remoteAddress
+    /* c8 ignore next 4 - defensive: a connection reset before node asked its peer's address has none */
+    if (address === undefined) {
       socket.destroy()
       return
     }
-    perClient.set(ip, n + 1)
+    // counted under the key of the config in force at its accept, and let go under the same key
+    const key = clientKey(canonicalIp(address))
+    const n = perClient.get(key) ?? 0
+    if (n >= perClientMax) {
+      closed('max_per_client', address)
+      socket.destroy()
+      return
+    }
+    perClient.set(key, n + 1)
     socket.once('close', () => {
-      const left = perClient.get(ip)! - 1
-      if (left === 0) perClient.delete(ip)
-      else perClient.set(ip, left)
+      const left = perClient.get(key)! - 1
+      if (left === 0) perClient.delete(key)
+      else perClient.set(key, left)
     })
   })
   server.on('error', () => { /* after listen: a socket-level failure; listen errors reject below */ })

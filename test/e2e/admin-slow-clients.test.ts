@@ -49,7 +49,7 @@ t.test('serve: many slow admin connections from a client give one warn line per 
   t.teardown(() => clearInterval(drip))
 
   const one = await p.waitFor(l => l.message === MSG && l['client.ip'] === '127.0.0.1' && l['event.reason'] === 'max_per_client')
-  t.match(one, { 'log.level': 'warn', 'tunnelguard.closed': 1, 'error.message': /share of admin\.maxConnections \(10\)/ }, 'the first one is said at once')
+  t.match(one, { 'log.level': 'warn', 'tunnelguard.closed': 1, 'error.message': /share of admin\.maxConnections \(10;/ }, 'the first one is said at once')
   await p.waitFor(l => l.message === MSG && l['client.ip'] === '127.0.0.2' && l['event.reason'] === 'max_per_client')
 
   // 127.0.0.3 and .4 fill the listener (40): three more, from .5, are over admin.maxConnections

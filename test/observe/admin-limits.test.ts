@@ -174,7 +174,7 @@ t.test('connections closed at the accept are said once per client and reason per
   for (let i = 0; i < 5; i++) t.ok((await collect(await open(admin.port, '127.0.0.2'), 3000)).closed, 'over its share: closed')
   t.same(closedLines(ev), [{
     level: 'warn', 'client.ip': '127.0.0.2', 'event.reason': 'max_per_client', 'tunnelguard.closed': 1,
-    'error.message': 'over one client address\'s share of admin.maxConnections (2): closed at the accept',
+    'error.message': 'over one client\'s share of admin.maxConnections (2; a client counted by its limits prefix): closed at the accept',
   }], 'the first at once; the four after it held for the window\'s end')
   for (let i = 3; i < 9; i++) held.push(await open(admin.port, `127.0.0.${i}`))
   await new Promise(r => setTimeout(r, 100))
@@ -222,4 +222,49 @@ t.test('past 100 clients in a window, the rest are summed in one line', async t 
     level: 'warn', 'tunnelguard.other_clients': 2, 'event.reason': 'max_connections', 'tunnelguard.closed': 2,
     'error.message': 'over admin.maxConnections (1): closed at the accept',
   }], 'the other two summed')
+})
+
+// The admin listener's share per client counted each address alone, where every other per-client
+// limit counts a client by `limits` (an IPv6 host rotates addresses in its /64): now by the same key.
+t.test('a client\'s share is counted by the limits prefix, and a connection is let go under the key it was counted by', async t => {
+  const ev = memoryEvidence()
+  let snap = makeSnapshot({ config: { limits: { ipv4Prefix: 24 } } })
+  const { admin, metrics } = await start(t, { maxConnections: 8, timeout: 60_000, evidence: ev, getSnapshot: () => snap })
+  const held: Socket[] = []
+  t.teardown(() => { for (const s of held) s.destroy() })
+  for (const ip of ['127.0.0.2', '127.0.0.3']) {
+    const s = await open(admin.port, ip)
+    held.push(s)
+    t.equal(await ask(s), 'HTTP/1.1 200 OK', `${ip} answered`)
+  }
+  const third = await collect(await open(admin.port, '127.0.0.4'), 3000)
+  t.same([third.closed, third.text], [true, ''], 'a third address of the same /24 is over the share (2): closed without a byte')
+  const other = await open(admin.port, '127.0.1.4')
+  held.push(other)
+  t.equal(await ask(other), 'HTTP/1.1 200 OK', 'another /24 has its own share')
+  t.same(closedLines(ev).map(l => [l['client.ip'], l['tunnelguard.client_prefix'], l['event.reason']]),
+    [['127.0.0.4', '127.0.0.0/24', 'max_per_client']], 'the line names the address and the prefix it was counted by')
+  t.same(await dropped(metrics), { max_per_client: 1 })
+
+  // counted at /24, then the config says /32: closed, they are let go under the /24 key
+  snap = makeSnapshot()
+  for (const s of held.splice(0)) s.destroy()
+  const a = await open(admin.port, '127.0.0.2')
+  const b = await open(admin.port, '127.0.0.2')
+  held.push(a, b)
+  t.equal(await ask(a), 'HTTP/1.1 200 OK')
+  t.equal(await ask(b), 'HTTP/1.1 200 OK', 'at /32, two from one address')
+  // and counted at /32, let go after a change to /24: the /32 count is freed
+  snap = makeSnapshot({ config: { limits: { ipv4Prefix: 24 } } })
+  for (const s of held.splice(0)) s.destroy()
+  await new Promise(r => setTimeout(r, 100))
+  snap = makeSnapshot()
+  let answered = 0
+  for (let i = 0; i < 2; i++) {
+    const s = await open(admin.port, '127.0.0.2')
+    held.push(s)
+    if (await ask(s) === 'HTTP/1.1 200 OK') answered++
+  }
+  t.equal(answered, 2, 'its share is whole again')
+  t.same(await dropped(metrics), { max_per_client: 1 }, 'nothing more dropped')
 })
