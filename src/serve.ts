@@ -11,6 +11,7 @@ import { createEvidence } from './observe/evidence.js'
 import { FdBudget, fdCapsWarning, softFdLimit, watchFds, type FdCaps } from './observe/fd-check.js'
 import { createLogger, finishLog, lostLines } from './observe/logger.js'
 import { createMetrics } from './observe/metrics.js'
+import { VERSION } from './version.js'
 import { flushNotices } from './observe/throttle.js'
 import { startProxy } from './proxy/server.js'
 import { startSinkholeCapture } from './proxy/sinkhole-capture.js'
@@ -271,6 +272,7 @@ async function start(opts: ServeOptions): Promise<Running> {
   }
   if (signals) process.on('SIGHUP', onHup).on('SIGTERM', onTerm).on('SIGINT', onInt)
   evidence.info('started', {
+    'service.version': VERSION,
     config: config.source,
     dns: addresses.dns, proxy: addresses.proxy, sinkhole: addresses.sinkhole, admin: addresses.admin ?? null,
     upstreams: config.dns.upstreams,

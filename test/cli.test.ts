@@ -1,6 +1,6 @@
 import t from 'tap'
 import { PassThrough, Readable } from 'node:stream'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { main, outputFailure } from '../src/cli.js'
 import { blockedLine, runCli } from './fixtures/cli.js'
@@ -184,6 +184,16 @@ t.test('check --client must be an IP address; a client DNS would refuse is named
   // the client as the log lines name it, not as typed
   t.equal(JSON.parse((await run(['check', 'a.ngrok.io', '--client', '::ffff:10.1.2.3', '--json'])).out).client, '10.1.2.3')
   t.match((await run(['check', 'a.ngrok.io', '--client', '0:0:0:0:0:0:0:1'])).out, /\n {2}client: {2}::1 \(group default\)\n/)
+})
+
+t.test('--version, -V and version print the package\'s version and exit 0', async t => {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  t.match(pkg.version, /^\d+\.\d+\.\d+/)
+  for (const v of ['--version', '-V', 'version']) {
+    const r = await run([v])
+    t.same([r.code, r.out, r.err], [0, `tunnelguard ${pkg.version}\n`, ''], v)
+  }
+  t.match((await run(['--help'])).out, /\n {2}tunnelguard --version \| COMMAND --help\n$/, 'the usage says so')
 })
 
 t.test('--help or -h after any command prints its usage and exits 0', async t => {

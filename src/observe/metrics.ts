@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
+import { VERSION } from '../version.js'
 import { OUTCOMES, WHERES, type Decision, type Outcome, type Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
 import { ALERT_OUTPUTS, ALERT_RESULTS, type AlertOutputName, type AlertResult } from './alert-output.js'
@@ -121,6 +122,9 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
   // the event-loop delay histogram samples every 100 ms, not prom-client's 10: an idle sidecar woke 100 times a second for it (1 % of a CPU)
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 })
   const registers = [registry]
+  // which build answers (a fleet mid-upgrade; a responder matching figures to a release): 1, labelled
+  new Gauge({ name: `${p}build_info`, help: 'Always 1; the version label says which tunnelguard this is', labelNames: ['version'] as const, registers })
+    .set({ version: VERSION }, 1)
   const list = bounded()
   /** list label → counts per (source, action, matched_on) not yet added to the counter. */
   const pending = new Map<string, Float64Array>()

@@ -325,3 +325,15 @@ t.test('npm start: the signal a supervisor sends to the process it started stops
   const port = `:${s.port.toString(16).toUpperCase().padStart(4, '0')} `
   t.notOk(readFileSync('/proc/net/udp', 'utf8').includes(port), 'nothing listens on its port')
 })
+
+t.test('the started line and /metrics say which version runs (service.version, tunnelguard_build_info)', async t => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  const dir = t.testdir({})
+  const cfg = join(dir, 'tg.yaml')
+  writeFileSync(cfg, 'dns: { listen: [], upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: [] }\nadmin: { listen: "127.0.0.1:0" }\nreload: { watch: false }\n')
+  const p = await startServe(t, ['--config', cfg], [], 30_000)
+  const started = p.lines().find(l => l.message === 'started') as { 'service.version': string; 'tunnelguard.admin': { port: number } }
+  t.equal(started['service.version'], pkg.version)
+  const text = await fetch(`http://127.0.0.1:${started['tunnelguard.admin'].port}/metrics`).then(r => r.text())
+  t.match(text, `\ntunnelguard_build_info{version="${pkg.version}"} 1\n`)
+})

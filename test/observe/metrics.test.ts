@@ -1,5 +1,6 @@
 import t from 'tap'
 import { register } from 'prom-client'
+import { readFileSync } from 'node:fs'
 import { createMetrics, MAX_LABEL_VALUES } from '../../src/observe/metrics.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
@@ -135,4 +136,10 @@ t.test('log_lines_dropped_total: every reason from the start, read from the log 
   t.match(text, 'tunnelguard_log_lines_dropped_total{reason="behind_evidence"} 2')
   t.match(text, 'tunnelguard_log_lines_dropped_total{reason="failed"} 3')
   t.match(text, /# HELP tunnelguard_log_lines_dropped_total .*behind_evidence \(block, sinkhole and alert decision lines/)
+})
+
+t.test('build_info: 1, labelled with the package\'s version', async t => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  const text = await createMetrics().registry.metrics()
+  t.match(text, new RegExp(`\\ntunnelguard_build_info\\{version="${pkg.version.replace(/\./g, '\\.')}"\\} 1\\n`))
 })
