@@ -4,7 +4,10 @@
  */
 import { connect, createServer } from 'node:net'
 import t from 'tap'
+import { startSinkholeCapture } from '../../src/proxy/sinkhole-capture.js'
 import { clientHello, records } from '../fixtures/client-hello.js'
+import { memoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
 import { exchange, fakeResolve, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
 
 const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
@@ -30,7 +33,8 @@ t.test('the close line counts the bytes each way exactly, and the time the conne
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
 
-// fails when the target's end is not passed on to the client (relay.ts attach: from 'end' → to.end())
+// fails when the target's end is not passed on to the client (relay.ts attach: from 'end' → to.end()), or when the
+// upstream socket is not half-open (upstream.ts dial: allowHalfOpen false ends the client's direction with the target's)
 t.test('half-close from the target: its end reaches the client, whose later bytes still reach the target', async t => {
   // a target that answers the hello and half-closes at once, and keeps reading what follows
   const got: Buffer[] = []
@@ -66,22 +70,29 @@ t.test('half-close from the target: its end reaches the client, whose later byte
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
 
-// fails when handleConnect does not check the client a trusted peer names against allowClients (connect.ts)
-t.test('CONNECT from a client a trusted peer names (PROXY protocol, X-Forwarded-For) outside allowClients: 403, nothing dialled, a denial line', async t => {
-  const sink = await startTcpSink(t)
-  const p = await testProxy(t, {
-    config: { proxy: { trustForwardedFrom: ['127.0.0.0/8'], allowDestinations: ['127.0.0.0/8'], connectPorts: [sink.port] } },
-    resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }),
-  })
-  const hello = records(clientHello({ names: ['ok.example'] }))
-  const target = `ok.example:${sink.port}`
-  const v1 = await exchange(p.port, [`PROXY TCP4 8.8.4.4 127.0.0.1 5555 ${p.port}\r\n${CONNECT(target)}`, hello], { gapMs: 50 })
-  t.match(v1.data, /^HTTP\/1\.1 403 [\s\S]*client 8\.8\.4\.4 is not in proxy\.allowClients/)
-  t.notMatch(v1.data, /200 Connection established/)
-  const xff = await exchange(p.port, [`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\nX-Forwarded-For: 8.8.8.8\r\n\r\n`, hello], { gapMs: 50 })
-  t.match(xff.data, /^HTTP\/1\.1 403 [\s\S]*client 8\.8\.8\.8 is not in proxy\.allowClients/)
-  t.equal(sink.accepted(), 0, 'the target is never contacted')
-  t.same(p.ev.messages.filter(m => m.msg === 'proxy.client_denied').map(m => m.fields!['client.ip']), ['8.8.4.4', '8.8.8.8'])
-  t.equal(p.ev.events.length, 0, 'no decision line: refused for the client, before any name is decided')
-  t.ok(await waitFor(() => p.proxy.openConnections === 0))
+// fails when the sinkhole capture names its own address (socket.localAddress) as the client (sinkhole-capture.ts)
+t.test('sinkhole capture: the client logged is the peer, not the listener\'s own address', async t => {
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { proxy: { helloTimeout: '300ms' } } })
+  const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}) })
+  t.teardown(() => cap.close())
+  const port = cap.addresses[0]!.port
+  // from 127.0.0.2 (loopback: this host), so that the peer differs from the listener's address
+  const s = connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' })
+  s.on('error', () => {})
+  let from = 0
+  s.on('connect', () => { from = s.localPort! })
+  const closed = new Promise(r => s.on('close', r))
+  s.write(records(clientHello({ names: ['x.ngrok.io'] })))
+  await closed
+  t.ok(await waitFor(() => ev.events.length === 1))
+  t.match(ev.events[0], { message: 'sinkhole.capture', sni: 'x.ngrok.io', client: { ip: '127.0.0.2', port: from }, destination: { port } })
+  const http = connect({ port, host: '127.0.0.1', localAddress: '127.0.0.3' })
+  http.on('error', () => {})
+  const closed2 = new Promise(r => http.on('close', r))
+  http.write('GET / HTTP/1.1\r\nHost: abc.ngrok-free.app\r\n\r\n')
+  await closed2
+  t.ok(await waitFor(() => ev.events.length === 2))
+  t.match(ev.events[1], { message: 'sinkhole.capture', urlDomain: 'abc.ngrok-free.app', client: { ip: '127.0.0.3' } })
+  t.ok(await waitFor(() => cap.openConnections === 0))
 })
