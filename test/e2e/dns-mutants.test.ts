@@ -1,0 +1,32 @@
+import t from 'tap'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { startServe } from '../fixtures/serve-process.js'
+import { startUnbound } from '../fixtures/unbound.js'
+import { dig, kdig } from '../fixtures/dig.js'
+
+// Tests written from mutation sampling of the DNS forwarder (issue 3): each one fails on a
+// small regression that every other test let through.
+
+t.test('serve --dns and --upstream replace the config file\'s listener and upstreams', async t => {
+  const ub = await startUnbound(t)
+  const dir = t.testdir({})
+  const cfg = join(dir, 'tg.yaml')
+  // the file's upstream is a port nothing answers on, and its listener one the flag replaces
+  writeFileSync(cfg, 'dns: { listen: ["127.0.0.1:1"], upstreams: ["udp://127.0.0.1:9"], timeout: 1s }\nproxy: { listen: [] }\nadmin: { listen: null }\nlog: { queries: all }\n')
+  const p = await startServe(t, ['--config', cfg, '--dns', '127.0.0.1:0', '--upstream', ub.url])
+  const started = p.lines().find(l => l.message === 'started')!
+  const addrs = started['tunnelguard.dns'] as { transport: string; address: string; port: number }[]
+  t.same(addrs.map(a => [a.transport, a.address]), [['udp', '127.0.0.1'], ['tcp', '127.0.0.1']], '--dns: the listener')
+  t.ok(addrs.every(a => a.port !== 1), 'not the file\'s port')
+  t.same(started['tunnelguard.upstreams'], [ub.url], '--upstream: the upstreams said at start')
+  const udp = addrs.find(a => a.transport === 'udp')!
+  const r = await dig(udp, 'a.test')
+  t.equal(r.status, 'NOERROR', 'answered by the --upstream, not SERVFAIL from the file\'s dead one')
+  t.same(r.answer.map(a => a.data), ['192.0.2.1'])
+  const k = await kdig(addrs.find(a => a.transport === 'tcp')!, 'a.test', 'AAAA', ['+tcp'])
+  t.same(k.answer.map(a => a.data), ['2001:db8::1'])
+  const line = await p.waitFor(l => (l.dns as { question?: { name?: string } } | undefined)?.question?.name === 'a.test')
+  t.match(line, { tunnelguard: { upstream: ub.url } }, 'the log line names the --upstream')
+  t.equal(await p.stop(), 0)
+})
