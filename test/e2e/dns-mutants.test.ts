@@ -1,6 +1,10 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { startDns } from '../../src/dns/server.js'
+import { memoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { slowUpstream } from '../fixtures/slow-upstream.js'
 import { startServe } from '../fixtures/serve-process.js'
 import { startUnbound } from '../fixtures/unbound.js'
 import { dig, kdig } from '../fixtures/dig.js'
@@ -29,4 +33,21 @@ t.test('serve --dns and --upstream replace the config file\'s listener and upstr
   const line = await p.waitFor(l => (l.dns as { question?: { name?: string } } | undefined)?.question?.name === 'a.test')
   t.match(line, { tunnelguard: { upstream: ub.url } }, 'the log line names the --upstream')
   t.equal(await p.stop(), 0)
+})
+
+t.test('the log line\'s duration spans the upstream\'s answer: a query forwarded to an upstream that takes 300 ms took at least that', async t => {
+  const slow = await slowUpstream(t, 300, { answers: q => [{ type: 'A', name: q.questions![0]!.name, ttl: 60, data: '192.0.2.9' }] })
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [slow.url], timeout: '3s' } } })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const r = await dig(dns.addresses[0]!, 'slow.test')
+  t.same(r.answer.map(a => a.data), ['192.0.2.9'])
+  const hit = await dig(dns.addresses[0]!, 'slow.test')
+  t.same(hit.answer.map(a => a.data), ['192.0.2.9'])
+  t.equal(ev.events.length, 2)
+  t.match(ev.events[0], { dns: { name: 'slow.test', upstream: slow.url, cacheHit: false } })
+  t.ok(ev.events[0]!.durationNs >= 300_000_000, `forwarded: ${ev.events[0]!.durationNs} ns, not less than the upstream took`)
+  t.match(ev.events[1], { dns: { cacheHit: true } })
+  t.ok(ev.events[1]!.durationNs > 0, 'a cache hit takes some time too')
 })
