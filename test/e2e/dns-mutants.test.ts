@@ -6,7 +6,7 @@ import { memoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { slowUpstream } from '../fixtures/slow-upstream.js'
 import { startServe } from '../fixtures/serve-process.js'
-import { startUnbound } from '../fixtures/unbound.js'
+import { TEST_ZONE, startUnbound } from '../fixtures/unbound.js'
 import { dig, kdig } from '../fixtures/dig.js'
 
 // Tests written from mutation sampling of the DNS forwarder (issue 3): each one fails on a
@@ -50,4 +50,26 @@ t.test('the log line\'s duration spans the upstream\'s answer: a query forwarded
   t.ok(ev.events[0]!.durationNs >= 300_000_000, `forwarded: ${ev.events[0]!.durationNs} ns, not less than the upstream took`)
   t.match(ev.events[1], { dns: { cacheHit: true } })
   t.ok(ev.events[1]!.durationNs > 0, 'a cache hit takes some time too')
+})
+
+t.test('a UDP answer over 512 octets fits the client\'s EDNS buffer: whole for a client that offers 1232 or more, TC without EDNS', async t => {
+  // four TXT records of 200 octets: about 900 octets, between 512 and 1232
+  const mid = Array.from({ length: 4 }, (_, i) => `mid.test. 300 IN TXT "${String(i).repeat(200)}"`)
+  const ub = await startUnbound(t, { zone: [...TEST_ZONE, ...mid] })
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url] } } })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const server = dns.addresses[0]!
+  for (const size of ['1232', '4096']) {
+    const r = await dig(server, 'mid.test', 'TXT', [`+bufsize=${size}`, '+ignore'])
+    t.notOk(r.flags.includes('tc'), `bufsize ${size}: no TC`)
+    t.equal(r.answer.length, 4, `bufsize ${size}: the whole answer over UDP`)
+  }
+  const k = await kdig(server, 'mid.test', 'TXT', ['+bufsize=1232', '+ignore'])
+  t.notOk(k.flags.includes('tc'), 'kdig: no TC')
+  t.equal(k.answer.length, 4)
+  const noEdns = await dig(server, 'mid.test', 'TXT', ['+noedns', '+ignore'])
+  t.ok(noEdns.flags.includes('tc'), 'no EDNS: 512 octets, TC')
+  t.equal(noEdns.answer.length, 0)
 })
