@@ -73,3 +73,25 @@ t.test('a UDP answer over 512 octets fits the client\'s EDNS buffer: whole for a
   t.ok(noEdns.flags.includes('tc'), 'no EDNS: 512 octets, TC')
   t.equal(noEdns.answer.length, 0)
 })
+
+t.test('sinkhole answers carry EDE 15 "Blocked" naming list and entry too (A, AAAA, NODATA), when the query had EDNS', async t => {
+  const ub = await startUnbound(t)
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url] } } })   // the built-in lists: ngrok sinkholed
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const server = dns.addresses[0]!
+  const a = await dig(server, 'tunnel.ngrok.io')
+  t.same(a.answer.map(x => x.data), ['0.0.0.0'])
+  t.match(a.ede, /^15 \(Blocked\).*ngrok\.io in list ngrok/, 'A')
+  const aaaa = await kdig(server, 'tunnel.ngrok.io', 'AAAA', ['+edns'])
+  t.same(aaaa.answer.map(x => x.data), ['::'])
+  t.match(aaaa.ede, /^15 \(Blocked\).*ngrok\.io in list ngrok/, 'AAAA (kdig)')
+  const txt = await dig(server, 'tunnel.ngrok.io', 'TXT')
+  t.same(txt.answer, [])
+  t.match(txt.ede, /^15 \(Blocked\).*ngrok\.io in list ngrok/, 'NODATA')
+  const plain = await dig(server, 'tunnel.ngrok.io', 'A', ['+noedns'])
+  t.same(plain.answer.map(x => x.data), ['0.0.0.0'])
+  t.equal(plain.ede, undefined, 'no EDE without EDNS')
+  t.equal(ev.events.filter(e => e.decision.action === 'sinkhole').length, 4, 'each logged')
+})
