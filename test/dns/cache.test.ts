@@ -116,6 +116,15 @@ t.test('min/max clamps rewrite TTLs and the lifetime', async t => {
   t.equal(new DnsCache(settings).ttlFor(scanResponse(zero)!), 0, 'TTL 0 is not cached without a min clamp')
   t.notOk(new DnsCache(settings).set(k.buf, k.q, zero, scanResponse(zero)!, 'u', 0n))
   t.equal(c.ttlFor(scanResponse(zero)!), 60)
+  // every record over maxTtl: the entry lives maxTtl, not its records' TTL (served at TTL 0 past it)
+  const long = reply('long.test', { answers: [{ type: 'A', name: 'long.test', ttl: 9999, data: '192.0.2.3' }] })
+  const l = q('long.test')
+  t.equal(c.ttlFor(scanResponse(long)!), 120, 'cut to maxTtl')
+  t.ok(c.set(l.buf, l.q, long, scanResponse(long)!, 'u', 0n))
+  const le = c.get(l.buf, l.q, 119n * S)
+  t.not(le, -1)
+  t.same(decodeMsg(c.serve(le, l.buf, l.q.qEnd, 119n * S)).answers!.map(a => a.ttl), [1])
+  t.equal(c.get(l.buf, l.q, 120n * S), -1, 'expired at maxTtl')
 })
 
 t.test('set clamps the TTLs of the reply itself: the client whose query fills the cache gets what the hits get', async t => {

@@ -79,6 +79,10 @@ t.test('rejects what is not a usable query', async t => {
   t.equal(parseQuery(raw(1, [...long, 0, 0, 1, 0, 1])), 'formerr', 'a name over 255 octets')
   const opt = [0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 0]
   t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1, ...opt, ...opt], [0, 0, 2])), 'formerr', 'two OPT records')
+  // ARCOUNT 2 alone makes parseQuery refuse that; readQuestion (the NOTIMP echo of another
+  // opcode, its counts unchecked) must refuse the second OPT itself (RFC 6891 §6.1.1)
+  const twoOpt = raw(1, [1, 97, 0, 0, 1, 0, 1, ...opt, ...opt], [0, 0, 2])
+  t.equal(readQuestion(twoOpt, twoOpt.readUInt16BE(2)), 'formerr', 'two OPT records: readQuestion too')
   t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1, 1, 98, 0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 0], [0, 0, 1])), 'formerr', 'OPT not owned by the root')
   t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1, 0, 0, 41, 16, 0], [0, 0, 1])), 'formerr', 'truncated OPT')
   t.equal(parseQuery(raw(1, [1, 97, 0, 0, 1, 0, 1, 0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 9], [0, 0, 1])), 'formerr', 'rdata past the end')
