@@ -313,8 +313,9 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   /**
    * The prefix by which the per-client limits (dns.rateLimit, dns.maxInFlightPerClient,
-   * dns.tcp.maxConnectionsPerClient, proxy.maxConnectionsPerAddress, the admin listener's share) count a client: an IPv6 host
-   * owns a /64 and can rotate its addresses in it. IPv4-mapped IPv6 counts as IPv4.
+   * dns.tcp.maxConnectionsPerClient, proxy.maxConnectionsPerAddress, the admin listener's share)
+   * count a client: an IPv6 host owns a /64 and can rotate its addresses in it. IPv4-mapped IPv6
+   * counts as IPv4.
    */
   limits: z.strictObject({
     ipv4Prefix: prefixLength('IPv4', 8, 32).default(32),
