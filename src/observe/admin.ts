@@ -291,13 +291,20 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     }),
     (clients, n) => ev.warn('admin connection closed', { 'tunnelguard.other_clients': clients, 'event.reason': reason, 'tunnelguard.closed': n, 'error.message': why[reason] }),
   )])) as Record<CloseReason, WindowedNotice> | undefined
-  /** A connection closed by the listener: counted, and said (see `notices`) under its client's key. */
-  const closed = (reason: CloseReason, address: string | undefined): void => {
+  /** A connection of client `key` (from `ip`, canonical) closed by the listener: counted, and said (see `notices`). */
+  const closedFor = (reason: CloseReason, ip: string, key: string): void => {
     dropped.inc({ reason })
-    /* c8 ignore next - defensive: a connection reset before node asked its peer's address has none */
-    if (address === undefined) return
+    notices?.[reason].note(key, performance.now(), ip)
+  }
+  /** The same, for a connection known by its peer's address only. */
+  const closed = (reason: CloseReason, address: string | undefined): void => {
+    /* c8 ignore next 4 - defensive: a connection reset before node asked its peer's address has none */
+    if (address === undefined) {
+      dropped.inc({ reason })
+      return
+    }
     const ip = canonicalIp(address)
-    notices?.[reason].note(clientKey(ip), performance.now(), ip)
+    closedFor(reason, ip, clientKey(ip))
   }
   server.on('drop', data => { closed('max_connections', data?.remoteAddress) })
   server.on('connection', socket => {
@@ -308,10 +315,11 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
       return
     }
     // counted under the key of the config in force at its accept, and let go under the same key
-    const key = clientKey(canonicalIp(address))
+    const ip = canonicalIp(address)
+    const key = clientKey(ip)
     const n = perClient.get(key) ?? 0
     if (n >= perClientMax) {
-      closed('max_per_client', address)
+      closedFor('max_per_client', ip, key)
       socket.destroy()
       return
     }
