@@ -7,7 +7,6 @@ import { fileURLToPath } from 'node:url'
 import { isIP } from 'node:net'
 import { AppError, errorLines } from './errors.js'
 import { parseDuration } from './config/duration.js'
-import { VERSION } from './version.js'
 import type { Overrides } from './serve.js'
 import type { Config } from './snapshot-types.js'
 
@@ -171,7 +170,7 @@ async function command(argv: readonly string[], io: Io, out: Output): Promise<nu
   try {
     const [cmd, ...rest] = argv
     if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') { write(USAGE); return cmd === undefined ? 2 : 0 }
-    if (cmd === '--version' || cmd === '-V' || cmd === 'version') { write(`tunnelguard ${VERSION}\n`); return 0 }
+    if (cmd === '--version' || cmd === '-V' || cmd === 'version') { write(`tunnelguard ${(await import('./version.js')).VERSION}\n`); return 0 }
     const options = OPTIONS[cmd]
     if (!options) usage(`unknown command "${cmd}"; commands: serve, check, lists, validate, report`)
     let parsed: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[]; tokens: { kind: string; name?: string }[] }

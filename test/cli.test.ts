@@ -1,9 +1,10 @@
 import t from 'tap'
 import { PassThrough, Readable } from 'node:stream'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { main, outputFailure } from '../src/cli.js'
 import { blockedLine, runCli } from './fixtures/cli.js'
+import { packageVersion } from './fixtures/package-version.js'
 
 const SIGMA = new URL('../../shared/fixtures/sigma/net_connection_lnx_ngrok_tunnel.yml', import.meta.url).pathname
 
@@ -187,11 +188,10 @@ t.test('check --client must be an IP address; a client DNS would refuse is named
 })
 
 t.test('--version, -V and version print the package\'s version and exit 0', async t => {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-  t.match(pkg.version, /^\d+\.\d+\.\d+/)
+  t.match(packageVersion, /^\d+\.\d+\.\d+/)
   for (const v of ['--version', '-V', 'version']) {
     const r = await run([v])
-    t.same([r.code, r.out, r.err], [0, `tunnelguard ${pkg.version}\n`, ''], v)
+    t.same([r.code, r.out, r.err], [0, `tunnelguard ${packageVersion}\n`, ''], v)
   }
   t.match((await run(['--help'])).out, /\n {2}tunnelguard --version \| COMMAND --help\n$/, 'the usage says so')
 })

@@ -8,6 +8,7 @@ import dnsPacket from 'dns-packet'
 import { startUnbound, freePort, type TestLike } from '../fixtures/unbound.js'
 import { dig } from '../fixtures/dig.js'
 import { startServe } from '../fixtures/serve-process.js'
+import { packageVersion } from '../fixtures/package-version.js'
 
 async function setup(t: TestLike, extra = '') {
   const ub = await startUnbound(t)
@@ -327,13 +328,12 @@ t.test('npm start: the signal a supervisor sends to the process it started stops
 })
 
 t.test('the started line and /metrics say which version runs (service.version, tunnelguard_build_info)', async t => {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
   const dir = t.testdir({})
   const cfg = join(dir, 'tg.yaml')
   writeFileSync(cfg, 'dns: { listen: [], upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: [] }\nadmin: { listen: "127.0.0.1:0" }\nreload: { watch: false }\n')
   const p = await startServe(t, ['--config', cfg], [], 30_000)
   const started = p.lines().find(l => l.message === 'started') as { 'service.version': string; 'tunnelguard.admin': { port: number } }
-  t.equal(started['service.version'], pkg.version)
+  t.equal(started['service.version'], packageVersion)
   const text = await fetch(`http://127.0.0.1:${started['tunnelguard.admin'].port}/metrics`).then(r => r.text())
-  t.match(text, `\ntunnelguard_build_info{version="${pkg.version}"} 1\n`)
+  t.match(text, `\ntunnelguard_build_info{version="${packageVersion}"} 1\n`)
 })

@@ -1,9 +1,9 @@
 import t from 'tap'
 import { register } from 'prom-client'
-import { readFileSync } from 'node:fs'
 import { createMetrics, MAX_LABEL_VALUES } from '../../src/observe/metrics.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
+import { packageVersion } from '../fixtures/package-version.js'
 
 const snap = makeSnapshot()
 const ev = (message: DecisionEvent['message'], name: string, where: 'qname' | 'sni' = 'qname'): DecisionEvent => ({
@@ -139,7 +139,6 @@ t.test('log_lines_dropped_total: every reason from the start, read from the log 
 })
 
 t.test('build_info: 1, labelled with the package\'s version', async t => {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
   const text = await createMetrics().registry.metrics()
-  t.match(text, new RegExp(`\\ntunnelguard_build_info\\{version="${pkg.version.replace(/\./g, '\\.')}"\\} 1\\n`))
+  t.match(text, new RegExp(`\\ntunnelguard_build_info\\{version="${packageVersion.replace(/\./g, '\\.')}"\\} 1\\n`))
 })
