@@ -8,6 +8,7 @@ import { throttled } from '../observe/throttle.js'
 import type { CacheStats, Evidence } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { QueryHandler } from './handler.js'
+import { flushSends, sendSoon } from './send-batch.js'
 import type { FdBudget } from '../observe/fd-check.js'
 import { TcpClients, TcpListener } from './tcp-listener.js'
 import { UDP_SOCKET_BUFFER } from './upstream-udp.js'
@@ -69,7 +70,7 @@ export function udpListener(handler: QueryHandler, evidence: Evidence, closed: (
     onMessage(s, msg, ip, port) {
       if (port === 0) return evidence.counters.dropped('malformed')
       handler.handle(msg, { ip: clientIp(ip), port, transport: 'udp' }, reply => {
-        if (reply && !closed()) s.send(reply, port, ip)
+        if (reply && !closed()) sendSoon(s, reply, port, ip)
       })
     },
     onError: sendFailed,
@@ -115,6 +116,7 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
   let closed = false
   const udpListen = udpListener(handler, evidence, () => closed)
   const closeAll = async (): Promise<void> => {
+    flushSends()                                   // the answers of this turn go out before the sockets close
     closed = true
     const stopped = tcps.map(t => t.stopAccepting())
     for (const t of tcps) t.destroyAll()

@@ -3,6 +3,7 @@ import { isIP } from 'node:net'
 import { localExhausted } from '../observe/fd-check.js'
 import type { Counters } from '../observe/types.js'
 import { PendingTable, random16, type ReplyCallback } from './pending.js'
+import { sendSoon } from './send-batch.js'
 
 /**
  * The socket buffers of every UDP socket of the DNS side, listeners and upstreams. An upstream's
@@ -167,7 +168,7 @@ export class UdpTransport {
     if (!o.table.add(query, qEnd, timeoutMs, cb, exactCase)) return false
     o.sent++
     if (o.queue) o.queue.push(query)
-    else o.socket.send(query)
+    else sendSoon(o.socket, query)                  // with the turn's other datagrams (send-batch.ts)
     return true
   }
 
