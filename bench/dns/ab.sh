@@ -13,6 +13,7 @@
 # env:   ROUNDS=4 LEN=8 NODE_FLAGS="" (extra node flags for the tunnelguard builds)
 #        TARGET_CPU=N (lib.sh: every build and the echo on CPU N; unset by default)
 # output: one line per run, then the medians per label; raw lines in bench/out/ab-<time>.txt
+#        (the order of the labels rotates by one each round)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MIX=${1:-}; shift || true
@@ -79,8 +80,13 @@ one() { # LABEL DIST|echo ROUND
 }
 
 log "A/B on the $MIX mix: $ROUNDS rounds of: $*"
+# the order rotates by one each round (a, b, ref; then b, ref, a; …): with a fixed order, an
+# effect of the place in the round (the first run follows the previous round's reference) was
+# charged to the same label every round (stop 31 ran each A/B in both orders to see past it)
+specs=("$@")
 for round in $(seq 1 "$ROUNDS"); do
-  for spec in "$@"; do
+  for k in $(seq 0 $((${#specs[@]} - 1))); do
+    spec=${specs[$(( (k + round - 1) % ${#specs[@]} ))]}
     if [ "$spec" = echo ] || [ "$spec" = raw ]; then one "$spec" "$spec" "$round"; else one "${spec%%=*}" "${spec#*=}" "$round"; fi
   done
 done
