@@ -27,4 +27,6 @@ t.test('no package.json of tunnelguard within reach: unknown, not a failure to s
   const deep = join(root, 'a', 'b', 'c', 'd', 'package.json')
   t.equal(findVersion(pathToFileURL(deep), 4), 'unknown')    // root is the fifth level up
   t.equal(findVersion(pathToFileURL(deep), 5), '1.2.3')
+  // the file system's root: no level above it to try (not the same file read `levels` times)
+  t.equal(findVersion(new URL('file:///package.json'), 10), 'unknown')
 })
