@@ -8,9 +8,11 @@ import type { Socket } from 'node:dgram'
  * Why: on loopback, and on a VM above all, a `sendmsg` that finds its receiver asleep pays for
  * waking it (a cross-CPU interrupt, a VM exit), and the receiver, woken for one datagram, sleeps
  * again before the next. Sent back to back, a turn's datagrams to one peer (dnsperf, a stub
- * resolver, the upstream) wake it once. Measured on the 2-vCPU bench box (bench/README.md, stop
- * 31): the forwarded mix 53 → 42 µs of CPU per query and 18k → 23.5k queries/s; the load
- * generator itself used less CPU. A datagram waits at most the rest of the turn it was made in.
+ * resolver, the upstream) wake it once. Measured on the 2-vCPU bench box (bench/README.md, "Stop
+ * 31", pinned A/Bs against the code before): a blocked query 1.3–2.8 µs of CPU cheaper in six
+ * rounds of six, a forwarded one cheaper in eight of nine, both in the main thread's system time;
+ * the load generator itself used less CPU. A datagram waits at most the rest of the turn it was
+ * made in (about 10 µs more at the median at 10k queries/s).
  *
  * A datagram whose socket was closed before the end of the turn is not sent (its query was
  * failed, or the server is stopping); a server that stops sends what it queued first (flushSends).
