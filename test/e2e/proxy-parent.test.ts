@@ -80,13 +80,10 @@ t.test('parent 407, 502, silence, refusal: 502/504 to HTTP clients, close after 
     t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'tunnelguard.unsent_status': status, 'error.message': reason }, name)
     t.ok(await waitFor(() => child.proxy.openConnections === 0))
   }
-  // a port nobody listens on: held open while the child proxy takes its own port, then closed
-  // (a port freed before the fake parents above were started was once handed to one of them)
-  const holder = createServer()
-  await new Promise<void>(resolve => holder.listen(0, '127.0.0.1', resolve))
-  const down = (holder.address() as { port: number }).port
-  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${down}` } } })
-  await new Promise(resolve => holder.close(resolve))
+  // a port nobody listens on: port 1, which the kernel never hands out for a bind to port 0 (a
+  // freed ephemeral port was twice taken by a listener of a test running alongside: once by one
+  // of the fake parents above, once, in CI, by another file's server, which accepted and closed)
+  const child = await testProxy(t, { config: { proxy: { parent: 'http://127.0.0.1:1' } } })
   t.match((await exchange(child.port, ['GET http://site.example/ HTTP/1.1\r\nHost: site.example\r\n\r\n'])).data, /^HTTP\/1\.1 502[\s\S]*parent proxy failed/)
   t.ok((await exchange(child.port, [CONNECT('site.example:443'), hello])).closed)
   t.ok(await waitFor(() => child.proxy.openConnections === 0))
