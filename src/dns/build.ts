@@ -6,7 +6,8 @@ const UDP_SIZE = 1232
 const EDE = 15                            // EDNS option code: Extended DNS Error (RFC 8914)
 export const EDE_BLOCKED = 15
 
-function wireName(name: string): Buffer {
+/** A name in wire form: each label after its length, then the root's zero (uncompressed, as written). */
+export function wireName(name: string): Buffer {
   const parts = name.split('.').filter(Boolean)
   const out: number[] = []
   for (const p of parts) out.push(p.length, ...Buffer.from(p, 'ascii'))

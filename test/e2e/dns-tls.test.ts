@@ -12,6 +12,7 @@ import dnsPacket from 'dns-packet'
 import { dig, kdig } from '../fixtures/dig.js'
 import { makeDotCerts } from '../fixtures/dot-certs.js'
 import { startServe, type ServeProcess } from '../fixtures/serve-process.js'
+import { wireName } from '../../src/dns/build.js'
 import { freePort, startUnbound } from '../fixtures/unbound.js'
 
 type Line = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any -- log lines
@@ -112,10 +113,6 @@ function burst(port: number, names: readonly string[], ms = 5000): Promise<Map<s
     names.forEach((name, i) => s.send(dnsPacket.encode({ type: 'query', id: i + 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] }), port, '127.0.0.1'))
   })
 }
-
-/** A name in DNS wire format: its labels, each after its length, and the root's zero. */
-const wireName = (name: string): Buffer =>
-  Buffer.concat([...name.split('.').map(l => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])), Buffer.from([0])])
 
 t.test('tls:// upstream: dig and kdig get answers over UDP and TCP; the wire carries TLS only, pipelined on one connection; a listed name never reaches it', async t => {
   const dot = await startDot(t)
