@@ -14,10 +14,17 @@ import { rawResponse } from './responses.js'
 import { isRetryRequest } from './retry.js'
 import { MAX_HELLO_BYTES } from './sni.js'
 import { decidePlain, followPlain, type Follow } from './tunnel-http.js'
-import { dial, dialAny, dialParent, UpstreamError } from './upstream.js'
+import { dial, dialAny, holdParent, UpstreamError, type HeldParent } from './upstream.js'
 
 /** Why proxy.ech: block refuses a ClientHello (after "the ClientHello"). */
 const ECH_HIDES = 'uses Encrypted Client Hello (proxy.ech: block): its real server name is hidden'
+
+/**
+ * A fatal TLS alert record, internal_error (RFC 8446 §6): what a TLS client is sent when its
+ * tunnel cannot be opened after the 200. In plaintext, as a server's alerts before its
+ * ServerHello are; clients report it ("tlsv1 alert internal error") rather than an unexplained EOF.
+ */
+const TLS_INTERNAL_ERROR = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80])
 
 /** What the CONNECT path reads of a request: node's IncomingMessage or a head read by parseConnectHead. */
 export interface ConnectRequest {
@@ -42,9 +49,12 @@ export interface ConnectRequest {
  * helloTimeout and proxy.maxHeaderBytes and its names decided (sni_status http; a head that is
  * malformed, too large or late is blocked, http-invalid), and so is every later request on the
  * kept-alive tunnel (RequestFraming finds them; a block ends the tunnel); other bytes (another protocol, an SSLv2 hello) are decided
- * on the CONNECT host alone (not-tls). After the 200 a parent or dial failure can only close the
- * tunnel; the close line keeps the 200 and the status it would have had (502/504) in
- * `tunnelguard.unsent_status`.
+ * on the CONNECT host alone (not-tls). Through a parent, the parent is dialled before the 200 (a
+ * parent that cannot be reached is a 502/504) and asked to CONNECT only once the first bytes pass.
+ * A failure after the 200 (the origin's dial, the parent's answer) closes the tunnel, after a
+ * fatal TLS alert (internal_error) to a TLS client or a 502/504 response to an HTTP request in the
+ * tunnel; the close line keeps the 200 and the status it would have had in
+ * `tunnelguard.unsent_status`, and what was sent instead in `tunnelguard.failure_sent`.
  */
 export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectRequest, socket: Socket, head: Buffer): Promise<void> {
   beginRequest(conn)
@@ -116,6 +126,22 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     emit(r.status === 403 ? denial(snap, client.ip, first.name, 'connect', r.reason, 'proxy.allowDestinations', decision) : decision,
       undefined, undefined, { ...cnames, 'error.message': r.reason }, undefined, r.status === 403 ? undefined : 'failure')
     return refuse(r.status, r.reason)
+  }
+  let held: HeldParent | undefined
+  if (sets.parent) {
+    try {
+      held = await holdParent(sets.parent, ctx.connectTimeout, ctx.track)
+    } catch (e) {
+      const err = e as UpstreamError
+      emit(decision, undefined, undefined, { ...cnames, 'error.message': err.message }, undefined, 'failure')
+      return refuse(err.status, err.message)
+    }
+    // gone while the parent was dialled: nothing to hold it for
+    if (socket.destroyed) {
+      held.socket.destroy()
+      return
+    }
+    conn.upstreams.add(held.socket)                 // given up with the client (a block, a timeout, a reload)
   }
   socket.write('HTTP/1.1 200 Connection established\r\n\r\n')
   conn.close['http.response.status_code'] = 200
@@ -236,7 +262,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   }
   // a TLS tunnel's bytes after the first hello go through the HelloGate
   const at = result.kind === 'hello' ? result.length : data.length
-  await tunnel(ctx, conn, socket, target, r.ips, sets.parent, data.subarray(0, at), retry && { check: retry, rest: data.subarray(at) }, cfg.helloTimeout, follow)
+  await tunnel(ctx, conn, socket, target, r.ips, held, data.subarray(0, at), retry && { check: retry, rest: data.subarray(at) }, cfg.helloTimeout, follow)
 }
 
 function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
@@ -248,7 +274,7 @@ function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, 
 }
 
 async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target, ips: readonly string[] | undefined,
-  parent: ReturnType<typeof setsOf>['parent'], data: Buffer, retry: { check: Retry; rest: Buffer } | undefined, helloTimeout: number, follow?: Follow): Promise<void> {
+  parent: HeldParent | undefined, data: Buffer, retry: { check: Retry; rest: Buffer } | undefined, helloTimeout: number, follow?: Follow): Promise<void> {
   let up: Socket
   // a direct upstream's reads are relayed to the client from one buffer (a parent's first reply
   // is read as data, so a tunnel through a parent is piped, as are tunnels past MAX_RELAYS); the
@@ -256,7 +282,7 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
   let relay: ReadRelay | undefined
   try {
     up = parent
-      ? await dialParent(parent, `${target.ip?.includes(':') ? `[${target.ip}]` : target.ip ?? target.host}:${target.port}`, ctx.connectTimeout, ctx.track)
+      ? await parent.ask(`${target.ip?.includes(':') ? `[${target.ip}]` : target.ip ?? target.host}:${target.port}`, ctx.connectTimeout)
       : await dialAny(ips!, ctx.connectTimeout, (ip, ms, signal) => {
         const mine = ReadRelay.create()
         return dial(ip, target.port, ms, ctx.track, mine, signal).then(s => {
@@ -275,7 +301,16 @@ async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target,
     conn.close['error.message'] = err.message
     // the client got the 200: the status it would have had goes beside it
     conn.close['tunnelguard.unsent_status'] = err.status
-    socket.destroy()
+    // a TLS client is told by a fatal alert, an HTTP request in the tunnel by a response; other
+    // bytes (or a client gone while the parent was asked) by the close alone
+    if (socket.destroyed || (!retry && !follow)) {
+      socket.destroy()
+      return
+    }
+    conn.close['tunnelguard.failure_sent'] = retry ? 'tls_alert' : 'http_response'
+    socket.write(retry ? TLS_INTERNAL_ERROR : rawResponse(err.status, err.message))
+    // what the client sent after its first bytes is unread: closed in stages, so the answer is not lost to a reset
+    lingerClose(socket)
     return
   }
   if (socket.destroyed) {

@@ -118,13 +118,44 @@ export function dialAny(ips: readonly string[], timeoutMs: number, attempt: (ip:
 }
 
 /**
- * A tunnel to `authority` through the parent proxy: CONNECT, then a 2xx within `timeoutMs`.
- * A parent asking for credentials (407), refusing, timing out, or sending bytes after its
- * 200 (data the client never asked for) is an error.
+ * A connection to the parent proxy, opened before a CONNECT's `200` (so that a parent that cannot
+ * be reached is a `502`/`504` the client reads) and held unasked while the client's first bytes
+ * are read and decided: the parent is asked to CONNECT (`ask`) only for a tunnel that passes, so a
+ * blocked one never makes it contact the target. A held connection the parent closes or speaks on
+ * before it is asked is dropped, and `ask` dials a new one.
  */
-export async function dialParent(parent: Parent, authority: string, timeoutMs: number, track: (s: Socket) => void): Promise<Socket> {
-  const start = Date.now()
+export interface HeldParent {
+  /** The held connection (destroy it to give it up). */
+  readonly socket: Socket
+  /** A tunnel to `authority` through the parent (askParent), on the held connection or a new one. */
+  ask(authority: string, timeoutMs: number): Promise<Socket>
+}
+
+/** Dial the parent within `timeoutMs` and hold the connection (HeldParent); a failure is a 502, a 504 on the timeout. */
+export async function holdParent(parent: Parent, timeoutMs: number, track: (s: Socket) => void): Promise<HeldParent> {
   const s = await dial(parent.host, parent.port, timeoutMs, track)
+  // bytes or a FIN from a parent not asked anything: the connection is not one to ask on
+  const spoil = (): void => { s.destroy() }
+  s.on('data', spoil)
+  s.on('end', spoil)
+  return {
+    socket: s,
+    async ask(authority, ms) {
+      s.off('data', spoil)
+      s.off('end', spoil)
+      const start = Date.now()
+      const up = s.destroyed ? await dial(parent.host, parent.port, ms, track) : s
+      return askParent(up, parent, authority, Math.max(1, ms - (Date.now() - start)))
+    },
+  }
+}
+
+/**
+ * A tunnel to `authority` through the parent proxy on its connection `s`: CONNECT, then a 2xx
+ * within `timeoutMs`. A parent asking for credentials (407), refusing, timing out, closing, or
+ * sending bytes after its 200 (data the client never asked for) is an error, and `s` is destroyed.
+ */
+export function askParent(s: Socket, parent: Parent, authority: string, timeoutMs: number): Promise<Socket> {
   s.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`
     + (parent.auth ? `Proxy-Authorization: ${parent.auth}\r\n` : '') + '\r\n')
   return new Promise((resolve, reject) => {
@@ -139,6 +170,7 @@ export async function dialParent(parent: Parent, authority: string, timeoutMs: n
       s.off('data', onData)
       s.off('error', onError)
       s.off('end', onEnd)
+      s.off('close', onClose)
     }
     const onData = (b: Buffer) => {
       buf = Buffer.concat([buf, b])
@@ -158,10 +190,12 @@ export async function dialParent(parent: Parent, authority: string, timeoutMs: n
     }
     const onError = (e: Error) => fail(new UpstreamError(502, `parent proxy failed: ${e.message}`))
     const onEnd = () => fail(new UpstreamError(502, 'parent proxy closed before answering CONNECT'))
-    const timer = setTimeout(() => fail(new UpstreamError(504, 'parent proxy did not answer CONNECT in time')),
-      Math.max(1, timeoutMs - (Date.now() - start)))
+    // destroyed here (the client went, and its upstreams with it): no answer will come
+    const onClose = () => fail(new UpstreamError(502, 'parent proxy connection closed before it answered CONNECT'))
+    const timer = setTimeout(() => fail(new UpstreamError(504, 'parent proxy did not answer CONNECT in time')), timeoutMs)
     s.on('data', onData)
     s.on('error', onError)
     s.on('end', onEnd)
+    s.on('close', onClose)
   })
 }

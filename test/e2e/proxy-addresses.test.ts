@@ -45,11 +45,12 @@ t.test('every address refusing: 502 naming the last one for plain HTTP, a closed
   t.match(plain.data, /^HTTP\/1\.1 502 /)
   t.match(plain.data, new RegExp(`X-Tunnelguard-Reason: connect to 127\\.0\\.0\\.3:${origin.port} failed: connect ECONNREFUSED`, 'i'))
   const tunnel = await exchange(port, [`CONNECT dead.test:${origin.port} HTTP/1.1\r\n\r\n`, 'GET / HTTP/1.1\r\nHost: dead.test\r\n\r\n'], { gapMs: 50 })
-  t.match(tunnel.data, /^HTTP\/1\.1 200 Connection established\r\n\r\n$/)
+  t.match(tunnel.data, new RegExp(`^HTTP/1\\.1 200 Connection established\r\n\r\nHTTP/1\\.1 502 Bad Gateway\r\n[^]*X-Tunnelguard-Reason: connect to 127\\.0\\.0\\.3:${origin.port} failed`),
+    'the request in the tunnel is answered 502 (the last address tried refused)')
   t.ok(tunnel.closed)
   t.ok(await waitFor(() => proxy.openConnections === 0))
   t.match(ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, {
-    'destination.ip': '127.0.0.3', 'http.response.status_code': 200, 'tunnelguard.unsent_status': 502, 'error.message': `connect to 127.0.0.3:${origin.port} failed: connect ECONNREFUSED 127.0.0.3:${origin.port}`,
+    'destination.ip': '127.0.0.3', 'http.response.status_code': 200, 'tunnelguard.unsent_status': 502, 'tunnelguard.failure_sent': 'http_response', 'error.message': `connect to 127.0.0.3:${origin.port} failed: connect ECONNREFUSED 127.0.0.3:${origin.port}`,
   })
   const mixed = await exchange(port, [`GET http://mixed.test:${origin.port}/ HTTP/1.1\r\nHost: mixed.test:${origin.port}\r\nConnection: close\r\n\r\n`])
   t.match(mixed.data, /^HTTP\/1\.1 403 [\s\S]*mixed\.test resolves to 127\.0\.0\.1, which is loopback/)

@@ -107,12 +107,14 @@ t.test('a bad listen address fails startProxy and releases what was bound', asyn
   await t.rejects(startProxy({ listen: [`127.0.0.1:${(busy.address() as { port: number }).port}`], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}) }), /EADDRINUSE/)
 })
 
-t.test('an origin that never completes the TCP handshake: the dial times out (the 200 sent, and 504, on the close line)', async t => {
+t.test('an origin that never completes the TCP handshake: the dial times out (the 200 sent, a TLS alert, and 504 on the close line)', async t => {
   const port = await blackhole(t, '127.0.0.1', 0, 20)
   const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [port] } }, resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }), connectTimeout: 300 })
-  t.ok((await exchange(p.port, [CONNECT(`ok.example:${port}`), hello])).closed)
+  const c = await exchange(p.port, [CONNECT(`ok.example:${port}`), hello])
+  t.ok(c.closed)
+  t.equal(c.data, 'HTTP/1.1 200 Connection established\r\n\r\n\x15\x03\x03\x00\x02\x02\x50', 'the TLS client is sent a fatal internal_error alert')
   t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
-  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'tunnelguard.unsent_status': 504, 'error.message': /timed out/ })
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'tunnelguard.unsent_status': 504, 'tunnelguard.failure_sent': 'tls_alert', 'error.message': /timed out/ })
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
 

@@ -1,6 +1,7 @@
-import { createServer } from 'node:net'
+import { spawn } from 'node:child_process'
+import { connect, createServer } from 'node:net'
 import t, { type Test } from 'tap'
-import { exchange, fakeResolve, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
+import { blackhole, exchange, fakeResolve, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
 import { clientHello, records } from '../fixtures/client-hello.js'
 
 const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
@@ -62,7 +63,11 @@ t.test('parent credentials are the configured ones, never the client\'s; parent 
   t.ok(await waitFor(() => child.proxy.openConnections === 0))
 })
 
-t.test('parent 407, 502, silence, refusal: 502/504 to HTTP clients, close after a CONNECT 200', async t => {
+/** What a TLS client is sent when its tunnel fails after the 200: a fatal internal_error alert. */
+const ALERT = '\x15\x03\x03\x00\x02\x02\x50'
+const OK = 'HTTP/1.1 200 Connection established\r\n\r\n'
+
+t.test('parent 407, 502, silence: 502/504 to HTTP clients; after a CONNECT 200, a TLS alert or a 502/504 in the tunnel', async t => {
   const cases: [string, string | undefined, number, RegExp][] = [
     ['407', 'HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n', 502, /authentication \(407\)/],
     ['502', 'HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n', 502, /refused CONNECT .* \(502\)/],
@@ -73,23 +78,96 @@ t.test('parent 407, 502, silence, refusal: 502/504 to HTTP clients, close after 
     const parent = await fakeParent(t, answer)
     const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${parent.port}`, idleTimeout: '500ms' } }, connectTimeout: 300 })
     const h = await exchange(child.port, ['GET http://site.example/ HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n'])
-    t.match(h.data, name === '502' ? /^HTTP\/1\.1 502/ : new RegExp(`^HTTP/1\\.1 ${status}`), `${name}: HTTP`)
+    t.match(h.data, new RegExp(`^HTTP/1\\.1 ${status}`), `${name}: HTTP`)
     const c = await exchange(child.port, [CONNECT('site.example:443'), hello])
     t.ok(c.closed, `${name}: CONNECT closed`)
+    t.equal(c.data, OK + ALERT, `${name}: the TLS client is sent a fatal internal_error alert after the 200`)
     t.ok(await waitFor(() => child.proxy.openConnections === 0))
-    t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'tunnelguard.unsent_status': status, 'error.message': reason }, name)
+    t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields,
+      { 'http.response.status_code': 200, 'tunnelguard.unsent_status': status, 'tunnelguard.failure_sent': 'tls_alert', 'error.message': reason, 'event.outcome': 'failure' }, name)
+    // plain HTTP inside the tunnel (proxy.nonTls: decide): the request is answered with the status
+    const p = await exchange(child.port, [CONNECT('site.example:443'), 'GET /x HTTP/1.1\r\nHost: site.example\r\n\r\n'])
+    t.ok(p.closed, `${name}: plain tunnel closed`)
+    t.match(p.data, new RegExp(`^${OK}HTTP/1\\.1 ${status} [\\s\\S]*X-Tunnelguard-Reason: [^\\r]*${reason.source}`), `${name}: a ${status} to the request in the tunnel`)
     t.ok(await waitFor(() => child.proxy.openConnections === 0))
+    t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields,
+      { 'http.response.status_code': 200, 'tunnelguard.unsent_status': status, 'tunnelguard.failure_sent': 'http_response' }, name)
   }
+})
+
+t.test('a parent that cannot be reached: 502 (refused) or 504 (no answer to the SYN) before any 200', async t => {
   // a port nobody listens on: port 1, which the kernel never hands out for a bind to port 0 (a
   // freed ephemeral port was twice taken by a listener of a test running alongside: once by one
   // of the fake parents above, once, in CI, by another file's server, which accepted and closed)
   const child = await testProxy(t, { config: { proxy: { parent: 'http://127.0.0.1:1' } } })
   t.match((await exchange(child.port, ['GET http://site.example/ HTTP/1.1\r\nHost: site.example\r\n\r\n'])).data, /^HTTP\/1\.1 502[\s\S]*parent proxy failed/)
-  t.ok((await exchange(child.port, [CONNECT('site.example:443'), hello])).closed)
+  const c = await exchange(child.port, [CONNECT('site.example:443')])
+  t.match(c.data, /^HTTP\/1\.1 502 Bad Gateway\r\n[\s\S]*X-Tunnelguard-Reason: connect to 127\.0\.0\.1:1 failed: connect ECONNREFUSED/)
+  t.ok(c.closed)
   t.ok(await waitFor(() => child.proxy.openConnections === 0))
-  t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 200, 'tunnelguard.unsent_status': 502, 'error.message': /ECONNREFUSED/ })
+  t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 502, 'event.outcome': 'failure', 'error.message': /ECONNREFUSED/ })
+  t.notOk('tunnelguard.unsent_status' in (child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)?.fields ?? { 'tunnelguard.unsent_status': 0 }), 'the client was told: no unsent status')
+  t.match(child.ev.events.at(-1), { outcome: 'failure', decision: { action: 'pass', name: 'site.example' }, extra: { 'error.message': /ECONNREFUSED/ } }, 'the decision line says the request failed')
   const lit = await exchange(child.port, [CONNECT('[::ffff:10.0.0.1]:443')])
   t.match(lit.data, /^HTTP\/1\.1 403/, 'address literals are still checked through a parent')
+  // a parent whose backlog is full: the SYN goes unanswered, the dial times out
+  const port = await blackhole(t, '127.0.0.1', 0, 20)
+  const slow = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${port}` } }, connectTimeout: 300 })
+  const s = await exchange(slow.port, [CONNECT('site.example:443')])
+  t.match(s.data, /^HTTP\/1\.1 504 Gateway Timeout\r\n[\s\S]*timed out/)
+  t.ok(await waitFor(() => slow.proxy.openConnections === 0))
+  t.match(slow.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 504, 'event.outcome': 'failure' })
+})
+
+t.test('real clients see why: curl gets the 502, or the TLS alert when the parent refuses after the 200', async t => {
+  const srv = await startSServer(t, 'secure.example')
+  const down = await testProxy(t, { config: { proxy: { parent: 'http://127.0.0.1:1', connectPorts: [srv.port] } } })
+  const r = await run('curl', ['-sS', '--cacert', srv.cert, '-x', `http://127.0.0.1:${down.port}`, `https://secure.example:${srv.port}/`])
+  t.not(r.code, 0)
+  t.match(r.stderr, /CONNECT tunnel failed, response 502|Received HTTP code 502 from proxy after CONNECT/)
+  const refusing = await fakeParent(t, 'HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n')
+  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${refusing.port}`, connectPorts: [srv.port] } } })
+  const a = await run('curl', ['-sS', '--cacert', srv.cert, '-x', `http://127.0.0.1:${child.port}`, `https://secure.example:${srv.port}/`])
+  t.equal(a.code, 35, 'a TLS handshake error')
+  t.match(a.stderr, /alert internal error/i)
+  const o = await run('openssl', ['s_client', '-proxy', `127.0.0.1:${child.port}`, '-connect', `secure.example:${srv.port}`, '-servername', 'secure.example'], '')
+  t.match(o.stdout + o.stderr, /alert internal error/i, 'openssl s_client reports the alert')
+  t.ok(await waitFor(() => child.proxy.openConnections === 0 && down.proxy.openConnections === 0))
+})
+
+t.test('a held parent connection the parent closes, or speaks on, before it is asked: a new one is dialled', async t => {
+  const heads: string[] = []
+  let accepted = 0
+  const srv = createServer(s => {
+    const n = ++accepted
+    s.on('error', () => {})
+    // round 1's held connection: closed while idle (a parent's own idle timeout); round 2's:
+    // bytes nobody asked for; the new ones dialled in their place answer CONNECT
+    if (n === 1) setTimeout(() => s.end(), 20)
+    if (n === 3) s.write('HTTP/1.1 408 Request Timeout\r\n\r\n')
+    let buf = ''
+    const onHead = (b: Buffer) => {
+      buf += b.toString('latin1')
+      if (!buf.includes('\r\n\r\n')) return
+      heads.push(buf)
+      s.write(OK)
+      s.off('data', onHead)
+      s.on('data', d => s.write(d))                // an echo past the head: the tunnel's bytes come back
+    }
+    s.on('data', onHead)
+  })
+  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => srv.close())
+  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${(srv.address() as { port: number }).port}` } } })
+  for (const round of [1, 2]) {
+    const c = await exchange(child.port, [CONNECT('site.example:443'), hello], { gapMs: 150, waitMs: 600 })
+    t.ok(c.data.startsWith(OK), `round ${round}: the 200`)
+    t.ok(c.data.endsWith(hello.toString('latin1')), `round ${round}: the hello went through the parent (echoed back)`)
+    t.ok(await waitFor(() => child.proxy.openConnections === 0))
+  }
+  t.equal(accepted, 4, 'each held connection was dropped and a new one dialled')
+  t.equal(heads.length, 2)
+  for (const h of heads) t.match(h, /^CONNECT site\.example:443 HTTP\/1\.1\r\n/)
 })
 
 t.test('a parent closing before answering, or sending an endless header', async t => {
@@ -133,4 +211,50 @@ t.test('through a parent, a name\'s CNAME chain is still decided here (CONNECT, 
   t.match(ok.heads[0], /^CONNECT fine\.example:443 /, 'a chain with nothing listed goes to the parent by name')
   t.match(child.ev.events.at(-1), { decision: { action: 'pass' }, extra: { 'tunnelguard.cnames': ['cdn.example'] } })
   t.ok(await waitFor(() => child.proxy.openConnections === 0), "nothing left open")
+})
+
+t.test('a client gone while the parent is dialled: the parent connection made after it is closed at once', async t => {
+  // a parent whose accept queue is full at first (its SYNs dropped) and that accepts from 400 ms
+  // on: tunnelguard's SYN, sent again after a second, then connects, after the client has gone;
+  // the parent prints each connection it accepts that closes
+  const py = spawn('python3', ['-u', '-c', `
+import socket, threading, time
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0); print(s.getsockname()[1])
+time.sleep(0.4)
+def watch(c):
+    while c.recv(100): pass
+    print('closed')
+while True:
+    c, _ = s.accept(); threading.Thread(target=watch, args=(c,), daemon=True).start()
+`])
+  t.teardown(() => { py.kill() })
+  let out = ''
+  py.stdout.on('data', d => { out += String(d) })
+  await waitFor(() => out.includes('\n'))
+  const port = Number(out.split('\n')[0])
+  const fill = Array.from({ length: 4 }, () => connect(port, '127.0.0.1').on('error', () => {}))
+  t.teardown(() => fill.forEach(s => s.destroy()))
+  await new Promise(r => setTimeout(r, 100))
+  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${port}` } }, connectTimeout: 5000 })
+  const c = connect(child.port, '127.0.0.1').on('error', () => {})
+  let got = ''
+  c.on('data', d => { got += String(d) })
+  c.write(CONNECT('site.example:443'))
+  await new Promise(r => setTimeout(r, 200))
+  t.equal(got, '', 'no answer yet: the parent is being dialled')
+  c.resetAndDestroy()
+  t.ok(await waitFor(() => out.includes('closed'), 4000), 'the parent saw the connection dialled for the client, and its close')
+  t.ok(await waitFor(() => child.proxy.openConnections === 0))
+  t.notMatch(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': Number }, 'nothing was answered')
+})
+
+t.test('a client gone while the parent is asked: the parent connection is closed at once, not at the timeout', async t => {
+  const silent = await fakeParent(t)
+  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${silent.port}` } }, connectTimeout: 60_000 })
+  const c = connect(child.port, '127.0.0.1').on('error', () => {})
+  c.write(CONNECT('site.example:443'))
+  c.write(hello)
+  t.ok(await waitFor(() => silent.heads.length === 1), 'the parent was asked')
+  c.resetAndDestroy()
+  t.ok(await waitFor(() => child.proxy.openConnections === 0), 'closed long before the 60 s the answer is waited for')
 })
