@@ -1,5 +1,6 @@
 import { randomFillSync } from 'node:crypto'
 import { AppError, type ErrorCode } from '../errors.js'
+import { SlotTable } from './slot-table.js'
 import { Q_CASE, Q_OTHER, isErrorRcode, matchQuestion } from './wire.js'
 
 export type ReplyCallback = (err: AppError | undefined, reply?: Buffer) => void
@@ -29,6 +30,8 @@ export interface Unanswered {
 }
 
 const MAX_TRIES = 64
+/** Slots a table starts with (it doubles past half full, up to one per ID). */
+const FIRST_SLOTS = 64
 
 /**
  * A query over UDP unanswered this long is sent again, as it was (same ID, same letter case), so
@@ -99,7 +102,7 @@ export const CASE_MISMATCH = new AppError('UPSTREAM_FAILED', "the reply's questi
  * `onTimeout` when a query times out (after its callback), with its budget (ms).
  */
 export class PendingTable {
-  private readonly map = new Map<number, Pending>()
+  private readonly map = new SlotTable<Pending>(FIRST_SLOTS, 65_536)
   /** IDs of queries sent again and answered (a ring): a second answer to one is expected, not a mismatch. */
   private readonly late = new Int32Array(LATE_IDS).fill(-1)
   private lateAt = 0
@@ -119,9 +122,12 @@ export class PendingTable {
    */
   add(query: Buffer, qEnd: number, timeoutMs: number, cb: ReplyCallback, exactCase = false, resent = false): boolean {
     let id = -1
+    this.map.reserve()
+    // an ID whose slot is free: while the table is smaller than one slot per ID, IDs sharing a
+    // slot with one pending are passed over too (at most half of the slots are taken)
     for (let i = 0; i < MAX_TRIES; i++) {
       const c = random16()
-      if (!this.map.has(c)) { id = c; break }
+      if (this.map.isFree(c)) { id = c; break }
     }
     if (id < 0) return false
     query.writeUInt16BE(id, 0)
@@ -202,11 +208,10 @@ export class PendingTable {
   takeAll(): Unanswered[] {
     const now = performance.now()
     const all: Unanswered[] = []
-    for (const p of this.map.values()) {
+    for (const p of this.map.takeAll()) {
       clearTimeout(p.timer)
       all.push({ query: p.query, qEnd: p.qEnd, cb: p.cb, remainingMs: p.deadline - now, resent: p.resent })
     }
-    this.map.clear()
     return all
   }
 }

@@ -6,6 +6,7 @@ import { CASE_MISMATCH, mixCase, type ReplyCallback } from './pending.js'
 import { restoreCase } from './case.js'
 import { rcodeName } from './names.js'
 import { Upstream } from './upstream.js'
+import { SlotTable } from './slot-table.js'
 import { UDP_PORTS, type UdpPorts } from './upstream-udp.js'
 import { HEADER, Q_CASE, TC, isErrorRcode, keyFlags, matchQuestion, readName, sameQuestion } from './wire.js'
 
@@ -201,7 +202,8 @@ export class UpstreamPool {
   private readonly retired = new Set<Upstream>()
   private readonly ports: UdpPorts
   private readonly seed: number
-  private readonly inflight = new Map<number, Exchange>()
+  /** Exchanges in flight by their question's hash (one per slot: another question whose hash shares a slot is asked on its own). */
+  private readonly inflight = new SlotTable<Exchange>(1024, 1 << 20, 0.25)
   private readonly ctx: ExchangeContext
   /** Stops `tunnelguard_upstream_up` reading this pool's upstreams. */
   private readonly unwatch: () => void
@@ -217,7 +219,7 @@ export class UpstreamPool {
     this.seed = opts.seed ?? randomBytes(4).readUInt32LE(0)
     this.ctx = {
       nowMs, counters: evidence.counters,
-      done: x => { if (this.inflight.get(x.hash) === x) this.inflight.delete(x.hash) },
+      done: x => { this.inflight.delete(x.hash, x) },
     }
     this.update(urls, 0, zones, tlsCa)
     this.unwatch = evidence.counters.watchUpstreams(() => this.inUse())
@@ -303,7 +305,9 @@ export class UpstreamPool {
     }
     const now = this.nowMs()
     const nx = new Exchange(this.ctx, this.order(this.zones.size === 0 ? this.list : this.listFor(query), now), query, qEnd, flags, h, timeoutMs, cb, now)
-    if (x === undefined) this.inflight.set(h, nx)    // another question under the same hash is asked on its own
+    this.inflight.reserve()
+    // another question under the same hash, or one in the same slot, is asked on its own
+    if (this.inflight.isFree(h)) this.inflight.set(h, nx)
     nx.attempt()
   }
 
