@@ -7,6 +7,8 @@
 # env:   ROUNDS=3 CONC=32 DUR=8 BULK=1073741824 TARGETS="direct tunnelguard squid tinyproxy node-pipe"
 #        TESTS="setup-hello setup-tls bulk-down bulk-up" TG_LOG_LEVEL=warn NO_BUILD=1 WORK=/tmp/tunnelguard-bench
 #        TARGET_CPU=N (targets.sh: every proxy on CPU N; unset by default)
+#        TG_NODE_FLAGS="--trace-gc" (node flags for tunnelguard; its output goes to $WORK/.../tunnelguard.log)
+#        TG_DIST=DIR (a build other than dist/, e.g. bench/out/dist-NAME)
 #        QUIET_MAX=60 QUIET_WAIT=15: before each measurement wait until the shared box is at most
 #        60 % busy (of 200) for a second, at most 15 s (busy_before= in the raw line)
 # output: raw lines in bench/out/proxy/run-<UTC time>.txt, then a markdown summary on stdout

@@ -63,7 +63,7 @@ start_proxy() {
     tunnelguard)
       render "$HERE/conf/tunnelguard.yaml.in" "$d/tunnelguard.yaml" PORT="$port" DNS_PORT=$TG_DNS_PORT UP_PORT=$ORIGIN_DNS_PORT \
         CONNECT_PORTS_YAML="$TLS_PORT, $HELLO_PORT, $APP_PORT" LOG_LEVEL="$TG_LOG_LEVEL" || return 1
-      bg_start tunnelguard "${PIN[@]}" env GLIBC_TUNABLES=$TG_GLIBC_TUNABLES node "$ROOT/dist/cli.js" serve --config "$d/tunnelguard.yaml" ;;
+      bg_start tunnelguard "${PIN[@]}" env GLIBC_TUNABLES=$TG_GLIBC_TUNABLES node ${TG_NODE_FLAGS:-} "${TG_DIST:-$ROOT/dist}/cli.js" serve --config "$d/tunnelguard.yaml" ;;
     squid)
       chmod 777 "$d"
       render "$HERE/conf/squid.conf.in" "$d/squid.conf" PORT="$port" DIR="$d" CONNECT_PORTS="$TLS_PORT $HELLO_PORT $APP_PORT" || return 1

@@ -1,7 +1,6 @@
-import { spawn } from 'node:child_process'
 import { connect, createServer } from 'node:net'
 import t, { type Test } from 'tap'
-import { blackhole, exchange, fakeResolve, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
+import { blackhole, exchange, fakeResolve, lateListener, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
 import { clientHello, records } from '../fixtures/client-hello.js'
 
 const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
@@ -214,28 +213,10 @@ t.test('through a parent, a name\'s CNAME chain is still decided here (CONNECT, 
 })
 
 t.test('a client gone while the parent is dialled: the parent connection made after it is closed at once', async t => {
-  // a parent whose accept queue is full at first (its SYNs dropped) and that accepts from 400 ms
-  // on: tunnelguard's SYN, sent again after a second, then connects, after the client has gone;
-  // the parent prints each connection it accepts that closes
-  const py = spawn('python3', ['-u', '-c', `
-import socket, threading, time
-s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0); print(s.getsockname()[1])
-time.sleep(0.4)
-def watch(c):
-    while c.recv(100): pass
-    print('closed')
-while True:
-    c, _ = s.accept(); threading.Thread(target=watch, args=(c,), daemon=True).start()
-`])
-  t.teardown(() => { py.kill() })
-  let out = ''
-  py.stdout.on('data', d => { out += String(d) })
-  await waitFor(() => out.includes('\n'))
-  const port = Number(out.split('\n')[0])
-  const fill = Array.from({ length: 4 }, () => connect(port, '127.0.0.1').on('error', () => {}))
-  t.teardown(() => fill.forEach(s => s.destroy()))
-  await new Promise(r => setTimeout(r, 100))
-  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${port}` } }, connectTimeout: 5000 })
+  // tunnelguard's SYN to the parent goes unanswered until the kernel sends it again, a second
+  // later: by then the client has gone
+  const parent = await lateListener(t)
+  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${parent.port}` } }, connectTimeout: 5000 })
   const c = connect(child.port, '127.0.0.1').on('error', () => {})
   let got = ''
   c.on('data', d => { got += String(d) })
@@ -243,9 +224,27 @@ while True:
   await new Promise(r => setTimeout(r, 200))
   t.equal(got, '', 'no answer yet: the parent is being dialled')
   c.resetAndDestroy()
-  t.ok(await waitFor(() => out.includes('closed'), 4000), 'the parent saw the connection dialled for the client, and its close')
+  t.ok(await waitFor(() => parent.closes() === 1, 4000), 'the parent saw the connection dialled for the client, and its close')
   t.ok(await waitFor(() => child.proxy.openConnections === 0))
   t.notMatch(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': Number }, 'nothing was answered')
+})
+
+t.test('a client gone while the origin is dialled after its ClientHello: the connection made after it is closed at once', async t => {
+  const origin = await lateListener(t)
+  const p = await testProxy(t, {
+    config: { proxy: { allowDestinations: ['127.0.0.0/8'], connectPorts: [origin.port] } },
+    resolve: fakeResolve({ 'ok.example': ['127.0.0.1'] }), connectTimeout: 5000,
+  })
+  const c = connect(p.port, '127.0.0.1').on('error', () => {})
+  let got = ''
+  c.on('data', d => { got += String(d) })
+  c.write(CONNECT(`ok.example:${origin.port}`))
+  c.write(hello)
+  await new Promise(r => setTimeout(r, 300))
+  t.equal(got, OK, 'the 200, and nothing from the origin yet')
+  c.resetAndDestroy()
+  t.ok(await waitFor(() => origin.closes() === 1, 4000), 'the origin saw the connection dialled for the client, and its close')
+  t.ok(await waitFor(() => p.proxy.openConnections === 0))
 })
 
 t.test('a client gone while the parent is asked: the parent connection is closed at once, not at the timeout', async t => {
