@@ -4,6 +4,7 @@ import type { FdBudget } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
 import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
+import { LiveSet } from '../live-set.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { setsOf, type Peer } from './context.js'
 import { lingerClose } from './linger.js'
@@ -31,7 +32,7 @@ export interface Admitted {
  */
 export class Admission {
   /** Connections answered 503 and closing in stages (#refuse): open sockets the proxy still counts, and closes at its close. */
-  readonly refused = new Set<Socket>()
+  readonly refused = new LiveSet<Socket>()
   /** Connections open per key (address or prefix) of untrusted peers. */
   readonly #perAddress = new Map<string, number>()
   #keys: LimitKeys | undefined
@@ -135,8 +136,8 @@ export class Admission {
       socket.destroySoon()
       return undefined
     }
-    this.refused.add(socket)
-    socket.once('close', () => this.refused.delete(socket))
+    const slot = this.refused.add(socket)
+    socket.once('close', () => this.refused.remove(slot))
     lingerClose(socket)
     return undefined
   }

@@ -1,5 +1,6 @@
 import type { Server as HttpServer } from 'node:http'
 import type { Socket } from 'node:net'
+import { socketField } from './socket-field.js'
 
 /** How long a client connection closed with its request body unread is still read from, at most (ms). */
 export const LINGER_MS = 5000
@@ -11,7 +12,7 @@ type Listener = (...args: unknown[]) => void
 interface NodeParser { _consumed?: boolean; unconsume(): void; remove(): void }
 
 /** The listeners node's http server put on a client socket handed to it (handOver), by event. */
-const hooks = new WeakMap<Socket, (readonly [string | symbol, Listener])[]>()
+const hooks = socketField<(readonly [string | symbol, Listener])[]>('tunnelguard.hooks')
 
 /**
  * Give a client socket to node's http server (`connection`), noting the listeners it puts on the
@@ -38,7 +39,7 @@ export function handOver(http: HttpServer, socket: Socket): void {
 function takeBack(socket: Socket): void {
   const added = hooks.get(socket)
   if (!added) return
-  hooks.delete(socket)
+  hooks.set(socket, undefined)
   for (const [e, f] of added) if (e !== 'close') socket.off(e, f)
   const parser = (socket as Socket & { parser?: NodeParser | null }).parser
   if (!parser) return                              // node took it off already (CONNECT, upgrade)

@@ -4,6 +4,7 @@ import { networkInterfaces } from 'node:os'
 import { CATEGORY } from '../observe/ecs.js'
 import type { FdBudget } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
+import { LiveSet } from '../live-set.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { DestinationGuard, type SelfAddress } from './address.js'
 import { Admission } from './admission.js'
@@ -17,6 +18,7 @@ import { boundAddresses, listenOn } from './listen.js'
 import { IDLE_UPSTREAM_MS, MAX_IDLE_UPSTREAMS, PoolAgent } from './pool-agent.js'
 import { lingerClose } from './linger.js'
 import { acceptProxyHeader } from './proxy-header-reader.js'
+import { socketField } from './socket-field.js'
 import { rawResponse } from './responses.js'
 import { Tunnels, type Redecided } from './tunnels.js'
 
@@ -68,9 +70,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
   const cfg = opts.getSnapshot().config.proxy
   const { evidence } = opts
   const clock = opts.clock ?? process.hrtime.bigint
-  const clients = new Set<Socket>()
-  const outbound = new Set<Socket>()
-  const conns = new WeakMap<Socket, HttpConn>()
+  const clients = new LiveSet<Socket>()
+  const outbound = new LiveSet<Socket>()
+  const conns = socketField<HttpConn>('tunnelguard.conn')
   const connectTimeout = opts.connectTimeout ?? 10_000
   const agent = new PoolAgent({ keepAlive: true, maxFreeSockets: MAX_IDLE_UPSTREAMS, scheduling: 'lifo', timeout: IDLE_UPSTREAM_MS }, connectTimeout)
   const nowMs = () => Number(clock()) / 1e6
@@ -234,12 +236,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     const { peer, trusted, key } = admitted
     const conn: HttpConn = { id: ++seq, socket, peer, client: peer, start: clock(), requests: 0, poisoned: false, answering: 0, upstreams: new Set(), close: {}, waiting: [], held: false }
     conns.set(socket, conn)
-    clients.add(socket)
+    const slot = clients.add(socket)
     opts.fds?.opened()
     evidence.counters.connections('proxy', 1)
     socket.on('close', () => {
       for (const up of conn.upstreams) up.destroy()  // requests still waiting for a response nobody will read
-      clients.delete(socket)
+      clients.remove(slot)
       opts.fds?.closed()
       admission.release(key)
       evidence.counters.connections('proxy', -1)
@@ -284,8 +286,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     getSnapshot: opts.getSnapshot, evidence, resolve: opts.resolve, clock, agent, tunnels, guard,
     connectTimeout,
     track: s => {
-      outbound.add(s)
-      s.once('close', () => outbound.delete(s))
+      const slot = outbound.add(s)
+      s.once('close', () => outbound.remove(slot))
     },
   }
   evidence.info('proxy.listening', { addresses })
@@ -310,10 +312,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
         s.close(() => r())
       })))
       // each client connection's close line is written before close() returns (and `stopped` is logged)
-      const lines = [...clients].map(s => new Promise<void>(r => { s.once('close', () => r()) }))
-      for (const s of clients) s.destroy()
-      for (const s of admission.refused) s.destroy()   // answered 503, closing in stages
-      for (const s of outbound) s.destroy()
+      const open = clients.values()
+      const lines = open.map(s => new Promise<void>(r => { s.once('close', () => r()) }))
+      for (const s of open) s.destroy()
+      for (const s of admission.refused.values()) s.destroy()   // answered 503, closing in stages
+      for (const s of outbound.values()) s.destroy()
       agent.destroy()
       http.close()
       await Promise.all([closed, ...lines])

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import type { CidrSet } from '../policy/cidr.js'
 import type { Decision, Where } from '../policy/types.js'
+import { LiveSet } from '../live-set.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { Target } from './address.js'
 import { setsOf, type Peer } from './context.js'
@@ -37,6 +38,8 @@ export interface OpenTunnel {
   close(d: Decision, error?: string): void
   /** The new decision is an alert the tunnel was not let through on: write its line. */
   alert(d: Decision): void
+  /** Tunnels' own: its slot among the open ones (set by `add`). */
+  slot?: number
 }
 
 /** What one pass did: the tunnels it looked at, closed and alerted on, and how long it took (ms). */
@@ -97,7 +100,7 @@ function sameMatch(a: Decision, b: Decision): boolean {
  * was not let through on) gets an alert line and stays open.
  */
 export class Tunnels {
-  private readonly open = new Set<OpenTunnel>()
+  private readonly open = new LiveSet<OpenTunnel>()
   /** The pass running: a newer one (a reload during a pass) takes over, with the newest snapshot. */
   private pass = 0
 
@@ -121,9 +124,9 @@ export class Tunnels {
    * applied at once: that reload's pass did not see it.
    */
   add(t: OpenTunnel): () => void {
-    this.open.add(t)
+    const slot = t.slot = this.open.add(t)
     this.apply(t, this.getSnapshot())
-    return () => { this.open.delete(t) }
+    return () => { this.open.remove(slot) }
   }
 
   /**
@@ -133,7 +136,7 @@ export class Tunnels {
   redecide(): Promise<Redecided | undefined> {
     const pass = ++this.pass
     const started = this.now()
-    const all = [...this.open]
+    const all = this.open.values()
     let closed = 0
     let alerted = 0
     let i = 0
@@ -144,7 +147,7 @@ export class Tunnels {
         const until = this.now() + this.sliceMs
         while (i < all.length) {
           const t = all[i++]!
-          if (this.open.has(t)) {
+          if (this.open.holds(t.slot!, t)) {
             const did = this.apply(t, snap)
             if (did === 'closed') closed++
             else if (did === 'alerted') alerted++
@@ -165,7 +168,7 @@ export class Tunnels {
     const before = t.last
     t.last = d
     if (blocks(d)) {
-      this.open.delete(t)
+      this.open.remove(t.slot!)
       t.close(d, error)
       return 'closed'
     }

@@ -1,9 +1,8 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { PendingTable } from '../../src/dns/pending.js'
 import { SlotTable } from '../../src/dns/slot-table.js'
+import { churn } from '../fixtures/promotion.js'
 
 t.test('a slot per key: get, set, delete, isFree', async t => {
   const s = new SlotTable<string>(8, 64)
@@ -50,36 +49,7 @@ t.test('reserve doubles past maxLoad, keeps every key findable, empties the arra
   t.ok(s.isFree(0x7fff0003))
 })
 
-/** Bytes used in the old generation. */
-const oldBytes = (): number => getHeapSpaceStatistics().find(s => s.space_name === 'old_space')!.space_used_size
-
-/**
- * Entries of 300 B or so go in and out, 40 in flight, 20,000 in all with a young collection
- * every 2,000; the table itself is old (it was there before two full collections). Returns how
- * much the old generation grew: what the young collections promoted.
- */
-function churn(put: (k: number, v: object) => void, del: (k: number) => void): number {
-  const gc = runInNewContext('gc') as (o?: { type: 'minor' | 'major' }) => void
-  let k = 0
-  const round = (n: number): void => {
-    for (let i = 0; i < n; i++, k++) {
-      put(k, { pad: new Array(30).fill(k) })
-      if (k >= 40) del(k - 40)
-    }
-  }
-  round(100)
-  gc()
-  gc()
-  const before = oldBytes()
-  for (let r = 0; r < 10; r++) {
-    round(2000)
-    gc({ type: 'minor' })
-  }
-  return oldBytes() - before
-}
-
 t.test('entries that come and go are not promoted by the young collector (a Map is, through the tables it replaces)', async t => {
-  setFlagsFromString('--expose_gc')
   const slots = new SlotTable<object>(64, 65_536)
   const bySlots = churn((k, v) => { slots.reserve(); slots.set(k & 0xffff, v) }, k => { slots.delete(k & 0xffff) })
   const map = new Map<number, object>()
@@ -90,7 +60,6 @@ t.test('entries that come and go are not promoted by the young collector (a Map 
 })
 
 t.test("PendingTable: answered queries' records, callbacks and buffers are not promoted", async t => {
-  setFlagsFromString('--expose_gc')
   const table = new PendingTable()
   const ring = new Array<Buffer | undefined>(64).fill(undefined)      // the queries in flight (40)
   let answered = 0
