@@ -27,9 +27,12 @@ export class LiveSet<T> {
     return i
   }
 
-  /** Give back the slot `add` returned (a second call does nothing). */
-  remove(slot: number): void {
-    if (this.items[slot] === undefined) return
+  /**
+   * Give back the slot `add` returned for `x`. Nothing when `x` is not in it: removed already,
+   * and the slot perhaps taken since by another (a second call must not remove that one).
+   */
+  remove(slot: number, x: T): void {
+    if (this.items[slot] !== x) return
     this.items[slot] = undefined
     this.free.push(slot)
     this.count--

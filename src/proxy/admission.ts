@@ -137,7 +137,7 @@ export class Admission {
       return undefined
     }
     const slot = this.refused.add(socket)
-    socket.once('close', () => this.refused.remove(slot))
+    socket.once('close', () => this.refused.remove(slot, socket))
     lingerClose(socket)
     return undefined
   }

@@ -241,7 +241,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     evidence.counters.connections('proxy', 1)
     socket.on('close', () => {
       for (const up of conn.upstreams) up.destroy()  // requests still waiting for a response nobody will read
-      clients.remove(slot)
+      clients.remove(slot, socket)
       opts.fds?.closed()
       admission.release(key)
       evidence.counters.connections('proxy', -1)
@@ -287,7 +287,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyService> {
     connectTimeout,
     track: s => {
       const slot = outbound.add(s)
-      s.once('close', () => outbound.remove(slot))
+      s.once('close', () => outbound.remove(slot, s))
     },
   }
   evidence.info('proxy.listening', { addresses })

@@ -126,7 +126,7 @@ export class Tunnels {
   add(t: OpenTunnel): () => void {
     const slot = t.slot = this.open.add(t)
     this.apply(t, this.getSnapshot())
-    return () => { this.open.remove(slot) }
+    return () => { this.open.remove(slot, t) }
   }
 
   /**
@@ -168,7 +168,7 @@ export class Tunnels {
     const before = t.last
     t.last = d
     if (blocks(d)) {
-      this.open.remove(t.slot!)
+      this.open.remove(t.slot!, t)
       t.close(d, error)
       return 'closed'
     }

@@ -207,3 +207,22 @@ t.test('ten thousand tunnels: no slice holds the event loop long', async t => {
   t.match(did, { tunnels: 10_000, closed: 0 })
   t.ok(worst < 100, `the longest gap between timer ticks: ${worst.toFixed(1)} ms`)
 })
+
+t.test("a tunnel closed by a reload, its slot taken by a new one: the first's late remove leaves the new one", async t => {
+  let snap = snapOf()
+  const tunnels = new Tunnels(() => snap)
+  const first = tunnel(snap, 'x.b.test')
+  const removeFirst = tunnels.add(first)
+  snap = snapOf({ b: { action: 'block', patterns: ['b.test'] } })
+  t.match(await tunnels.redecide(), { tunnels: 1, closed: 1 })
+  t.equal(tunnels.size, 0)
+  const second = tunnel(snap, 'ok.test')
+  tunnels.add(second)
+  t.equal(second.slot, first.slot, 'the slot the reload gave back is taken again')
+  removeFirst()                                     // the first's socket closes now
+  removeFirst()
+  t.equal(tunnels.size, 1, 'the second is still registered')
+  snap = snapOf({ o: { action: 'block', patterns: ['ok.test'] } })
+  t.match(await tunnels.redecide(), { tunnels: 1, closed: 1 }, 'and decided again at the next reload')
+  t.equal(second.closed.length, 1)
+})
