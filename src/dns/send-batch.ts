@@ -44,11 +44,14 @@ export function flushSends(): void {
   for (let i = 0; i < queued; i++) {
     const s = sockets[i]!
     const buf = bufs[i]!
+    const ip = ips[i]!
+    // the slots let go of what they held (these arrays outlive every datagram: see slot-table.ts)
     sockets[i] = undefined
     bufs[i] = undefined
+    ips[i] = ''
     try {
       if (ports[i] === 0) s.send(buf)
-      else s.send(buf, ports[i], ips[i])
+      else s.send(buf, ports[i], ip)
     } catch {
       // the socket was closed since (ERR_SOCKET_DGRAM_NOT_RUNNING): nobody waits for this datagram
     }

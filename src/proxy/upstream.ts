@@ -155,7 +155,7 @@ export async function holdParent(parent: Parent, timeoutMs: number, track: (s: S
  * within `timeoutMs`. A parent asking for credentials (407), refusing, timing out, closing, or
  * sending bytes after its 200 (data the client never asked for) is an error, and `s` is destroyed.
  */
-export function askParent(s: Socket, parent: Parent, authority: string, timeoutMs: number): Promise<Socket> {
+function askParent(s: Socket, parent: Parent, authority: string, timeoutMs: number): Promise<Socket> {
   s.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`
     + (parent.auth ? `Proxy-Authorization: ${parent.auth}\r\n` : '') + '\r\n')
   return new Promise((resolve, reject) => {
