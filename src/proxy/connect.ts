@@ -26,6 +26,25 @@ const ECH_HIDES = 'uses Encrypted Client Hello (proxy.ech: block): its real serv
  */
 const TLS_INTERNAL_ERROR = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80])
 
+/**
+ * A fatal TLS alert record, access_denied (RFC 8446 §6.2: access control applied, the sender
+ * does not proceed): what a TLS client whose ClientHello is blocked is sent before the close
+ * ("tlsv1 alert access denied"), so that a user sees a refusal, not a connection that broke.
+ */
+const TLS_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49])
+
+/**
+ * What a blocked tunnel is told before it is closed, by what its first bytes were (its line's
+ * `tunnelguard.sni_status`): a ClientHello, read or malformed, gets the access_denied alert; an
+ * HTTP request head (read, or one that could not be read safely) a 403 naming the list and
+ * entry, as a plain-HTTP request's; other bytes (proxy.nonTls: block) nothing (no protocol known).
+ */
+function blockAnswer(status: unknown, d: Decision): { sent: 'tls_alert' | 'http_response'; bytes: Buffer | string } | undefined {
+  if (status === 'ok' || status === 'none' || status === 'invalid') return { sent: 'tls_alert', bytes: TLS_ACCESS_DENIED }
+  if (status === 'http' || status === 'http-invalid') return { sent: 'http_response', bytes: rawResponse(403, clientReason(d)) }
+  return undefined
+}
+
 /** What the CONNECT path reads of a request: node's IncomingMessage or a head read by parseConnectHead. */
 export interface ConnectRequest {
   readonly url?: string
@@ -210,7 +229,15 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   emit(decision, r.ip, sni, extra, urlDomain)
   if (gone !== undefined || blocks(decision)) {
     conn.close['error.message'] = blocks(decision) ? `blocked: ${decision.reason}` : gone
-    socket.destroy()
+    const answer = gone === undefined && !socket.destroyed ? blockAnswer(extra['tunnelguard.sni_status'], decision) : undefined
+    if (answer === undefined) {
+      socket.destroy()
+      return
+    }
+    conn.close['tunnelguard.block_sent'] = answer.sent
+    socket.write(answer.bytes)
+    // the rest of what the client sent is unread: closed in stages, so the answer is not lost to a reset
+    lingerClose(socket)
     return
   }
   // closed while a name's chain was resolved (idle timeout): nothing to tunnel (its close line is written)

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { fakeResolve, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
+import { clientHello, records } from '../fixtures/client-hello.js'
+import { exchange, fakeResolve, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
 
 const LOOPBACK = { allowDestinations: ['127.0.0.0/8'] }
 
@@ -58,6 +59,7 @@ t.test('HTTPS through CONNECT with curl and openssl s_client against openssl s_s
   const fronted = await run('openssl', ['s_client', '-proxy', `127.0.0.1:${port}`, '-connect', `secure.example:${srv.port}`,
     '-servername', 'tunnel.us.ngrok.io'], 'Q\n')
   t.not(fronted.code, 0, 'the tunnel is closed when the SNI is blocked')
+  t.match(fronted.stdout + fronted.stderr, /alert access denied/, 'openssl reports the refusal: a fatal access_denied alert')
   t.match(ev.events.at(-1), { decision: { action: 'sinkhole', where: 'sni' }, sni: 'tunnel.us.ngrok.io', extra: { 'tunnelguard.mismatch': true } })
   t.ok(ev.messages.some(m => m.msg === 'proxy.sni_mismatch'))
   t.ok(await waitFor(() => proxy.openConnections === 0))
@@ -78,15 +80,35 @@ t.test('a real HelloRetryRequest (openssl s_server takes only P-256, s_client of
   t.ok(await waitFor(() => proxy.openConnections === 0))
 })
 
-t.test('blocked SNI: the target is never contacted', async t => {
+t.test('blocked SNI: the target is never contacted; the client is told by an access_denied alert', async t => {
   const sink = await startTcpSink(t)
-  const { proxy, port } = await testProxy(t, {
+  const { proxy, port, ev } = await testProxy(t, {
     config: { proxy: { ...LOOPBACK, connectPorts: [sink.port] } },
-    resolve: fakeResolve({ 'fine.example': ['127.0.0.1'] }),
+    resolve: fakeResolve({ 'fine.example': ['127.0.0.1'], 'x.ngrok-free.app': ['127.0.0.1'] }),
   })
   const r = await run('openssl', ['s_client', '-proxy', `127.0.0.1:${port}`, '-connect', `fine.example:${sink.port}`, '-servername', 'connect.ngrok-agent.com'], 'Q\n')
   t.not(r.code, 0)
+  t.match(r.stdout + r.stderr, /alert access denied/, 'openssl s_client: "tlsv1 alert access denied"')
   t.equal(sink.accepted(), 0)
+  t.ok(await waitFor(() => proxy.openConnections === 0))
+  t.match(ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, {
+    'tunnelguard.block_sent': 'tls_alert', 'http.response.status_code': 200, 'error.message': /^blocked: /,
+  })
+
+  // the bytes: the 200, then one fatal alert record, access_denied (49), then the close
+  const hello = records(clientHello({ names: ['tunnel.us.ngrok.io'] }))
+  const raw = await exchange(port, [`CONNECT 127.0.0.1:${sink.port} HTTP/1.1\r\nHost: 127.0.0.1:${sink.port}\r\n\r\n`, hello])
+  t.ok(raw.closed)
+  t.equal(raw.data.slice(raw.data.indexOf('\r\n\r\n') + 4), '\x15\x03\x03\x00\x02\x02\x31', 'after the 200: alert, fatal, access_denied')
+  t.match(raw.data, /^HTTP\/1\.1 200 /)
+
+  // curl, its SNI the name it asks for (the CONNECT names an address)
+  const c = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, '--connect-to', `x.ngrok-free.app:443:127.0.0.1:${sink.port}`,
+    '--max-time', '5', 'https://x.ngrok-free.app/'])
+  t.equal(c.code, 35, c.stderr)
+  t.match(c.stderr, /alert access denied/, 'curl: "tlsv1 alert access denied", not an unexplained EOF')
+  t.equal(sink.accepted(), 0)
+  t.match(ev.events.at(-1), { decision: { action: 'sinkhole', where: 'sni', name: 'x.ngrok-free.app' } })
   t.ok(await waitFor(() => proxy.openConnections === 0))
 })
 

@@ -40,8 +40,10 @@ t.test('curl --proxytunnel over plain http: a listed Host in the tunnel closes i
 
   // the bypass: CONNECT to an address, then the tunnel service's name in the Host header
   const blocked = await curl(['-H', 'Host: X.Ngrok-Free.App:80', url])
-  t.not(blocked.code, 0, 'curl gets no answer')
-  t.match(blocked.stdout, /^HTTP\/1\.1 200 Connection established/, 'the CONNECT itself was answered')
+  t.equal(blocked.code, 0, blocked.stderr)
+  t.match(blocked.stdout, /^HTTP\/1\.1 200 Connection established\r\n\r\nHTTP\/1\.1 403 Forbidden\r\n/, 'the CONNECT was answered, then the request in the tunnel refused')
+  t.match(blocked.stdout, /\r\nX-Tunnelguard-Reason: sinkhole: x\.ngrok-free\.app matches ngrok-free\.app in list ngrok\r\n/, 'naming the list and entry')
+  t.match(blocked.stdout, /403 Forbidden from tunnelguard, this network's proxy:\n/)
   t.notMatch(blocked.stdout, /200 OK/)
   t.equal(origin.requests.length, 1, 'the origin is never contacted')
   const ev = p.ev.events.at(-1)!
@@ -52,13 +54,16 @@ t.test('curl --proxytunnel over plain http: a listed Host in the tunnel closes i
   })
   t.equal(eventKind(ev.decision), 'alert')
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
-  t.match(closeLines(p).at(-1), { 'tunnelguard.host_header': 'x.ngrok-free.app', 'error.message': /^blocked: sinkhole: x\.ngrok-free\.app matches ngrok-free\.app/ })
+  t.match(closeLines(p).at(-1), {
+    'tunnelguard.host_header': 'x.ngrok-free.app', 'error.message': /^blocked: sinkhole: x\.ngrok-free\.app matches ngrok-free\.app/,
+    'tunnelguard.block_sent': 'http_response', 'http.response.status_code': 200,
+  })
   t.match(p.ev.messages.filter(m => m.msg === 'proxy.host_mismatch').at(-1), { level: 'warn', fields: { 'destination.ip': '127.0.0.1', 'tunnelguard.host_header': 'x.ngrok-free.app' } })
 
   // the same with --connect-to, as a client whose DNS is not ours would do it
   const to = await run('curl', ['-sS', '-p', '-x', `http://127.0.0.1:${p.port}`, '--max-time', '5',
-    '--connect-to', `abc.ngrok-free.app:80:127.0.0.1:${origin.port}`, 'http://abc.ngrok-free.app/'])
-  t.not(to.code, 0)
+    '--connect-to', `abc.ngrok-free.app:80:127.0.0.1:${origin.port}`, '-o', '/dev/null', '-w', '%{http_code}', 'http://abc.ngrok-free.app/'])
+  t.equal(to.stdout, '403', to.stderr)
   t.equal(origin.requests.length, 1)
   t.match(p.ev.events.at(-1), { destination: { ip: '127.0.0.1' }, decision: { action: 'sinkhole', where: 'host', name: 'abc.ngrok-free.app' } })
 })
@@ -172,6 +177,8 @@ t.test('request lines lenient servers read, not in the strict form (extra spaces
   ]) {
     const r = await exchange(p.port, [CONNECT(target), bytes])
     t.ok(r.closed, JSON.stringify(bytes))
+    // a refusal the client can read: the 200, then a 403 saying why
+    t.match(r.data, /^HTTP\/1\.1 200 [^\r]*\r\n(?:[^\r]+\r\n)*\r\nHTTP\/1\.1 403 Forbidden\r\n(?:[^\r]+\r\n)*X-Tunnelguard-Reason: malformed HTTP request in the tunnel \([^\r]*with single spaces[^\r]*\): blocked, fail closed\r\n/, JSON.stringify(bytes))
     t.match(p.ev.events.at(-1), { decision: { action: 'block', reason: /with single spaces/ }, extra: { 'tunnelguard.sni_status': 'http-invalid' } }, JSON.stringify(bytes))
   }
   t.equal(origin.requests.length, served, 'none reached the origin')
@@ -195,9 +202,11 @@ t.test('every request on a kept-alive tunnel is decided, not only the first', as
   const proxy = ['-p', '-x', `http://127.0.0.1:${p.port}`, '--max-time', '5']
   const both = await run('curl', ['-sS', '-v', ...proxy, '-H', 'Host: site.example', `${url}1`, '--next', ...proxy, '-H', 'Host: x.ngrok-free.app', `${url}2`])
   t.match(both.stderr, /Re-using existing connection/, 'curl kept the tunnel for the second URL')
-  t.not(both.code, 0, 'the second URL gets no answer')
   t.same(origin.requests.map(r => r.url), ['/1'], 'the second request never reached the origin')
-  // (curl then retries the URL on a fresh tunnel, where it is the first request, blocked as before)
+  // the kept-alive tunnel is closed under it; curl retries the URL on a fresh tunnel, where it is
+  // the first request: blocked as before, with the 403 naming the list and entry
+  t.equal(both.code, 0, both.stderr)
+  t.match(both.stdout, /403 Forbidden from tunnelguard, this network's proxy:\nsinkhole: x\.ngrok-free\.app matches ngrok-free\.app in list ngrok\n$/)
   t.match(lines().find(e => e.extra?.['tunnelguard.request'] === 2), {
     decision: { action: 'sinkhole', where: 'host', name: 'x.ngrok-free.app' },
     extra: { 'tunnelguard.request': 2, 'tunnelguard.host_header': 'x.ngrok-free.app', 'tunnelguard.sni_status': 'http' },
@@ -483,8 +492,11 @@ t.test('proxy.nonTls: block: every tunnel whose first bytes are not TLS is refus
   const ev = p.ev.events.at(-1)!
   t.match(ev, { decision: { action: 'block', policy: 'proxy.nonTls', where: 'connect', name: '127.0.0.1', reason }, extra: { 'tunnelguard.sni_status': 'not-tls' } })
   t.equal(eventKind(ev.decision), 'event')
-  await exchange(p.port, [CONNECT(target), 'SSH-2.0-OpenSSH_9.2\r\n'])
+  const ssh = await exchange(p.port, [CONNECT(target), 'SSH-2.0-OpenSSH_9.2\r\n'])
   t.match(p.ev.events.at(-1), { decision: { action: 'block', policy: 'proxy.nonTls' } })
+  // bytes of no protocol it reads: nothing but the close after the 200
+  t.match(ssh, { closed: true, data: /^HTTP\/1\.1 200 [^\r]*\r\n(?:[^\r]+\r\n)*\r\n$/ })
+  t.notOk('tunnelguard.block_sent' in closeLines(p).at(-1)!, 'nothing sent instead')
   // an alert-list CONNECT host: the refusal keeps its match
   await exchange(p.port, [CONNECT(`a.trycloudflare.com:${origin.port}`), 'GET / HTTP/1.1\r\n\r\n'])
   t.match(p.ev.events.at(-1), { decision: { action: 'block', policy: 'proxy.nonTls', list: 'tunnels', reason: new RegExp(`^${reason.replace(/[().]/g, '\\$&')}; alert: `) } })
