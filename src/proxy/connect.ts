@@ -6,44 +6,17 @@ import { closeDestination, decisionDestination, destinationFields, destinationOf
 import { beginRequest } from './close-line.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, portRefusal, route, worse } from './decide.js'
-import { HelloGate, type Retry } from './hello-gate.js'
 import { readClientHello, type HelloRead } from './hello-reader.js'
 import { lingerClose } from './linger.js'
-import { ReadRelay } from './relay.js'
 import { rawResponse } from './responses.js'
-import { isRetryRequest } from './retry.js'
 import { MAX_HELLO_BYTES } from './sni.js'
+import { blockAnswer } from './tunnel-answers.js'
 import { decidePlain, followPlain, type Follow } from './tunnel-http.js'
-import { dial, dialAny, holdParent, UpstreamError, type HeldParent } from './upstream.js'
+import { tunnel } from './tunnel-open.js'
+import { holdParent, UpstreamError, type HeldParent } from './upstream.js'
 
 /** Why proxy.ech: block refuses a ClientHello (after "the ClientHello"). */
 const ECH_HIDES = 'uses Encrypted Client Hello (proxy.ech: block): its real server name is hidden'
-
-/**
- * A fatal TLS alert record, internal_error (RFC 8446 §6): what a TLS client is sent when its
- * tunnel cannot be opened after the 200. In plaintext, as a server's alerts before its
- * ServerHello are; clients report it ("tlsv1 alert internal error") rather than an unexplained EOF.
- */
-const TLS_INTERNAL_ERROR = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80])
-
-/**
- * A fatal TLS alert record, access_denied (RFC 8446 §6.2: access control applied, the sender
- * does not proceed): what a TLS client whose ClientHello is blocked is sent before the close
- * ("tlsv1 alert access denied"), so that a user sees a refusal, not a connection that broke.
- */
-const TLS_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49])
-
-/**
- * What a blocked tunnel is told before it is closed, by what its first bytes were (its line's
- * `tunnelguard.sni_status`): a ClientHello, read or malformed, gets the access_denied alert; an
- * HTTP request head (read, or one that could not be read safely) a 403 naming the list and
- * entry, as a plain-HTTP request's; other bytes (proxy.nonTls: block) nothing (no protocol known).
- */
-function blockAnswer(status: unknown, d: Decision): { sent: 'tls_alert' | 'http_response'; bytes: Buffer | string } | undefined {
-  if (status === 'ok' || status === 'none' || status === 'invalid') return { sent: 'tls_alert', bytes: TLS_ACCESS_DENIED }
-  if (status === 'http' || status === 'http-invalid') return { sent: 'http_response', bytes: rawResponse(403, clientReason(d)) }
-  return undefined
-}
 
 /** What the CONNECT path reads of a request: node's IncomingMessage or a head read by parseConnectHead. */
 export interface ConnectRequest {
@@ -298,92 +271,4 @@ function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, 
     ...clientFields(client), ...destinationFields(target, connect),
     'destination.port': target.port, 'tls.client.server_name': sni,
   })
-}
-
-async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: Target, ips: readonly string[] | undefined,
-  parent: HeldParent | undefined, data: Buffer, retry: { check: Retry; rest: Buffer } | undefined, helloTimeout: number, follow?: Follow): Promise<void> {
-  let up: Socket
-  // a direct upstream's reads are relayed to the client from one buffer (a parent's first reply
-  // is read as data, so a tunnel through a parent is piped, as are tunnels past MAX_RELAYS); the
-  // addresses of a name are dialled side by side (dialAny), each with a relay of its own
-  let relay: ReadRelay | undefined
-  try {
-    up = parent
-      ? await parent.ask(`${target.ip?.includes(':') ? `[${target.ip}]` : target.ip ?? target.host}:${target.port}`, ctx.connectTimeout)
-      : await dialAny(ips!, ctx.connectTimeout, (ip, ms, signal) => {
-        const mine = ReadRelay.create()
-        return dial(ip, target.port, ms, ctx.track, mine, signal).then(s => {
-          conn.close['destination.ip'] = ip                // the address connected to
-          relay = mine
-          return s
-        }, (e: unknown) => {
-          mine?.release()
-          if (signal?.aborted !== true) conn.close['destination.ip'] = ip   // the last one that failed
-          throw e
-        })
-      })
-  } catch (e) {
-    const err = e as UpstreamError
-    conn.close['event.outcome'] = 'failure'
-    conn.close['error.message'] = err.message
-    // the client got the 200: the status it would have had goes beside it
-    conn.close['tunnelguard.unsent_status'] = err.status
-    // a TLS client is told by a fatal alert, an HTTP request in the tunnel by a response; other
-    // bytes (or a client gone while the parent was asked) by the close alone
-    if (socket.destroyed || (!retry && !follow)) {
-      socket.destroy()
-      return
-    }
-    conn.close['tunnelguard.failure_sent'] = retry ? 'tls_alert' : 'http_response'
-    socket.write(retry ? TLS_INTERNAL_ERROR : rawResponse(err.status, err.message))
-    // what the client sent after its first bytes is unread: closed in stages, so the answer is not lost to a reset
-    lingerClose(socket)
-    return
-  }
-  if (socket.destroyed) {
-    up.destroy()
-    return
-  }
-  conn.close['event.outcome'] = 'success'             // the tunnel reaches its destination
-  conn.upstreams.add(up)                              // destroyed with the client, or by a reload that closes the tunnel
-  splice(socket, up, data, relay, retry && { ...retry, timeout: helloTimeout }, follow)
-}
-
-/**
- * Pipe both ways with half-close kept; an error or a full close on one side ends the other. With
- * `relay` (the one `up` was made with), up's reads reach the client through it instead of a pipe.
- * With `retry` (a TLS tunnel: `first` is the first ClientHello, `rest` what the client sent after
- * it), the client's bytes go through a HelloGate until the server's first bytes, looked at before
- * they reach the client, tell whether they are a HelloRetryRequest: a second ClientHello, sent
- * before it or after, is `retry.check`ed before it goes on.
- */
-export function splice(client: Socket, up: Socket, first: Buffer, relay?: ReadRelay, retry?: { check: Retry; rest: Buffer; timeout: number }, follow?: Follow): void {
-  up.on('error', () => client.destroy())
-  client.on('error', () => up.destroy())
-  client.on('close', () => up.destroy())
-  up.on('close', () => { if (!client.writableEnded) client.destroy() })
-  if (first.length > 0) up.write(first)
-  const responses = follow?.(client, up)
-  const gate = retry && new HelloGate(client, up, retry.rest, retry.check, retry.timeout)
-  if (!responses && !gate) client.pipe(up)
-  let seen: Buffer | undefined
-  const tap = (b: Buffer): boolean => {
-    seen = seen === undefined ? Buffer.from(b) : Buffer.concat([seen, b])
-    const hrr = isRetryRequest(seen)
-    if (hrr === undefined) return false
-    gate!.server(hrr)
-    return true
-  }
-  // the server's bytes are looked at: for a HelloRetryRequest (TLS), or for the responses (plain HTTP)
-  const look = retry ? tap : responses
-  if (relay) {
-    relay.tap = look
-    relay.attach(up, client)
-    return
-  }
-  if (look) {
-    const onData = (b: Buffer) => { if (look(b)) up.off('data', onData) }
-    up.on('data', onData)
-  }
-  up.pipe(client)
 }
