@@ -223,8 +223,23 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
       drops.clear()
     },
   })
-  const bytes = new Counter({ name: `${p}proxy_bytes_total`, help: 'Bytes relayed by the proxy', labelNames: ['direction'] as const, registers })
-  const conns = new Gauge({ name: `${p}connections`, help: 'Open connections', labelNames: ['kind'] as const, registers })
+  // counted in plain numbers on the connection paths and handed to prom-client at a scrape (a
+  // labelled inc hashes its labels each call: several per tunnel)
+  /** direction → bytes relayed, not yet added to the counter. */
+  const relayed = new Map<string, number>()
+  new Counter({
+    name: `${p}proxy_bytes_total`, help: 'Bytes relayed by the proxy', labelNames: ['direction'] as const, registers,
+    collect() {
+      for (const [direction, n] of relayed) this.inc({ direction }, n)
+      relayed.clear()
+    },
+  })
+  /** kind → connections open now. */
+  const open = new Map<string, number>()
+  new Gauge({
+    name: `${p}connections`, help: 'Open connections', labelNames: ['kind'] as const, registers,
+    collect() { for (const [kind, n] of open) this.set({ kind }, n) },
+  })
   const entries = new Gauge({ name: `${p}list_entries`, help: 'Entries loaded per list', labelNames: ['list'] as const, registers })
   const reloads = new Counter({ name: `${p}reloads_total`, help: 'Config and list reloads', labelNames: ['result'] as const, registers })
   const alerts = new Counter({
@@ -273,8 +288,8 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
       upstreamTime.observe(name, seconds)
     },
     dropped: reason => { drops.set(reason, (drops.get(reason) ?? 0) + 1) },
-    proxyBytes: (direction, n) => bytes.inc({ direction }, n),
-    connections: (kind, delta) => conns.inc({ kind }, delta),
+    proxyBytes: (direction, n) => { relayed.set(direction, (relayed.get(direction) ?? 0) + n) },
+    connections: (kind, delta) => { open.set(kind, (open.get(kind) ?? 0) + delta) },
     fdExhausted: (where, code = 'EMFILE') => {
       fds.inc({ where })
       onFd?.(where, code)
