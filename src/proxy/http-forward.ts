@@ -1,6 +1,7 @@
 import { request, type ClientRequest, type IncomingMessage, type InformationEvent, type ServerResponse } from 'node:http'
 import type { Decision } from '../policy/types.js'
 import type { EventOutcome } from '../observe/types.js'
+import type { Snapshot } from '../snapshot-types.js'
 import { closeDestination, decisionDestination, destinationOfName, parseAuthority, urlDomain, type Target } from './address.js'
 import { beginRequest } from './close-line.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
@@ -69,15 +70,21 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const te = req.headers['transfer-encoding']
   const hostHeader = req.headers.host
   const hostT = hostHeader === undefined ? target : parseAuthority(hostHeader, 80)
+  // node keeps the first of several Host fields; a server must refuse such a request (RFC 9112 §3.2)
+  const hosts = hostFields(req.rawHeaders)
   const bad = !m ? [400, 'only absolute http:// URLs are proxied (https goes through CONNECT)'] as const
     : !target ? [400, `bad host in URL "${m[1]}"`] as const
-      : !hostT ? [400, `bad Host header "${hostHeader}"`] as const
-        : te === undefined ? undefined : badCoding(te, req.httpVersion)
+      : hosts.length > 1 ? [400, `${hosts.length} Host fields (RFC 9112, 3.2: one at most): blocked, fail closed`] as const
+        : !hostT ? [400, `bad Host header "${hostHeader}"`] as const
+          : te === undefined ? undefined : badCoding(te, req.httpVersion)
   if (bad) {
     ctx.evidence.counters.dropped('malformed')
-    // a URL host or Host that cannot be normalized is blocked, fail closed: it has its decision line
+    // a URL host or Host that cannot be normalized is blocked, fail closed: it has its decision
+    // line; so has a request with several Host fields that names a listed host in any of them
     const url = m && !target
-    const named = url ? decideBadTarget(snap, client.ip, m[1]!, 'url') : m && !hostT ? decideBadTarget(snap, client.ip, hostHeader!, 'host') : undefined
+    const named = url ? decideBadTarget(snap, client.ip, m[1]!, 'url')
+      : m && hosts.length > 1 ? severalHosts(snap, client.ip, target!, hosts, bad[1])
+        : m && !hostT ? decideBadTarget(snap, client.ip, hostHeader!, 'host') : undefined
     if (named) {
       ctx.evidence.decision({
         message: 'proxy.http', decision: named, client, transport: 'tcp', durationNs: Number(ctx.clock() - start),
@@ -134,6 +141,29 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   }
   emit(decision, r.ip, more)
   forward(ctx, conn, req, res, target!, m![2]!, r.ips, sets)
+}
+
+/** The values of a request's Host fields, each as sent (node's `headers.host` keeps the first only). */
+function hostFields(raw: readonly string[]): string[] {
+  const out: string[] = []
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') out.push(raw[i + 1]!)
+  return out
+}
+
+/**
+ * A request with several Host fields, refused: a block of its own, fail closed, that keeps the
+ * match of the worst name it carries (the URL host, each Host) when one is listed, so that the
+ * attempt has its decision line; undefined when none is.
+ */
+function severalHosts(snap: Snapshot, client: string, target: Target, hosts: readonly string[], why: string): Decision | undefined {
+  let worst = decideTarget(snap, client, target, 'url')
+  for (const h of hosts) {
+    const t = parseAuthority(h, 80)
+    const d = t ? decideTarget(snap, client, t, 'host') : decideBadTarget(snap, client, h, 'host')
+    worst = worse(worst, d)
+  }
+  if (!worst.entry || worst.action === 'allow') return undefined
+  return denial(snap, client, worst.name, worst.where, why, undefined, worst)
 }
 
 /**

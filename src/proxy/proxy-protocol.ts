@@ -49,6 +49,9 @@ function parseV2(buf: Buffer): ProxyHeader {
   if (buf.length < 16 + len) return { kind: 'partial' }
   const length = 16 + len
   if ((verCmd & 15) === 0) return { kind: 'header', length }            // LOCAL: health check from the proxy itself
+  // families UNSPEC, INET, INET6, UNIX and transports UNSPEC, STREAM, DGRAM; any other value "must
+  // be rejected as invalid by receivers" (the PROXY protocol, 2.2)
+  if (fam >> 4 > 3 || (fam & 15) > 2) return { kind: 'invalid', reason: `bad PROXY v2 address family or transport (0x${fam.toString(16).padStart(2, '0')})` }
   const a = buf.subarray(16, length)
   if (fam >> 4 === 1) {
     if (len < 12) return { kind: 'invalid', reason: 'short PROXY v2 IPv4 address block' }

@@ -213,3 +213,31 @@ t.test('a URL host or Host that cannot be normalized: 400, and a block decision 
   t.ok(await waitFor(() => p.proxy.openConnections === 0))
   t.match(closes().at(-1)!.fields, { 'destination.domain': 'site.example', 'destination.port': origin.port, 'http.response.status_code': 200 })
 })
+
+t.test('several Host fields: 400 whichever comes first (RFC 9112 §3.2), a listed one in any of them logged, nothing forwarded', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  const url = `http://site.example:${origin.port}/h`
+  const lines = () => p.ev.events.filter(e => e.message === 'proxy.http')
+  for (const hosts of [[`site.example:${origin.port}`, 'x.ngrok-free.app'], ['x.ngrok-free.app', `site.example:${origin.port}`]]) {
+    const before = lines().length
+    const r = await exchange(p.port, [`GET ${url} HTTP/1.1\r\n${hosts.map(h => `Host: ${h}\r\n`).join('')}\r\n`])
+    t.equal(status(r.data), 400, hosts.join(' then '))
+    t.match(r.data, /\r\nx-tunnelguard-reason: 2 Host fields \(RFC 9112, 3\.2: one at most\): blocked, fail closed\r\n/i)
+    t.equal(lines().length, before + 1, 'one decision line')
+    t.match(lines().at(-1), {
+      decision: { action: 'block', list: 'ngrok', name: 'x.ngrok-free.app', where: 'host', reason: /^2 Host fields .*: blocked, fail closed; sinkhole: / },
+      extra: { 'http.request.method': 'GET' },
+    })
+    t.notOk(origin.requests.some(x => x.url === '/h'), 'never forwarded')
+    await stillServes(t, p, origin)
+  }
+  // none listed: refused all the same, and no decision line (as any malformed request)
+  const before = lines().length
+  const plain = await exchange(p.port, [`GET ${url} HTTP/1.1\r\nHost: site.example:${origin.port}\r\nhost: other.example\r\nHOST: a b\r\n\r\n`])
+  t.equal(status(plain.data), 400)
+  t.match(plain.data, /x-tunnelguard-reason: 3 Host fields/i)
+  t.equal(lines().length, before)
+  t.notOk(origin.requests.some(x => x.url === '/h'))
+  await stillServes(t, p, origin)
+})

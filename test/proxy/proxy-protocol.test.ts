@@ -34,4 +34,10 @@ t.test('v2', async t => {
   t.match(parseProxyHeader(v2(0x22, 0x11, a4)), { kind: 'invalid' })
   t.match(parseProxyHeader(v2(0x21, 0x11, Buffer.alloc(4))), { kind: 'invalid', reason: /IPv4/ })
   t.match(parseProxyHeader(v2(0x21, 0x21, Buffer.alloc(12))), { kind: 'invalid', reason: /IPv6/ })
+  // a family or transport the spec does not define is invalid, not an UNSPEC that keeps the peer
+  t.match(parseProxyHeader(v2(0x21, 0x51, a4)), { kind: 'invalid', reason: 'bad PROXY v2 address family or transport (0x51)' })
+  t.match(parseProxyHeader(v2(0x21, 0x13, a4)), { kind: 'invalid', reason: /\(0x13\)/ })
+  t.same(parseProxyHeader(v2(0x21, 0x12, a4)), { kind: 'header', length: 28, source: { ip: '10.9.8.7', port: 5555 } }, 'DGRAM is defined')
+  t.same(parseProxyHeader(v2(0x21, 0x00, Buffer.alloc(0))), { kind: 'header', length: 16 }, 'UNSPEC: keep the peer')
+  t.same(parseProxyHeader(v2(0x20, 0x51, Buffer.alloc(0))), { kind: 'header', length: 16 }, 'LOCAL: its address block is ignored')
 })
