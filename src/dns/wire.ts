@@ -153,7 +153,9 @@ export function skipRecord(buf: Buffer, off: number): number {
  * refuses it as the zone transfer it is, and logs it), or ARCOUNT over 1, is FORMERR, as unbound's worker_check_request has it: it asks nothing a resolver answers,
  * and its records would go upstream with it. This takes OPT+TSIG (or SIG(0)) too: tunnelguard
  * holds no key to check or sign with, and an answer to a signed query must not be cached and
- * served unsigned to others. Read from the header alone, before anything else of the query.
+ * served unsigned to others. The counts are read from the header alone, before anything else of
+ * the query; then the one additional record allowed must be the OPT: a TSIG or SIG(0) alone (a
+ * query signed without EDNS, `dig +noedns -y …`), or any other record, is FORMERR too.
  */
 export function parseQuery(buf: Buffer): Query | QueryError {
   if (buf.length < HEADER) return 'drop'
@@ -162,10 +164,11 @@ export function parseQuery(buf: Buffer): Query | QueryError {
   if (((flags >> 11) & 0xf) !== 0) return 'notimp'               // only QUERY
   if ((flags & TC) !== 0 || buf.readUInt16BE(6) !== 0 || buf.readUInt16BE(10) > 1) return 'formerr'
   const ns = buf.readUInt16BE(8)
-  if (ns === 0) return readQuestion(buf, flags)
   // an IXFR carries the SOA of the version it has (RFC 1995 §3): read, to be refused and logged as a zone transfer asked
-  const q = ns === 1 ? readQuestion(buf, flags) : 'formerr'
-  return typeof q !== 'string' && q.qtype === TYPE_IXFR ? q : 'formerr'
+  const q = ns === 0 || ns === 1 ? readQuestion(buf, flags) : 'formerr'
+  if (typeof q === 'string') return q
+  if (ns === 1 && q.qtype !== TYPE_IXFR) return 'formerr'
+  return q.edns || buf.readUInt16BE(10) === 0 ? q : 'formerr'
 }
 
 /** AXFR and IXFR: zone transfers, which a forwarder does not relay (one message of many would reach the client). */

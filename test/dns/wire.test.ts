@@ -31,9 +31,21 @@ t.test('parses header, question and OPT', async t => {
   const small = parseQuery(query('a.test', 'A', { additionals: [optRr(100)] })) as Query
   t.equal(small.udpSize, 512, 'an advertised size below 512 counts as 512')
   t.equal((parseQuery(query('.')) as Query).name, '', 'the root')
-  // one additional record that is not an OPT is walked past (unbound takes ARCOUNT 1 too)
-  const lone = parseQuery(query('a.test', 'A', { additionals: [{ type: 'TXT', name: 'k.test', data: 'x' }] })) as Query
-  t.match(lone, { name: 'a.test', edns: false })
+  // the one additional record allowed is the OPT: a lone TSIG, SIG(0) or other record is FORMERR
+  // (a query signed without EDNS would go upstream with its key name and MAC, and its answer be cached)
+  t.equal(parseQuery(query('a.test', 'A', { additionals: [{ type: 'TXT', name: 'k.test', data: 'x' }] })), 'formerr')
+  for (const [type, name] of [[250, 'TSIG'], [24, 'SIG(0)']] as const) {
+    // owner key.test., the type, class ANY, TTL 0, 8 octets of RDATA
+    const rr = Buffer.from([3, 107, 101, 121, 4, 116, 101, 115, 116, 0, type >> 8, type & 255, 0, 255, 0, 0, 0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])
+    const signed = Buffer.concat([query('a.test', 'A'), rr])
+    signed.writeUInt16BE(1, 10)
+    t.equal(parseQuery(signed), 'formerr', `${name} alone, no OPT`)
+    // the same record after an OPT: two additional records, FORMERR as before
+    const both = Buffer.concat([query('a.test', 'A', { additionals: [optRr(1232)] }), rr])
+    both.writeUInt16BE(2, 10)
+    t.equal(parseQuery(both), 'formerr', `OPT and ${name}`)
+  }
+  t.match(parseQuery(query('a.test', 'A', { additionals: [optRr(1232)] })), { edns: true }, 'the OPT alone is the query\'s EDNS')
   // readQuestion reads past records in every section, the header's counts unchecked (NOTIMP echoes an UPDATE's zone)
   const update = query('a.test', 'SOA', { answers: [{ type: 'A', name: 'a.test', data: '1.2.3.4' }], authorities: [{ type: 'A', name: 'b.test', data: '1.2.3.5' }] })
   t.match(readQuestion(update, update.readUInt16BE(2)), { name: 'a.test', qtype: 6 })

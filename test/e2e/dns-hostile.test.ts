@@ -99,7 +99,11 @@ t.test('a query with TC set, or carrying answer or authority records, or two add
     t.equal(got.length, 1, what)
     t.match(decodeMsg(got[0]!), { id: 0x5151, rcode: 'FORMERR', questions: [{ name: 'a.test', type: 'A' }], answers: [] }, `${what}: FORMERR, the question echoed, no cached answer`)
   }
-  t.equal(s.ev.counts['dropped.malformed'], before + 4, 'counted as malformed')
+  // a query signed with TSIG by dig, without EDNS: its one additional record is no OPT
+  const signed = await dig(server, 'a.test', 'A', ['+noedns', '+noadflag', '-y', 'hmac-sha256:key.test:c2VjcmV0c2VjcmV0c2VjcmV0'])
+  t.equal(signed.status, 'FORMERR', 'TSIG alone: FORMERR, not sent upstream nor answered from the cache')
+  t.equal(signed.answer.length, 0)
+  t.equal(s.ev.counts['dropped.malformed'], before + 5, 'counted as malformed')
   t.equal(s.ev.events.filter(e => e.client.port !== 0 && e.dns?.rcode === 'FORMERR').length, 0, 'no decision line for them')
   t.equal((await dig(server, 'a.test')).answer.length, 1, 'the cached answer is still served to a plain query')
 })
