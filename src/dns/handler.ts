@@ -224,10 +224,7 @@ export class QueryHandler {
     const counters = this.deps.evidence.counters
     // a trusted resolver in front speaks for many machines: each is held to the rate limit, not it
     const trusted = this.trustedNow(from.ip)
-    if (!trusted && !this.limiter.allow(from.ip, Number(t0) / 1e6)) {
-      counters.dropped('ratelimit')
-      return respond(undefined)
-    }
+    if (!trusted && !this.limiter.allow(from.ip, Number(t0) / 1e6)) return this.limited(msg, from, respond)
     const q = parseQuery(msg)
     if (typeof q === 'string') {
       counters.dropped('malformed')
@@ -237,10 +234,7 @@ export class QueryHandler {
     let client = from
     if (trusted) {
       client = q.optRdata < 0 ? from : this.named(msg, q, from)
-      if (!this.limiter.allow(client.ip, Number(t0) / 1e6)) {
-        counters.dropped('ratelimit')
-        return respond(undefined)
-      }
+      if (!this.limiter.allow(client.ip, Number(t0) / 1e6)) return this.limited(msg, from, respond)
     }
     if (!this.allowed(client.ip)) {
       counters.dropped('refused')
@@ -302,6 +296,17 @@ export class QueryHandler {
       send(respond, client, q, answer)
       this.log(q, client, t0, d, scan.rcode, outcomeOf(scan.rcode), upstream, false)
     }, keyBits(q.flags, q.edns, q.dnssecOk))
+  }
+
+  /**
+   * A query over the rate limit: dropped over UDP (a spoofed source must get nothing back); over
+   * TCP (no spoofing, and a TCP client does not ask again: a dropped query costs it its whole
+   * timeout) answered REFUSED, with its question, at once. Counted as dropped either way.
+   */
+  private limited(msg: Buffer, from: Client, respond: Respond): void {
+    this.deps.evidence.counters.dropped('ratelimit')
+    const q = from.transport === 'tcp' ? parseQuery(msg) : 'drop'
+    respond(typeof q === 'string' ? undefined : buildReply(msg, q, RCODE.REFUSED))
   }
 
   /** Answer a block or sinkhole decision, and log it. */

@@ -70,6 +70,26 @@ t.test('per-client rate limit: excess dropped, logged once per window', async t 
   t.same(ev.messages.filter(m => m.msg === 'dns client rate limited').map(m => m.fields?.['client.ip']), ['127.0.0.1'], 'one log line')
 })
 
+t.test('per-client rate limit over TCP: the excess answered REFUSED at once (a TCP client does not ask again), counted the same', async t => {
+  const ub = await startUnbound(t)
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { dns: { upstreams: [ub.url], rateLimit: { qps: 0.01, burst: 2 } } } })
+  const dns = await startDns({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev })
+  t.teardown(() => dns.close())
+  const server = { address: '127.0.0.1', port: dns.addresses[0]!.port }
+  const statuses: string[] = []
+  for (let i = 0; i < 4; i++) {
+    const started = Date.now()
+    const r = await kdig(server, `t${i}.a.test`, 'A', ['+tcp', '+time=5'])
+    statuses.push(r.status)
+    if (i >= 2) t.ok(Date.now() - started < 3000, `query ${i} answered at once, not at the client's timeout`)
+    if (i >= 2) t.match(r.raw, new RegExp(`;; QUESTION SECTION:\\n;; t${i}\\.a\\.test\\.\\s+IN\\s+A`), 'the question echoed')
+  }
+  t.same(statuses, ['NXDOMAIN', 'NXDOMAIN', 'REFUSED', 'REFUSED'], 'the burst answered (names the upstream does not have), the rest refused')
+  t.equal(ev.counts['dropped.ratelimit'], 2)
+  t.same(ev.messages.filter(m => m.msg === 'dns client rate limited').map(m => m.fields?.['client.ip']), ['127.0.0.1'], 'one log line')
+})
+
 t.test('queries in flight are bounded: the excess gets SERVFAIL at once', async t => {
   const slow = await slowUpstream(t, 200)
   const ev = memoryEvidence()
