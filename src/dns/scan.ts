@@ -15,6 +15,7 @@ export const MAX_TTL = 0x7fffffff
 
 /** What the forwarder learns from walking an upstream reply once, without re-encoding it. */
 export interface Scan {
+  /** The response code, with its upper 8 bits from the OPT record when there is one (RFC 6891 §6.1.3: BADVERS is 16). */
   readonly rcode: number
   readonly truncated: boolean
   readonly answers: number
@@ -121,7 +122,8 @@ export function scanResponse(buf: Buffer, wantAddresses = false): Scan | undefin
     pos = end
   }
   return {
-    rcode: flags & 0xf, truncated: (flags & TC) !== 0, answers: an,
+    // the OPT's TTL field starts with the extended rcode: 6 octets before its RDLENGTH's end
+    rcode: optRdata < 0 ? flags & 0xf : (buf[optRdata - 6]! << 4) | (flags & 0xf), truncated: (flags & TC) !== 0, answers: an,
     targets, ttlOffsets, minTtl, negativeTtl, addresses, optRdata, optEnd, clientOptions,
   }
 }

@@ -2,6 +2,8 @@ import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { optRr } from '../fixtures/dig.js'
 import { MAX_TTL, scanResponse, withoutReplyClientOptions } from '../../src/dns/scan.js'
+import { answerTtl } from '../../src/dns/cache.js'
+import { rcodeName } from '../../src/dns/names.js'
 
 const resp = (p: Partial<dnsPacket.Packet>): Buffer =>
   dnsPacket.encode({ type: 'response', id: 1, flags: 0x8180, questions: [{ type: 'A', name: 'q.test' }], ...p })
@@ -147,4 +149,22 @@ t.test('withoutReplyClientOptions: COOKIE, NSID, Client Subnet and MAC options o
   t.same(scan.ttlOffsets, [before[0], before[1]! - removed], 'the record after the OPT: its TTL offset moved')
   t.equal(out.readUInt32BE(scan.ttlOffsets[1]!), 7, 'and it points at that TTL')
   t.equal(out.readUInt32BE(scan.ttlOffsets[0]!), 60)
+})
+
+t.test('the rcode takes its upper bits from the OPT record: an upstream\'s BADVERS is 16, logged as such and never cached', async t => {
+  const soa: dnsPacket.Answer = {
+    type: 'SOA', name: 'test', ttl: 300,
+    data: { mname: 'ns.test', rname: 'h.test', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 300 },
+  }
+  const badvers = resp({ authorities: [soa], additionals: [optRr(1232)] })
+  const opt = badvers.length - 11                                   // the OPT record: root, type, class, then the TTL
+  t.equal(badvers.readUInt16BE(opt + 1), 41)
+  badvers[opt + 5] = 1                                              // extended rcode 1, header rcode 0: BADVERS
+  const s = scanResponse(badvers)!
+  t.equal(s.rcode, 16)
+  t.equal(rcodeName(s.rcode), 'BADVERS')
+  t.equal(answerTtl(s), -1, 'not a NOERROR: not cached (its SOA would have made it a cached NODATA)')
+  badvers[opt + 5] = 0
+  t.equal(scanResponse(badvers)!.rcode, 0, 'extended rcode 0: the header\'s alone')
+  t.equal(answerTtl(scanResponse(badvers)!), 300)
 })
