@@ -163,8 +163,13 @@ export function badversReply(query: Buffer, q: Query): Buffer {
  * (but its OPT record) when that fits: the additional records are extra, and leaving them out
  * sets no TC (RFC 2181 §9). Else cut to its header and question with TC set ("ask over TCP").
  * The OPT record stays in both (RFC 6891 §7: a reply to an EDNS query has one; it also carries
- * the extended rcode and DO).
+ * the extended rcode and DO); cut to the question, it keeps its options only when they fit too
+ * (an upstream's padding, a long EDE text: the client asks again over TCP and gets them there),
+ * so that no datagram is ever over the limit.
  */
+/** An OPT record's octets before its RDATA: the root name, type, class (UDP size), TTL (extended rcode, version, DO), RDLENGTH. */
+const OPT_FIXED = 11
+
 export function fitUdp(reply: Buffer, qEnd: number, limit: number): Buffer {
   const records = reply.readUInt16BE(6) + reply.readUInt16BE(8)
   let end = qEnd
@@ -176,11 +181,15 @@ export function fitUdp(reply: Buffer, qEnd: number, limit: number): Buffer {
     if (next >= 0 && reply[r] === 0 && reply.readUInt16BE(r + 1) === TYPE_OPT) { opt = r; optEnd = next; break }
     r = next
   }
-  const optLen = opt < 0 ? 0 : optEnd - opt
+  let optLen = opt < 0 ? 0 : optEnd - opt
   const keep = end >= 0 && end + optLen <= limit ? end : qEnd
+  if (keep === qEnd && qEnd + optLen > limit) optLen = OPT_FIXED     // the OPT without its options
   const b = Buffer.allocUnsafe(keep + optLen)
   reply.copy(b, 0, 0, keep)
-  if (opt >= 0) reply.copy(b, keep, opt, optEnd)
+  if (opt >= 0) {
+    reply.copy(b, keep, opt, opt + optLen)
+    b.writeUInt16BE(optLen - OPT_FIXED, keep + OPT_FIXED - 2)         // its RDLENGTH (unchanged when whole)
+  }
   if (keep === qEnd) {
     b.writeUInt16BE(b.readUInt16BE(2) | TC, 2)
     b.writeUInt16BE(0, 6)

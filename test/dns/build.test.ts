@@ -104,6 +104,33 @@ t.test('fitUdp: cut to header, question and OPT with TC when the answer does not
   t.equal(decodeMsg(p).additionals.length, 0)
 })
 
+t.test('fitUdp: never over the limit: an OPT whose options do not fit beside the question goes without them', async t => {
+  // an upstream's 1400 octets of padding (option 12), extended rcode and DO kept in the OPT's TTL
+  const padded = dnsPacket.encode({
+    type: 'response', id: 99, flags: 0x8180, questions: [{ type: 'MX', name: 'a.test' }], answers: [mx(1)],
+    additionals: [optRr(4096, dnsPacket.DNSSEC_OK, [{ code: 12, data: Buffer.alloc(1400) }])],
+  })
+  const qEnd = mk('a.test', 'MX', true).q.qEnd
+  t.ok(padded.length > 1232)
+  for (const limit of [512, 1232]) {
+    const f = fitUdp(padded, qEnd, limit)
+    t.ok(f.length <= limit, `${f.length} octets within ${limit}`)
+    t.equal(f.length, qEnd + 11, 'header, question, an OPT without options')
+    const d = decodeMsg(f)
+    t.ok(d.flag_tc, 'TC: ask over TCP')
+    t.same(d.additionals.map(r => [r.type, r.options?.length]), [['OPT', 0]])
+    t.equal(d.additionals[0]!.flags! & dnsPacket.DNSSEC_OK, dnsPacket.DNSSEC_OK, 'DO kept')
+    t.equal(d.additionals[0]!.udpPayloadSize, 4096)
+  }
+  // options that fit beside the question are kept whole (a short EDE)
+  const small = dnsPacket.encode({
+    type: 'response', id: 99, flags: 0x8180, questions: [{ type: 'MX', name: 'a.test' }], answers: Array.from({ length: 40 }, (_, i) => mx(i)),
+    additionals: [optRr(4096, 0, [{ code: 15, data: Buffer.from([0, 15, 104, 105]) }])],
+  })
+  const k = decodeMsg(fitUdp(small, qEnd, 512))
+  t.same([k.flag_tc, k.additionals[0]!.options?.length], [true, 1])
+})
+
 t.test('fitUdp: only the additional section left out: no TC (RFC 2181 §9), the OPT kept', async t => {
   const { reply, qEnd } = replyOf({ answers: [mx(1), mx(2), mx(3)], additionals: Array.from({ length: 40 }, (_, i) => glue(i)) })
   t.ok(reply.length > 512)
