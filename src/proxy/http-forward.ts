@@ -226,6 +226,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
       req.resume()
     })
   }
+  let answered: IncomingMessage | undefined
   const send = (again: boolean): void => {
     const sent = up = request({ ...opts, method: req.method, agent: ctx.agent, setHost: false, maxHeaderSize: MAX_RESPONSE_HEAD })
     conn.upstreams.add(sent)
@@ -242,6 +243,12 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
     })
     sent.setTimeout(ctx.getSnapshot().config.proxy.idleTimeout, () => sent.destroy(new UpstreamError(504, `${who} did not answer in time`)))
     sent.on('error', e => {
+      // bytes after a whole answer (a 204 or 304 with a body, a second answer unasked): the client
+      // gets the answer, the origin's connection is closed (node's client destroys it)
+      if (answered?.complete === true) {
+        conn.close['tunnelguard.upstream_error'] = e.message
+        return
+      }
       // a pooled connection the origin had closed (its keep-alive ran out as this was sent): a
       // request without a body whose method is idempotent goes once more, on a new connection
       if (!again && sent.reusedSocket && replayable && !(e instanceof UpstreamError) && !sent.destroyed && !res.headersSent) {
@@ -263,6 +270,7 @@ function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: ServerRes
     // 102 Processing, 103 Early Hints with its fields; no other 1xx has a writer
     if (req.httpVersionMinor !== 0) sent.on('information', info => interim(res, info))
     sent.on('response', upRes => {
+      answered = upRes
       // the address that answered (the decision line, written before the dial, names the first)
       if (!parent) conn.close['destination.ip'] = sent.socket!.remoteAddress
       early()

@@ -14,6 +14,16 @@ export const MAX_IDLE_UPSTREAMS = 256
  */
 export const IDLE_UPSTREAM_MS = 4000
 
+/**
+ * A pooled connection's origin sent bytes while no request was on it: they answer nothing asked
+ * (a late answer to a request it misread, bytes smuggled into a body), and node's parser would
+ * drop them unread; the connection is closed, so that they can never be read as the answer to
+ * the next request on it, which may be another client's.
+ */
+function closeOnIdleData(this: Socket): void {
+  this.destroy()
+}
+
 /** The request options the proxy gives: `addresses`, every address of the name (all checked), tried in turn. */
 export interface PoolRequestArgs extends ClientRequestArgs {
   readonly addresses?: readonly string[]
@@ -69,6 +79,7 @@ export class PoolAgent extends Agent {
       socket.once('close', () => this.#idle.delete(socket))
     }
     this.#idle.add(socket)
+    socket.on('data', closeOnIdleData)
     if (this.#idle.size > MAX_IDLE_UPSTREAMS) {       // the oldest: this one is the newest
       const old = this.#idle.values().next().value!
       this.#idle.delete(old)
@@ -79,6 +90,7 @@ export class PoolAgent extends Agent {
 
   override reuseSocket(socket: Socket, req: ClientRequest): void {
     this.#idle.delete(socket)
+    socket.off('data', closeOnIdleData)
     super.reuseSocket(socket, req)
   }
 }

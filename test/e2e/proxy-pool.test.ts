@@ -69,3 +69,55 @@ t.test('a GET on a pooled connection the origin closed goes once more on a new o
     ['2 GET /a HTTP/1.1', '3 GET /a HTTP/1.1', '3 POST /b HTTP/1.1', '4 GET /c HTTP/1.1', '4 PUT /d HTTP/1.1', '5 GET /e HTTP/1.1'],
     'the POST and the PUT with a body are sent once, never again')
 })
+
+t.test('bytes an origin sends on an idle pooled connection close it: they never answer the next request, maybe another client\'s', async t => {
+  let late = true
+  const origin = await rawHttpOrigin(t, (head, s, n) => {
+    const line = head.split('\r\n')[0]!
+    const body = `conn ${n}: ${line}\n`
+    s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
+    // once, after the answer: a second answer nobody asked for (a request it read in a body)
+    if (late) setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nSTALE!\n'), 150)
+    late = false
+  })
+  const { port } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'late.test': ['127.0.0.1'] }) })
+  const first = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, `http://late.test:${origin.port}/a`])
+  t.equal(first.stdout, 'conn 1: GET /a HTTP/1.1\n')
+  t.ok(await waitFor(() => origin.open() === 0, 2000), 'the pooled connection is closed when the stale bytes come')
+  const second = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, `http://late.test:${origin.port}/b`])
+  t.equal(second.code, 0, second.stderr)
+  t.equal(second.stdout, 'conn 2: GET /b HTTP/1.1\n', 'a fresh connection, its own answer')
+})
+
+t.test('an answer that comes before the whole request was sent: its connection is not pooled (the upload is ended, early())', async t => {
+  // answers a POST at its head, before its body has come (the body is still on its way)
+  const origin = await rawHttpOrigin(t, (head, s, n) => {
+    const line = head.split('\r\n')[0]!
+    const body = `conn ${n}: ${line}\n`
+    s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
+  }, false)
+  const { port, ev } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'early.test': ['127.0.0.1'] }) })
+  const base = `http://early.test:${origin.port}`
+  // the head and half the body, the rest 300 ms later: the origin's answer is in before the request is whole
+  const r = await exchange(port, [`POST ${base}/up HTTP/1.1\r\nHost: early.test\r\nContent-Length: 10\r\n\r\nhello`, 'world'], { gapMs: 300, waitMs: 1500 })
+  t.match(r.data, /^HTTP\/1\.1 200 OK\r\n[^]*conn 1: POST \/up HTTP\/1\.1\n$/)
+  t.ok(await waitFor(() => origin.open() === 0, 2000), 'its connection closed once the request was sent, not pooled')
+  const next = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, `${base}/next`])
+  t.equal(next.stdout, 'conn 2: GET /next HTTP/1.1\n', 'the next request has a connection of its own')
+  t.ok(ev.messages.some(m => m.msg === 'proxy.close'))
+})
+
+t.test('a 204 with a body: the client gets the 204, the origin connection is closed, the close line says so', async t => {
+  const origin = await rawHttpOrigin(t, (head, s) => {
+    s.write(head.startsWith('GET /204') ? 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nHELLO' : 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n')
+  })
+  const { port, ev } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'nb.test': ['127.0.0.1'] }) })
+  const r = await run('curl', ['-sS', '-i', '-x', `http://127.0.0.1:${port}`, `http://nb.test:${origin.port}/204`])
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /^HTTP\/1\.1 204 No Content\r\n/)
+  t.notMatch(r.stdout, /HELLO/)
+  t.ok(await waitFor(() => origin.open() === 0, 2000), 'the origin connection is not pooled')
+  const close = ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields!
+  t.match(close, { 'http.response.status_code': 204, 'event.outcome': 'success', 'tunnelguard.upstream_error': /Parse Error/ })
+  t.ok((close['destination.bytes'] as number) > 0, 'the 204 was written')
+})
