@@ -4,6 +4,7 @@ import { OUTCOMES, WHERES, type Decision, type Outcome, type Where } from '../po
 import type { ListInfo } from '../snapshot-types.js'
 import { ALERT_OUTPUTS, ALERT_RESULTS, type AlertOutputName, type AlertResult } from './alert-output.js'
 import { isRefusal } from './ecs.js'
+import { LOOP_DELAY_RESOLUTION_MS, loopDelayWithoutInterval } from './loop-delay.js'
 import { FD_WHERES, type CacheStats, type Counters, type DecisionEvent, type FdCode, type FdWhere, type UpstreamHealth } from './types.js'
 
 /** Most distinct values a config-bounded label may take; beyond it values read `other`. */
@@ -120,7 +121,8 @@ export function createMetrics(opts: { prefix?: string } = {}): Metrics {
   const registry = new Registry()
   const p = opts.prefix ?? 'tunnelguard_'
   // the event-loop delay histogram samples every 100 ms, not prom-client's 10: an idle sidecar woke 100 times a second for it (1 % of a CPU)
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 })
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: LOOP_DELAY_RESOLUTION_MS })
+  loopDelayWithoutInterval(registry)
   const registers = [registry]
   // which build answers (a fleet mid-upgrade; a responder matching figures to a release): 1, labelled
   new Gauge({ name: `${p}build_info`, help: 'Always 1; the version label says which tunnelguard this is', labelNames: ['version'] as const, registers })
