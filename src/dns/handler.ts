@@ -243,16 +243,17 @@ export class QueryHandler {
     }
     const decision = snap.policy.decide(client.ip, q.name, 'qname')
     if (decision.action === 'block' || decision.action === 'sinkhole') return this.act(msg, q, client, respond, t0, decision)
+    // decided and logged like any query (a listed name is blocked whatever the version); answered
+    // BADVERS, the DoH canary and DDR names too (the client asks again with version 0, and gets them)
+    if (q.ednsVersion !== 0) {
+      respond(badversReply(msg, q))
+      return this.log(q, client, t0, decision, RCODE_BADVERS, 'failure')
+    }
     const bypass = bypassReply(msg, q, snap.config, this.answers)
     if (bypass) {
       send(respond, client, q, bypass.reply)
       // answered here, not by the upstream: the line says so (an allowed name keeps its own reason)
       return this.log(q, client, t0, decision.action === 'pass' ? { ...decision, reason: bypass.reason } : decision, bypass.rcode, outcomeOf(bypass.rcode))
-    }
-    // decided and logged like any query (a listed name is blocked whatever the version); answered BADVERS
-    if (q.ednsVersion !== 0) {
-      respond(badversReply(msg, q))
-      return this.log(q, client, t0, decision, RCODE_BADVERS, 'failure')
     }
     if (q.qtype === TYPE_AXFR || q.qtype === TYPE_IXFR) {
       send(respond, client, q, buildReply(msg, q, RCODE.REFUSED))

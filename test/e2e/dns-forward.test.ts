@@ -161,6 +161,11 @@ t.test('EDNS version 1: BADVERS, cached answer or not (RFC 6891 §6.1.3); versio
   const listed = await dig(s.v4, 'x.ngrok.io', 'A', ['+edns=1', '+noednsnegotiation'])
   t.equal(listed.answer[0]?.data, '0.0.0.0')
   t.match(s.ev.events.at(-1), { decision: { action: 'sinkhole' }, dns: { name: 'x.ngrok.io' } })
+  // the names tunnelguard answers itself (the DoH canary, DDR) are no listed names: BADVERS, then their answer at version 0
+  for (const [name, type, at0] of [['use-application-dns.net', 'A', 'NXDOMAIN'], ['_dns.resolver.arpa', 'SVCB', 'NOERROR']] as const) {
+    t.equal((await dig(s.v4, name, type, ['+edns=1', '+noednsnegotiation'])).status, 'BADVERS', `${name}, version 1`)
+    t.equal((await dig(s.v4, name, type, ['+edns=0'])).status, at0, `${name}, version 0`)
+  }
 })
 
 t.test('AXFR and IXFR are refused: a forwarder relays no zone transfer', async t => {
