@@ -1,7 +1,7 @@
 import type { Entry } from '../match/types.js'
 import type { Decision } from '../policy/types.js'
 import type { Config } from '../snapshot-types.js'
-import { addressBytes, buildReply, record, soaRecord } from './build.js'
+import { addressBytes, buildReply, record, soaRecord, zoneOffset } from './build.js'
 import { RCODE, type Query } from './wire.js'
 
 const TYPE_A = 1
@@ -53,6 +53,9 @@ function edeBytes(d: Decision): Buffer {
 /** The answer for a block or sinkhole decision: the reply bytes and its rcode. */
 export function actionReply(query: Buffer, q: Query, d: Decision, s: AnswerSettings): { reply: Buffer; rcode: number } {
   const ede = edeBytes(d)
+  // the SOA of a negative answer is the listed zone's: owned by the entry's name in the question
+  // (a match through a CNAME names no zone in the question: the question name owns it)
+  const authorityOwner = d.entry !== undefined && d.where === 'qname' ? zoneOffset(query, d.entry.name) : undefined
   if (d.action === 'sinkhole') {
     if (q.qclass === CLASS_IN && q.qtype === TYPE_A) {
       return { reply: buildReply(query, q, RCODE.NOERROR, { answer: s.a, ede }), rcode: RCODE.NOERROR }
@@ -60,12 +63,12 @@ export function actionReply(query: Buffer, q: Query, d: Decision, s: AnswerSetti
     if (q.qclass === CLASS_IN && q.qtype === TYPE_AAAA) {
       return { reply: buildReply(query, q, RCODE.NOERROR, { answer: s.aaaa, ede }), rcode: RCODE.NOERROR }
     }
-    return { reply: buildReply(query, q, RCODE.NOERROR, { authority: s.soa, ede }), rcode: RCODE.NOERROR }
+    return { reply: buildReply(query, q, RCODE.NOERROR, { authority: s.soa, authorityOwner, ede }), rcode: RCODE.NOERROR }
   }
   switch (s.blockResponse) {
     case 'refused': return { reply: buildReply(query, q, RCODE.REFUSED, { ede }), rcode: RCODE.REFUSED }
-    case 'nodata': return { reply: buildReply(query, q, RCODE.NOERROR, { authority: s.soa, ede }), rcode: RCODE.NOERROR }
-    default: return { reply: buildReply(query, q, RCODE.NXDOMAIN, { authority: s.soa, ede }), rcode: RCODE.NXDOMAIN }
+    case 'nodata': return { reply: buildReply(query, q, RCODE.NOERROR, { authority: s.soa, authorityOwner, ede }), rcode: RCODE.NOERROR }
+    default: return { reply: buildReply(query, q, RCODE.NXDOMAIN, { authority: s.soa, authorityOwner, ede }), rcode: RCODE.NXDOMAIN }
   }
 }
 

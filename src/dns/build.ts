@@ -47,7 +47,7 @@ export function record(type: number, ttl: number, rdata: Buffer): Buffer {
   return b
 }
 
-/** The SOA record of synthetic negative answers (owned by the question name; MINIMUM = TTL). */
+/** The SOA record of synthetic negative answers (owned by the question name unless buildReply is given its zone; MINIMUM = TTL). */
 export function soaRecord(ttl: number): Buffer {
   const rdata = Buffer.alloc(SOA_NAMES.length + 20)
   SOA_NAMES.copy(rdata, 0)
@@ -80,6 +80,8 @@ export interface ReplyParts {
   readonly answer?: Buffer
   /** One record for the authority section (the SOA of negative answers, from `soaRecord`). */
   readonly authority?: Buffer
+  /** Where in the question its owner starts (zoneOffset: the listed zone's apex); the whole question name without it. */
+  readonly authorityOwner?: number
   /** Extended DNS Error 15 "Blocked" text as UTF-8 bytes (`actionReply` encodes it once per entry); sent only when the query had EDNS. */
   readonly ede?: Buffer
   /** The OPT record's extended rcode (the rcode's bits above the header's 4; BADVERS: 1). */
@@ -102,9 +104,42 @@ export function buildReply(query: Buffer, q: Query, rcode: number, parts: ReplyP
   b.writeUInt16BE(q.edns ? 1 : 0, 10)
   let p = q.qEnd
   if (answer) p += answer.copy(b, p)
-  if (soa) p += soa.copy(b, p)
+  if (soa) {
+    soa.copy(b, p)
+    if (parts.authorityOwner !== undefined) b.writeUInt16BE(0xc000 | parts.authorityOwner, p)
+    p += soa.length
+  }
   if (q.edns) writeOpt(b, p, q.dnssecOk, ede, parts.extendedRcode)
   return b
+}
+
+/**
+ * Where the zone `apex` (a normalized name: lowercase, no trailing dot) starts in the question
+ * name of a parsed query (at HEADER: plain labels, no pointer), when the question name ends with
+ * it; else the question name's own start. A synthetic negative answer's SOA is owned there
+ * (RFC 2308 §3: the zone's SOA), as unbound's local zones answer: an NXDOMAIN whose SOA is at the
+ * very name it says does not exist contradicts itself.
+ */
+export function zoneOffset(query: Buffer, apex: string): number {
+  const starts: number[] = []
+  for (let p = HEADER; query[p] !== 0; p += query[p]! + 1) {
+    /* c8 ignore next - parseQuery takes no pointer in a question (readName would follow one; the handler sees none) */
+    if (query[p]! > 63) return HEADER
+    starts.push(p)
+  }
+  let labels = 1
+  for (let i = 0; i < apex.length; i++) if (apex.charCodeAt(i) === 46) labels++
+  if (labels > starts.length) return HEADER
+  const at = starts[starts.length - labels]!
+  let i = 0
+  for (let p = at; query[p] !== 0; p += query[p]! + 1) {
+    if (p !== at && apex.charCodeAt(i++) !== 46) return HEADER
+    for (let j = 1; j <= query[p]!; j++) {
+      const c = query[p + j]!
+      if ((c >= 65 && c <= 90 ? c | 0x20 : c) !== apex.charCodeAt(i++)) return HEADER
+    }
+  }
+  return i === apex.length ? at : HEADER
 }
 
 /** The opcode's bits in the header's third octet. */

@@ -1,7 +1,7 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { decodeMsg, edeOf, optRr } from '../fixtures/dig.js'
-import { addressBytes, badversReply, buildReply, fitUdp, formErrReply, headerReply, notImpReply, record, soaRecord } from '../../src/dns/build.js'
+import { addressBytes, badversReply, buildReply, fitUdp, formErrReply, headerReply, notImpReply, record, soaRecord, zoneOffset } from '../../src/dns/build.js'
 import { actionReply, answerSettings, blockedText, bypassReply } from '../../src/dns/actions.js'
 import { parseQuery, type Query } from '../../src/dns/wire.js'
 import type { Decision } from '../../src/policy/types.js'
@@ -207,6 +207,13 @@ t.test('actionReply per action and blockResponse', async t => {
   t.match(decodeMsg(actionReply(a.buf, a.q, block, refused).reply), { rcode: 'REFUSED', authorities: [] })
   const nodata = answerSettings(makeSnapshot({ config: { dns: { blockResponse: 'nodata' } } }).config)
   t.match(decodeMsg(actionReply(a.buf, a.q, block, nodata).reply), { rcode: 'NOERROR', answers: [], authorities: [{ type: 'SOA' }] })
+  // the SOA is the listed zone's (the entry's name in the question), and the question's own for a CNAME match
+  t.match(decodeMsg(actionReply(a.buf, a.q, block, s).reply).authorities, [{ name: 'ngrok.io', type: 'SOA' }])
+  t.match(decodeMsg(rt.reply).authorities, [{ name: 'ngrok.io' }], 'the sinkhole\'s NODATA too')
+  const viaCname = decision({ entry, list: 'ngrok', where: 'cname', name: 'edge.ngrok.io' })
+  t.match(decodeMsg(actionReply(a.buf, a.q, viaCname, s).reply).authorities, [{ name: 'x.ngrok.io', type: 'SOA' }])
+  const unlisted = decision({ reason: 'unparseable name (empty label)', unparseable: true })
+  t.match(decodeMsg(actionReply(a.buf, a.q, unlisted, s).reply).authorities, [{ name: 'x.ngrok.io' }], 'no entry: the question name')
 })
 
 t.test('actionReply: the EDE text per decision, the same for every reply to the same entry', async t => {
@@ -267,4 +274,17 @@ t.test('notImpReply: the opcode, question and OPT of the query; header only when
   const h = notImpReply(garbage)
   t.equal(h.length, 12, 'a question that does not read: the header alone')
   t.same([(h.readUInt16BE(2) >> 11) & 0xf, h[3]! & 0xf, h.readUInt16BE(4)], [5, 4, 0])
+})
+
+t.test('zoneOffset: where a zone apex starts in the question name, or the question name itself', async t => {
+  const q = (name: string) => dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: 'A', name }] })
+  t.equal(zoneOffset(q('x.ngrok-free.app'), 'ngrok-free.app'), 12 + 2, 'past the label x')
+  t.equal(zoneOffset(q('A.b.NGROK.io'), 'ngrok.io'), 12 + 4, 'letter case aside')
+  t.equal(zoneOffset(q('ngrok.io'), 'ngrok.io'), 12, 'the apex asked')
+  t.equal(zoneOffset(q('io'), 'ngrok.io'), 12, 'more labels than the question: its own name')
+  t.equal(zoneOffset(q('x.myngrok.io'), 'ngrok.io'), 12, 'whole labels only')
+  t.equal(zoneOffset(q('x.ngrok.iox'), 'ngrok.io'), 12, 'a longer last label')
+  t.equal(zoneOffset(q('x.ngrok.i'), 'ngrok.io'), 12, 'a shorter last label')
+  t.equal(zoneOffset(q('x.ngrok.io'), 'ngrok.i'), 12, 'a shorter apex')
+  t.equal(zoneOffset(q('x.ab.io'), 'a.bio'), 12, 'the dot in its place')
 })

@@ -67,6 +67,9 @@ t.test('block: NXDOMAIN with SOA and EDE naming list and entry; REFUSED; NODATA'
   t.equal(r.status, 'NXDOMAIN')
   t.equal(r.authority[0]!.type, 'SOA')
   t.equal(r.authority[0]!.ttl, 60)
+  t.equal(r.authority[0]!.name, 'ngrok-agent.com.', 'the SOA is the listed zone\'s (RFC 2308 §3), not at the name that does not exist')
+  t.equal((await dig(s.server, 'ngrok-agent.com')).authority[0]!.name, 'ngrok-agent.com.', 'the apex itself: its own')
+  t.equal((await dig(s.server, 'A.B.NGROK-agent.COM')).authority[0]!.name, 'NGROK-agent.COM.', 'in the letter case asked (a pointer into the question)')
   t.match(r.ede, /^15 \(Blocked\).*ngrok-agent\.com in list ngrok/)
   const k = await kdig(s.server, 'connect.ngrok-agent.com', 'A', ['+edns'])
   t.match(k.ede, /^15 \(Blocked\).*ngrok-agent\.com in list ngrok/, 'kdig sees the EDE too')
@@ -78,7 +81,7 @@ t.test('block: NXDOMAIN with SOA and EDE naming list and entry; REFUSED; NODATA'
     decision: { action: 'block', list: 'ngrok', where: 'qname', entry: { pattern: 'ngrok-agent.com' } },
     dns: { name: 'connect.ngrok-agent.com', type: 'A', rcode: 'NXDOMAIN' },
   })
-  t.equal(s.ev.events.length, 3, 'the same blocked name asked again is logged again')
+  t.equal(s.ev.events.length, 5, 'the same blocked name asked again is logged again')
   t.equal(s.ev.counts['cache.miss'], undefined, 'a blocked name never reaches the cache or upstream')
   s.use({ dns: { blockResponse: 'refused' } }, BLOCK)
   t.equal((await dig(s.server, 'x.ngrok.io')).status, 'REFUSED', 'a reload applies at once')
@@ -87,6 +90,7 @@ t.test('block: NXDOMAIN with SOA and EDE naming list and entry; REFUSED; NODATA'
   t.equal(nodata.status, 'NOERROR')
   t.same(nodata.answer, [])
   t.equal(nodata.authority[0]!.type, 'SOA')
+  t.equal(nodata.authority[0]!.name, 'ngrok.io.')
 })
 
 t.test('sinkhole (the default for ngrok): A and AAAA to the null addresses, other types NODATA', async t => {
