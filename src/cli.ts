@@ -152,6 +152,15 @@ export class Output {
 }
 
 /**
+ * An error no command expected, as one line (not a stack trace): the command, the error's name
+ * and the first line of its message, `report: unexpected error: RangeError: Invalid string length`.
+ */
+export function unexpected(cmd: string, e: unknown): string {
+  const what = e instanceof Error ? `${e.name}: ${e.message}` : `${inspect(e)}`
+  return `${cmd}: unexpected error: ${what.split('\n')[0]}`
+}
+
+/**
  * Run one command; resolves to the exit code. Only the bin wrapper below exits the process. A
  * stdout that cannot be written (not a reader gone: see Output) is one stderr line and exit 1 (or
  * the command's own code when it is not 0).
@@ -272,7 +281,7 @@ async function command(argv: readonly string[], io: Io, out: Output): Promise<nu
       for (const d of rest) io.stderr.write(`  ${d}\n`)
       return e.code === 'USAGE' || e.code === 'CONFIG_INVALID' || e.code === 'LIST_LOAD' ? 2 : 1
     }
-    io.stderr.write(`tunnelguard: ${inspect(e)}\n`)
+    io.stderr.write(`tunnelguard: ${unexpected(argv[0]!, e)}\n`)
     return 1
   }
 }

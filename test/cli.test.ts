@@ -2,7 +2,7 @@ import t from 'tap'
 import { PassThrough, Readable } from 'node:stream'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { main, outputFailure } from '../src/cli.js'
+import { main, outputFailure, unexpected } from '../src/cli.js'
 import { blockedLine, runCli } from './fixtures/cli.js'
 import { packageVersion } from './fixtures/package-version.js'
 
@@ -292,16 +292,20 @@ t.test('report reads stdin when no file or "-" is given, and files beside it', a
   t.notMatch(onlyFile.out, /10\.1\.1\.1/, 'stdin is not read when only files are named')
 })
 
-t.test('an unexpected error exits 1 with its stack, not a crash', async t => {
+t.test('an unexpected error exits 1 with one line saying what it is, not a stack trace or a crash', async t => {
   const { Writable } = await import('node:stream')
   const broken = new Writable({ write(_c, _e, cb) { cb() } })
   broken.write = () => { throw new Error('EPIPE: stdout went away') }
-  const err = new PassThrough()
-  let e = ''
-  err.on('data', d => { e += d })
-  const code = await main(['check', 'a.com'], { stdout: broken, stderr: err, stdin: Readable.from(['']), resolvConf: '/nonexistent' })
-  t.equal(code, 1)
-  t.match(e, /^tunnelguard: Error: EPIPE: stdout went away\n {4}at /, 'the stack, to report')
+  for (const argv of [['check', 'a.com'], ['report', '--format', 'json']]) {
+    const err = new PassThrough()
+    let e = ''
+    err.on('data', d => { e += d })
+    const code = await main(argv, { stdout: broken, stderr: err, stdin: Readable.from([LINE('10.1.1.1', 'a.ngrok.io')]), resolvConf: '/nonexistent' })
+    t.equal(code, 1)
+    t.equal(e, `tunnelguard: ${argv[0]}: unexpected error: Error: EPIPE: stdout went away\n`, 'one line')
+  }
+  t.equal(unexpected('report', new RangeError('Invalid string length\n    more')), 'report: unexpected error: RangeError: Invalid string length', 'its first line')
+  t.equal(unexpected('lists', 'a string'), "lists: unexpected error: 'a string'", 'a thrown value that is not an Error')
 })
 
 t.test('a stdout that fails is one stderr line and exit 1; a reader gone (EPIPE) is quiet, with the command\'s own code', async t => {

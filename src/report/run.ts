@@ -93,6 +93,30 @@ function actionsOf(v: string): Set<string> {
   return new Set(list)
 }
 
+/** How much text is gathered before it is written: a piece is a client's (see format.ts). */
+export const WRITE_CHUNK = 1 << 16
+
+/**
+ * The pieces, written in chunks of about WRITE_CHUNK characters, each one after the last was
+ * taken: at most a chunk (and a piece) in memory, whatever the size of the report, and no
+ * faster than the reader takes it. Rejects with the first write error.
+ */
+export async function writeOut(out: ReportArgs['out'], pieces: Iterable<string>): Promise<void> {
+  const write = (text: string) => new Promise<void>((resolve, reject) => out.write(text, e => e ? reject(e) : resolve()))
+  let chunk: string[] = []
+  let size = 0
+  for (const piece of pieces) {
+    chunk.push(piece)
+    size += piece.length
+    if (size >= WRITE_CHUNK) {
+      await write(chunk.join(''))
+      chunk = []
+      size = 0
+    }
+  }
+  if (chunk.length > 0) await write(chunk.join(''))
+}
+
 /** `tunnelguard report`: read ECS log lines, aggregate per client, print table/json/csv. */
 export async function runReport(args: ReportArgs): Promise<void> {
   const f = filtersOf(args)
@@ -146,8 +170,7 @@ export async function runReport(args: ReportArgs): Promise<void> {
   const { since, until } = f
   const window = since === undefined && until === undefined ? undefined : { since, until }
   const data: ReportData = { clients: agg.sorted(), counts: k, errors, filters, window }
-  const text = args.format === 'json' ? formatJson(data) : args.format === 'csv' ? formatCsv(data) : formatTable(data)
-  await new Promise<void>((resolve, reject) => args.out.write(text, e => e ? reject(e) : resolve()))
+  await writeOut(args.out, args.format === 'json' ? formatJson(data) : args.format === 'csv' ? formatCsv(data) : formatTable(data))
   // after the report, so that what was read is shown; the CLI prints these on stderr and exits 1
   if (errors.length === 1) throw new AppError('INPUT_READ', `report: ${errors[0]}`)
   if (errors.length > 1) throw new AppError('INPUT_READ', `report: ${errors.length} inputs could not be read:`, errors)

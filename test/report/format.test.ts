@@ -1,11 +1,16 @@
 import t from 'tap'
 import { Aggregator } from '../../src/report/aggregate.js'
 import type { ReportEvent } from '../../src/report/fields.js'
-import { formatCsv, formatJson, formatTable } from '../../src/report/format.js'
+import * as format from '../../src/report/format.js'
+import type { ReportData } from '../../src/report/format.js'
 
 const T = Date.UTC(2026, 10, 21, 10, 0, 0)
 const e = (o: Partial<ReportEvent>): ReportEvent => ({ time: T, ip: '10.0.0.1', action: 'block', name: 'a.ngrok.io', where: 'qname', list: 'ngrok', entry: 'ngrok.io', ...o })
 const data = (agg: Aggregator) => ({ clients: agg.sorted(), counts: agg.counts, errors: [], filters: {} })
+/** Each format's pieces, joined: the whole text. */
+const formatJson = (r: ReportData) => [...format.formatJson(r)].join('')
+const formatCsv = (r: ReportData) => [...format.formatCsv(r)].join('')
+const formatTable = (r: ReportData) => [...format.formatTable(r)].join('')
 
 t.test('out-of-order times, hostnames, missing entries, ties', async t => {
   const agg = new Aggregator()
@@ -194,4 +199,27 @@ t.test('csv: a cell with a control or invisible character is quoted, its value k
   t.ok(rows.some(r => r.includes(",'=1+2.ngrok.io,1,")), 'a leading = gets a \' before it')
   t.ok(rows.some(r => r.includes(',"tab\there.ngrok.io",1,')), 'a tab: quoted')
   t.notOk(rows.slice(1).some(r => /(^|,)[^",]*[\x00-\x1f\u202e\u200b]/.test(r)), 'no bare cell holds one')
+})
+
+t.test('each format comes in pieces, one per client, none growing with the number of clients; json is JSON.stringify\'s text', async t => {
+  const agg = new Aggregator()
+  for (let i = 0; i < 300; i++) {
+    const who = { ip: `10.0.${i >> 8}.${i & 255}`, hostname: i % 2 === 0 ? `pc-${i}` : undefined }
+    agg.add(e({ ...who, name: `n${i}.ngrok.io`, matched: i % 3 === 0 ? 'x.ngrok.io' : undefined }))
+    agg.add(e({ ...who, name: 'line\nbreak\u2028.ngrok.io', time: T + i }))
+  }
+  const d = { ...data(agg), window: { since: T } }
+  for (const [f, extra] of [[format.formatJson, 3], [format.formatCsv, 1], [format.formatTable, 1]] as const) {
+    const pieces = [...f(d)]
+    t.equal(pieces.length, 300 + extra, `${f.name}: a piece per client, and ${extra} more`)
+    t.ok(Math.max(...pieces.map(p => p.length)) < 2000, `${f.name}: each piece small (a client's)`)
+  }
+  const text = formatJson(d)
+  t.equal(text, JSON.stringify(JSON.parse(text), null, 2) + '\n', 'the text JSON.stringify(…, null, 2) gives, to the byte')
+  t.equal(JSON.parse(text).clients.length, 300)
+  t.same(JSON.parse(text).summary.window, { since: '2026-11-21T10:00:00.000Z', until: null })
+  const none = formatJson(data(new Aggregator()))
+  t.equal(none, JSON.stringify(JSON.parse(none), null, 2) + '\n', 'no client: the same')
+  t.same(JSON.parse(none).clients, [])
+  t.same([...format.formatCsv(data(new Aggregator()))], ['client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where,matched\n'])
 })

@@ -8,7 +8,7 @@ import { createEvidence } from '../../src/observe/evidence.js'
 import { createLogger } from '../../src/observe/logger.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import { decisionDestination, parseAuthority } from '../../src/proxy/address.js'
-import { parseTime, runReport, type ReportArgs } from '../../src/report/run.js'
+import { parseTime, runReport, WRITE_CHUNK, writeOut, type ReportArgs } from '../../src/report/run.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 
 const T0 = Date.UTC(2026, 10, 21, 10, 0, 0)
@@ -515,4 +515,54 @@ t.test('a log spanning the upgrade: an address a client named, in destination.do
   // the live table (/api/clients) names today's lines as report does
   t.same(live.list()[0]!.names.map(n => n.name).sort(), ['127.0.0.1', '192.0.2.80', '198.51.100.2', '2001:db8::1', '203.0.113.5'])
   t.same(JSON.parse(await report({ files: [file], format: 'json', client: '10.0.0.9' })).clients[0].names.length, 5)
+})
+
+t.test('the report is written in chunks, each after the last was taken, whatever its size', async t => {
+  // 3000 clients: some 1.8 MB of json, 0.7 MB of table
+  const lines = Array.from({ length: 3000 }, (_, i) => JSON.stringify({
+    '@timestamp': '2026-11-21T10:00:00.000Z', message: 'dns.query', event: { action: 'sinkhole', kind: 'alert' },
+    client: { ip: `10.1.${i >> 8}.${i & 255}`, port: 5353 }, dns: { question: { name: `h${i % 50}.ngrok-free.app`, type: 'A' } },
+    rule: { name: 'ngrok-free.app', ruleset: 'ngrok' }, tunnelguard: { matched_on: 'qname' },
+  })).join('\n') + '\n'
+  const file = join(dir, 'many.jsonl')
+  writeFileSync(file, lines)
+  for (const format of ['json', 'csv', 'table'] as const) {
+    const writes: number[] = []
+    let text = ''
+    let waiting = 0
+    let overlapped = false
+    // a slow reader: each write is taken a turn later
+    const out = {
+      write(s: string, done: (e?: Error | null) => void) {
+        if (waiting > 0) overlapped = true
+        waiting++
+        writes.push(s.length)
+        text += s
+        setImmediate(() => { waiting--; done() })
+      },
+    }
+    await runReport({ files: [file], format, out })
+    t.ok(writes.length >= text.length / (2 * WRITE_CHUNK) && writes.length > 5, `${format}: ${writes.length} writes for ${text.length} characters`)
+    t.ok(Math.max(...writes) < WRITE_CHUNK + 4096, `${format}: none much past WRITE_CHUNK`)
+    t.notOk(overlapped, `${format}: each write after the last was taken`)
+    if (format === 'json') t.equal(JSON.parse(text).clients.length, 3000)
+    else t.match(text, format === 'csv' ? /^client_ip,[^]*\n10\.1\.11\.183,/ : /\n3000 clients, 3000 decisions shown, 3000 lines read\n$/)
+  }
+})
+
+t.test('writeOut: what it is given, in chunks; nothing for nothing; the first write error, and no write after it', async t => {
+  const writes: string[] = []
+  const ok = { write(s: string, done: (e?: Error | null) => void) { writes.push(s); done() } }
+  await writeOut(ok, [])
+  t.same(writes, [])
+  await writeOut(ok, ['a', 'b'])
+  t.same(writes, ['ab'], 'small pieces: one write at the end')
+  writes.length = 0
+  const big = 'x'.repeat(WRITE_CHUNK - 1)
+  await writeOut(ok, [big, 'yy', 'z', big, 'w'])
+  t.same(writes, [big + 'yy', 'z' + big, 'w'])
+  let calls = 0
+  const failing = { write(_s: string, done: (e?: Error | null) => void) { calls++; done(new Error('ENOSPC')) } }
+  await t.rejects(writeOut(failing, [big, 'yy', big, 'yy']), /ENOSPC/)
+  t.equal(calls, 1)
 })
