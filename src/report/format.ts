@@ -113,9 +113,17 @@ function wrap(label: string, items: readonly string[], sep = ', '): string[] {
   return out
 }
 
-/** Keep the end of a long name (the registered domain is what matters). */
-function fit(name: string, w: number): string {
-  return name.length <= w ? name.padEnd(w) : '…' + name.slice(name.length - w + 1)
+/** The NAME column's width. */
+const NAME_WIDTH = 30
+
+/**
+ * A name's row: the name, its count and times. A name longer than its column is never cut (the
+ * left label of `1111-c0ffee.ngrok-free.app` is what tells one tunnel from another, and a cut
+ * anywhere can make two names look the same): it has the line to itself, whole, and the count
+ * and times are on the next line, under their headings.
+ */
+function nameRow(name: string, numbers: string): string[] {
+  return name.length <= NAME_WIDTH ? [`  ${name.padEnd(NAME_WIDTH)} ${numbers}`] : [`  ${name}`, `  ${''.padEnd(NAME_WIDTH)} ${numbers}`]
 }
 
 /**
@@ -151,9 +159,9 @@ function tableClient(c: ClientStat): string {
   const lists = listsOf(c).flatMap(l => l.entries.map((e, i) => `${i === 0 ? escapeCell(l.list) + ': ' : ''}${escapeCell(e.entry)} ${e.count}`))
   if (lists.length > 0) out.push(...wrap('  lists    ', lists))
   out.push(...wrap('  seen in  ', pairs(c.where).map(escapeCell)))
-  out.push(`  ${'NAME'.padEnd(30)} ${'COUNT'.padStart(6)} ${'FIRST (UTC)'.padEnd(19)} ${'LAST (UTC)'.padEnd(19)}`)
+  out.push(`  ${'NAME'.padEnd(NAME_WIDTH)} ${'COUNT'.padStart(6)} ${'FIRST (UTC)'.padEnd(19)} ${'LAST (UTC)'.padEnd(19)}`)
   for (const [name, n] of sortedNames(c)) {
-    out.push(`  ${fit(escapeCell(name), 30)} ${String(n.count).padStart(6)} ${short(n.first)} ${short(n.last)}`)
+    out.push(...nameRow(escapeCell(name), `${String(n.count).padStart(6)} ${short(n.first)} ${short(n.last)}`))
     // the name decided on can be longer than the column: its own line(s), never cut
     if (n.matched.size > 0) {
       const m = matchedOf(n)
@@ -162,7 +170,7 @@ function tableClient(c: ClientStat): string {
       out.push(...wrap('    → ', names))
     }
   }
-  if (c.otherNames > 0) out.push(`  ${'(other names)'.padEnd(30)} ${String(c.otherNames).padStart(6)}`)
+  if (c.otherNames > 0) out.push(`  ${'(other names)'.padEnd(NAME_WIDTH)} ${String(c.otherNames).padStart(6)}`)
   out.push('')
   return out.join('\n') + '\n'
 }
