@@ -567,3 +567,18 @@ t.test('writeOut: what it is given, in chunks; nothing for nothing; the first wr
   await t.rejects(writeOut(failing, [big, 'yy', big, 'yy']), /ENOSPC/)
   t.equal(calls, 1)
 })
+
+t.test('hand-made lines: an unknown action is a malformed line; a line without matched_on was seen somewhere unknown', async t => {
+  const line = (action: string, ip: string, more: object = {}) => JSON.stringify({
+    '@timestamp': '2026-11-21T10:00:00Z', message: 'dns.query', event: { action }, client: { ip }, dns: { question: { name: 'y.ngrok.io' } }, ...more }) + '\n'
+  const stdin = () => Readable.from([line('frobnicate', '10.0.0.6') + line('block', '10.0.0.7') + line('sinkhole', '10.0.0.8', { tunnelguard: { matched_on: 'cname' } })])
+  const j = JSON.parse(await report({ stdin: stdin(), format: 'json' }))
+  t.same(j.clients.map((c: { ip: string; where: object }) => [c.ip, c.where]), [['10.0.0.7', { unknown: 1 }], ['10.0.0.8', { cname: 1 }]], 'no client 10.0.0.6; no qname made up')
+  t.same(j.clients[0].names[0].where, ['unknown'])
+  t.match(j.summary, { lines: 3, decisions: 2, malformed: 1 })
+  const table = await report({ stdin: stdin() })
+  t.match(table, 'CLIENT 10.0.0.7\n  seen     2026-11-21 10:00:00 .. 2026-11-21 10:00:00 UTC, 1 decision\n  actions  block 1\n  seen in  unknown 1\n')
+  t.notMatch(table, /frobnicate|10\.0\.0\.6/)
+  t.match(table, /\n2 clients, 2 decisions shown, 3 lines read, 1 malformed line skipped\n$/)
+  t.match(await report({ stdin: stdin(), format: 'csv' }), '\n10.0.0.7,,,,y.ngrok.io,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,block=1,,unknown,\n')
+})
