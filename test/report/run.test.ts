@@ -249,9 +249,14 @@ t.test('--leases: hostname and MAC per client as of each line', async t => {
   const table = await report({ files: [plain], leases: [join(leaseDir, 'dnsmasq.leases')] })
   t.match(table, 'CLIENT 10.0.0.5  laptop-7  02-00-00-00-00-05\n')
   t.notMatch(await report({ files: [plain], leases: [] }), 'laptop-7')
-  await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'nope')] }), { code: 'USAGE', message: /cannot read leases: ENOENT/ })
-  // a device is refused before a byte is read (read to its end, /dev/zero took 512 MiB before failing)
-  await t.rejects(report({ files: [plain], leases: ['/dev/zero'] }), { code: 'USAGE', message: /^report: cannot read leases: not a regular file \(a device or socket: reading it might never end\)/ })
+  // every error names the file, once
+  await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'nope')] }),
+    { code: 'USAGE', message: `report: cannot read leases: ${join(leaseDir, 'nope')}: ENOENT: no such file or directory` })
+  await t.rejects(report({ files: [plain], leases: [leaseDir] }), { code: 'USAGE', message: `report: cannot read leases: ${leaseDir}: EISDIR: illegal operation on a directory` })
+  // a device is refused before a byte is read (read to its end, /dev/zero took 512 MiB before failing), /dev/null too
+  await t.rejects(report({ files: [plain], leases: ['/dev/zero'] }), { code: 'USAGE', message: /^report: cannot read leases: \/dev\/zero: not a regular file \(a device or socket: reading it might never end\)/ })
+  await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'dnsmasq.leases'), '/dev/null'] }),
+    { code: 'USAGE', message: /^report: cannot read leases: \/dev\/null: not a regular file \(the null device: nothing to read\)/ })
   // the wrong file (a dhcpd.conf) is an error naming it; an empty lease file is no lease
   writeFileSync(join(leaseDir, 'dhcpd.conf'), 'subnet 10.0.0.0 netmask 255.255.255.0 {\n  range 10.0.0.10 10.0.0.99;\n}\n')
   await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'dhcpd.conf')] }),
