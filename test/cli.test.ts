@@ -209,9 +209,9 @@ t.test('--help or -h after any command prints its usage and exits 0', async t =>
   t.match((await run(['check', 'a.com', '--json', '--help'])).out, /^usage: tunnelguard check NAME/, 'with other arguments too')
 })
 
-t.test('report --since -5m is five minutes back; option values that start with a dash', async t => {
+t.test('report --since=-5m is five minutes back; a value that starts with a dash after a space is a usage error, as the help says', async t => {
   const recent = LINE('10.1.1.1', 'a.ngrok.io').replace('2026-11-22T04:00:00.000Z', new Date().toISOString())
-  for (const since of [['--since', '-5m'], ['--since=-5m'], ['--since', '5m']]) {
+  for (const since of [['--since=-5m'], ['--since', '5m']]) {
     const r = await run(['report', ...since, '--format', 'csv'], recent + LINE('10.9.9.9', 'old.ngrok.io'))
     t.equal(r.code, 0, since.join(' '))
     t.match(r.out, /10\.1\.1\.1/)
@@ -228,7 +228,15 @@ t.test('report --since -5m is five minutes back; option values that start with a
     t.equal(r.code, 2, argv.join(' '))
     t.equal(r.err, `tunnelguard: ${msg}\n`)
   }
-  const dashed = await run(['report', '--since', '-x'])
+  for (const [argv, msg] of [
+    [['report', '--since', '-5m', '--format', 'csv'], 'report: --since -5m: a value that starts with a dash is written --since=-5m'],
+    [['report', '--format', 'csv', '--until', '-1h'], 'report: --until -1h: a value that starts with a dash is written --until=-1h'],
+    [['check', 'a.com', '--client', '-1'], 'check: --client -1: a value that starts with a dash is written --client=-1'],
+  ] as const) {
+    const r = await run([...argv], LINE('10.1.1.1', 'a.ngrok.io'))
+    t.same(r, { code: 2, out: '', err: `tunnelguard: ${msg}\n` }, argv.join(' '))
+  }
+  const dashed = await run(['report', '--since=-x'])
   t.equal(dashed.code, 2)
   t.match(dashed.err, /--since -x: expected a duration/, 'a dashed value that is not a duration is passed on and refused there')
   const rest = await run(['report', '--format', 'csv', '--', '--since'])
