@@ -52,22 +52,22 @@ const OPTIONS: Record<string, NonNullable<ParseArgsConfig['options']>> = {
 const POSITIONALS: Record<string, [number, number]> = { serve: [0, 0], check: [1, 1], lists: [0, 0], validate: [0, 0], report: [0, Infinity] }
 
 /**
- * `--since -5m` as `--since=-5m`: parseArgs refuses a value that starts with a dash, but a value
- * that is not one of the command's own options can only be meant as the value.
+ * `--since -5m`: a value that starts with a dash, after a space, is refused (it may as well be an
+ * option that was meant to follow a forgotten value), as the usage error for a value missing says:
+ * write `--since=-5m`. Says so, naming both (parseArgs' own message names neither); undefined
+ * when there is none. After `--` every argument is a positional.
  */
-export function joinDashValues(args: readonly string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+export function dashValue(args: readonly string[], options: NonNullable<ParseArgsConfig['options']>): string | undefined {
   const isOption = (a: string) => a === '-h' || (a.startsWith('--') && a.slice(2).split('=')[0]! in options)
-  const out: string[] = []
-  for (let i = 0; i < args.length; i++) {
+  for (let i = 0; i < args.length - 1; i++) {
     const a = args[i]!
-    const next = args[i + 1]
-    if (a === '--') { out.push(...args.slice(i)); break }
-    if (a.startsWith('--') && options[a.slice(2)]?.type === 'string' && next !== undefined && /^-./.test(next) && !isOption(next)) {
-      out.push(`${a}=${next}`)
-      i++
-    } else out.push(a)
+    const next = args[i + 1]!
+    if (a === '--') return undefined
+    if (a.startsWith('--') && options[a.slice(2)]?.type === 'string' && /^-./.test(next) && !isOption(next)) {
+      return `${a} ${next}: a value that starts with a dash is written ${a}=${next}`
+    }
   }
-  return out
+  return undefined
 }
 
 /** A parseArgs error as one line: Node's messages run on with advice that does not fit ours. */
@@ -84,7 +84,7 @@ function usage(msg: string): never {
   throw new AppError('USAGE', msg)
 }
 
-/** `-5m` read as `5m`: both mean five minutes back. */
+/** `--since=-5m` read as `--since 5m`: both mean five minutes back. */
 function backwards(v: string | undefined): string | undefined {
   return v !== undefined && /^-\d/.test(v) && parseDuration(v.slice(1)) !== undefined ? v.slice(1) : v
 }
@@ -152,6 +152,15 @@ export class Output {
 }
 
 /**
+ * An error no command expected, as one line (not a stack trace): the command, the error's name
+ * and the first line of its message, `report: unexpected error: RangeError: Invalid string length`.
+ */
+export function unexpected(cmd: string, e: unknown): string {
+  const what = e instanceof Error ? `${e.name}: ${e.message}` : `${inspect(e)}`
+  return `${cmd}: unexpected error: ${what.split('\n')[0]}`
+}
+
+/**
  * Run one command; resolves to the exit code. Only the bin wrapper below exits the process. A
  * stdout that cannot be written (not a reader gone: see Output) is one stderr line and exit 1 (or
  * the command's own code when it is not 0).
@@ -174,8 +183,10 @@ async function command(argv: readonly string[], io: Io, out: Output): Promise<nu
     const options = OPTIONS[cmd]
     if (!options) usage(`unknown command "${cmd}"; commands: serve, check, lists, validate, report`)
     let parsed: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[]; tokens: { kind: string; name?: string }[] }
+    const dashed = dashValue(rest, options)
+    if (dashed !== undefined) usage(`${cmd}: ${dashed}`)
     try {
-      parsed = parseArgs({ args: joinDashValues(rest, options), options, allowPositionals: true, strict: true, tokens: true }) as typeof parsed
+      parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true, tokens: true }) as typeof parsed
     } catch (e) {
       usage(argsError(cmd, e as Error))
     }
@@ -272,7 +283,7 @@ async function command(argv: readonly string[], io: Io, out: Output): Promise<nu
       for (const d of rest) io.stderr.write(`  ${d}\n`)
       return e.code === 'USAGE' || e.code === 'CONFIG_INVALID' || e.code === 'LIST_LOAD' ? 2 : 1
     }
-    io.stderr.write(`tunnelguard: ${inspect(e)}\n`)
+    io.stderr.write(`tunnelguard: ${unexpected(argv[0]!, e)}\n`)
     return 1
   }
 }

@@ -17,6 +17,11 @@ export interface ReadOptions {
   readonly pipes?: boolean
   /** Tests: a smaller bound than PIPE_MAX_BYTES. */
   readonly maxPipeBytes?: number
+  /**
+   * /dev/null is read as an empty file (the default), or, false, refused as every device is:
+   * `report --leases /dev/null` names no lease file, which is a mistake rather than a wish.
+   */
+  readonly devNull?: boolean
 }
 
 /**
@@ -26,7 +31,8 @@ export interface ReadOptions {
  * to the read (EISDIR) or to the caller's own word.
  */
 export function refusal(st: Stats, file: string, opts: ReadOptions = {}): string | undefined {
-  if (st.isFile() || st.isDirectory() || file === '/dev/null') return undefined
+  if (st.isFile() || st.isDirectory() || (file === '/dev/null' && opts.devNull !== false)) return undefined
+  if (file === '/dev/null') return 'not a regular file (the null device: nothing to read); name a regular file, a symlink to one, or a pipe (<(…))'
   if (opts.pipes !== true) return 'not a regular file (a FIFO, socket or device: serve would wait on it, or read it without end); name a regular file or a symlink to one'
   if (st.isFIFO()) return undefined
   return 'not a regular file (a device or socket: reading it might never end); name a regular file, a symlink to one, or a pipe (<(…))'

@@ -2,7 +2,7 @@ import t from 'tap'
 import { PassThrough, Readable } from 'node:stream'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { main, outputFailure } from '../src/cli.js'
+import { main, outputFailure, unexpected } from '../src/cli.js'
 import { blockedLine, runCli } from './fixtures/cli.js'
 import { packageVersion } from './fixtures/package-version.js'
 
@@ -209,9 +209,9 @@ t.test('--help or -h after any command prints its usage and exits 0', async t =>
   t.match((await run(['check', 'a.com', '--json', '--help'])).out, /^usage: tunnelguard check NAME/, 'with other arguments too')
 })
 
-t.test('report --since -5m is five minutes back; option values that start with a dash', async t => {
+t.test('report --since=-5m is five minutes back; a value that starts with a dash after a space is a usage error, as the help says', async t => {
   const recent = LINE('10.1.1.1', 'a.ngrok.io').replace('2026-11-22T04:00:00.000Z', new Date().toISOString())
-  for (const since of [['--since', '-5m'], ['--since=-5m'], ['--since', '5m']]) {
+  for (const since of [['--since=-5m'], ['--since', '5m']]) {
     const r = await run(['report', ...since, '--format', 'csv'], recent + LINE('10.9.9.9', 'old.ngrok.io'))
     t.equal(r.code, 0, since.join(' '))
     t.match(r.out, /10\.1\.1\.1/)
@@ -228,7 +228,15 @@ t.test('report --since -5m is five minutes back; option values that start with a
     t.equal(r.code, 2, argv.join(' '))
     t.equal(r.err, `tunnelguard: ${msg}\n`)
   }
-  const dashed = await run(['report', '--since', '-x'])
+  for (const [argv, msg] of [
+    [['report', '--since', '-5m', '--format', 'csv'], 'report: --since -5m: a value that starts with a dash is written --since=-5m'],
+    [['report', '--format', 'csv', '--until', '-1h'], 'report: --until -1h: a value that starts with a dash is written --until=-1h'],
+    [['check', 'a.com', '--client', '-1'], 'check: --client -1: a value that starts with a dash is written --client=-1'],
+  ] as const) {
+    const r = await run([...argv], LINE('10.1.1.1', 'a.ngrok.io'))
+    t.same(r, { code: 2, out: '', err: `tunnelguard: ${msg}\n` }, argv.join(' '))
+  }
+  const dashed = await run(['report', '--since=-x'])
   t.equal(dashed.code, 2)
   t.match(dashed.err, /--since -x: expected a duration/, 'a dashed value that is not a duration is passed on and refused there')
   const rest = await run(['report', '--format', 'csv', '--', '--since'])
@@ -292,16 +300,20 @@ t.test('report reads stdin when no file or "-" is given, and files beside it', a
   t.notMatch(onlyFile.out, /10\.1\.1\.1/, 'stdin is not read when only files are named')
 })
 
-t.test('an unexpected error exits 1 with its stack, not a crash', async t => {
+t.test('an unexpected error exits 1 with one line saying what it is, not a stack trace or a crash', async t => {
   const { Writable } = await import('node:stream')
   const broken = new Writable({ write(_c, _e, cb) { cb() } })
   broken.write = () => { throw new Error('EPIPE: stdout went away') }
-  const err = new PassThrough()
-  let e = ''
-  err.on('data', d => { e += d })
-  const code = await main(['check', 'a.com'], { stdout: broken, stderr: err, stdin: Readable.from(['']), resolvConf: '/nonexistent' })
-  t.equal(code, 1)
-  t.match(e, /^tunnelguard: Error: EPIPE: stdout went away\n {4}at /, 'the stack, to report')
+  for (const argv of [['check', 'a.com'], ['report', '--format', 'json']]) {
+    const err = new PassThrough()
+    let e = ''
+    err.on('data', d => { e += d })
+    const code = await main(argv, { stdout: broken, stderr: err, stdin: Readable.from([LINE('10.1.1.1', 'a.ngrok.io')]), resolvConf: '/nonexistent' })
+    t.equal(code, 1)
+    t.equal(e, `tunnelguard: ${argv[0]}: unexpected error: Error: EPIPE: stdout went away\n`, 'one line')
+  }
+  t.equal(unexpected('report', new RangeError('Invalid string length\n    more')), 'report: unexpected error: RangeError: Invalid string length', 'its first line')
+  t.equal(unexpected('lists', 'a string'), "lists: unexpected error: 'a string'", 'a thrown value that is not an Error')
 })
 
 t.test('a stdout that fails is one stderr line and exit 1; a reader gone (EPIPE) is quiet, with the command\'s own code', async t => {

@@ -19,6 +19,10 @@ t.test('a regular file, a symlink to one (a ConfigMap), /dev/null: read whole', 
   t.equal(readTextFile(join(dir, 'a.txt'), 'utf8'), 'ngrok.io\n')
   t.equal(readTextFile(join(dir, 'link.txt'), 'utf8', { pipes: true }), 'ngrok.io\n')
   t.equal(readTextFile('/dev/null', 'utf8'), '')
+  for (const opts of [{ devNull: false }, { devNull: false, pipes: true }]) {
+    t.throws(() => readTextFile('/dev/null', 'utf8', opts), { message: 'not a regular file (the null device: nothing to read); name a regular file, a symlink to one, or a pipe (<(…))' },
+      'unless refused, as report --leases does')
+  }
   t.throws(() => readTextFile(join(dir, 'nosuch'), 'utf8'), /ENOENT/)
   mkdirSync(join(dir, 'sub'))
   t.throws(() => readTextFile(join(dir, 'sub'), 'utf8'), /EISDIR/)

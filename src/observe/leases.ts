@@ -167,7 +167,14 @@ export class LeaseIndex {
 export async function loadLeases(files: readonly string[]): Promise<LeaseIndex> {
   const all: Lease[] = []
   for (const f of files) {
-    const text = readTextFile(f, 'utf8', { pipes: true })
+    let text: string
+    try {
+      // /dev/null too: a device, and no lease file
+      text = readTextFile(f, 'utf8', { pipes: true, devNull: false })
+    } catch (e) {
+      // each error names the file once, first (Node's own end with the call, and the path: `…, open '/x'`)
+      throw new Error(`${f}: ${(e as Error).message.replace(/, \w+( '.*')?$/, '')}`)
+    }
     const leases = parseLeases(text)
     // text with no lease in it is the wrong file (dhcpd.conf for dhcpd.leases), not an empty one:
     // the report would show no names, and say nothing

@@ -22,7 +22,8 @@ export interface ReportEvent {
   readonly name: string
   /**
    * Where the deciding name was seen: the line's tunnelguard.matched_on (qname, cname, connect,
-   * sni, host, url), prefixed `sinkhole-` on a sinkhole.capture line (see observe/where-label).
+   * sni, host, url; `unknown` on a line without it), prefixed `sinkhole-` on a sinkhole.capture
+   * line (see observe/where-label).
    */
   readonly where: string
   /** The name decided on when it is not `name` (tunnelguard.matched_name: a CNAME target, an SNI). */
@@ -46,13 +47,19 @@ const MESSAGES = new Set(['dns.query', 'proxy.connect', 'proxy.http', 'sinkhole.
  * counted as `refused`, apart from the tunnel attempts.
  */
 const REFUSED = 'refused'
-/** Constant (internalized) strings for the known actions: cheaper keys for the counts than slices of a line. */
-const ACTIONS: Readonly<Record<string, string>> = { block: 'block', sinkhole: 'sinkhole', alert: 'alert', allow: 'allow', pass: 'pass', refused: REFUSED }
+/**
+ * The actions a decision can have (those --action takes), as constant (internalized) strings:
+ * cheaper keys for the counts than slices of a line. A decision line with any other is malformed.
+ */
+const ACTIONS = new Map<string, string>(['block', 'sinkhole', 'alert', 'allow', 'pass', REFUSED].map(a => [a, a]))
 /** matched_on → its label, for proxy and DNS lines and for sinkhole captures: constant strings again, not slices. */
 const WHERE = new Map<string, string>(WHERES.map((w, i) => [w, WHERE_LABELS[i]!]))
 const SINKHOLE_WHERE = new Map<string, string>(WHERES.map((w, i) => [w, WHERE_LABELS[WHERES.length + i]!]))
-/** A line without matched_on (not written by tunnelguard): where its message says the name comes from. */
-const DEFAULT_WHERE: Readonly<Record<string, string>> = { 'dns.query': 'qname', 'proxy.connect': 'connect', 'proxy.http': 'url', 'sinkhole.capture': 'sinkhole' }
+/**
+ * Where for a line without matched_on (tunnelguard writes it on every decision): not known, and
+ * not guessed from the message (a DNS line's name may have matched as a CNAME target).
+ */
+export const UNKNOWN_WHERE = 'unknown'
 
 /** A field path, read nested (`client: {ip}`), dotted (`"client.ip"`) or any mix of the two. */
 function lookup(o: unknown, parts: readonly string[], i: number): unknown {
@@ -88,7 +95,8 @@ const F = {
 
 /**
  * One log line → a decision, `skip` for a line that is not a decision (operational messages),
- * or `malformed` (not JSON, or a decision without a usable time, client or name).
+ * or `malformed` (not JSON, or a decision without a usable time, client or name, or with an action
+ * that is none of ACTIONS).
  */
 export function parseLine(line: string): LineResult {
   return fastParse(line) ?? parseJson(line)
@@ -135,7 +143,8 @@ function toEvent(
 ): LineResult {
   if (action === undefined || message === undefined || !MESSAGES.has(message)) return 'skip'
   const time = parseTime(ts)
-  if (Number.isNaN(time) || ip === undefined || name === undefined) return 'malformed'
+  const act = ACTIONS.get(action)
+  if (Number.isNaN(time) || ip === undefined || name === undefined || act === undefined) return 'malformed'
   // one machine however its address was written (lines from builds that wrote ::ffff:10.1.2.3 or
   // 2001:DB8:1:2:0:0:0:1, from a PROXY or X-Forwarded-For header, beside today's canonical form)
   if (ip.includes(':')) ip = canonical(ip)
@@ -155,10 +164,10 @@ function toEvent(
   // lines written before client.mac took ECS's notation say aa:bb:…: the same machine
   if (mac !== undefined) mac = ecsMac(mac) ?? mac
   const sinkhole = message === 'sinkhole.capture'
+  const on = w ?? UNKNOWN_WHERE
   return {
-    time, ip, action: ACTIONS[action] ?? action, name, matched, sni, list, entry, hostname, mac, domain,
-    where: w === undefined ? DEFAULT_WHERE[message]!
-      : sinkhole ? SINKHOLE_WHERE.get(w) ?? SINKHOLE_PREFIX + w : WHERE.get(w) ?? w,
+    time, ip, action: act, name, matched, sni, list, entry, hostname, mac, domain,
+    where: sinkhole ? SINKHOLE_WHERE.get(on) ?? SINKHOLE_PREFIX + on : WHERE.get(on) ?? on,
   }
 }
 

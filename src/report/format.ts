@@ -29,8 +29,9 @@ function listsOf(c: ClientStat): { list: string; count: number; entries: { entry
   }).sort((a, b) => b.count - a.count || byText(a.list, b.list))
 }
 
-export function formatJson(r: ReportData): string {
-  const clients = r.clients.map(c => ({
+/** One client as json gives it. */
+function clientJson(c: ClientStat): unknown {
+  return {
     ip: c.ip, hostname: c.hostname ?? null, domain: c.domain ?? null, mac: c.mac ?? null,
     first_seen: iso(c.first), last_seen: iso(c.last), total: c.total,
     actions: c.actions, where: c.where, lists: listsOf(c),
@@ -39,9 +40,26 @@ export function formatJson(r: ReportData): string {
       actions: n.actions, hits: [...n.hits].sort(), where: [...n.where].sort(),
     })),
     other_names: c.otherNames,
-  }))
+  }
+}
+
+/** JSON.stringify(v, null, 2) as it reads `depth` levels down: every line after the first indented (JSON escapes a newline in a string). */
+const nested = (v: unknown, depth: number) => JSON.stringify(v, null, 2).replace(/\n/g, '\n' + '  '.repeat(depth))
+
+/**
+ * The report as one JSON object, `{"clients": [...], "summary": {...}}`, the text
+ * JSON.stringify(…, null, 2) would give, in pieces: one per client. A whole report as one string
+ * passes V8's limit on a string's length (about 512 MiB) with some 600,000 clients.
+ */
+export function* formatJson(r: ReportData): Generator<string> {
+  yield r.clients.length === 0 ? '{\n  "clients": [],\n' : '{\n  "clients": [\n'
+  for (let i = 0; i < r.clients.length; i++) {
+    yield `    ${nested(clientJson(r.clients[i]!), 2)}${i < r.clients.length - 1 ? ',' : ''}\n`
+  }
+  if (r.clients.length > 0) yield '  ],\n'
   const window = r.window && { since: bound(r.window.since), until: bound(r.window.until) }
-  return JSON.stringify({ clients, summary: { ...r.counts, clients: clients.length, filters: r.filters, ...window ? { window } : {}, errors: r.errors } }, null, 2) + '\n'
+  const summary = { ...r.counts, clients: r.clients.length, filters: r.filters, ...window ? { window } : {}, errors: r.errors }
+  yield `  "summary": ${nested(summary, 1)}\n}\n`
 }
 
 /**
@@ -61,19 +79,20 @@ function csv(v: string | number): string {
   return CSV_QUOTE.test(s) ? `"${s.replace(/"/g, '""')}"` : s
 }
 
-/** One row per client and name. */
-export function formatCsv(r: ReportData): string {
-  const rows = ['client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where,matched']
+/** One row per client and name: the header, then one piece per client. */
+export function* formatCsv(r: ReportData): Generator<string> {
+  yield 'client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where,matched\n'
   for (const c of r.clients) {
     const head = [c.ip, c.hostname ?? '', c.domain ?? '', c.mac ?? '']
+    const rows: string[] = []
     for (const [name, n] of sortedNames(c)) {
       const m = matchedOf(n)
       rows.push([...head, name, n.count, iso(n.first), iso(n.last), pairs(n.actions, '=').join(' '), [...n.hits].sort().join('; '), [...n.where].sort().join(' '),
         [...m.names, m.more].join(' ').trimEnd()].map(csv).join(','))
     }
     if (c.otherNames > 0) rows.push([...head, '(other names)', c.otherNames, '', '', '', '', '', ''].map(csv).join(','))
+    yield rows.join('\n') + '\n'
   }
-  return rows.join('\n') + '\n'
 }
 
 const WIDTH = 80
@@ -94,9 +113,17 @@ function wrap(label: string, items: readonly string[], sep = ', '): string[] {
   return out
 }
 
-/** Keep the end of a long name (the registered domain is what matters). */
-function fit(name: string, w: number): string {
-  return name.length <= w ? name.padEnd(w) : '…' + name.slice(name.length - w + 1)
+/** The NAME column's width. */
+const NAME_WIDTH = 30
+
+/**
+ * A name's row: the name, its count and times. A name longer than its column is never cut (the
+ * left label of `1111-c0ffee.ngrok-free.app` is what tells one tunnel from another, and a cut
+ * anywhere can make two names look the same): it has the line to itself, whole, and the count
+ * and times are on the next line, under their headings.
+ */
+function nameRow(name: string, numbers: string): string[] {
+  return name.length <= NAME_WIDTH ? [`  ${name.padEnd(NAME_WIDTH)} ${numbers}`] : [`  ${name}`, `  ${''.padEnd(NAME_WIDTH)} ${numbers}`]
 }
 
 /**
@@ -121,31 +148,37 @@ export function escapeCell(s: string): string {
   })
 }
 
-export function formatTable(r: ReportData): string {
+/** One client's block of the table, its blank line after it. */
+function tableClient(c: ClientStat): string {
   const out: string[] = []
-  for (const c of r.clients) {
-    // every text cell escaped (pairs' values are counts)
-    const who = [c.ip, c.hostname, c.domain, c.mac].filter(Boolean).map(v => escapeCell(v!)).join('  ')
-    out.push(...wrap('CLIENT ', [who]))
-    out.push(`  seen     ${short(c.first)} .. ${short(c.last)} UTC, ${plural(c.total, 'decision')}`)
-    out.push(...wrap('  actions  ', pairs(c.actions).map(escapeCell)))
-    const lists = listsOf(c).flatMap(l => l.entries.map((e, i) => `${i === 0 ? escapeCell(l.list) + ': ' : ''}${escapeCell(e.entry)} ${e.count}`))
-    if (lists.length > 0) out.push(...wrap('  lists    ', lists))
-    out.push(...wrap('  seen in  ', pairs(c.where).map(escapeCell)))
-    out.push(`  ${'NAME'.padEnd(30)} ${'COUNT'.padStart(6)} ${'FIRST (UTC)'.padEnd(19)} ${'LAST (UTC)'.padEnd(19)}`)
-    for (const [name, n] of sortedNames(c)) {
-      out.push(`  ${fit(escapeCell(name), 30)} ${String(n.count).padStart(6)} ${short(n.first)} ${short(n.last)}`)
-      // the name decided on can be longer than the column: its own line(s), never cut
-      if (n.matched.size > 0) {
-        const m = matchedOf(n)
-        const names = m.names.map(escapeCell)
-        if (m.more) names.push(`${names.pop()} ${m.more}`)
-        out.push(...wrap('    → ', names))
-      }
+  // every text cell escaped (pairs' values are counts)
+  const who = [c.ip, c.hostname, c.domain, c.mac].filter(Boolean).map(v => escapeCell(v!)).join('  ')
+  out.push(...wrap('CLIENT ', [who]))
+  out.push(`  seen     ${short(c.first)} .. ${short(c.last)} UTC, ${plural(c.total, 'decision')}`)
+  out.push(...wrap('  actions  ', pairs(c.actions).map(escapeCell)))
+  const lists = listsOf(c).flatMap(l => l.entries.map((e, i) => `${i === 0 ? escapeCell(l.list) + ': ' : ''}${escapeCell(e.entry)} ${e.count}`))
+  if (lists.length > 0) out.push(...wrap('  lists    ', lists))
+  out.push(...wrap('  seen in  ', pairs(c.where).map(escapeCell)))
+  out.push(`  ${'NAME'.padEnd(NAME_WIDTH)} ${'COUNT'.padStart(6)} ${'FIRST (UTC)'.padEnd(19)} ${'LAST (UTC)'.padEnd(19)}`)
+  for (const [name, n] of sortedNames(c)) {
+    out.push(...nameRow(escapeCell(name), `${String(n.count).padStart(6)} ${short(n.first)} ${short(n.last)}`))
+    // the name decided on can be longer than the column: its own line(s), never cut
+    if (n.matched.size > 0) {
+      const m = matchedOf(n)
+      const names = m.names.map(escapeCell)
+      if (m.more) names.push(`${names.pop()} ${m.more}`)
+      out.push(...wrap('    → ', names))
     }
-    if (c.otherNames > 0) out.push(`  ${'(other names)'.padEnd(30)} ${String(c.otherNames).padStart(6)}`)
-    out.push('')
   }
+  if (c.otherNames > 0) out.push(`  ${'(other names)'.padEnd(NAME_WIDTH)} ${String(c.otherNames).padStart(6)}`)
+  out.push('')
+  return out.join('\n') + '\n'
+}
+
+/** The table: one piece per client, then the footer. */
+export function* formatTable(r: ReportData): Generator<string> {
+  for (const c of r.clients) yield tableClient(c)
+  const out: string[] = []
   if (r.clients.length === 0) out.push('no matching decisions', '')
   if (r.window) out.push(`window: ${bound(r.window.since) ?? '(start)'} .. ${bound(r.window.until) ?? '(end)'} (UTC, both included)`)
   const k = r.counts
@@ -156,7 +189,7 @@ export function formatTable(r: ReportData): string {
   if (k.malformed > 0) foot.push(`${plural(k.malformed, 'malformed line')} skipped`)
   if (r.errors.length > 0) foot.push(`${plural(r.errors.length, 'read error')} (see stderr)`)
   out.push(...wrap('', foot))
-  return out.join('\n') + '\n'
+  yield out.join('\n') + '\n'
 }
 
 /** A bound of the window as ISO 8601 UTC, milliseconds and all; null for a bound not given. */

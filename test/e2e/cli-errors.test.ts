@@ -93,7 +93,7 @@ t.test('check --client notanip is a usage error', async t => {
   t.equal(r.out, '')
 })
 
-t.test('lists --help, check --help, report --help: usage, exit 0; report --since -5m works', async t => {
+t.test('lists --help, check --help, report --help: usage, exit 0; report --since=-5m works, --since -5m is a usage error', async t => {
   for (const cmd of ['lists', 'check', 'report']) {
     const r = await cli([cmd, '--help'])
     t.equal(r.code, 0, `${cmd} --help`)
@@ -106,9 +106,11 @@ t.test('lists --help, check --help, report --help: usage, exit 0; report --since
     dns: { question: { name: 'a.ngrok.io', type: 'A' } }, rule: { name: 'ngrok.io', ruleset: 'ngrok' },
     tunnelguard: { group: 'default', matched_on: 'qname' },
   }) + '\n'
-  const r = await cli(['report', '--since', '-5m', '--format', 'csv'], line)
+  const r = await cli(['report', '--since=-5m', '--format', 'csv'], line)
   t.equal(r.code, 0, r.err)
   t.match(r.out, /10\.4\.4\.4/)
+  const spaced = await cli(['report', '--since', '-5m', '--format', 'csv'], line)
+  t.same([spaced.code, spaced.out, spaced.err], [2, '', 'tunnelguard: report: --since -5m: a value that starts with a dash is written --since=-5m\n'])
 })
 
 t.test('a reader that goes away (`| head -1`) ends the command quietly, with its own exit code', async t => {

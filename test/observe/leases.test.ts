@@ -134,5 +134,5 @@ t.test('files', async t => {
   const idx = await loadLeases(['dnsmasq.leases', 'dhcpd.leases', 'kea-leases4.csv'].map(f => join(dir, f)))
   t.equal(idx.at('10.0.0.8', T)?.mac, '02-00-00-00-00-0C')
   t.equal(idx.at('10.0.0.6', T)?.mac, 'AA-BB-CC-DD-EE-02')
-  await t.rejects(loadLeases([join(dir, 'missing')]), { code: 'ENOENT' })
+  await t.rejects(loadLeases([join(dir, 'missing')]), { message: `${join(dir, 'missing')}: ENOENT: no such file or directory` }, 'named once, first')
 })

@@ -77,3 +77,15 @@ t.test('--action from the command line keeps only those actions; a bad one is a 
   t.equal(bad.code, 2)
   t.match(bad.err, /^tunnelguard: report: --action blocked: expected a comma-separated list of block, sinkhole, alert, allow, pass, refused\n$/)
 })
+
+t.test('a date or time that does not exist: a usage error that says so, exit 2, one line', async t => {
+  for (const [argv, why] of [
+    [['--until', '2026-02-30'], '--until 2026-02-30: no such date: 2026-02 has days 01 to 28'],
+    [['--since=2026-11-21T24:00'], '--since 2026-11-21T24:00: no such time of day: hours go from 00 to 23, minutes and seconds from 00 to 59'],
+  ] as const) {
+    const r = await run(['report', ...argv], LINE('10.1.1.1', 'a.ngrok.io'))
+    t.equal(r.code, 2, argv.join(' '))
+    t.equal(r.out, '')
+    t.equal(r.err, `tunnelguard: report: ${why}\n`)
+  }
+})

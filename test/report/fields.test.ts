@@ -18,16 +18,17 @@ t.test('nested, dotted and mixed fields', async t => {
   const mixed = JSON.stringify({ '@timestamp': ts, message: 'proxy.http', event: { action: 'alert' }, client: { ip: '10.0.0.7' }, 'url': { 'domain': 'x.trycloudflare.com' }, tunnelguard: { 'matched_on': 'host' }, 'dns.question': { name: 1 } })
   t.match(parseLine(mixed), { name: 'x.trycloudflare.com', where: 'host', action: 'alert' })
   const partial = JSON.stringify({ '@timestamp': ts, message: 'proxy.http', event: { action: 'alert' }, client: { ip: '10.0.0.7' }, 'dns.question': { type: 'A' }, dns: { question: { name: 'q.ngrok.io' } } })
-  t.match(parseLine(partial), { name: 'q.ngrok.io', where: 'url' }, 'a dotted prefix without the leaf falls through to the nested one')
+  t.match(parseLine(partial), { name: 'q.ngrok.io', where: 'unknown' }, 'a dotted prefix without the leaf falls through to the nested one')
 })
 
 t.test('where: defaults and unknown values', async t => {
   const base = { '@timestamp': ts, event: { action: 'pass' }, client: { ip: '10.0.0.8' } }
-  // without matched_on (a line tunnelguard did not write): where the message says
-  t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', dns: { question: { name: 'example.com' } } })), { where: 'qname' })
-  t.match(parseLine(JSON.stringify({ ...base, message: 'sinkhole.capture', tls: { client: { server_name: 's.ngrok.io' } } })), { where: 'sinkhole', name: 's.ngrok.io' })
-  t.match(parseLine(JSON.stringify({ ...base, message: 'proxy.connect', destination: { domain: 'c.example' } })), { where: 'connect' })
-  t.match(parseLine(JSON.stringify({ ...base, message: 'proxy.http', url: { domain: 'u.example' } })), { where: 'url' })
+  // without matched_on (a line tunnelguard did not write): not known, and not guessed from the message
+  t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', dns: { question: { name: 'example.com' } } })), { where: 'unknown' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'sinkhole.capture', tls: { client: { server_name: 's.ngrok.io' } } })), { where: 'sinkhole-unknown', name: 's.ngrok.io' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'proxy.connect', destination: { domain: 'c.example' } })), { where: 'unknown' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'proxy.http', url: { domain: 'u.example' } })), { where: 'unknown' })
+  t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', tunnelguard: { matched_on: null }, dns: { question: { name: 'example.com' } } })), { where: 'unknown' }, 'null: the same')
   t.match(parseLine(JSON.stringify({ ...base, message: 'sinkhole.capture', tunnelguard: { matched_on: 'future' }, url: { domain: 'u.example' } })), { where: 'sinkhole-future' })
   t.match(parseLine(JSON.stringify({ ...base, message: 'proxy.connect', tunnelguard: { matched_on: 'future', matched_name: 'm.ngrok.io' } })), { where: 'future', name: 'm.ngrok.io' })
   t.match(parseLine(JSON.stringify({ ...base, message: 'dns.query', tunnelguard: { matched_on: 'cname' }, dns: { question: { name: 'c.example' } } })), { where: 'cname' })
@@ -45,6 +46,10 @@ t.test('not decisions, and malformed lines', async t => {
     `{"@timestamp":"${ts}","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4"}}`]) {
     t.equal(parseLine(bad), 'malformed', bad)
   }
+  // an action --action does not take is no decision: a hand-made or corrupted line
+  const line = (action: string) => `{"@timestamp":"${ts}","message":"dns.query","event":{"action":${JSON.stringify(action)}},"client":{"ip":"1.2.3.4"},"dns":{"question":{"name":"a.io"}}}`
+  for (const action of ['frobnicate', 'Block', 'blocked', '', 'constructor', '__proto__', 'toString']) t.equal(parseLine(line(action)), 'malformed', `action ${JSON.stringify(action)}`)
+  for (const action of ['block', 'sinkhole', 'alert', 'allow', 'pass', 'refused']) t.match(parseLine(line(action)), { action }, `action ${action}`)
 })
 
 t.test('timestamps: memoized per second, checked like Date.parse', async t => {
@@ -58,9 +63,9 @@ t.test('timestamps: memoized per second, checked like Date.parse', async t => {
   t.equal(at('2026-11-21T10:00:02.1x2Z'), 'malformed')
 })
 
-t.test('an action this version does not know is kept as written', async t => {
+t.test('an action report does not know (one --action refuses) is a malformed line, not a decision', async t => {
   const line = JSON.stringify({ '@timestamp': '2026-11-22T00:00:00.000Z', message: 'dns.query', event: { action: 'quarantine' }, client: { ip: '10.9.9.9' }, dns: { question: { name: 'q.ngrok.io' } } })
-  t.match(parseLine(line), { action: 'quarantine', ip: '10.9.9.9', name: 'q.ngrok.io' })
+  t.equal(parseLine(line), 'malformed')
 })
 
 t.test('the name decided on, when it is not the name asked, and the SNI behind an address', async t => {

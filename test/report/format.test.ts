@@ -1,11 +1,16 @@
 import t from 'tap'
 import { Aggregator } from '../../src/report/aggregate.js'
 import type { ReportEvent } from '../../src/report/fields.js'
-import { formatCsv, formatJson, formatTable } from '../../src/report/format.js'
+import * as format from '../../src/report/format.js'
+import type { ReportData } from '../../src/report/format.js'
 
 const T = Date.UTC(2026, 10, 21, 10, 0, 0)
 const e = (o: Partial<ReportEvent>): ReportEvent => ({ time: T, ip: '10.0.0.1', action: 'block', name: 'a.ngrok.io', where: 'qname', list: 'ngrok', entry: 'ngrok.io', ...o })
 const data = (agg: Aggregator) => ({ clients: agg.sorted(), counts: agg.counts, errors: [], filters: {} })
+/** Each format's pieces, joined: the whole text. */
+const formatJson = (r: ReportData) => [...format.formatJson(r)].join('')
+const formatCsv = (r: ReportData) => [...format.formatCsv(r)].join('')
+const formatTable = (r: ReportData) => [...format.formatTable(r)].join('')
 
 t.test('out-of-order times, hostnames, missing entries, ties', async t => {
   const agg = new Aggregator()
@@ -74,7 +79,7 @@ t.test('lists and actions tie-break by name', async t => {
   t.match(formatTable(data(agg)), '  actions  block 2, alert 1, sinkhole 1\n  lists    alpha: a.io 1, b.io 1, beta: q.io 1, zeta: z.io 1\n')
 })
 
-t.test('bounded names per client; long names keep their end; lines wrap at 80', async t => {
+t.test('bounded names per client; a long name whole on its own line; lines wrap at 80', async t => {
   const agg = new Aggregator({}, 2)
   const long = 'a-very-long-label-for-testing.another-long-label.tunnel.ngrok-free.app'
   agg.add(e({ name: long }))
@@ -84,7 +89,7 @@ t.test('bounded names per client; long names keep their end; lines wrap at 80', 
   for (let i = 0; i < 12; i++) agg.add(e({ list: `list-number-${i}`, entry: `entry-${i}.example`, name: long }))
   const text = formatTable(data(agg))
   t.ok(text.split('\n').every(l => l.length <= 80), 'every line fits in 80 columns')
-  t.match(text, /\n  …[a-z.-]*tunnel\.ngrok-free\.app\s+13 /)
+  t.match(text, `\n  ${long}\n                                     13 2026-11-21 10:00:00 2026-11-21 10:00:00\n`)
   t.match(text, '\n  (other names)                       2\n')
   t.match(text, '\n  lists    ngrok: ngrok.io 4, list-number-0: entry-0.example 1,\n           list-number-1:')
   t.equal(JSON.parse(formatJson(data(agg))).clients[0].other_names, 2)
@@ -194,4 +199,44 @@ t.test('csv: a cell with a control or invisible character is quoted, its value k
   t.ok(rows.some(r => r.includes(",'=1+2.ngrok.io,1,")), 'a leading = gets a \' before it')
   t.ok(rows.some(r => r.includes(',"tab\there.ngrok.io",1,')), 'a tab: quoted')
   t.notOk(rows.slice(1).some(r => /(^|,)[^",]*[\x00-\x1f\u202e\u200b]/.test(r)), 'no bare cell holds one')
+})
+
+t.test('each format comes in pieces, one per client, none growing with the number of clients; json is JSON.stringify\'s text', async t => {
+  const agg = new Aggregator()
+  for (let i = 0; i < 300; i++) {
+    const who = { ip: `10.0.${i >> 8}.${i & 255}`, hostname: i % 2 === 0 ? `pc-${i}` : undefined }
+    agg.add(e({ ...who, name: `n${i}.ngrok.io`, matched: i % 3 === 0 ? 'x.ngrok.io' : undefined }))
+    agg.add(e({ ...who, name: 'line\nbreak\u2028.ngrok.io', time: T + i }))
+  }
+  const d = { ...data(agg), window: { since: T } }
+  for (const [f, extra] of [[format.formatJson, 3], [format.formatCsv, 1], [format.formatTable, 1]] as const) {
+    const pieces = [...f(d)]
+    t.equal(pieces.length, 300 + extra, `${f.name}: a piece per client, and ${extra} more`)
+    t.ok(Math.max(...pieces.map(p => p.length)) < 2000, `${f.name}: each piece small (a client's)`)
+  }
+  const text = formatJson(d)
+  t.equal(text, JSON.stringify(JSON.parse(text), null, 2) + '\n', 'the text JSON.stringify(…, null, 2) gives, to the byte')
+  t.equal(JSON.parse(text).clients.length, 300)
+  t.same(JSON.parse(text).summary.window, { since: '2026-11-21T10:00:00.000Z', until: null })
+  const none = formatJson(data(new Aggregator()))
+  t.equal(none, JSON.stringify(JSON.parse(none), null, 2) + '\n', 'no client: the same')
+  t.same(JSON.parse(none).clients, [])
+  t.same([...format.formatCsv(data(new Aggregator()))], ['client_ip,hostname,domain,mac,name,count,first_seen,last_seen,actions,lists,where,matched\n'])
+})
+
+t.test('the table never makes two names look the same: a name longer than its column is shown whole', async t => {
+  const agg = new Aggregator()
+  // the left label tells the tunnels apart; a cut from the left, or in the middle, would hide it
+  const names = ['1111-c0ffee-0000-4a5b-9c8d.ngrok-free.app', '2222-c0ffee-0000-4a5b-9c8d.ngrok-free.app', 'a.x1-0000-0000-0000-0000.ngrok-free.app', 'a.x2-0000-0000-0000-0000.ngrok-free.app']
+  names.forEach((name, i) => agg.add(e({ name, time: T + i * 1000, matched: i === 0 ? 'cname.ngrok-free.app' : undefined })))
+  agg.add(e({ name: 'x'.repeat(30) }))
+  agg.add(e({ name: 'tab\there' + 'y'.repeat(23) }))
+  const lines = formatTable(data(agg)).split('\n')
+  for (const name of names) t.ok(lines.includes(`  ${name}`), `${name}: whole, on its own line`)
+  const at = lines.indexOf(`  ${names[0]}`)
+  t.same(lines.slice(at, at + 3), [`  ${names[0]}`, `  ${' '.repeat(30)}      1 2026-11-21 10:00:00 2026-11-21 10:00:00`, '    → cname.ngrok-free.app'],
+    'its count and times on the next line, under their headings; then the name decided on')
+  t.ok(lines.includes(`  ${'x'.repeat(30)}      1 2026-11-21 10:00:00 2026-11-21 10:00:00`), 'a name that fits its column: one line, as before')
+  t.ok(lines.includes(`  tab\\there${'y'.repeat(23)}`), 'the escaped name is what is measured (tab\\t: two columns)')
+  t.ok(lines.every(l => l.length <= 80), 'names up to 78 characters keep every line within 80 columns')
 })

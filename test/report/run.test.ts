@@ -8,7 +8,7 @@ import { createEvidence } from '../../src/observe/evidence.js'
 import { createLogger } from '../../src/observe/logger.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import { decisionDestination, parseAuthority } from '../../src/proxy/address.js'
-import { parseTime, runReport, type ReportArgs } from '../../src/report/run.js'
+import { parseTime, runReport, WRITE_CHUNK, writeOut, type ReportArgs } from '../../src/report/run.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 
 const T0 = Date.UTC(2026, 10, 21, 10, 0, 0)
@@ -186,13 +186,30 @@ t.test('--since and --until: UTC when no zone is given, the end of what --until 
   t.equal(at('09:00', true), '2026-11-21T09:00:59.999Z')
   t.equal(at('10:05:03.4', true), '2026-11-21T10:05:03.499Z')
   t.equal(new Date(parseTime('x', '00:00', Date.parse('2026-11-21T23:59:59.999Z'))).toISOString(), '2026-11-21T00:00:00.000Z', 'the UTC date of now')
-  for (const bad of ['24:00', '10:60', '10:05:60', '9:00', '10:05Z', '10']) {
+  for (const bad of ['9:00', '10:05Z', '10']) {
     t.throws(() => parseTime('until', bad, now, true), { code: 'USAGE', message: /^report: --until .*: expected a duration/ }, bad)
   }
-  for (const bad of ['2026-02-30', '2026-13-01', '2026-11-21T24:00', '2026-11-21T10:60', '2026-11-21T10:05:60', '2026-11-21Z',
-    '2026-11-21T10:05+25:00', '2026-11-21T10:05+02:61', '21/11/2026', '2026-11-21T10', 'yesterday']) {
+  for (const bad of ['2026-11-21Z', '21/11/2026', '2026-11-21T10', 'yesterday', '2026-2-3']) {
     t.throws(() => parseTime('since', bad, now), { code: 'USAGE', message: `report: --since ${bad}: expected a duration (30m, 24h, 7d) or a time (2026-11-21, 2026-11-21T10:00:00Z, 10:00 today; UTC when no zone is given)` }, bad)
   }
+  // written as a time, but no such time: said so
+  const TIME_OF_DAY = 'no such time of day: hours go from 00 to 23, minutes and seconds from 00 to 59'
+  for (const [bad, why] of [
+    ['2026-02-30', 'no such date: 2026-02 has days 01 to 28'], ['2026-02-29', 'no such date: 2026-02 has days 01 to 28'],
+    ['2100-02-29', 'no such date: 2100-02 has days 01 to 28'], ['2026-04-31T10:00Z', 'no such date: 2026-04 has days 01 to 30'],
+    ['2026-11-00', 'no such date: 2026-11 has days 01 to 30'], ['2026-01-32', 'no such date: 2026-01 has days 01 to 31'],
+    ['2026-13-01', 'no such date: months go from 01 to 12'], ['2026-00-10', 'no such date: months go from 01 to 12'],
+    ['2026-11-21T24:00', TIME_OF_DAY], ['2026-11-21T10:60', TIME_OF_DAY], ['2026-11-21T10:05:60', TIME_OF_DAY],
+    ['24:00', TIME_OF_DAY], ['10:60', TIME_OF_DAY], ['10:05:60', TIME_OF_DAY],
+    ['2026-11-21T10:05+25:00', 'no such zone offset: +25:00 (hours 00 to 23, minutes 00 to 59)'],
+    ['2026-11-21T10:05+02:61', 'no such zone offset: +02:61 (hours 00 to 23, minutes 00 to 59)'],
+  ]) {
+    t.throws(() => parseTime('until', bad!, now, true), { code: 'USAGE', message: `report: --until ${bad}: ${why}` }, bad)
+  }
+  t.equal(at('2028-02-29', true), '2028-02-29T23:59:59.999Z', 'a leap day')
+  t.equal(at('2000-02-29'), '2000-02-29T00:00:00.000Z', 'a leap day of a year divisible by 400')
+  t.equal(at('2026-12-31T23:59:59'), '2026-12-31T23:59:59.000Z')
+  t.equal(at('0050-06-01'), '0050-06-01T00:00:00.000Z', 'a year below 100 is that year, not 1950')
   // the window is shown: in the table's last lines and in JSON
   const table = await report({ files: [plain], since: '2026-11-21 10:03', until: '2026-11-21T10:04' })
   t.match(table, '\nwindow: 2026-11-21T10:03:00.000Z .. 2026-11-21T10:04:59.999Z (UTC, both included)\n')
@@ -206,7 +223,7 @@ t.test('--since and --until: UTC when no zone is given, the end of what --until 
 
 t.test('errors', async t => {
   await t.rejects(report({ since: 'yesterday' }), { code: 'USAGE', message: /--since yesterday/ })
-  await t.rejects(report({ until: '2026-13-45' }), { code: 'USAGE', message: /--until/ })
+  await t.rejects(report({ until: '2026-13-45' }), { code: 'USAGE', message: 'report: --until 2026-13-45: no such date: months go from 01 to 12' })
   await t.rejects(report({ client: 'nope' }), { code: 'USAGE', message: /--client nope/ })
   // now = T0 + 1h: --since 30m is 10:30, before --until 10:10
   await t.rejects(report({ files: [plain], since: '30m', until: '2026-11-21T10:10:00Z' }),
@@ -249,9 +266,14 @@ t.test('--leases: hostname and MAC per client as of each line', async t => {
   const table = await report({ files: [plain], leases: [join(leaseDir, 'dnsmasq.leases')] })
   t.match(table, 'CLIENT 10.0.0.5  laptop-7  02-00-00-00-00-05\n')
   t.notMatch(await report({ files: [plain], leases: [] }), 'laptop-7')
-  await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'nope')] }), { code: 'USAGE', message: /cannot read leases: ENOENT/ })
-  // a device is refused before a byte is read (read to its end, /dev/zero took 512 MiB before failing)
-  await t.rejects(report({ files: [plain], leases: ['/dev/zero'] }), { code: 'USAGE', message: /^report: cannot read leases: not a regular file \(a device or socket: reading it might never end\)/ })
+  // every error names the file, once
+  await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'nope')] }),
+    { code: 'USAGE', message: `report: cannot read leases: ${join(leaseDir, 'nope')}: ENOENT: no such file or directory` })
+  await t.rejects(report({ files: [plain], leases: [leaseDir] }), { code: 'USAGE', message: `report: cannot read leases: ${leaseDir}: EISDIR: illegal operation on a directory` })
+  // a device is refused before a byte is read (read to its end, /dev/zero took 512 MiB before failing), /dev/null too
+  await t.rejects(report({ files: [plain], leases: ['/dev/zero'] }), { code: 'USAGE', message: /^report: cannot read leases: \/dev\/zero: not a regular file \(a device or socket: reading it might never end\)/ })
+  await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'dnsmasq.leases'), '/dev/null'] }),
+    { code: 'USAGE', message: /^report: cannot read leases: \/dev\/null: not a regular file \(the null device: nothing to read\)/ })
   // the wrong file (a dhcpd.conf) is an error naming it; an empty lease file is no lease
   writeFileSync(join(leaseDir, 'dhcpd.conf'), 'subnet 10.0.0.0 netmask 255.255.255.0 {\n  range 10.0.0.10 10.0.0.99;\n}\n')
   await t.rejects(report({ files: [plain], leases: [join(leaseDir, 'dhcpd.conf')] }),
@@ -321,8 +343,9 @@ t.test('a DNS name with a newline or an escape sequence is escaped in the table,
 
   const table = await report({ files: [file] })
   t.same(table.split('\n').filter(l => l.startsWith('CLIENT')), ['CLIENT 10.0.0.9'], 'no forged client row')
-  // names are folded to lowercase by report; the row keeps the end of a name longer than its column
-  t.match(table, '\n  NAME                            COUNT FIRST (UTC)         LAST (UTC)         \n  …ient 10.6.6.6\\x1b[2j.ngrok.io      1 2026-11-21 10:00:00 2026-11-21 10:00:00\n\n',
+  // names are folded to lowercase by report; a name longer than its column is whole, on its own line
+  t.match(table, '\n  NAME                            COUNT FIRST (UTC)         LAST (UTC)         \n  a\\nclient 10.6.6.6\\x1b[2j.ngrok.io\n'
+    + '                                      1 2026-11-21 10:00:00 2026-11-21 10:00:00\n\n',
     'the name on one row, escaped')
   t.notMatch(table, /\u001b/, 'no ESC reaches the terminal')
   const j = JSON.parse(await report({ files: [file], format: 'json' }))
@@ -515,4 +538,69 @@ t.test('a log spanning the upgrade: an address a client named, in destination.do
   // the live table (/api/clients) names today's lines as report does
   t.same(live.list()[0]!.names.map(n => n.name).sort(), ['127.0.0.1', '192.0.2.80', '198.51.100.2', '2001:db8::1', '203.0.113.5'])
   t.same(JSON.parse(await report({ files: [file], format: 'json', client: '10.0.0.9' })).clients[0].names.length, 5)
+})
+
+t.test('the report is written in chunks, each after the last was taken, whatever its size', async t => {
+  // 3000 clients: some 1.8 MB of json, 0.7 MB of table
+  const lines = Array.from({ length: 3000 }, (_, i) => JSON.stringify({
+    '@timestamp': '2026-11-21T10:00:00.000Z', message: 'dns.query', event: { action: 'sinkhole', kind: 'alert' },
+    client: { ip: `10.1.${i >> 8}.${i & 255}`, port: 5353 }, dns: { question: { name: `h${i % 50}.ngrok-free.app`, type: 'A' } },
+    rule: { name: 'ngrok-free.app', ruleset: 'ngrok' }, tunnelguard: { matched_on: 'qname' },
+  })).join('\n') + '\n'
+  const file = join(dir, 'many.jsonl')
+  writeFileSync(file, lines)
+  for (const format of ['json', 'csv', 'table'] as const) {
+    const writes: number[] = []
+    let text = ''
+    let waiting = 0
+    let overlapped = false
+    // a slow reader: each write is taken a turn later
+    const out = {
+      write(s: string, done: (e?: Error | null) => void) {
+        if (waiting > 0) overlapped = true
+        waiting++
+        writes.push(s.length)
+        text += s
+        setImmediate(() => { waiting--; done() })
+      },
+    }
+    await runReport({ files: [file], format, out })
+    t.ok(writes.length >= text.length / (2 * WRITE_CHUNK) && writes.length > 5, `${format}: ${writes.length} writes for ${text.length} characters`)
+    t.ok(Math.max(...writes) < WRITE_CHUNK + 4096, `${format}: none much past WRITE_CHUNK`)
+    t.notOk(overlapped, `${format}: each write after the last was taken`)
+    if (format === 'json') t.equal(JSON.parse(text).clients.length, 3000)
+    else t.match(text, format === 'csv' ? /^client_ip,[^]*\n10\.1\.11\.183,/ : /\n3000 clients, 3000 decisions shown, 3000 lines read\n$/)
+  }
+})
+
+t.test('writeOut: what it is given, in chunks; nothing for nothing; the first write error, and no write after it', async t => {
+  const writes: string[] = []
+  const ok = { write(s: string, done: (e?: Error | null) => void) { writes.push(s); done() } }
+  await writeOut(ok, [])
+  t.same(writes, [])
+  await writeOut(ok, ['a', 'b'])
+  t.same(writes, ['ab'], 'small pieces: one write at the end')
+  writes.length = 0
+  const big = 'x'.repeat(WRITE_CHUNK - 1)
+  await writeOut(ok, [big, 'yy', 'z', big, 'w'])
+  t.same(writes, [big + 'yy', 'z' + big, 'w'])
+  let calls = 0
+  const failing = { write(_s: string, done: (e?: Error | null) => void) { calls++; done(new Error('ENOSPC')) } }
+  await t.rejects(writeOut(failing, [big, 'yy', big, 'yy']), /ENOSPC/)
+  t.equal(calls, 1)
+})
+
+t.test('hand-made lines: an unknown action is a malformed line; a line without matched_on was seen somewhere unknown', async t => {
+  const line = (action: string, ip: string, more: object = {}) => JSON.stringify({
+    '@timestamp': '2026-11-21T10:00:00Z', message: 'dns.query', event: { action }, client: { ip }, dns: { question: { name: 'y.ngrok.io' } }, ...more }) + '\n'
+  const stdin = () => Readable.from([line('frobnicate', '10.0.0.6') + line('block', '10.0.0.7') + line('sinkhole', '10.0.0.8', { tunnelguard: { matched_on: 'cname' } })])
+  const j = JSON.parse(await report({ stdin: stdin(), format: 'json' }))
+  t.same(j.clients.map((c: { ip: string; where: object }) => [c.ip, c.where]), [['10.0.0.7', { unknown: 1 }], ['10.0.0.8', { cname: 1 }]], 'no client 10.0.0.6; no qname made up')
+  t.same(j.clients[0].names[0].where, ['unknown'])
+  t.match(j.summary, { lines: 3, decisions: 2, malformed: 1 })
+  const table = await report({ stdin: stdin() })
+  t.match(table, 'CLIENT 10.0.0.7\n  seen     2026-11-21 10:00:00 .. 2026-11-21 10:00:00 UTC, 1 decision\n  actions  block 1\n  seen in  unknown 1\n')
+  t.notMatch(table, /frobnicate|10\.0\.0\.6/)
+  t.match(table, /\n2 clients, 2 decisions shown, 3 lines read, 1 malformed line skipped\n$/)
+  t.match(await report({ stdin: stdin(), format: 'csv' }), '\n10.0.0.7,,,,y.ngrok.io,1,2026-11-21T10:00:00.000Z,2026-11-21T10:00:00.000Z,block=1,,unknown,\n')
 })
