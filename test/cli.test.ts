@@ -407,6 +407,22 @@ t.test('serve through main: listens, logs to the given stream, stops on SIGTERM'
   t.match(text, /"message":"stopped"/)
 })
 
+t.test('listeners of one config that clash: validate and serve say so alike, naming the paths, exit 2 (serve binds nothing)', async t => {
+  const dir = t.testdir({ 'tg.yaml': 'dns: { listen: ["127.0.0.1:34050"] }\nproxy: { listen: ["127.0.0.1:34050"] }\nadmin: { listen: "127.0.0.1:34051" }\nsinkhole: { listen: ["0.0.0.0:34051"] }\n' })
+  const cfg = join(dir, 'tg.yaml')
+  const want = `tunnelguard: ${cfg}: 2 errors\n`
+    + `  ${cfg}:2: proxy.listen[0]: 127.0.0.1:34050 clashes with dns.listen[0] (127.0.0.1:34050): the same address and port; give each listener its own port (or address)\n`
+    + `  ${cfg}:4: sinkhole.listen[0]: 0.0.0.0:34051 clashes with admin.listen (127.0.0.1:34051): 0.0.0.0 takes port 34051 on every IPv4 address; give each listener its own port (or address)\n`
+  const v = await run(['validate', '--config', cfg])
+  t.equal(v.code, 2)
+  t.equal(v.err, want)
+  const log = new PassThrough()
+  log.resume()
+  const s = await run(['serve', '--config', cfg], '', log)
+  t.equal(s.code, 2)
+  t.equal(s.err, want)
+})
+
 t.test('serve on a port another process holds: one line naming the setting and address, exit 1', async t => {
   const { createServer } = await import('node:net')
   const busy = createServer()
