@@ -44,10 +44,9 @@ t.test('check takes the host from a URL or host:port pasted from an alert, and s
   t.match(addr.out, /note: +an address: lists hold names; the proxy still refuses it when it is internal .*proxy\.allowDestinations.*proxy\.connectPorts/)
   // a name is decided as it is, with no word about where it came from
   t.notOk('from' in JSON.parse((await run(['check', 'x.ngrok.io', '--json'])).out))
-  // no URL or host:port: decided as DNS would decide a query for it, as a name under its longest
+  // no URL, no colon: decided as DNS would decide a query for it, as a name under its longest
   // host-name suffix (the label that is none named in the reason)
-  for (const [n, label, under] of [['a:b:c', 'a:b:c', 'the root'], ['https://bad!host/x', 'https://bad!host/x', 'the root'],
-    ['x.ngrok.io:99999', 'io:99999', 'the root'], ['https://[zz]/', 'https://[zz]/', 'the root']]) {
+  for (const [n, label, under] of [['bad!host/x', 'bad!host/x', 'the root'], ['10.0/25.2.0.192.in-addr.arpa', '0/25', '2.0.192.in-addr.arpa']]) {
     const r = JSON.parse((await run(['check', n, '--json'])).out)
     t.match(r, { name: n, action: 'pass', unparseable: true }, n)
     t.match(r.reason, `in "${label}"): decided as a name under ${under}`, n)
@@ -55,6 +54,62 @@ t.test('check takes the host from a URL or host:port pasted from an alert, and s
   }
   // and a listed suffix decides it
   t.match(JSON.parse((await run(['check', 'my agent.x.ngrok.io', '--json'])).out), { action: 'sinkhole', list: 'ngrok', unparseable: true })
+})
+
+t.test('check reads a target as the proxy does: one it refuses as malformed is said to be, with the decision it logs', async t => {
+  // the README's own fail-closed example: 400 and a block line in the proxy, so here too
+  const bad = await run(['check', 'bad_name!.ngrok.io:443'])
+  t.equal(bad.code, 0)
+  t.equal(bad.out, 'bad_name!.ngrok.io (from bad_name!.ngrok.io:443): BLOCK\n'
+    + '  client:  127.0.0.1 (group default)\n'
+    + '  reason:  unparseable name (character "!" not allowed in a host name): blocked, fail closed\n'
+    + '  target:  invalid (host "bad_name!.ngrok.io" is no valid name (character "!")): the proxy refuses it (400) and logs this decision\n')
+  t.match(JSON.parse((await run(['check', 'http://bad_name!.ngrok.io/', '--json'])).out), {
+    name: 'bad_name!.ngrok.io', action: 'block', unparseable: true, from: 'http://bad_name!.ngrok.io/', invalid: 'host "bad_name!.ngrok.io" is no valid name (character "!")',
+  }, 'a URL: the same, its host decided where the proxy decides a URL host')
+  t.match(JSON.parse((await run(['check', 'https://bad!host/x', '--json'])).out), { name: 'bad!host', action: 'block', invalid: /no valid name/ })
+  // a listed host with a bad port: the proxy logs its list's decision, and answers 400
+  const port = await run(['check', 'x.ngrok.io:99999'])
+  t.match(port.out, /^x\.ngrok\.io \(from x\.ngrok\.io:99999\): SINKHOLE\n[^]*\n {2}entry: +ngrok\.io \(domain\) in list ngrok, [^]*\n {2}target: +invalid \(port 99999 is out of range \(1-65535\)\): the proxy refuses it \(400\) and logs this decision\n$/)
+  t.match(JSON.parse((await run(['check', 'x.ngrok.io:', '--json'])).out), { name: 'x.ngrok.io', action: 'sinkhole', list: 'ngrok', invalid: 'no port after ":"' })
+  // an unlisted host with a bad port, or no host at all: invalid, and no decision logged
+  const plain = await run(['check', 'www.example.com:99999'])
+  t.equal(plain.out, 'www.example.com (from www.example.com:99999): INVALID\n'
+    + '  client:  127.0.0.1 (group default)\n'
+    + '  reason:  invalid target (port 99999 is out of range (1-65535)): the proxy refuses it (400) and logs no decision; the host alone: not listed\n')
+  t.notMatch(plain.out, /note:/, 'no note on a target that goes nowhere')
+  for (const [n, name, invalid] of [['www.example.com:0', 'www.example.com', 'port 0 is out of range (1-65535)'], ['http://www.example.com:123456/', 'www.example.com', 'port 123456 is out of range (1-65535)'],
+    ['[zz]:443', '[zz]:443', 'host [zz] is no IPv6 address'], ['https://[zz]/', 'https://[zz]/', 'host [zz] is no IPv6 address'],
+    ['a:b:c', 'a:b:c', 'more than one ":": write host:port'], ['x.ngrok.io:https', 'x.ngrok.io:https', 'port "https" is not a number']]) {
+    const r = JSON.parse((await run(['check', n!, '--json'])).out)
+    t.match(r, { name, action: 'invalid', from: n, invalid, list: null }, n)
+    t.match(r.reason, `invalid target (${invalid}): the proxy refuses it (400) and logs no decision; `, n)
+  }
+  t.match((await run(['check', '[zz]:443'])).out, /: INVALID\n.*\n {2}reason: +invalid target \(host \[zz\] is no IPv6 address\): the proxy refuses it \(400\) and logs no decision; no host to decide\n$/)
+  // a host an alert list names, with a bad port: the proxy's 400 alone (an alert does not refuse), the host's own decision said
+  const dir = t.testdir({ 'l.txt': 'watch.example\n', 'tg.yaml': 'lists:\n  w: { files: [l.txt], action: alert }\n' })
+  const alert = JSON.parse((await run(['check', 'a.watch.example:0', '--config', join(dir, 'tg.yaml'), '--json'])).out)
+  t.match(alert, { action: 'invalid', list: 'w', reason: /logs no decision; the host alone: alert: a\.watch\.example matches watch\.example in list w/ })
+})
+
+t.test('check says when DNS answers a name itself: the DoH canary NXDOMAIN, DDR NODATA, per the config', async t => {
+  const canary = await run(['check', 'use-application-dns.net'])
+  t.equal(canary.out, 'use-application-dns.net: PASS\n'
+    + '  client:  127.0.0.1 (group default)\n'
+    + '  reason:  not listed\n'
+    + '  dns:     the DoH canary: answered NXDOMAIN here (dns.dohCanary), not forwarded upstream\n')
+  t.match(JSON.parse((await run(['check', 'Use-Application-DNS.net.', '--json'])).out), { action: 'pass', dnsAnswer: { rcode: 'NXDOMAIN', setting: 'dns.dohCanary' } })
+  t.match((await run(['check', '_dns.resolver.arpa'])).out, /\n {2}dns: +DDR discovery: answered NODATA here \(dns\.blockDdr\), not forwarded upstream\n$/)
+  t.match(JSON.parse((await run(['check', '_dns.resolver.arpa', '--json'])).out), { dnsAnswer: { rcode: 'NODATA', setting: 'dns.blockDdr' } })
+  // not to a client DNS refuses; not when a list blocks it; not when the config turns it off; not for a URL (the proxy's)
+  t.notOk('dnsAnswer' in JSON.parse((await run(['check', 'use-application-dns.net', '--client', '192.0.2.1', '--json'])).out))
+  t.notOk('dnsAnswer' in JSON.parse((await run(['check', 'https://use-application-dns.net/', '--json'])).out))
+  const dir = t.testdir({ 'l.txt': 'use-application-dns.net\n', 'off.yaml': 'dns: { dohCanary: false, blockDdr: false }\n', 'block.yaml': 'lists:\n  b: { files: [l.txt], action: block }\n' })
+  const off = await run(['check', 'use-application-dns.net', '--config', join(dir, 'off.yaml')])
+  t.notMatch(off.out, /dns:/)
+  t.match(off.out, /note: +the name alone/)
+  t.notOk('dnsAnswer' in JSON.parse((await run(['check', '_dns.resolver.arpa', '--config', join(dir, 'off.yaml'), '--json'])).out))
+  t.notMatch((await run(['check', 'use-application-dns.net', '--config', join(dir, 'block.yaml')])).out, /dns:/)
 })
 
 t.test('whole labels: myngrok.io and ngrok.io.example.com pass', async t => {
@@ -362,6 +417,22 @@ t.test('serve through main: listens, logs to the given stream, stops on SIGTERM'
   const r = await done
   t.equal(r.code, 0)
   t.match(text, /"message":"stopped"/)
+})
+
+t.test('listeners of one config that clash: validate and serve say so alike, naming the paths, exit 2 (serve binds nothing)', async t => {
+  const dir = t.testdir({ 'tg.yaml': 'dns: { listen: ["127.0.0.1:34050"] }\nproxy: { listen: ["127.0.0.1:34050"] }\nadmin: { listen: "127.0.0.1:34051" }\nsinkhole: { listen: ["0.0.0.0:34051"] }\n' })
+  const cfg = join(dir, 'tg.yaml')
+  const want = `tunnelguard: ${cfg}: 2 errors\n`
+    + `  ${cfg}:2: proxy.listen[0]: 127.0.0.1:34050 clashes with dns.listen[0] (127.0.0.1:34050): the same address and port; give each listener its own port (or address)\n`
+    + `  ${cfg}:4: sinkhole.listen[0]: 0.0.0.0:34051 clashes with admin.listen (127.0.0.1:34051): 0.0.0.0 takes port 34051 on every IPv4 address; give each listener its own port (or address)\n`
+  const v = await run(['validate', '--config', cfg])
+  t.equal(v.code, 2)
+  t.equal(v.err, want)
+  const log = new PassThrough()
+  log.resume()
+  const s = await run(['serve', '--config', cfg], '', log)
+  t.equal(s.code, 2)
+  t.equal(s.err, want)
 })
 
 t.test('serve on a port another process holds: one line naming the setting and address, exit 1', async t => {

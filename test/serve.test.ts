@@ -288,11 +288,11 @@ t.test('reloader: overrides survive a reload; listener changes are warned about;
   t.ok(await rl.reload('x'))
   t.same(snap.config.dns.listen, ['127.0.0.1:5300'], 'override kept')
   t.ok(ev.messages.some(m => /proxy\.listen changed; listeners change only on restart/.test(m.msg)))
-  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9999" }\nsinkhole: { listen: ["127.0.0.1:80"] }\n')
+  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9997" }\nsinkhole: { listen: ["127.0.0.1:80"] }\n')
   t.ok(await rl.reload('x'))
   t.match(ev.messages.filter(m => /listen changed/.test(m.msg)).slice(1), [
     { level: 'warn', msg: 'reload: sinkhole.listen changed; listeners change only on restart', fields: { listening: [], new: ['127.0.0.1:80'] } },
-    { level: 'warn', msg: 'reload: admin.listen changed; listeners change only on restart', fields: { listening: ['127.0.0.1:9153'], new: ['127.0.0.1:9999'] } },
+    { level: 'warn', msg: 'reload: admin.listen changed; listeners change only on restart', fields: { listening: ['127.0.0.1:9153'], new: ['127.0.0.1:9997'] } },
   ], 'admin and sinkhole listeners too, each once')
   // back to the addresses listened on: said so, no warning; a change from one unbound address to another is still compared with what is bound
   const warned = ev.messages.filter(m => /listen changed/.test(m.msg)).length
@@ -311,7 +311,7 @@ t.test('reloader: overrides survive a reload; listener changes are warned about;
   t.equal(rejected.msg, 'reload rejected; keeping the previous config and lists')
   t.match(rejected.fields, { reload_errors: [/tg\.yaml: 1 error/, /tg\.yaml:2: lists\.l\.files\[1\]: cannot read list file .*gone\.txt/] })
   t.equal((rejected.fields!.reload_errors as string[]).length, 2, 'each error once')
-  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9999" }\nsinkhole: { listen: ["127.0.0.1:80"] }\n')
+  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9997" }\nsinkhole: { listen: ["127.0.0.1:80"] }\n')
   t.ok(await rl.reload('x'))
   rl.watch()
   writeFileSync(join(dir, 'l.txt'), 'a.com\nb.com\n')

@@ -102,8 +102,9 @@ export function problemsFromIssues(issues: readonly z.core.$ZodIssue[]): ConfigP
       out.push({ path: i.path, message: `list name ${JSON.stringify(key)} is not valid: ${why}${fix ? `; write e.g. "${fix}"` : ''}` })
     } else if (i.code === 'invalid_value' && 'values' in i) {
       out.push({ path: i.path, message: `${JSON.stringify(i.input)} is not one of ${i.values.map(v => String(v)).join(', ')}` })
-    } else if (i.code === 'invalid_type') {
-      const want = expected(i.path, i.expected)
+    } else if (i.code === 'invalid_type' || i.code === 'invalid_union') {
+      // a union (a duration: a string or a number) says what it takes as its description, not "Invalid input"
+      const want = expected(i.path, i.code === 'invalid_type' ? i.expected : 'union')
       out.push({ path: i.path, message: i.input === undefined ? `required: ${want}` : `expected ${want}, got ${describeValue(i.input)}` })
     } else if ((i.code === 'too_big' || i.code === 'too_small') && /^Too (big|small):/.test(i.message)) {
       // zod's own wording ("Too big: expected number to be <=65535"); a schema's own message is kept

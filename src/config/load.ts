@@ -6,6 +6,7 @@ import { AppError } from '../errors.js'
 import { readTextFile, refusal } from '../read-file.js'
 import type { Config } from '../snapshot-types.js'
 import { formatPath, problemsFromIssues, type ConfigProblem } from './errors.js'
+import { listenerClashes } from './listeners.js'
 import { resolveConfig } from './resolve.js'
 import { configWarnings } from './warnings.js'
 import { cacheTtls, configSchema } from './schema.js'
@@ -139,7 +140,9 @@ export function parseConfigText(text: string, source: string, opts: LoadOptions 
   // validate, no pipe (serve refuses a FIFO; validate would wait on one, and say valid)
   const pipes = opts.serve !== true && opts.reload !== true && opts.asServe !== true
   const ca = tlsCaCheck(raw as Record<string, unknown>, baseDir, pipes)
-  const problems = [...r.success ? [] : problemsFromIssues(r.error.issues), ...crossChecks(raw as Record<string, unknown>, baseDir, pipes), ...ca.problems]
+  // listeners that cannot all listen: serve would stop at the second (address in use)
+  const clashes = listenerClashes(raw as Record<string, unknown>)
+  const problems = [...r.success ? [] : problemsFromIssues(r.error.issues), ...crossChecks(raw as Record<string, unknown>, baseDir, pipes), ...ca.problems, ...clashes]
   if (problems.length > 0) {
     // by line (a stable sort keeps the order of problems on one line)
     const details = problems.map(p => ({ line: lineOf(p.path), p }))

@@ -7,7 +7,7 @@ import { parseCidr } from '../policy/cidr.js'
  * A duration written as "2s"/"1d"/…, turned into milliseconds. A bare number is refused (0
  * aside): `timeout: 2000` meant as milliseconds would otherwise be read as 2000 seconds.
  */
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+const duration = z.union([z.string(), z.number()]).describe('a duration (500ms, 2s, 5m, 1h, 1d)').transform((v, ctx) => {
   if (typeof v === 'number' && v !== 0) {
     ctx.addIssue({ code: 'custom', message: `${v} has no unit; write ${v}ms or ${v}s (units: ms, s, m, h, d)` })
     return z.NEVER

@@ -72,16 +72,33 @@ export function actionReply(query: Buffer, q: Query, d: Decision, s: AnswerSetti
   }
 }
 
+/** A name DNS answers itself, whatever the upstreams say: what it answers, the setting, and why. */
+export interface Bypass {
+  readonly rcode: 'NXDOMAIN' | 'NODATA'
+  readonly setting: 'dns.dohCanary' | 'dns.blockDdr'
+  readonly reason: string
+}
+
+const CANARY: Bypass = { rcode: 'NXDOMAIN', setting: 'dns.dohCanary', reason: 'the DoH canary: answered NXDOMAIN here (dns.dohCanary)' }
+const DDR: Bypass = { rcode: 'NODATA', setting: 'dns.blockDdr', reason: 'DDR discovery: answered NODATA here (dns.blockDdr)' }
+
+/**
+ * Whether DNS answers `name` (normalized) itself under `config` (the answer bypassReply builds),
+ * for a query the lists do not block or sinkhole: `check` says so too.
+ */
+export function bypassOf(name: string, config: Config): Bypass | undefined {
+  if (name === DOH_CANARY && config.dns.dohCanary) return CANARY
+  if (name === DDR_NAME && config.dns.blockDdr) return DDR
+  return undefined
+}
+
 /**
  * Answers that keep clients on this resolver: the DoH canary gets NXDOMAIN (browsers then keep
  * automatic DoH off) and the DDR name gets NODATA (no upgrade to an encrypted resolver).
  */
 export function bypassReply(query: Buffer, q: Query, config: Config, s: AnswerSettings): { reply: Buffer; rcode: number; reason: string } | undefined {
-  if (q.name === DOH_CANARY && config.dns.dohCanary) {
-    return { reply: buildReply(query, q, RCODE.NXDOMAIN, { authority: s.soa }), rcode: RCODE.NXDOMAIN, reason: 'the DoH canary: answered NXDOMAIN here (dns.dohCanary)' }
-  }
-  if (q.name === DDR_NAME && config.dns.blockDdr) {
-    return { reply: buildReply(query, q, RCODE.NOERROR, { authority: s.soa }), rcode: RCODE.NOERROR, reason: 'DDR discovery: answered NODATA here (dns.blockDdr)' }
-  }
-  return undefined
+  const b = bypassOf(q.name, config)
+  if (b === undefined) return undefined
+  const rcode = b.rcode === 'NXDOMAIN' ? RCODE.NXDOMAIN : RCODE.NOERROR
+  return { reply: buildReply(query, q, rcode, { authority: s.soa }), rcode, reason: b.reason }
 }

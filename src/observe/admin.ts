@@ -176,9 +176,9 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         if (isIP(asked) === 0) return json(res, 400, { error: `client "${asked}" is not an IP address` })
         const client = canonicalIp(asked)              // named as the log lines name it
         // a URL or host:port: its host, as `check` takes it
-        const { decision, refused, from } = checkDecision(s, name, client)
-        const check = decisionFields(decision, client, refused, from)
-        let explanation = explainDecision(decision, client, refused, from)
+        const { decision, ...notes } = checkDecision(s, name, client)
+        const check = decisionFields(decision, client, notes)
+        let explanation = explainDecision(decision, client, notes)
         if (check.entry) {
           // the entry's source as a file name or a bare URL, in the fields and in the text
           const full = check.entry.source

@@ -39,6 +39,43 @@ export function parseAuthority(s: string, defaultPort?: number): Target | undefi
   return { host, port }
 }
 
+/**
+ * What is wrong with an authority parseAuthority refused, in words for a 400 and for `check`: the
+ * port (missing, not a number, a leading zero, out of range) or the host (no name, an IPv6
+ * address out of brackets, a character no host name has). `defaultPort`: as given to parseAuthority.
+ */
+export function authorityProblem(s: string, defaultPort?: number): string {
+  if (s.includes('@')) return 'userinfo ("user@") is no part of a target: write host:port'
+  if (/[\/?#\s]/.test(s)) return 'a path, query or space is no part of a target: write host:port'
+  let host: string
+  let port: string | undefined
+  if (s.startsWith('[')) {
+    const end = s.indexOf(']')
+    if (end < 0) return `"[" is not closed: write [IPv6]:port`
+    host = s.slice(0, end + 1)
+    const rest = s.slice(end + 1)
+    if (rest !== '' && rest[0] !== ':') return `"${rest}" after ${host}: write [IPv6]:port`
+    port = rest === '' ? undefined : rest.slice(1)
+  } else {
+    const colon = s.indexOf(':')
+    if (colon >= 0 && s.indexOf(':', colon + 1) >= 0) {
+      return isIP(s.slice(0, s.lastIndexOf(':'))) === 6 || isIP(s) === 6 ? 'an IPv6 address goes in brackets: write [IPv6]:port' : 'more than one ":": write host:port'
+    }
+    host = colon < 0 ? s : s.slice(0, colon)
+    port = colon < 0 ? undefined : s.slice(colon + 1)
+  }
+  if (port === undefined && defaultPort === undefined) return 'no port: write host:port'
+  if (port === '') return 'no port after ":"'
+  if (port !== undefined && !/^\d+$/.test(port)) return `port "${port}" is not a number`
+  if (port !== undefined && port.length > 1 && port[0] === '0') return `port ${port} has a leading zero`
+  if (port !== undefined && (Number(port) === 0 || Number(port) > 65535)) return `port ${port} is out of range (1-65535)`
+  if (host === '') return 'no host'
+  if (host.startsWith('[')) return `host ${host} is no IPv6 address`
+  const bad = /[^A-Za-z0-9._-]/.exec(host)
+  if (bad) return `host "${host}" is no valid name (character "${bad[0]}")`
+  return `host "${host}" is no valid name or IPv4 address`
+}
+
 /** The host as ECS `url.domain` holds it: an IPv6 literal in its brackets (RFC 2732). */
 export function urlDomain(t: Target): string {
   return t.host.includes(':') ? `[${t.host}]` : t.host

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Decision, Where } from '../policy/types.js'
 import type { EventOutcome } from '../observe/types.js'
-import { closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, type Target } from './address.js'
+import { authorityProblem, closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, type Target } from './address.js'
 import { beginRequest } from './close-line.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, portRefusal, route, worse } from './decide.js'
@@ -86,7 +86,8 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
         destination: destinationOfName(bad.name), extra: fwd,
       })
     }
-    return refuse(400, `bad CONNECT target "${req.url}": write host:port`)
+    // what is wrong with it, not a rule the client may have kept (it sent host:port, with a bad host or port)
+    return refuse(400, `bad CONNECT target "${req.url}": ${authorityProblem(req.url!)}`)
   }
   closeDestination(conn.close, target)
   const emit = (decision: Decision, ip?: string, sni?: string, extra?: Record<string, unknown>, urlDomain?: string, outcome?: EventOutcome) => {

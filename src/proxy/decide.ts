@@ -19,9 +19,14 @@ export function decideTarget(snap: Snapshot, client: string, t: Target, where: W
  * userinfo) or it passes (then the target alone is bad: a port missing or out of range).
  */
 export function decideBadTarget(snap: Snapshot, client: string, s: string, where: Where): Decision | undefined {
-  const host = /^([^:[\]@/\s]+)(?::\d*)?$/.exec(s)?.[1]
+  const host = badTargetHost(s)
   const d = host === undefined ? undefined : snap.policy.decide(client, host, where)
   return d && blocks(d) ? d : undefined
+}
+
+/** The host decideBadTarget decides in a target parseAuthority refused: none for brackets, userinfo, a path. */
+export function badTargetHost(s: string): string | undefined {
+  return /^([^:[\]@/\s]+)(?::\d*)?$/.exec(s)?.[1]
 }
 
 /** The more severe of two decisions (the first on a tie). */

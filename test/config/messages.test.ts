@@ -100,6 +100,24 @@ t.test('range, enum and type errors say what would be valid and what was given',
   t.match(detailsOf(() => parseConfigText('proxy: { connectPorts: 443 }\n', 'p.yaml'))[0], 'p.yaml:1: proxy.connectPorts: expected a list, got a number (443)')
 })
 
+t.test('a duration of the wrong type says what a duration is, not "Invalid input"', async t => {
+  const text = [
+    'dns: { timeout: true, cache: { minTtl: [1] } }',   // 1
+    'proxy: { headerTimeout: {} }',                       // 2
+    'sinkhole: { ttl: null }',                            // 3
+    'lists: { l: { urls: ["https://x.example/l"], refresh: false } }',   // 4
+  ].join('\n')
+  const d = detailsOf(() => parseConfigText(text, 'd.yaml'))
+  t.same(d, [
+    'd.yaml:1: dns.timeout: expected a duration (500ms, 2s, 5m, 1h, 1d), got true',
+    'd.yaml:1: dns.cache.minTtl: expected a duration (500ms, 2s, 5m, 1h, 1d), got a list',
+    'd.yaml:2: proxy.headerTimeout: expected a duration (500ms, 2s, 5m, 1h, 1d), got a mapping',
+    'd.yaml:3: sinkhole.ttl: expected a duration (500ms, 2s, 5m, 1h, 1d), got null',
+    'd.yaml:4: lists.l.refresh: expected a duration (500ms, 2s, 5m, 1h, 1d), got false',
+  ])
+  t.notMatch(d.join('\n'), /Invalid input/)
+})
+
 t.test('describeValue names every kind of YAML value', async t => {
   t.equal(describeValue(undefined), 'nothing')
   t.equal(describeValue(true), 'true')

@@ -52,7 +52,7 @@ t.test('a CONNECT refused before its tunnel, its ClientHello pipelined: the whol
     ['a port outside connectPorts', head('site.example:8443'), 403, /CONNECT to port 8443 is not allowed \(proxy\.connectPorts/, true],
     ['a forbidden destination', head(`inside.example:${target.port}`), 403, /inside\.example resolves to 10\.1\.2\.3, which is private/, true],
     ['a name that does not resolve', head(`nowhere.example:${target.port}`), 502, /cannot resolve nowhere\.example/, true],
-    ['a bad target', head('site.example'), 400, /bad CONNECT target "site\.example": write host:port/, false],
+    ['a bad target', head('site.example'), 400, /bad CONNECT target "site\.example": no port: write host:port/, false],
     ['a client not allowed (named by a trusted peer)', head(`site.example:${target.port}`, 'X-Forwarded-For: 127.0.0.9\r\n'), 403,
       /client 127\.0\.0\.9 is not in proxy\.allowClients/, false],
   ]

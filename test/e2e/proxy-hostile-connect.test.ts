@@ -208,7 +208,9 @@ t.test('a CONNECT host that cannot be normalized: 400, and a block decision line
   const { p } = await setup(t)
   const r = await exchange(p.port, ['CONNECT bad_name!.ngrok.io:443 HTTP/1.1\r\nHost: x\r\n\r\n'])
   t.equal(status(r.data), 400)
-  t.match(r.data, /bad CONNECT target/)
+  // what is wrong, not "write host:port" to a client that wrote it
+  t.match(r.data, /\r\nX-Tunnelguard-Reason: bad CONNECT target "bad_name!\.ngrok\.io:443": host "bad_name!\.ngrok\.io" is no valid name \(character "!"\)\r\n/)
+  t.notMatch(r.data, /write host:port/)
   t.equal(p.ev.events.length, 1, 'one decision line')
   t.match(p.ev.events[0], {
     message: 'proxy.connect', destination: { domain: 'bad_name!.ngrok.io' },
@@ -219,9 +221,15 @@ t.test('a CONNECT host that cannot be normalized: 400, and a block decision line
   // a listed name with no port: its list's decision; an unlisted one with none: the 400 alone
   await exchange(p.port, ['CONNECT x.ngrok.io HTTP/1.1\r\n\r\n'])
   t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', list: 'ngrok', name: 'x.ngrok.io' } })
-  for (const bad of ['ok.example', 'ok.example:0', '[::1', 'a@b.example:443']) {
+  const why: Record<string, string> = {
+    'ok.example': 'no port: write host:port', 'ok.example:0': 'port 0 is out of range (1-65535)', 'ok.example:99999': 'port 99999 is out of range (1-65535)',
+    '[::1': '"[" is not closed: write [IPv6]:port', 'a@b.example:443': 'userinfo ("user@") is no part of a target: write host:port',
+  }
+  for (const [bad, reason] of Object.entries(why)) {
     const n = p.ev.events.length
-    t.equal(status((await exchange(p.port, [`CONNECT ${bad} HTTP/1.1\r\n\r\n`])).data), 400, bad)
+    const r = await exchange(p.port, [`CONNECT ${bad} HTTP/1.1\r\n\r\n`])
+    t.equal(status(r.data), 400, bad)
+    t.equal(/X-Tunnelguard-Reason: (.*)\r\n/.exec(r.data)?.[1], `bad CONNECT target "${bad}": ${reason}`, `${bad}: says what is wrong`)
     t.equal(p.ev.events.length, n, `${bad}: no decision line (no host to decide, or one that passes)`)
   }
 })

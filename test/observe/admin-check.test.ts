@@ -69,4 +69,12 @@ t.test('/api/check names a list entry by its file name, or by its URL without cr
   const hp = await fetchJson(admin.port, '/api/check?name=whole.example:443&client=10.1.2.3')
   t.match(hp.body, { name: 'whole.example', action: 'block', from: 'whole.example:443' })
   t.notOk('from' in (await fetchJson(admin.port, '/api/check?name=whole.example&client=10.1.2.3')).body, 'a name: no from')
+  // a target the proxy refuses as malformed: said so, with the decision it logs or none
+  const bad = await fetchJson(admin.port, '/api/check?name=whole.example:99999&client=10.1.2.3')
+  t.match(bad.body, { name: 'whole.example', action: 'block', from: 'whole.example:99999', invalid: 'port 99999 is out of range (1-65535)', entry: { source: 'whole.txt' } })
+  t.match(bad.body.explanation, /\n {2}target: +invalid \(port 99999 is out of range \(1-65535\)\): the proxy refuses it \(400\) and logs this decision\n$/)
+  t.match((await fetchJson(admin.port, '/api/check?name=other.example:0&client=10.1.2.3')).body, { action: 'invalid', invalid: 'port 0 is out of range (1-65535)' })
+  // a name DNS answers itself
+  t.match((await fetchJson(admin.port, '/api/check?name=use-application-dns.net&client=10.1.2.3')).body,
+    { action: 'pass', dnsAnswer: { rcode: 'NXDOMAIN', setting: 'dns.dohCanary' }, explanation: /\n {2}dns: +the DoH canary: answered NXDOMAIN here \(dns\.dohCanary\), not forwarded upstream\n$/ })
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { DestinationGuard, addressLiteral, closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, parseIpv4Loose } from '../../src/proxy/address.js'
+import { DestinationGuard, addressLiteral, authorityProblem, closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, parseIpv4Loose } from '../../src/proxy/address.js'
 import { CidrSet } from '../../src/policy/cidr.js'
 
 t.test('strict host:port', async t => {
@@ -11,6 +11,40 @@ t.test('strict host:port', async t => {
   for (const bad of ['example.com', 'example.com:', 'example.com:91337', 'example.com:-1', 'example.com:007', 'example.com:0',
     '[[example.net]]:443', '[example.net]:443', '[1.2.3.4]:443', 'user@example.com:443', 'example.com:443/x', ':443', '1.2.3.4.5:443', '0x1g.1:443', '08.1.1.1:443']) {
     t.equal(parseAuthority(bad), undefined, bad)
+  }
+})
+
+t.test('authorityProblem: what is wrong with a target parseAuthority refused, in words', async t => {
+  const cases: [string, number | undefined, string][] = [
+    ['example.com', undefined, 'no port: write host:port'],
+    ['[::1]', undefined, 'no port: write host:port'],
+    ['example.com:', undefined, 'no port after ":"'],
+    ['example.com:https', undefined, 'port "https" is not a number'],
+    ['example.com:-1', undefined, 'port "-1" is not a number'],
+    ['example.com:007', undefined, 'port 007 has a leading zero'],
+    ['example.com:0', undefined, 'port 0 is out of range (1-65535)'],
+    ['example.com:91337', undefined, 'port 91337 is out of range (1-65535)'],
+    ['example.com:123456', 80, 'port 123456 is out of range (1-65535)'],
+    ['[::1]:99999', undefined, 'port 99999 is out of range (1-65535)'],
+    ['bad_name!.ngrok.io:443', undefined, 'host "bad_name!.ngrok.io" is no valid name (character "!")'],
+    ['bad_name!.ngrok.io', 80, 'host "bad_name!.ngrok.io" is no valid name (character "!")'],
+    ['1.2.3.4.5:443', undefined, 'host "1.2.3.4.5" is no valid name or IPv4 address'],
+    ['08.1.1.1:443', undefined, 'host "08.1.1.1" is no valid name or IPv4 address'],
+    [':443', undefined, 'no host'],
+    ['', 80, 'no host'],
+    ['[example.net]:443', undefined, 'host [example.net] is no IPv6 address'],
+    ['[1.2.3.4]:443', undefined, 'host [1.2.3.4] is no IPv6 address'],
+    ['[[example.net]]:443', undefined, '"]:443" after [[example.net]: write [IPv6]:port'],
+    ['[::1', undefined, '"[" is not closed: write [IPv6]:port'],
+    ['::1:443', undefined, 'an IPv6 address goes in brackets: write [IPv6]:port'],
+    ['::1', 80, 'an IPv6 address goes in brackets: write [IPv6]:port'],
+    ['a:b:c', undefined, 'more than one ":": write host:port'],
+    ['user@example.com:443', undefined, 'userinfo ("user@") is no part of a target: write host:port'],
+    ['example.com:443/x', undefined, 'a path, query or space is no part of a target: write host:port'],
+  ]
+  for (const [s, port, why] of cases) {
+    t.equal(parseAuthority(s, port), undefined, `${s}: refused`)
+    t.equal(authorityProblem(s, port), why, s)
   }
 })
 
