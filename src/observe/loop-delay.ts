@@ -28,7 +28,7 @@ export function loopDelayWithoutInterval(registry: Registry, resolutionMs = LOOP
     new Gauge({
       name, help: `${(raw as unknown as { help: string }).help} (the sampling interval taken off)`, registers: [registry],
       async collect() {
-        const v = (await raw.get()).values[0]?.value ?? 0
+        const v = (await raw.get()).values[0]!.value            // a gauge without labels always has its one value
         this.set(offset ? Math.max(0, v - interval) : v)
       },
     })

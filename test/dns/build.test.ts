@@ -286,5 +286,6 @@ t.test('zoneOffset: where a zone apex starts in the question name, or the questi
   t.equal(zoneOffset(q('x.ngrok.iox'), 'ngrok.io'), 12, 'a longer last label')
   t.equal(zoneOffset(q('x.ngrok.i'), 'ngrok.io'), 12, 'a shorter last label')
   t.equal(zoneOffset(q('x.ngrok.io'), 'ngrok.i'), 12, 'a shorter apex')
-  t.equal(zoneOffset(q('x.ab.io'), 'a.bio'), 12, 'the dot in its place')
+  t.equal(zoneOffset(q('x.ab.io'), 'a.bio'), 12, 'a dot where the apex has a letter')
+  t.equal(zoneOffset(q('x.ab.cd'), 'abc.d'), 12, 'a letter where the apex has a dot')
 })

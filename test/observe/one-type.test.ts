@@ -84,7 +84,7 @@ t.test('every key has one type on every line the writers give: a field an earlie
   let current = buildSnapshot(loadConfig(cfg))
   const rl = createReloader({ debounceMs: 50, configPath: cfg, overrides: {}, evidence, current: () => current, swap: s => { current = s } })
   t.teardown(() => rl.close())
-  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9999" }\n')
+  writeFileSync(cfg, 'lists:\n  l: { files: [l.txt] }\ndns: { upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: ["127.0.0.1:9999"] }\nadmin: { listen: "127.0.0.1:9998" }\n')
   t.ok(await rl.reload('SIGHUP'))
   writeFileSync(cfg, 'dns: { upstreams: ["udp://127.0.0.1:9"] }\n')
   t.equal(await rl.reload('file changed', true), false, 'held: the list is gone')
