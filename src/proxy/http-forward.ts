@@ -2,7 +2,7 @@ import { request, type ClientRequest, type IncomingMessage, type InformationEven
 import type { Decision } from '../policy/types.js'
 import type { EventOutcome } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
-import { closeDestination, decisionDestination, destinationOfName, parseAuthority, urlDomain, type Target } from './address.js'
+import { authorityProblem, closeDestination, decisionDestination, destinationOfName, parseAuthority, urlDomain, type Target } from './address.js'
 import { beginRequest } from './close-line.js'
 import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx, type ProxySets } from './context.js'
 import { blocks, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
@@ -73,7 +73,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   // node keeps the first of several Host fields; a server must refuse such a request (RFC 9112 §3.2)
   const hosts = hostFields(req.rawHeaders)
   const bad = !m ? [400, 'only absolute http:// URLs are proxied (https goes through CONNECT)'] as const
-    : !target ? [400, `bad host in URL "${m[1]}"`] as const
+    : !target ? [400, `bad host in URL "${m[1]}": ${authorityProblem(m[1]!, 80)}`] as const
       : hosts.length > 1 ? [400, `${hosts.length} Host fields (RFC 9112, 3.2: one at most): blocked, fail closed`] as const
         : !hostT ? [400, `bad Host header "${hostHeader}"`] as const
           : te === undefined ? undefined : badCoding(te, req.httpVersion)

@@ -241,3 +241,19 @@ t.test('several Host fields: 400 whichever comes first (RFC 9112 §3.2), a liste
   t.notOk(origin.requests.some(x => x.url === '/h'))
   await stillServes(t, p, origin)
 })
+
+t.test('a URL host the proxy cannot take: 400 saying what is wrong with it', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  for (const [url, why] of [
+    ['http://a@site.example/', /^bad host in URL "a@site\.example": userinfo \("user@"\) is no part of a target/],
+    ['http://site.example:99999/', /^bad host in URL "site\.example:99999": port 99999 is out of range \(1-65535\)$/],
+    ['http://bad_name!.example/', /^bad host in URL "bad_name!\.example": host "bad_name!\.example" is no valid name \(character "!"\)$/],
+  ] as const) {
+    const r = await exchange(p.port, [`GET ${url} HTTP/1.1\r\nHost: site.example\r\n\r\n`])
+    t.equal(status(r.data), 400, url)
+    t.match(/\r\nx-tunnelguard-reason: ([^\r]*)\r\n/i.exec(r.data)?.[1], why, url)
+  }
+  t.equal(origin.requests.length, 0)
+  await stillServes(t, p, origin)
+})
