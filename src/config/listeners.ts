@@ -1,7 +1,7 @@
 import { isIP } from 'node:net'
 import { canonicalIp } from '../policy/cidr.js'
 import { formatPath, type ConfigProblem } from './errors.js'
-import { splitHostPort } from './schema.js'
+import { DEFAULT_LISTEN as DEFAULTS, isMapping, splitHostPort } from './schema.js'
 
 type Path = readonly (string | number)[]
 
@@ -18,10 +18,6 @@ interface Listener {
   /** A DNS listener on an IPv6 address takes IPv6 alone; the others on `::` are dual-stack, as Node listens. */
   readonly v6only: boolean
 }
-
-const DEFAULTS = { dns: ['127.0.0.1:1053'], proxy: ['127.0.0.1:3128'], admin: '127.0.0.1:9153' }
-
-const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
 /** The listener `text` at `path`, when it is an address with a port other than 0 (a name is not compared; 0 is any free port). */
 function listener(path: Path, text: unknown, byDefault: boolean, dns: boolean): Listener | undefined {

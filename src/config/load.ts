@@ -9,7 +9,7 @@ import { formatPath, problemsFromIssues, type ConfigProblem } from './errors.js'
 import { listenerClashes } from './listeners.js'
 import { resolveConfig } from './resolve.js'
 import { configWarnings } from './warnings.js'
-import { cacheTtls, configSchema } from './schema.js'
+import { cacheTtls, configSchema, isMapping } from './schema.js'
 
 /**
  * Why a list file cannot be read, or undefined when it can. A device or socket is refused for
@@ -29,8 +29,6 @@ export function unreadable(file: string, pipes = false): string | undefined {
     return err.code === 'ENOENT' ? 'no such file' : err.message
   }
 }
-
-const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
 /**
  * Checks the schema cannot express: references between sections, list files that cannot be read.

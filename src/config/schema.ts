@@ -254,9 +254,15 @@ export const cacheTtls = z.object({
   maxTtl: duration.default(86_400_000),
 })
 
+/** The listeners a config that names none has (the schema's defaults; config/listeners.ts compares them too). */
+export const DEFAULT_LISTEN = { dns: ['127.0.0.1:1053'], proxy: ['127.0.0.1:3128'], admin: '127.0.0.1:9153' } as const
+
+/** A YAML mapping (a plain object), as the raw config's sections are read before the schema. */
+export const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
 export const configSchema = z.strictObject({
   dns: z.strictObject({
-    listen: z.array(hostPort).default(['127.0.0.1:1053']),
+    listen: z.array(hostPort).default([...DEFAULT_LISTEN.dns]),
     upstreams: z.array(upstream).min(1).optional(),
     forwardZones: forwardZones.default({}),        // conditional forwarding: names in a zone go to its upstreams
     tlsCaFile: filePath.optional(),                // PEM: a private CA that tls:// upstreams may be signed by, besides Node's CAs
@@ -284,7 +290,7 @@ export const configSchema = z.strictObject({
     blockDdr: z.boolean().default(true),           // _dns.resolver.arpa → NODATA
   }).prefault({}),
   proxy: z.strictObject({
-    listen: z.array(hostPort).default(['127.0.0.1:3128']),
+    listen: z.array(hostPort).default([...DEFAULT_LISTEN.proxy]),
     parent: z.string().refine(isParentUrl, {
       message: 'not a parent proxy URL; write http://HOST:PORT or http://USER:PASSWORD@HOST:PORT (an HTTP proxy that takes CONNECT)',
     }).refine(credentialsDecode, {
@@ -323,7 +329,7 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   /** `admin: null` turns the admin listener off, as `admin: { listen: null }` does. */
   admin: z.preprocess(v => v === null ? { listen: null } : v, z.strictObject({
-    listen: hostPort.nullable().default('127.0.0.1:9153'),
+    listen: hostPort.nullable().default(DEFAULT_LISTEN.admin),
     maxConnections: z.number().int().min(1).default(64),  // one client (by its limits prefix): a quarter of it
     allowHosts: z.array(hostName).default([]),            // Host names served besides IP literals and localhost
   })).prefault({}),
