@@ -1,11 +1,6 @@
 import t from 'tap'
-import { AppError } from '../../src/errors.js'
 import { parseConfigText } from '../../src/config/load.js'
-
-function detailsOf(fn: () => unknown): string[] {
-  try { fn() } catch (e) { if (e instanceof AppError) return [...e.details]; throw e }
-  throw new Error('expected an AppError')
-}
+import { detailsOf } from '../fixtures/config-errors.js'
 
 t.test('limits: IPv6 clients counted by their /64, IPv4 by their address, unless set', async t => {
   t.same(parseConfigText('{}\n', 'd.yaml').limits, { ipv4Prefix: 32, ipv6Prefix: 64 })

@@ -1,11 +1,7 @@
 import t from 'tap'
-import { AppError } from '../../src/errors.js'
 import { parseConfigText } from '../../src/config/load.js'
+import { detailsOf } from '../fixtures/config-errors.js'
 
-function detailsOf(fn: () => unknown): string[] {
-  try { fn() } catch (e) { if (e instanceof AppError) return [...e.details]; throw e }
-  throw new Error('expected an AppError')
-}
 const FIX = 'give each listener its own port (or address)'
 
 t.test('listeners on one address and port are config errors naming both paths, as serve would fail (address in use)', async t => {

@@ -1,16 +1,11 @@
 import t from 'tap'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { AppError } from '../../src/errors.js'
 import { loadConfig, parseConfigText, unreadable } from '../../src/config/load.js'
 import { describeValue } from '../../src/config/errors.js'
+import { detailsOf } from '../fixtures/config-errors.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
-
-function detailsOf(fn: () => unknown): string[] {
-  try { fn() } catch (e) { if (e instanceof AppError) return [...e.details]; throw e }
-  throw new Error('expected an AppError')
-}
 
 t.test('a list file that does not exist: the config file, its line and the list named once', async t => {
   const dir = t.testdir({ 'ok.txt': 'a.com\n' })

@@ -1,11 +1,6 @@
 import t from 'tap'
-import { AppError } from '../../src/errors.js'
 import { parseConfigText } from '../../src/config/load.js'
-
-function detailsOf(fn: () => unknown): string[] {
-  try { fn() } catch (e) { if (e instanceof AppError) return [...e.details]; throw e }
-  throw new Error('expected an AppError')
-}
+import { detailsOf } from '../fixtures/config-errors.js'
 
 t.test('proxy.ech: log (the default) or block; anything else names the choices', async t => {
   t.equal(parseConfigText('{}\n', 'd.yaml').proxy.ech, 'log')

@@ -1,12 +1,7 @@
 import t from 'tap'
-import { AppError } from '../../src/errors.js'
 import { parseConfigText } from '../../src/config/load.js'
 import { isPortOrRange } from '../../src/config/schema.js'
-
-function detailsOf(fn: () => unknown): string[] {
-  try { fn() } catch (e) { if (e instanceof AppError) return [...e.details]; throw e }
-  throw new Error('expected an AppError')
-}
+import { detailsOf } from '../fixtures/config-errors.js'
 
 t.test('proxy.httpPorts: ports and LOW-HIGH ranges; the defaults', async t => {
   const d = parseConfigText('{}\n', 'd.yaml').proxy

@@ -3,15 +3,10 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { AppError } from '../../src/errors.js'
 import { loadConfig, parseConfigText } from '../../src/config/load.js'
 import { isUpstreamUrl, parseUpstreamUrl } from '../../src/config/schema.js'
 import { parseUpstream } from '../../src/dns/upstream.js'
-
-function detailsOf(fn: () => unknown): string[] {
-  try { fn() } catch (e) { if (e instanceof AppError) return [...e.details]; throw e }
-  throw new Error('expected an AppError')
-}
+import { detailsOf } from '../fixtures/config-errors.js'
 
 const FORMS = 'udp://IP[:PORT], tcp://IP[:PORT] or tls://IP[:PORT][#SERVERNAME] (IPv6 in brackets)'
 
