@@ -3,7 +3,8 @@
 import { createServer as createHttpServer } from 'node:http'
 import { createServer, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
-import { MAX_IDLE_UPSTREAMS, MAX_WAITING } from '../../src/proxy/server.js'
+import { MAX_WAITING } from '../../src/proxy/http-server.js'
+import { MAX_IDLE_UPSTREAMS } from '../../src/proxy/pool-agent.js'
 import { fakeResolve, testProxy, waitFor, type TestProxy } from '../fixtures/origin.js'
 import { rawClient } from '../fixtures/raw-client.js'
 
