@@ -256,7 +256,7 @@ async function command(argv: readonly string[], io: Io, out: Output): Promise<nu
         return 0
       }
       default: {
-        const { parseUpstreamUrl, splitHostPort } = await import('./config/schema.js')
+        const { parseUpstreamUrl, splitHostPort } = await import('./config/endpoints.js')
         checkHostPorts(splitHostPort, 'dns', v.dns as string[] | undefined)
         checkHostPorts(splitHostPort, 'proxy', v.proxy as string[] | undefined)
         checkHostPorts(splitHostPort, 'admin', v.admin === undefined ? undefined : [v.admin as string])

@@ -1,6 +1,6 @@
 import { AppError } from './errors.js'
 import { loadConfig } from './config/load.js'
-import { splitHostPort } from './config/schema.js'
+import { splitHostPort } from './config/endpoints.js'
 import { startDns } from './dns/server.js'
 import { createResolver } from './dns/resolve.js'
 import { startAdmin } from './observe/admin.js'
