@@ -1,56 +1,12 @@
 import { AppError, errorLines } from './errors.js'
 import { loadConfig } from './config/load.js'
 import { FileWatch } from './file-watch.js'
-import { NO_LISTENERS } from './config/warnings.js'
+import { logWarnings } from './log-warnings.js'
 import type { Evidence } from './observe/types.js'
+import { applyOverrides, type Overrides } from './overrides.js'
+import { fingerprint, warnShrunk, weakened } from './reload-changes.js'
 import { allWarnings, buildSnapshotAsync, type ExtraTexts } from './snapshot.js'
-import type { Config, ConfigWarning, Snapshot } from './snapshot-types.js'
-
-/** At most this many warning lines at a start or a reload; one more line counts the rest. */
-export const MAX_LOGGED_WARNINGS = 20
-
-/**
- * Log the config's and the lists' warnings one line each ('config warning', 'list warning': the
- * FILE:LINE and what is wrong), at most MAX_LOGGED_WARNINGS, then one line with how many more
- * and where to see them all. With `previous` (a reload), only those it did not have: what the
- * reload brought is named, what was logged before is not repeated. Returns how many were new.
- */
-export function logWarnings(evidence: Evidence, s: Snapshot, previous?: Snapshot): number {
-  const key = (w: ConfigWarning) => `${w.source}\n${w.message}`
-  const had = new Set(previous === undefined ? [] : allWarnings(previous).map(key))
-  const fresh = [
-    ...s.config.warnings.map(w => ({ msg: 'config warning', w })),
-    ...s.warnings.map(w => ({ msg: 'list warning', w })),
-  ].filter(({ w }) => !had.has(key(w)))
-  for (const { msg, w } of fresh.slice(0, MAX_LOGGED_WARNINGS)) evidence.warn(msg, { source: w.source, warning: w.message })
-  if (fresh.length > MAX_LOGGED_WARNINGS) {
-    const see = s.config.source === 'built-in' ? 'tunnelguard lists' : `tunnelguard lists --config ${s.config.source}`
-    evidence.warn('more warnings not logged', { count: fresh.length - MAX_LOGGED_WARNINGS, see })
-  }
-  return fresh.length
-}
-
-/** What the command line overrides in the config. */
-export interface Overrides {
-  readonly dns?: readonly string[]
-  readonly proxy?: readonly string[]
-  readonly admin?: string
-  readonly upstreams?: readonly string[]
-}
-
-export function applyOverrides(c: Config, o: Overrides): Config {
-  // listeners given on the command line: the file's "listens on nothing" no longer holds
-  const listens = (o.dns?.length ?? 0) + (o.proxy?.length ?? 0) > 0
-  // --dns replaces the file's dns.listen: what was said about its entries no longer holds either
-  const gone = (w: Config['warnings'][number]) => (listens && w.message.endsWith(NO_LISTENERS)) || (o.dns !== undefined && w.message.startsWith('dns.listen['))
-  return Object.freeze({
-    ...c,
-    warnings: c.warnings.some(gone) ? Object.freeze(c.warnings.filter(w => !gone(w))) : c.warnings,
-    dns: Object.freeze({ ...c.dns, listen: o.dns ? [...o.dns] : c.dns.listen, upstreams: o.upstreams ?? c.dns.upstreams }),
-    proxy: Object.freeze({ ...c.proxy, listen: o.proxy ? [...o.proxy] : c.proxy.listen }),
-    admin: Object.freeze({ ...c.admin, listen: o.admin ?? c.admin.listen }),
-  })
-}
+import type { Snapshot } from './snapshot-types.js'
 
 export interface Reloader {
   /**
@@ -106,31 +62,6 @@ export interface ReloaderOptions {
  */
 export const HOLD_MS = 10_000
 
-const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
-
-/** What a new snapshot gives up against the running one: lists gone or halved, other upstreams, fewer log lines. */
-function weakened(previous: Snapshot, s: Snapshot): string[] {
-  const out: string[] = []
-  const now = new Map(s.lists.map(l => [l.name, l.entries]))
-  for (const l of previous.lists) {
-    if (l.entries === 0) continue
-    const n = now.get(l.name)
-    if (n === undefined) out.push(`list ${l.name} removed (${l.entries} entries)`)
-    else if (n <= l.entries / 2) out.push(`list ${l.name}: ${l.entries} → ${n} entries`)
-  }
-  const [a, b] = [previous.config, s.config]
-  const ups = (c: Snapshot['config']): string => c.dns.upstreams.join(', ')
-  if (ups(a) !== ups(b)) out.push(`dns.upstreams: ${ups(a)} → ${ups(b)}`)
-  if (LEVELS.indexOf(b.log.level) > LEVELS.indexOf(a.log.level)) out.push(`log.level: ${a.log.level} → ${b.log.level}`)
-  if (a.log.queries === 'all' && b.log.queries !== 'all') out.push(`log.queries: all → ${b.log.queries}`)
-  return out
-}
-
-/** What a held reload read: the same again after the hold means the files have settled. */
-function fingerprint(s: Snapshot): string {
-  return JSON.stringify(s.config) + JSON.stringify(s.lists.map(l => [l.name, l.entries]))
-}
-
 /**
  * A reload that failed because no file descriptor was free (EMFILE, ENFILE: a file could not be
  * opened) is tried again after this long, up to FD_RETRIES times in a row: the change that asked
@@ -138,23 +69,6 @@ function fingerprint(s: Snapshot): string {
  */
 export const FD_RETRY_MS = 2000
 export const FD_RETRIES = 150
-
-/**
- * A list that lost half its entries or more, or all of them, at a reload: most often a file caught
- * while being written, or emptied by mistake. It is used as it is (an admin may shrink a list),
- * and said, since names it blocked now pass without a line (log.queries: matched).
- */
-function warnShrunk(evidence: Evidence, previous: Snapshot, s: Snapshot): void {
-  const had = new Map(previous.lists.map(l => [l.name, l.entries]))
-  for (const l of s.lists) {
-    const was = had.get(l.name)
-    if (was === undefined || was === 0 || l.entries > was / 2) continue
-    evidence.warn('list shrank at reload', {
-      list: l.name, was, entries: l.entries,
-      detail: 'names it matched before now pass; a file caught while being written is read again once it changes',
-    })
-  }
-}
 
 export function createReloader(o: ReloaderOptions): Reloader {
   const debounce = typeof o.debounceMs === 'number' ? () => o.debounceMs as number : o.debounceMs

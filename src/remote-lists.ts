@@ -1,11 +1,11 @@
-import { mkdirSync } from 'node:fs'
 import { lineCounts, notAList, type Reply } from './list-reply.js'
-import { errorText } from './observe/alert-output.js'
+import { createCopyStore } from './remote-copies.js'
+import { errorCause, read, scrub } from './remote-fetch.js'
 import { redactUrl, withoutCredentials } from './url-secrets.js'
 import type { Evidence } from './observe/types.js'
 import type { ExtraTexts } from './snapshot.js'
 import type { Config } from './snapshot-types.js'
-import { checkStateDir, gather, hasCopy, readCopy, stateDir, writeCopy, type Copy, type RemoteCopy } from './state-dir.js'
+import { gather, hasCopy, type Copy, type RemoteCopy } from './state-dir.js'
 
 export { storedCopies, type RemoteCopy, type StoredCopies } from './state-dir.js'
 
@@ -42,9 +42,6 @@ export interface RemoteLists {
   stop(): void
 }
 
-/** `text` with the URL, as configured or as requested, replaced by the redacted one. */
-const scrub = (text: string, url: string, requested: string, shown: string) => text.split(url).join(shown).split(requested).join(shown)
-
 /** A fetch's outcome: the list's content changed, it did not (or 304), or the fetch failed. */
 type Fetched = 'changed' | 'same' | 'failed'
 
@@ -57,25 +54,12 @@ const FETCH_TIMEOUT_MS = 30_000
 
 const kept = (prev: Copy | undefined) => prev ? 'keeping the last good copy' : 'no copy yet: the list is empty until a fetch succeeds'
 
-/**
- * A failed fetch's error with its cause: fetch says only "fetch failed" and puts what failed
- * (`connect ECONNREFUSED 127.0.0.1:18099`, a TLS or DNS error) and its code in `cause`.
- */
-export function errorCause(e: unknown): { error: string; code?: string } {
-  const err = e as Error
-  if (err.cause === undefined || err.cause === null) return { error: err.message }
-  // the innermost cause, or each address tried (an AggregateError), as alert lines say it
-  const detail = errorText(err.cause)
-  const code = (err.cause as { code?: unknown }).code
-  return { error: detail ? `${err.message}: ${detail}` : err.message, code: typeof code === 'string' ? code : undefined }
-}
-
 /** Remote lists: fetched with ETag/Last-Modified, size-limited, last good copy kept on disk. */
 export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const doFetch = o.fetch ?? globalThis.fetch
   const now = o.now ?? Date.now
   const timeoutMs = o.timeoutMs ?? FETCH_TIMEOUT_MS
-  const copies = new Map<string, Copy>()
+  const { dir, load, save } = createCopyStore(o)
   /** The refresh timer of each list with urls, and the urls and refresh it was set for. */
   const timers = new Map<string, NodeJS.Timeout>()
   const scheduled = new Map<string, string>()
@@ -92,69 +76,6 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   const retryMs = o.retryMs ?? 30_000
   /** Aborted by stop(), then replaced: a fetch started before stop() ends silently. */
   let stopping = new AbortController()
-  const dir = () => stateDir(o.config())
-  /** The directories already said to be untrusted (one warning each). */
-  const warned = new Set<string>()
-  /** `dir()` when its copies can be used; else undefined (untrusted: a warning the first time). */
-  function trusted(): string | undefined {
-    const d = dir()
-    const state = checkStateDir(d)
-    if (state === 'trusted') return d
-    if (state !== 'missing' && !warned.has(d)) {
-      warned.add(d)
-      o.evidence.warn('state dir not used: the last good copies of remote lists are neither read from it nor written to it', {
-        dir: d, reason: state.untrusted, fix: 'set state.dir to a directory only this user can write (mode 0700)',
-      })
-    }
-    return undefined
-  }
-
-  function load(url: string): Copy | undefined {
-    if (!copies.has(url)) {
-      const d = trusted()
-      const c = d === undefined ? undefined : readCopy(d, url)
-      if (c) {
-        const { unredacted, ...copy } = c
-        // an older version's .json with the password in it is written again, redacted
-        if (unredacted) save(url, copy)
-        else copies.set(url, copy)
-      }
-    }
-    return copies.get(url)
-  }
-
-  function save(url: string, c: Copy): void {
-    copies.set(url, c)
-    try {
-      mkdirSync(dir(), { recursive: true, mode: 0o700 })
-      const d = trusted()
-      if (d === undefined) return
-      writeCopy(d, url, c)
-    } catch (e) {
-      o.evidence.warn('cannot keep the last good copy of a remote list on disk', { url: redactUrl(url), error: String(e) })
-    }
-  }
-
-  async function readCapped(res: Response, max: number): Promise<string | undefined> {
-    const declared = Number(res.headers.get('content-length') ?? 0)
-    if (declared > max) return undefined
-    const chunks: Uint8Array[] = []
-    let n = 0
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      n += chunk.byteLength
-      if (n > max) return undefined
-      chunks.push(chunk)
-    }
-    return Buffer.concat(chunks).toString('utf8')
-  }
-
-  async function read(res: Response, maxBytes: number): Promise<Reply> {
-    if (res.status === 304) { await res.arrayBuffer(); return { kind: 'unchanged' } }
-    if (res.status !== 200) { await res.body?.cancel(); return { kind: 'status', status: res.status } }
-    const text = await readCapped(res, maxBytes)
-    if (text === undefined) return { kind: 'too big' }
-    return { kind: 'text', text, etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined }
-  }
 
   /**
    * Take a reply: log it, and keep a list text that reads as one. It is compared with, and saved

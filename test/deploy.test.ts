@@ -9,7 +9,8 @@ import type { AddressInfo } from 'node:net'
 import { basename, dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse, parseAllDocuments } from 'yaml'
-import { configSchema, splitHostPort, type ParsedConfig } from '../src/config/schema.js'
+import { configSchema, type ParsedConfig } from '../src/config/schema.js'
+import { splitHostPort } from '../src/config/endpoints.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const read = (p: string) => readFileSync(resolve(ROOT, p), 'utf8')

@@ -23,7 +23,8 @@ t.test('a reload that fails with an unexpected error logs it and keeps the old s
 t.test('a reload logs each warning it brings, as the start does, and not again the ones logged before', async t => {
   const { appendFileSync, writeFileSync } = await import('node:fs')
   const { join } = await import('node:path')
-  const { createReloader, MAX_LOGGED_WARNINGS } = await import('../src/reload.js')
+  const { createReloader } = await import('../src/reload.js')
+  const { MAX_LOGGED_WARNINGS } = await import('../src/log-warnings.js')
   const { loadConfig } = await import('../src/config/load.js')
   const { buildSnapshot } = await import('../src/snapshot.js')
   const { memoryEvidence } = await import('./fixtures/evidence.js')
@@ -59,7 +60,7 @@ t.test('a reload logs each warning it brings, as the start does, and not again t
 })
 
 t.test('the start logs at most MAX_LOGGED_WARNINGS warnings too; with the built-in config, lists is named without --config', async t => {
-  const { logWarnings, MAX_LOGGED_WARNINGS } = await import('../src/reload.js')
+  const { logWarnings, MAX_LOGGED_WARNINGS } = await import('../src/log-warnings.js')
   const { makeSnapshot } = await import('./fixtures/snapshot.js')
   const { memoryEvidence } = await import('./fixtures/evidence.js')
   const made = makeSnapshot({})

@@ -1,7 +1,8 @@
 import { isIP } from 'node:net'
 import { canonicalIp } from '../policy/cidr.js'
 import { formatPath, type ConfigProblem } from './errors.js'
-import { DEFAULT_LISTEN as DEFAULTS, isMapping, splitHostPort } from './schema.js'
+import { DEFAULT_LISTEN as DEFAULTS, isMapping } from './schema.js'
+import { splitHostPort } from './endpoints.js'
 
 type Path = readonly (string | number)[]
 

@@ -2,6 +2,8 @@ import { z } from 'zod'
 import { isIP } from 'node:net'
 import { parseDuration } from './duration.js'
 import { parseCidr } from '../policy/cidr.js'
+import { credentialsDecode, isParentUrl, isUpstreamUrl, parseSyslogUrl, parseUpstreamUrl, splitHostPort } from './endpoints.js'
+import { webhookHeaderProblem } from './webhook-headers.js'
 
 /**
  * A duration written as "2s"/"1d"/…, turned into milliseconds. A bare number is refused (0
@@ -38,142 +40,8 @@ const hostPort = z.string().superRefine((s, ctx) => {
   })
 }).describe('HOST:PORT')
 
-/** An upstream URL's parts: the IP to connect to, its port, and (tls:// only) the name its certificate must carry. */
-export interface UpstreamParts {
-  readonly proto: 'udp' | 'tcp' | 'tls'
-  readonly host: string
-  readonly port: number
-  readonly servername?: string
-}
-
-const UPSTREAM_FORMS = 'udp://IP[:PORT], tcp://IP[:PORT] or tls://IP[:PORT][#SERVERNAME] (IPv6 in brackets)'
-const TLS_EXAMPLE = 'tls://1.1.1.1#cloudflare-dns.com'
-const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
-
-/**
- * "udp://1.2.3.4:53", "tcp://[::1]", "tls://1.1.1.1#cloudflare-dns.com" → its parts (port 53 by
- * default, 853 for tls://), or why it is not an upstream URL. The host is an IP address: names are
- * not resolved (that would need an upstream to find the upstream); a tls:// upstream's name goes
- * after `#` (SERVERNAME, a DNS name or an IP address the certificate must carry).
- */
-export function parseUpstreamUrl(s: string): UpstreamParts | string {
-  const m = /^(udp|tcp|tls):\/\/(?:\[([^\]]*)\]|([^:/#[\]]*))(?::(\d{1,5}))?(?:#(.*))?$/.exec(s)
-  if (!m) return `not an upstream URL; write ${UPSTREAM_FORMS}`
-  const proto = m[1] as UpstreamParts['proto']
-  const name = m[5]
-  if (m[2] !== undefined ? isIP(m[2]) !== 6 : isIP(m[3]!) !== 4) {
-    if (m[3] === undefined || !DNS_NAME.test(m[3]) || /^[\d.]+$/.test(m[3])) return `not an upstream URL; write ${UPSTREAM_FORMS}`
-    // a name where the IP goes: not looked up (no bootstrap resolution)
-    const fix = proto === 'tls' ? `write the server's IP address and the name after #: tls://IP#${m[3]}, e.g. ${TLS_EXAMPLE}` : `write ${proto}://IP`
-    return `"${m[3]}" is a name: an upstream is an IP address (names are not looked up; there is no bootstrap resolver); ${fix}`
-  }
-  const port = m[4] === undefined ? (proto === 'tls' ? 853 : 53) : Number(m[4])
-  if (port < 1 || port > 65535) return `${m[4]} is not a port (1-65535)`
-  if (name === undefined) return { proto, host: m[2] ?? m[3]!, port }
-  if (proto !== 'tls') return `a server name (#${name}) is for tls:// upstreams only; write ${proto}://${m[2] === undefined ? m[3] : `[${m[2]}]`}${m[4] === undefined ? '' : `:${m[4]}`} or tls://…#${name}`
-  if (!DNS_NAME.test(name) && isIP(name) === 0) return `"${name}" is not a server name; write the name the server's certificate carries, e.g. ${TLS_EXAMPLE}`
-  return { proto, host: m[2] ?? m[3]!, port, servername: name }
-}
-
-/** udp://IP[:PORT], tcp://IP[:PORT] or tls://IP[:PORT][#SERVERNAME], IPv6 in brackets. */
-export function isUpstreamUrl(s: string): boolean {
-  return typeof parseUpstreamUrl(s) !== 'string'
-}
-
-/** A syslog URL's parts: the transport, the host (a name or an IP, without brackets) and the port. */
-export interface SyslogParts {
-  readonly transport: 'udp' | 'tcp'
-  readonly host: string
-  readonly port: number
-}
-
-const SYSLOG_FORMS = 'udp://HOST:PORT or tcp://HOST:PORT (port 1-65535, IPv6 in brackets), e.g. udp://127.0.0.1:514'
-
-/**
- * "udp://127.0.0.1:514", "tcp://[::1]:6514", "tcp://logs.example:601" → its parts, or why it is
- * not a syslog URL: the one rule alerts.syslog.url is checked by and the syslog output connects by.
- */
-export function parseSyslogUrl(s: string): SyslogParts | string {
-  const m = /^(udp|tcp):\/\/(?:\[([0-9a-fA-F:.]+)\]|([^:/[\]]+)):(\d{1,5})$/.exec(s)
-  if (!m) return `${JSON.stringify(s)} is not a syslog URL; write ${SYSLOG_FORMS}`
-  const port = Number(m[4])
-  if (port < 1 || port > 65535) return `${m[4]} is not a port (1-65535); write e.g. ${m[1]}://${m[2] === undefined ? m[3] : `[${m[2]}]`}:514`
-  return { transport: m[1] as SyslogParts['transport'], host: (m[2] ?? m[3])!, port }
-}
-
-/**
- * Whether a URL's user name and password percent-decode (basicAuth decodes them; `%zz` would
- * throw). Text that is no URL passes: the URL checks beside this one say what is wrong with it.
- */
-export function credentialsDecode(url: string): boolean {
-  if (!URL.canParse(url)) return true
-  const u = new URL(url)
-  try {
-    decodeURIComponent(u.username)
-    decodeURIComponent(u.password)
-    return true
-  } catch {
-    return false
-  }
-}
-
 /** The message for a URL whose credentials do not percent-decode (credentialsDecode). */
 const BAD_CREDENTIALS = 'the user name or password in the URL is not valid percent-encoding (UTF-8 as %XX); write a literal % as %25'
-
-/** http://[user[:password]@]host[:port] with nothing after the authority: an HTTP proxy (CONNECT is spoken to it in clear). */
-export function isParentUrl(s: string): boolean {
-  if (!/^http:\/\//i.test(s) || !URL.canParse(s)) return false
-  const u = new URL(s)
-  return u.pathname === '/' && u.search === '' && u.hash === ''
-}
-
-/** An HTTP field name: an RFC 9110 token (§5.6.2), what fetch's Headers takes. */
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-/**
- * What fetch (undici) sends as a field value: tab, space, visible ASCII and obs-text (0x80-0xFF).
- * Headers refuses CR, LF and NUL, the request the other controls, WebIDL's ByteString anything above 0xFF.
- */
-const HEADER_VALUE_BAD = /[^\t\x20-\x7e\x80-\xff]/
-const CONTROL_NAMES: Readonly<Record<number, string>> = { 0: 'NUL', 10: 'LF (a line break)', 13: 'CR (a line break)' }
-
-/**
- * Headers the webhook's POST cannot carry as given (lower case → why, and what to do): fetch sets
- * them itself, refuses them, or would send a body that does not match them.
- */
-const WEBHOOK_OWN_HEADERS: Readonly<Record<string, string>> = {
-  'content-length': "is set from each alert's body (a fixed one would not match it, and the POST would hang or fail); remove it",
-  host: 'is set from alerts.webhook.url (fetch does not send one given here); remove it, or put the host in the URL',
-  'transfer-encoding': 'is for fetch to set (it refuses one given here, and the alert would never be sent); remove it',
-  'keep-alive': 'is for fetch to set (it refuses one given here, and the alert would never be sent); remove it',
-  upgrade: 'is for fetch to set (it refuses one given here, and the alert would never be sent); remove it',
-  expect: 'is not supported by fetch (it refuses the request, and the alert would never be sent); remove it',
-}
-
-/**
- * Why alerts.webhook.headers' `name: value` could not be sent with every alert, or undefined when
- * it can. `seen` holds the names before it (lower case → as written): a name given twice is said.
- */
-export function webhookHeaderProblem(name: string, value: string, seen: Map<string, string>): string | undefined {
-  if (!HEADER_NAME.test(name)) {
-    return `${JSON.stringify(name)} is not a header name; write letters, digits and !#$%&'*+-.^_\`|~ only (no spaces, colons or other characters), e.g. X-Api-Key`
-  }
-  const lower = name.toLowerCase()
-  const first = seen.get(lower)
-  if (first !== undefined) return `${name} is ${first} again (header names are compared without case); give it once`
-  seen.set(lower, name)
-  const own = WEBHOOK_OWN_HEADERS[lower]
-  if (own !== undefined) return `${name} ${own}`
-  const bad = HEADER_VALUE_BAD.exec(value)
-  if (bad) {
-    const code = value.codePointAt(bad.index)!
-    const what = CONTROL_NAMES[code] ?? `U+${code.toString(16).toUpperCase().padStart(4, '0')}`
-    return `the value of ${name} has ${what} at character ${bad.index + 1}; a header value is one line of printable characters (tab allowed; no CR, LF, NUL or other control character, nothing above U+00FF)`
-  }
-  if (lower === 'connection' && !/^(close|keep-alive)$/i.test(value.trim())) {
-    return `${name} may only be close or keep-alive (fetch refuses any other, and the alert would never be sent); remove it, or write close`
-  }
-  return undefined
-}
 
 const webhookHeaders = z.record(z.string(), z.string()).superRefine((headers, ctx) => {
   const seen = new Map<string, string>()
@@ -402,13 +270,3 @@ export const configSchema = z.strictObject({
 
 export type ConfigInput = z.input<typeof configSchema>
 export type ParsedConfig = z.output<typeof configSchema>
-
-/** "127.0.0.1:1053" → { host, port }; "[::1]:53" → { host: '::1', port: 53 }. */
-export function splitHostPort(s: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s)
-  if (!m) return undefined
-  const port = Number(m[3])
-  if (port > 65535) return undefined
-  if (m[1] !== undefined) return isIP(m[1]) === 6 ? { host: m[1], port } : undefined
-  return { host: m[2]!, port }
-}

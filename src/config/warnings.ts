@@ -1,7 +1,8 @@
 import { isIP } from 'node:net'
 import { canonicalIp } from '../policy/cidr.js'
 import type { ConfigProblem } from './errors.js'
-import { splitHostPort, type ParsedConfig } from './schema.js'
+import { splitHostPort } from './endpoints.js'
+import type { ParsedConfig } from './schema.js'
 
 /**
  * Why no `sinkhole.listen` address can receive the connections that follow a sinkhole, or

@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram'
 import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
-import { splitHostPort } from '../config/schema.js'
+import { splitHostPort } from '../config/endpoints.js'
 import { AppError } from '../errors.js'
 import { canonicalIp, canonicalIps } from '../policy/cidr.js'
 import { throttled } from '../observe/throttle.js'

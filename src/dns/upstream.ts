@@ -1,6 +1,6 @@
 import { isIP } from 'node:net'
 import { checkServerIdentity, type SecureContext } from 'node:tls'
-import { parseUpstreamUrl, type UpstreamParts } from '../config/schema.js'
+import { parseUpstreamUrl, type UpstreamParts } from '../config/endpoints.js'
 import { AppError } from '../errors.js'
 import { fdCode, fdExhausted, localExhausted } from '../observe/fd-check.js'
 import { throttled } from '../observe/throttle.js'

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { isIP, type AddressInfo, type Socket } from 'node:net'
 import { Counter } from 'prom-client'
 import { checkDecision, decisionFields, explainDecision } from '../commands/explain.js'
-import { splitHostPort } from '../config/schema.js'
+import { splitHostPort } from '../config/endpoints.js'
 import { WindowedNotice } from '../dns/rate-limit.js'
 import { AppError } from '../errors.js'
 import { shortSource } from '../url-secrets.js'

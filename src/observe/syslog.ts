@@ -2,7 +2,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { connect, isIP, type Socket } from 'node:net'
 import { hostname as osHostname } from 'node:os'
 import { AppError } from '../errors.js'
-import { parseSyslogUrl } from '../config/schema.js'
+import { parseSyslogUrl } from '../config/endpoints.js'
 import { alertFields, errorText, type AlertOutput, type AlertResult } from './alert-output.js'
 import { destinationHost, type DecisionEvent } from './types.js'
 

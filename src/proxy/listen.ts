@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net'
-import { splitHostPort } from '../config/schema.js'
+import { splitHostPort } from '../config/endpoints.js'
 import { fdCode, fdExhausted } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import type { SelfAddress } from './address.js'

@@ -6,7 +6,7 @@ import { AppError } from '../../src/errors.js'
 import { builtinConfig, loadConfig, parseConfigText } from '../../src/config/load.js'
 import { parseDuration } from '../../src/config/duration.js'
 import { keysAt, formatPath } from '../../src/config/errors.js'
-import { isUpstreamUrl, splitHostPort } from '../../src/config/schema.js'
+import { isUpstreamUrl, splitHostPort } from '../../src/config/endpoints.js'
 import { upstreamsFromResolvConf, SHIPPED_LISTS } from '../../src/config/resolve.js'
 
 function errorsOf(fn: () => unknown): { e: AppError; details: string[] } {

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadConfig, parseConfigText } from '../../src/config/load.js'
-import { isUpstreamUrl, parseUpstreamUrl } from '../../src/config/schema.js'
+import { isUpstreamUrl, parseUpstreamUrl } from '../../src/config/endpoints.js'
 import { parseUpstream } from '../../src/dns/upstream.js'
 import { detailsOf } from '../fixtures/config-errors.js'
 

@@ -2,7 +2,7 @@ import t from 'tap'
 import { join } from 'node:path'
 import { builtinConfig, loadConfig, parseConfigText } from '../../src/config/load.js'
 import { sinkholeCaptureProblem } from '../../src/config/warnings.js'
-import { applyOverrides } from '../../src/reload.js'
+import { applyOverrides } from '../../src/overrides.js'
 
 const NULLS = { ipv4: '0.0.0.0', ipv6: '::' }
 

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { webhookHeaderProblem } from '../../src/config/schema.js'
+import { webhookHeaderProblem } from '../../src/config/webhook-headers.js'
 import type { AlertResult } from '../../src/observe/alert-output.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import { createWebhook } from '../../src/observe/webhook.js'
