@@ -1,7 +1,8 @@
 import { fstatSync, writeSync } from 'node:fs'
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { JsonBytes } from './json-bytes.js'
-import { LineSink, type LineSinkOptions } from './line-sink.js'
+import { LineSink } from './line-sink.js'
+import type { LineSinkOptions } from './line-sink-options.js'
 import { ecsFields } from './ecs-fields.js'
 
 /** The ECS version the log lines follow (ecs-logging: `ecs.version` on every line). */

@@ -3,6 +3,7 @@ import { VERSION } from '../version.js'
 import { OUTCOMES, WHERES, type Decision, type Outcome, type Where } from '../policy/types.js'
 import type { ListInfo } from '../snapshot-types.js'
 import { ALERT_OUTPUTS, ALERT_RESULTS, type AlertOutputName, type AlertResult } from './alert-output.js'
+import { BucketHistogram } from './bucket-histogram.js'
 import { isRefusal } from './ecs.js'
 import { LOOP_DELAY_RESOLUTION_MS, loopDelayWithoutInterval } from './loop-delay.js'
 import { FD_WHERES, type CacheStats, type Counters, type DecisionEvent, type FdCode, type FdWhere, type UpstreamHealth } from './types.js'
@@ -64,47 +65,6 @@ const CELLS = SOURCES.length * ACTIONS.length * WHERES.length
 const UPSTREAM_OUTCOMES = ['ok', 'timeout', 'error'] as const
 const OUTCOME_IX: Readonly<Record<(typeof UPSTREAM_OUTCOMES)[number], number>> = { ok: 0, timeout: 1, error: 2 }
 const UPSTREAM_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
-
-/**
- * A Prometheus histogram with one label, kept as plain counts per bucket: prom-client's
- * Histogram hashes its label object on every observation, once per forwarded query here. It
- * is registered as a custom metric (prom-client reads `get()`), and prints as prom-client's does.
- */
-class BucketHistogram {
-  readonly type = 'histogram'
-  readonly aggregator = 'sum'
-  private readonly series = new Map<string, Float64Array>()   // per label value: a count per bucket (+Inf last), then the sum
-
-  constructor(readonly name: string, readonly help: string, private readonly label: string, private readonly bounds: readonly number[]) {}
-
-  observe(value: string, x: number): void {
-    let cells = this.series.get(value)
-    if (!cells) { cells = new Float64Array(this.bounds.length + 2); this.series.set(value, cells) }
-    let i = 0
-    while (i < this.bounds.length && x > this.bounds[i]!) i++
-    cells[i]! += 1
-    cells[this.bounds.length + 1]! += x
-  }
-
-  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: { metricName: string; labels: Record<string, string | number>; value: number }[] }> {
-    const values = []
-    const n = this.bounds.length
-    for (const [v, cells] of this.series) {
-      let cum = 0
-      for (let i = 0; i <= n; i++) {
-        cum += cells[i]!
-        values.push({ metricName: `${this.name}_bucket`, labels: { le: i < n ? this.bounds[i]! : '+Inf', [this.label]: v }, value: cum })
-      }
-      values.push({ metricName: `${this.name}_sum`, labels: { [this.label]: v }, value: cells[n + 1]! })
-      values.push({ metricName: `${this.name}_count`, labels: { [this.label]: v }, value: cum })
-    }
-    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values })
-  }
-
-  reset(): void {
-    this.series.clear()
-  }
-}
 
 function sourceIx(message: DecisionEvent['message']): number {
   if (message === 'dns.query') return 0

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { ecsBody, eventKind, eventType, toEcs } from '../../src/observe/ecs.js'
+import { eventKind, eventType, toEcs } from '../../src/observe/ecs.js'
+import { ecsBody } from '../../src/observe/ecs-body.js'
 import type { DecisionEvent } from '../../src/observe/types.js'
 import { makeSnapshot, simpleMatcher, testEntries } from '../fixtures/snapshot.js'
 

@@ -4,12 +4,14 @@ import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { LineSink, sinkMode, type LineSinkOptions } from '../../src/observe/line-sink.js'
+import { LineSink } from '../../src/observe/line-sink.js'
+import { sinkMode, type LineSinkOptions } from '../../src/observe/line-sink-options.js'
 
 const tick = (): Promise<void> => new Promise(r => setImmediate(r))
 const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 const flushed = (s: LineSink): Promise<void> => new Promise(r => s.flush(() => r()))
 const mod = new URL('../../dist/observe/line-sink.js', import.meta.url).pathname   // npm test builds dist first
+const optionsMod = new URL('../../dist/observe/line-sink-options.js', import.meta.url).pathname
 
 function file(t: { teardown: (f: () => void) => void }): { fd: number; text: () => string } {
   const dir = mkdtempSync(join(tmpdir(), 'tg-sink-'))
@@ -389,7 +391,8 @@ t.test('stream mode: a batch over several buffers goes out whole; a stream error
 })
 
 t.test('stdout as a pipe: a stream by default; every line arrives in order; what waits at exit is written', async t => {
-  const code = `import { LineSink, sinkMode } from ${JSON.stringify(mod)}
+  const code = `import { LineSink } from ${JSON.stringify(mod)}
+import { sinkMode } from ${JSON.stringify(optionsMod)}
 process.stderr.write(sinkMode(1))
 const s = new LineSink({ fd: 1 })
 let i = 0
