@@ -8,7 +8,8 @@ import { rcodeName } from './names.js'
 import { Upstream } from './upstream.js'
 import { SlotTable } from './slot-table.js'
 import { UDP_PORTS, type UdpPorts } from './upstream-udp.js'
-import { HEADER, Q_CASE, TC, isErrorRcode, keyFlags, matchQuestion, readName, sameQuestion } from './wire.js'
+import { keyFlags } from './cache-key.js'
+import { HEADER, Q_CASE, TC, isErrorRcode, matchQuestion, readName, sameQuestion } from './wire.js'
 
 /**
  * A query longer than this goes to a udp:// upstream over TCP: a client's TCP query can be far

@@ -252,32 +252,3 @@ export function matchQuestion(query: Buffer, qEnd: number, reply: Buffer): numbe
 export function sameQuestion(query: Buffer, qEnd: number, reply: Buffer): boolean {
   return matchQuestion(query, qEnd, reply) !== Q_OTHER
 }
-
-/**
- * The bits of a query that the answer cache keys on besides its question: DO (1), CD (2), an
- * OPT record present (4), RD clear (8: an upstream may refuse a query that asks for no
- * recursion), AD without DO (16: a validating resolver sets AD in its reply only when the query
- * had AD or DO, RFC 6840 §5.7-5.8; with DO the reply is the same either way, so AD is left out
- * of a DO query's key). `flags` is the header's second word.
- */
-export function keyBits(flags: number, edns: boolean, dnssecOk: boolean): number {
-  return (dnssecOk ? 1 : (flags & AD) !== 0 ? 16 : 0) | ((flags & CD) !== 0 ? 2 : 0) | (edns ? 4 : 0) | ((flags & RD) === 0 ? 8 : 0)
-}
-
-/** keyBits of a query's bytes (one parseQuery took), its OPT record found by walking its records. */
-export function keyFlags(msg: Buffer, qEnd: number): number {
-  const flags = msg.readUInt16BE(2)
-  const records = msg.readUInt16BE(6) + msg.readUInt16BE(8)
-  const all = records + msg.readUInt16BE(10)
-  let pos = qEnd
-  for (let i = 0; i < all; i++) {
-    const end = skipRecord(msg, pos)
-    if (end < 0) break
-    if (i >= records) {
-      const p = skipName(msg, pos)
-      if (msg.readUInt16BE(p) === TYPE_OPT) return keyBits(flags, true, (msg.readUInt16BE(p + 6) & 0x8000) !== 0)
-    }
-    pos = end
-  }
-  return keyBits(flags, false, false)
-}
