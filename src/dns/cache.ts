@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { AnswerSlab, MAX_RECORD } from './answer-slab.js'
+import { KeyWriter } from './cache-key.js'
 import { MAX_TTL, type Scan } from './scan.js'
-import { AA, RA, RCODE, keyBits, type Query } from './wire.js'
+import { AA, RA, RCODE, type Query } from './wire.js'
 
 export interface CacheSettings {
   readonly maxEntries: number
@@ -32,8 +33,6 @@ const H_RCODE = 12
 const H_TTL = 16
 const H_STORED = 24
 const HDR = 32
-/** A key: flag bits, type and class (5 bytes), then the name in wire form, lowercase (≤ 255). */
-const KEY_MAX = 5 + 255
 /** The records' bytes the cache holds at most, per entry of maxEntries (and at least MIN_BYTES). */
 const BYTES_PER_ENTRY = 1024
 const MIN_BYTES = 1 << 20
@@ -54,61 +53,6 @@ const u16 = (b: Buffer, i: number): number => b[i]! | (b[i + 1]! << 8)
 const put16 = (b: Buffer, i: number, v: number): void => { b[i] = v & 0xff; b[i + 1] = v >>> 8 }
 /** The clock (ns) in whole milliseconds. */
 const msOf = (now: bigint): number => Math.floor(Number(now) / 1e6)
-
-/**
- * The cache key of a query: DO, CD, EDNS presence, RD clear and AD without DO as bits (those of
- * keyFlags), type, class, then the question's name in wire form with A-Z folded (so that a label
- * holding a dot is not the two labels it reads as), and its 30-bit hash (a small integer for the
- * index), seeded per cache.
- */
-export class KeyWriter {
-  readonly buf = Buffer.alloc(KEY_MAX)
-  /** The key written last: its length in `buf` and its hash. */
-  length = 0
-  hash = 0
-
-  constructor(private readonly seed: number) {}
-
-  /**
-   * Write the key of `q` (parsed from `msg`). False when the name is not plain labels:
-   * parseQuery accepts no compression pointer in a query's only question (there is no earlier
-   * name for it to point to).
-   */
-  write(msg: Buffer, q: Query): boolean {
-    const out = this.buf
-    const b0 = keyBits(q.flags, q.edns, q.dnssecOk)
-    out[0] = b0
-    out[1] = q.qtype >>> 8
-    out[2] = q.qtype & 0xff
-    out[3] = q.qclass >>> 8
-    out[4] = q.qclass & 0xff
-    let h = Math.imul(this.seed ^ b0 ^ (q.qtype << 8) ^ (q.qclass << 16), 0x01000193)
-    let n = 5
-    let pos = 12
-    for (;;) {
-      if (pos >= msg.length) return false
-      const len = msg[pos]!
-      if (len === 0) break
-      if (len > 63 || n + 1 + len >= KEY_MAX || pos + 1 + len > msg.length) return false
-      out[n++] = len
-      h = Math.imul(h ^ len, 0x01000193)
-      for (let i = pos + 1; i <= pos + len; i++) {
-        let c = msg[i]!
-        if (c >= 65 && c <= 90) c |= 0x20
-        out[n++] = c
-        h = Math.imul(h ^ c, 0x01000193)
-      }
-      pos += len + 1
-    }
-    out[n++] = 0
-    h ^= h >>> 15
-    h = Math.imul(h, 0x2c1b3c6d)
-    h ^= h >>> 12
-    this.length = n
-    this.hash = h & 0x3fffffff
-    return true
-  }
-}
 
 /**
  * How long (s) an answer may be kept, before the clamps, or -1 when it may not be: no longer than

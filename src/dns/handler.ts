@@ -6,11 +6,13 @@ import type { Config, Snapshot } from '../snapshot-types.js'
 import { actionReply, answerSettings, bypassReply, type AnswerSettings } from './actions.js'
 import { badversReply, buildReply, fitUdp, formErrReply, notImpReply } from './build.js'
 import { DnsCache } from './cache.js'
+import { keyBits } from './cache-key.js'
+import { ednsClient, isLoopbackIp, withoutClientOptions } from './client-options.js'
 import { className, rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
 import { scanResponse, withoutReplyClientOptions } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
-import { RCODE, TYPE_AXFR, TYPE_IXFR, ednsClient, isLoopbackIp, keyBits, parseQuery, withoutClientOptions, type Query } from './wire.js'
+import { RCODE, TYPE_AXFR, TYPE_IXFR, parseQuery, type Query } from './wire.js'
 
 export interface Client {
   readonly ip: string

@@ -1,5 +1,6 @@
 import { formatV6 } from '../policy/cidr.js'
-import { HEADER, TC, TYPE_OPT, dropClientOptions, isClientOption, readName, skipName } from './wire.js'
+import { dropClientOptions, isClientOption } from './client-options.js'
+import { HEADER, TC, TYPE_OPT, readName, skipName } from './wire.js'
 
 const TYPE_A = 1
 const TYPE_CNAME = 5

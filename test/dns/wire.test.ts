@@ -1,7 +1,9 @@
 import t from 'tap'
 import dnsPacket from 'dns-packet'
 import { optRr } from '../fixtures/dig.js'
-import { Q_CASE, Q_OTHER, Q_SAME, keyFlags, matchQuestion, parseQuery, readName, readQuestion, sameQuestion, skipName, skipRecord, withoutClientOptions, ednsClient, type Query } from '../../src/dns/wire.js'
+import { Q_CASE, Q_OTHER, Q_SAME, matchQuestion, parseQuery, readName, readQuestion, sameQuestion, skipName, skipRecord, type Query } from '../../src/dns/wire.js'
+import { withoutClientOptions, ednsClient } from '../../src/dns/client-options.js'
+import { keyFlags } from '../../src/dns/cache-key.js'
 
 const query = (name: string, type: dnsPacket.RecordType = 'A', extra: Partial<dnsPacket.Packet> = {}): Buffer =>
   dnsPacket.encode({ type: 'query', id: 4660, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }], ...extra })
