@@ -55,7 +55,7 @@ export class Exchange {
   /** The name in `wire` has the random letter case of 0x20 (not the first query's). */
   private mixed = false
   private lastErr: AppError | undefined
-  /** The last reply that said the server could not answer (see RETRY_RCODES), and from which upstream. */
+  /** The last reply that said the server could not answer (isErrorRcode), and from which upstream. */
   private lastReply: Buffer | undefined
   private lastFrom = ''
   private more: Waiter[] | undefined
