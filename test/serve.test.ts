@@ -85,13 +85,15 @@ t.test('serve: alerts configured in the config go to the webhook, deduplicated',
 })
 
 t.test('serve: an alert the webhook cannot deliver is logged with its cause, given up, counted, and does not hold the window', async t => {
+  // a port that was free on an address this test's own listeners (admin: 127.0.0.1:0) never take:
+  // on 127.0.0.1 the kernel could give the port just freed to admin, which answered the POST 405
   const down = createServer()
-  await new Promise<void>(r => down.listen(0, '127.0.0.1', r))
+  await new Promise<void>(r => down.listen(0, '127.0.0.91', r))
   const hookPort = (down.address() as AddressInfo).port
   await new Promise<void>(r => down.close(() => r()))   // nothing listens there: the receiver is down
   const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
   const cfg = join(dir, 'tg.yaml')
-  writeFileSync(cfg, `lists:\n  l: { files: [l.txt], action: block }\nalerts: { window: 5m, webhook: { url: "http://127.0.0.1:${hookPort}/tg", retries: 1, backoff: 50ms } }\n`)
+  writeFileSync(cfg, `lists:\n  l: { files: [l.txt], action: block }\nalerts: { window: 5m, webhook: { url: "http://127.0.0.91:${hookPort}/tg", retries: 1, backoff: 50ms } }\n`)
   const out = new PassThrough()
   let log = ''
   out.on('data', d => { log += d })
@@ -102,7 +104,7 @@ t.test('serve: an alert the webhook cannot deliver is logged with its cause, giv
   await dig(udp, 'x.ngrok.io')
   for (let i = 0; i < 200 && !log.includes('alert webhook gave up'); i++) await new Promise(res => setTimeout(res, 20))
   const lines = log.split('\n').filter(l => l.includes('alert webhook')).map(l => JSON.parse(l) as Record<string, unknown>)
-  const refused = `connect ECONNREFUSED 127.0.0.1:${hookPort}`
+  const refused = `connect ECONNREFUSED 127.0.0.91:${hookPort}`
   t.match(lines, [
     { 'log.level': 'warn', message: 'alert webhook failed', 'client.ip': '127.0.0.1', 'rule.name': 'ngrok.io', 'tunnelguard.attempt': 1, 'tunnelguard.attempts': 2, 'error.message': refused },
     { message: 'alert webhook failed', 'tunnelguard.attempt': 2, 'tunnelguard.attempts': 2, 'error.message': refused },
@@ -114,7 +116,7 @@ t.test('serve: an alert the webhook cannot deliver is logged with its cause, giv
   t.match(text, 'tunnelguard_alerts_total{output="webhook",result="dropped"} 1')
   t.match(text, 'tunnelguard_alerts_total{output="webhook",result="sent"} 0')
   // the receiver is back: the same client and entry, within the window, is alerted
-  const { posts } = await startWebhookReceiver(t, hookPort)
+  const { posts } = await startWebhookReceiver(t, hookPort, '127.0.0.91')
   await dig(udp, 'y.ngrok.io')
   for (let i = 0; i < 200 && posts.length === 0; i++) await new Promise(res => setTimeout(res, 20))
   t.match(posts, [{ client: { ip: '127.0.0.1' }, rule: { name: 'ngrok.io' }, dns: { question: { name: 'y.ngrok.io' } } }], 'the alert that was not delivered did not hold the window')
