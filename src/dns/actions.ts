@@ -1,7 +1,8 @@
 import type { Entry } from '../match/types.js'
-import type { Decision } from '../policy/types.js'
-import type { Config } from '../snapshot-types.js'
+import { SEVERITY, type Decision } from '../policy/types.js'
+import type { Config, Snapshot } from '../snapshot-types.js'
 import { addressBytes, buildReply, record, soaRecord, zoneOffset } from './build.js'
+import type { Client } from './client-access.js'
 import { RCODE, type Query } from './wire.js'
 
 const TYPE_A = 1
@@ -101,4 +102,15 @@ export function bypassReply(query: Buffer, q: Query, config: Config, s: AnswerSe
   if (b === undefined) return undefined
   const rcode = b.rcode === 'NXDOMAIN' ? RCODE.NXDOMAIN : RCODE.NOERROR
   return { reply: buildReply(query, q, rcode, { authority: s.soa }), rcode, reason: b.reason }
+}
+
+/** The worst of the question's decision and those of the answer's targets (CNAME, DNAME, SVCB, SRV; an allowed question stays allowed). */
+export function worst(snap: Snapshot, client: Client, decision: Decision, targets: readonly string[]): Decision {
+  if (decision.action === 'allow') return decision
+  let w = decision
+  for (const t of targets) {
+    const d = snap.policy.decide(client.ip, t, 'cname')
+    if (SEVERITY[d.action] > SEVERITY[w.action]) w = d
+  }
+  return w
 }

@@ -1,29 +1,18 @@
 import type { CacheStats, EventOutcome, Evidence } from '../observe/types.js'
-import { CidrSet } from '../policy/cidr.js'
 import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
-import { SEVERITY, type Decision } from '../policy/types.js'
+import type { Decision } from '../policy/types.js'
 import type { Config, Snapshot } from '../snapshot-types.js'
-import { actionReply, answerSettings, bypassReply, type AnswerSettings } from './actions.js'
+import { actionReply, answerSettings, bypassReply, worst, type AnswerSettings } from './actions.js'
 import { badversReply, buildReply, fitUdp, formErrReply, notImpReply } from './build.js'
 import { DnsCache } from './cache.js'
 import { keyBits } from './cache-key.js'
-import { ednsClient, isLoopbackIp, withoutClientOptions } from './client-options.js'
-import { className, rcodeName, typeName } from './names.js'
+import { ClientAccess, REFUSED_LOG_WINDOW_MS, type Client } from './client-access.js'
+import { withoutClientOptions } from './client-options.js'
+import { className, outcomeOf, rcodeName, typeName } from './names.js'
 import { RateLimiter, WindowedNotice } from './rate-limit.js'
 import { scanResponse, withoutReplyClientOptions } from './scan.js'
 import { UpstreamPool } from './upstreams.js'
 import { RCODE, TYPE_AXFR, TYPE_IXFR, parseQuery, type Query } from './wire.js'
-
-export interface Client {
-  readonly ip: string
-  /** 0 when not known: a client named by a resolver in front (its Client Subnet option carries no port). */
-  readonly port: number
-  readonly transport: 'udp' | 'tcp'
-  /** Its hardware address, when a trusted resolver in front named it (ECS notation). */
-  readonly mac?: string
-  /** The resolver in front (dns.trustEdnsFrom) that named this client by its address; absent when the client is the sender. */
-  readonly via?: { readonly ip: string; readonly port: number }
-}
 
 /** Called exactly once per message: the reply, or undefined when the message is dropped. */
 export type Respond = (reply: Buffer | undefined) => void
@@ -34,23 +23,11 @@ export interface HandlerDeps {
   readonly clock: () => bigint
 }
 
-const MAX_ACCESS_MEMO = 65_536
-/** A client outside allowClients is logged at most once per this window, with its count (at most 100 clients named per window, the rest summed). */
-const REFUSED_LOG_WINDOW_MS = 10_000
-
 /**
  * The most a UDP reply takes, whatever size the client offers: larger ones are fragmented on
  * the way, and fragments get lost or spoofed (DNS Flag Day 2020; unbound's max-udp-size).
  */
 const MAX_UDP_REPLY = 1232
-/**
- * event.outcome of a query answered as asked, by the answer's rcode: an answer (NOERROR, or
- * NXDOMAIN: the name does not exist) is a success; an error rcode (SERVFAIL: the upstream failed
- * or timed out; REFUSED, FORMERR, NOTIMP …) a failure.
- */
-function outcomeOf(rcode: number): EventOutcome {
-  return rcode === RCODE.NOERROR || rcode === RCODE.NXDOMAIN ? 'success' : 'failure'
-}
 
 /** BADVERS (RFC 6891): 16, the extended rcode 1 with the header's 0. */
 const RCODE_BADVERS = 16
@@ -59,28 +36,6 @@ const RCODE_BADVERS = 16
 function send(respond: Respond, client: Client, q: Query, reply: Buffer): void {
   const limit = q.edns ? Math.min(q.udpSize, MAX_UDP_REPLY) : 512
   respond(client.transport === 'udp' && reply.length > limit ? fitUdp(reply, q.qEnd, limit) : reply)
-}
-
-/** The worst of the question's decision and those of the answer's targets (CNAME, DNAME, SVCB, SRV; an allowed question stays allowed). */
-function worst(snap: Snapshot, client: Client, decision: Decision, targets: readonly string[]): Decision {
-  if (decision.action === 'allow') return decision
-  let w = decision
-  for (const t of targets) {
-    const d = snap.policy.decide(client.ip, t, 'cname')
-    if (SEVERITY[d.action] > SEVERITY[w.action]) w = d
-  }
-  return w
-}
-
-/** Whether `set` has `ip`, remembered in `memo` (cleared when full). */
-function memoHas(memo: Map<string, boolean>, set: CidrSet, ip: string): boolean {
-  let ok = memo.get(ip)
-  if (ok === undefined) {
-    if (memo.size >= MAX_ACCESS_MEMO) memo.clear()
-    ok = set.has(ip)
-    memo.set(ip, ok)
-  }
-  return ok
 }
 
 /**
@@ -93,11 +48,7 @@ export class QueryHandler {
   /** The key each per-client limit counts a client address under (limits.ipv4Prefix, ipv6Prefix). */
   private keys!: LimitKeys
   private sinkCfg: Config['sinkhole'] | undefined
-  private allow = new CidrSet([])
-  private readonly allowMemo = new Map<string, boolean>()
-  /** dns.trustEdnsFrom; undefined when empty (the common case: no lookup per query). */
-  private trust: CidrSet | undefined
-  private readonly trustMemo = new Map<string, boolean>()
+  private readonly access: ClientAccess
   private answers!: AnswerSettings
   private cache!: DnsCache
   /** dns.upstreams and dns.forwardZones as the cache's answers came from them. */
@@ -110,16 +61,12 @@ export class QueryHandler {
   private closing = false
   private drainWaiters: (() => void)[] = []
 
-  private readonly refused: WindowedNotice
   private readonly overloaded: WindowedNotice
   /** AXFR and IXFR, refused: reconnaissance an admin wants to see whatever log.queries says (once per client per window, with the count). */
   private readonly transfers: WindowedNotice
 
   constructor(private readonly deps: HandlerDeps) {
-    const reason = 'not in dns.allowClients'
-    this.refused = new WindowedNotice(REFUSED_LOG_WINDOW_MS,
-      (client, n) => deps.evidence.warn('dns client refused', { 'client.ip': client, refused: n, reason }),
-      (clients, n) => deps.evidence.warn('dns client refused', { clients, refused: n, reason }))
+    this.access = new ClientAccess(deps.evidence)
     const limit = (): number => deps.getSnapshot().config.dns.maxInFlightPerClient
     const transfer = 'a zone transfer (AXFR, IXFR) asked for: refused; tunnelguard holds no zone'
     this.transfers = new WindowedNotice(REFUSED_LOG_WINDOW_MS,
@@ -144,10 +91,7 @@ export class QueryHandler {
     if (dns !== this.dnsCfg || config.limits !== this.limitsCfg) {
       const ev = this.deps.evidence
       if (dns !== this.dnsCfg) {
-        this.allow = new CidrSet(dns.allowClients)
-        this.allowMemo.clear()
-        this.trust = dns.trustEdnsFrom.length > 0 ? new CidrSet(dns.trustEdnsFrom) : undefined
-        this.trustMemo.clear()
+        this.access.configure(dns)
         const c = dns.cache
         const old = this.cache?.settings
         // other upstreams or forward zones: what the old ones answered is not served on (a zone just
@@ -178,31 +122,10 @@ export class QueryHandler {
     }
   }
 
-  private allowed(ip: string): boolean {
-    return memoHas(this.allowMemo, this.allow, ip)
-  }
-
-  /** Whether the sender `ip` is a resolver in front whose EDNS options name its clients (dns.trustEdnsFrom). */
-  private trustedNow(ip: string): boolean {
-    return this.trust !== undefined && memoHas(this.trustMemo, this.trust, ip)
-  }
-
-  /** trustedNow, by the config in force (the TCP listener asks at accept: such a sender is not held to the per-client connection cap). */
+  /** access.trusted, by the config in force (the TCP listener asks at accept: such a sender is not held to the per-client connection cap). */
   trusts(ip: string): boolean {
     this.configure(this.deps.getSnapshot().config)
-    return this.trustedNow(ip)
-  }
-
-  /**
-   * The client a trusted resolver's query speaks for: the machine its EDNS options name (address
-   * and MAC, or the MAC alone), or the resolver itself when they name none.
-   */
-  private named(msg: Buffer, q: Query, from: Client): Client {
-    // a sender on this host: a loopback address in its Client Subnet option is a machine here too
-    const e = ednsClient(msg, q, isLoopbackIp(from.ip))
-    if (e === undefined) return from
-    if (e.ip === undefined || e.ip === from.ip) return { ...from, mac: e.mac }
-    return { ip: e.ip, port: 0, transport: from.transport, mac: e.mac, via: { ip: from.ip, port: from.port } }
+    return this.access.trusted(ip)
   }
 
   /**
@@ -212,9 +135,9 @@ export class QueryHandler {
    */
   admit(ip: string): boolean {
     this.configure(this.deps.getSnapshot().config)
-    if (this.allowed(ip) || this.trustedNow(ip)) return true
+    if (this.access.allowed(ip) || this.access.trusted(ip)) return true
     this.deps.evidence.counters.dropped('refused')
-    this.refused.note(ip, this.nowMs())
+    this.access.refused.note(ip, this.nowMs())
     return false
   }
 
@@ -225,22 +148,22 @@ export class QueryHandler {
     this.configure(snap.config)
     const counters = this.deps.evidence.counters
     // a trusted resolver in front speaks for many machines: each is held to the rate limit, not it
-    const trusted = this.trustedNow(from.ip)
+    const trusted = this.access.trusted(from.ip)
     if (!trusted && !this.limiter.allow(from.ip, Number(t0) / 1e6)) return this.limited(msg, from, respond)
     const q = parseQuery(msg)
     if (typeof q === 'string') {
       counters.dropped('malformed')
-      const answer = q !== 'drop' && (trusted || this.allowed(from.ip))
+      const answer = q !== 'drop' && (trusted || this.access.allowed(from.ip))
       return respond(!answer ? undefined : q === 'notimp' ? notImpReply(msg) : formErrReply(msg))
     }
     let client = from
     if (trusted) {
-      client = q.optRdata < 0 ? from : this.named(msg, q, from)
+      client = q.optRdata < 0 ? from : this.access.named(msg, q, from)
       if (!this.limiter.allow(client.ip, Number(t0) / 1e6)) return this.limited(msg, from, respond)
     }
-    if (!this.allowed(client.ip)) {
+    if (!this.access.allowed(client.ip)) {
       counters.dropped('refused')
-      this.refused.note(client.ip, Number(t0) / 1e6)
+      this.access.refused.note(client.ip, Number(t0) / 1e6)
       return respond(buildReply(msg, q, RCODE.REFUSED))
     }
     const decision = snap.policy.decide(client.ip, q.name, 'qname')

@@ -5,7 +5,8 @@
 // real sockets in a network namespace of its own.
 import t, { type Test } from 'tap'
 import dnsPacket from 'dns-packet'
-import { QueryHandler, type Client } from '../../src/dns/handler.js'
+import type { Client } from '../../src/dns/client-access.js'
+import { QueryHandler } from '../../src/dns/handler.js'
 import type { ConfigInput } from '../../src/config/schema.js'
 import type { Snapshot } from '../../src/snapshot-types.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
