@@ -2,9 +2,10 @@
  * alerts.webhook.headers: whether each `name: value` can be sent with every alert's POST, as
  * fetch would send it, and if not, why.
  */
+import { TCHAR_CLASS } from '../http-token.js'
 
 /** An HTTP field name: an RFC 9110 token (§5.6.2), what fetch's Headers takes. */
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const HEADER_NAME = new RegExp(`^${TCHAR_CLASS}+$`)
 /**
  * What fetch (undici) sends as a field value: tab, space, visible ASCII and obs-text (0x80-0xFF).
  * Headers refuses CR, LF and NUL, the request the other controls, WebIDL's ByteString anything above 0xFF.

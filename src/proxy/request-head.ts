@@ -1,3 +1,4 @@
+import { TCHARS, TCHAR_CLASS } from '../http-token.js'
 import { FIELD } from './connect-head.js'
 
 /** What the first bytes in a CONNECT tunnel are, when they are not TLS. */
@@ -23,7 +24,7 @@ const invalid = (reason: string): RequestHead => ({ kind: 'invalid', reason })
 
 /** tchar (RFC 9110 5.6.2): the bytes of a method. */
 const TCHAR = new Uint8Array(256)
-for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1
+for (const c of TCHARS) TCHAR[c.charCodeAt(0)] = 1
 const HTTP_1 = Buffer.from('HTTP/1.')
 const SP = 0x20
 const CR = 0x0d
@@ -38,7 +39,7 @@ const FIELDS = 3
 const LINE = 4
 
 /** A token, whitespace, and a target: the start of any request line a lenient server reads. */
-const REQUEST_LIKE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t\v\f]+(\S+)/
+const REQUEST_LIKE = new RegExp(`^${TCHAR_CLASS}+[ \\t\\v\\f]+(\\S+)`)
 
 /**
  * Whether a first line that is not a strict `METHOD SP target SP HTTP/1.d` is still one some
