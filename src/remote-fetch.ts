@@ -34,7 +34,8 @@ export async function readCapped(res: Response, max: number): Promise<string | u
   return Buffer.concat(chunks).toString('utf8')
 }
 
-export async function read(res: Response, maxBytes: number): Promise<Reply> {
+/** A fetch's answer as the remote lists take it: unchanged (304), another status, too big, or the text with its validators. */
+export async function readReply(res: Response, maxBytes: number): Promise<Reply> {
   if (res.status === 304) { await res.arrayBuffer(); return { kind: 'unchanged' } }
   if (res.status !== 200) { await res.body?.cancel(); return { kind: 'status', status: res.status } }
   const text = await readCapped(res, maxBytes)

@@ -1,6 +1,6 @@
 import { lineCounts, notAList, type Reply } from './list-reply.js'
 import { createCopyStore } from './remote-copies.js'
-import { errorCause, read, scrub } from './remote-fetch.js'
+import { errorCause, readReply, scrub } from './remote-fetch.js'
 import { redactUrl, withoutCredentials } from './url-secrets.js'
 import type { Evidence } from './observe/types.js'
 import type { ExtraTexts } from './snapshot.js'
@@ -48,10 +48,10 @@ type Fetched = 'changed' | 'same' | 'failed'
 /** The longest wait before a failed list is fetched again (unless its refresh is shorter). */
 const RETRY_MAX_MS = 3_600_000
 
-/** What a failed fetch leaves in use. */
 /** How long a fetch of a remote list, its body included, may take (README: "within 30 s"). */
 const FETCH_TIMEOUT_MS = 30_000
 
+/** What a failed fetch leaves in use. */
 const kept = (prev: Copy | undefined) => prev ? 'keeping the last good copy' : 'no copy yet: the list is empty until a fetch succeeds'
 
 /** Remote lists: fetched with ETag/Last-Modified, size-limited, last good copy kept on disk. */
@@ -130,7 +130,7 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
     try {
       const timeout = AbortSignal.timeout(timeoutMs)
       const res = await doFetch(req.url, { headers, signal: AbortSignal.any([signal, timeout]), redirect: 'follow' })
-      const reply = await read(res, maxBytes)
+      const reply = await readReply(res, maxBytes)
       // stopped meanwhile (a fetch that does not heed its signal, a body already read): nothing more
       if (signal.aborted) return 'same'
       return take(list, url, shown, maxBytes, reply)
