@@ -80,6 +80,20 @@ render() {
 # quiet_gate: wait (at most QUIET_WAIT s, default 15) until the box was at most QUIET_MAX %
 # busy (default 60, of 200) over one second, so other people's load on the shared cores does
 # not land in a measurement. Prints the last busy % seen; false when it gave up waiting.
+# tw_gate: wait until the TCP sockets in TIME_WAIT are at most TW_MAX (default 2000), at most TW_WAIT s
+# (default 75; Linux keeps TIME_WAIT 60 s). A setup run leaves ~20,000 (of ~28,000 ephemeral ports), and
+# the run after it paid for them (slower connects): seen as a pair-order effect in stop 34's A/B.
+# Prints the count it stopped at; returns 1 when still above TW_MAX.
+tw_gate() {
+  local end=$(( $(date +%s) + ${TW_WAIT:-75} )) n
+  while :; do
+    n=$(( $(ss -tan state time-wait 2>/dev/null | wc -l) - 1 ))
+    [ "$n" -le "${TW_MAX:-2000}" ] && { echo "$n"; return 0; }
+    [ "$(date +%s)" -ge "$end" ] && { echo "$n"; return 1; }
+    sleep 1
+  done
+}
+
 quiet_gate() {
   local end=$(( $(date +%s) + ${QUIET_WAIT:-15} )) s0 s1 b
   while :; do

@@ -11,6 +11,8 @@
 #        TG_DIST=DIR (a build other than dist/, e.g. bench/out/dist-NAME)
 #        QUIET_MAX=60 QUIET_WAIT=15: before each measurement wait until the shared box is at most
 #        60 % busy (of 200) for a second, at most 15 s (busy_before= in the raw line)
+#        TW_MAX=2000 TW_WAIT=75: before each setup measurement wait until at most 2000 TCP sockets are in
+#        TIME_WAIT (the run before left ~20,000), at most 75 s (time_wait_before= in the raw line)
 # output: raw lines in bench/out/proxy/run-<UTC time>.txt, then a markdown summary on stdout
 #         (also bench/out/proxy/run-<UTC time>.md).
 set -uo pipefail
@@ -48,6 +50,7 @@ measure() {
     bulk-up)     args=(bulk --dir up --bytes "$BULK") ;;
   esac
   [ -n "${FAILED[$t]:-}" ] && return 0
+  local tw=NA; case $test in setup-*) tw=$(tw_gate) || say "still ${tw} sockets in TIME_WAIT after ${TW_WAIT:-75} s: measuring anyway" ;; esac
   local quiet; quiet=$(quiet_gate) || say "box still busy (${quiet}%) after ${QUIET_WAIT:-15} s: measuring anyway"
   if ! start_proxy "$t"; then
     say "start $t failed: left out of the rest of this run (log: $RUN/$t.log)"
@@ -64,7 +67,7 @@ measure() {
   fi
   cli=$(echo "$r" | awk '/^CLICPU/{print $2+$3}')
   r=$(echo "$r" | grep -v '^CLICPU' | tail -1)
-  echo "round=$round target=$t test=$test $r$extra cpu_client=$(awk -v c="${cli:-0}" -v ns=$((t1-t0)) 'BEGIN{printf "%.0f", 100*c/(ns/1e9)}') cpu_origin=$(pct $((o1-o0)) $((t1-t0))) box_busy=$(box_pct "$s0" "$s1") busy_before=$quiet wall_s=$(awk -v ns=$((t1-t0)) 'BEGIN{printf "%.2f", ns/1e9}')" | tee -a "$OUT"
+  echo "round=$round target=$t test=$test $r$extra cpu_client=$(awk -v c="${cli:-0}" -v ns=$((t1-t0)) 'BEGIN{printf "%.0f", 100*c/(ns/1e9)}') cpu_origin=$(pct $((o1-o0)) $((t1-t0))) box_busy=$(box_pct "$s0" "$s1") busy_before=$quiet time_wait_before=$tw wall_s=$(awk -v ns=$((t1-t0)) 'BEGIN{printf "%.2f", ns/1e9}')" | tee -a "$OUT"
   stop_proxy "$t"
   if [ "$t" = tunnelguard ] && [ -s "$RUN/tunnelguard.log" ]; then
     echo "#   tunnelguard log lines: $(wc -l <"$RUN/tunnelguard.log"); first: $(head -c 300 "$RUN/tunnelguard.log" | head -1)" >>"$OUT"

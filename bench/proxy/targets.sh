@@ -28,6 +28,7 @@ install_tools() {
   command -v openssl >/dev/null || need+=(openssl)
   [ -x /usr/bin/time ] || need+=(time)
   command -v ps >/dev/null || need+=(procps)
+  command -v ss >/dev/null || need+=(iproute2)
   [ ${#need[@]} -eq 0 ] && return 0
   say "installing ${need[*]}"
   apt-get install -y -o DPkg::Lock::Timeout=600 "${need[@]}" >"$WORK/apt.log" 2>&1 || { say "apt-get failed, see $WORK/apt.log"; return 1; }
