@@ -77,9 +77,6 @@ render() {
   if grep -q '@[A-Z_]*@' "$out"; then say "unrendered placeholder in $out"; return 1; fi
 }
 
-# quiet_gate: wait (at most QUIET_WAIT s, default 15) until the box was at most QUIET_MAX %
-# busy (default 60, of 200) over one second, so other people's load on the shared cores does
-# not land in a measurement. Prints the last busy % seen; false when it gave up waiting.
 # tw_gate: wait until the TCP sockets in TIME_WAIT are at most TW_MAX (default 2000), at most TW_WAIT s
 # (default 75; Linux keeps TIME_WAIT 60 s). A setup run leaves ~20,000 (of ~28,000 ephemeral ports), and
 # the run after it paid for them (slower connects): seen as a pair-order effect in stop 34's A/B.
@@ -94,6 +91,9 @@ tw_gate() {
   done
 }
 
+# quiet_gate: wait (at most QUIET_WAIT s, default 15) until the box was at most QUIET_MAX %
+# busy (default 60, of 200) over one second, so other people's load on the shared cores does
+# not land in a measurement. Prints the last busy % seen; false when it gave up waiting.
 quiet_gate() {
   local end=$(( $(date +%s) + ${QUIET_WAIT:-15} )) s0 s1 b
   while :; do
