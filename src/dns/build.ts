@@ -193,6 +193,9 @@ export function badversReply(query: Buffer, q: Query): Buffer {
   return buildReply(query, q, 0, { extendedRcode: 1 })
 }
 
+/** An OPT record's octets before its RDATA: the root name, type, class (UDP size), TTL (extended rcode, version, DO), RDLENGTH. */
+const OPT_FIXED = 11
+
 /**
  * A reply that does not fit the client's UDP size, made to fit. Without its additional section
  * (but its OPT record) when that fits: the additional records are extra, and leaving them out
@@ -202,9 +205,6 @@ export function badversReply(query: Buffer, q: Query): Buffer {
  * (an upstream's padding, a long EDE text: the client asks again over TCP and gets them there),
  * so that no datagram is ever over the limit.
  */
-/** An OPT record's octets before its RDATA: the root name, type, class (UDP size), TTL (extended rcode, version, DO), RDLENGTH. */
-const OPT_FIXED = 11
-
 export function fitUdp(reply: Buffer, qEnd: number, limit: number): Buffer {
   const records = reply.readUInt16BE(6) + reply.readUInt16BE(8)
   let end = qEnd
