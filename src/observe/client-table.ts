@@ -7,12 +7,12 @@ import { isRefusal } from './ecs.js'
 import { destinationHost, type DecisionEvent } from './types.js'
 import { WHERE_LABELS, whereIndex } from './where-label.js'
 
-/** Where an action's count is in `ClientEntry.counts` (the places' follow, in WHERE_LABELS order). */
 /**
  * The actions counted: the outcomes, and `refused` for a block the proxy made by its own rules
  * (event.kind event: no list matched), counted apart from tunnel attempts as `report` counts it.
  */
 const ACTIONS: readonly string[] = [...OUTCOMES, 'refused']
+/** Where an action's count is in `ClientEntry.counts` (the places' follow, in WHERE_LABELS order). */
 const ACTION_AT = new Map<string, number>(ACTIONS.map((a, i) => [a, i]))
 const REFUSED_AT = ACTION_AT.get('refused')!
 
