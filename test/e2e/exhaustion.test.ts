@@ -23,7 +23,7 @@ const timed = async (port: number, name: string, ms: number): Promise<{ rcode: n
   return { rcode, ms: performance.now() - t0 }
 }
 
-t.test('out of file descriptors: no crash and no spin, a warning and a metric, fast SERVFAIL, full service once they are back', async t => {
+t.test('out of file descriptors: no crash and no spin, a warning and a metric, fast SERVFAIL, full service once they are back', { timeout: 100_000 }, async t => {
   const up = await startUnbound(t)
   const second = await startUnbound(t)
   const port = await freePort()
@@ -76,28 +76,38 @@ t.test('out of file descriptors: no crash and no spin, a warning and a metric, f
   // descriptors back: every query answered (a socket that had failed to open took its share of
   // them into the timeout for up to a minute)
   const names = ['a.test', 'c1.test', 'short.test', 'alert.test', 'svc.test', 'plainsvc.test', 'dn.test', 'tunnel.ngrok.io', 'x.trycloudflare.com', 'zero.test']
+  let unanswered = 0
   for (let round = 0; round < 3; round++) {
     for (const name of names) {
-      const r = await timed(port, `${round === 0 ? '' : `r${round}.`}${name}`, 4000)
-      t.ok(r.rcode !== undefined && r.rcode !== 2 && r.ms < 2000, `${name} (round ${round}): answered (rcode ${r.rcode}, ${r.ms.toFixed(0)} ms)`)
+      const r = await timed(port, `${round === 0 ? '' : `r${round}.`}${name}`, 2500)
+      const ok = r.rcode !== undefined && r.rcode !== 2 && r.ms < 2000
+      if (!ok) unanswered++
+      t.ok(ok, `${name} (round ${round}): answered (rcode ${r.rcode}, ${r.ms.toFixed(0)} ms)`)
     }
   }
+  // what it said, for a failure seen only in a CI log
+  if (unanswered > 0) t.comment(`serve's last lines:\n${serve.stdout().slice(-6000)}\nfds: ${readdirSync(`/proc/${pid}/fd`).length} of ${limit}`)
   const admin = serve.lines().find(l => l.message === 'started')!['tunnelguard.admin'] as { port: number }
-  const metrics = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text()
+  const metrics = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
   t.match(metrics, /^tunnelguard_fd_exhausted_total\{where="dns-upstream"\} [1-9]/m)
   t.notMatch(metrics, new RegExp(`^tunnelguard_upstream_requests_total\\{upstream="${second.url}"`, 'm'), 'nothing failed over to the second upstream')
   t.notMatch(metrics, /^tunnelguard_upstream_requests_total\{[^}]*outcome="error"\}/m, 'no upstream error counted')
   t.equal(await serve.stop(), 0, 'stops cleanly')
 })
 
-/** `serve` with its stdout on `stdout` ('pipe' or an open file's descriptor), stderr kept. */
-async function spawnServe(t: Test, config: string, stdout: 'pipe' | number): Promise<{ child: ChildProcess; stderr: () => string }> {
+/** `serve` with its stdout on `stdout` ('pipe' or an open file's descriptor), stderr kept; `stop`: SIGTERM, its exit code (bounded). */
+async function spawnServe(t: Test, config: string, stdout: 'pipe' | number): Promise<{ child: ChildProcess; stderr: () => string; stop: () => Promise<number | null> }> {
   const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', stdout, 'pipe'] })
   let err = ''
   child.stderr!.on('data', d => { err += String(d) })
   const exited = new Promise<void>(r => child.once('exit', () => r()))
   t.teardown(async () => { if (child.exitCode === null) { child.kill('SIGKILL'); await exited } })
-  return { child, stderr: () => err }
+  const stop = async (): Promise<number | null> => {
+    child.kill('SIGTERM')
+    if (!await until(() => child.exitCode !== null, 30_000)) throw new Error(`no exit within 30 s of SIGTERM; stderr: ${err}`)
+    return child.exitCode
+  }
+  return { child, stderr: () => err, stop }
 }
 const until = async (cond: () => boolean, ms: number): Promise<boolean> => {
   for (let i = 0; i < ms / 20; i++) { if (cond()) return true; await sleep(20) }
@@ -110,7 +120,7 @@ const loud = (port: number, admin: number, state: string): string => [
   'log: { queries: all }', '',
 ].join('\n')
 
-t.test('stdout gone (EPIPE): DNS is still answered, the lost lines are counted in /metrics, stderr says so once', async t => {
+t.test('stdout gone (EPIPE): DNS is still answered, the lost lines are counted in /metrics, stderr says so once', { timeout: 60_000 }, async t => {
   const [port, admin] = [await freePort(), await freePort()]
   const dir = t.testdir({ 'tg.yaml': loud(port, admin, join(t.testdirName, 'state')) })
   const s = await spawnServe(t, join(dir, 'tg.yaml'), 'pipe')
@@ -122,14 +132,13 @@ t.test('stdout gone (EPIPE): DNS is still answered, the lost lines are counted i
   t.ok(await until(() => s.stderr().includes('EPIPE'), 5000))
   t.match(s.stderr(), /the log cannot be written to stdout \(EPIPE\); lines are dropped from now on, and counted/)
   t.equal(s.stderr().split('\n').filter(l => l.includes('EPIPE')).length, 1, 'once')
-  const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text()
+  const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
   const failed = Number(/^tunnelguard_log_lines_dropped_total\{reason="failed"\} (\d+)$/m.exec(metrics)?.[1])
   t.ok(failed >= 19, `the lines given after the failure are counted (${failed})`)
-  s.child.kill('SIGTERM')
-  t.equal(await new Promise(r => s.child.once('exit', code => r(code))), 0, 'still ends cleanly')
+  t.equal(await s.stop(), 0, 'still ends cleanly')
 })
 
-t.test('stdout a file on a full disk (ENOSPC): lines wait, and are written once there is room', async t => {
+t.test('stdout a file on a full disk (ENOSPC): lines wait, and are written once there is room', { timeout: 60_000 }, async t => {
   const mnt = mkdtempSync(join(tmpdir(), 'tg-full-'))
   t.teardown(() => rmdirSync(mnt))
   try {
@@ -164,6 +173,5 @@ t.test('stdout a file on a full disk (ENOSPC): lines wait, and are written once 
   t.ok(await until(() => queries() === 21, 2000), 'and those after them')
   const lines = readFileSync(log, 'utf8').split('\n').filter(Boolean)
   t.ok(lines.every(l => { try { JSON.parse(l); return true } catch { return false } }), 'every line whole')
-  s.child.kill('SIGTERM')
-  await new Promise(r => s.child.once('exit', r))
+  t.equal(await s.stop(), 0, 'ends cleanly')
 })
