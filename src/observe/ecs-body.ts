@@ -156,17 +156,19 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
   if (d.policy !== undefined) { w.raw(K.policy); w.str(d.policy) }
   w.raw(K.close1)
   if (dns && !dst && ev.sni === undefined && ev.urlDomain === undefined) {
-    // a blocked query: relatedOf's question and name decided on, with no array built
+    // a blocked query: relatedOf's question and name decided on, and the client's address, with no array built
     const q = dns.name.toLowerCase()
     const m = d.name.toLowerCase()
     const two = m !== q && m !== ''
-    if (q !== '') { w.raw(K.hosts); w.str(q); if (two) { w.raw(K.comma); w.str(m) }; w.raw(K.hostsEnd) }
-    else if (two) { w.raw(K.hosts); w.str(m); w.raw(K.hostsEnd) }
+    if (q !== '') { w.raw(K.hosts); w.str(q); if (two) { w.raw(K.comma); w.str(m) }; w.raw(K.ips) }
+    else if (two) { w.raw(K.hosts); w.str(m); w.raw(K.ips) }
+    else w.raw(K.ipsOnly)
+    w.str(ev.client.ip); w.raw(K.hostsEnd)
   } else {
     const { hosts, ip } = relatedOf(ev)
     for (let i = 0; i < hosts.length; i++) { w.raw(i === 0 ? K.hosts : K.comma); w.str(hosts[i]!) }
     for (let i = 0; i < ip.length; i++) { w.raw(i > 0 ? K.comma : hosts.length > 0 ? K.ips : K.ipsOnly); w.str(ip[i]!) }
-    if (hosts.length > 0 || ip.length > 0) w.raw(K.hostsEnd)
+    w.raw(K.hostsEnd)                                // ip is never empty: the client's address
   }
   w.raw(K.close1)
 }

@@ -55,7 +55,7 @@ function merge(into: Fields, extra: Readonly<Fields>): void {
   }
 }
 
-/** ECS `related`: the host names a line is about (`hosts`), and the addresses named in place of a name (`ip`). */
+/** ECS `related`: the host names a line is about (`hosts`), and every address seen on it (`ip`). */
 export interface Related { readonly hosts: string[]; readonly ip: string[] }
 
 /**
@@ -63,14 +63,18 @@ export interface Related { readonly hosts: string[]; readonly ip: string[] }
  * name whichever field holds it (a Host header or a CNAME target is in no other ECS field): the
  * name asked (DNS question, CONNECT host), the SNI, the URL host, the Host header and inner
  * CONNECT of a request in a tunnel, the name decided on (a CNAME or HTTPS target); lowercased,
- * each once, in that order. One of these that is an address literal (`CONNECT 192.0.2.1:443`,
- * `http://[2001:db8::1]/`, a Host header or SNI with an address) is no host name: it is in
- * `related.ip` instead, canonical as destination.ip has it (ECS: related.ip holds the IPs seen),
- * in the same order. A DNS question and the names decided on it are names, whatever they read
- * like. Built only for a line that is written, from the names the event has.
+ * each once, in that order. ECS `related.ip`: every address seen on the line (ECS: "all of the
+ * IPs seen on your event"), so that one search for a machine's address finds the lines where it
+ * asked as well as those where it was asked for: the client's (`client.ip`), the peer's that
+ * named it (`source.ip`: a resolver or proxy in front), each address literal seen where a name
+ * goes (`CONNECT 192.0.2.1:443`, `http://[2001:db8::1]/`, a Host header or SNI with an address:
+ * no host name, canonical as destination.ip has it), then the address connected to; each once,
+ * in that order. A DNS question and the names decided on it are names, whatever they read like.
+ * Built only for a line that is written, from the names the event has.
  */
 export function relatedOf(ev: DecisionEvent): Related {
-  const r: Related = { hosts: [], ip: [] }
+  const r: Related = { hosts: [], ip: [ev.client.ip] }
+  addIp(r.ip, ev.extra?.['source.ip'])
   if (ev.dns) addHost(r.hosts, ev.dns.name)
   addName(r, destinationHost(ev.destination))
   addName(r, ev.sni)
@@ -79,7 +83,12 @@ export function relatedOf(ev: DecisionEvent): Related {
   addName(r, ev.extra?.['tunnelguard.inner_connect'])
   if (ev.dns) addHost(r.hosts, ev.decision.name)
   else addName(r, ev.decision.name)
+  addIp(r.ip, ev.destination?.ip)
   return r
+}
+
+function addIp(ips: string[], ip: unknown): void {
+  if (typeof ip === 'string' && ip !== '' && !ips.includes(ip)) ips.push(ip)
 }
 
 function addHost(hosts: string[], n: string): void {
@@ -93,16 +102,12 @@ function addName(r: Related, n: unknown): void {
   if (typeof n !== 'string' || n === '') return
   const ip = addressLiteral(n)
   if (ip === undefined) addHost(r.hosts, n)
-  else if (!r.ip.includes(ip)) r.ip.push(ip)
+  else addIp(r.ip, ip)
 }
 
-/** `related` as a line has it: no empty member, none at all when both are. */
-function relatedFields(r: Related): Fields | undefined {
-  if (r.hosts.length === 0 && r.ip.length === 0) return undefined
-  const out: Fields = {}
-  if (r.hosts.length > 0) out.hosts = r.hosts
-  if (r.ip.length > 0) out.ip = r.ip
-  return out
+/** `related` as a line has it: no empty member (`ip` never is: the client's address is in it). */
+function relatedFields(r: Related): Fields {
+  return r.hosts.length > 0 ? { hosts: r.hosts, ip: r.ip } : { ip: r.ip }
 }
 
 /** A decision event as ECS fields, nested (`client: { ip, port }`), ready for one log line. */
@@ -155,8 +160,7 @@ export function toEcs(ev: DecisionEvent): Fields {
   if (d.unparseable) tg.unparseable = true
   if (d.policy !== undefined) tg.policy = d.policy
   out.tunnelguard = tg
-  const related = relatedFields(relatedOf(ev))
-  if (related) out.related = related
+  out.related = relatedFields(relatedOf(ev))
   if (ev.extra) merge(out, ev.extra)
   return out
 }

@@ -117,7 +117,7 @@ t.test('serve: destination.ip for an address, event.kind on every line, event.ou
   t.match(names, { '127.0.0.1': 4, '::1': 2, 'nx.test': 2, 'a.ngrok.io': 1, 'a.test': 1, 'drop.test': 1 })
 })
 
-t.test('serve: an address seen where a name goes (CONNECT, URL, Host header, SNI) is in related.ip, canonical, never in related.hosts', async t => {
+t.test('serve: related.ip holds the client\'s address, then each address seen where a name goes (CONNECT, URL, Host header, SNI), canonical, never in related.hosts', async t => {
   const origin = await startOrigin(t)                    // 127.0.0.1
   const v6 = createServer((req, res) => res.end(`v6 ${req.url}`))
   await new Promise<void>(r => v6.listen(origin.port, '::1', r))   // the same port on ::1
@@ -135,7 +135,8 @@ t.test('serve: an address seen where a name goes (CONNECT, URL, Host header, SNI
     '  tunnels: { files: [tunnels.txt], action: block }',
   ].join('\n'))
   const p = await startServe(t, ['--config', cfg])
-  const curl = (...args: string[]) => run('curl', ['-sS', '-m', '5', '-x', `http://127.0.0.1:${proxyPort}`, ...args])
+  // curl from 127.0.0.5, the raw hellos from 127.0.0.1: the client's address is the first in related.ip
+  const curl = (...args: string[]) => run('curl', ['-sS', '-m', '5', '--interface', '127.0.0.5', '-x', `http://127.0.0.1:${proxyPort}`, ...args])
 
   t.match((await curl('-p', `http://127.0.0.1:${origin.port}/c4`)).stdout, /"url":"\/c4"/, 'CONNECT 127.0.0.1')
   t.equal((await curl(`http://[::1]:${origin.port}/p6`)).stdout, 'v6 /p6', 'http://[::1]/')
@@ -150,12 +151,12 @@ t.test('serve: an address seen where a name goes (CONNECT, URL, Host header, SNI
   const decisions = (p.lines() as Line[]).filter(l => l.message === 'proxy.connect' || l.message === 'proxy.http')
   const related = (l: Line) => l.related as { hosts?: string[]; ip?: string[] } | undefined
   t.same(decisions.map(l => [l.message, related(l)]), [
-    ['proxy.connect', { ip: ['127.0.0.1'] }],
-    ['proxy.http', { ip: ['::1'] }],
-    ['proxy.http', { ip: ['127.0.0.1', '::1'] }],
+    ['proxy.connect', { ip: ['127.0.0.5', '127.0.0.1'] }],
+    ['proxy.http', { ip: ['127.0.0.5', '::1'] }],
+    ['proxy.http', { ip: ['127.0.0.5', '127.0.0.1', '::1'] }],
     ['proxy.connect', { ip: ['127.0.0.1', '192.0.2.1'] }],
     ['proxy.connect', { hosts: ['s.example'], ip: ['127.0.0.1'] }],
-  ], 'each address once, canonical; a name beside them in related.hosts')
+  ], 'each address once (the client connecting from 127.0.0.1 to 127.0.0.1 too), canonical; a name beside them in related.hosts')
   t.same(decisions.flatMap(l => related(l)?.hosts ?? []).filter(h => /^[\d.]+$|:/.test(h)), [], 'no address in related.hosts')
 
   // report reads them: the address the client named is the name asked
@@ -165,5 +166,7 @@ t.test('serve: an address seen where a name goes (CONNECT, URL, Host header, SNI
   t.equal(r.code, 0, r.err)
   const j = JSON.parse(r.out) as { summary: { decisions: number }; clients: { names: { name: string; count: number }[] }[] }
   t.equal(j.summary.decisions, decisions.length)
-  t.same(Object.fromEntries(j.clients.flatMap(c => c.names).map(n => [n.name, n.count])), { '127.0.0.1': 4, '::1': 1 })
+  const counts: Record<string, number> = {}
+  for (const n of j.clients.flatMap(c => c.names)) counts[n.name] = (counts[n.name] ?? 0) + n.count
+  t.same(counts, { '127.0.0.1': 4, '::1': 1 })
 })

@@ -58,8 +58,9 @@ t.test('a DNS decision on the question', async t => {
     dns: { question: { name: 'tunnel.ngrok.io', type: 'A' }, response_code: 'NOERROR' },
     rule: { name: 'ngrok.io', ruleset: 'ngrok' },
     tunnelguard: { group: 'default', matched_on: 'qname', reason: ev.decision.reason },
-    related: { hosts: ['tunnel.ngrok.io'] },
+    related: { hosts: ['tunnel.ngrok.io'], ip: ['10.0.0.5'] },
   })
+  t.equal(`{${ecsBody(ev)}`, JSON.stringify(toEcs(ev)), 'the bytes written directly say the same')
 })
 
 t.test('related.hosts: every name the line is about, so that one SIEM rule on it finds a match whichever field holds the name', async t => {
@@ -88,7 +89,7 @@ t.test('related.hosts: every name the line is about, so that one SIEM rule on it
   t.same(hostsOf({ ...base, message: 'sinkhole.capture', transport: 'tcp', decision: snap.policy.decide('10.0.0.9', 'm.ngrok.io', 'host'),
     urlDomain: 'm.ngrok.io', destination: { port: 80 } }), ['m.ngrok.io'])
   t.equal(hostsOf({ ...base, message: 'dns.query', transport: 'udp', decision: { ...snap.policy.decide('10.0.0.9', 'example.com', 'qname'), name: '' },
-    dns: { name: '', type: 'NS', rcode: 'NOERROR' } }), undefined, 'the root asked: no host, no related')
+    dns: { name: '', type: 'NS', rcode: 'NOERROR' } }), undefined, 'the root asked: no host')
 })
 
 t.test('a CNAME target matched, with a Sigma rule, upstream and cache', async t => {
@@ -219,13 +220,13 @@ t.test('an address the client named (CONNECT 203.0.113.5:443, http://[2001:db8::
   t.notOk('matched_name' in (toEcs(v6).tunnelguard as object))
   t.equal((toEcs(sni).tunnelguard as { matched_name?: string }).matched_name, 's.ngrok.io')
   t.same(toEcs(v6).url, { domain: '[2001:db8::1]' }, 'url.domain as before: the literal in brackets')
-  // the address is no host name: related.ip, canonical, once (url.domain's brackets are the same address)
-  t.same(toEcs(connect).related, { ip: ['203.0.113.5'] })
-  t.same(toEcs(v6).related, { ip: ['2001:db8::1'] })
-  t.same(toEcs(sni).related, { hosts: ['s.ngrok.io'], ip: ['203.0.113.5'] })
+  // the address is no host name: related.ip after the client's, canonical, once (url.domain's brackets are the same address)
+  t.same(toEcs(connect).related, { ip: ['10.0.0.9', '203.0.113.5'] })
+  t.same(toEcs(v6).related, { ip: ['10.0.0.9', '2001:db8::1'] })
+  t.same(toEcs(sni).related, { hosts: ['s.ngrok.io'], ip: ['10.0.0.9', '203.0.113.5'] })
 })
 
-t.test('related.ip: every address literal seen where a name goes (CONNECT, URL, Host, SNI, inner CONNECT), canonical, not in related.hosts', async t => {
+t.test('related.ip: the client\'s address, its peer\'s, every address literal seen where a name goes (CONNECT, URL, Host, SNI, inner CONNECT), canonical, not in related.hosts, and the address dialled', async t => {
   const base = { client: { ip: '10.0.0.9', port: 1 }, transport: 'tcp' as const, durationNs: 1 }
   const pass = (name: string, where: 'connect' | 'url' | 'host' | 'sni') => ({ action: 'pass' as const, group: 'default', where, name, reason: 'an address, not a name' })
   const related = (ev: DecisionEvent) => {
@@ -234,36 +235,36 @@ t.test('related.ip: every address literal seen where a name goes (CONNECT, URL, 
     return out.related
   }
   // CONNECT 192.0.2.1:443 with no SNI
-  t.same(related({ ...base, message: 'proxy.connect', decision: pass('192.0.2.1', 'connect'), destination: { ip: '192.0.2.1', port: 443 } }), { ip: ['192.0.2.1'] })
+  t.same(related({ ...base, message: 'proxy.connect', decision: pass('192.0.2.1', 'connect'), destination: { ip: '192.0.2.1', port: 443 } }), { ip: ['10.0.0.9', '192.0.2.1'] })
   // http://[2001:DB8:0::1]/: url.domain as the client wrote it, in brackets; related.ip canonical
   t.same(related({ ...base, message: 'proxy.http', decision: pass('2001:db8::1', 'url'), destination: { ip: '2001:db8::1', port: 80 }, urlDomain: '[2001:DB8:0::1]' }),
-    { ip: ['2001:db8::1'] })
+    { ip: ['10.0.0.9', '2001:db8::1'] })
   // http://0x7f000001/ (an address as a URL parser reads it) and ::ffff:10.1.2.3 (IPv4-mapped): the canonical address
   t.same(related({ ...base, message: 'proxy.http', decision: pass('127.0.0.1', 'url'), destination: { ip: '127.0.0.1', port: 80 }, urlDomain: '0x7f000001' }),
-    { ip: ['127.0.0.1'] })
+    { ip: ['10.0.0.9', '127.0.0.1'] })
   t.same(related({ ...base, message: 'proxy.connect', decision: pass('10.1.2.3', 'connect'), destination: { ip: '10.1.2.3', port: 443 }, sni: '::FFFF:10.1.2.3' }),
-    { ip: ['10.1.2.3'] }, 'an SNI that is the same address: once')
+    { ip: ['10.0.0.9', '10.1.2.3'] }, 'an SNI that is the same address: once')
   // a name's URL with a Host header that is an address, and the reverse
   t.same(related({ ...base, message: 'proxy.http', decision: pass('198.51.100.7', 'host'), destination: { domain: 'www.example', ip: '203.0.113.9', port: 80 },
-    urlDomain: 'www.example', extra: { 'tunnelguard.mismatch': true, 'tunnelguard.host_header': '198.51.100.7' } }), { hosts: ['www.example'], ip: ['198.51.100.7'] },
-  'the address dialled for a name (destination.ip) is not one the client named')
+    urlDomain: 'www.example', extra: { 'tunnelguard.mismatch': true, 'tunnelguard.host_header': '198.51.100.7' } }), { hosts: ['www.example'], ip: ['10.0.0.9', '198.51.100.7', '203.0.113.9'] },
+  'the address dialled for a name (destination.ip) after those the client named')
   t.same(related({ ...base, message: 'proxy.http', decision: snap.policy.decide('10.0.0.9', 'h.ngrok.io', 'host'), destination: { ip: '192.0.2.5', port: 80 },
-    urlDomain: '192.0.2.5', extra: { 'tunnelguard.mismatch': true, 'tunnelguard.host_header': 'H.ngrok.io' } }), { hosts: ['h.ngrok.io'], ip: ['192.0.2.5'] })
+    urlDomain: '192.0.2.5', extra: { 'tunnelguard.mismatch': true, 'tunnelguard.host_header': 'H.ngrok.io' } }), { hosts: ['h.ngrok.io'], ip: ['10.0.0.9', '192.0.2.5'] })
   // an SNI that is an address, on a CONNECT to an address or to a name; an inner CONNECT to an address in a tunnel
   t.same(related({ ...base, message: 'proxy.connect', decision: pass('192.0.2.1', 'connect'), destination: { ip: '192.0.2.1', port: 443 }, sni: '192.0.2.44' }),
-    { ip: ['192.0.2.1', '192.0.2.44'] })
+    { ip: ['10.0.0.9', '192.0.2.1', '192.0.2.44'] })
   t.same(related({ ...base, message: 'proxy.connect', decision: pass('192.0.2.44', 'sni'), destination: { domain: 'a.example', ip: '203.0.113.1', port: 443 }, sni: '192.0.2.44' }),
-    { hosts: ['a.example'], ip: ['192.0.2.44'] })
+    { hosts: ['a.example'], ip: ['10.0.0.9', '192.0.2.44', '203.0.113.1'] })
   t.same(related({ ...base, message: 'proxy.connect', decision: pass('2001:db8::5', 'connect'), destination: { domain: 'a.example', ip: '203.0.113.1', port: 443 },
-    extra: { 'tunnelguard.sni_status': 'http', 'tunnelguard.inner_connect': '2001:db8::5' } }), { hosts: ['a.example'], ip: ['2001:db8::5'] })
+    extra: { 'tunnelguard.sni_status': 'http', 'tunnelguard.inner_connect': '2001:db8::5' } }), { hosts: ['a.example'], ip: ['10.0.0.9', '2001:db8::5', '203.0.113.1'] })
   // names that only look numeric stay names
   t.same(related({ ...base, message: 'proxy.connect', decision: snap.policy.decide('10.0.0.9', '1.2.3.4.5', 'connect'), destination: { domain: '1.2.3.4.5', port: 443 }, sni: '0x.example' }),
-    { hosts: ['1.2.3.4.5', '0x.example'] })
+    { hosts: ['1.2.3.4.5', '0x.example'], ip: ['10.0.0.9'] })
   // a DNS question is a name whatever it reads like (DNS looks it up as labels)
   t.same(related({ ...base, transport: 'udp', message: 'dns.query', decision: snap.policy.decide('10.0.0.9', '192.0.2.1', 'qname'),
-    dns: { name: '192.0.2.1', type: 'A', rcode: 'NXDOMAIN' } }), { hosts: ['192.0.2.1'] })
+    dns: { name: '192.0.2.1', type: 'A', rcode: 'NXDOMAIN' } }), { hosts: ['192.0.2.1'], ip: ['10.0.0.9'] })
   t.same(related({ ...base, transport: 'udp', message: 'dns.query', decision: snap.policy.decide('10.0.0.9', '192.0.2.1', 'qname'),
-    dns: { name: '192.0.2.1', type: 'A', rcode: 'NXDOMAIN' }, extra: { 'source.ip': '10.0.0.1' } }), { hosts: ['192.0.2.1'] }, 'through toEcs too')
+    dns: { name: '192.0.2.1', type: 'A', rcode: 'NXDOMAIN' }, extra: { 'source.ip': '10.0.0.1' } }), { hosts: ['192.0.2.1'], ip: ['10.0.0.9', '10.0.0.1'] }, 'through toEcs too: the resolver in front (source.ip) after the client it named')
 })
 
 t.test('event.outcome: written when the event has one, after event.kind; never made up', async t => {

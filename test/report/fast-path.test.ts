@@ -147,12 +147,12 @@ t.test('what the shapes read as', async t => {
   t.equal(parseLine(lines.unterminated!), 'malformed')
 })
 
-t.test('an address a client named: in related.hosts on the lines older builds wrote, in related.ip today; read the same', async t => {
+t.test('an address a client named: in related.hosts on the lines older builds wrote, in related.ip today (after the client\'s); read the same', async t => {
   for (const [k, before, today] of [
-    ['connectIpNewNoSni', '{"hosts":["192.0.2.7"]}', '{"ip":["192.0.2.7"]}'],
-    ['connectIpNewPass', '{"hosts":["192.0.2.7","example.net"]}', '{"hosts":["example.net"],"ip":["192.0.2.7"]}'],
-    ['connectIpNew', '{"hosts":["127.0.0.1","connect.ngrok-agent.com"]}', '{"hosts":["connect.ngrok-agent.com"],"ip":["127.0.0.1"]}'],
-    ['httpIp6New', '{"hosts":["2001:db8::1","[2001:db8::1]"]}', '{"ip":["2001:db8::1"]}'],
+    ['connectIpNewNoSni', '{"hosts":["192.0.2.7"]}', '{"ip":["10.0.0.5","192.0.2.7"]}'],
+    ['connectIpNewPass', '{"hosts":["192.0.2.7","example.net"]}', '{"hosts":["example.net"],"ip":["10.0.0.5","192.0.2.7"]}'],
+    ['connectIpNew', '{"hosts":["127.0.0.1","connect.ngrok-agent.com"]}', '{"hosts":["connect.ngrok-agent.com"],"ip":["10.0.0.5","127.0.0.1"]}'],
+    ['httpIp6New', '{"hosts":["2001:db8::1","[2001:db8::1]"]}', '{"ip":["10.0.0.5","2001:db8::1"]}'],
   ] as const) {
     const line = lines[k]!
     t.ok(line.endsWith(`"related":${today}}`), `${k}: today's related: ${line}`)
