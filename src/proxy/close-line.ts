@@ -29,10 +29,33 @@ export function settleRequest(conn: Conn): void {
   c['event.outcome'] = undefined
 }
 
-/** A request begins on `conn`: counted (`tunnelguard.requests`), the one before it settled (its answer kept for the close line). */
+/** A request begins on `conn`: counted (`tunnelguard.requests`), the one before it settled (its answer and destination kept for the close line). */
 export function beginRequest(conn: Conn): void {
   settleRequest(conn)
+  if (conn.requests > 0) noteDestination(conn)
   conn.requests++
+}
+
+/** The destinations a connection's close line lists at most (`tunnelguard.destinations`); past them, a count. */
+export const MAX_DESTINATIONS = 16
+
+/** The destinations a connection's requests named, each once (a name lowercased), in order (`host:port`); `more`: requests to others past MAX_DESTINATIONS. */
+export interface Destinations { readonly names: string[]; more: number }
+
+/**
+ * The destination the close fields hold (the request before the one beginning, or the last) noted
+ * as `host:port`, when it is not yet. Noted only once a second request begins on the connection:
+ * a connection of one request (a CONNECT, most plain-HTTP ones) keeps nothing.
+ */
+function noteDestination(conn: Conn): void {
+  const c = conn.close
+  const host = (c['destination.domain'] ?? c['destination.ip']) as string | undefined
+  if (host === undefined) return
+  const name = `${host.includes(':') ? `[${host}]` : host.toLowerCase()}:${c['destination.port'] as number}`
+  const d = conn.destinations ??= { names: [], more: 0 }
+  if (d.names.includes(name)) return
+  if (d.names.length < MAX_DESTINATIONS) d.names.push(name)
+  else d.more++
 }
 
 /**
@@ -41,17 +64,31 @@ export function beginRequest(conn: Conn): void {
  * ten 200s), else each status in `tunnelguard.status_codes`; `event.outcome` of the connection,
  * `failure` when any request failed, `success` when one reached its destination and none failed,
  * none when every request was refused or went unanswered; `tunnelguard.failed_requests` when
- * any failed. A CONNECT tunnel is one request: its close line is as it was.
+ * any failed. The destination (`destination.*`) when every request named the same one; requests to
+ * several (a browser's kept-alive connection to its proxy) name none there, each in
+ * `tunnelguard.destinations` instead (`host:port`, in order, at most MAX_DESTINATIONS, and
+ * `tunnelguard.more_destinations`, the requests to others past them), so that the line's bytes and duration are not put
+ * on the last one. A CONNECT tunnel is one request: its close line is as it was.
  */
 export function closeFigures(conn: Conn): Record<string, unknown> {
   settleRequest(conn)
+  const d = conn.destinations
+  if (d !== undefined) noteDestination(conn)
   const a = conn.answers
-  if (a === undefined) return {}
-  const one = a.statuses.length === 1
-  return {
-    'http.response.status_code': one ? a.statuses[0] : undefined,
-    'tunnelguard.status_codes': one || a.statuses.length === 0 ? undefined : a.statuses,
-    'event.outcome': a.failed > 0 ? 'failure' : a.succeeded > 0 ? 'success' : undefined,
-    'tunnelguard.failed_requests': a.failed > 0 ? a.failed : undefined,
+  const out: Record<string, unknown> = {}
+  if (a !== undefined) {
+    const one = a.statuses.length === 1
+    out['http.response.status_code'] = one ? a.statuses[0] : undefined
+    out['tunnelguard.status_codes'] = one || a.statuses.length === 0 ? undefined : a.statuses
+    out['event.outcome'] = a.failed > 0 ? 'failure' : a.succeeded > 0 ? 'success' : undefined
+    out['tunnelguard.failed_requests'] = a.failed > 0 ? a.failed : undefined
   }
+  if (d !== undefined && d.names.length > 1) {
+    out['destination.domain'] = undefined
+    out['destination.ip'] = undefined
+    out['destination.port'] = undefined
+    out['tunnelguard.destinations'] = d.names
+    if (d.more > 0) out['tunnelguard.more_destinations'] = d.more
+  }
+  return out
 }

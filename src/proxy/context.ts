@@ -2,7 +2,7 @@ import { isIP, type Socket } from 'node:net'
 import type { IncomingHttpHeaders } from 'node:http'
 import { CidrSet, canonicalIp } from '../policy/cidr.js'
 import type { Evidence } from '../observe/types.js'
-import type { Answers } from './close-line.js'
+import type { Answers, Destinations } from './close-line.js'
 import type { Snapshot } from '../snapshot-types.js'
 import type { DestinationGuard } from './address.js'
 import type { PoolAgent } from './pool-agent.js'
@@ -37,6 +37,8 @@ export interface Conn {
   readonly close: Record<string, unknown>
   /** What the requests before the current one got (close-line.ts): none yet, none answered. */
   answers?: Answers
+  /** The destinations of its requests, once a second one began (close-line.ts). */
+  destinations?: Destinations
 }
 
 /** What the request handlers share; built once by startProxy. */

@@ -110,6 +110,8 @@ t.test('serve + curl: the close line of a kept-alive connection says what all it
   t.same(figures(same.close), {
     'tunnelguard.requests': 3, 'http.response.status_code': 200, 'tunnelguard.status_codes': undefined, 'event.outcome': 'success', 'tunnelguard.failed_requests': undefined,
   })
+  t.match(same.close, { 'destination.ip': '127.0.0.1', 'destination.port': port }, 'one destination for all three: destination.*')
+  t.notOk('tunnelguard.destinations' in same.close)
   // the origin's own 502 is an answer relayed: the connection's requests all reached the origin
   const own = await curl(url('/own502'), url('/ok'))
   t.equal(own.out, '502 1\n200 0\n')
@@ -122,6 +124,9 @@ t.test('serve + curl: the close line of a kept-alive connection says what all it
   t.same(figures(refused.close), {
     'tunnelguard.requests': 2, 'http.response.status_code': undefined, 'tunnelguard.status_codes': [200, 403], 'event.outcome': 'success', 'tunnelguard.failed_requests': undefined,
   })
+  // two destinations: the close line puts its bytes on neither (the last was x.ngrok.io), it lists both
+  t.same(refused.close['tunnelguard.destinations'], [`127.0.0.1:${port}`, 'x.ngrok.io:80'])
+  t.notOk('destination.ip' in refused.close || 'destination.domain' in refused.close || 'destination.port' in refused.close, 'no one destination named')
   // one request, and a CONNECT tunnel: as before, its status and outcome
   t.same(figures((await curl(url('/drop'))).close), {
     'tunnelguard.requests': 1, 'http.response.status_code': 502, 'tunnelguard.status_codes': undefined, 'event.outcome': 'failure', 'tunnelguard.failed_requests': 1,
