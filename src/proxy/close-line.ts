@@ -64,11 +64,12 @@ function noteDestination(conn: Conn): void {
  * ten 200s), else each status in `tunnelguard.status_codes`; `event.outcome` of the connection,
  * `failure` when any request failed, `success` when one reached its destination and none failed,
  * none when every request was refused or went unanswered; `tunnelguard.failed_requests` when
- * any failed. The destination (`destination.*`) when every request named the same one; requests to
- * several (a browser's kept-alive connection to its proxy) name none there, each in
+ * any failed. The destination (`destination.*`) when every request named the same one; requests
+ * to several (a browser's kept-alive connection to its proxy) name none there, each in
  * `tunnelguard.destinations` instead (`host:port`, in order, at most MAX_DESTINATIONS, and
- * `tunnelguard.more_destinations`, the requests to others past them), so that the line's bytes and duration are not put
- * on the last one. A CONNECT tunnel is one request: its close line is as it was.
+ * `tunnelguard.more_destinations`, the requests to others past them), so that the line's bytes
+ * and duration are not put on the last one. A CONNECT tunnel is one request: its close line is as
+ * it was.
  */
 export function closeFigures(conn: Conn): Record<string, unknown> {
   settleRequest(conn)
