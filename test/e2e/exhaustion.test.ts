@@ -104,7 +104,8 @@ async function spawnServe(t: Test, config: string, stdout: 'pipe' | number): Pro
   t.teardown(async () => { if (child.exitCode === null) { child.kill('SIGKILL'); await exited } })
   const stop = async (): Promise<number | null> => {
     child.kill('SIGTERM')
-    if (!await until(() => child.exitCode !== null, 30_000)) throw new Error(`no exit within 30 s of SIGTERM; stderr: ${err}`)
+    // (a death by a signal has no exit code: signalCode says it)
+    if (!await until(() => child.exitCode !== null || child.signalCode !== null, 30_000)) throw new Error(`no exit within 30 s of SIGTERM; stderr: ${err}`)
     return child.exitCode
   }
   return { child, stderr: () => err, stop }
