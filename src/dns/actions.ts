@@ -2,7 +2,6 @@ import type { Entry } from '../match/types.js'
 import { SEVERITY, type Decision } from '../policy/types.js'
 import type { Config, Snapshot } from '../snapshot-types.js'
 import { addressBytes, buildReply, record, soaRecord, zoneOffset } from './build.js'
-import type { Client } from './client-access.js'
 import { RCODE, type Query } from './wire.js'
 
 const TYPE_A = 1
@@ -105,11 +104,11 @@ export function bypassReply(query: Buffer, q: Query, config: Config, s: AnswerSe
 }
 
 /** The worst of the question's decision and those of the answer's targets (CNAME, DNAME, SVCB, SRV; an allowed question stays allowed). */
-export function worst(snap: Snapshot, client: Client, decision: Decision, targets: readonly string[]): Decision {
+export function worst(snap: Snapshot, clientIp: string, decision: Decision, targets: readonly string[]): Decision {
   if (decision.action === 'allow') return decision
   let w = decision
   for (const t of targets) {
-    const d = snap.policy.decide(client.ip, t, 'cname')
+    const d = snap.policy.decide(clientIp, t, 'cname')
     if (SEVERITY[d.action] > SEVERITY[w.action]) w = d
   }
   return w

@@ -189,7 +189,7 @@ export class QueryHandler {
     counters.cacheLookup(hit >= 0)
     if (hit >= 0) {
       const cache = this.cache
-      const d = worst(snap, client, decision, cache.targets(hit))
+      const d = worst(snap, client.ip, decision, cache.targets(hit))
       if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, cache.upstream(hit), true)
       send(respond, client, q, cache.serve(hit, msg, q.qEnd, t0))
       const rcode = cache.rcode(hit)
@@ -216,7 +216,7 @@ export class QueryHandler {
       }
       const answer = withoutReplyClientOptions(reply!, scan)
       this.cache.set(msg, q, answer, scan, upstream!, this.deps.clock())
-      const d = worst(snap, client, decision, scan.targets)
+      const d = worst(snap, client.ip, decision, scan.targets)
       if (d.action === 'block' || d.action === 'sinkhole') return this.act(msg, q, client, respond, t0, d, upstream, false)
       answer.writeUInt16BE(q.id, 0)
       send(respond, client, q, answer)
