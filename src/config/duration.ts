@@ -8,3 +8,6 @@ export function parseDuration(v: string | number): number | undefined {
   if (!m) return undefined
   return Number(m[1]) * UNITS[m[2]!]!
 }
+
+/** The longest a Node timer waits (2^31-1 ms, 24.8 days): a longer one is set to 1 ms, and fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { isIP } from 'node:net'
-import { parseDuration } from './duration.js'
+import { MAX_TIMER_MS, parseDuration } from './duration.js'
 import { parseCidr } from '../policy/cidr.js'
 import { credentialsDecode, isParentUrl, isUpstreamUrl, parseSyslogUrl, parseUpstreamUrl, splitHostPort } from './endpoints.js'
 import { webhookHeaderProblem } from './webhook-headers.js'
@@ -22,8 +22,14 @@ const duration = z.union([z.string(), z.number()]).describe('a duration (500ms, 
   return ms
 })
 
+/** A duration a timer waits: at most MAX_TIMER_MS (a refresh of 30d would otherwise fetch the list every millisecond). */
+const timer = duration.refine(ms => ms <= MAX_TIMER_MS, 'at most 24d: Node\'s timers wait at most 2^31-1 ms (24.8 days), and a longer wait would end at once')
+
 /** A duration that must be more than 0: a timeout of 0 would fail everything it times. */
-const timeout = duration.refine(ms => ms > 0, 'a timeout of 0 would end everything it times at once; write e.g. 500ms, 2s, 10s')
+const timeout = timer.refine(ms => ms > 0, 'a timeout of 0 would end everything it times at once; write e.g. 500ms, 2s, 10s')
+
+/** A TTL written into answers: at most 2^31-1 seconds (RFC 2181 §8: a TTL with the top bit set is read as 0). */
+const ttl = duration.refine(ms => ms <= 2_147_483_647_000, 'at most 2147483647s (about 68 years; RFC 2181 §8 reads a larger TTL as 0); write e.g. 1d')
 
 const cidr = z.string().refine(s => parseCidr(s) !== undefined, {
   message: 'not a CIDR or address; write e.g. 10.0.0.0/8, 192.168.1.7 or fc00::/7',
@@ -118,8 +124,8 @@ const listName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'list names are lower
 
 /** dns.cache's TTL bounds (also read alone, to compare them when another part of the config is invalid). */
 export const cacheTtls = z.object({
-  minTtl: duration.default(0),
-  maxTtl: duration.default(86_400_000),
+  minTtl: ttl.default(0),
+  maxTtl: ttl.default(86_400_000),
 })
 
 /** The listeners a config that names none has (the schema's defaults; config/listeners.ts compares them too). */
@@ -177,7 +183,7 @@ export const configSchema = z.strictObject({
     ech: z.enum(['log', 'block']).default('log'),
     // bytes after CONNECT that are not TLS: an HTTP request's first head decided (Host, URL host), or refused
     nonTls: z.enum(['decide', 'block']).default('decide'),
-    idleTimeout: duration.default(300_000),          // 0: tunnels never time out for being idle
+    idleTimeout: timer.default(300_000),             // 0: tunnels never time out for being idle
     // a client's kept-alive plain-HTTP connection idle between requests (squid's client_idle_pconn_timeout):
     // longer than what browsers and proxies before this one keep theirs, or a reused one crosses our close
     keepAliveTimeout: timeout.default(120_000),
@@ -204,7 +210,7 @@ export const configSchema = z.strictObject({
   sinkhole: z.strictObject({
     ipv4: z.string().refine(s => isIP(s) === 4, 'not an IPv4 address').default('0.0.0.0'),
     ipv6: z.string().refine(s => isIP(s) === 6, 'not an IPv6 address').default('::'),
-    ttl: duration.default(60_000),
+    ttl: ttl.default(60_000),
     listen: z.array(hostPort).default([]),
   }).prefault({}),
   lists: z.record(listName, z.strictObject({
@@ -213,7 +219,7 @@ export const configSchema = z.strictObject({
       'not an http:// or https:// URL; write e.g. https://example.org/list.txt')
       // its user and password are sent decoded, as Basic authorization (withoutCredentials)
       .refine(credentialsDecode, BAD_CREDENTIALS)).default([]),
-    refresh: duration.refine(ms => ms >= 1000, 'refresh a remote list at most every 1s (0 would fetch it without pause); write e.g. 1h, 1d').default(86_400_000),
+    refresh: timer.refine(ms => ms >= 1000, 'refresh a remote list at most every 1s (0 would fetch it without pause); write e.g. 1h, 1d').default(86_400_000),
     maxBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
     action: action.default('block'),
   })).optional(),
@@ -231,7 +237,7 @@ export const configSchema = z.strictObject({
         .refine(credentialsDecode, BAD_CREDENTIALS),
       maxQueue: z.number().int().min(1).default(1000),
       retries: z.number().int().min(0).max(10).default(3),
-      backoff: duration.default(1000),
+      backoff: timer.default(1000),
       timeout: timeout.default(5000),
       headers: webhookHeaders.default({}),            // sent with each POST; checked as fetch would send them
     }).optional(),
@@ -249,7 +255,7 @@ export const configSchema = z.strictObject({
    */
   clients: z.strictObject({
     leases: z.array(filePath).default([]),
-    leaseCheck: duration.refine(ms => ms >= 100, 'check lease files at most every 100ms').default(5000),
+    leaseCheck: timer.refine(ms => ms >= 100, 'check lease files at most every 100ms').default(5000),
     ptr: z.boolean().default(false),
     ptrTtl: duration.refine(ms => ms >= 1000, 'cache PTR names for at least 1s').default(3_600_000),
     ptrMaxEntries: z.number().int().min(1).default(10_000),

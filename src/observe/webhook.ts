@@ -1,6 +1,7 @@
 import { alertFields, errorText, type AlertOutput, type AlertResult } from './alert-output.js'
 import type { DecisionEvent } from './types.js'
 import { redactUrl, withoutCredentials } from '../url-secrets.js'
+import { MAX_TIMER_MS } from '../config/duration.js'
 
 export interface WebhookOptions {
   /** http(s) URL that receives one JSON POST per alert (the ECS fields of the log line). */
@@ -104,7 +105,8 @@ export function createWebhook(
       let attempt = 1
       let r = await post(item, attempt)
       while (r.outcome === 'retry' && attempt < attempts && !closed) {
-        await sleep(backoff * 2 ** (attempt - 1))
+        // (doubled past what a timer can wait, it would end at once)
+        await sleep(Math.min(backoff * 2 ** (attempt - 1), MAX_TIMER_MS))
         if (!closed) r = await post(item, ++attempt)
       }
       if (r.outcome === 'ok') item.report('sent')

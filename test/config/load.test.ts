@@ -261,6 +261,36 @@ t.test('YAML syntax errors, non-mappings, unreadable files', async t => {
   t.equal(parseConfigText('lists:\n  l: { files: [/dev/null] }\n', 'n.yaml', { serve: true }).lists.l!.files[0], '/dev/null', '/dev/null: an empty list, for serve too')
 })
 
+t.test('durations a timer waits are at most 24d, TTLs at most 2^31-1 s', async t => {
+  const only = (text: string) => errorsOf(() => parseConfigText(text, 's.yaml')).details.map(d => d.replace(/^s\.yaml:\d+: /, ''))
+  // past 2^31-1 ms Node sets a timer to 1 ms: a refresh of 25d fetched its list every millisecond,
+  // a helloTimeout of 25d closed every tunnel at once; a TTL past 2^32-1 s took serve down at its first sinkholed query
+  const timerKeys: [string, string][] = [
+    ['dns.timeout', 'dns: { timeout: @ }'], ['dns.tcp.idleTimeout', 'dns: { tcp: { idleTimeout: @ } }'],
+    ['proxy.headerTimeout', 'proxy: { headerTimeout: @ }'], ['proxy.helloTimeout', 'proxy: { helloTimeout: @ }'],
+    ['proxy.idleTimeout', 'proxy: { idleTimeout: @ }'], ['proxy.keepAliveTimeout', 'proxy: { keepAliveTimeout: @ }'],
+    ['lists.r.refresh', 'lists:\n  r: { urls: ["https://example.org/l.txt"], refresh: @ }'],
+    ['alerts.webhook.backoff', 'alerts: { webhook: { url: "https://example.org/h", backoff: @ } }'],
+    ['alerts.webhook.timeout', 'alerts: { webhook: { url: "https://example.org/h", timeout: @ } }'],
+    ['clients.leaseCheck', 'clients: { leaseCheck: @ }'],
+  ]
+  const timerMsg = "at most 24d: Node's timers wait at most 2^31-1 ms (24.8 days), and a longer wait would end at once"
+  for (const [path, yaml] of timerKeys) {
+    t.same(only(yaml.replace('@', '25d') + '\n'), [`${path}: ${timerMsg}`], `${path}: 25d`)
+    t.same(only(yaml.replace('@', '2147483648ms') + '\n'), [`${path}: ${timerMsg}`], `${path}: one ms past`)
+    t.doesNotThrow(() => parseConfigText(yaml.replace('@', '24d') + '\n', 't.yaml'), `${path}: 24d`)
+    t.doesNotThrow(() => parseConfigText(yaml.replace('@', '2147483647ms') + '\n', 't.yaml'), `${path}: 2^31-1 ms`)
+  }
+  const ttlMsg = 'at most 2147483647s (about 68 years; RFC 2181 §8 reads a larger TTL as 0); write e.g. 1d'
+  for (const [path, yaml] of [['dns.cache.minTtl', 'dns: { cache: { minTtl: @, maxTtl: @ } }'], ['dns.cache.maxTtl', 'dns: { cache: { maxTtl: @ } }'], ['sinkhole.ttl', 'sinkhole: { ttl: @ }']] as const) {
+    const errs = only(yaml.replaceAll('@', '2147483648s') + '\n')
+    t.ok(errs.includes(`${path}: ${ttlMsg}`), `${path}: 2^31 s (${errs.join('; ')})`)
+    t.doesNotThrow(() => parseConfigText(yaml.replaceAll('@', '2147483647s') + '\n', 't.yaml'), `${path}: 2^31-1 s`)
+  }
+  // durations that are compared with the clock, not waited for, keep any length
+  t.equal(parseConfigText('alerts: { window: 365d }\nclients: { ptr: true, ptrTtl: 365d }\n', 'w.yaml').alerts.window, 365 * 86_400_000)
+})
+
 t.test('helpers: durations, host:port, upstream URLs, schema paths', async t => {
   t.equal(parseDuration('500ms'), 500)
   t.equal(parseDuration('1.5s'), 1500)
