@@ -93,18 +93,20 @@ export class FileWatch {
     this.#dirs.clear()
   }
 
-  /** The files were read by someone else (SIGHUP, a remote list): follow the ones the config names now. */
+  /** The files were read by someone else (SIGHUP, a remote list, a reload ended): follow the ones the config names now. */
   refresh(): void {
     if (this.#stopped) return
     this.#follow()
+    this.#seen = this.#signatures(this.#seen)
   }
 
   #now(): number {
     return (this.#o.now ?? Date.now)()
   }
 
-  #signatures(): Map<string, string> {
-    return new Map(this.#o.files().map(f => [f, signature(f)]))
+  /** Each file named now and its signature; with `kept`, the one kept there for a file it has. */
+  #signatures(kept?: ReadonlyMap<string, string>): Map<string, string> {
+    return new Map(this.#o.files().map(f => [f, kept?.get(f) ?? signature(f)]))
   }
 
   /** Watch the directories of the files named now; watchers of directories still needed are kept (their queued events with them). */
@@ -139,11 +141,17 @@ export class FileWatch {
     }
   }
 
-  /** The poll: a file whose signature differs from when it was read has changed. */
+  /**
+   * The poll: a file whose signature differs from when it was read has changed. A file not
+   * followed before is named by a config that a reload has just read, with its files: it is taken
+   * as it is (the reload's end calls refresh, but a poll can come between the two), not as a change.
+   */
   #check(): void {
     if (this.#timer !== undefined) return
     for (const [file, sig] of this.#signatures()) {
-      if (this.#seen.get(file) !== sig) return this.#changed(`file changed: ${file}`)
+      const seen = this.#seen.get(file)
+      if (seen === undefined) this.#seen.set(file, sig)
+      else if (seen !== sig) return this.#changed(`file changed: ${file}`)
     }
   }
 

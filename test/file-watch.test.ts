@@ -154,6 +154,29 @@ t.test('the files followed change with the config: a directory no longer named i
   t.equal((await f.until(2)).length, 2, 'c/ is')
 })
 
+t.test('a file named by a config that a reload read after onChange returned (it runs in slices) is no change of its own', async t => {
+  // a reload that adds a list: the list is named once the new snapshot is in place, after onChange
+  // returned; the poll saw it then as a file changed, and a second reload followed, blamed on it
+  const dir = t.testdir({ a: { 'x.txt': 'x1\n' }, b: { 'new.txt': 'n\n', 'later.txt': 'l\n' } })
+  const files = [join(dir, 'a', 'x.txt')]
+  const f = follow(t, files, { pollMs: 20 })
+  await sleep(60)
+  writeFileSync(files[0]!, 'x2\n')
+  await f.until(1)
+  files.push(join(dir, 'b', 'new.txt'))                      // the reload's snapshot in place; no refresh yet
+  await sleep(120)                                            // several polls
+  t.same(f.changes.map(c => c.why), [`file changed: ${files[0]}`], 'a new file met by the poll: taken as read')
+  files.push(join(dir, 'b', 'later.txt'))
+  f.w.refresh()                                               // the reload's end
+  await sleep(120)
+  t.equal(f.changes.length, 1, 'a new file met by refresh: taken as read')
+  writeFileSync(files[1]!, 'n2\n')
+  t.match((await f.until(2)).map(c => c.why), [/x\.txt$/, /new\.txt$/], 'an edit of the new file is a change')
+  await sleep(120)
+  writeFileSync(files[2]!, 'l2\n')
+  t.match((await f.until(3)).map(c => c.why), [/x\.txt$/, /new\.txt$/, /later\.txt$/], 'and of the one refresh took')
+})
+
 t.test('a file deleted is a change (the reload says it cannot be read); a read that turns the watching off ends it', async t => {
   const { file, f } = followOne(t, 'a\n', { onChange: w => w.stop() })
   await sleep(60)
