@@ -39,12 +39,27 @@ export function refusal(st: Stats, file: string, opts: ReadOptions = {}): string
 }
 
 /**
- * Read a config or list file as text, bounded: a regular file (or a symlink to one: a Kubernetes
+ * A config or list file's text from its bytes: UTF-8, or UTF-16 when it starts with a UTF-16 byte
+ * order mark (Windows Notepad and PowerShell's `>` save that; read as UTF-8 it held a NUL between
+ * every two letters, and a list of it loaded nothing). A UTF-8 BOM is the reader's (a U+FEFF first).
+ */
+export function decodeText(buf: Buffer): string {
+  if (buf.length >= 2 && buf[0] === 0xff && buf[1] === 0xfe) return buf.toString('utf16le', 2)
+  if (buf.length >= 2 && buf[0] === 0xfe && buf[1] === 0xff) {
+    const le = Buffer.from(buf.subarray(2, buf.length - (buf.length % 2)))
+    return le.swap16().toString('utf16le')
+  }
+  return buf.toString('utf8')
+}
+
+/**
+ * Read a config or list file as text (utf8: decodeText's), bounded: a regular file (or a symlink to one: a Kubernetes
  * ConfigMap) whole, a pipe (opts.pipes) up to PIPE_MAX_BYTES, anything else refused before it is
  * opened (a FIFO would block the open). Throws an Error whose message says why (refusal's words,
  * or the system's: ENOENT, EISDIR, EACCES).
  */
-export function readTextFile(file: string, encoding: BufferEncoding, opts: ReadOptions = {}): string {
+export function readTextFile(file: string, encoding: 'utf8' | 'latin1', opts: ReadOptions = {}): string {
+  const decode = (b: Buffer): string => encoding === 'utf8' ? decodeText(b) : b.toString(encoding)
   const check = (st: Stats): Stats => {
     const why = refusal(st, file, opts)
     if (why !== undefined) throw new Error(why)
@@ -54,7 +69,7 @@ export function readTextFile(file: string, encoding: BufferEncoding, opts: ReadO
   const fd = openSync(file, 'r')
   try {
     // what was opened, again: the path may have been swapped between the stat and the open
-    if (!check(fstatSync(fd)).isFIFO()) return readFileSync(fd, encoding)
+    if (!check(fstatSync(fd)).isFIFO()) return decode(readFileSync(fd))
     const max = opts.maxPipeBytes ?? PIPE_MAX_BYTES
     const chunks: Buffer[] = []
     let total = 0
@@ -62,7 +77,7 @@ export function readTextFile(file: string, encoding: BufferEncoding, opts: ReadO
     for (;;) {
       const buf = Buffer.allocUnsafe(CHUNK)
       const n = readSync(fd, buf, 0, CHUNK, null)
-      if (n === 0) return Buffer.concat(chunks, total).toString(encoding)
+      if (n === 0) return decode(Buffer.concat(chunks, total))
       total += n
       if (total > max) throw new Error(`more than ${max} bytes from a pipe; write it to a file and name the file`)
       chunks.push(buf.subarray(0, n))

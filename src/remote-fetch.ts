@@ -4,6 +4,7 @@
  */
 import type { Reply } from './list-reply.js'
 import { errorText } from './observe/alert-output.js'
+import { decodeText } from './read-file.js'
 
 /** `text` with the URL, as configured or as requested, replaced by the redacted one. */
 export const scrub = (text: string, url: string, requested: string, shown: string) => text.split(url).join(shown).split(requested).join(shown)
@@ -31,7 +32,7 @@ export async function readCapped(res: Response, max: number): Promise<string | u
     if (n > max) return undefined
     chunks.push(chunk)
   }
-  return Buffer.concat(chunks).toString('utf8')
+  return decodeText(Buffer.concat(chunks))
 }
 
 /** A fetch's answer as the remote lists take it: unchanged (304), another status, too big, or the text with its validators. */

@@ -23,6 +23,13 @@ t.test('check connect.ngrok-agent.com: sinkholed by the shipped list, naming ent
   t.equal(j.name, 'connect.ngrok-agent.com', 'normalized')
 })
 
+t.test('check shows a name\'s controls escaped: a pasted escape sequence is not run by the terminal', async t => {
+  const r = await run(['check', 'x\u001b]0;pwned\u0007.example.com'])
+  t.notMatch(r.out, /[\u001b\u0007]/)
+  t.match(r.out, /x\\x1b\]0;pwned\\x07\.example\.com/)
+  t.match(JSON.parse((await run(['check', 'x\u001b.example.com', '--json'])).out), { name: 'x\u001b.example.com' }, 'JSON keeps the name (its own escaping)')
+})
+
 t.test('check takes the host from a URL or host:port pasted from an alert, and says so', async t => {
   const url = await run(['check', 'https://x.ngrok-free.app/path'])
   t.equal(url.code, 0)

@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap'
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdirSync, symlinkSync } from 'node:fs'
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { readTextFile } from '../src/read-file.js'
+import { decodeText, readTextFile } from '../src/read-file.js'
 
 const DEVICE = 'not a regular file (a device or socket: reading it might never end); name a regular file, a symlink to one, or a pipe (<(…))'
 const SERVE = 'not a regular file (a FIFO, socket or device: serve would wait on it, or read it without end); name a regular file or a symlink to one'
@@ -46,4 +46,21 @@ t.test('a FIFO: refused for serve without opening it (that would wait); read to 
   // a pipe that never ends (`<(yes)`) stops at the bound
   writer(t, fifo, 'yes')
   t.throws(() => readTextFile(fifo, 'utf8', { pipes: true, maxPipeBytes: 200_000 }), { message: 'more than 200000 bytes from a pipe; write it to a file and name the file' })
+})
+
+t.test('UTF-16 with a byte order mark (Notepad, PowerShell >) is read as text; UTF-8 and anything else as UTF-8', async t => {
+  const text = 'ngrok.io\r\nbüro.example\r\n'
+  const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')])
+  const be = Buffer.from(le)
+  be.swap16()                                                  // FE FF, then each unit big-endian
+  t.equal(decodeText(le), text, 'UTF-16 LE')
+  t.equal(decodeText(be), text, 'UTF-16 BE')
+  t.equal(decodeText(Buffer.concat([be, Buffer.from([0x41])])), text, 'BE with an odd byte at the end: the byte dropped')
+  t.equal(decodeText(Buffer.from('\ufeffngrok.io\n')), '\ufeffngrok.io\n', 'a UTF-8 BOM is kept for the reader')
+  t.equal(decodeText(Buffer.from('ngrok.io\n')), 'ngrok.io\n')
+  t.equal(decodeText(Buffer.from([0xff])), '\ufffd', 'one byte: UTF-8')
+  const dir = t.testdir({})
+  writeFileSync(join(dir, 'u16.txt'), le)
+  t.equal(readTextFile(join(dir, 'u16.txt'), 'utf8'), text, 'readTextFile decodes it')
+  t.equal(readTextFile(join(dir, 'u16.txt'), 'latin1'), le.toString('latin1'), 'latin1 (PEM) is read as bytes')
 })

@@ -7,6 +7,7 @@ import { badTargetHost, blocks, decideBadTarget, decideTarget } from '../proxy/d
 import type { Snapshot } from '../snapshot-types.js'
 import type { StoredCopies } from '../remote-lists.js'
 import { allWarnings } from '../snapshot.js'
+import { printable } from '../printable.js'
 
 const NOT_FETCHED = '0 entries (remote, not fetched yet: run serve, or check the URL)'
 
@@ -40,7 +41,8 @@ export function explainCheck(s: Snapshot, name: string, asked: string, json: boo
   // `check` decides with the copies serve keeps of the remote lists, and says which and from when
   const remote = stored !== undefined && stored.copies.length > 0
   if (json) return JSON.stringify({ ...decisionFields(decision, client, notes), ...remote ? { remote: remoteJson(stored) } : {} }, null, 2) + '\n'
-  const text = explainDecision(decision, client, notes)
+  // the name is the user's, pasted from anywhere: an escape sequence in it is shown, not run by the terminal
+  const text = printable(explainDecision(decision, client, notes))
   return remote ? text + `  remote:  ${copiesIn(stored, 'check')}\n${remoteLines(stored, '    ').join('\n')}\n` : text
 }
 

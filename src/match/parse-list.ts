@@ -3,6 +3,7 @@ import { parseLinesInSteps } from './formats/lines.js'
 import { parseSigma } from './formats/sigma.js'
 import type { EntrySink } from './formats/sink.js'
 import type { Entry, ListWarning } from './types.js'
+import { printable } from '../printable.js'
 
 /** `lines`: plain, hosts-file and adblock lines, mixed; `sigma`: Sigma rule YAML; `csv`: names in column 1. */
 export type ListFormat = 'lines' | 'sigma' | 'csv'
@@ -41,7 +42,8 @@ export function* parseInSteps(text: string, format: ListFormat, sink: EntrySink,
       if (!allow && kind !== 'exact' && !name.includes('.')) sink.warn(line, `"${pattern}" is a top-level domain: it matches every name under .${name}`)
       sink.entry(name, kind, allow, pattern, line, sigma)
     },
-    warn: (line, message) => sink.warn(line, shortQuotes(message)),
+    // a line's bytes quoted: its controls escaped (a UTF-16 file's NULs, an ESC) before they reach a terminal or a log
+    warn: (line, message) => sink.warn(line, shortQuotes(printable(message))),
   }
   if (format === 'sigma') parseSigma(text, out)
   else if (format === 'csv') parseCsv(text, out)

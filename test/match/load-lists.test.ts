@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -71,4 +72,19 @@ t.test('warnings are capped per source, with a count of the rest', async t => {
   const { warnings } = loadLists({ a: list(['/v/a.txt']) }, { readFile: () => text })
   t.equal(warnings.length, MAX_WARNINGS_PER_SOURCE + 1)
   t.same(warnings.at(-1), { source: '/v/a.txt', message: 'list a: 7 more warnings in this source not shown' })
+})
+
+t.test('a list saved as UTF-16 (Notepad, PowerShell >) loads its entries; a line\'s controls are escaped in its warning', async t => {
+  const dir = t.testdir({})
+  writeFileSync(join(dir, 'u16.txt'), Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('u16.example\r\nother.example\r\n', 'utf16le')]))
+  // without a BOM: UTF-8, and the NULs of each line are shown escaped, not written raw to a terminal
+  writeFileSync(join(dir, 'nobom.txt'), Buffer.from('a.example\r\n', 'utf16le'))
+  writeFileSync(join(dir, 'esc.txt'), 'x\u001b]0;t\u0007 y\n')
+  const { matcher, infos, warnings } = loadLists({ u: list([join(dir, 'u16.txt')]), n: list([join(dir, 'nobom.txt'), join(dir, 'esc.txt')]) })
+  t.equal(infos[0]!.entries, 2)
+  t.same(matcher.lookup('www.u16.example').map(e => e.pattern), ['u16.example'])
+  t.equal(warnings.length, 3, 'two lines of nobom.txt (its last is a NUL alone), one of esc.txt')
+  t.match(warnings[0]!.message, /^list n: invalid entry "a\\x00\.\\x00e\\x00/, 'NULs escaped')
+  t.match(warnings[2]!.message, /^list n: invalid entry "x\\x1b\]0;t\\x07 y": one name per line/, 'ESC and BEL escaped')
+  t.notMatch(warnings.map(w => w.message).join(''), /[\u0000-\u0008\u001b]/)
 })
