@@ -91,8 +91,9 @@ function chainDecision(snap: Snapshot, client: string, cnames: readonly string[]
  * Every address of the answer must be a permitted destination; `ips` are all of them, in the
  * order they are dialled (interleaveFamilies: IPv6 first, then IPv4, and so on, RFC 8305 §4), and
  * `ip` is the first. Through a parent proxy the parent
- * resolves and dials the name: it is resolved here only for its CNAME chain (a custom domain
- * pointed at a tunnel service), and a failure to resolve it here does not stop the request.
+ * resolves and dials the name: it is resolved here for its CNAME chain (a custom domain pointed
+ * at a tunnel service) and its addresses are checked as they are direct, but a failure to resolve
+ * it here (a name only the parent's resolver knows) does not stop the request.
  */
 export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, client: string, t: Target, name: string): Promise<Route> {
   if (t.ip !== undefined) {
@@ -108,14 +109,17 @@ export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, clie
   }
   const cnames = answer.cnames
   const cname = chainDecision(snap, client, cnames)
-  if (sets.parent || (cname && blocks(cname))) return { ok: true, cname, cnames }
-  if (answer.addresses.length === 0) return { ok: false, status: 502, reason: `${name} has no addresses`, cnames }
+  if (cname && blocks(cname)) return { ok: true, cname, cnames }
+  if (!sets.parent && answer.addresses.length === 0) return { ok: false, status: 502, reason: `${name} has no addresses`, cnames }
   const ips = interleaveFamilies(answer.addresses)  // the order they are dialled in (RFC 8305 §4)
+  // through a parent too: a name that resolves here to an address the proxy may not reach is
+  // refused as it is direct (a public name pointed at 127.0.0.1 or 169.254.169.254 would otherwise
+  // reach the parent's loopback or the metadata service, where the address itself is refused)
   for (const ip of ips) {
     const bad = ctx.guard.check(ip, t.port, sets.allowDest, name)
     if (bad) return { ok: false, status: 403, reason: bad, cnames }
   }
-  return { ok: true, ip: ips[0], ips, cname, cnames }
+  return sets.parent ? { ok: true, cname, cnames } : { ok: true, ip: ips[0], ips, cname, cnames }
 }
 
 /**

@@ -212,6 +212,35 @@ t.test('through a parent, a name\'s CNAME chain is still decided here (CONNECT, 
   t.ok(await waitFor(() => child.proxy.openConnections === 0), "nothing left open")
 })
 
+t.test('through a parent, a name that resolves here to an internal address is refused as it is direct', async t => {
+  // a public name pointed at 127.0.0.1 or 169.254.169.254 reached the parent's loopback or the
+  // metadata service, where the address literal itself was refused
+  const ok = await fakeParent(t, 'HTTP/1.1 200 Connection established\r\n\r\n')
+  const resolve = fakeResolve({
+    'lo.example': { addresses: ['127.0.0.1'], cnames: [] },
+    'meta.example': { addresses: ['169.254.169.254'], cnames: [] },
+    'mixed.example': { addresses: ['203.0.113.7', '10.0.0.1'], cnames: [] },
+    'intranet.example': { addresses: ['10.1.2.3'], cnames: [] },
+  })
+  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${ok.port}` } }, resolve })
+  for (const [name, why] of [['lo.example', /loopback/], ['meta.example', /link-local/], ['mixed.example', /private/]] as const) {
+    const c = await exchange(child.port, [CONNECT(`${name}:443`), hello])
+    t.match(c.data, /^HTTP\/1\.1 403/, `CONNECT ${name}`)
+    t.match(child.ev.events.at(-1), { decision: { action: 'block', reason: why } }, `${name}: a block line, as direct`)
+    const h = await exchange(child.port, [`GET http://${name}/latest/meta-data/ HTTP/1.1\r\nHost: ${name}\r\nConnection: close\r\n\r\n`])
+    t.match(h.data, /^HTTP\/1\.1 403/, `GET http://${name}/`)
+    t.match(h.data, why, `${name}: the reason says which address and why`)
+  }
+  t.equal(ok.heads.length, 0, 'the parent was never asked')
+  // allowDestinations lets an intranet through the parent, as it does direct
+  const allowed = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${ok.port}`, allowDestinations: ['10.0.0.0/8'] } }, resolve })
+  const i = await exchange(allowed.port, [CONNECT('intranet.example:443'), hello])
+  t.match(i.data, /^HTTP\/1\.1 200/)
+  await waitFor(() => ok.heads.length === 1)
+  t.match(ok.heads[0], /^CONNECT intranet\.example:443 /, 'a listed range: to the parent by name')
+  t.ok(await waitFor(() => child.proxy.openConnections === 0 && allowed.proxy.openConnections === 0), 'nothing left open')
+})
+
 t.test('a client gone while the parent is dialled: the parent connection made after it is closed at once', async t => {
   // tunnelguard's SYN to the parent goes unanswered until the kernel sends it again, a second
   // later: by then the client has gone
