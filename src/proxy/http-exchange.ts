@@ -149,7 +149,16 @@ export function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: Se
       // the reason phrase as sent (squid relays it; node would write its own), when node can write it
       const reason = upRes.statusMessage!                 // a response read by node's client always has one (maybe empty)
       res.writeHead(upRes.statusCode!, WRITABLE_REASON.test(reason) ? reason : undefined, h)
-      upRes.on('error', () => res.destroy())           // cut short: so is the client's copy
+      upRes.on('error', e => {
+        // cut short (fewer bytes than its Content-Length, a chunked body without its last chunk):
+        // so is the client's copy, and the request failed; unless the client left first (its
+        // close destroys the origin's answer): then nothing failed on the origin's side
+        if (!res.destroyed) {
+          conn.close['event.outcome'] = 'failure'
+          conn.close['error.message'] = `${who} closed before the end of its answer (${e.message})`
+        }
+        res.destroy()
+      })
       upRes.pipe(res)
     })
     if (again) sent.end()                              // no body: nothing of the client's to read again

@@ -1,6 +1,7 @@
 // What origins answer, passed on as they answered it: response heads up to 64 KiB, interim 1xx
 // responses (102, 103 Early Hints), an upgrade offer dropped rather than refused, no Content-Length
 // on a 204, a Via naming the version received.
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { exchange, fakeResolve, rawHttpOrigin, run, startOrigin, testProxy, waitFor } from '../fixtures/origin.js'
@@ -144,4 +145,38 @@ t.test('Max-Forwards on TRACE and OPTIONS (RFC 9110 §7.6.2): 0 is answered by t
   t.match((await curl('GET', '0')).stdout, /origin$/, 'other methods: not the proxy\'s to answer')
   t.match((await curl('TRACE', 'x')).stdout, /origin$/, 'a value that is not a number: forwarded as it is')
   t.match(origin.heads.map(h => /max-forwards: (\S+)/i.exec(h)?.[1]), ['2', '0', '0', 'x'])
+})
+
+t.test('an answer cut short (fewer bytes than its Content-Length, a chunked body without its last chunk) is a failure on the close line', async t => {
+  const origin = await rawHttpOrigin(t, (head, s) => {
+    const path = head.split(' ')[1]!
+    if (path === '/short') s.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789')
+    else if (path === '/chunkcut') s.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n64\r\n123456789')
+    else if (path === '/slow') s.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789')   // and the rest never
+    else s.write(ok('whole'))
+    return false
+  }, false)
+  const { port, ev } = await testProxy(t, { config: { proxy: LOOPBACK }, resolve: fakeResolve({ 'cut.test': ['127.0.0.1'] }) })
+  for (const path of ['/short', '/chunkcut']) {
+    const r = await run('curl', ['-sS', '-o', '/dev/null', '-x', `http://127.0.0.1:${port}`, `http://cut.test:${origin.port}${path}`])
+    t.equal(r.code, 18, `${path}: curl sees the answer cut short (${r.stderr.trim()})`)
+    t.ok(await waitFor(() => ev.messages.filter(m => m.msg === 'proxy.close').length === (path === '/short' ? 1 : 2)))
+    t.match(ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields,
+      { 'http.response.status_code': 200, 'event.outcome': 'failure', 'tunnelguard.failed_requests': 1, 'error.message': /closed before the end of its answer/ }, path)
+  }
+  const whole = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, `http://cut.test:${origin.port}/whole`])
+  t.equal(whole.stdout, 'whole')
+  t.ok(await waitFor(() => ev.messages.filter(m => m.msg === 'proxy.close').length === 3))
+  t.match(ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'event.outcome': 'success' }, 'a whole answer: success')
+  // the client leaves half-way through an answer: the origin did not fail
+  const c = connect(port, '127.0.0.1')
+  c.on('error', () => {})
+  c.write(`GET http://cut.test:${origin.port}/slow HTTP/1.1\r\nHost: cut.test\r\n\r\n`)
+  await new Promise<void>(r => c.once('data', () => r()))
+  c.destroy()
+  t.ok(await waitFor(() => ev.messages.filter(m => m.msg === 'proxy.close').length === 4))
+  const left = ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields
+  t.match(left, { 'http.response.status_code': 200, 'event.outcome': 'success' }, 'the client left: no failure of the origin')
+  t.notMatch(String(left['error.message']), /closed before the end of its answer/)
+  t.ok(await waitFor(() => origin.open() === 0), 'the origin connection is closed')
 })
