@@ -35,7 +35,10 @@ export function forward(ctx: ProxyCtx, conn: Conn, req: IncomingMessage, res: Se
   if (conn.socket.destroyed) return                 // the client left while the name was resolved: nothing to dial for
   const hostText = t.ip?.includes(':') ? `[${t.ip}]` : t.ip ?? t.host
   const authority = t.port === 80 ? hostText : `${hostText}:${t.port}`
-  const path = rest.startsWith('/') ? rest : `/${rest}`
+  // a fragment is the client's own (RFC 9112 §3.2: an absolute-form target has none): not sent on
+  const hash = rest.indexOf('#')
+  const bare = hash < 0 ? rest : rest.slice(0, hash)
+  const path = bare.startsWith('/') ? bare : `/${bare}`
   // the framing, in the fields' places: a request nothing frames has no body, and one whose method
   // node would frame in chunks says so (Content-Length: 0, as node wrote it when it wrote the
   // headers at the end of the body: with the fields as a list it writes them at once)

@@ -57,6 +57,16 @@ export function httpDoor(cfg: Config['proxy'], clock: () => bigint, conns: Socke
     return true
   }
   /**
+   * A request line of another major version (`HTTP/2.0`, which llhttp reads): HTTP/2 is not
+   * spoken in HTTP/1 syntax (RFC 9113 §3), and it would be forwarded as HTTP/1.1: 505 (RFC 9110 §15.6.6).
+   */
+  const notHttp1 = (conn: Conn, req: IncomingMessage): boolean => {
+    if (req.httpVersionMajor === 1) return false
+    req.resume()
+    refuseHead(conn, 505, `HTTP/${req.httpVersion}: only HTTP/1.x is spoken here`)
+    return true
+  }
+  /**
    * Pipelined requests are served one at a time: the next is handled (resolved, dialled) once the
    * response before it is finished, so that a connection has at most one outbound request, and a
    * connection that goes away leaves none behind (node never closes the responses still queued).
@@ -69,7 +79,7 @@ export function httpDoor(cfg: Config['proxy'], clock: () => bigint, conns: Socke
     // decided nor sent on; the connection closes as it was closing
     if (!conn.socket.writable) return
     const start = () => {
-      if (tooManyFields(conn, req)) return
+      if (tooManyFields(conn, req) || notHttp1(conn, req)) return
       handleRequest(getCtx(), conn, req, res).catch(e => fail(conn, e))
     }
     res.once('close', () => answered(conn))
@@ -139,7 +149,7 @@ export function httpDoor(cfg: Config['proxy'], clock: () => bigint, conns: Socke
         h.readStart()
       }
     }
-    if (tooManyFields(conn, req)) return
+    if (tooManyFields(conn, req) || notHttp1(conn, req)) return
     // a CONNECT pipelined after requests still being answered: its 200 (or refusal) must follow their responses
     if (conn.answering > 0) conn.onAnswered = () => connect(conn, req, head)
     else connect(conn, req, head)
@@ -163,7 +173,8 @@ export function httpDoor(cfg: Config['proxy'], clock: () => bigint, conns: Socke
     conn.close['error.message'] = why
     conn.close['http.response.status_code'] = status
     conn.close['event.outcome'] = undefined          // refused: nothing was forwarded
-    conn.socket.write(rawResponse(status, status === 408 ? 'request headers not received in time' : status === 431 ? 'request headers too large' : 'malformed request'))
+    conn.socket.write(rawResponse(status, status === 408 ? 'request headers not received in time' : status === 431 ? 'request headers too large'
+      : status === 505 ? 'only HTTP/1.x is spoken here' : 'malformed request'))
     // the rest of the head, and a body, may be on the way (a client that writes it all before it
     // reads): closed in stages, node's parser taken off first (it would fail on them), or the reset
     // that closing with bytes unread makes could take the answer with it

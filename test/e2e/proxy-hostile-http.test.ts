@@ -47,6 +47,25 @@ t.test('request smuggling and malformed framing: 400, nothing smuggled to the or
   t.ok(p.ev.counts['dropped.malformed']! > 0)
 })
 
+t.test('a request line of another HTTP major version: 505, nothing forwarded (CONNECT too); a URL\'s fragment is not sent on', async t => {
+  const origin = await startOrigin(t)
+  const p = await testProxy(t, { config: { proxy: { allowDestinations: ['127.0.0.0/8'] } }, resolve: fakeResolve({ 'site.example': ['127.0.0.1'] }) })
+  for (const version of ['2.0', '3.0', '0.9']) {
+    const r = await exchange(p.port, [`GET http://site.example:${origin.port}/v HTTP/${version}\r\nHost: site.example\r\n\r\n`])
+    if (version === '3.0') t.equal(status(r.data), 400, 'HTTP/3.0: llhttp refuses it itself (400)')
+    else t.match(r.data, /^HTTP\/1\.1 505 HTTP Version Not Supported\r\n[\s\S]*X-Tunnelguard-Reason: only HTTP\/1\.x is spoken here/, `HTTP/${version}`)
+    t.ok(r.closed)
+    const c = await exchange(p.port, [`CONNECT site.example:${origin.port} HTTP/${version}\r\nHost: site.example\r\n\r\n`])
+    t.equal(status(c.data), version === '3.0' ? 400 : 505, `CONNECT … HTTP/${version}`)
+    await stillServes(t, p, origin)
+  }
+  t.notOk(origin.requests.some(x => x.url === '/v'), 'none forwarded')
+  t.match(p.ev.messages.filter(m => m.msg === 'proxy.close').at(-2)!.fields, { 'http.response.status_code': 505, 'error.message': 'HTTP/0.9: only HTTP/1.x is spoken here' })
+  const f = await exchange(p.port, [`GET http://site.example:${origin.port}/a?q=1#frag HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n`])
+  t.equal(status(f.data), 200)
+  t.equal(origin.requests.at(-1)!.url, '/a?q=1', 'the fragment stays with the client')
+})
+
 t.test('a request Transfer-Encoding other than chunked alone: 501 for a coding before chunked, 400 when the length cannot be told; the connection closed', async t => {
   // RFC 9112 §6.1: a transfer coding the server does not understand, SHOULD 501; in HTTP/1.0, the
   // framing is faulty and the connection closes. §6.3: chunked not last, MUST 400 and close; with

@@ -175,7 +175,7 @@ t.test('an answer cut short (fewer bytes than its Content-Length, a chunked body
   await new Promise<void>(r => c.once('data', () => r()))
   c.destroy()
   t.ok(await waitFor(() => ev.messages.filter(m => m.msg === 'proxy.close').length === 4))
-  const left = ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields
+  const left = ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields as Record<string, unknown>
   t.match(left, { 'http.response.status_code': 200, 'event.outcome': 'success' }, 'the client left: no failure of the origin')
   t.notMatch(String(left['error.message']), /closed before the end of its answer/)
   t.ok(await waitFor(() => origin.open() === 0), 'the origin connection is closed')
