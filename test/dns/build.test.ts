@@ -55,13 +55,39 @@ t.test('headerReply', async t => {
   t.match(h, { id: 99, rcode: 'FORMERR', flag_qr: true, flag_rd: true, questions: [] })
 })
 
-t.test('formErrReply: the header and the question when it reads, no record; else the header alone', async t => {
+t.test('formErrReply: the header and the question when it reads, no record but an OPT of ours for a well-formed one; else the header alone', async t => {
   const a = { type: 'A', name: 'a.test', data: '1.2.3.4' } as const
   const q = dnsPacket.encode({ type: 'query', id: 77, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED, questions: [{ type: 'AAAA', name: 'A.Test' }], answers: [a], authorities: [a], additionals: [optRr(1232), a] })
   const r = formErrReply(q)
-  t.match(decodeMsg(r), { id: 77, rcode: 'FORMERR', flag_qr: true, flag_rd: true, flag_cd: true, flag_ra: true, questions: [{ name: 'A.Test', type: 'AAAA', class: 'IN' }], answers: [], authorities: [], additionals: [] })
-  t.same([r.readUInt16BE(6), r.readUInt16BE(8), r.readUInt16BE(10)], [0, 0, 0], 'no record, not even the OPT')
-  t.equal(r.length, 12 + 8 + 4, 'the header and the question only')
+  t.match(decodeMsg(r), { id: 77, rcode: 'FORMERR', flag_qr: true, flag_rd: true, flag_cd: true, flag_ra: true, questions: [{ name: 'A.Test', type: 'AAAA', class: 'IN' }], answers: [], authorities: [], additionals: [{ type: 'OPT', udpPayloadSize: 1232 }] })
+  t.same([r.readUInt16BE(6), r.readUInt16BE(8), r.readUInt16BE(10)], [0, 0, 1], 'no record but the OPT (RFC 6891 §6.1.1: the query had a well-formed one)')
+  t.equal(r.length, 12 + 8 + 4 + 11, 'the header, the question and an OPT without options')
+  const bare = dnsPacket.encode({ type: 'query', id: 78, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'a.test' }], answers: [a] })
+  t.equal(formErrReply(bare).readUInt16BE(10), 0, 'no OPT in the query: none in the answer')
+  // the OPT is kept whatever else was wrong: a TC bit, no question (RFC 7873 §5.4 asks for a cookie so)
+  const tc = dnsPacket.encode({ type: 'query', id: 79, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.TRUNCATED_RESPONSE, questions: [{ type: 'A', name: 'a.test' }], additionals: [optRr(4096, dnsPacket.DNSSEC_OK)] })
+  t.match(decodeMsg(formErrReply(tc)), { rcode: 'FORMERR', questions: [{ name: 'a.test' }], additionals: [{ type: 'OPT', udpPayloadSize: 1232, flags: 0 }] }, 'TC: an OPT, DO not echoed')
+  const none = dnsPacket.encode({ type: 'query', id: 80, flags: 0, questions: [], additionals: [optRr(4096)] })
+  const n = formErrReply(none)
+  t.equal(n.length, 12 + 11)
+  t.match(decodeMsg(n), { id: 80, rcode: 'FORMERR', questions: [], additionals: [{ type: 'OPT' }] }, 'no question: the header and an OPT')
+  // an OPT that may be what was wrong: none
+  const opt = (more: Partial<dnsPacket.Packet>) => formErrReply(dnsPacket.encode({ type: 'query', id: 81, flags: 0, questions: [{ type: 'A', name: 'a.test' }], ...more })).readUInt16BE(10)
+  t.equal(opt({ additionals: [optRr(1232), optRr(1232)] }), 0, 'two OPTs')
+  t.equal(opt({ answers: [optRr(1232) as never] }), 0, 'an OPT in the answer section')
+  const v1 = dnsPacket.encode({ type: 'query', id: 82, flags: 0, questions: [{ type: 'A', name: 'a.test' }], additionals: [optRr(1232)] })
+  v1[v1.length - 11 + 6] = 1                                     // EDNS version 1
+  t.equal(formErrReply(v1).readUInt16BE(10), 0, 'EDNS version 1')
+  const owned = Buffer.concat([v1.subarray(0, v1.length - 11), Buffer.from([1, 0x61, 0]), v1.subarray(v1.length - 10)])
+  owned[owned.length - 5] = 0                                    // version 0 again: only its owner is wrong
+  t.equal(formErrReply(owned).readUInt16BE(10), 0, 'an OPT not owned by the root')
+  const ragged = Buffer.concat([v1, Buffer.from([0, 10, 0, 9, 1])])
+  ragged[ragged.length - 5 - 11 + 6] = 0
+  ragged.writeUInt16BE(5, ragged.length - 5 - 2)
+  t.equal(formErrReply(ragged).readUInt16BE(10), 0, 'options that do not fill the RDATA')
+  ragged.writeUInt16BE(1, ragged.length - 3)                    // the option's length: 1, as its data
+  t.equal(formErrReply(ragged).readUInt16BE(10), 1, 'the same OPT with its option whole: kept')
+  t.equal(formErrReply(Buffer.concat([v1.subarray(0, v1.length - 3)])).readUInt16BE(10), 0, 'a record cut short')
   const two = Buffer.from(q)
   two.writeUInt16BE(2, 4)
   t.equal(formErrReply(two).length, 12, 'two questions: the header alone')

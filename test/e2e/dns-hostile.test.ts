@@ -98,12 +98,22 @@ t.test('a query with TC set, or carrying answer or authority records, or two add
     const got = await udp(s.port, [msg], 3000, 1)
     t.equal(got.length, 1, what)
     t.match(decodeMsg(got[0]!), { id: 0x5151, rcode: 'FORMERR', questions: [{ name: 'a.test', type: 'A' }], answers: [] }, `${what}: FORMERR, the question echoed, no cached answer`)
+    t.equal(decodeMsg(got[0]!).additionals.length, what.startsWith('ARCOUNT') ? 1 : 0, `${what}: an OPT only for a query that had one (RFC 6891 §6.1.1)`)
+  }
+  // a well-formed OPT beside what is wrong: the FORMERR has one, as unbound's has (RFC 6891 §6.1.1)
+  for (const [what, msg, questions] of [
+    ['TC set, with an OPT', dnsPacket.encode({ ...base, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.TRUNCATED_RESPONSE, additionals: [opt] }), 1],
+    ['no question, an OPT (RFC 7873 §5.4)', dnsPacket.encode({ ...base, questions: [], additionals: [opt] }), 0],
+  ] as const) {
+    const got = await udp(s.port, [msg], 3000, 1)
+    t.equal(got.length, 1, what)
+    t.match(decodeMsg(got[0]!), { id: 0x5151, rcode: 'FORMERR', questions: { length: questions }, additionals: [{ type: 'OPT', udpPayloadSize: 1232 }] }, what)
   }
   // a query signed with TSIG by dig, without EDNS: its one additional record is no OPT
   const signed = await dig(server, 'a.test', 'A', ['+noedns', '+noadflag', '-y', 'hmac-sha256:key.test:c2VjcmV0c2VjcmV0c2VjcmV0'])
   t.equal(signed.status, 'FORMERR', 'TSIG alone: FORMERR, not sent upstream nor answered from the cache')
   t.equal(signed.answer.length, 0)
-  t.equal(s.ev.counts['dropped.malformed'], before + 5, 'counted as malformed')
+  t.equal(s.ev.counts['dropped.malformed'], before + 7, 'counted as malformed')
   t.equal(s.ev.events.filter(e => e.client.port !== 0 && e.dns?.rcode === 'FORMERR').length, 0, 'no decision line for them')
   t.equal((await dig(server, 'a.test')).answer.length, 1, 'the cached answer is still served to a plain query')
 })
