@@ -16,16 +16,22 @@ export const isLoopbackIp = (ip: string): boolean => ip.startsWith('127.') || ip
 const OPT_NSID = 3
 const OPT_ECS = 8
 const OPT_COOKIE = 10
+/**
+ * edns-tcp-keepalive (RFC 7828): about one TCP connection, the client's to this server or the
+ * upstream's to this one; never sent on (over UDP it is forbidden, §3.2.1/§3.2.2).
+ */
+const OPT_KEEPALIVE = 11
 /** dnsmasq's `--add-mac`: the asking machine's hardware address, six octets (a private-use code, read by Pi-hole too). */
 const OPT_MAC = 65001
 /** dnsmasq's `--add-mac=text` (`aa:bb:cc:dd:ee:ff`, 17 octets) and `--add-mac=base64` (8 octets): Nominum's device-ID code. */
 const OPT_MAC_TEXT = 65073
 export const isClientOption = (code: number): boolean =>
-  code === OPT_ECS || code === OPT_COOKIE || code === OPT_NSID || code === OPT_MAC || code === OPT_MAC_TEXT
+  code === OPT_ECS || code === OPT_COOKIE || code === OPT_NSID || code === OPT_MAC || code === OPT_MAC_TEXT || code === OPT_KEEPALIVE
 
 /**
  * The query as it goes upstream: without the EDNS options that belong to its client (Client
- * Subnet, RFC 7871; COOKIE, RFC 7873; NSID, RFC 5001; dnsmasq's MAC address options). The answer
+ * Subnet, RFC 7871; COOKIE, RFC 7873; NSID, RFC 5001; dnsmasq's MAC address options; TCP
+ * keepalive, RFC 7828, which is about its own connection). The answer
  * is cached and shared with every client that asks the same question, and an upstream echoes
  * them: another client would get this one's cookie (and take the answer for a spoof), an answer
  * made for this one's subnet, or the upstream's NSID it did not ask for (while the next asker that

@@ -239,7 +239,7 @@ t.test('keyFlags: the DO, CD, EDNS, RD and AD bits of the cache key', async t =>
   t.equal(keyFlags(b.subarray(0, b.length - 1), qEnd), 0, 'a record cut short ends the walk')
 })
 
-t.test('withoutClientOptions: COOKIE, NSID, Client Subnet and the MAC options taken out of the OPT record, the rest kept byte for byte', async t => {
+t.test('withoutClientOptions: COOKIE, NSID, Client Subnet, the MAC options and TCP keepalive taken out of the OPT record, the rest kept byte for byte', async t => {
   const opt = (options: { code: number; data: Buffer }[]): dnsPacket.Answer => optRr(1232, dnsPacket.DNSSEC_OK, options)
   const strip = (b: Buffer): Buffer => withoutClientOptions(b, readQuestion(b, b.readUInt16BE(2)) as Query)
   const cookie = { code: 10, data: Buffer.from('0102030405060708', 'hex') }
@@ -249,14 +249,15 @@ t.test('withoutClientOptions: COOKIE, NSID, Client Subnet and the MAC options ta
   const mac = { code: 65001, data: Buffer.from('020000000005', 'hex') }
   const macText = { code: 65073, data: Buffer.from('02:00:00:00:00:05') }
   const other = { code: 65002, data: Buffer.from('abcd', 'hex') }
-  const all = [cookie, pad, ecs, mac, nsid, other, macText]
+  const keepalive = { code: 11, data: Buffer.alloc(0) }           // RFC 7828: about the client's own connection, never over UDP upstream
+  const all = [cookie, pad, ecs, mac, nsid, other, macText, keepalive]
   const b = query('a.test', 'A', { additionals: [opt(all)] })
   const out = strip(b)
   t.ok(out.equals(query('a.test', 'A', { additionals: [opt([pad, other])] })), 'the same query with padding and the other option only')
   const q = parseQuery(out) as Query
   t.match(q, { name: 'a.test', edns: true, dnssecOk: true, udpSize: 1232 })
   t.ok(b.equals(query('a.test', 'A', { additionals: [opt(all)] })), 'the client\'s query is not changed')
-  for (const o of [cookie, ecs, mac, nsid, macText]) {
+  for (const o of [cookie, ecs, mac, nsid, macText, keepalive]) {
     t.ok(strip(query('a.test', 'A', { additionals: [opt([o])] })).equals(query('a.test', 'A', { additionals: [opt([])] })), `option ${o.code} taken out`)
   }
   // the OPT record followed by another additional record: copied after it
