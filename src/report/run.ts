@@ -150,7 +150,9 @@ export async function runReport(args: ReportArgs): Promise<void> {
   const failed = (name: string, e: unknown) => errors.push(`${name}: ${(e as Error).message.replace(/, \w+( '.*')?$/, '')}`)
   const read = async (src: Readable) => {
     const tooLong = await readLines(await decompressed(src), onLine)
-    k.malformed += tooLong   // not `+= await`: that would read the count before the lines are read
+    // a line too long to read is a line read, and malformed (lines = decisions + filtered + skipped + malformed)
+    k.lines += tooLong       // not `+= await`: that would read the count before the lines are read
+    k.malformed += tooLong
   }
   for (const f of args.files) {
     let fh: FileHandle | undefined

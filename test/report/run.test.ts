@@ -9,6 +9,7 @@ import { createLogger } from '../../src/observe/logger.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import { decisionDestination, parseAuthority } from '../../src/proxy/address.js'
 import { parseTime, runReport, WRITE_CHUNK, writeOut, type ReportArgs } from '../../src/report/run.js'
+import { MAX_LINE } from '../../src/report/read-lines.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 
 const T0 = Date.UTC(2026, 10, 21, 10, 0, 0)
@@ -100,6 +101,15 @@ t.test('a line cut by a writer killed mid-line, with the next line after it, is 
   const other = '{"@timestamp":"2026-11-21T10:00:00Z","ecs.version":"8.11.0","message":"dns.query","event":{"action":"block"},"client":{"ip":"1.2.3.4","port":1},"dns":{"question":{"name":"a.io"}}}'
   t.match(parseLine(other), { ip: '1.2.3.4' })
   t.equal(parseLine(other.slice(0, 50) + other.replace('1.2.3.4', '5.6.7.8').replace('10:00:00', '11:00:00')), 'malformed')
+})
+
+t.test('a line too long to read (past 1 MiB) is a line read and malformed: the counts add up', async t => {
+  const decisions = log.split('\n').filter(l => l.includes('"dns.query"')).slice(0, 2)
+  const huge = `{"x":"${'a'.repeat(MAX_LINE + 10)}"}`
+  const j = JSON.parse(await report({ stdin: Readable.from([`${decisions[0]}\n${huge}\n${decisions[1]}\n`]), format: 'json' }))
+  t.same(j.summary, { lines: 3, decisions: 2, filtered: 0, skipped: 0, malformed: 1, clients: j.summary.clients, filters: {}, errors: [] })
+  const s = j.summary
+  t.equal(s.lines, s.decisions + s.filtered + s.skipped + s.malformed)
 })
 
 t.test('table at 80 columns', async t => {
