@@ -78,6 +78,10 @@ export function configWarnings(c: ParsedConfig): ConfigProblem[] {
       })
     }
   })
+  // `lists:` left out is the shipped lists; written empty, it is none: every name passes
+  if (c.lists !== undefined && Object.keys(c.lists).length === 0) {
+    out.push({ path: ['lists'], message: 'lists: {} names no list: nothing is blocked, sinkholed or alerted on; leave lists: out for the shipped lists, or name one (ngrok: { files: [blocklists/ngrok.txt], action: sinkhole })' })
+  }
   if (c.dns.listen.length === 0 && c.proxy.listen.length === 0 && c.sinkhole.listen.length === 0) {
     out.push({ path: ['dns', 'listen'], message: NO_LISTENERS })
   }

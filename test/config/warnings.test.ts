@@ -90,3 +90,12 @@ t.test('a DNS listener on [::] takes IPv6 clients only: warned, unless an IPv4 l
   t.same(applyOverrides(c, { dns: ['0.0.0.0:53'] }).warnings, [], '--dns replaces the listener warned about')
   t.equal(applyOverrides(c, { proxy: ['127.0.0.1:0'] }).warnings.length, 1, '--proxy does not')
 })
+
+t.test('lists: {} names no list: warned', async t => {
+  const w = (text: string) => parseConfigText(text, 'w.yaml').warnings.map(x => `${x.source} ${x.message}`)
+  t.same(w('proxy: { listen: [] }\nlists: {}\n'), [
+    'w.yaml:2 lists: lists: {} names no list: nothing is blocked, sinkholed or alerted on; leave lists: out for the shipped lists, or name one (ngrok: { files: [blocklists/ngrok.txt], action: sinkhole })',
+  ])
+  t.same(w('lists:\n  mine: { urls: ["https://example.org/l.txt"] }\n'), [], 'a remote list')
+  t.same(w('dns: { upstreams: ["udp://127.0.0.1:53"] }\n'), [], 'lists: left out: the shipped lists, no warning')
+})
