@@ -107,6 +107,10 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const r = await route(ctx, snap, sets, client.ip, target!, url.name)
   const more = r.cnames.length > 0 ? { 'tunnelguard.cnames': r.cnames } : {}
   decision = worse(decision, r.ok ? r.cname : undefined)
+  // refused while its name resolved (its body's framing failed: answered 400, the connection
+  // closing, its close line maybe written): not sent on, and no pass line after that close line;
+  // a listed name keeps its line (the attempt is the evidence)
+  if (conn.poisoned && !blocks(decision)) return
   if (blocks(decision)) {
     emit(decision, undefined, more)
     return refuse(403, clientReason(decision))

@@ -129,6 +129,32 @@ t.test('the client leaves while the name is resolved: nothing is dialled', async
   t.equal(p.proxy.openConnections, 0)
 })
 
+t.test('a request whose body fails its framing while its name resolves: 400, nothing dialled, no pass line after its close line', async t => {
+  const origin = await silentOrigin(t)
+  let resolved = 0
+  const p = await testProxy(t, {
+    config: { proxy: LOOPBACK },
+    resolve: async name => {
+      await new Promise(r => setTimeout(r, 200))
+      resolved++
+      return { addresses: ['127.0.0.1'], cnames: name === 'alias.example' ? ['edge.ngrok-free.app'] : [] }
+    },
+  })
+  for (const name of ['slow.example', 'alias.example']) {
+    const c = await client(t, p.port)
+    c.s.write(`POST http://${name}:${origin.port}/ HTTP/1.1\r\nHost: ${name}:${origin.port}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n`)
+    t.ok(await waitFor(() => c.closed()), `${name}: closed`)
+    t.match(c.data(), /^HTTP\/1\.1 400 /, `${name}: the framing error answered`)
+    t.ok(await waitFor(() => resolved === (name === 'slow.example' ? 1 : 2)))
+    await new Promise(r => setTimeout(r, 100))
+  }
+  t.equal(origin.accepted(), 0, 'nothing dialled')
+  const lines = p.ev.messages.map(m => m.msg)
+  t.same(lines.filter(m => m === 'proxy.close').length, 2)
+  t.same(p.ev.events.map(e => [e.decision.name, e.decision.action]), [['edge.ngrok-free.app', 'sinkhole']], 'no pass line; the name CNAMEd to a tunnel service keeps its line')
+  t.equal(p.proxy.openConnections, 0)
+})
+
 t.test('a request started behind a response that closes the connection is not left open', async t => {
   const answering = await countingOrigin(t, 100)
   const origin = await silentOrigin(t)
