@@ -32,6 +32,8 @@ export function parseAuthority(s: string, defaultPort?: number): Target | undefi
   }
   const host = m[2]!.endsWith('.') ? m[2]!.slice(0, -1) : m[2]!
   const labels = host.split('.')
+  // no host name: a label over 63 octets, a name over 253 (RFC 1035 §2.3.4), as a bad character is no host name
+  if (host.length > 253 || labels.some(l => l.length > 63)) return undefined
   if (NUMERIC_LABEL.test(labels[labels.length - 1]!)) {
     const ip = parseIpv4Loose(host)
     return ip === undefined ? undefined : { host, port, ip }
@@ -73,6 +75,10 @@ export function authorityProblem(s: string, defaultPort?: number): string {
   if (host.startsWith('[')) return `host ${host} is no IPv6 address`
   const bad = /[^A-Za-z0-9._-]/.exec(host)
   if (bad) return `host "${host}" is no valid name (character "${bad[0]}")`
+  const name = host.endsWith('.') ? host.slice(0, -1) : host
+  if (name.length > 253) return `host "${host.slice(0, 40)}…" is no valid name (${name.length} characters; at most 253)`
+  const long = name.split('.').find(l => l.length > 63)
+  if (long !== undefined) return `host "${host.slice(0, 40)}…" is no valid name (a label of ${long.length} characters; at most 63)`
   return `host "${host}" is no valid name or IPv4 address`
 }
 

@@ -218,6 +218,12 @@ t.test('a CONNECT host that cannot be normalized: 400, and a block decision line
   })
   t.ok(await waitFor(() => p.ev.messages.some(m => m.msg === 'proxy.close')))
   t.match(p.ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'http.response.status_code': 400 })
+  // a label over 63 characters is no host name either: 400 too (was a 403), and its block line
+  const long = `${'a'.repeat(64)}.ngrok.io`
+  const l = await exchange(p.port, [`CONNECT ${long}:443 HTTP/1.1\r\n\r\n`])
+  t.equal(status(l.data), 400, 'a label of 64 characters')
+  t.match(l.data, /X-Tunnelguard-Reason: [^\r]*a label of 64 characters; at most 63/)
+  t.match(p.ev.events.at(-1), { decision: { action: 'block', where: 'connect', name: long, unparseable: true } })
   // a listed name with no port: its list's decision; an unlisted one with none: the 400 alone
   await exchange(p.port, ['CONNECT x.ngrok.io HTTP/1.1\r\n\r\n'])
   t.match(p.ev.events.at(-1), { decision: { action: 'sinkhole', list: 'ngrok', name: 'x.ngrok.io' } })

@@ -12,6 +12,13 @@ t.test('strict host:port', async t => {
     '[[example.net]]:443', '[example.net]:443', '[1.2.3.4]:443', 'user@example.com:443', 'example.com:443/x', ':443', '1.2.3.4.5:443', '0x1g.1:443', '08.1.1.1:443']) {
     t.equal(parseAuthority(bad), undefined, bad)
   }
+  // a label over 63 octets, a name over 253: no host name (400, as a bad character is)
+  t.equal(parseAuthority(`${'a'.repeat(64)}.ngrok.io:443`), undefined, 'a label of 64')
+  t.same(parseAuthority(`${'a'.repeat(63)}.ngrok.io:443`), { host: `${'a'.repeat(63)}.ngrok.io`, port: 443 }, 'a label of 63')
+  const n253 = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`
+  t.equal(n253.length, 253)
+  t.same(parseAuthority(`${n253}.:443`), { host: n253, port: 443 }, '253 characters (a trailing dot besides)')
+  t.equal(parseAuthority(`${n253}x:443`), undefined, '254 characters')
 })
 
 t.test('authorityProblem: what is wrong with a target parseAuthority refused, in words', async t => {
@@ -28,6 +35,8 @@ t.test('authorityProblem: what is wrong with a target parseAuthority refused, in
     ['[::1]:99999', undefined, 'port 99999 is out of range (1-65535)'],
     ['bad_name!.ngrok.io:443', undefined, 'host "bad_name!.ngrok.io" is no valid name (character "!")'],
     ['bad_name!.ngrok.io', 80, 'host "bad_name!.ngrok.io" is no valid name (character "!")'],
+    [`${'a'.repeat(64)}.ngrok.io:443`, undefined, `host "${'a'.repeat(40)}…" is no valid name (a label of 64 characters; at most 63)`],
+    [`${'a.'.repeat(127)}io.:443`, undefined, `host "${'a.'.repeat(20)}…" is no valid name (256 characters; at most 253)`],
     ['1.2.3.4.5:443', undefined, 'host "1.2.3.4.5" is no valid name or IPv4 address'],
     ['08.1.1.1:443', undefined, 'host "08.1.1.1" is no valid name or IPv4 address'],
     [':443', undefined, 'no host'],
