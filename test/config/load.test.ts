@@ -347,3 +347,15 @@ t.test('a listen address with a zone (fe80::1%eth0) is refused saying why, and w
     t.match(details, [new RegExp(`^z\\.yaml:2: ${path}: an address with a zone \\(%eth0\\) cannot be listened on; write \\[::\\]:PORT`)], key)
   }
 })
+
+t.test('a listen port past 65535 is said to be out of range, not "not HOST:PORT"', async t => {
+  const only = (text: string) => errorsOf(() => parseConfigText(text, 's.yaml')).details.map(d => d.replace(/^s\.yaml:\d+: /, ''))
+  t.same(only('dns: { listen: ["127.0.0.1:99999", "[::1]:65536", "127.0.0.1:1234567", "127.0.0.1:70000"] }\n'), [
+    'dns.listen[0]: port 99999 is out of range (0-65535); write e.g. 127.0.0.1:1053',
+    'dns.listen[1]: port 65536 is out of range (0-65535); write e.g. 127.0.0.1:1053',
+    'dns.listen[2]: port 1234567 is out of range (0-65535); write e.g. 127.0.0.1:1053',
+    'dns.listen[3]: port 70000 is out of range (0-65535); write e.g. 127.0.0.1:1053',
+  ])
+  t.same(only('proxy: { listen: ["127.0.0.1:65535x", "127.0.0.1"] }\n'), ['proxy.listen[0]: not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53', 'proxy.listen[1]: not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53'])
+  t.same(parseConfigText('dns: { listen: ["127.0.0.1:65535", "127.0.0.1:0"] }\nproxy: { listen: [] }\nadmin: null\n', 'p.yaml').dns.listen, ['127.0.0.1:65535', '127.0.0.1:0'])
+})
