@@ -152,7 +152,7 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
     throw e
   }
   // objects, as proxy.listening writes its addresses: one field, one type in an index
-  evidence.info('dns listening', { addresses })
+  evidence.info('dns.listening', { addresses })
   let closing: Promise<void> | undefined
   return {
     addresses,

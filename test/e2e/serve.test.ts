@@ -103,7 +103,7 @@ t.test('/metrics shows the DNS cache: its entries and the bytes its answers take
   const g = await gauges()
   t.equal(g.entries, 3, 'three answers cached (the second a.test was a hit)')
   t.ok(g.bytes >= 3 * 64 && g.bytes <= 3 * 65_536, `their bytes: ${g.bytes}`)
-  t.ok(p.lines().some(l => l.message === 'dns listening'))
+  t.ok(p.lines().some(l => l.message === 'dns.listening'))
 })
 
 t.test('an idle serve sleeps: its main thread wakes about ten times a second, not a hundred', async t => {
