@@ -180,7 +180,7 @@ export function* formatTable(r: ReportData): Generator<string> {
   for (const c of r.clients) yield tableClient(c)
   const out: string[] = []
   if (r.clients.length === 0) out.push('no matching decisions', '')
-  if (r.window) out.push(`window: ${bound(r.window.since) ?? '(start)'} .. ${bound(r.window.until) ?? '(end)'} (UTC, both included)`)
+  if (r.window) out.push(`window: ${tableTime(r.window.since) ?? '(start)'} .. ${tableTime(r.window.until) ?? '(end)'} (UTC, both included)`)
   const k = r.counts
   const foot = [`${plural(r.clients.length, 'client')}, ${plural(k.decisions - k.filtered, 'decision')} shown`]
   if (k.filtered > 0) foot.push(`${k.filtered} filtered out`)
@@ -194,3 +194,5 @@ export function* formatTable(r: ReportData): Generator<string> {
 
 /** A bound of the window as ISO 8601 UTC, milliseconds and all; null for a bound not given. */
 const bound = (ms: number | undefined): string | null => ms === undefined ? null : iso(ms)
+/** A window's bound as the table's rows write a time (and --since takes it back), its milliseconds when it has some. */
+const tableTime = (ms: number | undefined): string | null => ms === undefined ? null : ms % 1000 === 0 ? short(ms) : iso(ms).slice(0, 23).replace('T', ' ')
