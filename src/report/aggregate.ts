@@ -83,6 +83,9 @@ function bump(r: Record<string, number>, k: string): void {
   r[k] = (r[k] ?? 0) + 1
 }
 
+/** How many other lists a --list filter that matched nothing names in its note. */
+const MAX_LISTS_SEEN = 20
+
 /** Per-client aggregation of decisions; memory grows with clients and (bounded) names only. */
 export class Aggregator {
   /** address → machine → client */
@@ -90,6 +93,9 @@ export class Aggregator {
   /** The client added to last: runs of one client's lines skip the lookups. */
   #last: ClientStat | undefined
   readonly counts: Counts = { lines: 0, decisions: 0, filtered: 0, skipped: 0, malformed: 0 }
+  /** With a list filter: whether a decision read names it (whatever the other filters say), and the other lists they name (the first MAX_LISTS_SEEN). */
+  listMet = false
+  readonly listsSeen = new Set<string>()
   readonly #filters: Filters
   readonly #maxNames: number
   readonly #maxMatched: number
@@ -144,6 +150,11 @@ export class Aggregator {
 
   add(e: ReportEvent): void {
     this.counts.decisions++
+    const list = this.#filters.list
+    if (list !== undefined && e.list !== undefined) {
+      if (e.list === list) this.listMet = true
+      else if (this.listsSeen.size < MAX_LISTS_SEEN) this.listsSeen.add(own(e.list))
+    }
     if (!this.#keep(e)) { this.counts.filtered++; return }
     const c = this.#client(e)
     // a MAC's hostname and an address's PTR name can change: the latest line's (by time, not file order)

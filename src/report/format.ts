@@ -8,6 +8,8 @@ export interface ReportData {
   readonly filters: Readonly<Record<string, string>>
   /** The time window --since/--until stand for (ms; a bound not given is absent). */
   readonly window?: { readonly since?: number; readonly until?: number }
+  /** --list named a list no decision line read names (a typo looks like "nobody tried"): the lists they name instead. */
+  readonly listUnseen?: { readonly list: string; readonly seen: readonly string[] }
 }
 
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -180,6 +182,10 @@ export function* formatTable(r: ReportData): Generator<string> {
   for (const c of r.clients) yield tableClient(c)
   const out: string[] = []
   if (r.clients.length === 0) out.push('no matching decisions', '')
+  if (r.listUnseen) {
+    const { list, seen } = r.listUnseen
+    out.push(`no decision line read names list ${escapeCell(list)}${seen.length > 0 ? `; the lines name: ${seen.map(escapeCell).sort(byText).join(', ')}` : ''}`)
+  }
   if (r.window) out.push(`window: ${tableTime(r.window.since) ?? '(start)'} .. ${tableTime(r.window.until) ?? '(end)'} (UTC, both included)`)
   const k = r.counts
   const foot = [`${plural(r.clients.length, 'client')}, ${plural(k.decisions - k.filtered, 'decision')} shown`]

@@ -177,7 +177,9 @@ export async function runReport(args: ReportArgs): Promise<void> {
   if (leases) filters.leases = args.leases!.join(', ')
   const { since, until } = f
   const window = since === undefined && until === undefined ? undefined : { since, until }
-  const data: ReportData = { clients: agg.sorted(), counts: k, errors, filters, window }
+  const clients = agg.sorted()
+  const listUnseen = args.list !== undefined && !agg.listMet ? { list: args.list, seen: [...agg.listsSeen] } : undefined
+  const data: ReportData = { clients, counts: k, errors, filters, window, ...listUnseen ? { listUnseen } : {} }
   await writeOut(args.out, args.format === 'json' ? formatJson(data) : args.format === 'csv' ? formatCsv(data) : formatTable(data))
   // after the report, so that what was read is shown; the CLI prints these on stderr and exits 1
   if (errors.length === 1) throw new AppError('INPUT_READ', `report: ${errors[0]}`)

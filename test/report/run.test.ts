@@ -154,6 +154,12 @@ t.test('filters', async t => {
   t.same(tunnels.clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.7', 1]])
   t.equal(tunnels.summary.filtered, 7)
   t.same(tunnels.summary.filters, { list: 'tunnels' })
+  // a list no line names (a typo) is said so under the table, with the lists the lines do name, not a silent "nobody"
+  const typo = await report({ files: [plain], list: 'tunels' })
+  t.match(typo, /^no matching decisions\n\nno decision line read names list tunels; the lines name: ngrok, tunnels\n/)
+  t.notMatch(await report({ files: [plain], list: 'tunnels' }), /no decision line read names/, 'a list the lines name: no note')
+  t.notMatch(await report({ files: [plain], list: 'tunnels', since: '1m' }), /no decision line read names/, 'nor when the other filters leave none of its lines')
+  t.same(Object.keys((await q({ list: 'tunels' })).summary).sort(), ['clients', 'decisions', 'errors', 'filtered', 'filters', 'lines', 'malformed', 'skipped'], 'json: the summary as before')
   // now = T0 + 1h: since 56m = from 10:04
   t.same((await q({ since: '56m' })).clients.map((c: { ip: string; total: number }) => [c.ip, c.total]), [['10.0.0.7', 3], ['10.0.0.6', 1]])
   t.same((await q({ since: '2026-11-21T10:03:00Z', until: '2026-11-21T10:04:00Z' })).clients.map((c: { ip: string }) => c.ip), ['10.0.0.6', '10.0.0.7'])
