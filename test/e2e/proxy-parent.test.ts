@@ -94,6 +94,26 @@ t.test('parent 407, 502, silence: 502/504 to HTTP clients; after a CONNECT 200, 
   }
 })
 
+t.test('a parent silent after CONNECT, with an idle timeout shorter than the connect timeout: still the alert and a failure at the connect timeout', async t => {
+  const parent = await fakeParent(t)
+  const child = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${parent.port}`, idleTimeout: '150ms' } }, connectTimeout: 500 })
+  const started = Date.now()
+  const c = await exchange(child.port, [CONNECT('site.example:443'), hello])
+  t.ok(c.closed)
+  t.equal(c.data, OK + ALERT, 'the fatal internal_error alert after the 200, not a bare close at the idle timeout')
+  t.ok(Date.now() - started >= 450, 'at the connect timeout')
+  t.ok(await waitFor(() => child.proxy.openConnections === 0))
+  t.match(child.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields,
+    { 'tunnelguard.unsent_status': 504, 'tunnelguard.failure_sent': 'tls_alert', 'error.message': /did not answer/, 'event.outcome': 'failure' })
+  // a tunnel that opens keeps its idle timeout
+  const ok = await fakeParent(t, 'HTTP/1.1 200 Connection established\r\n\r\n')
+  const open = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${ok.port}`, idleTimeout: '150ms' } }, connectTimeout: 500 })
+  const o = await exchange(open.port, [CONNECT('site.example:443'), hello], { waitMs: 2000 })
+  t.ok(o.closed, 'closed')
+  t.ok(await waitFor(() => open.ev.messages.some(m => m.msg === 'proxy.close')))
+  t.match(open.ev.messages.find(m => m.msg === 'proxy.close')!.fields, { 'error.message': 'idle timeout', 'event.outcome': 'success' }, 'by its idle timeout once open')
+})
+
 t.test('a parent that cannot be reached: 502 (refused) or 504 (no answer to the SYN) before any 200', async t => {
   // a port nobody listens on: port 1, which the kernel never hands out for a bind to port 0 (a
   // freed ephemeral port was twice taken by a listener of a test running alongside: once by one
