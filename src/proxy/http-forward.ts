@@ -107,19 +107,25 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   const r = await route(ctx, snap, sets, client.ip, target!, url.name)
   const more = r.cnames.length > 0 ? { 'tunnelguard.cnames': r.cnames } : {}
   decision = worse(decision, r.ok ? r.cname : undefined)
-  // refused while its name resolved (its body's framing failed: answered 400, the connection
-  // closing, its close line maybe written): not sent on, and no pass line after that close line;
-  // a listed name keeps its line (the attempt is the evidence)
-  if (conn.poisoned && !blocks(decision)) return
+  // refused while its name resolved (its body's framing failed: the client got a 400, the
+  // connection is closing, its close line maybe written): nothing more is answered or sent on;
+  // a listed name (an alert too) or a forbidden destination keeps its line (the attempt is the
+  // evidence), a plain pass has none
+  const refused = conn.poisoned
   if (blocks(decision)) {
     emit(decision, undefined, more)
-    return refuse(403, clientReason(decision))
+    return refused ? undefined : refuse(403, clientReason(decision))
   }
   if (!r.ok) {
     // a 502 (the name does not resolve): the client's request failed, and the line says so
+    if (refused && r.status !== 403) return
     emit(r.status === 403 ? denial(snap, client.ip, url.name, 'url', r.reason, 'proxy.allowDestinations', decision) : decision,
       undefined, { ...more, 'error.message': r.reason }, r.status === 403 ? undefined : 'failure')
-    return refuse(r.status, r.reason)
+    return refused ? undefined : refuse(r.status, r.reason)
+  }
+  if (refused) {
+    if (decision.action === 'alert') emit(decision, undefined, more)
+    return
   }
   emit(decision, r.ip, more)
   forward(ctx, conn, req, res, target!, m![2]!, r.ips, sets)
