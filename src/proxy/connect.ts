@@ -122,8 +122,13 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   }
   let held: HeldParent | undefined
   if (sets.parent) {
+    // the dial is bounded by the connect timeout: a shorter idle timeout would end it first, with
+    // a bare close in place of the 502/504 (as when the parent is asked, tunnel-open.ts)
+    const idle = socket.timeout!
+    if (idle > 0) socket.setTimeout(0)
     try {
       held = await holdParent(sets.parent, ctx.connectTimeout, ctx.track)
+      if (idle > 0) socket.setTimeout(idle)
     } catch (e) {
       const err = e as UpstreamError
       emit(decision, undefined, undefined, { ...cnames, 'error.message': err.message }, undefined, 'failure')

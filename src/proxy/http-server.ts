@@ -149,10 +149,13 @@ export function httpDoor(cfg: Config['proxy'], clock: () => bigint, conns: Socke
         h.readStart()
       }
     }
-    if (tooManyFields(conn, req) || notHttp1(conn, req)) return
-    // a CONNECT pipelined after requests still being answered: its 200 (or refusal) must follow their responses
-    if (conn.answering > 0) conn.onAnswered = () => connect(conn, req, head)
-    else connect(conn, req, head)
+    // a CONNECT pipelined after requests still being answered: its 200 (or refusal, a 431 or 505
+    // too) must follow their responses
+    const go = (): void => {
+      if (!tooManyFields(conn, req) && !notHttp1(conn, req)) connect(conn, req, head)
+    }
+    if (conn.answering > 0) conn.onAnswered = go
+    else go()
   })
   http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const conn = conns.get(socket)!

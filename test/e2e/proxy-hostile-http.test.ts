@@ -173,6 +173,7 @@ t.test('a CONNECT pipelined after a request is answered after that request\'s re
   for (const [what, connect, answer] of [
     ['allowed', `CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\nHost: x\r\n\r\n`, 'HTTP/1.1 200 Connection established'],
     ['refused', 'CONNECT a.ngrok.io:443 HTTP/1.1\r\nHost: a.ngrok.io:443\r\n\r\n', 'HTTP/1.1 403'],
+    ['of HTTP/2.0', `CONNECT 127.0.0.1:${origin.port} HTTP/2.0\r\nHost: x\r\n\r\n`, 'HTTP/1.1 505'],
   ] as const) {
     const r = await exchange(p.port, [get + connect], { waitMs: 1000 })
     const response = r.data.indexOf('"url":"/first"')

@@ -136,6 +136,12 @@ t.test('a parent that cannot be reached: 502 (refused) or 504 (no answer to the 
   t.match(s.data, /^HTTP\/1\.1 504 Gateway Timeout\r\n[\s\S]*timed out/)
   t.ok(await waitFor(() => slow.proxy.openConnections === 0))
   t.match(slow.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 504, 'event.outcome': 'failure' })
+  // an idle timeout shorter than the connect timeout does not end the dial first, with a bare close
+  const short = await testProxy(t, { config: { proxy: { parent: `http://127.0.0.1:${port}`, idleTimeout: '100ms' } }, connectTimeout: 400 })
+  const i = await exchange(short.port, [CONNECT('site.example:443')])
+  t.match(i.data, /^HTTP\/1\.1 504 Gateway Timeout\r\n/, 'idleTimeout 100ms, connect timeout 400 ms: the 504')
+  t.ok(await waitFor(() => short.proxy.openConnections === 0))
+  t.match(short.ev.messages.filter(m => m.msg === 'proxy.close').at(-1)!.fields, { 'http.response.status_code': 504, 'event.outcome': 'failure' })
 })
 
 t.test('real clients see why: curl gets the 502, or the TLS alert when the parent refuses after the 200', async t => {
