@@ -119,7 +119,8 @@ export async function route(ctx: ProxyCtx, snap: Snapshot, sets: ProxySets, clie
     const bad = ctx.guard.check(ip, t.port, sets.allowDest, name)
     if (bad) return { ok: false, status: 403, reason: bad, cnames }
   }
-  return sets.parent ? { ok: true, cname, cnames } : { ok: true, ip: ips[0], ips, cname, cnames }
+  // (through a parent, `ips` are what a reload checks an open tunnel against; none is dialled here, and no `ip`)
+  return sets.parent ? { ok: true, ips, cname, cnames } : { ok: true, ip: ips[0], ips, cname, cnames }
 }
 
 /**

@@ -2,6 +2,10 @@ import { connect, createServer } from 'node:net'
 import t, { type Test } from 'tap'
 import { blackhole, exchange, fakeResolve, lateListener, run, startOrigin, startSServer, startTcpSink, testProxy, waitFor } from '../fixtures/origin.js'
 import { clientHello, records } from '../fixtures/client-hello.js'
+import { memoryEvidence } from '../fixtures/evidence.js'
+import { makeSnapshot } from '../fixtures/snapshot.js'
+import { startProxy } from '../../src/proxy/server.js'
+import type { Snapshot } from '../../src/snapshot-types.js'
 
 const CONNECT = (target: string) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`
 const hello = records(clientHello({ names: ['ok.example'] }))
@@ -265,6 +269,33 @@ t.test('through a parent, a name that resolves here to an internal address is re
   await waitFor(() => ok.heads.length === 1)
   t.match(ok.heads[0], /^CONNECT intranet\.example:443 /, 'a listed range: to the parent by name')
   t.ok(await waitFor(() => child.proxy.openConnections === 0 && allowed.proxy.openConnections === 0), 'nothing left open')
+})
+
+t.test('through a parent, a reload that takes a destination out of allowDestinations closes the tunnels open to it', async t => {
+  const parent = await fakeParent(t, 'HTTP/1.1 200 Connection established\r\n\r\n')
+  const snapOf = (dests: string[]): Snapshot => makeSnapshot({ config: { proxy: { listen: ['127.0.0.1:0'], parent: `http://127.0.0.1:${parent.port}`, allowDestinations: dests } } })
+  let snap = snapOf(['10.0.0.0/8'])
+  const ev = memoryEvidence()
+  const proxy = await startProxy({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({ 'intranet.example': { addresses: ['10.1.2.3'], cnames: [] }, 'public.example': { addresses: ['203.0.113.9'], cnames: [] } }) })
+  t.teardown(() => proxy.close())
+  const open = async (name: string) => {
+    const s = connect(proxy.addresses[0]!.port, '127.0.0.1')
+    s.on('error', () => {})
+    s.write(CONNECT(`${name}:443`) + hello.toString('latin1'))
+    let got = ''
+    s.on('data', b => { got += b.toString('latin1') })
+    await waitFor(() => got.startsWith(OK))
+    return s
+  }
+  const inside = await open('intranet.example')
+  const outside = await open('public.example')
+  t.ok(await waitFor(() => parent.heads.length === 2), 'both tunnels asked of the parent')
+  snap = snapOf([])
+  t.match(await proxy.redecide(), { tunnels: 2, closed: 1 })
+  t.ok(await waitFor(() => inside.destroyed || inside.closed), 'the tunnel to 10.1.2.3 is closed')
+  t.notOk(outside.destroyed, 'the other goes on')
+  t.match(ev.events.at(-1), { decision: { action: 'block', reason: /^intranet\.example resolves to 10\.1\.2\.3, which is private/ }, extra: { 'tunnelguard.reload': true } })
+  outside.destroy()
 })
 
 t.test('a client gone while the parent is dialled: the parent connection made after it is closed at once', async t => {
