@@ -42,7 +42,9 @@ const hostPort = z.string().superRefine((s, ctx) => {
     code: 'custom',
     // a link-local address needs its interface, which a listener here cannot take: listen on [::]:PORT instead
     message: /^\[[^\]]*%/.test(s) ? 'an address with a zone (%eth0) cannot be listened on; write [::]:PORT (every address, link-local ones too) or a global or ULA address'
-      : /:\d{6,}$|:(6553[6-9]|655[4-9]\d|65[6-9]\d\d|6[6-9]\d{3}|[7-9]\d{4})$/.test(s) ? `port ${s.slice(s.lastIndexOf(':') + 1)} is out of range (0-65535); write e.g. 127.0.0.1:1053`
+      // (a port out of range after a host that would do: one out of brackets, or none, is the form that is wrong)
+      : /:\d{6,}$|:(6553[6-9]|655[4-9]\d|65[6-9]\d\d|6[6-9]\d{3}|[7-9]\d{4})$/.test(s) && splitHostPort(`${s.slice(0, s.lastIndexOf(':'))}:1`) !== undefined
+        ? `port ${s.slice(s.lastIndexOf(':') + 1)} is out of range (0-65535); write e.g. 127.0.0.1:1053`
         : 'not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53',
   })
 }).describe('HOST:PORT')

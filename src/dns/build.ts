@@ -168,40 +168,41 @@ export function headerReply(query: Buffer, rcode: number): Buffer {
 }
 
 /**
- * Whether every section of the query reads and its additional section holds exactly one OPT
- * record of EDNS version 0, owned by the root, whose options fill its RDATA: an OPT that is not
- * what was wrong with the query (a TC bit, no question, a record where none belongs).
+ * When every section of the query reads and its additional section holds exactly one OPT record
+ * of EDNS version 0, owned by the root, whose options fill its RDATA (an OPT that is not what was
+ * wrong with the query: a TC bit, no question, a record where none belongs): whether it sets DO.
+ * Undefined otherwise.
  */
-function wellFormedOpt(query: Buffer): boolean {
+function wellFormedOpt(query: Buffer): { dnssecOk: boolean } | undefined {
   let pos = HEADER
   for (let i = query.readUInt16BE(4); i > 0; i--) {
     pos = skipName(query, pos)
-    if (pos < 0 || pos + 4 > query.length) return false
+    if (pos < 0 || pos + 4 > query.length) return undefined
     pos += 4
   }
   const records = query.readUInt16BE(6) + query.readUInt16BE(8)
-  let opts = 0
+  let opt: { dnssecOk: boolean } | undefined
   for (let i = 0, n = records + query.readUInt16BE(10); i < n; i++) {
     const p = skipName(query, pos)
     const end = skipRecord(query, pos)
-    if (end < 0) return false
+    if (end < 0) return undefined
     if (query.readUInt16BE(p) === TYPE_OPT) {
-      if (i < records || query[pos] !== 0 || query[p + 5] !== 0) return false
+      if (opt !== undefined || i < records || query[pos] !== 0 || query[p + 5] !== 0) return undefined
       let o = p + 10
       while (o + 4 <= end) o += 4 + query.readUInt16BE(o + 2)
-      if (o !== end) return false
-      opts++
+      if (o !== end) return undefined
+      opt = { dnssecOk: (query[p + 6]! & 0x80) !== 0 }
     }
     pos = end
   }
-  return opts === 1
+  return opt
 }
 
 /**
  * FORMERR to a query parseQuery refused (at least a header long): its header and its one
  * question when that reads (a name, type and class), so that the client can match the answer
  * to what it asked, as unbound answers with the query echoed; else the header alone. An OPT
- * record of our own (no options) when the query had a well-formed one (RFC 6891 §6.1.1: a
+ * record of our own (no options, the query's DO) when the query had a well-formed one (RFC 6891 §6.1.1: a
  * response to a request with an OPT has one; a FORMERR without it reads as a server that does
  * not speak EDNS, and an empty query with an OPT is how RFC 7873 §5.4 asks for a cookie); none
  * when its OPT may be what was wrong.
@@ -210,14 +211,15 @@ export function formErrReply(query: Buffer): Buffer {
   const name = query.readUInt16BE(4) === 1 ? readName(query, HEADER) : undefined
   const qEnd = name === undefined || name.end + 4 > query.length ? HEADER : name.end + 4
   const opt = wellFormedOpt(query)
-  const b = Buffer.alloc(qEnd + (opt ? OPT_FIXED : 0))
+  const b = Buffer.alloc(qEnd + (opt !== undefined ? OPT_FIXED : 0))
   query.copy(b, 0, 0, qEnd)
   b.writeUInt16BE(QR | (query.readUInt16BE(2) & (0x7800 | RD | (qEnd > HEADER ? CD : 0))) | RA | RCODE.FORMERR, 2)
   b.writeUInt16BE(qEnd > HEADER ? 1 : 0, 4)
   b.writeUInt16BE(0, 6)
   b.writeUInt16BE(0, 8)
-  b.writeUInt16BE(opt ? 1 : 0, 10)
-  if (opt) writeOpt(b, qEnd, false, undefined)
+  b.writeUInt16BE(opt !== undefined ? 1 : 0, 10)
+  // DO copied from the query (RFC 3225 §3)
+  if (opt !== undefined) writeOpt(b, qEnd, opt.dnssecOk, undefined)
   return b
 }
 

@@ -12,6 +12,7 @@ import { flushSends, sendSoon } from './send-batch.js'
 import type { FdBudget } from '../observe/fd-check.js'
 import { TcpClients, TcpListener } from './tcp-listener.js'
 import { UDP_SOCKET_BUFFER } from './upstream-udp.js'
+import { MAX_TIMER_MS } from '../config/duration.js'
 
 export interface DnsAddress { transport: 'udp' | 'tcp'; address: string; port: number }
 
@@ -160,7 +161,7 @@ export async function startDns(opts: DnsOptions): Promise<DnsService> {
     close(): Promise<void> {
       closing ??= (async () => {
         for (const t of tcps) void t.stopAccepting()
-        const limit = getSnapshot().config.dns.timeout + 1000
+        const limit = Math.min(getSnapshot().config.dns.timeout + 1000, MAX_TIMER_MS)
         let timer: NodeJS.Timeout | undefined
         await Promise.race([handler.drain(), new Promise<void>(r => { timer = setTimeout(r, limit) })])
         clearTimeout(timer)

@@ -42,8 +42,8 @@ export function* parseInSteps(text: string, format: ListFormat, sink: EntrySink,
       if (!allow && kind !== 'exact' && !name.includes('.')) sink.warn(line, `"${pattern}" is a top-level domain: it matches every name under .${name}`)
       sink.entry(name, kind, allow, pattern, line, sigma)
     },
-    // a line's bytes quoted: its controls escaped (a UTF-16 file's NULs, an ESC) before they reach a terminal or a log
-    warn: (line, message) => sink.warn(line, shortQuotes(printable(message))),
+    // a line's bytes quoted: cut to length, then its controls escaped (a UTF-16 file's NULs, an ESC) before they reach a terminal or a log
+    warn: (line, message) => sink.warn(line, printable(shortQuotes(message))),
   }
   if (format === 'sigma') parseSigma(text, out)
   else if (format === 'csv') parseCsv(text, out)

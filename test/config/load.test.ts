@@ -356,6 +356,7 @@ t.test('a listen port past 65535 is said to be out of range, not "not HOST:PORT"
     'dns.listen[2]: port 1234567 is out of range (0-65535); write e.g. 127.0.0.1:1053',
     'dns.listen[3]: port 70000 is out of range (0-65535); write e.g. 127.0.0.1:1053',
   ])
-  t.same(only('proxy: { listen: ["127.0.0.1:65535x", "127.0.0.1"] }\n'), ['proxy.listen[0]: not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53', 'proxy.listen[1]: not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53'])
+  t.same(only('proxy: { listen: ["127.0.0.1:65535x", "127.0.0.1", ":99999", "::1:99999"] }\n'), [0, 1, 2, 3].map(i => `proxy.listen[${i}]: not HOST:PORT; write e.g. 127.0.0.1:1053 or [::1]:53`),
+    'another mistake than the port (no host, IPv6 out of brackets): the form is said')
   t.same(parseConfigText('dns: { listen: ["127.0.0.1:65535", "127.0.0.1:0"] }\nproxy: { listen: [] }\nadmin: null\n', 'p.yaml').dns.listen, ['127.0.0.1:65535', '127.0.0.1:0'])
 })

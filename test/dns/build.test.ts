@@ -66,11 +66,11 @@ t.test('formErrReply: the header and the question when it reads, no record but a
   t.equal(formErrReply(bare).readUInt16BE(10), 0, 'no OPT in the query: none in the answer')
   // the OPT is kept whatever else was wrong: a TC bit, no question (RFC 7873 §5.4 asks for a cookie so)
   const tc = dnsPacket.encode({ type: 'query', id: 79, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.TRUNCATED_RESPONSE, questions: [{ type: 'A', name: 'a.test' }], additionals: [optRr(4096, dnsPacket.DNSSEC_OK)] })
-  t.match(decodeMsg(formErrReply(tc)), { rcode: 'FORMERR', questions: [{ name: 'a.test' }], additionals: [{ type: 'OPT', udpPayloadSize: 1232, flags: 0 }] }, 'TC: an OPT, DO not echoed')
+  t.match(decodeMsg(formErrReply(tc)), { rcode: 'FORMERR', questions: [{ name: 'a.test' }], additionals: [{ type: 'OPT', udpPayloadSize: 1232, flags: dnsPacket.DNSSEC_OK }] }, 'TC: an OPT, DO copied (RFC 3225)')
   const none = dnsPacket.encode({ type: 'query', id: 80, flags: 0, questions: [], additionals: [optRr(4096)] })
   const n = formErrReply(none)
   t.equal(n.length, 12 + 11)
-  t.match(decodeMsg(n), { id: 80, rcode: 'FORMERR', questions: [], additionals: [{ type: 'OPT' }] }, 'no question: the header and an OPT')
+  t.match(decodeMsg(n), { id: 80, rcode: 'FORMERR', questions: [], additionals: [{ type: 'OPT', flags: 0 }] }, 'no question: the header and an OPT (no DO asked, none set)')
   // an OPT that may be what was wrong: none
   const opt = (more: Partial<dnsPacket.Packet>) => formErrReply(dnsPacket.encode({ type: 'query', id: 81, flags: 0, questions: [{ type: 'A', name: 'a.test' }], ...more })).readUInt16BE(10)
   t.equal(opt({ additionals: [optRr(1232), optRr(1232)] }), 0, 'two OPTs')

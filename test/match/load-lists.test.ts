@@ -87,4 +87,8 @@ t.test('a list saved as UTF-16 (Notepad, PowerShell >) loads its entries; a line
   t.match(warnings[0]!.message, /^list n: invalid entry "a\\x00\.\\x00e\\x00/, 'NULs escaped')
   t.match(warnings[2]!.message, /^list n: invalid entry "x\\x1b\]0;t\\x07 y": one name per line/, 'ESC and BEL escaped')
   t.notMatch(warnings.map(w => w.message).join(''), /[\u0000-\u0008\u001b]/)
+  // a long line is cut by its own characters, then escaped: the length said is the line's, no escape cut in half
+  writeFileSync(join(dir, 'long.txt'), `${'x\u001b'.repeat(70)} y\n`)
+  const long = loadLists({ l: list([join(dir, 'long.txt')]) }).warnings[0]!.message
+  t.match(long, `"${'x\\x1b'.repeat(50)}…" (142 characters)`)
 })
