@@ -134,6 +134,7 @@ t.test('a reload that sinkholes a name closes the tunnels open to it; an alert k
   })
   t.ok((close['source.bytes'] as number) > 0 && (close['destination.bytes'] as number) > 0, 'the close line has the bytes so far')
   t.match(p.ev.messages.find(m => m.msg === 'proxy.redecided')?.fields, { 'tunnelguard.tunnels': 3, 'tunnelguard.closed': 1, 'tunnelguard.alerted': 1 })
+  t.ok(Number.isInteger(p.ev.messages.find(m => m.msg === 'proxy.redecided')?.fields?.['tunnelguard.took_ms']), 'took_ms in whole ms, as the reloaded line has it (one type in an index)')
 
   // the same lists again: nothing new (an alert is said once per match)
   const again = await p.reload({ reloaded: { action: 'sinkhole', patterns: ['other.test'] }, watch: { action: 'alert', patterns: ['watched.test'] } })
