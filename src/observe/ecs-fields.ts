@@ -47,6 +47,29 @@ const fieldSetPlace = (key: string, v: unknown): string | null =>
  * fields are returned unchanged when nothing moves; else in their order, under their new names.
  */
 export function ecsFields(fields: Record<string, unknown>): Record<string, unknown> {
+  return withRelated(placed(fields))
+}
+
+/** The addresses an operational line may name, in the order `related.ip` lists them (a decision line's: client, source, destination). */
+const IP_FIELDS = ['client.ip', 'source.ip', 'destination.ip'] as const
+
+/**
+ * ECS `related.ip` ("all of the IPs seen on your event") on an operational line that names an
+ * address (a close line, a refused or rate-limited client, a mismatch), as a decision line has
+ * it: so that one search for a machine's address finds these too. Each address once; a line
+ * that gives its own `related` keeps it.
+ */
+function withRelated(f: Record<string, unknown>): Record<string, unknown> {
+  if (f['related.ip'] !== undefined || f.related !== undefined) return f
+  let ips: string[] | undefined
+  for (const k of IP_FIELDS) {
+    const v = f[k]
+    if (typeof v === 'string' && !ips?.includes(v)) (ips ??= []).push(v)
+  }
+  return ips === undefined ? f : { ...f, 'related.ip': ips }
+}
+
+function placed(fields: Record<string, unknown>): Record<string, unknown> {
   let out: Record<string, unknown> | undefined
   const keys = Object.keys(fields)
   for (let i = 0; i < keys.length; i++) {

@@ -128,9 +128,9 @@ t.test('operational lines: every field ECS does not define goes under tunnelguar
   t.same(s.lines().map(l => { const { '@timestamp': _, 'ecs.version': __, 'event.kind': kind, ...rest } = l; t.equal(kind, 'event'); return rest }), [
     { 'log.level': 'warn', 'error.code': 'EMFILE', 'tunnelguard.where': 'dns-upstream', 'tunnelguard.count': 3, 'tunnelguard.fix': 'raise the limit', message: 'no file descriptor free (EMFILE)' },
     { 'log.level': 'error', 'tunnelguard.reason': 'SIGHUP', 'tunnelguard.reload_errors': ['x'], 'tunnelguard.retry_in_ms': 2000, message: 'reload rejected' },
-    { 'log.level': 'warn', 'client.ip': '10.0.0.1', 'tunnelguard.client_prefix': '10.0.0.0/24', 'tunnelguard.servfail': 2, 'tunnelguard.max_in_flight_per_client': 100, message: 'dns client over its in-flight limit' },
+    { 'log.level': 'warn', 'client.ip': '10.0.0.1', 'tunnelguard.client_prefix': '10.0.0.0/24', 'tunnelguard.servfail': 2, 'tunnelguard.max_in_flight_per_client': 100, 'related.ip': ['10.0.0.1'], message: 'dns client over its in-flight limit' },
     { 'log.level': 'warn', 'tunnelguard.upstream': 'udp://127.0.0.1:53', 'error.message': 'recvmsg ECONNREFUSED', 'tunnelguard.errors': 1, message: 'dns upstream socket error' },
-    { 'log.level': 'info', 'client.ip': '10.0.0.2', 'source.port': 5, 'event.duration': 7, 'tunnelguard.requests': 1, error: { message: 'reset' }, tags: ['a'], labels: { k: 'v' }, message: 'proxy.close' },
+    { 'log.level': 'info', 'client.ip': '10.0.0.2', 'source.port': 5, 'event.duration': 7, 'tunnelguard.requests': 1, error: { message: 'reset' }, tags: ['a'], labels: { k: 'v' }, 'related.ip': ['10.0.0.2'], message: 'proxy.close' },
     { 'log.level': 'info', 'tunnelguard.a.b': 1, 'tunnelguard.proxy': { listen: [] }, message: 'odd' },
   ])
   const snap = makeSnapshot()
@@ -312,4 +312,19 @@ t.test('stdout not keeping up: block, sinkhole and alert decisions and sinkhole 
   t.same(reasons, ['sinkhole, written as bytes', 'block, written as bytes', 'alert, from its ECS record', 'allowed, but it reached the sinkhole'], 'the evidence, in order')
   t.equal(lines.filter(l => l.tunnelguard?.reason?.startsWith('pass ')).length, n - 1, 'the passes before the bound')
   t.match(lines.at(-1), { message: 'log lines dropped: stdout did not keep up', tunnelguard: { dropped_lines: 5, dropped_evidence_lines: 0 } })
+})
+
+t.test('an operational line that names addresses has related.ip, as a decision line: client, source, destination, each once', async t => {
+  const { ecsFields } = await import('../../src/observe/ecs-fields.js')
+  t.same(ecsFields({ 'client.ip': '10.0.0.9', 'source.ip': '10.0.0.1', 'destination.ip': '10.0.0.9', count: 1 }),
+    { 'client.ip': '10.0.0.9', 'source.ip': '10.0.0.1', 'destination.ip': '10.0.0.9', 'tunnelguard.count': 1, 'related.ip': ['10.0.0.9', '10.0.0.1'] })
+  t.same(ecsFields({ 'destination.ip': '192.0.2.1' }), { 'destination.ip': '192.0.2.1', 'related.ip': ['192.0.2.1'] })
+  const own = { 'client.ip': '10.0.0.9', 'related.ip': ['10.0.0.7'] }
+  t.equal(ecsFields(own), own, 'a line that gives its own related keeps it')
+  const nested = { 'client.ip': '10.0.0.9', related: { hosts: ['a.example'] } }
+  t.equal(ecsFields(nested), nested)
+  const none = { upstream: 'udp://127.0.0.1:53' }
+  t.same(ecsFields(none), { 'tunnelguard.upstream': 'udp://127.0.0.1:53' }, 'no address, no related.ip')
+  const plain = { 'event.duration': 5 }
+  t.equal(ecsFields(plain), plain, 'nothing to move or add: the same object')
 })
