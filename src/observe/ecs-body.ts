@@ -134,13 +134,14 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
   if (dst) {
     w.raw(K.destination)
     let first = true
-    if (dst.domain !== undefined) { w.raw(KEYS.domain.first); w.str(dst.domain); first = false }
+    if (dst.domain !== undefined) { w.raw(KEYS.domain.first); w.str(dst.domain.toLowerCase()); first = false }
     if (dst.ip !== undefined) { w.raw(first ? KEYS.ip.first : KEYS.ip.next); w.str(dst.ip); first = false }
     if (dst.port !== undefined) { w.raw(first ? KEYS.port.first : KEYS.port.next); w.num(dst.port) }
     w.raw(K.close1)
   }
-  if (ev.sni !== undefined) { w.raw(K.tls); w.str(ev.sni); w.raw(K.close2) }
-  if (ev.urlDomain !== undefined) { w.raw(K.url); w.str(ev.urlDomain); w.raw(K.close1) }
+  // names lowercased, as toEcs writes them
+  if (ev.sni !== undefined) { w.raw(K.tls); w.str(ev.sni.toLowerCase()); w.raw(K.close2) }
+  if (ev.urlDomain !== undefined) { w.raw(K.url); w.str(ev.urlDomain.toLowerCase()); w.raw(K.close1) }
   if (e && d.list === e.list && d.sigma === e.sigma) w.raw(entryRule(e))
   else if (e || d.list !== undefined) writeRule(w, e, d.list, d.sigma)
   w.raw(K.group); w.str(d.group); w.raw(MATCHED_ON[d.where])
@@ -149,7 +150,7 @@ export function writeEcsBody(w: JsonBytes, ev: DecisionEvent, client?: string): 
     if (d.name !== dns.name) { w.raw(K.matchedName); w.str(d.name) }
     if (dns.upstream !== undefined) { w.raw(K.upstream); w.str(dns.upstream) }
     if (dns.cacheHit !== undefined) { w.raw(K.cacheHit); w.bool(dns.cacheHit) }
-  } else if (d.name !== (destinationHost(dst) ?? ev.sni ?? ev.urlDomain)) {
+  } else if (d.name !== (destinationHost(dst) ?? ev.sni ?? ev.urlDomain)?.toLowerCase()) {
     w.raw(K.matchedName); w.str(d.name)
   }
   if (d.unparseable) w.raw(K.unparseable)

@@ -135,17 +135,19 @@ export function toEcs(ev: DecisionEvent): Fields {
     if (ev.dns.cacheHit !== undefined) tg.cache_hit = ev.dns.cacheHit
   } else {
     const asked = destinationHost(ev.destination) ?? ev.sni ?? ev.urlDomain
-    if (d.name !== asked) tg.matched_name = d.name
+    if (d.name !== asked?.toLowerCase()) tg.matched_name = d.name
   }
   if (ev.destination) {
     const dst: Fields = {}
-    if (ev.destination.domain !== undefined) dst.domain = ev.destination.domain
+    // names as the decisions have them, lowercased (keyword fields match by case: a rule on
+    // `destination.domain: *.ngrok-free.app` would miss `X.NGROK-FREE.APP`, and so would one on the SNI or URL host)
+    if (ev.destination.domain !== undefined) dst.domain = ev.destination.domain.toLowerCase()
     if (ev.destination.ip !== undefined) dst.ip = ev.destination.ip
     if (ev.destination.port !== undefined) dst.port = ev.destination.port
     out.destination = dst
   }
-  if (ev.sni !== undefined) out.tls = { client: { server_name: ev.sni } }
-  if (ev.urlDomain !== undefined) out.url = { domain: ev.urlDomain }
+  if (ev.sni !== undefined) out.tls = { client: { server_name: ev.sni.toLowerCase() } }
+  if (ev.urlDomain !== undefined) out.url = { domain: ev.urlDomain.toLowerCase() }
   if (d.entry || d.list !== undefined) {
     const rule: Fields = {}
     if (d.entry) rule.name = d.entry.pattern

@@ -106,7 +106,7 @@ export function destinationFields(t: Target, name: string): Record<string, strin
  * address, `destination.ip` (an earlier request's on the connection cleared), and the port.
  */
 export function closeDestination(close: Record<string, unknown>, t: Target): void {
-  close['destination.domain'] = t.ip === undefined ? t.host : undefined
+  close['destination.domain'] = t.ip === undefined ? t.host.toLowerCase() : undefined   // as the decision line has it
   close['destination.ip'] = t.ip
   close['destination.port'] = t.port
 }

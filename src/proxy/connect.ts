@@ -203,7 +203,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   } else {
     extra['tunnelguard.sni_status'] = result.kind                     // timeout, eof
   }
-  if (sni !== undefined) conn.close['tls.client.server_name'] = sni
+  if (sni !== undefined) conn.close['tls.client.server_name'] = sni.toLowerCase()   // as the decision line has it
   conn.close['destination.ip'] = r.ip
   emit(decision, r.ip, sni, extra, urlDomain)
   if (gone !== undefined || blocks(decision)) {
@@ -275,6 +275,6 @@ function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, 
   extra['tunnelguard.mismatch'] = true
   ctx.evidence.warn('proxy.sni_mismatch', {
     ...clientFields(client), ...destinationFields(target, connect),
-    'destination.port': target.port, 'tls.client.server_name': sni,
+    'destination.port': target.port, 'tls.client.server_name': sni.toLowerCase(),
   })
 }

@@ -286,3 +286,15 @@ t.test('event.outcome: written when the event has one, after event.kind; never m
   t.notOk('outcome' in (toEcs(blocked).event as object), 'none given: none written')
   t.notOk(ecsBody(blocked).includes('outcome'))
 })
+
+t.test('a proxy line writes the names a client typed lowercased (destination.domain, SNI, URL host): keyword rules match by case', async t => {
+  const ev: DecisionEvent = {
+    message: 'proxy.connect', decision: snap.policy.decide('10.0.0.5', 'X.NGROK-FREE.APP', 'sni'),
+    client: { ip: '10.0.0.5', port: 40000 }, transport: 'tcp', durationNs: 1,
+    destination: { domain: 'X.Ngrok-Free.App', port: 443 }, sni: 'X.NGROK-FREE.APP', urlDomain: 'Www.Example.COM',
+  }
+  const out = toEcs(ev)
+  t.match(out, { destination: { domain: 'x.ngrok-free.app' }, tls: { client: { server_name: 'x.ngrok-free.app' } }, url: { domain: 'www.example.com' } })
+  t.equal((out.tunnelguard as Record<string, unknown>).matched_name, undefined, 'a name that differs by case only is no other name matched')
+  t.equal(`{${ecsBody(ev)}`, JSON.stringify(out), 'the bytes written directly say the same')
+})

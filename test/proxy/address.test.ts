@@ -165,13 +165,13 @@ t.test('an address a client names is destination.ip, canonical, with no destinat
   t.same(destinationOfName('2001:DB8::0:1'), { ip: '2001:db8::1' })
   t.same(destinationOfName('192.0.2.1'), { ip: '192.0.2.1' })
   t.same(destinationOfName('a.ngrok.io'), { domain: 'a.ngrok.io' })
-  // a close line's fields: a later request on the connection replaces the earlier one's destination
+  // a close line's fields: a later request on the connection replaces the earlier one's destination; a name lowercased, as the decision line has it
   const close: Record<string, unknown> = {}
   closeDestination(close, name)
   close['destination.ip'] = '192.0.2.1'
-  t.same(close, { 'destination.domain': 'Example.COM', 'destination.ip': '192.0.2.1', 'destination.port': 443 })
+  t.same(close, { 'destination.domain': 'example.com', 'destination.ip': '192.0.2.1', 'destination.port': 443 })
   closeDestination(close, v4)
   t.same(JSON.parse(JSON.stringify(close)), { 'destination.ip': '127.0.0.1', 'destination.port': 443 })
   closeDestination(close, name)
-  t.same(JSON.parse(JSON.stringify(close)), { 'destination.domain': 'Example.COM', 'destination.port': 443 }, 'the last address dialled is not this request\'s')
+  t.same(JSON.parse(JSON.stringify(close)), { 'destination.domain': 'example.com', 'destination.port': 443 }, 'the last address dialled is not this request\'s')
 })
