@@ -244,7 +244,7 @@ t.test('plain HTTP on a kept-alive connection: the next request after a reload (
   writeFileSync(cfg, config('127.0.0.1/32', String(origin.port)))
   await hup()
   t.match(await revoked.get('a.test'), /^HTTP\/1\.1 403/, 'the revoked client\'s next request, on the same connection: 403')
-  t.match(log, /"client\.ip":"127\.0\.0\.5","client\.port":\d+,"http\.request\.method":"GET","error\.message":"not in proxy\.allowClients: 403","message":"proxy\.client_denied"/)
+  t.match(log, /"client\.ip":"127\.0\.0\.5","client\.port":\d+,"http\.request\.method":"GET","error\.message":"not in proxy\.allowClients: 403","related\.ip":\["127\.0\.0\.5"\],"message":"proxy\.client_denied"/)
   t.match(await listed.get('app.mine.test'), /^HTTP\/1\.1 403/, 'a name now listed: 403 on the same connection')
   t.match(log, /"message":"proxy\.http".*"name":"mine\.test"/)
   t.match(await listed.get('ok.test'), /^HTTP\/1\.1 200/, 'a name not listed still passes on it')
