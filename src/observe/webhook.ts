@@ -2,6 +2,7 @@ import { alertFields, errorText, type AlertOutput, type AlertResult } from './al
 import type { DecisionEvent } from './types.js'
 import { redactUrl, withoutCredentials } from '../url-secrets.js'
 import { MAX_TIMER_MS } from '../config/duration.js'
+import { ECS_VERSION } from './logger.js'
 
 export interface WebhookOptions {
   /** http(s) URL that receives one JSON POST per alert (the ECS fields of the log line). */
@@ -125,7 +126,8 @@ export function createWebhook(
       const item = { body: '', ev, report }
       if (closed) return giveUp(item, 'closed', 0)
       if (queue.length >= maxQueue) return giveUp(item, `queue full (${maxQueue})`, 0)
-      queue.push({ ...item, body: JSON.stringify({ '@timestamp': new Date(clock()).toISOString(), ...record }) })
+      // the alert's line as stdout has it, with its ECS version (an index of the webhook's bodies reads them by it)
+      queue.push({ ...item, body: JSON.stringify({ '@timestamp': new Date(clock()).toISOString(), 'ecs.version': ECS_VERSION, ...record }) })
       if (!running) void pump()
     },
     get dropped() { return dropped },

@@ -157,7 +157,7 @@ t.test('webhook: one JSON POST per alert, in order, with retries on 5xx', async 
   w.send(ev('10.0.0.2', 'b.ngrok.io'), { message: 'dns.query', client: { ip: '10.0.0.2' } }, rs.report('10.0.0.2'))
   await w.idle()
   t.same(hook.bodies.map(b => (b.client as { ip: string }).ip), ['10.0.0.1', '10.0.0.2', '10.0.0.2'], 'the 503 was retried')
-  t.match(hook.bodies[0], { method: 'POST', type: 'application/json', '@timestamp': '2026-01-01T00:00:00.000Z', message: 'dns.query' })
+  t.match(hook.bodies[0], { method: 'POST', type: 'application/json', '@timestamp': '2026-01-01T00:00:00.000Z', 'ecs.version': '8.11.0', message: 'dns.query' })
   t.same(errors, [{
     m: 'alert webhook failed', url: `http://127.0.0.1:${hook.port}/alerts`, 'client.ip': '10.0.0.2', 'rule.ruleset': 'ngrok', 'rule.name': 'ngrok.io',
     attempt: 1, attempts: 4, error: 'HTTP 503', status: 503,
