@@ -39,7 +39,7 @@ export function beginRequest(conn: Conn): void {
 /** The destinations a connection's close line lists at most (`tunnelguard.destinations`); past them, a count. */
 export const MAX_DESTINATIONS = 16
 
-/** The destinations a connection's requests named, each once (a name lowercased), in order (`host:port`); `more`: requests to others past MAX_DESTINATIONS. */
+/** The destinations a connection's requests named, each once (a name lowercased, as closeDestination sets it), in order (`host:port`); `more`: requests to others past MAX_DESTINATIONS. */
 export interface Destinations { readonly names: string[]; more: number }
 
 /**
@@ -51,7 +51,7 @@ function noteDestination(conn: Conn): void {
   const c = conn.close
   const host = (c['destination.domain'] ?? c['destination.ip']) as string | undefined
   if (host === undefined) return
-  const name = `${host.includes(':') ? `[${host}]` : host.toLowerCase()}:${c['destination.port'] as number}`
+  const name = `${host.includes(':') ? `[${host}]` : host}:${c['destination.port'] as number}`
   const d = conn.destinations ??= { names: [], more: 0 }
   if (d.names.includes(name)) return
   if (d.names.length < MAX_DESTINATIONS) d.names.push(name)

@@ -13,7 +13,7 @@ import { MAX_HELLO_BYTES } from './sni.js'
 import { blockAnswer } from './tunnel-answers.js'
 import { decidePlain, followPlain, type Follow } from './tunnel-http.js'
 import { tunnel } from './tunnel-open.js'
-import { holdParent, UpstreamError, type HeldParent } from './upstream.js'
+import { holdParent, UpstreamError, whileDialling, type HeldParent } from './upstream.js'
 
 /** Why proxy.ech: block refuses a ClientHello (after "the ClientHello"). */
 const ECH_HIDES = 'uses Encrypted Client Hello (proxy.ech: block): its real server name is hidden'
@@ -122,13 +122,8 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   }
   let held: HeldParent | undefined
   if (sets.parent) {
-    // the dial is bounded by the connect timeout: a shorter idle timeout would end it first, with
-    // a bare close in place of the 502/504 (as when the parent is asked, tunnel-open.ts)
-    const idle = socket.timeout!
-    if (idle > 0) socket.setTimeout(0)
     try {
-      held = await holdParent(sets.parent, ctx.connectTimeout, ctx.track)
-      if (idle > 0) socket.setTimeout(idle)
+      held = await whileDialling(socket, () => holdParent(sets.parent!, ctx.connectTimeout, ctx.track))
     } catch (e) {
       const err = e as UpstreamError
       emit(decision, undefined, undefined, { ...cnames, 'error.message': err.message }, undefined, 'failure')

@@ -8,7 +8,7 @@ import { rawResponse } from './responses.js'
 import { isRetryRequest } from './retry.js'
 import { TLS_INTERNAL_ERROR } from './tunnel-answers.js'
 import type { Follow } from './tunnel-http.js'
-import { dial, dialAny, type HeldParent, type UpstreamError } from './upstream.js'
+import { dial, dialAny, whileDialling, type HeldParent, type UpstreamError } from './upstream.js'
 
 /**
  * Open an allowed tunnel after its first bytes were decided: ask the held parent, or dial the
@@ -22,15 +22,11 @@ export async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: 
   // is read as data, so a tunnel through a parent is piped, as are tunnels past MAX_RELAYS); the
   // addresses of a name are dialled side by side (dialAny), each with a relay of its own
   let relay: ReadRelay | undefined
-  // the wait for the parent's answer or the origin's connect is bounded by the connect timeout;
-  // a shorter idle timeout of the tunnel would end it first, with a bare close in place of the
-  // alert or the 502/504 and a close line that says no failure: held off until the wait is over
-  const idle = socket.timeout!                         // (set by the listener: proxy.idleTimeout, 0 for none)
-  if (idle > 0) socket.setTimeout(0)
   try {
-    up = parent
-      ? await parent.ask(`${target.ip?.includes(':') ? `[${target.ip}]` : target.ip ?? target.host}:${target.port}`, ctx.connectTimeout)
-      : await dialAny(ips!, ctx.connectTimeout, (ip, ms, signal) => {
+    // the wait for the parent's answer or the origin's connect: bounded by the connect timeout alone
+    up = await whileDialling(socket, () => parent
+      ? parent.ask(`${target.ip?.includes(':') ? `[${target.ip}]` : target.ip ?? target.host}:${target.port}`, ctx.connectTimeout)
+      : dialAny(ips!, ctx.connectTimeout, (ip, ms, signal) => {
         const mine = ReadRelay.create()
         return dial(ip, target.port, ms, ctx.track, mine, signal).then(s => {
           conn.close['destination.ip'] = ip                // the address connected to
@@ -41,7 +37,7 @@ export async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: 
           if (signal?.aborted !== true) conn.close['destination.ip'] = ip   // the last one that failed
           throw e
         })
-      })
+      }))
   } catch (e) {
     const err = e as UpstreamError
     conn.close['event.outcome'] = 'failure'
@@ -64,7 +60,6 @@ export async function tunnel(ctx: ProxyCtx, conn: Conn, socket: Socket, target: 
     up.destroy()
     return
   }
-  if (idle > 0) socket.setTimeout(idle)
   conn.close['event.outcome'] = 'success'             // the tunnel reaches its destination
   conn.upstreams.add(up)                              // destroyed with the client, or by a reload that closes the tunnel
   splice(socket, up, data, relay, retry && { ...retry, timeout: helloTimeout }, follow)

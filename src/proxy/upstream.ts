@@ -13,6 +13,21 @@ export class UpstreamError extends Error {
 const MAX_PARENT_HEAD = 16_384
 
 /**
+ * Wait for `dialled` (a parent's answer, an origin's connect) with the client socket's idle
+ * timeout held off, and set it again when the wait succeeds. The wait has its own bound (the
+ * connect timeout): a shorter idle timeout would end it first, with a bare close in place of the
+ * 502/504 (or the alert) and a close line that says no failure. On a failure it stays off: the
+ * caller answers and closes.
+ */
+export async function whileDialling<T>(client: Socket, dialled: () => Promise<T>): Promise<T> {
+  const idle = client.timeout!                         // (set by the listener: proxy.idleTimeout, 0 for none)
+  if (idle > 0) client.setTimeout(0)
+  const done = await dialled()
+  if (idle > 0) client.setTimeout(idle)
+  return done
+}
+
+/**
  * Open a TCP connection (TCP_NODELAY, as the client side has) within `timeoutMs`; the socket is
  * handed to `track` at once. With `relay`, its reads go to that relay (attach it to a
  * destination), never to 'data', and the relay is released when the connected socket closes

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { MAX_DESTINATIONS, beginRequest, closeFigures, settleRequest } from '../../src/proxy/close-line.js'
+import { closeDestination } from '../../src/proxy/address.js'
 import type { Conn } from '../../src/proxy/context.js'
 
 /** A connection whose requests get `answers` in turn: [status, outcome], as the handlers leave them in the close fields. */
@@ -49,9 +50,9 @@ function visited(targets: readonly (readonly [string | undefined, string | undef
   const conn = { close: {} as Record<string, unknown>, requests: 0 } as Conn
   for (const [domain, ip, port] of targets) {
     beginRequest(conn)
-    conn.close['destination.domain'] = domain
+    // as the proxy sets them: the host a request names, then the address dialled for a name
+    closeDestination(conn.close, domain === undefined ? { host: ip!, ip, port } : { host: domain, port })
     conn.close['destination.ip'] = ip
-    conn.close['destination.port'] = port
     conn.close['http.response.status_code'] = 200
     conn.close['event.outcome'] = 'success'
   }
