@@ -152,7 +152,7 @@ t.test('a server that never finishes the handshake: given up when the query that
   // the budget left of the query that opened it: 300 ms, less what passed before the dial on a loaded box
   t.match(ev.messages, [{ msg: 'dns upstream TLS error', fields: { error: /^TLS connection not open within \d+ ms$/, code: null } }], 'the connection is given up')
   const ms = Number(/within (\d+) ms/.exec(String(ev.messages[0]!.fields!.error))![1])
-  t.ok(ms > 200 && ms <= 300, `within the query's budget (${ms} ms)`)
+  t.ok(ms > 0 && ms <= 300, `within the query's budget (${ms} ms), not a timeout of its own`)
   // a query sent before the close is seen fails with it at once; one after it opens a new connection
   for (let i = 0; i < 10 && socks.length < 2; i++) {
     const c = await forward(pool, `c${i}.test`, 100)

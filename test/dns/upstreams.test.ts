@@ -370,7 +370,7 @@ t.test('close() closes an upstream a reload took out too: a stop does not wait f
   pool.close()
   const r = await atSlow
   t.ok(r.err, 'failed by the close, not answered 300 ms later')
-  t.ok(Date.now() - t0 < 250, 'at once (its sockets closed, no timer left to hold the process)')
+  t.ok(Date.now() - t0 < 2000, 'at once, not at the query\'s 5 s timeout (its sockets closed, no timer left to hold the process)')
 })
 
 t.test('when every upstream is down, all are still tried, the earliest back first', async t => {

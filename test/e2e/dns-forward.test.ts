@@ -123,7 +123,7 @@ t.test('an upstream that refuses: the next one is asked at once, whether its REF
   // unbound's access-control refuse answers with the header alone; a refuse local-zone with the question
   const acl = await startUnbound(t, { server: ['access-control: 127.0.0.1/32 refuse'], readyRcode: 5 })
   const zone = await startUnbound(t, { server: ['local-zone: "a.test." refuse'], readyRcode: 5 })
-  const s = await stack(t, ub => ({ upstreams: [acl.url, zone.url, ub.url], timeout: '3s' }))
+  const s = await stack(t, ub => ({ upstreams: [acl.url, zone.url, ub.url], timeout: '6s' }))
   const bare = await new Promise<Buffer>(resolve => {
     const c = createSocket('udp4')
     c.on('message', m => { c.close(); resolve(m) })
@@ -134,17 +134,17 @@ t.test('an upstream that refuses: the next one is asked at once, whether its REF
   const r = await dig(s.v4, 'a.test')
   t.equal(r.status, 'NOERROR')
   t.equal(r.answer[0]?.data, '192.0.2.1')
-  t.ok(Date.now() - t0 < 900, 'no wait for the first upstream\'s share of the timeout (1 s)')
+  t.ok(Date.now() - t0 < 1500, 'no wait for the first upstream\'s share of the timeout (2 s)')
   t.equal(s.ev.events[0]!.dns!.upstream, s.ub.url)
   t.equal(s.ev.counts['upstream.error'], 2)
   // the refusals are not cached answers: the next asker gets the good one from the cache
   t.equal((await dig(s.v4, 'a.test')).status, 'NOERROR')
   t.equal(s.ev.events[1]!.dns!.cacheHit, true)
   // with only refusing upstreams, the client gets the last one's REFUSED, not a timeout
-  const only = await stack(t, () => ({ upstreams: [acl.url, zone.url], timeout: '3s' }))
+  const only = await stack(t, () => ({ upstreams: [acl.url, zone.url], timeout: '6s' }))
   const t1 = Date.now()
   t.equal((await dig(only.v4, 'a.test')).status, 'REFUSED')
-  t.ok(Date.now() - t1 < 900)
+  t.ok(Date.now() - t1 < 1500, 'at once, not after a share of the timeout (3 s)')
 })
 
 t.test('EDNS version 1: BADVERS, cached answer or not (RFC 6891 §6.1.3); version 0 answered as before', async t => {
