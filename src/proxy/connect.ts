@@ -4,7 +4,7 @@ import type { Decision, Where } from '../policy/types.js'
 import type { EventOutcome } from '../observe/types.js'
 import { authorityProblem, closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, type Target } from './address.js'
 import { beginRequest } from './close-line.js'
-import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
+import { clientFields, deniedFields, effectiveClient, namedBy, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, portRefusal, route, worse } from './decide.js'
 import { readClientHello, type HelloRead } from './hello-reader.js'
 import { lingerClose } from './linger.js'
@@ -59,8 +59,8 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   // a client X-Forwarded-For named has no port known: the peer's is not its
   if (client !== conn.client) conn.close['client.port'] = undefined
   // the real client was not found: a responder is to know that the one named may be a proxy
-  const fwd = unreadable === undefined ? undefined : { 'tunnelguard.forwarded_unreadable': unreadable }
-  Object.assign(conn.close, fwd)
+  if (unreadable !== undefined) conn.close['tunnelguard.forwarded_unreadable'] = unreadable
+  const fwd = namedBy(conn, client, unreadable)
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
     if (status >= 500) conn.close['event.outcome'] = 'failure'   // the destination could not be reached
@@ -224,10 +224,9 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     client, target, names, seen: follow && seen, ips: r.ips, last: decision, snap,
     close: (d, error) => {
       conn.close['error.message'] = `blocked after a reload: ${d.reason}`
-      // a client refused is named with the peer that named it (as proxy.client_denied does)
-      const peer = d.policy === 'proxy.allowClients' && client.ip !== conn.peer.ip ? { 'source.ip': conn.peer.ip, 'source.port': conn.peer.port } : undefined
-      // a setting's refusal says the setting (its reason), a list's the list and entry
-      again(d, `closed after a reload: ${d.policy === undefined ? clientReason(d) : d.reason}`, { ...peer, ...error === undefined ? {} : { 'error.message': error } })
+      // a setting's refusal says the setting (its reason), a list's the list and entry (a client
+      // a peer named is named with that peer, as on every decision line of the connection)
+      again(d, `closed after a reload: ${d.policy === undefined ? clientReason(d) : d.reason}`, error === undefined ? undefined : { 'error.message': error })
       for (const up of conn.upstreams) up.destroy()
       socket.destroy()
     },

@@ -190,6 +190,22 @@ export function clientFields(client: Peer): { 'client.ip': string; 'client.port'
 }
 
 /**
+ * What a decision line adds for a client a peer named (by PROXY protocol, Forwarded or
+ * X-Forwarded-For): the peer, as `source.ip` and `source.port`, which the connection's close line
+ * has too (the two lines are joined by them: the client named has no port, or another's); and
+ * `tunnelguard.forwarded_unreadable`, a hop that could not be read (the client may be a proxy).
+ * Nothing for a client that is the peer itself.
+ */
+export function namedBy(conn: Conn, client: Peer, unreadable: string | undefined): Record<string, unknown> | undefined {
+  const named = client.ip !== conn.peer.ip || client.port !== conn.peer.port
+  if (!named && unreadable === undefined) return undefined
+  return {
+    ...named ? { 'source.ip': conn.peer.ip, 'source.port': conn.peer.port } : {},
+    ...unreadable === undefined ? {} : { 'tunnelguard.forwarded_unreadable': unreadable },
+  }
+}
+
+/**
  * The fields of a `proxy.client_denied` line for a request refused for its client: who, why, and
  * (when a trusted peer named the client, by PROXY protocol, Forwarded or X-Forwarded-For) the peer that did.
  */

@@ -4,7 +4,7 @@ import type { EventOutcome } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { authorityProblem, closeDestination, decisionDestination, destinationOfName, parseAuthority, urlDomain, type Target } from './address.js'
 import { beginRequest } from './close-line.js'
-import { clientFields, deniedFields, effectiveClient, setsOf, type Conn, type ProxyCtx } from './context.js'
+import { clientFields, deniedFields, effectiveClient, namedBy, setsOf, type Conn, type ProxyCtx } from './context.js'
 import { blocks, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
 import { forward } from './http-exchange.js'
 import { lingerClose } from './linger.js'
@@ -31,8 +31,8 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   // a client X-Forwarded-For named has no port known: the peer's is not its
   if (client !== conn.client) conn.close['client.port'] = undefined
   // the real client was not found: a responder is to know that the one named may be a proxy
-  const fwd = unreadable === undefined ? undefined : { 'tunnelguard.forwarded_unreadable': unreadable }
-  Object.assign(conn.close, fwd)
+  if (unreadable !== undefined) conn.close['tunnelguard.forwarded_unreadable'] = unreadable
+  const fwd = namedBy(conn, client, unreadable)
   const refuse = (status: number, reason: string) => {
     conn.close['http.response.status_code'] = status
     if (status >= 500) conn.close['event.outcome'] = 'failure'   // the destination could not be reached

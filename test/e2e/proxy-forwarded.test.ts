@@ -190,11 +190,15 @@ t.test('serve and curl: Forwarded names the client from a trusted loopback addre
   t.equal(named.status, '403')
   t.same(both(named, 'client.ip'), ['10.7.0.60', '10.7.0.60'], 'trusted peer: the client Forwarded names, on the decision and close lines')
   t.same(both(named, 'client.port'), [undefined, undefined], 'its port is not known')
-  t.equal(named.close['source.ip'], '127.0.0.2', 'the peer that named it')
+  t.same(both(named, 'source.ip'), ['127.0.0.2', '127.0.0.2'], 'the peer that named it, on both lines')
+  t.equal(typeof named.decision['source.port'], 'number')
+  t.equal(named.decision['source.port'], named.close['source.port'], 'and its port: the decision line joins its close line')
 
   const connect = await curl('127.0.0.2', ['-w', '%{http_connect}', '-p', '--proxy-header', 'Forwarded: for="[fd00:cafe::17]:4711"', 'https://b.ngrok.io/'])
   t.match(connect, { status: '403', decision: { message: 'proxy.connect' } })
   t.same(both(connect, 'client.ip'), ['fd00:cafe::17', 'fd00:cafe::17'], 'CONNECT too')
+  t.same(both(connect, 'source.port'), [connect.close['source.port'], connect.close['source.port']], 'its peer\'s port on both lines')
+  t.not(connect.decision['source.port'], named.decision['source.port'], 'another connection, another port')
 
   const unknown = await curl('127.0.0.2', ['-H', 'Forwarded: for=unknown', 'http://a.ngrok.io/'])
   t.equal(unknown.status, '403')
@@ -209,6 +213,7 @@ t.test('serve and curl: Forwarded names the client from a trusted loopback addre
   t.equal(untrusted.status, '403')
   t.same(both(untrusted, 'client.ip'), ['127.0.0.3', '127.0.0.3'], 'untrusted peer: itself')
   t.same(both(untrusted, 'tunnelguard.forwarded_unreadable'), [undefined, undefined])
+  t.equal(untrusted.decision['source.ip'], undefined, 'the client is the peer: no source on its decision line')
 
   const site = `http://127.0.0.1:${origin.port}/`
   const passed = await curl('127.0.0.3', ['-H', 'Forwarded: for=10.7.0.62', site])
@@ -218,6 +223,7 @@ t.test('serve and curl: Forwarded names the client from a trusted loopback addre
   const kept = await curl('127.0.0.2', ['-H', 'Forwarded: for=10.7.0.63', site])
   t.equal(kept.status, '200')
   t.same(both(kept, 'client.ip'), ['10.7.0.63', '10.7.0.63'])
+  t.same(both(kept, 'source.port'), [kept.close['source.port'], kept.close['source.port']], 'a request passed: the peer on its decision line too')
   t.equal(origin.requests.at(-1)!.headers.forwarded, 'for=10.7.0.63', 'passed on from a trusted one')
   t.equal(await serve.stop(), 0)
 })

@@ -194,7 +194,10 @@ t.test('serve, a config file change: a client a trusted proxy names is revoked (
   t.match(far2, {
     client: { ip: '10.9.9.8' }, error: { message: /^127\.0\.0\.2 is loopback/ }, tunnelguard: { policy: 'proxy.allowDestinations' },
   })
-  t.notOk(field(far2!, 'source.ip'), 'a client allowed: no peer named')
+  // every decision line of a client a peer named names the peer, whose port joins it to the close line
+  t.match(far2, { source: { ip: '127.0.0.1', port: Number } }, 'a client allowed: the peer that named it too')
+  const farClose = lines().find(l => l.message === 'proxy.close' && field(l, 'destination.port') === dest)
+  t.equal(field(farClose!, 'source.port'), field(far2!, 'source.port'), 'the decision line and its connection\'s close line: the same peer port')
   t.ok(await alive(keep), 'and still')
 })
 
