@@ -165,7 +165,7 @@ t.test('serve and curl: Forwarded names the client from a trusted loopback addre
   const proxyPort = await freePort()
   const dir = t.testdir({
     'tg.yaml': [
-      'dns: { listen: [] }', 'log: { queries: all }',
+      'dns: { listen: [] }', 'log: { queries: all }', 'admin: null',
       `proxy: { listen: ["127.0.0.1:${proxyPort}"], trustForwardedFrom: ["127.0.0.2/32"], allowDestinations: ["127.0.0.0/8"] }`,
       `state: { dir: ${JSON.stringify(join(t.testdirName, 'state'))} }`, '',
     ].join('\n'),
