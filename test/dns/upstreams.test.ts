@@ -228,16 +228,17 @@ t.test('tcp:// upstream: a query whose budget ran out before the close was seen 
   const port = await fakeTcp(t, 0, m => {
     asked.push(decodeMsg(m).questions[0]!.name)
     if (asked.length > 1) return
-    // the process busy past a.test's 30 ms budget, then its connection closed: the close is seen
-    // (close callbacks) before a.test's timer runs (the next turn's timers)
-    const until = Date.now() + 60
+    // the process busy past a.test's 300 ms budget, then its connection closed: the close is seen
+    // (close callbacks) before a.test's timer runs (the next turn's timers); the budget wide of
+    // any stall before the server reads the query (a 30 ms one timed out by its timer on a loaded box)
+    const until = Date.now() + 400
     while (Date.now() < until) { /* busy */ }
     ;(tcp as unknown as { conn: { socket: TcpSocket } }).conn.socket.destroy()
   })
   tcp = new TcpTransport('127.0.0.1', port, memoryEvidence().counters)
   t.teardown(() => tcp.close())
   const a = query('a.test')
-  const err = await new Promise<AppError | undefined>(r => tcp.send(a.buf, a.qEnd, 30, e => r(e)))
+  const err = await new Promise<AppError | undefined>(r => tcp.send(a.buf, a.qEnd, 300, e => r(e)))
   t.equal(err?.code, 'UPSTREAM_TIMEOUT', `timed out: ${err?.message}`)
   t.match(err?.message, /no answer within its budget; TCP connection to 127\.0\.0\.1:\d+ closed/, 'at the close, not by its timer')
   await sleep(100)
@@ -252,8 +253,9 @@ t.test('health: a query that fails while its upstream answers others is not the 
   const url = `udp://127.0.0.1:${up.port}`
   const pool = new UpstreamPool([url, `udp://127.0.0.1:${other.port}`], ev, Date.now)
   t.teardown(() => pool.close())
-  // three at once (half the budget at each upstream: 150 ms here, then the other), and an answer meanwhile
-  const muted = [0, 1, 2, 3].map(i => forward(pool, `n${i}.mute.test`, 300))
+  // four at once (half the budget at each upstream: 1 s here, then the other), and an answer
+  // meanwhile (well within that second, whatever the box's stalls)
+  const muted = [0, 1, 2, 3].map(i => forward(pool, `n${i}.mute.test`, 2000))
   await sleep(20)
   t.equal((await forward(pool, 'ok.test')).upstream, url, 'answered meanwhile')
   for (const m of await Promise.all(muted)) t.equal(m.upstream, `udp://127.0.0.1:${other.port}`, 'the muted name failed over')
@@ -563,8 +565,8 @@ t.test('UDP: a socket is replaced after queriesPerSocket queries; a replaced one
   const one = new UdpTransport('127.0.0.1', up.port, ev.counters, () => {}, Date.now, { sockets: 1, queriesPerSocket: 1, socketLifeMs: 60_000 })
   t.teardown(() => one.close())
   const first = ask(one, 'hold1.test')
-  const second = ask(one, 'hold2.test')
-  const third = ask(one, 'hold3.test', 100)
+  const second = ask(one, 'hold2.test', 10_000)                  // (held: failed by the close below)
+  const third = ask(one, 'hold3.test', 1000)                      // (held: it times out, after the counts below)
   while (held.length < 2) await sleep(5)
   t.equal(one.sockets, 3, 'two replaced sockets wait for their queries')
   t.equal(one.pending, 3)
@@ -834,7 +836,7 @@ t.test('0x20: a reply in another letter case (a spoof that guessed port and ID) 
   const up = await fakeBoth(t, (m, r, s) => {
     const spoof = lowered(answer(m, false, '6.6.6.6'))
     s.send(spoof, r.port, r.address)                             // the right socket and ID, the case guessed wrong
-    setTimeout(() => reply(m, r, s), 30)
+    setTimeout(() => reply(m, r, s), 300)                        // well after the TCP re-ask, however slow the box
   }, (m, sock) => sock.write(frame(answer(m, false, '192.0.2.99'))))
   const ev = memoryEvidence()
   const pool = new UpstreamPool([`udp://127.0.0.1:${up.port}`], ev, Date.now)
@@ -845,11 +847,11 @@ t.test('0x20: a reply in another letter case (a spoof that guessed port and ID) 
   t.equal(ev.counts['dropped.mismatch'], 1)
   t.equal(ev.counts['upstream.ok'], 1)
   t.notOk(ev.messages.some(m => m.msg.includes('letter case')), 'the upstream keeps the case over TCP: 0x20 stays on')
-  await sleep(60)
+  await sleep(350)
   t.equal(ev.counts['dropped.mismatch'], 2, 'the genuine UDP answer came too late')
   await send(pool, custom(LONG, 2))
   t.not(nameOf(up.seen[1]!), LONG, 'still mixed')
-  await sleep(60)                                               // the second genuine answer, before the fake closes
+  await sleep(350)                                              // the second genuine answer, before the fake closes
 })
 
 t.test('0x20: an upstream that does not keep the case is found out over TCP, and gets the client\'s case from then on', async t => {
@@ -1060,12 +1062,19 @@ t.test('UDP: an upstream port that is closed (ICMP port unreachable: ECONNREFUSE
   const errors: string[] = []
   const u = new UdpTransport('127.0.0.1', port, memoryEvidence().counters, e => errors.push(e.message), Date.now, { sockets: 1, queriesPerSocket: 1000, socketLifeMs: 60_000 })
   t.teardown(() => u.close())
-  const t0 = performance.now()
-  const got = await ask(u, 'a.test', 5000)
-  t.equal(got.err?.code, 'UPSTREAM_FAILED')
-  t.match(got.err?.message, /ECONNREFUSED/)
-  t.ok(performance.now() - t0 < 1000, `at once (${(performance.now() - t0).toFixed(0)} ms), not after the 5 s timeout`)
-  t.same(errors, ['recvmsg ECONNREFUSED'])
+  // the kernel's global ICMP rate limit (net.ipv4.icmp_msgs_per_sec) can drop the port
+  // unreachable when the whole suite runs: the query then fails later; asked at most 3 times
+  let got: Awaited<ReturnType<typeof ask>> | undefined
+  let ms = Infinity
+  for (let i = 0; i < 3 && ms >= 1000; i++) {
+    const t0 = performance.now()
+    got = await ask(u, `a${i}.test`, 5000)
+    ms = performance.now() - t0
+  }
+  t.equal(got!.err?.code, 'UPSTREAM_FAILED')
+  t.match(got!.err?.message, /ECONNREFUSED/)
+  t.ok(ms < 1000, `at once (${ms.toFixed(0)} ms), not after the 5 s timeout`)
+  t.ok(errors.length > 0 && errors.every(e => e === 'recvmsg ECONNREFUSED'), `the socket's error said (${errors.join('; ')})`)
   t.equal(u.sockets, 1, 'a connected socket stays: the upstream may come back')
   const up = await fakeUdp(t, reply, port)
   t.equal((await ask(u, 'b.test')).err, undefined, 'the upstream is back: answered on the same socket')
@@ -1245,8 +1254,8 @@ t.test('TCP transport: a connection that answered nothing within a query\'s time
     return new Promise(r => tcp.send(buf, qEnd, ms, e => r(e)))
   }
   // one slow name while others are answered: the connection works, and stays
-  const slow = ask('slow.test', 300)
-  for (let i = 0; i < 3; i++) { t.equal(await ask(`o${i}.test`, 1000), undefined); await sleep(120) }
+  const slow = ask('slow.test', 600)
+  for (let i = 0; i < 3; i++) { t.equal(await ask(`o${i}.test`, 1000), undefined); await sleep(150) }
   t.equal((await slow)?.code, 'UPSTREAM_TIMEOUT')
   await sleep(30)
   t.same(errors, [], 'kept: it answered within the slow query\'s time')

@@ -20,7 +20,7 @@ const CANARY = 'use-application-dns.net'                     // answered by serv
 /** A config that logs every query, DNS on `port`. */
 const loud = (port: number, state: string): string => [
   'dns:', `  listen: ["127.0.0.1:${port}"]`, '  upstreams: ["udp://127.0.0.1:9"]',
-  'proxy: { listen: [] }', `state: { dir: ${JSON.stringify(state)} }`, 'log: { queries: all }', '',
+  'proxy: { listen: [] }', 'admin: null', `state: { dir: ${JSON.stringify(state)} }`, 'log: { queries: all }', '',
 ].join('\n')
 
 interface Child { readonly child: ChildProcess; readonly exited: Promise<number | null>; readonly stderr: () => string }
