@@ -5,7 +5,7 @@ import type { Decision } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { destinationOfName, parseAuthority } from './address.js'
 import type { Resolve } from './context.js'
-import { chainOf, worse } from './decide.js'
+import { chainOf, decideTarget, worse } from './decide.js'
 import { boundAddresses, listenOn } from './listen.js'
 import type { ProxyService } from './server.js'
 import { MAX_HELLO_BYTES, parseClientHello } from './sni.js'
@@ -19,8 +19,8 @@ export interface SinkholeOptions {
   readonly clock?: () => bigint
 }
 
-/** `ech`: the ClientHello carries Encrypted Client Hello (the name is its outer SNI). */
-type Named = { readonly name: string; readonly where: 'sni' | 'host'; readonly ech?: boolean } | { readonly reason: string }
+/** `ech`: the ClientHello carries Encrypted Client Hello (the name is its outer SNI); `ip`: the Host is an address. */
+type Named = { readonly name: string; readonly where: 'sni' | 'host'; readonly ech?: boolean; readonly ip?: true } | { readonly reason: string }
 
 /**
  * The bytes from the first handshake record on: TLS records of other types sent before the hello
@@ -36,14 +36,21 @@ function pastOtherRecords(buf: Buffer): Buffer | undefined {
   return off > buf.length ? undefined : buf.subarray(off)
 }
 
-/** What the first bytes name: the SNI of a ClientHello, the Host of an HTTP request, or why neither. */
+/**
+ * What the first bytes name: the SNI of a ClientHello, the Host of an HTTP request, or why neither.
+ * At MAX_HELLO_BYTES it is decided on what came, whatever came (records of other types too): a
+ * client never makes the capture hold more.
+ */
 export function nameOf(whole: Buffer, final: boolean): Named | undefined {
+  const full = whole.length >= MAX_HELLO_BYTES
+  const last = final || full
   const buf = pastOtherRecords(whole)
-  if (buf === undefined) return final ? { reason: 'incomplete TLS record' } : undefined
-  if (buf.length === 0 && whole.length > 0) return final ? { reason: 'TLS records without a ClientHello' } : undefined
+  const within = full ? ` within the first ${MAX_HELLO_BYTES} bytes` : ''
+  if (buf === undefined) return last ? { reason: full ? `TLS records without a ClientHello${within}` : 'incomplete TLS record' } : undefined
+  if (buf.length === 0 && whole.length > 0) return last ? { reason: `TLS records without a ClientHello${within}` } : undefined
   if (buf.length > 0 && buf[0] === 0x16) {
     const r = parseClientHello(buf)
-    if (r.kind === 'partial') return final ? { reason: 'incomplete ClientHello' } : undefined
+    if (r.kind === 'partial') return last ? { reason: `incomplete ClientHello${within}` } : undefined
     if (r.kind === 'invalid') return { reason: `malformed ClientHello: ${r.reason}` }
     return r.kind === 'hello' && r.names.length > 0 ? { name: r.names[0]!, where: 'sni', ech: r.ech } : { reason: 'ClientHello without SNI' }
   }
@@ -52,7 +59,9 @@ export function nameOf(whole: Buffer, final: boolean): Named | undefined {
   const m = /\r\nhost:[ \t]*([^\r\n]*)/i.exec(buf.toString('latin1', 0, end < 0 ? buf.length : end))
   if (!m) return { reason: buf.length === 0 ? 'no bytes' : 'neither TLS nor an HTTP request with a Host' }
   const host = m[1]!.trim()
-  return { name: parseAuthority(host, 80)?.host ?? host, where: 'host' }
+  if (host === '') return { reason: 'an HTTP request with an empty Host' }
+  const t = parseAuthority(host, 80)
+  return t?.ip !== undefined ? { name: t.ip, where: 'host', ip: true } : { name: t?.host ?? host, where: 'host' }
 }
 
 /**
@@ -61,11 +70,12 @@ export function nameOf(whole: Buffer, final: boolean): Named | undefined {
  * When neither is listed (the list changed since, or the client had the address from elsewhere)
  * the connection is still the evidence: it is logged as a sinkhole decision on that name, with no list.
  */
-async function captured(snap: Snapshot, resolve: Resolve, client: string, own: Decision): Promise<Decision> {
+async function captured(snap: Snapshot, resolve: Resolve, client: string, own: Decision, ip: boolean): Promise<Decision> {
   if (own.action !== 'pass') return own
-  const d = worse(own, (await chainOf({ resolve }, snap, client, own.name)).cname)
+  const d = ip ? own : worse(own, (await chainOf({ resolve }, snap, client, own.name)).cname)
   if (d.action !== 'pass') return d
-  return { ...own, action: 'sinkhole', reason: `sinkhole: ${own.name} reached the sinkhole capture; no list matches it or its CNAME chain now` }
+  const why = ip ? 'an address, which no list names' : 'no list matches it or its CNAME chain now'
+  return { ...own, action: 'sinkhole', reason: `sinkhole: ${own.name} reached the sinkhole capture; ${why}` }
 }
 
 /**
@@ -103,8 +113,10 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Omit<
         evidence.warn('sinkhole.capture', { 'client.ip': client.ip, 'client.port': client.port, 'error.message': n.reason })
         return
       }
-      const own = snap.policy.decide(client.ip, n.name, n.where)
-      void captured(snap, opts.resolve, client.ip, own).then(decision => {
+      // an address is no name a list holds (as at the proxy): its line is the evidence
+      const own = n.ip === true ? decideTarget(snap, client.ip, { host: n.name, ip: n.name, port: localPort ?? 0 }, 'host')
+        : snap.policy.decide(client.ip, n.name, n.where)
+      void captured(snap, opts.resolve, client.ip, own, n.ip === true).then(decision => {
         evidence.decision({
           message: 'sinkhole.capture', decision, client, transport: 'tcp', durationNs: Number(clock() - start),
           destination: { ...destinationOfName(own.name), port: localPort },

@@ -91,3 +91,35 @@ t.test('sinkhole capture: a name no list matches is decided on its CNAME chain, 
   t.ok(await waitFor(() => ev.events.length === 3))
   t.match(ev.events[2], { decision: { action: 'sinkhole', name: 'nx.example' } })
 })
+
+t.test('sinkhole capture: records of other types past 32 KiB end the read; an empty Host names nothing; an address Host is logged, not resolved', async t => {
+  const ev = memoryEvidence()
+  // a long hello timeout: what ends these reads is what came, not the clock
+  const snap = makeSnapshot({ config: { proxy: { helloTimeout: '20s' } } })
+  const resolve = fakeResolve({})
+  const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, resolve })
+  t.teardown(() => cap.close())
+  const port = cap.addresses[0]!.port
+  const warnings = () => ev.messages.filter(m => m.msg === 'sinkhole.capture').map(m => m.fields!['error.message'])
+  // application-data and alert records, complete, back to back: once held whole for the hello timeout
+  // (copied and scanned again at each read: a few such clients slowed DNS by seconds)
+  for (const type of [0x17, 0x15]) {
+    const record = Buffer.concat([Buffer.from([type, 3, 3, 0x40, 0]), Buffer.alloc(0x4000, 7)])
+    const r = await exchange(port, Array(8).fill(record), { waitMs: 15_000 })
+    t.ok(r.closed, `type ${type}: closed`)
+    t.equal(warnings().at(-1), 'TLS records without a ClientHello within the first 32768 bytes', `type ${type}: said when 32 KiB came`)
+  }
+  await exchange(port, ['GET / HTTP/1.1\r\nHost: \r\n\r\n'], { waitMs: 15_000 })
+  t.equal(warnings().at(-1), 'an HTTP request with an empty Host', 'no decision on the name ""')
+  const before = ev.events.length
+  for (const host of ['[::1]:80', '10.1.2.3']) await exchange(port, [`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`], { waitMs: 15_000 })
+  t.ok(await waitFor(() => ev.events.length === before + 2))
+  for (const [i, ip] of ['::1', '10.1.2.3'].entries()) {
+    t.match(ev.events[before + i], {
+      message: 'sinkhole.capture', urlDomain: ip, destination: { ip, port },
+      decision: { action: 'sinkhole', where: 'host', name: ip, reason: /reached the sinkhole capture; an address, which no list names/ },
+    }, `Host ${ip}: a sinkhole line on the address, not a block on an unparseable name`)
+  }
+  t.same(resolve.calls, [], 'an address is not looked up')
+  t.ok(await waitFor(() => cap.openConnections === 0))
+})
