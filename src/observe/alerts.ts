@@ -60,7 +60,10 @@ export function dedupAlerts(outputs: () => readonly AlertOutput[], window: () =>
       mark.settled = true
       if (seen.peek(key) !== mark) return
       seen.delete(key)
-      if (mark.held) send(o, seen, key, mark.held.ev, mark.held.record, clock())
+      // the alert held behind it goes to the output of that name now: a reload may have replaced
+      // `o` (a new URL) since, and a retired webhook only delivers what it had already
+      const current = outputs().find(x => x.name === o.name)
+      if (mark.held && current) send(current, seen, key, mark.held.ev, mark.held.record, clock())
     })
   }
   return {

@@ -87,6 +87,23 @@ t.test('a replaced webhook delivers what is in flight and queued, then closes; n
   await a.close()
 })
 
+t.test('an alert held behind one the old webhook gives up after a reload goes to the new webhook', async t => {
+  // the old receiver refuses connections: its one delivery is retried once, then given up
+  const dead = createServer()
+  await new Promise<void>(r => dead.listen(0, '127.0.0.1', r))
+  const deadUrl = `http://127.0.0.1:${(dead.address() as AddressInfo).port}/tg`
+  await new Promise<void>(r => dead.close(() => r()))
+  const neu = await hook(t)
+  const a = createReloadableAlerts({ onError: () => {} })
+  a.configure({ window: 60_000, webhook: { url: deadUrl, retries: 1, backoff: 200 } })
+  a.alert(ev('10.0.0.9', 'a.ngrok.io'), rec('10.0.0.9'))        // to the old URL, failing
+  t.same(a.configure({ window: 60_000, webhook: { url: neu.url } }), { webhook: true, syslog: false })
+  a.alert(ev('10.0.0.9', 'b.ngrok.io'), rec('10.0.0.9'))        // the same client and entry: held behind the first
+  await until(() => neu.ips.length === 1)
+  t.same(neu.ips, ['10.0.0.9'], 'once the old one gave up, the held alert reached the new URL')
+  await a.close()
+})
+
 t.test('close also closes a replaced webhook still delivering', async t => {
   const stuck = await hook(t, true)
   const a = createReloadableAlerts({ onError: () => {} })
