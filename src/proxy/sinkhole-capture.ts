@@ -9,6 +9,8 @@ import { chainOf, decideTarget, worse } from './decide.js'
 import { boundAddresses, listenOn } from './listen.js'
 import type { ProxyService } from './server.js'
 import { MAX_HELLO_BYTES, parseClientHello } from './sni.js'
+import { WindowedNotice } from '../dns/rate-limit.js'
+import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
 
 export interface SinkholeOptions {
   readonly listen: readonly string[]
@@ -78,6 +80,49 @@ async function captured(snap: Snapshot, resolve: Resolve, client: string, own: D
   return { ...own, action: 'sinkhole', reason: `sinkhole: ${own.name} reached the sinkhole capture; ${why}` }
 }
 
+/** One line per window (with the count) for connections the capture refused at the accept. */
+const NOTICE_WINDOW_MS = 10_000
+
+/**
+ * Who may hold a capture connection: at most proxy.maxConnections in all and
+ * proxy.maxConnectionsPerAddress from one address (or prefix: limits), as at the proxy, so that
+ * one host holding silent connections does not hide the agents that connect after it. Each
+ * refusal is counted (`dropped{reason="overload"}`) and said in a `sinkhole.overload` warning,
+ * once per window with the count.
+ */
+function captureRefusals(evidence: Evidence) {
+  const perAddress = new Map<string, number>()
+  let keys: LimitKeys | undefined
+  let limits = { all: 0, each: 0 }
+  const notice = new WindowedNotice(NOTICE_WINDOW_MS, (key, n, ip) => {
+    evidence.warn('sinkhole.overload', {
+      'client.ip': ip, ...prefixField('tunnelguard.client_prefix', key), 'tunnelguard.refused': n,
+      'tunnelguard.max_connections': limits.all, 'tunnelguard.max_connections_per_address': limits.each,
+      'error.message': 'connections to the sinkhole capture closed at the accept, unread (proxy.maxConnections, proxy.maxConnectionsPerAddress)',
+    })
+  }, (clients, n) => { evidence.warn('sinkhole.overload', { 'tunnelguard.other_clients': clients, 'tunnelguard.refused': n }) })
+  return {
+    /** The function that releases the connection's place, or undefined when it is refused. */
+    admit(snap: Snapshot, ip: string, open: number): (() => void) | undefined {
+      const { maxConnections, maxConnectionsPerAddress } = snap.config.proxy
+      const key = (keys = keysFor(keys, snap.config.limits)).key(ip)
+      const mine = perAddress.get(key) ?? 0
+      if (open >= maxConnections || mine >= maxConnectionsPerAddress) {
+        limits = { all: maxConnections, each: maxConnectionsPerAddress }
+        evidence.counters.dropped('overload')
+        notice.note(key, Date.now(), ip)
+        return undefined
+      }
+      perAddress.set(key, mine + 1)
+      return () => {
+        const n = perAddress.get(key)! - 1
+        if (n === 0) perAddress.delete(key)
+        else perAddress.set(key, n)
+      }
+    },
+  }
+}
+
 /**
  * The sinkhole listener: when DNS sinkholes a name to tunnelguard's own address, the TLS and
  * HTTP connections that follow land here. Each is logged (client, SNI or Host, the decision on
@@ -87,18 +132,19 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Omit<
   const clock = opts.clock ?? process.hrtime.bigint
   const { evidence } = opts
   const open = new Set<Socket>()
+  const refusals = captureRefusals(evidence)
   const onSocket = (socket: Socket) => {
     socket.on('error', () => { /* resets are normal; 'close' follows */ })
     const snap = opts.getSnapshot()
-    if (open.size >= snap.config.proxy.maxConnections) {
-      evidence.counters.dropped('overload')
+    const client = { ip: canonicalIp(socket.remoteAddress!), port: socket.remotePort! }
+    const release = refusals.admit(snap, client.ip, open.size)
+    if (release === undefined) {
       socket.destroy()
       return
     }
     open.add(socket)
-    socket.once('close', () => open.delete(socket))
+    socket.once('close', () => { open.delete(socket); release() })
     const start = clock()
-    const client = { ip: canonicalIp(socket.remoteAddress!), port: socket.remotePort! }
     const localPort = socket.localPort
     let buf = Buffer.alloc(0)
     let done = false

@@ -61,8 +61,35 @@ t.test('sinkhole capture: connection limit; bad listen address', async t => {
   t.ok(await waitFor(() => cap.openConnections === 1))
   t.ok((await exchange(port, [])).closed, 'over the limit: closed at once')
   t.equal(ev.counts['dropped.overload'], 1)
+  t.match(ev.messages.filter(m => m.msg === 'sinkhole.overload'), [{ level: 'warn', fields: { 'client.ip': '127.0.0.1', 'tunnelguard.refused': 1, 'tunnelguard.max_connections': 1 } }],
+    'said, not only counted')
   await first
   await t.rejects(startSinkholeCapture({ listen: ['127.0.0.1:0', 'nonsense'], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}) }), /bad listen address/)
+})
+
+t.test('sinkhole capture: one address holds at most proxy.maxConnectionsPerAddress; the others still get in', async t => {
+  const ev = memoryEvidence()
+  const snap = makeSnapshot({ config: { proxy: { helloTimeout: '5s', maxConnections: 100, maxConnectionsPerAddress: 2 } } })
+  const cap = await startSinkholeCapture({ listen: ['127.0.0.1:0'], getSnapshot: () => snap, evidence: ev, resolve: fakeResolve({}) })
+  t.teardown(() => cap.close())
+  const port = cap.addresses[0]!.port
+  const silent = [exchange(port, [], { waitMs: 4000 }), exchange(port, [], { waitMs: 4000 })]
+  t.ok(await waitFor(() => cap.openConnections === 2))
+  t.ok((await exchange(port, [])).closed, 'a third from the same address: closed at once')
+  t.equal(cap.openConnections, 2)
+  t.equal(ev.counts['dropped.overload'], 1)
+  t.match(ev.messages.filter(m => m.msg === 'sinkhole.overload'), [{ fields: { 'client.ip': '127.0.0.1', 'tunnelguard.max_connections_per_address': 2, 'tunnelguard.refused': 1 } }])
+  // another address is let in, and logged as ever
+  const other = await run('curl', ['-sS', '--interface', '127.0.0.2', '-H', 'Host: z.ngrok-free.app', `http://127.0.0.1:${port}/`])
+  t.not(other.code, 0)
+  t.ok(await waitFor(() => ev.events.length === 1))
+  t.match(ev.events[0], { message: 'sinkhole.capture', client: { ip: '127.0.0.2' }, urlDomain: 'z.ngrok-free.app' })
+  await Promise.all(silent)
+  t.ok(await waitFor(() => cap.openConnections === 0))
+  // their places given back: the address gets in again
+  await exchange(port, ['GET / HTTP/1.1\r\nHost: y.ngrok-free.app\r\n\r\n'])
+  t.ok(await waitFor(() => ev.events.length === 2))
+  t.match(ev.events[1], { client: { ip: '127.0.0.1' }, urlDomain: 'y.ngrok-free.app' })
 })
 
 t.test('sinkhole capture: a name no list matches is decided on its CNAME chain, and logged in any case', async t => {
