@@ -80,6 +80,9 @@ async function captured(snap: Snapshot, resolve: Resolve, client: string, own: D
   return { ...own, action: 'sinkhole', reason: `sinkhole: ${own.name} reached the sinkhole capture; ${why}` }
 }
 
+/** How many of the first bytes a capture that names nothing logs (hex). */
+const FIRST_BYTES = 16
+
 /** One line per window (with the count) for connections the capture refused at the accept. */
 const NOTICE_WINDOW_MS = 10_000
 
@@ -156,7 +159,11 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Omit<
       socket.removeAllListeners('data')
       socket.destroy()
       if ('reason' in n) {
-        evidence.warn('sinkhole.capture', { 'client.ip': client.ip, 'client.port': client.port, 'error.message': n.reason })
+        // which listener (443 or 80), and what came: its size and first bytes (hex), to tell one protocol from another
+        evidence.warn('sinkhole.capture', {
+          'client.ip': client.ip, 'client.port': client.port, 'destination.port': localPort, 'error.message': n.reason,
+          'source.bytes': buf.length, 'tunnelguard.first_bytes': buf.length > 0 ? buf.toString('hex', 0, FIRST_BYTES) : undefined,
+        })
         return
       }
       // an address is no name a list holds (as at the proxy): its line is the evidence

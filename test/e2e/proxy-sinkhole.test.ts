@@ -46,6 +46,11 @@ t.test('sinkhole capture: logs client and SNI or Host, then closes', async t => 
   t.equal(ev.messages.filter(m => m.msg === 'sinkhole.capture').length, unnamed.length)
   t.same(ev.messages.slice(-unnamed.length).map(m => m.fields!['error.message']).slice(-4),
     ['neither TLS nor an HTTP request with a Host', 'TLS records without a ClientHello', 'incomplete TLS record', 'incomplete TLS record'])
+  // what a responder can tell of them: the listener's port, how much came and how it began
+  t.match(ev.messages.filter(m => m.msg === 'sinkhole.capture').at(-4), { fields: {
+    'destination.port': port, 'source.bytes': 16, 'tunnelguard.first_bytes': Buffer.from('GET / HTTP/1.1\r\n').toString('hex'),
+  } }, 'the request line alone (silence after it): port, size, first bytes')
+  t.match(ev.messages.filter(m => m.msg === 'sinkhole.capture').at(-5)!.fields, { 'source.bytes': 0, 'tunnelguard.first_bytes': undefined }, 'nothing came: no first bytes')
   const big = await exchange(port, [Buffer.alloc(40_000, 'a')])
   t.ok(big.closed)
   t.ok(await waitFor(() => cap.openConnections === 0))
