@@ -84,7 +84,9 @@ export class TcpTransport {
     let error: Error | undefined
     // a connection not open (TLS: its handshake done) when the query that opened it times out is
     // given up: the queries waiting on it fail over, the next query opens a new one
-    const opening = setTimeout(() => socket.destroy(new Error(`${kind} connection not open within ${Math.round(openMs)} ms`)), openMs)
+    const opening = setTimeout(() => {
+      socket.destroy(Object.assign(new Error(`${kind} connection not open within ${Math.round(openMs)} ms`), { code: 'ETIMEDOUT' }))
+    }, openMs)
     socket.once(this.tls ? 'secureConnect' : 'connect', () => {
       opened = true
       clearTimeout(opening)
