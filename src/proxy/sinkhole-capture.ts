@@ -39,6 +39,19 @@ function pastOtherRecords(buf: Buffer): Buffer | undefined {
 }
 
 /**
+ * A Host no host name is (its bytes as latin1) written as dig writes a DNS name (as a DNS
+ * question's is logged): a control, a space or an octet over 0x7e as `\DDD`, and `"\();@$` after a
+ * backslash, so that no raw control reaches a log line, a report (its csv too) or a terminal. It
+ * is decided as the proxy decides a Host no host name is (blocked, fail closed).
+ */
+function digText(host: string): string {
+  return host.replace(/[\u0000-\u0020\u007f-\u00ff"\\();@$]/g, c => {
+    const n = c.charCodeAt(0)
+    return n <= 0x20 || n >= 0x7f ? `\\${String(n).padStart(3, '0')}` : `\\${c}`
+  })
+}
+
+/**
  * What the first bytes name: the SNI of a ClientHello, the Host of an HTTP request, or why neither.
  * At MAX_HELLO_BYTES it is decided on what came, whatever came (records of other types too): a
  * client never makes the capture hold more.
@@ -63,7 +76,7 @@ export function nameOf(whole: Buffer, final: boolean): Named | undefined {
   const host = m[1]!.trim()
   if (host === '') return { reason: 'an HTTP request with an empty Host' }
   const t = parseAuthority(host, 80)
-  return t?.ip !== undefined ? { name: t.ip, where: 'host', ip: true } : { name: t?.host ?? host, where: 'host' }
+  return t?.ip !== undefined ? { name: t.ip, where: 'host', ip: true } : { name: t?.host ?? digText(host), where: 'host' }
 }
 
 /**

@@ -19,7 +19,12 @@ t.test('sinkhole capture: logs client and SNI or Host, then closes', async t => 
   t.not(http.code, 0)
   t.match(ev.events.at(-1), { urlDomain: 'abc.ngrok-free.app', decision: { where: 'host', action: 'sinkhole' } })
   await exchange(port, ['GET / HTTP/1.1\r\nHost: a b\r\n\r\n'])
-  t.match(ev.events.at(-1), { urlDomain: 'a b', decision: { action: 'block', unparseable: true } })
+  t.match(ev.events.at(-1), { urlDomain: 'a\\032b', decision: { action: 'block', unparseable: true } }, 'a Host no host name is: written as dig writes a name')
+  // controls in a Host (the proxy's parser refuses them; the capture reads what comes): escaped,
+  // and blocked, fail closed, as a Host no host name is at the proxy
+  await exchange(port, ['GET / HTTP/1.1\r\nHost: bell\x07\x1b]0;pwned\x07.ngrok-free.app\r\n\r\n'])
+  t.match(ev.events.at(-1), { urlDomain: 'bell\\007\\027]0\\;pwned\\007.ngrok-free.app', decision: { action: 'block', unparseable: true } })
+  t.notMatch(JSON.stringify(ev.events.at(-1)), /[\u0000-\u001f]/, 'no raw control on the line')
   const hello = records(clientHello({ names: ['x.ngrok.io'] }))
   await exchange(port, [...hello].map(b => Buffer.from([b])))
   t.match(ev.events.at(-1), { sni: 'x.ngrok.io' })
@@ -27,7 +32,7 @@ t.test('sinkhole capture: logs client and SNI or Host, then closes', async t => 
   const alert = Buffer.from([0x15, 3, 1, 0, 2, 1, 90])
   await exchange(port, [alert.subarray(0, 3), Buffer.concat([alert.subarray(3), records(clientHello({ names: ['y.ngrok.io'] }))])])
   t.match(ev.events.at(-1), { sni: 'y.ngrok.io', decision: { action: 'sinkhole', list: 'ngrok' } })
-  t.equal(ev.events.length, 5)
+  t.equal(ev.events.length, 6)
   const unnamed: [string, (string | Buffer)[], boolean][] = [
     ['no SNI', [records(clientHello({ names: null }))], false],
     ['bad hello', [Buffer.from([0x16, 3, 1, 0, 0])], false],
