@@ -161,7 +161,7 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Omit<
     open.add(socket)
     socket.once('close', () => { open.delete(socket); release() })
     const start = clock()
-    const localPort = socket.localPort
+    const localPort = socket.localPort!                 // (an accepted connection has one)
     let buf = Buffer.alloc(0)
     let done = false
     const finish = (final: boolean) => {
@@ -180,7 +180,7 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Omit<
         return
       }
       // an address is no name a list holds (as at the proxy): its line is the evidence
-      const own = n.ip === true ? decideTarget(snap, client.ip, { host: n.name, ip: n.name, port: localPort ?? 0 }, 'host')
+      const own = n.ip === true ? decideTarget(snap, client.ip, { host: n.name, ip: n.name, port: localPort }, 'host')
         : snap.policy.decide(client.ip, n.name, n.where)
       void captured(snap, opts.resolve, client.ip, own, n.ip === true).then(decision => {
         evidence.decision({
