@@ -6,7 +6,7 @@ import type { Evidence } from './observe/types.js'
 import { applyOverrides, type Overrides } from './overrides.js'
 import { fingerprint, warnShrunk, weakened } from './reload-changes.js'
 import { allWarnings, buildSnapshotAsync, type ExtraTexts } from './snapshot.js'
-import type { Snapshot } from './snapshot-types.js'
+import type { Config, Snapshot } from './snapshot-types.js'
 
 export interface Reloader {
   /**
@@ -40,7 +40,8 @@ export interface ReloaderOptions {
   readonly current: () => Snapshot
   /** Put the new snapshot in place; it may throw before changing anything: the reload is then rejected. */
   readonly swap: (s: Snapshot) => void
-  readonly extraTexts?: () => ExtraTexts
+  /** The remote lists' texts for the config being loaded (its lists and urls, not the running one's). */
+  readonly extraTexts?: (config: Config) => ExtraTexts
   readonly onResult?: (ok: boolean) => void
   /** reload.debounce (ms), read at each use: a reload may change it. */
   readonly debounceMs: number | (() => number)
@@ -127,7 +128,7 @@ export function createReloader(o: ReloaderOptions): Reloader {
     o.evidence.info('reload started', { reason: why })
     try {
       const config = applyOverrides(loadConfig(o.configPath, { resolvConf: o.resolvConf, reload: true }), o.overrides)
-      const s = await buildSnapshotAsync(config, { extraTexts: o.extraTexts?.(), sliceMs: o.sliceMs, signal: stop.signal })
+      const s = await buildSnapshotAsync(config, { extraTexts: o.extraTexts?.(config), sliceMs: o.sliceMs, signal: stop.signal })
       stop.signal.throwIfAborted()                   // closed while the last slice ran
       const previous = o.current()
       const given = settle ? weakened(previous, s) : []

@@ -22,8 +22,12 @@ export interface RemoteListsOptions {
 }
 
 export interface RemoteLists {
-  /** Current texts for every list's urls: the last good copy (from disk until the first fetch returns). */
-  texts(): ExtraTexts
+  /**
+   * Current texts for every list's urls: the last good copy (from disk until the first fetch
+   * returns). Of `config`'s lists (a reload's new config: a list it renames, adds back or points at
+   * a URL with a copy has it at once), else the running config's.
+   */
+  texts(config?: Config): ExtraTexts
   /** Every list URL (redacted) and when its copy in use was fetched; null: none yet (no copy on disk, no fetch succeeded). */
   copies(): RemoteCopy[]
   /**
@@ -245,8 +249,8 @@ export function createRemoteLists(o: RemoteListsOptions): RemoteLists {
   }
 
   return {
-    texts() {
-      return gather(o.config(), load).texts
+    texts(config = o.config()) {
+      return gather(config, load).texts
     },
     copies() {
       return gather(o.config(), load).copies

@@ -139,7 +139,7 @@ async function start(opts: ServeOptions): Promise<Running> {
   const reloader = createReloader({
     configPath: opts.configPath, overrides, resolvConf: opts.resolvConf, evidence,
     current: getSnapshot,
-    extraTexts: () => remote.texts(),
+    extraTexts: c => remote.texts(c),
     swap: s => {
       // first, as it may throw (an output that cannot be built): the reload is then rejected
       // with nothing changed, the old snapshot and alert outputs kept

@@ -434,3 +434,53 @@ t.test('serve: /readyz stays 200 while a remote list has no copy, naming it in u
   }
   t.same(body.unloaded, [], 'fetched: no list left unloaded')
 })
+
+t.test('serve: a reload that renames a remote list, adds one back or points it at a URL with a copy loads that copy at once', async t => {
+  const lport = await httpServer(t, (req, res) => {
+    if (req.url === '/a.txt') res.end('remote1.example\nremote2.example\n')
+    else if (req.url === '/b.txt') res.end('b1.example\n')
+    else res.writeHead(404).end()
+  })
+  const dir = t.testdir({ 'l.txt': 'ngrok.io\n' })
+  const cfg = join(dir, 'tg.yaml')
+  const config = (remote: string) => [
+    'dns: { listen: [], upstreams: ["udp://127.0.0.1:9"] }', 'proxy: { listen: [] }', 'admin: { listen: "127.0.0.1:0" }',
+    'state: { dir: st }', 'reload: { watch: false }', 'lists:', '  l: { files: [l.txt], action: block }', remote, '',
+  ].join('\n')
+  const entries = (name: string, path: string) => `  ${name}: { urls: ["http://127.0.0.1:${lport}/${path}"], refresh: 1h, action: block }`
+  writeFileSync(cfg, config(entries('r', 'a.txt')))
+  const out = new PassThrough()
+  let log = ''
+  out.on('data', d => { log += d })
+  const r = await serve({ configPath: cfg, stdout: out, signals: false })
+  t.teardown(() => r.stop())
+  const port = r.addresses.admin!.port
+  const lists = async (): Promise<Record<string, number>> => {
+    const body = JSON.parse((await fetchText(port, '/readyz')).body) as { lists: { name: string; entries: number }[] }
+    return Object.fromEntries(body.lists.map(l => [l.name, l.entries]))
+  }
+  for (let i = 0; i < 200 && (await lists()).r !== 2; i++) await new Promise(res => setTimeout(res, 20))
+  t.same(await lists(), { l: 1, r: 2 }, 'fetched at start')
+  const decide = (name: string) => r.snapshot().policy.decide('10.0.0.1', name, 'qname').action
+  // renamed: the list under its new name has its URL's copy in the reload that renames it
+  writeFileSync(cfg, config(entries('renamed', 'a.txt')))
+  t.equal(await r.reload('test'), true)
+  t.same(await lists(), { l: 1, renamed: 2 }, 'renamed: its copy, at once')
+  t.equal(decide('remote2.example'), 'block')
+  t.notMatch(log, /which is not configured/, 'no warning about the old name\'s texts')
+  // taken out, then put back
+  writeFileSync(cfg, config(''))
+  t.equal(await r.reload('test'), true)
+  writeFileSync(cfg, config(entries('r', 'a.txt')))
+  t.equal(await r.reload('test'), true)
+  t.same(await lists(), { l: 1, r: 2 }, 'added back: its copy, at once')
+  // pointed at another URL that has a copy (b.txt fetched as list b, then r moved to it)
+  writeFileSync(cfg, config(`${entries('r', 'a.txt')}\n${entries('b', 'b.txt')}`))
+  t.equal(await r.reload('test'), true)
+  for (let i = 0; i < 200 && (await lists()).b !== 1; i++) await new Promise(res => setTimeout(res, 20))
+  writeFileSync(cfg, config(`${entries('r', 'b.txt')}\n${entries('b', 'b.txt')}`))
+  t.equal(await r.reload('test'), true, '(a reload asked for applies a list that shrinks at once)')
+  t.same(await lists(), { l: 1, r: 1, b: 1 }, 'the new URL\'s copy, not the old URL\'s entries')
+  t.equal(decide('remote2.example'), 'pass')
+  t.equal(decide('b1.example'), 'block')
+})
