@@ -4,7 +4,7 @@ import type { Decision, Where } from '../policy/types.js'
 import type { EventOutcome } from '../observe/types.js'
 import { authorityProblem, closeDestination, decisionDestination, destinationFields, destinationOfName, parseAuthority, type Target } from './address.js'
 import { beginRequest } from './close-line.js'
-import { clientFields, deniedFields, effectiveClient, namedBy, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
+import { clientFields, deniedFields, effectiveClient, namedBy, peerFields, setsOf, type Conn, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, portRefusal, route, worse } from './decide.js'
 import { readClientHello, type HelloRead } from './hello-reader.js'
 import { lingerClose } from './linger.js'
@@ -162,7 +162,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
       outer = d.name
       names.push([n, 'sni'])
       if (d.name === first.name) continue                         // its CNAME chain was decided by route
-      mismatch(ctx, client, target, first.name, d.name, extra)
+      mismatch(ctx, conn, client, target, first.name, d.name, extra)
       if (blocks(d)) continue
       const chain = await chainOf(ctx, snap, client.ip, d.name)
       decision = worse(decision, chain.cname)
@@ -181,7 +181,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     // an HTTP request's head is decided on its Host (proxy.nonTls: decide); other bytes on the CONNECT host alone
     const atConnect = decision
     seen = new Set([first.name])
-    const plain = await decidePlain(ctx, snap, client, target, first, decision, socket, data, cfg.helloTimeout - Number((ctx.clock() - since) / 1_000_000n), seen)
+    const plain = await decidePlain(ctx, snap, client, target, first, decision, socket, data, cfg.helloTimeout - Number((ctx.clock() - since) / 1_000_000n), seen, peerFields(conn, client))
     decision = plain.decision
     data = plain.data
     Object.assign(extra, plain.extra)
@@ -192,7 +192,7 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
     if (head !== undefined) {
       // every later request on the kept-alive tunnel is found and decided as the first was
       follow = followPlain(ctx, cfg, client, target, first.name, atConnect, seen, head, data.subarray(head.length), conn.close,
-        (d, more, urlDomain, sni) => emit(d, r.ip, sni, { ...cnames, ...more }, urlDomain))
+        (d, more, urlDomain, sni) => emit(d, r.ip, sni, { ...cnames, ...more }, urlDomain), peerFields(conn, client))
       data = data.subarray(0, head.length)
     }
   } else {
@@ -265,10 +265,10 @@ export async function handleConnect(ctx: ProxyCtx, conn: Conn, req: ConnectReque
   await tunnel(ctx, conn, socket, target, r.ips, held, data.subarray(0, at), retry && { check: retry, rest: data.subarray(at) }, cfg.helloTimeout, follow)
 }
 
-function mismatch(ctx: ProxyCtx, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
+function mismatch(ctx: ProxyCtx, conn: Conn, client: Peer, target: Target, connect: string, sni: string, extra: Record<string, unknown>): void {
   extra['tunnelguard.mismatch'] = true
   ctx.evidence.warn('proxy.sni_mismatch', {
-    ...clientFields(client), ...destinationFields(target, connect),
+    ...clientFields(client), ...peerFields(conn, client), ...destinationFields(target, connect),
     'destination.port': target.port, 'tls.client.server_name': sni.toLowerCase(),
   })
 }

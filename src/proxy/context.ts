@@ -197,12 +197,14 @@ export function clientFields(client: Peer): { 'client.ip': string; 'client.port'
  * Nothing for a client that is the peer itself.
  */
 export function namedBy(conn: Conn, client: Peer, unreadable: string | undefined): Record<string, unknown> | undefined {
-  const named = client.ip !== conn.peer.ip || client.port !== conn.peer.port
-  if (!named && unreadable === undefined) return undefined
-  return {
-    ...named ? { 'source.ip': conn.peer.ip, 'source.port': conn.peer.port } : {},
-    ...unreadable === undefined ? {} : { 'tunnelguard.forwarded_unreadable': unreadable },
-  }
+  const peer = peerFields(conn, client)
+  if (peer === undefined && unreadable === undefined) return undefined
+  return { ...peer, ...unreadable === undefined ? {} : { 'tunnelguard.forwarded_unreadable': unreadable } }
+}
+
+/** The peer as `source.ip`/`source.port` when it named the client (the client is not the peer itself). */
+export function peerFields(conn: Conn, client: Peer): { 'source.ip': string; 'source.port': number } | undefined {
+  return client.ip !== conn.peer.ip || client.port !== conn.peer.port ? { 'source.ip': conn.peer.ip, 'source.port': conn.peer.port } : undefined
 }
 
 /**
@@ -213,6 +215,6 @@ export function deniedFields(conn: Conn, client: Peer, method: string | undefine
   return {
     ...clientFields(client), 'http.request.method': method,
     'error.message': 'not in proxy.allowClients: 403',
-    ...client.ip === conn.peer.ip ? {} : { 'source.ip': conn.peer.ip, 'source.port': conn.peer.port },
+    ...peerFields(conn, client),
   }
 }

@@ -4,7 +4,7 @@ import type { EventOutcome } from '../observe/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { authorityProblem, closeDestination, decisionDestination, destinationOfName, parseAuthority, urlDomain, type Target } from './address.js'
 import { beginRequest } from './close-line.js'
-import { clientFields, deniedFields, effectiveClient, namedBy, setsOf, type Conn, type ProxyCtx } from './context.js'
+import { clientFields, deniedFields, effectiveClient, namedBy, peerFields, setsOf, type Conn, type ProxyCtx } from './context.js'
 import { blocks, clientReason, clientRefusal, decideBadTarget, decideTarget, denial, route, worse } from './decide.js'
 import { forward } from './http-exchange.js'
 import { lingerClose } from './linger.js'
@@ -83,7 +83,7 @@ export async function handleRequest(ctx: ProxyCtx, conn: Conn, req: IncomingMess
   if (host.name !== url.name) {
     extra['tunnelguard.mismatch'] = true
     extra['tunnelguard.host_header'] = host.name
-    ctx.evidence.warn('proxy.host_mismatch', { ...clientFields(client), 'url.domain': url.name, 'tunnelguard.host_header': host.name })
+    ctx.evidence.warn('proxy.host_mismatch', { ...clientFields(client), ...peerFields(conn, client), 'url.domain': url.name, 'tunnelguard.host_header': host.name })
   }
   const emit = (decision: Decision, ip?: string, more?: Record<string, unknown>, outcome?: EventOutcome) => {
     ctx.evidence.decision({

@@ -70,7 +70,7 @@ export function nameOf(whole: Buffer, final: boolean): Named | undefined {
     return r.kind === 'hello' && r.names.length > 0 ? { name: r.names[0]!, where: 'sni', ech: r.ech } : { reason: 'ClientHello without SNI' }
   }
   const end = buf.indexOf('\r\n\r\n')
-  if (end < 0 && !final && buf.length < MAX_HELLO_BYTES) return undefined
+  if (end < 0 && !last) return undefined                 // (the whole read counted: records before the head too)
   const m = /\r\nhost:[ \t]*([^\r\n]*)/i.exec(buf.toString('latin1', 0, end < 0 ? buf.length : end))
   if (!m) return { reason: buf.length === 0 ? 'no bytes' : 'neither TLS nor an HTTP request with a Host' }
   const host = m[1]!.trim()
@@ -151,8 +151,13 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Omit<
   const refusals = captureRefusals(evidence)
   const onSocket = (socket: Socket) => {
     socket.on('error', () => { /* resets are normal; 'close' follows */ })
+    /* c8 ignore next 4 - a race (a reset between the accept and here), as at the proxy's listener */
+    if (socket.remoteAddress === undefined) {        // no client to name: nothing to log (canonicalIp threw, ending the process)
+      socket.destroy()
+      return
+    }
     const snap = opts.getSnapshot()
-    const client = { ip: canonicalIp(socket.remoteAddress!), port: socket.remotePort! }
+    const client = { ip: canonicalIp(socket.remoteAddress), port: socket.remotePort! }
     const release = refusals.admit(snap, client.ip, open.size)
     if (release === undefined) {
       socket.destroy()
@@ -186,7 +191,7 @@ export async function startSinkholeCapture(opts: SinkholeOptions): Promise<Omit<
         evidence.decision({
           message: 'sinkhole.capture', decision, client, transport: 'tcp', durationNs: Number(clock() - start),
           destination: { ...destinationOfName(own.name), port: localPort },
-          ...(n.where === 'sni' ? { sni: n.name } : { urlDomain: own.name }),
+          ...(n.where === 'sni' ? { sni: n.name } : { urlDomain: own.name.includes(':') ? `[${own.name}]` : own.name }),   // an IPv6 Host as a URL writes it
           extra: n.ech ? { 'tunnelguard.ech': true } : undefined,
         })
       })

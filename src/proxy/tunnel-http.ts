@@ -2,7 +2,7 @@ import type { Socket } from 'node:net'
 import type { Decision, Where } from '../policy/types.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { destinationFields, parseAuthority, urlDomain, type Target } from './address.js'
-import { clientFields, type Peer, type ProxyCtx } from './context.js'
+import { clientFields, peerFields, type Peer, type ProxyCtx } from './context.js'
 import { blocks, chainOf, decideTarget, denial, worse } from './decide.js'
 import { readFrom } from './hello-reader.js'
 import { RequestHeadParser, type RequestHead } from './request-head.js'
@@ -54,7 +54,7 @@ const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/
  * by `decideHead` as they come (connect.ts).
  */
 export async function decidePlain(ctx: ProxyCtx, snap: Snapshot, client: Peer, target: Target, first: Decision, decision: Decision,
-  socket: Socket, head: Buffer, timeoutMs: number, seen: Set<string>): Promise<Plain> {
+  socket: Socket, head: Buffer, timeoutMs: number, seen: Set<string>, via?: Via): Promise<Plain> {
   const cfg = snap.config.proxy
   if (cfg.nonTls === 'block') {
     const why = 'the bytes after CONNECT are not TLS (proxy.nonTls: block)'
@@ -66,7 +66,7 @@ export async function decidePlain(ctx: ProxyCtx, snap: Snapshot, client: Peer, t
   if (result.kind === 'eof') return { decision, data, extra: { 'tunnelguard.sni_status': 'eof' }, gone: 'no complete HTTP request head (eof)' }
   if (result.kind === 'timeout') return { ...failClosed(snap, client, first.name, decision, 'HTTP request head in the tunnel not complete within proxy.helloTimeout'), data }
   if (result.kind === 'invalid') return { ...failClosed(snap, client, first.name, decision, `malformed HTTP request in the tunnel (${result.reason})`), data }
-  const { fresh: _, ...judged } = await decideHead(ctx, snap, client, target, first.name, decision, result, seen)
+  const { fresh: _, ...judged } = await decideHead(ctx, snap, client, target, first.name, decision, result, seen, via)
   return { ...judged, data, head: result }
 }
 
@@ -86,7 +86,7 @@ export function failClosed(snap: Snapshot, client: Peer, connectName: string, de
  * the worse of them and `decision` wins.
  */
 export async function decideHead(ctx: ProxyCtx, snap: Snapshot, client: Peer, target: Target, connectName: string, decision: Decision,
-  result: Head, seen: Set<string>): Promise<Judged> {
+  result: Head, seen: Set<string>, via?: Via): Promise<Judged> {
   const bad = (why: string): Judged => failClosed(snap, client, connectName, decision, `malformed HTTP request in the tunnel (${why})`)
   const named: [Target, Where][] = []
   const abs = ABSOLUTE.exec(result.target)
@@ -107,11 +107,14 @@ export async function decideHead(ctx: ProxyCtx, snap: Snapshot, client: Peer, ta
     named.push([t, 'host'])
   }
   const extra: Record<string, unknown> = { 'tunnelguard.sni_status': 'http' }
-  const r = await decideNames(ctx, snap, client, target, connectName, decision, named, seen, extra)
+  const r = await decideNames(ctx, snap, client, target, connectName, decision, named, seen, extra, via)
   if (r.capped) return { decision: r.decision, extra: { 'tunnelguard.sni_status': 'http-invalid' }, fresh: false }
   const host = extra['tunnelguard.host_header'] as string | undefined
   return { decision: r.decision, extra, urlDomain: abs ? urlDomain(named[0]![0]) : undefined, host, fresh: r.fresh }
 }
+
+/** The peer that named the client (`source.ip`, `source.port`: peerFields), for the mismatch warnings. */
+type Via = ReturnType<typeof peerFields>
 
 /** The field a name seen in the tunnel is logged under, by where it was seen. */
 const FIELD_OF: Readonly<Partial<Record<Where, string>>> = {
@@ -127,7 +130,7 @@ const FIELD_OF: Readonly<Partial<Record<Where, string>>> = {
  * list blocks it anyway: the decision is then that refusal (fail closed).
  */
 export async function decideNames(ctx: ProxyCtx, snap: Snapshot, client: Peer, target: Target, connectName: string, decision: Decision,
-  named: readonly (readonly [Target, Where])[], seen: Set<string>, extra: Record<string, unknown>): Promise<{ decision: Decision; fresh: boolean; capped?: true }> {
+  named: readonly (readonly [Target, Where])[], seen: Set<string>, extra: Record<string, unknown>, via?: Via): Promise<{ decision: Decision; fresh: boolean; capped?: true }> {
   let fresh = false
   for (const [t, where] of named) {
     const d = decideTarget(snap, client.ip, t, where)
@@ -141,7 +144,7 @@ export async function decideNames(ctx: ProxyCtx, snap: Snapshot, client: Peer, t
     seen.add(d.name)
     fresh = true
     ctx.evidence.warn(where === 'sni' ? 'proxy.sni_mismatch' : 'proxy.host_mismatch', {
-      ...clientFields(client), ...destinationFields(target, connectName), 'destination.port': target.port,
+      ...clientFields(client), ...via, ...destinationFields(target, connectName), 'destination.port': target.port,
       [FIELD_OF[where]!]: d.name,
     })
     if (blocks(d) || t.ip !== undefined) continue
@@ -171,7 +174,7 @@ export type TunnelLine = (d: Decision, extra: Record<string, unknown>, urlDomain
  * goes on `close` (the close line's fields, with the requests read: `tunnelguard.tunnel_requests`).
  */
 export function followPlain(ctx: ProxyCtx, cfg: { readonly maxHeaderBytes: number; readonly helloTimeout: number }, client: Peer, target: Target,
-  connectName: string, atConnect: Decision, seen: Set<string>, first: Head, rest: Buffer, close: Record<string, unknown>, line: TunnelLine): Follow {
+  connectName: string, atConnect: Decision, seen: Set<string>, first: Head, rest: Buffer, close: Record<string, unknown>, line: TunnelLine, via?: Via): Follow {
   let n = 1
   const count = (): void => { close['tunnelguard.tunnel_requests'] = n }
   count()
@@ -184,7 +187,7 @@ export function followPlain(ctx: ProxyCtx, cfg: { readonly maxHeaderBytes: numbe
   const judge = async (next: Head): Promise<boolean> => {
     n++
     count()
-    const j = await decideHead(ctx, ctx.getSnapshot(), client, target, connectName, atConnect, next, seen)
+    const j = await decideHead(ctx, ctx.getSnapshot(), client, target, connectName, atConnect, next, seen, via)
     if (blocks(j.decision)) return refused(j.decision, j.extra, j.urlDomain, j.host)
     // a name the tunnel has not named before gets its own line; a repeat of one does not
     if (j.fresh) line(j.decision, { ...j.extra, 'tunnelguard.request': n }, j.urlDomain)
@@ -201,7 +204,7 @@ export function followPlain(ctx: ProxyCtx, cfg: { readonly maxHeaderBytes: numbe
     const more: Record<string, unknown> = { 'tunnelguard.sni_status': hello.names.length === 0 ? 'none' : 'ok', 'tunnelguard.inner_tls': true }
     if (hello.ech) more['tunnelguard.ech'] = close['tunnelguard.ech'] = true   // the close line too: a pass line is not logged at log.queries: matched
     const named = hello.names.map(name => [{ host: name, port: target.port }, 'sni'] as const)
-    const got = await decideNames(ctx, ctx.getSnapshot(), client, target, connectName, atConnect, named, seen, more)
+    const got = await decideNames(ctx, ctx.getSnapshot(), client, target, connectName, atConnect, named, seen, more, via)
     if (blocks(got.decision)) return refused(got.decision, more, undefined, undefined, hello.names[0])
     if (got.fresh) line(got.decision, { ...more, 'tunnelguard.request': n }, undefined, hello.names[0])
     return true

@@ -225,5 +225,10 @@ t.test('serve and curl: Forwarded names the client from a trusted loopback addre
   t.same(both(kept, 'client.ip'), ['10.7.0.63', '10.7.0.63'])
   t.same(both(kept, 'source.port'), [kept.close['source.port'], kept.close['source.port']], 'a request passed: the peer on its decision line too')
   t.equal(origin.requests.at(-1)!.headers.forwarded, 'for=10.7.0.63', 'passed on from a trusted one')
+  // a warning about the request (its Host names another server) names the peer too: joined to its connection
+  const other = await curl('127.0.0.2', ['-H', 'Forwarded: for=10.7.0.64', '-H', 'Host: elsewhere.example', site])
+  const warned = flat(serve.lines().filter(l => l.message === 'proxy.host_mismatch').at(-1)!)
+  t.match(warned, { 'client.ip': '10.7.0.64', 'source.ip': '127.0.0.2', 'source.port': other.close['source.port'], 'tunnelguard.host_header': 'elsewhere.example' },
+    'proxy.host_mismatch: the client, and the peer that named it')
   t.equal(await serve.stop(), 0)
 })

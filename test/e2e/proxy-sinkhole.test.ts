@@ -1,5 +1,5 @@
 import t from 'tap'
-import { startSinkholeCapture } from '../../src/proxy/sinkhole-capture.js'
+import { nameOf, startSinkholeCapture } from '../../src/proxy/sinkhole-capture.js'
 import { memoryEvidence } from '../fixtures/evidence.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
 import { exchange, fakeResolve, run, waitFor } from '../fixtures/origin.js'
@@ -153,10 +153,14 @@ t.test('sinkhole capture: records of other types past 32 KiB end the read; an em
   t.ok(await waitFor(() => ev.events.length === before + 2))
   for (const [i, ip] of ['::1', '10.1.2.3'].entries()) {
     t.match(ev.events[before + i], {
-      message: 'sinkhole.capture', urlDomain: ip, destination: { ip, port },
+      message: 'sinkhole.capture', urlDomain: ip.includes(':') ? `[${ip}]` : ip, destination: { ip, port },
       decision: { action: 'sinkhole', where: 'host', name: ip, reason: /reached the sinkhole capture; an address, which no list names/ },
     }, `Host ${ip}: a sinkhole line on the address, not a block on an unparseable name`)
   }
   t.same(resolve.calls, [], 'an address is not looked up')
+  // records of other types, then an HTTP head that never ends: the 32 KiB count the records too
+  const records32k = Buffer.concat([0, 1].map(() => Buffer.concat([Buffer.from([0x17, 3, 3, 0x40, 0]), Buffer.alloc(0x4000, 7)])))
+  t.same(nameOf(Buffer.concat([records32k, Buffer.from('GET / HTTP/1.1\r\nX-Pad: aaaa')]), false), { reason: 'neither TLS nor an HTTP request with a Host' },
+    'decided at 32 KiB in all, not 32 KiB past the records')
   t.ok(await waitFor(() => cap.openConnections === 0))
 })
