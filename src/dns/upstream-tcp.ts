@@ -20,6 +20,11 @@ export interface TlsDial {
   readonly onError: (e: Error) => void
 }
 
+/** An error of a connection given up for time (code ETIMEDOUT, as the line that logs it says). */
+function timedOut(message: string): Error {
+  return Object.assign(new Error(message), { code: 'ETIMEDOUT' })
+}
+
 /**
  * One upstream over TCP, or over TLS when `tls` is given: a persistent connection opened on
  * demand, queries pipelined on it (RFC 7766), answers taken in whatever order they come. Closed
@@ -74,8 +79,8 @@ export class TcpTransport {
     // inside a frame (a length sent and the rest not, which would swallow every later answer):
     // closed, its other queries sent again on a new one, not left to fail one by one
     const table = new PendingTable(undefined, ms => {
-      if (reader.buffered > 0) socket.destroy(new Error(`${kind} connection stuck in a frame: ${reader.buffered} octets of one not finished within ${Math.round(ms)} ms`))
-      else if (performance.now() - takenAt >= ms) socket.destroy(new Error(`${kind} connection answered nothing within ${Math.round(ms)} ms`))
+      if (reader.buffered > 0) socket.destroy(timedOut(`${kind} connection stuck in a frame: ${reader.buffered} octets of one not finished within ${Math.round(ms)} ms`))
+      else if (performance.now() - takenAt >= ms) socket.destroy(timedOut(`${kind} connection answered nothing within ${Math.round(ms)} ms`))
     })
     const socket = this.dial()
     const conn = { socket, table }
@@ -85,7 +90,7 @@ export class TcpTransport {
     // a connection not open (TLS: its handshake done) when the query that opened it times out is
     // given up: the queries waiting on it fail over, the next query opens a new one
     const opening = setTimeout(() => {
-      socket.destroy(Object.assign(new Error(`${kind} connection not open within ${Math.round(openMs)} ms`), { code: 'ETIMEDOUT' }))
+      socket.destroy(timedOut(`${kind} connection not open within ${Math.round(openMs)} ms`))
     }, openMs)
     socket.once(this.tls ? 'secureConnect' : 'connect', () => {
       opened = true

@@ -1247,7 +1247,8 @@ t.test('TCP transport: a connection that answered nothing within a query\'s time
     if (dnsPacket.decode(m).questions![0]!.name !== 'slow.test') s.write(frame(answer(m)))
   })
   const errors: string[] = []
-  const tcp = new TcpTransport('127.0.0.1', port, memoryEvidence().counters, 10_000, undefined, e => errors.push(e.message))
+  const codes: unknown[] = []
+  const tcp = new TcpTransport('127.0.0.1', port, memoryEvidence().counters, 10_000, undefined, e => { errors.push(e.message); codes.push((e as NodeJS.ErrnoException).code) })
   t.teardown(() => tcp.close())
   const ask = (name: string, ms: number): Promise<AppError | undefined> => {
     const { buf, qEnd } = query(name)
@@ -1263,6 +1264,7 @@ t.test('TCP transport: a connection that answered nothing within a query\'s time
   t.equal((await ask('slow.test', 200))?.code, 'UPSTREAM_TIMEOUT')
   for (let i = 0; i < 50 && errors.length === 0; i++) await sleep(10)
   t.match(errors, [/TCP connection answered nothing within 200 ms/])
+  t.same(codes, ['ETIMEDOUT'], 'given up for time: ETIMEDOUT, as its line says (not null)')
   t.equal(await ask('p.test', 1000), undefined)
   t.equal(conns.size, 2)
 })
