@@ -20,13 +20,16 @@ interface FileState {
   leases: readonly Lease[]
   /** The last check failed (warned once until it reads again). */
   failed: boolean
+  /** The signature of a read that found the file empty (or its header alone), not yet believed. */
+  emptySig?: string
 }
 
 /**
  * DHCP lease files, re-read when they change: a timer compares each file's inode, size and
  * mtime every `checkMs` (a lease file is often replaced by rename, which a watch on the file
  * misses). A file that cannot be read, or holds text but no lease, is a warning naming it, once
- * until it reads again; its last good leases are kept.
+ * until it reads again; its last good leases are kept. One empty (or its header alone) empties
+ * its leases when two checks in a row read it so.
  */
 export class LeaseFiles {
   readonly #o: LeaseFilesOptions
@@ -68,11 +71,19 @@ export class LeaseFiles {
         if (st.failed) this.#o.info('lease file readable again', { file })
         st.failed = false
         const leases = parseLeases(text)
-        // a server that holds no lease writes just its header: that empties the leases (isEmptyLeaseFile)
         if (leases.length === 0 && !isEmptyLeaseFile(text)) {
           this.#o.warn('no lease found in lease file; keeping its last good leases', { file })
           continue
         }
+        // a server that holds no lease writes just its header, or nothing: that empties the leases
+        // (isEmptyLeaseFile), once a second read finds it so: dnsmasq rewrites its file in place,
+        // and a check between its truncate and its write read it empty (every name gone, unsaid)
+        if (leases.length === 0 && st.emptySig !== sig) {
+          st.emptySig = sig
+          st.sig = ''                                  // read again at the next check
+          continue
+        }
+        st.emptySig = undefined
         st.leases = leases
         changed = true
       } catch (e) {

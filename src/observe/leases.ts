@@ -59,28 +59,61 @@ function iscTime(v: string | undefined, never: number): number {
  * which names a machine only by its DUID (no MAC) and only by the DNS name it was given, if any.
  */
 export function parseIscDhcpd(text: string): Lease[] {
-  const out: Lease[] = []
+  const v6: Held[] = []
   for (const m of text.matchAll(/^\s*iaaddr\s+(\S+)\s*\{([^}]*)\}/gm)) {
     const body = m[2]!
     const get = (re: RegExp) => re.exec(body)?.[1]
-    out.push({
-      ip: m[1]!, mac: undefined,
-      hostname: get(/set ddns-fwd-name = "([^"]*?)\.?";/) || undefined,
-      start: -Infinity, end: iscTime(get(/\bends ([^;]+);/), Infinity),
+    v6.push({
+      lease: {
+        ip: m[1]!, mac: undefined,
+        hostname: get(/set ddns-fwd-name = "([^"]*?)\.?";/) || undefined,
+        start: -Infinity, end: iscTime(get(/\bends ([^;]+);/), Infinity),
+      },
+      held: true,
     })
   }
+  const v4: Held[] = []
   for (const m of text.matchAll(/^lease\s+(\S+)\s*\{([^}]*)\}/gm)) {
     const body = m[2]!
     const get = (re: RegExp) => re.exec(body)?.[1]
-    out.push({
-      ip: m[1]!,
-      mac: ecsMac(get(/hardware ethernet ([0-9a-fA-F:]+);/)),
-      hostname: get(/client-hostname "([^"]*)";/),
-      start: iscTime(get(/\bstarts ([^;]+);/), -Infinity),
-      end: iscTime(get(/\bends ([^;]+);/), Infinity),
+    v4.push({
+      lease: {
+        ip: m[1]!,
+        mac: ecsMac(get(/hardware ethernet ([0-9a-fA-F:]+);/)),
+        hostname: get(/client-hostname "([^"]*)";/),
+        start: iscTime(get(/\bstarts ([^;]+);/), -Infinity),
+        end: iscTime(get(/\bends ([^;]+);/), Infinity),
+      },
+      held: true,
     })
   }
-  return out
+  return [...inOrder(v6), ...inOrder(v4)]
+}
+
+/** A record of a lease file that is a log (dhcpd.leases, Kea's CSV: each change appended), and whether it names its holder. */
+interface Held { readonly lease: Lease; readonly held: boolean }
+
+/**
+ * The leases of records in file order, a later record of an address superseding the earlier:
+ * one with the same start is the same lease written again (renewed, or ended early: dhcpd's
+ * release writes the lease again with its end at the release; it held the address until then),
+ * and replaces it; one with a later start (a renewal, another machine) ends the earlier there (a
+ * Kea release is a row from the release on, of no time). Before, a released lease kept naming
+ * its machine for as long as the lease would have run. A record with `held` false names nobody.
+ */
+function inOrder(records: readonly Held[]): Lease[] {
+  const by = new Map<string, Lease[]>()
+  for (const { lease, held } of records) {
+    const earlier = by.get(lease.ip) ?? []
+    const kept: Lease[] = []
+    for (const l of earlier) {
+      if (l.start === lease.start) continue
+      kept.push(l.start < lease.start && lease.start < l.end ? { ...l, end: lease.start } : l)
+    }
+    if (held) kept.push(lease)
+    by.set(lease.ip, kept)
+  }
+  return [...by.values()].flat()
 }
 
 /** Kea's memfile CSV (lease4 or lease6): columns by the header (address, hwaddr, valid_lifetime, expire, hostname). */
@@ -88,19 +121,22 @@ export function parseKeaCsv(text: string): Lease[] {
   const [header, ...rows] = text.split('\n')
   const cols = header!.trim().split(',')
   const at = (row: string[], name: string) => row[cols.indexOf(name)]
-  const out: Lease[] = []
+  const out: Held[] = []
   for (const line of rows) {
     const row = line.trim().split(',')
     const ip = at(row, 'address')
     const expire = Number(at(row, 'expire')) * 1000
     if (!ip || !Number.isFinite(expire)) continue
     const hostname = at(row, 'hostname')?.replace(/\.$/, '')
+    const lt = at(row, 'valid_lifetime')
+    const lifetime = Number(lt ?? 0) * 1000
+    // a release is written with a lifetime of 0 (from then on); state 1: declined (no client holds it)
     out.push({
-      ip, mac: ecsMac(at(row, 'hwaddr')), hostname: hostname || undefined,
-      start: expire - Number(at(row, 'valid_lifetime') ?? 0) * 1000, end: expire,
+      lease: { ip, mac: ecsMac(at(row, 'hwaddr')), hostname: hostname || undefined, start: expire - lifetime, end: expire },
+      held: (lt === undefined || lifetime > 0) && at(row, 'state') !== '1',
     })
   }
-  return out
+  return inOrder(out)
 }
 
 /** Any of the three, told apart by their look. */

@@ -136,3 +136,25 @@ t.test('files', async t => {
   t.equal(idx.at('10.0.0.6', T)?.mac, 'AA-BB-CC-DD-EE-02')
   await t.rejects(loadLeases([join(dir, 'missing')]), { message: `${join(dir, 'missing')}: ENOENT: no such file or directory` }, 'named once, first')
 })
+
+t.test('a lease let go early no longer names its machine after that (dhcpd and Kea append the change to their files)', async t => {
+  // dhcpd: the lease, then the same lease written again at its release (its end now the release's time)
+  const granted = Date.UTC(2026, 10, 21, 9)
+  const released = Date.UTC(2026, 10, 21, 9, 30)
+  const isc = (ends: number, state: string) => `lease 10.0.0.13 {\n  starts epoch ${s(granted)};\n  ends epoch ${s(ends)};\n  binding state ${state};\n  next binding state free;\n  hardware ethernet 52:54:00:ee:00:13;\n  client-hostname "echo";\n}\n`
+  const idx = new LeaseIndex(parseIscDhcpd(isc(granted + 3_600_000, 'active') + isc(released, 'free')))
+  t.equal(idx.at('10.0.0.13', released - 60_000)?.hostname, 'echo', 'held until its release')
+  t.equal(idx.at('10.0.0.13', released + 60_000), undefined, 'after it: nobody (was "echo" for the rest of the hour)')
+  // then another machine: the address is its from its start
+  const other = `lease 10.0.0.13 {\n  starts epoch ${s(released + 600_000)};\n  ends epoch ${s(released + 4_200_000)};\n  binding state active;\n  client-hostname "foxtrot";\n}\n`
+  const idx2 = new LeaseIndex(parseIscDhcpd(isc(granted + 3_600_000, 'active') + other))
+  t.equal(idx2.at('10.0.0.13', released)?.hostname, 'echo')
+  t.equal(idx2.at('10.0.0.13', released + 700_000)?.hostname, 'foxtrot', 'the earlier lease ends where the next begins')
+  // Kea: the lease, then its release (a lifetime of 0, expiring at the release), or a decline
+  const head = 'address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state\n'
+  const row = (lifetime: number, expire: number, state = 0) => `10.0.0.6,02:00:00:00:00:06,,${lifetime},${s(expire)},1,0,0,charlie-two.lan,${state}\n`
+  const kea = new LeaseIndex(parseKeaCsv(head + row(3600, granted + 3_600_000) + row(0, released)))
+  t.equal(kea.at('10.0.0.6', released - 60_000)?.hostname, 'charlie-two.lan')
+  t.equal(kea.at('10.0.0.6', released + 60_000), undefined, 'released: nobody from then on')
+  t.same(parseKeaCsv(head + row(3600, granted + 3_600_000, 1)), [], 'a declined address names nobody')
+})
