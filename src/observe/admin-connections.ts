@@ -4,6 +4,7 @@
  */
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { Counter } from 'prom-client'
 import { WindowedNotice } from '../dns/rate-limit.js'
 import { canonicalIp } from '../policy/cidr.js'
@@ -27,6 +28,12 @@ function droppedCounter(o: AdminOptions): Counter<'reason'> {
     name: DROPPED, help: 'Admin connections closed by the listener: on accept, over admin.maxConnections (max_connections) or over one client\'s quarter of it, a client counted by its limits prefix (max_per_client); or without a whole request head within the timeout (head_timeout: idle, or sent slowly)',
     labelNames: ['reason'], registers: [o.metrics.registry],
   })
+}
+
+/** A connection an answer may still be written on: writable, and no response of node's under way on it. */
+function answerable(socket: Duplex): boolean {
+  /* c8 ignore next - a parse error while a response is under way (pipelined bytes behind a request): node's own check */
+  return socket.writable && (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent !== true
 }
 
 /** The limits on `server`'s connections (`timeout`: the request head's, as the server has it). */
@@ -102,6 +109,10 @@ export function limitConnections(server: Server, opts: AdminOptions, timeout: nu
   server.on('clientError', (e: NodeJS.ErrnoException, socket) => {
     // a request head not whole within `timeout`: a connection that sends nothing, or drips it
     if (e.code === 'ERR_HTTP_REQUEST_TIMEOUT') closed('head_timeout', (socket as Socket).remoteAddress)
+    // a request node's parser refused (a bad line, a head too big, a bad Content-Length) is told
+    // why, as node's own default tells it, when no answer is under way on the connection
+    const status = e.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : String(e.code).startsWith('HPE_') ? '400 Bad Request' : undefined
+    if (status !== undefined && answerable(socket)) socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
     socket.destroy()
   })
 }

@@ -268,3 +268,21 @@ t.test('a client\'s share is counted by the limits prefix, and a connection is l
   t.equal(answered, 2, 'its share is whole again')
   t.same(await dropped(metrics), { max_per_client: 1 }, 'nothing more dropped')
 })
+
+t.test('a request node cannot parse gets a status that says why, and the listener serves on', async t => {
+  const { admin } = await start(t)
+  const port = admin.port
+  for (const [what, request, status] of [
+    ['a line that is no request', 'GARBAGE\r\n\r\n', 400],
+    ['a bad Content-Length', 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n', 400],
+    ['a head past node\'s 16 KiB', `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+  ] as const) {
+    const r = await raw(port, request, 3000)
+    t.equal(statusOf(r), status, `${what}: ${status} (was a bare close)`)
+  }
+  // after a request answered on the connection, garbage: the answer stays whole, nothing after it
+  const piped = await raw(port, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGARBAGE\r\n\r\n`, 3000)
+  t.match(piped.text, /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nok\n/, 'the answer to the request before it')
+  t.equal(piped.text.match(/HTTP\/1\.1 /g)?.length, 1, 'no second status line inside or after it')
+  t.equal(statusOf(await raw(port, head('/healthz', '127.0.0.1'))), 200, 'served on')
+})
