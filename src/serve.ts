@@ -129,7 +129,7 @@ async function start(opts: ServeOptions): Promise<Running> {
   // remote lists start from their last good copy on disk; a fetch that changes one reloads
   let stopping: Promise<void> | undefined
   const remote = createRemoteLists({ config: () => snapshot?.config ?? config, evidence, onChange: () => { if (!stopping) void reloader.reload('remote list changed') } })
-  snapshot = buildSnapshot(config, { extraTexts: remote.texts() })
+  snapshot = buildSnapshot(config, { extraTexts: remote.texts(config) })
   metrics.setLists(snapshot.lists)
   metrics.setUpstreams(upstreamsOf(config))
   logWarnings(evidence, snapshot)

@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { fdCode, fdExhausted, type FdBudget } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
+import { KeyCounts } from '../key-counts.js'
 import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { FrameReader, frame } from './framing.js'
@@ -19,7 +20,7 @@ const NOTICE_WINDOW_MS = 10_000
  * connections refused for a limit.
  */
 export class TcpClients {
-  private readonly open = new Map<string, number>()
+  private readonly open = new KeyCounts()
   private keys: LimitKeys | undefined
   /** A connection refused: its client had dns.tcp.maxConnectionsPerClient open. */
   readonly overLimit: WindowedNotice
@@ -53,17 +54,12 @@ export class TcpClients {
 
   /** Count a connection of the client `key`, unless it has `max` open already. */
   add(key: string, max: number): boolean {
-    const n = this.open.get(key) ?? 0
-    if (n >= max) return false
-    this.open.set(key, n + 1)
-    return true
+    return this.open.add(key, max)
   }
 
   /** A connection `add` counted has closed: `key` is the one it was counted under, whatever a reload changed since. */
   remove(key: string): void {
-    const n = this.open.get(key)! - 1
-    if (n === 0) this.open.delete(key)
-    else this.open.set(key, n)
+    this.open.remove(key)
   }
 }
 

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { Counter } from 'prom-client'
 import { WindowedNotice } from '../dns/rate-limit.js'
+import { KeyCounts } from '../key-counts.js'
 import { canonicalIp } from '../policy/cidr.js'
 import { limitKey, prefixField } from '../policy/limit-key.js'
 import type { AdminOptions } from './admin.js'
@@ -42,7 +43,7 @@ export function limitConnections(server: Server, opts: AdminOptions, timeout: nu
   server.maxConnections = maxConnections
   const perClientMax = Math.max(1, Math.floor(maxConnections / 4))
   /** Connections open per client key (see `clientKey`). */
-  const perClient = new Map<string, number>()
+  const perClient = new KeyCounts()
   /**
    * The key a client's connections are counted under: its address's network by `limits` (a host
    * that rotates its IPv6 addresses in its /64 gets no fresh share with each), the address itself
@@ -93,18 +94,12 @@ export function limitConnections(server: Server, opts: AdminOptions, timeout: nu
     // counted under the key of the config in force at its accept, and let go under the same key
     const ip = canonicalIp(address)
     const key = clientKey(ip)
-    const n = perClient.get(key) ?? 0
-    if (n >= perClientMax) {
+    if (!perClient.add(key, perClientMax)) {
       closedFor('max_per_client', ip, key)
       socket.destroy()
       return
     }
-    perClient.set(key, n + 1)
-    socket.once('close', () => {
-      const left = perClient.get(key)! - 1
-      if (left === 0) perClient.delete(key)
-      else perClient.set(key, left)
-    })
+    socket.once('close', () => perClient.remove(key))
   })
   server.on('clientError', (e: NodeJS.ErrnoException, socket) => {
     // a request head not whole within `timeout`: a connection that sends nothing, or drips it

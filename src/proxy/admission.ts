@@ -4,6 +4,7 @@ import type { FdBudget } from '../observe/fd-check.js'
 import type { Evidence } from '../observe/types.js'
 import { canonicalIp } from '../policy/cidr.js'
 import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
+import { KeyCounts } from '../key-counts.js'
 import { LiveSet } from '../live-set.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { setsOf, type Peer } from './context.js'
@@ -34,7 +35,7 @@ export class Admission {
   /** Connections answered 503 and closing in stages (#refuse): open sockets the proxy still counts, and closes at its close. */
   readonly refused = new LiveSet<Socket>()
   /** Connections open per key (address or prefix) of untrusted peers. */
-  readonly #perAddress = new Map<string, number>()
+  readonly #perAddress = new KeyCounts()
   #keys: LimitKeys | undefined
   /** Over proxy.maxConnections: one line per window for all clients, naming the last one. */
   #overloaded = { ip: '', limit: 0 }
@@ -104,21 +105,16 @@ export class Admission {
     if (trusted) return { peer, trusted }                 // a trusted proxy speaks for many clients: not counted
     // one address (or prefix: an IPv6 host's /64) cannot take every slot
     const key = (this.#keys = keysFor(this.#keys, snap.config.limits)).key(peer.ip)
-    const mine = this.#perAddress.get(key) ?? 0
-    if (mine >= maxConnectionsPerAddress) {
+    if (!this.#perAddress.add(key, maxConnectionsPerAddress)) {
       this.#overloadByAddress.note(key, this.nowMs(), peer.ip)
       return this.#refuse(socket, `too many connections from ${key} (proxy.maxConnectionsPerAddress ${maxConnectionsPerAddress})`, maxConnections)
     }
-    this.#perAddress.set(key, mine + 1)
     return { peer, trusted, key }
   }
 
   /** A connection `admit` let in has closed: `key`, what it was counted under (none: not counted). */
   release(key: string | undefined): void {
-    if (key === undefined) return
-    const left = this.#perAddress.get(key)! - 1
-    if (left === 0) this.#perAddress.delete(key)
-    else this.#perAddress.set(key, left)
+    if (key !== undefined) this.#perAddress.remove(key)
   }
 
   /**

@@ -10,6 +10,8 @@ import { boundAddresses, listenOn } from './listen.js'
 import type { ProxyService } from './server.js'
 import { MAX_HELLO_BYTES, parseClientHello } from './sni.js'
 import { WindowedNotice } from '../dns/rate-limit.js'
+import { KeyCounts } from '../key-counts.js'
+import { NOTICE_WINDOW_MS } from '../observe/throttle.js'
 import { keysFor, prefixField, type LimitKeys } from '../policy/limit-key.js'
 
 export interface SinkholeOptions {
@@ -96,9 +98,6 @@ async function captured(snap: Snapshot, resolve: Resolve, client: string, own: D
 /** How many of the first bytes a capture that names nothing logs (hex). */
 const FIRST_BYTES = 16
 
-/** One line per window (with the count) for connections the capture refused at the accept. */
-const NOTICE_WINDOW_MS = 10_000
-
 /**
  * Who may hold a capture connection: at most proxy.maxConnections in all and
  * proxy.maxConnectionsPerAddress from one address (or prefix: limits), as at the proxy, so that
@@ -107,7 +106,7 @@ const NOTICE_WINDOW_MS = 10_000
  * once per window with the count.
  */
 function captureRefusals(evidence: Evidence) {
-  const perAddress = new Map<string, number>()
+  const perAddress = new KeyCounts()
   let keys: LimitKeys | undefined
   let limits = { all: 0, each: 0 }
   const notice = new WindowedNotice(NOTICE_WINDOW_MS, (key, n, ip) => {
@@ -122,19 +121,13 @@ function captureRefusals(evidence: Evidence) {
     admit(snap: Snapshot, ip: string, open: number): (() => void) | undefined {
       const { maxConnections, maxConnectionsPerAddress } = snap.config.proxy
       const key = (keys = keysFor(keys, snap.config.limits)).key(ip)
-      const mine = perAddress.get(key) ?? 0
-      if (open >= maxConnections || mine >= maxConnectionsPerAddress) {
+      if (open >= maxConnections || !perAddress.add(key, maxConnectionsPerAddress)) {
         limits = { all: maxConnections, each: maxConnectionsPerAddress }
         evidence.counters.dropped('overload')
         notice.note(key, Date.now(), ip)
         return undefined
       }
-      perAddress.set(key, mine + 1)
-      return () => {
-        const n = perAddress.get(key)! - 1
-        if (n === 0) perAddress.delete(key)
-        else perAddress.set(key, n)
-      }
+      return () => perAddress.remove(key)
     },
   }
 }
