@@ -8,7 +8,7 @@ import { CidrSet, canonicalIp, parseCidr } from '../policy/cidr.js'
 import type { RemoteCopy } from '../remote-lists.js'
 import type { Snapshot } from '../snapshot-types.js'
 import { limitConnections } from './admin-connections.js'
-import type { ClientTable, ClientView } from './client-table.js'
+import type { ClientRow, ClientTable } from './client-table.js'
 import type { Metrics } from './metrics.js'
 import type { Evidence } from './types.js'
 
@@ -103,8 +103,24 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
 const JSON_TYPE = 'application/json; charset=utf-8'
 const json = (res: ServerResponse, status: number, v: unknown) => send(res, status, JSON_TYPE, JSON.stringify(v) + '\n')
 
-/** Resolves on the next turn of the event loop. */
-const turn = () => new Promise<void>(resolve => { setImmediate(resolve) })
+/**
+ * Turns of the event loop shared by the responses under way: `next()` resolves on a later turn,
+ * one waiter per turn, first come first served. Sixteen responses each writing a chunk per turn
+ * would hold the loop sixteen chunks long between two reads of the DNS sockets; taking turns,
+ * DNS waits at most one chunk however many responses are being written.
+ */
+export function turns(): { next(): Promise<void> } {
+  const waiting: (() => void)[] = []
+  const pump = () => {
+    waiting.shift()!()
+    if (waiting.length > 0) setImmediate(pump)
+  }
+  return {
+    next: () => new Promise<void>(resolve => {
+      if (waiting.push(resolve) === 1) setImmediate(pump)
+    }),
+  }
+}
 
 /** Resolves once `res` may be written again, or is closed. */
 function drained(res: ServerResponse): Promise<void> {
@@ -121,6 +137,7 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   if (!hp) throw new AppError('USAGE', `admin listen "${opts.listen}": expected HOST:PORT`)
 
   const allowHosts = new Set(opts.allowHosts?.map(h => h.toLowerCase()))
+  const turn = turns()
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!hostAllowed(req.headers.host, allowHosts)) {
@@ -174,12 +191,12 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     }
   }
 
-  let reused: readonly ClientView[] | undefined
-  /** The client table, most recently seen first; a slow read is reused for a while (SLOW_LIST_MS). */
-  function views(): readonly ClientView[] {
+  let reused: readonly ClientRow[] | undefined
+  /** The client table's rows, most recently seen first; a slow read is reused for a while (SLOW_LIST_MS). */
+  function views(): readonly ClientRow[] {
     if (reused) return reused
     const t0 = performance.now()
-    const all = opts.clients.list()
+    const all = opts.clients.rows()
     const took = performance.now() - t0
     if (took >= SLOW_LIST_MS) {
       reused = all
@@ -214,13 +231,13 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     res.writeHead(200, { ...HEADERS, 'content-type': JSON_TYPE })
     let chunk = `{"total":${all.length},"matched":${matched.length},"limit":${limit},"count":${count},"clients":[`
     for (let i = 0; i < count; i++) {
-      chunk += (i === 0 ? '' : ',') + JSON.stringify(matched[i])
+      chunk += (i === 0 ? '' : ',') + matched[i]!.json()
       if (chunk.length >= CHUNK_CHARS) {
         // a turn of the event loop after each chunk: a socket with room in its buffer drains at
         // once (within the same turn), so waiting for 'drain' alone would not let DNS in
         if (!res.write(chunk)) await drained(res)
         chunk = ''
-        await turn()
+        await turn.next()
         if (closed) return
       }
     }

@@ -75,6 +75,13 @@ export interface ClientView {
   readonly where: Record<string, number>
 }
 
+/** One client of `ClientTable.rows()`: its address, and its view as JSON, built when asked. */
+export interface ClientRow {
+  readonly ip: string
+  /** `JSON.stringify` of its ClientView as it is now (the text is kept until the client's next decision). */
+  json(): string
+}
+
 export interface ClientTable {
   /** One decision; `names` are the client's names on its line (none when no lease or PTR name is known). */
   record(ev: DecisionEvent, names?: ClientNamesSeen): void
@@ -82,6 +89,11 @@ export interface ClientTable {
   get(ip: string, machine?: string): ClientEntry | undefined
   /** Every client, most recently seen first. */
   list(): ClientView[]
+  /**
+   * Every client, most recently seen first, each view built only when its `json()` is called:
+   * `/api/clients` builds the rows it sends (1000 by default) and not the whole table's.
+   */
+  rows(): ClientRow[]
   readonly size: number
 }
 
@@ -110,6 +122,47 @@ function nonZero(keys: readonly string[], counts: Float64Array, at: number): Rec
 
 const str = (v: unknown): string | undefined => typeof v === 'string' && v !== '' ? v : undefined
 
+/** The view of an entry, as `/api/clients` shows it. */
+function viewOf(c: ClientEntry): ClientView {
+  const names: { hostname?: string; mac?: string; domain?: string } = {}
+  if (c.hostname !== undefined) names.hostname = c.hostname
+  if (c.mac !== undefined) names.mac = c.mac
+  if (c.domain !== undefined) names.domain = c.domain
+  return {
+    ip: c.ip, ...names, group: c.group,
+    first_seen: new Date(c.firstSeen).toISOString(), last_seen: new Date(c.lastSeen).toISOString(),
+    actions: nonZero(ACTIONS, c.counts, 0),
+    names: [...c.names].map(([name, n]) => ({ name, count: n.count, matched: [...n.matched].sort(), other_matched: n.otherMatched }))
+      .sort((a, b) => b.count - a.count || (a.name < b.name ? -1 : 1)),
+    other_names: c.otherNames,
+    lists: Object.fromEntries(c.lists), where: nonZero(WHERE_LABELS, c.counts, ACTIONS.length),
+  }
+}
+
+/**
+ * A table's entry, and a row of `rows()`: its JSON is kept once built, until its next decision
+ * (a table read again and again, most of whose clients are quiet, is serialized once).
+ */
+class Entry implements ClientEntry, ClientRow {
+  hostname: string | undefined
+  domain: string | undefined = undefined
+  readonly counts = new Float64Array(ACTIONS.length + WHERE_LABELS.length)
+  readonly names = new Map<string, NameEntry>()
+  otherNames = 0
+  matchedKept = 0
+  readonly lists = new Map<string, number>()
+  /** The JSON of its view, built since its last decision (undefined: none). */
+  text: string | undefined = undefined
+  constructor(readonly ip: string, readonly machine: string, hostname: string | undefined, readonly mac: string | undefined,
+    public group: string, public firstSeen: number, public lastSeen: number) {
+    this.hostname = hostname
+  }
+
+  json(): string {
+    return this.text ??= JSON.stringify(viewOf(this))
+  }
+}
+
 /** The table's key: the address alone, or with its machine (an address has no space in it). */
 const keyOf = (ip: string, machine: string) => machine === '' ? ip : `${ip} ${machine}`
 
@@ -133,7 +186,7 @@ export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
   const clock = opts.clock ?? Date.now
   /** The rows of each IPv6 /64, oldest first. */
   const byPrefix = new Map<string, Set<string>>()
-  const table = new LRUCache<string, ClientEntry>({
+  const table = new LRUCache<string, Entry>({
     max: opts.maxClients ?? 10_000,
     dispose: (c, key) => {
       const p = prefixOf(c.ip)
@@ -146,7 +199,7 @@ export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
   // the entry recorded last: a run of events from one client (the common case) skips the LRU
   // lookup and hashing the client's address string anew. It is always the most recent entry
   // (nothing else touches recency), so it is never the one evicted.
-  let last: ClientEntry | undefined
+  let last: Entry | undefined
 
   function matched(c: ClientEntry, n: NameEntry, m: string): void {
     if (n.matched.has(m)) return
@@ -167,10 +220,7 @@ export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
       const machine = mac ?? hostname ?? ''
       let c = last !== undefined && last.ip === ip && last.machine === machine ? last : table.get(keyOf(ip, machine))
       if (!c) {
-        c = {
-          ip, machine, hostname, mac, domain: undefined, group: d.group, firstSeen: now, lastSeen: now,
-          counts: new Float64Array(ACTIONS.length + WHERE_LABELS.length), names: new Map(), otherNames: 0, matchedKept: 0, lists: new Map(),
-        }
+        c = new Entry(ip, machine, hostname, mac, d.group, now, now)
         const key = keyOf(ip, machine)
         const p = prefixOf(ip)
         if (p !== undefined) {
@@ -182,6 +232,7 @@ export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
         table.set(key, c)
       }
       last = c
+      c.text = undefined
       if (hostname !== undefined) c.hostname = hostname
       const domain = str(seen?.domain)
       if (domain !== undefined) c.domain = domain
@@ -207,25 +258,8 @@ export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
       }
     },
     get: (ip, machine = '') => table.peek(keyOf(ip, machine)),
-    list() {
-      const out: ClientView[] = []
-      for (const c of table.values()) {
-        const names: { hostname?: string; mac?: string; domain?: string } = {}
-        if (c.hostname !== undefined) names.hostname = c.hostname
-        if (c.mac !== undefined) names.mac = c.mac
-        if (c.domain !== undefined) names.domain = c.domain
-        out.push({
-          ip: c.ip, ...names, group: c.group,
-          first_seen: new Date(c.firstSeen).toISOString(), last_seen: new Date(c.lastSeen).toISOString(),
-          actions: nonZero(ACTIONS, c.counts, 0),
-          names: [...c.names].map(([name, n]) => ({ name, count: n.count, matched: [...n.matched].sort(), other_matched: n.otherMatched }))
-            .sort((a, b) => b.count - a.count || (a.name < b.name ? -1 : 1)),
-          other_names: c.otherNames,
-          lists: Object.fromEntries(c.lists), where: nonZero(WHERE_LABELS, c.counts, ACTIONS.length),
-        })
-      }
-      return out
-    },
+    list: () => Array.from(table.values(), viewOf),
+    rows: () => Array.from(table.values()),
     get size() { return table.size },
   }
 }

@@ -4,7 +4,7 @@
 // length" after 5.2 s, with DNS stalled 4.9 s and 1 GB of RSS).
 import t, { type Test } from 'tap'
 import { request } from 'node:http'
-import { startAdmin, type AdminOptions } from '../../src/observe/admin.js'
+import { startAdmin, turns, type AdminOptions } from '../../src/observe/admin.js'
 import { createClientTable } from '../../src/observe/client-table.js'
 import { createMetrics } from '../../src/observe/metrics.js'
 import { makeSnapshot } from '../fixtures/snapshot.js'
@@ -199,11 +199,50 @@ t.test('a table slow to read is read again only after ten times as long', async 
   }
   t.equal(table.calls, 2, 'later, read again')
   const fast = createClientTable()
-  const list = fast.list.bind(fast)
+  const rows = fast.rows.bind(fast)
   let calls = 0
-  fast.list = () => { calls++; return list() }
+  fast.rows = () => { calls++; return rows() }
   const b = await start(t, { clients: fast })
   await page(b.port, '/api/clients')
   await page(b.port, '/api/clients')
   t.equal(calls, 2, 'a table quick to read is read for every request')
+})
+
+t.test('only the clients sent are built: ?limit=3 of 300 builds three views', async t => {
+  const clients = createClientTable()
+  for (let i = 0; i < 300; i++) {
+    const ip = `10.1.${i >> 8}.${i & 255}`
+    clients.record({ message: 'dns.query', decision: snap.policy.decide(ip, 'a.ngrok.io', 'qname'), client: { ip, port: 1 }, transport: 'udp', durationNs: 1 })
+  }
+  const { port } = await start(t, { clients })
+  const iso = Date.prototype.toISOString
+  let built = 0
+  Date.prototype.toISOString = function (this: Date) { built++; return iso.call(this) }
+  t.teardown(() => { Date.prototype.toISOString = iso })
+  const p = await page(port, '/api/clients?limit=3')
+  t.match(p, { total: 300, matched: 300, count: 3 })
+  t.equal(built, 3 * 2, 'first_seen and last_seen of three views, not of 300')
+  t.same(ips(p), ['10.1.1.43', '10.1.1.42', '10.1.1.41'])
+  built = 0
+  t.equal((await page(port, '/api/clients?limit=3')).count, 3)
+  t.equal(built, 0, 'asked again with no decision in between: the same JSON, not built again')
+})
+
+t.test('responses under way take turns of the event loop: one chunk per turn among them all', async t => {
+  let tick = 0
+  let ticking = true
+  const ticker = () => { tick++; if (ticking) setImmediate(ticker) }
+  setImmediate(ticker)
+  const shared = turns()
+  const seen: [number, number][] = []
+  await Promise.all([0, 1, 2].map(async i => {
+    for (let k = 0; k < 2; k++) {
+      await shared.next()
+      seen.push([i, tick])
+    }
+  }))
+  ticking = false
+  t.same(seen.map(([i]) => i), [0, 1, 2, 0, 1, 2], 'first come, first served')
+  const at = seen.map(([, n]) => n)
+  t.equal(new Set(at).size, 6, `each on a turn of its own (turns ${at.join(' ')})`)
 })

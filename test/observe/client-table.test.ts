@@ -183,3 +183,34 @@ t.test('an address a client named (destination.ip, no destination.domain) is the
     durationNs: 1, destination: { ip: '203.0.113.5', port: 443 }, sni: 'x.ngrok.io' })
   t.same(table.list()[0]!.names, [{ name: '203.0.113.5', count: 2, matched: ['x.ngrok.io'], other_matched: 0 }])
 })
+
+t.test("rows(): each row's JSON is its view's, built once and again only after its client's next decision", async t => {
+  let now = Date.UTC(2026, 10, 21)
+  const table = createClientTable({ clock: () => now })
+  table.record(ev('10.0.0.1', 'a.ngrok.io'))
+  now += 1000
+  table.record(ev('10.0.0.2', 'a.ngrok.io'))
+  const rows = table.rows()
+  t.same(rows.map(r => r.ip), ['10.0.0.2', '10.0.0.1'], 'most recently seen first, as list()')
+  t.same(rows.map(r => JSON.parse(r.json())), table.list(), 'the JSON of the same views')
+  const stringify = JSON.stringify
+  let calls = 0
+  JSON.stringify = ((...a: Parameters<typeof stringify>) => { calls++; return stringify(...a) }) as typeof stringify
+  t.teardown(() => { JSON.stringify = stringify })
+  const before = rows[1]!.json()
+  t.equal(calls, 0, 'kept: a quiet client is not serialized again')
+  now += 1000
+  table.record(ev('10.0.0.1', 'b.ngrok.io'))
+  const after = table.rows()[0]!
+  t.equal(after.ip, '10.0.0.1')
+  t.not(after.json(), before, 'its next decision is in its JSON')
+  t.equal(calls, 1, 'built anew once')
+  t.match(JSON.parse(after.json()), { last_seen: '2026-11-21T00:00:02.000Z', actions: { sinkhole: 2 }, names: [{ name: 'a.ngrok.io' }, { name: 'b.ngrok.io' }] })
+  t.equal(calls, 1)
+  const capped = createClientTable({ maxNames: 1 })
+  capped.record(ev('10.0.0.1', 'a.ngrok.io'))
+  const row = capped.rows()[0]!
+  t.equal(JSON.parse(row.json()).other_names, 0)
+  capped.record(ev('10.0.0.1', 'b.ngrok.io'))
+  t.equal(JSON.parse(row.json()).other_names, 1, 'a decision past the names cap is in it too')
+})
