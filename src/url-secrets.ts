@@ -28,6 +28,15 @@ export function redactUrl(raw: string): string {
   return `${u.protocol}//${user && `${user}@`}${u.host}${u.pathname}${query && `?${query}`}${u.hash && '#***'}`
 }
 
+/**
+ * Text as typed, the password of a URL at its start (`scheme://user:password@`) replaced by `***`
+ * and nothing else changed: `check` repeats the URL a responder pasted, and a password pasted with
+ * it is not repeated to the screen or to the admin API's readers.
+ */
+export function withoutPassword(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/?#@:]*:)[^/?#]*@/i, '$1***@')
+}
+
 /** The URL to fetch (no credentials in it) and the Authorization value its credentials make. */
 export function withoutCredentials(url: string): { url: string; authorization?: string } {
   const u = new URL(url)

@@ -38,7 +38,10 @@ t.test('check takes the host from a URL or host:port pasted from an alert, and s
   const hp = await run(['check', 'www.example.com:443'])
   t.match(hp.out, /^www\.example\.com \(from www\.example\.com:443\): PASS\n.*\n {2}reason: +not listed\n/)
   const j = JSON.parse((await run(['check', 'tcp://user:pw@0.TCP.ngrok.io:12345', '--json'])).out)
-  t.match(j, { name: '0.tcp.ngrok.io', action: 'sinkhole', list: 'ngrok', unparseable: false, from: 'tcp://user:pw@0.TCP.ngrok.io:12345' }, 'any scheme; userinfo dropped')
+  t.match(j, { name: '0.tcp.ngrok.io', action: 'sinkhole', list: 'ngrok', unparseable: false, from: 'tcp://user:***@0.TCP.ngrok.io:12345' }, 'any scheme; userinfo dropped, the password not repeated')
+  const pw = await run(['check', 'https://ops:s3cr@t@x.ngrok-free.app/p?q=1'])
+  t.match(pw.out, /^x\.ngrok-free\.app \(from https:\/\/ops:\*\*\*@x\.ngrok-free\.app\/p\?q=1\): SINKHOLE\n/)
+  t.notMatch(pw.out, /s3cr/, 'a password with an @ in it: none of it shown')
   t.match(JSON.parse((await run(['check', 'wss://x.ngrok.app?q=1', '--json'])).out), { name: 'x.ngrok.app', action: 'sinkhole' }, 'no path, a query')
   // an address literal is no name: it passes, as the proxy passes it
   t.match(JSON.parse((await run(['check', '[fd00::7]:8443', '--json'])).out), { name: 'fd00::7', action: 'pass', reason: 'an address, not a name', from: '[fd00::7]:8443' })

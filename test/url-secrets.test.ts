@@ -1,5 +1,5 @@
 import t from 'tap'
-import { basicAuth, redactUrl, shortSource, withoutCredentials as listRequest } from '../src/url-secrets.js'
+import { basicAuth, redactUrl, shortSource, withoutCredentials as listRequest, withoutPassword } from '../src/url-secrets.js'
 
 t.test('redactUrl: password, query values and fragment hidden; user, host, path and keys kept', async t => {
   t.equal(redactUrl('http://u:pw@127.0.0.1:18082/tunnels.txt?key=SECRET'), 'http://u:***@127.0.0.1:18082/tunnels.txt?key=***')
@@ -28,4 +28,11 @@ t.test('shortSource: a file by its name, a URL without credentials, query or fra
 t.test('basicAuth: from a parsed URL, or none', async t => {
   t.equal(basicAuth(new URL('http://a%20b:p%3Aw@h.example/')), `Basic ${Buffer.from('a b:p:w').toString('base64')}`)
   t.equal(basicAuth(new URL('http://h.example/')), undefined)
+})
+
+t.test('withoutPassword: a URL as typed, its password alone hidden', async t => {
+  t.equal(withoutPassword('https://ops:s3cret@X.ngrok-free.app/p?token=1'), 'https://ops:***@X.ngrok-free.app/p?token=1', 'case, path and query as typed')
+  t.equal(withoutPassword('tcp://u:p@ss@0.tcp.ngrok.io:1234'), 'tcp://u:***@0.tcp.ngrok.io:1234', 'an @ in the password: up to the last @ of the authority')
+  t.equal(withoutPassword('https://:pw@h/'), 'https://:***@h/')
+  for (const same of ['https://user@h/', 'https://h:443/a@b', 'h:443', 'x.ngrok.io', 'https://h/?u=a:b@c', 'bad_name!.ngrok.io:443']) t.equal(withoutPassword(same), same, same)
 })

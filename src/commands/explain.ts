@@ -8,6 +8,7 @@ import type { Snapshot } from '../snapshot-types.js'
 import type { StoredCopies } from '../remote-lists.js'
 import { allWarnings } from '../snapshot.js'
 import { printable } from '../printable.js'
+import { withoutPassword } from '../url-secrets.js'
 
 const NOT_FETCHED = '0 entries (remote, not fetched yet: run serve, or check the URL)'
 
@@ -104,13 +105,13 @@ export function checkDecision(s: Snapshot, name: string, client: string): { deci
     const dnsAnswer = refused || blocks(decision) ? undefined : bypassOf(decision.name, s.config)
     return { decision, refused, ...dnsAnswer && { dnsAnswer } }
   }
-  if ('target' in t) return { decision: decideTarget(s, client, t.target, t.where), refused, from: name }
+  if ('target' in t) return { decision: decideTarget(s, client, t.target, t.where), refused, from: withoutPassword(name) }
   const logged = decideBadTarget(s, client, t.authority, t.where)
   const host = badTargetHost(t.authority)
   const decision = logged ?? (host === undefined
     ? { action: 'pass', group: s.policy.groupOf(client), where: t.where, name, reason: NO_HOST }
     : s.policy.decide(client, host, t.where))
-  return { decision, refused, from: name, invalid: t.invalid }
+  return { decision, refused, from: withoutPassword(name), invalid: t.invalid }
 }
 
 /** A decision as `check --json` and `/api/check` give it. */
