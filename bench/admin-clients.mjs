@@ -17,6 +17,7 @@ import { request } from 'node:http'
 import { cpus, loadavg } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { pct, query, sleep } from './probe.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLIENTS = Math.min(65536, Number(process.env.CLIENTS ?? 10_000))
@@ -31,17 +32,6 @@ writeFileSync(join(cfgDir, 'bench.txt'), 'bench.test\n')
 const cfg = join(cfgDir, 'tg.yaml')
 writeFileSync(cfg, `dns: { listen: ["127.0.0.1:0"], upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: [] }\nadmin: { listen: "127.0.0.1:0", maxConnections: 256 }\n`
   + `lists:\n  bench: { files: ["${join(cfgDir, 'bench.txt')}"], action: block }\nreload: { watch: false }\n`)
-
-const sleep = ms => new Promise(r => setTimeout(r, ms))
-const pct = (xs, p) => { if (xs.length === 0) return NaN; const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))] }
-
-/** A DNS query for `name` (A, IN, RD) with the given ID. */
-function query(id, name) {
-  const labels = name.split('.').map(l => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]))
-  const head = Buffer.alloc(12)
-  head.writeUInt16BE(id, 0); head.writeUInt16BE(0x0100, 2); head.writeUInt16BE(1, 4)
-  return Buffer.concat([head, ...labels, Buffer.from([0, 0, 1, 0, 1])])
-}
 
 /** Client i asks its NAMES names from its own address, ten at a time; resolves with the answers it got. */
 async function fill(port, i) {

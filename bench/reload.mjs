@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { pct, query, sleep } from './probe.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const NAMES = Number(process.env.NAMES ?? 1_500_000)
@@ -35,17 +36,6 @@ const cfg = join(cfgDir, 'tg.yaml')
 writeFileSync(cfg, `dns: { listen: ["127.0.0.1:0"], upstreams: ["udp://127.0.0.1:9"] }\nproxy: { listen: [] }\nadmin: { listen: null }\n`
   + `lists:\n  big: { files: ["${listFile}"], action: block }\nreload: { watch: false }\nlog: { level: info }\n`)
 
-const sleep = ms => new Promise(r => setTimeout(r, ms))
-const pct = (xs, p) => { if (xs.length === 0) return NaN; const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))] }
-
-/** A DNS query for `name` (A, IN, RD) with the given ID. */
-function query(id, name) {
-  const labels = name.split('.').map(l => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]))
-  const head = Buffer.alloc(12)
-  head.writeUInt16BE(id, 0); head.writeUInt16BE(0x0100, 2); head.writeUInt16BE(1, 4)
-  return Buffer.concat([head, ...labels, Buffer.from([0, 0, 1, 0, 1])])
-}
-
 async function runBuild({ name, dir }) {
   const child = spawn(process.execPath, [join(dir, 'cli.js'), 'serve', '--config', cfg], {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -58,7 +48,7 @@ async function runBuild({ name, dir }) {
     while (Date.now() < end) { const m = re.exec(log.slice(from)); if (m) return m; await sleep(5) }
     throw new Error(`${name}: no ${re} within ${ms} ms`)
   }
-  const started = await waitLine(/"port":(\d+)[^\n]*"message":"dns listening"/, 0, 120_000)
+  const started = await waitLine(/"port":(\d+)[^\n]*"message":"dns[. ]listening"/, 0, 120_000)
   const port = Number(started[1])
   const sock = createSocket('udp4')
   const sent = new Map()                  // id → send time
