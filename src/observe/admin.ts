@@ -54,13 +54,6 @@ export interface AdminOptions {
 export const CLIENTS_LIMIT = 1000
 /** JSON gathered before it is written and the event loop gets a turn (DNS keeps being served). */
 const CHUNK_CHARS = 64 * 1024
-/**
- * A client table that took this long (ms) to read is read again only after ten times as long
- * (the responses in between get that view): reading it blocks the event loop, and requests
- * for it must not keep DNS waiting most of the time.
- */
-const SLOW_LIST_MS = 20
-const SLOW_LIST_REUSE = 10
 const ADMIN_TIMEOUT_MS = 5000
 
 export interface AdminServer {
@@ -191,20 +184,6 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     }
   }
 
-  let reused: readonly ClientRow[] | undefined
-  /** The client table's rows, most recently seen first; a slow read is reused for a while (SLOW_LIST_MS). */
-  function views(): readonly ClientRow[] {
-    if (reused) return reused
-    const t0 = performance.now()
-    const all = opts.clients.rows()
-    const took = performance.now() - t0
-    if (took >= SLOW_LIST_MS) {
-      reused = all
-      setTimeout(() => { reused = undefined }, took * SLOW_LIST_REUSE).unref()
-    }
-    return all
-  }
-
   /**
    * `/api/clients[?limit=N][&client=IP|CIDR]...`: the `limit` (default 1000) most recently seen
    * clients among those `client` selects, after the counts (`total` in the table, `matched` by
@@ -223,15 +202,27 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
       res.writeHead(200, { ...HEADERS, 'content-type': JSON_TYPE })
       return void res.end()
     }
-    const all = views()
-    const matched = only ? all.filter(c => only.has(c.ip)) : all
-    const count = Math.min(limit, matched.length)
     let closed = false
     res.once('close', () => { closed = true })
+    // the first chunk waits its turn too: a flood of small requests (the counts alone, one client)
+    // must not be answered all in the turn they arrive in
+    await turn.next()
+    if (closed) return
+    // the rows picked in one turn (the first `limit`, or a pass over the table for `client`),
+    // each turned into JSON when its chunk is written
+    const total = opts.clients.size
+    const picked: ClientRow[] = []
+    let matched = 0
+    for (const row of opts.clients.rows()) {
+      if (only && !only.has(row.ip)) continue
+      if (++matched <= limit) picked.push(row)
+      else if (!only) { matched = total; break }
+    }
+    const count = picked.length
     res.writeHead(200, { ...HEADERS, 'content-type': JSON_TYPE })
-    let chunk = `{"total":${all.length},"matched":${matched.length},"limit":${limit},"count":${count},"clients":[`
+    let chunk = `{"total":${total},"matched":${matched},"limit":${limit},"count":${count},"clients":[`
     for (let i = 0; i < count; i++) {
-      chunk += (i === 0 ? '' : ',') + matched[i]!.json()
+      chunk += (i === 0 ? '' : ',') + picked[i]!.json()
       if (chunk.length >= CHUNK_CHARS) {
         // a turn of the event loop after each chunk: a socket with room in its buffer drains at
         // once (within the same turn), so waiting for 'drain' alone would not let DNS in

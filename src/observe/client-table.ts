@@ -91,9 +91,9 @@ export interface ClientTable {
   list(): ClientView[]
   /**
    * Every client, most recently seen first, each view built only when its `json()` is called:
-   * `/api/clients` builds the rows it sends (1000 by default) and not the whole table's.
+   * `/api/clients` reads as far as it needs (1000 rows by default) and builds the rows it sends.
    */
-  rows(): ClientRow[]
+  rows(): Iterable<ClientRow>
   readonly size: number
 }
 
@@ -259,7 +259,7 @@ export function createClientTable(opts: ClientTableOptions = {}): ClientTable {
     },
     get: (ip, machine = '') => table.peek(keyOf(ip, machine)),
     list: () => Array.from(table.values(), viewOf),
-    rows: () => Array.from(table.values()),
+    rows: () => table.values(),
     get size() { return table.size },
   }
 }

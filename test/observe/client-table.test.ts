@@ -190,7 +190,7 @@ t.test("rows(): each row's JSON is its view's, built once and again only after i
   table.record(ev('10.0.0.1', 'a.ngrok.io'))
   now += 1000
   table.record(ev('10.0.0.2', 'a.ngrok.io'))
-  const rows = table.rows()
+  const rows = [...table.rows()]
   t.same(rows.map(r => r.ip), ['10.0.0.2', '10.0.0.1'], 'most recently seen first, as list()')
   t.same(rows.map(r => JSON.parse(r.json())), table.list(), 'the JSON of the same views')
   const stringify = JSON.stringify
@@ -201,7 +201,7 @@ t.test("rows(): each row's JSON is its view's, built once and again only after i
   t.equal(calls, 0, 'kept: a quiet client is not serialized again')
   now += 1000
   table.record(ev('10.0.0.1', 'b.ngrok.io'))
-  const after = table.rows()[0]!
+  const after = [...table.rows()][0]!
   t.equal(after.ip, '10.0.0.1')
   t.not(after.json(), before, 'its next decision is in its JSON')
   t.equal(calls, 1, 'built anew once')
@@ -209,7 +209,7 @@ t.test("rows(): each row's JSON is its view's, built once and again only after i
   t.equal(calls, 1)
   const capped = createClientTable({ maxNames: 1 })
   capped.record(ev('10.0.0.1', 'a.ngrok.io'))
-  const row = capped.rows()[0]!
+  const row = [...capped.rows()][0]!
   t.equal(JSON.parse(row.json()).other_names, 0)
   capped.record(ev('10.0.0.1', 'b.ngrok.io'))
   t.equal(JSON.parse(row.json()).other_names, 1, 'a decision past the names cap is in it too')
