@@ -204,34 +204,35 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     }
     let closed = false
     res.once('close', () => { closed = true })
-    // the first chunk waits its turn too: a flood of small requests (the counts alone, one client)
-    // must not be answered all in the turn they arrive in
-    await turn.next()
-    if (closed) return
-    // the rows picked in one turn (the first `limit`, or a pass over the table for `client`),
-    // each turned into JSON when its chunk is written
-    const total = opts.clients.size
-    const picked: ClientRow[] = []
-    let matched = 0
-    for (const row of opts.clients.rows()) {
-      if (only && !only.has(row.ip)) continue
-      if (++matched <= limit) picked.push(row)
-      else if (!only) { matched = total; break }
-    }
-    const count = picked.length
-    res.writeHead(200, { ...HEADERS, 'content-type': JSON_TYPE })
-    let chunk = `{"total":${total},"matched":${matched},"limit":${limit},"count":${count},"clients":[`
-    for (let i = 0; i < count; i++) {
-      chunk += (i === 0 ? '' : ',') + picked[i]!.json()
-      if (chunk.length >= CHUNK_CHARS) {
-        // a turn of the event loop after each chunk: a socket with room in its buffer drains at
-        // once (within the same turn), so waiting for 'drain' alone would not let DNS in
+    let picked: ClientRow[] | undefined
+    let chunk = ''
+    let i = 0
+    do {
+      // each chunk on a turn of the event loop of its own, the first too (a flood of small
+      // requests, the counts alone, must not all be answered in the turn they arrive in): a
+      // socket with room in its buffer drains at once, so waiting for 'drain' alone would not let DNS in
+      await turn.next()
+      if (closed) return
+      if (picked === undefined) {
+        // the rows picked in one turn (the first `limit`, or a pass over the table for `client`),
+        // each turned into JSON when its chunk is written
+        const total = opts.clients.size
+        let matched = 0
+        picked = []
+        for (const row of opts.clients.rows()) {
+          if (only && !only.has(row.ip)) continue
+          if (++matched <= limit) picked.push(row)
+          else if (!only) { matched = total; break }
+        }
+        res.writeHead(200, { ...HEADERS, 'content-type': JSON_TYPE })
+        chunk = `{"total":${total},"matched":${matched},"limit":${limit},"count":${picked.length},"clients":[`
+      }
+      for (; i < picked.length && chunk.length < CHUNK_CHARS; i++) chunk += (i === 0 ? '' : ',') + picked[i]!.json()
+      if (i < picked.length) {
         if (!res.write(chunk)) await drained(res)
         chunk = ''
-        await turn.next()
-        if (closed) return
       }
-    }
+    } while (i < picked.length)
     res.end(chunk + ']}\n')
   }
 
