@@ -42,7 +42,7 @@ t.test('proxy.keepAliveTimeout: a client idle within it is served on the same co
   await new Promise(r => setTimeout(r, 900))
   get('/two')
   t.ok(await waitFor(() => answers() === 2), 'the second answer, on the same connection')
-  t.notMatch(data, /408/, 'no 408: the header deadline did not run while the connection was idle')
+  t.notMatch(data, /HTTP\/1\.[01] 408/, 'no 408: the header deadline did not run while the connection was idle (a status line: the origin port may hold the digits)')
   const idleFrom = Date.now()
   const at = await Promise.race([ended, new Promise<number>(r => setTimeout(() => r(0), 6000))])
   t.ok(at > 0, 'the proxy ended the idle connection')
